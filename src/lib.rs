@@ -1,0 +1,13 @@
+//! osimage: turn an installed Linux system into one bootable ISO that restores it exactly.
+//!
+//! The modules follow the pipeline (docs/DESIGN.md): `scan` walks the root, `payload` chunks,
+//! dedups, compresses and packs it and reads it back, `image` says where an image's bytes live
+//! (a `.oimg` file or an ISO), `extract` puts files back, `iso` writes and reads ISO 9660, and
+//! `cli` is the thin command line on top.
+
+pub mod cli;
+pub mod extract;
+pub mod image;
+pub mod iso;
+pub mod payload;
+pub mod scan;

@@ -1,0 +1,265 @@
+//! The manifest: everything an image knows besides chunk bytes (docs/FORMAT.md §5).
+//!
+//! Plain data types with serde derives, encoded with bincode 2 (standard config) and framed by
+//! `payload::frame`. Every field here is part of format version 1: changing one means bumping
+//! `FORMAT_VERSION` and documenting it in docs/FORMAT.md.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the payload format this build writes and the highest it reads.
+pub const FORMAT_VERSION: u16 = 1;
+
+/// A chunk's identity: the BLAKE3 hash of its uncompressed bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ChunkId(pub [u8; 32]);
+
+impl ChunkId {
+    /// The id of `data`.
+    pub fn of(data: &[u8]) -> Self {
+        ChunkId(*blake3::hash(data).as_bytes())
+    }
+}
+
+impl std::fmt::Debug for ChunkId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for b in &self.0[..8] {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Index of a chunk in `Manifest::chunks`.
+pub type ChunkIndex = u32;
+/// Index of a block in `Manifest::blocks`.
+pub type BlockIndex = u32;
+/// Index of a pack in `Manifest::packs`.
+pub type PackIndex = u32;
+/// Index of an entry in `Manifest::entries`.
+pub type EntryIndex = u32;
+
+/// A point in time, as `struct timespec`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timestamp {
+    pub sec: i64,
+    pub nsec: u32,
+}
+
+/// The whole manifest of an image.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub image: ImageInfo,
+    pub packs: Vec<PackRecord>,
+    pub blocks: Vec<BlockRecord>,
+    pub chunks: Vec<ChunkRecord>,
+    /// Entries in capture order: every directory comes before what it contains.
+    pub entries: Vec<Entry>,
+    /// Numeric id → name, from the captured root's /etc/passwd (display only).
+    pub users: Vec<(u32, String)>,
+    /// Numeric id → name, from the captured root's /etc/group (display only).
+    pub groups: Vec<(u32, String)>,
+    /// The filesystems whose files were captured (`Meta::fs` indexes this).
+    pub filesystems: Vec<CapturedFs>,
+    pub stats: CaptureStats,
+    /// Typed, versioned sections added by later features (layout record, boot areas,
+    /// lineage, signatures...). A reader that meets a `required` one it does not know rejects
+    /// the image (docs/FORMAT.md §5.6).
+    pub extensions: Vec<Extension>,
+}
+
+/// Who made the image, when, from what.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    /// Random id of this image; packs carry it too so they cannot be mixed up between images.
+    pub id: [u8; 16],
+    pub created: Timestamp,
+    pub tool_version: String,
+    pub hostname: String,
+    pub os_release: String,
+    pub kernel: String,
+    pub arch: String,
+    /// The capture root as given (absolute path bytes).
+    pub source_root: Vec<u8>,
+    pub zstd_level: i32,
+    pub chunking: ChunkParams,
+}
+
+/// Content-defined chunking parameters (FastCDC 2020, normalization level 1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkParams {
+    pub min: u32,
+    pub avg: u32,
+    pub max: u32,
+}
+
+/// One pack file: a run of blocks (docs/FORMAT.md §3).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackRecord {
+    /// Total length of the pack in bytes, header included.
+    pub len: u64,
+    /// BLAKE3 of the whole pack.
+    pub hash: [u8; 32],
+}
+
+/// How a block's bytes are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Codec {
+    /// Stored as is (incompressible data).
+    Raw,
+    /// One zstd frame.
+    Zstd,
+}
+
+/// A compression unit: one or more chunks' bytes concatenated, then compressed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockRecord {
+    pub pack: PackIndex,
+    /// Offset of the block's header within its pack.
+    pub offset: u64,
+    /// Length of the stored (compressed) body, header excluded.
+    pub stored_len: u32,
+    /// Length of the uncompressed body.
+    pub raw_len: u32,
+    pub codec: Codec,
+}
+
+/// Where a unique chunk lives.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRecord {
+    pub id: ChunkId,
+    pub block: BlockIndex,
+    /// Offset within the block's uncompressed body.
+    pub offset: u32,
+    pub len: u32,
+}
+
+/// One path in the captured tree.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Path relative to the capture root, components joined by `/`, raw bytes (not always
+    /// UTF-8). The root itself is the empty path.
+    pub path: Vec<u8>,
+    pub kind: EntryKind,
+    pub meta: Meta,
+    /// Every extended attribute, raw, in the order listxattr gave them.
+    pub xattrs: Vec<Xattr>,
+}
+
+/// What an entry is, with what is needed to recreate it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryKind {
+    Directory,
+    /// A regular file. Bytes not covered by `runs` are holes (zeros).
+    File { size: u64, runs: Vec<DataRun> },
+    Symlink { target: Vec<u8> },
+    /// Another name of the regular file at `target` (an earlier entry).
+    HardLink { target: EntryIndex },
+    CharDevice { rdev: u64 },
+    BlockDevice { rdev: u64 },
+    Fifo,
+    Socket,
+}
+
+/// Consecutive chunks of file data starting at `offset`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataRun {
+    pub offset: u64,
+    pub chunks: Vec<ChunkIndex>,
+}
+
+/// The inode metadata restored for every entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    /// Permission bits incl. setuid, setgid and sticky (`st_mode & 0o7777`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub atime: Timestamp,
+    pub mtime: Timestamp,
+    /// Not restorable; kept for the files cache and `diff`.
+    pub ctime: Timestamp,
+    /// Inode number on the source (files cache, hard links).
+    pub ino: u64,
+    /// Index into `Manifest::filesystems`.
+    pub fs: u32,
+    pub nlink: u32,
+}
+
+/// One extended attribute, raw.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Xattr {
+    pub name: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
+/// A filesystem some of the captured files came from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapturedFs {
+    /// Mount point relative to the capture root ("" for the root's own filesystem).
+    pub mount_point: Vec<u8>,
+    pub fstype: String,
+    /// The mount source as mountinfo shows it (e.g. /dev/vda1).
+    pub source: String,
+    /// `st_dev` of the mounted filesystem on the source machine.
+    pub dev: u64,
+}
+
+/// Counters reported by `info` (all sizes in bytes).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureStats {
+    pub entries: u64,
+    pub files: u64,
+    pub directories: u64,
+    pub symlinks: u64,
+    pub hardlinks: u64,
+    pub specials: u64,
+    /// Sum of regular file sizes (apparent).
+    pub file_bytes: u64,
+    /// Bytes of data actually read and chunked (holes and zero runs excluded).
+    pub data_bytes: u64,
+    /// Chunk references in files.
+    pub chunk_refs: u64,
+    /// Unique chunks stored.
+    pub unique_chunks: u64,
+    /// Bytes of the unique chunks, uncompressed.
+    pub unique_bytes: u64,
+    /// Bytes of all blocks as stored (compressed), headers excluded.
+    pub stored_bytes: u64,
+    /// Paths skipped because of errors (with --keep-going).
+    pub skipped: u64,
+    /// Capture duration in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// A typed, versioned section of the manifest added by a feature after the core format.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extension {
+    /// e.g. "layout", "boot-areas", "lineage".
+    pub name: String,
+    pub version: u16,
+    /// When true a reader that does not know `name` must refuse the image.
+    pub required: bool,
+    pub data: Vec<u8>,
+}
+
+impl Manifest {
+    /// The extension named `name`, if present.
+    pub fn extension(&self, name: &str) -> Option<&Extension> {
+        self.extensions.iter().find(|e| e.name == name)
+    }
+}
+
+/// Kinds of file type bits for display (`ls -l` style letter).
+impl EntryKind {
+    pub fn type_char(&self) -> char {
+        match self {
+            EntryKind::Directory => 'd',
+            EntryKind::File { .. } | EntryKind::HardLink { .. } => '-',
+            EntryKind::Symlink { .. } => 'l',
+            EntryKind::CharDevice { .. } => 'c',
+            EntryKind::BlockDevice { .. } => 'b',
+            EntryKind::Fifo => 'p',
+            EntryKind::Socket => 's',
+        }
+    }
+}
