@@ -10,4 +10,5 @@ pub mod extract;
 pub mod image;
 pub mod iso;
 pub mod payload;
+pub mod progress;
 pub mod scan;
