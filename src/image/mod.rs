@@ -1,1 +1,161 @@
-//! Where an image's bytes live: a single `.oimg` file, or the `/osimage/` folder of an ISO.
+//! Where an image's bytes live: a single `.oimg` file, or the `/osimage/` folder of an ISO
+//! (docs/FORMAT.md §6). Both give the reader the same thing: the manifest frame's bytes and,
+//! for each pack, a file and the byte range it occupies there.
+
+pub mod oimg;
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::payload::PayloadError;
+use crate::payload::manifest::Manifest;
+use crate::payload::records::{PackHeader, RECORD_LEN};
+
+/// A byte range inside an open file.
+#[derive(Clone, Debug)]
+pub struct Span {
+    pub file: Arc<File>,
+    pub offset: u64,
+    pub len: u64,
+}
+
+impl Span {
+    /// Reads `buf.len()` bytes at `at` within the span; errors when that runs past its end.
+    pub fn read_exact_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+        let end = at.checked_add(buf.len() as u64);
+        if end.is_none_or(|e| e > self.len) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "read past the end of a pack",
+            ));
+        }
+        self.file.read_exact_at(buf, self.offset + at)
+    }
+}
+
+/// The kinds of container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContainerKind {
+    Oimg,
+    Iso,
+}
+
+/// An opened container: where the manifest is, and how to find packs.
+pub struct Container {
+    pub path: PathBuf,
+    pub kind: ContainerKind,
+    pub manifest: Span,
+    /// `.oimg`: packs start here, back to back. ISO: unused.
+    packs_start: u64,
+    /// ISO: each pack's span, by index.
+    iso_packs: Vec<Span>,
+    image_id: Option<[u8; 16]>,
+}
+
+/// Opens the image at `path`, whichever container it is.
+pub fn open(path: &Path) -> Result<Container, PayloadError> {
+    let file = File::open(path).map_err(|e| PayloadError::io("cannot open", path, e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| PayloadError::io("cannot stat", path, e))?
+        .len();
+    let mut head = [0u8; RECORD_LEN];
+    let got =
+        read_up_to(&file, &mut head, 0).map_err(|e| PayloadError::io("cannot read", path, e))?;
+    if got == RECORD_LEN && crate::payload::records::is_image_header(&head) {
+        return oimg::open(path, Arc::new(file), len, &head).map_err(|e| e.at(path));
+    }
+    Err(PayloadError::Image {
+        path: path.to_path_buf(),
+        msg: "not an osimage image (neither a .oimg payload nor an ISO with an /osimage folder)"
+            .into(),
+    })
+}
+
+/// Reads as much of `buf` as the file has at `at`.
+pub fn read_up_to(file: &File, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], at + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+impl Container {
+    /// Reads the manifest frame's bytes.
+    pub fn manifest_bytes(&self) -> Result<Vec<u8>, PayloadError> {
+        let mut buf = vec![0u8; self.manifest.len as usize];
+        self.manifest
+            .read_exact_at(&mut buf, 0)
+            .map_err(|e| PayloadError::io("cannot read the manifest of", &self.path, e))?;
+        Ok(buf)
+    }
+
+    /// Locates every pack the manifest lists and checks its length and header.
+    pub fn packs(&self, m: &Manifest) -> Result<Vec<Span>, PayloadError> {
+        let spans = match self.kind {
+            ContainerKind::Oimg => {
+                let mut at = self.packs_start;
+                let mut v = Vec::with_capacity(m.packs.len());
+                for p in &m.packs {
+                    v.push(Span {
+                        file: self.manifest.file.clone(),
+                        offset: at,
+                        len: p.len,
+                    });
+                    at = at.saturating_add(p.len);
+                }
+                if at != self.manifest.offset {
+                    return Err(PayloadError::Image {
+                        path: self.path.clone(),
+                        msg: "pack lengths do not add up to the manifest's offset (damaged image)"
+                            .into(),
+                    });
+                }
+                v
+            }
+            ContainerKind::Iso => self.iso_packs.clone(),
+        };
+        if spans.len() != m.packs.len() {
+            return Err(PayloadError::Image {
+                path: self.path.clone(),
+                msg: format!("{} packs listed, {} present", m.packs.len(), spans.len()),
+            });
+        }
+        for (i, (span, rec)) in spans.iter().zip(&m.packs).enumerate() {
+            let bad = |msg: String| PayloadError::Image {
+                path: self.path.clone(),
+                msg: format!("pack {i}: {msg}"),
+            };
+            if span.len != rec.len {
+                return Err(bad(format!(
+                    "{} bytes, {} expected (truncated?)",
+                    span.len, rec.len
+                )));
+            }
+            let mut head = [0u8; RECORD_LEN];
+            span.read_exact_at(&mut head, 0)
+                .map_err(|e| bad(format!("cannot read its header: {e}")))?;
+            let h = PackHeader::decode(&head).map_err(|e| bad(e.to_string()))?;
+            if h.index != i as u32 || h.image_id != m.image.id {
+                return Err(bad("belongs to another image or position".into()));
+            }
+        }
+        if let Some(id) = self.image_id {
+            if id != m.image.id {
+                return Err(PayloadError::Image {
+                    path: self.path.clone(),
+                    msg: "image id in the header does not match the manifest".into(),
+                });
+            }
+        }
+        Ok(spans)
+    }
+}

@@ -150,12 +150,23 @@ pub struct Entry {
 pub enum EntryKind {
     Directory,
     /// A regular file. Bytes not covered by `runs` are holes (zeros).
-    File { size: u64, runs: Vec<DataRun> },
-    Symlink { target: Vec<u8> },
+    File {
+        size: u64,
+        runs: Vec<DataRun>,
+    },
+    Symlink {
+        target: Vec<u8>,
+    },
     /// Another name of the regular file at `target` (an earlier entry).
-    HardLink { target: EntryIndex },
-    CharDevice { rdev: u64 },
-    BlockDevice { rdev: u64 },
+    HardLink {
+        target: EntryIndex,
+    },
+    CharDevice {
+        rdev: u64,
+    },
+    BlockDevice {
+        rdev: u64,
+    },
     Fifo,
     Socket,
 }

@@ -1,0 +1,127 @@
+//! The single-file container `.oimg`: header, packs back to back, manifest frame, trailer
+//! (docs/FORMAT.md §6.1).
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::{Container, ContainerKind, Span};
+use crate::payload::PayloadError;
+use crate::payload::frame::{decode_frame_header, encode_manifest};
+use crate::payload::manifest::Manifest;
+use crate::payload::records::{ImageHeader, RECORD_LEN, Trailer};
+use crate::payload::writer::PackSink;
+
+/// Opens a `.oimg` whose first 64 bytes are `head`.
+pub(super) fn open(
+    path: &Path,
+    file: Arc<File>,
+    len: u64,
+    head: &[u8; RECORD_LEN],
+) -> Result<Container, PayloadError> {
+    let header = ImageHeader::decode(head)?;
+    if len < 2 * RECORD_LEN as u64 {
+        return Err(PayloadError::format(
+            "truncated: too short to hold a trailer",
+        ));
+    }
+    let mut t = [0u8; RECORD_LEN];
+    file.read_exact_at(&mut t, len - RECORD_LEN as u64)
+        .map_err(|e| PayloadError::io("cannot read", path, e))?;
+    let trailer = Trailer::decode(&t)?;
+    let end = trailer
+        .manifest_offset
+        .checked_add(trailer.manifest_len)
+        .and_then(|e| e.checked_add(RECORD_LEN as u64));
+    if end != Some(len) || trailer.manifest_offset < RECORD_LEN as u64 {
+        return Err(PayloadError::format(
+            "truncated or damaged: the trailer does not match the file's length",
+        ));
+    }
+    if trailer.image_id != header.image_id {
+        return Err(PayloadError::format(
+            "header and trailer belong to different images",
+        ));
+    }
+    let mut fh = [0u8; RECORD_LEN];
+    file.read_exact_at(&mut fh, trailer.manifest_offset)
+        .map_err(|e| PayloadError::io("cannot read", path, e))?;
+    let frame = decode_frame_header(&fh)?;
+    if frame.stored_len + RECORD_LEN as u64 != trailer.manifest_len {
+        return Err(PayloadError::format(
+            "manifest length disagrees with the trailer",
+        ));
+    }
+    Ok(Container {
+        path: path.to_path_buf(),
+        kind: ContainerKind::Oimg,
+        manifest: Span {
+            file,
+            offset: trailer.manifest_offset,
+            len: trailer.manifest_len,
+        },
+        packs_start: RECORD_LEN as u64,
+        iso_packs: Vec::new(),
+        image_id: Some(header.image_id),
+    })
+}
+
+/// Writes a `.oimg`: packs stream in through `PackSink`, `finish` adds manifest and trailer.
+pub struct OimgWriter {
+    out: BufWriter<File>,
+    path: PathBuf,
+    pos: u64,
+    image_id: [u8; 16],
+}
+
+impl OimgWriter {
+    /// Starts an image in `file` (already created, empty) named `path` for messages.
+    pub fn new(file: File, path: &Path, image_id: [u8; 16]) -> Result<Self, PayloadError> {
+        let mut w = OimgWriter {
+            out: BufWriter::with_capacity(4 << 20, file),
+            path: path.to_path_buf(),
+            pos: 0,
+            image_id,
+        };
+        w.write_all(&ImageHeader { image_id }.encode())?;
+        Ok(w)
+    }
+
+    /// Appends the manifest and the trailer and syncs the file to disk.
+    pub fn finish(mut self, m: &Manifest) -> Result<File, PayloadError> {
+        let frame = encode_manifest(m)?;
+        let trailer = Trailer {
+            manifest_offset: self.pos,
+            manifest_len: frame.len() as u64,
+            image_id: self.image_id,
+        };
+        self.write_all(&frame)?;
+        self.write_all(&trailer.encode())?;
+        let path = self.path.clone();
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| PayloadError::io("cannot write", &path, e.into_error()))?;
+        file.sync_all()
+            .map_err(|e| PayloadError::io("cannot sync", &path, e))?;
+        Ok(file)
+    }
+}
+
+impl PackSink for OimgWriter {
+    fn write_all(&mut self, bytes: &[u8]) -> Result<(), PayloadError> {
+        self.out
+            .write_all(bytes)
+            .map_err(|e| PayloadError::io("cannot write", &self.path, e))?;
+        self.pos += bytes.len() as u64;
+        Ok(())
+    }
+    fn begin_pack(&mut self, _index: u32) -> Result<(), PayloadError> {
+        Ok(())
+    }
+    fn end_pack(&mut self) -> Result<(), PayloadError> {
+        Ok(())
+    }
+}

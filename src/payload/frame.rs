@@ -1,0 +1,101 @@
+//! The manifest frame: bincode body, zstd, BLAKE3, behind a 64-byte header (FORMAT.md §4).
+//!
+//! Encoding lives here alone, so the serialization crate could be swapped behind it.
+
+use super::PayloadError;
+use super::manifest::Manifest;
+use super::records::{FrameHeader, MAX_MANIFEST_STORED, RECORD_LEN};
+
+/// zstd level for the manifest (small, read once: worth a stronger level).
+const MANIFEST_LEVEL: i32 = 9;
+
+/// bincode's standard configuration (FORMAT.md §5), with a decode limit: a hostile length
+/// cannot make the decoder allocate more than the manifest's declared size.
+fn config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+/// Encodes `m` as a complete frame (header + body).
+pub fn encode_manifest(m: &Manifest) -> Result<Vec<u8>, PayloadError> {
+    let raw = bincode::serde::encode_to_vec(m, config())
+        .map_err(|e| PayloadError::format(format!("encoding the manifest: {e}")))?;
+    let body = zstd::bulk::compress(&raw, MANIFEST_LEVEL)
+        .map_err(|e| PayloadError::format(format!("compressing the manifest: {e}")))?;
+    if body.len() as u64 > MAX_MANIFEST_STORED {
+        return Err(PayloadError::format(
+            "manifest larger than 1 GiB: too many entries",
+        ));
+    }
+    let header = FrameHeader {
+        stored_len: body.len() as u64,
+        raw_len: raw.len() as u64,
+        hash: *blake3::hash(&body).as_bytes(),
+    };
+    let mut out = Vec::with_capacity(RECORD_LEN + body.len());
+    out.extend_from_slice(&header.encode());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Reads the frame header at the start of `bytes`.
+pub fn decode_frame_header(bytes: &[u8]) -> Result<FrameHeader, PayloadError> {
+    let head: &[u8; RECORD_LEN] = bytes
+        .get(..RECORD_LEN)
+        .and_then(|h| h.try_into().ok())
+        .ok_or_else(|| PayloadError::format("manifest frame truncated"))?;
+    FrameHeader::decode(head)
+}
+
+/// Decodes a complete frame: header checks, hash check, bounded decompression and decoding.
+pub fn decode_manifest(frame: &[u8]) -> Result<Manifest, PayloadError> {
+    let h = decode_frame_header(frame)?;
+    let body = &frame[RECORD_LEN..];
+    if body.len() as u64 != h.stored_len {
+        return Err(PayloadError::format(format!(
+            "manifest truncated: {} of {} bytes",
+            body.len(),
+            h.stored_len
+        )));
+    }
+    if blake3::hash(body).as_bytes() != &h.hash {
+        return Err(PayloadError::format(
+            "manifest checksum mismatch (damaged image)",
+        ));
+    }
+    let raw = zstd::bulk::decompress(body, h.raw_len as usize)
+        .map_err(|e| PayloadError::format(format!("manifest does not decompress: {e}")))?;
+    if raw.len() as u64 != h.raw_len {
+        return Err(PayloadError::format(
+            "manifest has the wrong decoded length",
+        ));
+    }
+    let cfg = config().with_limit::<{ 4 << 30 }>();
+    let (m, used): (Manifest, usize) = bincode::serde::decode_from_slice(&raw, cfg)
+        .map_err(|e| PayloadError::format(format!("manifest does not decode: {e}")))?;
+    if used != raw.len() {
+        return Err(PayloadError::format("manifest has trailing bytes"));
+    }
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_round_trips_and_damage_is_caught() {
+        let mut m = Manifest::default();
+        m.image.hostname = "host".into();
+        let mut f = encode_manifest(&m).unwrap();
+        assert_eq!(decode_manifest(&f).unwrap(), m);
+        let last = f.len() - 1;
+        f[last] ^= 0xff;
+        assert!(
+            decode_manifest(&f)
+                .unwrap_err()
+                .to_string()
+                .contains("checksum")
+        );
+        assert!(decode_manifest(&f[..10]).is_err());
+    }
+}

@@ -1,0 +1,159 @@
+//! Opening an image and reading verified chunks from it, wherever it lives (`image`).
+//!
+//! `open` checks the whole structure before returning (FORMAT.md §7): a truncated, foreign or
+//! damaged image is refused before a caller writes anything. Chunk bytes are checked against
+//! their BLAKE3 id on every read.
+
+use std::path::{Path, PathBuf};
+
+use super::PayloadError;
+use super::codec::BlockDecompressor;
+use super::frame::decode_manifest;
+use super::manifest::{BlockIndex, ChunkId, ChunkIndex, Manifest};
+use super::records::{BLOCK_HEADER_LEN, BlockHeader};
+use super::validate::validate;
+use crate::image::{self, ContainerKind, Span};
+
+/// An open image: its manifest and where its packs are.
+pub struct PayloadReader {
+    path: PathBuf,
+    kind: ContainerKind,
+    manifest: Manifest,
+    packs: Vec<Span>,
+}
+
+/// A thread's cache of decompressed blocks (a few, most recent first).
+pub struct BlockCache {
+    slots: Vec<(BlockIndex, Vec<u8>)>,
+    stored: Vec<u8>,
+    dec: Option<BlockDecompressor>,
+}
+
+const CACHE_SLOTS: usize = 4;
+
+impl Default for BlockCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BlockCache {
+    pub fn new() -> Self {
+        BlockCache {
+            slots: Vec::with_capacity(CACHE_SLOTS),
+            stored: Vec::new(),
+            dec: None,
+        }
+    }
+}
+
+impl PayloadReader {
+    /// Opens and checks the image at `path` (a `.oimg` or an ISO made by osimage).
+    pub fn open(path: &Path) -> Result<PayloadReader, PayloadError> {
+        let c = image::open(path)?;
+        let frame = c.manifest_bytes()?;
+        let manifest = decode_manifest(&frame).map_err(|e| e.at(path))?;
+        validate(&manifest).map_err(|e| e.at(path))?;
+        let packs = c.packs(&manifest)?;
+        Ok(PayloadReader {
+            path: path.to_path_buf(),
+            kind: c.kind,
+            manifest,
+            packs,
+        })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn container(&self) -> ContainerKind {
+        self.kind
+    }
+
+    /// Each pack's location.
+    pub fn pack_spans(&self) -> &[Span] {
+        &self.packs
+    }
+
+    fn damaged(&self, msg: String) -> PayloadError {
+        PayloadError::Image {
+            path: self.path.clone(),
+            msg,
+        }
+    }
+
+    /// Decompressed body of block `b`, through `cache`.
+    pub fn read_block<'c>(
+        &self,
+        b: BlockIndex,
+        cache: &'c mut BlockCache,
+    ) -> Result<&'c [u8], PayloadError> {
+        if let Some(pos) = cache.slots.iter().position(|(i, _)| *i == b) {
+            let slot = cache.slots.remove(pos);
+            cache.slots.insert(0, slot);
+            return Ok(&cache.slots[0].1);
+        }
+        let rec = self
+            .manifest
+            .blocks
+            .get(b as usize)
+            .ok_or_else(|| self.damaged(format!("block {b} does not exist")))?;
+        let span = &self.packs[rec.pack as usize];
+        let mut head = [0u8; BLOCK_HEADER_LEN];
+        span.read_exact_at(&mut head, rec.offset)
+            .map_err(|e| self.damaged(format!("block {b}: {e}")))?;
+        let h = BlockHeader::decode(&head).map_err(|e| self.damaged(format!("block {b}: {e}")))?;
+        if h.codec != rec.codec || h.raw_len != rec.raw_len || h.stored_len != rec.stored_len {
+            return Err(self.damaged(format!("block {b}: header disagrees with the manifest")));
+        }
+        cache.stored.resize(rec.stored_len as usize, 0);
+        span.read_exact_at(&mut cache.stored, rec.offset + BLOCK_HEADER_LEN as u64)
+            .map_err(|e| self.damaged(format!("block {b}: {e}")))?;
+        let mut out = if cache.slots.len() >= CACHE_SLOTS {
+            cache.slots.pop().map(|(_, v)| v).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let dec = match &mut cache.dec {
+            Some(d) => d,
+            None => cache.dec.insert(BlockDecompressor::new()?),
+        };
+        dec.decompress(rec.codec, &cache.stored, rec.raw_len, &mut out)
+            .map_err(|e| self.damaged(format!("block {b}: {e}")))?;
+        cache.slots.insert(0, (b, out));
+        Ok(&cache.slots[0].1)
+    }
+
+    /// Uncompressed bytes of chunk `idx`, checked against its BLAKE3 id.
+    pub fn read_chunk<'c>(
+        &self,
+        idx: ChunkIndex,
+        cache: &'c mut BlockCache,
+    ) -> Result<&'c [u8], PayloadError> {
+        let rec = self
+            .manifest
+            .chunks
+            .get(idx as usize)
+            .ok_or_else(|| self.damaged(format!("chunk {idx} does not exist")))?;
+        let (id, off, len) = (rec.id, rec.offset as usize, rec.len as usize);
+        let body = self.read_block(rec.block, cache)?;
+        let data = body
+            .get(off..off + len)
+            .ok_or_else(|| PayloadError::Image {
+                path: self.path.clone(),
+                msg: format!("chunk {idx} lies outside its block"),
+            })?;
+        if ChunkId::of(data) != id {
+            return Err(PayloadError::Image {
+                path: self.path.clone(),
+                msg: format!("chunk {idx} is damaged (BLAKE3 mismatch)"),
+            });
+        }
+        Ok(data)
+    }
+}

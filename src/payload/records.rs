@@ -1,0 +1,299 @@
+//! The fixed-size on-disk records of the payload format (docs/FORMAT.md §2, §3, §4, §6.1).
+//!
+//! One struct per record, one `encode`/`decode` each; `decode` checks magic, version and
+//! reserved bytes and never trusts a length it has not bounded.
+
+use super::PayloadError;
+use super::manifest::{Codec, FORMAT_VERSION};
+
+/// Size of the `.oimg` image header and trailer, the pack header and the manifest frame header.
+pub const RECORD_LEN: usize = 64;
+/// Size of a block header.
+pub const BLOCK_HEADER_LEN: usize = 16;
+/// Largest pack (FORMAT.md §3).
+pub const MAX_PACK_LEN: u64 = 1 << 30;
+/// Largest uncompressed block body (FORMAT.md §2).
+pub const MAX_BLOCK_RAW: u32 = 2 << 20;
+/// Largest stored manifest body (FORMAT.md §4).
+pub const MAX_MANIFEST_STORED: u64 = 1 << 30;
+/// Largest decoded manifest (FORMAT.md §4).
+pub const MAX_MANIFEST_RAW: u64 = 4 << 30;
+
+const IMAGE_MAGIC: &[u8; 8] = b"OSIMAGE\0";
+const TRAILER_MAGIC: &[u8; 8] = b"OSIMTRLR";
+const PACK_MAGIC: &[u8; 8] = b"OSIMPACK";
+const MANIFEST_MAGIC: &[u8; 8] = b"OSIMMANI";
+const BLOCK_MAGIC: &[u8; 4] = b"OBLK";
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+fn array_at<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
+    let mut a = [0u8; N];
+    a.copy_from_slice(&b[at..at + N]);
+    a
+}
+
+fn check_version(version: u16, what: &str) -> Result<(), PayloadError> {
+    if version == 0 || version > FORMAT_VERSION {
+        return Err(PayloadError::format(format!(
+            "{what} has format version {version}, this osimage reads up to {FORMAT_VERSION} \
+             (made by a newer osimage?)"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `bytes` start like a `.oimg` file.
+pub fn is_image_header(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && &bytes[..8] == IMAGE_MAGIC
+}
+
+/// The first 64 bytes of a `.oimg` file (FORMAT.md §6.1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageHeader {
+    pub image_id: [u8; 16],
+}
+
+impl ImageHeader {
+    pub fn encode(&self) -> [u8; RECORD_LEN] {
+        let mut b = [0u8; RECORD_LEN];
+        b[0..8].copy_from_slice(IMAGE_MAGIC); // 0: magic
+        b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes()); // 8: version
+        // 10: flags (0), 12: reserved
+        b[16..32].copy_from_slice(&self.image_id); // 16: image id
+        b
+    }
+
+    pub fn decode(b: &[u8; RECORD_LEN]) -> Result<Self, PayloadError> {
+        if &b[0..8] != IMAGE_MAGIC {
+            return Err(PayloadError::format("not an osimage image (bad magic)"));
+        }
+        check_version(u16_at(b, 8), "the image")?;
+        if u16_at(b, 10) != 0 {
+            return Err(PayloadError::format("image header has unknown flags"));
+        }
+        Ok(ImageHeader {
+            image_id: array_at(b, 16),
+        })
+    }
+}
+
+/// The last 64 bytes of a `.oimg` file: where the manifest is (FORMAT.md §6.1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trailer {
+    pub manifest_offset: u64,
+    pub manifest_len: u64,
+    pub image_id: [u8; 16],
+}
+
+impl Trailer {
+    pub fn encode(&self) -> [u8; RECORD_LEN] {
+        let mut b = [0u8; RECORD_LEN];
+        b[0..8].copy_from_slice(TRAILER_MAGIC); // 0: magic
+        b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes()); // 8: version
+        b[16..24].copy_from_slice(&self.manifest_offset.to_le_bytes()); // 16: manifest offset
+        b[24..32].copy_from_slice(&self.manifest_len.to_le_bytes()); // 24: frame length
+        b[32..48].copy_from_slice(&self.image_id); // 32: image id
+        let sum = blake3::hash(&b[0..48]);
+        b[48..64].copy_from_slice(&sum.as_bytes()[..16]); // 48: checksum
+        b
+    }
+
+    pub fn decode(b: &[u8; RECORD_LEN]) -> Result<Self, PayloadError> {
+        if &b[0..8] != TRAILER_MAGIC {
+            return Err(PayloadError::format(
+                "no image trailer at the end of the file (truncated or not finished)",
+            ));
+        }
+        if blake3::hash(&b[0..48]).as_bytes()[..16] != b[48..64] {
+            return Err(PayloadError::format("image trailer checksum mismatch"));
+        }
+        check_version(u16_at(b, 8), "the image trailer")?;
+        Ok(Trailer {
+            manifest_offset: u64_at(b, 16),
+            manifest_len: u64_at(b, 24),
+            image_id: array_at(b, 32),
+        })
+    }
+}
+
+/// The header that starts every pack (FORMAT.md §3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackHeader {
+    pub index: u32,
+    pub image_id: [u8; 16],
+}
+
+impl PackHeader {
+    pub fn encode(&self) -> [u8; RECORD_LEN] {
+        let mut b = [0u8; RECORD_LEN];
+        b[0..8].copy_from_slice(PACK_MAGIC); // 0: magic
+        b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes()); // 8: version
+        b[12..16].copy_from_slice(&self.index.to_le_bytes()); // 12: pack index
+        b[16..32].copy_from_slice(&self.image_id); // 16: image id
+        b
+    }
+
+    pub fn decode(b: &[u8; RECORD_LEN]) -> Result<Self, PayloadError> {
+        if &b[0..8] != PACK_MAGIC {
+            return Err(PayloadError::format("pack header has a bad magic"));
+        }
+        check_version(u16_at(b, 8), "a pack")?;
+        Ok(PackHeader {
+            index: u32_at(b, 12),
+            image_id: array_at(b, 16),
+        })
+    }
+}
+
+/// The header before each block's body (FORMAT.md §2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockHeader {
+    pub codec: Codec,
+    pub raw_len: u32,
+    pub stored_len: u32,
+}
+
+impl BlockHeader {
+    pub fn encode(&self) -> [u8; BLOCK_HEADER_LEN] {
+        let mut b = [0u8; BLOCK_HEADER_LEN];
+        b[0..4].copy_from_slice(BLOCK_MAGIC); // 0: magic
+        b[4] = match self.codec {
+            Codec::Raw => 0,
+            Codec::Zstd => 1,
+        }; // 4: codec
+        b[8..12].copy_from_slice(&self.raw_len.to_le_bytes()); // 8: raw length
+        b[12..16].copy_from_slice(&self.stored_len.to_le_bytes()); // 12: stored length
+        b
+    }
+
+    pub fn decode(b: &[u8; BLOCK_HEADER_LEN]) -> Result<Self, PayloadError> {
+        if &b[0..4] != BLOCK_MAGIC {
+            return Err(PayloadError::format("block header has a bad magic"));
+        }
+        let codec = match b[4] {
+            0 => Codec::Raw,
+            1 => Codec::Zstd,
+            n => return Err(PayloadError::format(format!("block has unknown codec {n}"))),
+        };
+        Ok(BlockHeader {
+            codec,
+            raw_len: u32_at(b, 8),
+            stored_len: u32_at(b, 12),
+        })
+    }
+}
+
+/// The header of the manifest frame (FORMAT.md §4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrameHeader {
+    pub stored_len: u64,
+    pub raw_len: u64,
+    pub hash: [u8; 32],
+}
+
+impl FrameHeader {
+    pub fn encode(&self) -> [u8; RECORD_LEN] {
+        let mut b = [0u8; RECORD_LEN];
+        b[0..8].copy_from_slice(MANIFEST_MAGIC); // 0: magic
+        b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes()); // 8: version
+        b[10] = 1; // 10: codec zstd; 11: flags; 12: reserved
+        b[16..24].copy_from_slice(&self.stored_len.to_le_bytes()); // 16: stored length
+        b[24..32].copy_from_slice(&self.raw_len.to_le_bytes()); // 24: raw length
+        b[32..64].copy_from_slice(&self.hash); // 32: BLAKE3 of the body
+        b
+    }
+
+    pub fn decode(b: &[u8; RECORD_LEN]) -> Result<Self, PayloadError> {
+        if &b[0..8] != MANIFEST_MAGIC {
+            return Err(PayloadError::format("manifest frame has a bad magic"));
+        }
+        check_version(u16_at(b, 8), "the manifest")?;
+        if b[10] != 1 {
+            return Err(PayloadError::format(format!(
+                "manifest has unknown codec {}",
+                b[10]
+            )));
+        }
+        if b[11] != 0 {
+            return Err(PayloadError::format(
+                "manifest is encrypted or uses flags this osimage does not know",
+            ));
+        }
+        let h = FrameHeader {
+            stored_len: u64_at(b, 16),
+            raw_len: u64_at(b, 24),
+            hash: array_at(b, 32),
+        };
+        if h.stored_len > MAX_MANIFEST_STORED || h.raw_len > MAX_MANIFEST_RAW {
+            return Err(PayloadError::format("manifest frame claims an absurd size"));
+        }
+        Ok(h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailer_round_trips_and_detects_damage() {
+        let t = Trailer {
+            manifest_offset: 1234,
+            manifest_len: 99,
+            image_id: [7; 16],
+        };
+        let mut b = t.encode();
+        assert_eq!(&b[0..8], b"OSIMTRLR");
+        assert_eq!(u64_at(&b, 16), 1234);
+        assert_eq!(Trailer::decode(&b).unwrap(), t);
+        b[20] ^= 1;
+        assert!(Trailer::decode(&b).is_err());
+    }
+
+    #[test]
+    fn block_header_offsets_follow_the_spec() {
+        let h = BlockHeader {
+            codec: Codec::Zstd,
+            raw_len: 0x0102_0304,
+            stored_len: 5,
+        };
+        let b = h.encode();
+        assert_eq!(&b[0..4], b"OBLK");
+        assert_eq!(b[4], 1);
+        assert_eq!(&b[8..12], &[4, 3, 2, 1]);
+        assert_eq!(BlockHeader::decode(&b).unwrap(), h);
+    }
+
+    #[test]
+    fn newer_versions_are_refused_with_a_clear_reason() {
+        let mut b = ImageHeader { image_id: [1; 16] }.encode();
+        b[8] = 9;
+        let e = ImageHeader::decode(&b).unwrap_err().to_string();
+        assert!(e.contains("newer osimage"), "{e}");
+    }
+
+    #[test]
+    fn pack_and_frame_headers_round_trip() {
+        let p = PackHeader {
+            index: 3,
+            image_id: [9; 16],
+        };
+        assert_eq!(PackHeader::decode(&p.encode()).unwrap(), p);
+        let f = FrameHeader {
+            stored_len: 10,
+            raw_len: 20,
+            hash: [5; 32],
+        };
+        assert_eq!(FrameHeader::decode(&f.encode()).unwrap(), f);
+    }
+}

@@ -1,0 +1,188 @@
+//! Structural checks of a decoded manifest (docs/FORMAT.md §5, §7), run when an image is
+//! opened, before anything trusts an index or a path in it.
+
+use std::collections::HashSet;
+
+use super::PayloadError;
+use super::manifest::{EntryKind, Manifest};
+use super::records::{BLOCK_HEADER_LEN, MAX_BLOCK_RAW, MAX_PACK_LEN};
+
+/// Checks every cross-reference and path of `m`.
+pub fn validate(m: &Manifest) -> Result<(), PayloadError> {
+    check_tables(m)?;
+    check_entries(m)
+}
+
+fn bad(msg: String) -> PayloadError {
+    PayloadError::format(format!("invalid manifest: {msg}"))
+}
+
+fn check_tables(m: &Manifest) -> Result<(), PayloadError> {
+    for (i, p) in m.packs.iter().enumerate() {
+        if p.len > MAX_PACK_LEN || p.len < 64 {
+            return Err(bad(format!("pack {i} has an impossible length {}", p.len)));
+        }
+    }
+    for (i, b) in m.blocks.iter().enumerate() {
+        let pack = m.packs.get(b.pack as usize).ok_or_else(|| {
+            bad(format!(
+                "block {i} is in pack {} which does not exist",
+                b.pack
+            ))
+        })?;
+        let end = b.offset + BLOCK_HEADER_LEN as u64 + b.stored_len as u64;
+        if b.offset < 64 || end > pack.len || b.raw_len == 0 || b.raw_len > MAX_BLOCK_RAW {
+            return Err(bad(format!("block {i} lies outside pack {}", b.pack)));
+        }
+    }
+    let mut ids = HashSet::with_capacity(m.chunks.len());
+    for (i, c) in m.chunks.iter().enumerate() {
+        let block = m.blocks.get(c.block as usize).ok_or_else(|| {
+            bad(format!(
+                "chunk {i} is in block {} which does not exist",
+                c.block
+            ))
+        })?;
+        if c.len == 0 || c.offset as u64 + c.len as u64 > block.raw_len as u64 {
+            return Err(bad(format!("chunk {i} lies outside block {}", c.block)));
+        }
+        if !ids.insert(c.id) {
+            return Err(bad(format!("chunk {i} is listed twice")));
+        }
+    }
+    Ok(())
+}
+
+/// A path is acceptable when it is relative and every component is a plain name.
+pub fn path_is_safe(path: &[u8]) -> bool {
+    path.is_empty()
+        || (!path.contains(&0)
+            && path
+                .split(|b| *b == b'/')
+                .all(|c| !c.is_empty() && c != b"." && c != b".."))
+}
+
+fn show(path: &[u8]) -> String {
+    String::from_utf8_lossy(path).into_owned()
+}
+
+fn check_entries(m: &Manifest) -> Result<(), PayloadError> {
+    let mut dirs: HashSet<&[u8]> = HashSet::new();
+    let n_chunks = m.chunks.len();
+    for (i, e) in m.entries.iter().enumerate() {
+        if i == 0 {
+            if !e.path.is_empty() || e.kind != EntryKind::Directory {
+                return Err(bad("the first entry is not the root directory".into()));
+            }
+        } else {
+            if e.path.is_empty() || !path_is_safe(&e.path) {
+                return Err(bad(format!("unsafe path {:?}", show(&e.path))));
+            }
+            let parent = match e.path.iter().rposition(|b| *b == b'/') {
+                Some(p) => &e.path[..p],
+                None => &[][..],
+            };
+            if !dirs.contains(parent) {
+                return Err(bad(format!(
+                    "{:?} comes before its parent directory",
+                    show(&e.path)
+                )));
+            }
+        }
+        match &e.kind {
+            EntryKind::Directory => {
+                if !dirs.insert(&e.path) {
+                    return Err(bad(format!("directory {:?} listed twice", show(&e.path))));
+                }
+            }
+            EntryKind::File { size, runs } => {
+                let mut end = 0u64;
+                for r in runs {
+                    if r.offset < end {
+                        return Err(bad(format!("{:?}: overlapping data", show(&e.path))));
+                    }
+                    let mut len = 0u64;
+                    for &c in &r.chunks {
+                        let rec = m.chunks.get(c as usize).ok_or_else(|| {
+                            bad(format!(
+                                "{:?}: chunk {c} of {n_chunks} does not exist",
+                                show(&e.path)
+                            ))
+                        })?;
+                        len += rec.len as u64;
+                    }
+                    end = r
+                        .offset
+                        .checked_add(len)
+                        .ok_or_else(|| bad("size overflow".into()))?;
+                    if end > *size {
+                        return Err(bad(format!("{:?}: data beyond its size", show(&e.path))));
+                    }
+                }
+            }
+            EntryKind::HardLink { target } => {
+                let t = *target as usize;
+                if t >= i || !matches!(m.entries[t].kind, EntryKind::File { .. }) {
+                    return Err(bad(format!(
+                        "{:?}: hard link to entry {t}, which is not an earlier file",
+                        show(&e.path)
+                    )));
+                }
+            }
+            _ => {}
+        }
+        if e.meta.fs as usize >= m.filesystems.len().max(1) {
+            return Err(bad(format!("{:?}: unknown filesystem", show(&e.path))));
+        }
+    }
+    for x in &m.extensions {
+        if x.required && !KNOWN_EXTENSIONS.contains(&(x.name.as_str(), x.version)) {
+            return Err(PayloadError::format(format!(
+                "the image needs feature {:?} version {} which this osimage does not know \
+                 (made by a newer osimage?)",
+                x.name, x.version
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Required extensions this build understands (FORMAT.md §5.6).
+const KNOWN_EXTENSIONS: &[(&str, u16)] = &[];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::manifest::{Entry, Meta};
+
+    fn entry(path: &str, kind: EntryKind) -> Entry {
+        Entry {
+            path: path.as_bytes().to_vec(),
+            kind,
+            meta: Meta::default(),
+            xattrs: vec![],
+        }
+    }
+
+    #[test]
+    fn unsafe_paths_are_refused() {
+        for p in ["/etc", "..", "a/../b", "a//b", "./a", "a/", "a\0b"] {
+            assert!(!path_is_safe(p.as_bytes()), "{p}");
+        }
+        assert!(path_is_safe(b"a/b.c/..d"));
+    }
+
+    #[test]
+    fn entries_need_their_parents_and_valid_links() {
+        let mut m = Manifest::default();
+        m.entries.push(entry("", EntryKind::Directory));
+        m.entries.push(entry("a/b", EntryKind::Fifo));
+        assert!(validate(&m).unwrap_err().to_string().contains("parent"));
+        m.entries[1] = entry("a", EntryKind::HardLink { target: 0 });
+        assert!(validate(&m).unwrap_err().to_string().contains("hard link"));
+        m.entries[1] = entry("../x", EntryKind::Fifo);
+        assert!(validate(&m).unwrap_err().to_string().contains("unsafe"));
+        m.entries[1] = entry("x", EntryKind::Fifo);
+        validate(&m).unwrap();
+    }
+}

@@ -1,0 +1,575 @@
+//! The capture pipeline: read → cut → hash → dedup → compress → pack, one pass over each byte.
+//!
+//! Worker threads take batches of consecutive files; each reads a file into a window, cuts it
+//! with FastCDC, hashes every chunk with BLAKE3, claims new chunks in the shared index and
+//! appends them to its own block; a full block (≥ 1 MiB) is compressed on the same thread and
+//! sent over a bounded channel to the pack thread, which appends it to the current pack
+//! (docs/FORMAT.md §1–3). Memory stays bounded: a window and a block per worker and a few
+//! blocks in flight, plus the chunk index.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+
+use super::PayloadError;
+use super::chunker::{Chunker, PARAMS, is_zero};
+use super::codec::BlockCompressor;
+use super::manifest::{
+    BlockIndex, BlockRecord, ChunkId, ChunkIndex, ChunkRecord, DataRun, EntryKind, PackRecord,
+};
+use super::records::{BLOCK_HEADER_LEN, BlockHeader, MAX_PACK_LEN, PackHeader, RECORD_LEN};
+use crate::progress::Progress;
+use crate::scan::content::{OpenError, SourceFile};
+use crate::scan::{ScannedEntry, Skipped};
+
+/// A block is closed once it holds this many bytes (FORMAT.md §2).
+pub const BLOCK_TARGET: usize = 1 << 20;
+/// Bytes read from a file at once; at least the largest chunk.
+const WINDOW: usize = 4 << 20;
+/// A batch of consecutive files handed to one worker.
+const BATCH_BYTES: u64 = 8 << 20;
+const BATCH_FILES: usize = 256;
+/// How often a file that keeps changing while read is read again.
+const READ_ATTEMPTS: usize = 3;
+
+/// Where packs go: the container writes them (see `image::oimg`).
+pub trait PackSink: Send {
+    /// Appends bytes to the pack being written.
+    fn write_all(&mut self, bytes: &[u8]) -> Result<(), PayloadError>;
+    /// Pack `index` starts (called before its first bytes).
+    fn begin_pack(&mut self, index: u32) -> Result<(), PayloadError>;
+    /// The current pack is complete.
+    fn end_pack(&mut self) -> Result<(), PayloadError>;
+}
+
+/// How to write the payload.
+#[derive(Clone, Debug)]
+pub struct PayloadParams {
+    pub level: i32,
+    pub threads: usize,
+    pub keep_going: bool,
+    pub image_id: [u8; 16],
+}
+
+/// What the pipeline produced, for the manifest.
+#[derive(Debug, Default)]
+pub struct PayloadTables {
+    pub packs: Vec<PackRecord>,
+    pub blocks: Vec<BlockRecord>,
+    pub chunks: Vec<ChunkRecord>,
+    /// Files that could not be read (only with keep_going) and were left out.
+    pub skipped: Vec<Skipped>,
+    /// Things the user should know (files that changed while read, vanished files).
+    pub warnings: Vec<String>,
+    /// Bytes read and chunked (holes and zero runs excluded).
+    pub data_bytes: u64,
+}
+
+/// A compressed block on its way to the pack thread.
+struct StoredBlock {
+    index: BlockIndex,
+    header: BlockHeader,
+    body: Vec<u8>,
+}
+
+/// The chunk index shared by all workers: id → record, claimed under one lock.
+#[derive(Default)]
+struct ChunkTable {
+    by_id: HashMap<ChunkId, ChunkIndex>,
+    records: Vec<ChunkRecord>,
+}
+
+struct Shared<'a> {
+    table: Mutex<ChunkTable>,
+    next_block: AtomicU32,
+    abort: AtomicBool,
+    chunker: Chunker,
+    params: &'a PayloadParams,
+    progress: &'a dyn Progress,
+}
+
+/// What became of one file.
+enum Outcome {
+    Read {
+        runs: Vec<DataRun>,
+        meta_src: Box<SourceFile>,
+        size: u64,
+        data: u64,
+    },
+    Vanished,
+    Skipped(String),
+}
+
+/// Reads every regular file of `entries`, fills in their data runs and writes the packs.
+/// Files that vanished are dropped; unreadable ones fail the capture, or with `keep_going`
+/// are dropped and listed.
+pub fn write_payload(
+    entries: &mut Vec<ScannedEntry>,
+    sink: &mut dyn PackSink,
+    params: &PayloadParams,
+    progress: &dyn Progress,
+) -> Result<PayloadTables, PayloadError> {
+    let files: Vec<usize> = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| matches!(e.entry.kind, EntryKind::File { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    let batches = make_batches(entries, &files);
+    let total: u64 = files.iter().map(|&i| file_size(&entries[i])).sum();
+    progress.start("capturing", total);
+
+    let shared = Shared {
+        table: Mutex::new(ChunkTable::default()),
+        next_block: AtomicU32::new(0),
+        abort: AtomicBool::new(false),
+        chunker: Chunker::new(PARAMS),
+        params,
+        progress,
+    };
+    let next_batch = AtomicU32::new(0);
+    let (tx, rx) = bounded::<StoredBlock>(2 * params.threads.max(1) + 2);
+    let view: &Vec<ScannedEntry> = entries;
+
+    let (outcomes, pack_result) = std::thread::scope(|s| {
+        let packer = s.spawn(|| pack_blocks(rx, sink, params.image_id));
+        let workers: Vec<_> = (0..params.threads.max(1))
+            .map(|_| {
+                let tx = tx.clone();
+                let (shared, batches, next_batch) = (&shared, &batches, &next_batch);
+                s.spawn(move || run_worker(shared, view, batches, next_batch, tx))
+            })
+            .collect();
+        drop(tx);
+        let mut outcomes = Vec::new();
+        let mut first_err = None;
+        for w in workers {
+            match w.join() {
+                Ok(Ok(mut o)) => outcomes.append(&mut o),
+                Ok(Err(e)) => first_err = first_err.or(Some(e)),
+                Err(_) => {
+                    first_err =
+                        first_err.or(Some(PayloadError::format("a capture worker panicked")))
+                }
+            }
+        }
+        let packed = packer
+            .join()
+            .unwrap_or_else(|_| Err(PayloadError::format("the pack writer panicked")));
+        match first_err {
+            Some(e) => (Err(e), packed),
+            None => (Ok(outcomes), packed),
+        }
+    });
+    progress.finish();
+    let outcomes = outcomes?;
+    let (packs, blocks) = pack_result?;
+    let table = shared
+        .table
+        .into_inner()
+        .map_err(|_| PayloadError::format("chunk index poisoned"))?;
+    if blocks.len() != shared.next_block.load(Ordering::SeqCst) as usize {
+        return Err(PayloadError::format(
+            "internal: a block was lost between threads",
+        ));
+    }
+    let mut tables = PayloadTables {
+        packs,
+        blocks,
+        chunks: table.records,
+        ..Default::default()
+    };
+    apply_outcomes(entries, outcomes, &mut tables)?;
+    Ok(tables)
+}
+
+fn file_size(e: &ScannedEntry) -> u64 {
+    match e.entry.kind {
+        EntryKind::File { size, .. } => size,
+        _ => 0,
+    }
+}
+
+/// Groups consecutive files so a worker keeps neighbours (and their blocks) together.
+fn make_batches(entries: &[ScannedEntry], files: &[usize]) -> Vec<Vec<usize>> {
+    let mut batches = Vec::new();
+    let mut cur = Vec::new();
+    let mut bytes = 0u64;
+    for &i in files {
+        cur.push(i);
+        bytes += file_size(&entries[i]);
+        if bytes >= BATCH_BYTES || cur.len() >= BATCH_FILES {
+            batches.push(std::mem::take(&mut cur));
+            bytes = 0;
+        }
+    }
+    if !cur.is_empty() {
+        batches.push(cur);
+    }
+    batches
+}
+
+/// One worker: takes batches until none are left, returns what became of its files.
+fn run_worker(
+    shared: &Shared,
+    entries: &[ScannedEntry],
+    batches: &[Vec<usize>],
+    next_batch: &AtomicU32,
+    tx: Sender<StoredBlock>,
+) -> Result<Vec<(usize, Outcome)>, PayloadError> {
+    let mut w = Worker {
+        shared,
+        compressor: BlockCompressor::new(shared.params.level)?,
+        block: Vec::with_capacity(BLOCK_TARGET + PARAMS.max as usize),
+        block_index: None,
+        window: vec![0u8; WINDOW],
+        tx,
+    };
+    let mut out = Vec::new();
+    let result = (|| {
+        loop {
+            if shared.abort.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let b = next_batch.fetch_add(1, Ordering::Relaxed) as usize;
+            let Some(batch) = batches.get(b) else {
+                return w.flush();
+            };
+            for &i in batch {
+                let outcome = w.capture_file(&entries[i])?;
+                out.push((i, outcome));
+            }
+        }
+    })();
+    if result.is_err() {
+        shared.abort.store(true, Ordering::Relaxed);
+    }
+    result.map(|_| out)
+}
+
+struct Worker<'a> {
+    shared: &'a Shared<'a>,
+    compressor: BlockCompressor,
+    block: Vec<u8>,
+    block_index: Option<BlockIndex>,
+    window: Vec<u8>,
+    tx: Sender<StoredBlock>,
+}
+
+impl Worker<'_> {
+    fn capture_file(&mut self, e: &ScannedEntry) -> Result<Outcome, PayloadError> {
+        let keep_going = self.shared.params.keep_going;
+        let fail = |msg: String| -> Result<Outcome, PayloadError> {
+            if keep_going {
+                Ok(Outcome::Skipped(msg))
+            } else {
+                Err(PayloadError::Source {
+                    path: e.source.clone(),
+                    msg,
+                })
+            }
+        };
+        let sf = match SourceFile::open(&e.source, e.entry.meta.ino) {
+            Ok(sf) => sf,
+            Err(OpenError::Vanished) | Err(OpenError::Replaced) => return Ok(Outcome::Vanished),
+            Err(OpenError::Io(err)) => return fail(format!("cannot open: {err}")),
+        };
+        for attempt in 1..=READ_ATTEMPTS {
+            let before = match sf.current_version() {
+                Ok(v) => v,
+                Err(err) => return fail(format!("cannot stat: {err}")),
+            };
+            let (runs, data) = match self.read_runs(&sf, before.size) {
+                Ok(r) => r,
+                Err(ReadFail::Io(err)) => return fail(format!("read error: {err}")),
+                Err(ReadFail::Payload(err)) => return Err(err),
+            };
+            let after = sf.current_version().map_err(|err| PayloadError::Source {
+                path: e.source.clone(),
+                msg: format!("cannot stat: {err}"),
+            })?;
+            if before == after || attempt == READ_ATTEMPTS {
+                if before != after {
+                    self.shared.progress.note(&format!(
+                        "warning: {} kept changing while read; captured as last read",
+                        e.source.display()
+                    ));
+                }
+                return Ok(Outcome::Read {
+                    runs,
+                    meta_src: Box::new(sf),
+                    size: before.size,
+                    data,
+                });
+            }
+        }
+        unreachable_outcome()
+    }
+
+    /// Reads the file's data ranges and turns them into chunk runs.
+    fn read_runs(&mut self, sf: &SourceFile, size: u64) -> Result<(Vec<DataRun>, u64), ReadFail> {
+        let mut runs = Vec::new();
+        let mut data = 0u64;
+        for (start, end) in sf.data_ranges(size).map_err(ReadFail::Io)? {
+            let mut run: Option<DataRun> = None;
+            let mut pos = start; // file offset of window[0]
+            let mut filled = 0usize;
+            loop {
+                let want = ((end - pos) as usize).min(self.window.len());
+                let mut at_end = pos + filled as u64 >= end;
+                if filled < want {
+                    let n = sf
+                        .read_at(&mut self.window[filled..want], pos + filled as u64)
+                        .map_err(ReadFail::Io)?;
+                    self.shared.progress.advance(n as u64);
+                    data += n as u64;
+                    filled += n;
+                    at_end = n == 0 || pos + filled as u64 >= end;
+                }
+                let mut used = 0;
+                while let Some(n) = self
+                    .shared
+                    .chunker
+                    .next_cut(&self.window[used..filled], at_end)
+                {
+                    let offset = pos + used as u64;
+                    let (a, b) = (used, used + n);
+                    used = b;
+                    if is_zero(&self.window[a..b]) {
+                        runs.extend(run.take());
+                        continue;
+                    }
+                    let idx = self.add_chunk(a, b).map_err(ReadFail::Payload)?;
+                    run.get_or_insert_with(|| DataRun {
+                        offset,
+                        chunks: Vec::new(),
+                    })
+                    .chunks
+                    .push(idx);
+                }
+                if at_end {
+                    break;
+                }
+                self.window.copy_within(used..filled, 0);
+                filled -= used;
+                pos += used as u64;
+            }
+            runs.extend(run.take());
+        }
+        Ok((runs, data))
+    }
+
+    /// Stores `window[a..b]` unless an identical chunk already is; returns its index.
+    fn add_chunk(&mut self, a: usize, b: usize) -> Result<ChunkIndex, PayloadError> {
+        let id = ChunkId::of(&self.window[a..b]);
+        {
+            let mut t = self
+                .shared
+                .table
+                .lock()
+                .map_err(|_| PayloadError::format("chunk index poisoned"))?;
+            if let Some(&i) = t.by_id.get(&id) {
+                return Ok(i);
+            }
+            let block = *self
+                .block_index
+                .get_or_insert_with(|| self.shared.next_block.fetch_add(1, Ordering::SeqCst));
+            let i = t.records.len() as ChunkIndex;
+            t.records.push(ChunkRecord {
+                id,
+                block,
+                offset: self.block.len() as u32,
+                len: (b - a) as u32,
+            });
+            t.by_id.insert(id, i);
+            self.block.extend_from_slice(&self.window[a..b]);
+            if self.block.len() < BLOCK_TARGET {
+                return Ok(i);
+            }
+            drop(t);
+            self.flush()?;
+            Ok(i)
+        }
+    }
+
+    /// Compresses the current block and hands it to the pack thread.
+    fn flush(&mut self) -> Result<(), PayloadError> {
+        let Some(index) = self.block_index.take() else {
+            return Ok(());
+        };
+        let (codec, stored) = self.compressor.compress(&self.block)?;
+        let header = BlockHeader {
+            codec,
+            raw_len: self.block.len() as u32,
+            stored_len: stored.len() as u32,
+        };
+        let body = stored.to_vec();
+        self.block.clear();
+        self.tx
+            .send(StoredBlock {
+                index,
+                header,
+                body,
+            })
+            .map_err(|_| PayloadError::format("the pack writer stopped"))
+    }
+}
+
+fn unreachable_outcome() -> Result<Outcome, PayloadError> {
+    Err(PayloadError::format(
+        "internal: read loop ended without a result",
+    ))
+}
+
+enum ReadFail {
+    Io(std::io::Error),
+    Payload(PayloadError),
+}
+
+/// The pack thread: appends blocks to packs of at most 1 GiB, hashing each pack as it goes.
+fn pack_blocks(
+    rx: Receiver<StoredBlock>,
+    sink: &mut dyn PackSink,
+    image_id: [u8; 16],
+) -> Result<(Vec<PackRecord>, Vec<BlockRecord>), PayloadError> {
+    let mut packs: Vec<PackRecord> = Vec::new();
+    let mut blocks: Vec<Option<BlockRecord>> = Vec::new();
+    let mut open: Option<(u64, blake3::Hasher)> = None;
+    for sb in rx {
+        let total = (BLOCK_HEADER_LEN + sb.body.len()) as u64;
+        if open
+            .as_ref()
+            .is_some_and(|(len, _)| len + total > MAX_PACK_LEN)
+        {
+            close_pack(&mut open, &mut packs, sink)?;
+        }
+        if open.is_none() {
+            let index = packs.len() as u32;
+            let header = PackHeader { index, image_id }.encode();
+            sink.begin_pack(index)?;
+            sink.write_all(&header)?;
+            let mut h = blake3::Hasher::new();
+            h.update(&header);
+            open = Some((RECORD_LEN as u64, h));
+        }
+        let Some((len, h)) = open.as_mut() else {
+            return Err(PayloadError::format("internal: no open pack"));
+        };
+        let header = sb.header.encode();
+        sink.write_all(&header)?;
+        sink.write_all(&sb.body)?;
+        h.update(&header);
+        h.update(&sb.body);
+        let i = sb.index as usize;
+        if blocks.len() <= i {
+            blocks.resize(i + 1, None);
+        }
+        blocks[i] = Some(BlockRecord {
+            pack: packs.len() as u32,
+            offset: *len,
+            stored_len: sb.header.stored_len,
+            raw_len: sb.header.raw_len,
+            codec: sb.header.codec,
+        });
+        *len += total;
+    }
+    close_pack(&mut open, &mut packs, sink)?;
+    let blocks = blocks
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| PayloadError::format("internal: a block index was never written"))?;
+    Ok((packs, blocks))
+}
+
+/// Ends the open pack, if any, and records its length and hash.
+fn close_pack(
+    open: &mut Option<(u64, blake3::Hasher)>,
+    packs: &mut Vec<PackRecord>,
+    sink: &mut dyn PackSink,
+) -> Result<(), PayloadError> {
+    if let Some((len, h)) = open.take() {
+        sink.end_pack()?;
+        packs.push(PackRecord {
+            len,
+            hash: *h.finalize().as_bytes(),
+        });
+    }
+    Ok(())
+}
+
+/// Writes the outcomes back into the entries: runs and fresh metadata for files read, and
+/// drops what vanished or was skipped (with the hard links that pointed at it).
+fn apply_outcomes(
+    entries: &mut Vec<ScannedEntry>,
+    outcomes: Vec<(usize, Outcome)>,
+    tables: &mut PayloadTables,
+) -> Result<(), PayloadError> {
+    let mut drop_entry = vec![false; entries.len()];
+    for (i, outcome) in outcomes {
+        let e = &mut entries[i];
+        match outcome {
+            Outcome::Read {
+                runs,
+                meta_src,
+                size,
+                data,
+            } => {
+                tables.data_bytes += data;
+                meta_src
+                    .refresh_meta(&mut e.entry.meta)
+                    .map_err(|err| PayloadError::Source {
+                        path: e.source.clone(),
+                        msg: format!("cannot stat: {err}"),
+                    })?;
+                e.entry.kind = EntryKind::File { size, runs };
+            }
+            Outcome::Vanished => {
+                tables.warnings.push(format!(
+                    "{} vanished during the capture",
+                    e.source.display()
+                ));
+                drop_entry[i] = true;
+            }
+            Outcome::Skipped(reason) => {
+                tables.skipped.push(Skipped {
+                    path: e.source.clone(),
+                    reason,
+                });
+                drop_entry[i] = true;
+            }
+        }
+    }
+    // Hard links to a dropped file go with it.
+    for (i, e) in entries.iter().enumerate() {
+        if let EntryKind::HardLink { target } = e.entry.kind {
+            if drop_entry.get(target as usize).copied().unwrap_or(true) {
+                drop_entry[i] = true;
+            }
+        }
+    }
+    if !drop_entry.contains(&true) {
+        return Ok(());
+    }
+    let mut new_index = vec![u32::MAX; entries.len()];
+    let mut n = 0u32;
+    for (i, d) in drop_entry.iter().enumerate() {
+        if !d {
+            new_index[i] = n;
+            n += 1;
+        }
+    }
+    let mut i = 0;
+    entries.retain(|_| {
+        let keep = !drop_entry[i];
+        i += 1;
+        keep
+    });
+    for e in entries.iter_mut() {
+        if let EntryKind::HardLink { target } = &mut e.entry.kind {
+            *target = new_index[*target as usize];
+        }
+    }
+    Ok(())
+}
