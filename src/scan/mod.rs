@@ -5,11 +5,31 @@
 //! Regular files come out as `EntryKind::File { size, runs: vec![] }`; the payload stage fills
 //! `runs` while it reads them through `content::SourceFile`.
 
+pub mod accounts;
 pub mod content;
+mod error;
+pub mod exclude;
+pub mod filesystems;
+mod inode;
+pub mod mountinfo;
+mod swap;
+mod walk;
 
-use std::path::PathBuf;
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, CWD, FileType};
 
 use crate::payload::manifest::{CapturedFs, Entry};
+
+pub use error::ScanError;
+use exclude::Excludes;
+use filesystems::{FsPlan, PlanInput, is_under, relative};
+
+/// Where the kernel publishes this process's mount table (proc(5)).
+const MOUNTINFO: &str = "/proc/self/mountinfo";
 
 /// What to capture and what to leave out.
 #[derive(Clone, Debug, Default)]
@@ -51,4 +71,96 @@ pub struct ScanResult {
     pub users: Vec<(u32, String)>,
     pub groups: Vec<(u32, String)>,
     pub skipped: Vec<Skipped>,
+    /// Paths left out on purpose (`skip_paths`, swap files) or that vanished during the walk:
+    /// not errors, listed for `--verbose`. Pattern excludes are not listed.
+    pub omitted: Vec<Skipped>,
+}
+
+/// Walks `root` and describes every entry to capture (docs/EXCLUDES.md says what is left out).
+pub fn scan(root: &Path, opts: &ScanOptions) -> Result<ScanResult, ScanError> {
+    let prepared = Prepared::new(root, opts)?;
+    let setup = walk::WalkSetup {
+        skip: skip_set(&prepared.root, &opts.skip_paths),
+        swaps: swap::active_swap_files(),
+        root: prepared.root,
+        plan: &prepared.plan,
+        excludes: &prepared.excludes,
+    };
+    let etc = Path::new(OsStr::from_bytes(&setup.root)).join("etc");
+    let mut result = walk::Walker::new(setup, opts).run()?;
+    result.filesystems = prepared.plan.filesystems;
+    result.users = accounts::read_id_names(&etc.join("passwd"));
+    result.groups = accounts::read_id_names(&etc.join("group"));
+    Ok(result)
+}
+
+/// The filesystems a `scan` with these options would capture, to show before it starts:
+/// index 0 is the root's own (mount point ""), then each one mounted under it.
+pub fn plan_filesystems(root: &Path, opts: &ScanOptions) -> Result<Vec<CapturedFs>, ScanError> {
+    Ok(Prepared::new(root, opts)?.plan.filesystems)
+}
+
+/// What `scan` and `plan_filesystems` decide before walking.
+struct Prepared {
+    /// The canonical absolute root, as bytes.
+    root: Vec<u8>,
+    excludes: Excludes,
+    plan: FsPlan,
+}
+
+impl Prepared {
+    fn new(root: &Path, opts: &ScanOptions) -> Result<Self, ScanError> {
+        let io = |op, source| ScanError::Io {
+            op,
+            path: root.to_path_buf(),
+            source,
+        };
+        let abs = root
+            .canonicalize()
+            .map_err(|e| io("resolve the capture root", e))?;
+        let abs = abs.as_os_str().as_bytes().to_vec();
+        let st = rustix::fs::statat(CWD, &abs[..], AtFlags::empty())
+            .map_err(|e| io("stat the capture root", e.into()))?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+            return Err(ScanError::NotADirectory {
+                path: root.to_path_buf(),
+            });
+        }
+        let excludes = Excludes::new(&opts.excludes, &opts.exclude_from)?;
+        let mounts = mountinfo::read(Path::new(MOUNTINFO))?;
+        let input = PlanInput {
+            root: &abs,
+            root_dev: st.st_dev as u64,
+            one_file_system: opts.one_file_system,
+            excludes: &excludes,
+        };
+        let dev_of = |p: &[u8]| {
+            let st = rustix::fs::statat(CWD, p, AtFlags::empty()).ok()?;
+            Some(st.st_dev as u64)
+        };
+        let plan = filesystems::plan(&input, &mounts, dev_of);
+        Ok(Prepared {
+            root: abs,
+            excludes,
+            plan,
+        })
+    }
+}
+
+/// `skip_paths` relative to the root: each made absolute through its (canonical) parent
+/// directory, since the file itself may not exist yet. Paths outside the root are dropped.
+fn skip_set(root: &[u8], paths: &[PathBuf]) -> HashSet<Vec<u8>> {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    paths
+        .iter()
+        .filter_map(|p| {
+            let p = cwd.join(p);
+            let real = match (p.parent(), p.file_name()) {
+                (Some(dir), Some(name)) => dir.canonicalize().ok()?.join(name),
+                _ => p,
+            };
+            let real = real.as_os_str().as_bytes();
+            (real != root && is_under(real, root)).then(|| relative(real, root))
+        })
+        .collect()
 }
