@@ -1,0 +1,222 @@
+//! Shared by the integration tests: the fixture builder, the independent comparator, and a
+//! runner for the built `osimage` binary that treats a panic as a failure of every test.
+#![allow(dead_code)] // each test crate uses its own part of this module
+
+pub mod compare;
+pub mod fixture;
+pub mod sys;
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use tempfile::TempDir;
+
+/// A scratch directory under cargo's target tmp dir (a real filesystem with xattrs and holes,
+/// unlike a tmpfs /tmp might be).
+pub fn scratch() -> TempDir {
+    tempfile::Builder::new()
+        .prefix("osimage-test-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("creating a scratch dir under CARGO_TARGET_TMPDIR")
+}
+
+/// The fixture tests need root (device nodes, foreign owners, trusted.* xattrs, capabilities).
+pub fn require_root() {
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "these tests need root (mknod, chown, trusted.* and security.* xattrs); CI runs as root"
+    );
+}
+
+/// A built fixture inside its own scratch dir: `root` is the tree, `work` a place for images
+/// and extractions.
+pub struct Built {
+    pub dir: TempDir,
+    pub root: PathBuf,
+    pub notes: fixture::FixtureNotes,
+}
+
+impl Built {
+    /// A path in the scratch dir, beside the tree (not inside it).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A fresh empty directory beside the tree.
+    pub fn empty_dir(&self, name: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::create_dir(&p).unwrap_or_else(|e| panic!("mkdir {}: {e}", p.display()));
+        p
+    }
+}
+
+/// Builds the full fixture in a new scratch dir.
+pub fn build_fixture() -> Built {
+    require_root();
+    let dir = scratch();
+    let root = dir.path().join("src");
+    std::fs::create_dir(&root).expect("mkdir src");
+    let notes = fixture::build(&root).unwrap_or_else(|e| panic!("building the fixture: {e}"));
+    for s in &notes.skipped {
+        eprintln!("fixture: skipped {s}");
+    }
+    Built { dir, root, notes }
+}
+
+/// The result of one run of the binary.
+#[derive(Debug)]
+pub struct Run {
+    pub args: Vec<String>,
+    pub code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "`osimage {}` exited {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.args.join(" "),
+            self.code,
+            self.stdout_str(),
+            self.stderr
+        )
+    }
+
+    /// Asserts exit 0.
+    pub fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "expected success: {}", self.describe());
+        self
+    }
+
+    /// Asserts exit 1 with a message on stderr starting `osimage: `.
+    pub fn fails(self) -> Run {
+        assert_eq!(
+            self.code,
+            1,
+            "expected failure (exit 1): {}",
+            self.describe()
+        );
+        assert!(
+            self.stderr.starts_with("osimage: ") || self.stderr.contains("\nosimage: "),
+            "the failure message must start with `osimage: `: {}",
+            self.describe()
+        );
+        self
+    }
+
+    /// Asserts exit 2 (usage error).
+    pub fn usage_error(self) -> Run {
+        assert_eq!(
+            self.code,
+            2,
+            "expected a usage error (exit 2): {}",
+            self.describe()
+        );
+        self
+    }
+
+    /// Asserts the combined output mentions `needle` (raw bytes, e.g. a path).
+    pub fn mentions(self, needle: &[u8]) -> Run {
+        let mut all = self.stdout.clone();
+        all.extend_from_slice(self.stderr.as_bytes());
+        let found = all.windows(needle.len().max(1)).any(|w| w == needle)
+            || self
+                .stderr
+                .contains(&String::from_utf8_lossy(needle).into_owned());
+        assert!(
+            found,
+            "expected the output to name {:?}: {}",
+            sys::bstr(needle),
+            self.describe()
+        );
+        self
+    }
+}
+
+/// Runs the built binary. A panic (exit 101) or a signal fails the calling test at once.
+pub fn osimage<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_osimage"))
+        .args(&args)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("running the osimage binary");
+    let run = Run {
+        args: args
+            .iter()
+            .map(|a| String::from_utf8_lossy(a.as_bytes()).into_owned())
+            .collect(),
+        code: out.status.code().unwrap_or(-1),
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert!(
+        out.status.signal().is_none(),
+        "osimage killed by signal {:?}: {}",
+        out.status.signal(),
+        run.describe()
+    );
+    assert_ne!(
+        run.code,
+        101,
+        "osimage panicked (always a bug): {}",
+        run.describe()
+    );
+    run
+}
+
+/// `osimage capture ROOT -o IMAGE [extra...]`, asserting success.
+pub fn capture(root: &Path, image: &Path, extra: &[&str]) -> Run {
+    let mut args: Vec<&OsStr> = vec!["capture".as_ref(), root.as_os_str(), "-o".as_ref()];
+    args.push(image.as_os_str());
+    args.extend(extra.iter().map(|s| OsStr::new(*s)));
+    osimage(args).ok()
+}
+
+/// `osimage extract IMAGE -C DIR [PATH...]` (not asserted).
+pub fn extract(image: &Path, dir: &Path, paths: &[&[u8]]) -> Run {
+    let mut args: Vec<&OsStr> = vec!["extract".as_ref(), image.as_os_str(), "-C".as_ref()];
+    args.push(dir.as_os_str());
+    args.extend(paths.iter().map(|p| OsStr::from_bytes(p)));
+    osimage(args)
+}
+
+/// `osimage info IMAGE --json`, parsed.
+pub fn info_json(image: &Path) -> serde_json::Value {
+    let run = osimage(["info".as_ref(), image.as_os_str(), "--json".as_ref()]).ok();
+    serde_json::from_slice(&run.stdout)
+        .unwrap_or_else(|e| panic!("info --json is not JSON ({e}):\n{}", run.stdout_str()))
+}
+
+/// A counter from `info --json`, searched at the top level and one level down (e.g. under
+/// "stats"), so the test does not pin the exact nesting.
+pub fn counter(info: &serde_json::Value, key: &str) -> u64 {
+    let direct = info.get(key).and_then(|v| v.as_u64());
+    let nested = || {
+        info.as_object()?
+            .values()
+            .find_map(|v| v.get(key).and_then(|v| v.as_u64()))
+    };
+    direct
+        .or_else(nested)
+        .unwrap_or_else(|| panic!("info --json has no numeric `{key}`:\n{info:#}"))
+}
+
+/// Whether a directory exists and has no entries.
+pub fn is_empty_dir(p: &Path) -> bool {
+    std::fs::read_dir(p)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(false)
+}
