@@ -1,6 +1,237 @@
 //! Command line: argument parsing, progress display, exit codes; no logic of its own.
+//!
+//! Exit codes (docs/DESIGN.md): 0 success, 1 failure with a message naming what and where,
+//! 2 usage error. A panic (101) is always a bug.
+
+mod args;
+mod progress;
+pub mod show;
+
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+
+use clap::{CommandFactory, Parser};
+
+pub use args::Cli;
+use args::{CaptureArgs, Command, ExtractArgs, InfoArgs, ListArgs, VerifyArgs};
+use progress::{TermProgress, Verbosity};
+
+use crate::capture::{CaptureOptions, capture};
+use crate::extract::{ExtractOptions, extract};
+use crate::payload::reader::PayloadReader;
+use crate::payload::verify::verify;
+use crate::scan::ScanOptions;
+
+type Failure = Box<dyn std::error::Error>;
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
-    0
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let verbosity = match (cli.quiet, cli.verbose) {
+        (true, _) => Verbosity::Quiet,
+        (_, true) => Verbosity::Verbose,
+        _ => Verbosity::Normal,
+    };
+    let p = TermProgress::new(verbosity);
+    let result = match cli.command {
+        Command::Capture(a) => run_capture(a, &p),
+        Command::Extract(a) => run_extract(a, &p),
+        Command::List(a) => run_list(a),
+        Command::Info(a) => run_info(a),
+        Command::Verify(a) => run_verify(a, &p),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "osimage",
+                &mut std::io::stdout(),
+            );
+            Ok(0)
+        }
+        Command::Man { dir } => write_man(&dir),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // A closed pipe (`osimage list | head`) is not an error worth a message.
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::BrokenPipe {
+                    return 0;
+                }
+            }
+            eprintln!("osimage: error: {e}");
+            1
+        }
+    }
+}
+
+fn threads(n: Option<usize>) -> usize {
+    n.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1)
+}
+
+fn run_capture(a: CaptureArgs, p: &TermProgress) -> Result<i32, Failure> {
+    let opts = CaptureOptions {
+        root: a.root,
+        output: a.output,
+        scan: ScanOptions {
+            one_file_system: a.one_file_system,
+            excludes: a.exclude,
+            exclude_from: a.exclude_from,
+            skip_paths: Vec::new(),
+            keep_going: a.keep_going,
+        },
+        level: a.level,
+        threads: threads(a.threads),
+        force: a.force,
+        verify: a.verify,
+    };
+    if let Ok(plan) = crate::scan::plan_filesystems(&opts.root, &opts.scan) {
+        for fs in plan {
+            p.say(&format!(
+                "capturing /{} ({} on {})",
+                String::from_utf8_lossy(&fs.mount_point),
+                fs.fstype,
+                fs.source
+            ));
+        }
+    }
+    let r = capture(&opts, p)?;
+    for w in &r.warnings {
+        p.say(&format!("warning: {w}"));
+    }
+    for s in &r.skipped {
+        eprintln!("osimage: skipped {}: {}", s.path.display(), s.reason);
+    }
+    let st = &r.stats;
+    p.say(&format!(
+        "{}: {} entries, {} of file data → {} ({} unique chunks) in {:.1} s",
+        r.output.display(),
+        st.entries,
+        show::bytes(st.file_bytes),
+        show::bytes(r.size),
+        st.unique_chunks,
+        st.duration_ms as f64 / 1000.0
+    ));
+    Ok(0)
+}
+
+fn run_extract(a: ExtractArgs, p: &TermProgress) -> Result<i32, Failure> {
+    let r = PayloadReader::open(&a.image)?;
+    let opts = ExtractOptions {
+        paths: a
+            .paths
+            .iter()
+            .map(|x| x.as_os_str().as_bytes().to_vec())
+            .collect(),
+        threads: threads(a.threads),
+        restore_owner: !a.no_owner,
+        sync: a.sync,
+    };
+    let rep = extract(&r, &a.dir, &opts, p)?;
+    p.say(&format!(
+        "{}: {} entries, {} files, {} written",
+        a.dir.display(),
+        rep.entries,
+        rep.files,
+        show::bytes(rep.bytes_written)
+    ));
+    Ok(if rep.warnings > 0 { 1 } else { 0 })
+}
+
+fn run_list(a: ListArgs) -> Result<i32, Failure> {
+    let r = PayloadReader::open(&a.image)?;
+    let m = r.manifest();
+    let prefix: Vec<u8> = a
+        .path
+        .as_ref()
+        .map(|p| {
+            let b = p.as_os_str().as_bytes();
+            let b = b.strip_prefix(b"/").unwrap_or(b);
+            b.strip_suffix(b"/").unwrap_or(b).to_vec()
+        })
+        .unwrap_or_default();
+    let under = |path: &[u8]| {
+        prefix.is_empty()
+            || path == prefix.as_slice()
+            || (path.starts_with(&prefix) && path.get(prefix.len()) == Some(&b'/'))
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut found = false;
+    for (i, e) in m.entries.iter().enumerate() {
+        if under(&e.path) {
+            found = true;
+            show::list_line(&mut out, m, i, a.long)?;
+        }
+    }
+    out.flush()?;
+    if !found {
+        return Err(format!(
+            "{}: no path /{} in the image",
+            a.image.display(),
+            String::from_utf8_lossy(&prefix)
+        )
+        .into());
+    }
+    Ok(0)
+}
+
+fn run_info(a: InfoArgs) -> Result<i32, Failure> {
+    let r = PayloadReader::open(&a.image)?;
+    let i = show::info(&r);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&i)?);
+    } else {
+        print!("{}", show::info_table(&i));
+    }
+    Ok(0)
+}
+
+fn run_verify(a: VerifyArgs, p: &TermProgress) -> Result<i32, Failure> {
+    let r = PayloadReader::open(&a.image)?;
+    let rep = verify(&r, threads(a.threads), p)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for prob in &rep.problems {
+        writeln!(out, "damaged: {prob}")?;
+    }
+    for f in &rep.damaged_files {
+        out.write_all(b"damaged file: /")?;
+        out.write_all(f)?;
+        out.write_all(b"\n")?;
+    }
+    if rep.ok() {
+        writeln!(
+            out,
+            "{}: OK ({} packs, {} blocks, {} chunks, {} checked)",
+            a.image.display(),
+            rep.packs,
+            rep.blocks,
+            rep.chunks,
+            show::bytes(rep.bytes)
+        )?;
+        Ok(0)
+    } else {
+        writeln!(
+            out,
+            "{}: DAMAGED ({} problems, {} files affected)",
+            a.image.display(),
+            rep.problems.len(),
+            rep.damaged_files.len()
+        )?;
+        Ok(1)
+    }
+}
+
+fn write_man(dir: &std::path::Path) -> Result<i32, Failure> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    clap_mangen::generate_to(Cli::command(), dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(0)
 }

@@ -1,0 +1,151 @@
+//! The command line's grammar (clap derive). The man page and completions are generated from
+//! the same definitions (`osimage man`, `osimage completions`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Turn an installed Linux system into one image that restores it exactly.
+///
+/// osimage captures a root filesystem (with every local disk filesystem mounted under it) into
+/// a deduplicated, compressed image that keeps all metadata: owners, modes, nanosecond times,
+/// xattrs incl. capabilities, ACLs and SELinux labels, hard links, holes, device nodes. The
+/// image can be listed, verified and extracted anywhere.
+#[derive(Debug, Parser)]
+#[command(
+    name = "osimage",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Print only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print more detail (notes, per-phase summaries).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Capture a root tree into an image.
+    ///
+    /// Walks ROOT and every local, block-device-backed filesystem mounted under it (never
+    /// proc, sysfs, tmpfs, overlay or network filesystems); the contents of /proc, /sys, /dev,
+    /// /run, /tmp and /var/tmp are skipped but the directories themselves are recorded. The
+    /// image is written to a temporary name beside OUTPUT and renamed into place only when
+    /// complete and synced; OUTPUT is created mode 0600, since it holds every secret of the
+    /// captured system.
+    Capture(CaptureArgs),
+    /// Put an image's files back into a directory, with all their metadata.
+    ///
+    /// DIR may exist (it must then be empty) and receives the image root's own mode, owner,
+    /// times and xattrs. The image is checked as a whole before anything is written, and
+    /// nothing is ever written outside DIR, whatever the image says.
+    Extract(ExtractArgs),
+    /// List the paths in an image (all, or those under PATH).
+    List(ListArgs),
+    /// Show what an image holds: counts, sizes, dedup and compression ratios, origin.
+    Info(InfoArgs),
+    /// Check every pack, block and chunk of an image; name the files that are damaged.
+    ///
+    /// Exit status 0 when the image is intact, 1 when anything is damaged (each damaged file's
+    /// path is printed).
+    Verify(VerifyArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (osimage.1 and one per subcommand) into DIR.
+    Man {
+        /// Directory to write the pages into (created if missing).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CaptureArgs {
+    /// The root of the tree to capture, e.g. `/` or a mounted offline system.
+    pub root: PathBuf,
+    /// The image to write: NAME.oimg (a payload image).
+    #[arg(short, long, value_name = "OUTPUT")]
+    pub output: PathBuf,
+    /// Stay on ROOT's own filesystem; do not descend into other mounts.
+    #[arg(short = 'x', long)]
+    pub one_file_system: bool,
+    /// Leave out paths matching PATTERN (rsync-like glob; see docs/EXCLUDES.md). Repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+    /// Read exclude patterns from FILE, one a line (# comments). Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub exclude_from: Vec<PathBuf>,
+    /// Report unreadable files and go on instead of failing; they are listed at the end.
+    #[arg(long)]
+    pub keep_going: bool,
+    /// zstd compression level (1 fastest … 19 smallest).
+    #[arg(short, long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub level: i32,
+    /// Worker threads for reading, chunking, hashing and compressing (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Replace OUTPUT if it exists.
+    #[arg(short, long)]
+    pub force: bool,
+    /// Read the finished image back and check every chunk before renaming it into place.
+    #[arg(long)]
+    pub verify: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExtractArgs {
+    /// The image (.oimg).
+    pub image: PathBuf,
+    /// Directory to extract into (created if missing; must be empty).
+    #[arg(short = 'C', long = "directory", value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Only these paths (and what is below them); default: everything.
+    pub paths: Vec<PathBuf>,
+    /// Do not set owners (files belong to the user running extract).
+    #[arg(long)]
+    pub no_owner: bool,
+    /// Flush the destination filesystem to disk before exiting.
+    #[arg(long)]
+    pub sync: bool,
+    /// Threads writing file data (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// The image (.oimg).
+    pub image: PathBuf,
+    /// Only this path and what is below it.
+    pub path: Option<PathBuf>,
+    /// Long format: type and mode, owner, size, modification time.
+    #[arg(short, long)]
+    pub long: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// The image (.oimg).
+    pub image: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The image (.oimg).
+    pub image: PathBuf,
+    /// Threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
