@@ -1,0 +1,197 @@
+//! Phase 2 of extract: regular file data, in parallel, then each file's metadata on its fd.
+//!
+//! Files are handed out in contiguous batches in manifest order, so one thread reads
+//! consecutive chunks and mostly hits the block it just decompressed. Each file costs openat,
+//! one pwrite per non-zero chunk, ftruncate only when it ends in a hole, then fchown,
+//! fsetxattr per xattr, fchmod, futimens and close. All-zero chunks are skipped and become holes
+//! (DESIGN: zero runs come back as holes).
+
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use super::error::ExtractError;
+use super::plan::{FileJob, Plan, name_of};
+use super::source::ChunkSource;
+use super::target::{self, DirCache, Handle, Target, Warnings};
+use crate::payload::manifest::{Entry, EntryKind};
+use crate::progress::Progress;
+
+/// A batch ends after this many bytes of data or files, whichever comes first.
+const BATCH_BYTES: u64 = 8 << 20;
+const BATCH_FILES: usize = 256;
+
+/// What the file phase did.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct FileStats {
+    pub files: u64,
+    pub bytes_written: u64,
+}
+
+/// Shared state of the worker threads.
+struct Work<'a, S> {
+    src: &'a S,
+    target: &'a Target,
+    entries: &'a [Entry],
+    plan: &'a Plan,
+    batches: Vec<std::ops::Range<usize>>,
+    next: AtomicUsize,
+    failed: AtomicBool,
+    progress: &'a dyn Progress,
+    warn: &'a Warnings<'a>,
+}
+
+/// Writes every file of the plan with `threads` threads.
+pub(crate) fn write_files<S: ChunkSource>(
+    src: &S,
+    target: &Target,
+    plan: &Plan,
+    threads: usize,
+    progress: &dyn Progress,
+    warn: &Warnings,
+) -> Result<FileStats, ExtractError> {
+    let work = Work {
+        src,
+        target,
+        entries: &src.manifest().entries,
+        plan,
+        batches: batches(&plan.files),
+        next: AtomicUsize::new(0),
+        failed: AtomicBool::new(false),
+        progress,
+        warn,
+    };
+    let threads = threads.clamp(1, work.batches.len().max(1));
+    let results: Vec<Result<FileStats, ExtractError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads).map(|_| s.spawn(|| work.run())).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    let mut total = FileStats::default();
+    for r in results {
+        let stats = r?;
+        total.files += stats.files;
+        total.bytes_written += stats.bytes_written;
+    }
+    Ok(total)
+}
+
+/// Contiguous ranges of `files` of bounded size.
+fn batches(files: &[FileJob]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, f) in files.iter().enumerate() {
+        bytes += f.data_len;
+        if bytes >= BATCH_BYTES || i + 1 - start >= BATCH_FILES {
+            out.push(start..i + 1);
+            (start, bytes) = (i + 1, 0);
+        }
+    }
+    if start < files.len() {
+        out.push(start..files.len());
+    }
+    out
+}
+
+impl<S: ChunkSource> Work<'_, S> {
+    /// One thread: takes batches until none are left or another thread failed.
+    fn run(&self) -> Result<FileStats, ExtractError> {
+        let mut cache = self.src.new_cache();
+        let mut dirs = DirCache::default();
+        let mut stats = FileStats::default();
+        while !self.failed.load(Ordering::Relaxed) {
+            let Some(batch) = self.batches.get(self.next.fetch_add(1, Ordering::Relaxed)) else {
+                break;
+            };
+            for job in &self.plan.files[batch.clone()] {
+                match self.write_one(job, &mut cache, &mut dirs) {
+                    Ok(written) => {
+                        stats.files += 1;
+                        stats.bytes_written += written;
+                        self.progress.advance(job.data_len);
+                    }
+                    Err(e) => {
+                        self.failed.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Creates one file, writes its data and applies its metadata; returns bytes written.
+    fn write_one(
+        &self,
+        job: &FileJob,
+        cache: &mut S::Cache,
+        dirs: &mut DirCache,
+    ) -> Result<u64, ExtractError> {
+        let named = &self.entries[job.entry as usize];
+        let data = &self.entries[job.data as usize];
+        let EntryKind::File { size, runs } = &data.kind else {
+            unreachable!("the plan only lists regular files");
+        };
+        let path = || self.target.full_path(&named.path);
+        let dir = dirs.get(
+            self.target,
+            self.entries,
+            self.plan.parent[job.entry as usize],
+        )?;
+        let file = target::create_file(dir, name_of(&named.path))
+            .map_err(|e| ExtractError::io("creating", path(), e))?;
+        let (mut end, mut written) = (0u64, 0u64);
+        for run in runs {
+            let mut pos = run.offset;
+            for &c in &run.chunks {
+                let bytes = self
+                    .src
+                    .read_chunk(c, cache)
+                    .map_err(|e| ExtractError::Read {
+                        path: path(),
+                        source: Box::new(e),
+                    })?;
+                let len = bytes.len() as u64;
+                if len != u64::from(self.src.manifest().chunks[c as usize].len) {
+                    return Err(ExtractError::Read {
+                        path: path(),
+                        source: format!("chunk {c} has {len} bytes, not as the manifest says")
+                            .into(),
+                    });
+                }
+                if !is_zero(bytes) {
+                    write_at(&file, bytes, pos)
+                        .map_err(|e| ExtractError::io("writing", path(), e))?;
+                    (end, written) = (pos + len, written + len);
+                }
+                pos += len;
+            }
+        }
+        if end != *size {
+            // Ends in a hole (or a skipped zero chunk): extend without writing zeros.
+            file.set_len(*size)
+                .map_err(|e| ExtractError::io("setting the size of", path(), e))?;
+        }
+        // The inode's metadata comes from the data entry; messages name the created path.
+        let h = Handle::Fd(file.as_fd());
+        self.target
+            .set_meta(h, &data.meta, &data.xattrs, &named.path, self.warn)?;
+        Ok(written)
+    }
+}
+
+fn write_at(file: &File, bytes: &[u8], pos: u64) -> std::io::Result<()> {
+    file.write_all_at(bytes, pos)
+}
+
+/// Whether a chunk is all zero bytes (most chunks fail on the first word).
+fn is_zero(bytes: &[u8]) -> bool {
+    let (words, tail) = bytes.as_chunks::<16>();
+    words.iter().all(|w| u128::from_ne_bytes(*w) == 0) && tail.iter().all(|&b| b == 0)
+}

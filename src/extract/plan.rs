@@ -1,0 +1,357 @@
+//! Checks a manifest before anything is written and decides what extract creates, in which
+//! order (issue #2: a hostile manifest must not write outside the destination).
+//!
+//! Every entry of the image is checked, selected or not: paths are relative with no `.`, `..`,
+//! empty or NUL components; every parent is an earlier `Directory` entry (so a symlink can never
+//! be a parent: `a -> /etc` then `a/passwd` is refused here); a hard link names an earlier
+//! regular file; data runs are ordered, inside the file and name existing chunks.
+
+use std::collections::HashMap;
+
+use super::error::ExtractError;
+use crate::payload::manifest::{EntryIndex, EntryKind, Manifest};
+
+/// Parent value meaning "the destination directory itself" (the image root's place).
+pub(crate) const DEST: EntryIndex = EntryIndex::MAX;
+
+/// A regular file to write: created under the name of `entry`, with the data and metadata of
+/// `data` (the same index, or the file a hard link points to when only the link is selected).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FileJob {
+    pub entry: EntryIndex,
+    pub data: EntryIndex,
+    /// Bytes of data (chunks) to write, holes excluded.
+    pub data_len: u64,
+}
+
+/// What to create, phase by phase, all lists in manifest order.
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    /// The directory holding each entry (`DEST` for top-level entries and the root).
+    pub parent: Vec<EntryIndex>,
+    /// The image root entry (empty path), whose metadata goes to the destination itself.
+    pub root: Option<EntryIndex>,
+    pub dirs: Vec<EntryIndex>,
+    pub files: Vec<FileJob>,
+    /// Symlinks, devices, FIFOs and sockets.
+    pub others: Vec<EntryIndex>,
+    /// (new name, existing first name of the same file).
+    pub links: Vec<(EntryIndex, EntryIndex)>,
+}
+
+impl Plan {
+    /// Checks `manifest` and selects `paths` (empty: everything). Fails before any write.
+    pub fn new(manifest: &Manifest, paths: &[Vec<u8>]) -> Result<Plan, ExtractError> {
+        let (parent, root, index) = check_tree(manifest)?;
+        let data_len = check_contents(manifest)?;
+        let selected = select(manifest, &parent, &index, paths)?;
+        let mut plan = Plan {
+            parent,
+            root,
+            ..Plan::default()
+        };
+        // Hard-link target → the name its data was written under, when that is a link.
+        let mut promoted: HashMap<EntryIndex, EntryIndex> = HashMap::new();
+        for (i, entry) in manifest.entries.iter().enumerate() {
+            let i = i as EntryIndex;
+            if !selected[i as usize] || Some(i) == root {
+                continue;
+            }
+            match &entry.kind {
+                EntryKind::Directory => plan.dirs.push(i),
+                EntryKind::File { .. } => plan.files.push(FileJob {
+                    entry: i,
+                    data: i,
+                    data_len: data_len[i as usize],
+                }),
+                EntryKind::HardLink { target } if selected[*target as usize] => {
+                    plan.links.push((i, *target))
+                }
+                // Only the link is selected: its first selected name gets the data.
+                EntryKind::HardLink { target } => match promoted.get(target) {
+                    Some(&first) => plan.links.push((i, first)),
+                    None => {
+                        promoted.insert(*target, i);
+                        plan.files.push(FileJob {
+                            entry: i,
+                            data: *target,
+                            data_len: data_len[*target as usize],
+                        });
+                    }
+                },
+                _ => plan.others.push(i),
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Bytes of file data the plan writes (for progress).
+    pub fn data_len(&self) -> u64 {
+        self.files.iter().map(|f| f.data_len).sum()
+    }
+
+    /// Number of entries the plan creates, the destination's root included.
+    pub fn entry_count(&self) -> u64 {
+        (self.dirs.len() + self.files.len() + self.others.len() + self.links.len()) as u64
+            + u64::from(self.root.is_some())
+    }
+}
+
+type PathIndex<'m> = HashMap<&'m [u8], EntryIndex>;
+
+fn bad(manifest: &Manifest, index: usize, reason: impl Into<String>) -> ExtractError {
+    ExtractError::BadEntry {
+        index: index as u32,
+        path: String::from_utf8_lossy(&manifest.entries[index].path).into_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Why `path` cannot be a relative path inside the destination, if it cannot.
+fn path_problem(path: &[u8]) -> Option<&'static str> {
+    if path.first() == Some(&b'/') {
+        return Some("path is absolute");
+    }
+    if path.contains(&0) {
+        return Some("path contains a NUL byte");
+    }
+    for component in path.split(|&b| b == b'/') {
+        match component {
+            b"" => return Some("path has an empty component"),
+            b"." => return Some("path has a '.' component"),
+            b".." => return Some("path has a '..' component"),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The directory part of a non-empty path ("" for a top-level name).
+fn parent_of(path: &[u8]) -> &[u8] {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(slash) => &path[..slash],
+        None => b"",
+    }
+}
+
+/// The last component of an entry's path.
+pub(crate) fn name_of(path: &[u8]) -> &[u8] {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(slash) => &path[slash + 1..],
+        None => path,
+    }
+}
+
+/// Paths, parents, duplicates and the root.
+fn check_tree(
+    manifest: &Manifest,
+) -> Result<(Vec<EntryIndex>, Option<EntryIndex>, PathIndex<'_>), ExtractError> {
+    let entries = &manifest.entries;
+    if entries.len() >= DEST as usize {
+        return Err(bad(manifest, 0, "the image has too many entries"));
+    }
+    let mut index: PathIndex = HashMap::with_capacity(entries.len());
+    let mut parent = Vec::with_capacity(entries.len());
+    let mut root = None;
+    for (i, entry) in entries.iter().enumerate() {
+        let path = entry.path.as_slice();
+        if path.is_empty() {
+            if entry.kind != EntryKind::Directory {
+                return Err(bad(manifest, i, "the image root is not a directory"));
+            }
+            root = Some(i as EntryIndex);
+        } else if let Some(problem) = path_problem(path) {
+            return Err(bad(manifest, i, problem));
+        }
+        if index.insert(path, i as EntryIndex).is_some() {
+            return Err(bad(manifest, i, "path appears twice in the image"));
+        }
+        parent.push(if path.is_empty() {
+            DEST
+        } else {
+            parent_index(manifest, &index, i)?
+        });
+    }
+    Ok((parent, root, index))
+}
+
+/// The entry of the directory holding entry `i`, which must be an earlier directory.
+fn parent_index(
+    manifest: &Manifest,
+    index: &PathIndex,
+    i: usize,
+) -> Result<EntryIndex, ExtractError> {
+    let dir = parent_of(&manifest.entries[i].path);
+    if dir.is_empty() {
+        return Ok(DEST);
+    }
+    match index.get(dir) {
+        None => Err(bad(
+            manifest,
+            i,
+            "its parent directory is not an earlier entry",
+        )),
+        Some(&p) if manifest.entries[p as usize].kind != EntryKind::Directory => Err(bad(
+            manifest,
+            i,
+            format!("its parent (entry {p}) is not a directory"),
+        )),
+        Some(&p) => Ok(p),
+    }
+}
+
+/// Kind-specific checks; returns each entry's data length (0 unless a regular file).
+fn check_contents(manifest: &Manifest) -> Result<Vec<u64>, ExtractError> {
+    let mut data_len = vec![0; manifest.entries.len()];
+    for (i, entry) in manifest.entries.iter().enumerate() {
+        match &entry.kind {
+            EntryKind::File { size, runs } => {
+                data_len[i] = check_runs(manifest, *size, runs).map_err(|r| bad(manifest, i, r))?
+            }
+            EntryKind::HardLink { target } => {
+                let ok = (*target as usize) < i
+                    && matches!(
+                        manifest.entries[*target as usize].kind,
+                        EntryKind::File { .. }
+                    );
+                if !ok {
+                    return Err(bad(
+                        manifest,
+                        i,
+                        format!("hard link target {target} is not an earlier regular file"),
+                    ));
+                }
+            }
+            EntryKind::Symlink { target } if target.is_empty() || target.contains(&0) => {
+                return Err(bad(manifest, i, "symlink target is empty or contains NUL"));
+            }
+            _ => {}
+        }
+    }
+    Ok(data_len)
+}
+
+/// Runs must be ordered, not overlap, stay within `size` and name existing chunks.
+fn check_runs(
+    manifest: &Manifest,
+    size: u64,
+    runs: &[crate::payload::manifest::DataRun],
+) -> Result<u64, String> {
+    let mut end = 0u64;
+    let mut total = 0u64;
+    for run in runs {
+        if run.offset < end {
+            return Err(format!(
+                "data run at {} overlaps the previous one",
+                run.offset
+            ));
+        }
+        end = run.offset;
+        for &c in &run.chunks {
+            let rec = manifest
+                .chunks
+                .get(c as usize)
+                .ok_or_else(|| format!("data refers to chunk {c}, which does not exist"))?;
+            end = end
+                .checked_add(u64::from(rec.len))
+                .filter(|&e| e <= size)
+                .ok_or_else(|| format!("data runs extend past the file size {size}"))?;
+            total += u64::from(rec.len);
+        }
+    }
+    Ok(total)
+}
+
+/// Which entries to create: the given paths, everything below them and their parents.
+fn select(
+    manifest: &Manifest,
+    parent: &[EntryIndex],
+    index: &PathIndex,
+    paths: &[Vec<u8>],
+) -> Result<Vec<bool>, ExtractError> {
+    let n = manifest.entries.len();
+    let mut whole = vec![false; n];
+    let mut everything = paths.is_empty();
+    for given in paths {
+        let path = normalize(given);
+        if path.is_empty() {
+            everything = true;
+            continue;
+        }
+        let unknown = |reason| ExtractError::UnknownPath {
+            path: String::from_utf8_lossy(given).into_owned(),
+            reason,
+        };
+        if path_problem(path).is_some() {
+            return Err(unknown(" (only plain relative paths can be selected)"));
+        }
+        let &i = index.get(path).ok_or_else(|| unknown(""))?;
+        whole[i as usize] = true;
+    }
+    if everything {
+        return Ok(vec![true; n]);
+    }
+    let mut selected = vec![false; n];
+    for i in 0..n {
+        // Parents come earlier, so one forward pass spreads a selection to the subtree.
+        let p = parent[i];
+        if whole[i] || (p != DEST && whole[p as usize]) {
+            whole[i] = true;
+            selected[i] = true;
+            let mut up = p;
+            while up != DEST && !selected[up as usize] {
+                selected[up as usize] = true;
+                up = parent[up as usize];
+            }
+        }
+    }
+    if let Some(root) = manifest.entries.iter().position(|e| e.path.is_empty()) {
+        selected[root] = true;
+    }
+    Ok(selected)
+}
+
+/// A user-given path relative to the image root: leading and trailing slashes dropped.
+fn normalize(path: &[u8]) -> &[u8] {
+    let start = path.iter().position(|&b| b != b'/').unwrap_or(path.len());
+    let end = path
+        .iter()
+        .rposition(|&b| b != b'/')
+        .map_or(start, |e| e + 1);
+    &path[start..end.max(start)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_problems() {
+        assert_eq!(path_problem(b"a/b"), None);
+        assert_eq!(path_problem(b"/abs"), Some("path is absolute"));
+        assert_eq!(path_problem(b"../x"), Some("path has a '..' component"));
+        assert_eq!(
+            path_problem(b"a/../../x"),
+            Some("path has a '..' component")
+        );
+        assert_eq!(path_problem(b"a/./x"), Some("path has a '.' component"));
+        assert_eq!(path_problem(b"a//x"), Some("path has an empty component"));
+        assert_eq!(path_problem(b"a/"), Some("path has an empty component"));
+        assert_eq!(path_problem(b"a\0b"), Some("path contains a NUL byte"));
+    }
+
+    #[test]
+    fn normalize_strips_slashes() {
+        assert_eq!(normalize(b"/usr/bin/"), b"usr/bin");
+        assert_eq!(normalize(b"///"), b"");
+        assert_eq!(normalize(b"etc"), b"etc");
+    }
+
+    #[test]
+    fn names_and_parents() {
+        assert_eq!(parent_of(b"a/b/c"), b"a/b");
+        assert_eq!(parent_of(b"a"), b"");
+        assert_eq!(name_of(b"a/b/c"), b"c");
+        assert_eq!(name_of(b"a"), b"a");
+    }
+}

@@ -1,0 +1,114 @@
+//! Where extract gets chunk bytes from: the payload reader, or an in-memory image in tests.
+//!
+//! Extract only needs a manifest and "the uncompressed bytes of chunk N", so it codes against
+//! this small trait instead of the reader itself; `MemorySource` builds an image by hand.
+
+use crate::payload::manifest::{
+    ChunkId, ChunkIndex, ChunkRecord, DataRun, Entry, EntryIndex, EntryKind, Manifest, Meta,
+};
+
+/// A manifest plus random access to its chunks. Shared by the extract threads, each of which
+/// keeps its own `Cache` (the reader's decompressed-block cache).
+pub trait ChunkSource: Sync {
+    /// Per-thread state reused between reads.
+    type Cache;
+    /// What a failed read reports; its message should name the image and the problem.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The manifest describing the tree to extract.
+    fn manifest(&self) -> &Manifest;
+    /// A fresh cache for one thread.
+    fn new_cache(&self) -> Self::Cache;
+    /// The uncompressed, verified bytes of chunk `idx`.
+    fn read_chunk<'a>(
+        &'a self,
+        idx: ChunkIndex,
+        cache: &'a mut Self::Cache,
+    ) -> Result<&'a [u8], Self::Error>;
+}
+
+/// An image held in memory: a manifest and the bytes of each chunk. For tests and for callers
+/// that build small trees by hand.
+#[derive(Debug, Default)]
+pub struct MemorySource {
+    manifest: Manifest,
+    chunks: Vec<Vec<u8>>,
+}
+
+/// A chunk index with no bytes behind it.
+#[derive(Debug, thiserror::Error)]
+#[error("in-memory image: chunk {0} does not exist")]
+pub struct NoSuchChunk(pub ChunkIndex);
+
+impl MemorySource {
+    /// An empty image (no entries, no chunks).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stores `data` as a new chunk (no dedup) and returns its index.
+    pub fn add_chunk(&mut self, data: &[u8]) -> ChunkIndex {
+        let idx = self.chunks.len() as ChunkIndex;
+        self.manifest.chunks.push(ChunkRecord {
+            id: ChunkId::of(data),
+            block: 0,
+            offset: 0,
+            len: data.len() as u32,
+        });
+        self.chunks.push(data.to_vec());
+        idx
+    }
+
+    /// Appends an entry and returns its index.
+    pub fn add_entry(&mut self, entry: Entry) -> EntryIndex {
+        self.manifest.entries.push(entry);
+        (self.manifest.entries.len() - 1) as EntryIndex
+    }
+
+    /// Appends an entry with no xattrs and returns its index.
+    pub fn add(&mut self, path: &[u8], kind: EntryKind, meta: Meta) -> EntryIndex {
+        self.add_entry(Entry {
+            path: path.to_vec(),
+            kind,
+            meta,
+            xattrs: Vec::new(),
+        })
+    }
+
+    /// Appends a regular file holding `data` (one run of chunks of at most 64 KiB).
+    pub fn add_file(&mut self, path: &[u8], data: &[u8], meta: Meta) -> EntryIndex {
+        let chunks = data.chunks(64 << 10).map(|c| self.add_chunk(c)).collect();
+        let kind = EntryKind::File {
+            size: data.len() as u64,
+            runs: vec![DataRun { offset: 0, chunks }],
+        };
+        self.add(path, kind, meta)
+    }
+
+    /// The manifest, to adjust by hand (tests of hostile manifests).
+    pub fn manifest_mut(&mut self) -> &mut Manifest {
+        &mut self.manifest
+    }
+}
+
+impl ChunkSource for MemorySource {
+    type Cache = ();
+    type Error = NoSuchChunk;
+
+    fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    fn new_cache(&self) {}
+
+    fn read_chunk<'a>(
+        &'a self,
+        idx: ChunkIndex,
+        _cache: &'a mut (),
+    ) -> Result<&'a [u8], NoSuchChunk> {
+        self.chunks
+            .get(idx as usize)
+            .map(Vec::as_slice)
+            .ok_or(NoSuchChunk(idx))
+    }
+}

@@ -1,0 +1,290 @@
+//! The destination tree: every system call extract makes, relative to the destination's dirfd.
+//!
+//! Directories are reopened with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` (or, on
+//! kernels before 5.6, one `openat(O_NOFOLLOW | O_DIRECTORY)` per component), and the last
+//! component is always created with `*at` calls that do not follow it (`O_EXCL | O_NOFOLLOW`,
+//! `AT_SYMLINK_NOFOLLOW`), so nothing extraction created is ever followed out of the tree.
+//! Metadata goes on in wimlib's order (owner → xattrs → mode → times) because chown clears
+//! setuid bits and `security.capability`. Modes are always set explicitly, so the process umask
+//! does not matter and is left alone.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, Timestamps};
+use rustix::io::Errno;
+use rustix::process::{Gid, Uid};
+
+use super::error::ExtractError;
+use super::plan::DEST;
+use crate::payload::manifest::{Entry, EntryIndex, Meta, Timestamp, Xattr};
+use crate::progress::Progress;
+
+/// Set once `openat2` reported ENOSYS (kernel < 5.6): walk components instead.
+static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
+
+/// Warnings shown on the progress line; only the first `SHOWN` are printed.
+pub(crate) struct Warnings<'p> {
+    progress: &'p dyn Progress,
+    count: AtomicU64,
+}
+
+impl<'p> Warnings<'p> {
+    const SHOWN: u64 = 50;
+
+    pub fn new(progress: &'p dyn Progress) -> Self {
+        Warnings {
+            progress,
+            count: AtomicU64::new(0),
+        }
+    }
+
+    pub fn warn(&self, line: String) {
+        let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
+        if n <= Self::SHOWN {
+            self.progress.note(&format!("warning: {line}"));
+        } else if n == Self::SHOWN + 1 {
+            self.progress
+                .note("warning: further warnings are not shown");
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+/// How metadata reaches an entry: through an open fd (files, directories) or by name in its
+/// parent directory (symlinks and special files, which must not be opened).
+#[derive(Clone, Copy)]
+pub(crate) enum Handle<'a> {
+    Fd(BorrowedFd<'a>),
+    At {
+        dir: BorrowedFd<'a>,
+        name: &'a [u8],
+        symlink: bool,
+    },
+}
+
+/// The destination directory, open.
+pub(crate) struct Target {
+    dest: OwnedFd,
+    dest_path: PathBuf,
+    /// Whether to chown (false: leave files owned by the extracting user).
+    pub restore_owner: bool,
+}
+
+impl Target {
+    /// Creates `dest` if missing, or checks that it is an empty directory; opens it.
+    pub fn open(dest: &Path, restore_owner: bool) -> Result<Target, ExtractError> {
+        let fail = |reason: String| ExtractError::Dest {
+            dest: dest.to_path_buf(),
+            reason,
+        };
+        match std::fs::create_dir(dest) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let mut listing = std::fs::read_dir(dest).map_err(|e| fail(e.to_string()))?;
+                if listing.next().is_some() {
+                    return Err(fail("exists and is not empty".into()));
+                }
+            }
+            Err(e) => return Err(fail(format!("cannot create it: {e}"))),
+        }
+        let dest_fd = rfs::open(
+            dest,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| fail(io::Error::from(e).to_string()))?;
+        Ok(Target {
+            dest: dest_fd,
+            dest_path: dest.to_path_buf(),
+            restore_owner,
+        })
+    }
+
+    /// The destination directory itself.
+    pub fn dest_fd(&self) -> BorrowedFd<'_> {
+        self.dest.as_fd()
+    }
+
+    /// Where an entry's path lands, for messages.
+    pub fn full_path(&self, rel: &[u8]) -> PathBuf {
+        if rel.is_empty() {
+            self.dest_path.clone()
+        } else {
+            self.dest_path.join(OsStr::from_bytes(rel))
+        }
+    }
+
+    /// Opens the directory at relative path `rel`, refusing any symlink on the way.
+    pub fn open_dir(&self, rel: &[u8]) -> Result<OwnedFd, ExtractError> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let resolve =
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        let err = |e: Errno| ExtractError::io("opening directory", self.full_path(rel), e);
+        if !NO_OPENAT2.load(Ordering::Relaxed) {
+            match rfs::openat2(&self.dest, rel, flags, Mode::empty(), resolve) {
+                Err(Errno::NOSYS) => NO_OPENAT2.store(true, Ordering::Relaxed),
+                other => return other.map_err(err),
+            }
+        }
+        let mut components = rel.split(|&b| b == b'/');
+        let first = components.next().unwrap_or_default();
+        let mut fd = rfs::openat(&self.dest, first, flags, Mode::empty()).map_err(err)?;
+        for component in components {
+            fd = rfs::openat(&fd, component, flags, Mode::empty()).map_err(err)?;
+        }
+        Ok(fd)
+    }
+
+    /// Applies owner, xattrs, mode and times, in that order.
+    /// `rel` is the created path, for messages.
+    pub fn set_meta(
+        &self,
+        h: Handle,
+        meta: &Meta,
+        xattrs: &[Xattr],
+        rel: &[u8],
+        warn: &Warnings,
+    ) -> Result<(), ExtractError> {
+        let path = || self.full_path(rel);
+        if self.restore_owner {
+            self.set_owner(h, meta, warn, path)?;
+        }
+        for x in xattrs {
+            let done = match h {
+                Handle::Fd(fd) => rfs::fsetxattr(fd, &x.name, &x.value, rfs::XattrFlags::empty()),
+                Handle::At { dir, name, .. } => {
+                    // No lsetxattrat before Linux 6.13: reach the entry through its parent's fd.
+                    let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+                    p.extend_from_slice(name);
+                    rfs::lsetxattr(p.as_slice(), &x.name, &x.value, rfs::XattrFlags::empty())
+                }
+            };
+            match done {
+                Ok(()) => {}
+                // The filesystem, the kernel's policy or a missing /proc refuses this one
+                // attribute (e.g. user.* on a symlink): report it and go on.
+                Err(e @ (Errno::PERM | Errno::OPNOTSUPP | Errno::NOENT)) => warn.warn(format!(
+                    "{}: cannot set xattr {}: {}",
+                    path().display(),
+                    String::from_utf8_lossy(&x.name),
+                    io::Error::from(e)
+                )),
+                Err(e) => return Err(ExtractError::io("setting an xattr of", path(), e)),
+            }
+        }
+        let mode = Mode::from_raw_mode(meta.mode & 0o7777);
+        match h {
+            Handle::Fd(fd) => rfs::fchmod(fd, mode),
+            Handle::At { symlink: true, .. } => Ok(()),
+            Handle::At { dir, name, .. } => rfs::chmodat(dir, name, mode, AtFlags::empty()),
+        }
+        .map_err(|e| ExtractError::io("setting the mode of", path(), e))?;
+        let times = Timestamps {
+            last_access: timespec(meta.atime),
+            last_modification: timespec(meta.mtime),
+        };
+        match h {
+            Handle::Fd(fd) => rfs::futimens(fd, &times),
+            Handle::At { dir, name, .. } => {
+                rfs::utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW)
+            }
+        }
+        .map_err(|e| ExtractError::io("setting the times of", path(), e))
+    }
+
+    fn set_owner(
+        &self,
+        h: Handle,
+        meta: &Meta,
+        warn: &Warnings,
+        path: impl Fn() -> PathBuf,
+    ) -> Result<(), ExtractError> {
+        // -1 means "leave unchanged" to chown; no real file is owned by it.
+        let uid = (meta.uid != u32::MAX).then(|| Uid::from_raw(meta.uid));
+        let gid = (meta.gid != u32::MAX).then(|| Gid::from_raw(meta.gid));
+        let done = match h {
+            Handle::Fd(fd) => rfs::fchown(fd, uid, gid),
+            Handle::At { dir, name, .. } => {
+                rfs::chownat(dir, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
+            }
+        };
+        match done {
+            Ok(()) => Ok(()),
+            Err(Errno::PERM) => {
+                warn.warn(format!(
+                    "{}: not permitted to set owner {}:{}",
+                    path().display(),
+                    meta.uid,
+                    meta.gid
+                ));
+                Ok(())
+            }
+            Err(e) => Err(ExtractError::io("setting the owner of", path(), e)),
+        }
+    }
+}
+
+fn timespec(t: Timestamp) -> rfs::Timespec {
+    rfs::Timespec {
+        tv_sec: t.sec,
+        tv_nsec: i64::from(t.nsec),
+    }
+}
+
+/// One open directory kept between consecutive entries of the same directory.
+#[derive(Default)]
+pub(crate) struct DirCache {
+    cached: Option<(EntryIndex, OwnedFd)>,
+}
+
+impl DirCache {
+    /// An fd for directory entry `dir` (`DEST`: the destination itself).
+    pub fn get<'s>(
+        &'s mut self,
+        target: &'s Target,
+        entries: &[Entry],
+        dir: EntryIndex,
+    ) -> Result<BorrowedFd<'s>, ExtractError> {
+        if dir == DEST {
+            return Ok(target.dest_fd());
+        }
+        if self.cached.as_ref().is_none_or(|(i, _)| *i != dir) {
+            let fd = target.open_dir(&entries[dir as usize].path)?;
+            self.cached = Some((dir, fd));
+        }
+        match &self.cached {
+            Some((_, fd)) => Ok(fd.as_fd()),
+            None => unreachable!("filled above"),
+        }
+    }
+}
+
+/// Creates an empty directory (0700 until its metadata is applied at the end).
+pub(crate) fn mkdir(dir: BorrowedFd, name: &[u8]) -> rustix::io::Result<()> {
+    rfs::mkdirat(dir, name, Mode::from_raw_mode(0o700))
+}
+
+/// Creates a new regular file for writing; fails if the name exists in any form.
+pub(crate) fn create_file(dir: BorrowedFd, name: &[u8]) -> rustix::io::Result<File> {
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    rfs::openat(dir, name, flags, Mode::from_raw_mode(0o600)).map(File::from)
+}
+
+/// Creates a special file (device, FIFO or socket), 0600 until its metadata is applied.
+pub(crate) fn mknod(
+    dir: BorrowedFd,
+    name: &[u8],
+    kind: FileType,
+    rdev: u64,
+) -> rustix::io::Result<()> {
+    rfs::mknodat(dir, name, kind, Mode::from_raw_mode(0o600), rdev)
+}
