@@ -1,0 +1,283 @@
+//! The ISO's boot loaders, built with GRUB from a GRUB source root (the host "/" today, the
+//! captured system's root later): `grub-mkimage` makes a BIOS El Torito image
+//! (`i386-pc-eltorito`) and a standalone `BOOTX64.EFI` (`x86_64-efi`), both with the modules
+//! they need built in and an early config that finds the ISO by a unique id file and loads
+//! `/boot/grub/grub.cfg`; `mkfs.vfat` + `mcopy` put `BOOTX64.EFI` into a small FAT ESP image;
+//! `boot_hybrid.img` becomes the hybrid MBR code. Signed shim/GRUB can replace `BOOTX64.EFI`
+//! later without changing the layout (docs/ISO.md).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::{BootImages, IsoError, IsoFile, IsoSource};
+
+/// Modules built into both images: enough to find the ISO (CD or disk, GPT or MBR), read its
+/// config and boot a Linux kernel with a compressed initramfs, on the serial console too.
+const MODULES: &[&str] = &[
+    "iso9660",
+    "part_msdos",
+    "part_gpt",
+    "fat",
+    "ext2",
+    "normal",
+    "configfile",
+    "search",
+    "search_fs_file",
+    "search_fs_uuid",
+    "search_label",
+    "linux",
+    "echo",
+    "test",
+    "sleep",
+    "serial",
+    "terminal",
+    "halt",
+    "reboot",
+    "minicmd",
+    "ls",
+    "cat",
+    "gzio",
+    "xzio",
+    "zstd",
+    "loadenv",
+];
+const BIOS_ONLY: &[&str] = &["biosdisk"];
+const EFI_ONLY: &[&str] = &["all_video"];
+
+/// ISO paths of the boot files.
+pub const BIOS_IMAGE: &str = "boot/grub/i386-pc/eltorito.img";
+pub const EFI_IMAGE: &str = "boot/grub/efi.img";
+pub const GRUB_CFG: &str = "boot/grub/grub.cfg";
+
+/// Boot files for an [`IsoSpec`](super::IsoSpec): add `files`, set `boot`.
+#[derive(Debug, Clone)]
+pub struct GrubBoot {
+    /// grub.cfg, the id file, the BIOS image and the ESP image (built in `work_dir`).
+    pub files: Vec<IsoFile>,
+    pub boot: BootImages,
+    /// ISO path (with leading `/`) of the file whose presence identifies this image; the
+    /// early config does `search --file` for it, and so can the rescue environment.
+    pub search_file: String,
+}
+
+/// Builds the BIOS image, the hybrid MBR code and the ESP image from the GRUB files under
+/// `grub_root` (`usr/lib/grub/{i386-pc,x86_64-efi}`), with `grub_cfg` as `/boot/grub/grub.cfg`.
+pub fn build_grub_boot(
+    grub_root: &Path,
+    grub_cfg: &str,
+    work_dir: &Path,
+) -> Result<GrubBoot, IsoError> {
+    let pc = grub_root.join("usr/lib/grub/i386-pc");
+    let efi = grub_root.join("usr/lib/grub/x86_64-efi");
+    let pc_files = [
+        "cdboot.img",
+        "boot_hybrid.img",
+        "diskboot.img",
+        "kernel.img",
+        "lzma_decompress.img",
+        "moddep.lst",
+    ];
+    require(
+        &pc,
+        &pc_files,
+        MODULES,
+        BIOS_ONLY,
+        "GRUB BIOS files",
+        "grub-pc-bin",
+    )?;
+    require(
+        &efi,
+        &["kernel.img", "moddep.lst"],
+        MODULES,
+        EFI_ONLY,
+        "GRUB EFI files",
+        "grub-efi-amd64-bin",
+    )?;
+    std::fs::create_dir_all(work_dir).map_err(|e| IsoError::io("creating", work_dir, e))?;
+
+    let id = boot_id(grub_cfg);
+    let search_file = format!("/boot/grub/osimage-{id}.id");
+    let early = work_dir.join("early.cfg");
+    write(&early, early_config(&search_file).as_bytes())?;
+
+    let bios_img = work_dir.join("eltorito.img");
+    let bootx64 = work_dir.join("BOOTX64.EFI");
+    mkimage(&pc, "i386-pc-eltorito", &early, &bios_img, BIOS_ONLY)?;
+    mkimage(&efi, "x86_64-efi", &early, &bootx64, EFI_ONLY)?;
+    let esp = work_dir.join("efi.img");
+    build_esp(&esp, &bootx64, &id)?;
+    let mbr_path = pc.join("boot_hybrid.img");
+    let mbr = std::fs::read(&mbr_path).map_err(|e| IsoError::io("reading", &mbr_path, e))?;
+
+    let mtime = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let file = |path: &str, source| IsoFile {
+        path: path.to_string(),
+        source,
+        mode: 0o644,
+        mtime,
+    };
+    Ok(GrubBoot {
+        files: vec![
+            file(GRUB_CFG, IsoSource::Bytes(grub_cfg.as_bytes().to_vec())),
+            file(
+                &search_file[1..],
+                IsoSource::Bytes(format!("{id}\n").into_bytes()),
+            ),
+            file(BIOS_IMAGE, IsoSource::Path(bios_img)),
+            file(EFI_IMAGE, IsoSource::Path(esp)),
+        ],
+        boot: BootImages {
+            bios: Some(BIOS_IMAGE.to_string()),
+            efi: Some(EFI_IMAGE.to_string()),
+            mbr: Some(mbr),
+        },
+        search_file,
+    })
+}
+
+/// The config built into both images: find this very ISO (CD, or whole disk when dd'd) by
+/// its id file, then hand over to the real config on it.
+fn early_config(search_file: &str) -> String {
+    format!(
+        "search --no-floppy --set=root --file {search_file}\n\
+         if [ -z \"$root\" ]; then echo \"osimage: boot medium with {search_file} not found\"; sleep 30; fi\n\
+         set prefix=($root)/boot/grub\n\
+         configfile ($root)/boot/grub/grub.cfg\n"
+    )
+}
+
+/// 16 hex digits unique to this build (config, time, process).
+fn boot_id(grub_cfg: &str) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(grub_cfg.as_bytes());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    h.update(&now.to_le_bytes());
+    h.update(&std::process::id().to_le_bytes());
+    h.finalize().to_hex()[..16].to_string()
+}
+
+fn require(
+    dir: &Path,
+    files: &[&str],
+    modules: &[&str],
+    extra: &[&str],
+    what: &'static str,
+    package: &'static str,
+) -> Result<(), IsoError> {
+    let mods = modules.iter().chain(extra).map(|m| format!("{m}.mod"));
+    let missing = files
+        .iter()
+        .map(|f| f.to_string())
+        .chain(mods)
+        .any(|f| !dir.join(f).is_file());
+    if missing {
+        return Err(IsoError::MissingBootFiles {
+            what,
+            dir: dir.to_path_buf(),
+            package,
+        });
+    }
+    Ok(())
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), IsoError> {
+    std::fs::write(path, bytes).map_err(|e| IsoError::io("writing", path, e))
+}
+
+fn mkimage(
+    dir: &Path,
+    format: &str,
+    early: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> Result<(), IsoError> {
+    let mut cmd = Command::new("grub-mkimage");
+    cmd.arg("-O")
+        .arg(format)
+        .arg("-d")
+        .arg(dir)
+        .args(["-p", "/boot/grub", "-c"]);
+    cmd.arg(early).arg("-o").arg(out).args(MODULES).args(extra);
+    run(cmd, "grub-mkimage", "grub-common")
+}
+
+/// Size of the ESP image: the contents plus 1 MiB of FAT overhead and slack, at least 4 MiB,
+/// whole MiB. FAT12 up to 16 MiB, FAT16 above (UEFI 13.3.1.1 allows both on removable media).
+fn esp_size_kib(contents: u64) -> u64 {
+    (contents.div_ceil(1 << 20) + 1).max(4) * 1024
+}
+
+fn build_esp(esp: &Path, bootx64: &Path, id: &str) -> Result<(), IsoError> {
+    let size = std::fs::metadata(bootx64)
+        .map_err(|e| IsoError::io("stat", bootx64, e))?
+        .len();
+    let kib = esp_size_kib(size);
+    let fat = if kib <= 16 * 1024 { "12" } else { "16" };
+    if esp.exists() {
+        std::fs::remove_file(esp).map_err(|e| IsoError::io("removing", esp, e))?;
+    }
+    let mut mkfs = Command::new("mkfs.vfat");
+    mkfs.args(["-C", "-F", fat, "-n", "OSIMAGE_EFI", "-i", &id[..8]])
+        .arg(esp)
+        .arg(kib.to_string());
+    run(mkfs, "mkfs.vfat", "dosfstools")?;
+    let mut mmd = Command::new("mmd");
+    mmd.arg("-i").arg(esp).args(["::/EFI", "::/EFI/BOOT"]);
+    run(mmd, "mmd", "mtools")?;
+    let mut mcopy = Command::new("mcopy");
+    mcopy
+        .arg("-i")
+        .arg(esp)
+        .arg(bootx64)
+        .arg("::/EFI/BOOT/BOOTX64.EFI");
+    run(mcopy, "mcopy", "mtools")
+}
+
+/// Runs a host tool; a missing tool names its Debian package, a failure its stderr.
+fn run(mut cmd: Command, tool: &str, package: &'static str) -> Result<(), IsoError> {
+    cmd.env("MTOOLS_SKIP_CHECK", "1");
+    let out = cmd.output().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => IsoError::Tool {
+            tool: tool.to_string(),
+            detail: format!("not found in PATH: install {package}"),
+        },
+        _ => IsoError::io("running", &PathBuf::from(tool), e),
+    })?;
+    if !out.status.success() {
+        return Err(IsoError::Tool {
+            tool: tool.to_string(),
+            detail: format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_grub_files_name_the_package() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let e = build_grub_boot(dir.path(), "", &dir.path().join("w")).expect_err("no grub");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("i386-pc") && msg.contains("install grub-pc-bin"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn esp_is_sized_to_contents() {
+        assert_eq!(esp_size_kib(1), 4096);
+        assert_eq!(esp_size_kib(5 << 20), 6 * 1024);
+    }
+}
