@@ -4,7 +4,7 @@
 //! Uses only std, libc, the `xattr` crate and `blake3` (as a plain hash of file bytes): never
 //! osimage's own code, so a bug shared by capture and extract cannot hide here.
 
-use super::sys::{Dir, bstr};
+use super::sys::{Dir, bstr, shorten};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::{self, Read};
@@ -55,7 +55,7 @@ impl fmt::Display for Difference {
         } else {
             bstr(&self.path)
         };
-        write!(f, "{p}: {}: {}", self.what, self.detail)
+        write!(f, "{}: {}: {}", shorten(&p), self.what, self.detail)
     }
 }
 

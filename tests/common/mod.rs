@@ -11,6 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use sys::shorten;
 use tempfile::TempDir;
 
 /// A scratch directory under cargo's target tmp dir (a real filesystem with xattrs and holes,
@@ -83,10 +84,10 @@ impl Run {
     fn describe(&self) -> String {
         format!(
             "`osimage {}` exited {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.args.join(" "),
+            shorten(&self.args.join(" ")),
             self.code,
-            self.stdout_str(),
-            self.stderr
+            shorten(&self.stdout_str()),
+            shorten(&self.stderr)
         )
     }
 
@@ -107,6 +108,18 @@ impl Run {
         assert!(
             self.stderr.starts_with("osimage: ") || self.stderr.contains("\nosimage: "),
             "the failure message must start with `osimage: `: {}",
+            self.describe()
+        );
+        self
+    }
+
+    /// Asserts exit 1 without requiring an `osimage: ` line: `verify`'s report of damage is
+    /// its normal output (a list of damaged files), not an error message.
+    pub fn reports_damage(self) -> Run {
+        assert_eq!(
+            self.code,
+            1,
+            "expected exit 1 (damage found): {}",
             self.describe()
         );
         self
@@ -212,6 +225,24 @@ pub fn counter(info: &serde_json::Value, key: &str) -> u64 {
     direct
         .or_else(nested)
         .unwrap_or_else(|| panic!("info --json has no numeric `{key}`:\n{info:#}"))
+}
+
+/// Removes `dir` when the test process exits: for scratch dirs held by a `static`, which is
+/// never dropped.
+pub fn remove_at_exit(dir: &Path) {
+    static DIRS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    extern "C" fn cleanup() {
+        if let Ok(dirs) = DIRS.lock() {
+            for d in dirs.iter() {
+                let _ = std::fs::remove_dir_all(d);
+            }
+        }
+    }
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    REGISTER.call_once(|| {
+        unsafe { libc::atexit(cleanup) };
+    });
+    DIRS.lock().expect("cleanup list").push(dir.to_path_buf());
 }
 
 /// Whether a directory exists and has no entries.

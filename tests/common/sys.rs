@@ -35,6 +35,20 @@ fn check(ret: libc::c_int, what: impl FnOnce() -> String) -> io::Result<libc::c_
     }
 }
 
+/// Long lines (paths past PATH_MAX) cut in the middle, so failures stay readable.
+pub fn shorten(text: &str) -> String {
+    let line = |l: &str| {
+        let chars: Vec<char> = l.chars().collect();
+        if chars.len() <= 300 {
+            return l.to_string();
+        }
+        let head: String = chars[..150].iter().collect();
+        let tail: String = chars[chars.len() - 150..].iter().collect();
+        format!("{head}[...{} chars...]{tail}", chars.len() - 300)
+    };
+    text.lines().map(line).collect::<Vec<_>>().join("\n")
+}
+
 /// An open directory, the anchor of every fd-relative operation.
 pub struct Dir {
     fd: OwnedFd,

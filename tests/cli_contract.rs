@@ -1,0 +1,177 @@
+//! The command line's contract: exit codes (0 ok, 1 failure naming what and where, 2 usage),
+//! never a panic, and the capture behaviours DESIGN.md promises around the output file.
+
+mod common;
+
+use common::osimage;
+use std::ffi::OsStr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+fn small_tree(dir: &Path) -> std::path::PathBuf {
+    let root = dir.join("src");
+    std::fs::create_dir_all(root.join("sub")).expect("mkdir");
+    std::fs::write(root.join("a.txt"), b"a\n").expect("write");
+    std::fs::write(root.join("sub/b.txt"), b"b\n").expect("write");
+    root
+}
+
+fn listing(image: &Path) -> String {
+    osimage([OsStr::new("list"), image.as_os_str()])
+        .ok()
+        .stdout_str()
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    osimage::<[&str; 0], &str>([]).usage_error();
+    osimage(["no-such-subcommand"]).usage_error();
+    osimage(["capture"]).usage_error();
+    osimage(["capture", "/nonexistent-root"]).usage_error(); // no -o
+    osimage(["capture", "/x", "-o", "/y.oimg", "--level", "0"]).usage_error();
+    osimage(["capture", "/x", "-o", "/y.oimg", "--no-such-flag"]).usage_error();
+    osimage(["extract", "/x.oimg"]).usage_error(); // no -C
+    osimage(["list"]).usage_error();
+    osimage(["verify"]).usage_error();
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    let help = osimage(["--help"]).ok().stdout_str();
+    for sub in ["capture", "extract", "list", "info", "verify"] {
+        assert!(help.contains(sub), "--help does not mention {sub}:\n{help}");
+    }
+    assert!(osimage(["--version"]).ok().stdout_str().contains("osimage"));
+    osimage(["capture", "--help"]).ok();
+}
+
+#[test]
+fn capture_of_a_missing_root_names_it() {
+    let dir = common::scratch();
+    let root = dir.path().join("no-such-root");
+    let out = dir.path().join("x.oimg");
+    osimage([
+        OsStr::new("capture"),
+        root.as_os_str(),
+        OsStr::new("-o"),
+        out.as_os_str(),
+    ])
+    .fails()
+    .mentions(root.as_os_str().as_encoded_bytes());
+    assert!(!out.exists(), "no output after a failed capture");
+}
+
+#[test]
+fn capture_into_a_missing_directory_names_it() {
+    let dir = common::scratch();
+    let root = small_tree(dir.path());
+    let out = dir.path().join("no-such-dir/x.oimg");
+    osimage([
+        OsStr::new("capture"),
+        root.as_os_str(),
+        OsStr::new("-o"),
+        out.as_os_str(),
+    ])
+    .fails()
+    .mentions(b"no-such-dir");
+}
+
+#[test]
+fn capture_refuses_to_overwrite_without_force() {
+    let dir = common::scratch();
+    let root = small_tree(dir.path());
+    let out = dir.path().join("x.oimg");
+    std::fs::write(&out, b"precious").expect("write");
+    osimage([
+        OsStr::new("capture"),
+        root.as_os_str(),
+        OsStr::new("-o"),
+        out.as_os_str(),
+    ])
+    .fails()
+    .mentions(out.as_os_str().as_encoded_bytes());
+    assert_eq!(
+        std::fs::read(&out).expect("read"),
+        b"precious",
+        "untouched without --force"
+    );
+    common::capture(&root, &out, &["--force"]);
+    osimage([OsStr::new("verify"), out.as_os_str()]).ok();
+}
+
+#[test]
+fn capture_output_is_private_and_quiet_with_q() {
+    let dir = common::scratch();
+    let root = small_tree(dir.path());
+    let out = dir.path().join("x.oimg");
+    let run = common::capture(&root, &out, &["-q"]);
+    assert!(
+        run.stdout.is_empty() && run.stderr.is_empty(),
+        "-q prints nothing: {run:?}"
+    );
+    let mode = std::fs::metadata(&out).expect("stat").permissions().mode() & 0o7777;
+    assert_eq!(
+        mode, 0o600,
+        "the image holds every secret of the system: mode 0600"
+    );
+}
+
+#[test]
+fn capture_leaves_out_its_own_output_inside_root() {
+    let dir = common::scratch();
+    let root = small_tree(dir.path());
+    let out = root.join("self.oimg");
+    common::capture(&root, &out, &[]);
+    let list = listing(&out);
+    assert!(
+        !list.contains("self.oimg"),
+        "the output captured itself:\n{list}"
+    );
+    assert!(list.contains("/sub/b.txt"), "{list}");
+    // Capturing again over it (with --force) also leaves out the old image.
+    common::capture(&root, &out, &["--force"]);
+    assert!(!listing(&out).contains("self.oimg"));
+}
+
+#[test]
+fn extract_refuses_a_non_empty_directory() {
+    let dir = common::scratch();
+    let root = small_tree(dir.path());
+    let image = dir.path().join("x.oimg");
+    common::capture(&root, &image, &[]);
+    let out = dir.path().join("busy");
+    std::fs::create_dir(&out).expect("mkdir");
+    std::fs::write(out.join("already-here"), b"x").expect("write");
+    common::extract(&image, &out, &[])
+        .fails()
+        .mentions(out.as_os_str().as_encoded_bytes());
+    let names: Vec<_> = std::fs::read_dir(&out).expect("read_dir").collect();
+    assert_eq!(names.len(), 1, "extract wrote into a non-empty directory");
+}
+
+#[test]
+fn extract_of_a_path_not_in_the_image_names_it() {
+    let dir = common::scratch();
+    let root = small_tree(dir.path());
+    let image = dir.path().join("x.oimg");
+    common::capture(&root, &image, &[]);
+    let out = dir.path().join("out");
+    common::extract(&image, &out, &[b"sub/nope.txt"])
+        .fails()
+        .mentions(b"sub/nope.txt");
+}
+
+#[test]
+fn info_prints_a_table_and_json() {
+    let dir = common::scratch();
+    let root = small_tree(dir.path());
+    let image = dir.path().join("x.oimg");
+    common::capture(&root, &image, &[]);
+    let table = osimage([OsStr::new("info"), image.as_os_str()])
+        .ok()
+        .stdout_str();
+    assert!(!table.is_empty());
+    let info = common::info_json(&image);
+    assert_eq!(common::counter(&info, "files"), 2);
+    assert_eq!(common::counter(&info, "directories"), 2);
+}
