@@ -160,3 +160,6 @@ impl IsoError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,220 @@
+//! Writer → reader round trips, and the reader on truncated and corrupted images.
+
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use super::*;
+
+fn file(path: &str, source: IsoSource, mode: u32) -> IsoFile {
+    IsoFile {
+        path: path.to_string(),
+        source,
+        mode,
+        mtime: 1_700_000_000,
+    }
+}
+
+fn sample_spec() -> IsoSpec {
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    IsoSpec {
+        volume_id: "OSIMAGE_TEST".into(),
+        files: vec![
+            file("README.TXT", IsoSource::Bytes(b"hello\n".to_vec()), 0o644),
+            file(
+                "osimage/packs/pack-000000.opk",
+                IsoSource::Bytes(big),
+                0o644,
+            ),
+            file(
+                &format!("long/{}", "é".repeat(120)),
+                IsoSource::Bytes(b"L".to_vec()),
+                0o600,
+            ),
+            file(
+                "a/b/c/d/e/f/g/h/i/deep.txt",
+                IsoSource::Bytes(b"deep".to_vec()),
+                0o644,
+            ),
+            file(
+                "link",
+                IsoSource::Symlink("/osimage/packs/../packs".into()),
+                0o777,
+            ),
+            file("empty", IsoSource::Bytes(Vec::new()), 0o644),
+            file("emptydir", IsoSource::Dir, 0o700),
+        ],
+        boot: None,
+        hybrid: true,
+    }
+}
+
+fn write_sample(dir: &Path) -> std::path::PathBuf {
+    let out = dir.join("t.iso");
+    write_iso(&sample_spec(), &out).expect("writes");
+    out
+}
+
+fn read_extent(iso: &Path, e: IsoExtent) -> Vec<u8> {
+    let f = std::fs::File::open(iso).expect("open");
+    let mut b = vec![0u8; e.len as usize];
+    f.read_exact_at(&mut b, e.offset).expect("read");
+    b
+}
+
+#[test]
+fn reader_gets_back_what_the_writer_wrote() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let iso = write_sample(dir.path());
+    let r = IsoReader::open(&iso).expect("opens");
+    assert_eq!(r.volume_id(), "OSIMAGE_TEST");
+    assert!(r.has_rock_ridge());
+    assert_eq!(r.len() % 2048, 0);
+    let spec = sample_spec();
+    for f in &spec.files {
+        if let IsoSource::Bytes(b) = &f.source {
+            let e = r.lookup(&f.path).expect("lookup").expect("exists");
+            assert_eq!(e.len as usize, b.len(), "{}", f.path);
+            assert_eq!(&read_extent(&iso, e), b, "{}", f.path);
+        }
+    }
+    let mut names: Vec<String> = r
+        .read_dir("/")
+        .expect("root")
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "README.TXT",
+            "a",
+            "empty",
+            "emptydir",
+            "link",
+            "long",
+            "osimage"
+        ]
+    );
+    let link = r.entry("link").expect("ok").expect("exists");
+    assert_eq!(link.kind, IsoEntryKind::Symlink);
+    assert_eq!(link.symlink.as_deref(), Some("/osimage/packs/../packs"));
+    let d = r.entry("emptydir").expect("ok").expect("exists");
+    assert_eq!((d.kind, d.mode), (IsoEntryKind::Dir, Some(0o040_700)));
+    assert_eq!(d.mtime, 1_700_000_000);
+    assert!(r.lookup("nope/x").expect("ok").is_none());
+    assert!(r.lookup("README.TXT/x").expect("ok").is_none());
+    assert!(
+        r.lookup("osimage").is_err(),
+        "a directory has no file extent"
+    );
+    assert!(r.read_dir("README.TXT").is_err());
+}
+
+#[test]
+fn too_large_file_is_refused_with_its_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let big = dir.path().join("big");
+    std::fs::File::create(&big)
+        .and_then(|f| f.set_len(5 << 30))
+        .expect("sparse file");
+    let spec = IsoSpec {
+        volume_id: "X".into(),
+        files: vec![file(
+            "osimage/packs/pack-000001.opk",
+            IsoSource::Path(big),
+            0o644,
+        )],
+        ..Default::default()
+    };
+    let e = write_iso(&spec, &dir.path().join("o.iso")).expect_err("refused");
+    assert_eq!(
+        e.to_string(),
+        "file too large for ISO 9660 single extent (5.0 GiB ≥ 4 GiB): osimage/packs/pack-000001.opk"
+    );
+}
+
+#[test]
+fn not_an_iso_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("x.iso");
+    std::fs::write(&p, vec![0u8; 40_000]).expect("write");
+    let e = IsoReader::open(&p).expect_err("not iso");
+    assert!(
+        e.to_string()
+            .starts_with("not an ISO 9660 image (no CD001 at sector 16)"),
+        "{e}"
+    );
+    std::fs::write(&p, b"short").expect("write");
+    assert!(IsoReader::open(&p).is_err());
+}
+
+/// Lists every directory reachable from the root, bounded, ignoring errors.
+fn walk(r: &IsoReader, path: &str, depth: usize, seen: &mut usize) {
+    if depth > 12 || *seen > 10_000 {
+        return;
+    }
+    let Ok(entries) = r.read_dir(path) else {
+        return;
+    };
+    for e in entries {
+        *seen += 1;
+        let child = format!("{path}/{}", e.name);
+        let _ = r.lookup(&child);
+        if e.kind == IsoEntryKind::Dir {
+            walk(r, &child, depth + 1, seen);
+        }
+    }
+}
+
+#[test]
+fn truncated_images_give_errors_not_panics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let iso = write_sample(dir.path());
+    let full = std::fs::read(&iso).expect("read");
+    let cut = dir.path().join("cut.iso");
+    for len in [
+        0,
+        512,
+        16 * 2048,
+        17 * 2048 + 100,
+        30 * 2048,
+        full.len() / 2,
+        full.len() - 1,
+    ] {
+        std::fs::write(&cut, &full[..len]).expect("write");
+        if let Ok(r) = IsoReader::open(&cut) {
+            let mut seen = 0;
+            walk(&r, "", 0, &mut seen);
+            let _ = r.boot_entries();
+        }
+    }
+}
+
+#[test]
+fn corrupted_images_give_errors_not_panics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let iso = write_sample(dir.path());
+    let full = std::fs::read(&iso).expect("read");
+    let meta_end = 60 * 2048; // volume descriptors, path tables, directories, CE area
+    let bad = dir.path().join("bad.iso");
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for _ in 0..300 {
+        let mut img = full.clone();
+        for _ in 0..1 + next() % 16 {
+            let at = 16 * 2048 + (next() as usize) % (meta_end - 16 * 2048);
+            img[at] = next() as u8;
+        }
+        std::fs::write(&bad, &img).expect("write");
+        if let Ok(r) = IsoReader::open(&bad) {
+            let mut seen = 0;
+            walk(&r, "", 0, &mut seen);
+        }
+    }
+}
