@@ -196,7 +196,7 @@ impl IsoReader {
         let su = &dot.system_use;
         Ok(
             (su.len() >= 7 && &su[..2] == b"SP" && su[4] == 0xBE && su[5] == 0xEF)
-                .then_some(usize::from(su[6])),
+                .then(|| usize::from(su[6])),
         )
     }
 

@@ -218,3 +218,27 @@ fn corrupted_images_give_errors_not_panics() {
         }
     }
 }
+
+#[test]
+fn reader_falls_back_to_joliet_names_without_rock_ridge() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let iso = write_sample(dir.path());
+    let mut img = std::fs::read(&iso).expect("read");
+    let sp = img
+        .windows(7)
+        .position(|w| w == [b'S', b'P', 7, 1, 0xBE, 0xEF, 0])
+        .expect("SP entry");
+    img[sp..sp + 2].copy_from_slice(b"XX");
+    std::fs::write(&iso, &img).expect("write");
+    let r = IsoReader::open(&iso).expect("opens");
+    assert!(!r.has_rock_ridge());
+    let e = r.lookup("osimage/packs/pack-000000.opk").expect("ok");
+    assert_eq!(e.map(|e| e.len), Some(300_000));
+    let names: Vec<String> = r
+        .read_dir("")
+        .expect("root")
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert!(names.contains(&"README.TXT".to_string()), "{names:?}");
+}
