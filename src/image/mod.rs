@@ -2,6 +2,7 @@
 //! (docs/FORMAT.md §6). Both give the reader the same thing: the manifest frame's bytes and,
 //! for each pack, a file and the byte range it occupies there.
 
+pub mod iso;
 pub mod oimg;
 
 use std::fs::File;
@@ -66,6 +67,9 @@ pub fn open(path: &Path) -> Result<Container, PayloadError> {
         read_up_to(&file, &mut head, 0).map_err(|e| PayloadError::io("cannot read", path, e))?;
     if got == RECORD_LEN && crate::payload::records::is_image_header(&head) {
         return oimg::open(path, Arc::new(file), len, &head).map_err(|e| e.at(path));
+    }
+    if iso::is_iso(&file) {
+        return iso::open(path, Arc::new(file));
     }
     Err(PayloadError::Image {
         path: path.to_path_buf(),

@@ -1,0 +1,71 @@
+//! An image inside an ISO made by osimage: `/osimage/manifest.osm` and
+//! `/osimage/packs/pack-NNNNNN.osp`, each one extent read in place (docs/FORMAT.md §6.2).
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{Container, ContainerKind, Span};
+use crate::iso::IsoReader;
+use crate::payload::PayloadError;
+
+/// Where the payload lives inside the ISO.
+pub const PAYLOAD_DIR: &str = "osimage";
+/// The manifest frame's name inside `PAYLOAD_DIR`.
+pub const MANIFEST_NAME: &str = "manifest.osm";
+
+/// The ISO path of pack `i`.
+pub fn pack_path(i: usize) -> String {
+    format!("{PAYLOAD_DIR}/packs/pack-{i:06}.osp")
+}
+
+/// Whether `bytes` (the file's first 32 KiB + 6 bytes or more) look like ISO 9660.
+pub fn is_iso(file: &File) -> bool {
+    let mut magic = [0u8; 6];
+    matches!(super::read_up_to(file, &mut magic, 16 * 2048), Ok(6)) && &magic[1..6] == b"CD001"
+}
+
+/// Opens the payload inside the ISO at `path`.
+pub(super) fn open(path: &Path, file: Arc<File>) -> Result<Container, PayloadError> {
+    let not_ours = |msg: String| PayloadError::Image {
+        path: path.to_path_buf(),
+        msg,
+    };
+    let iso = IsoReader::open(path).map_err(|e| not_ours(format!("unreadable ISO: {e}")))?;
+    let manifest_path = format!("{PAYLOAD_DIR}/{MANIFEST_NAME}");
+    let manifest = iso
+        .lookup(&manifest_path)
+        .map_err(|e| not_ours(format!("unreadable ISO: {e}")))?
+        .ok_or_else(|| {
+            not_ours(format!(
+                "an ISO, but not one made by osimage (no /{manifest_path})"
+            ))
+        })?;
+    let mut packs = Vec::new();
+    loop {
+        let p = pack_path(packs.len());
+        match iso
+            .lookup(&p)
+            .map_err(|e| not_ours(format!("unreadable ISO: {e}")))?
+        {
+            Some(ext) => packs.push(Span {
+                file: file.clone(),
+                offset: ext.offset,
+                len: ext.len,
+            }),
+            None => break,
+        }
+    }
+    Ok(Container {
+        path: path.to_path_buf(),
+        kind: ContainerKind::Iso,
+        manifest: Span {
+            file,
+            offset: manifest.offset,
+            len: manifest.len,
+        },
+        packs_start: 0,
+        iso_packs: packs,
+        image_id: None,
+    })
+}
