@@ -179,7 +179,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("list");
         std::fs::write(&file, "# caches\n\n/var/cache/\r\n*.swp\n").unwrap();
-        let e = Excludes::new(&[], &[file.clone()]).unwrap();
+        let e = Excludes::new(&[], std::slice::from_ref(&file)).unwrap();
         assert!(e.matches(b"var/cache", true));
         assert!(e.matches(b"home/.x.swp", false));
         assert!(!e.matches(b"var/cache", false));

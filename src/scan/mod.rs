@@ -130,13 +130,13 @@ impl Prepared {
         let mounts = mountinfo::read(Path::new(MOUNTINFO))?;
         let input = PlanInput {
             root: &abs,
-            root_dev: st.st_dev as u64,
+            root_dev: st.st_dev,
             one_file_system: opts.one_file_system,
             excludes: &excludes,
         };
         let dev_of = |p: &[u8]| {
             let st = rustix::fs::statat(CWD, p, AtFlags::empty()).ok()?;
-            Some(st.st_dev as u64)
+            Some(st.st_dev)
         };
         let plan = filesystems::plan(&input, &mounts, dev_of);
         Ok(Prepared {

@@ -22,7 +22,7 @@ pub fn active_swap_files() -> HashSet<(u64, u64)> {
     parse_swaps(&text)
         .iter()
         .filter_map(|path| rustix::fs::statat(CWD, &path[..], AtFlags::empty()).ok())
-        .map(|st| (st.st_dev as u64, st.st_ino as u64))
+        .map(|st| (st.st_dev, st.st_ino))
         .collect()
 }
 
@@ -44,11 +44,16 @@ pub fn parse_swaps(text: &[u8]) -> Vec<Vec<u8>> {
 /// files that could be one are opened: at least 10 pages, whole pages, no holes.
 pub fn has_swap_signature(dir: impl AsFd, name: &[u8], st: &Stat) -> bool {
     let size = st.st_size as u64;
-    if size < 10 * PAGE || size % PAGE != 0 || (st.st_blocks as u64) * 512 < size {
+    if size < 10 * PAGE || !size.is_multiple_of(PAGE) || (st.st_blocks as u64) * 512 < size {
         return false;
     }
+    // O_NOATIME: looking must not change the atime the capture records (EPERM when we are
+    // neither root nor the owner; then open without it).
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
-    let Ok(fd) = rustix::fs::openat(dir, name, flags, Mode::empty()) else {
+    let dir = dir.as_fd();
+    let fd = rustix::fs::openat(dir, name, flags | OFlags::NOATIME, Mode::empty())
+        .or_else(|_| rustix::fs::openat(dir, name, flags, Mode::empty()));
+    let Ok(fd) = fd else {
         return false;
     };
     let mut sig = [0u8; 10];

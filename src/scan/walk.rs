@@ -79,14 +79,14 @@ impl<'a> Walker<'a> {
     /// Walks the whole tree; `entries`, `skipped` and `omitted` of the result are filled.
     pub fn run(mut self) -> Result<ScanResult, ScanError> {
         let root = self.setup.root.clone();
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let flags = OFlags::DIRECTORY | OFlags::CLOEXEC;
         let io_err = |op, e: Errno| ScanError::Io {
             op,
             path: PathBuf::from(OsStr::from_bytes(&root)),
             source: e.into(),
         };
-        let dir = rustix::fs::openat(CWD, &root[..], flags, Mode::empty())
-            .map_err(|e| io_err("open the capture root", e))?;
+        let dir =
+            open_dir_noatime(CWD, &root, flags).map_err(|e| io_err("open the capture root", e))?;
         let st = rustix::fs::fstat(&dir).map_err(|e| io_err("stat the capture root", e))?;
         let xattrs = self.xattrs.read(&root).map_err(|source| ScanError::Io {
             op: "read the extended attributes of the capture root",
@@ -131,7 +131,7 @@ impl<'a> Walker<'a> {
         {
             return Ok(None);
         }
-        let key = (st.st_dev as u64, st.st_ino as u64);
+        let key = (st.st_dev, st.st_ino);
         let kind = match ftype {
             FileType::Directory => EntryKind::Directory,
             FileType::RegularFile => {
@@ -153,12 +153,8 @@ impl<'a> Walker<'a> {
                 },
                 Err(e) => return self.gone_or_fail("read the link", &rel, e).map(|_| None),
             },
-            FileType::CharacterDevice => EntryKind::CharDevice {
-                rdev: st.st_rdev as u64,
-            },
-            FileType::BlockDevice => EntryKind::BlockDevice {
-                rdev: st.st_rdev as u64,
-            },
+            FileType::CharacterDevice => EntryKind::CharDevice { rdev: st.st_rdev },
+            FileType::BlockDevice => EntryKind::BlockDevice { rdev: st.st_rdev },
             FileType::Fifo => EntryKind::Fifo,
             FileType::Socket => EntryKind::Socket,
             FileType::Unknown => {
@@ -179,7 +175,7 @@ impl<'a> Walker<'a> {
             }
         };
         let (fs, descend) = match kind {
-            EntryKind::Directory => self.crossing(parent, &rel, st.st_dev as u64),
+            EntryKind::Directory => self.crossing(parent, &rel, st.st_dev),
             _ => (parent.fs, false),
         };
         let mut frame = None;
@@ -225,8 +221,8 @@ impl<'a> Walker<'a> {
         st: &Stat,
         fs: u32,
     ) -> Result<Opened, ScanError> {
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let dir = match rustix::fs::openat(&parent.dir, name, flags, Mode::empty()) {
+        let flags = OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let dir = match open_dir_noatime(&parent.dir, name, flags) {
             Ok(dir) => dir,
             Err(Errno::NOENT) => {
                 return self
@@ -263,7 +259,7 @@ impl<'a> Walker<'a> {
                 rel,
                 names,
                 next: 0,
-                dev: st.st_dev as u64,
+                dev: st.st_dev,
                 fs,
             })),
             Err(e) => self
@@ -349,6 +345,17 @@ impl<'a> Walker<'a> {
     fn changed(&self, rel: &[u8], what: &'static str) -> ScanError {
         let path = PathBuf::from(OsStr::from_bytes(&self.abs(rel)));
         ScanError::Changed { path, what }
+    }
+}
+
+/// Opens a directory for reading with O_NOATIME, so the walk's own reads do not change the
+/// atimes it records; without it where the kernel refuses (EPERM: neither root nor owner).
+fn open_dir_noatime(at: impl AsFd, name: &[u8], flags: OFlags) -> Result<OwnedFd, Errno> {
+    let at = at.as_fd();
+    let flags = flags | OFlags::RDONLY;
+    match rustix::fs::openat(at, name, flags | OFlags::NOATIME, Mode::empty()) {
+        Err(Errno::PERM) => rustix::fs::openat(at, name, flags, Mode::empty()),
+        other => other,
     }
 }
 
