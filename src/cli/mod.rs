@@ -60,10 +60,10 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(e) => {
             // A closed pipe (`osimage list | head`) is not an error worth a message.
-            if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                if io.kind() == std::io::ErrorKind::BrokenPipe {
-                    return 0;
-                }
+            if let Some(io) = e.downcast_ref::<std::io::Error>()
+                && io.kind() == std::io::ErrorKind::BrokenPipe
+            {
+                return 0;
             }
             eprintln!("osimage: error: {e}");
             1

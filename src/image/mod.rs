@@ -152,13 +152,13 @@ impl Container {
                 return Err(bad("belongs to another image or position".into()));
             }
         }
-        if let Some(id) = self.image_id {
-            if id != m.image.id {
-                return Err(PayloadError::Image {
-                    path: self.path.clone(),
-                    msg: "image id in the header does not match the manifest".into(),
-                });
-            }
+        if let Some(id) = self.image_id
+            && id != m.image.id
+        {
+            return Err(PayloadError::Image {
+                path: self.path.clone(),
+                msg: "image id in the header does not match the manifest".into(),
+            });
         }
         Ok(spans)
     }

@@ -90,10 +90,8 @@ fn check_entries(m: &Manifest) -> Result<(), PayloadError> {
             }
         }
         match &e.kind {
-            EntryKind::Directory => {
-                if !dirs.insert(&e.path) {
-                    return Err(bad(format!("directory {:?} listed twice", show(&e.path))));
-                }
+            EntryKind::Directory if !dirs.insert(&e.path) => {
+                return Err(bad(format!("directory {:?} listed twice", show(&e.path))));
             }
             EntryKind::File { size, runs } => {
                 let mut end = 0u64;

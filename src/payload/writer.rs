@@ -543,10 +543,10 @@ fn apply_outcomes(
     }
     // Hard links to a dropped file go with it.
     for (i, e) in entries.iter().enumerate() {
-        if let EntryKind::HardLink { target } = e.entry.kind {
-            if drop_entry.get(target as usize).copied().unwrap_or(true) {
-                drop_entry[i] = true;
-            }
+        if let EntryKind::HardLink { target } = e.entry.kind
+            && drop_entry.get(target as usize).copied().unwrap_or(true)
+        {
+            drop_entry[i] = true;
         }
     }
     if !drop_entry.contains(&true) {
