@@ -175,3 +175,25 @@ fn info_prints_a_table_and_json() {
     assert_eq!(common::counter(&info, "files"), 2);
     assert_eq!(common::counter(&info, "directories"), 2);
 }
+
+#[test]
+fn compression_levels_change_size_not_content() {
+    let dir = common::scratch();
+    let root = dir.path().join("src");
+    std::fs::create_dir(&root).expect("mkdir");
+    std::fs::write(root.join("text"), common::fixture::text(9, 2 << 20)).expect("write");
+    let (fast, small) = (dir.path().join("l1.oimg"), dir.path().join("l19.oimg"));
+    common::capture(&root, &fast, &["--level", "1"]);
+    common::capture(&root, &small, &["--level", "19"]);
+    let stored = |i: &Path| common::counter(&common::info_json(i), "stored_bytes");
+    assert!(
+        stored(&small) <= stored(&fast),
+        "level 19 larger than level 1"
+    );
+    for (image, name) in [(&fast, "x1"), (&small, "x19")] {
+        let out = dir.path().join(name);
+        common::extract(image, &out, &[]).ok();
+        let diffs = common::compare::diff_trees(&root, &out, Default::default());
+        common::compare::assert_no_differences(&diffs, name);
+    }
+}

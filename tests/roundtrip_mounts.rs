@@ -1,0 +1,99 @@
+//! Filesystems mounted under ROOT (DESIGN.md "Scope of a capture"): every local, block-backed
+//! one is captured; `--one-file-system` stays on ROOT's own, still recording the mount point.
+//!
+//! Needs root, `mkfs.ext4` (Debian package e2fsprogs), `mount` (util-linux) and a free loop
+//! device.
+
+mod common;
+
+use common::compare::{Options, assert_no_differences, diff_trees};
+use common::osimage;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// An ext4 filesystem in a file, loop-mounted at `at`; unmounted on drop.
+struct Mounted {
+    at: PathBuf,
+}
+
+impl Mounted {
+    fn ext4(image: &Path, at: &Path) -> Mounted {
+        common::require_root();
+        std::fs::File::create(image)
+            .and_then(|f| f.set_len(32 << 20))
+            .expect("image file");
+        let ok = |what: &str, out: std::io::Result<std::process::Output>, pkg: &str| {
+            let out = out.unwrap_or_else(|e| panic!("{what}: {e} (Debian package {pkg})"));
+            assert!(
+                out.status.success(),
+                "{what} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let mkfs = Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(image)
+            .output();
+        ok("mkfs.ext4", mkfs, "e2fsprogs");
+        std::fs::create_dir_all(at).expect("mount point");
+        let mount = Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(image)
+            .arg(at)
+            .output();
+        ok("mount -o loop (needs a free loop device)", mount, "mount");
+        Mounted {
+            at: at.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.at).status();
+    }
+}
+
+fn listing(image: &Path) -> Vec<String> {
+    let out = osimage([OsStr::new("list"), image.as_os_str()])
+        .ok()
+        .stdout_str();
+    out.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn filesystems_mounted_under_root_are_captured_unless_one_file_system() {
+    let dir = common::scratch();
+    let root = dir.path().join("src");
+    std::fs::create_dir_all(root.join("etc")).expect("mkdir");
+    std::fs::write(root.join("etc/on-root.txt"), b"root fs\n").expect("write");
+    let m = Mounted::ext4(&dir.path().join("inner.ext4"), &root.join("mnt/inner"));
+    std::fs::write(m.at.join("on-inner.txt"), b"inner fs\n").expect("write");
+
+    let all = dir.path().join("all.oimg");
+    common::capture(&root, &all, &[]);
+    let list = listing(&all);
+    assert!(
+        list.contains(&"/mnt/inner/on-inner.txt".to_string()),
+        "{list:#?}"
+    );
+    let out = dir.path().join("out");
+    common::extract(&all, &out, &[]).ok();
+    let diffs = diff_trees(&root, &out, Options::default());
+    assert_no_differences(&diffs, "a tree spanning two filesystems");
+
+    let one = dir.path().join("one.oimg");
+    common::capture(&root, &one, &["--one-file-system"]);
+    let list = listing(&one);
+    assert!(list.contains(&"/etc/on-root.txt".to_string()), "{list:#?}");
+    assert!(
+        list.contains(&"/mnt/inner".to_string()),
+        "mount point recorded: {list:#?}"
+    );
+    assert!(
+        !list.iter().any(|l| l.starts_with("/mnt/inner/")),
+        "--one-file-system descended into the mount: {list:#?}"
+    );
+    drop(m);
+}
