@@ -1,0 +1,106 @@
+//! The agent's options, from the kernel command line (`osimage.*` parameters, the same ones the
+//! boot menu's entries pass): `osimage.auto=1`, `osimage.interactive=1`, `osimage.shell=1`,
+//! `osimage.target=/dev/X`, `osimage.force=1`, `osimage.poweroff=1|reboot`, `osimage.id=HEX`,
+//! `osimage.wait=SECONDS` (how long to look for the boot medium).
+
+/// What auto mode does at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterRestore {
+    PowerOff,
+    Reboot,
+}
+
+/// Parsed `osimage.*` parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentOptions {
+    pub auto: bool,
+    pub interactive: bool,
+    pub shell: bool,
+    pub force: bool,
+    pub target: Option<String>,
+    pub image_id: Option<String>,
+    pub after: AfterRestore,
+    pub wait_secs: u64,
+}
+
+impl Default for AgentOptions {
+    fn default() -> Self {
+        AgentOptions {
+            auto: false,
+            interactive: false,
+            shell: false,
+            force: false,
+            target: None,
+            image_id: None,
+            after: AfterRestore::PowerOff,
+            wait_secs: 60,
+        }
+    }
+}
+
+impl AgentOptions {
+    /// Unknown words are the kernel's or other programs': ignored. The last of a repeated
+    /// parameter wins, as in the kernel.
+    pub fn parse(cmdline: &str) -> Self {
+        let mut o = AgentOptions::default();
+        let on = |v: &str| matches!(v, "1" | "yes" | "true" | "on" | "");
+        for word in cmdline.split_whitespace() {
+            let Some(rest) = word.strip_prefix("osimage.") else {
+                continue;
+            };
+            let (key, value) = rest.split_once('=').unwrap_or((rest, ""));
+            let value = value.trim_matches('"');
+            match key {
+                "auto" => o.auto = on(value),
+                "interactive" => o.interactive = on(value),
+                "shell" => o.shell = on(value),
+                "force" => o.force = on(value),
+                "target" if !value.is_empty() => o.target = Some(value.to_string()),
+                "id" if !value.is_empty() => o.image_id = Some(value.to_ascii_lowercase()),
+                "poweroff" => {
+                    o.after = if value == "reboot" {
+                        AfterRestore::Reboot
+                    } else {
+                        AfterRestore::PowerOff
+                    }
+                }
+                "wait" => o.wait_secs = value.parse().unwrap_or(o.wait_secs),
+                _ => {}
+            }
+        }
+        if o.interactive {
+            o.auto = false;
+        }
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_menu_parameters() {
+        let o = AgentOptions::parse(
+            "BOOT_IMAGE=/x console=tty0 console=ttyS0,115200 osimage.id=ABCDEF osimage.auto=1 \
+             osimage.target=/dev/vda osimage.force=1 osimage.poweroff=reboot osimage.wait=7",
+        );
+        assert!(o.auto && o.force && !o.shell);
+        assert_eq!(o.target.as_deref(), Some("/dev/vda"));
+        assert_eq!(o.image_id.as_deref(), Some("abcdef"));
+        assert_eq!(o.after, AfterRestore::Reboot);
+        assert_eq!(o.wait_secs, 7);
+    }
+
+    #[test]
+    fn interactive_wins_and_defaults_hold() {
+        let o = AgentOptions::parse(
+            "osimage.auto=1 osimage.interactive=1 osimage.poweroff=1 osimage.wait=x",
+        );
+        assert!(!o.auto && o.interactive);
+        assert_eq!(o.after, AfterRestore::PowerOff);
+        assert_eq!(o.wait_secs, 60);
+        assert_eq!(AgentOptions::parse(""), AgentOptions::default());
+        assert!(!AgentOptions::parse("osimage.auto=0").auto);
+    }
+}

@@ -1,0 +1,544 @@
+//! Builds the initramfs: what goes in (tools and libraries, busybox, modules and their
+//! indexes, the agent, init), in that order so the captured root's symlinks (`/bin -> usr/bin`)
+//! are in the tree before anything is placed through them; then cpio, then compression.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::cpio::DeviceKind;
+use super::elf::{Elf, modinfo};
+use super::kernel::{Compression, Kernel, find_kernel};
+use super::modules::{ModuleIndex, for_filesystem};
+use super::rootfs::RootFs;
+use super::tools::{Shipper, find_tool, parse_plain_list, parse_tools_list};
+use super::tree::{Node, Source, Tree};
+use super::{
+    FILES_LIST, INIT_SCRIPT, MODULES_LIST, Rescue, RescueError, RescueSpec, TOOLS_LIST,
+    image_id_hex,
+};
+
+/// zstd level for the initramfs: most of zstd's ratio at a few seconds for ~60 MB of input.
+const ZSTD_LEVEL: i32 = 15;
+
+/// Where the agent's own libraries go when it is dynamic: apart from the captured system's,
+/// which may be another glibc.
+const AGENT_LIB_DIR: &str = "osimage/lib";
+
+/// Builds the rescue kernel and initramfs for `spec` into `work_dir`.
+pub fn build_rescue(spec: &RescueSpec, work_dir: &Path) -> Result<Rescue, RescueError> {
+    std::fs::create_dir_all(work_dir).map_err(|e| RescueError::io("creating", work_dir, e))?;
+    let fs = RootFs::new(&spec.root);
+    let kernel = find_kernel(&fs, spec.kernel.as_deref())?;
+    let mut tree = Tree::new();
+    let mut notes = Vec::new();
+
+    let mut shipper = Shipper::new(&fs);
+    let tools = ship_tools(spec, &fs, &mut shipper, &mut tree, &mut notes)?;
+    for path in parse_plain_list(FILES_LIST) {
+        shipper.ship_data(&mut tree, &path);
+    }
+    ship_busybox(&fs, &mut shipper, &mut tree)?;
+    let libraries = shipper.libraries.len();
+    let modules = ship_modules(spec, &fs, &kernel, &mut tree, &mut notes)?;
+    ship_agent(spec, work_dir, &mut tree, &mut notes)?;
+    add_skeleton(spec, &mut tree);
+
+    let initrd = work_dir.join("initrd.img");
+    let (uncompressed_bytes, initrd_bytes) = write_initrd(&tree, kernel.compression, &initrd)?;
+    let kernel_copy = work_dir.join("vmlinuz");
+    std::fs::copy(&kernel.image, &kernel_copy)
+        .map_err(|e| RescueError::io("copying", &kernel.image, e))?;
+    let kernel_bytes = std::fs::metadata(&kernel_copy)
+        .map_err(|e| RescueError::io("reading", &kernel_copy, e))?
+        .len();
+    Ok(Rescue {
+        kernel: kernel_copy,
+        initrd,
+        kernel_version: kernel.version,
+        size_bytes: kernel_bytes + initrd_bytes,
+        initrd_bytes,
+        uncompressed_bytes,
+        modules,
+        tools,
+        libraries,
+        notes,
+    })
+}
+
+/// `rescue/tools.list` plus the extra tools: required ones must exist, optional ones are noted.
+fn ship_tools(
+    spec: &RescueSpec,
+    fs: &RootFs,
+    shipper: &mut Shipper,
+    tree: &mut Tree,
+    notes: &mut Vec<String>,
+) -> Result<usize, RescueError> {
+    let mut list = parse_tools_list(TOOLS_LIST).map_err(RescueError::BadList)?;
+    for extra in &spec.extra_tools {
+        list.push(super::tools::ToolSpec {
+            name: extra.clone(),
+            package: "(--extra-tool)".into(),
+            need: super::tools::Need::Always,
+        });
+    }
+    let mut count = 0;
+    for tool in &list {
+        let Some(found) = find_tool(fs, &tool.name) else {
+            if tool.required(&spec.filesystems) || matches!(tool.need, super::tools::Need::Always) {
+                return Err(RescueError::MissingTool {
+                    tool: tool.name.clone(),
+                    package: tool.package.clone(),
+                    root: spec.root.clone(),
+                });
+            }
+            notes.push(format!(
+                "optional tool {} not in the captured system (package {})",
+                tool.name, tool.package
+            ));
+            continue;
+        };
+        // Ship under the name asked for, so the links to it come along (mkfs.ext4 -> mke2fs).
+        let asked = found
+            .links
+            .first()
+            .map_or(found.path.clone(), |l| l.0.clone());
+        shipper.ship_program(tree, &asked)?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// Busybox: the captured system's (with its libraries), else the host's static one.
+fn ship_busybox(fs: &RootFs, shipper: &mut Shipper, tree: &mut Tree) -> Result<(), RescueError> {
+    for candidate in [
+        "bin/busybox",
+        "usr/bin/busybox",
+        "usr/lib/initramfs-tools/bin/busybox",
+    ] {
+        if let Some(r) = fs
+            .find(candidate)
+            .filter(|r| fs.host_path(&r.path).is_file())
+        {
+            shipper.ship_program(tree, candidate)?;
+            if !tree.contains("bin/busybox") {
+                tree.insert(
+                    "bin/busybox",
+                    Node::Symlink {
+                        target: format!("/{}", r.path),
+                    },
+                );
+            }
+            tree.insert(
+                "bin/sh",
+                Node::Symlink {
+                    target: "busybox".into(),
+                },
+            );
+            return Ok(());
+        }
+    }
+    for host in [
+        "/bin/busybox",
+        "/usr/bin/busybox",
+        "/usr/lib/initramfs-tools/bin/busybox",
+    ] {
+        let path = Path::new(host);
+        let Ok(bytes) = std::fs::read(path) else {
+            continue;
+        };
+        let Ok(info) = Elf::parse(&bytes).and_then(|e| e.dynamic_info()) else {
+            continue;
+        };
+        if info.interp.is_none() && info.needed.is_empty() {
+            tree.insert(
+                "bin/busybox",
+                Node::File {
+                    source: Source::Host(path.to_path_buf()),
+                    perm: 0o755,
+                },
+            );
+            tree.insert(
+                "bin/sh",
+                Node::Symlink {
+                    target: "busybox".into(),
+                },
+            );
+            return Ok(());
+        }
+    }
+    Err(RescueError::NoBusybox)
+}
+
+/// The modules of `rescue/modules.list` and the captured filesystems, closed over the kernel's
+/// indexes, shipped uncompressed with a subset `modules.dep`/`softdep`/`alias` for busybox's
+/// modprobe and `osimage.load`, the order rescue/init loads them in.
+fn ship_modules(
+    spec: &RescueSpec,
+    fs: &RootFs,
+    kernel: &Kernel,
+    tree: &mut Tree,
+    notes: &mut Vec<String>,
+) -> Result<usize, RescueError> {
+    let dir = &kernel.modules_dir;
+    let read = |name: &str| {
+        std::fs::read_to_string(fs.host_path(&format!("{}/{name}", dir.path))).unwrap_or_default()
+    };
+    let dep_path = fs.host_path(&format!("{}/modules.dep", dir.path));
+    if !dep_path.is_file() {
+        return Err(RescueError::NoModules {
+            version: kernel.version.clone(),
+            root: spec.root.clone(),
+        });
+    }
+    let builtin = read("modules.builtin");
+    let index = ModuleIndex::parse(
+        &read("modules.dep"),
+        &read("modules.softdep"),
+        &read("modules.alias"),
+        &builtin,
+    );
+    let mut wanted = parse_plain_list(MODULES_LIST);
+    for fstype in &spec.filesystems {
+        wanted.extend(for_filesystem(fstype));
+    }
+    let set = index.resolve(&wanted);
+    for m in &set.missing {
+        // An alias listed as a fallback (fs-ext4 beside ext4) is not worth a note.
+        if !m.starts_with("fs-") && !m.starts_with("crypto-") {
+            notes.push(format!("module {m}: not in kernel {}", kernel.version));
+        }
+    }
+
+    for (link, target) in &dir.links {
+        tree.insert(
+            link,
+            Node::Symlink {
+                target: target.clone(),
+            },
+        );
+    }
+    let uncompressed = |p: &str| strip_compression_suffix(p).to_string();
+    let mut load = String::new();
+    for rel in &set.load_order {
+        let host = fs.host_path(&format!("{}/{rel}", dir.path));
+        let bytes = decompress_module(&host)?;
+        ship_firmware(fs, &bytes, rel, tree, notes);
+        let name = uncompressed(rel);
+        tree.insert(
+            &format!("{}/{name}", dir.path),
+            Node::File {
+                source: Source::Bytes(bytes),
+                perm: 0o644,
+            },
+        );
+        load.push_str(&name);
+        load.push('\n');
+    }
+    let (dep, soft, alias) = index.subset_indexes(&set.load_order, uncompressed);
+    for (name, text) in [
+        ("modules.dep", dep),
+        ("modules.softdep", soft),
+        ("modules.alias", alias),
+        ("modules.builtin", builtin),
+        ("osimage.load", load),
+    ] {
+        let node = Node::File {
+            source: Source::Bytes(text.into_bytes()),
+            perm: 0o644,
+        };
+        tree.insert(&format!("{}/{name}", dir.path), node);
+    }
+    // rescue/init looks in /lib/modules/$(uname -r).
+    let standard = format!("lib/modules/{}", kernel.version);
+    if !tree.contains(&standard) {
+        tree.insert(
+            &standard,
+            Node::Symlink {
+                target: format!("/{}", dir.path),
+            },
+        );
+    }
+    Ok(set.load_order.len())
+}
+
+fn strip_compression_suffix(p: &str) -> &str {
+    [".zst", ".xz", ".gz"]
+        .iter()
+        .find_map(|s| p.strip_suffix(s))
+        .unwrap_or(p)
+}
+
+/// A module's bytes, decompressed: busybox's insmod reads plain ELF, and the initramfs is
+/// compressed as a whole anyway.
+fn decompress_module(host: &Path) -> Result<Vec<u8>, RescueError> {
+    let name = host.to_string_lossy();
+    let external = |tool: &str| -> Result<Vec<u8>, RescueError> {
+        let out = Command::new(tool)
+            .arg("-dc")
+            .arg(host)
+            .output()
+            .map_err(|e| RescueError::Tool {
+                tool: tool.into(),
+                path: host.into(),
+                detail: e.to_string(),
+            })?;
+        if !out.status.success() {
+            let detail = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            return Err(RescueError::Tool {
+                tool: tool.into(),
+                path: host.into(),
+                detail,
+            });
+        }
+        Ok(out.stdout)
+    };
+    if name.ends_with(".zst") {
+        let f = std::fs::File::open(host).map_err(|e| RescueError::io("reading", host, e))?;
+        zstd::stream::decode_all(f).map_err(|e| RescueError::io("decompressing", host, e))
+    } else if name.ends_with(".xz") {
+        external("xz")
+    } else if name.ends_with(".gz") {
+        external("gzip")
+    } else {
+        std::fs::read(host).map_err(|e| RescueError::io("reading", host, e))
+    }
+}
+
+/// Firmware named by a module's `.modinfo` (`firmware=`), from ROOT's `lib/firmware`.
+fn ship_firmware(fs: &RootFs, module: &[u8], rel: &str, tree: &mut Tree, notes: &mut Vec<String>) {
+    let Ok(Some(info)) = Elf::parse(module).and_then(|e| e.section(".modinfo")) else {
+        return;
+    };
+    for (key, fw) in modinfo(info) {
+        if key != "firmware" {
+            continue;
+        }
+        let found = ["", ".zst", ".xz"]
+            .iter()
+            .find_map(|ext| fs.find(&format!("lib/firmware/{fw}{ext}")));
+        match found {
+            Some(r) if fs.host_path(&r.path).is_file() => {
+                for (link, target) in &r.links {
+                    tree.insert(
+                        link,
+                        Node::Symlink {
+                            target: target.clone(),
+                        },
+                    );
+                }
+                tree.insert(
+                    &r.path,
+                    Node::File {
+                        source: Source::Host(fs.host_path(&r.path)),
+                        perm: 0o644,
+                    },
+                );
+            }
+            _ => notes.push(format!(
+                "firmware {fw} (for {}) not in the captured system",
+                super::modules::name_of(rel)
+            )),
+        }
+    }
+}
+
+/// The agent: `bin/osimage`, stripped. A dynamic one gets its libraries from the host in a
+/// private directory and a wrapper that starts it through its own loader.
+fn ship_agent(
+    spec: &RescueSpec,
+    work_dir: &Path,
+    tree: &mut Tree,
+    notes: &mut Vec<String>,
+) -> Result<(), RescueError> {
+    let agent = strip_copy(&spec.agent_binary, &work_dir.join("osimage.agent"), notes)?;
+    let bytes = std::fs::read(&agent).map_err(|e| RescueError::io("reading", &agent, e))?;
+    let info = Elf::parse(&bytes)
+        .and_then(|e| e.dynamic_info())
+        .map_err(|e| RescueError::Elf {
+            path: spec.agent_binary.clone(),
+            reason: e.to_string(),
+        })?;
+    let Some(interp) = info.interp.clone() else {
+        tree.insert(
+            "bin/osimage",
+            Node::File {
+                source: Source::Host(agent),
+                perm: 0o755,
+            },
+        );
+        return Ok(());
+    };
+    let host = RootFs::new(Path::new("/"));
+    let mut shipper = Shipper::new(&host);
+    let mut scratch = Tree::new();
+    shipper.ship_program(&mut scratch, &agent.to_string_lossy())?;
+    for (asked, path) in &shipper.needed {
+        let base = asked.rsplit('/').next().unwrap_or(asked);
+        let node = Node::File {
+            source: Source::Host(host.host_path(path)),
+            perm: 0o755,
+        };
+        tree.insert(&format!("{AGENT_LIB_DIR}/{base}"), node);
+    }
+    tree.insert(
+        "osimage/bin/osimage",
+        Node::File {
+            source: Source::Host(agent),
+            perm: 0o755,
+        },
+    );
+    let loader = interp.rsplit('/').next().unwrap_or(&interp);
+    let wrapper = format!(
+        "#!/bin/busybox sh\n# The agent with its own libraries (built by src/rescue/assemble.rs).\n\
+         exec /{AGENT_LIB_DIR}/{loader} --library-path /{AGENT_LIB_DIR} /osimage/bin/osimage \"$@\"\n"
+    );
+    tree.insert(
+        "bin/osimage",
+        Node::File {
+            source: Source::Bytes(wrapper.into_bytes()),
+            perm: 0o755,
+        },
+    );
+    notes.push(format!(
+        "agent is dynamic: shipped with {} host libraries",
+        shipper.needed.len()
+    ));
+    Ok(())
+}
+
+/// `strip` the agent into `out` when binutils is there; else ship it as it is.
+fn strip_copy(src: &Path, out: &Path, notes: &mut Vec<String>) -> Result<PathBuf, RescueError> {
+    let ok = Command::new("strip")
+        .args(["--strip-all", "-o"])
+        .arg(out)
+        .arg(src)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        notes.push("strip not available: agent shipped unstripped".into());
+        std::fs::copy(src, out).map_err(|e| RescueError::io("copying", src, e))?;
+    }
+    Ok(out.to_path_buf())
+}
+
+/// Directories, the device nodes the kernel needs before devtmpfs, init, the image id.
+fn add_skeleton(spec: &RescueSpec, tree: &mut Tree) {
+    for d in [
+        "dev", "proc", "sys", "run", "tmp", "mnt", "root", "etc", "sbin", "usr/sbin", "usr/bin",
+    ] {
+        tree.mkdir_all(d);
+    }
+    let dev = |kind, perm, major, minor| Node::Device {
+        kind,
+        perm,
+        major,
+        minor,
+    };
+    tree.insert("dev/console", dev(DeviceKind::Char, 0o600, 5, 1));
+    tree.insert("dev/null", dev(DeviceKind::Char, 0o666, 1, 3));
+    tree.insert(
+        "init",
+        Node::File {
+            source: Source::Bytes(INIT_SCRIPT.as_bytes().to_vec()),
+            perm: 0o755,
+        },
+    );
+    let id = format!("{}\n", image_id_hex(&spec.image_id));
+    tree.insert(
+        "osimage/image-id",
+        Node::File {
+            source: Source::Bytes(id.into_bytes()),
+            perm: 0o644,
+        },
+    );
+    if !tree.contains("etc/passwd") {
+        let passwd = b"root:x:0:0:root:/root:/bin/sh\n".to_vec();
+        tree.insert(
+            "etc/passwd",
+            Node::File {
+                source: Source::Bytes(passwd),
+                perm: 0o644,
+            },
+        );
+        tree.insert(
+            "etc/group",
+            Node::File {
+                source: Source::Bytes(b"root:x:0:\ntty:x:5:\n".to_vec()),
+                perm: 0o644,
+            },
+        );
+    }
+}
+
+/// cpio → compressed file; returns (cpio bytes, file bytes).
+fn write_initrd(
+    tree: &Tree,
+    compression: Compression,
+    out: &Path,
+) -> Result<(u64, u64), RescueError> {
+    let part = out.with_extension("part");
+    let file = std::fs::File::create(&part).map_err(|e| RescueError::io("creating", &part, e))?;
+    let io = |e| RescueError::io("writing", &part, e);
+    let mtime = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as u32);
+    let cpio_len = match compression {
+        Compression::Zstd => {
+            let enc = zstd::stream::Encoder::new(std::io::BufWriter::new(file), ZSTD_LEVEL)
+                .map_err(io)?;
+            let (enc, len) = tree.write_cpio(enc, mtime).map_err(io)?;
+            enc.finish().map_err(io)?.flush().map_err(io)?;
+            len
+        }
+        Compression::None => {
+            tree.write_cpio(std::io::BufWriter::new(file), mtime)
+                .map_err(io)?
+                .1
+        }
+        Compression::Gzip => gzip_cpio(tree, file, mtime, &part)?,
+    };
+    std::fs::rename(&part, out).map_err(|e| RescueError::io("renaming", &part, e))?;
+    let len = std::fs::metadata(out)
+        .map_err(|e| RescueError::io("reading", out, e))?
+        .len();
+    Ok((cpio_len, len))
+}
+
+/// gzip through the host's `gzip` (a kernel without zstd support is old; gzip is everywhere).
+fn gzip_cpio(
+    tree: &Tree,
+    file: std::fs::File,
+    mtime: u32,
+    part: &Path,
+) -> Result<u64, RescueError> {
+    let tool_err = |detail: String| RescueError::Tool {
+        tool: "gzip".into(),
+        path: part.into(),
+        detail,
+    };
+    let mut child = Command::new("gzip")
+        .args(["-9", "-n", "-c"])
+        .stdin(Stdio::piped())
+        .stdout(file)
+        .spawn()
+        .map_err(|e| tool_err(e.to_string()))?;
+    let stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| tool_err("no stdin".into()))?;
+    // The pipe must close (the writer dropped) before gzip can finish.
+    let written = tree
+        .write_cpio(std::io::BufWriter::new(stdin), mtime)
+        .map(|(w, len)| {
+            drop(w);
+            len
+        });
+    let status = child.wait().map_err(|e| tool_err(e.to_string()))?;
+    let len = written.map_err(|e| RescueError::io("writing", part, e))?;
+    if !status.success() {
+        return Err(tool_err(format!("exit {status}")));
+    }
+    Ok(len)
+}

@@ -1,0 +1,162 @@
+//! Rescue: the captured system's kernel + an initramfs osimage builds → the boot environment
+//! that restores the image (docs/DESIGN.md "Rescue environment", docs/RESCUE.md).
+//!
+//! The initramfs holds osimage itself as the restore agent (`osimage rescue-agent`, see
+//! [`agent`]), busybox as shell and init helper, the kernel modules to reach disks and the boot
+//! medium (`rescue/modules.list`, closed over `modules.dep` and `modules.softdep`), and the
+//! tools a restore runs (`rescue/tools.list`) with their shared libraries, all from the
+//! captured root. [`grub_cfg`] renders the boot menu that starts it.
+
+pub mod agent;
+mod assemble;
+pub mod cpio;
+pub mod elf;
+pub mod kernel;
+pub mod menu;
+pub mod modules;
+pub mod rootfs;
+pub mod tools;
+pub mod tree;
+
+use std::path::{Path, PathBuf};
+
+pub use agent::{agent_main, agent_main_from_proc};
+pub use assemble::build_rescue;
+pub use menu::{MenuParams, grub_cfg};
+
+/// `rescue/modules.list`: drivers and filesystems always carried.
+pub const MODULES_LIST: &str = include_str!("../../rescue/modules.list");
+/// `rescue/tools.list`: programs taken from the captured system.
+pub const TOOLS_LIST: &str = include_str!("../../rescue/tools.list");
+/// `rescue/files.list`: data files taken from the captured system when present.
+pub const FILES_LIST: &str = include_str!("../../rescue/files.list");
+/// `rescue/init`: PID 1 of the rescue environment.
+pub const INIT_SCRIPT: &str = include_str!("../../rescue/init");
+
+/// What to build a rescue environment from.
+#[derive(Debug, Clone)]
+pub struct RescueSpec {
+    /// The captured root: its kernel, modules and tools go into the rescue environment.
+    pub root: PathBuf,
+    /// `--kernel`: a kernel image path or a version in `ROOT/boot`; default the newest.
+    pub kernel: Option<PathBuf>,
+    /// The osimage binary shipped as the agent (default: this very program). Static, or
+    /// dynamic with its libraries taken from the host it runs on.
+    pub agent_binary: PathBuf,
+    /// The image's id: the medium carries `/osimage/id-<hex>` and the agent looks for it.
+    pub image_id: [u8; 16],
+    /// Tools to ship besides `rescue/tools.list` (required: a missing one is an error).
+    pub extra_tools: Vec<String>,
+    /// Filesystem types of the capture (`ext4`, `vfat`, `xfs`, `swap`...): their modules and
+    /// their `mkfs` become required.
+    pub filesystems: Vec<String>,
+}
+
+impl RescueSpec {
+    /// A spec with defaults: newest kernel, this program as the agent, no extras.
+    pub fn new(root: &Path, image_id: [u8; 16]) -> Self {
+        RescueSpec {
+            root: root.to_path_buf(),
+            kernel: None,
+            agent_binary: std::env::current_exe()
+                .unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
+            image_id,
+            extra_tools: Vec::new(),
+            filesystems: Vec::new(),
+        }
+    }
+}
+
+/// The built rescue environment, files in the work directory.
+#[derive(Debug, Clone)]
+pub struct Rescue {
+    /// The kernel image (a copy of the captured one).
+    pub kernel: PathBuf,
+    /// The compressed initramfs.
+    pub initrd: PathBuf,
+    pub kernel_version: String,
+    /// Kernel + initramfs bytes: what the rescue part adds to the ISO.
+    pub size_bytes: u64,
+    /// Compressed initramfs bytes.
+    pub initrd_bytes: u64,
+    /// The cpio archive's bytes before compression.
+    pub uncompressed_bytes: u64,
+    /// Kernel modules shipped.
+    pub modules: usize,
+    /// Tools shipped (not counting busybox and the agent).
+    pub tools: usize,
+    /// Shared libraries and loaders shipped.
+    pub libraries: usize,
+    /// What was left out and why (optional tools, modules this kernel lacks, firmware).
+    pub notes: Vec<String>,
+}
+
+/// Lowercase hex of an image id, as in `/osimage/id-<hex>` and `osimage.id=<hex>`.
+pub fn image_id_hex(id: &[u8; 16]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// ISO path (no leading `/`) of the empty marker file that identifies an image's medium.
+pub fn id_marker_path(image_id_hex: &str) -> String {
+    format!("osimage/id-{image_id_hex}")
+}
+
+/// Why a rescue environment could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum RescueError {
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no usable kernel in {}: {detail}", root.display())]
+    NoKernel { root: PathBuf, detail: String },
+    #[error(
+        "kernel {version}: no {}/lib/modules/{version}/modules.dep (run `depmod {version}` in that system)",
+        root.display()
+    )]
+    NoModules { version: String, root: PathBuf },
+    #[error("required tool `{tool}` not found in {}/{{usr/,}}{{s,}}bin: install the Debian package `{package}` there", root.display())]
+    MissingTool {
+        tool: String,
+        package: String,
+        root: PathBuf,
+    },
+    #[error("{program} needs {library}, not found in the library directories of {}", root.display())]
+    MissingLibrary {
+        program: String,
+        library: String,
+        root: PathBuf,
+    },
+    #[error("{program} needs its interpreter {interpreter}, which is missing")]
+    MissingInterpreter {
+        program: String,
+        interpreter: String,
+    },
+    #[error("{}: {reason}", path.display())]
+    Elf { path: PathBuf, reason: String },
+    #[error(
+        "no busybox: none in the captured root (bin/busybox) and no static one on this host (install busybox-static)"
+    )]
+    NoBusybox,
+    #[error("{tool} failed on {}: {detail}", path.display())]
+    Tool {
+        tool: String,
+        path: PathBuf,
+        detail: String,
+    },
+    #[error("bad rescue data: {0}")]
+    BadList(String),
+}
+
+impl RescueError {
+    pub(crate) fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
+        RescueError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
