@@ -10,6 +10,7 @@ pub mod cli;
 pub mod extract;
 pub mod image;
 pub mod iso;
+pub mod layout;
 pub mod payload;
 pub mod progress;
 pub mod scan;

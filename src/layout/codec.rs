@@ -1,0 +1,143 @@
+//! The layout record as a manifest extension (docs/FORMAT.md §9): name `layout`, version 1,
+//! optional, bincode 2 standard configuration through serde, decoded with a byte limit.
+
+use super::LayoutError;
+use super::record::DiskLayout;
+use crate::payload::manifest::{Extension, Manifest};
+
+/// The extension's name in `Manifest::extensions`.
+pub const NAME: &str = "layout";
+/// The version of the record this build writes and reads.
+pub const VERSION: u16 = 1;
+/// Largest encoded record accepted (the BIOS boot partition and MBR gap dominate it: at most
+/// 16 MiB and 4 MiB per disk).
+pub const MAX_LEN: usize = 64 << 20;
+
+/// Encodes `layout` as the manifest extension. Optional: an image without a usable layout
+/// still extracts.
+pub fn to_extension(layout: &DiskLayout) -> Extension {
+    let data = bincode::serde::encode_to_vec(layout, bincode::config::standard())
+        // Plain structs, strings, vectors and enums always encode; a failure is a bug.
+        .expect("the layout record encodes");
+    Extension {
+        name: NAME.into(),
+        version: VERSION,
+        required: false,
+        data,
+    }
+}
+
+/// The layout recorded in `m`, `None` when the image has none. The data is hostile input: the
+/// version, length and every allocation are bounded, and trailing bytes are refused.
+pub fn from_manifest(m: &Manifest) -> Result<Option<DiskLayout>, LayoutError> {
+    let Some(ext) = m.extension(NAME) else {
+        return Ok(None);
+    };
+    if ext.version != VERSION {
+        return Err(LayoutError::Version(ext.version));
+    }
+    decode(&ext.data).map(Some)
+}
+
+/// Decodes an encoded record (the extension's `data`).
+pub fn decode(data: &[u8]) -> Result<DiskLayout, LayoutError> {
+    if data.len() > MAX_LEN {
+        return Err(LayoutError::Decode(format!(
+            "record of {} bytes exceeds the {} MiB limit",
+            data.len(),
+            MAX_LEN >> 20
+        )));
+    }
+    let cfg = bincode::config::standard().with_limit::<MAX_LEN>();
+    let (layout, used): (DiskLayout, usize) = bincode::serde::decode_from_slice(data, cfg)
+        .map_err(|e| LayoutError::Decode(e.to_string()))?;
+    if used != data.len() {
+        return Err(LayoutError::Decode(format!(
+            "{} trailing bytes",
+            data.len() - used
+        )));
+    }
+    Ok(layout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::record::*;
+
+    pub(crate) fn sample() -> DiskLayout {
+        DiskLayout {
+            disks: vec![Disk {
+                name: "vda".into(),
+                size_bytes: 1 << 30,
+                logical_sector: 512,
+                physical_sector: 4096,
+                table: Some(PartitionTable::Mbr(MbrTable {
+                    signature: 0xC0FFEE,
+                    partitions: vec![MbrPartition {
+                        number: 1,
+                        bootable: true,
+                        type_byte: 0x83,
+                        start_lba: 2048,
+                        sectors: 1000,
+                        ..Default::default()
+                    }],
+                })),
+                mbr_boot_code: vec![0xFA; 440],
+                ..Default::default()
+            }],
+            filesystems: vec![FsRecord {
+                fstype: "ext4".into(),
+                mount_point: "/".into(),
+                features: FsFeatures::Ext(ExtFeatures {
+                    block_size: 4096,
+                    names: vec!["has_journal".into()],
+                    ..Default::default()
+                }),
+                used_bytes: Some(12345),
+                ..Default::default()
+            }],
+            boot: BootInfo {
+                firmware: Firmware::Bios,
+                bios_capable: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn round_trips_through_a_manifest() {
+        let l = sample();
+        let ext = to_extension(&l);
+        assert_eq!(
+            (ext.name.as_str(), ext.version, ext.required),
+            ("layout", 1, false)
+        );
+        let mut m = Manifest::default();
+        assert_eq!(from_manifest(&m).unwrap(), None);
+        m.extensions.push(ext);
+        assert_eq!(from_manifest(&m).unwrap(), Some(l));
+    }
+
+    #[test]
+    fn hostile_records_are_refused() {
+        let mut ext = to_extension(&sample());
+        let good = ext.data.clone();
+        // Every truncation fails cleanly.
+        for n in 0..good.len() {
+            assert!(decode(&good[..n]).is_err(), "truncated at {n}");
+        }
+        // Trailing bytes.
+        ext.data.push(0);
+        assert!(decode(&ext.data).is_err());
+        // A huge vector length (varint 253 + u64) must not allocate.
+        assert!(decode(&[0, 253, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]).is_err());
+        // A newer version.
+        let mut m = Manifest::default();
+        ext.data = good;
+        ext.version = 2;
+        m.extensions.push(ext);
+        assert!(matches!(from_manifest(&m), Err(LayoutError::Version(2))));
+    }
+}

@@ -1,0 +1,588 @@
+//! Layout capture: the captured root's fstab resolved against the probed block devices, the
+//! mount table for what fstab leaves out, then the disks, containers and boot set-up under it.
+
+use std::collections::BTreeSet;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::LayoutError;
+use super::boot;
+use super::devices::Devices;
+use super::fstab::{self, Spec};
+use super::probe::Found;
+use super::record::*;
+use super::sysfs::{self, BlockDev};
+use super::table::{self, BIOS_BOOT_GUID, BOOT_CODE_LEN, ESP_GUID, MAX_GAP, MBR_ESP};
+use crate::scan::mountinfo::{self, Mount};
+
+/// Filesystem types a restore can recreate (the issue's supported list).
+pub const RESTORABLE_FS: &[&str] = &["ext2", "ext3", "ext4", "xfs", "btrfs", "vfat"];
+/// Largest BIOS boot partition whose bytes are kept (GRUB's core image needs < 1 MiB).
+pub const MAX_BIOS_BOOT: u64 = 16 << 20;
+
+/// Where the machine's facts are read from: the real /sys, /dev and mount table, or a test's.
+#[derive(Clone, Debug)]
+pub struct Sources {
+    pub sys: PathBuf,
+    pub dev: PathBuf,
+    pub mountinfo: PathBuf,
+}
+
+impl Sources {
+    /// This machine's.
+    pub fn host() -> Self {
+        Sources {
+            sys: "/sys".into(),
+            dev: "/dev".into(),
+            mountinfo: "/proc/self/mountinfo".into(),
+        }
+    }
+}
+
+/// Captures the layout of the system at `root` from this machine's devices.
+pub fn capture_layout(root: &Path) -> Result<DiskLayout, LayoutError> {
+    capture_with(root, &Sources::host())
+}
+
+/// Captures the layout of the system at `root`, reading machine facts from `src`.
+pub fn capture_with(root: &Path, src: &Sources) -> Result<DiskLayout, LayoutError> {
+    let io = |op: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| LayoutError::Io { op, path, source }
+    };
+    let root = std::fs::canonicalize(root).map_err(io("resolve the capture root", root))?;
+    let mut out = DiskLayout::default();
+    let fstab_path = root.join("etc/fstab");
+    match std::fs::read(&fstab_path) {
+        Ok(text) => {
+            let (entries, bad) = fstab::parse(&String::from_utf8_lossy(&text));
+            out.fstab = entries;
+            for line in bad {
+                out.warnings.push(format!(
+                    "etc/fstab line {line}: fewer than two fields, ignored"
+                ));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("read", &fstab_path)(e)),
+    }
+    let class = src.sys.join("class/block");
+    let devices =
+        Devices::probe_all(&src.sys, &src.dev).map_err(io("list block devices in", &class))?;
+    let mounts = match std::fs::read(&src.mountinfo) {
+        Ok(text) => mountinfo::parse(&text).unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let mut b = Builder {
+        root,
+        class,
+        devices,
+        mounts,
+        out,
+    };
+    b.add_fstab_entries();
+    b.add_other_mounts();
+    if b.out.filesystems.is_empty() && b.out.swaps.is_empty() {
+        b.none();
+        return Ok(b.out);
+    }
+    if !b.out.filesystems.iter().any(|f| f.mount_point == "/") {
+        b.out.unsupported.push(
+            "no filesystem for /: etc/fstab has no usable / entry and the capture root is not \
+             a mounted block filesystem"
+                .into(),
+        );
+    }
+    b.disks();
+    b.containers();
+    b.boot(&src.sys);
+    Ok(b.out)
+}
+
+struct Builder {
+    root: PathBuf,
+    class: PathBuf,
+    devices: Devices,
+    mounts: Vec<Mount>,
+    out: DiskLayout,
+}
+
+impl Builder {
+    /// One record per fstab entry that names a block device.
+    fn add_fstab_entries(&mut self) {
+        for e in self.out.fstab.clone() {
+            let spec = fstab::spec(&e);
+            let named_device = match &spec {
+                Spec::Other(_) => false,
+                Spec::Path(p) => p.starts_with("/dev/"),
+                _ => true,
+            };
+            if !named_device || fstab::option(&e.options, "bind").is_some() {
+                continue;
+            }
+            let hits = self.devices.resolve(&spec);
+            let Some(d) = hits.first().map(|d| (*d).clone()) else {
+                self.unresolved(&e);
+                continue;
+            };
+            if hits.iter().filter(|h| !h.is_virtual_stack()).count() > 1 {
+                let names: Vec<_> = hits.iter().map(|h| h.name.as_str()).collect();
+                self.out.warnings.push(format!(
+                    "etc/fstab line {}: {} matches several devices ({}); using {}",
+                    e.line,
+                    e.spec,
+                    names.join(", "),
+                    d.name
+                ));
+            }
+            if e.fstype == "swap" {
+                self.add_swap(&e, &d);
+            } else {
+                self.add_fs(&e, &d);
+            }
+        }
+    }
+
+    fn unresolved(&mut self, e: &FstabEntry) {
+        let msg = format!(
+            "etc/fstab line {}: {} ({}) matches no block device on this machine",
+            e.line, e.spec, e.mount_point
+        );
+        if fstab::optional(e) || e.fstype == "swap" {
+            self.out.warnings.push(msg);
+        } else {
+            self.out.unsupported.push(msg);
+        }
+    }
+
+    fn part_ref(d: &BlockDev) -> PartRef {
+        PartRef {
+            disk: 0, // set by `disks()` once the disk list is known
+            partition: d.parent.as_ref().and(d.partition),
+            name: d.name.clone(),
+            dev: d.dev(),
+        }
+    }
+
+    fn add_swap(&mut self, e: &FstabEntry, d: &BlockDev) {
+        let Some(Found::Swap(s)) = self.devices.found.get(&d.name) else {
+            self.out.unsupported.push(format!(
+                "etc/fstab line {}: {} is not a swap area",
+                e.line, d.name
+            ));
+            return;
+        };
+        self.out.swaps.push(SwapRecord {
+            device: Self::part_ref(d),
+            uuid: s.uuid.clone(),
+            label: s.label.clone(),
+            size_bytes: s.size_bytes,
+            page_size: s.page_size,
+            in_fstab: true,
+            options: e.options.clone(),
+        });
+        self.check_stack(d, "swap");
+    }
+
+    fn add_fs(&mut self, e: &FstabEntry, d: &BlockDev) {
+        let mut rec = FsRecord {
+            device: Self::part_ref(d),
+            mount_point: e.mount_point.clone(),
+            mount_options: e.options.clone(),
+            pass: e.pass,
+            in_fstab: true,
+            size_bytes: d.size_bytes,
+            ..Default::default()
+        };
+        match self.devices.found.get(&d.name) {
+            Some(Found::Fs(s)) => {
+                rec.fstype = s.fstype.into();
+                rec.uuid = s.uuid.clone();
+                rec.label = s.label.clone();
+                rec.features = s.features.clone();
+                rec.size_bytes = s.size_bytes.unwrap_or(d.size_bytes);
+                rec.used_bytes = s.used_bytes;
+                let both_ext = e.fstype.starts_with("ext") && s.fstype.starts_with("ext");
+                if e.fstype != "auto" && e.fstype != s.fstype && !both_ext {
+                    self.out.warnings.push(format!(
+                        "etc/fstab line {}: says {} but {} holds {}",
+                        e.line, e.fstype, d.name, s.fstype
+                    ));
+                }
+            }
+            _ => rec.fstype = e.fstype.clone(),
+        }
+        if let (FsFeatures::Btrfs(f), Some(sv)) = (
+            &mut rec.features,
+            fstab::option(&e.options, "subvol").filter(|s| !s.is_empty()),
+        ) && !f.subvolumes.iter().any(|x| x == sv)
+        {
+            f.subvolumes.push(sv.to_string());
+        }
+        self.finish_fs(rec, d);
+    }
+
+    /// Mount facts, restorability checks, then the record joins the layout.
+    fn finish_fs(&mut self, mut rec: FsRecord, d: &BlockDev) {
+        rec.mounted_at = self.mounted_at(d, &rec.mount_point);
+        if rec.used_bytes.is_none() {
+            rec.used_bytes = rec.mounted_at.as_ref().and_then(|rel| self.used(d, rel));
+        }
+        if !RESTORABLE_FS.contains(&rec.fstype.as_str()) {
+            self.out.unsupported.push(format!(
+                "{} ({}) is {}, which osimage cannot recreate yet",
+                rec.mount_point,
+                d.name,
+                if rec.fstype.is_empty() || rec.fstype == "auto" {
+                    "an unrecognised filesystem"
+                } else {
+                    &rec.fstype
+                }
+            ));
+        }
+        self.check_stack(d, &rec.mount_point);
+        self.out.filesystems.push(rec);
+    }
+
+    fn check_stack(&mut self, d: &BlockDev, what: &str) {
+        if d.is_virtual_stack() {
+            self.out.unsupported.push(format!(
+                "{what} is on {}{} (LVM, LUKS or MD RAID), which osimage records but cannot \
+                 recreate yet",
+                d.name,
+                d.dm_name
+                    .as_ref()
+                    .map(|n| format!(" = {n}"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+
+    /// The capture root as bytes, without a trailing slash ("" for /).
+    fn root_bytes(&self) -> Vec<u8> {
+        let r = self.root.as_os_str().as_bytes();
+        r.strip_suffix(b"/").unwrap_or(r).to_vec()
+    }
+
+    /// `mp` relative to the capture root, if at or under it.
+    fn relative(&self, mp: &[u8]) -> Option<Vec<u8>> {
+        let root = self.root_bytes();
+        let rest = mp.strip_prefix(&root[..])?;
+        match rest {
+            [] => Some(Vec::new()),
+            [b'/', tail @ ..] => Some(tail.to_vec()),
+            _ => None,
+        }
+    }
+
+    /// Where the capture reads this filesystem's files: a mount of the device itself under the
+    /// root, else whatever is mounted at its fstab mount point (e.g. a copy of an ESP).
+    fn mounted_at(&self, d: &BlockDev, mount_point: &str) -> Option<Vec<u8>> {
+        let own = self.mounts.iter().rev().find(|m| {
+            (m.dev == d.dev() || m.source == format!("/dev/{}", d.name))
+                && self.relative(&m.mount_point).is_some()
+        });
+        if let Some(m) = own {
+            return self.relative(&m.mount_point);
+        }
+        let mut want = self.root_bytes();
+        let mp = mount_point.trim_end_matches('/');
+        want.extend_from_slice(mp.as_bytes());
+        if want.is_empty() {
+            want.push(b'/');
+        }
+        self.mounts
+            .iter()
+            .rev()
+            .find(|m| m.mount_point == want)
+            .and_then(|m| self.relative(&m.mount_point))
+    }
+
+    /// Used bytes by statvfs, when `d` itself is mounted at `rel`.
+    fn used(&self, d: &BlockDev, rel: &[u8]) -> Option<u64> {
+        let path = self.root.join(std::ffi::OsStr::from_bytes(rel));
+        if rustix::fs::stat(&path).ok()?.st_dev != d.dev() {
+            return None;
+        }
+        let v = rustix::fs::statvfs(&path).ok()?;
+        Some(
+            v.f_blocks
+                .saturating_sub(v.f_bfree)
+                .saturating_mul(v.f_frsize),
+        )
+    }
+
+    /// Block filesystems mounted at or under the root that fstab did not describe.
+    fn add_other_mounts(&mut self) {
+        for m in self.mounts.clone() {
+            let Some(rel) = self.relative(&m.mount_point) else {
+                continue;
+            };
+            // A bind mount of a sub-directory (a container's /etc/hosts) is no filesystem of
+            // the system; a btrfs subvolume mount is.
+            if m.root != b"/" && m.fstype != "btrfs" {
+                continue;
+            }
+            let by_dev = self.devices.list.iter().find(|d| d.dev() == m.dev);
+            let by_source = m
+                .source
+                .strip_prefix("/dev/")
+                .and_then(|n| self.devices.get(n));
+            let Some(d) = by_dev.or(by_source).cloned() else {
+                continue;
+            };
+            let mount_point = format!("/{}", String::from_utf8_lossy(&rel));
+            let known = self.out.filesystems.iter().any(|f| {
+                f.mount_point == mount_point || (f.device.name == d.name && m.fstype != "btrfs")
+            });
+            if known || !mountinfo::is_local_block(&m.fstype) {
+                continue;
+            }
+            let e = FstabEntry {
+                spec: format!("/dev/{}", d.name),
+                mount_point,
+                fstype: m.fstype.clone(),
+                options: "defaults".into(),
+                ..Default::default()
+            };
+            self.add_fs(&e, &d);
+            if let Some(f) = self.out.filesystems.last_mut() {
+                f.in_fstab = false;
+            }
+        }
+    }
+
+    fn none(&mut self) {
+        let root = self.root.display();
+        self.out.none = Some(if self.out.fstab.is_empty() {
+            format!(
+                "{root} is a plain directory: it has no etc/fstab and is not a mounted block \
+                 filesystem"
+            )
+        } else {
+            format!(
+                "{root} is a plain directory: no entry of its etc/fstab names a block device \
+                 on this machine and it is not a mounted block filesystem"
+            )
+        });
+        // Without a layout there is nothing to restore half-way: the reasons become notes.
+        let reasons = std::mem::take(&mut self.out.unsupported);
+        self.out.warnings.extend(reasons);
+    }
+
+    /// The disks under every record, their facts and tables; then each record's disk index.
+    fn disks(&mut self) {
+        let used: Vec<String> = self
+            .out
+            .filesystems
+            .iter()
+            .map(|f| &f.device.name)
+            .chain(self.out.swaps.iter().map(|s| &s.device.name))
+            .cloned()
+            .collect();
+        let names: BTreeSet<String> = used
+            .iter()
+            .filter_map(|n| self.devices.get(n))
+            .flat_map(|d| self.devices.disks_under(d))
+            .collect();
+        for name in &names {
+            let disk = self.disk(name);
+            self.out.disks.push(disk);
+        }
+        let index = |devices: &Devices, r: &mut PartRef| {
+            let first = devices.get(&r.name).map(|d| devices.disks_under(d));
+            let pos = first
+                .and_then(|v| v.into_iter().next())
+                .and_then(|n| names.iter().position(|x| *x == n));
+            r.disk = pos.unwrap_or(0) as u32;
+        };
+        for f in &mut self.out.filesystems {
+            index(&self.devices, &mut f.device);
+        }
+        for s in &mut self.out.swaps {
+            index(&self.devices, &mut s.device);
+        }
+    }
+
+    fn disk(&mut self, name: &str) -> Disk {
+        let facts = sysfs::disk_facts(&self.class, name);
+        let size = self.devices.get(name).map(|d| d.size_bytes).unwrap_or(0);
+        let table = self.devices.tables.get(name).cloned();
+        let mut disk = Disk {
+            name: name.into(),
+            size_bytes: size,
+            logical_sector: facts.logical_sector,
+            physical_sector: facts.physical_sector,
+            model: facts.model,
+            serial: facts.serial,
+            wwid: facts.wwid,
+            table,
+            ..Default::default()
+        };
+        let Some(dev) = self.devices.get(name).cloned() else {
+            return disk;
+        };
+        if size >= 512 {
+            match self.devices.read(&dev, 0, BOOT_CODE_LEN) {
+                Ok(b) => disk.mbr_boot_code = b,
+                Err(e) => self.out.warnings.push(format!("{name}: boot code: {e}")),
+            }
+        }
+        if let Some(t @ PartitionTable::Mbr(_)) = &disk.table {
+            let sector = u64::from(facts.logical_sector);
+            let end = table::first_start(t).unwrap_or(1).saturating_mul(sector);
+            let len = end.saturating_sub(sector).min(MAX_GAP);
+            match self.devices.read(&dev, sector, len as usize) {
+                Ok(b) => disk.mbr_gap = b,
+                Err(e) => self.out.warnings.push(format!("{name}: MBR gap: {e}")),
+            }
+        }
+        disk
+    }
+
+    /// LVM PVs, LUKS containers and MD members on the recorded disks.
+    fn containers(&mut self) {
+        let disks: Vec<String> = self.out.disks.iter().map(|d| d.name.clone()).collect();
+        for d in self.devices.list.clone() {
+            let Some(Found::Container { kind, uuid, label }) = self.devices.found.get(&d.name)
+            else {
+                continue;
+            };
+            let under = self.devices.disks_under(&d);
+            let Some(disk) = under
+                .first()
+                .and_then(|n| disks.iter().position(|x| x == n))
+            else {
+                continue;
+            };
+            let mut device = Self::part_ref(&d);
+            device.disk = disk as u32;
+            self.out.containers.push(Container {
+                device,
+                kind: kind.clone(),
+                uuid: uuid.clone(),
+                label: label.clone(),
+            });
+            if !self.out.unsupported.iter().any(|u| u.contains("LVM, LUKS")) {
+                self.out.warnings.push(format!(
+                    "{} holds {:?}, whose contents a restore does not bring back",
+                    d.name, kind
+                ));
+            }
+        }
+    }
+
+    /// Firmware mode, ESP, BIOS boot partition and its bytes, UEFI entries.
+    fn boot(&mut self, sys: &Path) {
+        let running = self.root == Path::new("/");
+        let mut info = BootInfo {
+            firmware: if running {
+                boot::running_firmware(sys)
+            } else {
+                Firmware::Unknown
+            },
+            grub_i386_pc: self.root.join("boot/grub/i386-pc").is_dir(),
+            ..Default::default()
+        };
+        info.esp = self.find_esp();
+        self.bios_boot(&mut info);
+        if info.firmware == Firmware::Uefi {
+            let (entries, order, current) = boot::efi_entries(&sys.join("firmware/efi/efivars"));
+            (info.efi_entries, info.boot_order, info.boot_current) = (entries, order, current);
+        }
+        let boot_disk_code = self
+            .out
+            .filesystems
+            .iter()
+            .filter(|f| f.mount_point == "/" || f.mount_point == "/boot")
+            .filter_map(|f| self.out.disks.get(f.device.disk as usize))
+            .any(|d| {
+                matches!(d.table, Some(PartitionTable::Mbr(_)))
+                    && d.mbr_boot_code.iter().any(|&b| b != 0)
+            });
+        info.uefi_capable = info.esp.is_some() || info.firmware == Firmware::Uefi;
+        info.bios_capable = info.bios_boot.is_some()
+            || info.grub_i386_pc
+            || boot_disk_code
+            || info.firmware == Firmware::Bios;
+        self.out.boot = info;
+    }
+
+    /// The vfat filesystem on a partition typed as an ESP, else a vfat one mounted where ESPs
+    /// are mounted.
+    fn find_esp(&self) -> Option<PartRef> {
+        let typed = |f: &&FsRecord| {
+            let Some(n) = f.device.partition else {
+                return false;
+            };
+            let Some(disk) = self.out.disks.get(f.device.disk as usize) else {
+                return false;
+            };
+            match &disk.table {
+                Some(PartitionTable::Gpt(t)) => t
+                    .partitions
+                    .iter()
+                    .any(|p| p.number == n && p.type_guid.eq_ignore_ascii_case(ESP_GUID)),
+                Some(PartitionTable::Mbr(t)) => t
+                    .partitions
+                    .iter()
+                    .any(|p| p.number == n && p.type_byte == MBR_ESP),
+                None => false,
+            }
+        };
+        let vfat = self.out.filesystems.iter().filter(|f| f.fstype == "vfat");
+        vfat.clone()
+            .find(|f| typed(f))
+            .or_else(|| {
+                vfat.clone()
+                    .find(|f| ["/boot/efi", "/efi", "/boot"].contains(&f.mount_point.as_str()))
+            })
+            .map(|f| f.device.clone())
+    }
+
+    /// The first BIOS boot partition on a recorded disk, and its bytes read from the disk.
+    fn bios_boot(&mut self, info: &mut BootInfo) {
+        for (i, disk) in self.out.disks.clone().iter().enumerate() {
+            let Some(PartitionTable::Gpt(t)) = &disk.table else {
+                continue;
+            };
+            let Some(p) = t
+                .partitions
+                .iter()
+                .find(|p| p.type_guid.eq_ignore_ascii_case(BIOS_BOOT_GUID))
+            else {
+                continue;
+            };
+            let part =
+                self.devices.list.iter().find(|d| {
+                    d.parent.as_deref() == Some(&disk.name) && d.partition == Some(p.number)
+                });
+            info.bios_boot = Some(PartRef {
+                disk: i as u32,
+                partition: Some(p.number),
+                name: part.map(|d| d.name.clone()).unwrap_or_default(),
+                dev: part.map(|d| d.dev()).unwrap_or(0),
+            });
+            let sector = u64::from(disk.logical_sector);
+            let len = (p.last_lba + 1)
+                .saturating_sub(p.first_lba)
+                .saturating_mul(sector);
+            if len > MAX_BIOS_BOOT {
+                self.out.warnings.push(format!(
+                    "{}: BIOS boot partition {} is {len} bytes, over 16 MiB: its bytes are not \
+                     kept",
+                    disk.name, p.number
+                ));
+            } else if let Some(dev) = self.devices.get(&disk.name).cloned() {
+                match self.devices.read(&dev, p.first_lba * sector, len as usize) {
+                    Ok(b) => info.bios_boot_bytes = b,
+                    Err(e) => self.out.warnings.push(format!(
+                        "{}: BIOS boot partition {}: {e}",
+                        disk.name, p.number
+                    )),
+                }
+            }
+            return;
+        }
+    }
+}
