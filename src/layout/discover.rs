@@ -210,7 +210,17 @@ impl Builder {
                     ));
                 }
             }
-            _ => rec.fstype = e.fstype.clone(),
+            _ => {
+                rec.fstype = e.fstype.clone();
+                let why = match self.devices.unreadable.get(&d.name) {
+                    Some(err) => format!("cannot be read ({err})"),
+                    None => "holds no filesystem signature osimage knows".into(),
+                };
+                self.out.warnings.push(format!(
+                    "{} ({}) {why}: its UUID, label and mkfs features are unknown",
+                    e.mount_point, d.name
+                ));
+            }
         }
         if let (FsFeatures::Btrfs(f), Some(sv)) = (
             &mut rec.features,

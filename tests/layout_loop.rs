@@ -1,0 +1,503 @@
+//! Layout capture of loop-device disks made here (GPT and MBR; ext4, vfat, swap, a BIOS boot
+//! partition, boot code) reads back exactly what was made: every field is checked against the
+//! values given to sfdisk and mkfs, against `sfdisk -J`, and against `dumpe2fs -h`.
+//!
+//! Needs root and util-linux, e2fsprogs and dosfstools (CI has them).
+
+use std::collections::HashMap;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use osimage::layout::{
+    self, DiskLayout, Firmware, FsFeatures, PartitionTable, capture_layout, from_manifest,
+    to_extension,
+};
+use osimage::payload::manifest::Manifest;
+
+/// Runs a command, panicking with its stderr on failure; returns stdout.
+fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn run_stdin(cmd: &str, args: &[&str], input: &str) {
+    use std::io::Write;
+    let mut child = Command::new(cmd)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {cmd}: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// True when this machine can run these tests; otherwise says why on stderr.
+fn can_run() -> bool {
+    let root = unsafe { libc::geteuid() } == 0;
+    let tools = [
+        "losetup",
+        "partx",
+        "sfdisk",
+        "mkfs.ext4",
+        "mkfs.vfat",
+        "mkswap",
+        "dumpe2fs",
+    ]
+    .iter()
+    .all(|t| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if !(root && tools) {
+        eprintln!(
+            "skipped: needs root and losetup, partx, sfdisk, mkfs.ext4/vfat, mkswap, dumpe2fs"
+        );
+    }
+    root && tools
+}
+
+/// A loop device over an image file, detached (partitions first) even when a test fails.
+struct Loop {
+    dev: String,
+}
+
+impl Loop {
+    fn attach(image: &Path) -> Loop {
+        let dev = run("losetup", &["-f", "--show", image.to_str().unwrap()])
+            .trim()
+            .to_string();
+        let l = Loop { dev };
+        run("partx", &["-a", &l.dev]);
+        l
+    }
+
+    /// The kernel name, e.g. `loop3`.
+    fn name(&self) -> &str {
+        self.dev.trim_start_matches("/dev/")
+    }
+
+    /// The node of partition `n`, made from sysfs if devtmpfs did not make it.
+    fn part(&self, n: u32) -> String {
+        let name = format!("{}p{n}", self.name());
+        let node = format!("/dev/{name}");
+        if !Path::new(&node).exists() {
+            let dev = std::fs::read_to_string(format!("/sys/class/block/{name}/dev")).unwrap();
+            let (ma, mi) = dev.trim().split_once(':').unwrap();
+            run("mknod", &[&node, "b", ma, mi]);
+        }
+        node
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("partx").args(["-d", &self.dev]).output();
+        let _ = Command::new("losetup").args(["-d", &self.dev]).output();
+    }
+}
+
+/// A sparse image file of `mib` MiB in a scratch dir.
+fn image(dir: &Path, mib: u64) -> PathBuf {
+    let p = dir.join("disk.img");
+    std::fs::File::create(&p)
+        .unwrap()
+        .set_len(mib << 20)
+        .unwrap();
+    p
+}
+
+/// A reproducible byte pattern (boot code stand-ins).
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed)
+        .collect()
+}
+
+fn write_at(path: &Path, offset: u64, bytes: &[u8]) {
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(bytes, offset).unwrap();
+    f.sync_all().unwrap();
+}
+
+/// `sfdisk -J` of the disk, the independent view of its table.
+fn sfdisk_json(dev: &str) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(&run("sfdisk", &["-J", dev])).unwrap();
+    v["partitiontable"].clone()
+}
+
+/// `dumpe2fs -h` as key → value.
+fn dumpe2fs(dev: &str) -> HashMap<String, String> {
+    run("dumpe2fs", &["-h", dev])
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// A capture root with only `etc/fstab`.
+fn root_with_fstab(dir: &Path, fstab: &str) -> PathBuf {
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/fstab"), fstab).unwrap();
+    root
+}
+
+fn fs<'a>(l: &'a DiskLayout, mount_point: &str) -> &'a layout::FsRecord {
+    l.filesystems
+        .iter()
+        .find(|f| f.mount_point == mount_point)
+        .unwrap_or_else(|| panic!("no filesystem at {mount_point}: {l:#?}"))
+}
+
+/// Checks the ext4 record against dumpe2fs and the mkfs arguments.
+fn check_ext4(f: &layout::FsRecord, node: &str, uuid: &str, label: &str) {
+    assert_eq!(
+        (f.fstype.as_str(), f.uuid.as_str(), f.label.as_str()),
+        ("ext4", uuid, label)
+    );
+    let d = dumpe2fs(node);
+    let FsFeatures::Ext(x) = &f.features else {
+        panic!("no ext features: {f:?}")
+    };
+    let want: Vec<&str> = d["Filesystem features"].split_whitespace().collect();
+    assert_eq!(x.names, want);
+    let num = |k: &str| d[k].parse::<u64>().unwrap();
+    assert_eq!(u64::from(x.block_size), num("Block size"));
+    assert_eq!(u64::from(x.inode_size), num("Inode size"));
+    assert_eq!(u64::from(x.inodes_count), num("Inode count"));
+    assert_eq!(x.blocks_count, num("Block count"));
+    assert_eq!(x.reserved_blocks, num("Reserved block count"));
+    assert_eq!(x.hash_seed, d["Directory Hash Seed"]);
+    assert_eq!(f.size_bytes, num("Block count") * num("Block size"));
+    assert_eq!(
+        f.used_bytes,
+        Some((num("Block count") - num("Free blocks")) * num("Block size"))
+    );
+}
+
+/// The record survives the manifest extension unchanged.
+fn check_round_trip(l: &DiskLayout) {
+    let mut m = Manifest::default();
+    m.extensions.push(to_extension(l));
+    assert_eq!(from_manifest(&m).unwrap().as_ref(), Some(l));
+}
+
+const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+const BIOS_TYPE: &str = "21686148-6449-6E6F-744E-656564454649";
+const LINUX_TYPE: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
+const SWAP_TYPE: &str = "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F";
+
+#[test]
+fn gpt_disk_with_esp_bios_boot_ext4_and_swap_reads_back() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("osimage-layout")
+        .tempdir()
+        .unwrap();
+    let img = image(dir.path(), 256);
+    let disk_guid = "3C2D1E0F-1A2B-4C3D-8E4F-5A6B7C8D9E0F";
+    let esp_guid = "11111111-2222-4333-8444-555555555555";
+    run_stdin(
+        "sfdisk",
+        &["--no-reread", "--no-tell-kernel", img.to_str().unwrap()],
+        &format!(
+            "label: gpt\nlabel-id: {disk_guid}\n\
+             start=2048, size=65536, type={ESP_TYPE}, uuid={esp_guid}, name=\"EFI System\"\n\
+             size=2048, type={BIOS_TYPE}, name=bios\n\
+             size=327680, type={LINUX_TYPE}, name=root, attrs=\"LegacyBIOSBootable\"\n\
+             type={SWAP_TYPE}, name=swap\n"
+        ),
+    );
+    // Boot code and a BIOS boot partition with recognisable bytes, as grub-install leaves them.
+    let boot_code = pattern(440, 0x5A);
+    let core_img = pattern(1 << 20, 0xC3);
+    write_at(&img, 0, &boot_code);
+    write_at(&img, 67584 * 512, &core_img);
+
+    let lo = Loop::attach(&img);
+    let (esp, root, swap) = (lo.part(1), lo.part(3), lo.part(4));
+    let root_uuid = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+    let swap_uuid = "99999999-8888-4777-8666-555555555555";
+    run(
+        "mkfs.vfat",
+        &["-F", "32", "-i", "1234ABCD", "-n", "ESP", &esp],
+    );
+    run(
+        "mkfs.ext4",
+        &[
+            "-q", "-F", "-U", root_uuid, "-L", "rootfs", "-I", "256", &root,
+        ],
+    );
+    run("mkswap", &["-U", swap_uuid, "-L", "swap0", &swap]);
+
+    let root_dir = root_with_fstab(
+        dir.path(),
+        &format!(
+            "# made by the test\n\
+             UUID={root_uuid} / ext4 errors=remount-ro 0 1\n\
+             PARTUUID={} /boot/efi vfat umask=0077 0 1\n\
+             LABEL=swap0 none swap sw 0 0\n\
+             LABEL=absent /mnt/usb ext4 defaults,nofail 0 2\n\
+             proc /proc proc defaults 0 0\n",
+            esp_guid.to_lowercase()
+        ),
+    );
+    std::fs::create_dir_all(root_dir.join("boot/grub/i386-pc")).unwrap();
+    let l = capture_layout(&root_dir).unwrap();
+
+    assert_eq!(l.none, None);
+    assert!(l.unsupported.is_empty(), "{:?}", l.unsupported);
+    assert!(l.restorable());
+    assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
+    assert!(l.warnings[0].contains("LABEL=absent"));
+    assert_eq!(l.fstab.len(), 5);
+
+    // The disk and its table, against sfdisk -J.
+    assert_eq!(l.disks.len(), 1);
+    let d = &l.disks[0];
+    let sf = sfdisk_json(&lo.dev);
+    assert_eq!(d.name, lo.name());
+    assert_eq!(d.size_bytes, 256 << 20);
+    assert_eq!(
+        u64::from(d.logical_sector),
+        sf["sectorsize"].as_u64().unwrap()
+    );
+    assert_eq!(d.mbr_boot_code, boot_code);
+    assert!(d.mbr_gap.is_empty());
+    let Some(PartitionTable::Gpt(t)) = &d.table else {
+        panic!("no GPT: {d:?}")
+    };
+    assert_eq!(t.disk_guid, disk_guid);
+    assert_eq!(t.disk_guid, sf["id"].as_str().unwrap());
+    assert_eq!(t.first_usable, sf["firstlba"].as_u64().unwrap());
+    assert_eq!(t.last_usable, sf["lastlba"].as_u64().unwrap());
+    let parts = sf["partitions"].as_array().unwrap();
+    assert_eq!(t.partitions.len(), parts.len());
+    for (p, s) in t.partitions.iter().zip(parts) {
+        assert_eq!(
+            s["node"].as_str().unwrap(),
+            format!("{}p{}", lo.dev, p.number)
+        );
+        assert_eq!(p.first_lba, s["start"].as_u64().unwrap());
+        assert_eq!(p.last_lba - p.first_lba + 1, s["size"].as_u64().unwrap());
+        assert_eq!(p.type_guid, s["type"].as_str().unwrap());
+        assert_eq!(p.part_guid, s["uuid"].as_str().unwrap());
+        assert_eq!(p.name, s["name"].as_str().unwrap());
+    }
+    assert_eq!(t.partitions[0].part_guid, esp_guid);
+    assert_eq!(t.partitions[2].attributes, 1 << 2); // LegacyBIOSBootable
+    assert_eq!(parts[2]["attrs"].as_str(), Some("LegacyBIOSBootable"));
+
+    // Filesystems.
+    let r = fs(&l, "/");
+    assert_eq!(r.device.partition, Some(3));
+    assert_eq!(r.device.name, format!("{}p3", lo.name()));
+    assert_eq!((r.pass, r.mount_options.as_str()), (1, "errors=remount-ro"));
+    assert!(r.in_fstab && r.mounted_at.is_none());
+    check_ext4(r, &root, root_uuid, "rootfs");
+
+    let e = fs(&l, "/boot/efi");
+    assert_eq!(e.device.partition, Some(1));
+    assert_eq!(
+        (e.fstype.as_str(), e.uuid.as_str(), e.label.as_str()),
+        ("vfat", "1234-ABCD", "ESP")
+    );
+    let FsFeatures::Vfat(v) = &e.features else {
+        panic!()
+    };
+    assert_eq!(
+        (v.fat_bits, v.volume_id, v.bytes_per_sector),
+        (32, 0x1234_ABCD, 512)
+    );
+    assert_eq!(e.size_bytes, 65536 * 512);
+    assert_eq!(l.filesystems.len(), 2);
+
+    // Swap.
+    assert_eq!(l.swaps.len(), 1);
+    let s = &l.swaps[0];
+    assert_eq!((s.uuid.as_str(), s.label.as_str()), (swap_uuid, "swap0"));
+    assert_eq!(s.device.partition, Some(4));
+    let swap_sectors = parts[3]["size"].as_u64().unwrap();
+    assert_eq!(s.size_bytes, swap_sectors * 512 / 4096 * 4096);
+
+    // Boot: the ESP and BIOS boot partition, their bytes, and what the offline root can boot by.
+    let b = &l.boot;
+    assert_eq!(b.firmware, Firmware::Unknown);
+    assert_eq!(b.esp.as_ref().map(|p| p.partition), Some(Some(1)));
+    assert_eq!(b.bios_boot.as_ref().map(|p| p.partition), Some(Some(2)));
+    assert_eq!(b.bios_boot_bytes, core_img);
+    assert!(b.grub_i386_pc && b.uefi_capable && b.bios_capable);
+
+    check_round_trip(&l);
+    let text = layout::describe(&l);
+    assert!(text.contains("EFI System"), "{text}");
+    assert!(text.contains(root_uuid), "{text}");
+}
+
+#[test]
+fn mbr_disk_with_logical_partitions_reads_back() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("osimage-layout")
+        .tempdir()
+        .unwrap();
+    let img = image(dir.path(), 256);
+    run_stdin(
+        "sfdisk",
+        &["--no-reread", "--no-tell-kernel", img.to_str().unwrap()],
+        "label: dos\nlabel-id: 0xc0ffee01\n\
+         start=2048, size=204800, type=83, bootable\n\
+         type=5\n\
+         size=65536, type=c\n\
+         type=82\n",
+    );
+    let boot_code = pattern(440, 0x11);
+    let gap = pattern(2047 * 512, 0x22);
+    write_at(&img, 0, &boot_code);
+    write_at(&img, 512, &gap);
+
+    let lo = Loop::attach(&img);
+    let (root, data, swap) = (lo.part(1), lo.part(5), lo.part(6));
+    let root_uuid = "12345678-1234-4234-8234-123456789abc";
+    run(
+        "mkfs.ext4",
+        &["-q", "-F", "-U", root_uuid, "-L", "mbrroot", &root],
+    );
+    run(
+        "mkfs.vfat",
+        &["-F", "16", "-i", "DEADBEEF", "-n", "DATA", &data],
+    );
+    run("mkswap", &["-L", "mbrswap", &swap]);
+
+    let root_dir = root_with_fstab(
+        dir.path(),
+        &format!(
+            "UUID={root_uuid}\t/\text4\tdefaults\t0\t1\n\
+             PARTUUID=c0ffee01-05 /srv/my\\040data vfat defaults 0 2\n\
+             {swap} none swap sw 0 0\n"
+        ),
+    );
+    let l = capture_layout(&root_dir).unwrap();
+    assert!(l.restorable(), "{l:#?}");
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+
+    let d = &l.disks[0];
+    assert_eq!(d.mbr_boot_code, boot_code);
+    assert_eq!(d.mbr_gap, gap);
+    let sf = sfdisk_json(&lo.dev);
+    let Some(PartitionTable::Mbr(t)) = &d.table else {
+        panic!("no MBR: {d:?}")
+    };
+    assert_eq!(t.signature, 0xc0ff_ee01);
+    assert_eq!(sf["id"].as_str(), Some("0xc0ffee01"));
+    let parts = sf["partitions"].as_array().unwrap();
+    assert_eq!(t.partitions.len(), parts.len());
+    for (p, s) in t.partitions.iter().zip(parts) {
+        assert_eq!(
+            s["node"].as_str().unwrap(),
+            format!("{}p{}", lo.dev, p.number)
+        );
+        assert_eq!(u64::from(p.start_lba), s["start"].as_u64().unwrap());
+        assert_eq!(u64::from(p.sectors), s["size"].as_u64().unwrap());
+        assert_eq!(format!("{:x}", p.type_byte), s["type"].as_str().unwrap());
+        assert_eq!(p.bootable, s["bootable"].as_bool().unwrap_or(false));
+    }
+    let numbers: Vec<_> = t
+        .partitions
+        .iter()
+        .map(|p| (p.number, p.extended, p.logical))
+        .collect();
+    assert_eq!(
+        numbers,
+        [
+            (1, false, false),
+            (2, true, false),
+            (5, false, true),
+            (6, false, true)
+        ]
+    );
+
+    check_ext4(fs(&l, "/"), &root, root_uuid, "mbrroot");
+    let v = fs(&l, "/srv/my data");
+    assert_eq!(v.device.partition, Some(5));
+    assert_eq!((v.uuid.as_str(), v.label.as_str()), ("DEAD-BEEF", "DATA"));
+    let FsFeatures::Vfat(x) = &v.features else {
+        panic!()
+    };
+    assert_eq!(x.fat_bits, 16);
+    assert_eq!(l.swaps[0].label, "mbrswap");
+    assert_eq!(l.swaps[0].device.partition, Some(6));
+    assert_eq!(
+        l.swaps[0].uuid,
+        run("blkid", &["-p", "-s", "UUID", "-o", "value", &swap]).trim()
+    );
+
+    assert_eq!(l.boot.esp, None);
+    assert_eq!(l.boot.bios_boot, None);
+    assert!(l.boot.bios_capable && !l.boot.uefi_capable); // boot code on the / disk
+    check_round_trip(&l);
+}
+
+#[test]
+fn a_plain_directory_has_no_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = capture_layout(dir.path()).unwrap();
+    assert!(
+        l.none.as_deref().unwrap().contains("plain directory"),
+        "{l:?}"
+    );
+    assert!(l.disks.is_empty() && l.filesystems.is_empty());
+    assert!(!l.restorable());
+    assert!(layout::describe(&l).starts_with("Layout: none"));
+
+    // An fstab naming devices this machine lacks (a chroot made elsewhere) is no layout either.
+    let root = root_with_fstab(
+        dir.path(),
+        "UUID=00000000-0000-4000-8000-00000000dead / ext4 defaults 0 1\n",
+    );
+    let l = capture_layout(&root).unwrap();
+    assert!(l.none.is_some());
+    assert!(l.unsupported.is_empty());
+    assert!(
+        l.warnings
+            .iter()
+            .any(|w| w.contains("matches no block device"))
+    );
+}
+
+#[test]
+fn capturing_this_machine_never_fails() {
+    // Whatever this host is (a container on overlay, a VM on a disk), capture answers with a
+    // layout or a reason, and the answer survives the manifest.
+    let l = capture_layout(Path::new("/")).unwrap();
+    assert!(l.none.is_some() || !l.filesystems.is_empty(), "{l:#?}");
+    check_round_trip(&l);
+    assert!(!layout::describe(&l).is_empty());
+}
