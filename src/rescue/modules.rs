@@ -236,14 +236,12 @@ pub fn wildcard(pattern: &str, text: &str) -> bool {
             pi += 1;
             continue;
         }
-        if pi < p.len() {
-            if let Some((matched, next)) = match_one(&p, pi, t[ti]) {
-                if matched {
-                    pi = next;
-                    ti += 1;
-                    continue;
-                }
-            }
+        if pi < p.len()
+            && let Some((true, next)) = match_one(&p, pi, t[ti])
+        {
+            pi = next;
+            ti += 1;
+            continue;
         }
         match star {
             Some((sp, st)) => {

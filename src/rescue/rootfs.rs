@@ -71,10 +71,7 @@ impl RootFs {
                 continue;
             }
             if links.len() >= MAX_SYMLINKS {
-                return Err(io::Error::new(
-                    io::ErrorKind::Other,
-                    format!("{path}: too many symlinks"),
-                ));
+                return Err(io::Error::other(format!("{path}: too many symlinks")));
             }
             let target = std::fs::read_link(&host)?;
             let target = target

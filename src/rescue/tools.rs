@@ -195,18 +195,18 @@ impl<'a> Shipper<'a> {
             Some(info) => info,
             None => {
                 // A script: ship its interpreter unless busybox is it.
-                if let Some(interp) = shebang(&host) {
-                    if !matches!(
+                if let Some(interp) = shebang(&host)
+                    && !matches!(
                         interp.as_str(),
                         "/bin/sh" | "/bin/ash" | "/usr/bin/env" | "/bin/busybox"
-                    ) {
-                        self.ship_program(tree, &interp).map_err(|_| {
-                            RescueError::MissingInterpreter {
-                                program: asked.to_string(),
-                                interpreter: interp.clone(),
-                            }
-                        })?;
-                    }
+                    )
+                {
+                    self.ship_program(tree, &interp).map_err(|_| {
+                        RescueError::MissingInterpreter {
+                            program: asked.to_string(),
+                            interpreter: interp.clone(),
+                        }
+                    })?;
                 }
                 return Ok(());
             }
@@ -435,11 +435,10 @@ mod tests {
                     .split("=>")
                     .nth(1)
                     .and_then(|r| r.split_whitespace().next())
+                    && p.starts_with('/')
                 {
-                    if p.starts_with('/') {
-                        let name = p.rsplit('/').next().unwrap();
-                        assert!(libs.contains(name), "ldd says {p}, we have {libs}");
-                    }
+                    let name = p.rsplit('/').next().unwrap();
+                    assert!(libs.contains(name), "ldd says {p}, we have {libs}");
                 }
             }
         }

@@ -169,15 +169,13 @@ pub fn block_devices() -> Vec<String> {
 /// The whole disk a block device belongs to (`sdb1` → `sdb`, `nvme0n1p2` → `nvme0n1`).
 pub fn whole_disk(name: &str) -> String {
     let sys = PathBuf::from(format!("/sys/class/block/{name}"));
-    if sys.join("partition").exists() {
-        if let Some(parent) = std::fs::canonicalize(&sys)
-            .ok()
-            .and_then(|p| p.parent().map(Path::to_path_buf))
-        {
-            if let Some(n) = parent.file_name().and_then(|n| n.to_str()) {
-                return n.to_string();
-            }
-        }
-    }
-    name.to_string()
+    let parent = sys
+        .join("partition")
+        .exists()
+        .then(|| std::fs::canonicalize(&sys).ok())
+        .flatten()
+        .and_then(|p| p.parent().map(Path::to_path_buf));
+    parent
+        .and_then(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_string))
+        .unwrap_or_else(|| name.to_string())
 }
