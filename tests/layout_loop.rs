@@ -501,3 +501,108 @@ fn capturing_this_machine_never_fails() {
     check_round_trip(&l);
     assert!(!layout::describe(&l).is_empty());
 }
+
+/// Writes a sysfs-like entry `dir` with `dev`, `size` and extra files.
+fn fake_block(dir: &Path, dev: &str, size: &str, extra: &[(&str, &str)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("dev"), dev).unwrap();
+    std::fs::write(dir.join("size"), size).unwrap();
+    for (name, value) in extra {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, value).unwrap();
+    }
+}
+
+#[test]
+fn a_root_on_a_stack_is_recorded_and_said_not_restorable() {
+    if !can_run() {
+        return;
+    }
+    // This kernel has no device-mapper: a fake sysfs presents a "dm-9" (vg-root) whose
+    // device number is a real loop partition's, built on it, as LVM would.
+    let dir = tempfile::Builder::new()
+        .prefix("osimage-layout")
+        .tempdir()
+        .unwrap();
+    let img = image(dir.path(), 64);
+    run_stdin(
+        "sfdisk",
+        &["--no-reread", "--no-tell-kernel", img.to_str().unwrap()],
+        "label: gpt\nsize=16384, type=E6D6D379-F507-44C2-A23C-238F2A3DF928\ntype=linux\n",
+    );
+    // An LVM2 label in the PV's second sector: LABELONE, PV header at +32, "LVM2 001".
+    let mut label = vec![0u8; 512];
+    label[0..8].copy_from_slice(b"LABELONE");
+    label[20..24].copy_from_slice(&32u32.to_le_bytes());
+    label[24..32].copy_from_slice(b"LVM2 001");
+    label[32..64].copy_from_slice(b"AAAAAABBBBCCCCDDDDEEEEFFFFGGGGGG");
+    write_at(&img, 2049 * 512, &label);
+    let lo = Loop::attach(&img);
+    let lv = lo.part(2);
+    run("mkfs.ext4", &["-q", "-F", "-L", "lvroot", &lv]);
+
+    let real = |name: &str, file: &str| {
+        std::fs::read_to_string(format!("/sys/class/block/{name}/{file}")).unwrap()
+    };
+    let sys = dir.path().join("sys");
+    let disk = lo.name().to_string();
+    let disk_dir = sys.join("devices/virtual/block").join(&disk);
+    fake_block(&disk_dir, &real(&disk, "dev"), &real(&disk, "size"), &[]);
+    for n in [1, 2] {
+        let p = format!("{disk}p{n}");
+        let partition = n.to_string();
+        fake_block(
+            &disk_dir.join(&p),
+            &real(&p, "dev"),
+            &real(&p, "size"),
+            &[("partition", partition.as_str())],
+        );
+    }
+    let dm_dir = sys.join("devices/virtual/block/dm-9");
+    let p2 = format!("{disk}p2");
+    fake_block(
+        &dm_dir,
+        &real(&p2, "dev"),
+        &real(&p2, "size"),
+        &[("dm/name", "vg-root"), (&format!("slaves/{p2}"), "")],
+    );
+    let class = sys.join("class/block");
+    std::fs::create_dir_all(&class).unwrap();
+    std::os::unix::fs::symlink(&disk_dir, class.join(&disk)).unwrap();
+    for n in [1, 2] {
+        let p = format!("{disk}p{n}");
+        std::os::unix::fs::symlink(disk_dir.join(&p), class.join(&p)).unwrap();
+    }
+    std::os::unix::fs::symlink(&dm_dir, class.join("dm-9")).unwrap();
+
+    let root = root_with_fstab(dir.path(), "/dev/mapper/vg-root / ext4 defaults 0 1\n");
+    let src = layout::Sources {
+        sys,
+        dev: "/dev".into(),
+        mountinfo: dir.path().join("no-mountinfo"),
+    };
+    let l = layout::capture_with(&root, &src).unwrap();
+    let r = fs(&l, "/");
+    assert_eq!(
+        (r.device.name.as_str(), r.label.as_str()),
+        ("dm-9", "lvroot")
+    );
+    assert_eq!(r.device.partition, None);
+    assert!(!l.restorable());
+    assert!(
+        l.unsupported
+            .iter()
+            .any(|u| u.contains("dm-9 = vg-root (LVM, LUKS or MD RAID)")),
+        "{:?}",
+        l.unsupported
+    );
+    assert_eq!(l.disks.len(), 1);
+    assert_eq!(l.containers.len(), 1);
+    let c = &l.containers[0];
+    assert_eq!(c.kind, layout::ContainerKind::LvmPv);
+    assert_eq!(c.uuid, "AAAAAA-BBBB-CCCC-DDDD-EEEE-FFFF-GGGGGG");
+    assert_eq!(c.device.partition, Some(1));
+    assert!(layout::describe(&l).contains("Not restorable yet:"));
+    check_round_trip(&l);
+}

@@ -1,9 +1,14 @@
-//! How the system boots: firmware mode, and the UEFI boot entries from efivarfs
+//! How the system boots: firmware mode, ESP, BIOS boot partition and its bytes, and the UEFI
+//! boot entries from efivarfs
 //! (Documentation/filesystems/efivarfs.rst; UEFI 2.10 §3.1.3 `EFI_LOAD_OPTION`).
 
 use std::path::Path;
 
-use super::record::{EfiBootEntry, Firmware};
+use super::devices::Devices;
+use super::record::{
+    BootInfo, DiskLayout, EfiBootEntry, Firmware, FsRecord, PartRef, PartitionTable,
+};
+use super::table::{BIOS_BOOT_GUID, ESP_GUID, MAX_BIOS_BOOT, MBR_ESP};
 
 /// The EFI global variable vendor GUID, suffix of `Boot####` and `BootOrder` in efivarfs.
 const GLOBAL: &str = "8be4df61-93ca-11d2-aa0d-00e098032b8c";
@@ -74,6 +79,131 @@ pub fn load_option(number: u16, b: &[u8]) -> Option<EfiBootEntry> {
         device_path,
         optional_data: b[path_at + path_len..].to_vec(),
     })
+}
+
+/// Firmware mode, ESP, BIOS boot partition and its bytes, UEFI entries of the layout `l`
+/// captured from `root`; problems go to `warnings`.
+pub fn capture(
+    root: &Path,
+    sys: &Path,
+    l: &DiskLayout,
+    devices: &mut Devices,
+    warnings: &mut Vec<String>,
+) -> BootInfo {
+    let running = root == Path::new("/");
+    let mut info = BootInfo {
+        firmware: if running {
+            running_firmware(sys)
+        } else {
+            Firmware::Unknown
+        },
+        grub_i386_pc: root.join("boot/grub/i386-pc").is_dir(),
+        ..Default::default()
+    };
+    info.esp = find_esp(l);
+    bios_boot(l, devices, &mut info, warnings);
+    if info.firmware == Firmware::Uefi {
+        let (entries, order, current) = efi_entries(&sys.join("firmware/efi/efivars"));
+        (info.efi_entries, info.boot_order, info.boot_current) = (entries, order, current);
+    }
+    let boot_disk_code = l
+        .filesystems
+        .iter()
+        .filter(|f| f.mount_point == "/" || f.mount_point == "/boot")
+        .filter_map(|f| l.disks.get(f.device.disk as usize))
+        .any(|d| {
+            matches!(d.table, Some(PartitionTable::Mbr(_)))
+                && d.mbr_boot_code.iter().any(|&b| b != 0)
+        });
+    info.uefi_capable = info.esp.is_some() || info.firmware == Firmware::Uefi;
+    info.bios_capable = info.bios_boot.is_some()
+        || info.grub_i386_pc
+        || boot_disk_code
+        || info.firmware == Firmware::Bios;
+    info
+}
+
+/// The vfat filesystem on a partition typed as an ESP, else a vfat one mounted where ESPs
+/// are mounted.
+fn find_esp(l: &DiskLayout) -> Option<PartRef> {
+    let typed = |f: &&FsRecord| {
+        let Some(n) = f.device.partition else {
+            return false;
+        };
+        let Some(disk) = l.disks.get(f.device.disk as usize) else {
+            return false;
+        };
+        match &disk.table {
+            Some(PartitionTable::Gpt(t)) => t
+                .partitions
+                .iter()
+                .any(|p| p.number == n && p.type_guid.eq_ignore_ascii_case(ESP_GUID)),
+            Some(PartitionTable::Mbr(t)) => t
+                .partitions
+                .iter()
+                .any(|p| p.number == n && p.type_byte == MBR_ESP),
+            None => false,
+        }
+    };
+    let vfat = l.filesystems.iter().filter(|f| f.fstype == "vfat");
+    vfat.clone()
+        .find(|f| typed(f))
+        .or_else(|| {
+            vfat.clone()
+                .find(|f| ["/boot/efi", "/efi", "/boot"].contains(&f.mount_point.as_str()))
+        })
+        .map(|f| f.device.clone())
+}
+
+/// The first BIOS boot partition on a recorded disk, and its bytes read from the disk.
+fn bios_boot(
+    l: &DiskLayout,
+    devices: &mut Devices,
+    info: &mut BootInfo,
+    warnings: &mut Vec<String>,
+) {
+    for (i, disk) in l.disks.iter().enumerate() {
+        let Some(PartitionTable::Gpt(t)) = &disk.table else {
+            continue;
+        };
+        let Some(p) = t
+            .partitions
+            .iter()
+            .find(|p| p.type_guid.eq_ignore_ascii_case(BIOS_BOOT_GUID))
+        else {
+            continue;
+        };
+        let part = devices
+            .list
+            .iter()
+            .find(|d| d.parent.as_deref() == Some(&disk.name) && d.partition == Some(p.number));
+        info.bios_boot = Some(PartRef {
+            disk: i as u32,
+            partition: Some(p.number),
+            name: part.map(|d| d.name.clone()).unwrap_or_default(),
+            dev: part.map(|d| d.dev()).unwrap_or(0),
+        });
+        let sector = u64::from(disk.logical_sector);
+        let len = (p.last_lba + 1)
+            .saturating_sub(p.first_lba)
+            .saturating_mul(sector);
+        if len > MAX_BIOS_BOOT {
+            warnings.push(format!(
+                "{}: BIOS boot partition {} is {len} bytes, over 16 MiB: its bytes are not \
+                 kept",
+                disk.name, p.number
+            ));
+        } else if let Some(dev) = devices.get(&disk.name).cloned() {
+            match devices.read(&dev, p.first_lba * sector, len as usize) {
+                Ok(b) => info.bios_boot_bytes = b,
+                Err(e) => warnings.push(format!(
+                    "{}: BIOS boot partition {}: {e}",
+                    disk.name, p.number
+                )),
+            }
+        }
+        return;
+    }
 }
 
 #[cfg(test)]

@@ -12,13 +12,11 @@ use super::fstab::{self, Spec};
 use super::probe::Found;
 use super::record::*;
 use super::sysfs::{self, BlockDev};
-use super::table::{self, BIOS_BOOT_GUID, BOOT_CODE_LEN, ESP_GUID, MAX_GAP, MBR_ESP};
+use super::table::{self, BOOT_CODE_LEN, MAX_GAP};
 use crate::scan::mountinfo::{self, Mount};
 
 /// Filesystem types a restore can recreate (the issue's supported list).
 pub const RESTORABLE_FS: &[&str] = &["ext2", "ext3", "ext4", "xfs", "btrfs", "vfat"];
-/// Largest BIOS boot partition whose bytes are kept (GRUB's core image needs < 1 MiB).
-pub const MAX_BIOS_BOOT: u64 = 16 << 20;
 
 /// Where the machine's facts are read from: the real /sys, /dev and mount table, or a test's.
 #[derive(Clone, Debug)]
@@ -95,7 +93,9 @@ pub fn capture_with(root: &Path, src: &Sources) -> Result<DiskLayout, LayoutErro
     }
     b.disks();
     b.containers();
-    b.boot(&src.sys);
+    let mut warnings = std::mem::take(&mut b.out.warnings);
+    b.out.boot = boot::capture(&b.root, &src.sys, &b.out, &mut b.devices, &mut warnings);
+    b.out.warnings = warnings;
     Ok(b.out)
 }
 
@@ -479,120 +479,6 @@ impl Builder {
                     d.name, kind
                 ));
             }
-        }
-    }
-
-    /// Firmware mode, ESP, BIOS boot partition and its bytes, UEFI entries.
-    fn boot(&mut self, sys: &Path) {
-        let running = self.root == Path::new("/");
-        let mut info = BootInfo {
-            firmware: if running {
-                boot::running_firmware(sys)
-            } else {
-                Firmware::Unknown
-            },
-            grub_i386_pc: self.root.join("boot/grub/i386-pc").is_dir(),
-            ..Default::default()
-        };
-        info.esp = self.find_esp();
-        self.bios_boot(&mut info);
-        if info.firmware == Firmware::Uefi {
-            let (entries, order, current) = boot::efi_entries(&sys.join("firmware/efi/efivars"));
-            (info.efi_entries, info.boot_order, info.boot_current) = (entries, order, current);
-        }
-        let boot_disk_code = self
-            .out
-            .filesystems
-            .iter()
-            .filter(|f| f.mount_point == "/" || f.mount_point == "/boot")
-            .filter_map(|f| self.out.disks.get(f.device.disk as usize))
-            .any(|d| {
-                matches!(d.table, Some(PartitionTable::Mbr(_)))
-                    && d.mbr_boot_code.iter().any(|&b| b != 0)
-            });
-        info.uefi_capable = info.esp.is_some() || info.firmware == Firmware::Uefi;
-        info.bios_capable = info.bios_boot.is_some()
-            || info.grub_i386_pc
-            || boot_disk_code
-            || info.firmware == Firmware::Bios;
-        self.out.boot = info;
-    }
-
-    /// The vfat filesystem on a partition typed as an ESP, else a vfat one mounted where ESPs
-    /// are mounted.
-    fn find_esp(&self) -> Option<PartRef> {
-        let typed = |f: &&FsRecord| {
-            let Some(n) = f.device.partition else {
-                return false;
-            };
-            let Some(disk) = self.out.disks.get(f.device.disk as usize) else {
-                return false;
-            };
-            match &disk.table {
-                Some(PartitionTable::Gpt(t)) => t
-                    .partitions
-                    .iter()
-                    .any(|p| p.number == n && p.type_guid.eq_ignore_ascii_case(ESP_GUID)),
-                Some(PartitionTable::Mbr(t)) => t
-                    .partitions
-                    .iter()
-                    .any(|p| p.number == n && p.type_byte == MBR_ESP),
-                None => false,
-            }
-        };
-        let vfat = self.out.filesystems.iter().filter(|f| f.fstype == "vfat");
-        vfat.clone()
-            .find(|f| typed(f))
-            .or_else(|| {
-                vfat.clone()
-                    .find(|f| ["/boot/efi", "/efi", "/boot"].contains(&f.mount_point.as_str()))
-            })
-            .map(|f| f.device.clone())
-    }
-
-    /// The first BIOS boot partition on a recorded disk, and its bytes read from the disk.
-    fn bios_boot(&mut self, info: &mut BootInfo) {
-        for (i, disk) in self.out.disks.clone().iter().enumerate() {
-            let Some(PartitionTable::Gpt(t)) = &disk.table else {
-                continue;
-            };
-            let Some(p) = t
-                .partitions
-                .iter()
-                .find(|p| p.type_guid.eq_ignore_ascii_case(BIOS_BOOT_GUID))
-            else {
-                continue;
-            };
-            let part =
-                self.devices.list.iter().find(|d| {
-                    d.parent.as_deref() == Some(&disk.name) && d.partition == Some(p.number)
-                });
-            info.bios_boot = Some(PartRef {
-                disk: i as u32,
-                partition: Some(p.number),
-                name: part.map(|d| d.name.clone()).unwrap_or_default(),
-                dev: part.map(|d| d.dev()).unwrap_or(0),
-            });
-            let sector = u64::from(disk.logical_sector);
-            let len = (p.last_lba + 1)
-                .saturating_sub(p.first_lba)
-                .saturating_mul(sector);
-            if len > MAX_BIOS_BOOT {
-                self.out.warnings.push(format!(
-                    "{}: BIOS boot partition {} is {len} bytes, over 16 MiB: its bytes are not \
-                     kept",
-                    disk.name, p.number
-                ));
-            } else if let Some(dev) = self.devices.get(&disk.name).cloned() {
-                match self.devices.read(&dev, p.first_lba * sector, len as usize) {
-                    Ok(b) => info.bios_boot_bytes = b,
-                    Err(e) => self.out.warnings.push(format!(
-                        "{}: BIOS boot partition {}: {e}",
-                        disk.name, p.number
-                    )),
-                }
-            }
-            return;
         }
     }
 }

@@ -14,6 +14,8 @@ pub const BIOS_BOOT_GUID: &str = "21686148-6449-6E6F-744E-656564454649";
 pub const MBR_ESP: u8 = 0xEF;
 /// The MBR's boot code: bytes 0–439 (the disk signature follows at 440).
 pub const BOOT_CODE_LEN: usize = 440;
+/// Largest BIOS boot partition whose bytes are kept (GRUB's core image needs < 1 MiB).
+pub const MAX_BIOS_BOOT: u64 = 16 << 20;
 /// Most bytes of the MBR post-gap kept (GRUB's core image is well under this).
 pub const MAX_GAP: u64 = 4 << 20;
 
