@@ -12,6 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use osimage::rescue::{self, RescueSpec};
@@ -180,49 +181,164 @@ fn list_initrd(initrd: &Path) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-#[test]
-fn rescue_environment_boots_finds_its_medium_and_powers_off() {
-    for tool in [
-        "qemu-system-x86_64",
-        "xorriso",
-        "cpio",
-        "zstd",
-        "depmod",
-        "dpkg-deb",
-    ] {
-        if !have(tool) {
-            eprintln!("skipped: {tool} not installed");
-            return;
-        }
-    }
-    let (x, version) = kernel_package();
-    let root = staging_root(&x, &version);
-    let work = tempfile::tempdir_in(cache_dir()).unwrap();
+/// One build shared by the boot tests, and one VM at a time (two cores).
+struct Built {
+    rescue: rescue::Rescue,
+    hex: String,
+    work: tempfile::TempDir,
+}
 
-    let id: [u8; 16] = *b"\x0a\x1b\x2c\x3d\x4e\x5f\x60\x71\x82\x93\xa4\xb5\xc6\xd7\xe8\xf9";
-    let hex = rescue::image_id_hex(&id);
-    let mut spec = RescueSpec::new(&root, id);
-    spec.filesystems = vec!["ext4".into(), "vfat".into(), "swap".into()];
-    let built = rescue::build_rescue(&spec, &work.path().join("rescue")).expect("build_rescue");
+static BUILT: OnceLock<Option<Built>> = OnceLock::new();
+static ONE_VM: Mutex<()> = Mutex::new(());
+
+fn built() -> Option<&'static Built> {
+    BUILT
+        .get_or_init(|| {
+            for tool in [
+                "qemu-system-x86_64",
+                "xorriso",
+                "cpio",
+                "zstd",
+                "depmod",
+                "dpkg-deb",
+                "mkfs.ext4",
+            ] {
+                if !have(tool) {
+                    eprintln!("skipped: {tool} not installed");
+                    return None;
+                }
+            }
+            let (x, version) = kernel_package();
+            let root = staging_root(&x, &version);
+            let work = tempfile::tempdir_in(cache_dir()).unwrap();
+            let id: [u8; 16] = *b"\x0a\x1b\x2c\x3d\x4e\x5f\x60\x71\x82\x93\xa4\xb5\xc6\xd7\xe8\xf9";
+            let mut spec = RescueSpec::new(&root, id);
+            spec.filesystems = vec!["ext4".into(), "vfat".into(), "swap".into()];
+            let rescue =
+                rescue::build_rescue(&spec, &work.path().join("rescue")).expect("build_rescue");
+            assert_eq!(rescue.kernel_version, version);
+            Some(Built {
+                rescue,
+                hex: rescue::image_id_hex(&id),
+                work,
+            })
+        })
+        .as_ref()
+}
+
+/// An ISO holding only the id marker, as the real ISO carries it.
+fn medium_iso(b: &Built, name: &str) -> PathBuf {
+    let medium = b.work.path().join(format!("{name}.d"));
+    std::fs::create_dir_all(medium.join("osimage")).unwrap();
+    std::fs::write(medium.join(rescue::id_marker_path(&b.hex)), b"").unwrap();
+    let iso = b.work.path().join(format!("{name}.iso"));
+    run(Command::new("xorriso")
+        .args(["-as", "mkisofs", "-quiet", "-R", "-V", "OSIMAGE_TEST", "-o"])
+        .arg(&iso)
+        .arg(&medium));
+    iso
+}
+
+fn blank_disk(b: &Built, name: &str, mib: u64) -> PathBuf {
+    let disk = b.work.path().join(name);
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(mib << 20)
+        .unwrap();
+    disk
+}
+
+/// Boots the rescue kernel and initramfs with `drives`; returns the serial console's text
+/// and QEMU's exit status (`None`: it did not stop by itself).
+fn boot(b: &Built, drives: &[String]) -> (String, Option<std::process::ExitStatus>) {
+    let _vm = ONE_VM.lock().unwrap_or_else(|e| e.into_inner());
+    let log = b.work.path().join("console.log");
+    let _ = std::fs::remove_file(&log);
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args([
+        "-machine",
+        "pc",
+        "-m",
+        "1024",
+        "-smp",
+        "1",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-monitor",
+        "none",
+    ])
+    .arg("-serial")
+    .arg(format!("file:{}", log.display()))
+    .arg("-kernel")
+    .arg(&b.rescue.kernel)
+    .arg("-initrd")
+    .arg(&b.rescue.initrd)
+    .args(["-append", "console=ttyS0,115200 osimage.auto=1"]);
+    for d in drives {
+        cmd.arg("-drive").arg(d);
+    }
+    let mut qemu = cmd.stdin(Stdio::null()).spawn().expect("qemu");
+    // Generous: TCG on a busy two-core machine. Never a timing assertion.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let status = loop {
+        if let Some(s) = qemu.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = qemu.kill();
+            let _ = qemu.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let console = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
+    // Kept for a look after the run (the work directory goes away).
+    let _ = std::fs::write(cache_dir().join("last-console.log"), &console);
+    (console, status)
+}
+
+fn tail(console: &str) -> String {
+    let lines: Vec<&str> = console.lines().collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
+}
+
+/// The READY line, asserting the VM powered off by itself without a failure.
+fn ready_line(console: &str, status: Option<std::process::ExitStatus>) -> String {
+    let t = tail(console);
+    let ready = console
+        .lines()
+        .find(|l| l.contains("OSIMAGE-RESCUE-READY"))
+        .unwrap_or_else(|| panic!("no OSIMAGE-RESCUE-READY on the console:\n{t}"))
+        .to_string();
+    eprintln!("{ready}");
+    assert!(!console.contains("OSIMAGE-RESTORE-FAILED"), "{t}");
+    let status = status.unwrap_or_else(|| panic!("QEMU did not power off by itself:\n{t}"));
+    assert!(status.success(), "QEMU exit {status}:\n{t}");
+    ready
+}
+
+#[test]
+fn initramfs_is_a_valid_cpio_with_what_the_restore_needs() {
+    let Some(b) = built() else { return };
+    let r = &b.rescue;
     eprintln!(
-        "rescue: kernel {} initrd {} bytes (cpio {} bytes), total {} bytes = {:.1} MiB; {} modules, {} tools, {} libraries",
-        built.kernel_version,
-        built.initrd_bytes,
-        built.uncompressed_bytes,
-        built.size_bytes,
-        built.size_bytes as f64 / 1048576.0,
-        built.modules,
-        built.tools,
-        built.libraries
+        "rescue: kernel {} initrd {} bytes (cpio {} bytes), total {} bytes = {:.1} MiB; \
+         {} modules, {} tools, {} libraries",
+        r.kernel_version,
+        r.initrd_bytes,
+        r.uncompressed_bytes,
+        r.size_bytes,
+        r.size_bytes as f64 / 1048576.0,
+        r.modules,
+        r.tools,
+        r.libraries
     );
-    for n in &built.notes {
+    for n in &r.notes {
         eprintln!("note: {n}");
     }
-    assert_eq!(built.kernel_version, version);
-    assert!(built.size_bytes < 100 << 20, "rescue part over 100 MiB");
-
-    // cpio judges the archive; the essentials are in it.
-    let listing = list_initrd(&built.initrd);
+    assert!(r.size_bytes < 100 << 20, "rescue part over 100 MiB");
+    let listing = list_initrd(&r.initrd);
     for want in [
         "init",
         "dev/console",
@@ -253,83 +369,57 @@ fn rescue_environment_boots_finds_its_medium_and_powers_off() {
             "{module} not shipped"
         );
     }
+}
 
-    // The medium: an ISO holding the id marker only. The target: a blank virtio disk.
-    let medium = work.path().join("medium");
-    std::fs::create_dir_all(medium.join("osimage")).unwrap();
-    std::fs::write(medium.join(rescue::id_marker_path(&hex)), b"").unwrap();
-    let iso = work.path().join("medium.iso");
-    run(Command::new("xorriso")
-        .args(["-as", "mkisofs", "-quiet", "-R", "-V", "OSIMAGE_TEST", "-o"])
-        .arg(&iso)
-        .arg(&medium));
-    let disk = work.path().join("blank.img");
-    std::fs::File::create(&disk)
-        .unwrap()
-        .set_len(64 << 20)
-        .unwrap();
-
-    let log = work.path().join("console.log");
-    let mut qemu = Command::new("qemu-system-x86_64")
-        .args([
-            "-machine",
-            "pc",
-            "-m",
-            "1024",
-            "-smp",
-            "1",
-            "-display",
-            "none",
-            "-no-reboot",
-            "-monitor",
-            "none",
-        ])
-        .arg("-serial")
-        .arg(format!("file:{}", log.display()))
-        .arg("-kernel")
-        .arg(&built.kernel)
-        .arg("-initrd")
-        .arg(&built.initrd)
-        .args(["-append", "console=ttyS0,115200 osimage.auto=1"])
-        .arg("-drive")
-        .arg(format!("file={},media=cdrom,readonly=on", iso.display()))
-        .arg("-drive")
-        .arg(format!("file={},if=virtio,format=raw", disk.display()))
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("qemu");
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let status = loop {
-        if let Some(s) = qemu.try_wait().unwrap() {
-            break Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = qemu.kill();
-            let _ = qemu.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    let console = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
-    // Kept for a look after the run (the work directory goes away).
-    let _ = std::fs::write(cache_dir().join("last-console.log"), &console);
-    let tail: String = console
-        .lines()
-        .rev()
-        .take(60)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect::<Vec<_>>()
-        .join("\n");
-    let ready = console
-        .lines()
-        .find(|l| l.contains("OSIMAGE-RESCUE-READY"))
-        .unwrap_or_else(|| panic!("no OSIMAGE-RESCUE-READY on the console:\n{tail}"));
-    eprintln!("{ready}");
+#[test]
+fn rescue_environment_boots_finds_its_cd_by_id_and_powers_off() {
+    let Some(b) = built() else { return };
+    let iso = medium_iso(b, "cd");
+    let disk = blank_disk(b, "blank-cd.img", 64);
+    let (console, status) = boot(
+        b,
+        &[
+            format!("file={},media=cdrom,readonly=on", iso.display()),
+            format!("file={},if=virtio,format=raw", disk.display()),
+        ],
+    );
+    let ready = ready_line(&console, status);
     assert!(ready.contains("medium=/dev/sr0"), "{ready}");
-    assert!(ready.contains("/dev/vda:64MiB:blank"), "{ready}");
-    assert!(!console.contains("OSIMAGE-RESTORE-FAILED"), "{tail}");
-    let status = status.unwrap_or_else(|| panic!("QEMU did not power off by itself:\n{tail}"));
-    assert!(status.success(), "QEMU exit {status}:\n{tail}");
+    assert!(ready.contains("disks=/dev/vda:64MiB:blank"), "{ready}");
+}
+
+/// The ISO as a file on an ext4 disk (no CD): found through a loop device, and the disk
+/// holding it is not offered as a target.
+#[test]
+fn rescue_environment_finds_the_iso_file_on_a_disk() {
+    let Some(b) = built() else { return };
+    let iso = medium_iso(b, "onfile");
+    let content = b.work.path().join("host-fs");
+    std::fs::create_dir_all(content.join("images")).unwrap();
+    std::fs::copy(&iso, content.join("images/system.iso")).unwrap();
+    let host_disk = blank_disk(b, "host-ext4.img", 64);
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-d"])
+        .arg(&content)
+        .arg(&host_disk));
+    let disk = blank_disk(b, "blank-file.img", 48);
+    let (console, status) = boot(
+        b,
+        &[
+            format!("file={},if=virtio,format=raw", host_disk.display()),
+            format!("file={},if=virtio,format=raw", disk.display()),
+        ],
+    );
+    let ready = ready_line(&console, status);
+    assert!(ready.contains("medium=/dev/loop"), "{ready}");
+    assert!(
+        console.contains("file /images/system.iso on vda"),
+        "{}",
+        tail(&console)
+    );
+    assert!(ready.contains("disks=/dev/vdb:48MiB:blank"), "{ready}");
+    assert!(
+        !ready.contains("/dev/vda"),
+        "the medium's disk offered as a target: {ready}"
+    );
 }
