@@ -83,6 +83,27 @@ pub fn capture(
         .tempfile_in(dir)
         .map_err(|e| PayloadError::io("cannot create a temporary file in", dir, e))?;
 
+    // The disk layout first: a system that cannot be restored is said so up front.
+    let layout = match crate::layout::capture_layout(&root) {
+        Ok(l) => l,
+        Err(e) => {
+            progress.note(&format!("warning: disk layout not recorded: {e}"));
+            crate::layout::DiskLayout {
+                none: Some(format!("reading the layout failed: {e}")),
+                ..Default::default()
+            }
+        }
+    };
+    if let Some(why) = &layout.none {
+        progress.note(&format!(
+            "no disk layout recorded ({why}): the image restores files, not disks"
+        ));
+    }
+    for why in &layout.unsupported {
+        progress.note(&format!(
+            "warning: this system is not restorable to bare metal yet: {why}"
+        ));
+    }
     let mut scan_opts = opts.scan.clone();
     scan_opts.skip_paths.push(output.clone());
     scan_opts.skip_paths.push(tmp.path().to_path_buf());
@@ -120,7 +141,7 @@ pub fn capture(
         groups: scanned.groups,
         filesystems: scanned.filesystems,
         stats: stats.clone(),
-        extensions: Vec::new(),
+        extensions: vec![crate::layout::to_extension(&layout)],
     };
     sink.finish(&manifest)?;
 

@@ -133,6 +133,10 @@ pub struct InfoJson {
     /// unique_bytes / stored_bytes: what compression saved.
     pub compression_ratio: f64,
     pub filesystems: Vec<FsJson>,
+    /// The recorded disk layout (null when none was recorded).
+    pub layout: Option<crate::layout::DiskLayout>,
+    #[serde(skip)]
+    pub layout_table: String,
     #[serde(flatten)]
     pub stats: CaptureStats,
 }
@@ -153,6 +157,14 @@ pub fn info(r: &PayloadReader) -> InfoJson {
     let m = r.manifest();
     let s = &m.stats;
     let image_bytes = std::fs::metadata(r.path()).map(|md| md.len()).unwrap_or(0);
+    let (layout, layout_table) = match crate::layout::from_manifest(m) {
+        Ok(Some(l)) => {
+            let t = crate::layout::describe(&l);
+            (Some(l), t)
+        }
+        Ok(None) => (None, "disk layout: none recorded\n".to_string()),
+        Err(e) => (None, format!("disk layout: unreadable ({e})\n")),
+    };
     InfoJson {
         image: r.path().display().to_string(),
         container: format!("{:?}", r.container()).to_lowercase(),
@@ -183,6 +195,8 @@ pub fn info(r: &PayloadReader) -> InfoJson {
                 source: f.source.clone(),
             })
             .collect(),
+        layout,
+        layout_table,
         stats: s.clone(),
     }
 }
@@ -257,5 +271,7 @@ pub fn info_table(i: &InfoJson) -> String {
             format!("{} {} from {}", f.mount_point, f.fstype, f.source),
         );
     }
+    t.push('\n');
+    t.push_str(&i.layout_table);
     t
 }
