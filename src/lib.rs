@@ -13,4 +13,5 @@ pub mod iso;
 pub mod layout;
 pub mod payload;
 pub mod progress;
+pub mod rescue;
 pub mod scan;
