@@ -45,10 +45,10 @@ fn array_at<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
 /// FORMAT.md: reserved bytes are zero; anything else is damage (or a format we do not know).
 fn check_reserved(
     b: &[u8],
-    ranges: &[std::ops::Range<usize>],
+    range: std::ops::Range<usize>,
     what: &str,
 ) -> Result<(), PayloadError> {
-    if ranges.iter().any(|r| b[r.clone()].iter().any(|x| *x != 0)) {
+    if b[range].iter().any(|x| *x != 0) {
         return Err(PayloadError::format(format!(
             "{what} has non-zero reserved bytes (damaged)"
         )));
@@ -95,7 +95,8 @@ impl ImageHeader {
         if u16_at(b, 10) != 0 {
             return Err(PayloadError::format("image header has unknown flags"));
         }
-        check_reserved(b, &[12..16, 32..64], "the image header")?;
+        check_reserved(b, 12..16, "the image header")?;
+        check_reserved(b, 32..64, "the image header")?;
         Ok(ImageHeader {
             image_id: array_at(b, 16),
         })
@@ -133,7 +134,7 @@ impl Trailer {
             return Err(PayloadError::format("image trailer checksum mismatch"));
         }
         check_version(u16_at(b, 8), "the image trailer")?;
-        check_reserved(b, &[10..16], "the image trailer")?;
+        check_reserved(b, 10..16, "the image trailer")?;
         Ok(Trailer {
             manifest_offset: u64_at(b, 16),
             manifest_len: u64_at(b, 24),
@@ -164,7 +165,8 @@ impl PackHeader {
             return Err(PayloadError::format("pack header has a bad magic"));
         }
         check_version(u16_at(b, 8), "a pack")?;
-        check_reserved(b, &[10..12, 32..64], "a pack header")?;
+        check_reserved(b, 10..12, "a pack header")?;
+        check_reserved(b, 32..64, "a pack header")?;
         Ok(PackHeader {
             index: u32_at(b, 12),
             image_id: array_at(b, 16),
@@ -202,7 +204,7 @@ impl BlockHeader {
             1 => Codec::Zstd,
             n => return Err(PayloadError::format(format!("block has unknown codec {n}"))),
         };
-        check_reserved(b, &[5..8], "a block header")?;
+        check_reserved(b, 5..8, "a block header")?;
         Ok(BlockHeader {
             codec,
             raw_len: u32_at(b, 8),
@@ -247,7 +249,7 @@ impl FrameHeader {
                 "manifest is encrypted or uses flags this osimage does not know",
             ));
         }
-        check_reserved(b, &[12..16], "the manifest frame header")?;
+        check_reserved(b, 12..16, "the manifest frame header")?;
         let h = FrameHeader {
             stored_len: u64_at(b, 16),
             raw_len: u64_at(b, 24),
