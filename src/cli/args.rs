@@ -60,6 +60,9 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// The restore agent, run by the rescue environment's init (not for direct use).
+    #[command(hide = true)]
+    RescueAgent,
     /// Write the man pages (osimage.1 and one per subcommand) into DIR.
     Man {
         /// Directory to write the pages into (created if missing).
