@@ -48,6 +48,9 @@ fn isoinfo_reads_volume_rock_ridge_and_joliet() {
     assert!(plain.contains("PACK_000000.OPK;1"), "{plain}");
     let joliet = run_text(Command::new("isoinfo").args(["-J", "-l", "-i"]).arg(&iso));
     assert!(joliet.contains("Mixed Case & spaces.TXT"), "{joliet}");
+    need("isovfy", "genisoimage");
+    let v = run_text(Command::new("isovfy").arg(&iso));
+    assert!(v.contains("No errors found"), "{v}");
 }
 
 #[test]
