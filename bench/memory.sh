@@ -52,7 +52,10 @@ EOF
     echo "$total $files" >"$work/mem-tree.stamp"
 fi
 
-(cd "$repo" && cargo build --release --quiet) || die "cargo build --release failed"
+if [ -z "${BENCH_NO_BUILD:-}" ]; then
+    (cd "$repo" && cargo build --release --quiet) || die "cargo build --release failed"
+fi
+[ -x "$repo/target/release/osimage" ] || die "no release build (cargo build --release)"
 rm -f "$image"
 tf=$work/time.memory
 echo "memory: capturing" >&2

@@ -7,6 +7,7 @@
 #   BENCH_DIRS="/usr/share" bench/run.sh      # another source tree
 #   BENCH_TOOLS="osimage squashfs" bench/run.sh   # a subset (osimage is always run)
 #   BENCH_NO_APT=1 bench/run.sh  # do not call apt-get (tools already installed)
+#   BENCH_NO_BUILD=1 bench/run.sh  # use the existing target/release/osimage
 #
 # Needs root (the tree copy keeps owners and xattrs) and ~3x the tree size free under
 # bench/work (gitignored). Wall time, CPU (user+sys) and peak RSS come from GNU time -v.
@@ -32,8 +33,10 @@ for t in mksquashfs unsquashfs zstd wimcapture wimapply borg restic /usr/bin/tim
     command -v "$t" >/dev/null || die "$t missing (Debian packages: $need_pkgs)"
 done
 
-echo "bench: building osimage (release)" >&2
-(cd "$repo" && cargo build --release --quiet) || die "cargo build --release failed"
+if [ -z "${BENCH_NO_BUILD:-}" ]; then
+    (cd "$repo" && cargo build --release --quiet) || die "cargo build --release failed"
+fi
+[ -x "$repo/target/release/osimage" ] || die "no release build (cargo build --release)"
 osimage=$repo/target/release/osimage
 
 # --- the tree ----------------------------------------------------------------------------

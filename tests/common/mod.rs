@@ -160,12 +160,51 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    osimage_with(args, |_| {})
+}
+
+/// Like `osimage`, with the soft limit on open files lowered to `nofile` in the child.
+pub fn osimage_nofile<I, S>(nofile: u64, args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    use std::os::unix::process::CommandExt;
+    osimage_with(args, |cmd| {
+        let set = move || {
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: getrlimit/setrlimit are async-signal-safe; runs between fork and exec.
+            unsafe {
+                if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                lim.rlim_cur = nofile.min(lim.rlim_max);
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        };
+        // SAFETY: the closure only makes the two syscalls above.
+        unsafe {
+            cmd.pre_exec(set);
+        }
+    })
+}
+
+fn osimage_with<I, S>(args: I, configure: impl FnOnce(&mut Command)) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
     let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
-    let out = Command::new(env!("CARGO_BIN_EXE_osimage"))
-        .args(&args)
-        .env("RUST_BACKTRACE", "1")
-        .output()
-        .expect("running the osimage binary");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_osimage"));
+    cmd.args(&args).env("RUST_BACKTRACE", "1");
+    configure(&mut cmd);
+    let out = cmd.output().expect("running the osimage binary");
     let run = Run {
         args: args
             .iter()
