@@ -679,3 +679,58 @@ fn an_image_without_a_root_entry_still_extracts() {
     let tmp = tempfile::tempdir().unwrap();
     assert_eq!(run(&src, tmp.path()).unwrap().entries, 1);
 }
+
+#[test]
+fn paths_longer_than_path_max_extract() {
+    let mut src = image();
+    let component = "d".repeat(250);
+    let mut path = String::new();
+    for _ in 0..40 {
+        if !path.is_empty() {
+            path.push('/');
+        }
+        path.push_str(&component);
+        src.add(path.as_bytes(), EntryKind::Directory, dir_meta());
+    }
+    let file = format!("{path}/f");
+    src.add_file(file.as_bytes(), b"deep", meta(0o600, 1, 2, 3, 4));
+    src.add(
+        format!("{path}/l").as_bytes(),
+        EntryKind::Symlink {
+            target: b"f".to_vec(),
+        },
+        meta(0o777, 1, 2, 3, 4),
+    );
+    src.add(
+        format!("{path}/h").as_bytes(),
+        EntryKind::HardLink { target: 41 },
+        meta(0o600, 1, 2, 3, 4),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let report = run(&src, tmp.path()).unwrap();
+    assert_eq!(report.entries, 44);
+    // std cannot open a path this long; walk down with relative opens.
+    let mut dir = fs::File::open(tmp.path()).unwrap();
+    for _ in 0..40 {
+        let fd = rustix::fs::openat(
+            &dir,
+            component.as_str(),
+            rustix::fs::OFlags::RDONLY,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
+        dir = fs::File::from(fd);
+    }
+    let st = rustix::fs::statat(&dir, "h", rustix::fs::AtFlags::SYMLINK_NOFOLLOW).unwrap();
+    assert_eq!(
+        (
+            st.st_nlink,
+            st.st_uid,
+            st.st_mode & 0o7777,
+            st.st_mtime_nsec
+        ),
+        (2, 1, 0o600, 4)
+    );
+    let st = rustix::fs::statat(&dir, "l", rustix::fs::AtFlags::SYMLINK_NOFOLLOW).unwrap();
+    assert_eq!((st.st_uid, st.st_mtime_nsec), (1, 4));
+}

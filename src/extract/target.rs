@@ -123,25 +123,16 @@ impl Target {
         }
     }
 
-    /// Opens the directory at relative path `rel`, refusing any symlink on the way.
+    /// Opens the directory at relative path `rel`, refusing any symlink on the way. Paths
+    /// longer than PATH_MAX are opened a segment at a time, each beneath the previous one.
     pub fn open_dir(&self, rel: &[u8]) -> Result<OwnedFd, ExtractError> {
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let resolve =
-            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
         let err = |e: Errno| ExtractError::io("opening directory", self.full_path(rel), e);
-        if !NO_OPENAT2.load(Ordering::Relaxed) {
-            match rfs::openat2(&self.dest, rel, flags, Mode::empty(), resolve) {
-                Err(Errno::NOSYS) => NO_OPENAT2.store(true, Ordering::Relaxed),
-                other => return other.map_err(err),
-            }
+        let mut fd: Option<OwnedFd> = None;
+        for segment in segments(rel, SEGMENT_MAX) {
+            let base = fd.as_ref().map_or(self.dest.as_fd(), |f| f.as_fd());
+            fd = Some(open_beneath(base, segment).map_err(err)?);
         }
-        let mut components = rel.split(|&b| b == b'/');
-        let first = components.next().unwrap_or_default();
-        let mut fd = rfs::openat(&self.dest, first, flags, Mode::empty()).map_err(err)?;
-        for component in components {
-            fd = rfs::openat(&fd, component, flags, Mode::empty()).map_err(err)?;
-        }
-        Ok(fd)
+        fd.ok_or_else(|| err(Errno::INVAL))
     }
 
     /// Applies owner, xattrs, mode and times, in that order.
@@ -233,6 +224,53 @@ impl Target {
     }
 }
 
+/// Longest path handed to one open (PATH_MAX is 4096 with its NUL).
+const SEGMENT_MAX: usize = 4000;
+
+/// Splits a relative path at slashes into pieces of at most `max` bytes (a component is at most
+/// NAME_MAX = 255 bytes, so one always fits; a longer one goes alone and fails in the kernel).
+fn segments(path: &[u8], max: usize) -> impl Iterator<Item = &[u8]> {
+    let mut rest = path;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let cut = if rest.len() <= max {
+            rest.len()
+        } else {
+            rest[..=max]
+                .iter()
+                .rposition(|&b| b == b'/')
+                .or_else(|| rest.iter().position(|&b| b == b'/'))
+                .unwrap_or(rest.len())
+        };
+        let (head, tail) = rest.split_at(cut);
+        rest = tail.strip_prefix(b"/").unwrap_or(tail);
+        Some(head)
+    })
+}
+
+/// Opens directory `rel` (at most PATH_MAX) below `base` without following any symlink:
+/// `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, or one `openat(O_NOFOLLOW)` per component
+/// on kernels before 5.6.
+fn open_beneath(base: BorrowedFd, rel: &[u8]) -> rustix::io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    if !NO_OPENAT2.load(Ordering::Relaxed) {
+        match rfs::openat2(base, rel, flags, Mode::empty(), resolve) {
+            Err(Errno::NOSYS) => NO_OPENAT2.store(true, Ordering::Relaxed),
+            other => return other,
+        }
+    }
+    let mut components = rel.split(|&b| b == b'/');
+    let first = components.next().unwrap_or_default();
+    let mut fd = rfs::openat(base, first, flags, Mode::empty())?;
+    for component in components {
+        fd = rfs::openat(&fd, component, flags, Mode::empty())?;
+    }
+    Ok(fd)
+}
+
 fn timespec(t: Timestamp) -> rfs::Timespec {
     rfs::Timespec {
         tv_sec: t.sec,
@@ -287,4 +325,20 @@ pub(crate) fn mknod(
     rdev: u64,
 ) -> rustix::io::Result<()> {
     rfs::mknodat(dir, name, kind, Mode::from_raw_mode(0o600), rdev)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_split_at_slashes_within_the_limit() {
+        let all: Vec<&[u8]> = segments(b"aa/bb/cc/dd", 5).collect();
+        assert_eq!(all, [&b"aa/bb"[..], b"cc/dd"]);
+        let all: Vec<&[u8]> = segments(b"aaaaaaa/b", 5).collect();
+        assert_eq!(all, [&b"aaaaaaa"[..], b"b"]);
+        let all: Vec<&[u8]> = segments(b"abc", 5).collect();
+        assert_eq!(all, [&b"abc"[..]]);
+        assert_eq!(segments(b"", 5).count(), 0);
+    }
 }
