@@ -82,11 +82,17 @@ pub(crate) fn write_files<S: ChunkSource>(
     Ok(total)
 }
 
-/// Contiguous ranges of `files` of bounded size.
+/// Contiguous ranges of `files` of bounded size, a large file alone in its own, the large ones
+/// first (largest first) and the rest in manifest order. A thread that took a 100 MiB library
+/// last would otherwise finish it alone while the other sits idle.
 fn batches(files: &[FileJob]) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     let (mut start, mut bytes) = (0, 0);
     for (i, f) in files.iter().enumerate() {
+        if f.data_len >= BATCH_BYTES && start < i {
+            out.push(start..i);
+            (start, bytes) = (i, 0);
+        }
         bytes += f.data_len;
         if bytes >= BATCH_BYTES || i + 1 - start >= BATCH_FILES {
             out.push(start..i + 1);
@@ -96,6 +102,11 @@ fn batches(files: &[FileJob]) -> Vec<std::ops::Range<usize>> {
     if start < files.len() {
         out.push(start..files.len());
     }
+    // Stable: batches of small files keep their order (and their shared blocks).
+    out.sort_by_key(|r| {
+        let large = r.len() == 1 && files[r.start].data_len >= BATCH_BYTES;
+        std::cmp::Reverse(if large { files[r.start].data_len } else { 0 })
+    });
     out
 }
 
@@ -194,4 +205,46 @@ fn write_at(file: &File, bytes: &[u8], pos: u64) -> std::io::Result<()> {
 fn is_zero(bytes: &[u8]) -> bool {
     let (words, tail) = bytes.as_chunks::<16>();
     words.iter().all(|w| u128::from_ne_bytes(*w) == 0) && tail.iter().all(|&b| b == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jobs(sizes: &[u64]) -> Vec<FileJob> {
+        let job = |(i, &data_len): (usize, &u64)| FileJob {
+            entry: i as u32,
+            data: i as u32,
+            data_len,
+        };
+        sizes.iter().enumerate().map(job).collect()
+    }
+
+    #[test]
+    fn large_files_go_alone_and_first() {
+        const M: u64 = 1 << 20;
+        let files = jobs(&[M, M, 20 * M, 3 * M, 5 * M, 40 * M, 1, 1]);
+        assert_eq!(batches(&files), [5..6, 2..3, 0..2, 3..5, 6..8]);
+    }
+
+    #[test]
+    fn small_files_are_batched_by_count() {
+        let files = jobs(&[10; BATCH_FILES + 3]);
+        assert_eq!(
+            batches(&files),
+            [0..BATCH_FILES, BATCH_FILES..BATCH_FILES + 3]
+        );
+    }
+
+    #[test]
+    fn zero_runs_are_detected() {
+        assert!(is_zero(&[0; 100]));
+        assert!(is_zero(&[]));
+        let mut v = vec![0u8; 100];
+        v[99] = 1;
+        assert!(!is_zero(&v));
+        v[99] = 0;
+        v[3] = 1;
+        assert!(!is_zero(&v));
+    }
 }
