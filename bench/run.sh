@@ -164,7 +164,7 @@ table() {
 
 commands() {
     for t in $tools; do
-        echo "- $t: \`${cap_cmd[$t]//$work/bench/work}\`; \`${ext_cmd[$t]//$work/bench/work}\`"
+        echo "- $t: \`${cap_cmd[$t]//$repo\//}\`; \`${ext_cmd[$t]//$repo\//}\`"
     done
 }
 
