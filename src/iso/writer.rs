@@ -237,18 +237,12 @@ fn copy_source(src: &IsoSource, size: u64, w: &mut Out, buf: &mut [u8]) -> Resul
         IsoSource::Symlink(_) | IsoSource::Dir => return Ok(()),
     };
     let mut f = File::open(p).map_err(|e| IsoError::io("opening", p, e))?;
-    let mut left = size;
-    while left > 0 {
-        let want = left.min(buf.len() as u64) as usize;
-        let got = f
-            .read(&mut buf[..want])
-            .map_err(|e| IsoError::io("reading", p, e))?;
-        if got == 0 {
-            break;
-        }
-        w.write(&buf[..got])?;
-        left -= got as u64;
-    }
+    // std's io::copy uses copy_file_range/sendfile between files (after flushing our
+    // BufWriter): the data need not pass through user space
+    let copied = std::io::copy(&mut (&f).take(size), &mut w.w)
+        .map_err(|e| IsoError::io("copying into the ISO from", p, e))?;
+    w.pos += copied;
+    let left = size - copied;
     // the file must end exactly where its stat said: a grown or shrunk file would shift or
     // corrupt what the directory records say
     let extra = f
