@@ -14,4 +14,5 @@ pub mod layout;
 pub mod payload;
 pub mod progress;
 pub mod rescue;
+pub mod restore;
 pub mod scan;

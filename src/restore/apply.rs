@@ -1,0 +1,626 @@
+//! Applying a `RestorePlan` to a disk, in phases (STYLE.md rule 9): wipe → partition table →
+//! raw boot areas → mkfs → mount → extract per filesystem → ESP → boot loader → log → sync and
+//! unmount. Every phase is logged; the first failure stops the restore with its reason, and
+//! whatever was mounted is unmounted on the way out.
+
+use std::ffi::OsStr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::esp::{self, VfatWriter};
+use super::log::{LOG_PATH, RestoreLog};
+use super::mounts::{Mounts, have, run};
+use super::plan::{FsPlan, PartKind, RestorePlan, size};
+use super::target::TargetDisk;
+use super::{RestoreError, RestoreOptions, blockdev, disk, tree};
+use crate::extract::{ExtractOptions, extract};
+use crate::layout::{Disk, DiskLayout};
+use crate::payload::reader::PayloadReader;
+use crate::progress::Progress;
+
+/// What one filesystem received.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FsReport {
+    pub mount_point: String,
+    pub fstype: String,
+    pub device: String,
+    pub entries: u64,
+    pub files: u64,
+    pub bytes: u64,
+    pub millis: u64,
+}
+
+/// What a restore did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RestoreReport {
+    pub target: String,
+    pub filesystems: Vec<FsReport>,
+    /// Boot loader steps taken, one line each.
+    pub boot: Vec<String>,
+    /// Warnings from extraction (owners, xattrs a filesystem refused).
+    pub warnings: u64,
+    pub millis: u64,
+    /// Where the log was written in the restored system, if it was.
+    pub log: Option<String>,
+}
+
+impl RestoreReport {
+    /// The closing summary printed on the console.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "restored {} in {:.1} s:\n",
+            self.target,
+            self.millis as f64 / 1000.0
+        );
+        for f in &self.filesystems {
+            let secs = (f.millis as f64 / 1000.0).max(0.001);
+            s.push_str(&format!(
+                "  {:<12} {:<6} on {}: {} entries, {} files, {} ({}/s)\n",
+                f.mount_point,
+                f.fstype,
+                f.device,
+                f.entries,
+                f.files,
+                size(f.bytes),
+                size((f.bytes as f64 / secs) as u64)
+            ));
+        }
+        for b in &self.boot {
+            s.push_str(&format!("  boot: {b}\n"));
+        }
+        if self.warnings > 0 {
+            s.push_str(&format!("  {} warnings (see the log)\n", self.warnings));
+        }
+        if let Some(l) = &self.log {
+            s.push_str(&format!("  log: {l}\n"));
+        }
+        s
+    }
+}
+
+/// A filesystem made and mounted for extraction.
+struct Made {
+    plan: FsPlan,
+    device: PathBuf,
+    /// Where extract writes (a mount, or an mtools staging directory for vfat).
+    dir: PathBuf,
+    vfat: Option<VfatWriter>,
+}
+
+/// Applies `plan` to `target`, reading files from `reader`. The layout is the image's record
+/// (for the raw boot bytes the plan only sizes).
+pub fn apply(
+    plan: &RestorePlan,
+    layout: &DiskLayout,
+    reader: &PayloadReader,
+    target: &mut TargetDisk,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreReport, RestoreError> {
+    let started = Instant::now();
+    let log = RestoreLog::new(progress);
+    let dev = target.device.clone();
+    if plan.target.size_bytes != target.size_bytes || plan.target.sector != target.sector {
+        return Err(RestoreError::target(
+            &target.given,
+            format!(
+                "the plan was made for {} bytes / {}-byte sectors, the disk has {} / {}",
+                plan.target.size_bytes, plan.target.sector, target.size_bytes, target.sector
+            ),
+        ));
+    }
+    let disk = layout
+        .disks
+        .iter()
+        .find(|d| d.name == plan.source_disk)
+        .ok_or_else(|| {
+            RestoreError::target(
+                &target.given,
+                "the plan's source disk is not in the layout".into(),
+            )
+        })?;
+    log.say(&format!(
+        "osimage restore of {} onto {} ({})",
+        reader.path().display(),
+        target.given.display(),
+        dev.display()
+    ));
+    for line in plan.to_string().lines() {
+        log.say(line);
+    }
+    let mut report = RestoreReport {
+        target: target.given.display().to_string(),
+        ..Default::default()
+    };
+
+    write_disk(plan, layout, disk, target, &log)?;
+    let devices = make_filesystems(plan, target, &log)?;
+
+    let staging = tempfile::Builder::new()
+        .prefix("osimage-restore")
+        .tempdir()
+        .map_err(|e| RestoreError::io("creating a staging directory in", &std::env::temp_dir(), e))?
+        .keep();
+    let mut mounts = Mounts::default();
+    let result = fill(
+        plan,
+        reader,
+        target,
+        opts,
+        &log,
+        &staging,
+        &mut mounts,
+        devices,
+        &mut report,
+    );
+    // Unmount whatever happened; a failure above wins over one here.
+    log.say("phase 9/9: syncing and unmounting");
+    let unmounted = mounts.unmount_all();
+    remove_staging(&staging);
+    result?;
+    unmounted?;
+    blockdev::flush(&target.file).map_err(|e| RestoreError::io("syncing", &dev, e))?;
+    report.millis = started.elapsed().as_millis() as u64;
+    log.say(&format!("restore finished in {:.1} s", log.elapsed_secs()));
+    Ok(report)
+}
+
+/// Phases 1–3: signatures wiped, table written, raw boot areas written back, partitions seen.
+fn write_disk(
+    plan: &RestorePlan,
+    layout: &DiskLayout,
+    disk: &Disk,
+    target: &mut TargetDisk,
+    log: &RestoreLog,
+) -> Result<(), RestoreError> {
+    let dev = target.device.clone();
+    log.say(&format!(
+        "phase 1/9: wiping old signatures on {}",
+        dev.display()
+    ));
+    disk::wipe(&target.file, plan).map_err(|e| RestoreError::io("wiping", &dev, e))?;
+    log.say(&format!(
+        "phase 2/9: writing the {} partition table",
+        match plan.table {
+            super::plan::TablePlan::Gpt { .. } => "GPT",
+            super::plan::TablePlan::Mbr { .. } => "MBR",
+            super::plan::TablePlan::None => "(no)",
+        }
+    ));
+    disk::write_table(&mut target.file, plan, disk)
+        .map_err(|e| RestoreError::target(&target.given, e))?;
+    log.say("phase 3/9: writing the boot areas back verbatim");
+    disk::write_boot_areas(&target.file, plan, layout, disk)
+        .map_err(|e| RestoreError::io("writing boot areas to", &dev, e))?;
+    blockdev::flush(&target.file).map_err(|e| RestoreError::io("flushing", &dev, e))?;
+    let s = u64::from(plan.target.sector);
+    let parts: Vec<(u32, u64, u64)> = plan
+        .partitions
+        .iter()
+        .map(|p| {
+            let len = match p.kind {
+                // The kernel shows an extended partition as its first sectors only.
+                PartKind::Mbr { extended: true, .. } => s.max(1024),
+                _ => (p.last_lba + 1 - p.first_lba) * s,
+            };
+            (p.number, p.first_lba * s, len)
+        })
+        .collect();
+    if !parts.is_empty() {
+        blockdev::announce_partitions(&target.file, &parts)
+            .map_err(|e| RestoreError::io("telling the kernel about the partitions of", &dev, e))?;
+    }
+    Ok(())
+}
+
+/// Phase 4: mkfs and mkswap with the original identities. Returns each planned filesystem's
+/// device.
+fn make_filesystems(
+    plan: &RestorePlan,
+    target: &TargetDisk,
+    log: &RestoreLog,
+) -> Result<Vec<PathBuf>, RestoreError> {
+    let node = |n: Option<u32>| -> Result<PathBuf, RestoreError> {
+        match n {
+            None => Ok(target.device.clone()),
+            Some(n) => target
+                .partition(n)
+                .map_err(|e| RestoreError::io("finding the node of partition", &target.device, e)),
+        }
+    };
+    log.say("phase 4/9: making filesystems and swap");
+    let mut devices = Vec::new();
+    for f in &plan.filesystems {
+        let dev = node(f.partition)?;
+        if let Some(cmd) = &f.mkfs {
+            log.say(&format!("  {} {}", cmd.join(" "), dev.display()));
+            run(cmd, &[dev.as_os_str()], &dev)?;
+        }
+        devices.push(dev);
+    }
+    for s in &plan.swaps {
+        let dev = node(s.partition)?;
+        log.say(&format!("  {} {}", s.mkswap.join(" "), dev.display()));
+        run(&s.mkswap, &[dev.as_os_str()], &dev)?;
+    }
+    Ok(devices)
+}
+
+/// Phases 5–8, with everything they mount recorded in `mounts`.
+#[allow(clippy::too_many_arguments)]
+fn fill(
+    plan: &RestorePlan,
+    reader: &PayloadReader,
+    target: &TargetDisk,
+    opts: &RestoreOptions,
+    log: &RestoreLog,
+    staging: &Path,
+    mounts: &mut Mounts,
+    devices: Vec<PathBuf>,
+    report: &mut RestoreReport,
+) -> Result<(), RestoreError> {
+    log.say("phase 5/9: mounting the new filesystems");
+    let mut made = Vec::new();
+    for (i, (f, dev)) in plan.filesystems.iter().zip(devices).enumerate() {
+        made.push(mount_one(i, f, dev, staging, mounts, opts, log)?);
+    }
+    log.say("phase 6/9: unpacking the image (chunks verified as they are read)");
+    unpack(&made, reader, opts, log, report)?;
+    log.say("phase 7/9: boot loader");
+    boot_loader(plan, target, opts, log, &made, staging, mounts, report)?;
+    for m in &made {
+        if let Some(w) = &m.vfat {
+            if matches!(w, VfatWriter::Mtools { .. }) {
+                log.say(&format!(
+                    "  {}: copying the files with mtools",
+                    m.plan.mount_point
+                ));
+            }
+            w.finish()?;
+        }
+    }
+    log.say("phase 8/9: writing the restore log");
+    report.log = write_log(plan, &made, log, report)?;
+    for m in &made {
+        if m.vfat
+            .as_ref()
+            .is_none_or(|w| matches!(w, VfatWriter::Mounted(_)))
+        {
+            sync_dir(&m.dir)?;
+        }
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<(), RestoreError> {
+    let f = std::fs::File::open(dir).map_err(|e| RestoreError::io("opening", dir, e))?;
+    rustix::fs::syncfs(&f).map_err(|e| RestoreError::io("syncing", dir, e.into()))
+}
+
+/// Mounts planned filesystem `i` at its own directory under `staging` (not nested: each is
+/// filled on its own, so extract always starts from an empty directory).
+fn mount_one(
+    i: usize,
+    f: &FsPlan,
+    dev: PathBuf,
+    staging: &Path,
+    mounts: &mut Mounts,
+    opts: &RestoreOptions,
+    log: &RestoreLog,
+) -> Result<Made, RestoreError> {
+    let dir = staging.join(format!("fs{i}"));
+    std::fs::create_dir(&dir).map_err(|e| RestoreError::io("creating", &dir, e))?;
+    if f.fstype == "vfat" {
+        let try_mount = if opts.mtools {
+            Err(std::io::Error::from_raw_os_error(libc::ENODEV))
+        } else {
+            mounts.mount(&dev, &dir, "vfat", 0, "quiet")
+        };
+        let writer = match try_mount {
+            Ok(()) => VfatWriter::Mounted(dir.clone()),
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) && have("mcopy") => {
+                log.say(&format!(
+                    "  {}: this kernel cannot mount vfat; filling it with mtools",
+                    f.mount_point
+                ));
+                let staging = tempfile::Builder::new()
+                    .prefix("osimage-vfat")
+                    .tempdir()
+                    .map_err(|e| {
+                        RestoreError::io(
+                            "creating a staging directory in",
+                            &std::env::temp_dir(),
+                            e,
+                        )
+                    })?;
+                VfatWriter::Mtools {
+                    device: dev.clone(),
+                    staging,
+                }
+            }
+            Err(e) => return Err(RestoreError::io("mounting (vfat)", &dev, e)),
+        };
+        let dir = writer.dir().to_path_buf();
+        return Ok(Made {
+            plan: f.clone(),
+            device: dev,
+            dir,
+            vfat: Some(writer),
+        });
+    }
+    if let Some(sv) = &f.subvol {
+        btrfs_subvolume(&dev, sv, staging, i)?;
+    }
+    let data = f
+        .subvol
+        .as_ref()
+        .map(|s| format!("subvol={s}"))
+        .unwrap_or_default();
+    mounts
+        .mount(&dev, &dir, &f.fstype, 0, &data)
+        .map_err(|e| RestoreError::io("mounting", &dev, e))?;
+    // mke2fs made lost+found; the image brings its own (extract wants an empty directory).
+    let lf = dir.join("lost+found");
+    if lf.is_dir() {
+        std::fs::remove_dir(&lf).map_err(|e| RestoreError::io("removing", &lf, e))?;
+    }
+    log.say(&format!(
+        "  {} ({}) mounted from {}",
+        f.mount_point,
+        f.fstype,
+        dev.display()
+    ));
+    Ok(Made {
+        plan: f.clone(),
+        device: dev,
+        dir,
+        vfat: None,
+    })
+}
+
+/// Creates btrfs subvolume `sv` (and any missing parent directories) on `dev`.
+fn btrfs_subvolume(dev: &Path, sv: &str, staging: &Path, i: usize) -> Result<(), RestoreError> {
+    const BTRFS_IOC_SUBVOL_CREATE: libc::c_ulong = 0x5000_940E;
+    let top = staging.join(format!("btrfs-top{i}"));
+    std::fs::create_dir_all(&top).map_err(|e| RestoreError::io("creating", &top, e))?;
+    let mut m = Mounts::default();
+    m.mount(dev, &top, "btrfs", 0, "subvolid=5")
+        .map_err(|e| RestoreError::io("mounting", dev, e))?;
+    let path = top.join(sv);
+    if !path.exists() {
+        let parent = path.parent().unwrap_or(&top);
+        std::fs::create_dir_all(parent).map_err(|e| RestoreError::io("creating", parent, e))?;
+        let name = path
+            .file_name()
+            .map(|n| n.as_encoded_bytes().to_vec())
+            .unwrap_or_default();
+        if name.len() >= 4088 {
+            return Err(RestoreError::target(
+                dev,
+                format!("subvolume name {sv:?} too long"),
+            ));
+        }
+        let dir =
+            std::fs::File::open(parent).map_err(|e| RestoreError::io("opening", parent, e))?;
+        // struct btrfs_ioctl_vol_args { __s64 fd; char name[4088]; }
+        let mut args = vec![0u8; 4096];
+        args[8..8 + name.len()].copy_from_slice(&name);
+        // SAFETY: args is the 4096-byte struct the ioctl reads.
+        let rc = unsafe {
+            libc::ioctl(
+                std::os::fd::AsRawFd::as_raw_fd(&dir),
+                BTRFS_IOC_SUBVOL_CREATE as _,
+                args.as_mut_ptr(),
+            )
+        };
+        if rc != 0 {
+            return Err(RestoreError::io(
+                "creating btrfs subvolume",
+                &path,
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    m.unmount_all()?;
+    let _ = std::fs::remove_dir(&top);
+    Ok(())
+}
+
+/// Phase 6: each filesystem gets its part of the tree.
+fn unpack(
+    made: &[Made],
+    reader: &PayloadReader,
+    opts: &RestoreOptions,
+    log: &RestoreLog,
+    report: &mut RestoreReport,
+) -> Result<(), RestoreError> {
+    let mps: Vec<String> = made.iter().map(|m| m.plan.mount_point.clone()).collect();
+    let strip: Vec<bool> = made.iter().map(|m| m.plan.fstype == "vfat").collect();
+    let parts = tree::split(reader, &mps, &strip);
+    for (m, part) in made.iter().zip(parts) {
+        let t = Instant::now();
+        log.say(&format!(
+            "  {}: {} entries, {} of file data",
+            m.plan.mount_point,
+            part.entries(),
+            size(part.data_bytes())
+        ));
+        log.set_prefix(&m.plan.mount_point);
+        let eo = ExtractOptions {
+            paths: Vec::new(),
+            threads: opts.threads.max(1),
+            // FAT has no owners; the image's are kept everywhere else.
+            restore_owner: m.plan.fstype != "vfat",
+            sync: false,
+        };
+        let r = extract(&part, &m.dir, &eo, log);
+        log.set_prefix("");
+        let r = r?;
+        report.warnings += r.warnings;
+        report.filesystems.push(FsReport {
+            mount_point: m.plan.mount_point.clone(),
+            fstype: m.plan.fstype.clone(),
+            device: m.device.display().to_string(),
+            entries: r.entries,
+            files: r.files,
+            bytes: r.bytes_written,
+            millis: t.elapsed().as_millis() as u64,
+        });
+        log.say(&format!(
+            "  {}: {} files, {} written in {:.1} s",
+            m.plan.mount_point,
+            r.files,
+            size(r.bytes_written),
+            t.elapsed().as_secs_f64()
+        ));
+    }
+    Ok(())
+}
+
+/// Phase 7: the ESP's removable path and NVRAM entry; grub-install only when the plan says
+/// the geometry forces it.
+#[allow(clippy::too_many_arguments)]
+fn boot_loader(
+    plan: &RestorePlan,
+    target: &TargetDisk,
+    opts: &RestoreOptions,
+    log: &RestoreLog,
+    made: &[Made],
+    staging: &Path,
+    mounts: &mut Mounts,
+    report: &mut RestoreReport,
+) -> Result<(), RestoreError> {
+    let b = &plan.boot;
+    if b.mbr_boot_code {
+        report
+            .boot
+            .push("MBR boot code written back verbatim".into());
+    }
+    if let Some((n, len)) = b.bios_boot {
+        report.boot.push(format!(
+            "BIOS boot partition {n}: {} written back verbatim",
+            size(len)
+        ));
+    }
+    if let Some((n, _)) = &b.esp
+        && let Some(m) = made.iter().find(|m| m.plan.partition == Some(*n))
+    {
+        let l = esp::ensure_removable(&m.dir)?;
+        if l.copied.is_empty() {
+            report.boot.push(format!(
+                "ESP {}: files verbatim, EFI/BOOT/BOOTX64.EFI present",
+                m.plan.mount_point
+            ));
+        } else {
+            report.boot.push(format!(
+                "ESP {}: files verbatim; added {}",
+                m.plan.mount_point,
+                l.copied.join(", ")
+            ));
+        }
+        if opts.nvram
+            && let Some(loader) = &l.loader
+        {
+            let label = opts
+                .efi_label
+                .clone()
+                .or(l.vendor.clone())
+                .unwrap_or_else(|| "Linux".into());
+            if let Some(done) = esp::nvram_entry(&target.device, *n, loader, &label)? {
+                report.boot.push(done);
+            }
+        }
+    }
+    if let Some(why) = &b.grub_install {
+        log.say(&format!("  grub-install must run: {why}"));
+        grub_install(target, made, staging, mounts)?;
+        report.boot.push(format!(
+            "grub-install --target=i386-pc ran chrooted ({why})"
+        ));
+    }
+    for line in &report.boot {
+        log.say(&format!("  {line}"));
+    }
+    Ok(())
+}
+
+/// The restored system assembled under `staging/tree` (bind mounts of each filesystem, by
+/// mount-point depth, plus /dev, /proc, /sys), then its own grub-install chrooted.
+fn grub_install(
+    target: &TargetDisk,
+    made: &[Made],
+    staging: &Path,
+    mounts: &mut Mounts,
+) -> Result<(), RestoreError> {
+    let tree = staging.join("tree");
+    std::fs::create_dir_all(&tree).map_err(|e| RestoreError::io("creating", &tree, e))?;
+    let bind = libc::MS_BIND;
+    for m in made {
+        if matches!(m.vfat, Some(VfatWriter::Mtools { .. })) {
+            continue;
+        }
+        let at = tree.join(m.plan.mount_point.trim_start_matches('/'));
+        std::fs::create_dir_all(&at).map_err(|e| RestoreError::io("creating", &at, e))?;
+        mounts
+            .mount(&m.dir, &at, "", bind, "")
+            .map_err(|e| RestoreError::io("bind-mounting", &m.dir, e))?;
+    }
+    for d in ["dev", "proc", "sys"] {
+        let at = tree.join(d);
+        std::fs::create_dir_all(&at).map_err(|e| RestoreError::io("creating", &at, e))?;
+        let from = Path::new("/").join(d);
+        mounts
+            .mount(&from, &at, "", bind | libc::MS_REC, "")
+            .map_err(|e| RestoreError::io("bind-mounting", &from, e))?;
+    }
+    let argv: Vec<String> = ["chroot"].iter().map(|s| s.to_string()).collect();
+    let extra: Vec<&OsStr> = vec![
+        tree.as_os_str(),
+        OsStr::new("grub-install"),
+        OsStr::new("--target=i386-pc"),
+        target.device.as_os_str(),
+    ];
+    run(&argv, &extra, &target.device)?;
+    Ok(())
+}
+
+/// Phase 8: the log into the filesystem that holds /var/log.
+fn write_log(
+    plan: &RestorePlan,
+    made: &[Made],
+    log: &RestoreLog,
+    report: &RestoreReport,
+) -> Result<Option<String>, RestoreError> {
+    let Some(i) = plan.fs_for(LOG_PATH) else {
+        return Ok(None);
+    };
+    let m = &made[i];
+    let mp = m.plan.mount_point.trim_end_matches('/');
+    let rel = LOG_PATH
+        .strip_prefix(mp)
+        .unwrap_or(LOG_PATH)
+        .trim_start_matches('/');
+    let path = m.dir.join(rel);
+    if let Some(parent) = path.parent()
+        && !parent.exists()
+    {
+        std::fs::create_dir_all(parent).map_err(|e| RestoreError::io("creating", parent, e))?;
+    }
+    let mut text = log.text();
+    text.push_str(&report.summary());
+    std::fs::write(&path, text).map_err(|e| RestoreError::io("writing", &path, e))?;
+    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640));
+    Ok(Some(LOG_PATH.to_string()))
+}
+
+/// Removes the (now unmounted, empty) staging directories; never recursively, so a mount
+/// that failed to go away cannot lose the restored files.
+fn remove_staging(staging: &Path) {
+    if let Ok(rd) = std::fs::read_dir(staging) {
+        for e in rd.flatten() {
+            let _ = std::fs::remove_dir(e.path());
+        }
+    }
+    let _ = std::fs::remove_dir(staging);
+}

@@ -1,0 +1,253 @@
+//! The block-device system calls a restore makes (include/uapi/linux/fs.h, blkpg.h, loop.h):
+//! size and sector size, cache flush, partition re-read (BLKRRPART, else BLKPG one partition at
+//! a time, as `partx` does), loop devices over image files, and partition nodes made from sysfs
+//! when no udev or devtmpfs made them.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
+const BLKSSZGET: libc::c_ulong = 0x1268;
+const BLKFLSBUF: libc::c_ulong = 0x1261;
+const BLKRRPART: libc::c_ulong = 0x125F;
+const BLKPG: libc::c_ulong = 0x1269;
+const BLKPG_ADD_PARTITION: libc::c_int = 1;
+const BLKPG_DEL_PARTITION: libc::c_int = 2;
+const LOOP_SET_FD: libc::c_ulong = 0x4C00;
+const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
+const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+
+fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// Is `f` a block device?
+pub fn is_block(f: &File) -> bool {
+    f.metadata().is_ok_and(|m| m.file_type().is_block_device())
+}
+
+/// Size in bytes of a block device or regular file.
+pub fn size_bytes(f: &File) -> io::Result<u64> {
+    if !is_block(f) {
+        return Ok(f.metadata()?.len());
+    }
+    let mut n: u64 = 0;
+    // SAFETY: BLKGETSIZE64 writes one u64 through the pointer.
+    check(unsafe { libc::ioctl(f.as_raw_fd(), BLKGETSIZE64 as _, &mut n) })?;
+    Ok(n)
+}
+
+/// Logical sector size (512 for a regular file).
+pub fn sector_size(f: &File) -> io::Result<u32> {
+    if !is_block(f) {
+        return Ok(512);
+    }
+    let mut n: libc::c_int = 0;
+    // SAFETY: BLKSSZGET writes one int through the pointer.
+    check(unsafe { libc::ioctl(f.as_raw_fd(), BLKSSZGET as _, &mut n) })?;
+    Ok(n as u32)
+}
+
+/// fsync, then drop the device's page cache: writes through the whole disk and through its
+/// partitions go through different caches.
+pub fn flush(f: &File) -> io::Result<()> {
+    f.sync_all()?;
+    if is_block(f) {
+        // SAFETY: BLKFLSBUF takes no argument.
+        check(unsafe { libc::ioctl(f.as_raw_fd(), BLKFLSBUF as _, 0) })?;
+    }
+    Ok(())
+}
+
+/// `struct blkpg_partition`.
+#[repr(C)]
+struct BlkpgPartition {
+    start: libc::c_longlong,
+    length: libc::c_longlong,
+    pno: libc::c_int,
+    devname: [libc::c_char; 64],
+    volname: [libc::c_char; 64],
+}
+
+/// `struct blkpg_ioctl_arg`.
+#[repr(C)]
+struct BlkpgArg {
+    op: libc::c_int,
+    flags: libc::c_int,
+    datalen: libc::c_int,
+    data: *mut libc::c_void,
+}
+
+fn blkpg(f: &File, op: libc::c_int, pno: u32, start: u64, length: u64) -> io::Result<()> {
+    let mut p = BlkpgPartition {
+        start: start as i64,
+        length: length as i64,
+        pno: pno as libc::c_int,
+        devname: [0; 64],
+        volname: [0; 64],
+    };
+    let mut arg = BlkpgArg {
+        op,
+        flags: 0,
+        datalen: std::mem::size_of::<BlkpgPartition>() as libc::c_int,
+        data: (&mut p as *mut BlkpgPartition).cast(),
+    };
+    // SAFETY: arg points at a live blkpg_partition for the duration of the call.
+    check(unsafe { libc::ioctl(f.as_raw_fd(), BLKPG as _, &mut arg) })?;
+    Ok(())
+}
+
+/// Makes the kernel see `parts` (number, start byte, length) on disk `f`: BLKRRPART where the
+/// driver re-reads tables, else removes partitions 1..=128 and adds each one with BLKPG (loop
+/// devices without partition scanning).
+pub fn announce_partitions(f: &File, parts: &[(u32, u64, u64)]) -> io::Result<()> {
+    // SAFETY: BLKRRPART takes no argument.
+    if unsafe { libc::ioctl(f.as_raw_fd(), BLKRRPART as _, 0) } == 0 {
+        return Ok(());
+    }
+    forget_partitions(f);
+    for &(n, start, len) in parts {
+        blkpg(f, BLKPG_ADD_PARTITION, n, start, len)?;
+    }
+    Ok(())
+}
+
+/// Removes every partition the kernel knows on `f` (best effort).
+pub fn forget_partitions(f: &File) {
+    for n in 1..=128 {
+        let _ = blkpg(f, BLKPG_DEL_PARTITION, n, 0, 0);
+    }
+}
+
+/// The kernel name of a block device node (`loop3`, `sdb`, `nvme0n1p2`), from sysfs.
+pub fn kernel_name(dev: &Path) -> io::Result<String> {
+    let rdev = std::fs::metadata(dev)?.rdev();
+    let (ma, mi) = (libc::major(rdev), libc::minor(rdev));
+    let link = std::fs::read_link(format!("/sys/dev/block/{ma}:{mi}"))?;
+    link.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| io::Error::other("no sysfs entry"))
+}
+
+/// Partition `n` of disk `disk`, as the kernel names it (`sda1`, `loop3p1`, `nvme0n1p1`).
+pub fn partition_name(disk: &str, n: u32) -> String {
+    if disk.ends_with(|c: char| c.is_ascii_digit()) {
+        format!("{disk}p{n}")
+    } else {
+        format!("{disk}{n}")
+    }
+}
+
+/// A node for block device `name`: `/dev/NAME` when it is the right device, else one made with
+/// mknod in `private` (no udev here or in the rescue environment). Waits up to 5 s for the
+/// kernel to publish the device in sysfs.
+pub fn node(name: &str, private: &Path) -> io::Result<PathBuf> {
+    let sys = PathBuf::from(format!("/sys/class/block/{name}/dev"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        match std::fs::read_to_string(&sys) {
+            Ok(t) => break t,
+            Err(e) if Instant::now() >= deadline => {
+                return Err(io::Error::new(e.kind(), format!("{}: {e}", sys.display())));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    let (ma, mi) = text
+        .trim()
+        .split_once(':')
+        .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)))
+        .ok_or_else(|| io::Error::other(format!("{}: unreadable", sys.display())))?;
+    let rdev = libc::makedev(ma, mi);
+    let dev = PathBuf::from(format!("/dev/{name}"));
+    // devtmpfs makes the node a moment after sysfs shows the device.
+    for _ in 0..20 {
+        if let Ok(m) = std::fs::metadata(&dev)
+            && m.file_type().is_block_device()
+            && m.rdev() == rdev
+        {
+            return Ok(dev);
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let made = private.join(name);
+    if !made.exists() {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &made,
+            rustix::fs::FileType::BlockDevice,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            rdev,
+        )?;
+    }
+    Ok(made)
+}
+
+/// A loop device this process attached to an image file; detached (partitions first) on drop.
+pub struct LoopDevice {
+    pub path: PathBuf,
+    pub name: String,
+    file: File,
+}
+
+impl LoopDevice {
+    /// Attaches `backing` read-write to a free loop device.
+    pub fn attach(backing: &Path, private: &Path) -> io::Result<LoopDevice> {
+        let img = OpenOptions::new().read(true).write(true).open(backing)?;
+        let ctl = File::open("/dev/loop-control")?;
+        let mut last = None;
+        // Another process may take the free device between GET_FREE and SET_FD: retry.
+        for _ in 0..10 {
+            // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number.
+            let n = check(unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE as _) })?;
+            let name = format!("loop{n}");
+            let path = node(&name, private)?;
+            let file = OpenOptions::new().read(true).write(true).open(&path)?;
+            // SAFETY: both descriptors are open for the duration of the call.
+            let rc = unsafe { libc::ioctl(file.as_raw_fd(), LOOP_SET_FD as _, img.as_raw_fd()) };
+            if rc == 0 {
+                return Ok(LoopDevice { path, name, file });
+            }
+            last = Some(io::Error::last_os_error());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(last.unwrap_or_else(|| io::Error::other("no free loop device")))
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        forget_partitions(&self.file);
+        // SAFETY: the descriptor is open; LOOP_CLR_FD takes no argument.
+        unsafe { libc::ioctl(self.file.as_raw_fd(), LOOP_CLR_FD as _, 0) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_names_follow_the_kernel() {
+        assert_eq!(partition_name("sda", 1), "sda1");
+        assert_eq!(partition_name("loop3", 2), "loop3p2");
+        assert_eq!(partition_name("nvme0n1", 15), "nvme0n1p15");
+    }
+
+    #[test]
+    fn regular_file_geometry() {
+        let f = tempfile::tempfile().unwrap();
+        f.set_len(3 << 20).unwrap();
+        assert_eq!(size_bytes(&f).unwrap(), 3 << 20);
+        assert_eq!(sector_size(&f).unwrap(), 512);
+        assert!(!is_block(&f));
+    }
+}

@@ -1,0 +1,239 @@
+//! The EFI System Partition: its files come verbatim from the image (the filesystem was made
+//! with the recorded volume id and label); then the removable-media path `EFI/BOOT/BOOTX64.EFI`
+//! is made to exist, and an NVRAM boot entry added where the firmware exposes efivars.
+//!
+//! A vfat filesystem is written either mounted (the rescue kernel has vfat) or, where the
+//! kernel lacks vfat (some build hosts), filled from a staging directory with mtools' `mcopy`,
+//! which keeps modification times: `VfatWriter`.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+use super::RestoreError;
+use super::mounts::{have, run, run_env};
+
+/// How a vfat filesystem receives its files.
+pub enum VfatWriter {
+    /// Mounted at this directory: extract writes straight into it.
+    Mounted(PathBuf),
+    /// Extract writes into `staging`; `finish` copies it onto `device` with mtools.
+    Mtools {
+        device: PathBuf,
+        staging: tempfile::TempDir,
+    },
+}
+
+impl VfatWriter {
+    /// Where extract writes.
+    pub fn dir(&self) -> &Path {
+        match self {
+            VfatWriter::Mounted(d) => d,
+            VfatWriter::Mtools { staging, .. } => staging.path(),
+        }
+    }
+
+    /// Copies the staged tree onto the filesystem (mtools); nothing to do when mounted.
+    pub fn finish(&self) -> Result<(), RestoreError> {
+        let VfatWriter::Mtools { device, staging } = self else {
+            return Ok(());
+        };
+        let mut items: Vec<PathBuf> = std::fs::read_dir(staging.path())
+            .map_err(|e| RestoreError::io("listing", staging.path(), e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        items.sort();
+        if items.is_empty() {
+            return Ok(());
+        }
+        let img = device.as_os_str();
+        let mut args: Vec<&OsStr> = vec![
+            OsStr::new("-i"),
+            img,
+            OsStr::new("-s"),
+            OsStr::new("-m"),
+            OsStr::new("-Q"),
+        ];
+        args.extend(items.iter().map(|p| p.as_os_str()));
+        args.push(OsStr::new("::/"));
+        run_env(
+            &["mcopy".to_string()],
+            &args,
+            device,
+            &[("MTOOLS_SKIP_CHECK", "1")],
+        )?;
+        Ok(())
+    }
+}
+
+/// The entry of `dir` named `name`, case-insensitively (FAT is case-insensitive; a staging
+/// directory is not).
+fn find_ci(dir: &Path, name: &str) -> Option<PathBuf> {
+    std::fs::read_dir(dir).ok()?.flatten().find_map(|e| {
+        e.file_name()
+            .to_str()
+            .filter(|n| n.eq_ignore_ascii_case(name))
+            .map(|_| e.path())
+    })
+}
+
+/// What `ensure_removable` found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EfiLoader {
+    /// `\EFI\debian\shimx64.efi`: what an NVRAM entry should start.
+    pub loader: Option<String>,
+    /// The vendor directory (`debian`).
+    pub vendor: Option<String>,
+    /// Files copied into EFI/BOOT (empty: BOOTX64.EFI was there).
+    pub copied: Vec<String>,
+}
+
+/// Makes `esp/EFI/BOOT/BOOTX64.EFI` exist: when missing, the vendor's shim (with GRUB, MokManager
+/// and grub.cfg beside it) or GRUB itself is copied there, as `grub-install --removable` would.
+pub fn ensure_removable(esp: &Path) -> Result<EfiLoader, RestoreError> {
+    let mut out = EfiLoader::default();
+    let Some(efi) = find_ci(esp, "EFI") else {
+        return Ok(out);
+    };
+    // The vendor directory holding a loader.
+    let mut vendors: Vec<PathBuf> = std::fs::read_dir(&efi)
+        .map_err(|e| RestoreError::io("listing", &efi, e))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.eq_ignore_ascii_case("BOOT"))
+        })
+        .collect();
+    vendors.sort();
+    let pick = vendors.iter().find_map(|v| {
+        let shim = find_ci(v, "shimx64.efi");
+        let grub = find_ci(v, "grubx64.efi");
+        shim.clone()
+            .or(grub.clone())
+            .map(|l| (v.clone(), l, shim, grub))
+    });
+    if let Some((v, loader, ..)) = &pick {
+        let vname = v.file_name().map(|n| n.to_string_lossy().into_owned());
+        let lname = loader.file_name().map(|n| n.to_string_lossy().into_owned());
+        if let (Some(vn), Some(ln)) = (vname, lname) {
+            out.loader = Some(format!("\\EFI\\{vn}\\{ln}"));
+            out.vendor = Some(vn);
+        }
+    }
+    let boot = find_ci(&efi, "BOOT").unwrap_or_else(|| efi.join("BOOT"));
+    if find_ci(&boot, "BOOTX64.EFI").is_some() {
+        return Ok(out);
+    }
+    let Some((vendor, _, shim, grub)) = pick else {
+        return Ok(out);
+    };
+    std::fs::create_dir_all(&boot).map_err(|e| RestoreError::io("creating", &boot, e))?;
+    let mut copy = |from: &Path, name: &str| -> Result<(), RestoreError> {
+        let to = boot.join(name);
+        std::fs::copy(from, &to).map_err(|e| RestoreError::io("copying to", &to, e))?;
+        if let Ok(m) = std::fs::metadata(from)
+            && let Ok(t) = m.modified()
+        {
+            let _ = std::fs::File::options()
+                .write(true)
+                .open(&to)
+                .and_then(|f| f.set_modified(t));
+        }
+        out.copied.push(format!("EFI/BOOT/{name}"));
+        Ok(())
+    };
+    match (&shim, &grub) {
+        (Some(shim), grub) => {
+            copy(shim, "BOOTX64.EFI")?;
+            if let Some(g) = grub {
+                copy(g, "grubx64.efi")?;
+            }
+            if let Some(mm) = find_ci(&vendor, "mmx64.efi") {
+                copy(&mm, "mmx64.efi")?;
+            }
+        }
+        (None, Some(grub)) => copy(grub, "BOOTX64.EFI")?,
+        (None, None) => {}
+    }
+    if let Some(cfg) = find_ci(&vendor, "grub.cfg") {
+        copy(&cfg, "grub.cfg")?;
+    }
+    Ok(out)
+}
+
+/// Adds a UEFI boot entry for `loader` on partition `part` of `disk` with efibootmgr, when
+/// this machine booted by UEFI (efivars present) and efibootmgr exists. Returns what was done.
+pub fn nvram_entry(
+    disk: &Path,
+    part: u32,
+    loader: &str,
+    label: &str,
+) -> Result<Option<String>, RestoreError> {
+    if !Path::new("/sys/firmware/efi/efivars").is_dir() {
+        return Ok(None);
+    }
+    if !have("efibootmgr") {
+        return Ok(Some(
+            "efibootmgr not available: no NVRAM entry (the removable path boots)".into(),
+        ));
+    }
+    let part = part.to_string();
+    let argv: Vec<String> = ["efibootmgr", "-q", "-c", "-d"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let extra: Vec<&OsStr> = vec![
+        disk.as_os_str(),
+        OsStr::new("-p"),
+        OsStr::new(&part),
+        OsStr::new("-L"),
+        OsStr::new(label),
+        OsStr::new("-l"),
+        OsStr::new(loader),
+    ];
+    run(&argv, &extra, disk)?;
+    Ok(Some(format!("NVRAM entry {label:?} → {loader}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removable_path_from_shim() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("EFI/debian");
+        std::fs::create_dir_all(&d).unwrap();
+        for f in ["shimx64.efi", "grubx64.efi", "mmx64.efi", "grub.cfg"] {
+            std::fs::write(d.join(f), f).unwrap();
+        }
+        let r = ensure_removable(t.path()).unwrap();
+        assert_eq!(r.loader.as_deref(), Some("\\EFI\\debian\\shimx64.efi"));
+        assert_eq!(r.copied.len(), 4);
+        let boot = t.path().join("EFI/BOOT");
+        assert_eq!(
+            std::fs::read(boot.join("BOOTX64.EFI")).unwrap(),
+            b"shimx64.efi"
+        );
+        assert_eq!(
+            std::fs::read(boot.join("grubx64.efi")).unwrap(),
+            b"grubx64.efi"
+        );
+        // Present already: nothing copied.
+        assert!(ensure_removable(t.path()).unwrap().copied.is_empty());
+    }
+
+    #[test]
+    fn existing_removable_path_is_kept() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("efi/boot")).unwrap();
+        std::fs::write(t.path().join("efi/boot/bootx64.efi"), b"x").unwrap();
+        let r = ensure_removable(t.path()).unwrap();
+        assert!(r.copied.is_empty() && r.loader.is_none());
+        assert_eq!(
+            ensure_removable(&t.path().join("none")).unwrap(),
+            EfiLoader::default()
+        );
+    }
+}

@@ -1,0 +1,198 @@
+//! Stage `restore` (docs/DESIGN.md): payload + layout + a chosen disk → a restored, bootable
+//! disk (issue #5). Used by `osimage restore` from any Linux and by the rescue agent.
+//!
+//! The whole restore: read the manifest and its layout → check the target (safety rules in
+//! `target`) → `RestorePlan` (printable, serializable; `--dry-run` stops here) → `apply` in
+//! phases → report. See docs/RESTORE.md.
+//!
+//! - `plan`: the plan from (layout, target size, sector size); refusals carry the numbers
+//! - `target`: opening a disk or image file, emptiness and in-use checks
+//! - `disk`: wipe, partition table (gptman/mbrman), raw boot areas
+//! - `mkfs`: mkfs command lines keeping UUID, label and features
+//! - `tree`: the image's tree split per filesystem
+//! - `esp`: ESP removable path, NVRAM entry, vfat through mtools where the kernel lacks vfat
+//! - `apply`: the phases; `log`: the restore log
+
+mod apply;
+pub mod blockdev;
+pub mod disk;
+pub mod esp;
+pub mod log;
+pub mod mkfs;
+pub mod mounts;
+pub mod plan;
+pub mod target;
+pub mod tree;
+
+use std::path::{Path, PathBuf};
+
+pub use apply::{FsReport, RestoreReport, apply};
+pub use plan::{PlanError, RestorePlan};
+pub use target::{Contents, TargetDisk};
+
+use crate::extract::{ExtractError, ExtractOptions, ExtractReport, extract};
+use crate::layout::{DiskLayout, LayoutError, from_manifest};
+use crate::payload::PayloadError;
+use crate::payload::reader::PayloadReader;
+use crate::progress::Progress;
+
+/// How a restore may proceed.
+#[derive(Clone, Debug)]
+pub struct RestoreOptions {
+    /// Restore over a disk that holds data (`--force`, `osimage.force=1`).
+    pub force: bool,
+    /// Threads writing file data.
+    pub threads: usize,
+    /// Add a UEFI NVRAM boot entry (where efivars exist). True in the rescue environment; from
+    /// another Linux it would change *that* machine's firmware settings, so off by default.
+    pub nvram: bool,
+    /// The NVRAM entry's label (default: the ESP's vendor directory name).
+    pub efi_label: Option<String>,
+    /// Disks never to write to (kernel names: the boot medium's).
+    pub exclude_disks: Vec<String>,
+    /// Fill vfat filesystems with mtools even where the kernel could mount them.
+    pub mtools: bool,
+}
+
+impl Default for RestoreOptions {
+    fn default() -> Self {
+        RestoreOptions {
+            force: false,
+            threads: 2,
+            nvram: false,
+            efi_label: None,
+            exclude_disks: Vec::new(),
+            mtools: false,
+        }
+    }
+}
+
+/// Why a restore stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("{0}")]
+    Plan(#[from] PlanError),
+    #[error("target {}: {reason}", path.display())]
+    Target { path: PathBuf, reason: String },
+    #[error(
+        "target {} holds data ({}); nothing was written. Restoring over it destroys it: pass \
+         --force (osimage.force=1) to do so, or choose an empty disk",
+        path.display(), found.join("; ")
+    )]
+    NotEmpty { path: PathBuf, found: Vec<String> },
+    #[error("{tool} on {}: {msg}", device.display())]
+    Tool {
+        tool: String,
+        device: PathBuf,
+        msg: String,
+    },
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Extract(#[from] ExtractError),
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    #[error(
+        "{} has no disk layout record (made by an osimage without layout capture); restore its \
+         files with --to DIR",
+        .0.display()
+    )]
+    NoLayout(PathBuf),
+}
+
+impl RestoreError {
+    pub(crate) fn target(path: &Path, reason: String) -> Self {
+        RestoreError::Target {
+            path: path.to_path_buf(),
+            reason,
+        }
+    }
+
+    pub(crate) fn io(op: &'static str, path: &Path, source: std::io::Error) -> Self {
+        RestoreError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// The image's layout record.
+pub fn layout_of(reader: &PayloadReader) -> Result<DiskLayout, RestoreError> {
+    from_manifest(reader.manifest())?.ok_or_else(|| RestoreError::NoLayout(reader.path().into()))
+}
+
+/// The plan for restoring `reader`'s image onto `target` (a disk or image file), read-only:
+/// nothing is attached or written.
+pub fn plan_for(reader: &PayloadReader, target: &Path) -> Result<RestorePlan, RestoreError> {
+    let layout = layout_of(reader)?;
+    let (size, sector) = target::geometry(target)?;
+    Ok(RestorePlan::new(
+        &layout,
+        &target.display().to_string(),
+        size,
+        sector,
+    )?)
+}
+
+/// The read-only safety checks before a disk restore: not an excluded disk (the boot medium),
+/// and empty unless `opts.force`. Returns what is on the target.
+pub fn check_target(target: &Path, opts: &RestoreOptions) -> Result<Contents, RestoreError> {
+    if let Ok(name) = blockdev::kernel_name(target)
+        && std::fs::metadata(target)
+            .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()))
+        && opts.exclude_disks.contains(&name)
+    {
+        return Err(RestoreError::target(
+            target,
+            format!("{name} holds the boot medium; it is never a restore target"),
+        ));
+    }
+    let contents = target::contents_of(target)?;
+    if !contents.is_empty() && !opts.force {
+        return Err(RestoreError::NotEmpty {
+            path: target.to_path_buf(),
+            found: contents.found,
+        });
+    }
+    Ok(contents)
+}
+
+/// Restores the image onto `target` (a whole disk, or an image file through a loop device):
+/// checks, plan, apply. Nothing is written before the checks and the plan succeed.
+pub fn restore_to_disk(
+    reader: &PayloadReader,
+    target_path: &Path,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<(RestorePlan, RestoreReport), RestoreError> {
+    let layout = layout_of(reader)?;
+    check_target(target_path, opts)?;
+    let (size, sector) = target::geometry(target_path)?;
+    let plan = RestorePlan::new(&layout, &target_path.display().to_string(), size, sector)?;
+    let mut disk = TargetDisk::open(target_path)?;
+    let report = apply(&plan, &layout, reader, &mut disk, opts, progress)?;
+    Ok((plan, report))
+}
+
+/// `restore --to DIR`: every file with its metadata, no disks touched.
+pub fn restore_to_dir(
+    reader: &PayloadReader,
+    dir: &Path,
+    threads: usize,
+    progress: &dyn Progress,
+) -> Result<ExtractReport, RestoreError> {
+    let opts = ExtractOptions {
+        threads: threads.max(1),
+        sync: true,
+        ..ExtractOptions::default()
+    };
+    Ok(extract(reader, dir, &opts, progress)?)
+}

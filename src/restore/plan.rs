@@ -1,0 +1,827 @@
+//! The restore plan (STYLE.md rule 2): what a restore will write on one target disk, computed
+//! from the image's layout record and the target's size and sector size alone, printable and
+//! serializable, before anything is touched.
+//!
+//! docs/DESIGN.md "Boot loader on restore": every partition keeps its number, type, GUIDs and
+//! start; only one partition changes size (the root's when it is the last on the disk, else the
+//! last one), so GRUB's core image (which names its partition by number) and the MBR boot code
+//! stay valid and are written back verbatim.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::mkfs;
+use crate::layout::table::{BIOS_BOOT_GUID, ESP_GUID};
+use crate::layout::{Disk, DiskLayout, FsRecord, PartitionTable};
+
+/// Headroom a shrunk filesystem needs beyond its used bytes: a tenth, at least 16 MiB
+/// (metadata, journal, and room to boot and log).
+pub fn needed_bytes(used: u64) -> u64 {
+    used + (used / 10).max(16 << 20)
+}
+
+/// Everything a restore will do to one disk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestorePlan {
+    /// The recorded disk being recreated (its kernel name on the source, e.g. `vda`).
+    pub source_disk: String,
+    pub source_size_bytes: u64,
+    pub source_sector: u32,
+    pub target: TargetGeometry,
+    pub table: TablePlan,
+    /// Partitions in table order (number order).
+    pub partitions: Vec<PartPlan>,
+    /// Filesystems to make and fill, root first, then by mount-point depth.
+    pub filesystems: Vec<FsPlan>,
+    pub swaps: Vec<SwapPlan>,
+    pub boot: BootPlan,
+    /// The one partition whose size changes, if any.
+    pub resized: Option<Resize>,
+    /// Things the user should know (filesystems on other disks left out...).
+    pub notes: Vec<String>,
+}
+
+/// The disk the plan was computed for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetGeometry {
+    /// What the user named (`/dev/sdb`, `disk.img`).
+    pub device: String,
+    pub size_bytes: u64,
+    /// Logical sector size.
+    pub sector: u32,
+}
+
+/// The partition table to write.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TablePlan {
+    /// A filesystem on the whole disk.
+    None,
+    Gpt {
+        disk_guid: String,
+    },
+    Mbr {
+        signature: u32,
+    },
+}
+
+/// One partition, in target sectors.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartPlan {
+    pub number: u32,
+    pub first_lba: u64,
+    pub last_lba: u64,
+    pub kind: PartKind,
+    /// What goes in it, for display (`ext4 /`, `BIOS boot (raw bytes)`, `swap`).
+    pub content: String,
+}
+
+/// Table-specific fields, copied from the record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PartKind {
+    Gpt {
+        type_guid: String,
+        part_guid: String,
+        name: String,
+        attributes: u64,
+    },
+    Mbr {
+        type_byte: u8,
+        bootable: bool,
+        extended: bool,
+        logical: bool,
+    },
+}
+
+/// A filesystem to make (with its original UUID, label and features) and fill.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FsPlan {
+    /// `None`: the whole disk.
+    pub partition: Option<u32>,
+    pub fstype: String,
+    pub uuid: String,
+    pub label: String,
+    /// Absolute mount point in the restored system (`/`, `/boot/efi`).
+    pub mount_point: String,
+    /// btrfs `subvol=` this mount uses, created after mkfs.
+    pub subvol: Option<String>,
+    /// The mkfs command without the device (`None`: another entry of the plan already makes
+    /// this filesystem, e.g. a second btrfs subvolume).
+    pub mkfs: Option<Vec<String>>,
+    /// Size of the space it gets, bytes.
+    pub size_bytes: u64,
+    /// Bytes in use on the source.
+    pub used_bytes: u64,
+}
+
+/// A swap area to make with its original UUID and label.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwapPlan {
+    pub partition: Option<u32>,
+    pub uuid: String,
+    pub label: String,
+    pub mkswap: Vec<String>,
+}
+
+/// Boot areas written back verbatim, and what must be regenerated.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootPlan {
+    /// MBR bytes 0–439 are written back (they were not all zero).
+    pub mbr_boot_code: bool,
+    /// Bytes of the MBR post-gap (LBA 1 up to the first partition) written back.
+    pub mbr_gap_bytes: u64,
+    /// The BIOS boot partition's number and the bytes written into it.
+    pub bios_boot: Option<(u32, u64)>,
+    /// The ESP's partition number and mount point.
+    pub esp: Option<(u32, String)>,
+    /// Why the captured system's `grub-install` must run (chrooted), when it must.
+    pub grub_install: Option<String>,
+}
+
+/// The partition that grows or shrinks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resize {
+    pub number: u32,
+    pub old_bytes: u64,
+    pub new_bytes: u64,
+}
+
+/// Why no plan fits (the message carries the numbers).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PlanError(pub String);
+
+fn err<T>(msg: String) -> Result<T, PlanError> {
+    Err(PlanError(msg))
+}
+
+/// Human size: `512.0 MiB`.
+pub fn size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Sectors GPT keeps at the end of a disk: the backup entry array (128 × 128 bytes) and header.
+fn gpt_tail(sector: u64) -> u64 {
+    (128 * 128u64).div_ceil(sector) + 1
+}
+
+/// The recorded disk that holds `/` (or the first with a filesystem).
+fn system_disk(l: &DiskLayout) -> Result<u32, PlanError> {
+    let root = l.filesystems.iter().find(|f| f.mount_point == "/");
+    match root.or(l.filesystems.first()) {
+        Some(f) if (f.device.disk as usize) < l.disks.len() => Ok(f.device.disk),
+        _ => err("the image's layout names no disk holding /".into()),
+    }
+}
+
+impl RestorePlan {
+    /// The plan for restoring `layout` onto a disk of `size_bytes` with `sector`-byte logical
+    /// sectors, named `device` (for display).
+    pub fn new(
+        layout: &DiskLayout,
+        device: &str,
+        size_bytes: u64,
+        sector: u32,
+    ) -> Result<RestorePlan, PlanError> {
+        if let Some(why) = &layout.none {
+            return err(format!(
+                "this image has no disk layout ({why}); restore its files with --to DIR"
+            ));
+        }
+        if !layout.unsupported.is_empty() {
+            return err(format!(
+                "this image's layout cannot be recreated: {}",
+                layout.unsupported.join("; ")
+            ));
+        }
+        if !(512..=65536).contains(&sector) || !sector.is_power_of_two() {
+            return err(format!("{device}: unusable sector size {sector}"));
+        }
+        let idx = system_disk(layout)?;
+        let disk = &layout.disks[idx as usize];
+        let mut b = Builder {
+            layout,
+            disk,
+            idx,
+            ss: u64::from(disk.logical_sector.max(512)),
+            ts: u64::from(sector),
+            plan: RestorePlan {
+                source_disk: disk.name.clone(),
+                source_size_bytes: disk.size_bytes,
+                source_sector: disk.logical_sector,
+                target: TargetGeometry {
+                    device: device.to_string(),
+                    size_bytes,
+                    sector,
+                },
+                table: TablePlan::None,
+                partitions: Vec::new(),
+                filesystems: Vec::new(),
+                swaps: Vec::new(),
+                boot: BootPlan::default(),
+                resized: None,
+                notes: Vec::new(),
+            },
+        };
+        b.partitions()?;
+        b.contents()?;
+        b.boot();
+        Ok(b.plan)
+    }
+
+    /// The filesystem mounted at the longest mount point that is a prefix of `path`
+    /// (absolute, `/var/log`).
+    pub fn fs_for(&self, path: &str) -> Option<usize> {
+        self.filesystems
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| under(path, &f.mount_point))
+            .max_by_key(|(_, f)| f.mount_point.len())
+            .map(|(i, _)| i)
+    }
+}
+
+/// `path` is `mp` or below it (both absolute).
+pub fn under(path: &str, mp: &str) -> bool {
+    let mp = mp.trim_end_matches('/');
+    mp.is_empty()
+        || path == mp
+        || (path.starts_with(mp) && path.as_bytes().get(mp.len()) == Some(&b'/'))
+}
+
+struct Builder<'a> {
+    layout: &'a DiskLayout,
+    disk: &'a Disk,
+    idx: u32,
+    /// Source and target sector sizes.
+    ss: u64,
+    ts: u64,
+    plan: RestorePlan,
+}
+
+impl Builder<'_> {
+    /// Source LBA → target LBA (same byte offset).
+    fn lba(&self, lba: u64) -> Result<u64, PlanError> {
+        let bytes = lba * self.ss;
+        if bytes % self.ts != 0 {
+            return err(format!(
+                "partition boundary at byte {bytes} is not a multiple of the target's \
+                 {}-byte sectors",
+                self.ts
+            ));
+        }
+        Ok(bytes / self.ts)
+    }
+
+    /// Source last LBA → target last LBA: the same end, rounded down to a whole target sector.
+    fn end(&self, last: u64) -> Result<u64, PlanError> {
+        ((last + 1) * self.ss / self.ts)
+            .checked_sub(1)
+            .ok_or_else(|| PlanError("a partition ends before the first target sector".into()))
+    }
+
+    fn target_sectors(&self) -> u64 {
+        self.plan.target.size_bytes / self.ts
+    }
+
+    /// Last LBA a partition may use on the target.
+    fn last_usable(&self) -> u64 {
+        let n = self.target_sectors();
+        match self.plan.table {
+            TablePlan::Gpt { .. } => n.saturating_sub(gpt_tail(self.ts) + 1),
+            _ => n.min(1 << 32).saturating_sub(1),
+        }
+    }
+
+    fn partitions(&mut self) -> Result<(), PlanError> {
+        let Some(table) = &self.disk.table else {
+            return self.whole_disk();
+        };
+        let mut parts = Vec::new();
+        match table {
+            PartitionTable::Gpt(t) => {
+                self.plan.table = TablePlan::Gpt {
+                    disk_guid: t.disk_guid.clone(),
+                };
+                for p in &t.partitions {
+                    parts.push(PartPlan {
+                        number: p.number,
+                        first_lba: self.lba(p.first_lba)?,
+                        last_lba: self.end(p.last_lba)?,
+                        kind: PartKind::Gpt {
+                            type_guid: p.type_guid.clone(),
+                            part_guid: p.part_guid.clone(),
+                            name: p.name.clone(),
+                            attributes: p.attributes,
+                        },
+                        content: String::new(),
+                    });
+                }
+            }
+            PartitionTable::Mbr(t) => {
+                self.plan.table = TablePlan::Mbr {
+                    signature: t.signature,
+                };
+                for p in &t.partitions {
+                    let first = u64::from(p.start_lba);
+                    parts.push(PartPlan {
+                        number: p.number,
+                        first_lba: self.lba(first)?,
+                        last_lba: self.end(first + u64::from(p.sectors) - 1)?,
+                        kind: PartKind::Mbr {
+                            type_byte: p.type_byte,
+                            bootable: p.bootable,
+                            extended: p.extended,
+                            logical: p.logical,
+                        },
+                        content: String::new(),
+                    });
+                }
+            }
+        }
+        parts.sort_by_key(|p| p.number);
+        self.plan.partitions = parts;
+        self.resize()
+    }
+
+    /// A filesystem on the whole disk: it takes the whole target.
+    fn whole_disk(&mut self) -> Result<(), PlanError> {
+        let f = self.fs_on(None).next();
+        let used = f.map(used_of).unwrap_or(0);
+        let size = self.plan.target.size_bytes;
+        if size < needed_bytes(used) {
+            return err(format!(
+                "{}: {} is too small: the whole-disk filesystem holds {} of data and needs \
+                 at least {}",
+                self.plan.target.device,
+                size_text(size),
+                size_text(used),
+                size_text(needed_bytes(used))
+            ));
+        }
+        if size != self.disk.size_bytes {
+            self.plan.resized = Some(Resize {
+                number: 0,
+                old_bytes: self.disk.size_bytes,
+                new_bytes: size,
+            });
+        }
+        Ok(())
+    }
+
+    /// Filesystems recorded on the system disk at partition `n`.
+    fn fs_on(&self, n: Option<u32>) -> impl Iterator<Item = &FsRecord> + '_ {
+        self.layout
+            .filesystems
+            .iter()
+            .filter(move |f| f.device.disk == self.idx && f.device.partition == n)
+    }
+
+    /// Grows or shrinks the root partition when it is the last one, else the last one; every
+    /// other partition must fit unchanged.
+    fn resize(&mut self) -> Result<(), PlanError> {
+        let last_usable = self.last_usable();
+        let dev = self.plan.target.device.clone();
+        let root_part = self
+            .layout
+            .filesystems
+            .iter()
+            .find(|f| f.mount_point == "/" && f.device.disk == self.idx)
+            .and_then(|f| f.device.partition);
+        // The partition that ends last (an extended one stands for its logical partitions).
+        let Some(last) = self
+            .plan
+            .partitions
+            .iter()
+            .filter(|p| !is_extended(p))
+            .max_by_key(|p| p.last_lba)
+            .map(|p| p.number)
+        else {
+            return Ok(());
+        };
+        // The issue says "the root (or the last) partition": only the last one can change size
+        // without moving another's start, so the root grows when it is last.
+        let grow = last;
+        for p in &self.plan.partitions {
+            if p.number != grow && !is_extended(p) && p.last_lba > last_usable {
+                return err(format!(
+                    "{dev} is too small: partition {} ends at byte {} but the disk holds {} \
+                     ({} usable); only partition {grow} can shrink",
+                    p.number,
+                    (p.last_lba + 1) * self.ts,
+                    size_text(self.plan.target.size_bytes),
+                    size_text((last_usable + 1) * self.ts)
+                ));
+            }
+        }
+        let p = self
+            .plan
+            .partitions
+            .iter()
+            .find(|p| p.number == grow)
+            .cloned()
+            .ok_or_else(|| PlanError("no partition to resize".into()))?;
+        let old_last = p.last_lba;
+        if old_last == last_usable {
+            return Ok(());
+        }
+        if p.first_lba >= last_usable {
+            return err(format!(
+                "{dev} is too small: partition {grow} starts at byte {} but the disk holds \
+                 only {}",
+                p.first_lba * self.ts,
+                size_text(self.plan.target.size_bytes)
+            ));
+        }
+        let old_bytes = (old_last + 1 - p.first_lba) * self.ts;
+        let new_bytes = (last_usable + 1 - p.first_lba) * self.ts;
+        if new_bytes < old_bytes {
+            let used: u64 = self.fs_on(Some(grow)).map(used_of).max().unwrap_or(0);
+            let has_fs = self.fs_on(Some(grow)).next().is_some();
+            let swap = self
+                .layout
+                .swaps
+                .iter()
+                .any(|s| s.device.disk == self.idx && s.device.partition == Some(grow));
+            let need = if has_fs {
+                needed_bytes(used)
+            } else if swap {
+                1 << 20
+            } else {
+                old_bytes
+            };
+            if new_bytes < need {
+                return err(format!(
+                    "{dev} is too small: partition {grow} would shrink from {} to {}, but it \
+                     holds {} of data and needs at least {} (a disk of at least {} is needed)",
+                    size_text(old_bytes),
+                    size_text(new_bytes),
+                    size_text(used),
+                    size_text(need),
+                    size_text(self.plan.target.size_bytes + (need - new_bytes))
+                ));
+            }
+        }
+        for q in &mut self.plan.partitions {
+            // The last partition, and an extended partition holding it.
+            if q.number == grow
+                || (is_extended(q) && q.first_lba <= p.first_lba && q.last_lba >= old_last)
+            {
+                q.last_lba = last_usable;
+            }
+        }
+        if let Some(r) = root_part.filter(|&r| r != grow) {
+            self.plan.notes.push(format!(
+                "the root is on partition {r}, not the last one: partition {grow} takes the \
+                 change in size so every other partition keeps its start"
+            ));
+        }
+        self.plan.resized = Some(Resize {
+            number: grow,
+            old_bytes,
+            new_bytes,
+        });
+        Ok(())
+    }
+
+    /// Filesystems and swaps on the system disk, with their mkfs commands; the others noted.
+    fn contents(&mut self) -> Result<(), PlanError> {
+        let mut made: Vec<Option<u32>> = Vec::new();
+        let mut fss: Vec<&FsRecord> = self
+            .layout
+            .filesystems
+            .iter()
+            .filter(|f| f.device.disk == self.idx)
+            .collect();
+        fss.sort_by_key(|f| (depth(&f.mount_point), f.mount_point.clone()));
+        for f in fss {
+            let n = f.device.partition;
+            let size_bytes = self.space(n)?;
+            let first = !made.contains(&n);
+            made.push(n);
+            let mkfs = if first {
+                Some(mkfs::command(f, size_bytes != f.size_bytes).map_err(PlanError)?)
+            } else {
+                None
+            };
+            let subvol = (f.fstype == "btrfs")
+                .then(|| crate::layout::fstab::option(&f.mount_options, "subvol"))
+                .flatten()
+                .map(|s| s.trim_start_matches('/').to_string())
+                .filter(|s| !s.is_empty());
+            self.plan.filesystems.push(FsPlan {
+                partition: n,
+                fstype: f.fstype.clone(),
+                uuid: f.uuid.clone(),
+                label: f.label.clone(),
+                mount_point: f.mount_point.clone(),
+                subvol,
+                mkfs,
+                size_bytes,
+                used_bytes: used_of(f),
+            });
+            self.describe(n, format!("{} {}", f.fstype, f.mount_point));
+        }
+        for s in &self.layout.swaps {
+            if s.device.disk != self.idx {
+                self.plan.notes.push(format!(
+                    "swap {} is on another disk ({}): not recreated",
+                    s.uuid, s.device.name
+                ));
+                continue;
+            }
+            self.plan.swaps.push(SwapPlan {
+                partition: s.device.partition,
+                uuid: s.uuid.clone(),
+                label: s.label.clone(),
+                mkswap: mkfs::mkswap(&s.uuid, &s.label),
+            });
+            self.describe(s.device.partition, "swap".into());
+        }
+        for f in &self.layout.filesystems {
+            if f.device.disk != self.idx {
+                self.plan.notes.push(format!(
+                    "{} ({} on {}) is on another disk: not recreated; its files go into the \
+                     filesystem above it",
+                    f.mount_point, f.fstype, f.device.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of partition `n` on the target (the whole disk for `None`).
+    fn space(&self, n: Option<u32>) -> Result<u64, PlanError> {
+        match n {
+            None => Ok(self.plan.target.size_bytes),
+            Some(n) => self
+                .plan
+                .partitions
+                .iter()
+                .find(|p| p.number == n)
+                .map(|p| (p.last_lba + 1 - p.first_lba) * self.ts)
+                .ok_or_else(|| {
+                    PlanError(format!("the layout names partition {n}, not in its table"))
+                }),
+        }
+    }
+
+    fn describe(&mut self, n: Option<u32>, what: String) {
+        if let Some(p) = self
+            .plan
+            .partitions
+            .iter_mut()
+            .find(|p| Some(p.number) == n)
+        {
+            if !p.content.is_empty() {
+                p.content.push_str(", ");
+            }
+            p.content.push_str(&what);
+        }
+    }
+
+    /// Boot areas: verbatim where the geometry allows, grub-install where it does not.
+    fn boot(&mut self) {
+        let code = &self.disk.mbr_boot_code;
+        let b = &mut self.plan.boot;
+        b.mbr_boot_code = code.iter().any(|&c| c != 0);
+        b.mbr_gap_bytes = self.disk.mbr_gap.len() as u64;
+        let same_sectors = self.ss == self.ts;
+        let info = &self.layout.boot;
+        let bios = info
+            .bios_boot
+            .as_ref()
+            .filter(|p| p.disk == self.idx)
+            .and_then(|p| p.partition);
+        if let Some(n) = bios {
+            if !info.bios_boot_bytes.is_empty() && same_sectors {
+                b.bios_boot = Some((n, info.bios_boot_bytes.len() as u64));
+            } else if info.bios_boot_bytes.is_empty() {
+                b.grub_install = Some(format!(
+                    "the BIOS boot partition {n}'s bytes were not captured"
+                ));
+            }
+        }
+        if !same_sectors && (b.mbr_boot_code || bios.is_some()) {
+            b.grub_install = Some(format!(
+                "the target's sectors are {} bytes, the source's {}: GRUB's core image \
+                 addresses sectors",
+                self.ts, self.ss
+            ));
+            b.bios_boot = None;
+            b.mbr_gap_bytes = 0;
+        }
+        if let Some(esp) = info.esp.as_ref().filter(|p| p.disk == self.idx)
+            && let Some(n) = esp.partition
+        {
+            let mp = self
+                .layout
+                .filesystems
+                .iter()
+                .find(|f| f.device.disk == self.idx && f.device.partition == Some(n))
+                .map(|f| f.mount_point.clone())
+                .unwrap_or_default();
+            b.esp = Some((n, mp));
+        }
+        let (esp, bios_n) = (b.esp.clone(), b.bios_boot);
+        for p in &mut self.plan.partitions {
+            let tag = if Some(p.number) == bios_n.map(|x| x.0) {
+                "BIOS boot (raw bytes)"
+            } else if esp.as_ref().map(|e| e.0) == Some(p.number) {
+                "ESP"
+            } else if is_extended(p) {
+                "extended"
+            } else {
+                continue;
+            };
+            if p.content.is_empty() {
+                p.content = tag.into();
+            } else {
+                p.content = format!("{tag}: {}", p.content);
+            }
+        }
+    }
+}
+
+fn is_extended(p: &PartPlan) -> bool {
+    matches!(p.kind, PartKind::Mbr { extended: true, .. })
+}
+
+fn used_of(f: &FsRecord) -> u64 {
+    f.used_bytes.unwrap_or(f.size_bytes)
+}
+
+fn depth(mp: &str) -> usize {
+    mp.split('/').filter(|c| !c.is_empty()).count()
+}
+
+fn size_text(n: u64) -> String {
+    format!("{} ({n} bytes)", size(n))
+}
+
+/// A short name for well-known GPT type GUIDs.
+fn type_name(k: &PartKind) -> String {
+    match k {
+        PartKind::Gpt { type_guid, .. } => {
+            let g = type_guid.to_ascii_uppercase();
+            match g.as_str() {
+                ESP_GUID => "EFI System".into(),
+                BIOS_BOOT_GUID => "BIOS boot".into(),
+                "0FC63DAF-8483-4772-8E79-3D69D8477DE4" => "Linux filesystem".into(),
+                "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F" => "Linux swap".into(),
+                "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709" => "Linux root (x86-64)".into(),
+                "BC13C2FF-59E6-4262-A352-B275FD6F7172" => "Linux extended boot".into(),
+                _ => g,
+            }
+        }
+        PartKind::Mbr { type_byte, .. } => format!("0x{type_byte:02x}"),
+    }
+}
+
+impl fmt::Display for RestorePlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = &self.target;
+        writeln!(
+            f,
+            "Restore plan: recorded disk {} ({}, {}-byte sectors) → {} ({}, {}-byte sectors)",
+            self.source_disk,
+            size(self.source_size_bytes),
+            self.source_sector,
+            t.device,
+            size(t.size_bytes),
+            t.sector
+        )?;
+        match &self.table {
+            TablePlan::None => {
+                writeln!(f, "  no partition table: one filesystem on the whole disk")?
+            }
+            TablePlan::Gpt { disk_guid } => writeln!(
+                f,
+                "  partition table: GPT, disk GUID {disk_guid}; numbers, types, GUIDs and starts kept"
+            )?,
+            TablePlan::Mbr { signature } => writeln!(
+                f,
+                "  partition table: MBR (dos), disk signature 0x{signature:08x}; numbers, types and starts kept"
+            )?,
+        }
+        if !self.partitions.is_empty() {
+            writeln!(
+                f,
+                "  {:>3} {:>12} {:>12} {:>11}  {:<20} content",
+                "#", "start", "end", "size", "type"
+            )?;
+        }
+        for p in &self.partitions {
+            let bytes = (p.last_lba + 1 - p.first_lba) * u64::from(t.sector);
+            let resized = match &self.resized {
+                Some(r) if r.number == p.number => format!(
+                    "  [{} {} → {}]",
+                    if r.new_bytes > r.old_bytes {
+                        "grows"
+                    } else {
+                        "shrinks"
+                    },
+                    size(r.old_bytes),
+                    size(r.new_bytes)
+                ),
+                _ => String::new(),
+            };
+            writeln!(
+                f,
+                "  {:>3} {:>12} {:>12} {:>11}  {:<20} {}{resized}",
+                p.number,
+                p.first_lba,
+                p.last_lba,
+                size(bytes),
+                type_name(&p.kind),
+                p.content
+            )?;
+        }
+        if let (TablePlan::None, Some(r)) = (&self.table, &self.resized) {
+            writeln!(
+                f,
+                "  the filesystem changes size: {} → {}",
+                size(r.old_bytes),
+                size(r.new_bytes)
+            )?;
+        }
+        writeln!(
+            f,
+            "  filesystems (made with their original UUID, label and features):"
+        )?;
+        for fs in &self.filesystems {
+            let place = fs
+                .partition
+                .map_or("whole disk".to_string(), |n| format!("partition {n}"));
+            writeln!(
+                f,
+                "    {:<12} {:<6} UUID={} LABEL={:?} on {place}, {} used{}",
+                fs.mount_point,
+                fs.fstype,
+                fs.uuid,
+                fs.label,
+                size(fs.used_bytes),
+                fs.subvol
+                    .as_ref()
+                    .map(|s| format!(", subvolume {s}"))
+                    .unwrap_or_default()
+            )?;
+            if let Some(cmd) = &fs.mkfs {
+                writeln!(f, "      {} <device>", cmd.join(" "))?;
+            }
+        }
+        for s in &self.swaps {
+            let place = s
+                .partition
+                .map_or("whole disk".to_string(), |n| format!("partition {n}"));
+            writeln!(
+                f,
+                "    swap         UUID={} LABEL={:?} on {place}",
+                s.uuid, s.label
+            )?;
+        }
+        let b = &self.boot;
+        writeln!(f, "  boot loader (verbatim first):")?;
+        if b.mbr_boot_code {
+            writeln!(f, "    MBR boot code (bytes 0-439) written back")?;
+        }
+        if b.mbr_gap_bytes > 0 {
+            writeln!(
+                f,
+                "    MBR post-gap ({}) written back",
+                size(b.mbr_gap_bytes)
+            )?;
+        }
+        if let Some((n, len)) = b.bios_boot {
+            writeln!(f, "    BIOS boot partition {n}: {} written back", size(len))?;
+        }
+        if let Some((n, mp)) = &b.esp {
+            writeln!(
+                f,
+                "    ESP partition {n} ({mp}): files from the image, removable path EFI/BOOT/BOOTX64.EFI ensured"
+            )?;
+        }
+        match &b.grub_install {
+            Some(why) => writeln!(f, "    grub-install runs chrooted: {why}")?,
+            None => writeln!(f, "    grub-install not needed")?,
+        }
+        for n in &self.notes {
+            writeln!(f, "  note: {n}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,181 @@
+//! The image's tree split per restored filesystem: every entry goes to the filesystem with the
+//! longest mount point above it (files of filesystems that are not recreated land in the one
+//! above them), paths rebased to that filesystem's root. Each part is a `ChunkSource` that
+//! `extract` writes into its own freshly made filesystem, so each gets exactly its own files.
+//!
+//! A mount point's directory appears twice: as the child filesystem's root (its metadata) and
+//! as an empty directory in the parent filesystem (same metadata), where the child is mounted.
+
+use crate::extract::ChunkSource;
+use crate::payload::PayloadError;
+use crate::payload::manifest::{ChunkIndex, Entry, EntryIndex, EntryKind, Manifest};
+use crate::payload::reader::{BlockCache, PayloadReader};
+
+/// One filesystem's part of the image, reading chunks from the whole image.
+pub struct Part<'r> {
+    reader: &'r PayloadReader,
+    manifest: Manifest,
+}
+
+impl<'r> Part<'r> {
+    /// Bytes of file data in this part (holes excluded), for progress and space checks.
+    pub fn data_bytes(&self) -> u64 {
+        let m = &self.manifest;
+        m.entries
+            .iter()
+            .map(|e| match &e.kind {
+                EntryKind::File { runs, .. } => runs
+                    .iter()
+                    .flat_map(|r| &r.chunks)
+                    .filter_map(|&c| m.chunks.get(c as usize))
+                    .map(|c| u64::from(c.len))
+                    .sum(),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    pub fn entries(&self) -> usize {
+        self.manifest.entries.len()
+    }
+}
+
+impl ChunkSource for Part<'_> {
+    type Cache = BlockCache;
+    type Error = PayloadError;
+
+    fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    fn new_cache(&self) -> BlockCache {
+        self.reader.new_cache()
+    }
+
+    fn read_chunk<'a>(
+        &'a self,
+        idx: ChunkIndex,
+        cache: &'a mut BlockCache,
+    ) -> Result<&'a [u8], PayloadError> {
+        self.reader.read_chunk(idx, cache)
+    }
+}
+
+/// `path` relative to mount point `mp` (both relative to the image root, no leading `/`).
+fn rebase<'p>(path: &'p [u8], mp: &[u8]) -> Option<&'p [u8]> {
+    if mp.is_empty() {
+        return Some(path);
+    }
+    let rest = path.strip_prefix(mp)?;
+    match rest {
+        [] => Some(rest),
+        [b'/', tail @ ..] => Some(tail),
+        _ => None,
+    }
+}
+
+/// Index of the mount point in `mps` with the longest match for `path`, skipping `skip`.
+fn owner(path: &[u8], mps: &[Vec<u8>], skip: Option<usize>) -> Option<usize> {
+    mps.iter()
+        .enumerate()
+        .filter(|(i, mp)| Some(*i) != skip && rebase(path, mp).is_some())
+        .max_by_key(|(_, mp)| mp.len())
+        .map(|(i, _)| i)
+}
+
+/// Splits the image's tree among filesystems mounted at `mount_points` (absolute, e.g. `/`,
+/// `/boot/efi`; one part per mount point, in the same order). `strip_xattrs[i]`: the
+/// filesystem keeps no xattrs (vfat).
+pub fn split<'r>(
+    reader: &'r PayloadReader,
+    mount_points: &[String],
+    strip_xattrs: &[bool],
+) -> Vec<Part<'r>> {
+    let m = reader.manifest();
+    let mps: Vec<Vec<u8>> = mount_points
+        .iter()
+        .map(|p| p.trim_matches('/').as_bytes().to_vec())
+        .collect();
+    let mut entries: Vec<Vec<Entry>> = vec![Vec::new(); mps.len()];
+    // Old entry index → (part, new index), for hard links.
+    let mut moved: Vec<Option<(usize, EntryIndex)>> = vec![None; m.entries.len()];
+    for (i, e) in m.entries.iter().enumerate() {
+        let Some(o) = owner(&e.path, &mps, None) else {
+            continue;
+        };
+        let rel = rebase(&e.path, &mps[o]).unwrap_or_default().to_vec();
+        if rel.is_empty() && !mps[o].is_empty() {
+            // The mount point's directory in the filesystem above it.
+            if let Some(p) = owner(&e.path, &mps, Some(o))
+                && let Some(r) = rebase(&e.path, &mps[p])
+            {
+                entries[p].push(Entry {
+                    path: r.to_vec(),
+                    kind: EntryKind::Directory,
+                    meta: e.meta.clone(),
+                    xattrs: if strip_xattrs[p] {
+                        Vec::new()
+                    } else {
+                        e.xattrs.clone()
+                    },
+                });
+            }
+        }
+        let kind = match &e.kind {
+            EntryKind::HardLink { target } => {
+                match moved.get(*target as usize).copied().flatten() {
+                    Some((part, idx)) if part == o => EntryKind::HardLink { target: idx },
+                    // The first name is in another part (not possible on one real filesystem):
+                    // this name gets the data, and later names link to it.
+                    _ => {
+                        let first = m.entries.get(*target as usize).map(|t| t.kind.clone());
+                        let kind = first.unwrap_or(EntryKind::Directory);
+                        moved[*target as usize] = Some((o, entries[o].len() as EntryIndex));
+                        kind
+                    }
+                }
+            }
+            k => k.clone(),
+        };
+        moved[i] = Some((o, entries[o].len() as EntryIndex));
+        entries[o].push(Entry {
+            path: rel,
+            kind,
+            meta: e.meta.clone(),
+            xattrs: if strip_xattrs[o] {
+                Vec::new()
+            } else {
+                e.xattrs.clone()
+            },
+        });
+    }
+    entries
+        .into_iter()
+        .map(|entries| Part {
+            reader,
+            manifest: Manifest {
+                chunks: m.chunks.clone(),
+                entries,
+                ..Manifest::default()
+            },
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rebase_and_owner() {
+        assert_eq!(rebase(b"boot/efi/EFI", b"boot/efi"), Some(&b"EFI"[..]));
+        assert_eq!(rebase(b"boot/efi", b"boot/efi"), Some(&b""[..]));
+        assert_eq!(rebase(b"boot/efix", b"boot/efi"), None);
+        assert_eq!(rebase(b"etc", b""), Some(&b"etc"[..]));
+        let mps = vec![b"".to_vec(), b"boot".to_vec(), b"boot/efi".to_vec()];
+        assert_eq!(owner(b"boot/efi/x", &mps, None), Some(2));
+        assert_eq!(owner(b"boot/grub", &mps, None), Some(1));
+        assert_eq!(owner(b"boot/efi", &mps, Some(2)), Some(1));
+        assert_eq!(owner(b"etc/fstab", &mps, None), Some(0));
+    }
+}
