@@ -17,7 +17,7 @@ use super::PayloadError;
 use super::chunker::{Chunker, PARAMS, is_zero};
 use super::codec::BlockCompressor;
 use super::manifest::{
-    BlockIndex, BlockRecord, ChunkId, ChunkIndex, ChunkRecord, DataRun, EntryKind, PackRecord,
+    BlockIndex, BlockRecord, ChunkId, ChunkIndex, ChunkRecord, DataRun, EntryKind, Meta, PackRecord,
 };
 use super::records::{BLOCK_HEADER_LEN, BlockHeader, MAX_PACK_LEN, PackHeader, RECORD_LEN};
 use crate::progress::Progress;
@@ -94,7 +94,8 @@ struct Shared<'a> {
 enum Outcome {
     Read {
         runs: Vec<DataRun>,
-        meta_src: Box<SourceFile>,
+        /// Metadata as fstat saw it after reading (the file is closed by then).
+        meta: Box<Meta>,
         size: u64,
         data: u64,
     },
@@ -297,9 +298,13 @@ impl Worker<'_> {
                         e.source.display()
                     ));
                 }
+                let mut meta = Box::new(e.entry.meta.clone());
+                if let Err(err) = sf.refresh_meta(&mut meta) {
+                    return fail(format!("cannot stat: {err}"));
+                }
                 return Ok(Outcome::Read {
                     runs,
-                    meta_src: Box::new(sf),
+                    meta,
                     size: before.size,
                     data,
                 });
@@ -512,17 +517,12 @@ fn apply_outcomes(
         match outcome {
             Outcome::Read {
                 runs,
-                meta_src,
+                meta,
                 size,
                 data,
             } => {
                 tables.data_bytes += data;
-                meta_src
-                    .refresh_meta(&mut e.entry.meta)
-                    .map_err(|err| PayloadError::Source {
-                        path: e.source.clone(),
-                        msg: format!("cannot stat: {err}"),
-                    })?;
+                e.entry.meta = *meta;
                 e.entry.kind = EntryKind::File { size, runs };
             }
             Outcome::Vanished => {
