@@ -519,6 +519,14 @@ fn structural_problems_are_refused() {
     let mut src = image();
     src.add(b"l", EntryKind::Symlink { target: Vec::new() }, dir_meta());
     refused(&src, "symlink target");
+
+    let mut src = image();
+    src.add_file(&[b'n'; 256], b"", meta(0o644, 0, 0, 1, 0));
+    refused(&src, "longer than 255 bytes");
+
+    let mut src = image();
+    src.add_file(b"t", b"", meta(0o644, 0, 0, 1, 1_000_000_000));
+    refused(&src, "nanoseconds");
 }
 
 #[test]

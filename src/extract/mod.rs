@@ -86,7 +86,8 @@ pub fn extract<S: ChunkSource>(
     let target = Target::open(dest, opts.restore_owner)?;
     let warn = Warnings::new(progress);
 
-    progress.start("creating directories", plan.dirs.len() as u64);
+    // Only the file phase counts bytes; the others are quick and report no total.
+    progress.start("creating directories", 0);
     make_dirs(&target, entries, &plan)?;
     progress.finish();
 
@@ -94,15 +95,12 @@ pub fn extract<S: ChunkSource>(
     let stats = files::write_files(src, &target, &plan, opts.threads, progress, &warn)?;
     progress.finish();
 
-    progress.start(
-        "creating links and special files",
-        (plan.others.len() + plan.links.len()) as u64,
-    );
+    progress.start("creating links and special files", 0);
     make_others(&target, entries, &plan, &warn)?;
     make_links(&target, entries, &plan)?;
     progress.finish();
 
-    progress.start("setting directory metadata", plan.dirs.len() as u64 + 1);
+    progress.start("setting directory metadata", 0);
     dir_metadata(&target, entries, &plan, &warn)?;
     if opts.sync {
         rustix::fs::syncfs(target.dest_fd())

@@ -107,6 +107,9 @@ fn bad(manifest: &Manifest, index: usize, reason: impl Into<String>) -> ExtractE
     }
 }
 
+/// Longest file name Linux filesystems accept.
+const NAME_MAX: usize = 255;
+
 /// Why `path` cannot be a relative path inside the destination, if it cannot.
 fn path_problem(path: &[u8]) -> Option<&'static str> {
     if path.first() == Some(&b'/') {
@@ -120,6 +123,7 @@ fn path_problem(path: &[u8]) -> Option<&'static str> {
             b"" => return Some("path has an empty component"),
             b"." => return Some("path has a '.' component"),
             b".." => return Some("path has a '..' component"),
+            c if c.len() > NAME_MAX => return Some("a path component is longer than 255 bytes"),
             _ => {}
         }
     }
@@ -204,6 +208,10 @@ fn parent_index(
 fn check_contents(manifest: &Manifest) -> Result<Vec<u64>, ExtractError> {
     let mut data_len = vec![0; manifest.entries.len()];
     for (i, entry) in manifest.entries.iter().enumerate() {
+        // utimensat would refuse these half-way through the extract.
+        if entry.meta.atime.nsec >= 1_000_000_000 || entry.meta.mtime.nsec >= 1_000_000_000 {
+            return Err(bad(manifest, i, "a timestamp has 1e9 or more nanoseconds"));
+        }
         match &entry.kind {
             EntryKind::File { size, runs } => {
                 data_len[i] = check_runs(manifest, *size, runs).map_err(|r| bad(manifest, i, r))?
@@ -338,6 +346,12 @@ mod tests {
         assert_eq!(path_problem(b"a//x"), Some("path has an empty component"));
         assert_eq!(path_problem(b"a/"), Some("path has an empty component"));
         assert_eq!(path_problem(b"a\0b"), Some("path contains a NUL byte"));
+        assert_eq!(path_problem(&[b'x'; 255]), None);
+        let long = [b'x'; 256];
+        assert_eq!(
+            path_problem(&long),
+            Some("a path component is longer than 255 bytes")
+        );
     }
 
     #[test]
