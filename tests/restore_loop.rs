@@ -1,0 +1,562 @@
+//! `restore` onto loop-device disks (issue #5): a small GPT system (BIOS boot partition, ESP,
+//! ext4 root with a known UUID and label) is captured, then restored onto a larger disk image
+//! file; the table, identities, boot areas and every file must come back. A target that holds
+//! data, or is too small, is refused and left untouched; a dry run writes nothing.
+//!
+//! Needs root, losetup, partx, sfdisk, mkfs.ext4, mkfs.vfat, mtools and blkid (CI has them).
+//! This host's kernel cannot mount vfat: the ESP is written and read back with mtools.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::compare::{self, Options, Snapshot};
+use osimage::payload::reader::PayloadReader;
+use osimage::progress::NoProgress;
+use osimage::restore::{self, RestoreError, RestoreOptions};
+
+const MIB: u64 = 1 << 20;
+const ROOT_UUID: &str = "5e570e00-7e57-4e57-8e57-000000000001";
+const ROOT_LABEL: &str = "restroot";
+const ESP_ID: &str = "5E57ABCD";
+const DISK_GUID: &str = "5E570E00-0000-4000-8000-00000000D15C";
+const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+const BIOS_TYPE: &str = "21686148-6449-6E6F-744E-656564454649";
+const LINUX_TYPE: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
+
+fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn run_stdin(cmd: &str, args: &[&str], input: &str) {
+    use std::io::Write;
+    let mut child = Command::new(cmd)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {cmd}: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn can_run() -> bool {
+    let root = unsafe { libc::geteuid() } == 0;
+    let tools = [
+        "losetup",
+        "partx",
+        "sfdisk",
+        "mkfs.ext4",
+        "mkfs.vfat",
+        "mcopy",
+        "mmd",
+        "blkid",
+        "mount",
+    ]
+    .iter()
+    .all(|t| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if !(root && tools) {
+        eprintln!("skipped: needs root, losetup, partx, sfdisk, mkfs.ext4/vfat, mtools, blkid");
+    }
+    root && tools
+}
+
+/// A loop device over an image file, detached (partitions first) even when a test fails.
+struct Loop {
+    dev: String,
+}
+
+impl Loop {
+    fn attach(image: &Path) -> Loop {
+        let dev = run("losetup", &["-f", "--show", image.to_str().unwrap()])
+            .trim()
+            .to_string();
+        let l = Loop { dev };
+        run("partx", &["-a", &l.dev]);
+        l
+    }
+
+    fn part(&self, n: u32) -> String {
+        let name = format!("{}p{n}", self.dev.trim_start_matches("/dev/"));
+        let node = format!("/dev/{name}");
+        for _ in 0..50 {
+            if Path::new(&node).exists() {
+                return node;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let dev = std::fs::read_to_string(format!("/sys/class/block/{name}/dev")).unwrap();
+        let (ma, mi) = dev.trim().split_once(':').unwrap();
+        run("mknod", &[&node, "b", ma, mi]);
+        node
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("partx").args(["-d", &self.dev]).output();
+        let _ = Command::new("losetup").args(["-d", &self.dev]).output();
+    }
+}
+
+/// A mount, undone on drop.
+struct Mounted(PathBuf);
+
+impl Mounted {
+    fn new(dev: &str, dir: &Path) -> Mounted {
+        std::fs::create_dir_all(dir).unwrap();
+        run("mount", &[dev, dir.to_str().unwrap()]);
+        Mounted(dir.to_path_buf())
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).output();
+    }
+}
+
+fn sparse(path: &Path, bytes: u64) {
+    std::fs::File::create(path).unwrap().set_len(bytes).unwrap();
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed)
+        .collect()
+}
+
+fn hash(path: &Path) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update_reader(std::fs::File::open(path).unwrap()).unwrap();
+    *h.finalize().as_bytes()
+}
+
+/// The captured source, built once for every test here.
+struct Source {
+    dir: PathBuf,
+    image: PathBuf,
+    /// The root filesystem's tree, without boot/efi's contents.
+    root: Snapshot,
+    /// ESP files: path under boot/efi → bytes.
+    esp: BTreeMap<String, Vec<u8>>,
+    boot_code: Vec<u8>,
+    core_img: Vec<u8>,
+    /// `sfdisk -J` of the source disk.
+    table: serde_json::Value,
+}
+
+const ESP_FILES: &[(&str, &[u8])] = &[
+    ("EFI/BOOT/BOOTX64.EFI", b"MZ dummy removable loader"),
+    ("EFI/debian/grubx64.efi", b"MZ dummy grub"),
+    ("EFI/debian/grub.cfg", b"search.fs_uuid 5e570e00 root\n"),
+];
+
+fn source() -> &'static Source {
+    static S: OnceLock<Source> = OnceLock::new();
+    S.get_or_init(build_source)
+}
+
+fn build_source() -> Source {
+    let dir = common::scratch().keep();
+    common::remove_at_exit(&dir);
+    let img = dir.join("source.img");
+    sparse(&img, 256 * MIB);
+    run_stdin(
+        "sfdisk",
+        &[
+            "--no-reread",
+            "--no-tell-kernel",
+            "-q",
+            img.to_str().unwrap(),
+        ],
+        &format!(
+            "label: gpt\nlabel-id: {DISK_GUID}\n\
+             start=2048, size=2048, type={BIOS_TYPE}, name=bios\n\
+             size=65536, type={ESP_TYPE}, name=\"EFI System\"\n\
+             type={LINUX_TYPE}, name=root\n"
+        ),
+    );
+    let boot_code = pattern(440, 0x5A);
+    let core_img = pattern(MIB as usize, 0xC3);
+    let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+    f.write_all_at(&boot_code, 0).unwrap();
+    f.write_all_at(&core_img, 2048 * 512).unwrap();
+    f.sync_all().unwrap();
+    let table: serde_json::Value =
+        serde_json::from_str(&run("sfdisk", &["-J", img.to_str().unwrap()])).unwrap();
+
+    let lo = Loop::attach(&img);
+    let (esp, root) = (lo.part(2), lo.part(3));
+    // FAT16, as mkfs.vfat picks for 32 MiB: mtools misreads a FAT32 volume with fewer than
+    // 65525 clusters as FAT16.
+    run("mkfs.vfat", &["-F", "16", "-i", ESP_ID, "-n", "ESP", &esp]);
+    run(
+        "mkfs.ext4",
+        &["-q", "-F", "-U", ROOT_UUID, "-L", ROOT_LABEL, &root],
+    );
+    let mnt = dir.join("root");
+    let m = Mounted::new(&root, &mnt);
+    fill_root(&mnt);
+    // The real ESP gets the files too (mtools); the capture reads the copy at boot/efi.
+    let mut esp_map = BTreeMap::new();
+    for (p, bytes) in ESP_FILES {
+        let local = mnt.join("boot/efi").join(p);
+        std::fs::create_dir_all(local.parent().unwrap()).unwrap();
+        std::fs::write(&local, bytes).unwrap();
+        esp_map.insert(p.to_string(), bytes.to_vec());
+    }
+    run(
+        "mmd",
+        &["-i", &esp, "::/EFI", "::/EFI/BOOT", "::/EFI/debian"],
+    );
+    for (p, _) in ESP_FILES {
+        let local = mnt.join("boot/efi").join(p);
+        run(
+            "mcopy",
+            &[
+                "-i",
+                &esp,
+                "-m",
+                local.to_str().unwrap(),
+                &format!("::/{p}"),
+            ],
+        );
+    }
+    let image = dir.join("system.oimg");
+    common::capture(&mnt, &image, &[]);
+    let snap = compare::snapshot(&mnt).unwrap();
+    drop(m);
+    drop(lo);
+    Source {
+        dir,
+        image,
+        root: comparable(&snap),
+        esp: esp_map,
+        boot_code,
+        core_img,
+        table,
+    }
+}
+
+/// The root tree minus what a restore may change: the ESP's files (they live on the ESP after
+/// a restore) and /var/log.
+fn comparable(s: &Snapshot) -> Snapshot {
+    s.iter()
+        .filter(|(p, _)| {
+            !(compare::is_under(p, b"boot/efi") && p.as_slice() != b"boot/efi")
+                && !compare::is_under(p, b"var/log")
+        })
+        .map(|(p, n)| (p.clone(), n.clone()))
+        .collect()
+}
+
+fn fill_root(r: &Path) {
+    for d in [
+        "etc",
+        "usr/bin",
+        "var/log",
+        "var/lib/data",
+        "boot/efi",
+        "home/u",
+    ] {
+        std::fs::create_dir_all(r.join(d)).unwrap();
+    }
+    std::fs::write(
+        r.join("etc/fstab"),
+        format!(
+            "UUID={ROOT_UUID} / ext4 errors=remount-ro 0 1\n\
+             UUID={}-{} /boot/efi vfat umask=0077 0 1\n",
+            &ESP_ID[..4],
+            &ESP_ID[4..]
+        ),
+    )
+    .unwrap();
+    std::fs::write(r.join("etc/hostname"), "restored\n").unwrap();
+    let su = r.join("usr/bin/su");
+    std::fs::write(&su, pattern(40_000, 1)).unwrap();
+    std::fs::set_permissions(&su, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let ping = r.join("usr/bin/ping");
+    std::fs::write(&ping, pattern(10_000, 2)).unwrap();
+    // security.capability v2: cap_net_raw effective+permitted.
+    let mut cap = vec![0u8; 20];
+    cap[0..4].copy_from_slice(&0x0200_0001u32.to_le_bytes());
+    cap[4..8].copy_from_slice(&(1u32 << 13).to_le_bytes());
+    xattr::set(&ping, "security.capability", &cap).unwrap();
+    let data = r.join("var/lib/data/blob");
+    std::fs::write(&data, pattern(3 * MIB as usize, 3)).unwrap();
+    xattr::set(&data, "user.origin", b"restore test").unwrap();
+    xattr::set(&data, "trusted.marker", b"t").unwrap();
+    std::fs::hard_link(&data, r.join("var/lib/data/blob.link")).unwrap();
+    std::os::unix::fs::symlink("../lib/data/blob", r.join("usr/bin/blob")).unwrap();
+    std::fs::write(r.join("var/log/old.log"), "old\n").unwrap();
+    std::fs::write(r.join("home/u/notes"), "hello").unwrap();
+    run(
+        "chown",
+        &["-R", "1000:1000", r.join("home/u").to_str().unwrap()],
+    );
+    run("mkfifo", &[r.join("var/lib/data/fifo").to_str().unwrap()]);
+}
+
+fn blkid(dev: &str, tag: &str) -> String {
+    run("blkid", &["-p", "-s", tag, "-o", "value", dev])
+        .trim()
+        .to_string()
+}
+
+fn reader() -> PayloadReader {
+    PayloadReader::open(&source().image).unwrap()
+}
+
+fn opts() -> RestoreOptions {
+    RestoreOptions {
+        threads: 2,
+        ..RestoreOptions::default()
+    }
+}
+
+/// Whether the built binary has the `restore` subcommand yet (the CLI is wired separately).
+fn cli_has_restore() -> bool {
+    Command::new(env!("CARGO_BIN_EXE_osimage"))
+        .args(["restore", "--help"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn restore_recreates_table_identities_boot_areas_and_files() {
+    if !can_run() {
+        return;
+    }
+    let s = source();
+    let dir = common::scratch();
+    let target = dir.path().join("target.img");
+    sparse(&target, 512 * MIB);
+    let r = reader();
+    let (plan, report) = restore::restore_to_disk(&r, &target, &opts(), &NoProgress)
+        .unwrap_or_else(|e| panic!("restore: {e}"));
+    eprintln!("{plan}{}", report.summary());
+
+    // The table: same type, disk GUID, partition numbers, types, GUIDs, names and starts; the
+    // last (root) partition fills the larger disk.
+    let t: serde_json::Value =
+        serde_json::from_str(&run("sfdisk", &["-J", target.to_str().unwrap()])).unwrap();
+    let (a, b) = (&s.table["partitiontable"], &t["partitiontable"]);
+    assert_eq!(b["label"], "gpt");
+    assert_eq!(a["id"], b["id"]);
+    let (pa, pb) = (
+        a["partitions"].as_array().unwrap(),
+        b["partitions"].as_array().unwrap(),
+    );
+    assert_eq!(pa.len(), pb.len());
+    for (x, y) in pa.iter().zip(pb) {
+        for k in ["start", "type", "uuid", "name"] {
+            assert_eq!(x[k], y[k], "{k} of {x} vs {y}");
+        }
+        // The partition number: the node's trailing digits (`…/source.img3`).
+        let num = |v: &serde_json::Value| {
+            let node = v["node"].as_str().unwrap();
+            let digits = node.len() - node.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+            node[node.len() - digits..].to_string()
+        };
+        assert_eq!(num(x), num(y));
+    }
+    assert_eq!(pa[0]["size"], pb[0]["size"]);
+    assert_eq!(pa[1]["size"], pb[1]["size"]);
+    let (sa, sb) = (
+        pa[2]["size"].as_u64().unwrap(),
+        pb[2]["size"].as_u64().unwrap(),
+    );
+    assert!(
+        sb > sa + 200 * MIB / 512,
+        "root grew from {sa} to {sb} sectors"
+    );
+    assert_eq!(b["lastlba"].as_u64().unwrap(), 512 * MIB / 512 - 34);
+
+    // Boot areas verbatim.
+    let f = std::fs::File::open(&target).unwrap();
+    let mut code = vec![0u8; 440];
+    f.read_exact_at(&mut code, 0).unwrap();
+    assert_eq!(code, s.boot_code, "MBR boot code");
+    let mut core = vec![0u8; MIB as usize];
+    f.read_exact_at(&mut core, 2048 * 512).unwrap();
+    assert!(core == s.core_img, "BIOS boot partition bytes differ");
+
+    // Identities and files.
+    let lo = Loop::attach(&target);
+    let (esp, root) = (lo.part(2), lo.part(3));
+    assert_eq!(blkid(&root, "UUID"), ROOT_UUID);
+    assert_eq!(blkid(&root, "LABEL"), ROOT_LABEL);
+    assert_eq!(blkid(&root, "TYPE"), "ext4");
+    assert_eq!(blkid(&esp, "UUID"), "5E57-ABCD");
+    assert_eq!(blkid(&esp, "LABEL"), "ESP");
+    let mnt = dir.path().join("restored");
+    let m = Mounted::new(&root, &mnt);
+    let got = compare::snapshot(&mnt).unwrap();
+    let diffs = compare::compare(&s.root, &comparable(&got), Options::default());
+    compare::assert_no_differences(&diffs, "restored root vs source");
+    let log = std::fs::read_to_string(mnt.join("var/log/osimage-restore.log")).unwrap();
+    assert!(log.contains("phase 6/9"), "{log}");
+    assert!(log.contains("restored"), "{log}");
+    assert!(
+        common::is_empty_dir(&mnt.join("boot/efi")),
+        "the ESP's files belong on the ESP, not under the root's mount point"
+    );
+    drop(m);
+
+    // The ESP's files, read back with mtools.
+    let out = dir.path().join("esp-out");
+    std::fs::create_dir(&out).unwrap();
+    run(
+        "mcopy",
+        &["-i", &esp, "-s", "-n", "::/EFI", out.to_str().unwrap()],
+    );
+    for (p, bytes) in &s.esp {
+        let got = std::fs::read(out.join(p)).unwrap_or_else(|e| panic!("ESP {p}: {e}"));
+        assert_eq!(&got, bytes, "ESP file {p}");
+    }
+    drop(lo);
+}
+
+#[test]
+fn dry_run_writes_nothing() {
+    if !can_run() {
+        return;
+    }
+    let s = source();
+    let dir = common::scratch();
+    let target = dir.path().join("dry.img");
+    sparse(&target, 512 * MIB);
+    let before = hash(&target);
+    if cli_has_restore() {
+        let run = common::osimage([
+            "restore".as_ref(),
+            s.image.as_os_str(),
+            "--target".as_ref(),
+            target.as_os_str(),
+            "--dry-run".as_ref(),
+        ])
+        .ok();
+        let out = run.stdout_str();
+        assert!(
+            out.contains("Restore plan") && out.contains("grows"),
+            "{out}"
+        );
+    } else {
+        eprintln!("note: `osimage restore` not wired into the CLI yet; checking the library");
+        let plan = restore::plan_for(&reader(), &target).unwrap();
+        restore::check_target(&target, &opts()).unwrap();
+        assert!(plan.to_string().contains("grows"));
+    }
+    assert_eq!(hash(&target), before, "a dry run changed the target");
+}
+
+#[test]
+fn target_holding_data_is_refused_unattended_and_unchanged() {
+    if !can_run() {
+        return;
+    }
+    let s = source();
+    let dir = common::scratch();
+    let target = dir.path().join("used.img");
+    sparse(&target, 512 * MIB);
+    run_stdin(
+        "sfdisk",
+        &[
+            "--no-reread",
+            "--no-tell-kernel",
+            "-q",
+            target.to_str().unwrap(),
+        ],
+        "label: dos\nstart=2048, type=83\n",
+    );
+    let before = hash(&target);
+    let err = restore::restore_to_disk(&reader(), &target, &opts(), &NoProgress).unwrap_err();
+    assert!(matches!(err, RestoreError::NotEmpty { .. }), "{err}");
+    assert!(err.to_string().contains("--force"), "{err}");
+    assert_eq!(
+        hash(&target),
+        before,
+        "a refused restore changed the target"
+    );
+    if cli_has_restore() {
+        let run = common::osimage([
+            "restore".as_ref(),
+            s.image.as_os_str(),
+            "--target".as_ref(),
+            target.as_os_str(),
+        ]);
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        assert!(run.stderr.contains("holds data"), "{}", run.stderr);
+        assert_eq!(hash(&target), before);
+    }
+}
+
+#[test]
+fn too_small_target_is_refused_with_numbers() {
+    if !can_run() {
+        return;
+    }
+    let dir = common::scratch();
+    let target = dir.path().join("small.img");
+    sparse(&target, 40 * MIB);
+    let before = hash(&target);
+    let err = restore::restore_to_disk(&reader(), &target, &opts(), &NoProgress).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, RestoreError::Plan(_)), "{msg}");
+    assert!(msg.contains("too small") && msg.contains("bytes"), "{msg}");
+    assert!(msg.contains("partition 3"), "{msg}");
+    assert_eq!(hash(&target), before);
+}
+
+#[test]
+fn plain_directory_image_needs_to_dir() {
+    if !can_run() {
+        return;
+    }
+    let dir = common::scratch();
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::write(tree.join("etc/motd"), "hi").unwrap();
+    let image = dir.path().join("plain.oimg");
+    common::capture(&tree, &image, &[]);
+    let target = dir.path().join("t.img");
+    sparse(&target, 64 * MIB);
+    let r = PayloadReader::open(&image).unwrap();
+    let err = restore::restore_to_disk(&r, &target, &opts(), &NoProgress).unwrap_err();
+    assert!(err.to_string().contains("--to DIR"), "{err}");
+    let out = dir.path().join("files");
+    restore::restore_to_dir(&r, &out, 2, &NoProgress).unwrap();
+    assert_eq!(std::fs::read(out.join("etc/motd")).unwrap(), b"hi");
+    let _ = &source().dir;
+}
