@@ -140,11 +140,13 @@ pub fn build_grub_boot(
 /// The config built into both images: find this very ISO (CD, or whole disk when dd'd) by
 /// its id file, then hand over to the real config on it.
 fn early_config(search_file: &str) -> String {
+    // runs in GRUB's rescue parser (no `if`): a failed search makes configfile fail, and the
+    // echo says why before GRUB falls back to its shell
     format!(
         "search --no-floppy --set=root --file {search_file}\n\
-         if [ -z \"$root\" ]; then echo \"osimage: boot medium with {search_file} not found\"; sleep 30; fi\n\
          set prefix=($root)/boot/grub\n\
-         configfile ($root)/boot/grub/grub.cfg\n"
+         configfile ($root)/boot/grub/grub.cfg\n\
+         echo \"osimage: no boot medium with {search_file} found\"\n"
     )
 }
 
