@@ -197,6 +197,14 @@ fn bootable_image_has_both_el_torito_entries_and_a_hybrid_gpt() {
     let p = run_text(Command::new("sgdisk").arg("-p").arg(&iso));
     assert!(p.contains("EF00  EFI system partition"), "{p}");
 
+    // 7-Zip must still see the ISO (not the GPT) in the hybrid image
+    need("7z", "p7zip-full");
+    let z = run_text(Command::new("7z").arg("l").arg(&iso));
+    assert!(
+        z.contains("Type = Iso") && z.contains("boot/grub/grub.cfg"),
+        "{z}"
+    );
+
     // the ESP is a FAT file system with the removable-media boot path
     let efi_img = dir.path().join("efi.img");
     std::fs::write(&efi_img, read_extent(&iso, esp)).expect("write");
