@@ -75,9 +75,15 @@ pub enum Command {
 pub struct CaptureArgs {
     /// The root of the tree to capture, e.g. `/` or a mounted offline system.
     pub root: PathBuf,
-    /// The image to write: NAME.oimg (a payload image).
+    /// The image to write: NAME.iso for a bootable ISO that restores the system (payload +
+    /// rescue environment + GRUB for BIOS and UEFI, hybrid so it can be dd'd to a USB stick);
+    /// any other name (e.g. NAME.oimg) for the payload alone.
     #[arg(short, long, value_name = "OUTPUT")]
     pub output: PathBuf,
+    /// Kernel for the rescue environment (ISO output): a path, or a version found in
+    /// ROOT/boot. Default: the newest kernel in ROOT/boot whose modules are installed.
+    #[arg(long, value_name = "KERNEL")]
+    pub kernel: Option<PathBuf>,
     /// Stay on ROOT's own filesystem; do not descend into other mounts.
     #[arg(short = 'x', long)]
     pub one_file_system: bool,

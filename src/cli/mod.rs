@@ -92,6 +92,7 @@ fn run_capture(a: CaptureArgs, p: &TermProgress) -> Result<i32, Failure> {
         threads: threads(a.threads),
         force: a.force,
         verify: a.verify,
+        kernel: a.kernel,
     };
     if let Ok(plan) = crate::scan::plan_filesystems(&opts.root, &opts.scan) {
         for fs in plan {
@@ -109,6 +110,9 @@ fn run_capture(a: CaptureArgs, p: &TermProgress) -> Result<i32, Failure> {
     }
     for s in &r.skipped {
         eprintln!("osimage: skipped {}: {}", s.path.display(), s.reason);
+    }
+    if let Some(line) = &r.rescue {
+        p.say(line);
     }
     let st = &r.stats;
     p.say(&format!(

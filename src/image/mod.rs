@@ -2,6 +2,7 @@
 //! (docs/FORMAT.md §6). Both give the reader the same thing: the manifest frame's bytes and,
 //! for each pack, a file and the byte range it occupies there.
 
+pub mod dir;
 pub mod iso;
 pub mod oimg;
 

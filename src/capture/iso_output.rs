@@ -1,0 +1,167 @@
+//! ISO output: the payload folder, the rescue environment (kernel + initramfs), GRUB for BIOS
+//! and UEFI, the image-id marker and a README.TXT, assembled into one hybrid ISO (docs/ISO.md).
+
+use std::path::{Path, PathBuf};
+
+use super::CaptureError;
+use crate::image::iso::{MANIFEST_NAME, PAYLOAD_DIR, pack_path};
+use crate::iso::{GrubBoot, IsoFile, IsoSource, IsoSpec, build_grub_boot, write_iso};
+use crate::layout::DiskLayout;
+use crate::payload::manifest::Manifest;
+use crate::progress::Progress;
+use crate::rescue::{MenuParams, RescueSpec, build_rescue, grub_cfg, id_marker_path, image_id_hex};
+
+/// The boot side of the ISO, built before the payload.
+#[derive(Clone, Debug)]
+pub struct BootFiles {
+    kernel: PathBuf,
+    initrd: PathBuf,
+    menu: MenuParams,
+    grub: GrubBoot,
+    id_hex: String,
+    /// One line for the capture report.
+    pub summary: String,
+}
+
+/// A volume label from the image id: `OSIMAGE_` and 8 hex digits (ECMA-119 d-characters).
+pub fn volume_label(id: &[u8; 16]) -> String {
+    format!("OSIMAGE_{}", image_id_hex(id)[..8].to_uppercase())
+}
+
+/// Builds the rescue environment from `root`'s kernel and tools, and GRUB's boot images.
+pub fn prepare_boot(
+    root: &Path,
+    kernel: Option<&Path>,
+    layout: &DiskLayout,
+    image_id: [u8; 16],
+    work: &Path,
+    progress: &dyn Progress,
+) -> Result<BootFiles, CaptureError> {
+    progress.note("building the rescue environment");
+    let mut spec = RescueSpec::new(root, image_id);
+    spec.kernel = kernel.map(Path::to_path_buf);
+    spec.filesystems = layout
+        .filesystems
+        .iter()
+        .map(|f| f.fstype.clone())
+        .chain(layout.swaps.iter().map(|_| "swap".to_string()))
+        .collect();
+    spec.filesystems.sort();
+    spec.filesystems.dedup();
+    let rescue = build_rescue(&spec, &work.join("rescue"))?;
+    for n in &rescue.notes {
+        progress.note(n);
+    }
+    let id_hex = image_id_hex(&image_id);
+    let menu = MenuParams {
+        title: super::hostname_of(root),
+        ..MenuParams::default()
+    };
+    let cfg = grub_cfg(&id_hex, &menu);
+    // GRUB from the captured system when it has both platforms' files, else the host's.
+    let grub = match build_grub_boot(root, &cfg, &work.join("grub")) {
+        Ok(g) => g,
+        Err(_) => build_grub_boot(Path::new("/"), &cfg, &work.join("grub-host"))?,
+    };
+    let summary = format!(
+        "rescue environment: kernel {}, {} modules, {} tools, {:.1} MiB",
+        rescue.kernel_version,
+        rescue.modules,
+        rescue.tools,
+        rescue.size_bytes as f64 / (1024.0 * 1024.0)
+    );
+    Ok(BootFiles {
+        kernel: rescue.kernel,
+        initrd: rescue.initrd,
+        menu,
+        grub,
+        id_hex,
+        summary,
+    })
+}
+
+/// Writes the ISO to `out`: payload files first in the layout, then the boot files.
+pub fn write(
+    out: &Path,
+    label: &str,
+    root: &Path,
+    m: &Manifest,
+    manifest: &Path,
+    packs: &[PathBuf],
+    boot: &BootFiles,
+) -> Result<(), CaptureError> {
+    let mtime = m.image.created.sec;
+    let file = |path: String, source: IsoSource| IsoFile {
+        path,
+        source,
+        mode: 0o444,
+        mtime,
+    };
+    let mut files = vec![
+        file(id_marker_path(&boot.id_hex), IsoSource::Bytes(Vec::new())),
+        file(
+            "README.TXT".into(),
+            IsoSource::Bytes(readme(m, root).into_bytes()),
+        ),
+        file(
+            boot.menu.kernel_path.trim_start_matches('/').to_string(),
+            IsoSource::Path(boot.kernel.clone()),
+        ),
+        file(
+            boot.menu.initrd_path.trim_start_matches('/').to_string(),
+            IsoSource::Path(boot.initrd.clone()),
+        ),
+    ];
+    files.extend(boot.grub.files.iter().cloned());
+    files.push(file(
+        format!("{PAYLOAD_DIR}/{MANIFEST_NAME}"),
+        IsoSource::Path(manifest.to_path_buf()),
+    ));
+    for (i, p) in packs.iter().enumerate() {
+        files.push(file(pack_path(i), IsoSource::Path(p.clone())));
+    }
+    let spec = IsoSpec {
+        volume_id: label.to_string(),
+        files,
+        boot: Some(boot.grub.boot.clone()),
+        hybrid: true,
+    };
+    write_iso(&spec, out)?;
+    Ok(())
+}
+
+/// The plain-text note for someone who opens the ISO in a file manager.
+fn readme(m: &Manifest, root: &Path) -> String {
+    let created = chrono::DateTime::from_timestamp(m.image.created.sec, 0)
+        .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default();
+    format!(
+        "osimage system image\r\n\
+         ====================\r\n\
+         \r\n\
+         This disc holds a complete image of the system {host} ({os}), captured from\r\n\
+         {root} on {created} by osimage {ver}, and a rescue environment that restores it.\r\n\
+         \r\n\
+         To restore: boot a machine from this disc (or from a USB stick it was written to\r\n\
+         with dd). The default menu entry restores, after a short countdown, onto the only\r\n\
+         empty disk that is large enough, then powers off; with no such disk, or several,\r\n\
+         it asks which disk to use and what to destroy. Kernel parameters for automation:\r\n\
+         osimage.auto=1 osimage.target=/dev/sdX osimage.force=1 osimage.poweroff=1|reboot\r\n\
+         \r\n\
+         From any Linux: osimage list|info|verify|extract THIS.iso, or\r\n\
+         osimage restore THIS.iso --target /dev/sdX\r\n\
+         \r\n\
+         Contents: osimage/ holds the payload (manifest.osm and packs/, format described in\r\n\
+         the project's docs/FORMAT.md); osimage/rescue/ the rescue kernel and initramfs;\r\n\
+         boot/grub/ the boot loader. The image holds every file of the captured system,\r\n\
+         secrets included: keep it as safe as the machine itself.\r\n",
+        host = m.image.hostname,
+        os = if m.image.os_release.is_empty() {
+            "Linux"
+        } else {
+            &m.image.os_release
+        },
+        root = root.display(),
+        ver = m.image.tool_version,
+    )
+}

@@ -1,0 +1,358 @@
+//! `capture`: scan → payload → container, written to a temporary name and renamed into place
+//! only when complete and synced (issue #2 "Bad input", issue #7 "Faults").
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+mod iso_output;
+
+use crate::image::dir::DirWriter;
+use crate::image::oimg::OimgWriter;
+use crate::payload::PayloadError;
+use crate::payload::chunker::PARAMS;
+use crate::payload::manifest::{CaptureStats, EntryKind, ImageInfo, Manifest, Timestamp};
+use crate::payload::reader::PayloadReader;
+use crate::payload::verify::verify;
+use crate::payload::writer::{PayloadParams, PayloadTables, write_payload};
+use crate::progress::Progress;
+use crate::scan::{self, ScanOptions, ScannedEntry, Skipped};
+
+/// What to capture and how.
+#[derive(Clone, Debug)]
+pub struct CaptureOptions {
+    pub root: PathBuf,
+    pub output: PathBuf,
+    pub scan: ScanOptions,
+    /// zstd level (1–19; default 3).
+    pub level: i32,
+    pub threads: usize,
+    /// Replace an existing output file.
+    pub force: bool,
+    /// Read the finished image back and check every chunk before renaming it into place.
+    pub verify: bool,
+    /// The rescue kernel (`--kernel`): a path or a version in ROOT/boot; default the newest.
+    pub kernel: Option<PathBuf>,
+}
+
+/// What a capture did.
+#[derive(Debug)]
+pub struct CaptureReport {
+    pub output: PathBuf,
+    pub size: u64,
+    pub stats: CaptureStats,
+    pub skipped: Vec<Skipped>,
+    pub warnings: Vec<String>,
+    /// What went into the rescue environment (ISO output only).
+    pub rescue: Option<String>,
+}
+
+/// Everything that can stop a capture.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Scan(#[from] scan::ScanError),
+    #[error("{0}")]
+    Payload(#[from] PayloadError),
+    #[error("{0}")]
+    Rescue(#[from] crate::rescue::RescueError),
+    #[error("{0}")]
+    Iso(#[from] crate::iso::IsoError),
+}
+
+/// Captures `opts.root` into `opts.output`.
+pub fn capture(
+    opts: &CaptureOptions,
+    progress: &dyn Progress,
+) -> Result<CaptureReport, CaptureError> {
+    let started = Instant::now();
+    let root = std::fs::canonicalize(&opts.root)
+        .map_err(|e| CaptureError::Usage(format!("capture root {}: {e}", opts.root.display())))?;
+    if !root.is_dir() {
+        return Err(CaptureError::Usage(format!(
+            "capture root {} is not a directory",
+            root.display()
+        )));
+    }
+    let output = absolute(&opts.output)?;
+    let iso = output.extension().is_some_and(|e| e == "iso");
+    if output.symlink_metadata().is_ok() && !opts.force {
+        return Err(CaptureError::Usage(format!(
+            "{} already exists (use --force to replace it)",
+            output.display()
+        )));
+    }
+    let dir = output.parent().unwrap_or(Path::new("/"));
+    // Everything is written under temporary names beside the output (mode 0600), renamed
+    // into place last: an interrupted capture leaves nothing that looks like an image.
+    let tmp = tempfile::Builder::new()
+        .prefix(".osimage-partial-")
+        .tempfile_in(dir)
+        .map_err(|e| PayloadError::io("cannot create a temporary file in", dir, e))?;
+    let work = if iso {
+        Some(
+            tempfile::Builder::new()
+                .prefix(".osimage-work-")
+                .tempdir_in(dir)
+                .map_err(|e| PayloadError::io("cannot create a work folder in", dir, e))?,
+        )
+    } else {
+        None
+    };
+
+    let layout = record_layout(&root, progress);
+    let image_id = random_id();
+    // The boot files first (when making an ISO): a missing kernel or tool fails in seconds,
+    // not after the whole payload was written.
+    let boot = match &work {
+        Some(w) => Some(iso_output::prepare_boot(
+            &root,
+            opts.kernel.as_deref(),
+            &layout,
+            image_id,
+            w.path(),
+            progress,
+        )?),
+        None => None,
+    };
+
+    let mut scan_opts = opts.scan.clone();
+    scan_opts.skip_paths.push(output.clone());
+    scan_opts.skip_paths.push(tmp.path().to_path_buf());
+    if let Some(w) = &work {
+        scan_opts.skip_paths.push(w.path().to_path_buf());
+    }
+    progress.note(&format!("scanning {}", root.display()));
+    let scanned = scan::scan(&root, &scan_opts)?;
+    let mut entries = scanned.entries;
+    let params = PayloadParams {
+        level: opts.level,
+        threads: opts.threads.max(1),
+        keep_going: opts.scan.keep_going,
+        image_id,
+    };
+    let (tables, finish): (
+        PayloadTables,
+        Box<dyn FnOnce(&Manifest) -> Result<(), CaptureError>>,
+    ) = match &work {
+        None => {
+            let file = tmp
+                .as_file()
+                .try_clone()
+                .map_err(|e| PayloadError::io("cannot write", tmp.path(), e))?;
+            let mut sink = OimgWriter::new(file, tmp.path(), image_id)?;
+            let tables = write_payload(&mut entries, &mut sink, &params, progress)?;
+            (
+                tables,
+                Box::new(move |m: &Manifest| {
+                    sink.finish(m)?;
+                    Ok(())
+                }),
+            )
+        }
+        Some(w) => {
+            let payload_dir = w.path().join("payload");
+            let mut sink = DirWriter::new(&payload_dir)?;
+            let tables = write_payload(&mut entries, &mut sink, &params, progress)?;
+            let boot = boot.clone();
+            let tmp_path = tmp.path().to_path_buf();
+            let root = root.clone();
+            let label = iso_output::volume_label(&image_id);
+            (
+                tables,
+                Box::new(move |m: &Manifest| {
+                    let (manifest, packs) = sink.finish(m)?;
+                    let boot = boot.ok_or_else(|| {
+                        CaptureError::Usage("internal: ISO without boot files".into())
+                    })?;
+                    iso_output::write(&tmp_path, &label, &root, m, &manifest, &packs, &boot)
+                }),
+            )
+        }
+    };
+
+    let mut skipped = scanned.skipped;
+    skipped.extend(tables.skipped.iter().cloned());
+    let mut stats = count(&entries, &tables);
+    stats.skipped = skipped.len() as u64;
+    let warnings = tables.warnings.clone();
+    let mut manifest = Manifest {
+        image: image_info(&root, image_id, opts.level),
+        packs: tables.packs,
+        blocks: tables.blocks,
+        chunks: tables.chunks,
+        entries: entries.into_iter().map(|e| e.entry).collect(),
+        users: scanned.users,
+        groups: scanned.groups,
+        filesystems: scanned.filesystems,
+        stats,
+        extensions: vec![crate::layout::to_extension(&layout)],
+    };
+    manifest.stats.duration_ms = started.elapsed().as_millis() as u64;
+    finish(&manifest)?;
+    let file = tmp
+        .as_file()
+        .try_clone()
+        .map_err(|e| PayloadError::io("cannot open", tmp.path(), e))?;
+    file.sync_all()
+        .map_err(|e| PayloadError::io("cannot sync", tmp.path(), e))?;
+
+    if opts.verify {
+        let r = PayloadReader::open(tmp.path())?;
+        let report = verify(&r, opts.threads, progress)?;
+        if !report.ok() {
+            return Err(PayloadError::Image {
+                path: output.clone(),
+                msg: format!(
+                    "the image failed its own verification: {}",
+                    report.problems.join("; ")
+                ),
+            }
+            .into());
+        }
+    }
+    let size = file
+        .metadata()
+        .map_err(|e| PayloadError::io("cannot stat", tmp.path(), e))?
+        .len();
+    tmp.persist(&output)
+        .map_err(|e| PayloadError::io("cannot rename into place", &output, e.error))?;
+    sync_dir(dir);
+    Ok(CaptureReport {
+        output,
+        size,
+        stats: manifest.stats,
+        skipped,
+        warnings,
+        rescue: boot.map(|b| b.summary),
+    })
+}
+
+/// The disk layout, recorded before the scan: a system that cannot be restored to bare metal
+/// is said so up front.
+fn record_layout(root: &Path, progress: &dyn Progress) -> crate::layout::DiskLayout {
+    let layout = match crate::layout::capture_layout(root) {
+        Ok(l) => l,
+        Err(e) => {
+            progress.note(&format!("warning: disk layout not recorded: {e}"));
+            crate::layout::DiskLayout {
+                none: Some(format!("reading the layout failed: {e}")),
+                ..Default::default()
+            }
+        }
+    };
+    if let Some(why) = &layout.none {
+        progress.note(&format!(
+            "no disk layout recorded ({why}): the image restores files, not disks"
+        ));
+    }
+    for why in &layout.unsupported {
+        progress.note(&format!(
+            "warning: this system is not restorable to bare metal yet: {why}"
+        ));
+    }
+    layout
+}
+
+fn absolute(p: &Path) -> Result<PathBuf, CaptureError> {
+    std::path::absolute(p).map_err(|e| CaptureError::Usage(format!("output {}: {e}", p.display())))
+}
+
+/// fsync a directory so a rename in it survives a crash (best effort).
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// 16 random bytes from the kernel.
+fn random_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    let mut filled = 0;
+    while filled < id.len() {
+        match rustix::rand::getrandom(&mut id[filled..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => filled += n,
+            Err(_) => break,
+        }
+    }
+    if filled < id.len() {
+        // No getrandom: derive from time and pid (ids need uniqueness, not secrecy).
+        let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+        id.copy_from_slice(&blake3::hash(seed.as_bytes()).as_bytes()[..16]);
+    }
+    id
+}
+
+/// Who, when and what, for `info`.
+fn image_info(root: &Path, id: [u8; 16], level: i32) -> ImageInfo {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    use std::os::unix::ffi::OsStrExt;
+    ImageInfo {
+        id,
+        created: Timestamp {
+            sec: now.as_secs() as i64,
+            nsec: now.subsec_nanos(),
+        },
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        hostname: hostname_of(root),
+        os_release: os_release(root),
+        kernel: sysinfo::System::kernel_version().unwrap_or_default(),
+        arch: std::env::consts::ARCH.to_string(),
+        source_root: root.as_os_str().as_bytes().to_vec(),
+        zstd_level: level,
+        chunking: PARAMS,
+    }
+}
+
+/// The captured system's host name: ROOT/etc/hostname, else the running host's.
+pub(crate) fn hostname_of(root: &Path) -> String {
+    std::fs::read_to_string(root.join("etc/hostname"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| sysinfo::System::host_name().ok())
+        .unwrap_or_else(|| "system".into())
+}
+
+/// PRETTY_NAME from the captured root's os-release.
+fn os_release(root: &Path) -> String {
+    for p in ["etc/os-release", "usr/lib/os-release"] {
+        if let Ok(text) = std::fs::read_to_string(root.join(p)) {
+            for line in text.lines() {
+                if let Some(v) = line.strip_prefix("PRETTY_NAME=") {
+                    return v.trim_matches('"').to_string();
+                }
+            }
+        }
+    }
+    String::new()
+}
+
+/// The counters `info` shows.
+fn count(entries: &[ScannedEntry], t: &PayloadTables) -> CaptureStats {
+    let mut s = CaptureStats {
+        entries: entries.len() as u64,
+        unique_chunks: t.chunks.len() as u64,
+        unique_bytes: t.chunks.iter().map(|c| c.len as u64).sum(),
+        stored_bytes: t.blocks.iter().map(|b| b.stored_len as u64).sum(),
+        data_bytes: t.data_bytes,
+        ..Default::default()
+    };
+    for e in entries {
+        match &e.entry.kind {
+            EntryKind::Directory => s.directories += 1,
+            EntryKind::File { size, runs } => {
+                s.files += 1;
+                s.file_bytes += size;
+                s.chunk_refs += runs.iter().map(|r| r.chunks.len() as u64).sum::<u64>();
+            }
+            EntryKind::Symlink { .. } => s.symlinks += 1,
+            EntryKind::HardLink { .. } => s.hardlinks += 1,
+            _ => s.specials += 1,
+        }
+    }
+    s
+}

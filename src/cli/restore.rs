@@ -1,0 +1,134 @@
+//! `osimage restore`: the restore agent from any Linux (issue #5). Parsing and printing only;
+//! the work is `crate::restore`.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::payload::reader::PayloadReader;
+use crate::progress::Progress;
+use crate::restore::{self, RestoreError, RestoreOptions};
+
+/// Restore an image onto a disk (or disk image file), or its files into a directory.
+///
+/// With --target, the disk is partitioned as recorded (same table type, partition numbers,
+/// types, GUIDs and starts; the last partition grows or shrinks to fit the disk), each
+/// filesystem is made with its original UUID, label and features, the files are unpacked with
+/// all their metadata, and the boot loader is written back verbatim. A regular file as TARGET
+/// is used through a loop device. A TARGET that holds data is refused unless --force is given
+/// (or, on a terminal, its name is typed to confirm). --dry-run prints the plan and writes
+/// nothing.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("dest").required(true).args(["target", "to"])))]
+pub struct RestoreArgs {
+    /// The image (.oimg or the ISO).
+    pub image: PathBuf,
+    /// The whole disk (e.g. /dev/sdb) or disk image file to restore onto.
+    #[arg(long, value_name = "DISK")]
+    pub target: Option<PathBuf>,
+    /// Restore only the files, into DIR (created if missing; must be empty).
+    #[arg(long, value_name = "DIR")]
+    pub to: Option<PathBuf>,
+    /// Print the plan and exit without writing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the plan (and the report) as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Restore over a disk that holds data (destroys it).
+    #[arg(long)]
+    pub force: bool,
+    /// Add a UEFI boot entry for the restored disk to THIS machine's firmware (NVRAM).
+    #[arg(long)]
+    pub nvram: bool,
+    /// Threads writing file data (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+type Failure = Box<dyn std::error::Error>;
+
+fn threads(n: Option<usize>) -> usize {
+    n.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1)
+}
+
+/// Runs `osimage restore`.
+pub fn run(args: RestoreArgs, progress: &dyn Progress) -> Result<i32, Failure> {
+    let reader = PayloadReader::open(&args.image)?;
+    if let Some(dir) = &args.to {
+        if args.dry_run {
+            println!(
+                "would restore {} entries into {}",
+                reader.manifest().entries.len(),
+                dir.display()
+            );
+            return Ok(0);
+        }
+        let r = restore::restore_to_dir(&reader, dir, threads(args.threads), progress)?;
+        println!(
+            "{}: {} entries, {} files, {} written",
+            dir.display(),
+            r.entries,
+            r.files,
+            restore::plan::size(r.bytes_written)
+        );
+        return Ok(if r.warnings > 0 { 1 } else { 0 });
+    }
+    let Some(target) = args.target.clone() else {
+        return Ok(2); // clap requires one of --target / --to
+    };
+    let plan = restore::plan_for(&reader, &target)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+    } else {
+        print!("{plan}");
+    }
+    let mut opts = RestoreOptions {
+        force: args.force,
+        threads: threads(args.threads),
+        nvram: args.nvram,
+        ..RestoreOptions::default()
+    };
+    match restore::check_target(&target, &opts) {
+        Ok(_) => {}
+        Err(RestoreError::NotEmpty { found, .. }) if !args.dry_run && confirm(&target, &found)? => {
+            opts.force = true;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if args.dry_run {
+        println!("dry run: nothing was written");
+        return Ok(0);
+    }
+    let (_, report) = restore::restore_to_disk(&reader, &target, &opts, progress)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.summary());
+    }
+    Ok(0)
+}
+
+/// On a terminal: shows what will be destroyed and asks for the target's name. Never asks
+/// when stdin is not a terminal (unattended: refuse).
+fn confirm(target: &std::path::Path, found: &[String]) -> Result<bool, Failure> {
+    if !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    let mut err = std::io::stderr();
+    writeln!(
+        err,
+        "{} holds data that the restore DESTROYS:",
+        target.display()
+    )?;
+    for f in found {
+        writeln!(err, "  {f}")?;
+    }
+    write!(err, "type {} to restore over it: ", target.display())?;
+    err.flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim() == target.to_string_lossy())
+}

@@ -1,0 +1,73 @@
+//! The payload as a folder: `manifest.osm` and `packs/pack-NNNNNN.osp` (docs/FORMAT.md §6.2).
+//! Written by `capture` before they go into an ISO's `/osimage/` folder.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::payload::PayloadError;
+use crate::payload::frame::encode_manifest;
+use crate::payload::manifest::Manifest;
+use crate::payload::writer::PackSink;
+
+/// The name of pack `i` inside the payload folder.
+pub fn pack_name(i: usize) -> String {
+    format!("packs/pack-{i:06}.osp")
+}
+
+/// Writes packs as separate files into a folder.
+pub struct DirWriter {
+    dir: PathBuf,
+    current: Option<(BufWriter<File>, PathBuf)>,
+    packs: Vec<PathBuf>,
+}
+
+impl DirWriter {
+    /// Starts writing into `dir` (created, with its `packs/` subfolder).
+    pub fn new(dir: &Path) -> Result<Self, PayloadError> {
+        let packs = dir.join("packs");
+        std::fs::create_dir_all(&packs)
+            .map_err(|e| PayloadError::io("cannot create", &packs, e))?;
+        Ok(DirWriter {
+            dir: dir.to_path_buf(),
+            current: None,
+            packs: Vec::new(),
+        })
+    }
+
+    /// Writes the manifest; returns its path and the packs' paths in order.
+    pub fn finish(self, m: &Manifest) -> Result<(PathBuf, Vec<PathBuf>), PayloadError> {
+        let frame = encode_manifest(m)?;
+        let path = self.dir.join(crate::image::iso::MANIFEST_NAME);
+        std::fs::write(&path, frame).map_err(|e| PayloadError::io("cannot write", &path, e))?;
+        Ok((path, self.packs))
+    }
+}
+
+impl PackSink for DirWriter {
+    fn write_all(&mut self, bytes: &[u8]) -> Result<(), PayloadError> {
+        let Some((w, path)) = self.current.as_mut() else {
+            return Err(PayloadError::format(
+                "internal: pack bytes before a pack began",
+            ));
+        };
+        w.write_all(bytes)
+            .map_err(|e| PayloadError::io("cannot write", path, e))
+    }
+
+    fn begin_pack(&mut self, index: u32) -> Result<(), PayloadError> {
+        let path = self.dir.join(pack_name(index as usize));
+        let f = File::create(&path).map_err(|e| PayloadError::io("cannot create", &path, e))?;
+        self.packs.push(path.clone());
+        self.current = Some((BufWriter::with_capacity(4 << 20, f), path));
+        Ok(())
+    }
+
+    fn end_pack(&mut self) -> Result<(), PayloadError> {
+        if let Some((w, path)) = self.current.take() {
+            w.into_inner()
+                .map_err(|e| PayloadError::io("cannot write", &path, e.into_error()))?;
+        }
+        Ok(())
+    }
+}
