@@ -132,10 +132,7 @@ pub fn capture(
         keep_going: opts.scan.keep_going,
         image_id,
     };
-    let (tables, finish): (
-        PayloadTables,
-        Box<dyn FnOnce(&Manifest) -> Result<(), CaptureError>>,
-    ) = match &work {
+    let (tables, finish): (PayloadTables, Finisher) = match &work {
         None => {
             let file = tmp
                 .as_file()
@@ -228,6 +225,9 @@ pub fn capture(
         rescue: boot.map(|b| b.summary),
     })
 }
+
+/// Writes the manifest and whatever surrounds the payload, once the manifest is known.
+type Finisher = Box<dyn FnOnce(&Manifest) -> Result<(), CaptureError>>;
 
 /// The disk layout, recorded before the scan: a system that cannot be restored to bare metal
 /// is said so up front.
