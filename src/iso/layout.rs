@@ -126,10 +126,40 @@ impl Layout {
     }
 
     fn assign(&mut self, spec: &IsoSpec) -> Result<(), IsoError> {
-        let mut next = FIRST_VD_SECTOR + 1;
-        if spec.boot.is_some() {
-            next += 1; // El Torito boot record at 17 (El Torito 2.0)
+        let next = self.assign_metadata(spec.boot.is_some());
+        self.ce_base = Lba(next);
+        let next = next + self.ce.sectors();
+        self.data_start = Lba(next);
+        let mut files: Vec<(usize, NodeId, u64)> = Vec::new();
+        for (id, node) in self.tree.nodes.iter().enumerate() {
+            if let Kind::File { spec_index, size } = node.kind {
+                files.push((spec_index, id, size));
+            }
         }
+        files.sort_unstable();
+        let mut next = u64::from(next);
+        for &(_, id, size) in &files {
+            if size > 0 {
+                self.file_lba[id] = Lba(sector_u32(next)?);
+                next += size.div_ceil(SECTOR as u64);
+            }
+        }
+        self.files = files.iter().map(|f| f.1).collect();
+        if self.hybrid {
+            next += GPT_TAIL_BYTES.div_ceil(SECTOR as u64);
+        }
+        self.total_sectors = sector_u32(next)?;
+        if let Some(b) = &spec.boot {
+            self.resolve_boot(b)?;
+        }
+        Ok(())
+    }
+
+    /// Volume descriptors, path tables, boot catalog and directories; returns the next free
+    /// block.
+    fn assign_metadata(&mut self, booting: bool) -> u32 {
+        // El Torito 2.0: the boot record follows the PVD at 17
+        let mut next = FIRST_VD_SECTOR + 1 + u32::from(booting);
         self.joliet_svd = Lba(next);
         next += 2; // Joliet SVD, terminator
         self.path_table_size = [self.path_table_len(false), self.path_table_len(true)];
@@ -137,7 +167,7 @@ impl Layout {
             *slot = Lba(next);
             next += (self.path_table_size[i / 2] as usize).div_ceil(SECTOR) as u32;
         }
-        if spec.boot.is_some() {
+        if booting {
             self.boot = Some(BootLayout {
                 catalog: Lba(next),
                 bios: None,
@@ -166,32 +196,7 @@ impl Layout {
                 }
             }
         }
-        self.ce_base = Lba(next);
-        next += self.ce.sectors();
-        self.data_start = Lba(next);
-        let mut files: Vec<(usize, NodeId, u64)> = Vec::new();
-        for (id, node) in self.tree.nodes.iter().enumerate() {
-            if let Kind::File { spec_index, size } = node.kind {
-                files.push((spec_index, id, size));
-            }
-        }
-        files.sort_unstable();
-        let mut next = u64::from(next);
-        for &(_, id, size) in &files {
-            if size > 0 {
-                self.file_lba[id] = Lba(sector_u32(next)?);
-                next += size.div_ceil(SECTOR as u64);
-            }
-        }
-        self.files = files.iter().map(|f| f.1).collect();
-        if self.hybrid {
-            next += GPT_TAIL_BYTES.div_ceil(SECTOR as u64);
-        }
-        self.total_sectors = sector_u32(next)?;
-        if let Some(b) = &spec.boot {
-            self.resolve_boot(b)?;
-        }
-        Ok(())
+        next
     }
 
     fn resolve_boot(&mut self, b: &super::BootImages) -> Result<(), IsoError> {

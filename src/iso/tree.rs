@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::joliet::{Uniquifier, iso_name, joliet_name};
 use super::rock_ridge::{self, S_IFDIR, S_IFLNK, S_IFREG};
-use super::{IsoError, IsoSource, IsoSpec, MAX_FILE_SIZE};
+use super::{IsoError, IsoFile, IsoSource, IsoSpec, MAX_FILE_SIZE};
 
 /// Index of a node in [`Tree::nodes`]; the root is 0.
 pub type NodeId = usize;
@@ -100,78 +100,23 @@ impl Tree {
     pub fn build(spec: &IsoSpec) -> Result<Tree, IsoError> {
         check_volume_id(&spec.volume_id)?;
         let root_mtime = spec.files.iter().map(|f| f.mtime).max().unwrap_or(0);
-        let mut t = Tree {
-            nodes: vec![new_dir(String::new(), 0, 0o755, root_mtime)],
+        let mut b = Builder {
+            tree: Tree {
+                nodes: vec![new_dir(String::new(), 0, 0o755, root_mtime)],
+            },
+            index: HashMap::new(),
+            explicit: vec![false],
         };
-        let mut index: HashMap<(NodeId, String), NodeId> = HashMap::new();
-        let mut explicit = vec![false];
         for (i, f) in spec.files.iter().enumerate() {
             let parts = components(&f.path)?;
-            let (leaf, dirs) = parts.split_last().ok_or_else(|| IsoError::BadPath {
-                path: f.path.clone(),
-                why: "empty path",
-            })?;
-            let mut parent = 0;
-            for d in dirs {
-                parent = match index.get(&(parent, d.to_string())) {
-                    Some(&n) if t.nodes[n].is_dir() => n,
-                    Some(_) => {
-                        return Err(IsoError::BadPath {
-                            path: f.path.clone(),
-                            why: "a parent is not a directory",
-                        });
-                    }
-                    None => {
-                        let n = t.push(new_dir(d.to_string(), parent, 0o755, f.mtime));
-                        explicit.push(false);
-                        index.insert((parent, d.to_string()), n);
-                        n
-                    }
-                };
-            }
-            let kind = match &f.source {
-                IsoSource::Dir => None,
-                IsoSource::Symlink(target) => Some(Kind::Symlink(target.clone())),
-                IsoSource::Bytes(b) => Some(file_kind(i, b.len() as u64, &f.path)?),
-                IsoSource::Path(p) => {
-                    let md = std::fs::metadata(p).map_err(|e| IsoError::io("stat", p, e))?;
-                    if !md.is_file() {
-                        return Err(IsoError::BadPath {
-                            path: f.path.clone(),
-                            why: "source is not a regular file",
-                        });
-                    }
-                    Some(file_kind(i, md.len(), &f.path)?)
-                }
+            let Some((leaf, dirs)) = parts.split_last() else {
+                continue; // components() never returns an empty list
             };
-            let key = (parent, leaf.to_string());
-            match (index.get(&key).copied(), kind) {
-                // an explicit directory entry for an implied directory sets its metadata
-                (Some(n), None) if t.nodes[n].is_dir() && !explicit[n] => {
-                    t.nodes[n].mode = f.mode;
-                    t.nodes[n].mtime = f.mtime;
-                    explicit[n] = true;
-                }
-                (Some(_), _) => return Err(IsoError::Duplicate(f.path.clone())),
-                (None, kind) => {
-                    let node = match kind {
-                        None => new_dir(leaf.to_string(), parent, f.mode, f.mtime),
-                        Some(kind) => Node {
-                            name: leaf.to_string(),
-                            parent,
-                            mode: f.mode,
-                            mtime: f.mtime,
-                            kind,
-                            iso_name: Vec::new(),
-                            joliet_name: Vec::new(),
-                        },
-                    };
-                    let n = t.push(node);
-                    explicit.push(true);
-                    index.insert(key, n);
-                }
-            }
+            let parent = b.parents(f, dirs)?;
+            let kind = source_kind(i, f)?;
+            b.add(f, parent, leaf, kind)?;
         }
+        let mut t = b.tree;
         t.name_and_sort();
         Ok(t)
     }
@@ -295,6 +240,90 @@ impl Tree {
     }
 }
 
+/// State while the tree is built: node lookup by (parent, name), and which directories were
+/// given explicitly (an implied directory may still get its own entry, once).
+struct Builder {
+    tree: Tree,
+    index: HashMap<(NodeId, String), NodeId>,
+    explicit: Vec<bool>,
+}
+
+impl Builder {
+    /// Finds or creates (mode 0755, the file's mtime) the parent directories of `f`.
+    fn parents(&mut self, f: &IsoFile, dirs: &[&str]) -> Result<NodeId, IsoError> {
+        let mut parent = 0;
+        for d in dirs {
+            parent = match self.index.get(&(parent, d.to_string())) {
+                Some(&n) if self.tree.nodes[n].is_dir() => n,
+                Some(_) => {
+                    return Err(IsoError::BadPath {
+                        path: f.path.clone(),
+                        why: "a parent is not a directory",
+                    });
+                }
+                None => {
+                    let n = self
+                        .tree
+                        .push(new_dir(d.to_string(), parent, 0o755, f.mtime));
+                    self.explicit.push(false);
+                    self.index.insert((parent, d.to_string()), n);
+                    n
+                }
+            };
+        }
+        Ok(parent)
+    }
+
+    /// Adds the leaf of `f` (`kind` `None` = a directory).
+    fn add(
+        &mut self,
+        f: &IsoFile,
+        parent: NodeId,
+        leaf: &str,
+        kind: Option<Kind>,
+    ) -> Result<(), IsoError> {
+        let key = (parent, leaf.to_string());
+        match (self.index.get(&key).copied(), kind) {
+            // an explicit directory entry for an implied directory sets its metadata
+            (Some(n), None) if self.tree.nodes[n].is_dir() && !self.explicit[n] => {
+                self.tree.nodes[n].mode = f.mode;
+                self.tree.nodes[n].mtime = f.mtime;
+                self.explicit[n] = true;
+            }
+            (Some(_), _) => return Err(IsoError::Duplicate(f.path.clone())),
+            (None, kind) => {
+                let mut node = new_dir(leaf.to_string(), parent, f.mode, f.mtime);
+                if let Some(kind) = kind {
+                    node.kind = kind;
+                }
+                let n = self.tree.push(node);
+                self.explicit.push(true);
+                self.index.insert(key, n);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The node kind of a spec entry (`None` for a directory); stats host files for their size.
+fn source_kind(spec_index: usize, f: &IsoFile) -> Result<Option<Kind>, IsoError> {
+    Ok(match &f.source {
+        IsoSource::Dir => None,
+        IsoSource::Symlink(target) => Some(Kind::Symlink(target.clone())),
+        IsoSource::Bytes(b) => Some(file_kind(spec_index, b.len() as u64, &f.path)?),
+        IsoSource::Path(p) => {
+            let md = std::fs::metadata(p).map_err(|e| IsoError::io("stat", p, e))?;
+            if !md.is_file() {
+                return Err(IsoError::BadPath {
+                    path: f.path.clone(),
+                    why: "source is not a regular file",
+                });
+            }
+            Some(file_kind(spec_index, md.len(), &f.path)?)
+        }
+    })
+}
+
 fn new_dir(name: String, parent: NodeId, mode: u32, mtime: i64) -> Node {
     Node {
         name,
@@ -323,7 +352,6 @@ fn file_kind(spec_index: usize, size: u64, path: &str) -> Result<Kind, IsoError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::iso::IsoFile;
 
     fn file(path: &str, source: IsoSource) -> IsoFile {
         IsoFile {

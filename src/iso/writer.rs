@@ -27,27 +27,7 @@ pub fn write_iso(spec: &IsoSpec, out: &Path) -> Result<IsoSummary, IsoError> {
         pos: 0,
     };
     write_metadata(&layout, spec, &mut w)?;
-    let mut data_bytes = 0;
-    let mut buf = vec![0u8; COPY_BUF];
-    for &n in &layout.files {
-        let size = layout.file_size(n);
-        if size == 0 {
-            continue;
-        }
-        w.seek_to(layout.file_lba[n])?;
-        let Kind::File { spec_index, .. } = layout.tree.nodes[n].kind else {
-            continue;
-        };
-        let boot = layout.boot.as_ref();
-        if boot.is_some_and(|b| b.bios == Some(n)) {
-            let mut img = read_source(&spec.files[spec_index].source, size)?;
-            patch_bios(&layout, n, &mut img, &spec.files[spec_index].path)?;
-            w.write(&img)?;
-        } else {
-            copy_source(&spec.files[spec_index].source, size, &mut w, &mut buf)?;
-        }
-        data_bytes += size;
-    }
+    let data_bytes = write_files(&layout, spec, &mut w)?;
     let total = u64::from(layout.total_sectors) * SECTOR as u64;
     if layout.hybrid {
         let (_, tail) = system_area(&layout, spec);
@@ -65,6 +45,31 @@ pub fn write_iso(spec: &IsoSpec, out: &Path) -> Result<IsoSummary, IsoError> {
         data_bytes,
         entries: layout.tree.nodes.len() - 1,
     })
+}
+
+/// File contents in layout order, each at its extent; the BIOS image patched on the way.
+fn write_files(layout: &Layout, spec: &IsoSpec, w: &mut Out) -> Result<u64, IsoError> {
+    let mut data_bytes = 0;
+    for &n in &layout.files {
+        let size = layout.file_size(n);
+        let Kind::File { spec_index, .. } = layout.tree.nodes[n].kind else {
+            continue;
+        };
+        if size == 0 {
+            continue;
+        }
+        w.seek_to(layout.file_lba[n])?;
+        let f = &spec.files[spec_index];
+        if layout.boot.as_ref().is_some_and(|b| b.bios == Some(n)) {
+            let mut img = read_source(&f.source, size)?;
+            patch_bios(layout, n, &mut img, &f.path)?;
+            w.write(&img)?;
+        } else {
+            copy_source(&f.source, size, w)?;
+        }
+        data_bytes += size;
+    }
+    Ok(data_bytes)
 }
 
 /// Volume dates: `SOURCE_DATE_EPOCH` when set (reproducible builds), else now.
@@ -230,7 +235,7 @@ fn read_source(src: &IsoSource, size: u64) -> Result<Vec<u8>, IsoError> {
     Ok(v)
 }
 
-fn copy_source(src: &IsoSource, size: u64, w: &mut Out, buf: &mut [u8]) -> Result<(), IsoError> {
+fn copy_source(src: &IsoSource, size: u64, w: &mut Out) -> Result<(), IsoError> {
     let p = match src {
         IsoSource::Bytes(b) => return w.write(b),
         IsoSource::Path(p) => p,
@@ -246,7 +251,7 @@ fn copy_source(src: &IsoSource, size: u64, w: &mut Out, buf: &mut [u8]) -> Resul
     // the file must end exactly where its stat said: a grown or shrunk file would shift or
     // corrupt what the directory records say
     let extra = f
-        .read(&mut buf[..1])
+        .read(&mut [0u8; 1])
         .map_err(|e| IsoError::io("reading", p, e))?;
     if left > 0 || extra > 0 {
         return Err(IsoError::Changed {
