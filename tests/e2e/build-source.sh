@@ -1,0 +1,259 @@
+#!/bin/sh
+# The end-to-end test's source system (tests/e2e_restore.rs, DESIGN.md "Testing layers" 3):
+# a minimal Debian on ONE GPT disk that boots by BIOS and by UEFI.
+#
+#   p1  1 MiB   BIOS boot partition (GRUB's core.img, grub-install --target=i386-pc)
+#   p2  64 MiB  ESP, FAT32 (EFI/BOOT/BOOTX64.EFI, grub-install --removable --no-nvram)
+#   p3  rest    root, ext4, fixed UUID and label; fstab mounts / and /boot/efi by UUID
+#
+# On boot a one-shot unit prints `OSIMAGE-E2E-BOOTED firmware=BIOS|UEFI ...` on ttyS0 once
+# multi-user is reached, then powers off.
+#
+# Usage: build-source.sh CACHE_DIR   -> prints the directory holding the result:
+#   disk.img    the 2 GiB sparse disk
+#   esp/        the ESP's files as the FAT holds them (read back with mtools): the capture
+#               presents them at ROOT/boot/efi, since this host's kernel cannot mount vfat
+#   source.env  the fixed identifiers (KEY=VALUE)
+# Idempotent: the result is cached under CACHE_DIR/source-<hash of this script>; a change to
+# this script rebuilds it. The debootstrapped tree is cached apart (base-<hash of the release
+# and package list>), so editing the disk steps does not fetch Debian again.
+# debootstrap uses the Debian mirror apt is configured with here (read at run time).
+# Needs root, debootstrap, sfdisk, losetup, partx, mkfs.ext4, mkfs.vfat, mtools.
+set -eu
+
+cache=$(mkdir -p "$1" && cd "$1" && pwd)
+here=$(cd "$(dirname "$0")" && pwd)
+key=$(sha256sum "$here/build-source.sh" | cut -c1-16)
+out="$cache/source-$key"
+
+exec 9>"$cache/.lock"
+flock 9
+if [ -f "$out/done" ]; then echo "$out"; exit 0; fi
+
+log() { echo "build-source: $*" >&2; }
+
+# --- fixed identifiers (the restored disk must come back with the same ones) -------------
+DISK_GUID=E2E0D15C-0000-4000-8000-000000000000
+BIOS_PARTUUID=E2E0D15C-0000-4000-8000-000000000001
+ESP_PARTUUID=E2E0D15C-0000-4000-8000-000000000002
+ROOT_PARTUUID=E2E0D15C-0000-4000-8000-000000000003
+ROOT_UUID=e2e0f5e5-0000-4000-8000-000000000003
+ROOT_LABEL=e2e-root
+ESP_VOLID=E2E00002          # shown as E2E0-0002
+ESP_LABEL=E2EESP
+DISK_BYTES=$((2 * 1024 * 1024 * 1024))
+MARKER=OSIMAGE-E2E-BOOTED
+
+# --- the Debian release and the mirror apt uses here --------------------------------------
+. /etc/os-release
+release=${VERSION_CODENAME:?no VERSION_CODENAME in /etc/os-release}
+
+# The first URI of an enabled `deb` source for the release itself (not -updates/-security):
+# deb822 files (*.sources, `URIs:`) first, then one-line sources.list files.
+apt_mirror() {
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [ -f "$f" ] || continue
+        awk -v rel="$release" '
+            BEGIN { RS = ""; FS = "\n" }
+            {
+                uri = ""; suite = 0; deb = 0; off = 0
+                for (i = 1; i <= NF; i++) {
+                    line = $i
+                    if (line ~ /^[ \t]*#/) continue
+                    if (line ~ /^Types:/ && line ~ /[ \t]deb([ \t]|$)/) deb = 1
+                    if (line ~ /^Enabled:[ \t]*no/) off = 1
+                    if (line ~ /^URIs:/) { sub(/^URIs:[ \t]*/, "", line); split(line, u, /[ \t]+/); uri = u[1] }
+                    if (line ~ /^Suites:/) {
+                        sub(/^Suites:[ \t]*/, "", line); n = split(line, s, /[ \t]+/)
+                        for (j = 1; j <= n; j++) if (s[j] == rel) suite = 1
+                    }
+                }
+                if (uri != "" && suite && deb && !off) { print uri; exit }
+            }' "$f"
+    done
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [ -f "$f" ] || continue
+        sed -e 's/#.*//' -e 's/\[[^]]*\]//' "$f" |
+            awk -v rel="$release" '$1 == "deb" && $3 == rel { print $2 }'
+    done
+}
+mirror=$(apt_mirror | head -n1)
+[ -n "$mirror" ] || { log "no apt source for $release in /etc/apt (deb822 URIs: or sources.list)"; exit 1; }
+
+# --- stage 1: the debootstrapped tree (cached by release + packages) -----------------------
+packages=linux-image-amd64,initramfs-tools,grub-pc-bin,grub-efi-amd64-bin,grub-common,grub2-common,systemd-sysv,udev,e2fsprogs,dosfstools,kmod
+base_key=$(printf '%s\n' "$release" "$packages" minbase 1 | sha256sum | cut -c1-16)
+base="$cache/base-$base_key"
+if [ ! -f "$base.done" ]; then
+    rm -rf --one-file-system "$base"
+    log "debootstrap $release (minbase + $packages) from the apt mirror"
+    t0=$(date +%s)
+    # Into a tmpfs: dpkg syncs every file it unpacks, which costs minutes on a disk.
+    staging="$cache/base.tmpfs"
+    mkdir -p "$staging"
+    mountpoint -q "$staging" || mount -t tmpfs -o size=4G,mode=0755 e2e-debootstrap "$staging"
+    rm -rf --one-file-system "$staging/root"
+    debootstrap --variant=minbase --include="$packages" "$release" "$staging/root" "$mirror" >"$cache/debootstrap.log" 2>&1 || {
+        tail -n 30 "$cache/debootstrap.log" >&2; umount "$staging"
+        log "debootstrap failed (log: $cache/debootstrap.log)"; exit 1; }
+    rm -rf "$staging"/root/var/cache/apt/archives/*.deb
+    cp -a "$staging/root" "$base"
+    umount "$staging"
+    rmdir "$staging"
+    touch "$base.done"
+    log "debootstrap took $(( $(date +%s) - t0 )) s"
+fi
+for old in "$cache"/base-*.done; do
+    [ "$old" = "$base.done" ] || { rm -rf --one-file-system "${old%.done}"; rm -f "$old"; }
+done
+
+# --- stage 2: the disk ---------------------------------------------------------------------
+work="$cache/build.tmp"
+mnt="$work/mnt"
+loop=""
+cleanup() {
+    for m in "$mnt/tmp/esp" "$mnt/sys" "$mnt/proc" "$mnt/dev" "$mnt"; do
+        if mountpoint -q "$m" 2>/dev/null; then umount "$m" || umount -l "$m"; fi
+    done
+    if [ -n "$loop" ]; then
+        partx -d "$loop" 2>/dev/null || true
+        losetup -d "$loop" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Never remove a directory something is still mounted under (a /dev bind above all).
+if grep -q " $work" /proc/self/mounts; then log "$work still has mounts; refusing to clean it"; exit 1; fi
+rm -rf --one-file-system "$work"
+mkdir -p "$work/mnt" "$work/esp"
+t0=$(date +%s)
+disk="$work/disk.img"
+truncate -s "$DISK_BYTES" "$disk"
+sfdisk --quiet "$disk" <<EOF
+label: gpt
+label-id: $DISK_GUID
+first-lba: 2048
+start=2048, size=2048, type=21686148-6449-6E6F-744E-656564454649, uuid=$BIOS_PARTUUID, name="bios-boot"
+start=4096, size=131072, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=$ESP_PARTUUID, name="esp"
+start=135168, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=$ROOT_PARTUUID, name="root"
+EOF
+loop=$(losetup -f --show "$disk")
+partx -a "$loop"
+for n in 1 2 3; do
+    # no udev: the kernel's devtmpfs makes the nodes; make them if it did not
+    [ -b "${loop}p$n" ] || mknod "${loop}p$n" b $(tr ':' ' ' <"/sys/block/${loop#/dev/}/${loop#/dev/}p$n/dev")
+done
+mkfs.ext4 -q -F -U "$ROOT_UUID" -L "$ROOT_LABEL" "${loop}p3"
+mkfs.vfat -F 32 -s 1 -i "$ESP_VOLID" -n "$ESP_LABEL" "${loop}p2" >/dev/null
+mount "${loop}p3" "$mnt"
+cp -a "$base/." "$mnt/"
+
+# --- the system's configuration --------------------------------------------------------------
+esp_uuid=$(echo "$ESP_VOLID" | sed 's/^\(....\)/\1-/')
+cat >"$mnt/etc/fstab" <<EOF
+# <file system>          <mount point>  <type>  <options>          <dump> <pass>
+UUID=$ROOT_UUID  /          ext4  errors=remount-ro  0 1
+UUID=$esp_uuid                             /boot/efi  vfat  umask=0077         0 1
+EOF
+echo osimage-e2e >"$mnt/etc/hostname"
+printf '127.0.0.1\tlocalhost\n127.0.1.1\tosimage-e2e\n' >"$mnt/etc/hosts"
+mkdir -p "$mnt/boot/efi"
+chroot "$mnt" sh -c 'echo root:osimage | chpasswd'
+
+cat >"$mnt/usr/local/sbin/osimage-e2e-booted" <<EOF
+#!/bin/sh
+# osimage end-to-end test: the system reached multi-user; say so on the serial port.
+fw=BIOS
+[ -d /sys/firmware/efi ] && fw=UEFI
+mounts=""
+while read -r dev dir rest; do
+    case "\$dir" in /|/boot/efi) mounts="\$mounts \$dir=\$dev" ;; esac
+done </proc/mounts
+echo "$MARKER firmware=\$fw\$mounts" >/dev/ttyS0
+EOF
+chmod 755 "$mnt/usr/local/sbin/osimage-e2e-booted"
+# DefaultDependencies=no: a unit wanted by multi-user.target and ordered after it would
+# otherwise form a cycle (targets order themselves after what they want).
+cat >"$mnt/etc/systemd/system/osimage-e2e-booted.service" <<EOF
+[Unit]
+Description=osimage end-to-end test: report a completed boot, then power off
+DefaultDependencies=no
+After=multi-user.target
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/osimage-e2e-booted
+ExecStartPost=/bin/systemctl poweroff --no-block
+
+[Install]
+WantedBy=multi-user.target
+EOF
+ln -sf /etc/systemd/system/osimage-e2e-booted.service \
+    "$mnt/etc/systemd/system/multi-user.target.wants/osimage-e2e-booted.service"
+
+cat >"$mnt/etc/default/grub" <<EOF
+GRUB_DEFAULT=0
+GRUB_TIMEOUT=1
+GRUB_DISTRIBUTOR=Debian
+GRUB_CMDLINE_LINUX_DEFAULT=""
+GRUB_CMDLINE_LINUX="console=ttyS0,115200"
+GRUB_TERMINAL="console serial"
+GRUB_SERIAL_COMMAND="serial --speed=115200"
+GRUB_DISABLE_OS_PROBER=true
+EOF
+
+# --- the boot loaders ------------------------------------------------------------------------
+# The chroot's /dev: a tmpfs with the nodes GRUB needs and the /dev/disk/by-uuid links udev
+# would make (update-grub writes root=UUID= only when the link exists). Not the host's /dev:
+# devtmpfs is one instance, and the links must not leak into the host.
+mount -t tmpfs -o mode=0755 e2e-dev "$mnt/dev"
+cp -a /dev/null /dev/zero /dev/full /dev/random /dev/urandom /dev/tty "$loop" "$loop"p1 "$loop"p2 "$loop"p3 "$mnt/dev/"
+mkdir -p "$mnt/dev/disk/by-uuid" "$mnt/dev/disk/by-partuuid"
+ln -s "../../${loop#/dev/}p3" "$mnt/dev/disk/by-uuid/$ROOT_UUID"
+ln -s "../../${loop#/dev/}p2" "$mnt/dev/disk/by-uuid/$esp_uuid"
+mount -t proc proc "$mnt/proc"
+mount -t sysfs sysfs "$mnt/sys"
+chroot "$mnt" grub-install --target=i386-pc "$loop" >&2
+# The ESP cannot be mounted here (no vfat in this kernel). grub-install insists that
+# --efi-directory is on a FAT: it finds the directory's device in mountinfo and probes it.
+# So the directory is a tmpfs whose mount source is named after the ESP's partition: the
+# probe reads the real FAT, the files land in the tmpfs, and mtools copies them into the FAT.
+mkdir -p "$mnt/tmp/esp"
+mount -t tmpfs "${loop}p2" "$mnt/tmp/esp"
+chroot "$mnt" grub-install --target=x86_64-efi --efi-directory=/tmp/esp --removable --no-nvram >&2
+chroot "$mnt" update-grub >&2
+grep -q "root=UUID=$ROOT_UUID" "$mnt/boot/grub/grub.cfg" || { log "grub.cfg does not boot root=UUID=$ROOT_UUID"; exit 1; }
+[ -f "$mnt/tmp/esp/EFI/BOOT/BOOTX64.EFI" ] || { log "grub-install left no EFI/BOOT/BOOTX64.EFI"; exit 1; }
+export MTOOLS_SKIP_CHECK=1
+fat="$disk@@$((4096 * 512))"   # the ESP inside the image file, for mtools
+mcopy -s -m -i "$fat" "$mnt/tmp/esp/EFI" ::/
+umount "$mnt/tmp/esp" "$mnt/sys" "$mnt/proc" "$mnt/dev"
+rmdir "$mnt/tmp/esp"
+# The files as the FAT holds them (2 s times, mtools' modes): what the capture is shown.
+mcopy -s -m -n -i "$fat" ::/EFI "$work/esp/"
+
+umount "$mnt"
+partx -d "$loop"
+losetup -d "$loop"
+loop=""
+cat >"$work/source.env" <<EOF
+RELEASE=$release
+DISK_GUID=$DISK_GUID
+BIOS_PARTUUID=$BIOS_PARTUUID
+ESP_PARTUUID=$ESP_PARTUUID
+ROOT_PARTUUID=$ROOT_PARTUUID
+ROOT_UUID=$ROOT_UUID
+ROOT_LABEL=$ROOT_LABEL
+ESP_UUID=$esp_uuid
+ESP_LABEL=$ESP_LABEL
+MARKER=$MARKER
+EOF
+rmdir "$work/mnt"
+touch "$work/done"
+for old in "$cache"/source-*; do
+    [ -d "$old" ] && rm -rf --one-file-system "$old"
+done
+mv "$work" "$out"
+log "disk built in $(( $(date +%s) - t0 )) s: $out"
+echo "$out"

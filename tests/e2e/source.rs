@@ -1,0 +1,146 @@
+//! The source system: `build-source.sh` run once per test process (it caches its result under
+//! `tests/cache/e2e/source-<hash of the script>`), and the proof that the fixture itself boots
+//! with SeaBIOS and with OVMF before anything is blamed on a restore (cached beside it).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use super::vm::{self, Boot, Drive, Firmware};
+use super::{cache_dir, phase_time};
+
+/// Every boot of a Debian to multi-user: about 30 s here, given ten times that.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The built source disk.
+pub struct Source {
+    pub dir: PathBuf,
+    /// The 2 GiB GPT disk (BIOS boot, ESP, root ext4). Only ever attached read-only or booted
+    /// with `snapshot=on`: it is the reference the restored disk is compared with.
+    pub disk: PathBuf,
+    /// The ESP's files as its FAT holds them, shown to the capture at ROOT/boot/efi.
+    pub esp: PathBuf,
+    env: BTreeMap<String, String>,
+}
+
+impl Source {
+    /// A value from `source.env` (ROOT_UUID, ESP_UUID, MARKER, ...).
+    pub fn get(&self, key: &str) -> &str {
+        self.env
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} not in {}/source.env", self.dir.display()))
+    }
+
+    /// The console line the source system prints once it reached multi-user.
+    pub fn marker(&self) -> &str {
+        self.get("MARKER")
+    }
+}
+
+static SOURCE: OnceLock<Result<Source, String>> = OnceLock::new();
+
+/// The source system, built (or found in the cache) once per test process.
+pub fn source() -> &'static Source {
+    SOURCE
+        .get_or_init(build)
+        .as_ref()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn build() -> Result<Source, String> {
+    super::need_tools();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/build-source.sh");
+    let started = Instant::now();
+    let out = Command::new("sh")
+        .arg(&script)
+        .arg(cache_dir())
+        .output()
+        .map_err(|e| format!("running {}: {e}", script.display()))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for line in stderr.lines().filter(|l| l.starts_with("build-source:")) {
+        eprintln!("{line}");
+    }
+    if !out.status.success() {
+        return Err(format!(
+            "the e2e source system could not be built ({}): {}\n{}",
+            out.status,
+            script.display(),
+            super::tail(&stderr, 60)
+        ));
+    }
+    if stderr.contains("disk built in") {
+        phase_time(
+            "source system build (debootstrap + disk)",
+            started.elapsed(),
+        );
+    } else {
+        eprintln!("e2e: source system from the cache");
+    }
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let env_text = std::fs::read_to_string(dir.join("source.env"))
+        .map_err(|e| format!("{}/source.env: {e}", dir.display()))?;
+    let env = env_text
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Ok(Source {
+        disk: dir.join("disk.img"),
+        esp: dir.join("esp"),
+        dir,
+        env,
+    })
+}
+
+/// Whether the source disk boots to its marker with `fw`: `Ok(marker line)` or why not.
+/// Cached per source build (a stamp beside the disk); the disk is booted with `snapshot=on`
+/// and never changed.
+pub fn boots_with(s: &Source, fw: Firmware) -> Result<String, String> {
+    let stamp = s.dir.join(format!("boots-{}.ok", fw.name()));
+    if let Ok(line) = std::fs::read_to_string(&stamp) {
+        eprintln!("e2e: source boots with {} (cached)", fw.name());
+        return Ok(line);
+    }
+    let o = vm::boot(&Boot {
+        name: format!("source-{}", fw.name()),
+        firmware: fw,
+        cdrom: None,
+        disks: vec![Drive {
+            file: &s.disk,
+            snapshot: true,
+        }],
+        timeout: BOOT_TIMEOUT,
+        stop_on: &[s.marker()],
+        grace: Duration::from_secs(60),
+    });
+    match o.console.lines().find(|l| l.contains(s.marker())) {
+        Some(l) if l.contains(fw.marker_word()) => {
+            phase_time(&format!("source disk boot ({})", fw.name()), o.elapsed);
+            let line = l.trim().to_string();
+            eprintln!("e2e: source: {line}");
+            let _ = std::fs::write(&stamp, &line);
+            Ok(line)
+        }
+        _ => Err(format!(
+            "the SOURCE disk does not boot with {} to `{} {}` (the fixture is broken): {}",
+            fw.name(),
+            s.marker(),
+            fw.marker_word(),
+            o.describe()
+        )),
+    }
+}
+
+/// Proves the source disk boots with SeaBIOS and with OVMF: a sanity test of the fixture (a
+/// restored disk that does not boot is only the restore's fault if the source does).
+pub fn source_boots() -> &'static Source {
+    let s = source();
+    for fw in [Firmware::SeaBios, Firmware::Ovmf] {
+        if let Err(e) = boots_with(s, fw) {
+            panic!("{e}");
+        }
+    }
+    s
+}
