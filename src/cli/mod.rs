@@ -138,6 +138,7 @@ fn run_extract(a: ExtractArgs, p: &TermProgress) -> Result<i32, Failure> {
         threads: threads(a.threads),
         restore_owner: !a.no_owner,
         sync: a.sync,
+        into_mounts: false,
     };
     let rep = extract(&r, &a.dir, &opts, p)?;
     p.say(&format!(

@@ -46,6 +46,10 @@ pub struct ExtractOptions {
     pub restore_owner: bool,
     /// `syncfs` the destination's filesystem once at the end.
     pub sync: bool,
+    /// Restore into mounted filesystems: `dest` need not be empty, and a directory that
+    /// already exists (a mount point, `lost+found`) is used as it is — never a symlink or
+    /// another kind of file in its place.
+    pub into_mounts: bool,
 }
 
 impl Default for ExtractOptions {
@@ -55,6 +59,7 @@ impl Default for ExtractOptions {
             threads: 2,
             restore_owner: true,
             sync: false,
+            into_mounts: false,
         }
     }
 }
@@ -83,7 +88,7 @@ pub fn extract<S: ChunkSource>(
 ) -> Result<ExtractReport, ExtractError> {
     let entries = &src.manifest().entries;
     let plan = Plan::new(src.manifest(), &opts.paths)?;
-    let target = Target::open(dest, opts.restore_owner)?;
+    let target = Target::open(dest, opts.restore_owner, opts.into_mounts)?;
     let warn = Warnings::new(progress);
 
     // Only the file phase counts bytes; the others are quick and report no total.
@@ -122,8 +127,39 @@ fn make_dirs(target: &Target, entries: &[Entry], plan: &Plan) -> Result<(), Extr
     for &i in &plan.dirs {
         let path = &entries[i as usize].path;
         let parent = dirs.get(target, entries, plan.parent[i as usize])?;
-        target::mkdir(parent, name_of(path))
-            .map_err(|e| ExtractError::io("creating directory", target.full_path(path), e))?;
+        match target::mkdir(parent, name_of(path)) {
+            Err(rustix::io::Errno::EXIST) if target.into_mounts() => {
+                // Only a real directory may stand in for one (never a symlink).
+                let st = rustix::fs::statat(
+                    parent,
+                    name_of(path),
+                    rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(|e| {
+                    ExtractError::io(
+                        "checking directory",
+                        target.full_path(path),
+                        std::io::Error::from(e),
+                    )
+                })?;
+                if rustix::fs::FileType::from_raw_mode(st.st_mode)
+                    != rustix::fs::FileType::Directory
+                {
+                    return Err(ExtractError::io(
+                        "creating directory",
+                        target.full_path(path),
+                        std::io::Error::from_raw_os_error(libc::EEXIST),
+                    ));
+                }
+            }
+            r => r.map_err(|e| {
+                ExtractError::io(
+                    "creating directory",
+                    target.full_path(path),
+                    std::io::Error::from(e),
+                )
+            })?,
+        }
     }
     Ok(())
 }

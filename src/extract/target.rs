@@ -77,11 +77,22 @@ pub(crate) struct Target {
     dest_path: PathBuf,
     /// Whether to chown (false: leave files owned by the extracting user).
     pub restore_owner: bool,
+    /// Existing directories are accepted (restoring into mounted filesystems).
+    into_mounts: bool,
 }
 
 impl Target {
+    /// Whether existing directories are accepted (see `ExtractOptions::into_mounts`).
+    pub fn into_mounts(&self) -> bool {
+        self.into_mounts
+    }
+
     /// Creates `dest` if missing, or checks that it is an empty directory; opens it.
-    pub fn open(dest: &Path, restore_owner: bool) -> Result<Target, ExtractError> {
+    pub fn open(
+        dest: &Path,
+        restore_owner: bool,
+        into_mounts: bool,
+    ) -> Result<Target, ExtractError> {
         let fail = |reason: String| ExtractError::Dest {
             dest: dest.to_path_buf(),
             reason,
@@ -90,7 +101,7 @@ impl Target {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 let mut listing = std::fs::read_dir(dest).map_err(|e| fail(e.to_string()))?;
-                if listing.next().is_some() {
+                if !into_mounts && listing.next().is_some() {
                     return Err(fail("exists and is not empty".into()));
                 }
             }
@@ -106,6 +117,7 @@ impl Target {
             dest: dest_fd,
             dest_path: dest.to_path_buf(),
             restore_owner,
+            into_mounts,
         })
     }
 
