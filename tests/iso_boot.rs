@@ -21,6 +21,13 @@ const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 /// Two cores: never more than one VM at a time, even though tests run on threads.
 static ONE_VM: Mutex<()> = Mutex::new(());
 static ISO: OnceLock<PathBuf> = OnceLock::new();
+static ISOFS_ISO: OnceLock<PathBuf> = OnceLock::new();
+static PAYLOAD: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+
+/// Kernel and initramfs, fetched/built once per run.
+fn payload() -> (PathBuf, PathBuf) {
+    PAYLOAD.get_or_init(boot_payload).clone()
+}
 
 fn work_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("iso-boot")
@@ -28,41 +35,59 @@ fn work_dir() -> PathBuf {
 
 /// The boot test ISO (built once per test run): GRUB + kernel + test initramfs + README.
 fn iso() -> &'static Path {
-    ISO.get_or_init(|| {
-        need("grub-mkimage", "grub-common");
-        need("mkfs.vfat", "dosfstools");
-        need("mcopy", "mtools");
-        let (kernel, initrd) = boot_payload();
-        let work = work_dir();
-        let _ = std::fs::remove_dir_all(&work);
-        std::fs::create_dir_all(&work).expect("work dir");
-        let grub = build_grub_boot(Path::new("/"), TEST_GRUB_CFG, &work.join("grub"))
-            .expect("building GRUB boot images");
-        let file = |path: &str, source| IsoFile {
-            path: path.into(),
-            source,
-            mode: 0o644,
-            mtime: 1_700_000_000,
-        };
-        let mut files = vec![
-            file(
-                "README.TXT",
-                IsoSource::Bytes(b"osimage boot test\n".to_vec()),
-            ),
-            file("boot/vmlinuz", IsoSource::Path(kernel)),
-            file("boot/initrd.gz", IsoSource::Path(initrd)),
-        ];
-        files.extend(grub.files);
-        let spec = IsoSpec {
-            volume_id: "OSIMAGE_BOOT_TEST".into(),
-            files,
-            boot: Some(grub.boot),
-            hybrid: true,
-        };
-        let iso = work.join("boot.iso");
-        write_iso(&spec, &iso).expect("write_iso");
-        iso
+    ISO.get_or_init(|| build_iso("boot", TEST_GRUB_CFG, None))
+}
+
+/// The same plus the fixture tree under `/fixture`, booting with `osimage.isofs=1`.
+fn isofs_iso() -> &'static Path {
+    ISOFS_ISO.get_or_init(|| {
+        let src = work_dir().join("fixture-src");
+        let _ = std::fs::remove_dir_all(&src);
+        build_tree(&src);
+        build_iso("isofs", &isofs_grub_cfg(), Some(&src))
     })
+}
+
+fn build_iso(name: &str, grub_cfg: &str, fixture: Option<&Path>) -> PathBuf {
+    need("grub-mkimage", "grub-common");
+    need("mkfs.vfat", "dosfstools");
+    need("mcopy", "mtools");
+    let (kernel, initrd) = payload();
+    let work = work_dir().join(name);
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).expect("work dir");
+    let grub = build_grub_boot(Path::new("/"), grub_cfg, &work.join("grub"))
+        .expect("building GRUB boot images");
+    let file = |path: &str, source| IsoFile {
+        path: path.into(),
+        source,
+        mode: 0o644,
+        mtime: 1_700_000_000,
+    };
+    let mut files = vec![
+        file(
+            "README.TXT",
+            IsoSource::Bytes(b"osimage boot test\n".to_vec()),
+        ),
+        file("boot/vmlinuz", IsoSource::Path(kernel)),
+        file("boot/initrd.gz", IsoSource::Path(initrd)),
+    ];
+    files.extend(grub.files);
+    if let Some(src) = fixture {
+        for mut f in spec_from_tree(src, "X").files {
+            f.path = format!("fixture/{}", f.path);
+            files.push(f);
+        }
+    }
+    let spec = IsoSpec {
+        volume_id: "OSIMAGE_BOOT_TEST".into(),
+        files,
+        boot: Some(grub.boot),
+        hybrid: true,
+    };
+    let iso = work.join(format!("{name}.iso"));
+    write_iso(&spec, &iso).expect("write_iso");
+    iso
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -75,6 +100,7 @@ enum Firmware {
 enum Medium {
     Cdrom,
     Disk,
+    VirtioDisk,
 }
 
 /// The QEMU arguments of one boot (the command lines documented in docs/ISO.md).
@@ -119,6 +145,13 @@ fn qemu_args(fw: Firmware, medium: Medium, iso: &Path, serial: &Path, vars: &Pat
             ));
             a.extend(["-boot".into(), "c".into()]);
         }
+        Medium::VirtioDisk => {
+            a.push(format!(
+                "file={},format=raw,if=virtio,snapshot=on",
+                iso.display()
+            ));
+            a.extend(["-boot".into(), "c".into()]);
+        }
     }
     a
 }
@@ -141,10 +174,12 @@ fn iso_without_el_torito() -> PathBuf {
 }
 
 fn boot(fw: Firmware, medium: Medium) {
-    boot_image(fw, medium, iso(), "");
+    boot_image(fw, medium, iso(), "", MARKER);
 }
 
-fn boot_image(fw: Firmware, medium: Medium, iso: &Path, variant: &str) {
+/// Boots `iso` and waits for a serial line containing `until` (after the boot marker);
+/// returns the serial log.
+fn boot_image(fw: Firmware, medium: Medium, iso: &Path, variant: &str, until: &str) -> String {
     need("qemu-system-x86_64", "qemu-system-x86");
     if let Firmware::Ovmf = fw {
         assert!(
@@ -176,7 +211,7 @@ fn boot_image(fw: Firmware, medium: Medium, iso: &Path, variant: &str) {
     let (ok, exited) = loop {
         let log = std::fs::read_to_string(&serial).unwrap_or_default();
         let exited = vm.try_wait().expect("waiting for qemu");
-        if log.contains(MARKER) || exited.is_some() || start.elapsed() > TIMEOUT {
+        if log.contains(until) || exited.is_some() || start.elapsed() > TIMEOUT {
             break (
                 log.lines().any(|l| l.contains(MARKER) && l.contains(want)),
                 exited,
@@ -210,7 +245,12 @@ fn boot_image(fw: Firmware, medium: Medium, iso: &Path, variant: &str) {
         args.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(
+        log.contains(until),
+        "{name}: no `{until}` on the serial console\nserial tail:\n{tail}"
+    );
     eprintln!("{name}: booted to the marker in {:?}", start.elapsed());
+    log
 }
 
 #[test]
@@ -240,5 +280,35 @@ fn boots_with_ovmf_from_disk_through_the_gpt_esp_alone() {
         let _vm = ONE_VM.lock().unwrap_or_else(|e| e.into_inner());
         iso_without_el_torito()
     };
-    boot_image(Firmware::Ovmf, Medium::Disk, &copy, "-gpt-only");
+    boot_image(Firmware::Ovmf, Medium::Disk, &copy, "-gpt-only", MARKER);
+}
+
+/// The rescue environment will read the ISO with Linux's iso9660 driver: it must see the same
+/// names (Rock Ridge), modes, mtimes, contents and symlinks as the source tree.
+#[test]
+fn linux_isofs_reads_the_tree_back_from_a_virtio_disk() {
+    let iso = isofs_iso();
+    let log = boot_image(
+        Firmware::SeaBios,
+        Medium::VirtioDisk,
+        iso,
+        "-isofs",
+        "ISOFS-END",
+    );
+    let mut seen: Vec<String> = log
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| l.starts_with("ISOFS-") && *l != "ISOFS-END")
+        .map(str::to_string)
+        .collect();
+    seen.sort();
+    let want = describe_tree(&work_dir().join("fixture-src"));
+    assert!(
+        !seen.iter().any(|l| l.starts_with("ISOFS-FAIL")),
+        "{seen:#?}"
+    );
+    assert_eq!(
+        seen, want,
+        "Linux's view of /fixture differs from the source tree"
+    );
 }

@@ -149,14 +149,14 @@ pub fn boot_payload() -> (PathBuf, PathBuf) {
         .arg(manifest.join("tests/boot/fetch-kernel.sh"))
         .arg(&cache));
     let kernel = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    // rebuilt every run (a second): it must follow tests/boot/ edits
     let initrd = cache.join("initrd.gz");
-    if !initrd.is_file() {
-        need("busybox", "busybox-static");
-        need("cpio", "cpio");
-        run(Command::new("sh")
-            .arg(manifest.join("tests/boot/mkinitramfs.sh"))
-            .arg(&initrd));
-    }
+    need("busybox", "busybox-static");
+    need("cpio", "cpio");
+    run(Command::new("sh")
+        .arg(manifest.join("tests/boot/mkinitramfs.sh"))
+        .arg(&initrd)
+        .arg(cache.join("modules")));
     (kernel, initrd)
 }
 
@@ -170,3 +170,22 @@ menuentry \"osimage boot test\" {
     initrd /boot/initrd.gz
 }
 ";
+
+/// As [`TEST_GRUB_CFG`], with `osimage.isofs=1`: the initramfs mounts the ISO and describes
+/// its `/fixture` with tests/boot/check-tree.sh.
+pub fn isofs_grub_cfg() -> String {
+    TEST_GRUB_CFG.replace("panic=-1", "panic=-1 osimage.isofs=1")
+}
+
+/// tests/boot/check-tree.sh's view of `dir` (lines starting with `ISOFS-`), sorted.
+pub fn describe_tree(dir: &Path) -> Vec<String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/boot/check-tree.sh");
+    let out = run(Command::new("sh").arg(script).arg(dir).env("LC_ALL", "C"));
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("ISOFS-"))
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
