@@ -360,11 +360,6 @@ fn mount_one(
     mounts
         .mount(&dev, &dir, &f.fstype, 0, &data)
         .map_err(|e| RestoreError::io("mounting", &dev, e))?;
-    // mke2fs made lost+found; the image brings its own (extract wants an empty directory).
-    let lf = dir.join("lost+found");
-    if lf.is_dir() {
-        std::fs::remove_dir(&lf).map_err(|e| RestoreError::io("removing", &lf, e))?;
-    }
     log.say(&format!(
         "  {} ({}) mounted from {}",
         f.mount_point,
@@ -446,6 +441,12 @@ fn unpack(
             part.entries(),
             size(part.data_bytes())
         ));
+        // mke2fs made lost+found (with preallocated blocks): kept when the image has one,
+        // removed when it has not, so the tree is the image's.
+        let lf = m.dir.join("lost+found");
+        if m.vfat.is_none() && lf.is_dir() && !part.has_path(b"lost+found") {
+            std::fs::remove_dir(&lf).map_err(|e| RestoreError::io("removing", &lf, e))?;
+        }
         log.set_prefix(&m.plan.mount_point);
         let eo = ExtractOptions {
             paths: Vec::new(),
@@ -453,6 +454,8 @@ fn unpack(
             // FAT has no owners; the image's are kept everywhere else.
             restore_owner: m.plan.fstype != "vfat",
             sync: false,
+            // A fresh filesystem already has lost+found (and nested mount points).
+            into_mounts: true,
         };
         let r = extract(&part, &m.dir, &eo, log);
         log.set_prefix("");

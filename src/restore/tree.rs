@@ -35,6 +35,11 @@ impl<'r> Part<'r> {
             .sum()
     }
 
+    /// Whether the part has an entry at `path` (relative to its filesystem's root).
+    pub fn has_path(&self, path: &[u8]) -> bool {
+        self.manifest.entries.iter().any(|e| e.path == path)
+    }
+
     pub fn entries(&self) -> usize {
         self.manifest.entries.len()
     }
