@@ -58,10 +58,14 @@ pub fn prepare_boot(
         ..MenuParams::default()
     };
     let cfg = grub_cfg(&id_hex, &menu);
-    // GRUB from the captured system when it has both platforms' files, else the host's.
-    let grub = match build_grub_boot(root, &cfg, &work.join("grub")) {
+    // GRUB's modules from the host, matching the host's grub-mkimage that assembles them
+    // (capturing `/` they are the captured system's own); the captured root's if the host
+    // lacks them.
+    let grub = match build_grub_boot(Path::new("/"), &cfg, &work.join("grub")) {
         Ok(g) => g,
-        Err(_) => build_grub_boot(Path::new("/"), &cfg, &work.join("grub-host"))?,
+        Err(host_err) => {
+            build_grub_boot(root, &cfg, &work.join("grub-root")).map_err(|_| host_err)?
+        }
     };
     let summary = format!(
         "rescue environment: kernel {}, {} modules, {} tools, {:.1} MiB",
