@@ -274,7 +274,7 @@ impl Builder<'_> {
     /// Source LBA → target LBA (same byte offset).
     fn lba(&self, lba: u64) -> Result<u64, PlanError> {
         let bytes = lba * self.ss;
-        if bytes % self.ts != 0 {
+        if !bytes.is_multiple_of(self.ts) {
             return err(format!(
                 "partition boundary at byte {bytes} is not a multiple of the target's \
                  {}-byte sectors",

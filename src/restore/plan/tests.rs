@@ -242,7 +242,7 @@ fn mbr_with_logical_last_grows_extended_and_logical() {
         ..Default::default()
     };
     let p = RestorePlan::new(&l, "x", 512 * MIB, 512).unwrap();
-    let end = (512 * MIB / 512 - 1) as u64;
+    let end = 512 * MIB / 512 - 1;
     assert_eq!(p.resized.as_ref().unwrap().number, 5);
     assert_eq!(p.partitions[1].last_lba, end);
     assert_eq!(p.partitions[2].last_lba, end);
