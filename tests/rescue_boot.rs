@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 
 use osimage::rescue::{self, RescueSpec};
 
+mod common;
+use common::kernel::{cache_dir, kernel_package, require_tools, run, staging_root};
+
 /// glibc calls `.init_array` functions with (argc, argv, envp) before `main`.
 #[used]
 #[unsafe(link_section = ".init_array")]
@@ -39,132 +42,6 @@ extern "C" fn agent_hook(
     if arg1.to_bytes() == b"rescue-agent" {
         std::process::exit(rescue::agent_main_from_proc());
     }
-}
-
-fn cache_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cache/rescue-kernel")
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The Debian kernel package, extracted once: `x/boot`, `x/lib/modules/<version>`.
-fn kernel_package() -> (PathBuf, String) {
-    let cache = cache_dir();
-    let x = cache.join("x");
-    let find_version = || -> Option<String> {
-        std::fs::read_dir(x.join("boot"))
-            .ok()?
-            .filter_map(|e| {
-                e.ok()?
-                    .file_name()
-                    .into_string()
-                    .ok()?
-                    .strip_prefix("vmlinuz-")
-                    .map(str::to_string)
-            })
-            .next()
-    };
-    if let Some(v) = find_version() {
-        return (x, v);
-    }
-    std::fs::create_dir_all(&cache).unwrap();
-    let deps = Command::new("apt-cache")
-        .args(["depends", "linux-image-amd64"])
-        .output()
-        .unwrap();
-    let pkg = String::from_utf8_lossy(&deps.stdout)
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("Depends: "))
-        .find(|p| p.starts_with("linux-image-") && p.ends_with("-amd64"))
-        .expect("cannot resolve linux-image-amd64 (apt-get update?)")
-        .to_string();
-    run(Command::new("apt-get")
-        .args(["download", &pkg])
-        .current_dir(&cache));
-    let deb = std::fs::read_dir(&cache)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.to_string_lossy().ends_with(".deb") && p.to_string_lossy().contains(&pkg))
-        .expect("downloaded package");
-    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&x));
-    let version = find_version().expect("vmlinuz in the package");
-    (x, version)
-}
-
-/// A captured root as an installed merged-/usr Debian looks: the package's kernel and
-/// modules (with the indexes depmod makes at install time) and this host's programs and
-/// libraries (hard links: same filesystem, no copy).
-fn staging_root(x: &Path, version: &str) -> PathBuf {
-    let root = cache_dir().join("root");
-    if root
-        .join(format!("usr/lib/modules/{version}/modules.dep"))
-        .exists()
-        && root.join("usr/sbin").exists()
-    {
-        return root;
-    }
-    let _ = std::fs::remove_dir_all(&root);
-    for d in ["usr/lib", "etc", "boot"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    for (link, target) in [
-        ("bin", "usr/bin"),
-        ("sbin", "usr/sbin"),
-        ("lib", "usr/lib"),
-        ("lib64", "usr/lib64"),
-    ] {
-        std::os::unix::fs::symlink(target, root.join(link)).unwrap();
-    }
-    let copy = |src: &Path, dst: &Path| {
-        let hard = Command::new("cp")
-            .arg("-al")
-            .arg(src)
-            .arg(dst)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !hard {
-            run(Command::new("cp").arg("-a").arg(src).arg(dst));
-        }
-    };
-    for d in [
-        "usr/bin",
-        "usr/sbin",
-        "usr/lib64",
-        "usr/lib/x86_64-linux-gnu",
-    ] {
-        copy(&Path::new("/").join(d), &root.join(d));
-    }
-    for f in ["etc/ld.so.conf", "etc/ld.so.conf.d", "etc/mke2fs.conf"] {
-        if Path::new("/").join(f).exists() {
-            copy(&Path::new("/").join(f), &root.join(f));
-        }
-    }
-    for e in std::fs::read_dir(x.join("boot")).unwrap() {
-        let p = e.unwrap().path();
-        copy(&p, &root.join("boot").join(p.file_name().unwrap()));
-    }
-    std::fs::create_dir_all(root.join("usr/lib/modules")).unwrap();
-    copy(
-        &x.join("lib/modules").join(version),
-        &root.join("usr/lib/modules").join(version),
-    );
-    run(Command::new("depmod").arg("-b").arg(&root).arg(version));
-    root
 }
 
 fn list_initrd(initrd: &Path) -> String {
@@ -194,20 +71,15 @@ static ONE_VM: Mutex<()> = Mutex::new(());
 fn built() -> Option<&'static Built> {
     BUILT
         .get_or_init(|| {
-            for tool in [
-                "qemu-system-x86_64",
-                "xorriso",
-                "cpio",
-                "zstd",
-                "depmod",
-                "dpkg-deb",
-                "mkfs.ext4",
-            ] {
-                if !have(tool) {
-                    eprintln!("skipped: {tool} not installed");
-                    return None;
-                }
-            }
+            require_tools(&[
+                ("qemu-system-x86_64", "qemu-system-x86"),
+                ("xorriso", "xorriso"),
+                ("cpio", "cpio"),
+                ("zstd", "zstd"),
+                ("depmod", "kmod"),
+                ("dpkg-deb", "dpkg"),
+                ("mkfs.ext4", "e2fsprogs"),
+            ]);
             let (x, version) = kernel_package();
             let root = staging_root(&x, &version);
             let work = tempfile::tempdir_in(cache_dir()).unwrap();

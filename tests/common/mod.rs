@@ -4,6 +4,7 @@
 
 pub mod compare;
 pub mod fixture;
+pub mod kernel;
 pub mod sys;
 
 use std::ffi::OsStr;
@@ -81,7 +82,7 @@ impl Run {
         String::from_utf8_lossy(&self.stdout).into_owned()
     }
 
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         format!(
             "`osimage {}` exited {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
             shorten(&self.args.join(" ")),

@@ -1,0 +1,180 @@
+//! `capture -o NAME.iso` writes one standard, bootable ISO holding the payload, and osimage's
+//! own commands work on it in place: tools nobody here wrote read its structure and boot
+//! catalog, `verify`/`info`/`list`/`extract` read the payload inside it, and a damaged byte in
+//! it is found and named. (Booting it and restoring from it: tests/e2e_*.)
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::compare::{Options, assert_no_differences, diff_trees};
+use common::kernel::{kernel_package, require_tools, staging_root};
+
+/// The staged root (a Debian kernel + this host's tools) and an ISO captured from it. The
+/// big program folders are excluded from the payload (the rescue environment still takes its
+/// tools from them), so the payload is /etc and /boot: small, yet a real system's.
+struct Captured {
+    root: PathBuf,
+    iso: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+static CAPTURED: OnceLock<Captured> = OnceLock::new();
+
+fn captured() -> &'static Captured {
+    CAPTURED.get_or_init(|| {
+        common::require_root();
+        require_tools(&[
+            ("xorriso", "xorriso"),
+            ("7z", "p7zip-full"),
+            ("grub-mkimage", "grub-common"),
+            ("mkfs.vfat", "dosfstools"),
+            ("mcopy", "mtools"),
+            ("depmod", "kmod"),
+        ]);
+        let (x, version) = kernel_package();
+        let root = staging_root(&x, &version);
+        let dir = common::scratch();
+        let iso = dir.path().join("system.iso");
+        common::capture(
+            &root,
+            &iso,
+            &[
+                "--exclude",
+                "/usr/lib",
+                "--exclude",
+                "/usr/bin",
+                "--exclude",
+                "/usr/sbin",
+                "--exclude",
+                "/usr/lib64",
+                "-q",
+            ],
+        );
+        Captured {
+            root,
+            iso,
+            _dir: dir,
+        }
+    })
+}
+
+fn tool(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[test]
+fn the_iso_has_bios_and_uefi_boot_entries_and_the_payload() {
+    let c = captured();
+    let report = tool(
+        Command::new("xorriso")
+            .arg("-indev")
+            .arg(&c.iso)
+            .args(["-report_el_torito", "plain"]),
+    );
+    let entries: Vec<&str> = report
+        .lines()
+        .filter(|l| l.starts_with("El Torito boot img :"))
+        .collect();
+    assert!(
+        entries.len() == 2 && entries[0].contains("BIOS") && entries[1].contains("UEFI"),
+        "expected entry 1 BIOS, entry 2 UEFI:\n{report}"
+    );
+    let listing = tool(Command::new("7z").arg("l").arg(&c.iso));
+    for name in [
+        "README.TXT",
+        "osimage/manifest.osm",
+        "osimage/packs/pack-000000.osp",
+        "osimage/rescue/vmlinuz",
+        "osimage/rescue/initrd.img",
+        "boot/grub/grub.cfg",
+    ] {
+        assert!(
+            listing.contains(name),
+            "7z does not list {name}:\n{listing}"
+        );
+    }
+}
+
+#[test]
+fn verify_info_list_and_extract_work_on_the_iso_in_place() {
+    let c = captured();
+    common::osimage(["verify".as_ref(), c.iso.as_os_str()]).ok();
+    let info = common::info_json(&c.iso);
+    assert_eq!(info["container"], "iso", "{info}");
+    let list = common::osimage(["list".as_ref(), c.iso.as_os_str(), "/boot".as_ref()]).ok();
+    assert!(
+        list.stdout_str().contains("/boot/vmlinuz-"),
+        "{}",
+        list.stdout_str()
+    );
+
+    let out = common::scratch();
+    let dest = out.path().join("x");
+    common::extract(&c.iso, &dest, &[b"etc", b"boot"]).ok();
+    for sub in ["etc", "boot"] {
+        let diffs = diff_trees(&c.root.join(sub), &dest.join(sub), Options { nlink: false });
+        assert_no_differences(&diffs, &format!("/{sub} extracted from the ISO"));
+    }
+}
+
+#[test]
+fn a_flipped_byte_in_a_pack_inside_the_iso_is_named() {
+    let c = captured();
+    let iso = osimage::iso::IsoReader::open(&c.iso).expect("our own ISO opens");
+    let pack = iso
+        .lookup("osimage/packs/pack-000000.osp")
+        .expect("readable")
+        .expect("pack 0 is there");
+    // Past the pack header (64) and the first block's header (16): chunk data.
+    let victim = pack.offset + 64 + 16 + 1000;
+    let out = common::scratch();
+    let damaged = out.path().join("damaged.iso");
+    let mut bytes = std::fs::read(&c.iso).expect("read the ISO");
+    bytes[victim as usize] ^= 0x55;
+    std::fs::write(&damaged, &bytes).expect("write the copy");
+    let run = common::osimage(["verify".as_ref(), damaged.as_os_str()]);
+    assert_eq!(run.code, 1, "verify must fail: {}", run.describe());
+    assert!(
+        run.stdout_str().contains("damaged file: /"),
+        "verify must name the damaged file: {}",
+        run.describe()
+    );
+}
+
+#[test]
+fn iso_output_without_a_kernel_fails_before_writing_anything() {
+    common::require_root();
+    let dir = common::scratch();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("etc")).expect("mkdir");
+    std::fs::write(root.join("etc/hostname"), "plain\n").expect("write");
+    let iso = dir.path().join("out.iso");
+    let run = common::osimage([
+        "capture".as_ref(),
+        root.as_os_str(),
+        "-o".as_ref(),
+        iso.as_os_str(),
+    ]);
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert!(
+        run.stderr.contains("kernel"),
+        "the error must say what is missing: {}",
+        run.describe()
+    );
+    assert!(!iso.exists(), "no output may be left behind");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".osimage-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
