@@ -128,7 +128,7 @@ fn make_dirs(target: &Target, entries: &[Entry], plan: &Plan) -> Result<(), Extr
         let path = &entries[i as usize].path;
         let parent = dirs.get(target, entries, plan.parent[i as usize])?;
         match target::mkdir(parent, name_of(path)) {
-            Err(rustix::io::Errno::EXIST) if target.into_mounts() => {
+            Err(rustix::io::Errno::EXIST) if target.merges_into_mounts() => {
                 // Only a real directory may stand in for one (never a symlink).
                 let st = rustix::fs::statat(
                     parent,

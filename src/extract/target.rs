@@ -83,7 +83,7 @@ pub(crate) struct Target {
 
 impl Target {
     /// Whether existing directories are accepted (see `ExtractOptions::into_mounts`).
-    pub fn into_mounts(&self) -> bool {
+    pub fn merges_into_mounts(&self) -> bool {
         self.into_mounts
     }
 
