@@ -2,7 +2,7 @@
 //!
 //! Worker threads take batches of consecutive files; each reads a file into a window, cuts it
 //! with FastCDC, hashes every chunk with BLAKE3, claims new chunks in the shared index and
-//! appends them to its own block; a full block (≥ 1 MiB) is compressed on the same thread and
+//! appends them to its own block; a full block (≥ 256 KiB) is compressed on the same thread and
 //! sent over a bounded channel to the pack thread, which appends it to the current pack
 //! (docs/FORMAT.md §1–3). Memory stays bounded: a window and a block per worker and a few
 //! blocks in flight, plus the chunk index.
@@ -24,8 +24,8 @@ use crate::progress::Progress;
 use crate::scan::content::{OpenError, SourceFile};
 use crate::scan::{ScannedEntry, Skipped};
 
-/// A block is closed once it holds this many bytes (FORMAT.md §2).
-pub const BLOCK_TARGET: usize = 1 << 20;
+/// A block is closed once it holds this many bytes (FORMAT.md §2 says why 256 KiB).
+pub const BLOCK_TARGET: usize = 256 << 10;
 /// Bytes read from a file at once; at least the largest chunk.
 const WINDOW: usize = 4 << 20;
 /// A batch of consecutive files handed to one worker.
