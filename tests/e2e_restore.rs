@@ -123,9 +123,16 @@ fn restores_and_boots(fw: Firmware) {
 
     let o = boot_iso(&format!("restore-{}", fw.name()), fw, iso, &target, &[]);
     let done = o.console.contains(DONE) && !o.console.contains(FAILED);
+    let hint = if !done && o.console.contains("OSIMAGE-RESCUE-READY") && !o.console.contains(FAILED)
+    {
+        "\n(the rescue agent got READY with the blank disk, then stopped without restoring \
+         or saying why: is the restore wired into the agent?)"
+    } else {
+        ""
+    };
     assert!(
         done,
-        "{}: the ISO did not restore unattended (no `{DONE}`): {}",
+        "{}: the ISO did not restore unattended (no `{DONE}`): {}{hint}",
         fw.name(),
         o.describe()
     );
@@ -152,15 +159,16 @@ fn restores_and_boots(fw: Firmware) {
         stop_on: &[s.marker()],
         grace: Duration::from_secs(60),
     });
-    let line = b.console.lines().find(|l| l.contains(s.marker()));
-    if !line.is_some_and(|l| l.contains(fw.marker_word())) {
+    let line = s.booted(&b.console, fw);
+    if line.is_none() {
         // Whose fault: boot the source itself with the same firmware (cached when it did).
         let source = match source::boots_with(s, fw) {
             Ok(l) => format!("the source does: {l}"),
             Err(e) => format!("NOR DOES THE SOURCE: {e}"),
         };
         panic!(
-            "{}: the RESTORED disk does not boot to `{} {}`; {source}\nrestored boot: {}",
+            "{}: the RESTORED disk does not boot to `{} {} /=/dev/vda3 /boot/efi=/dev/vda2`; \
+             {source}\nrestored boot: {}",
             fw.name(),
             s.marker(),
             fw.marker_word(),
@@ -260,6 +268,64 @@ fn unattended_restore_never_writes_to_a_disk_holding_data() {
     phase_time("ISO boot -> agent refuses/waits (data disk)", o.elapsed);
 }
 
+/// The comparison is not vacuous: a raw copy of the source on a larger disk (backup GPT
+/// moved to the end, root partition grown) passes it; the copy with one byte of one file
+/// changed (size and mtime kept) fails it, naming the file.
+#[test]
+fn comparison_passes_a_raw_copy_and_catches_one_changed_byte() {
+    let s = source::source();
+    let work = common::scratch();
+    let copy = work.path().join("copy.img");
+    run(Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&s.disk)
+        .arg(&copy));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&copy)
+        .and_then(|f| f.set_len(TARGET_BYTES))
+        .expect("growing the copy");
+    run(Command::new("sfdisk")
+        .args(["--quiet", "--relocate", "gpt-bak-std"])
+        .arg(&copy));
+    let grow = Command::new("sh")
+        .arg("-c")
+        .arg("echo ', +' | sfdisk --quiet --no-reread --no-tell-kernel -N 3 \"$0\"")
+        .arg(&copy)
+        .status();
+    assert!(grow.is_ok_and(|s| s.success()), "sfdisk -N 3 failed");
+    same_disk(s, &copy, &work.path().join("first"));
+
+    {
+        let a = Attached::new(&copy, false);
+        let m = Mount::new(&a.part(3), &work.path().join("rw"), "rw");
+        let f = m.dir.join("etc/hostname");
+        let before = std::fs::metadata(&f).expect("etc/hostname");
+        let mut bytes = std::fs::read(&f).expect("read");
+        bytes[0] ^= 0x20;
+        std::fs::write(&f, &bytes).expect("write");
+        let t = std::fs::FileTimes::new().set_modified(before.modified().expect("mtime"));
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .and_then(|h| h.set_times(t))
+            .expect("keeping the mtime");
+    }
+    let caught = std::panic::catch_unwind(|| same_disk(s, &copy, &work.path().join("second")));
+    let msg = match caught {
+        Ok(()) => panic!("a changed byte in etc/hostname passed the comparison"),
+        Err(e) => e
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default(),
+    };
+    assert!(
+        msg.contains("etc/hostname: content"),
+        "the comparison failed, but not on etc/hostname's content:\n{msg}"
+    );
+}
+
 /// The restored disk against the source: partition table, boot loader bytes, superblock ids,
 /// the ESP's files and the root filesystem's files.
 fn same_disk(s: &Source, restored: &Path, work: &Path) {
@@ -294,6 +360,18 @@ fn same_disk(s: &Source, restored: &Path, work: &Path) {
     };
     let (sa, sb) = (snap(&ra), snap(&rb));
     eprintln!("e2e: comparing {} paths of the root filesystem", sa.len());
+    // not vacuous: the source's root is really there
+    for p in [
+        &b"etc/fstab"[..],
+        b"boot/grub/grub.cfg",
+        b"usr/lib/systemd/systemd",
+    ] {
+        assert!(
+            sa.contains_key(p),
+            "{} not in the source's root",
+            String::from_utf8_lossy(p)
+        );
+    }
     let diffs = compare::compare(&sa, &sb, Options::default());
     compare::assert_no_differences(&diffs, "the restored root filesystem against the source's");
     for d in [&b"var/log"[..], b"var/tmp", b"tmp"] {

@@ -37,6 +37,18 @@ impl Source {
     pub fn marker(&self) -> &str {
         self.get("MARKER")
     }
+
+    /// The marker line of a boot with `fw` from the virtio disk, with / and /boot/efi
+    /// mounted from its root and ESP partitions (as fstab asks, by UUID), if the console
+    /// holds one.
+    pub fn booted<'a>(&self, console: &'a str, fw: Firmware) -> Option<&'a str> {
+        console.lines().find(|l| {
+            l.contains(self.marker())
+                && l.contains(fw.marker_word())
+                && l.contains(" /=/dev/vda3")
+                && l.contains(" /boot/efi=/dev/vda2")
+        })
+    }
 }
 
 static SOURCE: OnceLock<Result<Source, String>> = OnceLock::new();
@@ -115,8 +127,8 @@ pub fn boots_with(s: &Source, fw: Firmware) -> Result<String, String> {
         stop_on: &[s.marker()],
         grace: Duration::from_secs(60),
     });
-    match o.console.lines().find(|l| l.contains(s.marker())) {
-        Some(l) if l.contains(fw.marker_word()) => {
+    match s.booted(&o.console, fw) {
+        Some(l) => {
             phase_time(&format!("source disk boot ({})", fw.name()), o.elapsed);
             let line = l.trim().to_string();
             eprintln!("e2e: source: {line}");
@@ -124,7 +136,8 @@ pub fn boots_with(s: &Source, fw: Firmware) -> Result<String, String> {
             Ok(line)
         }
         _ => Err(format!(
-            "the SOURCE disk does not boot with {} to `{} {}` (the fixture is broken): {}",
+            "the SOURCE disk does not boot with {} to `{} {} /=/dev/vda3 /boot/efi=/dev/vda2` \
+             (the fixture is broken): {}",
             fw.name(),
             s.marker(),
             fw.marker_word(),
