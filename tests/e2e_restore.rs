@@ -157,7 +157,9 @@ fn restores_and_boots(fw: Firmware) {
         }],
         timeout: BOOT_TIMEOUT,
         stop_on: &[s.marker()],
-        grace: Duration::from_secs(60),
+        // the marker is the proof: its power-off is not waited for (the overlay is thrown
+        // away); 2 s for the rest of the line to reach the log
+        grace: Duration::from_secs(2),
     });
     let line = s.booted(&b.console, fw);
     if line.is_none() {
