@@ -55,6 +55,14 @@ pub enum Command {
     /// Exit status 0 when the image is intact, 1 when anything is damaged (each damaged file's
     /// path is printed).
     Verify(VerifyArgs),
+    /// Restore an image onto a disk or disk image file, or its files into a directory.
+    ///
+    /// With --target, the recorded disk layout is recreated (same partition table, types,
+    /// GUIDs, filesystem UUIDs and labels; the last partition grows to fill a larger disk),
+    /// the files are unpacked with all their metadata and the boot loader is restored
+    /// verbatim where the geometry allows. A disk that holds data is refused unless --force;
+    /// --dry-run prints the plan and touches nothing. With --to DIR, only the files.
+    Restore(super::restore::RestoreArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]

@@ -5,6 +5,7 @@
 
 mod args;
 mod progress;
+pub mod restore;
 pub mod show;
 
 use std::io::Write;
@@ -45,6 +46,7 @@ pub fn main() -> i32 {
         Command::List(a) => run_list(a),
         Command::Info(a) => run_info(a),
         Command::Verify(a) => run_verify(a, &p),
+        Command::Restore(a) => restore::run(a, &p),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
