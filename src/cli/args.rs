@@ -120,7 +120,7 @@ pub struct CaptureArgs {
 
 #[derive(Debug, Args)]
 pub struct ExtractArgs {
-    /// The image (.oimg).
+    /// The image (a .iso or .oimg made by osimage capture).
     pub image: PathBuf,
     /// Directory to extract into (created if missing; must be empty).
     #[arg(short = 'C', long = "directory", value_name = "DIR")]
@@ -140,7 +140,7 @@ pub struct ExtractArgs {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// The image (.oimg).
+    /// The image (a .iso or .oimg made by osimage capture).
     pub image: PathBuf,
     /// Only this path and what is below it.
     pub path: Option<PathBuf>,
@@ -151,7 +151,7 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// The image (.oimg).
+    /// The image (a .iso or .oimg made by osimage capture).
     pub image: PathBuf,
     /// Print JSON instead of a table.
     #[arg(long)]
@@ -160,7 +160,7 @@ pub struct InfoArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The image (.oimg).
+    /// The image (a .iso or .oimg made by osimage capture).
     pub image: PathBuf,
     /// Threads (default: all cores).
     #[arg(long)]
