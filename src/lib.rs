@@ -13,6 +13,7 @@ pub mod iso;
 pub mod layout;
 pub mod payload;
 pub mod progress;
+pub mod refresh;
 pub mod rescue;
 pub mod restore;
 pub mod scan;

@@ -13,7 +13,7 @@ use crate::payload::chunker::PARAMS;
 use crate::payload::manifest::{CaptureStats, EntryKind, ImageInfo, Manifest, Timestamp};
 use crate::payload::reader::PayloadReader;
 use crate::payload::verify::verify;
-use crate::payload::writer::{PayloadParams, PayloadTables, write_payload};
+use crate::payload::writer::{BaseImage, PayloadParams, PayloadTables, write_payload_with_base};
 use crate::progress::Progress;
 use crate::scan::{self, ScanOptions, ScannedEntry, Skipped};
 
@@ -66,7 +66,18 @@ pub fn capture(
     opts: &CaptureOptions,
     progress: &dyn Progress,
 ) -> Result<CaptureReport, CaptureError> {
+    capture_from(opts, None, progress)
+}
+
+/// `capture`, refreshing the image at `base` when given (issue #6, docs/REFRESH.md): its
+/// unchanged files are not read and its stored blocks are copied, not compressed again.
+pub fn capture_from(
+    opts: &CaptureOptions,
+    base: Option<&Path>,
+    progress: &dyn Progress,
+) -> Result<CaptureReport, CaptureError> {
     let started = Instant::now();
+    let mut base = base.map(crate::refresh::Base::open).transpose()?;
     let root = std::fs::canonicalize(&opts.root)
         .map_err(|e| CaptureError::Usage(format!("capture root {}: {e}", opts.root.display())))?;
     if !root.is_dir() {
@@ -126,20 +137,25 @@ pub fn capture(
     progress.note(&format!("scanning {}", root.display()));
     let scanned = scan::scan(&root, &scan_opts)?;
     let mut entries = scanned.entries;
+    if let Some(b) = &mut base {
+        b.index_files(&scanned.filesystems);
+    }
+    let base_ref = base.as_ref().map(|b| b as &dyn BaseImage);
     let params = PayloadParams {
         level: opts.level,
         threads: opts.threads.max(1),
         keep_going: opts.scan.keep_going,
         image_id,
     };
-    let (tables, finish): (PayloadTables, Finisher) = match &work {
+    let (mut tables, finish): (PayloadTables, Finisher) = match &work {
         None => {
             let file = tmp
                 .as_file()
                 .try_clone()
                 .map_err(|e| PayloadError::io("cannot write", tmp.path(), e))?;
             let mut sink = OimgWriter::new(file, tmp.path(), image_id)?;
-            let tables = write_payload(&mut entries, &mut sink, &params, progress)?;
+            let tables =
+                write_payload_with_base(&mut entries, &mut sink, &params, base_ref, progress)?;
             (
                 tables,
                 Box::new(move |m: &Manifest| {
@@ -151,7 +167,8 @@ pub fn capture(
         Some(w) => {
             let payload_dir = w.path().join("payload");
             let mut sink = DirWriter::new(&payload_dir)?;
-            let tables = write_payload(&mut entries, &mut sink, &params, progress)?;
+            let tables =
+                write_payload_with_base(&mut entries, &mut sink, &params, base_ref, progress)?;
             let boot = boot.clone();
             let tmp_path = tmp.path().to_path_buf();
             let root = root.clone();
@@ -174,6 +191,7 @@ pub fn capture(
     let mut stats = count(&entries, &tables);
     stats.skipped = skipped.len() as u64;
     let warnings = tables.warnings.clone();
+    let reuse = std::mem::take(&mut tables.reuse);
     let mut manifest = Manifest {
         image: image_info(&root, image_id, opts.level),
         packs: tables.packs,
@@ -186,6 +204,12 @@ pub fn capture(
         stats,
         extensions: vec![crate::layout::to_extension(&layout)],
     };
+    if let Some(b) = &base {
+        let lineage = crate::refresh::lineage::measure(b, &manifest, &reuse);
+        manifest
+            .extensions
+            .push(crate::refresh::lineage::to_extension(&lineage));
+    }
     manifest.stats.duration_ms = started.elapsed().as_millis() as u64;
     finish(&manifest)?;
     let file = tmp

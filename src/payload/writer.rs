@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
@@ -63,8 +63,38 @@ pub struct PayloadTables {
     pub skipped: Vec<Skipped>,
     /// Things the user should know (files that changed while read, vanished files).
     pub warnings: Vec<String>,
-    /// Bytes read and chunked (holes and zero runs excluded).
+    /// Bytes of file data captured (holes and zero runs excluded), read or reused.
     pub data_bytes: u64,
+    /// What a refresh took from its base (all zero without one).
+    pub reuse: ReuseCounters,
+}
+
+/// A previous image a refresh reuses (issue #6; `crate::refresh::Base` implements it): files
+/// it vouches are unchanged, and chunks whose stored blocks can be copied verbatim.
+pub trait BaseImage: Sync {
+    /// The data runs (in the base's chunk indexes) of a scanned file the base holds unchanged.
+    fn unchanged_runs(&self, e: &ScannedEntry) -> Option<&[DataRun]>;
+    /// The base's index of chunk `id`, if the base stores it.
+    fn find_chunk(&self, id: &ChunkId) -> Option<ChunkIndex>;
+    /// The base's record of chunk `c`.
+    fn chunk(&self, c: ChunkIndex) -> Option<&ChunkRecord>;
+    /// Every chunk stored in the base's block `b`.
+    fn chunks_in_block(&self, b: BlockIndex) -> &[ChunkIndex];
+    /// Block `b`'s header and body exactly as stored in the base's pack.
+    fn stored_block(&self, b: BlockIndex) -> Result<(BlockHeader, Vec<u8>), PayloadError>;
+}
+
+/// What a refresh took from its base.
+#[derive(Clone, Debug, Default)]
+pub struct ReuseCounters {
+    /// Files whose runs came from the base without being read.
+    pub files_reused: u64,
+    /// Files read from the source.
+    pub files_read: u64,
+    /// Chunks cut, hashed and compressed by this capture (not found in the base).
+    pub chunks_new: u64,
+    /// This image's blocks that are verbatim copies of the base's.
+    pub copied_blocks: Vec<BlockIndex>,
 }
 
 /// A compressed block on its way to the pack thread.
@@ -79,6 +109,10 @@ struct StoredBlock {
 struct ChunkTable {
     by_id: HashMap<ChunkId, ChunkIndex>,
     records: Vec<ChunkRecord>,
+    /// Base block → its copy in this image (refresh only).
+    base_blocks: HashMap<BlockIndex, BlockIndex>,
+    copied: Vec<BlockIndex>,
+    chunks_new: u64,
 }
 
 struct Shared<'a> {
@@ -88,6 +122,9 @@ struct Shared<'a> {
     chunker: Chunker,
     params: &'a PayloadParams,
     progress: &'a dyn Progress,
+    base: Option<&'a dyn BaseImage>,
+    files_reused: AtomicU64,
+    files_read: AtomicU64,
 }
 
 /// What became of one file.
@@ -112,6 +149,18 @@ pub fn write_payload(
     params: &PayloadParams,
     progress: &dyn Progress,
 ) -> Result<PayloadTables, PayloadError> {
+    write_payload_with_base(entries, sink, params, None, progress)
+}
+
+/// `write_payload` for a refresh: files `base` vouches for are not read, and chunks it
+/// already stores are not compressed again: their blocks are copied (docs/REFRESH.md).
+pub fn write_payload_with_base(
+    entries: &mut Vec<ScannedEntry>,
+    sink: &mut dyn PackSink,
+    params: &PayloadParams,
+    base: Option<&dyn BaseImage>,
+    progress: &dyn Progress,
+) -> Result<PayloadTables, PayloadError> {
     let files: Vec<usize> = entries
         .iter()
         .enumerate()
@@ -129,6 +178,9 @@ pub fn write_payload(
         chunker: Chunker::new(PARAMS),
         params,
         progress,
+        base,
+        files_reused: AtomicU64::new(0),
+        files_read: AtomicU64::new(0),
     };
     let next_batch = AtomicU32::new(0);
     let (tx, rx) = bounded::<StoredBlock>(2 * params.threads.max(1) + 2);
@@ -176,10 +228,17 @@ pub fn write_payload(
             "internal: a block was lost between threads",
         ));
     }
+    let reuse = ReuseCounters {
+        files_reused: shared.files_reused.load(Ordering::SeqCst),
+        files_read: shared.files_read.load(Ordering::SeqCst),
+        chunks_new: table.chunks_new,
+        copied_blocks: table.copied,
+    };
     let mut tables = PayloadTables {
         packs,
         blocks,
         chunks: table.records,
+        reuse,
         ..Default::default()
     };
     apply_outcomes(entries, outcomes, &mut tables)?;
@@ -272,6 +331,12 @@ impl Worker<'_> {
                 })
             }
         };
+        if let Some(base) = self.shared.base
+            && let Some(runs) = base.unchanged_runs(e)
+        {
+            return self.reuse_file(e, base, runs);
+        }
+        self.shared.files_read.fetch_add(1, Ordering::Relaxed);
         let sf = match SourceFile::open(&e.source, e.entry.meta.ino) {
             Ok(sf) => sf,
             Err(OpenError::Vanished) | Err(OpenError::Replaced) => return Ok(Outcome::Vanished),
@@ -311,6 +376,71 @@ impl Worker<'_> {
             }
         }
         unreachable_outcome()
+    }
+
+    /// An unchanged file: the base's runs with chunk indexes mapped to this image, the blocks
+    /// holding them copied on first use. The file is not opened.
+    fn reuse_file(
+        &mut self,
+        e: &ScannedEntry,
+        base: &dyn BaseImage,
+        base_runs: &[DataRun],
+    ) -> Result<Outcome, PayloadError> {
+        let mut runs = Vec::with_capacity(base_runs.len());
+        let mut copies = Vec::new();
+        let mut data = 0u64;
+        {
+            let mut t = self.lock_table()?;
+            for r in base_runs {
+                let mut chunks = Vec::with_capacity(r.chunks.len());
+                for &c in &r.chunks {
+                    let (i, copy) = claim_base_chunk(&mut t, base, c, &self.shared.next_block)?;
+                    data += t.records[i as usize].len as u64;
+                    chunks.push(i);
+                    copies.extend(copy);
+                }
+                runs.push(DataRun {
+                    offset: r.offset,
+                    chunks,
+                });
+            }
+        }
+        for (from, to) in copies {
+            self.copy_block(base, from, to)?;
+        }
+        let size = file_size(e);
+        self.shared.progress.advance(size);
+        self.shared.files_reused.fetch_add(1, Ordering::Relaxed);
+        Ok(Outcome::Read {
+            runs,
+            meta: Box::new(e.entry.meta.clone()),
+            size,
+            data,
+        })
+    }
+
+    fn lock_table(&self) -> Result<std::sync::MutexGuard<'_, ChunkTable>, PayloadError> {
+        self.shared
+            .table
+            .lock()
+            .map_err(|_| PayloadError::format("chunk index poisoned"))
+    }
+
+    /// Sends the base's block `from`, as stored, to the pack thread as this image's `to`.
+    fn copy_block(
+        &self,
+        base: &dyn BaseImage,
+        from: BlockIndex,
+        to: BlockIndex,
+    ) -> Result<(), PayloadError> {
+        let (header, body) = base.stored_block(from)?;
+        self.tx
+            .send(StoredBlock {
+                index: to,
+                header,
+                body,
+            })
+            .map_err(|_| PayloadError::format("the pack writer stopped"))
     }
 
     /// Reads the file's data ranges and turns them into chunk runs.
@@ -378,6 +508,17 @@ impl Worker<'_> {
             if let Some(&i) = t.by_id.get(&id) {
                 return Ok(i);
             }
+            if let Some(base) = self.shared.base
+                && let Some(c) = base.find_chunk(&id)
+            {
+                let (i, copy) = claim_base_chunk(&mut t, base, c, &self.shared.next_block)?;
+                drop(t);
+                if let Some((from, to)) = copy {
+                    self.copy_block(base, from, to)?;
+                }
+                return Ok(i);
+            }
+            t.chunks_new += 1;
             let block = *self
                 .block_index
                 .get_or_insert_with(|| self.shared.next_block.fetch_add(1, Ordering::SeqCst));
@@ -420,6 +561,45 @@ impl Worker<'_> {
             })
             .map_err(|_| PayloadError::format("the pack writer stopped"))
     }
+}
+
+/// This image's index of the base's chunk `c`. The first chunk claimed from a base block
+/// brings all of that block's chunks into the index, under a new block number; the caller
+/// then copies the block (the returned base → new pair) once the lock is released.
+fn claim_base_chunk(
+    t: &mut ChunkTable,
+    base: &dyn BaseImage,
+    c: ChunkIndex,
+    next_block: &AtomicU32,
+) -> Result<(ChunkIndex, Option<(BlockIndex, BlockIndex)>), PayloadError> {
+    let missing = || PayloadError::format(format!("internal: base chunk {c} does not exist"));
+    let rec = base.chunk(c).ok_or_else(missing)?;
+    if let Some(&i) = t.by_id.get(&rec.id) {
+        return Ok((i, None));
+    }
+    let (from, to) = (rec.block, next_block.fetch_add(1, Ordering::SeqCst));
+    if t.base_blocks.insert(from, to).is_some() {
+        return Err(PayloadError::format(format!(
+            "internal: base block {from} copied twice"
+        )));
+    }
+    t.copied.push(to);
+    for &other in base.chunks_in_block(from) {
+        let r = base.chunk(other).ok_or_else(missing)?;
+        if t.by_id.contains_key(&r.id) {
+            continue;
+        }
+        let i = t.records.len() as ChunkIndex;
+        t.records.push(ChunkRecord {
+            id: r.id,
+            block: to,
+            offset: r.offset,
+            len: r.len,
+        });
+        t.by_id.insert(r.id, i);
+    }
+    let i = *t.by_id.get(&rec.id).ok_or_else(missing)?;
+    Ok((i, Some((from, to))))
 }
 
 fn unreachable_outcome() -> Result<Outcome, PayloadError> {

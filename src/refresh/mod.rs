@@ -1,0 +1,235 @@
+//! Golden-image refreshes (issue #6, docs/REFRESH.md): `capture --base OLD` reuses OLD.
+//!
+//! `Base` opens OLD and answers the payload writer's questions (`payload::writer::BaseImage`):
+//! which scanned files are unchanged (the files cache), and where OLD stores a chunk so its
+//! block can be copied verbatim. `lineage` records what was reused (FORMAT.md §10), `diff`
+//! compares two images.
+
+pub mod diff;
+pub mod lineage;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::payload::PayloadError;
+use crate::payload::manifest::{
+    BlockIndex, CapturedFs, ChunkId, ChunkIndex, ChunkRecord, DataRun, EntryKind, Manifest, Meta,
+    Timestamp,
+};
+use crate::payload::reader::PayloadReader;
+use crate::payload::records::{BLOCK_HEADER_LEN, BlockHeader};
+use crate::payload::writer::BaseImage;
+use crate::scan::ScannedEntry;
+
+/// Filesystems whose ctime is a true change time, set by the kernel on every content and
+/// metadata write and not settable from user space. FAT, exFAT and NTFS drivers map ctime to
+/// a creation time or keep it at 2 s: their files are always read.
+const TRUSTED_CTIME: &[&str] = &[
+    "ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "bcachefs", "zfs", "jfs", "nilfs2",
+];
+
+/// A base file whose ctime lies this close to (or after) the base capture's start may have
+/// been written again within the same clock tick after it was read ("racily clean", as git
+/// calls it): it is read again. Nanosecond filesystems tick with the coarse clock (≤ 10 ms).
+const RACY_FINE_NS: i128 = 100_000_000;
+/// The same for timestamps with whole seconds (ext2/ext3 with 128-byte inodes).
+const RACY_COARSE_NS: i128 = 2_000_000_000;
+
+/// An open base image, indexed for the writer.
+pub struct Base {
+    reader: PayloadReader,
+    /// The path as the user gave it (recorded in the lineage).
+    given: PathBuf,
+    /// Base chunk index of each stored chunk id.
+    ids: HashMap<ChunkId, ChunkIndex>,
+    /// The base's chunk indexes grouped by block: block b's are `by_block[starts[b]..starts[b+1]]`.
+    by_block: Vec<ChunkIndex>,
+    starts: Vec<usize>,
+    /// Files cache: path → base entry index, for files eligible for reuse.
+    files: HashMap<Vec<u8>, usize>,
+    /// This capture's filesystem index → the base's, where both are the same filesystem.
+    fs_map: HashMap<u32, u32>,
+}
+
+impl Base {
+    /// Opens and checks the image at `path` and indexes its chunks.
+    pub fn open(path: &Path) -> Result<Base, PayloadError> {
+        let reader = PayloadReader::open(path)?;
+        let m = reader.manifest();
+        let ids = m
+            .chunks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id, i as ChunkIndex))
+            .collect();
+        let mut by_block: Vec<ChunkIndex> = (0..m.chunks.len() as ChunkIndex).collect();
+        by_block.sort_by_key(|&c| m.chunks[c as usize].block);
+        let mut starts = vec![0usize; m.blocks.len() + 1];
+        for c in &m.chunks {
+            starts[c.block as usize + 1] += 1;
+        }
+        for b in 0..m.blocks.len() {
+            starts[b + 1] += starts[b];
+        }
+        Ok(Base {
+            reader,
+            given: path.to_path_buf(),
+            ids,
+            by_block,
+            starts,
+            files: HashMap::new(),
+            fs_map: HashMap::new(),
+        })
+    }
+
+    /// The base's manifest.
+    pub fn manifest(&self) -> &Manifest {
+        self.reader.manifest()
+    }
+
+    /// The path as given.
+    pub fn given_path(&self) -> &Path {
+        &self.given
+    }
+
+    /// Builds the files cache for a capture whose scan found `filesystems`: a base file is
+    /// eligible when its filesystem is the same one now (same device, type and mount point),
+    /// that filesystem's ctime can be trusted, and the file was not racily clean.
+    pub fn index_files(&mut self, filesystems: &[CapturedFs]) {
+        let m = self.reader.manifest();
+        self.fs_map = filesystems
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| TRUSTED_CTIME.contains(&f.fstype.as_str()))
+            .filter_map(|(i, f)| {
+                let j = m.filesystems.iter().position(|g| {
+                    g.dev == f.dev && g.fstype == f.fstype && g.mount_point == f.mount_point
+                })?;
+                Some((i as u32, j as u32))
+            })
+            .collect();
+        let trusted: Vec<u32> = self.fs_map.values().copied().collect();
+        let start = capture_start(m);
+        self.files = m
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| matches!(e.kind, EntryKind::File { .. }))
+            .filter(|(_, e)| trusted.contains(&e.meta.fs) && !racy(&e.meta, start))
+            .map(|(i, e)| (e.path.clone(), i))
+            .collect();
+    }
+
+    /// How many base files the cache holds.
+    pub fn cached_files(&self) -> usize {
+        self.files.len()
+    }
+}
+
+/// When the base capture started, in ns since the epoch: `created` is taken after the payload
+/// was written, so `created − duration` is at or before the true start.
+fn capture_start(m: &Manifest) -> i128 {
+    ns(m.image.created) - m.stats.duration_ms as i128 * 1_000_000
+}
+
+fn ns(t: Timestamp) -> i128 {
+    t.sec as i128 * 1_000_000_000 + t.nsec as i128
+}
+
+/// Whether a write after the base read the file could have left its ctime unchanged.
+fn racy(meta: &Meta, start: i128) -> bool {
+    let margin = if meta.ctime.nsec == 0 {
+        RACY_COARSE_NS
+    } else {
+        RACY_FINE_NS
+    };
+    ns(meta.ctime) >= start - margin
+}
+
+impl BaseImage for Base {
+    fn unchanged_runs(&self, e: &ScannedEntry) -> Option<&[DataRun]> {
+        let EntryKind::File { size, .. } = e.entry.kind else {
+            return None;
+        };
+        let &i = self.files.get(&e.entry.path)?;
+        let old = &self.manifest().entries[i];
+        let EntryKind::File {
+            size: old_size,
+            runs,
+        } = &old.kind
+        else {
+            return None;
+        };
+        let (a, b) = (&e.entry.meta, &old.meta);
+        let same = *old_size == size
+            && self.fs_map.get(&a.fs) == Some(&b.fs)
+            && a.ino == b.ino
+            && a.mtime == b.mtime
+            && a.ctime == b.ctime;
+        same.then_some(runs.as_slice())
+    }
+
+    fn find_chunk(&self, id: &ChunkId) -> Option<ChunkIndex> {
+        self.ids.get(id).copied()
+    }
+
+    fn chunk(&self, c: ChunkIndex) -> Option<&ChunkRecord> {
+        self.manifest().chunks.get(c as usize)
+    }
+
+    fn chunks_in_block(&self, b: BlockIndex) -> &[ChunkIndex] {
+        let b = b as usize;
+        match (self.starts.get(b), self.starts.get(b + 1)) {
+            (Some(&s), Some(&e)) => &self.by_block[s..e],
+            _ => &[],
+        }
+    }
+
+    fn stored_block(&self, b: BlockIndex) -> Result<(BlockHeader, Vec<u8>), PayloadError> {
+        let damaged = |msg: String| PayloadError::Image {
+            path: self.given.clone(),
+            msg: format!("block {b}: {msg}"),
+        };
+        let rec = self
+            .manifest()
+            .blocks
+            .get(b as usize)
+            .ok_or_else(|| damaged("does not exist".into()))?;
+        let span = &self.reader.pack_spans()[rec.pack as usize];
+        // One pread for header and body: the body is copied as stored, never decompressed.
+        let mut buf = vec![0u8; BLOCK_HEADER_LEN + rec.stored_len as usize];
+        span.read_exact_at(&mut buf, rec.offset)
+            .map_err(|e| damaged(e.to_string()))?;
+        let mut head = [0u8; BLOCK_HEADER_LEN];
+        head.copy_from_slice(&buf[..BLOCK_HEADER_LEN]);
+        let h = BlockHeader::decode(&head).map_err(|e| damaged(e.to_string()))?;
+        if h.codec != rec.codec || h.raw_len != rec.raw_len || h.stored_len != rec.stored_len {
+            return Err(damaged("header disagrees with the manifest".into()));
+        }
+        buf.drain(..BLOCK_HEADER_LEN);
+        Ok((h, buf))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(sec: i64, nsec: u32) -> Meta {
+        Meta {
+            ctime: Timestamp { sec, nsec },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn files_changed_near_the_base_capture_are_read_again() {
+        let start = 1_000 * 1_000_000_000i128;
+        assert!(!racy(&at(999, 800_000_000), start));
+        assert!(racy(&at(999, 950_000_000), start));
+        assert!(racy(&at(1_001, 5), start));
+        // Whole-second timestamps: the write may have been up to a second later.
+        assert!(racy(&at(999, 0), start));
+        assert!(!racy(&at(997, 0), start));
+    }
+}
