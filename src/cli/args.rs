@@ -48,6 +48,8 @@ pub enum Command {
     Extract(ExtractArgs),
     /// List the paths in an image (all, or those under PATH).
     List(ListArgs),
+    /// Compare two images: added, removed and changed files, with sizes.
+    Diff(super::diff::DiffArgs),
     /// Show what an image holds: counts, sizes, dedup and compression ratios, origin.
     Info(InfoArgs),
     /// Check every pack, block and chunk of an image; name the files that are damaged.
@@ -116,6 +118,11 @@ pub struct CaptureArgs {
     /// Read the finished image back and check every chunk before renaming it into place.
     #[arg(long)]
     pub verify: bool,
+    /// Refresh BASE (a .oimg or .iso made by osimage): files unchanged since BASE (same path,
+    /// filesystem, inode, size, mtime and ctime) are not read, and chunks BASE stores are
+    /// copied from it, not compressed again. OUTPUT stays self-contained (docs/REFRESH.md).
+    #[arg(long, value_name = "BASE")]
+    pub base: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

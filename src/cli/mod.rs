@@ -4,6 +4,7 @@
 //! 2 usage error. A panic (101) is always a bug.
 
 mod args;
+pub mod diff;
 mod progress;
 pub mod restore;
 pub mod show;
@@ -17,7 +18,7 @@ pub use args::Cli;
 use args::{CaptureArgs, Command, ExtractArgs, InfoArgs, ListArgs, VerifyArgs};
 use progress::{TermProgress, Verbosity};
 
-use crate::capture::{CaptureOptions, capture};
+use crate::capture::{CaptureOptions, capture_from};
 use crate::extract::{ExtractOptions, extract};
 use crate::payload::reader::PayloadReader;
 use crate::payload::verify::verify;
@@ -44,6 +45,7 @@ pub fn main() -> i32 {
         Command::Capture(a) => run_capture(a, &p),
         Command::Extract(a) => run_extract(a, &p),
         Command::List(a) => run_list(a),
+        Command::Diff(a) => diff::run(a, &p),
         Command::Info(a) => run_info(a),
         Command::Verify(a) => run_verify(a, &p),
         Command::Restore(a) => restore::run(a, &p),
@@ -106,7 +108,7 @@ fn run_capture(a: CaptureArgs, p: &TermProgress) -> Result<i32, Failure> {
             ));
         }
     }
-    let r = capture(&opts, p)?;
+    let r = capture_from(&opts, a.base.as_deref(), p)?;
     for w in &r.warnings {
         p.say(&format!("warning: {w}"));
     }

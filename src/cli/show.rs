@@ -137,6 +137,8 @@ pub struct InfoJson {
     pub layout: Option<crate::layout::DiskLayout>,
     #[serde(skip)]
     pub layout_table: String,
+    /// What a refresh reused from its base (null for a first capture; FORMAT.md §10).
+    pub lineage: Option<crate::refresh::lineage::LineageJson>,
     #[serde(flatten)]
     pub stats: CaptureStats,
 }
@@ -197,6 +199,10 @@ pub fn info(r: &PayloadReader) -> InfoJson {
             .collect(),
         layout,
         layout_table,
+        lineage: crate::refresh::lineage::from_manifest(m)
+            .ok()
+            .flatten()
+            .map(|l| l.to_json()),
         stats: s.clone(),
     }
 }
@@ -270,6 +276,9 @@ pub fn info_table(i: &InfoJson) -> String {
             "filesystem",
             format!("{} {} from {}", f.mount_point, f.fstype, f.source),
         );
+    }
+    if let Some(l) = &i.lineage {
+        row("refreshed from", l.summary());
     }
     t.push('\n');
     t.push_str(&i.layout_table);
