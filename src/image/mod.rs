@@ -59,10 +59,9 @@ pub struct Container {
 /// Opens the image at `path`, whichever container it is.
 pub fn open(path: &Path) -> Result<Container, PayloadError> {
     let file = File::open(path).map_err(|e| PayloadError::io("cannot open", path, e))?;
-    let len = file
-        .metadata()
-        .map_err(|e| PayloadError::io("cannot stat", path, e))?
-        .len();
+    // Seeking to the end sizes block devices too (a CD-ROM, a USB stick), where stat says 0.
+    let len = std::io::Seek::seek(&mut &file, std::io::SeekFrom::End(0))
+        .map_err(|e| PayloadError::io("cannot size", path, e))?;
     let mut head = [0u8; RECORD_LEN];
     let got =
         read_up_to(&file, &mut head, 0).map_err(|e| PayloadError::io("cannot read", path, e))?;

@@ -71,10 +71,9 @@ impl IsoReader {
     /// Opens an image and reads its volume descriptors.
     pub fn open(path: &Path) -> Result<Self, IsoError> {
         let file = File::open(path).map_err(|e| IsoError::io("opening", path, e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| IsoError::io("stat", path, e))?
-            .len();
+        // Seeking to the end sizes block devices too (/dev/sr0), where stat says 0.
+        let len = std::io::Seek::seek(&mut &file, std::io::SeekFrom::End(0))
+            .map_err(|e| IsoError::io("sizing", path, e))?;
         let mut r = IsoReader {
             file,
             path: path.to_path_buf(),
