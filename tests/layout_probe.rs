@@ -45,8 +45,7 @@ fn probe_file(p: &Path) -> Option<Found> {
     f.read_exact_at(&mut head, 0).unwrap();
     let tail_len = TAIL_LEN.min(size as usize);
     let mut tail = vec![0u8; tail_len];
-    f.read_exact_at(&mut tail, size - tail_len as u64)
-        .unwrap();
+    f.read_exact_at(&mut tail, size - tail_len as u64).unwrap();
     probe::probe(&head, &tail, size)
 }
 

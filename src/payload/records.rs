@@ -43,11 +43,7 @@ fn array_at<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
 }
 
 /// FORMAT.md: reserved bytes are zero; anything else is damage (or a format we do not know).
-fn check_reserved(
-    b: &[u8],
-    range: std::ops::Range<usize>,
-    what: &str,
-) -> Result<(), PayloadError> {
+fn check_reserved(b: &[u8], range: std::ops::Range<usize>, what: &str) -> Result<(), PayloadError> {
     if b[range].iter().any(|x| *x != 0) {
         return Err(PayloadError::format(format!(
             "{what} has non-zero reserved bytes (damaged)"
