@@ -17,3 +17,4 @@ pub mod refresh;
 pub mod rescue;
 pub mod restore;
 pub mod scan;
+pub mod units;

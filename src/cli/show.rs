@@ -7,21 +7,7 @@ use serde::Serialize;
 use crate::payload::manifest::{CaptureStats, Entry, EntryKind, Manifest, Timestamp};
 use crate::payload::reader::PayloadReader;
 
-/// `1.5 GiB` style sizes.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use crate::units::human_bytes as bytes;
 
 fn time(t: Timestamp) -> String {
     chrono::DateTime::from_timestamp(t.sec, t.nsec)

@@ -56,21 +56,7 @@ fn mbr_type(t: u8) -> String {
     }
 }
 
-/// Bytes in binary units, one decimal: `256.0 MiB`.
-pub fn size(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use crate::units::human_bytes as size;
 
 /// Left-aligned columns, two spaces apart, each line indented by two.
 fn columns(rows: &[Vec<String>]) -> String {

@@ -155,21 +155,7 @@ fn err<T>(msg: String) -> Result<T, PlanError> {
     Err(PlanError(msg))
 }
 
-/// Human size: `512.0 MiB`.
-pub fn size(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use crate::units::human_bytes as size;
 
 /// Sectors GPT keeps at the end of a disk: the backup entry array (128 × 128 bytes) and header.
 fn gpt_tail(sector: u64) -> u64 {
