@@ -490,3 +490,59 @@ fn same_probe(n: u32, a: &str, b: &str) {
         );
     }
 }
+
+/// The USB-stick case: the ISO written to a disk (`dd`) boots with each firmware (the hybrid
+/// MBR/GPT path, not El Torito), the rescue environment comes up, finds its medium by the
+/// image id on that disk, and lists the blank disk as a target. The VM is stopped at the
+/// agent's READY line (the restore itself is proven from the CD above).
+fn rescue_comes_up_from_the_iso_as_a_disk(fw: Firmware) {
+    let iso = &captured().iso;
+    let work = common::scratch();
+    let target = work.path().join("blank.img");
+    disk::sparse(&target, TARGET_BYTES);
+    let o = vm::boot(&Boot {
+        name: format!("iso-as-disk-{}", fw.name()),
+        firmware: fw,
+        cdrom: None,
+        disks: vec![
+            Drive {
+                file: iso,
+                snapshot: true,
+            },
+            Drive {
+                file: &target,
+                snapshot: false,
+            },
+        ],
+        timeout: RESTORE_TIMEOUT,
+        stop_on: &["OSIMAGE-RESCUE-READY"],
+        grace: Duration::from_secs(1),
+    });
+    let ready = o
+        .console
+        .lines()
+        .find(|l| l.contains("OSIMAGE-RESCUE-READY"))
+        .unwrap_or_else(|| panic!("the rescue agent never became ready: {}", o.describe()));
+    assert!(
+        ready.contains("medium=/dev/vda") && ready.contains("/dev/vdb:3072MiB:blank"),
+        "expected the ISO disk as the medium and the blank disk as a target: {ready}"
+    );
+    assert!(
+        !ready.contains("/dev/vda:"),
+        "the disk holding the boot medium must never be a candidate: {ready}"
+    );
+    phase_time(
+        &format!("ISO as a disk -> agent ready ({})", fw.name()),
+        o.elapsed,
+    );
+}
+
+#[test]
+fn rescue_comes_up_from_the_iso_as_a_disk_with_seabios() {
+    rescue_comes_up_from_the_iso_as_a_disk(Firmware::SeaBios);
+}
+
+#[test]
+fn rescue_comes_up_from_the_iso_as_a_disk_with_ovmf() {
+    rescue_comes_up_from_the_iso_as_a_disk(Firmware::Ovmf);
+}
