@@ -71,11 +71,10 @@ fn can_run() -> bool {
             .output()
             .is_ok_and(|o| o.status.success())
     });
-    if !(root && tools) {
-        eprintln!(
-            "skipped: needs root and losetup, partx, sfdisk, mkfs.ext4/vfat, mkswap, dumpe2fs"
-        );
-    }
+    assert!(
+        root && tools,
+        "this test needs root and losetup, partx, sfdisk, mkfs.ext4/vfat, mkswap, dumpe2fs (install them: .ci/apt-packages)"
+    );
     root && tools
 }
 

@@ -89,7 +89,7 @@ fn scratch() -> tempfile::TempDir {
 #[test]
 fn ext_flavours_agree_with_blkid() {
     if !have("mkfs.ext4") || !have("blkid") {
-        return eprintln!("skipped: needs e2fsprogs and blkid");
+        panic!("this test needs e2fsprogs and blkid (install them: .ci/apt-packages)");
     }
     let d = scratch();
     for (t, label) in [("ext2", "two"), ("ext3", "three"), ("ext4", "four")] {
@@ -121,7 +121,7 @@ fn ext_flavours_agree_with_blkid() {
 #[test]
 fn vfat_sizes_agree_with_blkid() {
     if !have("mkfs.vfat") || !have("blkid") {
-        return eprintln!("skipped: needs dosfstools and blkid");
+        panic!("this test needs dosfstools and blkid (install them: .ci/apt-packages)");
     }
     let d = scratch();
     for (bits, mib) in [("12", 4), ("16", 32), ("32", 64)] {
@@ -144,7 +144,7 @@ fn vfat_sizes_agree_with_blkid() {
 #[test]
 fn swap_agrees_with_blkid() {
     if !have("mkswap") || !have("blkid") {
-        return eprintln!("skipped: needs mkswap and blkid");
+        panic!("this test needs mkswap and blkid (install them: .ci/apt-packages)");
     }
     let d = scratch();
     let p = made(d.path(), "swap", 16, "mkswap", &["-L", "sw"]);
@@ -155,7 +155,7 @@ fn swap_agrees_with_blkid() {
 #[test]
 fn xfs_agrees_with_blkid() {
     if !have("mkfs.xfs") || !have("blkid") {
-        return eprintln!("skipped: needs xfsprogs and blkid");
+        panic!("this test needs xfsprogs and blkid (install them: .ci/apt-packages)");
     }
     let d = scratch();
     let p = made(
@@ -183,7 +183,7 @@ fn xfs_agrees_with_blkid() {
 #[test]
 fn btrfs_agrees_with_blkid() {
     if !have("mkfs.btrfs") || !have("blkid") {
-        return eprintln!("skipped: needs btrfs-progs and blkid");
+        panic!("this test needs btrfs-progs and blkid (install them: .ci/apt-packages)");
     }
     let d = scratch();
     let p = made(
@@ -213,7 +213,7 @@ fn luks_and_lvm_headers_are_containers() {
     // byte layouts. Here: a LUKS2 header written by hand at its documented offsets is seen
     // by blkid as crypto_LUKS too.
     if !have("blkid") {
-        return eprintln!("skipped: needs blkid");
+        panic!("this test needs blkid (install them: .ci/apt-packages)");
     }
     let d = scratch();
     let p = d.path().join("luks");

@@ -85,9 +85,10 @@ fn can_run() -> bool {
             .output()
             .is_ok_and(|o| o.status.success())
     });
-    if !(root && tools) {
-        eprintln!("skipped: needs root, losetup, partx, sfdisk, mkfs.ext4/vfat, mtools, blkid");
-    }
+    assert!(
+        root && tools,
+        "this test needs root, losetup, partx, sfdisk, mkfs.ext4/vfat, mtools, blkid (install them: .ci/apt-packages)"
+    );
     root && tools
 }
 
