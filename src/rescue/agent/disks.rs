@@ -124,6 +124,8 @@ pub fn has_signature(head: &[u8]) -> bool {
         || at(0x10040, b"_BHRfS_M")    // btrfs
         || at(0, b"LUKS\xba\xbe")      // LUKS
         || at(0x8001, b"CD001")        // ISO 9660
+        || at(0, &[0xfc, 0x4e, 0x2b, 0xa9])    // MD RAID superblock 1.1
+        || at(4096, &[0xfc, 0x4e, 0x2b, 0xa9]) // MD RAID superblock 1.2
         || at(4096 - 10, b"SWAPSPACE2") // swap, 4 KiB pages
         || at(4096 - 10, b"SWAP-SPACE")
 }
@@ -144,6 +146,8 @@ mod tests {
             (0x10040, b"_BHRfS_M"),
             (0x8001, b"CD001"),
             (4086, b"SWAPSPACE2"),
+            (0, b"\xfc\x4e\x2b\xa9"),
+            (4096, b"\xfc\x4e\x2b\xa9"),
         ] {
             let mut d = zero.clone();
             d[off..off + magic.len()].copy_from_slice(magic);
