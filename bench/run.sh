@@ -8,6 +8,7 @@
 #   BENCH_TOOLS="osimage squashfs" bench/run.sh   # a subset (osimage is always run)
 #   BENCH_NO_APT=1 bench/run.sh  # do not call apt-get (tools already installed)
 #   BENCH_NO_BUILD=1 bench/run.sh  # use the existing target/release/osimage
+#   BENCH_ROUNDS=5 bench/run.sh  # rounds (default 3); each figure is the median of its rounds
 #
 # Needs root (the tree copy keeps owners and xattrs) and ~3x the tree size free under
 # bench/work (gitignored). Wall time, CPU (user+sys) and peak RSS come from GNU time -v.
@@ -17,10 +18,12 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 work=${BENCH_WORK:-$repo/bench/work}
 dirs=${BENCH_DIRS:-/usr/share /usr/bin /usr/lib/x86_64-linux-gnu}
 tools=${BENCH_TOOLS:-osimage squashfs tar-zstd wim borg restic}
+rounds=${BENCH_ROUNDS:-3}
 wim_compress=${WIM_COMPRESS:-XPRESS}
 doc=$repo/docs/PERFORMANCE.md
 
 die() { echo "bench: $*" >&2; exit 1; }
+case $rounds in '' | *[!0-9]* | 0) die "BENCH_ROUNDS must be a positive number, not '$rounds'" ;; esac
 [ "$(id -u)" = 0 ] || die "run as root (the copy must keep owners, modes and xattrs)"
 
 # --- tools -------------------------------------------------------------------------------
@@ -77,7 +80,7 @@ measure() {
     local name=$1 phase=$2 size_path=$3
     shift 3
     local tf=$work/time.$name.$phase
-    echo "bench: $name $phase" >&2
+    echo "bench: round $round/$rounds: $name $phase" >&2
     /usr/bin/time -v -o "$tf" "$@" >"$work/log.$name.$phase" 2>&1 \
         || { cat "$work/log.$name.$phase" "$tf" >&2; die "$name $phase failed"; }
     sync
@@ -118,15 +121,26 @@ export RESTIC_CACHE_DIR=$work/restic-cache
 case " $tools " in *" osimage "*) ;; *) tools="osimage $tools" ;; esac
 for t in $tools; do
     [ -n "${cap_cmd[$t]:-}" ] || die "unknown tool $t (known: ${!cap_cmd[*]})"
-    # Repositories start empty, caches cold: every tool does a first, full backup.
-    case $t in
-        borg) rm -rf "$BORG_BASE_DIR"; borg init -e none "$out/borg" >/dev/null ;;
-        restic) rm -rf "$RESTIC_CACHE_DIR"; restic init --quiet --repo "$out/restic" >/dev/null ;;
-    esac
-    hot_cache
-    measure "$t" capture "${cap_size[$t]}" sh -c "${cap_cmd[$t]}"
-    measure "$t" extract "$x/$t" sh -c "${ext_cmd[$t]}"
-    rm -rf "${x:?}/$t"
+done
+# Rounds are interleaved (every tool once per round), so a load that comes and goes during the
+# run touches every tool alike; the report takes each tool's median.
+for round in $(seq 1 "$rounds"); do
+    for t in $tools; do
+        rm -rf "${cap_size[$t]:?}"
+        # Repositories start empty, caches cold: every tool does a first, full backup.
+        case $t in
+            borg) rm -rf "$BORG_BASE_DIR"; borg init -e none "$out/borg" >/dev/null ;;
+            restic) rm -rf "$RESTIC_CACHE_DIR"; restic init --quiet --repo "$out/restic" >/dev/null ;;
+        esac
+        hot_cache
+        # A capture ends when its output is on disk: osimage fsyncs its own output, so the
+        # peers' outputs are fsynced inside their timed run too (file by file, not the whole
+        # filesystem, so other writers on the machine do not count).
+        measure "$t" capture "${cap_size[$t]}" \
+            sh -c "${cap_cmd[$t]} && find ${cap_size[$t]} -type f -exec sync {} +"
+        measure "$t" extract "$x/$t" sh -c "${ext_cmd[$t]}"
+        rm -rf "${x:?}/$t"
+    done
 done
 
 # --- report ------------------------------------------------------------------------------
@@ -136,7 +150,8 @@ machine() {
         "$(df -T "$work" | awk 'NR == 2 {print $2}') under bench/work"
     echo "- OS: $(. /etc/os-release && echo "$PRETTY_NAME")"
     echo "- tree: \`$dirs\` copied with \`cp -a\`: $(numfmt --to=si "$tree_bytes")B," \
-        "$tree_entries entries; page cache hot (read once before each capture)"
+        "$tree_entries entries; page cache hot (read once before each capture);" \
+        "$rounds interleaved rounds, medians shown"
     echo "- versions: $($osimage --version), $(mksquashfs -version 2>&1 | head -1)," \
         "$(zstd --version | sed 's/\*\*\* //; s/, by.*//'), $(tar --version | head -1)," \
         "$(wimcapture --version 2>&1 | head -1), $(borg --version), $(restic version | cut -d' ' -f1-2)"
@@ -145,19 +160,28 @@ machine() {
 }
 
 table() {
-    awk -F'\t' -v phase="$1" '
-        $2 == phase { n++; name[n] = $1; wall[n] = $3; cpu[n] = $4; rss[n] = $5; size[n] = $6
-                      if ($1 == "osimage") { ow = $3; oc = $4; os = $6 } }
+    # Rows are (tool, phase, wall, cpu, rss, size), one per round; each column's median is shown.
+    awk -F'\t' -v phase="$1" -v order="$tools" '
+        function median(list,   a, k, t, i, j) {
+            k = split(list, a, " ")
+            for (i = 2; i <= k; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+            return (k % 2) ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
+        }
+        $2 == phase { w[$1] = w[$1] " " $3; c[$1] = c[$1] " " $4; r[$1] = r[$1] " " $5; s[$1] = s[$1] " " $6
+                      runs[$1] = runs[$1] " " $3 }
         END {
+            n = split(order, name, " ")
+            ow = median(w["osimage"]); oc = median(c["osimage"]); os = median(s["osimage"])
             if (phase == "capture")
-                print "| tool | wall s | CPU s (user+sys) | peak RSS MiB | output MB | wall ÷ osimage | size ÷ osimage |"
+                print "| tool | wall s | CPU s (user+sys) | peak RSS MiB | output MB | wall ÷ osimage | size ÷ osimage | wall s of each round |"
             else
-                print "| tool | wall s | CPU s (user+sys) | peak RSS MiB | restored MB | wall ÷ osimage | CPU ÷ osimage |"
-            print "|---|---:|---:|---:|---:|---:|---:|"
+                print "| tool | wall s | CPU s (user+sys) | peak RSS MiB | restored MB | wall ÷ osimage | CPU ÷ osimage | wall s of each round |"
+            print "|---|---:|---:|---:|---:|---:|---:|---|"
             for (i = 1; i <= n; i++) {
-                r2 = (phase == "capture") ? size[i] / os : cpu[i] / oc
-                printf "| %s | %.2f | %.2f | %.0f | %.1f | %.2f | %.2f |\n", name[i], wall[i],
-                    cpu[i], rss[i] / 1024, size[i] / 1e6, wall[i] / ow, r2
+                t = name[i]; wall = median(w[t]); cpu = median(c[t]); size = median(s[t])
+                r2 = (phase == "capture") ? size / os : cpu / oc
+                printf "| %s | %.2f | %.2f | %.0f | %.1f | %.2f | %.2f |%s |\n", t, wall, cpu,
+                    median(r[t]) / 1024, size / 1e6, wall / ow, r2, runs[t]
             }
         }' "$results"
 }
@@ -184,7 +208,9 @@ section=$work/section.md
     table extract
     echo
     echo "Commands (borg: unencrypted repo, zstd,3; restic: its default, encrypted, auto"
-    echo "compression; tar keeps xattrs and ACLs; every output is synced after its timed run):"
+    echo "compression; tar keeps xattrs and ACLs; each capture is timed until its output is on"
+    echo "disk: the peers' output files are fsynced inside the timed run, as osimage does itself;"
+    echo "extracts are not synced, for any tool):"
     echo
     commands
     echo "<!-- bench:run:end -->"
