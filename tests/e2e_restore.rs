@@ -154,6 +154,13 @@ fn restores_and_boots(fw: Firmware) {
         &format!("ISO boot -> restore -> power-off ({})", fw.name()),
         o.elapsed,
     );
+    if fw == Firmware::OvmfSecureBoot {
+        assert!(
+            o.console.contains("osimage: firmware UEFI, Secure Boot on"),
+            "the rescue environment did not report Secure Boot on: {}",
+            o.describe()
+        );
+    }
 
     let b = vm::boot(&Boot {
         name: format!("restored-{}", fw.name()),
@@ -206,9 +213,55 @@ fn iso_restores_a_blank_disk_unattended_and_it_boots_with_seabios() {
     restores_and_boots(Firmware::SeaBios);
 }
 
+/// UEFI with Secure Boot on and Microsoft's keys (issue #8): the ISO boots through the
+/// captured system's signed shim, GRUB and kernel, the rescue environment sees Secure Boot on,
+/// and the restored disk boots with Secure Boot on too.
 #[test]
-fn iso_restores_a_blank_disk_unattended_and_it_boots_with_ovmf() {
-    restores_and_boots(Firmware::Ovmf);
+fn iso_restores_a_blank_disk_unattended_and_it_boots_with_ovmf_secure_boot() {
+    restores_and_boots(Firmware::OvmfSecureBoot);
+}
+
+/// The proof that the test above would catch a broken chain: the same ISO with its shim's
+/// signature cut off is refused by the firmware, and nothing of the rescue environment runs.
+#[test]
+fn secure_boot_firmware_refuses_the_iso_with_an_unsigned_shim() {
+    let iso = &captured().iso;
+    let work = common::scratch();
+    let bad = work.path().join("unsigned-shim.iso");
+    e2e::secure_boot::iso_with_unsigned_shim(iso, &bad, work.path());
+    let target = work.path().join("target.img");
+    disk::sparse(&target, TARGET_BYTES);
+    let rescue_started = ["Loading the osimage rescue environment", "osimage: "];
+    let stop_on: Vec<&str> = e2e::secure_boot::REFUSED
+        .iter()
+        .chain(&rescue_started)
+        .copied()
+        .collect();
+    let o = vm::boot(&Boot {
+        name: "unsigned-shim-ovmf-secureboot".into(),
+        firmware: Firmware::OvmfSecureBoot,
+        cdrom: Some(&bad),
+        disks: vec![Drive {
+            file: &target,
+            snapshot: true,
+        }],
+        timeout: BOOT_TIMEOUT,
+        stop_on: &stop_on,
+        grace: Duration::from_secs(2),
+    });
+    assert!(
+        !rescue_started.iter().any(|m| o.console.contains(m)),
+        "Secure Boot firmware ran the ISO with an unsigned shim: {}",
+        o.describe()
+    );
+    assert!(
+        e2e::secure_boot::REFUSED
+            .iter()
+            .any(|m| o.console.contains(m)),
+        "no refusal ({:?}) on the console for an unsigned shim: {}",
+        e2e::secure_boot::REFUSED,
+        o.describe()
+    );
 }
 
 /// Unattended with no empty disk: the agent must not pick the disk that holds data; it says

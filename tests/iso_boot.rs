@@ -56,7 +56,7 @@ fn build_iso(name: &str, grub_cfg: &str, fixture: Option<&Path>) -> PathBuf {
     let work = work_dir().join(name);
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).expect("work dir");
-    let grub = build_grub_boot(Path::new("/"), grub_cfg, &work.join("grub"))
+    let grub = build_grub_boot(Path::new("/"), grub_cfg, &work.join("grub"), None)
         .expect("building GRUB boot images");
     let file = |path: &str, source| IsoFile {
         path: path.into(),

@@ -131,8 +131,13 @@ fn bootable_image_has_both_el_torito_entries_and_a_hybrid_gpt() {
     let src = dir.path().join("src");
     build_tree(&src);
     let mut spec = spec_from_tree(&src, "OSIMAGE_BOOT");
-    let grub = build_grub_boot(Path::new("/"), TEST_GRUB_CFG, &dir.path().join("work"))
-        .expect("GRUB boot images");
+    let grub = build_grub_boot(
+        Path::new("/"),
+        TEST_GRUB_CFG,
+        &dir.path().join("work"),
+        None,
+    )
+    .expect("GRUB boot images");
     spec.files.extend(grub.files);
     spec.boot = Some(grub.boot);
     let iso = dir.path().join("boot.iso");

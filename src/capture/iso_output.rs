@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use super::CaptureError;
 use crate::image::iso::{MANIFEST_NAME, PAYLOAD_DIR, pack_path};
-use crate::iso::{GrubBoot, IsoFile, IsoSource, IsoSpec, build_grub_boot, write_iso};
+use crate::iso::{
+    GrubBoot, IsoFile, IsoSource, IsoSpec, build_grub_boot, find_signed_chain, write_iso,
+};
 use crate::layout::DiskLayout;
 use crate::payload::manifest::Manifest;
 use crate::progress::Progress;
@@ -58,21 +60,41 @@ pub fn prepare_boot(
         ..MenuParams::default()
     };
     let cfg = grub_cfg(&id_hex, &menu);
+    // UEFI: the captured system's own signed chain when it has one (docs/SECUREBOOT.md).
+    let signed = find_signed_chain(root, &rescue.kernel);
+    let secure_boot = match &signed {
+        Ok(chain) => format!(
+            "UEFI Secure Boot: supported (signed shim {}, signed GRUB {}, signed kernel)",
+            chain.shim.display(),
+            chain.grub.display()
+        ),
+        Err(why) => format!(
+            "UEFI Secure Boot: not supported by this ISO ({why}); it boots where Secure Boot \
+             is off"
+        ),
+    };
+    progress.note(&secure_boot);
+    let chain = signed.as_ref().ok();
     // GRUB's modules from the host, matching the host's grub-mkimage that assembles them
     // (capturing `/` they are the captured system's own); the captured root's if the host
     // lacks them.
-    let grub = match build_grub_boot(Path::new("/"), &cfg, &work.join("grub")) {
+    let grub = match build_grub_boot(Path::new("/"), &cfg, &work.join("grub"), chain) {
         Ok(g) => g,
         Err(host_err) => {
-            build_grub_boot(root, &cfg, &work.join("grub-root")).map_err(|_| host_err)?
+            build_grub_boot(root, &cfg, &work.join("grub-root"), chain).map_err(|_| host_err)?
         }
     };
     let summary = format!(
-        "rescue environment: kernel {}, {} modules, {} tools, {:.1} MiB",
+        "rescue environment: kernel {}, {} modules, {} tools, {:.1} MiB; {}",
         rescue.kernel_version,
         rescue.modules,
         rescue.tools,
-        rescue.size_bytes as f64 / (1024.0 * 1024.0)
+        rescue.size_bytes as f64 / (1024.0 * 1024.0),
+        if chain.is_some() {
+            "Secure Boot: yes"
+        } else {
+            "Secure Boot: no"
+        }
     );
     Ok(BootFiles {
         kernel: rescue.kernel,

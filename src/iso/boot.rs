@@ -3,12 +3,14 @@
 //! (`i386-pc-eltorito`) and a standalone `BOOTX64.EFI` (`x86_64-efi`), both with the modules
 //! they need built in and an early config that finds the ISO by a unique id file and loads
 //! `/boot/grub/grub.cfg`; `mkfs.vfat` + `mcopy` put `BOOTX64.EFI` into a small FAT ESP image;
-//! `boot_hybrid.img` becomes the hybrid MBR code. Signed shim/GRUB can replace `BOOTX64.EFI`
-//! later without changing the layout (docs/ISO.md).
+//! `boot_hybrid.img` becomes the hybrid MBR code. With a [`SignedChain`] the ESP image holds the
+//! signed shim and GRUB instead of a `grub-mkimage` build, and the ISO a `/.disk/info` for
+//! that GRUB's built-in search (docs/ISO.md, docs/SECUREBOOT.md).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::signed::SignedChain;
 use super::{BootImages, IsoError, IsoFile, IsoSource};
 
 /// Modules built into both images: enough to find the ISO (CD or disk, GPT or MBR), read its
@@ -48,6 +50,9 @@ const EFI_ONLY: &[&str] = &["all_video"];
 pub const BIOS_IMAGE: &str = "boot/grub/i386-pc/eltorito.img";
 pub const EFI_IMAGE: &str = "boot/grub/efi.img";
 pub const GRUB_CFG: &str = "boot/grub/grub.cfg";
+/// The file the vendors' signed CD GRUB searches for to find its medium (Debian's
+/// `build-efi-images`): its built-in config then sources `/boot/grub/grub.cfg` on it.
+pub const DISK_INFO: &str = ".disk/info";
 
 /// Boot files for an [`IsoSpec`](super::IsoSpec): add `files`, set `boot`.
 #[derive(Debug, Clone)]
@@ -62,10 +67,12 @@ pub struct GrubBoot {
 
 /// Builds the BIOS image, the hybrid MBR code and the ESP image from the GRUB files under
 /// `grub_root` (`usr/lib/grub/{i386-pc,x86_64-efi}`), with `grub_cfg` as `/boot/grub/grub.cfg`.
+/// With `signed`, UEFI boots through that chain and `x86_64-efi` is not needed.
 pub fn build_grub_boot(
     grub_root: &Path,
     grub_cfg: &str,
     work_dir: &Path,
+    signed: Option<&SignedChain>,
 ) -> Result<GrubBoot, IsoError> {
     let pc = grub_root.join("usr/lib/grub/i386-pc");
     let efi = grub_root.join("usr/lib/grub/x86_64-efi");
@@ -85,14 +92,16 @@ pub fn build_grub_boot(
         "GRUB BIOS files",
         "grub-pc-bin",
     )?;
-    require(
-        &efi,
-        &["kernel.img", "moddep.lst"],
-        MODULES,
-        EFI_ONLY,
-        "GRUB EFI files",
-        "grub-efi-amd64-bin",
-    )?;
+    if signed.is_none() {
+        require(
+            &efi,
+            &["kernel.img", "moddep.lst"],
+            MODULES,
+            EFI_ONLY,
+            "GRUB EFI files",
+            "grub-efi-amd64-bin",
+        )?;
+    }
     std::fs::create_dir_all(work_dir).map_err(|e| IsoError::io("creating", work_dir, e))?;
 
     let id = boot_id(grub_cfg);
@@ -101,11 +110,24 @@ pub fn build_grub_boot(
     write(&early, early_config(&search_file).as_bytes())?;
 
     let bios_img = work_dir.join("eltorito.img");
-    let bootx64 = work_dir.join("BOOTX64.EFI");
     mkimage(&pc, "i386-pc-eltorito", &early, &bios_img, BIOS_ONLY)?;
-    mkimage(&efi, "x86_64-efi", &early, &bootx64, EFI_ONLY)?;
+    let esp_files = match signed {
+        Some(chain) => {
+            let mut files = vec![
+                (chain.shim.clone(), "BOOTX64.EFI"),
+                (chain.grub.clone(), "grubx64.efi"),
+            ];
+            files.extend(chain.mok_manager.clone().map(|m| (m, "mmx64.efi")));
+            files
+        }
+        None => {
+            let bootx64 = work_dir.join("BOOTX64.EFI");
+            mkimage(&efi, "x86_64-efi", &early, &bootx64, EFI_ONLY)?;
+            vec![(bootx64, "BOOTX64.EFI")]
+        }
+    };
     let esp = work_dir.join("efi.img");
-    build_esp(&esp, &bootx64, &id)?;
+    build_esp(&esp, &esp_files, &id)?;
     let mbr_path = pc.join("boot_hybrid.img");
     let mbr = std::fs::read(&mbr_path).map_err(|e| IsoError::io("reading", &mbr_path, e))?;
 
@@ -118,16 +140,24 @@ pub fn build_grub_boot(
         mode: 0o644,
         mtime,
     };
+    let mut files = Vec::new();
+    if signed.is_some() {
+        files.push(file(
+            DISK_INFO,
+            IsoSource::Bytes(format!("osimage rescue {id}\n").into_bytes()),
+        ));
+    }
+    files.extend([
+        file(GRUB_CFG, IsoSource::Bytes(grub_cfg.as_bytes().to_vec())),
+        file(
+            &search_file[1..],
+            IsoSource::Bytes(format!("{id}\n").into_bytes()),
+        ),
+        file(BIOS_IMAGE, IsoSource::Path(bios_img)),
+        file(EFI_IMAGE, IsoSource::Path(esp)),
+    ]);
     Ok(GrubBoot {
-        files: vec![
-            file(GRUB_CFG, IsoSource::Bytes(grub_cfg.as_bytes().to_vec())),
-            file(
-                &search_file[1..],
-                IsoSource::Bytes(format!("{id}\n").into_bytes()),
-            ),
-            file(BIOS_IMAGE, IsoSource::Path(bios_img)),
-            file(EFI_IMAGE, IsoSource::Path(esp)),
-        ],
+        files,
         boot: BootImages {
             bios: Some(BIOS_IMAGE.to_string()),
             efi: Some(EFI_IMAGE.to_string()),
@@ -213,10 +243,15 @@ fn esp_size_kib(contents: u64) -> u64 {
     (contents.div_ceil(1 << 20) + 1).max(4) * 1024
 }
 
-fn build_esp(esp: &Path, bootx64: &Path, id: &str) -> Result<(), IsoError> {
-    let size = std::fs::metadata(bootx64)
-        .map_err(|e| IsoError::io("stat", bootx64, e))?
-        .len();
+/// A FAT image holding `files` (host path, name) in `EFI/BOOT`.
+fn build_esp(esp: &Path, files: &[(PathBuf, &str)], id: &str) -> Result<(), IsoError> {
+    let mut size = 0;
+    for (path, _) in files {
+        size += std::fs::metadata(path)
+            .map_err(|e| IsoError::io("stat", path, e))?
+            .len()
+            .next_multiple_of(4096);
+    }
     let kib = esp_size_kib(size);
     let fat = if kib <= 16 * 1024 { "12" } else { "16" };
     if esp.exists() {
@@ -230,13 +265,16 @@ fn build_esp(esp: &Path, bootx64: &Path, id: &str) -> Result<(), IsoError> {
     let mut mmd = Command::new("mmd");
     mmd.arg("-i").arg(esp).args(["::/EFI", "::/EFI/BOOT"]);
     run(mmd, "mmd", "mtools")?;
-    let mut mcopy = Command::new("mcopy");
-    mcopy
-        .arg("-i")
-        .arg(esp)
-        .arg(bootx64)
-        .arg("::/EFI/BOOT/BOOTX64.EFI");
-    run(mcopy, "mcopy", "mtools")
+    for (path, name) in files {
+        let mut mcopy = Command::new("mcopy");
+        mcopy
+            .arg("-i")
+            .arg(esp)
+            .arg(path)
+            .arg(format!("::/EFI/BOOT/{name}"));
+        run(mcopy, "mcopy", "mtools")?;
+    }
+    Ok(())
 }
 
 /// Runs a host tool; a missing tool names its Debian package, a failure its stderr.
@@ -269,7 +307,7 @@ mod tests {
     #[test]
     fn missing_grub_files_name_the_package() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let e = build_grub_boot(dir.path(), "", &dir.path().join("w")).expect_err("no grub");
+        let e = build_grub_boot(dir.path(), "", &dir.path().join("w"), None).expect_err("no grub");
         let msg = e.to_string();
         assert!(
             msg.contains("i386-pc") && msg.contains("install grub-pc-bin"),

@@ -14,13 +14,15 @@ mod layout;
 mod reader;
 mod records;
 mod rock_ridge;
+mod signed;
 mod tree;
 mod writer;
 
 use std::path::PathBuf;
 
-pub use boot::{BIOS_IMAGE, EFI_IMAGE, GRUB_CFG, GrubBoot, build_grub_boot};
+pub use boot::{BIOS_IMAGE, DISK_INFO, EFI_IMAGE, GRUB_CFG, GrubBoot, build_grub_boot};
 pub use reader::{IsoDirEntry, IsoEntryKind, IsoReader};
+pub use signed::{SignedChain, find_signed_chain, pe_signature_len};
 pub use writer::write_iso;
 
 /// Everything that goes into one ISO image.

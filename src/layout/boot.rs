@@ -22,6 +22,17 @@ pub fn running_firmware(sys: &Path) -> Firmware {
     }
 }
 
+/// Whether the firmware runs with Secure Boot on, from the `SecureBoot` global variable
+/// (UEFI 2.10 §3.3: one byte after efivarfs' 4 attribute bytes, 1 = on). `None`: not UEFI, or
+/// efivarfs not mounted or the variable unreadable.
+pub fn secure_boot_state(efivars: &Path) -> Option<bool> {
+    let v = std::fs::read(efivars.join(format!("SecureBoot-{GLOBAL}"))).ok()?;
+    match v.as_slice() {
+        [_, _, _, _, state] => Some(*state == 1),
+        _ => None,
+    }
+}
+
 /// Boot entries, `BootOrder` and `BootCurrent`, best-effort: unreadable or malformed variables
 /// are left out.
 pub fn efi_entries(efivars: &Path) -> (Vec<EfiBootEntry>, Vec<u16>, Option<u16>) {
@@ -233,6 +244,19 @@ mod tests {
         assert_eq!(e.optional_data, b"x");
         assert_eq!(load_option(3, &b[..b.len() - 3]), None);
         assert_eq!(load_option(3, &[1, 0]), None);
+    }
+
+    #[test]
+    fn secure_boot_state_is_the_variables_fifth_byte() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let var = dir.path().join(format!("SecureBoot-{GLOBAL}"));
+        assert_eq!(secure_boot_state(dir.path()), None);
+        std::fs::write(&var, [6, 0, 0, 0, 1]).expect("write");
+        assert_eq!(secure_boot_state(dir.path()), Some(true));
+        std::fs::write(&var, [6, 0, 0, 0, 0]).expect("write");
+        assert_eq!(secure_boot_state(dir.path()), Some(false));
+        std::fs::write(&var, [6, 0, 0, 0]).expect("write");
+        assert_eq!(secure_boot_state(dir.path()), None);
     }
 
     #[test]

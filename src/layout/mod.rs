@@ -23,6 +23,7 @@ pub mod table;
 
 use std::path::PathBuf;
 
+pub use boot::secure_boot_state;
 pub use codec::{
     NAME as EXTENSION_NAME, VERSION as EXTENSION_VERSION, decode, from_manifest, to_extension,
 };

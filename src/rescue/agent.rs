@@ -99,6 +99,20 @@ enum Outcome {
     Restored { interactive: bool },
 }
 
+/// How this machine booted, for the console (and the tests that read it there): BIOS, or UEFI
+/// with Secure Boot on or off (docs/SECUREBOOT.md says what lockdown then restricts).
+fn firmware_line(efi: &Path) -> String {
+    if !efi.exists() {
+        return "osimage: firmware BIOS".into();
+    }
+    let sb = match crate::layout::secure_boot_state(&efi.join("efivars")) {
+        Some(true) => "on (kernel lockdown applies)",
+        Some(false) => "off",
+        None => "unknown (no SecureBoot variable in efivarfs)",
+    };
+    format!("osimage: firmware UEFI, Secure Boot {sb}")
+}
+
 fn run(opts: &AgentOptions, con: &Console) -> Result<Outcome, String> {
     sys::ensure_kernel_filesystems();
     let id = match &opts.image_id {
@@ -110,6 +124,7 @@ fn run(opts: &AgentOptions, con: &Console) -> Result<Outcome, String> {
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(format!("bad-image-id {id:?}"));
     }
+    con.line(&firmware_line(Path::new("/sys/firmware/efi")));
     con.line(&format!(
         "osimage: looking for the boot medium of image {id}"
     ));

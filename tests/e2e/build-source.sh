@@ -3,11 +3,13 @@
 # a minimal Debian on ONE GPT disk that boots by BIOS and by UEFI.
 #
 #   p1  1 MiB   BIOS boot partition (GRUB's core.img, grub-install --target=i386-pc)
-#   p2  64 MiB  ESP, FAT32 (EFI/BOOT/BOOTX64.EFI, grub-install --removable --no-nvram)
+#   p2  64 MiB  ESP, FAT32 (grub-install --removable --no-nvram --uefi-secure-boot:
+#               EFI/BOOT/BOOTX64.EFI is Debian's Microsoft-signed shim, then the signed GRUB)
 #   p3  rest    root, ext4, fixed UUID and label; fstab mounts / and /boot/efi by UUID
 #
-# On boot a one-shot unit prints `OSIMAGE-E2E-BOOTED firmware=BIOS|UEFI ...` on ttyS0 once
-# multi-user is reached, then powers off.
+# On boot a one-shot unit prints `OSIMAGE-E2E-BOOTED firmware=BIOS|UEFI secureboot=on|off|none
+# ...` on ttyS0 once multi-user is reached, then powers off. The boot chain is signed (shim,
+# GRUB, kernel), so the disk also boots on UEFI firmware with Secure Boot on.
 #
 # Usage: build-source.sh CACHE_DIR   -> prints the directory holding the result:
 #   disk.img    the 2 GiB sparse disk
@@ -81,7 +83,7 @@ mirror=$(apt_mirror | head -n1)
 [ -n "$mirror" ] || { log "no apt source for $release in /etc/apt (deb822 URIs: or sources.list)"; exit 1; }
 
 # --- stage 1: the debootstrapped tree (cached by release + packages) -----------------------
-packages=linux-image-amd64,initramfs-tools,grub-pc-bin,grub-efi-amd64-bin,grub-common,grub2-common,systemd-sysv,udev,e2fsprogs,dosfstools,kmod
+packages=linux-image-amd64,initramfs-tools,grub-pc-bin,grub-efi-amd64-bin,grub-common,grub2-common,shim-signed,grub-efi-amd64-signed,systemd-sysv,udev,e2fsprogs,dosfstools,kmod
 base_key=$(printf '%s\n' "$release" "$packages" minbase 1 | sha256sum | cut -c1-16)
 base="$cache/base-$base_key"
 if [ ! -f "$base.done" ]; then
@@ -165,12 +167,19 @@ cat >"$mnt/usr/local/sbin/osimage-e2e-booted" <<EOF
 #!/bin/sh
 # osimage end-to-end test: the system reached multi-user; say so on the serial port.
 fw=BIOS
-[ -d /sys/firmware/efi ] && fw=UEFI
+sb=none
+if [ -d /sys/firmware/efi ]; then
+    fw=UEFI
+    sb=off
+    # SecureBoot variable: 4 attribute bytes, then 1 = on (UEFI 2.10 3.3)
+    v=/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c
+    [ "\$(od -An -tu1 -j4 -N1 "\$v" 2>/dev/null | tr -d ' ')" = 1 ] && sb=on
+fi
 mounts=""
 while read -r dev dir rest; do
     case "\$dir" in /|/boot/efi) mounts="\$mounts \$dir=\$dev" ;; esac
 done </proc/mounts
-echo "$MARKER firmware=\$fw\$mounts" >/dev/ttyS0
+echo "$MARKER firmware=\$fw secureboot=\$sb\$mounts" >/dev/ttyS0
 EOF
 chmod 755 "$mnt/usr/local/sbin/osimage-e2e-booted"
 # DefaultDependencies=no: a unit wanted by multi-user.target and ordered after it would
@@ -221,10 +230,12 @@ chroot "$mnt" grub-install --target=i386-pc "$loop" >&2
 # probe reads the real FAT, the files land in the tmpfs, and mtools copies them into the FAT.
 mkdir -p "$mnt/tmp/esp"
 mount -t tmpfs "${loop}p2" "$mnt/tmp/esp"
-chroot "$mnt" grub-install --target=x86_64-efi --efi-directory=/tmp/esp --removable --no-nvram >&2
+chroot "$mnt" grub-install --target=x86_64-efi --efi-directory=/tmp/esp --removable --no-nvram --uefi-secure-boot >&2
 chroot "$mnt" update-grub >&2
 grep -q "root=UUID=$ROOT_UUID" "$mnt/boot/grub/grub.cfg" || { log "grub.cfg does not boot root=UUID=$ROOT_UUID"; exit 1; }
 [ -f "$mnt/tmp/esp/EFI/BOOT/BOOTX64.EFI" ] || { log "grub-install left no EFI/BOOT/BOOTX64.EFI"; exit 1; }
+cmp -s "$mnt/tmp/esp/EFI/BOOT/BOOTX64.EFI" "$mnt/usr/lib/shim/shimx64.efi.signed" ||
+    { log "EFI/BOOT/BOOTX64.EFI is not the signed shim"; exit 1; }
 export MTOOLS_SKIP_CHECK=1
 fat="$disk@@$((4096 * 512))"   # the ESP inside the image file, for mtools
 mcopy -s -m -i "$fat" "$mnt/tmp/esp/EFI" ::/

@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+/// Secure Boot: the SMM build of OVMF, and variables with Microsoft's keys enrolled (PK, KEK,
+/// db with the UEFI CA that signs the distributions' shims), Secure Boot on.
+pub const OVMF_SB_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
+pub const OVMF_SB_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
 
 /// Two cores: never more than one VM at a time, though the tests run on threads.
 static ONE_VM: Mutex<()> = Mutex::new(());
@@ -17,6 +21,8 @@ static ONE_VM: Mutex<()> = Mutex::new(());
 pub enum Firmware {
     SeaBios,
     Ovmf,
+    /// OVMF with Secure Boot on and Microsoft's keys (q35 with SMM, as that build needs).
+    OvmfSecureBoot,
 }
 
 impl Firmware {
@@ -24,14 +30,24 @@ impl Firmware {
         match self {
             Firmware::SeaBios => "seabios",
             Firmware::Ovmf => "ovmf",
+            Firmware::OvmfSecureBoot => "ovmf-secureboot",
+        }
+    }
+
+    fn code_and_vars(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Firmware::SeaBios => None,
+            Firmware::Ovmf => Some((OVMF_CODE, OVMF_VARS)),
+            Firmware::OvmfSecureBoot => Some((OVMF_SB_CODE, OVMF_SB_VARS)),
         }
     }
 
     /// What the source system's boot marker says about the firmware it booted from.
     pub fn marker_word(self) -> &'static str {
         match self {
-            Firmware::SeaBios => "firmware=BIOS",
-            Firmware::Ovmf => "firmware=UEFI",
+            Firmware::SeaBios => "firmware=BIOS secureboot=none",
+            Firmware::Ovmf => "firmware=UEFI secureboot=off",
+            Firmware::OvmfSecureBoot => "firmware=UEFI secureboot=on",
         }
     }
 }
@@ -102,9 +118,14 @@ impl Outcome {
 }
 
 fn args(b: &Boot, serial: &Path, vars: &Path) -> Vec<String> {
+    let machine = match b.firmware {
+        // the Secure Boot build keeps its variables in SMM-protected flash
+        Firmware::OvmfSecureBoot => "q35,smm=on",
+        _ => "pc",
+    };
     let mut a: Vec<String> = [
         "-machine",
-        "pc",
+        machine,
         "-m",
         "1536M",
         "-smp",
@@ -121,10 +142,14 @@ fn args(b: &Boot, serial: &Path, vars: &Path) -> Vec<String> {
     .to_vec();
     a.push("-serial".into());
     a.push(format!("file:{}", serial.display()));
-    if b.firmware == Firmware::Ovmf {
+    if b.firmware == Firmware::OvmfSecureBoot {
+        a.push("-global".into());
+        a.push("driver=cfi.pflash01,property=secure,value=on".into());
+    }
+    if let Some((code, _)) = b.firmware.code_and_vars() {
         a.push("-drive".into());
         a.push(format!(
-            "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
+            "if=pflash,format=raw,unit=0,readonly=on,file={code}"
         ));
         a.push("-drive".into());
         a.push(format!(
@@ -160,8 +185,8 @@ pub fn boot(b: &Boot) -> Outcome {
     let serial = logs.join(format!("{}.log", b.name));
     let vars = logs.join(format!("{}.vars.fd", b.name));
     let _ = std::fs::remove_file(&serial);
-    if b.firmware == Firmware::Ovmf {
-        std::fs::copy(OVMF_VARS, &vars).expect("a fresh copy of OVMF_VARS_4M.fd");
+    if let Some((_, template)) = b.firmware.code_and_vars() {
+        std::fs::copy(template, &vars).expect("a fresh copy of the OVMF variables");
     }
     let args = args(b, &serial, &vars);
     let command = args.join(" ");
