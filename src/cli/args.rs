@@ -65,6 +65,10 @@ pub enum Command {
     /// verbatim where the geometry allows. A disk that holds data is refused unless --force;
     /// --dry-run prints the plan and touches nothing. With --to DIR, only the files.
     Restore(super::restore::RestoreArgs),
+    /// Refresh a golden image on a schedule: install, list or remove a systemd timer (or a
+    /// cron job where systemd is not running) that captures into a directory, keeps
+    /// latest.iso pointing at the newest image and prunes the oldest (docs/SCHEDULE.md).
+    Schedule(super::schedule::ScheduleArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
