@@ -127,6 +127,12 @@ pub struct CaptureArgs {
     /// copied from it, not compressed again. OUTPUT stays self-contained (docs/REFRESH.md).
     #[arg(long, value_name = "BASE")]
     pub base: Option<PathBuf>,
+    /// Capture ROOT's filesystem from a read-only snapshot, so the image is one point in time:
+    /// btrfs (`btrfs subvolume snapshot -r`) or LVM (`lvcreate -s`, needs free space in the
+    /// volume group). Other filesystems under ROOT are read live. The snapshot is removed
+    /// afterwards, also on error or Ctrl-C. Any other filesystem is an error.
+    #[arg(long)]
+    pub snapshot: bool,
 }
 
 #[derive(Debug, Args)]

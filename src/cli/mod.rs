@@ -99,6 +99,7 @@ fn run_capture(a: CaptureArgs, p: &TermProgress) -> Result<i32, Failure> {
         force: a.force,
         verify: a.verify,
         kernel: a.kernel,
+        snapshot: a.snapshot,
     };
     if let Ok(plan) = crate::scan::plan_filesystems(&opts.root, &opts.scan) {
         for fs in plan {

@@ -109,6 +109,9 @@ pub struct JobArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Capture ROOT's filesystem from a btrfs or LVM snapshot (point in time).
+    #[arg(long)]
+    pub snapshot: bool,
 }
 
 type Failure = Box<dyn std::error::Error>;
@@ -225,5 +228,6 @@ fn to_job(name: String, a: JobArgs) -> Result<Job, Failure> {
         keep_going: a.keep_going,
         level: a.level,
         threads: a.threads,
+        snapshot: a.snapshot,
     })
 }

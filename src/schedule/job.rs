@@ -47,6 +47,9 @@ pub struct Job {
     pub keep_going: bool,
     pub level: i32,
     pub threads: Option<usize>,
+    /// Capture from a snapshot of ROOT's filesystem (btrfs or LVM).
+    #[serde(default)]
+    pub snapshot: bool,
 }
 
 /// Why a schedule name is refused.
@@ -95,6 +98,7 @@ impl Job {
         for (on, flag) in [
             (self.one_file_system, "--one-file-system"),
             (self.keep_going, "--keep-going"),
+            (self.snapshot, "--snapshot"),
         ] {
             if on {
                 a.push(flag.into());

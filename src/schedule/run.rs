@@ -125,6 +125,7 @@ fn capture_options(job: &Job, output: &Path) -> CaptureOptions {
         force: false,
         verify: true,
         kernel: job.kernel.clone(),
+        snapshot: job.snapshot,
     }
 }
 
