@@ -261,3 +261,36 @@ impl Ledger {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ledger_only_ever_names_this_schedules_images_inside_dest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let job = Job {
+            name: "golden".into(),
+            dest: dir.path().to_path_buf(),
+            keep: 1,
+            format: ImageFormat::Iso,
+            root: "/".into(),
+            kernel: None,
+            one_file_system: false,
+            excludes: Vec::new(),
+            exclude_from: Vec::new(),
+            keep_going: false,
+            level: 3,
+            threads: None,
+            snapshot: false,
+        };
+        std::fs::write(
+            dir.path().join(".osimage-golden.images"),
+            "golden-1.iso\n../golden-2.iso\ngolden-/../../etc/passwd.iso\nother-3.iso\n\
+             golden-4.txt\ngolden-5.oimg\n",
+        )
+        .expect("write ledger");
+        let l = Ledger::read(&job).expect("read ledger");
+        assert_eq!(l.names, ["golden-1.iso", "golden-5.oimg"]);
+    }
+}
