@@ -17,4 +17,5 @@ pub mod refresh;
 pub mod rescue;
 pub mod restore;
 pub mod scan;
+pub mod schedule;
 pub mod units;

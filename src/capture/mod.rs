@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 mod iso_output;
+pub mod snapshot;
 
 use crate::image::dir::DirWriter;
 use crate::image::oimg::OimgWriter;
@@ -32,6 +33,8 @@ pub struct CaptureOptions {
     pub verify: bool,
     /// The rescue kernel (`--kernel`): a path or a version in ROOT/boot; default the newest.
     pub kernel: Option<PathBuf>,
+    /// Capture ROOT's filesystem from a btrfs or LVM snapshot (`--snapshot`).
+    pub snapshot: bool,
 }
 
 /// What a capture did.
@@ -59,6 +62,8 @@ pub enum CaptureError {
     Rescue(#[from] crate::rescue::RescueError),
     #[error("{0}")]
     Iso(#[from] crate::iso::IsoError),
+    #[error("{0}")]
+    Snapshot(#[from] snapshot::SnapshotError),
 }
 
 /// Captures `opts.root` into `opts.output`.
@@ -95,6 +100,14 @@ pub fn capture_from(
         )));
     }
     let dir = output.parent().unwrap_or(Path::new("/"));
+    // Before the temporary files exist, so the snapshot holds none of them.
+    let snap = if opts.snapshot {
+        let s = snapshot::Snapshot::take(&root, &opts.scan, progress)?;
+        progress.note(&format!("capturing from {}", s.describe()));
+        Some(s)
+    } else {
+        None
+    };
     // Everything is written under temporary names beside the output (mode 0600), renamed
     // into place last: an interrupted capture leaves nothing that looks like an image.
     let tmp = tempfile::Builder::new()
@@ -134,8 +147,21 @@ pub fn capture_from(
     if let Some(w) = &work {
         scan_opts.skip_paths.push(w.path().to_path_buf());
     }
-    progress.note(&format!("scanning {}", root.display()));
-    let scanned = scan::scan(&root, &scan_opts)?;
+    let scan_root = snap.as_ref().map_or(root.as_path(), |s| s.root());
+    if scan_root != root {
+        // What is left out of ROOT is left out of its snapshot's view too.
+        let inside: Vec<PathBuf> = scan_opts
+            .skip_paths
+            .iter()
+            .filter_map(|p| Some(scan_root.join(p.strip_prefix(&root).ok()?)))
+            .collect();
+        scan_opts.skip_paths.extend(inside);
+    }
+    progress.note(&format!("scanning {}", scan_root.display()));
+    let mut scanned = scan::scan(scan_root, &scan_opts)?;
+    if let Some(s) = &snap {
+        s.restore_identity(&mut scanned.filesystems);
+    }
     let mut entries = scanned.entries;
     if let Some(b) = &mut base {
         b.index_files(&scanned.filesystems);
@@ -212,6 +238,9 @@ pub fn capture_from(
     }
     manifest.stats.duration_ms = started.elapsed().as_millis() as u64;
     finish(&manifest)?;
+    if let Some(s) = snap {
+        s.release()?;
+    }
     let file = tmp
         .as_file()
         .try_clone()

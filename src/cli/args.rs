@@ -65,6 +65,10 @@ pub enum Command {
     /// verbatim where the geometry allows. A disk that holds data is refused unless --force;
     /// --dry-run prints the plan and touches nothing. With --to DIR, only the files.
     Restore(super::restore::RestoreArgs),
+    /// Refresh a golden image on a schedule: install, list or remove a systemd timer (or a
+    /// cron job where systemd is not running) that captures into a directory, keeps
+    /// latest.iso pointing at the newest image and prunes the oldest (docs/SCHEDULE.md).
+    Schedule(super::schedule::ScheduleArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -123,6 +127,12 @@ pub struct CaptureArgs {
     /// copied from it, not compressed again. OUTPUT stays self-contained (docs/REFRESH.md).
     #[arg(long, value_name = "BASE")]
     pub base: Option<PathBuf>,
+    /// Capture ROOT's filesystem from a read-only snapshot, so the image is one point in time:
+    /// btrfs (`btrfs subvolume snapshot -r`) or LVM (`lvcreate -s`, needs free space in the
+    /// volume group). Other filesystems under ROOT are read live. The snapshot is removed
+    /// afterwards, also on error or Ctrl-C. Any other filesystem is an error.
+    #[arg(long)]
+    pub snapshot: bool,
 }
 
 #[derive(Debug, Args)]

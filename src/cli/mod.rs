@@ -7,6 +7,7 @@ mod args;
 pub mod diff;
 mod progress;
 pub mod restore;
+pub mod schedule;
 pub mod show;
 
 use std::io::Write;
@@ -49,6 +50,7 @@ pub fn main() -> i32 {
         Command::Info(a) => run_info(a),
         Command::Verify(a) => run_verify(a, &p),
         Command::Restore(a) => restore::run(a, &p),
+        Command::Schedule(a) => schedule::run(a, &p),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -97,6 +99,7 @@ fn run_capture(a: CaptureArgs, p: &TermProgress) -> Result<i32, Failure> {
         force: a.force,
         verify: a.verify,
         kernel: a.kernel,
+        snapshot: a.snapshot,
     };
     if let Ok(plan) = crate::scan::plan_filesystems(&opts.root, &opts.scan) {
         for fs in plan {

@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# Refresh benchmark (issue #6): on a copy of /usr, each tool makes a first backup, then a
+# second one of the unchanged tree, then a third after 100 files changed; osimage with
+# `capture --base` (each output a self-contained image), borg create (second and third
+# archive), restic backup (second and third snapshot, parent detected), wimappend
+# --update-of (second and third image). Results go into docs/PERFORMANCE.md between the
+# `bench:refresh` markers.
+#
+#   bench/refresh.sh                      # the tree of bench/run.sh
+#   BENCH_DIRS="/usr/share" bench/refresh.sh
+#   BENCH_TOOLS="osimage borg" bench/refresh.sh   # a subset (osimage is always run)
+#   BENCH_NO_BUILD=1 bench/refresh.sh     # use the existing target/release/osimage
+#
+# Needs root, borgbackup, restic, wimtools and GNU time (bench/run.sh installs them), and
+# ~5x the tree size free under bench/work (gitignored).
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+work=${BENCH_WORK:-$repo/bench/work}
+dirs=${BENCH_DIRS:-/usr/share /usr/bin /usr/lib/x86_64-linux-gnu}
+tools=${BENCH_TOOLS:-osimage borg restic wim}
+changed=${BENCH_CHANGED:-100}
+doc=$repo/docs/PERFORMANCE.md
+
+die() { echo "bench: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "run as root (the copy must keep owners, modes and xattrs)"
+for t in wimcapture wimappend borg restic /usr/bin/time; do
+    command -v "$t" >/dev/null || die "$t missing (Debian packages: wimtools borgbackup restic time)"
+done
+if [ -z "${BENCH_NO_BUILD:-}" ]; then
+    (cd "$repo" && cargo build --release --quiet) || die "cargo build --release failed"
+fi
+osimage=$repo/target/release/osimage
+[ -x "$osimage" ] || die "no release build (cargo build --release)"
+
+# --- the tree (a fresh copy: this benchmark modifies it) -------------------------------------
+tree=$work/refresh-tree
+rm -rf "$tree"
+mkdir -p "$tree"
+echo "bench: copying $dirs into $tree" >&2
+for d in $dirs; do
+    mkdir -p "$tree$(dirname "$d")"
+    cp -a "$d" "$tree$(dirname "$d")/"
+done
+# Files written moments before a base capture are read again by the next refresh (racily
+# clean, docs/REFRESH.md); a real system's files are older than that.
+sleep 3
+load_at_start=$(cut -d' ' -f1-3 /proc/loadavg)
+tree_bytes=$(du -sb "$tree" | cut -f1)
+tree_entries=$(find "$tree" | wc -l)
+
+out=$work/refresh-out
+results=$work/refresh-results.tsv
+rm -rf "$out"
+mkdir -p "$out"
+: >"$results"
+
+hot_cache() { tar -C "$tree" -cf - . | cat >/dev/null; }
+
+# measure NAME PHASE SIZE_PATH COMMAND: timed under GNU time, then synced untimed; appends
+# name, phase, wall s, CPU s, peak RSS KiB and the size of SIZE_PATH after the run.
+measure() {
+    local name=$1 phase=$2 size_path=$3 cmd=$4
+    local tf=$work/time.refresh.$name.$phase
+    echo "bench: $name $phase" >&2
+    hot_cache
+    /usr/bin/time -v -o "$tf" sh -c "$cmd" >"$work/log.refresh.$name.$phase" 2>&1 \
+        || { cat "$work/log.refresh.$name.$phase" "$tf" >&2; die "$name $phase failed"; }
+    sync
+    local wall user sys rss size
+    wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {
+        n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s }' "$tf")
+    user=$(awk -F': ' '/User time/ {print $2}' "$tf")
+    sys=$(awk -F': ' '/System time/ {print $2}' "$tf")
+    rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$tf")
+    size=$(du -sb "$size_path" | cut -f1)
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$phase" "$wall" \
+        "$(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }')" "$rss" "$size" >>"$results"
+}
+
+export BORG_BASE_DIR=$work/borg-base-refresh BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
+export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes RESTIC_PASSWORD=bench
+export RESTIC_CACHE_DIR=$work/restic-cache-refresh
+rm -rf "$BORG_BASE_DIR" "$RESTIC_CACHE_DIR"
+
+# cmd TOOL PHASE (1 first, 2 unchanged, 3 changed): the command line.
+cmd() {
+    local t=$1 n=$2 prev=$(($2 - 1))
+    case $t in
+        osimage)
+            if [ "$n" = 1 ]; then
+                echo "$osimage capture $tree -o $out/osimage.$n.oimg -q"
+            else
+                echo "$osimage capture $tree -o $out/osimage.$n.oimg --base $out/osimage.$prev.oimg -q"
+            fi ;;
+        borg) echo "cd $tree && borg create --compression zstd,3 $out/borg::a$n ." ;;
+        restic) echo "cd $tree && restic backup --quiet --repo $out/restic ." ;;
+        wim)
+            if [ "$n" = 1 ]; then
+                echo "wimcapture $tree $out/image.wim r1 --unix-data --compress=XPRESS --threads=2"
+            else
+                echo "wimappend $tree $out/image.wim r$n --unix-data --threads=2 --update-of=$prev"
+            fi ;;
+        *) die "unknown tool $t (known: osimage borg restic wim)" ;;
+    esac
+}
+size_path() {
+    case $1 in
+        osimage) echo "$out/osimage.$2.oimg" ;;
+        borg) echo "$out/borg" ;;
+        restic) echo "$out/restic" ;;
+        wim) echo "$out/image.wim" ;;
+    esac
+}
+
+case " $tools " in *" osimage "*) ;; *) tools="osimage $tools" ;; esac
+for t in $tools; do
+    case $t in
+        borg) borg init -e none "$out/borg" >/dev/null ;;
+        restic) restic init --quiet --repo "$out/restic" >/dev/null ;;
+    esac
+done
+phase_name=(x first unchanged changed)
+for n in 1 2; do
+    for t in $tools; do
+        measure "$t" "${phase_name[$n]}" "$(size_path "$t" "$n")" "$(cmd "$t" "$n")"
+    done
+done
+# DESIGN.md, "Refresh": when writing and syncing the output bounds the time, the target is
+# 1.5x of copying and syncing an image of that size. The reference: exactly that.
+copy_cmd="cp $out/osimage.1.oimg $out/copy.oimg && sync $out/copy.oimg"
+measure "cp+sync" "of image 1" "$out/copy.oimg" "$copy_cmd"
+rm -f "$out/copy.oimg"
+
+# Change $changed regular files spread over the tree: 64 bytes overwritten in the middle of
+# each (same size; new mtime and ctime), as an upgrade or an edit would.
+find "$tree" -type f -size +8k -printf '%P\n' | LC_ALL=C sort \
+    | awk -v want="$changed" '{ f[NR] = $0 } END { step = int(NR / want); if (step < 1) step = 1
+        for (i = step; i <= NR && n < want; i += step) { print f[i]; n++ } }' >"$work/changed.list"
+[ "$(wc -l <"$work/changed.list")" = "$changed" ] || die "fewer than $changed files to change"
+while IFS= read -r f; do
+    size=$(stat -c %s "$tree/$f")
+    head -c 64 /dev/urandom | dd of="$tree/$f" bs=1 seek=$((size / 2)) conv=notrunc status=none
+done <"$work/changed.list"
+sleep 1
+for t in $tools; do
+    measure "$t" changed "$(size_path "$t" 3)" "$(cmd "$t" 3)"
+done
+
+# --- report ------------------------------------------------------------------------------
+lineage() {
+    "$osimage" info "$out/osimage.$1.oimg" | sed -n 's/^refreshed from *//p' | sed 's/^[^:]*: //'
+}
+section=$work/refresh-section.md
+{
+    echo "<!-- bench:refresh:begin (generated by bench/refresh.sh; edits here are overwritten) -->"
+    echo "### Latest refresh run"
+    echo
+    echo "- CPU: $(lscpu | awk -F': +' '/Model name/ {print $2; exit}'), $(nproc) cores;" \
+        "kernel $(uname -r); $(df -T "$work" | awk 'NR == 2 {print $2}') under bench/work"
+    echo "- tree: \`$dirs\` copied with \`cp -a\`: $(numfmt --to=si "$tree_bytes")B," \
+        "$tree_entries entries; page cache hot before each run; $changed files changed" \
+        "(64 bytes each, size kept) before the third run"
+    echo "- versions: $($osimage --version), $(borg --version), $(restic version | cut -d' ' -f1-2)," \
+        "$(wimcapture --version 2>&1 | head -1)"
+    echo "- date: $(date -u +%Y-%m-%dT%H:%MZ), commit $(git -C "$repo" rev-parse --short HEAD);" \
+        "load average before the run: $load_at_start, after: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo
+    echo "| tool | run | wall s | CPU s | peak RSS MiB | output MB | wall ÷ its first run |"
+    echo "|---|---|---:|---:|---:|---:|---:|"
+    awk -F'\t' '
+        { key = $1; if ($2 == "first") first[key] = $3
+          row[NR] = $0 }
+        END {
+            for (i = 1; i <= NR; i++) {
+                split(row[i], f, "\t")
+                # The reference copy is set against the first osimage capture.
+                base = (f[1] == "cp+sync") ? first["osimage"] : first[f[1]]
+                printf "| %s | %s | %.2f | %.2f | %.0f | %.1f | %.1f%% |\n", f[1], f[2], f[3],
+                    f[4], f[5] / 1024, f[6] / 1e6, 100 * f[3] / base
+            }
+        }' <(sort -s -t$'\t' -k1,1 "$results")
+    echo
+    echo "Reference (DESIGN.md, \"Refresh\"): \`cp\` of osimage's first image and \`sync\` of the copy."
+    echo
+    echo "osimage lineage: unchanged run: $(lineage 2); changed run: $(lineage 3)."
+    echo
+    echo "Output MB is the new image for osimage (each one self-contained) and the whole"
+    echo "repository or WIM file for the others. Commands (run 1, then runs 2 and 3):"
+    echo
+    for t in $tools; do
+        echo "- $t: \`$(cmd "$t" 1 | sed "s|$repo/||g")\`; \`$(cmd "$t" 3 | sed "s|$repo/||g")\`"
+    done
+    echo "<!-- bench:refresh:end -->"
+} >"$section"
+
+[ -f "$doc" ] || die "$doc missing"
+if grep -q '<!-- bench:refresh:begin' "$doc"; then
+    awk -v f="$section" '
+        /<!-- bench:refresh:begin/ { while ((getline l < f) > 0) print l; skip = 1; next }
+        /<!-- bench:refresh:end/ { skip = 0; next }
+        !skip' "$doc" >"$doc.tmp"
+    mv "$doc.tmp" "$doc"
+else
+    { echo; cat "$section"; } >>"$doc"
+fi
+cat "$section"

@@ -1,0 +1,233 @@
+//! `osimage schedule install|list|remove` and the hidden `schedule run` their units call
+//! (issue #6, docs/SCHEDULE.md). Parsing and printing only; the work is `crate::schedule`.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+
+use crate::progress::Progress;
+use crate::schedule::job::{ImageFormat, Job};
+use crate::schedule::{self, System};
+
+/// Refresh a golden image on a schedule (systemd timer, or cron without systemd).
+#[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    #[command(subcommand)]
+    pub command: ScheduleCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Install and start a scheduled capture into DEST.
+    ///
+    /// Writes osimage-NAME.service and osimage-NAME.timer into /etc/systemd/system and
+    /// starts the timer; where systemd is not running, writes /etc/cron.d/osimage-NAME
+    /// (output appended to /var/log/osimage-NAME.log). Each run captures ROOT into
+    /// DEST/NAME-YYYYMMDDTHHMMSSZ.iso as a refresh of the previous image (--base), verifies
+    /// it before renaming it into place, points DEST/latest.iso at it, and deletes the oldest
+    /// images it made beyond --keep. A failed run exits non-zero (the unit shows failed) and
+    /// leaves the previous images and latest.iso as they were.
+    Install(InstallArgs),
+    /// List the installed schedules.
+    List(SystemArgs),
+    /// Stop and remove schedule NAME (the images in its DEST are kept).
+    Remove {
+        /// The schedule's name (see `schedule list`).
+        name: String,
+        #[command(flatten)]
+        system: SystemArgs,
+    },
+    /// One scheduled run (what the unit or cron line calls).
+    #[command(hide = true)]
+    Run {
+        name: String,
+        #[command(flatten)]
+        job: JobArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SystemArgs {
+    /// Manage the schedules of the system under DIR instead of this one; systemctl is not
+    /// called (for tests).
+    #[arg(long, hide = true, default_value = "/", value_name = "DIR")]
+    pub system_root: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// When to run: daily (00:00), weekly (Monday 00:00), hourly, monthly, or a cron
+    /// expression of five fields (minute hour day-of-month month day-of-week, e.g.
+    /// "30 2 * * 1-5"); converted to systemd's OnCalendar.
+    #[arg(long, value_name = "WHEN")]
+    pub every: String,
+    /// The schedule's name: names the units and the images (a-z, 0-9, '-', '_').
+    #[arg(long, default_value = "golden")]
+    pub name: String,
+    /// Replace an installed schedule of the same name.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub job: JobArgs,
+    #[command(flatten)]
+    pub system: SystemArgs,
+}
+
+/// What each run does: the capture options and where the images go.
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    /// Directory for the images (created mode 0700 if missing; left out of the capture).
+    #[arg(long, value_name = "DIR")]
+    pub dest: PathBuf,
+    /// How many images to keep; older ones this schedule made are deleted after a run.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep: u32,
+    /// iso: bootable ISO (latest.iso); oimg: the payload alone (latest.oimg).
+    #[arg(long, value_enum, default_value = "iso")]
+    pub format: ImageFormat,
+    /// The root of the tree to capture.
+    #[arg(long, default_value = "/", value_name = "ROOT")]
+    pub root: PathBuf,
+    /// Kernel for the rescue environment (ISO output): a path, or a version in ROOT/boot.
+    #[arg(long, value_name = "KERNEL")]
+    pub kernel: Option<PathBuf>,
+    /// Stay on ROOT's own filesystem.
+    #[arg(short = 'x', long)]
+    pub one_file_system: bool,
+    /// Leave out paths matching PATTERN (docs/EXCLUDES.md). Repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+    /// Read exclude patterns from FILE. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub exclude_from: Vec<PathBuf>,
+    /// Report unreadable files and go on instead of failing.
+    #[arg(long)]
+    pub keep_going: bool,
+    /// zstd compression level (1 fastest … 19 smallest).
+    #[arg(short, long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub level: i32,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Capture ROOT's filesystem from a btrfs or LVM snapshot (point in time).
+    #[arg(long)]
+    pub snapshot: bool,
+}
+
+type Failure = Box<dyn std::error::Error>;
+
+/// Runs `osimage schedule …`.
+pub fn run(args: ScheduleArgs, progress: &dyn Progress) -> Result<i32, Failure> {
+    match args.command {
+        ScheduleCommand::Install(a) => install(a),
+        ScheduleCommand::List(s) => list(&s),
+        ScheduleCommand::Remove { name, system } => {
+            let sys = System {
+                root: system.system_root,
+            };
+            for p in schedule::remove(&sys, &name)? {
+                println!("removed {}", p.display());
+            }
+            Ok(0)
+        }
+        ScheduleCommand::Run { name, job } => {
+            let job = to_job(name, job)?;
+            // Lines for the journal (or the cron log): stdout, unbuffered per line.
+            let log = |l: &str| println!("{l}");
+            let r = schedule::run::run(&job, progress, &log)?;
+            let st = &r.capture.stats;
+            println!(
+                "{}: {} entries, {} of file data → {} in {:.1} s",
+                r.image.display(),
+                st.entries,
+                super::show::bytes(st.file_bytes),
+                super::show::bytes(r.capture.size),
+                st.duration_ms as f64 / 1000.0
+            );
+            Ok(0)
+        }
+    }
+}
+
+fn install(a: InstallArgs) -> Result<i32, Failure> {
+    let sys = System {
+        root: a.system.system_root,
+    };
+    let job = to_job(a.name, a.job)?;
+    let exe = std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .map_err(|e| format!("cannot find the osimage binary to schedule: {e}"))?;
+    let r = schedule::install(&sys, &a.every, job, &exe, a.force)?;
+    for p in &r.written {
+        println!("wrote {}", p.display());
+    }
+    match r.backend {
+        schedule::Backend::Systemd if r.activated => {
+            println!("timer started: OnCalendar={}", r.when)
+        }
+        schedule::Backend::Systemd => println!(
+            "OnCalendar={} (systemctl not called for {})",
+            r.when,
+            sys.root.display()
+        ),
+        schedule::Backend::Cron => println!("cron: {} (systemd is not running)", r.when),
+    }
+    Ok(0)
+}
+
+fn list(s: &SystemArgs) -> Result<i32, Failure> {
+    let sys = System {
+        root: s.system_root.clone(),
+    };
+    let all = schedule::list(&sys)?;
+    if all.is_empty() {
+        println!("no schedules");
+    }
+    for l in all {
+        let j = &l.installed.job;
+        println!(
+            "{}: every {} ({:?}: {}{}) {} → {} keep {}; latest: {}",
+            j.name,
+            l.installed.every,
+            l.backend,
+            l.when,
+            if l.enabled { "" } else { ", not enabled" },
+            j.root.display(),
+            j.dest.display(),
+            j.keep,
+            l.latest
+                .as_deref()
+                .map_or("none yet".into(), |p| p.display().to_string())
+        );
+    }
+    Ok(0)
+}
+
+/// Absolute paths: the unit runs from another working directory.
+fn to_job(name: String, a: JobArgs) -> Result<Job, Failure> {
+    schedule::job::check_name(&name)?;
+    let abs = |p: &Path| std::path::absolute(p).map_err(|e| format!("{}: {e}", p.display()));
+    Ok(Job {
+        name,
+        dest: abs(&a.dest)?,
+        keep: a.keep,
+        format: a.format,
+        root: abs(&a.root)?,
+        kernel: match a.kernel {
+            // A path (has a '/') is made absolute; a bare version stays as it is.
+            Some(k) if k.as_os_str().as_encoded_bytes().contains(&b'/') => Some(abs(&k)?),
+            k => k,
+        },
+        one_file_system: a.one_file_system,
+        excludes: a.exclude,
+        exclude_from: a
+            .exclude_from
+            .iter()
+            .map(|f| abs(f))
+            .collect::<Result<_, _>>()?,
+        keep_going: a.keep_going,
+        level: a.level,
+        threads: a.threads,
+        snapshot: a.snapshot,
+    })
+}

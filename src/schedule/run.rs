@@ -1,0 +1,296 @@
+//! One scheduled run (`osimage schedule run NAME …`, what the unit's ExecStart calls):
+//! capture a refresh of the previous image into DEST under a temporary name, verify it,
+//! rename it to `NAME-YYYYMMDDTHHMMSSZ.EXT`, point `latest.EXT` at it (a symlink replaced
+//! atomically), then prune the oldest beyond `--keep`.
+//!
+//! Which files a schedule created is recorded in DEST/.osimage-NAME.images (one file name a
+//! line, oldest first): pruning only ever removes names from that ledger, never a file it did
+//! not create, and never the newest.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::ScheduleError;
+use super::job::{ImageFormat, Job};
+use crate::capture::{CaptureOptions, CaptureReport, capture_from};
+use crate::payload::reader::PayloadReader;
+use crate::progress::Progress;
+use crate::scan::ScanOptions;
+
+/// What a run did.
+#[derive(Debug)]
+pub struct RunReport {
+    /// The new image.
+    pub image: PathBuf,
+    /// The image it refreshed, if any.
+    pub base: Option<PathBuf>,
+    /// Older images removed (beyond `--keep`).
+    pub pruned: Vec<PathBuf>,
+    pub capture: CaptureReport,
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ScheduleError + 'a {
+    super::io(what, path)
+}
+
+/// Runs `job` once. `log` receives the lines a unit's journal should show.
+pub fn run(
+    job: &Job,
+    progress: &dyn Progress,
+    log: &dyn Fn(&str),
+) -> Result<RunReport, ScheduleError> {
+    super::job::check_name(&job.name).map_err(ScheduleError::Invalid)?;
+    if job.keep == 0 {
+        return Err(ScheduleError::Invalid("--keep must be at least 1".into()));
+    }
+    super::make_dest(&job.dest)?;
+    let _lock = lock(job)?;
+    let latest = job.dest.join(job.latest_name());
+    if let Ok(md) = latest.symlink_metadata()
+        && !md.file_type().is_symlink()
+    {
+        return Err(ScheduleError::Invalid(format!(
+            "{} exists and is not a symbolic link: it was not made by osimage; move it away",
+            latest.display()
+        )));
+    }
+    let mut ledger = Ledger::read(job)?;
+    let base = ledger.newest_existing(&job.dest).and_then(|b| {
+        // A previous image that cannot be read is no base: capture in full and say so.
+        match PayloadReader::open(&b) {
+            Ok(_) => Some(b),
+            Err(e) => {
+                log(&format!(
+                    "warning: previous image {} cannot be used as a base ({e}); capturing in full",
+                    b.display()
+                ));
+                None
+            }
+        }
+    });
+    let name = new_name(job);
+    let output = job.dest.join(&name);
+    match &base {
+        Some(b) => log(&format!(
+            "schedule {}: capturing {} into {} (refresh of {})",
+            job.name,
+            job.root.display(),
+            output.display(),
+            b.display()
+        )),
+        None => log(&format!(
+            "schedule {}: capturing {} into {} (no previous image: full capture)",
+            job.name,
+            job.root.display(),
+            output.display()
+        )),
+    }
+    // capture writes under a temporary name in DEST, verifies every chunk (`verify`), and
+    // renames into place only then.
+    let capture = capture_from(&capture_options(job, &output), base.as_deref(), progress)?;
+
+    ledger.names.push(name.clone());
+    ledger.write()?;
+    point_latest(&latest, &name)?;
+    log(&format!("{} → {name}", latest.display()));
+    let pruned = prune(job, &mut ledger)?;
+    for p in &pruned {
+        log(&format!("pruned {}", p.display()));
+    }
+    Ok(RunReport {
+        image: output,
+        base,
+        pruned,
+        capture,
+    })
+}
+
+fn capture_options(job: &Job, output: &Path) -> CaptureOptions {
+    CaptureOptions {
+        root: job.root.clone(),
+        output: output.to_path_buf(),
+        scan: ScanOptions {
+            one_file_system: job.one_file_system,
+            excludes: job.excludes.clone(),
+            exclude_from: job.exclude_from.clone(),
+            // DEST holds the earlier images: under ROOT, each capture would hold them all.
+            skip_paths: vec![job.dest.clone()],
+            keep_going: job.keep_going,
+        },
+        level: job.level,
+        threads: job
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .max(1),
+        force: false,
+        verify: true,
+        kernel: job.kernel.clone(),
+        snapshot: job.snapshot,
+    }
+}
+
+/// `NAME-20261125T230000Z.iso`; `-2`, `-3`… when a run in the same second made one already.
+fn new_name(job: &Job) -> String {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let ext = job.format.ext();
+    let mut name = format!("{}-{stamp}.{ext}", job.name);
+    let mut n = 2;
+    while job.dest.join(&name).symlink_metadata().is_ok() {
+        name = format!("{}-{stamp}-{n}.{ext}", job.name);
+        n += 1;
+    }
+    name
+}
+
+/// One run per schedule at a time (a slow run overlapping the next timer tick).
+fn lock(job: &Job) -> Result<std::fs::File, ScheduleError> {
+    use rustix::fs::{FlockOperation, flock};
+    let path = job.dest.join(format!(".osimage-{}.lock", job.name));
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io("cannot open the lock file", &path))?;
+    flock(&f, FlockOperation::NonBlockingLockExclusive).map_err(|_| {
+        ScheduleError::Invalid(format!(
+            "another run of schedule {} holds {}; not starting a second one",
+            job.name,
+            path.display()
+        ))
+    })?;
+    Ok(f)
+}
+
+/// Replaces `latest` with a symlink to `name` (relative, so DEST can move) atomically: a
+/// reader sees the old link or the new one, never none.
+fn point_latest(latest: &Path, name: &str) -> Result<(), ScheduleError> {
+    let dir = latest.parent().unwrap_or(Path::new("/"));
+    let tmp = dir.join(format!(".{}.new", name));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(name, &tmp).map_err(io("cannot create the link", &tmp))?;
+    std::fs::rename(&tmp, latest).map_err(io("cannot replace", latest))?;
+    sync_dir(dir);
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Removes the oldest images beyond `keep`, from the ledger only. The newest is the last
+/// ledger entry and `keep ≥ 1`, so it is never a candidate.
+fn prune(job: &Job, ledger: &mut Ledger) -> Result<Vec<PathBuf>, ScheduleError> {
+    let excess = ledger.names.len().saturating_sub(job.keep as usize);
+    let old: Vec<String> = ledger.names.drain(..excess).collect();
+    let mut pruned = Vec::new();
+    let mut failed = None;
+    for n in old {
+        let p = job.dest.join(&n);
+        match std::fs::remove_file(&p) {
+            Ok(()) => pruned.push(p),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                // Kept in the ledger so the next run tries again.
+                failed.get_or_insert(io("cannot prune", &p)(e));
+                ledger.names.insert(0, n);
+            }
+        }
+    }
+    ledger.write()?;
+    sync_dir(&job.dest);
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(pruned),
+    }
+}
+
+/// DEST/.osimage-NAME.images: the images this schedule created, oldest first.
+struct Ledger {
+    path: PathBuf,
+    names: Vec<String>,
+}
+
+impl Ledger {
+    fn read(job: &Job) -> Result<Ledger, ScheduleError> {
+        let path = job.dest.join(format!(".osimage-{}.images", job.name));
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(io("cannot read", &path)(e)),
+        };
+        // Only plain names this schedule could have made: a line naming anything else (a
+        // path, another schedule's image) is never acted on.
+        let prefix = format!("{}-", job.name);
+        let names = text
+            .lines()
+            .filter(|l| {
+                !l.contains('/')
+                    && l.starts_with(&prefix)
+                    && [ImageFormat::Iso, ImageFormat::Oimg]
+                        .iter()
+                        .any(|f| l.ends_with(&format!(".{}", f.ext())))
+            })
+            .map(str::to_string)
+            .collect();
+        Ok(Ledger { path, names })
+    }
+
+    fn newest_existing(&self, dest: &Path) -> Option<PathBuf> {
+        self.names
+            .iter()
+            .rev()
+            .map(|n| dest.join(n))
+            .find(|p| p.is_file())
+    }
+
+    fn write(&self) -> Result<(), ScheduleError> {
+        let dir = self.path.parent().unwrap_or(Path::new("/"));
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".osimage-ledger-")
+            .tempfile_in(dir)
+            .map_err(io("cannot create a file in", dir))?;
+        let text: String = self.names.iter().map(|n| format!("{n}\n")).collect();
+        tmp.write_all(text.as_bytes())
+            .and_then(|()| tmp.as_file().sync_all())
+            .map_err(io("cannot write", &self.path))?;
+        tmp.persist(&self.path)
+            .map_err(|e| io("cannot write", &self.path)(e.error))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ledger_only_ever_names_this_schedules_images_inside_dest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let job = Job {
+            name: "golden".into(),
+            dest: dir.path().to_path_buf(),
+            keep: 1,
+            format: ImageFormat::Iso,
+            root: "/".into(),
+            kernel: None,
+            one_file_system: false,
+            excludes: Vec::new(),
+            exclude_from: Vec::new(),
+            keep_going: false,
+            level: 3,
+            threads: None,
+            snapshot: false,
+        };
+        std::fs::write(
+            dir.path().join(".osimage-golden.images"),
+            "golden-1.iso\n../golden-2.iso\ngolden-/../../etc/passwd.iso\nother-3.iso\n\
+             golden-4.txt\ngolden-5.oimg\n",
+        )
+        .expect("write ledger");
+        let l = Ledger::read(&job).expect("read ledger");
+        assert_eq!(l.names, ["golden-1.iso", "golden-5.oimg"]);
+    }
+}

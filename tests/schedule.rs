@@ -1,0 +1,326 @@
+//! Scheduled refreshes (issue #6, docs/SCHEDULE.md): `schedule install` writes units that
+//! `systemd-analyze verify` accepts (or a cron.d file without systemd), `list` and `remove`
+//! manage them, and `schedule run` refreshes the previous image, moves `latest.*` and prunes
+//! only what it made.
+//!
+//! install/list/remove work on a scratch system root (`--system-root`, which also keeps
+//! systemctl from being called); the runs capture a small tree for real.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::osimage;
+
+/// Files written more than this before a base capture are eligible for reuse in the next one
+/// (docs/REFRESH.md, racily clean files; 2 s for whole-second timestamps).
+const SETTLE: Duration = Duration::from_millis(2100);
+
+fn args<'a>(v: &'a [&'a OsStr]) -> Vec<&'a OsStr> {
+    v.to_vec()
+}
+
+/// A scratch system root with systemd "running" (`run/systemd/system` exists) or cron only.
+fn system(dir: &Path, systemd: bool) -> PathBuf {
+    let root = dir.join("sys");
+    let marker = if systemd {
+        "run/systemd/system"
+    } else {
+        "etc/cron.d"
+    };
+    std::fs::create_dir_all(root.join(marker)).expect("mkdir system root");
+    root
+}
+
+fn install(sys: &Path, name: &str, every: &str, dest: &Path, extra: &[&str]) -> common::Run {
+    let mut a: Vec<&OsStr> = vec![
+        "schedule".as_ref(),
+        "install".as_ref(),
+        "--system-root".as_ref(),
+        sys.as_os_str(),
+        "--name".as_ref(),
+        name.as_ref(),
+        "--every".as_ref(),
+        every.as_ref(),
+        "--dest".as_ref(),
+        dest.as_os_str(),
+        "--keep".as_ref(),
+        "3".as_ref(),
+    ];
+    a.extend(extra.iter().map(OsStr::new));
+    osimage(a)
+}
+
+fn list(sys: &Path) -> String {
+    osimage(args(&[
+        "schedule".as_ref(),
+        "list".as_ref(),
+        "--system-root".as_ref(),
+        sys.as_os_str(),
+    ]))
+    .ok()
+    .stdout_str()
+}
+
+fn remove(sys: &Path, name: &str) -> common::Run {
+    osimage(args(&[
+        "schedule".as_ref(),
+        "remove".as_ref(),
+        name.as_ref(),
+        "--system-root".as_ref(),
+        sys.as_os_str(),
+    ]))
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn installed_units_pass_systemd_analyze_verify_and_list_and_remove_cleanly() {
+    let scratch = common::scratch();
+    let sys = system(scratch.path(), true);
+    let dest = scratch.path().join("images dir");
+    // Arguments a unit file could mangle: a space, a specifier, a variable, quotes.
+    install(
+        &sys,
+        "web-01",
+        "30 2 * * mon-fri",
+        &dest,
+        &[
+            "--exclude",
+            "/var/cache/%n $HOME \"q\" it's",
+            "--format",
+            "oimg",
+        ],
+    )
+    .ok()
+    .mentions(b"OnCalendar=Mon,Tue,Wed,Thu,Fri *-*-* 02:30:00");
+    let units = sys.join("etc/systemd/system");
+    let (service, timer) = (
+        units.join("osimage-web-01.service"),
+        units.join("osimage-web-01.timer"),
+    );
+    let wants = units.join("timers.target.wants/osimage-web-01.timer");
+    assert_eq!(
+        std::fs::read_link(&wants).expect("the timer is enabled"),
+        Path::new("/etc/systemd/system/osimage-web-01.timer")
+    );
+    assert!(read(&timer).contains("\nOnCalendar=Mon,Tue,Wed,Thu,Fri *-*-* 02:30:00\n"));
+    assert!(
+        read(&service).contains(r#""--exclude" "/var/cache/%%n $$HOME \"q\" it's""#),
+        "{}",
+        read(&service)
+    );
+    assert_eq!(
+        std::fs::metadata(&dest)
+            .expect("dest made")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&service)
+        .arg(&timer)
+        .current_dir(&units)
+        .output()
+        .expect("systemd-analyze (Debian package systemd) must be installed");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "systemd-analyze verify: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        read(&service)
+    );
+
+    let l = list(&sys);
+    assert!(
+        l.contains("web-01: every 30 2 * * mon-fri (Systemd: Mon,Tue,Wed,Thu,Fri *-*-* 02:30:00)")
+            && l.contains("keep 3; latest: none yet"),
+        "{l}"
+    );
+    // Same name again: refused without --force; another schedule on the same DEST: refused.
+    install(&sys, "web-01", "daily", &dest, &[])
+        .fails()
+        .mentions(b"--force");
+    install(&sys, "other", "daily", &dest, &[])
+        .fails()
+        .mentions(b"already writes into");
+    install(&sys, "web-01", "weekly", &dest, &["--force"]).ok();
+    assert!(read(&timer).contains("\nOnCalendar=Mon *-*-* 00:00:00\n"));
+
+    remove(&sys, "web-01").ok();
+    for p in [&service, &timer, &wants] {
+        assert!(p.symlink_metadata().is_err(), "{} left behind", p.display());
+    }
+    assert_eq!(list(&sys).trim(), "no schedules");
+    remove(&sys, "web-01")
+        .fails()
+        .mentions(b"no schedule named web-01");
+
+    // A unit of that name osimage did not write is never removed or replaced.
+    std::fs::write(&timer, "[Timer]\nOnCalendar=daily\n").expect("write foreign unit");
+    install(&sys, "web-01", "daily", &dest, &[])
+        .fails()
+        .mentions(b"not written by osimage");
+    remove(&sys, "web-01")
+        .fails()
+        .mentions(b"not written by osimage");
+    assert!(timer.exists());
+}
+
+#[test]
+fn without_systemd_the_schedule_is_a_cron_file_and_bad_times_are_refused() {
+    let scratch = common::scratch();
+    let sys = system(scratch.path(), false);
+    let dest = scratch.path().join("dest");
+    install(
+        &sys,
+        "nightly",
+        "*/15 1 * * *",
+        &dest,
+        &["--exclude", "100%"],
+    )
+    .ok()
+    .mentions(b"cron: 0,15,30,45 1 * * *");
+    let cron = read(&sys.join("etc/cron.d/osimage-nightly"));
+    let line = cron
+        .lines()
+        .find(|l| l.starts_with("0,15,30,45 1 * * * root nice -n 10 '"))
+        .unwrap_or_else(|| panic!("no cron line:\n{cron}"));
+    assert!(
+        line.contains("'schedule' 'run' 'nightly' '--dest'")
+            && line.contains(r"'--exclude' '100\%'")
+            && line.ends_with(">>'/var/log/osimage-nightly.log' 2>&1"),
+        "{line}"
+    );
+    assert!(!sys.join("etc/systemd").exists());
+    assert!(list(&sys).contains("nightly: every */15 1 * * * (Cron: 0,15,30,45 1 * * *)"));
+    remove(&sys, "nightly").ok();
+    assert!(!sys.join("etc/cron.d/osimage-nightly").exists());
+
+    for (every, says) in [
+        ("0 3 1 * 1", "either matches"),
+        ("61 * * * *", "minute"),
+        ("@reboot", "not supported"),
+    ] {
+        install(&sys, "bad", every, &dest, &[])
+            .fails()
+            .mentions(says.as_bytes());
+    }
+    install(&sys, "Bad Name", "daily", &dest, &[])
+        .fails()
+        .mentions(b"schedule name");
+    // Neither systemd nor cron: nothing could run it.
+    let bare = scratch.path().join("bare");
+    std::fs::create_dir(&bare).expect("mkdir");
+    install(&bare, "x", "daily", &dest, &[])
+        .fails()
+        .mentions(b"neither systemd is running");
+}
+
+/// `osimage schedule run NAME --dest DEST --keep KEEP --format oimg --root ROOT`.
+fn run(name: &str, root: &Path, dest: &Path, keep: &str) -> common::Run {
+    osimage(args(&[
+        "schedule".as_ref(),
+        "run".as_ref(),
+        name.as_ref(),
+        "--dest".as_ref(),
+        dest.as_os_str(),
+        "--keep".as_ref(),
+        keep.as_ref(),
+        "--format".as_ref(),
+        "oimg".as_ref(),
+        "--root".as_ref(),
+        root.as_os_str(),
+    ]))
+}
+
+/// The images in DEST, sorted, without the dot files.
+fn images(dest: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dest)
+        .expect("read dest")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.') && n != "latest.oimg")
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn each_run_refreshes_the_previous_image_moves_latest_and_prunes_only_its_own() {
+    let scratch = common::scratch();
+    let root = scratch.path().join("tree");
+    for (p, body) in [("etc/hostname", "box\n"), ("usr/bin/tool", "#!/bin/sh\n")] {
+        let p = root.join(p);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, body).expect("write");
+    }
+    std::fs::write(root.join("big"), common::fixture::text(7, 300_000)).expect("write");
+    let dest = scratch.path().join("dest");
+    std::fs::create_dir(&dest).expect("mkdir dest");
+    // Someone else's file that looks like one of ours: never pruned.
+    let foreign = dest.join("golden-20200101T000000Z.oimg");
+    std::fs::write(&foreign, "not osimage's").expect("write");
+    std::thread::sleep(SETTLE);
+
+    run("golden", &root, &dest, "1")
+        .ok()
+        .mentions(b"no previous image: full capture");
+    let first = std::fs::read_link(dest.join("latest.oimg")).expect("latest.oimg");
+    std::thread::sleep(SETTLE);
+    run("golden", &root, &dest, "1")
+        .ok()
+        .mentions(format!("refresh of {}", dest.join(&first).display()).as_bytes())
+        .mentions(format!("pruned {}", dest.join(&first).display()).as_bytes());
+    let second = std::fs::read_link(dest.join("latest.oimg")).expect("latest.oimg");
+    assert_ne!(first, second);
+
+    // The second image is a refresh of the first: nothing read, nothing compressed again.
+    let info = common::info_json(&dest.join("latest.oimg"));
+    let l = &info["lineage"];
+    assert_eq!(l["files_read"].as_u64(), Some(0), "{info:#}");
+    assert_eq!(
+        l["files_reused"].as_u64(),
+        Some(common::counter(&info, "files")),
+        "{info:#}"
+    );
+    assert_eq!(l["chunks_new"].as_u64(), Some(0), "{info:#}");
+    assert_eq!(
+        l["base_path"].as_str(),
+        dest.join(&first).to_str(),
+        "{info:#}"
+    );
+    // --keep 1: the first image is gone, the foreign look-alike is not.
+    assert_eq!(
+        images(&dest),
+        vec![
+            "golden-20200101T000000Z.oimg".to_string(),
+            second.to_string_lossy().into_owned()
+        ]
+    );
+    osimage(args(&["verify".as_ref(), dest.join(&second).as_os_str()])).ok();
+
+    // A failed run exits non-zero and leaves the images and latest.oimg as they were.
+    run("golden", &scratch.path().join("missing"), &dest, "1")
+        .fails()
+        .mentions(b"missing");
+    assert_eq!(
+        std::fs::read_link(dest.join("latest.oimg")).expect("latest"),
+        second
+    );
+    assert_eq!(images(&dest).len(), 2);
+    // latest.oimg that is not osimage's link is not replaced.
+    std::fs::remove_file(dest.join("latest.oimg")).expect("rm");
+    std::fs::write(dest.join("latest.oimg"), "mine").expect("write");
+    run("golden", &root, &dest, "1")
+        .fails()
+        .mentions(b"is not a symbolic link");
+    assert_eq!(read(&dest.join("latest.oimg")), "mine");
+}
