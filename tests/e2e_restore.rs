@@ -113,6 +113,7 @@ fn boot_iso(name: &str, fw: Firmware, iso: &Path, target: &Path, stop_on: &[&str
         cdrom: Some(iso),
         disks: vec![Drive {
             file: target,
+            bus: vm::Bus::Virtio,
             snapshot: false,
         }],
         timeout: RESTORE_TIMEOUT,
@@ -690,10 +691,12 @@ fn rescue_comes_up_from_the_iso_as_a_disk(fw: Firmware) {
         disks: vec![
             Drive {
                 file: iso,
+                bus: vm::Bus::Virtio,
                 snapshot: true,
             },
             Drive {
                 file: &target,
+                bus: vm::Bus::Virtio,
                 snapshot: false,
             },
         ],

@@ -150,6 +150,7 @@ fn boot(b: &Built, media: Media) -> (String, Option<std::process::ExitStatus>) {
             .iter()
             .map(|d| vm::Drive {
                 file: d,
+                bus: vm::Bus::Virtio,
                 snapshot: false,
             })
             .collect(),

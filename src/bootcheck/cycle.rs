@@ -10,7 +10,7 @@ use super::files::{self, FilesReport};
 use super::firstboot::{self, Witness};
 use super::report::{FirmwareRun, Phase, PhaseName, Status};
 use super::scratch;
-use super::vm::{self, Drive, Ended, Firmware, Outcome, VmSpec};
+use super::vm::{self, Bus, Drive, Ended, Firmware, Outcome, VmSpec};
 use super::{Accel, BootCheckError, BootCheckOptions};
 use crate::layout::DiskLayout;
 use crate::payload::manifest::Manifest;
@@ -150,6 +150,7 @@ impl Context<'_> {
         spec.cdrom = Some(self.image);
         spec.disks = vec![Drive {
             file: disk,
+            bus: Bus::Virtio,
             snapshot: false,
         }];
         spec.fail_on = &fail_on;
@@ -225,6 +226,7 @@ impl Context<'_> {
         let mut spec = self.spec(format!("first-boot-{}", fw.name()), fw, &logs);
         spec.disks = vec![Drive {
             file: disk,
+            bus: Bus::Virtio,
             snapshot: true,
         }];
         spec.stop_on = &stop_on;

@@ -50,9 +50,18 @@ impl Firmware {
     }
 }
 
-/// One disk on the VM's virtio bus.
+/// The bus a disk is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bus {
+    Virtio,
+    /// The PC's IDE controller (as a BIOS sees a USB stick or an old disk).
+    Ide,
+}
+
+/// One disk of the VM.
 pub struct Drive<'a> {
     pub file: &'a Path,
+    pub bus: Bus,
     /// Writes go to a throw-away overlay (`snapshot=on`): booting a disk to look at it must not
     /// change it (journals, logs, random seed, grubenv).
     pub snapshot: bool,
@@ -180,8 +189,12 @@ fn args(spec: &VmSpec, serial: &Path, vars: &Path) -> Vec<String> {
     }
     for d in &spec.disks {
         a.push("-drive".into());
+        let bus = match d.bus {
+            Bus::Virtio => "virtio",
+            Bus::Ide => "ide,media=disk",
+        };
         a.push(format!(
-            "file={},if=virtio,format=raw,cache=unsafe{}",
+            "file={},if={bus},format=raw,cache=unsafe{}",
             d.file.display(),
             if d.snapshot { ",snapshot=on" } else { "" }
         ));
@@ -370,6 +383,7 @@ mod tests {
             kernel: None,
             disks: vec![Drive {
                 file: disk,
+                bus: Bus::Virtio,
                 snapshot: true,
             }],
             timeout: Duration::from_secs(1),

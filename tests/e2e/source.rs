@@ -121,6 +121,7 @@ pub fn boots_with(s: &Source, fw: Firmware) -> Result<String, String> {
         cdrom: None,
         disks: vec![Drive {
             file: &s.disk,
+            bus: vm::Bus::Virtio,
             snapshot: true,
         }],
         timeout: BOOT_TIMEOUT,

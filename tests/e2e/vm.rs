@@ -31,6 +31,7 @@ pub fn boot(b: &Boot) -> Outcome {
         .iter()
         .map(|d| Drive {
             file: d.file,
+            bus: d.bus,
             snapshot: d.snapshot,
         })
         .collect();
