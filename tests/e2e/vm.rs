@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-pub use osimage::bootcheck::vm::{Drive, Firmware, OVMF_CODE, OVMF_VARS, Outcome};
+pub use osimage::bootcheck::vm::{Bus, Drive, Firmware, OVMF_CODE, OVMF_VARS, Outcome};
 use osimage::bootcheck::{Accel, vm};
 
 /// One boot.
