@@ -113,6 +113,7 @@ fn boot_iso(name: &str, fw: Firmware, iso: &Path, target: &Path, stop_on: &[&str
         cdrom: Some(iso),
         disks: vec![Drive {
             file: target,
+            bus: vm::Bus::Virtio,
             snapshot: false,
         }],
         timeout: RESTORE_TIMEOUT,
@@ -121,86 +122,175 @@ fn boot_iso(name: &str, fw: Firmware, iso: &Path, target: &Path, stop_on: &[&str
     })
 }
 
-/// The whole cycle for one firmware: restore from the ISO, boot the restored disk, compare.
+/// One `osimage verify --boot` run (TCG, `--keep`, `--json`, its temporary directory under
+/// `work`).
+struct VerifyBoot {
+    code: Option<i32>,
+    report: serde_json::Value,
+    stderr: String,
+}
+
+impl VerifyBoot {
+    fn run(iso: &Path, fw: Firmware, work: &Path, extra: &[&str]) -> VerifyBoot {
+        let out = Command::new(env!("CARGO_BIN_EXE_osimage"))
+            .args(["verify", "--boot"])
+            .arg(iso)
+            .args([
+                "--firmware",
+                fw.name(),
+                "--accel",
+                "tcg",
+                "--keep",
+                "--json",
+            ])
+            .args(["--timeout", &RESTORE_TIMEOUT.as_secs().to_string()])
+            .arg("--work-dir")
+            .arg(work)
+            .args(extra)
+            .output()
+            .expect("running osimage verify --boot");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let report = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!("verify --boot printed no JSON report ({e}): {stdout}\nstderr: {stderr}")
+        });
+        let v = VerifyBoot {
+            code: out.status.code(),
+            report,
+            stderr,
+        };
+        for p in v.phases() {
+            if p["status"] != "skipped" {
+                phase_time(
+                    &format!(
+                        "verify --boot {}: {}",
+                        fw.name(),
+                        p["phase"].as_str().unwrap_or("?")
+                    ),
+                    Duration::from_secs_f64(p["seconds"].as_f64().unwrap_or(0.0)),
+                );
+            }
+        }
+        v
+    }
+
+    fn phases(&self) -> Vec<serde_json::Value> {
+        self.report["runs"][0]["phases"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The phase named `name`.
+    fn phase(&self, name: &str) -> serde_json::Value {
+        self.phases()
+            .into_iter()
+            .find(|p| p["phase"] == name)
+            .unwrap_or_else(|| panic!("no phase {name} in the report: {}", self.pretty()))
+    }
+
+    fn pretty(&self) -> String {
+        format!(
+            "exit {:?}\n{:#}\nstderr: {}",
+            self.code, self.report, self.stderr
+        )
+    }
+
+    /// The kept scratch disk.
+    fn disk(&self) -> PathBuf {
+        PathBuf::from(
+            self.report["disks"][0]
+                .as_str()
+                .unwrap_or_else(|| panic!("no kept disk in the report: {}", self.pretty())),
+        )
+    }
+}
+
+/// The whole cycle for one firmware, run by `osimage verify --boot` (restore from the ISO onto
+/// a blank 3 GiB disk, boot of the restored disk, files against the manifest); then the host's
+/// own checks of the kept scratch disk against the source disk.
 fn restores_and_boots(fw: Firmware) {
     let s = source::source();
     let iso = &captured().iso;
     let work = common::scratch();
-    let target = work.path().join("target.img");
-    disk::sparse(&target, TARGET_BYTES);
-
-    let o = boot_iso(&format!("restore-{}", fw.name()), fw, iso, &target, &[]);
-    let done = o.console.contains(DONE) && !o.console.contains(FAILED);
-    let hint = if !done && o.console.contains("OSIMAGE-RESCUE-READY") && !o.console.contains(FAILED)
-    {
-        "\n(the rescue agent got READY with the blank disk, then stopped without restoring \
-         or saying why: is the restore wired into the agent?)"
-    } else {
-        ""
-    };
-    assert!(
-        done,
-        "{}: the ISO did not restore unattended (no `{DONE}`): {}{hint}",
-        fw.name(),
-        o.describe()
-    );
-    assert!(
-        o.exit.is_some(),
-        "{}: `{DONE}` printed but the VM did not power off by itself: {}",
-        fw.name(),
-        o.describe()
-    );
-    phase_time(
-        &format!("ISO boot -> restore -> power-off ({})", fw.name()),
-        o.elapsed,
-    );
-    if fw == Firmware::OvmfSecureBoot {
-        assert!(
-            o.console.contains("osimage: firmware UEFI, Secure Boot on"),
-            "the rescue environment did not report Secure Boot on: {}",
-            o.describe()
-        );
-    }
-
-    let b = vm::boot(&Boot {
-        name: format!("restored-{}", fw.name()),
-        firmware: fw,
-        cdrom: None,
-        disks: vec![Drive {
-            file: &target,
-            snapshot: true,
-        }],
-        timeout: BOOT_TIMEOUT,
-        stop_on: &[s.marker()],
-        // the marker is the proof: its power-off is not waited for (the overlay is thrown
-        // away); 2 s for the rest of the line to reach the log
-        grace: Duration::from_secs(2),
-    });
-    let line = s.booted(&b.console, fw);
-    if line.is_none() {
-        // Whose fault: boot the source itself with the same firmware (cached when it did).
-        let source = match source::boots_with(s, fw) {
-            Ok(l) => format!("the source does: {l}"),
-            Err(e) => format!("NOR DOES THE SOURCE: {e}"),
+    let target_mib = (TARGET_BYTES >> 20).to_string();
+    let v = VerifyBoot::run(iso, fw, work.path(), &["--disk-size", &target_mib]);
+    if v.code != Some(0) {
+        let blame = if v.phase("first-boot")["status"] == "failed" {
+            // Whose fault: boot the source itself with the same firmware (cached when it did).
+            match source::boots_with(s, fw) {
+                Ok(l) => format!("the source does boot: {l}"),
+                Err(e) => format!("NOR DOES THE SOURCE: {e}"),
+            }
+        } else {
+            String::new()
         };
         panic!(
-            "{}: the RESTORED disk does not boot to `{} {} /=/dev/vda3 /boot/efi=/dev/vda2`; \
-             {source}\nrestored boot: {}",
+            "{}: verify --boot of the e2e ISO failed: {}\n{blame}\n{}",
             fw.name(),
-            s.marker(),
-            fw.marker_word(),
-            b.describe()
+            v.report["verdict"],
+            v.pretty()
         );
     }
-    phase_time(&format!("restored disk boot ({})", fw.name()), b.elapsed);
-    eprintln!("e2e: restored: {}", line.unwrap_or_default().trim());
+    assert_eq!(v.report["passed"], true, "{}", v.pretty());
+    assert_eq!(v.report["accel"], "tcg", "{}", v.pretty());
+    // The witness line: the firmware booted from, / and /boot/efi mounted from the restored
+    // partitions (fstab names them by UUID).
+    let line = v.phase("first-boot")["detail"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    for want in [vm::marker_word(fw), "/=/dev/vda3", "/boot/efi=/dev/vda2"] {
+        assert!(
+            line.contains(want),
+            "first boot: `{want}` not in `{line}`\n{}",
+            v.pretty()
+        );
+    }
+    eprintln!("e2e: restored: {line}");
+    let files = &v.report["runs"][0]["files"];
+    assert_eq!(files["differences"], 0, "{}", v.pretty());
+    assert!(
+        files["compared"].as_u64().unwrap_or(0) > 5000,
+        "too few paths compared: {}",
+        v.pretty()
+    );
+
+    if fw == Firmware::UefiSecureBoot {
+        // the rescue environment's own view (its console log is kept with --keep)
+        assert!(
+            logs_containing(work.path(), "osimage: firmware UEFI, Secure Boot on") > 0,
+            "the rescue environment did not report Secure Boot on: {}",
+            v.pretty()
+        );
+    }
 
     let started = Instant::now();
-    same_disk(s, &target, work.path());
+    same_disk(s, &v.disk(), work.path());
     phase_time(
         &format!("host comparison ({})", fw.name()),
         started.elapsed(),
     );
+}
+
+/// How many `*.log` files under `dir` contain `text`.
+fn logs_containing(dir: &Path, text: &str) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                logs_containing(&p, text)
+            } else if p.extension().is_some_and(|x| x == "log") {
+                let bytes = std::fs::read(&p).unwrap_or_default();
+                usize::from(String::from_utf8_lossy(&bytes).contains(text))
+            } else {
+                0
+            }
+        })
+        .sum()
 }
 
 #[test]
@@ -210,7 +300,7 @@ fn source_system_boots_with_seabios_and_ovmf() {
 
 #[test]
 fn iso_restores_a_blank_disk_unattended_and_it_boots_with_seabios() {
-    restores_and_boots(Firmware::SeaBios);
+    restores_and_boots(Firmware::Bios);
 }
 
 /// UEFI with Secure Boot on and Microsoft's keys (issue #8): the ISO boots through the
@@ -218,7 +308,7 @@ fn iso_restores_a_blank_disk_unattended_and_it_boots_with_seabios() {
 /// and the restored disk boots with Secure Boot on too.
 #[test]
 fn iso_restores_a_blank_disk_unattended_and_it_boots_with_ovmf_secure_boot() {
-    restores_and_boots(Firmware::OvmfSecureBoot);
+    restores_and_boots(Firmware::UefiSecureBoot);
 }
 
 /// The proof that the test above would catch a broken chain: the same ISO with its shim's
@@ -239,10 +329,11 @@ fn secure_boot_firmware_refuses_the_iso_with_an_unsigned_shim() {
         .collect();
     let o = vm::boot(&Boot {
         name: "unsigned-shim-ovmf-secureboot".into(),
-        firmware: Firmware::OvmfSecureBoot,
+        firmware: Firmware::UefiSecureBoot,
         cdrom: Some(&bad),
         disks: vec![Drive {
             file: &target,
+            bus: vm::Bus::Virtio,
             snapshot: true,
         }],
         timeout: BOOT_TIMEOUT,
@@ -289,7 +380,7 @@ fn unattended_restore_never_writes_to_a_disk_holding_data() {
 
     let o = boot_iso(
         "refuse-data-disk",
-        Firmware::SeaBios,
+        Firmware::Bios,
         iso,
         &target,
         &[WAITING, FAILED],
@@ -329,6 +420,122 @@ fn unattended_restore_never_writes_to_a_disk_holding_data() {
         said.unwrap_or_default().trim()
     );
     phase_time("ISO boot -> agent refuses/waits (data disk)", o.elapsed);
+}
+
+/// `verify --boot` catches a damaged payload: one byte flipped in the middle of a stored
+/// block of the ISO (the block holding the first chunk of the first file). The rescue
+/// environment comes up, the restore fails with the agent's reason, nothing boots; exit 1.
+#[test]
+fn verify_boot_fails_in_the_restore_phase_on_a_damaged_payload() {
+    let iso = &captured().iso;
+    let work = common::scratch();
+    let damaged = work.path().join("damaged.iso");
+    std::fs::copy(iso, &damaged).expect("copying the ISO");
+    let at = {
+        let r = osimage::payload::reader::PayloadReader::open(iso).expect("opening the ISO");
+        let m = r.manifest();
+        let chunk = m
+            .entries
+            .iter()
+            .find_map(|e| match &e.kind {
+                osimage::payload::manifest::EntryKind::File { runs, .. } => {
+                    runs.first().and_then(|run| run.chunks.first().copied())
+                }
+                _ => None,
+            })
+            .expect("a file with data");
+        let block = &m.blocks[m.chunks[chunk as usize].block as usize];
+        let span = &r.pack_spans()[block.pack as usize];
+        span.offset
+            + block.offset
+            + osimage::payload::records::BLOCK_HEADER_LEN as u64
+            + u64::from(block.stored_len) / 2
+    };
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&damaged)
+            .expect("opening the copy");
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, at).expect("reading");
+        f.write_all_at(&[b[0] ^ 0xFF], at).expect("damaging");
+    }
+    let v = VerifyBoot::run(&damaged, Firmware::Bios, work.path(), &[]);
+    assert_eq!(v.code, Some(1), "{}", v.pretty());
+    assert_eq!(v.report["passed"], false, "{}", v.pretty());
+    assert_eq!(v.phase("rescue-boot")["status"], "passed", "{}", v.pretty());
+    let restore = v.phase("restore");
+    assert_eq!(restore["status"], "failed", "{}", v.pretty());
+    let detail = restore["detail"].as_str().unwrap_or("");
+    assert!(
+        detail.contains(FAILED),
+        "the reason is not the agent's: {}",
+        v.pretty()
+    );
+    assert_eq!(v.phase("first-boot")["status"], "skipped", "{}", v.pretty());
+    let verdict = v.report["verdict"].as_str().unwrap_or("");
+    assert!(verdict.contains("bios phase restore failed"), "{verdict}");
+    eprintln!("e2e: damaged payload: {verdict}");
+}
+
+/// `verify --boot` catches a system that restores but cannot boot: the captured tree's fstab
+/// has a typo in the ESP's mount options (`umsak=0077`), so /boot/efi fails to mount and
+/// systemd drops to its emergency shell. Captured as a refresh of the e2e ISO (unchanged
+/// files are not read again). The restore passes, the first boot fails naming the emergency
+/// shell; exit 1.
+#[test]
+fn verify_boot_fails_in_the_first_boot_phase_when_fstab_is_broken() {
+    let s = source::source();
+    let base = &captured().iso;
+    let work = common::scratch();
+    let disk = work.path().join("broken.img");
+    run(Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&s.disk)
+        .arg(&disk));
+    let iso = work.path().join("broken.iso");
+    let root = work.path().join("root");
+    {
+        let a = Attached::new(&disk, false);
+        let m = Mount::new(&a.part(3), &root, "rw");
+        let fstab = m.dir.join("etc/fstab");
+        let text = std::fs::read_to_string(&fstab).expect("etc/fstab");
+        assert!(text.contains("umask=0077"), "{text}");
+        std::fs::write(&fstab, text.replace("umask=0077", "umsak=0077")).expect("writing fstab");
+        drop(m);
+        let _root = Mount::ext4_ro(&a.part(3), &root);
+        let _esp = Mount::bind_ro(&s.esp, &root.join("boot/efi"));
+        let started = Instant::now();
+        run(Command::new(env!("CARGO_BIN_EXE_osimage"))
+            .args(["capture", "-q"])
+            .arg(&root)
+            .arg("-o")
+            .arg(&iso)
+            .arg("--base")
+            .arg(base));
+        phase_time("capture --base (broken fstab)", started.elapsed());
+    }
+    let v = VerifyBoot::run(&iso, Firmware::Bios, work.path(), &[]);
+    assert_eq!(v.code, Some(1), "{}", v.pretty());
+    assert_eq!(v.phase("restore")["status"], "passed", "{}", v.pretty());
+    let first = v.phase("first-boot");
+    assert_eq!(first["status"], "failed", "{}", v.pretty());
+    let detail = first["detail"].as_str().unwrap_or("");
+    assert!(
+        detail.contains("OSIMAGE-VERIFY-NOT-BOOTED") || detail.contains("emergency mode"),
+        "the reason does not name the emergency shell: {}",
+        v.pretty()
+    );
+    // the restore itself was faithful: the files phase still ran and found nothing
+    assert_eq!(v.phase("files")["status"], "passed", "{}", v.pretty());
+    let verdict = v.report["verdict"].as_str().unwrap_or("");
+    assert!(
+        verdict.contains("bios phase first-boot failed"),
+        "{verdict}"
+    );
+    eprintln!("e2e: broken fstab: {verdict}");
 }
 
 /// The comparison is not vacuous: a raw copy of the source on a larger disk (backup GPT
@@ -560,10 +767,12 @@ fn rescue_comes_up_from_the_iso_as_a_disk(fw: Firmware) {
         disks: vec![
             Drive {
                 file: iso,
+                bus: vm::Bus::Virtio,
                 snapshot: true,
             },
             Drive {
                 file: &target,
+                bus: vm::Bus::Virtio,
                 snapshot: false,
             },
         ],
@@ -592,10 +801,10 @@ fn rescue_comes_up_from_the_iso_as_a_disk(fw: Firmware) {
 
 #[test]
 fn rescue_comes_up_from_the_iso_as_a_disk_with_seabios() {
-    rescue_comes_up_from_the_iso_as_a_disk(Firmware::SeaBios);
+    rescue_comes_up_from_the_iso_as_a_disk(Firmware::Bios);
 }
 
 #[test]
 fn rescue_comes_up_from_the_iso_as_a_disk_with_ovmf() {
-    rescue_comes_up_from_the_iso_as_a_disk(Firmware::Ovmf);
+    rescue_comes_up_from_the_iso_as_a_disk(Firmware::Uefi);
 }

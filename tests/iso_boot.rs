@@ -6,17 +6,15 @@
 mod common_iso;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common_iso::*;
+use osimage::bootcheck::{Accel, vm};
 use osimage::iso::{IsoFile, IsoSource, IsoSpec, build_grub_boot, write_iso};
 
 const MARKER: &str = "OSIMAGE-ISO-BOOT-OK";
 const TIMEOUT: Duration = Duration::from_secs(180);
-const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 /// Two cores: never more than one VM at a time, even though tests run on threads.
 static ONE_VM: Mutex<()> = Mutex::new(());
@@ -103,59 +101,6 @@ enum Medium {
     VirtioDisk,
 }
 
-/// The QEMU arguments of one boot (the command lines documented in docs/ISO.md).
-fn qemu_args(fw: Firmware, medium: Medium, iso: &Path, serial: &Path, vars: &Path) -> Vec<String> {
-    let mut a: Vec<String> = [
-        "-m",
-        "512M",
-        "-display",
-        "none",
-        "-monitor",
-        "none",
-        "-no-reboot",
-    ]
-    .map(String::from)
-    .to_vec();
-    a.push("-serial".into());
-    a.push(format!("file:{}", serial.display()));
-    if let Firmware::Ovmf = fw {
-        a.push("-drive".into());
-        a.push(format!(
-            "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
-        ));
-        a.push("-drive".into());
-        a.push(format!(
-            "if=pflash,format=raw,unit=1,file={}",
-            vars.display()
-        ));
-    }
-    a.push("-drive".into());
-    match medium {
-        Medium::Cdrom => {
-            a.push(format!(
-                "file={},format=raw,media=cdrom,readonly=on",
-                iso.display()
-            ));
-            a.extend(["-boot".into(), "d".into()]);
-        }
-        Medium::Disk => {
-            a.push(format!(
-                "file={},format=raw,if=ide,media=disk,snapshot=on",
-                iso.display()
-            ));
-            a.extend(["-boot".into(), "c".into()]);
-        }
-        Medium::VirtioDisk => {
-            a.push(format!(
-                "file={},format=raw,if=virtio,snapshot=on",
-                iso.display()
-            ));
-            a.extend(["-boot".into(), "c".into()]);
-        }
-    }
-    a
-}
-
 /// A copy of the boot ISO whose El Torito boot record is blanked: EDK2 also boots El Torito
 /// from a 512-byte-sector disk, so only this copy proves that the GPT's ESP alone boots (what
 /// firmware without El Torito support on disks relies on).
@@ -177,80 +122,58 @@ fn boot(fw: Firmware, medium: Medium) {
     boot_image(fw, medium, iso(), "", MARKER);
 }
 
-/// Boots `iso` and waits for a serial line containing `until` (after the boot marker);
-/// returns the serial log.
+/// Boots `iso` through the product's QEMU runner (`osimage::bootcheck::vm`, TCG) and waits
+/// for a serial line containing `until` (after the boot marker); returns the serial log.
 fn boot_image(fw: Firmware, medium: Medium, iso: &Path, variant: &str, until: &str) -> String {
-    need("qemu-system-x86_64", "qemu-system-x86");
-    if let Firmware::Ovmf = fw {
-        assert!(
-            Path::new(OVMF_CODE).is_file(),
-            "{OVMF_CODE} missing: install ovmf"
-        );
-    }
-    let _vm = ONE_VM.lock().unwrap_or_else(|e| e.into_inner());
     let name = format!("{fw:?}-{medium:?}{variant}").to_lowercase();
-    let serial = work_dir().join(format!("{name}.serial"));
-    let vars = work_dir().join(format!("{name}.vars.fd"));
-    let _ = std::fs::remove_file(&serial);
-    if let Firmware::Ovmf = fw {
-        std::fs::copy(OVMF_VARS, &vars).expect("fresh copy of OVMF_VARS_4M.fd");
-    }
-    let args = qemu_args(fw, medium, iso, &serial, &vars);
-    let mut vm = Command::new("qemu-system-x86_64")
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting qemu-system-x86_64");
-    let start = Instant::now();
-    let want = match fw {
-        Firmware::SeaBios => "firmware=BIOS",
-        Firmware::Ovmf => "firmware=UEFI",
+    let (firmware, want) = match fw {
+        Firmware::SeaBios => (vm::Firmware::Bios, "firmware=BIOS"),
+        Firmware::Ovmf => (vm::Firmware::Uefi, "firmware=UEFI"),
     };
-    let (ok, exited) = loop {
-        let log = std::fs::read_to_string(&serial).unwrap_or_default();
-        let exited = vm.try_wait().expect("waiting for qemu");
-        if log.contains(until) || exited.is_some() || start.elapsed() > TIMEOUT {
-            break (
-                log.lines().any(|l| l.contains(MARKER) && l.contains(want)),
-                exited,
-            );
-        }
-        std::thread::sleep(Duration::from_millis(500));
+    let drive = |bus| vm::Drive {
+        file: iso,
+        bus,
+        snapshot: true,
     };
-    if exited.is_none() {
+    let (cdrom, disks) = match medium {
+        Medium::Cdrom => (Some(iso), vec![]),
+        Medium::Disk => (None, vec![drive(vm::Bus::Ide)]),
+        Medium::VirtioDisk => (None, vec![drive(vm::Bus::Virtio)]),
+    };
+    let stop_on = [until];
+    let o = vm::run(&vm::VmSpec {
+        name: name.clone(),
+        log_dir: &work_dir(),
+        firmware,
+        accel: Accel::Tcg,
+        memory_mib: 512,
+        cdrom,
+        kernel: None,
+        disks,
+        timeout: TIMEOUT,
+        stop_on: &stop_on,
+        fail_on: &[],
+        milestones: &[],
         // the initramfs powers off right after the marker; give it a moment, then stop it
-        let grace = Instant::now();
-        while vm.try_wait().ok().flatten().is_none() && grace.elapsed() < Duration::from_secs(20) {
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let _ = vm.kill();
-    }
-    let out = vm.wait_with_output().expect("qemu output");
-    let log = std::fs::read_to_string(&serial).unwrap_or_default();
-    let tail: String = log
+        grace: Duration::from_secs(20),
+    })
+    .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let ok = o
+        .console
         .lines()
-        .rev()
-        .take(30)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect::<Vec<_>>()
-        .join("\n");
+        .any(|l| l.contains(MARKER) && l.contains(want));
     assert!(
         ok,
-        "{name}: no `{MARKER} {want}` on the serial console after {:?}\nqemu-system-x86_64 {}\nqemu stderr: {}\nserial tail:\n{tail}",
-        start.elapsed(),
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
+        "{name}: no `{MARKER} {want}` on the serial console: {}",
+        o.describe()
     );
     assert!(
-        log.contains(until),
-        "{name}: no `{until}` on the serial console\nserial tail:\n{tail}"
+        o.console.contains(until),
+        "{name}: no `{until}` on the serial console: {}",
+        o.describe()
     );
-    eprintln!("{name}: booted to the marker in {:?}", start.elapsed());
-    log
+    eprintln!("{name}: booted to the marker in {:?}", o.elapsed);
+    o.console
 }
 
 #[test]

@@ -11,10 +11,11 @@
 //! once into tests/cache/rescue-kernel, from the apt sources this machine is configured with).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use osimage::bootcheck::{Accel, vm};
 use osimage::rescue::{self, RescueSpec};
 
 mod common;
@@ -120,54 +121,50 @@ fn blank_disk(b: &Built, name: &str, mib: u64) -> PathBuf {
     disk
 }
 
-/// Boots the rescue kernel and initramfs with `drives`; returns the serial console's text
-/// and QEMU's exit status (`None`: it did not stop by itself).
-fn boot(b: &Built, drives: &[String]) -> (String, Option<std::process::ExitStatus>) {
+/// The blank disks and the optional CD-ROM of one boot.
+struct Media<'a> {
+    cdrom: Option<&'a Path>,
+    disks: Vec<&'a Path>,
+}
+
+/// Boots the rescue kernel and initramfs directly (no boot loader) through the product's QEMU
+/// runner (`osimage::bootcheck::vm`, TCG); returns the serial console's text and QEMU's exit
+/// status (`None`: it did not stop by itself).
+fn boot(b: &Built, media: Media) -> (String, Option<std::process::ExitStatus>) {
     let _vm = ONE_VM.lock().unwrap_or_else(|e| e.into_inner());
-    let log = b.work.path().join("console.log");
-    let _ = std::fs::remove_file(&log);
-    let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args([
-        "-machine",
-        "pc",
-        "-m",
-        "1024",
-        "-smp",
-        "1",
-        "-display",
-        "none",
-        "-no-reboot",
-        "-monitor",
-        "none",
-    ])
-    .arg("-serial")
-    .arg(format!("file:{}", log.display()))
-    .arg("-kernel")
-    .arg(&b.rescue.kernel)
-    .arg("-initrd")
-    .arg(&b.rescue.initrd)
-    .args(["-append", "console=ttyS0,115200 osimage.auto=1"]);
-    for d in drives {
-        cmd.arg("-drive").arg(d);
-    }
-    let mut qemu = cmd.stdin(Stdio::null()).spawn().expect("qemu");
-    // Generous: TCG on a busy two-core machine. Never a timing assertion.
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let status = loop {
-        if let Some(s) = qemu.try_wait().unwrap() {
-            break Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = qemu.kill();
-            let _ = qemu.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    let console = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
+    let logs = b.work.path().join("logs");
+    let o = vm::run(&vm::VmSpec {
+        name: "console".into(),
+        log_dir: &logs,
+        firmware: vm::Firmware::Bios,
+        accel: Accel::Tcg,
+        memory_mib: 1024,
+        cdrom: media.cdrom,
+        kernel: Some(vm::DirectKernel {
+            kernel: &b.rescue.kernel,
+            initrd: &b.rescue.initrd,
+            cmdline: "console=ttyS0,115200 osimage.auto=1",
+        }),
+        disks: media
+            .disks
+            .iter()
+            .map(|d| vm::Drive {
+                file: d,
+                bus: vm::Bus::Virtio,
+                snapshot: false,
+            })
+            .collect(),
+        // Generous: TCG on a busy two-core machine. Never a timing assertion.
+        timeout: Duration::from_secs(600),
+        stop_on: &[],
+        fail_on: &[],
+        milestones: &[],
+        grace: Duration::from_secs(1),
+    })
+    .unwrap_or_else(|e| panic!("booting the rescue environment: {e}"));
     // Kept for a look after the run (the work directory goes away).
-    let _ = std::fs::write(cache_dir().join("last-console.log"), &console);
-    (console, status)
+    let _ = std::fs::write(cache_dir().join("last-console.log"), &o.console);
+    (o.console.clone(), o.exited())
 }
 
 fn tail(console: &str) -> String {
@@ -250,10 +247,10 @@ fn rescue_environment_boots_finds_its_cd_by_id_and_powers_off() {
     let disk = blank_disk(b, "blank-cd.img", 64);
     let (console, status) = boot(
         b,
-        &[
-            format!("file={},media=cdrom,readonly=on", iso.display()),
-            format!("file={},if=virtio,format=raw", disk.display()),
-        ],
+        Media {
+            cdrom: Some(&iso),
+            disks: vec![&disk],
+        },
     );
     let ready = ready_line(&console, status);
     assert!(ready.contains("medium=/dev/sr0"), "{ready}");
@@ -277,10 +274,10 @@ fn rescue_environment_finds_the_iso_file_on_a_disk() {
     let disk = blank_disk(b, "blank-file.img", 48);
     let (console, status) = boot(
         b,
-        &[
-            format!("file={},if=virtio,format=raw", host_disk.display()),
-            format!("file={},if=virtio,format=raw", disk.display()),
-        ],
+        Media {
+            cdrom: None,
+            disks: vec![&host_disk, &disk],
+        },
     );
     let ready = ready_line(&console, status);
     assert!(ready.contains("medium=/dev/loop"), "{ready}");

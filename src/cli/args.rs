@@ -182,4 +182,41 @@ pub struct VerifyArgs {
     /// Threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Prove that the ISO restores: boot it in a throw-away QEMU VM with a blank scratch disk
+    /// as large as the recorded one, let it restore unattended, boot the restored disk until
+    /// its default target is active, then compare the disk's files with the image's manifest.
+    /// Prints each phase with its duration and a verdict; exit status 1 names the phase that
+    /// failed (docs/VERIFY-BOOT.md). Needs root, qemu-system-x86 (and ovmf for UEFI), mtools.
+    #[arg(long)]
+    pub boot: bool,
+    /// Firmware to boot with (default: the mode the source booted with; for an offline
+    /// capture, every mode its disk layout boots).
+    #[arg(long, value_enum, requires = "boot")]
+    pub firmware: Option<crate::bootcheck::FirmwareChoice>,
+    /// The VM's memory in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 1536, requires = "boot",
+          value_parser = clap::value_parser!(u32).range(256..=65536))]
+    pub memory: u32,
+    /// Size of the scratch disk in MiB (default: the recorded disk's size). A larger disk
+    /// checks that the restore grows the last partition into it.
+    #[arg(long, value_name = "MIB", requires = "boot",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub disk_size: Option<u64>,
+    /// Keep the temporary directory (scratch disks, console logs) and print its path.
+    #[arg(long, requires = "boot")]
+    pub keep: bool,
+    /// Limit of each VM boot, in seconds (the rescue boot with the restore; the first boot).
+    #[arg(long, value_name = "SECONDS", default_value_t = 900, requires = "boot",
+          value_parser = clap::value_parser!(u64).range(10..))]
+    pub timeout: u64,
+    /// Accelerator: auto uses KVM when /dev/kvm runs a test guest, else TCG.
+    #[arg(long, value_enum, default_value = "auto", requires = "boot")]
+    pub accel: crate::bootcheck::AccelChoice,
+    /// Where the temporary directory is made (default: $TMPDIR or /tmp). The scratch disk is
+    /// sparse but takes as much space as the restored files.
+    #[arg(long, value_name = "DIR", requires = "boot")]
+    pub work_dir: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long, requires = "boot")]
+    pub json: bool,
 }

@@ -9,6 +9,7 @@ mod progress;
 pub mod restore;
 pub mod schedule;
 pub mod show;
+mod verify_boot;
 
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -208,6 +209,9 @@ fn run_info(a: InfoArgs) -> Result<i32, Failure> {
 }
 
 fn run_verify(a: VerifyArgs, p: &TermProgress) -> Result<i32, Failure> {
+    if a.boot {
+        return verify_boot::run(a, p);
+    }
     let r = PayloadReader::open(&a.image)?;
     let rep = verify(&r, threads(a.threads), p)?;
     let stdout = std::io::stdout();

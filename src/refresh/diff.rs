@@ -192,7 +192,7 @@ fn content(m: &Manifest, i: usize) -> Content<'_> {
 }
 
 /// Which restorable metadata differs.
-fn meta_fields(a: &Entry, b: &Entry) -> Vec<&'static str> {
+pub(crate) fn meta_fields(a: &Entry, b: &Entry) -> Vec<&'static str> {
     let mut f = Vec::new();
     if a.meta.mode != b.meta.mode {
         f.push("mode");

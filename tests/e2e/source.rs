@@ -44,7 +44,7 @@ impl Source {
     pub fn booted<'a>(&self, console: &'a str, fw: Firmware) -> Option<&'a str> {
         console.lines().find(|l| {
             l.contains(self.marker())
-                && l.contains(fw.marker_word())
+                && l.contains(vm::marker_word(fw))
                 && l.contains(" /=/dev/vda3")
                 && l.contains(" /boot/efi=/dev/vda2")
         })
@@ -121,6 +121,7 @@ pub fn boots_with(s: &Source, fw: Firmware) -> Result<String, String> {
         cdrom: None,
         disks: vec![Drive {
             file: &s.disk,
+            bus: vm::Bus::Virtio,
             snapshot: true,
         }],
         timeout: BOOT_TIMEOUT,
@@ -142,7 +143,7 @@ pub fn boots_with(s: &Source, fw: Firmware) -> Result<String, String> {
              (the fixture is broken): {}",
             fw.name(),
             s.marker(),
-            fw.marker_word(),
+            vm::marker_word(fw),
             o.describe()
         )),
     }
@@ -152,7 +153,7 @@ pub fn boots_with(s: &Source, fw: Firmware) -> Result<String, String> {
 /// restored disk that does not boot is only the restore's fault if the source does).
 pub fn source_boots() -> &'static Source {
     let s = source();
-    for fw in [Firmware::SeaBios, Firmware::Ovmf] {
+    for fw in [Firmware::Bios, Firmware::Uefi] {
         if let Err(e) = boots_with(s, fw) {
             panic!("{e}");
         }

@@ -1,0 +1,273 @@
+//! One firmware's cycle: the ISO restores onto a blank scratch disk (phases rescue-boot and
+//! restore, one VM), the restored disk boots with the witness added (first-boot, a second VM
+//! on a throw-away overlay), the witness is taken away again, and the files are compared.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::console::{self, BOOT_FAILURES, BOOTED, NOT_BOOTED};
+use super::files::{self, FilesReport};
+use super::firstboot::{self, Witness};
+use super::report::{FirmwareRun, Phase, PhaseName, Status};
+use super::scratch;
+use super::vm::{self, Bus, Drive, Ended, Firmware, Outcome, VmSpec};
+use super::{Accel, BootCheckError, BootCheckOptions};
+use crate::layout::DiskLayout;
+use crate::payload::manifest::Manifest;
+
+/// Lines of console kept in a failed phase's report.
+const TAIL: usize = 25;
+/// After a final line, time for the rest of the message to reach the log.
+const GRACE: Duration = Duration::from_secs(3);
+
+pub(super) struct Context<'a> {
+    pub image: &'a Path,
+    pub manifest: &'a Manifest,
+    pub layout: &'a DiskLayout,
+    pub work: &'a Path,
+    pub disk_bytes: u64,
+    pub accel: Accel,
+    pub opts: &'a BootCheckOptions,
+    pub say: &'a dyn Fn(&str),
+}
+
+fn phase(name: PhaseName, ok: bool, took: Duration, detail: String, o: Option<&Outcome>) -> Phase {
+    Phase {
+        phase: name,
+        status: if ok { Status::Passed } else { Status::Failed },
+        seconds: took.as_secs_f64(),
+        detail,
+        console_log: o.map(|o| o.log.display().to_string()),
+        console_tail: match (ok, o) {
+            (false, Some(o)) => o.tail(TAIL),
+            _ => Vec::new(),
+        },
+    }
+}
+
+/// Why a VM that did not reach its goal stopped.
+fn why(o: &Outcome, waited_for: &str) -> String {
+    match &o.ended {
+        Ended::Failed(line) => line.clone(),
+        Ended::TimedOut => format!(
+            "no `{waited_for}` within {:.0} s (timed out)",
+            o.elapsed.as_secs_f64()
+        ),
+        Ended::Exited(s) if !s.success() => {
+            format!(
+                "QEMU exited with {s} before `{waited_for}`: {}",
+                o.stderr.trim()
+            )
+        }
+        _ => format!("the VM stopped before `{waited_for}`"),
+    }
+}
+
+impl Context<'_> {
+    fn logs(&self) -> PathBuf {
+        self.work.join("logs")
+    }
+
+    fn spec<'s>(&'s self, name: String, fw: Firmware, logs: &'s Path) -> VmSpec<'s> {
+        VmSpec {
+            name,
+            log_dir: logs,
+            firmware: fw,
+            accel: self.accel,
+            memory_mib: self.opts.memory_mib,
+            cdrom: None,
+            kernel: None,
+            disks: Vec::new(),
+            timeout: self.opts.timeout,
+            stop_on: &[],
+            fail_on: &[],
+            milestones: &[],
+            grace: GRACE,
+        }
+    }
+
+    /// Runs every phase with `fw`; returns the run and the scratch disk's path.
+    pub fn run(&self, fw: Firmware) -> Result<(FirmwareRun, PathBuf), BootCheckError> {
+        let disk = self.work.join(format!("disk-{}.img", fw.name()));
+        scratch::sparse_disk(&disk, self.disk_bytes)?;
+        let mut run = FirmwareRun {
+            firmware: fw,
+            phases: Vec::new(),
+            files: None,
+        };
+        (self.say)(&format!(
+            "[{}] booting {} with a blank {} MiB scratch disk: rescue environment, restore",
+            fw.name(),
+            self.image.display(),
+            self.disk_bytes >> 20
+        ));
+        let restored = self.restore(fw, &disk, &mut run)?;
+        if !restored {
+            run.phases.push(Phase::skipped(PhaseName::FirstBoot));
+            run.phases.push(Phase::skipped(PhaseName::Files));
+            return Ok((run, disk));
+        }
+        (self.say)(&format!("[{}] booting the restored disk", fw.name()));
+        run.phases.push(self.first_boot(fw, &disk)?);
+        (self.say)(&format!(
+            "[{}] comparing the restored files with the manifest",
+            fw.name()
+        ));
+        let started = Instant::now();
+        let (p, report) = match self.compare(&disk) {
+            Ok(r) => (files_phase(&r, started.elapsed()), Some(r)),
+            Err(e) => (
+                phase(
+                    PhaseName::Files,
+                    false,
+                    started.elapsed(),
+                    e.to_string(),
+                    None,
+                ),
+                None,
+            ),
+        };
+        run.phases.push(p);
+        run.files = report;
+        Ok((run, disk))
+    }
+
+    /// The ISO boots with only the scratch disk; returns whether the restore finished.
+    fn restore(
+        &self,
+        fw: Firmware,
+        disk: &Path,
+        run: &mut FirmwareRun,
+    ) -> Result<bool, BootCheckError> {
+        let logs = self.logs();
+        let fail_on = [
+            console::RESTORE_FAILED,
+            console::RESTORE_WAITING,
+            console::KERNEL_PANIC,
+        ];
+        let milestones = [console::RESCUE_READY, console::RESTORE_DONE];
+        let mut spec = self.spec(format!("restore-{}", fw.name()), fw, &logs);
+        spec.cdrom = Some(self.image);
+        spec.disks = vec![Drive {
+            file: disk,
+            bus: Bus::Virtio,
+            snapshot: false,
+        }];
+        spec.fail_on = &fail_on;
+        spec.milestones = &milestones;
+        let o = vm::run(&spec)?;
+        let Some(ready) = o.milestones[0] else {
+            run.phases.push(phase(
+                PhaseName::RescueBoot,
+                false,
+                o.elapsed,
+                format!(
+                    "the rescue environment did not come up: {}",
+                    why(&o, console::RESCUE_READY)
+                ),
+                Some(&o),
+            ));
+            run.phases.push(Phase::skipped(PhaseName::Restore));
+            return Ok(false);
+        };
+        let ready_line = console::line_with(&o.console, console::RESCUE_READY).unwrap_or_default();
+        run.phases
+            .push(phase(PhaseName::RescueBoot, true, ready, ready_line, None));
+        let done = o.console.contains(console::RESTORE_DONE)
+            && !o.console.contains(console::RESTORE_FAILED);
+        let ok = done && matches!(o.ended, Ended::Exited(s) if s.success());
+        let detail = if ok {
+            format!(
+                "{}; the VM powered off by itself",
+                console::line_with(&o.console, console::RESTORE_DONE).unwrap_or_default()
+            )
+        } else if done {
+            format!(
+                "`{}` printed but the VM did not power off: {}",
+                console::RESTORE_DONE,
+                why(&o, "power-off")
+            )
+        } else {
+            why(&o, console::RESTORE_DONE)
+        };
+        let took = o.elapsed.saturating_sub(ready);
+        run.phases
+            .push(phase(PhaseName::Restore, ok, took, detail, Some(&o)));
+        Ok(ok)
+    }
+
+    /// Adds the witness, boots the restored disk on an overlay, takes the witness away.
+    fn first_boot(&self, fw: Firmware, disk: &Path) -> Result<Phase, BootCheckError> {
+        let started = Instant::now();
+        let staging = self.work.join(format!("root-{}", fw.name()));
+        let witness = {
+            let a = scratch::assemble(disk, self.layout, &staging, true)?;
+            if !firstboot::has_systemd(&a.root) {
+                a.close()?;
+                return Ok(phase(
+                    PhaseName::FirstBoot,
+                    false,
+                    started.elapsed(),
+                    "the restored system has no systemd: the first-boot witness is a systemd unit"
+                        .into(),
+                    None,
+                ));
+            }
+            let w = Witness::add(&a.root)?;
+            a.close()?;
+            w
+        };
+        let up = format!("{BOOTED} {}", witness.nonce);
+        let down = format!("{NOT_BOOTED} {}", witness.nonce);
+        let mut fail_on: Vec<&str> = vec![&down];
+        fail_on.extend_from_slice(BOOT_FAILURES);
+        let stop_on = [up.as_str()];
+        let logs = self.logs();
+        let mut spec = self.spec(format!("first-boot-{}", fw.name()), fw, &logs);
+        spec.disks = vec![Drive {
+            file: disk,
+            bus: Bus::Virtio,
+            snapshot: true,
+        }];
+        spec.stop_on = &stop_on;
+        spec.fail_on = &fail_on;
+        let o = vm::run(&spec);
+        // the witness goes whatever the boot did
+        let a = scratch::assemble(disk, self.layout, &staging, true)?;
+        let removed = witness.remove();
+        a.close()?;
+        removed?;
+        let o = o?;
+        let line = console::line_with(&o.console, &up);
+        let ok = line.is_some() && !matches!(o.ended, Ended::Failed(_));
+        let detail = match line {
+            Some(l) if ok => l,
+            _ => format!("the restored system did not come up: {}", why(&o, &up)),
+        };
+        Ok(phase(PhaseName::FirstBoot, ok, o.elapsed, detail, Some(&o)))
+    }
+
+    fn compare(&self, disk: &Path) -> Result<FilesReport, BootCheckError> {
+        let staging = self.work.join("compare");
+        let a = scratch::assemble(disk, self.layout, &staging, false)?;
+        let r = files::compare(self.manifest, &a.root, &|e| a.fidelity(&e.path));
+        a.close()?;
+        Ok(r)
+    }
+}
+
+fn files_phase(r: &FilesReport, took: Duration) -> Phase {
+    let mut detail = format!(
+        "{} paths compared with the manifest ({} MiB of file data hashed): {} differences",
+        r.compared,
+        r.bytes >> 20,
+        r.differences
+    );
+    if r.relaxed > 0 {
+        detail.push_str(&format!(
+            " ({} on FAT: type, content and files' mtimes)",
+            r.relaxed
+        ));
+    }
+    phase(PhaseName::Files, r.differences == 0, took, detail, None)
+}

@@ -1,0 +1,268 @@
+//! `osimage verify --boot IMAGE` (issue #10): proof that an image restores. The ISO boots in
+//! a throw-away QEMU VM with a blank scratch disk as large as the recorded one; its default
+//! entry restores unattended and powers off; the restored disk then boots alone until a
+//! witness unit added to the scratch copy says the default target is active; then the scratch
+//! disk's files are compared with the image's manifest. Each phase is timed and reported
+//! (docs/VERIFY-BOOT.md).
+//!
+//! `verify_boot` is the library entry point (the CLI and a scheduler call it); `vm` is the QEMU
+//! runner the end-to-end tests share.
+
+pub mod accel;
+pub mod console;
+mod cycle;
+pub mod files;
+pub mod firstboot;
+pub mod report;
+pub mod scratch;
+pub mod vm;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::image::ContainerKind;
+use crate::iso::IsoReader;
+use crate::layout::{DiskLayout, Firmware as RecordedFirmware};
+use crate::payload::reader::PayloadReader;
+pub use accel::{Accel, AccelChoice};
+pub use report::BootReport;
+pub use vm::Firmware;
+
+/// Why `verify --boot` could not run (a phase that fails is not an error: it is in the report).
+#[derive(Debug, thiserror::Error)]
+pub enum BootCheckError {
+    #[error("{tool} not found: install the Debian package {package}")]
+    MissingTool { tool: String, package: String },
+    #[error("{0}")]
+    Image(String),
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl BootCheckError {
+    pub fn io(what: &str, path: &Path, source: std::io::Error) -> BootCheckError {
+        BootCheckError::Io {
+            what: what.to_string(),
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Which firmware to boot with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FirmwareChoice {
+    Bios,
+    Uefi,
+    /// UEFI with Secure Boot on and Microsoft's keys enrolled (docs/SECUREBOOT.md).
+    #[value(name = "uefi-secureboot")]
+    UefiSecureBoot,
+    Both,
+}
+
+/// How to run the check.
+#[derive(Clone, Debug)]
+pub struct BootCheckOptions {
+    /// `None`: the source's recorded boot mode.
+    pub firmware: Option<FirmwareChoice>,
+    pub memory_mib: u32,
+    /// Keep the temporary directory (scratch disks and logs).
+    pub keep: bool,
+    /// Size of the scratch disk (default: the recorded disk's, rounded up to a MiB).
+    pub disk_bytes: Option<u64>,
+    /// Limit of each VM boot.
+    pub timeout: Duration,
+    pub accel: AccelChoice,
+    /// Where the temporary directory is made (default: $TMPDIR or /tmp).
+    pub work_dir: Option<PathBuf>,
+}
+
+impl Default for BootCheckOptions {
+    fn default() -> Self {
+        BootCheckOptions {
+            firmware: None,
+            memory_mib: 1536,
+            keep: false,
+            disk_bytes: None,
+            timeout: Duration::from_secs(900),
+            accel: AccelChoice::Auto,
+            work_dir: None,
+        }
+    }
+}
+
+/// Is `tool` an executable on PATH?
+pub(crate) fn on_path(tool: &str) -> bool {
+    crate::restore::mounts::have(tool)
+}
+
+/// The firmware modes to run and why.
+fn firmware_modes(choice: Option<FirmwareChoice>, layout: &DiskLayout) -> (Vec<Firmware>, String) {
+    let b = &layout.boot;
+    match choice {
+        Some(FirmwareChoice::Bios) => (vec![Firmware::Bios], "bios (asked for)".into()),
+        Some(FirmwareChoice::Uefi) => (vec![Firmware::Uefi], "uefi (asked for)".into()),
+        Some(FirmwareChoice::UefiSecureBoot) => (
+            vec![Firmware::UefiSecureBoot],
+            "uefi with Secure Boot on (asked for)".into(),
+        ),
+        Some(FirmwareChoice::Both) => (
+            vec![Firmware::Bios, Firmware::Uefi],
+            "bios and uefi (asked for)".into(),
+        ),
+        None => match b.firmware {
+            RecordedFirmware::Bios => (vec![Firmware::Bios], "bios (the source booted so)".into()),
+            RecordedFirmware::Uefi => (vec![Firmware::Uefi], "uefi (the source booted so)".into()),
+            RecordedFirmware::Unknown => {
+                let mut v = Vec::new();
+                if b.bios_capable {
+                    v.push(Firmware::Bios);
+                }
+                if b.uefi_capable {
+                    v.push(Firmware::Uefi);
+                }
+                if v.is_empty() {
+                    v.push(Firmware::Bios);
+                }
+                let names: Vec<&str> = v.iter().map(|f| f.name()).collect();
+                let note = format!(
+                    "{} (the source's boot mode was not recorded: every mode its disk layout boots)",
+                    names.join(" and ")
+                );
+                (v, note)
+            }
+        },
+    }
+}
+
+/// A payload image (`.oimg`) holds no rescue environment: nothing to boot.
+fn check_container(image: &Path, reader: &PayloadReader) -> Result<(), BootCheckError> {
+    if reader.container() != ContainerKind::Iso {
+        return Err(BootCheckError::Image(format!(
+            "{}: a payload image without the rescue environment cannot boot; verify --boot \
+             needs the ISO (`osimage capture ROOT -o NAME.iso`)",
+            image.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The ISO must have an El Torito entry for each firmware mode.
+fn check_bootable(image: &Path, modes: &[Firmware]) -> Result<(), BootCheckError> {
+    let iso = IsoReader::open(image)
+        .map_err(|e| BootCheckError::Image(format!("{}: {e}", image.display())))?;
+    let entries = iso
+        .boot_entries()
+        .map_err(|e| BootCheckError::Image(format!("{}: {e}", image.display())))?;
+    for fw in modes {
+        // El Torito platform ids: 0 x86 (BIOS), 0xEF EFI
+        let platform = match fw {
+            Firmware::Bios => 0x00,
+            Firmware::Uefi | Firmware::UefiSecureBoot => 0xEF,
+        };
+        if !entries.iter().any(|(p, ..)| *p == platform) {
+            return Err(BootCheckError::Image(format!(
+                "{}: no El Torito boot entry for {} ({}): the ISO's rescue environment cannot \
+                 boot that way",
+                image.display(),
+                fw.name(),
+                fw.product()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Runs the whole check on `image` and returns the report (`report.passed` says whether every
+/// phase passed). `say` receives progress lines (one per phase as it starts).
+pub fn verify_boot(
+    image: &Path,
+    opts: &BootCheckOptions,
+    say: &dyn Fn(&str),
+) -> Result<BootReport, BootCheckError> {
+    let reader = PayloadReader::open(image)
+        .map_err(|e| BootCheckError::Image(format!("{}: {e}", image.display())))?;
+    check_container(image, &reader)?;
+    let layout =
+        crate::restore::layout_of(&reader).map_err(|e| BootCheckError::Image(e.to_string()))?;
+    let (modes, firmware_note) = firmware_modes(opts.firmware, &layout);
+    check_bootable(image, &modes)?;
+    for fw in &modes {
+        vm::check_host(*fw)?;
+    }
+    if !on_path("mcopy") {
+        return Err(BootCheckError::MissingTool {
+            tool: "mcopy".into(),
+            package: "mtools".into(),
+        });
+    }
+    let disk_bytes = match opts.disk_bytes {
+        Some(b) => b,
+        None => scratch::disk_bytes(&layout)?,
+    };
+    let (accel, accel_note) = accel::choose(opts.accel).map_err(BootCheckError::Image)?;
+    let parent = opts.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let work = tempfile::Builder::new()
+        .prefix("osimage-verify-")
+        .tempdir_in(&parent)
+        .map_err(|e| BootCheckError::io("making a temporary directory in", &parent, e))?;
+    let mut report = BootReport {
+        image: image.display().to_string(),
+        accel,
+        accel_note,
+        memory_mib: opts.memory_mib,
+        firmware_note,
+        runs: Vec::new(),
+        kept: None,
+        disks: Vec::new(),
+        passed: false,
+        verdict: String::new(),
+    };
+    let ctx = cycle::Context {
+        image,
+        manifest: reader.manifest(),
+        layout: &layout,
+        work: work.path(),
+        disk_bytes,
+        accel,
+        opts,
+        say,
+    };
+    let mut disks = Vec::new();
+    for fw in modes {
+        let (run, disk) = ctx.run(fw)?;
+        report.runs.push(run);
+        disks.push(disk);
+    }
+    report.decide();
+    finish(work, &mut report, disks, opts.keep)?;
+    Ok(report)
+}
+
+/// Removes the temporary directory, or keeps it (all of it with `keep`; the logs only when a
+/// phase failed).
+fn finish(
+    work: tempfile::TempDir,
+    report: &mut BootReport,
+    disks: Vec<PathBuf>,
+    keep: bool,
+) -> Result<(), BootCheckError> {
+    if keep {
+        report.disks = disks.iter().map(|d| d.display().to_string()).collect();
+        report.kept = Some(work.keep().display().to_string());
+    } else if !report.passed {
+        for d in &disks {
+            let _ = std::fs::remove_file(d);
+        }
+        report.kept = Some(format!("{} (console logs)", work.keep().display()));
+    } else {
+        let p = work.path().to_path_buf();
+        work.close()
+            .map_err(|e| BootCheckError::io("removing", &p, e))?;
+    }
+    Ok(())
+}

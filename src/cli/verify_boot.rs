@@ -1,0 +1,27 @@
+//! `osimage verify --boot IMAGE`: options in, `bootcheck::verify_boot`, the report out.
+
+use std::time::Duration;
+
+use super::Failure;
+use super::args::VerifyArgs;
+use super::progress::TermProgress;
+use crate::bootcheck::{BootCheckOptions, verify_boot};
+
+pub(super) fn run(a: VerifyArgs, p: &TermProgress) -> Result<i32, Failure> {
+    let opts = BootCheckOptions {
+        firmware: a.firmware,
+        memory_mib: a.memory,
+        keep: a.keep,
+        disk_bytes: a.disk_size.map(|m| m << 20),
+        timeout: Duration::from_secs(a.timeout),
+        accel: a.accel,
+        work_dir: a.work_dir,
+    };
+    let report = verify_boot(&a.image, &opts, &|line| p.say(line))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(if report.passed { 0 } else { 1 })
+}

@@ -1,0 +1,185 @@
+//! `osimage verify --boot`'s refusals that need no VM: a payload image (`.oimg`) has no rescue
+//! environment to boot, and the boot options make no sense without `--boot`. (The boots
+//! themselves are proven end to end in tests/e2e_restore.rs.)
+
+mod common;
+
+use std::process::Command;
+
+fn osimage() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_osimage"))
+}
+
+#[test]
+fn verify_boot_refuses_a_payload_image_naming_the_iso() {
+    common::require_root();
+    let work = common::scratch();
+    let root = work.path().join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/hostname"), b"payload-only\n").unwrap();
+    let image = work.path().join("system.oimg");
+    let out = osimage()
+        .args(["capture", "-q"])
+        .arg(&root)
+        .arg("-o")
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = osimage()
+        .args(["verify", "--boot", "--accel", "tcg"])
+        .arg(&image)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&image.display().to_string())
+            && err.contains("payload image without the rescue environment")
+            && err.contains(".iso"),
+        "{err}"
+    );
+    // nothing was left behind in the temporary directory
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn boot_options_without_boot_are_a_usage_error() {
+    let flags: [&[&str]; 4] = [
+        &["--keep"],
+        &["--firmware", "uefi"],
+        &["--json"],
+        &["--memory", "512"],
+    ];
+    for flag in flags {
+        let out = osimage()
+            .args(["verify", "x.iso"])
+            .args(flag)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{flag:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--boot"),
+            "{flag:?}"
+        );
+    }
+}
+
+/// The file comparison of `verify --boot` (`bootcheck::files`) against a real image: an
+/// extracted tree has no differences; a changed byte (size and mtime kept), a changed mode,
+/// a removed file and an added one are each caught and named; what the fidelity contract lets
+/// differ (/var/log) is not counted.
+#[test]
+fn files_comparison_catches_content_metadata_missing_and_extra() {
+    use osimage::bootcheck::files::{Fidelity, compare};
+    use std::os::unix::fs::PermissionsExt;
+    common::require_root();
+    let work = common::scratch();
+    let root = work.path().join("root");
+    for d in ["etc", "usr/bin", "var/log"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::write(root.join("etc/hostname"), b"files-compare\n").unwrap();
+    let big: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(root.join("usr/bin/big"), &big).unwrap();
+    let sparse = std::fs::File::create(root.join("usr/bin/sparse")).unwrap();
+    sparse.set_len(8 << 20).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&sparse, b"tail", (8 << 20) - 4).unwrap();
+    std::os::unix::fs::symlink("big", root.join("usr/bin/link")).unwrap();
+    std::fs::hard_link(root.join("usr/bin/big"), root.join("usr/bin/big2")).unwrap();
+    xattr::set(root.join("etc/hostname"), "user.note", b"kept").unwrap();
+    std::fs::write(root.join("var/log/boot.log"), b"x").unwrap();
+    let image = work.path().join("t.oimg");
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = osimage().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "capture".as_ref(),
+        "-q".as_ref(),
+        root.as_os_str(),
+        "-o".as_ref(),
+        image.as_os_str(),
+    ]);
+    let out = work.path().join("out");
+    run(&[
+        "extract".as_ref(),
+        image.as_os_str(),
+        "-C".as_ref(),
+        out.as_os_str(),
+    ]);
+    let r = osimage::payload::reader::PayloadReader::open(&image).unwrap();
+    let m = r.manifest();
+    let full = |_: &osimage::payload::manifest::Entry| Fidelity::Full;
+
+    let clean = compare(m, &out, &full);
+    assert_eq!(clean.differences, 0, "{:?}", clean.listed);
+    assert!(
+        clean.compared >= 10 && clean.bytes >= 3_000_000 + (8 << 20),
+        "{clean:?}"
+    );
+
+    // changes the fidelity contract allows are not counted
+    std::fs::write(out.join("var/log/boot.log"), b"changed").unwrap();
+    std::fs::write(out.join("var/log/new.log"), b"new").unwrap();
+    assert_eq!(compare(m, &out, &full).differences, 0);
+
+    let f = out.join("usr/bin/big");
+    let mtime = std::fs::metadata(&f).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(&f).unwrap();
+    bytes[2_500_000] ^= 1;
+    std::fs::write(&f, &bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_modified(mtime))
+        .unwrap();
+    std::fs::set_permissions(
+        out.join("etc/hostname"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::remove_file(out.join("usr/bin/link")).unwrap();
+    std::fs::write(out.join("etc/extra"), b"not in the image").unwrap();
+    let r = compare(m, &out, &full);
+    let listed: Vec<String> = r
+        .listed
+        .iter()
+        .map(|d| format!("{} {}", d.path, d.what.join(",")))
+        .collect();
+    // (big2 is a hard link to big: one inode, its content checked once, as big's; the
+    // directories whose entries changed have new mtimes)
+    let mut want = vec![
+        "/etc mtime",
+        "/etc/hostname mode",
+        "/usr/bin mtime",
+        "/usr/bin/big content",
+        "/usr/bin/link missing",
+        "/etc/extra extra",
+    ];
+    let mut got: Vec<&str> = listed.iter().map(|l| l.as_str()).collect();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want);
+    assert_eq!(r.differences, 6);
+}
