@@ -17,6 +17,7 @@ mod apply;
 pub mod blockdev;
 pub mod disk;
 pub mod esp;
+pub mod generalize;
 pub mod log;
 pub mod mkfs;
 pub mod mounts;
