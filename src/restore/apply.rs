@@ -3,7 +3,6 @@
 //! unmount. Every phase is logged; the first failure stops the restore with its reason, and
 //! whatever was mounted is unmounted on the way out.
 
-use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -13,7 +12,7 @@ use super::log::{LOG_PATH, RestoreLog};
 use super::mounts::{Mounts, have, run};
 use super::plan::{FsPlan, PartKind, RestorePlan, size};
 use super::target::TargetDisk;
-use super::{RestoreError, RestoreOptions, blockdev, disk, tree};
+use super::{RestoreError, RestoreOptions, blockdev, disk, fstab, grub, tree};
 use crate::extract::{ExtractOptions, extract};
 use crate::layout::{Disk, DiskLayout};
 use crate::payload::reader::PayloadReader;
@@ -495,6 +494,9 @@ fn boot_loader(
     report: &mut RestoreReport,
 ) -> Result<(), RestoreError> {
     let b = &plan.boot;
+    if b.default_layout {
+        default_layout_boot(plan, target, log, made, staging, mounts, report)?;
+    }
     if b.mbr_boot_code {
         report
             .boot
@@ -537,7 +539,8 @@ fn boot_loader(
     }
     if let Some(why) = &b.grub_install {
         log.say(&format!("  grub-install must run: {why}"));
-        grub_install(target, made, staging, mounts)?;
+        let c = grub::assemble(&chroot_parts(made), staging, mounts)?;
+        grub::install_bios(&c, &target.device)?;
         report.boot.push(format!(
             "grub-install --target=i386-pc ran chrooted ({why})"
         ));
@@ -548,43 +551,79 @@ fn boot_loader(
     Ok(())
 }
 
-/// The restored system assembled under `staging/tree` (bind mounts of each filesystem, by
-/// mount-point depth, plus /dev, /proc, /sys), then its own grub-install chrooted.
-fn grub_install(
+/// The restored filesystems for a chroot. An mtools-filled ESP is its staging directory: what
+/// grub-install writes there is copied onto the ESP afterwards.
+fn chroot_parts(made: &[Made]) -> Vec<grub::Part<'_>> {
+    made.iter()
+        .map(|m| grub::Part {
+            mount_point: &m.plan.mount_point,
+            dir: &m.dir,
+        })
+        .collect()
+}
+
+/// The default layout's boot set-up: etc/fstab for the new UUIDs, then GRUB from the tree
+/// (docs/RESTORE.md "Default layout").
+fn default_layout_boot(
+    plan: &RestorePlan,
     target: &TargetDisk,
+    log: &RestoreLog,
     made: &[Made],
     staging: &Path,
     mounts: &mut Mounts,
+    report: &mut RestoreReport,
 ) -> Result<(), RestoreError> {
-    let tree = staging.join("tree");
-    std::fs::create_dir_all(&tree).map_err(|e| RestoreError::io("creating", &tree, e))?;
-    let bind = libc::MS_BIND;
-    for m in made {
-        if matches!(m.vfat, Some(VfatWriter::Mtools { .. })) {
-            continue;
-        }
-        let at = tree.join(m.plan.mount_point.trim_start_matches('/'));
-        std::fs::create_dir_all(&at).map_err(|e| RestoreError::io("creating", &at, e))?;
-        mounts
-            .mount(&m.dir, &at, "", bind, "")
-            .map_err(|e| RestoreError::io("bind-mounting", &m.dir, e))?;
+    let Some(root) = made.iter().find(|m| m.plan.mount_point == "/") else {
+        return Err(RestoreError::target(
+            &target.given,
+            "the default layout has no root filesystem".into(),
+        ));
+    };
+    let entries: Vec<fstab::NewEntry> = plan
+        .filesystems
+        .iter()
+        .map(|f| fstab::NewEntry {
+            uuid: &f.uuid,
+            mount_point: &f.mount_point,
+            fstype: &f.fstype,
+            options: if f.fstype == "vfat" {
+                "umask=0077"
+            } else {
+                "errors=remount-ro"
+            },
+            pass: if f.mount_point == "/" { 1 } else { 2 },
+        })
+        .collect();
+    let etc = root.dir.join("etc");
+    if !etc.exists() {
+        std::fs::create_dir(&etc).map_err(|e| RestoreError::io("creating", &etc, e))?;
     }
-    for d in ["dev", "proc", "sys"] {
-        let at = tree.join(d);
-        std::fs::create_dir_all(&at).map_err(|e| RestoreError::io("creating", &at, e))?;
-        let from = Path::new("/").join(d);
-        mounts
-            .mount(&from, &at, "", bind | libc::MS_REC, "")
-            .map_err(|e| RestoreError::io("bind-mounting", &from, e))?;
+    let path = etc.join("fstab");
+    let old = match std::fs::read(&path) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(RestoreError::io("reading", &path, e)),
+    };
+    // Written in place: the file keeps its owner, mode and xattrs.
+    std::fs::write(&path, fstab::rewrite(&old, &entries))
+        .map_err(|e| RestoreError::io("writing", &path, e))?;
+    report
+        .boot
+        .push("etc/fstab written for the default layout's UUIDs".into());
+    let esp = made.iter().find(|m| m.plan.fstype == "vfat");
+    let esp_mount = esp.map_or("/boot/efi", |m| m.plan.mount_point.as_str());
+    let esp_mountable = esp.is_some_and(|m| matches!(m.vfat, Some(VfatWriter::Mounted(_))));
+    // Without an installer, no chroot: nothing (not even /dev, /proc, /sys) is added.
+    let lines = if grub::has_grub_install(&root.dir) {
+        let c = grub::assemble(&chroot_parts(made), staging, mounts)?;
+        grub::install_default(&c, &target.device, esp_mount, esp_mountable)?
+    } else {
+        vec![grub::not_bootable()]
+    };
+    for l in &lines {
+        log.say(&format!("  {l}"));
     }
-    let argv: Vec<String> = ["chroot"].iter().map(|s| s.to_string()).collect();
-    let extra: Vec<&OsStr> = vec![
-        tree.as_os_str(),
-        OsStr::new("grub-install"),
-        OsStr::new("--target=i386-pc"),
-        target.device.as_os_str(),
-    ];
-    run(&argv, &extra, &target.device)?;
+    report.boot.extend(lines);
     Ok(())
 }
 

@@ -136,6 +136,10 @@ pub struct BootPlan {
     pub esp: Option<(u32, String)>,
     /// Why the captured system's `grub-install` must run (chrooted), when it must.
     pub grub_install: Option<String>,
+    /// The image recorded no layout and osimage's default one is used (`default_layout`):
+    /// etc/fstab is written for the fresh UUIDs, and GRUB installed (BIOS and UEFI) by the
+    /// tree's own `grub-install`, chrooted, where the tree has one.
+    pub default_layout: bool,
 }
 
 /// The partition that grows or shrinks.
@@ -182,7 +186,9 @@ impl RestorePlan {
     ) -> Result<RestorePlan, PlanError> {
         if let Some(why) = &layout.none {
             return err(format!(
-                "this image has no disk layout ({why}); restore its files with --to DIR"
+                "this image has no disk layout ({why}); restore it onto osimage's default \
+                 layout with --default-layout (osimage.default-layout=1), or its files with \
+                 --to DIR"
             ));
         }
         if !layout.unsupported.is_empty() {
@@ -800,6 +806,11 @@ impl fmt::Display for RestorePlan {
         }
         match &b.grub_install {
             Some(why) => writeln!(f, "    grub-install runs chrooted: {why}")?,
+            None if b.default_layout => writeln!(
+                f,
+                "    default layout: etc/fstab written for the new UUIDs; GRUB installed for BIOS \
+                 and UEFI by the tree's own grub-install (chrooted), if the tree has one"
+            )?,
             None => writeln!(f, "    grub-install not needed")?,
         }
         for n in &self.notes {
