@@ -200,3 +200,237 @@ fn plain_directory_restores_onto_the_default_layout() {
     assert!(out.join("EFI/BOOT/BOOTX64.EFI").is_file());
     drop(lo);
 }
+
+/// A one-partition GPT disk image of `mib` MiB; returns its loop device, the partition node.
+fn one_partition_disk(img: &Path, mib: u64) -> (Loop, String) {
+    sparse(img, mib * MIB);
+    common::loopdev::run_stdin(
+        "sfdisk",
+        &[
+            "--no-reread",
+            "--no-tell-kernel",
+            "-q",
+            img.to_str().unwrap(),
+        ],
+        &format!("label: gpt\nstart=2048, type={LINUX_TYPE}, name=root\n"),
+    );
+    let lo = Loop::attach(img);
+    let p = lo.part(1);
+    (lo, p)
+}
+
+/// Files every restored root gets (content, a hard link, a symlink, an xattr).
+fn fill_files(r: &Path, fstab: &str) {
+    for d in ["etc", "usr/bin", "var/log", "srv"] {
+        std::fs::create_dir_all(r.join(d)).unwrap();
+    }
+    std::fs::write(r.join("etc/fstab"), fstab).unwrap();
+    let tool = r.join("usr/bin/tool");
+    std::fs::write(&tool, vec![0x5Au8; 200_000]).unwrap();
+    xattr::set(&tool, "user.kind", b"tool").unwrap();
+    std::fs::hard_link(&tool, r.join("usr/bin/tool2")).unwrap();
+    std::os::unix::fs::symlink("tool", r.join("usr/bin/t")).unwrap();
+}
+
+/// The root of a restored system compared with the source's, /var/log aside.
+fn assert_same_tree(source: &Snapshot, restored: &Path, what: &str) {
+    let strip = |s: &Snapshot| -> Snapshot {
+        s.iter()
+            .filter(|(p, _)| !compare::is_under(p, b"var/log"))
+            .map(|(p, n)| (p.clone(), n.clone()))
+            .collect()
+    };
+    let got = strip(&compare::snapshot(restored).unwrap());
+    compare::assert_no_differences(
+        &compare::compare(&strip(source), &got, Options::default()),
+        what,
+    );
+}
+
+const BTRFS_UUID: &str = "b7f50000-0000-4000-8000-00000000b7f5";
+const XFS_UUID: &str = "0f500000-0000-4000-8000-0000000000f5";
+
+/// `btrfs subvolume list -a` paths (from the top level) of the filesystem at `dir`.
+fn subvolume_paths(dir: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args = vec!["subvolume", "list", "-a"];
+    args.extend_from_slice(extra);
+    args.push(dir.to_str().unwrap());
+    let mut v: Vec<String> = run("btrfs", &args)
+        .lines()
+        .filter_map(|l| l.split_once(" path ").map(|(_, p)| p))
+        .map(|p| p.trim_start_matches("<FS_TREE>/").to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn btrfs_subvolumes_default_and_identity_come_back() {
+    require(&[
+        "losetup",
+        "partx",
+        "sfdisk",
+        "mkfs.btrfs",
+        "btrfs",
+        "blkid",
+        "mount",
+    ]);
+    let dir = common::scratch();
+    let src = dir.path().join("src.img");
+    let (lo, part) = one_partition_disk(&src, 256);
+    run(
+        "mkfs.btrfs",
+        &["-q", "-f", "-U", BTRFS_UUID, "-L", "bsys", &part],
+    );
+    let top = dir.path().join("top");
+    let m = Mounted::new(&part, &top, &[]);
+    let sub = |p: &str| {
+        run(
+            "btrfs",
+            &["subvolume", "create", top.join(p).to_str().unwrap()],
+        )
+    };
+    sub("@");
+    std::fs::create_dir_all(top.join("@/srv")).unwrap();
+    sub("@/srv/data");
+    sub("@/srv/data/inner");
+    fill_files(
+        &top.join("@"),
+        &format!("UUID={BTRFS_UUID} / btrfs subvol=@,noatime 0 0\n"),
+    );
+    std::fs::write(top.join("@/srv/data/a"), b"in data").unwrap();
+    std::fs::write(top.join("@/srv/data/inner/b"), vec![1u8; 70_000]).unwrap();
+    run(
+        "btrfs",
+        &["subvolume", "set-default", top.join("@").to_str().unwrap()],
+    );
+    run(
+        "btrfs",
+        &[
+            "subvolume",
+            "snapshot",
+            "-r",
+            top.join("@").to_str().unwrap(),
+            top.join("snap").to_str().unwrap(),
+        ],
+    );
+    drop(m);
+    let root = dir.path().join("root");
+    let m = Mounted::new(&part, &root, &["-o", "subvol=@"]);
+    let image = dir.path().join("btrfs.oimg");
+    common::capture(&root, &image, &[]);
+    let source = compare::snapshot(&root).unwrap();
+    drop(m);
+    drop(lo);
+
+    let info = common::osimage(["info".as_ref(), image.as_os_str()]).ok();
+    let r = PayloadReader::open(&image).unwrap();
+    let layout = osimage::layout::from_manifest(r.manifest())
+        .unwrap()
+        .unwrap();
+    let paths: Vec<(&str, bool)> = layout.btrfs[0]
+        .subvolumes
+        .iter()
+        .map(|s| (s.path.as_str(), s.readonly))
+        .collect();
+    assert_eq!(
+        paths,
+        vec![
+            ("@", false),
+            ("snap", true),
+            ("@/srv/data", false),
+            ("@/srv/data/inner", false)
+        ],
+        "{}",
+        info.stdout_str()
+    );
+    assert_eq!(layout.btrfs[0].default_path, "@");
+
+    let target = dir.path().join("target.img");
+    sparse(&target, 384 * MIB);
+    let (plan, report) = restore::restore_to_disk(&r, &target, &opts(), &NoProgress)
+        .unwrap_or_else(|e| panic!("restore: {e}"));
+    eprintln!("{plan}{}", report.summary());
+    assert!(
+        plan.to_string().contains("subvolume snap was not mounted"),
+        "{plan}"
+    );
+
+    let lo = Loop::attach(&target);
+    let part = lo.part(1);
+    assert_eq!(blkid(&part, "UUID"), BTRFS_UUID);
+    assert_eq!(blkid(&part, "LABEL"), "bsys");
+    let top = dir.path().join("rtop");
+    let m = Mounted::new(&part, &top, &["-o", "subvolid=5"]);
+    assert_eq!(
+        subvolume_paths(&top, &[]),
+        ["@", "@/srv/data", "@/srv/data/inner", "snap"]
+    );
+    assert_eq!(subvolume_paths(&top, &["-r"]), ["snap"]);
+    let def = run(
+        "btrfs",
+        &["subvolume", "get-default", top.to_str().unwrap()],
+    );
+    assert!(def.trim_end().ends_with("path @"), "{def}");
+    drop(m);
+    // Mounted without options: the default subvolume, which holds the system.
+    let restored = dir.path().join("restored");
+    let m = Mounted::new(&part, &restored, &[]);
+    assert_same_tree(&source, &restored, "btrfs root vs source");
+    use std::os::unix::fs::MetadataExt;
+    for nested in ["srv/data", "srv/data/inner"] {
+        // A subvolume's root directory is inode 256.
+        assert_eq!(
+            std::fs::metadata(restored.join(nested)).unwrap().ino(),
+            256,
+            "{nested}"
+        );
+    }
+    drop(m);
+    drop(lo);
+}
+
+#[test]
+fn xfs_root_comes_back_with_uuid_label_and_files() {
+    require(&["losetup", "partx", "sfdisk", "mkfs.xfs", "blkid", "mount"]);
+    let dir = common::scratch();
+    let src = dir.path().join("src.img");
+    let (lo, part) = one_partition_disk(&src, 320);
+    run(
+        "mkfs.xfs",
+        &[
+            "-q",
+            "-f",
+            "-m",
+            &format!("uuid={XFS_UUID}"),
+            "-L",
+            "xsys",
+            &part,
+        ],
+    );
+    let root = dir.path().join("root");
+    let m = Mounted::new(&part, &root, &[]);
+    fill_files(&root, &format!("UUID={XFS_UUID} / xfs defaults 0 0\n"));
+    let image = dir.path().join("xfs.oimg");
+    common::capture(&root, &image, &[]);
+    let source = compare::snapshot(&root).unwrap();
+    drop(m);
+    drop(lo);
+
+    let target = dir.path().join("target.img");
+    sparse(&target, 512 * MIB);
+    let r = PayloadReader::open(&image).unwrap();
+    let (plan, report) = restore::restore_to_disk(&r, &target, &opts(), &NoProgress)
+        .unwrap_or_else(|e| panic!("restore: {e}"));
+    eprintln!("{plan}{}", report.summary());
+    let lo = Loop::attach(&target);
+    let part = lo.part(1);
+    assert_eq!(blkid(&part, "TYPE"), "xfs");
+    assert_eq!(blkid(&part, "UUID"), XFS_UUID);
+    assert_eq!(blkid(&part, "LABEL"), "xsys");
+    let restored = dir.path().join("restored");
+    let m = Mounted::new(&part, &restored, &[]);
+    assert_same_tree(&source, &restored, "xfs root vs source");
+    drop(m);
+    drop(lo);
+}

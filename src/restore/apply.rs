@@ -12,7 +12,7 @@ use super::log::{LOG_PATH, RestoreLog};
 use super::mounts::{Mounts, have, run};
 use super::plan::{FsPlan, PartKind, RestorePlan, size};
 use super::target::TargetDisk;
-use super::{RestoreError, RestoreOptions, blockdev, disk, fstab, grub, tree};
+use super::{RestoreError, RestoreOptions, blockdev, btrfs, disk, fstab, grub, tree};
 use crate::extract::{ExtractOptions, extract};
 use crate::layout::{Disk, DiskLayout};
 use crate::payload::reader::PayloadReader;
@@ -266,6 +266,9 @@ fn fill(
     }
     log.say("phase 6/9: unpacking the image (chunks verified as they are read)");
     unpack(&made, reader, opts, log, report)?;
+    for (i, m) in made.iter().enumerate() {
+        btrfs::finish_readonly(&m.device, &m.plan.subvolumes, staging, i)?;
+    }
     log.say("phase 7/9: boot loader");
     boot_loader(plan, target, opts, log, &made, staging, mounts, report)?;
     for m in &made {
@@ -348,8 +351,15 @@ fn mount_one(
             vfat: Some(writer),
         });
     }
-    if let Some(sv) = &f.subvol {
-        btrfs_subvolume(&dev, sv, staging, i)?;
+    if f.fstype == "btrfs" && (f.subvol.is_some() || !f.subvolumes.is_empty()) {
+        btrfs::create_all(
+            &dev,
+            &f.subvolumes,
+            f.subvol.as_deref(),
+            &f.default_subvol,
+            staging,
+            i,
+        )?;
     }
     let data = f
         .subvol
@@ -371,54 +381,6 @@ fn mount_one(
         dir,
         vfat: None,
     })
-}
-
-/// Creates btrfs subvolume `sv` (and any missing parent directories) on `dev`.
-fn btrfs_subvolume(dev: &Path, sv: &str, staging: &Path, i: usize) -> Result<(), RestoreError> {
-    const BTRFS_IOC_SUBVOL_CREATE: libc::c_ulong = 0x5000_940E;
-    let top = staging.join(format!("btrfs-top{i}"));
-    std::fs::create_dir_all(&top).map_err(|e| RestoreError::io("creating", &top, e))?;
-    let mut m = Mounts::default();
-    m.mount(dev, &top, "btrfs", 0, "subvolid=5")
-        .map_err(|e| RestoreError::io("mounting", dev, e))?;
-    let path = top.join(sv);
-    if !path.exists() {
-        let parent = path.parent().unwrap_or(&top);
-        std::fs::create_dir_all(parent).map_err(|e| RestoreError::io("creating", parent, e))?;
-        let name = path
-            .file_name()
-            .map(|n| n.as_encoded_bytes().to_vec())
-            .unwrap_or_default();
-        if name.len() >= 4088 {
-            return Err(RestoreError::target(
-                dev,
-                format!("subvolume name {sv:?} too long"),
-            ));
-        }
-        let dir =
-            std::fs::File::open(parent).map_err(|e| RestoreError::io("opening", parent, e))?;
-        // struct btrfs_ioctl_vol_args { __s64 fd; char name[4088]; }
-        let mut args = vec![0u8; 4096];
-        args[8..8 + name.len()].copy_from_slice(&name);
-        // SAFETY: args is the 4096-byte struct the ioctl reads.
-        let rc = unsafe {
-            libc::ioctl(
-                std::os::fd::AsRawFd::as_raw_fd(&dir),
-                BTRFS_IOC_SUBVOL_CREATE as _,
-                args.as_mut_ptr(),
-            )
-        };
-        if rc != 0 {
-            return Err(RestoreError::io(
-                "creating btrfs subvolume",
-                &path,
-                std::io::Error::last_os_error(),
-            ));
-        }
-    }
-    m.unmount_all()?;
-    let _ = std::fs::remove_dir(&top);
-    Ok(())
 }
 
 /// Phase 6: each filesystem gets its part of the tree.

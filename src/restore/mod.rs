@@ -10,6 +10,7 @@
 //! - `disk`: wipe, partition table (gptman/mbrman), raw boot areas
 //! - `mkfs`: mkfs command lines keeping UUID, label and features
 //! - `default_layout`: the layout used for an image that recorded none (`--default-layout`)
+//! - `btrfs`: subvolumes recreated, default and read-only flags
 //! - `tree`: the image's tree split per filesystem
 //! - `fstab`: the tree's etc/fstab for the default layout
 //! - `grub`: the restored system's own GRUB tools, chrooted
@@ -18,6 +19,7 @@
 
 mod apply;
 pub mod blockdev;
+pub mod btrfs;
 pub mod default_layout;
 pub mod disk;
 pub mod esp;

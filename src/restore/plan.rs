@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::mkfs;
 use crate::layout::table::{BIOS_BOOT_GUID, ESP_GUID};
-use crate::layout::{Disk, DiskLayout, FsRecord, PartitionTable};
+use crate::layout::{BtrfsSubvolume, Disk, DiskLayout, FsRecord, PartitionTable};
 
 /// Headroom a shrunk filesystem needs beyond its used bytes: a tenth, at least 16 MiB
 /// (metadata, journal, and room to boot and log).
@@ -105,6 +105,11 @@ pub struct FsPlan {
     pub mount_point: String,
     /// btrfs `subvol=` this mount uses, created after mkfs.
     pub subvol: Option<String>,
+    /// btrfs: every recorded subvolume, created after mkfs (only on the entry that makes the
+    /// filesystem), parents first.
+    pub subvolumes: Vec<BtrfsSubvolume>,
+    /// btrfs: the default subvolume's path (empty: the top level).
+    pub default_subvol: String,
     /// The mkfs command without the device (`None`: another entry of the plan already makes
     /// this filesystem, e.g. a second btrfs subvolume).
     pub mkfs: Option<Vec<String>>,
@@ -512,6 +517,14 @@ impl Builder<'_> {
                 .flatten()
                 .map(|s| s.trim_start_matches('/').to_string())
                 .filter(|s| !s.is_empty());
+            let vol = self
+                .layout
+                .btrfs
+                .iter()
+                .find(|v| f.fstype == "btrfs" && v.uuid == f.uuid && mkfs.is_some());
+            if let Some(v) = vol {
+                self.unreached_subvolumes(v);
+            }
             self.plan.filesystems.push(FsPlan {
                 partition: n,
                 fstype: f.fstype.clone(),
@@ -519,6 +532,8 @@ impl Builder<'_> {
                 label: f.label.clone(),
                 mount_point: f.mount_point.clone(),
                 subvol,
+                subvolumes: vol.map(|v| v.subvolumes.clone()).unwrap_or_default(),
+                default_subvol: vol.map(|v| v.default_path.clone()).unwrap_or_default(),
                 mkfs,
                 size_bytes,
                 used_bytes: used_of(f),
@@ -551,6 +566,33 @@ impl Builder<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Notes the subvolumes of `v` that no mount of the captured system showed: they are
+    /// created, but the capture saw none of their files.
+    fn unreached_subvolumes(&mut self, v: &crate::layout::BtrfsVolume) {
+        let roots: Vec<String> = self
+            .layout
+            .filesystems
+            .iter()
+            .filter(|f| f.uuid == v.uuid && f.mounted_at.is_some())
+            .map(|f| {
+                crate::layout::fstab::option(&f.mount_options, "subvol")
+                    .map(|s| s.trim_matches('/').to_string())
+                    .unwrap_or_else(|| v.default_path.clone())
+            })
+            .collect();
+        for s in &v.subvolumes {
+            let seen = roots.iter().any(|r| {
+                r.is_empty() || s.path == *r || under(&format!("/{}", s.path), &format!("/{r}"))
+            });
+            if !seen {
+                self.plan.notes.push(format!(
+                    "btrfs subvolume {} was not mounted when captured: it is created empty",
+                    s.path
+                ));
+            }
+        }
     }
 
     /// Bytes of partition `n` on the target (the whole disk for `None`).
@@ -771,6 +813,29 @@ impl fmt::Display for RestorePlan {
             )?;
             if let Some(cmd) = &fs.mkfs {
                 writeln!(f, "      {} <device>", cmd.join(" "))?;
+            }
+            if !fs.subvolumes.is_empty() {
+                let list: Vec<String> = fs
+                    .subvolumes
+                    .iter()
+                    .map(|s| {
+                        if s.readonly {
+                            format!("{} (read-only)", s.path)
+                        } else {
+                            s.path.clone()
+                        }
+                    })
+                    .collect();
+                writeln!(
+                    f,
+                    "      subvolumes: {}; default: {}",
+                    list.join(", "),
+                    if fs.default_subvol.is_empty() {
+                        "the top level"
+                    } else {
+                        &fs.default_subvol
+                    }
+                )?;
             }
         }
         for s in &self.swaps {
