@@ -434,3 +434,98 @@ fn xfs_root_comes_back_with_uuid_label_and_files() {
     drop(m);
     drop(lo);
 }
+
+#[test]
+fn smaller_disk_shrinks_an_earlier_partition_and_moves_the_next() {
+    require(&["losetup", "partx", "sfdisk", "mkfs.ext4", "blkid", "mount"]);
+    const BOOT_UUID: &str = "b0070000-0000-4000-8000-00000000b007";
+    const ROOT_UUID: &str = "5007e000-0000-4000-8000-00000005007e";
+    let dir = common::scratch();
+    let src = dir.path().join("src.img");
+    sparse(&src, 512 * MIB);
+    common::loopdev::run_stdin(
+        "sfdisk",
+        &[
+            "--no-reread",
+            "--no-tell-kernel",
+            "-q",
+            src.to_str().unwrap(),
+        ],
+        &format!(
+            "label: gpt\nstart=2048, size={}, type={LINUX_TYPE}, name=boot\ntype={LINUX_TYPE}, name=root\n",
+            256 * MIB / 512
+        ),
+    );
+    let before = sfdisk_json(&src);
+    let lo = Loop::attach(&src);
+    let (boot, root) = (lo.part(1), lo.part(2));
+    run(
+        "mkfs.ext4",
+        &["-q", "-F", "-U", BOOT_UUID, "-L", "boot", &boot],
+    );
+    run(
+        "mkfs.ext4",
+        &["-q", "-F", "-U", ROOT_UUID, "-L", "root", &root],
+    );
+    let mnt = dir.path().join("root");
+    let m = Mounted::new(&root, &mnt, &[]);
+    fill_files(
+        &mnt,
+        &format!(
+            "UUID={ROOT_UUID} / ext4 defaults 0 1\nUUID={BOOT_UUID} /boot ext4 defaults 0 2\n"
+        ),
+    );
+    let mb = Mounted::new(&boot, &mnt.join("boot"), &[]);
+    std::fs::write(mnt.join("boot/vmlinuz"), vec![0xEEu8; 3 * MIB as usize]).unwrap();
+    let image = dir.path().join("two.oimg");
+    common::capture(&mnt, &image, &[]);
+    let source = compare::snapshot(&mnt).unwrap();
+    drop(mb);
+    drop(m);
+    drop(lo);
+
+    // 200 MiB: the root (last) alone cannot give up enough; /boot shrinks, the root moves.
+    let target = dir.path().join("small.img");
+    sparse(&target, 200 * MIB);
+    let r = PayloadReader::open(&image).unwrap();
+    let (plan, report) = restore::restore_to_disk(&r, &target, &opts(), &NoProgress)
+        .unwrap_or_else(|e| panic!("restore: {e}"));
+    eprintln!("{plan}{}", report.summary());
+    let text = plan.to_string();
+    assert!(text.contains("shrinks 256.0 MiB →"), "{text}");
+    assert!(
+        text.contains("partition 2 moves from sector 526336 to"),
+        "{text}"
+    );
+    assert_eq!(plan.shrunk.len(), 1);
+    let t = sfdisk_json(&target);
+    let (pa, pb) = (
+        before["partitiontable"]["partitions"].as_array().unwrap(),
+        t["partitiontable"]["partitions"].as_array().unwrap(),
+    );
+    assert_eq!(pb[0]["start"], 2048);
+    assert_eq!(
+        pb[0]["size"].as_u64().unwrap() * 512,
+        plan.shrunk[0].new_bytes
+    );
+    assert!(pb[0]["size"].as_u64() < pa[0]["size"].as_u64());
+    let p2 = &plan.partitions[1];
+    assert_eq!(pb[1]["start"].as_u64().unwrap(), p2.first_lba);
+    assert_eq!(p2.first_lba, 2048 + pb[0]["size"].as_u64().unwrap());
+    for k in ["uuid", "name", "type"] {
+        assert_eq!(pa[0][k], pb[0][k]);
+        assert_eq!(pa[1][k], pb[1][k]);
+    }
+
+    let lo = Loop::attach(&target);
+    let (boot, root) = (lo.part(1), lo.part(2));
+    assert_eq!(blkid(&boot, "UUID"), BOOT_UUID);
+    assert_eq!(blkid(&root, "UUID"), ROOT_UUID);
+    let restored = dir.path().join("restored");
+    let m = Mounted::new(&root, &restored, &[]);
+    let mb = Mounted::new(&boot, &restored.join("boot"), &[]);
+    assert_same_tree(&source, &restored, "shrunk disk vs source");
+    drop(mb);
+    drop(m);
+    drop(lo);
+}

@@ -36,8 +36,11 @@ pub struct RestorePlan {
     pub filesystems: Vec<FsPlan>,
     pub swaps: Vec<SwapPlan>,
     pub boot: BootPlan,
-    /// The one partition whose size changes, if any.
+    /// The last partition's change in size, if any.
     pub resized: Option<Resize>,
+    /// Earlier partitions shrunk to make room on a smaller disk (`plan/shrink.rs`); the
+    /// partitions after them move down (the notes say where).
+    pub shrunk: Vec<Resize>,
     /// Things the user should know (filesystems on other disks left out...).
     pub notes: Vec<String>,
 }
@@ -228,6 +231,7 @@ impl RestorePlan {
                 swaps: Vec::new(),
                 boot: BootPlan::default(),
                 resized: None,
+                shrunk: Vec::new(),
                 notes: Vec::new(),
             },
         };
@@ -410,6 +414,7 @@ impl Builder<'_> {
         // The issue says "the root (or the last) partition": only the last one can change size
         // without moving another's start, so the root grows when it is last.
         let grow = last;
+        self.make_room(grow, last_usable)?;
         for p in &self.plan.partitions {
             if p.number != grow && !is_extended(p) && p.last_lba > last_usable {
                 return err(format!(
@@ -742,11 +747,21 @@ impl fmt::Display for RestorePlan {
             }
             TablePlan::Gpt { disk_guid } => writeln!(
                 f,
-                "  partition table: GPT, disk GUID {disk_guid}; numbers, types, GUIDs and starts kept"
+                "  partition table: GPT, disk GUID {disk_guid}; numbers, types, GUIDs{} kept",
+                if self.shrunk.is_empty() {
+                    " and starts"
+                } else {
+                    " (not all starts: see the notes)"
+                }
             )?,
             TablePlan::Mbr { signature } => writeln!(
                 f,
-                "  partition table: MBR (dos), disk signature 0x{signature:08x}; numbers, types and starts kept"
+                "  partition table: MBR (dos), disk signature 0x{signature:08x}; numbers, types{} kept",
+                if self.shrunk.is_empty() {
+                    " and starts"
+                } else {
+                    " (not all starts: see the notes)"
+                }
             )?,
         }
         if !self.partitions.is_empty() {
@@ -758,8 +773,9 @@ impl fmt::Display for RestorePlan {
         }
         for p in &self.partitions {
             let bytes = (p.last_lba + 1 - p.first_lba) * u64::from(t.sector);
-            let resized = match &self.resized {
-                Some(r) if r.number == p.number => format!(
+            let resized = self.resized.iter().chain(&self.shrunk);
+            let resized = match resized.clone().find(|r| r.number == p.number) {
+                Some(r) => format!(
                     "  [{} {} → {}]",
                     if r.new_bytes > r.old_bytes {
                         "grows"
@@ -885,5 +901,6 @@ impl fmt::Display for RestorePlan {
     }
 }
 
+mod shrink;
 #[cfg(test)]
 mod tests;
