@@ -12,7 +12,7 @@ use super::log::{LOG_PATH, RestoreLog};
 use super::mounts::{Mounts, have, run};
 use super::plan::{FsPlan, PartKind, RestorePlan, size};
 use super::target::TargetDisk;
-use super::{RestoreError, RestoreOptions, blockdev, btrfs, disk, fstab, grub, tree};
+use super::{RestoreError, RestoreOptions, blockdev, btrfs, disk, fstab, grub, initramfs, tree};
 use crate::extract::{ExtractOptions, extract};
 use crate::layout::{Disk, DiskLayout};
 use crate::payload::reader::PayloadReader;
@@ -507,8 +507,84 @@ fn boot_loader(
             "grub-install --target=i386-pc ran chrooted ({why})"
         ));
     }
+    initramfs_drivers(plan, target, log, made, staging, mounts, report)?;
     for line in &report.boot {
         log.say(&format!("  {line}"));
+    }
+    Ok(())
+}
+
+/// The restored initramfs must hold the target disk's drivers (the disk type may have
+/// changed: captured on virtio, restored onto AHCI or NVMe); when it lacks one, the restored
+/// system's own generator runs chrooted (`initramfs.rs`).
+fn initramfs_drivers(
+    plan: &RestorePlan,
+    target: &TargetDisk,
+    log: &RestoreLog,
+    made: &[Made],
+    staging: &Path,
+    mounts: &mut Mounts,
+    report: &mut RestoreReport,
+) -> Result<(), RestoreError> {
+    let Ok(disk) = blockdev::kernel_name(&target.device) else {
+        return Ok(());
+    };
+    let needed = initramfs::disk_modules(Path::new("/sys"), &disk);
+    let (Some(root), Some(b)) = (
+        made.iter().find(|m| m.plan.mount_point == "/"),
+        plan.fs_for("/boot/x"),
+    ) else {
+        return Ok(());
+    };
+    if needed.is_empty() {
+        log.say(&format!(
+            "  initramfs: {disk} has no driver module (a loop device or built-in driver): nothing to check"
+        ));
+        return Ok(());
+    }
+    let bm = &made[b];
+    let rel = "/boot"
+        .strip_prefix(bm.plan.mount_point.trim_end_matches('/'))
+        .unwrap_or("/boot")
+        .trim_start_matches('/');
+    let boot = bm.dir.join(rel);
+    for c in initramfs::check(&boot, &root.dir, &needed) {
+        let c = match c {
+            Ok(c) => c,
+            Err(e) => {
+                report.boot.push(format!("initramfs not checked: {e}"));
+                continue;
+            }
+        };
+        let name = c
+            .image
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
+        let name = name.unwrap_or_default();
+        if c.missing.is_empty() {
+            report.boot.push(format!(
+                "initramfs {name} holds {disk}'s drivers ({})",
+                needed.join(", ")
+            ));
+            continue;
+        }
+        log.say(&format!(
+            "  initramfs {name} lacks {} ({disk}'s drivers): regenerating it",
+            c.missing.join(", ")
+        ));
+        let ch = grub::assemble(&chroot_parts(made), staging, mounts)?;
+        match initramfs::regenerate(&ch, &c.image.version, &target.device)? {
+            Some(cmd) => report.boot.push(format!(
+                "initramfs {name} lacked {}: {cmd} ran chrooted",
+                c.missing.join(", ")
+            )),
+            None => report.boot.push(format!(
+                "initramfs {name} lacks {} and the tree has neither update-initramfs nor \
+                 dracut: the restored system may not find its disk",
+                c.missing.join(", ")
+            )),
+        }
     }
     Ok(())
 }

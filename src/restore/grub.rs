@@ -25,13 +25,16 @@ pub struct Chroot {
 }
 
 /// Bind-mounts `parts` (sorted by mount-point depth by the plan) and the running system's
-/// `/dev`, `/proc`, `/sys` under `staging/tree`.
+/// `/dev`, `/proc`, `/sys` under `staging/tree`; assembled once, later calls reuse it.
 pub fn assemble(
     parts: &[Part],
     staging: &Path,
     mounts: &mut Mounts,
 ) -> Result<Chroot, RestoreError> {
     let root = staging.join("tree");
+    if root.join("proc/self").exists() {
+        return Ok(Chroot { root });
+    }
     std::fs::create_dir_all(&root).map_err(|e| RestoreError::io("creating", &root, e))?;
     let bind = libc::MS_BIND;
     for p in parts {

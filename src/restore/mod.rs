@@ -25,6 +25,7 @@ pub mod disk;
 pub mod esp;
 pub mod fstab;
 pub mod grub;
+pub mod initramfs;
 pub mod log;
 pub mod mkfs;
 pub mod mounts;
