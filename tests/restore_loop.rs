@@ -475,7 +475,7 @@ fn dry_run_writes_nothing() {
         );
     } else {
         eprintln!("note: `osimage restore` not wired into the CLI yet; checking the library");
-        let plan = restore::plan_for(&reader(), &target).unwrap();
+        let plan = restore::plan_for(&reader(), &target, false).unwrap();
         restore::check_target(&target, &opts()).unwrap();
         assert!(plan.to_string().contains("grows"));
     }

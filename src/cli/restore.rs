@@ -18,7 +18,10 @@ use crate::restore::{self, RestoreError, RestoreOptions};
 /// all their metadata, and the boot loader is written back verbatim. A regular file as TARGET
 /// is used through a loop device. A TARGET that holds data is refused unless --force is given
 /// (or, on a terminal, its name is typed to confirm). --dry-run prints the plan and writes
-/// nothing.
+/// nothing. An image that recorded no disk layout (a plain directory was captured) goes onto
+/// a disk only with --default-layout: GPT with a 1 MiB BIOS boot partition, a 512 MiB ESP and
+/// an ext4 root filling the disk, fresh UUIDs, etc/fstab written for them and GRUB installed
+/// by the image's own grub-install when it has one.
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("dest").required(true).args(["target", "to"])))]
 pub struct RestoreArgs {
@@ -42,6 +45,10 @@ pub struct RestoreArgs {
     /// Add a UEFI boot entry for the restored disk to THIS machine's firmware (NVRAM).
     #[arg(long)]
     pub nvram: bool,
+    /// For an image that recorded no disk layout: partition the disk with osimage's default
+    /// layout (GPT: 1 MiB BIOS boot, 512 MiB ESP, ext4 root filling the disk; fresh UUIDs).
+    #[arg(long)]
+    pub default_layout: bool,
     /// Threads writing file data (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -79,7 +86,14 @@ pub fn run(args: RestoreArgs, progress: &dyn Progress) -> Result<i32, Failure> {
     let Some(target) = args.target.clone() else {
         return Ok(2); // clap requires one of --target / --to
     };
-    let plan = restore::plan_for(&reader, &target)?;
+    let (size, sector) = restore::target::geometry(&target)?;
+    let (plan, layout) = restore::plan_with_layout(
+        &reader,
+        &target.display().to_string(),
+        size,
+        sector,
+        args.default_layout,
+    )?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
     } else {
@@ -89,6 +103,7 @@ pub fn run(args: RestoreArgs, progress: &dyn Progress) -> Result<i32, Failure> {
         force: args.force,
         threads: threads(args.threads),
         nvram: args.nvram,
+        default_layout: args.default_layout,
         ..RestoreOptions::default()
     };
     match restore::check_target(&target, &opts) {
@@ -102,7 +117,7 @@ pub fn run(args: RestoreArgs, progress: &dyn Progress) -> Result<i32, Failure> {
         println!("dry run: nothing was written");
         return Ok(0);
     }
-    let (_, report) = restore::restore_to_disk(&reader, &target, &opts, progress)?;
+    let report = restore::restore_planned(&reader, &target, &plan, &layout, &opts, progress)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
