@@ -2,7 +2,7 @@
 //! the work is `crate::restore`.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
@@ -49,6 +49,20 @@ pub struct RestoreArgs {
     /// layout (GPT: 1 MiB BIOS boot, 512 MiB ESP, ext4 root filling the disk; fresh UUIDs).
     #[arg(long)]
     pub default_layout: bool,
+    /// Make the restored system a new machine, not a twin of the captured one: a fresh
+    /// machine-id (systemd's first boot), new SSH host keys made on this machine, per-machine
+    /// secrets (random seed, credential secret) removed. Listed in the restore log;
+    /// docs/GENERALIZE.md.
+    #[arg(long)]
+    pub generalize: bool,
+    /// The restored system's hostname: a name, or a rule where {mac} is the first network
+    /// interface's MAC address (e.g. web-{mac}). Also written into /etc/hosts.
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// Copy DIR over the restored tree last (per-machine files such as network configuration;
+    /// modes, owners and symbolic links as in DIR).
+    #[arg(long, value_name = "DIR")]
+    pub overlay: Option<PathBuf>,
     /// Threads writing file data (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -94,16 +108,46 @@ pub fn run(args: RestoreArgs, progress: &dyn Progress) -> Result<i32, Failure> {
         sector,
         args.default_layout,
     )?;
+    if let Some(h) = &args.hostname {
+        let name = restore::generalize::hostname_from_rule(h, Path::new("/sys/class/net"))?;
+        if name != *h {
+            eprintln!("hostname rule {h:?} gives {name:?} on this machine");
+        }
+    }
+    if let Some(dir) = &args.overlay
+        && !dir.is_dir()
+    {
+        return Err(format!("overlay {}: not a directory", dir.display()).into());
+    }
+    let generalize = restore::generalize::GeneralizeOptions {
+        identity: args.generalize,
+        hostname: args.hostname.clone(),
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
     } else {
         print!("{plan}");
+        let lines = generalize.plan_lines();
+        if !lines.is_empty() {
+            println!("generalize:");
+            for l in lines {
+                println!("  {l}");
+            }
+        }
+        if let Some(dir) = &args.overlay {
+            println!(
+                "overlay: {} copied over the restored tree last",
+                dir.display()
+            );
+        }
     }
     let mut opts = RestoreOptions {
         force: args.force,
         threads: threads(args.threads),
         nvram: args.nvram,
         default_layout: args.default_layout,
+        generalize,
+        overlay: args.overlay.clone(),
         ..RestoreOptions::default()
     };
     match restore::check_target(&target, &opts) {

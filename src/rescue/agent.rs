@@ -234,12 +234,36 @@ fn restore_from(
             }
         }
     };
+    // Per-machine files: an `overlay/` folder at the top of the boot medium (docs/GENERALIZE.md).
+    let overlay = medium.mount_point.join("overlay");
+    let overlay = overlay.is_dir().then_some(overlay);
+    if let Some(o) = &overlay {
+        con.line(&format!(
+            "osimage: overlay {} will be copied over the restored tree",
+            o.display()
+        ));
+    }
+    let generalize = restore::generalize::GeneralizeOptions {
+        identity: opts.generalize,
+        hostname: opts.hostname.clone(),
+    };
+    if let Some(rule) = &generalize.hostname {
+        // checked before anything is written, not after the unpack
+        let name = restore::generalize::hostname_from_rule(rule, Path::new("/sys/class/net"))
+            .map_err(|e| format!("bad-hostname {e}"))?;
+        con.line(&format!("osimage: hostname of the restored system: {name}"));
+    }
+    for l in generalize.plan_lines() {
+        con.line(&format!("osimage: generalize: {l}"));
+    }
     let ropts = RestoreOptions {
         force,
         threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         nvram: true,
         exclude_disks: medium.disks.clone(),
         default_layout,
+        generalize,
+        overlay,
         ..RestoreOptions::default()
     };
     let progress = LineProgress::new(|l: &str| con.line(l), Duration::from_secs(2));

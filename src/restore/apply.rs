@@ -12,7 +12,10 @@ use super::log::{LOG_PATH, RestoreLog};
 use super::mounts::{Mounts, have, run};
 use super::plan::{FsPlan, PartKind, RestorePlan, size};
 use super::target::TargetDisk;
-use super::{RestoreError, RestoreOptions, blockdev, btrfs, disk, fstab, grub, initramfs, tree};
+use super::{
+    RestoreError, RestoreOptions, blockdev, btrfs, disk, fstab, generalize, grub, initramfs,
+    overlay, tree,
+};
 use crate::extract::{ExtractOptions, extract};
 use crate::layout::{Disk, DiskLayout};
 use crate::payload::reader::PayloadReader;
@@ -271,6 +274,7 @@ fn fill(
     }
     log.say("phase 7/9: boot loader");
     boot_loader(plan, target, opts, log, &made, staging, mounts, report)?;
+    per_machine(opts, log, &made, staging, mounts, target)?;
     for m in &made {
         if let Some(w) = &m.vfat {
             if matches!(w, VfatWriter::Mtools { .. }) {
@@ -584,6 +588,47 @@ fn initramfs_drivers(
                  dracut: the restored system may not find its disk",
                 c.missing.join(", ")
             )),
+        }
+    }
+    Ok(())
+}
+
+/// Generalize and overlay (docs/GENERALIZE.md), on the assembled tree, each change logged (the
+/// log is copied into the restored system next).
+fn per_machine(
+    opts: &RestoreOptions,
+    log: &RestoreLog,
+    made: &[Made],
+    staging: &Path,
+    mounts: &mut Mounts,
+    target: &TargetDisk,
+) -> Result<(), RestoreError> {
+    if opts.generalize.is_empty() && opts.overlay.is_none() {
+        return Ok(());
+    }
+    let c = grub::assemble(&chroot_parts(made), staging, mounts)?;
+    if !opts.generalize.is_empty() {
+        log.say("  generalizing (docs/GENERALIZE.md):");
+        let run_in_tree = |args: &[&std::ffi::OsStr]| c.run(args, &target.device);
+        let done = generalize::generalize(
+            &c.root,
+            &opts.generalize,
+            &run_in_tree,
+            Path::new("/sys/class/net"),
+        )?;
+        for line in done {
+            log.say(&format!("    {line}"));
+        }
+    }
+    if let Some(dir) = &opts.overlay {
+        let written = overlay::apply_overlay(dir, &c.root)?;
+        log.say(&format!(
+            "  overlay {}: {} paths written:",
+            dir.display(),
+            written.len()
+        ));
+        for p in written {
+            log.say(&format!("    {p}"));
         }
     }
     Ok(())

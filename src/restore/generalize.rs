@@ -30,6 +30,37 @@ impl GeneralizeOptions {
     pub fn is_empty(&self) -> bool {
         !self.identity && self.hostname.is_none()
     }
+
+    /// What a restore with these options will change, for the plan (`--dry-run`).
+    pub fn plan_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if self.identity {
+            lines.push(format!(
+                "/{MACHINE_ID} set to `uninitialized` (new id, first boot); /{DBUS_MACHINE_ID} \
+                 and {} removed where present",
+                MACHINE_SECRETS
+                    .iter()
+                    .map(|s| format!("/{s}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            lines.push(format!(
+                "/{SSH_DIR}/ssh_host_*_key* replaced by keys the restored system's ssh-keygen -A \
+                 makes on this machine"
+            ));
+        }
+        if let Some(h) = &self.hostname {
+            lines.push(format!(
+                "/etc/hostname set to {h:?}{}, and the old name replaced in /etc/hosts",
+                if h.contains("{mac}") {
+                    " ({mac}: the first network interface's MAC address)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        lines
+    }
 }
 
 /// Runs a program of the restored system, chrooted into it (`ssh-keygen -A`).

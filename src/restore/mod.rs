@@ -30,6 +30,7 @@ pub mod initramfs;
 pub mod log;
 pub mod mkfs;
 pub mod mounts;
+pub mod overlay;
 pub mod plan;
 pub mod target;
 pub mod tree;
@@ -65,6 +66,10 @@ pub struct RestoreOptions {
     /// An image that recorded no disk layout goes onto osimage's default one
     /// (`--default-layout`, `osimage.default-layout=1`; docs/RESTORE.md).
     pub default_layout: bool,
+    /// Generalize the restored system (`--generalize`, `--hostname`; docs/GENERALIZE.md).
+    pub generalize: generalize::GeneralizeOptions,
+    /// Per-machine files copied over the restored tree last (`--overlay DIR`).
+    pub overlay: Option<PathBuf>,
 }
 
 impl Default for RestoreOptions {
@@ -77,6 +82,8 @@ impl Default for RestoreOptions {
             exclude_disks: Vec::new(),
             mtools: false,
             default_layout: false,
+            generalize: generalize::GeneralizeOptions::default(),
+            overlay: None,
         }
     }
 }
