@@ -304,6 +304,18 @@ fn fill_root(r: &Path) {
     )
     .unwrap();
     std::fs::write(r.join("etc/hostname"), "restored\n").unwrap();
+    // what --generalize changes (no ssh-keygen in this tree: keys are only removed)
+    std::fs::write(r.join("etc/hosts"), "127.0.1.1\trestored\n").unwrap();
+    std::fs::write(
+        r.join("etc/machine-id"),
+        "00112233445566778899aabbccddeeff\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(r.join("etc/ssh")).unwrap();
+    std::fs::write(r.join("etc/ssh/ssh_host_ed25519_key"), "secret").unwrap();
+    std::fs::write(r.join("etc/ssh/ssh_host_ed25519_key.pub"), "public").unwrap();
+    std::fs::create_dir_all(r.join("var/lib/systemd")).unwrap();
+    std::fs::write(r.join("var/lib/systemd/random-seed"), pattern(512, 4)).unwrap();
     let su = r.join("usr/bin/su");
     std::fs::write(&su, pattern(40_000, 1)).unwrap();
     std::fs::set_permissions(&su, std::fs::Permissions::from_mode(0o4755)).unwrap();
@@ -449,6 +461,66 @@ fn restore_recreates_table_identities_boot_areas_and_files() {
     drop(lo);
 }
 
+/// Issue #11: --generalize, --hostname and --overlay change the restored tree, and the restore
+/// log (inside the restored system) lists each change.
+#[test]
+fn generalize_hostname_and_overlay_are_applied_and_logged() {
+    assert!(can_run(), "needs root and the loop-device tools");
+    source();
+    let dir = common::scratch();
+    let target = dir.path().join("generalized.img");
+    sparse(&target, 512 * MIB);
+    let overlay = dir.path().join("overlay");
+    std::fs::create_dir_all(overlay.join("etc/network")).unwrap();
+    std::fs::write(overlay.join("etc/network/interfaces"), "auto ens3\n").unwrap();
+    std::fs::set_permissions(
+        overlay.join("etc/network/interfaces"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let o = RestoreOptions {
+        generalize: restore::generalize::GeneralizeOptions {
+            identity: true,
+            hostname: Some("node-7".into()),
+        },
+        overlay: Some(overlay),
+        ..opts()
+    };
+    restore::restore_to_disk(&reader(), &target, &o, &NoProgress)
+        .unwrap_or_else(|e| panic!("restore: {e}"));
+    let lo = Loop::attach(&target);
+    let mnt = dir.path().join("restored");
+    let m = Mounted::new(&lo.part(3), &mnt);
+    let read = |p: &str| std::fs::read_to_string(mnt.join(p)).unwrap_or_default();
+    assert_eq!(read("etc/machine-id"), "uninitialized\n");
+    assert!(!mnt.join("var/lib/systemd/random-seed").exists());
+    assert!(!mnt.join("etc/ssh/ssh_host_ed25519_key").exists());
+    assert!(!mnt.join("etc/ssh/ssh_host_ed25519_key.pub").exists());
+    assert_eq!(read("etc/hostname"), "node-7\n");
+    assert_eq!(read("etc/hosts"), "127.0.1.1\tnode-7\n");
+    let net = mnt.join("etc/network/interfaces");
+    assert_eq!(read("etc/network/interfaces"), "auto ens3\n");
+    assert_eq!(
+        std::fs::metadata(&net).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // the image's other files are untouched
+    assert_eq!(read("home/u/notes"), "hello");
+    let log = read("var/log/osimage-restore.log");
+    for want in [
+        "generalizing",
+        "/etc/machine-id",
+        "random-seed",
+        "ssh_host_ed25519_key",
+        "no ssh-keygen",
+        "\"restored\" → \"node-7\"",
+        "/etc/network/interfaces",
+    ] {
+        assert!(log.contains(want), "restore log lacks {want:?}:\n{log}");
+    }
+    drop(m);
+}
+
 #[test]
 fn dry_run_writes_nothing() {
     if !can_run() {
@@ -475,7 +547,7 @@ fn dry_run_writes_nothing() {
         );
     } else {
         eprintln!("note: `osimage restore` not wired into the CLI yet; checking the library");
-        let plan = restore::plan_for(&reader(), &target).unwrap();
+        let plan = restore::plan_for(&reader(), &target, false).unwrap();
         restore::check_target(&target, &opts()).unwrap();
         assert!(plan.to_string().contains("grows"));
     }

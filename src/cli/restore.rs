@@ -2,7 +2,7 @@
 //! the work is `crate::restore`.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
@@ -18,7 +18,10 @@ use crate::restore::{self, RestoreError, RestoreOptions};
 /// all their metadata, and the boot loader is written back verbatim. A regular file as TARGET
 /// is used through a loop device. A TARGET that holds data is refused unless --force is given
 /// (or, on a terminal, its name is typed to confirm). --dry-run prints the plan and writes
-/// nothing.
+/// nothing. An image that recorded no disk layout (a plain directory was captured) goes onto
+/// a disk only with --default-layout: GPT with a 1 MiB BIOS boot partition, a 512 MiB ESP and
+/// an ext4 root filling the disk, fresh UUIDs, etc/fstab written for them and GRUB installed
+/// by the image's own grub-install when it has one.
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("dest").required(true).args(["target", "to"])))]
 pub struct RestoreArgs {
@@ -42,6 +45,24 @@ pub struct RestoreArgs {
     /// Add a UEFI boot entry for the restored disk to THIS machine's firmware (NVRAM).
     #[arg(long)]
     pub nvram: bool,
+    /// For an image that recorded no disk layout: partition the disk with osimage's default
+    /// layout (GPT: 1 MiB BIOS boot, 512 MiB ESP, ext4 root filling the disk; fresh UUIDs).
+    #[arg(long)]
+    pub default_layout: bool,
+    /// Make the restored system a new machine, not a twin of the captured one: a fresh
+    /// machine-id (systemd's first boot), new SSH host keys made on this machine, per-machine
+    /// secrets (random seed, credential secret) removed. Listed in the restore log;
+    /// docs/GENERALIZE.md.
+    #[arg(long)]
+    pub generalize: bool,
+    /// The restored system's hostname: a name, or a rule where {mac} is the first network
+    /// interface's MAC address (e.g. web-{mac}). Also written into /etc/hosts.
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// Copy DIR over the restored tree last (per-machine files such as network configuration;
+    /// modes, owners and symbolic links as in DIR).
+    #[arg(long, value_name = "DIR")]
+    pub overlay: Option<PathBuf>,
     /// Threads writing file data (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -79,16 +100,54 @@ pub fn run(args: RestoreArgs, progress: &dyn Progress) -> Result<i32, Failure> {
     let Some(target) = args.target.clone() else {
         return Ok(2); // clap requires one of --target / --to
     };
-    let plan = restore::plan_for(&reader, &target)?;
+    let (size, sector) = restore::target::geometry(&target)?;
+    let (plan, layout) = restore::plan_with_layout(
+        &reader,
+        &target.display().to_string(),
+        size,
+        sector,
+        args.default_layout,
+    )?;
+    if let Some(h) = &args.hostname {
+        let name = restore::generalize::hostname_from_rule(h, Path::new("/sys/class/net"))?;
+        if name != *h {
+            eprintln!("hostname rule {h:?} gives {name:?} on this machine");
+        }
+    }
+    if let Some(dir) = &args.overlay
+        && !dir.is_dir()
+    {
+        return Err(format!("overlay {}: not a directory", dir.display()).into());
+    }
+    let generalize = restore::generalize::GeneralizeOptions {
+        identity: args.generalize,
+        hostname: args.hostname.clone(),
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
     } else {
         print!("{plan}");
+        let lines = generalize.plan_lines();
+        if !lines.is_empty() {
+            println!("generalize:");
+            for l in lines {
+                println!("  {l}");
+            }
+        }
+        if let Some(dir) = &args.overlay {
+            println!(
+                "overlay: {} copied over the restored tree last",
+                dir.display()
+            );
+        }
     }
     let mut opts = RestoreOptions {
         force: args.force,
         threads: threads(args.threads),
         nvram: args.nvram,
+        default_layout: args.default_layout,
+        generalize,
+        overlay: args.overlay.clone(),
         ..RestoreOptions::default()
     };
     match restore::check_target(&target, &opts) {
@@ -102,7 +161,7 @@ pub fn run(args: RestoreArgs, progress: &dyn Progress) -> Result<i32, Failure> {
         println!("dry run: nothing was written");
         return Ok(0);
     }
-    let (_, report) = restore::restore_to_disk(&reader, &target, &opts, progress)?;
+    let report = restore::restore_planned(&reader, &target, &plan, &layout, &opts, progress)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -1,14 +1,17 @@
-//! The layout record as a manifest extension (docs/FORMAT.md §9): name `layout`, version 1,
-//! optional, bincode 2 standard configuration through serde, decoded with a byte limit.
+//! The layout record as a manifest extension (docs/FORMAT.md §9): name `layout`, version 2
+//! (version 1, without `btrfs`, is still read), optional, bincode 2 standard configuration
+//! through serde, decoded with a byte limit.
 
 use super::LayoutError;
-use super::record::DiskLayout;
+use super::record::{BootInfo, Container, Disk, DiskLayout, FsRecord, FstabEntry, SwapRecord};
 use crate::payload::manifest::{Extension, Manifest};
 
 /// The extension's name in `Manifest::extensions`.
 pub const NAME: &str = "layout";
-/// The version of the record this build writes and reads.
-pub const VERSION: u16 = 1;
+/// The version of the record this build writes; it reads this one and `OLDEST`.
+pub const VERSION: u16 = 2;
+/// Version 1: `DiskLayout` without its last field, `btrfs`.
+pub const OLDEST: u16 = 1;
 /// Largest encoded record accepted (the BIOS boot partition and MBR gap dominate it: at most
 /// 16 MiB and 4 MiB per disk).
 pub const MAX_LEN: usize = 64 << 20;
@@ -33,14 +36,50 @@ pub fn from_manifest(m: &Manifest) -> Result<Option<DiskLayout>, LayoutError> {
     let Some(ext) = m.extension(NAME) else {
         return Ok(None);
     };
-    if ext.version != VERSION {
-        return Err(LayoutError::Version(ext.version));
+    match ext.version {
+        VERSION => decode(&ext.data).map(Some),
+        OLDEST => decode_v1(&ext.data).map(Some),
+        v => Err(LayoutError::Version(v)),
     }
-    decode(&ext.data).map(Some)
 }
 
-/// Decodes an encoded record (the extension's `data`).
+/// A version 1 record: the fields of `DiskLayout` before `btrfs`, in the same order.
+#[derive(serde::Deserialize)]
+struct DiskLayoutV1 {
+    none: Option<String>,
+    disks: Vec<Disk>,
+    filesystems: Vec<FsRecord>,
+    swaps: Vec<SwapRecord>,
+    containers: Vec<Container>,
+    fstab: Vec<FstabEntry>,
+    boot: BootInfo,
+    unsupported: Vec<String>,
+    warnings: Vec<String>,
+}
+
+/// Decodes a version 1 record (no btrfs subvolume list: fstab's `subvol=` are the only ones).
+pub fn decode_v1(data: &[u8]) -> Result<DiskLayout, LayoutError> {
+    let v: DiskLayoutV1 = decode_bounded(data)?;
+    Ok(DiskLayout {
+        none: v.none,
+        disks: v.disks,
+        filesystems: v.filesystems,
+        swaps: v.swaps,
+        containers: v.containers,
+        fstab: v.fstab,
+        boot: v.boot,
+        unsupported: v.unsupported,
+        warnings: v.warnings,
+        btrfs: Vec::new(),
+    })
+}
+
+/// Decodes an encoded record (the extension's `data`, current version).
 pub fn decode(data: &[u8]) -> Result<DiskLayout, LayoutError> {
+    decode_bounded(data)
+}
+
+fn decode_bounded<T: serde::de::DeserializeOwned>(data: &[u8]) -> Result<T, LayoutError> {
     if data.len() > MAX_LEN {
         return Err(LayoutError::Decode(format!(
             "record of {} bytes exceeds the {} MiB limit",
@@ -49,7 +88,7 @@ pub fn decode(data: &[u8]) -> Result<DiskLayout, LayoutError> {
         )));
     }
     let cfg = bincode::config::standard().with_limit::<MAX_LEN>();
-    let (layout, used): (DiskLayout, usize) = bincode::serde::decode_from_slice(data, cfg)
+    let (layout, used): (T, usize) = bincode::serde::decode_from_slice(data, cfg)
         .map_err(|e| LayoutError::Decode(e.to_string()))?;
     if used != data.len() {
         return Err(LayoutError::Decode(format!(
@@ -112,7 +151,7 @@ mod tests {
         let ext = to_extension(&l);
         assert_eq!(
             (ext.name.as_str(), ext.version, ext.required),
-            ("layout", 1, false)
+            ("layout", 2, false)
         );
         let mut m = Manifest::default();
         assert_eq!(from_manifest(&m).unwrap(), None);
@@ -136,8 +175,38 @@ mod tests {
         // A newer version.
         let mut m = Manifest::default();
         ext.data = good;
-        ext.version = 2;
+        ext.version = 3;
         m.extensions.push(ext);
-        assert!(matches!(from_manifest(&m), Err(LayoutError::Version(2))));
+        assert!(matches!(from_manifest(&m), Err(LayoutError::Version(3))));
+    }
+
+    #[test]
+    fn version_1_records_are_read_without_btrfs_subvolumes() {
+        let mut l = sample();
+        l.btrfs = vec![BtrfsVolume {
+            uuid: "u".into(),
+            subvolumes: vec![BtrfsSubvolume {
+                id: 256,
+                path: "@".into(),
+                readonly: false,
+            }],
+            default_path: "@".into(),
+        }];
+        let v2 = to_extension(&l).data;
+        // Version 1 is version 2 without its last field (an empty vector is one byte, 0).
+        let without = to_extension(&sample()).data;
+        let v1 = &without[..without.len() - 1];
+        assert_eq!(*without.last().unwrap(), 0);
+        let mut m = Manifest::default();
+        m.extensions.push(Extension {
+            name: NAME.into(),
+            version: 1,
+            required: false,
+            data: v1.to_vec(),
+        });
+        assert_eq!(from_manifest(&m).unwrap(), Some(sample()));
+        // A v2 record read as v1 has trailing bytes: refused, not misread.
+        assert!(decode_v1(&v2).is_err());
+        assert_eq!(decode(&v2).unwrap(), l);
     }
 }

@@ -288,6 +288,34 @@ fn disk(out: &mut String, d: &Disk) {
 }
 
 fn notes(out: &mut String, l: &DiskLayout) {
+    for v in &l.btrfs {
+        let list: Vec<String> = v
+            .subvolumes
+            .iter()
+            .map(|s| {
+                if s.readonly {
+                    format!("{} (read-only)", s.path)
+                } else {
+                    s.path.clone()
+                }
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "btrfs {} subvolumes: {}; default: {}",
+            v.uuid,
+            if list.is_empty() {
+                "none".to_string()
+            } else {
+                list.join(", ")
+            },
+            if v.default_path.is_empty() {
+                "the top level"
+            } else {
+                &v.default_path
+            }
+        );
+    }
     if !l.unsupported.is_empty() {
         let _ = writeln!(out, "Not restorable yet:");
         for u in &l.unsupported {

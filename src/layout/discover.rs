@@ -93,6 +93,7 @@ pub fn capture_with(root: &Path, src: &Sources) -> Result<DiskLayout, LayoutErro
     }
     b.disks();
     b.containers();
+    b.btrfs_subvolumes();
     let mut warnings = std::mem::take(&mut b.out.warnings);
     b.out.boot = boot::capture(&b.root, &src.sys, &b.out, &mut b.devices, &mut warnings);
     b.out.warnings = warnings;
@@ -230,6 +231,26 @@ impl Builder {
             f.subvolumes.push(sv.to_string());
         }
         self.finish_fs(rec, d);
+    }
+
+    /// The subvolumes of each btrfs filesystem the capture reads (once per UUID). Without
+    /// btrfs-progs a warning says only fstab's `subvol=` will be recreated.
+    fn btrfs_subvolumes(&mut self) {
+        for f in self.out.filesystems.clone() {
+            if f.fstype != "btrfs" || self.out.btrfs.iter().any(|v| v.uuid == f.uuid) {
+                continue;
+            }
+            let Some(rel) = &f.mounted_at else { continue };
+            let dir = self.root.join(std::ffi::OsStr::from_bytes(rel));
+            match super::btrfs::subvolumes(&dir, &f.uuid) {
+                Ok(v) => self.out.btrfs.push(v),
+                Err(e) => self.out.warnings.push(format!(
+                    "{} (btrfs {}): subvolumes not listed ({e}); a restore recreates only \
+                     those named by fstab subvol= options",
+                    f.mount_point, f.uuid
+                )),
+            }
+        }
     }
 
     /// Mount facts, restorability checks, then the record joins the layout.

@@ -1,5 +1,5 @@
 //! The layout record: what the disks, partition tables, filesystems, swap and boot set-up of a
-//! captured system were (docs/FORMAT.md §9, manifest extension `layout`, version 1).
+//! captured system were (docs/FORMAT.md §9, manifest extension `layout`, version 2).
 //!
 //! Plain data with serde derives, encoded with bincode 2 (standard config) by `layout::codec`.
 //! Field order is part of the format: changing it means a new extension version.
@@ -26,6 +26,29 @@ pub struct DiskLayout {
     /// Things worth knowing that do not stop a restore (an fstab entry marked `nofail` whose
     /// device is absent, a boot area too large to keep...).
     pub warnings: Vec<String>,
+    /// The subvolumes of each recorded btrfs filesystem (version 2; empty in version 1).
+    pub btrfs: Vec<BtrfsVolume>,
+}
+
+/// The subvolumes of one btrfs filesystem, as `btrfs subvolume list` saw them at capture.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BtrfsVolume {
+    /// The filesystem's UUID (as in `FsRecord::uuid`).
+    pub uuid: String,
+    /// Every subvolume but the top level (id 5), parents before children.
+    pub subvolumes: Vec<BtrfsSubvolume>,
+    /// Path of the default subvolume (`btrfs subvolume get-default`); empty: the top level.
+    pub default_path: String,
+}
+
+/// One btrfs subvolume (or snapshot).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BtrfsSubvolume {
+    /// Subvolume id on the source (display only: a restore gets new ids).
+    pub id: u64,
+    /// Path from the top level, `/`-separated, no leading `/` (`@`, `@/home`).
+    pub path: String,
+    pub readonly: bool,
 }
 
 /// A whole disk (loop devices count as disks).

@@ -18,6 +18,7 @@
 
 mod cmdline;
 mod console;
+mod dialogue;
 mod disks;
 mod medium;
 mod sys;
@@ -28,7 +29,7 @@ use std::time::Duration;
 use crate::payload::reader::PayloadReader;
 use crate::restore::log::LineProgress;
 use crate::restore::plan::size;
-use crate::restore::{self, RestoreOptions, RestorePlan};
+use crate::restore::{self, RestoreOptions};
 
 pub use cmdline::{AfterRestore, AgentOptions};
 pub use console::Console;
@@ -178,10 +179,14 @@ fn restore_from(
     }
     let reader = PayloadReader::open(Path::new(&medium.device))
         .map_err(|e| format!("image-unreadable {e}"))?;
-    let layout = restore::layout_of(&reader).map_err(|e| format!("no-layout {e}"))?;
+    let default_layout = match restore::has_no_layout(&reader) {
+        Ok(false) => false,
+        Ok(true) => use_default_layout(opts, con)?,
+        Err(e) => return Err(format!("no-layout {e}")),
+    };
     let fits = |d: &Disk| {
         let (size, sector) = restore::target::geometry(Path::new(&d.device)).ok()?;
-        RestorePlan::new(&layout, &d.device, size, sector).ok()
+        restore::plan_with_layout(&reader, &d.device, size, sector, default_layout).ok()
     };
     let (device, force, interactive) = match &opts.target {
         Some(t) => {
@@ -229,25 +234,77 @@ fn restore_from(
             }
         }
     };
+    // Per-machine files: an `overlay/` folder at the top of the boot medium (docs/GENERALIZE.md).
+    let overlay = medium.mount_point.join("overlay");
+    let overlay = overlay.is_dir().then_some(overlay);
+    if let Some(o) = &overlay {
+        con.line(&format!(
+            "osimage: overlay {} will be copied over the restored tree",
+            o.display()
+        ));
+    }
+    let generalize = restore::generalize::GeneralizeOptions {
+        identity: opts.generalize,
+        hostname: opts.hostname.clone(),
+    };
+    if let Some(rule) = &generalize.hostname {
+        // checked before anything is written, not after the unpack
+        let name = restore::generalize::hostname_from_rule(rule, Path::new("/sys/class/net"))
+            .map_err(|e| format!("bad-hostname {e}"))?;
+        con.line(&format!("osimage: hostname of the restored system: {name}"));
+    }
+    for l in generalize.plan_lines() {
+        con.line(&format!("osimage: generalize: {l}"));
+    }
     let ropts = RestoreOptions {
         force,
         threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         nvram: true,
         exclude_disks: medium.disks.clone(),
+        default_layout,
+        generalize,
+        overlay,
         ..RestoreOptions::default()
     };
     let progress = LineProgress::new(|l: &str| con.line(l), Duration::from_secs(2));
     let target = Path::new(&device);
-    let plan = restore::plan_for(&reader, target).map_err(|e| format!("no-plan {e}"))?;
+    let (size, sector) = restore::target::geometry(target).map_err(|e| format!("no-plan {e}"))?;
+    let (plan, layout) = restore::plan_with_layout(&reader, &device, size, sector, default_layout)
+        .map_err(|e| format!("no-plan {e}"))?;
     for line in plan.to_string().lines() {
         con.line(line);
     }
-    let (_, report) = restore::restore_to_disk(&reader, target, &ropts, &progress)
+    let report = restore::restore_planned(&reader, target, &plan, &layout, &ropts, &progress)
         .map_err(|e| format!("restore {device}: {e}"))?;
     for line in report.summary().lines() {
         con.line(line);
     }
     Ok(Outcome::Restored { interactive })
+}
+
+/// For an image that recorded no disk layout: whether to use osimage's default one. Yes with
+/// `osimage.default-layout=1`; in auto mode without it the agent says why it waits and asks
+/// (interactive mode asks straight away).
+fn use_default_layout(opts: &AgentOptions, con: &Console) -> Result<bool, String> {
+    if opts.default_layout {
+        con.line("osimage: the image recorded no disk layout: using the default layout (osimage.default-layout=1)");
+        return Ok(true);
+    }
+    if opts.auto {
+        con.line(
+            "OSIMAGE-RESTORE-WAITING the image recorded no disk layout (osimage.default-layout=1 \
+             uses the default one unattended): interactive mode",
+        );
+    }
+    match dialogue::default_layout(&mut |l| con.line(l), &mut |p| ask(con, p)) {
+        Some(true) => Ok(true),
+        Some(false) => Err(
+            "no-layout the image recorded no disk layout and the default one \
+                            was declined (restore its files with osimage restore --to DIR)"
+                .into(),
+        ),
+        None => Err("no-input (interactive mode needs a keyboard)".into()),
+    }
 }
 
 /// A visible countdown before an unattended restore (never waits for a key).

@@ -3,7 +3,6 @@
 //! unmount. Every phase is logged; the first failure stops the restore with its reason, and
 //! whatever was mounted is unmounted on the way out.
 
-use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -13,7 +12,10 @@ use super::log::{LOG_PATH, RestoreLog};
 use super::mounts::{Mounts, have, run};
 use super::plan::{FsPlan, PartKind, RestorePlan, size};
 use super::target::TargetDisk;
-use super::{RestoreError, RestoreOptions, blockdev, disk, tree};
+use super::{
+    RestoreError, RestoreOptions, blockdev, btrfs, disk, fstab, generalize, grub, initramfs,
+    overlay, tree,
+};
 use crate::extract::{ExtractOptions, extract};
 use crate::layout::{Disk, DiskLayout};
 use crate::payload::reader::PayloadReader;
@@ -267,8 +269,12 @@ fn fill(
     }
     log.say("phase 6/9: unpacking the image (chunks verified as they are read)");
     unpack(&made, reader, opts, log, report)?;
+    for (i, m) in made.iter().enumerate() {
+        btrfs::finish_readonly(&m.device, &m.plan.subvolumes, staging, i)?;
+    }
     log.say("phase 7/9: boot loader");
     boot_loader(plan, target, opts, log, &made, staging, mounts, report)?;
+    per_machine(opts, log, &made, staging, mounts, target)?;
     for m in &made {
         if let Some(w) = &m.vfat {
             if matches!(w, VfatWriter::Mtools { .. }) {
@@ -349,8 +355,15 @@ fn mount_one(
             vfat: Some(writer),
         });
     }
-    if let Some(sv) = &f.subvol {
-        btrfs_subvolume(&dev, sv, staging, i)?;
+    if f.fstype == "btrfs" && (f.subvol.is_some() || !f.subvolumes.is_empty()) {
+        btrfs::create_all(
+            &dev,
+            &f.subvolumes,
+            f.subvol.as_deref(),
+            &f.default_subvol,
+            staging,
+            i,
+        )?;
     }
     let data = f
         .subvol
@@ -372,54 +385,6 @@ fn mount_one(
         dir,
         vfat: None,
     })
-}
-
-/// Creates btrfs subvolume `sv` (and any missing parent directories) on `dev`.
-fn btrfs_subvolume(dev: &Path, sv: &str, staging: &Path, i: usize) -> Result<(), RestoreError> {
-    const BTRFS_IOC_SUBVOL_CREATE: libc::c_ulong = 0x5000_940E;
-    let top = staging.join(format!("btrfs-top{i}"));
-    std::fs::create_dir_all(&top).map_err(|e| RestoreError::io("creating", &top, e))?;
-    let mut m = Mounts::default();
-    m.mount(dev, &top, "btrfs", 0, "subvolid=5")
-        .map_err(|e| RestoreError::io("mounting", dev, e))?;
-    let path = top.join(sv);
-    if !path.exists() {
-        let parent = path.parent().unwrap_or(&top);
-        std::fs::create_dir_all(parent).map_err(|e| RestoreError::io("creating", parent, e))?;
-        let name = path
-            .file_name()
-            .map(|n| n.as_encoded_bytes().to_vec())
-            .unwrap_or_default();
-        if name.len() >= 4088 {
-            return Err(RestoreError::target(
-                dev,
-                format!("subvolume name {sv:?} too long"),
-            ));
-        }
-        let dir =
-            std::fs::File::open(parent).map_err(|e| RestoreError::io("opening", parent, e))?;
-        // struct btrfs_ioctl_vol_args { __s64 fd; char name[4088]; }
-        let mut args = vec![0u8; 4096];
-        args[8..8 + name.len()].copy_from_slice(&name);
-        // SAFETY: args is the 4096-byte struct the ioctl reads.
-        let rc = unsafe {
-            libc::ioctl(
-                std::os::fd::AsRawFd::as_raw_fd(&dir),
-                BTRFS_IOC_SUBVOL_CREATE as _,
-                args.as_mut_ptr(),
-            )
-        };
-        if rc != 0 {
-            return Err(RestoreError::io(
-                "creating btrfs subvolume",
-                &path,
-                std::io::Error::last_os_error(),
-            ));
-        }
-    }
-    m.unmount_all()?;
-    let _ = std::fs::remove_dir(&top);
-    Ok(())
 }
 
 /// Phase 6: each filesystem gets its part of the tree.
@@ -495,6 +460,9 @@ fn boot_loader(
     report: &mut RestoreReport,
 ) -> Result<(), RestoreError> {
     let b = &plan.boot;
+    if b.default_layout {
+        default_layout_boot(plan, target, log, made, staging, mounts, report)?;
+    }
     if b.mbr_boot_code {
         report
             .boot
@@ -537,54 +505,208 @@ fn boot_loader(
     }
     if let Some(why) = &b.grub_install {
         log.say(&format!("  grub-install must run: {why}"));
-        grub_install(target, made, staging, mounts)?;
+        let c = grub::assemble(&chroot_parts(made), staging, mounts)?;
+        grub::install_bios(&c, &target.device)?;
         report.boot.push(format!(
             "grub-install --target=i386-pc ran chrooted ({why})"
         ));
     }
+    initramfs_drivers(plan, target, log, made, staging, mounts, report)?;
     for line in &report.boot {
         log.say(&format!("  {line}"));
     }
     Ok(())
 }
 
-/// The restored system assembled under `staging/tree` (bind mounts of each filesystem, by
-/// mount-point depth, plus /dev, /proc, /sys), then its own grub-install chrooted.
-fn grub_install(
+/// The restored initramfs must hold the target disk's drivers (the disk type may have
+/// changed: captured on virtio, restored onto AHCI or NVMe); when it lacks one, the restored
+/// system's own generator runs chrooted (`initramfs.rs`).
+fn initramfs_drivers(
+    plan: &RestorePlan,
     target: &TargetDisk,
+    log: &RestoreLog,
     made: &[Made],
     staging: &Path,
     mounts: &mut Mounts,
+    report: &mut RestoreReport,
 ) -> Result<(), RestoreError> {
-    let tree = staging.join("tree");
-    std::fs::create_dir_all(&tree).map_err(|e| RestoreError::io("creating", &tree, e))?;
-    let bind = libc::MS_BIND;
-    for m in made {
-        if matches!(m.vfat, Some(VfatWriter::Mtools { .. })) {
+    let Ok(disk) = blockdev::kernel_name(&target.device) else {
+        return Ok(());
+    };
+    let needed = initramfs::disk_modules(Path::new("/sys"), &disk);
+    let (Some(root), Some(b)) = (
+        made.iter().find(|m| m.plan.mount_point == "/"),
+        plan.fs_for("/boot/x"),
+    ) else {
+        return Ok(());
+    };
+    if needed.is_empty() {
+        log.say(&format!(
+            "  initramfs: {disk} has no driver module (a loop device or built-in driver): nothing to check"
+        ));
+        return Ok(());
+    }
+    let bm = &made[b];
+    let rel = "/boot"
+        .strip_prefix(bm.plan.mount_point.trim_end_matches('/'))
+        .unwrap_or("/boot")
+        .trim_start_matches('/');
+    let boot = bm.dir.join(rel);
+    for c in initramfs::check(&boot, &root.dir, &needed) {
+        let c = match c {
+            Ok(c) => c,
+            Err(e) => {
+                report.boot.push(format!("initramfs not checked: {e}"));
+                continue;
+            }
+        };
+        let name = c
+            .image
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
+        let name = name.unwrap_or_default();
+        if c.missing.is_empty() {
+            report.boot.push(format!(
+                "initramfs {name} holds {disk}'s drivers ({})",
+                needed.join(", ")
+            ));
             continue;
         }
-        let at = tree.join(m.plan.mount_point.trim_start_matches('/'));
-        std::fs::create_dir_all(&at).map_err(|e| RestoreError::io("creating", &at, e))?;
-        mounts
-            .mount(&m.dir, &at, "", bind, "")
-            .map_err(|e| RestoreError::io("bind-mounting", &m.dir, e))?;
+        log.say(&format!(
+            "  initramfs {name} lacks {} ({disk}'s drivers): regenerating it",
+            c.missing.join(", ")
+        ));
+        let ch = grub::assemble(&chroot_parts(made), staging, mounts)?;
+        match initramfs::regenerate(&ch, &c.image.version, &target.device)? {
+            Some(cmd) => report.boot.push(format!(
+                "initramfs {name} lacked {}: {cmd} ran chrooted",
+                c.missing.join(", ")
+            )),
+            None => report.boot.push(format!(
+                "initramfs {name} lacks {} and the tree has neither update-initramfs nor \
+                 dracut: the restored system may not find its disk",
+                c.missing.join(", ")
+            )),
+        }
     }
-    for d in ["dev", "proc", "sys"] {
-        let at = tree.join(d);
-        std::fs::create_dir_all(&at).map_err(|e| RestoreError::io("creating", &at, e))?;
-        let from = Path::new("/").join(d);
-        mounts
-            .mount(&from, &at, "", bind | libc::MS_REC, "")
-            .map_err(|e| RestoreError::io("bind-mounting", &from, e))?;
+    Ok(())
+}
+
+/// Generalize and overlay (docs/GENERALIZE.md), on the assembled tree, each change logged (the
+/// log is copied into the restored system next).
+fn per_machine(
+    opts: &RestoreOptions,
+    log: &RestoreLog,
+    made: &[Made],
+    staging: &Path,
+    mounts: &mut Mounts,
+    target: &TargetDisk,
+) -> Result<(), RestoreError> {
+    if opts.generalize.is_empty() && opts.overlay.is_none() {
+        return Ok(());
     }
-    let argv: Vec<String> = ["chroot"].iter().map(|s| s.to_string()).collect();
-    let extra: Vec<&OsStr> = vec![
-        tree.as_os_str(),
-        OsStr::new("grub-install"),
-        OsStr::new("--target=i386-pc"),
-        target.device.as_os_str(),
-    ];
-    run(&argv, &extra, &target.device)?;
+    let c = grub::assemble(&chroot_parts(made), staging, mounts)?;
+    if !opts.generalize.is_empty() {
+        log.say("  generalizing (docs/GENERALIZE.md):");
+        let run_in_tree = |args: &[&std::ffi::OsStr]| c.run(args, &target.device);
+        let done = generalize::generalize(
+            &c.root,
+            &opts.generalize,
+            &run_in_tree,
+            Path::new("/sys/class/net"),
+        )?;
+        for line in done {
+            log.say(&format!("    {line}"));
+        }
+    }
+    if let Some(dir) = &opts.overlay {
+        let written = overlay::apply_overlay(dir, &c.root)?;
+        log.say(&format!(
+            "  overlay {}: {} paths written:",
+            dir.display(),
+            written.len()
+        ));
+        for p in written {
+            log.say(&format!("    {p}"));
+        }
+    }
+    Ok(())
+}
+
+/// The restored filesystems for a chroot. An mtools-filled ESP is its staging directory: what
+/// grub-install writes there is copied onto the ESP afterwards.
+fn chroot_parts(made: &[Made]) -> Vec<grub::Part<'_>> {
+    made.iter()
+        .map(|m| grub::Part {
+            mount_point: &m.plan.mount_point,
+            dir: &m.dir,
+        })
+        .collect()
+}
+
+/// The default layout's boot set-up: etc/fstab for the new UUIDs, then GRUB from the tree
+/// (docs/RESTORE.md "Default layout").
+fn default_layout_boot(
+    plan: &RestorePlan,
+    target: &TargetDisk,
+    log: &RestoreLog,
+    made: &[Made],
+    staging: &Path,
+    mounts: &mut Mounts,
+    report: &mut RestoreReport,
+) -> Result<(), RestoreError> {
+    let Some(root) = made.iter().find(|m| m.plan.mount_point == "/") else {
+        return Err(RestoreError::target(
+            &target.given,
+            "the default layout has no root filesystem".into(),
+        ));
+    };
+    let entries: Vec<fstab::NewEntry> = plan
+        .filesystems
+        .iter()
+        .map(|f| fstab::NewEntry {
+            uuid: &f.uuid,
+            mount_point: &f.mount_point,
+            fstype: &f.fstype,
+            options: if f.fstype == "vfat" {
+                "umask=0077"
+            } else {
+                "errors=remount-ro"
+            },
+            pass: if f.mount_point == "/" { 1 } else { 2 },
+        })
+        .collect();
+    let etc = root.dir.join("etc");
+    if !etc.exists() {
+        std::fs::create_dir(&etc).map_err(|e| RestoreError::io("creating", &etc, e))?;
+    }
+    let path = etc.join("fstab");
+    let old = match std::fs::read(&path) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(RestoreError::io("reading", &path, e)),
+    };
+    // Written in place: the file keeps its owner, mode and xattrs.
+    std::fs::write(&path, fstab::rewrite(&old, &entries))
+        .map_err(|e| RestoreError::io("writing", &path, e))?;
+    report
+        .boot
+        .push("etc/fstab written for the default layout's UUIDs".into());
+    let esp = made.iter().find(|m| m.plan.fstype == "vfat");
+    let esp_mount = esp.map_or("/boot/efi", |m| m.plan.mount_point.as_str());
+    let esp_mountable = esp.is_some_and(|m| matches!(m.vfat, Some(VfatWriter::Mounted(_))));
+    // Without an installer, no chroot: nothing (not even /dev, /proc, /sys) is added.
+    let lines = if grub::has_grub_install(&root.dir) {
+        let c = grub::assemble(&chroot_parts(made), staging, mounts)?;
+        grub::install_default(&c, &target.device, esp_mount, esp_mountable)?
+    } else {
+        vec![grub::not_bootable()]
+    };
+    for l in &lines {
+        log.say(&format!("  {l}"));
+    }
+    report.boot.extend(lines);
     Ok(())
 }
 

@@ -9,17 +9,28 @@
 //! - `target`: opening a disk or image file, emptiness and in-use checks
 //! - `disk`: wipe, partition table (gptman/mbrman), raw boot areas
 //! - `mkfs`: mkfs command lines keeping UUID, label and features
+//! - `default_layout`: the layout used for an image that recorded none (`--default-layout`)
+//! - `btrfs`: subvolumes recreated, default and read-only flags
 //! - `tree`: the image's tree split per filesystem
+//! - `fstab`: the tree's etc/fstab for the default layout
+//! - `grub`: the restored system's own GRUB tools, chrooted
 //! - `esp`: ESP removable path, NVRAM entry, vfat through mtools where the kernel lacks vfat
 //! - `apply`: the phases; `log`: the restore log
 
 mod apply;
 pub mod blockdev;
+pub mod btrfs;
+pub mod default_layout;
 pub mod disk;
 pub mod esp;
+pub mod fstab;
+pub mod generalize;
+pub mod grub;
+pub mod initramfs;
 pub mod log;
 pub mod mkfs;
 pub mod mounts;
+pub mod overlay;
 pub mod plan;
 pub mod target;
 pub mod tree;
@@ -52,6 +63,13 @@ pub struct RestoreOptions {
     pub exclude_disks: Vec<String>,
     /// Fill vfat filesystems with mtools even where the kernel could mount them.
     pub mtools: bool,
+    /// An image that recorded no disk layout goes onto osimage's default one
+    /// (`--default-layout`, `osimage.default-layout=1`; docs/RESTORE.md).
+    pub default_layout: bool,
+    /// Generalize the restored system (`--generalize`, `--hostname`; docs/GENERALIZE.md).
+    pub generalize: generalize::GeneralizeOptions,
+    /// Per-machine files copied over the restored tree last (`--overlay DIR`).
+    pub overlay: Option<PathBuf>,
 }
 
 impl Default for RestoreOptions {
@@ -63,6 +81,9 @@ impl Default for RestoreOptions {
             efi_label: None,
             exclude_disks: Vec::new(),
             mtools: false,
+            default_layout: false,
+            generalize: generalize::GeneralizeOptions::default(),
+            overlay: None,
         }
     }
 }
@@ -100,8 +121,8 @@ pub enum RestoreError {
     #[error(transparent)]
     Layout(#[from] LayoutError),
     #[error(
-        "{} has no disk layout record (made by an osimage without layout capture); restore its \
-         files with --to DIR",
+        "{} has no disk layout record (made by an osimage without layout capture); restore it \
+         onto osimage's default layout with --default-layout, or its files with --to DIR",
         .0.display()
     )]
     NoLayout(PathBuf),
@@ -130,16 +151,54 @@ pub fn layout_of(reader: &PayloadReader) -> Result<DiskLayout, RestoreError> {
 }
 
 /// The plan for restoring `reader`'s image onto `target` (a disk or image file), read-only:
-/// nothing is attached or written.
-pub fn plan_for(reader: &PayloadReader, target: &Path) -> Result<RestorePlan, RestoreError> {
-    let layout = layout_of(reader)?;
+/// nothing is attached or written. `default_layout`: an image without a layout goes onto
+/// osimage's default one (its fresh UUIDs differ on every call).
+pub fn plan_for(
+    reader: &PayloadReader,
+    target: &Path,
+    default_layout: bool,
+) -> Result<RestorePlan, RestoreError> {
     let (size, sector) = target::geometry(target)?;
-    Ok(RestorePlan::new(
-        &layout,
+    Ok(plan_with_layout(
+        reader,
         &target.display().to_string(),
         size,
         sector,
-    )?)
+        default_layout,
+    )?
+    .0)
+}
+
+/// Whether the image recorded no disk layout (a plain directory, or an osimage without
+/// layout capture): it restores onto a disk only with the default layout.
+pub fn has_no_layout(reader: &PayloadReader) -> Result<bool, RestoreError> {
+    Ok(from_manifest(reader.manifest())?.is_none_or(|l| l.none.is_some()))
+}
+
+/// The plan and the layout it recreates: the image's, or the default one (`default_layout`
+/// and the image recorded none).
+pub fn plan_with_layout(
+    reader: &PayloadReader,
+    device: &str,
+    size: u64,
+    sector: u32,
+    default_layout: bool,
+) -> Result<(RestorePlan, DiskLayout), RestoreError> {
+    let recorded = from_manifest(reader.manifest())?;
+    let none = recorded.as_ref().is_none_or(|l| l.none.is_some());
+    if default_layout && none {
+        let data = reader.manifest().stats.file_bytes;
+        return Ok(default_layout::plan(
+            recorded.as_ref(),
+            device,
+            size,
+            sector,
+            data,
+        )?);
+    }
+    let layout = recorded.ok_or_else(|| RestoreError::NoLayout(reader.path().into()))?;
+    let plan = RestorePlan::new(&layout, device, size, sector)?;
+    Ok((plan, layout))
 }
 
 /// The read-only safety checks before a disk restore: not an excluded disk (the boot medium),
@@ -173,13 +232,32 @@ pub fn restore_to_disk(
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<(RestorePlan, RestoreReport), RestoreError> {
-    let layout = layout_of(reader)?;
     check_target(target_path, opts)?;
     let (size, sector) = target::geometry(target_path)?;
-    let plan = RestorePlan::new(&layout, &target_path.display().to_string(), size, sector)?;
-    let mut disk = TargetDisk::open(target_path)?;
-    let report = apply(&plan, &layout, reader, &mut disk, opts, progress)?;
+    let (plan, layout) = plan_with_layout(
+        reader,
+        &target_path.display().to_string(),
+        size,
+        sector,
+        opts.default_layout,
+    )?;
+    let report = restore_planned(reader, target_path, &plan, &layout, opts, progress)?;
     Ok((plan, report))
+}
+
+/// Applies a plan already shown to the user (from `plan_with_layout`: for the default layout
+/// its fresh UUIDs are the ones printed). The safety checks run again first.
+pub fn restore_planned(
+    reader: &PayloadReader,
+    target_path: &Path,
+    plan: &RestorePlan,
+    layout: &DiskLayout,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreReport, RestoreError> {
+    check_target(target_path, opts)?;
+    let mut disk = TargetDisk::open(target_path)?;
+    apply(plan, layout, reader, &mut disk, opts, progress)
 }
 
 /// `restore --to DIR`: every file with its metadata, no disks touched.

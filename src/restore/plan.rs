@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::mkfs;
 use crate::layout::table::{BIOS_BOOT_GUID, ESP_GUID};
-use crate::layout::{Disk, DiskLayout, FsRecord, PartitionTable};
+use crate::layout::{BtrfsSubvolume, Disk, DiskLayout, FsRecord, PartitionTable};
 
 /// Headroom a shrunk filesystem needs beyond its used bytes: a tenth, at least 16 MiB
 /// (metadata, journal, and room to boot and log).
@@ -36,8 +36,11 @@ pub struct RestorePlan {
     pub filesystems: Vec<FsPlan>,
     pub swaps: Vec<SwapPlan>,
     pub boot: BootPlan,
-    /// The one partition whose size changes, if any.
+    /// The last partition's change in size, if any.
     pub resized: Option<Resize>,
+    /// Earlier partitions shrunk to make room on a smaller disk (`plan/shrink.rs`); the
+    /// partitions after them move down (the notes say where).
+    pub shrunk: Vec<Resize>,
     /// Things the user should know (filesystems on other disks left out...).
     pub notes: Vec<String>,
 }
@@ -105,6 +108,11 @@ pub struct FsPlan {
     pub mount_point: String,
     /// btrfs `subvol=` this mount uses, created after mkfs.
     pub subvol: Option<String>,
+    /// btrfs: every recorded subvolume, created after mkfs (only on the entry that makes the
+    /// filesystem), parents first.
+    pub subvolumes: Vec<BtrfsSubvolume>,
+    /// btrfs: the default subvolume's path (empty: the top level).
+    pub default_subvol: String,
     /// The mkfs command without the device (`None`: another entry of the plan already makes
     /// this filesystem, e.g. a second btrfs subvolume).
     pub mkfs: Option<Vec<String>>,
@@ -136,6 +144,10 @@ pub struct BootPlan {
     pub esp: Option<(u32, String)>,
     /// Why the captured system's `grub-install` must run (chrooted), when it must.
     pub grub_install: Option<String>,
+    /// The image recorded no layout and osimage's default one is used (`default_layout`):
+    /// etc/fstab is written for the fresh UUIDs, and GRUB installed (BIOS and UEFI) by the
+    /// tree's own `grub-install`, chrooted, where the tree has one.
+    pub default_layout: bool,
 }
 
 /// The partition that grows or shrinks.
@@ -182,7 +194,9 @@ impl RestorePlan {
     ) -> Result<RestorePlan, PlanError> {
         if let Some(why) = &layout.none {
             return err(format!(
-                "this image has no disk layout ({why}); restore its files with --to DIR"
+                "this image has no disk layout ({why}); restore it onto osimage's default \
+                 layout with --default-layout (osimage.default-layout=1), or its files with \
+                 --to DIR"
             ));
         }
         if !layout.unsupported.is_empty() {
@@ -217,6 +231,7 @@ impl RestorePlan {
                 swaps: Vec::new(),
                 boot: BootPlan::default(),
                 resized: None,
+                shrunk: Vec::new(),
                 notes: Vec::new(),
             },
         };
@@ -399,6 +414,7 @@ impl Builder<'_> {
         // The issue says "the root (or the last) partition": only the last one can change size
         // without moving another's start, so the root grows when it is last.
         let grow = last;
+        self.make_room(grow, last_usable)?;
         for p in &self.plan.partitions {
             if p.number != grow && !is_extended(p) && p.last_lba > last_usable {
                 return err(format!(
@@ -506,6 +522,14 @@ impl Builder<'_> {
                 .flatten()
                 .map(|s| s.trim_start_matches('/').to_string())
                 .filter(|s| !s.is_empty());
+            let vol = self
+                .layout
+                .btrfs
+                .iter()
+                .find(|v| f.fstype == "btrfs" && v.uuid == f.uuid && mkfs.is_some());
+            if let Some(v) = vol {
+                self.unreached_subvolumes(v);
+            }
             self.plan.filesystems.push(FsPlan {
                 partition: n,
                 fstype: f.fstype.clone(),
@@ -513,6 +537,8 @@ impl Builder<'_> {
                 label: f.label.clone(),
                 mount_point: f.mount_point.clone(),
                 subvol,
+                subvolumes: vol.map(|v| v.subvolumes.clone()).unwrap_or_default(),
+                default_subvol: vol.map(|v| v.default_path.clone()).unwrap_or_default(),
                 mkfs,
                 size_bytes,
                 used_bytes: used_of(f),
@@ -545,6 +571,33 @@ impl Builder<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Notes the subvolumes of `v` that no mount of the captured system showed: they are
+    /// created, but the capture saw none of their files.
+    fn unreached_subvolumes(&mut self, v: &crate::layout::BtrfsVolume) {
+        let roots: Vec<String> = self
+            .layout
+            .filesystems
+            .iter()
+            .filter(|f| f.uuid == v.uuid && f.mounted_at.is_some())
+            .map(|f| {
+                crate::layout::fstab::option(&f.mount_options, "subvol")
+                    .map(|s| s.trim_matches('/').to_string())
+                    .unwrap_or_else(|| v.default_path.clone())
+            })
+            .collect();
+        for s in &v.subvolumes {
+            let seen = roots.iter().any(|r| {
+                r.is_empty() || s.path == *r || under(&format!("/{}", s.path), &format!("/{r}"))
+            });
+            if !seen {
+                self.plan.notes.push(format!(
+                    "btrfs subvolume {} was not mounted when captured: it is created empty",
+                    s.path
+                ));
+            }
+        }
     }
 
     /// Bytes of partition `n` on the target (the whole disk for `None`).
@@ -694,11 +747,21 @@ impl fmt::Display for RestorePlan {
             }
             TablePlan::Gpt { disk_guid } => writeln!(
                 f,
-                "  partition table: GPT, disk GUID {disk_guid}; numbers, types, GUIDs and starts kept"
+                "  partition table: GPT, disk GUID {disk_guid}; numbers, types, GUIDs{} kept",
+                if self.shrunk.is_empty() {
+                    " and starts"
+                } else {
+                    " (not all starts: see the notes)"
+                }
             )?,
             TablePlan::Mbr { signature } => writeln!(
                 f,
-                "  partition table: MBR (dos), disk signature 0x{signature:08x}; numbers, types and starts kept"
+                "  partition table: MBR (dos), disk signature 0x{signature:08x}; numbers, types{} kept",
+                if self.shrunk.is_empty() {
+                    " and starts"
+                } else {
+                    " (not all starts: see the notes)"
+                }
             )?,
         }
         if !self.partitions.is_empty() {
@@ -710,8 +773,9 @@ impl fmt::Display for RestorePlan {
         }
         for p in &self.partitions {
             let bytes = (p.last_lba + 1 - p.first_lba) * u64::from(t.sector);
-            let resized = match &self.resized {
-                Some(r) if r.number == p.number => format!(
+            let resized = self.resized.iter().chain(&self.shrunk);
+            let resized = match resized.clone().find(|r| r.number == p.number) {
+                Some(r) => format!(
                     "  [{} {} → {}]",
                     if r.new_bytes > r.old_bytes {
                         "grows"
@@ -766,6 +830,29 @@ impl fmt::Display for RestorePlan {
             if let Some(cmd) = &fs.mkfs {
                 writeln!(f, "      {} <device>", cmd.join(" "))?;
             }
+            if !fs.subvolumes.is_empty() {
+                let list: Vec<String> = fs
+                    .subvolumes
+                    .iter()
+                    .map(|s| {
+                        if s.readonly {
+                            format!("{} (read-only)", s.path)
+                        } else {
+                            s.path.clone()
+                        }
+                    })
+                    .collect();
+                writeln!(
+                    f,
+                    "      subvolumes: {}; default: {}",
+                    list.join(", "),
+                    if fs.default_subvol.is_empty() {
+                        "the top level"
+                    } else {
+                        &fs.default_subvol
+                    }
+                )?;
+            }
         }
         for s in &self.swaps {
             let place = s
@@ -800,6 +887,11 @@ impl fmt::Display for RestorePlan {
         }
         match &b.grub_install {
             Some(why) => writeln!(f, "    grub-install runs chrooted: {why}")?,
+            None if b.default_layout => writeln!(
+                f,
+                "    default layout: etc/fstab written for the new UUIDs; GRUB installed for BIOS \
+                 and UEFI by the tree's own grub-install (chrooted), if the tree has one"
+            )?,
             None => writeln!(f, "    grub-install not needed")?,
         }
         for n in &self.notes {
@@ -809,5 +901,6 @@ impl fmt::Display for RestorePlan {
     }
 }
 
+mod shrink;
 #[cfg(test)]
 mod tests;

@@ -5,6 +5,7 @@
 pub mod compare;
 pub mod fixture;
 pub mod kernel;
+pub mod loopdev;
 pub mod sys;
 
 use std::ffi::OsStr;

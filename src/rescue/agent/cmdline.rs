@@ -1,7 +1,9 @@
 //! The agent's options, from the kernel command line (`osimage.*` parameters, the same ones the
 //! boot menu's entries pass): `osimage.auto=1`, `osimage.interactive=1`, `osimage.shell=1`,
 //! `osimage.target=/dev/X`, `osimage.force=1`, `osimage.poweroff=1|reboot`, `osimage.id=HEX`,
-//! `osimage.wait=SECONDS` (how long to look for the boot medium).
+//! `osimage.wait=SECONDS` (how long to look for the boot medium), `osimage.default-layout=1`
+//! (an image that recorded no disk layout goes onto osimage's default one, docs/RESTORE.md),
+//! `osimage.generalize=1` and `osimage.hostname=NAME|RULE` (docs/GENERALIZE.md).
 
 /// What auto mode does at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +23,12 @@ pub struct AgentOptions {
     pub image_id: Option<String>,
     pub after: AfterRestore,
     pub wait_secs: u64,
+    /// Restore an image without a recorded layout onto the default layout, without asking.
+    pub default_layout: bool,
+    /// Generalize the restored system (fresh machine-id, new SSH host keys).
+    pub generalize: bool,
+    /// Its hostname, or a rule with `{mac}`.
+    pub hostname: Option<String>,
 }
 
 impl Default for AgentOptions {
@@ -34,6 +42,9 @@ impl Default for AgentOptions {
             image_id: None,
             after: AfterRestore::PowerOff,
             wait_secs: 60,
+            default_layout: false,
+            generalize: false,
+            hostname: None,
         }
     }
 }
@@ -55,6 +66,9 @@ impl AgentOptions {
                 "interactive" => o.interactive = on(value),
                 "shell" => o.shell = on(value),
                 "force" => o.force = on(value),
+                "default-layout" | "default_layout" => o.default_layout = on(value),
+                "generalize" => o.generalize = on(value),
+                "hostname" if !value.is_empty() => o.hostname = Some(value.to_string()),
                 "target" if !value.is_empty() => o.target = Some(value.to_string()),
                 "id" if !value.is_empty() => o.image_id = Some(value.to_ascii_lowercase()),
                 "poweroff" => {
@@ -90,6 +104,13 @@ mod tests {
         assert_eq!(o.image_id.as_deref(), Some("abcdef"));
         assert_eq!(o.after, AfterRestore::Reboot);
         assert_eq!(o.wait_secs, 7);
+        assert!(!o.default_layout);
+        assert!(AgentOptions::parse("osimage.default-layout=1").default_layout);
+        assert!(!AgentOptions::parse("osimage.default-layout=0").default_layout);
+        let g = AgentOptions::parse("quiet osimage.generalize=1 osimage.hostname=web-{mac}");
+        assert!(g.generalize);
+        assert_eq!(g.hostname.as_deref(), Some("web-{mac}"));
+        assert_eq!(AgentOptions::parse("osimage.hostname=").hostname, None);
     }
 
     #[test]

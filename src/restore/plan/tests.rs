@@ -264,3 +264,84 @@ fn fs_for_picks_the_deepest_mount() {
     assert_eq!(p.fs_for("/boot/efi/EFI"), Some(1));
     assert!(under("/boot/efi", "/boot/efi") && !under("/boot/efix", "/boot/efi"));
 }
+
+/// 1 GiB GPT disk: 1 BIOS boot 1 MiB at 1 MiB, 2 /boot ext4 200 MiB (10 MiB used), 3 root to
+/// the end (20 MiB used).
+fn boot_and_root_layout() -> DiskLayout {
+    let mut l = gpt_layout();
+    let sectors = 1024 * MIB / 512;
+    let last = sectors - 34;
+    let Some(PartitionTable::Gpt(t)) = &mut l.disks[0].table else {
+        unreachable!()
+    };
+    t.last_usable = last;
+    t.partitions[0].type_guid = BIOS_BOOT_GUID.into();
+    (t.partitions[0].first_lba, t.partitions[0].last_lba) = (2048, 4095);
+    t.partitions[1].type_guid = LINUX.into();
+    (t.partitions[1].first_lba, t.partitions[1].last_lba) = (4096, 4096 + 200 * 2048 - 1);
+    (t.partitions[2].first_lba, t.partitions[2].last_lba) = (202 * 2048, last);
+    l.disks[0].size_bytes = 1024 * MIB;
+    l.filesystems = vec![
+        ext4(3, "/", (last + 1 - 202 * 2048) * 512, 20 * MIB),
+        ext4(2, "/boot", 200 * MIB, 10 * MIB),
+    ];
+    l.boot.esp = None;
+    l.boot.bios_boot = Some(part(1));
+    l
+}
+
+#[test]
+fn earlier_partitions_shrink_and_later_ones_move_when_the_last_cannot_absorb_it() {
+    let l = boot_and_root_layout();
+    let p = RestorePlan::new(&l, "small.img", 200 * MIB, 512).unwrap();
+    let spans: Vec<(u32, u64, u64)> = p
+        .partitions
+        .iter()
+        .map(|x| (x.number, x.first_lba, x.last_lba))
+        .collect();
+    // The root needs 36 MiB (20 + 16 headroom): it would end at 238 MiB on a 200 MiB disk,
+    // so /boot gives up 39 MiB (38 MiB + GPT's backup, rounded up to whole MiB).
+    assert_eq!(
+        spans,
+        vec![
+            (1, 2048, 4095),
+            (2, 4096, 4096 + 161 * 2048 - 1),
+            (3, 163 * 2048, 200 * 2048 - 34)
+        ]
+    );
+    assert_eq!(
+        p.shrunk,
+        vec![Resize {
+            number: 2,
+            old_bytes: 200 * MIB,
+            new_bytes: 161 * MIB
+        }]
+    );
+    let r = p.resized.clone().unwrap();
+    assert_eq!(
+        (r.number, r.old_bytes),
+        (3, (1024 * 2048 - 34 + 1 - 202 * 2048) * 512)
+    );
+    let text = p.to_string();
+    assert!(text.contains("shrinks 200.0 MiB → 161.0 MiB"), "{text}");
+    assert!(
+        text.contains("partition 3 moves from sector 413696 to 333824"),
+        "{text}"
+    );
+    // /boot is made for its new size.
+    let boot = p
+        .filesystems
+        .iter()
+        .find(|f| f.mount_point == "/boot")
+        .unwrap();
+    assert_eq!(boot.size_bytes, 161 * MIB);
+    assert!(boot.mkfs.as_ref().unwrap().contains(&"-i".to_string()));
+
+    // 60 MiB: even /boot at its 26 MiB minimum leaves the root short.
+    let e = RestorePlan::new(&l, "tiny.img", 60 * MIB, 512).unwrap_err();
+    assert!(e.0.contains("even with partition(s) 2 shrunk"), "{e}");
+    assert!(e.0.contains("a disk of at least"), "{e}");
+    // Nothing moves in front of the BIOS boot partition: the ESP before it in gpt_layout stays.
+    let e = RestorePlan::new(&gpt_layout(), "tiny.img", 16 * MIB, 512).unwrap_err();
+    assert!(e.0.contains("partition 1 ends at byte"), "{e}");
+}

@@ -1,0 +1,140 @@
+//! Loop-device disks for the restore tests (root only): sparse image files, loop devices with
+//! partition nodes (no udev here: `partx -a`, else mknod from sysfs), mounts undone on drop,
+//! and tools run with their failures shown.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const MIB: u64 = 1 << 20;
+
+/// Runs `cmd args`, panicking with its stderr when it fails; returns stdout.
+pub fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `cmd args` with `input` on stdin, panicking when it fails.
+pub fn run_stdin(cmd: &str, args: &[&str], input: &str) {
+    use std::io::Write;
+    let mut child = Command::new(cmd)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {cmd}: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Fails the test (never skips it) when not root or a tool is missing.
+pub fn require(tools: &[&str]) {
+    let root = unsafe { libc::geteuid() } == 0;
+    let missing: Vec<&&str> = tools
+        .iter()
+        .filter(|t| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {t}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .collect();
+    assert!(
+        root && missing.is_empty(),
+        "this test needs root and {missing:?} (install them: .ci/apt-packages)"
+    );
+}
+
+/// A sparse file of `bytes`.
+pub fn sparse(path: &Path, bytes: u64) {
+    std::fs::File::create(path).unwrap().set_len(bytes).unwrap();
+}
+
+/// A loop device over an image file, detached (partitions first) even when a test fails.
+pub struct Loop {
+    pub dev: String,
+}
+
+impl Loop {
+    pub fn attach(image: &Path) -> Loop {
+        let dev = run("losetup", &["-f", "--show", image.to_str().unwrap()])
+            .trim()
+            .to_string();
+        let l = Loop { dev };
+        let _ = Command::new("partx").args(["-a", &l.dev]).output();
+        l
+    }
+
+    /// The node of partition `n`, made from sysfs when devtmpfs has none.
+    pub fn part(&self, n: u32) -> String {
+        let name = format!("{}p{n}", self.dev.trim_start_matches("/dev/"));
+        let node = format!("/dev/{name}");
+        for _ in 0..50 {
+            if Path::new(&node).exists() {
+                return node;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let dev = std::fs::read_to_string(format!("/sys/class/block/{name}/dev")).unwrap();
+        let (ma, mi) = dev.trim().split_once(':').unwrap();
+        run("mknod", &[&node, "b", ma, mi]);
+        node
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("partx").args(["-d", &self.dev]).output();
+        let _ = Command::new("losetup").args(["-d", &self.dev]).output();
+    }
+}
+
+/// A mount, undone on drop.
+pub struct Mounted(pub PathBuf);
+
+impl Mounted {
+    pub fn new(dev: &str, dir: &Path, options: &[&str]) -> Mounted {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut args: Vec<&str> = options.to_vec();
+        args.extend([dev, dir.to_str().unwrap()]);
+        run("mount", &args);
+        Mounted(dir.to_path_buf())
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).output();
+    }
+}
+
+/// `blkid -p` value of `tag` on `dev` (probing the device, no cache).
+pub fn blkid(dev: &str, tag: &str) -> String {
+    run("blkid", &["-p", "-s", tag, "-o", "value", dev])
+        .trim()
+        .to_string()
+}
+
+/// `sfdisk -J` of a disk or image file.
+pub fn sfdisk_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&run("sfdisk", &["-J", path.to_str().unwrap()])).unwrap()
+}
