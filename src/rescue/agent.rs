@@ -28,7 +28,6 @@ use std::time::Duration;
 
 use crate::payload::reader::PayloadReader;
 use crate::restore::log::LineProgress;
-use crate::restore::plan::size;
 use crate::restore::{self, RestoreOptions};
 
 pub use cmdline::{AfterRestore, AgentOptions};
