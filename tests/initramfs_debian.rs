@@ -25,7 +25,14 @@ fn debian_initramfs_lists_its_storage_drivers() {
     // The main archive was decompressed: its init and the kernel modules are listed.
     assert!(names.iter().any(|n| n == "init"), "{} names", names.len());
     let modules = initramfs::modules_in(&data).unwrap();
-    for m in ["virtio_blk", "virtio_scsi", "ahci", "sd_mod", "nvme", "ext4"] {
+    for m in [
+        "virtio_blk",
+        "virtio_scsi",
+        "ahci",
+        "sd_mod",
+        "nvme",
+        "ext4",
+    ] {
         assert!(modules.contains(m), "{m} not in {modules:?}");
     }
     // What the restore decides: virtio and AHCI are there, a driver it lacks is reported.

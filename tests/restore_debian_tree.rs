@@ -25,9 +25,17 @@ fn debian_tree() -> PathBuf {
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "done"))
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("base-")))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("base-"))
+        })
         .collect();
-    assert_eq!(done.len(), 1, "one cached Debian tree in {}", cache.display());
+    assert_eq!(
+        done.len(),
+        1,
+        "one cached Debian tree in {}",
+        cache.display()
+    );
     done[0].with_extension("")
 }
 
@@ -50,18 +58,30 @@ fn debian_tree_onto_the_default_layout_gets_grub_installed_chrooted() {
         .unwrap_or_else(|e| panic!("restore: {e}"));
     eprintln!("{plan}{}", report.summary());
     let said = report.boot.join("\n");
-    assert!(said.contains("grub-install --target=i386-pc ran chrooted"), "{said}");
-    assert!(said.contains("grub-mkconfig wrote /boot/grub/grub.cfg"), "{said}");
+    assert!(
+        said.contains("grub-install --target=i386-pc ran chrooted"),
+        "{said}"
+    );
+    assert!(
+        said.contains("grub-mkconfig wrote /boot/grub/grub.cfg"),
+        "{said}"
+    );
 
     // GRUB's boot.img in the MBR (it says "GRUB" in its error strings) and core.img in the
     // BIOS boot partition (1 MiB at sector 2048), which the test did not write.
     let f = std::fs::File::open(&target).unwrap();
     let mut mbr = vec![0u8; 440];
     f.read_exact_at(&mut mbr, 0).unwrap();
-    assert!(mbr.windows(4).any(|w| w == b"GRUB"), "no GRUB boot code in the MBR");
+    assert!(
+        mbr.windows(4).any(|w| w == b"GRUB"),
+        "no GRUB boot code in the MBR"
+    );
     let mut core = vec![0u8; 512];
     f.read_exact_at(&mut core, 2048 * 512).unwrap();
-    assert!(core.iter().any(|&b| b != 0), "the BIOS boot partition is empty");
+    assert!(
+        core.iter().any(|&b| b != 0),
+        "the BIOS boot partition is empty"
+    );
 
     let lo = Loop::attach(&target);
     let root = lo.part(3);
@@ -70,7 +90,10 @@ fn debian_tree_onto_the_default_layout_gets_grub_installed_chrooted() {
     let mnt = dir.path().join("restored");
     let m = Mounted::new(&root, &mnt, &[]);
     let cfg = std::fs::read_to_string(mnt.join("boot/grub/grub.cfg")).unwrap();
-    assert!(cfg.contains(&uuid), "grub.cfg does not name the new root {uuid}");
+    assert!(
+        cfg.contains(&uuid),
+        "grub.cfg does not name the new root {uuid}"
+    );
     let fstab = std::fs::read_to_string(mnt.join("etc/fstab")).unwrap();
     assert!(fstab.contains(&format!("UUID={uuid} / ext4")), "{fstab}");
     drop(m);
