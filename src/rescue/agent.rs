@@ -28,7 +28,6 @@ use std::time::Duration;
 
 use crate::payload::reader::PayloadReader;
 use crate::restore::log::LineProgress;
-use crate::restore::plan::size;
 use crate::restore::{self, RestoreOptions};
 
 pub use cmdline::{AfterRestore, AgentOptions};
@@ -330,75 +329,25 @@ fn ask(con: &Console, prompt: &str) -> Option<String> {
     }
 }
 
-/// Interactive choice: lists the disks with what they hold, asks for one, and for a disk that
-/// holds data, asks for its name again. `None`: the user wants the shell.
+/// Interactive choice (`dialogue::choose_disk`) on the console, with what each disk holds read
+/// from its first and last MiB.
 fn choose(
     con: &Console,
     disks: &[Disk],
     preset: Option<&String>,
 ) -> Result<Option<(String, bool)>, String> {
-    con.line("osimage: disks (the boot medium is not listed):");
-    for d in disks {
-        let held = restore::target::contents_of(Path::new(&d.device))
-            .map(|c| {
-                if c.is_empty() {
-                    "empty".to_string()
-                } else {
-                    c.found.join("; ")
-                }
-            })
-            .unwrap_or_else(|e| format!("unreadable: {e}"));
-        con.line(&format!(
-            "  {}  {}  {:?}  {held}",
-            d.device,
-            size(d.size_bytes),
-            d.model
-        ));
-    }
-    loop {
-        let pick = match preset {
-            Some(p) => p.clone(),
-            None => {
-                let Some(a) = ask(
-                    con,
-                    "osimage: restore onto which disk? (e.g. /dev/vda; 'shell' to stop)",
-                ) else {
-                    return Err("no-input (interactive mode needs a keyboard)".into());
-                };
-                a
-            }
-        };
-        if pick == "shell" || pick.is_empty() {
-            return Ok(None);
-        }
-        let pick = if pick.starts_with("/dev/") {
-            pick
-        } else {
-            format!("/dev/{pick}")
-        };
-        let Some(d) = disks.iter().find(|d| d.device == pick) else {
-            con.line(&format!("osimage: {pick} is not one of the disks listed"));
-            continue;
-        };
-        let held = restore::target::contents_of(Path::new(&d.device)).map_err(|e| e.to_string())?;
-        if held.is_empty() {
-            return Ok(Some((pick, false)));
-        }
-        con.line(&format!(
-            "osimage: the restore DESTROYS everything on {pick}:"
-        ));
-        for f in &held.found {
-            con.line(&format!("  {f}"));
-        }
-        match ask(
-            con,
-            &format!("osimage: type {pick} to confirm, anything else to stop"),
-        ) {
-            Some(a) if a == pick => return Ok(Some((pick, true))),
-            Some(_) => return Ok(None),
-            None => return Err("no-input (interactive mode needs a keyboard)".into()),
-        }
-    }
+    let held = |device: &str| {
+        restore::target::contents_of(Path::new(device))
+            .map(|c| c.found)
+            .map_err(|e| e.to_string())
+    };
+    dialogue::choose_disk(
+        &mut |l| con.line(l),
+        &mut |p| ask(con, p),
+        disks,
+        &held,
+        preset,
+    )
 }
 
 /// After an interactive restore: the user chooses reboot, power off or a shell.

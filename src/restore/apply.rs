@@ -12,10 +12,7 @@ use super::log::{LOG_PATH, RestoreLog};
 use super::mounts::{Mounts, have, run};
 use super::plan::{FsPlan, PartKind, RestorePlan, size};
 use super::target::TargetDisk;
-use super::{
-    RestoreError, RestoreOptions, blockdev, btrfs, disk, fstab, generalize, grub, initramfs,
-    overlay, tree,
-};
+use super::{RestoreError, RestoreOptions, blockdev, btrfs, disk, generalize, grub, overlay, tree};
 use crate::extract::{ExtractOptions, extract};
 use crate::layout::{Disk, DiskLayout};
 use crate::payload::reader::PayloadReader;
@@ -80,6 +77,8 @@ impl RestoreReport {
         s
     }
 }
+
+mod regenerate;
 
 /// A filesystem made and mounted for extraction.
 struct Made {
@@ -461,7 +460,7 @@ fn boot_loader(
 ) -> Result<(), RestoreError> {
     let b = &plan.boot;
     if b.default_layout {
-        default_layout_boot(plan, target, log, made, staging, mounts, report)?;
+        regenerate::default_layout_boot(plan, target, log, made, staging, mounts, report)?;
     }
     if b.mbr_boot_code {
         report
@@ -511,84 +510,9 @@ fn boot_loader(
             "grub-install --target=i386-pc ran chrooted ({why})"
         ));
     }
-    initramfs_drivers(plan, target, log, made, staging, mounts, report)?;
+    regenerate::initramfs_drivers(plan, target, log, made, staging, mounts, report)?;
     for line in &report.boot {
         log.say(&format!("  {line}"));
-    }
-    Ok(())
-}
-
-/// The restored initramfs must hold the target disk's drivers (the disk type may have
-/// changed: captured on virtio, restored onto AHCI or NVMe); when it lacks one, the restored
-/// system's own generator runs chrooted (`initramfs.rs`).
-fn initramfs_drivers(
-    plan: &RestorePlan,
-    target: &TargetDisk,
-    log: &RestoreLog,
-    made: &[Made],
-    staging: &Path,
-    mounts: &mut Mounts,
-    report: &mut RestoreReport,
-) -> Result<(), RestoreError> {
-    let Ok(disk) = blockdev::kernel_name(&target.device) else {
-        return Ok(());
-    };
-    let needed = initramfs::disk_modules(Path::new("/sys"), &disk);
-    let (Some(root), Some(b)) = (
-        made.iter().find(|m| m.plan.mount_point == "/"),
-        plan.fs_for("/boot/x"),
-    ) else {
-        return Ok(());
-    };
-    if needed.is_empty() {
-        log.say(&format!(
-            "  initramfs: {disk} has no driver module (a loop device or built-in driver): nothing to check"
-        ));
-        return Ok(());
-    }
-    let bm = &made[b];
-    let rel = "/boot"
-        .strip_prefix(bm.plan.mount_point.trim_end_matches('/'))
-        .unwrap_or("/boot")
-        .trim_start_matches('/');
-    let boot = bm.dir.join(rel);
-    for c in initramfs::check(&boot, &root.dir, &needed) {
-        let c = match c {
-            Ok(c) => c,
-            Err(e) => {
-                report.boot.push(format!("initramfs not checked: {e}"));
-                continue;
-            }
-        };
-        let name = c
-            .image
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned());
-        let name = name.unwrap_or_default();
-        if c.missing.is_empty() {
-            report.boot.push(format!(
-                "initramfs {name} holds {disk}'s drivers ({})",
-                needed.join(", ")
-            ));
-            continue;
-        }
-        log.say(&format!(
-            "  initramfs {name} lacks {} ({disk}'s drivers): regenerating it",
-            c.missing.join(", ")
-        ));
-        let ch = grub::assemble(&chroot_parts(made), staging, mounts)?;
-        match initramfs::regenerate(&ch, &c.image.version, &target.device)? {
-            Some(cmd) => report.boot.push(format!(
-                "initramfs {name} lacked {}: {cmd} ran chrooted",
-                c.missing.join(", ")
-            )),
-            None => report.boot.push(format!(
-                "initramfs {name} lacks {} and the tree has neither update-initramfs nor \
-                 dracut: the restored system may not find its disk",
-                c.missing.join(", ")
-            )),
-        }
     }
     Ok(())
 }
@@ -643,71 +567,6 @@ fn chroot_parts(made: &[Made]) -> Vec<grub::Part<'_>> {
             dir: &m.dir,
         })
         .collect()
-}
-
-/// The default layout's boot set-up: etc/fstab for the new UUIDs, then GRUB from the tree
-/// (docs/RESTORE.md "Default layout").
-fn default_layout_boot(
-    plan: &RestorePlan,
-    target: &TargetDisk,
-    log: &RestoreLog,
-    made: &[Made],
-    staging: &Path,
-    mounts: &mut Mounts,
-    report: &mut RestoreReport,
-) -> Result<(), RestoreError> {
-    let Some(root) = made.iter().find(|m| m.plan.mount_point == "/") else {
-        return Err(RestoreError::target(
-            &target.given,
-            "the default layout has no root filesystem".into(),
-        ));
-    };
-    let entries: Vec<fstab::NewEntry> = plan
-        .filesystems
-        .iter()
-        .map(|f| fstab::NewEntry {
-            uuid: &f.uuid,
-            mount_point: &f.mount_point,
-            fstype: &f.fstype,
-            options: if f.fstype == "vfat" {
-                "umask=0077"
-            } else {
-                "errors=remount-ro"
-            },
-            pass: if f.mount_point == "/" { 1 } else { 2 },
-        })
-        .collect();
-    let etc = root.dir.join("etc");
-    if !etc.exists() {
-        std::fs::create_dir(&etc).map_err(|e| RestoreError::io("creating", &etc, e))?;
-    }
-    let path = etc.join("fstab");
-    let old = match std::fs::read(&path) {
-        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(RestoreError::io("reading", &path, e)),
-    };
-    // Written in place: the file keeps its owner, mode and xattrs.
-    std::fs::write(&path, fstab::rewrite(&old, &entries))
-        .map_err(|e| RestoreError::io("writing", &path, e))?;
-    report
-        .boot
-        .push("etc/fstab written for the default layout's UUIDs".into());
-    let esp = made.iter().find(|m| m.plan.fstype == "vfat");
-    let esp_mount = esp.map_or("/boot/efi", |m| m.plan.mount_point.as_str());
-    let esp_mountable = esp.is_some_and(|m| matches!(m.vfat, Some(VfatWriter::Mounted(_))));
-    // Without an installer, no chroot: nothing (not even /dev, /proc, /sys) is added.
-    let lines = if grub::has_grub_install(&root.dir) {
-        let c = grub::assemble(&chroot_parts(made), staging, mounts)?;
-        grub::install_default(&c, &target.device, esp_mount, esp_mountable)?
-    } else {
-        vec![grub::not_bootable()]
-    };
-    for l in &lines {
-        log.say(&format!("  {l}"));
-    }
-    report.boot.extend(lines);
-    Ok(())
 }
 
 /// Phase 8: the log into the filesystem that holds /var/log.

@@ -193,12 +193,44 @@ pub fn nvram_entry(
         OsStr::new(loader),
     ];
     run(&argv, &extra, disk)?;
-    Ok(Some(format!("NVRAM entry {label:?} → {loader}")))
+    // Read back what the firmware now holds: the entry's line, as efibootmgr lists it.
+    let listed = run(&["efibootmgr".to_string()], &[], disk)?;
+    Ok(Some(match listed_entry(&listed, label) {
+        Some(line) => format!("NVRAM entry {label:?} → {loader}; efibootmgr lists {line}"),
+        None => format!(
+            "NVRAM entry {label:?} → {loader} created, but efibootmgr does not list it (the \
+             removable path still boots)"
+        ),
+    }))
+}
+
+/// The `BootXXXX* LABEL` part of the line efibootmgr lists for `label`.
+fn listed_entry(listing: &str, label: &str) -> Option<String> {
+    listing.lines().find_map(|l| {
+        let (head, rest) = l.split_once(' ')?;
+        let is_entry = head.starts_with("Boot")
+            && head.len() >= 8
+            && head[4..8].chars().all(|c| c.is_ascii_hexdigit());
+        let name = rest.split('\t').next()?.trim_end();
+        (is_entry && name == label).then(|| format!("{head} {name}"))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn efibootmgr_listing_is_searched_by_label() {
+        let out = "BootCurrent: 0001\nBootOrder: 0004,0001\nBoot0001* UEFI QEMU DVD-ROM\tPciRoot(0x0)\n\
+                   Boot0004* debian\tHD(2,GPT,…)/File(\\EFI\\debian\\shimx64.efi)\n";
+        assert_eq!(
+            listed_entry(out, "debian").as_deref(),
+            Some("Boot0004* debian")
+        );
+        assert_eq!(listed_entry(out, "deb"), None);
+        assert_eq!(listed_entry("BootOrder: debian\n", "debian"), None);
+    }
 
     #[test]
     fn removable_path_from_shim() {
