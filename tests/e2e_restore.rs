@@ -264,6 +264,16 @@ fn restores_and_boots(fw: Firmware) {
             v.pretty()
         );
     }
+    if fw != Firmware::Bios {
+        // the NVRAM boot entry the restore added, as the firmware lists it back (the restore
+        // summary on the rescue console quotes efibootmgr's `BootXXXX* LABEL` line)
+        assert!(
+            logs_containing(work.path(), "efibootmgr lists Boot") > 0,
+            "{}: no NVRAM boot entry listed after the restore: {}",
+            fw.name(),
+            v.pretty()
+        );
+    }
 
     let started = Instant::now();
     same_disk(s, &v.disk(), work.path());

@@ -83,7 +83,7 @@ mirror=$(apt_mirror | head -n1)
 [ -n "$mirror" ] || { log "no apt source for $release in /etc/apt (deb822 URIs: or sources.list)"; exit 1; }
 
 # --- stage 1: the debootstrapped tree (cached by release + packages) -----------------------
-packages=linux-image-amd64,initramfs-tools,grub-pc-bin,grub-efi-amd64-bin,grub-common,grub2-common,shim-signed,grub-efi-amd64-signed,systemd-sysv,udev,e2fsprogs,dosfstools,kmod
+packages=linux-image-amd64,initramfs-tools,grub-pc-bin,grub-efi-amd64-bin,grub-common,grub2-common,shim-signed,grub-efi-amd64-signed,efibootmgr,systemd-sysv,udev,e2fsprogs,dosfstools,kmod
 base_key=$(printf '%s\n' "$release" "$packages" minbase 1 | sha256sum | cut -c1-16)
 base="$cache/base-$base_key"
 if [ ! -f "$base.done" ]; then
@@ -236,6 +236,13 @@ grep -q "root=UUID=$ROOT_UUID" "$mnt/boot/grub/grub.cfg" || { log "grub.cfg does
 [ -f "$mnt/tmp/esp/EFI/BOOT/BOOTX64.EFI" ] || { log "grub-install left no EFI/BOOT/BOOTX64.EFI"; exit 1; }
 cmp -s "$mnt/tmp/esp/EFI/BOOT/BOOTX64.EFI" "$mnt/usr/lib/shim/shimx64.efi.signed" ||
     { log "EFI/BOOT/BOOTX64.EFI is not the signed shim"; exit 1; }
+# The vendor directory an installed Debian also has (grub-install without --removable): the
+# restore's NVRAM entry starts \EFI\debian\shimx64.efi. No fbx64.efi: shim's fallback would
+# reset the VM on a first boot.
+mkdir -p "$mnt/tmp/esp/EFI/debian"
+cp "$mnt/tmp/esp/EFI/BOOT/BOOTX64.EFI" "$mnt/tmp/esp/EFI/debian/shimx64.efi"
+cp "$mnt/tmp/esp/EFI/BOOT/grubx64.efi" "$mnt/tmp/esp/EFI/BOOT/mmx64.efi" \
+    "$mnt/tmp/esp/EFI/BOOT/grub.cfg" "$mnt/tmp/esp/EFI/debian/"
 export MTOOLS_SKIP_CHECK=1
 fat="$disk@@$((4096 * 512))"   # the ESP inside the image file, for mtools
 mcopy -s -m -i "$fat" "$mnt/tmp/esp/EFI" ::/
