@@ -9,48 +9,14 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
+use common::loopdev::{Loop, run, run_stdin};
 use osimage::layout::{
     self, DiskLayout, Firmware, FsFeatures, PartitionTable, capture_layout, from_manifest,
     to_extension,
 };
 use osimage::payload::manifest::Manifest;
-
-/// Runs a command, panicking with its stderr on failure; returns stdout.
-fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn run_stdin(cmd: &str, args: &[&str], input: &str) {
-    use std::io::Write;
-    let mut child = Command::new(cmd)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("running {cmd}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// True when this machine can run these tests; otherwise says why on stderr.
 fn can_run() -> bool {
@@ -76,46 +42,6 @@ fn can_run() -> bool {
         "this test needs root and losetup, partx, sfdisk, mkfs.ext4/vfat, mkswap, dumpe2fs (install them: .ci/apt-packages)"
     );
     root && tools
-}
-
-/// A loop device over an image file, detached (partitions first) even when a test fails.
-struct Loop {
-    dev: String,
-}
-
-impl Loop {
-    fn attach(image: &Path) -> Loop {
-        let dev = run("losetup", &["-f", "--show", image.to_str().unwrap()])
-            .trim()
-            .to_string();
-        let l = Loop { dev };
-        run("partx", &["-a", &l.dev]);
-        l
-    }
-
-    /// The kernel name, e.g. `loop3`.
-    fn name(&self) -> &str {
-        self.dev.trim_start_matches("/dev/")
-    }
-
-    /// The node of partition `n`, made from sysfs if devtmpfs did not make it.
-    fn part(&self, n: u32) -> String {
-        let name = format!("{}p{n}", self.name());
-        let node = format!("/dev/{name}");
-        if !Path::new(&node).exists() {
-            let dev = std::fs::read_to_string(format!("/sys/class/block/{name}/dev")).unwrap();
-            let (ma, mi) = dev.trim().split_once(':').unwrap();
-            run("mknod", &[&node, "b", ma, mi]);
-        }
-        node
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("partx").args(["-d", &self.dev]).output();
-        let _ = Command::new("losetup").args(["-d", &self.dev]).output();
-    }
 }
 
 /// A sparse image file of `mib` MiB in a scratch dir.

@@ -15,6 +15,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use common::compare::{self, Options, Snapshot};
+use common::loopdev::{Loop, Mounted, blkid, run, run_stdin, sparse};
 use osimage::payload::reader::PayloadReader;
 use osimage::progress::NoProgress;
 use osimage::restore::{self, RestoreError, RestoreOptions};
@@ -27,43 +28,6 @@ const DISK_GUID: &str = "5E570E00-0000-4000-8000-00000000D15C";
 const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
 const BIOS_TYPE: &str = "21686148-6449-6E6F-744E-656564454649";
 const LINUX_TYPE: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
-
-fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd)
-        .args(args)
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn run_stdin(cmd: &str, args: &[&str], input: &str) {
-    use std::io::Write;
-    let mut child = Command::new(cmd)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("running {cmd}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn can_run() -> bool {
     let root = unsafe { libc::geteuid() } == 0;
@@ -90,65 +54,6 @@ fn can_run() -> bool {
         "this test needs root, losetup, partx, sfdisk, mkfs.ext4/vfat, mtools, blkid (install them: .ci/apt-packages)"
     );
     root && tools
-}
-
-/// A loop device over an image file, detached (partitions first) even when a test fails.
-struct Loop {
-    dev: String,
-}
-
-impl Loop {
-    fn attach(image: &Path) -> Loop {
-        let dev = run("losetup", &["-f", "--show", image.to_str().unwrap()])
-            .trim()
-            .to_string();
-        let l = Loop { dev };
-        run("partx", &["-a", &l.dev]);
-        l
-    }
-
-    fn part(&self, n: u32) -> String {
-        let name = format!("{}p{n}", self.dev.trim_start_matches("/dev/"));
-        let node = format!("/dev/{name}");
-        for _ in 0..50 {
-            if Path::new(&node).exists() {
-                return node;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let dev = std::fs::read_to_string(format!("/sys/class/block/{name}/dev")).unwrap();
-        let (ma, mi) = dev.trim().split_once(':').unwrap();
-        run("mknod", &[&node, "b", ma, mi]);
-        node
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("partx").args(["-d", &self.dev]).output();
-        let _ = Command::new("losetup").args(["-d", &self.dev]).output();
-    }
-}
-
-/// A mount, undone on drop.
-struct Mounted(PathBuf);
-
-impl Mounted {
-    fn new(dev: &str, dir: &Path) -> Mounted {
-        std::fs::create_dir_all(dir).unwrap();
-        run("mount", &[dev, dir.to_str().unwrap()]);
-        Mounted(dir.to_path_buf())
-    }
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).output();
-    }
-}
-
-fn sparse(path: &Path, bytes: u64) {
-    std::fs::File::create(path).unwrap().set_len(bytes).unwrap();
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -227,7 +132,7 @@ fn build_source() -> Source {
         &["-q", "-F", "-U", ROOT_UUID, "-L", ROOT_LABEL, &root],
     );
     let mnt = dir.join("root");
-    let m = Mounted::new(&root, &mnt);
+    let m = Mounted::new(&root, &mnt, &[]);
     fill_root(&mnt);
     // The real ESP gets the files too (mtools); the capture reads the copy at boot/efi.
     let mut esp_map = BTreeMap::new();
@@ -341,12 +246,6 @@ fn fill_root(r: &Path) {
     run("mkfifo", &[r.join("var/lib/data/fifo").to_str().unwrap()]);
 }
 
-fn blkid(dev: &str, tag: &str) -> String {
-    run("blkid", &["-p", "-s", tag, "-o", "value", dev])
-        .trim()
-        .to_string()
-}
-
 fn reader() -> PayloadReader {
     PayloadReader::open(&source().image).unwrap()
 }
@@ -434,7 +333,7 @@ fn restore_recreates_table_identities_boot_areas_and_files() {
     assert_eq!(blkid(&esp, "UUID"), "5E57-ABCD");
     assert_eq!(blkid(&esp, "LABEL"), "ESP");
     let mnt = dir.path().join("restored");
-    let m = Mounted::new(&root, &mnt);
+    let m = Mounted::new(&root, &mnt, &[]);
     let got = compare::snapshot(&mnt).unwrap();
     let diffs = compare::compare(&s.root, &comparable(&got), Options::default());
     compare::assert_no_differences(&diffs, "restored root vs source");
@@ -490,7 +389,7 @@ fn generalize_hostname_and_overlay_are_applied_and_logged() {
         .unwrap_or_else(|e| panic!("restore: {e}"));
     let lo = Loop::attach(&target);
     let mnt = dir.path().join("restored");
-    let m = Mounted::new(&lo.part(3), &mnt);
+    let m = Mounted::new(&lo.part(3), &mnt, &[]);
     let read = |p: &str| std::fs::read_to_string(mnt.join(p)).unwrap_or_default();
     assert_eq!(read("etc/machine-id"), "uninitialized\n");
     assert!(!mnt.join("var/lib/systemd/random-seed").exists());

@@ -84,6 +84,11 @@ impl Loop {
         l
     }
 
+    /// The kernel name, e.g. `loop3`.
+    pub fn name(&self) -> &str {
+        self.dev.trim_start_matches("/dev/")
+    }
+
     /// The node of partition `n`, made from sysfs when devtmpfs has none.
     pub fn part(&self, n: u32) -> String {
         let name = format!("{}p{n}", self.dev.trim_start_matches("/dev/"));
