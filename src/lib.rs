@@ -7,6 +7,7 @@
 
 pub mod capture;
 pub mod cli;
+pub mod envelope;
 pub mod extract;
 pub mod image;
 pub mod iso;
@@ -17,4 +18,5 @@ pub mod refresh;
 pub mod rescue;
 pub mod restore;
 pub mod scan;
+pub mod signature;
 pub mod units;

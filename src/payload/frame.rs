@@ -27,6 +27,7 @@ pub fn encode_manifest(m: &Manifest) -> Result<Vec<u8>, PayloadError> {
         ));
     }
     let header = FrameHeader {
+        sealed: false,
         stored_len: body.len() as u64,
         raw_len: raw.len() as u64,
         hash: *blake3::hash(&body).as_bytes(),
@@ -49,6 +50,11 @@ pub fn decode_frame_header(bytes: &[u8]) -> Result<FrameHeader, PayloadError> {
 /// Decodes a complete frame: header checks, hash check, bounded decompression and decoding.
 pub fn decode_manifest(frame: &[u8]) -> Result<Manifest, PayloadError> {
     let h = decode_frame_header(frame)?;
+    if h.sealed {
+        return Err(PayloadError::format(
+            "the manifest is encrypted but the image has no key record (damaged or altered)",
+        ));
+    }
     let body = &frame[RECORD_LEN..];
     if body.len() as u64 != h.stored_len {
         return Err(PayloadError::format(format!(

@@ -53,8 +53,8 @@ pub struct Base {
 
 impl Base {
     /// Opens and checks the image at `path` and indexes its chunks.
-    pub fn open(path: &Path) -> Result<Base, PayloadError> {
-        let reader = PayloadReader::open(path)?;
+    pub fn open(path: &Path, unlock: &crate::envelope::Unlock) -> Result<Base, PayloadError> {
+        let reader = PayloadReader::open(path, unlock)?;
         let m = reader.manifest();
         let ids = m
             .chunks

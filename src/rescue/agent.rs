@@ -21,11 +21,11 @@ mod console;
 mod disks;
 mod medium;
 mod sys;
+pub mod unlock;
 
 use std::path::Path;
 use std::time::Duration;
 
-use crate::payload::reader::PayloadReader;
 use crate::restore::log::LineProgress;
 use crate::restore::plan::size;
 use crate::restore::{self, RestoreOptions, RestorePlan};
@@ -161,8 +161,19 @@ fn restore_from(
         con.line("osimage: the medium carries no image payload: nothing to restore");
         return Ok(Outcome::Ready);
     }
-    let reader = PayloadReader::open(Path::new(&medium.device))
-        .map_err(|e| format!("image-unreadable {e}"))?;
+    let keyfile = opts
+        .keyfile
+        .as_deref()
+        .map(|k| unlock::read_keyfile(k, &medium.mount_point))
+        .transpose()?;
+    let reader = unlock::without_echo(|| {
+        unlock::open_image(
+            Path::new(&medium.device),
+            keyfile.as_deref(),
+            con,
+            &mut std::io::stdin().lock(),
+        )
+    })?;
     let layout = restore::layout_of(&reader).map_err(|e| format!("no-layout {e}"))?;
     let fits = |d: &Disk| {
         let (size, sector) = restore::target::geometry(Path::new(&d.device)).ok()?;

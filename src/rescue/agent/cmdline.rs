@@ -1,7 +1,9 @@
 //! The agent's options, from the kernel command line (`osimage.*` parameters, the same ones the
 //! boot menu's entries pass): `osimage.auto=1`, `osimage.interactive=1`, `osimage.shell=1`,
 //! `osimage.target=/dev/X`, `osimage.force=1`, `osimage.poweroff=1|reboot`, `osimage.id=HEX`,
-//! `osimage.wait=SECONDS` (how long to look for the boot medium).
+//! `osimage.wait=SECONDS` (how long to look for the boot medium), `osimage.keyfile=PATH` (the
+//! passphrase or age key of an encrypted image: a path on the boot medium, or `DEVICE:PATH`
+//! on a second medium).
 
 /// What auto mode does at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +23,7 @@ pub struct AgentOptions {
     pub image_id: Option<String>,
     pub after: AfterRestore,
     pub wait_secs: u64,
+    pub keyfile: Option<String>,
 }
 
 impl Default for AgentOptions {
@@ -34,6 +37,7 @@ impl Default for AgentOptions {
             image_id: None,
             after: AfterRestore::PowerOff,
             wait_secs: 60,
+            keyfile: None,
         }
     }
 }
@@ -64,6 +68,7 @@ impl AgentOptions {
                         AfterRestore::PowerOff
                     }
                 }
+                "keyfile" if !value.is_empty() => o.keyfile = Some(value.to_string()),
                 "wait" => o.wait_secs = value.parse().unwrap_or(o.wait_secs),
                 _ => {}
             }
@@ -83,8 +88,10 @@ mod tests {
     fn parses_the_menu_parameters() {
         let o = AgentOptions::parse(
             "BOOT_IMAGE=/x console=tty0 console=ttyS0,115200 osimage.id=ABCDEF osimage.auto=1 \
-             osimage.target=/dev/vda osimage.force=1 osimage.poweroff=reboot osimage.wait=7",
+             osimage.target=/dev/vda osimage.force=1 osimage.poweroff=reboot osimage.wait=7 \
+             osimage.keyfile=/dev/vdb:/keys/host.txt",
         );
+        assert_eq!(o.keyfile.as_deref(), Some("/dev/vdb:/keys/host.txt"));
         assert!(o.auto && o.force && !o.shell);
         assert_eq!(o.target.as_deref(), Some("/dev/vda"));
         assert_eq!(o.image_id.as_deref(), Some("abcdef"));
