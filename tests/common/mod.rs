@@ -229,7 +229,7 @@ where
     })
 }
 
-fn osimage_with<I, S>(args: I, configure: impl FnOnce(&mut Command)) -> Run
+pub fn osimage_with<I, S>(args: I, configure: impl FnOnce(&mut Command)) -> Run
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
