@@ -248,6 +248,20 @@ fn a_recipient_capture_holds_no_secret_and_opens_with_the_identity() {
         "{}",
         list.describe()
     );
+    // A refresh of an encrypted base is never written in the clear.
+    osimage_no_tty([
+        "capture".as_ref(),
+        c.root.as_os_str(),
+        "-o".as_ref(),
+        c.path("clear.oimg").as_os_str(),
+        "--base".as_ref(),
+        image.as_os_str(),
+        "--identity".as_ref(),
+        id.as_os_str(),
+    ])
+    .fails()
+    .mentions(b"encrypt its refresh too");
+    assert!(!c.path("clear.oimg").exists());
     // A bad recipient is a usage problem named as such.
     osimage_no_tty([
         "capture".as_ref(),

@@ -84,6 +84,16 @@ pub fn capture_from(
     let mut base = base
         .map(|b| crate::refresh::Base::open(b, &opts.unlock))
         .transpose()?;
+    if let Some(b) = &base
+        && b.encrypted()
+        && opts.lock.is_none()
+    {
+        // A refresh would otherwise write the base's secrets out in the clear.
+        return Err(CaptureError::Usage(
+            "the base image is encrypted: encrypt its refresh too (--encrypt or --recipient)"
+                .into(),
+        ));
+    }
     let root = std::fs::canonicalize(&opts.root)
         .map_err(|e| CaptureError::Usage(format!("capture root {}: {e}", opts.root.display())))?;
     if !root.is_dir() {
