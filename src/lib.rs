@@ -8,6 +8,7 @@
 pub mod bootcheck;
 pub mod capture;
 pub mod cli;
+pub mod envelope;
 pub mod extract;
 pub mod image;
 pub mod iso;
@@ -19,4 +20,5 @@ pub mod rescue;
 pub mod restore;
 pub mod scan;
 pub mod schedule;
+pub mod signature;
 pub mod units;

@@ -178,3 +178,66 @@ fn iso_output_without_a_kernel_fails_before_writing_anything() {
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
+
+/// `--encrypt` on an ISO (docs/FORMAT.md §11.5): the key record sits in `/osimage/keys.osk`,
+/// the payload opens only with the key, and the readable README names nothing of the system.
+#[test]
+fn an_encrypted_iso_opens_with_its_key_and_its_readable_files_name_nothing() {
+    let c = captured();
+    let dir = common::scratch();
+    let id = age::x25519::Identity::generate();
+    let id_file = dir.path().join("id.txt");
+    {
+        use age::secrecy::ExposeSecret;
+        std::fs::write(&id_file, id.to_string().expose_secret()).expect("write");
+    }
+    let iso = dir.path().join("enc.iso");
+    let public = id.to_public().to_string();
+    common::capture(
+        &c.root,
+        &iso,
+        &["--exclude", "/usr", "--recipient", &public, "-q"],
+    );
+    let reader = osimage::iso::IsoReader::open(&iso).expect("our own ISO opens");
+    assert!(
+        reader
+            .lookup("osimage/keys.osk")
+            .expect("readable")
+            .is_some()
+    );
+    let ext = reader
+        .lookup("README.TXT")
+        .expect("readable")
+        .expect("README.TXT is there");
+    let bytes = std::fs::read(&iso).expect("read the ISO");
+    let readme =
+        String::from_utf8_lossy(&bytes[ext.offset as usize..(ext.offset + ext.len) as usize])
+            .into_owned();
+    assert!(readme.contains("encrypted"), "{readme}");
+    let hostname = std::fs::read_to_string(c.root.join("etc/hostname")).unwrap_or_default();
+    if !hostname.trim().is_empty() {
+        assert!(
+            !readme.contains(hostname.trim()),
+            "README names the host: {readme}"
+        );
+    }
+    let with_id = [
+        "list".as_ref(),
+        iso.as_os_str(),
+        "/etc".as_ref(),
+        "--identity".as_ref(),
+        id_file.as_os_str(),
+    ];
+    let list = common::osimage(with_id).ok();
+    assert!(list.stdout_str().contains("/etc/"), "{}", list.describe());
+    common::osimage([
+        "verify".as_ref(),
+        iso.as_os_str(),
+        "--identity".as_ref(),
+        id_file.as_os_str(),
+    ])
+    .ok();
+    common::osimage_no_tty(["list".as_ref(), iso.as_os_str()])
+        .fails()
+        .mentions(b"is encrypted");
+}

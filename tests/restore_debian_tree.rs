@@ -48,7 +48,7 @@ fn debian_tree_onto_the_default_layout_gets_grub_installed_chrooted() {
     common::capture(&tree, &image, &[]);
     let target = dir.path().join("disk.img");
     sparse(&target, 2048 * MIB);
-    let r = PayloadReader::open(&image).unwrap();
+    let r = PayloadReader::open(&image, &osimage::envelope::Unlock::none()).unwrap();
     let o = RestoreOptions {
         threads: 2,
         default_layout: true,

@@ -102,7 +102,7 @@ fn plain_directory_restores_onto_the_default_layout() {
         dry.stdout_str()
     );
 
-    let r = PayloadReader::open(&image).unwrap();
+    let r = PayloadReader::open(&image, &osimage::envelope::Unlock::none()).unwrap();
     let o = RestoreOptions {
         default_layout: true,
         ..opts()
@@ -324,7 +324,7 @@ fn btrfs_subvolumes_default_and_identity_come_back() {
     drop(lo);
 
     let info = common::osimage(["info".as_ref(), image.as_os_str()]).ok();
-    let r = PayloadReader::open(&image).unwrap();
+    let r = PayloadReader::open(&image, &osimage::envelope::Unlock::none()).unwrap();
     let layout = osimage::layout::from_manifest(r.manifest())
         .unwrap()
         .unwrap();
@@ -419,7 +419,7 @@ fn xfs_root_comes_back_with_uuid_label_and_files() {
 
     let target = dir.path().join("target.img");
     sparse(&target, 512 * MIB);
-    let r = PayloadReader::open(&image).unwrap();
+    let r = PayloadReader::open(&image, &osimage::envelope::Unlock::none()).unwrap();
     let (plan, report) = restore::restore_to_disk(&r, &target, &opts(), &NoProgress)
         .unwrap_or_else(|e| panic!("restore: {e}"));
     eprintln!("{plan}{}", report.summary());
@@ -487,7 +487,7 @@ fn smaller_disk_shrinks_an_earlier_partition_and_moves_the_next() {
     // 200 MiB: the root (last) alone cannot give up enough; /boot shrinks, the root moves.
     let target = dir.path().join("small.img");
     sparse(&target, 200 * MIB);
-    let r = PayloadReader::open(&image).unwrap();
+    let r = PayloadReader::open(&image, &osimage::envelope::Unlock::none()).unwrap();
     let (plan, report) = restore::restore_to_disk(&r, &target, &opts(), &NoProgress)
         .unwrap_or_else(|e| panic!("restore: {e}"));
     eprintln!("{plan}{}", report.summary());

@@ -247,7 +247,7 @@ fn fill_root(r: &Path) {
 }
 
 fn reader() -> PayloadReader {
-    PayloadReader::open(&source().image).unwrap()
+    PayloadReader::open(&source().image, &osimage::envelope::Unlock::none()).unwrap()
 }
 
 fn opts() -> RestoreOptions {
@@ -524,7 +524,7 @@ fn plain_directory_image_needs_to_dir() {
     common::capture(&tree, &image, &[]);
     let target = dir.path().join("t.img");
     sparse(&target, 64 * MIB);
-    let r = PayloadReader::open(&image).unwrap();
+    let r = PayloadReader::open(&image, &osimage::envelope::Unlock::none()).unwrap();
     let err = restore::restore_to_disk(&r, &target, &opts(), &NoProgress).unwrap_err();
     assert!(err.to_string().contains("--to DIR"), "{err}");
     let out = dir.path().join("files");

@@ -127,7 +127,9 @@ fn files_comparison_catches_content_metadata_missing_and_extra() {
         "-C".as_ref(),
         out.as_os_str(),
     ]);
-    let r = osimage::payload::reader::PayloadReader::open(&image).unwrap();
+    let r =
+        osimage::payload::reader::PayloadReader::open(&image, &osimage::envelope::Unlock::none())
+            .unwrap();
     let m = r.manifest();
     let full = |_: &osimage::payload::manifest::Entry| Fidelity::Full;
 

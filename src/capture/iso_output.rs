@@ -112,8 +112,7 @@ pub fn write(
     label: &str,
     root: &Path,
     m: &Manifest,
-    manifest: &Path,
-    packs: &[PathBuf],
+    payload: &crate::image::dir::PayloadFiles,
     boot: &BootFiles,
 ) -> Result<(), CaptureError> {
     let mtime = m.image.created.sec;
@@ -127,7 +126,7 @@ pub fn write(
         file(id_marker_path(&boot.id_hex), IsoSource::Bytes(Vec::new())),
         file(
             "README.TXT".into(),
-            IsoSource::Bytes(readme(m, root).into_bytes()),
+            IsoSource::Bytes(readme(m, root, payload.keys.is_some()).into_bytes()),
         ),
         file(
             boot.menu.kernel_path.trim_start_matches('/').to_string(),
@@ -141,9 +140,15 @@ pub fn write(
     files.extend(boot.grub.files.iter().cloned());
     files.push(file(
         format!("{PAYLOAD_DIR}/{MANIFEST_NAME}"),
-        IsoSource::Path(manifest.to_path_buf()),
+        IsoSource::Path(payload.manifest.clone()),
     ));
-    for (i, p) in packs.iter().enumerate() {
+    if let Some(keys) = &payload.keys {
+        files.push(file(
+            format!("{PAYLOAD_DIR}/{}", crate::image::dir::KEYS_NAME),
+            IsoSource::Path(keys.clone()),
+        ));
+    }
+    for (i, p) in payload.packs.iter().enumerate() {
         files.push(file(pack_path(i), IsoSource::Path(p.clone())));
     }
     let spec = IsoSpec {
@@ -157,10 +162,23 @@ pub fn write(
 }
 
 /// The plain-text note for someone who opens the ISO in a file manager.
-fn readme(m: &Manifest, root: &Path) -> String {
+fn readme(m: &Manifest, root: &Path, encrypted: bool) -> String {
     let created = chrono::DateTime::from_timestamp(m.image.created.sec, 0)
         .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_default();
+    if encrypted {
+        // docs/SECURITY.md: the readable part of an encrypted ISO names nothing of the system.
+        return "osimage system image (encrypted)\r\n\
+                ================================\r\n\
+                \r\n\
+                This disc holds an encrypted image of a system and a rescue environment that\r\n\
+                restores it after asking for the passphrase or key on the console (or reading\r\n\
+                it from osimage.keyfile=PATH on a second medium).\r\n\
+                \r\n\
+                From any Linux: osimage list|info|verify|extract THIS.iso --identity FILE, or\r\n\
+                with the passphrase from a prompt, --passphrase-file or OSIMAGE_PASSPHRASE.\r\n"
+            .into();
+    }
     format!(
         "osimage system image\r\n\
          ====================\r\n\

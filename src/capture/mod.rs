@@ -35,6 +35,10 @@ pub struct CaptureOptions {
     pub kernel: Option<PathBuf>,
     /// Capture ROOT's filesystem from a btrfs or LVM snapshot (`--snapshot`).
     pub snapshot: bool,
+    /// `--encrypt`: who can open the image (FORMAT.md §11).
+    pub lock: Option<std::sync::Arc<crate::envelope::keys::Lock>>,
+    /// How to open an encrypted `--base`.
+    pub unlock: std::sync::Arc<crate::envelope::Unlock>,
 }
 
 /// What a capture did.
@@ -82,7 +86,19 @@ pub fn capture_from(
     progress: &dyn Progress,
 ) -> Result<CaptureReport, CaptureError> {
     let started = Instant::now();
-    let mut base = base.map(crate::refresh::Base::open).transpose()?;
+    let mut base = base
+        .map(|b| crate::refresh::Base::open(b, &opts.unlock))
+        .transpose()?;
+    if let Some(b) = &base
+        && b.encrypted()
+        && opts.lock.is_none()
+    {
+        // A refresh would otherwise write the base's secrets out in the clear.
+        return Err(CaptureError::Usage(
+            "the base image is encrypted: encrypt its refresh too (--encrypt or --recipient)"
+                .into(),
+        ));
+    }
     let root = std::fs::canonicalize(&opts.root)
         .map_err(|e| CaptureError::Usage(format!("capture root {}: {e}", opts.root.display())))?;
     if !root.is_dir() {
@@ -127,6 +143,14 @@ pub fn capture_from(
 
     let layout = record_layout(&root, progress);
     let image_id = random_id();
+    let seal = match &opts.lock {
+        Some(lock) => {
+            let (key, record) = crate::envelope::keys::new_key(lock, image_id)?;
+            Some((crate::envelope::ImageKey::new(key, image_id), record))
+        }
+        None => None,
+    };
+    let seal_ref = seal.as_ref().map(|(k, r)| (k, r.as_slice()));
     // The boot files first (when making an ISO): a missing kernel or tool fails in seconds,
     // not after the whole payload was written.
     let boot = match &work {
@@ -179,9 +203,15 @@ pub fn capture_from(
                 .as_file()
                 .try_clone()
                 .map_err(|e| PayloadError::io("cannot write", tmp.path(), e))?;
-            let mut sink = OimgWriter::new(file, tmp.path(), image_id)?;
-            let tables =
-                write_payload_with_base(&mut entries, &mut sink, &params, base_ref, progress)?;
+            let mut sink = OimgWriter::new(file, tmp.path(), image_id, seal_ref)?;
+            let tables = write_packs(
+                &mut entries,
+                &mut sink,
+                seal_ref,
+                &params,
+                base_ref,
+                progress,
+            )?;
             (
                 tables,
                 Box::new(move |m: &Manifest| {
@@ -192,9 +222,15 @@ pub fn capture_from(
         }
         Some(w) => {
             let payload_dir = w.path().join("payload");
-            let mut sink = DirWriter::new(&payload_dir)?;
-            let tables =
-                write_payload_with_base(&mut entries, &mut sink, &params, base_ref, progress)?;
+            let mut sink = DirWriter::new(&payload_dir, seal_ref)?;
+            let tables = write_packs(
+                &mut entries,
+                &mut sink,
+                seal_ref,
+                &params,
+                base_ref,
+                progress,
+            )?;
             let boot = boot.clone();
             let tmp_path = tmp.path().to_path_buf();
             let root = root.clone();
@@ -202,11 +238,11 @@ pub fn capture_from(
             (
                 tables,
                 Box::new(move |m: &Manifest| {
-                    let (manifest, packs) = sink.finish(m)?;
+                    let files = sink.finish(m)?;
                     let boot = boot.ok_or_else(|| {
                         CaptureError::Usage("internal: ISO without boot files".into())
                     })?;
-                    iso_output::write(&tmp_path, &label, &root, m, &manifest, &packs, &boot)
+                    iso_output::write(&tmp_path, &label, &root, m, &files, &boot)
                 }),
             )
         }
@@ -249,7 +285,14 @@ pub fn capture_from(
         .map_err(|e| PayloadError::io("cannot sync", tmp.path(), e))?;
 
     if opts.verify {
-        let r = PayloadReader::open(tmp.path())?;
+        // The writer's own key reads the image back: a recipients-only capture holds no secret.
+        let unlock = crate::envelope::Unlock {
+            key: seal
+                .as_ref()
+                .map(|(k, _)| (image_id, k.data_key().1.clone())),
+            ..Default::default()
+        };
+        let r = PayloadReader::open(tmp.path(), &unlock)?;
         let report = verify(&r, opts.threads, progress)?;
         if !report.ok() {
             return Err(PayloadError::Image {
@@ -277,6 +320,24 @@ pub fn capture_from(
         warnings,
         rescue: boot.map(|b| b.summary),
     })
+}
+
+/// Runs the payload writer into `sink`, through a `SealedSink` when the image is encrypted.
+fn write_packs(
+    entries: &mut Vec<ScannedEntry>,
+    sink: &mut dyn crate::payload::writer::PackSink,
+    seal: Option<(&crate::envelope::ImageKey, &[u8])>,
+    params: &PayloadParams,
+    base: Option<&dyn crate::payload::writer::BaseImage>,
+    progress: &dyn Progress,
+) -> Result<PayloadTables, PayloadError> {
+    match seal {
+        Some((key, _)) => {
+            let mut sealed = crate::envelope::SealedSink::new(sink, key);
+            write_payload_with_base(entries, &mut sealed, params, base, progress)
+        }
+        None => write_payload_with_base(entries, sink, params, base, progress),
+    }
 }
 
 /// Writes the manifest and whatever surrounds the payload, once the manifest is known.

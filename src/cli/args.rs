@@ -69,6 +69,12 @@ pub enum Command {
     /// cron job where systemd is not running) that captures into a directory, keeps
     /// latest.iso pointing at the newest image and prunes the oldest (docs/SCHEDULE.md).
     Schedule(super::schedule::ScheduleArgs),
+    /// Sign an image with a minisign secret key: writes IMAGE.minisig (docs/SECURITY.md).
+    ///
+    /// The signature covers the whole file and is minisign's own format, so `minisign -Vm
+    /// IMAGE -p KEY.pub` checks it as well as `osimage verify --pubkey` and `osimage restore
+    /// --require-signature`. Make a key pair with `minisign -G`.
+    Sign(SignArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -133,6 +139,11 @@ pub struct CaptureArgs {
     /// afterwards, also on error or Ctrl-C. Any other filesystem is an error.
     #[arg(long)]
     pub snapshot: bool,
+    #[command(flatten)]
+    pub encrypt: super::keys::EncryptArgs,
+    /// (--passphrase-file also gives the passphrase of --encrypt.)
+    #[command(flatten)]
+    pub keys: super::keys::KeyArgs,
 }
 
 #[derive(Debug, Args)]
@@ -153,6 +164,8 @@ pub struct ExtractArgs {
     /// Threads writing file data (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    #[command(flatten)]
+    pub keys: super::keys::KeyArgs,
 }
 
 #[derive(Debug, Args)]
@@ -164,6 +177,8 @@ pub struct ListArgs {
     /// Long format: type and mode, owner, size, modification time.
     #[arg(short, long)]
     pub long: bool,
+    #[command(flatten)]
+    pub keys: super::keys::KeyArgs,
 }
 
 #[derive(Debug, Args)]
@@ -173,10 +188,42 @@ pub struct InfoArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub keys: super::keys::KeyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The image (a .iso or .oimg made by osimage capture).
+    pub image: PathBuf,
+    /// The minisign secret key (`minisign -G` writes ~/.minisign/minisign.key).
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// Read the secret key's password from FILE (first line); default: asked on the terminal
+    /// when the key is encrypted.
+    #[arg(long, value_name = "FILE")]
+    pub key_password_file: Option<PathBuf>,
+    /// Where to write the signature (default: IMAGE.minisig).
+    #[arg(long, value_name = "FILE")]
+    pub signature: Option<PathBuf>,
+}
+
+/// A trusted signing key and where the signature is.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SignatureArgs {
+    /// The signature file (default: IMAGE.minisig).
+    #[arg(long, value_name = "FILE")]
+    pub signature: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
+    /// Also check IMAGE's detached signature against this minisign public key (a .pub file
+    /// or the `RW…` key itself); a missing or bad signature fails the verification.
+    #[arg(long, value_name = "KEY")]
+    pub pubkey: Option<PathBuf>,
+    #[command(flatten)]
+    pub sig: SignatureArgs,
     /// The image (a .iso or .oimg made by osimage capture).
     pub image: PathBuf,
     /// Threads (default: all cores).
@@ -219,4 +266,6 @@ pub struct VerifyArgs {
     /// Print the report as JSON.
     #[arg(long, requires = "boot")]
     pub json: bool,
+    #[command(flatten)]
+    pub keys: super::keys::KeyArgs,
 }

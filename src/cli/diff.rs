@@ -19,6 +19,8 @@ pub struct DiffArgs {
     /// Print JSON instead of lines.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub keys: super::keys::KeyArgs,
 }
 
 /// Prints the differences; exit status 0 whether or not the images differ.
@@ -28,8 +30,9 @@ pub fn run(args: DiffArgs, progress: &dyn Progress) -> Result<i32, Box<dyn std::
         args.old.display(),
         args.new.display()
     ));
-    let a = PayloadReader::open(&args.old)?;
-    let b = PayloadReader::open(&args.new)?;
+    let unlock = args.keys.unlock()?;
+    let a = PayloadReader::open(&args.old, &unlock)?;
+    let b = PayloadReader::open(&args.new, &unlock)?;
     let d = diff(a.manifest(), b.manifest());
     if args.json {
         println!("{}", serde_json::to_string_pretty(&d)?);

@@ -66,6 +66,15 @@ pub struct RestoreArgs {
     /// Threads writing file data (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    #[command(flatten)]
+    pub keys: super::keys::KeyArgs,
+    /// Refuse the image unless its detached signature (IMAGE.minisig, see `osimage sign`) is
+    /// valid for this minisign public key (a .pub file or the `RW…` key itself). Checked
+    /// before anything is read from the image or written to a disk.
+    #[arg(long, value_name = "KEY")]
+    pub require_signature: Option<PathBuf>,
+    #[command(flatten)]
+    pub sig: super::args::SignatureArgs,
 }
 
 type Failure = Box<dyn std::error::Error>;
@@ -77,7 +86,12 @@ fn threads(n: Option<usize>) -> usize {
 
 /// Runs `osimage restore`.
 pub fn run(args: RestoreArgs, progress: &dyn Progress) -> Result<i32, Failure> {
-    let reader = PayloadReader::open(&args.image)?;
+    if let Some(key) = &args.require_signature {
+        let pk = crate::signature::load_public_key(key)?;
+        let comment = crate::signature::check(&args.image, &pk, args.sig.signature.as_deref())?;
+        progress.note(&format!("signature good: {comment}"));
+    }
+    let reader = PayloadReader::open(&args.image, &args.keys.unlock()?)?;
     if let Some(dir) = &args.to {
         if args.dry_run {
             println!(

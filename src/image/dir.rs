@@ -5,6 +5,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use crate::envelope::ImageKey;
 use crate::payload::PayloadError;
 use crate::payload::frame::encode_manifest;
 use crate::payload::manifest::Manifest;
@@ -15,16 +16,30 @@ pub fn pack_name(i: usize) -> String {
     format!("packs/pack-{i:06}.osp")
 }
 
+/// The files of a payload folder.
+pub struct PayloadFiles {
+    pub manifest: PathBuf,
+    pub packs: Vec<PathBuf>,
+    /// The key record of an encrypted image.
+    pub keys: Option<PathBuf>,
+}
+
 /// Writes packs as separate files into a folder.
 pub struct DirWriter {
     dir: PathBuf,
     current: Option<(BufWriter<File>, PathBuf)>,
     packs: Vec<PathBuf>,
+    /// Encrypted image: its key (to seal the manifest) and key record.
+    seal: Option<(ImageKey, Vec<u8>)>,
 }
 
+/// The key record's name inside the payload folder (FORMAT.md §11.5).
+pub const KEYS_NAME: &str = "keys.osk";
+
 impl DirWriter {
-    /// Starts writing into `dir` (created, with its `packs/` subfolder).
-    pub fn new(dir: &Path) -> Result<Self, PayloadError> {
+    /// Starts writing into `dir` (created, with its `packs/` subfolder); with `seal` the
+    /// image is encrypted and the packs must come through a `SealedSink`.
+    pub fn new(dir: &Path, seal: Option<(&ImageKey, &[u8])>) -> Result<Self, PayloadError> {
         let packs = dir.join("packs");
         std::fs::create_dir_all(&packs)
             .map_err(|e| PayloadError::io("cannot create", &packs, e))?;
@@ -32,15 +47,29 @@ impl DirWriter {
             dir: dir.to_path_buf(),
             current: None,
             packs: Vec::new(),
+            seal: seal.map(|(k, r)| (k.clone(), r.to_vec())),
         })
     }
 
-    /// Writes the manifest; returns its path and the packs' paths in order.
-    pub fn finish(self, m: &Manifest) -> Result<(PathBuf, Vec<PathBuf>), PayloadError> {
-        let frame = encode_manifest(m)?;
+    /// Writes the manifest (and the key record of an encrypted image); returns the manifest's
+    /// path, the packs' paths in order and the key record's path.
+    pub fn finish(self, m: &Manifest) -> Result<PayloadFiles, PayloadError> {
+        let mut frame = encode_manifest(m)?;
+        let mut keys = None;
+        if let Some((k, record)) = &self.seal {
+            frame = k.seal_manifest(&frame);
+            let path = self.dir.join(KEYS_NAME);
+            std::fs::write(&path, record)
+                .map_err(|e| PayloadError::io("cannot write", &path, e))?;
+            keys = Some(path);
+        }
         let path = self.dir.join(crate::image::iso::MANIFEST_NAME);
         std::fs::write(&path, frame).map_err(|e| PayloadError::io("cannot write", &path, e))?;
-        Ok((path, self.packs))
+        Ok(PayloadFiles {
+            manifest: path,
+            packs: self.packs,
+            keys,
+        })
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::{Container, ContainerKind, Span};
+use crate::envelope::Unlock;
 use crate::iso::IsoReader;
 use crate::payload::PayloadError;
 
@@ -26,7 +27,11 @@ pub fn is_iso(file: &File) -> bool {
 }
 
 /// Opens the payload inside the ISO at `path`.
-pub(super) fn open(path: &Path, file: Arc<File>) -> Result<Container, PayloadError> {
+pub(super) fn open(
+    path: &Path,
+    file: Arc<File>,
+    unlock: &Unlock,
+) -> Result<Container, PayloadError> {
     let not_ours = |msg: String| PayloadError::Image {
         path: path.to_path_buf(),
         msg,
@@ -48,24 +53,36 @@ pub(super) fn open(path: &Path, file: Arc<File>) -> Result<Container, PayloadErr
             .lookup(&p)
             .map_err(|e| not_ours(format!("unreadable ISO: {e}")))?
         {
-            Some(ext) => packs.push(Span {
-                file: file.clone(),
-                offset: ext.offset,
-                len: ext.len,
-            }),
+            Some(ext) => packs.push(Span::plain(file.clone(), ext.offset, ext.len)),
             None => break,
         }
     }
+    // FORMAT.md §11.5: an encrypted image has its key record beside the manifest.
+    let keys_path = format!("{PAYLOAD_DIR}/{}", super::dir::KEYS_NAME);
+    let key = match iso
+        .lookup(&keys_path)
+        .map_err(|e| not_ours(format!("unreadable ISO: {e}")))?
+    {
+        Some(ext) => {
+            let span = Span::plain(file.clone(), ext.offset, ext.len);
+            let (key, len) = super::read_key(path, unlock, &|buf, at| span.read_exact_at(buf, at))?;
+            if len != ext.len {
+                return Err(not_ours(format!(
+                    "/{keys_path} has {} bytes, its header says {len} (damaged)",
+                    ext.len
+                )));
+            }
+            Some(key)
+        }
+        None => None,
+    };
     Ok(Container {
         path: path.to_path_buf(),
         kind: ContainerKind::Iso,
-        manifest: Span {
-            file,
-            offset: manifest.offset,
-            len: manifest.len,
-        },
+        manifest: Span::plain(file, manifest.offset, manifest.len),
         packs_start: 0,
         iso_packs: packs,
-        image_id: None,
+        image_id: key.as_ref().map(|k| *k.data_key().0),
+        key,
     })
 }

@@ -11,20 +11,55 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::envelope::stream::{self, StreamCipher, StreamId};
+use crate::envelope::{ImageKey, Unlock};
 use crate::payload::PayloadError;
 use crate::payload::manifest::Manifest;
 use crate::payload::records::{PackHeader, RECORD_LEN};
 
-/// A byte range inside an open file.
-#[derive(Clone, Debug)]
+/// A byte range inside an open file; of an encrypted image, a sealed stream (FORMAT.md §11.3)
+/// read as its plaintext.
+#[derive(Clone)]
 pub struct Span {
     pub file: Arc<File>,
     pub offset: u64,
+    /// Plaintext length.
     pub len: u64,
+    /// The stream's cipher when the bytes on disk are sealed.
+    pub sealed: Option<Arc<StreamCipher>>,
+}
+
+impl std::fmt::Debug for Span {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Span")
+            .field("offset", &self.offset)
+            .field("len", &self.len)
+            .field("sealed", &self.sealed.is_some())
+            .finish()
+    }
 }
 
 impl Span {
-    /// Reads `buf.len()` bytes at `at` within the span; errors when that runs past its end.
+    /// A plain range of `file`.
+    pub fn plain(file: Arc<File>, offset: u64, len: u64) -> Self {
+        Span {
+            file,
+            offset,
+            len,
+            sealed: None,
+        }
+    }
+
+    /// Bytes the span occupies on disk.
+    pub fn stored_len(&self) -> u64 {
+        match self.sealed {
+            Some(_) => stream::sealed_len(self.len),
+            None => self.len,
+        }
+    }
+
+    /// Reads `buf.len()` bytes at `at` within the span; errors when that runs past its end or,
+    /// when sealed, when a segment fails authentication.
     pub fn read_exact_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
         let end = at.checked_add(buf.len() as u64);
         if end.is_none_or(|e| e > self.len) {
@@ -33,7 +68,12 @@ impl Span {
                 "read past the end of a pack",
             ));
         }
-        self.file.read_exact_at(buf, self.offset + at)
+        match &self.sealed {
+            None => self.file.read_exact_at(buf, self.offset + at),
+            Some(c) => stream::read_at(c, self.len, buf, at, &|b, o| {
+                self.file.read_exact_at(b, self.offset + o)
+            }),
+        }
     }
 }
 
@@ -54,10 +94,12 @@ pub struct Container {
     /// ISO: each pack's span, by index.
     iso_packs: Vec<Span>,
     image_id: Option<[u8; 16]>,
+    /// The data key of an encrypted image.
+    key: Option<ImageKey>,
 }
 
-/// Opens the image at `path`, whichever container it is.
-pub fn open(path: &Path) -> Result<Container, PayloadError> {
+/// Opens the image at `path`, whichever container it is; an encrypted one with `unlock`.
+pub fn open(path: &Path, unlock: &Unlock) -> Result<Container, PayloadError> {
     let file = File::open(path).map_err(|e| PayloadError::io("cannot open", path, e))?;
     // Seeking to the end sizes block devices too (a CD-ROM, a USB stick), where stat says 0.
     let len = std::io::Seek::seek(&mut &file, std::io::SeekFrom::End(0))
@@ -66,10 +108,10 @@ pub fn open(path: &Path) -> Result<Container, PayloadError> {
     let got =
         read_up_to(&file, &mut head, 0).map_err(|e| PayloadError::io("cannot read", path, e))?;
     if got == RECORD_LEN && crate::payload::records::is_image_header(&head) {
-        return oimg::open(path, Arc::new(file), len, &head).map_err(|e| e.at(path));
+        return oimg::open(path, Arc::new(file), len, &head, unlock).map_err(|e| e.at(path));
     }
     if iso::is_iso(&file) {
-        return iso::open(path, Arc::new(file));
+        return iso::open(path, Arc::new(file), unlock);
     }
     Err(PayloadError::Image {
         path: path.to_path_buf(),
@@ -92,14 +134,48 @@ pub fn read_up_to(file: &File, buf: &mut [u8], at: u64) -> std::io::Result<usize
     Ok(done)
 }
 
+/// Reads and unwraps the key record of an encrypted image: `read(buf, at)` reads the record's
+/// bytes (at 0 its 64-byte header) wherever the container keeps it.
+pub(crate) fn read_key(
+    path: &Path,
+    unlock: &Unlock,
+    read: &dyn Fn(&mut [u8], u64) -> std::io::Result<()>,
+) -> Result<(ImageKey, u64), PayloadError> {
+    use crate::envelope::keys::{KEYS_HEADER_LEN, KeysHeader, open_key};
+    let mut head = [0u8; KEYS_HEADER_LEN];
+    read(&mut head, 0).map_err(|e| PayloadError::io("cannot read the key record of", path, e))?;
+    let h = KeysHeader::decode(&head).map_err(|e| e.at(path))?;
+    let mut wrapped = vec![0u8; h.age_len as usize];
+    read(&mut wrapped, KEYS_HEADER_LEN as u64)
+        .map_err(|e| PayloadError::io("cannot read the key record of", path, e))?;
+    let key = open_key(&h, &wrapped, unlock, path)?;
+    Ok((
+        ImageKey::new(key, h.image_id),
+        (KEYS_HEADER_LEN + wrapped.len()) as u64,
+    ))
+}
+
 impl Container {
-    /// Reads the manifest frame's bytes.
+    /// Reads the manifest frame's bytes (decrypted, for an encrypted image).
     pub fn manifest_bytes(&self) -> Result<Vec<u8>, PayloadError> {
         let mut buf = vec![0u8; self.manifest.len as usize];
         self.manifest
             .read_exact_at(&mut buf, 0)
             .map_err(|e| PayloadError::io("cannot read the manifest of", &self.path, e))?;
-        Ok(buf)
+        match &self.key {
+            Some(k) => k.open_manifest(&buf).map_err(|e| e.at(&self.path)),
+            None => Ok(buf),
+        }
+    }
+
+    /// Whether the image is encrypted.
+    pub fn encrypted(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// The image's key, when encrypted.
+    pub fn key(&self) -> Option<&ImageKey> {
+        self.key.as_ref()
     }
 
     /// Locates every pack the manifest lists and checks its length and header.
@@ -108,13 +184,18 @@ impl Container {
             ContainerKind::Oimg => {
                 let mut at = self.packs_start;
                 let mut v = Vec::with_capacity(m.packs.len());
-                for p in &m.packs {
-                    v.push(Span {
+                for (i, p) in m.packs.iter().enumerate() {
+                    let span = Span {
                         file: self.manifest.file.clone(),
                         offset: at,
                         len: p.len,
-                    });
-                    at = at.saturating_add(p.len);
+                        sealed: self
+                            .key
+                            .as_ref()
+                            .map(|k| k.cipher(StreamId::Pack(i as u32))),
+                    };
+                    at = at.saturating_add(span.stored_len());
+                    v.push(span);
                 }
                 if at != self.manifest.offset {
                     return Err(PayloadError::Image {
@@ -125,7 +206,7 @@ impl Container {
                 }
                 v
             }
-            ContainerKind::Iso => self.iso_packs.clone(),
+            ContainerKind::Iso => self.iso_packs_plain()?,
         };
         if spans.len() != m.packs.len() {
             return Err(PayloadError::Image {
@@ -161,5 +242,28 @@ impl Container {
             });
         }
         Ok(spans)
+    }
+
+    /// The ISO's pack extents, as plaintext spans when the image is encrypted.
+    fn iso_packs_plain(&self) -> Result<Vec<Span>, PayloadError> {
+        let Some(key) = &self.key else {
+            return Ok(self.iso_packs.clone());
+        };
+        let mut v = Vec::with_capacity(self.iso_packs.len());
+        for (i, s) in self.iso_packs.iter().enumerate() {
+            let len = stream::plain_len(s.len).ok_or_else(|| PayloadError::Image {
+                path: self.path.clone(),
+                msg: format!(
+                    "pack {i}: {} bytes is no encrypted length (truncated?)",
+                    s.len
+                ),
+            })?;
+            v.push(Span {
+                len,
+                sealed: Some(key.cipher(StreamId::Pack(i as u32))),
+                ..s.clone()
+            });
+        }
+        Ok(v)
     }
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{Container, ContainerKind, Span};
+use crate::envelope::{ImageKey, Unlock};
 use crate::payload::PayloadError;
 use crate::payload::frame::{decode_frame_header, encode_manifest};
 use crate::payload::manifest::Manifest;
@@ -20,6 +21,7 @@ pub(super) fn open(
     file: Arc<File>,
     len: u64,
     head: &[u8; RECORD_LEN],
+    unlock: &Unlock,
 ) -> Result<Container, PayloadError> {
     let header = ImageHeader::decode(head)?;
     if len < 2 * RECORD_LEN as u64 {
@@ -54,17 +56,38 @@ pub(super) fn open(
             "manifest length disagrees with the trailer",
         ));
     }
+    if frame.sealed != header.encrypted {
+        return Err(PayloadError::format(
+            "header and manifest disagree about encryption (damaged or altered)",
+        ));
+    }
+    // FORMAT.md §11.5: an encrypted image has its key record right after the header.
+    let (key, packs_start) = if header.encrypted {
+        let (key, len) = super::read_key(path, unlock, &|buf, at| {
+            let at = RECORD_LEN as u64 + at;
+            if at + buf.len() as u64 > trailer.manifest_offset {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "key record runs past the packs",
+                ));
+            }
+            file.read_exact_at(buf, at)
+        })?;
+        if key.data_key().0 != &header.image_id {
+            return Err(PayloadError::format("key record belongs to another image"));
+        }
+        (Some(key), RECORD_LEN as u64 + len)
+    } else {
+        (None, RECORD_LEN as u64)
+    };
     Ok(Container {
         path: path.to_path_buf(),
         kind: ContainerKind::Oimg,
-        manifest: Span {
-            file,
-            offset: trailer.manifest_offset,
-            len: trailer.manifest_len,
-        },
-        packs_start: RECORD_LEN as u64,
+        manifest: Span::plain(file, trailer.manifest_offset, trailer.manifest_len),
+        packs_start,
         iso_packs: Vec::new(),
         image_id: Some(header.image_id),
+        key,
     })
 }
 
@@ -76,6 +99,8 @@ pub struct OimgWriter {
     image_id: [u8; 16],
     /// Bytes before this offset have had their writeback started.
     writeback_from: u64,
+    /// Encrypted image: its key, to seal the manifest.
+    key: Option<ImageKey>,
 }
 
 /// Start writeback every this many bytes, so the one fsync at the end has little left to do
@@ -83,22 +108,40 @@ pub struct OimgWriter {
 const WRITEBACK_STEP: u64 = 64 << 20;
 
 impl OimgWriter {
-    /// Starts an image in `file` (already created, empty) named `path` for messages.
-    pub fn new(file: File, path: &Path, image_id: [u8; 16]) -> Result<Self, PayloadError> {
+    /// Starts an image in `file` (already created, empty) named `path` for messages. With
+    /// `seal` (the image's key and its key record) the image is encrypted: the record follows
+    /// the header, and the packs must come through a `SealedSink`.
+    pub fn new(
+        file: File,
+        path: &Path,
+        image_id: [u8; 16],
+        seal: Option<(&ImageKey, &[u8])>,
+    ) -> Result<Self, PayloadError> {
         let mut w = OimgWriter {
             out: BufWriter::with_capacity(4 << 20, file),
             path: path.to_path_buf(),
             pos: 0,
             image_id,
             writeback_from: 0,
+            key: seal.map(|(k, _)| k.clone()),
         };
-        w.write_all(&ImageHeader { image_id }.encode())?;
+        let header = ImageHeader {
+            image_id,
+            encrypted: seal.is_some(),
+        };
+        w.write_all(&header.encode())?;
+        if let Some((_, record)) = seal {
+            w.write_all(record)?;
+        }
         Ok(w)
     }
 
     /// Appends the manifest and the trailer and syncs the file to disk.
     pub fn finish(mut self, m: &Manifest) -> Result<File, PayloadError> {
-        let frame = encode_manifest(m)?;
+        let mut frame = encode_manifest(m)?;
+        if let Some(k) = &self.key {
+            frame = k.seal_manifest(&frame);
+        }
         let trailer = Trailer {
             manifest_offset: self.pos,
             manifest_len: frame.len() as u64,

@@ -27,6 +27,7 @@ pub fn encode_manifest(m: &Manifest) -> Result<Vec<u8>, PayloadError> {
         ));
     }
     let header = FrameHeader {
+        sealed: false,
         stored_len: body.len() as u64,
         raw_len: raw.len() as u64,
         hash: *blake3::hash(&body).as_bytes(),
@@ -49,6 +50,11 @@ pub fn decode_frame_header(bytes: &[u8]) -> Result<FrameHeader, PayloadError> {
 /// Decodes a complete frame: header checks, hash check, bounded decompression and decoding.
 pub fn decode_manifest(frame: &[u8]) -> Result<Manifest, PayloadError> {
     let h = decode_frame_header(frame)?;
+    if h.sealed {
+        return Err(PayloadError::format(
+            "the manifest is encrypted but the image has no key record (damaged or altered)",
+        ));
+    }
     let body = &frame[RECORD_LEN..];
     if body.len() as u64 != h.stored_len {
         return Err(PayloadError::format(format!(
@@ -62,7 +68,13 @@ pub fn decode_manifest(frame: &[u8]) -> Result<Manifest, PayloadError> {
             "manifest checksum mismatch (damaged image)",
         ));
     }
-    let raw = zstd::bulk::decompress(body, h.raw_len as usize)
+    // Streamed, so memory grows with the bytes actually produced, never with what the header
+    // claims (fuzzing found a 3 GB allocation from a 500-byte frame with bulk decompression).
+    let mut raw = Vec::with_capacity((h.raw_len as usize).min(64 << 20));
+    zstd::stream::read::Decoder::new(body)
+        .and_then(|d| {
+            std::io::Read::read_to_end(&mut std::io::Read::take(d, h.raw_len + 1), &mut raw)
+        })
         .map_err(|e| PayloadError::format(format!("manifest does not decompress: {e}")))?;
     if raw.len() as u64 != h.raw_len {
         return Err(PayloadError::format(

@@ -33,6 +33,12 @@ pub enum PayloadError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The image is encrypted and nothing was given to open it.
+    #[error("{path} is encrypted: give {what}")]
+    NeedKey { path: PathBuf, what: &'static str },
+    /// The passphrase or key given does not open the image.
+    #[error("wrong passphrase or key for {}", .0.display())]
+    WrongKey(PathBuf),
     /// A source file could not be captured.
     #[error("{path}: {msg}")]
     Source { path: PathBuf, msg: String },

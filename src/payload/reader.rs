@@ -12,12 +12,14 @@ use super::frame::decode_manifest;
 use super::manifest::{BlockIndex, ChunkId, ChunkIndex, Manifest};
 use super::records::{BLOCK_HEADER_LEN, BlockHeader};
 use super::validate::validate;
+use crate::envelope::Unlock;
 use crate::image::{self, ContainerKind, Span};
 
 /// An open image: its manifest and where its packs are.
 pub struct PayloadReader {
     path: PathBuf,
     kind: ContainerKind,
+    encrypted: bool,
     manifest: Manifest,
     packs: Vec<Span>,
 }
@@ -48,9 +50,10 @@ impl BlockCache {
 }
 
 impl PayloadReader {
-    /// Opens and checks the image at `path` (a `.oimg` or an ISO made by osimage).
-    pub fn open(path: &Path) -> Result<PayloadReader, PayloadError> {
-        let c = image::open(path)?;
+    /// Opens and checks the image at `path` (a `.oimg` or an ISO made by osimage); an
+    /// encrypted one with what `unlock` holds or asks for.
+    pub fn open(path: &Path, unlock: &Unlock) -> Result<PayloadReader, PayloadError> {
+        let c = image::open(path, unlock)?;
         let frame = c.manifest_bytes()?;
         let manifest = decode_manifest(&frame).map_err(|e| e.at(path))?;
         validate(&manifest).map_err(|e| e.at(path))?;
@@ -58,9 +61,15 @@ impl PayloadReader {
         Ok(PayloadReader {
             path: path.to_path_buf(),
             kind: c.kind,
+            encrypted: c.encrypted(),
             manifest,
             packs,
         })
+    }
+
+    /// Whether the image is encrypted (FORMAT.md §11).
+    pub fn encrypted(&self) -> bool {
+        self.encrypted
     }
 
     pub fn manifest(&self) -> &Manifest {

@@ -71,14 +71,20 @@ pub fn is_image_header(bytes: &[u8]) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImageHeader {
     pub image_id: [u8; 16],
+    /// Flags bit 0: the packs and manifest are encrypted, a key record follows (§11).
+    pub encrypted: bool,
 }
+
+/// Image header and manifest frame flag bit 0: the encryption envelope (FORMAT.md §11).
+pub const FLAG_ENCRYPTED: u16 = 1;
 
 impl ImageHeader {
     pub fn encode(&self) -> [u8; RECORD_LEN] {
         let mut b = [0u8; RECORD_LEN];
         b[0..8].copy_from_slice(IMAGE_MAGIC); // 0: magic
         b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes()); // 8: version
-        // 10: flags (0), 12: reserved
+        let flags = if self.encrypted { FLAG_ENCRYPTED } else { 0 };
+        b[10..12].copy_from_slice(&flags.to_le_bytes()); // 10: flags; 12: reserved
         b[16..32].copy_from_slice(&self.image_id); // 16: image id
         b
     }
@@ -88,13 +94,15 @@ impl ImageHeader {
             return Err(PayloadError::format("not an osimage image (bad magic)"));
         }
         check_version(u16_at(b, 8), "the image")?;
-        if u16_at(b, 10) != 0 {
+        let flags = u16_at(b, 10);
+        if flags & !FLAG_ENCRYPTED != 0 {
             return Err(PayloadError::format("image header has unknown flags"));
         }
         check_reserved(b, 12..16, "the image header")?;
         check_reserved(b, 32..64, "the image header")?;
         Ok(ImageHeader {
             image_id: array_at(b, 16),
+            encrypted: flags & FLAG_ENCRYPTED != 0,
         })
     }
 }
@@ -212,6 +220,8 @@ impl BlockHeader {
 /// The header of the manifest frame (FORMAT.md §4).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FrameHeader {
+    /// Flags bit 0: the body is a sealed stream holding the plain frame (FORMAT.md §11.4).
+    pub sealed: bool,
     pub stored_len: u64,
     pub raw_len: u64,
     pub hash: [u8; 32],
@@ -222,7 +232,8 @@ impl FrameHeader {
         let mut b = [0u8; RECORD_LEN];
         b[0..8].copy_from_slice(MANIFEST_MAGIC); // 0: magic
         b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes()); // 8: version
-        b[10] = 1; // 10: codec zstd; 11: flags; 12: reserved
+        b[10] = 1; // 10: codec zstd
+        b[11] = self.sealed as u8; // 11: flags; 12: reserved
         b[16..24].copy_from_slice(&self.stored_len.to_le_bytes()); // 16: stored length
         b[24..32].copy_from_slice(&self.raw_len.to_le_bytes()); // 24: raw length
         b[32..64].copy_from_slice(&self.hash); // 32: BLAKE3 of the body
@@ -240,13 +251,14 @@ impl FrameHeader {
                 b[10]
             )));
         }
-        if b[11] != 0 {
+        if b[11] & !(FLAG_ENCRYPTED as u8) != 0 {
             return Err(PayloadError::format(
-                "manifest is encrypted or uses flags this osimage does not know",
+                "manifest uses flags this osimage does not know",
             ));
         }
         check_reserved(b, 12..16, "the manifest frame header")?;
         let h = FrameHeader {
+            sealed: b[11] & FLAG_ENCRYPTED as u8 != 0,
             stored_len: u64_at(b, 16),
             raw_len: u64_at(b, 24),
             hash: array_at(b, 32),
@@ -293,7 +305,11 @@ mod tests {
 
     #[test]
     fn newer_versions_are_refused_with_a_clear_reason() {
-        let mut b = ImageHeader { image_id: [1; 16] }.encode();
+        let mut b = ImageHeader {
+            image_id: [1; 16],
+            encrypted: false,
+        }
+        .encode();
         b[8] = 9;
         let e = ImageHeader::decode(&b).unwrap_err().to_string();
         assert!(e.contains("newer osimage"), "{e}");
@@ -307,6 +323,7 @@ mod tests {
         };
         assert_eq!(PackHeader::decode(&p.encode()).unwrap(), p);
         let f = FrameHeader {
+            sealed: false,
             stored_len: 10,
             raw_len: 20,
             hash: [5; 32],

@@ -94,6 +94,10 @@ fn check_entries(m: &Manifest) -> Result<(), PayloadError> {
                 return Err(bad(format!("directory {:?} listed twice", show(&e.path))));
             }
             EntryKind::File { size, runs } => {
+                // Linux files end below 2^63 (off_t); a bigger size is an absurd claim.
+                if *size > i64::MAX as u64 {
+                    return Err(bad(format!("{:?}: impossible size {size}", show(&e.path))));
+                }
                 let mut end = 0u64;
                 for r in runs {
                     if r.offset < end {
@@ -109,10 +113,9 @@ fn check_entries(m: &Manifest) -> Result<(), PayloadError> {
                         })?;
                         len += rec.len as u64;
                     }
-                    end = r
-                        .offset
-                        .checked_add(len)
-                        .ok_or_else(|| bad("size overflow".into()))?;
+                    end = r.offset.checked_add(len).ok_or_else(|| {
+                        bad(format!("{:?}: data runs past 2^64 bytes", show(&e.path)))
+                    })?;
                     if end > *size {
                         return Err(bad(format!("{:?}: data beyond its size", show(&e.path))));
                     }

@@ -52,9 +52,14 @@ pub struct Base {
 }
 
 impl Base {
+    /// Whether the base is encrypted (a refresh of it must be too: docs/SECURITY.md).
+    pub fn encrypted(&self) -> bool {
+        self.reader.encrypted()
+    }
+
     /// Opens and checks the image at `path` and indexes its chunks.
-    pub fn open(path: &Path) -> Result<Base, PayloadError> {
-        let reader = PayloadReader::open(path)?;
+    pub fn open(path: &Path, unlock: &crate::envelope::Unlock) -> Result<Base, PayloadError> {
+        let reader = PayloadReader::open(path, unlock)?;
         let m = reader.manifest();
         let ids = m
             .chunks

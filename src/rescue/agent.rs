@@ -22,11 +22,11 @@ mod dialogue;
 mod disks;
 mod medium;
 mod sys;
+pub mod unlock;
 
 use std::path::Path;
 use std::time::Duration;
 
-use crate::payload::reader::PayloadReader;
 use crate::restore::log::LineProgress;
 use crate::restore::{self, RestoreOptions};
 
@@ -176,8 +176,19 @@ fn restore_from(
         con.line("osimage: the medium carries no image payload: nothing to restore");
         return Ok(Outcome::Ready);
     }
-    let reader = PayloadReader::open(Path::new(&medium.device))
-        .map_err(|e| format!("image-unreadable {e}"))?;
+    let keyfile = opts
+        .keyfile
+        .as_deref()
+        .map(|k| unlock::read_keyfile(k, &medium.mount_point))
+        .transpose()?;
+    let reader = unlock::without_echo(|| {
+        unlock::open_image(
+            Path::new(&medium.device),
+            keyfile.as_deref(),
+            con,
+            &mut std::io::stdin().lock(),
+        )
+    })?;
     let default_layout = match restore::has_no_layout(&reader) {
         Ok(false) => false,
         Ok(true) => use_default_layout(opts, con)?,

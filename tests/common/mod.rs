@@ -197,7 +197,40 @@ where
     })
 }
 
-fn osimage_with<I, S>(args: I, configure: impl FnOnce(&mut Command)) -> Run
+/// Like `osimage`, with extra environment variables.
+pub fn osimage_env<I, S>(args: I, env: &[(&str, &str)]) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    osimage_with(args, |cmd| {
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+    })
+}
+
+/// Like `osimage`, in a new session without a controlling terminal: nothing can prompt.
+pub fn osimage_no_tty<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    use std::os::unix::process::CommandExt;
+    osimage_with(args, |cmd| {
+        // SAFETY: setsid is async-signal-safe; runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    })
+}
+
+pub fn osimage_with<I, S>(args: I, configure: impl FnOnce(&mut Command)) -> Run
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,

@@ -4,6 +4,9 @@
 //! `osimage.wait=SECONDS` (how long to look for the boot medium), `osimage.default-layout=1`
 //! (an image that recorded no disk layout goes onto osimage's default one, docs/RESTORE.md),
 //! `osimage.generalize=1` and `osimage.hostname=NAME|RULE` (docs/GENERALIZE.md).
+//! `osimage.wait=SECONDS` (how long to look for the boot medium), `osimage.keyfile=PATH` (the
+//! passphrase or age key of an encrypted image: a path on the boot medium, or `DEVICE:PATH`
+//! on a second medium).
 
 /// What auto mode does at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +32,7 @@ pub struct AgentOptions {
     pub generalize: bool,
     /// Its hostname, or a rule with `{mac}`.
     pub hostname: Option<String>,
+    pub keyfile: Option<String>,
 }
 
 impl Default for AgentOptions {
@@ -45,6 +49,7 @@ impl Default for AgentOptions {
             default_layout: false,
             generalize: false,
             hostname: None,
+            keyfile: None,
         }
     }
 }
@@ -78,6 +83,7 @@ impl AgentOptions {
                         AfterRestore::PowerOff
                     }
                 }
+                "keyfile" if !value.is_empty() => o.keyfile = Some(value.to_string()),
                 "wait" => o.wait_secs = value.parse().unwrap_or(o.wait_secs),
                 _ => {}
             }
@@ -97,8 +103,10 @@ mod tests {
     fn parses_the_menu_parameters() {
         let o = AgentOptions::parse(
             "BOOT_IMAGE=/x console=tty0 console=ttyS0,115200 osimage.id=ABCDEF osimage.auto=1 \
-             osimage.target=/dev/vda osimage.force=1 osimage.poweroff=reboot osimage.wait=7",
+             osimage.target=/dev/vda osimage.force=1 osimage.poweroff=reboot osimage.wait=7 \
+             osimage.keyfile=/dev/vdb:/keys/host.txt",
         );
+        assert_eq!(o.keyfile.as_deref(), Some("/dev/vdb:/keys/host.txt"));
         assert!(o.auto && o.force && !o.shell);
         assert_eq!(o.target.as_deref(), Some("/dev/vda"));
         assert_eq!(o.image_id.as_deref(), Some("abcdef"));

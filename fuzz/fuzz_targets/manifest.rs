@@ -1,0 +1,10 @@
+//! The manifest frame reader and the structural checks (FORMAT.md §4, §5, §7).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(m) = osimage::payload::frame::decode_manifest(data) {
+        let _ = osimage::payload::validate::validate(&m);
+    }
+});

@@ -1,0 +1,40 @@
+#!/bin/bash
+# Runs every fuzz target for a bounded time (not part of CI's default run; issue #7).
+#   fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]      default: 180 s, all targets
+# Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). Seeds come from a
+# small image captured with the release binary (cargo build --release first). A crash leaves
+# its input in fuzz/artifacts/TARGET/; copy it to tests/fuzz-regressions/TARGET/ so
+# tests/fuzz_regressions.rs keeps it fixed.
+set -euo pipefail
+cd "$(dirname "$0")"
+secs=${1:-180}
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(manifest oimg iso layout)
+bin=../target/release/osimage
+[ -x "$bin" ] || { echo "build the release binary first: cargo build --release" >&2; exit 1; }
+
+seed_dir=$(mktemp -d)
+trap 'rm -rf "$seed_dir"' EXIT
+mkdir -p "$seed_dir/src/etc" corpus/{manifest,oimg,iso,layout}
+echo "seed" > "$seed_dir/src/etc/hostname"
+head -c 70000 /dev/urandom > "$seed_dir/src/blob"
+ln -s hostname "$seed_dir/src/etc/link"
+"$bin" capture -q "$seed_dir/src" -o "$seed_dir/seed.oimg"
+cp "$seed_dir/seed.oimg" corpus/oimg/seed.oimg
+# The manifest frame: trailer bytes 16..24 = offset M, 24..32 = length F (FORMAT.md §6.1).
+python3 - "$seed_dir/seed.oimg" corpus/manifest/seed.osm <<'PY'
+import struct, sys
+b = open(sys.argv[1], 'rb').read()
+m, f = struct.unpack_from('<QQ', b, len(b) - 64 + 16)
+open(sys.argv[2], 'wb').write(b[m:m + f])
+PY
+if command -v xorriso >/dev/null; then
+    xorriso -as mkisofs -quiet -R -J -o corpus/iso/seed.iso "$seed_dir/src" 2>/dev/null
+fi
+
+for t in "${targets[@]}"; do
+    echo "== $t: ${secs}s"
+    cargo +nightly fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=2048 \
+        -max_len=1048576
+done

@@ -1,0 +1,183 @@
+//! Where the command line gets keys: `--encrypt` with a passphrase or `--recipient`s for
+//! capture; `--identity`, `--passphrase-file`, `OSIMAGE_PASSPHRASE` or a prompt for readers
+//! (docs/SECURITY.md).
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use age::secrecy::{ExposeSecret, SecretString};
+use clap::Args;
+
+use crate::envelope::Unlock;
+use crate::envelope::keys::Lock;
+
+/// The environment variable a passphrase may come from (for automation; a file is safer).
+pub const PASSPHRASE_ENV: &str = "OSIMAGE_PASSPHRASE";
+
+/// How to open an encrypted image.
+#[derive(Debug, Args, Clone, Default)]
+pub struct KeyArgs {
+    /// Read the passphrase of an encrypted image from FILE (its first line). Without it (and
+    /// without OSIMAGE_PASSPHRASE) the passphrase is asked for on the terminal.
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// An age secret key file (lines `AGE-SECRET-KEY-1…`, made by age-keygen) for images
+    /// encrypted to its public key with `capture --recipient`. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Vec<PathBuf>,
+}
+
+/// Who can open the image `capture` writes.
+#[derive(Debug, Args, Clone, Default)]
+pub struct EncryptArgs {
+    /// Encrypt the payload (every pack and the manifest; FORMAT.md §11). The passphrase comes
+    /// from --passphrase-file, OSIMAGE_PASSPHRASE or a prompt, unless --recipient is given.
+    #[arg(long)]
+    pub encrypt: bool,
+    /// Encrypt to this age public key (`age1…`) instead of a passphrase: capture then needs
+    /// no secret at all. Repeatable; implies --encrypt.
+    #[arg(long, value_name = "AGE_PUBLIC_KEY")]
+    pub recipient: Vec<String>,
+    /// Read age public keys from FILE, one a line (# comments). Repeatable; implies --encrypt.
+    #[arg(long, value_name = "FILE")]
+    pub recipient_file: Vec<PathBuf>,
+}
+
+/// A problem with a key, a key file or a passphrase.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct KeyError(String);
+
+fn read_text(path: &Path, what: &str) -> Result<String, KeyError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| KeyError(format!("cannot read the {what} {}: {e}", path.display())))
+}
+
+/// The first line of a passphrase file, without its line end; an empty one is refused.
+fn passphrase_from_file(path: &Path) -> Result<SecretString, KeyError> {
+    let text = read_text(path, "passphrase file")?;
+    let line = text.lines().next().unwrap_or("");
+    if line.is_empty() {
+        return Err(KeyError(format!(
+            "the passphrase file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(SecretString::from(line.to_string()))
+}
+
+/// The lines of a key file that are not blank or comments, with their numbers.
+fn key_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+}
+
+/// Reads age X25519 identities from `path`.
+pub fn identities_from_file(path: &Path) -> Result<Vec<age::x25519::Identity>, KeyError> {
+    let text = read_text(path, "identity file")?;
+    let mut out = Vec::new();
+    for (n, line) in key_lines(&text) {
+        out.push(age::x25519::Identity::from_str(line).map_err(|_| {
+            KeyError(format!(
+                "{}:{n}: not an age secret key (AGE-SECRET-KEY-1…)",
+                path.display()
+            ))
+        })?);
+    }
+    if out.is_empty() {
+        return Err(KeyError(format!(
+            "{} holds no age secret key",
+            path.display()
+        )));
+    }
+    Ok(out)
+}
+
+fn recipient(text: &str, place: &str) -> Result<age::x25519::Recipient, KeyError> {
+    age::x25519::Recipient::from_str(text)
+        .map_err(|_| KeyError(format!("{place}: not an age public key (age1…): {text:?}")))
+}
+
+/// The passphrase given without a prompt: `--passphrase-file`, else `OSIMAGE_PASSPHRASE`.
+fn given_passphrase(file: Option<&Path>) -> Result<Option<SecretString>, KeyError> {
+    if let Some(f) = file {
+        return passphrase_from_file(f).map(Some);
+    }
+    match std::env::var(PASSPHRASE_ENV) {
+        Ok(p) if !p.is_empty() => Ok(Some(SecretString::from(p))),
+        _ => Ok(None),
+    }
+}
+
+fn prompt(text: &str) -> std::io::Result<SecretString> {
+    rpassword::prompt_password(text).map(SecretString::from)
+}
+
+impl KeyArgs {
+    /// What a reading command opens encrypted images with; the prompt is only used when an
+    /// image asks for a passphrase that was not given.
+    pub fn unlock(&self) -> Result<Unlock, KeyError> {
+        let mut identities = Vec::new();
+        for f in &self.identity {
+            identities.extend(identities_from_file(f)?);
+        }
+        Ok(Unlock {
+            identities,
+            passphrase: given_passphrase(self.passphrase_file.as_deref())?,
+            ask: Some(Box::new(|image: &Path| {
+                prompt(&format!("Passphrase for {}: ", image.display())).map_err(|e| {
+                    std::io::Error::other(format!(
+                        "no terminal to ask on ({e}); give --passphrase-file FILE, \
+                         {PASSPHRASE_ENV} or --identity FILE"
+                    ))
+                })
+            })),
+            ..Unlock::default()
+        })
+    }
+}
+
+impl EncryptArgs {
+    /// Who may open the new image, or None when it is not encrypted.
+    pub fn lock(&self, keys: &KeyArgs) -> Result<Option<Lock>, KeyError> {
+        let mut recipients = Vec::new();
+        for r in &self.recipient {
+            recipients.push(recipient(r, "--recipient")?);
+        }
+        for f in &self.recipient_file {
+            let text = read_text(f, "recipient file")?;
+            for (n, line) in key_lines(&text) {
+                recipients.push(recipient(line, &format!("{}:{n}", f.display()))?);
+            }
+        }
+        if !recipients.is_empty() {
+            return Ok(Some(Lock::Recipients(recipients)));
+        }
+        if !self.recipient_file.is_empty() {
+            return Err(KeyError("the recipient files hold no public key".into()));
+        }
+        if !self.encrypt {
+            return Ok(None);
+        }
+        if let Some(p) = given_passphrase(keys.passphrase_file.as_deref())? {
+            return Ok(Some(Lock::Passphrase(p)));
+        }
+        let no_tty = |e: std::io::Error| {
+            KeyError(format!(
+                "--encrypt needs a passphrase: none on a terminal ({e}); give \
+                 --passphrase-file FILE, {PASSPHRASE_ENV} or --recipient"
+            ))
+        };
+        let first = prompt("Passphrase for the new image: ").map_err(no_tty)?;
+        let again = prompt("Same passphrase again: ").map_err(no_tty)?;
+        if first.expose_secret() != again.expose_secret() {
+            return Err(KeyError("the two passphrases differ".into()));
+        }
+        if first.expose_secret().is_empty() {
+            return Err(KeyError("an empty passphrase protects nothing".into()));
+        }
+        Ok(Some(Lock::Passphrase(first)))
+    }
+}

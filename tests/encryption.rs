@@ -1,0 +1,366 @@
+//! `capture --encrypt` (docs/FORMAT.md §11, docs/SECURITY.md): an encrypted image round-trips
+//! with its passphrase or age key, shows no file name or content, says "wrong passphrase or
+//! key" for a wrong one and "damaged" for damage, and the rescue agent's console prompt opens
+//! it (the prompt logic, run here without a VM).
+
+mod common;
+
+use std::ffi::OsStr;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use age::secrecy::ExposeSecret;
+use common::{Run, osimage, osimage_no_tty};
+use osimage::rescue::agent::Console;
+use osimage::rescue::agent::unlock::open_image;
+use tempfile::TempDir;
+
+const SECRET_NAME: &str = "id_ed25519-of-the-ceo";
+const SECRET_TEXT: &[u8] = b"the launch codes are 0000, repeated for compressibility. ";
+
+struct Case {
+    dir: TempDir,
+    root: PathBuf,
+}
+
+impl Case {
+    fn new() -> Case {
+        let dir = common::scratch();
+        let root = dir.path().join("src");
+        std::fs::create_dir_all(root.join("home/ceo/.ssh")).expect("mkdir");
+        std::fs::write(
+            root.join("home/ceo/.ssh").join(SECRET_NAME),
+            SECRET_TEXT.repeat(2000),
+        )
+        .expect("write");
+        std::fs::write(
+            root.join("noise.bin"),
+            common::fixture::Rng::new(9).bytes(400_000),
+        )
+        .expect("write");
+        Case { dir, root }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+
+    /// An age key pair: (identity file, public key).
+    fn identity(&self, name: &str) -> (PathBuf, String) {
+        let id = age::x25519::Identity::generate();
+        let file = self.write(
+            name,
+            &format!("# test key\n{}\n", id.to_string().expose_secret()),
+        );
+        (file, id.to_public().to_string())
+    }
+}
+
+fn run(args: &[&OsStr]) -> Run {
+    osimage(args.iter().copied())
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn a_passphrase_image_round_trips_and_shows_no_name_or_content() {
+    let c = Case::new();
+    let pw = c.write("pw", "correct horse battery staple\n");
+    let image = c.path("enc.oimg");
+    let plain = c.path("plain.oimg");
+    common::capture(&c.root, &plain, &["-q"]);
+    common::capture(
+        &c.root,
+        &image,
+        &["-q", "--encrypt", "--passphrase-file", pw.to_str().unwrap()],
+    );
+    // The control: the plain image stores the content verbatim (zstd keeps its first bytes).
+    let plain_bytes = std::fs::read(&plain).expect("read");
+    assert!(
+        contains(&plain_bytes, &SECRET_TEXT[..24]),
+        "control: plain content visible"
+    );
+    let bytes = std::fs::read(&image).expect("read");
+    assert!(
+        !contains(&bytes, SECRET_NAME.as_bytes()),
+        "file name visible"
+    );
+    assert!(
+        !contains(&bytes, &SECRET_TEXT[..24]),
+        "file content visible"
+    );
+    assert!(!contains(&bytes, b"OBLK"), "block headers visible");
+
+    let list = run(&[
+        "list".as_ref(),
+        image.as_os_str(),
+        "--passphrase-file".as_ref(),
+        pw.as_os_str(),
+    ])
+    .ok();
+    assert!(
+        list.stdout_str().contains(SECRET_NAME),
+        "{}",
+        list.describe()
+    );
+    let out = c.path("out");
+    run(&[
+        "extract".as_ref(),
+        image.as_os_str(),
+        "-C".as_ref(),
+        out.as_os_str(),
+        "--passphrase-file".as_ref(),
+        pw.as_os_str(),
+    ])
+    .ok();
+    let rel = Path::new("home/ceo/.ssh").join(SECRET_NAME);
+    assert_eq!(
+        std::fs::read(out.join(&rel)).expect("extracted"),
+        std::fs::read(c.root.join(&rel)).expect("source")
+    );
+    // The environment variable works too, and verify checks every sealed segment.
+    let v = common::osimage_env(
+        ["verify".as_ref(), image.as_os_str()],
+        &[("OSIMAGE_PASSPHRASE", "correct horse battery staple")],
+    )
+    .ok();
+    assert!(v.stdout_str().contains("OK"), "{}", v.describe());
+}
+
+#[test]
+fn a_wrong_or_missing_passphrase_is_a_clear_error_and_nothing_is_written() {
+    let c = Case::new();
+    let pw = c.write("pw", "right\n");
+    let wrong = c.write("wrong", "wrong\n");
+    let image = c.path("enc.oimg");
+    common::capture(
+        &c.root,
+        &image,
+        &["-q", "--encrypt", "--passphrase-file", pw.to_str().unwrap()],
+    );
+    for cmd in ["list", "info", "verify"] {
+        let r = run(&[
+            cmd.as_ref(),
+            image.as_os_str(),
+            "--passphrase-file".as_ref(),
+            wrong.as_os_str(),
+        ])
+        .fails();
+        assert_eq!(
+            r.stderr.trim_end(),
+            format!(
+                "osimage: error: wrong passphrase or key for {}",
+                image.display()
+            ),
+            "{cmd}"
+        );
+    }
+    let out = c.path("out");
+    run(&[
+        "extract".as_ref(),
+        image.as_os_str(),
+        "-C".as_ref(),
+        out.as_os_str(),
+        "--passphrase-file".as_ref(),
+        wrong.as_os_str(),
+    ])
+    .fails()
+    .mentions(b"wrong passphrase or key");
+    assert!(
+        !out.exists() || common::is_empty_dir(&out),
+        "extract wrote with a wrong key"
+    );
+    // No passphrase and no terminal to ask on.
+    let r = osimage_no_tty(["list".as_ref(), image.as_os_str()]).fails();
+    assert!(r.stderr.contains("--passphrase-file"), "{}", r.describe());
+    // --encrypt without any passphrase source and no terminal: refused before writing.
+    let r = osimage_no_tty([
+        "capture".as_ref(),
+        c.root.as_os_str(),
+        "-o".as_ref(),
+        c.path("never.oimg").as_os_str(),
+        "--encrypt".as_ref(),
+    ])
+    .fails();
+    assert!(r.stderr.contains("needs a passphrase"), "{}", r.describe());
+    assert!(!c.path("never.oimg").exists());
+}
+
+#[test]
+fn a_recipient_capture_holds_no_secret_and_opens_with_the_identity() {
+    let c = Case::new();
+    let (id, public) = c.identity("id.txt");
+    let (other, _) = c.identity("other.txt");
+    let image = c.path("enc.oimg");
+    // --verify reads the image back with the writer's own key: no identity needed.
+    common::capture(&c.root, &image, &["-q", "--recipient", &public, "--verify"]);
+    let list = run(&[
+        "list".as_ref(),
+        image.as_os_str(),
+        "--identity".as_ref(),
+        id.as_os_str(),
+    ])
+    .ok();
+    assert!(list.stdout_str().contains(SECRET_NAME));
+    run(&[
+        "list".as_ref(),
+        image.as_os_str(),
+        "--identity".as_ref(),
+        other.as_os_str(),
+    ])
+    .fails()
+    .mentions(b"wrong passphrase or key for");
+    let r = osimage_no_tty(["list".as_ref(), image.as_os_str()]).fails();
+    assert!(r.stderr.contains("--identity FILE"), "{}", r.describe());
+    // A refresh of an encrypted base, encrypted again.
+    std::fs::write(c.root.join("new.txt"), b"new\n").expect("write");
+    let next = c.path("next.oimg");
+    common::capture(
+        &c.root,
+        &next,
+        &[
+            "-q",
+            "--base",
+            image.to_str().unwrap(),
+            "--identity",
+            id.to_str().unwrap(),
+            "--recipient",
+            &public,
+        ],
+    );
+    let list = run(&[
+        "list".as_ref(),
+        next.as_os_str(),
+        "--identity".as_ref(),
+        id.as_os_str(),
+    ])
+    .ok();
+    assert!(
+        list.stdout_str().contains("/new.txt"),
+        "{}",
+        list.describe()
+    );
+    // A refresh of an encrypted base is never written in the clear.
+    osimage_no_tty([
+        "capture".as_ref(),
+        c.root.as_os_str(),
+        "-o".as_ref(),
+        c.path("clear.oimg").as_os_str(),
+        "--base".as_ref(),
+        image.as_os_str(),
+        "--identity".as_ref(),
+        id.as_os_str(),
+    ])
+    .fails()
+    .mentions(b"encrypt its refresh too");
+    assert!(!c.path("clear.oimg").exists());
+    // A bad recipient is a usage problem named as such.
+    osimage_no_tty([
+        "capture".as_ref(),
+        c.root.as_os_str(),
+        "-o".as_ref(),
+        c.path("x.oimg").as_os_str(),
+        "--recipient".as_ref(),
+        "age1notakey".as_ref(),
+    ])
+    .fails()
+    .mentions(b"not an age public key");
+}
+
+fn flip(image: &Path, offset: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(image)
+        .expect("open");
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, offset).expect("read");
+    f.write_all_at(&[b[0] ^ 0x01], offset).expect("write");
+}
+
+#[test]
+fn damage_to_an_encrypted_image_is_reported_as_damage_not_as_a_wrong_key() {
+    let c = Case::new();
+    let (id, public) = c.identity("id.txt");
+    let image = c.path("enc.oimg");
+    common::capture(&c.root, &image, &["-q", "--recipient", &public]);
+    let len = std::fs::metadata(&image).expect("stat").len();
+    let with_id = |img: &Path, cmd: &str| {
+        run(&[
+            cmd.as_ref(),
+            img.as_os_str(),
+            "--identity".as_ref(),
+            id.as_os_str(),
+        ])
+    };
+    // FORMAT.md §11.5: the key record is at 64; its wrapped key at 128.
+    let k = c.path("keyrec.oimg");
+    std::fs::copy(&image, &k).expect("copy");
+    flip(&k, 64 + 64 + 40);
+    let r = with_id(&k, "list").fails();
+    assert!(
+        r.stderr.contains("key record checksum mismatch"),
+        "{}",
+        r.describe()
+    );
+    // A flipped byte in the middle of the sealed packs: verify names the damaged file.
+    let p = c.path("pack.oimg");
+    std::fs::copy(&image, &p).expect("copy");
+    flip(&p, len / 3);
+    let r = with_id(&p, "verify").reports_damage();
+    assert!(r.stdout_str().contains("noise.bin"), "{}", r.describe());
+    // The sealed manifest (just before the 64-byte trailer).
+    let m = c.path("manifest.oimg");
+    std::fs::copy(&image, &m).expect("copy");
+    flip(&m, len - 64 - 100);
+    with_id(&m, "list").fails().mentions(b"checksum mismatch");
+}
+
+#[test]
+fn the_rescue_agent_asks_on_the_console_until_the_passphrase_opens_the_image() {
+    let c = Case::new();
+    let pw = c.write("pw", "rescue me\n");
+    let image = c.path("enc.oimg");
+    common::capture(
+        &c.root,
+        &image,
+        &["-q", "--encrypt", "--passphrase-file", pw.to_str().unwrap()],
+    );
+    let con = Console::open();
+    let mut input = Cursor::new(b"nope\nrescue me\n".to_vec());
+    let r = open_image(&image, None, &con, &mut input).expect("second try opens");
+    assert!(r.encrypted());
+    assert_eq!(input.position(), 15, "both lines read");
+    let mut three_wrong = Cursor::new(b"a\nb\nc\nrescue me\n".to_vec());
+    let e = open_image(&image, None, &con, &mut three_wrong)
+        .err()
+        .expect("three tries");
+    assert!(e.starts_with("wrong-passphrase"), "{e}");
+    let e = open_image(&image, None, &con, &mut Cursor::new(Vec::new()))
+        .err()
+        .expect("no input");
+    assert!(e.starts_with("no-passphrase"), "{e}");
+    // osimage.keyfile: no question asked; a wrong one fails at once.
+    let mut untouched = Cursor::new(b"x\n".to_vec());
+    open_image(&image, Some("rescue me\n"), &con, &mut untouched).expect("keyfile opens");
+    assert_eq!(untouched.position(), 0);
+    let e = open_image(&image, Some("bad\n"), &con, &mut untouched)
+        .err()
+        .expect("bad keyfile");
+    assert!(e.starts_with("wrong-passphrase"), "{e}");
+    // A plain image opens without a question.
+    let plain = c.path("plain.oimg");
+    common::capture(&c.root, &plain, &["-q"]);
+    let r = open_image(&plain, None, &con, &mut untouched).expect("plain");
+    assert!(!r.encrypted());
+    assert_eq!(untouched.position(), 0);
+}

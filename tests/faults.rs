@@ -1,0 +1,180 @@
+//! Faults during capture (docs/SECURITY.md "Output and faults"): a full disk, an unreadable
+//! source file and a killed process never leave an output that looks complete, and each
+//! failure says what and where.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::{Run, osimage_with};
+
+/// Names in `dir` (not recursive).
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Unmounts on drop, so a failing assertion does not leave a mount behind.
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_during_capture_leaves_no_output_and_says_so() {
+    common::require_root();
+    let dir = common::scratch();
+    let root = dir.path().join("src");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    // Incompressible, so the image needs about 3 MiB; the output filesystem holds 1 MiB.
+    std::fs::write(
+        root.join("big.bin"),
+        common::fixture::Rng::new(1).bytes(3 << 20),
+    )
+    .expect("write");
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&out)
+        .status()
+        .expect("mount");
+    assert!(st.success(), "mount tmpfs");
+    let _m = Mount(out.clone());
+    let image = out.join("system.oimg");
+    let r = common::osimage([
+        "capture".as_ref(),
+        root.as_os_str(),
+        "-o".as_ref(),
+        image.as_os_str(),
+    ])
+    .fails();
+    assert!(
+        r.stderr.contains("No space left on device"),
+        "{}",
+        r.describe()
+    );
+    assert!(
+        r.stderr.contains(&out.display().to_string()),
+        "names where: {}",
+        r.describe()
+    );
+    assert_eq!(names(&out), Vec::<String>::new(), "nothing left behind");
+}
+
+#[test]
+fn an_unreadable_source_file_is_named_or_skipped_with_keep_going() {
+    common::require_root();
+    // Under /tmp so the unprivileged user can reach it.
+    let dir = tempfile::Builder::new()
+        .prefix("osimage-faults-")
+        .tempdir_in("/tmp")
+        .expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let root = dir.path().join("src");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::write(root.join("readable.txt"), b"ok\n").expect("write");
+    let secret = root.join("shadow");
+    std::fs::write(&secret, b"root:*:\n").expect("write");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    let as_nobody = |args: &[&std::ffi::OsStr]| -> Run {
+        osimage_with(args.iter().copied(), |cmd| {
+            cmd.uid(65534).gid(65534);
+        })
+    };
+    let image = dir.path().join("a.oimg");
+    let r = as_nobody(&[
+        "capture".as_ref(),
+        root.as_os_str(),
+        "-o".as_ref(),
+        image.as_os_str(),
+    ])
+    .fails();
+    assert!(
+        r.stderr.contains(&secret.display().to_string()),
+        "{}",
+        r.describe()
+    );
+    assert!(!image.exists());
+    let r = as_nobody(&[
+        "capture".as_ref(),
+        root.as_os_str(),
+        "-o".as_ref(),
+        image.as_os_str(),
+        "--keep-going".as_ref(),
+    ])
+    .ok();
+    assert!(r.stderr.contains("skipped"), "{}", r.describe());
+    assert!(
+        r.stderr.contains(&secret.display().to_string()),
+        "{}",
+        r.describe()
+    );
+    assert!(image.exists());
+}
+
+#[test]
+fn a_killed_capture_leaves_only_a_temporary_name() {
+    let dir = common::scratch();
+    let root = dir.path().join("src");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    for i in 0..8 {
+        std::fs::write(
+            root.join(format!("t{i}.txt")),
+            common::fixture::text(i, 4 << 20),
+        )
+        .expect("write");
+    }
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    let image = out.join("system.oimg");
+    // Level 19 on one thread: slow enough that the kill lands while the packs are written.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_osimage"))
+        .args(["capture", "-q", "--level", "19", "--threads", "1"])
+        .arg(&root)
+        .arg("-o")
+        .arg(&image)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut seen = false;
+    for _ in 0..6000 {
+        if names(&out)
+            .iter()
+            .any(|n| n.starts_with(".osimage-partial-"))
+        {
+            seen = true;
+            break;
+        }
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().expect("kill");
+    let status = child.wait().expect("wait");
+    assert!(seen, "the capture writes under a temporary name first");
+    assert!(
+        status.code().is_none(),
+        "killed before it finished: {status:?}"
+    );
+    assert!(!image.exists(), "a killed capture left OUTPUT");
+    let left = names(&out);
+    assert!(
+        left.iter().all(|n| n.starts_with(".osimage-partial-")),
+        "only temporary names: {left:?}"
+    );
+}

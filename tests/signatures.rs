@@ -1,0 +1,147 @@
+//! Detached signatures (docs/SECURITY.md): `osimage sign` writes a minisign signature that the
+//! `minisign` tool itself accepts; `verify --pubkey` and `restore --require-signature` refuse
+//! an unsigned, altered or foreign-signed image before anything is written.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{Run, osimage};
+
+fn run(args: &[&OsStr]) -> Run {
+    osimage(args.iter().copied())
+}
+
+/// A password-protected minisign key pair written as minisign writes it: (secret, public).
+fn key_pair(dir: &Path, name: &str, password: &str) -> (PathBuf, PathBuf) {
+    let kp = minisign::KeyPair::generate_encrypted_keypair(Some(password.to_string()))
+        .expect("key pair");
+    let sk = dir.join(format!("{name}.key"));
+    let pk = dir.join(format!("{name}.pub"));
+    std::fs::write(&sk, kp.sk.to_box(None).expect("box").to_string()).expect("write");
+    std::fs::write(&pk, kp.pk.to_box().expect("box").to_string()).expect("write");
+    (sk, pk)
+}
+
+#[test]
+fn a_signed_image_checks_with_osimage_and_minisign_and_restore_enforces_it() {
+    common::kernel::require_tools(&[("minisign", "minisign")]);
+    let dir = common::scratch();
+    let root = dir.path().join("src");
+    std::fs::create_dir_all(root.join("etc")).expect("mkdir");
+    std::fs::write(root.join("etc/hostname"), b"signed\n").expect("write");
+    let image = dir.path().join("img.oimg");
+    common::capture(&root, &image, &["-q"]);
+    let (sk, pk) = key_pair(dir.path(), "fleet", "hunter2");
+    let (_, stranger) = key_pair(dir.path(), "stranger", "x");
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "hunter2\n").expect("write");
+
+    // Unsigned: verify --pubkey and restore --require-signature refuse, naming the image.
+    run(&[
+        "verify".as_ref(),
+        image.as_os_str(),
+        "--pubkey".as_ref(),
+        pk.as_os_str(),
+    ])
+    .fails()
+    .mentions(b"no signature");
+    let out = dir.path().join("out");
+    let restore = |key: &Path| {
+        run(&[
+            "restore".as_ref(),
+            image.as_os_str(),
+            "--to".as_ref(),
+            out.as_os_str(),
+            "--require-signature".as_ref(),
+            key.as_os_str(),
+        ])
+    };
+    restore(&pk).fails().mentions(b"no signature");
+    assert!(
+        !out.exists(),
+        "restore wrote before the signature was checked"
+    );
+
+    run(&[
+        "sign".as_ref(),
+        image.as_os_str(),
+        "--key".as_ref(),
+        sk.as_os_str(),
+        "--key-password-file".as_ref(),
+        pw.as_os_str(),
+    ])
+    .ok();
+    let sig = dir.path().join("img.oimg.minisig");
+    assert!(sig.exists());
+    // The minisign tool accepts osimage's signature.
+    let m = Command::new("minisign")
+        .arg("-Vm")
+        .arg(&image)
+        .arg("-p")
+        .arg(&pk)
+        .output()
+        .expect("minisign");
+    assert!(
+        m.status.success(),
+        "minisign -V: {}",
+        String::from_utf8_lossy(&m.stderr)
+    );
+    let v = run(&[
+        "verify".as_ref(),
+        image.as_os_str(),
+        "--pubkey".as_ref(),
+        pk.as_os_str(),
+    ])
+    .ok();
+    assert!(
+        v.stdout_str().contains("signature good"),
+        "{}",
+        v.describe()
+    );
+    // Another fleet's key: refused.
+    restore(&stranger).fails().mentions(b"not valid");
+    assert!(!out.exists());
+    restore(&pk).ok();
+    assert_eq!(
+        std::fs::read(out.join("etc/hostname")).expect("restored"),
+        b"signed\n"
+    );
+
+    // One byte changed after signing: refused by both.
+    let bytes = std::fs::read(&image).expect("read");
+    let mut altered = bytes.clone();
+    let at = altered.len() / 2;
+    altered[at] ^= 1;
+    std::fs::write(&image, altered).expect("write");
+    run(&[
+        "verify".as_ref(),
+        image.as_os_str(),
+        "--pubkey".as_ref(),
+        pk.as_os_str(),
+    ])
+    .fails()
+    .mentions(b"not valid");
+    let m = Command::new("minisign")
+        .arg("-Vm")
+        .arg(&image)
+        .arg("-p")
+        .arg(&pk)
+        .output()
+        .expect("minisign");
+    assert!(!m.status.success(), "minisign accepted an altered image");
+    // A wrong key password is a clear error.
+    std::fs::write(&pw, "wrong\n").expect("write");
+    run(&[
+        "sign".as_ref(),
+        image.as_os_str(),
+        "--key".as_ref(),
+        sk.as_os_str(),
+        "--key-password-file".as_ref(),
+        pw.as_os_str(),
+    ])
+    .fails()
+    .mentions(b"fleet.key");
+}
