@@ -112,6 +112,12 @@ pub struct JobArgs {
     /// Capture ROOT's filesystem from a btrfs or LVM snapshot (point in time).
     #[arg(long)]
     pub snapshot: bool,
+    /// Prove each new image restores before it becomes latest: `osimage verify --boot` (a
+    /// throw-away VM restores it onto a scratch disk and boots the result; docs/VERIFY-BOOT.md).
+    /// An image that fails is kept as NAME.boot-failed.iso, latest is left alone and the run
+    /// fails. Needs --format iso, qemu-system-x86 and ovmf; takes minutes per run.
+    #[arg(long)]
+    pub verify_boot: bool,
 }
 
 type Failure = Box<dyn std::error::Error>;
@@ -206,6 +212,13 @@ fn list(s: &SystemArgs) -> Result<i32, Failure> {
 /// Absolute paths: the unit runs from another working directory.
 fn to_job(name: String, a: JobArgs) -> Result<Job, Failure> {
     schedule::job::check_name(&name)?;
+    if a.verify_boot && a.format != schedule::job::ImageFormat::Iso {
+        return Err(
+            "--verify-boot needs --format iso (a payload image has no rescue environment \
+                    to boot)"
+                .into(),
+        );
+    }
     let abs = |p: &Path| std::path::absolute(p).map_err(|e| format!("{}: {e}", p.display()));
     Ok(Job {
         name,
@@ -229,5 +242,6 @@ fn to_job(name: String, a: JobArgs) -> Result<Job, Failure> {
         level: a.level,
         threads: a.threads,
         snapshot: a.snapshot,
+        verify_boot: a.verify_boot,
     })
 }

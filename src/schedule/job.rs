@@ -50,6 +50,9 @@ pub struct Job {
     /// Capture from a snapshot of ROOT's filesystem (btrfs or LVM).
     #[serde(default)]
     pub snapshot: bool,
+    /// Prove each new image restores (`verify --boot`) before it becomes latest.
+    #[serde(default)]
+    pub verify_boot: bool,
 }
 
 /// Why a schedule name is refused.
@@ -99,6 +102,7 @@ impl Job {
             (self.one_file_system, "--one-file-system"),
             (self.keep_going, "--keep-going"),
             (self.snapshot, "--snapshot"),
+            (self.verify_boot, "--verify-boot"),
         ] {
             if on {
                 a.push(flag.into());

@@ -43,6 +43,12 @@ pub fn run(
     if job.keep == 0 {
         return Err(ScheduleError::Invalid("--keep must be at least 1".into()));
     }
+    if job.verify_boot && job.format != super::job::ImageFormat::Iso {
+        return Err(ScheduleError::Invalid(
+            "--verify-boot needs --format iso (a payload image has no rescue environment to boot)"
+                .into(),
+        ));
+    }
     super::make_dest(&job.dest)?;
     let _lock = lock(job)?;
     let latest = job.dest.join(job.latest_name());
@@ -88,6 +94,9 @@ pub fn run(
     // capture writes under a temporary name in DEST, verifies every chunk (`verify`), and
     // renames into place only then.
     let capture = capture_from(&capture_options(job, &output), base.as_deref(), progress)?;
+    if job.verify_boot {
+        prove_boot(&output, log)?;
+    }
 
     ledger.names.push(name.clone());
     ledger.write()?;
@@ -103,6 +112,28 @@ pub fn run(
         pruned,
         capture,
     })
+}
+
+/// `verify --boot` of the new image; one that fails is set aside as `*.boot-failed.iso`, never
+/// made latest, and the run fails.
+fn prove_boot(output: &Path, log: &dyn Fn(&str)) -> Result<(), ScheduleError> {
+    log(&format!("verify --boot {}", output.display()));
+    let opts = crate::bootcheck::BootCheckOptions::default();
+    let outcome = crate::bootcheck::verify_boot(output, &opts, &|l: &str| log(l));
+    let why = match outcome {
+        Ok(report) if report.passed => {
+            log(&report.verdict);
+            return Ok(());
+        }
+        Ok(report) => report.verdict,
+        Err(e) => e.to_string(),
+    };
+    let failed = output.with_extension("boot-failed.iso");
+    std::fs::rename(output, &failed).map_err(super::io("setting aside", output))?;
+    Err(ScheduleError::Invalid(format!(
+        "verify --boot failed: {why}; the image is kept as {}, latest is unchanged",
+        failed.display()
+    )))
 }
 
 fn capture_options(job: &Job, output: &Path) -> CaptureOptions {
@@ -286,6 +317,7 @@ mod tests {
             level: 3,
             threads: None,
             snapshot: false,
+            verify_boot: false,
         };
         std::fs::write(
             dir.path().join(".osimage-golden.images"),
@@ -295,5 +327,32 @@ mod tests {
         .expect("write ledger");
         let l = Ledger::read(&job).expect("read ledger");
         assert_eq!(l.names, ["golden-1.iso", "golden-5.oimg"]);
+    }
+
+    #[test]
+    fn verify_boot_is_passed_to_the_unit_and_needs_an_iso() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut job = Job {
+            name: "golden".into(),
+            dest: dir.path().join("dest"),
+            keep: 1,
+            format: ImageFormat::Oimg,
+            root: "/".into(),
+            kernel: None,
+            one_file_system: false,
+            excludes: Vec::new(),
+            exclude_from: Vec::new(),
+            keep_going: false,
+            level: 3,
+            threads: None,
+            snapshot: false,
+            verify_boot: true,
+        };
+        assert!(job.run_args().iter().any(|a| a == "--verify-boot"));
+        let e = run(&job, &crate::progress::NoProgress, &|_| {}).expect_err("oimg");
+        assert!(e.to_string().contains("needs --format iso"), "{e}");
+        assert!(!job.dest.exists(), "nothing made for a refused run");
+        job.verify_boot = false;
+        assert!(!job.run_args().iter().any(|a| a == "--verify-boot"));
     }
 }
