@@ -59,7 +59,11 @@ fn copy_dir(
                     std::fs::create_dir(&dst).map_err(|e| RestoreError::io("creating", &dst, e))?
                 }
             }
+            written.push(rel.clone());
             copy_dir(&src, root, &rel, written)?;
+            // after its children: creating them changed the directory's times
+            set_meta(&dst, &m)?;
+            continue;
         } else if ft.is_file() || ft.is_symlink() {
             if let Some(x) = &existing {
                 if x.is_dir() {
