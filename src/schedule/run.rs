@@ -300,14 +300,13 @@ impl Ledger {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_ledger_only_ever_names_this_schedules_images_inside_dest() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let job = Job {
+    /// A schedule named `golden` capturing `/` into `dest`.
+    fn job(dest: PathBuf, format: ImageFormat, verify_boot: bool) -> Job {
+        Job {
             name: "golden".into(),
-            dest: dir.path().to_path_buf(),
+            dest,
             keep: 1,
-            format: ImageFormat::Iso,
+            format,
             root: "/".into(),
             kernel: None,
             one_file_system: false,
@@ -317,8 +316,14 @@ mod tests {
             level: 3,
             threads: None,
             snapshot: false,
-            verify_boot: false,
-        };
+            verify_boot,
+        }
+    }
+
+    #[test]
+    fn the_ledger_only_ever_names_this_schedules_images_inside_dest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let job = job(dir.path().to_path_buf(), ImageFormat::Iso, false);
         std::fs::write(
             dir.path().join(".osimage-golden.images"),
             "golden-1.iso\n../golden-2.iso\ngolden-/../../etc/passwd.iso\nother-3.iso\n\
@@ -332,22 +337,7 @@ mod tests {
     #[test]
     fn verify_boot_is_passed_to_the_unit_and_needs_an_iso() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut job = Job {
-            name: "golden".into(),
-            dest: dir.path().join("dest"),
-            keep: 1,
-            format: ImageFormat::Oimg,
-            root: "/".into(),
-            kernel: None,
-            one_file_system: false,
-            excludes: Vec::new(),
-            exclude_from: Vec::new(),
-            keep_going: false,
-            level: 3,
-            threads: None,
-            snapshot: false,
-            verify_boot: true,
-        };
+        let mut job = job(dir.path().join("dest"), ImageFormat::Oimg, true);
         assert!(job.run_args().iter().any(|a| a == "--verify-boot"));
         let e = run(&job, &crate::progress::NoProgress, &|_| {}).expect_err("oimg");
         assert!(e.to_string().contains("needs --format iso"), "{e}");
