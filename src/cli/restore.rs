@@ -23,7 +23,7 @@ use crate::restore::{self, RestoreError, RestoreOptions};
 /// an ext4 root filling the disk, fresh UUIDs, etc/fstab written for them and GRUB installed
 /// by the image's own grub-install when it has one.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("dest").required(true).args(["target", "to"])))]
+#[command(group(clap::ArgGroup::new("dest").required(true).multiple(true).args(["target", "to", "map"])))]
 pub struct RestoreArgs {
     /// The image (.oimg or the ISO).
     pub image: PathBuf,
@@ -31,8 +31,23 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "DISK")]
     pub target: Option<PathBuf>,
     /// Restore only the files, into DIR (created if missing; must be empty).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["target", "map"])]
     pub to: Option<PathBuf>,
+    /// For an image of several disks: restore recorded disk DISK (its name as `osimage info`
+    /// lists it, e.g. vdb) onto DEVICE (a whole disk or an image file). Repeat it for each
+    /// disk; --target, when also given, takes the system disk (the one holding /). A
+    /// recorded disk left out is not recreated: its filesystems' files go into the filesystem
+    /// above them. In the rescue environment: osimage.map=vda=/dev/sda,vdb=/dev/sdb.
+    #[arg(long, value_name = "DISK=DEVICE")]
+    pub map: Vec<String>,
+    /// Restore one filesystem only: the one the image recorded at MOUNTPOINT (e.g. /home) is
+    /// made again on --target (a partition of an existing layout, a disk or an image file),
+    /// with its recorded UUID, label and features so the system's fstab still finds it, and
+    /// filled with the files below MOUNTPOINT. No partition table or boot loader is written.
+    #[arg(long, value_name = "MOUNTPOINT", requires = "target", conflicts_with_all = [
+        "map", "default_layout", "generalize", "hostname", "overlay", "new_uuids"
+    ])]
+    pub only: Option<String>,
     /// Print the plan and exit without writing anything.
     #[arg(long)]
     pub dry_run: bool,
@@ -59,6 +74,13 @@ pub struct RestoreArgs {
     /// interface's MAC address (e.g. web-{mac}). Also written into /etc/hosts.
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
+    /// Give the restored disk fresh identities: new filesystem and swap UUIDs, partition GUIDs
+    /// and disk GUID (or MBR signature). /etc/fstab, /etc/crypttab, the boot loader
+    /// configuration and every other reference in the restored tree are rewritten to them,
+    /// GRUB is reinstalled and an initramfs naming an old UUID is made again, so the system
+    /// still boots. The plan lists every old → new pair. docs/GENERALIZE.md.
+    #[arg(long)]
+    pub new_uuids: bool,
     /// Copy DIR over the restored tree last (per-machine files such as network configuration;
     /// modes, owners and symbolic links as in DIR).
     #[arg(long, value_name = "DIR")]
@@ -111,17 +133,40 @@ pub fn run(args: RestoreArgs, progress: &dyn Progress) -> Result<i32, Failure> {
         );
         return Ok(if r.warnings > 0 { 1 } else { 0 });
     }
-    let Some(target) = args.target.clone() else {
-        return Ok(2); // clap requires one of --target / --to
+    let (mut plans, layout) = if let (Some(mp), Some(target)) = (&args.only, &args.target) {
+        let (plan, layout) = restore::plan_only(&reader, mp, target)?;
+        (vec![plan], layout)
+    } else if args.map.is_empty() {
+        let Some(target) = args.target.clone() else {
+            return Ok(2); // clap requires one of --target / --to / --map
+        };
+        let (size, sector) = restore::target::geometry(&target)?;
+        let (plan, layout) = restore::plan_with_layout(
+            &reader,
+            &target.display().to_string(),
+            size,
+            sector,
+            args.default_layout,
+        )?;
+        (vec![plan], layout)
+    } else {
+        let mut targets = Vec::new();
+        if let Some(t) = &args.target {
+            let layout = restore::layout_of(&reader)?;
+            let system = restore::plan::system_disk(&layout).map_err(RestoreError::from)?;
+            targets.push((layout.disks[system as usize].name.clone(), t.clone()));
+        }
+        for m in &args.map {
+            let (disk, device) = restore::plan::several::parse_map(m)?;
+            targets.push((disk, PathBuf::from(device)));
+        }
+        restore::plan_disks(&reader, &targets)?
     };
-    let (size, sector) = restore::target::geometry(&target)?;
-    let (plan, layout) = restore::plan_with_layout(
-        &reader,
-        &target.display().to_string(),
-        size,
-        sector,
-        args.default_layout,
-    )?;
+    if args.new_uuids {
+        for plan in &mut plans {
+            restore::renew(plan, &layout)?;
+        }
+    }
     if let Some(h) = &args.hostname {
         let name = restore::generalize::hostname_from_rule(h, Path::new("/sys/class/net"))?;
         if name != *h {
@@ -138,9 +183,15 @@ pub fn run(args: RestoreArgs, progress: &dyn Progress) -> Result<i32, Failure> {
         hostname: args.hostname.clone(),
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&plan)?);
+        if plans.len() == 1 {
+            println!("{}", serde_json::to_string_pretty(&plans[0])?);
+        } else {
+            println!("{}", serde_json::to_string_pretty(&plans)?);
+        }
     } else {
-        print!("{plan}");
+        for plan in &plans {
+            print!("{plan}");
+        }
         let lines = generalize.plan_lines();
         if !lines.is_empty() {
             println!("generalize:");
@@ -162,20 +213,28 @@ pub fn run(args: RestoreArgs, progress: &dyn Progress) -> Result<i32, Failure> {
         default_layout: args.default_layout,
         generalize,
         overlay: args.overlay.clone(),
+        new_uuids: args.new_uuids,
         ..RestoreOptions::default()
     };
-    match restore::check_target(&target, &opts) {
-        Ok(_) => {}
-        Err(RestoreError::NotEmpty { found, .. }) if !args.dry_run && confirm(&target, &found)? => {
-            opts.force = true;
+    let mut confirmed = false;
+    for plan in &plans {
+        let target = Path::new(&plan.target.device);
+        match restore::check_target(target, &opts) {
+            Ok(_) => {}
+            Err(RestoreError::NotEmpty { found, .. })
+                if !args.dry_run && confirm(target, &found)? =>
+            {
+                confirmed = true;
+            }
+            Err(e) => return Err(e.into()),
         }
-        Err(e) => return Err(e.into()),
     }
+    opts.force |= confirmed;
     if args.dry_run {
         println!("dry run: nothing was written");
         return Ok(0);
     }
-    let report = restore::restore_planned(&reader, &target, &plan, &layout, &opts, progress)?;
+    let report = restore::restore_planned_all(&reader, &plans, &layout, &opts, progress)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

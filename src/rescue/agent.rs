@@ -198,6 +198,11 @@ fn restore_from(
         let (size, sector) = restore::target::geometry(Path::new(&d.device)).ok()?;
         restore::plan_with_layout(&reader, &d.device, size, sector, default_layout).ok()
     };
+    if !default_layout && let Some(targets) = several_disks(opts, con, &reader, disks)? {
+        return restore_onto(
+            opts, con, medium, &reader, &targets, opts.force, false, false,
+        );
+    }
     let (device, force, interactive) = match &opts.target {
         Some(t) => {
             let d = disks
@@ -244,6 +249,114 @@ fn restore_from(
             }
         }
     };
+    restore_onto(
+        opts,
+        con,
+        medium,
+        &reader,
+        &[(None, device)],
+        force,
+        default_layout,
+        interactive,
+    )
+}
+
+/// For an image of several recorded disks: the targets from `osimage.map=`, else, in auto
+/// mode without `osimage.target=`, from the pairing rule (`plan::several::auto_pairs`: as many
+/// empty disks as recorded disks, largest onto largest). `None`: restore the system disk alone
+/// (the usual choice of one disk).
+fn several_disks(
+    opts: &AgentOptions,
+    con: &Console,
+    reader: &crate::payload::reader::PayloadReader,
+    disks: &[Disk],
+) -> Result<Option<Vec<Target>>, String> {
+    let Ok(layout) = restore::layout_of(reader) else {
+        return Ok(None);
+    };
+    if !opts.map.is_empty() {
+        let mut targets = Vec::new();
+        for (source, device) in &opts.map {
+            let d = disks.iter().find(|d| &d.device == device).ok_or_else(|| {
+                format!(
+                    "target-not-available {device} (osimage.map: not a disk, or the boot medium)"
+                )
+            })?;
+            if !d.blank && !opts.force {
+                return Err(format!(
+                    "target-not-empty {device} (it holds data; osimage.force=1 restores over it)"
+                ));
+            }
+            targets.push((Some(source.clone()), device.clone()));
+        }
+        con.line(&format!(
+            "osimage: several disks (osimage.map): {}",
+            targets
+                .iter()
+                .map(|(s, d)| format!("{}={d}", s.as_deref().unwrap_or("?")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        return Ok(Some(targets));
+    }
+    let used = restore::plan::several::used_disks(&layout);
+    if used.len() < 2 || !opts.auto || opts.target.is_some() {
+        return Ok(None);
+    }
+    let empty: Vec<&Disk> = disks.iter().filter(|d| d.blank).collect();
+    let geometry: Vec<(u64, u32)> = empty
+        .iter()
+        .map(|d| restore::target::geometry(Path::new(&d.device)).unwrap_or((0, 512)))
+        .collect();
+    let Some(pairs) = restore::plan::several::auto_pairs(&layout, &geometry) else {
+        con.line(&format!(
+            "osimage: the image recorded {} disks and {} empty disks are here (the rule pairs              them only when the counts match and each fits): restoring the system disk alone              unless osimage.map= says otherwise",
+            used.len(),
+            empty.len()
+        ));
+        return Ok(None);
+    };
+    let targets: Vec<Target> = pairs
+        .iter()
+        .map(|&(d, c)| {
+            (
+                Some(layout.disks[d as usize].name.clone()),
+                empty[c].device.clone(),
+            )
+        })
+        .collect();
+    for (s, d) in &targets {
+        con.line(&format!(
+            "osimage: recorded disk {} → empty disk {d} (several disks: largest onto largest)",
+            s.as_deref().unwrap_or("?")
+        ));
+    }
+    let shown: Vec<String> = targets.iter().map(|t| t.1.clone()).collect();
+    countdown(con, &shown.join(" and "));
+    Ok(Some(targets))
+}
+
+/// A restore target: (recorded disk, device); no recorded disk: the system disk.
+type Target = (Option<String>, String);
+
+/// Restores onto `targets`: one `(None, device)` for the system disk alone (or the default
+/// layout), else (recorded disk, device) pairs.
+#[allow(clippy::too_many_arguments)]
+fn restore_onto(
+    opts: &AgentOptions,
+    con: &Console,
+    medium: &Medium,
+    reader: &crate::payload::reader::PayloadReader,
+    targets: &[Target],
+    force: bool,
+    default_layout: bool,
+    interactive: bool,
+) -> Result<Outcome, String> {
+    let device = targets
+        .iter()
+        .map(|t| t.1.clone())
+        .collect::<Vec<_>>()
+        .join(", ");
     // Per-machine files: an `overlay/` folder at the top of the boot medium (docs/GENERALIZE.md).
     let overlay = medium.mount_point.join("overlay");
     let overlay = overlay.is_dir().then_some(overlay);
@@ -274,17 +387,38 @@ fn restore_from(
         default_layout,
         generalize,
         overlay,
+        new_uuids: opts.new_uuids,
         ..RestoreOptions::default()
     };
     let progress = LineProgress::new(|l: &str| con.line(l), Duration::from_secs(2));
-    let target = Path::new(&device);
-    let (size, sector) = restore::target::geometry(target).map_err(|e| format!("no-plan {e}"))?;
-    let (plan, layout) = restore::plan_with_layout(&reader, &device, size, sector, default_layout)
-        .map_err(|e| format!("no-plan {e}"))?;
-    for line in plan.to_string().lines() {
-        con.line(line);
+    let (mut plans, layout) = match targets {
+        [(None, one)] => {
+            let (size, sector) =
+                restore::target::geometry(Path::new(one)).map_err(|e| format!("no-plan {e}"))?;
+            let (plan, layout) =
+                restore::plan_with_layout(reader, one, size, sector, default_layout)
+                    .map_err(|e| format!("no-plan {e}"))?;
+            (vec![plan], layout)
+        }
+        _ => {
+            let pairs: Vec<(String, std::path::PathBuf)> = targets
+                .iter()
+                .map(|(s, d)| (s.clone().unwrap_or_default(), d.into()))
+                .collect();
+            restore::plan_disks(reader, &pairs).map_err(|e| format!("no-plan {e}"))?
+        }
+    };
+    if opts.new_uuids {
+        for plan in &mut plans {
+            restore::renew(plan, &layout).map_err(|e| format!("no-plan {e}"))?;
+        }
     }
-    let report = restore::restore_planned(&reader, target, &plan, &layout, &ropts, &progress)
+    for plan in &plans {
+        for line in plan.to_string().lines() {
+            con.line(line);
+        }
+    }
+    let report = restore::restore_planned_all(reader, &plans, &layout, &ropts, &progress)
         .map_err(|e| format!("restore {device}: {e}"))?;
     for line in report.summary().lines() {
         con.line(line);

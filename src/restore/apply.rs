@@ -78,6 +78,7 @@ impl RestoreReport {
     }
 }
 
+mod identities;
 mod regenerate;
 
 /// A filesystem made and mounted for extraction.
@@ -99,44 +100,108 @@ pub fn apply(
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreReport, RestoreError> {
+    apply_all(
+        &mut [DiskJob { plan, target }],
+        layout,
+        reader,
+        opts,
+        progress,
+    )
+}
+
+/// One disk of a restore: its plan and the opened target.
+pub struct DiskJob<'a> {
+    pub plan: &'a RestorePlan,
+    pub target: &'a mut TargetDisk,
+}
+
+/// Applies one plan per disk (`plan::several`), the system disk's first: each disk is
+/// partitioned and gets its filesystems, then the tree is unpacked across all of them, and
+/// the boot loader goes onto the system disk.
+pub fn apply_all(
+    jobs: &mut [DiskJob],
+    layout: &DiskLayout,
+    reader: &PayloadReader,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreReport, RestoreError> {
     let started = Instant::now();
     let log = RestoreLog::new(progress);
-    let dev = target.device.clone();
-    if plan.target.size_bytes != target.size_bytes || plan.target.sector != target.sector {
+    if jobs.is_empty() {
         return Err(RestoreError::target(
-            &target.given,
-            format!(
-                "the plan was made for {} bytes / {}-byte sectors, the disk has {} / {}",
-                plan.target.size_bytes, plan.target.sector, target.size_bytes, target.sector
-            ),
+            Path::new("(none)"),
+            "no disk to restore onto".into(),
         ));
     }
-    let disk = layout
-        .disks
-        .iter()
-        .find(|d| d.name == plan.source_disk)
-        .ok_or_else(|| {
-            RestoreError::target(
+    let mut disks = Vec::new();
+    for j in jobs.iter() {
+        let (plan, target) = (j.plan, &j.target);
+        if plan.target.size_bytes != target.size_bytes || plan.target.sector != target.sector {
+            return Err(RestoreError::target(
                 &target.given,
-                "the plan's source disk is not in the layout".into(),
+                format!(
+                    "the plan was made for {} bytes / {}-byte sectors, the disk has {} / {}",
+                    plan.target.size_bytes, plan.target.sector, target.size_bytes, target.sector
+                ),
+            ));
+        }
+        let disk = layout
+            .disks
+            .iter()
+            .find(|d| d.name == plan.source_disk)
+            .ok_or_else(|| {
+                RestoreError::target(
+                    &target.given,
+                    "the plan's source disk is not in the layout".into(),
+                )
+            })?;
+        disks.push(disk);
+    }
+    let names: Vec<String> = jobs
+        .iter()
+        .map(|j| {
+            format!(
+                "{} ({})",
+                j.target.given.display(),
+                j.target.device.display()
             )
-        })?;
+        })
+        .collect();
     log.say(&format!(
-        "osimage restore of {} onto {} ({})",
+        "osimage restore of {} onto {}",
         reader.path().display(),
-        target.given.display(),
-        dev.display()
+        names.join(" and ")
     ));
-    for line in plan.to_string().lines() {
-        log.say(line);
+    for j in jobs.iter() {
+        for line in j.plan.to_string().lines() {
+            log.say(line);
+        }
     }
     let mut report = RestoreReport {
-        target: target.given.display().to_string(),
+        target: jobs
+            .iter()
+            .map(|j| j.target.given.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         ..Default::default()
     };
 
-    write_disk(plan, layout, disk, target, &log)?;
-    let devices = make_filesystems(plan, target, &log)?;
+    let mut made_fs: Vec<(FsPlan, PathBuf)> = Vec::new();
+    for (j, disk) in jobs.iter_mut().zip(&disks) {
+        write_disk(j.plan, layout, disk, j.target, &log)?;
+        let devices = make_filesystems(j.plan, j.target, &log)?;
+        made_fs.extend(j.plan.filesystems.iter().cloned().zip(devices));
+    }
+    // One tree across the disks: mounted and filled root first, then by mount-point depth.
+    made_fs.sort_by_key(|(f, _)| (super::plan::depth(&f.mount_point), f.mount_point.clone()));
+    let mut all = jobs[0].plan.clone();
+    for j in &jobs[1..] {
+        all.swaps.extend(j.plan.swaps.iter().cloned());
+        all.renamed.extend(j.plan.renamed.iter().cloned());
+        all.notes.extend(j.plan.notes.iter().cloned());
+    }
+    let (filesystems, devices): (Vec<FsPlan>, Vec<PathBuf>) = made_fs.into_iter().unzip();
+    all.filesystems = filesystems;
 
     let staging = tempfile::Builder::new()
         .prefix("osimage-restore")
@@ -145,9 +210,9 @@ pub fn apply(
         .keep();
     let mut mounts = Mounts::default();
     let result = fill(
-        plan,
+        &all,
         reader,
-        target,
+        jobs[0].target,
         opts,
         &log,
         &staging,
@@ -161,7 +226,10 @@ pub fn apply(
     remove_staging(&staging);
     result?;
     unmounted?;
-    blockdev::flush(&target.file).map_err(|e| RestoreError::io("syncing", &dev, e))?;
+    for j in jobs.iter() {
+        blockdev::flush(&j.target.file)
+            .map_err(|e| RestoreError::io("syncing", &j.target.device, e))?;
+    }
     report.millis = started.elapsed().as_millis() as u64;
     log.say(&format!("restore finished in {:.1} s", log.elapsed_secs()));
     Ok(report)
@@ -459,6 +527,7 @@ fn boot_loader(
     report: &mut RestoreReport,
 ) -> Result<(), RestoreError> {
     let b = &plan.boot;
+    identities::new_identities(plan, target, log, made, staging, mounts, report)?;
     if b.default_layout {
         regenerate::default_layout_boot(plan, target, log, made, staging, mounts, report)?;
     }

@@ -59,7 +59,7 @@ impl Identities {
     }
 }
 
-fn fill_random(buf: &mut [u8]) -> Result<(), PlanError> {
+pub(crate) fn fill_random(buf: &mut [u8]) -> Result<(), PlanError> {
     let mut filled = 0;
     while filled < buf.len() {
         match rustix::rand::getrandom(&mut buf[filled..], rustix::rand::GetRandomFlags::empty()) {
@@ -71,7 +71,7 @@ fn fill_random(buf: &mut [u8]) -> Result<(), PlanError> {
     Ok(())
 }
 
-fn random_uuid() -> Result<String, PlanError> {
+pub(crate) fn random_uuid() -> Result<String, PlanError> {
     let mut u = [0u8; 16];
     fill_random(&mut u)?;
     u[6] = (u[6] & 0x0F) | 0x40;

@@ -31,16 +31,41 @@ pub fn module_name(file: &str) -> Option<String> {
 /// Every path in an initramfs image (all its archives, decompressed).
 pub fn list(image: &[u8]) -> Result<Vec<String>, String> {
     let mut names = Vec::new();
-    walk(image, &mut names, 0)?;
+    walk(image, &mut names, &mut |_| {}, 0)?;
     Ok(names)
+}
+
+/// What `find` reports for each decompressed archive of `image` (file names and contents as
+/// the cpio holds them), merged, sorted, each once: e.g. the old UUIDs an initramfs names.
+pub fn contents_matching(
+    image: &[u8],
+    find: &dyn Fn(&[u8]) -> Vec<String>,
+) -> Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    let mut found = Vec::new();
+    walk(
+        image,
+        &mut names,
+        &mut |archive| found.extend(find(archive)),
+        0,
+    )?;
+    found.sort();
+    found.dedup();
+    Ok(found)
 }
 
 fn hex(b: &[u8]) -> Option<u64> {
     u64::from_str_radix(std::str::from_utf8(b).ok()?, 16).ok()
 }
 
-/// Parses archives from `data` until it ends, descending into compressed parts.
-fn walk(mut data: &[u8], names: &mut Vec<String>, depth: u32) -> Result<(), String> {
+/// Parses archives from `data` until it ends, descending into compressed parts; `visit` sees
+/// each archive's bytes.
+fn walk(
+    mut data: &[u8],
+    names: &mut Vec<String>,
+    visit: &mut dyn FnMut(&[u8]),
+    depth: u32,
+) -> Result<(), String> {
     if depth > 4 {
         return Err("initramfs nested too deeply".into());
     }
@@ -52,11 +77,13 @@ fn walk(mut data: &[u8], names: &mut Vec<String>, depth: u32) -> Result<(), Stri
             return Ok(());
         }
         if data.starts_with(b"07070") {
-            data = cpio(data, names)?;
+            let rest = cpio(data, names)?;
+            visit(&data[..data.len() - rest.len()]);
+            data = rest;
             continue;
         }
         let inflated = decompress(data)?;
-        return walk(&inflated, names, depth + 1);
+        return walk(&inflated, names, visit, depth + 1);
     }
 }
 

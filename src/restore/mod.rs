@@ -37,7 +37,7 @@ pub mod tree;
 
 use std::path::{Path, PathBuf};
 
-pub use apply::{FsReport, RestoreReport, apply};
+pub use apply::{DiskJob, FsReport, RestoreReport, apply, apply_all};
 pub use plan::{PlanError, RestorePlan};
 pub use target::{Contents, TargetDisk};
 
@@ -70,6 +70,9 @@ pub struct RestoreOptions {
     pub generalize: generalize::GeneralizeOptions,
     /// Per-machine files copied over the restored tree last (`--overlay DIR`).
     pub overlay: Option<PathBuf>,
+    /// Fresh filesystem UUIDs, swap UUIDs, partition GUIDs and disk GUID, with the restored
+    /// tree's references rewritten (`--new-uuids`, `osimage.new-uuids=1`; `plan/renew.rs`).
+    pub new_uuids: bool,
 }
 
 impl Default for RestoreOptions {
@@ -84,6 +87,7 @@ impl Default for RestoreOptions {
             default_layout: false,
             generalize: generalize::GeneralizeOptions::default(),
             overlay: None,
+            new_uuids: false,
         }
     }
 }
@@ -201,6 +205,15 @@ pub fn plan_with_layout(
     Ok((plan, layout))
 }
 
+/// `--new-uuids`: the plan gets fresh identities from the kernel's random bytes. A plan for
+/// the default layout has fresh ones already and is left as it is.
+pub fn renew(plan: &mut RestorePlan, layout: &DiskLayout) -> Result<(), RestoreError> {
+    if !plan.boot.default_layout {
+        plan.renew_identities(layout, &mut plan::kernel_random)?;
+    }
+    Ok(())
+}
+
 /// The read-only safety checks before a disk restore: not an excluded disk (the boot medium),
 /// and empty unless `opts.force`. Returns what is on the target.
 pub fn check_target(target: &Path, opts: &RestoreOptions) -> Result<Contents, RestoreError> {
@@ -241,6 +254,10 @@ pub fn restore_to_disk(
         sector,
         opts.default_layout,
     )?;
+    let mut plan = plan;
+    if opts.new_uuids {
+        renew(&mut plan, &layout)?;
+    }
     let report = restore_planned(reader, target_path, &plan, &layout, opts, progress)?;
     Ok((plan, report))
 }
@@ -258,6 +275,91 @@ pub fn restore_planned(
     check_target(target_path, opts)?;
     let mut disk = TargetDisk::open(target_path)?;
     apply(plan, layout, reader, &mut disk, opts, progress)
+}
+
+/// The plans for restoring onto several disks (`--map`, `osimage.map=`): `targets` pairs a
+/// recorded disk's name with a device or image file. Read-only. The system disk's plan is
+/// first.
+pub fn plan_disks(
+    reader: &PayloadReader,
+    targets: &[(String, PathBuf)],
+) -> Result<(Vec<RestorePlan>, DiskLayout), RestoreError> {
+    let layout = layout_of(reader)?;
+    if let Some(why) = &layout.none {
+        return Err(RestoreError::Plan(PlanError(format!(
+            "this image has no disk layout ({why}): --map needs one"
+        ))));
+    }
+    let mut ts = Vec::new();
+    for (source, path) in targets {
+        let (size_bytes, sector) = target::geometry(path)?;
+        ts.push(plan::several::DiskTarget {
+            source: source.clone(),
+            device: path.display().to_string(),
+            size_bytes,
+            sector,
+        });
+    }
+    Ok((plan::several::plan_disks(&layout, &ts)?, layout))
+}
+
+/// The plan for `--only MOUNTPOINT`: that recorded filesystem alone onto `target` (a
+/// partition, disk or image file). Read-only.
+pub fn plan_only(
+    reader: &PayloadReader,
+    mount_point: &str,
+    target: &Path,
+) -> Result<(RestorePlan, DiskLayout), RestoreError> {
+    let layout = layout_of(reader)?;
+    let (size, sector) = target::geometry(target)?;
+    let plan = RestorePlan::only(
+        &layout,
+        mount_point,
+        &target.display().to_string(),
+        size,
+        sector,
+    )?;
+    Ok((plan, layout))
+}
+
+/// Applies plans from `plan_disks` (each shown to the user), every target checked again
+/// first and no device named twice.
+pub fn restore_planned_all(
+    reader: &PayloadReader,
+    plans: &[RestorePlan],
+    layout: &DiskLayout,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreReport, RestoreError> {
+    let mut seen: Vec<(u64, u64)> = Vec::new();
+    let mut disks = Vec::new();
+    for p in plans {
+        let path = Path::new(&p.target.device);
+        check_target(path, opts)?;
+        let meta = std::fs::metadata(path).map_err(|e| RestoreError::io("reading", path, e))?;
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let id = if meta.file_type().is_block_device() {
+            (0, meta.rdev())
+        } else {
+            (meta.dev(), meta.ino())
+        };
+        if seen.contains(&id) {
+            return Err(RestoreError::target(
+                path,
+                "named twice: each recorded disk needs its own target".into(),
+            ));
+        }
+        seen.push(id);
+        // A plan without a partition table (`--only`) may go onto a partition.
+        let partition_ok = p.table == plan::TablePlan::None;
+        disks.push(TargetDisk::open_with(path, partition_ok)?);
+    }
+    let mut jobs: Vec<DiskJob> = plans
+        .iter()
+        .zip(disks.iter_mut())
+        .map(|(plan, target)| DiskJob { plan, target })
+        .collect();
+    apply_all(&mut jobs, layout, reader, opts, progress)
 }
 
 /// `restore --to DIR`: every file with its metadata, no disks touched.

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::mkfs;
 use crate::layout::table::{BIOS_BOOT_GUID, ESP_GUID};
 use crate::layout::{BtrfsSubvolume, Disk, DiskLayout, FsRecord, PartitionTable};
+pub use renew::{Renamed, kernel_random};
 
 /// Headroom a shrunk filesystem needs beyond its used bytes: a tenth, at least 16 MiB
 /// (metadata, journal, and room to boot and log).
@@ -43,6 +44,10 @@ pub struct RestorePlan {
     pub shrunk: Vec<Resize>,
     /// Things the user should know (filesystems on other disks left out...).
     pub notes: Vec<String>,
+    /// Identities replaced by fresh ones (`--new-uuids`, `plan/renew.rs`); empty: every
+    /// UUID, GUID and label is the recorded one.
+    #[serde(default)]
+    pub renamed: Vec<Renamed>,
 }
 
 /// The disk the plan was computed for.
@@ -174,8 +179,26 @@ fn gpt_tail(sector: u64) -> u64 {
     (128 * 128u64).div_ceil(sector) + 1
 }
 
+/// Refuses a layout that records no disks or that cannot be recreated.
+fn restorable(layout: &DiskLayout) -> Result<(), PlanError> {
+    if let Some(why) = &layout.none {
+        return err(format!(
+            "this image has no disk layout ({why}); restore it onto osimage's default \
+             layout with --default-layout (osimage.default-layout=1), or its files with \
+             --to DIR"
+        ));
+    }
+    if !layout.unsupported.is_empty() {
+        return err(format!(
+            "this image's layout cannot be recreated: {}",
+            layout.unsupported.join("; ")
+        ));
+    }
+    Ok(())
+}
+
 /// The recorded disk that holds `/` (or the first with a filesystem).
-fn system_disk(l: &DiskLayout) -> Result<u32, PlanError> {
+pub fn system_disk(l: &DiskLayout) -> Result<u32, PlanError> {
     let root = l.filesystems.iter().find(|f| f.mount_point == "/");
     match root.or(l.filesystems.first()) {
         Some(f) if (f.device.disk as usize) < l.disks.len() => Ok(f.device.disk),
@@ -192,28 +215,35 @@ impl RestorePlan {
         size_bytes: u64,
         sector: u32,
     ) -> Result<RestorePlan, PlanError> {
-        if let Some(why) = &layout.none {
-            return err(format!(
-                "this image has no disk layout ({why}); restore it onto osimage's default \
-                 layout with --default-layout (osimage.default-layout=1), or its files with \
-                 --to DIR"
-            ));
-        }
-        if !layout.unsupported.is_empty() {
-            return err(format!(
-                "this image's layout cannot be recreated: {}",
-                layout.unsupported.join("; ")
-            ));
-        }
+        restorable(layout)?;
+        let idx = system_disk(layout)?;
+        Self::for_disk(layout, idx, &[idx], device, size_bytes, sector)
+    }
+
+    /// The plan for recorded disk `idx` of `layout` (several disks: `plan/several.rs`).
+    /// `restored`: every recorded disk this restore recreates; filesystems on a recorded disk
+    /// that is not among them are noted as left out.
+    pub fn for_disk(
+        layout: &DiskLayout,
+        idx: u32,
+        restored: &[u32],
+        device: &str,
+        size_bytes: u64,
+        sector: u32,
+    ) -> Result<RestorePlan, PlanError> {
+        restorable(layout)?;
         if !(512..=65536).contains(&sector) || !sector.is_power_of_two() {
             return err(format!("{device}: unusable sector size {sector}"));
         }
-        let idx = system_disk(layout)?;
-        let disk = &layout.disks[idx as usize];
+        let disk = layout
+            .disks
+            .get(idx as usize)
+            .ok_or_else(|| PlanError(format!("the layout has no disk {idx}")))?;
         let mut b = Builder {
             layout,
             disk,
             idx,
+            restored: restored.to_vec(),
             ss: u64::from(disk.logical_sector.max(512)),
             ts: u64::from(sector),
             plan: RestorePlan {
@@ -233,6 +263,7 @@ impl RestorePlan {
                 resized: None,
                 shrunk: Vec::new(),
                 notes: Vec::new(),
+                renamed: Vec::new(),
             },
         };
         b.partitions()?;
@@ -265,6 +296,8 @@ struct Builder<'a> {
     layout: &'a DiskLayout,
     disk: &'a Disk,
     idx: u32,
+    /// The recorded disks this restore recreates (this one among them).
+    restored: Vec<u32>,
     /// Source and target sector sizes.
     ss: u64,
     ts: u64,
@@ -547,6 +580,9 @@ impl Builder<'_> {
         }
         for s in &self.layout.swaps {
             if s.device.disk != self.idx {
+                if self.restored.contains(&s.device.disk) {
+                    continue;
+                }
                 self.plan.notes.push(format!(
                     "swap {} is on another disk ({}): not recreated",
                     s.uuid, s.device.name
@@ -562,7 +598,7 @@ impl Builder<'_> {
             self.describe(s.device.partition, "swap".into());
         }
         for f in &self.layout.filesystems {
-            if f.device.disk != self.idx {
+            if f.device.disk != self.idx && !self.restored.contains(&f.device.disk) {
                 self.plan.notes.push(format!(
                     "{} ({} on {}) is on another disk: not recreated; its files go into the \
                      filesystem above it",
@@ -701,7 +737,7 @@ fn used_of(f: &FsRecord) -> u64 {
     f.used_bytes.unwrap_or(f.size_bytes)
 }
 
-fn depth(mp: &str) -> usize {
+pub(crate) fn depth(mp: &str) -> usize {
     mp.split('/').filter(|c| !c.is_empty()).count()
 }
 
@@ -808,7 +844,12 @@ impl fmt::Display for RestorePlan {
         }
         writeln!(
             f,
-            "  filesystems (made with their original UUID, label and features):"
+            "  filesystems (made with their {} label and features):",
+            if self.renamed.is_empty() {
+                "original UUID,"
+            } else {
+                "NEW UUID, original"
+            }
         )?;
         for fs in &self.filesystems {
             let place = fs
@@ -894,6 +935,15 @@ impl fmt::Display for RestorePlan {
             )?,
             None => writeln!(f, "    grub-install not needed")?,
         }
+        if !self.renamed.is_empty() {
+            writeln!(
+                f,
+                "  new identities (--new-uuids; references in the restored tree rewritten):"
+            )?;
+            for r in &self.renamed {
+                writeln!(f, "    {:<28} {} → {}", r.what, r.old, r.new)?;
+            }
+        }
         for n in &self.notes {
             writeln!(f, "  note: {n}")?;
         }
@@ -901,6 +951,9 @@ impl fmt::Display for RestorePlan {
     }
 }
 
+mod only;
+mod renew;
+pub mod several;
 mod shrink;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

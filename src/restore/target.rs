@@ -200,6 +200,12 @@ impl TargetDisk {
     /// Opens `path`: a whole-disk block device, or a regular file attached to a loop device.
     /// Refuses partitions and disks in use.
     pub fn open(path: &Path) -> Result<TargetDisk, RestoreError> {
+        Self::open_with(path, false)
+    }
+
+    /// Opens `path` like `open`, a partition included when `partition_ok` (a plan that writes
+    /// no partition table: `--only`).
+    pub fn open_with(path: &Path, partition_ok: bool) -> Result<TargetDisk, RestoreError> {
         let fail = |why: String| RestoreError::target(path, why);
         let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
         let private = tempfile::Builder::new()
@@ -208,7 +214,7 @@ impl TargetDisk {
             .map_err(|e| fail(format!("a directory for device nodes: {e}")))?;
         let (device, name, loop_dev) = if meta.file_type().is_block_device() {
             let name = blockdev::kernel_name(path).map_err(|e| fail(e.to_string()))?;
-            if Path::new(&format!("/sys/class/block/{name}/partition")).exists() {
+            if !partition_ok && Path::new(&format!("/sys/class/block/{name}/partition")).exists() {
                 return Err(fail(format!(
                     "{name} is a partition; give the whole disk (osimage writes its own \
                      partition table)"

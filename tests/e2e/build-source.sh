@@ -8,8 +8,9 @@
 #   p3  rest    root, ext4, fixed UUID and label; fstab mounts / and /boot/efi by UUID
 #
 # On boot a one-shot unit prints `OSIMAGE-E2E-BOOTED firmware=BIOS|UEFI secureboot=on|off|none
-# ...` on ttyS0 once multi-user is reached, then powers off. The boot chain is signed (shim,
-# GRUB, kernel), so the disk also boots on UEFI firmware with Secure Boot on.
+# machine-id=ID hostname=NAME ssh=SHA256:... /=DEV ...` on ttyS0 once multi-user is reached,
+# then powers off. The boot chain is signed (shim, GRUB, kernel), so the disk also boots on
+# UEFI firmware with Secure Boot on.
 #
 # Usage: build-source.sh CACHE_DIR   -> prints the directory holding the result:
 #   disk.img    the 2 GiB sparse disk
@@ -83,7 +84,7 @@ mirror=$(apt_mirror | head -n1)
 [ -n "$mirror" ] || { log "no apt source for $release in /etc/apt (deb822 URIs: or sources.list)"; exit 1; }
 
 # --- stage 1: the debootstrapped tree (cached by release + packages) -----------------------
-packages=linux-image-amd64,initramfs-tools,grub-pc-bin,grub-efi-amd64-bin,grub-common,grub2-common,shim-signed,grub-efi-amd64-signed,efibootmgr,systemd-sysv,udev,e2fsprogs,dosfstools,kmod
+packages=linux-image-amd64,initramfs-tools,grub-pc-bin,grub-efi-amd64-bin,grub-common,grub2-common,shim-signed,grub-efi-amd64-signed,efibootmgr,systemd-sysv,udev,e2fsprogs,dosfstools,kmod,openssh-server
 base_key=$(printf '%s\n' "$release" "$packages" minbase 1 | sha256sum | cut -c1-16)
 base="$cache/base-$base_key"
 if [ ! -f "$base.done" ]; then
@@ -179,7 +180,10 @@ mounts=""
 while read -r dev dir rest; do
     case "\$dir" in /|/boot/efi) mounts="\$mounts \$dir=\$dev" ;; esac
 done </proc/mounts
-echo "$MARKER firmware=\$fw secureboot=\$sb\$mounts" >/dev/ttyS0
+# Who this machine is (issue #11: generalized restores must differ from each other).
+id=\$(cat /etc/machine-id 2>/dev/null || echo none)
+ssh=\$(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub 2>/dev/null | cut -d' ' -f2)
+echo "$MARKER firmware=\$fw secureboot=\$sb machine-id=\$id hostname=\$(hostname) ssh=\${ssh:-none}\$mounts" >/dev/ttyS0
 EOF
 chmod 755 "$mnt/usr/local/sbin/osimage-e2e-booted"
 # DefaultDependencies=no: a unit wanted by multi-user.target and ordered after it would

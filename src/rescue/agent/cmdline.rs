@@ -3,8 +3,9 @@
 //! `osimage.target=/dev/X`, `osimage.force=1`, `osimage.poweroff=1|reboot`, `osimage.id=HEX`,
 //! `osimage.wait=SECONDS` (how long to look for the boot medium), `osimage.default-layout=1`
 //! (an image that recorded no disk layout goes onto osimage's default one, docs/RESTORE.md),
-//! `osimage.generalize=1` and `osimage.hostname=NAME|RULE` (docs/GENERALIZE.md).
-//! `osimage.wait=SECONDS` (how long to look for the boot medium), `osimage.keyfile=PATH` (the
+//! `osimage.generalize=1`, `osimage.hostname=NAME|RULE` and `osimage.new-uuids=1`
+//! (docs/GENERALIZE.md), `osimage.map=vda=/dev/sda,vdb=/dev/sdb` (an image of several disks:
+//! recorded disk → target, docs/RESTORE.md "Several disks"), `osimage.keyfile=PATH` (the
 //! passphrase or age key of an encrypted image: a path on the boot medium, or `DEVICE:PATH`
 //! on a second medium).
 
@@ -32,6 +33,10 @@ pub struct AgentOptions {
     pub generalize: bool,
     /// Its hostname, or a rule with `{mac}`.
     pub hostname: Option<String>,
+    /// Fresh filesystem UUIDs and partition GUIDs, references rewritten.
+    pub new_uuids: bool,
+    /// Recorded disk → target device, for an image of several disks.
+    pub map: Vec<(String, String)>,
     pub keyfile: Option<String>,
 }
 
@@ -49,6 +54,8 @@ impl Default for AgentOptions {
             default_layout: false,
             generalize: false,
             hostname: None,
+            new_uuids: false,
+            map: Vec::new(),
             keyfile: None,
         }
     }
@@ -73,6 +80,15 @@ impl AgentOptions {
                 "force" => o.force = on(value),
                 "default-layout" | "default_layout" => o.default_layout = on(value),
                 "generalize" => o.generalize = on(value),
+                "new-uuids" | "new_uuids" => o.new_uuids = on(value),
+                "map" => {
+                    o.map = value
+                        .split(',')
+                        .filter_map(|pair| pair.split_once('='))
+                        .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+                        .map(|(a, b)| (a.to_string(), b.to_string()))
+                        .collect()
+                }
                 "hostname" if !value.is_empty() => o.hostname = Some(value.to_string()),
                 "target" if !value.is_empty() => o.target = Some(value.to_string()),
                 "id" if !value.is_empty() => o.image_id = Some(value.to_ascii_lowercase()),
@@ -115,7 +131,19 @@ mod tests {
         assert!(!o.default_layout);
         assert!(AgentOptions::parse("osimage.default-layout=1").default_layout);
         assert!(!AgentOptions::parse("osimage.default-layout=0").default_layout);
-        let g = AgentOptions::parse("quiet osimage.generalize=1 osimage.hostname=web-{mac}");
+        let g = AgentOptions::parse(
+            "quiet osimage.generalize=1 osimage.hostname=web-{mac} osimage.new-uuids=1",
+        );
+        assert!(g.new_uuids);
+        let m = AgentOptions::parse("osimage.map=vda=/dev/sda,vdb=/dev/nvme0n1,bad");
+        assert_eq!(
+            m.map,
+            vec![
+                ("vda".to_string(), "/dev/sda".to_string()),
+                ("vdb".to_string(), "/dev/nvme0n1".to_string())
+            ]
+        );
+        assert!(!AgentOptions::parse("osimage.generalize=1").new_uuids);
         assert!(g.generalize);
         assert_eq!(g.hostname.as_deref(), Some("web-{mac}"));
         assert_eq!(AgentOptions::parse("osimage.hostname=").hostname, None);

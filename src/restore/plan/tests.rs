@@ -39,7 +39,7 @@ fn ext4(n: u32, mp: &str, size: u64, used: u64) -> FsRecord {
 }
 
 /// 256 MiB GPT disk: 1 ESP 32 MiB at 1 MiB, 2 BIOS boot 1 MiB, 3 root to the end.
-fn gpt_layout() -> DiskLayout {
+pub(crate) fn gpt_layout() -> DiskLayout {
     let sectors = 256 * MIB / 512;
     let last = sectors - 34;
     let p = |n, first: u64, last: u64, t: &str| GptPartition {
@@ -185,8 +185,26 @@ fn other_sector_size_needs_grub_install() {
 
 #[test]
 fn mbr_with_logical_last_grows_extended_and_logical() {
+    let l = mbr_layout();
+    let p = RestorePlan::new(&l, "x", 512 * MIB, 512).unwrap();
+    let end = 512 * MIB / 512 - 1;
+    assert_eq!(p.resized.as_ref().unwrap().number, 5);
+    assert_eq!(p.partitions[1].last_lba, end);
+    assert_eq!(p.partitions[2].last_lba, end);
+    assert_eq!(p.partitions[0].last_lba, 2048 + 204800 - 1);
+    assert!(
+        p.notes.iter().any(|n| n.contains("partition 5")),
+        "{:?}",
+        p.notes
+    );
+    assert_eq!(p.swaps.len(), 1);
+    assert!(p.to_string().contains("0xc0ffee01"));
+}
+
+/// 256 MiB MBR disk: 1 root (bootable) 100 MiB, 2 extended to the end holding 5 swap.
+pub(super) fn mbr_layout() -> DiskLayout {
     let sectors = (256 * MIB / 512) as u32;
-    let l = DiskLayout {
+    DiskLayout {
         disks: vec![Disk {
             name: "sda".into(),
             size_bytes: 256 * MIB,
@@ -240,20 +258,7 @@ fn mbr_with_logical_last_grows_extended_and_logical() {
             ..Default::default()
         }],
         ..Default::default()
-    };
-    let p = RestorePlan::new(&l, "x", 512 * MIB, 512).unwrap();
-    let end = 512 * MIB / 512 - 1;
-    assert_eq!(p.resized.as_ref().unwrap().number, 5);
-    assert_eq!(p.partitions[1].last_lba, end);
-    assert_eq!(p.partitions[2].last_lba, end);
-    assert_eq!(p.partitions[0].last_lba, 2048 + 204800 - 1);
-    assert!(
-        p.notes.iter().any(|n| n.contains("partition 5")),
-        "{:?}",
-        p.notes
-    );
-    assert_eq!(p.swaps.len(), 1);
-    assert!(p.to_string().contains("0xc0ffee01"));
+    }
 }
 
 #[test]
@@ -344,4 +349,9 @@ fn earlier_partitions_shrink_and_later_ones_move_when_the_last_cannot_absorb_it(
     // Nothing moves in front of the BIOS boot partition: the ESP before it in gpt_layout stays.
     let e = RestorePlan::new(&gpt_layout(), "tiny.img", 16 * MIB, 512).unwrap_err();
     assert!(e.0.contains("partition 1 ends at byte"), "{e}");
+}
+
+/// A plan on `gpt_layout` (1 GiB target), for tests elsewhere in `restore`.
+pub(crate) fn plan_for_tests() -> RestorePlan {
+    RestorePlan::new(&gpt_layout(), "t", 1 << 30, 512).expect("plan")
 }

@@ -1,0 +1,450 @@
+//! `--new-uuids` in the restored tree (phase 7, docs/GENERALIZE.md "New identities"): every
+//! text file that names a filesystem or partition by its old identity is rewritten to the new
+//! one, then what embeds an old identity in a binary is made again by the restored system's own
+//! tools (GRUB's EFI image, the initramfs). GRUB's BIOS core image is reinstalled by the plan's
+//! `grub_install` step, which `renew_identities` sets.
+
+use std::path::{Path, PathBuf};
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
+
+use super::super::esp::VfatWriter;
+use super::super::log::RestoreLog;
+use super::super::mounts::Mounts;
+use super::super::plan::RestorePlan;
+use super::super::target::TargetDisk;
+use super::super::{RestoreError, grub, initramfs};
+use super::{Made, RestoreReport, chroot_parts};
+
+/// Text files (absolute paths in the restored system) that name filesystems by identity.
+const FILES: &[&str] = &[
+    "/etc/fstab",
+    "/etc/crypttab",
+    "/etc/default/grub",
+    "/etc/kernel/cmdline",
+    "/etc/initramfs-tools/conf.d/resume",
+    "/boot/grub/grub.cfg",
+    "/boot/grub2/grub.cfg",
+    "/boot/grub/custom.cfg",
+];
+
+/// Directories whose files (with one of the suffixes; empty: all) are rewritten too.
+const DIRS: &[(&str, &[&str])] = &[
+    ("/etc/default/grub.d", &[".cfg"]),
+    ("/etc/initramfs-tools/conf.d", &[]),
+    ("/etc/dracut.conf.d", &[".conf"]),
+    ("/etc/systemd/system", &[".mount", ".swap", ".automount"]),
+    ("/boot/loader/entries", &[".conf"]),
+];
+
+/// Larger files are no configuration: left alone.
+const MAX_TEXT: u64 = 4 << 20;
+
+/// The old → new pairs that the restored tree may name, matched without regard to case (blkid
+/// prints lower case, GPT tools upper case) and written in the old text's case.
+struct Renames {
+    old: Vec<String>,
+    new: Vec<String>,
+    ac: AhoCorasick,
+}
+
+impl Renames {
+    fn of(plan: &RestorePlan) -> Result<Option<Renames>, RestoreError> {
+        let (old, new): (Vec<String>, Vec<String>) = plan
+            .renamed
+            .iter()
+            .filter(|r| r.referenced && !r.old.is_empty())
+            .map(|r| (r.old.clone(), r.new.clone()))
+            .unzip();
+        if old.is_empty() {
+            return Ok(None);
+        }
+        let ac = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+            .build(&old)
+            .map_err(|e| RestoreError::target(Path::new("--new-uuids"), e.to_string()))?;
+        Ok(Some(Renames { old, new, ac }))
+    }
+
+    /// `text` with every old identity replaced; `None` when it names none.
+    fn rewrite(&self, text: &[u8]) -> Option<(Vec<u8>, usize)> {
+        let mut out = Vec::with_capacity(text.len());
+        let mut last = 0;
+        let mut n = 0;
+        for m in self.ac.find_iter(text) {
+            out.extend_from_slice(&text[last..m.start()]);
+            let found = &text[m.start()..m.end()];
+            let new = &self.new[m.pattern().as_usize()];
+            let lower = found.iter().any(u8::is_ascii_lowercase);
+            if lower {
+                out.extend_from_slice(new.to_ascii_lowercase().as_bytes());
+            } else {
+                out.extend_from_slice(new.to_ascii_uppercase().as_bytes());
+            }
+            last = m.end();
+            n += 1;
+        }
+        if n == 0 {
+            return None;
+        }
+        out.extend_from_slice(&text[last..]);
+        Some((out, n))
+    }
+
+    /// The old identities `data` names.
+    fn named_in(&self, data: &[u8]) -> Vec<String> {
+        let mut found: Vec<String> = self
+            .ac
+            .find_iter(data)
+            .map(|m| self.old[m.pattern().as_usize()].clone())
+            .collect();
+        found.sort();
+        found.dedup();
+        found
+    }
+}
+
+/// Rewrites the restored tree for the plan's new identities and remakes what embeds them.
+pub(super) fn new_identities(
+    plan: &RestorePlan,
+    target: &TargetDisk,
+    log: &RestoreLog,
+    made: &[Made],
+    staging: &Path,
+    mounts: &mut Mounts,
+    report: &mut RestoreReport,
+) -> Result<(), RestoreError> {
+    let Some(renames) = Renames::of(plan)? else {
+        return Ok(());
+    };
+    log.say("  new identities (--new-uuids): rewriting the references to the old ones");
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    for f in FILES {
+        if let Some(p) = host_path(plan, made, f) {
+            files.push((f.to_string(), p));
+        }
+    }
+    for (dir, suffixes) in DIRS {
+        let Some(d) = host_path(plan, made, dir) else {
+            continue;
+        };
+        for (name, p) in list(&d) {
+            if suffixes.is_empty() || suffixes.iter().any(|s| name.ends_with(s)) {
+                files.push((format!("{dir}/{name}"), p));
+            }
+        }
+    }
+    // The ESP's configuration files (GRUB's EFI/<vendor>/grub.cfg, systemd-boot entries).
+    let esp = made.iter().find(|m| m.plan.fstype == "vfat");
+    let mut esp_binaries = Vec::new();
+    if let Some(m) = esp {
+        for (rel, p) in walk(&m.dir, 4) {
+            let abs = format!("{}/{rel}", m.plan.mount_point.trim_end_matches('/'));
+            let lower = rel.to_ascii_lowercase();
+            if lower.ends_with(".cfg") || lower.ends_with(".conf") {
+                files.push((abs, p));
+            } else if lower.ends_with(".efi") {
+                esp_binaries.push((abs, p));
+            }
+        }
+    }
+    for (shown, path) in files {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !meta.is_file() || meta.len() > MAX_TEXT {
+            continue;
+        }
+        let text = std::fs::read(&path).map_err(|e| RestoreError::io("reading", &path, e))?;
+        if let Some((new, n)) = renames.rewrite(&text) {
+            // Written in place: the file keeps its owner, mode and xattrs.
+            std::fs::write(&path, new).map_err(|e| RestoreError::io("writing", &path, e))?;
+            report.boot.push(format!(
+                "{shown}: {n} reference{} to old identities rewritten",
+                if n == 1 { "" } else { "s" }
+            ));
+        }
+    }
+    efi_images(
+        &renames,
+        esp,
+        &esp_binaries,
+        target,
+        made,
+        staging,
+        mounts,
+        report,
+    )?;
+    initramfs_images(&renames, plan, target, made, staging, mounts, report)?;
+    Ok(())
+}
+
+/// An EFI image that embeds an old UUID (a GRUB core image made by `grub-install` without
+/// Secure Boot carries its `search.fs_uuid` line) is made again by the tree's grub-install.
+#[allow(clippy::too_many_arguments)]
+fn efi_images(
+    renames: &Renames,
+    esp: Option<&Made>,
+    binaries: &[(String, PathBuf)],
+    target: &TargetDisk,
+    made: &[Made],
+    staging: &Path,
+    mounts: &mut Mounts,
+    report: &mut RestoreReport,
+) -> Result<(), RestoreError> {
+    let mut stale = Vec::new();
+    for (shown, p) in binaries {
+        let data = std::fs::read(p).map_err(|e| RestoreError::io("reading", p, e))?;
+        if !renames.named_in(&data).is_empty() {
+            stale.push(shown.clone());
+        }
+    }
+    let Some(m) = esp.filter(|_| !stale.is_empty()) else {
+        return Ok(());
+    };
+    let list = stale.join(", ");
+    if !matches!(m.vfat, Some(VfatWriter::Mounted(_))) {
+        report.boot.push(format!(
+            "WARNING: {list} embed an old UUID and this kernel cannot mount the ESP for \
+             grub-install: the disk may not boot by UEFI (restore from the rescue environment)"
+        ));
+        return Ok(());
+    }
+    let c = grub::assemble(&chroot_parts(made), staging, mounts)?;
+    let Some(gi) = c.find(grub::GRUB_INSTALL) else {
+        report.boot.push(format!(
+            "WARNING: {list} embed an old UUID and the tree has no grub-install to make them \
+             again: the disk may not boot by UEFI"
+        ));
+        return Ok(());
+    };
+    let esp_dir = format!("--efi-directory={}", m.plan.mount_point);
+    let mut runs: Vec<Vec<String>> = Vec::new();
+    for s in &stale {
+        let rel = s
+            .strip_prefix(m.plan.mount_point.trim_end_matches('/'))
+            .unwrap_or(s);
+        let mut parts = rel.trim_start_matches('/').split('/');
+        let (Some(efi), Some(vendor)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        if !efi.eq_ignore_ascii_case("EFI") {
+            continue;
+        }
+        let mut args = vec![
+            gi.clone(),
+            "--target=x86_64-efi".to_string(),
+            esp_dir.clone(),
+            "--no-nvram".to_string(),
+        ];
+        if vendor.eq_ignore_ascii_case("BOOT") {
+            args.push("--removable".into());
+        } else {
+            args.push(format!("--bootloader-id={vendor}"));
+        }
+        if !runs.contains(&args) {
+            runs.push(args);
+        }
+    }
+    for args in runs {
+        let os: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        c.run(&os, &target.device)?;
+        report.boot.push(format!(
+            "{} ran chrooted: {list} embedded an old UUID",
+            args[1..].join(" ")
+        ));
+    }
+    Ok(())
+}
+
+/// An initramfs that names an old UUID (resume device, crypttab, a root= baked in) is made
+/// again by the restored system's own generator, chrooted.
+fn initramfs_images(
+    renames: &Renames,
+    plan: &RestorePlan,
+    target: &TargetDisk,
+    made: &[Made],
+    staging: &Path,
+    mounts: &mut Mounts,
+    report: &mut RestoreReport,
+) -> Result<(), RestoreError> {
+    let (Some(root), Some(boot)) = (
+        made.iter().find(|m| m.plan.mount_point == "/"),
+        host_path(plan, made, "/boot"),
+    ) else {
+        return Ok(());
+    };
+    for image in initramfs::images(&boot, &root.dir) {
+        let name = image
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let data =
+            std::fs::read(&image.path).map_err(|e| RestoreError::io("reading", &image.path, e))?;
+        let found = match initramfs::contents_matching(&data, &|d| renames.named_in(d)) {
+            Ok(f) => f,
+            Err(e) => {
+                report
+                    .boot
+                    .push(format!("initramfs {name} not searched for old UUIDs: {e}"));
+                continue;
+            }
+        };
+        if found.is_empty() {
+            report
+                .boot
+                .push(format!("initramfs {name} names no old identity: kept"));
+            continue;
+        }
+        let c = grub::assemble(&chroot_parts(made), staging, mounts)?;
+        match initramfs::regenerate(&c, &image.version, &target.device)? {
+            Some(cmd) => report.boot.push(format!(
+                "initramfs {name} named {}: {cmd} ran chrooted",
+                found.join(", ")
+            )),
+            None => report.boot.push(format!(
+                "WARNING: initramfs {name} names {} and the tree has neither update-initramfs \
+                 nor dracut to make it again",
+                found.join(", ")
+            )),
+        }
+    }
+    Ok(())
+}
+
+/// Where the restored system's absolute `path` is now, on the host (it may not exist).
+fn host_path(plan: &RestorePlan, made: &[Made], path: &str) -> Option<PathBuf> {
+    let i = plan.fs_for(path)?;
+    let m = made.get(i)?;
+    let rel = path
+        .strip_prefix(m.plan.mount_point.trim_end_matches('/'))
+        .unwrap_or(path)
+        .trim_start_matches('/');
+    let p = m.dir.join(rel);
+    std::fs::symlink_metadata(&p).is_ok().then_some(p)
+}
+
+/// The regular files directly in `dir`, by name.
+fn list(dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut out: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Regular files below `dir` (relative `/`-joined names), at most `depth` levels down.
+fn walk(dir: &Path, depth: u32) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        match e.file_type() {
+            Ok(t) if t.is_file() => out.push((name, e.path())),
+            Ok(t) if t.is_dir() && depth > 0 => {
+                for (rel, p) in walk(&e.path(), depth - 1) {
+                    out.push((format!("{name}/{rel}"), p));
+                }
+            }
+            _ => {}
+        }
+    }
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::restore::plan::Renamed;
+
+    fn renames(pairs: &[(&str, &str)]) -> Renames {
+        let ac = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+            .build(pairs.iter().map(|p| p.0))
+            .unwrap();
+        Renames {
+            old: pairs.iter().map(|p| p.0.to_string()).collect(),
+            new: pairs.iter().map(|p| p.1.to_string()).collect(),
+            ac,
+        }
+    }
+
+    #[test]
+    fn references_are_rewritten_in_the_case_they_were_written() {
+        let r = renames(&[
+            (
+                "e2e0f5e5-0000-4000-8000-000000000003",
+                "aaaaaaaa-1111-4222-8333-444444444444",
+            ),
+            ("E2E0-0002", "BEEF-0001"),
+            (
+                "E2E0D15C-0000-4000-8000-000000000003",
+                "CCCCCCCC-1111-4222-8333-444444444444",
+            ),
+        ]);
+        let fstab = b"UUID=e2e0f5e5-0000-4000-8000-000000000003 / ext4 defaults 0 1\n\
+UUID=e2e0-0002 /boot/efi vfat umask=0077 0 1\n\
+PARTUUID=e2e0d15c-0000-4000-8000-000000000003 /x ext4 defaults 0 2\n\
+# E2E0D15C-0000-4000-8000-000000000003 upper\n";
+        let (out, n) = r.rewrite(fstab).expect("names old ids");
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(n, 4);
+        assert!(
+            out.contains("UUID=aaaaaaaa-1111-4222-8333-444444444444 / ext4"),
+            "{out}"
+        );
+        assert!(out.contains("UUID=beef-0001 /boot/efi"), "{out}");
+        assert!(
+            out.contains("PARTUUID=cccccccc-1111-4222-8333-444444444444 /x"),
+            "{out}"
+        );
+        assert!(
+            out.contains("# CCCCCCCC-1111-4222-8333-444444444444 upper"),
+            "{out}"
+        );
+        assert!(r.rewrite(b"UUID=0000 nothing here\n").is_none());
+    }
+
+    #[test]
+    fn only_referenced_identities_are_rewritten() {
+        let mut plan = crate::restore::plan::tests::plan_for_tests();
+        plan.renamed = vec![
+            Renamed {
+                what: "disk GUID".into(),
+                old: "AAAA".into(),
+                new: "BBBB".into(),
+                referenced: false,
+            },
+            Renamed {
+                what: "ext4 / UUID".into(),
+                old: "1111".into(),
+                new: "2222".into(),
+                referenced: true,
+            },
+        ];
+        let r = Renames::of(&plan).unwrap().expect("one referenced");
+        assert_eq!(r.old, vec!["1111".to_string()]);
+        let (out, _) = r.rewrite(b"root=UUID=1111 AAAA").unwrap();
+        assert_eq!(out, b"root=UUID=2222 AAAA");
+        plan.renamed.clear();
+        assert!(Renames::of(&plan).unwrap().is_none());
+    }
+
+    #[test]
+    fn named_in_lists_each_old_id_once() {
+        let r = renames(&[("1111-2222", "x"), ("3333-4444", "y")]);
+        let data = b"..1111-2222..3333-4444..1111-2222..";
+        assert_eq!(r.named_in(data), vec!["1111-2222", "3333-4444"]);
+        assert!(r.named_in(b"nothing").is_empty());
+    }
+}
