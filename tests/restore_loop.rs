@@ -532,3 +532,222 @@ fn plain_directory_image_needs_to_dir() {
     assert_eq!(std::fs::read(out.join("etc/motd")).unwrap(), b"hi");
     let _ = &source().dir;
 }
+
+/// The JSON documents `osimage restore --json` printed (the plan, then the report).
+fn json_docs(out: &str) -> Vec<serde_json::Value> {
+    serde_json::Deserializer::from_str(out)
+        .into_iter::<serde_json::Value>()
+        .map(|v| v.unwrap_or_else(|e| panic!("restore --json printed {e}: {out}")))
+        .collect()
+}
+
+/// Issue #11: the dry run's plan is the plan the restore then carries out, and the disk it
+/// leaves matches it (starts, ends, identities); the dry run itself writes nothing.
+#[test]
+fn dry_run_plan_is_what_the_restore_then_does() {
+    assert!(can_run(), "needs root and the loop-device tools");
+    let s = source();
+    let dir = common::scratch();
+    let target = dir.path().join("planned.img");
+    sparse(&target, 384 * MIB);
+    let before = hash(&target);
+    let restore = |extra: &[&str]| {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "restore".as_ref(),
+            s.image.as_os_str(),
+            "--target".as_ref(),
+            target.as_os_str(),
+            "--json".as_ref(),
+        ];
+        args.extend(extra.iter().map(|a| std::ffi::OsStr::new(*a)));
+        common::osimage(args).ok().stdout_str()
+    };
+    let dry = json_docs(&restore(&["--dry-run"]));
+    assert_eq!(hash(&target), before, "a dry run changed the target");
+    let done = json_docs(&restore(&[]));
+    assert_eq!(dry.len(), 1, "a dry run prints the plan only");
+    assert_eq!(done.len(), 2, "the plan, then the report");
+    assert_eq!(
+        dry[0], done[0],
+        "the restore did not follow the dry run's plan"
+    );
+    let plan = &dry[0];
+    let t = common::loopdev::sfdisk_json(&target);
+    let parts = t["partitiontable"]["partitions"].as_array().unwrap();
+    let planned = plan["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), planned.len());
+    for (p, q) in parts.iter().zip(planned) {
+        let first = q["first_lba"].as_u64().unwrap();
+        let last = q["last_lba"].as_u64().unwrap();
+        assert_eq!(p["start"].as_u64(), Some(first), "{p} vs {q}");
+        assert_eq!(p["size"].as_u64(), Some(last + 1 - first), "{p} vs {q}");
+        assert_eq!(p["uuid"], q["kind"]["Gpt"]["part_guid"], "{p} vs {q}");
+    }
+    assert_eq!(t["partitiontable"]["id"], plan["table"]["Gpt"]["disk_guid"]);
+    let lo = Loop::attach(&target);
+    for f in plan["filesystems"].as_array().unwrap() {
+        let n = f["partition"].as_u64().unwrap() as u32;
+        assert_eq!(
+            blkid(&lo.part(n), "UUID"),
+            f["uuid"].as_str().unwrap(),
+            "{f}"
+        );
+        assert_eq!(
+            blkid(&lo.part(n), "LABEL"),
+            f["label"].as_str().unwrap(),
+            "{f}"
+        );
+    }
+}
+
+/// Issue #11: --new-uuids gives the disk, partitions and filesystems fresh identities, the
+/// restored fstab names the new ones (and no old one), and the plan lists every pair.
+#[test]
+fn new_uuids_gives_fresh_identities_and_rewrites_the_references() {
+    assert!(can_run(), "needs root and the loop-device tools");
+    let s = source();
+    let dir = common::scratch();
+    let target = dir.path().join("renewed.img");
+    sparse(&target, 384 * MIB);
+    let out = common::osimage([
+        "restore".as_ref(),
+        s.image.as_os_str(),
+        "--target".as_ref(),
+        target.as_os_str(),
+        "--new-uuids".as_ref(),
+        "--json".as_ref(),
+    ])
+    .ok()
+    .stdout_str();
+    let docs = json_docs(&out);
+    let (plan, report) = (&docs[0], &docs[1]);
+    let renamed = plan["renamed"].as_array().unwrap();
+    let new_of = |old: &str| -> String {
+        renamed
+            .iter()
+            .find(|r| {
+                r["old"]
+                    .as_str()
+                    .is_some_and(|o| o.eq_ignore_ascii_case(old))
+            })
+            .and_then(|r| r["new"].as_str())
+            .unwrap_or_else(|| panic!("{old} not renamed: {plan}"))
+            .to_string()
+    };
+    let root_uuid = new_of(ROOT_UUID);
+    let esp_id = new_of("5E57-ABCD");
+    let disk_guid = new_of(DISK_GUID);
+    assert_ne!(root_uuid, ROOT_UUID);
+    let t = common::loopdev::sfdisk_json(&target);
+    assert_eq!(t["partitiontable"]["id"].as_str(), Some(disk_guid.as_str()));
+    for p in t["partitiontable"]["partitions"].as_array().unwrap() {
+        let old = s.table["partitiontable"]["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["start"] == p["start"])
+            .unwrap();
+        assert_ne!(old["uuid"], p["uuid"], "partition kept its GUID: {p}");
+        assert_eq!(
+            p["uuid"].as_str().map(str::to_string),
+            Some(new_of(old["uuid"].as_str().unwrap()))
+        );
+    }
+    let lo = Loop::attach(&target);
+    assert_eq!(blkid(&lo.part(3), "UUID"), root_uuid);
+    assert_eq!(blkid(&lo.part(3), "LABEL"), ROOT_LABEL, "labels are kept");
+    assert_eq!(blkid(&lo.part(2), "UUID"), esp_id);
+    let mnt = dir.path().join("renewed");
+    let m = Mounted::new(&lo.part(3), &mnt, &[]);
+    let fstab = std::fs::read_to_string(mnt.join("etc/fstab")).unwrap();
+    assert!(
+        fstab.contains(&format!("UUID={root_uuid} / ext4")),
+        "{fstab}"
+    );
+    assert!(
+        fstab.contains(&format!("UUID={esp_id} /boot/efi")),
+        "{fstab}"
+    );
+    assert!(
+        !fstab.contains(ROOT_UUID) && !fstab.contains("5E57-ABCD"),
+        "{fstab}"
+    );
+    let log = std::fs::read_to_string(mnt.join("var/log/osimage-restore.log")).unwrap();
+    assert!(
+        log.contains("new identities") && log.contains(&root_uuid),
+        "{log}"
+    );
+    assert!(log.contains("/etc/fstab: 2 references"), "{log}");
+    // this tree has a BIOS core image but no grub-install to remake it: said, not hidden
+    let boot = report["boot"].to_string();
+    assert!(boot.contains("NOT BOOTABLE"), "{boot}");
+    drop(m);
+}
+
+/// Issue #11: --only restores one filesystem into an existing layout: partition 3 of a
+/// restored disk is overwritten, and `--only /` makes it again with its recorded UUID and
+/// label and the image's files, leaving the table and the other partitions as they were.
+#[test]
+fn only_restores_one_filesystem_into_an_existing_layout() {
+    assert!(can_run(), "needs root and the loop-device tools");
+    let s = source();
+    let dir = common::scratch();
+    let target = dir.path().join("existing.img");
+    sparse(&target, 384 * MIB);
+    restore::restore_to_disk(&reader(), &target, &opts(), &NoProgress)
+        .unwrap_or_else(|e| panic!("restore: {e}"));
+    let lo = Loop::attach(&target);
+    let root = lo.part(3);
+    run("mkfs.ext4", &["-q", "-F", "-L", "wrecked", &root]);
+    let table = common::loopdev::sfdisk_json(&target);
+    let esp_bytes = |lo: &Loop| {
+        let mut b = vec![0u8; 65536 * 512];
+        std::fs::File::open(lo.part(2))
+            .unwrap()
+            .read_exact_at(&mut b, 0)
+            .unwrap();
+        blake3::hash(&b)
+    };
+    let esp_before = esp_bytes(&lo);
+    // holding data: refused without --force, and left alone
+    let refused = common::osimage([
+        "restore".as_ref(),
+        s.image.as_os_str(),
+        "--only".as_ref(),
+        "/".as_ref(),
+        "--target".as_ref(),
+        std::ffi::OsStr::new(&root),
+    ]);
+    assert_eq!(refused.code, 1, "{}", refused.describe());
+    assert!(refused.stderr.contains("holds data"), "{}", refused.stderr);
+    assert_eq!(blkid(&root, "LABEL"), "wrecked");
+    let run_only = common::osimage([
+        "restore".as_ref(),
+        s.image.as_os_str(),
+        "--only".as_ref(),
+        "/".as_ref(),
+        "--target".as_ref(),
+        std::ffi::OsStr::new(&root),
+        "--force".as_ref(),
+    ])
+    .ok();
+    assert!(
+        run_only.stdout_str().contains("only /"),
+        "{}",
+        run_only.describe()
+    );
+    assert_eq!(blkid(&root, "UUID"), ROOT_UUID);
+    assert_eq!(blkid(&root, "LABEL"), ROOT_LABEL);
+    assert_eq!(
+        common::loopdev::sfdisk_json(&target),
+        table,
+        "the table changed"
+    );
+    assert_eq!(esp_bytes(&lo), esp_before, "the ESP changed");
+    let mnt = dir.path().join("only");
+    let m = Mounted::new(&root, &mnt, &[]);
+    let got = compare::snapshot(&mnt).unwrap();
+    let diffs = compare::compare(&s.root, &comparable(&got), Options::default());
+    compare::assert_no_differences(&diffs, "--only / vs source");
+    drop(m);
+}

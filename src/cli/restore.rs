@@ -231,7 +231,12 @@ pub fn run(args: RestoreArgs, progress: &dyn Progress) -> Result<i32, Failure> {
     }
     opts.force |= confirmed;
     if args.dry_run {
-        println!("dry run: nothing was written");
+        // stdout holds only the plan with --json
+        if args.json {
+            eprintln!("dry run: nothing was written");
+        } else {
+            println!("dry run: nothing was written");
+        }
         return Ok(0);
     }
     let report = restore::restore_planned_all(&reader, &plans, &layout, &opts, progress)?;

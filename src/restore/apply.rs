@@ -571,7 +571,19 @@ fn boot_loader(
             }
         }
     }
-    if let Some(why) = &b.grub_install {
+    let root_dir = made
+        .iter()
+        .find(|m| m.plan.mount_point == "/")
+        .map(|m| &m.dir);
+    let no_installer = root_dir.is_some_and(|d| !grub::has_grub_install(d));
+    if let Some(why) = &b.grub_install
+        && !plan.renamed.is_empty()
+        && no_installer
+    {
+        // --new-uuids on a tree that cannot reinstall GRUB: the files are right, the old core
+        // image is not; said in the summary rather than failing a finished restore.
+        report.boot.push(format!("{why}: {}", grub::not_bootable()));
+    } else if let Some(why) = &b.grub_install {
         log.say(&format!("  grub-install must run: {why}"));
         let c = grub::assemble(&chroot_parts(made), staging, mounts)?;
         grub::install_bios(&c, &target.device)?;
