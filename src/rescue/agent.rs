@@ -357,9 +357,15 @@ fn restore_onto(
         .map(|t| t.1.clone())
         .collect::<Vec<_>>()
         .join(", ");
-    // Per-machine files: an `overlay/` folder at the top of the boot medium (docs/GENERALIZE.md).
-    let overlay = medium.mount_point.join("overlay");
-    let overlay = overlay.is_dir().then_some(overlay);
+    // Per-machine files: `osimage.overlay=DEVICE[:DIR]` (a second medium), else an `overlay/`
+    // folder at the top of the boot medium (docs/GENERALIZE.md).
+    let overlay = match &opts.overlay {
+        Some(spec) => Some(medium::overlay_from(spec)?),
+        None => {
+            let o = medium.mount_point.join("overlay");
+            o.is_dir().then_some(o)
+        }
+    };
     if let Some(o) = &overlay {
         con.line(&format!(
             "osimage: overlay {} will be copied over the restored tree",

@@ -178,7 +178,7 @@ if [ -d /sys/firmware/efi ]; then
 fi
 mounts=""
 while read -r dev dir rest; do
-    case "\$dir" in /|/boot/efi) mounts="\$mounts \$dir=\$dev" ;; esac
+    case "\$dir" in /|/boot/efi|/home) mounts="\$mounts \$dir=\$dev" ;; esac
 done </proc/mounts
 # Who this machine is (issue #11: generalized restores must differ from each other).
 id=\$(cat /etc/machine-id 2>/dev/null || echo none)

@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-pub use osimage::bootcheck::vm::{Bus, Drive, Firmware, OVMF_CODE, OVMF_VARS, Outcome};
+pub use osimage::bootcheck::vm::{
+    Bus, DirectKernel, Drive, Firmware, OVMF_CODE, OVMF_VARS, Outcome,
+};
 use osimage::bootcheck::{Accel, vm};
 
 /// One boot.
@@ -25,6 +27,16 @@ pub struct Boot<'a> {
 
 /// Boots, watches the serial console, and returns how it ended.
 pub fn boot(b: &Boot) -> Outcome {
+    boot_with(b, None)
+}
+
+/// Like `boot`, with the kernel loaded directly (`-kernel/-initrd/-append`: a boot entry's
+/// command line with parameters added, as an operator edits it at the boot menu).
+pub fn boot_direct(b: &Boot, kernel: DirectKernel) -> Outcome {
+    boot_with(b, Some(kernel))
+}
+
+fn boot_with(b: &Boot, kernel: Option<DirectKernel>) -> Outcome {
     let logs = super::logs_dir();
     let disks = b
         .disks
@@ -42,7 +54,7 @@ pub fn boot(b: &Boot) -> Outcome {
         accel: Accel::Tcg,
         memory_mib: 1536,
         cdrom: b.cdrom,
-        kernel: None,
+        kernel,
         disks,
         timeout: b.timeout,
         stop_on: b.stop_on,

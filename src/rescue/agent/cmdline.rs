@@ -5,7 +5,8 @@
 //! (an image that recorded no disk layout goes onto osimage's default one, docs/RESTORE.md),
 //! `osimage.generalize=1`, `osimage.hostname=NAME|RULE` and `osimage.new-uuids=1`
 //! (docs/GENERALIZE.md), `osimage.map=vda=/dev/sda,vdb=/dev/sdb` (an image of several disks:
-//! recorded disk → target, docs/RESTORE.md "Several disks"), `osimage.keyfile=PATH` (the
+//! recorded disk → target, docs/RESTORE.md "Several disks"), `osimage.overlay=DEVICE[:DIR]`
+//! (per-machine files from a second medium, docs/GENERALIZE.md), `osimage.keyfile=PATH` (the
 //! passphrase or age key of an encrypted image: a path on the boot medium, or `DEVICE:PATH`
 //! on a second medium).
 
@@ -37,6 +38,8 @@ pub struct AgentOptions {
     pub new_uuids: bool,
     /// Recorded disk → target device, for an image of several disks.
     pub map: Vec<(String, String)>,
+    /// Per-machine files on another medium: `DEVICE` (its `overlay/` folder) or `DEVICE:DIR`.
+    pub overlay: Option<String>,
     pub keyfile: Option<String>,
 }
 
@@ -56,6 +59,7 @@ impl Default for AgentOptions {
             hostname: None,
             new_uuids: false,
             map: Vec::new(),
+            overlay: None,
             keyfile: None,
         }
     }
@@ -100,6 +104,7 @@ impl AgentOptions {
                     }
                 }
                 "keyfile" if !value.is_empty() => o.keyfile = Some(value.to_string()),
+                "overlay" if !value.is_empty() => o.overlay = Some(value.to_string()),
                 "wait" => o.wait_secs = value.parse().unwrap_or(o.wait_secs),
                 _ => {}
             }
@@ -135,6 +140,12 @@ mod tests {
             "quiet osimage.generalize=1 osimage.hostname=web-{mac} osimage.new-uuids=1",
         );
         assert!(g.new_uuids);
+        assert_eq!(
+            AgentOptions::parse("osimage.overlay=/dev/sdc1:/site-a")
+                .overlay
+                .as_deref(),
+            Some("/dev/sdc1:/site-a")
+        );
         let m = AgentOptions::parse("osimage.map=vda=/dev/sda,vdb=/dev/nvme0n1,bad");
         assert_eq!(
             m.map,

@@ -179,3 +179,27 @@ pub fn whole_disk(name: &str) -> String {
         .and_then(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_string))
         .unwrap_or_else(|| name.to_string())
 }
+
+/// `osimage.overlay=DEVICE[:DIR]`: DEVICE (a USB stick, a second disk) mounted read-only at
+/// `/run/osimage-overlay`, and DIR on it (default `overlay`), which must be a directory. It
+/// stays mounted: the restore copies it last, then the machine powers off.
+pub fn overlay_from(spec: &str) -> Result<PathBuf, String> {
+    let (dev, dir) = spec.split_once(':').unwrap_or((spec, "overlay"));
+    if !dev.starts_with("/dev/") {
+        return Err(format!(
+            "overlay-unreadable {spec}: expected DEVICE[:DIR], e.g. /dev/sdc1:/site-a"
+        ));
+    }
+    let mnt = PathBuf::from("/run/osimage-overlay");
+    std::fs::create_dir_all(&mnt).map_err(|e| format!("overlay-unreadable {spec}: {e}"))?;
+    super::sys::mount_any_ro(dev, &mnt)
+        .map_err(|e| format!("overlay-unreadable cannot mount {dev}: {e}"))?;
+    let path = mnt.join(dir.trim_start_matches('/'));
+    if !path.is_dir() {
+        super::sys::umount(&mnt);
+        return Err(format!(
+            "overlay-unreadable {spec}: {dir} is not a directory on {dev}"
+        ));
+    }
+    Ok(path)
+}

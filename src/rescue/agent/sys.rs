@@ -10,6 +10,19 @@ fn cstr(s: &str) -> io::Result<CString> {
     CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))
 }
 
+/// Mounts `source` read-only at `target` as the first of the filesystem types a second medium
+/// usually has (vfat, ext4, iso9660, xfs, btrfs) that works.
+pub fn mount_any_ro(source: &str, target: &Path) -> io::Result<()> {
+    let mut mounted = Err(io::Error::other("no filesystem type tried"));
+    for fstype in ["vfat", "ext4", "iso9660", "xfs", "btrfs"] {
+        mounted = mount_ro(source, target, fstype, "");
+        if mounted.is_ok() {
+            break;
+        }
+    }
+    mounted
+}
+
 /// mount(2), read-only, with filesystem-specific options in `data`.
 pub fn mount_ro(source: &str, target: &Path, fstype: &str, data: &str) -> io::Result<()> {
     let (src, tgt, fst, dat) = (

@@ -61,14 +61,8 @@ pub fn read_keyfile(spec: &str, medium_root: &Path) -> Result<String, String> {
     {
         let dir = PathBuf::from("/run/osimage-keyfile");
         std::fs::create_dir_all(&dir).map_err(|e| format!("keyfile-unreadable {spec}: {e}"))?;
-        let mut mounted = Err(std::io::Error::other("no filesystem type tried"));
-        for fstype in ["vfat", "ext4", "iso9660", "xfs", "btrfs"] {
-            mounted = super::sys::mount_ro(dev, &dir, fstype, "");
-            if mounted.is_ok() {
-                break;
-            }
-        }
-        mounted.map_err(|e| format!("keyfile-unreadable cannot mount {dev}: {e}"))?;
+        super::sys::mount_any_ro(dev, &dir)
+            .map_err(|e| format!("keyfile-unreadable cannot mount {dev}: {e}"))?;
         let text = read(&dir.join(path.trim_start_matches('/')));
         super::sys::umount(&dir);
         return text;
