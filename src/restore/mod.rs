@@ -70,6 +70,10 @@ pub struct RestoreOptions {
     pub generalize: generalize::GeneralizeOptions,
     /// Per-machine files copied over the restored tree last (`--overlay DIR`).
     pub overlay: Option<PathBuf>,
+    /// Kernel modules the restored initramfs must hold besides the target's own drivers
+    /// (`--initramfs-driver`): the controller the disk will boot on when it is not the one
+    /// restoring it (a disk image for an NVMe machine, a disk restored through a USB dock).
+    pub initramfs_drivers: Vec<String>,
 }
 
 impl Default for RestoreOptions {
@@ -84,6 +88,7 @@ impl Default for RestoreOptions {
             default_layout: false,
             generalize: generalize::GeneralizeOptions::default(),
             overlay: None,
+            initramfs_drivers: Vec::new(),
         }
     }
 }
