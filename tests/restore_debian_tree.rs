@@ -9,35 +9,12 @@ mod common;
 mod e2e;
 
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
 
 use common::loopdev::{Loop, MIB, Mounted, blkid, sparse};
+use e2e::source::debian_tree;
 use osimage::payload::reader::PayloadReader;
 use osimage::progress::NoProgress;
 use osimage::restore::{self, RestoreOptions};
-
-/// The debootstrapped tree the e2e source disk is made from (one `base-<key>.done` marker).
-fn debian_tree() -> PathBuf {
-    e2e::source::source();
-    let cache = e2e::cache_dir();
-    let done: Vec<PathBuf> = std::fs::read_dir(&cache)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "done"))
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("base-"))
-        })
-        .collect();
-    assert_eq!(
-        done.len(),
-        1,
-        "one cached Debian tree in {}",
-        cache.display()
-    );
-    done[0].with_extension("")
-}
 
 #[test]
 fn debian_tree_onto_the_default_layout_gets_grub_installed_chrooted() {

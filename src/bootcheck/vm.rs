@@ -2,9 +2,14 @@
 //! code + a fresh copy of the variables per boot), KVM or TCG, no keyboard, no network, the
 //! serial port written to a log file that is read while the VM runs. Used by `verify --boot`
 //! and by the end-to-end tests (one implementation for both). Command lines as in docs/ISO.md.
+//!
+//! `run_typing` also types into the serial console, expect-style: each `Typed` line is sent
+//! once its prompt text appears on the console after the previous one's (the interactive
+//! restore dialogue and the passphrase prompt, docs/RESTORE.md).
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -73,6 +78,8 @@ pub enum Bus {
     Virtio,
     /// The PC's IDE controller (as a BIOS sees a USB stick or an old disk).
     Ide,
+    /// An NVMe controller of its own (`-device nvme`), one per disk.
+    Nvme,
 }
 
 /// One disk of the VM.
@@ -128,6 +135,16 @@ pub enum Ended {
     TimedOut,
 }
 
+/// A line typed into the serial console once `after` appears there (expect-style).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Typed<'a> {
+    /// Console text to wait for, searched after where the previous line's prompt was found
+    /// (so the same prompt asked twice is answered twice).
+    pub after: &'a str,
+    /// What is typed, without its line end (a newline is sent after it).
+    pub line: &'a str,
+}
+
 /// What a boot left behind.
 pub struct Outcome {
     pub console: String,
@@ -135,6 +152,9 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// When each milestone first appeared (since QEMU started), in `milestones` order.
     pub milestones: Vec<Option<Duration>>,
+    /// When each `Typed` line was sent (since QEMU started), in order; shorter than the script
+    /// when the boot ended before a prompt appeared.
+    pub typed: Vec<Duration>,
     pub log: PathBuf,
     pub command: String,
     pub stderr: String,
@@ -174,8 +194,10 @@ impl Outcome {
     }
 }
 
-/// QEMU's arguments for `spec`.
-fn args(spec: &VmSpec, serial: &Path, vars: &Path) -> Vec<String> {
+/// QEMU's arguments for `spec`; `typing`: the serial port also reads QEMU's standard input
+/// (a `stdio` character device logging what the guest writes to `serial`), else it only
+/// writes to `serial`.
+fn args(spec: &VmSpec, serial: &Path, vars: &Path, typing: bool) -> Vec<String> {
     let mut a: Vec<String> = vec![
         "-machine".into(),
         match spec.firmware {
@@ -194,9 +216,17 @@ fn args(spec: &VmSpec, serial: &Path, vars: &Path) -> Vec<String> {
         "-no-reboot".into(),
         "-nic".into(),
         "none".into(),
-        "-serial".into(),
-        format!("file:{}", serial.display()),
     ];
+    if typing {
+        a.push("-chardev".into());
+        a.push(format!(
+            "stdio,id=osimage-serial,signal=off,logfile={}",
+            serial.display()
+        ));
+        a.extend(["-serial".into(), "chardev:osimage-serial".into()]);
+    } else {
+        a.extend(["-serial".into(), format!("file:{}", serial.display())]);
+    }
     if spec.firmware == Firmware::UefiSecureBoot {
         a.push("-global".into());
         a.push("driver=cfi.pflash01,property=secure,value=on".into());
@@ -212,17 +242,23 @@ fn args(spec: &VmSpec, serial: &Path, vars: &Path) -> Vec<String> {
             vars.display()
         ));
     }
-    for d in &spec.disks {
+    for (i, d) in spec.disks.iter().enumerate() {
         a.push("-drive".into());
         let bus = match d.bus {
-            Bus::Virtio => "virtio",
-            Bus::Ide => "ide,media=disk",
+            Bus::Virtio => "virtio".to_string(),
+            Bus::Ide => "ide,media=disk".to_string(),
+            Bus::Nvme => format!("none,id=disk{i}"),
         };
         a.push(format!(
             "file={},if={bus},format=raw,cache=unsafe{}",
             d.file.display(),
             if d.snapshot { ",snapshot=on" } else { "" }
         ));
+        if d.bus == Bus::Nvme {
+            // the serial number is required; the guest names the disk nvme<N>n1
+            a.push("-device".into());
+            a.push(format!("nvme,drive=disk{i},serial=osimage{i}"));
+        }
     }
     if let Some(k) = &spec.kernel {
         a.push("-kernel".into());
@@ -278,6 +314,12 @@ fn check_tools(firmware: Firmware, qemu: bool, ovmf: [&str; 2]) -> Result<(), Bo
 /// Boots `spec`, watches the serial console and returns how the boot ended. Errors only when
 /// QEMU cannot be started or its files cannot be made.
 pub fn run(spec: &VmSpec) -> Result<Outcome, BootCheckError> {
+    run_typing(spec, &[])
+}
+
+/// `run`, typing `script` into the serial console: each line once its prompt appeared. With
+/// an empty script the serial port is output only, exactly as `run`.
+pub fn run_typing(spec: &VmSpec, script: &[Typed]) -> Result<Outcome, BootCheckError> {
     check_host(spec.firmware)?;
     let _vm = ONE_VM.lock().unwrap_or_else(|e| e.into_inner());
     let io = |what: &str, path: &Path| {
@@ -293,16 +335,22 @@ pub fn run(spec: &VmSpec) -> Result<Outcome, BootCheckError> {
     if let Some([_, template]) = spec.firmware.ovmf() {
         std::fs::copy(template, &vars).map_err(io("copying OVMF variables to", &vars))?;
     }
-    let args = args(spec, &serial, &vars);
+    let typing = !script.is_empty();
+    let args = args(spec, &serial, &vars, typing);
     let stderr_file = std::fs::File::create(&stderr_path).map_err(io("creating", &stderr_path))?;
     let mut child = Command::new(QEMU)
         .args(&args)
-        .stdin(Stdio::null())
+        .stdin(if typing {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::null())
         .stderr(stderr_file)
         .spawn()
         .map_err(io("starting", Path::new(QEMU)))?;
-    let watched = watch(&mut child, spec, &serial);
+    let mut keyboard = Keyboard::new(child.stdin.take(), script);
+    let watched = watch(&mut child, spec, &serial, &mut keyboard);
     if !matches!(watched.0, Ended::Exited(_)) {
         let _ = child.kill();
         let _ = child.wait();
@@ -314,14 +362,69 @@ pub fn run(spec: &VmSpec) -> Result<Outcome, BootCheckError> {
         ended,
         elapsed,
         milestones,
+        typed: keyboard.typed,
         log: serial,
         command: args.join(" "),
         stderr: std::fs::read_to_string(&stderr_path).unwrap_or_default(),
     })
 }
 
+/// Where `needle` next occurs in `console` at or after byte `from`; the byte after it.
+fn prompt_end(console: &[u8], from: usize, needle: &str) -> Option<usize> {
+    let n = needle.as_bytes();
+    let rest = console.get(from..)?;
+    if n.is_empty() {
+        return Some(from);
+    }
+    rest.windows(n.len())
+        .position(|w| w == n)
+        .map(|i| from + i + n.len())
+}
+
+/// Types a script into the VM's standard input (its serial port), one line per prompt.
+struct Keyboard<'a> {
+    input: Option<ChildStdin>,
+    script: &'a [Typed<'a>],
+    /// The console bytes already answered: the next prompt is searched after them.
+    cursor: usize,
+    typed: Vec<Duration>,
+}
+
+impl<'a> Keyboard<'a> {
+    fn new(input: Option<ChildStdin>, script: &'a [Typed<'a>]) -> Self {
+        Keyboard {
+            input,
+            script,
+            cursor: 0,
+            typed: Vec::new(),
+        }
+    }
+
+    /// Sends every line whose prompt is now on `console`, in order.
+    fn answer(&mut self, console: &[u8], now: Duration) {
+        while let Some(step) = self.script.get(self.typed.len()) {
+            let Some(end) = prompt_end(console, self.cursor, step.after) else {
+                return;
+            };
+            let Some(input) = self.input.as_mut() else {
+                return;
+            };
+            // A write error means QEMU is gone: `watch` sees it exit.
+            let _ = input
+                .write_all(format!("{}\n", step.line).as_bytes())
+                .and_then(|()| input.flush());
+            self.cursor = end;
+            self.typed.push(now);
+        }
+    }
+}
+
 fn read_console(serial: &Path) -> String {
     String::from_utf8_lossy(&std::fs::read(serial).unwrap_or_default()).into_owned()
+}
+
+fn read_console_bytes(serial: &Path) -> Vec<u8> {
+    std::fs::read(serial).unwrap_or_default()
 }
 
 /// The console line holding `needle`.
@@ -334,13 +437,16 @@ fn watch(
     child: &mut Child,
     spec: &VmSpec,
     serial: &Path,
+    keyboard: &mut Keyboard,
 ) -> (Ended, Duration, Vec<Option<Duration>>) {
     let start = Instant::now();
     let mut milestones = vec![None; spec.milestones.len()];
     let mut verdict: Option<(Ended, Instant)> = None;
     loop {
         let status = child.try_wait();
-        let console = read_console(serial);
+        let bytes = read_console_bytes(serial);
+        keyboard.answer(&bytes, start.elapsed());
+        let console = String::from_utf8_lossy(&bytes).into_owned();
         for (i, m) in spec.milestones.iter().enumerate() {
             if milestones[i].is_none() && console.contains(m) {
                 milestones[i] = Some(start.elapsed());
@@ -421,7 +527,13 @@ mod tests {
             milestones: &[],
             grace: Duration::from_secs(1),
         };
-        let a = args(&spec, Path::new("/l/x.log"), Path::new("/l/x.vars.fd")).join(" ");
+        let a = args(
+            &spec,
+            Path::new("/l/x.log"),
+            Path::new("/l/x.vars.fd"),
+            false,
+        )
+        .join(" ");
         assert!(a.starts_with("-machine pc,accel=tcg -m 2048M "), "{a}");
         assert!(a.contains("-serial file:/l/x.log"), "{a}");
         assert!(
@@ -442,5 +554,148 @@ mod tests {
             a.ends_with("file=/s.iso,format=raw,media=cdrom,readonly=on -boot d"),
             "{a}"
         );
+    }
+    fn spec_with<'a>(logs: &'a Path, disks: Vec<Drive<'a>>) -> VmSpec<'a> {
+        VmSpec {
+            name: "t".into(),
+            log_dir: logs,
+            firmware: Firmware::Bios,
+            accel: Accel::Tcg,
+            memory_mib: 512,
+            cdrom: None,
+            kernel: None,
+            disks,
+            timeout: Duration::from_secs(60),
+            stop_on: &[],
+            fail_on: &[],
+            milestones: &[],
+            grace: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn nvme_disks_get_a_controller_each_and_typing_reads_stdin() {
+        let (a, b) = (Path::new("/a.img"), Path::new("/b.img"));
+        let drive = |file, bus| Drive {
+            file,
+            bus,
+            snapshot: false,
+        };
+        let spec = spec_with(
+            Path::new("/l"),
+            vec![drive(a, Bus::Virtio), drive(b, Bus::Nvme)],
+        );
+        let log = Path::new("/l/t.log");
+        let typed = args(&spec, log, Path::new("/l/t.vars.fd"), true).join(" ");
+        assert!(
+            typed.contains("-drive file=/a.img,if=virtio,format=raw,cache=unsafe -drive"),
+            "{typed}"
+        );
+        assert!(
+            typed.contains(
+                "-drive file=/b.img,if=none,id=disk1,format=raw,cache=unsafe \
+                 -device nvme,drive=disk1,serial=osimage1"
+            ),
+            "{typed}"
+        );
+        assert!(
+            typed.contains(
+                "-chardev stdio,id=osimage-serial,signal=off,logfile=/l/t.log \
+                 -serial chardev:osimage-serial"
+            ),
+            "{typed}"
+        );
+        assert!(!typed.contains("-serial file:"), "{typed}");
+        let plain = args(&spec, log, Path::new("/l/t.vars.fd"), false).join(" ");
+        assert!(plain.contains("-serial file:/l/t.log"), "{plain}");
+        assert!(!plain.contains("-chardev"), "{plain}");
+    }
+
+    #[test]
+    fn each_prompt_is_searched_after_the_previous_one() {
+        let c = b"boot\nPassword: x\nwrong\nPassword: \ndisk?";
+        let first = prompt_end(c, 0, "Password:").unwrap();
+        assert_eq!(&c[..first], b"boot\nPassword:");
+        let second = prompt_end(c, first, "Password:").unwrap();
+        assert!(second > first);
+        assert_eq!(prompt_end(c, second, "Password:"), None);
+        assert_eq!(prompt_end(c, second, "disk?"), Some(c.len()));
+        assert_eq!(prompt_end(c, c.len() + 5, "disk?"), None);
+    }
+
+    /// The keyboard against a stand-in guest (bash writing to the console log and reading
+    /// its standard input): every answer arrives after its own prompt, never before, and the
+    /// same prompt asked twice gets the second line.
+    #[test]
+    fn lines_are_typed_only_once_their_prompt_is_on_the_console() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("t.log");
+        let guest = r#"
+            log=$1
+            early() { if read -r -t 0; then echo "EARLY before $1" >>"$log"; fi; }
+            echo "booting" >>"$log"; sleep 1
+            early pass1; echo "passphrase:" >>"$log"; read -r a; echo "got $a" >>"$log"
+            sleep 1
+            early pass2; echo "passphrase:" >>"$log"; read -r b; echo "got $b" >>"$log"
+            sleep 1
+            early disk; echo "which disk?" >>"$log"; read -r c; echo "chose $c" >>"$log"
+        "#;
+        let mut child = Command::new("bash")
+            .args(["-c", guest, "guest"])
+            .arg(&log)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let script = [
+            Typed {
+                after: "passphrase:",
+                line: "wrong",
+            },
+            Typed {
+                after: "passphrase:",
+                line: "right",
+            },
+            Typed {
+                after: "which disk?",
+                line: "nvme0n1",
+            },
+        ];
+        let mut kb = Keyboard::new(child.stdin.take(), &script);
+        let spec = spec_with(dir.path(), Vec::new());
+        let (ended, _, _) = watch(&mut child, &spec, &log, &mut kb);
+        let console = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            matches!(ended, Ended::Exited(s) if s.success()),
+            "{ended:?}\n{console}"
+        );
+        assert!(!console.contains("EARLY"), "{console}");
+        assert!(
+            console.ends_with("got wrong\npassphrase:\ngot right\nwhich disk?\nchose nvme0n1\n"),
+            "{console}"
+        );
+        assert_eq!(kb.typed.len(), 3);
+    }
+
+    /// A prompt that never comes: nothing is typed, the rest of the script is not sent.
+    #[test]
+    fn a_missing_prompt_types_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("t.log");
+        let mut child = Command::new("bash")
+            .args(["-c", r#"echo "no prompt here" >>"$1"; sleep 1; if read -r -t 0; then echo TYPED >>"$1"; fi"#, "guest"])
+            .arg(&log)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let script = [Typed {
+            after: "passphrase:",
+            line: "secret",
+        }];
+        let mut kb = Keyboard::new(child.stdin.take(), &script);
+        let spec = spec_with(dir.path(), Vec::new());
+        let _ = watch(&mut child, &spec, &log, &mut kb);
+        let console = std::fs::read_to_string(&log).unwrap();
+        assert!(!console.contains("TYPED"), "{console}");
+        assert!(kb.typed.is_empty());
     }
 }

@@ -85,6 +85,13 @@ pub struct RestoreArgs {
     /// modes, owners and symbolic links as in DIR).
     #[arg(long, value_name = "DIR")]
     pub overlay: Option<PathBuf>,
+    /// A kernel module (e.g. nvme, ahci, virtio_blk) the restored system's initramfs must
+    /// hold besides the target disk's own drivers: the controller the disk will boot on when
+    /// it is not the one restoring it (a disk image for a VM with NVMe, a disk restored
+    /// through a USB dock). When the captured initramfs lacks it, the restored system's
+    /// update-initramfs (or dracut) runs chrooted. Repeatable.
+    #[arg(long, value_name = "MODULE", value_parser = module_name)]
+    pub initramfs_driver: Vec<String>,
     /// Threads writing file data (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -100,6 +107,20 @@ pub struct RestoreArgs {
 }
 
 type Failure = Box<dyn std::error::Error>;
+
+/// A kernel module's name as `--initramfs-driver` takes it (`nvme`, `virtio_blk`, `sd-mod`).
+fn module_name(s: &str) -> Result<String, String> {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a kernel module name (letters, digits, _ and -)"
+        ))
+    }
+}
 
 fn threads(n: Option<usize>) -> usize {
     n.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
@@ -214,6 +235,7 @@ pub fn run(args: RestoreArgs, progress: &dyn Progress) -> Result<i32, Failure> {
         generalize,
         overlay: args.overlay.clone(),
         new_uuids: args.new_uuids,
+        initramfs_drivers: args.initramfs_driver.clone(),
         ..RestoreOptions::default()
     };
     let mut confirmed = false;

@@ -591,7 +591,11 @@ fn boot_loader(
             "grub-install --target=i386-pc ran chrooted ({why})"
         ));
     }
-    regenerate::initramfs_drivers(plan, target, log, made, staging, mounts, report)?;
+    let drivers = regenerate::Drivers {
+        target: &target.device,
+        extra: &opts.initramfs_drivers,
+    };
+    regenerate::initramfs_drivers(plan, &drivers, log, made, staging, mounts, report)?;
     for line in &report.boot {
         log.say(&format!("  {line}"));
     }

@@ -260,13 +260,18 @@ pub fn check(boot: &Path, root: &Path, needed: &[String]) -> Vec<Result<Check, S
     images(boot, root)
         .into_iter()
         .map(|image| {
-            let data = std::fs::read(&image.path)
-                .map_err(|e| format!("reading {}: {e}", image.path.display()))?;
-            let have = modules_in(&data).map_err(|e| format!("{}: {e}", image.path.display()))?;
-            let missing = missing(needed, &have, &builtin(root, &image.version));
+            let missing = recheck(&image, root, needed)?;
             Ok(Check { image, missing })
         })
         .collect()
+}
+
+/// What `image` (read again, e.g. after it was regenerated) still lacks of `needed`.
+pub fn recheck(image: &Image, root: &Path, needed: &[String]) -> Result<Vec<String>, String> {
+    let data =
+        std::fs::read(&image.path).map_err(|e| format!("reading {}: {e}", image.path.display()))?;
+    let have = modules_in(&data).map_err(|e| format!("{}: {e}", image.path.display()))?;
+    Ok(missing(needed, &have, &builtin(root, &image.version)))
 }
 
 /// Where the restored system keeps its initramfs generators (Debian, then dracut).

@@ -73,6 +73,10 @@ pub struct RestoreOptions {
     /// Fresh filesystem UUIDs, swap UUIDs, partition GUIDs and disk GUID, with the restored
     /// tree's references rewritten (`--new-uuids`, `osimage.new-uuids=1`; `plan/renew.rs`).
     pub new_uuids: bool,
+    /// Kernel modules the restored initramfs must hold besides the target's own drivers
+    /// (`--initramfs-driver`): the controller the disk will boot on when it is not the one
+    /// restoring it (a disk image for an NVMe machine, a disk restored through a USB dock).
+    pub initramfs_drivers: Vec<String>,
 }
 
 impl Default for RestoreOptions {
@@ -88,6 +92,7 @@ impl Default for RestoreOptions {
             generalize: generalize::GeneralizeOptions::default(),
             overlay: None,
             new_uuids: false,
+            initramfs_drivers: Vec::new(),
         }
     }
 }

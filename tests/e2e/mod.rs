@@ -5,6 +5,7 @@
 #![allow(dead_code)] // helpers shared by the e2e test crates; each uses its own part
 
 pub mod disk;
+pub mod restored;
 pub mod secure_boot;
 pub mod source;
 pub mod vm;

@@ -160,3 +160,27 @@ pub fn source_boots() -> &'static Source {
     }
     s
 }
+
+/// The debootstrapped tree the source disk is made from (`base-<key>` beside its `.done`
+/// marker in the cache), after making sure the source is built.
+pub fn debian_tree() -> PathBuf {
+    source();
+    let cache = cache_dir();
+    let done: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", cache.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "done"))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("base-"))
+        })
+        .collect();
+    assert_eq!(
+        done.len(),
+        1,
+        "one cached Debian tree in {}",
+        cache.display()
+    );
+    done[0].with_extension("")
+}

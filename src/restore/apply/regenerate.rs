@@ -77,22 +77,53 @@ pub(super) fn default_layout_boot(
     Ok(())
 }
 
+/// Whose drivers the restored initramfs must hold: the target disk's (found in sysfs) and
+/// those asked for (`RestoreOptions::initramfs_drivers`).
+pub(super) struct Drivers<'a> {
+    pub target: &'a Path,
+    pub extra: &'a [String],
+}
+
+impl Drivers<'_> {
+    /// The modules needed, the target's first (none for a loop device), and what they are
+    /// for, for the messages.
+    fn needed(&self) -> (Vec<String>, String) {
+        let disk = blockdev::kernel_name(self.target).ok();
+        let mut needed = disk
+            .as_deref()
+            .map(|d| initramfs::disk_modules(Path::new("/sys"), d))
+            .unwrap_or_default();
+        let own = needed.len();
+        for m in self.extra {
+            let m = m.replace('-', "_");
+            if !needed.contains(&m) {
+                needed.push(m);
+            }
+        }
+        let disk = disk.unwrap_or_else(|| self.target.display().to_string());
+        let whose = match (own, needed.len() > own) {
+            (_, false) => format!("{disk}'s drivers"),
+            (0, true) => "the drivers asked for".to_string(),
+            (_, true) => format!("{disk}'s drivers and the ones asked for"),
+        };
+        (needed, whose)
+    }
+}
+
 /// The restored initramfs must hold the target disk's drivers (the disk type may have
-/// changed: captured on virtio, restored onto AHCI or NVMe); when it lacks one, the restored
-/// system's own generator runs chrooted (`initramfs.rs`).
+/// changed: captured on virtio, restored onto AHCI or NVMe) and any asked for; when it lacks
+/// one, the restored system's own generator runs chrooted (`initramfs.rs`), and the new image
+/// is checked again.
 pub(super) fn initramfs_drivers(
     plan: &RestorePlan,
-    target: &TargetDisk,
+    drivers: &Drivers,
     log: &RestoreLog,
     made: &[Made],
     staging: &Path,
     mounts: &mut Mounts,
     report: &mut RestoreReport,
 ) -> Result<(), RestoreError> {
-    let Ok(disk) = blockdev::kernel_name(&target.device) else {
-        return Ok(());
-    };
-    let needed = initramfs::disk_modules(Path::new("/sys"), &disk);
+    let (needed, whose) = drivers.needed();
     let (Some(root), Some(b)) = (
         made.iter().find(|m| m.plan.mount_point == "/"),
         plan.fs_for("/boot/x"),
@@ -101,7 +132,8 @@ pub(super) fn initramfs_drivers(
     };
     if needed.is_empty() {
         log.say(&format!(
-            "  initramfs: {disk} has no driver module (a loop device or built-in driver): nothing to check"
+            "  initramfs: {} has no driver module (a loop device or built-in driver): nothing to check",
+            drivers.target.display()
         ));
         return Ok(());
     }
@@ -127,27 +159,64 @@ pub(super) fn initramfs_drivers(
         let name = name.unwrap_or_default();
         if c.missing.is_empty() {
             report.boot.push(format!(
-                "initramfs {name} holds {disk}'s drivers ({})",
+                "initramfs {name} holds {whose} ({})",
                 needed.join(", ")
             ));
             continue;
         }
         log.say(&format!(
-            "  initramfs {name} lacks {} ({disk}'s drivers): regenerating it",
+            "  initramfs {name} lacks {} ({whose}): regenerating it",
             c.missing.join(", ")
         ));
         let ch = grub::assemble(&chroot_parts(made), staging, mounts)?;
-        match initramfs::regenerate(&ch, &c.image.version, &target.device)? {
-            Some(cmd) => report.boot.push(format!(
-                "initramfs {name} lacked {}: {cmd} ran chrooted",
-                c.missing.join(", ")
-            )),
-            None => report.boot.push(format!(
+        let line = match initramfs::regenerate(&ch, &c.image.version, drivers.target)? {
+            Some(cmd) => match initramfs::recheck(&c.image, &root.dir, &needed) {
+                Ok(still) if still.is_empty() => format!(
+                    "initramfs {name} lacked {}: {cmd} ran chrooted; it now holds them",
+                    c.missing.join(", ")
+                ),
+                Ok(still) => format!(
+                    "initramfs {name} lacked {}: {cmd} ran chrooted, yet it still lacks {} \
+                     (kernel {} has no such module?): the restored system may not find its disk",
+                    c.missing.join(", "),
+                    still.join(", "),
+                    c.image.version
+                ),
+                Err(e) => format!(
+                    "initramfs {name} lacked {}: {cmd} ran chrooted; the new image cannot be \
+                     read: {e}",
+                    c.missing.join(", ")
+                ),
+            },
+            None => format!(
                 "initramfs {name} lacks {} and the tree has neither update-initramfs nor \
                  dracut: the restored system may not find its disk",
                 c.missing.join(", ")
-            )),
-        }
+            ),
+        };
+        report.boot.push(line);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drivers_asked_for_are_needed_with_kernel_names() {
+        let extra = ["nvme".to_string(), "virtio-blk".into(), "nvme".into()];
+        let d = Drivers {
+            target: Path::new("/nonexistent/osimage-test-disk.img"),
+            extra: &extra,
+        };
+        let (needed, whose) = d.needed();
+        assert_eq!(needed, ["nvme", "virtio_blk"]);
+        assert_eq!(whose, "the drivers asked for");
+        let none = Drivers {
+            target: Path::new("/nonexistent/osimage-test-disk.img"),
+            extra: &[],
+        };
+        assert!(none.needed().0.is_empty());
+    }
 }
