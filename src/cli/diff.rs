@@ -18,6 +18,13 @@ use crate::refresh::diff::diff;
 /// passphrase file replaces the shared one; identities add up). Without any, each encrypted
 /// image's passphrase is asked for on the terminal, naming the image.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Encrypted images: --passphrase-file, --identity and OSIMAGE_PASSPHRASE \
+    serve both sides; when the two images have different keys, --old-passphrase-file, \
+    --old-identity, --new-passphrase-file and --new-identity give each its own (a side's \
+    passphrase file replaces the shared one, identities add up). Without any, each encrypted \
+    image's passphrase is asked for on the terminal, naming the image."
+)]
 pub struct DiffArgs {
     /// The older image (a .iso or .oimg made by osimage capture).
     pub old: PathBuf,
