@@ -29,12 +29,23 @@ b = open(sys.argv[1], 'rb').read()
 m, f = struct.unpack_from('<QQ', b, len(b) - 64 + 16)
 open(sys.argv[2], 'wb').write(b[m:m + f])
 PY
+# An ISO with the payload names the reader looks up (/osimage/manifest.osm, a pack), Rock
+# Ridge and Joliet.
 if command -v xorriso >/dev/null; then
-    xorriso -as mkisofs -quiet -R -J -o corpus/iso/seed.iso "$seed_dir/src" 2>/dev/null
+    mkdir -p "$seed_dir/iso/osimage/packs"
+    cp -a "$seed_dir/src/etc" "$seed_dir/iso/"
+    cp corpus/manifest/seed.osm "$seed_dir/iso/osimage/manifest.osm"
+    head -c 4096 "$seed_dir/seed.oimg" > "$seed_dir/iso/osimage/packs/pack-000000.osp"
+    xorriso -as mkisofs -quiet -R -J -o corpus/iso/seed.iso "$seed_dir/iso" 2>/dev/null
 fi
+# Layout records (FORMAT.md §9): kept in seeds/layout, made from osimage's default layout.
+cp seeds/layout/* corpus/layout/
 
+# One process per target (libFuzzer without -jobs/-workers: a single job), one target after
+# the other: the machine is shared.
 for t in "${targets[@]}"; do
-    echo "== $t: ${secs}s"
+    echo "== $t: ${secs}s ($(date -u +%FT%TZ))"
     cargo +nightly fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=2048 \
-        -max_len=1048576
+        -max_len=1048576 -timeout=30
+    echo "== $t done ($(date -u +%FT%TZ))"
 done

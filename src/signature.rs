@@ -136,6 +136,51 @@ pub fn sign(
 /// Checks `sig` (default `IMAGE.minisig`) over the whole of `image` with `pk`; returns the
 /// signature's trusted comment.
 pub fn check(image: &Path, pk: &PublicKey, sig: Option<&Path>) -> Result<String, SignatureError> {
+    check_file(image, &open(image)?, pk, sig)
+}
+
+/// Reads `file` from its first byte whatever its position, through positional reads, so the
+/// descriptor can be shared with a reader opened afterwards.
+struct FromStart<'a> {
+    file: &'a File,
+    at: u64,
+}
+
+impl std::io::Seek for FromStart<'_> {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        use std::io::SeekFrom;
+        let base = match pos {
+            SeekFrom::Start(n) => Some(n),
+            // Seeking the descriptor sizes block devices too; reads stay positional.
+            SeekFrom::End(d) => {
+                std::io::Seek::seek(&mut &*self.file, SeekFrom::End(0))?.checked_add_signed(d)
+            }
+            SeekFrom::Current(d) => self.at.checked_add_signed(d),
+        };
+        self.at = base.ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start")
+        })?;
+        Ok(self.at)
+    }
+}
+
+impl std::io::Read for FromStart<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = std::os::unix::fs::FileExt::read_at(self.file, buf, self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
+/// Checks the signature of the image open as `file` (`image` is its path, for messages and
+/// the default signature path): the bytes checked are that open file's, whatever `image`
+/// points to by now.
+pub fn check_file(
+    image: &Path,
+    file: &File,
+    pk: &PublicKey,
+    sig: Option<&Path>,
+) -> Result<String, SignatureError> {
     let sig = sig.map_or_else(|| default_path(image), Path::to_path_buf);
     let text = match std::fs::read_to_string(&sig) {
         Ok(t) => t,
@@ -161,7 +206,7 @@ pub fn check(image: &Path, pk: &PublicKey, sig: Option<&Path>) -> Result<String,
     let sbox = SignatureBox::from_string(&text).map_err(|e| bad(e.to_string()))?;
     // Legacy (non-prehashed) signatures are refused: minisign itself has signed prehashed
     // since 0.11, and a legacy one would need the whole image in memory.
-    minisign::verify(pk, &sbox, open(image)?, true, false, false)
+    minisign::verify(pk, &sbox, FromStart { file, at: 0 }, true, false, false)
         .map_err(|e| bad(e.to_string()))?;
     sbox.trusted_comment().map_err(|e| bad(e.to_string()))
 }

@@ -364,3 +364,89 @@ fn the_rescue_agent_asks_on_the_console_until_the_passphrase_opens_the_image() {
     assert!(!r.encrypted());
     assert_eq!(untouched.position(), 0);
 }
+
+#[test]
+fn diff_opens_each_image_with_its_own_key_and_a_wrong_one_names_the_side() {
+    let c = Case::new();
+    let pw_old = c.write("pw-old", "old secret\n");
+    let pw_new = c.write("pw-new", "new secret\n");
+    let old = c.path("old.oimg");
+    let new = c.path("new.oimg");
+    common::capture(
+        &c.root,
+        &old,
+        &[
+            "-q",
+            "--encrypt",
+            "--passphrase-file",
+            pw_old.to_str().unwrap(),
+        ],
+    );
+    std::fs::write(c.root.join("added.txt"), b"only in the new image\n").expect("write");
+    common::capture(
+        &c.root,
+        &new,
+        &[
+            "-q",
+            "--encrypt",
+            "--passphrase-file",
+            pw_new.to_str().unwrap(),
+        ],
+    );
+    let diff = |extra: &[&OsStr]| {
+        let mut args: Vec<&OsStr> = vec!["diff".as_ref(), old.as_os_str(), new.as_os_str()];
+        args.extend_from_slice(extra);
+        osimage_no_tty(args)
+    };
+    let r = diff(&[
+        "--old-passphrase-file".as_ref(),
+        pw_old.as_os_str(),
+        "--new-passphrase-file".as_ref(),
+        pw_new.as_os_str(),
+    ])
+    .ok();
+    assert!(
+        r.stdout_str().contains("/added.txt"),
+        "the difference is shown: {}",
+        r.describe()
+    );
+    // One shared passphrase opens the old image only: the error says it is the new one.
+    let r = diff(&["--passphrase-file".as_ref(), pw_old.as_os_str()]).fails();
+    assert!(
+        r.stderr.contains(&format!(
+            "the new image: wrong passphrase or key for {}",
+            new.display()
+        )),
+        "{}",
+        r.describe()
+    );
+    assert!(
+        r.stderr.contains("--new-passphrase-file"),
+        "{}",
+        r.describe()
+    );
+    // A side's own passphrase replaces the shared one, for that side only.
+    let r = diff(&[
+        "--passphrase-file".as_ref(),
+        pw_new.as_os_str(),
+        "--old-passphrase-file".as_ref(),
+        pw_new.as_os_str(),
+    ])
+    .fails();
+    assert!(
+        r.stderr.contains(&format!(
+            "the old image: wrong passphrase or key for {}",
+            old.display()
+        )),
+        "{}",
+        r.describe()
+    );
+    let r = diff(&[
+        "--passphrase-file".as_ref(),
+        pw_new.as_os_str(),
+        "--old-passphrase-file".as_ref(),
+        pw_old.as_os_str(),
+    ])
+    .ok();
+    assert!(r.stdout_str().contains("/added.txt"), "{}", r.describe());
+}

@@ -145,3 +145,69 @@ fn a_signed_image_checks_with_osimage_and_minisign_and_restore_enforces_it() {
     .fails()
     .mentions(b"fleet.key");
 }
+
+/// The signature check and the read use one open file, held by a read lease: an image that
+/// another process holds open for writing could change between the two, so it is refused
+/// before anything is written; once the writer is gone the same command restores it.
+#[test]
+fn a_signed_image_held_open_for_writing_is_refused() {
+    let dir = common::scratch();
+    let root = dir.path().join("src");
+    std::fs::create_dir_all(root.join("etc")).expect("mkdir");
+    std::fs::write(root.join("etc/hostname"), b"leased\n").expect("write");
+    let image = dir.path().join("img.oimg");
+    common::capture(&root, &image, &["-q"]);
+    let (sk, pk) = key_pair(dir.path(), "fleet", "pw");
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "pw\n").expect("write");
+    run(&[
+        "sign".as_ref(),
+        image.as_os_str(),
+        "--key".as_ref(),
+        sk.as_os_str(),
+        "--key-password-file".as_ref(),
+        pw.as_os_str(),
+    ])
+    .ok();
+    let out = dir.path().join("out");
+    let restore = || {
+        run(&[
+            "restore".as_ref(),
+            image.as_os_str(),
+            "--to".as_ref(),
+            out.as_os_str(),
+            "--require-signature".as_ref(),
+            pk.as_os_str(),
+        ])
+    };
+    // Another process with the image open for writing (opened, not written: the signature
+    // still matches, so only the lease can refuse it).
+    let mut writer = Command::new("sh")
+        .arg("-c")
+        .arg("exec 3>>\"$1\"; echo ready; exec sleep 60")
+        .arg("sh")
+        .arg(&image)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn a writer");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(writer.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("writer ready");
+    let r = restore().fails();
+    let _ = writer.kill();
+    let _ = writer.wait();
+    assert!(
+        r.stderr.contains("open for writing by another process"),
+        "{}",
+        r.describe()
+    );
+    assert!(!out.exists(), "restore wrote while the image could change");
+    restore().ok();
+    assert_eq!(
+        std::fs::read(out.join("etc/hostname")).expect("restored"),
+        b"leased\n"
+    );
+}

@@ -1,16 +1,30 @@
 //! `osimage diff A B`: the paths added, removed and changed between two images (issue #6).
 //! The comparison itself is `refresh::diff`; this is its command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
+use super::keys::KeyArgs;
+use crate::payload::PayloadError;
 use crate::payload::reader::PayloadReader;
 use crate::progress::Progress;
 use crate::refresh::diff::diff;
 
 /// Compare two images: added, removed and changed files, with sizes.
+///
+/// Encrypted images: --passphrase-file, --identity and OSIMAGE_PASSPHRASE serve both sides;
+/// --old-… and --new-… give one side its own key when the two differ (a side's own
+/// passphrase file replaces the shared one; identities add up). Without any, each encrypted
+/// image's passphrase is asked for on the terminal, naming the image.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Encrypted images: --passphrase-file, --identity and OSIMAGE_PASSPHRASE \
+    serve both sides; when the two images have different keys, --old-passphrase-file, \
+    --old-identity, --new-passphrase-file and --new-identity give each its own (a side's \
+    passphrase file replaces the shared one, identities add up). Without any, each encrypted \
+    image's passphrase is asked for on the terminal, naming the image."
+)]
 pub struct DiffArgs {
     /// The older image (a .iso or .oimg made by osimage capture).
     pub old: PathBuf,
@@ -20,7 +34,52 @@ pub struct DiffArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub keys: super::keys::KeyArgs,
+    pub keys: KeyArgs,
+    /// The passphrase of the OLD image only, from FILE (its first line).
+    #[arg(long, value_name = "FILE")]
+    pub old_passphrase_file: Option<PathBuf>,
+    /// An age secret key file for the OLD image only. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub old_identity: Vec<PathBuf>,
+    /// The passphrase of the NEW image only, from FILE (its first line).
+    #[arg(long, value_name = "FILE")]
+    pub new_passphrase_file: Option<PathBuf>,
+    /// An age secret key file for the NEW image only. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub new_identity: Vec<PathBuf>,
+}
+
+/// The keys of one side: its own passphrase file, else the shared one; the shared identities
+/// plus its own.
+fn side_keys(shared: &KeyArgs, passphrase_file: &Option<PathBuf>, identity: &[PathBuf]) -> KeyArgs {
+    KeyArgs {
+        passphrase_file: passphrase_file
+            .clone()
+            .or_else(|| shared.passphrase_file.clone()),
+        identity: shared.identity.iter().chain(identity).cloned().collect(),
+    }
+}
+
+/// Opens one side, saying which one in any error ("the old image: wrong passphrase or key
+/// for A").
+fn open_side(
+    side: &str,
+    path: &Path,
+    keys: &KeyArgs,
+) -> Result<PayloadReader, Box<dyn std::error::Error>> {
+    let unlock = keys
+        .unlock()
+        .map_err(|e| format!("the {side} image: {e}"))?;
+    PayloadReader::open(path, &unlock).map_err(|e| {
+        let hint = match &e {
+            PayloadError::WrongKey(_) => format!(
+                " (give the {side} image its own key: --{side}-passphrase-file or \
+                 --{side}-identity)"
+            ),
+            _ => String::new(),
+        };
+        format!("the {side} image: {e}{hint}").into()
+    })
 }
 
 /// Prints the differences; exit status 0 whether or not the images differ.
@@ -30,9 +89,10 @@ pub fn run(args: DiffArgs, progress: &dyn Progress) -> Result<i32, Box<dyn std::
         args.old.display(),
         args.new.display()
     ));
-    let unlock = args.keys.unlock()?;
-    let a = PayloadReader::open(&args.old, &unlock)?;
-    let b = PayloadReader::open(&args.new, &unlock)?;
+    let old_keys = side_keys(&args.keys, &args.old_passphrase_file, &args.old_identity);
+    let new_keys = side_keys(&args.keys, &args.new_passphrase_file, &args.new_identity);
+    let a = open_side("old", &args.old, &old_keys)?;
+    let b = open_side("new", &args.new, &new_keys)?;
     let d = diff(a.manifest(), b.manifest());
     if args.json {
         println!("{}", serde_json::to_string_pretty(&d)?);

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
+use crate::image::lease::{LeaseError, ReadLease};
 use crate::payload::reader::PayloadReader;
 use crate::progress::Progress;
 use crate::restore::{self, RestoreError, RestoreOptions};
@@ -127,14 +128,41 @@ fn threads(n: Option<usize>) -> usize {
         .max(1)
 }
 
+/// Opens the image once; with --require-signature the signature is checked over that same
+/// open file, under a read lease that proves nobody opened it for writing until the manifest
+/// was read (docs/SECURITY.md "Signatures"). What is read later is checked against the
+/// manifest's hashes.
+fn open_image(args: &RestoreArgs, progress: &dyn Progress) -> Result<PayloadReader, Failure> {
+    let unlock = args.keys.unlock()?;
+    let Some(key) = &args.require_signature else {
+        return Ok(PayloadReader::open(&args.image, &unlock)?);
+    };
+    let pk = crate::signature::load_public_key(key)?;
+    let file = std::fs::File::open(&args.image)
+        .map_err(|e| format!("cannot open {}: {e}", args.image.display()))?;
+    let lease = match ReadLease::take(&file, &args.image) {
+        Ok(l) => Some(l),
+        Err(e @ LeaseError::Busy(_)) => return Err(e.into()),
+        Err(e) => {
+            // A block device (the boot medium) or a filesystem without leases: the open file
+            // is still the one checked, but in-place writes cannot be excluded.
+            progress.note(&format!("note: {e}"));
+            None
+        }
+    };
+    let comment =
+        crate::signature::check_file(&args.image, &file, &pk, args.sig.signature.as_deref())?;
+    progress.note(&format!("signature good: {comment}"));
+    let reader = PayloadReader::open_file(&args.image, file, &unlock)?;
+    if let Some(l) = &lease {
+        l.still_held()?;
+    }
+    Ok(reader)
+}
+
 /// Runs `osimage restore`.
 pub fn run(args: RestoreArgs, progress: &dyn Progress) -> Result<i32, Failure> {
-    if let Some(key) = &args.require_signature {
-        let pk = crate::signature::load_public_key(key)?;
-        let comment = crate::signature::check(&args.image, &pk, args.sig.signature.as_deref())?;
-        progress.note(&format!("signature good: {comment}"));
-    }
-    let reader = PayloadReader::open(&args.image, &args.keys.unlock()?)?;
+    let reader = open_image(&args, progress)?;
     if let Some(dir) = &args.to {
         if args.dry_run {
             println!(

@@ -36,7 +36,13 @@ pub(super) fn open(
         path: path.to_path_buf(),
         msg,
     };
-    let iso = IsoReader::open(path).map_err(|e| not_ours(format!("unreadable ISO: {e}")))?;
+    // A second descriptor of the same open file: what was opened (and perhaps checked against
+    // a signature) is what is read, even if `path` is replaced meanwhile.
+    let own = file
+        .try_clone()
+        .map_err(|e| PayloadError::io("cannot duplicate the descriptor of", path, e))?;
+    let iso =
+        IsoReader::from_file(path, own).map_err(|e| not_ours(format!("unreadable ISO: {e}")))?;
     let manifest_path = format!("{PAYLOAD_DIR}/{MANIFEST_NAME}");
     let manifest = iso
         .lookup(&manifest_path)

@@ -4,6 +4,7 @@
 
 pub mod dir;
 pub mod iso;
+pub mod lease;
 pub mod oimg;
 
 use std::fs::File;
@@ -101,6 +102,12 @@ pub struct Container {
 /// Opens the image at `path`, whichever container it is; an encrypted one with `unlock`.
 pub fn open(path: &Path, unlock: &Unlock) -> Result<Container, PayloadError> {
     let file = File::open(path).map_err(|e| PayloadError::io("cannot open", path, e))?;
+    open_file(path, file, unlock)
+}
+
+/// Opens the image already open as `file` (`path` names it in messages); every later read of
+/// the container goes to this open file, never to `path` again.
+pub fn open_file(path: &Path, file: File, unlock: &Unlock) -> Result<Container, PayloadError> {
     // Seeking to the end sizes block devices too (a CD-ROM, a USB stick), where stat says 0.
     let len = std::io::Seek::seek(&mut &file, std::io::SeekFrom::End(0))
         .map_err(|e| PayloadError::io("cannot size", path, e))?;

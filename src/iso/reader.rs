@@ -71,6 +71,12 @@ impl IsoReader {
     /// Opens an image and reads its volume descriptors.
     pub fn open(path: &Path) -> Result<Self, IsoError> {
         let file = File::open(path).map_err(|e| IsoError::io("opening", path, e))?;
+        Self::from_file(path, file)
+    }
+
+    /// Reads the image already open as `file` (`path` names it in messages): every byte
+    /// comes from that open file, whatever `path` points to by now.
+    pub fn from_file(path: &Path, file: File) -> Result<Self, IsoError> {
         // Seeking to the end sizes block devices too (/dev/sr0), where stat says 0.
         let len = std::io::Seek::seek(&mut &file, std::io::SeekFrom::End(0))
             .map_err(|e| IsoError::io("sizing", path, e))?;

@@ -53,7 +53,21 @@ impl PayloadReader {
     /// Opens and checks the image at `path` (a `.oimg` or an ISO made by osimage); an
     /// encrypted one with what `unlock` holds or asks for.
     pub fn open(path: &Path, unlock: &Unlock) -> Result<PayloadReader, PayloadError> {
-        let c = image::open(path, unlock)?;
+        Self::from_container(path, image::open(path, unlock)?)
+    }
+
+    /// Opens the image already open as `file` (`path` names it in messages): every byte read,
+    /// now and later, comes from that open file (`restore --require-signature` checks the
+    /// signature over the same file).
+    pub fn open_file(
+        path: &Path,
+        file: std::fs::File,
+        unlock: &Unlock,
+    ) -> Result<PayloadReader, PayloadError> {
+        Self::from_container(path, image::open_file(path, file, unlock)?)
+    }
+
+    fn from_container(path: &Path, c: image::Container) -> Result<PayloadReader, PayloadError> {
         let frame = c.manifest_bytes()?;
         let manifest = decode_manifest(&frame).map_err(|e| e.at(path))?;
         validate(&manifest).map_err(|e| e.at(path))?;

@@ -185,6 +185,13 @@ pub fn apply_all(
             .join(", "),
         ..Default::default()
     };
+    if let Err(e) = super::mounts::private_namespace() {
+        log.say(&format!(
+            "note: no private mount namespace ({e}): if this restore is killed, its mounts \
+             under {} stay behind",
+            std::env::temp_dir().display()
+        ));
+    }
 
     let mut made_fs: Vec<(FsPlan, PathBuf)> = Vec::new();
     for (j, disk) in jobs.iter_mut().zip(&disks) {
@@ -336,6 +343,9 @@ fn fill(
     }
     log.say("phase 6/9: unpacking the image (chunks verified as they are read)");
     unpack(&made, reader, opts, log, report)?;
+    // Written data reaches the disk now, so a write that fails there (the disk, or an image
+    // file's filesystem, is full) stops the restore here, before the log could claim success.
+    sync_all(&made, target)?;
     for (i, m) in made.iter().enumerate() {
         btrfs::finish_readonly(&m.device, &m.plan.subvolumes, staging, i)?;
     }
@@ -353,22 +363,36 @@ fn fill(
             w.finish()?;
         }
     }
+    sync_all(&made, target)?;
     log.say("phase 8/9: writing the restore log");
     report.log = write_log(plan, &made, log, report)?;
-    for m in &made {
+    sync_all(&made, target)
+}
+
+/// syncfs on every mounted filesystem; a failure names the mount point, its device and the
+/// target (the staging directory means nothing to the user).
+fn sync_all(made: &[Made], target: &TargetDisk) -> Result<(), RestoreError> {
+    for m in made {
         if m.vfat
             .as_ref()
             .is_none_or(|w| matches!(w, VfatWriter::Mounted(_)))
         {
-            sync_dir(&m.dir)?;
+            let synced = std::fs::File::open(&m.dir)
+                .and_then(|f| rustix::fs::syncfs(&f).map_err(std::io::Error::from));
+            if let Err(e) = synced {
+                return Err(RestoreError::target(
+                    &target.given,
+                    format!(
+                        "writing {} ({} on {}) failed: {e}",
+                        m.plan.mount_point,
+                        m.plan.fstype,
+                        m.device.display()
+                    ),
+                ));
+            }
         }
     }
     Ok(())
-}
-
-fn sync_dir(dir: &Path) -> Result<(), RestoreError> {
-    let f = std::fs::File::open(dir).map_err(|e| RestoreError::io("opening", dir, e))?;
-    rustix::fs::syncfs(&f).map_err(|e| RestoreError::io("syncing", dir, e.into()))
 }
 
 /// Mounts planned filesystem `i` at its own directory under `staging` (not nested: each is

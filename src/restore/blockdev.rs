@@ -20,6 +20,28 @@ const BLKPG_DEL_PARTITION: libc::c_int = 2;
 const LOOP_SET_FD: libc::c_ulong = 0x4C00;
 const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
 const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+const LOOP_SET_STATUS64: libc::c_ulong = 0x4C04;
+const LOOP_GET_STATUS64: libc::c_ulong = 0x4C05;
+/// The loop device detaches itself when its last user closes it (linux/loop.h).
+const LO_FLAGS_AUTOCLEAR: u32 = 4;
+
+/// `struct loop_info64` of linux/loop.h.
+#[repr(C)]
+struct LoopInfo64 {
+    device: u64,
+    inode: u64,
+    rdevice: u64,
+    offset: u64,
+    sizelimit: u64,
+    number: u32,
+    encrypt_type: u32,
+    encrypt_key_size: u32,
+    flags: u32,
+    file_name: [u8; 64],
+    crypt_name: [u8; 64],
+    encrypt_key: [u8; 32],
+    init: [u64; 2],
+}
 
 fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc < 0 {
@@ -214,13 +236,67 @@ impl LoopDevice {
             // SAFETY: both descriptors are open for the duration of the call.
             let rc = unsafe { libc::ioctl(file.as_raw_fd(), LOOP_SET_FD as _, img.as_raw_fd()) };
             if rc == 0 {
-                return Ok(LoopDevice { path, name, file });
+                let l = LoopDevice { path, name, file };
+                // A killed restore (no Drop) must not leave the device attached: with
+                // autoclear it goes when its last user (our descriptors, the mounts of the
+                // restore's private mount namespace) is gone.
+                l.set_autoclear()?;
+                return Ok(l);
             }
             last = Some(io::Error::last_os_error());
             std::thread::sleep(Duration::from_millis(20));
         }
         Err(last.unwrap_or_else(|| io::Error::other("no free loop device")))
     }
+
+    fn set_autoclear(&self) -> io::Result<()> {
+        // SAFETY: all-zero bytes are a valid loop_info64.
+        let mut info: LoopInfo64 = unsafe { std::mem::zeroed() };
+        // SAFETY: the descriptor is open and `info` is a loop_info64 the kernel fills in.
+        check(unsafe {
+            libc::ioctl(
+                self.file.as_raw_fd(),
+                LOOP_GET_STATUS64 as _,
+                &mut info as *mut LoopInfo64,
+            )
+        })?;
+        info.flags |= LO_FLAGS_AUTOCLEAR;
+        // SAFETY: as above; the kernel only reads `info`.
+        check(unsafe {
+            libc::ioctl(
+                self.file.as_raw_fd(),
+                LOOP_SET_STATUS64 as _,
+                &info as *const LoopInfo64,
+            )
+        })
+        .map(|_| ())
+    }
+}
+
+/// The loop devices (`loop3`) whose backing file is `path` (compared after resolving links):
+/// a restore onto an image file still attached elsewhere would race with whoever uses it.
+pub fn loop_devices_backed_by(path: &Path) -> Vec<String> {
+    let Ok(want) = std::fs::canonicalize(path) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/sys/block") else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("loop") {
+            continue;
+        }
+        let Ok(backing) = std::fs::read_to_string(e.path().join("loop/backing_file")) else {
+            continue;
+        };
+        if Path::new(backing.trim_end_matches('\n')) == want {
+            out.push(name);
+        }
+    }
+    out.sort();
+    out
 }
 
 impl Drop for LoopDevice {

@@ -66,6 +66,33 @@ pub fn umount(target: &Path) -> io::Result<()> {
     }
 }
 
+/// Moves the calling thread (and the threads and tools it starts from now on) into a mount
+/// namespace of its own, with nothing propagating back out: every mount a restore makes then
+/// disappears with the process, even a killed one (docs/RESTORE.md "Interrupted restores").
+pub fn private_namespace() -> io::Result<()> {
+    // SAFETY: unshare takes flags only; CLONE_NEWNS affects the calling thread.
+    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let root = cstr(b"/")?;
+    let none = cstr(b"none")?;
+    // SAFETY: valid NUL-terminated strings; a null data pointer is allowed for MS_PRIVATE.
+    let rc = unsafe {
+        libc::mount(
+            none.as_ptr(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Mounts in the order made; `unmount_all` (or drop) undoes them last first.
 #[derive(Default)]
 pub struct Mounts {

@@ -19,7 +19,41 @@ pub use renew::{Renamed, kernel_random};
 /// Headroom a shrunk filesystem needs beyond its used bytes: a tenth, at least 16 MiB
 /// (metadata, journal, and room to boot and log).
 pub fn needed_bytes(used: u64) -> u64 {
-    used + (used / 10).max(16 << 20)
+    // Saturating: `used` comes from the image's layout record.
+    used.saturating_add((used / 10).max(16 << 20))
+}
+
+/// The recorded partitions make sense as a disk: each ends after it starts, and none overlaps
+/// another (an MBR extended partition holds its logical ones and is left out). The layout
+/// record is image data; the plan's arithmetic relies on this.
+fn check_geometry(parts: &[PartPlan]) -> Result<(), PlanError> {
+    let bad = |msg: String| {
+        Err(PlanError(format!(
+            "the layout record is inconsistent: {msg}"
+        )))
+    };
+    let mut spans: Vec<&PartPlan> = Vec::new();
+    for p in parts {
+        if p.last_lba < p.first_lba {
+            return bad(format!(
+                "partition {} ends (sector {}) before it starts (sector {})",
+                p.number, p.last_lba, p.first_lba
+            ));
+        }
+        if !matches!(p.kind, PartKind::Mbr { extended: true, .. }) {
+            spans.push(p);
+        }
+    }
+    spans.sort_by_key(|p| p.first_lba);
+    for w in spans.windows(2) {
+        if w[1].first_lba <= w[0].last_lba {
+            return bad(format!(
+                "partitions {} and {} overlap",
+                w[0].number, w[1].number
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Everything a restore will do to one disk.
@@ -307,7 +341,9 @@ struct Builder<'a> {
 impl Builder<'_> {
     /// Source LBA → target LBA (same byte offset).
     fn lba(&self, lba: u64) -> Result<u64, PlanError> {
-        let bytes = lba * self.ss;
+        let bytes = lba.checked_mul(self.ss).ok_or_else(|| {
+            PlanError(format!("a partition starts at an impossible sector {lba}"))
+        })?;
         if !bytes.is_multiple_of(self.ts) {
             return err(format!(
                 "partition boundary at byte {bytes} is not a multiple of the target's \
@@ -320,7 +356,11 @@ impl Builder<'_> {
 
     /// Source last LBA → target last LBA: the same end, rounded down to a whole target sector.
     fn end(&self, last: u64) -> Result<u64, PlanError> {
-        ((last + 1) * self.ss / self.ts)
+        let bytes = last
+            .checked_add(1)
+            .and_then(|n| n.checked_mul(self.ss))
+            .ok_or_else(|| PlanError(format!("a partition ends at an impossible sector {last}")))?;
+        (bytes / self.ts)
             .checked_sub(1)
             .ok_or_else(|| PlanError("a partition ends before the first target sector".into()))
     }
@@ -372,7 +412,13 @@ impl Builder<'_> {
                     parts.push(PartPlan {
                         number: p.number,
                         first_lba: self.lba(first)?,
-                        last_lba: self.end(first + u64::from(p.sectors) - 1)?,
+                        last_lba: self.end(
+                            (first + u64::from(p.sectors))
+                                .checked_sub(1)
+                                .ok_or_else(|| {
+                                    PlanError(format!("partition {} has no sectors", p.number))
+                                })?,
+                        )?,
                         kind: PartKind::Mbr {
                             type_byte: p.type_byte,
                             bootable: p.bootable,
@@ -385,6 +431,7 @@ impl Builder<'_> {
             }
         }
         parts.sort_by_key(|p| p.number);
+        check_geometry(&parts)?;
         self.plan.partitions = parts;
         self.resize()
     }

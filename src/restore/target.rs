@@ -222,6 +222,13 @@ impl TargetDisk {
             }
             (path.to_path_buf(), name, None)
         } else if meta.is_file() {
+            let attached = blockdev::loop_devices_backed_by(path);
+            if let Some(first) = attached.first() {
+                return Err(fail(format!(
+                    "the file is already attached to /dev/{first} (in use, or an interrupted \
+                     restore not yet cleaned up): detach it first (losetup -d /dev/{first})"
+                )));
+            }
             let l = LoopDevice::attach(path, private.path())
                 .map_err(|e| fail(format!("attaching a loop device: {e}")))?;
             (l.path.clone(), l.name.clone(), Some(l))

@@ -16,7 +16,8 @@ impl Builder<'_> {
     /// MiB; `None` when it cannot shrink (no filesystem recorded on it).
     fn min_sectors(&self, n: u32, mib: u64) -> Option<u64> {
         let used = self.fs_on(Some(n)).map(used_of).max()?;
-        let bytes = needed_bytes(used).div_ceil(self.ts * mib) * self.ts * mib;
+        let unit = self.ts * mib;
+        let bytes = needed_bytes(used).div_ceil(unit).saturating_mul(unit);
         Some(bytes / self.ts)
     }
 
@@ -35,7 +36,7 @@ impl Builder<'_> {
             .min_sectors(last, mib)
             .unwrap_or(lp.last_lba + 1 - lp.first_lba);
         // The last partition's end if it kept its start and got only its minimum.
-        let end = lp.first_lba + last_min - 1;
+        let end = lp.first_lba.saturating_add(last_min) - 1;
         if end <= last_usable {
             return Ok(());
         }

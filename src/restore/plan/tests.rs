@@ -355,3 +355,38 @@ fn earlier_partitions_shrink_and_later_ones_move_when_the_last_cannot_absorb_it(
 pub(crate) fn plan_for_tests() -> RestorePlan {
     RestorePlan::new(&gpt_layout(), "t", 1 << 30, 512).expect("plan")
 }
+
+/// Layout records are image data (found by fuzzing: overlapping partitions overflowed the
+/// shrink arithmetic): inconsistent ones are refused with what is wrong, never a panic.
+#[test]
+fn inconsistent_or_impossible_partition_geometry_is_refused() {
+    let with = |edit: &dyn Fn(&mut Vec<GptPartition>)| {
+        let mut l = gpt_layout();
+        if let Some(PartitionTable::Gpt(t)) = &mut l.disks[0].table {
+            edit(&mut t.partitions);
+        }
+        RestorePlan::new(&l, "/dev/vdb", 128 * MIB, 512)
+            .unwrap_err()
+            .to_string()
+    };
+    let e = with(&|p| p[1].first_lba = 60000);
+    assert!(
+        e.contains("the layout record is inconsistent: partitions 1 and 2 overlap"),
+        "{e}"
+    );
+    let e = with(&|p| p[0].last_lba = 1000);
+    assert!(
+        e.contains("partition 1 ends (sector 1000) before it starts (sector 2048)"),
+        "{e}"
+    );
+    let e = with(&|p| p[2].first_lba = u64::MAX / 2);
+    assert!(
+        e.contains("a partition starts at an impossible sector"),
+        "{e}"
+    );
+    let e = with(&|p| p[2].last_lba = u64::MAX);
+    assert!(
+        e.contains("a partition ends at an impossible sector"),
+        "{e}"
+    );
+}
