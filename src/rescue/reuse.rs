@@ -221,7 +221,7 @@ mod tests {
         // FORMAT.md §12: three 32-byte hashes, the compression byte, a hash, a varint, a hash.
         assert_eq!(&ext.data[..32], &[1; 32]);
         assert_eq!(ext.data[96], 2);
-        assert_eq!(&ext.data[129..134], &[253, 0, 0, 16, 0]); // 1 MiB as 253 + u32
+        assert_eq!(&ext.data[129..134], &[252, 0, 0, 16, 0]); // 1 MiB as 252 + u32
         m.extensions.push(ext);
         assert_eq!(from_manifest(&m).unwrap(), Some(sample()));
     }
