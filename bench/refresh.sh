@@ -10,6 +10,12 @@
 #   BENCH_DIRS="/usr/share" bench/refresh.sh
 #   BENCH_TOOLS="osimage borg" bench/refresh.sh   # a subset (osimage is always run)
 #   BENCH_NO_BUILD=1 bench/refresh.sh     # use the existing target/release/osimage
+#   BENCH_ISO_ROOT=/path/to/a/system bench/refresh.sh   # the ISO cases' system (see below)
+#   BENCH_ISO_ROOT=none bench/refresh.sh  # no ISO cases
+#
+# The ISO cases (`osimage-iso`) capture a whole small system (it needs a kernel in boot/ and
+# its modules) to an ISO the same three times: by default a copy of the debootstrapped e2e
+# test system in tests/cache/e2e/base-* (built by the e2e tests), when it exists.
 #
 # Needs root, borgbackup, restic, wimtools and GNU time (bench/run.sh installs them), and
 # ~5x the tree size free under bench/work (gitignored).
@@ -19,6 +25,9 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 work=${BENCH_WORK:-$repo/bench/work}
 dirs=${BENCH_DIRS:-/usr/share /usr/bin /usr/lib/x86_64-linux-gnu}
 tools=${BENCH_TOOLS:-osimage borg restic wim}
+iso_root=${BENCH_ISO_ROOT:-$(ls -d "$repo"/tests/cache/e2e/base-*/ 2>/dev/null | head -1)}
+[ "$iso_root" = none ] && iso_root=""
+
 changed=${BENCH_CHANGED:-100}
 doc=$repo/docs/PERFORMANCE.md
 
@@ -132,20 +141,50 @@ copy_cmd="cp $out/osimage.1.oimg $out/copy.oimg && sync $out/copy.oimg"
 measure "cp+sync" "of image 1" "$out/copy.oimg" "$copy_cmd"
 rm -f "$out/copy.oimg"
 
-# Change $changed regular files spread over the tree: 64 bytes overwritten in the middle of
-# each (same size; new mtime and ctime), as an upgrade or an edit would.
-find "$tree" -type f -size +8k -printf '%P\n' | LC_ALL=C sort \
-    | awk -v want="$changed" '{ f[NR] = $0 } END { step = int(NR / want); if (step < 1) step = 1
-        for (i = step; i <= NR && n < want; i += step) { print f[i]; n++ } }' >"$work/changed.list"
-[ "$(wc -l <"$work/changed.list")" = "$changed" ] || die "fewer than $changed files to change"
-while IFS= read -r f; do
-    size=$(stat -c %s "$tree/$f")
-    head -c 64 /dev/urandom | dd of="$tree/$f" bs=1 seek=$((size / 2)) conv=notrunc status=none
-done <"$work/changed.list"
-sleep 1
+# change_files DIR: $changed regular files spread over DIR, 64 bytes overwritten in the
+# middle of each (same size; new mtime and ctime), as an upgrade or an edit would.
+change_files() {
+    find "$1" -type f -size +8k -printf '%P\n' | LC_ALL=C sort \
+        | awk -v want="$changed" '{ f[NR] = $0 } END { step = int(NR / want); if (step < 1) step = 1
+            for (i = step; i <= NR && n < want; i += step) { print f[i]; n++ } }' >"$work/changed.list"
+    [ "$(wc -l <"$work/changed.list")" = "$changed" ] || die "fewer than $changed files to change"
+    while IFS= read -r f; do
+        size=$(stat -c %s "$1/$f")
+        head -c 64 /dev/urandom | dd of="$1/$f" bs=1 seek=$((size / 2)) conv=notrunc status=none
+    done <"$work/changed.list"
+    sleep 1
+}
+change_files "$tree"
 for t in $tools; do
     measure "$t" changed "$(size_path "$t" 3)" "$(cmd "$t" 3)"
 done
+
+# --- the ISO cases: a whole small system, captured to an ISO ------------------------------
+iso_cmd() {
+    local n=$1 prev=$(($1 - 1))
+    if [ "$n" = 1 ]; then
+        echo "$osimage capture $iso_tree -o $out/osimage.$n.iso"
+    else
+        echo "$osimage capture $iso_tree -o $out/osimage.$n.iso --base $out/osimage.$prev.iso"
+    fi
+}
+if [ -n "$iso_root" ]; then
+    iso_tree=$work/refresh-iso-tree
+    rm -rf "$iso_tree"
+    echo "bench: copying $iso_root into $iso_tree" >&2
+    cp -a "$iso_root" "$iso_tree"
+    sleep 3
+    tree_save=$tree
+    tree=$iso_tree   # hot_cache reads $tree
+    for n in 1 2; do
+        measure osimage-iso "${phase_name[$n]}" "$out/osimage.$n.iso" "$(iso_cmd "$n")"
+    done
+    change_files "$iso_tree"
+    measure osimage-iso changed "$out/osimage.3.iso" "$(iso_cmd 3)"
+    tree=$tree_save
+    iso_bytes=$(du -sb "$iso_tree" | cut -f1)
+    iso_entries=$(find "$iso_tree" | wc -l)
+fi
 
 # --- report ------------------------------------------------------------------------------
 lineage() {
@@ -184,6 +223,16 @@ section=$work/refresh-section.md
     echo "Reference (DESIGN.md, \"Refresh\"): \`cp\` of osimage's first image and \`sync\` of the copy."
     echo
     echo "osimage lineage: unchanged run: $(lineage 2); changed run: $(lineage 3)."
+    if [ -n "$iso_root" ]; then
+        echo
+        echo "osimage-iso: \`$(iso_cmd 1 | sed "s|$repo/||g")\`, then \`$(iso_cmd 3 | sed "s|$repo/||g")\`"
+        echo "(a copy of \`${iso_root#"$repo"/}\`: $(numfmt --to=si "$iso_bytes")B, $iso_entries entries;"
+        echo "$changed files changed before the third run). Rescue environment:"
+        for n in 2 3; do
+            echo "run $n: $(grep -h '^rescue environment:' "$work/log.refresh.osimage-iso.${phase_name[$n]}" \
+                | head -1 | sed "s|$repo/||g")"
+        done
+    fi
     echo
     echo "Output MB is the new image for osimage (each one self-contained) and the whole"
     echo "repository or WIM file for the others. Commands (run 1, then runs 2 and 3):"

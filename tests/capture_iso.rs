@@ -241,3 +241,93 @@ fn an_encrypted_iso_opens_with_its_key_and_its_readable_files_name_nothing() {
         .fails()
         .mentions(b"is encrypted");
 }
+
+/// The capture options of `captured()`, for refreshes of its ISO.
+const EXCLUDES: [&str; 8] = [
+    "--exclude",
+    "/usr/lib",
+    "--exclude",
+    "/usr/bin",
+    "--exclude",
+    "/usr/sbin",
+    "--exclude",
+    "/usr/lib64",
+];
+
+/// The first `len` bytes of an ISO's file, read with xorriso (nobody here wrote it).
+fn iso_file_prefix(iso: &std::path::Path, path: &str, out: &std::path::Path, len: u64) -> Vec<u8> {
+    tool(
+        Command::new("xorriso")
+            .args(["-osirrox", "on", "-indev"])
+            .arg(iso)
+            .args(["-extract", path])
+            .arg(out),
+    );
+    let bytes = std::fs::read(out).expect("read extracted file");
+    bytes[..len as usize].to_vec()
+}
+
+/// `capture -o NEW.iso --base OLD.iso` takes OLD's rescue kernel and initramfs when they were
+/// built from the same inputs (kernel, modules, tools, agent, rescue assets: docs/ISO.md,
+/// "Refreshes"), says so, and gives the new ISO its own image id; a different kernel, and
+/// it builds them again, saying why.
+#[test]
+fn an_iso_refresh_reuses_the_rescue_environment_only_when_its_inputs_are_the_same() {
+    let c = captured();
+    let dir = common::scratch();
+    let base = c.iso.to_str().expect("utf-8");
+    let same = dir.path().join("same.iso");
+    let mut args = vec!["--base", base];
+    args.extend(EXCLUDES);
+    let out = common::capture(&c.root, &same, &args).ok();
+    let said = out.stderr.clone();
+    assert!(
+        said.contains("kernel and initramfs reused from"),
+        "no reuse reported:\n{said}"
+    );
+    common::osimage(["verify".as_ref(), same.as_os_str()]).ok();
+    let record = |iso: &std::path::Path| {
+        let info = common::info_json(iso);
+        info["rescue"].clone()
+    };
+    let (old, new) = (record(&c.iso), record(&same));
+    assert!(
+        old["core_len"].as_u64().is_some(),
+        "no rescue record: {old:#}"
+    );
+    assert_eq!(old, new, "same inputs, same recorded rescue environment");
+    let core_len = new["core_len"].as_u64().expect("core_len");
+    let initrd = "/osimage/rescue/initrd.img";
+    let (a, b) = (dir.path().join("a.img"), dir.path().join("b.img"));
+    assert_eq!(
+        iso_file_prefix(&c.iso, initrd, &a, core_len),
+        iso_file_prefix(&same, initrd, &b, core_len),
+        "the initramfs contents are the base's"
+    );
+    let id = |iso: &std::path::Path| common::info_json(iso)["id"].as_str().map(str::to_string);
+    let tail = std::fs::read(&b).expect("read");
+    let new_id = id(&same).expect("id");
+    assert!(
+        String::from_utf8_lossy(&tail[core_len as usize..]).contains(&new_id),
+        "the new initrd's own archive carries the new image id"
+    );
+    assert_ne!(id(&c.iso), Some(new_id));
+
+    // Another kernel file (the same one with a byte more): built again, and said why.
+    // Named like the real one: the version (and so the modules) comes from the file name.
+    let version = kernel_package().1;
+    let kernel = dir.path().join(format!("vmlinuz-{version}"));
+    let mut bytes =
+        std::fs::read(c.root.join(format!("boot/vmlinuz-{version}"))).expect("read kernel");
+    bytes.push(0);
+    std::fs::write(&kernel, bytes).expect("write kernel");
+    let other = dir.path().join("other.iso");
+    let mut args = vec!["--base", base, "--kernel", kernel.to_str().expect("utf-8")];
+    args.extend(EXCLUDES);
+    let said = common::capture(&c.root, &other, &args).ok().stderr;
+    assert!(
+        said.contains("rebuilt, not reused from") && said.contains("the kernel image differs"),
+        "no rebuild reported:\n{said}"
+    );
+    assert_ne!(record(&other)["kernel"], old["kernel"]);
+}

@@ -186,3 +186,38 @@ fn refresh_sees_an_in_place_change_with_mtime_restored_and_diff_names_changes() 
          1 added, 1 removed, 1 changed, 1 metadata only\n"
     );
 }
+
+/// A refresh takes an unchanged file's xattrs from its base without reading them (docs/
+/// REFRESH.md, "Metadata from the base"); setting an xattr moves the file's ctime (not its
+/// mtime), so a file whose xattr changed is not "unchanged": its new xattr is read.
+#[test]
+fn refresh_reads_a_changed_xattr_even_with_mtime_and_size_kept() {
+    common::require_root();
+    let scratch = common::scratch();
+    let root = scratch.path().join("src");
+    std::fs::create_dir(&root).expect("mkdir");
+    let (tagged, other) = (root.join("tagged.txt"), root.join("other.txt"));
+    std::fs::write(&tagged, b"labelled\n").expect("write");
+    std::fs::write(&other, b"plain\n").expect("write");
+    xattr::set(&tagged, "user.osimage.label", b"one").expect("setxattr");
+    std::thread::sleep(SETTLE);
+    let image = |n: &str| scratch.path().join(n);
+    capture(&root, &image("a.oimg"), None);
+
+    let mtime = std::fs::metadata(&tagged).and_then(|m| m.modified()).ok();
+    xattr::set(&tagged, "user.osimage.label", b"two").expect("setxattr");
+    assert_eq!(
+        std::fs::metadata(&tagged).and_then(|m| m.modified()).ok(),
+        mtime
+    );
+    capture(&root, &image("b.oimg"), Some(&image("a.oimg")));
+    let l = lineage(&image("b.oimg"));
+    assert_eq!((l.files_read, l.files_reused), (1, 1), "{l:?}");
+    let out = scratch.path().join("out");
+    std::fs::create_dir(&out).expect("mkdir");
+    extract_and_compare(&image("b.oimg"), &root, &out, "xattr");
+    assert_eq!(
+        diff(&image("a.oimg"), &image("b.oimg")),
+        "m /tagged.txt (xattrs)\n0 added, 0 removed, 0 changed, 1 metadata only\n"
+    );
+}

@@ -45,18 +45,43 @@ extern "C" fn agent_hook(
     }
 }
 
-fn list_initrd(initrd: &Path) -> String {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!("zstd -dc '{}' | cpio -t --quiet", initrd.display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cpio -t: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+/// The paths in the initrd: its compressed contents (the first `core_len` bytes: a zstd
+/// frame and zero padding) and the image's own id archive after them, as the kernel unpacks
+/// them one after the other.
+fn list_initrd(r: &rescue::Rescue) -> String {
+    let bytes = std::fs::read(&r.initrd).unwrap();
+    let core_len = r.inputs.core_len as usize;
+    assert_eq!(core_len % 4, 0, "the id archive must start 4-byte aligned");
+    let mut core = Vec::new();
+    std::io::Read::read_to_end(
+        &mut zstd::stream::Decoder::new(&bytes[..core_len])
+            .unwrap()
+            .single_frame(),
+        &mut core,
+    )
+    .unwrap();
+    let mut listing = String::new();
+    for archive in [core, bytes[core_len..].to_vec()] {
+        let mut child = Command::new("cpio")
+            .args(["-t", "--quiet"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        // Written from another thread: cpio's listing could fill the stdout pipe meanwhile.
+        let feeder = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &archive));
+        let out = child.wait_with_output().unwrap();
+        feeder.join().unwrap().unwrap();
+        assert!(
+            out.status.success(),
+            "cpio -t: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        listing.push_str(&String::from_utf8(out.stdout).unwrap());
+    }
+    listing
 }
 
 /// One build shared by the boot tests, and one VM at a time (two cores).
@@ -207,7 +232,7 @@ fn initramfs_is_a_valid_cpio_with_what_the_restore_needs() {
         eprintln!("note: {n}");
     }
     assert!(r.size_bytes < 100 << 20, "rescue part over 100 MiB");
-    let listing = list_initrd(&r.initrd);
+    let listing = list_initrd(r);
     for want in [
         "init",
         "dev/console",

@@ -11,7 +11,10 @@ use crate::iso::{
 use crate::layout::DiskLayout;
 use crate::payload::manifest::Manifest;
 use crate::progress::Progress;
-use crate::rescue::{MenuParams, RescueSpec, build_rescue, grub_cfg, id_marker_path, image_id_hex};
+use crate::rescue::reuse::RescueInputs;
+use crate::rescue::{
+    MenuParams, PlannedRescue, RescueSpec, grub_cfg, id_marker_path, image_id_hex, plan_rescue,
+};
 
 /// The boot side of the ISO, built before the payload.
 #[derive(Clone, Debug)]
@@ -23,6 +26,15 @@ pub struct BootFiles {
     id_hex: String,
     /// One line for the capture report.
     pub summary: String,
+    /// What the rescue environment was built from (the manifest's `rescue` record).
+    pub rescue_inputs: RescueInputs,
+}
+
+/// A refresh's base, whose rescue environment the new ISO may take (docs/ISO.md, "Refreshes").
+pub struct PreviousIso<'a> {
+    pub path: &'a Path,
+    /// The base's `rescue` record; `Err` says why there is none to use.
+    pub inputs: Result<RescueInputs, String>,
 }
 
 /// A volume label from the image id: `OSIMAGE_` and 8 hex digits (ECMA-119 d-characters).
@@ -37,6 +49,7 @@ pub fn prepare_boot(
     layout: &DiskLayout,
     image_id: [u8; 16],
     work: &Path,
+    previous: Option<PreviousIso>,
     progress: &dyn Progress,
 ) -> Result<BootFiles, CaptureError> {
     progress.note("building the rescue environment");
@@ -50,15 +63,34 @@ pub fn prepare_boot(
         .collect();
     spec.filesystems.sort();
     spec.filesystems.dedup();
-    let rescue = build_rescue(&spec, &work.join("rescue"))?;
-    for n in &rescue.notes {
-        progress.note(n);
-    }
-    let id_hex = image_id_hex(&image_id);
     let menu = MenuParams {
         title: super::hostname_of(root),
         ..MenuParams::default()
     };
+    let rescue_dir = work.join("rescue");
+    let planned = plan_rescue(&spec, &rescue_dir)?;
+    // A refresh says whether it took its base's rescue environment, and if not, why not.
+    let (rescue, origin) = match previous {
+        None => (planned.build(&spec, &rescue_dir)?, String::new()),
+        Some(p) => match previous_files(&p, &planned, &menu) {
+            Ok((inputs, kernel, core)) => (
+                planned.reuse(&spec, &rescue_dir, &inputs, &kernel, &core)?,
+                format!(
+                    "; kernel and initramfs reused from {} (same kernel, agent, rescue assets \
+                     and initramfs contents)",
+                    p.path.display()
+                ),
+            ),
+            Err(why) => (
+                planned.build(&spec, &rescue_dir)?,
+                format!("; rebuilt, not reused from {}: {why}", p.path.display()),
+            ),
+        },
+    };
+    for n in &rescue.notes {
+        progress.note(n);
+    }
+    let id_hex = image_id_hex(&image_id);
     let cfg = grub_cfg(&id_hex, &menu);
     // UEFI: the captured system's own signed chain when it has one (docs/SECUREBOOT.md).
     let signed = find_signed_chain(root, &rescue.kernel);
@@ -95,7 +127,7 @@ pub fn prepare_boot(
         } else {
             "Secure Boot: no"
         }
-    );
+    ) + &origin;
     Ok(BootFiles {
         kernel: rescue.kernel,
         initrd: rescue.initrd,
@@ -103,7 +135,48 @@ pub fn prepare_boot(
         grub,
         id_hex,
         summary,
+        rescue_inputs: rescue.inputs,
     })
+}
+
+/// The base ISO's record, kernel and initrd core, when they can stand in for `planned`'s;
+/// otherwise why not.
+fn previous_files(
+    p: &PreviousIso,
+    planned: &PlannedRescue,
+    menu: &MenuParams,
+) -> Result<(RescueInputs, Vec<u8>, Vec<u8>), String> {
+    let inputs = p.inputs.clone()?;
+    if let Some(why) = inputs.differs_from(&planned.inputs) {
+        return Err(why.to_string());
+    }
+    let iso = crate::iso::IsoReader::open(p.path).map_err(|e| format!("cannot read it: {e}"))?;
+    let file = std::fs::File::open(p.path).map_err(|e| format!("cannot open it: {e}"))?;
+    let read = |iso_path: &str, limit: u64| -> Result<Vec<u8>, String> {
+        let path = iso_path.trim_start_matches('/');
+        let extent = iso
+            .lookup(path)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("it has no {iso_path}"))?;
+        if extent.len < limit {
+            return Err(format!("its {iso_path} is shorter than its record says"));
+        }
+        let mut buf = vec![0u8; limit as usize];
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut buf, extent.offset)
+            .map_err(|e| format!("cannot read its {iso_path}: {e}"))?;
+        Ok(buf)
+    };
+    let kernel_len = iso
+        .lookup(menu.kernel_path.trim_start_matches('/'))
+        .ok()
+        .flatten()
+        .map_or(0, |e| e.len);
+    let kernel = read(&menu.kernel_path, kernel_len)?;
+    let core = read(&menu.initrd_path, inputs.core_len)?;
+    if !inputs.vouches_for(&kernel, &core) {
+        return Err("its kernel or initramfs does not match its rescue record".into());
+    }
+    Ok((inputs, kernel, core))
 }
 
 /// Writes the ISO to `out`: payload files first in the layout, then the boot files.

@@ -160,6 +160,7 @@ pub fn capture_from(
             &layout,
             image_id,
             w.path(),
+            base.as_ref().map(previous_iso),
             progress,
         )?),
         None => None,
@@ -182,14 +183,8 @@ pub fn capture_from(
         scan_opts.skip_paths.extend(inside);
     }
     progress.note(&format!("scanning {}", scan_root.display()));
-    let mut scanned = scan::scan(scan_root, &scan_opts)?;
-    if let Some(s) = &snap {
-        s.restore_identity(&mut scanned.filesystems);
-    }
+    let scanned = scan_against_base(scan_root, &scan_opts, snap.as_ref(), base.as_mut())?;
     let mut entries = scanned.entries;
-    if let Some(b) = &mut base {
-        b.index_files(&scanned.filesystems);
-    }
     let base_ref = base.as_ref().map(|b| b as &dyn BaseImage);
     let params = PayloadParams {
         level: opts.level,
@@ -266,6 +261,11 @@ pub fn capture_from(
         stats,
         extensions: vec![crate::layout::to_extension(&layout)],
     };
+    if let Some(b) = &boot {
+        manifest
+            .extensions
+            .push(crate::rescue::reuse::to_extension(&b.rescue_inputs));
+    }
     if let Some(b) = &base {
         let lineage = crate::refresh::lineage::measure(b, &manifest, &reuse);
         manifest
@@ -320,6 +320,54 @@ pub fn capture_from(
         warnings,
         rescue: boot.map(|b| b.summary),
     })
+}
+
+/// The base as a source of a rescue environment: its `rescue` record, or why it has none.
+fn previous_iso(b: &crate::refresh::Base) -> iso_output::PreviousIso<'_> {
+    let inputs = match crate::rescue::reuse::from_manifest(b.manifest()) {
+        Ok(Some(r)) => Ok(r),
+        Ok(None) => {
+            Err("it records no rescue inputs (a .oimg, or made by an older osimage)".into())
+        }
+        Err(e) => Err(format!("its rescue record is unreadable: {e}")),
+    };
+    iso_output::PreviousIso {
+        path: b.given_path(),
+        inputs,
+    }
+}
+
+/// Scans `root`; with a base, unchanged files' xattrs come from it (docs/REFRESH.md), and the
+/// base's files cache is left indexed for the scanned filesystems. Should the filesystems have
+/// changed between planning and walking (a mount came or went), the walk is done again
+/// without the base, so its answers always refer to the filesystems the image records.
+fn scan_against_base(
+    root: &Path,
+    opts: &ScanOptions,
+    snap: Option<&snapshot::Snapshot>,
+    base: Option<&mut crate::refresh::Base>,
+) -> Result<scan::ScanResult, CaptureError> {
+    let identity = |fss: &mut Vec<crate::payload::manifest::CapturedFs>| {
+        if let Some(s) = snap {
+            s.restore_identity(fss);
+        }
+    };
+    let Some(base) = base else {
+        let mut scanned = scan::scan(root, opts)?;
+        identity(&mut scanned.filesystems);
+        return Ok(scanned);
+    };
+    let mut planned = scan::plan_filesystems(root, opts)?;
+    identity(&mut planned);
+    base.index_files(&planned);
+    let mut scanned = scan::scan_with(root, opts, Some(&*base))?;
+    identity(&mut scanned.filesystems);
+    if scanned.filesystems != planned {
+        scanned = scan::scan(root, opts)?;
+        identity(&mut scanned.filesystems);
+    }
+    base.index_files(&scanned.filesystems);
+    Ok(scanned)
 }
 
 /// Runs the payload writer into `sink`, through a `SealedSink` when the image is encrypted.

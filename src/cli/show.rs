@@ -125,6 +125,9 @@ pub struct InfoJson {
     pub layout_table: String,
     /// What a refresh reused from its base (null for a first capture; FORMAT.md §10).
     pub lineage: Option<crate::refresh::lineage::LineageJson>,
+    /// What an ISO's rescue environment was built from (null for a `.oimg`, or an ISO of an
+    /// older osimage; FORMAT.md §12).
+    pub rescue: Option<crate::rescue::reuse::RescueJson>,
     #[serde(flatten)]
     pub stats: CaptureStats,
 }
@@ -189,6 +192,10 @@ pub fn info(r: &PayloadReader) -> InfoJson {
             .ok()
             .flatten()
             .map(|l| l.to_json()),
+        rescue: crate::rescue::reuse::from_manifest(m)
+            .ok()
+            .flatten()
+            .map(|r| r.to_json()),
         stats: s.clone(),
     }
 }
@@ -265,6 +272,17 @@ pub fn info_table(i: &InfoJson) -> String {
     }
     if let Some(l) = &i.lineage {
         row("refreshed from", l.summary());
+    }
+    if let Some(r) = &i.rescue {
+        row(
+            "rescue built from",
+            format!(
+                "kernel {}…, initramfs contents {}… ({})",
+                &r.kernel[..12],
+                &r.contents[..12],
+                r.compression
+            ),
+        );
     }
     t.push('\n');
     t.push_str(&i.layout_table);

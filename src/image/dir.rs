@@ -9,6 +9,7 @@ use crate::envelope::ImageKey;
 use crate::payload::PayloadError;
 use crate::payload::frame::encode_manifest;
 use crate::payload::manifest::Manifest;
+use crate::payload::packer::BlockSource;
 use crate::payload::writer::PackSink;
 
 /// The name of pack `i` inside the payload folder.
@@ -97,6 +98,19 @@ impl PackSink for DirWriter {
             w.into_inner()
                 .map_err(|e| PayloadError::io("cannot write", &path, e.into_error()))?;
         }
+        Ok(())
+    }
+
+    fn write_copy(&mut self, bytes: &[u8], src: &BlockSource) -> Result<(), PayloadError> {
+        let Some((w, path)) = self.current.as_mut() else {
+            return Err(PayloadError::format(
+                "internal: pack bytes before a pack began",
+            ));
+        };
+        w.flush()
+            .map_err(|e| PayloadError::io("cannot write", path, e))?;
+        super::kernel_copy::append_copy(w.get_ref(), &src.file, src.offset, bytes)
+            .map_err(|e| PayloadError::io("cannot write", path, e))?;
         Ok(())
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod dir;
 pub mod iso;
+pub mod kernel_copy;
 pub mod lease;
 pub mod oimg;
 

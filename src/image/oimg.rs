@@ -12,6 +12,7 @@ use crate::envelope::{ImageKey, Unlock};
 use crate::payload::PayloadError;
 use crate::payload::frame::{decode_frame_header, encode_manifest};
 use crate::payload::manifest::Manifest;
+use crate::payload::packer::BlockSource;
 use crate::payload::records::{ImageHeader, RECORD_LEN, Trailer};
 use crate::payload::writer::PackSink;
 
@@ -193,6 +194,17 @@ impl PackSink for OimgWriter {
         Ok(())
     }
     fn end_pack(&mut self) -> Result<(), PayloadError> {
+        Ok(())
+    }
+    fn write_copy(&mut self, bytes: &[u8], src: &BlockSource) -> Result<(), PayloadError> {
+        let io = |e| PayloadError::io("cannot write", &self.path, e);
+        self.out.flush().map_err(io)?;
+        super::kernel_copy::append_copy(self.out.get_ref(), &src.file, src.offset, bytes)
+            .map_err(io)?;
+        self.pos += bytes.len() as u64;
+        if self.pos - self.writeback_from >= WRITEBACK_STEP {
+            self.start_writeback()?;
+        }
         Ok(())
     }
 }

@@ -5,10 +5,12 @@
 //! opens an image wherever it lives and hands out verified chunks, `validate` checks a
 //! manifest's structure before anything trusts it, `verify` checks every byte.
 
+pub mod carry;
 pub mod chunker;
 pub mod codec;
 pub mod frame;
 pub mod manifest;
+pub mod packer;
 pub mod reader;
 pub mod records;
 pub mod validate;

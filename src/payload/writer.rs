@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Sender, bounded};
 
 use super::PayloadError;
 use super::chunker::{Chunker, PARAMS, is_zero};
@@ -19,7 +19,8 @@ use super::codec::BlockCompressor;
 use super::manifest::{
     BlockIndex, BlockRecord, ChunkId, ChunkIndex, ChunkRecord, DataRun, EntryKind, Meta, PackRecord,
 };
-use super::records::{BLOCK_HEADER_LEN, BlockHeader, MAX_PACK_LEN, PackHeader, RECORD_LEN};
+use super::packer::{BlockSource, Outgoing, pack_blocks};
+use super::records::BlockHeader;
 use crate::progress::Progress;
 use crate::scan::content::{OpenError, SourceFile};
 use crate::scan::{ScannedEntry, Skipped};
@@ -42,6 +43,13 @@ pub trait PackSink: Send {
     fn begin_pack(&mut self, index: u32) -> Result<(), PayloadError>;
     /// The current pack is complete.
     fn end_pack(&mut self) -> Result<(), PayloadError>;
+    /// Appends `bytes`, which are also the bytes of `src.file` at `src.offset` (blocks a
+    /// refresh carries over from its base). A sink writing to a file has the kernel copy them
+    /// (`image::kernel_copy`); this default writes them.
+    fn write_copy(&mut self, bytes: &[u8], src: &BlockSource) -> Result<(), PayloadError> {
+        let _ = src;
+        self.write_all(bytes)
+    }
 }
 
 /// How to write the payload.
@@ -80,8 +88,12 @@ pub trait BaseImage: Sync {
     fn chunk(&self, c: ChunkIndex) -> Option<&ChunkRecord>;
     /// Every chunk stored in the base's block `b`.
     fn chunks_in_block(&self, b: BlockIndex) -> &[ChunkIndex];
-    /// Block `b`'s header and body exactly as stored in the base's pack.
-    fn stored_block(&self, b: BlockIndex) -> Result<(BlockHeader, Vec<u8>), PayloadError>;
+    /// Where the base stores block `b`: its pack, and the range of its header and body there.
+    fn block_extent(&self, b: BlockIndex) -> Option<(u32, std::ops::Range<u64>)>;
+    /// Blocks `blocks`, adjacent in one of the base's packs in this order, exactly as stored
+    /// (headers and bodies back to back, read at once and checked against the base's
+    /// manifest), with where those bytes lie in the base's file when it is not encrypted.
+    fn stored_run(&self, blocks: &[BlockIndex]) -> Result<super::carry::StoredRun, PayloadError>;
 }
 
 /// What a refresh took from its base.
@@ -95,13 +107,6 @@ pub struct ReuseCounters {
     pub chunks_new: u64,
     /// This image's blocks that are verbatim copies of the base's.
     pub copied_blocks: Vec<BlockIndex>,
-}
-
-/// A compressed block on its way to the pack thread.
-struct StoredBlock {
-    index: BlockIndex,
-    header: BlockHeader,
-    body: Vec<u8>,
 }
 
 /// The chunk index shared by all workers: id → record, claimed under one lock.
@@ -183,7 +188,7 @@ pub fn write_payload_with_base(
         files_read: AtomicU64::new(0),
     };
     let next_batch = AtomicU32::new(0);
-    let (tx, rx) = bounded::<StoredBlock>(2 * params.threads.max(1) + 2);
+    let (tx, rx) = bounded::<Outgoing>(2 * params.threads.max(1) + 2);
     let view: &Vec<ScannedEntry> = entries;
 
     let (outcomes, pack_result) = std::thread::scope(|s| {
@@ -195,7 +200,6 @@ pub fn write_payload_with_base(
                 s.spawn(move || run_worker(shared, view, batches, next_batch, tx))
             })
             .collect();
-        drop(tx);
         let mut outcomes = Vec::new();
         let mut first_err = None;
         for w in workers {
@@ -208,6 +212,16 @@ pub fn write_payload_with_base(
                 }
             }
         }
+        // The base's blocks last, in the base's order: adjacent ones go as one run.
+        if let (Some(base), None) = (base, &first_err) {
+            let carried = shared
+                .table
+                .lock()
+                .map_err(|_| PayloadError::format("chunk index poisoned"))
+                .and_then(|t| super::carry::send_carried(base, &t.base_blocks, &tx));
+            first_err = carried.err();
+        }
+        drop(tx);
         let packed = packer
             .join()
             .unwrap_or_else(|_| Err(PayloadError::format("the pack writer panicked")));
@@ -277,7 +291,7 @@ fn run_worker(
     entries: &[ScannedEntry],
     batches: &[Vec<usize>],
     next_batch: &AtomicU32,
-    tx: Sender<StoredBlock>,
+    tx: Sender<Outgoing>,
 ) -> Result<Vec<(usize, Outcome)>, PayloadError> {
     let mut w = Worker {
         shared,
@@ -315,7 +329,7 @@ struct Worker<'a> {
     block: Vec<u8>,
     block_index: Option<BlockIndex>,
     window: Vec<u8>,
-    tx: Sender<StoredBlock>,
+    tx: Sender<Outgoing>,
 }
 
 impl Worker<'_> {
@@ -378,8 +392,8 @@ impl Worker<'_> {
         unreachable_outcome()
     }
 
-    /// An unchanged file: the base's runs with chunk indexes mapped to this image, the blocks
-    /// holding them copied on first use. The file is not opened.
+    /// An unchanged file: the base's runs with chunk indexes mapped to this image (the blocks
+    /// holding them are copied at the end). The file is not opened.
     fn reuse_file(
         &mut self,
         e: &ScannedEntry,
@@ -387,26 +401,21 @@ impl Worker<'_> {
         base_runs: &[DataRun],
     ) -> Result<Outcome, PayloadError> {
         let mut runs = Vec::with_capacity(base_runs.len());
-        let mut copies = Vec::new();
         let mut data = 0u64;
         {
             let mut t = self.lock_table()?;
             for r in base_runs {
                 let mut chunks = Vec::with_capacity(r.chunks.len());
                 for &c in &r.chunks {
-                    let (i, copy) = claim_base_chunk(&mut t, base, c, &self.shared.next_block)?;
+                    let i = claim_base_chunk(&mut t, base, c, &self.shared.next_block)?;
                     data += t.records[i as usize].len as u64;
                     chunks.push(i);
-                    copies.extend(copy);
                 }
                 runs.push(DataRun {
                     offset: r.offset,
                     chunks,
                 });
             }
-        }
-        for (from, to) in copies {
-            self.copy_block(base, from, to)?;
         }
         let size = file_size(e);
         self.shared.progress.advance(size);
@@ -424,23 +433,6 @@ impl Worker<'_> {
             .table
             .lock()
             .map_err(|_| PayloadError::format("chunk index poisoned"))
-    }
-
-    /// Sends the base's block `from`, as stored, to the pack thread as this image's `to`.
-    fn copy_block(
-        &self,
-        base: &dyn BaseImage,
-        from: BlockIndex,
-        to: BlockIndex,
-    ) -> Result<(), PayloadError> {
-        let (header, body) = base.stored_block(from)?;
-        self.tx
-            .send(StoredBlock {
-                index: to,
-                header,
-                body,
-            })
-            .map_err(|_| PayloadError::format("the pack writer stopped"))
     }
 
     /// Reads the file's data ranges and turns them into chunk runs.
@@ -511,12 +503,7 @@ impl Worker<'_> {
             if let Some(base) = self.shared.base
                 && let Some(c) = base.find_chunk(&id)
             {
-                let (i, copy) = claim_base_chunk(&mut t, base, c, &self.shared.next_block)?;
-                drop(t);
-                if let Some((from, to)) = copy {
-                    self.copy_block(base, from, to)?;
-                }
-                return Ok(i);
+                return claim_base_chunk(&mut t, base, c, &self.shared.next_block);
             }
             t.chunks_new += 1;
             let block = *self
@@ -551,31 +538,27 @@ impl Worker<'_> {
             raw_len: self.block.len() as u32,
             stored_len: stored.len() as u32,
         };
-        let body = stored.to_vec();
+        let out = Outgoing::block(index, header, stored);
         self.block.clear();
         self.tx
-            .send(StoredBlock {
-                index,
-                header,
-                body,
-            })
+            .send(out)
             .map_err(|_| PayloadError::format("the pack writer stopped"))
     }
 }
 
 /// This image's index of the base's chunk `c`. The first chunk claimed from a base block
-/// brings all of that block's chunks into the index, under a new block number; the caller
-/// then copies the block (the returned base → new pair) once the lock is released.
+/// brings all of that block's chunks into the index, under a new block number; the block
+/// itself is copied once every worker is done (`carry::send_carried`).
 fn claim_base_chunk(
     t: &mut ChunkTable,
     base: &dyn BaseImage,
     c: ChunkIndex,
     next_block: &AtomicU32,
-) -> Result<(ChunkIndex, Option<(BlockIndex, BlockIndex)>), PayloadError> {
+) -> Result<ChunkIndex, PayloadError> {
     let missing = || PayloadError::format(format!("internal: base chunk {c} does not exist"));
     let rec = base.chunk(c).ok_or_else(missing)?;
     if let Some(&i) = t.by_id.get(&rec.id) {
-        return Ok((i, None));
+        return Ok(i);
     }
     let (from, to) = (rec.block, next_block.fetch_add(1, Ordering::SeqCst));
     if t.base_blocks.insert(from, to).is_some() {
@@ -599,7 +582,7 @@ fn claim_base_chunk(
         t.by_id.insert(r.id, i);
     }
     let i = *t.by_id.get(&rec.id).ok_or_else(missing)?;
-    Ok((i, Some((from, to))))
+    Ok(i)
 }
 
 fn unreachable_outcome() -> Result<Outcome, PayloadError> {
@@ -611,77 +594,6 @@ fn unreachable_outcome() -> Result<Outcome, PayloadError> {
 enum ReadFail {
     Io(std::io::Error),
     Payload(PayloadError),
-}
-
-/// The pack thread: appends blocks to packs of at most 1 GiB, hashing each pack as it goes.
-fn pack_blocks(
-    rx: Receiver<StoredBlock>,
-    sink: &mut dyn PackSink,
-    image_id: [u8; 16],
-) -> Result<(Vec<PackRecord>, Vec<BlockRecord>), PayloadError> {
-    let mut packs: Vec<PackRecord> = Vec::new();
-    let mut blocks: Vec<Option<BlockRecord>> = Vec::new();
-    let mut open: Option<(u64, blake3::Hasher)> = None;
-    for sb in rx {
-        let total = (BLOCK_HEADER_LEN + sb.body.len()) as u64;
-        if open
-            .as_ref()
-            .is_some_and(|(len, _)| len + total > MAX_PACK_LEN)
-        {
-            close_pack(&mut open, &mut packs, sink)?;
-        }
-        if open.is_none() {
-            let index = packs.len() as u32;
-            let header = PackHeader { index, image_id }.encode();
-            sink.begin_pack(index)?;
-            sink.write_all(&header)?;
-            let mut h = blake3::Hasher::new();
-            h.update(&header);
-            open = Some((RECORD_LEN as u64, h));
-        }
-        let Some((len, h)) = open.as_mut() else {
-            return Err(PayloadError::format("internal: no open pack"));
-        };
-        let header = sb.header.encode();
-        sink.write_all(&header)?;
-        sink.write_all(&sb.body)?;
-        h.update(&header);
-        h.update(&sb.body);
-        let i = sb.index as usize;
-        if blocks.len() <= i {
-            blocks.resize(i + 1, None);
-        }
-        blocks[i] = Some(BlockRecord {
-            pack: packs.len() as u32,
-            offset: *len,
-            stored_len: sb.header.stored_len,
-            raw_len: sb.header.raw_len,
-            codec: sb.header.codec,
-        });
-        *len += total;
-    }
-    close_pack(&mut open, &mut packs, sink)?;
-    let blocks = blocks
-        .into_iter()
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| PayloadError::format("internal: a block index was never written"))?;
-    Ok((packs, blocks))
-}
-
-/// Ends the open pack, if any, and records its length and hash.
-fn close_pack(
-    open: &mut Option<(u64, blake3::Hasher)>,
-    packs: &mut Vec<PackRecord>,
-    sink: &mut dyn PackSink,
-) -> Result<(), PayloadError> {
-    if let Some((len, h)) = open.take() {
-        sink.end_pack()?;
-        packs.push(PackRecord {
-            len,
-            hash: *h.finalize().as_bytes(),
-        });
-    }
-    Ok(())
 }
 
 /// Writes the outcomes back into the entries: runs and fresh metadata for files read, and

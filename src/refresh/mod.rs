@@ -12,14 +12,16 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::payload::PayloadError;
+use crate::payload::carry::StoredRun;
 use crate::payload::manifest::{
-    BlockIndex, CapturedFs, ChunkId, ChunkIndex, ChunkRecord, DataRun, EntryKind, Manifest, Meta,
-    Timestamp,
+    BlockIndex, CapturedFs, ChunkId, ChunkIndex, ChunkRecord, DataRun, Entry, EntryKind, Manifest,
+    Meta, Timestamp, Xattr,
 };
+use crate::payload::packer::BlockSource;
 use crate::payload::reader::PayloadReader;
 use crate::payload::records::{BLOCK_HEADER_LEN, BlockHeader};
 use crate::payload::writer::BaseImage;
-use crate::scan::ScannedEntry;
+use crate::scan::{KnownFiles, ScannedEntry};
 
 /// Filesystems whose ctime is a true change time, set by the kernel on every content and
 /// metadata write and not settable from user space. FAT, exFAT and NTFS drivers map ctime to
@@ -151,27 +153,42 @@ fn racy(meta: &Meta, start: i128) -> bool {
     ns(meta.ctime) >= start - margin
 }
 
-impl BaseImage for Base {
-    fn unchanged_runs(&self, e: &ScannedEntry) -> Option<&[DataRun]> {
-        let EntryKind::File { size, .. } = e.entry.kind else {
+impl Base {
+    /// The files cache's answer: the base's record of the regular file at `path` when it holds
+    /// it unchanged (same filesystem, inode, size, mtime and ctime; not racily clean).
+    fn unchanged(&self, path: &[u8], a: &Meta, size: u64) -> Option<&Entry> {
+        let &i = self.files.get(path)?;
+        let old = self.manifest().entries.get(i)?;
+        let EntryKind::File { size: old_size, .. } = &old.kind else {
             return None;
         };
-        let &i = self.files.get(&e.entry.path)?;
-        let old = &self.manifest().entries[i];
-        let EntryKind::File {
-            size: old_size,
-            runs,
-        } = &old.kind
-        else {
-            return None;
-        };
-        let (a, b) = (&e.entry.meta, &old.meta);
+        let b = &old.meta;
         let same = *old_size == size
             && self.fs_map.get(&a.fs) == Some(&b.fs)
             && a.ino == b.ino
             && a.mtime == b.mtime
             && a.ctime == b.ctime;
-        same.then_some(runs.as_slice())
+        same.then_some(old)
+    }
+}
+
+/// The scan takes an unchanged file's xattrs from the base: setting, changing or removing
+/// an xattr moves ctime, which the files cache compares (docs/REFRESH.md).
+impl KnownFiles for Base {
+    fn known_xattrs(&self, path: &[u8], meta: &Meta, size: u64) -> Option<Vec<Xattr>> {
+        self.unchanged(path, meta, size).map(|e| e.xattrs.clone())
+    }
+}
+
+impl BaseImage for Base {
+    fn unchanged_runs(&self, e: &ScannedEntry) -> Option<&[DataRun]> {
+        let EntryKind::File { size, .. } = e.entry.kind else {
+            return None;
+        };
+        match &self.unchanged(&e.entry.path, &e.entry.meta, size)?.kind {
+            EntryKind::File { runs, .. } => Some(runs.as_slice()),
+            _ => None,
+        }
     }
 
     fn find_chunk(&self, id: &ChunkId) -> Option<ChunkIndex> {
@@ -190,29 +207,68 @@ impl BaseImage for Base {
         }
     }
 
-    fn stored_block(&self, b: BlockIndex) -> Result<(BlockHeader, Vec<u8>), PayloadError> {
-        let damaged = |msg: String| PayloadError::Image {
+    fn block_extent(&self, b: BlockIndex) -> Option<(u32, std::ops::Range<u64>)> {
+        let rec = self.manifest().blocks.get(b as usize)?;
+        let end = rec.offset + (BLOCK_HEADER_LEN as u64) + rec.stored_len as u64;
+        Some((rec.pack, rec.offset..end))
+    }
+
+    fn stored_run(&self, blocks: &[BlockIndex]) -> Result<StoredRun, PayloadError> {
+        let damaged = |b: BlockIndex, msg: String| PayloadError::Image {
             path: self.given.clone(),
             msg: format!("block {b}: {msg}"),
         };
-        let rec = self
-            .manifest()
-            .blocks
-            .get(b as usize)
-            .ok_or_else(|| damaged("does not exist".into()))?;
-        let span = &self.reader.pack_spans()[rec.pack as usize];
-        // One pread for header and body: the body is copied as stored, never decompressed.
-        let mut buf = vec![0u8; BLOCK_HEADER_LEN + rec.stored_len as usize];
-        span.read_exact_at(&mut buf, rec.offset)
-            .map_err(|e| damaged(e.to_string()))?;
-        let mut head = [0u8; BLOCK_HEADER_LEN];
-        head.copy_from_slice(&buf[..BLOCK_HEADER_LEN]);
-        let h = BlockHeader::decode(&head).map_err(|e| damaged(e.to_string()))?;
-        if h.codec != rec.codec || h.raw_len != rec.raw_len || h.stored_len != rec.stored_len {
-            return Err(damaged("header disagrees with the manifest".into()));
+        let extents = blocks
+            .iter()
+            .map(|&b| {
+                self.block_extent(b)
+                    .ok_or_else(|| damaged(b, "does not exist".into()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let (Some((pack, first)), Some((_, last))) = (extents.first(), extents.last()) else {
+            return Ok(StoredRun {
+                headers: Vec::new(),
+                bytes: Vec::new(),
+                source: None,
+            });
+        };
+        let adjacent = extents
+            .windows(2)
+            .all(|w| w[0].0 == w[1].0 && w[0].1.end == w[1].1.start);
+        if !adjacent {
+            return Err(PayloadError::format("internal: a base run is not adjacent"));
         }
-        buf.drain(..BLOCK_HEADER_LEN);
-        Ok((h, buf))
+        let span = self
+            .reader
+            .pack_spans()
+            .get(*pack as usize)
+            .ok_or_else(|| damaged(blocks[0], format!("pack {pack} does not exist")))?;
+        // One pread for the whole run: it is copied as stored, never decompressed.
+        let mut bytes = vec![0u8; (last.end - first.start) as usize];
+        span.read_exact_at(&mut bytes, first.start)
+            .map_err(|e| damaged(blocks[0], e.to_string()))?;
+        let mut headers = Vec::with_capacity(blocks.len());
+        for (&b, (_, range)) in blocks.iter().zip(&extents) {
+            let at = (range.start - first.start) as usize;
+            let mut head = [0u8; BLOCK_HEADER_LEN];
+            head.copy_from_slice(&bytes[at..at + BLOCK_HEADER_LEN]);
+            let h = BlockHeader::decode(&head).map_err(|e| damaged(b, e.to_string()))?;
+            let rec = &self.manifest().blocks[b as usize];
+            if h.codec != rec.codec || h.raw_len != rec.raw_len || h.stored_len != rec.stored_len {
+                return Err(damaged(b, "header disagrees with the manifest".into()));
+            }
+            headers.push(h);
+        }
+        // A plain span's bytes are the file's own: the sink may copy them in the kernel.
+        let source = span.sealed.is_none().then(|| BlockSource {
+            file: span.file.clone(),
+            offset: span.offset + first.start,
+        });
+        Ok(StoredRun {
+            headers,
+            bytes,
+            source,
+        })
     }
 }
 

@@ -6,10 +6,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::cpio::DeviceKind;
+use super::cpio::{CpioWriter, DeviceKind};
 use super::elf::{Elf, modinfo};
 use super::kernel::{Compression, Kernel, find_kernel};
 use super::modules::{ModuleIndex, for_filesystem};
+use super::reuse::{RescueInputs, fingerprint};
 use super::rootfs::RootFs;
 use super::tools::{Shipper, find_tool, parse_plain_list, parse_tools_list};
 use super::tree::{Node, Source, Tree};
@@ -27,6 +28,24 @@ const AGENT_LIB_DIR: &str = "osimage/lib";
 
 /// Builds the rescue kernel and initramfs for `spec` into `work_dir`.
 pub fn build_rescue(spec: &RescueSpec, work_dir: &Path) -> Result<Rescue, RescueError> {
+    plan_rescue(spec, work_dir)?.build(spec, work_dir)
+}
+
+/// A rescue environment whose contents are decided (and fingerprinted), not yet written.
+pub struct PlannedRescue {
+    tree: Tree,
+    kernel: Kernel,
+    notes: Vec<String>,
+    tools: usize,
+    modules: usize,
+    libraries: usize,
+    /// What it is built from (`core_len` and `core` are filled in once the initrd is written).
+    pub inputs: RescueInputs,
+}
+
+/// Gathers what goes into the rescue environment: kernel, tools and libraries, busybox,
+/// modules, the agent, init; and fingerprints it all (`reuse::fingerprint`).
+pub fn plan_rescue(spec: &RescueSpec, work_dir: &Path) -> Result<PlannedRescue, RescueError> {
     std::fs::create_dir_all(work_dir).map_err(|e| RescueError::io("creating", work_dir, e))?;
     let fs = RootFs::new(&spec.root);
     let kernel = find_kernel(&fs, spec.kernel.as_deref())?;
@@ -42,28 +61,122 @@ pub fn build_rescue(spec: &RescueSpec, work_dir: &Path) -> Result<Rescue, Rescue
     let libraries = shipper.libraries.len();
     let modules = ship_modules(spec, &fs, &kernel, &mut tree, &mut notes)?;
     ship_agent(spec, work_dir, &mut tree, &mut notes)?;
-    add_skeleton(spec, &mut tree);
-
-    let initrd = work_dir.join("initrd.img");
-    let (uncompressed_bytes, initrd_bytes) = write_initrd(&tree, kernel.compression, &initrd)?;
-    let kernel_copy = work_dir.join("vmlinuz");
-    std::fs::copy(&kernel.image, &kernel_copy)
-        .map_err(|e| RescueError::io("copying", &kernel.image, e))?;
-    let kernel_bytes = std::fs::metadata(&kernel_copy)
-        .map_err(|e| RescueError::io("reading", &kernel_copy, e))?
-        .len();
-    Ok(Rescue {
-        kernel: kernel_copy,
-        initrd,
-        kernel_version: kernel.version,
-        size_bytes: kernel_bytes + initrd_bytes,
-        initrd_bytes,
-        uncompressed_bytes,
-        modules,
-        tools,
-        libraries,
+    add_skeleton(&mut tree);
+    let inputs = fingerprint(&kernel.image, &spec.agent_binary, kernel.compression, &tree)?;
+    Ok(PlannedRescue {
+        tree,
+        kernel,
         notes,
+        tools,
+        modules,
+        libraries,
+        inputs,
     })
+}
+
+impl PlannedRescue {
+    /// Compresses the initramfs and copies the kernel into `work_dir`.
+    pub fn build(self, spec: &RescueSpec, work_dir: &Path) -> Result<Rescue, RescueError> {
+        let initrd = work_dir.join("initrd.img");
+        let (uncompressed_bytes, _) = write_initrd(&self.tree, self.kernel.compression, &initrd)?;
+        let kernel_copy = work_dir.join("vmlinuz");
+        std::fs::copy(&self.kernel.image, &kernel_copy)
+            .map_err(|e| RescueError::io("copying", &self.kernel.image, e))?;
+        self.finish(spec, kernel_copy, initrd, uncompressed_bytes, false)
+    }
+
+    /// Takes a previous build's kernel and initramfs instead of building them: `kernel` and
+    /// `core` (the initrd's first `previous.core_len` bytes) must be what `previous` records,
+    /// and `previous` must have been built from the same inputs as this plan.
+    pub fn reuse(
+        self,
+        spec: &RescueSpec,
+        work_dir: &Path,
+        previous: &RescueInputs,
+        kernel: &[u8],
+        core: &[u8],
+    ) -> Result<Rescue, RescueError> {
+        let bad = |detail: &str| RescueError::Tool {
+            tool: "rescue reuse".into(),
+            path: work_dir.to_path_buf(),
+            detail: detail.into(),
+        };
+        if let Some(why) = previous.differs_from(&self.inputs) {
+            return Err(bad(why));
+        }
+        if !previous.vouches_for(kernel, core) {
+            return Err(bad(
+                "the previous kernel or initramfs is not what its record says",
+            ));
+        }
+        let initrd = work_dir.join("initrd.img");
+        std::fs::write(&initrd, core).map_err(|e| RescueError::io("writing", &initrd, e))?;
+        let kernel_copy = work_dir.join("vmlinuz");
+        std::fs::write(&kernel_copy, kernel)
+            .map_err(|e| RescueError::io("writing", &kernel_copy, e))?;
+        self.finish(spec, kernel_copy, initrd, 0, true)
+    }
+
+    /// Appends the image's own id archive to the initrd and records where its core ends.
+    fn finish(
+        mut self,
+        spec: &RescueSpec,
+        kernel_copy: PathBuf,
+        initrd: PathBuf,
+        uncompressed_bytes: u64,
+        reused: bool,
+    ) -> Result<Rescue, RescueError> {
+        let (core_len, core) = append_image_id(&initrd, &spec.image_id)?;
+        self.inputs.core_len = core_len;
+        self.inputs.core = core;
+        let size = |p: &Path| {
+            std::fs::metadata(p)
+                .map(|m| m.len())
+                .map_err(|e| RescueError::io("reading", p, e))
+        };
+        let (kernel_bytes, initrd_bytes) = (size(&kernel_copy)?, size(&initrd)?);
+        Ok(Rescue {
+            kernel: kernel_copy,
+            initrd,
+            kernel_version: self.kernel.version,
+            size_bytes: kernel_bytes + initrd_bytes,
+            initrd_bytes,
+            uncompressed_bytes,
+            modules: self.modules,
+            tools: self.tools,
+            libraries: self.libraries,
+            notes: self.notes,
+            inputs: self.inputs,
+            reused,
+        })
+    }
+}
+
+/// Pads the initrd at `path` (the compressed contents) with zeros to a multiple of 4 and
+/// appends an uncompressed cpio archive holding `osimage/image-id`: the kernel unpacks
+/// concatenated archives, compressed or not, in order (Documentation/driver-api/
+/// early-userspace/buffer-format.rst), so the contents before it stay the same for every
+/// image and a refresh can reuse them. Returns the padded core's length and hash.
+fn append_image_id(path: &Path, image_id: &[u8; 16]) -> Result<(u64, [u8; 32]), RescueError> {
+    let io = |e| RescueError::io("writing", path, e);
+    let mut core = std::fs::read(path).map_err(|e| RescueError::io("reading", path, e))?;
+    core.resize(core.len().next_multiple_of(4), 0);
+    let id = format!("{}\n", image_id_hex(image_id));
+    let mut w = CpioWriter::new(Vec::new(), 0);
+    w.dir("osimage", 0o755).map_err(io)?;
+    w.file(
+        "osimage/image-id",
+        0o644,
+        id.len() as u64,
+        &mut id.as_bytes(),
+    )
+    .map_err(io)?;
+    let (archive, _) = w.finish().map_err(io)?;
+    let hash = *blake3::hash(&core).as_bytes();
+    let core_len = core.len() as u64;
+    core.extend_from_slice(&archive);
+    std::fs::write(path, &core).map_err(io)?;
+    Ok((core_len, hash))
 }
 
 /// `rescue/tools.list` plus the extra tools: required ones must exist, optional ones are noted.
@@ -423,8 +536,9 @@ fn strip_copy(src: &Path, out: &Path, notes: &mut Vec<String>) -> Result<PathBuf
     Ok(out.to_path_buf())
 }
 
-/// Directories, the device nodes the kernel needs before devtmpfs, init, the image id.
-fn add_skeleton(spec: &RescueSpec, tree: &mut Tree) {
+/// Directories, the device nodes the kernel needs before devtmpfs, init. (The image id goes
+/// into an archive of its own: `append_image_id`.)
+fn add_skeleton(tree: &mut Tree) {
     for d in [
         "dev", "proc", "sys", "run", "tmp", "mnt", "root", "etc", "sbin", "usr/sbin", "usr/bin",
     ] {
@@ -445,14 +559,7 @@ fn add_skeleton(spec: &RescueSpec, tree: &mut Tree) {
             perm: 0o755,
         },
     );
-    let id = format!("{}\n", image_id_hex(&spec.image_id));
-    tree.insert(
-        "osimage/image-id",
-        Node::File {
-            source: Source::Bytes(id.into_bytes()),
-            perm: 0o644,
-        },
-    );
+    tree.mkdir_all("osimage");
     if !tree.contains("etc/passwd") {
         let passwd = b"root:x:0:0:root:/root:/bin/sh\n".to_vec();
         tree.insert(

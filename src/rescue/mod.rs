@@ -14,6 +14,7 @@ pub mod elf;
 pub mod kernel;
 pub mod menu;
 pub mod modules;
+pub mod reuse;
 pub mod rootfs;
 pub mod tools;
 pub mod tree;
@@ -21,7 +22,7 @@ pub mod tree;
 use std::path::{Path, PathBuf};
 
 pub use agent::{agent_main, agent_main_from_proc};
-pub use assemble::build_rescue;
+pub use assemble::{PlannedRescue, build_rescue, plan_rescue};
 pub use menu::{MenuParams, grub_cfg};
 
 /// `rescue/modules.list`: drivers and filesystems always carried.
@@ -89,6 +90,10 @@ pub struct Rescue {
     pub libraries: usize,
     /// What was left out and why (optional tools, modules this kernel lacks, firmware).
     pub notes: Vec<String>,
+    /// What it was built from (recorded in the image: `reuse`).
+    pub inputs: reuse::RescueInputs,
+    /// Kernel and initramfs were taken from a previous image, not built.
+    pub reused: bool,
 }
 
 /// Lowercase hex of an image id, as in `/osimage/id-<hex>` and `osimage.id=<hex>`.

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, CWD, FileType};
 
-use crate::payload::manifest::{CapturedFs, Entry};
+use crate::payload::manifest::{CapturedFs, Entry, Meta, Xattr};
 
 pub use error::ScanError;
 use exclude::Excludes;
@@ -76,10 +76,29 @@ pub struct ScanResult {
     pub omitted: Vec<Skipped>,
 }
 
+/// What a previous image vouches for (a refresh's base, docs/REFRESH.md "Metadata from the
+/// base"): the xattrs of a regular file it holds unchanged, so the walk need not read them.
+pub trait KnownFiles: Sync {
+    /// The xattrs of the regular file at `path` (relative to the root) of `size` bytes whose
+    /// `lstat` gave `meta`, when the image holds that very file unchanged.
+    fn known_xattrs(&self, path: &[u8], meta: &Meta, size: u64) -> Option<Vec<Xattr>>;
+}
+
 /// Walks `root` and describes every entry to capture (docs/EXCLUDES.md says what is left out).
 pub fn scan(root: &Path, opts: &ScanOptions) -> Result<ScanResult, ScanError> {
+    scan_with(root, opts, None)
+}
+
+/// `scan`, taking what `known` vouches for instead of reading it. `known` must have been
+/// told the filesystems `plan_filesystems` gives for the same root and options.
+pub fn scan_with(
+    root: &Path,
+    opts: &ScanOptions,
+    known: Option<&dyn KnownFiles>,
+) -> Result<ScanResult, ScanError> {
     let prepared = Prepared::new(root, opts)?;
     let setup = walk::WalkSetup {
+        known,
         skip: skip_set(&prepared.root, &opts.skip_paths),
         swaps: swap::active_swap_files(),
         root: prepared.root,

@@ -34,6 +34,8 @@ pub struct WalkSetup<'a> {
     pub skip: HashSet<Vec<u8>>,
     /// `(dev, ino)` of swap files in use.
     pub swaps: HashSet<(u64, u64)>,
+    /// A refresh's base: the xattrs of files it holds unchanged.
+    pub known: Option<&'a dyn super::KnownFiles>,
 }
 
 /// A directory being read: its fd, its path and the names still to visit.
@@ -163,7 +165,13 @@ impl<'a> Walker<'a> {
                 return Ok(None);
             }
         };
-        let xattrs = match self.read_xattrs(parent, name, &rel) {
+        let known = match (&kind, self.setup.known) {
+            (EntryKind::File { size, .. }, Some(k)) => {
+                k.known_xattrs(&rel, &meta(&st, parent.fs), *size)
+            }
+            _ => None,
+        };
+        let xattrs = match known.map_or_else(|| self.read_xattrs(parent, name, &rel), Ok) {
             Ok(x) => x,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                 self.omit(&rel, "vanished during the scan");

@@ -1,0 +1,85 @@
+//! Blocks a refresh carries over from its base (docs/REFRESH.md, "Block copies"): once the
+//! workers are done, every base block the new image uses is sent to the pack thread in the
+//! base's order, so blocks adjacent there travel as one run: one read (for the pack hash and
+//! the header checks) and one kernel-side copy (`PackSink::write_copy`) per run.
+
+use std::collections::HashMap;
+
+use crossbeam_channel::Sender;
+
+use super::PayloadError;
+use super::manifest::BlockIndex;
+use super::packer::{BlockSource, Outgoing};
+use super::records::BlockHeader;
+use super::writer::BaseImage;
+
+/// A run is at most this long: bounds the memory of the runs in flight.
+const RUN_BYTES: u64 = 4 << 20;
+
+/// Base blocks as stored, for `BaseImage::stored_run`.
+pub struct StoredRun {
+    /// Each block's header, checked against the base's manifest.
+    pub headers: Vec<BlockHeader>,
+    /// Headers and bodies back to back, as in the base's pack.
+    pub bytes: Vec<u8>,
+    /// Where `bytes` lie in the base's file (a plain base only).
+    pub source: Option<BlockSource>,
+}
+
+/// Sends each base block of `carried` (base block → this image's block) to the pack thread,
+/// in runs of blocks adjacent in the base.
+pub fn send_carried(
+    base: &dyn BaseImage,
+    carried: &HashMap<BlockIndex, BlockIndex>,
+    tx: &Sender<Outgoing>,
+) -> Result<(), PayloadError> {
+    let mut order = Vec::with_capacity(carried.len());
+    for (&from, &to) in carried {
+        let (pack, range) = base.block_extent(from).ok_or_else(|| {
+            PayloadError::format(format!("internal: base block {from} does not exist"))
+        })?;
+        order.push((pack, range, from, to));
+    }
+    order.sort_by_key(|(pack, range, _, _)| (*pack, range.start));
+    let mut run: Vec<(BlockIndex, BlockIndex)> = Vec::new();
+    let (mut run_pack, mut run_end, mut run_len) = (0u32, 0u64, 0u64);
+    for (pack, range, from, to) in order {
+        let len = range.end - range.start;
+        let joins = pack == run_pack && range.start == run_end && run_len + len <= RUN_BYTES;
+        if !joins && !run.is_empty() {
+            send_run(base, &std::mem::take(&mut run), tx)?;
+            run_len = 0;
+        }
+        run.push((from, to));
+        (run_pack, run_end) = (pack, range.end);
+        run_len += len;
+    }
+    if !run.is_empty() {
+        send_run(base, &run, tx)?;
+    }
+    Ok(())
+}
+
+/// Reads one run of adjacent base blocks and sends it.
+fn send_run(
+    base: &dyn BaseImage,
+    run: &[(BlockIndex, BlockIndex)],
+    tx: &Sender<Outgoing>,
+) -> Result<(), PayloadError> {
+    let from: Vec<BlockIndex> = run.iter().map(|&(f, _)| f).collect();
+    let stored = base.stored_run(&from)?;
+    if stored.headers.len() != run.len() {
+        return Err(PayloadError::format("internal: a base run lost blocks"));
+    }
+    let blocks = run
+        .iter()
+        .zip(stored.headers)
+        .map(|(&(_, to), h)| (to, h))
+        .collect();
+    tx.send(Outgoing {
+        blocks,
+        bytes: stored.bytes,
+        source: stored.source,
+    })
+    .map_err(|_| PayloadError::format("the pack writer stopped"))
+}

@@ -1,0 +1,180 @@
+//! The pack thread of the capture pipeline: appends the blocks the workers send to packs of at
+//! most 1 GiB, hashing each pack as it goes (docs/FORMAT.md §1–3).
+//!
+//! A message is one freshly compressed block, or a run of blocks a refresh carries over from
+//! its base, adjacent there (docs/REFRESH.md, "Block copies"). A run's bytes are hashed here
+//! like any others, then handed to the sink with where they lie in the base, so a sink
+//! writing to a file has the kernel copy them (`PackSink::write_copy`).
+
+use std::fs::File;
+use std::sync::Arc;
+
+use crossbeam_channel::Receiver;
+
+use super::PayloadError;
+use super::manifest::{BlockIndex, BlockRecord, PackRecord};
+use super::records::{BLOCK_HEADER_LEN, BlockHeader, MAX_PACK_LEN, PackHeader, RECORD_LEN};
+use super::writer::PackSink;
+
+/// Where bytes of a base image lie in its file (a plain base only: an encrypted one's bytes
+/// on disk are sealed and cannot be copied as they are).
+#[derive(Clone, Debug)]
+pub struct BlockSource {
+    pub file: Arc<File>,
+    /// Offset in `file` of the first byte.
+    pub offset: u64,
+}
+
+/// Blocks on their way to the pack thread, written back to back in this order.
+pub struct Outgoing {
+    /// This image's index and the header of each block, in the order of `bytes`.
+    pub blocks: Vec<(BlockIndex, BlockHeader)>,
+    /// Each block's header and stored body, back to back.
+    pub bytes: Vec<u8>,
+    /// Where `bytes` lie in the base, for blocks carried over from it.
+    pub source: Option<BlockSource>,
+}
+
+impl Outgoing {
+    /// One block: `header` and its stored `body`.
+    pub fn block(index: BlockIndex, header: BlockHeader, body: &[u8]) -> Self {
+        let mut bytes = Vec::with_capacity(BLOCK_HEADER_LEN + body.len());
+        bytes.extend_from_slice(&header.encode());
+        bytes.extend_from_slice(body);
+        Outgoing {
+            blocks: vec![(index, header)],
+            bytes,
+            source: None,
+        }
+    }
+}
+
+/// The packs written so far and the pack being written.
+struct Packs<'a> {
+    sink: &'a mut dyn PackSink,
+    image_id: [u8; 16],
+    packs: Vec<PackRecord>,
+    blocks: Vec<Option<BlockRecord>>,
+    /// The open pack: bytes so far and their hash.
+    open: Option<(u64, blake3::Hasher)>,
+}
+
+/// The pack thread: writes every message of `rx` into `sink`; returns the pack and block
+/// tables (a block's record at its index).
+pub fn pack_blocks(
+    rx: Receiver<Outgoing>,
+    sink: &mut dyn PackSink,
+    image_id: [u8; 16],
+) -> Result<(Vec<PackRecord>, Vec<BlockRecord>), PayloadError> {
+    let mut p = Packs {
+        sink,
+        image_id,
+        packs: Vec::new(),
+        blocks: Vec::new(),
+        open: None,
+    };
+    for out in rx {
+        p.append(&out)?;
+    }
+    p.close()?;
+    let blocks = p
+        .blocks
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| PayloadError::format("internal: a block index was never written"))?;
+    Ok((p.packs, blocks))
+}
+
+impl Packs<'_> {
+    /// Appends the message's blocks, starting a new pack where the open one would pass
+    /// MAX_PACK_LEN; the bytes between pack boundaries go to the sink in one call.
+    fn append(&mut self, out: &Outgoing) -> Result<(), PayloadError> {
+        let mut at = 0usize;
+        let mut segment = 0usize;
+        for &(index, header) in &out.blocks {
+            let total = BLOCK_HEADER_LEN + header.stored_len as usize;
+            if at + total > out.bytes.len() {
+                return Err(PayloadError::format("internal: a block run is short"));
+            }
+            if self
+                .open
+                .as_ref()
+                .is_some_and(|(len, _)| len + total as u64 > MAX_PACK_LEN)
+            {
+                self.emit(out, segment, at)?;
+                segment = at;
+                self.close()?;
+            }
+            let len = self.begin()?;
+            let i = index as usize;
+            if self.blocks.len() <= i {
+                self.blocks.resize(i + 1, None);
+            }
+            self.blocks[i] = Some(BlockRecord {
+                pack: self.packs.len() as u32,
+                offset: len,
+                stored_len: header.stored_len,
+                raw_len: header.raw_len,
+                codec: header.codec,
+            });
+            if let Some((len, _)) = self.open.as_mut() {
+                *len += total as u64;
+            }
+            at += total;
+        }
+        self.emit(out, segment, at)
+    }
+
+    /// Hashes and writes `out.bytes[from..to]`, all of it in the open pack.
+    fn emit(&mut self, out: &Outgoing, from: usize, to: usize) -> Result<(), PayloadError> {
+        if from == to {
+            return Ok(());
+        }
+        let bytes = &out.bytes[from..to];
+        let Some((_, h)) = self.open.as_mut() else {
+            return Err(PayloadError::format("internal: no open pack"));
+        };
+        h.update(bytes);
+        match &out.source {
+            Some(s) => self.sink.write_copy(
+                bytes,
+                &BlockSource {
+                    file: s.file.clone(),
+                    offset: s.offset + from as u64,
+                },
+            ),
+            None => self.sink.write_all(bytes),
+        }
+    }
+
+    /// The open pack's length so far, starting one (with its header) if none is open.
+    fn begin(&mut self) -> Result<u64, PayloadError> {
+        if let Some((len, _)) = &self.open {
+            return Ok(*len);
+        }
+        let index = self.packs.len() as u32;
+        let header = PackHeader {
+            index,
+            image_id: self.image_id,
+        }
+        .encode();
+        self.sink.begin_pack(index)?;
+        self.sink.write_all(&header)?;
+        let mut h = blake3::Hasher::new();
+        h.update(&header);
+        self.open = Some((RECORD_LEN as u64, h));
+        Ok(RECORD_LEN as u64)
+    }
+
+    /// Ends the open pack, if any, and records its length and hash.
+    fn close(&mut self) -> Result<(), PayloadError> {
+        if let Some((len, h)) = self.open.take() {
+            self.sink.end_pack()?;
+            self.packs.push(PackRecord {
+                len,
+                hash: *h.finalize().as_bytes(),
+            });
+        }
+        Ok(())
+    }
+}

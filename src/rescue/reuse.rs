@@ -1,0 +1,269 @@
+//! What a rescue environment was built from, recorded in the image (the `rescue` manifest
+//! extension, version 1, docs/FORMAT.md §12), so a refresh to an ISO can take its base ISO's
+//! kernel and initramfs instead of building the same ones again (docs/ISO.md, "Refreshes").
+//!
+//! The record holds content hashes of every input: the kernel image, the osimage binary
+//! shipped as the agent, the `rescue/` assets compiled into it, and the initramfs's whole
+//! uncompressed contents (each path, type, mode and byte: modules, tools, libraries, agent,
+//! init), plus the hash of the compressed initramfs as stored. Equal inputs give the same
+//! initramfs, so the base's can be taken; any difference, and the reason is said.
+
+use std::io::{self, Write};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::kernel::Compression;
+use super::tree::Tree;
+use super::{FILES_LIST, INIT_SCRIPT, MODULES_LIST, RescueError, TOOLS_LIST};
+use crate::payload::PayloadError;
+use crate::payload::manifest::{Extension, Manifest};
+
+/// The extension's name in `Manifest::extensions`.
+pub const NAME: &str = "rescue";
+/// The version of the record this build writes and reads.
+pub const VERSION: u16 = 1;
+/// Largest encoded record accepted.
+const MAX_LEN: usize = 4 << 10;
+
+/// The inputs of a rescue environment, and where its reusable part ends. Field order is part
+/// of the format.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RescueInputs {
+    /// BLAKE3 of the kernel image file.
+    pub kernel: [u8; 32],
+    /// BLAKE3 of the osimage binary shipped as the agent, before stripping.
+    pub agent: [u8; 32],
+    /// BLAKE3 of the `rescue/` assets (modules.list, tools.list, files.list, init).
+    pub assets: [u8; 32],
+    /// The initramfs compression: 0 none, 1 gzip, 2 zstd.
+    pub compression: u8,
+    /// BLAKE3 of the initramfs contents: its cpio archive, uncompressed, with every mtime 0.
+    pub contents: [u8; 32],
+    /// Bytes of the initrd file before the image's own id archive: the compressed
+    /// contents, zero-padded to a multiple of 4. This prefix is what a refresh reuses.
+    pub core_len: u64,
+    /// BLAKE3 of those `core_len` bytes.
+    pub core: [u8; 32],
+}
+
+impl RescueInputs {
+    /// Why a rescue environment built from `self` cannot be taken for one built from `want`;
+    /// `None` when the inputs are the same.
+    pub fn differs_from(&self, want: &RescueInputs) -> Option<&'static str> {
+        if self.kernel != want.kernel {
+            Some("the kernel image differs")
+        } else if self.agent != want.agent {
+            Some("the osimage agent binary differs")
+        } else if self.assets != want.assets {
+            Some("the rescue/ assets (module, tool and file lists, init) differ")
+        } else if self.compression != want.compression {
+            Some("the initramfs compression differs")
+        } else if self.contents != want.contents {
+            Some("the initramfs contents differ (kernel modules, tools or libraries)")
+        } else {
+            None
+        }
+    }
+
+    /// Whether `kernel` and `core` are the kernel image and initrd core this record names.
+    pub fn vouches_for(&self, kernel: &[u8], core: &[u8]) -> bool {
+        *blake3::hash(kernel).as_bytes() == self.kernel
+            && core.len() as u64 == self.core_len
+            && *blake3::hash(core).as_bytes() == self.core
+    }
+}
+
+/// `info --json`'s view of a rescue record: hashes in hex.
+#[derive(Clone, Debug, Serialize)]
+pub struct RescueJson {
+    pub kernel: String,
+    pub agent: String,
+    pub assets: String,
+    pub compression: &'static str,
+    pub contents: String,
+    pub core_len: u64,
+    pub core: String,
+}
+
+impl RescueInputs {
+    /// The form `info --json` prints.
+    pub fn to_json(&self) -> RescueJson {
+        let hex = |h: &[u8; 32]| h.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        RescueJson {
+            kernel: hex(&self.kernel),
+            agent: hex(&self.agent),
+            assets: hex(&self.assets),
+            compression: match self.compression {
+                0 => "none",
+                1 => "gzip",
+                2 => "zstd",
+                _ => "unknown",
+            },
+            contents: hex(&self.contents),
+            core_len: self.core_len,
+            core: hex(&self.core),
+        }
+    }
+}
+
+/// The inputs `RescueInputs` records, except what only the written initrd tells.
+pub fn fingerprint(
+    kernel_image: &Path,
+    agent: &Path,
+    compression: Compression,
+    tree: &Tree,
+) -> Result<RescueInputs, RescueError> {
+    let mut assets = blake3::Hasher::new();
+    for text in [MODULES_LIST, TOOLS_LIST, FILES_LIST, INIT_SCRIPT] {
+        assets.update(&(text.len() as u64).to_le_bytes());
+        assets.update(text.as_bytes());
+    }
+    let mut contents = HashWriter(blake3::Hasher::new());
+    tree.write_cpio(&mut contents, 0)
+        .map_err(|e| RescueError::io("hashing", Path::new("the initramfs contents"), e))?;
+    Ok(RescueInputs {
+        kernel: hash_file(kernel_image)?,
+        agent: hash_file(agent)?,
+        assets: *assets.finalize().as_bytes(),
+        compression: match compression {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Zstd => 2,
+        },
+        contents: *contents.0.finalize().as_bytes(),
+        ..Default::default()
+    })
+}
+
+/// BLAKE3 of a file's bytes.
+pub fn hash_file(path: &Path) -> Result<[u8; 32], RescueError> {
+    let mut h = blake3::Hasher::new();
+    std::fs::File::open(path)
+        .and_then(|mut f| io::copy(&mut f, &mut h))
+        .map_err(|e| RescueError::io("reading", path, e))?;
+    Ok(*h.finalize().as_bytes())
+}
+
+/// A `Write` that hashes what it is given.
+struct HashWriter(blake3::Hasher);
+
+impl Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Encodes `r` as the manifest extension (optional: readers that do not know it ignore it).
+pub fn to_extension(r: &RescueInputs) -> Extension {
+    let data = bincode::serde::encode_to_vec(r, bincode::config::standard())
+        // A struct of integers and byte arrays always encodes; a failure is a bug.
+        .expect("the rescue record encodes");
+    Extension {
+        name: NAME.into(),
+        version: VERSION,
+        required: false,
+        data,
+    }
+}
+
+/// The rescue record of `m`, `None` when it has none (an older osimage, or a `.oimg`). The
+/// data is hostile input: version and length are checked, trailing bytes refused.
+pub fn from_manifest(m: &Manifest) -> Result<Option<RescueInputs>, PayloadError> {
+    let Some(ext) = m.extension(NAME) else {
+        return Ok(None);
+    };
+    if ext.version != VERSION {
+        return Err(PayloadError::Format(format!(
+            "the rescue record has version {}; this osimage reads version {VERSION}",
+            ext.version
+        )));
+    }
+    if ext.data.len() > MAX_LEN {
+        return Err(PayloadError::Format("the rescue record is too long".into()));
+    }
+    let cfg = bincode::config::standard().with_limit::<MAX_LEN>();
+    let (r, used): (RescueInputs, usize) = bincode::serde::decode_from_slice(&ext.data, cfg)
+        .map_err(|e| PayloadError::Format(format!("the rescue record is damaged: {e}")))?;
+    if used != ext.data.len() {
+        return Err(PayloadError::Format(
+            "the rescue record has trailing bytes".into(),
+        ));
+    }
+    Ok(Some(r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> RescueInputs {
+        RescueInputs {
+            kernel: [1; 32],
+            agent: [2; 32],
+            assets: [3; 32],
+            compression: 2,
+            contents: [4; 32],
+            core_len: 1 << 20,
+            core: [5; 32],
+        }
+    }
+
+    #[test]
+    fn the_record_round_trips_and_follows_the_spec() {
+        let mut m = Manifest::default();
+        assert_eq!(from_manifest(&m).unwrap(), None);
+        let ext = to_extension(&sample());
+        // FORMAT.md §12: three 32-byte hashes, the compression byte, a hash, a varint, a hash.
+        assert_eq!(&ext.data[..32], &[1; 32]);
+        assert_eq!(ext.data[96], 2);
+        assert_eq!(&ext.data[129..134], &[252, 0, 0, 16, 0]); // 1 MiB as 252 + u32
+        m.extensions.push(ext);
+        assert_eq!(from_manifest(&m).unwrap(), Some(sample()));
+    }
+
+    #[test]
+    fn damaged_or_newer_records_are_refused() {
+        let mut m = Manifest::default();
+        let mut ext = to_extension(&sample());
+        ext.data.push(0);
+        m.extensions.push(ext.clone());
+        assert!(from_manifest(&m).is_err());
+        ext.data.pop();
+        ext.version = 2;
+        m.extensions[0] = ext;
+        assert!(from_manifest(&m).is_err());
+    }
+
+    #[test]
+    fn each_input_is_named_when_it_differs() {
+        let a = sample();
+        assert_eq!(a.differs_from(&a), None);
+        // Where the initrd's reusable part ends is not an input.
+        let b = RescueInputs {
+            core_len: 7,
+            core: [0; 32],
+            ..sample()
+        };
+        assert_eq!(a.differs_from(&b), None);
+        let kernel = RescueInputs {
+            kernel: [9; 32],
+            ..sample()
+        };
+        assert!(a.differs_from(&kernel).unwrap().contains("kernel image"));
+        let contents = RescueInputs {
+            contents: [9; 32],
+            ..sample()
+        };
+        assert!(a.differs_from(&contents).unwrap().contains("contents"));
+        let agent = RescueInputs {
+            agent: [9; 32],
+            ..sample()
+        };
+        assert!(a.differs_from(&agent).unwrap().contains("agent"));
+    }
+}
