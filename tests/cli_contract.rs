@@ -197,3 +197,39 @@ fn compression_levels_change_size_not_content() {
         common::compare::assert_no_differences(&diffs, name);
     }
 }
+
+/// A reader that goes away (`osimage completions bash | head -1`, `osimage list IMAGE |
+/// less` quit early) stops osimage quietly, as it stops any Unix tool: no panic, no error
+/// message. Here the reading end is closed before osimage writes anything.
+#[test]
+fn a_closed_stdout_pipe_stops_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = common::scratch();
+    let root = small_tree(dir.path());
+    let image = dir.path().join("small.oimg");
+    common::capture(&root, &image, &[]);
+    let commands: [Vec<&OsStr>; 2] = [
+        vec!["completions".as_ref(), "bash".as_ref()],
+        vec!["list".as_ref(), image.as_os_str()],
+    ];
+    for args in commands {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_osimage"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("osimage starts");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("osimage ends");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("rror"),
+            "{args:?}: stderr: {stderr}"
+        );
+        assert!(
+            out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+            "{args:?}: {:?}",
+            out.status
+        );
+    }
+}
