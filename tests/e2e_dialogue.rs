@@ -41,6 +41,8 @@ const SAID_WRONG: &str = "osimage: wrong passphrase or key; try again";
 const UNLOCKED: &str = "osimage: image unlocked";
 const ASK_DISK: &str = "osimage: restore onto which disk?";
 const ASK_END: &str = "[r]eboot, [p]ower off, or [s]hell?";
+/// Asked after the plan is shown (issue #11: the plan before the confirmation).
+const ASK_PLAN: &str = "as planned above? [yes/no]";
 
 /// Captures the source like tests/e2e_restore.rs does, encrypted with a passphrase read from
 /// a file (`--encrypt --passphrase-file`: no terminal needed).
@@ -107,6 +109,10 @@ fn restore_interactively(iso: &Path, virtio: &Path, nvme: &Path) -> vm::Outcome 
             line: "nvme0n1",
         },
         Typed {
+            after: ASK_PLAN,
+            line: "yes",
+        },
+        Typed {
             after: ASK_END,
             line: "p",
         },
@@ -155,7 +161,18 @@ fn dialogue_as_expected(o: &vm::Outcome) {
         "the guest did not power off: {}",
         why()
     );
-    assert_eq!(o.typed.len(), 4, "not every answer was typed: {}", why());
+    assert_eq!(o.typed.len(), 5, "not every answer was typed: {}", why());
+    // issue #11: the plan is shown before the confirmation, and nothing is written before it
+    let (plan_at, asked_at, wiped_at) = (
+        c.find("Restore plan"),
+        c.find(ASK_PLAN),
+        c.find("phase 1/9"),
+    );
+    assert!(
+        plan_at.is_some() && plan_at < asked_at && asked_at < wiped_at,
+        "the plan, then the question, then the restore: {}",
+        why()
+    );
     assert!(
         c.contains("OSIMAGE-RESTORE-WAITING passphrase"),
         "no passphrase wait: {}",

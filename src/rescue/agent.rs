@@ -424,6 +424,17 @@ fn restore_onto(
             con.line(line);
         }
     }
+    if interactive {
+        // the plan was shown; nothing is written before the user says yes to it
+        match dialogue::confirm_plan(&mut |l| con.line(l), &mut |p| ask(con, p), &device) {
+            Some(true) => {}
+            Some(false) => {
+                con.line("osimage: nothing was written");
+                return Ok(Outcome::Shell);
+            }
+            None => return Err("no-input (interactive mode needs a keyboard)".into()),
+        }
+    }
     let report = restore::restore_planned_all(reader, &plans, &layout, &ropts, &progress)
         .map_err(|e| format!("restore {device}: {e}"))?;
     for line in report.summary().lines() {

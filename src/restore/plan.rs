@@ -942,6 +942,12 @@ impl fmt::Display for RestorePlan {
                 )?;
             }
         }
+        let data: u64 = self.filesystems.iter().map(|f| f.used_bytes).sum();
+        writeln!(
+            f,
+            "    data to write: about {} (what the filesystems used on the source)",
+            size(data)
+        )?;
         for s in &self.swaps {
             let place = s
                 .partition

@@ -75,6 +75,26 @@ pub fn choose_disk(
     }
 }
 
+/// The last question of an interactive restore, asked after the plan was shown: write it onto
+/// `devices`? `Some(true)` yes, `Some(false)` no (back to the shell), `None` when the input
+/// ended. Anything but yes/no is asked again.
+pub fn confirm_plan(
+    say: &mut dyn FnMut(&str),
+    ask: &mut dyn FnMut(&str) -> Option<String>,
+    devices: &str,
+) -> Option<bool> {
+    loop {
+        let a = ask(&format!(
+            "osimage: restore onto {devices} as planned above? [yes/no]"
+        ))?;
+        match a.to_ascii_lowercase().as_str() {
+            "y" | "yes" => return Some(true),
+            "n" | "no" => return Some(false),
+            _ => say("osimage: please answer yes or no"),
+        }
+    }
+}
+
 /// Asks whether an image that recorded no disk layout goes onto the default layout. `Some`
 /// answer, `None` when the input ended. Anything but yes/no is asked again.
 pub fn default_layout(
@@ -195,5 +215,19 @@ mod tests {
         assert!(said.iter().any(|l| l.contains("answer yes or no")));
         assert_eq!(scripted(&["n"], |s, a| default_layout(s, a)).0, Some(false));
         assert_eq!(scripted(&[], |s, a| default_layout(s, a)).0, None);
+    }
+
+    #[test]
+    fn the_plan_is_confirmed_before_anything_is_written() {
+        let (r, said) = scripted(&["maybe", "yes"], |say, ask| {
+            confirm_plan(say, ask, "/dev/vdb")
+        });
+        assert_eq!(r, Some(true));
+        assert!(said.iter().any(|l| l.contains("please answer")), "{said:?}");
+        assert!(said[0].contains("/dev/vdb as planned above"), "{said:?}");
+        let (r, _) = scripted(&["no"], |say, ask| confirm_plan(say, ask, "/dev/vdb"));
+        assert_eq!(r, Some(false));
+        let (r, _) = scripted(&[], |say, ask| confirm_plan(say, ask, "/dev/vdb"));
+        assert_eq!(r, None);
     }
 }

@@ -390,3 +390,11 @@ fn inconsistent_or_impossible_partition_geometry_is_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn the_plan_says_how_much_data_it_writes() {
+    let p = plan_for_tests();
+    let text = p.to_string();
+    let want = format!("data to write: about {}", size(21 * MIB));
+    assert!(text.contains(&want), "{want} not in:\n{text}");
+}
