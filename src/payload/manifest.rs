@@ -253,10 +253,58 @@ pub struct Extension {
     pub data: Vec<u8>,
 }
 
+impl Extension {
+    /// An optional extension (readers that do not know `name` ignore it) holding `value`
+    /// encoded with bincode's standard configuration. `what` names it in a failure, which is
+    /// a bug: a record of plain integers, strings and bytes always encodes.
+    pub fn optional<T: Serialize>(name: &str, version: u16, value: &T, what: &str) -> Extension {
+        let data = bincode::serde::encode_to_vec(value, bincode::config::standard())
+            .unwrap_or_else(|e| panic!("{what} does not encode: {e}"));
+        Extension {
+            name: name.into(),
+            version,
+            required: false,
+            data,
+        }
+    }
+}
+
 impl Manifest {
     /// The extension named `name`, if present.
     pub fn extension(&self, name: &str) -> Option<&Extension> {
         self.extensions.iter().find(|e| e.name == name)
+    }
+
+    /// Decodes the extension `name` written by `Extension::optional`; `None` when the image
+    /// has none. Its data is hostile input: the version must be `version`, the length at most
+    /// `MAX` bytes, and every byte used. `what` names the record in the errors ("the lineage
+    /// record").
+    pub fn decode_extension<T: serde::de::DeserializeOwned, const MAX: usize>(
+        &self,
+        name: &str,
+        version: u16,
+        what: &str,
+    ) -> Result<Option<T>, super::PayloadError> {
+        use super::PayloadError::Format;
+        let Some(ext) = self.extension(name) else {
+            return Ok(None);
+        };
+        if ext.version != version {
+            return Err(Format(format!(
+                "{what} has version {}; this osimage reads version {version}",
+                ext.version
+            )));
+        }
+        if ext.data.len() > MAX {
+            return Err(Format(format!("{what} is too long")));
+        }
+        let cfg = bincode::config::standard().with_limit::<MAX>();
+        let (value, used): (T, usize) = bincode::serde::decode_from_slice(&ext.data, cfg)
+            .map_err(|e| Format(format!("{what} is damaged: {e}")))?;
+        if used != ext.data.len() {
+            return Err(Format(format!("{what} has trailing bytes")));
+        }
+        Ok(Some(value))
     }
 }
 

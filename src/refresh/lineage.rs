@@ -130,43 +130,13 @@ pub fn measure(base: &Base, m: &Manifest, reuse: &ReuseCounters) -> Lineage {
 
 /// Encodes `l` as the manifest extension (optional).
 pub fn to_extension(l: &Lineage) -> Extension {
-    let data = bincode::serde::encode_to_vec(l, bincode::config::standard())
-        // A struct of integers and bytes always encodes; a failure is a bug.
-        .expect("the lineage record encodes");
-    Extension {
-        name: NAME.into(),
-        version: VERSION,
-        required: false,
-        data,
-    }
+    Extension::optional(NAME, VERSION, l, "the lineage record")
 }
 
 /// The lineage recorded in `m`, `None` for an image that is not a refresh. The data is
 /// hostile input: version and length are checked, trailing bytes refused.
 pub fn from_manifest(m: &Manifest) -> Result<Option<Lineage>, PayloadError> {
-    let Some(ext) = m.extension(NAME) else {
-        return Ok(None);
-    };
-    if ext.version != VERSION {
-        return Err(PayloadError::Format(format!(
-            "the lineage record has version {}; this osimage reads version {VERSION}",
-            ext.version
-        )));
-    }
-    if ext.data.len() > MAX_LEN {
-        return Err(PayloadError::Format(
-            "the lineage record is too long".into(),
-        ));
-    }
-    let cfg = bincode::config::standard().with_limit::<MAX_LEN>();
-    let (l, used): (Lineage, usize) = bincode::serde::decode_from_slice(&ext.data, cfg)
-        .map_err(|e| PayloadError::Format(format!("the lineage record is damaged: {e}")))?;
-    if used != ext.data.len() {
-        return Err(PayloadError::Format(
-            "the lineage record has trailing bytes".into(),
-        ));
-    }
-    Ok(Some(l))
+    m.decode_extension::<Lineage, MAX_LEN>(NAME, VERSION, "the lineage record")
 }
 
 #[cfg(test)]

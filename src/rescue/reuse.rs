@@ -160,41 +160,13 @@ impl Write for HashWriter {
 
 /// Encodes `r` as the manifest extension (optional: readers that do not know it ignore it).
 pub fn to_extension(r: &RescueInputs) -> Extension {
-    let data = bincode::serde::encode_to_vec(r, bincode::config::standard())
-        // A struct of integers and byte arrays always encodes; a failure is a bug.
-        .expect("the rescue record encodes");
-    Extension {
-        name: NAME.into(),
-        version: VERSION,
-        required: false,
-        data,
-    }
+    Extension::optional(NAME, VERSION, r, "the rescue record")
 }
 
 /// The rescue record of `m`, `None` when it has none (an older osimage, or a `.oimg`). The
 /// data is hostile input: version and length are checked, trailing bytes refused.
 pub fn from_manifest(m: &Manifest) -> Result<Option<RescueInputs>, PayloadError> {
-    let Some(ext) = m.extension(NAME) else {
-        return Ok(None);
-    };
-    if ext.version != VERSION {
-        return Err(PayloadError::Format(format!(
-            "the rescue record has version {}; this osimage reads version {VERSION}",
-            ext.version
-        )));
-    }
-    if ext.data.len() > MAX_LEN {
-        return Err(PayloadError::Format("the rescue record is too long".into()));
-    }
-    let cfg = bincode::config::standard().with_limit::<MAX_LEN>();
-    let (r, used): (RescueInputs, usize) = bincode::serde::decode_from_slice(&ext.data, cfg)
-        .map_err(|e| PayloadError::Format(format!("the rescue record is damaged: {e}")))?;
-    if used != ext.data.len() {
-        return Err(PayloadError::Format(
-            "the rescue record has trailing bytes".into(),
-        ));
-    }
-    Ok(Some(r))
+    m.decode_extension::<RescueInputs, MAX_LEN>(NAME, VERSION, "the rescue record")
 }
 
 #[cfg(test)]
