@@ -13,7 +13,8 @@ use crate::payload::manifest::Manifest;
 use crate::progress::Progress;
 use crate::rescue::reuse::RescueInputs;
 use crate::rescue::{
-    MenuParams, PlannedRescue, RescueSpec, grub_cfg, id_marker_path, image_id_hex, plan_rescue,
+    MenuParams, PlannedRescue, Rescue, RescueSpec, grub_cfg, id_marker_path, image_id_hex,
+    plan_rescue,
 };
 
 /// The boot side of the ISO, built before the payload.
@@ -31,8 +32,8 @@ pub struct BootFiles {
 }
 
 /// A refresh's base, whose rescue environment the new ISO may take (docs/ISO.md, "Refreshes").
-pub struct PreviousIso<'a> {
-    pub path: &'a Path,
+pub struct PreviousIso {
+    pub path: PathBuf,
     /// The base's `rescue` record; `Err` says why there is none to use.
     pub inputs: Result<RescueInputs, String>,
 }
@@ -42,8 +43,28 @@ pub fn volume_label(id: &[u8; 16]) -> String {
     format!("OSIMAGE_{}", image_id_hex(id)[..8].to_uppercase())
 }
 
-/// Builds the rescue environment from `root`'s kernel and tools, and GRUB's boot images.
-pub fn prepare_boot(
+/// The boot side while it is being built. What can fail for want of a kernel, a tool or a
+/// GRUB file is decided before `start_boot` returns (in about a second); compressing the
+/// initramfs (or taking the base's) runs on a thread of its own meanwhile, beside the scan and
+/// the payload (docs/ISO.md, "Refreshes"). Dropping the job waits for that thread, so the work
+/// folder is never removed under it.
+pub struct BootJob {
+    thread: Option<std::thread::JoinHandle<Result<BuiltRescue, CaptureError>>>,
+    menu: MenuParams,
+    grub: GrubBoot,
+    id_hex: String,
+    secure_boot: bool,
+}
+
+/// What the rescue thread hands back: the environment, where it came from, its notes.
+struct BuiltRescue {
+    rescue: Rescue,
+    origin: String,
+}
+
+/// Plans the rescue environment from `root`'s kernel and tools and builds GRUB's boot images,
+/// then starts building the rescue kernel and initramfs (`BootJob::finish` waits for them).
+pub fn start_boot(
     root: &Path,
     kernel: Option<&Path>,
     layout: &DiskLayout,
@@ -51,7 +72,7 @@ pub fn prepare_boot(
     work: &Path,
     previous: Option<PreviousIso>,
     progress: &dyn Progress,
-) -> Result<BootFiles, CaptureError> {
+) -> Result<BootJob, CaptureError> {
     progress.note("building the rescue environment");
     let mut spec = RescueSpec::new(root, image_id);
     spec.kernel = kernel.map(Path::to_path_buf);
@@ -69,31 +90,13 @@ pub fn prepare_boot(
     };
     let rescue_dir = work.join("rescue");
     let planned = plan_rescue(&spec, &rescue_dir)?;
-    // A refresh says whether it took its base's rescue environment, and if not, why not.
-    let (rescue, origin) = match previous {
-        None => (planned.build(&spec, &rescue_dir)?, String::new()),
-        Some(p) => match previous_files(&p, &planned, &menu) {
-            Ok((inputs, kernel, core)) => (
-                planned.reuse(&spec, &rescue_dir, &inputs, &kernel, &core)?,
-                format!(
-                    "; kernel and initramfs reused from {} (same kernel, agent, rescue assets \
-                     and initramfs contents)",
-                    p.path.display()
-                ),
-            ),
-            Err(why) => (
-                planned.build(&spec, &rescue_dir)?,
-                format!("; rebuilt, not reused from {}: {why}", p.path.display()),
-            ),
-        },
-    };
-    for n in &rescue.notes {
+    for n in planned.notes() {
         progress.note(n);
     }
     let id_hex = image_id_hex(&image_id);
     let cfg = grub_cfg(&id_hex, &menu);
     // UEFI: the captured system's own signed chain when it has one (docs/SECUREBOOT.md).
-    let signed = find_signed_chain(root, &rescue.kernel);
+    let signed = find_signed_chain(root, planned.kernel_image());
     let secure_boot = match &signed {
         Ok(chain) => format!(
             "UEFI Secure Boot: supported (signed shim {}, signed GRUB {}, signed kernel)",
@@ -116,27 +119,89 @@ pub fn prepare_boot(
             build_grub_boot(root, &cfg, &work.join("grub-root"), chain).map_err(|_| host_err)?
         }
     };
-    let summary = format!(
-        "rescue environment: kernel {}, {} modules, {} tools, {:.1} MiB; {}",
-        rescue.kernel_version,
-        rescue.modules,
-        rescue.tools,
-        rescue.size_bytes as f64 / (1024.0 * 1024.0),
-        if chain.is_some() {
-            "Secure Boot: yes"
-        } else {
-            "Secure Boot: no"
-        }
-    ) + &origin;
-    Ok(BootFiles {
-        kernel: rescue.kernel,
-        initrd: rescue.initrd,
+    let thread_menu = menu.clone();
+    let thread = std::thread::Builder::new()
+        .name("rescue".into())
+        .spawn(move || build_rescue(planned, &spec, &rescue_dir, previous, &thread_menu))
+        .map_err(|e| CaptureError::Usage(format!("cannot start the rescue build: {e}")))?;
+    Ok(BootJob {
+        thread: Some(thread),
         menu,
         grub,
         id_hex,
-        summary,
-        rescue_inputs: rescue.inputs,
+        secure_boot: chain.is_some(),
     })
+}
+
+/// The rescue thread: the base's kernel and initramfs when they can stand in for `planned`'s,
+/// else a build. A refresh says whether it took its base's, and if not, why not.
+fn build_rescue(
+    planned: PlannedRescue,
+    spec: &RescueSpec,
+    rescue_dir: &Path,
+    previous: Option<PreviousIso>,
+    menu: &MenuParams,
+) -> Result<BuiltRescue, CaptureError> {
+    let (rescue, origin) = match previous {
+        None => (planned.build(spec, rescue_dir)?, String::new()),
+        Some(p) => match previous_files(&p, &planned, menu) {
+            Ok((inputs, kernel, core)) => (
+                planned.reuse(spec, rescue_dir, &inputs, &kernel, &core)?,
+                format!(
+                    "; kernel and initramfs reused from {} (same kernel, agent, rescue assets \
+                     and initramfs contents)",
+                    p.path.display()
+                ),
+            ),
+            Err(why) => (
+                planned.build(spec, rescue_dir)?,
+                format!("; rebuilt, not reused from {}: {why}", p.path.display()),
+            ),
+        },
+    };
+    Ok(BuiltRescue { rescue, origin })
+}
+
+impl BootJob {
+    /// Waits for the rescue kernel and initramfs: the boot files, complete.
+    pub fn finish(mut self) -> Result<BootFiles, CaptureError> {
+        let built = self
+            .thread
+            .take()
+            .ok_or_else(|| CaptureError::Usage("internal: the rescue build was lost".into()))?
+            .join()
+            .map_err(|_| CaptureError::Usage("internal: the rescue build panicked".into()))??;
+        let rescue = built.rescue;
+        let summary = format!(
+            "rescue environment: kernel {}, {} modules, {} tools, {:.1} MiB; {}",
+            rescue.kernel_version,
+            rescue.modules,
+            rescue.tools,
+            rescue.size_bytes as f64 / (1024.0 * 1024.0),
+            if self.secure_boot {
+                "Secure Boot: yes"
+            } else {
+                "Secure Boot: no"
+            }
+        ) + &built.origin;
+        Ok(BootFiles {
+            kernel: rescue.kernel,
+            initrd: rescue.initrd,
+            menu: self.menu.clone(),
+            grub: self.grub.clone(),
+            id_hex: self.id_hex.clone(),
+            summary,
+            rescue_inputs: rescue.inputs,
+        })
+    }
+}
+
+impl Drop for BootJob {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// The base ISO's record, kernel and initrd core, when they can stand in for `planned`'s;
@@ -150,8 +215,8 @@ fn previous_files(
     if let Some(why) = inputs.differs_from(&planned.inputs) {
         return Err(why.to_string());
     }
-    let iso = crate::iso::IsoReader::open(p.path).map_err(|e| format!("cannot read it: {e}"))?;
-    let file = std::fs::File::open(p.path).map_err(|e| format!("cannot open it: {e}"))?;
+    let iso = crate::iso::IsoReader::open(&p.path).map_err(|e| format!("cannot read it: {e}"))?;
+    let file = std::fs::File::open(&p.path).map_err(|e| format!("cannot open it: {e}"))?;
     let read = |iso_path: &str, limit: u64| -> Result<Vec<u8>, String> {
         let path = iso_path.trim_start_matches('/');
         let extent = iso

@@ -151,10 +151,12 @@ pub fn capture_from(
         None => None,
     };
     let seal_ref = seal.as_ref().map(|(k, r)| (k, r.as_slice()));
-    // The boot files first (when making an ISO): a missing kernel or tool fails in seconds,
-    // not after the whole payload was written.
-    let boot = match &work {
-        Some(w) => Some(iso_output::prepare_boot(
+    // The boot side first (when making an ISO): a missing kernel, tool or GRUB file fails in
+    // about a second, not after the whole payload was written. The initramfs is then
+    // compressed (or taken from the base) on a thread of its own, beside the scan and the
+    // payload.
+    let boot_job = match &work {
+        Some(w) => Some(iso_output::start_boot(
             &root,
             opts.kernel.as_deref(),
             &layout,
@@ -209,7 +211,7 @@ pub fn capture_from(
             )?;
             (
                 tables,
-                Box::new(move |m: &Manifest| {
+                Box::new(move |m: &Manifest, _: Option<&iso_output::BootFiles>| {
                     sink.finish(m)?;
                     Ok(())
                 }),
@@ -226,23 +228,24 @@ pub fn capture_from(
                 base_ref,
                 progress,
             )?;
-            let boot = boot.clone();
             let tmp_path = tmp.path().to_path_buf();
             let root = root.clone();
             let label = iso_output::volume_label(&image_id);
             (
                 tables,
-                Box::new(move |m: &Manifest| {
+                Box::new(move |m: &Manifest, boot: Option<&iso_output::BootFiles>| {
                     let files = sink.finish(m)?;
                     let boot = boot.ok_or_else(|| {
                         CaptureError::Usage("internal: ISO without boot files".into())
                     })?;
-                    iso_output::write(&tmp_path, &label, &root, m, &files, &boot)
+                    iso_output::write(&tmp_path, &label, &root, m, &files, boot)
                 }),
             )
         }
     };
 
+    // The rescue kernel and initramfs were built beside the payload: wait for them.
+    let boot = boot_job.map(iso_output::BootJob::finish).transpose()?;
     let mut skipped = scanned.skipped;
     skipped.extend(tables.skipped.iter().cloned());
     let mut stats = count(&entries, &tables);
@@ -273,7 +276,7 @@ pub fn capture_from(
             .push(crate::refresh::lineage::to_extension(&lineage));
     }
     manifest.stats.duration_ms = started.elapsed().as_millis() as u64;
-    finish(&manifest)?;
+    finish(&manifest, boot.as_ref())?;
     if let Some(s) = snap {
         s.release()?;
     }
@@ -323,7 +326,7 @@ pub fn capture_from(
 }
 
 /// The base as a source of a rescue environment: its `rescue` record, or why it has none.
-fn previous_iso(b: &crate::refresh::Base) -> iso_output::PreviousIso<'_> {
+fn previous_iso(b: &crate::refresh::Base) -> iso_output::PreviousIso {
     let inputs = match crate::rescue::reuse::from_manifest(b.manifest()) {
         Ok(Some(r)) => Ok(r),
         Ok(None) => {
@@ -332,7 +335,7 @@ fn previous_iso(b: &crate::refresh::Base) -> iso_output::PreviousIso<'_> {
         Err(e) => Err(format!("its rescue record is unreadable: {e}")),
     };
     iso_output::PreviousIso {
-        path: b.given_path(),
+        path: b.given_path().to_path_buf(),
         inputs,
     }
 }
@@ -389,7 +392,8 @@ fn write_packs(
 }
 
 /// Writes the manifest and whatever surrounds the payload, once the manifest is known.
-type Finisher = Box<dyn FnOnce(&Manifest) -> Result<(), CaptureError>>;
+type Finisher =
+    Box<dyn FnOnce(&Manifest, Option<&iso_output::BootFiles>) -> Result<(), CaptureError>>;
 
 /// The disk layout, recorded before the scan: a system that cannot be restored to bare metal
 /// is said so up front.

@@ -6,7 +6,7 @@
 //! crc32c and crct10dif helpers), with aliases (`crypto-crc32c`, `fs-ext4`) resolved through
 //! `modules.alias`. Never by hand: the indexes are the kernel build's truth (depmod(8)).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// A module name in the kernel's canonical form (`usb-storage` → `usb_storage`).
 pub fn canonical(name: &str) -> String {
@@ -26,8 +26,12 @@ pub struct ModuleIndex {
     deps: BTreeMap<String, (String, Vec<String>)>,
     /// name → (pre, post) names from `modules.softdep`.
     softdeps: BTreeMap<String, (Vec<String>, Vec<String>)>,
-    /// (pattern, module name) from `modules.alias`.
+    /// (pattern, module name) from `modules.alias`, in the file's order.
     aliases: Vec<(String, String)>,
+    /// pattern → its indexes in `aliases`: the exact matches.
+    alias_exact: HashMap<String, Vec<usize>>,
+    /// The indexes in `aliases` of the patterns with wildcards, with their literal prefix.
+    alias_wild: Vec<(usize, String)>,
     /// Names built into the kernel (`modules.builtin`).
     builtin: BTreeSet<String>,
 }
@@ -82,6 +86,12 @@ impl ModuleIndex {
             if let (Some("alias"), Some(pat), Some(module)) =
                 (words.next(), words.next(), words.next())
             {
+                let i = idx.aliases.len();
+                idx.alias_exact.entry(pat.to_string()).or_default().push(i);
+                if pat.contains(['*', '?', '[']) {
+                    let literal = pat.split(['*', '?', '[']).next().unwrap_or("");
+                    idx.alias_wild.push((i, literal.to_string()));
+                }
                 idx.aliases.push((pat.to_string(), canonical(module)));
             }
         }
@@ -110,13 +120,28 @@ impl ModuleIndex {
         if self.deps.contains_key(&canon) {
             out.push(canon.clone());
         }
-        for (pat, module) in &self.aliases {
-            if (pat == name
-                || pat == &canon
-                || (pat.contains(['*', '?', '[']) && wildcard(pat, name)))
-                && self.deps.contains_key(module)
-                && !out.contains(module)
-            {
+        // The aliases matching `name` exactly, as `canon`, or as a wildcard pattern (whose
+        // literal prefix must lead `name`: a cheap test that rules out `pci:v…` and the like),
+        // taken in the file's order.
+        let mut hits: Vec<usize> = [name, canon.as_str()]
+            .iter()
+            .filter_map(|k| self.alias_exact.get(*k))
+            .flatten()
+            .copied()
+            .chain(
+                self.alias_wild
+                    .iter()
+                    .filter(|(i, literal)| {
+                        name.starts_with(literal.as_str()) && wildcard(&self.aliases[*i].0, name)
+                    })
+                    .map(|(i, _)| *i),
+            )
+            .collect();
+        hits.sort_unstable();
+        hits.dedup();
+        for i in hits {
+            let module = &self.aliases[i].1;
+            if self.deps.contains_key(module) && !out.contains(module) {
                 out.push(module.clone());
             }
         }
@@ -368,6 +393,20 @@ alias usb:v*d*dc*dsc*dp*ic08isc06ip50in* usb_storage
         assert!(!dep.contains("sd_mod"));
         assert_eq!(soft.lines().count(), 2);
         assert!(alias.contains("alias fs-ext4 ext4") && !alias.contains("usb"));
+    }
+
+    #[test]
+    fn aliases_match_exactly_or_by_pattern_in_the_files_order() {
+        let idx = ModuleIndex::parse(
+            "kernel/a.ko:\nkernel/b.ko:\nkernel/c.ko:\n",
+            "",
+            "alias dev:x*y b\nalias pci:v*d* c\nalias dev:x1y a\nalias dev:?1y c\n",
+            "",
+        );
+        // `dev:x1y`: b by pattern, a exactly, c by `?`: in the file's order, not exact first.
+        assert_eq!(idx.lookup("dev:x1y"), vec!["b", "a", "c"]);
+        assert_eq!(idx.lookup("dev:z1y"), vec!["c"]);
+        assert!(idx.lookup("pci-ish").is_empty());
     }
 
     #[test]
