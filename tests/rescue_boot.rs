@@ -45,23 +45,29 @@ extern "C" fn agent_hook(
     }
 }
 
-/// The paths in the initrd: its compressed contents (the first `core_len` bytes: a zstd
-/// frame and zero padding) and the image's own id archive after them, as the kernel unpacks
-/// them one after the other.
+/// The paths in the initrd: its compressed contents (the first `core_len` bytes: zstd
+/// frames, each a whole archive, and zero padding) and the image's own id archive after them,
+/// as the kernel unpacks them one after the other.
 fn list_initrd(r: &rescue::Rescue) -> String {
     let bytes = std::fs::read(&r.initrd).unwrap();
     let core_len = r.inputs.core_len as usize;
     assert_eq!(core_len % 4, 0, "the id archive must start 4-byte aligned");
-    let mut core = Vec::new();
-    std::io::Read::read_to_end(
-        &mut zstd::stream::Decoder::new(&bytes[..core_len])
-            .unwrap()
-            .single_frame(),
-        &mut core,
-    )
-    .unwrap();
+    let mut archives = Vec::new();
+    let mut at = 0;
+    while at < core_len && bytes[at] != 0 {
+        let frame = zstd::zstd_safe::find_frame_compressed_size(&bytes[at..core_len])
+            .unwrap_or_else(|e| panic!("no zstd frame at byte {at} of the initrd: {e}"));
+        archives.push(zstd::stream::decode_all(&bytes[at..at + frame]).unwrap());
+        at += frame;
+    }
+    assert!(archives.len() > 1, "the initramfs is compressed in parts");
+    assert!(
+        bytes[at..core_len].iter().all(|&b| b == 0),
+        "only zero padding may follow the frames"
+    );
+    archives.push(bytes[core_len..].to_vec());
     let mut listing = String::new();
-    for archive in [core, bytes[core_len..].to_vec()] {
+    for archive in archives {
         let mut child = Command::new("cpio")
             .args(["-t", "--quiet"])
             .stdin(std::process::Stdio::piped())

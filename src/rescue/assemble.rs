@@ -24,6 +24,13 @@ use super::{
 /// 1% of the initramfs is not worth 6 s of every capture whose rescue inputs changed.
 const ZSTD_LEVEL: i32 = 9;
 
+/// The initramfs is compressed as this many archives in parallel (one zstd frame each; the
+/// kernel unpacks concatenated archives): a fixed number, so the initrd does not depend on the
+/// machine that built it. On the e2e system's 38.9 MB cpio, four quarters compressed side by
+/// side with `zstd -9` took 1.14 s against 1.39 s for one frame (another job held a core) and
+/// came to 0.4% more bytes.
+const ZSTD_PARTS: usize = 4;
+
 /// Where the agent's own libraries go when it is dynamic: apart from the captured system's,
 /// which may be another glibc.
 const AGENT_LIB_DIR: &str = "osimage/lib";
@@ -605,10 +612,14 @@ fn write_initrd(
         .map_or(0, |d| d.as_secs() as u32);
     let cpio_len = match compression {
         Compression::Zstd => {
-            let enc = zstd::stream::Encoder::new(std::io::BufWriter::new(file), ZSTD_LEVEL)
-                .map_err(io)?;
-            let (enc, len) = tree.write_cpio(enc, mtime).map_err(io)?;
-            enc.finish().map_err(io)?.flush().map_err(io)?;
+            let mut out = std::io::BufWriter::new(file);
+            let mut len = 0;
+            for part in zstd_parts(tree, mtime) {
+                let (bytes, part_len) = part.map_err(io)?;
+                out.write_all(&bytes).map_err(io)?;
+                len += part_len;
+            }
+            out.flush().map_err(io)?;
             len
         }
         Compression::None => {
@@ -623,6 +634,31 @@ fn write_initrd(
         .map_err(|e| RescueError::io("reading", out, e))?
         .len();
     Ok((cpio_len, len))
+}
+
+/// The initramfs as `ZSTD_PARTS` archives, each compressed on a thread of its own into one
+/// zstd frame: (frame, its cpio bytes) in unpacking order (`Tree::split`).
+fn zstd_parts(tree: &Tree, mtime: u32) -> Vec<std::io::Result<(Vec<u8>, u64)>> {
+    let groups = tree.split(ZSTD_PARTS);
+    std::thread::scope(|s| {
+        let threads: Vec<_> = groups
+            .iter()
+            .map(|paths| {
+                s.spawn(move || {
+                    let enc = zstd::stream::Encoder::new(Vec::new(), ZSTD_LEVEL)?;
+                    let (enc, len) = tree.write_cpio_of(paths.iter().copied(), enc, mtime)?;
+                    Ok((enc.finish()?, len))
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("an initramfs part panicked")))
+            })
+            .collect()
+    })
 }
 
 /// gzip through the host's `gzip` (a kernel without zstd support is old; gzip is everywhere).

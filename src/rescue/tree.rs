@@ -136,8 +136,60 @@ impl Tree {
     /// Writes the tree as a newc archive (parents before children: the map is sorted and a
     /// parent is a prefix of its children).
     pub fn write_cpio<W: Write>(&self, out: W, mtime: u32) -> io::Result<(W, u64)> {
+        self.write_cpio_of(self.nodes.keys(), out, mtime)
+    }
+
+    /// Splits the entries into `parts` groups, each a complete archive once written with
+    /// `write_cpio_of`, to be compressed in parallel and unpacked one after the other (the
+    /// kernel takes concatenated archives, compressed or not): the first group holds every
+    /// directory, symlink and device node, so a later group's files always find their parents;
+    /// the files are dealt out in the tree's order, each group taking about an equal share of
+    /// their bytes. Groups may be empty.
+    pub fn split(&self, parts: usize) -> Vec<Vec<&String>> {
+        let parts = parts.max(1);
+        let size = |n: &Node| match n {
+            Node::File {
+                source: Source::Bytes(b),
+                ..
+            } => b.len() as u64,
+            Node::File {
+                source: Source::Host(p),
+                ..
+            } => std::fs::metadata(p).map_or(0, |m| m.len()),
+            _ => 0,
+        };
+        let sized: Vec<(&String, &Node, u64)> =
+            self.nodes.iter().map(|(p, n)| (p, n, size(n))).collect();
+        let total: u64 = sized.iter().map(|(_, _, s)| s).sum();
+        let share = total.div_ceil(parts as u64).max(1);
+        let mut groups: Vec<Vec<&String>> = vec![Vec::new(); parts];
+        let mut done = 0u64;
+        for (path, node, len) in sized {
+            let group = match node {
+                Node::File { .. } => ((done / share) as usize).min(parts - 1),
+                _ => 0,
+            };
+            done += len;
+            groups[group].push(path);
+        }
+        groups
+    }
+
+    /// Writes the entries at `paths` (each one of this tree's, parents first) as a newc archive.
+    pub fn write_cpio_of<'a, W: Write>(
+        &self,
+        paths: impl IntoIterator<Item = &'a String>,
+        out: W,
+        mtime: u32,
+    ) -> io::Result<(W, u64)> {
         let mut w = CpioWriter::new(out, mtime);
-        for (path, node) in &self.nodes {
+        for path in paths {
+            let Some(node) = self.nodes.get(path) else {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("initramfs entry {path}: not in the tree"),
+                ));
+            };
             let r = match node {
                 Node::Dir { perm } => w.dir(path, *perm),
                 Node::Symlink { target } => w.symlink(path, target),
@@ -191,6 +243,47 @@ mod tests {
         // A directory is never replaced by a later node.
         t.insert("usr", Node::Symlink { target: "x".into() });
         assert_eq!(t.get("usr"), Some(&Node::Dir { perm: 0o755 }));
+    }
+
+    #[test]
+    fn split_puts_every_non_file_first_and_deals_files_by_bytes() {
+        let mut t = Tree::new();
+        let file = |n: usize| Node::File {
+            source: Source::Bytes(vec![7; n]),
+            perm: 0o644,
+        };
+        for (i, n) in [400, 100, 100, 200, 50, 150].iter().enumerate() {
+            t.insert(&format!("d{i}/f"), file(*n));
+        }
+        t.insert(
+            "z",
+            Node::Symlink {
+                target: "d0".into(),
+            },
+        );
+        let groups = t.split(4);
+        assert_eq!(groups.len(), 4);
+        // 1000 bytes of files in shares of 250, in the tree's order.
+        fn names<'a>(g: &[&'a String]) -> Vec<&'a str> {
+            g.iter().map(|p| p.as_str()).collect()
+        }
+        assert_eq!(
+            names(&groups[0]),
+            ["d0", "d0/f", "d1", "d2", "d3", "d4", "d5", "z"]
+        );
+        // A file goes where the bytes before it end: d1/f after 400, d2/f after 500, …
+        assert_eq!(names(&groups[1]), ["d1/f"]);
+        assert_eq!(names(&groups[2]), ["d2/f", "d3/f"]);
+        assert_eq!(names(&groups[3]), ["d4/f", "d5/f"]);
+        // Each group is a whole archive, and together they hold every entry once.
+        let mut all = 0;
+        for g in &groups {
+            let (out, _) = t.write_cpio_of(g.iter().copied(), Vec::new(), 0).unwrap();
+            assert!(out.windows(10).any(|w| w == b"TRAILER!!!"));
+            all += g.len();
+        }
+        assert_eq!(all, t.len());
+        assert_eq!(t.split(0).len(), 1);
     }
 
     #[test]
