@@ -100,28 +100,8 @@ pub struct CaptureArgs {
     /// any other name (e.g. NAME.oimg) for the payload alone.
     #[arg(short, long, value_name = "OUTPUT")]
     pub output: PathBuf,
-    /// Kernel for the rescue environment (ISO output): a path, or a version found in
-    /// ROOT/boot. Default: the newest kernel in ROOT/boot whose modules are installed.
-    #[arg(long, value_name = "KERNEL")]
-    pub kernel: Option<PathBuf>,
-    /// Stay on ROOT's own filesystem; do not descend into other mounts.
-    #[arg(short = 'x', long)]
-    pub one_file_system: bool,
-    /// Leave out paths matching PATTERN (rsync-like glob; see docs/EXCLUDES.md). Repeatable.
-    #[arg(long, value_name = "PATTERN")]
-    pub exclude: Vec<String>,
-    /// Read exclude patterns from FILE, one a line (# comments). Repeatable.
-    #[arg(long, value_name = "FILE")]
-    pub exclude_from: Vec<PathBuf>,
-    /// Report unreadable files and go on instead of failing; they are listed at the end.
-    #[arg(long)]
-    pub keep_going: bool,
-    /// zstd compression level (1 fastest … 19 smallest).
-    #[arg(short, long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
-    pub level: i32,
-    /// Worker threads for reading, chunking, hashing and compressing (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub tuning: CaptureTuning,
     /// Replace OUTPUT if it exists.
     #[arg(short, long)]
     pub force: bool,
@@ -144,6 +124,34 @@ pub struct CaptureArgs {
     /// (--passphrase-file also gives the passphrase of --encrypt.)
     #[command(flatten)]
     pub keys: super::keys::KeyArgs,
+}
+
+/// What a capture reads and how hard it compresses: `capture`'s options that a schedule
+/// (`schedule install`) passes on to each run.
+#[derive(Debug, Args)]
+pub struct CaptureTuning {
+    /// Kernel for the rescue environment (ISO output): a path, or a version found in
+    /// ROOT/boot. Default: the newest kernel in ROOT/boot whose modules are installed.
+    #[arg(long, value_name = "KERNEL")]
+    pub kernel: Option<PathBuf>,
+    /// Stay on ROOT's own filesystem; do not descend into other mounts.
+    #[arg(short = 'x', long)]
+    pub one_file_system: bool,
+    /// Leave out paths matching PATTERN (rsync-like glob; see docs/EXCLUDES.md). Repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+    /// Read exclude patterns from FILE, one a line (# comments). Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub exclude_from: Vec<PathBuf>,
+    /// Report unreadable files and go on instead of failing; they are listed at the end.
+    #[arg(long)]
+    pub keep_going: bool,
+    /// zstd compression level (1 fastest … 19 smallest).
+    #[arg(short, long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub level: i32,
+    /// Worker threads for reading, chunking, hashing and compressing (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -87,21 +87,22 @@ fn threads(n: Option<usize>) -> usize {
 }
 
 fn run_capture(a: CaptureArgs, p: &TermProgress) -> Result<i32, Failure> {
+    let t = a.tuning;
     let opts = CaptureOptions {
         root: a.root,
         output: a.output,
         scan: ScanOptions {
-            one_file_system: a.one_file_system,
-            excludes: a.exclude,
-            exclude_from: a.exclude_from,
+            one_file_system: t.one_file_system,
+            excludes: t.exclude,
+            exclude_from: t.exclude_from,
             skip_paths: Vec::new(),
-            keep_going: a.keep_going,
+            keep_going: t.keep_going,
         },
-        level: a.level,
-        threads: threads(a.threads),
+        level: t.level,
+        threads: threads(t.threads),
         force: a.force,
         verify: a.verify,
-        kernel: a.kernel,
+        kernel: t.kernel,
         snapshot: a.snapshot,
         lock: a.encrypt.lock(&a.keys)?.map(std::sync::Arc::new),
         unlock: std::sync::Arc::new(a.keys.unlock()?),

@@ -88,27 +88,8 @@ pub struct JobArgs {
     /// The root of the tree to capture.
     #[arg(long, default_value = "/", value_name = "ROOT")]
     pub root: PathBuf,
-    /// Kernel for the rescue environment (ISO output): a path, or a version in ROOT/boot.
-    #[arg(long, value_name = "KERNEL")]
-    pub kernel: Option<PathBuf>,
-    /// Stay on ROOT's own filesystem.
-    #[arg(short = 'x', long)]
-    pub one_file_system: bool,
-    /// Leave out paths matching PATTERN (docs/EXCLUDES.md). Repeatable.
-    #[arg(long, value_name = "PATTERN")]
-    pub exclude: Vec<String>,
-    /// Read exclude patterns from FILE. Repeatable.
-    #[arg(long, value_name = "FILE")]
-    pub exclude_from: Vec<PathBuf>,
-    /// Report unreadable files and go on instead of failing.
-    #[arg(long)]
-    pub keep_going: bool,
-    /// zstd compression level (1 fastest … 19 smallest).
-    #[arg(short, long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
-    pub level: i32,
-    /// Worker threads (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub tuning: super::args::CaptureTuning,
     /// Capture ROOT's filesystem from a btrfs or LVM snapshot (point in time).
     #[arg(long)]
     pub snapshot: bool,
@@ -226,21 +207,22 @@ fn to_job(name: String, a: JobArgs) -> Result<Job, Failure> {
         keep: a.keep,
         format: a.format,
         root: abs(&a.root)?,
-        kernel: match a.kernel {
+        kernel: match a.tuning.kernel {
             // A path (has a '/') is made absolute; a bare version stays as it is.
             Some(k) if k.as_os_str().as_encoded_bytes().contains(&b'/') => Some(abs(&k)?),
             k => k,
         },
-        one_file_system: a.one_file_system,
-        excludes: a.exclude,
+        one_file_system: a.tuning.one_file_system,
+        excludes: a.tuning.exclude,
         exclude_from: a
+            .tuning
             .exclude_from
             .iter()
             .map(|f| abs(f))
             .collect::<Result<_, _>>()?,
-        keep_going: a.keep_going,
-        level: a.level,
-        threads: a.threads,
+        keep_going: a.tuning.keep_going,
+        level: a.tuning.level,
+        threads: a.tuning.threads,
         snapshot: a.snapshot,
         verify_boot: a.verify_boot,
     })
