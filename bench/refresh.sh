@@ -31,7 +31,8 @@ iso_root=${BENCH_ISO_ROOT:-$(ls -d "$repo"/tests/cache/e2e/base-*/ 2>/dev/null |
 changed=${BENCH_CHANGED:-100}
 doc=$repo/docs/PERFORMANCE.md
 
-die() { echo "bench: $*" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+. "$repo/bench/lib.sh"
 [ "$(id -u)" = 0 ] || die "run as root (the copy must keep owners, modes and xattrs)"
 for t in wimcapture wimappend borg restic /usr/bin/time; do
     command -v "$t" >/dev/null || die "$t missing (Debian packages: wimtools borgbackup restic time)"
@@ -66,25 +67,13 @@ mkdir -p "$out"
 
 hot_cache() { tar -C "$tree" -cf - . | cat >/dev/null; }
 
-# measure NAME PHASE SIZE_PATH COMMAND: timed under GNU time, then synced untimed; appends
-# name, phase, wall s, CPU s, peak RSS KiB and the size of SIZE_PATH after the run.
+# measure NAME PHASE SIZE_PATH COMMAND: with a hot page cache, `timed` (bench/lib.sh): the
+# command under GNU time, then synced untimed; appends a result row.
 measure() {
     local name=$1 phase=$2 size_path=$3 cmd=$4
-    local tf=$work/time.refresh.$name.$phase
     echo "bench: $name $phase" >&2
     hot_cache
-    /usr/bin/time -v -o "$tf" sh -c "$cmd" >"$work/log.refresh.$name.$phase" 2>&1 \
-        || { cat "$work/log.refresh.$name.$phase" "$tf" >&2; die "$name $phase failed"; }
-    sync
-    local wall user sys rss size
-    wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {
-        n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s }' "$tf")
-    user=$(awk -F': ' '/User time/ {print $2}' "$tf")
-    sys=$(awk -F': ' '/System time/ {print $2}' "$tf")
-    rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$tf")
-    size=$(du -sb "$size_path" | cut -f1)
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$phase" "$wall" \
-        "$(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }')" "$rss" "$size" >>"$results"
+    timed "$name" "$phase" "$size_path" "$work/log.refresh.$name.$phase" sh -c "$cmd"
 }
 
 export BORG_BASE_DIR=$work/borg-base-refresh BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
@@ -132,7 +121,8 @@ done
 phase_name=(x first unchanged changed)
 for n in 1 2; do
     for t in $tools; do
-        measure "$t" "${phase_name[$n]}" "$(size_path "$t" "$n")" "$(cmd "$t" "$n")"
+        measure "$t" "${phase_name[$n]}" "$(size_path "$t" "$n")" \
+            "$(synced "$(cmd "$t" "$n")" "$(size_path "$t" "$n")")"
     done
 done
 # DESIGN.md, "Refresh": when writing and syncing the output bounds the time, the target is
@@ -156,7 +146,7 @@ change_files() {
 }
 change_files "$tree"
 for t in $tools; do
-    measure "$t" changed "$(size_path "$t" 3)" "$(cmd "$t" 3)"
+    measure "$t" changed "$(size_path "$t" 3)" "$(synced "$(cmd "$t" 3)" "$(size_path "$t" 3)")"
 done
 
 # --- the ISO cases: a whole small system, captured to an ISO ------------------------------
@@ -179,6 +169,9 @@ if [ -n "$iso_root" ]; then
     for n in 1 2; do
         measure osimage-iso "${phase_name[$n]}" "$out/osimage.$n.iso" "$(iso_cmd "$n")"
     done
+    measure "cp+sync-iso" "of ISO 1" "$out/copy.iso" \
+        "cp $out/osimage.1.iso $out/copy.iso && sync $out/copy.iso"
+    rm -f "$out/copy.iso"
     change_files "$iso_tree"
     measure osimage-iso changed "$out/osimage.3.iso" "$(iso_cmd 3)"
     tree=$tree_save
@@ -205,22 +198,28 @@ section=$work/refresh-section.md
     echo "- date: $(date -u +%Y-%m-%dT%H:%MZ), commit $(git -C "$repo" rev-parse --short HEAD);" \
         "load average before the run: $load_at_start, after: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo
-    echo "| tool | run | wall s | CPU s | peak RSS MiB | output MB | wall ÷ its first run |"
-    echo "|---|---|---:|---:|---:|---:|---:|"
+    echo "| tool | run | wall s | CPU s | peak RSS MiB | output MB | wall ÷ its first run | wall ÷ cp+sync of its image |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|"
     awk -F'\t' '
         { key = $1; if ($2 == "first") first[key] = $3
+          if ($1 == "cp+sync") copy["osimage"] = $3
+          if ($1 == "cp+sync-iso") copy["osimage-iso"] = $3
           row[NR] = $0 }
         END {
             for (i = 1; i <= NR; i++) {
                 split(row[i], f, "\t")
-                # The reference copy is set against the first osimage capture.
-                base = (f[1] == "cp+sync") ? first["osimage"] : first[f[1]]
-                printf "| %s | %s | %.2f | %.2f | %.0f | %.1f | %.1f%% |\n", f[1], f[2], f[3],
-                    f[4], f[5] / 1024, f[6] / 1e6, 100 * f[3] / base
+                # The reference copies are set against the first osimage capture of their kind.
+                base = (f[1] == "cp+sync") ? first["osimage"] \
+                    : (f[1] == "cp+sync-iso") ? first["osimage-iso"] : first[f[1]]
+                ref = (f[1] in copy && f[2] != "first") ? sprintf("%.2f×", f[3] / copy[f[1]]) : ""
+                printf "| %s | %s | %.2f | %.2f | %.0f | %.1f | %.1f%% | %s |\n", f[1], f[2], f[3],
+                    f[4], f[5] / 1024, f[6] / 1e6, 100 * f[3] / base, ref
             }
         }' <(sort -s -t$'\t' -k1,1 "$results")
     echo
-    echo "Reference (DESIGN.md, \"Refresh\"): \`cp\` of osimage's first image and \`sync\` of the copy."
+    echo "References (DESIGN.md, \"Refresh\": when syncing the output bounds the time, a refresh is"
+    echo "to be within 1.5× of copying and syncing an image of that size): \`cp\` of osimage's first"
+    echo "image (cp+sync) and of its first ISO (cp+sync-iso), and \`sync\` of the copy."
     echo
     echo "osimage lineage: unchanged run: $(lineage 2); changed run: $(lineage 3)."
     if [ -n "$iso_root" ]; then
@@ -235,7 +234,9 @@ section=$work/refresh-section.md
     fi
     echo
     echo "Output MB is the new image for osimage (each one self-contained) and the whole"
-    echo "repository or WIM file for the others. Commands (run 1, then runs 2 and 3):"
+    echo "repository or WIM file for the others. Every run is timed until its output is on disk:"
+    echo "osimage fsyncs its own, the peers' output files are fsynced inside their timed run."
+    echo "Commands (run 1, then runs 2 and 3):"
     echo
     for t in $tools; do
         echo "- $t: \`$(cmd "$t" 1 | sed "s|$repo/||g")\`; \`$(cmd "$t" 3 | sed "s|$repo/||g")\`"
@@ -243,14 +244,4 @@ section=$work/refresh-section.md
     echo "<!-- bench:refresh:end -->"
 } >"$section"
 
-[ -f "$doc" ] || die "$doc missing"
-if grep -q '<!-- bench:refresh:begin' "$doc"; then
-    awk -v f="$section" '
-        /<!-- bench:refresh:begin/ { while ((getline l < f) > 0) print l; skip = 1; next }
-        /<!-- bench:refresh:end/ { skip = 0; next }
-        !skip' "$doc" >"$doc.tmp"
-    mv "$doc.tmp" "$doc"
-else
-    { echo; cat "$section"; } >>"$doc"
-fi
-cat "$section"
+replace_section refresh "$section" "$doc"

@@ -22,7 +22,8 @@ rounds=${BENCH_ROUNDS:-3}
 wim_compress=${WIM_COMPRESS:-XPRESS}
 doc=$repo/docs/PERFORMANCE.md
 
-die() { echo "bench: $*" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+. "$repo/bench/lib.sh"
 case $rounds in '' | *[!0-9]* | 0) die "BENCH_ROUNDS must be a positive number, not '$rounds'" ;; esac
 [ "$(id -u)" = 0 ] || die "run as root (the copy must keep owners, modes and xattrs)"
 
@@ -73,26 +74,14 @@ mkdir -p "$out" "$x"
 
 hot_cache() { tar -C "$tree" -cf - . | cat >/dev/null; }
 
-# measure NAME PHASE SIZE_PATH COMMAND...: runs COMMAND under GNU time, then syncs (untimed,
-# so the next run does not pay for this one's writeback), and appends a result row. For a
-# pipeline run through sh, the peak RSS is that of its largest process (wait4 semantics).
+# measure NAME PHASE SIZE_PATH COMMAND...: `timed` (bench/lib.sh: synced afterwards, untimed,
+# so the next run does not pay for this one's writeback). For a pipeline run through sh, the
+# peak RSS is that of its largest process (wait4 semantics).
 measure() {
     local name=$1 phase=$2 size_path=$3
     shift 3
-    local tf=$work/time.$name.$phase
     echo "bench: round $round/$rounds: $name $phase" >&2
-    /usr/bin/time -v -o "$tf" "$@" >"$work/log.$name.$phase" 2>&1 \
-        || { cat "$work/log.$name.$phase" "$tf" >&2; die "$name $phase failed"; }
-    sync
-    local wall user sys rss size
-    wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {
-        n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s }' "$tf")
-    user=$(awk -F': ' '/User time/ {print $2}' "$tf")
-    sys=$(awk -F': ' '/System time/ {print $2}' "$tf")
-    rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$tf")
-    size=$(du -sb "$size_path" | cut -f1)
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$phase" "$wall" \
-        "$(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }')" "$rss" "$size" >>"$results"
+    timed "$name" "$phase" "$size_path" "$work/log.$name.$phase" "$@"
 }
 
 # Each tool: capture command, extract command, and the exact command lines for the report.
@@ -137,7 +126,7 @@ for round in $(seq 1 "$rounds"); do
         # peers' outputs are fsynced inside their timed run too (file by file, not the whole
         # filesystem, so other writers on the machine do not count).
         measure "$t" capture "${cap_size[$t]}" \
-            sh -c "${cap_cmd[$t]} && find ${cap_size[$t]} -type f -exec sync {} +"
+            sh -c "$(synced "${cap_cmd[$t]}" "${cap_size[$t]}")"
         measure "$t" extract "$x/$t" sh -c "${ext_cmd[$t]}"
         rm -rf "${x:?}/$t"
     done
@@ -216,14 +205,4 @@ section=$work/section.md
     echo "<!-- bench:run:end -->"
 } >"$section"
 
-[ -f "$doc" ] || die "$doc missing"
-if grep -q '<!-- bench:run:begin' "$doc"; then
-    awk -v f="$section" '
-        /<!-- bench:run:begin/ { while ((getline l < f) > 0) print l; skip = 1; next }
-        /<!-- bench:run:end/ { skip = 0; next }
-        !skip' "$doc" >"$doc.tmp"
-    mv "$doc.tmp" "$doc"
-else
-    { echo; cat "$section"; } >>"$doc"
-fi
-cat "$section"
+replace_section run "$section" "$doc"
