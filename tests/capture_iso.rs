@@ -179,6 +179,48 @@ fn iso_output_without_a_kernel_fails_before_writing_anything() {
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
 
+/// A refresh to an ISO goes on with its payload while the rescue environment is planned on a
+/// thread (docs/ISO.md, "Beside the payload"): a missing kernel still fails the capture, with
+/// what is missing said, and leaves nothing behind.
+#[test]
+fn iso_refresh_without_a_kernel_fails_and_leaves_nothing() {
+    common::require_root();
+    let dir = common::scratch();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("etc")).expect("mkdir");
+    std::fs::write(root.join("etc/hostname"), "plain\n").expect("write");
+    let base = dir.path().join("base.oimg");
+    let first = common::osimage([
+        "capture".as_ref(),
+        root.as_os_str(),
+        "-o".as_ref(),
+        base.as_os_str(),
+    ]);
+    assert_eq!(first.code, 0, "{}", first.describe());
+    let iso = dir.path().join("out.iso");
+    let run = common::osimage([
+        "capture".as_ref(),
+        root.as_os_str(),
+        "-o".as_ref(),
+        iso.as_os_str(),
+        "--base".as_ref(),
+        base.as_os_str(),
+    ]);
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert!(
+        run.stderr.contains("kernel"),
+        "the error must say what is missing: {}",
+        run.describe()
+    );
+    assert!(!iso.exists(), "no output may be left behind");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".osimage-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
 /// `--encrypt` on an ISO (docs/FORMAT.md §11.5): the key record sits in `/osimage/keys.osk`,
 /// the payload opens only with the key, and the readable README names nothing of the system.
 #[test]

@@ -43,27 +43,32 @@ pub fn volume_label(id: &[u8; 16]) -> String {
     format!("OSIMAGE_{}", image_id_hex(id)[..8].to_uppercase())
 }
 
-/// The boot side while it is being built. What can fail for want of a kernel, a tool or a
-/// GRUB file is decided before `start_boot` returns (in about a second); compressing the
-/// initramfs (or taking the base's) runs on a thread of its own meanwhile, beside the scan and
-/// the payload (docs/ISO.md, "Refreshes"). Dropping the job waits for that thread, so the work
-/// folder is never removed under it.
+/// The boot side while it is being built, on a thread of its own beside the scan and the
+/// payload (docs/ISO.md, "Beside the payload"): first the plan (the kernel, the tools, their
+/// libraries and the modules: what can be missing) and GRUB's images, then the initramfs,
+/// compressed or taken from the base. A first capture waits for the plan before it reads
+/// anything (`wait_planned`), so a missing tool fails in about a second, not after the whole
+/// payload; a refresh, quick itself, only waits at the end (`finish`). Dropping the job waits
+/// for the thread, so the work folder is never removed under it.
 pub struct BootJob {
-    thread: Option<std::thread::JoinHandle<Result<BuiltRescue, CaptureError>>>,
+    thread: Option<std::thread::JoinHandle<Result<BuiltBoot, CaptureError>>>,
+    /// The plan's notes, or its error, once: the thread stops after sending an error.
+    planned: std::sync::mpsc::Receiver<Result<Vec<String>, CaptureError>>,
+    waited: bool,
+}
+
+/// What the thread hands back.
+struct BuiltBoot {
+    rescue: Rescue,
+    /// Where the rescue environment came from (a refresh's reuse, or why not).
+    origin: String,
     menu: MenuParams,
     grub: GrubBoot,
     id_hex: String,
     secure_boot: bool,
 }
 
-/// What the rescue thread hands back: the environment, where it came from, its notes.
-struct BuiltRescue {
-    rescue: Rescue,
-    origin: String,
-}
-
-/// Plans the rescue environment from `root`'s kernel and tools and builds GRUB's boot images,
-/// then starts building the rescue kernel and initramfs (`BootJob::finish` waits for them).
+/// Starts building the boot side of an ISO of `root` in `work`.
 pub fn start_boot(
     root: &Path,
     kernel: Option<&Path>,
@@ -84,20 +89,57 @@ pub fn start_boot(
         .collect();
     spec.filesystems.sort();
     spec.filesystems.dedup();
+    let (tx, planned) = std::sync::mpsc::channel();
+    let (root, work) = (root.to_path_buf(), work.to_path_buf());
+    let thread = std::thread::Builder::new()
+        .name("rescue".into())
+        .spawn(move || {
+            let (planned, boot) = match plan_boot(&root, &spec, &work) {
+                Ok((planned, boot, notes)) => {
+                    // The receiver may be gone (the capture failed meanwhile): nothing to tell.
+                    let _ = tx.send(Ok(notes));
+                    (planned, boot)
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return Err(CaptureError::Usage("the rescue build stopped".into()));
+                }
+            };
+            build_boot(planned, boot, &spec, &work.join("rescue"), previous)
+        })
+        .map_err(|e| CaptureError::Usage(format!("cannot start the rescue build: {e}")))?;
+    Ok(BootJob {
+        thread: Some(thread),
+        planned,
+        waited: false,
+    })
+}
+
+/// The boot side decided, its initramfs not yet written.
+struct PlannedBoot {
+    menu: MenuParams,
+    grub: GrubBoot,
+    id_hex: String,
+    secure_boot: bool,
+}
+
+/// Plans the rescue environment and builds GRUB's boot images; returns the notes to show.
+fn plan_boot(
+    root: &Path,
+    spec: &RescueSpec,
+    work: &Path,
+) -> Result<(PlannedRescue, PlannedBoot, Vec<String>), CaptureError> {
+    let planned = plan_rescue(spec, &work.join("rescue"))?;
+    let mut notes = planned.notes().to_vec();
     let menu = MenuParams {
         title: super::hostname_of(root),
         ..MenuParams::default()
     };
-    let rescue_dir = work.join("rescue");
-    let planned = plan_rescue(&spec, &rescue_dir)?;
-    for n in planned.notes() {
-        progress.note(n);
-    }
-    let id_hex = image_id_hex(&image_id);
+    let id_hex = image_id_hex(&spec.image_id);
     let cfg = grub_cfg(&id_hex, &menu);
     // UEFI: the captured system's own signed chain when it has one (docs/SECUREBOOT.md).
     let signed = find_signed_chain(root, planned.kernel_image());
-    let secure_boot = match &signed {
+    notes.push(match &signed {
         Ok(chain) => format!(
             "UEFI Secure Boot: supported (signed shim {}, signed GRUB {}, signed kernel)",
             chain.shim.display(),
@@ -107,8 +149,7 @@ pub fn start_boot(
             "UEFI Secure Boot: not supported by this ISO ({why}); it boots where Secure Boot \
              is off"
         ),
-    };
-    progress.note(&secure_boot);
+    });
     let chain = signed.as_ref().ok();
     // GRUB's modules from the host, matching the host's grub-mkimage that assembles them
     // (capturing `/` they are the captured system's own); the captured root's if the host
@@ -119,32 +160,27 @@ pub fn start_boot(
             build_grub_boot(root, &cfg, &work.join("grub-root"), chain).map_err(|_| host_err)?
         }
     };
-    let thread_menu = menu.clone();
-    let thread = std::thread::Builder::new()
-        .name("rescue".into())
-        .spawn(move || build_rescue(planned, &spec, &rescue_dir, previous, &thread_menu))
-        .map_err(|e| CaptureError::Usage(format!("cannot start the rescue build: {e}")))?;
-    Ok(BootJob {
-        thread: Some(thread),
+    let boot = PlannedBoot {
         menu,
         grub,
         id_hex,
         secure_boot: chain.is_some(),
-    })
+    };
+    Ok((planned, boot, notes))
 }
 
-/// The rescue thread: the base's kernel and initramfs when they can stand in for `planned`'s,
-/// else a build. A refresh says whether it took its base's, and if not, why not.
-fn build_rescue(
+/// The base's kernel and initramfs when they can stand in for `planned`'s, else a build. A
+/// refresh says whether it took its base's, and if not, why not.
+fn build_boot(
     planned: PlannedRescue,
+    boot: PlannedBoot,
     spec: &RescueSpec,
     rescue_dir: &Path,
     previous: Option<PreviousIso>,
-    menu: &MenuParams,
-) -> Result<BuiltRescue, CaptureError> {
+) -> Result<BuiltBoot, CaptureError> {
     let (rescue, origin) = match previous {
         None => (planned.build(spec, rescue_dir)?, String::new()),
-        Some(p) => match previous_files(&p, &planned, menu) {
+        Some(p) => match previous_files(&p, &planned, &boot.menu) {
             Ok((inputs, kernel, core)) => (
                 planned.reuse(spec, rescue_dir, &inputs, &kernel, &core)?,
                 format!(
@@ -159,12 +195,45 @@ fn build_rescue(
             ),
         },
     };
-    Ok(BuiltRescue { rescue, origin })
+    Ok(BuiltBoot {
+        rescue,
+        origin,
+        menu: boot.menu,
+        grub: boot.grub,
+        id_hex: boot.id_hex,
+        secure_boot: boot.secure_boot,
+    })
 }
 
 impl BootJob {
+    /// Waits until the rescue environment is planned and GRUB's images are built; an error
+    /// there (a missing kernel, tool or GRUB file) is returned here. Once.
+    pub fn wait_planned(&mut self, progress: &dyn Progress) -> Result<(), CaptureError> {
+        if self.waited {
+            return Ok(());
+        }
+        self.waited = true;
+        let notes = match self.planned.recv() {
+            Ok(r) => r?,
+            Err(_) => return Err(self.join_failure()),
+        };
+        for n in &notes {
+            progress.note(n);
+        }
+        Ok(())
+    }
+
+    /// The thread's own error when it ended without a plan.
+    fn join_failure(&mut self) -> CaptureError {
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(Err(e))) => e,
+            _ => CaptureError::Usage("internal: the rescue build ended without a word".into()),
+        }
+    }
+
     /// Waits for the rescue kernel and initramfs: the boot files, complete.
-    pub fn finish(mut self) -> Result<BootFiles, CaptureError> {
+    pub fn finish(mut self, progress: &dyn Progress) -> Result<BootFiles, CaptureError> {
+        self.wait_planned(progress)?;
         let built = self
             .thread
             .take()
@@ -178,7 +247,7 @@ impl BootJob {
             rescue.modules,
             rescue.tools,
             rescue.size_bytes as f64 / (1024.0 * 1024.0),
-            if self.secure_boot {
+            if built.secure_boot {
                 "Secure Boot: yes"
             } else {
                 "Secure Boot: no"
@@ -187,9 +256,9 @@ impl BootJob {
         Ok(BootFiles {
             kernel: rescue.kernel,
             initrd: rescue.initrd,
-            menu: self.menu.clone(),
-            grub: self.grub.clone(),
-            id_hex: self.id_hex.clone(),
+            menu: built.menu,
+            grub: built.grub,
+            id_hex: built.id_hex,
             summary,
             rescue_inputs: rescue.inputs,
         })

@@ -151,11 +151,10 @@ pub fn capture_from(
         None => None,
     };
     let seal_ref = seal.as_ref().map(|(k, r)| (k, r.as_slice()));
-    // The boot side first (when making an ISO): a missing kernel, tool or GRUB file fails in
-    // about a second, not after the whole payload was written. The initramfs is then
-    // compressed (or taken from the base) on a thread of its own, beside the scan and the
-    // payload.
-    let boot_job = match &work {
+    // The boot side is built on a thread of its own, beside the scan and the payload. A first
+    // capture waits for its plan first: a missing kernel, tool or GRUB file fails in about a
+    // second, not after the whole payload was written. A refresh, quick itself, goes on.
+    let mut boot_job = match &work {
         Some(w) => Some(iso_output::start_boot(
             &root,
             opts.kernel.as_deref(),
@@ -167,6 +166,11 @@ pub fn capture_from(
         )?),
         None => None,
     };
+    if let Some(job) = boot_job.as_mut()
+        && base.is_none()
+    {
+        job.wait_planned(progress)?;
+    }
 
     let mut scan_opts = opts.scan.clone();
     scan_opts.skip_paths.push(output.clone());
@@ -245,7 +249,7 @@ pub fn capture_from(
     };
 
     // The rescue kernel and initramfs were built beside the payload: wait for them.
-    let boot = boot_job.map(iso_output::BootJob::finish).transpose()?;
+    let boot = boot_job.map(|j| j.finish(progress)).transpose()?;
     let mut skipped = scanned.skipped;
     skipped.extend(tables.skipped.iter().cloned());
     let mut stats = count(&entries, &tables);
