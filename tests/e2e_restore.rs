@@ -294,11 +294,6 @@ fn logs_containing(dir: &Path, text: &str) -> usize {
 }
 
 #[test]
-fn source_system_boots_with_seabios_and_ovmf() {
-    source::source_boots();
-}
-
-#[test]
 fn iso_restores_a_blank_disk_unattended_and_it_boots_with_seabios() {
     restores_and_boots(Firmware::Bios);
 }
