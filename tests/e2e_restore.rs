@@ -94,24 +94,6 @@ fn capture() -> Result<Captured, String> {
     Ok(Captured { iso })
 }
 
-/// Boots the ISO with `fw` and only `target` as a disk; returns the outcome after the VM
-/// stopped by itself (or the timeout).
-fn boot_iso(name: &str, fw: Firmware, iso: &Path, target: &Path, stop_on: &[&str]) -> vm::Outcome {
-    vm::boot(&Boot {
-        name: name.to_string(),
-        firmware: fw,
-        cdrom: Some(iso),
-        disks: vec![Drive {
-            file: target,
-            bus: vm::Bus::Virtio,
-            snapshot: false,
-        }],
-        timeout: RESTORE_TIMEOUT,
-        stop_on,
-        grace: Duration::from_secs(20),
-    })
-}
-
 /// One `osimage verify --boot` run (TCG, `--keep`, `--json`, its temporary directory under
 /// `work`).
 struct VerifyBoot {
@@ -294,11 +276,6 @@ fn logs_containing(dir: &Path, text: &str) -> usize {
 }
 
 #[test]
-fn source_system_boots_with_seabios_and_ovmf() {
-    source::source_boots();
-}
-
-#[test]
 fn iso_restores_a_blank_disk_unattended_and_it_boots_with_seabios() {
     restores_and_boots(Firmware::Bios);
 }
@@ -358,7 +335,9 @@ fn secure_boot_firmware_refuses_the_iso_with_an_unsigned_shim() {
 /// Unattended with no empty disk: the agent must not pick the disk that holds data; it says
 /// `OSIMAGE-RESTORE-WAITING <reason>` and falls back to interactive mode (docs/RESTORE.md).
 /// The test reads the console until it says so (or fails), then stops the VM; the disk's
-/// bytes are unchanged.
+/// bytes are unchanged. The ISO is booted as a disk with SeaBIOS (the USB-stick case, see
+/// `rescue_comes_up_from_the_iso_as_a_disk`): one VM run proves both, the hybrid MBR path
+/// and the medium found on a disk by its image id, and the refusal.
 #[test]
 fn unattended_restore_never_writes_to_a_disk_holding_data() {
     let iso = &captured().iso;
@@ -378,13 +357,27 @@ fn unattended_restore_never_writes_to_a_disk_holding_data() {
         .arg(&target));
     let before = disk::hash(&target);
 
-    let o = boot_iso(
-        "refuse-data-disk",
-        Firmware::Bios,
-        iso,
-        &target,
-        &[WAITING, FAILED],
-    );
+    let o = vm::boot(&Boot {
+        name: "iso-as-disk-refuse-data-disk".to_string(),
+        firmware: Firmware::Bios,
+        cdrom: None,
+        disks: vec![
+            Drive {
+                file: iso,
+                bus: vm::Bus::Virtio,
+                snapshot: true,
+            },
+            Drive {
+                file: &target,
+                bus: vm::Bus::Virtio,
+                snapshot: false,
+            },
+        ],
+        timeout: RESTORE_TIMEOUT,
+        stop_on: &[WAITING, FAILED],
+        // a while longer: a write after the WAITING line would still be caught
+        grace: Duration::from_secs(20),
+    });
     let after = disk::hash(&target);
     assert_eq!(
         before,
@@ -403,7 +396,11 @@ fn unattended_restore_never_writes_to_a_disk_holding_data() {
         .find(|l| l.contains("OSIMAGE-RESCUE-READY"))
         .unwrap_or_else(|| panic!("the rescue agent never became ready: {}", o.describe()));
     assert!(
-        ready.contains("/dev/vda") && !ready.contains("/dev/vda:3072MiB:blank"),
+        ready.contains("medium=/dev/vda") && !ready.contains("/dev/vda:"),
+        "expected the ISO disk as the medium, never a candidate: {ready}"
+    );
+    assert!(
+        ready.contains("/dev/vdb:3072MiB:") && !ready.contains("/dev/vdb:3072MiB:blank"),
         "the disk holding an ext4 is not listed as a non-blank disk: {ready}"
     );
     // RESTORE.md: with no empty disk, auto mode says WAITING and falls back to interactive;
@@ -419,7 +416,10 @@ fn unattended_restore_never_writes_to_a_disk_holding_data() {
         "e2e: with no empty disk: {}",
         said.unwrap_or_default().trim()
     );
-    phase_time("ISO boot -> agent refuses/waits (data disk)", o.elapsed);
+    phase_time(
+        "ISO as a disk -> agent refuses/waits (data disk, bios)",
+        o.elapsed,
+    );
 }
 
 /// `verify --boot` catches a damaged payload: one byte flipped in the middle of a stored
@@ -613,7 +613,9 @@ fn comparison_passes_a_raw_copy_and_catches_one_changed_byte() {
 /// The USB-stick case: the ISO written to a disk (`dd`) boots with each firmware (the hybrid
 /// MBR/GPT path, not El Torito), the rescue environment comes up, finds its medium by the
 /// image id on that disk, and lists the blank disk as a target. The VM is stopped at the
-/// agent's READY line (the restore itself is proven from the CD above).
+/// agent's READY line (the restore itself is proven from the CD above). With SeaBIOS the
+/// same boot is `unattended_restore_never_writes_to_a_disk_holding_data` (a disk holding data
+/// beside it instead of a blank one).
 fn rescue_comes_up_from_the_iso_as_a_disk(fw: Firmware) {
     let iso = &captured().iso;
     let work = common::scratch();
@@ -656,11 +658,6 @@ fn rescue_comes_up_from_the_iso_as_a_disk(fw: Firmware) {
         &format!("ISO as a disk -> agent ready ({})", fw.name()),
         o.elapsed,
     );
-}
-
-#[test]
-fn rescue_comes_up_from_the_iso_as_a_disk_with_seabios() {
-    rescue_comes_up_from_the_iso_as_a_disk(Firmware::Bios);
 }
 
 #[test]

@@ -12,6 +12,19 @@
 # then powers off. The boot chain is signed (shim, GRUB, kernel), so the disk also boots on
 # UEFI firmware with Secure Boot on.
 #
+# Slimmed for the CI time budget (stage 2 only; the debootstrapped tree is untouched): each
+# restore test unpacks this system in a guest at ~10 MiB/s under TCG, and a full Debian
+# kernel's modules were over half of it. The disk drops the module subtrees of hardware no
+# test VM has (GPU, sound, media, wireless, Bluetooth, InfiniBand, IIO, staging, comedi,
+# ISDN, MTD, hwmon, SCSI targets, NICs, FC/iSCSI HBAs, USB serial and gadget, MMC, laptop
+# platform drivers, network filesystems; the list is TRIM below) with every module needing
+# one of them; the documentation, man pages and message catalogues under /usr/share; and
+# apt's package lists (debootstrap's download index, remade by `apt update`). It keeps what
+# the tests boot from or the rescue environment loads (virtio, NVMe, ATA/AHCI, SCSI disk/CD,
+# USB storage and HID, ext4, vfat, isofs, xfs, btrfs, dm/md, crypto, efivarfs): the script
+# fails if a module rescue/modules.list names no longer resolves. depmod and a new initramfs
+# (both chrooted) match the trimmed tree. 745 MB of files became about 350 MB.
+#
 # Usage: build-source.sh CACHE_DIR   -> prints the directory holding the result:
 #   disk.img    the 2 GiB sparse disk
 #   esp/        the ESP's files as the FAT holds them (read back with mtools): the capture
@@ -152,6 +165,50 @@ mkfs.vfat -F 32 -s 1 -i "$ESP_VOLID" -n "$ESP_LABEL" "${loop}p2" >/dev/null
 mount "${loop}p3" "$mnt"
 cp -a "$base/." "$mnt/"
 
+# --- slimming (the CI time budget; see the header) ----------------------------------------------
+# The subtrees in TRIM go, then every module depending on a gone one (the kernel package's
+# modules.dep, to a fixed point: nvme-rdma goes with InfiniBand, nvme stays). Then
+# /usr/share/{doc,man,info} and the message catalogues under /usr/share/locale (locale.alias
+# stays). The check after depmod: each rescue/modules.list name the kernel has still resolves.
+kver=$(ls "$mnt/usr/lib/modules")
+case "$kver" in *[!A-Za-z0-9._+-]*|"") log "not exactly one kernel in $mnt/usr/lib/modules: $kver"; exit 1 ;; esac
+moddir="$mnt/usr/lib/modules/$kver"
+TRIM="sound drivers/gpu drivers/media drivers/infiniband drivers/iio drivers/staging
+    drivers/comedi drivers/isdn drivers/bluetooth drivers/mtd drivers/hwmon drivers/target
+    drivers/net/wireless drivers/net/ethernet drivers/net/can drivers/net/usb drivers/net/wwan
+    drivers/net/ieee802154 drivers/net/hamradio drivers/net/arcnet drivers/net/fddi
+    drivers/net/appletalk drivers/net/hippi drivers/net/plip drivers/net/slip drivers/net/ppp
+    drivers/net/wan drivers/net/phy drivers/net/pcs drivers/net/mdio
+    drivers/scsi/lpfc drivers/scsi/qla2xxx drivers/scsi/qla4xxx drivers/scsi/bfa
+    drivers/scsi/aic7xxx drivers/scsi/libfc drivers/usb/serial drivers/usb/gadget
+    drivers/mmc drivers/platform
+    net/wireless net/mac80211 net/bluetooth net/sunrpc net/ceph
+    fs/nfs fs/nfsd fs/ocfs2 fs/smb fs/gfs2 fs/ceph fs/f2fs"
+pat=$(for t in $TRIM; do printf '^kernel/%s/|' "$t"; done)
+awk -F': *' -v pat="${pat%|}" '
+    { deps[$1] = $2; if ($1 ~ pat) gone[$1] = 1 }
+    END {
+        do {
+            more = 0
+            for (m in deps) if (!(m in gone)) {
+                n = split(deps[m], d, " ")
+                for (i = 1; i <= n; i++) if (d[i] in gone) { gone[m] = 1; more = 1; break }
+            }
+        } while (more)
+        for (m in gone) if (m !~ pat) print m
+    }' "$moddir/modules.dep" | while read -r m; do rm -f "$moddir/$m"; done
+for t in $TRIM; do rm -rf "$moddir/kernel/$t"; done
+find "$mnt/usr/share/doc" "$mnt/usr/share/man" "$mnt/usr/share/info" -mindepth 1 -delete
+find "$mnt/usr/share/locale" -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +
+find "$mnt/var/lib/apt/lists" -maxdepth 1 -type f -delete   # 50 MB of index: `apt update` remakes it
+chroot "$mnt" depmod "$kver"
+sed -e 's/#.*//' "$here/../../rescue/modules.list" | while read -r name; do
+    [ -n "$name" ] || continue
+    modprobe -d "$base" -S "$kver" -D "$name" >/dev/null 2>&1 || continue   # the kernel lacks it
+    modprobe -d "$mnt" -S "$kver" -D "$name" >/dev/null ||
+        { log "slimming removed $name (rescue/modules.list) or what it needs"; exit 1; }
+done
+
 # --- the system's configuration --------------------------------------------------------------
 esp_uuid=$(echo "$ESP_VOLID" | sed 's/^\(....\)/\1-/')
 cat >"$mnt/etc/fstab" <<EOF
@@ -227,6 +284,8 @@ ln -s "../../${loop#/dev/}p3" "$mnt/dev/disk/by-uuid/$ROOT_UUID"
 ln -s "../../${loop#/dev/}p2" "$mnt/dev/disk/by-uuid/$esp_uuid"
 mount -t proc proc "$mnt/proc"
 mount -t sysfs sysfs "$mnt/sys"
+# The initramfs the kernel package made holds modules slimming removed: made anew.
+chroot "$mnt" update-initramfs -u -k all >&2
 chroot "$mnt" grub-install --target=i386-pc "$loop" >&2
 # The ESP cannot be mounted here (no vfat in this kernel). grub-install insists that
 # --efi-directory is on a FAT: it finds the directory's device in mountinfo and probes it.
