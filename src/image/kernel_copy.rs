@@ -1,7 +1,8 @@
 //! Kernel-side copies of the blocks a refresh carries over from its base (docs/REFRESH.md,
 //! "Block copies"): `copy_file_range(2)` moves them from the base's file into the new image
-//! without passing through user space, and shares the extents (a reflink) where the
-//! filesystem can. The new image holds the bytes themselves: nothing points into the base.
+//! without passing through user space (sharing extents, a reflink, only where the filesystem
+//! can and both offsets are block-aligned alike: docs/REFRESH.md, "Limits"). The new image
+//! holds the bytes themselves: nothing points into the base.
 
 use std::fs::File;
 use std::io::Write;
@@ -17,35 +18,55 @@ pub struct CopyCount {
     pub written: u64,
 }
 
+/// Filesystems share extents (XFS, btrfs: a reflink) only for ranges that begin on a block
+/// boundary in both files; 4 KiB is their block on x86-64.
+const SHARE_ALIGN: u64 = 4096;
+
 /// Appends `bytes` at `dst`'s file position. `bytes` are what `src` holds at `src_offset`
 /// (read and hashed by the caller): the kernel copies them from there where it can; where it
 /// cannot (another filesystem, no support, a source shorter than expected), the rest is written
-/// from `bytes`, so the result is the same either way.
+/// from `bytes`, so the result is the same either way. When both offsets fall at the same
+/// place within a block (an unchanged pack carried whole lands where it was), the bytes up to
+/// the next block boundary go first, so the rest starts aligned in both files and a
+/// filesystem that can shares it instead of copying it.
 pub fn append_copy(
     dst: &File,
     src: &File,
     src_offset: u64,
     bytes: &[u8],
 ) -> std::io::Result<CopyCount> {
+    let len = bytes.len();
+    let within = src_offset % SHARE_ALIGN;
+    let head = match rustix::fs::seek(dst, rustix::fs::SeekFrom::Current(0)) {
+        Ok(at) if within != 0 && at % SHARE_ALIGN == within => {
+            ((SHARE_ALIGN - within) as usize).min(len)
+        }
+        _ => 0,
+    };
     let mut off_in = src_offset;
     let mut done = 0usize;
-    while done < bytes.len() {
-        match rustix::fs::copy_file_range(src, Some(&mut off_in), dst, None, bytes.len() - done) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(Errno::INTR) => continue,
-            // Not possible between these files (EXDEV before Linux 5.3 and across some
-            // filesystems, ENOSYS/EOPNOTSUPP without support, EINVAL for files it cannot
-            // handle): the bytes are at hand.
-            Err(Errno::XDEV | Errno::NOSYS | Errno::OPNOTSUPP | Errno::INVAL) => break,
-            Err(e) => return Err(e.into()),
+    let mut kernel_can = true;
+    for end in [head, len] {
+        while kernel_can && done < end {
+            match rustix::fs::copy_file_range(src, Some(&mut off_in), dst, None, end - done) {
+                Ok(0) => kernel_can = false,
+                Ok(n) => done += n,
+                Err(Errno::INTR) => continue,
+                // Not possible between these files (EXDEV before Linux 5.3 and across some
+                // filesystems, ENOSYS/EOPNOTSUPP without support, EINVAL for files it cannot
+                // handle): the bytes are at hand.
+                Err(Errno::XDEV | Errno::NOSYS | Errno::OPNOTSUPP | Errno::INVAL) => {
+                    kernel_can = false
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     let mut out = dst;
     out.write_all(&bytes[done..])?;
     Ok(CopyCount {
         kernel: done as u64,
-        written: (bytes.len() - done) as u64,
+        written: (len - done) as u64,
     })
 }
 
@@ -72,6 +93,27 @@ mod tests {
         assert_eq!(&got[..4], b"head");
         assert_eq!(&got[4..200_004], &data[1000..201_000]);
         assert_eq!(&got[200_004..], b"tail");
+    }
+
+    #[test]
+    fn a_copy_split_at_the_block_boundary_is_whole_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let src_path = dir.path().join("src");
+        let data: Vec<u8> = (0..40_000u32).map(|i| (i * 13 % 253) as u8).collect();
+        std::fs::write(&src_path, &data).unwrap();
+        let src = File::open(&src_path).unwrap();
+        let mut dst = tempfile::tempfile_in(dir.path()).unwrap();
+        // The destination at 100 past a boundary, the source too: a head of 3996 bytes first.
+        dst.write_all(&data[..4196]).unwrap();
+        let n = append_copy(&dst, &src, 4196, &data[4196..30_000]).unwrap();
+        assert_eq!(n.kernel + n.written, 30_000 - 4196);
+        // A copy shorter than the head.
+        let n = append_copy(&dst, &src, 30_000, &data[30_000..30_010]).unwrap();
+        assert_eq!(n.kernel + n.written, 10);
+        let mut got = Vec::new();
+        dst.seek(SeekFrom::Start(0)).unwrap();
+        dst.read_to_end(&mut got).unwrap();
+        assert_eq!(got, &data[..30_010]);
     }
 
     #[test]
