@@ -150,20 +150,16 @@ fn a_flipped_byte_in_a_pack_inside_the_iso_is_named() {
     );
 }
 
-#[test]
-fn iso_output_without_a_kernel_fails_before_writing_anything() {
-    common::require_root();
-    let dir = common::scratch();
-    let root = dir.path().join("root");
+/// A root with no kernel to boot: `DIR/root`.
+fn kernelless_root(dir: &std::path::Path) -> std::path::PathBuf {
+    let root = dir.join("root");
     std::fs::create_dir_all(root.join("etc")).expect("mkdir");
     std::fs::write(root.join("etc/hostname"), "plain\n").expect("write");
-    let iso = dir.path().join("out.iso");
-    let run = common::osimage([
-        "capture".as_ref(),
-        root.as_os_str(),
-        "-o".as_ref(),
-        iso.as_os_str(),
-    ]);
+    root
+}
+
+/// `run` failed saying a kernel is missing, and left neither `iso` nor temporary files in `dir`.
+fn failed_for_want_of_a_kernel(run: &common::Run, iso: &std::path::Path, dir: &std::path::Path) {
     assert_eq!(run.code, 1, "{}", run.describe());
     assert!(
         run.stderr.contains("kernel"),
@@ -171,12 +167,27 @@ fn iso_output_without_a_kernel_fails_before_writing_anything() {
         run.describe()
     );
     assert!(!iso.exists(), "no output may be left behind");
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
         .expect("list")
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().starts_with(".osimage-"))
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn iso_output_without_a_kernel_fails_before_writing_anything() {
+    common::require_root();
+    let dir = common::scratch();
+    let root = kernelless_root(dir.path());
+    let iso = dir.path().join("out.iso");
+    let run = common::osimage([
+        "capture".as_ref(),
+        root.as_os_str(),
+        "-o".as_ref(),
+        iso.as_os_str(),
+    ]);
+    failed_for_want_of_a_kernel(&run, &iso, dir.path());
 }
 
 /// A refresh to an ISO goes on with its payload while the rescue environment is planned on a
@@ -186,9 +197,7 @@ fn iso_output_without_a_kernel_fails_before_writing_anything() {
 fn iso_refresh_without_a_kernel_fails_and_leaves_nothing() {
     common::require_root();
     let dir = common::scratch();
-    let root = dir.path().join("root");
-    std::fs::create_dir_all(root.join("etc")).expect("mkdir");
-    std::fs::write(root.join("etc/hostname"), "plain\n").expect("write");
+    let root = kernelless_root(dir.path());
     let base = dir.path().join("base.oimg");
     let first = common::osimage([
         "capture".as_ref(),
@@ -206,19 +215,7 @@ fn iso_refresh_without_a_kernel_fails_and_leaves_nothing() {
         "--base".as_ref(),
         base.as_os_str(),
     ]);
-    assert_eq!(run.code, 1, "{}", run.describe());
-    assert!(
-        run.stderr.contains("kernel"),
-        "the error must say what is missing: {}",
-        run.describe()
-    );
-    assert!(!iso.exists(), "no output may be left behind");
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
-        .expect("list")
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(".osimage-"))
-        .collect();
-    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    failed_for_want_of_a_kernel(&run, &iso, dir.path());
 }
 
 /// `--encrypt` on an ISO (docs/FORMAT.md §11.5): the key record sits in `/osimage/keys.osk`,

@@ -357,27 +357,15 @@ fn unattended_restore_never_writes_to_a_disk_holding_data() {
         .arg(&target));
     let before = disk::hash(&target);
 
-    let o = vm::boot(&Boot {
-        name: "iso-as-disk-refuse-data-disk".to_string(),
-        firmware: Firmware::Bios,
-        cdrom: None,
-        disks: vec![
-            Drive {
-                file: iso,
-                bus: vm::Bus::Virtio,
-                snapshot: true,
-            },
-            Drive {
-                file: &target,
-                bus: vm::Bus::Virtio,
-                snapshot: false,
-            },
-        ],
-        timeout: RESTORE_TIMEOUT,
-        stop_on: &[WAITING, FAILED],
+    let o = boot_iso_as_disk(
+        "iso-as-disk-refuse-data-disk",
+        Firmware::Bios,
+        iso,
+        &target,
+        &[WAITING, FAILED],
         // a while longer: a write after the WAITING line would still be caught
-        grace: Duration::from_secs(20),
-    });
+        Duration::from_secs(20),
+    );
     let after = disk::hash(&target);
     assert_eq!(
         before,
@@ -610,6 +598,39 @@ fn comparison_passes_a_raw_copy_and_catches_one_changed_byte() {
     );
 }
 
+/// Boots `iso` as the first virtio disk (as a USB stick `dd`'d from it; through a snapshot,
+/// so the file is never written) and `target` as the second, until a line of `stop_on`, plus
+/// `grace`.
+fn boot_iso_as_disk(
+    name: &str,
+    fw: Firmware,
+    iso: &Path,
+    target: &Path,
+    stop_on: &[&str],
+    grace: Duration,
+) -> vm::Outcome {
+    vm::boot(&Boot {
+        name: name.to_string(),
+        firmware: fw,
+        cdrom: None,
+        disks: vec![
+            Drive {
+                file: iso,
+                bus: vm::Bus::Virtio,
+                snapshot: true,
+            },
+            Drive {
+                file: target,
+                bus: vm::Bus::Virtio,
+                snapshot: false,
+            },
+        ],
+        timeout: RESTORE_TIMEOUT,
+        stop_on,
+        grace,
+    })
+}
+
 /// The USB-stick case: the ISO written to a disk (`dd`) boots with each firmware (the hybrid
 /// MBR/GPT path, not El Torito), the rescue environment comes up, finds its medium by the
 /// image id on that disk, and lists the blank disk as a target. The VM is stopped at the
@@ -621,26 +642,14 @@ fn rescue_comes_up_from_the_iso_as_a_disk(fw: Firmware) {
     let work = common::scratch();
     let target = work.path().join("blank.img");
     disk::sparse(&target, TARGET_BYTES);
-    let o = vm::boot(&Boot {
-        name: format!("iso-as-disk-{}", fw.name()),
-        firmware: fw,
-        cdrom: None,
-        disks: vec![
-            Drive {
-                file: iso,
-                bus: vm::Bus::Virtio,
-                snapshot: true,
-            },
-            Drive {
-                file: &target,
-                bus: vm::Bus::Virtio,
-                snapshot: false,
-            },
-        ],
-        timeout: RESTORE_TIMEOUT,
-        stop_on: &["OSIMAGE-RESCUE-READY"],
-        grace: Duration::from_secs(1),
-    });
+    let o = boot_iso_as_disk(
+        &format!("iso-as-disk-{}", fw.name()),
+        fw,
+        iso,
+        &target,
+        &["OSIMAGE-RESCUE-READY"],
+        Duration::from_secs(1),
+    );
     let ready = o
         .console
         .lines()
