@@ -20,6 +20,8 @@ use super::{IsoError, IsoSpec};
 /// The BIOS image is held in memory to patch it; GRUB's is ~100-500 KiB.
 const MAX_BIOS_IMAGE: u64 = 32 << 20;
 
+/// Files start on a multiple of this many sectors (4 KiB).
+const FILE_ALIGN_SECTORS: u64 = 2;
 /// Where a directory's extent lies in one hierarchy.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Extent {
@@ -140,6 +142,10 @@ impl Layout {
         let mut next = u64::from(next);
         for &(_, id, size) in &files {
             if size > 0 {
+                // On a 4 KiB boundary: a file's bytes then sit alike within a filesystem block
+                // in the ISO and in a file of their own, so the payload packs of a refresh can
+                // share extents with the base's on XFS or btrfs (docs/REFRESH.md).
+                next = next.next_multiple_of(FILE_ALIGN_SECTORS);
                 self.file_lba[id] = Lba(sector_u32(next)?);
                 next += size.div_ceil(SECTOR as u64);
             }

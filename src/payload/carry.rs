@@ -80,6 +80,7 @@ fn send_run(
         blocks,
         bytes: stored.bytes,
         source: stored.source,
+        carried: true,
     })
     .map_err(|_| PayloadError::format("the pack writer stopped"))
 }

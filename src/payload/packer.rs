@@ -31,8 +31,10 @@ pub struct Outgoing {
     pub blocks: Vec<(BlockIndex, BlockHeader)>,
     /// Each block's header and stored body, back to back.
     pub bytes: Vec<u8>,
-    /// Where `bytes` lie in the base, for blocks carried over from it.
+    /// Where `bytes` lie in the base, for blocks carried over from it (a plain base).
     pub source: Option<BlockSource>,
+    /// Blocks carried over from a base, as stored there (encrypted bases too).
+    pub carried: bool,
 }
 
 impl Outgoing {
@@ -45,6 +47,7 @@ impl Outgoing {
             blocks: vec![(index, header)],
             bytes,
             source: None,
+            carried: false,
         }
     }
 }
@@ -59,12 +62,21 @@ struct Packs<'a> {
     open: Option<(u64, blake3::Hasher)>,
 }
 
+/// A refresh holds its new blocks back, up to this many bytes, and writes them after the
+/// blocks it carries over from its base (docs/REFRESH.md, "Shared extents").
+pub const HOLD_FRESH_BYTES: usize = 256 << 20;
+
 /// The pack thread: writes every message of `rx` into `sink`; returns the pack and block
-/// tables (a block's record at its index).
+/// tables (a block's record at its index). A refresh passes `hold` = HOLD_FRESH_BYTES: the
+/// new blocks (compressed by the workers while the base's blocks wait for them to finish) are
+/// held back and written after the carried ones, as long as they fit in `hold` bytes; an
+/// unchanged part of the base then lands at the offsets it had there, which lets XFS and btrfs
+/// share its extents. Past `hold`, or with `hold` 0, blocks are written as they come.
 pub fn pack_blocks(
     rx: Receiver<Outgoing>,
     sink: &mut dyn PackSink,
     image_id: [u8; 16],
+    hold: usize,
 ) -> Result<(Vec<PackRecord>, Vec<BlockRecord>), PayloadError> {
     let mut p = Packs {
         sink,
@@ -73,8 +85,26 @@ pub fn pack_blocks(
         blocks: Vec::new(),
         open: None,
     };
+    let mut held: Vec<Outgoing> = Vec::new();
+    let mut held_bytes = 0usize;
+    let mut holding = hold > 0;
     for out in rx {
-        p.append(&out)?;
+        if !holding || out.carried {
+            p.append(&out)?;
+            continue;
+        }
+        held_bytes += out.bytes.len();
+        held.push(out);
+        if held_bytes > hold {
+            // Too many changes to keep in memory: written in arrival order, as without a base.
+            holding = false;
+            for h in held.drain(..) {
+                p.append(&h)?;
+            }
+        }
+    }
+    for h in &held {
+        p.append(h)?;
     }
     p.close()?;
     let blocks = p
@@ -176,5 +206,67 @@ impl Packs<'_> {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::manifest::Codec;
+
+    /// Collects what the pack thread writes.
+    #[derive(Default)]
+    struct Collect(Vec<u8>);
+
+    impl PackSink for Collect {
+        fn write_all(&mut self, bytes: &[u8]) -> Result<(), PayloadError> {
+            self.0.extend_from_slice(bytes);
+            Ok(())
+        }
+        fn begin_pack(&mut self, _index: u32) -> Result<(), PayloadError> {
+            Ok(())
+        }
+        fn end_pack(&mut self) -> Result<(), PayloadError> {
+            Ok(())
+        }
+    }
+
+    /// Block `index` with a body of `len` bytes `fill`, fresh or carried.
+    fn message(index: BlockIndex, len: u32, fill: u8, carried: bool) -> Outgoing {
+        let header = BlockHeader {
+            codec: Codec::Raw,
+            raw_len: len,
+            stored_len: len,
+        };
+        let mut out = Outgoing::block(index, header, &vec![fill; len as usize]);
+        out.carried = carried;
+        out
+    }
+
+    /// Block offsets in the pack, by index, after sending fresh 0, carried 1, fresh 2,
+    /// carried 3 in that order with `hold`.
+    fn offsets(hold: usize) -> Vec<u64> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        for (i, carried) in [(0, false), (1, true), (2, false), (3, true)] {
+            tx.send(message(i, 100, i as u8, carried)).unwrap();
+        }
+        drop(tx);
+        let mut sink = Collect::default();
+        let (packs, blocks) = pack_blocks(rx, &mut sink, [9; 16], hold).unwrap();
+        assert_eq!(packs.len(), 1);
+        assert_eq!(packs[0].len, sink.0.len() as u64);
+        blocks.iter().map(|b| b.offset).collect()
+    }
+
+    #[test]
+    fn a_refresh_writes_its_new_blocks_after_the_carried_ones_while_they_fit() {
+        let (h, b) = (RECORD_LEN as u64, (BLOCK_HEADER_LEN + 100) as u64);
+        // Held: carried 1 and 3 first, then the new 0 and 2 in their order.
+        assert_eq!(offsets(1000), [h + 2 * b, h, h + 3 * b, h + b]);
+        // Nothing held (a first capture), or too much to hold: as they come.
+        assert_eq!(offsets(0), [h, h + b, h + 2 * b, h + 3 * b]);
+        assert_eq!(offsets(100), [h, h + b, h + 2 * b, h + 3 * b]);
+        // Room for one new block: 0 waits until 2 overflows the hold, then both go, in order.
+        assert_eq!(offsets(150), [h + b, h, h + 2 * b, h + 3 * b]);
     }
 }

@@ -192,7 +192,12 @@ pub fn write_payload_with_base(
     let view: &Vec<ScannedEntry> = entries;
 
     let (outcomes, pack_result) = std::thread::scope(|s| {
-        let packer = s.spawn(|| pack_blocks(rx, sink, params.image_id));
+        let hold = if base.is_some() {
+            super::packer::HOLD_FRESH_BYTES
+        } else {
+            0
+        };
+        let packer = s.spawn(move || pack_blocks(rx, sink, params.image_id, hold));
         let workers: Vec<_> = (0..params.threads.max(1))
             .map(|_| {
                 let tx = tx.clone();

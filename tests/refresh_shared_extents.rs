@@ -1,0 +1,157 @@
+//! Refreshes on a filesystem that shares extents (issue #6, docs/REFRESH.md "Shared
+//! extents"): on XFS (a loop device, reflink on, as mkfs.xfs makes it), a refresh of an
+//! unchanged tree, and one after a few files changed, take little new space: the blocks they
+//! carry over from the base land where they were and the kernel shares them instead of
+//! copying them. Each image still verifies on its own.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// docs/REFRESH.md, racily clean files: wait so the tree's files are reusable next time.
+const SETTLE: Duration = Duration::from_millis(2100);
+
+fn run(cmd: &str, args: &[&OsStr]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd} (see .ci/apt-packages): {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An XFS filesystem on a loop device, mounted; unmounted and detached on drop.
+struct Xfs {
+    dev: String,
+    mnt: PathBuf,
+}
+
+impl Xfs {
+    fn new(dir: &Path) -> Xfs {
+        common::require_root();
+        let img = dir.join("xfs.img");
+        std::fs::File::create(&img)
+            .and_then(|f| f.set_len(1 << 30))
+            .expect("image file");
+        let dev = run(
+            "losetup",
+            &["-f".as_ref(), "--show".as_ref(), img.as_os_str()],
+        )
+        .trim()
+        .to_string();
+        let mnt = dir.join("mnt");
+        std::fs::create_dir(&mnt).expect("mkdir");
+        let fs = Xfs { dev, mnt };
+        run("mkfs.xfs", &["-q".as_ref(), "-f".as_ref(), fs.dev.as_ref()]);
+        run("mount", &[fs.dev.as_ref(), fs.mnt.as_os_str()]);
+        fs
+    }
+
+    /// Bytes in use, after a sync.
+    fn used(&self) -> u64 {
+        run("sync", &[self.mnt.as_os_str()]);
+        let out = run(
+            "stat",
+            &[
+                "-f".as_ref(),
+                "-c".as_ref(),
+                "%b %f %S".as_ref(),
+                self.mnt.as_os_str(),
+            ],
+        );
+        let n: Vec<u64> = out
+            .split_whitespace()
+            .map(|w| w.parse().expect("stat -f numbers"))
+            .collect();
+        (n[0] - n[1]) * n[2]
+    }
+}
+
+impl Drop for Xfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.mnt).status();
+        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
+    }
+}
+
+/// Incompressible bytes (an xorshift stream), so the image is as large as the tree.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed * 2 + 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn capture(tree: &Path, out: &Path, base: Option<&Path>) {
+    let mut args: Vec<&OsStr> = vec![
+        "capture".as_ref(),
+        tree.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "-q".as_ref(),
+    ];
+    if let Some(b) = base {
+        args.extend(["--base".as_ref(), b.as_os_str()]);
+    }
+    let r = common::osimage(args);
+    assert_eq!(r.code, 0, "{}", r.describe());
+    let v = common::osimage(["verify".as_ref(), out.as_os_str(), "-q".as_ref()]);
+    assert_eq!(v.code, 0, "{}", v.describe());
+}
+
+#[test]
+fn refreshes_on_xfs_share_the_blocks_they_carry_over() {
+    let dir = common::scratch();
+    let fs = Xfs::new(dir.path());
+    let tree = dir.path().join("tree");
+    std::fs::create_dir(&tree).expect("mkdir");
+    for i in 0..24u64 {
+        std::fs::write(tree.join(format!("f{i:02}")), noise(i + 1, 2 << 20)).expect("write");
+    }
+    std::thread::sleep(SETTLE);
+    let base = fs.mnt.join("base.oimg");
+    capture(&tree, &base, None);
+    let image = std::fs::metadata(&base).expect("stat").len();
+    assert!(
+        image > 48 << 20,
+        "the image holds the 48 MiB of noise: {image}"
+    );
+
+    let before = fs.used();
+    let same = fs.mnt.join("same.oimg");
+    capture(&tree, &same, Some(&base));
+    let grew = fs.used() - before;
+    assert!(
+        grew < image / 20,
+        "an unchanged refresh took {grew} new bytes for a {image}-byte image"
+    );
+
+    // 64 bytes overwritten in the middle of two files: their new blocks are written after
+    // the carried ones, which stay where they were.
+    for name in ["f03", "f17"] {
+        let p = tree.join(name);
+        let mut bytes = std::fs::read(&p).expect("read");
+        bytes[1 << 20..(1 << 20) + 64].copy_from_slice(&[0x5a; 64]);
+        std::fs::write(&p, bytes).expect("write");
+    }
+    let before = fs.used();
+    let changed = fs.mnt.join("changed.oimg");
+    capture(&tree, &changed, Some(&same));
+    let grew = fs.used() - before;
+    assert!(
+        grew < image / 5,
+        "a refresh after two changed files took {grew} new bytes for a {image}-byte image"
+    );
+}
