@@ -7,78 +7,23 @@
 mod common;
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
+
+use common::loopdev::{Loop, Mounted, require, run, sparse};
 
 /// docs/REFRESH.md, racily clean files: wait so the tree's files are reusable next time.
 const SETTLE: Duration = Duration::from_millis(2100);
 
-fn run(cmd: &str, args: &[&OsStr]) -> String {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd} (see .ci/apt-packages): {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// An XFS filesystem on a loop device, mounted; unmounted and detached on drop.
-struct Xfs {
-    dev: String,
-    mnt: PathBuf,
-}
-
-impl Xfs {
-    fn new(dir: &Path) -> Xfs {
-        common::require_root();
-        let img = dir.join("xfs.img");
-        std::fs::File::create(&img)
-            .and_then(|f| f.set_len(1 << 30))
-            .expect("image file");
-        let dev = run(
-            "losetup",
-            &["-f".as_ref(), "--show".as_ref(), img.as_os_str()],
-        )
-        .trim()
-        .to_string();
-        let mnt = dir.join("mnt");
-        std::fs::create_dir(&mnt).expect("mkdir");
-        let fs = Xfs { dev, mnt };
-        run("mkfs.xfs", &["-q".as_ref(), "-f".as_ref(), fs.dev.as_ref()]);
-        run("mount", &[fs.dev.as_ref(), fs.mnt.as_os_str()]);
-        fs
-    }
-
-    /// Bytes in use, after a sync.
-    fn used(&self) -> u64 {
-        run("sync", &[self.mnt.as_os_str()]);
-        let out = run(
-            "stat",
-            &[
-                "-f".as_ref(),
-                "-c".as_ref(),
-                "%b %f %S".as_ref(),
-                self.mnt.as_os_str(),
-            ],
-        );
-        let n: Vec<u64> = out
-            .split_whitespace()
-            .map(|w| w.parse().expect("stat -f numbers"))
-            .collect();
-        (n[0] - n[1]) * n[2]
-    }
-}
-
-impl Drop for Xfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.mnt).status();
-        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
-    }
+/// Bytes in use on the filesystem mounted at `mnt`, after a sync.
+fn used(mnt: &Path) -> u64 {
+    let mnt = mnt.to_str().expect("utf-8 path");
+    run("sync", &["-f", mnt]);
+    let n: Vec<u64> = run("stat", &["-f", "-c", "%b %f %S", mnt])
+        .split_whitespace()
+        .map(|w| w.parse().expect("stat -f numbers"))
+        .collect();
+    (n[0] - n[1]) * n[2]
 }
 
 /// Incompressible bytes (an xorshift stream), so the image is as large as the tree.
@@ -113,15 +58,21 @@ fn capture(tree: &Path, out: &Path, base: Option<&Path>) {
 
 #[test]
 fn refreshes_on_xfs_share_the_blocks_they_carry_over() {
+    require(&["mkfs.xfs", "losetup", "stat"]);
     let dir = common::scratch();
-    let fs = Xfs::new(dir.path());
+    let img = dir.path().join("xfs.img");
+    sparse(&img, 1 << 30);
+    let disk = Loop::attach(&img);
+    run("mkfs.xfs", &["-q", "-f", &disk.dev]);
+    let fs = Mounted::new(&disk.dev, &dir.path().join("mnt"), &[]);
+    let mnt = fs.0.clone();
     let tree = dir.path().join("tree");
     std::fs::create_dir(&tree).expect("mkdir");
     for i in 0..24u64 {
         std::fs::write(tree.join(format!("f{i:02}")), noise(i + 1, 2 << 20)).expect("write");
     }
     std::thread::sleep(SETTLE);
-    let base = fs.mnt.join("base.oimg");
+    let base = mnt.join("base.oimg");
     capture(&tree, &base, None);
     let image = std::fs::metadata(&base).expect("stat").len();
     assert!(
@@ -129,10 +80,10 @@ fn refreshes_on_xfs_share_the_blocks_they_carry_over() {
         "the image holds the 48 MiB of noise: {image}"
     );
 
-    let before = fs.used();
-    let same = fs.mnt.join("same.oimg");
+    let before = used(&mnt);
+    let same = mnt.join("same.oimg");
     capture(&tree, &same, Some(&base));
-    let grew = fs.used() - before;
+    let grew = used(&mnt) - before;
     assert!(
         grew < image / 20,
         "an unchanged refresh took {grew} new bytes for a {image}-byte image"
@@ -146,10 +97,10 @@ fn refreshes_on_xfs_share_the_blocks_they_carry_over() {
         bytes[1 << 20..(1 << 20) + 64].copy_from_slice(&[0x5a; 64]);
         std::fs::write(&p, bytes).expect("write");
     }
-    let before = fs.used();
-    let changed = fs.mnt.join("changed.oimg");
+    let before = used(&mnt);
+    let changed = mnt.join("changed.oimg");
     capture(&tree, &changed, Some(&same));
-    let grew = fs.used() - before;
+    let grew = used(&mnt) - before;
     assert!(
         grew < image / 5,
         "a refresh after two changed files took {grew} new bytes for a {image}-byte image"
