@@ -211,7 +211,8 @@ section=$work/refresh-section.md
                 # The reference copies are set against the first osimage capture of their kind.
                 base = (f[1] == "cp+sync") ? first["osimage"] \
                     : (f[1] == "cp+sync-iso") ? first["osimage-iso"] : first[f[1]]
-                ref = (f[1] in copy && f[2] != "first") ? sprintf("%.2f×", f[3] / copy[f[1]]) : ""
+                ref = (f[1] in copy && f[2] != "first" && copy[f[1]] > 0) \
+                    ? sprintf("%.2f×", f[3] / copy[f[1]]) : ""
                 printf "| %s | %s | %.2f | %.2f | %.0f | %.1f | %.1f%% | %s |\n", f[1], f[2], f[3],
                     f[4], f[5] / 1024, f[6] / 1e6, 100 * f[3] / base, ref
             }
