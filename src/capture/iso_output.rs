@@ -62,10 +62,7 @@ struct BuiltBoot {
     rescue: Rescue,
     /// Where the rescue environment came from (a refresh's reuse, or why not).
     origin: String,
-    menu: MenuParams,
-    grub: GrubBoot,
-    id_hex: String,
-    secure_boot: bool,
+    boot: PlannedBoot,
 }
 
 /// Starts building the boot side of an ISO of `root` in `work`.
@@ -198,10 +195,7 @@ fn build_boot(
     Ok(BuiltBoot {
         rescue,
         origin,
-        menu: boot.menu,
-        grub: boot.grub,
-        id_hex: boot.id_hex,
-        secure_boot: boot.secure_boot,
+        boot,
     })
 }
 
@@ -247,7 +241,7 @@ impl BootJob {
             rescue.modules,
             rescue.tools,
             rescue.size_bytes as f64 / (1024.0 * 1024.0),
-            if built.secure_boot {
+            if built.boot.secure_boot {
                 "Secure Boot: yes"
             } else {
                 "Secure Boot: no"
@@ -256,9 +250,9 @@ impl BootJob {
         Ok(BootFiles {
             kernel: rescue.kernel,
             initrd: rescue.initrd,
-            menu: built.menu,
-            grub: built.grub,
-            id_hex: built.id_hex,
+            menu: built.boot.menu,
+            grub: built.boot.grub,
+            id_hex: built.boot.id_hex,
             summary,
             rescue_inputs: rescue.inputs,
         })

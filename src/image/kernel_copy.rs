@@ -1,7 +1,7 @@
 //! Kernel-side copies of the blocks a refresh carries over from its base (docs/REFRESH.md,
 //! "Block copies"): `copy_file_range(2)` moves them from the base's file into the new image
 //! without passing through user space (sharing extents, a reflink, only where the filesystem
-//! can and both offsets are block-aligned alike: docs/REFRESH.md, "Limits"). The new image
+//! can and both offsets are block-aligned alike: docs/REFRESH.md, "Shared extents"). The new image
 //! holds the bytes themselves: nothing points into the base.
 
 use std::fs::File;
