@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use super::CaptureError;
-use crate::image::iso::{MANIFEST_NAME, PAYLOAD_DIR, pack_path};
+use crate::image::iso::{KEYS_NAME, MANIFEST_NAME, PAYLOAD_DIR, pack_path};
+use crate::image::iso_packs::IsoPayload;
 use crate::iso::{
     GrubBoot, IsoFile, IsoSource, IsoSpec, build_grub_boot, find_signed_chain, write_iso,
 };
@@ -307,13 +308,14 @@ fn previous_files(
     Ok((inputs, kernel, core))
 }
 
-/// Writes the ISO to `out`: payload files first in the layout, then the boot files.
+/// Writes the ISO to `out`, around the packs already in it (`IsoPackWriter`): the boot files,
+/// then the manifest.
 pub fn write(
     out: &Path,
     label: &str,
     root: &Path,
     m: &Manifest,
-    payload: &crate::image::dir::PayloadFiles,
+    payload: IsoPayload,
     boot: &BootFiles,
 ) -> Result<(), CaptureError> {
     let mtime = m.image.created.sec;
@@ -323,7 +325,13 @@ pub fn write(
         mode: 0o444,
         mtime,
     };
-    let mut files = vec![
+    let mut files: Vec<IsoFile> = payload
+        .packs
+        .iter()
+        .enumerate()
+        .map(|(i, &(offset, len))| file(pack_path(i), IsoSource::Placed { offset, len }))
+        .collect();
+    files.extend([
         file(id_marker_path(&boot.id_hex), IsoSource::Bytes(Vec::new())),
         file(
             "README.TXT".into(),
@@ -337,20 +345,17 @@ pub fn write(
             boot.menu.initrd_path.trim_start_matches('/').to_string(),
             IsoSource::Path(boot.initrd.clone()),
         ),
-    ];
+    ]);
     files.extend(boot.grub.files.iter().cloned());
     files.push(file(
         format!("{PAYLOAD_DIR}/{MANIFEST_NAME}"),
-        IsoSource::Path(payload.manifest.clone()),
+        IsoSource::Bytes(payload.manifest),
     ));
-    if let Some(keys) = &payload.keys {
+    if let Some(keys) = payload.keys {
         files.push(file(
-            format!("{PAYLOAD_DIR}/{}", crate::image::dir::KEYS_NAME),
-            IsoSource::Path(keys.clone()),
+            format!("{PAYLOAD_DIR}/{KEYS_NAME}"),
+            IsoSource::Bytes(keys),
         ));
-    }
-    for (i, p) in payload.packs.iter().enumerate() {
-        files.push(file(pack_path(i), IsoSource::Path(p.clone())));
     }
     let spec = IsoSpec {
         volume_id: label.to_string(),

@@ -7,7 +7,7 @@ use std::time::Instant;
 mod iso_output;
 pub mod snapshot;
 
-use crate::image::dir::DirWriter;
+use crate::image::iso_packs::IsoPackWriter;
 use crate::image::oimg::OimgWriter;
 use crate::payload::PayloadError;
 use crate::payload::chunker::PARAMS;
@@ -221,9 +221,12 @@ pub fn capture_from(
                 }),
             )
         }
-        Some(w) => {
-            let payload_dir = w.path().join("payload");
-            let mut sink = DirWriter::new(&payload_dir, seal_ref)?;
+        Some(_) => {
+            let file = tmp
+                .as_file()
+                .try_clone()
+                .map_err(|e| PayloadError::io("cannot write", tmp.path(), e))?;
+            let mut sink = IsoPackWriter::new(file, tmp.path(), seal_ref)?;
             let tables = write_packs(
                 &mut entries,
                 &mut sink,
@@ -238,11 +241,11 @@ pub fn capture_from(
             (
                 tables,
                 Box::new(move |m: &Manifest, boot: Option<&iso_output::BootFiles>| {
-                    let files = sink.finish(m)?;
+                    let payload = sink.finish(m)?;
                     let boot = boot.ok_or_else(|| {
                         CaptureError::Usage("internal: ISO without boot files".into())
                     })?;
-                    iso_output::write(&tmp_path, &label, &root, m, &files, boot)
+                    iso_output::write(&tmp_path, &label, &root, m, payload, boot)
                 }),
             )
         }

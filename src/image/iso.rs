@@ -15,6 +15,9 @@ pub const PAYLOAD_DIR: &str = "osimage";
 /// The manifest frame's name inside `PAYLOAD_DIR`.
 pub const MANIFEST_NAME: &str = "manifest.osm";
 
+/// The key record's name inside `PAYLOAD_DIR` (FORMAT.md §11.5).
+pub const KEYS_NAME: &str = "keys.osk";
+
 /// The ISO path of pack `i`.
 pub fn pack_path(i: usize) -> String {
     format!("{PAYLOAD_DIR}/packs/pack-{i:06}.osp")
@@ -64,7 +67,7 @@ pub(super) fn open(
         }
     }
     // FORMAT.md §11.5: an encrypted image has its key record beside the manifest.
-    let keys_path = format!("{PAYLOAD_DIR}/{}", super::dir::KEYS_NAME);
+    let keys_path = format!("{PAYLOAD_DIR}/{}", KEYS_NAME);
     let key = match iso
         .lookup(&keys_path)
         .map_err(|e| not_ours(format!("unreadable ISO: {e}")))?

@@ -2,11 +2,12 @@
 //! (docs/FORMAT.md §6). Both give the reader the same thing: the manifest frame's bytes and,
 //! for each pack, a file and the byte range it occupies there.
 
-pub mod dir;
 pub mod iso;
+pub mod iso_packs;
 pub mod kernel_copy;
 pub mod lease;
 pub mod oimg;
+pub mod write_behind;
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;

@@ -2,11 +2,11 @@
 //! (docs/FORMAT.md §6.1).
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::write_behind::WriteBehind;
 use super::{Container, ContainerKind, Span};
 use crate::envelope::{ImageKey, Unlock};
 use crate::payload::PayloadError;
@@ -94,19 +94,12 @@ pub(super) fn open(
 
 /// Writes a `.oimg`: packs stream in through `PackSink`, `finish` adds manifest and trailer.
 pub struct OimgWriter {
-    out: BufWriter<File>,
+    w: WriteBehind,
     path: PathBuf,
-    pos: u64,
     image_id: [u8; 16],
-    /// Bytes before this offset have had their writeback started.
-    writeback_from: u64,
     /// Encrypted image: its key, to seal the manifest.
     key: Option<ImageKey>,
 }
-
-/// Start writeback every this many bytes, so the one fsync at the end has little left to do
-/// (the image is still synced once, at the end, before it is renamed into place).
-const WRITEBACK_STEP: u64 = 64 << 20;
 
 impl OimgWriter {
     /// Starts an image in `file` (already created, empty) named `path` for messages. With
@@ -119,11 +112,9 @@ impl OimgWriter {
         seal: Option<(&ImageKey, &[u8])>,
     ) -> Result<Self, PayloadError> {
         let mut w = OimgWriter {
-            out: BufWriter::with_capacity(4 << 20, file),
+            w: WriteBehind::new(file, path, 0)?,
             path: path.to_path_buf(),
-            pos: 0,
             image_id,
-            writeback_from: 0,
             key: seal.map(|(k, _)| k.clone()),
         };
         let header = ImageHeader {
@@ -144,51 +135,22 @@ impl OimgWriter {
             frame = k.seal_manifest(&frame);
         }
         let trailer = Trailer {
-            manifest_offset: self.pos,
+            manifest_offset: self.w.pos(),
             manifest_len: frame.len() as u64,
             image_id: self.image_id,
         };
         self.write_all(&frame)?;
         self.write_all(&trailer.encode())?;
-        let path = self.path.clone();
-        let file = self
-            .out
-            .into_inner()
-            .map_err(|e| PayloadError::io("cannot write", &path, e.into_error()))?;
+        let file = self.w.into_file()?;
         file.sync_all()
-            .map_err(|e| PayloadError::io("cannot sync", &path, e))?;
+            .map_err(|e| PayloadError::io("cannot sync", &self.path, e))?;
         Ok(file)
-    }
-}
-
-impl OimgWriter {
-    /// Hands what was written so far to the kernel's writeback without waiting for it
-    /// (sync_file_range(2) SYNC_FILE_RANGE_WRITE): the disk works while we compress.
-    fn start_writeback(&mut self) -> Result<(), PayloadError> {
-        self.out
-            .flush()
-            .map_err(|e| PayloadError::io("cannot write", &self.path, e))?;
-        let fd = std::os::fd::AsRawFd::as_raw_fd(self.out.get_ref());
-        let (from, len) = (self.writeback_from, self.pos - self.writeback_from);
-        // SAFETY: a plain syscall on a descriptor we own; failure only loses the head start.
-        unsafe {
-            libc::sync_file_range(fd, from as i64, len as i64, libc::SYNC_FILE_RANGE_WRITE);
-        }
-        self.writeback_from = self.pos;
-        Ok(())
     }
 }
 
 impl PackSink for OimgWriter {
     fn write_all(&mut self, bytes: &[u8]) -> Result<(), PayloadError> {
-        self.out
-            .write_all(bytes)
-            .map_err(|e| PayloadError::io("cannot write", &self.path, e))?;
-        self.pos += bytes.len() as u64;
-        if self.pos - self.writeback_from >= WRITEBACK_STEP {
-            self.start_writeback()?;
-        }
-        Ok(())
+        self.w.write_all(bytes)
     }
     fn begin_pack(&mut self, _index: u32) -> Result<(), PayloadError> {
         Ok(())
@@ -197,14 +159,6 @@ impl PackSink for OimgWriter {
         Ok(())
     }
     fn write_copy(&mut self, bytes: &[u8], src: &BlockSource) -> Result<(), PayloadError> {
-        let io = |e| PayloadError::io("cannot write", &self.path, e);
-        self.out.flush().map_err(io)?;
-        super::kernel_copy::append_copy(self.out.get_ref(), &src.file, src.offset, bytes)
-            .map_err(io)?;
-        self.pos += bytes.len() as u64;
-        if self.pos - self.writeback_from >= WRITEBACK_STEP {
-            self.start_writeback()?;
-        }
-        Ok(())
+        self.w.write_copy(bytes, src)
     }
 }

@@ -5,6 +5,7 @@
 //! 0-15   system area (protective MBR + GPT when hybrid)
 //! 16     primary volume descriptor      17  El Torito boot record (if booting)
 //! next   Joliet SVD, terminator
+//! 32     bytes the caller placed there itself (`IsoSource::Placed`: the payload packs), if any
 //! then   path tables (ISO L, ISO M, Joliet L, Joliet M), boot catalog,
 //!        ISO directories (breadth first), Joliet directories, Rock Ridge continuation area,
 //!        file data in `IsoSpec::files` order, backup GPT (hybrid)
@@ -15,7 +16,7 @@ use super::hybrid::GPT_TAIL_BYTES;
 use super::records::{DirRecord, FIRST_VD_SECTOR, Lba, PathTableRecord, RecordDate, SECTOR, flags};
 use super::rock_ridge::{self, CeArea, SuspLayout};
 use super::tree::{Kind, NodeId, Tree};
-use super::{IsoError, IsoSpec};
+use super::{IsoError, IsoSource, IsoSpec, PLACED_START};
 
 /// The BIOS image is held in memory to patch it; GRUB's is ~100-500 KiB.
 const MAX_BIOS_IMAGE: u64 = 32 << 20;
@@ -128,7 +129,8 @@ impl Layout {
     }
 
     fn assign(&mut self, spec: &IsoSpec) -> Result<(), IsoError> {
-        let next = self.assign_metadata(spec.boot.is_some());
+        let placed_end = self.assign_placed(spec)?;
+        let next = self.assign_metadata(spec.boot.is_some(), placed_end);
         self.ce_base = Lba(next);
         let next = next + self.ce.sectors();
         self.data_start = Lba(next);
@@ -140,8 +142,8 @@ impl Layout {
         }
         files.sort_unstable();
         let mut next = u64::from(next);
-        for &(_, id, size) in &files {
-            if size > 0 {
+        for &(spec_index, id, size) in &files {
+            if size > 0 && !matches!(spec.files[spec_index].source, IsoSource::Placed { .. }) {
                 // On a 4 KiB boundary: a file's bytes then sit alike within a filesystem block
                 // in the ISO and in a file of their own, so the payload packs of a refresh can
                 // share extents with the base's on XFS or btrfs (docs/REFRESH.md).
@@ -161,13 +163,51 @@ impl Layout {
         Ok(())
     }
 
-    /// Volume descriptors, path tables, boot catalog and directories; returns the next free
-    /// block.
-    fn assign_metadata(&mut self, booting: bool) -> u32 {
+    /// Files whose bytes the caller already wrote (`IsoSource::Placed`) keep their place,
+    /// right after the volume descriptors; returns the block after the last of them (0 when
+    /// there are none).
+    fn assign_placed(&mut self, spec: &IsoSpec) -> Result<u32, IsoError> {
+        let mut placed = Vec::new();
+        for (id, node) in self.tree.nodes.iter().enumerate() {
+            if let Kind::File { spec_index, size } = node.kind
+                && let IsoSource::Placed { offset, .. } = spec.files[spec_index].source
+            {
+                placed.push((offset, size, id, spec_index));
+            }
+        }
+        placed.sort_unstable();
+        let mut end = PLACED_START;
+        for &(offset, size, id, spec_index) in &placed {
+            let bad = |why| IsoError::BadPath {
+                path: spec.files[spec_index].path.clone(),
+                why,
+            };
+            if offset % SECTOR as u64 != 0 {
+                return Err(bad("placed bytes do not start on a 2048-byte sector"));
+            }
+            if offset < end {
+                return Err(bad(
+                    "placed bytes overlap the volume descriptors or other placed bytes",
+                ));
+            }
+            self.file_lba[id] = Lba(sector_u32(offset / SECTOR as u64)?);
+            end = offset + size;
+        }
+        if placed.is_empty() {
+            return Ok(0);
+        }
+        sector_u32(end.div_ceil(SECTOR as u64))
+    }
+
+    /// Volume descriptors, then (after `placed_end`, the end of placed bytes) path tables, boot
+    /// catalog and directories; returns the next free block.
+    fn assign_metadata(&mut self, booting: bool, placed_end: u32) -> u32 {
         // El Torito 2.0: the boot record follows the PVD at 17
         let mut next = FIRST_VD_SECTOR + 1 + u32::from(booting);
         self.joliet_svd = Lba(next);
         next += 2; // Joliet SVD, terminator
+        debug_assert!(u64::from(next) * SECTOR as u64 <= PLACED_START);
+        next = next.max(placed_end);
         self.path_table_size = [self.path_table_len(false), self.path_table_len(true)];
         for (i, slot) in self.path_tables.iter_mut().enumerate() {
             *slot = Lba(next);

@@ -62,7 +62,16 @@ pub enum IsoSource {
     Symlink(String),
     /// A directory; only needed for empty directories or to set a directory's mode/mtime.
     Dir,
+    /// Bytes the caller already wrote into the output file, `len` bytes at `offset` (a
+    /// multiple of 2048, at or after [`PLACED_START`]): the writer builds the image around
+    /// them and leaves them as they are. The payload packs go straight into the ISO this way,
+    /// instead of into a file of their own that would then be copied (docs/ISO.md, "Layout").
+    Placed { offset: u64, len: u64 },
 }
+
+/// Where bytes placed by the caller (`IsoSource::Placed`) may begin: after the system area and
+/// every volume descriptor, on a 4 KiB boundary (64 KiB, sector 32).
+pub const PLACED_START: u64 = 32 * records::SECTOR as u64;
 
 /// El Torito boot images: entry 1 BIOS, entry 2 UEFI (docs/DESIGN.md).
 #[derive(Debug, Clone, Default)]

@@ -111,6 +111,109 @@ fn reader_gets_back_what_the_writer_wrote() {
     assert!(r.read_dir("README.TXT").is_err());
 }
 
+/// Writes `bytes` at `offset` of a fresh `out`, as a caller placing them would.
+fn prewrite(out: &Path, offset: u64, bytes: &[u8]) {
+    let f = std::fs::File::create(out).expect("create");
+    f.write_all_at(bytes, offset).expect("prewrite");
+}
+
+#[test]
+fn placed_bytes_stay_and_the_image_is_built_around_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("p.iso");
+    let a: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+    let b: Vec<u8> = (0..5_000u32).map(|i| (i % 7) as u8 + 1).collect();
+    let b_at = (PLACED_START + a.len() as u64).next_multiple_of(4096);
+    prewrite(&out, PLACED_START, &a);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&out)
+        .and_then(|f| f.write_all_at(&b, b_at))
+        .expect("second");
+    let mut spec = sample_spec();
+    spec.files.push(file(
+        "osimage/packs/pack-000009.osp",
+        IsoSource::Placed {
+            offset: b_at,
+            len: b.len() as u64,
+        },
+        0o444,
+    ));
+    spec.files.insert(
+        0,
+        file(
+            "osimage/packs/pack-000008.osp",
+            IsoSource::Placed {
+                offset: PLACED_START,
+                len: a.len() as u64,
+            },
+            0o444,
+        ),
+    );
+    let summary = write_iso(&spec, &out).expect("writes");
+    assert_eq!(std::fs::metadata(&out).expect("stat").len(), summary.size);
+    let r = IsoReader::open(&out).expect("opens");
+    let ea = r
+        .lookup("osimage/packs/pack-000008.osp")
+        .expect("ok")
+        .expect("a");
+    assert_eq!((ea.offset, ea.len), (PLACED_START, a.len() as u64));
+    assert_eq!(read_extent(&out, ea), a);
+    let eb = r
+        .lookup("osimage/packs/pack-000009.osp")
+        .expect("ok")
+        .expect("b");
+    assert_eq!((eb.offset, eb.len), (b_at, b.len() as u64));
+    assert_eq!(read_extent(&out, eb), b);
+    for f in &spec.files {
+        if let IsoSource::Bytes(bytes) = &f.source {
+            let e = r.lookup(&f.path).expect("lookup").expect("exists");
+            assert_eq!(&read_extent(&out, e), bytes, "{}", f.path);
+            assert!(
+                bytes.is_empty() || e.offset >= eb.offset + eb.len,
+                "{} after the placed bytes",
+                f.path
+            );
+        }
+    }
+    // Between the volume descriptors (16-19) and the placed bytes: zeros.
+    let whole = std::fs::read(&out).expect("read");
+    assert!(
+        whole[20 * 2048..PLACED_START as usize]
+            .iter()
+            .all(|&x| x == 0)
+    );
+}
+
+#[test]
+fn placed_bytes_out_of_place_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("bad.iso");
+    for (offset, why) in [
+        (
+            PLACED_START + 100,
+            "placed bytes do not start on a 2048-byte sector",
+        ),
+        (
+            16 * 2048,
+            "placed bytes overlap the volume descriptors or other placed bytes",
+        ),
+    ] {
+        let mut spec = sample_spec();
+        spec.files.push(file(
+            "osimage/x",
+            IsoSource::Placed { offset, len: 10 },
+            0o444,
+        ));
+        let e = write_iso(&spec, &out).expect_err("refused");
+        assert_eq!(
+            e.to_string(),
+            format!("invalid path in ISO spec \"osimage/x\": {why}"),
+            "offset {offset}"
+        );
+    }
+}
+
 #[test]
 fn too_large_file_is_refused_with_its_path() {
     let dir = tempfile::tempdir().expect("tempdir");

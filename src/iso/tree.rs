@@ -311,6 +311,7 @@ fn source_kind(spec_index: usize, f: &IsoFile) -> Result<Option<Kind>, IsoError>
         IsoSource::Dir => None,
         IsoSource::Symlink(target) => Some(Kind::Symlink(target.clone())),
         IsoSource::Bytes(b) => Some(file_kind(spec_index, b.len() as u64, &f.path)?),
+        IsoSource::Placed { len, .. } => Some(file_kind(spec_index, *len, &f.path)?),
         IsoSource::Path(p) => {
             let md = std::fs::metadata(p).map_err(|e| IsoError::io("stat", p, e))?;
             if !md.is_file() {

@@ -16,15 +16,32 @@ use super::{IsoError, IsoSource, IsoSpec, IsoSummary};
 
 const COPY_BUF: usize = 1 << 20;
 
-/// Writes the image described by `spec` to `out` (created or truncated). The caller handles a
-/// temporary name and the rename; contents of `IsoSource::Path` files are streamed in order.
+/// Writes the image described by `spec` to `out` (created, or truncated unless files were
+/// placed in it: `IsoSource::Placed` bytes are left as they are, every other byte is written).
+/// The caller handles a temporary name and the rename; contents of `IsoSource::Path` files are
+/// streamed in order.
 pub fn write_iso(spec: &IsoSpec, out: &Path) -> Result<IsoSummary, IsoError> {
     let layout = Layout::plan(spec, creation_time())?;
-    let file = File::create(out).map_err(|e| IsoError::io("creating", out, e))?;
+    let mut placed: Vec<(u64, u64)> = spec
+        .files
+        .iter()
+        .filter_map(|f| match f.source {
+            IsoSource::Placed { offset, len } => Some((offset, offset + len)),
+            _ => None,
+        })
+        .collect();
+    placed.sort_unstable();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(placed.is_empty())
+        .open(out)
+        .map_err(|e| IsoError::io("creating", out, e))?;
     let mut w = Out {
         w: BufWriter::with_capacity(COPY_BUF, file),
         path: out,
         pos: 0,
+        placed,
     };
     write_metadata(&layout, spec, &mut w)?;
     let data_bytes = write_files(&layout, spec, &mut w)?;
@@ -38,6 +55,9 @@ pub fn write_iso(spec: &IsoSpec, out: &Path) -> Result<IsoSummary, IsoError> {
     let file =
         w.w.into_inner()
             .map_err(|e| IsoError::io("writing", out, e.into_error()))?;
+    // Placed bytes were written before the image around them: nothing may stay past its end.
+    file.set_len(total)
+        .map_err(|e| IsoError::io("sizing", out, e))?;
     file.sync_all()
         .map_err(|e| IsoError::io("syncing", out, e))?;
     Ok(IsoSummary {
@@ -55,11 +75,15 @@ fn write_files(layout: &Layout, spec: &IsoSpec, w: &mut Out) -> Result<u64, IsoE
         let Kind::File { spec_index, .. } = layout.tree.nodes[n].kind else {
             continue;
         };
+        let f = &spec.files[spec_index];
         if size == 0 {
             continue;
         }
+        data_bytes += size;
+        if let IsoSource::Placed { .. } = f.source {
+            continue; // already there, before the metadata
+        }
         w.seek_to(layout.file_lba[n])?;
-        let f = &spec.files[spec_index];
         if layout.boot.as_ref().is_some_and(|b| b.bios == Some(n)) {
             let mut img = read_source(&f.source, size)?;
             patch_bios(layout, n, &mut img, &f.path)?;
@@ -67,7 +91,6 @@ fn write_files(layout: &Layout, spec: &IsoSpec, w: &mut Out) -> Result<u64, IsoE
         } else {
             copy_source(&f.source, size, w)?;
         }
-        data_bytes += size;
     }
     Ok(data_bytes)
 }
@@ -84,11 +107,13 @@ fn creation_time() -> i64 {
         })
 }
 
-/// A sequential writer that knows its position, for padding to the next block.
+/// A sequential writer that knows its position, for padding to the next block; it steps over
+/// the byte ranges in `placed` (sorted), which hold bytes the caller wrote.
 struct Out<'a> {
     w: BufWriter<File>,
     path: &'a Path,
     pos: u64,
+    placed: Vec<(u64, u64)>,
 }
 
 impl Out<'_> {
@@ -100,11 +125,22 @@ impl Out<'_> {
         Ok(())
     }
 
+    /// Zeros up to `at`, stepping over placed bytes.
     fn pad_to(&mut self, at: u64) -> Result<(), IsoError> {
         debug_assert!(at >= self.pos, "layout overlap: at {} pos {}", at, self.pos);
         const ZEROS: [u8; SECTOR] = [0; SECTOR];
         while self.pos < at {
-            let n = (at - self.pos).min(SECTOR as u64) as usize;
+            let next = self.placed.iter().find(|r| r.1 > self.pos).copied();
+            if let Some((start, end)) = next
+                && start <= self.pos
+            {
+                std::io::Seek::seek(&mut self.w, std::io::SeekFrom::Start(end))
+                    .map_err(|e| IsoError::io("writing", self.path, e))?;
+                self.pos = end;
+                continue;
+            }
+            let limit = next.map_or(at, |r| r.0.min(at));
+            let n = (limit - self.pos).min(SECTOR as u64) as usize;
             self.write(&ZEROS[..n])?;
         }
         Ok(())
@@ -230,6 +266,12 @@ fn read_source(src: &IsoSource, size: u64) -> Result<Vec<u8>, IsoError> {
                 });
             }
         }
+        IsoSource::Placed { .. } => {
+            return Err(IsoError::BadPath {
+                path: String::new(),
+                why: "a boot image cannot be placed bytes",
+            });
+        }
         IsoSource::Symlink(_) | IsoSource::Dir => {}
     }
     Ok(v)
@@ -239,7 +281,7 @@ fn copy_source(src: &IsoSource, size: u64, w: &mut Out) -> Result<(), IsoError> 
     let p = match src {
         IsoSource::Bytes(b) => return w.write(b),
         IsoSource::Path(p) => p,
-        IsoSource::Symlink(_) | IsoSource::Dir => return Ok(()),
+        IsoSource::Placed { .. } | IsoSource::Symlink(_) | IsoSource::Dir => return Ok(()),
     };
     let mut f = File::open(p).map_err(|e| IsoError::io("opening", p, e))?;
     // std's io::copy uses copy_file_range/sendfile between files (after flushing our
