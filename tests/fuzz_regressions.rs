@@ -100,7 +100,7 @@ fn replay(target: &str, body: fn(&[u8])) {
 
 /// fuzz_targets/manifest.rs
 fn manifest_target(data: &[u8]) {
-    if let Ok(m) = osimage::payload::frame::decode_manifest(data) {
+    if let Ok((m, _)) = osimage::payload::frame::decode_manifest(data) {
         let _ = osimage::payload::validate::validate(&m);
     }
 }

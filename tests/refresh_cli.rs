@@ -221,3 +221,53 @@ fn refresh_reads_a_changed_xattr_even_with_mtime_and_size_kept() {
         "m /tagged.txt (xattrs)\n0 added, 0 removed, 0 changed, 1 metadata only\n"
     );
 }
+
+/// A refresh copies its base's blocks without reading them (format 2: their hashes come from
+/// the base's manifest, docs/REFRESH.md "Block copies"). Damage in the base is therefore
+/// copied as it is, but not laundered: the new image records the hash of the intact block,
+/// so its own `verify` names the damaged file.
+#[test]
+fn a_damaged_base_block_is_not_laundered_by_a_refresh() {
+    use osimage::payload::writer::BaseImage;
+    let scratch = common::scratch();
+    let root = scratch.path().join("src");
+    std::fs::create_dir(&root).expect("mkdir");
+    let text: Vec<u8> = (0..60_000u32)
+        .flat_map(|i| format!("{i} ").into_bytes())
+        .collect();
+    std::fs::write(root.join("only.txt"), &text).expect("write");
+    std::thread::sleep(SETTLE);
+    let (old, new) = (
+        scratch.path().join("old.oimg"),
+        scratch.path().join("new.oimg"),
+    );
+    common::capture(&root, &old, &["-q"]).ok();
+
+    // The base's blocks come back unread: no bytes, where they lie, and the recorded hash.
+    let base = osimage::refresh::Base::open(&old, &Default::default()).expect("base");
+    let run = base.stored_run(&[0]).expect("run");
+    assert!(run.bytes.is_empty() && run.source.is_some());
+    let r = osimage::payload::reader::PayloadReader::open(&old, &Default::default()).unwrap();
+    let rec = r.manifest().blocks[0].clone();
+    let n_blocks = r.manifest().blocks.len() as u64;
+    assert_eq!(run.hashes, [rec.hash]);
+    drop(base);
+
+    // One flipped byte in the body of the base's first block.
+    let at = r.pack_spans()[rec.pack as usize].offset + rec.offset + 16 + 40;
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&old)
+        .unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[b[0] ^ 0x20], at).unwrap();
+    drop(f);
+
+    common::capture(&root, &new, &["-q", "--base", old.to_str().unwrap()]).ok();
+    assert_eq!(lineage(&new).blocks_copied, n_blocks);
+    osimage(["verify".as_ref(), new.as_os_str()])
+        .reports_damage()
+        .mentions(b"only.txt");
+}

@@ -159,7 +159,7 @@ pub fn info(r: &PayloadReader) -> InfoJson {
     InfoJson {
         image: r.path().display().to_string(),
         container: format!("{:?}", r.container()).to_lowercase(),
-        format_version: crate::payload::manifest::FORMAT_VERSION,
+        format_version: r.format_version(),
         id: m.image.id.iter().map(|b| format!("{b:02x}")).collect(),
         created: rfc3339(m.image.created),
         hostname: m.image.hostname.clone(),

@@ -109,8 +109,8 @@ impl PackSink for IsoPackWriter {
         Ok(())
     }
 
-    fn write_copy(&mut self, bytes: &[u8], src: &BlockSource) -> Result<(), PayloadError> {
+    fn write_copy(&mut self, len: u64, src: &BlockSource) -> Result<(), PayloadError> {
         self.in_pack()?;
-        self.w.write_copy(bytes, src)
+        self.w.write_copy(len, src)
     }
 }

@@ -22,20 +22,20 @@ pub struct CopyCount {
 /// boundary in both files; 4 KiB is their block on x86-64.
 const SHARE_ALIGN: u64 = 4096;
 
-/// Appends `bytes` at `dst`'s file position. `bytes` are what `src` holds at `src_offset`
-/// (read and hashed by the caller): the kernel copies them from there where it can; where it
-/// cannot (another filesystem, no support, a source shorter than expected), the rest is written
-/// from `bytes`, so the result is the same either way. When both offsets fall at the same
-/// place within a block (an unchanged pack carried whole lands where it was), the bytes up to
-/// the next block boundary go first, so the rest starts aligned in both files and a
-/// filesystem that can shares it instead of copying it.
+/// Appends the `len` bytes `src` holds at `src_offset` at `dst`'s file position: the kernel
+/// copies them where it can; where it cannot (another filesystem, no support), the rest is read
+/// and written, so the result is the same either way. A source that ends before `len` bytes is
+/// an error (`UnexpectedEof`). When both offsets fall at the same place within a block (an
+/// unchanged pack carried whole lands where it was), the bytes up to the next block boundary
+/// go first, so the rest starts aligned in both files and a filesystem that can shares it
+/// instead of copying it.
 pub fn append_copy(
     dst: &File,
     src: &File,
     src_offset: u64,
-    bytes: &[u8],
+    len: u64,
 ) -> std::io::Result<CopyCount> {
-    let len = bytes.len();
+    let len = usize::try_from(len).map_err(std::io::Error::other)?;
     let within = src_offset % SHARE_ALIGN;
     let head = match rustix::fs::seek(dst, rustix::fs::SeekFrom::Current(0)) {
         Ok(at) if within != 0 && at % SHARE_ALIGN == within => {
@@ -54,7 +54,7 @@ pub fn append_copy(
                 Err(Errno::INTR) => continue,
                 // Not possible between these files (EXDEV before Linux 5.3 and across some
                 // filesystems, ENOSYS/EOPNOTSUPP without support, EINVAL for files it cannot
-                // handle): the bytes are at hand.
+                // handle): read and write instead.
                 Err(Errno::XDEV | Errno::NOSYS | Errno::OPNOTSUPP | Errno::INVAL) => {
                     kernel_can = false
                 }
@@ -62,11 +62,18 @@ pub fn append_copy(
             }
         }
     }
+    let kernel = done as u64;
+    let mut buf = vec![0u8; (len - done).min(1 << 20)];
     let mut out = dst;
-    out.write_all(&bytes[done..])?;
+    while done < len {
+        let n = (len - done).min(buf.len());
+        std::os::unix::fs::FileExt::read_exact_at(src, &mut buf[..n], src_offset + done as u64)?;
+        out.write_all(&buf[..n])?;
+        done += n;
+    }
     Ok(CopyCount {
-        kernel: done as u64,
-        written: (len - done) as u64,
+        kernel,
+        written: (len as u64) - kernel,
     })
 }
 
@@ -84,7 +91,7 @@ mod tests {
         let src = File::open(&src_path).unwrap();
         let mut dst = tempfile::tempfile_in(dir.path()).unwrap();
         dst.write_all(b"head").unwrap();
-        let n = append_copy(&dst, &src, 1000, &data[1000..201_000]).unwrap();
+        let n = append_copy(&dst, &src, 1000, 200_000).unwrap();
         assert_eq!(n.kernel + n.written, 200_000);
         dst.write_all(b"tail").unwrap();
         let mut got = Vec::new();
@@ -105,10 +112,10 @@ mod tests {
         let mut dst = tempfile::tempfile_in(dir.path()).unwrap();
         // The destination at 100 past a boundary, the source too: a head of 3996 bytes first.
         dst.write_all(&data[..4196]).unwrap();
-        let n = append_copy(&dst, &src, 4196, &data[4196..30_000]).unwrap();
+        let n = append_copy(&dst, &src, 4196, 30_000 - 4196).unwrap();
         assert_eq!(n.kernel + n.written, 30_000 - 4196);
         // A copy shorter than the head.
-        let n = append_copy(&dst, &src, 30_000, &data[30_000..30_010]).unwrap();
+        let n = append_copy(&dst, &src, 30_000, 10).unwrap();
         assert_eq!(n.kernel + n.written, 10);
         let mut got = Vec::new();
         dst.seek(SeekFrom::Start(0)).unwrap();
@@ -117,17 +124,34 @@ mod tests {
     }
 
     #[test]
-    fn a_source_shorter_than_expected_is_completed_from_memory() {
+    fn a_source_shorter_than_expected_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let src_path = dir.path().join("src");
         std::fs::write(&src_path, b"abcdef").unwrap();
         let src = File::open(&src_path).unwrap();
-        let mut dst = tempfile::tempfile_in(dir.path()).unwrap();
-        let n = append_copy(&dst, &src, 2, b"cdefgh").unwrap();
-        assert_eq!(n.written, 2);
-        let mut got = Vec::new();
-        dst.seek(SeekFrom::Start(0)).unwrap();
-        dst.read_to_end(&mut got).unwrap();
-        assert_eq!(got, b"cdefgh");
+        let dst = tempfile::tempfile_in(dir.path()).unwrap();
+        let e = append_copy(&dst, &src, 2, 6).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn without_kernel_copies_the_bytes_are_read_and_written() {
+        // A pipe cannot be a copy_file_range destination: every byte goes the slow way.
+        let dir = tempfile::tempdir().unwrap();
+        let src_path = dir.path().join("src");
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 241) as u8).collect();
+        std::fs::write(&src_path, &data).unwrap();
+        let src = File::open(&src_path).unwrap();
+        let (mut r, w) = std::io::pipe().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            r.read_to_end(&mut got).unwrap();
+            got
+        });
+        let dst = File::from(std::os::fd::OwnedFd::from(w));
+        let n = append_copy(&dst, &src, 7, 2_500_000).unwrap();
+        drop(dst);
+        assert_eq!((n.kernel, n.written), (0, 2_500_000));
+        assert_eq!(reader.join().unwrap(), &data[7..2_500_007]);
     }
 }

@@ -158,7 +158,7 @@ impl PackSink for OimgWriter {
     fn end_pack(&mut self) -> Result<(), PayloadError> {
         Ok(())
     }
-    fn write_copy(&mut self, bytes: &[u8], src: &BlockSource) -> Result<(), PayloadError> {
-        self.w.write_copy(bytes, src)
+    fn write_copy(&mut self, len: u64, src: &BlockSource) -> Result<(), PayloadError> {
+        self.w.write_copy(len, src)
     }
 }

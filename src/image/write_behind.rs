@@ -51,12 +51,12 @@ impl WriteBehind {
         self.advance(bytes.len() as u64)
     }
 
-    /// Appends `bytes`, which `src` holds too: the kernel copies them (`kernel_copy`).
-    pub fn write_copy(&mut self, bytes: &[u8], src: &BlockSource) -> Result<(), PayloadError> {
+    /// Appends the `len` bytes `src` holds, copied by the kernel (`kernel_copy`).
+    pub fn write_copy(&mut self, len: u64, src: &BlockSource) -> Result<(), PayloadError> {
         self.out.flush().map_err(|e| self.err(e))?;
-        super::kernel_copy::append_copy(self.out.get_ref(), &src.file, src.offset, bytes)
+        super::kernel_copy::append_copy(self.out.get_ref(), &src.file, src.offset, len)
             .map_err(|e| self.err(e))?;
-        self.advance(bytes.len() as u64)
+        self.advance(len)
     }
 
     /// Zeros up to the next multiple of `align` bytes.

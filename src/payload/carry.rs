@@ -1,7 +1,8 @@
 //! Blocks a refresh carries over from its base (docs/REFRESH.md, "Block copies"): once the
 //! workers are done, every base block the new image uses is sent to the pack thread in the
-//! base's order, so blocks adjacent there travel as one run: one read (for the pack hash and
-//! the header checks) and one kernel-side copy (`PackSink::write_copy`) per run.
+//! base's order, so blocks adjacent there travel as one run: one kernel-side copy
+//! (`PackSink::write_copy`) per run, the blocks' hashes taken from the base's manifest. Only a
+//! base of format version 1 (no block hashes) or an encrypted one is read: one read per run.
 
 use std::collections::HashMap;
 
@@ -18,9 +19,11 @@ const RUN_BYTES: u64 = 4 << 20;
 
 /// Base blocks as stored, for `BaseImage::stored_run`.
 pub struct StoredRun {
-    /// Each block's header, checked against the base's manifest.
+    /// Each block's header (checked against the base's manifest when read).
     pub headers: Vec<BlockHeader>,
-    /// Headers and bodies back to back, as in the base's pack.
+    /// Each block's BLAKE3 as stored (header and body).
+    pub hashes: Vec<[u8; 32]>,
+    /// Headers and bodies back to back, as in the base's pack; empty when not read.
     pub bytes: Vec<u8>,
     /// Where `bytes` lie in the base's file (a plain base only).
     pub source: Option<BlockSource>,
@@ -68,13 +71,14 @@ fn send_run(
 ) -> Result<(), PayloadError> {
     let from: Vec<BlockIndex> = run.iter().map(|&(f, _)| f).collect();
     let stored = base.stored_run(&from)?;
-    if stored.headers.len() != run.len() {
+    if stored.headers.len() != run.len() || stored.hashes.len() != run.len() {
         return Err(PayloadError::format("internal: a base run lost blocks"));
     }
     let blocks = run
         .iter()
         .zip(stored.headers)
-        .map(|(&(_, to), h)| (to, h))
+        .zip(stored.hashes)
+        .map(|((&(_, to), h), hash)| (to, h, hash))
         .collect();
     tx.send(Outgoing {
         blocks,

@@ -1,13 +1,14 @@
 //! The manifest: everything an image knows besides chunk bytes (docs/FORMAT.md §5).
 //!
 //! Plain data types with serde derives, encoded with bincode 2 (standard config) and framed by
-//! `payload::frame`. Every field here is part of format version 1: changing one means bumping
-//! `FORMAT_VERSION` and documenting it in docs/FORMAT.md.
+//! `payload::frame`. Every field here is part of format version 2: changing one means bumping
+//! `FORMAT_VERSION` and documenting it in docs/FORMAT.md. `v1` holds what version 1 differed
+//! in, to keep reading it.
 
 use serde::{Deserialize, Serialize};
 
 /// Version of the payload format this build writes and the highest it reads.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 
 /// A chunk's identity: the BLAKE3 hash of its uncompressed bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -97,7 +98,9 @@ pub struct ChunkParams {
 pub struct PackRecord {
     /// Total length of the pack in bytes, header included.
     pub len: u64,
-    /// BLAKE3 of the whole pack.
+    /// Version 2: BLAKE3 of the pack's 64-byte header followed by the `hash` of each of its
+    /// blocks in offset order (the blocks tile the pack, so this covers every byte of it).
+    /// Version 1: BLAKE3 of the whole pack.
     pub hash: [u8; 32],
 }
 
@@ -121,6 +124,9 @@ pub struct BlockRecord {
     /// Length of the uncompressed body.
     pub raw_len: u32,
     pub codec: Codec,
+    /// BLAKE3 of the block as stored: its 16-byte header and stored body (of the plaintext,
+    /// in an encrypted image). Version 2; all zero in an image of version 1, which has none.
+    pub hash: [u8; 32],
 }
 
 /// Where a unique chunk lives.
@@ -319,6 +325,64 @@ impl EntryKind {
             EntryKind::BlockDevice { .. } => 'b',
             EntryKind::Fifo => 'p',
             EntryKind::Socket => 's',
+        }
+    }
+}
+
+/// Format version 1: the same manifest without block hashes (docs/FORMAT.md §8).
+pub mod v1 {
+    use super::*;
+
+    /// Version 1's `Manifest`: field for field the same but for `blocks`.
+    #[derive(Deserialize)]
+    pub struct Manifest {
+        image: ImageInfo,
+        packs: Vec<PackRecord>,
+        blocks: Vec<BlockRecord>,
+        chunks: Vec<ChunkRecord>,
+        entries: Vec<Entry>,
+        users: Vec<(u32, String)>,
+        groups: Vec<(u32, String)>,
+        filesystems: Vec<CapturedFs>,
+        stats: CaptureStats,
+        extensions: Vec<Extension>,
+    }
+
+    /// Version 1's `BlockRecord`: no hash.
+    #[derive(Deserialize)]
+    struct BlockRecord {
+        pack: PackIndex,
+        offset: u64,
+        stored_len: u32,
+        raw_len: u32,
+        codec: Codec,
+    }
+
+    impl From<Manifest> for super::Manifest {
+        fn from(m: Manifest) -> Self {
+            super::Manifest {
+                image: m.image,
+                packs: m.packs,
+                blocks: m
+                    .blocks
+                    .into_iter()
+                    .map(|b| super::BlockRecord {
+                        pack: b.pack,
+                        offset: b.offset,
+                        stored_len: b.stored_len,
+                        raw_len: b.raw_len,
+                        codec: b.codec,
+                        hash: [0; 32],
+                    })
+                    .collect(),
+                chunks: m.chunks,
+                entries: m.entries,
+                users: m.users,
+                groups: m.groups,
+                filesystems: m.filesystems,
+                stats: m.stats,
+                extensions: m.extensions,
+            }
         }
     }
 }

@@ -1,10 +1,13 @@
 //! The pack thread of the capture pipeline: appends the blocks the workers send to packs of at
-//! most 1 GiB, hashing each pack as it goes (docs/FORMAT.md §1–3).
+//! most 1 GiB, and records each block's place and hash and each pack's hash (docs/FORMAT.md
+//! §1–3).
 //!
-//! A message is one freshly compressed block, or a run of blocks a refresh carries over from
-//! its base, adjacent there (docs/REFRESH.md, "Block copies"). A run's bytes are hashed here
-//! like any others, then handed to the sink with where they lie in the base, so a sink
-//! writing to a file has the kernel copy them (`PackSink::write_copy`).
+//! A message is one freshly compressed block (hashed by the worker that compressed it), or a
+//! run of blocks a refresh carries over from its base, adjacent there (docs/REFRESH.md, "Block
+//! copies"), with their hashes from the base's manifest. A pack's hash covers its header and
+//! its blocks' hashes, so a carried run need not be read here: it is handed to the sink with
+//! where it lies in the base, and a sink writing to a file has the kernel copy it
+//! (`PackSink::write_copy`).
 
 use std::fs::File;
 use std::sync::Arc;
@@ -25,30 +28,44 @@ pub struct BlockSource {
     pub offset: u64,
 }
 
+/// One block on its way: this image's index for it, its header, and the BLAKE3 of its stored
+/// bytes (header and body).
+pub type BlockEntry = (BlockIndex, BlockHeader, [u8; 32]);
+
 /// Blocks on their way to the pack thread, written back to back in this order.
 pub struct Outgoing {
-    /// This image's index and the header of each block, in the order of `bytes`.
-    pub blocks: Vec<(BlockIndex, BlockHeader)>,
-    /// Each block's header and stored body, back to back.
+    pub blocks: Vec<BlockEntry>,
+    /// Each block's header and stored body, back to back; empty when the run is copied from
+    /// `source` without being read.
     pub bytes: Vec<u8>,
-    /// Where `bytes` lie in the base, for blocks carried over from it (a plain base).
+    /// Where the run lies in the base, for blocks carried over from a plain base: the sink
+    /// copies them from there.
     pub source: Option<BlockSource>,
     /// Blocks carried over from a base, as stored there (encrypted bases too).
     pub carried: bool,
 }
 
 impl Outgoing {
-    /// One block: `header` and its stored `body`.
+    /// One block: `header` and its stored `body`, hashed here.
     pub fn block(index: BlockIndex, header: BlockHeader, body: &[u8]) -> Self {
         let mut bytes = Vec::with_capacity(BLOCK_HEADER_LEN + body.len());
         bytes.extend_from_slice(&header.encode());
         bytes.extend_from_slice(body);
+        let hash = *blake3::hash(&bytes).as_bytes();
         Outgoing {
-            blocks: vec![(index, header)],
+            blocks: vec![(index, header, hash)],
             bytes,
             source: None,
             carried: false,
         }
+    }
+
+    /// The run's length as stored.
+    fn len(&self) -> usize {
+        self.blocks
+            .iter()
+            .map(|(_, h, _)| BLOCK_HEADER_LEN + h.stored_len as usize)
+            .sum()
     }
 }
 
@@ -58,7 +75,7 @@ struct Packs<'a> {
     image_id: [u8; 16],
     packs: Vec<PackRecord>,
     blocks: Vec<Option<BlockRecord>>,
-    /// The open pack: bytes so far and their hash.
+    /// The open pack: its length so far, and the hash of its header and its blocks' hashes.
     open: Option<(u64, blake3::Hasher)>,
 }
 
@@ -119,13 +136,16 @@ impl Packs<'_> {
     /// Appends the message's blocks, starting a new pack where the open one would pass
     /// MAX_PACK_LEN; the bytes between pack boundaries go to the sink in one call.
     fn append(&mut self, out: &Outgoing) -> Result<(), PayloadError> {
+        let run = out.len();
+        if (out.bytes.len() != run && !out.bytes.is_empty())
+            || (out.bytes.is_empty() && out.source.is_none())
+        {
+            return Err(PayloadError::format("internal: a block run is short"));
+        }
         let mut at = 0usize;
         let mut segment = 0usize;
-        for &(index, header) in &out.blocks {
+        for &(index, header, hash) in &out.blocks {
             let total = BLOCK_HEADER_LEN + header.stored_len as usize;
-            if at + total > out.bytes.len() {
-                return Err(PayloadError::format("internal: a block run is short"));
-            }
             if self
                 .open
                 .as_ref()
@@ -146,34 +166,32 @@ impl Packs<'_> {
                 stored_len: header.stored_len,
                 raw_len: header.raw_len,
                 codec: header.codec,
+                hash,
             });
-            if let Some((len, _)) = self.open.as_mut() {
+            if let Some((len, h)) = self.open.as_mut() {
                 *len += total as u64;
+                h.update(&hash);
             }
             at += total;
         }
         self.emit(out, segment, at)
     }
 
-    /// Hashes and writes `out.bytes[from..to]`, all of it in the open pack.
+    /// Writes the run's bytes `from..to`, all of them in the open pack: copied from the base
+    /// when the run has a source, else from memory.
     fn emit(&mut self, out: &Outgoing, from: usize, to: usize) -> Result<(), PayloadError> {
         if from == to {
             return Ok(());
         }
-        let bytes = &out.bytes[from..to];
-        let Some((_, h)) = self.open.as_mut() else {
-            return Err(PayloadError::format("internal: no open pack"));
-        };
-        h.update(bytes);
         match &out.source {
             Some(s) => self.sink.write_copy(
-                bytes,
+                (to - from) as u64,
                 &BlockSource {
                     file: s.file.clone(),
                     offset: s.offset + from as u64,
                 },
             ),
-            None => self.sink.write_all(bytes),
+            None => self.sink.write_all(&out.bytes[from..to]),
         }
     }
 

@@ -1,8 +1,8 @@
 //! Opening an image and reading verified chunks from it, wherever it lives (`image`).
 //!
 //! `open` checks the whole structure before returning (FORMAT.md §7): a truncated, foreign or
-//! damaged image is refused before a caller writes anything. Chunk bytes are checked against
-//! their BLAKE3 id on every read.
+//! damaged image is refused before a caller writes anything. Block bytes are checked against
+//! their block's hash (format version 2) and chunk bytes against their BLAKE3 id on every read.
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +21,8 @@ pub struct PayloadReader {
     kind: ContainerKind,
     encrypted: bool,
     manifest: Manifest,
+    /// The manifest's format version (1 or 2): version 1 has no block hashes.
+    version: u16,
     packs: Vec<Span>,
 }
 
@@ -69,7 +71,7 @@ impl PayloadReader {
 
     fn from_container(path: &Path, c: image::Container) -> Result<PayloadReader, PayloadError> {
         let frame = c.manifest_bytes()?;
-        let manifest = decode_manifest(&frame).map_err(|e| e.at(path))?;
+        let (manifest, version) = decode_manifest(&frame).map_err(|e| e.at(path))?;
         validate(&manifest).map_err(|e| e.at(path))?;
         let packs = c.packs(&manifest)?;
         Ok(PayloadReader {
@@ -77,8 +79,19 @@ impl PayloadReader {
             kind: c.kind,
             encrypted: c.encrypted(),
             manifest,
+            version,
             packs,
         })
+    }
+
+    /// The image's format version (docs/FORMAT.md §8).
+    pub fn format_version(&self) -> u16 {
+        self.version
+    }
+
+    /// Whether the manifest records each block's hash (format version 2 on).
+    pub fn has_block_hashes(&self) -> bool {
+        self.version >= 2
     }
 
     /// Whether the image is encrypted (FORMAT.md §11).
@@ -137,6 +150,14 @@ impl PayloadReader {
         cache.stored.resize(rec.stored_len as usize, 0);
         span.read_exact_at(&mut cache.stored, rec.offset + BLOCK_HEADER_LEN as u64)
             .map_err(|e| self.damaged(format!("block {b}: {e}")))?;
+        if self.has_block_hashes() {
+            let mut h = blake3::Hasher::new();
+            h.update(&head);
+            h.update(&cache.stored);
+            if h.finalize().as_bytes() != &rec.hash {
+                return Err(self.damaged(format!("block {b} is damaged (BLAKE3 mismatch)")));
+            }
+        }
         let mut out = if cache.slots.len() >= CACHE_SLOTS {
             cache.slots.pop().map(|(_, v)| v).unwrap_or_default()
         } else {

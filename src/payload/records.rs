@@ -220,6 +220,8 @@ impl BlockHeader {
 /// The header of the manifest frame (FORMAT.md §4).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FrameHeader {
+    /// The format version of the manifest in the body (`FORMAT_VERSION` when writing).
+    pub version: u16,
     /// Flags bit 0: the body is a sealed stream holding the plain frame (FORMAT.md §11.4).
     pub sealed: bool,
     pub stored_len: u64,
@@ -231,7 +233,7 @@ impl FrameHeader {
     pub fn encode(&self) -> [u8; RECORD_LEN] {
         let mut b = [0u8; RECORD_LEN];
         b[0..8].copy_from_slice(MANIFEST_MAGIC); // 0: magic
-        b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes()); // 8: version
+        b[8..10].copy_from_slice(&self.version.to_le_bytes()); // 8: version
         b[10] = 1; // 10: codec zstd
         b[11] = self.sealed as u8; // 11: flags; 12: reserved
         b[16..24].copy_from_slice(&self.stored_len.to_le_bytes()); // 16: stored length
@@ -244,7 +246,8 @@ impl FrameHeader {
         if &b[0..8] != MANIFEST_MAGIC {
             return Err(PayloadError::format("manifest frame has a bad magic"));
         }
-        check_version(u16_at(b, 8), "the manifest")?;
+        let version = u16_at(b, 8);
+        check_version(version, "the manifest")?;
         if b[10] != 1 {
             return Err(PayloadError::format(format!(
                 "manifest has unknown codec {}",
@@ -258,6 +261,7 @@ impl FrameHeader {
         }
         check_reserved(b, 12..16, "the manifest frame header")?;
         let h = FrameHeader {
+            version,
             sealed: b[11] & FLAG_ENCRYPTED as u8 != 0,
             stored_len: u64_at(b, 16),
             raw_len: u64_at(b, 24),
@@ -323,6 +327,7 @@ mod tests {
         };
         assert_eq!(PackHeader::decode(&p.encode()).unwrap(), p);
         let f = FrameHeader {
+            version: FORMAT_VERSION,
             sealed: false,
             stored_len: 10,
             raw_len: 20,

@@ -35,6 +35,7 @@ fn check_tables(m: &Manifest) -> Result<(), PayloadError> {
             return Err(bad(format!("block {i} lies outside pack {}", b.pack)));
         }
     }
+    check_tiling(m)?;
     let mut ids = HashSet::with_capacity(m.chunks.len());
     for (i, c) in m.chunks.iter().enumerate() {
         let block = m.blocks.get(c.block as usize).ok_or_else(|| {
@@ -48,6 +49,39 @@ fn check_tables(m: &Manifest) -> Result<(), PayloadError> {
         }
         if !ids.insert(c.id) {
             return Err(bad(format!("chunk {i} is listed twice")));
+        }
+    }
+    Ok(())
+}
+
+/// Each pack is its 64-byte header and its blocks back to back, nothing else (FORMAT.md §3):
+/// a pack hash over the header and the blocks' hashes then covers every byte of the pack.
+fn check_tiling(m: &Manifest) -> Result<(), PayloadError> {
+    let mut by_pack: Vec<Vec<(u64, u64)>> = vec![Vec::new(); m.packs.len()];
+    for b in &m.blocks {
+        by_pack[b.pack as usize].push((b.offset, BLOCK_HEADER_LEN as u64 + b.stored_len as u64));
+    }
+    for (i, mut blocks) in by_pack.into_iter().enumerate() {
+        blocks.sort_unstable();
+        let mut at = 64;
+        for (offset, len) in blocks {
+            if offset != at {
+                return Err(bad(format!(
+                    "pack {i} has {} at {at}, where its next block should be",
+                    if offset > at {
+                        "a gap"
+                    } else {
+                        "overlapping blocks"
+                    }
+                )));
+            }
+            at += len;
+        }
+        if at != m.packs[i].len {
+            return Err(bad(format!(
+                "pack {i} is {} bytes but its blocks end at {at}",
+                m.packs[i].len
+            )));
         }
     }
     Ok(())
@@ -185,5 +219,49 @@ mod tests {
         assert!(validate(&m).unwrap_err().to_string().contains("unsafe"));
         m.entries[1] = entry("x", EntryKind::Fifo);
         validate(&m).unwrap();
+    }
+
+    #[test]
+    fn blocks_must_tile_their_pack() {
+        use crate::payload::manifest::{BlockRecord, Codec, PackRecord};
+        let block = |offset: u64, stored_len: u32| BlockRecord {
+            pack: 0,
+            offset,
+            stored_len,
+            raw_len: stored_len,
+            codec: Codec::Raw,
+            hash: [0; 32],
+        };
+        let mut m = Manifest::default();
+        m.entries.push(entry("", EntryKind::Directory));
+        m.packs.push(PackRecord {
+            len: 64 + 16 + 100 + 16 + 50,
+            hash: [0; 32],
+        });
+        // Listed out of order: fine, as long as they tile.
+        m.blocks = vec![block(64 + 116, 50), block(64, 100)];
+        validate(&m).unwrap();
+        m.blocks[0].offset += 1;
+        m.packs[0].len += 1;
+        assert!(
+            validate(&m)
+                .unwrap_err()
+                .to_string()
+                .contains("a gap at 180")
+        );
+        m.blocks[0].offset -= 2;
+        assert!(
+            validate(&m)
+                .unwrap_err()
+                .to_string()
+                .contains("overlapping")
+        );
+        m.blocks[0].offset += 1;
+        assert!(
+            validate(&m)
+                .unwrap_err()
+                .to_string()
+                .contains("is 247 bytes but its blocks end at 246")
+        );
     }
 }

@@ -43,12 +43,23 @@ pub trait PackSink: Send {
     fn begin_pack(&mut self, index: u32) -> Result<(), PayloadError>;
     /// The current pack is complete.
     fn end_pack(&mut self) -> Result<(), PayloadError>;
-    /// Appends `bytes`, which are also the bytes of `src.file` at `src.offset` (blocks a
-    /// refresh carries over from its base). A sink writing to a file has the kernel copy them
-    /// (`image::kernel_copy`); this default writes them.
-    fn write_copy(&mut self, bytes: &[u8], src: &BlockSource) -> Result<(), PayloadError> {
-        let _ = src;
-        self.write_all(bytes)
+    /// Appends the `len` bytes of `src.file` at `src.offset` (blocks a refresh carries over
+    /// from its base). A sink writing to a file has the kernel copy them
+    /// (`image::kernel_copy`); this default reads and writes them (an encrypted image's sink
+    /// seals them on the way).
+    fn write_copy(&mut self, len: u64, src: &BlockSource) -> Result<(), PayloadError> {
+        let mut buf = vec![0u8; len.min(4 << 20) as usize];
+        let mut done = 0u64;
+        while done < len {
+            let n = (len - done).min(buf.len() as u64) as usize;
+            std::os::unix::fs::FileExt::read_exact_at(&*src.file, &mut buf[..n], src.offset + done)
+                .map_err(|e| {
+                    PayloadError::format(format!("cannot read a block of the base image: {e}"))
+                })?;
+            self.write_all(&buf[..n])?;
+            done += n as u64;
+        }
+        Ok(())
     }
 }
 
@@ -90,9 +101,10 @@ pub trait BaseImage: Sync {
     fn chunks_in_block(&self, b: BlockIndex) -> &[ChunkIndex];
     /// Where the base stores block `b`: its pack, and the range of its header and body there.
     fn block_extent(&self, b: BlockIndex) -> Option<(u32, std::ops::Range<u64>)>;
-    /// Blocks `blocks`, adjacent in one of the base's packs in this order, exactly as stored
-    /// (headers and bodies back to back, read at once and checked against the base's
-    /// manifest), with where those bytes lie in the base's file when it is not encrypted.
+    /// Blocks `blocks`, adjacent in one of the base's packs in this order: their headers and
+    /// hashes, where they lie in the base's file when it is not encrypted, and, when they
+    /// cannot be copied from there unread, their bytes exactly as stored (headers and bodies
+    /// back to back, read at once and checked against the base's manifest).
     fn stored_run(&self, blocks: &[BlockIndex]) -> Result<super::carry::StoredRun, PayloadError>;
 }
 

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use crate::payload::PayloadError;
 use crate::payload::carry::StoredRun;
 use crate::payload::manifest::{
-    BlockIndex, CapturedFs, ChunkId, ChunkIndex, ChunkRecord, DataRun, Entry, EntryKind, Manifest,
-    Meta, Timestamp, Xattr,
+    BlockIndex, BlockRecord, CapturedFs, ChunkId, ChunkIndex, ChunkRecord, DataRun, Entry,
+    EntryKind, Manifest, Meta, Timestamp, Xattr,
 };
 use crate::payload::packer::BlockSource;
 use crate::payload::reader::PayloadReader;
@@ -228,6 +228,7 @@ impl BaseImage for Base {
         let (Some((pack, first)), Some((_, last))) = (extents.first(), extents.last()) else {
             return Ok(StoredRun {
                 headers: Vec::new(),
+                hashes: Vec::new(),
                 bytes: Vec::new(),
                 source: None,
             });
@@ -243,32 +244,62 @@ impl BaseImage for Base {
             .pack_spans()
             .get(*pack as usize)
             .ok_or_else(|| damaged(blocks[0], format!("pack {pack} does not exist")))?;
-        // One pread for the whole run: it is copied as stored, never decompressed.
-        let mut bytes = vec![0u8; (last.end - first.start) as usize];
-        span.read_exact_at(&mut bytes, first.start)
-            .map_err(|e| damaged(blocks[0], e.to_string()))?;
-        let mut headers = Vec::with_capacity(blocks.len());
-        for (&b, (_, range)) in blocks.iter().zip(&extents) {
-            let at = (range.start - first.start) as usize;
-            let mut head = [0u8; BLOCK_HEADER_LEN];
-            head.copy_from_slice(&bytes[at..at + BLOCK_HEADER_LEN]);
-            let h = BlockHeader::decode(&head).map_err(|e| damaged(b, e.to_string()))?;
-            let rec = &self.manifest().blocks[b as usize];
-            if h.codec != rec.codec || h.raw_len != rec.raw_len || h.stored_len != rec.stored_len {
-                return Err(damaged(b, "header disagrees with the manifest".into()));
-            }
-            headers.push(h);
-        }
+        let records: Vec<&BlockRecord> = blocks
+            .iter()
+            .map(|&b| &self.manifest().blocks[b as usize])
+            .collect();
         // A plain span's bytes are the file's own: the sink may copy them in the kernel.
         let source = span.sealed.is_none().then(|| BlockSource {
             file: span.file.clone(),
             offset: span.offset + first.start,
         });
+        if source.is_some() && self.reader.has_block_hashes() {
+            // Not read at all: the manifest has each block's header fields and hash, and the
+            // new image records that hash, so `verify` of the new image checks these bytes.
+            return Ok(StoredRun {
+                headers: records.iter().map(|r| header_of(r)).collect(),
+                hashes: records.iter().map(|r| r.hash).collect(),
+                bytes: Vec::new(),
+                source,
+            });
+        }
+        // One pread for the whole run: it is copied as stored, never decompressed.
+        let mut bytes = vec![0u8; (last.end - first.start) as usize];
+        span.read_exact_at(&mut bytes, first.start)
+            .map_err(|e| damaged(blocks[0], e.to_string()))?;
+        let mut headers = Vec::with_capacity(blocks.len());
+        let mut hashes = Vec::with_capacity(blocks.len());
+        for ((&b, (_, range)), rec) in blocks.iter().zip(&extents).zip(&records) {
+            let at = (range.start - first.start) as usize;
+            let stored = &bytes[at..(range.end - first.start) as usize];
+            let mut head = [0u8; BLOCK_HEADER_LEN];
+            head.copy_from_slice(&stored[..BLOCK_HEADER_LEN]);
+            let h = BlockHeader::decode(&head).map_err(|e| damaged(b, e.to_string()))?;
+            if h != header_of(rec) {
+                return Err(damaged(b, "header disagrees with the manifest".into()));
+            }
+            let hash = *blake3::hash(stored).as_bytes();
+            if self.reader.has_block_hashes() && hash != rec.hash {
+                return Err(damaged(b, "damaged (BLAKE3 mismatch)".into()));
+            }
+            headers.push(h);
+            hashes.push(hash);
+        }
         Ok(StoredRun {
             headers,
+            hashes,
             bytes,
             source,
         })
+    }
+}
+
+/// The on-disk header a block record describes.
+fn header_of(r: &BlockRecord) -> BlockHeader {
+    BlockHeader {
+        codec: r.codec,
+        raw_len: r.raw_len,
+        stored_len: r.stored_len,
     }
 }
 
