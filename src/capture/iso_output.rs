@@ -7,7 +7,7 @@ use super::CaptureError;
 use crate::image::iso::{KEYS_NAME, MANIFEST_NAME, PAYLOAD_DIR, pack_path};
 use crate::image::iso_packs::IsoPayload;
 use crate::iso::{
-    GrubBoot, IsoFile, IsoSource, IsoSpec, build_grub_boot, find_signed_chain, write_iso,
+    GrubBoot, IsoFile, IsoSource, IsoSpec, find_signed_chain, start_grub_boot, write_iso,
 };
 use crate::layout::DiskLayout;
 use crate::payload::manifest::Manifest;
@@ -121,20 +121,29 @@ struct PlannedBoot {
     secure_boot: bool,
 }
 
-/// Plans the rescue environment and builds GRUB's boot images; returns the notes to show.
+/// Plans the rescue environment and builds GRUB's boot images, the BIOS one (a `grub-mkimage`
+/// of its own) while the plan is made; returns the notes to show.
 fn plan_boot(
     root: &Path,
     spec: &RescueSpec,
     work: &Path,
 ) -> Result<(PlannedRescue, PlannedBoot, Vec<String>), CaptureError> {
-    let planned = plan_rescue(spec, &work.join("rescue"))?;
-    let mut notes = planned.notes().to_vec();
     let menu = MenuParams {
         title: super::hostname_of(root),
         ..MenuParams::default()
     };
     let id_hex = image_id_hex(&spec.image_id);
     let cfg = grub_cfg(&id_hex, &menu);
+    // GRUB's modules from the host, matching the host's grub-mkimage that assembles them
+    // (capturing `/` they are the captured system's own); the captured root's if the host
+    // lacks them.
+    let from_root = || start_grub_boot(root, &cfg, &work.join("grub-root"));
+    let (pending, on_host) = match start_grub_boot(Path::new("/"), &cfg, &work.join("grub")) {
+        Ok(p) => (p, true),
+        Err(host_err) => (from_root().map_err(|_| host_err)?, false),
+    };
+    let planned = plan_rescue(spec, &work.join("rescue"))?;
+    let mut notes = planned.notes().to_vec();
     // UEFI: the captured system's own signed chain when it has one (docs/SECUREBOOT.md).
     let signed = find_signed_chain(root, planned.kernel_image());
     notes.push(match &signed {
@@ -149,14 +158,11 @@ fn plan_boot(
         ),
     });
     let chain = signed.as_ref().ok();
-    // GRUB's modules from the host, matching the host's grub-mkimage that assembles them
-    // (capturing `/` they are the captured system's own); the captured root's if the host
-    // lacks them.
-    let grub = match build_grub_boot(Path::new("/"), &cfg, &work.join("grub"), chain) {
+    let grub = match pending.finish(chain) {
         Ok(g) => g,
-        Err(host_err) => {
-            build_grub_boot(root, &cfg, &work.join("grub-root"), chain).map_err(|_| host_err)?
-        }
+        // The host has GRUB's BIOS files but not its EFI ones: all from the captured root.
+        Err(e) if on_host => from_root().and_then(|p| p.finish(chain)).map_err(|_| e)?,
+        Err(e) => return Err(e.into()),
     };
     let boot = PlannedBoot {
         menu,

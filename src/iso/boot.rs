@@ -74,8 +74,31 @@ pub fn build_grub_boot(
     work_dir: &Path,
     signed: Option<&SignedChain>,
 ) -> Result<GrubBoot, IsoError> {
+    start_grub_boot(grub_root, grub_cfg, work_dir)?.finish(signed)
+}
+
+/// A GRUB build under way: the BIOS image is being made by a `grub-mkimage` of its own while
+/// the caller works out whether UEFI boots through a signed chain (`finish`).
+pub struct PendingGrub {
+    grub_root: PathBuf,
+    grub_cfg: String,
+    work_dir: PathBuf,
+    id: String,
+    search_file: String,
+    early: PathBuf,
+    bios_img: PathBuf,
+    /// The BIOS `grub-mkimage`, until `finish` waits for it (killed if dropped first).
+    bios: Option<std::process::Child>,
+}
+
+/// Checks the BIOS GRUB files under `grub_root` and starts making the BIOS image; `finish`
+/// makes the ESP image and waits for it.
+pub fn start_grub_boot(
+    grub_root: &Path,
+    grub_cfg: &str,
+    work_dir: &Path,
+) -> Result<PendingGrub, IsoError> {
     let pc = grub_root.join("usr/lib/grub/i386-pc");
-    let efi = grub_root.join("usr/lib/grub/x86_64-efi");
     let pc_files = [
         "cdboot.img",
         "boot_hybrid.img",
@@ -92,79 +115,117 @@ pub fn build_grub_boot(
         "GRUB BIOS files",
         "grub-pc-bin",
     )?;
-    if signed.is_none() {
-        require(
-            &efi,
-            &["kernel.img", "moddep.lst"],
-            MODULES,
-            EFI_ONLY,
-            "GRUB EFI files",
-            "grub-efi-amd64-bin",
-        )?;
-    }
     std::fs::create_dir_all(work_dir).map_err(|e| IsoError::io("creating", work_dir, e))?;
-
     let id = boot_id(grub_cfg);
     let search_file = format!("/boot/grub/osimage-{id}.id");
     let early = work_dir.join("early.cfg");
     write(&early, early_config(&search_file).as_bytes())?;
-
     let bios_img = work_dir.join("eltorito.img");
-    mkimage(&pc, "i386-pc-eltorito", &early, &bios_img, BIOS_ONLY)?;
-    let esp_files = match signed {
-        Some(chain) => {
-            let mut files = vec![
-                (chain.shim.clone(), "BOOTX64.EFI"),
-                (chain.grub.clone(), "grubx64.efi"),
-            ];
-            files.extend(chain.mok_manager.clone().map(|m| (m, "mmx64.efi")));
-            files
-        }
-        None => {
-            let bootx64 = work_dir.join("BOOTX64.EFI");
-            mkimage(&efi, "x86_64-efi", &early, &bootx64, EFI_ONLY)?;
-            vec![(bootx64, "BOOTX64.EFI")]
-        }
-    };
-    let esp = work_dir.join("efi.img");
-    build_esp(&esp, &esp_files, &id)?;
-    let mbr_path = pc.join("boot_hybrid.img");
-    let mbr = std::fs::read(&mbr_path).map_err(|e| IsoError::io("reading", &mbr_path, e))?;
-
-    let mtime = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let file = |path: &str, source| IsoFile {
-        path: path.to_string(),
-        source,
-        mode: 0o644,
-        mtime,
-    };
-    let mut files = Vec::new();
-    if signed.is_some() {
-        files.push(file(
-            DISK_INFO,
-            IsoSource::Bytes(format!("osimage rescue {id}\n").into_bytes()),
-        ));
-    }
-    files.extend([
-        file(GRUB_CFG, IsoSource::Bytes(grub_cfg.as_bytes().to_vec())),
-        file(
-            &search_file[1..],
-            IsoSource::Bytes(format!("{id}\n").into_bytes()),
-        ),
-        file(BIOS_IMAGE, IsoSource::Path(bios_img)),
-        file(EFI_IMAGE, IsoSource::Path(esp)),
-    ]);
-    Ok(GrubBoot {
-        files,
-        boot: BootImages {
-            bios: Some(BIOS_IMAGE.to_string()),
-            efi: Some(EFI_IMAGE.to_string()),
-            mbr: Some(mbr),
-        },
+    let bios = spawn(
+        mkimage(&pc, "i386-pc-eltorito", &early, &bios_img, BIOS_ONLY),
+        "grub-mkimage",
+        "grub-common",
+    )?;
+    Ok(PendingGrub {
+        grub_root: grub_root.to_path_buf(),
+        grub_cfg: grub_cfg.to_string(),
+        work_dir: work_dir.to_path_buf(),
+        id,
         search_file,
+        early,
+        bios_img,
+        bios: Some(bios),
     })
+}
+
+impl Drop for PendingGrub {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.bios.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl PendingGrub {
+    /// Makes the ESP image (from `signed`'s files, or a `grub-mkimage` of `x86_64-efi`) and
+    /// waits for the BIOS image: the boot files, complete.
+    pub fn finish(mut self, signed: Option<&SignedChain>) -> Result<GrubBoot, IsoError> {
+        let efi = self.grub_root.join("usr/lib/grub/x86_64-efi");
+        if signed.is_none() {
+            require(
+                &efi,
+                &["kernel.img", "moddep.lst"],
+                MODULES,
+                EFI_ONLY,
+                "GRUB EFI files",
+                "grub-efi-amd64-bin",
+            )?;
+        }
+        let esp_files = match signed {
+            Some(chain) => {
+                let mut files = vec![
+                    (chain.shim.clone(), "BOOTX64.EFI"),
+                    (chain.grub.clone(), "grubx64.efi"),
+                ];
+                files.extend(chain.mok_manager.clone().map(|m| (m, "mmx64.efi")));
+                files
+            }
+            None => {
+                let bootx64 = self.work_dir.join("BOOTX64.EFI");
+                run(
+                    mkimage(&efi, "x86_64-efi", &self.early, &bootx64, EFI_ONLY),
+                    "grub-mkimage",
+                    "grub-common",
+                )?;
+                vec![(bootx64, "BOOTX64.EFI")]
+            }
+        };
+        let esp = self.work_dir.join("efi.img");
+        build_esp(&esp, &esp_files, &self.id)?;
+        if let Some(child) = self.bios.take() {
+            check(child.wait_with_output(), "grub-mkimage")?;
+        }
+        let pc = self.grub_root.join("usr/lib/grub/i386-pc");
+        let mbr_path = pc.join("boot_hybrid.img");
+        let mbr = std::fs::read(&mbr_path).map_err(|e| IsoError::io("reading", &mbr_path, e))?;
+        let (id, search_file, grub_cfg) = (&self.id, &self.search_file, &self.grub_cfg);
+        let bios_img = self.bios_img.clone();
+        let mtime = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let file = |path: &str, source| IsoFile {
+            path: path.to_string(),
+            source,
+            mode: 0o644,
+            mtime,
+        };
+        let mut files = Vec::new();
+        if signed.is_some() {
+            files.push(file(
+                DISK_INFO,
+                IsoSource::Bytes(format!("osimage rescue {id}\n").into_bytes()),
+            ));
+        }
+        files.extend([
+            file(GRUB_CFG, IsoSource::Bytes(grub_cfg.as_bytes().to_vec())),
+            file(
+                &search_file[1..],
+                IsoSource::Bytes(format!("{id}\n").into_bytes()),
+            ),
+            file(BIOS_IMAGE, IsoSource::Path(bios_img)),
+            file(EFI_IMAGE, IsoSource::Path(esp)),
+        ]);
+        Ok(GrubBoot {
+            files,
+            boot: BootImages {
+                bios: Some(BIOS_IMAGE.to_string()),
+                efi: Some(EFI_IMAGE.to_string()),
+                mbr: Some(mbr),
+            },
+            search_file: search_file.clone(),
+        })
+    }
 }
 
 /// The config built into both images: find this very ISO (CD, or whole disk when dd'd) by
@@ -220,13 +281,8 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), IsoError> {
     std::fs::write(path, bytes).map_err(|e| IsoError::io("writing", path, e))
 }
 
-fn mkimage(
-    dir: &Path,
-    format: &str,
-    early: &Path,
-    out: &Path,
-    extra: &[&str],
-) -> Result<(), IsoError> {
+/// The `grub-mkimage` command for one image.
+fn mkimage(dir: &Path, format: &str, early: &Path, out: &Path, extra: &[&str]) -> Command {
     let mut cmd = Command::new("grub-mkimage");
     cmd.arg("-O")
         .arg(format)
@@ -234,7 +290,7 @@ fn mkimage(
         .arg(dir)
         .args(["-p", "/boot/grub", "-c"]);
     cmd.arg(early).arg("-o").arg(out).args(MODULES).args(extra);
-    run(cmd, "grub-mkimage", "grub-common")
+    cmd
 }
 
 /// Size of the ESP image: the contents plus 1 MiB of FAT overhead and slack, at least 4 MiB,
@@ -278,15 +334,33 @@ fn build_esp(esp: &Path, files: &[(PathBuf, &str)], id: &str) -> Result<(), IsoE
 }
 
 /// Runs a host tool; a missing tool names its Debian package, a failure its stderr.
-fn run(mut cmd: Command, tool: &str, package: &'static str) -> Result<(), IsoError> {
-    cmd.env("MTOOLS_SKIP_CHECK", "1");
-    let out = cmd.output().map_err(|e| match e.kind() {
+fn run(cmd: Command, tool: &str, package: &'static str) -> Result<(), IsoError> {
+    check(spawn(cmd, tool, package)?.wait_with_output(), tool)
+}
+
+/// Starts a host tool, its output captured; a missing tool names its Debian package.
+fn spawn(
+    mut cmd: Command,
+    tool: &str,
+    package: &'static str,
+) -> Result<std::process::Child, IsoError> {
+    use std::process::Stdio;
+    cmd.env("MTOOLS_SKIP_CHECK", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.spawn().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => IsoError::Tool {
             tool: tool.to_string(),
             detail: format!("not found in PATH: install {package}"),
         },
         _ => IsoError::io("running", &PathBuf::from(tool), e),
-    })?;
+    })
+}
+
+/// A finished host tool's result: its stderr when it failed.
+fn check(out: std::io::Result<std::process::Output>, tool: &str) -> Result<(), IsoError> {
+    let out = out.map_err(|e| IsoError::io("running", &PathBuf::from(tool), e))?;
     if !out.status.success() {
         return Err(IsoError::Tool {
             tool: tool.to_string(),
