@@ -370,3 +370,68 @@ fn an_iso_refresh_reuses_the_rescue_environment_only_when_its_inputs_are_the_sam
     );
     assert_ne!(record(&other)["kernel"], old["kernel"]);
 }
+
+/// The 4 KiB blocks (`filefrag`'s logical block numbers) of `file` whose extents are shared.
+fn shared_blocks(file: &std::path::Path) -> Vec<(u64, u64)> {
+    let out = tool(Command::new("filefrag").arg("-v").arg("-b4096").arg(file));
+    // "   0:        0..     255:      12345..     12600:    256:             shared"
+    out.lines()
+        .filter(|l| l.contains("shared"))
+        .filter_map(|l| {
+            let logical = l.split(':').nth(1)?;
+            let (a, b) = logical.split_once("..")?;
+            Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// ISO files start on 4 KiB boundaries and the packs at a fixed place (docs/ISO.md, "Placed
+/// bytes"): on XFS, an unchanged ISO refresh's pack shares every block with its base's.
+#[test]
+fn an_iso_refresh_on_xfs_shares_its_pack_with_the_base() {
+    use common::loopdev::{Loop, Mounted, require, run, sparse};
+    let c = captured();
+    require(&["mkfs.xfs", "filefrag"]);
+    let dir = common::scratch();
+    let img = dir.path().join("xfs.img");
+    sparse(&img, 1 << 30);
+    let disk = Loop::attach(&img);
+    run("mkfs.xfs", &["-q", "-f", &disk.dev]);
+    let fs = Mounted::new(&disk.dev, &dir.path().join("mnt"), &[]);
+    let (base, new) = (fs.0.join("base.iso"), fs.0.join("new.iso"));
+    std::fs::copy(&c.iso, &base).expect("copy the base onto XFS");
+    let excludes = [
+        "--exclude",
+        "/usr/lib",
+        "--exclude",
+        "/usr/bin",
+        "--exclude",
+    ];
+    let mut args = excludes.to_vec();
+    args.extend(["/usr/sbin", "--exclude", "/usr/lib64", "-q", "--base"]);
+    args.push(base.to_str().expect("utf-8"));
+    common::capture(&c.root, &new, &args);
+    common::osimage(["verify".as_ref(), new.as_os_str()]).ok();
+
+    let iso = osimage::iso::IsoReader::open(&new).expect("reads");
+    let pack = iso
+        .lookup("osimage/packs/pack-000000.osp")
+        .expect("lookup")
+        .expect("pack 0");
+    assert_eq!(pack.offset, osimage::iso::PLACED_START);
+    let (first, last) = (pack.offset / 4096, (pack.offset + pack.len - 1) / 4096);
+    // Every block of the pack but its first (the header holds the new image's id) and its
+    // last (shared with the bytes after it, which differ) is shared with the base.
+    let shared = shared_blocks(&new);
+    let mut covered = 0;
+    for b in first + 1..last {
+        if shared.iter().any(|&(a, z)| a <= b && b <= z) {
+            covered += 1;
+        }
+    }
+    assert_eq!(
+        covered,
+        last - first - 1,
+        "pack blocks {first}..={last}, shared extents {shared:?}"
+    );
+}

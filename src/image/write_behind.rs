@@ -51,12 +51,25 @@ impl WriteBehind {
         self.advance(bytes.len() as u64)
     }
 
-    /// Appends the `len` bytes `src` holds, copied by the kernel (`kernel_copy`).
+    /// Appends the `len` bytes `src` holds, copied by the kernel (`kernel_copy`), in pieces of
+    /// at most `WRITEBACK_STEP` bytes (writeback starts between them) that end on 4 KiB
+    /// boundaries of the source, so every piece after the first starts aligned in both files
+    /// when the first did and its extents can be shared (docs/REFRESH.md, "Shared extents").
     pub fn write_copy(&mut self, len: u64, src: &BlockSource) -> Result<(), PayloadError> {
         self.out.flush().map_err(|e| self.err(e))?;
-        super::kernel_copy::append_copy(self.out.get_ref(), &src.file, src.offset, len)
-            .map_err(|e| self.err(e))?;
-        self.advance(len)
+        let mut done = 0;
+        while done < len {
+            let mut n = (len - done).min(WRITEBACK_STEP);
+            let end = src.offset + done + n;
+            if done + n < len && end % 4096 < n {
+                n -= end % 4096;
+            }
+            super::kernel_copy::append_copy(self.out.get_ref(), &src.file, src.offset + done, n)
+                .map_err(|e| self.err(e))?;
+            self.advance(n)?;
+            done += n;
+        }
+        Ok(())
     }
 
     /// Zeros up to the next multiple of `align` bytes.

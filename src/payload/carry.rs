@@ -14,8 +14,11 @@ use super::packer::{BlockSource, Outgoing};
 use super::records::BlockHeader;
 use super::writer::BaseImage;
 
-/// A run is at most this long: bounds the memory of the runs in flight.
+/// A run that is read is at most this long: bounds the memory of the runs in flight.
 const RUN_BYTES: u64 = 4 << 20;
+/// A run copied unread is at most this long: each is one copy (split by the sink for its
+/// writeback), and each boundary between runs may cost a 4 KiB block that cannot be shared.
+const UNREAD_RUN_BYTES: u64 = 1 << 30;
 
 /// Base blocks as stored, for `BaseImage::stored_run`.
 pub struct StoredRun {
@@ -44,11 +47,15 @@ pub fn send_carried(
         order.push((pack, range, from, to));
     }
     order.sort_by_key(|(pack, range, _, _)| (*pack, range.start));
+    let limit = match base.copies_unread() {
+        true => UNREAD_RUN_BYTES,
+        false => RUN_BYTES,
+    };
     let mut run: Vec<(BlockIndex, BlockIndex)> = Vec::new();
     let (mut run_pack, mut run_end, mut run_len) = (0u32, 0u64, 0u64);
     for (pack, range, from, to) in order {
         let len = range.end - range.start;
-        let joins = pack == run_pack && range.start == run_end && run_len + len <= RUN_BYTES;
+        let joins = pack == run_pack && range.start == run_end && run_len + len <= limit;
         if !joins && !run.is_empty() {
             send_run(base, &std::mem::take(&mut run), tx)?;
             run_len = 0;

@@ -106,6 +106,8 @@ pub trait BaseImage: Sync {
     /// cannot be copied from there unread, their bytes exactly as stored (headers and bodies
     /// back to back, read at once and checked against the base's manifest).
     fn stored_run(&self, blocks: &[BlockIndex]) -> Result<super::carry::StoredRun, PayloadError>;
+    /// Whether `stored_run` hands blocks over unread (a plain base of format version 2).
+    fn copies_unread(&self) -> bool;
 }
 
 /// What a refresh took from its base.

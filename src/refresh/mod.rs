@@ -213,6 +213,10 @@ impl BaseImage for Base {
         Some((rec.pack, rec.offset..end))
     }
 
+    fn copies_unread(&self) -> bool {
+        self.reader.has_block_hashes() && !self.reader.encrypted()
+    }
+
     fn stored_run(&self, blocks: &[BlockIndex]) -> Result<StoredRun, PayloadError> {
         let damaged = |b: BlockIndex, msg: String| PayloadError::Image {
             path: self.given.clone(),
@@ -253,7 +257,7 @@ impl BaseImage for Base {
             file: span.file.clone(),
             offset: span.offset + first.start,
         });
-        if source.is_some() && self.reader.has_block_hashes() {
+        if source.is_some() && self.copies_unread() {
             // Not read at all: the manifest has each block's header fields and hash, and the
             // new image records that hash, so `verify` of the new image checks these bytes.
             return Ok(StoredRun {
