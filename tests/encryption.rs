@@ -450,3 +450,42 @@ fn diff_opens_each_image_with_its_own_key_and_a_wrong_one_names_the_side() {
     .ok();
     assert!(r.stdout_str().contains("/added.txt"), "{}", r.describe());
 }
+
+/// A plain base refreshed into an encrypted image: the base's blocks cannot be copied as
+/// they are (they must be sealed), so they are read and sealed on the way; nothing of them
+/// shows in the clear, and the result verifies and lists with its key.
+#[test]
+fn a_plain_base_refreshed_with_encrypt_is_sealed_whole() {
+    let c = Case::new();
+    let (plain, sealed) = (c.path("plain.oimg"), c.path("sealed.oimg"));
+    common::capture(&c.root, &plain, &["-q"]);
+    let (id, public) = c.identity("key.txt");
+    common::capture(
+        &c.root,
+        &sealed,
+        &["-q", "--base", plain.to_str().unwrap(), "--recipient", &public],
+    );
+    let info = run(&[
+        "info".as_ref(),
+        sealed.as_os_str(),
+        "--json".as_ref(),
+        "--identity".as_ref(),
+        id.as_os_str(),
+    ])
+    .ok();
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).expect("json");
+    assert!(info["lineage"]["blocks_copied"].as_u64() > Some(0), "{info:#}");
+    // The plain base shows both in the clear (the first copy of the text is a zstd literal).
+    let clear = std::fs::read(&plain).expect("read");
+    assert!(contains(&clear, SECRET_NAME.as_bytes()) && contains(&clear, &SECRET_TEXT[..40]));
+    let bytes = std::fs::read(&sealed).expect("read");
+    assert!(!contains(&bytes, SECRET_NAME.as_bytes()));
+    assert!(!contains(&bytes, &SECRET_TEXT[..40]));
+    run(&[
+        "verify".as_ref(),
+        sealed.as_os_str(),
+        "--identity".as_ref(),
+        id.as_os_str(),
+    ])
+    .ok();
+}
