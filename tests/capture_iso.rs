@@ -368,7 +368,18 @@ fn an_iso_refresh_reuses_the_rescue_environment_only_when_its_inputs_are_the_sam
         said.contains("rebuilt, not reused from") && said.contains("the kernel image differs"),
         "no rebuild reported:\n{said}"
     );
+    // The kernel image is not in the initramfs: every compressed part is the base's.
+    let parts = old["parts"].as_u64().expect("parts");
+    assert!(parts > 1, "{old:#}");
+    assert!(
+        said.contains(&format!(
+            "compressed 0 of its {parts} initramfs parts, took the other {parts}"
+        )),
+        "parts not reused:\n{said}"
+    );
     assert_ne!(record(&other)["kernel"], old["kernel"]);
+    assert_eq!(record(&other)["contents"], old["contents"]);
+    common::osimage(["verify".as_ref(), other.as_os_str()]).ok();
 }
 
 /// The 4 KiB blocks (`filefrag`'s logical block numbers) of `file` whose extents are shared.

@@ -463,7 +463,13 @@ fn a_plain_base_refreshed_with_encrypt_is_sealed_whole() {
     common::capture(
         &c.root,
         &sealed,
-        &["-q", "--base", plain.to_str().unwrap(), "--recipient", &public],
+        &[
+            "-q",
+            "--base",
+            plain.to_str().unwrap(),
+            "--recipient",
+            &public,
+        ],
     );
     let info = run(&[
         "info".as_ref(),
@@ -474,7 +480,10 @@ fn a_plain_base_refreshed_with_encrypt_is_sealed_whole() {
     ])
     .ok();
     let info: serde_json::Value = serde_json::from_slice(&info.stdout).expect("json");
-    assert!(info["lineage"]["blocks_copied"].as_u64() > Some(0), "{info:#}");
+    assert!(
+        info["lineage"]["blocks_copied"].as_u64() > Some(0),
+        "{info:#}"
+    );
     // The plain base shows both in the clear (the first copy of the text is a zstd literal).
     let clear = std::fs::read(&plain).expect("read");
     assert!(contains(&clear, SECRET_NAME.as_bytes()) && contains(&clear, &SECRET_TEXT[..40]));

@@ -173,8 +173,8 @@ fn plan_boot(
     Ok((planned, boot, notes))
 }
 
-/// The base's kernel and initramfs when they can stand in for `planned`'s, else a build. A
-/// refresh says whether it took its base's, and if not, why not.
+/// The base's initramfs when it can stand in for `planned`'s; else a build that takes the
+/// base's compressed parts whose contents are the same. A refresh says which, and why.
 fn build_boot(
     planned: PlannedRescue,
     boot: PlannedBoot,
@@ -184,15 +184,37 @@ fn build_boot(
 ) -> Result<BuiltBoot, CaptureError> {
     let (rescue, origin) = match previous {
         None => (planned.build(spec, rescue_dir)?, String::new()),
-        Some(p) => match previous_files(&p, &planned, &boot.menu) {
-            Ok((inputs, kernel, core)) => (
-                planned.reuse(spec, rescue_dir, &inputs, &kernel, &core)?,
-                format!(
-                    "; kernel and initramfs reused from {} (same kernel, agent, rescue assets \
-                     and initramfs contents)",
-                    p.path.display()
+        Some(p) => match previous_core(&p) {
+            Ok((inputs, core)) => match inputs.differs_from(&planned.inputs) {
+                None => (
+                    planned.reuse(spec, rescue_dir, &inputs, &core)?,
+                    format!(
+                        "; kernel and initramfs reused from {} (same kernel, agent, rescue \
+                         assets and initramfs contents)",
+                        p.path.display()
+                    ),
                 ),
-            ),
+                Some(why) => {
+                    let parts = inputs.reusable_parts(&planned.inputs, &core);
+                    let total = parts.len();
+                    let rescue = planned.build_reusing(spec, rescue_dir, &parts)?;
+                    let built = total - rescue.reused_parts;
+                    let took = match rescue.reused_parts {
+                        0 => String::new(),
+                        n => format!(
+                            "; compressed {built} of its {total} initramfs parts, took the other \
+                             {n} from the base"
+                        ),
+                    };
+                    (
+                        rescue,
+                        format!(
+                            "; rebuilt, not reused from {}: {why}{took}",
+                            p.path.display()
+                        ),
+                    )
+                }
+            },
             Err(why) => (
                 planned.build(spec, rescue_dir)?,
                 format!("; rebuilt, not reused from {}: {why}", p.path.display()),
@@ -274,44 +296,27 @@ impl Drop for BootJob {
     }
 }
 
-/// The base ISO's record, kernel and initrd core, when they can stand in for `planned`'s;
-/// otherwise why not.
-fn previous_files(
-    p: &PreviousIso,
-    planned: &PlannedRescue,
-    menu: &MenuParams,
-) -> Result<(RescueInputs, Vec<u8>, Vec<u8>), String> {
+/// The base ISO's rescue record and its initrd's core (the first `core_len` bytes, checked
+/// against the record); otherwise why there are none to use.
+fn previous_core(p: &PreviousIso) -> Result<(RescueInputs, Vec<u8>), String> {
     let inputs = p.inputs.clone()?;
-    if let Some(why) = inputs.differs_from(&planned.inputs) {
-        return Err(why.to_string());
-    }
     let iso = crate::iso::IsoReader::open(&p.path).map_err(|e| format!("cannot read it: {e}"))?;
     let file = std::fs::File::open(&p.path).map_err(|e| format!("cannot open it: {e}"))?;
-    let read = |iso_path: &str, limit: u64| -> Result<Vec<u8>, String> {
-        let path = iso_path.trim_start_matches('/');
-        let extent = iso
-            .lookup(path)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("it has no {iso_path}"))?;
-        if extent.len < limit {
-            return Err(format!("its {iso_path} is shorter than its record says"));
-        }
-        let mut buf = vec![0u8; limit as usize];
-        std::os::unix::fs::FileExt::read_exact_at(&file, &mut buf, extent.offset)
-            .map_err(|e| format!("cannot read its {iso_path}: {e}"))?;
-        Ok(buf)
-    };
-    let kernel_len = iso
-        .lookup(menu.kernel_path.trim_start_matches('/'))
-        .ok()
-        .flatten()
-        .map_or(0, |e| e.len);
-    let kernel = read(&menu.kernel_path, kernel_len)?;
-    let core = read(&menu.initrd_path, inputs.core_len)?;
-    if !inputs.vouches_for(&kernel, &core) {
-        return Err("its kernel or initramfs does not match its rescue record".into());
+    let initrd_path = MenuParams::default().initrd_path;
+    let extent = iso
+        .lookup(initrd_path.trim_start_matches('/'))
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("it has no {initrd_path}"))?;
+    if extent.len < inputs.core_len {
+        return Err(format!("its {initrd_path} is shorter than its record says"));
     }
-    Ok((inputs, kernel, core))
+    let mut core = vec![0u8; inputs.core_len as usize];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut core, extent.offset)
+        .map_err(|e| format!("cannot read its {initrd_path}: {e}"))?;
+    if !inputs.vouches_for(&core) {
+        return Err("its initramfs does not match its rescue record".into());
+    }
+    Ok((inputs, core))
 }
 
 /// Writes the ISO to `out`, around the packs already in it (`IsoPackWriter`): the boot files,

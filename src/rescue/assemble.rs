@@ -10,7 +10,7 @@ use super::cpio::{CpioWriter, DeviceKind};
 use super::elf::{Elf, modinfo};
 use super::kernel::{Compression, Kernel, find_kernel};
 use super::modules::{ModuleIndex, for_filesystem};
-use super::reuse::{RescueInputs, fingerprint};
+use super::reuse::{PartRecord, RescueInputs, fingerprint};
 use super::rootfs::RootFs;
 use super::tools::{Shipper, find_tool, parse_plain_list, parse_tools_list};
 use super::tree::{Node, Source, Tree};
@@ -24,12 +24,13 @@ use super::{
 /// 1% of the initramfs is not worth 6 s of every capture whose rescue inputs changed.
 const ZSTD_LEVEL: i32 = 9;
 
-/// The initramfs is compressed as this many archives in parallel (one zstd frame each; the
-/// kernel unpacks concatenated archives): a fixed number, so the initrd does not depend on the
-/// machine that built it. On the e2e system's 38.9 MB cpio, four quarters compressed side by
-/// side with `zstd -9` took 1.14 s against 1.39 s for one frame (another job held a core) and
-/// came to 0.4% more bytes.
-const ZSTD_PARTS: usize = 4;
+/// The initramfs is compressed as this many archives (one zstd frame each; the kernel unpacks
+/// concatenated archives), on as many threads as there are cores: a fixed number, so the
+/// initrd does not depend on the machine that built it. The first holds the directories and
+/// links, the others the files, each by a hash of its path (`Tree::split`), so a refresh
+/// whose rescue inputs changed compresses only the parts that hold a changed file and takes
+/// the others' frames from its base (docs/RESCUE.md, "Parts").
+const ZSTD_PARTS: usize = 16;
 
 /// Where the agent's own libraries go when it is dynamic: apart from the captured system's,
 /// which may be another glibc.
@@ -71,7 +72,13 @@ pub fn plan_rescue(spec: &RescueSpec, work_dir: &Path) -> Result<PlannedRescue, 
     let modules = ship_modules(spec, &fs, &kernel, &mut tree, &mut notes)?;
     ship_agent(spec, work_dir, &mut tree, &mut notes)?;
     add_skeleton(&mut tree);
-    let inputs = fingerprint(&kernel.image, &spec.agent_binary, kernel.compression, &tree)?;
+    let inputs = fingerprint(
+        &kernel.image,
+        &spec.agent_binary,
+        kernel.compression,
+        &tree,
+        ZSTD_PARTS,
+    )?;
     Ok(PlannedRescue {
         tree,
         kernel,
@@ -96,23 +103,43 @@ impl PlannedRescue {
 
     /// Compresses the initramfs and copies the kernel into `work_dir`.
     pub fn build(self, spec: &RescueSpec, work_dir: &Path) -> Result<Rescue, RescueError> {
+        self.build_reusing(spec, work_dir, &[])
+    }
+
+    /// `build`, taking the compressed frame `reuse[i]` for part `i` where one is given
+    /// (`RescueInputs::reusable_parts`: a previous build's frame of the same contents).
+    pub fn build_reusing(
+        mut self,
+        spec: &RescueSpec,
+        work_dir: &Path,
+        reuse: &[Option<&[u8]>],
+    ) -> Result<Rescue, RescueError> {
         let initrd = work_dir.join("initrd.img");
-        let (uncompressed_bytes, _) = write_initrd(&self.tree, self.kernel.compression, &initrd)?;
+        let reused = reuse.iter().flatten().count();
+        let uncompressed_bytes = write_initrd(
+            &self.tree,
+            self.kernel.compression,
+            &initrd,
+            &mut self.inputs.parts,
+            reuse,
+        )?;
         let kernel_copy = work_dir.join("vmlinuz");
         std::fs::copy(&self.kernel.image, &kernel_copy)
             .map_err(|e| RescueError::io("copying", &self.kernel.image, e))?;
-        self.finish(spec, kernel_copy, initrd, uncompressed_bytes, false)
+        let mut r = self.finish(spec, kernel_copy, initrd, uncompressed_bytes, false)?;
+        r.reused_parts = reused;
+        Ok(r)
     }
 
-    /// Takes a previous build's kernel and initramfs instead of building them: `kernel` and
-    /// `core` (the initrd's first `previous.core_len` bytes) must be what `previous` records,
-    /// and `previous` must have been built from the same inputs as this plan.
+    /// Takes a previous build's initramfs instead of building it: `core` (the initrd's first
+    /// `previous.core_len` bytes) must be what `previous` records, and `previous` must have
+    /// been built from the same inputs as this plan (the kernel among them: it is copied from
+    /// the captured root, the same bytes).
     pub fn reuse(
-        self,
+        mut self,
         spec: &RescueSpec,
         work_dir: &Path,
         previous: &RescueInputs,
-        kernel: &[u8],
         core: &[u8],
     ) -> Result<Rescue, RescueError> {
         let bad = |detail: &str| RescueError::Tool {
@@ -123,17 +150,18 @@ impl PlannedRescue {
         if let Some(why) = previous.differs_from(&self.inputs) {
             return Err(bad(why));
         }
-        if !previous.vouches_for(kernel, core) {
-            return Err(bad(
-                "the previous kernel or initramfs is not what its record says",
-            ));
+        if !previous.vouches_for(core) {
+            return Err(bad("the previous initramfs is not what its record says"));
         }
+        self.inputs.parts = previous.parts.clone();
         let initrd = work_dir.join("initrd.img");
         std::fs::write(&initrd, core).map_err(|e| RescueError::io("writing", &initrd, e))?;
         let kernel_copy = work_dir.join("vmlinuz");
-        std::fs::write(&kernel_copy, kernel)
-            .map_err(|e| RescueError::io("writing", &kernel_copy, e))?;
-        self.finish(spec, kernel_copy, initrd, 0, true)
+        std::fs::copy(&self.kernel.image, &kernel_copy)
+            .map_err(|e| RescueError::io("copying", &self.kernel.image, e))?;
+        let mut r = self.finish(spec, kernel_copy, initrd, 0, true)?;
+        r.reused_parts = r.inputs.parts.len();
+        Ok(r)
     }
 
     /// Appends the image's own id archive to the initrd and records where its core ends.
@@ -167,6 +195,7 @@ impl PlannedRescue {
             notes: self.notes,
             inputs: self.inputs,
             reused,
+            reused_parts: 0,
         })
     }
 }
@@ -598,12 +627,16 @@ fn add_skeleton(tree: &mut Tree) {
     }
 }
 
-/// cpio → compressed file; returns (cpio bytes, file bytes).
+/// cpio → compressed file; returns the cpio's bytes. A zstd initramfs is written part by part
+/// (`parts`, from the plan: each part's `len` is filled in), taking `reuse[i]` as part `i`'s
+/// frame where given.
 fn write_initrd(
     tree: &Tree,
     compression: Compression,
     out: &Path,
-) -> Result<(u64, u64), RescueError> {
+    parts: &mut [PartRecord],
+    reuse: &[Option<&[u8]>],
+) -> Result<u64, RescueError> {
     let part = out.with_extension("part");
     let file = std::fs::File::create(&part).map_err(|e| RescueError::io("creating", &part, e))?;
     let io = |e| RescueError::io("writing", &part, e);
@@ -613,14 +646,19 @@ fn write_initrd(
     let cpio_len = match compression {
         Compression::Zstd => {
             let mut out = std::io::BufWriter::new(file);
-            let mut len = 0;
-            for part in zstd_parts(tree, mtime) {
-                let (bytes, part_len) = part.map_err(io)?;
-                out.write_all(&bytes).map_err(io)?;
-                len += part_len;
+            let frames = zstd_parts(tree, mtime, reuse);
+            if frames.len() != parts.len() {
+                return Err(io(std::io::Error::other(
+                    "internal: the initramfs parts differ from the plan",
+                )));
+            }
+            for (frame, record) in frames.into_iter().zip(parts.iter_mut()) {
+                let frame = frame.map_err(io)?;
+                out.write_all(&frame).map_err(io)?;
+                record.len = frame.len() as u64;
             }
             out.flush().map_err(io)?;
-            len
+            parts.iter().map(|p| p.raw).sum()
         }
         Compression::None => {
             tree.write_cpio(std::io::BufWriter::new(file), mtime)
@@ -630,35 +668,53 @@ fn write_initrd(
         Compression::Gzip => gzip_cpio(tree, file, mtime, &part)?,
     };
     std::fs::rename(&part, out).map_err(|e| RescueError::io("renaming", &part, e))?;
-    let len = std::fs::metadata(out)
-        .map_err(|e| RescueError::io("reading", out, e))?
-        .len();
-    Ok((cpio_len, len))
+    Ok(cpio_len)
 }
 
-/// The initramfs as `ZSTD_PARTS` archives, each compressed on a thread of its own into one
-/// zstd frame: (frame, its cpio bytes) in unpacking order (`Tree::split`).
-fn zstd_parts(tree: &Tree, mtime: u32) -> Vec<std::io::Result<(Vec<u8>, u64)>> {
+/// The initramfs as `ZSTD_PARTS` archives (`Tree::split`), each one zstd frame, in unpacking
+/// order: `reuse[i]` where given, else compressed here, the largest first, on as many threads
+/// as there are cores.
+fn zstd_parts(tree: &Tree, mtime: u32, reuse: &[Option<&[u8]>]) -> Vec<std::io::Result<Vec<u8>>> {
     let groups = tree.split(ZSTD_PARTS);
+    let mut todo: Vec<(usize, u64)> = (0..groups.len())
+        .filter(|&i| reuse.get(i).copied().flatten().is_none())
+        .map(|i| (i, tree.bytes_of(&groups[i])))
+        .collect();
+    todo.sort_unstable_by_key(|&(i, bytes)| (std::cmp::Reverse(bytes), i));
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(todo.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done: std::sync::Mutex<Vec<Option<std::io::Result<Vec<u8>>>>> =
+        std::sync::Mutex::new((0..groups.len()).map(|_| None).collect());
     std::thread::scope(|s| {
-        let threads: Vec<_> = groups
-            .iter()
-            .map(|paths| {
-                s.spawn(move || {
-                    let enc = zstd::stream::Encoder::new(Vec::new(), ZSTD_LEVEL)?;
-                    let (enc, len) = tree.write_cpio_of(paths.iter().copied(), enc, mtime)?;
-                    Ok((enc.finish()?, len))
-                })
-            })
-            .collect();
-        threads
-            .into_iter()
-            .map(|t| {
-                t.join()
-                    .unwrap_or_else(|_| Err(std::io::Error::other("an initramfs part panicked")))
-            })
-            .collect()
-    })
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(&(i, _)) = todo.get(k) else { break };
+                    let frame = (|| {
+                        let enc = zstd::stream::Encoder::new(Vec::new(), ZSTD_LEVEL)?;
+                        let (enc, _) = tree.write_cpio_of(groups[i].iter().copied(), enc, mtime)?;
+                        enc.finish()
+                    })();
+                    if let Ok(mut d) = done.lock() {
+                        d[i] = Some(frame);
+                    }
+                }
+            });
+        }
+    });
+    let done = done.into_inner().unwrap_or_default();
+    done.into_iter()
+        .enumerate()
+        .map(|(i, frame)| match reuse.get(i).copied().flatten() {
+            Some(f) => Ok(f.to_vec()),
+            None => {
+                frame.unwrap_or_else(|| Err(std::io::Error::other("an initramfs part was lost")))
+            }
+        })
+        .collect()
 }
 
 /// gzip through the host's `gzip` (a kernel without zstd support is old; gzip is everywhere).

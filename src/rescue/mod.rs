@@ -94,6 +94,8 @@ pub struct Rescue {
     pub inputs: reuse::RescueInputs,
     /// Kernel and initramfs were taken from a previous image, not built.
     pub reused: bool,
+    /// Compressed initramfs parts taken from a previous image (all of them when `reused`).
+    pub reused_parts: usize,
 }
 
 /// Lowercase hex of an image id, as in `/osimage/id-<hex>` and `osimage.id=<hex>`.

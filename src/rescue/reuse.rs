@@ -1,6 +1,7 @@
 //! What a rescue environment was built from, recorded in the image (the `rescue` manifest
-//! extension, version 1, docs/FORMAT.md §12), so a refresh to an ISO can take its base ISO's
-//! kernel and initramfs instead of building the same ones again (docs/ISO.md, "Refreshes").
+//! extension, version 2, docs/FORMAT.md §12), so a refresh to an ISO can take its base ISO's
+//! kernel and initramfs instead of building the same ones again, or, when some inputs changed,
+//! the compressed parts of the initramfs whose contents did not (docs/ISO.md, "Refreshes").
 //!
 //! The record holds content hashes of every input: the kernel image, the osimage binary
 //! shipped as the agent, the `rescue/` assets compiled into it, and the initramfs's whole
@@ -21,8 +22,8 @@ use crate::payload::manifest::{Extension, Manifest};
 
 /// The extension's name in `Manifest::extensions`.
 pub const NAME: &str = "rescue";
-/// The version of the record this build writes and reads.
-pub const VERSION: u16 = 1;
+/// The version of the record this build writes (it reads 1 too: no parts).
+pub const VERSION: u16 = 2;
 /// Largest encoded record accepted.
 const MAX_LEN: usize = 4 << 10;
 
@@ -45,13 +46,41 @@ pub struct RescueInputs {
     pub core_len: u64,
     /// BLAKE3 of those `core_len` bytes.
     pub core: [u8; 32],
+    /// Version 2, zstd: each archive of the core (one zstd frame each, back to back from the
+    /// core's start, in this order; `Tree::split`). Empty otherwise.
+    pub parts: Vec<PartRecord>,
+}
+
+/// One archive of a zstd initramfs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartRecord {
+    /// BLAKE3 of its newc archive, uncompressed, every mtime 0.
+    pub contents: [u8; 32],
+    /// Bytes of its archive, uncompressed.
+    pub raw: u64,
+    /// Bytes of its zstd frame in the core.
+    pub len: u64,
+}
+
+/// Version 1 of the record: no parts.
+#[derive(Deserialize)]
+struct RescueInputsV1 {
+    kernel: [u8; 32],
+    agent: [u8; 32],
+    assets: [u8; 32],
+    compression: u8,
+    contents: [u8; 32],
+    core_len: u64,
+    core: [u8; 32],
 }
 
 impl RescueInputs {
     /// Why a rescue environment built from `self` cannot be taken for one built from `want`;
     /// `None` when the inputs are the same.
     pub fn differs_from(&self, want: &RescueInputs) -> Option<&'static str> {
-        if self.kernel != want.kernel {
+        if self.parts.len() != want.parts.len() {
+            Some("its initramfs is split in another way (an older osimage made it)")
+        } else if self.kernel != want.kernel {
             Some("the kernel image differs")
         } else if self.agent != want.agent {
             Some("the osimage agent binary differs")
@@ -66,11 +95,38 @@ impl RescueInputs {
         }
     }
 
-    /// Whether `kernel` and `core` are the kernel image and initrd core this record names.
-    pub fn vouches_for(&self, kernel: &[u8], core: &[u8]) -> bool {
-        *blake3::hash(kernel).as_bytes() == self.kernel
-            && core.len() as u64 == self.core_len
-            && *blake3::hash(core).as_bytes() == self.core
+    /// Whether `core` is the initrd core this record names.
+    pub fn vouches_for(&self, core: &[u8]) -> bool {
+        core.len() as u64 == self.core_len && *blake3::hash(core).as_bytes() == self.core
+    }
+
+    /// For each of `want`'s parts, this record's compressed frame of the same contents, cut
+    /// from `core` (which `vouches_for`): what a build for `want` can take instead of
+    /// compressing. `None` throughout when the two are not split alike.
+    pub fn reusable_parts<'c>(&self, want: &RescueInputs, core: &'c [u8]) -> Vec<Option<&'c [u8]>> {
+        let mut at = 0usize;
+        let mut frames = Vec::with_capacity(self.parts.len());
+        for p in &self.parts {
+            let end = at.saturating_add(p.len as usize);
+            frames.push(core.get(at..end));
+            at = end;
+        }
+        let alike = self.compression == want.compression && self.parts.len() == want.parts.len();
+        want.parts
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let mine = self
+                    .parts
+                    .get(i)
+                    .filter(|p| alike && p.contents == w.contents)?;
+                frames
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .filter(|f| f.len() as u64 == mine.len)
+            })
+            .collect()
     }
 }
 
@@ -84,6 +140,8 @@ pub struct RescueJson {
     pub contents: String,
     pub core_len: u64,
     pub core: String,
+    /// Archives the zstd initramfs is split into (0: one stream, or a version-1 record).
+    pub parts: usize,
 }
 
 impl RescueInputs {
@@ -103,25 +161,53 @@ impl RescueInputs {
             contents: hex(&self.contents),
             core_len: self.core_len,
             core: hex(&self.core),
+            parts: self.parts.len(),
         }
     }
 }
 
-/// The inputs `RescueInputs` records, except what only the written initrd tells.
+/// The inputs `RescueInputs` records, except what only the written initrd tells (each part's
+/// `len`, `core_len`, `core`). A zstd initramfs is hashed part by part (`parts` of
+/// `Tree::split`), its `contents` being the BLAKE3 of the parts' hashes in order; any other,
+/// as one archive.
 pub fn fingerprint(
     kernel_image: &Path,
     agent: &Path,
     compression: Compression,
     tree: &Tree,
+    parts: usize,
 ) -> Result<RescueInputs, RescueError> {
     let mut assets = blake3::Hasher::new();
     for text in [MODULES_LIST, TOOLS_LIST, FILES_LIST, INIT_SCRIPT] {
         assets.update(&(text.len() as u64).to_le_bytes());
         assets.update(text.as_bytes());
     }
-    let mut contents = HashWriter(blake3::Hasher::new());
-    tree.write_cpio(&mut contents, 0)
-        .map_err(|e| RescueError::io("hashing", Path::new("the initramfs contents"), e))?;
+    let io = |e| RescueError::io("hashing", Path::new("the initramfs contents"), e);
+    let mut records = Vec::new();
+    let contents = match compression {
+        Compression::Zstd => {
+            let mut all = blake3::Hasher::new();
+            for group in tree.split(parts) {
+                let (h, raw) = tree
+                    .write_cpio_of(group, HashWriter(blake3::Hasher::new()), 0)
+                    .map_err(io)?;
+                let contents = *h.0.finalize().as_bytes();
+                all.update(&contents);
+                records.push(PartRecord {
+                    contents,
+                    raw,
+                    len: 0,
+                });
+            }
+            all.finalize()
+        }
+        _ => tree
+            .write_cpio(HashWriter(blake3::Hasher::new()), 0)
+            .map_err(io)?
+            .0
+            .0
+            .finalize(),
+    };
     Ok(RescueInputs {
         kernel: hash_file(kernel_image)?,
         agent: hash_file(agent)?,
@@ -131,7 +217,8 @@ pub fn fingerprint(
             Compression::Gzip => 1,
             Compression::Zstd => 2,
         },
-        contents: *contents.0.finalize().as_bytes(),
+        contents: *contents.as_bytes(),
+        parts: records,
         ..Default::default()
     })
 }
@@ -164,8 +251,22 @@ pub fn to_extension(r: &RescueInputs) -> Extension {
 }
 
 /// The rescue record of `m`, `None` when it has none (an older osimage, or a `.oimg`). The
-/// data is hostile input: version and length are checked, trailing bytes refused.
+/// data is hostile input: version and length are checked, trailing bytes refused. A version-1
+/// record reads as one without parts.
 pub fn from_manifest(m: &Manifest) -> Result<Option<RescueInputs>, PayloadError> {
+    if m.extension(NAME).is_some_and(|e| e.version == 1) {
+        let v1 = m.decode_extension::<RescueInputsV1, MAX_LEN>(NAME, 1, "the rescue record")?;
+        return Ok(v1.map(|r| RescueInputs {
+            kernel: r.kernel,
+            agent: r.agent,
+            assets: r.assets,
+            compression: r.compression,
+            contents: r.contents,
+            core_len: r.core_len,
+            core: r.core,
+            parts: Vec::new(),
+        }));
+    }
     m.decode_extension::<RescueInputs, MAX_LEN>(NAME, VERSION, "the rescue record")
 }
 
@@ -182,6 +283,18 @@ mod tests {
             contents: [4; 32],
             core_len: 1 << 20,
             core: [5; 32],
+            parts: vec![
+                PartRecord {
+                    contents: [6; 32],
+                    raw: 1000,
+                    len: 300,
+                },
+                PartRecord {
+                    contents: [7; 32],
+                    raw: 2000,
+                    len: 700,
+                },
+            ],
         }
     }
 
@@ -194,8 +307,50 @@ mod tests {
         assert_eq!(&ext.data[..32], &[1; 32]);
         assert_eq!(ext.data[96], 2);
         assert_eq!(&ext.data[129..134], &[252, 0, 0, 16, 0]); // 1 MiB as 252 + u32
+        // Then the parts: a varint count, each a hash and two varints.
+        assert_eq!(ext.data[166], 2);
+        assert_eq!(&ext.data[167..199], &[6; 32]);
         m.extensions.push(ext);
         assert_eq!(from_manifest(&m).unwrap(), Some(sample()));
+    }
+
+    #[test]
+    fn a_version_1_record_reads_without_parts_and_is_never_taken_whole() {
+        let v1 = RescueInputs {
+            parts: Vec::new(),
+            ..sample()
+        };
+        let mut ext = to_extension(&v1);
+        ext.data.pop(); // version 1 ends after `core`: no parts count
+        ext.version = 1;
+        let mut m = Manifest::default();
+        m.extensions.push(ext);
+        let read = from_manifest(&m).unwrap().unwrap();
+        assert_eq!(read, v1);
+        assert!(
+            read.differs_from(&sample())
+                .unwrap()
+                .contains("older osimage")
+        );
+        assert_eq!(read.reusable_parts(&sample(), &[0; 1000]), [None, None]);
+    }
+
+    #[test]
+    fn parts_of_the_same_contents_are_cut_from_the_core() {
+        let core: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+        let mut want = sample();
+        want.parts[1].contents = [9; 32];
+        let parts = sample().reusable_parts(&want, &core);
+        assert_eq!(parts, [Some(&core[..300]), None]);
+        // A record whose lengths run past the core offers nothing it cannot cut.
+        let parts = sample().reusable_parts(&sample(), &core[..500]);
+        assert_eq!(parts, [Some(&core[..300]), None]);
+        // Another compression: nothing.
+        let gzip = RescueInputs {
+            compression: 1,
+            ..sample()
+        };
+        assert_eq!(gzip.reusable_parts(&sample(), &core), [None, None]);
     }
 
     #[test]
@@ -206,7 +361,7 @@ mod tests {
         m.extensions.push(ext.clone());
         assert!(from_manifest(&m).is_err());
         ext.data.pop();
-        ext.version = 2;
+        ext.version = 3;
         m.extensions[0] = ext;
         assert!(from_manifest(&m).is_err());
     }

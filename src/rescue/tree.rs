@@ -139,40 +139,46 @@ impl Tree {
         self.write_cpio_of(self.nodes.keys(), out, mtime)
     }
 
-    /// Splits the entries into `parts` groups, each a complete archive once written with
+    /// The entries in `parts` groups (at least 1), each a whole archive of its own for
     /// `write_cpio_of`, to be compressed in parallel and unpacked one after the other (the
     /// kernel takes concatenated archives, compressed or not): the first group holds every
     /// directory, symlink and device node, so a later group's files always find their parents;
-    /// the files are dealt out in the tree's order, each group taking about an equal share of
-    /// their bytes. Groups may be empty.
+    /// each file goes to one of the other groups by a hash of its path. The same file always
+    /// lands in the same group, whatever else changed, so a refresh finds most groups as they
+    /// were and reuses their compressed bytes (docs/RESCUE.md). Groups may be empty.
     pub fn split(&self, parts: usize) -> Vec<Vec<&String>> {
         let parts = parts.max(1);
-        let size = |n: &Node| match n {
-            Node::File {
-                source: Source::Bytes(b),
-                ..
-            } => b.len() as u64,
-            Node::File {
-                source: Source::Host(p),
-                ..
-            } => std::fs::metadata(p).map_or(0, |m| m.len()),
-            _ => 0,
-        };
-        let sized: Vec<(&String, &Node, u64)> =
-            self.nodes.iter().map(|(p, n)| (p, n, size(n))).collect();
-        let total: u64 = sized.iter().map(|(_, _, s)| s).sum();
-        let share = total.div_ceil(parts as u64).max(1);
         let mut groups: Vec<Vec<&String>> = vec![Vec::new(); parts];
-        let mut done = 0u64;
-        for (path, node, len) in sized {
+        for (path, node) in &self.nodes {
             let group = match node {
-                Node::File { .. } => ((done / share) as usize).min(parts - 1),
+                Node::File { .. } if parts > 1 => {
+                    let h = blake3::hash(path.as_bytes());
+                    let n = u64::from_le_bytes(h.as_bytes()[..8].try_into().unwrap_or_default());
+                    1 + (n % (parts as u64 - 1)) as usize
+                }
                 _ => 0,
             };
-            done += len;
             groups[group].push(path);
         }
         groups
+    }
+
+    /// Bytes of the files among `paths` (what compressing them costs).
+    pub fn bytes_of(&self, paths: &[&String]) -> u64 {
+        paths
+            .iter()
+            .map(|p| match self.nodes.get(*p) {
+                Some(Node::File {
+                    source: Source::Bytes(b),
+                    ..
+                }) => b.len() as u64,
+                Some(Node::File {
+                    source: Source::Host(h),
+                    ..
+                }) => std::fs::metadata(h).map_or(0, |m| m.len()),
+                _ => 0,
+            })
+            .sum()
     }
 
     /// Writes the entries at `paths` (each one of this tree's, parents first) as a newc archive.
@@ -246,14 +252,14 @@ mod tests {
     }
 
     #[test]
-    fn split_puts_every_non_file_first_and_deals_files_by_bytes() {
+    fn split_puts_every_non_file_first_and_each_file_by_its_path() {
         let mut t = Tree::new();
         let file = |n: usize| Node::File {
             source: Source::Bytes(vec![7; n]),
             perm: 0o644,
         };
-        for (i, n) in [400, 100, 100, 200, 50, 150].iter().enumerate() {
-            t.insert(&format!("d{i}/f"), file(*n));
+        for i in 0..40 {
+            t.insert(&format!("d{}/f{i}", i % 3), file(100 + i));
         }
         t.insert(
             "z",
@@ -261,20 +267,14 @@ mod tests {
                 target: "d0".into(),
             },
         );
-        let groups = t.split(4);
-        assert_eq!(groups.len(), 4);
-        // 1000 bytes of files in shares of 250, in the tree's order.
+        let groups = t.split(5);
+        assert_eq!(groups.len(), 5);
         fn names<'a>(g: &[&'a String]) -> Vec<&'a str> {
             g.iter().map(|p| p.as_str()).collect()
         }
-        assert_eq!(
-            names(&groups[0]),
-            ["d0", "d0/f", "d1", "d2", "d3", "d4", "d5", "z"]
-        );
-        // A file goes where the bytes before it end: d1/f after 400, d2/f after 500, …
-        assert_eq!(names(&groups[1]), ["d1/f"]);
-        assert_eq!(names(&groups[2]), ["d2/f", "d3/f"]);
-        assert_eq!(names(&groups[3]), ["d4/f", "d5/f"]);
+        assert_eq!(names(&groups[0]), ["d0", "d1", "d2", "z"]);
+        // 40 files over 4 groups by path: none is left empty.
+        assert!(groups[1..].iter().all(|g| !g.is_empty()), "{groups:?}");
         // Each group is a whole archive, and together they hold every entry once.
         let mut all = 0;
         for g in &groups {
@@ -283,6 +283,20 @@ mod tests {
             all += g.len();
         }
         assert_eq!(all, t.len());
+        // A file changed, added or removed moves no other file: the groups without it stay.
+        let before: Vec<Vec<String>> = groups
+            .iter()
+            .map(|g| g.iter().map(|p| p.to_string()).collect())
+            .collect();
+        t.insert("d1/f7", file(5000));
+        t.insert("d2/new", file(10));
+        let after = t.split(5);
+        let moved = (1..5)
+            .filter(|&i| {
+                names(&after[i]) != before[i].iter().map(String::as_str).collect::<Vec<_>>()
+            })
+            .count();
+        assert!(moved <= 1, "only the new file's group changes: {after:?}");
         assert_eq!(t.split(0).len(), 1);
     }
 
