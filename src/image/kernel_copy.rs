@@ -18,6 +18,19 @@ pub struct CopyCount {
     pub written: u64,
 }
 
+/// A failed read of the source in `append_copy` (inside the `io::Error` it returns), so a
+/// caller can name the source rather than the destination.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error("{0}")]
+    Read(std::io::Error),
+}
+
+/// Whether `e` (from `append_copy`) is a failed read of the source.
+pub fn is_read_error(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<CopyError>())
+}
+
 /// Filesystems share extents (XFS, btrfs: a reflink) only for ranges that begin on a block
 /// boundary in both files; 4 KiB is their block on x86-64.
 const SHARE_ALIGN: u64 = 4096;
@@ -67,7 +80,8 @@ pub fn append_copy(
     let mut out = dst;
     while done < len {
         let n = (len - done).min(buf.len());
-        std::os::unix::fs::FileExt::read_exact_at(src, &mut buf[..n], src_offset + done as u64)?;
+        std::os::unix::fs::FileExt::read_exact_at(src, &mut buf[..n], src_offset + done as u64)
+            .map_err(|e| std::io::Error::new(e.kind(), CopyError::Read(e)))?;
         out.write_all(&buf[..n])?;
         done += n;
     }
@@ -132,6 +146,7 @@ mod tests {
         let dst = tempfile::tempfile_in(dir.path()).unwrap();
         let e = append_copy(&dst, &src, 2, 6).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert!(is_read_error(&e), "the source is to blame: {e}");
     }
 
     #[test]

@@ -65,7 +65,10 @@ impl WriteBehind {
                 n -= end % 4096;
             }
             super::kernel_copy::append_copy(self.out.get_ref(), &src.file, src.offset + done, n)
-                .map_err(|e| self.err(e))?;
+                .map_err(|e| match super::kernel_copy::is_read_error(&e) {
+                    true => PayloadError::io("cannot read the blocks to copy from", &src.path, e),
+                    false => self.err(e),
+                })?;
             self.advance(n)?;
             done += n;
         }

@@ -26,6 +26,8 @@ pub struct BlockSource {
     pub file: Arc<File>,
     /// Offset in `file` of the first byte.
     pub offset: u64,
+    /// The base image's path, for messages.
+    pub path: Arc<std::path::Path>,
 }
 
 /// One block on its way: this image's index for it, its header, and the BLAKE3 of its stored
@@ -189,6 +191,7 @@ impl Packs<'_> {
                 &BlockSource {
                     file: s.file.clone(),
                     offset: s.offset + from as u64,
+                    path: s.path.clone(),
                 },
             ),
             None => self.sink.write_all(&out.bytes[from..to]),

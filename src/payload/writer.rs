@@ -54,7 +54,7 @@ pub trait PackSink: Send {
             let n = (len - done).min(buf.len() as u64) as usize;
             std::os::unix::fs::FileExt::read_exact_at(&*src.file, &mut buf[..n], src.offset + done)
                 .map_err(|e| {
-                    PayloadError::format(format!("cannot read a block of the base image: {e}"))
+                    PayloadError::io("cannot read the blocks to copy from", &src.path, e)
                 })?;
             self.write_all(&buf[..n])?;
             done += n as u64;

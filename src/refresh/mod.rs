@@ -256,6 +256,7 @@ impl BaseImage for Base {
         let source = span.sealed.is_none().then(|| BlockSource {
             file: span.file.clone(),
             offset: span.offset + first.start,
+            path: self.given.as_path().into(),
         });
         if source.is_some() && self.copies_unread() {
             // Not read at all: the manifest has each block's header fields and hash, and the
