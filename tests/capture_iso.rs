@@ -400,16 +400,12 @@ fn shared_blocks(file: &std::path::Path) -> Vec<(u64, u64)> {
 /// bytes"): on XFS, an unchanged ISO refresh's pack shares every block with its base's.
 #[test]
 fn an_iso_refresh_on_xfs_shares_its_pack_with_the_base() {
-    use common::loopdev::{Loop, Mounted, require, run, sparse};
+    use common::loopdev::{Xfs, require};
     let c = captured();
     require(&["mkfs.xfs", "filefrag"]);
     let dir = common::scratch();
-    let img = dir.path().join("xfs.img");
-    sparse(&img, 1 << 30);
-    let disk = Loop::attach(&img);
-    run("mkfs.xfs", &["-q", "-f", &disk.dev]);
-    let fs = Mounted::new(&disk.dev, &dir.path().join("mnt"), &[]);
-    let (base, new) = (fs.0.join("base.iso"), fs.0.join("new.iso"));
+    let fs = Xfs::new(dir.path());
+    let (base, new) = (fs.mnt().join("base.iso"), fs.mnt().join("new.iso"));
     std::fs::copy(&c.iso, &base).expect("copy the base onto XFS");
     let excludes = [
         "--exclude",

@@ -24,15 +24,8 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 /// xorshift64: incompressible but reproducible bytes.
-fn noise(len: usize, mut s: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s as u8
-        })
-        .collect()
+fn noise(len: usize, state: u64) -> Vec<u8> {
+    common::fixture::xorshift(state, len)
 }
 
 /// The tree the fixtures were captured from: small and large, compressible and not, a

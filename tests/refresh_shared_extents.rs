@@ -10,7 +10,7 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::time::Duration;
 
-use common::loopdev::{Loop, Mounted, require, run, sparse};
+use common::loopdev::{Xfs, require, run};
 
 /// docs/REFRESH.md, racily clean files: wait so the tree's files are reusable next time.
 const SETTLE: Duration = Duration::from_millis(2100);
@@ -28,15 +28,7 @@ fn used(mnt: &Path) -> u64 {
 
 /// Incompressible bytes (an xorshift stream), so the image is as large as the tree.
 fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed * 2 + 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    common::fixture::xorshift(seed * 2 + 1, len)
 }
 
 fn capture(tree: &Path, out: &Path, base: Option<&Path>) {
@@ -60,12 +52,8 @@ fn capture(tree: &Path, out: &Path, base: Option<&Path>) {
 fn refreshes_on_xfs_share_the_blocks_they_carry_over() {
     require(&["mkfs.xfs", "losetup", "stat"]);
     let dir = common::scratch();
-    let img = dir.path().join("xfs.img");
-    sparse(&img, 1 << 30);
-    let disk = Loop::attach(&img);
-    run("mkfs.xfs", &["-q", "-f", &disk.dev]);
-    let fs = Mounted::new(&disk.dev, &dir.path().join("mnt"), &[]);
-    let mnt = fs.0.clone();
+    let fs = Xfs::new(dir.path());
+    let mnt = fs.mnt().to_path_buf();
     let tree = dir.path().join("tree");
     std::fs::create_dir(&tree).expect("mkdir");
     for i in 0..24u64 {

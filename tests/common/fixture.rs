@@ -487,3 +487,16 @@ pub fn add_pseudo_filesystems(root: &Path) -> io::Result<()> {
     write_file(&lib, b"kept", b"var/lib is captured\n")?;
     Ok(())
 }
+
+/// `len` bytes of the xorshift64 stream from `state` (not zero): incompressible, and the same
+/// bytes on every run (the format-1 fixtures were captured from them).
+pub fn xorshift(mut state: u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}

@@ -132,6 +132,30 @@ impl Drop for Mounted {
     }
 }
 
+/// A fresh XFS (reflink on, as `mkfs.xfs` makes it) on a 1 GiB sparse file in `dir`, mounted
+/// at `dir/mnt`; unmounted, then detached, on drop.
+pub struct Xfs {
+    // Fields drop in order: the mount before the loop device.
+    fs: Mounted,
+    _disk: Loop,
+}
+
+impl Xfs {
+    pub fn new(dir: &Path) -> Xfs {
+        let img = dir.join("xfs.img");
+        sparse(&img, 1 << 30);
+        let disk = Loop::attach(&img);
+        run("mkfs.xfs", &["-q", "-f", &disk.dev]);
+        let fs = Mounted::new(&disk.dev, &dir.join("mnt"), &[]);
+        Xfs { fs, _disk: disk }
+    }
+
+    /// Where it is mounted.
+    pub fn mnt(&self) -> &Path {
+        &self.fs.0
+    }
+}
+
 /// `blkid -p` value of `tag` on `dev` (probing the device, no cache).
 pub fn blkid(dev: &str, tag: &str) -> String {
     run("blkid", &["-p", "-s", tag, "-o", "value", dev])
