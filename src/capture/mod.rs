@@ -1,5 +1,10 @@
 //! `capture`: scan → payload → container, written to a temporary name and renamed into place
 //! only when complete and synced (issue #2 "Bad input", issue #7 "Faults").
+//!
+//! `capture_from` runs the steps in order: `staging` checks ROOT and OUTPUT and makes the
+//! temporary names, `steps` opens a refresh's base, records the layout, starts an ISO's boot
+//! side, scans and writes the payload into a `container` (`oimg_output` or `iso_output`),
+//! `manifest` assembles what it describes, and `staging` renames the result into place.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
