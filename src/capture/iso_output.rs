@@ -1,16 +1,21 @@
 //! ISO output: the payload folder, the rescue environment (kernel + initramfs), GRUB for BIOS
 //! and UEFI, the image-id marker and a README.TXT, assembled into one hybrid ISO (docs/ISO.md).
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use super::CaptureError;
+use super::container::ContainerWriter;
+use crate::envelope::ImageKey;
 use crate::image::iso::{KEYS_NAME, MANIFEST_NAME, PAYLOAD_DIR, pack_path};
-use crate::image::iso_packs::IsoPayload;
+use crate::image::iso_packs::{IsoPackWriter, IsoPayload};
 use crate::iso::{
     GrubBoot, IsoFile, IsoSource, IsoSpec, find_signed_chain, start_grub_boot, write_iso,
 };
 use crate::layout::DiskLayout;
+use crate::payload::PayloadError;
 use crate::payload::manifest::Manifest;
+use crate::payload::writer::PackSink;
 use crate::progress::Progress;
 use crate::rescue::reuse::RescueInputs;
 use crate::rescue::{
@@ -39,8 +44,25 @@ pub struct PreviousIso {
     pub inputs: Result<RescueInputs, String>,
 }
 
+impl PreviousIso {
+    /// The base as a source of a rescue environment: its `rescue` record, or why it has none.
+    pub fn of(b: &crate::refresh::Base) -> Self {
+        let inputs = match crate::rescue::reuse::from_manifest(b.manifest()) {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => {
+                Err("it records no rescue inputs (a .oimg, or made by an older osimage)".into())
+            }
+            Err(e) => Err(format!("its rescue record is unreadable: {e}")),
+        };
+        PreviousIso {
+            path: b.given_path().to_path_buf(),
+            inputs,
+        }
+    }
+}
+
 /// A volume label from the image id: `OSIMAGE_` and 8 hex digits (ECMA-119 d-characters).
-pub fn volume_label(id: &[u8; 16]) -> String {
+fn volume_label(id: &[u8; 16]) -> String {
     format!("OSIMAGE_{}", image_id_hex(id)[..8].to_uppercase())
 }
 
@@ -129,7 +151,7 @@ fn plan_boot(
     work: &Path,
 ) -> Result<(PlannedRescue, PlannedBoot, Vec<String>), CaptureError> {
     let menu = MenuParams {
-        title: super::hostname_of(root),
+        title: super::manifest::hostname_of(root),
         ..MenuParams::default()
     };
     let id_hex = image_id_hex(&spec.image_id);
@@ -319,9 +341,49 @@ fn previous_core(p: &PreviousIso) -> Result<(RescueInputs, Vec<u8>), String> {
     Ok((inputs, core))
 }
 
+/// An ISO being written: its packs go into place first, the rest around them at the end.
+pub(super) struct IsoOutput {
+    packs: IsoPackWriter,
+    path: PathBuf,
+    label: String,
+    root: PathBuf,
+}
+
+impl IsoOutput {
+    /// Starts the ISO of `root` in `file` (named `path` in messages), its packs first.
+    pub fn new(
+        file: File,
+        path: &Path,
+        root: &Path,
+        image_id: [u8; 16],
+        seal: Option<(&ImageKey, &[u8])>,
+    ) -> Result<Self, PayloadError> {
+        Ok(IsoOutput {
+            packs: IsoPackWriter::new(file, path, seal)?,
+            path: path.to_path_buf(),
+            label: volume_label(&image_id),
+            root: root.to_path_buf(),
+        })
+    }
+}
+
+impl ContainerWriter for IsoOutput {
+    fn sink(&mut self) -> &mut dyn PackSink {
+        &mut self.packs
+    }
+
+    /// Writes the ISO around the packs: the boot files, then the manifest.
+    fn finish(self: Box<Self>, m: &Manifest, boot: Option<&BootFiles>) -> Result<(), CaptureError> {
+        let payload = self.packs.finish(m)?;
+        let boot =
+            boot.ok_or_else(|| CaptureError::Usage("internal: ISO without boot files".into()))?;
+        write(&self.path, &self.label, &self.root, m, payload, boot)
+    }
+}
+
 /// Writes the ISO to `out`, around the packs already in it (`IsoPackWriter`): the boot files,
 /// then the manifest.
-pub fn write(
+fn write(
     out: &Path,
     label: &str,
     root: &Path,

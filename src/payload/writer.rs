@@ -201,11 +201,33 @@ pub fn write_payload_with_base(
         files_reused: AtomicU64::new(0),
         files_read: AtomicU64::new(0),
     };
+    let (outcomes, pack_result) = run_threads(&shared, entries, &batches, sink);
+    progress.finish();
+    let outcomes = outcomes?;
+    let (packs, blocks) = pack_result?;
+    let mut tables = shared.into_tables(packs, blocks)?;
+    apply_outcomes(entries, outcomes, &mut tables)?;
+    Ok(tables)
+}
+
+/// What became of each file (by its index in the entries), in the order the workers gave them.
+type Outcomes = Vec<(usize, Outcome)>;
+/// What the pack thread wrote: the packs and the blocks in them.
+type Packed = (Vec<PackRecord>, Vec<BlockRecord>);
+
+/// Runs the workers over `batches` of `entries` and the pack thread into `sink` until every
+/// file is read and every block packed (a refresh's carried blocks last); returns the
+/// workers' outcomes, or their first error, and the pack thread's result.
+fn run_threads(
+    shared: &Shared,
+    entries: &[ScannedEntry],
+    batches: &[Vec<usize>],
+    sink: &mut dyn PackSink,
+) -> (Result<Outcomes, PayloadError>, Result<Packed, PayloadError>) {
+    let (params, base) = (shared.params, shared.base);
     let next_batch = AtomicU32::new(0);
     let (tx, rx) = bounded::<Outgoing>(2 * params.threads.max(1) + 2);
-    let view: &Vec<ScannedEntry> = entries;
-
-    let (outcomes, pack_result) = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         let hold = if base.is_some() {
             super::packer::HOLD_FRESH_BYTES
         } else {
@@ -215,8 +237,8 @@ pub fn write_payload_with_base(
         let workers: Vec<_> = (0..params.threads.max(1))
             .map(|_| {
                 let tx = tx.clone();
-                let (shared, batches, next_batch) = (&shared, &batches, &next_batch);
-                s.spawn(move || run_worker(shared, view, batches, next_batch, tx))
+                let next_batch = &next_batch;
+                s.spawn(move || run_worker(shared, entries, batches, next_batch, tx))
             })
             .collect();
         let mut outcomes = Vec::new();
@@ -248,34 +270,40 @@ pub fn write_payload_with_base(
             Some(e) => (Err(e), packed),
             None => (Ok(outcomes), packed),
         }
-    });
-    progress.finish();
-    let outcomes = outcomes?;
-    let (packs, blocks) = pack_result?;
-    let table = shared
-        .table
-        .into_inner()
-        .map_err(|_| PayloadError::format("chunk index poisoned"))?;
-    if blocks.len() != shared.next_block.load(Ordering::SeqCst) as usize {
-        return Err(PayloadError::format(
-            "internal: a block was lost between threads",
-        ));
+    })
+}
+
+impl Shared<'_> {
+    /// The writer's tables from the chunk index and the counters, once every thread is done
+    /// (the files' outcomes not yet applied).
+    fn into_tables(
+        self,
+        packs: Vec<PackRecord>,
+        blocks: Vec<BlockRecord>,
+    ) -> Result<PayloadTables, PayloadError> {
+        let table = self
+            .table
+            .into_inner()
+            .map_err(|_| PayloadError::format("chunk index poisoned"))?;
+        if blocks.len() != self.next_block.load(Ordering::SeqCst) as usize {
+            return Err(PayloadError::format(
+                "internal: a block was lost between threads",
+            ));
+        }
+        let reuse = ReuseCounters {
+            files_reused: self.files_reused.load(Ordering::SeqCst),
+            files_read: self.files_read.load(Ordering::SeqCst),
+            chunks_new: table.chunks_new,
+            copied_blocks: table.copied,
+        };
+        Ok(PayloadTables {
+            packs,
+            blocks,
+            chunks: table.records,
+            reuse,
+            ..Default::default()
+        })
     }
-    let reuse = ReuseCounters {
-        files_reused: shared.files_reused.load(Ordering::SeqCst),
-        files_read: shared.files_read.load(Ordering::SeqCst),
-        chunks_new: table.chunks_new,
-        copied_blocks: table.copied,
-    };
-    let mut tables = PayloadTables {
-        packs,
-        blocks,
-        chunks: table.records,
-        reuse,
-        ..Default::default()
-    };
-    apply_outcomes(entries, outcomes, &mut tables)?;
-    Ok(tables)
 }
 
 fn file_size(e: &ScannedEntry) -> u64 {

@@ -1,0 +1,213 @@
+//! The steps of a capture besides where it writes (`staging`) and what (`container`): the base
+//! of a refresh, the disk layout, the image's key, the boot side of an ISO, the scan, the
+//! payload, and the read-back of `--verify`; `capture_from` runs them in this order.
+
+use std::path::Path;
+
+use super::iso_output::{self, BootJob, PreviousIso};
+use super::snapshot::Snapshot;
+use super::staging::Staging;
+use super::{CaptureError, CaptureOptions};
+use crate::envelope::ImageKey;
+use crate::layout::DiskLayout;
+use crate::payload::PayloadError;
+use crate::payload::manifest::CapturedFs;
+use crate::payload::reader::PayloadReader;
+use crate::payload::writer::{
+    BaseImage, PackSink, PayloadParams, PayloadTables, write_payload_with_base,
+};
+use crate::progress::Progress;
+use crate::refresh::Base;
+use crate::scan::{self, ScanOptions, ScanResult, ScannedEntry};
+
+/// An encrypted image's key and its key record (FORMAT.md §11).
+pub(super) type Seal = (ImageKey, Vec<u8>);
+
+/// Opens the image a refresh starts from (`--base`). An encrypted base needs an encrypted
+/// refresh: a refresh would otherwise write the base's secrets out in the clear.
+pub(super) fn open_base(
+    base: Option<&Path>,
+    opts: &CaptureOptions,
+) -> Result<Option<Base>, CaptureError> {
+    let base = base.map(|b| Base::open(b, &opts.unlock)).transpose()?;
+    if let Some(b) = &base
+        && b.encrypted()
+        && opts.lock.is_none()
+    {
+        return Err(CaptureError::Usage(
+            "the base image is encrypted: encrypt its refresh too (--encrypt or --recipient)"
+                .into(),
+        ));
+    }
+    Ok(base)
+}
+
+/// The disk layout, recorded before the scan: a system that cannot be restored to bare metal
+/// is said so up front.
+pub(super) fn record_layout(root: &Path, progress: &dyn Progress) -> DiskLayout {
+    let layout = match crate::layout::capture_layout(root) {
+        Ok(l) => l,
+        Err(e) => {
+            progress.note(&format!("warning: disk layout not recorded: {e}"));
+            DiskLayout {
+                none: Some(format!("reading the layout failed: {e}")),
+                ..Default::default()
+            }
+        }
+    };
+    if let Some(why) = &layout.none {
+        progress.note(&format!(
+            "no disk layout recorded ({why}): the image restores files, not disks"
+        ));
+    }
+    for why in &layout.unsupported {
+        progress.note(&format!(
+            "warning: this system is not restorable to bare metal yet: {why}"
+        ));
+    }
+    layout
+}
+
+/// A new key for the image when it is to be encrypted (`--encrypt`, `--recipient`).
+pub(super) fn seal(
+    opts: &CaptureOptions,
+    image_id: [u8; 16],
+) -> Result<Option<Seal>, CaptureError> {
+    let Some(lock) = &opts.lock else {
+        return Ok(None);
+    };
+    let (key, record) = crate::envelope::keys::new_key(lock, image_id)?;
+    Ok(Some((ImageKey::new(key, image_id), record)))
+}
+
+/// Starts building the boot side of an ISO in the work folder, on a thread of its own beside
+/// the scan and the payload. A first capture waits for its plan first: a missing kernel, tool
+/// or GRUB file fails in about a second, not after the whole payload was written. A refresh,
+/// quick itself, goes on. A `.oimg` has no boot side.
+pub(super) fn start_boot(
+    opts: &CaptureOptions,
+    staging: &Staging,
+    layout: &DiskLayout,
+    image_id: [u8; 16],
+    base: Option<&Base>,
+    progress: &dyn Progress,
+) -> Result<Option<BootJob>, CaptureError> {
+    let Some(work) = &staging.work else {
+        return Ok(None);
+    };
+    let mut job = iso_output::start_boot(
+        &staging.root,
+        opts.kernel.as_deref(),
+        layout,
+        image_id,
+        work.path(),
+        base.map(PreviousIso::of),
+        progress,
+    )?;
+    if base.is_none() {
+        job.wait_planned(progress)?;
+    }
+    Ok(Some(job))
+}
+
+/// Scans what `staging` says (ROOT or its snapshot, the output and temporary names left out).
+pub(super) fn scan(
+    staging: &Staging,
+    opts: &ScanOptions,
+    base: Option<&mut Base>,
+    progress: &dyn Progress,
+) -> Result<ScanResult, CaptureError> {
+    let scan_opts = staging.scan_options(opts);
+    let scan_root = staging.scan_root();
+    progress.note(&format!("scanning {}", scan_root.display()));
+    scan_against_base(scan_root, &scan_opts, staging.snap.as_ref(), base)
+}
+
+/// Scans `root`; with a base, unchanged files' xattrs come from it (docs/REFRESH.md), and the
+/// base's files cache is left indexed for the scanned filesystems. Should the filesystems have
+/// changed between planning and walking (a mount came or went), the walk is done again
+/// without the base, so its answers always refer to the filesystems the image records.
+fn scan_against_base(
+    root: &Path,
+    opts: &ScanOptions,
+    snap: Option<&Snapshot>,
+    base: Option<&mut Base>,
+) -> Result<ScanResult, CaptureError> {
+    let identity = |fss: &mut Vec<CapturedFs>| {
+        if let Some(s) = snap {
+            s.restore_identity(fss);
+        }
+    };
+    let Some(base) = base else {
+        let mut scanned = scan::scan(root, opts)?;
+        identity(&mut scanned.filesystems);
+        return Ok(scanned);
+    };
+    let mut planned = scan::plan_filesystems(root, opts)?;
+    identity(&mut planned);
+    base.index_files(&planned);
+    let mut scanned = scan::scan_with(root, opts, Some(&*base))?;
+    identity(&mut scanned.filesystems);
+    if scanned.filesystems != planned {
+        scanned = scan::scan(root, opts)?;
+        identity(&mut scanned.filesystems);
+    }
+    base.index_files(&scanned.filesystems);
+    Ok(scanned)
+}
+
+/// How the payload is written: `opts`' level, threads and `--keep-going`.
+pub(super) fn payload_params(opts: &CaptureOptions, image_id: [u8; 16]) -> PayloadParams {
+    PayloadParams {
+        level: opts.level,
+        threads: opts.threads.max(1),
+        keep_going: opts.scan.keep_going,
+        image_id,
+    }
+}
+
+/// Runs the payload writer into `sink`, through a `SealedSink` when the image is encrypted.
+pub(super) fn write_packs(
+    entries: &mut Vec<ScannedEntry>,
+    sink: &mut dyn PackSink,
+    seal: Option<(&ImageKey, &[u8])>,
+    params: &PayloadParams,
+    base: Option<&dyn BaseImage>,
+    progress: &dyn Progress,
+) -> Result<PayloadTables, PayloadError> {
+    match seal {
+        Some((key, _)) => {
+            let mut sealed = crate::envelope::SealedSink::new(sink, key);
+            write_payload_with_base(entries, &mut sealed, params, base, progress)
+        }
+        None => write_payload_with_base(entries, sink, params, base, progress),
+    }
+}
+
+/// `--verify`: reads the image back under its temporary name and checks every chunk. The
+/// writer's own key reads it: a recipients-only capture holds no secret.
+pub(super) fn verify_output(
+    staging: &Staging,
+    seal: Option<&Seal>,
+    image_id: [u8; 16],
+    threads: usize,
+    progress: &dyn Progress,
+) -> Result<(), CaptureError> {
+    let unlock = crate::envelope::Unlock {
+        key: seal.map(|(k, _)| (image_id, k.data_key().1.clone())),
+        ..Default::default()
+    };
+    let r = PayloadReader::open(staging.tmp.path(), &unlock)?;
+    let report = crate::payload::verify::verify(&r, threads, progress)?;
+    if !report.ok() {
+        return Err(PayloadError::Image {
+            path: staging.output.clone(),
+            msg: format!(
+                "the image failed its own verification: {}",
+                report.problems.join("; ")
+            ),
+        }
+        .into());
+    }
+    Ok(())
+}
