@@ -4,13 +4,13 @@
 use std::path::{Path, PathBuf};
 
 use super::CaptureError;
+use crate::format::manifest::Manifest;
 use crate::image::iso::{KEYS_NAME, MANIFEST_NAME, PAYLOAD_DIR, pack_path};
 use crate::image::iso_packs::IsoPayload;
 use crate::iso::{
     GrubBoot, IsoFile, IsoSource, IsoSpec, find_signed_chain, start_grub_boot, write_iso,
 };
 use crate::layout::DiskLayout;
-use crate::payload::manifest::Manifest;
 use crate::progress::Progress;
 use crate::rescue::reuse::RescueInputs;
 use crate::rescue::{

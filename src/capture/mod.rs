@@ -7,11 +7,11 @@ use std::time::Instant;
 mod iso_output;
 pub mod snapshot;
 
+use crate::format::PayloadError;
+use crate::format::manifest::{CaptureStats, EntryKind, ImageInfo, Manifest, Timestamp};
 use crate::image::iso_packs::IsoPackWriter;
 use crate::image::oimg::OimgWriter;
-use crate::payload::PayloadError;
 use crate::payload::chunker::PARAMS;
-use crate::payload::manifest::{CaptureStats, EntryKind, ImageInfo, Manifest, Timestamp};
 use crate::payload::reader::PayloadReader;
 use crate::payload::verify::verify;
 use crate::payload::writer::{BaseImage, PayloadParams, PayloadTables, write_payload_with_base};
@@ -357,7 +357,7 @@ fn scan_against_base(
     snap: Option<&snapshot::Snapshot>,
     base: Option<&mut crate::refresh::Base>,
 ) -> Result<scan::ScanResult, CaptureError> {
-    let identity = |fss: &mut Vec<crate::payload::manifest::CapturedFs>| {
+    let identity = |fss: &mut Vec<crate::format::manifest::CapturedFs>| {
         if let Some(s) = snap {
             s.restore_identity(fss);
         }
@@ -383,7 +383,7 @@ fn scan_against_base(
 /// Runs the payload writer into `sink`, through a `SealedSink` when the image is encrypted.
 fn write_packs(
     entries: &mut Vec<ScannedEntry>,
-    sink: &mut dyn crate::payload::writer::PackSink,
+    sink: &mut dyn crate::format::sink::PackSink,
     seal: Option<(&crate::envelope::ImageKey, &[u8])>,
     params: &PayloadParams,
     base: Option<&dyn crate::payload::writer::BaseImage>,

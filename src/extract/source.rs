@@ -3,7 +3,7 @@
 //! Extract only needs a manifest and "the uncompressed bytes of chunk N", so it codes against
 //! this small trait instead of the reader itself; `MemorySource` builds an image by hand.
 
-use crate::payload::manifest::{
+use crate::format::manifest::{
     ChunkId, ChunkIndex, ChunkRecord, DataRun, Entry, EntryIndex, EntryKind, Manifest, Meta,
 };
 

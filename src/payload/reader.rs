@@ -6,13 +6,13 @@
 
 use std::path::{Path, PathBuf};
 
-use super::PayloadError;
 use super::codec::BlockDecompressor;
-use super::frame::decode_manifest;
-use super::manifest::{BlockIndex, ChunkId, ChunkIndex, Manifest};
-use super::records::{BLOCK_HEADER_LEN, BlockHeader};
-use super::validate::validate;
 use crate::envelope::Unlock;
+use crate::format::PayloadError;
+use crate::format::frame::decode_manifest;
+use crate::format::manifest::{BlockIndex, ChunkId, ChunkIndex, Manifest};
+use crate::format::records::{BLOCK_HEADER_LEN, BlockHeader};
+use crate::format::validate::validate;
 use crate::image::{self, ContainerKind, Span};
 
 /// An open image: its manifest and where its packs are.
