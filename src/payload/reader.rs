@@ -201,23 +201,3 @@ impl PayloadReader {
         Ok(data)
     }
 }
-
-/// Extract reads chunks straight from an open image.
-impl crate::extract::ChunkSource for PayloadReader {
-    type Cache = BlockCache;
-    type Error = PayloadError;
-
-    fn manifest(&self) -> &Manifest {
-        &self.manifest
-    }
-    fn new_cache(&self) -> BlockCache {
-        BlockCache::new()
-    }
-    fn read_chunk<'a>(
-        &'a self,
-        idx: ChunkIndex,
-        cache: &'a mut BlockCache,
-    ) -> Result<&'a [u8], PayloadError> {
-        PayloadReader::read_chunk(self, idx, cache)
-    }
-}
