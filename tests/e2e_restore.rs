@@ -428,7 +428,7 @@ fn verify_boot_fails_in_the_restore_phase_on_a_damaged_payload() {
             .entries
             .iter()
             .find_map(|e| match &e.kind {
-                osimage::payload::manifest::EntryKind::File { runs, .. } => {
+                osimage::format::manifest::EntryKind::File { runs, .. } => {
                     runs.first().and_then(|run| run.chunks.first().copied())
                 }
                 _ => None,
@@ -438,7 +438,7 @@ fn verify_boot_fails_in_the_restore_phase_on_a_damaged_payload() {
         let span = &r.pack_spans()[block.pack as usize];
         span.offset
             + block.offset
-            + osimage::payload::records::BLOCK_HEADER_LEN as u64
+            + osimage::format::records::BLOCK_HEADER_LEN as u64
             + u64::from(block.stored_len) / 2
     };
     {

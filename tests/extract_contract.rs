@@ -9,7 +9,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use osimage::extract::{ExtractError, ExtractOptions, ExtractReport, MemorySource, extract};
-use osimage::payload::manifest::{DataRun, Entry, EntryKind, Meta, Timestamp, Xattr};
+use osimage::format::manifest::{DataRun, Entry, EntryKind, Meta, Timestamp, Xattr};
 use osimage::progress::NoProgress;
 
 fn meta(mode: u32, uid: u32, gid: u32, sec: i64, nsec: u32) -> Meta {

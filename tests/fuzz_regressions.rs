@@ -16,7 +16,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use osimage::payload::records::{ImageHeader, Trailer};
+use osimage::format::records::{ImageHeader, Trailer};
 
 /// Largest single allocation a reader may make for any of these inputs.
 const LIMIT: usize = 256 << 20;
@@ -100,8 +100,8 @@ fn replay(target: &str, body: fn(&[u8])) {
 
 /// fuzz_targets/manifest.rs
 fn manifest_target(data: &[u8]) {
-    if let Ok((m, _)) = osimage::payload::frame::decode_manifest(data) {
-        let _ = osimage::payload::validate::validate(&m);
+    if let Ok((m, _)) = osimage::format::frame::decode_manifest(data) {
+        let _ = osimage::format::validate::validate(&m);
     }
 }
 

@@ -11,10 +11,10 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use osimage::envelope::Unlock;
+use osimage::format::manifest::{DataRun, Entry, EntryKind, Extension, Manifest, Meta};
+use osimage::format::sink::PackSink;
 use osimage::image::oimg::OimgWriter;
-use osimage::payload::manifest::{DataRun, Entry, EntryKind, Extension, Manifest, Meta};
 use osimage::payload::reader::PayloadReader;
-use osimage::payload::writer::PackSink;
 
 /// A source tree, its plain image, and a scratch area whose contents are watched.
 struct Table {
@@ -360,7 +360,7 @@ fn every_row_of_the_bad_input_table_is_refused_as_documented() {
 /// byte limit, not try to allocate it. Made by patching the encoded `packs` count (the first
 /// varint after `ImageInfo`, FORMAT.md §5) and reframing (§4).
 fn huge_count(t: &Table) -> PathBuf {
-    use osimage::payload::frame::encode_manifest;
+    use osimage::format::frame::encode_manifest;
     let r = PayloadReader::open(&t.image, &Unlock::none()).expect("open");
     let m = r.manifest().clone();
     let cfg = bincode::config::standard();
@@ -391,7 +391,7 @@ fn huge_count(t: &Table) -> PathBuf {
     let m_off = u64::from_le_bytes(trailer[16..24].try_into().expect("8"));
     let mut out = bytes[..m_off as usize].to_vec();
     out.extend_from_slice(&frame);
-    let t2 = osimage::payload::records::Trailer {
+    let t2 = osimage::format::records::Trailer {
         manifest_offset: m_off,
         manifest_len: frame.len() as u64,
         image_id: m.image.id,

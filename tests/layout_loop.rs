@@ -12,11 +12,11 @@ use std::process::Command;
 mod common;
 
 use common::loopdev::{Loop, run, run_stdin};
+use osimage::format::manifest::Manifest;
 use osimage::layout::{
     self, DiskLayout, Firmware, FsFeatures, PartitionTable, capture_layout, from_manifest,
     to_extension,
 };
-use osimage::payload::manifest::Manifest;
 
 /// True when this machine can run these tests; otherwise says why on stderr.
 fn can_run() -> bool {

@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use osimage::payload::manifest::{EntryKind, Xattr};
+use osimage::format::manifest::{EntryKind, Xattr};
 use osimage::scan::{ScanError, ScanOptions, ScanResult, plan_filesystems, scan};
 
 use common::fixture::{self, paths};

@@ -4,7 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok((m, _)) = osimage::payload::frame::decode_manifest(data) {
-        let _ = osimage::payload::validate::validate(&m);
+    if let Ok((m, _)) = osimage::format::frame::decode_manifest(data) {
+        let _ = osimage::format::validate::validate(&m);
     }
 });

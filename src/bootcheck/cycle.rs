@@ -12,8 +12,8 @@ use super::report::{FirmwareRun, Phase, PhaseName, Status};
 use super::scratch;
 use super::vm::{self, Bus, Drive, Ended, Firmware, Outcome, VmSpec};
 use super::{Accel, BootCheckError, BootCheckOptions};
+use crate::format::manifest::Manifest;
 use crate::layout::DiskLayout;
-use crate::payload::manifest::Manifest;
 
 /// Lines of console kept in a failed phase's report.
 const TAIL: usize = 25;

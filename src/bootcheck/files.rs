@@ -16,7 +16,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::payload::manifest::{Entry, EntryKind, Manifest, Meta, Timestamp, Xattr};
+use crate::format::manifest::{Entry, EntryKind, Manifest, Meta, Timestamp, Xattr};
 use crate::refresh::diff::meta_fields;
 use crate::scan::exclude::CONTENTS_SKIPPED;
 
@@ -226,7 +226,7 @@ fn check_content(
     m: &Manifest,
     p: &Path,
     size: u64,
-    runs: &[crate::payload::manifest::DataRun],
+    runs: &[crate::format::manifest::DataRun],
     bytes: &mut u64,
 ) -> Result<(), String> {
     let f = File::open(p).map_err(|_| "unreadable".to_string())?;

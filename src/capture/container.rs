@@ -7,8 +7,8 @@ use super::iso_output::{BootFiles, IsoOutput};
 use super::oimg_output::OimgOutput;
 use super::staging::Staging;
 use crate::envelope::ImageKey;
-use crate::payload::manifest::Manifest;
-use crate::payload::writer::PackSink;
+use crate::format::manifest::Manifest;
+use crate::format::sink::PackSink;
 
 /// One output format, written under the capture's temporary name.
 pub(super) trait ContainerWriter {

@@ -7,15 +7,15 @@ use std::path::{Path, PathBuf};
 use super::CaptureError;
 use super::container::ContainerWriter;
 use crate::envelope::ImageKey;
+use crate::format::PayloadError;
+use crate::format::manifest::Manifest;
+use crate::format::sink::PackSink;
 use crate::image::iso::{KEYS_NAME, MANIFEST_NAME, PAYLOAD_DIR, pack_path};
 use crate::image::iso_packs::{IsoPackWriter, IsoPayload};
 use crate::iso::{
     GrubBoot, IsoFile, IsoSource, IsoSpec, find_signed_chain, start_grub_boot, write_iso,
 };
 use crate::layout::DiskLayout;
-use crate::payload::PayloadError;
-use crate::payload::manifest::Manifest;
-use crate::payload::writer::PackSink;
 use crate::progress::Progress;
 use crate::rescue::reuse::RescueInputs;
 use crate::rescue::{

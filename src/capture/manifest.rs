@@ -5,9 +5,9 @@
 use std::path::Path;
 
 use super::iso_output::BootFiles;
+use crate::format::manifest::{CaptureStats, EntryKind, ImageInfo, Manifest, Timestamp};
 use crate::layout::DiskLayout;
 use crate::payload::chunker::PARAMS;
-use crate::payload::manifest::{CaptureStats, EntryKind, ImageInfo, Manifest, Timestamp};
 use crate::payload::writer::PayloadTables;
 use crate::refresh::Base;
 use crate::scan::{ScanResult, ScannedEntry, Skipped};

@@ -17,8 +17,8 @@ pub mod snapshot;
 mod staging;
 mod steps;
 
-use crate::payload::PayloadError;
-use crate::payload::manifest::CaptureStats;
+use crate::format::PayloadError;
+use crate::format::manifest::CaptureStats;
 use crate::payload::writer::BaseImage;
 use crate::progress::Progress;
 use crate::scan::{self, ScanOptions, Skipped};

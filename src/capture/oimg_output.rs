@@ -8,10 +8,10 @@ use super::CaptureError;
 use super::container::ContainerWriter;
 use super::iso_output::BootFiles;
 use crate::envelope::ImageKey;
+use crate::format::PayloadError;
+use crate::format::manifest::Manifest;
+use crate::format::sink::PackSink;
 use crate::image::oimg::OimgWriter;
-use crate::payload::PayloadError;
-use crate::payload::manifest::Manifest;
-use crate::payload::writer::PackSink;
 
 /// A `.oimg` being written.
 pub(super) struct OimgOutput {

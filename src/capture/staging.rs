@@ -11,7 +11,7 @@ use tempfile::{NamedTempFile, TempDir};
 
 use super::snapshot::{Snapshot, SnapshotError};
 use super::{CaptureError, CaptureOptions};
-use crate::payload::PayloadError;
+use crate::format::PayloadError;
 use crate::progress::Progress;
 use crate::scan::ScanOptions;
 

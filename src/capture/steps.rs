@@ -9,13 +9,12 @@ use super::snapshot::Snapshot;
 use super::staging::Staging;
 use super::{CaptureError, CaptureOptions};
 use crate::envelope::ImageKey;
+use crate::format::PayloadError;
+use crate::format::manifest::CapturedFs;
+use crate::format::sink::PackSink;
 use crate::layout::DiskLayout;
-use crate::payload::PayloadError;
-use crate::payload::manifest::CapturedFs;
 use crate::payload::reader::PayloadReader;
-use crate::payload::writer::{
-    BaseImage, PackSink, PayloadParams, PayloadTables, write_payload_with_base,
-};
+use crate::payload::writer::{BaseImage, PayloadParams, PayloadTables, write_payload_with_base};
 use crate::progress::Progress;
 use crate::refresh::Base;
 use crate::scan::{self, ScanOptions, ScanResult, ScannedEntry};

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use super::keys::KeyArgs;
-use crate::payload::PayloadError;
+use crate::format::PayloadError;
 use crate::payload::reader::PayloadReader;
 use crate::progress::Progress;
 use crate::refresh::diff::diff;

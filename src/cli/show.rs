@@ -4,7 +4,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::payload::manifest::{CaptureStats, Entry, EntryKind, Manifest, Timestamp};
+use crate::format::manifest::{CaptureStats, Entry, EntryKind, Manifest, Timestamp};
 use crate::payload::reader::PayloadReader;
 
 pub use crate::units::human_bytes as bytes;

@@ -7,7 +7,7 @@ use std::path::Path;
 use age::secrecy::SecretString;
 
 use super::{DataKey, Unlock};
-use crate::payload::PayloadError;
+use crate::format::PayloadError;
 
 /// Length of the key record's header.
 pub const KEYS_HEADER_LEN: usize = 64;

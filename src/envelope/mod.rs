@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex};
 
 use age::secrecy::SecretString;
 
-use crate::payload::PayloadError;
-use crate::payload::records::{FrameHeader, RECORD_LEN};
-use crate::payload::writer::PackSink;
+use crate::format::PayloadError;
+use crate::format::records::{FrameHeader, RECORD_LEN};
+use crate::format::sink::PackSink;
 use stream::{Sealer, StreamCipher, StreamId};
 
 /// An image's 32-byte data key (zeroed when dropped).
@@ -156,7 +156,7 @@ impl ImageKey {
         plain.resize(padded as usize, 0);
         let body = stream::seal_all(self.cipher(StreamId::Manifest), &plain);
         let header = FrameHeader {
-            version: crate::payload::manifest::FORMAT_VERSION,
+            version: crate::format::manifest::FORMAT_VERSION,
             sealed: true,
             stored_len: body.len() as u64,
             raw_len: padded,
@@ -169,7 +169,7 @@ impl ImageKey {
 
     /// Opens an outer frame made by `seal_manifest`, returning the plain frame.
     pub fn open_manifest(&self, outer: &[u8]) -> Result<Vec<u8>, PayloadError> {
-        let h = crate::payload::frame::decode_frame_header(outer)?;
+        let h = crate::format::frame::decode_frame_header(outer)?;
         let body = &outer[RECORD_LEN..];
         if !h.sealed {
             return Err(PayloadError::format(
@@ -197,7 +197,7 @@ impl ImageKey {
             Ok(())
         })
         .map_err(|e| PayloadError::format(format!("manifest: {e}")))?;
-        let inner = crate::payload::frame::decode_frame_header(&plain)?;
+        let inner = crate::format::frame::decode_frame_header(&plain)?;
         let end = (RECORD_LEN as u64)
             .checked_add(inner.stored_len)
             .filter(|e| *e <= plain_len)

@@ -15,7 +15,7 @@ use super::error::ExtractError;
 use super::plan::{FileJob, Plan, name_of};
 use super::source::ChunkSource;
 use super::target::{self, DirCache, Handle, Target, Warnings};
-use crate::payload::manifest::{Entry, EntryKind};
+use crate::format::manifest::{Entry, EntryKind};
 use crate::progress::Progress;
 
 /// A batch ends after this many bytes of data or files, whichever comes first.

@@ -30,7 +30,7 @@ pub use source::{ChunkSource, MemorySource, NoSuchChunk};
 use plan::{Plan, name_of};
 use target::{DirCache, Handle, Target, Warnings};
 
-use crate::payload::manifest::{Entry, EntryKind};
+use crate::format::manifest::{Entry, EntryKind};
 use crate::progress::Progress;
 
 /// What to extract and how.

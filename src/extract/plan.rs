@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use super::error::ExtractError;
-use crate::payload::manifest::{EntryIndex, EntryKind, Manifest};
+use crate::format::manifest::{EntryIndex, EntryKind, Manifest};
 
 /// Parent value meaning "the destination directory itself" (the image root's place).
 pub(crate) const DEST: EntryIndex = EntryIndex::MAX;
@@ -243,7 +243,7 @@ fn check_contents(manifest: &Manifest) -> Result<Vec<u64>, ExtractError> {
 fn check_runs(
     manifest: &Manifest,
     size: u64,
-    runs: &[crate::payload::manifest::DataRun],
+    runs: &[crate::format::manifest::DataRun],
 ) -> Result<u64, String> {
     let mut end = 0u64;
     let mut total = 0u64;

@@ -1,11 +1,14 @@
 //! Where extract gets chunk bytes from: the payload reader, or an in-memory image in tests.
 //!
 //! Extract only needs a manifest and "the uncompressed bytes of chunk N", so it codes against
-//! this small trait instead of the reader itself; `MemorySource` builds an image by hand.
+//! this small trait instead of the reader itself; `MemorySource` builds an image by hand. The
+//! reader's implementation lives here, beside the trait, so `payload` need not know `extract`.
 
-use crate::payload::manifest::{
+use crate::format::PayloadError;
+use crate::format::manifest::{
     ChunkId, ChunkIndex, ChunkRecord, DataRun, Entry, EntryIndex, EntryKind, Manifest, Meta,
 };
+use crate::payload::reader::{BlockCache, PayloadReader};
 
 /// A manifest plus random access to its chunks. Shared by the extract threads, each of which
 /// keeps its own `Cache` (the reader's decompressed-block cache).
@@ -25,6 +28,26 @@ pub trait ChunkSource: Sync {
         idx: ChunkIndex,
         cache: &'a mut Self::Cache,
     ) -> Result<&'a [u8], Self::Error>;
+}
+
+/// Extract reads chunks straight from an open image.
+impl ChunkSource for PayloadReader {
+    type Cache = BlockCache;
+    type Error = PayloadError;
+
+    fn manifest(&self) -> &Manifest {
+        PayloadReader::manifest(self)
+    }
+    fn new_cache(&self) -> BlockCache {
+        BlockCache::new()
+    }
+    fn read_chunk<'a>(
+        &'a self,
+        idx: ChunkIndex,
+        cache: &'a mut BlockCache,
+    ) -> Result<&'a [u8], PayloadError> {
+        PayloadReader::read_chunk(self, idx, cache)
+    }
 }
 
 /// An image held in memory: a manifest and the bytes of each chunk. For tests and for callers

@@ -22,7 +22,7 @@ use rustix::process::{Gid, Uid};
 
 use super::error::ExtractError;
 use super::plan::DEST;
-use crate::payload::manifest::{Entry, EntryIndex, Meta, Timestamp, Xattr};
+use crate::format::manifest::{Entry, EntryIndex, Meta, Timestamp, Xattr};
 use crate::progress::Progress;
 
 /// Set once `openat2` reported ENOSYS (kernel < 5.6): walk components instead.

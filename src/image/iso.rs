@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use super::{Container, ContainerKind, Span};
 use crate::envelope::Unlock;
+use crate::format::PayloadError;
 use crate::iso::IsoReader;
-use crate::payload::PayloadError;
 
 /// Where the payload lives inside the ISO.
 pub const PAYLOAD_DIR: &str = "osimage";

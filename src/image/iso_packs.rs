@@ -9,11 +9,11 @@ use std::path::Path;
 
 use super::write_behind::WriteBehind;
 use crate::envelope::ImageKey;
-use crate::payload::PayloadError;
-use crate::payload::frame::encode_manifest;
-use crate::payload::manifest::Manifest;
-use crate::payload::packer::BlockSource;
-use crate::payload::writer::PackSink;
+use crate::format::PayloadError;
+use crate::format::frame::encode_manifest;
+use crate::format::manifest::Manifest;
+use crate::format::sink::BlockSource;
+use crate::format::sink::PackSink;
 
 /// Packs start on this boundary: a refresh's packs then sit alike within a filesystem block in
 /// the base ISO and in the new one, so XFS or btrfs can share their extents

@@ -16,9 +16,9 @@ use std::sync::Arc;
 
 use crate::envelope::stream::{self, StreamCipher, StreamId};
 use crate::envelope::{ImageKey, Unlock};
-use crate::payload::PayloadError;
-use crate::payload::manifest::Manifest;
-use crate::payload::records::{PackHeader, RECORD_LEN};
+use crate::format::PayloadError;
+use crate::format::manifest::Manifest;
+use crate::format::records::{PackHeader, RECORD_LEN};
 
 /// A byte range inside an open file; of an encrypted image, a sealed stream (FORMAT.md §11.3)
 /// read as its plaintext.
@@ -116,7 +116,7 @@ pub fn open_file(path: &Path, file: File, unlock: &Unlock) -> Result<Container, 
     let mut head = [0u8; RECORD_LEN];
     let got =
         read_up_to(&file, &mut head, 0).map_err(|e| PayloadError::io("cannot read", path, e))?;
-    if got == RECORD_LEN && crate::payload::records::is_image_header(&head) {
+    if got == RECORD_LEN && crate::format::records::is_image_header(&head) {
         return oimg::open(path, Arc::new(file), len, &head, unlock).map_err(|e| e.at(path));
     }
     if iso::is_iso(&file) {

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use super::write_behind::WriteBehind;
 use super::{Container, ContainerKind, Span};
 use crate::envelope::{ImageKey, Unlock};
-use crate::payload::PayloadError;
-use crate::payload::frame::{decode_frame_header, encode_manifest};
-use crate::payload::manifest::Manifest;
-use crate::payload::packer::BlockSource;
-use crate::payload::records::{ImageHeader, RECORD_LEN, Trailer};
-use crate::payload::writer::PackSink;
+use crate::format::PayloadError;
+use crate::format::frame::{decode_frame_header, encode_manifest};
+use crate::format::manifest::Manifest;
+use crate::format::records::{ImageHeader, RECORD_LEN, Trailer};
+use crate::format::sink::BlockSource;
+use crate::format::sink::PackSink;
 
 /// Opens a `.oimg` whose first 64 bytes are `head`.
 pub(super) fn open(

@@ -8,8 +8,8 @@ use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::payload::PayloadError;
-use crate::payload::packer::BlockSource;
+use crate::format::PayloadError;
+use crate::format::sink::BlockSource;
 
 /// Start writeback every this many bytes.
 const WRITEBACK_STEP: u64 = 64 << 20;

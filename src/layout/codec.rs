@@ -4,7 +4,7 @@
 
 use super::LayoutError;
 use super::record::{BootInfo, Container, Disk, DiskLayout, FsRecord, FstabEntry, SwapRecord};
-use crate::payload::manifest::{Extension, Manifest};
+use crate::format::manifest::{Extension, Manifest};
 
 /// The extension's name in `Manifest::extensions`.
 pub const NAME: &str = "layout";

@@ -60,6 +60,26 @@ pub fn probe(head: &[u8], tail: &[u8], size: u64) -> Option<Found> {
         .or_else(|| vfat(head).map(Found::Fs))
 }
 
+/// Does the start of a disk carry a partition table or a filesystem/volume signature? Cruder
+/// than `probe`, on purpose: any known magic at all makes a disk not blank (the agent's auto
+/// mode restores only onto a blank disk; docs/DESIGN.md).
+pub fn has_signature(head: &[u8]) -> bool {
+    let at = |off: usize, magic: &[u8]| head.get(off..off + magic.len()) == Some(magic);
+    at(510, &[0x55, 0xAA])             // MBR (and protective MBR of GPT, FAT boot sector)
+        || at(512, b"EFI PART")        // GPT header, 512-byte sectors
+        || at(4096, b"EFI PART")       // GPT header, 4 KiB sectors
+        || at(512 + 0x18, b"LVM2 001") // LVM2 label (sector 1)
+        || at(0x438, &[0x53, 0xEF])    // ext2/3/4 superblock s_magic
+        || at(0, b"XFSB")              // XFS
+        || at(0x10040, b"_BHRfS_M")    // btrfs
+        || at(0, b"LUKS\xba\xbe")      // LUKS
+        || at(0x8001, b"CD001")        // ISO 9660
+        || at(0, &[0xfc, 0x4e, 0x2b, 0xa9])    // MD RAID superblock 1.1
+        || at(4096, &[0xfc, 0x4e, 0x2b, 0xa9]) // MD RAID superblock 1.2
+        || at(4096 - 10, b"SWAPSPACE2") // swap, 4 KiB pages
+        || at(4096 - 10, b"SWAP-SPACE")
+}
+
 fn le16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
 }

@@ -8,11 +8,12 @@ use std::collections::HashMap;
 
 use crossbeam_channel::Sender;
 
-use super::PayloadError;
-use super::manifest::BlockIndex;
-use super::packer::{BlockSource, Outgoing};
-use super::records::BlockHeader;
+use super::packer::Outgoing;
 use super::writer::BaseImage;
+use crate::format::PayloadError;
+use crate::format::manifest::BlockIndex;
+use crate::format::records::BlockHeader;
+use crate::format::sink::BlockSource;
 
 /// A run that is read is at most this long: bounds the memory of the runs in flight.
 const RUN_BYTES: u64 = 4 << 20;

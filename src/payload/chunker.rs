@@ -7,7 +7,7 @@
 
 use fastcdc::v2020::{Normalization, cut, select_masks};
 
-use super::manifest::ChunkParams;
+use crate::format::manifest::ChunkParams;
 
 /// The chunk sizes osimage writes (FORMAT.md §1 explains the choice).
 pub const PARAMS: ChunkParams = ChunkParams {

@@ -1,8 +1,8 @@
 //! Block compression: zstd on our own threads, or raw when it does not pay (FORMAT.md §2).
 
-use super::PayloadError;
-use super::manifest::Codec;
-use super::records::MAX_BLOCK_RAW;
+use crate::format::PayloadError;
+use crate::format::manifest::Codec;
+use crate::format::records::MAX_BLOCK_RAW;
 
 /// Compresses blocks; one per worker thread (a zstd context is not shared).
 pub struct BlockCompressor {

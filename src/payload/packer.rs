@@ -9,26 +9,12 @@
 //! where it lies in the base, and a sink writing to a file has the kernel copy it
 //! (`PackSink::write_copy`).
 
-use std::fs::File;
-use std::sync::Arc;
-
 use crossbeam_channel::Receiver;
 
-use super::PayloadError;
-use super::manifest::{BlockIndex, BlockRecord, PackRecord};
-use super::records::{BLOCK_HEADER_LEN, BlockHeader, MAX_PACK_LEN, PackHeader, RECORD_LEN};
-use super::writer::PackSink;
-
-/// Where bytes of a base image lie in its file (a plain base only: an encrypted one's bytes
-/// on disk are sealed and cannot be copied as they are).
-#[derive(Clone, Debug)]
-pub struct BlockSource {
-    pub file: Arc<File>,
-    /// Offset in `file` of the first byte.
-    pub offset: u64,
-    /// The base image's path, for messages.
-    pub path: Arc<std::path::Path>,
-}
+use crate::format::PayloadError;
+use crate::format::manifest::{BlockIndex, BlockRecord, PackRecord};
+use crate::format::records::{BLOCK_HEADER_LEN, BlockHeader, MAX_PACK_LEN, PackHeader, RECORD_LEN};
+use crate::format::sink::{BlockSource, PackSink};
 
 /// One block on its way: this image's index for it, its header, and the BLAKE3 of its stored
 /// bytes (header and body).
@@ -233,7 +219,7 @@ impl Packs<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::payload::manifest::Codec;
+    use crate::format::manifest::Codec;
 
     /// Collects what the pack thread writes.
     #[derive(Default)]

@@ -6,13 +6,13 @@
 
 use std::path::{Path, PathBuf};
 
-use super::PayloadError;
 use super::codec::BlockDecompressor;
-use super::frame::decode_manifest;
-use super::manifest::{BlockIndex, ChunkId, ChunkIndex, Manifest};
-use super::records::{BLOCK_HEADER_LEN, BlockHeader};
-use super::validate::validate;
 use crate::envelope::Unlock;
+use crate::format::PayloadError;
+use crate::format::frame::decode_manifest;
+use crate::format::manifest::{BlockIndex, ChunkId, ChunkIndex, Manifest};
+use crate::format::records::{BLOCK_HEADER_LEN, BlockHeader};
+use crate::format::validate::validate;
 use crate::image::{self, ContainerKind, Span};
 
 /// An open image: its manifest and where its packs are.
@@ -199,25 +199,5 @@ impl PayloadReader {
             });
         }
         Ok(data)
-    }
-}
-
-/// Extract reads chunks straight from an open image.
-impl crate::extract::ChunkSource for PayloadReader {
-    type Cache = BlockCache;
-    type Error = PayloadError;
-
-    fn manifest(&self) -> &Manifest {
-        &self.manifest
-    }
-    fn new_cache(&self) -> BlockCache {
-        BlockCache::new()
-    }
-    fn read_chunk<'a>(
-        &'a self,
-        idx: ChunkIndex,
-        cache: &'a mut BlockCache,
-    ) -> Result<&'a [u8], PayloadError> {
-        PayloadReader::read_chunk(self, idx, cache)
     }
 }

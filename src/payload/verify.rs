@@ -5,10 +5,10 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::PayloadError;
-use super::manifest::{ChunkIndex, EntryKind};
 use super::reader::{BlockCache, PayloadReader};
-use super::records::RECORD_LEN;
+use crate::format::PayloadError;
+use crate::format::manifest::{ChunkIndex, EntryKind};
+use crate::format::records::RECORD_LEN;
 use crate::progress::Progress;
 
 /// What `verify` found.

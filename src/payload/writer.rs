@@ -13,14 +13,15 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crossbeam_channel::{Sender, bounded};
 
-use super::PayloadError;
 use super::chunker::{Chunker, PARAMS, is_zero};
 use super::codec::BlockCompressor;
-use super::manifest::{
+use super::packer::{Outgoing, pack_blocks};
+use crate::format::PayloadError;
+use crate::format::manifest::{
     BlockIndex, BlockRecord, ChunkId, ChunkIndex, ChunkRecord, DataRun, EntryKind, Meta, PackRecord,
 };
-use super::packer::{BlockSource, Outgoing, pack_blocks};
-use super::records::BlockHeader;
+use crate::format::records::BlockHeader;
+use crate::format::sink::PackSink;
 use crate::progress::Progress;
 use crate::scan::content::{OpenError, SourceFile};
 use crate::scan::{ScannedEntry, Skipped};
@@ -34,34 +35,6 @@ const BATCH_BYTES: u64 = 8 << 20;
 const BATCH_FILES: usize = 256;
 /// How often a file that keeps changing while read is read again.
 const READ_ATTEMPTS: usize = 3;
-
-/// Where packs go: the container writes them (see `image::oimg`).
-pub trait PackSink: Send {
-    /// Appends bytes to the pack being written.
-    fn write_all(&mut self, bytes: &[u8]) -> Result<(), PayloadError>;
-    /// Pack `index` starts (called before its first bytes).
-    fn begin_pack(&mut self, index: u32) -> Result<(), PayloadError>;
-    /// The current pack is complete.
-    fn end_pack(&mut self) -> Result<(), PayloadError>;
-    /// Appends the `len` bytes of `src.file` at `src.offset` (blocks a refresh carries over
-    /// from its base). A sink writing to a file has the kernel copy them
-    /// (`image::kernel_copy`); this default reads and writes them (an encrypted image's sink
-    /// seals them on the way).
-    fn write_copy(&mut self, len: u64, src: &BlockSource) -> Result<(), PayloadError> {
-        let mut buf = vec![0u8; len.min(4 << 20) as usize];
-        let mut done = 0u64;
-        while done < len {
-            let n = (len - done).min(buf.len() as u64) as usize;
-            std::os::unix::fs::FileExt::read_exact_at(&*src.file, &mut buf[..n], src.offset + done)
-                .map_err(|e| {
-                    PayloadError::io("cannot read the blocks to copy from", &src.path, e)
-                })?;
-            self.write_all(&buf[..n])?;
-            done += n as u64;
-        }
-        Ok(())
-    }
-}
 
 /// How to write the payload.
 #[derive(Clone, Debug)]

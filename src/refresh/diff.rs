@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::payload::manifest::{ChunkId, Entry, EntryKind, Manifest};
+use crate::format::manifest::{ChunkId, Entry, EntryKind, Manifest};
 
 /// How one path differs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -212,7 +212,7 @@ pub(crate) fn meta_fields(a: &Entry, b: &Entry) -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::payload::manifest::{ChunkRecord, DataRun, Meta};
+    use crate::format::manifest::{ChunkRecord, DataRun, Meta};
 
     fn entry(path: &str, kind: EntryKind, mode: u32) -> Entry {
         Entry {

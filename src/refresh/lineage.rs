@@ -7,8 +7,8 @@ use std::os::unix::ffi::OsStrExt;
 use serde::{Deserialize, Serialize};
 
 use super::Base;
-use crate::payload::PayloadError;
-use crate::payload::manifest::{EntryKind, Extension, Manifest};
+use crate::format::PayloadError;
+use crate::format::manifest::{EntryKind, Extension, Manifest};
 use crate::payload::writer::ReuseCounters;
 
 /// The extension's name in `Manifest::extensions`.
@@ -113,7 +113,7 @@ pub fn measure(base: &Base, m: &Manifest, reuse: &ReuseCounters) -> Lineage {
     for &b in &copied {
         if let Some(rec) = m.blocks.get(b as usize) {
             l.bytes_copied +=
-                crate::payload::records::BLOCK_HEADER_LEN as u64 + rec.stored_len as u64;
+                crate::format::records::BLOCK_HEADER_LEN as u64 + rec.stored_len as u64;
         }
     }
     for (c, used) in m.chunks.iter().zip(&referenced) {

@@ -11,15 +11,15 @@ pub mod lineage;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::payload::PayloadError;
-use crate::payload::carry::StoredRun;
-use crate::payload::manifest::{
+use crate::format::PayloadError;
+use crate::format::manifest::{
     BlockIndex, BlockRecord, CapturedFs, ChunkId, ChunkIndex, ChunkRecord, DataRun, Entry,
     EntryKind, Manifest, Meta, Timestamp, Xattr,
 };
-use crate::payload::packer::BlockSource;
+use crate::format::records::{BLOCK_HEADER_LEN, BlockHeader};
+use crate::format::sink::BlockSource;
+use crate::payload::carry::StoredRun;
 use crate::payload::reader::PayloadReader;
-use crate::payload::records::{BLOCK_HEADER_LEN, BlockHeader};
 use crate::payload::writer::BaseImage;
 use crate::scan::{KnownFiles, ScannedEntry};
 

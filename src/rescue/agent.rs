@@ -32,7 +32,7 @@ use crate::restore::{self, RestoreOptions};
 
 pub use cmdline::{AfterRestore, AgentOptions};
 pub use console::Console;
-pub use disks::{Disk, has_signature};
+pub use disks::Disk;
 pub use medium::Medium;
 
 /// Where the initramfs keeps the image id it was built for.

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use super::kernel::Compression;
 use super::tree::Tree;
 use super::{FILES_LIST, INIT_SCRIPT, MODULES_LIST, RescueError, TOOLS_LIST};
-use crate::payload::PayloadError;
-use crate::payload::manifest::{Extension, Manifest};
+use crate::format::PayloadError;
+use crate::format::manifest::{Extension, Manifest};
 
 /// The extension's name in `Manifest::extensions`.
 pub const NAME: &str = "rescue";

@@ -42,8 +42,8 @@ pub use plan::{PlanError, RestorePlan};
 pub use target::{Contents, TargetDisk};
 
 use crate::extract::{ExtractError, ExtractOptions, ExtractReport, extract};
+use crate::format::PayloadError;
 use crate::layout::{DiskLayout, LayoutError, from_manifest};
-use crate::payload::PayloadError;
 use crate::payload::reader::PayloadReader;
 use crate::progress::Progress;
 

@@ -7,8 +7,8 @@
 //! as an empty directory in the parent filesystem (same metadata), where the child is mounted.
 
 use crate::extract::ChunkSource;
-use crate::payload::PayloadError;
-use crate::payload::manifest::{ChunkIndex, Entry, EntryIndex, EntryKind, Manifest};
+use crate::format::PayloadError;
+use crate::format::manifest::{ChunkIndex, Entry, EntryIndex, EntryKind, Manifest};
 use crate::payload::reader::{BlockCache, PayloadReader};
 
 /// One filesystem's part of the image, reading chunks from the whole image.

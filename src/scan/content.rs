@@ -11,7 +11,7 @@ use std::path::Path;
 
 use rustix::fs::{Mode, OFlags, SeekFrom, Stat};
 
-use crate::payload::manifest::{Meta, Timestamp};
+use crate::format::manifest::{Meta, Timestamp};
 
 /// Paths longer than this are opened in steps, relative to a directory descriptor.
 const LONG_PATH: usize = 3800;

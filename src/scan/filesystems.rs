@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::payload::manifest::CapturedFs;
+use crate::format::manifest::CapturedFs;
 
 use super::exclude::{Excludes, contents_skipped};
 use super::mountinfo::{Mount, is_local_block};

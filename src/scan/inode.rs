@@ -6,7 +6,7 @@ use std::io;
 use rustix::fs::{FileType, Stat};
 use rustix::io::Errno;
 
-use crate::payload::manifest::{Meta, Timestamp, Xattr};
+use crate::format::manifest::{Meta, Timestamp, Xattr};
 
 /// The metadata of `st`, on the filesystem with index `fs`.
 pub fn meta(st: &Stat, fs: u32) -> Meta {

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, CWD, FileType};
 
-use crate::payload::manifest::{CapturedFs, Entry, Meta, Xattr};
+use crate::format::manifest::{CapturedFs, Entry, Meta, Xattr};
 
 pub use error::ScanError;
 use exclude::Excludes;

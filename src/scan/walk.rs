@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, RawDir, Stat};
 use rustix::io::Errno;
 
-use crate::payload::manifest::{Entry, EntryIndex, EntryKind, Xattr};
+use crate::format::manifest::{Entry, EntryIndex, EntryKind, Xattr};
 
 use super::exclude::{Excludes, contents_skipped};
 use super::filesystems::FsPlan;

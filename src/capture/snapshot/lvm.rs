@@ -11,7 +11,7 @@ use std::process::Command;
 use rustix::mount::{MountFlags, mount};
 
 use super::{Cleanup, SnapshotError, Undo, suffix, tool};
-use crate::payload::manifest::CapturedFs;
+use crate::format::manifest::CapturedFs;
 
 /// A logical volume.
 #[derive(Debug, PartialEq, Eq)]

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use rustix::mount::{MountFlags, UnmountFlags, mount_bind, mount_remount, unmount};
 
-use crate::payload::manifest::CapturedFs;
+use crate::format::manifest::CapturedFs;
 use crate::progress::Progress;
 use crate::scan::ScanOptions;
 

@@ -287,3 +287,43 @@ fn short_or_empty_buffers_find_nothing() {
     assert_eq!(probe(&[0u8; 100], &[], 100), None);
     assert_eq!(probe(&vec![0u8; HEAD_LEN], &[0u8; 10], 5), None);
 }
+
+#[test]
+fn zeros_are_blank_and_signatures_are_not() {
+    let zero = vec![0u8; HEAD_LEN];
+    assert!(!has_signature(&zero));
+    for (off, magic) in [
+        (510usize, &b"\x55\xAA"[..]),
+        (512, b"EFI PART"),
+        (0x438, b"\x53\xEF"),
+        (0, b"XFSB"),
+        (0x10040, b"_BHRfS_M"),
+        (0x8001, b"CD001"),
+        (4086, b"SWAPSPACE2"),
+        (0, b"\xfc\x4e\x2b\xa9"),
+        (4096, b"\xfc\x4e\x2b\xa9"),
+    ] {
+        let mut d = zero.clone();
+        d[off..off + magic.len()].copy_from_slice(magic);
+        assert!(has_signature(&d), "{magic:?} at {off:#x}");
+    }
+    // A short read (a tiny disk) is judged on what there is.
+    assert!(!has_signature(&zero[..100]));
+}
+
+#[test]
+fn host_mkfs_ext4_is_seen() {
+    let t = tempfile::tempdir().unwrap();
+    let img = t.path().join("d.img");
+    std::fs::write(&img, vec![0u8; 4 << 20]).unwrap();
+    let ok = std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F"])
+        .arg(&img)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        return;
+    }
+    let bytes = std::fs::read(&img).unwrap();
+    assert!(has_signature(&bytes[..HEAD_LEN]));
+}

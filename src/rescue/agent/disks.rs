@@ -4,6 +4,8 @@
 
 use std::io::Read;
 
+use crate::layout::probe::has_signature;
+
 /// A candidate target disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Disk {
@@ -112,67 +114,9 @@ fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-/// Does the start of a disk carry a partition table or a filesystem/volume signature?
-pub fn has_signature(head: &[u8]) -> bool {
-    let at = |off: usize, magic: &[u8]| head.get(off..off + magic.len()) == Some(magic);
-    at(510, &[0x55, 0xAA])             // MBR (and protective MBR of GPT, FAT boot sector)
-        || at(512, b"EFI PART")        // GPT header, 512-byte sectors
-        || at(4096, b"EFI PART")       // GPT header, 4 KiB sectors
-        || at(512 + 0x18, b"LVM2 001") // LVM2 label (sector 1)
-        || at(0x438, &[0x53, 0xEF])    // ext2/3/4 superblock s_magic
-        || at(0, b"XFSB")              // XFS
-        || at(0x10040, b"_BHRfS_M")    // btrfs
-        || at(0, b"LUKS\xba\xbe")      // LUKS
-        || at(0x8001, b"CD001")        // ISO 9660
-        || at(0, &[0xfc, 0x4e, 0x2b, 0xa9])    // MD RAID superblock 1.1
-        || at(4096, &[0xfc, 0x4e, 0x2b, 0xa9]) // MD RAID superblock 1.2
-        || at(4096 - 10, b"SWAPSPACE2") // swap, 4 KiB pages
-        || at(4096 - 10, b"SWAP-SPACE")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn zeros_are_blank_and_signatures_are_not() {
-        let zero = vec![0u8; HEAD_LEN];
-        assert!(!has_signature(&zero));
-        for (off, magic) in [
-            (510usize, &b"\x55\xAA"[..]),
-            (512, b"EFI PART"),
-            (0x438, b"\x53\xEF"),
-            (0, b"XFSB"),
-            (0x10040, b"_BHRfS_M"),
-            (0x8001, b"CD001"),
-            (4086, b"SWAPSPACE2"),
-            (0, b"\xfc\x4e\x2b\xa9"),
-            (4096, b"\xfc\x4e\x2b\xa9"),
-        ] {
-            let mut d = zero.clone();
-            d[off..off + magic.len()].copy_from_slice(magic);
-            assert!(has_signature(&d), "{magic:?} at {off:#x}");
-        }
-        // A short read (a tiny disk) is judged on what there is.
-        assert!(!has_signature(&zero[..100]));
-    }
-
-    #[test]
-    fn host_mkfs_ext4_is_seen() {
-        let t = tempfile::tempdir().unwrap();
-        let img = t.path().join("d.img");
-        std::fs::write(&img, vec![0u8; 4 << 20]).unwrap();
-        let ok = std::process::Command::new("mkfs.ext4")
-            .args(["-q", "-F"])
-            .arg(&img)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            return;
-        }
-        let bytes = std::fs::read(&img).unwrap();
-        assert!(has_signature(&bytes[..HEAD_LEN]));
-    }
 
     #[test]
     fn short_form() {

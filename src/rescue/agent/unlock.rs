@@ -10,7 +10,7 @@ use age::secrecy::SecretString;
 
 use super::Console;
 use crate::envelope::Unlock;
-use crate::payload::PayloadError;
+use crate::format::PayloadError;
 use crate::payload::reader::PayloadReader;
 
 /// Tries at the console before giving up.

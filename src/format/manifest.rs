@@ -1,7 +1,7 @@
 //! The manifest: everything an image knows besides chunk bytes (docs/FORMAT.md §5).
 //!
 //! Plain data types with serde derives, encoded with bincode 2 (standard config) and framed by
-//! `payload::frame`. Every field here is part of format version 2: changing one means bumping
+//! `format::frame`. Every field here is part of format version 2: changing one means bumping
 //! `FORMAT_VERSION` and documenting it in docs/FORMAT.md. `v1` holds what version 1 differed
 //! in, to keep reading it.
 

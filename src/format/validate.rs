@@ -188,7 +188,7 @@ const KNOWN_EXTENSIONS: &[(&str, u16)] = &[];
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::payload::manifest::{Entry, Meta};
+    use crate::format::manifest::{Entry, Meta};
 
     fn entry(path: &str, kind: EntryKind) -> Entry {
         Entry {
@@ -223,7 +223,7 @@ mod tests {
 
     #[test]
     fn blocks_must_tile_their_pack() {
-        use crate::payload::manifest::{BlockRecord, Codec, PackRecord};
+        use crate::format::manifest::{BlockRecord, Codec, PackRecord};
         let block = |offset: u64, stored_len: u32| BlockRecord {
             pack: 0,
             offset,

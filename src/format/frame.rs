@@ -28,7 +28,7 @@ pub fn encode_manifest(m: &Manifest) -> Result<Vec<u8>, PayloadError> {
         ));
     }
     let header = FrameHeader {
-        version: crate::payload::manifest::FORMAT_VERSION,
+        version: crate::format::manifest::FORMAT_VERSION,
         sealed: false,
         stored_len: body.len() as u64,
         raw_len: raw.len() as u64,
@@ -102,7 +102,7 @@ pub fn decode_manifest(frame: &[u8]) -> Result<(Manifest, u16), PayloadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::payload::manifest::FORMAT_VERSION;
+    use crate::format::manifest::FORMAT_VERSION;
 
     #[test]
     fn manifest_round_trips_and_damage_is_caught() {

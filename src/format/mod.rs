@@ -1,0 +1,19 @@
+//! The image format as data, the ground floor every stage builds on: `scan` yields its
+//! `Entry`s, `payload` writes and reads its packs and manifest, `image` and `envelope` wrap
+//! them in a container, and `extract`, `layout`, `refresh` and `restore` read them back. The
+//! spec is docs/FORMAT.md.
+//!
+//! `manifest` holds the types of the manifest (entries, metadata, the pack, block and chunk
+//! tables, extensions), `records` the fixed-size records with their byte offsets, `frame` the
+//! manifest frame's encoding, `validate` the structural checks a reader makes before it trusts
+//! a manifest, and `sink` the interface through which packs reach a container. This module
+//! uses nothing else of the crate: only std and external crates.
+
+mod error;
+pub mod frame;
+pub mod manifest;
+pub mod records;
+pub mod sink;
+pub mod validate;
+
+pub use error::PayloadError;

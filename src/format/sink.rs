@@ -1,0 +1,47 @@
+//! Where packs go (docs/FORMAT.md §3): the interface between the capture pipeline, which
+//! produces packs, and the container writer, which puts them in an `.oimg` file, an ISO or an
+//! encrypted envelope.
+
+use std::fs::File;
+use std::sync::Arc;
+
+use super::PayloadError;
+
+/// Where packs go: the container writes them (see `image::oimg`).
+pub trait PackSink: Send {
+    /// Appends bytes to the pack being written.
+    fn write_all(&mut self, bytes: &[u8]) -> Result<(), PayloadError>;
+    /// Pack `index` starts (called before its first bytes).
+    fn begin_pack(&mut self, index: u32) -> Result<(), PayloadError>;
+    /// The current pack is complete.
+    fn end_pack(&mut self) -> Result<(), PayloadError>;
+    /// Appends the `len` bytes of `src.file` at `src.offset` (blocks a refresh carries over
+    /// from its base). A sink writing to a file has the kernel copy them
+    /// (`image::kernel_copy`); this default reads and writes them (an encrypted image's sink
+    /// seals them on the way).
+    fn write_copy(&mut self, len: u64, src: &BlockSource) -> Result<(), PayloadError> {
+        let mut buf = vec![0u8; len.min(4 << 20) as usize];
+        let mut done = 0u64;
+        while done < len {
+            let n = (len - done).min(buf.len() as u64) as usize;
+            std::os::unix::fs::FileExt::read_exact_at(&*src.file, &mut buf[..n], src.offset + done)
+                .map_err(|e| {
+                    PayloadError::io("cannot read the blocks to copy from", &src.path, e)
+                })?;
+            self.write_all(&buf[..n])?;
+            done += n as u64;
+        }
+        Ok(())
+    }
+}
+
+/// Where bytes of a base image lie in its file (a plain base only: an encrypted one's bytes
+/// on disk are sealed and cannot be copied as they are).
+#[derive(Clone, Debug)]
+pub struct BlockSource {
+    pub file: Arc<File>,
+    /// Offset in `file` of the first byte.
+    pub offset: u64,
+    /// The base image's path, for messages.
+    pub path: Arc<std::path::Path>,
+}
