@@ -17,6 +17,8 @@ use crate::extract::{ExtractOptions, extract};
 use crate::layout::{Disk, DiskLayout};
 use crate::payload::reader::PayloadReader;
 use crate::progress::Progress;
+use crate::sys::MountFlags;
+use rustix::io::Errno;
 
 /// What one filesystem received.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -410,13 +412,13 @@ fn mount_one(
     std::fs::create_dir(&dir).map_err(|e| RestoreError::io("creating", &dir, e))?;
     if f.fstype == "vfat" {
         let try_mount = if opts.mtools {
-            Err(std::io::Error::from_raw_os_error(libc::ENODEV))
+            Err(std::io::Error::from(Errno::NODEV))
         } else {
-            mounts.mount(&dev, &dir, "vfat", 0, "quiet")
+            mounts.mount(&dev, &dir, "vfat", MountFlags::empty(), "quiet")
         };
         let writer = match try_mount {
             Ok(()) => VfatWriter::Mounted(dir.clone()),
-            Err(e) if e.raw_os_error() == Some(libc::ENODEV) && have("mcopy") => {
+            Err(e) if e.raw_os_error() == Some(Errno::NODEV.raw_os_error()) && have("mcopy") => {
                 log.say(&format!(
                     "  {}: this kernel cannot mount vfat; filling it with mtools",
                     f.mount_point
@@ -462,7 +464,7 @@ fn mount_one(
         .map(|s| format!("subvol={s}"))
         .unwrap_or_default();
     mounts
-        .mount(&dev, &dir, &f.fstype, 0, &data)
+        .mount(&dev, &dir, &f.fstype, MountFlags::empty(), &data)
         .map_err(|e| RestoreError::io("mounting", &dev, e))?;
     log.say(&format!(
         "  {} ({}) mounted from {}",

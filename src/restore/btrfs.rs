@@ -10,6 +10,7 @@ use std::path::Path;
 use super::RestoreError;
 use super::mounts::Mounts;
 use crate::layout::BtrfsSubvolume;
+use crate::sys::MountFlags;
 
 /// `_IOW(0x94, 14, struct btrfs_ioctl_vol_args)`: create a subvolume in the directory.
 const IOC_SUBVOL_CREATE: libc::c_ulong = 0x5000_940E;
@@ -36,7 +37,7 @@ impl TopLevel {
         std::fs::create_dir_all(&dir).map_err(|e| RestoreError::io("creating", &dir, e))?;
         let mut mounts = Mounts::default();
         mounts
-            .mount(dev, &dir, "btrfs", 0, "subvolid=5")
+            .mount(dev, &dir, "btrfs", MountFlags::empty(), "subvolid=5")
             .map_err(|e| RestoreError::io("mounting (btrfs top level)", dev, e))?;
         Ok(TopLevel { mounts, dir })
     }
