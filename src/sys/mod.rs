@@ -1,9 +1,10 @@
 //! The system calls osimage makes itself, in one place: mount and umount, loop devices, the
-//! block-device ioctls, power off, and the one PATH lookup. Everything here is a thin, safe
+//! block-device and btrfs ioctls, power off, and the one PATH lookup. Everything here is a thin, safe
 //! wrapper over `rustix` (the ioctls rustix has no wrapper for go through `rustix::ioctl` with
 //! typed opcodes); the policy (retries, fallbacks, error wording) stays with the callers.
 
 pub mod block;
+pub mod btrfs;
 pub mod loopdev;
 pub mod mount;
 
