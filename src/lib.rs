@@ -23,4 +23,5 @@ pub mod restore;
 pub mod scan;
 pub mod schedule;
 pub mod signature;
+pub mod sys;
 pub mod units;

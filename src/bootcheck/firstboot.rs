@@ -10,6 +10,8 @@
 use std::os::unix::fs::{MetadataExt, symlink};
 use std::path::{Path, PathBuf};
 
+use rustix::fs::Timespec;
+
 use super::BootCheckError;
 use super::console::{BOOTED, NOT_BOOTED};
 
@@ -29,7 +31,7 @@ pub struct Witness {
     /// Directories made, in order.
     dirs: Vec<PathBuf>,
     /// Directories that existed and got a new entry: their (atime, mtime) before.
-    touched: Vec<(PathBuf, libc::timespec, libc::timespec)>,
+    touched: Vec<(PathBuf, Timespec, Timespec)>,
 }
 
 /// The default target of the system at `root`: where `default.target` links to, looked up
@@ -115,33 +117,27 @@ fn nonce() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn times(p: &Path) -> std::io::Result<(libc::timespec, libc::timespec)> {
+fn times(p: &Path) -> std::io::Result<(Timespec, Timespec)> {
     let m = std::fs::symlink_metadata(p)?;
-    let ts = |s: i64, ns: i64| libc::timespec {
-        tv_sec: s as libc::time_t,
-        tv_nsec: ns as _,
+    let ts = |s: i64, ns: i64| Timespec {
+        tv_sec: s,
+        tv_nsec: ns,
     };
     Ok((ts(m.atime(), m.atime_nsec()), ts(m.mtime(), m.mtime_nsec())))
 }
 
-fn set_times(p: &Path, atime: libc::timespec, mtime: libc::timespec) -> std::io::Result<()> {
-    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
-        .map_err(|_| std::io::Error::other("NUL in a path"))?;
-    let t = [atime, mtime];
-    // SAFETY: a valid C string and two timespecs.
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            t.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
+fn set_times(p: &Path, atime: Timespec, mtime: Timespec) -> std::io::Result<()> {
+    let t = rustix::fs::Timestamps {
+        last_access: atime,
+        last_modification: mtime,
     };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        p,
+        &t,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )?;
+    Ok(())
 }
 
 impl Witness {
@@ -245,7 +241,7 @@ mod tests {
             etc.join("default.target"),
         )
         .unwrap();
-        let old = libc::timespec {
+        let old = Timespec {
             tv_sec: 1_600_000_000,
             tv_nsec: 123_456_789,
         };

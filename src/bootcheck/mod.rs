@@ -97,7 +97,7 @@ impl Default for BootCheckOptions {
 
 /// Is `tool` an executable on PATH?
 pub(crate) fn on_path(tool: &str) -> bool {
-    crate::restore::mounts::have(tool)
+    crate::sys::on_path(tool)
 }
 
 /// The firmware modes to run and why.

@@ -11,6 +11,7 @@ use super::files::Fidelity;
 use crate::layout::{DiskLayout, FsRecord, PartitionTable};
 use crate::restore::mounts::{Mounts, run_env};
 use crate::restore::target::TargetDisk;
+use crate::sys::MountFlags;
 
 /// Filesystems without owners, modes or xattrs (`files::Fidelity::Fat`).
 const FAT: &[&str] = &["vfat", "msdos", "exfat"];
@@ -142,9 +143,9 @@ pub fn assemble(
     std::fs::create_dir_all(staging).map_err(|e| BootCheckError::io("making", staging, e))?;
     let root = root_fs(layout)?;
     let flags = if writable {
-        libc::MS_NOATIME
+        MountFlags::NOATIME
     } else {
-        libc::MS_RDONLY | libc::MS_NOATIME
+        MountFlags::RDONLY | MountFlags::NOATIME
     };
     let mut a = Assembled {
         root: staging.to_path_buf(),
@@ -182,10 +183,13 @@ pub fn assemble(
         }
         match a.mounts.mount(&dev, &at, &fs.fstype, flags, "") {
             Ok(()) => {}
-            Err(e) if fs.fstype == "vfat" && e.raw_os_error() == Some(libc::ENODEV) => {
+            Err(e)
+                if fs.fstype == "vfat"
+                    && e.raw_os_error() == Some(rustix::io::Errno::NODEV.raw_os_error()) =>
+            {
                 let copy = fat_copy(&dev, staging)?;
                 a.mounts
-                    .mount(copy.path(), &at, "", libc::MS_BIND, "")
+                    .mount(copy.path(), &at, "", MountFlags::BIND, "")
                     .map_err(|e| BootCheckError::io("binding the ESP's files at", &at, e))?;
                 a._copies.push(copy);
             }

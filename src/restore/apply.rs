@@ -17,6 +17,8 @@ use crate::extract::{ExtractOptions, extract};
 use crate::layout::{Disk, DiskLayout};
 use crate::payload::reader::PayloadReader;
 use crate::progress::Progress;
+use crate::sys::MountFlags;
+use rustix::io::Errno;
 
 /// What one filesystem received.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -88,6 +90,29 @@ struct Made {
     /// Where extract writes (a mount, or an mtools staging directory for vfat).
     dir: PathBuf,
     vfat: Option<VfatWriter>,
+}
+
+/// What the phases after partitioning share, built once per restore and passed by reference
+/// (wimlib's `unix_apply_ctx`): the plan of all the disks together, where the files come
+/// from, the system disk, the options, the log, the staging directory, every mount made so far
+/// (undone by `apply_all` whatever happens) and the report being filled in.
+struct ApplyCtx<'a> {
+    plan: RestorePlan,
+    reader: &'a PayloadReader,
+    /// The system disk (the first job's): boot loader and NVRAM go there.
+    target: &'a TargetDisk,
+    opts: &'a RestoreOptions,
+    log: &'a RestoreLog<'a>,
+    staging: PathBuf,
+    mounts: Mounts,
+    report: RestoreReport,
+}
+
+impl ApplyCtx<'_> {
+    /// The restored tree assembled for chrooting (once; later calls find it assembled).
+    fn chroot(&mut self, made: &[Made]) -> Result<grub::Chroot, RestoreError> {
+        grub::assemble(&chroot_parts(made), &self.staging, &mut self.mounts)
+    }
 }
 
 /// Applies `plan` to `target`, reading files from `reader`. The layout is the image's record
@@ -177,7 +202,7 @@ pub fn apply_all(
             log.say(line);
         }
     }
-    let mut report = RestoreReport {
+    let report = RestoreReport {
         target: jobs
             .iter()
             .map(|j| j.target.given.display().to_string())
@@ -215,24 +240,24 @@ pub fn apply_all(
         .tempdir()
         .map_err(|e| RestoreError::io("creating a staging directory in", &std::env::temp_dir(), e))?
         .keep();
-    let mut mounts = Mounts::default();
-    let result = fill(
-        &all,
+    let mut cx = ApplyCtx {
+        plan: all,
         reader,
-        jobs[0].target,
+        target: jobs[0].target,
         opts,
-        &log,
-        &staging,
-        &mut mounts,
-        devices,
-        &mut report,
-    );
+        log: &log,
+        staging,
+        mounts: Mounts::default(),
+        report,
+    };
+    let result = fill(&mut cx, devices);
     // Unmount whatever happened; a failure above wins over one here.
     log.say("phase 9/9: syncing and unmounting");
-    let unmounted = mounts.unmount_all();
-    remove_staging(&staging);
+    let unmounted = cx.mounts.unmount_all();
+    remove_staging(&cx.staging);
     result?;
     unmounted?;
+    let mut report = cx.report;
     for j in jobs.iter() {
         blockdev::flush(&j.target.file)
             .map_err(|e| RestoreError::io("syncing", &j.target.device, e))?;
@@ -323,39 +348,30 @@ fn make_filesystems(
     Ok(devices)
 }
 
-/// Phases 5–8, with everything they mount recorded in `mounts`.
-#[allow(clippy::too_many_arguments)]
-fn fill(
-    plan: &RestorePlan,
-    reader: &PayloadReader,
-    target: &TargetDisk,
-    opts: &RestoreOptions,
-    log: &RestoreLog,
-    staging: &Path,
-    mounts: &mut Mounts,
-    devices: Vec<PathBuf>,
-    report: &mut RestoreReport,
-) -> Result<(), RestoreError> {
-    log.say("phase 5/9: mounting the new filesystems");
+/// Phases 5–8, with everything they mount recorded in `cx.mounts`.
+fn fill(cx: &mut ApplyCtx, devices: Vec<PathBuf>) -> Result<(), RestoreError> {
+    cx.log.say("phase 5/9: mounting the new filesystems");
     let mut made = Vec::new();
-    for (i, (f, dev)) in plan.filesystems.iter().zip(devices).enumerate() {
-        made.push(mount_one(i, f, dev, staging, mounts, opts, log)?);
+    let filesystems = cx.plan.filesystems.clone();
+    for (i, (f, dev)) in filesystems.iter().zip(devices).enumerate() {
+        made.push(mount_one(cx, i, f, dev)?);
     }
-    log.say("phase 6/9: unpacking the image (chunks verified as they are read)");
-    unpack(&made, reader, opts, log, report)?;
+    cx.log
+        .say("phase 6/9: unpacking the image (chunks verified as they are read)");
+    unpack(cx, &made)?;
     // Written data reaches the disk now, so a write that fails there (the disk, or an image
     // file's filesystem, is full) stops the restore here, before the log could claim success.
-    sync_all(&made, target)?;
+    sync_all(&made, cx.target)?;
     for (i, m) in made.iter().enumerate() {
-        btrfs::finish_readonly(&m.device, &m.plan.subvolumes, staging, i)?;
+        btrfs::finish_readonly(&m.device, &m.plan.subvolumes, &cx.staging, i)?;
     }
-    log.say("phase 7/9: boot loader");
-    boot_loader(plan, target, opts, log, &made, staging, mounts, report)?;
-    per_machine(opts, log, &made, staging, mounts, target)?;
+    cx.log.say("phase 7/9: boot loader");
+    boot_loader(cx, &made)?;
+    per_machine(cx, &made)?;
     for m in &made {
         if let Some(w) = &m.vfat {
             if matches!(w, VfatWriter::Mtools { .. }) {
-                log.say(&format!(
+                cx.log.say(&format!(
                     "  {}: copying the files with mtools",
                     m.plan.mount_point
                 ));
@@ -363,10 +379,10 @@ fn fill(
             w.finish()?;
         }
     }
-    sync_all(&made, target)?;
-    log.say("phase 8/9: writing the restore log");
-    report.log = write_log(plan, &made, log, report)?;
-    sync_all(&made, target)
+    sync_all(&made, cx.target)?;
+    cx.log.say("phase 8/9: writing the restore log");
+    cx.report.log = write_log(cx, &made)?;
+    sync_all(&made, cx.target)
 }
 
 /// syncfs on every mounted filesystem; a failure names the mount point, its device and the
@@ -397,27 +413,20 @@ fn sync_all(made: &[Made], target: &TargetDisk) -> Result<(), RestoreError> {
 
 /// Mounts planned filesystem `i` at its own directory under `staging` (not nested: each is
 /// filled on its own, so extract always starts from an empty directory).
-fn mount_one(
-    i: usize,
-    f: &FsPlan,
-    dev: PathBuf,
-    staging: &Path,
-    mounts: &mut Mounts,
-    opts: &RestoreOptions,
-    log: &RestoreLog,
-) -> Result<Made, RestoreError> {
-    let dir = staging.join(format!("fs{i}"));
+fn mount_one(cx: &mut ApplyCtx, i: usize, f: &FsPlan, dev: PathBuf) -> Result<Made, RestoreError> {
+    let dir = cx.staging.join(format!("fs{i}"));
     std::fs::create_dir(&dir).map_err(|e| RestoreError::io("creating", &dir, e))?;
     if f.fstype == "vfat" {
-        let try_mount = if opts.mtools {
-            Err(std::io::Error::from_raw_os_error(libc::ENODEV))
+        let try_mount = if cx.opts.mtools {
+            Err(std::io::Error::from(Errno::NODEV))
         } else {
-            mounts.mount(&dev, &dir, "vfat", 0, "quiet")
+            cx.mounts
+                .mount(&dev, &dir, "vfat", MountFlags::empty(), "quiet")
         };
         let writer = match try_mount {
             Ok(()) => VfatWriter::Mounted(dir.clone()),
-            Err(e) if e.raw_os_error() == Some(libc::ENODEV) && have("mcopy") => {
-                log.say(&format!(
+            Err(e) if e.raw_os_error() == Some(Errno::NODEV.raw_os_error()) && have("mcopy") => {
+                cx.log.say(&format!(
                     "  {}: this kernel cannot mount vfat; filling it with mtools",
                     f.mount_point
                 ));
@@ -452,7 +461,7 @@ fn mount_one(
             &f.subvolumes,
             f.subvol.as_deref(),
             &f.default_subvol,
-            staging,
+            &cx.staging,
             i,
         )?;
     }
@@ -461,10 +470,10 @@ fn mount_one(
         .as_ref()
         .map(|s| format!("subvol={s}"))
         .unwrap_or_default();
-    mounts
-        .mount(&dev, &dir, &f.fstype, 0, &data)
+    cx.mounts
+        .mount(&dev, &dir, &f.fstype, MountFlags::empty(), &data)
         .map_err(|e| RestoreError::io("mounting", &dev, e))?;
-    log.say(&format!(
+    cx.log.say(&format!(
         "  {} ({}) mounted from {}",
         f.mount_point,
         f.fstype,
@@ -479,16 +488,11 @@ fn mount_one(
 }
 
 /// Phase 6: each filesystem gets its part of the tree.
-fn unpack(
-    made: &[Made],
-    reader: &PayloadReader,
-    opts: &RestoreOptions,
-    log: &RestoreLog,
-    report: &mut RestoreReport,
-) -> Result<(), RestoreError> {
+fn unpack(cx: &mut ApplyCtx, made: &[Made]) -> Result<(), RestoreError> {
+    let (log, report) = (cx.log, &mut cx.report);
     let mps: Vec<String> = made.iter().map(|m| m.plan.mount_point.clone()).collect();
     let strip: Vec<bool> = made.iter().map(|m| m.plan.fstype == "vfat").collect();
-    let parts = tree::split(reader, &mps, &strip);
+    let parts = tree::split(cx.reader, &mps, &strip);
     for (m, part) in made.iter().zip(parts) {
         let t = Instant::now();
         log.say(&format!(
@@ -506,7 +510,7 @@ fn unpack(
         log.set_prefix(&m.plan.mount_point);
         let eo = ExtractOptions {
             paths: Vec::new(),
-            threads: opts.threads.max(1),
+            threads: cx.opts.threads.max(1),
             // FAT has no owners; the image's are kept everywhere else.
             restore_owner: m.plan.fstype != "vfat",
             sync: false,
@@ -539,33 +543,63 @@ fn unpack(
 
 /// Phase 7: the ESP's removable path and NVRAM entry; grub-install only when the plan says
 /// the geometry forces it.
-#[allow(clippy::too_many_arguments)]
-fn boot_loader(
-    plan: &RestorePlan,
-    target: &TargetDisk,
-    opts: &RestoreOptions,
-    log: &RestoreLog,
-    made: &[Made],
-    staging: &Path,
-    mounts: &mut Mounts,
-    report: &mut RestoreReport,
-) -> Result<(), RestoreError> {
-    let b = &plan.boot;
-    identities::new_identities(plan, target, log, made, staging, mounts, report)?;
-    if b.default_layout {
-        regenerate::default_layout_boot(plan, target, log, made, staging, mounts, report)?;
+fn boot_loader(cx: &mut ApplyCtx, made: &[Made]) -> Result<(), RestoreError> {
+    identities::new_identities(cx, made)?;
+    if cx.plan.boot.default_layout {
+        regenerate::default_layout_boot(cx, made)?;
     }
+    let b = &cx.plan.boot;
     if b.mbr_boot_code {
-        report
+        cx.report
             .boot
             .push("MBR boot code written back verbatim".into());
     }
     if let Some((n, len)) = b.bios_boot {
-        report.boot.push(format!(
+        cx.report.boot.push(format!(
             "BIOS boot partition {n}: {} written back verbatim",
             size(len)
         ));
     }
+    esp_boot(cx, made)?;
+    grub_install(cx, made)?;
+    regenerate::initramfs_drivers(cx, made)?;
+    for line in &cx.report.boot {
+        cx.log.say(&format!("  {line}"));
+    }
+    Ok(())
+}
+
+/// grub-install for BIOS, chrooted, when the plan says the geometry forces it.
+fn grub_install(cx: &mut ApplyCtx, made: &[Made]) -> Result<(), RestoreError> {
+    let Some(why) = cx.plan.boot.grub_install.clone() else {
+        return Ok(());
+    };
+    let root_dir = made
+        .iter()
+        .find(|m| m.plan.mount_point == "/")
+        .map(|m| &m.dir);
+    let no_installer = root_dir.is_some_and(|d| !grub::has_grub_install(d));
+    if !cx.plan.renamed.is_empty() && no_installer {
+        // --new-uuids on a tree that cannot reinstall GRUB: the files are right, the old core
+        // image is not; said in the summary rather than failing a finished restore.
+        cx.report
+            .boot
+            .push(format!("{why}: {}", grub::not_bootable()));
+    } else {
+        cx.log.say(&format!("  grub-install must run: {why}"));
+        let c = cx.chroot(made)?;
+        grub::install_bios(&c, &cx.target.device)?;
+        cx.report.boot.push(format!(
+            "grub-install --target=i386-pc ran chrooted ({why})"
+        ));
+    }
+    Ok(())
+}
+
+/// The ESP's removable path (EFI/BOOT/BOOTX64.EFI) and, when asked for, its NVRAM entry.
+fn esp_boot(cx: &mut ApplyCtx, made: &[Made]) -> Result<(), RestoreError> {
+    let (target, opts) = (cx.target, cx.opts);
+    let (report, b) = (&mut cx.report, &cx.plan.boot);
     if let Some((n, _)) = &b.esp
         && let Some(m) = made.iter().find(|m| m.plan.partition == Some(*n))
     {
@@ -595,51 +629,17 @@ fn boot_loader(
             }
         }
     }
-    let root_dir = made
-        .iter()
-        .find(|m| m.plan.mount_point == "/")
-        .map(|m| &m.dir);
-    let no_installer = root_dir.is_some_and(|d| !grub::has_grub_install(d));
-    if let Some(why) = &b.grub_install
-        && !plan.renamed.is_empty()
-        && no_installer
-    {
-        // --new-uuids on a tree that cannot reinstall GRUB: the files are right, the old core
-        // image is not; said in the summary rather than failing a finished restore.
-        report.boot.push(format!("{why}: {}", grub::not_bootable()));
-    } else if let Some(why) = &b.grub_install {
-        log.say(&format!("  grub-install must run: {why}"));
-        let c = grub::assemble(&chroot_parts(made), staging, mounts)?;
-        grub::install_bios(&c, &target.device)?;
-        report.boot.push(format!(
-            "grub-install --target=i386-pc ran chrooted ({why})"
-        ));
-    }
-    let drivers = regenerate::Drivers {
-        target: &target.device,
-        extra: &opts.initramfs_drivers,
-    };
-    regenerate::initramfs_drivers(plan, &drivers, log, made, staging, mounts, report)?;
-    for line in &report.boot {
-        log.say(&format!("  {line}"));
-    }
     Ok(())
 }
 
 /// Generalize and overlay (docs/GENERALIZE.md), on the assembled tree, each change logged (the
 /// log is copied into the restored system next).
-fn per_machine(
-    opts: &RestoreOptions,
-    log: &RestoreLog,
-    made: &[Made],
-    staging: &Path,
-    mounts: &mut Mounts,
-    target: &TargetDisk,
-) -> Result<(), RestoreError> {
+fn per_machine(cx: &mut ApplyCtx, made: &[Made]) -> Result<(), RestoreError> {
+    let (opts, log, target) = (cx.opts, cx.log, cx.target);
     if opts.generalize.is_empty() && opts.overlay.is_none() {
         return Ok(());
     }
-    let c = grub::assemble(&chroot_parts(made), staging, mounts)?;
+    let c = cx.chroot(made)?;
     if !opts.generalize.is_empty() {
         log.say("  generalizing (docs/GENERALIZE.md):");
         let run_in_tree = |args: &[&std::ffi::OsStr]| c.run(args, &target.device);
@@ -679,13 +679,8 @@ fn chroot_parts(made: &[Made]) -> Vec<grub::Part<'_>> {
 }
 
 /// Phase 8: the log into the filesystem that holds /var/log.
-fn write_log(
-    plan: &RestorePlan,
-    made: &[Made],
-    log: &RestoreLog,
-    report: &RestoreReport,
-) -> Result<Option<String>, RestoreError> {
-    let Some(i) = plan.fs_for(LOG_PATH) else {
+fn write_log(cx: &ApplyCtx, made: &[Made]) -> Result<Option<String>, RestoreError> {
+    let Some(i) = cx.plan.fs_for(LOG_PATH) else {
         return Ok(None);
     };
     let m = &made[i];
@@ -700,8 +695,8 @@ fn write_log(
     {
         std::fs::create_dir_all(parent).map_err(|e| RestoreError::io("creating", parent, e))?;
     }
-    let mut text = log.text();
-    text.push_str(&report.summary());
+    let mut text = cx.log.text();
+    text.push_str(&cx.report.summary());
     std::fs::write(&path, text).map_err(|e| RestoreError::io("writing", &path, e))?;
     let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640));
     Ok(Some(LOG_PATH.to_string()))

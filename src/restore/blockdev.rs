@@ -1,55 +1,15 @@
-//! The block-device system calls a restore makes (include/uapi/linux/fs.h, blkpg.h, loop.h):
-//! size and sector size, cache flush, partition re-read (BLKRRPART, else BLKPG one partition at
-//! a time, as `partx` does), loop devices over image files, and partition nodes made from sysfs
-//! when no udev or devtmpfs made them.
+//! What a restore needs of block devices, on the ioctls of `crate::sys`: size and sector size,
+//! cache flush, partition re-read (BLKRRPART, else BLKPG one partition at a time, as `partx`
+//! does), loop devices over image files, and partition nodes made from sysfs when no udev or
+//! devtmpfs made them.
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
-const BLKSSZGET: libc::c_ulong = 0x1268;
-const BLKFLSBUF: libc::c_ulong = 0x1261;
-const BLKRRPART: libc::c_ulong = 0x125F;
-const BLKPG: libc::c_ulong = 0x1269;
-const BLKPG_ADD_PARTITION: libc::c_int = 1;
-const BLKPG_DEL_PARTITION: libc::c_int = 2;
-const LOOP_SET_FD: libc::c_ulong = 0x4C00;
-const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
-const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
-const LOOP_SET_STATUS64: libc::c_ulong = 0x4C04;
-const LOOP_GET_STATUS64: libc::c_ulong = 0x4C05;
-/// The loop device detaches itself when its last user closes it (linux/loop.h).
-const LO_FLAGS_AUTOCLEAR: u32 = 4;
-
-/// `struct loop_info64` of linux/loop.h.
-#[repr(C)]
-struct LoopInfo64 {
-    device: u64,
-    inode: u64,
-    rdevice: u64,
-    offset: u64,
-    sizelimit: u64,
-    number: u32,
-    encrypt_type: u32,
-    encrypt_key_size: u32,
-    flags: u32,
-    file_name: [u8; 64],
-    crypt_name: [u8; 64],
-    encrypt_key: [u8; 32],
-    init: [u64; 2],
-}
-
-fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
-}
+use crate::sys;
 
 /// Is `f` a block device?
 pub fn is_block(f: &File) -> bool {
@@ -61,10 +21,7 @@ pub fn size_bytes(f: &File) -> io::Result<u64> {
     if !is_block(f) {
         return Ok(f.metadata()?.len());
     }
-    let mut n: u64 = 0;
-    // SAFETY: BLKGETSIZE64 writes one u64 through the pointer.
-    check(unsafe { libc::ioctl(f.as_raw_fd(), BLKGETSIZE64 as _, &mut n) })?;
-    Ok(n)
+    sys::block::size_bytes(f)
 }
 
 /// Logical sector size (512 for a regular file).
@@ -72,10 +29,7 @@ pub fn sector_size(f: &File) -> io::Result<u32> {
     if !is_block(f) {
         return Ok(512);
     }
-    let mut n: libc::c_int = 0;
-    // SAFETY: BLKSSZGET writes one int through the pointer.
-    check(unsafe { libc::ioctl(f.as_raw_fd(), BLKSSZGET as _, &mut n) })?;
-    Ok(n as u32)
+    sys::block::sector_size(f)
 }
 
 /// fsync, then drop the device's page cache: writes through the whole disk and through its
@@ -83,47 +37,8 @@ pub fn sector_size(f: &File) -> io::Result<u32> {
 pub fn flush(f: &File) -> io::Result<()> {
     f.sync_all()?;
     if is_block(f) {
-        // SAFETY: BLKFLSBUF takes no argument.
-        check(unsafe { libc::ioctl(f.as_raw_fd(), BLKFLSBUF as _, 0) })?;
+        sys::block::flush_buffers(f)?;
     }
-    Ok(())
-}
-
-/// `struct blkpg_partition`.
-#[repr(C)]
-struct BlkpgPartition {
-    start: libc::c_longlong,
-    length: libc::c_longlong,
-    pno: libc::c_int,
-    devname: [libc::c_char; 64],
-    volname: [libc::c_char; 64],
-}
-
-/// `struct blkpg_ioctl_arg`.
-#[repr(C)]
-struct BlkpgArg {
-    op: libc::c_int,
-    flags: libc::c_int,
-    datalen: libc::c_int,
-    data: *mut libc::c_void,
-}
-
-fn blkpg(f: &File, op: libc::c_int, pno: u32, start: u64, length: u64) -> io::Result<()> {
-    let mut p = BlkpgPartition {
-        start: start as i64,
-        length: length as i64,
-        pno: pno as libc::c_int,
-        devname: [0; 64],
-        volname: [0; 64],
-    };
-    let mut arg = BlkpgArg {
-        op,
-        flags: 0,
-        datalen: std::mem::size_of::<BlkpgPartition>() as libc::c_int,
-        data: (&mut p as *mut BlkpgPartition).cast(),
-    };
-    // SAFETY: arg points at a live blkpg_partition for the duration of the call.
-    check(unsafe { libc::ioctl(f.as_raw_fd(), BLKPG as _, &mut arg) })?;
     Ok(())
 }
 
@@ -131,13 +46,12 @@ fn blkpg(f: &File, op: libc::c_int, pno: u32, start: u64, length: u64) -> io::Re
 /// driver re-reads tables, else removes partitions 1..=128 and adds each one with BLKPG (loop
 /// devices without partition scanning).
 pub fn announce_partitions(f: &File, parts: &[(u32, u64, u64)]) -> io::Result<()> {
-    // SAFETY: BLKRRPART takes no argument.
-    if unsafe { libc::ioctl(f.as_raw_fd(), BLKRRPART as _, 0) } == 0 {
+    if sys::block::reread_partitions(f).is_ok() {
         return Ok(());
     }
     forget_partitions(f);
     for &(n, start, len) in parts {
-        blkpg(f, BLKPG_ADD_PARTITION, n, start, len)?;
+        sys::block::add_partition(f, n, start, len)?;
     }
     Ok(())
 }
@@ -145,14 +59,14 @@ pub fn announce_partitions(f: &File, parts: &[(u32, u64, u64)]) -> io::Result<()
 /// Removes every partition the kernel knows on `f` (best effort).
 pub fn forget_partitions(f: &File) {
     for n in 1..=128 {
-        let _ = blkpg(f, BLKPG_DEL_PARTITION, n, 0, 0);
+        let _ = sys::block::delete_partition(f, n);
     }
 }
 
 /// The kernel name of a block device node (`loop3`, `sdb`, `nvme0n1p2`), from sysfs.
 pub fn kernel_name(dev: &Path) -> io::Result<String> {
     let rdev = std::fs::metadata(dev)?.rdev();
-    let (ma, mi) = (libc::major(rdev), libc::minor(rdev));
+    let (ma, mi) = (rustix::fs::major(rdev), rustix::fs::minor(rdev));
     let link = std::fs::read_link(format!("/sys/dev/block/{ma}:{mi}"))?;
     link.file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -188,7 +102,7 @@ pub fn node(name: &str, private: &Path) -> io::Result<PathBuf> {
         .split_once(':')
         .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)))
         .ok_or_else(|| io::Error::other(format!("{}: unreadable", sys.display())))?;
-    let rdev = libc::makedev(ma, mi);
+    let rdev = rustix::fs::makedev(ma, mi);
     let dev = PathBuf::from(format!("/dev/{name}"));
     // devtmpfs makes the node a moment after sysfs shows the device.
     for _ in 0..20 {
@@ -228,48 +142,24 @@ impl LoopDevice {
         let mut last = None;
         // Another process may take the free device between GET_FREE and SET_FD: retry.
         for _ in 0..10 {
-            // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number.
-            let n = check(unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE as _) })?;
+            let n = sys::loopdev::get_free(&ctl)?;
             let name = format!("loop{n}");
             let path = node(&name, private)?;
             let file = OpenOptions::new().read(true).write(true).open(&path)?;
-            // SAFETY: both descriptors are open for the duration of the call.
-            let rc = unsafe { libc::ioctl(file.as_raw_fd(), LOOP_SET_FD as _, img.as_raw_fd()) };
-            if rc == 0 {
-                let l = LoopDevice { path, name, file };
-                // A killed restore (no Drop) must not leave the device attached: with
-                // autoclear it goes when its last user (our descriptors, the mounts of the
-                // restore's private mount namespace) is gone.
-                l.set_autoclear()?;
-                return Ok(l);
+            match sys::loopdev::set_fd(&file, &img) {
+                Ok(()) => {
+                    let l = LoopDevice { path, name, file };
+                    // A killed restore (no Drop) must not leave the device attached: with
+                    // autoclear it goes when its last user (our descriptors, the mounts of
+                    // the restore's private mount namespace) is gone.
+                    sys::loopdev::set_autoclear(&l.file)?;
+                    return Ok(l);
+                }
+                Err(e) => last = Some(e),
             }
-            last = Some(io::Error::last_os_error());
             std::thread::sleep(Duration::from_millis(20));
         }
         Err(last.unwrap_or_else(|| io::Error::other("no free loop device")))
-    }
-
-    fn set_autoclear(&self) -> io::Result<()> {
-        // SAFETY: all-zero bytes are a valid loop_info64.
-        let mut info: LoopInfo64 = unsafe { std::mem::zeroed() };
-        // SAFETY: the descriptor is open and `info` is a loop_info64 the kernel fills in.
-        check(unsafe {
-            libc::ioctl(
-                self.file.as_raw_fd(),
-                LOOP_GET_STATUS64 as _,
-                &mut info as *mut LoopInfo64,
-            )
-        })?;
-        info.flags |= LO_FLAGS_AUTOCLEAR;
-        // SAFETY: as above; the kernel only reads `info`.
-        check(unsafe {
-            libc::ioctl(
-                self.file.as_raw_fd(),
-                LOOP_SET_STATUS64 as _,
-                &info as *const LoopInfo64,
-            )
-        })
-        .map(|_| ())
     }
 }
 
@@ -302,8 +192,7 @@ pub fn loop_devices_backed_by(path: &Path) -> Vec<String> {
 impl Drop for LoopDevice {
     fn drop(&mut self) {
         forget_partitions(&self.file);
-        // SAFETY: the descriptor is open; LOOP_CLR_FD takes no argument.
-        unsafe { libc::ioctl(self.file.as_raw_fd(), LOOP_CLR_FD as _, 0) };
+        let _ = sys::loopdev::clear_fd(&self.file);
     }
 }
 

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::RestoreError;
 use super::mounts::{Mounts, run};
+use crate::sys::MountFlags;
 
 /// One restored filesystem, as the chroot needs it.
 pub struct Part<'a> {
@@ -36,7 +37,7 @@ pub fn assemble(
         return Ok(Chroot { root });
     }
     std::fs::create_dir_all(&root).map_err(|e| RestoreError::io("creating", &root, e))?;
-    let bind = libc::MS_BIND;
+    let bind = MountFlags::BIND;
     for p in parts {
         let at = root.join(p.mount_point.trim_start_matches('/'));
         std::fs::create_dir_all(&at).map_err(|e| RestoreError::io("creating", &at, e))?;
@@ -49,7 +50,7 @@ pub fn assemble(
         std::fs::create_dir_all(&at).map_err(|e| RestoreError::io("creating", &at, e))?;
         let from = Path::new("/").join(d);
         mounts
-            .mount(&from, &at, "", bind | libc::MS_REC, "")
+            .mount(&from, &at, "", bind | MountFlags::REC, "")
             .map_err(|e| RestoreError::io("bind-mounting", &from, e))?;
     }
     Ok(Chroot { root })

@@ -2,95 +2,44 @@
 //! nothing mounted), and the external tools a restore runs, with errors naming tool, device and
 //! package.
 
-use std::ffi::CString;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::RestoreError;
 use super::mkfs::package_of;
-
-fn cstr(b: &[u8]) -> io::Result<CString> {
-    CString::new(b).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a path"))
-}
+use crate::sys::{self, MountFlags};
 
 /// mount(2).
 pub fn mount(
     source: &Path,
     target: &Path,
     fstype: &str,
-    flags: libc::c_ulong,
+    flags: MountFlags,
     data: &str,
 ) -> io::Result<()> {
-    let src = cstr(source.as_os_str().as_bytes())?;
-    let tgt = cstr(target.as_os_str().as_bytes())?;
-    let fst = cstr(fstype.as_bytes())?;
-    let dat = cstr(data.as_bytes())?;
-    // SAFETY: every pointer is a valid NUL-terminated string living across the call.
-    let rc = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            tgt.as_ptr(),
-            fst.as_ptr(),
-            flags,
-            dat.as_ptr().cast(),
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    sys::mount::mount(source, target, fstype, flags, data)
 }
 
 /// umount2(2); a busy mount is retried, then detached lazily.
 pub fn umount(target: &Path) -> io::Result<()> {
-    let t = cstr(target.as_os_str().as_bytes())?;
     for _ in 0..10 {
-        // SAFETY: valid NUL-terminated string.
-        if unsafe { libc::umount2(t.as_ptr(), 0) } == 0 {
-            return Ok(());
+        match sys::mount::unmount(target) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => return Err(e),
         }
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EBUSY) {
-            return Err(e);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    // SAFETY: valid NUL-terminated string.
-    if unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    sys::mount::detach(target)
 }
 
 /// Moves the calling thread (and the threads and tools it starts from now on) into a mount
 /// namespace of its own, with nothing propagating back out: every mount a restore makes then
 /// disappears with the process, even a killed one (docs/RESTORE.md "Interrupted restores").
 pub fn private_namespace() -> io::Result<()> {
-    // SAFETY: unshare takes flags only; CLONE_NEWNS affects the calling thread.
-    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let root = cstr(b"/")?;
-    let none = cstr(b"none")?;
-    // SAFETY: valid NUL-terminated strings; a null data pointer is allowed for MS_PRIVATE.
-    let rc = unsafe {
-        libc::mount(
-            none.as_ptr(),
-            root.as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    sys::mount::private_namespace()
 }
 
 /// Mounts in the order made; `unmount_all` (or drop) undoes them last first.
@@ -106,7 +55,7 @@ impl Mounts {
         source: &Path,
         target: &Path,
         fstype: &str,
-        flags: libc::c_ulong,
+        flags: MountFlags,
         data: &str,
     ) -> io::Result<()> {
         mount(source, target, fstype, flags, data)?;
@@ -135,10 +84,7 @@ impl Drop for Mounts {
 
 /// Is `tool` on PATH?
 pub fn have(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| {
-        std::env::split_paths(&p)
-            .any(|d| std::fs::metadata(d.join(tool)).is_ok_and(|m| m.is_file()))
-    })
+    sys::on_path(tool)
 }
 
 /// Runs `argv` (plus `extra` arguments), capturing output; fails naming the tool, what it

@@ -24,7 +24,7 @@ impl Console {
             seen.push(name);
             if let Ok(f) = OpenOptions::new()
                 .write(true)
-                .custom_flags(libc::O_NOCTTY)
+                .custom_flags(rustix::fs::OFlags::NOCTTY.bits() as i32)
                 .open(format!("/dev/{name}"))
             {
                 outputs.push(f);

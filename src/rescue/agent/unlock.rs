@@ -129,21 +129,19 @@ pub fn open_image(
 
 /// Turns echo off on standard input while `f` runs (when it is a terminal).
 pub fn without_echo<T>(f: impl FnOnce() -> T) -> T {
-    // SAFETY: termios calls on fd 0 with a properly initialised struct; failure leaves the
-    // terminal as it was.
-    unsafe {
-        let mut t: libc::termios = std::mem::zeroed();
-        if libc::tcgetattr(0, &mut t) != 0 {
-            return f();
-        }
-        let saved = t;
-        t.c_lflag &= !libc::ECHO;
-        t.c_lflag |= libc::ECHONL;
-        libc::tcsetattr(0, libc::TCSANOW, &t);
-        let out = f();
-        libc::tcsetattr(0, libc::TCSANOW, &saved);
-        out
-    }
+    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+    let stdin = std::io::stdin();
+    // Not a terminal: nothing to turn off.
+    let Ok(saved) = tcgetattr(&stdin) else {
+        return f();
+    };
+    let mut t = saved.clone();
+    t.local_modes.remove(LocalModes::ECHO);
+    t.local_modes.insert(LocalModes::ECHONL);
+    let _ = tcsetattr(&stdin, OptionalActions::Now, &t);
+    let out = f();
+    let _ = tcsetattr(&stdin, OptionalActions::Now, &saved);
+    out
 }
 
 #[cfg(test)]

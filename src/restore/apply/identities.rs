@@ -9,12 +9,9 @@ use std::path::{Path, PathBuf};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
 
 use super::super::esp::VfatWriter;
-use super::super::log::RestoreLog;
-use super::super::mounts::Mounts;
 use super::super::plan::RestorePlan;
-use super::super::target::TargetDisk;
 use super::super::{RestoreError, grub, initramfs};
-use super::{Made, RestoreReport, chroot_parts};
+use super::{ApplyCtx, Made};
 
 /// Text files (absolute paths in the restored system) that name filesystems by identity.
 const FILES: &[&str] = &[
@@ -106,19 +103,13 @@ impl Renames {
 }
 
 /// Rewrites the restored tree for the plan's new identities and remakes what embeds them.
-pub(super) fn new_identities(
-    plan: &RestorePlan,
-    target: &TargetDisk,
-    log: &RestoreLog,
-    made: &[Made],
-    staging: &Path,
-    mounts: &mut Mounts,
-    report: &mut RestoreReport,
-) -> Result<(), RestoreError> {
+pub(super) fn new_identities(cx: &mut ApplyCtx, made: &[Made]) -> Result<(), RestoreError> {
+    let plan = &cx.plan;
     let Some(renames) = Renames::of(plan)? else {
         return Ok(());
     };
-    log.say("  new identities (--new-uuids): rewriting the references to the old ones");
+    cx.log
+        .say("  new identities (--new-uuids): rewriting the references to the old ones");
     let mut files: Vec<(String, PathBuf)> = Vec::new();
     for f in FILES {
         if let Some(p) = host_path(plan, made, f) {
@@ -160,38 +151,25 @@ pub(super) fn new_identities(
         if let Some((new, n)) = renames.rewrite(&text) {
             // Written in place: the file keeps its owner, mode and xattrs.
             std::fs::write(&path, new).map_err(|e| RestoreError::io("writing", &path, e))?;
-            report.boot.push(format!(
+            cx.report.boot.push(format!(
                 "{shown}: {n} reference{} to old identities rewritten",
                 if n == 1 { "" } else { "s" }
             ));
         }
     }
-    efi_images(
-        &renames,
-        esp,
-        &esp_binaries,
-        target,
-        made,
-        staging,
-        mounts,
-        report,
-    )?;
-    initramfs_images(&renames, plan, target, made, staging, mounts, report)?;
+    efi_images(cx, made, &renames, esp, &esp_binaries)?;
+    initramfs_images(cx, made, &renames)?;
     Ok(())
 }
 
 /// An EFI image that embeds an old UUID (a GRUB core image made by `grub-install` without
 /// Secure Boot carries its `search.fs_uuid` line) is made again by the tree's grub-install.
-#[allow(clippy::too_many_arguments)]
 fn efi_images(
+    cx: &mut ApplyCtx,
+    made: &[Made],
     renames: &Renames,
     esp: Option<&Made>,
     binaries: &[(String, PathBuf)],
-    target: &TargetDisk,
-    made: &[Made],
-    staging: &Path,
-    mounts: &mut Mounts,
-    report: &mut RestoreReport,
 ) -> Result<(), RestoreError> {
     let mut stale = Vec::new();
     for (shown, p) in binaries {
@@ -205,15 +183,15 @@ fn efi_images(
     };
     let list = stale.join(", ");
     if !matches!(m.vfat, Some(VfatWriter::Mounted(_))) {
-        report.boot.push(format!(
+        cx.report.boot.push(format!(
             "WARNING: {list} embed an old UUID and this kernel cannot mount the ESP for \
              grub-install: the disk may not boot by UEFI (restore from the rescue environment)"
         ));
         return Ok(());
     }
-    let c = grub::assemble(&chroot_parts(made), staging, mounts)?;
+    let c = cx.chroot(made)?;
     let Some(gi) = c.find(grub::GRUB_INSTALL) else {
-        report.boot.push(format!(
+        cx.report.boot.push(format!(
             "WARNING: {list} embed an old UUID and the tree has no grub-install to make them \
              again: the disk may not boot by UEFI"
         ));
@@ -249,8 +227,8 @@ fn efi_images(
     }
     for args in runs {
         let os: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
-        c.run(&os, &target.device)?;
-        report.boot.push(format!(
+        c.run(&os, &cx.target.device)?;
+        cx.report.boot.push(format!(
             "{} ran chrooted: {list} embedded an old UUID",
             args[1..].join(" ")
         ));
@@ -261,17 +239,13 @@ fn efi_images(
 /// An initramfs that names an old UUID (resume device, crypttab, a root= baked in) is made
 /// again by the restored system's own generator, chrooted.
 fn initramfs_images(
-    renames: &Renames,
-    plan: &RestorePlan,
-    target: &TargetDisk,
+    cx: &mut ApplyCtx,
     made: &[Made],
-    staging: &Path,
-    mounts: &mut Mounts,
-    report: &mut RestoreReport,
+    renames: &Renames,
 ) -> Result<(), RestoreError> {
     let (Some(root), Some(boot)) = (
         made.iter().find(|m| m.plan.mount_point == "/"),
-        host_path(plan, made, "/boot"),
+        host_path(&cx.plan, made, "/boot"),
     ) else {
         return Ok(());
     };
@@ -286,25 +260,25 @@ fn initramfs_images(
         let found = match initramfs::contents_matching(&data, &|d| renames.named_in(d)) {
             Ok(f) => f,
             Err(e) => {
-                report
+                cx.report
                     .boot
                     .push(format!("initramfs {name} not searched for old UUIDs: {e}"));
                 continue;
             }
         };
         if found.is_empty() {
-            report
+            cx.report
                 .boot
                 .push(format!("initramfs {name} names no old identity: kept"));
             continue;
         }
-        let c = grub::assemble(&chroot_parts(made), staging, mounts)?;
-        match initramfs::regenerate(&c, &image.version, &target.device)? {
-            Some(cmd) => report.boot.push(format!(
+        let c = cx.chroot(made)?;
+        match initramfs::regenerate(&c, &image.version, &cx.target.device)? {
+            Some(cmd) => cx.report.boot.push(format!(
                 "initramfs {name} named {}: {cmd} ran chrooted",
                 found.join(", ")
             )),
-            None => report.boot.push(format!(
+            None => cx.report.boot.push(format!(
                 "WARNING: initramfs {name} names {} and the tree has neither update-initramfs \
                  nor dracut to make it again",
                 found.join(", ")

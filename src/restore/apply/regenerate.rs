@@ -5,31 +5,21 @@
 use std::path::Path;
 
 use super::super::esp::VfatWriter;
-use super::super::log::RestoreLog;
-use super::super::mounts::Mounts;
-use super::super::plan::RestorePlan;
-use super::super::target::TargetDisk;
 use super::super::{RestoreError, blockdev, fstab, grub, initramfs};
-use super::{Made, RestoreReport, chroot_parts};
+use super::{ApplyCtx, Made};
 
 /// The default layout's boot set-up: etc/fstab for the new UUIDs, then GRUB from the tree
 /// (docs/RESTORE.md "Default layout").
-pub(super) fn default_layout_boot(
-    plan: &RestorePlan,
-    target: &TargetDisk,
-    log: &RestoreLog,
-    made: &[Made],
-    staging: &Path,
-    mounts: &mut Mounts,
-    report: &mut RestoreReport,
-) -> Result<(), RestoreError> {
+pub(super) fn default_layout_boot(cx: &mut ApplyCtx, made: &[Made]) -> Result<(), RestoreError> {
+    let target = cx.target;
     let Some(root) = made.iter().find(|m| m.plan.mount_point == "/") else {
         return Err(RestoreError::target(
             &target.given,
             "the default layout has no root filesystem".into(),
         ));
     };
-    let entries: Vec<fstab::NewEntry> = plan
+    let entries: Vec<fstab::NewEntry> = cx
+        .plan
         .filesystems
         .iter()
         .map(|f| fstab::NewEntry {
@@ -57,7 +47,7 @@ pub(super) fn default_layout_boot(
     // Written in place: the file keeps its owner, mode and xattrs.
     std::fs::write(&path, fstab::rewrite(&old, &entries))
         .map_err(|e| RestoreError::io("writing", &path, e))?;
-    report
+    cx.report
         .boot
         .push("etc/fstab written for the default layout's UUIDs".into());
     let esp = made.iter().find(|m| m.plan.fstype == "vfat");
@@ -65,15 +55,15 @@ pub(super) fn default_layout_boot(
     let esp_mountable = esp.is_some_and(|m| matches!(m.vfat, Some(VfatWriter::Mounted(_))));
     // Without an installer, no chroot: nothing (not even /dev, /proc, /sys) is added.
     let lines = if grub::has_grub_install(&root.dir) {
-        let c = grub::assemble(&chroot_parts(made), staging, mounts)?;
+        let c = cx.chroot(made)?;
         grub::install_default(&c, &target.device, esp_mount, esp_mountable)?
     } else {
         vec![grub::not_bootable()]
     };
     for l in &lines {
-        log.say(&format!("  {l}"));
+        cx.log.say(&format!("  {l}"));
     }
-    report.boot.extend(lines);
+    cx.report.boot.extend(lines);
     Ok(())
 }
 
@@ -114,19 +104,16 @@ impl Drivers<'_> {
 /// changed: captured on virtio, restored onto AHCI or NVMe) and any asked for; when it lacks
 /// one, the restored system's own generator runs chrooted (`initramfs.rs`), and the new image
 /// is checked again.
-pub(super) fn initramfs_drivers(
-    plan: &RestorePlan,
-    drivers: &Drivers,
-    log: &RestoreLog,
-    made: &[Made],
-    staging: &Path,
-    mounts: &mut Mounts,
-    report: &mut RestoreReport,
-) -> Result<(), RestoreError> {
+pub(super) fn initramfs_drivers(cx: &mut ApplyCtx, made: &[Made]) -> Result<(), RestoreError> {
+    let (target, opts, log) = (cx.target, cx.opts, cx.log);
+    let drivers = Drivers {
+        target: &target.device,
+        extra: &opts.initramfs_drivers,
+    };
     let (needed, whose) = drivers.needed();
     let (Some(root), Some(b)) = (
         made.iter().find(|m| m.plan.mount_point == "/"),
-        plan.fs_for("/boot/x"),
+        cx.plan.fs_for("/boot/x"),
     ) else {
         return Ok(());
     };
@@ -147,7 +134,7 @@ pub(super) fn initramfs_drivers(
         let c = match c {
             Ok(c) => c,
             Err(e) => {
-                report.boot.push(format!("initramfs not checked: {e}"));
+                cx.report.boot.push(format!("initramfs not checked: {e}"));
                 continue;
             }
         };
@@ -158,7 +145,7 @@ pub(super) fn initramfs_drivers(
             .map(|n| n.to_string_lossy().into_owned());
         let name = name.unwrap_or_default();
         if c.missing.is_empty() {
-            report.boot.push(format!(
+            cx.report.boot.push(format!(
                 "initramfs {name} holds {whose} ({})",
                 needed.join(", ")
             ));
@@ -168,7 +155,7 @@ pub(super) fn initramfs_drivers(
             "  initramfs {name} lacks {} ({whose}): regenerating it",
             c.missing.join(", ")
         ));
-        let ch = grub::assemble(&chroot_parts(made), staging, mounts)?;
+        let ch = cx.chroot(made)?;
         let line = match initramfs::regenerate(&ch, &c.image.version, drivers.target)? {
             Some(cmd) => match initramfs::recheck(&c.image, &root.dir, &needed) {
                 Ok(still) if still.is_empty() => format!(
@@ -194,7 +181,7 @@ pub(super) fn initramfs_drivers(
                 c.missing.join(", ")
             ),
         };
-        report.boot.push(line);
+        cx.report.boot.push(line);
     }
     Ok(())
 }

@@ -1,0 +1,53 @@
+//! The system calls osimage makes itself, in one place: mount and umount, loop devices, the
+//! block-device and btrfs ioctls, power off, and the one PATH lookup. Everything here is a thin, safe
+//! wrapper over `rustix` (the ioctls rustix has no wrapper for go through `rustix::ioctl` with
+//! typed opcodes); the policy (retries, fallbacks, error wording) stays with the callers.
+
+pub mod block;
+pub mod btrfs;
+pub mod loopdev;
+pub mod mount;
+
+use std::path::PathBuf;
+
+pub use mount::MountFlags;
+
+/// The first file called `tool` in a directory of `$PATH` (the one PATH lookup of the crate:
+/// "tool needed" checks before running one all come here).
+pub fn find_on_path(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(tool))
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file()))
+}
+
+/// Is `tool` a file in a directory of `$PATH`?
+pub fn on_path(tool: &str) -> bool {
+    find_on_path(tool).is_some()
+}
+
+/// sync(2), then reboot(2) to power off (`reboot` false) or restart. Returns only if the
+/// kernel refused.
+pub fn sync_and_reboot(reboot: bool) -> std::io::Result<()> {
+    use rustix::system::RebootCommand;
+    rustix::fs::sync();
+    let cmd = if reboot {
+        RebootCommand::Restart
+    } else {
+        RebootCommand::PowerOff
+    };
+    rustix::system::reboot(cmd)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shell_is_on_path() {
+        assert!(on_path("sh"));
+        assert!(find_on_path("sh").is_some_and(|p| p.ends_with("sh")));
+        assert!(!on_path("osimage-no-such-tool"));
+    }
+}
