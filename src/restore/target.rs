@@ -94,7 +94,7 @@ pub fn inspect(f: &File, size: u64, sector: u32) -> io::Result<Contents> {
     if out.found.is_empty() {
         if let Some(x) = probe::probe(&head, &tail, size) {
             out.found.push(describe(&x));
-        } else if crate::rescue::agent::has_signature(&head) {
+        } else if crate::agent::has_signature(&head) {
             out.found.push("a boot sector or volume signature".into());
         }
     }

@@ -1,5 +1,6 @@
 //! The restore agent: what `osimage rescue-agent` runs in the rescue environment, started by
-//! `rescue/init` once the modules are loaded. It finds the boot medium by the image id (never
+//! `rescue/init` once the modules are loaded. A front-end beside `crate::cli`; the environment
+//! it runs in is built by `crate::rescue`. It finds the boot medium by the image id (never
 //! by device name: a CD-ROM, a USB stick written with dd, or the ISO file on a disk), lists the
 //! disks it could restore to, and reports on every console. In auto mode it never waits for a
 //! key: it ends with a power-off (or reboot) whatever happens.
