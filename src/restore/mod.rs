@@ -16,6 +16,8 @@
 //! - `grub`: the restored system's own GRUB tools, chrooted
 //! - `esp`: ESP removable path, NVRAM entry, vfat through mtools where the kernel lacks vfat
 //! - `apply`: the phases; `log`: the restore log
+//! - `prepare`: one restore for both front-ends (`osimage restore`, the agent): request →
+//!   plans, renew, checks → `Prepared`, printed, then applied
 
 mod apply;
 pub mod blockdev;
@@ -32,6 +34,7 @@ pub mod mkfs;
 pub mod mounts;
 pub mod overlay;
 pub mod plan;
+mod prepare;
 pub mod target;
 pub mod tree;
 
@@ -39,6 +42,7 @@ use std::path::{Path, PathBuf};
 
 pub use apply::{DiskJob, FsReport, RestoreReport, apply, apply_all};
 pub use plan::{PlanError, RestorePlan};
+pub use prepare::{Prepared, RestoreRequest, Targets, prepare};
 pub use target::{Contents, TargetDisk};
 
 use crate::extract::{ExtractError, ExtractOptions, ExtractReport, extract};
@@ -135,6 +139,8 @@ pub enum RestoreError {
         .0.display()
     )]
     NoLayout(PathBuf),
+    #[error("overlay {}: not a directory", .0.display())]
+    Overlay(PathBuf),
 }
 
 impl RestoreError {
