@@ -2,7 +2,7 @@
 //! the work is `crate::restore`.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
@@ -10,7 +10,7 @@ use crate::image::lease::{LeaseError, ReadLease};
 use crate::payload::reader::PayloadReader;
 use crate::progress::Progress;
 use crate::restore::generalize::GeneralizeOptions;
-use crate::restore::{self, RestoreError, RestoreOptions, RestoreRequest, Targets};
+use crate::restore::{self, DirRequest, RestoreError, RestoreOptions, RestoreRequest, Targets};
 
 /// Restore an image onto a disk (or disk image file), or its files into a directory.
 ///
@@ -32,8 +32,12 @@ pub struct RestoreArgs {
     /// The whole disk (e.g. /dev/sdb) or disk image file to restore onto.
     #[arg(long, value_name = "DISK")]
     pub target: Option<PathBuf>,
-    /// Restore only the files, into DIR (created if missing; must be empty).
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["target", "map"])]
+    /// Restore only the files, into DIR (created if missing; must be empty). --generalize,
+    /// --hostname and --overlay apply to them as on a disk; the options about disks
+    /// (--force, --nvram, --default-layout, --new-uuids, --initramfs-driver) are refused.
+    #[arg(long, value_name = "DIR", conflicts_with_all = [
+        "target", "map", "force", "nvram", "default_layout", "new_uuids", "initramfs_driver"
+    ])]
     pub to: Option<PathBuf>,
     /// For an image of several disks: restore recorded disk DISK (its name as `osimage info`
     /// lists it, e.g. vdb) onto DEVICE (a whole disk or an image file). Repeat it for each
@@ -165,23 +169,7 @@ fn open_image(args: &RestoreArgs, progress: &dyn Progress) -> Result<PayloadRead
 pub fn run(args: RestoreArgs, progress: &dyn Progress) -> Result<i32, Failure> {
     let reader = open_image(&args, progress)?;
     if let Some(dir) = &args.to {
-        if args.dry_run {
-            println!(
-                "would restore {} entries into {}",
-                reader.manifest().entries.len(),
-                dir.display()
-            );
-            return Ok(0);
-        }
-        let r = restore::restore_to_dir(&reader, dir, threads(args.threads), progress)?;
-        println!(
-            "{}: {} entries, {} files, {} written",
-            dir.display(),
-            r.entries,
-            r.files,
-            restore::plan::size(r.bytes_written)
-        );
-        return Ok(if r.warnings > 0 { 1 } else { 0 });
+        return to_dir(&args, &reader, dir, progress);
     }
     let Some(targets) = targets(&args)? else {
         return Ok(2); // clap requires one of --target / --to / --map
@@ -275,6 +263,60 @@ fn hostname_note(args: &RestoreArgs, name: Option<&str>) {
     {
         eprintln!("hostname rule {h:?} gives {name:?} on this machine");
     }
+}
+
+/// `restore --to DIR`: the files, then generalize, hostname and overlay on DIR. The options
+/// about disks are refused by clap.
+fn to_dir(
+    args: &RestoreArgs,
+    reader: &PayloadReader,
+    dir: &Path,
+    progress: &dyn Progress,
+) -> Result<i32, Failure> {
+    let request = DirRequest {
+        threads: threads(args.threads),
+        generalize: generalize(args),
+        overlay: args.overlay.clone(),
+    };
+    let hostname = request.check()?;
+    hostname_note(args, hostname.as_deref());
+    let entries = reader.manifest().entries.len();
+    if args.dry_run {
+        if args.json {
+            let plan = serde_json::json!({
+                "dir": dir,
+                "entries": entries,
+                "hostname": hostname,
+                "generalize": request.generalize.plan_lines(),
+                "overlay": request.overlay,
+            });
+            println!("{}", serde_json::to_string_pretty(&plan)?);
+            eprintln!("dry run: nothing was written");
+        } else {
+            println!("would restore {entries} entries into {}", dir.display());
+            print!("{request}");
+        }
+        return Ok(0);
+    }
+    if !args.json {
+        print!("{request}");
+    }
+    let r = restore::restore_into_dir(reader, dir, &request, progress)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        println!(
+            "{}: {} entries, {} files, {} written",
+            dir.display(),
+            r.entries,
+            r.files,
+            restore::plan::size(r.bytes_written)
+        );
+        for c in &r.changes {
+            println!("  {c}");
+        }
+    }
+    Ok(if r.warnings > 0 { 1 } else { 0 })
 }
 
 /// On a terminal: shows what will be destroyed and asks for the target's name. Never asks

@@ -18,6 +18,7 @@
 //! - `apply`: the phases; `log`: the restore log
 //! - `prepare`: one restore for both front-ends (`osimage restore`, the agent): request →
 //!   plans, renew, checks → `Prepared`, printed, then applied
+//! - `to_dir`: `--to DIR`, the files and the per-machine changes on a directory
 
 mod apply;
 pub mod blockdev;
@@ -36,6 +37,7 @@ pub mod overlay;
 pub mod plan;
 mod prepare;
 pub mod target;
+mod to_dir;
 pub mod tree;
 
 use std::path::{Path, PathBuf};
@@ -44,6 +46,7 @@ pub use apply::{DiskJob, FsReport, RestoreReport, apply, apply_all};
 pub use plan::{PlanError, RestorePlan};
 pub use prepare::{Prepared, RestoreRequest, Targets, prepare};
 pub use target::{Contents, TargetDisk};
+pub use to_dir::{DirReport, DirRequest, restore_into_dir};
 
 use crate::extract::{ExtractError, ExtractOptions, ExtractReport, extract};
 use crate::layout::{DiskLayout, LayoutError, from_manifest};
