@@ -6,6 +6,7 @@
 //! an ISO), `extract` puts files back, `iso` writes and reads ISO 9660, and `cli` is the thin
 //! command line on top.
 
+pub mod agent;
 pub mod bootcheck;
 pub mod capture;
 pub mod cli;

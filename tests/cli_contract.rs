@@ -233,3 +233,148 @@ fn a_closed_stdout_pipe_stops_quietly() {
         );
     }
 }
+
+/// An image of a small system tree with a hostname, hosts file and machine id, for
+/// `restore --to DIR`.
+fn system_image(dir: &Path) -> std::path::PathBuf {
+    let root = small_tree(dir);
+    std::fs::create_dir(root.join("etc")).expect("mkdir etc");
+    std::fs::write(root.join("etc/hostname"), b"golden\n").expect("write");
+    std::fs::write(root.join("etc/hosts"), b"127.0.1.1\tgolden\n").expect("write");
+    std::fs::write(
+        root.join("etc/machine-id"),
+        b"0123456789abcdef0123456789abcdef\n",
+    )
+    .expect("write");
+    let image = dir.join("system.oimg");
+    common::capture(&root, &image, &[]);
+    image
+}
+
+fn restore_to(image: &Path, to: &Path, extra: &[&str]) -> common::Run {
+    let mut args: Vec<&OsStr> = vec!["restore".as_ref(), image.as_os_str()];
+    args.extend(["--to".as_ref(), to.as_os_str()]);
+    args.extend(extra.iter().map(OsStr::new));
+    osimage(args)
+}
+
+#[test]
+fn restore_to_dir_applies_hostname() {
+    let dir = common::scratch();
+    let image = system_image(dir.path());
+    let out = dir.path().join("out");
+    let run = restore_to(&image, &out, &["--hostname", "web-7"]).ok();
+    let read = |p: &str| std::fs::read_to_string(out.join(p)).expect("read");
+    assert_eq!(read("etc/hostname"), "web-7\n", "{}", run.describe());
+    let hosts = read("etc/hosts");
+    assert!(
+        hosts.contains("web-7") && !hosts.contains("golden"),
+        "{hosts}"
+    );
+    assert!(
+        run.stdout_str().contains("/etc/hostname"),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(read("sub/b.txt"), "b\n", "the files are restored too");
+    // a bad name is refused before anything is written
+    let bad = dir.path().join("bad");
+    restore_to(&image, &bad, &["--hostname", "no_such_name"])
+        .fails()
+        .mentions(b"no_such_name");
+    assert!(
+        !bad.exists(),
+        "restore wrote before the hostname was checked"
+    );
+}
+
+#[test]
+fn restore_to_dir_applies_generalize_and_overlay() {
+    let dir = common::scratch();
+    let image = system_image(dir.path());
+    let overlay = dir.path().join("overlay");
+    std::fs::create_dir_all(overlay.join("etc/network")).expect("mkdir");
+    std::fs::write(overlay.join("etc/network/interfaces"), b"auto eth0\n").expect("write");
+    let out = dir.path().join("out");
+    let run = restore_to(
+        &image,
+        &out,
+        &[
+            "--generalize",
+            "--overlay",
+            overlay.to_str().expect("utf-8"),
+        ],
+    )
+    .ok();
+    let read = |p: &str| std::fs::read_to_string(out.join(p)).expect("read");
+    assert_eq!(
+        read("etc/machine-id"),
+        "uninitialized\n",
+        "{}",
+        run.describe()
+    );
+    assert_eq!(
+        read("etc/network/interfaces"),
+        "auto eth0\n",
+        "{}",
+        run.describe()
+    );
+    assert_eq!(read("etc/hostname"), "golden\n", "no --hostname: kept");
+    let stdout = run.stdout_str();
+    assert!(
+        stdout.contains("generalize:"),
+        "the plan is shown: {stdout}"
+    );
+    assert!(stdout.contains("overlay: "), "the plan is shown: {stdout}");
+    // an overlay that is not a directory is refused before anything is written
+    let bad = dir.path().join("bad");
+    let missing = dir.path().join("no-such-overlay");
+    restore_to(
+        &image,
+        &bad,
+        &["--overlay", missing.to_str().expect("utf-8")],
+    )
+    .fails()
+    .mentions(b"no-such-overlay: not a directory");
+    assert!(
+        !bad.exists(),
+        "restore wrote before the overlay was checked"
+    );
+}
+
+#[test]
+fn restore_to_dir_prints_json() {
+    let dir = common::scratch();
+    let image = system_image(dir.path());
+    let out = dir.path().join("out");
+    let dry = restore_to(&image, &out, &["--dry-run", "--json", "--hostname", "h1"]).ok();
+    let plan: serde_json::Value = serde_json::from_slice(&dry.stdout).expect("JSON plan");
+    assert_eq!(plan["hostname"], "h1", "{}", dry.describe());
+    assert!(plan["entries"].as_u64().is_some_and(|n| n > 0), "{plan}");
+    assert!(!out.exists(), "a dry run writes nothing");
+    let run = restore_to(&image, &out, &["--json"]).ok();
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).expect("JSON report");
+    assert_eq!(report["files"], 5, "{}", run.describe());
+    assert_eq!(report["warnings"], 0, "{}", run.describe());
+}
+
+#[test]
+fn restore_to_dir_refuses_new_uuids() {
+    let dir = common::scratch();
+    let image = system_image(dir.path());
+    let out = dir.path().join("out");
+    for (option, extra) in [
+        ("--new-uuids", None),
+        ("--nvram", None),
+        ("--default-layout", None),
+        ("--force", None),
+        ("--initramfs-driver", Some("nvme")),
+    ] {
+        let mut args = vec![option];
+        args.extend(extra);
+        restore_to(&image, &out, &args)
+            .usage_error()
+            .mentions(option.as_bytes());
+        assert!(!out.exists(), "{option}: nothing is written");
+    }
+}

@@ -35,7 +35,7 @@ const DISK_BYTES: u64 = 3 << 30;
 const PASSPHRASE: &str = "e2e correct horse battery staple";
 const WRONG: &str = "e2e wrong horse";
 
-/// The agent's prompts (src/rescue/agent/unlock.rs, dialogue.rs, agent.rs).
+/// The agent's prompts (src/agent/unlock.rs, dialogue.rs, mod.rs).
 const ASK_PASSPHRASE: &str = "osimage: passphrase (or age secret key) of the encrypted image:";
 const SAID_WRONG: &str = "osimage: wrong passphrase or key; try again";
 const UNLOCKED: &str = "osimage: image unlocked";

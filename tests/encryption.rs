@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use age::secrecy::ExposeSecret;
 use common::{Run, osimage, osimage_no_tty};
-use osimage::rescue::agent::Console;
-use osimage::rescue::agent::unlock::open_image;
+use osimage::agent::Console;
+use osimage::agent::unlock::open_image;
 use tempfile::TempDir;
 
 const SECRET_NAME: &str = "id_ed25519-of-the-ceo";

@@ -41,7 +41,7 @@ extern "C" fn agent_hook(
     // SAFETY: the loader passes argc valid C strings in argv.
     let arg1 = unsafe { std::ffi::CStr::from_ptr(*argv.add(1)) };
     if arg1.to_bytes() == b"rescue-agent" {
-        std::process::exit(rescue::agent_main_from_proc());
+        std::process::exit(osimage::agent::agent_main_from_proc());
     }
 }
 

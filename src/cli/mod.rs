@@ -64,7 +64,7 @@ pub fn main() -> i32 {
             Ok(0)
         }
         Command::Man { dir } => write_man(&dir),
-        Command::RescueAgent => Ok(crate::rescue::agent_main_from_proc()),
+        Command::RescueAgent => Ok(crate::agent::agent_main_from_proc()),
     };
     match result {
         Ok(code) => code,

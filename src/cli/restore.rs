@@ -9,7 +9,8 @@ use clap::Args;
 use crate::image::lease::{LeaseError, ReadLease};
 use crate::payload::reader::PayloadReader;
 use crate::progress::Progress;
-use crate::restore::{self, RestoreError, RestoreOptions};
+use crate::restore::generalize::GeneralizeOptions;
+use crate::restore::{self, DirRequest, RestoreError, RestoreOptions, RestoreRequest, Targets};
 
 /// Restore an image onto a disk (or disk image file), or its files into a directory.
 ///
@@ -31,8 +32,12 @@ pub struct RestoreArgs {
     /// The whole disk (e.g. /dev/sdb) or disk image file to restore onto.
     #[arg(long, value_name = "DISK")]
     pub target: Option<PathBuf>,
-    /// Restore only the files, into DIR (created if missing; must be empty).
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["target", "map"])]
+    /// Restore only the files, into DIR (created if missing; must be empty). --generalize,
+    /// --hostname and --overlay apply to them as on a disk; the options about disks
+    /// (--force, --nvram, --default-layout, --new-uuids, --initramfs-driver) are refused.
+    #[arg(long, value_name = "DIR", conflicts_with_all = [
+        "target", "map", "force", "nvram", "default_layout", "new_uuids", "initramfs_driver"
+    ])]
     pub to: Option<PathBuf>,
     /// For an image of several disks: restore recorded disk DISK (its name as `osimage info`
     /// lists it, e.g. vdb) onto DEVICE (a whole disk or an image file). Repeat it for each
@@ -164,112 +169,35 @@ fn open_image(args: &RestoreArgs, progress: &dyn Progress) -> Result<PayloadRead
 pub fn run(args: RestoreArgs, progress: &dyn Progress) -> Result<i32, Failure> {
     let reader = open_image(&args, progress)?;
     if let Some(dir) = &args.to {
-        if args.dry_run {
-            println!(
-                "would restore {} entries into {}",
-                reader.manifest().entries.len(),
-                dir.display()
-            );
-            return Ok(0);
-        }
-        let r = restore::restore_to_dir(&reader, dir, threads(args.threads), progress)?;
-        println!(
-            "{}: {} entries, {} files, {} written",
-            dir.display(),
-            r.entries,
-            r.files,
-            restore::plan::size(r.bytes_written)
-        );
-        return Ok(if r.warnings > 0 { 1 } else { 0 });
+        return to_dir(&args, &reader, dir, progress);
     }
-    let (mut plans, layout) = if let (Some(mp), Some(target)) = (&args.only, &args.target) {
-        let (plan, layout) = restore::plan_only(&reader, mp, target)?;
-        (vec![plan], layout)
-    } else if args.map.is_empty() {
-        let Some(target) = args.target.clone() else {
-            return Ok(2); // clap requires one of --target / --to / --map
-        };
-        let (size, sector) = restore::target::geometry(&target)?;
-        let (plan, layout) = restore::plan_with_layout(
-            &reader,
-            &target.display().to_string(),
-            size,
-            sector,
-            args.default_layout,
-        )?;
-        (vec![plan], layout)
-    } else {
-        let mut targets = Vec::new();
-        if let Some(t) = &args.target {
-            let layout = restore::layout_of(&reader)?;
-            let system = restore::plan::system_disk(&layout).map_err(RestoreError::from)?;
-            targets.push((layout.disks[system as usize].name.clone(), t.clone()));
-        }
-        for m in &args.map {
-            let (disk, device) = restore::plan::several::parse_map(m)?;
-            targets.push((disk, PathBuf::from(device)));
-        }
-        restore::plan_disks(&reader, &targets)?
+    let Some(targets) = targets(&args)? else {
+        return Ok(2); // clap requires one of --target / --to / --map
     };
-    if args.new_uuids {
-        for plan in &mut plans {
-            restore::renew(plan, &layout)?;
-        }
-    }
-    if let Some(h) = &args.hostname {
-        let name = restore::generalize::hostname_from_rule(h, Path::new("/sys/class/net"))?;
-        if name != *h {
-            eprintln!("hostname rule {h:?} gives {name:?} on this machine");
-        }
-    }
-    if let Some(dir) = &args.overlay
-        && !dir.is_dir()
-    {
-        return Err(format!("overlay {}: not a directory", dir.display()).into());
-    }
-    let generalize = restore::generalize::GeneralizeOptions {
-        identity: args.generalize,
-        hostname: args.hostname.clone(),
+    let request = RestoreRequest {
+        targets,
+        options: RestoreOptions {
+            force: args.force,
+            threads: threads(args.threads),
+            nvram: args.nvram,
+            default_layout: args.default_layout,
+            generalize: generalize(&args),
+            overlay: args.overlay.clone(),
+            new_uuids: args.new_uuids,
+            initramfs_drivers: args.initramfs_driver.clone(),
+            ..RestoreOptions::default()
+        },
     };
+    let mut prepared = restore::prepare(&reader, &request)?;
+    hostname_note(&args, prepared.hostname.as_deref());
     if args.json {
-        if plans.len() == 1 {
-            println!("{}", serde_json::to_string_pretty(&plans[0])?);
-        } else {
-            println!("{}", serde_json::to_string_pretty(&plans)?);
-        }
+        println!("{}", prepared.to_json()?);
     } else {
-        for plan in &plans {
-            print!("{plan}");
-        }
-        let lines = generalize.plan_lines();
-        if !lines.is_empty() {
-            println!("generalize:");
-            for l in lines {
-                println!("  {l}");
-            }
-        }
-        if let Some(dir) = &args.overlay {
-            println!(
-                "overlay: {} copied over the restored tree last",
-                dir.display()
-            );
-        }
+        print!("{prepared}");
     }
-    let mut opts = RestoreOptions {
-        force: args.force,
-        threads: threads(args.threads),
-        nvram: args.nvram,
-        default_layout: args.default_layout,
-        generalize,
-        overlay: args.overlay.clone(),
-        new_uuids: args.new_uuids,
-        initramfs_drivers: args.initramfs_driver.clone(),
-        ..RestoreOptions::default()
-    };
     let mut confirmed = false;
-    for plan in &plans {
-        let target = Path::new(&plan.target.device);
-        match restore::check_target(target, &opts) {
+    for (target, check) in prepared.check_targets() {
+        match check {
             Ok(_) => {}
             Err(RestoreError::NotEmpty { found, .. })
                 if !args.dry_run && confirm(target, &found)? =>
@@ -279,7 +207,7 @@ pub fn run(args: RestoreArgs, progress: &dyn Progress) -> Result<i32, Failure> {
             Err(e) => return Err(e.into()),
         }
     }
-    opts.force |= confirmed;
+    prepared.options.force |= confirmed;
     if args.dry_run {
         // stdout holds only the plan with --json
         if args.json {
@@ -289,13 +217,106 @@ pub fn run(args: RestoreArgs, progress: &dyn Progress) -> Result<i32, Failure> {
         }
         return Ok(0);
     }
-    let report = restore::restore_planned_all(&reader, &plans, &layout, &opts, progress)?;
+    let report = prepared.apply(&reader, progress)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.summary());
     }
     Ok(0)
+}
+
+/// The disks to restore onto: --only, --target alone, or --map (with --target for the
+/// system disk). `None` when clap let through none of them.
+fn targets(args: &RestoreArgs) -> Result<Option<Targets>, Failure> {
+    if let (Some(mp), Some(target)) = (&args.only, &args.target) {
+        return Ok(Some(Targets::Only {
+            mount_point: mp.clone(),
+            device: target.clone(),
+        }));
+    }
+    if args.map.is_empty() {
+        return Ok(args.target.clone().map(Targets::Disk));
+    }
+    let mut map = Vec::new();
+    for m in &args.map {
+        let (disk, device) = restore::plan::several::parse_map(m)?;
+        map.push((disk, PathBuf::from(device)));
+    }
+    Ok(Some(Targets::Disks {
+        system: args.target.clone(),
+        map,
+    }))
+}
+
+fn generalize(args: &RestoreArgs) -> GeneralizeOptions {
+    GeneralizeOptions {
+        identity: args.generalize,
+        hostname: args.hostname.clone(),
+    }
+}
+
+/// Says what a hostname rule (`web-{mac}`) gives on this machine.
+fn hostname_note(args: &RestoreArgs, name: Option<&str>) {
+    if let (Some(h), Some(name)) = (&args.hostname, name)
+        && name != h
+    {
+        eprintln!("hostname rule {h:?} gives {name:?} on this machine");
+    }
+}
+
+/// `restore --to DIR`: the files, then generalize, hostname and overlay on DIR. The options
+/// about disks are refused by clap.
+fn to_dir(
+    args: &RestoreArgs,
+    reader: &PayloadReader,
+    dir: &Path,
+    progress: &dyn Progress,
+) -> Result<i32, Failure> {
+    let request = DirRequest {
+        threads: threads(args.threads),
+        generalize: generalize(args),
+        overlay: args.overlay.clone(),
+    };
+    let hostname = request.check()?;
+    hostname_note(args, hostname.as_deref());
+    let entries = reader.manifest().entries.len();
+    if args.dry_run {
+        if args.json {
+            let plan = serde_json::json!({
+                "dir": dir,
+                "entries": entries,
+                "hostname": hostname,
+                "generalize": request.generalize.plan_lines(),
+                "overlay": request.overlay,
+            });
+            println!("{}", serde_json::to_string_pretty(&plan)?);
+            eprintln!("dry run: nothing was written");
+        } else {
+            println!("would restore {entries} entries into {}", dir.display());
+            print!("{request}");
+        }
+        return Ok(0);
+    }
+    if !args.json {
+        print!("{request}");
+    }
+    let r = restore::restore_into_dir(reader, dir, &request, progress)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        println!(
+            "{}: {} entries, {} files, {} written",
+            dir.display(),
+            r.entries,
+            r.files,
+            restore::plan::size(r.bytes_written)
+        );
+        for c in &r.changes {
+            println!("  {c}");
+        }
+    }
+    Ok(if r.warnings > 0 { 1 } else { 0 })
 }
 
 /// On a terminal: shows what will be destroyed and asks for the target's name. Never asks

@@ -2,12 +2,11 @@
 //! that restores the image (docs/DESIGN.md "Rescue environment", docs/RESCUE.md).
 //!
 //! The initramfs holds osimage itself as the restore agent (`osimage rescue-agent`, see
-//! [`agent`]), busybox as shell and init helper, the kernel modules to reach disks and the boot
+//! [`crate::agent`]), busybox as shell and init helper, the kernel modules to reach disks and the boot
 //! medium (`rescue/modules.list`, closed over `modules.dep` and `modules.softdep`), and the
 //! tools a restore runs (`rescue/tools.list`) with their shared libraries, all from the
 //! captured root. [`grub_cfg`] renders the boot menu that starts it.
 
-pub mod agent;
 mod assemble;
 pub mod cpio;
 pub mod elf;
@@ -21,7 +20,6 @@ pub mod tree;
 
 use std::path::{Path, PathBuf};
 
-pub use agent::{agent_main, agent_main_from_proc};
 pub use assemble::{PlannedRescue, build_rescue, plan_rescue};
 pub use menu::{MenuParams, grub_cfg};
 

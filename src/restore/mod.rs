@@ -16,6 +16,9 @@
 //! - `grub`: the restored system's own GRUB tools, chrooted
 //! - `esp`: ESP removable path, NVRAM entry, vfat through mtools where the kernel lacks vfat
 //! - `apply`: the phases; `log`: the restore log
+//! - `prepare`: one restore for both front-ends (`osimage restore`, the agent): request →
+//!   plans, renew, checks → `Prepared`, printed, then applied
+//! - `to_dir`: `--to DIR`, the files and the per-machine changes on a directory
 
 mod apply;
 pub mod blockdev;
@@ -32,14 +35,18 @@ pub mod mkfs;
 pub mod mounts;
 pub mod overlay;
 pub mod plan;
+mod prepare;
 pub mod target;
+mod to_dir;
 pub mod tree;
 
 use std::path::{Path, PathBuf};
 
 pub use apply::{DiskJob, FsReport, RestoreReport, apply, apply_all};
 pub use plan::{PlanError, RestorePlan};
+pub use prepare::{Prepared, RestoreRequest, Targets, prepare};
 pub use target::{Contents, TargetDisk};
+pub use to_dir::{DirReport, DirRequest, restore_into_dir};
 
 use crate::extract::{ExtractError, ExtractOptions, ExtractReport, extract};
 use crate::format::PayloadError;
@@ -135,6 +142,8 @@ pub enum RestoreError {
         .0.display()
     )]
     NoLayout(PathBuf),
+    #[error("overlay {}: not a directory", .0.display())]
+    Overlay(PathBuf),
 }
 
 impl RestoreError {

@@ -1,5 +1,6 @@
 //! The restore agent: what `osimage rescue-agent` runs in the rescue environment, started by
-//! `rescue/init` once the modules are loaded. It finds the boot medium by the image id (never
+//! `rescue/init` once the modules are loaded. A front-end beside `crate::cli`; the environment
+//! it runs in is built by `crate::rescue`. It finds the boot medium by the image id (never
 //! by device name: a CD-ROM, a USB stick written with dd, or the ISO file on a disk), lists the
 //! disks it could restore to, and reports on every console. In auto mode it never waits for a
 //! key: it ends with a power-off (or reboot) whatever happens.
@@ -28,7 +29,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::restore::log::LineProgress;
-use crate::restore::{self, RestoreOptions};
+use crate::restore::{self, RestoreOptions, RestoreRequest, Targets};
 
 pub use cmdline::{AfterRestore, AgentOptions};
 pub use console::Console;
@@ -372,54 +373,46 @@ fn restore_onto(
             o.display()
         ));
     }
-    let generalize = restore::generalize::GeneralizeOptions {
-        identity: opts.generalize,
-        hostname: opts.hostname.clone(),
+    let request = RestoreRequest {
+        targets: match targets {
+            [(None, one)] => Targets::Disk(one.into()),
+            _ => Targets::Disks {
+                system: None,
+                map: targets
+                    .iter()
+                    .map(|(s, d)| (s.clone().unwrap_or_default(), d.into()))
+                    .collect(),
+            },
+        },
+        options: RestoreOptions {
+            force,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            nvram: true,
+            exclude_disks: medium.disks.clone(),
+            default_layout,
+            generalize: restore::generalize::GeneralizeOptions {
+                identity: opts.generalize,
+                hostname: opts.hostname.clone(),
+            },
+            overlay,
+            new_uuids: opts.new_uuids,
+            ..RestoreOptions::default()
+        },
     };
-    if let Some(rule) = &generalize.hostname {
-        // checked before anything is written, not after the unpack
-        let name = restore::generalize::hostname_from_rule(rule, Path::new("/sys/class/net"))
-            .map_err(|e| format!("bad-hostname {e}"))?;
+    // checked before anything is written, not after the unpack; resolved here (and again, to
+    // the same name, by `prepare`) so the console shows it, or `bad-hostname`, before the plan
+    if let Some(name) = request
+        .hostname()
+        .map_err(|e| format!("bad-hostname {e}"))?
+    {
         con.line(&format!("osimage: hostname of the restored system: {name}"));
     }
-    for l in generalize.plan_lines() {
+    for l in request.options.generalize.plan_lines() {
         con.line(&format!("osimage: generalize: {l}"));
     }
-    let ropts = RestoreOptions {
-        force,
-        threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
-        nvram: true,
-        exclude_disks: medium.disks.clone(),
-        default_layout,
-        generalize,
-        overlay,
-        new_uuids: opts.new_uuids,
-        ..RestoreOptions::default()
-    };
     let progress = LineProgress::new(|l: &str| con.line(l), Duration::from_secs(2));
-    let (mut plans, layout) = match targets {
-        [(None, one)] => {
-            let (size, sector) =
-                restore::target::geometry(Path::new(one)).map_err(|e| format!("no-plan {e}"))?;
-            let (plan, layout) =
-                restore::plan_with_layout(reader, one, size, sector, default_layout)
-                    .map_err(|e| format!("no-plan {e}"))?;
-            (vec![plan], layout)
-        }
-        _ => {
-            let pairs: Vec<(String, std::path::PathBuf)> = targets
-                .iter()
-                .map(|(s, d)| (s.clone().unwrap_or_default(), d.into()))
-                .collect();
-            restore::plan_disks(reader, &pairs).map_err(|e| format!("no-plan {e}"))?
-        }
-    };
-    if opts.new_uuids {
-        for plan in &mut plans {
-            restore::renew(plan, &layout).map_err(|e| format!("no-plan {e}"))?;
-        }
-    }
-    for plan in &plans {
+    let prepared = restore::prepare(reader, &request).map_err(|e| format!("no-plan {e}"))?;
+    for plan in &prepared.plans {
         for line in plan.to_string().lines() {
             con.line(line);
         }
@@ -435,7 +428,8 @@ fn restore_onto(
             None => return Err("no-input (interactive mode needs a keyboard)".into()),
         }
     }
-    let report = restore::restore_planned_all(reader, &plans, &layout, &ropts, &progress)
+    let report = prepared
+        .apply(reader, &progress)
         .map_err(|e| format!("restore {device}: {e}"))?;
     for line in report.summary().lines() {
         con.line(line);
