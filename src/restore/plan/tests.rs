@@ -1,4 +1,5 @@
 use super::*;
+use crate::layout::table::{BIOS_BOOT_GUID, ESP_GUID};
 use crate::layout::{
     BootInfo, Disk, ExtFeatures, FsFeatures, FsRecord, GptPartition, GptTable, MbrPartition,
     MbrTable, PartRef, SwapRecord,
