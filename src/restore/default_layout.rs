@@ -90,67 +90,10 @@ pub fn layout(
     data_bytes: u64,
     ids: &Identities,
 ) -> Result<DiskLayout, PlanError> {
-    let s = u64::from(sector.max(512));
-    let sectors = size_bytes / s;
-    // GPT keeps 128 entries × 128 bytes and a header at each end.
-    let tail = (128 * 128u64).div_ceil(s) + 1;
-    let first_usable = 1 + tail;
-    let last_usable = sectors.saturating_sub(tail + 1);
-    let mib = MIB / s;
-    let bios_first = BIOS_BOOT_START_MIB * mib;
-    let esp_first = bios_first + BIOS_BOOT_MIB * mib;
-    let root_first = esp_first + ESP_MIB * mib;
-    let root_last = last_usable;
-    let need = needed_bytes(data_bytes);
-    let root_bytes = (root_last + 1).saturating_sub(root_first) * s;
-    if root_last < root_first || root_bytes < need {
-        let fixed = root_first * s + tail * s + MIB;
-        return Err(PlanError(format!(
-            "the disk ({}, {size_bytes} bytes) is too small for the default layout: after the \
-             BIOS boot partition and the {ESP_MIB} MiB ESP the root gets {}, but the image \
-             holds {} of data and needs at least {} (a disk of at least {} is needed)",
-            size(size_bytes),
-            size(root_bytes),
-            size(data_bytes),
-            size(need),
-            size(fixed + need)
-        )));
-    }
-    let part = |n: u32, first: u64, last: u64, type_guid: &str, name: &str| GptPartition {
-        number: n,
-        first_lba: first,
-        last_lba: last,
-        type_guid: type_guid.into(),
-        part_guid: ids.part_guids[n as usize - 1].clone(),
-        name: name.into(),
-        attributes: 0,
-    };
-    let pref = |n: u32| PartRef {
-        disk: 0,
-        partition: Some(n),
-        name: format!("{DISK_NAME}{n}"),
-        dev: 0,
-    };
-    let disk = Disk {
-        name: DISK_NAME.into(),
-        size_bytes,
-        logical_sector: sector,
-        physical_sector: sector,
-        table: Some(PartitionTable::Gpt(GptTable {
-            disk_guid: ids.disk_guid.clone(),
-            first_usable,
-            last_usable,
-            entries: 128,
-            partitions: vec![
-                part(1, bios_first, esp_first - 1, BIOS_BOOT_GUID, "BIOS boot"),
-                part(2, esp_first, root_first - 1, ESP_GUID, "EFI System"),
-                part(3, root_first, root_last, LINUX_FS_GUID, "root"),
-            ],
-        })),
-        ..Disk::default()
-    };
+    let g = Geometry::new(size_bytes, sector);
+    g.check_fits(size_bytes, data_bytes)?;
     let root = FsRecord {
-        device: pref(3),
+        device: part_ref(3),
         fstype: "ext4".into(),
         uuid: ids.root_uuid.clone(),
         mount_point: "/".into(),
@@ -158,12 +101,12 @@ pub fn layout(
         pass: 1,
         in_fstab: true,
         features: FsFeatures::None,
-        size_bytes: root_bytes,
+        size_bytes: g.root_bytes(),
         used_bytes: Some(data_bytes),
         ..FsRecord::default()
     };
     let esp = FsRecord {
-        device: pref(2),
+        device: part_ref(2),
         fstype: "vfat".into(),
         uuid: ids.esp_id.clone(),
         mount_point: "/boot/efi".into(),
@@ -177,18 +120,133 @@ pub fn layout(
     };
     Ok(DiskLayout {
         none: None,
-        disks: vec![disk],
+        disks: vec![g.disk(size_bytes, sector, ids)],
         filesystems: vec![root, esp],
         fstab: captured.map(|l| l.fstab.clone()).unwrap_or_default(),
         boot: BootInfo {
             uefi_capable: true,
             bios_capable: true,
-            esp: Some(pref(2)),
-            bios_boot: Some(pref(1)),
+            esp: Some(part_ref(2)),
+            bios_boot: Some(part_ref(1)),
             ..BootInfo::default()
         },
         ..DiskLayout::default()
     })
+}
+
+/// Where the default layout's partitions go on one disk, in its sectors.
+struct Geometry {
+    /// Sector size in bytes.
+    s: u64,
+    /// Sectors GPT keeps at each end (128 entries × 128 bytes and a header).
+    tail: u64,
+    first_usable: u64,
+    last_usable: u64,
+    bios_first: u64,
+    esp_first: u64,
+    root_first: u64,
+    root_last: u64,
+}
+
+impl Geometry {
+    fn new(size_bytes: u64, sector: u32) -> Geometry {
+        let s = u64::from(sector.max(512));
+        let sectors = size_bytes / s;
+        // GPT keeps 128 entries × 128 bytes and a header at each end.
+        let tail = (128 * 128u64).div_ceil(s) + 1;
+        let last_usable = sectors.saturating_sub(tail + 1);
+        let mib = MIB / s;
+        let bios_first = BIOS_BOOT_START_MIB * mib;
+        let esp_first = bios_first + BIOS_BOOT_MIB * mib;
+        Geometry {
+            s,
+            tail,
+            first_usable: 1 + tail,
+            last_usable,
+            bios_first,
+            esp_first,
+            root_first: esp_first + ESP_MIB * mib,
+            root_last: last_usable,
+        }
+    }
+
+    /// Bytes the root partition gets.
+    fn root_bytes(&self) -> u64 {
+        (self.root_last + 1).saturating_sub(self.root_first) * self.s
+    }
+
+    /// Refuses, with the numbers, a disk whose root could not hold `data_bytes`.
+    fn check_fits(&self, size_bytes: u64, data_bytes: u64) -> Result<(), PlanError> {
+        let need = needed_bytes(data_bytes);
+        let root_bytes = self.root_bytes();
+        if self.root_last < self.root_first || root_bytes < need {
+            let fixed = self.root_first * self.s + self.tail * self.s + MIB;
+            return Err(PlanError(format!(
+                "the disk ({}, {size_bytes} bytes) is too small for the default layout: after \
+                 the BIOS boot partition and the {ESP_MIB} MiB ESP the root gets {}, but the \
+                 image holds {} of data and needs at least {} (a disk of at least {} is needed)",
+                size(size_bytes),
+                size(root_bytes),
+                size(data_bytes),
+                size(need),
+                size(fixed + need)
+            )));
+        }
+        Ok(())
+    }
+
+    /// The disk with its GPT: BIOS boot, ESP, root.
+    fn disk(&self, size_bytes: u64, sector: u32, ids: &Identities) -> Disk {
+        let part = |n: u32, first: u64, last: u64, type_guid: &str, name: &str| GptPartition {
+            number: n,
+            first_lba: first,
+            last_lba: last,
+            type_guid: type_guid.into(),
+            part_guid: ids.part_guids[n as usize - 1].clone(),
+            name: name.into(),
+            attributes: 0,
+        };
+        Disk {
+            name: DISK_NAME.into(),
+            size_bytes,
+            logical_sector: sector,
+            physical_sector: sector,
+            table: Some(PartitionTable::Gpt(GptTable {
+                disk_guid: ids.disk_guid.clone(),
+                first_usable: self.first_usable,
+                last_usable: self.last_usable,
+                entries: 128,
+                partitions: vec![
+                    part(
+                        1,
+                        self.bios_first,
+                        self.esp_first - 1,
+                        BIOS_BOOT_GUID,
+                        "BIOS boot",
+                    ),
+                    part(
+                        2,
+                        self.esp_first,
+                        self.root_first - 1,
+                        ESP_GUID,
+                        "EFI System",
+                    ),
+                    part(3, self.root_first, self.root_last, LINUX_FS_GUID, "root"),
+                ],
+            })),
+            ..Disk::default()
+        }
+    }
+}
+
+/// Partition `n` of the default layout's disk.
+fn part_ref(n: u32) -> PartRef {
+    PartRef {
+        disk: 0,
+        partition: Some(n),
+        name: format!("{DISK_NAME}{n}"),
+        dev: 0,
+    }
 }
 
 /// The plan for the default layout (see `layout`), marked so `apply` writes fstab and runs the

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{PartKind, PlanError, RestorePlan, TablePlan};
+use super::{FsPlan, PartKind, PlanError, RestorePlan, TablePlan};
 use crate::layout::{DiskLayout, FsFeatures};
 use crate::restore::mkfs;
 
@@ -49,6 +49,28 @@ impl RestorePlan {
         fresh: Fresh<'_>,
     ) -> Result<(), PlanError> {
         let mut renamed = Vec::new();
+        self.renew_table(fresh, &mut renamed)?;
+        self.renew_partitions(fresh, &mut renamed)?;
+        self.renew_filesystems(layout, fresh, &mut renamed)?;
+        self.renew_swaps(fresh, &mut renamed)?;
+        let b = &mut self.boot;
+        if b.grub_install.is_none() && (b.bios_boot.is_some() || b.mbr_boot_code) {
+            b.grub_install = Some(
+                "the filesystem UUIDs are new and GRUB's core image looks for /boot by its \
+                 old one"
+                    .into(),
+            );
+        }
+        self.renamed.extend(renamed);
+        Ok(())
+    }
+
+    /// The GPT disk GUID, or the MBR disk signature (and with it every partition's PARTUUID).
+    fn renew_table(
+        &mut self,
+        fresh: Fresh<'_>,
+        renamed: &mut Vec<Renamed>,
+    ) -> Result<(), PlanError> {
         match &mut self.table {
             TablePlan::Gpt { disk_guid } => {
                 let new = uuid_v4(fresh()?).to_ascii_uppercase();
@@ -81,6 +103,15 @@ impl RestorePlan {
             }
             TablePlan::None => {}
         }
+        Ok(())
+    }
+
+    /// Each GPT partition's GUID (its PARTUUID).
+    fn renew_partitions(
+        &mut self,
+        fresh: Fresh<'_>,
+        renamed: &mut Vec<Renamed>,
+    ) -> Result<(), PlanError> {
         for p in &mut self.partitions {
             if let PartKind::Gpt { part_guid, .. } = &mut p.kind {
                 let new = uuid_v4(fresh()?).to_ascii_uppercase();
@@ -92,6 +123,16 @@ impl RestorePlan {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Each filesystem's UUID (a vfat volume id for vfat), with its mkfs command rebuilt.
+    fn renew_filesystems(
+        &mut self,
+        layout: &DiskLayout,
+        fresh: Fresh<'_>,
+        renamed: &mut Vec<Renamed>,
+    ) -> Result<(), PlanError> {
         // A btrfs filesystem mounted twice (two subvolumes) is one filesystem: one new UUID.
         let mut fs_new: Vec<(String, String)> = Vec::new();
         for f in &mut self.filesystems {
@@ -101,13 +142,7 @@ impl RestorePlan {
             let new = match fs_new.iter().find(|(old, _)| *old == f.uuid) {
                 Some((_, new)) => new.clone(),
                 None => {
-                    let b = fresh()?;
-                    let new = if f.fstype == "vfat" {
-                        let id = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-                        format!("{:04X}-{:04X}", id >> 16, id & 0xFFFF)
-                    } else {
-                        uuid_v4(b)
-                    };
+                    let new = fs_id(&f.fstype, fresh()?);
                     fs_new.push((f.uuid.clone(), new.clone()));
                     renamed.push(Renamed {
                         what: format!("{} {} UUID", f.fstype, f.mount_point),
@@ -119,27 +154,19 @@ impl RestorePlan {
                 }
             };
             if f.mkfs.is_some() {
-                let mut rec = layout
-                    .filesystems
-                    .iter()
-                    .find(|r| r.uuid == f.uuid && r.mount_point == f.mount_point)
-                    .cloned()
-                    .ok_or_else(|| {
-                        PlanError(format!(
-                            "{}: no filesystem with UUID {} in the layout",
-                            f.mount_point, f.uuid
-                        ))
-                    })?;
-                let resized = rec.size_bytes != f.size_bytes;
-                rec.uuid = new.clone();
-                if let FsFeatures::Vfat(v) = &mut rec.features {
-                    v.volume_id = u32::from_str_radix(&new.replace('-', ""), 16)
-                        .map_err(|e| PlanError(format!("volume id {new}: {e}")))?;
-                }
-                f.mkfs = Some(mkfs::command(&rec, resized).map_err(PlanError)?);
+                f.mkfs = Some(mkfs_with_uuid(layout, f, &new)?);
             }
             f.uuid = new;
         }
+        Ok(())
+    }
+
+    /// Each swap's UUID, with its mkswap command rebuilt.
+    fn renew_swaps(
+        &mut self,
+        fresh: Fresh<'_>,
+        renamed: &mut Vec<Renamed>,
+    ) -> Result<(), PlanError> {
         for s in &mut self.swaps {
             if s.uuid.is_empty() {
                 continue;
@@ -153,17 +180,41 @@ impl RestorePlan {
             });
             s.mkswap = mkfs::mkswap(&new, &s.label);
         }
-        let b = &mut self.boot;
-        if b.grub_install.is_none() && (b.bios_boot.is_some() || b.mbr_boot_code) {
-            b.grub_install = Some(
-                "the filesystem UUIDs are new and GRUB's core image looks for /boot by its \
-                 old one"
-                    .into(),
-            );
-        }
-        self.renamed.extend(renamed);
         Ok(())
     }
+}
+
+/// A fresh filesystem identity from 16 random bytes: a vfat volume id (`ABCD-1234`) or a
+/// version 4 UUID.
+fn fs_id(fstype: &str, b: [u8; 16]) -> String {
+    if fstype == "vfat" {
+        let id = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        format!("{:04X}-{:04X}", id >> 16, id & 0xFFFF)
+    } else {
+        uuid_v4(b)
+    }
+}
+
+/// The mkfs command for `f` made with identity `new`, from its record in `layout`.
+fn mkfs_with_uuid(layout: &DiskLayout, f: &FsPlan, new: &str) -> Result<Vec<String>, PlanError> {
+    let mut rec = layout
+        .filesystems
+        .iter()
+        .find(|r| r.uuid == f.uuid && r.mount_point == f.mount_point)
+        .cloned()
+        .ok_or_else(|| {
+            PlanError(format!(
+                "{}: no filesystem with UUID {} in the layout",
+                f.mount_point, f.uuid
+            ))
+        })?;
+    let resized = rec.size_bytes != f.size_bytes;
+    rec.uuid = new.to_string();
+    if let FsFeatures::Vfat(v) = &mut rec.features {
+        v.volume_id = u32::from_str_radix(&new.replace('-', ""), 16)
+            .map_err(|e| PlanError(format!("volume id {new}: {e}")))?;
+    }
+    mkfs::command(&rec, resized).map_err(PlanError)
 }
 
 #[cfg(test)]

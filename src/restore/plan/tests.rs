@@ -1,7 +1,8 @@
 use super::*;
+use crate::layout::table::{BIOS_BOOT_GUID, ESP_GUID};
 use crate::layout::{
     BootInfo, Disk, ExtFeatures, FsFeatures, FsRecord, GptPartition, GptTable, MbrPartition,
-    MbrTable, PartRef, SwapRecord,
+    MbrTable, PartRef, PartitionTable, SwapRecord,
 };
 
 const MIB: u64 = 1 << 20;
