@@ -3,14 +3,14 @@
 //! catalog, `verify`/`info`/`list`/`extract` read the payload inside it, and a damaged byte in
 //! it is found and named. (Booting it and restoring from it: tests/e2e_*.)
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
 use common::compare::{Options, assert_no_differences, diff_trees};
-use common::kernel::{kernel_package, require_tools, staging_root};
+use common::kernel::{kernel_package, staging_root};
 
 /// The staged root (a Debian kernel + this host's tools) and an ISO captured from it. The
 /// big program folders are excluded from the payload (the rescue environment still takes its
@@ -26,7 +26,7 @@ static CAPTURED: OnceLock<Captured> = OnceLock::new();
 fn captured() -> &'static Captured {
     CAPTURED.get_or_init(|| {
         common::require_root();
-        require_tools(&[
+        common::need(&[
             ("xorriso", "xorriso"),
             ("7z", "p7zip-full"),
             ("grub-mkimage", "grub-common"),
@@ -73,6 +73,7 @@ fn tool(cmd: &mut Command) -> String {
 
 #[test]
 fn the_iso_has_bios_and_uefi_boot_entries_and_the_payload() {
+    let _disks = common::loop_devices(module_path!());
     let c = captured();
     let report = tool(
         Command::new("xorriso")
@@ -106,6 +107,7 @@ fn the_iso_has_bios_and_uefi_boot_entries_and_the_payload() {
 
 #[test]
 fn verify_info_list_and_extract_work_on_the_iso_in_place() {
+    let _disks = common::loop_devices(module_path!());
     let c = captured();
     common::osimage(["verify".as_ref(), c.iso.as_os_str()]).ok();
     let info = common::info_json(&c.iso);
@@ -128,6 +130,7 @@ fn verify_info_list_and_extract_work_on_the_iso_in_place() {
 
 #[test]
 fn a_flipped_byte_in_a_pack_inside_the_iso_is_named() {
+    let _disks = common::loop_devices(module_path!());
     let c = captured();
     let iso = osimage::iso::IsoReader::open(&c.iso).expect("our own ISO opens");
     let pack = iso
@@ -177,6 +180,7 @@ fn failed_for_want_of_a_kernel(run: &common::Run, iso: &std::path::Path, dir: &s
 
 #[test]
 fn iso_output_without_a_kernel_fails_before_writing_anything() {
+    let _disks = common::loop_devices(module_path!());
     common::require_root();
     let dir = common::scratch();
     let root = kernelless_root(dir.path());
@@ -195,6 +199,7 @@ fn iso_output_without_a_kernel_fails_before_writing_anything() {
 /// what is missing said, and leaves nothing behind.
 #[test]
 fn iso_refresh_without_a_kernel_fails_and_leaves_nothing() {
+    let _disks = common::loop_devices(module_path!());
     common::require_root();
     let dir = common::scratch();
     let root = kernelless_root(dir.path());
@@ -222,6 +227,7 @@ fn iso_refresh_without_a_kernel_fails_and_leaves_nothing() {
 /// the payload opens only with the key, and the readable README names nothing of the system.
 #[test]
 fn an_encrypted_iso_opens_with_its_key_and_its_readable_files_name_nothing() {
+    let _disks = common::loop_devices(module_path!());
     let c = captured();
     let dir = common::scratch();
     let id = age::x25519::Identity::generate();
@@ -312,6 +318,7 @@ fn iso_file_prefix(iso: &std::path::Path, path: &str, out: &std::path::Path, len
 /// it builds them again, saying why.
 #[test]
 fn an_iso_refresh_reuses_the_rescue_environment_only_when_its_inputs_are_the_same() {
+    let _disks = common::loop_devices(module_path!());
     let c = captured();
     let dir = common::scratch();
     let base = c.iso.to_str().expect("utf-8");
@@ -400,9 +407,11 @@ fn shared_blocks(file: &std::path::Path) -> Vec<(u64, u64)> {
 /// bytes"): on XFS, an unchanged ISO refresh's pack shares every block with its base's.
 #[test]
 fn an_iso_refresh_on_xfs_shares_its_pack_with_the_base() {
-    use common::loopdev::{Xfs, require};
+    let _disks = common::loop_devices(module_path!());
+    use common::loopdev::Xfs;
     let c = captured();
-    require(&["mkfs.xfs", "filefrag"]);
+    common::require_root();
+    common::need(&[("mkfs.xfs", "xfsprogs"), ("filefrag", "e2fsprogs")]);
     let dir = common::scratch();
     let fs = Xfs::new(dir.path());
     let (base, new) = (fs.mnt().join("base.iso"), fs.mnt().join("new.iso"));

@@ -1,7 +1,7 @@
 //! The command line's contract: exit codes (0 ok, 1 failure naming what and where, 2 usage),
 //! never a panic, and the capture behaviours DESIGN.md promises around the output file.
 
-mod common;
+use crate::common;
 
 use common::osimage;
 use std::ffi::OsStr;

@@ -6,7 +6,7 @@
 //! header then 16-byte block headers and bodies), the manifest frame at M (64-byte frame
 //! header, then the body) and a 64-byte trailer holding M and the frame length F.
 
-mod common;
+use crate::common;
 
 use common::fixture::{MIB, Rng, text};
 use common::{Run, osimage};

@@ -13,8 +13,8 @@
 //! Needs root and what tests/e2e_restore.rs needs. Phase times are printed and kept in
 //! tests/cache/e2e/logs/times.txt, never asserted.
 
-mod common;
-mod e2e;
+use crate::common;
+use crate::common::e2e;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -57,7 +57,7 @@ fn capture_encrypted(work: &Path) -> PathBuf {
         let attached = Attached::new(&s.disk, true);
         let _root = Mount::ext4_ro(&attached.part(3), &root);
         let _esp = Mount::bind_ro(&s.esp, &root.join("boot/efi"));
-        e2e::run(
+        common::run(
             Command::new(env!("CARGO_BIN_EXE_osimage"))
                 .args(["capture", "-q", "--encrypt", "--passphrase-file"])
                 .arg(&pass)
@@ -118,6 +118,7 @@ fn restore_interactively(iso: &Path, virtio: &Path, nvme: &Path) -> vm::Outcome 
         },
     ];
     let failures = [console::RESTORE_FAILED, console::KERNEL_PANIC];
+    let _vm = common::vm_lock();
     vm::run_typing(
         &VmSpec {
             name: "dialogue-encrypted-nvme".into(),
@@ -254,6 +255,7 @@ fn boots_from_nvme(s: &source::Source, nvme: &Path) {
 
 #[test]
 fn encrypted_iso_restores_onto_the_disk_chosen_over_the_serial_console_and_boots_from_nvme() {
+    let _disks = common::loop_devices(module_path!());
     let s = source::source();
     let work = common::scratch();
     let iso = capture_encrypted(work.path());

@@ -11,17 +11,18 @@
 //! menu's kernel, initramfs and command line, with the parameters added (`-kernel/-append`).
 //! Needs what tests/e2e_restore.rs needs, plus xorriso.
 
-mod common;
-mod e2e;
+use crate::common;
+use crate::common::e2e;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::run;
 use e2e::disk::{self, Attached, Mount};
+use e2e::phase_time;
 use e2e::source::{self, BOOT_TIMEOUT};
 use e2e::vm::{self, Boot, DirectKernel, Drive, Firmware};
-use e2e::{phase_time, run};
 
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 const DONE: &str = "OSIMAGE-RESTORE-DONE";
@@ -317,8 +318,9 @@ fn inspect(m: &Machine, dir: &Path) -> (String, String, String, String, Option<S
 
 #[test]
 fn one_golden_iso_restores_two_distinct_machines_that_boot() {
+    let _disks = common::loop_devices(module_path!());
     e2e::need_tools();
-    e2e::need("xorriso", "xorriso");
+    common::need(&[("xorriso", "xorriso")]);
     let work = common::scratch();
     let g = golden(work.path());
     let e = auto_entry(&g.iso, work.path());

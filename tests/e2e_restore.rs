@@ -12,19 +12,20 @@
 //! source system is built from the apt mirror this machine uses and cached in
 //! tests/cache/e2e (a fresh CI clone builds it: a few minutes).
 
-mod common;
-mod e2e;
+use crate::common;
+use crate::common::e2e;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::run;
 use e2e::disk::{self, Attached, Mount};
+use e2e::phase_time;
 use e2e::restored::same_disk;
 use e2e::source::{self, BOOT_TIMEOUT};
 use e2e::vm::{self, Boot, Drive, Firmware};
-use e2e::{phase_time, run};
 
 /// ISO boot to power-off: restore included, under TCG. Generous; never a timing assertion.
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
@@ -104,6 +105,8 @@ struct VerifyBoot {
 
 impl VerifyBoot {
     fn run(iso: &Path, fw: Firmware, work: &Path, extra: &[&str]) -> VerifyBoot {
+        // its VMs run in the child: this process's runner does not see them
+        let _vm = common::vm_lock();
         let out = Command::new(env!("CARGO_BIN_EXE_osimage"))
             .args(["verify", "--boot"])
             .arg(iso)
@@ -277,6 +280,7 @@ fn logs_containing(dir: &Path, text: &str) -> usize {
 
 #[test]
 fn iso_restores_a_blank_disk_unattended_and_it_boots_with_seabios() {
+    let _disks = common::loop_devices(module_path!());
     restores_and_boots(Firmware::Bios);
 }
 
@@ -285,6 +289,7 @@ fn iso_restores_a_blank_disk_unattended_and_it_boots_with_seabios() {
 /// and the restored disk boots with Secure Boot on too.
 #[test]
 fn iso_restores_a_blank_disk_unattended_and_it_boots_with_ovmf_secure_boot() {
+    let _disks = common::loop_devices(module_path!());
     restores_and_boots(Firmware::UefiSecureBoot);
 }
 
@@ -292,6 +297,7 @@ fn iso_restores_a_blank_disk_unattended_and_it_boots_with_ovmf_secure_boot() {
 /// signature cut off is refused by the firmware, and nothing of the rescue environment runs.
 #[test]
 fn secure_boot_firmware_refuses_the_iso_with_an_unsigned_shim() {
+    let _disks = common::loop_devices(module_path!());
     let iso = &captured().iso;
     let work = common::scratch();
     let bad = work.path().join("unsigned-shim.iso");
@@ -340,6 +346,7 @@ fn secure_boot_firmware_refuses_the_iso_with_an_unsigned_shim() {
 /// and the medium found on a disk by its image id, and the refusal.
 #[test]
 fn unattended_restore_never_writes_to_a_disk_holding_data() {
+    let _disks = common::loop_devices(module_path!());
     let iso = &captured().iso;
     let work = common::scratch();
     let content = work.path().join("content");
@@ -415,6 +422,7 @@ fn unattended_restore_never_writes_to_a_disk_holding_data() {
 /// environment comes up, the restore fails with the agent's reason, nothing boots; exit 1.
 #[test]
 fn verify_boot_fails_in_the_restore_phase_on_a_damaged_payload() {
+    let _disks = common::loop_devices(module_path!());
     let iso = &captured().iso;
     let work = common::scratch();
     let damaged = work.path().join("damaged.iso");
@@ -477,6 +485,7 @@ fn verify_boot_fails_in_the_restore_phase_on_a_damaged_payload() {
 /// shell; exit 1.
 #[test]
 fn verify_boot_fails_in_the_first_boot_phase_when_fstab_is_broken() {
+    let _disks = common::loop_devices(module_path!());
     let s = source::source();
     let base = &captured().iso;
     let work = common::scratch();
@@ -534,6 +543,7 @@ fn verify_boot_fails_in_the_first_boot_phase_when_fstab_is_broken() {
 /// changed (size and mtime kept) fails it, naming the file.
 #[test]
 fn comparison_passes_a_raw_copy_and_catches_one_changed_byte() {
+    let _disks = common::loop_devices(module_path!());
     let s = source::source();
     let work = common::scratch();
     let copy = work.path().join("copy.img");
@@ -671,5 +681,6 @@ fn rescue_comes_up_from_the_iso_as_a_disk(fw: Firmware) {
 
 #[test]
 fn rescue_comes_up_from_the_iso_as_a_disk_with_ovmf() {
+    let _disks = common::loop_devices(module_path!());
     rescue_comes_up_from_the_iso_as_a_disk(Firmware::Uefi);
 }

@@ -3,7 +3,7 @@
 //! key" for a wrong one and "damaged" for damage, and the rescue agent's console prompt opens
 //! it (the prompt logic, run here without a VM).
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 use std::io::Cursor;

@@ -2,7 +2,7 @@
 //! source file and a killed process never leave an output that looks complete, and each
 //! failure says what and where.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -33,6 +33,7 @@ impl Drop for Mount {
 
 #[test]
 fn a_full_disk_during_capture_leaves_no_output_and_says_so() {
+    let _disks = common::loop_devices(module_path!());
     common::require_root();
     let dir = common::scratch();
     let root = dir.path().join("src");
@@ -75,6 +76,7 @@ fn a_full_disk_during_capture_leaves_no_output_and_says_so() {
 
 #[test]
 fn an_unreadable_source_file_is_named_or_skipped_with_keep_going() {
+    let _disks = common::loop_devices(module_path!());
     common::require_root();
     // Under /tmp so the unprivileged user can reach it.
     let dir = tempfile::Builder::new()
@@ -127,6 +129,7 @@ fn an_unreadable_source_file_is_named_or_skipped_with_keep_going() {
 
 #[test]
 fn a_killed_capture_leaves_only_a_temporary_name() {
+    let _disks = common::loop_devices(module_path!());
     let dir = common::scratch();
     let root = dir.path().join("src");
     std::fs::create_dir_all(&root).expect("mkdir");

@@ -5,12 +5,11 @@
 //! one (its blocks are read and hashed, as a version-1 manifest has no block hashes), writing
 //! a version-2 image that verifies and extracts the same.
 //!
-//! The fixtures were made with
-//! `OSIMAGE_V1_TREE=DIR cargo test --test format_v1 -- --ignored write_the_v1_tree` and
-//! `osimage capture DIR -o plain.oimg -q` (and `--encrypt --passphrase-file passphrase` for
-//! `sealed.oimg`).
+//! The fixtures were made with `OSIMAGE_V1_TREE=DIR cargo test --test integration --
+//! --ignored format_v1::write_the_v1_tree` and `osimage capture DIR -o plain.oimg -q` (and
+//! `--encrypt --passphrase-file passphrase` for `sealed.oimg`).
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};

@@ -8,7 +8,7 @@
 //! the machine could have given it), and each input done within `TIME`. The manifest inputs
 //! are also opened by the binary as a `.oimg`, which must refuse them cleanly.
 
-mod common;
+use crate::common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

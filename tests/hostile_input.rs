@@ -6,7 +6,7 @@
 //! library's own types, and writing it back with the library's writer: the result is a
 //! well-formed container whose *content* lies, which is what an attacker would hand us.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

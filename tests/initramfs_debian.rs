@@ -2,14 +2,15 @@
 //! source system's (tests/e2e, built once and cached; the e2e tests share it). Needs root and
 //! what the e2e source build needs.
 
-mod common;
-mod e2e;
+use crate::common;
+use crate::common::e2e;
 
 use e2e::disk::{Attached, Mount};
 use osimage::restore::initramfs;
 
 #[test]
 fn debian_initramfs_lists_its_storage_drivers() {
+    let _disks = common::loop_devices(module_path!());
     common::require_root();
     let s = e2e::source::source();
     let disk = Attached::new(&s.disk, true);

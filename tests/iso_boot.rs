@@ -3,21 +3,18 @@
 //! initramfs prints a marker on the serial console and powers off. One VM at a time; each
 //! waits for the marker up to a generous timeout (no timing assertion).
 
-mod common_iso;
-
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use common_iso::*;
+use crate::common::iso::*;
+use crate::common::{self, need};
 use osimage::bootcheck::{Accel, vm};
 use osimage::iso::{IsoFile, IsoSource, IsoSpec, build_grub_boot, write_iso};
 
 const MARKER: &str = "OSIMAGE-ISO-BOOT-OK";
 const TIMEOUT: Duration = Duration::from_secs(180);
 
-/// Two cores: never more than one VM at a time, even though tests run on threads.
-static ONE_VM: Mutex<()> = Mutex::new(());
 static ISO: OnceLock<PathBuf> = OnceLock::new();
 static ISOFS_ISO: OnceLock<PathBuf> = OnceLock::new();
 static PAYLOAD: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
@@ -47,9 +44,11 @@ fn isofs_iso() -> &'static Path {
 }
 
 fn build_iso(name: &str, grub_cfg: &str, fixture: Option<&Path>) -> PathBuf {
-    need("grub-mkimage", "grub-common");
-    need("mkfs.vfat", "dosfstools");
-    need("mcopy", "mtools");
+    need(&[
+        ("grub-mkimage", "grub-common"),
+        ("mkfs.vfat", "dosfstools"),
+        ("mcopy", "mtools"),
+    ]);
     let (kernel, initrd) = payload();
     let work = work_dir().join(name);
     let _ = std::fs::remove_dir_all(&work);
@@ -141,6 +140,7 @@ fn boot_image(fw: Firmware, medium: Medium, iso: &Path, variant: &str, until: &s
         Medium::VirtioDisk => (None, vec![drive(vm::Bus::Virtio)]),
     };
     let stop_on = [until];
+    let _vm = common::vm_lock();
     let o = vm::run(&vm::VmSpec {
         name: name.clone(),
         log_dir: &work_dir(),
@@ -200,7 +200,7 @@ fn boots_with_ovmf_from_disk() {
 fn boots_with_ovmf_from_disk_through_the_gpt_esp_alone() {
     let _ = iso();
     let copy = {
-        let _vm = ONE_VM.lock().unwrap_or_else(|e| e.into_inner());
+        let _vm = common::vm_lock();
         iso_without_el_torito()
     };
     boot_image(Firmware::Ovmf, Medium::Disk, &copy, "-gpt-only", MARKER);

@@ -2,13 +2,12 @@
 //! mtools. And our reader on images xorriso wrote. A missing tool fails the test, naming its
 //! Debian package.
 
-mod common_iso;
-
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
-use common_iso::*;
+use crate::common::iso::*;
+use crate::common::{need, run, run_text};
 use osimage::iso::{IsoEntryKind, IsoReader, build_grub_boot, write_iso};
 
 fn fixture() -> (tempfile::TempDir, std::path::PathBuf) {
@@ -22,7 +21,7 @@ fn fixture() -> (tempfile::TempDir, std::path::PathBuf) {
 
 #[test]
 fn isoinfo_reads_volume_rock_ridge_and_joliet() {
-    need("isoinfo", "genisoimage");
+    need(&[("isoinfo", "genisoimage")]);
     let (_dir, iso) = fixture();
     let d = run_text(Command::new("isoinfo").arg("-d").arg("-i").arg(&iso));
     assert!(d.contains("Volume id: OSIMAGE_TOOLS"), "{d}");
@@ -48,14 +47,14 @@ fn isoinfo_reads_volume_rock_ridge_and_joliet() {
     assert!(plain.contains("PACK_000000.OPK;1"), "{plain}");
     let joliet = run_text(Command::new("isoinfo").args(["-J", "-l", "-i"]).arg(&iso));
     assert!(joliet.contains("Mixed Case & spaces.TXT"), "{joliet}");
-    need("isovfy", "genisoimage");
+    need(&[("isovfy", "genisoimage")]);
     let v = run_text(Command::new("isovfy").arg(&iso));
     assert!(v.contains("No errors found"), "{v}");
 }
 
 #[test]
 fn seven_zip_lists_every_entry() {
-    need("7z", "p7zip-full");
+    need(&[("7z", "p7zip-full")]);
     let (_dir, iso) = fixture();
     let l = run_text(Command::new("7z").arg("l").arg(&iso));
     for p in [
@@ -75,7 +74,7 @@ fn seven_zip_lists_every_entry() {
 
 #[test]
 fn osirrox_extracts_every_file_byte_for_byte() {
-    need("osirrox", "xorriso");
+    need(&[("osirrox", "xorriso")]);
     let (dir, iso) = fixture();
     let out = dir.path().join("extracted");
     run(Command::new("osirrox")
@@ -118,15 +117,13 @@ fn compare_trees(a: &Path, b: &Path) {
 
 #[test]
 fn bootable_image_has_both_el_torito_entries_and_a_hybrid_gpt() {
-    for (tool, pkg) in [
+    need(&[
         ("xorriso", "xorriso"),
         ("sfdisk", "fdisk"),
         ("sgdisk", "gdisk"),
-    ] {
-        need(tool, pkg);
-    }
-    need("mdir", "mtools");
-    need("grub-mkimage", "grub-common");
+        ("mdir", "mtools"),
+        ("grub-mkimage", "grub-common"),
+    ]);
     let dir = tempfile::tempdir().expect("tempdir");
     let src = dir.path().join("src");
     build_tree(&src);
@@ -203,7 +200,7 @@ fn bootable_image_has_both_el_torito_entries_and_a_hybrid_gpt() {
     assert!(p.contains("EF00  EFI system partition"), "{p}");
 
     // 7-Zip must still see the ISO (not the GPT) in the hybrid image
-    need("7z", "p7zip-full");
+    need(&[("7z", "p7zip-full")]);
     let z = run_text(Command::new("7z").arg("l").arg(&iso));
     assert!(
         z.contains("Type = Iso") && z.contains("boot/grub/grub.cfg"),
@@ -242,14 +239,14 @@ fn reader_reads_images_written_by_xorriso() {
     build_tree(&src);
     // xorriso always writes Rock Ridge; genisoimage without -R gives a Joliet-only image
     for (tool, names) in [("xorriso", "rr"), ("genisoimage", "joliet")] {
-        need(
+        need(&[(
             tool,
             if tool == "xorriso" {
                 "xorriso"
             } else {
                 "genisoimage"
             },
-        );
+        )]);
         let iso = dir.path().join(format!("{names}.iso"));
         let mut cmd = Command::new(tool);
         if tool == "xorriso" {

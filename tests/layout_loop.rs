@@ -7,9 +7,9 @@
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-mod common;
+use crate::common;
+use common::fixture::pattern;
 
 use common::loopdev::{Loop, run, run_stdin};
 use osimage::format::manifest::Manifest;
@@ -18,30 +18,18 @@ use osimage::layout::{
     to_extension,
 };
 
-/// True when this machine can run these tests; otherwise says why on stderr.
-fn can_run() -> bool {
-    let root = unsafe { libc::geteuid() } == 0;
-    let tools = [
-        "losetup",
-        "partx",
-        "sfdisk",
-        "mkfs.ext4",
-        "mkfs.vfat",
-        "mkswap",
-        "dumpe2fs",
-    ]
-    .iter()
-    .all(|t| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {t}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    assert!(
-        root && tools,
-        "this test needs root and losetup, partx, sfdisk, mkfs.ext4/vfat, mkswap, dumpe2fs (install them: .ci/apt-packages)"
-    );
-    root && tools
+/// Fails the test unless it runs as root with the loop-device tools.
+fn need_tools() {
+    common::require_root();
+    common::need(&[
+        ("losetup", "mount"),
+        ("partx", "util-linux"),
+        ("sfdisk", "fdisk"),
+        ("mkfs.ext4", "e2fsprogs"),
+        ("mkfs.vfat", "dosfstools"),
+        ("mkswap", "util-linux"),
+        ("dumpe2fs", "e2fsprogs"),
+    ]);
 }
 
 /// A sparse image file of `mib` MiB in a scratch dir.
@@ -52,13 +40,6 @@ fn image(dir: &Path, mib: u64) -> PathBuf {
         .set_len(mib << 20)
         .unwrap();
     p
-}
-
-/// A reproducible byte pattern (boot code stand-ins).
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed)
-        .collect()
 }
 
 fn write_at(path: &Path, offset: u64, bytes: &[u8]) {
@@ -137,9 +118,8 @@ const SWAP_TYPE: &str = "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F";
 
 #[test]
 fn gpt_disk_with_esp_bios_boot_ext4_and_swap_reads_back() {
-    if !can_run() {
-        return;
-    }
+    let _disks = common::loop_devices(module_path!());
+    need_tools();
     let dir = tempfile::Builder::new()
         .prefix("osimage-layout")
         .tempdir()
@@ -286,9 +266,8 @@ fn gpt_disk_with_esp_bios_boot_ext4_and_swap_reads_back() {
 
 #[test]
 fn mbr_disk_with_logical_partitions_reads_back() {
-    if !can_run() {
-        return;
-    }
+    let _disks = common::loop_devices(module_path!());
+    need_tools();
     let dir = tempfile::Builder::new()
         .prefix("osimage-layout")
         .tempdir()
@@ -392,6 +371,7 @@ fn mbr_disk_with_logical_partitions_reads_back() {
 
 #[test]
 fn a_plain_directory_has_no_layout() {
+    let _disks = common::loop_devices(module_path!());
     let dir = tempfile::tempdir().unwrap();
     let l = capture_layout(dir.path()).unwrap();
     assert!(
@@ -419,6 +399,7 @@ fn a_plain_directory_has_no_layout() {
 
 #[test]
 fn capturing_this_machine_never_fails() {
+    let _disks = common::loop_devices(module_path!());
     // Whatever this host is (a container on overlay, a VM on a disk), capture answers with a
     // layout or a reason, and the answer survives the manifest.
     let l = capture_layout(Path::new("/")).unwrap();
@@ -441,9 +422,8 @@ fn fake_block(dir: &Path, dev: &str, size: &str, extra: &[(&str, &str)]) {
 
 #[test]
 fn a_root_on_a_stack_is_recorded_and_said_not_restorable() {
-    if !can_run() {
-        return;
-    }
+    let _disks = common::loop_devices(module_path!());
+    need_tools();
     // This kernel has no device-mapper: a fake sysfs presents a "dm-9" (vg-root) whose
     // device number is a real loop partition's, built on it, as LVM would.
     let dir = tempfile::Builder::new()

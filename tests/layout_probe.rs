@@ -6,24 +6,9 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::Command;
 
+use crate::common::{self, loopdev::run, scratch};
 use osimage::layout::probe::{self, Found, HEAD_LEN, TAIL_LEN};
 use osimage::layout::{ContainerKind, FsFeatures};
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn run(cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A sparse file of `mib` MiB, made by `mkfs` with `args` (the path appended).
 fn made(dir: &Path, name: &str, mib: u64, mkfs: &str, args: &[&str]) -> std::path::PathBuf {
@@ -79,18 +64,9 @@ fn agrees(p: &Path) -> Found {
     found
 }
 
-fn scratch() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("osimage-probe-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap()
-}
-
 #[test]
 fn ext_flavours_agree_with_blkid() {
-    if !have("mkfs.ext4") || !have("blkid") {
-        panic!("this test needs e2fsprogs and blkid (install them: .ci/apt-packages)");
-    }
+    common::need(&[("mkfs.ext4", "e2fsprogs"), ("blkid", "util-linux")]);
     let d = scratch();
     for (t, label) in [("ext2", "two"), ("ext3", "three"), ("ext4", "four")] {
         let p = made(
@@ -120,9 +96,7 @@ fn ext_flavours_agree_with_blkid() {
 
 #[test]
 fn vfat_sizes_agree_with_blkid() {
-    if !have("mkfs.vfat") || !have("blkid") {
-        panic!("this test needs dosfstools and blkid (install them: .ci/apt-packages)");
-    }
+    common::need(&[("mkfs.vfat", "dosfstools"), ("blkid", "util-linux")]);
     let d = scratch();
     for (bits, mib) in [("12", 4), ("16", 32), ("32", 64)] {
         let p = made(
@@ -143,9 +117,7 @@ fn vfat_sizes_agree_with_blkid() {
 
 #[test]
 fn swap_agrees_with_blkid() {
-    if !have("mkswap") || !have("blkid") {
-        panic!("this test needs mkswap and blkid (install them: .ci/apt-packages)");
-    }
+    common::need(&[("mkswap", "util-linux"), ("blkid", "util-linux")]);
     let d = scratch();
     let p = made(d.path(), "swap", 16, "mkswap", &["-L", "sw"]);
     let Found::Swap(s) = agrees(&p) else { panic!() };
@@ -154,9 +126,7 @@ fn swap_agrees_with_blkid() {
 
 #[test]
 fn xfs_agrees_with_blkid() {
-    if !have("mkfs.xfs") || !have("blkid") {
-        panic!("this test needs xfsprogs and blkid (install them: .ci/apt-packages)");
-    }
+    common::need(&[("mkfs.xfs", "xfsprogs"), ("blkid", "util-linux")]);
     let d = scratch();
     let p = made(
         d.path(),
@@ -182,9 +152,7 @@ fn xfs_agrees_with_blkid() {
 
 #[test]
 fn btrfs_agrees_with_blkid() {
-    if !have("mkfs.btrfs") || !have("blkid") {
-        panic!("this test needs btrfs-progs and blkid (install them: .ci/apt-packages)");
-    }
+    common::need(&[("mkfs.btrfs", "btrfs-progs"), ("blkid", "util-linux")]);
     let d = scratch();
     let p = made(
         d.path(),
@@ -212,9 +180,7 @@ fn luks_and_lvm_headers_are_containers() {
     // Real cryptsetup/pvcreate are not on every machine; the probe's unit tests cover the
     // byte layouts. Here: a LUKS2 header written by hand at its documented offsets is seen
     // by blkid as crypto_LUKS too.
-    if !have("blkid") {
-        panic!("this test needs blkid (install them: .ci/apt-packages)");
-    }
+    common::need(&[("blkid", "util-linux")]);
     let d = scratch();
     let p = d.path().join("luks");
     let mut b = vec![0u8; 1 << 20];

@@ -6,7 +6,7 @@
 //! go through the library until the CLI lines land (`--base`, `info --json`'s `lineage`,
 //! `osimage diff`); extraction and verification go through the built binary.
 
-mod common;
+use crate::common;
 
 use std::fs::{File, FileTimes, OpenOptions};
 use std::os::unix::fs::{FileExt, PermissionsExt};

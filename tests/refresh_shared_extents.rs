@@ -4,13 +4,13 @@
 //! carry over from the base land where they were and the kernel shares them instead of
 //! copying them. Each image still verifies on its own.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 use std::path::Path;
 use std::time::Duration;
 
-use common::loopdev::{Xfs, require, run};
+use common::loopdev::{Xfs, run};
 
 /// docs/REFRESH.md, racily clean files: wait so the tree's files are reusable next time.
 const SETTLE: Duration = Duration::from_millis(2100);
@@ -50,7 +50,13 @@ fn capture(tree: &Path, out: &Path, base: Option<&Path>) {
 
 #[test]
 fn refreshes_on_xfs_share_the_blocks_they_carry_over() {
-    require(&["mkfs.xfs", "losetup", "stat"]);
+    let _disks = common::loop_devices(module_path!());
+    common::require_root();
+    common::need(&[
+        ("mkfs.xfs", "xfsprogs"),
+        ("losetup", "mount"),
+        ("stat", "coreutils"),
+    ]);
     let dir = common::scratch();
     let fs = Xfs::new(dir.path());
     let mnt = fs.mnt().to_path_buf();

@@ -12,14 +12,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use osimage::bootcheck::{Accel, vm};
 use osimage::rescue::{self, RescueSpec};
 
-mod common;
-use common::kernel::{cache_dir, kernel_package, require_tools, run, staging_root};
+use crate::common;
+use common::kernel::{cache_dir, kernel_package, staging_root};
+use common::run;
 
 /// glibc calls `.init_array` functions with (argc, argv, envp) before `main`.
 #[used]
@@ -98,12 +99,11 @@ struct Built {
 }
 
 static BUILT: OnceLock<Option<Built>> = OnceLock::new();
-static ONE_VM: Mutex<()> = Mutex::new(());
 
 fn built() -> Option<&'static Built> {
     BUILT
         .get_or_init(|| {
-            require_tools(&[
+            common::need(&[
                 ("qemu-system-x86_64", "qemu-system-x86"),
                 ("xorriso", "xorriso"),
                 ("cpio", "cpio"),
@@ -179,7 +179,7 @@ struct Media<'a> {
 /// runner (`osimage::bootcheck::vm`, TCG); returns the serial console's text and QEMU's exit
 /// status (`None`: it did not stop by itself).
 fn boot(b: &Built, media: Media) -> (String, Option<std::process::ExitStatus>) {
-    let _vm = ONE_VM.lock().unwrap_or_else(|e| e.into_inner());
+    let _vm = common::vm_lock();
     let logs = b.work.path().join("logs");
     let o = vm::run(&vm::VmSpec {
         name: "console".into(),

@@ -5,8 +5,8 @@
 //! chroot: GRUB's boot code lands in the MBR and its core image in the BIOS boot partition,
 //! and grub.cfg names the new root UUID. Needs root and what the e2e source build needs.
 
-mod common;
-mod e2e;
+use crate::common;
+use crate::common::e2e;
 
 use std::os::unix::fs::FileExt;
 
@@ -18,6 +18,7 @@ use osimage::restore::{self, RestoreOptions};
 
 #[test]
 fn debian_tree_onto_the_default_layout_gets_grub_installed_chrooted() {
+    let _disks = common::loop_devices(module_path!());
     common::require_root();
     let tree = debian_tree();
     let dir = common::scratch();

@@ -5,7 +5,7 @@
 //!
 //! Needs root, losetup, partx, sfdisk, mkfs.ext4 and mount (loop devices and tmpfs, no VM).
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::compare::{self, Options, Snapshot};
-use common::loopdev::{Loop, MIB, Mounted, require, run, run_stdin, sparse};
+use common::loopdev::{Loop, MIB, Mounted, run, run_stdin, sparse};
 
 const LINUX_TYPE: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
 const DISK_BYTES: u64 = 192 * MIB;
@@ -37,7 +37,14 @@ fn source() -> &'static Source {
 
 /// One GPT partition holding an ext4 root with `FILES` random files, captured.
 fn build_source() -> Source {
-    require(&["losetup", "partx", "sfdisk", "mkfs.ext4", "mount"]);
+    common::require_root();
+    common::need(&[
+        ("losetup", "mount"),
+        ("partx", "util-linux"),
+        ("sfdisk", "fdisk"),
+        ("mkfs.ext4", "e2fsprogs"),
+        ("mount", "mount"),
+    ]);
     let dir = common::scratch().keep();
     common::remove_at_exit(&dir);
     let disk = dir.join("source.img");
@@ -134,6 +141,7 @@ fn mounts_of(loops: &[String]) -> Vec<String> {
 
 #[test]
 fn a_full_directory_target_fails_naming_the_path_and_never_claims_success() {
+    let _disks = common::loop_devices(module_path!());
     let s = source();
     let dir = common::scratch();
     let to = dir.path().join("small");
@@ -164,6 +172,7 @@ fn a_full_directory_target_fails_naming_the_path_and_never_claims_success() {
 
 #[test]
 fn a_disk_image_whose_filesystem_fills_up_fails_and_never_claims_success() {
+    let _disks = common::loop_devices(module_path!());
     let s = source();
     let dir = common::scratch();
     let small = dir.path().join("small");
@@ -199,6 +208,7 @@ fn a_disk_image_whose_filesystem_fills_up_fails_and_never_claims_success() {
 
 #[test]
 fn a_restore_killed_while_unpacking_reruns_with_force_and_matches_the_image() {
+    let _disks = common::loop_devices(module_path!());
     let s = source();
     let dir = common::scratch();
     let disk = dir.path().join("disk.img");
@@ -280,6 +290,7 @@ fn a_restore_killed_while_unpacking_reruns_with_force_and_matches_the_image() {
 
 #[test]
 fn a_file_target_still_attached_to_a_loop_device_is_refused() {
+    let _disks = common::loop_devices(module_path!());
     let s = source();
     let dir = common::scratch();
     let disk = dir.path().join("disk.img");

@@ -8,8 +8,8 @@
 //! overlay over the shared cache, mounted in a private mount namespace: the cache is never
 //! written and no other process sees the change. Needs root.
 
-mod common;
-mod e2e;
+use crate::common;
+use crate::common::e2e;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -127,7 +127,16 @@ fn capture_with_initrd(tree: &Path, initrd: &Path, version: &str, work: &Path) -
 
 #[test]
 fn a_restore_regenerates_an_initramfs_that_lacks_the_boot_disks_driver() {
-    common::loopdev::require(&["unshare", "cpio", "gzip", "zstd", "mkfs.vfat", "mkfs.ext4"]);
+    let _disks = common::loop_devices(module_path!());
+    common::require_root();
+    common::need(&[
+        ("unshare", "util-linux"),
+        ("cpio", "cpio"),
+        ("gzip", "gzip"),
+        ("zstd", "zstd"),
+        ("mkfs.vfat", "dosfstools"),
+        ("mkfs.ext4", "e2fsprogs"),
+    ]);
     let tree = e2e::source::debian_tree();
     let version = kernel_version(&tree);
     let original = tree.join(format!("boot/initrd.img-{version}"));
@@ -195,6 +204,7 @@ fn a_restore_regenerates_an_initramfs_that_lacks_the_boot_disks_driver() {
 /// `--initramfs-driver` takes module names only: anything else is a usage error.
 #[test]
 fn initramfs_driver_takes_a_module_name() {
+    let _disks = common::loop_devices(module_path!());
     let dir = common::scratch();
     let image = dir.path().join("none.oimg");
     let target = dir.path().join("disk.img");

@@ -2,12 +2,12 @@
 //! (issues #4 and #5): a plain-directory capture (layout "none") onto osimage's default
 //! layout. Needs root, losetup, partx, sfdisk, mkfs.ext4, mkfs.vfat, mtools and blkid.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
 use common::compare::{self, Options, Snapshot};
-use common::loopdev::{Loop, MIB, Mounted, blkid, require, run, sfdisk_json, sparse};
+use common::loopdev::{Loop, MIB, Mounted, blkid, run, sfdisk_json, sparse};
 use osimage::payload::reader::PayloadReader;
 use osimage::progress::NoProgress;
 use osimage::restore::{self, RestoreOptions};
@@ -55,15 +55,17 @@ fn plain_tree(r: &Path) {
 
 #[test]
 fn plain_directory_restores_onto_the_default_layout() {
-    require(&[
-        "losetup",
-        "partx",
-        "sfdisk",
-        "mkfs.ext4",
-        "mkfs.vfat",
-        "mcopy",
-        "blkid",
-        "mount",
+    let _disks = common::loop_devices(module_path!());
+    common::require_root();
+    common::need(&[
+        ("losetup", "mount"),
+        ("partx", "util-linux"),
+        ("sfdisk", "fdisk"),
+        ("mkfs.ext4", "e2fsprogs"),
+        ("mkfs.vfat", "dosfstools"),
+        ("mcopy", "mtools"),
+        ("blkid", "util-linux"),
+        ("mount", "mount"),
     ]);
     let dir = common::scratch();
     let tree = dir.path().join("tree");
@@ -266,14 +268,16 @@ fn subvolume_paths(dir: &Path, extra: &[&str]) -> Vec<String> {
 
 #[test]
 fn btrfs_subvolumes_default_and_identity_come_back() {
-    require(&[
-        "losetup",
-        "partx",
-        "sfdisk",
-        "mkfs.btrfs",
-        "btrfs",
-        "blkid",
-        "mount",
+    let _disks = common::loop_devices(module_path!());
+    common::require_root();
+    common::need(&[
+        ("losetup", "mount"),
+        ("partx", "util-linux"),
+        ("sfdisk", "fdisk"),
+        ("mkfs.btrfs", "btrfs-progs"),
+        ("btrfs", "btrfs-progs"),
+        ("blkid", "util-linux"),
+        ("mount", "mount"),
     ]);
     let dir = common::scratch();
     let src = dir.path().join("src.img");
@@ -392,7 +396,16 @@ fn btrfs_subvolumes_default_and_identity_come_back() {
 
 #[test]
 fn xfs_root_comes_back_with_uuid_label_and_files() {
-    require(&["losetup", "partx", "sfdisk", "mkfs.xfs", "blkid", "mount"]);
+    let _disks = common::loop_devices(module_path!());
+    common::require_root();
+    common::need(&[
+        ("losetup", "mount"),
+        ("partx", "util-linux"),
+        ("sfdisk", "fdisk"),
+        ("mkfs.xfs", "xfsprogs"),
+        ("blkid", "util-linux"),
+        ("mount", "mount"),
+    ]);
     let dir = common::scratch();
     let src = dir.path().join("src.img");
     let (lo, part) = one_partition_disk(&src, 320);
@@ -437,7 +450,16 @@ fn xfs_root_comes_back_with_uuid_label_and_files() {
 
 #[test]
 fn smaller_disk_shrinks_an_earlier_partition_and_moves_the_next() {
-    require(&["losetup", "partx", "sfdisk", "mkfs.ext4", "blkid", "mount"]);
+    let _disks = common::loop_devices(module_path!());
+    common::require_root();
+    common::need(&[
+        ("losetup", "mount"),
+        ("partx", "util-linux"),
+        ("sfdisk", "fdisk"),
+        ("mkfs.ext4", "e2fsprogs"),
+        ("blkid", "util-linux"),
+        ("mount", "mount"),
+    ]);
     const BOOT_UUID: &str = "b0070000-0000-4000-8000-00000000b007";
     const ROOT_UUID: &str = "5007e000-0000-4000-8000-00000005007e";
     let dir = common::scratch();

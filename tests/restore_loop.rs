@@ -6,7 +6,8 @@
 //! Needs root, losetup, partx, sfdisk, mkfs.ext4, mkfs.vfat, mtools and blkid (CI has them).
 //! This host's kernel cannot mount vfat: the ESP is written and read back with mtools.
 
-mod common;
+use crate::common;
+use common::fixture::pattern;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{FileExt, PermissionsExt};
@@ -29,37 +30,20 @@ const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
 const BIOS_TYPE: &str = "21686148-6449-6E6F-744E-656564454649";
 const LINUX_TYPE: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
 
-fn can_run() -> bool {
-    let root = unsafe { libc::geteuid() } == 0;
-    let tools = [
-        "losetup",
-        "partx",
-        "sfdisk",
-        "mkfs.ext4",
-        "mkfs.vfat",
-        "mcopy",
-        "mmd",
-        "blkid",
-        "mount",
-    ]
-    .iter()
-    .all(|t| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {t}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    assert!(
-        root && tools,
-        "this test needs root, losetup, partx, sfdisk, mkfs.ext4/vfat, mtools, blkid (install them: .ci/apt-packages)"
-    );
-    root && tools
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed)
-        .collect()
+/// Fails the test unless it runs as root with the loop-device tools.
+fn need_tools() {
+    common::require_root();
+    common::need(&[
+        ("losetup", "mount"),
+        ("partx", "util-linux"),
+        ("sfdisk", "fdisk"),
+        ("mkfs.ext4", "e2fsprogs"),
+        ("mkfs.vfat", "dosfstools"),
+        ("mcopy", "mtools"),
+        ("mmd", "mtools"),
+        ("blkid", "util-linux"),
+        ("mount", "mount"),
+    ]);
 }
 
 fn hash(path: &Path) -> [u8; 32] {
@@ -267,9 +251,8 @@ fn cli_has_restore() -> bool {
 
 #[test]
 fn restore_recreates_table_identities_boot_areas_and_files() {
-    if !can_run() {
-        return;
-    }
+    let _disks = common::loop_devices(module_path!());
+    need_tools();
     let s = source();
     let dir = common::scratch();
     let target = dir.path().join("target.img");
@@ -364,7 +347,8 @@ fn restore_recreates_table_identities_boot_areas_and_files() {
 /// log (inside the restored system) lists each change.
 #[test]
 fn generalize_hostname_and_overlay_are_applied_and_logged() {
-    assert!(can_run(), "needs root and the loop-device tools");
+    let _disks = common::loop_devices(module_path!());
+    need_tools();
     source();
     let dir = common::scratch();
     let target = dir.path().join("generalized.img");
@@ -422,9 +406,8 @@ fn generalize_hostname_and_overlay_are_applied_and_logged() {
 
 #[test]
 fn dry_run_writes_nothing() {
-    if !can_run() {
-        return;
-    }
+    let _disks = common::loop_devices(module_path!());
+    need_tools();
     let s = source();
     let dir = common::scratch();
     let target = dir.path().join("dry.img");
@@ -455,9 +438,8 @@ fn dry_run_writes_nothing() {
 
 #[test]
 fn target_holding_data_is_refused_unattended_and_unchanged() {
-    if !can_run() {
-        return;
-    }
+    let _disks = common::loop_devices(module_path!());
+    need_tools();
     let s = source();
     let dir = common::scratch();
     let target = dir.path().join("used.img");
@@ -496,9 +478,8 @@ fn target_holding_data_is_refused_unattended_and_unchanged() {
 
 #[test]
 fn too_small_target_is_refused_with_numbers() {
-    if !can_run() {
-        return;
-    }
+    let _disks = common::loop_devices(module_path!());
+    need_tools();
     let dir = common::scratch();
     let target = dir.path().join("small.img");
     sparse(&target, 40 * MIB);
@@ -513,9 +494,8 @@ fn too_small_target_is_refused_with_numbers() {
 
 #[test]
 fn plain_directory_image_needs_to_dir() {
-    if !can_run() {
-        return;
-    }
+    let _disks = common::loop_devices(module_path!());
+    need_tools();
     let dir = common::scratch();
     let tree = dir.path().join("tree");
     std::fs::create_dir_all(tree.join("etc")).unwrap();
@@ -545,7 +525,8 @@ fn json_docs(out: &str) -> Vec<serde_json::Value> {
 /// leaves matches it (starts, ends, identities); the dry run itself writes nothing.
 #[test]
 fn dry_run_plan_is_what_the_restore_then_does() {
-    assert!(can_run(), "needs root and the loop-device tools");
+    let _disks = common::loop_devices(module_path!());
+    need_tools();
     let s = source();
     let dir = common::scratch();
     let target = dir.path().join("planned.img");
@@ -604,7 +585,8 @@ fn dry_run_plan_is_what_the_restore_then_does() {
 /// restored fstab names the new ones (and no old one), and the plan lists every pair.
 #[test]
 fn new_uuids_gives_fresh_identities_and_rewrites_the_references() {
-    assert!(can_run(), "needs root and the loop-device tools");
+    let _disks = common::loop_devices(module_path!());
+    need_tools();
     let s = source();
     let dir = common::scratch();
     let target = dir.path().join("renewed.img");
@@ -689,7 +671,8 @@ fn new_uuids_gives_fresh_identities_and_rewrites_the_references() {
 /// label and the image's files, leaving the table and the other partitions as they were.
 #[test]
 fn only_restores_one_filesystem_into_an_existing_layout() {
-    assert!(can_run(), "needs root and the loop-device tools");
+    let _disks = common::loop_devices(module_path!());
+    need_tools();
     let s = source();
     let dir = common::scratch();
     let target = dir.path().join("existing.img");

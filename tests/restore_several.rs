@@ -7,12 +7,12 @@
 //!
 //! Needs root, losetup, partx, sfdisk, mkfs.ext4 and blkid (CI has them).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use common::loopdev::{Loop, MIB, Mounted, blkid, require, run, run_stdin, sparse};
+use common::loopdev::{Loop, MIB, Mounted, blkid, run, run_stdin, sparse};
 use osimage::payload::reader::PayloadReader;
 
 const ROOT_UUID: &str = "5e7e2a1a-0000-4000-8000-00000000000a";
@@ -43,7 +43,15 @@ fn gpt_one_partition(img: &Path, bytes: u64) {
 fn source() -> &'static Source {
     static S: OnceLock<Source> = OnceLock::new();
     S.get_or_init(|| {
-        require(&["losetup", "partx", "sfdisk", "mkfs.ext4", "blkid", "mount"]);
+        common::require_root();
+        common::need(&[
+            ("losetup", "mount"),
+            ("partx", "util-linux"),
+            ("sfdisk", "fdisk"),
+            ("mkfs.ext4", "e2fsprogs"),
+            ("blkid", "util-linux"),
+            ("mount", "mount"),
+        ]);
         let dir = common::scratch().keep();
         common::remove_at_exit(&dir);
         let (a, b) = (dir.join("system.img"), dir.join("home.img"));
@@ -109,6 +117,7 @@ fn source() -> &'static Source {
 
 #[test]
 fn two_disk_system_restores_onto_a_mapping_each_filesystem_on_its_own_disk() {
+    let _disks = common::loop_devices(module_path!());
     let s = source();
     let dir = common::scratch();
     let (ta, tb) = (dir.path().join("a.img"), dir.path().join("b.img"));
@@ -163,6 +172,7 @@ fn two_disk_system_restores_onto_a_mapping_each_filesystem_on_its_own_disk() {
 
 #[test]
 fn a_disk_left_out_puts_its_files_in_the_root_and_bad_maps_name_the_recorded_disks() {
+    let _disks = common::loop_devices(module_path!());
     let s = source();
     let dir = common::scratch();
     let ta = dir.path().join("only-a.img");

@@ -5,7 +5,7 @@
 //! Needs root. One fixture is captured and extracted once per run of this file and shared by
 //! the tests that only read it; tests that capture differently build their own.
 
-mod common;
+use crate::common;
 
 use common::compare::{self, Options, Snapshot, assert_no_differences, is_under, snapshot};
 use common::fixture::{self, MIB, paths};

@@ -2,7 +2,7 @@
 //! one of them is reported, at its path, as exactly that kind. Needs no osimage binary: a
 //! round-trip test is only as good as the comparison it ends with.
 
-mod common;
+use crate::common;
 
 use common::compare::{Options, diff_trees};
 use common::fixture::{self, MIB, paths};

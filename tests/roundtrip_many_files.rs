@@ -2,7 +2,7 @@
 //! files than the open-file limit. Found by bench/memory.sh, where a 150k-file capture failed
 //! with "Too many open files" because every file's descriptor stayed open until the end.
 
-mod common;
+use crate::common;
 
 use common::compare::{Options, assert_no_differences, diff_trees};
 use std::ffi::OsStr;

@@ -4,7 +4,7 @@
 //! Needs root, `mkfs.ext4` (Debian package e2fsprogs), `mount` (util-linux) and a free loop
 //! device.
 
-mod common;
+use crate::common;
 
 use common::compare::{Options, assert_no_differences, diff_trees};
 use common::osimage;
@@ -20,6 +20,7 @@ struct Mounted {
 impl Mounted {
     fn ext4(image: &Path, at: &Path) -> Mounted {
         common::require_root();
+        common::need(&[("mkfs.ext4", "e2fsprogs"), ("mount", "mount")]);
         std::fs::File::create(image)
             .and_then(|f| f.set_len(32 << 20))
             .expect("image file");
@@ -64,6 +65,7 @@ fn listing(image: &Path) -> Vec<String> {
 
 #[test]
 fn filesystems_mounted_under_root_are_captured_unless_one_file_system() {
+    let _disks = common::loop_devices(module_path!());
     let dir = common::scratch();
     let root = dir.path().join("src");
     std::fs::create_dir_all(root.join("etc")).expect("mkdir");

@@ -2,7 +2,7 @@
 //! deterministic depth-first order, with run-time directories, excludes, skip paths and swap
 //! files left out.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;

@@ -6,7 +6,7 @@
 //! install/list/remove work on a scratch system root (`--system-root`, which also keeps
 //! systemctl from being called); the runs capture a small tree for real.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
@@ -125,6 +125,7 @@ fn installed_units_pass_systemd_analyze_verify_and_list_and_remove_cleanly() {
         0o700
     );
 
+    common::need(&[("systemd-analyze", "systemd")]);
     let out = Command::new("systemd-analyze")
         .args(["verify", "--man=no"])
         .arg(&service)

@@ -2,7 +2,7 @@
 //! `minisign` tool itself accepts; `verify --pubkey` and `restore --require-signature` refuse
 //! an unsigned, altered or foreign-signed image before anything is written.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -27,7 +27,7 @@ fn key_pair(dir: &Path, name: &str, password: &str) -> (PathBuf, PathBuf) {
 
 #[test]
 fn a_signed_image_checks_with_osimage_and_minisign_and_restore_enforces_it() {
-    common::kernel::require_tools(&[("minisign", "minisign")]);
+    common::need(&[("minisign", "minisign")]);
     let dir = common::scratch();
     let root = dir.path().join("src");
     std::fs::create_dir_all(root.join("etc")).expect("mkdir");

@@ -6,7 +6,7 @@
 //! btrfs runs on a loop device (root, btrfs-progs). LVM cannot be tested on these machines:
 //! their kernel has no device-mapper (docs/REFRESH.md says so).
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -128,6 +128,7 @@ fn snapshot_capture(root: &Path, image: &Path, base: Option<&Path>) -> common::R
 
 #[test]
 fn a_btrfs_root_is_captured_from_a_snapshot_that_is_removed_afterwards() {
+    let _disks = common::loop_devices(module_path!());
     let scratch = common::scratch();
     let fs = Btrfs::new(scratch.path());
     // ROOT is a subvolume (as / is in most btrfs installs); the snapshot is made beside it,
@@ -174,6 +175,7 @@ fn a_btrfs_root_is_captured_from_a_snapshot_that_is_removed_afterwards() {
 
 #[test]
 fn a_root_on_neither_btrfs_nor_lvm_cannot_be_snapshotted() {
+    let _disks = common::loop_devices(module_path!());
     let scratch = common::scratch();
     let root = scratch.path().join("tree");
     tree(&root);

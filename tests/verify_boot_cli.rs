@@ -2,7 +2,7 @@
 //! environment to boot, and the boot options make no sense without `--boot`. (The boots
 //! themselves are proven end to end in tests/e2e_restore.rs.)
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -17,14 +17,11 @@ pub mod paths {
     pub const TEXT: &str = "files/text.txt";
     pub const EMPTY: &str = "files/empty";
     pub const RANDOM: &str = "files/random-4m.bin";
-    pub const RANDOM_COPY: &str = "files/random-4m-copy.bin";
-    pub const REPEATED: &str = "files/repeated.bin";
     pub const ZERO_RUNS: &str = "files/zero-runs.bin";
     pub const SPARSE_1G: &str = "sparse/sparse-1g.img";
     pub const HARDLINKS: [&str; 3] = ["hardlinks/one", "hardlinks/two", "other/three"];
     pub const CAP_FILE: &str = "xattrs/cap";
     pub const ACL_DIR: &str = "xattrs/acl-dir";
-    pub const NESTED: &str = "dirs/a/b/c/d/e";
     pub const SYMLINK_REL: &str = "links/rel";
 }
 
@@ -498,5 +495,13 @@ pub fn xorshift(mut state: u64, len: usize) -> Vec<u8> {
             state ^= state << 17;
             state as u8
         })
+        .collect()
+}
+
+/// A reproducible byte pattern of `len` bytes (boot code and partition content stand-ins in
+/// the loop-device tests).
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed)
         .collect()
 }

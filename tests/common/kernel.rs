@@ -4,44 +4,26 @@
 //! host's programs (hard links, no copy).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+
+use super::run;
 
 /// Where the kernel package and the staged root are cached between runs.
 pub fn cache_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cache/rescue-kernel")
 }
 
-/// Whether `tool` is on PATH.
-pub fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Fails the test, naming the Debian package, when a tool is missing.
-pub fn require_tools(tools: &[(&str, &str)]) {
-    for (tool, package) in tools {
-        assert!(
-            have(tool),
-            "{tool} is not installed: apt-get install {package}"
-        );
-    }
-}
-
-/// Runs `cmd`, failing the test with its stderr when it fails.
-pub fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// The cache is filled by tests of several modules (capture_iso, rescue_boot) on their own
+/// threads of one process: one at a time, so the second finds it filled.
+fn cache_lock() -> MutexGuard<'static, ()> {
+    static CACHE: Mutex<()> = Mutex::new(());
+    CACHE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The Debian kernel package, extracted once: `x/boot`, `x/lib/modules/<version>`.
 pub fn kernel_package() -> (PathBuf, String) {
+    let _cache = cache_lock();
     let cache = cache_dir();
     let x = cache.join("x");
     let find_version = || -> Option<String> {
@@ -88,6 +70,7 @@ pub fn kernel_package() -> (PathBuf, String) {
 /// modules (with the indexes depmod makes at install time) and this host's programs and
 /// libraries (hard links: same filesystem, no copy).
 pub fn staging_root(x: &Path, version: &str) -> PathBuf {
+    let _cache = cache_lock();
     let root = cache_dir().join("root");
     if root
         .join(format!("usr/lib/modules/{version}/modules.dep"))

@@ -46,24 +46,6 @@ pub fn run_stdin(cmd: &str, args: &[&str], input: &str) {
     );
 }
 
-/// Fails the test (never skips it) when not root or a tool is missing.
-pub fn require(tools: &[&str]) {
-    let root = unsafe { libc::geteuid() } == 0;
-    let missing: Vec<&&str> = tools
-        .iter()
-        .filter(|t| {
-            !Command::new("sh")
-                .args(["-c", &format!("command -v {t}")])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .collect();
-    assert!(
-        root && missing.is_empty(),
-        "this test needs root and {missing:?} (install them: .ci/apt-packages)"
-    );
-}
-
 /// A sparse file of `bytes`.
 pub fn sparse(path: &Path, bytes: u64) {
     std::fs::File::create(path).unwrap().set_len(bytes).unwrap();

@@ -1,9 +1,12 @@
-//! Shared by the integration tests: the fixture builder, the independent comparator, and a
-//! runner for the built `osimage` binary that treats a panic as a failure of every test.
-#![allow(dead_code)] // each test crate uses its own part of this module
+//! Shared by the integration tests: the fixture builder, the independent comparator, a runner
+//! for the built `osimage` binary that treats a panic as a failure of every test, the ISO
+//! helpers (`iso`), the end-to-end harness (`e2e`), the one check for host tools (`need`) and
+//! the one-VM-at-a-time lock (`vm_lock`).
 
 pub mod compare;
+pub mod e2e;
 pub mod fixture;
+pub mod iso;
 pub mod kernel;
 pub mod loopdev;
 pub mod sys;
@@ -12,7 +15,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use sys::shorten;
 use tempfile::TempDir;
 
@@ -23,6 +26,105 @@ pub fn scratch() -> TempDir {
         .prefix("osimage-test-")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .expect("creating a scratch dir under CARGO_TARGET_TMPDIR")
+}
+
+/// Fails the calling test (never skips it) when a host tool is missing, naming the Debian
+/// package that installs it: `need(&[("mkfs.xfs", "xfsprogs")])`. Every package is in
+/// .ci/apt-packages, which CI installs.
+pub fn need(tools: &[(&str, &str)]) {
+    use std::os::unix::fs::PermissionsExt;
+    let on_path = |tool: &str| {
+        std::env::var_os("PATH").is_some_and(|path| {
+            std::env::split_paths(&path).any(|dir| {
+                std::fs::metadata(dir.join(tool))
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            })
+        })
+    };
+    let missing: Vec<String> = tools
+        .iter()
+        .filter(|(tool, _)| !on_path(tool))
+        .map(|(tool, package)| format!("`{tool}` (install the Debian package {package})"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not found on PATH: {} (.ci/apt-packages lists what the tests need)",
+        missing.join(", ")
+    );
+}
+
+/// Held by every test while a VM of its runs (QEMU in this process through
+/// `osimage::bootcheck::vm`, or in an `osimage verify --boot` child): two cores run one VM at
+/// a time in the whole test run. Never taken twice by one thread (it is not reentrant): take
+/// it around the boot itself, not around helpers that may boot.
+pub fn vm_lock() -> std::sync::MutexGuard<'static, ()> {
+    static ONE_VM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A test that failed while holding it poisons it; the next VM may still run.
+    ONE_VM.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Held for its whole run by every test that attaches loop devices, mounts filesystems, makes
+/// filesystems or restores onto disk images (`module` is its `module_path!()`). Tests of one
+/// module still run side by side, as when each file was a test binary of its own, but never
+/// beside another such module's: a loop device that is detached while another process has it
+/// open (`mkfs.btrfs -U` and restores probe every block device) lingers until closed, and a
+/// restore beside it then meets the same filesystem UUID twice (`mkfs.btrfs`: non-unique
+/// UUID; XFS refuses the mount) or partition nodes that are not there yet.
+pub fn loop_devices(module: &'static str) -> LoopDevices {
+    let mut held = LOOP_DEVICES.0.lock().unwrap_or_else(|e| e.into_inner());
+    while held.0.is_some_and(|m| m != module) {
+        held = LOOP_DEVICES.1.wait(held).unwrap_or_else(|e| e.into_inner());
+    }
+    *held = (Some(module), held.1 + 1);
+    LoopDevices
+}
+
+/// Which module holds the loop devices, and how many of its tests.
+type LoopDevicesState = (Option<&'static str>, usize);
+
+static LOOP_DEVICES: (std::sync::Mutex<LoopDevicesState>, std::sync::Condvar) =
+    (std::sync::Mutex::new((None, 0)), std::sync::Condvar::new());
+
+/// A test's share of [`loop_devices`]; the last one of a module lets the next module in.
+pub struct LoopDevices;
+
+impl Drop for LoopDevices {
+    fn drop(&mut self) {
+        let mut held = LOOP_DEVICES.0.lock().unwrap_or_else(|e| e.into_inner());
+        held.1 -= 1;
+        if held.1 == 0 {
+            held.0 = None;
+            LOOP_DEVICES.1.notify_all();
+        }
+    }
+}
+
+/// Runs a command; panics with its output if it cannot start or fails.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs a command and returns its stdout as text.
+pub fn run_stdout(cmd: &mut Command) -> String {
+    String::from_utf8_lossy(&run(cmd).stdout).into_owned()
+}
+
+/// Runs a command and returns stdout + stderr as text.
+pub fn run_text(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+    s.push_str(&String::from_utf8_lossy(&out.stderr));
+    s
 }
 
 /// The fixture tests need root (device nodes, foreign owners, trusted.* xattrs, capabilities).
@@ -39,7 +141,6 @@ pub fn require_root() {
 pub struct Built {
     pub dir: TempDir,
     pub root: PathBuf,
-    pub notes: fixture::FixtureNotes,
 }
 
 impl Built {
@@ -66,7 +167,7 @@ pub fn build_fixture() -> Built {
     for s in &notes.skipped {
         eprintln!("fixture: skipped {s}");
     }
-    Built { dir, root, notes }
+    Built { dir, root }
 }
 
 /// The result of one run of the binary.

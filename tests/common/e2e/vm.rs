@@ -1,6 +1,6 @@
 //! The e2e tests boot through the product's QEMU runner (`osimage::bootcheck::vm`, the one
-//! `verify --boot` uses), always under TCG (no KVM on these machines), one VM at a time, with
-//! the console logs in tests/cache/e2e/logs.
+//! `verify --boot` uses), always under TCG (no KVM on these machines), one VM at a time in the
+//! whole test run (`common::vm_lock`), with the console logs in tests/cache/e2e/logs.
 
 use std::path::Path;
 use std::time::Duration;
@@ -47,6 +47,7 @@ fn boot_with(b: &Boot, kernel: Option<DirectKernel>) -> Outcome {
             snapshot: d.snapshot,
         })
         .collect();
+    let _vm = crate::common::vm_lock();
     vm::run(&vm::VmSpec {
         name: b.name.clone(),
         log_dir: &logs,

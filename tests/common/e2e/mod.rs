@@ -2,7 +2,6 @@
 //! built once by `build-source.sh` and cached, QEMU under TCG driven one VM at a time, and the
 //! host-side views of a disk (loop devices, mounts, partition tables, superblocks, the ESP
 //! read with mtools) that the test compares between the source and the restored disk.
-#![allow(dead_code)] // helpers shared by the e2e test crates; each uses its own part
 
 pub mod disk;
 pub mod restored;
@@ -12,9 +11,10 @@ pub mod vm;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::Duration;
+
+use super::need;
 
 /// `tests/cache/e2e`: gitignored, kept between local runs (CI starts from a fresh clone).
 pub fn cache_dir() -> PathBuf {
@@ -28,17 +28,6 @@ pub fn logs_dir() -> PathBuf {
     d
 }
 
-/// Fails (never skips) when a host tool is missing, naming the Debian package to install.
-pub fn need(tool: &str, package: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false);
-    assert!(
-        found,
-        "`{tool}` not found: install the Debian package {package} (listed in .ci/apt-packages)"
-    );
-}
-
 /// The tools the whole e2e run calls, checked up front so a missing one is named at once.
 pub fn need_tools() {
     let euid = unsafe { libc::geteuid() };
@@ -46,7 +35,7 @@ pub fn need_tools() {
         euid, 0,
         "the e2e test needs root (loop devices, mounts, chroot)"
     );
-    for (tool, package) in [
+    need(&[
         ("debootstrap", "debootstrap"),
         ("qemu-system-x86_64", "qemu-system-x86"),
         ("sfdisk", "fdisk"),
@@ -56,35 +45,13 @@ pub fn need_tools() {
         ("mkfs.ext4", "e2fsprogs"),
         ("mkfs.vfat", "dosfstools"),
         ("mcopy", "mtools"),
-    ] {
-        need(tool, package);
-    }
+    ]);
     assert!(
         Path::new(vm::OVMF_CODE).is_file() && Path::new(vm::OVMF_VARS).is_file(),
         "{} / {} missing: install the Debian package ovmf",
         vm::OVMF_CODE,
         vm::OVMF_VARS
     );
-}
-
-/// Runs a command; panics with its output if it cannot start or fails.
-pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// Runs a command and returns its stdout as text.
-pub fn run_stdout(cmd: &mut Command) -> String {
-    String::from_utf8_lossy(&run(cmd).stdout).into_owned()
 }
 
 /// The last `n` lines of a console log.

@@ -1,46 +1,13 @@
 //! Helpers shared by the ISO integration tests: a fixture tree with every kind of entry the
 //! ISO must carry, the `IsoSpec` built from it, and host tools that judge the result.
-#![allow(dead_code)] // each test crate uses its own part of this module
 
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+use super::{need, run};
 
 use osimage::iso::{IsoFile, IsoSource, IsoSpec};
-
-/// Fails (never skips) when a host tool is missing, naming the Debian package to install.
-pub fn need(tool: &str, package: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false);
-    assert!(
-        found,
-        "`{tool}` not found: install the Debian package {package}"
-    );
-}
-
-/// Runs a command, panicking with its stderr if it fails.
-pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// Runs a command and returns stdout + stderr as text.
-pub fn run_text(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
-    s.push_str(&String::from_utf8_lossy(&out.stderr));
-    s
-}
 
 /// A long UTF-8 name: 200 bytes, beyond ISO 9660 and Joliet, within Rock Ridge.
 pub fn long_name() -> String {
@@ -143,16 +110,14 @@ pub fn boot_payload() -> (PathBuf, PathBuf) {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let cache = manifest.join("tests/cache/iso-boot");
     std::fs::create_dir_all(&cache).expect("cache dir");
-    need("apt-get", "apt");
-    need("dpkg-deb", "dpkg");
+    need(&[("apt-get", "apt"), ("dpkg-deb", "dpkg")]);
     let out = run(Command::new("sh")
         .arg(manifest.join("tests/boot/fetch-kernel.sh"))
         .arg(&cache));
     let kernel = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     // rebuilt every run (a second): it must follow tests/boot/ edits
     let initrd = cache.join("initrd.gz");
-    need("busybox", "busybox-static");
-    need("cpio", "cpio");
+    need(&[("busybox", "busybox-static"), ("cpio", "cpio")]);
     run(Command::new("sh")
         .arg(manifest.join("tests/boot/mkinitramfs.sh"))
         .arg(&initrd)

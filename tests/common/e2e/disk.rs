@@ -8,7 +8,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{run, run_stdout};
+use crate::common::{run, run_stdout};
 
 /// A disk image on a loop device, with its partitions as `<dev>pN`.
 pub struct Attached {

@@ -1,0 +1,50 @@
+//! The integration tests (issue #18, as ripgrep's tests/tests.rs): each file of tests/ is a
+//! module named after the behaviour it checks, so a test is `module::test_name`
+//! (`cargo test --release --test integration roundtrip::`), and `common` holds every helper.
+//! Two binaries instead of one per file, so the library is linked twice in release mode, not
+//! 36 times: this one, and tests/disks.rs for the tests that attach loop devices and mount
+//! filesystems.
+//!
+//! Why two: in one process, every child a test spawns holds all the process's open files
+//! from fork to exec (O_CLOEXEC closes them only at exec). With the whole suite in one
+//! process, ~100 tests spawning beside the restore tests kept their mounts busy (`umount`
+//! fails) and their detached loop devices alive, and the restores then met the same
+//! filesystem UUID twice (`mkfs.btrfs`: non-unique UUID; XFS refuses the mount) or partition
+//! nodes that never came. Apart, each binary passes as each file did alone.
+//!
+//! What sharing a process asks of the tests in either binary:
+//! - a VM runs only while `common::vm_lock()` is held (two cores: one VM at a time; cargo runs
+//!   the binaries one after the other, so that holds for the whole run);
+//! - caches shared on disk (tests/cache/…) are filled under a lock of their own
+//!   (`common::kernel`) or once per process (`OnceLock`s);
+//! - `fuzz_regressions`' tracking allocator is this binary's global allocator: it forwards
+//!   every call to the system allocator and only records, per thread, the largest request, so
+//!   the other modules' tests are unaffected;
+//! - `rescue_boot`'s `.init_array` hook makes this binary the rescue agent when started as
+//!   `<exe> rescue-agent`; any other start runs the test harness as before;
+//! - no test changes the process's environment, umask or working directory.
+
+// Each binary uses its own part of the helpers.
+#[allow(dead_code)]
+mod common;
+
+mod cli_contract;
+mod corruption;
+mod encryption;
+mod extract_contract;
+mod format_v1;
+mod fuzz_regressions;
+mod hostile_input;
+mod iso_bench;
+mod iso_boot;
+mod iso_tools;
+mod layout_probe;
+mod refresh_cli;
+mod rescue_boot;
+mod roundtrip;
+mod roundtrip_comparator;
+mod roundtrip_many_files;
+mod scan_tree;
+mod schedule;
+mod signatures;
+mod verify_boot_cli;
