@@ -1,3 +1,8 @@
+//! The `osimage` command: the command-line front-end (`cli`) over the library, which does
+//! the work. The restore agent (`osimage rescue-agent`) is the library's other front-end.
+
+mod cli;
+
 fn main() {
     // Like every Unix tool, stop quietly when the reader of stdout goes away
     // (`osimage completions bash | head`, `osimage list IMG | less` quit early): Rust ignores
@@ -6,5 +11,5 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    std::process::exit(osimage::cli::main());
+    std::process::exit(cli::main());
 }

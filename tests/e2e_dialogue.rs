@@ -25,8 +25,8 @@ use e2e::disk::{self, Attached, Mount};
 use e2e::source::{self, BOOT_TIMEOUT};
 use e2e::vm::{Bus, Drive, Firmware};
 use e2e::{phase_time, restored};
-use osimage::bootcheck::vm::{self, Ended, Typed, VmSpec};
-use osimage::bootcheck::{Accel, console};
+use osimage::vm::{self, Ended, Typed, VmSpec};
+use osimage::{Accel, console};
 
 /// ISO boot to power-off, restore and typing included, under TCG. Never a timing assertion.
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(15 * 60);

@@ -429,8 +429,7 @@ fn verify_boot_fails_in_the_restore_phase_on_a_damaged_payload() {
     std::fs::copy(iso, &damaged).expect("copying the ISO");
     let at = {
         let r =
-            osimage::payload::reader::PayloadReader::open(iso, &osimage::envelope::Unlock::none())
-                .expect("opening the ISO");
+            osimage::PayloadReader::open(iso, &osimage::Unlock::none()).expect("opening the ISO");
         let m = r.manifest();
         let chunk = m
             .entries

@@ -8,9 +8,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-use osimage::extract::{ExtractError, ExtractOptions, ExtractReport, MemorySource, extract};
+use osimage::NoProgress;
 use osimage::format::manifest::{DataRun, Entry, EntryKind, Meta, Timestamp, Xattr};
-use osimage::progress::NoProgress;
+use osimage::{ExtractError, ExtractOptions, ExtractReport, MemorySource, extract};
 
 fn meta(mode: u32, uid: u32, gid: u32, sec: i64, nsec: u32) -> Meta {
     Meta {
@@ -179,7 +179,7 @@ fn every_kind_round_trips_with_metadata() {
 }
 
 fn src_meta(src: &MemorySource, i: usize) -> Meta {
-    use osimage::extract::ChunkSource;
+    use osimage::ChunkSource;
     src.manifest().entries[i].meta.clone()
 }
 

@@ -145,8 +145,8 @@ fn a_refresh_from_a_version_1_base_writes_a_version_2_image() {
     let base = fixture("plain.oimg");
     // A version-1 base has no block hashes: its blocks are read, and hashed here.
     {
-        use osimage::payload::writer::BaseImage;
-        let b = osimage::refresh::Base::open(&base, &Default::default()).unwrap();
+        use osimage::BaseImage;
+        let b = osimage::Base::open(&base, &Default::default()).unwrap();
         let run = b.stored_run(&[0]).unwrap();
         assert!(run.source.is_some());
         assert_eq!(run.hashes, [*blake3::hash(&run.bytes).as_bytes()]);

@@ -110,7 +110,7 @@ fn layout_target(data: &[u8]) {
     if let Ok(layout) = osimage::layout::decode(data) {
         let _ = osimage::layout::describe(&layout);
         for size in [1 << 20, 8 << 30, u64::MAX] {
-            let _ = osimage::restore::RestorePlan::new(&layout, "/dev/vda", size, 512);
+            let _ = osimage::RestorePlan::new(&layout, "/dev/vda", size, 512);
         }
     }
 }
@@ -125,7 +125,7 @@ fn layout_records_found_by_the_fuzzer_are_planned_or_refused() {
     for path in inputs("layout") {
         let layout = osimage::layout::decode(&std::fs::read(&path).expect("read"))
             .unwrap_or_else(|e| panic!("{}: the kept input decodes: {e}", path.display()));
-        let r = osimage::restore::RestorePlan::new(&layout, "/dev/vda", 8 << 30, 512);
+        let r = osimage::RestorePlan::new(&layout, "/dev/vda", 8 << 30, 512);
         let e = r.expect_err("an inconsistent layout is refused");
         assert!(
             e.to_string().contains("the layout record is inconsistent"),

@@ -10,11 +10,11 @@ use crate::common;
 
 use std::path::{Path, PathBuf};
 
-use osimage::envelope::Unlock;
+use osimage::OimgWriter;
+use osimage::PayloadReader;
+use osimage::Unlock;
 use osimage::format::manifest::{DataRun, Entry, EntryKind, Extension, Manifest, Meta};
 use osimage::format::sink::PackSink;
-use osimage::image::oimg::OimgWriter;
-use osimage::payload::reader::PayloadReader;
 
 /// A source tree, its plain image, and a scratch area whose contents are watched.
 struct Table {

@@ -6,7 +6,7 @@ use crate::common;
 use crate::common::e2e;
 
 use e2e::disk::{Attached, Mount};
-use osimage::restore::initramfs;
+use osimage::initramfs;
 
 #[test]
 fn debian_initramfs_lists_its_storage_drivers() {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use crate::common::iso::*;
 use crate::common::{self, need};
-use osimage::bootcheck::{Accel, vm};
 use osimage::iso::{IsoFile, IsoSource, IsoSpec, build_grub_boot, write_iso};
+use osimage::{Accel, vm};
 
 const MARKER: &str = "OSIMAGE-ISO-BOOT-OK";
 const TIMEOUT: Duration = Duration::from_secs(180);
@@ -121,7 +121,7 @@ fn boot(fw: Firmware, medium: Medium) {
     boot_image(fw, medium, iso(), "", MARKER);
 }
 
-/// Boots `iso` through the product's QEMU runner (`osimage::bootcheck::vm`, TCG) and waits
+/// Boots `iso` through the product's QEMU runner (`osimage::vm`, TCG) and waits
 /// for a serial line containing `until` (after the boot marker); returns the serial log.
 fn boot_image(fw: Firmware, medium: Medium, iso: &Path, variant: &str, until: &str) -> String {
     let name = format!("{fw:?}-{medium:?}{variant}").to_lowercase();

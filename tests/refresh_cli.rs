@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::compare::{Options, assert_no_differences, diff_trees};
 use common::osimage;
-use osimage::refresh::lineage::Lineage;
+use osimage::Lineage;
 
 /// A base capture treats files whose ctime is within a tick (2 s for whole-second
 /// timestamps) of its own start as possibly rewritten unseen, and reads them again next time
@@ -228,7 +228,7 @@ fn refresh_reads_a_changed_xattr_even_with_mtime_and_size_kept() {
 /// so its own `verify` names the damaged file.
 #[test]
 fn a_damaged_base_block_is_not_laundered_by_a_refresh() {
-    use osimage::payload::writer::BaseImage;
+    use osimage::BaseImage;
     let scratch = common::scratch();
     let root = scratch.path().join("src");
     std::fs::create_dir(&root).expect("mkdir");
@@ -244,10 +244,10 @@ fn a_damaged_base_block_is_not_laundered_by_a_refresh() {
     common::capture(&root, &old, &["-q"]).ok();
 
     // The base's blocks come back unread: no bytes, where they lie, and the recorded hash.
-    let base = osimage::refresh::Base::open(&old, &Default::default()).expect("base");
+    let base = osimage::Base::open(&old, &Default::default()).expect("base");
     let run = base.stored_run(&[0]).expect("run");
     assert!(run.bytes.is_empty() && run.source.is_some());
-    let r = osimage::payload::reader::PayloadReader::open(&old, &Default::default()).unwrap();
+    let r = osimage::PayloadReader::open(&old, &Default::default()).unwrap();
     let rec = r.manifest().blocks[0].clone();
     let n_blocks = r.manifest().blocks.len() as u64;
     assert_eq!(run.hashes, [rec.hash]);

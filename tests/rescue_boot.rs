@@ -15,8 +15,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use osimage::bootcheck::{Accel, vm};
-use osimage::rescue::{self, RescueSpec};
+use osimage::RescueSpec;
+use osimage::{Accel, vm};
 
 use crate::common;
 use common::kernel::{cache_dir, kernel_package, staging_root};
@@ -49,7 +49,7 @@ extern "C" fn agent_hook(
 /// The paths in the initrd: its compressed contents (the first `core_len` bytes: zstd
 /// frames, each a whole archive, and zero padding) and the image's own id archive after them,
 /// as the kernel unpacks them one after the other.
-fn list_initrd(r: &rescue::Rescue) -> String {
+fn list_initrd(r: &osimage::Rescue) -> String {
     let bytes = std::fs::read(&r.initrd).unwrap();
     let core_len = r.inputs.core_len as usize;
     assert_eq!(core_len % 4, 0, "the id archive must start 4-byte aligned");
@@ -93,7 +93,7 @@ fn list_initrd(r: &rescue::Rescue) -> String {
 
 /// One build shared by the boot tests, and one VM at a time (two cores).
 struct Built {
-    rescue: rescue::Rescue,
+    rescue: osimage::Rescue,
     hex: String,
     work: tempfile::TempDir,
 }
@@ -119,14 +119,14 @@ fn built() -> Option<&'static Built> {
             let mut spec = RescueSpec::new(&root, id);
             spec.filesystems = vec!["ext4".into(), "vfat".into(), "swap".into()];
             let first =
-                rescue::build_rescue(&spec, &work.path().join("first")).expect("build_rescue");
+                osimage::build_rescue(&spec, &work.path().join("first")).expect("build_rescue");
             // The initrd the VMs boot mixes two builds, as a refresh whose rescue inputs
             // changed makes it (docs/RESCUE.md, "Parts"): every other compressed part is the
             // first build's frame, the rest compressed again.
             let core =
                 std::fs::read(&first.initrd).unwrap()[..first.inputs.core_len as usize].to_vec();
             let planned =
-                rescue::plan_rescue(&spec, &work.path().join("rescue")).expect("plan_rescue");
+                osimage::plan_rescue(&spec, &work.path().join("rescue")).expect("plan_rescue");
             let mut parts = first.inputs.reusable_parts(&planned.inputs, &core);
             assert!(parts.iter().all(Option::is_some), "same inputs, same parts");
             for p in parts.iter_mut().skip(1).step_by(2) {
@@ -140,7 +140,7 @@ fn built() -> Option<&'static Built> {
             assert_eq!(rescue.kernel_version, version);
             Some(Built {
                 rescue,
-                hex: rescue::image_id_hex(&id),
+                hex: osimage::image_id_hex(&id),
                 work,
             })
         })
@@ -151,7 +151,7 @@ fn built() -> Option<&'static Built> {
 fn medium_iso(b: &Built, name: &str) -> PathBuf {
     let medium = b.work.path().join(format!("{name}.d"));
     std::fs::create_dir_all(medium.join("osimage")).unwrap();
-    std::fs::write(medium.join(rescue::id_marker_path(&b.hex)), b"").unwrap();
+    std::fs::write(medium.join(osimage::id_marker_path(&b.hex)), b"").unwrap();
     let iso = b.work.path().join(format!("{name}.iso"));
     run(Command::new("xorriso")
         .args(["-as", "mkisofs", "-quiet", "-R", "-V", "OSIMAGE_TEST", "-o"])
@@ -176,7 +176,7 @@ struct Media<'a> {
 }
 
 /// Boots the rescue kernel and initramfs directly (no boot loader) through the product's QEMU
-/// runner (`osimage::bootcheck::vm`, TCG); returns the serial console's text and QEMU's exit
+/// runner (`osimage::vm`, TCG); returns the serial console's text and QEMU's exit
 /// status (`None`: it did not stop by itself).
 fn boot(b: &Built, media: Media) -> (String, Option<std::process::ExitStatus>) {
     let _vm = common::vm_lock();

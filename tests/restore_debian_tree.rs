@@ -12,9 +12,9 @@ use std::os::unix::fs::FileExt;
 
 use common::loopdev::{Loop, MIB, Mounted, blkid, sparse};
 use e2e::source::debian_tree;
-use osimage::payload::reader::PayloadReader;
-use osimage::progress::NoProgress;
-use osimage::restore::{self, RestoreOptions};
+use osimage::NoProgress;
+use osimage::PayloadReader;
+use osimage::RestoreOptions;
 
 #[test]
 fn debian_tree_onto_the_default_layout_gets_grub_installed_chrooted() {
@@ -26,13 +26,13 @@ fn debian_tree_onto_the_default_layout_gets_grub_installed_chrooted() {
     common::capture(&tree, &image, &[]);
     let target = dir.path().join("disk.img");
     sparse(&target, 2048 * MIB);
-    let r = PayloadReader::open(&image, &osimage::envelope::Unlock::none()).unwrap();
+    let r = PayloadReader::open(&image, &osimage::Unlock::none()).unwrap();
     let o = RestoreOptions {
         threads: 2,
         default_layout: true,
         ..RestoreOptions::default()
     };
-    let (plan, report) = restore::restore_to_disk(&r, &target, &o, &NoProgress)
+    let (plan, report) = osimage::restore_to_disk(&r, &target, &o, &NoProgress)
         .unwrap_or_else(|e| panic!("restore: {e}"));
     eprintln!("{plan}{}", report.summary());
     let said = report.boot.join("\n");

@@ -8,9 +8,9 @@ use std::path::Path;
 
 use common::compare::{self, Options, Snapshot};
 use common::loopdev::{Loop, MIB, Mounted, blkid, run, sfdisk_json, sparse};
-use osimage::payload::reader::PayloadReader;
-use osimage::progress::NoProgress;
-use osimage::restore::{self, RestoreOptions};
+use osimage::NoProgress;
+use osimage::PayloadReader;
+use osimage::RestoreOptions;
 
 const BIOS_TYPE: &str = "21686148-6449-6E6F-744E-656564454649";
 const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
@@ -104,12 +104,12 @@ fn plain_directory_restores_onto_the_default_layout() {
         dry.stdout_str()
     );
 
-    let r = PayloadReader::open(&image, &osimage::envelope::Unlock::none()).unwrap();
+    let r = PayloadReader::open(&image, &osimage::Unlock::none()).unwrap();
     let o = RestoreOptions {
         default_layout: true,
         ..opts()
     };
-    let (plan, report) = restore::restore_to_disk(&r, &target, &o, &NoProgress)
+    let (plan, report) = osimage::restore_to_disk(&r, &target, &o, &NoProgress)
         .unwrap_or_else(|e| panic!("restore: {e}"));
     eprintln!("{plan}{}", report.summary());
 
@@ -328,7 +328,7 @@ fn btrfs_subvolumes_default_and_identity_come_back() {
     drop(lo);
 
     let info = common::osimage(["info".as_ref(), image.as_os_str()]).ok();
-    let r = PayloadReader::open(&image, &osimage::envelope::Unlock::none()).unwrap();
+    let r = PayloadReader::open(&image, &osimage::Unlock::none()).unwrap();
     let layout = osimage::layout::from_manifest(r.manifest())
         .unwrap()
         .unwrap();
@@ -352,7 +352,7 @@ fn btrfs_subvolumes_default_and_identity_come_back() {
 
     let target = dir.path().join("target.img");
     sparse(&target, 384 * MIB);
-    let (plan, report) = restore::restore_to_disk(&r, &target, &opts(), &NoProgress)
+    let (plan, report) = osimage::restore_to_disk(&r, &target, &opts(), &NoProgress)
         .unwrap_or_else(|e| panic!("restore: {e}"));
     eprintln!("{plan}{}", report.summary());
     assert!(
@@ -432,8 +432,8 @@ fn xfs_root_comes_back_with_uuid_label_and_files() {
 
     let target = dir.path().join("target.img");
     sparse(&target, 512 * MIB);
-    let r = PayloadReader::open(&image, &osimage::envelope::Unlock::none()).unwrap();
-    let (plan, report) = restore::restore_to_disk(&r, &target, &opts(), &NoProgress)
+    let r = PayloadReader::open(&image, &osimage::Unlock::none()).unwrap();
+    let (plan, report) = osimage::restore_to_disk(&r, &target, &opts(), &NoProgress)
         .unwrap_or_else(|e| panic!("restore: {e}"));
     eprintln!("{plan}{}", report.summary());
     let lo = Loop::attach(&target);
@@ -509,8 +509,8 @@ fn smaller_disk_shrinks_an_earlier_partition_and_moves_the_next() {
     // 200 MiB: the root (last) alone cannot give up enough; /boot shrinks, the root moves.
     let target = dir.path().join("small.img");
     sparse(&target, 200 * MIB);
-    let r = PayloadReader::open(&image, &osimage::envelope::Unlock::none()).unwrap();
-    let (plan, report) = restore::restore_to_disk(&r, &target, &opts(), &NoProgress)
+    let r = PayloadReader::open(&image, &osimage::Unlock::none()).unwrap();
+    let (plan, report) = osimage::restore_to_disk(&r, &target, &opts(), &NoProgress)
         .unwrap_or_else(|e| panic!("restore: {e}"));
     eprintln!("{plan}{}", report.summary());
     let text = plan.to_string();

@@ -17,9 +17,9 @@ use std::sync::OnceLock;
 
 use common::compare::{self, Options, Snapshot};
 use common::loopdev::{Loop, Mounted, blkid, run, run_stdin, sparse};
-use osimage::payload::reader::PayloadReader;
-use osimage::progress::NoProgress;
-use osimage::restore::{self, RestoreError, RestoreOptions};
+use osimage::NoProgress;
+use osimage::PayloadReader;
+use osimage::{RestoreError, RestoreOptions};
 
 const MIB: u64 = 1 << 20;
 const ROOT_UUID: &str = "5e570e00-7e57-4e57-8e57-000000000001";
@@ -231,7 +231,7 @@ fn fill_root(r: &Path) {
 }
 
 fn reader() -> PayloadReader {
-    PayloadReader::open(&source().image, &osimage::envelope::Unlock::none()).unwrap()
+    PayloadReader::open(&source().image, &osimage::Unlock::none()).unwrap()
 }
 
 fn opts() -> RestoreOptions {
@@ -258,7 +258,7 @@ fn restore_recreates_table_identities_boot_areas_and_files() {
     let target = dir.path().join("target.img");
     sparse(&target, 512 * MIB);
     let r = reader();
-    let (plan, report) = restore::restore_to_disk(&r, &target, &opts(), &NoProgress)
+    let (plan, report) = osimage::restore_to_disk(&r, &target, &opts(), &NoProgress)
         .unwrap_or_else(|e| panic!("restore: {e}"));
     eprintln!("{plan}{}", report.summary());
 
@@ -362,14 +362,14 @@ fn generalize_hostname_and_overlay_are_applied_and_logged() {
     )
     .unwrap();
     let o = RestoreOptions {
-        generalize: restore::generalize::GeneralizeOptions {
+        generalize: osimage::GeneralizeOptions {
             identity: true,
             hostname: Some("node-7".into()),
         },
         overlay: Some(overlay),
         ..opts()
     };
-    restore::restore_to_disk(&reader(), &target, &o, &NoProgress)
+    osimage::restore_to_disk(&reader(), &target, &o, &NoProgress)
         .unwrap_or_else(|e| panic!("restore: {e}"));
     let lo = Loop::attach(&target);
     let mnt = dir.path().join("restored");
@@ -429,8 +429,8 @@ fn dry_run_writes_nothing() {
         );
     } else {
         eprintln!("note: `osimage restore` not wired into the CLI yet; checking the library");
-        let plan = restore::plan_for(&reader(), &target, false).unwrap();
-        restore::check_target(&target, &opts()).unwrap();
+        let plan = osimage::plan_for(&reader(), &target, false).unwrap();
+        osimage::check_target(&target, &opts()).unwrap();
         assert!(plan.to_string().contains("grows"));
     }
     assert_eq!(hash(&target), before, "a dry run changed the target");
@@ -455,7 +455,7 @@ fn target_holding_data_is_refused_unattended_and_unchanged() {
         "label: dos\nstart=2048, type=83\n",
     );
     let before = hash(&target);
-    let err = restore::restore_to_disk(&reader(), &target, &opts(), &NoProgress).unwrap_err();
+    let err = osimage::restore_to_disk(&reader(), &target, &opts(), &NoProgress).unwrap_err();
     assert!(matches!(err, RestoreError::NotEmpty { .. }), "{err}");
     assert!(err.to_string().contains("--force"), "{err}");
     assert_eq!(
@@ -484,7 +484,7 @@ fn too_small_target_is_refused_with_numbers() {
     let target = dir.path().join("small.img");
     sparse(&target, 40 * MIB);
     let before = hash(&target);
-    let err = restore::restore_to_disk(&reader(), &target, &opts(), &NoProgress).unwrap_err();
+    let err = osimage::restore_to_disk(&reader(), &target, &opts(), &NoProgress).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, RestoreError::Plan(_)), "{msg}");
     assert!(msg.contains("too small") && msg.contains("bytes"), "{msg}");
@@ -504,11 +504,11 @@ fn plain_directory_image_needs_to_dir() {
     common::capture(&tree, &image, &[]);
     let target = dir.path().join("t.img");
     sparse(&target, 64 * MIB);
-    let r = PayloadReader::open(&image, &osimage::envelope::Unlock::none()).unwrap();
-    let err = restore::restore_to_disk(&r, &target, &opts(), &NoProgress).unwrap_err();
+    let r = PayloadReader::open(&image, &osimage::Unlock::none()).unwrap();
+    let err = osimage::restore_to_disk(&r, &target, &opts(), &NoProgress).unwrap_err();
     assert!(err.to_string().contains("--to DIR"), "{err}");
     let out = dir.path().join("files");
-    restore::restore_to_dir(&r, &out, 2, &NoProgress).unwrap();
+    osimage::restore_to_dir(&r, &out, 2, &NoProgress).unwrap();
     assert_eq!(std::fs::read(out.join("etc/motd")).unwrap(), b"hi");
     let _ = &source().dir;
 }
@@ -677,7 +677,7 @@ fn only_restores_one_filesystem_into_an_existing_layout() {
     let dir = common::scratch();
     let target = dir.path().join("existing.img");
     sparse(&target, 384 * MIB);
-    restore::restore_to_disk(&reader(), &target, &opts(), &NoProgress)
+    osimage::restore_to_disk(&reader(), &target, &opts(), &NoProgress)
         .unwrap_or_else(|e| panic!("restore: {e}"));
     let lo = Loop::attach(&target);
     let root = lo.part(3);

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use common::loopdev::{Loop, MIB, Mounted, blkid, run, run_stdin, sparse};
-use osimage::payload::reader::PayloadReader;
+use osimage::PayloadReader;
 
 const ROOT_UUID: &str = "5e7e2a1a-0000-4000-8000-00000000000a";
 const HOME_UUID: &str = "5e7e2a1a-0000-4000-8000-00000000000b";
@@ -91,8 +91,8 @@ fn source() -> &'static Source {
         common::capture(&mnt, &image, &[]);
         drop(home);
         drop(root);
-        let r = PayloadReader::open(&image, &osimage::envelope::Unlock::none()).unwrap();
-        let layout = osimage::restore::layout_of(&r).unwrap();
+        let r = PayloadReader::open(&image, &osimage::Unlock::none()).unwrap();
+        let layout = osimage::layout_of(&r).unwrap();
         let disk_of = |mp: &str| {
             let f = layout
                 .filesystems

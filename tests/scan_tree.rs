@@ -10,7 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use osimage::format::manifest::{EntryKind, Xattr};
-use osimage::scan::{ScanError, ScanOptions, ScanResult, plan_filesystems, scan};
+use osimage::{ScanError, ScanOptions, ScanResult, plan_filesystems, scan};
 
 use common::fixture::{self, paths};
 

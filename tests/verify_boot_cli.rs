@@ -84,7 +84,7 @@ fn boot_options_without_boot_are_a_usage_error() {
 /// differ (/var/log) is not counted.
 #[test]
 fn files_comparison_catches_content_metadata_missing_and_extra() {
-    use osimage::bootcheck::files::{Fidelity, compare};
+    use osimage::{Fidelity, compare_with_manifest as compare};
     use std::os::unix::fs::PermissionsExt;
     common::require_root();
     let work = common::scratch();
@@ -127,9 +127,7 @@ fn files_comparison_catches_content_metadata_missing_and_extra() {
         "-C".as_ref(),
         out.as_os_str(),
     ]);
-    let r =
-        osimage::payload::reader::PayloadReader::open(&image, &osimage::envelope::Unlock::none())
-            .unwrap();
+    let r = osimage::PayloadReader::open(&image, &osimage::Unlock::none()).unwrap();
     let m = r.manifest();
     let full = |_: &osimage::format::manifest::Entry| Fidelity::Full;
 

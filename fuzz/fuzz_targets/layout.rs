@@ -8,7 +8,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = osimage::layout::describe(&layout);
         // The restore plans from the record: every size and sector in it is hostile input.
         for size in [1 << 20, 8 << 30, u64::MAX] {
-            let _ = osimage::restore::RestorePlan::new(&layout, "/dev/vda", size, 512);
+            let _ = osimage::RestorePlan::new(&layout, "/dev/vda", size, 512);
         }
     }
 });

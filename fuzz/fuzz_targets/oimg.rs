@@ -5,8 +5,8 @@
 use std::io::Write;
 
 use libfuzzer_sys::fuzz_target;
-use osimage::envelope::Unlock;
-use osimage::payload::reader::{BlockCache, PayloadReader};
+use osimage::Unlock;
+use osimage::{BlockCache, PayloadReader};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(mut f) = tempfile::NamedTempFile::new() else {

@@ -26,7 +26,7 @@ impl Accel {
 }
 
 /// What the caller asked for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AccelChoice {
     /// KVM when a test guest runs on /dev/kvm, else TCG.
     Auto,

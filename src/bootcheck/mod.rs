@@ -54,12 +54,11 @@ impl BootCheckError {
 }
 
 /// Which firmware to boot with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FirmwareChoice {
     Bios,
     Uefi,
     /// UEFI with Secure Boot on and Microsoft's keys enrolled (docs/SECUREBOOT.md).
-    #[value(name = "uefi-secureboot")]
     UefiSecureBoot,
     Both,
 }

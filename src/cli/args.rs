@@ -247,7 +247,7 @@ pub struct VerifyArgs {
     /// Firmware to boot with (default: the mode the source booted with; for an offline
     /// capture, every mode its disk layout boots).
     #[arg(long, value_enum, requires = "boot")]
-    pub firmware: Option<crate::bootcheck::FirmwareChoice>,
+    pub firmware: Option<super::choices::Firmware>,
     /// The VM's memory in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 1536, requires = "boot",
           value_parser = clap::value_parser!(u32).range(256..=65536))]
@@ -266,7 +266,7 @@ pub struct VerifyArgs {
     pub timeout: u64,
     /// Accelerator: auto uses KVM when /dev/kvm runs a test guest, else TCG.
     #[arg(long, value_enum, default_value = "auto", requires = "boot")]
-    pub accel: crate::bootcheck::AccelChoice,
+    pub accel: super::choices::Accel,
     /// Where the temporary directory is made (default: $TMPDIR or /tmp). The scratch disk is
     /// sparse but takes as much space as the restored files.
     #[arg(long, value_name = "DIR", requires = "boot")]

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use super::keys::KeyArgs;
-use crate::format::PayloadError;
-use crate::payload::reader::PayloadReader;
-use crate::progress::Progress;
-use crate::refresh::diff::diff;
+use osimage::PayloadReader;
+use osimage::Progress;
+use osimage::diff;
+use osimage::format::PayloadError;
 
 /// Compare two images: added, removed and changed files, with sizes.
 ///

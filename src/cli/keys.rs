@@ -8,8 +8,8 @@ use std::str::FromStr;
 use age::secrecy::{ExposeSecret, SecretString};
 use clap::Args;
 
-use crate::envelope::Unlock;
-use crate::envelope::keys::Lock;
+use osimage::Lock;
+use osimage::Unlock;
 
 /// The environment variable a passphrase may come from (for automation; a file is safer).
 pub const PASSPHRASE_ENV: &str = "OSIMAGE_PASSPHRASE";

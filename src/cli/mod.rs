@@ -4,12 +4,13 @@
 //! 2 usage error. A panic (101) is always a bug.
 
 mod args;
-pub mod diff;
-pub mod keys;
+mod choices;
+mod diff;
+mod keys;
 mod progress;
-pub mod restore;
-pub mod schedule;
-pub mod show;
+mod restore;
+mod schedule;
+mod show;
 mod verify_boot;
 
 use std::io::Write;
@@ -21,11 +22,11 @@ pub use args::Cli;
 use args::{CaptureArgs, Command, ExtractArgs, InfoArgs, ListArgs, SignArgs, VerifyArgs};
 use progress::{TermProgress, Verbosity};
 
-use crate::capture::{CaptureOptions, capture_from};
-use crate::extract::{ExtractOptions, extract};
-use crate::payload::reader::PayloadReader;
-use crate::payload::verify::verify;
-use crate::scan::ScanOptions;
+use osimage::PayloadReader;
+use osimage::ScanOptions;
+use osimage::verify;
+use osimage::{CaptureOptions, capture_from};
+use osimage::{ExtractOptions, extract};
 
 type Failure = Box<dyn std::error::Error>;
 
@@ -64,7 +65,7 @@ pub fn main() -> i32 {
             Ok(0)
         }
         Command::Man { dir } => write_man(&dir),
-        Command::RescueAgent => Ok(crate::agent::agent_main_from_proc()),
+        Command::RescueAgent => Ok(osimage::agent::agent_main_from_proc()),
     };
     match result {
         Ok(code) => code,
@@ -107,7 +108,7 @@ fn run_capture(a: CaptureArgs, p: &TermProgress) -> Result<i32, Failure> {
         lock: a.encrypt.lock(&a.keys)?.map(std::sync::Arc::new),
         unlock: std::sync::Arc::new(a.keys.unlock()?),
     };
-    if let Ok(plan) = crate::scan::plan_filesystems(&opts.root, &opts.scan) {
+    if let Ok(plan) = osimage::plan_filesystems(&opts.root, &opts.scan) {
         for fs in plan {
             p.say(&format!(
                 "capturing /{} ({} on {})",
@@ -225,11 +226,11 @@ fn run_sign(a: SignArgs, p: &TermProgress) -> Result<i32, Failure> {
         ),
         None => None,
     };
-    let sk = crate::signature::load_secret_key(&a.key, password)?;
+    let sk = osimage::load_secret_key(&a.key, password)?;
     let sig = a
         .signature
         .clone()
-        .unwrap_or_else(|| crate::signature::default_path(&a.image));
+        .unwrap_or_else(|| osimage::default_signature_path(&a.image));
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -242,7 +243,7 @@ fn run_sign(a: SignArgs, p: &TermProgress) -> Result<i32, Failure> {
         "timestamp:{now}\tfile:{name}\tosimage {}",
         env!("CARGO_PKG_VERSION")
     );
-    crate::signature::sign(&a.image, &sk, &sig, &comment)?;
+    osimage::sign_image(&a.image, &sk, &sig, &comment)?;
     p.say(&format!(
         "{}: signed, signature in {}",
         a.image.display(),
@@ -256,8 +257,8 @@ fn run_verify(a: VerifyArgs, p: &TermProgress) -> Result<i32, Failure> {
         return verify_boot::run(a, p);
     }
     if let Some(key) = &a.pubkey {
-        let pk = crate::signature::load_public_key(key)?;
-        let comment = crate::signature::check(&a.image, &pk, a.sig.signature.as_deref())?;
+        let pk = osimage::load_public_key(key)?;
+        let comment = osimage::check_signature(&a.image, &pk, a.sig.signature.as_deref())?;
         println!("{}: signature good ({comment})", a.image.display());
     }
     let r = PayloadReader::open(&a.image, &a.keys.unlock()?)?;

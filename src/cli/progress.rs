@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::progress::Progress;
+use osimage::Progress;
 
 /// How much to say.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,16 +1,16 @@
 //! `osimage restore`: the restore agent from any Linux (issue #5). Parsing and printing only;
-//! the work is `crate::restore`.
+//! the work is `osimage::restore`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use crate::image::lease::{LeaseError, ReadLease};
-use crate::payload::reader::PayloadReader;
-use crate::progress::Progress;
-use crate::restore::generalize::GeneralizeOptions;
-use crate::restore::{self, DirRequest, RestoreError, RestoreOptions, RestoreRequest, Targets};
+use osimage::GeneralizeOptions;
+use osimage::PayloadReader;
+use osimage::Progress;
+use osimage::{DirRequest, RestoreError, RestoreOptions, RestoreRequest, Targets};
+use osimage::{LeaseError, ReadLease};
 
 /// Restore an image onto a disk (or disk image file), or its files into a directory.
 ///
@@ -142,7 +142,7 @@ fn open_image(args: &RestoreArgs, progress: &dyn Progress) -> Result<PayloadRead
     let Some(key) = &args.require_signature else {
         return Ok(PayloadReader::open(&args.image, &unlock)?);
     };
-    let pk = crate::signature::load_public_key(key)?;
+    let pk = osimage::load_public_key(key)?;
     let file = std::fs::File::open(&args.image)
         .map_err(|e| format!("cannot open {}: {e}", args.image.display()))?;
     let lease = match ReadLease::take(&file, &args.image) {
@@ -156,7 +156,7 @@ fn open_image(args: &RestoreArgs, progress: &dyn Progress) -> Result<PayloadRead
         }
     };
     let comment =
-        crate::signature::check_file(&args.image, &file, &pk, args.sig.signature.as_deref())?;
+        osimage::check_signature_of_file(&args.image, &file, &pk, args.sig.signature.as_deref())?;
     progress.note(&format!("signature good: {comment}"));
     let reader = PayloadReader::open_file(&args.image, file, &unlock)?;
     if let Some(l) = &lease {
@@ -188,7 +188,7 @@ pub fn run(args: RestoreArgs, progress: &dyn Progress) -> Result<i32, Failure> {
             ..RestoreOptions::default()
         },
     };
-    let mut prepared = restore::prepare(&reader, &request)?;
+    let mut prepared = osimage::prepare(&reader, &request)?;
     hostname_note(&args, prepared.hostname.as_deref());
     if args.json {
         println!("{}", prepared.to_json()?);
@@ -240,7 +240,7 @@ fn targets(args: &RestoreArgs) -> Result<Option<Targets>, Failure> {
     }
     let mut map = Vec::new();
     for m in &args.map {
-        let (disk, device) = restore::plan::several::parse_map(m)?;
+        let (disk, device) = osimage::parse_disk_map(m)?;
         map.push((disk, PathBuf::from(device)));
     }
     Ok(Some(Targets::Disks {
@@ -301,7 +301,7 @@ fn to_dir(
     if !args.json {
         print!("{request}");
     }
-    let r = restore::restore_into_dir(reader, dir, &request, progress)?;
+    let r = osimage::restore_into_dir(reader, dir, &request, progress)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
@@ -310,7 +310,7 @@ fn to_dir(
             dir.display(),
             r.entries,
             r.files,
-            restore::plan::size(r.bytes_written)
+            osimage::human_bytes(r.bytes_written)
         );
         for c in &r.changes {
             println!("  {c}");

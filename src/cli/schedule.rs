@@ -1,13 +1,13 @@
 //! `osimage schedule install|list|remove` and the hidden `schedule run` their units call
-//! (issue #6, docs/SCHEDULE.md). Parsing and printing only; the work is `crate::schedule`.
+//! (issue #6, docs/SCHEDULE.md). Parsing and printing only; the work is `osimage::schedule`.
 
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
-use crate::progress::Progress;
-use crate::schedule::job::{ImageFormat, Job};
-use crate::schedule::{self, System};
+use osimage::Job;
+use osimage::Progress;
+use osimage::System;
 
 /// Refresh a golden image on a schedule (systemd timer, or cron without systemd).
 #[derive(Debug, Args)]
@@ -84,7 +84,7 @@ pub struct JobArgs {
     pub keep: u32,
     /// iso: bootable ISO (latest.iso); oimg: the payload alone (latest.oimg).
     #[arg(long, value_enum, default_value = "iso")]
-    pub format: ImageFormat,
+    pub format: super::choices::Format,
     /// The root of the tree to capture.
     #[arg(long, default_value = "/", value_name = "ROOT")]
     pub root: PathBuf,
@@ -112,7 +112,7 @@ pub fn run(args: ScheduleArgs, progress: &dyn Progress) -> Result<i32, Failure> 
             let sys = System {
                 root: system.system_root,
             };
-            for p in schedule::remove(&sys, &name)? {
+            for p in osimage::remove_schedule(&sys, &name)? {
                 println!("removed {}", p.display());
             }
             Ok(0)
@@ -121,7 +121,7 @@ pub fn run(args: ScheduleArgs, progress: &dyn Progress) -> Result<i32, Failure> 
             let job = to_job(name, job)?;
             // Lines for the journal (or the cron log): stdout, unbuffered per line.
             let log = |l: &str| println!("{l}");
-            let r = schedule::run::run(&job, progress, &log)?;
+            let r = osimage::run_scheduled(&job, progress, &log)?;
             let st = &r.capture.stats;
             println!(
                 "{}: {} entries, {} of file data → {} in {:.1} s",
@@ -144,20 +144,20 @@ fn install(a: InstallArgs) -> Result<i32, Failure> {
     let exe = std::env::current_exe()
         .and_then(|p| p.canonicalize())
         .map_err(|e| format!("cannot find the osimage binary to schedule: {e}"))?;
-    let r = schedule::install(&sys, &a.every, job, &exe, a.force)?;
+    let r = osimage::install_schedule(&sys, &a.every, job, &exe, a.force)?;
     for p in &r.written {
         println!("wrote {}", p.display());
     }
     match r.backend {
-        schedule::Backend::Systemd if r.activated => {
+        osimage::Backend::Systemd if r.activated => {
             println!("timer started: OnCalendar={}", r.when)
         }
-        schedule::Backend::Systemd => println!(
+        osimage::Backend::Systemd => println!(
             "OnCalendar={} (systemctl not called for {})",
             r.when,
             sys.root.display()
         ),
-        schedule::Backend::Cron => println!("cron: {} (systemd is not running)", r.when),
+        osimage::Backend::Cron => println!("cron: {} (systemd is not running)", r.when),
     }
     Ok(0)
 }
@@ -166,7 +166,7 @@ fn list(s: &SystemArgs) -> Result<i32, Failure> {
     let sys = System {
         root: s.system_root.clone(),
     };
-    let all = schedule::list(&sys)?;
+    let all = osimage::list_schedules(&sys)?;
     if all.is_empty() {
         println!("no schedules");
     }
@@ -192,8 +192,8 @@ fn list(s: &SystemArgs) -> Result<i32, Failure> {
 
 /// Absolute paths: the unit runs from another working directory.
 fn to_job(name: String, a: JobArgs) -> Result<Job, Failure> {
-    schedule::job::check_name(&name)?;
-    if a.verify_boot && a.format != schedule::job::ImageFormat::Iso {
+    osimage::check_schedule_name(&name)?;
+    if a.verify_boot && a.format != super::choices::Format::Iso {
         return Err(
             "--verify-boot needs --format iso (a payload image has no rescue environment \
                     to boot)"
@@ -205,7 +205,7 @@ fn to_job(name: String, a: JobArgs) -> Result<Job, Failure> {
         name,
         dest: abs(&a.dest)?,
         keep: a.keep,
-        format: a.format,
+        format: a.format.into(),
         root: abs(&a.root)?,
         kernel: match a.tuning.kernel {
             // A path (has a '/') is made absolute; a bare version stays as it is.

@@ -4,10 +4,10 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::format::manifest::{CaptureStats, Entry, EntryKind, Manifest, Timestamp};
-use crate::payload::reader::PayloadReader;
+use osimage::PayloadReader;
+use osimage::format::manifest::{CaptureStats, Entry, EntryKind, Manifest, Timestamp};
 
-pub use crate::units::human_bytes as bytes;
+pub use osimage::human_bytes as bytes;
 
 fn time(t: Timestamp) -> String {
     chrono::DateTime::from_timestamp(t.sec, t.nsec)
@@ -120,14 +120,14 @@ pub struct InfoJson {
     pub compression_ratio: f64,
     pub filesystems: Vec<FsJson>,
     /// The recorded disk layout (null when none was recorded).
-    pub layout: Option<crate::layout::DiskLayout>,
+    pub layout: Option<osimage::layout::DiskLayout>,
     #[serde(skip)]
     pub layout_table: String,
     /// What a refresh reused from its base (null for a first capture; FORMAT.md §10).
-    pub lineage: Option<crate::refresh::lineage::LineageJson>,
+    pub lineage: Option<osimage::LineageJson>,
     /// What an ISO's rescue environment was built from (null for a `.oimg`, or an ISO of an
     /// older osimage; FORMAT.md §12).
-    pub rescue: Option<crate::rescue::reuse::RescueJson>,
+    pub rescue: Option<osimage::RescueJson>,
     #[serde(flatten)]
     pub stats: CaptureStats,
 }
@@ -148,9 +148,9 @@ pub fn info(r: &PayloadReader) -> InfoJson {
     let m = r.manifest();
     let s = &m.stats;
     let image_bytes = std::fs::metadata(r.path()).map(|md| md.len()).unwrap_or(0);
-    let (layout, layout_table) = match crate::layout::from_manifest(m) {
+    let (layout, layout_table) = match osimage::layout::from_manifest(m) {
         Ok(Some(l)) => {
-            let t = crate::layout::describe(&l);
+            let t = osimage::layout::describe(&l);
             (Some(l), t)
         }
         Ok(None) => (None, "disk layout: none recorded\n".to_string()),
@@ -188,11 +188,11 @@ pub fn info(r: &PayloadReader) -> InfoJson {
             .collect(),
         layout,
         layout_table,
-        lineage: crate::refresh::lineage::from_manifest(m)
+        lineage: osimage::lineage_from_manifest(m)
             .ok()
             .flatten()
             .map(|l| l.to_json()),
-        rescue: crate::rescue::reuse::from_manifest(m)
+        rescue: osimage::rescue_from_manifest(m)
             .ok()
             .flatten()
             .map(|r| r.to_json()),

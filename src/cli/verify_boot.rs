@@ -5,16 +5,16 @@ use std::time::Duration;
 use super::Failure;
 use super::args::VerifyArgs;
 use super::progress::TermProgress;
-use crate::bootcheck::{BootCheckOptions, verify_boot};
+use osimage::{BootCheckOptions, verify_boot};
 
 pub(super) fn run(a: VerifyArgs, p: &TermProgress) -> Result<i32, Failure> {
     let opts = BootCheckOptions {
-        firmware: a.firmware,
+        firmware: a.firmware.map(Into::into),
         memory_mib: a.memory,
         keep: a.keep,
         disk_bytes: a.disk_size.map(|m| m << 20),
         timeout: Duration::from_secs(a.timeout),
-        accel: a.accel,
+        accel: a.accel.into(),
         work_dir: a.work_dir,
     };
     let report = verify_boot(&a.image, &opts, &|line| p.say(line))?;

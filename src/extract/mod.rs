@@ -25,7 +25,7 @@ use std::path::Path;
 use rustix::fs::FileType;
 
 pub use error::ExtractError;
-pub use source::{ChunkSource, MemorySource, NoSuchChunk};
+pub use source::{ChunkSource, MemorySource};
 
 use plan::{Plan, name_of};
 use target::{DirCache, Handle, Target, Warnings};

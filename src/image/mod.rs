@@ -182,11 +182,6 @@ impl Container {
         self.key.is_some()
     }
 
-    /// The image's key, when encrypted.
-    pub fn key(&self) -> Option<&ImageKey> {
-        self.key.as_ref()
-    }
-
     /// Locates every pack the manifest lists and checks its length and header.
     pub fn packs(&self, m: &Manifest) -> Result<Vec<Span>, PayloadError> {
         let spans = match self.kind {

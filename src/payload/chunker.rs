@@ -35,11 +35,6 @@ impl Chunker {
         }
     }
 
-    /// Largest chunk this chunker cuts.
-    pub fn max(&self) -> usize {
-        self.max
-    }
-
     /// Length of the next chunk at the start of `data`, or `None` when more bytes are needed
     /// to decide (`data` is shorter than `max` and `at_end` is false). With `at_end` the rest
     /// of the data always ends in a chunk.
@@ -59,6 +54,7 @@ impl Chunker {
     }
 
     /// All cut lengths of `data` as one whole.
+    #[cfg(test)]
     pub fn cuts(&self, data: &[u8]) -> Vec<usize> {
         let mut out = Vec::new();
         let mut at = 0;

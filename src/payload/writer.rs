@@ -134,18 +134,8 @@ enum Outcome {
 
 /// Reads every regular file of `entries`, fills in their data runs and writes the packs.
 /// Files that vanished are dropped; unreadable ones fail the capture, or with `keep_going`
-/// are dropped and listed.
-pub fn write_payload(
-    entries: &mut Vec<ScannedEntry>,
-    sink: &mut dyn PackSink,
-    params: &PayloadParams,
-    progress: &dyn Progress,
-) -> Result<PayloadTables, PayloadError> {
-    write_payload_with_base(entries, sink, params, None, progress)
-}
-
-/// `write_payload` for a refresh: files `base` vouches for are not read, and chunks it
-/// already stores are not compressed again: their blocks are copied (docs/REFRESH.md).
+/// are dropped and listed. For a refresh, files `base` vouches for are not read, and chunks
+/// it already stores are not compressed again: their blocks are copied (docs/REFRESH.md).
 pub fn write_payload_with_base(
     entries: &mut Vec<ScannedEntry>,
     sink: &mut dyn PackSink,

@@ -103,15 +103,6 @@ impl ModuleIndex {
         idx
     }
 
-    /// Number of loadable modules the kernel has.
-    pub fn len(&self) -> usize {
-        self.deps.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.deps.is_empty()
-    }
-
     /// The modules a name stands for: the module of that name, and every module an alias of
     /// that name points to (several for `crypto-crc32c`: generic and accelerated).
     fn lookup(&self, name: &str) -> Vec<String> {

@@ -120,17 +120,15 @@ impl Tree {
     }
 
     /// The node at exactly `path`.
+    #[cfg(test)]
     pub fn get(&self, path: &str) -> Option<&Node> {
         self.nodes.get(path)
     }
 
     /// Number of entries.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.nodes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
     }
 
     /// Writes the tree as a newc archive (parents before children: the map is sorted and a

@@ -190,10 +190,11 @@ pub struct TargetDisk {
     pub sector: u32,
     /// Open read-write.
     pub file: File,
-    /// Where partition nodes are made when /dev lacks them. Declared before `loop_dev` so the
+    /// Where partition nodes are made when /dev lacks them. Declared before `_loop_dev` so the
     /// nodes go first.
     private: tempfile::TempDir,
-    loop_dev: Option<LoopDevice>,
+    /// Held for its drop: an image file's loop device is detached with the target.
+    _loop_dev: Option<LoopDevice>,
 }
 
 impl TargetDisk {
@@ -252,7 +253,7 @@ impl TargetDisk {
             sector,
             file,
             private,
-            loop_dev,
+            _loop_dev: loop_dev,
         })
     }
 
@@ -262,11 +263,6 @@ impl TargetDisk {
             &blockdev::partition_name(&self.name, n),
             self.private.path(),
         )
-    }
-
-    /// Whether this target is an image file behind a loop device.
-    pub fn is_loop_file(&self) -> bool {
-        self.loop_dev.is_some()
     }
 }
 

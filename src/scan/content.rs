@@ -61,12 +61,7 @@ impl SourceFile {
         })
     }
 
-    /// The file's version at open time.
-    pub fn version(&self) -> Version {
-        version_of(&self.stat)
-    }
-
-    /// The version now (one more fstat): compare with `version()` after reading.
+    /// The version now (one more fstat): compare with the version at open time after reading.
     pub fn current_version(&self) -> io::Result<Version> {
         Ok(version_of(&rustix::fs::fstat(self.file.as_fd())?))
     }

@@ -54,7 +54,7 @@ pub fn need(tools: &[(&str, &str)]) {
 }
 
 /// Held by every test while a VM of its runs (QEMU in this process through
-/// `osimage::bootcheck::vm`, or in an `osimage verify --boot` child): two cores run one VM at
+/// `osimage::vm`, or in an `osimage verify --boot` child): two cores run one VM at
 /// a time in the whole test run. Never taken twice by one thread (it is not reentrant): take
 /// it around the boot itself, not around helpers that may boot.
 pub fn vm_lock() -> std::sync::MutexGuard<'static, ()> {

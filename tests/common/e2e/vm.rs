@@ -1,14 +1,12 @@
-//! The e2e tests boot through the product's QEMU runner (`osimage::bootcheck::vm`, the one
+//! The e2e tests boot through the product's QEMU runner (`osimage::vm`, the one
 //! `verify --boot` uses), always under TCG (no KVM on these machines), one VM at a time in the
 //! whole test run (`common::vm_lock`), with the console logs in tests/cache/e2e/logs.
 
 use std::path::Path;
 use std::time::Duration;
 
-pub use osimage::bootcheck::vm::{
-    Bus, DirectKernel, Drive, Firmware, OVMF_CODE, OVMF_VARS, Outcome,
-};
-use osimage::bootcheck::{Accel, vm};
+pub use osimage::vm::{Bus, DirectKernel, Drive, Firmware, OVMF_CODE, OVMF_VARS, Outcome};
+use osimage::{Accel, vm};
 
 /// One boot.
 pub struct Boot<'a> {
