@@ -47,4 +47,5 @@ mod roundtrip_many_files;
 mod scan_tree;
 mod schedule;
 mod signatures;
+mod structure;
 mod verify_boot_cli;
