@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of osimage against the peer tools, on the same tree, in one run
-# (DESIGN.md "performance budget"). Results go into docs/PERFORMANCE.md between the
+# (docs/DESIGN.md "The performance budget"). Results go into docs/PERFORMANCE.md between the
 # `bench:run` markers; everything else in that file is left alone.
 #
 #   bench/run.sh                 # copy /usr/{share,bin,lib/x86_64-linux-gnu}, run every tool

@@ -1,4 +1,4 @@
-//! The extract contract (issue #2, DESIGN "Fidelity" and "Extract"): every kind of entry comes
+//! The extract contract (issue #2, docs/DESIGN.md "Fidelity" and "Extract"): every kind of entry comes
 //! back with its metadata, holes stay holes, and no manifest can write outside the destination.
 //! Images are built by hand with `MemorySource`. These tests need root (chown, mknod,
 //! trusted.* xattrs), as the restore agent has.

@@ -1,4 +1,4 @@
-//! Streaming, bounded resources (DESIGN.md §11): capture and extract of a tree with many more
+//! Streaming, bounded resources (STYLE.md rule 11): capture and extract of a tree with many more
 //! files than the open-file limit. Found by bench/memory.sh, where a 150k-file capture failed
 //! with "Too many open files" because every file's descriptor stayed open until the end.
 

@@ -4,7 +4,7 @@
 //! consecutive chunks and mostly hits the block it just decompressed. Each file costs openat,
 //! one pwrite per non-zero chunk, ftruncate only when it ends in a hole, then fchown,
 //! fsetxattr per xattr, fchmod, futimens and close. All-zero chunks are skipped and become holes
-//! (DESIGN: zero runs come back as holes).
+//! (docs/DESIGN.md "Extract": zero runs come back as holes).
 
 use std::fs::File;
 use std::os::fd::AsFd;

@@ -37,7 +37,7 @@ pub fn umount(target: &Path) -> io::Result<()> {
 
 /// Moves the calling thread (and the threads and tools it starts from now on) into a mount
 /// namespace of its own, with nothing propagating back out: every mount a restore makes then
-/// disappears with the process, even a killed one (docs/RESTORE.md "Interrupted restores").
+/// disappears with the process, even a killed one (docs/RESTORE.md "Faults and interrupted restores").
 pub fn private_namespace() -> io::Result<()> {
     sys::mount::private_namespace()
 }

@@ -1,4 +1,4 @@
-//! Stage 1 of capture: walk a root and describe every entry (docs/DESIGN: scan).
+//! Stage 1 of capture: walk a root and describe every entry (docs/DESIGN.md "The module map").
 //!
 //! `scan()` turns a capture root plus exclude rules into `ScannedEntry`s: each one a manifest
 //! `Entry` (path, kind, metadata, xattrs) and the absolute path to read its content from.
