@@ -21,10 +21,7 @@ use osimage::layout::{
 /// Fails the test unless it runs as root with the loop-device tools.
 fn need_tools() {
     common::require_root();
-    common::need(&[
-        ("losetup", "mount"),
-        ("partx", "util-linux"),
-        ("sfdisk", "fdisk"),
+    common::need_disk_tools(&[
         ("mkfs.ext4", "e2fsprogs"),
         ("mkfs.vfat", "dosfstools"),
         ("mkswap", "util-linux"),

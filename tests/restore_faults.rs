@@ -38,13 +38,7 @@ fn source() -> &'static Source {
 /// One GPT partition holding an ext4 root with `FILES` random files, captured.
 fn build_source() -> Source {
     common::require_root();
-    common::need(&[
-        ("losetup", "mount"),
-        ("partx", "util-linux"),
-        ("sfdisk", "fdisk"),
-        ("mkfs.ext4", "e2fsprogs"),
-        ("mount", "mount"),
-    ]);
+    common::need_disk_tools(&[("mkfs.ext4", "e2fsprogs")]);
     let dir = common::scratch().keep();
     common::remove_at_exit(&dir);
     let disk = dir.join("source.img");

@@ -57,15 +57,10 @@ fn plain_tree(r: &Path) {
 fn plain_directory_restores_onto_the_default_layout() {
     let _disks = common::loop_devices(module_path!());
     common::require_root();
-    common::need(&[
-        ("losetup", "mount"),
-        ("partx", "util-linux"),
-        ("sfdisk", "fdisk"),
+    common::need_disk_tools(&[
         ("mkfs.ext4", "e2fsprogs"),
         ("mkfs.vfat", "dosfstools"),
         ("mcopy", "mtools"),
-        ("blkid", "util-linux"),
-        ("mount", "mount"),
     ]);
     let dir = common::scratch();
     let tree = dir.path().join("tree");
@@ -270,15 +265,7 @@ fn subvolume_paths(dir: &Path, extra: &[&str]) -> Vec<String> {
 fn btrfs_subvolumes_default_and_identity_come_back() {
     let _disks = common::loop_devices(module_path!());
     common::require_root();
-    common::need(&[
-        ("losetup", "mount"),
-        ("partx", "util-linux"),
-        ("sfdisk", "fdisk"),
-        ("mkfs.btrfs", "btrfs-progs"),
-        ("btrfs", "btrfs-progs"),
-        ("blkid", "util-linux"),
-        ("mount", "mount"),
-    ]);
+    common::need_disk_tools(&[("mkfs.btrfs", "btrfs-progs"), ("btrfs", "btrfs-progs")]);
     let dir = common::scratch();
     let src = dir.path().join("src.img");
     let (lo, part) = one_partition_disk(&src, 256);
@@ -398,14 +385,7 @@ fn btrfs_subvolumes_default_and_identity_come_back() {
 fn xfs_root_comes_back_with_uuid_label_and_files() {
     let _disks = common::loop_devices(module_path!());
     common::require_root();
-    common::need(&[
-        ("losetup", "mount"),
-        ("partx", "util-linux"),
-        ("sfdisk", "fdisk"),
-        ("mkfs.xfs", "xfsprogs"),
-        ("blkid", "util-linux"),
-        ("mount", "mount"),
-    ]);
+    common::need_disk_tools(&[("mkfs.xfs", "xfsprogs")]);
     let dir = common::scratch();
     let src = dir.path().join("src.img");
     let (lo, part) = one_partition_disk(&src, 320);
@@ -452,14 +432,7 @@ fn xfs_root_comes_back_with_uuid_label_and_files() {
 fn smaller_disk_shrinks_an_earlier_partition_and_moves_the_next() {
     let _disks = common::loop_devices(module_path!());
     common::require_root();
-    common::need(&[
-        ("losetup", "mount"),
-        ("partx", "util-linux"),
-        ("sfdisk", "fdisk"),
-        ("mkfs.ext4", "e2fsprogs"),
-        ("blkid", "util-linux"),
-        ("mount", "mount"),
-    ]);
+    common::need_disk_tools(&[("mkfs.ext4", "e2fsprogs")]);
     const BOOT_UUID: &str = "b0070000-0000-4000-8000-00000000b007";
     const ROOT_UUID: &str = "5007e000-0000-4000-8000-00000005007e";
     let dir = common::scratch();

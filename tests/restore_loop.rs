@@ -33,16 +33,11 @@ const LINUX_TYPE: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
 /// Fails the test unless it runs as root with the loop-device tools.
 fn need_tools() {
     common::require_root();
-    common::need(&[
-        ("losetup", "mount"),
-        ("partx", "util-linux"),
-        ("sfdisk", "fdisk"),
+    common::need_disk_tools(&[
         ("mkfs.ext4", "e2fsprogs"),
         ("mkfs.vfat", "dosfstools"),
         ("mcopy", "mtools"),
         ("mmd", "mtools"),
-        ("blkid", "util-linux"),
-        ("mount", "mount"),
     ]);
 }
 

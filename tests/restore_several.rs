@@ -44,14 +44,7 @@ fn source() -> &'static Source {
     static S: OnceLock<Source> = OnceLock::new();
     S.get_or_init(|| {
         common::require_root();
-        common::need(&[
-            ("losetup", "mount"),
-            ("partx", "util-linux"),
-            ("sfdisk", "fdisk"),
-            ("mkfs.ext4", "e2fsprogs"),
-            ("blkid", "util-linux"),
-            ("mount", "mount"),
-        ]);
+        common::need_disk_tools(&[("mkfs.ext4", "e2fsprogs")]);
         let dir = common::scratch().keep();
         common::remove_at_exit(&dir);
         let (a, b) = (dir.join("system.img"), dir.join("home.img"));

@@ -289,17 +289,7 @@ fn disk(out: &mut String, d: &Disk) {
 
 fn notes(out: &mut String, l: &DiskLayout) {
     for v in &l.btrfs {
-        let list: Vec<String> = v
-            .subvolumes
-            .iter()
-            .map(|s| {
-                if s.readonly {
-                    format!("{} (read-only)", s.path)
-                } else {
-                    s.path.clone()
-                }
-            })
-            .collect();
+        let list: Vec<String> = v.subvolumes.iter().map(BtrfsSubvolume::shown).collect();
         let _ = writeln!(
             out,
             "btrfs {} subvolumes: {}; default: {}",

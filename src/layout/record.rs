@@ -51,6 +51,17 @@ pub struct BtrfsSubvolume {
     pub readonly: bool,
 }
 
+impl BtrfsSubvolume {
+    /// Its path as `info` and the restore plan show it: `@snap (read-only)`.
+    pub fn shown(&self) -> String {
+        if self.readonly {
+            format!("{} (read-only)", self.path)
+        } else {
+            self.path.clone()
+        }
+    }
+}
+
 /// A whole disk (loop devices count as disks).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Disk {

@@ -10,17 +10,6 @@ use super::RestoreError;
 use super::mkfs::package_of;
 use crate::sys::{self, MountFlags};
 
-/// mount(2).
-pub fn mount(
-    source: &Path,
-    target: &Path,
-    fstype: &str,
-    flags: MountFlags,
-    data: &str,
-) -> io::Result<()> {
-    sys::mount::mount(source, target, fstype, flags, data)
-}
-
 /// umount2(2); a busy mount is retried, then detached lazily.
 pub fn umount(target: &Path) -> io::Result<()> {
     for _ in 0..10 {
@@ -58,7 +47,7 @@ impl Mounts {
         flags: MountFlags,
         data: &str,
     ) -> io::Result<()> {
-        mount(source, target, fstype, flags, data)?;
+        sys::mount::mount(source, target, fstype, flags, data)?;
         self.list.push(target.to_path_buf());
         Ok(())
     }

@@ -28,6 +28,19 @@ pub fn scratch() -> TempDir {
         .expect("creating a scratch dir under CARGO_TARGET_TMPDIR")
 }
 
+/// The tools every loop-device test calls (attach, partition, find and mount filesystems),
+/// and `extra` besides: `need_disk_tools(&[("mkfs.xfs", "xfsprogs")])`.
+pub fn need_disk_tools(extra: &[(&str, &str)]) {
+    need(&[
+        ("losetup", "mount"),
+        ("partx", "util-linux"),
+        ("sfdisk", "fdisk"),
+        ("blkid", "util-linux"),
+        ("mount", "mount"),
+    ]);
+    need(extra);
+}
+
 /// Fails the calling test (never skips it) when a host tool is missing, naming the Debian
 /// package that installs it: `need(&[("mkfs.xfs", "xfsprogs")])`. Every package is in
 /// .ci/apt-packages, which CI installs.

@@ -6,6 +6,7 @@
 use std::fmt;
 
 use super::{FsPlan, PartKind, PartPlan, RestorePlan, SwapPlan, TablePlan, size};
+use crate::layout::BtrfsSubvolume;
 use crate::layout::table::{BIOS_BOOT_GUID, ESP_GUID};
 
 impl fmt::Display for RestorePlan {
@@ -203,17 +204,7 @@ fn show_filesystem(f: &mut fmt::Formatter<'_>, fs: &FsPlan) -> fmt::Result {
         writeln!(f, "      {} <device>", cmd.join(" "))?;
     }
     if !fs.subvolumes.is_empty() {
-        let list: Vec<String> = fs
-            .subvolumes
-            .iter()
-            .map(|s| {
-                if s.readonly {
-                    format!("{} (read-only)", s.path)
-                } else {
-                    s.path.clone()
-                }
-            })
-            .collect();
+        let list: Vec<String> = fs.subvolumes.iter().map(BtrfsSubvolume::shown).collect();
         writeln!(
             f,
             "      subvolumes: {}; default: {}",
