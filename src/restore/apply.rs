@@ -158,50 +158,8 @@ pub fn apply_all(
             "no disk to restore onto".into(),
         ));
     }
-    let mut disks = Vec::new();
-    for j in jobs.iter() {
-        let (plan, target) = (j.plan, &j.target);
-        if plan.target.size_bytes != target.size_bytes || plan.target.sector != target.sector {
-            return Err(RestoreError::target(
-                &target.given,
-                format!(
-                    "the plan was made for {} bytes / {}-byte sectors, the disk has {} / {}",
-                    plan.target.size_bytes, plan.target.sector, target.size_bytes, target.sector
-                ),
-            ));
-        }
-        let disk = layout
-            .disks
-            .iter()
-            .find(|d| d.name == plan.source_disk)
-            .ok_or_else(|| {
-                RestoreError::target(
-                    &target.given,
-                    "the plan's source disk is not in the layout".into(),
-                )
-            })?;
-        disks.push(disk);
-    }
-    let names: Vec<String> = jobs
-        .iter()
-        .map(|j| {
-            format!(
-                "{} ({})",
-                j.target.given.display(),
-                j.target.device.display()
-            )
-        })
-        .collect();
-    log.say(&format!(
-        "osimage restore of {} onto {}",
-        reader.path().display(),
-        names.join(" and ")
-    ));
-    for j in jobs.iter() {
-        for line in j.plan.to_string().lines() {
-            log.say(line);
-        }
-    }
+    let disks = source_disks(jobs, layout)?;
+    announce(jobs, reader, &log);
     let report = RestoreReport {
         target: jobs
             .iter()
@@ -224,17 +182,7 @@ pub fn apply_all(
         let devices = make_filesystems(j.plan, j.target, &log)?;
         made_fs.extend(j.plan.filesystems.iter().cloned().zip(devices));
     }
-    // One tree across the disks: mounted and filled root first, then by mount-point depth.
-    made_fs.sort_by_key(|(f, _)| (super::plan::depth(&f.mount_point), f.mount_point.clone()));
-    let mut all = jobs[0].plan.clone();
-    for j in &jobs[1..] {
-        all.swaps.extend(j.plan.swaps.iter().cloned());
-        all.renamed.extend(j.plan.renamed.iter().cloned());
-        all.notes.extend(j.plan.notes.iter().cloned());
-    }
-    let (filesystems, devices): (Vec<FsPlan>, Vec<PathBuf>) = made_fs.into_iter().unzip();
-    all.filesystems = filesystems;
-
+    let (all, devices) = one_tree(jobs, made_fs);
     let staging = tempfile::Builder::new()
         .prefix("osimage-restore")
         .tempdir()
@@ -265,6 +213,78 @@ pub fn apply_all(
     report.millis = started.elapsed().as_millis() as u64;
     log.say(&format!("restore finished in {:.1} s", log.elapsed_secs()));
     Ok(report)
+}
+
+/// The recorded disk of each job, after checking that each plan was made for its disk.
+fn source_disks<'l>(
+    jobs: &[DiskJob],
+    layout: &'l DiskLayout,
+) -> Result<Vec<&'l Disk>, RestoreError> {
+    let mut disks = Vec::new();
+    for j in jobs {
+        let (plan, target) = (j.plan, &j.target);
+        if plan.target.size_bytes != target.size_bytes || plan.target.sector != target.sector {
+            return Err(RestoreError::target(
+                &target.given,
+                format!(
+                    "the plan was made for {} bytes / {}-byte sectors, the disk has {} / {}",
+                    plan.target.size_bytes, plan.target.sector, target.size_bytes, target.sector
+                ),
+            ));
+        }
+        let disk = layout
+            .disks
+            .iter()
+            .find(|d| d.name == plan.source_disk)
+            .ok_or_else(|| {
+                RestoreError::target(
+                    &target.given,
+                    "the plan's source disk is not in the layout".into(),
+                )
+            })?;
+        disks.push(disk);
+    }
+    Ok(disks)
+}
+
+/// The restore log's first lines: what is restored onto what, then each disk's plan.
+fn announce(jobs: &[DiskJob], reader: &PayloadReader, log: &RestoreLog) {
+    let names: Vec<String> = jobs
+        .iter()
+        .map(|j| {
+            format!(
+                "{} ({})",
+                j.target.given.display(),
+                j.target.device.display()
+            )
+        })
+        .collect();
+    log.say(&format!(
+        "osimage restore of {} onto {}",
+        reader.path().display(),
+        names.join(" and ")
+    ));
+    for j in jobs {
+        for line in j.plan.to_string().lines() {
+            log.say(line);
+        }
+    }
+}
+
+/// One tree across the disks: the system disk's plan with every disk's filesystems (root
+/// first, then by mount-point depth, as they are mounted and filled), swaps, renamed
+/// identities and notes; and the device of each filesystem, in the same order.
+fn one_tree(jobs: &[DiskJob], mut made_fs: Vec<(FsPlan, PathBuf)>) -> (RestorePlan, Vec<PathBuf>) {
+    made_fs.sort_by_key(|(f, _)| (super::plan::depth(&f.mount_point), f.mount_point.clone()));
+    let mut all = jobs[0].plan.clone();
+    for j in &jobs[1..] {
+        all.swaps.extend(j.plan.swaps.iter().cloned());
+        all.renamed.extend(j.plan.renamed.iter().cloned());
+        all.notes.extend(j.plan.notes.iter().cloned());
+    }
+    let (filesystems, devices): (Vec<FsPlan>, Vec<PathBuf>) = made_fs.into_iter().unzip();
+    all.filesystems = filesystems;
+    (all, devices)
 }
 
 /// Phases 1–3: signatures wiped, table written, raw boot areas written back, partitions seen.
