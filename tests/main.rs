@@ -1,16 +1,19 @@
 //! The integration tests (issue #18, as ripgrep's tests/tests.rs): each file of tests/ is a
 //! module named after the behaviour it checks, so a test is `module::test_name`
 //! (`cargo test --release --test integration roundtrip::`), and `common` holds every helper.
-//! Two binaries instead of one per file, so the library is linked twice in release mode, not
-//! 36 times: this one, and tests/disks.rs for the tests that attach loop devices and mount
-//! filesystems.
+//! Three binaries instead of one per file, so the library is linked three times in release
+//! mode, not 36 times: this one, tests/disks.rs for the tests that attach loop devices and
+//! mount filesystems, and tests/vm.rs for the end-to-end tests in QEMU.
 //!
-//! Why two: in one process, every child a test spawns holds all the process's open files
+//! Why apart: in one process, every child a test spawns holds all the process's open files
 //! from fork to exec (O_CLOEXEC closes them only at exec). With the whole suite in one
 //! process, ~100 tests spawning beside the restore tests kept their mounts busy (`umount`
 //! fails) and their detached loop devices alive, and the restores then met the same
 //! filesystem UUID twice (`mkfs.btrfs`: non-unique UUID; XFS refuses the mount) or partition
-//! nodes that never came. Apart, each binary passes as each file did alone.
+//! nodes that never came. Apart, each binary passes as each file did alone. The end-to-end
+//! tests then left, in the `disks` process, state that outlived them (a lazily unmounted
+//! filesystem keeps its loop device until its last user in the process goes): a restore test
+//! run after them met its source's UUID twice. So they have their process too.
 //!
 //! What sharing a process asks of the tests in either binary:
 //! - a VM runs only while `common::vm_lock()` is held (two cores: one VM at a time; cargo runs

@@ -71,27 +71,75 @@ impl Loop {
         self.dev.trim_start_matches("/dev/")
     }
 
-    /// The node of partition `n`, made from sysfs when devtmpfs has none.
+    /// The node of partition `n`: once the kernel has the partition (sysfs), the devtmpfs node
+    /// if it names that partition, else one made from sysfs. A node left by an earlier user of
+    /// this loop number is never taken for the partition.
     pub fn part(&self, n: u32) -> String {
-        let name = format!("{}p{n}", self.dev.trim_start_matches("/dev/"));
+        let name = format!("{}p{n}", self.name());
         let node = format!("/dev/{name}");
-        for _ in 0..50 {
-            if Path::new(&node).exists() {
-                return node;
+        let sys = format!("/sys/class/block/{name}/dev");
+        let mut dev = String::new();
+        for i in 0..250 {
+            if let Ok(d) = std::fs::read_to_string(&sys) {
+                dev = d.trim().to_string();
+                break;
+            }
+            if i % 50 == 49 {
+                let _ = Command::new("partx").args(["-u", &self.dev]).output();
+                let _ = Command::new("partx").args(["-a", &self.dev]).output();
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        let dev = std::fs::read_to_string(format!("/sys/class/block/{name}/dev")).unwrap();
-        let (ma, mi) = dev.trim().split_once(':').unwrap();
-        run("mknod", &[&node, "b", ma, mi]);
+        assert!(
+            !dev.is_empty(),
+            "{node}: the kernel shows no such partition"
+        );
+        let (ma, mi) = dev.split_once(':').unwrap();
+        let wanted = rustix::fs::makedev(ma.parse().unwrap(), mi.parse().unwrap());
+        match rustix::fs::stat(node.as_str()) {
+            Ok(st) if st.st_rdev == wanted => {}
+            Ok(_) => {
+                std::fs::remove_file(&node).unwrap();
+                run("mknod", &[&node, "b", ma, mi]);
+            }
+            Err(_) => run_mknod(&node, ma, mi),
+        }
         node
     }
 }
 
+/// mknod, tolerating devtmpfs having made the node in the meantime.
+fn run_mknod(node: &str, major: &str, minor: &str) {
+    let out = Command::new("mknod")
+        .args([node, "b", major, minor])
+        .output()
+        .unwrap_or_else(|e| panic!("running mknod: {e}"));
+    assert!(
+        out.status.success() || Path::new(node).exists(),
+        "mknod {node}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 impl Drop for Loop {
+    /// Partitions first, then the device; and waits until the kernel has really let it go:
+    /// `losetup -d` of a device something still holds only marks it for autoclear, and a
+    /// filesystem left visible on it would meet its restored copy's UUID (mkfs.btrfs -U:
+    /// "non-unique UUID").
     fn drop(&mut self) {
         let _ = Command::new("partx").args(["-d", &self.dev]).output();
         let _ = Command::new("losetup").args(["-d", &self.dev]).output();
+        let backing = format!("/sys/block/{}/loop/backing_file", self.name());
+        for _ in 0..500 {
+            if !Path::new(&backing).exists() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        eprintln!(
+            "warning: {} is still attached 10 s after losetup -d: something holds it open",
+            self.dev
+        );
     }
 }
 
@@ -109,8 +157,17 @@ impl Mounted {
 }
 
 impl Drop for Mounted {
+    /// Unmounts, retrying for up to 5 s while the mount is busy (a child of another test may
+    /// hold a file of it for a moment), then detaches it lazily.
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).output();
+        for _ in 0..50 {
+            match Command::new("umount").arg(&self.0).output() {
+                Ok(o) if o.status.success() => return,
+                Ok(o) if String::from_utf8_lossy(&o.stderr).contains("not mounted") => return,
+                _ => std::thread::sleep(std::time::Duration::from_millis(100)),
+            }
+        }
+        let _ = Command::new("umount").arg("-l").arg(&self.0).output();
     }
 }
 
