@@ -200,9 +200,13 @@ fn restore_from(
         restore::plan_with_layout(&reader, &d.device, size, sector, default_layout).ok()
     };
     if !default_layout && let Some(targets) = several_disks(opts, con, &reader, disks)? {
-        return restore_onto(
-            opts, con, medium, &reader, &targets, opts.force, false, false,
-        );
+        let chosen = Chosen {
+            targets,
+            force: opts.force,
+            default_layout: false,
+            interactive: false,
+        };
+        return restore_onto(opts, con, medium, &reader, &chosen);
     }
     let (device, force, interactive) = match &opts.target {
         Some(t) => {
@@ -250,16 +254,13 @@ fn restore_from(
             }
         }
     };
-    restore_onto(
-        opts,
-        con,
-        medium,
-        &reader,
-        &[(None, device)],
+    let chosen = Chosen {
+        targets: vec![(None, device)],
         force,
         default_layout,
         interactive,
-    )
+    };
+    restore_onto(opts, con, medium, &reader, &chosen)
 }
 
 /// For an image of several recorded disks: the targets from `osimage.map=`, else, in auto
@@ -340,19 +341,35 @@ fn several_disks(
 /// A restore target: (recorded disk, device); no recorded disk: the system disk.
 type Target = (Option<String>, String);
 
-/// Restores onto `targets`: one `(None, device)` for the system disk alone (or the default
-/// layout), else (recorded disk, device) pairs.
-#[allow(clippy::too_many_arguments)]
+/// What the agent chose to restore onto, and how.
+struct Chosen {
+    /// One `(None, device)` for the system disk alone (or the default layout), else
+    /// (recorded disk, device) pairs.
+    targets: Vec<Target>,
+    /// Over a disk that holds data (`osimage.force=1`, or confirmed at the console).
+    force: bool,
+    /// The image has no layout: osimage's default one.
+    default_layout: bool,
+    /// Chosen at the console: the restore asks before it writes and says so at the end.
+    interactive: bool,
+}
+
+/// Restores as `chosen` says.
 fn restore_onto(
     opts: &AgentOptions,
     con: &Console,
     medium: &Medium,
     reader: &crate::payload::reader::PayloadReader,
-    targets: &[Target],
-    force: bool,
-    default_layout: bool,
-    interactive: bool,
+    chosen: &Chosen,
 ) -> Result<Outcome, String> {
+    let Chosen {
+        targets,
+        force,
+        default_layout,
+        interactive,
+    } = chosen;
+    let (targets, force, default_layout, interactive) =
+        (targets.as_slice(), *force, *default_layout, *interactive);
     let device = targets
         .iter()
         .map(|t| t.1.clone())
