@@ -400,7 +400,23 @@ fn capturing_this_machine_never_fails() {
     // Whatever this host is (a container on overlay, a VM on a disk), capture answers with a
     // layout or a reason, and the answer survives the manifest.
     let l = capture_layout(Path::new("/")).unwrap();
-    assert!(l.none.is_some() || !l.filesystems.is_empty(), "{l:#?}");
+    match &l.none {
+        // No layout: then a reason a person can read, and nothing half-recorded.
+        Some(why) => {
+            assert!(!why.trim().is_empty(), "{l:#?}");
+            assert!(l.filesystems.is_empty(), "{l:#?}");
+        }
+        // A layout: its filesystems, each with a type and a mount point.
+        None => {
+            assert!(!l.filesystems.is_empty(), "{l:#?}");
+            for f in &l.filesystems {
+                assert!(
+                    !f.fstype.is_empty() && f.mount_point.starts_with('/'),
+                    "{f:#?}"
+                );
+            }
+        }
+    }
     check_round_trip(&l);
     assert!(!layout::describe(&l).is_empty());
 }
