@@ -15,6 +15,7 @@ pub(crate) mod capture;
 pub(crate) mod envelope;
 pub(crate) mod extract;
 pub mod format;
+pub mod fuzzing;
 pub(crate) mod image;
 pub mod iso;
 pub mod layout;

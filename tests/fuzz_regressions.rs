@@ -1,6 +1,7 @@
 //! Inputs the fuzzers (fuzz/run.sh) found to crash, hang or exhaust a reader, kept so each
 //! stays fixed: `tests/fuzz-regressions/TARGET/` holds them as the fuzz target TARGET took
-//! them, and each is run again here through the same code as that target (fuzz/fuzz_targets/).
+//! them, and each is run again here through the same code as that target: the target's body is
+//! `osimage::fuzzing::TARGET`, called by fuzz/fuzz_targets/TARGET.rs and by the tests below.
 //!
 //! The checks are the fuzzer's own: no panic, and no single allocation above `LIMIT` (this
 //! binary's allocator records the largest request each thread makes, as libFuzzer's
@@ -98,30 +99,13 @@ fn replay(target: &str, body: fn(&[u8])) {
     }
 }
 
-/// fuzz_targets/manifest.rs
-fn manifest_target(data: &[u8]) {
-    if let Ok((m, _)) = osimage::format::frame::decode_manifest(data) {
-        let _ = osimage::format::validate::validate(&m);
-    }
-}
-
-/// fuzz_targets/layout.rs
-fn layout_target(data: &[u8]) {
-    if let Ok(layout) = osimage::layout::decode(data) {
-        let _ = osimage::layout::describe(&layout);
-        for size in [1 << 20, 8 << 30, u64::MAX] {
-            let _ = osimage::RestorePlan::new(&layout, "/dev/vda", size, 512);
-        }
-    }
-}
-
 /// Layout records the fuzzer found crashing the planner (a subtraction overflowing on
 /// overlapping partitions) are refused without a panic. The fuzz build has overflow checks;
 /// `cargo test --release` has not (the old code wrapped silently there and planned garbage),
 /// so the refusal itself is checked too.
 #[test]
 fn layout_records_found_by_the_fuzzer_are_planned_or_refused() {
-    replay("layout", layout_target);
+    replay("layout", osimage::fuzzing::layout);
     for path in inputs("layout") {
         let layout = osimage::layout::decode(&std::fs::read(&path).expect("read"))
             .unwrap_or_else(|e| panic!("{}: the kept input decodes: {e}", path.display()));
@@ -137,7 +121,7 @@ fn layout_records_found_by_the_fuzzer_are_planned_or_refused() {
 
 #[test]
 fn manifest_frames_found_by_the_fuzzer_allocate_within_bounds() {
-    replay("manifest", manifest_target);
+    replay("manifest", osimage::fuzzing::manifest);
 }
 
 /// A manifest frame wrapped into a `.oimg` (FORMAT.md §6.1: header, no packs, the frame, a

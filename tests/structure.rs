@@ -48,6 +48,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "fuzzing",
+        &["format", "envelope", "iso", "layout", "payload", "restore"],
+    ),
+    (
         "agent",
         &["format", "envelope", "layout", "payload", "restore"],
     ),

@@ -3,8 +3,5 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok((m, _)) = osimage::format::frame::decode_manifest(data) {
-        let _ = osimage::format::validate::validate(&m);
-    }
-});
+// The body is the library's, shared with tests/fuzz_regressions.rs.
+fuzz_target!(|data: &[u8]| osimage::fuzzing::manifest(data));

@@ -2,24 +2,7 @@
 //! every chunk the manifest lists, as extract and verify do.
 #![no_main]
 
-use std::io::Write;
-
 use libfuzzer_sys::fuzz_target;
-use osimage::Unlock;
-use osimage::{BlockCache, PayloadReader};
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(mut f) = tempfile::NamedTempFile::new() else {
-        return;
-    };
-    if f.write_all(data).is_err() {
-        return;
-    }
-    let Ok(r) = PayloadReader::open(f.path(), &Unlock::none()) else {
-        return;
-    };
-    let mut cache = BlockCache::new();
-    for i in 0..r.manifest().chunks.len() {
-        let _ = r.read_chunk(i as u32, &mut cache);
-    }
-});
+// The body is the library's, shared with tests/fuzz_regressions.rs.
+fuzz_target!(|data: &[u8]| osimage::fuzzing::oimg(data));

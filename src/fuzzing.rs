@@ -1,0 +1,66 @@
+//! The bodies of the fuzz targets (`fuzz/fuzz_targets/*.rs`, docs/SECURITY.md): one function
+//! per reader of hostile input, called by the fuzzer with its bytes and, on the inputs it
+//! once found, by `tests/fuzz_regressions.rs` — the same code, so a regression test cannot
+//! drift from what was fuzzed. Each ignores the result: the fuzzer looks for panics, hangs
+//! and runaway allocations, not for a verdict.
+
+use std::io::Write;
+
+use crate::envelope::Unlock;
+use crate::iso::IsoReader;
+use crate::payload::reader::{BlockCache, PayloadReader};
+
+/// The manifest frame reader and the structural checks (FORMAT.md §4, §5, §7).
+pub fn manifest(data: &[u8]) {
+    if let Ok((m, _)) = crate::format::frame::decode_manifest(data) {
+        let _ = crate::format::validate::validate(&m);
+    }
+}
+
+/// The layout record reader (FORMAT.md §9) and what the restore derives from it: every size
+/// and sector in the record is hostile input to the planner.
+pub fn layout(data: &[u8]) {
+    if let Ok(layout) = crate::layout::decode(data) {
+        let _ = crate::layout::describe(&layout);
+        for size in [1 << 20, 8 << 30, u64::MAX] {
+            let _ = crate::restore::RestorePlan::new(&layout, "/dev/vda", size, 512);
+        }
+    }
+}
+
+/// A whole `.oimg` from bytes: open (header, trailer, manifest, packs, validation), then read
+/// every chunk the manifest lists, as extract and verify do.
+pub fn oimg(data: &[u8]) {
+    let Some(f) = to_file(data) else { return };
+    let Ok(r) = PayloadReader::open(f.path(), &Unlock::none()) else {
+        return;
+    };
+    let mut cache = BlockCache::new();
+    for i in 0..r.manifest().chunks.len() {
+        let _ = r.read_chunk(i as u32, &mut cache);
+    }
+}
+
+/// The ISO 9660 reader (volume descriptors, directory records, Rock Ridge, Joliet) and the
+/// payload lookup inside an ISO.
+pub fn iso(data: &[u8]) {
+    let Some(f) = to_file(data) else { return };
+    let Ok(iso) = IsoReader::open(f.path()) else {
+        return;
+    };
+    if let Ok(entries) = iso.read_dir("/") {
+        for e in entries.iter().take(64) {
+            let _ = iso.read_dir(&e.name);
+            let _ = iso.lookup(&e.name);
+        }
+    }
+    let _ = iso.lookup("osimage/manifest.osm");
+    let _ = iso.lookup("osimage/packs/pack-000000.osp");
+}
+
+/// The readers open files: `data` in a temporary one.
+fn to_file(data: &[u8]) -> Option<tempfile::NamedTempFile> {
+    let mut f = tempfile::NamedTempFile::new().ok()?;
+    f.write_all(data).ok()?;
+    Some(f)
+}
