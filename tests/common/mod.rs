@@ -311,6 +311,35 @@ where
     })
 }
 
+/// Like `osimage`, with its address space capped at `bytes` (`prlimit --as`): an allocation the
+/// image talks it into fails at the cap, and a failed allocation aborts (a signal fails the
+/// calling test), so a clean exit proves the memory was never asked for.
+pub fn osimage_capped<I, S>(bytes: u64, args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    use std::os::unix::process::CommandExt;
+    osimage_with(args, |cmd| {
+        let lim = libc::rlimit {
+            rlim_cur: bytes,
+            rlim_max: bytes,
+        };
+        // SAFETY: setrlimit is async-signal-safe; runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    })
+}
+
+/// The memory cap of issue #20: every reading command stays within 512 MiB for any image.
+pub const READ_MEMORY_CAP: u64 = 512 << 20;
+
 /// Like `osimage`, with extra environment variables.
 pub fn osimage_env<I, S>(args: I, env: &[(&str, &str)]) -> Run
 where
