@@ -543,15 +543,12 @@ fn a_scrypt_work_factor_above_what_capture_writes_is_refused_before_scrypt_runs(
         .expect("write");
     drop(f);
     for cmd in ["info", "list"] {
-        let r = common::osimage_capped(
-            common::READ_MEMORY_CAP,
-            [
-                cmd.as_ref(),
-                image.as_os_str(),
-                "--passphrase-file".as_ref(),
-                pw.as_os_str(),
-            ],
-        )
+        let r = common::osimage_capped([
+            cmd.as_ref(),
+            image.as_os_str(),
+            "--passphrase-file".as_ref(),
+            pw.as_os_str(),
+        ])
         .fails();
         assert!(
             r.stderr.contains("scrypt work factor 22 (4 GiB of memory)")
