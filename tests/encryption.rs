@@ -498,3 +498,64 @@ fn a_plain_base_refreshed_with_encrypt_is_sealed_whole() {
     ])
     .ok();
 }
+
+/// Issue #20 item 4: an image whose age scrypt stanza asks for work factor 22 (4 GiB of memory,
+/// minutes of CPU) is refused before scrypt runs, under the 512 MiB cap of a reading command.
+/// The stanza is rewritten in place ("18" → "22", FORMAT.md §11.5) and the key record's hash
+/// recomputed, so only the work factor tells it apart from a real image.
+#[test]
+fn a_scrypt_work_factor_above_what_capture_writes_is_refused_before_scrypt_runs() {
+    use std::os::unix::fs::FileExt;
+    let c = Case::new();
+    let pw = c.write("pw", "correct horse\n");
+    let image = c.path("enc.oimg");
+    common::capture(
+        &c.root,
+        &image,
+        &["-q", "--encrypt", "--passphrase-file", pw.to_str().unwrap()],
+    );
+    // FORMAT.md §11.5: the key record's 64-byte header at 64 (age length at +12, BLAKE3 of
+    // the wrapped key at +32), the age bytes at 128.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&image)
+        .expect("open");
+    let mut head = [0u8; 64];
+    f.read_exact_at(&mut head, 64).expect("read");
+    let age_len = u32::from_le_bytes(head[12..16].try_into().unwrap()) as usize;
+    let mut wrapped = vec![0u8; age_len];
+    f.read_exact_at(&mut wrapped, 128).expect("read");
+    let stanza = b"-> scrypt ";
+    let start = wrapped
+        .windows(stanza.len())
+        .position(|w| w == stanza)
+        .expect("a scrypt stanza");
+    let end = start + wrapped[start..].iter().position(|&b| b == b'\n').unwrap();
+    assert_eq!(
+        &wrapped[end - 3..end],
+        b" 18",
+        "capture writes work factor 18"
+    );
+    wrapped[end - 2..end].copy_from_slice(b"22");
+    f.write_all_at(&wrapped, 128).expect("write");
+    f.write_all_at(blake3::hash(&wrapped).as_bytes(), 64 + 32)
+        .expect("write");
+    drop(f);
+    for cmd in ["info", "list"] {
+        let r = common::osimage_capped([
+            cmd.as_ref(),
+            image.as_os_str(),
+            "--passphrase-file".as_ref(),
+            pw.as_os_str(),
+        ])
+        .fails();
+        assert!(
+            r.stderr.contains("scrypt work factor 22 (4 GiB of memory)")
+                && r.stderr.contains(&image.display().to_string()),
+            "{cmd}: {}",
+            r.describe()
+        );
+        assert!(!r.stderr.contains("wrong passphrase"), "{}", r.describe());
+    }
+}

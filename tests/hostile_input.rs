@@ -424,3 +424,98 @@ fn a_symlink_pointing_outside_is_restored_as_a_link_and_never_followed() {
     );
     assert!(!outside.exists(), "something was written through the link");
 }
+
+/// Issue #20 item 2: an ISO whose `/osimage/manifest.osm` record claims 4 GiB (a sparse file)
+/// is refused from the frame header before the record's length is allocated; every reading
+/// command runs under the 512 MiB cap and exits 1 naming the image.
+#[test]
+fn an_iso_manifest_record_claiming_4_gib_is_refused_before_allocating() {
+    use osimage::format::records::FrameHeader;
+    use osimage::iso::{IsoFile, IsoSource, IsoSpec, MAX_FILE_SIZE, PLACED_START, write_iso};
+    use std::os::unix::fs::FileExt;
+    let dir = common::scratch();
+    let iso = dir.path().join("huge-manifest.iso");
+    // The record's first 64 bytes: a frame header whose body fills the whole record, as a
+    // writer that tells the truth about a 4 GiB manifest would write it (FORMAT.md §4).
+    let len = MAX_FILE_SIZE - 2048; // the largest single extent the writer makes
+    let header = FrameHeader {
+        version: osimage::format::manifest::FORMAT_VERSION,
+        sealed: false,
+        stored_len: len - 64,
+        raw_len: len - 64,
+        hash: [0; 32],
+    };
+    let f = std::fs::File::create(&iso).expect("create");
+    f.write_all_at(&header.encode(), PLACED_START)
+        .expect("write");
+    drop(f);
+    let spec = IsoSpec {
+        volume_id: "HOSTILE".into(),
+        files: vec![IsoFile {
+            path: "osimage/manifest.osm".into(),
+            source: IsoSource::Placed {
+                offset: PLACED_START,
+                len,
+            },
+            mode: 0o644,
+            mtime: 0,
+        }],
+        boot: None,
+        hybrid: false,
+    };
+    write_iso(&spec, &iso).expect("write_iso");
+    let on_disk = std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&iso).expect("stat"));
+    assert!(
+        on_disk * 512 < 1 << 20,
+        "the ISO is sparse: {on_disk} blocks"
+    );
+    for cmd in ["info", "list", "verify"] {
+        let r = common::osimage_capped([cmd.as_ref(), iso.as_os_str()]).fails();
+        assert!(
+            r.stderr.contains("absurd size") && r.stderr.contains(&iso.display().to_string()),
+            "{cmd}: {}",
+            r.describe()
+        );
+    }
+}
+
+/// Issue #20 item 3: an ISO with 20,000 empty `pack-NNNNNN.osp` records beside a manifest that
+/// lists none. Every pack was found by resolving its path from the root and parsing the whole
+/// folder again (quadratic: ~40 s of CPU); the folder is now read once. Every reading command,
+/// under the CPU and memory caps, refuses the image for the packs it does not list.
+#[test]
+fn an_iso_with_twenty_thousand_pack_records_is_refused_within_the_caps() {
+    use osimage::format::frame::encode_manifest;
+    use osimage::iso::{IsoFile, IsoSource, IsoSpec, write_iso};
+    const PACKS: usize = 20_000;
+    let dir = common::scratch();
+    let iso = dir.path().join("many-packs.iso");
+    let file = |path: String, bytes: Vec<u8>| IsoFile {
+        path,
+        source: IsoSource::Bytes(bytes),
+        mode: 0o644,
+        mtime: 0,
+    };
+    let mut files = vec![file(
+        "osimage/manifest.osm".into(),
+        encode_manifest(&Manifest::default()).expect("frame"),
+    )];
+    files.extend((0..PACKS).map(|i| file(format!("osimage/packs/pack-{i:06}.osp"), vec![])));
+    let spec = IsoSpec {
+        volume_id: "HOSTILE".into(),
+        files,
+        boot: None,
+        hybrid: false,
+    };
+    write_iso(&spec, &iso).expect("write_iso");
+    for cmd in ["info", "list", "verify"] {
+        let r = common::osimage_capped([cmd.as_ref(), iso.as_os_str()]).fails();
+        assert!(
+            r.stderr
+                .contains(&format!("0 packs listed, {PACKS} present"))
+                && r.stderr.contains(&iso.display().to_string()),
+            "{cmd}: {}",
+            r.describe()
+        );
+    }
+}

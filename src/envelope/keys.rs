@@ -19,8 +19,11 @@ pub const ENVELOPE_VERSION: u16 = 1;
 pub const CIPHER_CHACHA_STREAM: u8 = 1;
 /// scrypt work factor (log2 N) for passphrases: age's recommended 18 (256 MiB, ~1 s).
 const SCRYPT_LOG_N: u8 = 18;
-/// Highest work factor a reader accepts (a hostile image cannot ask for hours of scrypt).
-const SCRYPT_MAX_LOG_N: u8 = 22;
+/// Highest work factor a reader accepts: what capture writes, no more. scrypt needs
+/// 128 · r · 2^logN bytes (r = 8): 256 MiB at 18; already 19 would take the whole 512 MiB a
+/// reading command may use (issue #20), and 22 made a hostile stanza cost 4 GiB and minutes
+/// before "wrong passphrase".
+const SCRYPT_MAX_LOG_N: u8 = SCRYPT_LOG_N;
 
 const KEYS_MAGIC: &[u8; 8] = b"OSIMKEYS";
 
@@ -107,6 +110,15 @@ impl KeysHeader {
     }
 }
 
+/// The memory scrypt needs at work factor `log_n` (128 · r · N with age's r = 8), for messages.
+fn scrypt_memory(log_n: u8) -> String {
+    match 1u64.checked_shl(u32::from(log_n) + 10) {
+        Some(b) if b >= 1 << 30 => format!("{} GiB", b >> 30),
+        Some(b) => format!("{} MiB", b >> 20),
+        None => "more memory than exists".into(),
+    }
+}
+
 /// Makes a fresh data key for image `image_id` and its key record, wrapped for `lock`.
 pub fn new_key(lock: &Lock, image_id: [u8; 16]) -> Result<(DataKey, Vec<u8>), PayloadError> {
     let key = DataKey::random()?;
@@ -179,6 +191,14 @@ pub fn open_key(
         age::DecryptError::NoMatchingKeys
         | age::DecryptError::DecryptionFailed
         | age::DecryptError::KeyDecryptionFailed => PayloadError::WrongKey(image.to_path_buf()),
+        age::DecryptError::ExcessiveWork { required, .. } => PayloadError::Image {
+            path: image.to_path_buf(),
+            msg: format!(
+                "the key record asks for scrypt work factor {required} ({} of memory); \
+                 osimage writes {SCRYPT_LOG_N} and refuses more (damaged or hostile image)",
+                scrypt_memory(required)
+            ),
+        },
         other => damaged(other),
     })?;
     let mut plain = Vec::with_capacity(48);

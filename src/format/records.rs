@@ -268,7 +268,11 @@ impl FrameHeader {
             hash: array_at(b, 32),
         };
         if h.stored_len > MAX_MANIFEST_STORED || h.raw_len > MAX_MANIFEST_RAW {
-            return Err(PayloadError::format("manifest frame claims an absurd size"));
+            return Err(PayloadError::format(format!(
+                "manifest frame claims an absurd size ({} bytes stored, {} decoded; at most \
+                 {MAX_MANIFEST_STORED} and {MAX_MANIFEST_RAW})",
+                h.stored_len, h.raw_len
+            )));
         }
         Ok(h)
     }

@@ -18,9 +18,17 @@ pub const MANIFEST_NAME: &str = "manifest.osm";
 /// The key record's name inside `PAYLOAD_DIR` (FORMAT.md §11.5).
 pub const KEYS_NAME: &str = "keys.osk";
 
+/// The folder of the packs inside the ISO.
+pub const PACKS_DIR: &str = "osimage/packs";
+
 /// The ISO path of pack `i`.
 pub fn pack_path(i: usize) -> String {
-    format!("{PAYLOAD_DIR}/packs/pack-{i:06}.osp")
+    format!("{PACKS_DIR}/{}", pack_name(i))
+}
+
+/// The name of pack `i` inside `PACKS_DIR`.
+fn pack_name(i: usize) -> String {
+    format!("pack-{i:06}.osp")
 }
 
 /// Whether `bytes` (the file's first 32 KiB + 6 bytes or more) look like ISO 9660.
@@ -55,15 +63,16 @@ pub(super) fn open(
                 "an ISO, but not one made by osimage (no /{manifest_path})"
             ))
         })?;
+    // The packs' folder is read once and each pack found in it by name (issue #20: resolving
+    // every pack from the root made an ISO of many packs quadratic).
+    let unreadable = |e| not_ours(format!("unreadable ISO: {e}"));
     let mut packs = Vec::new();
-    loop {
-        let p = pack_path(packs.len());
-        match iso
-            .lookup(&p)
-            .map_err(|e| not_ours(format!("unreadable ISO: {e}")))?
+    if let Some(dir) = iso.open_dir(PACKS_DIR).map_err(unreadable)? {
+        while let Some(ext) = iso
+            .lookup_in(&dir, &pack_name(packs.len()))
+            .map_err(unreadable)?
         {
-            Some(ext) => packs.push(Span::plain(file.clone(), ext.offset, ext.len)),
-            None => break,
+            packs.push(Span::plain(file.clone(), ext.offset, ext.len));
         }
     }
     // FORMAT.md §11.5: an encrypted image has its key record beside the manifest.

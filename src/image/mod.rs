@@ -18,7 +18,7 @@ use crate::envelope::stream::{self, StreamCipher, StreamId};
 use crate::envelope::{ImageKey, Unlock};
 use crate::format::PayloadError;
 use crate::format::manifest::Manifest;
-use crate::format::records::{PackHeader, RECORD_LEN};
+use crate::format::records::{FrameHeader, PackHeader, RECORD_LEN};
 
 /// A byte range inside an open file; of an encrypted image, a sealed stream (FORMAT.md §11.3)
 /// read as its plaintext.
@@ -166,7 +166,27 @@ pub(crate) fn read_key(
 
 impl Container {
     /// Reads the manifest frame's bytes (decrypted, for an encrypted image).
+    ///
+    /// The frame header is read and checked first (FORMAT.md §4: a body of at most 1 GiB),
+    /// and the record must hold exactly header + body: a record's length is never allocated
+    /// on its word alone (issue #20: an ISO record claiming 4 GiB aborted the allocation).
     pub fn manifest_bytes(&self) -> Result<Vec<u8>, PayloadError> {
+        let mut head = [0u8; RECORD_LEN];
+        self.manifest
+            .read_exact_at(&mut head, 0)
+            .map_err(|e| PayloadError::io("cannot read the manifest of", &self.path, e))?;
+        let frame = FrameHeader::decode(&head).map_err(|e| e.at(&self.path))?;
+        if frame.stored_len.checked_add(RECORD_LEN as u64) != Some(self.manifest.len) {
+            return Err(PayloadError::Image {
+                path: self.path.clone(),
+                msg: format!(
+                    "the manifest record has {} bytes but its frame header says {} \
+                     (damaged or altered)",
+                    self.manifest.len,
+                    frame.stored_len.saturating_add(RECORD_LEN as u64)
+                ),
+            });
+        }
         let mut buf = vec![0u8; self.manifest.len as usize];
         self.manifest
             .read_exact_at(&mut buf, 0)

@@ -24,7 +24,7 @@ pub use boot::{
     BIOS_IMAGE, DISK_INFO, EFI_IMAGE, GRUB_CFG, GrubBoot, PendingGrub, build_grub_boot,
     start_grub_boot,
 };
-pub use reader::{IsoDirEntry, IsoEntryKind, IsoReader};
+pub use reader::{IsoDir, IsoDirEntry, IsoEntryKind, IsoReader};
 pub use signed::{SignedChain, find_signed_chain, pe_signature_len};
 pub use writer::write_iso;
 

@@ -311,6 +311,43 @@ where
     })
 }
 
+/// Like `osimage`, under the limits of issue #20 for a reading command: the address space
+/// capped at [`READ_MEMORY_CAP`] (`prlimit --as`) and the CPU time at [`READ_CPU_CAP`] seconds.
+/// An allocation past the cap fails and aborts, and the kernel kills a process past its CPU
+/// limit (SIGXCPU): either signal fails the calling test, so a clean exit proves the image
+/// could not make the command ask for more.
+pub fn osimage_capped<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    use std::os::unix::process::CommandExt;
+    osimage_with(args, |cmd| {
+        let limit = |n| libc::rlimit {
+            rlim_cur: n,
+            rlim_max: n,
+        };
+        let (mem, cpu) = (limit(READ_MEMORY_CAP), limit(READ_CPU_CAP));
+        // SAFETY: setrlimit is async-signal-safe; runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_AS, &mem) != 0
+                    || libc::setrlimit(libc::RLIMIT_CPU, &cpu) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    })
+}
+
+/// The memory cap of issue #20: every reading command stays within 512 MiB for any image.
+pub const READ_MEMORY_CAP: u64 = 512 << 20;
+/// The CPU cap of issue #20, in seconds: "a few seconds for any image under 1 MB", with room
+/// for a slow or loaded machine (a resource limit, not a timing assertion).
+pub const READ_CPU_CAP: u64 = 10;
+
 /// Like `osimage`, with extra environment variables.
 pub fn osimage_env<I, S>(args: I, env: &[(&str, &str)]) -> Run
 where
