@@ -1,6 +1,7 @@
 //! `osimage verify --boot`'s refusals that need no VM: a payload image (`.oimg`) has no rescue
-//! environment to boot, and the boot options make no sense without `--boot`. (The boots
-//! themselves are proven end to end in tests/e2e_restore.rs.)
+//! environment to boot, and the boot options make no sense without `--boot`; and a QEMU that
+//! cannot run the VM (a stand-in on PATH) is never blamed on the image. (The boots themselves
+//! are proven end to end in tests/e2e_restore.rs.)
 
 use crate::common;
 
@@ -182,4 +183,90 @@ fn files_comparison_catches_content_metadata_missing_and_extra() {
     got.sort();
     assert_eq!(got, want);
     assert_eq!(r.differences, 6);
+}
+
+/// Issue #21: on a host whose QEMU cannot run the guest (here a stand-in
+/// `qemu-system-x86_64` first on the child's PATH: one prints KVM's internal error as QEMU did
+/// on a nested host and stays, as QEMU does; one prints nothing and hangs), the verdict names
+/// the VM and QEMU's message, not the image, with exit status 3; the run ends at the error or
+/// the firmware's silence, long before `--timeout`.
+#[test]
+fn a_qemu_that_cannot_run_the_vm_is_not_blamed_on_the_image() {
+    use common::kernel::{kernel_package, staging_root};
+    common::require_root();
+    common::need(&[
+        ("xorriso", "xorriso"),
+        ("grub-mkimage", "grub-common"),
+        ("mkfs.vfat", "dosfstools"),
+        ("mcopy", "mtools"),
+        ("depmod", "kmod"),
+    ]);
+    let (x, version) = kernel_package();
+    let root = staging_root(&x, &version);
+    let work = common::scratch();
+    let iso = work.path().join("system.iso");
+    common::capture(
+        &root,
+        &iso,
+        &[
+            "--exclude",
+            "/usr/lib",
+            "--exclude",
+            "/usr/bin",
+            "--exclude",
+            "/usr/sbin",
+            "--exclude",
+            "/usr/lib64",
+            "-q",
+        ],
+    )
+    .ok();
+    let kvm_error = "echo \"qemu-system-x86_64: warning: host doesn't support requested \
+         feature: CPUID.01H:ECX.pni [bit 0]\" >&2\n\
+         printf 'KVM internal error. Suberror: 1\\nextra data[0]: 0x1\\nemulation failure\\n' >&2\n\
+         exec sleep 600\n";
+    let cases = [
+        ("kvm-internal-error", kvm_error, "KVM internal error"),
+        ("silent", "exec sleep 600\n", "the firmware wrote nothing"),
+    ];
+    for (name, body, says) in cases {
+        let bin = work.path().join(name);
+        std::fs::create_dir_all(&bin).unwrap();
+        let fake = bin.join("qemu-system-x86_64");
+        std::fs::write(&fake, format!("#!/bin/sh\n{body}")).unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        // the child's PATH only: this process's environment is shared by the other tests
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = osimage()
+            .env("PATH", &path)
+            .args(["verify", "--boot", "--accel", "tcg", "--firmware", "bios"])
+            .args(["--disk-size", "64", "--timeout", "600", "--stall", "5"])
+            .arg("--work-dir")
+            .arg(work.path())
+            .arg(&iso)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let all = format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(3), "{name}: {all}");
+        let verdict = stdout
+            .lines()
+            .find(|l| l.starts_with("verdict: "))
+            .unwrap_or_else(|| panic!("{name}: no verdict: {all}"));
+        assert!(
+            verdict.contains("COULD NOT RUN THE VM")
+                && verdict.contains("bios phase rescue-boot")
+                && verdict.contains(says)
+                && !verdict.contains("FAILED:")
+                && !verdict.contains("did not come up"),
+            "{name}: {verdict}"
+        );
+        // the run ended at QEMU's failure, not at the 600 s limit
+        assert!(!all.contains("timed out"), "{name}: {all}");
+    }
 }
