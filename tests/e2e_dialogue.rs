@@ -145,6 +145,8 @@ fn restore_interactively(iso: &Path, virtio: &Path, nvme: &Path) -> vm::Outcome 
             fail_on: &failures,
             milestones: &[],
             grace: Duration::from_secs(5),
+            stall: None,
+            first_output: Some(osimage::vm::FIRST_OUTPUT),
         },
         &script,
     )

@@ -156,6 +156,8 @@ fn boot_image(fw: Firmware, medium: Medium, iso: &Path, variant: &str, until: &s
         milestones: &[],
         // the initramfs powers off right after the marker; give it a moment, then stop it
         grace: Duration::from_secs(20),
+        stall: None,
+        first_output: Some(vm::FIRST_OUTPUT),
     })
     .unwrap_or_else(|e| panic!("{name}: {e}"));
     let ok = o

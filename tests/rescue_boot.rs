@@ -208,6 +208,8 @@ fn boot(b: &Built, media: Media) -> (String, Option<std::process::ExitStatus>) {
         fail_on: &[],
         milestones: &[],
         grace: Duration::from_secs(1),
+        stall: None,
+        first_output: Some(vm::FIRST_OUTPUT),
     })
     .unwrap_or_else(|e| panic!("booting the rescue environment: {e}"));
     // Kept for a look after the run (the work directory goes away).

@@ -1,6 +1,7 @@
 //! `osimage verify --boot`'s refusals that need no VM: a payload image (`.oimg`) has no rescue
-//! environment to boot, and the boot options make no sense without `--boot`. (The boots
-//! themselves are proven end to end in tests/e2e_restore.rs.)
+//! environment to boot, and the boot options make no sense without `--boot`; and a QEMU that
+//! cannot run the VM (a stand-in on PATH) is never blamed on the image. (The boots themselves
+//! are proven end to end in tests/e2e_restore.rs.)
 
 use crate::common;
 
@@ -182,4 +183,157 @@ fn files_comparison_catches_content_metadata_missing_and_extra() {
     got.sort();
     assert_eq!(got, want);
     assert_eq!(r.differences, 6);
+}
+
+/// An ISO of the cached staging root (a Debian kernel, the payload /etc and /boot), as
+/// tests/capture_iso.rs makes it.
+fn small_iso(work: &std::path::Path) -> std::path::PathBuf {
+    use common::kernel::{kernel_package, staging_root};
+    common::require_root();
+    common::need(&[
+        ("xorriso", "xorriso"),
+        ("grub-mkimage", "grub-common"),
+        ("mkfs.vfat", "dosfstools"),
+        ("mcopy", "mtools"),
+        ("depmod", "kmod"),
+    ]);
+    let (x, version) = kernel_package();
+    let root = staging_root(&x, &version);
+    let iso = work.join("system.iso");
+    let excludes = ["/usr/lib", "/usr/bin", "/usr/sbin", "/usr/lib64"];
+    let mut extra: Vec<&str> = excludes.iter().flat_map(|e| ["--exclude", e]).collect();
+    extra.push("-q");
+    common::capture(&root, &iso, &extra);
+    iso
+}
+
+/// A stand-in `qemu-system-x86_64` (a shell script with `body`) in `dir`; returns a PATH
+/// with it first, for the child process only (this process's environment is shared by the
+/// other tests).
+fn fake_qemu_path(dir: &std::path::Path, body: &str) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    let fake = dir.join("qemu-system-x86_64");
+    std::fs::write(&fake, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// What QEMU printed on the nested host of issue #21 when OVMF ran under KVM.
+const KVM_ERROR: &str = "echo \"qemu-system-x86_64: warning: host doesn't support requested \
+     feature: CPUID.01H:ECX.pni [bit 0]\" >&2\n\
+     printf 'KVM internal error. Suberror: 1\\nextra data[0]: 0x1\\nemulation failure\\n' >&2\n\
+     exec sleep 600\n";
+
+/// `osimage verify --boot ISO` with `args`, the fake QEMU's PATH, the work dir in `work`.
+fn verify_boot(
+    path: &str,
+    work: &std::path::Path,
+    iso: &std::path::Path,
+    args: &[&str],
+) -> (Option<i32>, String, String) {
+    let out = osimage()
+        .env("PATH", path)
+        .args([
+            "verify",
+            "--boot",
+            "--firmware",
+            "bios",
+            "--disk-size",
+            "64",
+        ])
+        .args(["--timeout", "600", "--stall", "5"])
+        .args(args)
+        .arg("--work-dir")
+        .arg(work)
+        .arg(iso)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Issue #21: on a host whose QEMU cannot run the guest (a stand-in QEMU: one prints KVM's
+/// internal error as QEMU did on a nested host and stays, as QEMU does; one prints nothing
+/// and hangs), the verdict names the VM and QEMU's message, not the image, with exit status
+/// 3; the run ends at the error or the firmware's silence, not at `--timeout`.
+#[test]
+fn a_qemu_that_cannot_run_the_vm_is_not_blamed_on_the_image() {
+    let work = common::scratch();
+    let iso = small_iso(work.path());
+    let cases = [
+        ("kvm-internal-error", KVM_ERROR, "KVM internal error"),
+        ("silent", "exec sleep 600\n", "the firmware wrote nothing"),
+    ];
+    for (name, body, says) in cases {
+        let path = fake_qemu_path(&work.path().join(name), body);
+        let (code, stdout, stderr) = verify_boot(&path, work.path(), &iso, &["--accel", "tcg"]);
+        let all = format!("{stdout}\n{stderr}");
+        assert_eq!(code, Some(3), "{name}: {all}");
+        let verdict = stdout
+            .lines()
+            .find(|l| l.starts_with("verdict: "))
+            .unwrap_or_else(|| panic!("{name}: no verdict: {all}"));
+        assert!(
+            verdict.contains("COULD NOT RUN THE VM")
+                && verdict.contains("bios phase rescue-boot")
+                && verdict.contains(says)
+                && !verdict.contains("FAILED:")
+                && !verdict.contains("did not come up"),
+            "{name}: {verdict}"
+        );
+        // the run ended at QEMU's failure, not at the 600 s limit
+        assert!(!all.contains("timed out"), "{name}: {all}");
+    }
+}
+
+/// Issue #21, `--accel auto`: KVM passes the probe (the stand-in writes to the probe's serial
+/// console) but the first real boot under KVM stops with KVM's internal error: the run
+/// switches to TCG, says so, and boots again under TCG (where this stand-in writes nothing:
+/// exit 3 again, the VM's failure). Needs a /dev/kvm that runs the `hlt` guest.
+#[test]
+fn auto_falls_back_to_tcg_when_kvm_cannot_run_the_boot() {
+    let work = common::scratch();
+    let iso = small_iso(work.path());
+    let body = format!(
+        "serial=; machine=\n\
+         while [ $# -gt 0 ]; do case \"$1\" in\n\
+           -serial) serial=\"${{2#file:}}\"; shift;;\n\
+           -machine) machine=\"$2\"; shift;;\n\
+         esac; shift; done\n\
+         case \"$serial\" in *kvm-probe*) echo 'BdsDxe: fake firmware' >\"$serial\"; exec sleep 600;; esac\n\
+         case \"$machine\" in *accel=kvm*) {KVM_ERROR};; esac\n\
+         exec sleep 600\n"
+    );
+    let path = fake_qemu_path(&work.path().join("bin"), &body);
+    let (code, stdout, stderr) = verify_boot(&path, work.path(), &iso, &["--accel", "auto"]);
+    let all = format!("{stdout}\n{stderr}");
+    if stdout.contains("KVM does not work here") {
+        eprintln!("no working /dev/kvm here: the fallback is not exercised\n{all}");
+        return;
+    }
+    assert_eq!(code, Some(3), "{all}");
+    let accel = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("accelerator: "))
+        .unwrap_or_else(|| panic!("no accelerator line: {all}"));
+    assert!(
+        accel.contains("TCG (fell back: KVM could not run the bios rescue-boot phase")
+            && accel.contains("KVM internal error")
+            && accel.contains("chosen first: KVM"),
+        "{accel}"
+    );
+    assert!(stderr.contains("TCG from now on"), "{all}");
+    // the verdict is the TCG run's: its firmware wrote nothing
+    assert!(
+        stdout.contains("verdict: COULD NOT RUN THE VM")
+            && stdout.contains("the firmware wrote nothing"),
+        "{all}"
+    );
 }

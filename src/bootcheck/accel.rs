@@ -1,11 +1,17 @@
 //! KVM or TCG. `/dev/kvm` existing proves little (nested hosts, missing permissions, a module
-//! that loads but cannot run a guest), so KVM is tried: a one-page guest whose reset vector
-//! holds `hlt` must run and exit with `KVM_EXIT_HLT`. Anything else, or no answer within a
-//! few seconds, means TCG, and the reason is reported.
+//! that loads but cannot run a guest), so KVM is tried twice: a one-page guest whose reset
+//! vector holds `hlt` must run and exit with `KVM_EXIT_HLT`, and then the real firmware runs
+//! under KVM for a few seconds with its consoles and QEMU's stderr watched (OVMF when
+//! installed: it uses what a kernel uses, x87/SSE, protected and long mode; issue #21 found a
+//! nested host where the `hlt` guest runs and OVMF dies at once with KVM's internal error).
+//! Anything else means TCG, and the reason is reported.
 
 use std::fs::OpenOptions;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
 use std::time::Duration;
+
+use super::vm::{self, Ended, Firmware, VmSpec};
 
 /// The accelerator QEMU runs with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -34,21 +40,67 @@ pub enum AccelChoice {
     Tcg,
 }
 
-/// The accelerator to use and why.
-pub fn choose(choice: AccelChoice) -> Result<(Accel, String), String> {
+/// The accelerator to use and why; `logs`: where the firmware probe's logs go.
+pub fn choose(choice: AccelChoice, logs: &Path) -> Result<(Accel, String), String> {
+    let works = || probe().and_then(|()| probe_firmware(logs));
     match choice {
         AccelChoice::Tcg => Ok((Accel::Tcg, "TCG (asked for)".into())),
-        AccelChoice::Kvm => match probe() {
-            Ok(()) => Ok((
+        AccelChoice::Kvm => match works() {
+            Ok(fw) => Ok((
                 Accel::Kvm,
-                "KVM (asked for; /dev/kvm runs a test guest)".into(),
+                format!("KVM (asked for; /dev/kvm runs a test guest and {fw})"),
             )),
             Err(e) => Err(format!("--accel kvm: KVM does not work here: {e}")),
         },
-        AccelChoice::Auto => Ok(match probe() {
-            Ok(()) => (Accel::Kvm, "KVM (/dev/kvm runs a test guest)".into()),
+        AccelChoice::Auto => Ok(match works() {
+            Ok(fw) => (
+                Accel::Kvm,
+                format!("KVM (/dev/kvm runs a test guest and {fw})"),
+            ),
             Err(e) => (Accel::Tcg, format!("TCG (KVM does not work here: {e})")),
         }),
+    }
+}
+
+/// How long the firmware runs under KVM in the probe.
+const FIRMWARE_PROBE: Duration = Duration::from_secs(8);
+
+/// Runs the firmware under KVM for `FIRMWARE_PROBE` (no disk, nothing to boot): it must
+/// write to a console and QEMU must report no failure. Returns what ran.
+fn probe_firmware(logs: &Path) -> Result<String, String> {
+    let fw = if Path::new(vm::OVMF_CODE).is_file() && Path::new(vm::OVMF_VARS).is_file() {
+        Firmware::Uefi
+    } else {
+        Firmware::Bios
+    };
+    let spec = VmSpec {
+        name: format!("kvm-probe-{}", fw.name()),
+        log_dir: logs,
+        firmware: fw,
+        accel: Accel::Kvm,
+        memory_mib: 256,
+        cdrom: None,
+        kernel: None,
+        disks: Vec::new(),
+        timeout: FIRMWARE_PROBE,
+        stop_on: &[],
+        fail_on: &[],
+        milestones: &[],
+        grace: Duration::from_secs(1),
+        stall: None,
+        first_output: Some(FIRMWARE_PROBE - Duration::from_secs(1)),
+    };
+    let o = vm::run(&spec).map_err(|e| format!("{} under KVM: {e}", fw.product()))?;
+    let ran = format!(
+        "{} ran under KVM for {} s",
+        fw.product(),
+        FIRMWARE_PROBE.as_secs()
+    );
+    match (&o.ended, o.vm_failure()) {
+        (_, Some(m)) => Err(format!("{} under KVM: {m}", fw.product())),
+        // still running at the end, or ended by itself (nothing to boot), QEMU content
+        (Ended::TimedOut | Ended::Exited(_), None) => Ok(ran),
+        (_, None) => Err(format!("{} under KVM: {}", fw.product(), o.describe())),
     }
 }
 
@@ -198,10 +250,11 @@ mod tests {
 
     #[test]
     fn tcg_when_asked_and_auto_says_why() {
-        let (a, why) = choose(AccelChoice::Tcg).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (a, why) = choose(AccelChoice::Tcg, dir.path()).unwrap();
         assert_eq!(a, Accel::Tcg);
         assert!(why.contains("TCG"));
-        let (a, why) = choose(AccelChoice::Auto).unwrap();
+        let (a, why) = choose(AccelChoice::Auto, dir.path()).unwrap();
         match a {
             Accel::Kvm => assert!(why.starts_with("KVM"), "{why}"),
             Accel::Tcg => assert!(why.contains("KVM does not work"), "{why}"),

@@ -10,7 +10,7 @@ use super::files::{self, FilesReport};
 use super::firstboot::{self, Witness};
 use super::report::{FirmwareRun, Phase, PhaseName, Status};
 use super::scratch;
-use super::vm::{self, Bus, Drive, Ended, Firmware, Outcome, VmSpec};
+use super::vm::{self, Bus, Drive, Ended, FIRST_OUTPUT, Firmware, Outcome, VmSpec};
 use super::{Accel, BootCheckError, BootCheckOptions};
 use crate::format::manifest::Manifest;
 use crate::layout::DiskLayout;
@@ -45,10 +45,30 @@ fn phase(name: PhaseName, ok: bool, took: Duration, detail: String, o: Option<&O
     }
 }
 
+/// A phase QEMU could not run (issue #21): the VM's failure, not the image's.
+fn vm_phase(name: PhaseName, took: Duration, why: &str, o: &Outcome) -> Phase {
+    Phase {
+        status: Status::VmFailed,
+        ..phase(
+            name,
+            false,
+            took,
+            format!("could not run the VM (not the image's fault): {why}"),
+            Some(o),
+        )
+    }
+}
+
 /// Why a VM that did not reach its goal stopped.
 fn why(o: &Outcome, waited_for: &str) -> String {
     match &o.ended {
         Ended::Failed(line) => line.clone(),
+        Ended::Stalled(line) => format!(
+            "stalled after `{}` (no console output for the stall limit; waited for `{waited_for}`)",
+            line.trim()
+        ),
+        Ended::NoOutput => "the firmware wrote nothing".into(),
+        Ended::VmError(m) => format!("QEMU could not run the VM: {m}"),
         Ended::TimedOut => format!(
             "no `{waited_for}` within {:.0} s (timed out)",
             o.elapsed.as_secs_f64()
@@ -68,6 +88,22 @@ impl Context<'_> {
         self.work.join("logs")
     }
 
+    /// Why QEMU could not run this boot, if so. Under KVM a stalled console counts too: on a
+    /// nested host KVM may hang a guest that runs under TCG (issue #21), and `--accel auto`
+    /// then retries under TCG, where a stall is the image's.
+    fn vm_level(&self, o: &Outcome) -> Option<String> {
+        if let Some(m) = o.vm_failure() {
+            return Some(m);
+        }
+        match (&o.ended, self.accel) {
+            (Ended::Stalled(line), Accel::Kvm) => Some(format!(
+                "the console stalled under KVM after `{}` (try --accel tcg)",
+                line.trim()
+            )),
+            _ => None,
+        }
+    }
+
     fn spec<'s>(&'s self, name: String, fw: Firmware, logs: &'s Path) -> VmSpec<'s> {
         VmSpec {
             name,
@@ -83,6 +119,8 @@ impl Context<'_> {
             fail_on: &[],
             milestones: &[],
             grace: GRACE,
+            stall: Some(self.opts.stall),
+            first_output: Some(FIRST_OUTPUT.min(self.opts.stall)),
         }
     }
 
@@ -156,7 +194,14 @@ impl Context<'_> {
         spec.fail_on = &fail_on;
         spec.milestones = &milestones;
         let o = vm::run(&spec)?;
+        let vm_failure = self.vm_level(&o);
         let Some(ready) = o.milestones[0] else {
+            if let Some(m) = vm_failure {
+                run.phases
+                    .push(vm_phase(PhaseName::RescueBoot, o.elapsed, &m, &o));
+                run.phases.push(Phase::skipped(PhaseName::Restore));
+                return Ok(false);
+            }
             run.phases.push(phase(
                 PhaseName::RescueBoot,
                 false,
@@ -191,8 +236,10 @@ impl Context<'_> {
             why(&o, console::RESTORE_DONE)
         };
         let took = o.elapsed.saturating_sub(ready);
-        run.phases
-            .push(phase(PhaseName::Restore, ok, took, detail, Some(&o)));
+        run.phases.push(match vm_failure {
+            Some(m) if !ok => vm_phase(PhaseName::Restore, took, &m, &o),
+            _ => phase(PhaseName::Restore, ok, took, detail, Some(&o)),
+        });
         Ok(ok)
     }
 
@@ -231,6 +278,9 @@ impl Context<'_> {
         }];
         spec.stop_on = &stop_on;
         spec.fail_on = &fail_on;
+        // The restored system's console may not be the serial port at all (its own settings
+        // are not trusted): after the firmware, silence until the witness is normal here.
+        spec.stall = None;
         let o = vm::run(&spec);
         // the witness goes whatever the boot did
         let a = scratch::assemble(disk, self.layout, &staging, true)?;
@@ -240,6 +290,9 @@ impl Context<'_> {
         let o = o?;
         let line = console::line_with(&o.console, &up);
         let ok = line.is_some() && !matches!(o.ended, Ended::Failed(_));
+        if !ok && let Some(m) = self.vm_level(&o) {
+            return Ok(vm_phase(PhaseName::FirstBoot, o.elapsed, &m, &o));
+        }
         let detail = match line {
             Some(l) if ok => l,
             _ => format!("the restored system did not come up: {}", why(&o, &up)),

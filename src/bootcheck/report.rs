@@ -39,7 +39,19 @@ pub enum Status {
     Failed,
     /// Not run because an earlier phase failed.
     Skipped,
+    /// QEMU could not run the VM (issue #21): says nothing about the image.
+    #[serde(rename = "vm-failed")]
+    VmFailed,
 }
+
+/// Exit status of `verify --boot`: every phase passed.
+pub const EXIT_PASSED: i32 = 0;
+/// A phase failed because of the image (or the check could not start: missing tool, not an
+/// ISO; the process's usual failure status).
+pub const EXIT_IMAGE_FAILED: i32 = 1;
+/// No phase blamed the image, but QEMU could not run the VM on this host (KVM's internal
+/// error, no firmware output, QEMU exiting unasked): the image was not judged.
+pub const EXIT_VM_FAILED: i32 = 3;
 
 /// One phase's result.
 #[derive(Clone, Debug, Serialize)]
@@ -82,6 +94,11 @@ impl FirmwareRun {
     pub fn failed(&self) -> Option<&Phase> {
         self.phases.iter().find(|p| p.status == Status::Failed)
     }
+
+    /// The phase QEMU could not run.
+    pub fn vm_failed(&self) -> Option<&Phase> {
+        self.phases.iter().find(|p| p.status == Status::VmFailed)
+    }
 }
 
 /// The whole run.
@@ -100,6 +117,8 @@ pub struct BootReport {
     /// The scratch disk of each firmware, when kept.
     pub disks: Vec<String>,
     pub passed: bool,
+    /// No phase blamed the image but QEMU could not run a VM: the image was not judged.
+    pub vm_failed: bool,
     pub verdict: String,
 }
 
@@ -120,9 +139,29 @@ impl BootReport {
                 })
             })
             .collect();
-        self.passed = failed.is_empty() && !self.runs.is_empty();
+        let vm: Vec<String> = self
+            .runs
+            .iter()
+            .filter_map(|r| {
+                r.vm_failed().map(|p| {
+                    format!(
+                        "{} phase {}: {}",
+                        r.firmware.name(),
+                        p.phase.name(),
+                        first_line(&p.detail)
+                    )
+                })
+            })
+            .collect();
+        self.passed = failed.is_empty() && vm.is_empty() && !self.runs.is_empty();
+        self.vm_failed = failed.is_empty() && !vm.is_empty();
         let modes: Vec<&str> = self.runs.iter().map(|r| r.firmware.name()).collect();
-        self.verdict = if self.passed {
+        self.verdict = if self.vm_failed {
+            format!(
+                "COULD NOT RUN THE VM (the image was not judged): {}",
+                vm.join("; ")
+            )
+        } else if self.passed {
             format!(
                 "PASSED: {} restores and its restored system boots ({})",
                 self.image,
@@ -131,6 +170,18 @@ impl BootReport {
         } else {
             format!("FAILED: {}", failed.join("; "))
         };
+    }
+
+    /// The process exit status: `EXIT_PASSED`, `EXIT_IMAGE_FAILED` when any phase blamed the
+    /// image (even if another mode's VM could not run), else `EXIT_VM_FAILED`.
+    pub fn exit_code(&self) -> i32 {
+        if self.passed {
+            EXIT_PASSED
+        } else if self.vm_failed {
+            EXIT_VM_FAILED
+        } else {
+            EXIT_IMAGE_FAILED
+        }
     }
 
     /// The report for people.
@@ -145,6 +196,7 @@ impl BootReport {
                     Status::Passed => "passed",
                     Status::Failed => "FAILED",
                     Status::Skipped => "skipped",
+                    Status::VmFailed => "VM-FAILED",
                 };
                 t.push_str(&format!(
                     "  [{}] {:<12} {:<8} {:>7.1} s  {}\n",
@@ -154,7 +206,7 @@ impl BootReport {
                     p.seconds,
                     p.detail.replace('\n', "\n      ")
                 ));
-                if p.status == Status::Failed {
+                if matches!(p.status, Status::Failed | Status::VmFailed) {
                     if let Some(log) = &p.console_log {
                         t.push_str(&format!("      console log: {log}\n"));
                     }
@@ -192,4 +244,68 @@ impl BootReport {
 
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(fw: Firmware, status: Status, detail: &str) -> FirmwareRun {
+        let mut p = Phase::skipped(PhaseName::RescueBoot);
+        p.status = status;
+        p.detail = detail.into();
+        FirmwareRun {
+            firmware: fw,
+            phases: vec![p, Phase::skipped(PhaseName::Restore)],
+            files: None,
+        }
+    }
+
+    fn report(runs: Vec<FirmwareRun>) -> BootReport {
+        let mut r = BootReport {
+            image: "s.iso".into(),
+            accel: Accel::Kvm,
+            accel_note: String::new(),
+            memory_mib: 1536,
+            firmware_note: String::new(),
+            runs,
+            kept: None,
+            disks: Vec::new(),
+            passed: false,
+            vm_failed: false,
+            verdict: String::new(),
+        };
+        r.decide();
+        r
+    }
+
+    /// Issue #21: QEMU's failure is never the image's, and has its own exit status; an image
+    /// failure elsewhere in the run still wins.
+    #[test]
+    fn a_vm_failure_is_not_blamed_on_the_image() {
+        let kvm = "could not run the VM: KVM internal error. Suberror: 1 … emulation failure";
+        let r = report(vec![run(Firmware::Uefi, Status::VmFailed, kvm)]);
+        assert_eq!(r.exit_code(), EXIT_VM_FAILED);
+        assert!(!r.passed);
+        assert!(
+            r.verdict.starts_with("COULD NOT RUN THE VM")
+                && r.verdict.contains("KVM internal error")
+                && !r.verdict.contains("FAILED:"),
+            "{}",
+            r.verdict
+        );
+        assert!(r.text().contains("VM-FAILED"), "{}", r.text());
+        let r = report(vec![
+            run(
+                Firmware::Bios,
+                Status::Failed,
+                "the rescue environment did not come up",
+            ),
+            run(Firmware::Uefi, Status::VmFailed, kvm),
+        ]);
+        assert_eq!(r.exit_code(), EXIT_IMAGE_FAILED);
+        assert!(r.verdict.starts_with("FAILED: bios"), "{}", r.verdict);
+        let r = report(vec![run(Firmware::Bios, Status::Passed, "ready")]);
+        assert_eq!(r.exit_code(), EXIT_PASSED);
+    }
 }

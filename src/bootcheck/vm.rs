@@ -28,6 +28,11 @@ pub const OVMF_PACKAGE: &str = "ovmf";
 pub const OVMF_SB_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
 pub const OVMF_SB_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
 
+/// The firmware writes within seconds even under TCG on a busy machine (SeaBIOS to the debug
+/// port at once; OVMF to the serial port within ~12 s under TCG here): no byte at all within
+/// this long means QEMU never ran it (issue #21).
+pub const FIRST_OUTPUT: Duration = Duration::from_secs(60);
+
 /// A busy host runs one VM at a time, even when callers run on several threads.
 static ONE_VM: Mutex<()> = Mutex::new(());
 
@@ -121,6 +126,12 @@ pub struct VmSpec<'a> {
     /// Console lines whose first appearance is timed (phase boundaries).
     pub milestones: &'a [&'a str],
     pub grace: Duration,
+    /// No new console output (serial port or firmware debug port) for this long ends the boot
+    /// as `Ended::Stalled` (issue #21). `None`: only `timeout`.
+    pub stall: Option<Duration>,
+    /// No console output at all for this long ends the boot as `Ended::NoOutput`: the firmware
+    /// (SeaBIOS writes to the debug port 0x402, OVMF to the serial port) did not run.
+    pub first_output: Option<Duration>,
 }
 
 /// How a boot ended.
@@ -133,6 +144,12 @@ pub enum Ended {
     /// A `fail_on` text appeared; the console line holding it.
     Failed(String),
     TimedOut,
+    /// No new console output for `stall`; the last console line.
+    Stalled(String),
+    /// No console output at all within `first_output`: the firmware never ran.
+    NoOutput,
+    /// QEMU reported that it cannot run the guest (`qemu_error`): its message.
+    VmError(String),
 }
 
 /// A line typed into the serial console once `after` appears there (expect-style).
@@ -174,6 +191,27 @@ impl Outcome {
         super::console::tail(&self.console, n)
     }
 
+    /// Why QEMU could not run the VM, when that is how the boot ended (issue #21): QEMU's own
+    /// error on its stderr (KVM's internal error, an emulation failure), the firmware writing
+    /// nothing at all, or QEMU exiting with a failure the guest did not ask for (a guest that
+    /// powers off or reboots under `-no-reboot` makes QEMU exit 0). `None`: the VM ran, so
+    /// what the console shows is the guest's doing.
+    pub fn vm_failure(&self) -> Option<String> {
+        match &self.ended {
+            Ended::VmError(m) => Some(m.clone()),
+            Ended::NoOutput => Some(format!(
+                "the firmware wrote nothing within {:.0} s{}",
+                self.elapsed.as_secs_f64(),
+                stderr_note(&self.stderr)
+            )),
+            Ended::Exited(s) if !s.success() => Some(format!(
+                "QEMU exited with {s} without the guest asking{}",
+                stderr_note(&self.stderr)
+            )),
+            _ => qemu_error(&self.stderr),
+        }
+    }
+
     /// How it ended, the log's path, the QEMU command, its stderr and the last console lines:
     /// for failure messages.
     pub fn describe(&self) -> String {
@@ -182,6 +220,9 @@ impl Outcome {
             Ended::Stopped(l) => format!("QEMU stopped after `{}`", l.trim()),
             Ended::Failed(l) => format!("QEMU stopped after a failure: `{}`", l.trim()),
             Ended::TimedOut => "QEMU killed at the timeout".to_string(),
+            Ended::Stalled(l) => format!("QEMU killed: the console stalled after `{}`", l.trim()),
+            Ended::NoOutput => "QEMU killed: the firmware wrote nothing".to_string(),
+            Ended::VmError(m) => format!("QEMU could not run the VM: {m}"),
         };
         format!(
             "{how} after {:.0} s\nconsole: {}\n{QEMU} {}\nqemu stderr: {}\n--- last 60 console lines ---\n{}",
@@ -192,6 +233,52 @@ impl Outcome {
             self.tail(60).join("\n")
         )
     }
+}
+
+/// QEMU's own messages (stderr) that mean it cannot run the guest: KVM's internal error with
+/// its emulation failure (issue #21: an x87 instruction in OVMF on a nested host), an
+/// accelerator that fails to start, a guest that dies in the hypervisor. Warnings
+/// (`host doesn't support requested feature`) are not failures. Returns the matching lines,
+/// joined with ` … `.
+pub fn qemu_error(stderr: &str) -> Option<String> {
+    const SIGNS: &[&str] = &[
+        "internal error",
+        "emulation failure",
+        "kvm run failed",
+        "failed to initialize kvm",
+        "could not access kvm",
+        "kvm_init",
+        "error: kvm",
+        "fatal:",
+        "triple fault",
+    ];
+    let hits: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.to_ascii_lowercase().contains("warning:"))
+        .filter(|l| {
+            let low = l.to_ascii_lowercase();
+            SIGNS.iter().any(|s| low.contains(s))
+        })
+        .take(3)
+        .collect();
+    if hits.is_empty() {
+        None
+    } else {
+        Some(hits.join(" … "))
+    }
+}
+
+/// `: <first stderr line that is not a warning>`, or nothing.
+fn stderr_note(stderr: &str) -> String {
+    let line = qemu_error(stderr).or_else(|| {
+        stderr
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.contains("warning:"))
+            .map(str::to_string)
+    });
+    line.map(|l| format!(" (QEMU: {l})")).unwrap_or_default()
 }
 
 /// QEMU's arguments for `spec`; `typing`: the serial port also reads QEMU's standard input
@@ -217,6 +304,10 @@ fn args(spec: &VmSpec, serial: &Path, vars: &Path, typing: bool) -> Vec<String> 
         "-nic".into(),
         "none".into(),
     ];
+    // SeaBIOS writes its log to the debug port, so even a BIOS boot shows output at once
+    a.push("-debugcon".into());
+    a.push(format!("file:{}", debug_log(serial).display()));
+    a.extend(["-global".into(), "isa-debugcon.iobase=0x402".into()]);
     if typing {
         a.push("-chardev".into());
         a.push(format!(
@@ -332,6 +423,7 @@ pub fn run_typing(spec: &VmSpec, script: &[Typed]) -> Result<Outcome, BootCheckE
     let vars = spec.log_dir.join(format!("{}.vars.fd", spec.name));
     let stderr_path = spec.log_dir.join(format!("{}.qemu-stderr", spec.name));
     let _ = std::fs::remove_file(&serial);
+    let _ = std::fs::remove_file(debug_log(&serial));
     if let Some([_, template]) = spec.firmware.ovmf() {
         std::fs::copy(template, &vars).map_err(io("copying OVMF variables to", &vars))?;
     }
@@ -350,7 +442,7 @@ pub fn run_typing(spec: &VmSpec, script: &[Typed]) -> Result<Outcome, BootCheckE
         .spawn()
         .map_err(io("starting", Path::new(QEMU)))?;
     let mut keyboard = Keyboard::new(child.stdin.take(), script);
-    let watched = watch(&mut child, spec, &serial, &mut keyboard);
+    let watched = watch(&mut child, spec, &serial, &stderr_path, &mut keyboard);
     if !matches!(watched.0, Ended::Exited(_)) {
         let _ = child.kill();
         let _ = child.wait();
@@ -419,6 +511,16 @@ impl<'a> Keyboard<'a> {
     }
 }
 
+/// The firmware's debug port log beside the serial log (`NAME.debugcon`).
+fn debug_log(serial: &Path) -> PathBuf {
+    serial.with_extension("debugcon")
+}
+
+/// Bytes in a file (0 when it is missing).
+fn file_len(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
 fn read_console(serial: &Path) -> String {
     String::from_utf8_lossy(&std::fs::read(serial).unwrap_or_default()).into_owned()
 }
@@ -432,21 +534,30 @@ fn line_with(console: &str, needle: &str) -> String {
     super::console::line_with(console, needle).unwrap_or_else(|| needle.to_string())
 }
 
-/// Polls the VM and its console until it ends.
+/// Polls the VM, its console and QEMU's stderr until it ends.
 fn watch(
     child: &mut Child,
     spec: &VmSpec,
     serial: &Path,
+    stderr: &Path,
     keyboard: &mut Keyboard,
 ) -> (Ended, Duration, Vec<Option<Duration>>) {
     let start = Instant::now();
     let mut milestones = vec![None; spec.milestones.len()];
     let mut verdict: Option<(Ended, Instant)> = None;
+    // console bytes (serial + debug port) and when they last grew
+    let mut seen = 0u64;
+    let mut last_output = Instant::now();
     loop {
         let status = child.try_wait();
         let bytes = read_console_bytes(serial);
         keyboard.answer(&bytes, start.elapsed());
         let console = String::from_utf8_lossy(&bytes).into_owned();
+        let now_seen = bytes.len() as u64 + file_len(&debug_log(serial));
+        if now_seen != seen {
+            seen = now_seen;
+            last_output = Instant::now();
+        }
         for (i, m) in spec.milestones.iter().enumerate() {
             if milestones[i].is_none() && console.contains(m) {
                 milestones[i] = Some(start.elapsed());
@@ -457,28 +568,65 @@ fn watch(
                 verdict = Some((Ended::Failed(line_with(&console, f)), Instant::now()));
             } else if let Some(s) = spec.stop_on.iter().find(|s| console.contains(*s)) {
                 verdict = Some((Ended::Stopped(line_with(&console, s)), Instant::now()));
+            } else if let Some(m) = qemu_error(&std::fs::read_to_string(stderr).unwrap_or_default())
+            {
+                // QEMU stops the guest but stays: the grace lets the rest of its dump arrive
+                verdict = Some((Ended::VmError(m), Instant::now()));
             }
         }
         match status {
             Ok(Some(s)) => {
                 let ended = match verdict {
-                    Some((Ended::Failed(l), _)) => Ended::Failed(l),
-                    _ => Ended::Exited(s),
+                    Some((e @ (Ended::Failed(_) | Ended::VmError(_)), _)) => e,
+                    _ => match qemu_error(&std::fs::read_to_string(stderr).unwrap_or_default()) {
+                        Some(m) => Ended::VmError(m),
+                        None => Ended::Exited(s),
+                    },
                 };
                 return (ended, start.elapsed(), milestones);
             }
             Err(_) => return (Ended::TimedOut, start.elapsed(), milestones),
             Ok(None) => {}
         }
-        if let Some((ended, at)) = &verdict
-            && at.elapsed() > spec.grace
-        {
-            return (ended.clone(), start.elapsed(), milestones);
+        if let Some((ended, at)) = &verdict {
+            if at.elapsed() > spec.grace {
+                let ended = match ended {
+                    // the whole message, now that it is complete
+                    Ended::VmError(_) => {
+                        qemu_error(&std::fs::read_to_string(stderr).unwrap_or_default())
+                            .map_or_else(|| ended.clone(), Ended::VmError)
+                    }
+                    _ => ended.clone(),
+                };
+                return (ended, start.elapsed(), milestones);
+            }
+        } else if let Some(end) = silent(spec, seen, last_output.elapsed(), &console) {
+            return (end, start.elapsed(), milestones);
         }
         if start.elapsed() > spec.timeout {
             return (Ended::TimedOut, start.elapsed(), milestones);
         }
         std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Whether the console has been quiet too long: nothing at all within `first_output`, or
+/// nothing new within `stall` (then the last line it showed).
+fn silent(spec: &VmSpec, seen: u64, quiet: Duration, console: &str) -> Option<Ended> {
+    if seen == 0 {
+        return match spec.first_output {
+            Some(limit) if quiet > limit => Some(Ended::NoOutput),
+            _ => None,
+        };
+    }
+    match spec.stall {
+        Some(limit) if quiet > limit => {
+            let last = super::console::tail(console, 1).pop();
+            Some(Ended::Stalled(last.unwrap_or_else(|| {
+                "the firmware's debug output (nothing on the serial console)".into()
+            })))
+        }
+        _ => None,
     }
 }
 
@@ -526,6 +674,8 @@ mod tests {
             fail_on: &[],
             milestones: &[],
             grace: Duration::from_secs(1),
+            stall: None,
+            first_output: None,
         };
         let a = args(
             &spec,
@@ -570,6 +720,8 @@ mod tests {
             fail_on: &[],
             milestones: &[],
             grace: Duration::from_secs(1),
+            stall: None,
+            first_output: None,
         }
     }
 
@@ -662,7 +814,7 @@ mod tests {
         ];
         let mut kb = Keyboard::new(child.stdin.take(), &script);
         let spec = spec_with(dir.path(), Vec::new());
-        let (ended, _, _) = watch(&mut child, &spec, &log, &mut kb);
+        let (ended, _, _) = watch(&mut child, &spec, &log, &dir.path().join("t.err"), &mut kb);
         let console = std::fs::read_to_string(&log).unwrap();
         assert!(
             matches!(ended, Ended::Exited(s) if s.success()),
@@ -674,6 +826,71 @@ mod tests {
             "{console}"
         );
         assert_eq!(kb.typed.len(), 3);
+    }
+
+    /// What QEMU printed on the nested host of issue #21 (OVMF under KVM).
+    const KVM_INTERNAL_ERROR: &str = "qemu-system-x86_64: warning: host doesn't support \
+        requested feature: CPUID.01H:ECX.pni [bit 0]\nKVM internal error. Suberror: 1\n\
+        extra data[0]: 0x0000000000000001\nemulation failure\nEAX=00000000 EBX=00807000\n";
+
+    #[test]
+    fn qemu_errors_are_found_and_warnings_are_not() {
+        assert_eq!(
+            qemu_error(KVM_INTERNAL_ERROR).as_deref(),
+            Some("KVM internal error. Suberror: 1 … emulation failure")
+        );
+        assert_eq!(
+            qemu_error("qemu-system-x86_64: warning: host doesn't support requested feature"),
+            None
+        );
+        assert_eq!(qemu_error(""), None);
+    }
+
+    /// A stand-in QEMU (bash) watched as `run_typing` watches the real one; returns how it
+    /// ended.
+    fn watch_fake(script: &str, first_output: u64, stall: u64) -> Ended {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("t.log");
+        let err = dir.path().join("t.err");
+        let mut child = Command::new("bash")
+            .args(["-c", script, "fake-qemu"])
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap();
+        let mut spec = spec_with(dir.path(), Vec::new());
+        spec.first_output = Some(Duration::from_secs(first_output));
+        spec.stall = Some(Duration::from_secs(stall));
+        let mut kb = Keyboard::new(None, &[]);
+        let (ended, _, _) = watch(&mut child, &spec, &log, &err, &mut kb);
+        let _ = child.kill();
+        let _ = child.wait();
+        ended
+    }
+
+    /// Issue #21: QEMU that reports KVM's internal error and stays, QEMU whose firmware
+    /// writes nothing, and a console that stops moving each end the boot at once (not at
+    /// the 60 s timeout), each named for what it is.
+    #[test]
+    fn vm_errors_silence_and_stalls_end_the_boot() {
+        let kvm = format!(
+            "printf '%s' '{}' >&2; sleep 120",
+            KVM_INTERNAL_ERROR.replace('\'', "")
+        );
+        match watch_fake(&kvm, 30, 30) {
+            Ended::VmError(m) => assert!(m.contains("KVM internal error"), "{m}"),
+            e => panic!("{e:?}"),
+        }
+        assert_eq!(watch_fake("sleep 120", 2, 30), Ended::NoOutput);
+        let stalls = r#"echo "Loading the osimage rescue environment..." >>"$1"; sleep 120"#;
+        assert_eq!(
+            watch_fake(stalls, 30, 2),
+            Ended::Stalled("Loading the osimage rescue environment...".into())
+        );
+        // a console that keeps moving is not a stall
+        let busy = r#"for i in 1 2 3 4 5 6; do echo "line $i" >>"$1"; sleep 1; done"#;
+        assert!(matches!(watch_fake(busy, 30, 3), Ended::Exited(s) if s.success()));
     }
 
     /// A prompt that never comes: nothing is typed, the rest of the script is not sent.
@@ -693,7 +910,7 @@ mod tests {
         }];
         let mut kb = Keyboard::new(child.stdin.take(), &script);
         let spec = spec_with(dir.path(), Vec::new());
-        let _ = watch(&mut child, &spec, &log, &mut kb);
+        let _ = watch(&mut child, &spec, &log, &dir.path().join("t.err"), &mut kb);
         let console = std::fs::read_to_string(&log).unwrap();
         assert!(!console.contains("TYPED"), "{console}");
         assert!(kb.typed.is_empty());

@@ -240,8 +240,11 @@ pub struct VerifyArgs {
     /// Prove that the ISO restores: boot it in a throw-away QEMU VM with a blank scratch disk
     /// as large as the recorded one, let it restore unattended, boot the restored disk until
     /// its default target is active, then compare the disk's files with the image's manifest.
-    /// Prints each phase with its duration and a verdict; exit status 1 names the phase that
-    /// failed (docs/VERIFY-BOOT.md). Needs root, qemu-system-x86 (and ovmf for UEFI), mtools.
+    /// Prints each phase with its duration and a verdict. Exit status 0: every phase passed;
+    /// 1: a phase failed because of the image (the verdict names it); 3: QEMU could not run
+    /// the VM on this host (KVM's internal error, no firmware output, QEMU exiting unasked):
+    /// the image was not judged (docs/VERIFY-BOOT.md). Needs root, qemu-system-x86 (and ovmf
+    /// for UEFI), mtools.
     #[arg(long)]
     pub boot: bool,
     /// Firmware to boot with (default: the mode the source booted with; for an offline
@@ -264,7 +267,14 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 900, requires = "boot",
           value_parser = clap::value_parser!(u64).range(10..))]
     pub timeout: u64,
-    /// Accelerator: auto uses KVM when /dev/kvm runs a test guest, else TCG.
+    /// No new console output for this many seconds ends the rescue-boot or restore phase
+    /// ("stalled after <last line>") instead of waiting for --timeout. The firmware must write
+    /// something within 60 s (or this, if shorter), else QEMU could not run the VM.
+    #[arg(long, value_name = "SECONDS", default_value_t = 180, requires = "boot",
+          value_parser = clap::value_parser!(u64).range(5..))]
+    pub stall: u64,
+    /// Accelerator: auto uses KVM when /dev/kvm runs a test guest and the firmware runs under
+    /// it for a few seconds, else TCG; a boot KVM cannot run switches to TCG for the rest.
     #[arg(long, value_enum, default_value = "auto", requires = "boot")]
     pub accel: super::choices::Accel,
     /// Where the temporary directory is made (default: $TMPDIR or /tmp). The scratch disk is

@@ -1,7 +1,8 @@
 //! Command line: argument parsing, progress display, exit codes; no logic of its own.
 //!
 //! Exit codes (docs/DESIGN.md): 0 success, 1 failure with a message naming what and where,
-//! 2 usage error. A panic (101) is always a bug.
+//! 2 usage error; 3 only from `verify --boot`: QEMU could not run the VM, the image was not
+//! judged (docs/VERIFY-BOOT.md). A panic (101) is always a bug.
 
 mod args;
 mod choices;

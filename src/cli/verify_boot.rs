@@ -14,6 +14,7 @@ pub(super) fn run(a: VerifyArgs, p: &TermProgress) -> Result<i32, Failure> {
         keep: a.keep,
         disk_bytes: a.disk_size.map(|m| m << 20),
         timeout: Duration::from_secs(a.timeout),
+        stall: Duration::from_secs(a.stall),
         accel: a.accel.into(),
         work_dir: a.work_dir,
     };
@@ -23,5 +24,5 @@ pub(super) fn run(a: VerifyArgs, p: &TermProgress) -> Result<i32, Failure> {
     } else {
         print!("{}", report.text());
     }
-    Ok(if report.passed { 0 } else { 1 })
+    Ok(report.exit_code())
 }
