@@ -133,6 +133,47 @@ fn capture_leaves_out_its_own_output_inside_root() {
     assert!(!listing(&out).contains("self.oimg"));
 }
 
+/// Issue #24 item 1: an image never holds another. `--base`, an image under any name, and an
+/// ISO written by osimage's ISO writer are left out, and the capture says so.
+#[test]
+fn capture_never_nests_images() {
+    let dir = common::scratch();
+    let root = small_tree(dir.path());
+    std::fs::write(root.join("big.txt"), vec![b'x'; 64 * 1024]).expect("write");
+    let base = root.join("system.oimg");
+    common::capture(&root, &base, &[]);
+    std::fs::copy(&base, root.join("sub/renamed.bin")).expect("copy");
+    let iso_tree = dir.path().join("iso-tree");
+    std::fs::create_dir_all(&iso_tree).expect("mkdir");
+    std::fs::write(iso_tree.join("f.txt"), b"f\n").expect("write");
+    let spec = common::iso::spec_from_tree(&iso_tree, "NESTED");
+    osimage::iso::write_iso(&spec, &root.join("disc.img")).expect("write_iso");
+
+    let next = root.join("next.oimg");
+    let base_arg = base.to_str().expect("utf-8");
+    let run = common::capture(&root, &next, &["--base", base_arg]);
+    let said = run.stdout_str() + &run.stderr;
+    let list = listing(&next);
+    for name in ["system.oimg", "renamed.bin", "disc.img", "next.oimg"] {
+        assert!(!list.contains(name), "{name} was captured:\n{list}");
+    }
+    for name in ["system.oimg", "renamed.bin", "disc.img"] {
+        assert!(
+            said.lines()
+                .any(|l| l.starts_with("left out") && l.contains(name)),
+            "the capture does not say it left out {name}:\n{said}"
+        );
+    }
+    assert!(
+        list.contains("/big.txt") && list.contains("/sub/b.txt"),
+        "{list}"
+    );
+    assert!(
+        !said.contains(".osimage-partial-"),
+        "temporary names are not news:\n{said}"
+    );
+}
+
 #[test]
 fn extract_refuses_a_non_empty_directory() {
     let dir = common::scratch();

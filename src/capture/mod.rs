@@ -54,6 +54,9 @@ pub struct CaptureReport {
     pub size: u64,
     pub stats: CaptureStats,
     pub skipped: Vec<Skipped>,
+    /// What was left out on purpose: the output, a refresh's base, every osimage image under
+    /// ROOT (images never nest, issue #24), swap files, and what vanished during the scan.
+    pub left_out: Vec<Skipped>,
     pub warnings: Vec<String>,
     /// What went into the rescue environment (ISO output only).
     pub rescue: Option<String>,
@@ -88,11 +91,11 @@ pub fn capture(
 /// unchanged files are not read and its stored blocks are copied, not compressed again.
 pub fn capture_from(
     opts: &CaptureOptions,
-    base: Option<&Path>,
+    base_path: Option<&Path>,
     progress: &dyn Progress,
 ) -> Result<CaptureReport, CaptureError> {
     let started = Instant::now();
-    let mut base = steps::open_base(base, opts)?;
+    let mut base = steps::open_base(base_path, opts)?;
     let mut staging = Staging::prepare(opts, progress)?;
     let layout = steps::record_layout(&staging.root, progress);
     let image_id = manifest::random_id();
@@ -100,7 +103,8 @@ pub fn capture_from(
     let seal_ref = seal.as_ref().map(|(k, r)| (k, r.as_slice()));
     // The boot side (ISO) is built beside the scan and the payload.
     let boot_job = steps::start_boot(opts, &staging, &layout, image_id, base.as_ref(), progress)?;
-    let mut scanned = steps::scan(&staging, &opts.scan, base.as_mut(), progress)?;
+    let mut scanned = steps::scan(&staging, &opts.scan, base_path, base.as_mut(), progress)?;
+    let left_out = staging.left_out(std::mem::take(&mut scanned.omitted));
 
     let mut container = container::open(&staging, image_id, seal_ref)?;
     let tables = steps::write_packs(
@@ -129,6 +133,7 @@ pub fn capture_from(
         size,
         stats: done.manifest.stats,
         skipped: done.skipped,
+        left_out,
         warnings: done.warnings,
         rescue: boot.map(|b| b.summary),
     })

@@ -13,7 +13,7 @@ use super::snapshot::{Snapshot, SnapshotError};
 use super::{CaptureError, CaptureOptions};
 use crate::format::PayloadError;
 use crate::progress::Progress;
-use crate::scan::ScanOptions;
+use crate::scan::{ScanOptions, Skipped};
 
 /// The capture's root, output and temporary names, from the checks until the rename.
 pub(super) struct Staging {
@@ -88,11 +88,15 @@ impl Staging {
         self.snap.as_ref().map_or(self.root.as_path(), |s| s.root())
     }
 
-    /// `scan` with the output and the temporary names left out, in ROOT and in the
-    /// snapshot's view of it alike.
-    pub fn scan_options(&self, scan: &ScanOptions) -> ScanOptions {
+    /// `scan` with the output, the temporary names and a refresh's `base` left out, in ROOT
+    /// and in the snapshot's view of it alike (issue #24: images never nest; the scan also
+    /// leaves out any other osimage image it finds).
+    pub fn scan_options(&self, scan: &ScanOptions, base: Option<&Path>) -> ScanOptions {
         let mut opts = scan.clone();
         opts.skip_paths.push(self.output.clone());
+        if let Some(b) = base.and_then(|b| std::fs::canonicalize(b).ok()) {
+            opts.skip_paths.push(b);
+        }
         opts.skip_paths.push(self.tmp.path().to_path_buf());
         if let Some(w) = &self.work {
             opts.skip_paths.push(w.path().to_path_buf());
@@ -108,6 +112,20 @@ impl Staging {
             opts.skip_paths.extend(inside);
         }
         opts
+    }
+
+    /// What the scan left out that a user should hear of: all but the capture's own
+    /// temporary names.
+    pub fn left_out(&self, omitted: Vec<Skipped>) -> Vec<Skipped> {
+        let tmp = self.tmp.path().file_name();
+        let work = self.work.as_ref().and_then(|w| w.path().file_name());
+        omitted
+            .into_iter()
+            .filter(|s| {
+                let name = s.path.file_name();
+                name != tmp && (work.is_none() || name != work)
+            })
+            .collect()
     }
 
     /// The temporary image's file, opened again for a writer.

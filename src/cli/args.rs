@@ -93,7 +93,9 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct CaptureArgs {
-    /// The root of the tree to capture, e.g. `/` or a mounted offline system.
+    /// The root of the tree to capture, e.g. `/` or a mounted offline system. osimage images
+    /// under it (OUTPUT, BASE, any .oimg or osimage ISO by its first bytes) are left out, each
+    /// said in a `left out PATH: why` line.
     pub root: PathBuf,
     /// The image to write: NAME.iso for a bootable ISO that restores the system (payload +
     /// rescue environment + GRUB for BIOS and UEFI, hybrid so it can be dd'd to a USB stick);

@@ -122,6 +122,9 @@ fn run_capture(a: CaptureArgs, p: &TermProgress) -> Result<i32, Failure> {
     for w in &r.warnings {
         p.say(&format!("warning: {w}"));
     }
+    for s in &r.left_out {
+        p.say(&format!("left out {}: {}", s.path.display(), s.reason));
+    }
     for s in &r.skipped {
         eprintln!("osimage: skipped {}: {}", s.path.display(), s.reason);
     }
