@@ -35,6 +35,71 @@ fn usage_errors_exit_2() {
     osimage(["verify"]).usage_error();
 }
 
+/// Issue #24 item 8: the values osimage checks itself are usage errors too (exit 2), with
+/// the message naming the value.
+#[test]
+fn values_osimage_checks_itself_exit_2() {
+    let dir = common::scratch();
+    let root = small_tree(dir.path());
+    let img = dir.path().join("x.oimg");
+    common::capture(&root, &img, &[]);
+    let (img_s, root_s) = (img.to_str().expect("utf-8"), root.to_str().expect("utf-8"));
+    let sys = dir.path().join("system");
+    std::fs::create_dir_all(sys.join("run/systemd/system")).expect("mkdir");
+    let sys_s = sys.to_str().expect("utf-8");
+    let dest = dir.path().join("dest");
+    let dest_s = dest.to_str().expect("utf-8");
+    let out = dir.path().join("y.oimg");
+    let out_s = out.to_str().expect("utf-8");
+    let to = dir.path().join("to");
+    let to_s = to.to_str().expect("utf-8");
+    let schedule = |every: &str, name: &str| {
+        osimage([
+            "schedule",
+            "install",
+            "--every",
+            every,
+            "--name",
+            name,
+            "--dest",
+            dest_s,
+            "--keep",
+            "1",
+            "--system-root",
+            sys_s,
+        ])
+    };
+    schedule("fortnightly", "golden")
+        .usage_error()
+        .mentions(b"fortnightly");
+    schedule("daily", "bad.name")
+        .usage_error()
+        .mentions(b"bad.name");
+    osimage(["schedule", "remove", "bad.name", "--system-root", sys_s])
+        .usage_error()
+        .mentions(b"bad.name");
+    osimage(["restore", img_s, "--map", "nonsense"])
+        .usage_error()
+        .mentions(b"nonsense");
+    osimage(["restore", img_s, "--to", to_s, "--hostname", "bad name!"])
+        .usage_error()
+        .mentions(b"bad name!");
+    osimage(["capture", root_s, "-o", out_s, "--exclude", "["])
+        .usage_error()
+        .mentions(b"invalid exclude pattern");
+    assert!(!out.exists(), "no output after a usage error");
+    // A failure that is not about a malformed value stays exit 1.
+    osimage([
+        "restore",
+        img_s,
+        "--to",
+        to_s,
+        "--overlay",
+        "/nonexistent-overlay",
+    ])
+    .fails();
+}
+
 #[test]
 fn help_and_version_exit_0() {
     let help = osimage(["--help"]).ok().stdout_str();
@@ -321,7 +386,7 @@ fn restore_to_dir_applies_hostname() {
     // a bad name is refused before anything is written
     let bad = dir.path().join("bad");
     restore_to(&image, &bad, &["--hostname", "no_such_name"])
-        .fails()
+        .usage_error()
         .mentions(b"no_such_name");
     assert!(
         !bad.exists(),

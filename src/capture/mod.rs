@@ -65,6 +65,9 @@ pub struct CaptureReport {
 /// Everything that can stop a capture.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
+    /// A malformed value given on the command line (such as `-o -`): a usage error.
+    #[error("{0}")]
+    Argument(String),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -77,6 +80,18 @@ pub enum CaptureError {
     Iso(#[from] crate::iso::IsoError),
     #[error("{0}")]
     Snapshot(#[from] snapshot::SnapshotError),
+}
+
+impl CaptureError {
+    /// Whether this is a usage error (exit 2): a malformed value such as an `--exclude`
+    /// pattern, as opposed to a failure (a missing root, an existing output: exit 1).
+    pub fn is_usage(&self) -> bool {
+        match self {
+            CaptureError::Argument(_) => true,
+            CaptureError::Scan(e) => e.is_usage(),
+            _ => false,
+        }
+    }
 }
 
 /// Captures `opts.root` into `opts.output`.
