@@ -43,8 +43,13 @@ pub enum Command {
     /// Put an image's files back into a directory, with all their metadata.
     ///
     /// DIR may exist (it must then be empty) and receives the image root's own mode, owner,
-    /// times and xattrs. The image is checked as a whole before anything is written, and
-    /// nothing is ever written outside DIR, whatever the image says.
+    /// times and xattrs; nothing is ever written outside DIR, whatever the image says.
+    ///
+    /// Before anything is written, the image's structure is checked: header, trailer, the
+    /// manifest's hash and every record in it. File data is checked as it is read, each chunk
+    /// against its BLAKE3 hash: a file whose data fails is removed again (never left cut off,
+    /// looking complete), named in the error, and the extract stops with exit status 1; files
+    /// already written stay, whole. `osimage verify` checks every chunk without writing.
     Extract(ExtractArgs),
     /// List the paths in an image (all, or those under PATH).
     List(ListArgs),
