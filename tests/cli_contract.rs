@@ -239,6 +239,37 @@ fn capture_never_nests_images() {
     );
 }
 
+/// Issue #24 item 11: `-o t.ISO` is an ISO like `-o t.iso` (here it needs a kernel the tree
+/// lacks, instead of silently writing a payload-only file); `-o -` and `-o DIR --force` are
+/// refused up front with a message saying why.
+#[test]
+fn capture_output_names_are_checked_up_front() {
+    let dir = common::scratch();
+    let root = small_tree(dir.path());
+    let capture_to = |out: &str, extra: &[&str]| {
+        let mut args = vec!["capture", root.to_str().expect("utf-8"), "-o", out];
+        args.extend_from_slice(extra);
+        common::osimage_with(args, |c| {
+            c.current_dir(dir.path());
+        })
+    };
+    capture_to("t.ISO", &[]).fails().mentions(b"kernel");
+    assert!(
+        !dir.path().join("t.ISO").exists(),
+        "t.ISO was written as a payload-only image"
+    );
+    capture_to("-", &[])
+        .usage_error()
+        .mentions(b"standard output");
+    assert!(!dir.path().join("-").exists(), "a file named - was written");
+    let existing = dir.path().join("existing");
+    std::fs::create_dir(&existing).expect("mkdir");
+    capture_to("existing", &["--force"])
+        .fails()
+        .mentions(b"is a directory");
+    assert!(common::is_empty_dir(&existing), "the directory was touched");
+}
+
 #[test]
 fn extract_refuses_a_non_empty_directory() {
     let dir = common::scratch();

@@ -44,14 +44,8 @@ impl Staging {
                 root.display()
             )));
         }
-        let output = absolute(&opts.output)?;
-        let iso = output.extension().is_some_and(|e| e == "iso");
-        if output.symlink_metadata().is_ok() && !opts.force {
-            return Err(CaptureError::Usage(format!(
-                "{} already exists (use --force to replace it)",
-                output.display()
-            )));
-        }
+        let output = check_output(&opts.output, opts.force)?;
+        let iso = is_iso(&output);
         let snap = if opts.snapshot {
             let s = Snapshot::take(&root, &opts.scan, progress)?;
             progress.note(&format!("capturing from {}", s.describe()));
@@ -168,6 +162,40 @@ impl Staging {
             .map_err(|e| PayloadError::io("cannot rename into place", &self.output, e.error))?;
         sync_dir(parent(&self.output));
         Ok((self.output, size))
+    }
+}
+
+/// Whether OUTPUT names a bootable ISO: a `.iso` suffix in any case (`t.ISO` too, issue #24).
+fn is_iso(output: &Path) -> bool {
+    output
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("iso"))
+}
+
+/// OUTPUT, absolute, once it is known to be something a capture can write (issue #24 item 11):
+/// not `-` (an image is never written to standard output: it is renamed into place), not an
+/// existing directory (even with --force, a directory is never replaced), and not an existing
+/// file unless --force.
+fn check_output(given: &Path, force: bool) -> Result<PathBuf, CaptureError> {
+    if given.as_os_str() == "-" {
+        return Err(CaptureError::Argument(
+            "-o -: an image cannot be written to standard output (it is written under a \
+             temporary name and renamed into place); name a file, e.g. -o system.iso"
+                .into(),
+        ));
+    }
+    let output = absolute(given)?;
+    match output.symlink_metadata() {
+        Ok(m) if m.is_dir() => Err(CaptureError::Usage(format!(
+            "{} is a directory: name the image file to write, e.g. -o {}",
+            output.display(),
+            output.join("system.iso").display()
+        ))),
+        Ok(_) if !force => Err(CaptureError::Usage(format!(
+            "{} already exists (use --force to replace it)",
+            output.display()
+        ))),
+        _ => Ok(output),
     }
 }
 

@@ -102,9 +102,10 @@ pub struct CaptureArgs {
     /// under it (OUTPUT, BASE, any .oimg or osimage ISO by its first bytes) are left out, each
     /// said in a `left out PATH: why` line.
     pub root: PathBuf,
-    /// The image to write: NAME.iso for a bootable ISO that restores the system (payload +
-    /// rescue environment + GRUB for BIOS and UEFI, hybrid so it can be dd'd to a USB stick);
-    /// any other name (e.g. NAME.oimg) for the payload alone.
+    /// The image to write: NAME.iso (any case: .ISO too) for a bootable ISO that restores the
+    /// system (payload + rescue environment + GRUB for BIOS and UEFI, hybrid so it can be dd'd
+    /// to a USB stick); any other name (e.g. NAME.oimg) for the payload alone. Not `-` (the
+    /// image is renamed into place, never streamed) and not a directory, even with --force.
     #[arg(short, long, value_name = "OUTPUT")]
     pub output: PathBuf,
     #[command(flatten)]
