@@ -35,6 +35,71 @@ fn usage_errors_exit_2() {
     osimage(["verify"]).usage_error();
 }
 
+/// Issue #24 item 8: the values osimage checks itself are usage errors too (exit 2), with
+/// the message naming the value.
+#[test]
+fn values_osimage_checks_itself_exit_2() {
+    let dir = common::scratch();
+    let root = small_tree(dir.path());
+    let img = dir.path().join("x.oimg");
+    common::capture(&root, &img, &[]);
+    let (img_s, root_s) = (img.to_str().expect("utf-8"), root.to_str().expect("utf-8"));
+    let sys = dir.path().join("system");
+    std::fs::create_dir_all(sys.join("run/systemd/system")).expect("mkdir");
+    let sys_s = sys.to_str().expect("utf-8");
+    let dest = dir.path().join("dest");
+    let dest_s = dest.to_str().expect("utf-8");
+    let out = dir.path().join("y.oimg");
+    let out_s = out.to_str().expect("utf-8");
+    let to = dir.path().join("to");
+    let to_s = to.to_str().expect("utf-8");
+    let schedule = |every: &str, name: &str| {
+        osimage([
+            "schedule",
+            "install",
+            "--every",
+            every,
+            "--name",
+            name,
+            "--dest",
+            dest_s,
+            "--keep",
+            "1",
+            "--system-root",
+            sys_s,
+        ])
+    };
+    schedule("fortnightly", "golden")
+        .usage_error()
+        .mentions(b"fortnightly");
+    schedule("daily", "bad.name")
+        .usage_error()
+        .mentions(b"bad.name");
+    osimage(["schedule", "remove", "bad.name", "--system-root", sys_s])
+        .usage_error()
+        .mentions(b"bad.name");
+    osimage(["restore", img_s, "--map", "nonsense"])
+        .usage_error()
+        .mentions(b"nonsense");
+    osimage(["restore", img_s, "--to", to_s, "--hostname", "bad name!"])
+        .usage_error()
+        .mentions(b"bad name!");
+    osimage(["capture", root_s, "-o", out_s, "--exclude", "["])
+        .usage_error()
+        .mentions(b"invalid exclude pattern");
+    assert!(!out.exists(), "no output after a usage error");
+    // A failure that is not about a malformed value stays exit 1.
+    osimage([
+        "restore",
+        img_s,
+        "--to",
+        to_s,
+        "--overlay",
+        "/nonexistent-overlay",
+    ])
+    .fails();
+}
+
 #[test]
 fn help_and_version_exit_0() {
     let help = osimage(["--help"]).ok().stdout_str();
@@ -131,6 +196,78 @@ fn capture_leaves_out_its_own_output_inside_root() {
     // Capturing again over it (with --force) also leaves out the old image.
     common::capture(&root, &out, &["--force"]);
     assert!(!listing(&out).contains("self.oimg"));
+}
+
+/// Issue #24 item 1: an image never holds another. `--base`, an image under any name, and an
+/// ISO written by osimage's ISO writer are left out, and the capture says so.
+#[test]
+fn capture_never_nests_images() {
+    let dir = common::scratch();
+    let root = small_tree(dir.path());
+    std::fs::write(root.join("big.txt"), vec![b'x'; 64 * 1024]).expect("write");
+    let base = root.join("system.oimg");
+    common::capture(&root, &base, &[]);
+    std::fs::copy(&base, root.join("sub/renamed.bin")).expect("copy");
+    let iso_tree = dir.path().join("iso-tree");
+    std::fs::create_dir_all(&iso_tree).expect("mkdir");
+    std::fs::write(iso_tree.join("f.txt"), b"f\n").expect("write");
+    let spec = common::iso::spec_from_tree(&iso_tree, "NESTED");
+    osimage::iso::write_iso(&spec, &root.join("disc.img")).expect("write_iso");
+
+    let next = root.join("next.oimg");
+    let base_arg = base.to_str().expect("utf-8");
+    let run = common::capture(&root, &next, &["--base", base_arg]);
+    let said = run.stdout_str() + &run.stderr;
+    let list = listing(&next);
+    for name in ["system.oimg", "renamed.bin", "disc.img", "next.oimg"] {
+        assert!(!list.contains(name), "{name} was captured:\n{list}");
+    }
+    for name in ["system.oimg", "renamed.bin", "disc.img"] {
+        assert!(
+            said.lines()
+                .any(|l| l.starts_with("left out") && l.contains(name)),
+            "the capture does not say it left out {name}:\n{said}"
+        );
+    }
+    assert!(
+        list.contains("/big.txt") && list.contains("/sub/b.txt"),
+        "{list}"
+    );
+    assert!(
+        !said.contains(".osimage-partial-"),
+        "temporary names are not news:\n{said}"
+    );
+}
+
+/// Issue #24 item 11: `-o t.ISO` is an ISO like `-o t.iso` (here it needs a kernel the tree
+/// lacks, instead of silently writing a payload-only file); `-o -` and `-o DIR --force` are
+/// refused up front with a message saying why.
+#[test]
+fn capture_output_names_are_checked_up_front() {
+    let dir = common::scratch();
+    let root = small_tree(dir.path());
+    let capture_to = |out: &str, extra: &[&str]| {
+        let mut args = vec!["capture", root.to_str().expect("utf-8"), "-o", out];
+        args.extend_from_slice(extra);
+        common::osimage_with(args, |c| {
+            c.current_dir(dir.path());
+        })
+    };
+    capture_to("t.ISO", &[]).fails().mentions(b"kernel");
+    assert!(
+        !dir.path().join("t.ISO").exists(),
+        "t.ISO was written as a payload-only image"
+    );
+    capture_to("-", &[])
+        .usage_error()
+        .mentions(b"standard output");
+    assert!(!dir.path().join("-").exists(), "a file named - was written");
+    let existing = dir.path().join("existing");
+    std::fs::create_dir(&existing).expect("mkdir");
+    capture_to("existing", &["--force"])
+        .fails()
+        .mentions(b"is a directory");
+    assert!(common::is_empty_dir(&existing), "the directory was touched");
 }
 
 #[test]
@@ -280,7 +417,7 @@ fn restore_to_dir_applies_hostname() {
     // a bad name is refused before anything is written
     let bad = dir.path().join("bad");
     restore_to(&image, &bad, &["--hostname", "no_such_name"])
-        .fails()
+        .usage_error()
         .mentions(b"no_such_name");
     assert!(
         !bad.exists(),

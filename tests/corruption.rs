@@ -177,7 +177,15 @@ fn extract_of_damaged_data_fails_naming_the_file() {
     let out = case.dir.path().join("out");
     common::extract(&image, &out, &[])
         .fails()
-        .mentions(b"victim.bin");
+        .mentions(b"victim.bin")
+        .mentions(b"was removed, not left incomplete");
+    // Issue #24 item 3: no cut-off victim.bin that looks like the whole file.
+    assert!(
+        !out.join("victim.bin").exists(),
+        "a file whose data failed its hash was left in place ({} of {} bytes)",
+        std::fs::metadata(out.join("victim.bin")).map_or(0, |m| m.len()),
+        case.victim.len()
+    );
 }
 
 #[test]

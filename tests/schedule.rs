@@ -212,11 +212,11 @@ fn without_systemd_the_schedule_is_a_cron_file_and_bad_times_are_refused() {
         ("@reboot", "not supported"),
     ] {
         install(&sys, "bad", every, &dest, &[])
-            .fails()
+            .usage_error()
             .mentions(says.as_bytes());
     }
     install(&sys, "Bad Name", "daily", &dest, &[])
-        .fails()
+        .usage_error()
         .mentions(b"schedule name");
     // Neither systemd nor cron: nothing could run it.
     let bare = scratch.path().join("bare");

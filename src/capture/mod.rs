@@ -54,6 +54,9 @@ pub struct CaptureReport {
     pub size: u64,
     pub stats: CaptureStats,
     pub skipped: Vec<Skipped>,
+    /// What was left out on purpose: the output, a refresh's base, every osimage image under
+    /// ROOT (images never nest, issue #24), swap files, and what vanished during the scan.
+    pub left_out: Vec<Skipped>,
     pub warnings: Vec<String>,
     /// What went into the rescue environment (ISO output only).
     pub rescue: Option<String>,
@@ -62,6 +65,9 @@ pub struct CaptureReport {
 /// Everything that can stop a capture.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
+    /// A malformed value given on the command line (such as `-o -`): a usage error.
+    #[error("{0}")]
+    Argument(String),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -76,6 +82,18 @@ pub enum CaptureError {
     Snapshot(#[from] snapshot::SnapshotError),
 }
 
+impl CaptureError {
+    /// Whether this is a usage error (exit 2): a malformed value such as an `--exclude`
+    /// pattern, as opposed to a failure (a missing root, an existing output: exit 1).
+    pub fn is_usage(&self) -> bool {
+        match self {
+            CaptureError::Argument(_) => true,
+            CaptureError::Scan(e) => e.is_usage(),
+            _ => false,
+        }
+    }
+}
+
 /// Captures `opts.root` into `opts.output`.
 pub fn capture(
     opts: &CaptureOptions,
@@ -88,11 +106,11 @@ pub fn capture(
 /// unchanged files are not read and its stored blocks are copied, not compressed again.
 pub fn capture_from(
     opts: &CaptureOptions,
-    base: Option<&Path>,
+    base_path: Option<&Path>,
     progress: &dyn Progress,
 ) -> Result<CaptureReport, CaptureError> {
     let started = Instant::now();
-    let mut base = steps::open_base(base, opts)?;
+    let mut base = steps::open_base(base_path, opts)?;
     let mut staging = Staging::prepare(opts, progress)?;
     let layout = steps::record_layout(&staging.root, progress);
     let image_id = manifest::random_id();
@@ -100,7 +118,8 @@ pub fn capture_from(
     let seal_ref = seal.as_ref().map(|(k, r)| (k, r.as_slice()));
     // The boot side (ISO) is built beside the scan and the payload.
     let boot_job = steps::start_boot(opts, &staging, &layout, image_id, base.as_ref(), progress)?;
-    let mut scanned = steps::scan(&staging, &opts.scan, base.as_mut(), progress)?;
+    let mut scanned = steps::scan(&staging, &opts.scan, base_path, base.as_mut(), progress)?;
+    let left_out = staging.left_out(std::mem::take(&mut scanned.omitted));
 
     let mut container = container::open(&staging, image_id, seal_ref)?;
     let tables = steps::write_packs(
@@ -129,6 +148,7 @@ pub fn capture_from(
         size,
         stats: done.manifest.stats,
         skipped: done.skipped,
+        left_out,
         warnings: done.warnings,
         rescue: boot.map(|b| b.summary),
     })

@@ -13,7 +13,7 @@ use super::snapshot::{Snapshot, SnapshotError};
 use super::{CaptureError, CaptureOptions};
 use crate::format::PayloadError;
 use crate::progress::Progress;
-use crate::scan::ScanOptions;
+use crate::scan::{ScanOptions, Skipped};
 
 /// The capture's root, output and temporary names, from the checks until the rename.
 pub(super) struct Staging {
@@ -44,14 +44,8 @@ impl Staging {
                 root.display()
             )));
         }
-        let output = absolute(&opts.output)?;
-        let iso = output.extension().is_some_and(|e| e == "iso");
-        if output.symlink_metadata().is_ok() && !opts.force {
-            return Err(CaptureError::Usage(format!(
-                "{} already exists (use --force to replace it)",
-                output.display()
-            )));
-        }
+        let output = check_output(&opts.output, opts.force)?;
+        let iso = is_iso(&output);
         let snap = if opts.snapshot {
             let s = Snapshot::take(&root, &opts.scan, progress)?;
             progress.note(&format!("capturing from {}", s.describe()));
@@ -88,11 +82,15 @@ impl Staging {
         self.snap.as_ref().map_or(self.root.as_path(), |s| s.root())
     }
 
-    /// `scan` with the output and the temporary names left out, in ROOT and in the
-    /// snapshot's view of it alike.
-    pub fn scan_options(&self, scan: &ScanOptions) -> ScanOptions {
+    /// `scan` with the output, the temporary names and a refresh's `base` left out, in ROOT
+    /// and in the snapshot's view of it alike (issue #24: images never nest; the scan also
+    /// leaves out any other osimage image it finds).
+    pub fn scan_options(&self, scan: &ScanOptions, base: Option<&Path>) -> ScanOptions {
         let mut opts = scan.clone();
         opts.skip_paths.push(self.output.clone());
+        if let Some(b) = base.and_then(|b| std::fs::canonicalize(b).ok()) {
+            opts.skip_paths.push(b);
+        }
         opts.skip_paths.push(self.tmp.path().to_path_buf());
         if let Some(w) = &self.work {
             opts.skip_paths.push(w.path().to_path_buf());
@@ -108,6 +106,20 @@ impl Staging {
             opts.skip_paths.extend(inside);
         }
         opts
+    }
+
+    /// What the scan left out that a user should hear of: all but the capture's own
+    /// temporary names.
+    pub fn left_out(&self, omitted: Vec<Skipped>) -> Vec<Skipped> {
+        let tmp = self.tmp.path().file_name();
+        let work = self.work.as_ref().and_then(|w| w.path().file_name());
+        omitted
+            .into_iter()
+            .filter(|s| {
+                let name = s.path.file_name();
+                name != tmp && (work.is_none() || name != work)
+            })
+            .collect()
     }
 
     /// The temporary image's file, opened again for a writer.
@@ -150,6 +162,40 @@ impl Staging {
             .map_err(|e| PayloadError::io("cannot rename into place", &self.output, e.error))?;
         sync_dir(parent(&self.output));
         Ok((self.output, size))
+    }
+}
+
+/// Whether OUTPUT names a bootable ISO: a `.iso` suffix in any case (`t.ISO` too, issue #24).
+fn is_iso(output: &Path) -> bool {
+    output
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("iso"))
+}
+
+/// OUTPUT, absolute, once it is known to be something a capture can write (issue #24 item 11):
+/// not `-` (an image is never written to standard output: it is renamed into place), not an
+/// existing directory (even with --force, a directory is never replaced), and not an existing
+/// file unless --force.
+fn check_output(given: &Path, force: bool) -> Result<PathBuf, CaptureError> {
+    if given.as_os_str() == "-" {
+        return Err(CaptureError::Argument(
+            "-o -: an image cannot be written to standard output (it is written under a \
+             temporary name and renamed into place); name a file, e.g. -o system.iso"
+                .into(),
+        ));
+    }
+    let output = absolute(given)?;
+    match output.symlink_metadata() {
+        Ok(m) if m.is_dir() => Err(CaptureError::Usage(format!(
+            "{} is a directory: name the image file to write, e.g. -o {}",
+            output.display(),
+            output.join("system.iso").display()
+        ))),
+        Ok(_) if !force => Err(CaptureError::Usage(format!(
+            "{} already exists (use --force to replace it)",
+            output.display()
+        ))),
+        _ => Ok(output),
     }
 }
 

@@ -109,14 +109,16 @@ pub(super) fn start_boot(
     Ok(Some(job))
 }
 
-/// Scans what `staging` says (ROOT or its snapshot, the output and temporary names left out).
+/// Scans what `staging` says (ROOT or its snapshot; the output, temporary names and the base
+/// image at `base_path` left out).
 pub(super) fn scan(
     staging: &Staging,
     opts: &ScanOptions,
+    base_path: Option<&Path>,
     base: Option<&mut Base>,
     progress: &dyn Progress,
 ) -> Result<ScanResult, CaptureError> {
-    let scan_opts = staging.scan_options(opts);
+    let scan_opts = staging.scan_options(opts, base_path);
     let scan_root = staging.scan_root();
     progress.note(&format!("scanning {}", scan_root.display()));
     scan_against_base(scan_root, &scan_opts, staging.snap.as_ref(), base)

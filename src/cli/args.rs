@@ -43,8 +43,13 @@ pub enum Command {
     /// Put an image's files back into a directory, with all their metadata.
     ///
     /// DIR may exist (it must then be empty) and receives the image root's own mode, owner,
-    /// times and xattrs. The image is checked as a whole before anything is written, and
-    /// nothing is ever written outside DIR, whatever the image says.
+    /// times and xattrs; nothing is ever written outside DIR, whatever the image says.
+    ///
+    /// Before anything is written, the image's structure is checked: header, trailer, the
+    /// manifest's hash and every record in it. File data is checked as it is read, each chunk
+    /// against its BLAKE3 hash: a file whose data fails is removed again (never left cut off,
+    /// looking complete), named in the error, and the extract stops with exit status 1; files
+    /// already written stay, whole. `osimage verify` checks every chunk without writing.
     Extract(ExtractArgs),
     /// List the paths in an image (all, or those under PATH).
     List(ListArgs),
@@ -93,11 +98,14 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct CaptureArgs {
-    /// The root of the tree to capture, e.g. `/` or a mounted offline system.
+    /// The root of the tree to capture, e.g. `/` or a mounted offline system. osimage images
+    /// under it (OUTPUT, BASE, any .oimg or osimage ISO by its first bytes) are left out, each
+    /// said in a `left out PATH: why` line.
     pub root: PathBuf,
-    /// The image to write: NAME.iso for a bootable ISO that restores the system (payload +
-    /// rescue environment + GRUB for BIOS and UEFI, hybrid so it can be dd'd to a USB stick);
-    /// any other name (e.g. NAME.oimg) for the payload alone.
+    /// The image to write: NAME.iso (any case: .ISO too) for a bootable ISO that restores the
+    /// system (payload + rescue environment + GRUB for BIOS and UEFI, hybrid so it can be dd'd
+    /// to a USB stick); any other name (e.g. NAME.oimg) for the payload alone. Not `-` (the
+    /// image is renamed into place, never streamed) and not a directory, even with --force.
     #[arg(short, long, value_name = "OUTPUT")]
     pub output: PathBuf,
     #[command(flatten)]

@@ -1,8 +1,9 @@
 //! Command line: argument parsing, progress display, exit codes; no logic of its own.
 //!
 //! Exit codes (docs/DESIGN.md): 0 success, 1 failure with a message naming what and where,
-//! 2 usage error; 3 only from `verify --boot`: QEMU could not run the VM, the image was not
-//! judged (docs/VERIFY-BOOT.md). A panic (101) is always a bug.
+//! 2 usage error (clap's, and the values osimage checks itself: `UsageError` and the library
+//! errors whose `is_usage()` says so); 3 only from `verify --boot`: QEMU could not run the VM,
+//! the image was not judged (docs/VERIFY-BOOT.md). A panic (101) is always a bug.
 
 mod args;
 mod choices;
@@ -30,6 +31,34 @@ use osimage::{CaptureOptions, capture_from};
 use osimage::{ExtractOptions, extract};
 
 type Failure = Box<dyn std::error::Error>;
+
+/// A malformed value the CLI checks itself (`--map nonsense`, a bad schedule name): exit 2,
+/// like clap's own usage errors.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// The exit code of a failure: 2 for a usage error (ours, or one the library classifies as
+/// such by its type), 1 for everything else (docs/DESIGN.md "Exit codes").
+fn exit_code(e: &(dyn std::error::Error + 'static)) -> i32 {
+    let usage = e.is::<UsageError>()
+        || e.downcast_ref::<osimage::CaptureError>()
+            .is_some_and(|e| e.is_usage())
+        || e.downcast_ref::<osimage::ScanError>()
+            .is_some_and(|e| e.is_usage())
+        || e.downcast_ref::<osimage::ScheduleError>()
+            .is_some_and(|e| e.is_usage())
+        || e.downcast_ref::<osimage::RestoreError>()
+            .is_some_and(|e| e.is_usage());
+    if usage { 2 } else { 1 }
+}
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
@@ -78,7 +107,7 @@ pub fn main() -> i32 {
                 return 0;
             }
             eprintln!("osimage: error: {e}");
-            1
+            exit_code(e.as_ref())
         }
     }
 }
@@ -122,6 +151,9 @@ fn run_capture(a: CaptureArgs, p: &TermProgress) -> Result<i32, Failure> {
     let r = capture_from(&opts, a.base.as_deref(), p)?;
     for w in &r.warnings {
         p.say(&format!("warning: {w}"));
+    }
+    for s in &r.left_out {
+        p.say(&format!("left out {}: {}", s.path.display(), s.reason));
     }
     for s in &r.skipped {
         eprintln!("osimage: skipped {}: {}", s.path.display(), s.reason);

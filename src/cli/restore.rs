@@ -240,7 +240,7 @@ fn targets(args: &RestoreArgs) -> Result<Option<Targets>, Failure> {
     }
     let mut map = Vec::new();
     for m in &args.map {
-        let (disk, device) = osimage::parse_disk_map(m)?;
+        let (disk, device) = osimage::parse_disk_map(m).map_err(super::UsageError)?;
         map.push((disk, PathBuf::from(device)));
     }
     Ok(Some(Targets::Disks {

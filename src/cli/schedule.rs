@@ -9,6 +9,8 @@ use osimage::Job;
 use osimage::Progress;
 use osimage::System;
 
+use super::UsageError;
+
 /// Refresh a golden image on a schedule (systemd timer, or cron without systemd).
 #[derive(Debug, Args)]
 pub struct ScheduleArgs {
@@ -192,13 +194,14 @@ fn list(s: &SystemArgs) -> Result<i32, Failure> {
 
 /// Absolute paths: the unit runs from another working directory.
 fn to_job(name: String, a: JobArgs) -> Result<Job, Failure> {
-    osimage::check_schedule_name(&name)?;
+    osimage::check_schedule_name(&name).map_err(UsageError)?;
     if a.verify_boot && a.format != super::choices::Format::Iso {
-        return Err(
+        return Err(UsageError(
             "--verify-boot needs --format iso (a payload image has no rescue environment \
-                    to boot)"
+             to boot)"
                 .into(),
-        );
+        )
+        .into());
     }
     let abs = |p: &Path| std::path::absolute(p).map_err(|e| format!("{}: {e}", p.display()));
     Ok(Job {

@@ -37,9 +37,32 @@ pub enum ExtractError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A file could not be written whole (its data failed its hash, the disk was full) and
+    /// was removed again, so no cut-off file is left looking complete (issue #24).
+    #[error("{cause}; {} was removed, not left incomplete", cause.path().display())]
+    Removed { cause: Box<ExtractError> },
 }
 
 impl ExtractError {
+    /// Says that the file this error names was removed again.
+    pub(crate) fn removed(self) -> Self {
+        ExtractError::Removed {
+            cause: Box::new(self),
+        }
+    }
+
+    /// The file or entry this error is about.
+    fn path(&self) -> PathBuf {
+        match self {
+            ExtractError::Io { path, .. } | ExtractError::Read { path, .. } => path.clone(),
+            ExtractError::Dest { dest, .. } => dest.clone(),
+            ExtractError::BadEntry { path, .. } | ExtractError::UnknownPath { path, .. } => {
+                PathBuf::from(path)
+            }
+            ExtractError::Removed { cause } => cause.path(),
+        }
+    }
+
     pub(crate) fn io(op: &'static str, path: PathBuf, source: impl Into<io::Error>) -> Self {
         ExtractError::Io {
             op,

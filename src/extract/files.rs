@@ -138,6 +138,8 @@ impl<S: ChunkSource> Work<'_, S> {
     }
 
     /// Creates one file, writes its data and applies its metadata; returns bytes written.
+    /// A file whose data cannot be written whole (a chunk that fails its hash, a full disk)
+    /// is removed again, never left looking complete (issue #24): the error names it.
     fn write_one(
         &self,
         job: &FileJob,
@@ -146,17 +148,42 @@ impl<S: ChunkSource> Work<'_, S> {
     ) -> Result<u64, ExtractError> {
         let named = &self.entries[job.entry as usize];
         let data = &self.entries[job.data as usize];
-        let EntryKind::File { size, runs } = &data.kind else {
-            unreachable!("the plan only lists regular files");
-        };
         let path = || self.target.full_path(&named.path);
         let dir = dirs.get(
             self.target,
             self.entries,
             self.plan.parent[job.entry as usize],
         )?;
-        let file = target::create_file(dir, name_of(&named.path))
-            .map_err(|e| ExtractError::io("creating", path(), e))?;
+        let name = name_of(&named.path);
+        let file =
+            target::create_file(dir, name).map_err(|e| ExtractError::io("creating", path(), e))?;
+        match self.fill(&file, named, data, cache) {
+            Ok(written) => Ok(written),
+            Err(e) => {
+                drop(file);
+                Err(
+                    match rustix::fs::unlinkat(dir, name, rustix::fs::AtFlags::empty()) {
+                        Ok(()) => e.removed(),
+                        Err(_) => e,
+                    },
+                )
+            }
+        }
+    }
+
+    /// Writes the data of `data` (the file `named`, or its first hard link) into `file` and
+    /// applies its metadata; returns bytes written.
+    fn fill(
+        &self,
+        file: &File,
+        named: &Entry,
+        data: &Entry,
+        cache: &mut S::Cache,
+    ) -> Result<u64, ExtractError> {
+        let EntryKind::File { size, runs } = &data.kind else {
+            unreachable!("the plan only lists regular files");
+        };
+        let path = || self.target.full_path(&named.path);
         let (mut end, mut written) = (0u64, 0u64);
         for run in runs {
             let mut pos = run.offset;
@@ -177,7 +204,7 @@ impl<S: ChunkSource> Work<'_, S> {
                     });
                 }
                 if !is_zero(bytes) {
-                    write_at(&file, bytes, pos)
+                    write_at(file, bytes, pos)
                         .map_err(|e| ExtractError::io("writing", path(), e))?;
                     (end, written) = (pos + len, written + len);
                 }

@@ -79,7 +79,9 @@ pub struct ExtractReport {
 }
 
 /// Writes the tree of `src`'s manifest (or the selected part) under `dest`, which must be
-/// missing or an empty directory. The image is checked as a whole before anything is written.
+/// missing or an empty directory. The manifest is checked as a whole before anything is
+/// written; file data as it is read (`ChunkSource::read_chunk`), and a file whose data fails
+/// is removed again and the extract stops naming it (`ExtractError::Removed`).
 pub fn extract<S: ChunkSource>(
     src: &S,
     dest: &Path,

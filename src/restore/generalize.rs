@@ -203,8 +203,9 @@ pub fn hostname_from_rule(rule: &str, sys_class_net: &Path) -> Result<String, Re
     } else {
         rule.to_string()
     };
-    check_hostname(&name).map_err(|why| {
-        RestoreError::target(Path::new("/etc/hostname"), format!("{name:?}: {why}"))
+    check_hostname(&name).map_err(|why| RestoreError::Hostname {
+        name: name.clone(),
+        why,
     })?;
     Ok(name)
 }

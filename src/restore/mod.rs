@@ -144,9 +144,17 @@ pub enum RestoreError {
     NoLayout(PathBuf),
     #[error("overlay {}: not a directory", .0.display())]
     Overlay(PathBuf),
+    /// `--hostname` gives a name that is not a valid hostname: a usage error.
+    #[error("target /etc/hostname: {name:?}: {why}")]
+    Hostname { name: String, why: String },
 }
 
 impl RestoreError {
+    /// Whether this is a usage error (exit 2): a malformed value given on the command line.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, RestoreError::Hostname { .. })
+    }
+
     pub(crate) fn target(path: &Path, reason: String) -> Self {
         RestoreError::Target {
             path: path.to_path_buf(),

@@ -47,3 +47,10 @@ pub enum ScanError {
     #[error("{}: the capture root must be a directory", path.display())]
     NotADirectory { path: PathBuf },
 }
+
+impl ScanError {
+    /// Whether this is a usage error (exit 2): a malformed `--exclude` pattern.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, ScanError::Pattern { .. })
+    }
+}

@@ -10,6 +10,7 @@ pub mod content;
 mod error;
 pub mod exclude;
 pub mod filesystems;
+mod images;
 mod inode;
 pub mod mountinfo;
 mod swap;
@@ -41,7 +42,8 @@ pub struct ScanOptions {
     pub excludes: Vec<String>,
     /// Files holding one pattern a line (`#` comments, blank lines ignored).
     pub exclude_from: Vec<PathBuf>,
-    /// Absolute paths never captured (the output file and its temporary name).
+    /// Paths never captured (the output file, its temporary names, a refresh's base image).
+    /// Besides these, every osimage image found under the root is left out (`images`).
     pub skip_paths: Vec<PathBuf>,
     /// Report unreadable paths and go on instead of failing.
     pub keep_going: bool,
@@ -71,8 +73,8 @@ pub struct ScanResult {
     pub users: Vec<(u32, String)>,
     pub groups: Vec<(u32, String)>,
     pub skipped: Vec<Skipped>,
-    /// Paths left out on purpose (`skip_paths`, swap files) or that vanished during the walk:
-    /// not errors, listed for `--verbose`. Pattern excludes are not listed.
+    /// Paths left out on purpose (`skip_paths`, osimage images, swap files) or that vanished
+    /// during the walk: not errors; a capture reports them. Pattern excludes are not listed.
     pub omitted: Vec<Skipped>,
 }
 

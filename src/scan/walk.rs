@@ -17,9 +17,13 @@ use crate::format::manifest::{Entry, EntryIndex, EntryKind, Xattr};
 
 use super::exclude::{Excludes, contents_skipped};
 use super::filesystems::FsPlan;
+use super::images::image_kind;
 use super::inode::{XattrReader, file_type, meta};
 use super::swap::has_swap_signature;
 use super::{ScanError, ScanOptions, ScanResult, ScannedEntry, Skipped};
+
+/// Why a `skip_paths` entry is not in the image.
+pub const SKIP_REASON: &str = "the capture's output, its temporary files or its base image";
 
 /// Longest path the kernel takes in one call, terminating NUL included (limits.h).
 const PATH_MAX: usize = 4096;
@@ -118,7 +122,7 @@ impl<'a> Walker<'a> {
     fn visit(&mut self, parent: &Frame, name: &[u8]) -> Result<Option<Frame>, ScanError> {
         let rel = join(&parent.rel, name);
         if self.setup.skip.contains(&rel) {
-            self.omit(&rel, "left out on request (skip_paths: the output file)");
+            self.omit(&rel, SKIP_REASON);
             return Ok(None);
         }
         let st = match rustix::fs::statat(&parent.dir, name, AtFlags::SYMLINK_NOFOLLOW) {
@@ -139,6 +143,10 @@ impl<'a> Walker<'a> {
             FileType::RegularFile => {
                 if self.setup.swaps.contains(&key) || has_swap_signature(&parent.dir, name, &st) {
                     self.omit(&rel, "swap file");
+                    return Ok(None);
+                }
+                if let Some(image) = image_kind(&parent.dir, name, &st) {
+                    self.omit(&rel, image.reason());
                     return Ok(None);
                 }
                 match self.hardlinks.get(&key) {

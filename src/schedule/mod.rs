@@ -22,6 +22,9 @@ use units::Installed;
 /// Everything that can stop a schedule command.
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
+    /// A value given on the command line is malformed (`--every`, `--name`): a usage error.
+    #[error("{0}")]
+    Argument(String),
     #[error("{0}")]
     Invalid(String),
     #[error("{what} {}: {source}", path.display())]
@@ -34,6 +37,17 @@ pub enum ScheduleError {
     Systemctl(String),
     #[error("{0}")]
     Capture(#[from] crate::capture::CaptureError),
+}
+
+impl ScheduleError {
+    /// Whether this is a usage error (exit 2): a malformed value, not a failure.
+    pub fn is_usage(&self) -> bool {
+        match self {
+            ScheduleError::Argument(_) => true,
+            ScheduleError::Capture(e) => e.is_usage(),
+            _ => false,
+        }
+    }
 }
 
 pub(crate) fn io<'a>(
@@ -155,8 +169,8 @@ pub fn install(
     exe: &Path,
     force: bool,
 ) -> Result<InstallReport, ScheduleError> {
-    job::check_name(&job.name).map_err(ScheduleError::Invalid)?;
-    let cal = Calendar::parse(every).map_err(|e| ScheduleError::Invalid(e.to_string()))?;
+    job::check_name(&job.name).map_err(ScheduleError::Argument)?;
+    let cal = Calendar::parse(every).map_err(|e| ScheduleError::Argument(e.to_string()))?;
     let backend = sys.backend()?;
     for other in list(sys)? {
         let same = other.installed.job.name == job.name;
@@ -345,7 +359,7 @@ fn read_installed(path: &Path) -> Option<Installed> {
 /// Stops and removes schedule `name`: only files that carry osimage's marker (and the timer's
 /// wants link). Images in DEST are kept. Returns the files removed.
 pub fn remove(sys: &System, name: &str) -> Result<Vec<PathBuf>, ScheduleError> {
-    job::check_name(name).map_err(ScheduleError::Invalid)?;
+    job::check_name(name).map_err(ScheduleError::Argument)?;
     let f = files(sys, name);
     let ours = |p: &Path| read_installed(p).is_some_and(|i| i.job.name == name);
     let mut gone = Vec::new();

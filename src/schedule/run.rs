@@ -39,7 +39,7 @@ pub fn run(
     progress: &dyn Progress,
     log: &dyn Fn(&str),
 ) -> Result<RunReport, ScheduleError> {
-    super::job::check_name(&job.name).map_err(ScheduleError::Invalid)?;
+    super::job::check_name(&job.name).map_err(ScheduleError::Argument)?;
     if job.keep == 0 {
         return Err(ScheduleError::Invalid("--keep must be at least 1".into()));
     }
