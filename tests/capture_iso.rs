@@ -26,14 +26,8 @@ static CAPTURED: OnceLock<Captured> = OnceLock::new();
 fn captured() -> &'static Captured {
     CAPTURED.get_or_init(|| {
         common::require_root();
-        common::need(&[
-            ("xorriso", "xorriso"),
-            ("7z", "p7zip-full"),
-            ("grub-mkimage", "grub-common"),
-            ("mkfs.vfat", "dosfstools"),
-            ("mcopy", "mtools"),
-            ("depmod", "kmod"),
-        ]);
+        common::kernel::need_iso_capture_tools();
+        common::need(&[("7z", "p7zip-full")]);
         let (x, version) = kernel_package();
         let root = staging_root(&x, &version);
         let dir = common::scratch();

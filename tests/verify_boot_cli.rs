@@ -190,13 +190,7 @@ fn files_comparison_catches_content_metadata_missing_and_extra() {
 fn small_iso(work: &std::path::Path) -> std::path::PathBuf {
     use common::kernel::{kernel_package, staging_root};
     common::require_root();
-    common::need(&[
-        ("xorriso", "xorriso"),
-        ("grub-mkimage", "grub-common"),
-        ("mkfs.vfat", "dosfstools"),
-        ("mcopy", "mtools"),
-        ("depmod", "kmod"),
-    ]);
+    common::kernel::need_iso_capture_tools();
     let (x, version) = kernel_package();
     let root = staging_root(&x, &version);
     let iso = work.join("system.iso");

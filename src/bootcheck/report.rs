@@ -125,34 +125,24 @@ pub struct BootReport {
 impl BootReport {
     /// Sets `passed` and the verdict line from the runs.
     pub fn decide(&mut self) {
-        let failed: Vec<String> = self
-            .runs
-            .iter()
-            .filter_map(|r| {
-                r.failed().map(|p| {
-                    format!(
-                        "{} phase {} failed: {}",
-                        r.firmware.name(),
-                        p.phase.name(),
-                        first_line(&p.detail)
-                    )
+        // "<mode> phase <phase><said>: <first line of the detail>", one per run that has one.
+        let lines = |pick: fn(&FirmwareRun) -> Option<&Phase>, said: &str| -> Vec<String> {
+            self.runs
+                .iter()
+                .filter_map(|r| {
+                    pick(r).map(|p| {
+                        format!(
+                            "{} phase {}{said}: {}",
+                            r.firmware.name(),
+                            p.phase.name(),
+                            first_line(&p.detail)
+                        )
+                    })
                 })
-            })
-            .collect();
-        let vm: Vec<String> = self
-            .runs
-            .iter()
-            .filter_map(|r| {
-                r.vm_failed().map(|p| {
-                    format!(
-                        "{} phase {}: {}",
-                        r.firmware.name(),
-                        p.phase.name(),
-                        first_line(&p.detail)
-                    )
-                })
-            })
-            .collect();
+                .collect()
+        };
+        let failed = lines(FirmwareRun::failed, " failed");
+        let vm = lines(FirmwareRun::vm_failed, "");
         self.passed = failed.is_empty() && vm.is_empty() && !self.runs.is_empty();
         self.vm_failed = failed.is_empty() && !vm.is_empty();
         let modes: Vec<&str> = self.runs.iter().map(|r| r.firmware.name()).collect();

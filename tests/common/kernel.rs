@@ -21,6 +21,18 @@ fn cache_lock() -> MutexGuard<'static, ()> {
     CACHE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The host tools an ISO capture of the staging root calls (xorriso to check, GRUB's images,
+/// the ESP image, depmod for the rescue environment's modules).
+pub fn need_iso_capture_tools() {
+    super::need(&[
+        ("xorriso", "xorriso"),
+        ("grub-mkimage", "grub-common"),
+        ("mkfs.vfat", "dosfstools"),
+        ("mcopy", "mtools"),
+        ("depmod", "kmod"),
+    ]);
+}
+
 /// The Debian kernel package, extracted once: `x/boot`, `x/lib/modules/<version>`.
 pub fn kernel_package() -> (PathBuf, String) {
     let _cache = cache_lock();

@@ -25,26 +25,18 @@ fn command_line_follows_the_spec() {
     let logs = Path::new("/l");
     let disk = Path::new("/d.img");
     let iso = Path::new("/s.iso");
+    let disks = vec![Drive {
+        file: disk,
+        bus: Bus::Virtio,
+        snapshot: true,
+    }];
     let spec = VmSpec {
         name: "x".into(),
-        log_dir: logs,
         firmware: Firmware::Uefi,
-        accel: Accel::Tcg,
         memory_mib: 2048,
         cdrom: Some(iso),
-        kernel: None,
-        disks: vec![Drive {
-            file: disk,
-            bus: Bus::Virtio,
-            snapshot: true,
-        }],
         timeout: Duration::from_secs(1),
-        stop_on: &[],
-        fail_on: &[],
-        milestones: &[],
-        grace: Duration::from_secs(1),
-        stall: None,
-        first_output: None,
+        ..spec_with(logs, disks)
     };
     let a = args(
         &spec,
