@@ -16,6 +16,7 @@ mod codec;
 mod describe;
 mod devices;
 mod discover;
+pub mod stack;
 pub mod fstab;
 pub mod probe;
 pub mod record;
