@@ -511,7 +511,7 @@ fn a_root_on_a_stack_is_recorded_and_said_not_restorable() {
     assert!(
         l.unsupported
             .iter()
-            .any(|u| u.contains("dm-9 = vg-root (LVM, LUKS or MD RAID)")),
+            .any(|u| u.contains("dm-9 (/dev/mapper/vg-root)") && u.contains("cannot recreate")),
         "{:?}",
         l.unsupported
     );

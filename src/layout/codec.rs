@@ -1,16 +1,18 @@
-//! The layout record as a manifest extension (docs/FORMAT.md §9): name `layout`, version 2
-//! (version 1, without `btrfs`, is still read), optional, bincode 2 standard configuration
+//! The layout record as a manifest extension (docs/FORMAT.md §9): name `layout`, version 3
+//! (versions 1, without `btrfs` and `stack`, and 2, without `stack`, are still read), optional, bincode 2 standard configuration
 //! through serde, decoded with a byte limit.
 
 use super::LayoutError;
-use super::record::{BootInfo, Container, Disk, DiskLayout, FsRecord, FstabEntry, SwapRecord};
+use super::record::{BootInfo, BtrfsVolume, Container, Disk, DiskLayout, FsRecord, FstabEntry, SwapRecord};
 use crate::format::manifest::{Extension, Manifest};
 
 /// The extension's name in `Manifest::extensions`.
 pub const NAME: &str = "layout";
 /// The version of the record this build writes; it reads this one and `OLDEST`.
-pub const VERSION: u16 = 2;
-/// Version 1: `DiskLayout` without its last field, `btrfs`.
+pub const VERSION: u16 = 3;
+/// Version 2: `DiskLayout` without its last field, `stack`.
+pub const V2: u16 = 2;
+/// Version 1: `DiskLayout` without its last two fields, `btrfs` and `stack`.
 pub const OLDEST: u16 = 1;
 /// Largest encoded record accepted (the BIOS boot partition and MBR gap dominate it: at most
 /// 16 MiB and 4 MiB per disk).
@@ -38,6 +40,7 @@ pub fn from_manifest(m: &Manifest) -> Result<Option<DiskLayout>, LayoutError> {
     };
     match ext.version {
         VERSION => decode(&ext.data).map(Some),
+        V2 => decode_v2(&ext.data).map(Some),
         OLDEST => decode_v1(&ext.data).map(Some),
         v => Err(LayoutError::Version(v)),
     }
@@ -71,6 +74,40 @@ pub fn decode_v1(data: &[u8]) -> Result<DiskLayout, LayoutError> {
         unsupported: v.unsupported,
         warnings: v.warnings,
         btrfs: Vec::new(),
+        stack: Default::default(),
+    })
+}
+
+/// A version 2 record: the fields of `DiskLayout` before `stack`, in the same order.
+#[derive(serde::Deserialize)]
+struct DiskLayoutV2 {
+    none: Option<String>,
+    disks: Vec<Disk>,
+    filesystems: Vec<FsRecord>,
+    swaps: Vec<SwapRecord>,
+    containers: Vec<Container>,
+    fstab: Vec<FstabEntry>,
+    boot: BootInfo,
+    unsupported: Vec<String>,
+    warnings: Vec<String>,
+    btrfs: Vec<BtrfsVolume>,
+}
+
+/// Decodes a version 2 record (no block stack: its capture refused LVM, LUKS and MD).
+pub fn decode_v2(data: &[u8]) -> Result<DiskLayout, LayoutError> {
+    let v: DiskLayoutV2 = decode_bounded(data)?;
+    Ok(DiskLayout {
+        none: v.none,
+        disks: v.disks,
+        filesystems: v.filesystems,
+        swaps: v.swaps,
+        containers: v.containers,
+        fstab: v.fstab,
+        boot: v.boot,
+        unsupported: v.unsupported,
+        warnings: v.warnings,
+        btrfs: v.btrfs,
+        stack: Default::default(),
     })
 }
 
@@ -151,7 +188,7 @@ mod tests {
         let ext = to_extension(&l);
         assert_eq!(
             (ext.name.as_str(), ext.version, ext.required),
-            ("layout", 2, false)
+            ("layout", 3, false)
         );
         let mut m = Manifest::default();
         assert_eq!(from_manifest(&m).unwrap(), None);
@@ -175,13 +212,49 @@ mod tests {
         // A newer version.
         let mut m = Manifest::default();
         ext.data = good;
-        ext.version = 3;
+        ext.version = 4;
         m.extensions.push(ext);
-        assert!(matches!(from_manifest(&m), Err(LayoutError::Version(3))));
+        assert!(matches!(from_manifest(&m), Err(LayoutError::Version(4))));
+    }
+
+    /// `sample()` with a block stack: an LV on a PV on a partition.
+    fn with_stack() -> DiskLayout {
+        let mut l = sample();
+        let part = |name: &str, partition| PartRef {
+            disk: 0,
+            partition,
+            name: name.into(),
+            dev: 0,
+        };
+        l.filesystems[0].device = part("dm-0", None);
+        l.stack.vgs.push(VolumeGroup {
+            name: "vg".into(),
+            uuid: "u".into(),
+            extent_bytes: 4 << 20,
+            pvs: vec![PhysicalVolume {
+                key: "pv0".into(),
+                uuid: "p".into(),
+                device: part("vda1", Some(1)),
+                pe_start_bytes: 1 << 20,
+                pe_count: 100,
+                size_bytes: 401 << 20,
+            }],
+            lvs: vec![LogicalVolume {
+                name: "root".into(),
+                kernel_name: "dm-0".into(),
+                extents: 100,
+                kind: "linear".into(),
+                recreatable: true,
+                ..Default::default()
+            }],
+            metadata: "vg {\n}\n".into(),
+            ..Default::default()
+        });
+        l
     }
 
     #[test]
-    fn version_1_records_are_read_without_btrfs_subvolumes() {
+    fn version_1_and_2_records_are_read_without_what_they_lack() {
         let mut l = sample();
         l.btrfs = vec![BtrfsVolume {
             uuid: "u".into(),
@@ -192,21 +265,43 @@ mod tests {
             }],
             default_path: "@".into(),
         }];
-        let v2 = to_extension(&l).data;
-        // Version 1 is version 2 without its last field (an empty vector is one byte, 0).
+        let v3 = to_extension(&l).data;
+        // Version 2 is version 3 without its last field (an empty stack is three empty
+        // vectors: 0, 0, 0); version 1 also lacks `btrfs` (empty: one byte, 0).
+        let v2 = &v3[..v3.len() - 3];
+        assert_eq!(&v3[v3.len() - 3..], [0, 0, 0]);
         let without = to_extension(&sample()).data;
-        let v1 = &without[..without.len() - 1];
-        assert_eq!(*without.last().unwrap(), 0);
-        let mut m = Manifest::default();
-        m.extensions.push(Extension {
-            name: NAME.into(),
-            version: 1,
-            required: false,
-            data: v1.to_vec(),
-        });
-        assert_eq!(from_manifest(&m).unwrap(), Some(sample()));
-        // A v2 record read as v1 has trailing bytes: refused, not misread.
-        assert!(decode_v1(&v2).is_err());
-        assert_eq!(decode(&v2).unwrap(), l);
+        let v1 = &without[..without.len() - 4];
+        assert_eq!(&without[without.len() - 4..], [0, 0, 0, 0]);
+        let read = |version, data: &[u8]| {
+            let mut m = Manifest::default();
+            m.extensions.push(Extension {
+                name: NAME.into(),
+                version,
+                required: false,
+                data: data.to_vec(),
+            });
+            from_manifest(&m).unwrap()
+        };
+        assert_eq!(read(1, v1), Some(sample()));
+        assert_eq!(read(2, v2), Some(l.clone()));
+        // A newer record read as an older one has trailing bytes: refused, not misread.
+        assert!(decode_v1(v2).is_err());
+        assert!(decode_v2(&v3).is_err());
+        assert_eq!(decode(&v3).unwrap(), l);
+        let s = with_stack();
+        assert_eq!(decode(&to_extension(&s).data).unwrap(), s);
+    }
+
+    #[test]
+    fn a_stacked_filesystem_leads_down_to_its_partition() {
+        let s = with_stack();
+        let root = &s.filesystems[0].device;
+        assert!(matches!(s.stack.node("dm-0"), Some(StackNode::Lv(_, lv)) if lv.name == "root"));
+        assert_eq!(s.stack.node("dm-0").unwrap().path(), "/dev/mapper/vg-root");
+        let bottom = s.stack.bottom(root);
+        assert_eq!(bottom.len(), 1);
+        assert_eq!((bottom[0].name.as_str(), bottom[0].partition), ("vda1", Some(1)));
+        assert_eq!(dm_name("vg-0", "my-root"), "vg--0-my--root");
     }
 }

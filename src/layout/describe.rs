@@ -147,10 +147,20 @@ pub fn describe(l: &DiskLayout) -> String {
         }
         out.push_str(&columns(&rows));
     }
-    if !l.containers.is_empty() {
-        let _ = writeln!(out, "Containers (recorded, not recreated):");
-        let rows: Vec<Vec<String>> = l
-            .containers
+    out.push_str(&super::stack::show::tree(l));
+    let loose: Vec<&Container> = l
+        .containers
+        .iter()
+        .filter(|c| {
+            let st = &l.stack;
+            !(st.md.iter().any(|m| m.members.iter().any(|x| x.device.name == c.device.name))
+                || st.luks.iter().any(|x| x.device.name == c.device.name)
+                || st.vgs.iter().any(|v| v.pvs.iter().any(|p| p.device.name == c.device.name)))
+        })
+        .collect();
+    if !loose.is_empty() {
+        let _ = writeln!(out, "Containers no recorded filesystem uses (not recreated):");
+        let rows: Vec<Vec<String>> = loose
             .iter()
             .map(|c| {
                 let kind = match &c.kind {

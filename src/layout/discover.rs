@@ -91,6 +91,7 @@ pub fn capture_with(root: &Path, src: &Sources) -> Result<DiskLayout, LayoutErro
                 .into(),
         );
     }
+    b.stack();
     b.disks();
     b.containers();
     b.btrfs_subvolumes();
@@ -157,12 +158,28 @@ impl Builder {
     }
 
     fn part_ref(d: &BlockDev) -> PartRef {
-        PartRef {
-            disk: 0, // set by `disks()` once the disk list is known
-            partition: d.parent.as_ref().and(d.partition),
-            name: d.name.clone(),
-            dev: d.dev(),
-        }
+        super::stack::capture::part_ref(d)
+    }
+
+    /// The LVM, LUKS and MD layers under the recorded filesystems and swaps.
+    fn stack(&mut self) {
+        let crypttab = match std::fs::read(self.root.join("etc/crypttab")) {
+            Ok(t) => super::stack::luks::parse_crypttab(&String::from_utf8_lossy(&t)),
+            Err(_) => Vec::new(),
+        };
+        let tops: Vec<String> = self
+            .out
+            .filesystems
+            .iter()
+            .map(|f| f.device.name.clone())
+            .chain(self.out.swaps.iter().map(|s| s.device.name.clone()))
+            .collect();
+        let out = super::stack::capture::Captured {
+            stack: &mut self.out.stack,
+            unsupported: &mut self.out.unsupported,
+            warnings: &mut self.out.warnings,
+        };
+        super::stack::capture::capture(&mut self.devices, &self.class, &crypttab, &tops, out);
     }
 
     fn add_swap(&mut self, e: &FstabEntry, d: &BlockDev) {
@@ -182,7 +199,6 @@ impl Builder {
             in_fstab: true,
             options: e.options.clone(),
         });
-        self.check_stack(d, "swap");
     }
 
     fn add_fs(&mut self, e: &FstabEntry, d: &BlockDev) {
@@ -271,22 +287,7 @@ impl Builder {
                 }
             ));
         }
-        self.check_stack(d, &rec.mount_point);
         self.out.filesystems.push(rec);
-    }
-
-    fn check_stack(&mut self, d: &BlockDev, what: &str) {
-        if d.is_virtual_stack() {
-            self.out.unsupported.push(format!(
-                "{what} is on {}{} (LVM, LUKS or MD RAID), which osimage records but cannot \
-                 recreate yet",
-                d.name,
-                d.dm_name
-                    .as_ref()
-                    .map(|n| format!(" = {n}"))
-                    .unwrap_or_default()
-            ));
-        }
     }
 
     /// The capture root as bytes, without a trailing slash ("" for /).
@@ -433,6 +434,13 @@ impl Builder {
         for s in &mut self.out.swaps {
             index(&self.devices, &mut s.device);
         }
+        let st = &mut self.out.stack;
+        let refs = st.md.iter_mut().flat_map(|m| m.members.iter_mut().map(|x| &mut x.device));
+        let refs = refs.chain(st.luks.iter_mut().map(|l| &mut l.device));
+        let refs = refs.chain(st.vgs.iter_mut().flat_map(|v| v.pvs.iter_mut().map(|p| &mut p.device)));
+        for r in refs {
+            index(&self.devices, r);
+        }
     }
 
     fn disk(&mut self, name: &str) -> Disk {
@@ -479,6 +487,10 @@ impl Builder {
             else {
                 continue;
             };
+            let st = &self.out.stack;
+            let in_stack = st.md.iter().any(|m| m.members.iter().any(|x| x.device.name == d.name))
+                || st.luks.iter().any(|l| l.device.name == d.name)
+                || st.vgs.iter().any(|v| v.pvs.iter().any(|p| p.device.name == d.name));
             let under = self.devices.disks_under(&d);
             let Some(disk) = under
                 .first()
@@ -494,9 +506,10 @@ impl Builder {
                 uuid: uuid.clone(),
                 label: label.clone(),
             });
-            if !self.out.unsupported.iter().any(|u| u.contains("LVM, LUKS")) {
+            if !in_stack {
                 self.out.warnings.push(format!(
-                    "{} holds {:?}, whose contents a restore does not bring back",
+                    "{} holds {:?} that no recorded filesystem uses; a restore does not \
+                     bring it back",
                     d.name, kind
                 ));
             }

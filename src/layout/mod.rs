@@ -1,5 +1,5 @@
 //! Stage `layout` (docs/DESIGN.md): the disks, partition tables, filesystems, swap and boot
-//! set-up of a captured system, recorded in the manifest as extension `layout` v2
+//! set-up of a captured system, recorded in the manifest as extension `layout` v3
 //! (docs/FORMAT.md §9) so a restore can recreate them.
 //!
 //! Sources of truth: the captured root's own `etc/fstab` (what the system needs at boot),
@@ -46,7 +46,7 @@ pub enum LayoutError {
     #[error("the image's layout record is damaged: {0}")]
     Decode(String),
     #[error(
-        "the image's layout record has version {0}; this osimage reads versions 1 and 2 (update osimage)"
+        "the image's layout record has version {0}; this osimage reads versions 1 to 3 (update osimage)"
     )]
     Version(u16),
 }

@@ -1,5 +1,5 @@
 //! The layout record: what the disks, partition tables, filesystems, swap and boot set-up of a
-//! captured system were (docs/FORMAT.md §9, manifest extension `layout`, version 2).
+//! captured system were (docs/FORMAT.md §9, manifest extension `layout`, version 3).
 //!
 //! Plain data with serde derives, encoded with bincode 2 (standard config) by `layout::codec`.
 //! Field order is part of the format: changing it means a new extension version.
@@ -28,6 +28,221 @@ pub struct DiskLayout {
     pub warnings: Vec<String>,
     /// The subvolumes of each recorded btrfs filesystem (version 2; empty in version 1).
     pub btrfs: Vec<BtrfsVolume>,
+    /// MD arrays, LUKS containers and LVM volume groups between the disks and the recorded
+    /// filesystems and swaps (version 3; empty before).
+    pub stack: BlockStack,
+}
+
+/// The block stack under the recorded filesystems (docs/FORMAT.md §9.4): every layer a
+/// restore recreates, bottom up, before making the filesystems. A `PartRef` whose `name` is
+/// the `name` of an entry here means that entry (an array, an open LUKS mapping or an LV);
+/// any other `PartRef` is a partition or a whole disk.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockStack {
+    pub md: Vec<MdArray>,
+    pub luks: Vec<LuksVolume>,
+    pub vgs: Vec<VolumeGroup>,
+}
+
+/// An MD RAID array the system assembles.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MdArray {
+    /// Kernel name on the source (`md0`, `md127`).
+    pub name: String,
+    /// The device path the system names it by (`/dev/md0`, `/dev/md/root`).
+    pub path: String,
+    /// Superblock version: `0.90`, `1.0`, `1.1`, `1.2`.
+    pub metadata: String,
+    /// Array UUID as mdadm prints it (`xxxxxxxx:xxxxxxxx:xxxxxxxx:xxxxxxxx`).
+    pub uuid: String,
+    /// The superblock's name (`host:name`; empty for 0.90).
+    pub array_name: String,
+    /// `raid0`, `raid1`, `raid4`, `raid5`, `raid6`, `raid10`, `linear`.
+    pub level: String,
+    /// The level's layout number (raid5/6/10), 0 otherwise.
+    pub layout: u32,
+    pub chunk_kib: u32,
+    pub raid_disks: u32,
+    /// An internal write-intent bitmap.
+    pub bitmap: bool,
+    /// Where data starts on each member, in 512-byte sectors (1.x).
+    pub data_offset_sectors: u64,
+    /// The array's size in bytes.
+    pub size_bytes: u64,
+    /// Members in role order (spares last, role `u32::MAX`).
+    pub members: Vec<MdMember>,
+    /// A member was missing or failed at capture.
+    pub degraded: bool,
+}
+
+/// One member of an MD array.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MdMember {
+    /// Its slot in the array (`u32::MAX`: a spare).
+    pub role: u32,
+    pub device: PartRef,
+}
+
+/// A LUKS container and the mapping the system opens it as.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LuksVolume {
+    /// Kernel name of the open mapping on the source (`dm-1`).
+    pub name: String,
+    /// The mapping's name (`/dev/mapper/NAME`, crypttab's first field).
+    pub mapping: String,
+    /// Where the LUKS header is.
+    pub device: PartRef,
+    /// 1 or 2.
+    pub version: u16,
+    pub uuid: String,
+    /// LUKS2 label and subsystem (empty for LUKS1).
+    pub label: String,
+    pub subsystem: String,
+    /// `aes-xts-plain64`.
+    pub cipher: String,
+    pub key_bits: u32,
+    pub sector_size: u32,
+    /// `argon2id`, `argon2i`, `pbkdf2`.
+    pub pbkdf: String,
+    /// Where the encrypted data starts on `device`.
+    pub data_offset_bytes: u64,
+    /// The `cryptsetup luksFormat` options that recreate the header's parameters.
+    pub format_args: Vec<String>,
+    /// The captured system's `etc/crypttab` line that opens it, if any.
+    pub crypttab: Option<CrypttabLine>,
+    /// Size of the opened mapping, bytes.
+    pub size_bytes: u64,
+}
+
+/// One `etc/crypttab` line, fields unescaped.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrypttabLine {
+    pub line: u32,
+    pub name: String,
+    pub device: String,
+    pub key: String,
+    pub options: String,
+}
+
+/// An LVM volume group.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeGroup {
+    pub name: String,
+    /// UUID as LVM prints it (`6-4-4-4-4-4-6`).
+    pub uuid: String,
+    pub extent_bytes: u64,
+    pub pvs: Vec<PhysicalVolume>,
+    pub lvs: Vec<LogicalVolume>,
+    pub tags: Vec<String>,
+    /// The VG's metadata text as its PVs hold it (what `vgcfgbackup` writes): the restore
+    /// gives it, resized, to `vgcfgrestore`, which keeps every name, UUID and segment.
+    pub metadata: String,
+}
+
+/// A physical volume of a VG.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhysicalVolume {
+    /// The key in the metadata (`pv0`).
+    pub key: String,
+    pub uuid: String,
+    pub device: PartRef,
+    pub pe_start_bytes: u64,
+    pub pe_count: u64,
+    pub size_bytes: u64,
+}
+
+/// A logical volume.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogicalVolume {
+    pub name: String,
+    pub uuid: String,
+    /// Kernel name of its device on the source (`dm-0`); empty when it was not active.
+    pub kernel_name: String,
+    pub extents: u64,
+    /// `linear`, `striped`, `thin-pool`, `thin`, `snapshot`, `cache`, `raid`, `mirror`...
+    pub kind: String,
+    /// A restore can recreate it (linear and striped).
+    pub recreatable: bool,
+    /// An LVM-internal sub-volume (`_tmeta`, `_rimage_0`...): shown under its owner.
+    pub hidden: bool,
+    pub tags: Vec<String>,
+}
+
+impl BlockStack {
+    /// True when nothing is stacked.
+    pub fn is_empty(&self) -> bool {
+        self.md.is_empty() && self.luks.is_empty() && self.vgs.is_empty()
+    }
+
+    /// What the stack entry named `name` (a source kernel name) is, if it is one.
+    pub fn node(&self, name: &str) -> Option<StackNode<'_>> {
+        if name.is_empty() {
+            return None;
+        }
+        if let Some(m) = self.md.iter().find(|m| m.name == name) {
+            return Some(StackNode::Md(m));
+        }
+        if let Some(l) = self.luks.iter().find(|l| l.name == name) {
+            return Some(StackNode::Luks(l));
+        }
+        self.vgs.iter().find_map(|vg| {
+            vg.lvs
+                .iter()
+                .find(|lv| lv.kernel_name == name)
+                .map(|lv| StackNode::Lv(vg, lv))
+        })
+    }
+
+    /// The partitions (or whole disks) at the bottom of `r`, following the stack down.
+    pub fn bottom(&self, r: &PartRef) -> Vec<PartRef> {
+        let mut out = Vec::new();
+        self.bottom_into(r, &mut out, 0);
+        out
+    }
+
+    fn bottom_into(&self, r: &PartRef, out: &mut Vec<PartRef>, depth: u32) {
+        // A record is input: a loop in it must not recurse forever.
+        if depth > 16 {
+            return;
+        }
+        let below: Vec<&PartRef> = match self.node(&r.name) {
+            None => {
+                out.push(r.clone());
+                return;
+            }
+            Some(StackNode::Md(m)) => m.members.iter().map(|x| &x.device).collect(),
+            Some(StackNode::Luks(l)) => vec![&l.device],
+            Some(StackNode::Lv(vg, _)) => vg.pvs.iter().map(|p| &p.device).collect(),
+        };
+        for b in below {
+            self.bottom_into(b, out, depth + 1);
+        }
+    }
+}
+
+/// One entry of the stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StackNode<'a> {
+    Md(&'a MdArray),
+    Luks(&'a LuksVolume),
+    Lv(&'a VolumeGroup, &'a LogicalVolume),
+}
+
+impl StackNode<'_> {
+    /// The path the system names it by (`/dev/md0`, `/dev/mapper/vg-root`).
+    pub fn path(&self) -> String {
+        match self {
+            StackNode::Md(m) => m.path.clone(),
+            StackNode::Luks(l) => format!("/dev/mapper/{}", l.mapping),
+            StackNode::Lv(vg, lv) => format!("/dev/mapper/{}", dm_name(&vg.name, &lv.name)),
+        }
+    }
+}
+
+/// The device-mapper name LVM gives an LV: VG and LV names with each `-` doubled, joined by
+/// `-` (`vg-0`/`root` → `vg--0-root`).
+pub fn dm_name(vg: &str, lv: &str) -> String {
+    format!("{}-{}", vg.replace('-', "--"), lv.replace('-', "--"))
 }
 
 /// The subvolumes of one btrfs filesystem, as `btrfs subvolume list` saw them at capture.

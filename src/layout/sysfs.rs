@@ -23,6 +23,9 @@ pub struct BlockDev {
     pub slaves: Vec<String>,
     /// A device-mapper device's name (`dm/name`: `vg-root`, `luks-…`).
     pub dm_name: Option<String>,
+    /// A device-mapper device's UUID (`dm/uuid`: `LVM-<vg uuid><lv uuid>`,
+    /// `CRYPT-LUKS2-<uuid>-<name>`, `mpath-…`): which kind of target it is.
+    pub dm_uuid: Option<String>,
 }
 
 impl BlockDev {
@@ -99,6 +102,7 @@ fn read_one(dir: &Path, name: String) -> Option<BlockDev> {
         parent,
         slaves,
         dm_name: read_text(&dir.join("dm/name")),
+        dm_uuid: read_text(&dir.join("dm/uuid")),
     })
 }
 

@@ -5,9 +5,11 @@
 //! Each reader takes the open block device and returns plain facts; `discover` turns them
 //! into the layout record's `stack` (docs/FORMAT.md §9).
 
+pub mod capture;
 pub mod luks;
 pub mod lvm;
 pub mod md;
+pub mod show;
 
 /// What can go wrong reading a stack member's header or metadata.
 #[derive(Debug, thiserror::Error)]
