@@ -107,6 +107,18 @@ pub fn start_boot(
         .map(|f| f.fstype.clone())
         .chain(layout.swaps.iter().map(|_| "swap".to_string()))
         .collect();
+    // The block stack's layers count as "filesystems" of the rescue lists: their tools
+    // (lvm, mdadm, cryptsetup) and modules become required.
+    let st = &layout.stack;
+    for (layer, present) in [
+        ("lvm", !st.vgs.is_empty()),
+        ("md", !st.md.is_empty()),
+        ("luks", !st.luks.is_empty()),
+    ] {
+        if present {
+            spec.filesystems.push(layer.to_string());
+        }
+    }
     spec.filesystems.sort();
     spec.filesystems.dedup();
     let (tx, planned) = std::sync::mpsc::channel();

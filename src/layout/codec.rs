@@ -3,7 +3,9 @@
 //! through serde, decoded with a byte limit.
 
 use super::LayoutError;
-use super::record::{BootInfo, BtrfsVolume, Container, Disk, DiskLayout, FsRecord, FstabEntry, SwapRecord};
+use super::record::{
+    BootInfo, BtrfsVolume, Container, Disk, DiskLayout, FsRecord, FstabEntry, SwapRecord,
+};
 use crate::format::manifest::{Extension, Manifest};
 
 /// The extension's name in `Manifest::extensions`.
@@ -301,7 +303,10 @@ mod tests {
         assert_eq!(s.stack.node("dm-0").unwrap().path(), "/dev/mapper/vg-root");
         let bottom = s.stack.bottom(root);
         assert_eq!(bottom.len(), 1);
-        assert_eq!((bottom[0].name.as_str(), bottom[0].partition), ("vda1", Some(1)));
+        assert_eq!(
+            (bottom[0].name.as_str(), bottom[0].partition),
+            ("vda1", Some(1))
+        );
         assert_eq!(dm_name("vg-0", "my-root"), "vg--0-my--root");
     }
 }

@@ -153,13 +153,21 @@ pub fn describe(l: &DiskLayout) -> String {
         .iter()
         .filter(|c| {
             let st = &l.stack;
-            !(st.md.iter().any(|m| m.members.iter().any(|x| x.device.name == c.device.name))
+            !(st.md
+                .iter()
+                .any(|m| m.members.iter().any(|x| x.device.name == c.device.name))
                 || st.luks.iter().any(|x| x.device.name == c.device.name)
-                || st.vgs.iter().any(|v| v.pvs.iter().any(|p| p.device.name == c.device.name)))
+                || st
+                    .vgs
+                    .iter()
+                    .any(|v| v.pvs.iter().any(|p| p.device.name == c.device.name)))
         })
         .collect();
     if !loose.is_empty() {
-        let _ = writeln!(out, "Containers no recorded filesystem uses (not recreated):");
+        let _ = writeln!(
+            out,
+            "Containers no recorded filesystem uses (not recreated):"
+        );
         let rows: Vec<Vec<String>> = loose
             .iter()
             .map(|c| {

@@ -435,9 +435,16 @@ impl Builder {
             index(&self.devices, &mut s.device);
         }
         let st = &mut self.out.stack;
-        let refs = st.md.iter_mut().flat_map(|m| m.members.iter_mut().map(|x| &mut x.device));
+        let refs = st
+            .md
+            .iter_mut()
+            .flat_map(|m| m.members.iter_mut().map(|x| &mut x.device));
         let refs = refs.chain(st.luks.iter_mut().map(|l| &mut l.device));
-        let refs = refs.chain(st.vgs.iter_mut().flat_map(|v| v.pvs.iter_mut().map(|p| &mut p.device)));
+        let refs = refs.chain(
+            st.vgs
+                .iter_mut()
+                .flat_map(|v| v.pvs.iter_mut().map(|p| &mut p.device)),
+        );
         for r in refs {
             index(&self.devices, r);
         }
@@ -488,9 +495,15 @@ impl Builder {
                 continue;
             };
             let st = &self.out.stack;
-            let in_stack = st.md.iter().any(|m| m.members.iter().any(|x| x.device.name == d.name))
+            let in_stack = st
+                .md
+                .iter()
+                .any(|m| m.members.iter().any(|x| x.device.name == d.name))
                 || st.luks.iter().any(|l| l.device.name == d.name)
-                || st.vgs.iter().any(|v| v.pvs.iter().any(|p| p.device.name == d.name));
+                || st
+                    .vgs
+                    .iter()
+                    .any(|v| v.pvs.iter().any(|p| p.device.name == d.name));
             let under = self.devices.disks_under(&d);
             let Some(disk) = under
                 .first()

@@ -16,10 +16,10 @@ mod codec;
 mod describe;
 mod devices;
 mod discover;
-pub mod stack;
 pub mod fstab;
 pub mod probe;
 pub mod record;
+pub mod stack;
 pub mod sysfs;
 pub mod table;
 

@@ -46,8 +46,8 @@ pub struct RescueSpec {
     pub image_id: [u8; 16],
     /// Tools to ship besides `rescue/tools.list` (required: a missing one is an error).
     pub extra_tools: Vec<String>,
-    /// Filesystem types of the capture (`ext4`, `vfat`, `xfs`, `swap`...): their modules and
-    /// their `mkfs` become required.
+    /// Filesystem types of the capture (`ext4`, `vfat`, `xfs`, `swap`...) and its block
+    /// layers (`lvm`, `md`, `luks`): their modules and their tools become required.
     pub filesystems: Vec<String>,
 }
 

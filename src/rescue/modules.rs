@@ -237,6 +237,22 @@ pub fn for_filesystem(fstype: &str) -> Vec<String> {
         .map(String::from)
         .to_vec(),
         "swap" | "" => Vec::new(),
+        // The block layers (issue #19): device-mapper, MD and its personalities, dm-crypt
+        // with the ciphers LUKS uses by default.
+        "lvm" => ["dm_mod", "dm_snapshot"].map(String::from).to_vec(),
+        "md" => ["md_mod", "raid0", "raid1", "raid10", "raid456", "linear"]
+            .map(String::from)
+            .to_vec(),
+        "luks" => [
+            "dm_mod",
+            "dm_crypt",
+            "crypto-aes",
+            "crypto-xts",
+            "crypto-sha256",
+            "crypto-argon2",
+        ]
+        .map(String::from)
+        .to_vec(),
         other => vec![other.to_string(), format!("fs-{other}")],
     }
 }

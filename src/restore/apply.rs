@@ -81,6 +81,7 @@ impl RestoreReport {
 }
 
 mod identities;
+mod lvm;
 mod regenerate;
 
 /// A filesystem made and mounted for extraction.
@@ -176,18 +177,22 @@ pub fn apply_all(
         ));
     }
 
-    let mut made_fs: Vec<(FsPlan, PathBuf)> = Vec::new();
-    for (j, disk) in jobs.iter_mut().zip(&disks) {
-        write_disk(j.plan, layout, disk, j.target, &log)?;
-        let devices = make_filesystems(j.plan, j.target, &log)?;
-        made_fs.extend(j.plan.filesystems.iter().cloned().zip(devices));
-    }
-    let (all, devices) = one_tree(jobs, made_fs);
     let staging = tempfile::Builder::new()
         .prefix("osimage-restore")
         .tempdir()
         .map_err(|e| RestoreError::io("creating a staging directory in", &std::env::temp_dir(), e))?
         .keep();
+    let mut vgs = Vec::new();
+    let laid = lay_out(jobs, layout, &disks, &staging, &mut vgs, &log);
+    let made_fs = match laid {
+        Ok(m) => m,
+        Err(e) => {
+            lvm::deactivate(&vgs, &jobs[0].target.device, &log);
+            remove_staging(&staging);
+            return Err(e);
+        }
+    };
+    let (all, devices) = one_tree(jobs, made_fs);
     let mut cx = ApplyCtx {
         plan: all,
         reader,
@@ -202,6 +207,7 @@ pub fn apply_all(
     // Unmount whatever happened; a failure above wins over one here.
     log.say("phase 9/9: syncing and unmounting");
     let unmounted = cx.mounts.unmount_all();
+    lvm::deactivate(&vgs, &jobs[0].target.device, &log);
     remove_staging(&cx.staging);
     result?;
     unmounted?;
@@ -213,6 +219,26 @@ pub fn apply_all(
     report.millis = started.elapsed().as_millis() as u64;
     log.say(&format!("restore finished in {:.1} s", log.elapsed_secs()));
     Ok(report)
+}
+
+/// Phases 1–4 on every disk: table and boot areas, volume groups, filesystems and swap.
+/// The VGs made are added to `vgs` as they are, so a failure can deactivate them.
+fn lay_out(
+    jobs: &mut [DiskJob],
+    layout: &DiskLayout,
+    disks: &[&Disk],
+    staging: &Path,
+    vgs: &mut Vec<String>,
+    log: &RestoreLog,
+) -> Result<Vec<(FsPlan, PathBuf)>, RestoreError> {
+    let mut made_fs = Vec::new();
+    for (j, disk) in jobs.iter_mut().zip(disks) {
+        write_disk(j.plan, layout, disk, j.target, log)?;
+        lvm::make_volume_groups(j.plan, j.target, staging, vgs, log)?;
+        let devices = make_filesystems(j.plan, j.target, log)?;
+        made_fs.extend(j.plan.filesystems.iter().cloned().zip(devices));
+    }
+    Ok(made_fs)
 }
 
 /// The recorded disk of each job, after checking that each plan was made for its disk.
@@ -342,10 +368,11 @@ fn make_filesystems(
     target: &TargetDisk,
     log: &RestoreLog,
 ) -> Result<Vec<PathBuf>, RestoreError> {
-    let node = |n: Option<u32>| -> Result<PathBuf, RestoreError> {
-        match n {
-            None => Ok(target.device.clone()),
-            Some(n) => target
+    let node = |n: Option<u32>, volume: &Option<String>| -> Result<PathBuf, RestoreError> {
+        match (volume, n) {
+            (Some(v), _) => Ok(PathBuf::from(v)),
+            (None, None) => Ok(target.device.clone()),
+            (None, Some(n)) => target
                 .partition(n)
                 .map_err(|e| RestoreError::io("finding the node of partition", &target.device, e)),
         }
@@ -353,7 +380,7 @@ fn make_filesystems(
     log.say("phase 4/9: making filesystems and swap");
     let mut devices = Vec::new();
     for f in &plan.filesystems {
-        let dev = node(f.partition)?;
+        let dev = node(f.partition, &f.volume)?;
         if let Some(cmd) = &f.mkfs {
             log.say(&format!("  {} {}", cmd.join(" "), dev.display()));
             run(cmd, &[dev.as_os_str()], &dev)?;
@@ -361,7 +388,7 @@ fn make_filesystems(
         devices.push(dev);
     }
     for s in &plan.swaps {
-        let dev = node(s.partition)?;
+        let dev = node(s.partition, &s.volume)?;
         log.say(&format!("  {} {}", s.mkswap.join(" "), dev.display()));
         run(&s.mkswap, &[dev.as_os_str()], &dev)?;
     }

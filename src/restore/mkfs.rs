@@ -216,6 +216,9 @@ pub fn package_of(tool: &str) -> &'static str {
         "mcopy" | "mmd" => "mtools",
         "efibootmgr" => "efibootmgr",
         "grub-install" => "grub-pc or grub-efi-amd64",
+        "lvm" => "lvm2",
+        "mdadm" => "mdadm",
+        "cryptsetup" => "cryptsetup",
         _ => "the package providing it",
     }
 }

@@ -53,6 +53,24 @@ pub struct RestorePlan {
     /// UUID, GUID and label is the recorded one.
     #[serde(default)]
     pub renamed: Vec<Renamed>,
+    /// LVM volume groups recreated on this disk's partitions (`plan/lvm.rs`), before the
+    /// filesystems inside them are made.
+    #[serde(default)]
+    pub volume_groups: Vec<VgPlan>,
+}
+
+/// A volume group to recreate with `pvcreate --restorefile` and `vgcfgrestore` from its
+/// recorded metadata, resized to the planned partitions: same names, UUIDs, tags, segments.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VgPlan {
+    pub name: String,
+    pub uuid: String,
+    /// Each PV: its UUID and the partition that holds it.
+    pub pvs: Vec<(String, u32)>,
+    /// The metadata `vgcfgrestore` is given.
+    pub metadata: String,
+    /// Each LV: name, recorded size and planned size, in bytes.
+    pub lvs: Vec<(String, u64, u64)>,
 }
 
 /// The disk the plan was computed for.
@@ -109,8 +127,11 @@ pub enum PartKind {
 /// A filesystem to make (with its original UUID, label and features) and fill.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FsPlan {
-    /// `None`: the whole disk.
+    /// `None`: the whole disk, or the stack volume `volume`.
     pub partition: Option<u32>,
+    /// The stack volume it is made on (`/dev/mapper/vg-root`), made by an earlier phase.
+    #[serde(default)]
+    pub volume: Option<String>,
     pub fstype: String,
     pub uuid: String,
     pub label: String,
@@ -136,6 +157,9 @@ pub struct FsPlan {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SwapPlan {
     pub partition: Option<u32>,
+    /// The stack volume it is made on (`/dev/mapper/vg-swap`).
+    #[serde(default)]
+    pub volume: Option<String>,
     pub uuid: String,
     pub label: String,
     pub mkswap: Vec<String>,
@@ -282,6 +306,7 @@ fn size_text(n: u64) -> String {
 mod boot;
 mod build;
 mod contents;
+mod lvm;
 mod only;
 mod renew;
 mod resize;

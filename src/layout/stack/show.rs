@@ -196,11 +196,21 @@ mod tests {
         let t = tree(&l);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[1], "  / (ext4) on /dev/mapper/vg-root");
-        assert!(lines[2].starts_with("  └─ LV vg/root: linear, 40.0 MiB (10 extents)"), "{t}");
-        assert!(lines[3].starts_with("     └─ VG vg: 4.0 MiB extents, 1 PV(s)"), "{t}");
+        assert!(
+            lines[2].starts_with("  └─ LV vg/root: linear, 40.0 MiB (10 extents)"),
+            "{t}"
+        );
+        assert!(
+            lines[3].starts_with("     └─ VG vg: 4.0 MiB extents, 1 PV(s)"),
+            "{t}"
+        );
         assert!(lines[4].starts_with("        └─ PV dm-0:"), "{t}");
         assert!(lines[5].contains("└─ LUKS2 md0_crypt on md0"), "{t}");
-        assert!(lines[6].contains("└─ MD /dev/md0 raid1: metadata 1.2, 2 of 2 members: vda2[0] vdb2[1]"), "{t}");
+        assert!(
+            lines[6]
+                .contains("└─ MD /dev/md0 raid1: metadata 1.2, 2 of 2 members: vda2[0] vdb2[1]"),
+            "{t}"
+        );
         assert_eq!(lines.len(), 7, "{t}");
         assert_eq!(tree(&DiskLayout::default()), "");
     }

@@ -57,6 +57,7 @@ impl<'a> Builder<'a> {
                 shrunk: Vec::new(),
                 notes: Vec::new(),
                 renamed: Vec::new(),
+                volume_groups: Vec::new(),
             },
         })
     }
@@ -64,6 +65,7 @@ impl<'a> Builder<'a> {
     /// Runs the phases: partitions (and their resize), contents, boot areas.
     pub(super) fn build(mut self) -> Result<RestorePlan, PlanError> {
         self.partitions()?;
+        self.volume_groups()?;
         self.contents()?;
         self.boot();
         Ok(self.plan)
@@ -110,12 +112,13 @@ impl Builder<'_> {
         }
     }
 
-    /// Filesystems recorded on the system disk at partition `n`.
+    /// Filesystems recorded on the system disk at partition `n` (not inside a stack on it).
     pub(super) fn fs_on(&self, n: Option<u32>) -> impl Iterator<Item = &FsRecord> + '_ {
-        self.layout
-            .filesystems
-            .iter()
-            .filter(move |f| f.device.disk == self.idx && f.device.partition == n)
+        self.layout.filesystems.iter().filter(move |f| {
+            f.device.disk == self.idx
+                && f.device.partition == n
+                && self.layout.stack.node(&f.device.name).is_none()
+        })
     }
 
     /// Bytes of partition `n` on the target (the whole disk for `None`).

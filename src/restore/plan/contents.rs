@@ -11,7 +11,7 @@ impl Builder<'_> {
     /// Filesystems and swaps on the system disk, with their mkfs commands; the others noted.
     pub(super) fn contents(&mut self) -> Result<(), PlanError> {
         self.filesystems()?;
-        self.swaps();
+        self.swaps()?;
         self.note_filesystems_left_out();
         Ok(())
     }
@@ -19,7 +19,7 @@ impl Builder<'_> {
     /// The disk's filesystems; the first entry on a partition makes its filesystem, later ones
     /// (more btrfs subvolumes) only mount it.
     fn filesystems(&mut self) -> Result<(), PlanError> {
-        let mut made: Vec<Option<u32>> = Vec::new();
+        let mut made: Vec<String> = Vec::new();
         let mut fss: Vec<&FsRecord> = self
             .layout
             .filesystems
@@ -28,12 +28,13 @@ impl Builder<'_> {
             .collect();
         fss.sort_by_key(|f| (depth(&f.mount_point), f.mount_point.clone()));
         for f in fss {
-            let n = f.device.partition;
-            let first = !made.contains(&n);
-            made.push(n);
+            let first = !made.contains(&f.device.name);
+            made.push(f.device.name.clone());
             let fs = self.filesystem(f, first)?;
+            if fs.volume.is_none() {
+                self.describe(fs.partition, format!("{} {}", f.fstype, f.mount_point));
+            }
             self.plan.filesystems.push(fs);
-            self.describe(n, format!("{} {}", f.fstype, f.mount_point));
         }
         Ok(())
     }
@@ -41,7 +42,11 @@ impl Builder<'_> {
     /// The plan for recorded filesystem `f`; `first`: this entry makes the filesystem.
     fn filesystem(&mut self, f: &FsRecord, first: bool) -> Result<FsPlan, PlanError> {
         let n = f.device.partition;
-        let size_bytes = self.space(n)?;
+        let volume = self.volume_of(&f.device)?;
+        let size_bytes = match &volume {
+            Some((_, bytes)) => *bytes,
+            None => self.space(n)?,
+        };
         let mkfs = if first {
             Some(mkfs::command(f, size_bytes != f.size_bytes).map_err(PlanError)?)
         } else {
@@ -56,7 +61,8 @@ impl Builder<'_> {
             self.unreached_subvolumes(v);
         }
         Ok(FsPlan {
-            partition: n,
+            partition: if volume.is_some() { None } else { n },
+            volume: volume.map(|(path, _)| path),
             fstype: f.fstype.clone(),
             uuid: f.uuid.clone(),
             label: f.label.clone(),
@@ -71,7 +77,7 @@ impl Builder<'_> {
     }
 
     /// The disk's swaps; a swap on a recorded disk this restore leaves out is noted.
-    fn swaps(&mut self) {
+    fn swaps(&mut self) -> Result<(), PlanError> {
         for s in &self.layout.swaps {
             if s.device.disk != self.idx {
                 if self.restored.contains(&s.device.disk) {
@@ -83,14 +89,23 @@ impl Builder<'_> {
                 ));
                 continue;
             }
+            let volume = self.volume_of(&s.device)?;
             self.plan.swaps.push(SwapPlan {
-                partition: s.device.partition,
+                partition: if volume.is_some() {
+                    None
+                } else {
+                    s.device.partition
+                },
+                volume: volume.as_ref().map(|(path, _)| path.clone()),
                 uuid: s.uuid.clone(),
                 label: s.label.clone(),
                 mkswap: mkfs::mkswap(&s.uuid, &s.label),
             });
-            self.describe(s.device.partition, "swap".into());
+            if volume.is_none() {
+                self.describe(s.device.partition, "swap".into());
+            }
         }
+        Ok(())
     }
 
     /// Notes the filesystems on recorded disks this restore leaves out.

@@ -92,6 +92,7 @@ impl RestorePlan {
             partitions: Vec::new(),
             filesystems: vec![FsPlan {
                 partition: None,
+                volume: None,
                 fstype: f.fstype.clone(),
                 uuid: f.uuid.clone(),
                 label: f.label.clone(),
@@ -109,6 +110,7 @@ impl RestorePlan {
             shrunk: Vec::new(),
             notes,
             renamed: Vec::new(),
+            volume_groups: Vec::new(),
         })
     }
 }

@@ -123,8 +123,11 @@ impl Builder<'_> {
             .swaps
             .iter()
             .any(|s| s.device.disk == self.idx && s.device.partition == Some(grow));
+        let pv = self.pv_need(grow);
         let need = if has_fs {
             needed_bytes(used)
+        } else if let Some(pv) = pv {
+            pv
         } else if swap {
             1 << 20
         } else {

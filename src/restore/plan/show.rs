@@ -13,6 +13,7 @@ impl fmt::Display for RestorePlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.show_disks(f)?;
         self.show_partitions(f)?;
+        self.show_volume_groups(f)?;
         self.show_filesystems(f)?;
         self.show_boot(f)?;
         self.show_renamed_and_notes(f)
@@ -104,6 +105,38 @@ impl RestorePlan {
         )
     }
 
+    /// The LVM volume groups recreated from their metadata, with each LV's size.
+    fn show_volume_groups(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for vg in &self.volume_groups {
+            let pvs: Vec<String> = vg
+                .pvs
+                .iter()
+                .map(|(uuid, n)| format!("partition {n} (PV {uuid})"))
+                .collect();
+            writeln!(
+                f,
+                "  LVM volume group {} (UUID {}) on {}: pvcreate --restorefile, vgcfgrestore \
+                 (same names, UUIDs and segments)",
+                vg.name,
+                vg.uuid,
+                pvs.join(", ")
+            )?;
+            for (name, old, new) in &vg.lvs {
+                let change = if old == new {
+                    String::new()
+                } else {
+                    format!(
+                        " (was {}: {})",
+                        size(*old),
+                        if new > old { "grows" } else { "shrinks" }
+                    )
+                };
+                writeln!(f, "    LV {name}: {}{change}", size(*new))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The filesystems with their mkfs commands, the data to write, and the swaps.
     fn show_filesystems(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
@@ -183,10 +216,17 @@ impl RestorePlan {
 }
 
 /// One filesystem: where it goes, its mkfs command, its btrfs subvolumes.
+/// Where a filesystem or swap goes: a partition, the whole disk or a stack volume.
+fn place(partition: Option<u32>, volume: &Option<String>) -> String {
+    match (volume, partition) {
+        (Some(v), _) => v.clone(),
+        (None, Some(n)) => format!("partition {n}"),
+        (None, None) => "whole disk".into(),
+    }
+}
+
 fn show_filesystem(f: &mut fmt::Formatter<'_>, fs: &FsPlan) -> fmt::Result {
-    let place = fs
-        .partition
-        .map_or("whole disk".to_string(), |n| format!("partition {n}"));
+    let place = place(fs.partition, &fs.volume);
     writeln!(
         f,
         "    {:<12} {:<6} UUID={} LABEL={:?} on {place}, {} used{}",
@@ -220,9 +260,7 @@ fn show_filesystem(f: &mut fmt::Formatter<'_>, fs: &FsPlan) -> fmt::Result {
 }
 
 fn show_swap(f: &mut fmt::Formatter<'_>, s: &SwapPlan) -> fmt::Result {
-    let place = s
-        .partition
-        .map_or("whole disk".to_string(), |n| format!("partition {n}"));
+    let place = place(s.partition, &s.volume);
     writeln!(
         f,
         "    swap         UUID={} LABEL={:?} on {place}",
