@@ -41,6 +41,9 @@ pub struct CaptureOptions {
     pub kernel: Option<PathBuf>,
     /// Capture ROOT's filesystem from a btrfs or LVM snapshot (`--snapshot`).
     pub snapshot: bool,
+    /// Capture a system whose disk layout cannot be recreated anyway, as a files image
+    /// (`--files-only`); without it such a capture stops before reading anything.
+    pub files_only: bool,
     /// `--encrypt`: who can open the image (FORMAT.md §11).
     pub lock: Option<std::sync::Arc<crate::envelope::keys::Lock>>,
     /// How to open an encrypted `--base`.
@@ -80,6 +83,14 @@ pub enum CaptureError {
     Iso(#[from] crate::iso::IsoError),
     #[error("{0}")]
     Snapshot(#[from] snapshot::SnapshotError),
+    /// The layout cannot be recreated and `--files-only` was not given.
+    #[error(
+        "{root}: this system cannot be restored to bare metal by osimage:\n  - {}\n\
+         Nothing was written. An image of its files is still good for `osimage restore \
+         IMAGE --to DIR`, `extract` and `--only`; capture one with --files-only.",
+        reasons.join("\n  - ")
+    )]
+    NotRestorable { root: String, reasons: Vec<String> },
 }
 
 impl CaptureError {
@@ -112,7 +123,7 @@ pub fn capture_from(
     let started = Instant::now();
     let mut base = steps::open_base(base_path, opts)?;
     let mut staging = Staging::prepare(opts, progress)?;
-    let layout = steps::record_layout(&staging.root, progress);
+    let layout = steps::record_layout(&staging.root, opts, progress)?;
     let image_id = manifest::random_id();
     let seal = steps::seal(opts, image_id)?;
     let seal_ref = seal.as_ref().map(|(k, r)| (k, r.as_slice()));

@@ -43,7 +43,11 @@ pub(super) fn open_base(
 
 /// The disk layout, recorded before the scan: a system that cannot be restored to bare metal
 /// is said so up front.
-pub(super) fn record_layout(root: &Path, progress: &dyn Progress) -> DiskLayout {
+pub(super) fn record_layout(
+    root: &Path,
+    opts: &CaptureOptions,
+    progress: &dyn Progress,
+) -> Result<DiskLayout, CaptureError> {
     let layout = match crate::layout::capture_layout(root) {
         Ok(l) => l,
         Err(e) => {
@@ -59,12 +63,18 @@ pub(super) fn record_layout(root: &Path, progress: &dyn Progress) -> DiskLayout 
             "no disk layout recorded ({why}): the image restores files, not disks"
         ));
     }
+    if layout.none.is_none() && !layout.unsupported.is_empty() && !opts.files_only {
+        return Err(CaptureError::NotRestorable {
+            root: opts.root.display().to_string(),
+            reasons: layout.unsupported.clone(),
+        });
+    }
     for why in &layout.unsupported {
         progress.note(&format!(
-            "warning: this system is not restorable to bare metal yet: {why}"
+            "warning: this system is not restorable to bare metal (--files-only): {why}"
         ));
     }
-    layout
+    Ok(layout)
 }
 
 /// A new key for the image when it is to be encrypted (`--encrypt`, `--recipient`).

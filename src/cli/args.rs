@@ -127,6 +127,12 @@ pub struct CaptureArgs {
     /// afterwards, also on error or Ctrl-C. Any other filesystem is an error.
     #[arg(long)]
     pub snapshot: bool,
+    /// Capture even when osimage cannot recreate this system's disks (a thin pool,
+    /// multipath, dm-integrity, bcache, ZFS, a required device missing): the image then
+    /// restores files (`restore --to DIR`, `extract`), not the machine. Without it such a
+    /// capture stops, naming what stands in the way, before anything is written.
+    #[arg(long)]
+    pub files_only: bool,
     #[command(flatten)]
     pub encrypt: super::keys::EncryptArgs,
     /// (--passphrase-file also gives the passphrase of --encrypt.)

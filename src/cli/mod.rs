@@ -135,6 +135,7 @@ fn run_capture(a: CaptureArgs, p: &TermProgress) -> Result<i32, Failure> {
         verify: a.verify,
         kernel: t.kernel,
         snapshot: a.snapshot,
+        files_only: a.files_only,
         lock: a.encrypt.lock(&a.keys)?.map(std::sync::Arc::new),
         unlock: std::sync::Arc::new(a.keys.unlock()?),
     };

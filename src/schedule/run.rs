@@ -157,6 +157,8 @@ fn capture_options(job: &Job, output: &Path) -> CaptureOptions {
         verify: true,
         kernel: job.kernel.clone(),
         snapshot: job.snapshot,
+        // A scheduled image of a system that cannot come back must fail, not succeed.
+        files_only: false,
         // scheduled images are not encrypted (yet): no key is kept for the timer
         lock: None,
         unlock: std::sync::Arc::new(crate::envelope::Unlock::default()),
