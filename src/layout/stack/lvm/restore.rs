@@ -143,7 +143,12 @@ pub fn fill_delta(vg: &VgMeta, lv: &str, pvs: &[PvTarget]) -> Result<i64, StackE
         )));
     }
     let pe = new_pe_counts(vg, pvs)?.get(&pv).copied().unwrap_or(0);
-    Ok(pe as i64 - end as i64)
+    i64::try_from(i128::from(pe) - i128::from(end)).map_err(|_| {
+        bad(format!(
+            "VG {}: LV {lv} ends at extent {end}, past any device",
+            vg.name
+        ))
+    })
 }
 
 /// The PV key and end extent of an LV's last segment, which must be linear.
@@ -177,20 +182,20 @@ fn grown_count(
     let (Some(lv), Some(seg)) = (lv, seg) else {
         return Err(bad(format!("VG {}: no LV named {}", vg.name, grow.lv)));
     };
-    let new = seg.extent_count as i64 + grow.delta_extents;
+    let new = i128::from(seg.extent_count) + i128::from(grow.delta_extents);
     if new <= 0 {
         return Err(bad(format!(
             "VG {}: LV {} cannot shrink by {} extents: its last segment has {} ({} in all)",
             vg.name,
             grow.lv,
-            -grow.delta_extents,
+            grow.delta_extents.unsigned_abs(),
             seg.extent_count,
             lv.extents()
         )));
     }
-    let new_end = end as i64 + grow.delta_extents;
+    let new_end = i128::from(end) + i128::from(grow.delta_extents);
     let pe_count = pe.get(&pv).copied().unwrap_or(0);
-    if new_end as u64 > pe_count {
+    if new_end > i128::from(pe_count) {
         return Err(bad(format!(
             "VG {}: LV {} grown by {} extents would end at extent {new_end} of {pv}, which has {pe_count}",
             vg.name, grow.lv, grow.delta_extents
@@ -241,6 +246,11 @@ fn check_fits(
     Ok(())
 }
 
+/// A count as LVM's config text holds it (a signed 64-bit integer).
+fn int(n: u64) -> Result<i64, StackError> {
+    i64::try_from(n).map_err(|_| bad(format!("{n} is too large for LVM metadata")))
+}
+
 /// The VG metadata `text` rewritten for PVs of the targets' sizes, with `grow` applied.
 pub fn adapt_for_restore(
     text: &str,
@@ -271,14 +281,17 @@ pub fn adapt_for_restore(
             .section_mut(&format!("{name}/physical_volumes/{}", pv.key))
             .ok_or_else(|| missing("a PV"))?;
         sec.set("device", Value::Str(t.device.clone()));
-        sec.set("dev_size", Value::Int(t.dev_size_sectors as i64));
-        sec.set("pe_count", Value::Int(pe[&pv.key] as i64));
+        sec.set("dev_size", Value::Int(int(t.dev_size_sectors)?));
+        sec.set(
+            "pe_count",
+            Value::Int(int(pe.get(&pv.key).copied().unwrap_or(0))?),
+        );
     }
     if let Some((lv, (seg, n))) = grown {
         let sec = root
             .section_mut(&format!("{name}/logical_volumes/{lv}/{seg}"))
             .ok_or_else(|| missing("a segment"))?;
-        sec.set("extent_count", Value::Int(n as i64));
+        sec.set("extent_count", Value::Int(int(n)?));
     }
     Ok(root.to_text())
 }
