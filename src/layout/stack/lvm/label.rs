@@ -36,9 +36,10 @@ pub struct PvInfo {
     pub device_size: u64,
     /// Where the first extent starts, in bytes from the device's start (data area 0).
     pub pe_start_bytes: u64,
-    /// The current VG metadata text of the first metadata area that holds one; `None`
-    /// when the PV has no metadata area, or all of them are marked ignored (the VG's
-    /// metadata then lives on its other PVs).
+    /// The current VG metadata text of the first metadata area that holds an intact one
+    /// (a damaged area is an error only when no later area has the text); `None` when the
+    /// PV has no metadata area, or all of them are marked ignored (the VG's metadata then
+    /// lives on its other PVs).
     pub metadata: Option<String>,
     /// The metadata areas: (offset, size) in bytes from the device's start.
     pub mda: Vec<(u64, u64)>,
@@ -95,13 +96,22 @@ pub fn read_pv(dev: &File, size: u64) -> Result<Option<PvInfo>, StackError> {
     };
     let hdr = parse_pv_header(&buf, sector)?;
     let mut metadata = None;
+    let mut first_err = None;
     let mut mda = Vec::new();
     for &(offset, len) in &hdr.mdas {
         check_area("metadata area", offset, len, size)?;
         mda.push((offset, len));
-        if metadata.is_none() {
-            metadata = read_mda(dev, offset, len)?;
+        if metadata.is_some() {
+            continue;
         }
+        // A damaged area with an intact copy after it is what LVM itself reads past.
+        match read_mda(dev, offset, len) {
+            Ok(text) => metadata = text,
+            Err(e) => first_err = first_err.or(Some(e)),
+        }
+    }
+    if let (None, Some(e)) = (&metadata, first_err) {
+        return Err(e);
     }
     Ok(Some(PvInfo {
         pv_uuid: hdr.uuid,

@@ -103,6 +103,28 @@ fn read_pv_follows_text_that_wraps_around_the_area() {
 }
 
 #[test]
+fn read_pv_reads_the_second_area_when_the_first_is_damaged() {
+    let mut img = fixture("pv4.zst");
+    img[4096 + 59_904 + 100] ^= 1; // inside the first area's text
+    let pv = read(&img, img.len() as u64).unwrap().expect("a PV");
+    let text = pv
+        .metadata
+        .expect("the copy in the area at the device's end");
+    assert_eq!(vg_tree(&text), vg_tree(&text_fixture("vgwrap.vg")));
+    // The second area's raw_locn: its text at 55808, 1741 bytes, not wrapped.
+    assert_eq!(
+        u64::from_le_bytes(img[16_711_720..16_711_728].try_into().unwrap()),
+        55_808
+    );
+    img[16_711_680 + 55_808 + 100] ^= 1;
+    let m = format!("{:?}", read(&img, img.len() as u64));
+    assert!(
+        m.contains("metadata text at byte 64000: checksum"),
+        "the first area's error: {m}"
+    );
+}
+
+#[test]
 fn read_pv_says_none_without_a_label() {
     assert_eq!(read(&[0u8; 4096], MIB).unwrap(), None);
     assert_eq!(
@@ -369,41 +391,9 @@ fn parse_vg_reads_the_striped_lv() {
     );
 }
 
-/// Segment layouts LVM writes for thin pools, thin LVs, old-style snapshots and RAID1
-/// (lib/thin/thin.c, lib/snapshot/snapshot.c, lib/raid/raid.c `_text_export`).
-const EXOTIC: &str = r#"vg {
-id = "aaaaaa-bbbb-cccc-dddd-eeee-ffff-gggggg"
-seqno = 9
-extent_size = 8192
-physical_volumes { pv0 { id = "x" dev_size = 2000000 pe_start = 2048 pe_count = 200 } }
-logical_volumes {
-pool { id = "1" status = ["READ", "WRITE", "VISIBLE"]
- segment1 { start_extent = 0 extent_count = 10 type = "thin-pool" metadata = "pool_tmeta" pool = "pool_tdata" transaction_id = 1 chunk_size = 128 } }
-thin1 { id = "2" status = ["READ", "WRITE", "VISIBLE"]
- segment1 { start_extent = 0 extent_count = 20 type = "thin" thin_pool = "pool" transaction_id = 0 device_id = 1 } }
-pool_tdata { id = "3" status = ["READ", "WRITE"]
- segment1 { start_extent = 0 extent_count = 10 type = "striped" stripe_count = 1 stripes = ["pv0", 0] } }
-pool_tmeta { id = "4" status = ["READ", "WRITE"]
- segment1 { start_extent = 0 extent_count = 1 type = "striped" stripe_count = 1 stripes = ["pv0", 10] } }
-lvol0_pmspare { id = "5" status = ["READ", "WRITE"]
- segment1 { start_extent = 0 extent_count = 1 type = "striped" stripe_count = 1 stripes = ["pv0", 11] } }
-snap { id = "6" status = ["READ", "VISIBLE"]
- segment1 { start_extent = 0 extent_count = 2 type = "striped" stripe_count = 1 stripes = ["pv0", 12] } }
-snapshot0 { id = "7" status = ["READ"]
- segment1 { start_extent = 0 extent_count = 5 type = "snapshot" chunk_size = 8 origin = "base" cow_store = "snap" } }
-base { id = "8" status = ["READ", "WRITE", "VISIBLE"]
- segment1 { start_extent = 0 extent_count = 5 type = "striped" stripe_count = 1 stripes = ["pv0", 14] } }
-r { id = "9" status = ["READ", "WRITE", "VISIBLE"]
- segment1 { start_extent = 0 extent_count = 1 type = "raid1" device_count = 2 region_size = 1024 raids = ["r_rmeta_0", "r_rimage_0", "r_rmeta_1", "r_rimage_1"] } }
-r_rimage_0 { id = "10" status = ["READ", "WRITE"]
- segment1 { start_extent = 0 extent_count = 1 type = "striped" stripe_count = 1 stripes = ["pv0", 19] } }
-}
-}
-"#;
-
 #[test]
 fn parse_vg_names_what_cannot_be_recreated() {
-    let vg = parse_vg(EXOTIC).unwrap();
+    let vg = parse_vg(&text_fixture("exotic.vg")).unwrap();
     let got: Vec<_> = vg
         .lvs
         .iter()
