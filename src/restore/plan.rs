@@ -307,6 +307,8 @@ mod boot;
 mod build;
 mod contents;
 mod lvm;
+#[cfg(test)]
+mod lvm_tests;
 mod only;
 mod renew;
 mod resize;

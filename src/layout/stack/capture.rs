@@ -178,9 +178,9 @@ impl Walker<'_> {
                 uuid: lv.id.clone(),
                 kernel_name: kernel,
                 extents: lv.extents(),
-                kind: lv.kind().to_string(),
+                kind: lv.kind.name().to_string(),
                 recreatable: lv.recreatable(),
-                hidden: lv.hidden(),
+                hidden: lv.hidden,
                 tags: lv.tags.clone(),
             });
         }

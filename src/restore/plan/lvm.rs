@@ -6,7 +6,7 @@
 
 use super::build::Builder;
 use super::{PlanError, VgPlan, err, needed_bytes, size_text, used_of};
-use crate::layout::stack::lvm;
+use crate::layout::stack::{StackError, lvm};
 use crate::layout::{PartRef, StackNode, VolumeGroup};
 
 impl Builder<'_> {
@@ -46,15 +46,21 @@ impl Builder<'_> {
 
     /// One VG: its PVs at their planned sizes, the growing or shrinking LV, the metadata.
     fn volume_group(&self, vg: &VolumeGroup) -> Result<VgPlan, PlanError> {
-        let mut targets = Vec::new();
-        let mut delta: i64 = 0;
-        let mut pvs = Vec::new();
+        let verr = |e: StackError| PlanError(format!("VG {}: {e}", vg.name));
+        let meta = lvm::parse_vg(&vg.metadata).map_err(verr)?;
         let extent = vg.extent_bytes.max(512);
+        let tails = lvm::pv_tails(&meta);
+        let (mut targets, mut pvs, mut delta) = (Vec::new(), Vec::new(), 0i64);
+        let mut changed: Option<&lvm::PvTail> = None;
         for p in &vg.pvs {
             let n = p.device.partition.unwrap_or(0);
             let bytes = self.space(Some(n))?;
             let new_pe = bytes.saturating_sub(p.pe_start_bytes) / extent;
-            delta += new_pe as i64 - p.pe_count as i64;
+            let d = new_pe as i64 - p.pe_count as i64;
+            if d != 0 {
+                changed = tails.iter().find(|t| t.pv_key == p.key);
+            }
+            delta += d;
             targets.push(lvm::PvTarget {
                 pv_uuid: p.uuid.clone(),
                 dev_size_sectors: bytes / 512,
@@ -62,22 +68,19 @@ impl Builder<'_> {
             });
             pvs.push((p.uuid.clone(), n));
         }
-        let grow = match delta {
-            0 => None,
-            d => Some(lvm::Grow {
-                lv: self.taker(vg)?,
-                delta_extents: d,
-            }),
+        // Free extents at the PV's end absorb a shrink first; the rest falls to one LV.
+        let free = changed.map_or(0, |t| t.free_at_end as i64);
+        let absorb = if delta < 0 {
+            (delta + free).min(0)
+        } else {
+            delta
         };
-        if let Some(g) = &grow
-            && g.delta_extents < 0
-        {
-            self.lv_shrink_fits(vg, &g.lv, g.delta_extents)?;
-        }
-        let metadata = lvm::adapt_for_restore(&vg.metadata, &targets, grow.clone())
-            .map_err(|e| PlanError(format!("VG {}: {e}", vg.name)))?;
-        let after = lvm::parse_vg(&metadata)
-            .map_err(|e| PlanError(format!("VG {}: resized metadata: {e}", vg.name)))?;
+        let metadata = if absorb == 0 {
+            lvm::adapt_for_restore(&vg.metadata, &targets, None).map_err(verr)?
+        } else {
+            self.resize_one_lv(vg, &targets, changed, absorb)?
+        };
+        let after = lvm::parse_vg(&metadata).map_err(verr)?;
         let lvs = vg
             .lvs
             .iter()
@@ -100,25 +103,61 @@ impl Builder<'_> {
         })
     }
 
-    /// The LV that takes up a change in size: the one holding `/` if in `vg`, else the last.
-    fn taker(&self, vg: &VolumeGroup) -> Result<String, PlanError> {
-        let root = self
+    /// The metadata with one LV grown or shrunk by `delta` extents: the one holding `/` when
+    /// it can (it ends last on the PV that changed), else the LV that ends last there.
+    fn resize_one_lv(
+        &self,
+        vg: &VolumeGroup,
+        targets: &[lvm::PvTarget],
+        changed: Option<&lvm::PvTail>,
+        delta: i64,
+    ) -> Result<String, PlanError> {
+        let mut candidates: Vec<String> = self.root_lv(vg).into_iter().collect();
+        if let Some(last) = changed.and_then(|t| t.last_lv.clone())
+            && !candidates.contains(&last)
+        {
+            candidates.push(last);
+        }
+        let mut why = Vec::new();
+        for lv in &candidates {
+            if delta < 0
+                && let Err(e) = self.lv_shrink_fits(vg, lv, delta)
+            {
+                why.push(e.0);
+                continue;
+            }
+            let grow = lvm::Grow {
+                lv: lv.clone(),
+                delta_extents: delta,
+            };
+            match lvm::adapt_for_restore(&vg.metadata, targets, Some(grow)) {
+                Ok(text) => return Ok(text),
+                Err(e) => why.push(format!("LV {lv}: {e}")),
+            }
+        }
+        err(format!(
+            "VG {}: no LV can take up a change of {delta} extents of {}: {}",
+            vg.name,
+            size_text(vg.extent_bytes),
+            if why.is_empty() {
+                "it has no LV".to_string()
+            } else {
+                why.join("; ")
+            }
+        ))
+    }
+
+    /// The LV of `vg` holding `/`, if any.
+    fn root_lv(&self, vg: &VolumeGroup) -> Option<String> {
+        let f = self
             .layout
             .filesystems
             .iter()
-            .find(|f| f.mount_point == "/")
-            .and_then(|f| match self.layout.stack.node(&f.device.name) {
-                Some(StackNode::Lv(v, lv)) if v.uuid == vg.uuid => Some(lv.name.clone()),
-                _ => None,
-            });
-        root.or_else(|| {
-            vg.lvs
-                .iter()
-                .rev()
-                .find(|l| !l.hidden && l.recreatable)
-                .map(|l| l.name.clone())
-        })
-        .ok_or_else(|| PlanError(format!("VG {} has no LV to resize", vg.name)))
+            .find(|f| f.mount_point == "/")?;
+        match self.layout.stack.node(&f.device.name) {
+            Some(StackNode::Lv(v, lv)) if v.uuid == vg.uuid => Some(lv.name.clone()),
+            _ => None,
+        }
     }
 
     /// LV `name` may lose `-delta` extents: its filesystem's data plus headroom still fits.
@@ -169,7 +208,12 @@ impl Builder<'_> {
         let pv = vg.pvs.iter().find(|p| p.device.partition == Some(n))?;
         let e = vg.extent_bytes;
         let allocated: u64 = vg.lvs.iter().map(|l| l.extents.saturating_mul(e)).sum();
-        let give = self.taker(vg).ok().and_then(|name| {
+        let meta = lvm::parse_vg(&vg.metadata).ok()?;
+        let last = lvm::pv_tails(&meta)
+            .into_iter()
+            .find(|t| t.pv_key == pv.key)
+            .and_then(|t| t.last_lv);
+        let give = last.and_then(|name| {
             let lv = vg.lvs.iter().find(|l| l.name == name)?;
             let old = lv.extents.saturating_mul(e);
             let f = self

@@ -5,10 +5,10 @@ use crate::layout::{
     MbrTable, PartRef, PartitionTable, SwapRecord,
 };
 
-const MIB: u64 = 1 << 20;
+pub(crate) const MIB: u64 = 1 << 20;
 const LINUX: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
 
-fn part(n: u32) -> PartRef {
+pub(crate) fn part(n: u32) -> PartRef {
     PartRef {
         disk: 0,
         partition: Some(n),
@@ -17,7 +17,7 @@ fn part(n: u32) -> PartRef {
     }
 }
 
-fn ext4(n: u32, mp: &str, size: u64, used: u64) -> FsRecord {
+pub(crate) fn ext4(n: u32, mp: &str, size: u64, used: u64) -> FsRecord {
     FsRecord {
         device: part(n),
         fstype: "ext4".into(),

@@ -1,0 +1,186 @@
+//! The plan of an LVM system (issue #19): the VG recreated from its metadata on the planned
+//! partition, one LV taking up a change in size, filesystems and swap on /dev/mapper paths.
+
+use super::tests::{MIB, ext4, gpt_layout, part};
+use super::*;
+use crate::layout::stack::lvm;
+use crate::layout::{LogicalVolume, PartRef, PhysicalVolume, SwapRecord, VolumeGroup};
+
+/// LVM 2.03.16's metadata of VG `vgsys` (root 10, swap 3, home 1 extents of 4 MiB on one
+/// 64 MiB PV), made by `vgcfgbackup` (tests/fixtures/lvm/README.md).
+const VGSYS: &str = include_str!("../../../tests/fixtures/lvm/vgsys.vg");
+
+fn dm(n: u32) -> PartRef {
+    PartRef {
+        disk: 0,
+        partition: None,
+        name: format!("dm-{n}"),
+        dev: 0,
+    }
+}
+
+/// `gpt_layout()` with partition 3 a PV of `vgsys` (resized to the partition: home took the
+/// rest): / on root (dm-0), swap on swap (dm-1), /home on home (dm-2, 8 MiB used).
+fn lvm_layout() -> DiskLayout {
+    let mut l = gpt_layout();
+    let p3 = l.filesystems[0].size_bytes;
+    let pv = lvm::PvTarget {
+        pv_uuid: "YLIRXm-gyvO-0lEQ-ZraS-b5TB-weUw-r7M4XQ".into(),
+        dev_size_sectors: p3 / 512,
+        device: "/dev/vda3".into(),
+    };
+    let meta0 = lvm::parse_vg(VGSYS).unwrap();
+    let grow = lvm::fill_delta(&meta0, "home", std::slice::from_ref(&pv)).unwrap();
+    let grown = lvm::Grow {
+        lv: "home".into(),
+        delta_extents: grow,
+    };
+    let metadata = lvm::adapt_for_restore(VGSYS, &[pv], Some(grown)).unwrap();
+    let meta = lvm::parse_vg(&metadata).unwrap();
+    let lvs = meta
+        .lvs
+        .iter()
+        .enumerate()
+        .map(|(i, lv)| LogicalVolume {
+            name: lv.name.clone(),
+            uuid: lv.id.clone(),
+            kernel_name: format!("dm-{i}"),
+            extents: lv.extents(),
+            kind: lv.kind.name().into(),
+            recreatable: lv.recreatable(),
+            hidden: lv.hidden,
+            tags: lv.tags.clone(),
+        })
+        .collect();
+    let pv = &meta.pvs[0];
+    l.stack.vgs.push(VolumeGroup {
+        name: meta.name.clone(),
+        uuid: meta.id.clone(),
+        extent_bytes: meta.extent_size * 512,
+        pvs: vec![PhysicalVolume {
+            key: pv.key.clone(),
+            uuid: pv.id.clone(),
+            device: part(3),
+            pe_start_bytes: pv.pe_start * 512,
+            pe_count: pv.pe_count,
+            size_bytes: pv.dev_size * 512,
+        }],
+        lvs,
+        tags: meta.tags.clone(),
+        metadata,
+    });
+    let mut root = ext4(3, "/", 40 * MIB, 20 * MIB);
+    root.device = dm(0);
+    let mut home = ext4(3, "/home", 164 * MIB, 8 * MIB);
+    home.device = dm(2);
+    home.uuid = "00000009-0000-4000-8000-000000000000".into();
+    l.filesystems[0] = root;
+    l.filesystems.push(home);
+    l.swaps.push(SwapRecord {
+        device: dm(1),
+        uuid: "00000008-0000-4000-8000-000000000000".into(),
+        page_size: 4096,
+        size_bytes: 12 * MIB,
+        in_fstab: true,
+        ..Default::default()
+    });
+    l
+}
+
+fn lv_sizes(p: &RestorePlan) -> Vec<(String, u64, u64)> {
+    p.volume_groups[0].lvs.clone()
+}
+
+#[test]
+fn the_same_disk_recreates_the_vg_unchanged_with_everything_on_its_lvs() {
+    let l = lvm_layout();
+    let vg = &l.stack.vgs[0];
+    assert_eq!(
+        vg.pvs[0].pe_count, 55,
+        "the fixture: 221 MiB of 4 MiB extents"
+    );
+    let p = RestorePlan::new(&l, "/dev/sdb", 256 * MIB, 512).unwrap();
+    assert_eq!(p.volume_groups.len(), 1);
+    let v = &p.volume_groups[0];
+    assert_eq!(
+        (v.name.as_str(), v.pvs.clone()),
+        ("vgsys", vec![(vg.pvs[0].uuid.clone(), 3)])
+    );
+    // Same size: the metadata goes back as recorded.
+    assert_eq!(
+        lvm::parse_vg(&v.metadata).unwrap(),
+        lvm::parse_vg(&vg.metadata).unwrap()
+    );
+    assert!(lv_sizes(&p).iter().all(|(_, old, new)| old == new));
+    let root = &p.filesystems[0];
+    assert_eq!(root.mount_point, "/");
+    assert_eq!(root.volume.as_deref(), Some("/dev/mapper/vgsys-root"));
+    assert_eq!((root.partition, root.size_bytes), (None, 40 * MIB));
+    assert!(root.mkfs.is_some());
+    assert_eq!(p.swaps[0].volume.as_deref(), Some("/dev/mapper/vgsys-swap"));
+    assert_eq!(p.partitions[2].content, "LVM PV of VG vgsys");
+    let text = p.to_string();
+    assert!(
+        text.contains(
+            "LVM volume group vgsys (UUID xA1djd-XRLR-hkh0-PakQ-rHit-ifke-2k5rJW) on partition 3"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("on /dev/mapper/vgsys-home"), "{text}");
+}
+
+#[test]
+fn a_larger_disk_grows_the_last_lv_when_the_root_lv_is_not_last() {
+    let l = lvm_layout();
+    let p = RestorePlan::new(&l, "/dev/sdb", 512 * MIB, 512).unwrap();
+    let sizes = lv_sizes(&p);
+    assert_eq!(
+        sizes[0],
+        ("root".into(), 40 * MIB, 40 * MIB),
+        "root is followed by swap"
+    );
+    assert_eq!(sizes[1], ("swap".into(), 12 * MIB, 12 * MIB));
+    // The PV's partition grew by 256 MiB: 64 more extents, all to home.
+    assert_eq!(sizes[2], ("home".into(), 168 * MIB, 424 * MIB));
+    let meta = lvm::parse_vg(&p.volume_groups[0].metadata).unwrap();
+    assert_eq!(meta.pvs[0].pe_count, 55 + 64);
+    let home = p
+        .filesystems
+        .iter()
+        .find(|f| f.mount_point == "/home")
+        .unwrap();
+    assert_eq!(home.size_bytes, 424 * MIB);
+    assert!(
+        p.to_string()
+            .contains("LV home: 424.0 MiB (was 168.0 MiB: grows)"),
+        "{p}"
+    );
+}
+
+#[test]
+fn a_smaller_disk_shrinks_the_last_lv_while_its_data_fits_else_refuses_with_numbers() {
+    let l = lvm_layout();
+    let p = RestorePlan::new(&l, "/dev/sdb", 128 * MIB, 512).unwrap();
+    let home = &lv_sizes(&p)[2];
+    assert!(home.2 < home.1 && home.2 >= 24 * MIB, "{home:?}");
+    let e = RestorePlan::new(&l, "/dev/sdb", 100 * MIB, 512).unwrap_err();
+    assert!(e.0.contains("too small"), "{e}");
+    assert!(e.0.contains("needs at least"), "{e}");
+}
+
+#[test]
+fn a_vg_on_md_or_luks_is_refused_until_those_are_recreated() {
+    let mut l = lvm_layout();
+    l.stack.luks.push(crate::layout::LuksVolume {
+        name: "dm-7".into(),
+        mapping: "vda3_crypt".into(),
+        device: part(3),
+        ..Default::default()
+    });
+    l.stack.vgs[0].pvs[0].device = dm(7);
+    let e = RestorePlan::new(&l, "/dev/sdb", 256 * MIB, 512).unwrap_err();
+    assert!(
+        e.0.contains("not on this disk's partitions") || e.0.contains("LUKS"),
+        "{e}"
+    );
+}
