@@ -433,29 +433,33 @@ fn fake_block(dir: &Path, dev: &str, size: &str, extra: &[(&str, &str)]) {
     }
 }
 
-#[test]
-fn a_root_on_a_stack_is_recorded_and_said_not_restorable() {
-    let _disks = common::loop_devices(module_path!());
-    need_tools();
-    // This kernel has no device-mapper: a fake sysfs presents a "dm-9" (vg-root) whose
-    // device number is a real loop partition's, built on it, as LVM would.
+/// A GPT disk image of `mib` MiB whose partition 1 (`p1_sectors` long) gets `pv` at its
+/// start and whose partition 2 gets an ext4 labelled `lvroot`; on a loop device, with a fake
+/// sysfs beside the real one presenting a device-mapper "dm-9" named `dm_name` with the
+/// attributes `dm_attrs`, whose device number is partition 2's, built on partition 1 — as
+/// LVM would make it (this kernel has no device-mapper). Returns the capture of a root whose
+/// fstab mounts `/dev/mapper/<dm_name>` at /.
+fn capture_on_fake_dm(
+    mib: u64,
+    p1_sectors: u64,
+    pv: &[u8],
+    dm_name: &str,
+    dm_attrs: &[(&str, &str)],
+) -> layout::DiskLayout {
     let dir = tempfile::Builder::new()
         .prefix("osimage-layout")
         .tempdir()
         .unwrap();
-    let img = image(dir.path(), 64);
+    let img = image(dir.path(), mib);
     run_stdin(
         "sfdisk",
         &["--no-reread", "--no-tell-kernel", img.to_str().unwrap()],
-        "label: gpt\nsize=16384, type=E6D6D379-F507-44C2-A23C-238F2A3DF928\ntype=linux\n",
+        &format!(
+            "label: gpt\nsize={p1_sectors}, type=E6D6D379-F507-44C2-A23C-238F2A3DF928\n\
+             type=linux\n"
+        ),
     );
-    // An LVM2 label in the PV's second sector: LABELONE, PV header at +32, "LVM2 001".
-    let mut label = vec![0u8; 512];
-    label[0..8].copy_from_slice(b"LABELONE");
-    label[20..24].copy_from_slice(&32u32.to_le_bytes());
-    label[24..32].copy_from_slice(b"LVM2 001");
-    label[32..64].copy_from_slice(b"AAAAAABBBBCCCCDDDDEEEEFFFFGGGGGG");
-    write_at(&img, 2049 * 512, &label);
+    write_at(&img, 2048 * 512, pv);
     let lo = Loop::attach(&img);
     let lv = lo.part(2);
     run("mkfs.ext4", &["-q", "-F", "-L", "lvroot", &lv]);
@@ -478,13 +482,12 @@ fn a_root_on_a_stack_is_recorded_and_said_not_restorable() {
         );
     }
     let dm_dir = sys.join("devices/virtual/block/dm-9");
+    let p1 = format!("{disk}p1");
     let p2 = format!("{disk}p2");
-    fake_block(
-        &dm_dir,
-        &real(&p2, "dev"),
-        &real(&p2, "size"),
-        &[("dm/name", "vg-root"), (&format!("slaves/{p2}"), "")],
-    );
+    let slave = format!("slaves/{p1}");
+    let mut attrs = vec![("dm/name", dm_name), (slave.as_str(), "")];
+    attrs.extend_from_slice(dm_attrs);
+    fake_block(&dm_dir, &real(&p2, "dev"), &real(&p2, "size"), &attrs);
     let class = sys.join("class/block");
     std::fs::create_dir_all(&class).unwrap();
     std::os::unix::fs::symlink(&disk_dir, class.join(&disk)).unwrap();
@@ -494,13 +497,28 @@ fn a_root_on_a_stack_is_recorded_and_said_not_restorable() {
     }
     std::os::unix::fs::symlink(&dm_dir, class.join("dm-9")).unwrap();
 
-    let root = root_with_fstab(dir.path(), "/dev/mapper/vg-root / ext4 defaults 0 1\n");
+    let fstab = format!("/dev/mapper/{dm_name} / ext4 defaults 0 1\n");
+    let root = root_with_fstab(dir.path(), &fstab);
     let src = layout::Sources {
         sys,
         dev: "/dev".into(),
         mountinfo: dir.path().join("no-mountinfo"),
     };
-    let l = layout::capture_with(&root, &src).unwrap();
+    layout::capture_with(&root, &src).unwrap()
+}
+
+#[test]
+fn a_root_on_an_unknown_device_mapper_target_is_recorded_and_said_not_restorable() {
+    let _disks = common::loop_devices(module_path!());
+    need_tools();
+    // An LVM2 label in the PV's second sector: LABELONE, PV header at +32, "LVM2 001"; the
+    // dm device has no dm/uuid, so what it is cannot be told.
+    let mut label = vec![0u8; 1024];
+    label[512..520].copy_from_slice(b"LABELONE");
+    label[532..536].copy_from_slice(&32u32.to_le_bytes());
+    label[536..544].copy_from_slice(b"LVM2 001");
+    label[544..576].copy_from_slice(b"AAAAAABBBBCCCCDDDDEEEEFFFFGGGGGG");
+    let l = capture_on_fake_dm(64, 16384, &label, "vg-root", &[]);
     let r = fs(&l, "/");
     assert_eq!(
         (r.device.name.as_str(), r.label.as_str()),
@@ -522,5 +540,47 @@ fn a_root_on_a_stack_is_recorded_and_said_not_restorable() {
     assert_eq!(c.uuid, "AAAAAA-BBBB-CCCC-DDDD-EEEE-FFFF-GGGGGG");
     assert_eq!(c.device.partition, Some(1));
     assert!(layout::describe(&l).contains("Not restorable yet:"));
+    check_round_trip(&l);
+}
+
+#[test]
+fn a_root_on_an_lvm_lv_records_its_volume_group_from_the_pv() {
+    let _disks = common::loop_devices(module_path!());
+    need_tools();
+    // The first MiB of a real 64 MiB PV made by LVM 2.03.16 (tests/fixtures/lvm/README.md):
+    // VG vgsys with LVs root (10 extents), swap (3), home (1).
+    let pv = zstd::decode_all(&include_bytes!("fixtures/lvm/pv1.head.zst")[..]).unwrap();
+    let l = capture_on_fake_dm(
+        160,
+        131072,
+        &pv,
+        "vgsys-root",
+        &[(
+            "dm/uuid",
+            "LVM-xA1djdXRLRhkh0PakQrHitifke2k5rJWpYeyPGi6TTrjIohNdsHPxNflRHDLUH1b",
+        )],
+    );
+    assert!(l.restorable(), "{:?}", l.unsupported);
+    let vg = &l.stack.vgs[0];
+    assert_eq!(
+        (vg.name.as_str(), vg.uuid.as_str(), vg.extent_bytes),
+        ("vgsys", "xA1djd-XRLR-hkh0-PakQ-rHit-ifke-2k5rJW", 4 << 20)
+    );
+    assert_eq!(vg.tags, ["site_a", "backup"]);
+    let names: Vec<(&str, u64, &str)> = vg
+        .lvs
+        .iter()
+        .map(|lv| (lv.name.as_str(), lv.extents, lv.kernel_name.as_str()))
+        .collect();
+    assert_eq!(names, [("root", 10, "dm-9"), ("swap", 3, ""), ("home", 1, "")]);
+    assert_eq!(vg.pvs.len(), 1);
+    let pv = &vg.pvs[0];
+    assert_eq!(pv.uuid, "YLIRXm-gyvO-0lEQ-ZraS-b5TB-weUw-r7M4XQ");
+    assert_eq!((pv.device.partition, pv.pe_count, pv.pe_start_bytes), (Some(1), 15, 1 << 20));
+    assert!(vg.metadata.contains("vgsys {"), "{}", vg.metadata);
+    let text = layout::describe(&l);
+    assert!(text.contains("Block stack:\n  / (ext4) on /dev/mapper/vgsys-root\n"), "{text}");
+    assert!(text.contains("└─ LV vgsys/root: linear, 40.0 MiB (10 extents)"), "{text}");
+    assert!(!text.contains("Containers no recorded filesystem uses"), "{text}");
     check_round_trip(&l);
 }
