@@ -1,0 +1,1 @@
+//! LUKS (filled in next)
