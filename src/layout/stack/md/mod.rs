@@ -241,16 +241,16 @@ pub fn read(dev: &File, size: u64) -> Result<Option<MdMember>, StackError> {
         ("1.2", Some(8)),
     ];
     for (version, at) in v1_places {
-        if let Some(at) = at.filter(|at| (at + 8) <= sectors) {
-            if let Some(r) = v1::read(dev, at, sectors, version).transpose() {
-                found.push(r);
-            }
-        }
-    }
-    if let Some(at) = (sectors & !127).checked_sub(128) {
-        if let Some(r) = v090::read(dev, at).transpose() {
+        if let Some(at) = at.filter(|at| (at + 8) <= sectors)
+            && let Some(r) = v1::read(dev, at, sectors, version).transpose()
+        {
             found.push(r);
         }
+    }
+    if let Some(at) = (sectors & !127).checked_sub(128)
+        && let Some(r) = v090::read(dev, at).transpose()
+    {
+        found.push(r);
     }
     let mut best: Option<MdMember> = None;
     let mut first_err = None;

@@ -470,3 +470,28 @@ fn reads_a_running_array_from_sysfs() {
     let e = from_sysfs(&t.path().join("md0")).unwrap_err().to_string();
     assert!(e.contains("md/level"), "{e}");
 }
+
+/// `calc_sb_1_csum` by hand: with max_dev 3 the roles end on a half word (262 bytes), added
+/// alone; the 64-bit sum 0xa92b4efc + 1 + 3 + 0x56781234 + 0x80000000 + 0x9abc = 0x1_7fa3_fbf0
+/// folds to 0x7fa3_fbf0 + 1.
+#[test]
+fn the_v1_checksum_adds_a_trailing_half_word_and_folds_the_carry() {
+    let mut b = vec![0u8; 4096];
+    put(&mut b, 0, &MD_SB_MAGIC.to_le_bytes());
+    put(&mut b, 4, &1u32.to_le_bytes());
+    put(&mut b, 200, &0x8000_0000u64.to_le_bytes());
+    put(&mut b, 216, &0xffff_ffffu32.to_le_bytes()); // sb_csum itself counts as 0
+    put(&mut b, 220, &3u32.to_le_bytes());
+    put(
+        &mut b,
+        256,
+        &[0x34, 0x12, 0x78, 0x56, 0xbc, 0x9a, 0xff, 0xff],
+    );
+    assert_eq!(v1::checksum(&b), 0x7fa3_fbf1);
+    // 0.90 folds the same way over all 1024 words.
+    let mut b = vec![0u8; 4096];
+    put(&mut b, 0, &0xffff_ffffu32.to_le_bytes());
+    put(&mut b, 4092, &2u32.to_le_bytes());
+    put(&mut b, 4 * 38, &7u32.to_le_bytes());
+    assert_eq!(v090::checksum(&b), 0x0000_0002);
+}
