@@ -44,6 +44,8 @@ pub struct MdMember {
     pub faulty: bool,
     /// This device is the array's write journal (role 0xfffd, 1.x only).
     pub journal: bool,
+    /// Reads avoid this device (1.x `devflags` WriteMostly1; mdadm's `--write-mostly`).
+    pub write_mostly: bool,
     /// The device's number in the superblock's device table (`dev_number`, 0.90 `this_disk.number`).
     pub dev_number: u32,
     /// 1.x `device_uuid` in mdadm's form; empty for 0.90.
@@ -119,7 +121,8 @@ impl MdMember {
     }
 }
 
-/// mdadm's `--layout` name for a raw layout (mdadm's maps.c `r5layout`, `r6layout`; raid10
+/// mdadm's `--layout` name for a raw layout (mdadm(8) --layout: raid5, raid6 and raid10 take
+/// one, raid4 none; names from mdadm's maps.c `r5layout`, `r6layout`; raid10
 /// as `n`/`f`/`o` + copies per drivers/md/raid10.c `setup_geo`; raid0 only with the
 /// RAID0_LAYOUT feature).
 fn layout_name(level: &str, layout: u32, features: &[&str]) -> Option<String> {
@@ -143,7 +146,7 @@ fn layout_name(level: &str, layout: u32, features: &[&str]) -> Option<String> {
     ];
     let find = |l: u32| R5.iter().chain(R6.iter()).find(|(v, _)| *v == l);
     match level {
-        "raid5" | "raid4" if layout < 16 => find(layout).map(|(_, n)| n.to_string()),
+        "raid5" if layout < 16 => find(layout).map(|(_, n)| n.to_string()),
         "raid6" => find(layout).map(|(_, n)| n.to_string()),
         "raid10" => {
             let (near, far, offset) = (layout & 0xff, (layout >> 8) & 0xff, layout >> 16 & 1);

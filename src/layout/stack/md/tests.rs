@@ -22,6 +22,7 @@ struct Sb1 {
     ctime: u64,
     events: u64,
     name: &'static str,
+    devflags: u8,
 }
 
 impl Default for Sb1 {
@@ -42,6 +43,7 @@ impl Default for Sb1 {
             ctime: 1_700_000_000 | (123_456 << 40),
             events: 42,
             name: "host:root",
+            devflags: 0,
         }
     }
 }
@@ -70,6 +72,7 @@ fn sb1(s: &Sb1) -> Vec<u8> {
     put(&mut b, 144, &s.super_offset.to_le_bytes());
     put(&mut b, 160, &s.dev_number.to_le_bytes());
     put(&mut b, 168, &[0xa5; 16]);
+    b[184] = s.devflags;
     put(&mut b, 200, &s.events.to_le_bytes());
     put(&mut b, 220, &(s.roles.len() as u32).to_le_bytes());
     // An absurd max_dev keeps only the roles that fit in the 4 KiB block.
@@ -112,7 +115,7 @@ fn reads_a_raid1_member_with_metadata_1_2() {
     );
     assert_eq!((m.array_size_sectors, m.events), (Some(100_000), 42));
     assert_eq!((m.bitmap, m.bitmap_offset_sectors), (true, Some(8)));
-    assert!(!m.degraded() && m.features.is_empty() && !m.faulty);
+    assert!(!m.degraded() && m.features.is_empty() && !m.faulty && !m.write_mostly);
     assert_eq!(
         m.mdadm_create_args(),
         [
@@ -201,18 +204,30 @@ fn raid10_layouts_and_size() {
     assert!(m.mdadm_create_args().contains(&"--layout=n2".to_string()));
     assert_eq!(layout_name("raid10", 0x201, &[]).as_deref(), Some("f2"));
     assert_eq!(layout_name("raid10", 0x10201, &[]).as_deref(), Some("o2"));
+    assert_eq!(
+        layout_name("raid6", 18, &[]).as_deref(),
+        Some("left-symmetric-6")
+    );
+    assert_eq!(layout_name("raid5", 18, &[]), None);
+    assert_eq!(layout_name("raid4", 5, &[]), None);
+    assert_eq!(
+        layout_name("raid0", 2, &["raid0-layout"]).as_deref(),
+        Some("alternate")
+    );
+    assert_eq!(layout_name("raid0", 2, &[]), None);
 }
 
 #[test]
 fn a_spare_and_a_faulty_member_have_no_role() {
     let spare = Sb1 {
         dev_number: 2,
+        devflags: 1,
         roles: vec![0, 1, 0xffff],
         ..Default::default()
     };
     let d = device(64 * MIB, &[(4096, &sb1(&spare))]);
     let m = read(&d, 64 * MIB).unwrap().unwrap();
-    assert_eq!((m.role, m.faulty), (None, false));
+    assert_eq!((m.role, m.faulty, m.write_mostly), (None, false, true));
     let faulty = Sb1 {
         dev_number: 1,
         roles: vec![0, 0xfffe],

@@ -35,9 +35,10 @@ const SB_DISKS: u32 = 27;
 const DISK_NUMBER: usize = 0;
 const DISK_RAID_DISK: usize = 3;
 const DISK_STATE: usize = 4;
-/// `mdp_disk_t.state` bits: faulty 0, active 1, sync 2, removed 3.
+/// `mdp_disk_t.state` bits: faulty 0, active 1, sync 2, removed 3, write-mostly 9.
 const FAULTY: u32 = 1;
 const SYNC: u32 = 1 << 2;
+const WRITE_MOSTLY: u32 = 1 << 9;
 /// `mdp_super_t.state` bit 8: `MD_SB_BITMAP_PRESENT`.
 const BITMAP_PRESENT: u32 = 1 << 8;
 
@@ -110,6 +111,7 @@ pub fn read(dev: &File, at: u64) -> Result<Option<MdMember>, StackError> {
         role: (role < raid_disks && in_sync(this(DISK_STATE))).then_some(role),
         faulty: this(DISK_STATE) & FAULTY != 0,
         journal: false,
+        write_mostly: this(DISK_STATE) & WRITE_MOSTLY != 0,
         dev_number: this(DISK_NUMBER),
         dev_uuid: String::new(),
         super_offset_sectors: at,

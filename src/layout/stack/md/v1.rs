@@ -27,6 +27,7 @@ mod off {
     pub const SUPER_OFFSET: usize = 144;
     pub const DEV_NUMBER: usize = 160;
     pub const DEVICE_UUID: usize = 168;
+    pub const DEVFLAGS: usize = 184;
     pub const EVENTS: usize = 200;
     pub const SB_CSUM: usize = 216;
     pub const MAX_DEV: usize = 220;
@@ -166,6 +167,7 @@ fn decode(sb: &[u8], at: u64, sectors: u64, version: &'static str) -> Result<MdM
         role: (u32::from(role) < raid_disks).then_some(u32::from(role)),
         faulty: role == ROLE_FAULTY,
         journal: role == ROLE_JOURNAL,
+        write_mostly: sb[off::DEVFLAGS] & 1 != 0,
         dev_number,
         dev_uuid: uuid_text(&sb[off::DEVICE_UUID..off::DEVICE_UUID + 16]),
         super_offset_sectors: at,
