@@ -572,15 +572,30 @@ fn a_root_on_an_lvm_lv_records_its_volume_group_from_the_pv() {
         .iter()
         .map(|lv| (lv.name.as_str(), lv.extents, lv.kernel_name.as_str()))
         .collect();
-    assert_eq!(names, [("root", 10, "dm-9"), ("swap", 3, ""), ("home", 1, "")]);
+    assert_eq!(
+        names,
+        [("root", 10, "dm-9"), ("swap", 3, ""), ("home", 1, "")]
+    );
     assert_eq!(vg.pvs.len(), 1);
     let pv = &vg.pvs[0];
     assert_eq!(pv.uuid, "YLIRXm-gyvO-0lEQ-ZraS-b5TB-weUw-r7M4XQ");
-    assert_eq!((pv.device.partition, pv.pe_count, pv.pe_start_bytes), (Some(1), 15, 1 << 20));
+    assert_eq!(
+        (pv.device.partition, pv.pe_count, pv.pe_start_bytes),
+        (Some(1), 15, 1 << 20)
+    );
     assert!(vg.metadata.contains("vgsys {"), "{}", vg.metadata);
     let text = layout::describe(&l);
-    assert!(text.contains("Block stack:\n  / (ext4) on /dev/mapper/vgsys-root\n"), "{text}");
-    assert!(text.contains("└─ LV vgsys/root: linear, 40.0 MiB (10 extents)"), "{text}");
-    assert!(!text.contains("Containers no recorded filesystem uses"), "{text}");
+    assert!(
+        text.contains("Block stack:\n  / (ext4) on /dev/mapper/vgsys-root\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("└─ LV vgsys/root: linear, 40.0 MiB (10 extents)"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("Containers no recorded filesystem uses"),
+        "{text}"
+    );
     check_round_trip(&l);
 }

@@ -264,7 +264,7 @@ impl Walker<'_> {
                 line: c.line,
                 name: c.name.clone(),
                 device: c.device.clone(),
-                key: c.key.clone(),
+                key: c.key.clone().unwrap_or_else(|| "none".into()),
                 options: c.options.clone(),
             });
         if crypttab.is_none() {
@@ -299,6 +299,7 @@ impl Walker<'_> {
         let state = md::from_sysfs(&self.class.join(&d.name)).ok();
         let mut array: Option<MdArray> = None;
         let mut members = Vec::new();
+        let mut missing = false;
         for s in &d.slaves {
             let Some(sd) = self.devices.get(s).cloned() else {
                 continue;
@@ -307,6 +308,7 @@ impl Walker<'_> {
             let sb = md::read(&f, sd.size_bytes)
                 .map_err(|e| format!("/dev/{}: MD superblock on {s}: {e}", d.name))?
                 .ok_or_else(|| format!("/dev/{}: no MD superblock on {s}", d.name))?;
+            missing |= sb.degraded();
             members.push(MdMember {
                 role: sb.role.unwrap_or(u32::MAX),
                 device: part_ref(&sd),
@@ -314,7 +316,7 @@ impl Walker<'_> {
             array.get_or_insert_with(|| MdArray {
                 name: d.name.clone(),
                 path: format!("/dev/{}", d.name),
-                metadata: sb.metadata.clone(),
+                metadata: sb.metadata.to_string(),
                 uuid: sb.uuid.clone(),
                 array_name: sb.name.clone(),
                 level: sb.level.clone(),
@@ -330,7 +332,8 @@ impl Walker<'_> {
         let mut a = array.ok_or_else(|| format!("/dev/{}: no members", d.name))?;
         members.sort_by_key(|m| m.role);
         a.degraded = state.as_ref().is_some_and(|s| s.degraded > 0)
-            || (members.iter().filter(|m| m.role != u32::MAX).count() as u32) < a.raid_disks;
+            || (members.iter().filter(|m| m.role != u32::MAX).count() as u32) < a.raid_disks
+            || missing;
         if a.degraded {
             self.out.warnings.push(format!(
                 "/dev/{} (MD {}) is degraded: {} of {} members at capture; a restore \
