@@ -41,6 +41,9 @@ pub struct AgentOptions {
     /// Per-machine files on another medium: `DEVICE` (its `overlay/` folder) or `DEVICE:DIR`.
     pub overlay: Option<String>,
     pub keyfile: Option<String>,
+    /// The passphrase of LUKS containers made anew (`osimage.luks-keyfile=`, read like
+    /// `keyfile`: a path on the boot medium, an absolute path, or `DEVICE:PATH`).
+    pub luks_keyfile: Option<String>,
 }
 
 impl Default for AgentOptions {
@@ -61,6 +64,7 @@ impl Default for AgentOptions {
             map: Vec::new(),
             overlay: None,
             keyfile: None,
+            luks_keyfile: None,
         }
     }
 }
@@ -104,6 +108,9 @@ impl AgentOptions {
                     }
                 }
                 "keyfile" if !value.is_empty() => o.keyfile = Some(value.to_string()),
+                "luks-keyfile" | "luks_keyfile" if !value.is_empty() => {
+                    o.luks_keyfile = Some(value.to_string())
+                }
                 "overlay" if !value.is_empty() => o.overlay = Some(value.to_string()),
                 "wait" => o.wait_secs = value.parse().unwrap_or(o.wait_secs),
                 _ => {}
@@ -125,9 +132,10 @@ mod tests {
         let o = AgentOptions::parse(
             "BOOT_IMAGE=/x console=tty0 console=ttyS0,115200 osimage.id=ABCDEF osimage.auto=1 \
              osimage.target=/dev/vda osimage.force=1 osimage.poweroff=reboot osimage.wait=7 \
-             osimage.keyfile=/dev/vdb:/keys/host.txt",
+             osimage.keyfile=/dev/vdb:/keys/host.txt osimage.luks-keyfile=luks.txt",
         );
         assert_eq!(o.keyfile.as_deref(), Some("/dev/vdb:/keys/host.txt"));
+        assert_eq!(o.luks_keyfile.as_deref(), Some("luks.txt"));
         assert!(o.auto && o.force && !o.shell);
         assert_eq!(o.target.as_deref(), Some("/dev/vda"));
         assert_eq!(o.image_id.as_deref(), Some("abcdef"));

@@ -354,6 +354,31 @@ struct Chosen {
     interactive: bool,
 }
 
+/// The LUKS passphrase, when the image's layout has LUKS containers to make anew.
+fn luks_passphrase(
+    opts: &AgentOptions,
+    con: &Console,
+    medium: &Medium,
+    reader: &crate::payload::reader::PayloadReader,
+) -> Result<Option<String>, String> {
+    let needed: Vec<String> = restore::layout_of(reader)
+        .map(|l| l.stack.luks.iter().map(|x| x.mapping.clone()).collect())
+        .unwrap_or_default();
+    let keyfile = opts
+        .luks_keyfile
+        .as_deref()
+        .map(|k| unlock::read_keyfile(k, &medium.mount_point))
+        .transpose()?;
+    unlock::without_echo(|| {
+        unlock::luks_passphrase(
+            &needed,
+            keyfile.as_deref(),
+            con,
+            &mut std::io::stdin().lock(),
+        )
+    })
+}
+
 /// Restores as `chosen` says.
 fn restore_onto(
     opts: &AgentOptions,
@@ -390,6 +415,7 @@ fn restore_onto(
             o.display()
         ));
     }
+    let luks = luks_passphrase(opts, con, medium, reader)?;
     let request = RestoreRequest {
         targets: match targets {
             [(None, one)] => Targets::Disk(one.into()),
@@ -413,6 +439,7 @@ fn restore_onto(
             },
             overlay,
             new_uuids: opts.new_uuids,
+            luks_passphrase: luks,
             ..RestoreOptions::default()
         },
     };

@@ -127,6 +127,56 @@ pub fn open_image(
     Err(format!("wrong-passphrase ({TRIES} tries)"))
 }
 
+/// The passphrase the image's LUKS containers are made anew under: `keyfile`'s first line
+/// (`osimage.luks-keyfile=`), else asked on `con` twice (echo off by the caller) until both
+/// agree. `None` when the layout has no LUKS container.
+pub fn luks_passphrase(
+    needed: &[String],
+    keyfile: Option<&str>,
+    con: &Console,
+    input: &mut dyn BufRead,
+) -> Result<Option<String>, String> {
+    if needed.is_empty() {
+        return Ok(None);
+    }
+    if let Some(text) = keyfile {
+        let line = text.lines().next().unwrap_or("");
+        if line.is_empty() {
+            return Err("luks-keyfile-empty (osimage.luks-keyfile's first line is empty)".into());
+        }
+        return Ok(Some(line.to_string()));
+    }
+    con.line(&format!(
+        "OSIMAGE-RESTORE-WAITING luks-passphrase ({} made anew: a new master key)",
+        needed.join(", ")
+    ));
+    for _ in 0..TRIES {
+        con.line("osimage: new passphrase for the restored LUKS containers:");
+        let first = read_secret(input)?;
+        con.line("osimage: the same passphrase again:");
+        let again = read_secret(input)?;
+        match (first.is_empty(), first == again) {
+            (true, _) => con.line("osimage: an empty passphrase is not allowed; try again"),
+            (false, false) => con.line("osimage: the two differ; try again"),
+            (false, true) => {
+                con.line("osimage: LUKS passphrase set");
+                return Ok(Some(first));
+            }
+        }
+    }
+    Err(format!("no-luks-passphrase ({TRIES} tries)"))
+}
+
+fn read_secret(input: &mut dyn BufRead) -> Result<String, String> {
+    let mut line = String::new();
+    match input.read_line(&mut line) {
+        Ok(0) | Err(_) => Err("no-luks-passphrase (no console input; give \
+                               osimage.luks-keyfile=)"
+            .into()),
+        Ok(_) => Ok(line.trim_end_matches(['\n', '\r']).to_string()),
+    }
+}
+
 /// Turns echo off on standard input while `f` runs (when it is a terminal).
 pub fn without_echo<T>(f: impl FnOnce() -> T) -> T {
     use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};

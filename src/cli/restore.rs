@@ -36,7 +36,8 @@ pub struct RestoreArgs {
     /// --hostname and --overlay apply to them as on a disk; the options about disks
     /// (--force, --nvram, --default-layout, --new-uuids, --initramfs-driver) are refused.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
-        "target", "map", "force", "nvram", "default_layout", "new_uuids", "initramfs_driver"
+        "target", "map", "force", "nvram", "default_layout", "new_uuids", "initramfs_driver",
+        "luks_passphrase_file"
     ])]
     pub to: Option<PathBuf>,
     /// For an image of several disks: restore recorded disk DISK (its name as `osimage info`
@@ -98,6 +99,12 @@ pub struct RestoreArgs {
     /// update-initramfs (or dracut) runs chrooted. Repeatable.
     #[arg(long, value_name = "MODULE", value_parser = module_name)]
     pub initramfs_driver: Vec<String>,
+    /// The passphrase (the file's first line) the image's LUKS containers are made anew
+    /// under: a restore formats them with their recorded UUID, label and parameters but a NEW
+    /// master key (the old one was never captured), so the restored system unlocks with this
+    /// passphrase. In the rescue environment: osimage.luks-keyfile=PATH, else it is asked.
+    #[arg(long, value_name = "FILE")]
+    pub luks_passphrase_file: Option<PathBuf>,
     /// Threads writing file data (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -185,6 +192,7 @@ pub fn run(args: RestoreArgs, progress: &dyn Progress) -> Result<i32, Failure> {
             overlay: args.overlay.clone(),
             new_uuids: args.new_uuids,
             initramfs_drivers: args.initramfs_driver.clone(),
+            luks_passphrase: luks_passphrase(&args)?,
             ..RestoreOptions::default()
         },
     };
@@ -339,4 +347,26 @@ fn confirm(target: &std::path::Path, found: &[String]) -> Result<bool, Failure> 
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     Ok(line.trim() == target.to_string_lossy())
+}
+
+/// `--luks-passphrase-file`: its first line (an empty one is refused).
+fn luks_passphrase(args: &RestoreArgs) -> Result<Option<String>, Failure> {
+    let Some(path) = &args.luks_passphrase_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "--luks-passphrase-file {}: cannot read it: {e}",
+            path.display()
+        )
+    })?;
+    let line = text.lines().next().unwrap_or("");
+    if line.is_empty() {
+        return Err(super::UsageError(format!(
+            "--luks-passphrase-file {}: its first line is empty",
+            path.display()
+        ))
+        .into());
+    }
+    Ok(Some(line.to_string()))
 }

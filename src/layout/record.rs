@@ -73,6 +73,8 @@ pub struct MdArray {
     pub members: Vec<MdMember>,
     /// A member was missing or failed at capture.
     pub degraded: bool,
+    /// The `mdadm --create` options that recreate it (but `--size` and the members).
+    pub create_args: Vec<String>,
 }
 
 /// One member of an MD array.
@@ -108,6 +110,8 @@ pub struct LuksVolume {
     pub data_offset_bytes: u64,
     /// The `cryptsetup luksFormat` options that recreate the header's parameters.
     pub format_args: Vec<String>,
+    /// `cryptsetup open --persistent` options for its LUKS2 flags (allow-discards...).
+    pub open_args: Vec<String>,
     /// The captured system's `etc/crypttab` line that opens it, if any.
     pub crypttab: Option<CrypttabLine>,
     /// Size of the opened mapping, bytes.

@@ -81,8 +81,8 @@ impl RestoreReport {
 }
 
 mod identities;
-mod lvm;
 mod regenerate;
+mod stack;
 
 /// A filesystem made and mounted for extraction.
 struct Made {
@@ -182,12 +182,12 @@ pub fn apply_all(
         .tempdir()
         .map_err(|e| RestoreError::io("creating a staging directory in", &std::env::temp_dir(), e))?
         .keep();
-    let mut vgs = Vec::new();
-    let laid = lay_out(jobs, layout, &disks, &staging, &mut vgs, &log);
+    let mut teardown = stack::Teardown::default();
+    let laid = lay_out(jobs, layout, &disks, &staging, opts, &mut teardown, &log);
     let made_fs = match laid {
         Ok(m) => m,
         Err(e) => {
-            lvm::deactivate(&vgs, &jobs[0].target.device, &log);
+            teardown.release(&log);
             remove_staging(&staging);
             return Err(e);
         }
@@ -207,7 +207,7 @@ pub fn apply_all(
     // Unmount whatever happened; a failure above wins over one here.
     log.say("phase 9/9: syncing and unmounting");
     let unmounted = cx.mounts.unmount_all();
-    lvm::deactivate(&vgs, &jobs[0].target.device, &log);
+    teardown.release(&log);
     remove_staging(&cx.staging);
     result?;
     unmounted?;
@@ -221,20 +221,30 @@ pub fn apply_all(
     Ok(report)
 }
 
-/// Phases 1–4 on every disk: table and boot areas, volume groups, filesystems and swap.
-/// The VGs made are added to `vgs` as they are, so a failure can deactivate them.
+/// Phases 1–4: every disk's table and boot areas, then the block stack across them, then
+/// every disk's filesystems and swap. What the stack activates is added to `teardown` as it
+/// is, so a failure can release it.
 fn lay_out(
     jobs: &mut [DiskJob],
     layout: &DiskLayout,
     disks: &[&Disk],
     staging: &Path,
-    vgs: &mut Vec<String>,
+    opts: &RestoreOptions,
+    teardown: &mut stack::Teardown,
     log: &RestoreLog,
 ) -> Result<Vec<(FsPlan, PathBuf)>, RestoreError> {
-    let mut made_fs = Vec::new();
     for (j, disk) in jobs.iter_mut().zip(disks) {
         write_disk(j.plan, layout, disk, j.target, log)?;
-        lvm::make_volume_groups(j.plan, j.target, staging, vgs, log)?;
+    }
+    stack::make(
+        jobs,
+        staging,
+        opts.luks_passphrase.as_deref(),
+        teardown,
+        log,
+    )?;
+    let mut made_fs = Vec::new();
+    for j in jobs.iter() {
         let devices = make_filesystems(j.plan, j.target, log)?;
         made_fs.extend(j.plan.filesystems.iter().cloned().zip(devices));
     }

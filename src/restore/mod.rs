@@ -84,6 +84,9 @@ pub struct RestoreOptions {
     /// (`--initramfs-driver`): the controller the disk will boot on when it is not the one
     /// restoring it (a disk image for an NVMe machine, a disk restored through a USB dock).
     pub initramfs_drivers: Vec<String>,
+    /// The passphrase the LUKS containers of the block stack are made anew under
+    /// (`--luks-passphrase-file`, `osimage.luks-keyfile=`); a plan with LUKS needs it.
+    pub luks_passphrase: Option<String>,
 }
 
 impl Default for RestoreOptions {
@@ -100,6 +103,7 @@ impl Default for RestoreOptions {
             overlay: None,
             new_uuids: false,
             initramfs_drivers: Vec::new(),
+            luks_passphrase: None,
         }
     }
 }

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::layout::{BtrfsSubvolume, DiskLayout, FsRecord};
 use build::Builder;
 pub use renew::{Renamed, kernel_random};
+pub use stack::{LuksPlan, MdPlan, PlanDev, StackStep};
 
 /// Headroom a shrunk filesystem needs beyond its used bytes: a tenth, at least 16 MiB
 /// (metadata, journal, and room to boot and log).
@@ -53,10 +54,10 @@ pub struct RestorePlan {
     /// UUID, GUID and label is the recorded one.
     #[serde(default)]
     pub renamed: Vec<Renamed>,
-    /// LVM volume groups recreated on this disk's partitions (`plan/lvm.rs`), before the
-    /// filesystems inside them are made.
+    /// The block stack (MD arrays, LUKS containers, LVM volume groups) made on the planned
+    /// partitions before any filesystem, in order (`plan/stack/`); on the system disk's plan.
     #[serde(default)]
-    pub volume_groups: Vec<VgPlan>,
+    pub stack: Vec<StackStep>,
 }
 
 /// A volume group to recreate with `pvcreate --restorefile` and `vgcfgrestore` from its
@@ -65,8 +66,8 @@ pub struct RestorePlan {
 pub struct VgPlan {
     pub name: String,
     pub uuid: String,
-    /// Each PV: its UUID and the partition that holds it.
-    pub pvs: Vec<(String, u32)>,
+    /// Each PV: its UUID and the device that holds it.
+    pub pvs: Vec<(String, PlanDev)>,
     /// The metadata `vgcfgrestore` is given.
     pub metadata: String,
     /// Each LV: name, recorded size and planned size, in bytes.
@@ -241,7 +242,17 @@ impl RestorePlan {
     ) -> Result<RestorePlan, PlanError> {
         restorable(layout)?;
         let idx = system_disk(layout)?;
-        Self::for_disk(layout, idx, &[idx], device, size_bytes, sector)
+        let mut plans = [Self::for_disk(
+            layout,
+            idx,
+            &[idx],
+            device,
+            size_bytes,
+            sector,
+        )?];
+        stack::complete(layout, &mut plans)?;
+        let [plan] = plans;
+        Ok(plan)
     }
 
     /// The plan for recorded disk `idx` of `layout` (several disks: `plan/several.rs`).
@@ -306,15 +317,13 @@ fn size_text(n: u64) -> String {
 mod boot;
 mod build;
 mod contents;
-mod lvm;
-#[cfg(test)]
-mod lvm_tests;
 mod only;
 mod renew;
 mod resize;
 pub mod several;
 mod show;
 mod shrink;
+pub mod stack;
 mod table;
 #[cfg(test)]
 pub(crate) mod tests;

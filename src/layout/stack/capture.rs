@@ -280,6 +280,7 @@ impl Walker<'_> {
             device: part_ref(&sd),
             version: h.version,
             format_args: h.luks_format_args(),
+            open_args: h.persistent_flag_args(),
             uuid: h.uuid,
             label: h.label,
             subsystem: h.subsystem,
@@ -326,6 +327,7 @@ impl Walker<'_> {
                 bitmap: sb.bitmap,
                 data_offset_sectors: sb.data_offset_sectors,
                 size_bytes: d.size_bytes,
+                create_args: sb.mdadm_create_args(),
                 ..Default::default()
             });
         }

@@ -57,7 +57,7 @@ impl<'a> Builder<'a> {
                 shrunk: Vec::new(),
                 notes: Vec::new(),
                 renamed: Vec::new(),
-                volume_groups: Vec::new(),
+                stack: Vec::new(),
             },
         })
     }
@@ -65,7 +65,6 @@ impl<'a> Builder<'a> {
     /// Runs the phases: partitions (and their resize), contents, boot areas.
     pub(super) fn build(mut self) -> Result<RestorePlan, PlanError> {
         self.partitions()?;
-        self.volume_groups()?;
         self.contents()?;
         self.boot();
         Ok(self.plan)

@@ -110,7 +110,7 @@ impl RestorePlan {
             shrunk: Vec::new(),
             notes,
             renamed: Vec::new(),
-            volume_groups: Vec::new(),
+            stack: Vec::new(),
         })
     }
 }

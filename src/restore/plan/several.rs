@@ -48,14 +48,16 @@ pub fn disk_index(layout: &DiskLayout, name: &str) -> Result<u32, PlanError> {
         })
 }
 
-/// The recorded disks that hold a filesystem or swap the captured system uses, in record
-/// order.
+/// The recorded disks that hold a filesystem or swap the captured system uses, or a part of
+/// the block stack under one (both disks of a RAID1), in record order.
 pub fn used_disks(layout: &DiskLayout) -> Vec<u32> {
     let mut v: Vec<u32> = layout
         .filesystems
         .iter()
-        .map(|f| f.device.disk)
-        .chain(layout.swaps.iter().map(|s| s.device.disk))
+        .map(|f| &f.device)
+        .chain(layout.swaps.iter().map(|s| &s.device))
+        .flat_map(|r| layout.stack.bottom(r))
+        .map(|r| r.disk)
         .filter(|&d| (d as usize) < layout.disks.len())
         .collect();
     v.sort_unstable();
@@ -104,13 +106,15 @@ pub fn plan_disks(
     }
     let mut order: Vec<usize> = (0..targets.len()).collect();
     order.sort_by_key(|&i| (idx[i] != system, idx[i]));
-    order
+    let mut plans = order
         .into_iter()
         .map(|i| {
             let t = &targets[i];
             RestorePlan::for_disk(layout, idx[i], &idx, &t.device, t.size_bytes, t.sector)
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    super::stack::complete(layout, &mut plans)?;
+    Ok(plans)
 }
 
 /// The unattended rule for an image of several disks: when there are exactly as many empty
@@ -138,7 +142,7 @@ pub fn auto_pairs(layout: &DiskLayout, empty: &[(u64, u32)]) -> Option<Vec<(u32,
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::tests::gpt_layout;
     use super::*;
     use crate::layout::{Disk, FsRecord, GptPartition, GptTable, PartRef, PartitionTable};
@@ -146,7 +150,7 @@ mod tests {
     const MIB: u64 = 1 << 20;
 
     /// `gpt_layout` plus a 128 MiB disk `vdb` with /home on its partition 1.
-    fn two_disks() -> DiskLayout {
+    pub(crate) fn two_disks() -> DiskLayout {
         let mut l = gpt_layout();
         let sectors = 128 * MIB / 512;
         l.disks.push(Disk {

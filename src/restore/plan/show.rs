@@ -5,7 +5,9 @@
 
 use std::fmt;
 
-use super::{FsPlan, PartKind, PartPlan, RestorePlan, SwapPlan, TablePlan, size};
+use super::{
+    FsPlan, PartKind, PartPlan, RestorePlan, StackStep, SwapPlan, TablePlan, VgPlan, size,
+};
 use crate::layout::BtrfsSubvolume;
 use crate::layout::table::{BIOS_BOOT_GUID, ESP_GUID};
 
@@ -105,33 +107,38 @@ impl RestorePlan {
         )
     }
 
-    /// The LVM volume groups recreated from their metadata, with each LV's size.
+    /// The block stack, in the order it is made: arrays, containers, volume groups.
     fn show_volume_groups(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for vg in &self.volume_groups {
-            let pvs: Vec<String> = vg
-                .pvs
-                .iter()
-                .map(|(uuid, n)| format!("partition {n} (PV {uuid})"))
-                .collect();
-            writeln!(
-                f,
-                "  LVM volume group {} (UUID {}) on {}: pvcreate --restorefile, vgcfgrestore \
-                 (same names, UUIDs and segments)",
-                vg.name,
-                vg.uuid,
-                pvs.join(", ")
-            )?;
-            for (name, old, new) in &vg.lvs {
-                let change = if old == new {
-                    String::new()
-                } else {
-                    format!(
-                        " (was {}: {})",
-                        size(*old),
-                        if new > old { "grows" } else { "shrinks" }
-                    )
-                };
-                writeln!(f, "    LV {name}: {}{change}", size(*new))?;
+        if !self.stack.is_empty() {
+            writeln!(f, "  block stack (made before the filesystems, bottom up):")?;
+        }
+        for step in &self.stack {
+            match step {
+                StackStep::Md(m) => {
+                    let members: Vec<String> = m.members.iter().map(|d| d.to_string()).collect();
+                    writeln!(
+                        f,
+                        "    MD {} {} (UUID {}), about {} on {}: mdadm --create {}",
+                        m.path,
+                        m.level,
+                        m.uuid,
+                        size(m.size_bytes),
+                        members.join(" + "),
+                        m.args.join(" ")
+                    )?;
+                }
+                StackStep::Luks(l) => writeln!(
+                    f,
+                    "    LUKS {} (UUID {}) on {}, {}: cryptsetup luksFormat {} (a NEW master key, \
+                     under the passphrase given to this restore), opened as /dev/mapper/{}",
+                    l.mapping,
+                    l.uuid,
+                    l.on,
+                    size(l.size_bytes),
+                    l.args.join(" "),
+                    l.mapping
+                )?,
+                StackStep::Vg(vg) => show_vg(f, vg)?,
             }
         }
         Ok(())
@@ -216,6 +223,33 @@ impl RestorePlan {
 }
 
 /// One filesystem: where it goes, its mkfs command, its btrfs subvolumes.
+/// An LVM volume group recreated from its metadata, with each LV's size.
+fn show_vg(f: &mut fmt::Formatter<'_>, vg: &VgPlan) -> fmt::Result {
+    let pvs: Vec<String> = vg
+        .pvs
+        .iter()
+        .map(|(uuid, d)| format!("{d} (PV {uuid})"))
+        .collect();
+    writeln!(
+        f,
+        "    LVM volume group {} (UUID {}) on {}: pvcreate --restorefile, vgcfgrestore \
+         (same names, UUIDs and segments)",
+        vg.name,
+        vg.uuid,
+        pvs.join(", ")
+    )?;
+    for (name, old, new) in &vg.lvs {
+        let change = if old == new {
+            String::new()
+        } else {
+            let how = if new > old { "grows" } else { "shrinks" };
+            format!(" (was {}: {how})", size(*old))
+        };
+        writeln!(f, "      LV {name}: {}{change}", size(*new))?;
+    }
+    Ok(())
+}
+
 /// Where a filesystem or swap goes: a partition, the whole disk or a stack volume.
 fn place(partition: Option<u32>, volume: &Option<String>) -> String {
     match (volume, partition) {

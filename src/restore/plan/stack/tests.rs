@@ -1,14 +1,15 @@
 //! The plan of an LVM system (issue #19): the VG recreated from its metadata on the planned
 //! partition, one LV taking up a change in size, filesystems and swap on /dev/mapper paths.
 
-use super::tests::{MIB, ext4, gpt_layout, part};
-use super::*;
+use super::super::tests::{MIB, ext4, gpt_layout, part};
+use super::super::*;
+use super::{PlanDev, StackStep};
 use crate::layout::stack::lvm;
 use crate::layout::{LogicalVolume, PartRef, PhysicalVolume, SwapRecord, VolumeGroup};
 
 /// LVM 2.03.16's metadata of VG `vgsys` (root 10, swap 3, home 1 extents of 4 MiB on one
 /// 64 MiB PV), made by `vgcfgbackup` (tests/fixtures/lvm/README.md).
-const VGSYS: &str = include_str!("../../../tests/fixtures/lvm/vgsys.vg");
+const VGSYS: &str = include_str!("../../../../tests/fixtures/lvm/vgsys.vg");
 
 fn dm(n: u32) -> PartRef {
     PartRef {
@@ -87,8 +88,21 @@ fn lvm_layout() -> DiskLayout {
     l
 }
 
+fn vg_of(p: &RestorePlan) -> &VgPlan {
+    let vgs: Vec<&VgPlan> = p
+        .stack
+        .iter()
+        .filter_map(|s| match s {
+            StackStep::Vg(v) => Some(v),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(vgs.len(), 1, "{:?}", p.stack);
+    vgs[0]
+}
+
 fn lv_sizes(p: &RestorePlan) -> Vec<(String, u64, u64)> {
-    p.volume_groups[0].lvs.clone()
+    vg_of(p).lvs.clone()
 }
 
 #[test]
@@ -100,11 +114,14 @@ fn the_same_disk_recreates_the_vg_unchanged_with_everything_on_its_lvs() {
         "the fixture: 221 MiB of 4 MiB extents"
     );
     let p = RestorePlan::new(&l, "/dev/sdb", 256 * MIB, 512).unwrap();
-    assert_eq!(p.volume_groups.len(), 1);
-    let v = &p.volume_groups[0];
+    let v = vg_of(&p);
+    let on = PlanDev::Part {
+        disk: "vda".into(),
+        partition: 3,
+    };
     assert_eq!(
         (v.name.as_str(), v.pvs.clone()),
-        ("vgsys", vec![(vg.pvs[0].uuid.clone(), 3)])
+        ("vgsys", vec![(vg.pvs[0].uuid.clone(), on)])
     );
     // Same size: the metadata goes back as recorded.
     assert_eq!(
@@ -142,7 +159,7 @@ fn a_larger_disk_grows_the_last_lv_when_the_root_lv_is_not_last() {
     assert_eq!(sizes[1], ("swap".into(), 12 * MIB, 12 * MIB));
     // The PV's partition grew by 256 MiB: 64 more extents, all to home.
     assert_eq!(sizes[2], ("home".into(), 168 * MIB, 424 * MIB));
-    let meta = lvm::parse_vg(&p.volume_groups[0].metadata).unwrap();
+    let meta = lvm::parse_vg(&vg_of(&p).metadata).unwrap();
     assert_eq!(meta.pvs[0].pe_count, 55 + 64);
     let home = p
         .filesystems
@@ -169,18 +186,133 @@ fn a_smaller_disk_shrinks_the_last_lv_while_its_data_fits_else_refuses_with_numb
 }
 
 #[test]
-fn a_vg_on_md_or_luks_is_refused_until_those_are_recreated() {
+fn a_vg_on_luks_is_planned_on_the_opened_mapping_after_the_container() {
     let mut l = lvm_layout();
     l.stack.luks.push(crate::layout::LuksVolume {
         name: "dm-7".into(),
         mapping: "vda3_crypt".into(),
         device: part(3),
+        version: 2,
+        uuid: "0b0b0b0b-0000-4000-8000-000000000000".into(),
+        data_offset_bytes: 16 * MIB,
+        format_args: vec!["--type=luks2".into(), "--offset=32768".into()],
         ..Default::default()
     });
-    l.stack.vgs[0].pvs[0].device = dm(7);
-    let e = RestorePlan::new(&l, "/dev/sdb", 256 * MIB, 512).unwrap_err();
-    assert!(
-        e.0.contains("not on this disk's partitions") || e.0.contains("LUKS"),
-        "{e}"
+    l.stack.vgs[0].pvs[0].device = PartRef {
+        partition: None,
+        ..part(7)
+    };
+    l.stack.vgs[0].pvs[0].device.name = "dm-7".into();
+    let p = RestorePlan::new(&l, "/dev/sdb", 256 * MIB, 512).unwrap();
+    let StackStep::Luks(luks) = &p.stack[0] else {
+        panic!("{:?}", p.stack)
+    };
+    assert_eq!(luks.mapping, "vda3_crypt");
+    assert_eq!(
+        luks.on,
+        PlanDev::Part {
+            disk: "vda".into(),
+            partition: 3
+        }
     );
+    let v = vg_of(&p);
+    assert_eq!(v.pvs[0].1, PlanDev::Volume("/dev/mapper/vda3_crypt".into()));
+    // The PV is 16 MiB (4 extents) smaller than the partition: home gives them back.
+    let meta = lvm::parse_vg(&v.metadata).unwrap();
+    assert_eq!(meta.pvs[0].pe_count, 55 - 4);
+    assert_eq!(lv_sizes(&p)[2], ("home".into(), 168 * MIB, 152 * MIB));
+    assert_eq!(p.partitions[2].content, "LUKS2 vda3_crypt");
+    let text = p.to_string();
+    assert!(
+        text.contains("LUKS vda3_crypt (UUID 0b0b0b0b-0000-4000-8000-000000000000) on partition 3"),
+        "{text}"
+    );
+    assert!(text.contains("a NEW master key"), "{text}");
+}
+
+/// `several::tests::two_disks()` with / on a RAID1 `md0` of vda3 and vdb1 (no /home).
+fn raid1_layout() -> DiskLayout {
+    let mut l = super::super::several::tests::two_disks();
+    let home = l.filesystems.pop().unwrap();
+    let md0 = PartRef {
+        disk: 0,
+        partition: None,
+        name: "md0".into(),
+        dev: 0,
+    };
+    l.filesystems[0].device = md0;
+    l.stack.md.push(crate::layout::MdArray {
+        name: "md0".into(),
+        path: "/dev/md0".into(),
+        metadata: "1.2".into(),
+        uuid: "11111111:22222222:33333333:44444444".into(),
+        array_name: "host:0".into(),
+        level: "raid1".into(),
+        raid_disks: 2,
+        bitmap: true,
+        data_offset_sectors: 2048,
+        members: vec![
+            crate::layout::MdMember {
+                role: 0,
+                device: part(3),
+            },
+            crate::layout::MdMember {
+                role: 1,
+                device: home.device.clone(),
+            },
+        ],
+        create_args: vec!["--metadata=1.2".into(), "--level=raid1".into()],
+        ..Default::default()
+    });
+    l
+}
+
+#[test]
+fn a_raid1_root_is_made_on_both_disks_and_sized_by_the_smaller_member() {
+    use super::super::several::{DiskTarget, plan_disks, used_disks};
+    let l = raid1_layout();
+    assert_eq!(used_disks(&l), [0, 1], "both members' disks are in use");
+    let t = |source: &str, device: &str, size| DiskTarget {
+        source: source.into(),
+        device: device.into(),
+        size_bytes: size,
+        sector: 512,
+    };
+    let plans = plan_disks(
+        &l,
+        &[
+            t("vda", "/dev/sdb", 1 << 30),
+            t("vdb", "/dev/sdc", 256 * MIB),
+        ],
+    )
+    .unwrap();
+    let StackStep::Md(m) = &plans[0].stack[0] else {
+        panic!("{:?}", plans[0].stack)
+    };
+    let member = |disk: &str, partition| PlanDev::Part {
+        disk: disk.into(),
+        partition,
+    };
+    assert_eq!(m.members, [member("vda", 3), member("vdb", 1)]);
+    // vdb1 grows to the end of 256 MiB (2048 .. last usable): the array is that, less the
+    // recorded 1 MiB data offset and mdadm's reserve, in whole MiB.
+    let vdb1 = (256 * MIB / 512 - 34 - 2048) * 512;
+    assert_eq!(m.size_bytes, (vdb1 - 2 * MIB) / MIB * MIB);
+    let root = &plans[0].filesystems[0];
+    assert_eq!(
+        (root.mount_point.as_str(), root.volume.as_deref()),
+        ("/", Some("/dev/md0"))
+    );
+    assert_eq!(root.size_bytes, m.size_bytes);
+    assert!(plans[1].filesystems.is_empty());
+    assert_eq!(plans[0].partitions[2].content, "MD /dev/md0 member");
+    assert_eq!(plans[1].partitions[0].content, "MD /dev/md0 member");
+    assert!(
+        plans[0].to_string().contains("MD /dev/md0 raid1"),
+        "{}",
+        plans[0]
+    );
+    // Without the second disk, / cannot be made.
+    let e = plan_disks(&l, &[t("vda", "/dev/sdb", 1 << 30)]).unwrap_err();
+    assert!(e.0.contains("vdb1"), "{e}");
 }
