@@ -29,6 +29,7 @@ pub mod esp;
 pub mod fstab;
 pub mod generalize;
 pub mod grub;
+mod holders;
 pub mod initramfs;
 pub mod log;
 pub mod mkfs;
@@ -263,6 +264,27 @@ pub fn check_target(target: &Path, opts: &RestoreOptions) -> Result<Contents, Re
     Ok(contents)
 }
 
+/// With `--force`: whatever block stack is still built on `target` (an interrupted restore's
+/// VG, LUKS mapping or array) is released first, so the disk can be wiped; logged.
+fn release_forced(
+    target: &Path,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<(), RestoreError> {
+    let Some(name) = opts.force.then(|| holders::disk_name(target)).flatten() else {
+        return Ok(());
+    };
+    let released = holders::release(&name)
+        .map_err(|e| RestoreError::target(target, format!("releasing what is built on it: {e}")))?;
+    if !released.is_empty() {
+        progress.note(&format!(
+            "--force: released {} built on {name} (an earlier restore's stack?)",
+            released.join(", ")
+        ));
+    }
+    Ok(())
+}
+
 /// Restores the image onto `target` (a whole disk, or an image file through a loop device):
 /// checks, plan, apply. Nothing is written before the checks and the plan succeed.
 pub fn restore_to_disk(
@@ -299,6 +321,7 @@ pub fn restore_planned(
     progress: &dyn Progress,
 ) -> Result<RestoreReport, RestoreError> {
     check_target(target_path, opts)?;
+    release_forced(target_path, opts, progress)?;
     let mut disk = TargetDisk::open(target_path)?;
     apply(plan, layout, reader, &mut disk, opts, progress)
 }
@@ -378,6 +401,7 @@ pub fn restore_planned_all(
         seen.push(id);
         // A plan without a partition table (`--only`) may go onto a partition.
         let partition_ok = p.table == plan::TablePlan::None;
+        release_forced(path, opts, progress)?;
         disks.push(TargetDisk::open_with(path, partition_ok)?);
     }
     let mut jobs: Vec<DiskJob> = plans
