@@ -99,3 +99,65 @@ fn filesystems_mounted_under_root_are_captured_unless_one_file_system() {
     );
     drop(m);
 }
+
+/// Issue #19 "Bad input and faults": a system whose layout cannot be recreated (here its
+/// fstab needs a /data no device of this machine holds) is refused before anything is
+/// written, naming why and `--files-only`; with `--files-only` it is captured, with the
+/// reason as a warning.
+#[test]
+fn a_system_that_cannot_come_back_is_refused_unless_files_only() {
+    let _disks = common::loop_devices(module_path!());
+    let dir = common::scratch();
+    let root = dir.path().join("sys");
+    let m = Mounted::ext4(&dir.path().join("root.ext4"), &root);
+    std::fs::create_dir_all(m.at.join("etc")).expect("mkdir");
+    let dev = std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.get(4).map(|p| Path::new(p)) == Some(m.at.as_path()))
+        .and_then(|f| {
+            let dash = f.iter().position(|w| *w == "-")?;
+            f.get(dash + 2).map(|s| s.to_string())
+        })
+        .expect("the loop device under the root");
+    std::fs::write(
+        m.at.join("etc/fstab"),
+        format!(
+            "{dev} / ext4 defaults 0 1\nUUID=0000dead-0000-4000-8000-000000000000 /data ext4 \
+             defaults 0 2\n"
+        ),
+    )
+    .expect("fstab");
+    let out = dir.path().join("sys.oimg");
+    let run = osimage([
+        OsStr::new("capture"),
+        m.at.as_os_str(),
+        OsStr::new("-o"),
+        out.as_os_str(),
+    ])
+    .fails();
+    assert!(
+        run.stderr.contains("cannot be restored to bare metal")
+            && run.stderr.contains("/data")
+            && run.stderr.contains("matches no block device")
+            && run.stderr.contains("--files-only"),
+        "{}",
+        run.describe()
+    );
+    assert!(!out.exists(), "nothing is written");
+    let run = osimage([
+        OsStr::new("capture"),
+        m.at.as_os_str(),
+        OsStr::new("-o"),
+        out.as_os_str(),
+        OsStr::new("--files-only"),
+    ])
+    .ok();
+    assert!(
+        run.stderr.contains("not restorable to bare metal") && run.stderr.contains("/data"),
+        "{}",
+        run.describe()
+    );
+    assert!(out.exists());
+}

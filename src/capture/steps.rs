@@ -63,7 +63,10 @@ pub(super) fn record_layout(
             "no disk layout recorded ({why}): the image restores files, not disks"
         ));
     }
-    if layout.none.is_none() && !layout.unsupported.is_empty() && !opts.files_only {
+    // A tree with no filesystem for / (a directory with something mounted under it) is a
+    // files capture anyway; a system whose / is recorded must come back whole, or say so.
+    let system = layout.filesystems.iter().any(|f| f.mount_point == "/");
+    if layout.none.is_none() && system && !layout.unsupported.is_empty() && !opts.files_only {
         return Err(CaptureError::NotRestorable {
             root: opts.root.display().to_string(),
             reasons: layout.unsupported.clone(),
@@ -71,7 +74,7 @@ pub(super) fn record_layout(
     }
     for why in &layout.unsupported {
         progress.note(&format!(
-            "warning: this system is not restorable to bare metal (--files-only): {why}"
+            "warning: this system is not restorable to bare metal: {why}"
         ));
     }
     Ok(layout)
