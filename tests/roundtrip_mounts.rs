@@ -115,7 +115,7 @@ fn a_system_that_cannot_come_back_is_refused_unless_files_only() {
         .expect("mountinfo")
         .lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f.get(4).map(|p| Path::new(p)) == Some(m.at.as_path()))
+        .find(|f| f.get(4).map(Path::new) == Some(m.at.as_path()))
         .and_then(|f| {
             let dash = f.iter().position(|w| *w == "-")?;
             f.get(dash + 2).map(|s| s.to_string())
