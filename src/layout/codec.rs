@@ -3,9 +3,7 @@
 //! through serde, decoded with a byte limit.
 
 use super::LayoutError;
-use super::record::{
-    BootInfo, BtrfsVolume, Container, Disk, DiskLayout, FsRecord, FstabEntry, SwapRecord,
-};
+use super::record::DiskLayout;
 use crate::format::manifest::{Extension, Manifest};
 
 /// The extension's name in `Manifest::extensions`.
@@ -48,69 +46,16 @@ pub fn from_manifest(m: &Manifest) -> Result<Option<DiskLayout>, LayoutError> {
     }
 }
 
-/// A version 1 record: the fields of `DiskLayout` before `btrfs`, in the same order.
-#[derive(serde::Deserialize)]
-struct DiskLayoutV1 {
-    none: Option<String>,
-    disks: Vec<Disk>,
-    filesystems: Vec<FsRecord>,
-    swaps: Vec<SwapRecord>,
-    containers: Vec<Container>,
-    fstab: Vec<FstabEntry>,
-    boot: BootInfo,
-    unsupported: Vec<String>,
-    warnings: Vec<String>,
-}
-
-/// Decodes a version 1 record (no btrfs subvolume list: fstab's `subvol=` are the only ones).
+/// Decodes a version 1 record: version 2 without its last field, `btrfs` (so fstab's
+/// `subvol=` are the only subvolumes), whose empty encoding is one byte, 0.
 pub fn decode_v1(data: &[u8]) -> Result<DiskLayout, LayoutError> {
-    let v: DiskLayoutV1 = decode_bounded(data)?;
-    Ok(DiskLayout {
-        none: v.none,
-        disks: v.disks,
-        filesystems: v.filesystems,
-        swaps: v.swaps,
-        containers: v.containers,
-        fstab: v.fstab,
-        boot: v.boot,
-        unsupported: v.unsupported,
-        warnings: v.warnings,
-        btrfs: Vec::new(),
-        stack: Default::default(),
-    })
+    decode_v2(&[data, &[0]].concat())
 }
 
-/// A version 2 record: the fields of `DiskLayout` before `stack`, in the same order.
-#[derive(serde::Deserialize)]
-struct DiskLayoutV2 {
-    none: Option<String>,
-    disks: Vec<Disk>,
-    filesystems: Vec<FsRecord>,
-    swaps: Vec<SwapRecord>,
-    containers: Vec<Container>,
-    fstab: Vec<FstabEntry>,
-    boot: BootInfo,
-    unsupported: Vec<String>,
-    warnings: Vec<String>,
-    btrfs: Vec<BtrfsVolume>,
-}
-
-/// Decodes a version 2 record (no block stack: its capture refused LVM, LUKS and MD).
+/// Decodes a version 2 record: version 3 without its last field, `stack` (its capture
+/// refused LVM, LUKS and MD), whose empty encoding is three empty vectors, `00 00 00`.
 pub fn decode_v2(data: &[u8]) -> Result<DiskLayout, LayoutError> {
-    let v: DiskLayoutV2 = decode_bounded(data)?;
-    Ok(DiskLayout {
-        none: v.none,
-        disks: v.disks,
-        filesystems: v.filesystems,
-        swaps: v.swaps,
-        containers: v.containers,
-        fstab: v.fstab,
-        boot: v.boot,
-        unsupported: v.unsupported,
-        warnings: v.warnings,
-        btrfs: v.btrfs,
-        stack: Default::default(),
-    })
+    decode(&[data, &[0, 0, 0]].concat())
 }
 
 /// Decodes an encoded record (the extension's `data`, current version).

@@ -24,3 +24,22 @@ pub enum StackError {
     #[error("{0}")]
     Bad(String),
 }
+
+/// Reads `len` bytes at `offset` of a member device, which the caller has checked lie inside
+/// it (the LUKS and MD readers share it).
+pub(crate) fn read_block(
+    dev: &std::fs::File,
+    offset: u64,
+    len: usize,
+    what: &'static str,
+) -> Result<Vec<u8>, StackError> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; len];
+    dev.read_exact_at(&mut buf, offset)
+        .map_err(|source| StackError::Io {
+            what,
+            offset,
+            source,
+        })?;
+    Ok(buf)
+}

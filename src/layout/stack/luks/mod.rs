@@ -12,11 +12,10 @@ mod luks2;
 mod sha256;
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 
 pub use crypttab::{CrypttabEntry, parse_crypttab};
 
-use super::StackError;
+use super::{StackError, read_block};
 
 /// The magic of a LUKS header (both versions; LUKS2's secondary copy has `SKUL\xba\xbe`).
 const MAGIC: &[u8; 6] = b"LUKS\xba\xbe";
@@ -168,23 +167,6 @@ pub fn read(dev: &File, size: u64) -> Result<Option<LuksInfo>, StackError> {
         }
     }
     luks2::read(dev, size, None)
-}
-
-/// Reads `len` bytes at `offset`, which the caller has checked lie inside the device.
-fn read_block(
-    dev: &File,
-    offset: u64,
-    len: usize,
-    what: &'static str,
-) -> Result<Vec<u8>, StackError> {
-    let mut buf = vec![0u8; len];
-    dev.read_exact_at(&mut buf, offset)
-        .map_err(|source| StackError::Io {
-            what,
-            offset,
-            source,
-        })?;
-    Ok(buf)
 }
 
 /// A NUL-padded text field: UTF-8 without control characters (each ends up as one argument of

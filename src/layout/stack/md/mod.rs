@@ -11,11 +11,10 @@ mod v090;
 mod v1;
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 
 pub use sysfs::{MdArrayState, MdSysfsMember, from_sysfs};
 
-use super::StackError;
+use super::{StackError, read_block};
 
 /// The MD superblock magic, both versions (md_p.h `MD_SB_MAGIC`).
 const MD_SB_MAGIC: u32 = 0xa92b_4efc;
@@ -209,23 +208,6 @@ fn uuid_text(b: &[u8]) -> String {
         .map(|w| w.iter().map(|x| format!("{x:02x}")).collect())
         .collect();
     hex.join(":")
-}
-
-/// Reads `len` bytes at `offset`, which the caller has checked lie inside the device.
-fn read_block(
-    dev: &File,
-    offset: u64,
-    len: usize,
-    what: &'static str,
-) -> Result<Vec<u8>, StackError> {
-    let mut buf = vec![0u8; len];
-    dev.read_exact_at(&mut buf, offset)
-        .map_err(|source| StackError::Io {
-            what,
-            offset,
-            source,
-        })?;
-    Ok(buf)
 }
 
 /// The MD superblock on a device of `size` bytes, or `None` if it carries none.
