@@ -7,6 +7,7 @@ pub mod disk;
 pub mod restored;
 pub mod secure_boot;
 pub mod source;
+pub mod verify;
 pub mod vm;
 
 use std::io::Write;
