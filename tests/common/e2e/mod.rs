@@ -4,6 +4,7 @@
 //! read with mtools) that the test compares between the source and the restored disk.
 
 pub mod disk;
+pub mod guest_capture;
 pub mod restored;
 pub mod secure_boot;
 pub mod source;
