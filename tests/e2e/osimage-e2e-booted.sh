@@ -9,9 +9,12 @@
 #
 # With `osimage.e2e.capture=1` on the kernel command line (tests/common/e2e/guest_capture.rs):
 # the capture of the running system. The disk labelled `osimage-tools` (ext4) holds the
-# osimage binary and `args` (one argument a line); the disk labelled `osimage-out` (ext4)
-# receives system.iso and capture.{stdout,stderr,rc}. Both are mounted under /run, whose
-# contents a capture never records (docs/EXCLUDES.md §2). Console lines:
+# osimage binary and `args` (one argument a line): both are copied into a tmpfs and the disk is
+# unmounted again. capture writes system.iso into a second tmpfs; only then is the disk
+# labelled `osimage-out` (ext4) mounted, and it receives system.iso and
+# capture.{stdout,stderr,rc}. So no disk but the system's own is mounted while capture runs:
+# a mounted disk is recorded in the image's layout even under /run (whose contents are never
+# captured), and the restore would count it as one of the machine's disks. Console lines:
 #   OSIMAGE-E2E-CAPTURE-STDERR <line>      each line capture wrote on its standard error
 #   OSIMAGE-E2E-CAPTURED rc=N seconds=S    after the output disk is unmounted (synced)
 # A failure of the harness itself (no tools disk, ...) is `OSIMAGE-E2E-CAPTURED rc=none why=...`.
@@ -39,21 +42,28 @@ say "$MARKER firmware=$fw secureboot=$sb machine-id=$id hostname=$(hostname) ssh
 case " $(cat /proc/cmdline) " in *" osimage.e2e.capture=1 "*) ;; *) exit 0 ;; esac
 
 d=/run/osimage-e2e
-mkdir -p "$d/tools" "$d/out"
+mkdir -p "$d/tools" "$d/bin" "$d/iso" "$d/out"
+mount -t tmpfs -o mode=0700 osimage-e2e-bin "$d/bin"
+mount -t tmpfs -o mode=0700,size=75% osimage-e2e-iso "$d/iso"
 mount -o ro LABEL=osimage-tools "$d/tools" || { say "OSIMAGE-E2E-CAPTURED rc=none why=no-tools-disk"; exit 0; }
-mount LABEL=osimage-out "$d/out" || { say "OSIMAGE-E2E-CAPTURED rc=none why=no-output-disk"; exit 0; }
+cp "$d/tools/osimage" "$d/bin/osimage"
+touch "$d/bin/args"
+[ -f "$d/tools/args" ] && cp "$d/tools/args" "$d/bin/args"
+umount "$d/tools"
 set --
-if [ -f "$d/tools/args" ]; then
-    while IFS= read -r a; do set -- "$@" "$a"; done <"$d/tools/args"
-fi
+while IFS= read -r a; do set -- "$@" "$a"; done <"$d/bin/args"
 t0=$(date +%s)
 rc=0
-"$d/tools/osimage" capture / -o "$d/out/system.iso" "$@" \
-    >"$d/out/capture.stdout" 2>"$d/out/capture.stderr" || rc=$?
+"$d/bin/osimage" capture / -o "$d/iso/system.iso" "$@" \
+    >"$d/bin/capture.stdout" 2>"$d/bin/capture.stderr" || rc=$?
 t1=$(date +%s)
-echo "$rc" >"$d/out/capture.rc"
-sed 's/^/OSIMAGE-E2E-CAPTURE-STDERR /' "$d/out/capture.stderr" >/dev/ttyS0
+echo "$rc" >"$d/bin/capture.rc"
+sed 's/^/OSIMAGE-E2E-CAPTURE-STDERR /' "$d/bin/capture.stderr" >/dev/ttyS0
+mount LABEL=osimage-out "$d/out" || { say "OSIMAGE-E2E-CAPTURED rc=none why=no-output-disk"; exit 0; }
+cp "$d/bin/capture.stdout" "$d/bin/capture.stderr" "$d/bin/capture.rc" "$d/out/"
+if [ -f "$d/iso/system.iso" ]; then
+    cp "$d/iso/system.iso" "$d/out/" || { say "OSIMAGE-E2E-CAPTURED rc=none why=output-disk-full"; exit 0; }
+fi
 sync
 umount "$d/out" || { say "OSIMAGE-E2E-CAPTURED rc=none why=output-disk-busy"; exit 0; }
-umount "$d/tools"
 say "OSIMAGE-E2E-CAPTURED rc=$rc seconds=$((t1 - t0))"

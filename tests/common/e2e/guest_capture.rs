@@ -5,14 +5,17 @@
 //! kernel and initrd are read on the host from the partition `KERNEL_PART` of the disk
 //! (`source.env` beside it; `KERNEL_DIR` inside that filesystem), the command line is
 //! `root=ROOT_ARG ro console=ttyS0,115200 modprobe.blacklist=floppy osimage.e2e.capture=1`
-//! (no floppy: the probes of the empty drive cost seconds each under TCG). Beside it: a small ext4
-//! "tools" disk (label `osimage-tools`: the osimage binary under test and `args`, one capture
-//! argument a line) and an empty sparse ext4 output disk (label `osimage-out`). The fixture's
-//! marker script (tests/e2e/osimage-e2e-booted.sh) sees the flag, runs
-//! `osimage capture / -o OUT/system.iso ARGS...`, copies capture's standard error to the
-//! console (`OSIMAGE-E2E-CAPTURE-STDERR `), unmounts the output disk, prints
-//! `OSIMAGE-E2E-CAPTURED rc=N seconds=S` and powers off. The host then reads the output disk
-//! (loop device, read-only mount) and copies the ISO out.
+//! (no floppy: the probes of the empty drive cost seconds each under TCG). Beside it: a small
+//! ext4 "tools" disk (label `osimage-tools`: the osimage binary under test and `args`, one
+//! capture argument a line) and an empty sparse ext4 output disk (label `osimage-out`). The
+//! fixture's marker script (tests/e2e/osimage-e2e-booted.sh) sees the flag, copies the binary
+//! and its arguments into a tmpfs and unmounts the tools disk, runs
+//! `osimage capture / -o /run/osimage-e2e/iso/system.iso ARGS...` (a tmpfs: no disk but the
+//! system's own is mounted while capture runs, since a mounted disk is recorded in the layout
+//! even under /run), copies capture's standard error to the console
+//! (`OSIMAGE-E2E-CAPTURE-STDERR `), then mounts the output disk, copies the ISO and capture's
+//! output onto it, unmounts it, prints `OSIMAGE-E2E-CAPTURED rc=N seconds=S` and powers off.
+//! The host then reads the output disk (loop device, read-only mount) and copies the ISO out.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
