@@ -25,10 +25,9 @@ use e2e::disk::{self, Attached, Mount};
 use e2e::phase_time;
 use e2e::restored::same_disk;
 use e2e::source::{self, BOOT_TIMEOUT};
+use e2e::verify::{RESTORE_TIMEOUT, VerifyBoot};
 use e2e::vm::{self, Boot, Drive, Firmware};
 
-/// ISO boot to power-off: restore included, under TCG. Generous; never a timing assertion.
-const RESTORE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 const DONE: &str = "OSIMAGE-RESTORE-DONE";
 const FAILED: &str = "OSIMAGE-RESTORE-FAILED";
 /// What the agent prints when it falls back to interactive mode and waits (no empty disk;
@@ -93,92 +92,6 @@ fn capture() -> Result<Captured, String> {
     let size = std::fs::metadata(&iso).map(|m| m.len()).unwrap_or(0);
     eprintln!("e2e: system.iso {:.1} MiB", size as f64 / 1048576.0);
     Ok(Captured { iso })
-}
-
-/// One `osimage verify --boot` run (TCG, `--keep`, `--json`, its temporary directory under
-/// `work`).
-struct VerifyBoot {
-    code: Option<i32>,
-    report: serde_json::Value,
-    stderr: String,
-}
-
-impl VerifyBoot {
-    fn run(iso: &Path, fw: Firmware, work: &Path, extra: &[&str]) -> VerifyBoot {
-        // its VMs run in the child: this process's runner does not see them
-        let _vm = common::vm_lock();
-        let out = Command::new(env!("CARGO_BIN_EXE_osimage"))
-            .args(["verify", "--boot"])
-            .arg(iso)
-            .args([
-                "--firmware",
-                fw.name(),
-                "--accel",
-                "tcg",
-                "--keep",
-                "--json",
-            ])
-            .args(["--timeout", &RESTORE_TIMEOUT.as_secs().to_string()])
-            .arg("--work-dir")
-            .arg(work)
-            .args(extra)
-            .output()
-            .expect("running osimage verify --boot");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        let report = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-            panic!("verify --boot printed no JSON report ({e}): {stdout}\nstderr: {stderr}")
-        });
-        let v = VerifyBoot {
-            code: out.status.code(),
-            report,
-            stderr,
-        };
-        for p in v.phases() {
-            if p["status"] != "skipped" {
-                phase_time(
-                    &format!(
-                        "verify --boot {}: {}",
-                        fw.name(),
-                        p["phase"].as_str().unwrap_or("?")
-                    ),
-                    Duration::from_secs_f64(p["seconds"].as_f64().unwrap_or(0.0)),
-                );
-            }
-        }
-        v
-    }
-
-    fn phases(&self) -> Vec<serde_json::Value> {
-        self.report["runs"][0]["phases"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    /// The phase named `name`.
-    fn phase(&self, name: &str) -> serde_json::Value {
-        self.phases()
-            .into_iter()
-            .find(|p| p["phase"] == name)
-            .unwrap_or_else(|| panic!("no phase {name} in the report: {}", self.pretty()))
-    }
-
-    fn pretty(&self) -> String {
-        format!(
-            "exit {:?}\n{:#}\nstderr: {}",
-            self.code, self.report, self.stderr
-        )
-    }
-
-    /// The kept scratch disk.
-    fn disk(&self) -> PathBuf {
-        PathBuf::from(
-            self.report["disks"][0]
-                .as_str()
-                .unwrap_or_else(|| panic!("no kept disk in the report: {}", self.pretty())),
-        )
-    }
 }
 
 /// The whole cycle for one firmware, run by `osimage verify --boot` (restore from the ISO onto

@@ -15,6 +15,7 @@ mod common;
 
 mod e2e_dialogue;
 mod e2e_fleet;
+mod e2e_lvm;
 mod e2e_restore;
 mod initramfs_debian;
 mod restore_debian_tree;

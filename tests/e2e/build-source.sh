@@ -9,7 +9,9 @@
 #
 # On boot a one-shot unit prints `OSIMAGE-E2E-BOOTED firmware=BIOS|UEFI secureboot=on|off|none
 # machine-id=ID hostname=NAME ssh=SHA256:... /=DEV ...` on ttyS0 once multi-user is reached,
-# then powers off. The boot chain is signed (shim, GRUB, kernel), so the disk also boots on
+# then powers off (the script is osimage-e2e-booted.sh beside this one; with
+# `osimage.e2e.capture=1` on the kernel command line it first runs `osimage capture /` from
+# an attached tools disk: tests/common/e2e/guest_capture.rs). The boot chain is signed (shim, GRUB, kernel), so the disk also boots on
 # UEFI firmware with Secure Boot on.
 #
 # Slimmed for the CI time budget (stage 2 only; the debootstrapped tree is untouched): each
@@ -29,9 +31,11 @@
 #   disk.img    the 2 GiB sparse disk
 #   esp/        the ESP's files as the FAT holds them (read back with mtools): the capture
 #               presents them at ROOT/boot/efi, since this host's kernel cannot mount vfat
-#   source.env  the fixed identifiers (KEY=VALUE)
-# Idempotent: the result is cached under CACHE_DIR/source-<hash of this script>; a change to
-# this script rebuilds it. The debootstrapped tree is cached apart (base-<hash of the release
+#   source.env  the fixed identifiers (KEY=VALUE); KERNEL_PART, KERNEL_DIR and ROOT_ARG say
+#               where the kernel is and what root= boots it (the in-guest capture boots it
+#               directly)
+# Idempotent: the result is cached under CACHE_DIR/source-<hash of this script and the marker
+# script>; a change to either rebuilds it. The debootstrapped tree is cached apart (base-<hash of the release
 # and package list>), so editing the disk steps does not fetch Debian again.
 # debootstrap uses the Debian mirror apt is configured with here (read at run time).
 # Needs root, debootstrap, sfdisk, losetup, partx, mkfs.ext4, mkfs.vfat, mtools.
@@ -39,7 +43,7 @@ set -eu
 
 cache=$(mkdir -p "$1" && cd "$1" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
-key=$(sha256sum "$here/build-source.sh" | cut -c1-16)
+key=$(cat "$here/build-source.sh" "$here/osimage-e2e-booted.sh" | sha256sum | cut -c1-16)
 out="$cache/source-$key"
 
 exec 9>"$cache/.lock"
@@ -97,7 +101,9 @@ mirror=$(apt_mirror | head -n1)
 [ -n "$mirror" ] || { log "no apt source for $release in /etc/apt (deb822 URIs: or sources.list)"; exit 1; }
 
 # --- stage 1: the debootstrapped tree (cached by release + packages) -----------------------
-packages=linux-image-amd64,initramfs-tools,grub-pc-bin,grub-efi-amd64-bin,grub-common,grub2-common,shim-signed,grub-efi-amd64-signed,efibootmgr,systemd-sysv,udev,e2fsprogs,dosfstools,kmod,openssh-server
+# lvm2, mdadm, cryptsetup(-initramfs): the stacked sources (build-source-lvm.sh) use this tree
+# too; mtools: `osimage capture /` run inside a source system builds the ISO's ESP with it.
+packages=linux-image-amd64,initramfs-tools,grub-pc-bin,grub-efi-amd64-bin,grub-common,grub2-common,shim-signed,grub-efi-amd64-signed,efibootmgr,systemd-sysv,udev,e2fsprogs,dosfstools,kmod,openssh-server,lvm2,mdadm,cryptsetup,cryptsetup-initramfs,mtools
 base_key=$(printf '%s\n' "$release" "$packages" minbase 1 | sha256sum | cut -c1-16)
 base="$cache/base-$base_key"
 if [ ! -f "$base.done" ]; then
@@ -221,28 +227,8 @@ printf '127.0.0.1\tlocalhost\n127.0.1.1\tosimage-e2e\n' >"$mnt/etc/hosts"
 mkdir -p "$mnt/boot/efi"
 chroot "$mnt" sh -c 'echo root:osimage | chpasswd'
 
-cat >"$mnt/usr/local/sbin/osimage-e2e-booted" <<EOF
-#!/bin/sh
-# osimage end-to-end test: the system reached multi-user; say so on the serial port.
-fw=BIOS
-sb=none
-if [ -d /sys/firmware/efi ]; then
-    fw=UEFI
-    sb=off
-    # SecureBoot variable: 4 attribute bytes, then 1 = on (UEFI 2.10 3.3)
-    v=/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c
-    [ "\$(od -An -tu1 -j4 -N1 "\$v" 2>/dev/null | tr -d ' ')" = 1 ] && sb=on
-fi
-mounts=""
-while read -r dev dir rest; do
-    case "\$dir" in /|/boot/efi|/home) mounts="\$mounts \$dir=\$dev" ;; esac
-done </proc/mounts
-# Who this machine is (issue #11: generalized restores must differ from each other).
-id=\$(cat /etc/machine-id 2>/dev/null || echo none)
-ssh=\$(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub 2>/dev/null | cut -d' ' -f2)
-echo "$MARKER firmware=\$fw secureboot=\$sb machine-id=\$id hostname=\$(hostname) ssh=\${ssh:-none}\$mounts" >/dev/ttyS0
-EOF
-chmod 755 "$mnt/usr/local/sbin/osimage-e2e-booted"
+# The marker (and, with osimage.e2e.capture=1, the in-guest capture): osimage-e2e-booted.sh.
+install -m 755 "$here/osimage-e2e-booted.sh" "$mnt/usr/local/sbin/osimage-e2e-booted"
 # DefaultDependencies=no: a unit wanted by multi-user.target and ordered after it would
 # otherwise form a cycle (targets order themselves after what they want).
 cat >"$mnt/etc/systemd/system/osimage-e2e-booted.service" <<EOF
@@ -329,10 +315,14 @@ ROOT_LABEL=$ROOT_LABEL
 ESP_UUID=$esp_uuid
 ESP_LABEL=$ESP_LABEL
 MARKER=$MARKER
+KERNEL_PART=3
+KERNEL_DIR=boot
+ROOT_ARG=UUID=$ROOT_UUID
 EOF
 rmdir "$work/mnt"
 touch "$work/done"
 for old in "$cache"/source-*; do
+    case "$old" in "$cache"/source-lvm-*) continue ;; esac   # build-source-lvm.sh's
     [ -d "$old" ] && rm -rf --one-file-system "$old"
 done
 mv "$work" "$out"

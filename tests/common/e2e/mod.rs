@@ -4,9 +4,11 @@
 //! read with mtools) that the test compares between the source and the restored disk.
 
 pub mod disk;
+pub mod guest_capture;
 pub mod restored;
 pub mod secure_boot;
 pub mod source;
+pub mod verify;
 pub mod vm;
 
 use std::io::Write;

@@ -18,7 +18,8 @@ pub const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 /// The built source disk.
 pub struct Source {
     pub dir: PathBuf,
-    /// The 2 GiB GPT disk (BIOS boot, ESP, root ext4). Only ever attached read-only or booted
+    /// The GPT disk (plain: 2 GiB, BIOS boot, ESP, root ext4; LVM: 3 GiB, BIOS boot, ESP,
+    /// /boot, PV). Only ever attached read-only or booted
     /// with `snapshot=on`: it is the reference the restored disk is compared with.
     pub disk: PathBuf,
     /// The ESP's files as its FAT holds them, shown to the capture at ROOT/boot/efi.
@@ -53,18 +54,41 @@ impl Source {
 }
 
 static SOURCE: OnceLock<Result<Source, String>> = OnceLock::new();
+static LVM_SOURCE: OnceLock<Result<Source, String>> = OnceLock::new();
 
 /// The source system, built (or found in the cache) once per test process.
 pub fn source() -> &'static Source {
     SOURCE
-        .get_or_init(build)
+        .get_or_init(|| {
+            build(
+                "build-source.sh",
+                "source system build (debootstrap + disk)",
+            )
+        })
         .as_ref()
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn build() -> Result<Source, String> {
+/// Issue #19's LVM source (`build-source-lvm.sh`: the Debian installer's guided LVM layout,
+/// made inside a QEMU guest), built (or found in the cache) once per test process. Its
+/// `source.env` names the PV, VG and LVs; its `esp` directory is the ESP's files.
+pub fn lvm_source() -> &'static Source {
+    LVM_SOURCE
+        .get_or_init(|| {
+            build(
+                "build-source-lvm.sh",
+                "LVM source system build (installer guest)",
+            )
+        })
+        .as_ref()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn build(script: &str, phase: &str) -> Result<Source, String> {
     super::need_tools();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/build-source.sh");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/e2e")
+        .join(script);
     let started = Instant::now();
     let out = Command::new("sh")
         .arg(&script)
@@ -72,7 +96,7 @@ fn build() -> Result<Source, String> {
         .output()
         .map_err(|e| format!("running {}: {e}", script.display()))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
-    for line in stderr.lines().filter(|l| l.starts_with("build-source:")) {
+    for line in stderr.lines().filter(|l| l.starts_with("build-source")) {
         eprintln!("{line}");
     }
     if !out.status.success() {
@@ -83,11 +107,14 @@ fn build() -> Result<Source, String> {
             super::tail(&stderr, 60)
         ));
     }
-    if stderr.contains("disk built in") {
-        phase_time(
-            "source system build (debootstrap + disk)",
-            started.elapsed(),
-        );
+    // the last line is the script's own: the plain source may come from the cache while
+    // the LVM one is built on it
+    if stderr
+        .lines()
+        .last()
+        .is_some_and(|l| l.contains("disk built in"))
+    {
+        phase_time(phase, started.elapsed());
     } else {
         eprintln!("e2e: source system from the cache");
     }

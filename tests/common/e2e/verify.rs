@@ -1,0 +1,99 @@
+//! `osimage verify --boot` run by the e2e tests (docs/VERIFY-BOOT.md): its JSON report, its
+//! phases (each timed with `phase_time`) and the scratch disk it kept.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use super::phase_time;
+use super::vm::Firmware;
+use crate::common;
+
+/// ISO boot to power-off: restore included, under TCG. Generous; never a timing assertion.
+pub const RESTORE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// One `osimage verify --boot` run (TCG, `--keep`, `--json`, `--timeout` RESTORE_TIMEOUT, its
+/// temporary directory under `work`; `extra` arguments after those).
+pub struct VerifyBoot {
+    pub code: Option<i32>,
+    pub report: serde_json::Value,
+    pub stderr: String,
+}
+
+impl VerifyBoot {
+    pub fn run(iso: &Path, fw: Firmware, work: &Path, extra: &[&str]) -> VerifyBoot {
+        // its VMs run in the child: this process's runner does not see them
+        let _vm = common::vm_lock();
+        let out = Command::new(env!("CARGO_BIN_EXE_osimage"))
+            .args(["verify", "--boot"])
+            .arg(iso)
+            .args([
+                "--firmware",
+                fw.name(),
+                "--accel",
+                "tcg",
+                "--keep",
+                "--json",
+            ])
+            .args(["--timeout", &RESTORE_TIMEOUT.as_secs().to_string()])
+            .arg("--work-dir")
+            .arg(work)
+            .args(extra)
+            .output()
+            .expect("running osimage verify --boot");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let report = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!("verify --boot printed no JSON report ({e}): {stdout}\nstderr: {stderr}")
+        });
+        let v = VerifyBoot {
+            code: out.status.code(),
+            report,
+            stderr,
+        };
+        for p in v.phases() {
+            if p["status"] != "skipped" {
+                phase_time(
+                    &format!(
+                        "verify --boot {}: {}",
+                        fw.name(),
+                        p["phase"].as_str().unwrap_or("?")
+                    ),
+                    Duration::from_secs_f64(p["seconds"].as_f64().unwrap_or(0.0)),
+                );
+            }
+        }
+        v
+    }
+
+    pub fn phases(&self) -> Vec<serde_json::Value> {
+        self.report["runs"][0]["phases"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The phase named `name`.
+    pub fn phase(&self, name: &str) -> serde_json::Value {
+        self.phases()
+            .into_iter()
+            .find(|p| p["phase"] == name)
+            .unwrap_or_else(|| panic!("no phase {name} in the report: {}", self.pretty()))
+    }
+
+    pub fn pretty(&self) -> String {
+        format!(
+            "exit {:?}\n{:#}\nstderr: {}",
+            self.code, self.report, self.stderr
+        )
+    }
+
+    /// The kept scratch disk.
+    pub fn disk(&self) -> PathBuf {
+        PathBuf::from(
+            self.report["disks"][0]
+                .as_str()
+                .unwrap_or_else(|| panic!("no kept disk in the report: {}", self.pretty())),
+        )
+    }
+}

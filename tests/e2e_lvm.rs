@@ -1,0 +1,252 @@
+//! Issue #19's proof for the Debian installer's "guided - use entire disk and set up LVM"
+//! layout: the source system (`tests/e2e/build-source-lvm.sh`: BIOS boot partition, ESP,
+//! /boot ext4, PV holding VG `e2evg` with LVs `root` (ext4) and `swap`; / mounted as
+//! `/dev/mapper/e2evg-root`) boots by BIOS and UEFI; `osimage capture / -o system.iso` run
+//! INSIDE the booted system (tests/common/e2e/guest_capture.rs: this host's kernel has no
+//! device-mapper) writes an ISO that `osimage info` reads with / on the LV; that ISO, booted
+//! by `osimage verify --boot` with SeaBIOS and with OVMF beside a blank 4 GiB disk, restores
+//! the stack, and the restored disk boots with / on the LV and holds the source's files.
+//! Phase times are printed (and kept in tests/cache/e2e/logs/times.txt), never asserted.
+//!
+//! Needs what tests/e2e_restore.rs needs; the source is built in a QEMU guest and cached in
+//! tests/cache/e2e/source-lvm-<hash>.
+
+use crate::common;
+use crate::common::e2e;
+
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use e2e::guest_capture::{CapturedIso, capture_in_guest};
+use e2e::phase_time;
+use e2e::source::{self, BOOT_TIMEOUT, Source};
+use e2e::verify::VerifyBoot;
+use e2e::vm::{self, Boot, Drive, Firmware};
+
+/// The restore target: larger than the 3 GiB source, so the LV holding / takes up the rest.
+const TARGET_MIB: &str = "4096";
+
+static CAPTURED: OnceLock<Result<CapturedIso, String>> = OnceLock::new();
+
+/// The ISO the LVM source wrote of itself, made once per test process.
+fn captured() -> &'static CapturedIso {
+    CAPTURED
+        .get_or_init(|| {
+            let s = source::lvm_source();
+            let work = common::scratch().keep();
+            common::remove_at_exit(&work);
+            let c = capture_in_guest(&s.disk, &[], &work)?;
+            phase_time(
+                "lvm: capture / -o system.iso inside the source system",
+                Duration::from_secs(c.capture_seconds),
+            );
+            phase_time(
+                "lvm: in-guest capture VM (boot + capture + power-off)",
+                c.vm_elapsed,
+            );
+            for l in c.stderr.lines() {
+                eprintln!("e2e: lvm capture stderr: {l}");
+            }
+            if let Ok(m) = std::fs::metadata(&c.iso) {
+                eprintln!("e2e: lvm system.iso {:.1} MiB", m.len() as f64 / 1048576.0);
+            }
+            Ok(c)
+        })
+        .as_ref()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// What the source's marker line must say about its mounts: / on the LV, /boot and the ESP on
+/// their partitions.
+fn mounts(s: &Source) -> [String; 3] {
+    [
+        format!(" /={}", s.get("ROOT_DEV")),
+        " /boot=/dev/vda3".to_string(),
+        " /boot/efi=/dev/vda2".to_string(),
+    ]
+}
+
+/// The LVM source disk boots through its own GRUB with `fw` (`snapshot=on`: never changed),
+/// its initramfs activates the VG, and the marker shows / on the LV.
+fn source_boots(fw: Firmware) {
+    let s = source::lvm_source();
+    let o = vm::boot(&Boot {
+        name: format!("lvm-source-{}", fw.name()),
+        firmware: fw,
+        cdrom: None,
+        disks: vec![Drive {
+            file: &s.disk,
+            bus: vm::Bus::Virtio,
+            snapshot: true,
+        }],
+        timeout: BOOT_TIMEOUT,
+        stop_on: &[s.marker()],
+        grace: Duration::from_secs(2),
+    });
+    let line = o
+        .console
+        .lines()
+        .find(|l| l.contains(s.marker()))
+        .unwrap_or_else(|| {
+            panic!(
+                "the LVM source did not boot to its marker with {}: {}",
+                fw.name(),
+                o.describe()
+            )
+        });
+    let mut want = vec![vm::marker_word(fw).to_string()];
+    want.extend(mounts(s));
+    for w in &want {
+        assert!(
+            line.contains(w.as_str()),
+            "{}: `{w}` not in the LVM source's marker `{}`\n{}",
+            fw.name(),
+            line.trim(),
+            o.describe()
+        );
+    }
+    eprintln!("e2e: lvm source ({}): {}", fw.name(), line.trim());
+    phase_time(&format!("lvm: source disk boot ({})", fw.name()), o.elapsed);
+}
+
+#[test]
+fn lvm_source_boots_with_seabios_with_root_on_the_lv() {
+    let _disks = common::loop_devices(module_path!());
+    source_boots(Firmware::Bios);
+}
+
+#[test]
+fn lvm_source_boots_with_ovmf_with_root_on_the_lv() {
+    let _disks = common::loop_devices(module_path!());
+    source_boots(Firmware::Uefi);
+}
+
+/// `capture /` inside the booted LVM system exits 0 and writes an ISO; `osimage info --json`
+/// reads it back: / from the LV (ext4), /boot and /boot/efi from their partitions.
+#[test]
+fn capture_inside_the_lvm_system_writes_an_iso_with_root_on_the_lv() {
+    let _disks = common::loop_devices(module_path!());
+    let s = source::lvm_source();
+    let c = captured();
+    assert_eq!(c.rc, 0, "{}", c.describe());
+    for w in mounts(s) {
+        assert!(
+            c.booted.contains(&w),
+            "the capturing guest's marker lacks `{w}`: `{}`",
+            c.booted
+        );
+    }
+    assert!(c.iso.is_file(), "no system.iso: {}", c.describe());
+    let out = Command::new(env!("CARGO_BIN_EXE_osimage"))
+        .args(["info", "--json"])
+        .arg(&c.iso)
+        .output()
+        .expect("running osimage info");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "osimage info --json {} exited {}: {}",
+        c.iso.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("osimage info --json printed no JSON ({e}): {stdout}"));
+    assert_eq!(info["hostname"], "osimage-e2e", "{info:#}");
+    assert_eq!(info["container"], "iso", "{info:#}");
+    let fs = info["filesystems"].as_array().cloned().unwrap_or_default();
+    let root_dev = s.get("ROOT_DEV");
+    for (mp, fstype, dev) in [
+        ("/", "ext4", root_dev),
+        ("/boot", "ext4", "/dev/vda3"),
+        ("/boot/efi", "vfat", "/dev/vda2"),
+    ] {
+        let f = fs
+            .iter()
+            .find(|f| f["mount_point"] == mp)
+            .unwrap_or_else(|| panic!("no filesystem {mp} in info: {info:#}"));
+        assert_eq!(f["fstype"], fstype, "{mp}: {f}");
+        assert_eq!(f["source"], dev, "{mp}: {f}");
+    }
+    // Only the system's own filesystems are in the layout (the harness mounts no other disk
+    // while capture runs); each with the device it was on.
+    let recorded: Vec<String> = info["layout"]["filesystems"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|f| {
+            format!(
+                "{}={}",
+                f["mount_point"].as_str().unwrap_or("?"),
+                f["device"]["name"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    eprintln!(
+        "e2e: lvm layout: filesystems {recorded:?}, unsupported {}",
+        info["layout"]["unsupported"]
+    );
+    let points: Vec<&str> = recorded
+        .iter()
+        .map(|r| r.split('=').next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        points,
+        ["/", "/boot", "/boot/efi"],
+        "the layout records other filesystems than the system's: {recorded:?}"
+    );
+}
+
+/// The whole cycle for one firmware by `osimage verify --boot`: the ISO restores the stack
+/// onto a blank 4 GiB disk by itself, the restored disk boots with / on the LV, and the
+/// files equal the manifest.
+fn lvm_iso_restores_and_boots(fw: Firmware) {
+    let s = source::lvm_source();
+    let c = captured();
+    assert_eq!(c.rc, 0, "{}", c.describe());
+    let work = common::scratch();
+    let v = VerifyBoot::run(&c.iso, fw, work.path(), &["--disk-size", TARGET_MIB]);
+    assert_eq!(
+        v.code,
+        Some(0),
+        "{}: verify --boot of the LVM ISO failed: {}\n{}",
+        fw.name(),
+        v.report["verdict"],
+        v.pretty()
+    );
+    assert_eq!(v.report["passed"], true, "{}", v.pretty());
+    let line = v.phase("first-boot")["detail"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let root = format!("/={}", s.get("ROOT_DEV"));
+    for want in [vm::marker_word(fw), root.as_str()] {
+        assert!(
+            line.contains(want),
+            "first boot: `{want}` not in `{line}`\n{}",
+            v.pretty()
+        );
+    }
+    eprintln!("e2e: lvm restored ({}): {line}", fw.name());
+    let files = &v.report["runs"][0]["files"];
+    assert_eq!(files["differences"], 0, "{}", v.pretty());
+    assert!(
+        files["compared"].as_u64().unwrap_or(0) > 5000,
+        "too few paths compared: {}",
+        v.pretty()
+    );
+}
+
+#[test]
+fn lvm_iso_restores_a_blank_disk_unattended_and_it_boots_with_seabios() {
+    let _disks = common::loop_devices(module_path!());
+    lvm_iso_restores_and_boots(Firmware::Bios);
+}
+
+#[test]
+fn lvm_iso_restores_a_blank_disk_unattended_and_it_boots_with_ovmf() {
+    let _disks = common::loop_devices(module_path!());
+    lvm_iso_restores_and_boots(Firmware::Uefi);
+}
