@@ -9,10 +9,12 @@
 
 pub mod config;
 pub mod label;
+pub mod relayout;
 pub mod restore;
 pub mod vg;
 
 pub use label::{PvInfo, read_pv};
+pub use relayout::relayout_for_restore;
 pub use restore::{Grow, PvTail, PvTarget, adapt_for_restore, fill_delta, pv_tails};
 pub use vg::{LvKind, LvMeta, PvMeta, Segment, VgMeta, parse_vg};
 

@@ -86,8 +86,9 @@ impl Planner<'_> {
     }
 }
 
-/// The metadata with one LV grown or shrunk by `delta` extents: the one holding `/` when
-/// it can, else the LV that ends last on the PV that changed.
+/// The metadata with one LV grown or shrunk by `delta` extents: the one holding `/` (in
+/// place when it ends last on its PV, else with the LVs on that PV packed anew), else the
+/// LV that ends last on the PV that changed.
 fn resize_one_lv(
     layout: &DiskLayout,
     vg: &VolumeGroup,
@@ -113,9 +114,17 @@ fn resize_one_lv(
             lv: lv.clone(),
             delta_extents: delta,
         };
-        match lvm::adapt_for_restore(&vg.metadata, targets, Some(grow)) {
+        match lvm::adapt_for_restore(&vg.metadata, targets, Some(grow.clone())) {
             Ok(text) => return Ok(text),
             Err(e) => why.push(format!("LV {lv}: {e}")),
+        }
+        // The root LV is followed by another (Debian's swap_1): its PV laid out anew, the
+        // LVs being empty until the restore fills them.
+        if Some(lv) == root_lv(layout, vg).as_ref() {
+            match lvm::relayout_for_restore(&vg.metadata, targets, &grow) {
+                Ok(text) => return Ok(text),
+                Err(e) => why.push(format!("LV {lv} laid out anew: {e}")),
+            }
         }
     }
     err(format!(

@@ -147,29 +147,50 @@ fn the_same_disk_recreates_the_vg_unchanged_with_everything_on_its_lvs() {
 }
 
 #[test]
-fn a_larger_disk_grows_the_last_lv_when_the_root_lv_is_not_last() {
+fn a_larger_disk_grows_the_root_lv_and_lays_the_pv_out_anew_when_another_lv_follows_it() {
     let l = lvm_layout();
     let p = RestorePlan::new(&l, "/dev/sdb", 512 * MIB, 512).unwrap();
     let sizes = lv_sizes(&p);
-    assert_eq!(
-        sizes[0],
-        ("root".into(), 40 * MIB, 40 * MIB),
-        "root is followed by swap"
-    );
+    // The PV's partition grew by 256 MiB: 64 more extents, all to root.
+    assert_eq!(sizes[0], ("root".into(), 40 * MIB, 296 * MIB));
     assert_eq!(sizes[1], ("swap".into(), 12 * MIB, 12 * MIB));
-    // The PV's partition grew by 256 MiB: 64 more extents, all to home.
-    assert_eq!(sizes[2], ("home".into(), 168 * MIB, 424 * MIB));
+    assert_eq!(sizes[2], ("home".into(), 168 * MIB, 168 * MIB));
     let meta = lvm::parse_vg(&vg_of(&p).metadata).unwrap();
     assert_eq!(meta.pvs[0].pe_count, 55 + 64);
-    let home = p
-        .filesystems
+    // Packed in their old order, each one linear segment: root 0..74, swap 74..77, home
+    // 77..119; UUIDs and tags as recorded.
+    let placed: Vec<(&str, u64, u64, &str)> = meta
+        .lvs
         .iter()
-        .find(|f| f.mount_point == "/home")
-        .unwrap();
-    assert_eq!(home.size_bytes, 424 * MIB);
+        .map(|lv| {
+            let seg = &lv.segments[0];
+            (
+                lv.name.as_str(),
+                seg.stripes[0].1,
+                seg.extent_count,
+                lv.id.as_str(),
+            )
+        })
+        .collect();
+    let before = lvm::parse_vg(&l.stack.vgs[0].metadata).unwrap();
+    assert_eq!(
+        placed,
+        [
+            ("root", 0, 74, before.lvs[0].id.as_str()),
+            ("swap", 74, 3, before.lvs[1].id.as_str()),
+            ("home", 77, 42, before.lvs[2].id.as_str())
+        ]
+    );
+    assert_eq!(meta.lvs[0].tags, ["rootfs"]);
+    assert!(meta.lvs.iter().all(|lv| lv.segments.len() == 1));
+    let root = &p.filesystems[0];
+    assert_eq!(
+        (root.mount_point.as_str(), root.size_bytes),
+        ("/", 296 * MIB)
+    );
     assert!(
         p.to_string()
-            .contains("LV home: 424.0 MiB (was 168.0 MiB: grows)"),
+            .contains("LV root: 296.0 MiB (was 40.0 MiB: grows)"),
         "{p}"
     );
 }
