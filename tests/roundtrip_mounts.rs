@@ -146,6 +146,9 @@ fn a_system_that_cannot_come_back_is_refused_unless_files_only() {
         run.describe()
     );
     assert!(!out.exists(), "nothing is written");
+    // A disk mounted under /run (where a backup disk or USB stick is) is no filesystem of
+    // the system: not in the layout.
+    let usb = Mounted::ext4(&dir.path().join("usb.ext4"), &m.at.join("run/usb"));
     let run = osimage([
         OsStr::new("capture"),
         m.at.as_os_str(),
@@ -160,4 +163,14 @@ fn a_system_that_cannot_come_back_is_refused_unless_files_only() {
         run.describe()
     );
     assert!(out.exists());
+    let info = osimage([OsStr::new("info"), OsStr::new("--json"), out.as_os_str()]).ok();
+    let info: serde_json::Value = serde_json::from_str(&info.stdout_str()).expect("info --json");
+    let recorded: Vec<&str> = info["layout"]["filesystems"]
+        .as_array()
+        .expect("layout filesystems")
+        .iter()
+        .filter_map(|f| f["mount_point"].as_str())
+        .collect();
+    assert_eq!(recorded, ["/"], "{:#}", info["layout"]);
+    drop(usb);
 }

@@ -195,9 +195,15 @@ fn restore_from(
         Ok(true) => use_default_layout(opts, con)?,
         Err(e) => return Err(format!("no-layout {e}")),
     };
+    // Why a blank disk is not a candidate, kept for the WAITING line (a plan error names
+    // the real reason: a layout the restore cannot recreate, a disk too small by N bytes).
+    let why_not = std::cell::RefCell::new(Vec::<String>::new());
     let fits = |d: &Disk| {
-        let (size, sector) = restore::target::geometry(Path::new(&d.device)).ok()?;
-        restore::plan_with_layout(&reader, &d.device, size, sector, default_layout).ok()
+        let plan = restore::target::geometry(Path::new(&d.device)).and_then(|(size, sector)| {
+            restore::plan_with_layout(&reader, &d.device, size, sector, default_layout)
+        });
+        plan.map_err(|e| why_not.borrow_mut().push(format!("{}: {e}", d.device)))
+            .ok()
     };
     if !default_layout && let Some(targets) = several_disks(opts, con, &reader, disks)? {
         let chosen = Chosen {
@@ -241,9 +247,14 @@ fn restore_from(
                 (d, false, false)
             } else {
                 if opts.auto {
+                    let why = why_not.borrow();
+                    let because = match why.is_empty() {
+                        true => String::new(),
+                        false => format!("; not usable: {}", why.join("; ")),
+                    };
                     con.line(&format!(
                         "OSIMAGE-RESTORE-WAITING {} empty disks big enough for the image \
-                         (unattended restore needs exactly one): interactive mode",
+                         (unattended restore needs exactly one){because}: interactive mode",
                         empty.len()
                     ));
                 }

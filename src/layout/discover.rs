@@ -350,6 +350,15 @@ impl Builder {
             let Some(rel) = self.relative(&m.mount_point) else {
                 continue;
             };
+            // Under /run, /tmp, /dev... (run-time state the capture skips): a backup disk the
+            // image is being written to, a USB stick — not the system's (fstab would say so).
+            let volatile = crate::scan::exclude::CONTENTS_SKIPPED.iter().any(|d| {
+                rel.strip_prefix(*d)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(b"/"))
+            });
+            if volatile {
+                continue;
+            }
             // A bind mount of a sub-directory (a container's /etc/hosts) is no filesystem of
             // the system; a btrfs subvolume mount is.
             if m.root != b"/" && m.fstype != "btrfs" {
