@@ -197,6 +197,32 @@ fn capture_inside_the_lvm_system_writes_an_iso_with_root_on_the_lv() {
         ["/", "/boot", "/boot/efi"],
         "the layout records other filesystems than the system's: {recorded:?}"
     );
+    // The block stack, read from the PV inside the guest: the VG with the UUIDs lvm gave it,
+    // its LVs in order, the PV on partition 4; nothing stands in the way of a restore.
+    let layout = &info["layout"];
+    assert_eq!(layout["unsupported"], serde_json::json!([]), "{layout:#}");
+    let vg = &layout["stack"]["vgs"][0];
+    assert_eq!(vg["name"], "e2evg", "{layout:#}");
+    assert_eq!(vg["uuid"], s.get("VG_UUID"), "{vg:#}");
+    let lvs: Vec<(String, String)> = vg["lvs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|l| (l["name"].to_string(), l["uuid"].to_string()))
+        .collect();
+    let want = |name: &str, key: &str| (format!("{name:?}"), format!("{:?}", s.get(key)));
+    assert_eq!(
+        lvs,
+        [want("root", "ROOT_LV_UUID"), want("swap", "SWAP_LV_UUID")],
+        "{vg:#}"
+    );
+    assert_eq!(vg["pvs"][0]["uuid"], s.get("PV_UUID"), "{vg:#}");
+    assert_eq!(vg["pvs"][0]["device"]["partition"], 4, "{vg:#}");
+    assert!(
+        vg["metadata"].as_str().unwrap_or("").contains("e2evg {"),
+        "the VG's metadata text is kept: {vg:#}"
+    );
 }
 
 /// The whole cycle for one firmware by `osimage verify --boot`: the ISO restores the stack
