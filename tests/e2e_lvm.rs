@@ -72,16 +72,16 @@ fn mounts(s: &Source) -> [String; 3] {
     ]
 }
 
-/// The LVM source disk boots through its own GRUB with `fw` (`snapshot=on`: never changed),
-/// its initramfs activates the VG, and the marker shows / on the LV.
-fn source_boots(fw: Firmware) {
-    let s = source::lvm_source();
+/// `disk` alone (`snapshot=on`: never changed) boots through its own GRUB with `fw`, its
+/// initramfs activates the VG, and the marker shows / on the LV, /boot and the ESP on their
+/// partitions. `what` names the boot in messages and phase times.
+fn boots_to_marker(s: &Source, what: &str, fw: Firmware, disk: &std::path::Path) {
     let o = vm::boot(&Boot {
-        name: format!("lvm-source-{}", fw.name()),
+        name: format!("lvm-{what}-{}", fw.name()),
         firmware: fw,
         cdrom: None,
         disks: vec![Drive {
-            file: &s.disk,
+            file: disk,
             bus: vm::Bus::Virtio,
             snapshot: true,
         }],
@@ -95,7 +95,7 @@ fn source_boots(fw: Firmware) {
         .find(|l| l.contains(s.marker()))
         .unwrap_or_else(|| {
             panic!(
-                "the LVM source did not boot to its marker with {}: {}",
+                "the LVM {what} disk did not boot with {}: {}",
                 fw.name(),
                 o.describe()
             )
@@ -105,14 +105,20 @@ fn source_boots(fw: Firmware) {
     for w in &want {
         assert!(
             line.contains(w.as_str()),
-            "{}: `{w}` not in the LVM source's marker `{}`\n{}",
+            "{}: `{w}` not in the LVM {what} disk's marker `{}`\n{}",
             fw.name(),
             line.trim(),
             o.describe()
         );
     }
-    eprintln!("e2e: lvm source ({}): {}", fw.name(), line.trim());
-    phase_time(&format!("lvm: source disk boot ({})", fw.name()), o.elapsed);
+    eprintln!("e2e: lvm {what} ({}): {}", fw.name(), line.trim());
+    phase_time(&format!("lvm: {what} disk boot ({})", fw.name()), o.elapsed);
+}
+
+/// The LVM source disk boots with `fw` to its marker with / on the LV.
+fn source_boots(fw: Firmware) {
+    let s = source::lvm_source();
+    boots_to_marker(s, "source", fw, &s.disk);
 }
 
 #[test]
@@ -273,45 +279,7 @@ fn lvm_iso_restores_and_boots(fw: Firmware) {
     {
         eprintln!("e2e: lvm restore ({}): {}", fw.name(), l.trim());
     }
-    let booted = vm::boot(&Boot {
-        name: format!("lvm-restored-{}", fw.name()),
-        firmware: fw,
-        cdrom: None,
-        disks: vec![Drive {
-            file: &target,
-            bus: vm::Bus::Virtio,
-            snapshot: true,
-        }],
-        timeout: BOOT_TIMEOUT,
-        stop_on: &[s.marker()],
-        grace: Duration::from_secs(2),
-    });
-    let line = booted
-        .console
-        .lines()
-        .find(|l| l.contains(s.marker()))
-        .unwrap_or_else(|| {
-            panic!(
-                "the restored LVM disk did not boot with {}: {}",
-                fw.name(),
-                booted.describe()
-            )
-        });
-    let mut want = vec![vm::marker_word(fw).to_string()];
-    want.extend(mounts(s));
-    for w in &want {
-        assert!(
-            line.contains(w.as_str()),
-            "{}: `{w}` not in `{}`",
-            fw.name(),
-            line.trim()
-        );
-    }
-    phase_time(
-        &format!("lvm: restored disk boot ({})", fw.name()),
-        booted.elapsed,
-    );
-    eprintln!("e2e: lvm restored ({}): {}", fw.name(), line.trim());
+    boots_to_marker(s, "restored", fw, &target);
     same_stack_and_boot(s, &target, work.path());
 }
 

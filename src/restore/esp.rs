@@ -192,7 +192,13 @@ pub fn nvram_entry(
         OsStr::new("-l"),
         OsStr::new(loader),
     ];
-    run(&argv, &extra, disk)?;
+    let mut create = std::process::Command::new(&argv[0]);
+    create.args(&argv[1..]).args(&extra);
+    if let Some(why) = bounded(create, NVRAM_WAIT) {
+        return Ok(Some(format!(
+            "no NVRAM entry: efibootmgr {why} (the removable path EFI/BOOT/BOOTX64.EFI boots)"
+        )));
+    }
     // Read back what the firmware now holds: the entry's line, as efibootmgr lists it.
     let listed = run(&["efibootmgr".to_string()], &[], disk)?;
     Ok(Some(match listed_entry(&listed, label) {
@@ -202,6 +208,39 @@ pub fn nvram_entry(
              removable path still boots)"
         ),
     }))
+}
+
+/// How long efibootmgr may take to write a variable. Firmware variable writes go through the
+/// firmware's runtime services; under emulation (QEMU TCG with OVMF) one was seen to block
+/// for good, and a restore that has written every file must not hang on an optional entry.
+const NVRAM_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs `cmd` (stdin null, output discarded) for at most `limit`: `None` when it exited 0,
+/// else why not (its status, or that it was killed at the limit).
+fn bounded(mut cmd: std::process::Command, limit: std::time::Duration) -> Option<String> {
+    use std::process::Stdio;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => return Some(format!("could not start ({e})")),
+    };
+    let started = std::time::Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) if st.success() => return None,
+            Ok(Some(st)) => return Some(format!("failed ({st})")),
+            Ok(None) if started.elapsed() >= limit => {
+                let _ = child.kill();
+                return Some(format!("did not finish in {limit:?}"));
+            }
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(100)),
+            Err(e) => return Some(format!("could not be waited for ({e})")),
+        }
+    }
 }
 
 /// The `BootXXXX* LABEL` part of the line efibootmgr lists for `label`.
@@ -219,6 +258,21 @@ fn listed_entry(listing: &str, label: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_that_hangs_is_killed_at_its_limit() {
+        use std::process::Command;
+        use std::time::{Duration, Instant};
+        assert_eq!(bounded(Command::new("true"), Duration::from_secs(5)), None);
+        let failed = bounded(Command::new("false"), Duration::from_secs(5)).unwrap();
+        assert!(failed.starts_with("failed"), "{failed}");
+        let t = Instant::now();
+        let mut sleep = Command::new("sleep");
+        sleep.arg("30");
+        let hung = bounded(sleep, Duration::from_millis(300)).unwrap();
+        assert_eq!(hung, "did not finish in 300ms");
+        assert!(t.elapsed() < Duration::from_secs(10));
+    }
 
     #[test]
     fn efibootmgr_listing_is_searched_by_label() {
