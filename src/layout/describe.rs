@@ -151,17 +151,7 @@ pub fn describe(l: &DiskLayout) -> String {
     let loose: Vec<&Container> = l
         .containers
         .iter()
-        .filter(|c| {
-            let st = &l.stack;
-            !(st.md
-                .iter()
-                .any(|m| m.members.iter().any(|x| x.device.name == c.device.name))
-                || st.luks.iter().any(|x| x.device.name == c.device.name)
-                || st
-                    .vgs
-                    .iter()
-                    .any(|v| v.pvs.iter().any(|p| p.device.name == c.device.name)))
-        })
+        .filter(|c| !l.stack.holds(&c.device.name))
         .collect();
     if !loose.is_empty() {
         let _ = writeln!(

@@ -503,16 +503,7 @@ impl Builder {
             else {
                 continue;
             };
-            let st = &self.out.stack;
-            let in_stack = st
-                .md
-                .iter()
-                .any(|m| m.members.iter().any(|x| x.device.name == d.name))
-                || st.luks.iter().any(|l| l.device.name == d.name)
-                || st
-                    .vgs
-                    .iter()
-                    .any(|v| v.pvs.iter().any(|p| p.device.name == d.name));
+            let in_stack = self.out.stack.holds(&d.name);
             let under = self.devices.disks_under(&d);
             let Some(disk) = under
                 .first()

@@ -178,6 +178,19 @@ impl BlockStack {
         self.md.is_empty() && self.luks.is_empty() && self.vgs.is_empty()
     }
 
+    /// Whether device `name` (a source kernel name) is built upon by the stack: an MD
+    /// member, the device under a LUKS mapping, or a PV.
+    pub fn holds(&self, name: &str) -> bool {
+        self.md
+            .iter()
+            .any(|m| m.members.iter().any(|x| x.device.name == name))
+            || self.luks.iter().any(|l| l.device.name == name)
+            || self
+                .vgs
+                .iter()
+                .any(|v| v.pvs.iter().any(|p| p.device.name == name))
+    }
+
     /// What the stack entry named `name` (a source kernel name) is, if it is one.
     pub fn node(&self, name: &str) -> Option<StackNode<'_>> {
         if name.is_empty() {
