@@ -303,7 +303,18 @@ fn args(spec: &VmSpec, serial: &Path, vars: &Path, typing: bool) -> Vec<String> 
         "-no-reboot".into(),
         "-nic".into(),
         "none".into(),
+        // An entropy source for the guest's virtio_rng driver (QEMU's built-in backend).
+        "-device".into(),
+        "virtio-rng-pci".into(),
     ];
+    if spec.accel == Accel::Tcg {
+        // TCG's default CPU has no RDRAND, so a guest's random pool becomes ready only late in
+        // its boot, with user space running on both vCPUs; the kernel then patches its code
+        // (the crng_is_ready static key) under them. A restored Debian's first boot was seen
+        // stuck for 900 s at exactly that patch site in getrandom(). With RDRAND (which TCG
+        // emulates) the pool is ready while the kernel still boots on one CPU.
+        a.extend(["-cpu".into(), "qemu64,+rdrand".into()]);
+    }
     // SeaBIOS writes its log to the debug port, so even a BIOS boot shows output at once
     a.push("-debugcon".into());
     a.push(format!("file:{}", debug_log(serial).display()));

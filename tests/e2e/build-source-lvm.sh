@@ -253,8 +253,9 @@ loop=""
 # --- the install, in a guest -----------------------------------------------------------------------
 log "installing in a QEMU guest (TCG; console: $work/install.log)"
 t1=$(date +%s)
-timeout "$INSTALL_TIMEOUT" qemu-system-x86_64 -machine pc,accel=tcg -m 1536M -smp 2 \
-    -nic none -no-reboot -display none -monitor none -serial "file:$work/install.log" \
+# RDRAND and a virtio RNG: the guest's random pool is ready early (why: src/bootcheck/vm.rs, args)
+timeout "$INSTALL_TIMEOUT" qemu-system-x86_64 -machine pc,accel=tcg -cpu qemu64,+rdrand -m 1536M -smp 2 \
+    -device virtio-rng-pci -nic none -no-reboot -display none -monitor none -serial "file:$work/install.log" \
     -kernel "$work/vmlinuz" -initrd "$work/initrd.img" \
     -append "root=/dev/vdb3 rw init=/e2e-install console=ttyS0,115200 panic=1 quiet modprobe.blacklist=floppy" \
     -drive "file=$disk,if=virtio,format=raw" \

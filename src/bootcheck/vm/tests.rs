@@ -47,6 +47,8 @@ fn command_line_follows_the_spec() {
     .join(" ");
     assert!(a.starts_with("-machine pc,accel=tcg -m 2048M "), "{a}");
     assert!(a.contains("-serial file:/l/x.log"), "{a}");
+    assert!(a.contains("-device virtio-rng-pci"), "{a}");
+    assert!(a.contains("-cpu qemu64,+rdrand"), "{a}");
     assert!(
         a.contains(&format!(
             "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
