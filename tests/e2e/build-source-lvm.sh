@@ -7,7 +7,8 @@
 #   p2  64 MiB   ESP, FAT32 (EFI/BOOT/BOOTX64.EFI: Debian's signed shim, then signed GRUB)
 #   p3  300 MiB  /boot, ext4, fixed UUID and label
 #   p4  rest     LVM PV (fixed PV UUID), VG `e2evg`: LV `root` (ext4, fixed UUID and label),
-#                LV `swap` (128 MiB, fixed UUID), in that order (root first, as d-i does)
+#                LV `swap` (128 MiB, fixed UUID), in that order (root first, as d-i does),
+#                then 64 MiB left free in the VG (room for `capture --snapshot`'s snapshot LV)
 #
 # fstab as d-i writes it: `/dev/mapper/e2evg-root /`, `UUID=... /boot`, `UUID=... /boot/efi`,
 # `/dev/mapper/e2evg-swap none swap sw`; RESUME=/dev/mapper/e2evg-swap for the initramfs, which
@@ -69,6 +70,7 @@ ROOT_UUID=e2e1f5e5-0000-4000-8000-000000000005
 ROOT_LABEL=e2e-root
 SWAP_UUID=e2e15a90-0000-4000-8000-000000000006
 SWAP_EXTENTS=32             # 128 MiB in 4 MiB extents (vgcreate's default extent size)
+FREE_EXTENTS=16             # 64 MiB the VG keeps free
 DISK_BYTES=$((3 * 1024 * 1024 * 1024))
 INSTALL_TIMEOUT=1800
 RELEASE=$(sed -n 's/^RELEASE=//p' "$plain/source.env")
@@ -153,6 +155,7 @@ ROOT_UUID=$ROOT_UUID
 ROOT_LABEL=$ROOT_LABEL
 SWAP_UUID=$SWAP_UUID
 SWAP_EXTENTS=$SWAP_EXTENTS
+FREE_EXTENTS=$FREE_EXTENTS
 BOOT_UUID=$BOOT_UUID
 BOOT_LABEL=$BOOT_LABEL
 ESP_VOLID=$ESP_VOLID
@@ -184,7 +187,7 @@ step "the LVM stack"
 pvcreate --config "$lvmc" -y --uuid "$PV_UUID" --norestorefile /dev/vda4
 vgcreate --config "$lvmc" "$VG" /dev/vda4
 free=$(vgs --config "$lvmc" --noheadings -o vg_free_count "$VG" | tr -d ' ')
-lvcreate --config "$lvmc" -y -Wy -Zy -n root -l $((free - SWAP_EXTENTS)) "$VG"
+lvcreate --config "$lvmc" -y -Wy -Zy -n root -l $((free - SWAP_EXTENTS - FREE_EXTENTS)) "$VG"
 lvcreate --config "$lvmc" -y -Wy -Zy -n swap -l "$SWAP_EXTENTS" "$VG"
 [ -b "/dev/mapper/$VG-root" ] && [ -b "/dev/mapper/$VG-swap" ]
 
@@ -304,6 +307,7 @@ SWAP_LV=swap
 SWAP_UUID=$SWAP_UUID
 ROOT_DEV=/dev/mapper/$VG-root
 SWAP_DEV=/dev/mapper/$VG-swap
+FREE_EXTENTS=$FREE_EXTENTS
 MARKER=$MARKER
 KERNEL_PART=3
 KERNEL_DIR=.
