@@ -26,6 +26,8 @@ use e2e::vm::{self, Boot, Drive, Firmware};
 
 /// The restore target: larger than the 3 GiB source, so the LV holding / takes up the rest.
 const TARGET_BYTES: u64 = 4 << 30;
+/// The smaller restore target: the VG's free extents go first, then the LV holding / shrinks.
+const SMALLER_BYTES: u64 = 5 << 29;
 /// The source disk (tests/e2e/build-source-lvm.sh).
 const SOURCE_BYTES: u64 = 3 << 30;
 const DONE: &str = "OSIMAGE-RESTORE-DONE";
@@ -242,15 +244,16 @@ fn capture_inside_the_lvm_system_writes_an_iso_with_root_on_the_lv() {
 /// the host (which reads LVM labels without device-mapper): the PV, VG and LVs carry the
 /// source's UUIDs, the root LV took up the larger disk (swap after it kept its size), and
 /// /boot holds the source's files.
-fn lvm_iso_restores_and_boots(fw: Firmware) {
+fn lvm_iso_restores_and_boots(fw: Firmware, target_bytes: u64) {
     let s = source::lvm_source();
     let c = captured();
     assert_eq!(c.rc, 0, "{}", c.describe());
     let work = common::scratch();
     let target = work.path().join("restored.img");
-    e2e::disk::sparse(&target, TARGET_BYTES);
+    e2e::disk::sparse(&target, target_bytes);
+    let size = format!("{} MiB", target_bytes >> 20);
     let o = vm::boot(&Boot {
-        name: format!("lvm-restore-{}", fw.name()),
+        name: format!("lvm-restore-{}-{}", fw.name(), target_bytes >> 20),
         firmware: fw,
         cdrom: Some(&c.iso),
         disks: vec![Drive {
@@ -264,12 +267,12 @@ fn lvm_iso_restores_and_boots(fw: Firmware) {
     });
     assert!(
         o.console.contains(DONE) && !o.console.contains(FAILED) && !o.console.contains(WAITING),
-        "{}: the LVM ISO did not restore by itself: {}",
+        "{}: the LVM ISO did not restore a {size} disk by itself: {}",
         fw.name(),
         o.describe()
     );
     phase_time(
-        &format!("lvm: ISO boot -> restored -> power-off ({})", fw.name()),
+        &format!("lvm: ISO boot -> restored {size} -> power-off ({})", fw.name()),
         o.elapsed,
     );
     for l in o
@@ -280,13 +283,19 @@ fn lvm_iso_restores_and_boots(fw: Firmware) {
         eprintln!("e2e: lvm restore ({}): {}", fw.name(), l.trim());
     }
     boots_to_marker(s, "restored", fw, &target);
-    same_stack_and_boot(s, &target, work.path());
+    same_stack_and_boot(s, &target, target_bytes, work.path());
 }
 
 /// The restored disk's PV label and VG metadata (read with osimage's own LVM reader) carry the
-/// source's UUIDs, the root LV grew by the disk's extra extents, swap kept its size; /boot's
-/// files equal the source's.
-fn same_stack_and_boot(s: &Source, restored: &std::path::Path, work: &std::path::Path) {
+/// source's UUIDs; the root LV grew by the disk's extra extents or, on a smaller disk, shrank
+/// by what the VG's free extents could not give; swap kept its size; /boot's files equal the
+/// source's.
+fn same_stack_and_boot(
+    s: &Source,
+    restored: &std::path::Path,
+    target_bytes: u64,
+    work: &std::path::Path,
+) {
     use osimage::layout::stack::lvm;
     let dst = e2e::disk::Attached::new(restored, true);
     let pv_dev = dst.part(4);
@@ -306,10 +315,18 @@ fn same_stack_and_boot(s: &Source, restored: &std::path::Path, work: &std::path:
     assert_eq!(lv("swap").id, s.get("SWAP_LV_UUID"));
     let extent = s.get("EXTENT_BYTES").parse::<u64>().expect("EXTENT_BYTES");
     let before = s.get("ROOT_EXTENTS").parse::<u64>().expect("ROOT_EXTENTS");
-    let grew = (TARGET_BYTES - SOURCE_BYTES) / extent;
+    let free = s.get("FREE_EXTENTS").parse::<u64>().expect("FREE_EXTENTS");
+    let want = if target_bytes >= SOURCE_BYTES {
+        before + (target_bytes - SOURCE_BYTES) / extent
+    } else {
+        before - ((SOURCE_BYTES - target_bytes) / extent - free)
+    };
+    // partition alignment may cost the PV one extent
     assert!(
-        lv("root").extents() + 1 >= before + grew && lv("root").extents() <= before + grew,
-        "the root LV: {} extents, recorded {before}, the disk grew by {grew}",
+        lv("root").extents() + 1 >= want && lv("root").extents() <= want,
+        "the root LV on a {} MiB disk: {} extents, recorded {before} with {free} free, \
+         {want} expected",
+        target_bytes >> 20,
         lv("root").extents()
     );
     assert_eq!(
@@ -360,11 +377,69 @@ fn same_stack_and_boot(s: &Source, restored: &std::path::Path, work: &std::path:
 #[test]
 fn lvm_iso_restores_a_blank_disk_unattended_and_it_boots_with_seabios() {
     let _disks = common::loop_devices(module_path!());
-    lvm_iso_restores_and_boots(Firmware::Bios);
+    lvm_iso_restores_and_boots(Firmware::Bios, TARGET_BYTES);
 }
 
 #[test]
 fn lvm_iso_restores_a_blank_disk_unattended_and_it_boots_with_ovmf() {
     let _disks = common::loop_devices(module_path!());
-    lvm_iso_restores_and_boots(Firmware::Uefi);
+    lvm_iso_restores_and_boots(Firmware::Uefi, TARGET_BYTES);
+}
+
+/// Onto a disk 512 MiB smaller than the source: the VG's 64 MiB of free extents go first,
+/// the root LV gives up the rest, and the system still boots.
+#[test]
+fn lvm_iso_restores_a_smaller_disk_shrinking_the_root_lv_and_it_boots() {
+    let _disks = common::loop_devices(module_path!());
+    lvm_iso_restores_and_boots(Firmware::Bios, SMALLER_BYTES);
+}
+
+/// `capture / --snapshot` inside the booted LVM system reads / from a snapshot LV that fits
+/// the VG's 64 MiB of free space (less than the 20% of the origin it would take if free), says
+/// so, and the image's layout holds the VG as it was before the snapshot: root and swap only.
+#[test]
+fn capture_with_snapshot_inside_the_lvm_system_reads_a_snapshot_lv() {
+    let _disks = common::loop_devices(module_path!());
+    let s = source::lvm_source();
+    let work = common::scratch();
+    let c = capture_in_guest(&s.disk, &["--snapshot"], work.path())
+        .unwrap_or_else(|e| panic!("{e}"));
+    phase_time(
+        "lvm: capture / --snapshot inside the source system",
+        Duration::from_secs(c.capture_seconds),
+    );
+    assert_eq!(c.rc, 0, "{}", c.describe());
+    let note = c
+        .stderr
+        .lines()
+        .find(|l| l.contains("capturing from LVM snapshot e2evg/osimage-snap-"))
+        .unwrap_or_else(|| panic!("no snapshot note: {}", c.describe()));
+    assert!(
+        note.contains("of e2evg/root; copy-on-write area 64 MiB"),
+        "{note}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_osimage"))
+        .args(["info", "--json"])
+        .arg(&c.iso)
+        .output()
+        .expect("running osimage info");
+    assert!(out.status.success(), "osimage info: {out:?}");
+    let info: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("osimage info --json prints JSON");
+    let layout = &info["layout"];
+    assert_eq!(layout["unsupported"], serde_json::json!([]), "{layout:#}");
+    let lvs: Vec<&str> = layout["stack"]["vgs"][0]["lvs"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|l| l["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(lvs, ["root", "swap"], "{layout:#}");
+    let root = info["filesystems"]
+        .as_array()
+        .and_then(|a| a.iter().find(|f| f["mount_point"] == "/"))
+        .unwrap_or_else(|| panic!("no / in info: {info:#}"));
+    assert_eq!(root["source"], s.get("ROOT_DEV"), "{root}");
+    assert!(
+        info["stats"]["entries"].as_u64().unwrap_or(0) > 5000,
+        "the snapshot's view held the system: {info:#}"
+    );
 }

@@ -122,8 +122,11 @@ pub fn capture_from(
 ) -> Result<CaptureReport, CaptureError> {
     let started = Instant::now();
     let mut base = steps::open_base(base_path, opts)?;
-    let mut staging = Staging::prepare(opts, progress)?;
-    let layout = steps::record_layout(&staging.root, opts, progress)?;
+    let checked = staging::Checked::new(opts)?;
+    // The layout as the system has it, before --snapshot adds its snapshot volume to a VG
+    // (and turns the origin into a snapshot-origin device).
+    let layout = steps::record_layout(&checked.root, opts, progress)?;
+    let mut staging = Staging::prepare(checked, opts, progress)?;
     let image_id = manifest::random_id();
     let seal = steps::seal(opts, image_id)?;
     let seal_ref = seal.as_ref().map(|(k, r)| (k, r.as_slice()));

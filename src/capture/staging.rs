@@ -31,10 +31,17 @@ pub(super) struct Staging {
     pub output: PathBuf,
 }
 
-impl Staging {
-    /// Checks ROOT and OUTPUT, takes the snapshot, then creates the temporary names (after the
-    /// snapshot, so it holds none of them).
-    pub fn prepare(opts: &CaptureOptions, progress: &dyn Progress) -> Result<Self, CaptureError> {
+/// ROOT and OUTPUT, checked; nothing made yet.
+pub(super) struct Checked {
+    /// ROOT, canonical.
+    pub root: PathBuf,
+    /// OUTPUT, absolute.
+    pub output: PathBuf,
+}
+
+impl Checked {
+    /// Checks ROOT (a directory) and OUTPUT (writable, not in the way unless --force).
+    pub fn new(opts: &CaptureOptions) -> Result<Self, CaptureError> {
         let root = std::fs::canonicalize(&opts.root).map_err(|e| {
             CaptureError::Usage(format!("capture root {}: {e}", opts.root.display()))
         })?;
@@ -45,6 +52,19 @@ impl Staging {
             )));
         }
         let output = check_output(&opts.output, opts.force)?;
+        Ok(Checked { root, output })
+    }
+}
+
+impl Staging {
+    /// Takes the snapshot, then creates the temporary names (after the snapshot, so it holds
+    /// none of them).
+    pub fn prepare(
+        checked: Checked,
+        opts: &CaptureOptions,
+        progress: &dyn Progress,
+    ) -> Result<Self, CaptureError> {
+        let Checked { root, output } = checked;
         let iso = is_iso(&output);
         let snap = if opts.snapshot {
             let s = Snapshot::take(&root, &opts.scan, progress)?;

@@ -2,8 +2,8 @@
 //! read-only at a temporary directory. The snapshot stays writable at the block level so the
 //! kernel can replay the filesystem's journal when mounting it (a clean point-in-time view:
 //! dm suspends and freezes the filesystem while the snapshot is made). A classic snapshot gets
-//! a copy-on-write area of 20% of the origin from the volume group's free space; a thin one
-//! needs none.
+//! a copy-on-write area of 20% of the origin from the volume group's free space, or all that
+//! space when less is free (said in the capture's note); a thin one needs none.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -80,19 +80,34 @@ pub(super) fn snapshot(
     let name = format!("osimage-snap-{}", suffix());
     let mut cmd = Command::new("lvcreate");
     cmd.args(["--snapshot", "--yes", "--name", &name]);
+    let mut cow_note = String::new();
     if lv.thin {
         // Thin snapshots skip activation by default.
         cmd.args(["--setactivationskip", "n"]);
     } else {
-        cmd.args(["--extents", "20%ORIGIN"]);
+        let space = cow_space(lv)?;
+        let cow = space.cow_bytes().ok_or_else(|| {
+            fail(format!(
+                "volume group {} has no free extents for a snapshot of {}/{} (its copy-on-write \
+                 area; 20% of the volume, {} MiB, is plenty): free some space (e.g. shrink or \
+                 remove a logical volume, or vgextend) or capture without --snapshot",
+                lv.vg,
+                lv.vg,
+                lv.lv,
+                space.origin_bytes / 5 >> 20
+            ))
+        })?;
+        if cow < space.origin_bytes / 5 {
+            cow_note = format!(
+                "; copy-on-write area {} MiB, all the volume group's free space (a capture of a \
+                 busy system that rewrites more than that makes the snapshot invalid and fails)",
+                cow >> 20
+            );
+        }
+        cmd.args(["--size", &format!("{cow}b")]);
     }
     cmd.arg(format!("{}/{}", lv.vg, lv.lv));
-    tool(&mut cmd, "lvm2").map_err(|e| {
-        fail(format!(
-            "{e} (a snapshot of {}/{} needs free space in volume group {} for 20% of its size)",
-            lv.vg, lv.lv, lv.vg
-        ))
-    })?;
+    tool(&mut cmd, "lvm2").map_err(fail)?;
     let full = format!("{}/{name}", lv.vg);
     c.snapshot_made(Undo::RemoveLv(full.clone()));
     let dev = tool(
@@ -123,8 +138,60 @@ pub(super) fn snapshot(
     let rel = root.strip_prefix(&mount_point).unwrap_or(Path::new(""));
     Ok((
         at.join(rel),
-        format!("LVM snapshot {full} of {}/{}", lv.vg, lv.lv),
+        format!("LVM snapshot {full} of {}/{}{cow_note}", lv.vg, lv.lv),
     ))
+}
+
+/// The origin's size and its volume group's free space, in bytes.
+struct CowSpace {
+    origin_bytes: u64,
+    vg_free_bytes: u64,
+}
+
+impl CowSpace {
+    /// A classic snapshot's copy-on-write area: 20% of the origin (whole extents are LVM's
+    /// business: it rounds up), or the volume group's free space when that is less; `None`
+    /// when nothing is free.
+    fn cow_bytes(&self) -> Option<u64> {
+        let want = (self.origin_bytes / 5).max(1);
+        Some(want.min(self.vg_free_bytes)).filter(|&b| b > 0)
+    }
+}
+
+/// Reads `lv`'s size and its volume group's free space (`lvs`, in bytes).
+fn cow_space(lv: &Lv) -> Result<CowSpace, SnapshotError> {
+    let full = format!("{}/{}", lv.vg, lv.lv);
+    let out = tool(
+        Command::new("lvs").args([
+            "--noheadings",
+            "--units",
+            "b",
+            "--nosuffix",
+            "--separator",
+            "|",
+            "-o",
+            "lv_size,vg_free",
+            &full,
+        ]),
+        "lvm2",
+    )
+    .map_err(SnapshotError::Failed)?;
+    parse_sizes(&out).ok_or_else(|| {
+        SnapshotError::Failed(format!(
+            "lvs printed no size for {full}: {:?}",
+            out.trim()
+        ))
+    })
+}
+
+/// `  2684354560|67108864` → origin and free bytes.
+fn parse_sizes(text: &str) -> Option<CowSpace> {
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty())?;
+    let (a, b) = line.split_once('|')?;
+    Some(CowSpace {
+        origin_bytes: a.trim().parse().ok()?,
+        vg_free_bytes: b.trim().parse().ok()?,
+    })
 }
 
 /// xfs refuses a second filesystem with the same UUID mounted at once.
@@ -176,5 +243,18 @@ mod tests {
         assert_eq!(parse_lvs("  |x|linear"), None);
         assert_eq!(mount_options("xfs"), Some(c"nouuid"));
         assert_eq!(mount_options("ext4"), None);
+    }
+
+    #[test]
+    fn the_copy_on_write_area_is_a_fifth_of_the_origin_or_what_is_free() {
+        let gib = 1u64 << 30;
+        let sizes = parse_sizes(&format!("  {}|{}\n", 10 * gib, 5 * gib)).unwrap();
+        assert_eq!(sizes.cow_bytes(), Some(2 * gib));
+        let tight = parse_sizes("  2684354560|67108864\n").unwrap();
+        assert_eq!(tight.origin_bytes, 2684354560);
+        assert_eq!(tight.cow_bytes(), Some(64 << 20));
+        assert_eq!(parse_sizes(" 2684354560|0").unwrap().cow_bytes(), None);
+        assert!(parse_sizes("2684354560").is_none());
+        assert!(parse_sizes(" x|1").is_none());
     }
 }
