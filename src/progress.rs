@@ -11,6 +11,11 @@ pub trait Progress: Sync {
     fn advance(&self, n: u64);
     /// A line for the user (a warning, or a note shown with -v).
     fn note(&self, line: &str);
+    /// A line the user sees without -v (what the work is doing, e.g. where it reads from);
+    /// by default a note.
+    fn status(&self, line: &str) {
+        self.note(line);
+    }
     /// The current phase is over.
     fn finish(&self);
 }

@@ -68,7 +68,7 @@ impl Staging {
         let iso = is_iso(&output);
         let snap = if opts.snapshot {
             let s = Snapshot::take(&root, &opts.scan, progress)?;
-            progress.note(&format!("capturing from {}", s.describe()));
+            progress.status(&format!("capturing from {}", s.describe()));
             Some(s)
         } else {
             None

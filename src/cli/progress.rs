@@ -92,6 +92,10 @@ impl Progress for TermProgress {
         }
     }
 
+    fn status(&self, line: &str) {
+        self.say(line);
+    }
+
     fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();

@@ -94,7 +94,7 @@ pub(super) fn snapshot(
                 lv.vg,
                 lv.vg,
                 lv.lv,
-                space.origin_bytes / 5 >> 20
+                (space.origin_bytes / 5) >> 20
             ))
         })?;
         if cow < space.origin_bytes / 5 {
@@ -177,10 +177,7 @@ fn cow_space(lv: &Lv) -> Result<CowSpace, SnapshotError> {
     )
     .map_err(SnapshotError::Failed)?;
     parse_sizes(&out).ok_or_else(|| {
-        SnapshotError::Failed(format!(
-            "lvs printed no size for {full}: {:?}",
-            out.trim()
-        ))
+        SnapshotError::Failed(format!("lvs printed no size for {full}: {:?}", out.trim()))
     })
 }
 
