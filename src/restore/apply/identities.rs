@@ -17,6 +17,9 @@ use super::{ApplyCtx, Made};
 const FILES: &[&str] = &[
     "/etc/fstab",
     "/etc/crypttab",
+    "/etc/mdadm/mdadm.conf",
+    "/etc/mdadm.conf",
+    "/etc/lvm/lvm.conf",
     "/etc/default/grub",
     "/etc/kernel/cmdline",
     "/etc/initramfs-tools/conf.d/resume",
@@ -29,16 +32,25 @@ const FILES: &[&str] = &[
 const DIRS: &[(&str, &[&str])] = &[
     ("/etc/default/grub.d", &[".cfg"]),
     ("/etc/initramfs-tools/conf.d", &[]),
+    ("/etc/mdadm/mdadm.conf.d", &[".conf"]),
+    ("/etc/mdadm.conf.d", &[".conf"]),
+    // LVM's devices file (`PVID=` undashed), which newer LVM reads instead of scanning.
+    ("/etc/lvm/devices", &[".devices"]),
     ("/etc/dracut.conf.d", &[".conf"]),
     ("/etc/systemd/system", &[".mount", ".swap", ".automount"]),
     ("/boot/loader/entries", &[".conf"]),
 ];
 
+/// Files an initramfs generator copies into the image (mdadm's, crypttab, LVM's): when one
+/// was rewritten, an initramfs that cannot be searched is made again anyway.
+const EMBEDDED: &[&str] = &["/etc/mdadm", "/etc/crypttab", "/etc/lvm"];
+
 /// Larger files are no configuration: left alone.
 const MAX_TEXT: u64 = 4 << 20;
 
-/// The old → new pairs that the restored tree may name, matched without regard to case (blkid
-/// prints lower case, GPT tools upper case) and written in the old text's case.
+/// The old → new pairs that the restored tree may name (each identity's other spellings
+/// too), matched without regard to case (blkid prints lower case, GPT tools upper case) and
+/// written in the old text's case; a new value of mixed case (LVM's) is written as it is.
 struct Renames {
     old: Vec<String>,
     new: Vec<String>,
@@ -47,12 +59,17 @@ struct Renames {
 
 impl Renames {
     fn of(plan: &RestorePlan) -> Result<Option<Renames>, RestoreError> {
-        let (old, new): (Vec<String>, Vec<String>) = plan
-            .renamed
-            .iter()
-            .filter(|r| r.referenced && !r.old.is_empty())
-            .map(|r| (r.old.clone(), r.new.clone()))
-            .unzip();
+        let mut old: Vec<String> = Vec::new();
+        let mut new: Vec<String> = Vec::new();
+        for r in plan.renamed.iter().filter(|r| r.referenced) {
+            let main = std::iter::once((&r.old, &r.new));
+            for (o, n) in main.chain(r.spellings.iter().map(|(o, n)| (o, n))) {
+                if !o.is_empty() && !old.contains(o) {
+                    old.push(o.clone());
+                    new.push(n.clone());
+                }
+            }
+        }
         if old.is_empty() {
             return Ok(None);
         }
@@ -74,7 +91,12 @@ impl Renames {
             let found = &text[m.start()..m.end()];
             let new = &self.new[m.pattern().as_usize()];
             let lower = found.iter().any(u8::is_ascii_lowercase);
-            if lower {
+            let mixed = new.bytes().any(|b| b.is_ascii_lowercase())
+                && new.bytes().any(|b| b.is_ascii_uppercase());
+            if mixed {
+                // LVM's UUIDs are case-sensitive letters and digits: written as they are.
+                out.extend_from_slice(new.as_bytes());
+            } else if lower {
                 out.extend_from_slice(new.to_ascii_lowercase().as_bytes());
             } else {
                 out.extend_from_slice(new.to_ascii_uppercase().as_bytes());
@@ -140,6 +162,7 @@ pub(super) fn new_identities(cx: &mut ApplyCtx, made: &[Made]) -> Result<(), Res
             }
         }
     }
+    let mut embedded = Vec::new();
     for (shown, path) in files {
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
             continue;
@@ -155,10 +178,13 @@ pub(super) fn new_identities(cx: &mut ApplyCtx, made: &[Made]) -> Result<(), Res
                 "{shown}: {n} reference{} to old identities rewritten",
                 if n == 1 { "" } else { "s" }
             ));
+            if EMBEDDED.iter().any(|e| shown.starts_with(e)) {
+                embedded.push(shown);
+            }
         }
     }
     efi_images(cx, made, &renames, esp, &esp_binaries)?;
-    initramfs_images(cx, made, &renames)?;
+    initramfs_images(cx, made, &renames, &embedded)?;
     Ok(())
 }
 
@@ -236,12 +262,15 @@ fn efi_images(
     Ok(())
 }
 
-/// An initramfs that names an old UUID (resume device, crypttab, a root= baked in) is made
-/// again by the restored system's own generator, chrooted.
+/// An initramfs that names an old UUID (resume device, crypttab, mdadm.conf, LVM's devices
+/// file, a root= baked in) is made again by the restored system's own generator, chrooted;
+/// so is one that cannot be searched when `embedded` (files generators copy in) were
+/// rewritten.
 fn initramfs_images(
     cx: &mut ApplyCtx,
     made: &[Made],
     renames: &Renames,
+    embedded: &[String],
 ) -> Result<(), RestoreError> {
     let (Some(root), Some(boot)) = (
         made.iter().find(|m| m.plan.mount_point == "/"),
@@ -259,12 +288,16 @@ fn initramfs_images(
             std::fs::read(&image.path).map_err(|e| RestoreError::io("reading", &image.path, e))?;
         let found = match initramfs::contents_matching(&data, &|d| renames.named_in(d)) {
             Ok(f) => f,
-            Err(e) => {
+            Err(e) if embedded.is_empty() => {
                 cx.report
                     .boot
                     .push(format!("initramfs {name} not searched for old UUIDs: {e}"));
                 continue;
             }
+            Err(e) => vec![format!(
+                "(not searched: {e}) what {} held before they were rewritten",
+                embedded.join(", ")
+            )],
         };
         if found.is_empty() {
             cx.report
@@ -398,12 +431,14 @@ PARTUUID=e2e0d15c-0000-4000-8000-000000000003 /x ext4 defaults 0 2\n\
                 old: "AAAA".into(),
                 new: "BBBB".into(),
                 referenced: false,
+                spellings: Vec::new(),
             },
             Renamed {
                 what: "ext4 / UUID".into(),
                 old: "1111".into(),
                 new: "2222".into(),
                 referenced: true,
+                spellings: Vec::new(),
             },
         ];
         let r = Renames::of(&plan).unwrap().expect("one referenced");
