@@ -1,7 +1,8 @@
 //! `--new-uuids` in the restored tree (phase 7, docs/GENERALIZE.md "New identities"): every
-//! text file that names a filesystem or partition by its old identity is rewritten to the new
-//! one, then what embeds an old identity in a binary is made again by the restored system's own
-//! tools (GRUB's EFI image, the initramfs). GRUB's BIOS core image is reinstalled by the plan's
+//! text file that names a filesystem, partition, MD array, LUKS container or LVM VG, PV or LV
+//! by its old identity (in any of the spellings the plan lists) is rewritten to the new one,
+//! then what embeds an old identity in a binary is made again by the restored system's own
+//! tools (GRUB's EFI image, the initramfs with its mdadm.conf and crypttab). GRUB's BIOS core image is reinstalled by the plan's
 //! `grub_install` step, which `renew_identities` sets.
 
 use std::path::{Path, PathBuf};
@@ -90,16 +91,18 @@ impl Renames {
             out.extend_from_slice(&text[last..m.start()]);
             let found = &text[m.start()..m.end()];
             let new = &self.new[m.pattern().as_usize()];
-            let lower = found.iter().any(u8::is_ascii_lowercase);
             let mixed = new.bytes().any(|b| b.is_ascii_lowercase())
                 && new.bytes().any(|b| b.is_ascii_uppercase());
             if mixed {
                 // LVM's UUIDs are case-sensitive letters and digits: written as they are.
                 out.extend_from_slice(new.as_bytes());
-            } else if lower {
+            } else if found.iter().any(u8::is_ascii_lowercase) {
                 out.extend_from_slice(new.to_ascii_lowercase().as_bytes());
-            } else {
+            } else if found.iter().any(u8::is_ascii_uppercase) {
                 out.extend_from_slice(new.to_ascii_uppercase().as_bytes());
+            } else {
+                // Digits only: no case to follow.
+                out.extend_from_slice(new.as_bytes());
             }
             last = m.end();
             n += 1;
@@ -455,5 +458,167 @@ PARTUUID=e2e0d15c-0000-4000-8000-000000000003 /x ext4 defaults 0 2\n\
         let data = b"..1111-2222..3333-4444..1111-2222..";
         assert_eq!(r.named_in(data), vec!["1111-2222", "3333-4444"]);
         assert!(r.named_in(b"nothing").is_empty());
+    }
+
+    /// Random-looking, repeatable identities (an LCG), so the LVM ones mix upper and lower
+    /// case as real ones do.
+    fn repeatable() -> impl FnMut() -> Result<[u8; 16], crate::restore::plan::PlanError> {
+        let mut x: u32 = 0x1234_5678;
+        move || {
+            let mut b = [0u8; 16];
+            for v in &mut b {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                *v = (x >> 16) as u8;
+            }
+            Ok(b)
+        }
+    }
+
+    fn new_of<'a>(plan: &'a RestorePlan, what: &str) -> &'a Renamed {
+        plan.renamed
+            .iter()
+            .find(|r| r.what == what)
+            .unwrap_or_else(|| panic!("no {what:?}: {:#?}", plan.renamed))
+    }
+
+    fn rewritten(r: &Renames, text: &str) -> String {
+        let (out, _) = r.rewrite(text.as_bytes()).expect("names an old identity");
+        String::from_utf8(out).unwrap()
+    }
+
+    /// Encrypted LVM (LUKS2 → VG vgsys) restored with --new-uuids: crypttab, fstab, GRUB's
+    /// configuration and LVM's devices file name the new container, VG, LV and PV; lines
+    /// about anything else stay as they were.
+    #[test]
+    fn encrypted_lvm_references_follow_the_new_uuids() {
+        use crate::restore::plan::stack::tests::luks_lvm_layout;
+        let l = luks_lvm_layout("vda3_crypt");
+        let mut plan = RestorePlan::new(&l, "/dev/sdb", 256 << 20, 512).unwrap();
+        plan.renew_identities(&l, &mut repeatable()).unwrap();
+        let r = Renames::of(&plan).unwrap().unwrap();
+        let luks = new_of(&plan, "LUKS vda3_crypt UUID");
+        let vg = new_of(&plan, "LVM VG vgsys UUID");
+        let root = new_of(&plan, "LVM LV vgsys/root UUID");
+        let pv = new_of(&plan, "LVM PV UUID on /dev/mapper/vda3_crypt");
+        assert_eq!(vg.old, "xA1djd-XRLR-hkh0-PakQ-rHit-ifke-2k5rJW");
+        assert_eq!(root.old, "pYeyPG-i6TT-rjIo-hNds-HPxN-flRH-DLUH1b");
+        assert_eq!(pv.old, "YLIRXm-gyvO-0lEQ-ZraS-b5TB-weUw-r7M4XQ");
+        let mixed = |s: &str| {
+            s.bytes().any(|b| b.is_ascii_lowercase()) && s.bytes().any(|b| b.is_ascii_uppercase())
+        };
+        assert!(
+            mixed(&vg.new) && mixed(&root.new),
+            "{} {}",
+            vg.new,
+            root.new
+        );
+        let crypttab = "# <target name>\t<source device>\t\t<key file>\t<options>\n\
+vda3_crypt UUID=0b0b0b0b-0000-4000-8000-000000000000 none luks,discard\n\
+cswap /dev/disk/by-partlabel/swap /dev/urandom swap,cipher=aes-xts-plain64,size=256\n\
+data_crypt UUID=0c0c0c0c-0000-4000-8000-000000000000 /etc/keys/data.key luks\n";
+        assert_eq!(
+            rewritten(&r, crypttab),
+            crypttab.replace("0b0b0b0b-0000-4000-8000-000000000000", &luks.new)
+        );
+        let u = |s: &str| s.replace('-', "");
+        let fstab = format!(
+            "/dev/mapper/vgsys-root / ext4 errors=remount-ro 0 1\n\
+/dev/disk/by-id/dm-uuid-LVM-{}{} /srv ext4 defaults 0 2\n\
+/dev/disk/by-id/dm-uuid-CRYPT-LUKS2-{}-vda3_crypt none auto noauto 0 0\n\
+/dev/mapper/vgsys-swap none swap sw 0 0\n",
+            u(&vg.old),
+            u(&root.old),
+            u(&luks.old)
+        );
+        let out = rewritten(&r, &fstab);
+        assert_eq!(
+            out,
+            format!(
+                "/dev/mapper/vgsys-root / ext4 errors=remount-ro 0 1\n\
+/dev/disk/by-id/dm-uuid-LVM-{}{} /srv ext4 defaults 0 2\n\
+/dev/disk/by-id/dm-uuid-CRYPT-LUKS2-{}-vda3_crypt none auto noauto 0 0\n\
+/dev/mapper/vgsys-swap none swap sw 0 0\n",
+                u(&vg.new),
+                u(&root.new),
+                u(&luks.new)
+            )
+        );
+        let grub = format!(
+            "insmod lvm\nset root='lvmid/{}/{}'\ncryptomount -u {}\nset timeout=5\n",
+            vg.old,
+            root.old,
+            u(&luks.old)
+        );
+        assert_eq!(
+            rewritten(&r, &grub),
+            format!(
+                "insmod lvm\nset root='lvmid/{}/{}'\ncryptomount -u {}\nset timeout=5\n",
+                vg.new,
+                root.new,
+                u(&luks.new)
+            )
+        );
+        let devices = format!(
+            "# LVM uses devices listed in this file.\nVERSION=1.1.2\n\
+IDTYPE=devname IDNAME=/dev/mapper/vda3_crypt DEVNAME=/dev/mapper/vda3_crypt PVID={} PART=0\n\
+IDTYPE=sys_wwid IDNAME=naa.600 DEVNAME=/dev/sdz PVID=Aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+            u(&pv.old)
+        );
+        assert_eq!(
+            rewritten(&r, &devices),
+            devices.replace(&u(&pv.old), &u(&pv.new))
+        );
+        // what an initramfs holding that crypttab is searched for
+        assert_eq!(r.named_in(crypttab.as_bytes()), vec![luks.old.as_str()]);
+    }
+
+    /// Debian's mdadm.conf (mkconf's layout) for a RAID1 root restored with --new-uuids: the
+    /// restored array's line follows, another array's and the rest stay.
+    #[test]
+    fn mdadm_conf_and_md_references_follow_the_new_array_uuid() {
+        use crate::restore::plan::several::{DiskTarget, plan_disks};
+        let l = crate::restore::plan::stack::tests::raid1_layout();
+        let t = |source: &str, device: &str| DiskTarget {
+            source: source.into(),
+            device: device.into(),
+            size_bytes: 1 << 30,
+            sector: 512,
+        };
+        let mut plans = plan_disks(&l, &[t("vda", "/dev/sdb"), t("vdb", "/dev/sdc")]).unwrap();
+        plans[0].renew_identities(&l, &mut repeatable()).unwrap();
+        let md = new_of(&plans[0], "MD /dev/md0 UUID").clone();
+        assert_eq!(md.old, "11111111:22222222:33333333:44444444");
+        let r = Renames::of(&plans[0]).unwrap().unwrap();
+        let conf = "# mdadm.conf\n#\n# !NB! Run update-initramfs -u after updating this file.\n\
+HOMEHOST <system>\nMAILADDR root\n\
+# definitions of existing MD arrays\n\
+ARRAY /dev/md/0  metadata=1.2 UUID=11111111:22222222:33333333:44444444 name=host:0\n\
+ARRAY /dev/md/1  metadata=1.2 UUID=55555555:66666666:77777777:88888888 name=host:1\n\n\
+# This configuration was auto-generated on Sat, 05 Dec 2026 by mkconf\n";
+        let out = rewritten(&r, conf);
+        let want = conf.replace("11111111:22222222:33333333:44444444", &md.new);
+        assert_eq!(out, want);
+        assert!(out.contains("UUID=55555555:66666666:77777777:88888888 name=host:1"));
+        let h = md.new.replace(':', "");
+        let fstab =
+            "/dev/disk/by-id/md-uuid-11111111:22222222:33333333:44444444 / ext4 defaults 0 1\n";
+        assert_eq!(rewritten(&r, fstab), fstab.replace(&md.old, &md.new));
+        let grub = "set root='mduuid/11111111222222223333333344444444'\n";
+        assert_eq!(rewritten(&r, grub), format!("set root='mduuid/{h}'\n"));
+        // blkid's spelling of a member's array UUID
+        let blkid = "UUID=11111111-2222-2222-3333-333344444444";
+        let dashed = format!(
+            "UUID={}-{}-{}-{}-{}",
+            &h[..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..]
+        );
+        assert_eq!(rewritten(&r, blkid), dashed);
+        assert!(
+            r.rewrite(b"ARRAY /dev/md/1 UUID=55555555:66666666:77777777:88888888\n")
+                .is_none()
+        );
     }
 }
