@@ -19,20 +19,26 @@ impl RestorePlan {
         fresh: Fresh<'_>,
         renamed: &mut Vec<Renamed>,
     ) -> Result<(), PlanError> {
-        let mut moved: Vec<(String, String)> = Vec::new();
-        for step in &mut self.stack {
-            match step {
-                StackStep::Md(m) => renamed.push(renew_md(m, fresh)?),
-                StackStep::Luks(l) => {
-                    let (r, mapping) = renew_luks(l, fresh)?;
-                    renamed.push(r);
-                    moved.extend(mapping);
+        // By index: a mapping that moves is moved in the later steps before they are renewed.
+        for i in 0..self.stack.len() {
+            let moved = match &mut self.stack[i] {
+                StackStep::Md(m) => {
+                    renamed.push(renew_md(m, fresh)?);
+                    None
                 }
-                StackStep::Vg(v) => renamed.extend(renew_vg(v, fresh)?),
+                StackStep::Luks(l) => {
+                    let (r, moved) = renew_luks(l, fresh)?;
+                    renamed.push(r);
+                    moved
+                }
+                StackStep::Vg(v) => {
+                    renamed.extend(renew_vg(v, fresh)?);
+                    None
+                }
+            };
+            if let Some((old, new)) = moved {
+                self.move_volume(&old, &new);
             }
-        }
-        for (old, new) in &moved {
-            self.move_volume(old, new);
         }
         Ok(())
     }
@@ -127,10 +133,14 @@ fn renew_luks(
     let new = uuid_v4(fresh()?);
     let old = std::mem::replace(&mut l.uuid, new.clone());
     with_uuid(&mut l.args, &new);
-    let lower = l.mapping.to_ascii_lowercase();
-    let moved = lower.contains(&old.to_ascii_lowercase()).then(|| {
+    let at = l
+        .mapping
+        .to_ascii_lowercase()
+        .find(&old.to_ascii_lowercase())
+        .filter(|_| !old.is_empty());
+    let moved = at.map(|at| {
         let from = format!("/dev/mapper/{}", l.mapping);
-        l.mapping = lower.replace(&old.to_ascii_lowercase(), &new);
+        l.mapping.replace_range(at..at + old.len(), &new);
         (from, format!("/dev/mapper/{}", l.mapping))
     });
     let r = Renamed {
@@ -319,6 +329,8 @@ mod tests {
             v.metadata
         );
         assert!(!v.metadata.contains(old_hint));
+        let what = format!("LVM PV UUID on {path}");
+        assert!(p.renamed.iter().any(|r| r.what == what), "{:#?}", p.renamed);
     }
 
     #[test]
