@@ -289,35 +289,35 @@ fn initramfs_images(
             .unwrap_or_default();
         let data =
             std::fs::read(&image.path).map_err(|e| RestoreError::io("reading", &image.path, e))?;
-        let found = match initramfs::contents_matching(&data, &|d| renames.named_in(d)) {
-            Ok(f) => f,
+        // Why it is made again: the old identities it names.
+        let why = match initramfs::contents_matching(&data, &|d| renames.named_in(d)) {
+            Ok(found) if found.is_empty() => {
+                cx.report
+                    .boot
+                    .push(format!("initramfs {name} names no old identity: kept"));
+                continue;
+            }
+            Ok(found) => format!("it named {}", found.join(", ")),
             Err(e) if embedded.is_empty() => {
                 cx.report
                     .boot
                     .push(format!("initramfs {name} not searched for old UUIDs: {e}"));
                 continue;
             }
-            Err(e) => vec![format!(
-                "(not searched: {e}) what {} held before they were rewritten",
+            Err(e) => format!(
+                "it could not be searched ({e}) and {} it may hold were rewritten",
                 embedded.join(", ")
-            )],
+            ),
         };
-        if found.is_empty() {
-            cx.report
-                .boot
-                .push(format!("initramfs {name} names no old identity: kept"));
-            continue;
-        }
         let c = cx.chroot(made)?;
         match initramfs::regenerate(&c, &image.version, &cx.target.device)? {
-            Some(cmd) => cx.report.boot.push(format!(
-                "initramfs {name} named {}: {cmd} ran chrooted",
-                found.join(", ")
-            )),
+            Some(cmd) => cx
+                .report
+                .boot
+                .push(format!("initramfs {name}: {why}; {cmd} ran chrooted")),
             None => cx.report.boot.push(format!(
-                "WARNING: initramfs {name} names {} and the tree has neither update-initramfs \
-                 nor dracut to make it again",
-                found.join(", ")
+                "WARNING: initramfs {name}: {why}, and the tree has neither update-initramfs \
+                 nor dracut to make it again"
             )),
         }
     }
