@@ -22,5 +22,6 @@ mod restore_faults;
 mod restore_layouts;
 mod restore_loop;
 mod restore_several;
+mod restore_stack_uuids;
 mod roundtrip_mounts;
 mod snapshot;

@@ -34,7 +34,8 @@ pub struct AgentOptions {
     pub generalize: bool,
     /// Its hostname, or a rule with `{mac}`.
     pub hostname: Option<String>,
-    /// Fresh filesystem UUIDs and partition GUIDs, references rewritten.
+    /// Fresh filesystem UUIDs, partition GUIDs and block-stack (LVM, MD, LUKS) UUIDs,
+    /// references rewritten.
     pub new_uuids: bool,
     /// Recorded disk → target device, for an image of several disks.
     pub map: Vec<(String, String)>,

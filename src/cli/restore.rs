@@ -82,10 +82,12 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
     /// Give the restored disk fresh identities: new filesystem and swap UUIDs, partition GUIDs
-    /// and disk GUID (or MBR signature). /etc/fstab, /etc/crypttab, the boot loader
-    /// configuration and every other reference in the restored tree are rewritten to them,
-    /// GRUB is reinstalled and an initramfs naming an old UUID is made again, so the system
-    /// still boots. The plan lists every old → new pair. docs/GENERALIZE.md.
+    /// and disk GUID (or MBR signature), and for LVM, MD RAID and LUKS new PV, VG, LV, array
+    /// and container UUIDs (names are kept). /etc/fstab, /etc/crypttab,
+    /// /etc/mdadm/mdadm.conf, LVM's devices file, the boot loader configuration and every
+    /// other reference in the restored tree are rewritten to them, GRUB is reinstalled and an
+    /// initramfs naming an old UUID is made again, so the system still boots. The plan lists
+    /// every old → new pair. Not implied by --generalize. docs/GENERALIZE.md.
     #[arg(long)]
     pub new_uuids: bool,
     /// Copy DIR over the restored tree last (per-machine files such as network configuration;

@@ -61,7 +61,8 @@ pub struct RestorePlan {
 }
 
 /// A volume group to recreate with `pvcreate --restorefile` and `vgcfgrestore` from its
-/// recorded metadata, resized to the planned partitions: same names, UUIDs, tags, segments.
+/// recorded metadata, resized to the planned partitions: same names, UUIDs (new ones with
+/// `--new-uuids`), tags, segments.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VgPlan {
     pub name: String,

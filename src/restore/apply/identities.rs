@@ -1,7 +1,8 @@
 //! `--new-uuids` in the restored tree (phase 7, docs/GENERALIZE.md "New identities"): every
-//! text file that names a filesystem or partition by its old identity is rewritten to the new
-//! one, then what embeds an old identity in a binary is made again by the restored system's own
-//! tools (GRUB's EFI image, the initramfs). GRUB's BIOS core image is reinstalled by the plan's
+//! text file that names a filesystem, partition, MD array, LUKS container or LVM VG, PV or LV
+//! by its old identity (in any of the spellings the plan lists) is rewritten to the new one,
+//! then what embeds an old identity in a binary is made again by the restored system's own
+//! tools (GRUB's EFI image, the initramfs with its mdadm.conf and crypttab). GRUB's BIOS core image is reinstalled by the plan's
 //! `grub_install` step, which `renew_identities` sets.
 
 use std::path::{Path, PathBuf};
@@ -17,6 +18,9 @@ use super::{ApplyCtx, Made};
 const FILES: &[&str] = &[
     "/etc/fstab",
     "/etc/crypttab",
+    "/etc/mdadm/mdadm.conf",
+    "/etc/mdadm.conf",
+    "/etc/lvm/lvm.conf",
     "/etc/default/grub",
     "/etc/kernel/cmdline",
     "/etc/initramfs-tools/conf.d/resume",
@@ -29,16 +33,25 @@ const FILES: &[&str] = &[
 const DIRS: &[(&str, &[&str])] = &[
     ("/etc/default/grub.d", &[".cfg"]),
     ("/etc/initramfs-tools/conf.d", &[]),
+    ("/etc/mdadm/mdadm.conf.d", &[".conf"]),
+    ("/etc/mdadm.conf.d", &[".conf"]),
+    // LVM's devices file (`PVID=` undashed), which newer LVM reads instead of scanning.
+    ("/etc/lvm/devices", &[".devices"]),
     ("/etc/dracut.conf.d", &[".conf"]),
     ("/etc/systemd/system", &[".mount", ".swap", ".automount"]),
     ("/boot/loader/entries", &[".conf"]),
 ];
 
+/// Files an initramfs generator copies into the image (mdadm's, crypttab, LVM's): when one
+/// was rewritten, an initramfs that cannot be searched is made again anyway.
+const EMBEDDED: &[&str] = &["/etc/mdadm", "/etc/crypttab", "/etc/lvm"];
+
 /// Larger files are no configuration: left alone.
 const MAX_TEXT: u64 = 4 << 20;
 
-/// The old → new pairs that the restored tree may name, matched without regard to case (blkid
-/// prints lower case, GPT tools upper case) and written in the old text's case.
+/// The old → new pairs that the restored tree may name (each identity's other spellings
+/// too), matched without regard to case (blkid prints lower case, GPT tools upper case) and
+/// written in the old text's case; a new value of mixed case (LVM's) is written as it is.
 struct Renames {
     old: Vec<String>,
     new: Vec<String>,
@@ -47,12 +60,17 @@ struct Renames {
 
 impl Renames {
     fn of(plan: &RestorePlan) -> Result<Option<Renames>, RestoreError> {
-        let (old, new): (Vec<String>, Vec<String>) = plan
-            .renamed
-            .iter()
-            .filter(|r| r.referenced && !r.old.is_empty())
-            .map(|r| (r.old.clone(), r.new.clone()))
-            .unzip();
+        let mut old: Vec<String> = Vec::new();
+        let mut new: Vec<String> = Vec::new();
+        for r in plan.renamed.iter().filter(|r| r.referenced) {
+            let main = std::iter::once((&r.old, &r.new));
+            for (o, n) in main.chain(r.spellings.iter().map(|(o, n)| (o, n))) {
+                if !o.is_empty() && !old.contains(o) {
+                    old.push(o.clone());
+                    new.push(n.clone());
+                }
+            }
+        }
         if old.is_empty() {
             return Ok(None);
         }
@@ -73,11 +91,18 @@ impl Renames {
             out.extend_from_slice(&text[last..m.start()]);
             let found = &text[m.start()..m.end()];
             let new = &self.new[m.pattern().as_usize()];
-            let lower = found.iter().any(u8::is_ascii_lowercase);
-            if lower {
+            let mixed = new.bytes().any(|b| b.is_ascii_lowercase())
+                && new.bytes().any(|b| b.is_ascii_uppercase());
+            if mixed {
+                // LVM's UUIDs are case-sensitive letters and digits: written as they are.
+                out.extend_from_slice(new.as_bytes());
+            } else if found.iter().any(u8::is_ascii_lowercase) {
                 out.extend_from_slice(new.to_ascii_lowercase().as_bytes());
-            } else {
+            } else if found.iter().any(u8::is_ascii_uppercase) {
                 out.extend_from_slice(new.to_ascii_uppercase().as_bytes());
+            } else {
+                // Digits only: no case to follow.
+                out.extend_from_slice(new.as_bytes());
             }
             last = m.end();
             n += 1;
@@ -140,6 +165,7 @@ pub(super) fn new_identities(cx: &mut ApplyCtx, made: &[Made]) -> Result<(), Res
             }
         }
     }
+    let mut embedded = Vec::new();
     for (shown, path) in files {
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
             continue;
@@ -155,10 +181,13 @@ pub(super) fn new_identities(cx: &mut ApplyCtx, made: &[Made]) -> Result<(), Res
                 "{shown}: {n} reference{} to old identities rewritten",
                 if n == 1 { "" } else { "s" }
             ));
+            if EMBEDDED.iter().any(|e| shown.starts_with(e)) {
+                embedded.push(shown);
+            }
         }
     }
     efi_images(cx, made, &renames, esp, &esp_binaries)?;
-    initramfs_images(cx, made, &renames)?;
+    initramfs_images(cx, made, &renames, &embedded)?;
     Ok(())
 }
 
@@ -236,12 +265,15 @@ fn efi_images(
     Ok(())
 }
 
-/// An initramfs that names an old UUID (resume device, crypttab, a root= baked in) is made
-/// again by the restored system's own generator, chrooted.
+/// An initramfs that names an old UUID (resume device, crypttab, mdadm.conf, LVM's devices
+/// file, a root= baked in) is made again by the restored system's own generator, chrooted;
+/// so is one that cannot be searched when `embedded` (files generators copy in) were
+/// rewritten.
 fn initramfs_images(
     cx: &mut ApplyCtx,
     made: &[Made],
     renames: &Renames,
+    embedded: &[String],
 ) -> Result<(), RestoreError> {
     let (Some(root), Some(boot)) = (
         made.iter().find(|m| m.plan.mount_point == "/"),
@@ -257,31 +289,35 @@ fn initramfs_images(
             .unwrap_or_default();
         let data =
             std::fs::read(&image.path).map_err(|e| RestoreError::io("reading", &image.path, e))?;
-        let found = match initramfs::contents_matching(&data, &|d| renames.named_in(d)) {
-            Ok(f) => f,
-            Err(e) => {
+        // Why it is made again: the old identities it names.
+        let why = match initramfs::contents_matching(&data, &|d| renames.named_in(d)) {
+            Ok(found) if found.is_empty() => {
+                cx.report
+                    .boot
+                    .push(format!("initramfs {name} names no old identity: kept"));
+                continue;
+            }
+            Ok(found) => format!("it named {}", found.join(", ")),
+            Err(e) if embedded.is_empty() => {
                 cx.report
                     .boot
                     .push(format!("initramfs {name} not searched for old UUIDs: {e}"));
                 continue;
             }
+            Err(e) => format!(
+                "it could not be searched ({e}) and {} it may hold were rewritten",
+                embedded.join(", ")
+            ),
         };
-        if found.is_empty() {
-            cx.report
-                .boot
-                .push(format!("initramfs {name} names no old identity: kept"));
-            continue;
-        }
         let c = cx.chroot(made)?;
         match initramfs::regenerate(&c, &image.version, &cx.target.device)? {
-            Some(cmd) => cx.report.boot.push(format!(
-                "initramfs {name} named {}: {cmd} ran chrooted",
-                found.join(", ")
-            )),
+            Some(cmd) => cx
+                .report
+                .boot
+                .push(format!("initramfs {name}: {why}; {cmd} ran chrooted")),
             None => cx.report.boot.push(format!(
-                "WARNING: initramfs {name} names {} and the tree has neither update-initramfs \
-                 nor dracut to make it again",
-                found.join(", ")
+                "WARNING: initramfs {name}: {why}, and the tree has neither update-initramfs \
+                 nor dracut to make it again"
             )),
         }
     }
@@ -398,12 +434,14 @@ PARTUUID=e2e0d15c-0000-4000-8000-000000000003 /x ext4 defaults 0 2\n\
                 old: "AAAA".into(),
                 new: "BBBB".into(),
                 referenced: false,
+                spellings: Vec::new(),
             },
             Renamed {
                 what: "ext4 / UUID".into(),
                 old: "1111".into(),
                 new: "2222".into(),
                 referenced: true,
+                spellings: Vec::new(),
             },
         ];
         let r = Renames::of(&plan).unwrap().expect("one referenced");
@@ -420,5 +458,167 @@ PARTUUID=e2e0d15c-0000-4000-8000-000000000003 /x ext4 defaults 0 2\n\
         let data = b"..1111-2222..3333-4444..1111-2222..";
         assert_eq!(r.named_in(data), vec!["1111-2222", "3333-4444"]);
         assert!(r.named_in(b"nothing").is_empty());
+    }
+
+    /// Random-looking, repeatable identities (an LCG), so the LVM ones mix upper and lower
+    /// case as real ones do.
+    fn repeatable() -> impl FnMut() -> Result<[u8; 16], crate::restore::plan::PlanError> {
+        let mut x: u32 = 0x1234_5678;
+        move || {
+            let mut b = [0u8; 16];
+            for v in &mut b {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                *v = (x >> 16) as u8;
+            }
+            Ok(b)
+        }
+    }
+
+    fn new_of<'a>(plan: &'a RestorePlan, what: &str) -> &'a Renamed {
+        plan.renamed
+            .iter()
+            .find(|r| r.what == what)
+            .unwrap_or_else(|| panic!("no {what:?}: {:#?}", plan.renamed))
+    }
+
+    fn rewritten(r: &Renames, text: &str) -> String {
+        let (out, _) = r.rewrite(text.as_bytes()).expect("names an old identity");
+        String::from_utf8(out).unwrap()
+    }
+
+    /// Encrypted LVM (LUKS2 → VG vgsys) restored with --new-uuids: crypttab, fstab, GRUB's
+    /// configuration and LVM's devices file name the new container, VG, LV and PV; lines
+    /// about anything else stay as they were.
+    #[test]
+    fn encrypted_lvm_references_follow_the_new_uuids() {
+        use crate::restore::plan::stack::tests::luks_lvm_layout;
+        let l = luks_lvm_layout("vda3_crypt");
+        let mut plan = RestorePlan::new(&l, "/dev/sdb", 256 << 20, 512).unwrap();
+        plan.renew_identities(&l, &mut repeatable()).unwrap();
+        let r = Renames::of(&plan).unwrap().unwrap();
+        let luks = new_of(&plan, "LUKS vda3_crypt UUID");
+        let vg = new_of(&plan, "LVM VG vgsys UUID");
+        let root = new_of(&plan, "LVM LV vgsys/root UUID");
+        let pv = new_of(&plan, "LVM PV UUID on /dev/mapper/vda3_crypt");
+        assert_eq!(vg.old, "xA1djd-XRLR-hkh0-PakQ-rHit-ifke-2k5rJW");
+        assert_eq!(root.old, "pYeyPG-i6TT-rjIo-hNds-HPxN-flRH-DLUH1b");
+        assert_eq!(pv.old, "YLIRXm-gyvO-0lEQ-ZraS-b5TB-weUw-r7M4XQ");
+        let mixed = |s: &str| {
+            s.bytes().any(|b| b.is_ascii_lowercase()) && s.bytes().any(|b| b.is_ascii_uppercase())
+        };
+        assert!(
+            mixed(&vg.new) && mixed(&root.new),
+            "{} {}",
+            vg.new,
+            root.new
+        );
+        let crypttab = "# <target name>\t<source device>\t\t<key file>\t<options>\n\
+vda3_crypt UUID=0b0b0b0b-0000-4000-8000-000000000000 none luks,discard\n\
+cswap /dev/disk/by-partlabel/swap /dev/urandom swap,cipher=aes-xts-plain64,size=256\n\
+data_crypt UUID=0c0c0c0c-0000-4000-8000-000000000000 /etc/keys/data.key luks\n";
+        assert_eq!(
+            rewritten(&r, crypttab),
+            crypttab.replace("0b0b0b0b-0000-4000-8000-000000000000", &luks.new)
+        );
+        let u = |s: &str| s.replace('-', "");
+        let fstab = format!(
+            "/dev/mapper/vgsys-root / ext4 errors=remount-ro 0 1\n\
+/dev/disk/by-id/dm-uuid-LVM-{}{} /srv ext4 defaults 0 2\n\
+/dev/disk/by-id/dm-uuid-CRYPT-LUKS2-{}-vda3_crypt none auto noauto 0 0\n\
+/dev/mapper/vgsys-swap none swap sw 0 0\n",
+            u(&vg.old),
+            u(&root.old),
+            u(&luks.old)
+        );
+        let out = rewritten(&r, &fstab);
+        assert_eq!(
+            out,
+            format!(
+                "/dev/mapper/vgsys-root / ext4 errors=remount-ro 0 1\n\
+/dev/disk/by-id/dm-uuid-LVM-{}{} /srv ext4 defaults 0 2\n\
+/dev/disk/by-id/dm-uuid-CRYPT-LUKS2-{}-vda3_crypt none auto noauto 0 0\n\
+/dev/mapper/vgsys-swap none swap sw 0 0\n",
+                u(&vg.new),
+                u(&root.new),
+                u(&luks.new)
+            )
+        );
+        let grub = format!(
+            "insmod lvm\nset root='lvmid/{}/{}'\ncryptomount -u {}\nset timeout=5\n",
+            vg.old,
+            root.old,
+            u(&luks.old)
+        );
+        assert_eq!(
+            rewritten(&r, &grub),
+            format!(
+                "insmod lvm\nset root='lvmid/{}/{}'\ncryptomount -u {}\nset timeout=5\n",
+                vg.new,
+                root.new,
+                u(&luks.new)
+            )
+        );
+        let devices = format!(
+            "# LVM uses devices listed in this file.\nVERSION=1.1.2\n\
+IDTYPE=devname IDNAME=/dev/mapper/vda3_crypt DEVNAME=/dev/mapper/vda3_crypt PVID={} PART=0\n\
+IDTYPE=sys_wwid IDNAME=naa.600 DEVNAME=/dev/sdz PVID=Aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+            u(&pv.old)
+        );
+        assert_eq!(
+            rewritten(&r, &devices),
+            devices.replace(&u(&pv.old), &u(&pv.new))
+        );
+        // what an initramfs holding that crypttab is searched for
+        assert_eq!(r.named_in(crypttab.as_bytes()), vec![luks.old.as_str()]);
+    }
+
+    /// Debian's mdadm.conf (mkconf's layout) for a RAID1 root restored with --new-uuids: the
+    /// restored array's line follows, another array's and the rest stay.
+    #[test]
+    fn mdadm_conf_and_md_references_follow_the_new_array_uuid() {
+        use crate::restore::plan::several::{DiskTarget, plan_disks};
+        let l = crate::restore::plan::stack::tests::raid1_layout();
+        let t = |source: &str, device: &str| DiskTarget {
+            source: source.into(),
+            device: device.into(),
+            size_bytes: 1 << 30,
+            sector: 512,
+        };
+        let mut plans = plan_disks(&l, &[t("vda", "/dev/sdb"), t("vdb", "/dev/sdc")]).unwrap();
+        plans[0].renew_identities(&l, &mut repeatable()).unwrap();
+        let md = new_of(&plans[0], "MD /dev/md0 UUID").clone();
+        assert_eq!(md.old, "11111111:22222222:33333333:44444444");
+        let r = Renames::of(&plans[0]).unwrap().unwrap();
+        let conf = "# mdadm.conf\n#\n# !NB! Run update-initramfs -u after updating this file.\n\
+HOMEHOST <system>\nMAILADDR root\n\
+# definitions of existing MD arrays\n\
+ARRAY /dev/md/0  metadata=1.2 UUID=11111111:22222222:33333333:44444444 name=host:0\n\
+ARRAY /dev/md/1  metadata=1.2 UUID=55555555:66666666:77777777:88888888 name=host:1\n\n\
+# This configuration was auto-generated on Sat, 05 Dec 2026 by mkconf\n";
+        let out = rewritten(&r, conf);
+        let want = conf.replace("11111111:22222222:33333333:44444444", &md.new);
+        assert_eq!(out, want);
+        assert!(out.contains("UUID=55555555:66666666:77777777:88888888 name=host:1"));
+        let h = md.new.replace(':', "");
+        let fstab =
+            "/dev/disk/by-id/md-uuid-11111111:22222222:33333333:44444444 / ext4 defaults 0 1\n";
+        assert_eq!(rewritten(&r, fstab), fstab.replace(&md.old, &md.new));
+        let grub = "set root='mduuid/11111111222222223333333344444444'\n";
+        assert_eq!(rewritten(&r, grub), format!("set root='mduuid/{h}'\n"));
+        // blkid's spelling of a member's array UUID
+        let blkid = "UUID=11111111-2222-2222-3333-333344444444";
+        let dashed = format!(
+            "UUID={}-{}-{}-{}-{}",
+            &h[..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..]
+        );
+        assert_eq!(rewritten(&r, blkid), dashed);
+        assert!(
+            r.rewrite(b"ARRAY /dev/md/1 UUID=55555555:66666666:77777777:88888888\n")
+                .is_none()
+        );
     }
 }

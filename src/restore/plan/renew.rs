@@ -21,6 +21,10 @@ pub struct Renamed {
     /// Whether the restored tree may name it (filesystem and swap UUIDs, partition UUIDs);
     /// false for values nothing refers to by text (the GPT disk GUID).
     pub referenced: bool,
+    /// Other spellings of the same identity the restored tree may use, old → new, rewritten
+    /// like `old` (the block stack's: undashed, MD's as blkid prints it; `stack/renew.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spellings: Vec<(String, String)>,
 }
 
 /// Where fresh identities come from: 16 random bytes each (the kernel's, in a restore).
@@ -33,7 +37,7 @@ pub fn kernel_random() -> Result<[u8; 16], PlanError> {
     Ok(b)
 }
 
-fn uuid_v4(mut u: [u8; 16]) -> String {
+pub(super) fn uuid_v4(mut u: [u8; 16]) -> String {
     u[6] = (u[6] & 0x0F) | 0x40;
     u[8] = (u[8] & 0x3F) | 0x80;
     crate::layout::probe::uuid_text(&u)
@@ -53,6 +57,7 @@ impl RestorePlan {
         self.renew_partitions(fresh, &mut renamed)?;
         self.renew_filesystems(layout, fresh, &mut renamed)?;
         self.renew_swaps(fresh, &mut renamed)?;
+        self.renew_stack(fresh, &mut renamed)?;
         let b = &mut self.boot;
         if b.grub_install.is_none() && (b.bios_boot.is_some() || b.mbr_boot_code) {
             b.grub_install = Some(
@@ -79,6 +84,7 @@ impl RestorePlan {
                     old: std::mem::replace(disk_guid, new.clone()),
                     new,
                     referenced: false,
+                    spellings: Vec::new(),
                 });
             }
             TablePlan::Mbr { signature } => {
@@ -92,6 +98,7 @@ impl RestorePlan {
                         old: format!("{old:08x}-{:02x}", p.number),
                         new: format!("{new:08x}-{:02x}", p.number),
                         referenced: true,
+                        spellings: Vec::new(),
                     });
                 }
                 renamed.push(Renamed {
@@ -99,6 +106,7 @@ impl RestorePlan {
                     old: format!("0x{old:08x}"),
                     new: format!("0x{new:08x}"),
                     referenced: false,
+                    spellings: Vec::new(),
                 });
             }
             TablePlan::None => {}
@@ -120,6 +128,7 @@ impl RestorePlan {
                     old: std::mem::replace(part_guid, new.clone()),
                     new,
                     referenced: true,
+                    spellings: Vec::new(),
                 });
             }
         }
@@ -149,6 +158,7 @@ impl RestorePlan {
                         old: f.uuid.clone(),
                         new: new.clone(),
                         referenced: true,
+                        spellings: Vec::new(),
                     });
                     new
                 }
@@ -177,6 +187,7 @@ impl RestorePlan {
                 old: std::mem::replace(&mut s.uuid, new.clone()),
                 new: new.clone(),
                 referenced: true,
+                spellings: Vec::new(),
             });
             s.mkswap = mkfs::mkswap(&new, &s.label);
         }

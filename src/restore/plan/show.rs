@@ -138,7 +138,7 @@ impl RestorePlan {
                     l.args.join(" "),
                     l.mapping
                 )?,
-                StackStep::Vg(vg) => show_vg(f, vg)?,
+                StackStep::Vg(vg) => show_vg(f, vg, !self.renamed.is_empty())?,
             }
         }
         Ok(())
@@ -222,9 +222,9 @@ impl RestorePlan {
     }
 }
 
-/// One filesystem: where it goes, its mkfs command, its btrfs subvolumes.
-/// An LVM volume group recreated from its metadata, with each LV's size.
-fn show_vg(f: &mut fmt::Formatter<'_>, vg: &VgPlan) -> fmt::Result {
+/// An LVM volume group recreated from its metadata, with each LV's size; `renewed`: with
+/// new UUIDs (`--new-uuids`).
+fn show_vg(f: &mut fmt::Formatter<'_>, vg: &VgPlan, renewed: bool) -> fmt::Result {
     let pvs: Vec<String> = vg
         .pvs
         .iter()
@@ -233,10 +233,15 @@ fn show_vg(f: &mut fmt::Formatter<'_>, vg: &VgPlan) -> fmt::Result {
     writeln!(
         f,
         "    LVM volume group {} (UUID {}) on {}: pvcreate --restorefile, vgcfgrestore \
-         (same names, UUIDs and segments)",
+         ({})",
         vg.name,
         vg.uuid,
-        pvs.join(", ")
+        pvs.join(", "),
+        if renewed {
+            "same names and segments, NEW UUIDs"
+        } else {
+            "same names, UUIDs and segments"
+        }
     )?;
     for (name, old, new) in &vg.lvs {
         let change = if old == new {
@@ -259,6 +264,7 @@ fn place(partition: Option<u32>, volume: &Option<String>) -> String {
     }
 }
 
+/// One filesystem: where it goes, its mkfs command, its btrfs subvolumes.
 fn show_filesystem(f: &mut fmt::Formatter<'_>, fs: &FsPlan) -> fmt::Result {
     let place = place(fs.partition, &fs.volume);
     writeln!(

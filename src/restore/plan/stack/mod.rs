@@ -14,6 +14,7 @@ use crate::layout::{DiskLayout, FsRecord, PartRef, StackNode};
 mod luks;
 mod lvm;
 mod md;
+mod renew;
 
 /// A block device of the plan: a partition of a recorded disk's target (the disk by its
 /// recorded name), the whole target, or a volume an earlier step makes.
@@ -257,4 +258,4 @@ impl Planner<'_> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -22,7 +22,7 @@ fn dm(n: u32) -> PartRef {
 
 /// `gpt_layout()` with partition 3 a PV of `vgsys` (resized to the partition: home took the
 /// rest): / on root (dm-0), swap on swap (dm-1), /home on home (dm-2, 8 MiB used).
-fn lvm_layout() -> DiskLayout {
+pub(crate) fn lvm_layout() -> DiskLayout {
     let mut l = gpt_layout();
     let p3 = l.filesystems[0].size_bytes;
     let pv = lvm::PvTarget {
@@ -88,7 +88,7 @@ fn lvm_layout() -> DiskLayout {
     l
 }
 
-fn vg_of(p: &RestorePlan) -> &VgPlan {
+pub(crate) fn vg_of(p: &RestorePlan) -> &VgPlan {
     let vgs: Vec<&VgPlan> = p
         .stack
         .iter()
@@ -206,17 +206,22 @@ fn a_smaller_disk_shrinks_the_last_lv_while_its_data_fits_else_refuses_with_numb
     assert!(e.0.contains("needs at least"), "{e}");
 }
 
-#[test]
-fn a_vg_on_luks_is_planned_on_the_opened_mapping_after_the_container() {
+/// `lvm_layout()` with its PV inside LUKS2 container `mapping` on partition 3 (Debian's
+/// encrypted LVM).
+pub(crate) fn luks_lvm_layout(mapping: &str) -> DiskLayout {
     let mut l = lvm_layout();
     l.stack.luks.push(crate::layout::LuksVolume {
         name: "dm-7".into(),
-        mapping: "vda3_crypt".into(),
+        mapping: mapping.into(),
         device: part(3),
         version: 2,
         uuid: "0b0b0b0b-0000-4000-8000-000000000000".into(),
         data_offset_bytes: 16 * MIB,
-        format_args: vec!["--type=luks2".into(), "--offset=32768".into()],
+        format_args: vec![
+            "--type=luks2".into(),
+            "--uuid=0b0b0b0b-0000-4000-8000-000000000000".into(),
+            "--offset=32768".into(),
+        ],
         ..Default::default()
     });
     l.stack.vgs[0].pvs[0].device = PartRef {
@@ -224,6 +229,12 @@ fn a_vg_on_luks_is_planned_on_the_opened_mapping_after_the_container() {
         ..part(7)
     };
     l.stack.vgs[0].pvs[0].device.name = "dm-7".into();
+    l
+}
+
+#[test]
+fn a_vg_on_luks_is_planned_on_the_opened_mapping_after_the_container() {
+    let l = luks_lvm_layout("vda3_crypt");
     let p = RestorePlan::new(&l, "/dev/sdb", 256 * MIB, 512).unwrap();
     let StackStep::Luks(luks) = &p.stack[0] else {
         panic!("{:?}", p.stack)
@@ -252,7 +263,7 @@ fn a_vg_on_luks_is_planned_on_the_opened_mapping_after_the_container() {
 }
 
 /// `several::tests::two_disks()` with / on a RAID1 `md0` of vda3 and vdb1 (no /home).
-fn raid1_layout() -> DiskLayout {
+pub(crate) fn raid1_layout() -> DiskLayout {
     let mut l = super::super::several::tests::two_disks();
     let home = l.filesystems.pop().unwrap();
     let md0 = PartRef {
