@@ -61,7 +61,8 @@ fn boot_with(b: &Boot, kernel: Option<DirectKernel>) -> Outcome {
         disks,
         timeout: b.timeout,
         stop_on: b.stop_on,
-        fail_on: &[],
+        // a panicked kernel never prints what the test waits for: end at once
+        fail_on: &[osimage::console::KERNEL_PANIC],
         milestones: &[],
         grace: b.grace,
         stall: None,
