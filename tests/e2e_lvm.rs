@@ -21,7 +21,7 @@ use std::time::Duration;
 use e2e::guest_capture::{CapturedIso, capture_in_guest};
 use e2e::phase_time;
 use e2e::source::{self, BOOT_TIMEOUT, Source};
-use e2e::verify::RESTORE_TIMEOUT;
+use e2e::verify::{RESTORE_TIMEOUT, VerifyBoot};
 use e2e::vm::{self, Boot, Drive, Firmware};
 
 /// The restore target: larger than the 3 GiB source, so the LV holding / takes up the rest.
@@ -445,4 +445,37 @@ fn capture_with_snapshot_inside_the_lvm_system_reads_a_snapshot_lv() {
         info["stats"]["entries"].as_u64().unwrap_or(0) > 5000,
         "the snapshot's view held the system: {info:#}"
     );
+}
+
+/// `osimage verify --boot` proves the LVM ISO by itself: the restore in a VM, the restored
+/// disk's first boot with / on the LV, then every file compared from this host, whose kernel
+/// has no device-mapper (the LV is read through a loop device over its extents, located from
+/// the restored PV's own metadata).
+#[test]
+fn verify_boot_passes_the_lvm_iso_reading_the_lv_without_device_mapper() {
+    let _disks = common::loop_devices(module_path!());
+    let c = captured();
+    assert_eq!(c.rc, 0, "{}", c.describe());
+    let work = common::scratch();
+    let v = VerifyBoot::run(&c.iso, Firmware::Bios, work.path(), &[]);
+    assert_eq!(
+        v.code,
+        Some(0),
+        "verify --boot of the LVM ISO: {:#}\n{}",
+        v.report,
+        v.stderr
+    );
+    let files = v.phase("files");
+    assert_eq!(files["status"], "passed", "{files:#}");
+    let detail = files["detail"].as_str().unwrap_or("");
+    let compared: u64 = detail
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        compared > 5000 && detail.contains(": 0 differences"),
+        "the restored root LV's files were compared: {detail}"
+    );
+    eprintln!("e2e: lvm verify --boot: {detail}");
 }

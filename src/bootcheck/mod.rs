@@ -199,7 +199,7 @@ pub fn verify_boot(
     check_container(image, &reader)?;
     let layout =
         crate::restore::layout_of(&reader).map_err(|e| BootCheckError::Image(e.to_string()))?;
-    check_not_stacked(image, &layout)?;
+    check_stack(image, &layout)?;
     let (modes, firmware_note) = firmware_modes(opts.firmware, &layout);
     check_bootable(image, &modes)?;
     for fw in &modes {
@@ -301,68 +301,121 @@ fn finish(
     Ok(())
 }
 
-/// The witness and the file comparison open the restored disk from this host; a filesystem
-/// on LVM, MD RAID or LUKS would need the stack assembled here (and a VG of the same name as
-/// this host's would clash), which `verify --boot` does not do yet: refused up front rather
-/// than after the restore, and never as a verdict on the image.
-fn check_not_stacked(
-    image: &Path,
-    layout: &crate::layout::DiskLayout,
-) -> Result<(), BootCheckError> {
-    let stacked: Vec<&str> = layout
+/// The witness and the file comparison open the restored disk from this host, without
+/// device-mapper or MD: a filesystem on an LVM logical volume whose PVs are partitions of the
+/// disk holding / is read through a loop device over the LV's extents (`scratch`); one on
+/// MD RAID or LUKS (or an LV on them, or on another disk) would need the stack assembled here,
+/// which `verify --boot` does not do: refused up front rather than after the restore, and
+/// never as a verdict on the image.
+fn check_stack(image: &Path, layout: &crate::layout::DiskLayout) -> Result<(), BootCheckError> {
+    use crate::layout::StackNode;
+    if !layout
         .filesystems
         .iter()
-        .filter(|f| layout.stack.node(&f.device.name).is_some())
-        .map(|f| f.mount_point.as_str())
+        .any(|f| layout.stack.node(&f.device.name).is_some())
+    {
+        return Ok(());
+    }
+    let disk = scratch::scratch_disk_index(layout)?;
+    let unreadable: Vec<String> = layout
+        .filesystems
+        .iter()
+        .filter_map(|f| match layout.stack.node(&f.device.name)? {
+            StackNode::Lv(vg, lv) => {
+                let bottom = layout.stack.bottom(&f.device);
+                let plain = vg.pvs.iter().all(|pv| {
+                    pv.device.disk == disk
+                        && pv.device.partition.is_some()
+                        && layout.stack.node(&pv.device.name).is_none()
+                });
+                (!plain || bottom.is_empty()).then(|| {
+                    format!(
+                        "{} (LV {}/{} on a PV that is not a partition of the disk holding /)",
+                        f.mount_point, vg.name, lv.name
+                    )
+                })
+            }
+            node => Some(format!("{} (on {})", f.mount_point, node.path())),
+        })
         .collect();
-    if stacked.is_empty() {
+    if unreadable.is_empty() {
         return Ok(());
     }
     Err(BootCheckError::Image(format!(
-        "{}: {} on LVM, MD RAID or LUKS, which verify --boot cannot check yet (it reads the \
-         restored disk from this host); prove it by restoring onto a scratch disk in a VM \
-         (docs/RESTORE.md \"LVM, MD RAID and LUKS\")",
+        "{}: verify --boot cannot check {} yet: it reads the restored disk from this host, \
+         which it can for LVM on partitions of the disk holding /, not through MD RAID or \
+         LUKS; prove it by restoring onto a scratch disk in a VM (docs/RESTORE.md \"LVM, MD \
+         RAID and LUKS\")",
         image.display(),
-        stacked.join(", ")
+        unreadable.join(", ")
     )))
 }
 
 #[cfg(test)]
 mod stacked_tests {
     use super::*;
-    use crate::layout::{DiskLayout, FsRecord, LogicalVolume, PartRef, VolumeGroup};
+    use crate::layout::{
+        DiskLayout, FsRecord, LogicalVolume, MdArray, MdMember, PartRef, PhysicalVolume,
+        VolumeGroup,
+    };
 
     #[test]
-    fn an_image_with_a_stacked_filesystem_is_refused_up_front_naming_it() {
+    fn lvm_on_partitions_is_checked_and_md_or_luks_is_refused_up_front() {
         let mut l = DiskLayout::default();
-        let on = |name: &str| PartRef {
+        let on = |name: &str, partition: Option<u32>| PartRef {
             name: name.into(),
+            partition,
             ..Default::default()
         };
         l.filesystems.push(FsRecord {
-            device: on("vda1"),
+            device: on("vda1", Some(1)),
             mount_point: "/boot".into(),
             ..Default::default()
         });
-        assert!(check_not_stacked(Path::new("x.iso"), &l).is_ok());
+        assert!(check_stack(Path::new("x.iso"), &l).is_ok());
         l.filesystems.push(FsRecord {
-            device: on("dm-0"),
+            device: on("dm-0", None),
             mount_point: "/".into(),
             ..Default::default()
         });
         l.stack.vgs.push(VolumeGroup {
+            name: "vg".into(),
+            pvs: vec![PhysicalVolume {
+                device: on("vda2", Some(2)),
+                ..Default::default()
+            }],
             lvs: vec![LogicalVolume {
+                name: "root".into(),
                 kernel_name: "dm-0".into(),
                 ..Default::default()
             }],
             ..Default::default()
         });
-        let e = check_not_stacked(Path::new("x.iso"), &l)
-            .unwrap_err()
-            .to_string();
+        assert!(check_stack(Path::new("x.iso"), &l).is_ok());
+        // the same VG on an MD array
+        l.stack.vgs[0].pvs[0].device = on("md0", None);
+        l.stack.md.push(MdArray {
+            name: "md0".into(),
+            path: "/dev/md0".into(),
+            members: vec![MdMember {
+                device: on("vda2", Some(2)),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let e = check_stack(Path::new("x.iso"), &l).unwrap_err().to_string();
         assert!(
-            e.contains("x.iso: / on LVM") && e.contains("cannot check yet"),
+            e.contains("x.iso: verify --boot cannot check / (LV vg/root on a PV that is not")
+                && e.contains("not through MD RAID or LUKS"),
             "{e}"
         );
+        // a filesystem right on the array
+        l.filesystems.push(FsRecord {
+            device: on("md0", None),
+            mount_point: "/srv".into(),
+            ..Default::default()
+        });
+        let e = check_stack(Path::new("x.iso"), &l).unwrap_err().to_string();
+        assert!(e.contains("/srv (on /dev/md0)"), "{e}");
     }
 }

@@ -2,13 +2,18 @@
 //! `--keep`; on failure the console logs stay), a sparse disk image as large as the recorded
 //! disk that holds `/`, and the restored filesystems seen from the host: the disk on a loop
 //! device (`restore::target::TargetDisk`), each filesystem mounted at its mount point under a
-//! staging directory, vfat copied out with mtools where this kernel cannot mount it.
+//! staging directory, vfat copied out with mtools where this kernel cannot mount it. A
+//! filesystem on an LVM logical volume is reached without device-mapper (and without touching
+//! this host's LVM): the restored PVs' labels and metadata say where the LV's extents lie, and
+//! a loop device shows that run of the disk image.
 
 use std::path::{Path, PathBuf};
 
 use super::BootCheckError;
 use super::files::Fidelity;
-use crate::layout::{DiskLayout, FsRecord, PartitionTable};
+use crate::layout::stack::lvm;
+use crate::layout::{DiskLayout, FsRecord, LogicalVolume, PartitionTable, StackNode, VolumeGroup};
+use crate::restore::blockdev::LoopDevice;
 use crate::restore::mounts::{Mounts, run_env};
 use crate::restore::target::TargetDisk;
 use crate::sys::MountFlags;
@@ -27,10 +32,9 @@ pub fn root_fs(layout: &DiskLayout) -> Result<&FsRecord, BootCheckError> {
 
 /// Bytes of the scratch disk: the recorded disk holding `/`, rounded up to a MiB.
 pub fn disk_bytes(layout: &DiskLayout) -> Result<u64, BootCheckError> {
-    let root = root_fs(layout)?;
     let disk = layout
         .disks
-        .get(root.device.disk as usize)
+        .get(scratch_disk_index(layout)? as usize)
         .filter(|d| d.size_bytes > 0)
         .ok_or_else(|| {
             BootCheckError::Image(
@@ -48,14 +52,18 @@ pub fn sparse_disk(path: &Path, bytes: u64) -> Result<(), BootCheckError> {
 }
 
 /// The restored disk's filesystems mounted under a staging directory; undone on drop
-/// (mounts first, then the loop device).
+/// (mounts first, then the loop devices).
 pub struct Assembled {
     pub root: PathBuf,
     /// Mount points (relative, raw) of FAT filesystems.
     pub fat: Vec<Vec<u8>>,
     mounts: Mounts,
     _copies: Vec<tempfile::TempDir>,
+    /// Loop devices showing logical volumes' runs of the disk image.
+    _windows: Vec<LoopDevice>,
     _disk: TargetDisk,
+    /// The partitions the restore wrote: (number, first byte, bytes).
+    parts: Vec<(u32, u64, u64)>,
 }
 
 impl Assembled {
@@ -87,9 +95,105 @@ fn part_node(disk: &TargetDisk, fs: &FsRecord) -> Result<PathBuf, BootCheckError
         .map_err(|e| BootCheckError::io("finding partition node", &disk.device, e))
 }
 
+impl Assembled {
+    /// The device holding `fs` on the scratch disk: its partition, or a loop device showing
+    /// its logical volume.
+    fn node(
+        &mut self,
+        image: &Path,
+        layout: &DiskLayout,
+        fs: &FsRecord,
+    ) -> Result<PathBuf, BootCheckError> {
+        match layout.stack.node(&fs.device.name) {
+            None => part_node(&self._disk, fs),
+            Some(StackNode::Lv(vg, lv)) => {
+                let (offset, len) = self.lv_window(layout, vg, lv).map_err(|why| {
+                    BootCheckError::Image(format!(
+                        "{} on LV {}/{} of the restored disk: {why}",
+                        fs.mount_point, vg.name, lv.name
+                    ))
+                })?;
+                let l =
+                    LoopDevice::attach_window(image, self._disk.node_dir(), Some((offset, len)))
+                        .map_err(|e| BootCheckError::io("attaching a loop device to", image, e))?;
+                let path = l.path.clone();
+                self._windows.push(l);
+                Ok(path)
+            }
+            Some(other) => Err(BootCheckError::Image(format!(
+                "{} is on {}, which verify --boot cannot open from this host",
+                fs.mount_point,
+                other.path()
+            ))),
+        }
+    }
+
+    /// Where `lv` lies in the disk image, as the restore wrote it: the VG's metadata read from
+    /// the restored PVs (a PV outside this disk, or an LV in more than one run, is refused).
+    fn lv_window(
+        &self,
+        layout: &DiskLayout,
+        vg: &VolumeGroup,
+        lv: &LogicalVolume,
+    ) -> Result<(u64, u64), String> {
+        let disk = scratch_disk_index(layout).map_err(|e| e.to_string())?;
+        let mut pvs: Vec<(String, u64)> = Vec::new();
+        let mut meta: Option<String> = None;
+        for pv in &vg.pvs {
+            let n = pv
+                .device
+                .partition
+                .filter(|_| pv.device.disk == disk)
+                .ok_or_else(|| format!("PV {} is not a partition of the disk holding /", pv.key))?;
+            let &(_, start, bytes) =
+                self.parts.iter().find(|p| p.0 == n).ok_or_else(|| {
+                    format!("the restore wrote no partition {n} for PV {}", pv.key)
+                })?;
+            let node = self
+                ._disk
+                .partition(n)
+                .map_err(|e| format!("partition {n}: {e}"))?;
+            let f = std::fs::File::open(&node).map_err(|e| format!("{}: {e}", node.display()))?;
+            let info = lvm::read_pv(&f, bytes)
+                .map_err(|e| format!("{}: {e}", node.display()))?
+                .ok_or_else(|| format!("partition {n} holds no LVM label after the restore"))?;
+            pvs.push((info.pv_uuid, start));
+            meta = meta.or(info.metadata);
+        }
+        let text = meta.ok_or("no restored PV holds the VG's metadata")?;
+        let restored = lvm::parse_vg(&text).map_err(|e| e.to_string())?;
+        let runs = restored.lv_runs(&lv.name).map_err(|e| e.to_string())?;
+        let [run] = runs.as_slice() else {
+            return Err(format!(
+                "it lies in {} runs; verify --boot reads an LV lying in one",
+                runs.len()
+            ));
+        };
+        let (_, start) = pvs
+            .iter()
+            .find(|(id, _)| *id == run.pv_id)
+            .ok_or_else(|| format!("its PV {} is not on the disk", run.pv_id))?;
+        Ok((start + run.offset, run.len))
+    }
+}
+
+/// The index of the recorded disk holding `/` (the one the scratch disk stands for).
+pub(super) fn scratch_disk_index(layout: &DiskLayout) -> Result<u32, BootCheckError> {
+    let root = root_fs(layout)?;
+    Ok(match layout.stack.node(&root.device.name) {
+        None => root.device.disk,
+        Some(_) => layout
+            .stack
+            .bottom(&root.device)
+            .first()
+            .map(|p| p.disk)
+            .ok_or_else(|| BootCheckError::Image("/ stands on no recorded disk".into()))?,
+    })
+}
+
 /// Tells the kernel about the partitions the restore wrote (a loop device is attached without
-/// partition scanning, and there is no udev).
-fn announce(disk: &TargetDisk) -> Result<(), BootCheckError> {
+/// partition scanning, and there is no udev); returns them as (number, first byte, bytes).
+fn announce(disk: &TargetDisk) -> Result<Vec<(u32, u64, u64)>, BootCheckError> {
     let bad = |why: String| {
         BootCheckError::Image(format!("the scratch disk {}: {why}", disk.given.display()))
     };
@@ -125,7 +229,8 @@ fn announce(disk: &TargetDisk) -> Result<(), BootCheckError> {
             .collect(),
     };
     crate::restore::blockdev::announce_partitions(&disk.file, &parts)
-        .map_err(|e| bad(format!("telling the kernel about its partitions: {e}")))
+        .map_err(|e| bad(format!("telling the kernel about its partitions: {e}")))?;
+    Ok(parts)
 }
 
 /// Mounts the restored root of `image` (a scratch disk file) at `staging`: writable for the
@@ -139,7 +244,7 @@ pub fn assemble(
 ) -> Result<Assembled, BootCheckError> {
     let disk = TargetDisk::open(image)
         .map_err(|e| BootCheckError::Image(format!("attaching the scratch disk: {e}")))?;
-    announce(&disk)?;
+    let parts = announce(&disk)?;
     std::fs::create_dir_all(staging).map_err(|e| BootCheckError::io("making", staging, e))?;
     let root = root_fs(layout)?;
     let flags = if writable {
@@ -152,9 +257,11 @@ pub fn assemble(
         fat: Vec::new(),
         mounts: Mounts::default(),
         _copies: Vec::new(),
+        _windows: Vec::new(),
         _disk: disk,
+        parts,
     };
-    let dev = part_node(&a._disk, root)?;
+    let dev = a.node(image, layout, root)?;
     a.mounts
         .mount(&dev, staging, &root.fstype, flags, "")
         .map_err(|e| {
@@ -167,17 +274,26 @@ pub fn assemble(
     if writable {
         return Ok(a);
     }
+    let disk = scratch_disk_index(layout)?;
+    let on_scratch = |f: &FsRecord| match layout.stack.node(&f.device.name) {
+        None => f.device.disk == disk && f.device.partition.is_some(),
+        Some(StackNode::Lv(..)) => layout
+            .stack
+            .bottom(&f.device)
+            .iter()
+            .all(|p| p.disk == disk && p.partition.is_some()),
+        Some(_) => false,
+    };
     let mut others: Vec<&FsRecord> = layout
         .filesystems
         .iter()
-        .filter(|f| f.mount_point != "/" && f.device.disk == root.device.disk)
-        .filter(|f| f.device.partition.is_some())
+        .filter(|f| f.mount_point != "/" && on_scratch(f))
         .collect();
     others.sort_by_key(|f| f.mount_point.matches('/').count());
     for fs in others {
         let rel = fs.mount_point.trim_start_matches('/');
         let at = staging.join(rel);
-        let dev = part_node(&a._disk, fs)?;
+        let dev = a.node(image, layout, fs)?;
         if FAT.contains(&fs.fstype.as_str()) {
             a.fat.push(rel.as_bytes().to_vec());
         }

@@ -137,6 +137,16 @@ pub struct LoopDevice {
 impl LoopDevice {
     /// Attaches `backing` read-write to a free loop device.
     pub fn attach(backing: &Path, private: &Path) -> io::Result<LoopDevice> {
+        Self::attach_window(backing, private, None)
+    }
+
+    /// Attaches `backing` read-write to a free loop device; with `window` (offset, length in
+    /// bytes) the device shows only that part of the file.
+    pub fn attach_window(
+        backing: &Path,
+        private: &Path,
+        window: Option<(u64, u64)>,
+    ) -> io::Result<LoopDevice> {
         let img = OpenOptions::new().read(true).write(true).open(backing)?;
         let ctl = File::open("/dev/loop-control")?;
         let mut last = None;
@@ -153,6 +163,9 @@ impl LoopDevice {
                     // autoclear it goes when its last user (our descriptors, the mounts of
                     // the restore's private mount namespace) is gone.
                     sys::loopdev::set_autoclear(&l.file)?;
+                    if let Some((offset, len)) = window {
+                        sys::loopdev::set_window(&l.file, offset, len)?;
+                    }
                     return Ok(l);
                 }
                 Err(e) => last = Some(e),

@@ -257,6 +257,11 @@ impl TargetDisk {
         })
     }
 
+    /// The private directory this disk's device nodes are made in.
+    pub fn node_dir(&self) -> &Path {
+        self.private.path()
+    }
+
     /// The node of partition `n` (made if /dev lacks it).
     pub fn partition(&self, n: u32) -> io::Result<PathBuf> {
         blockdev::node(

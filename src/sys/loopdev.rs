@@ -103,6 +103,19 @@ pub fn set_autoclear(dev: impl AsFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Makes the attached loop device `dev` show `len` bytes of its backing file from `offset`
+/// (a filesystem inside a disk image), keeping its other settings.
+pub fn set_window(dev: impl AsFd, offset: u64, len: u64) -> io::Result<()> {
+    let dev = dev.as_fd();
+    // SAFETY: LOOP_GET_STATUS64 writes one loop_info64, which Getter provides.
+    let mut info = unsafe { ioctl(dev, Getter::<LOOP_GET_STATUS64, LoopInfo64>::new()) }?;
+    info.offset = offset;
+    info.sizelimit = len;
+    // SAFETY: LOOP_SET_STATUS64 reads one loop_info64, which Setter passes by pointer.
+    unsafe { ioctl(dev, Setter::<LOOP_SET_STATUS64, LoopInfo64>::new(info)) }?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ pub use ids::{metadata_ids, new_id, with_new_ids};
 pub use label::{PvInfo, read_pv};
 pub use relayout::relayout_for_restore;
 pub use restore::{Grow, PvTail, PvTarget, adapt_for_restore, fill_delta, pv_tails};
-pub use vg::{LvKind, LvMeta, PvMeta, Segment, VgMeta, parse_vg};
+pub use vg::{LvKind, LvMeta, PvMeta, PvRun, Segment, VgMeta, parse_vg};
 
 #[cfg(test)]
 mod tests;

@@ -644,3 +644,45 @@ proptest::proptest! {
         let _ = adapt_for_restore(&spliced, &[target(PV1, 1 << 20)], Some(Grow { lv: "home".into(), delta_extents: 3 }));
     }
 }
+
+#[test]
+fn lv_runs_place_linear_lvs_on_their_pv_and_refuse_stripes() {
+    let vg = parse_vg(&text_fixture("vgsys.vg")).unwrap();
+    let pv = vg.pvs[0].id.clone();
+    let mib = 1u64 << 20;
+    // pe_start 2048 sectors = 1 MiB; 4 MiB extents
+    assert_eq!(
+        vg.lv_runs("swap").unwrap(),
+        [PvRun {
+            pv_id: pv.clone(),
+            offset: mib + 10 * 4 * mib,
+            len: 3 * 4 * mib
+        }]
+    );
+    assert_eq!(vg.lv_runs("root").unwrap()[0].offset, mib);
+    // two segments that follow one another on the PV are one run; a gap makes two
+    let mut two = vg.clone();
+    let root = two.lvs.iter_mut().find(|l| l.name == "root").unwrap();
+    let mut second = root.segments[0].clone();
+    root.segments[0].extent_count = 4;
+    second.start_extent = 4;
+    second.extent_count = 6;
+    second.stripes[0].1 = 4;
+    root.segments.push(second.clone());
+    assert_eq!(two.lv_runs("root").unwrap().len(), 1);
+    let root = two.lvs.iter_mut().find(|l| l.name == "root").unwrap();
+    root.segments[1].stripes[0].1 = 14;
+    root.segments[1].extent_count = 1;
+    let runs = two.lv_runs("root").unwrap();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(runs[1].offset, mib + 14 * 4 * mib);
+    // past the PV's extents
+    let root = two.lvs.iter_mut().find(|l| l.name == "root").unwrap();
+    root.segments[1].stripes[0].1 = 15;
+    let e = two.lv_runs("root").unwrap_err().to_string();
+    assert!(e.contains("outside PV pv0"), "{e}");
+    let data = parse_vg(&text_fixture("vgdata.vg")).unwrap();
+    let e = data.lv_runs("data").unwrap_err().to_string();
+    assert!(e.contains("striped over 2 stripes"), "{e}");
+    assert!(vg.lv_runs("nosuch").is_err());
+}

@@ -109,6 +109,71 @@ pub struct Segment {
     pub refs: Vec<(String, String)>,
 }
 
+/// A stretch of an LV lying contiguous on one PV, in bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PvRun {
+    /// The PV's UUID, dashed.
+    pub pv_id: String,
+    /// From the PV device's first byte.
+    pub offset: u64,
+    pub len: u64,
+}
+
+impl VgMeta {
+    /// Where LV `lv`'s bytes lie, in its order: each linear segment's extents on its PV, runs
+    /// that continue one another merged. Refused for segments that are not linear (striped
+    /// over several PVs, thin, snapshot, RAID...): their bytes are not a run of a device.
+    pub fn lv_runs(&self, lv: &str) -> Result<Vec<PvRun>, StackError> {
+        let what = format!("VG {} LV {lv}", self.name);
+        let l = self
+            .lvs
+            .iter()
+            .find(|l| l.name == lv)
+            .ok_or_else(|| bad(format!("{what}: not in the metadata")))?;
+        let extent = self
+            .extent_size
+            .checked_mul(512)
+            .ok_or_else(|| bad(format!("{what}: extent size overflows")))?;
+        let mut segs: Vec<&Segment> = l.segments.iter().collect();
+        segs.sort_by_key(|s| s.start_extent);
+        let mut runs: Vec<PvRun> = Vec::new();
+        for s in segs {
+            let linear = s.seg_type == "striped" && s.stripe_count == 1 && s.stripes.len() == 1;
+            if !linear {
+                return Err(bad(format!(
+                    "{what}: segment {} is {} over {} stripes, not one linear run",
+                    s.key, s.seg_type, s.stripe_count
+                )));
+            }
+            let (key, first) = &s.stripes[0];
+            let pv = self
+                .pvs
+                .iter()
+                .find(|p| &p.key == key)
+                .ok_or_else(|| bad(format!("{what}: segment {} names no PV {key}", s.key)))?;
+            let end = first
+                .checked_add(s.extent_count)
+                .filter(|&e| e <= pv.pe_count);
+            let overflow = || bad(format!("{what}: segment {} lies outside PV {key}", s.key));
+            end.ok_or_else(overflow)?;
+            let offset = first
+                .checked_mul(extent)
+                .and_then(|b| b.checked_add(pv.pe_start.checked_mul(512)?))
+                .ok_or_else(overflow)?;
+            let len = s.extent_count.checked_mul(extent).ok_or_else(overflow)?;
+            match runs.last_mut() {
+                Some(r) if r.pv_id == pv.id && r.offset + r.len == offset => r.len += len,
+                _ => runs.push(PvRun {
+                    pv_id: pv.id.clone(),
+                    offset,
+                    len,
+                }),
+            }
+        }
+        Ok(runs)
+    }
+}
+
 impl LvMeta {
     /// Whether the restore can make this LV again from its segments alone: linear and
     /// striped LVs that are not a hidden part of another LV.
