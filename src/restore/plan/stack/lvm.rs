@@ -184,8 +184,9 @@ fn lv_shrink_fits(
 }
 
 impl Builder<'_> {
-    /// Bytes partition `n` needs when it holds a PV: its extents in use, less what the LV
-    /// taking up the change may give back. `None` when it holds no PV.
+    /// Bytes partition `n` needs when it holds a PV: its extents in use, less what an LV
+    /// that may take up the change can give back (the one holding `/`, or the last on the PV,
+    /// as `resize_one_lv` tries them). `None` when it holds no PV.
     pub(in super::super) fn pv_need(&self, n: u32) -> Option<u64> {
         let vg = self.layout.stack.vgs.iter().find(|v| {
             v.pvs
@@ -200,16 +201,31 @@ impl Builder<'_> {
             .into_iter()
             .find(|t| t.pv_key == pv.key)
             .and_then(|t| t.last_lv);
-        let give = last.and_then(|name| {
-            let lv = vg.lvs.iter().find(|l| l.name == name)?;
-            let old = lv.extents.saturating_mul(e);
-            let f = self
-                .layout
-                .filesystems
-                .iter()
-                .find(|f| !lv.kernel_name.is_empty() && f.device.name == lv.kernel_name)?;
-            Some(old.saturating_sub(needed_bytes(used_of(f)).next_multiple_of(e.max(1))))
-        });
-        Some(pv.pe_start_bytes + allocated.saturating_sub(give.unwrap_or(0)))
+        let give = root_lv(self.layout, vg)
+            .into_iter()
+            .chain(last)
+            .map(|name| lv_can_give(self.layout, vg, &name))
+            .max()
+            .unwrap_or(0);
+        Some(pv.pe_start_bytes + allocated.saturating_sub(give))
     }
+}
+
+/// Bytes LV `name` can give back, in whole extents: down to its filesystem's data plus
+/// headroom, a swap to one extent; nothing for an LV holding neither (`lv_shrink_fits`'s
+/// rule).
+fn lv_can_give(layout: &DiskLayout, vg: &VolumeGroup, name: &str) -> u64 {
+    let Some(lv) = vg.lvs.iter().find(|l| l.name == name) else {
+        return 0;
+    };
+    let e = vg.extent_bytes.max(1);
+    let old = lv.extents.saturating_mul(e);
+    let on_lv = |n: &str| !lv.kernel_name.is_empty() && n == lv.kernel_name;
+    let keep = match layout.filesystems.iter().find(|f| on_lv(&f.device.name)) {
+        Some(f) => needed_bytes(used_of(f)),
+        None if layout.swaps.iter().any(|s| on_lv(&s.device.name)) => 1 << 20,
+        None => old,
+    };
+    // one extent always stays
+    old.saturating_sub(keep.next_multiple_of(e).max(e))
 }

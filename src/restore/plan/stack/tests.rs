@@ -206,6 +206,27 @@ fn a_smaller_disk_shrinks_the_last_lv_while_its_data_fits_else_refuses_with_numb
     assert!(e.0.contains("needs at least"), "{e}");
 }
 
+/// Debian's order, root first and another LV after it: when only the root LV's filesystem
+/// has room to give, a smaller disk shrinks the PV's partition by what root can give, and the
+/// root LV gives it (its PV laid out anew).
+#[test]
+fn a_smaller_disk_shrinks_the_root_lv_when_another_lv_follows_it() {
+    let mut l = lvm_layout();
+    l.filesystems[0].used_bytes = Some(4 * MIB); // root: 40 MiB, needs 20 MiB
+    let home = l.filesystems.iter_mut().find(|f| f.mount_point == "/home");
+    home.unwrap().used_bytes = Some(168 * MIB); // home: full
+    let p = RestorePlan::new(&l, "/dev/sdb", 240 * MIB, 512)
+        .unwrap_or_else(|e| panic!("a 16 MiB smaller disk: {e}"));
+    let sizes = lv_sizes(&p);
+    assert_eq!(sizes[0], ("root".into(), 40 * MIB, 24 * MIB), "{sizes:?}");
+    assert_eq!(sizes[2], ("home".into(), 168 * MIB, 168 * MIB), "{sizes:?}");
+    let meta = lvm::parse_vg(&vg_of(&p).metadata).unwrap();
+    assert_eq!(meta.pvs[0].pe_count, 55 - 4);
+    // past what root can give: refused with numbers
+    let e = RestorePlan::new(&l, "/dev/sdb", 200 * MIB, 512).unwrap_err();
+    assert!(e.0.contains("too small"), "{e}");
+}
+
 /// `lvm_layout()` with its PV inside LUKS2 container `mapping` on partition 3 (Debian's
 /// encrypted LVM).
 pub(crate) fn luks_lvm_layout(mapping: &str) -> DiskLayout {
