@@ -44,6 +44,8 @@ pub enum Command {
     ///
     /// DIR may exist (it must then be empty) and receives the image root's own mode, owner,
     /// times and xattrs; nothing is ever written outside DIR, whatever the image says.
+    /// Everything is recreated as recorded: owners, setuid/setgid bits, file capabilities,
+    /// device nodes (see --no-owner, --no-capabilities and --no-devices to leave them out).
     ///
     /// Before anything is written, the image's structure is checked: header, trailer, the
     /// manifest's hash and every record in it. File data is checked as it is read, each chunk
@@ -177,9 +179,22 @@ pub struct ExtractArgs {
     pub dir: PathBuf,
     /// Only these paths (and what is below them); default: everything.
     pub paths: Vec<PathBuf>,
-    /// Do not set owners (files belong to the user running extract).
+    /// Do not set owners (files belong to the user running extract). Setuid and setgid bits
+    /// and file capabilities are then dropped too (as GNU tar's --no-same-owner does): they
+    /// grant the privileges of the image's owner, which the file no longer has. The same
+    /// happens to each file whose owner extract may not set (not running as root).
     #[arg(long)]
     pub no_owner: bool,
+    /// Do not create character and block device nodes (they are counted in a note). Without
+    /// it, device nodes are made with mknod as recorded (major, minor, mode): that needs
+    /// CAP_MKNOD, and a node gives whoever may open it the device itself (a disk, /dev/mem).
+    #[arg(long)]
+    pub no_devices: bool,
+    /// Do not set file capabilities (the `security.capability` xattr, e.g. ping's
+    /// cap_net_raw). Without it, they are set as recorded on files that get their recorded
+    /// owner; every other xattr (ACLs, SELinux labels, user.*) is set either way.
+    #[arg(long)]
+    pub no_capabilities: bool,
     /// Flush the destination filesystem to disk before exiting.
     #[arg(long)]
     pub sync: bool,

@@ -185,6 +185,8 @@ fn run_extract(a: ExtractArgs, p: &TermProgress) -> Result<i32, Failure> {
             .collect(),
         threads: threads(a.threads),
         restore_owner: !a.no_owner,
+        devices: !a.no_devices,
+        capabilities: !a.no_capabilities,
         sync: a.sync,
         into_mounts: false,
     };

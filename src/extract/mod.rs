@@ -42,8 +42,14 @@ pub struct ExtractOptions {
     /// Threads writing file data (at least 1).
     pub threads: usize,
     /// Set owners (uid/gid from the image, numeric). When the caller may not chown, each
-    /// refusal is a warning; false skips chown altogether.
+    /// refusal is a warning; false skips chown altogether. An entry left without the image's
+    /// owner (false, or chown refused) gets neither setuid nor setgid bits nor file
+    /// capabilities (`security.capability`), as GNU tar with `--no-same-owner`.
     pub restore_owner: bool,
+    /// Create character and block device nodes (false: they are left out, with a note).
+    pub devices: bool,
+    /// Set `security.capability` (file capabilities) where the owner was set.
+    pub capabilities: bool,
     /// `syncfs` the destination's filesystem once at the end.
     pub sync: bool,
     /// Restore into mounted filesystems: `dest` need not be empty, and a directory that
@@ -58,6 +64,8 @@ impl Default for ExtractOptions {
             paths: Vec::new(),
             threads: 2,
             restore_owner: true,
+            devices: true,
+            capabilities: true,
             sync: false,
             into_mounts: false,
         }
@@ -89,8 +97,21 @@ pub fn extract<S: ChunkSource>(
     progress: &dyn Progress,
 ) -> Result<ExtractReport, ExtractError> {
     let entries = &src.manifest().entries;
-    let plan = Plan::new(src.manifest(), &opts.paths)?;
-    let target = Target::open(dest, opts.restore_owner, opts.into_mounts)?;
+    let mut plan = Plan::new(src.manifest(), &opts.paths)?;
+    if !opts.devices {
+        let before = plan.others.len();
+        plan.others.retain(|&i| {
+            !matches!(
+                entries[i as usize].kind,
+                EntryKind::CharDevice { .. } | EntryKind::BlockDevice { .. }
+            )
+        });
+        let left_out = before - plan.others.len();
+        if left_out > 0 {
+            progress.note(&format!("{left_out} device nodes left out, as asked"));
+        }
+    }
+    let target = Target::open(dest, opts)?;
     let warn = Warnings::new(progress);
 
     // Only the file phase counts bytes; the others are quick and report no total.

@@ -573,6 +573,7 @@ fn unpack(cx: &mut ApplyCtx, made: &[Made]) -> Result<(), RestoreError> {
             sync: false,
             // A fresh filesystem already has lost+found (and nested mount points).
             into_mounts: true,
+            ..ExtractOptions::default()
         };
         let r = extract(&part, &m.dir, &eo, log);
         log.set_prefix("");
