@@ -519,3 +519,70 @@ fn an_iso_with_twenty_thousand_pack_records_is_refused_within_the_caps() {
         );
     }
 }
+
+/// Issue #20 item 9: names, symlink targets and the hostname come from the image; `list` and
+/// `info` escape control characters as `ls -b` does (a name `innocent\n/etc/shadow` stays one
+/// line, no escape sequence reaches the terminal), `list -0` and `info --json` keep them exact.
+#[test]
+fn names_and_hostname_are_escaped_for_the_terminal_and_exact_with_dash_0_and_json() {
+    let t = Table::new();
+    let image = t.with_manifest("names.oimg", |m| {
+        m.image.hostname = "evil\x1b]0;owned\x07\x1b[2J".into();
+        m.entries.push(entry(b"innocent\n", EntryKind::Directory));
+        m.entries
+            .push(entry(b"innocent\n/etc", EntryKind::Directory));
+        m.entries
+            .push(entry(b"innocent\n/etc/shadow", EntryKind::Fifo));
+        m.entries.push(entry(b"red\x1b[31mname", EntryKind::Fifo));
+        m.entries.push(entry(
+            b"link",
+            EntryKind::Symlink {
+                target: b"\x1b[8mhidden".to_vec(),
+            },
+        ));
+    });
+    let list = common::osimage(["list".as_ref(), image.as_os_str()]).ok();
+    let lines: Vec<&[u8]> = list.stdout.split(|&b| b == b'\n').collect();
+    assert!(!list.stdout.contains(&0x1b), "{}", list.describe());
+    assert!(
+        lines.contains(&&b"/innocent\\n/etc/shadow"[..]),
+        "{}",
+        list.describe()
+    );
+    assert!(!lines.contains(&&b"/etc/shadow"[..]), "{}", list.describe());
+    assert!(
+        lines.contains(&&b"/red\\033[31mname"[..]),
+        "{}",
+        list.describe()
+    );
+    let long = common::osimage(["list".as_ref(), "-l".as_ref(), image.as_os_str()]).ok();
+    assert!(!long.stdout.contains(&0x1b), "{}", long.describe());
+    assert!(
+        long.stdout_str().contains("/link -> \\033[8mhidden\n"),
+        "{}",
+        long.describe()
+    );
+    let raw = common::osimage(["list".as_ref(), "-0".as_ref(), image.as_os_str()]).ok();
+    let names: Vec<&[u8]> = raw.stdout.split(|&b| b == 0).collect();
+    assert!(
+        names.contains(&&b"/innocent\n/etc/shadow"[..]),
+        "{}",
+        raw.describe()
+    );
+    assert!(
+        names.contains(&&b"/red\x1b[31mname"[..]),
+        "{}",
+        raw.describe()
+    );
+    assert!(raw.stdout.ends_with(b"\0"), "{}", raw.describe());
+    let info = common::osimage(["info".as_ref(), image.as_os_str()]).ok();
+    assert!(!info.stdout.contains(&0x1b), "{}", info.describe());
+    assert!(
+        info.stdout_str().contains("evil\\033]0;owned\\a\\033[2J\n"),
+        "{}",
+        info.describe()
+    );
+    let json = common::osimage(["info".as_ref(), "--json".as_ref(), image.as_os_str()]).ok();
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(v["hostname"], "evil\x1b]0;owned\x07\x1b[2J");
+}

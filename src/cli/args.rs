@@ -54,6 +54,10 @@ pub enum Command {
     /// already written stay, whole. `osimage verify` checks every chunk without writing.
     Extract(ExtractArgs),
     /// List the paths in an image (all, or those under PATH).
+    ///
+    /// Names, symlink targets and user names are the image's, so they are escaped for the
+    /// terminal (a name holding a newline or an escape sequence shows as `\n`, `\033`); -0
+    /// writes them exactly.
     List(ListArgs),
     /// Compare two images: added, removed and changed files, with sizes.
     Diff(super::diff::DiffArgs),
@@ -214,6 +218,11 @@ pub struct ListArgs {
     /// Long format: type and mode, owner, size, modification time.
     #[arg(short, long)]
     pub long: bool,
+    /// Exact names: each line ends with a NUL byte instead of a newline and names and symlink
+    /// targets are written as raw bytes (for `xargs -0`). Without it, control characters,
+    /// backslashes and bytes that are not UTF-8 are escaped as `ls -b` does (`\n`, `\033`).
+    #[arg(short = '0', long = "null")]
+    pub null: bool,
     #[command(flatten)]
     pub keys: super::keys::KeyArgs,
 }
