@@ -121,6 +121,21 @@ fn refused(t: &Table, row: &str, image: &Path, expect: &str) {
         "row {row:?}: list: {}",
         r.describe()
     );
+    // The dry run runs the same checks as the restore (issue #20 items 6, 7).
+    let dry = t.path(&format!("dry-{row}"));
+    let r = common::osimage([
+        "restore".as_ref(),
+        image.as_os_str(),
+        "--to".as_ref(),
+        dry.as_os_str(),
+        "--dry-run".as_ref(),
+    ])
+    .fails();
+    assert!(
+        r.stderr.contains(expect),
+        "row {row:?}: restore --dry-run: {}",
+        r.describe()
+    );
     assert!(
         !dest.exists() || common::is_empty_dir(&dest),
         "row {row:?}: extract wrote into DIR"
@@ -349,6 +364,73 @@ fn every_row_of_the_bad_input_table_is_refused_as_documented() {
             "needs feature \"time-travel\"",
         ),
         ("huge-count", huge_count(&t), "manifest does not decode"),
+        // Issue #20 item 6: every path once, whatever the kinds.
+        (
+            "dir-then-symlink-then-under-it",
+            t.with_manifest("dup1.oimg", |m| {
+                m.entries.push(entry(b"a", EntryKind::Directory));
+                m.entries.push(entry(
+                    b"a",
+                    EntryKind::Symlink {
+                        target: b"/tmp/osimage-hostile-outside".to_vec(),
+                    },
+                ));
+                m.entries.push(entry(b"a/x", EntryKind::Fifo));
+            }),
+            "path \"a\" listed twice",
+        ),
+        (
+            "file-then-dir",
+            t.with_manifest("dup2.oimg", |m| {
+                m.entries.push(entry(
+                    b"a",
+                    EntryKind::File {
+                        size: 0,
+                        runs: vec![],
+                    },
+                ));
+                m.entries.push(entry(b"a", EntryKind::Directory));
+            }),
+            "path \"a\" listed twice",
+        ),
+        (
+            "dir-then-symlink",
+            t.with_manifest("dup3.oimg", |m| {
+                m.entries.push(entry(b"a", EntryKind::Directory));
+                m.entries.push(entry(
+                    b"a",
+                    EntryKind::Symlink {
+                        target: b"/tmp/osimage-hostile-outside".to_vec(),
+                    },
+                ));
+            }),
+            "path \"a\" listed twice",
+        ),
+        // Issue #20 item 7: what the kernel would refuse half-way through.
+        (
+            "name-over-255-bytes",
+            t.with_manifest("long.oimg", |m| {
+                m.entries.push(entry(&[b'n'; 256], EntryKind::Fifo))
+            }),
+            "a name longer than 255 bytes",
+        ),
+        (
+            "nanoseconds-over-1e9",
+            t.with_manifest("nsec.oimg", |m| {
+                let mut e = entry(b"t", EntryKind::Fifo);
+                e.meta.mtime.nsec = 1_000_000_000;
+                m.entries.push(e);
+            }),
+            "\"t\": a time with 10^9 or more nanoseconds",
+        ),
+        (
+            "empty-symlink-target",
+            t.with_manifest("emptylink.oimg", |m| {
+                m.entries
+                    .push(entry(b"l", EntryKind::Symlink { target: vec![] }))
+            }),
+            "\"l\": symlink target empty",
+        ),
     ];
     std::fs::create_dir_all("/tmp/osimage-hostile-outside").expect("mkdir");
     for (row, image, expect) in &rows {
