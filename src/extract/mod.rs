@@ -144,6 +144,13 @@ pub fn extract<S: ChunkSource>(
     })
 }
 
+/// Runs every check `extract` makes on `manifest` before it writes (the whole tree: paths,
+/// parents, hard links, data runs), writing nothing: a restore runs it on each filesystem's
+/// part before it touches a disk.
+pub fn check(manifest: &crate::format::manifest::Manifest) -> Result<(), ExtractError> {
+    Plan::new(manifest, &[]).map(|_| ())
+}
+
 /// Phase 2: every directory, parents first (the plan guarantees parents come earlier).
 fn make_dirs(target: &Target, entries: &[Entry], plan: &Plan) -> Result<(), ExtractError> {
     let mut dirs = DirCache::default();
