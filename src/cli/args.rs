@@ -49,9 +49,11 @@ pub enum Command {
     ///
     /// Before anything is written, the image's structure is checked: header, trailer, the
     /// manifest's hash and every record in it. File data is checked as it is read, each chunk
-    /// against its BLAKE3 hash: a file whose data fails is removed again (never left cut off,
-    /// looking complete), named in the error, and the extract stops with exit status 1; files
-    /// already written stay, whole. `osimage verify` checks every chunk without writing.
+    /// against its BLAKE3 hash: a file whose data fails is named in the error and the extract
+    /// stops with exit status 1. An extract that stops (damaged data, a full disk, an xattr the
+    /// kernel refuses) removes everything it had created in DIR, and DIR itself if it made
+    /// it, so no half-made tree is left looking like an extract; what it could not remove is
+    /// listed in the error. `osimage verify` checks every chunk without writing.
     Extract(ExtractArgs),
     /// List the paths in an image (all, or those under PATH).
     ///

@@ -89,7 +89,9 @@ pub struct ExtractReport {
 /// Writes the tree of `src`'s manifest (or the selected part) under `dest`, which must be
 /// missing or an empty directory. The manifest is checked as a whole before anything is
 /// written; file data as it is read (`ChunkSource::read_chunk`), and a file whose data fails
-/// is removed again and the extract stops naming it (`ExtractError::Removed`).
+/// is removed again and the extract stops naming it (`ExtractError::Removed`). When it stops,
+/// everything it created under `dest` is removed again (`ExtractError::Undone`), except
+/// with `into_mounts` (a restore, which fails as a whole).
 pub fn extract<S: ChunkSource>(
     src: &S,
     dest: &Path,
@@ -113,35 +115,55 @@ pub fn extract<S: ChunkSource>(
     }
     let target = Target::open(dest, opts)?;
     let warn = Warnings::new(progress);
+    match write_tree(src, &target, &plan, opts, progress, &warn) {
+        Ok(stats) => Ok(ExtractReport {
+            entries: plan.entry_count(),
+            files: stats.files,
+            bytes_written: stats.bytes_written,
+            warnings: warn.count(),
+        }),
+        // Restoring into fresh filesystems, the whole restore fails and is made again.
+        Err(e) if opts.into_mounts => Err(e),
+        Err(e) => Err(ExtractError::Undone {
+            cause: Box::new(e),
+            dest: dest.to_path_buf(),
+            left: target.undo(),
+        }),
+    }
+}
 
+/// Phases 2 to 5 into an open destination.
+fn write_tree<S: ChunkSource>(
+    src: &S,
+    target: &Target,
+    plan: &Plan,
+    opts: &ExtractOptions,
+    progress: &dyn Progress,
+    warn: &Warnings,
+) -> Result<files::FileStats, ExtractError> {
+    let entries = &src.manifest().entries;
+    let dest = target.full_path(b"");
     // Only the file phase counts bytes; the others are quick and report no total.
     progress.start("creating directories", 0);
-    make_dirs(&target, entries, &plan)?;
+    make_dirs(target, entries, plan)?;
     progress.finish();
 
     progress.start("writing files", plan.data_len());
-    let stats = files::write_files(src, &target, &plan, opts.threads, progress, &warn)?;
+    let stats = files::write_files(src, target, plan, opts.threads, progress, warn)?;
     progress.finish();
 
     progress.start("creating links and special files", 0);
-    make_others(&target, entries, &plan, &warn)?;
-    make_links(&target, entries, &plan)?;
+    make_others(target, entries, plan, warn)?;
+    make_links(target, entries, plan)?;
     progress.finish();
 
     progress.start("setting directory metadata", 0);
-    dir_metadata(&target, entries, &plan, &warn)?;
+    dir_metadata(target, entries, plan, warn)?;
     if opts.sync {
-        rustix::fs::syncfs(target.dest_fd())
-            .map_err(|e| ExtractError::io("syncing", dest.to_path_buf(), e))?;
+        rustix::fs::syncfs(target.dest_fd()).map_err(|e| ExtractError::io("syncing", dest, e))?;
     }
     progress.finish();
-
-    Ok(ExtractReport {
-        entries: plan.entry_count(),
-        files: stats.files,
-        bytes_written: stats.bytes_written,
-        warnings: warn.count(),
-    })
+    Ok(stats)
 }
 
 /// Runs every check `extract` makes on `manifest` before it writes (the whole tree: paths,

@@ -82,6 +82,8 @@ pub(crate) struct Target {
     into_mounts: bool,
     /// Whether `security.capability` is set (on entries that got the image's owner).
     capabilities: bool,
+    /// Whether `open` created the destination directory (it did not exist).
+    created: bool,
 }
 
 /// The xattr holding a file's capabilities (capabilities(7), "File capabilities").
@@ -100,8 +102,9 @@ impl Target {
             dest: dest.to_path_buf(),
             reason,
         };
+        let mut created = false;
         match std::fs::create_dir(dest) {
-            Ok(()) => {}
+            Ok(()) => created = true,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 let mut listing = std::fs::read_dir(dest).map_err(|e| fail(e.to_string()))?;
                 if !into_mounts && listing.next().is_some() {
@@ -122,7 +125,37 @@ impl Target {
             restore_owner: opts.restore_owner,
             into_mounts,
             capabilities: opts.capabilities,
+            created,
         })
+    }
+
+    /// Removes everything under the destination (all of it made by this extract: it was
+    /// missing or empty) and the destination itself when `open` created it. Nothing is
+    /// followed: `remove_dir_all` removes a symlink, never what it points to. Returns what
+    /// could not be removed, with why.
+    pub fn undo(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        if self.created {
+            if let Err(e) = std::fs::remove_dir_all(&self.dest_path) {
+                left.push(format!("{}: {e}", self.dest_path.display()));
+            }
+            return left;
+        }
+        let listing = match std::fs::read_dir(&self.dest_path) {
+            Ok(l) => l,
+            Err(e) => return vec![format!("{}: {e}", self.dest_path.display())],
+        };
+        for child in listing.flatten() {
+            let path = child.path();
+            let gone = match child.file_type() {
+                Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+                _ => std::fs::remove_file(&path),
+            };
+            if let Err(e) = gone {
+                left.push(format!("{}: {e}", path.display()));
+            }
+        }
+        left
     }
 
     /// The destination directory itself.
