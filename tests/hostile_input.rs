@@ -668,3 +668,52 @@ fn names_and_hostname_are_escaped_for_the_terminal_and_exact_with_dash_0_and_jso
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
     assert_eq!(v["hostname"], "evil\x1b]0;owned\x07\x1b[2J");
 }
+
+/// Issue #20 item 10 through the command line: `extract --no-owner` makes a uid-1000
+/// mode-4755 file a plain 0755 file of the extracting user, not a setuid-root one; with the
+/// owner it stays setuid and uid 1000. `--no-devices` leaves a block device out.
+#[test]
+fn extract_no_owner_drops_setuid_and_no_devices_leaves_nodes_out() {
+    use std::os::unix::fs::MetadataExt;
+    let t = Table::new();
+    let image = t.with_manifest("suid.oimg", |m| {
+        let mut e = entry(
+            b"suid",
+            EntryKind::File {
+                size: 0,
+                runs: vec![],
+            },
+        );
+        e.meta.mode = 0o4755;
+        (e.meta.uid, e.meta.gid) = (1000, 1000);
+        m.entries.push(e);
+        let mut d = entry(
+            b"disk",
+            EntryKind::BlockDevice {
+                rdev: libc::makedev(8, 0),
+            },
+        );
+        d.meta.mode = 0o660;
+        m.entries.push(d);
+    });
+    let plain = t.path("plain");
+    common::osimage([
+        "extract".as_ref(),
+        image.as_os_str(),
+        "-C".as_ref(),
+        plain.as_os_str(),
+        "--no-owner".as_ref(),
+        "--no-devices".as_ref(),
+    ])
+    .ok();
+    let st = std::fs::metadata(plain.join("suid")).expect("extracted");
+    assert_eq!(st.mode() & 0o7777, 0o755);
+    assert_eq!(st.uid(), rustix::process::getuid().as_raw());
+    assert!(!plain.join("disk").exists(), "--no-devices made the node");
+    let owned = t.path("owned");
+    common::extract(&image, &owned, &[]).ok();
+    let st = std::fs::metadata(owned.join("suid")).expect("extracted");
+    assert_eq!((st.mode() & 0o7777, st.uid()), (0o4755, 1000));
+    let node = std::fs::symlink_metadata(owned.join("disk")).expect("the node");
+    assert_eq!(node.rdev(), libc::makedev(8, 0));
+}
