@@ -272,10 +272,7 @@ fn lvm_iso_restores_and_boots(fw: Firmware, target_bytes: u64) {
         o.describe()
     );
     phase_time(
-        &format!(
-            "lvm: ISO boot -> restored {size} -> power-off ({})",
-            fw.name()
-        ),
+        &format!("lvm: ISO boot -> restored {size} -> power-off ({})", fw.name()),
         o.elapsed,
     );
     for l in o
@@ -405,8 +402,8 @@ fn capture_with_snapshot_inside_the_lvm_system_reads_a_snapshot_lv() {
     let _disks = common::loop_devices(module_path!());
     let s = source::lvm_source();
     let work = common::scratch();
-    let c =
-        capture_in_guest(&s.disk, &["--snapshot"], work.path()).unwrap_or_else(|e| panic!("{e}"));
+    let c = capture_in_guest(&s.disk, &["--snapshot"], work.path())
+        .unwrap_or_else(|e| panic!("{e}"));
     phase_time(
         "lvm: capture / --snapshot inside the source system",
         Duration::from_secs(c.capture_seconds),

@@ -177,7 +177,10 @@ fn cow_space(lv: &Lv) -> Result<CowSpace, SnapshotError> {
     )
     .map_err(SnapshotError::Failed)?;
     parse_sizes(&out).ok_or_else(|| {
-        SnapshotError::Failed(format!("lvs printed no size for {full}: {:?}", out.trim()))
+        SnapshotError::Failed(format!(
+            "lvs printed no size for {full}: {:?}",
+            out.trim()
+        ))
     })
 }
 
