@@ -178,7 +178,10 @@ fn extract_of_damaged_data_fails_naming_the_file() {
     common::extract(&image, &out, &[])
         .fails()
         .mentions(b"victim.bin")
-        .mentions(b"was removed, not left incomplete");
+        .mentions(b"was removed, not left incomplete")
+        .mentions(b"was removed again");
+    // Issue #20 item 8: nor the directories and files made before it.
+    assert!(!out.exists(), "the failed extract left {}", out.display());
     // Issue #24 item 3: no cut-off victim.bin that looks like the whole file.
     assert!(
         !out.join("victim.bin").exists(),

@@ -121,6 +121,21 @@ fn refused(t: &Table, row: &str, image: &Path, expect: &str) {
         "row {row:?}: list: {}",
         r.describe()
     );
+    // The dry run runs the same checks as the restore (issue #20 items 6, 7).
+    let dry = t.path(&format!("dry-{row}"));
+    let r = common::osimage([
+        "restore".as_ref(),
+        image.as_os_str(),
+        "--to".as_ref(),
+        dry.as_os_str(),
+        "--dry-run".as_ref(),
+    ])
+    .fails();
+    assert!(
+        r.stderr.contains(expect),
+        "row {row:?}: restore --dry-run: {}",
+        r.describe()
+    );
     assert!(
         !dest.exists() || common::is_empty_dir(&dest),
         "row {row:?}: extract wrote into DIR"
@@ -349,6 +364,73 @@ fn every_row_of_the_bad_input_table_is_refused_as_documented() {
             "needs feature \"time-travel\"",
         ),
         ("huge-count", huge_count(&t), "manifest does not decode"),
+        // Issue #20 item 6: every path once, whatever the kinds.
+        (
+            "dir-then-symlink-then-under-it",
+            t.with_manifest("dup1.oimg", |m| {
+                m.entries.push(entry(b"a", EntryKind::Directory));
+                m.entries.push(entry(
+                    b"a",
+                    EntryKind::Symlink {
+                        target: b"/tmp/osimage-hostile-outside".to_vec(),
+                    },
+                ));
+                m.entries.push(entry(b"a/x", EntryKind::Fifo));
+            }),
+            "path \"a\" listed twice",
+        ),
+        (
+            "file-then-dir",
+            t.with_manifest("dup2.oimg", |m| {
+                m.entries.push(entry(
+                    b"a",
+                    EntryKind::File {
+                        size: 0,
+                        runs: vec![],
+                    },
+                ));
+                m.entries.push(entry(b"a", EntryKind::Directory));
+            }),
+            "path \"a\" listed twice",
+        ),
+        (
+            "dir-then-symlink",
+            t.with_manifest("dup3.oimg", |m| {
+                m.entries.push(entry(b"a", EntryKind::Directory));
+                m.entries.push(entry(
+                    b"a",
+                    EntryKind::Symlink {
+                        target: b"/tmp/osimage-hostile-outside".to_vec(),
+                    },
+                ));
+            }),
+            "path \"a\" listed twice",
+        ),
+        // Issue #20 item 7: what the kernel would refuse half-way through.
+        (
+            "name-over-255-bytes",
+            t.with_manifest("long.oimg", |m| {
+                m.entries.push(entry(&[b'n'; 256], EntryKind::Fifo))
+            }),
+            "a name longer than 255 bytes",
+        ),
+        (
+            "nanoseconds-over-1e9",
+            t.with_manifest("nsec.oimg", |m| {
+                let mut e = entry(b"t", EntryKind::Fifo);
+                e.meta.mtime.nsec = 1_000_000_000;
+                m.entries.push(e);
+            }),
+            "\"t\": a time with 10^9 or more nanoseconds",
+        ),
+        (
+            "empty-symlink-target",
+            t.with_manifest("emptylink.oimg", |m| {
+                m.entries
+                    .push(entry(b"l", EntryKind::Symlink { target: vec![] }))
+            }),
+            "\"l\": symlink target empty",
+        ),
     ];
     std::fs::create_dir_all("/tmp/osimage-hostile-outside").expect("mkdir");
     for (row, image, expect) in &rows {
@@ -518,4 +600,120 @@ fn an_iso_with_twenty_thousand_pack_records_is_refused_within_the_caps() {
             r.describe()
         );
     }
+}
+
+/// Issue #20 item 9: names, symlink targets and the hostname come from the image; `list` and
+/// `info` escape control characters as `ls -b` does (a name `innocent\n/etc/shadow` stays one
+/// line, no escape sequence reaches the terminal), `list -0` and `info --json` keep them exact.
+#[test]
+fn names_and_hostname_are_escaped_for_the_terminal_and_exact_with_dash_0_and_json() {
+    let t = Table::new();
+    let image = t.with_manifest("names.oimg", |m| {
+        m.image.hostname = "evil\x1b]0;owned\x07\x1b[2J".into();
+        m.entries.push(entry(b"innocent\n", EntryKind::Directory));
+        m.entries
+            .push(entry(b"innocent\n/etc", EntryKind::Directory));
+        m.entries
+            .push(entry(b"innocent\n/etc/shadow", EntryKind::Fifo));
+        m.entries.push(entry(b"red\x1b[31mname", EntryKind::Fifo));
+        m.entries.push(entry(
+            b"link",
+            EntryKind::Symlink {
+                target: b"\x1b[8mhidden".to_vec(),
+            },
+        ));
+    });
+    let list = common::osimage(["list".as_ref(), image.as_os_str()]).ok();
+    let lines: Vec<&[u8]> = list.stdout.split(|&b| b == b'\n').collect();
+    assert!(!list.stdout.contains(&0x1b), "{}", list.describe());
+    assert!(
+        lines.contains(&&b"/innocent\\n/etc/shadow"[..]),
+        "{}",
+        list.describe()
+    );
+    assert!(!lines.contains(&&b"/etc/shadow"[..]), "{}", list.describe());
+    assert!(
+        lines.contains(&&b"/red\\033[31mname"[..]),
+        "{}",
+        list.describe()
+    );
+    let long = common::osimage(["list".as_ref(), "-l".as_ref(), image.as_os_str()]).ok();
+    assert!(!long.stdout.contains(&0x1b), "{}", long.describe());
+    assert!(
+        long.stdout_str().contains("/link -> \\033[8mhidden\n"),
+        "{}",
+        long.describe()
+    );
+    let raw = common::osimage(["list".as_ref(), "-0".as_ref(), image.as_os_str()]).ok();
+    let names: Vec<&[u8]> = raw.stdout.split(|&b| b == 0).collect();
+    assert!(
+        names.contains(&&b"/innocent\n/etc/shadow"[..]),
+        "{}",
+        raw.describe()
+    );
+    assert!(
+        names.contains(&&b"/red\x1b[31mname"[..]),
+        "{}",
+        raw.describe()
+    );
+    assert!(raw.stdout.ends_with(b"\0"), "{}", raw.describe());
+    let info = common::osimage(["info".as_ref(), image.as_os_str()]).ok();
+    assert!(!info.stdout.contains(&0x1b), "{}", info.describe());
+    assert!(
+        info.stdout_str().contains("evil\\033]0;owned\\a\\033[2J\n"),
+        "{}",
+        info.describe()
+    );
+    let json = common::osimage(["info".as_ref(), "--json".as_ref(), image.as_os_str()]).ok();
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(v["hostname"], "evil\x1b]0;owned\x07\x1b[2J");
+}
+
+/// Issue #20 item 10 through the command line: `extract --no-owner` makes a uid-1000
+/// mode-4755 file a plain 0755 file of the extracting user, not a setuid-root one; with the
+/// owner it stays setuid and uid 1000. `--no-devices` leaves a block device out.
+#[test]
+fn extract_no_owner_drops_setuid_and_no_devices_leaves_nodes_out() {
+    use std::os::unix::fs::MetadataExt;
+    let t = Table::new();
+    let image = t.with_manifest("suid.oimg", |m| {
+        let mut e = entry(
+            b"suid",
+            EntryKind::File {
+                size: 0,
+                runs: vec![],
+            },
+        );
+        e.meta.mode = 0o4755;
+        (e.meta.uid, e.meta.gid) = (1000, 1000);
+        m.entries.push(e);
+        let mut d = entry(
+            b"disk",
+            EntryKind::BlockDevice {
+                rdev: libc::makedev(8, 0),
+            },
+        );
+        d.meta.mode = 0o660;
+        m.entries.push(d);
+    });
+    let plain = t.path("plain");
+    common::osimage([
+        "extract".as_ref(),
+        image.as_os_str(),
+        "-C".as_ref(),
+        plain.as_os_str(),
+        "--no-owner".as_ref(),
+        "--no-devices".as_ref(),
+    ])
+    .ok();
+    let st = std::fs::metadata(plain.join("suid")).expect("extracted");
+    assert_eq!(st.mode() & 0o7777, 0o755);
+    assert_eq!(st.uid(), rustix::process::getuid().as_raw());
+    assert!(!plain.join("disk").exists(), "--no-devices made the node");
+    let owned = t.path("owned");
+    common::extract(&image, &owned, &[]).ok();
+    let st = std::fs::metadata(owned.join("suid")).expect("extracted");
+    assert_eq!((st.mode() & 0o7777, st.uid()), (0o4755, 1000));
+    let node = std::fs::symlink_metadata(owned.join("disk")).expect("the node");
+    assert_eq!(node.rdev(), libc::makedev(8, 0));
 }

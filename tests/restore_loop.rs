@@ -729,3 +729,109 @@ fn only_restores_one_filesystem_into_an_existing_layout() {
     compare::assert_no_differences(&diffs, "--only / vs source");
     drop(m);
 }
+
+/// A copy of `image` with its manifest changed by `f` (a well-formed image whose tree lies).
+fn rewrite(
+    image: &Path,
+    out: &Path,
+    f: impl FnOnce(&mut osimage::format::manifest::Manifest),
+) -> PathBuf {
+    use osimage::format::sink::PackSink;
+    let r = PayloadReader::open(image, &osimage::Unlock::none()).unwrap();
+    let mut m = r.manifest().clone();
+    f(&mut m);
+    let file = std::fs::File::create(out).unwrap();
+    let mut w = osimage::OimgWriter::new(file, out, m.image.id, None).unwrap();
+    for span in r.pack_spans() {
+        let mut buf = vec![0u8; span.len as usize];
+        span.read_exact_at(&mut buf, 0).unwrap();
+        w.write_all(&buf).unwrap();
+    }
+    w.finish(&m).unwrap();
+    out.to_path_buf()
+}
+
+/// Issue #20 item 6: a tree the restore cannot unpack is refused before the first byte reaches
+/// the target, by the dry run and by the restore alike, and the target stays byte-for-byte
+/// as it was. Two cases: the same path twice (`dir zz`, `symlink zz → outside`, `zz/x`),
+/// refused when the image is opened; and the ESP's mount point stored as a symlink (the image
+/// alone is consistent, only its split per filesystem is not), refused by the extract checks
+/// of each filesystem's part, which ran after wiping, partitioning and mkfs before.
+#[test]
+fn a_tree_the_restore_would_refuse_leaves_the_target_untouched() {
+    use osimage::format::manifest::{Entry, EntryKind, Meta};
+    let _disks = common::loop_devices(module_path!());
+    need_tools();
+    let s = source();
+    let dir = common::scratch();
+    let entry = |path: &[u8], kind| Entry {
+        path: path.to_vec(),
+        kind,
+        meta: Meta::default(),
+        xattrs: vec![],
+    };
+    let outside = || EntryKind::Symlink {
+        target: b"/tmp/osimage-restore-outside".to_vec(),
+    };
+    let dup = rewrite(&s.image, &dir.path().join("dup.oimg"), |m| {
+        m.entries.push(entry(b"zz", EntryKind::Directory));
+        m.entries.push(entry(b"zz", outside()));
+        m.entries.push(entry(b"zz/x", EntryKind::Fifo));
+    });
+    let esp_link = rewrite(&s.image, &dir.path().join("esp-link.oimg"), |m| {
+        // boot/efi's contents go (hard-link indexes renumbered), boot/efi becomes a symlink.
+        let keep: Vec<bool> = m
+            .entries
+            .iter()
+            .map(|e| !e.path.starts_with(b"boot/efi/"))
+            .collect();
+        let mut new_index = Vec::with_capacity(keep.len());
+        let mut n = 0u32;
+        for &k in &keep {
+            new_index.push(n);
+            n += u32::from(k);
+        }
+        let old = std::mem::take(&mut m.entries);
+        for (e, k) in old.into_iter().zip(&keep) {
+            if *k {
+                m.entries.push(e);
+            }
+        }
+        for e in &mut m.entries {
+            if let EntryKind::HardLink { target } = &mut e.kind {
+                *target = new_index[*target as usize];
+            }
+            if e.path == b"boot/efi" {
+                e.kind = outside();
+            }
+        }
+    });
+    PayloadReader::open(&esp_link, &osimage::Unlock::none())
+        .expect("the symlinked mount point passes the image's own checks");
+    for (image, expect) in [
+        (&dup, "path \"zz\" listed twice"),
+        (&esp_link, "the image's files for /boot/efi"),
+    ] {
+        let target = dir.path().join("blank.img");
+        sparse(&target, 512 * MIB);
+        let before = hash(&target);
+        for extra in [&["--dry-run"][..], &[]] {
+            let mut args = vec![
+                "restore".as_ref(),
+                image.as_os_str(),
+                "--target".as_ref(),
+                target.as_os_str(),
+            ];
+            args.extend(extra.iter().map(|a| std::ffi::OsStr::new(*a)));
+            let r = common::osimage(args).fails();
+            assert!(r.stderr.contains(expect), "{}", r.describe());
+            assert_eq!(
+                hash(&target),
+                before,
+                "{}: the target changed",
+                r.describe()
+            );
+        }
+        assert!(!Path::new("/tmp/osimage-restore-outside").exists());
+    }
+}

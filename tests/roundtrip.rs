@@ -132,11 +132,25 @@ fn sorted_lines(out: &[u8]) -> Vec<Vec<u8>> {
     lines
 }
 
+/// `list -0` gives every path exactly, odd bytes and all; plain `list` the same paths escaped
+/// (issue #20 item 9), one a line even for a name holding a newline.
 #[test]
 fn list_shows_every_path() {
     let s = shared();
+    let run = osimage(["list".as_ref(), "-0".as_ref(), s.image.as_os_str()]).ok();
+    let mut exact: Vec<Vec<u8>> = run.stdout.split(|&c| c == 0).map(<[u8]>::to_vec).collect();
+    assert_eq!(exact.pop(), Some(vec![]), "every name ends with NUL");
+    exact.sort();
+    let mut want: Vec<Vec<u8>> = s.src.keys().map(|p| [&b"/"[..], p].concat()).collect();
+    want.sort();
+    assert_eq!(exact, want);
     let run = osimage(["list".as_ref(), s.image.as_os_str()]).ok();
-    assert_eq!(sorted_lines(&run.stdout), expected_listing(s.src.keys()));
+    assert_eq!(
+        sorted_lines(&run.stdout).len(),
+        want.len(),
+        "one line per path"
+    );
+    assert!(!run.stdout.iter().any(|&b| b < b' ' && b != b'\n'));
 }
 
 #[test]

@@ -44,14 +44,22 @@ pub enum Command {
     ///
     /// DIR may exist (it must then be empty) and receives the image root's own mode, owner,
     /// times and xattrs; nothing is ever written outside DIR, whatever the image says.
+    /// Everything is recreated as recorded: owners, setuid/setgid bits, file capabilities,
+    /// device nodes (see --no-owner, --no-capabilities and --no-devices to leave them out).
     ///
     /// Before anything is written, the image's structure is checked: header, trailer, the
     /// manifest's hash and every record in it. File data is checked as it is read, each chunk
-    /// against its BLAKE3 hash: a file whose data fails is removed again (never left cut off,
-    /// looking complete), named in the error, and the extract stops with exit status 1; files
-    /// already written stay, whole. `osimage verify` checks every chunk without writing.
+    /// against its BLAKE3 hash: a file whose data fails is named in the error and the extract
+    /// stops with exit status 1. An extract that stops (damaged data, a full disk, an xattr the
+    /// kernel refuses) removes everything it had created in DIR, and DIR itself if it made
+    /// it, so no half-made tree is left looking like an extract; what it could not remove is
+    /// listed in the error. `osimage verify` checks every chunk without writing.
     Extract(ExtractArgs),
     /// List the paths in an image (all, or those under PATH).
+    ///
+    /// Names, symlink targets and user names are the image's, so they are escaped for the
+    /// terminal (a name holding a newline or an escape sequence shows as `\n`, `\033`); -0
+    /// writes them exactly.
     List(ListArgs),
     /// Compare two images: added, removed and changed files, with sizes.
     Diff(super::diff::DiffArgs),
@@ -177,9 +185,22 @@ pub struct ExtractArgs {
     pub dir: PathBuf,
     /// Only these paths (and what is below them); default: everything.
     pub paths: Vec<PathBuf>,
-    /// Do not set owners (files belong to the user running extract).
+    /// Do not set owners (files belong to the user running extract). Setuid and setgid bits
+    /// and file capabilities are then dropped too (as GNU tar's --no-same-owner does): they
+    /// grant the privileges of the image's owner, which the file no longer has. The same
+    /// happens to each file whose owner extract may not set (not running as root).
     #[arg(long)]
     pub no_owner: bool,
+    /// Do not create character and block device nodes (they are counted in a note). Without
+    /// it, device nodes are made with mknod as recorded (major, minor, mode): that needs
+    /// CAP_MKNOD, and a node gives whoever may open it the device itself (a disk, /dev/mem).
+    #[arg(long)]
+    pub no_devices: bool,
+    /// Do not set file capabilities (the `security.capability` xattr, e.g. ping's
+    /// cap_net_raw). Without it, they are set as recorded on files that get their recorded
+    /// owner; every other xattr (ACLs, SELinux labels, user.*) is set either way.
+    #[arg(long)]
+    pub no_capabilities: bool,
     /// Flush the destination filesystem to disk before exiting.
     #[arg(long)]
     pub sync: bool,
@@ -199,6 +220,11 @@ pub struct ListArgs {
     /// Long format: type and mode, owner, size, modification time.
     #[arg(short, long)]
     pub long: bool,
+    /// Exact names: each line ends with a NUL byte instead of a newline and names and symlink
+    /// targets are written as raw bytes (for `xargs -0`). Without it, control characters,
+    /// backslashes and bytes that are not UTF-8 are escaped as `ls -b` does (`\n`, `\033`).
+    #[arg(short = '0', long = "null")]
+    pub null: bool,
     #[command(flatten)]
     pub keys: super::keys::KeyArgs,
 }

@@ -97,7 +97,7 @@ pub fn run(args: DiffArgs, progress: &dyn Progress) -> Result<i32, Box<dyn std::
     if args.json {
         println!("{}", serde_json::to_string_pretty(&d)?);
     } else {
-        print!("{}", d.text());
+        print!("{}", super::show::escaped_lines(&d.text()));
     }
     Ok(0)
 }

@@ -185,6 +185,8 @@ fn run_extract(a: ExtractArgs, p: &TermProgress) -> Result<i32, Failure> {
             .collect(),
         threads: threads(a.threads),
         restore_owner: !a.no_owner,
+        devices: !a.no_devices,
+        capabilities: !a.no_capabilities,
         sync: a.sync,
         into_mounts: false,
     };
@@ -219,10 +221,15 @@ fn run_list(a: ListArgs) -> Result<i32, Failure> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut found = false;
+    let names = if a.null {
+        show::Names::Raw
+    } else {
+        show::Names::Escaped
+    };
     for (i, e) in m.entries.iter().enumerate() {
         if under(&e.path) {
             found = true;
-            show::list_line(&mut out, m, i, a.long)?;
+            show::list_line(&mut out, m, i, a.long, names)?;
         }
     }
     out.flush()?;
@@ -303,9 +310,7 @@ fn run_verify(a: VerifyArgs, p: &TermProgress) -> Result<i32, Failure> {
         writeln!(out, "damaged: {prob}")?;
     }
     for f in &rep.damaged_files {
-        out.write_all(b"damaged file: /")?;
-        out.write_all(f)?;
-        out.write_all(b"\n")?;
+        writeln!(out, "damaged file: /{}", show::escaped(f))?;
     }
     if rep.ok() {
         writeln!(

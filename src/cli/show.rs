@@ -53,8 +53,75 @@ fn name_of(list: &[(u32, String)], id: u32) -> String {
         .unwrap_or_else(|| id.to_string())
 }
 
-/// Writes one `list` line for entry `i` (raw path bytes: names need not be UTF-8).
-pub fn list_line(out: &mut impl Write, m: &Manifest, i: usize, long: bool) -> std::io::Result<()> {
+/// `bytes` made safe for a terminal, as `ls -b` and GNU tar's escape style show names (issue
+/// #20 item 9): a backslash is doubled, `\a \b \t \n \v \f \r` are written so, every other
+/// control character (C0, DEL, C1: U+0080–U+009F, which a terminal takes as CSI and the like)
+/// and every byte that is not UTF-8 as `\ooo` octal per byte. So a name holding `\n/etc/shadow`
+/// stays on its line and an escape sequence never reaches the terminal.
+pub fn escaped(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    let octal = |out: &mut String, b: u8| out.push_str(&format!("\\{b:03o}"));
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\x07' => out.push_str("\\a"),
+                '\x08' => out.push_str("\\b"),
+                '\t' => out.push_str("\\t"),
+                '\n' => out.push_str("\\n"),
+                '\x0b' => out.push_str("\\v"),
+                '\x0c' => out.push_str("\\f"),
+                '\r' => out.push_str("\\r"),
+                c if c.is_control() => {
+                    for b in c.encode_utf8(&mut [0; 4]).bytes() {
+                        octal(&mut out, b);
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        for &b in chunk.invalid() {
+            octal(&mut out, b);
+        }
+    }
+    out
+}
+
+/// Text made of lines (a table the library formats from the image's strings), each line
+/// `escaped` and the line breaks kept.
+pub fn escaped_lines(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let (body, nl) = match line.strip_suffix('\n') {
+            Some(b) => (b, "\n"),
+            None => (line, ""),
+        };
+        out.push_str(&escaped(body.as_bytes()));
+        out.push_str(nl);
+    }
+    out
+}
+
+/// How `list` writes names: escaped for people, or raw bytes (`-0`, each line ended by NUL).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Names {
+    Escaped,
+    Raw,
+}
+
+/// Writes one `list` line for entry `i`: names escaped (`escaped`), or with `Names::Raw` the
+/// exact bytes (names need not be UTF-8) ended by NUL instead of a newline.
+pub fn list_line(
+    out: &mut impl Write,
+    m: &Manifest,
+    i: usize,
+    long: bool,
+    names: Names,
+) -> std::io::Result<()> {
+    let name = |out: &mut dyn Write, b: &[u8]| match names {
+        Names::Raw => out.write_all(b),
+        Names::Escaped => out.write_all(escaped(b).as_bytes()),
+    };
     let e = &m.entries[i];
     if long {
         let size = match &e.kind {
@@ -65,32 +132,42 @@ pub fn list_line(out: &mut impl Write, m: &Manifest, i: usize, long: bool) -> st
             },
             _ => 0,
         };
-        write!(
-            out,
-            "{} {:>8}/{:<8} {:>12} {} ",
-            mode_string(e),
+        // User and group names come from the image's /etc/passwd and /etc/group.
+        let (user, group) = (
             name_of(&m.users, e.meta.uid),
             name_of(&m.groups, e.meta.gid),
-            size,
-            time(e.meta.mtime)
-        )?;
+        );
+        write!(out, "{} ", mode_string(e))?;
+        match names {
+            Names::Raw => write!(out, "{user:>8}/{group:<8}")?,
+            Names::Escaped => write!(
+                out,
+                "{:>8}/{:<8}",
+                escaped(user.as_bytes()),
+                escaped(group.as_bytes())
+            )?,
+        }
+        write!(out, " {:>12} {} ", size, time(e.meta.mtime))?;
     }
     out.write_all(b"/")?;
-    out.write_all(&e.path)?;
+    name(out, &e.path)?;
     if long {
         match &e.kind {
             EntryKind::Symlink { target } => {
                 out.write_all(b" -> ")?;
-                out.write_all(target)?;
+                name(out, target)?;
             }
             EntryKind::HardLink { target } => {
                 out.write_all(b" link to /")?;
-                out.write_all(&m.entries[*target as usize].path)?;
+                name(out, &m.entries[*target as usize].path)?;
             }
             _ => {}
         }
     }
-    out.write_all(b"\n")
+    out.write_all(match names {
+        Names::Raw => b"\0",
+        Names::Escaped => b"\n",
+    })
 }
 
 /// `info --json`.
@@ -200,9 +277,11 @@ pub fn info(r: &PayloadReader) -> InfoJson {
     }
 }
 
-/// The human-readable `info`.
+/// The human-readable `info`: every string the image supplies is `escaped` (the JSON keeps
+/// them exact).
 pub fn info_table(i: &InfoJson) -> String {
     let s = &i.stats;
+    let e = |v: &str| escaped(v.as_bytes());
     let mut t = String::new();
     let mut row = |k: &str, v: String| t.push_str(&format!("{k:<18} {v}\n"));
     row(
@@ -211,11 +290,11 @@ pub fn info_table(i: &InfoJson) -> String {
     );
     row("id", i.id.clone());
     row("created", i.created.clone());
-    row("host", i.hostname.clone());
-    row("system", i.os_release.clone());
-    row("kernel", format!("{} ({})", i.kernel, i.arch));
-    row("source root", i.source_root.clone());
-    row("made by", format!("osimage {}", i.tool_version));
+    row("host", e(&i.hostname));
+    row("system", e(&i.os_release));
+    row("kernel", format!("{} ({})", e(&i.kernel), e(&i.arch)));
+    row("source root", e(&i.source_root));
+    row("made by", format!("osimage {}", e(&i.tool_version)));
     row(
         "entries",
         format!(
@@ -267,11 +346,16 @@ pub fn info_table(i: &InfoJson) -> String {
     for f in &i.filesystems {
         row(
             "filesystem",
-            format!("{} {} from {}", f.mount_point, f.fstype, f.source),
+            format!(
+                "{} {} from {}",
+                e(&f.mount_point),
+                e(&f.fstype),
+                e(&f.source)
+            ),
         );
     }
     if let Some(l) = &i.lineage {
-        row("refreshed from", l.summary());
+        row("refreshed from", escaped_lines(&l.summary()));
     }
     if let Some(r) = &i.rescue {
         row(
@@ -285,6 +369,23 @@ pub fn info_table(i: &InfoJson) -> String {
         );
     }
     t.push('\n');
-    t.push_str(&i.layout_table);
+    t.push_str(&escaped_lines(&i.layout_table));
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_escaped_as_ls_b_does() {
+        assert_eq!(escaped(b"innocent\n/etc/shadow"), "innocent\\n/etc/shadow");
+        assert_eq!(escaped(b"red\x1b[31m"), "red\\033[31m");
+        assert_eq!(escaped(b"a\\b\tc\r\x07\x7f"), "a\\\\b\\tc\\r\\a\\177");
+        // C1 CSI (U+009B) is a control character in UTF-8 too; bytes not UTF-8 go octal.
+        assert_eq!(escaped("x\u{9b}2J".as_bytes()), "x\\302\\2332J");
+        assert_eq!(escaped(b"caf\xe9"), "caf\\351");
+        assert_eq!(escaped("café ünï".as_bytes()), "café ünï");
+        assert_eq!(escaped_lines("a\x1b\nb\n"), "a\\033\nb\n");
+    }
 }

@@ -41,6 +41,32 @@ pub enum ExtractError {
     /// was removed again, so no cut-off file is left looking complete (issue #24).
     #[error("{cause}; {} was removed, not left incomplete", cause.path().display())]
     Removed { cause: Box<ExtractError> },
+    /// The extract stopped and what it had created under the destination was removed again
+    /// (or, where that failed, `left` names what is still there), so no half-made tree of
+    /// 0700 directories and 0600 files is left looking like an extract (issue #20 item 8).
+    #[error("{cause}; {}", undone_note(dest, left))]
+    Undone {
+        cause: Box<ExtractError>,
+        dest: PathBuf,
+        /// What could not be removed, with why (empty: the destination is as it was).
+        left: Vec<String>,
+    },
+}
+
+fn undone_note(dest: &std::path::Path, left: &[String]) -> String {
+    if left.is_empty() {
+        format!(
+            "everything this extract had created in {} was removed again",
+            dest.display()
+        )
+    } else {
+        format!(
+            "what this extract had created in {} was removed again but for (incomplete, \
+             remove it by hand): {}",
+            dest.display(),
+            left.join("; ")
+        )
+    }
 }
 
 impl ExtractError {
@@ -59,7 +85,7 @@ impl ExtractError {
             ExtractError::BadEntry { path, .. } | ExtractError::UnknownPath { path, .. } => {
                 PathBuf::from(path)
             }
-            ExtractError::Removed { cause } => cause.path(),
+            ExtractError::Removed { cause } | ExtractError::Undone { cause, .. } => cause.path(),
         }
     }
 

@@ -42,8 +42,14 @@ pub struct ExtractOptions {
     /// Threads writing file data (at least 1).
     pub threads: usize,
     /// Set owners (uid/gid from the image, numeric). When the caller may not chown, each
-    /// refusal is a warning; false skips chown altogether.
+    /// refusal is a warning; false skips chown altogether. An entry left without the image's
+    /// owner (false, or chown refused) gets neither setuid nor setgid bits nor file
+    /// capabilities (`security.capability`), as GNU tar with `--no-same-owner`.
     pub restore_owner: bool,
+    /// Create character and block device nodes (false: they are left out, with a note).
+    pub devices: bool,
+    /// Set `security.capability` (file capabilities) where the owner was set.
+    pub capabilities: bool,
     /// `syncfs` the destination's filesystem once at the end.
     pub sync: bool,
     /// Restore into mounted filesystems: `dest` need not be empty, and a directory that
@@ -58,6 +64,8 @@ impl Default for ExtractOptions {
             paths: Vec::new(),
             threads: 2,
             restore_owner: true,
+            devices: true,
+            capabilities: true,
             sync: false,
             into_mounts: false,
         }
@@ -81,7 +89,9 @@ pub struct ExtractReport {
 /// Writes the tree of `src`'s manifest (or the selected part) under `dest`, which must be
 /// missing or an empty directory. The manifest is checked as a whole before anything is
 /// written; file data as it is read (`ChunkSource::read_chunk`), and a file whose data fails
-/// is removed again and the extract stops naming it (`ExtractError::Removed`).
+/// is removed again and the extract stops naming it (`ExtractError::Removed`). When it stops,
+/// everything it created under `dest` is removed again (`ExtractError::Undone`), except
+/// with `into_mounts` (a restore, which fails as a whole).
 pub fn extract<S: ChunkSource>(
     src: &S,
     dest: &Path,
@@ -89,38 +99,78 @@ pub fn extract<S: ChunkSource>(
     progress: &dyn Progress,
 ) -> Result<ExtractReport, ExtractError> {
     let entries = &src.manifest().entries;
-    let plan = Plan::new(src.manifest(), &opts.paths)?;
-    let target = Target::open(dest, opts.restore_owner, opts.into_mounts)?;
+    let mut plan = Plan::new(src.manifest(), &opts.paths)?;
+    if !opts.devices {
+        let before = plan.others.len();
+        plan.others.retain(|&i| {
+            !matches!(
+                entries[i as usize].kind,
+                EntryKind::CharDevice { .. } | EntryKind::BlockDevice { .. }
+            )
+        });
+        let left_out = before - plan.others.len();
+        if left_out > 0 {
+            progress.note(&format!("{left_out} device nodes left out, as asked"));
+        }
+    }
+    let target = Target::open(dest, opts)?;
     let warn = Warnings::new(progress);
+    match write_tree(src, &target, &plan, opts, progress, &warn) {
+        Ok(stats) => Ok(ExtractReport {
+            entries: plan.entry_count(),
+            files: stats.files,
+            bytes_written: stats.bytes_written,
+            warnings: warn.count(),
+        }),
+        // Restoring into fresh filesystems, the whole restore fails and is made again.
+        Err(e) if opts.into_mounts => Err(e),
+        Err(e) => Err(ExtractError::Undone {
+            cause: Box::new(e),
+            dest: dest.to_path_buf(),
+            left: target.undo(),
+        }),
+    }
+}
 
+/// Phases 2 to 5 into an open destination.
+fn write_tree<S: ChunkSource>(
+    src: &S,
+    target: &Target,
+    plan: &Plan,
+    opts: &ExtractOptions,
+    progress: &dyn Progress,
+    warn: &Warnings,
+) -> Result<files::FileStats, ExtractError> {
+    let entries = &src.manifest().entries;
+    let dest = target.full_path(b"");
     // Only the file phase counts bytes; the others are quick and report no total.
     progress.start("creating directories", 0);
-    make_dirs(&target, entries, &plan)?;
+    make_dirs(target, entries, plan)?;
     progress.finish();
 
     progress.start("writing files", plan.data_len());
-    let stats = files::write_files(src, &target, &plan, opts.threads, progress, &warn)?;
+    let stats = files::write_files(src, target, plan, opts.threads, progress, warn)?;
     progress.finish();
 
     progress.start("creating links and special files", 0);
-    make_others(&target, entries, &plan, &warn)?;
-    make_links(&target, entries, &plan)?;
+    make_others(target, entries, plan, warn)?;
+    make_links(target, entries, plan)?;
     progress.finish();
 
     progress.start("setting directory metadata", 0);
-    dir_metadata(&target, entries, &plan, &warn)?;
+    dir_metadata(target, entries, plan, warn)?;
     if opts.sync {
-        rustix::fs::syncfs(target.dest_fd())
-            .map_err(|e| ExtractError::io("syncing", dest.to_path_buf(), e))?;
+        rustix::fs::syncfs(target.dest_fd()).map_err(|e| ExtractError::io("syncing", dest, e))?;
     }
     progress.finish();
+    Ok(stats)
+}
 
-    Ok(ExtractReport {
-        entries: plan.entry_count(),
-        files: stats.files,
-        bytes_written: stats.bytes_written,
-        warnings: warn.count(),
-    })
+/// Runs every check `extract` makes on `manifest` before it writes (the whole tree: paths,
+/// parents, hard links, data runs), writing nothing: a restore runs it on each filesystem's
+/// part before it touches a disk.
+pub fn check(manifest: &crate::format::manifest::Manifest) -> Result<(), ExtractError> {
+    Plan::new(manifest, &[]).map(|_| ())
 }
 
 /// Phase 2: every directory, parents first (the plan guarantees parents come earlier).

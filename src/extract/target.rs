@@ -5,7 +5,8 @@
 //! component is always created with `*at` calls that do not follow it (`O_EXCL | O_NOFOLLOW`,
 //! `AT_SYMLINK_NOFOLLOW`), so nothing extraction created is ever followed out of the tree.
 //! Metadata goes on in wimlib's order (owner → xattrs → mode → times) because chown clears
-//! setuid bits and `security.capability`. Modes are always set explicitly, so the process umask
+//! setuid bits and `security.capability`. Setuid, setgid and file capabilities are given only
+//! to an entry that got the image's owner (not with `--no-owner`, nor when chown is refused). Modes are always set explicitly, so the process umask
 //! does not matter and is left alone.
 
 use std::ffi::OsStr;
@@ -79,7 +80,14 @@ pub(crate) struct Target {
     pub restore_owner: bool,
     /// Existing directories are accepted (restoring into mounted filesystems).
     into_mounts: bool,
+    /// Whether `security.capability` is set (on entries that got the image's owner).
+    capabilities: bool,
+    /// Whether `open` created the destination directory (it did not exist).
+    created: bool,
 }
+
+/// The xattr holding a file's capabilities (capabilities(7), "File capabilities").
+const CAPABILITY: &[u8] = b"security.capability";
 
 impl Target {
     /// Whether existing directories are accepted (see `ExtractOptions::into_mounts`).
@@ -88,17 +96,15 @@ impl Target {
     }
 
     /// Creates `dest` if missing, or checks that it is an empty directory; opens it.
-    pub fn open(
-        dest: &Path,
-        restore_owner: bool,
-        into_mounts: bool,
-    ) -> Result<Target, ExtractError> {
+    pub fn open(dest: &Path, opts: &super::ExtractOptions) -> Result<Target, ExtractError> {
+        let into_mounts = opts.into_mounts;
         let fail = |reason: String| ExtractError::Dest {
             dest: dest.to_path_buf(),
             reason,
         };
+        let mut created = false;
         match std::fs::create_dir(dest) {
-            Ok(()) => {}
+            Ok(()) => created = true,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 let mut listing = std::fs::read_dir(dest).map_err(|e| fail(e.to_string()))?;
                 if !into_mounts && listing.next().is_some() {
@@ -116,9 +122,40 @@ impl Target {
         Ok(Target {
             dest: dest_fd,
             dest_path: dest.to_path_buf(),
-            restore_owner,
+            restore_owner: opts.restore_owner,
             into_mounts,
+            capabilities: opts.capabilities,
+            created,
         })
+    }
+
+    /// Removes everything under the destination (all of it made by this extract: it was
+    /// missing or empty) and the destination itself when `open` created it. Nothing is
+    /// followed: `remove_dir_all` removes a symlink, never what it points to. Returns what
+    /// could not be removed, with why.
+    pub fn undo(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        if self.created {
+            if let Err(e) = std::fs::remove_dir_all(&self.dest_path) {
+                left.push(format!("{}: {e}", self.dest_path.display()));
+            }
+            return left;
+        }
+        let listing = match std::fs::read_dir(&self.dest_path) {
+            Ok(l) => l,
+            Err(e) => return vec![format!("{}: {e}", self.dest_path.display())],
+        };
+        for child in listing.flatten() {
+            let path = child.path();
+            let gone = match child.file_type() {
+                Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+                _ => std::fs::remove_file(&path),
+            };
+            if let Err(e) = gone {
+                left.push(format!("{}: {e}", path.display()));
+            }
+        }
+        left
     }
 
     /// The destination directory itself.
@@ -158,10 +195,14 @@ impl Target {
         warn: &Warnings,
     ) -> Result<(), ExtractError> {
         let path = || self.full_path(rel);
-        if self.restore_owner {
-            self.set_owner(h, meta, warn, path)?;
-        }
+        // Whether the entry now has the image's owner: the privileges a file grants whoever
+        // runs it (setuid, setgid, file capabilities) are the owner's to give, so without it
+        // they are dropped, as GNU tar does with --no-same-owner (issue #20 item 10).
+        let owned = self.restore_owner && self.set_owner(h, meta, warn, path)?;
         for x in xattrs {
+            if x.name == CAPABILITY && !(owned && self.capabilities) {
+                continue;
+            }
             let done = match h {
                 Handle::Fd(fd) => rfs::fsetxattr(fd, &x.name, &x.value, rfs::XattrFlags::empty()),
                 Handle::At { dir, name, .. } => {
@@ -184,7 +225,11 @@ impl Target {
                 Err(e) => return Err(ExtractError::io("setting an xattr of", path(), e)),
             }
         }
-        let mode = Mode::from_raw_mode(meta.mode & 0o7777);
+        let mode = Mode::from_raw_mode(if owned {
+            meta.mode & 0o7777
+        } else {
+            meta.mode & 0o1777
+        });
         match h {
             Handle::Fd(fd) => rfs::fchmod(fd, mode),
             Handle::At { symlink: true, .. } => Ok(()),
@@ -204,13 +249,14 @@ impl Target {
         .map_err(|e| ExtractError::io("setting the times of", path(), e))
     }
 
+    /// Sets the image's owner; false when the caller may not (a warning is reported).
     fn set_owner(
         &self,
         h: Handle,
         meta: &Meta,
         warn: &Warnings,
         path: impl Fn() -> PathBuf,
-    ) -> Result<(), ExtractError> {
+    ) -> Result<bool, ExtractError> {
         // -1 means "leave unchanged" to chown; no real file is owned by it.
         let uid = (meta.uid != u32::MAX).then(|| Uid::from_raw(meta.uid));
         let gid = (meta.gid != u32::MAX).then(|| Gid::from_raw(meta.gid));
@@ -221,7 +267,7 @@ impl Target {
             }
         };
         match done {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(true),
             Err(Errno::PERM) => {
                 warn.warn(format!(
                     "{}: not permitted to set owner {}:{}",
@@ -229,7 +275,7 @@ impl Target {
                     meta.uid,
                     meta.gid
                 ));
-                Ok(())
+                Ok(false)
             }
             Err(e) => Err(ExtractError::io("setting the owner of", path(), e)),
         }

@@ -1,7 +1,7 @@
 //! Structural checks of a decoded manifest (docs/FORMAT.md §5, §7), run when an image is
 //! opened, before anything trusts an index or a path in it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::PayloadError;
 use super::manifest::{EntryKind, Manifest};
@@ -87,6 +87,9 @@ fn check_tiling(m: &Manifest) -> Result<(), PayloadError> {
     Ok(())
 }
 
+/// Longest name (path component) Linux filesystems hold (NAME_MAX).
+pub const NAME_MAX: usize = 255;
+
 /// A path is acceptable when it is relative and every component is a plain name.
 pub fn path_is_safe(path: &[u8]) -> bool {
     path.is_empty()
@@ -96,12 +99,19 @@ pub fn path_is_safe(path: &[u8]) -> bool {
                 .all(|c| !c.is_empty() && c != b"." && c != b".."))
 }
 
+/// One nanosecond less than a second is the most a `timespec` holds.
+const NSEC_MAX: u32 = 999_999_999;
+
 fn show(path: &[u8]) -> String {
     String::from_utf8_lossy(path).into_owned()
 }
 
+/// The tree's rules (FORMAT.md §5.3, §7): the root first; every other path safe, with names of
+/// at most 255 bytes, listed once, after its parent, which is a directory (so no path leads
+/// through a symlink); times that are times; symlink targets a link can hold.
 fn check_entries(m: &Manifest) -> Result<(), PayloadError> {
-    let mut dirs: HashSet<&[u8]> = HashSet::new();
+    // Every path seen, and whether it is a directory (only those can be parents).
+    let mut paths: HashMap<&[u8], bool> = HashMap::with_capacity(m.entries.len());
     let n_chunks = m.chunks.len();
     for (i, e) in m.entries.iter().enumerate() {
         if i == 0 {
@@ -112,20 +122,48 @@ fn check_entries(m: &Manifest) -> Result<(), PayloadError> {
             if e.path.is_empty() || !path_is_safe(&e.path) {
                 return Err(bad(format!("unsafe path {:?}", show(&e.path))));
             }
+            if e.path.split(|b| *b == b'/').any(|c| c.len() > NAME_MAX) {
+                return Err(bad(format!(
+                    "{:?}: a name longer than {NAME_MAX} bytes",
+                    show(&e.path)
+                )));
+            }
             let parent = match e.path.iter().rposition(|b| *b == b'/') {
                 Some(p) => &e.path[..p],
                 None => &[][..],
             };
-            if !dirs.contains(parent) {
+            if paths.get(parent) != Some(&true) {
                 return Err(bad(format!(
                     "{:?} comes before its parent directory",
                     show(&e.path)
                 )));
             }
         }
+        if paths
+            .insert(&e.path, e.kind == EntryKind::Directory)
+            .is_some()
+        {
+            return Err(bad(format!("path {:?} listed twice", show(&e.path))));
+        }
+        let t = &e.meta;
+        if [t.atime, t.mtime, t.ctime]
+            .iter()
+            .any(|t| t.nsec > NSEC_MAX)
+        {
+            return Err(bad(format!(
+                "{:?}: a time with 10^9 or more nanoseconds",
+                show(&e.path)
+            )));
+        }
         match &e.kind {
-            EntryKind::Directory if !dirs.insert(&e.path) => {
-                return Err(bad(format!("directory {:?} listed twice", show(&e.path))));
+            // symlink(2) makes none of these (ENOENT, ENAMETOOLONG at PATH_MAX with its NUL).
+            EntryKind::Symlink { target }
+                if target.is_empty() || target.len() >= 4096 || target.contains(&0) =>
+            {
+                return Err(bad(format!(
+                    "{:?}: symlink target empty, of 4096 bytes or more, or holding NUL",
+                    show(&e.path)
+                )));
             }
             EntryKind::File { size, runs } => {
                 // Linux files end below 2^63 (off_t); a bigger size is an absurd claim.
@@ -219,6 +257,84 @@ mod tests {
         assert!(validate(&m).unwrap_err().to_string().contains("unsafe"));
         m.entries[1] = entry("x", EntryKind::Fifo);
         validate(&m).unwrap();
+    }
+
+    fn refusal(entries: Vec<Entry>) -> String {
+        let mut m = Manifest::default();
+        m.entries.push(entry("", EntryKind::Directory));
+        m.entries.extend(entries);
+        validate(&m).map_or_else(|e| e.to_string(), |()| "accepted".into())
+    }
+
+    /// Issue #20 item 6: one entry per path, whatever the kinds (a directory and a symlink of
+    /// the same name would let a later entry land where the symlink points).
+    #[test]
+    fn every_path_is_listed_once() {
+        let dir = || entry("a", EntryKind::Directory);
+        let link = || {
+            entry(
+                "a",
+                EntryKind::Symlink {
+                    target: b"/outside".to_vec(),
+                },
+            )
+        };
+        let file = || {
+            entry(
+                "a",
+                EntryKind::File {
+                    size: 0,
+                    runs: vec![],
+                },
+            )
+        };
+        for (case, entries) in [
+            (
+                "dir then symlink, then a file below",
+                vec![dir(), link(), entry("a/x", EntryKind::Fifo)],
+            ),
+            ("file then dir", vec![file(), dir()]),
+            ("dir then symlink", vec![dir(), link()]),
+            ("dir twice", vec![dir(), dir()]),
+        ] {
+            assert!(
+                refusal(entries).contains("path \"a\" listed twice"),
+                "{case}"
+            );
+        }
+        assert_eq!(
+            refusal(vec![dir(), entry("a/a", EntryKind::Fifo)]),
+            "accepted"
+        );
+    }
+
+    /// Issue #20 item 7: what the kernel would refuse half-way through an extract is refused
+    /// when the image is opened.
+    #[test]
+    fn names_times_and_targets_the_kernel_refuses_are_refused_at_open() {
+        let long = "x".repeat(256);
+        assert!(refusal(vec![entry(&long, EntryKind::Fifo)]).contains("longer than 255 bytes"));
+        assert_eq!(
+            refusal(vec![entry(&long[1..], EntryKind::Fifo)]),
+            "accepted"
+        );
+        let mut e = entry("t", EntryKind::Fifo);
+        e.meta.mtime.nsec = 1_000_000_000;
+        assert!(refusal(vec![e]).contains("10^9 or more nanoseconds"));
+        let mut e = entry("t", EntryKind::Fifo);
+        e.meta.atime.nsec = 999_999_999;
+        assert_eq!(refusal(vec![e]), "accepted");
+        for target in [vec![], vec![b'x'; 4096], b"a\0b".to_vec()] {
+            let e = entry("l", EntryKind::Symlink { target });
+            assert!(refusal(vec![e]).contains("symlink target empty"));
+        }
+        let e = entry(
+            "l",
+            EntryKind::Symlink {
+                target: vec![b'x'; 4095],
+            },
+        );
+        assert_eq!(refusal(vec![e]), "accepted");
     }
 
     #[test]

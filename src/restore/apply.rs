@@ -160,6 +160,12 @@ pub fn apply_all(
         ));
     }
     let disks = source_disks(jobs, layout)?;
+    // Every check that can refuse the image's tree, before the first disk is wiped.
+    let filesystems: Vec<_> = jobs
+        .iter()
+        .flat_map(|j| j.plan.filesystems.clone())
+        .collect();
+    super::tree::check_parts(reader, &filesystems)?;
     announce(jobs, reader, &log);
     let report = RestoreReport {
         target: jobs
@@ -573,6 +579,7 @@ fn unpack(cx: &mut ApplyCtx, made: &[Made]) -> Result<(), RestoreError> {
             sync: false,
             // A fresh filesystem already has lost+found (and nested mount points).
             into_mounts: true,
+            ..ExtractOptions::default()
         };
         let r = extract(&part, &m.dir, &eo, log);
         log.set_prefix("");

@@ -137,6 +137,14 @@ pub enum RestoreError {
     },
     #[error(transparent)]
     Extract(#[from] ExtractError),
+    /// The image's files cannot be unpacked onto the filesystems restored (checked before any
+    /// disk is written, and by the dry run).
+    #[error("the image's files for {mount_point}: {source}; nothing was written")]
+    Tree {
+        mount_point: String,
+        #[source]
+        source: ExtractError,
+    },
     #[error(transparent)]
     Payload(#[from] PayloadError),
     #[error(transparent)]
@@ -321,6 +329,8 @@ pub fn restore_planned(
     progress: &dyn Progress,
 ) -> Result<RestoreReport, RestoreError> {
     check_target(target_path, opts)?;
+    // The tree is checked before --force releases anything built on the target.
+    tree::check_parts(reader, &plan.filesystems)?;
     release_forced(target_path, opts, progress)?;
     let mut disk = TargetDisk::open(target_path)?;
     apply(plan, layout, reader, &mut disk, opts, progress)
@@ -382,6 +392,9 @@ pub fn restore_planned_all(
 ) -> Result<RestoreReport, RestoreError> {
     let mut seen: Vec<(u64, u64)> = Vec::new();
     let mut disks = Vec::new();
+    // The tree is checked before --force releases anything built on a target.
+    let filesystems: Vec<_> = plans.iter().flat_map(|p| p.filesystems.clone()).collect();
+    tree::check_parts(reader, &filesystems)?;
     for p in plans {
         let path = Path::new(&p.target.device);
         check_target(path, opts)?;

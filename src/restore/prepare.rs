@@ -111,6 +111,8 @@ pub fn prepare(reader: &PayloadReader, request: &RestoreRequest) -> Result<Prepa
             renew(plan, &layout)?;
         }
     }
+    let filesystems: Vec<_> = plans.iter().flat_map(|p| p.filesystems.clone()).collect();
+    super::tree::check_parts(reader, &filesystems)?;
     let hostname = request.hostname()?;
     check_overlay(options.overlay.as_deref())?;
     Ok(Prepared {

@@ -167,6 +167,25 @@ pub fn split<'r>(
         .collect()
 }
 
+/// Splits the tree among `filesystems` as the restore will (`split`, vfat without xattrs) and
+/// runs extract's checks on each part, writing nothing (issue #20 item 6): a tree that does not
+/// fit the layout (a mount point that is a symlink or a file in the image, a hard link across
+/// filesystems...) is refused before the first disk is wiped, and by the dry run.
+pub fn check_parts(
+    reader: &PayloadReader,
+    filesystems: &[super::plan::FsPlan],
+) -> Result<(), super::RestoreError> {
+    let mps: Vec<String> = filesystems.iter().map(|f| f.mount_point.clone()).collect();
+    let strip: Vec<bool> = filesystems.iter().map(|f| f.fstype == "vfat").collect();
+    for (mp, part) in mps.iter().zip(split(reader, &mps, &strip)) {
+        crate::extract::check(part.manifest()).map_err(|source| super::RestoreError::Tree {
+            mount_point: mp.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
