@@ -6,18 +6,22 @@
 //!
 //! Never moved: the BIOS boot partition and everything before it (the MBR boot code and GRUB's
 //! core image address its sectors), and tables with an MBR extended partition (the EBR chain
-//! addresses its own sectors). Swap and partitions without a recorded filesystem keep their
-//! size. Numbers, types and GUIDs never change; the plan lists each shrink and move.
+//! addresses its own sectors). Swap and partitions without a recorded filesystem or LVM PV
+//! keep their size. Numbers, types and GUIDs never change; the plan lists each shrink and move.
 
 use super::{Builder, PlanError, Resize, err, is_extended, needed_bytes, size_text, used_of};
 
 impl Builder<'_> {
-    /// Sectors partition `n` needs at least: its filesystem's data plus headroom, in whole
-    /// MiB; `None` when it cannot shrink (no filesystem recorded on it).
+    /// Sectors partition `n` needs at least: its filesystem's data plus headroom, or for an
+    /// LVM PV what its LVs cannot give back (`pv_need`), in whole MiB; `None` when it cannot
+    /// shrink (neither recorded on it).
     fn min_sectors(&self, n: u32, mib: u64) -> Option<u64> {
-        let used = self.fs_on(Some(n)).map(used_of).max()?;
+        let need = match self.fs_on(Some(n)).map(used_of).max() {
+            Some(used) => needed_bytes(used),
+            None => self.pv_need(n)?,
+        };
         let unit = self.ts * mib;
-        let bytes = needed_bytes(used).div_ceil(unit).saturating_mul(unit);
+        let bytes = need.div_ceil(unit).saturating_mul(unit);
         Some(bytes / self.ts)
     }
 

@@ -225,6 +225,13 @@ fn a_smaller_disk_shrinks_the_root_lv_when_another_lv_follows_it() {
     // past what root can give: refused with numbers
     let e = RestorePlan::new(&l, "/dev/sdb", 200 * MIB, 512).unwrap_err();
     assert!(e.0.contains("too small"), "{e}");
+    // With a partition before the PV that may shrink too (no BIOS boot partition pins the
+    // ESP), the PV's own minimum still counts what root gives: the ESP's 15 MiB of slack
+    // alone would not make room for 16 MiB.
+    l.boot.bios_boot = None;
+    let p = RestorePlan::new(&l, "/dev/sdb", 240 * MIB, 512)
+        .unwrap_or_else(|e| panic!("a 16 MiB smaller disk, ESP shrinkable: {e}"));
+    assert_eq!(lv_sizes(&p)[0].2, 24 * MIB, "{p}");
 }
 
 /// `lvm_layout()` with its PV inside LUKS2 container `mapping` on partition 3 (Debian's
