@@ -117,14 +117,49 @@ fn an_unreadable_source_file_is_named_or_skipped_with_keep_going() {
         image.as_os_str(),
         "--keep-going".as_ref(),
     ])
-    .ok();
-    assert!(r.stderr.contains("skipped"), "{}", r.describe());
+    // issue #24: finished with skipped files has its own exit status, 3, never 0
+    ;
+    assert_eq!(r.code, 3, "{}", r.describe());
     assert!(
-        r.stderr.contains(&secret.display().to_string()),
+        r.stderr
+            .contains(&format!("osimage: skipped {}", secret.display())),
+        "{}",
+        r.describe()
+    );
+    assert!(
+        r.stderr
+            .contains("finished with 1 skipped file (listed above)"),
         "{}",
         r.describe()
     );
     assert!(image.exists());
+
+    // A scheduled run logs the skipped file as a warning, still makes the image latest, and
+    // exits 3 (the unit shows failed), not a silent success.
+    let dest = dir.path().join("dest");
+    let r = as_nobody(&[
+        "schedule".as_ref(),
+        "run".as_ref(),
+        "nightly".as_ref(),
+        "--dest".as_ref(),
+        dest.as_os_str(),
+        "--keep".as_ref(),
+        "2".as_ref(),
+        "--format".as_ref(),
+        "oimg".as_ref(),
+        "--root".as_ref(),
+        root.as_os_str(),
+        "--keep-going".as_ref(),
+    ]);
+    assert_eq!(r.code, 3, "{}", r.describe());
+    let log = r.stdout_str();
+    assert!(
+        log.contains(&format!("warning: skipped {}: ", secret.display()))
+            && log.contains("warning: finished with 1 skipped file (listed above)"),
+        "{}",
+        r.describe()
+    );
+    assert!(dest.join("latest.oimg").exists(), "{}", r.describe());
 }
 
 #[test]

@@ -5,6 +5,13 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// The exit codes (docs/DESIGN.md "Exit codes"), in `--help` and the man page.
+pub const EXIT_STATUS: &str = "Exit status: 0 success; 1 failure, with a message naming what \
+and where (also a restore that leaves a disk that will not boot, unless --allow-unbootable); 2 \
+usage error; 3 finished but incomplete: capture --keep-going (or a scheduled run) skipped \
+files it could not read and wrote the image without them, or verify --boot could not run the \
+VM on this host (the image was not judged); 128 + N stopped by signal N.";
+
 /// Turn an installed Linux system into one image that restores it exactly.
 ///
 /// osimage captures a root filesystem (with every local disk filesystem mounted under it) into
@@ -16,7 +23,8 @@ use clap::{Args, Parser, Subcommand};
     name = "osimage",
     version,
     propagate_version = true,
-    max_term_width = 100
+    max_term_width = 100,
+    after_long_help = EXIT_STATUS
 )]
 pub struct Cli {
     /// Print only errors.
@@ -39,6 +47,7 @@ pub enum Command {
     /// image is written to a temporary name beside OUTPUT and renamed into place only when
     /// complete and synced; OUTPUT is created mode 0600, since it holds every secret of the
     /// captured system.
+    #[command(after_long_help = EXIT_STATUS)]
     Capture(CaptureArgs),
     /// Put an image's files back into a directory, with all their metadata.
     ///
@@ -157,7 +166,9 @@ pub struct CaptureTuning {
     /// Read exclude patterns from FILE, one a line (# comments). Repeatable.
     #[arg(long, value_name = "FILE")]
     pub exclude_from: Vec<PathBuf>,
-    /// Report unreadable files and go on instead of failing; they are listed at the end.
+    /// Report unreadable files and go on instead of failing: they are listed at the end, the
+    /// image is written without them, and osimage exits with status 3 (finished with skipped
+    /// files), not 0.
     #[arg(long)]
     pub keep_going: bool,
     /// zstd compression level (1 fastest … 19 smallest).
