@@ -10,7 +10,8 @@ pub const EXIT_STATUS: &str = "Exit status: 0 success; 1 failure, with a message
 and where (also a restore that leaves a disk that will not boot, unless --allow-unbootable); 2 \
 usage error; 3 finished but incomplete: capture --keep-going (or a scheduled run) skipped \
 files it could not read and wrote the image without them, or verify --boot could not run the \
-VM on this host (the image was not judged); 128 + N stopped by signal N.";
+VM on this host (the image was not judged); 128 + N stopped by signal N (a capture removes its \
+temporary files first).";
 
 /// Turn an installed Linux system into one image that restores it exactly.
 ///
