@@ -154,8 +154,10 @@ pub struct CaptureArgs {
 /// (`schedule install`) passes on to each run.
 #[derive(Debug, Args)]
 pub struct CaptureTuning {
-    /// Kernel for the rescue environment (ISO output): a path, or a version found in
-    /// ROOT/boot. Default: the newest kernel in ROOT/boot whose modules are installed.
+    /// Kernel for the rescue environment (ISO output): a path (with a /: on this machine, else
+    /// under ROOT), or a version found in ROOT/boot. Default: the newest kernel in ROOT/boot
+    /// whose modules are installed. It must be an x86 kernel image (bzImage), whatever its
+    /// name.
     #[arg(long, value_name = "KERNEL")]
     pub kernel: Option<PathBuf>,
     /// Stay on ROOT's own filesystem; do not descend into other mounts.
