@@ -340,3 +340,61 @@ fn interrupt(root: &Path, also: &[&str], out: &Path, name: &str, sig: libc::c_in
         "left behind after signal {sig}"
     );
 }
+
+/// Issue #24 item 2: a capture whose reader goes away mid-way (`osimage capture … 2>&1 |
+/// head`) is not killed by SIGPIPE with its temporary files in place: the writes fail quietly,
+/// the capture finishes (the ISO complete and sound), removes its temporary names, and then
+/// ends as the Unix convention says, by SIGPIPE.
+#[test]
+fn a_closed_pipe_leaves_no_temporary_files() {
+    use std::os::unix::process::ExitStatusExt;
+    let _disks = common::loop_devices(module_path!());
+    common::require_root();
+    common::kernel::need_iso_capture_tools();
+    let (x, version) = common::kernel::kernel_package();
+    let staged = common::kernel::staging_root(&x, &version);
+    let dir = common::scratch();
+    let iso = dir.path().join("system.iso");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_osimage"))
+        .args(["capture", "-v"])
+        .arg(&staged)
+        .args([
+            "--exclude",
+            "/usr/lib",
+            "--exclude",
+            "/usr/bin",
+            "--exclude",
+            "/usr/sbin",
+        ])
+        .arg("-o")
+        .arg(&iso)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // The reader goes away once the capture has made its temporary names.
+    let mut err = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut err, &mut first).expect("first line");
+    let mut seen = false;
+    for _ in 0..6000 {
+        if names(dir.path())
+            .iter()
+            .any(|n| n.starts_with(".osimage-work-"))
+        {
+            seen = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(seen, "the capture made its work folder: {first}");
+    drop(err);
+    let status = child.wait().expect("wait");
+    assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?}");
+    let left: Vec<String> = names(dir.path())
+        .into_iter()
+        .filter(|n| n.starts_with(".osimage-"))
+        .collect();
+    assert!(left.is_empty(), "temporary names left: {left:?}");
+    common::osimage(["verify".as_ref(), iso.as_os_str()]).ok();
+}

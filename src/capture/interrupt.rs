@@ -1,4 +1,5 @@
-//! What an interrupted capture undoes (issue #24 item 2): SIGINT, SIGTERM and SIGHUP are
+//! What an interrupted capture undoes (issue #24 item 2): SIGINT, SIGTERM, SIGHUP (and
+//! SIGPIPE, see `SIGNALS`) are
 //! blocked in the capturing thread (and so in every worker it starts, which inherit the mask)
 //! and taken by one thread with `sigtimedwait`: it runs the cleanups registered so far, newest
 //! first (the temporary image and work folder beside the output, then a `--snapshot`'s
@@ -10,7 +11,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+/// SIGPIPE too: `main` gives it its default action (stop when the reader goes away), which
+/// in the middle of a capture would kill it with its temporary files in place. Blocked, a
+/// write to a closed pipe fails with EPIPE instead and the signal waits, pending on the thread
+/// that wrote, until the capture is over (done or cleaned up) and the mask is restored; a
+/// SIGPIPE sent to the process is taken here like the others.
+const SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE];
 
 /// A cleanup: what it removes (for the message) and how.
 type Action = (String, Box<dyn FnOnce() + Send>);
