@@ -79,6 +79,7 @@ pub enum Command {
     /// the files are unpacked with all their metadata and the boot loader is restored
     /// verbatim where the geometry allows. A disk that holds data is refused unless --force;
     /// --dry-run prints the plan and touches nothing. With --to DIR, only the files.
+    #[command(after_long_help = EXIT_STATUS)]
     Restore(super::restore::RestoreArgs),
     /// Refresh a golden image on a schedule: install, list or remove a systemd timer (or a
     /// cron job where systemd is not running) that captures into a directory, keeps
