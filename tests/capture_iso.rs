@@ -188,6 +188,59 @@ fn iso_output_without_a_kernel_fails_before_writing_anything() {
     failed_for_want_of_a_kernel(&run, &iso, dir.path());
 }
 
+/// Issue #24 item 12: `--kernel` naming no file says so plainly, and a file merely named
+/// `boot/vmlinuz-VERSION` (with modules beside it) is not taken for a kernel: each capture
+/// fails naming why, and leaves nothing behind.
+#[test]
+fn a_missing_kernel_path_and_a_file_named_vmlinuz_are_refused_plainly() {
+    let _disks = common::loop_devices(module_path!());
+    common::require_root();
+    let dir = common::scratch();
+    let root = kernelless_root(dir.path());
+    let iso = dir.path().join("out.iso");
+    let run = common::osimage([
+        "capture".as_ref(),
+        root.as_os_str(),
+        "-o".as_ref(),
+        iso.as_os_str(),
+        "--kernel".as_ref(),
+        "/nonexistent/vmlinuz".as_ref(),
+    ]);
+    failed_for_want_of_a_kernel(&run, &iso, dir.path());
+    assert!(
+        run.stderr
+            .contains("--kernel /nonexistent/vmlinuz: no such file (on this machine, nor under"),
+        "{}",
+        run.describe()
+    );
+
+    let v = "6.1.0-99-amd64";
+    std::fs::create_dir_all(root.join("boot")).expect("mkdir");
+    std::fs::write(
+        root.join(format!("boot/vmlinuz-{v}")),
+        b"#!/bin/sh
+echo hi
+",
+    )
+    .expect("w");
+    std::fs::create_dir_all(root.join(format!("lib/modules/{v}"))).expect("mkdir");
+    std::fs::write(root.join(format!("lib/modules/{v}/modules.dep")), "").expect("write");
+    let run = common::osimage([
+        "capture".as_ref(),
+        root.as_os_str(),
+        "-o".as_ref(),
+        iso.as_os_str(),
+    ]);
+    failed_for_want_of_a_kernel(&run, &iso, dir.path());
+    assert!(
+        run.stderr.contains(&format!(
+            "vmlinuz-{v} is no x86 kernel image (no boot protocol header \"HdrS\" at 0x202)"
+        )),
+        "{}",
+        run.describe()
+    );
+}
+
 /// A refresh to an ISO goes on with its payload while the rescue environment is planned on a
 /// thread (docs/ISO.md, "Beside the payload"): a missing kernel still fails the capture, with
 /// what is missing said, and leaves nothing behind.

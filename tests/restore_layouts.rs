@@ -524,3 +524,117 @@ fn smaller_disk_shrinks_an_earlier_partition_and_moves_the_next() {
     drop(m);
     drop(lo);
 }
+
+/// Issue #24 item 5: a GPT disk whose ESP is empty and which has no BIOS boot code restores
+/// its files, but the report says what the written ESP holds (no removable loader, read
+/// back), never "BOOTX64.EFI present", and the restore exits 1 as NOT BOOTABLE unless
+/// `--allow-unbootable` accepts it.
+#[test]
+fn an_empty_esp_restores_as_not_bootable_and_fails_unless_accepted() {
+    let _disks = common::loop_devices(module_path!());
+    common::require_root();
+    common::need_disk_tools(&[
+        ("mkfs.ext4", "e2fsprogs"),
+        ("mkfs.vfat", "dosfstools"),
+        ("mcopy", "mtools"),
+        ("mtype", "mtools"),
+    ]);
+    let dir = common::scratch();
+    let img = dir.path().join("source.img");
+    sparse(&img, 96 * MIB);
+    common::loopdev::run_stdin(
+        "sfdisk",
+        &[
+            "--no-reread",
+            "--no-tell-kernel",
+            "-q",
+            img.to_str().unwrap(),
+        ],
+        &format!(
+            "label: gpt\nstart=2048, size=65536, type={ESP_TYPE}, name=esp\n\
+             type={LINUX_TYPE}, name=root\n"
+        ),
+    );
+    let lo = Loop::attach(&img);
+    let (esp, root) = (lo.part(1), lo.part(2));
+    run("mkfs.vfat", &["-F", "16", "-i", "E5E5E5E5", &esp]);
+    let root_uuid = "e5e5e5e5-0000-4000-8000-000000000001";
+    run("mkfs.ext4", &["-q", "-F", "-U", root_uuid, &root]);
+    let mnt = dir.path().join("root");
+    let m = Mounted::new(&root, &mnt, &[]);
+    fill_files(
+        &mnt,
+        &format!(
+            "UUID={root_uuid} / ext4 errors=remount-ro 0 1\n\
+             UUID=E5E5-E5E5 /boot/efi vfat umask=0077 0 1\n"
+        ),
+    );
+    std::fs::create_dir_all(mnt.join("boot/efi")).unwrap();
+    let image = dir.path().join("empty-esp.oimg");
+    common::capture(&mnt, &image, &[]);
+    drop(m);
+    drop(lo);
+
+    let target = dir.path().join("target.img");
+    sparse(&target, 128 * MIB);
+    let restore = |extra: &[&str]| {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "restore".as_ref(),
+            image.as_os_str(),
+            "--target".as_ref(),
+            target.as_os_str(),
+            "--force".as_ref(),
+            "--json".as_ref(),
+        ];
+        args.extend(extra.iter().map(|a| std::ffi::OsStr::new(*a)));
+        common::osimage(args)
+    };
+    let refused = restore(&[]).fails();
+    assert!(
+        refused.stderr.contains("will not boot") && refused.stderr.contains("--allow-unbootable"),
+        "{}",
+        refused.describe()
+    );
+    // stdout: the plan, then the report, each one JSON document
+    let out = refused.stdout_str();
+    let docs: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&out)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let report = &docs[1];
+    let boot: Vec<&str> = report["boot"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        boot.iter()
+            .any(|l| l.contains("no EFI/BOOT/BOOTX64.EFI on the written ESP")),
+        "{boot:?}"
+    );
+    assert!(!boot.iter().any(|l| l.contains("present")), "{boot:?}");
+    let unbootable = report["unbootable"].as_array().unwrap();
+    assert_eq!(unbootable.len(), 1, "{report}");
+    assert!(
+        unbootable[0].as_str().unwrap().starts_with("NOT BOOTABLE"),
+        "{report}"
+    );
+    // the files are there all the same
+    let lo = Loop::attach(&target);
+    let mnt2 = dir.path().join("restored");
+    let m = Mounted::new(&lo.part(2), &mnt2, &[]);
+    assert_eq!(
+        std::fs::read(mnt2.join("usr/bin/tool")).unwrap(),
+        vec![0x5Au8; 200_000]
+    );
+    drop(m);
+    drop(lo);
+
+    let accepted = restore(&["--allow-unbootable"]).ok();
+    assert!(
+        accepted.stdout_str().contains("NOT BOOTABLE"),
+        "{}",
+        accepted.describe()
+    );
+}

@@ -256,6 +256,15 @@ fn restore_recreates_table_identities_boot_areas_and_files() {
     let (plan, report) = osimage::restore_to_disk(&r, &target, &opts(), &NoProgress)
         .unwrap_or_else(|e| panic!("restore: {e}"));
     eprintln!("{plan}{}", report.summary());
+    // What the report claims of the ESP was read back from it (issue #24): the fixture's
+    // 25-byte removable loader.
+    assert!(
+        report.boot.iter().any(|l| l
+            == "ESP /boot/efi: files verbatim; EFI/BOOT/BOOTX64.EFI read back from the written ESP (25 bytes)"),
+        "{:?}",
+        report.boot
+    );
+    assert!(report.unbootable.is_empty(), "{:?}", report.unbootable);
 
     // The table: same type, disk GUID, partition numbers, types, GUIDs, names and starts; the
     // last (root) partition fills the larger disk.
@@ -594,7 +603,9 @@ fn new_uuids_gives_fresh_identities_and_rewrites_the_references() {
         "--new-uuids".as_ref(),
         "--json".as_ref(),
     ])
-    .ok()
+    // this tree has a BIOS core image but no grub-install to remake it: NOT BOOTABLE, so the
+    // restore exits 1 after its report (issue #24)
+    .fails()
     .stdout_str();
     let docs = json_docs(&out);
     let (plan, report) = (&docs[0], &docs[1]);
@@ -658,6 +669,8 @@ fn new_uuids_gives_fresh_identities_and_rewrites_the_references() {
     // this tree has a BIOS core image but no grub-install to remake it: said, not hidden
     let boot = report["boot"].to_string();
     assert!(boot.contains("NOT BOOTABLE"), "{boot}");
+    let unbootable = report["unbootable"].to_string();
+    assert!(unbootable.contains("grub-install"), "{unbootable}");
     drop(m);
 }
 

@@ -8,7 +8,8 @@
 //! recorded disk → target, docs/RESTORE.md "Several disks"), `osimage.overlay=DEVICE[:DIR]`
 //! (per-machine files from a second medium, docs/GENERALIZE.md), `osimage.keyfile=PATH` (the
 //! passphrase or age key of an encrypted image: a path on the boot medium, or `DEVICE:PATH`
-//! on a second medium).
+//! on a second medium), `osimage.allow-unbootable=1` (a restored disk that will not boot
+//! ends in `OSIMAGE-RESTORE-DONE`, not `OSIMAGE-RESTORE-FAILED not-bootable`).
 
 /// What auto mode does at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +46,8 @@ pub struct AgentOptions {
     /// The passphrase of LUKS containers made anew (`osimage.luks-keyfile=`, read like
     /// `keyfile`: a path on the boot medium, an absolute path, or `DEVICE:PATH`).
     pub luks_keyfile: Option<String>,
+    /// A restored disk that will not boot is no failure (`osimage.allow-unbootable=1`).
+    pub allow_unbootable: bool,
 }
 
 impl Default for AgentOptions {
@@ -66,6 +69,7 @@ impl Default for AgentOptions {
             overlay: None,
             keyfile: None,
             luks_keyfile: None,
+            allow_unbootable: false,
         }
     }
 }
@@ -90,6 +94,7 @@ impl AgentOptions {
                 "default-layout" | "default_layout" => o.default_layout = on(value),
                 "generalize" => o.generalize = on(value),
                 "new-uuids" | "new_uuids" => o.new_uuids = on(value),
+                "allow-unbootable" | "allow_unbootable" => o.allow_unbootable = on(value),
                 "map" => {
                     o.map = value
                         .split(',')
@@ -145,6 +150,9 @@ mod tests {
         assert!(!o.default_layout);
         assert!(AgentOptions::parse("osimage.default-layout=1").default_layout);
         assert!(!AgentOptions::parse("osimage.default-layout=0").default_layout);
+        assert!(!o.allow_unbootable);
+        assert!(AgentOptions::parse("osimage.allow-unbootable=1").allow_unbootable);
+        assert!(!AgentOptions::parse("osimage.allow-unbootable=0").allow_unbootable);
         let g = AgentOptions::parse(
             "quiet osimage.generalize=1 osimage.hostname=web-{mac} osimage.new-uuids=1",
         );

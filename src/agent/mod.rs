@@ -8,7 +8,9 @@
 //! Console contract (tests and automation read it): `OSIMAGE-RESCUE-READY medium=<dev>
 //! disks=<list>` when ready, `OSIMAGE-RESTORE-FAILED <reason>` on failure,
 //! `OSIMAGE-RESTORE-DONE` after a restore, `OSIMAGE-RESTORE-WAITING <reason>` when it falls back
-//! to interactive mode and waits for the keyboard.
+//! to interactive mode and waits for the keyboard. A restore that leaves a disk that will not
+//! boot ends in `OSIMAGE-RESTORE-FAILED not-bootable <reasons>` unless
+//! `osimage.allow-unbootable=1` (issue #24).
 //!
 //! Choosing the disk (issue #5): `osimage.target=` names it (restored over existing data only
 //! with `osimage.force=1`); otherwise auto mode takes the only empty disk big enough for the
@@ -488,6 +490,14 @@ fn restore_onto(
         .map_err(|e| format!("restore {device}: {e}"))?;
     for line in report.summary().lines() {
         con.line(line);
+    }
+    // issue #24: never DONE (nor a reboot into it) for a disk that cannot boot, unless accepted
+    if !report.unbootable.is_empty() && !opts.allow_unbootable {
+        return Err(format!(
+            "not-bootable {device}: {} (the files are restored; osimage.allow-unbootable=1 \
+             accepts such a disk)",
+            report.unbootable.join("; ")
+        ));
     }
     Ok(Outcome::Restored { interactive })
 }

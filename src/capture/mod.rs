@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 mod container;
+mod interrupt;
 mod iso_output;
 mod manifest;
 mod oimg_output;
@@ -127,6 +128,7 @@ pub fn capture_from(
     // (and turns the origin into a snapshot-origin device).
     let layout = steps::record_layout(&checked.root, opts, progress)?;
     let mut staging = Staging::prepare(checked, opts, progress)?;
+    let stale = std::mem::take(&mut staging.removed_stale);
     let image_id = manifest::random_id();
     let seal = steps::seal(opts, image_id)?;
     let seal_ref = seal.as_ref().map(|(k, r)| (k, r.as_slice()));
@@ -157,13 +159,20 @@ pub fn capture_from(
         steps::verify_output(&staging, seal.as_ref(), image_id, opts.threads, progress)?;
     }
     let (output, size) = staging.persist(&file)?;
+    let mut warnings = done.warnings;
+    warnings.extend(stale.iter().map(|p| {
+        format!(
+            "removed {}: left by an interrupted capture (its process is gone, no one holds it)",
+            p.display()
+        )
+    }));
     Ok(CaptureReport {
         output,
         size,
         stats: done.manifest.stats,
         skipped: done.skipped,
         left_out,
-        warnings: done.warnings,
+        warnings,
         rescue: boot.map(|b| b.summary),
     })
 }

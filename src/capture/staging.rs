@@ -1,14 +1,23 @@
 //! Where a capture writes: the checked root and output, the snapshot it may read from, and the
-//! temporary names beside the output (mode 0600): `.osimage-partial-*` for the image and, for
-//! an ISO, an `.osimage-work-*` folder for the boot side. The image is renamed into place last,
-//! synced, so an interrupted capture leaves nothing that looks like an image (issue #2 "Bad
-//! input", issue #7 "Faults").
+//! temporary names beside the output (mode 0600): `.osimage-partial-PID-*` for the image and,
+//! for an ISO, an `.osimage-work-PID-*` folder for the boot side. The image is renamed into
+//! place last, synced, so an interrupted capture leaves nothing that looks like an image
+//! (issue #2 "Bad input", issue #7 "Faults").
+//!
+//! Nor does it leave the temporary names (issue #24 item 2): they go on an error (dropped), on
+//! SIGINT, SIGTERM or SIGHUP (`interrupt`), and what a killed capture (SIGKILL, a power cut)
+//! left is removed by the next capture into the same folder once it can prove no process owns
+//! it: each capture holds an exclusive `flock` on its temporary file and work folder while it
+//! runs, and its process id is in their names (a name whose process is alive is never touched,
+//! whatever the lock says, so one just created and not yet locked is safe).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{FlockOperation, flock};
 use tempfile::{NamedTempFile, TempDir};
 
+use super::interrupt::{Interrupts, OnInterrupt};
 use super::snapshot::{Snapshot, SnapshotError};
 use super::{CaptureError, CaptureOptions};
 use crate::format::PayloadError;
@@ -18,10 +27,11 @@ use crate::scan::{ScanOptions, Skipped};
 /// The capture's root, output and temporary names, from the checks until the rename.
 pub(super) struct Staging {
     // Fields drop in this order on a failure: the work folder, the temporary image, then the
-    // snapshot.
-    /// The boot side's work folder (ISO output only).
+    // snapshot; the signal handling last.
+    /// The boot side's work folder (ISO output only), and its lock (held while alive).
     pub work: Option<TempDir>,
-    /// The image under its temporary name.
+    _work_lock: Option<File>,
+    /// The image under its temporary name (its file locked while alive).
     pub tmp: NamedTempFile,
     /// What the scan reads instead of `root` (`--snapshot`).
     pub snap: Option<Snapshot>,
@@ -29,7 +39,17 @@ pub(super) struct Staging {
     pub root: PathBuf,
     /// OUTPUT, absolute.
     pub output: PathBuf,
+    /// Stale temporary names of earlier, dead captures that were removed.
+    pub removed_stale: Vec<PathBuf>,
+    /// The temporary names removed on a signal.
+    _on_interrupt: Vec<OnInterrupt>,
+    /// Takes SIGINT, SIGTERM and SIGHUP while the capture runs.
+    _interrupts: Interrupts,
 }
+
+/// The prefixes of a capture's temporary names; the process id and a random part follow.
+const PARTIAL: &str = ".osimage-partial-";
+const WORK: &str = ".osimage-work-";
 
 /// ROOT and OUTPUT, checked; nothing made yet.
 pub(super) struct Checked {
@@ -66,34 +86,56 @@ impl Staging {
     ) -> Result<Self, CaptureError> {
         let Checked { root, output } = checked;
         let iso = is_iso(&output);
+        // Signals first: nothing this capture makes from here on outlives an interrupt.
+        let interrupts = Interrupts::start();
         let snap = if opts.snapshot {
-            let s = Snapshot::take(&root, &opts.scan, progress)?;
+            let s = Snapshot::take(&root, &opts.scan, progress, &interrupts)?;
             progress.status(&format!("capturing from {}", s.describe()));
             Some(s)
         } else {
             None
         };
         let dir = parent(&output);
+        let removed_stale = remove_stale(dir);
+        let pid = std::process::id();
+        let mut on_interrupt = Vec::new();
         let tmp = tempfile::Builder::new()
-            .prefix(".osimage-partial-")
+            .prefix(&format!("{PARTIAL}{pid}-"))
             .tempfile_in(dir)
             .map_err(|e| PayloadError::io("cannot create a temporary file in", dir, e))?;
-        let work = if iso {
-            Some(
-                tempfile::Builder::new()
-                    .prefix(".osimage-work-")
-                    .tempdir_in(dir)
-                    .map_err(|e| PayloadError::io("cannot create a work folder in", dir, e))?,
-            )
+        let path = tmp.path().to_path_buf();
+        on_interrupt.push(
+            interrupts.on_interrupt(path.display().to_string(), move || {
+                let _ = std::fs::remove_file(&path);
+            }),
+        );
+        lock(tmp.as_file(), tmp.path())?;
+        let (work, work_lock) = if iso {
+            let w = tempfile::Builder::new()
+                .prefix(&format!("{WORK}{pid}-"))
+                .tempdir_in(dir)
+                .map_err(|e| PayloadError::io("cannot create a work folder in", dir, e))?;
+            let path = w.path().to_path_buf();
+            on_interrupt.push(
+                interrupts.on_interrupt(path.display().to_string(), move || remove_dir(&path)),
+            );
+            let f =
+                File::open(w.path()).map_err(|e| PayloadError::io("cannot open", w.path(), e))?;
+            lock(&f, w.path())?;
+            (Some(w), Some(f))
         } else {
-            None
+            (None, None)
         };
         Ok(Staging {
             work,
+            _work_lock: work_lock,
             tmp,
             snap,
             root,
             output,
+            removed_stale,
+            _on_interrupt: on_interrupt,
+            _interrupts: interrupts,
         })
     }
 
@@ -185,6 +227,78 @@ impl Staging {
     }
 }
 
+/// Holds an exclusive lock on a temporary name while this capture lives (`remove_stale`).
+fn lock(f: &File, path: &Path) -> Result<(), PayloadError> {
+    flock(f, FlockOperation::NonBlockingLockExclusive)
+        .map_err(|e| PayloadError::io("cannot lock", path, std::io::Error::from(e)))
+}
+
+/// Removes a work folder, again while something is still being written into it.
+fn remove_dir(path: &Path) {
+    for _ in 0..5 {
+        match std::fs::remove_dir_all(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => continue,
+            _ => return,
+        }
+    }
+}
+
+/// Removes from `dir` the temporary names earlier captures left and no process owns: the
+/// process in the name is gone (or the name has none: an osimage from before issue #24) and
+/// no one holds its lock. Returns what was removed; what cannot be proved stale is left.
+fn remove_stale(dir: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return removed;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(rest) = name
+            .strip_prefix(PARTIAL)
+            .or_else(|| name.strip_prefix(WORK))
+        else {
+            continue;
+        };
+        if owner_alive(rest) {
+            continue;
+        }
+        let path = e.path();
+        let Ok(md) = path.symlink_metadata() else {
+            continue;
+        };
+        // Only a plain file or folder of ours; never through a symbolic link.
+        if !(md.is_file() || md.is_dir()) {
+            continue;
+        }
+        let Ok(f) = File::open(&path) else { continue };
+        if flock(&f, FlockOperation::NonBlockingLockExclusive).is_err() {
+            continue;
+        }
+        let gone = if md.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        if gone.is_ok() {
+            removed.push(path);
+        }
+    }
+    removed
+}
+
+/// Whether the process whose id starts `rest` (`PID-random`) is alive. A name without one
+/// (an older osimage's, `random` only) has no owner to ask: the lock decides.
+fn owner_alive(rest: &str) -> bool {
+    let Some((pid, _)) = rest.split_once('-') else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists()
+}
+
 /// Whether OUTPUT names a bootable ISO: a `.iso` suffix in any case (`t.ISO` too, issue #24).
 fn is_iso(output: &Path) -> bool {
     output
@@ -232,5 +346,57 @@ fn absolute(p: &Path) -> Result<PathBuf, CaptureError> {
 fn sync_dir(dir: &Path) {
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_owner_is_the_process_in_the_name() {
+        assert!(owner_alive("1-abcdef"), "pid 1 is alive");
+        assert!(owner_alive(&format!("{}-x", std::process::id())));
+        // above the kernel's largest pid (2^22)
+        assert!(!owner_alive("99999999-abcdef"));
+        assert!(!owner_alive("abcdef"), "an old name: no owner to ask");
+        assert!(!owner_alive("x1-abcdef"));
+    }
+
+    #[test]
+    fn only_unowned_unlocked_temporary_names_are_removed() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        let dead_file = d.join(".osimage-partial-99999999-aa");
+        std::fs::write(&dead_file, b"x").unwrap();
+        let dead_dir = d.join(".osimage-work-99999999-bb");
+        std::fs::create_dir_all(dead_dir.join("efi/boot")).unwrap();
+        std::fs::write(dead_dir.join("efi/boot/x"), b"x").unwrap();
+        let old = d.join(".osimage-partial-oldname");
+        std::fs::write(&old, b"x").unwrap();
+        let alive = d.join(format!(".osimage-partial-{}-cc", std::process::id()));
+        std::fs::write(&alive, b"x").unwrap();
+        let locked = d.join(".osimage-partial-lockedname");
+        std::fs::write(&locked, b"x").unwrap();
+        let held = File::open(&locked).unwrap();
+        lock(&held, &locked).unwrap();
+        let link = d.join(".osimage-partial-99999999-link");
+        std::os::unix::fs::symlink(&alive, &link).unwrap();
+        let other = d.join("system.iso");
+        std::fs::write(&other, b"x").unwrap();
+
+        let mut removed = remove_stale(d);
+        removed.sort();
+        let mut want = vec![dead_file.clone(), dead_dir.clone(), old.clone()];
+        want.sort();
+        assert_eq!(removed, want);
+        for p in [&dead_file, &dead_dir, &old] {
+            assert!(p.symlink_metadata().is_err(), "{} stayed", p.display());
+        }
+        for p in [&alive, &locked, &link, &other] {
+            assert!(p.symlink_metadata().is_ok(), "{} was removed", p.display());
+        }
+        drop(held);
+        assert_eq!(remove_stale(d), vec![locked], "unlocked now: stale");
     }
 }

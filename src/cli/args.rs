@@ -5,6 +5,14 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// The exit codes (docs/DESIGN.md "Exit codes"), in `--help` and the man page.
+pub const EXIT_STATUS: &str = "Exit status: 0 success; 1 failure, with a message naming what \
+and where (also a restore that leaves a disk that will not boot, unless --allow-unbootable); 2 \
+usage error; 3 finished but incomplete: capture --keep-going (or a scheduled run) skipped \
+files it could not read and wrote the image without them, or verify --boot could not run the \
+VM on this host (the image was not judged); 128 + N stopped by signal N (a capture removes its \
+temporary files first).";
+
 /// Turn an installed Linux system into one image that restores it exactly.
 ///
 /// osimage captures a root filesystem (with every local disk filesystem mounted under it) into
@@ -16,7 +24,8 @@ use clap::{Args, Parser, Subcommand};
     name = "osimage",
     version,
     propagate_version = true,
-    max_term_width = 100
+    max_term_width = 100,
+    after_long_help = EXIT_STATUS
 )]
 pub struct Cli {
     /// Print only errors.
@@ -39,6 +48,7 @@ pub enum Command {
     /// image is written to a temporary name beside OUTPUT and renamed into place only when
     /// complete and synced; OUTPUT is created mode 0600, since it holds every secret of the
     /// captured system.
+    #[command(after_long_help = EXIT_STATUS)]
     Capture(CaptureArgs),
     /// Put an image's files back into a directory, with all their metadata.
     ///
@@ -77,6 +87,7 @@ pub enum Command {
     /// the files are unpacked with all their metadata and the boot loader is restored
     /// verbatim where the geometry allows. A disk that holds data is refused unless --force;
     /// --dry-run prints the plan and touches nothing. With --to DIR, only the files.
+    #[command(after_long_help = EXIT_STATUS)]
     Restore(super::restore::RestoreArgs),
     /// Refresh a golden image on a schedule: install, list or remove a systemd timer (or a
     /// cron job where systemd is not running) that captures into a directory, keeps
@@ -152,8 +163,10 @@ pub struct CaptureArgs {
 /// (`schedule install`) passes on to each run.
 #[derive(Debug, Args)]
 pub struct CaptureTuning {
-    /// Kernel for the rescue environment (ISO output): a path, or a version found in
-    /// ROOT/boot. Default: the newest kernel in ROOT/boot whose modules are installed.
+    /// Kernel for the rescue environment (ISO output): a path (with a /: on this machine, else
+    /// under ROOT), or a version found in ROOT/boot. Default: the newest kernel in ROOT/boot
+    /// whose modules are installed. It must be an x86 kernel image (bzImage), whatever its
+    /// name.
     #[arg(long, value_name = "KERNEL")]
     pub kernel: Option<PathBuf>,
     /// Stay on ROOT's own filesystem; do not descend into other mounts.
@@ -165,7 +178,9 @@ pub struct CaptureTuning {
     /// Read exclude patterns from FILE, one a line (# comments). Repeatable.
     #[arg(long, value_name = "FILE")]
     pub exclude_from: Vec<PathBuf>,
-    /// Report unreadable files and go on instead of failing; they are listed at the end.
+    /// Report unreadable files and go on instead of failing: they are listed at the end, the
+    /// image is written without them, and osimage exits with status 3 (finished with skipped
+    /// files), not 0.
     #[arg(long)]
     pub keep_going: bool,
     /// zstd compression level (1 fastest … 19 smallest).

@@ -2,8 +2,10 @@
 //!
 //! Exit codes (docs/DESIGN.md): 0 success, 1 failure with a message naming what and where,
 //! 2 usage error (clap's, and the values osimage checks itself: `UsageError` and the library
-//! errors whose `is_usage()` says so); 3 only from `verify --boot`: QEMU could not run the VM,
-//! the image was not judged (docs/VERIFY-BOOT.md). A panic (101) is always a bug.
+//! errors whose `is_usage()` says so); 3 finished but incomplete: `capture --keep-going` (and
+//! `schedule run`) wrote the image without files it could not read, or `verify --boot`: QEMU
+//! could not run the VM, the image was not judged (docs/VERIFY-BOOT.md). A panic (101) is
+//! always a bug.
 
 mod args;
 mod choices;
@@ -31,6 +33,11 @@ use osimage::{CaptureOptions, capture_from};
 use osimage::{ExtractOptions, extract};
 
 type Failure = Box<dyn std::error::Error>;
+
+/// The exit status of a capture (or scheduled run) that finished, with `--keep-going`, without
+/// some files it could not read: the image is written and verified, but incomplete (restic
+/// exits 3 for the same).
+pub const SKIPPED_FILES: i32 = 3;
 
 /// A malformed value the CLI checks itself (`--map nonsense`, a bad schedule name): exit 2,
 /// like clap's own usage errors.
@@ -172,7 +179,18 @@ fn run_capture(a: CaptureArgs, p: &TermProgress) -> Result<i32, Failure> {
         st.unique_chunks,
         st.duration_ms as f64 / 1000.0
     ));
-    Ok(0)
+    if r.skipped.is_empty() {
+        return Ok(0);
+    }
+    // issue #24: an image that lacks files is no plain success (restic's 3 too)
+    eprintln!(
+        "osimage: finished with {} skipped file{} (listed above): the image was written \
+         without {} (exit status {SKIPPED_FILES})",
+        r.skipped.len(),
+        if r.skipped.len() == 1 { "" } else { "s" },
+        if r.skipped.len() == 1 { "it" } else { "them" },
+    );
+    Ok(SKIPPED_FILES)
 }
 
 fn run_extract(a: ExtractArgs, p: &TermProgress) -> Result<i32, Failure> {

@@ -1,13 +1,21 @@
 //! Progress on the terminal: an indicatif bar with rate and ETA on a TTY, plain lines
 //! otherwise (logs, CI, pipes), nothing with -q.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use osimage::Progress;
+
+/// A line on stderr; one nobody reads any more (a closed pipe) is dropped, not a panic
+/// (`eprintln!` panics on a write error): a capture goes on to clean up or finish.
+macro_rules! stderr_line {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
 
 /// How much to say.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,7 +60,7 @@ impl TermProgress {
         }
         match &self.bar {
             Some(b) => b.println(line),
-            None => eprintln!("{line}"),
+            None => stderr_line!("{line}"),
         }
     }
 }
@@ -69,7 +77,7 @@ impl Progress for TermProgress {
                 b.set_position(0);
                 b.set_message(phase.to_string());
             }
-            None if self.verbosity == Verbosity::Verbose => eprintln!("{phase}…"),
+            None if self.verbosity == Verbosity::Verbose => stderr_line!("{phase}…"),
             None => {}
         }
     }
@@ -85,7 +93,7 @@ impl Progress for TermProgress {
             match &self.bar {
                 Some(b) => b.println(line),
                 None if self.verbosity != Verbosity::Quiet || line.starts_with("warning:") => {
-                    eprintln!("{line}")
+                    stderr_line!("{line}")
                 }
                 None => {}
             }
@@ -102,7 +110,7 @@ impl Progress for TermProgress {
         }
         let done = self.phase.lock().ok().and_then(|mut p| p.take());
         if let (Some((phase, total, t0)), Verbosity::Verbose) = (done, self.verbosity) {
-            eprintln!(
+            stderr_line!(
                 "{phase}: done, {} in {:.1} s",
                 super::show::bytes(total),
                 t0.elapsed().as_secs_f64()

@@ -24,6 +24,11 @@ use osimage::{LeaseError, ReadLease};
 /// a disk only with --default-layout: GPT with a 1 MiB BIOS boot partition, a 512 MiB ESP and
 /// an ext4 root filling the disk, fresh UUIDs, etc/fstab written for them and GRUB installed
 /// by the image's own grub-install when it has one.
+///
+/// The report says only what was checked on the restored disk (the ESP's EFI/BOOT/BOOTX64.EFI
+/// is read back from it). A restore that leaves a disk that cannot boot (NOT BOOTABLE in the
+/// report: no boot loader written, or none the restored system could reinstall) exits 1
+/// after its report, unless --allow-unbootable is given.
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("dest").required(true).multiple(true).args(["target", "to", "map"])))]
 pub struct RestoreArgs {
@@ -64,6 +69,11 @@ pub struct RestoreArgs {
     /// Restore over a disk that holds data (destroys it).
     #[arg(long)]
     pub force: bool,
+    /// Exit 0 even when the restored disk will not boot (NOT BOOTABLE in the report: a data
+    /// disk, or a boot loader you install yourself afterwards). In the rescue environment:
+    /// osimage.allow-unbootable=1.
+    #[arg(long, conflicts_with_all = ["to", "only"])]
+    pub allow_unbootable: bool,
     /// Add a UEFI boot entry for the restored disk to THIS machine's firmware (NVRAM).
     #[arg(long)]
     pub nvram: bool,
@@ -232,6 +242,16 @@ pub fn run(args: RestoreArgs, progress: &dyn Progress) -> Result<i32, Failure> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.summary());
+    }
+    // issue #24: a disk that will not boot is a failed restore unless the user accepts it
+    if !report.unbootable.is_empty() && !args.allow_unbootable {
+        eprintln!(
+            "osimage: error: {} will not boot ({}); the files are restored. \
+             --allow-unbootable accepts such a disk",
+            report.target,
+            report.unbootable.join("; ")
+        );
+        return Ok(1);
     }
     Ok(0)
 }

@@ -244,7 +244,7 @@ fn ship_tools(
             need: super::tools::Need::Always,
         });
     }
-    let mut count = 0;
+    let (mut count, mut mkfs) = (0, false);
     for tool in &list {
         let Some(found) = find_tool(fs, &tool.name) else {
             if tool.required(&spec.filesystems) || matches!(tool.need, super::tools::Need::Always) {
@@ -267,6 +267,17 @@ fn ship_tools(
             .map_or(found.path.clone(), |l| l.0.clone());
         shipper.ship_program(tree, &asked)?;
         count += 1;
+        mkfs |= tool.name.starts_with("mkfs.") || tool.name == "mke2fs";
+    }
+    // A capture that recorded no filesystem requires none of them, yet its restore (the
+    // default layout) makes ext4 and vfat: an environment without any mkfs could restore
+    // nothing (issue #24 item 12).
+    if !mkfs {
+        return Err(RescueError::Useless(format!(
+            "{} has no mkfs program of rescue/tools.list (install e2fsprogs and dosfstools \
+             there)",
+            spec.root.display()
+        )));
     }
     Ok(count)
 }
@@ -365,6 +376,19 @@ fn ship_modules(
         wanted.extend(for_filesystem(fstype));
     }
     let set = index.resolve(&wanted);
+    // The environment finds its medium by mounting it as iso9660 (issue #24 item 12).
+    let isofs = |m: &String| super::modules::canonical(&super::modules::name_of(m)) == "isofs";
+    if !set.load_order.iter().any(isofs) && !set.builtin.iter().any(|b| b == "isofs") {
+        return Err(RescueError::Useless(format!(
+            "kernel {} has no isofs ({} modules found of {} wanted; not in {}/{}, not built \
+             in): it could not read its own medium",
+            kernel.version,
+            set.load_order.len(),
+            wanted.len(),
+            spec.root.display(),
+            dir.path
+        )));
+    }
     for m in &set.missing {
         // An alias listed as a fallback (fs-ext4 beside ext4) is not worth a note.
         if !m.starts_with("fs-") && !m.starts_with("crypto-") {
@@ -753,4 +777,34 @@ fn gzip_cpio(
         return Err(tool_err(format!("exit {status}")));
     }
     Ok(len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue #24 item 12: a root with a kernel but no mkfs (a files-only capture requires
+    /// none by filesystem) is refused, not built into an environment that restores nothing.
+    #[test]
+    fn an_environment_without_any_mkfs_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path().join("root");
+        let v = "6.1.0-9-amd64";
+        std::fs::create_dir_all(r.join("boot")).unwrap();
+        std::fs::create_dir_all(r.join(format!("lib/modules/{v}"))).unwrap();
+        std::fs::write(r.join(format!("lib/modules/{v}/modules.dep")), "").unwrap();
+        let mut kernel = vec![0u8; 0x400];
+        kernel[0x202..0x206].copy_from_slice(b"HdrS");
+        std::fs::write(r.join(format!("boot/vmlinuz-{v}")), kernel).unwrap();
+        let spec = RescueSpec::new(&r, [7; 16]);
+        let e = plan_rescue(&spec, &t.path().join("work"))
+            .err()
+            .map(|e| e.to_string());
+        let e = e.expect("refused");
+        assert!(
+            e.starts_with("the rescue environment could not restore anything: ")
+                && e.contains("has no mkfs program"),
+            "{e}"
+        );
+    }
 }

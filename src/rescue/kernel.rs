@@ -54,23 +54,102 @@ pub fn find_kernel(fs: &RootFs, choice: Option<&Path>) -> Result<Kernel, RescueE
     })
 }
 
+/// `--kernel`: a path (it has a `/`: on this machine, else inside ROOT) or a version (ROOT's
+/// `boot/vmlinuz-VERSION`); either way a file that is an x86 kernel image (issue #24 item 12).
 fn choose(fs: &RootFs, choice: &Path) -> Result<PathBuf, RescueError> {
-    if choice.is_file() {
-        return Ok(choice.to_path_buf());
-    }
     let s = choice.to_string_lossy();
-    for candidate in [s.to_string(), format!("boot/vmlinuz-{s}")] {
-        if let Some(r) = fs.find(&candidate) {
-            let host = fs.host_path(&r.path);
-            if host.is_file() {
-                return Ok(host);
+    let fail = |detail: String| RescueError::NoKernel {
+        root: fs.root().to_path_buf(),
+        detail,
+    };
+    let found = if s.contains('/') {
+        let inside = fs
+            .find(&s)
+            .map(|r| fs.host_path(&r.path))
+            .filter(|p| p.is_file());
+        if choice.is_file() {
+            choice.to_path_buf()
+        } else if let Some(p) = inside {
+            p
+        } else if choice.exists() {
+            return Err(fail(format!("--kernel {s}: not a regular file")));
+        } else {
+            return Err(fail(format!(
+                "--kernel {s}: no such file (on this machine, nor under {})",
+                fs.root().display()
+            )));
+        }
+    } else {
+        match fs
+            .find(&format!("boot/vmlinuz-{s}"))
+            .map(|r| fs.host_path(&r.path))
+            .filter(|p| p.is_file())
+        {
+            Some(p) => p,
+            // a file in the working directory (`--kernel vmlinuz`)
+            None if choice.is_file() => choice.to_path_buf(),
+            None => {
+                let have = installed(fs);
+                return Err(fail(format!(
+                    "--kernel {s}: no boot/vmlinuz-{s} ({}); give a version or a path to a \
+                     kernel image",
+                    if have.is_empty() {
+                        "boot/ has no vmlinuz-* at all".to_string()
+                    } else {
+                        format!("boot/ has vmlinuz-{}", have.join(", vmlinuz-"))
+                    }
+                )));
             }
         }
+    };
+    check_bzimage(&found).map_err(|why| fail(format!("--kernel {s}: {why}")))?;
+    Ok(found)
+}
+
+/// The versions of ROOT's `boot/vmlinuz-*`, sorted.
+fn installed(fs: &RootFs) -> Vec<String> {
+    let Some(boot) = fs.find("boot") else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(fs.host_path(&boot.path)) else {
+        return Vec::new();
+    };
+    let mut v: Vec<String> = entries
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .into_string()
+                .ok()?
+                .strip_prefix("vmlinuz-")
+                .map(str::to_string)
+        })
+        .collect();
+    v.sort_by(|a, b| version_cmp(a, b));
+    v
+}
+
+/// Whether `path` is an x86 kernel image: the boot protocol's "HdrS" at 0x202
+/// (Documentation/arch/x86/boot.rst), as every bzImage since 2.0 has; else why not.
+pub fn check_bzimage(path: &Path) -> Result<(), String> {
+    use std::io::Read;
+    let mut head = [0u8; 0x206];
+    let mut f = std::fs::File::open(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let mut got = 0;
+    while got < head.len() {
+        match f.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) => return Err(format!("cannot read it: {e}")),
+        }
     }
-    Err(RescueError::NoKernel {
-        root: fs.root().to_path_buf(),
-        detail: format!("--kernel {s}: neither a kernel image nor a version with boot/vmlinuz-{s}"),
-    })
+    if got == head.len() && &head[0x202..0x206] == b"HdrS" {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} is no x86 kernel image (no boot protocol header \"HdrS\" at 0x202)",
+            path.display()
+        ))
+    }
 }
 
 fn newest(fs: &RootFs) -> Result<PathBuf, RescueError> {
@@ -97,13 +176,23 @@ fn newest(fs: &RootFs) -> Result<PathBuf, RescueError> {
         })
         .collect();
     versions.sort_by(|a, b| version_cmp(a, b));
-    let v = versions
-        .pop()
-        .ok_or_else(|| no_kernel("no boot/vmlinuz-VERSION with lib/modules/VERSION/modules.dep"))?;
-    let r = fs
-        .find(&format!("boot/vmlinuz-{v}"))
-        .ok_or_else(|| no_kernel("vmlinuz vanished"))?;
-    Ok(fs.host_path(&r.path))
+    // The newest that is a kernel image: a file merely named vmlinuz-X is not one.
+    let mut refused = Vec::new();
+    while let Some(v) = versions.pop() {
+        let Some(r) = fs.find(&format!("boot/vmlinuz-{v}")) else {
+            continue;
+        };
+        let host = fs.host_path(&r.path);
+        match check_bzimage(&host) {
+            Ok(()) => return Ok(host),
+            Err(why) => refused.push(why),
+        }
+    }
+    Err(no_kernel(&if refused.is_empty() {
+        "no boot/vmlinuz-VERSION with lib/modules/VERSION/modules.dep".to_string()
+    } else {
+        refused.join("; ")
+    }))
 }
 
 /// The version of a kernel image: from its name (`vmlinuz-<version>`), else from the x86 boot
@@ -191,7 +280,7 @@ mod tests {
         std::fs::write(r.join("usr/lib/modules/6.1.0-9-amd64/modules.dep"), "").unwrap();
         std::os::unix::fs::symlink("usr/lib", r.join("lib")).unwrap();
         for v in ["6.1.0-9-amd64", "6.2.0-1-amd64"] {
-            std::fs::write(r.join(format!("boot/vmlinuz-{v}")), b"k").unwrap();
+            std::fs::write(r.join(format!("boot/vmlinuz-{v}")), bzimage()).unwrap();
         }
         std::fs::write(r.join("boot/config-6.1.0-9-amd64"), "CONFIG_RD_ZSTD=y\n").unwrap();
         let fs = RootFs::new(r);
@@ -201,6 +290,55 @@ mod tests {
         assert_eq!(k.compression, Compression::Zstd);
         assert!(find_kernel(&fs, Some(Path::new("6.2.0-1-amd64"))).is_err());
         assert!(find_kernel(&fs, Some(Path::new("7.0"))).is_err());
+    }
+
+    /// The smallest file that passes as a kernel image: the boot protocol's magic.
+    fn bzimage() -> Vec<u8> {
+        let mut img = vec![0u8; 0x400];
+        img[0x202..0x206].copy_from_slice(b"HdrS");
+        img
+    }
+
+    /// Issue #24 item 12: a file named like a kernel is not one; a missing --kernel says so.
+    #[test]
+    fn a_file_named_vmlinuz_is_not_taken_for_a_kernel() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        std::fs::create_dir_all(r.join("boot")).unwrap();
+        for v in ["6.1.0-9-amd64", "6.2.0-1-amd64"] {
+            std::fs::create_dir_all(r.join(format!("lib/modules/{v}"))).unwrap();
+            std::fs::write(r.join(format!("lib/modules/{v}/modules.dep")), "").unwrap();
+        }
+        // the newest is a random file: the older real one is taken
+        std::fs::write(r.join("boot/vmlinuz-6.2.0-1-amd64"), vec![7u8; 4096]).unwrap();
+        std::fs::write(r.join("boot/vmlinuz-6.1.0-9-amd64"), bzimage()).unwrap();
+        let fs = RootFs::new(r);
+        assert_eq!(find_kernel(&fs, None).unwrap().version, "6.1.0-9-amd64");
+        let e = find_kernel(&fs, Some(Path::new("6.2.0-1-amd64")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is no x86 kernel image"), "{e}");
+        // only the random one left: refused, naming it
+        std::fs::remove_file(r.join("boot/vmlinuz-6.1.0-9-amd64")).unwrap();
+        let e = find_kernel(&fs, None).unwrap_err().to_string();
+        assert!(
+            e.contains("vmlinuz-6.2.0-1-amd64 is no x86 kernel image"),
+            "{e}"
+        );
+        let e = find_kernel(&fs, Some(Path::new("/nonexistent/vmlinuz")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--kernel /nonexistent/vmlinuz: no such file (on this machine, nor under"),
+            "{e}"
+        );
+        let e = find_kernel(&fs, Some(Path::new("7.0")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--kernel 7.0: no boot/vmlinuz-7.0 (boot/ has vmlinuz-6.2.0-1-amd64)"),
+            "{e}"
+        );
     }
 
     #[test]

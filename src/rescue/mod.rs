@@ -154,6 +154,9 @@ pub enum RescueError {
     },
     #[error("bad rescue data: {0}")]
     BadList(String),
+    /// The environment would boot yet could not restore (issue #24 item 12).
+    #[error("the rescue environment could not restore anything: {0}")]
+    Useless(String),
 }
 
 impl RescueError {

@@ -44,6 +44,10 @@ pub struct RestoreReport {
     pub millis: u64,
     /// Where the log was written in the restored system, if it was.
     pub log: Option<String>,
+    /// Why the restored disk will not boot, one reason each (each is also a `boot` line);
+    /// empty when a boot path was written and, for UEFI, read back (issue #24). The front-ends
+    /// fail such a restore unless the user accepts it (`--allow-unbootable`).
+    pub unbootable: Vec<String>,
 }
 
 impl RestoreReport {
@@ -78,6 +82,12 @@ impl RestoreReport {
         }
         s
     }
+
+    /// Records that the disk will not boot: a `boot` line and a reason.
+    fn not_bootable(&mut self, line: String) {
+        self.boot.push(line.clone());
+        self.unbootable.push(line);
+    }
 }
 
 mod identities;
@@ -107,6 +117,18 @@ struct ApplyCtx<'a> {
     staging: PathBuf,
     mounts: Mounts,
     report: RestoreReport,
+    /// What phase 7 did for booting, checked once the ESP is written (`check_boot`).
+    booted: BootDone,
+}
+
+/// What phase 7 wrote for booting, before it is checked.
+#[derive(Default)]
+struct BootDone {
+    /// GRUB's i386-pc core image was installed (grub-install ran chrooted).
+    bios_installed: bool,
+    /// The ESP (index into `made`), where its report line goes in `report.boot`, and what
+    /// `ensure_removable` copied into EFI/BOOT.
+    esp: Option<(usize, usize, Vec<String>)>,
 }
 
 impl ApplyCtx<'_> {
@@ -208,6 +230,7 @@ pub fn apply_all(
         staging,
         mounts: Mounts::default(),
         report,
+        booted: BootDone::default(),
     };
     let result = fill(&mut cx, devices);
     // Unmount whatever happened; a failure above wins over one here.
@@ -443,6 +466,7 @@ fn fill(cx: &mut ApplyCtx, devices: Vec<PathBuf>) -> Result<(), RestoreError> {
         }
     }
     sync_all(&made, cx.target)?;
+    check_boot(cx, &made)?;
     cx.log.say("phase 8/9: writing the restore log");
     cx.report.log = write_log(cx, &made)?;
     sync_all(&made, cx.target)
@@ -647,12 +671,12 @@ fn grub_install(cx: &mut ApplyCtx, made: &[Made]) -> Result<(), RestoreError> {
         // --new-uuids on a tree that cannot reinstall GRUB: the files are right, the old core
         // image is not; said in the summary rather than failing a finished restore.
         cx.report
-            .boot
-            .push(format!("{why}: {}", grub::not_bootable()));
+            .not_bootable(format!("{}: {why}", grub::not_bootable()));
     } else {
         cx.log.say(&format!("  grub-install must run: {why}"));
         let c = cx.chroot(made)?;
         grub::install_bios(&c, &cx.target.device)?;
+        cx.booted.bios_installed = true;
         cx.report.boot.push(format!(
             "grub-install --target=i386-pc ran chrooted ({why})"
         ));
@@ -660,38 +684,83 @@ fn grub_install(cx: &mut ApplyCtx, made: &[Made]) -> Result<(), RestoreError> {
     Ok(())
 }
 
-/// The ESP's removable path (EFI/BOOT/BOOTX64.EFI) and, when asked for, its NVRAM entry.
+/// The ESP's removable path (EFI/BOOT/BOOTX64.EFI) and, when asked for, its NVRAM entry. What
+/// the ESP holds is said only after it is written and read back (`check_boot`).
 fn esp_boot(cx: &mut ApplyCtx, made: &[Made]) -> Result<(), RestoreError> {
     let (target, opts) = (cx.target, cx.opts);
-    let (report, b) = (&mut cx.report, &cx.plan.boot);
-    if let Some((n, _)) = &b.esp
-        && let Some(m) = made.iter().find(|m| m.plan.partition == Some(*n))
+    let Some((n, _)) = &cx.plan.boot.esp else {
+        return Ok(());
+    };
+    let Some(i) = made.iter().position(|m| m.plan.partition == Some(*n)) else {
+        return Ok(());
+    };
+    let l = esp::ensure_removable(&made[i].dir)?;
+    cx.booted.esp = Some((i, cx.report.boot.len(), l.copied.clone()));
+    if opts.nvram
+        && let Some(loader) = &l.loader
     {
-        let l = esp::ensure_removable(&m.dir)?;
-        if l.copied.is_empty() {
-            report.boot.push(format!(
-                "ESP {}: files verbatim, EFI/BOOT/BOOTX64.EFI present",
-                m.plan.mount_point
-            ));
+        let label = opts
+            .efi_label
+            .clone()
+            .or(l.vendor.clone())
+            .unwrap_or_else(|| "Linux".into());
+        if let Some(done) = esp::nvram_entry(&target.device, *n, loader, &label)? {
+            cx.report.boot.push(done);
+        }
+    }
+    Ok(())
+}
+
+/// After the ESP is written: its removable path read back (the report says only what was
+/// found there), then whether the disk has a boot path at all (issue #24). A plan that writes
+/// no boot loader (`--only`, an image that recorded none) is not judged.
+fn check_boot(cx: &mut ApplyCtx, made: &[Made]) -> Result<(), RestoreError> {
+    let mut uefi = false;
+    if let Some((i, at, copied)) = cx.booted.esp.take() {
+        let m = &made[i];
+        let found = match &m.vfat {
+            Some(w) => w.read_back_loader()?,
+            None => esp::VfatWriter::Mounted(m.dir.clone()).read_back_loader()?,
+        };
+        let mp = &m.plan.mount_point;
+        let added = if copied.is_empty() {
+            String::new()
         } else {
-            report.boot.push(format!(
-                "ESP {}: files verbatim; added {}",
-                m.plan.mount_point,
-                l.copied.join(", ")
-            ));
-        }
-        if opts.nvram
-            && let Some(loader) = &l.loader
-        {
-            let label = opts
-                .efi_label
-                .clone()
-                .or(l.vendor.clone())
-                .unwrap_or_else(|| "Linux".into());
-            if let Some(done) = esp::nvram_entry(&target.device, *n, loader, &label)? {
-                report.boot.push(done);
+            format!("; added {}", copied.join(", "))
+        };
+        let line = match found {
+            esp::ReadBack::Loader { bytes } => {
+                uefi = true;
+                format!(
+                    "ESP {mp}: files verbatim{added}; EFI/BOOT/BOOTX64.EFI read back from the \
+                     written ESP ({bytes} bytes)"
+                )
             }
-        }
+            esp::ReadBack::Missing => format!(
+                "ESP {mp}: files verbatim{added}; no EFI/BOOT/BOOTX64.EFI on the written ESP \
+                 (the image's ESP holds no EFI loader to put there): UEFI firmware will not \
+                 boot this disk"
+            ),
+            esp::ReadBack::NotPe { bytes } => format!(
+                "ESP {mp}: files verbatim{added}; EFI/BOOT/BOOTX64.EFI on the written ESP is \
+                 no EFI program ({bytes} bytes, no MZ header): UEFI firmware will not boot it"
+            ),
+        };
+        cx.log.say(&format!("  {line}"));
+        let at = at.min(cx.report.boot.len());
+        cx.report.boot.insert(at, line);
+    }
+    let b = &cx.plan.boot;
+    let expects_boot = b.esp.is_some()
+        || b.mbr_boot_code
+        || b.bios_boot.is_some()
+        || b.grub_install.is_some()
+        || b.default_layout;
+    let bios = b.mbr_boot_code || b.bios_boot.is_some() || cx.booted.bios_installed;
+    if expects_boot && !bios && !uefi && cx.report.unbootable.is_empty() {
+        let line = grub::no_boot_path();
+        cx.log.say(&format!("  {line}"));
+        cx.report.not_bootable(line);
     }
     Ok(())
 }

@@ -65,6 +65,81 @@ impl VfatWriter {
     }
 }
 
+/// The removable-media loader's path on an ESP (UEFI 2.10 §3.5.1.1, x64).
+pub const REMOVABLE_LOADER: [&str; 3] = ["EFI", "BOOT", "BOOTX64.EFI"];
+
+/// What the written ESP holds at `EFI/BOOT/BOOTX64.EFI`, read back the way its files were
+/// written (through the mount, or with mtools): what the restore's report may claim.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadBack {
+    /// A PE image ("MZ") of this many bytes.
+    Loader { bytes: u64 },
+    /// No such file.
+    Missing,
+    /// A file that is no PE image (empty, or another format): firmware will not start it.
+    NotPe { bytes: u64 },
+}
+
+impl ReadBack {
+    fn of(data: &[u8]) -> ReadBack {
+        let bytes = data.len() as u64;
+        if data.starts_with(b"MZ") {
+            ReadBack::Loader { bytes }
+        } else {
+            ReadBack::NotPe { bytes }
+        }
+    }
+}
+
+impl VfatWriter {
+    /// Reads `EFI/BOOT/BOOTX64.EFI` back from the filesystem (after `finish`): through the
+    /// mount, or with `mtype` from the device (FAT names are case-insensitive either way).
+    pub fn read_back_loader(&self) -> Result<ReadBack, RestoreError> {
+        match self {
+            VfatWriter::Mounted(dir) => {
+                let mut at = dir.clone();
+                for name in REMOVABLE_LOADER {
+                    match find_ci(&at, name) {
+                        Some(p) => at = p,
+                        None => return Ok(ReadBack::Missing),
+                    }
+                }
+                if !at.is_file() {
+                    return Ok(ReadBack::Missing);
+                }
+                let data =
+                    std::fs::read(&at).map_err(|e| RestoreError::io("reading back", &at, e))?;
+                Ok(ReadBack::of(&data))
+            }
+            VfatWriter::Mtools { device, .. } => {
+                let path = format!("::/{}", REMOVABLE_LOADER.join("/"));
+                let out = std::process::Command::new("mtype")
+                    .args([OsStr::new("-i"), device.as_os_str(), OsStr::new(&path)])
+                    .env("MTOOLS_SKIP_CHECK", "1")
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .map_err(|e| RestoreError::Tool {
+                        tool: "mtype".into(),
+                        device: device.clone(),
+                        msg: e.to_string(),
+                    })?;
+                let err = String::from_utf8_lossy(&out.stderr);
+                if out.status.success() {
+                    Ok(ReadBack::of(&out.stdout))
+                } else if err.contains("not found") {
+                    Ok(ReadBack::Missing)
+                } else {
+                    Err(RestoreError::Tool {
+                        tool: "mtype".into(),
+                        device: device.clone(),
+                        msg: format!("{} reading back {path}: {}", out.status, err.trim()),
+                    })
+                }
+            }
+        }
+    }
+}
+
 /// The entry of `dir` named `name`, case-insensitively (FAT is case-insensitive; a staging
 /// directory is not).
 fn find_ci(dir: &Path, name: &str) -> Option<PathBuf> {

@@ -126,6 +126,24 @@ pub fn not_bootable() -> String {
     )
 }
 
+/// The report line for a disk that got no boot path: no BIOS boot code written or installed,
+/// and no EFI loader on the ESP.
+pub fn no_boot_path() -> String {
+    "NOT BOOTABLE: no boot loader is on the disk: no BIOS boot code was written back or \
+     installed, and the ESP has no EFI/BOOT/BOOTX64.EFI; the files are restored, but install a \
+     boot loader (grub-install in a chroot) before booting this disk"
+        .into()
+}
+
+/// What `install_default` did: one report line per step, whether GRUB's BIOS core image was
+/// installed, and why the disk cannot boot when the tree has no installer.
+#[derive(Debug, Default)]
+pub struct Installed {
+    pub lines: Vec<String>,
+    pub bios: bool,
+    pub unbootable: Option<String>,
+}
+
 /// For the default layout: GRUB for every platform the tree has modules for (BIOS into the
 /// BIOS boot partition; UEFI into the ESP at `esp_mount`, without touching NVRAM: the caller
 /// adds the entry and the removable path), then the tree's grub.cfg regenerated for the new
@@ -137,12 +155,15 @@ pub fn install_default(
     device: &Path,
     esp_mount: &str,
     esp_mountable: bool,
-) -> Result<Vec<String>, RestoreError> {
+) -> Result<Installed, RestoreError> {
     let mut done = Vec::new();
     let Some(gi) = c.find(GRUB_INSTALL) else {
-        done.push(not_bootable());
-        return Ok(done);
+        return Ok(Installed {
+            unbootable: Some(not_bootable()),
+            ..Installed::default()
+        });
     };
+    let mut bios = false;
     let gi = OsStr::new(&gi);
     if c.find(I386_PC).is_some() {
         c.run(
@@ -150,6 +171,7 @@ pub fn install_default(
             device,
         )?;
         done.push("grub-install --target=i386-pc ran chrooted (BIOS boot partition)".into());
+        bios = true;
     } else {
         done.push("BIOS: the tree has no GRUB i386-pc modules (grub-pc-bin): skipped".into());
     }
@@ -193,5 +215,9 @@ pub fn install_default(
             done.push("the tree has no grub-mkconfig: /boot/grub/grub.cfg left as captured".into())
         }
     }
-    Ok(done)
+    Ok(Installed {
+        lines: done,
+        bios,
+        unbootable: None,
+    })
 }

@@ -94,6 +94,14 @@ pub fn run(
     // capture writes under a temporary name in DEST, verifies every chunk (`verify`), and
     // renames into place only then.
     let capture = capture_from(&capture_options(job, &output), base.as_deref(), progress)?;
+    // --keep-going: the image lacks these; a warning in the log and in the run's status
+    for s in &capture.skipped {
+        log(&format!(
+            "warning: skipped {}: {} (not in the image)",
+            s.path.display(),
+            s.reason
+        ));
+    }
     if job.verify_boot {
         prove_boot(&output, log)?;
     }

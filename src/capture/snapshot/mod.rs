@@ -11,7 +11,6 @@
 
 mod btrfs;
 mod lvm;
-mod signals;
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -20,6 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use rustix::mount::{MountFlags, UnmountFlags, mount_bind, mount_remount, unmount};
 
+use super::interrupt::{Interrupts, OnInterrupt};
 use crate::format::manifest::CapturedFs;
 use crate::progress::Progress;
 use crate::scan::ScanOptions;
@@ -47,16 +47,18 @@ pub struct Snapshot {
     origin: CapturedFs,
     describe: String,
     cleanup: Arc<Mutex<Option<Cleanup>>>,
-    _signals: signals::Guard,
+    _on_interrupt: OnInterrupt,
 }
 
 impl Snapshot {
     /// Snapshots the filesystem holding `root` (canonical) and presents it, with the other
-    /// filesystems `scan` would take, at a temporary directory.
-    pub fn take(
+    /// filesystems `scan` would take, at a temporary directory; `interrupts` removes it on a
+    /// signal.
+    pub(crate) fn take(
         root: &Path,
         scan: &ScanOptions,
         progress: &dyn Progress,
+        interrupts: &Interrupts,
     ) -> Result<Snapshot, SnapshotError> {
         let fail = |e: String| SnapshotError::Failed(e);
         let plan = crate::scan::plan_filesystems(root, scan).map_err(|e| fail(e.to_string()))?;
@@ -65,9 +67,16 @@ impl Snapshot {
             .cloned()
             .ok_or_else(|| fail(format!("no filesystem found at {}", root.display())))?;
         let cleanup = Arc::new(Mutex::new(Some(Cleanup::default())));
-        // Signals first: from here on an interrupt waits for the snapshot to exist (the lock
-        // is held while it is made) and then removes it.
-        let guard = signals::Guard::start(Arc::clone(&cleanup));
+        // Registered first: from here on an interrupt waits for the snapshot to exist (the
+        // lock is held while it is made) and then removes it.
+        let on_signal = Arc::clone(&cleanup);
+        let guard = interrupts.on_interrupt("the snapshot".into(), move || {
+            if let Some(mut c) = on_signal.lock().ok().and_then(|mut g| g.take())
+                && let Err(e) = c.run()
+            {
+                eprintln!("osimage: {e}");
+            }
+        });
         let mut lock = cleanup
             .lock()
             .map_err(|_| fail("cleanup state poisoned".into()))?;
@@ -80,7 +89,7 @@ impl Snapshot {
                 origin,
                 describe,
                 cleanup,
-                _signals: guard,
+                _on_interrupt: guard,
             }),
             Err(e) => {
                 if let Some(mut c) = cleanup.lock().ok().and_then(|mut g| g.take())

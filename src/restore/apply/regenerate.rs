@@ -54,16 +54,23 @@ pub(super) fn default_layout_boot(cx: &mut ApplyCtx, made: &[Made]) -> Result<()
     let esp_mount = esp.map_or("/boot/efi", |m| m.plan.mount_point.as_str());
     let esp_mountable = esp.is_some_and(|m| matches!(m.vfat, Some(VfatWriter::Mounted(_))));
     // Without an installer, no chroot: nothing (not even /dev, /proc, /sys) is added.
-    let lines = if grub::has_grub_install(&root.dir) {
+    let done = if grub::has_grub_install(&root.dir) {
         let c = cx.chroot(made)?;
         grub::install_default(&c, &target.device, esp_mount, esp_mountable)?
     } else {
-        vec![grub::not_bootable()]
+        grub::Installed {
+            unbootable: Some(grub::not_bootable()),
+            ..grub::Installed::default()
+        }
     };
-    for l in &lines {
+    for l in done.lines.iter().chain(&done.unbootable) {
         cx.log.say(&format!("  {l}"));
     }
-    cx.report.boot.extend(lines);
+    cx.report.boot.extend(done.lines);
+    cx.booted.bios_installed |= done.bios;
+    if let Some(why) = done.unbootable {
+        cx.report.not_bootable(why);
+    }
     Ok(())
 }
 
