@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::run;
 use e2e::disk::{self, Attached, Mount};
+use e2e::iso_entry::{Entry, auto_entry};
 use e2e::phase_time;
 use e2e::source::{self, BOOT_TIMEOUT};
 use e2e::vm::{self, Boot, DirectKernel, Drive, Firmware};
@@ -114,44 +115,6 @@ fn golden(work: &Path) -> Golden {
 
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-/// The ISO's automatic boot entry: kernel and initramfs copied out, its command line read
-/// from the ISO's grub.cfg.
-struct Entry {
-    kernel: PathBuf,
-    initrd: PathBuf,
-    cmdline: String,
-}
-
-fn auto_entry(iso: &Path, dir: &Path) -> Entry {
-    let (kernel, initrd, cfg) = (
-        dir.join("vmlinuz"),
-        dir.join("initrd.img"),
-        dir.join("grub.cfg"),
-    );
-    run(Command::new("xorriso")
-        .args(["-osirrox", "on", "-indev"])
-        .arg(iso)
-        .args(["-extract", "/osimage/rescue/vmlinuz"])
-        .arg(&kernel)
-        .args(["-extract", "/osimage/rescue/initrd.img"])
-        .arg(&initrd)
-        .args(["-extract", "/boot/grub/grub.cfg"])
-        .arg(&cfg));
-    let text = read(&cfg);
-    let line = text
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("linux ") && l.contains("osimage.auto=1"))
-        .unwrap_or_else(|| panic!("no automatic entry in the ISO's grub.cfg:\n{text}"));
-    let cmdline = line.splitn(3, ' ').nth(2).unwrap_or("").to_string();
-    assert!(cmdline.contains("osimage.id="), "{cmdline}");
-    Entry {
-        kernel,
-        initrd,
-        cmdline,
-    }
 }
 
 /// One restored machine: its two disks, in the order [system, home].

@@ -479,3 +479,93 @@ fn verify_boot_passes_the_lvm_iso_reading_the_lv_without_device_mapper() {
     );
     eprintln!("e2e: lvm verify --boot: {detail}");
 }
+
+/// `osimage.new-uuids=1` on the ISO's command line (as an admin adds it at the GRUB menu to
+/// make a second machine from one image): the restored PV, VG and LVs carry UUIDs other than
+/// the source's, /boot's filesystem too, and the restored disk still boots with / on the LV
+/// (fstab, GRUB's configuration and the initramfs follow the new values).
+#[test]
+fn new_uuids_renews_the_pv_vg_and_lv_uuids_and_the_disk_still_boots() {
+    use osimage::layout::stack::lvm;
+    let _disks = common::loop_devices(module_path!());
+    let s = source::lvm_source();
+    let c = captured();
+    assert_eq!(c.rc, 0, "{}", c.describe());
+    let work = common::scratch();
+    let e = e2e::iso_entry::auto_entry(&c.iso, work.path());
+    let target = work.path().join("renewed.img");
+    e2e::disk::sparse(&target, TARGET_BYTES);
+    let cmdline = format!("{} osimage.new-uuids=1", e.cmdline);
+    let o = vm::boot_direct(
+        &Boot {
+            name: "lvm-restore-new-uuids".into(),
+            firmware: Firmware::Bios,
+            cdrom: Some(&c.iso),
+            disks: vec![Drive {
+                file: &target,
+                bus: vm::Bus::Virtio,
+                snapshot: false,
+            }],
+            timeout: RESTORE_TIMEOUT,
+            stop_on: &[FAILED, WAITING],
+            grace: Duration::from_secs(2),
+        },
+        vm::DirectKernel {
+            kernel: &e.kernel,
+            initrd: &e.initrd,
+            cmdline: &cmdline,
+        },
+    );
+    assert!(
+        o.console.contains(DONE) && !o.console.contains(FAILED) && !o.console.contains(WAITING),
+        "the LVM ISO did not restore with osimage.new-uuids=1: {}",
+        o.describe()
+    );
+    phase_time(
+        "lvm: ISO boot -> restored with new UUIDs -> power-off (bios)",
+        o.elapsed,
+    );
+    boots_to_marker(s, "renewed", Firmware::Bios, &target);
+
+    let dst = e2e::disk::Attached::new(&target, true);
+    let pv_dev = dst.part(4);
+    let mut f = std::fs::File::open(&pv_dev).expect("the restored PV");
+    let size = std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0)).expect("its size");
+    let pv = lvm::read_pv(&f, size)
+        .expect("the restored PV's label reads")
+        .expect("an LVM label on the restored partition 4");
+    let vg = lvm::parse_vg(pv.metadata.as_deref().expect("metadata on the PV")).unwrap();
+    let lv = |name: &str| vg.lvs.iter().find(|l| l.name == name).expect(name);
+    assert_eq!(vg.name, "e2evg", "the VG keeps its name");
+    for (what, new, old) in [
+        ("PV", pv.pv_uuid.as_str(), s.get("PV_UUID")),
+        ("VG", vg.id.as_str(), s.get("VG_UUID")),
+        ("root LV", lv("root").id.as_str(), s.get("ROOT_LV_UUID")),
+        ("swap LV", lv("swap").id.as_str(), s.get("SWAP_LV_UUID")),
+    ] {
+        assert!(
+            lvm::ids::is_id(new) && new != old,
+            "the {what} UUID was not renewed: {new} (the source's {old})"
+        );
+    }
+    assert_eq!(
+        vg.pvs[0].id, pv.pv_uuid,
+        "the metadata names the PV by its new UUID"
+    );
+    let out = Command::new("blkid")
+        .args(["-o", "value", "-s", "UUID"])
+        .arg(dst.part(3))
+        .output()
+        .expect("blkid");
+    let boot_uuid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        !boot_uuid.is_empty() && boot_uuid != s.get("BOOT_UUID"),
+        "/boot's UUID was not renewed: {boot_uuid:?}"
+    );
+    eprintln!(
+        "e2e: lvm new UUIDs: PV {} VG {} root LV {} /boot {boot_uuid}",
+        pv.pv_uuid,
+        vg.id,
+        lv("root").id
+    );
+}

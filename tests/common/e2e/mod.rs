@@ -5,6 +5,7 @@
 
 pub mod disk;
 pub mod guest_capture;
+pub mod iso_entry;
 pub mod restored;
 pub mod secure_boot;
 pub mod source;
