@@ -1,5 +1,5 @@
 //! Issue #19's proof for the Debian installer's "guided - use entire disk and set up LVM"
-//! layout: the source system (`tests/e2e/build-source-lvm.sh`: BIOS boot partition, ESP,
+//! layout: the source system (`tests/e2e/build-source-stack.sh lvm`: BIOS boot partition, ESP,
 //! /boot ext4, PV holding VG `e2evg` with LVs `root` (ext4) and `swap`; / mounted as
 //! `/dev/mapper/e2evg-root`) boots by BIOS and UEFI; `osimage capture / -o system.iso` run
 //! INSIDE the booted system (tests/common/e2e/guest_capture.rs: this host's kernel has no
@@ -26,7 +26,7 @@ use e2e::vm::{self, Boot, Drive, Firmware};
 
 /// The restore target: larger than the 3 GiB source, so the LV holding / takes up the rest.
 const TARGET_BYTES: u64 = 4 << 30;
-/// The source disk (tests/e2e/build-source-lvm.sh).
+/// The source disk (tests/e2e/build-source-stack.sh lvm).
 const SOURCE_BYTES: u64 = 3 << 30;
 const DONE: &str = "OSIMAGE-RESTORE-DONE";
 const FAILED: &str = "OSIMAGE-RESTORE-FAILED";
