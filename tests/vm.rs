@@ -13,6 +13,7 @@
 #[allow(dead_code)]
 mod common;
 
+mod e2e_crypt;
 mod e2e_dialogue;
 mod e2e_fleet;
 mod e2e_lvm;
