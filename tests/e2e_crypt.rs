@@ -5,13 +5,13 @@
 //! typed at its initramfs prompt and captures itself (`osimage capture /` INSIDE the booted
 //! system: this host's kernel has no device-mapper); the image records the LUKS container
 //! (version, UUID, mapping, crypttab line) under the VG; the ISO, booted beside a blank 4 GiB
-//! disk, asks over the serial console for the restored container's new passphrase (typed
-//! twice by the test), restores by itself and powers off; on the host the restored
-//! partition 4 carries a LUKS2 header with the source's UUID; the restored disk boots through
-//! its own GRUB, its initramfs asks for the passphrase, the test types the NEW one and the
-//! marker shows / on the LV; booted once more (unlocked the same way) it captures itself and
-//! that image records the source's LUKS UUID, VG and LV UUIDs (this host cannot open the
-//! container to read them).
+//! disk (SeaBIOS, and OVMF), asks over the serial console for the restored container's new
+//! passphrase (typed twice by the test), restores by itself and powers off; on the host the
+//! restored partition 4 carries a LUKS2 header with the source's UUID; the restored disk boots
+//! through its own GRUB, its initramfs asks for the passphrase, the test types the NEW one
+//! and the marker shows / on the LV; with SeaBIOS, booted once more (unlocked the same way)
+//! it captures itself and that image records the source's LUKS UUID, VG and LV UUIDs (this
+//! host cannot open the container to read them).
 //! Phase times are printed (and kept in tests/cache/e2e/logs/times.txt), never asserted.
 //!
 //! Needs what tests/e2e_restore.rs needs; the source is built in a QEMU guest and cached in
@@ -244,13 +244,12 @@ fn capture_inside_the_encrypted_system_records_luks_under_the_vg() {
     );
 }
 
-/// The whole cycle (SeaBIOS): the ISO beside a blank 4 GiB disk asks for the new container's
+/// The whole cycle with `fw`: the ISO beside a blank 4 GiB disk asks for the new container's
 /// passphrase over the serial console (typed twice), restores and powers off; the restored
 /// partition 4 is LUKS2 with the source's UUID (osimage's own reader, on the host); the
 /// restored disk boots, unlocked with the NEW passphrase at its initramfs prompt.
-#[test]
-fn crypt_iso_restores_asking_the_passphrase_and_it_unlocks_and_boots_with_seabios() {
-    let _disks = common::loop_devices(module_path!());
+/// With `inside`, the restored system then captures itself (`same_stack_inside`).
+fn crypt_iso_restores_and_boots(fw: Firmware, inside: bool) {
     let s = source::crypt_source();
     let c = captured();
     assert_eq!(c.rc, 0, "{}", c.describe());
@@ -269,8 +268,8 @@ fn crypt_iso_restores_asking_the_passphrase_and_it_unlocks_and_boots_with_seabio
     ];
     let o = vm::boot_typing(
         &Boot {
-            name: "crypt-restore-bios".into(),
-            firmware: Firmware::Bios,
+            name: format!("crypt-restore-{}", fw.name()),
+            firmware: fw,
             cdrom: Some(&c.iso),
             disks: vec![Drive {
                 file: &target,
@@ -306,7 +305,10 @@ fn crypt_iso_restores_asking_the_passphrase_and_it_unlocks_and_boots_with_seabio
         o.describe()
     );
     phase_time(
-        "crypt: ISO boot -> passphrase typed -> restored -> power-off (bios)",
+        &format!(
+            "crypt: ISO boot -> passphrase typed -> restored -> power-off ({})",
+            fw.name()
+        ),
         o.elapsed,
     );
     for l in o
@@ -331,8 +333,22 @@ fn crypt_iso_restores_asking_the_passphrase_and_it_unlocks_and_boots_with_seabio
         );
         assert_eq!((h.version, h.uuid.as_str()), (2, s.get("LUKS_UUID")));
     }
-    boots_to_marker(s, "restored", Firmware::Bios, &target, NEW_PASSPHRASE);
-    same_stack_inside(s, &target, work.path());
+    boots_to_marker(s, "restored", fw, &target, NEW_PASSPHRASE);
+    if inside {
+        same_stack_inside(s, &target, work.path());
+    }
+}
+
+#[test]
+fn crypt_iso_restores_asking_the_passphrase_and_it_unlocks_and_boots_with_seabios() {
+    let _disks = common::loop_devices(module_path!());
+    crypt_iso_restores_and_boots(Firmware::Bios, true);
+}
+
+#[test]
+fn crypt_iso_restores_asking_the_passphrase_and_it_unlocks_and_boots_with_ovmf() {
+    let _disks = common::loop_devices(module_path!());
+    crypt_iso_restores_and_boots(Firmware::Uefi, false);
 }
 
 /// The VG and LV UUIDs are inside the encrypted container, which this host cannot open: the
