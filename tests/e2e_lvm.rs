@@ -1,5 +1,5 @@
 //! Issue #19's proof for the Debian installer's "guided - use entire disk and set up LVM"
-//! layout: the source system (`tests/e2e/build-source-lvm.sh`: BIOS boot partition, ESP,
+//! layout: the source system (`tests/e2e/build-source-stack.sh lvm`: BIOS boot partition, ESP,
 //! /boot ext4, PV holding VG `e2evg` with LVs `root` (ext4) and `swap`; / mounted as
 //! `/dev/mapper/e2evg-root`) boots by BIOS and UEFI; `osimage capture / -o system.iso` run
 //! INSIDE the booted system (tests/common/e2e/guest_capture.rs: this host's kernel has no
@@ -28,7 +28,7 @@ use e2e::vm::{self, Boot, Drive, Firmware};
 const TARGET_BYTES: u64 = 4 << 30;
 /// The smaller restore target: the VG's free extents go first, then the LV holding / shrinks.
 const SMALLER_BYTES: u64 = 5 << 29;
-/// The source disk (tests/e2e/build-source-lvm.sh).
+/// The source disk (tests/e2e/build-source-stack.sh lvm).
 const SOURCE_BYTES: u64 = 3 << 30;
 const DONE: &str = "OSIMAGE-RESTORE-DONE";
 const FAILED: &str = "OSIMAGE-RESTORE-FAILED";

@@ -13,9 +13,11 @@
 #[allow(dead_code)]
 mod common;
 
+mod e2e_crypt;
 mod e2e_dialogue;
 mod e2e_fleet;
 mod e2e_lvm;
+mod e2e_md;
 mod e2e_restore;
 mod initramfs_debian;
 mod restore_debian_tree;

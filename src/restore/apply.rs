@@ -112,6 +112,9 @@ struct ApplyCtx<'a> {
     reader: &'a PayloadReader,
     /// The system disk (the first job's): boot loader and NVRAM go there.
     target: &'a TargetDisk,
+    /// The other disks whose plan says grub-install must run on them (GRUB on both disks
+    /// of a RAID1): device and why.
+    more_grub: Vec<(PathBuf, String)>,
     opts: &'a RestoreOptions,
     log: &'a RestoreLog<'a>,
     staging: PathBuf,
@@ -221,10 +224,18 @@ pub fn apply_all(
         }
     };
     let (all, devices) = one_tree(jobs, made_fs);
+    let more_grub = jobs[1..]
+        .iter()
+        .filter_map(|j| {
+            let why = j.plan.boot.grub_install.clone()?;
+            Some((j.target.device.clone(), why))
+        })
+        .collect();
     let mut cx = ApplyCtx {
         plan: all,
         reader,
         target: jobs[0].target,
+        more_grub,
         opts,
         log: &log,
         staging,
@@ -657,11 +668,30 @@ fn boot_loader(cx: &mut ApplyCtx, made: &[Made]) -> Result<(), RestoreError> {
     Ok(())
 }
 
-/// grub-install for BIOS, chrooted, when the plan says the geometry forces it.
+/// grub-install for BIOS, chrooted, onto each disk whose plan says it must run (the
+/// geometry forces it, or a second disk's BIOS boot partition was not captured).
 fn grub_install(cx: &mut ApplyCtx, made: &[Made]) -> Result<(), RestoreError> {
-    let Some(why) = cx.plan.boot.grub_install.clone() else {
-        return Ok(());
-    };
+    let mut disks: Vec<(PathBuf, String)> = cx
+        .plan
+        .boot
+        .grub_install
+        .clone()
+        .map(|why| (cx.target.device.clone(), why))
+        .into_iter()
+        .collect();
+    disks.extend(cx.more_grub.iter().cloned());
+    for (device, why) in disks {
+        grub_install_onto(cx, made, &device, &why)?;
+    }
+    Ok(())
+}
+
+fn grub_install_onto(
+    cx: &mut ApplyCtx,
+    made: &[Made],
+    device: &Path,
+    why: &str,
+) -> Result<(), RestoreError> {
     let root_dir = made
         .iter()
         .find(|m| m.plan.mount_point == "/")
@@ -673,12 +703,16 @@ fn grub_install(cx: &mut ApplyCtx, made: &[Made]) -> Result<(), RestoreError> {
         cx.report
             .not_bootable(format!("{}: {why}", grub::not_bootable()));
     } else {
-        cx.log.say(&format!("  grub-install must run: {why}"));
+        cx.log.say(&format!(
+            "  grub-install must run on {}: {why}",
+            device.display()
+        ));
         let c = cx.chroot(made)?;
-        grub::install_bios(&c, &cx.target.device)?;
+        grub::install_bios(&c, device)?;
         cx.booted.bios_installed = true;
         cx.report.boot.push(format!(
-            "grub-install --target=i386-pc ran chrooted ({why})"
+            "grub-install --target=i386-pc {} ran chrooted ({why})",
+            device.display()
         ));
     }
     Ok(())

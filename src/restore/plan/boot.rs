@@ -4,6 +4,8 @@
 
 use super::build::Builder;
 use super::is_extended;
+use crate::layout::PartitionTable;
+use crate::layout::table::BIOS_BOOT_GUID;
 
 impl Builder<'_> {
     /// Boot areas: verbatim where the geometry allows, grub-install where it does not.
@@ -15,6 +17,7 @@ impl Builder<'_> {
 
     /// The MBR boot code, post-gap and BIOS boot partition, or why grub-install must run.
     fn verbatim_areas(&mut self) {
+        let own = self.bios_boot_partition();
         let code = &self.disk.mbr_boot_code;
         let b = &mut self.plan.boot;
         b.mbr_boot_code = code.iter().any(|&c| c != 0);
@@ -26,6 +29,20 @@ impl Builder<'_> {
             .as_ref()
             .filter(|p| p.disk == self.idx)
             .and_then(|p| p.partition);
+        // A second disk with GRUB's boot code and a BIOS boot partition of its own (GRUB on
+        // both disks of a RAID1): the capture keeps one BIOS boot partition's bytes, the boot
+        // disk's, so this one's core image comes from grub-install; its MBR code alone would
+        // jump into an empty partition.
+        if bios.is_none()
+            && b.mbr_boot_code
+            && let Some(n) = own
+        {
+            b.grub_install = Some(format!(
+                "{}'s BIOS boot partition {n}: its bytes were not captured (only the boot \
+                 disk's are)",
+                self.disk.name
+            ));
+        }
         if let Some(n) = bios {
             if !info.bios_boot_bytes.is_empty() && same_sectors {
                 b.bios_boot = Some((n, info.bios_boot_bytes.len() as u64));
@@ -44,6 +61,17 @@ impl Builder<'_> {
             b.bios_boot = None;
             b.mbr_gap_bytes = 0;
         }
+    }
+
+    /// The number of this disk's recorded BIOS boot partition (GPT type), if it has one.
+    fn bios_boot_partition(&self) -> Option<u32> {
+        let Some(PartitionTable::Gpt(t)) = &self.disk.table else {
+            return None;
+        };
+        t.partitions
+            .iter()
+            .find(|p| p.type_guid.eq_ignore_ascii_case(BIOS_BOOT_GUID))
+            .map(|p| p.number)
     }
 
     /// The ESP's partition number and mount point, when it is on this disk.

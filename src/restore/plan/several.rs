@@ -231,6 +231,42 @@ pub(crate) mod tests {
         assert_eq!(plans[1].resized.as_ref().map(|r| r.number), Some(1));
     }
 
+    /// GRUB on both disks (a RAID1's): the second disk has GRUB's boot code and a BIOS boot
+    /// partition of its own, whose bytes the capture did not keep (it keeps the boot disk's):
+    /// its plan has grub-install run on it; without boot code, nothing is installed there.
+    #[test]
+    fn a_second_disk_with_grub_boot_code_and_a_bios_boot_partition_gets_grub_install() {
+        let mut l = two_disks();
+        let Some(PartitionTable::Gpt(t1)) = &mut l.disks[1].table else {
+            panic!("vdb is GPT");
+        };
+        t1.partitions[0].first_lba = 4096;
+        t1.partitions.insert(
+            0,
+            GptPartition {
+                number: 2,
+                first_lba: 2048,
+                last_lba: 4095,
+                type_guid: crate::layout::table::BIOS_BOOT_GUID.into(),
+                part_guid: "88888888-2222-4333-8444-555555555556".into(),
+                name: "bios".into(),
+                attributes: 0,
+            },
+        );
+        l.filesystems[1].size_bytes -= MIB;
+        let targets = [t("vda", "/dev/sdb", GIB), t("vdb", "/dev/sdc", 256 * MIB)];
+        let plans = plan_disks(&l, &targets).unwrap();
+        assert_eq!(plans[1].boot.grub_install, None, "no boot code on vdb");
+        l.disks[1].mbr_boot_code = vec![0xeb, 0x63, 0x90];
+        let plans = plan_disks(&l, &targets).unwrap();
+        let why = plans[1].boot.grub_install.as_deref().unwrap_or("");
+        assert!(
+            why.contains("vdb's BIOS boot partition 2") && why.contains("not captured"),
+            "{why:?}"
+        );
+        assert_eq!(plans[1].boot.bios_boot, None);
+    }
+
     const GIB: u64 = 1 << 30;
 
     #[test]

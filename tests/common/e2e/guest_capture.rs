@@ -23,7 +23,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::disk::{self, Attached, Mount};
-use super::vm::{self, Boot, DirectKernel, Drive, Firmware};
+use super::vm::{self, Boot, DirectKernel, Drive, Firmware, Typed};
 use crate::common::run;
 
 /// The line the guest prints when the capture is over (its output disk unmounted).
@@ -124,6 +124,21 @@ fn ext4_image(path: &Path, bytes: u64, label: &str, content: Option<&Path>) {
 /// harness itself failed (no kernel, no `OSIMAGE-E2E-CAPTURED` line, an unreadable output
 /// disk); a capture that exits non-zero is `Ok` with its `rc` (the caller asserts).
 pub fn capture_in_guest(source: &Path, args: &[&str], work: &Path) -> Result<CapturedIso, String> {
+    capture_in_guest_of(&[source], &[], args, work)
+}
+
+/// `capture_in_guest` of a source on several disks (`sources` in order, `/dev/vda`,
+/// `/dev/vdb`, ...; `source.env` beside the first: an MD array's members), typing `typed`
+/// into the console as the boot asks (the passphrase of an encrypted root at the initramfs
+/// prompt). The kernel is read from `KERNEL_PART` of the first disk, `KERNEL_OFFSET` bytes
+/// into it when `source.env` says so (a filesystem on an MD member starts at its data offset).
+pub fn capture_in_guest_of(
+    sources: &[&Path],
+    typed: &[Typed],
+    args: &[&str],
+    work: &Path,
+) -> Result<CapturedIso, String> {
+    let source = *sources.first().ok_or("no source disk")?;
     let env = source_env(source)?;
     let get = |k: &str| {
         env.get(k)
@@ -137,9 +152,21 @@ pub fn capture_in_guest(source: &Path, args: &[&str], work: &Path) -> Result<Cap
         .map_err(|_| format!("KERNEL_PART={part} is not a partition number"))?;
     std::fs::create_dir_all(work).map_err(|e| format!("mkdir {}: {e}", work.display()))?;
 
+    let offset: u64 = match env.get("KERNEL_OFFSET") {
+        Some(o) => o
+            .parse()
+            .map_err(|_| format!("KERNEL_OFFSET={o} is not a byte count"))?,
+        None => 0,
+    };
     let (kernel, initrd) = {
         let a = Attached::new(source, true);
-        let m = Mount::ext4_ro(&a.part(part), &work.join("kernel-fs"));
+        let dir = work.join("kernel-fs");
+        let m = if offset == 0 {
+            Mount::ext4_ro(&a.part(part), &dir)
+        } else {
+            // a loop device at the offset (mount's `offset=` implies one)
+            Mount::new(&a.part(part), &dir, &format!("ro,noload,offset={offset}"))
+        };
         copy_kernel(&m.dir.join(&kdir), work)?
     };
 
@@ -179,28 +206,32 @@ pub fn capture_in_guest(source: &Path, args: &[&str], work: &Path) -> Result<Cap
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     );
-    let o = vm::boot_direct(
+    let mut disks: Vec<Drive> = sources
+        .iter()
+        .map(|file| Drive {
+            file,
+            bus: vm::Bus::Virtio,
+            snapshot: true,
+        })
+        .collect();
+    disks.extend([
+        Drive {
+            file: &tools_img,
+            bus: vm::Bus::Virtio,
+            snapshot: true,
+        },
+        Drive {
+            file: &out_img,
+            bus: vm::Bus::Virtio,
+            snapshot: false,
+        },
+    ]);
+    let o = vm::boot_direct_typing(
         &Boot {
             name,
             firmware: Firmware::Bios,
             cdrom: None,
-            disks: vec![
-                Drive {
-                    file: source,
-                    bus: vm::Bus::Virtio,
-                    snapshot: true,
-                },
-                Drive {
-                    file: &tools_img,
-                    bus: vm::Bus::Virtio,
-                    snapshot: true,
-                },
-                Drive {
-                    file: &out_img,
-                    bus: vm::Bus::Virtio,
-                    snapshot: false,
-                },
-            ],
+            disks,
             timeout: CAPTURE_TIMEOUT,
             stop_on: &[CAPTURED],
             // the output disk is unmounted before the line: the power-off is only waited for
@@ -211,6 +242,7 @@ pub fn capture_in_guest(source: &Path, args: &[&str], work: &Path) -> Result<Cap
             initrd: &initrd,
             cmdline: &cmdline,
         },
+        typed,
     );
     let done = o.console.lines().find_map(|l| {
         l.split_once(CAPTURED)

@@ -18,8 +18,9 @@ pub const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 /// The built source disk.
 pub struct Source {
     pub dir: PathBuf,
-    /// The GPT disk (plain: 2 GiB, BIOS boot, ESP, root ext4; LVM: 3 GiB, BIOS boot, ESP,
-    /// /boot, PV). Only ever attached read-only or booted
+    /// The (first) GPT disk (plain: 2 GiB, BIOS boot, ESP, root ext4; LVM and crypt: 3 GiB,
+    /// BIOS boot, ESP, /boot, PV (in LUKS); MD: 2 GiB, BIOS boot, RAID member). Only ever
+    /// attached read-only or booted
     /// with `snapshot=on`: it is the reference the restored disk is compared with.
     pub disk: PathBuf,
     /// The ESP's files as its FAT holds them, shown to the capture at ROOT/boot/efi.
@@ -33,6 +34,15 @@ impl Source {
         self.env
             .get(key)
             .unwrap_or_else(|| panic!("{key} not in {}/source.env", self.dir.display()))
+    }
+
+    /// Every disk of the source in order (`DISKS` in `source.env`: the MD source has two;
+    /// `disk` is the first).
+    pub fn disks(&self) -> Vec<PathBuf> {
+        match self.env.get("DISKS") {
+            Some(d) => d.split_whitespace().map(|n| self.dir.join(n)).collect(),
+            None => vec![self.disk.clone()],
+        }
     }
 
     /// The console line the source system prints once it reached multi-user.
@@ -55,13 +65,15 @@ impl Source {
 
 static SOURCE: OnceLock<Result<Source, String>> = OnceLock::new();
 static LVM_SOURCE: OnceLock<Result<Source, String>> = OnceLock::new();
+static MD_SOURCE: OnceLock<Result<Source, String>> = OnceLock::new();
+static CRYPT_SOURCE: OnceLock<Result<Source, String>> = OnceLock::new();
 
 /// The source system, built (or found in the cache) once per test process.
 pub fn source() -> &'static Source {
     SOURCE
         .get_or_init(|| {
             build(
-                "build-source.sh",
+                &["build-source.sh"],
                 "source system build (debootstrap + disk)",
             )
         })
@@ -69,29 +81,46 @@ pub fn source() -> &'static Source {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Issue #19's LVM source (`build-source-lvm.sh`: the Debian installer's guided LVM layout,
-/// made inside a QEMU guest), built (or found in the cache) once per test process. Its
-/// `source.env` names the PV, VG and LVs; its `esp` directory is the ESP's files.
+/// Issue #19's LVM source (`build-source-stack.sh lvm`: the Debian installer's guided LVM
+/// layout, made inside a QEMU guest), built (or found in the cache) once per test process.
+/// Its `source.env` names the PV, VG and LVs; its `esp` directory is the ESP's files.
 pub fn lvm_source() -> &'static Source {
-    LVM_SOURCE
-        .get_or_init(|| {
-            build(
-                "build-source-lvm.sh",
-                "LVM source system build (installer guest)",
-            )
-        })
-        .as_ref()
-        .unwrap_or_else(|e| panic!("{e}"))
+    stack_source(&LVM_SOURCE, "lvm")
 }
 
-fn build(script: &str, phase: &str) -> Result<Source, String> {
+/// Issue #19's MD source (`build-source-stack.sh md`: RAID1 on two disks, ext4 / on md0,
+/// BIOS only): `disks()` are the two members' disks in order.
+pub fn md_source() -> &'static Source {
+    stack_source(&MD_SOURCE, "md")
+}
+
+/// Issue #19's encrypted-LVM source (`build-source-stack.sh crypt`: d-i's "encrypted LVM",
+/// LUKS2 opened as `vda4_crypt` holding the PV; `CRYPT_PASSPHRASE` in its `source.env`).
+pub fn crypt_source() -> &'static Source {
+    stack_source(&CRYPT_SOURCE, "crypt")
+}
+
+fn stack_source(cell: &'static OnceLock<Result<Source, String>>, layout: &str) -> &'static Source {
+    cell.get_or_init(|| {
+        build(
+            &["build-source-stack.sh", layout],
+            &format!("{layout} source system build (installer guest)"),
+        )
+    })
+    .as_ref()
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn build(script: &[&str], phase: &str) -> Result<Source, String> {
     super::need_tools();
+    let (script, args) = script.split_first().expect("a script");
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/e2e")
         .join(script);
     let started = Instant::now();
     let out = Command::new("sh")
         .arg(&script)
+        .args(args)
         .arg(cache_dir())
         .output()
         .map_err(|e| format!("running {}: {e}", script.display()))?;

@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-pub use osimage::vm::{Bus, DirectKernel, Drive, Firmware, OVMF_CODE, OVMF_VARS, Outcome};
+pub use osimage::vm::{Bus, DirectKernel, Drive, Firmware, OVMF_CODE, OVMF_VARS, Outcome, Typed};
 use osimage::{Accel, vm};
 
 /// One boot.
@@ -29,16 +29,27 @@ pub struct Boot<'a> {
 
 /// Boots, watches the serial console, and returns how it ended.
 pub fn boot(b: &Boot) -> Outcome {
-    boot_with(b, None)
+    boot_with(b, None, &[])
+}
+
+/// Like `boot`, typing `script` into the serial console (each line once its prompt is
+/// there: a passphrase asked by the initramfs).
+pub fn boot_typing(b: &Boot, script: &[Typed]) -> Outcome {
+    boot_with(b, None, script)
 }
 
 /// Like `boot`, with the kernel loaded directly (`-kernel/-initrd/-append`: a boot entry's
 /// command line with parameters added, as an operator edits it at the boot menu).
 pub fn boot_direct(b: &Boot, kernel: DirectKernel) -> Outcome {
-    boot_with(b, Some(kernel))
+    boot_with(b, Some(kernel), &[])
 }
 
-fn boot_with(b: &Boot, kernel: Option<DirectKernel>) -> Outcome {
+/// `boot_direct` typing `script` into the serial console.
+pub fn boot_direct_typing(b: &Boot, kernel: DirectKernel, script: &[Typed]) -> Outcome {
+    boot_with(b, Some(kernel), script)
+}
+
+fn boot_with(b: &Boot, kernel: Option<DirectKernel>, script: &[Typed]) -> Outcome {
     let logs = super::logs_dir();
     let disks = b
         .disks
@@ -50,24 +61,27 @@ fn boot_with(b: &Boot, kernel: Option<DirectKernel>) -> Outcome {
         })
         .collect();
     let _vm = crate::common::vm_lock();
-    let o = vm::run(&vm::VmSpec {
-        name: b.name.clone(),
-        log_dir: &logs,
-        firmware: b.firmware,
-        accel: Accel::Tcg,
-        memory_mib: 1536,
-        cdrom: b.cdrom,
-        kernel,
-        disks,
-        timeout: b.timeout,
-        stop_on: b.stop_on,
-        // a panicked kernel never prints what the test waits for: end at once
-        fail_on: &[osimage::console::KERNEL_PANIC],
-        milestones: &[],
-        grace: b.grace,
-        stall: None,
-        first_output: Some(vm::FIRST_OUTPUT),
-    })
+    let o = vm::run_typing(
+        &vm::VmSpec {
+            name: b.name.clone(),
+            log_dir: &logs,
+            firmware: b.firmware,
+            accel: Accel::Tcg,
+            memory_mib: 1536,
+            cdrom: b.cdrom,
+            kernel,
+            disks,
+            timeout: b.timeout,
+            stop_on: b.stop_on,
+            // a panicked kernel never prints what the test waits for: end at once
+            fail_on: &[osimage::console::KERNEL_PANIC],
+            milestones: &[],
+            grace: b.grace,
+            stall: None,
+            first_output: Some(vm::FIRST_OUTPUT),
+        },
+        script,
+    )
     .unwrap_or_else(|e| panic!("boot {}: {e}", b.name));
     if let Some(vm_failure) = o.vm_failure() {
         panic!(
