@@ -162,11 +162,9 @@ fn an_unreadable_source_file_is_named_or_skipped_with_keep_going() {
     assert!(dest.join("latest.oimg").exists(), "{}", r.describe());
 }
 
-#[test]
-fn a_killed_capture_leaves_only_a_temporary_name() {
-    let _disks = common::loop_devices(module_path!());
-    let dir = common::scratch();
-    let root = dir.path().join("src");
+/// `DIR/src`: eight 4 MiB text files, enough for a capture to be caught half-way.
+fn slow_tree(dir: &Path) -> PathBuf {
+    let root = dir.join("src");
     std::fs::create_dir_all(&root).expect("mkdir");
     for i in 0..8 {
         std::fs::write(
@@ -175,6 +173,14 @@ fn a_killed_capture_leaves_only_a_temporary_name() {
         )
         .expect("write");
     }
+    root
+}
+
+#[test]
+fn a_killed_capture_leaves_only_a_temporary_name() {
+    let _disks = common::loop_devices(module_path!());
+    let dir = common::scratch();
+    let root = slow_tree(dir.path());
     let out = dir.path().join("out");
     std::fs::create_dir_all(&out).expect("mkdir");
     let image = out.join("system.oimg");
@@ -250,15 +256,7 @@ fn a_killed_capture_leaves_only_a_temporary_name() {
 fn a_signal_removes_the_temporary_files_and_exits_128_plus_it() {
     let _disks = common::loop_devices(module_path!());
     let dir = common::scratch();
-    let root = dir.path().join("src");
-    std::fs::create_dir_all(&root).expect("mkdir");
-    for i in 0..8 {
-        std::fs::write(
-            root.join(format!("t{i}.txt")),
-            common::fixture::text(i, 4 << 20),
-        )
-        .expect("write");
-    }
+    let root = slow_tree(dir.path());
     interrupt(
         &root,
         &[],
