@@ -25,7 +25,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use e2e::guest_capture::{CapturedIso, capture_in_guest_of};
+use e2e::guest_capture::{CapturedIso, capture_in_guest_of, captured_once};
 use e2e::phase_time;
 use e2e::source::{self, BOOT_TIMEOUT, Source};
 use e2e::verify::RESTORE_TIMEOUT;
@@ -49,31 +49,12 @@ static CAPTURED: OnceLock<Result<CapturedIso, String>> = OnceLock::new();
 /// The ISO the encrypted source wrote of itself, made once per test process (its passphrase
 /// typed at the initramfs prompt of the capturing boot).
 fn captured() -> &'static CapturedIso {
-    CAPTURED
-        .get_or_init(|| {
-            let s = source::crypt_source();
-            let work = common::scratch().keep();
-            common::remove_at_exit(&work);
-            let typed = [Typed {
-                after: UNLOCK_PROMPT,
-                line: s.get("CRYPT_PASSPHRASE"),
-            }];
-            let c = capture_in_guest_of(&[&s.disk], &typed, &[], &work)?;
-            phase_time(
-                "crypt: capture / -o system.iso inside the source system",
-                Duration::from_secs(c.capture_seconds),
-            );
-            phase_time(
-                "crypt: in-guest capture VM (boot + passphrase + capture + power-off)",
-                c.vm_elapsed,
-            );
-            for l in c.stderr.lines() {
-                eprintln!("e2e: crypt capture stderr: {l}");
-            }
-            Ok(c)
-        })
-        .as_ref()
-        .unwrap_or_else(|e| panic!("{e}"))
+    let s = source::crypt_source();
+    let typed = [Typed {
+        after: UNLOCK_PROMPT,
+        line: s.get("CRYPT_PASSPHRASE"),
+    }];
+    captured_once(&CAPTURED, "crypt", &[&s.disk], &typed)
 }
 
 /// `disk` alone (`snapshot=on`) boots through its own GRUB with `fw`; at the initramfs prompt

@@ -18,7 +18,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use e2e::guest_capture::{CapturedIso, capture_in_guest};
+use e2e::guest_capture::{CapturedIso, capture_in_guest, captured_once};
 use e2e::phase_time;
 use e2e::source::{self, BOOT_TIMEOUT, Source};
 use e2e::verify::{RESTORE_TIMEOUT, VerifyBoot};
@@ -38,30 +38,8 @@ static CAPTURED: OnceLock<Result<CapturedIso, String>> = OnceLock::new();
 
 /// The ISO the LVM source wrote of itself, made once per test process.
 fn captured() -> &'static CapturedIso {
-    CAPTURED
-        .get_or_init(|| {
-            let s = source::lvm_source();
-            let work = common::scratch().keep();
-            common::remove_at_exit(&work);
-            let c = capture_in_guest(&s.disk, &[], &work)?;
-            phase_time(
-                "lvm: capture / -o system.iso inside the source system",
-                Duration::from_secs(c.capture_seconds),
-            );
-            phase_time(
-                "lvm: in-guest capture VM (boot + capture + power-off)",
-                c.vm_elapsed,
-            );
-            for l in c.stderr.lines() {
-                eprintln!("e2e: lvm capture stderr: {l}");
-            }
-            if let Ok(m) = std::fs::metadata(&c.iso) {
-                eprintln!("e2e: lvm system.iso {:.1} MiB", m.len() as f64 / 1048576.0);
-            }
-            Ok(c)
-        })
-        .as_ref()
-        .unwrap_or_else(|e| panic!("{e}"))
+    let s = source::lvm_source();
+    captured_once(&CAPTURED, "lvm", &[&s.disk], &[])
 }
 
 /// What the source's marker line must say about its mounts: / on the LV, /boot and the ESP on

@@ -23,7 +23,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use e2e::guest_capture::{CapturedIso, capture_in_guest_of};
+use e2e::guest_capture::{CapturedIso, captured_once};
 use e2e::phase_time;
 use e2e::source::{self, BOOT_TIMEOUT, Source};
 use e2e::verify::RESTORE_TIMEOUT;
@@ -39,32 +39,10 @@ static CAPTURED: OnceLock<Result<CapturedIso, String>> = OnceLock::new();
 
 /// The ISO the MD source wrote of itself, made once per test process.
 fn captured() -> &'static CapturedIso {
-    CAPTURED
-        .get_or_init(|| {
-            let s = source::md_source();
-            let work = common::scratch().keep();
-            common::remove_at_exit(&work);
-            let disks = s.disks();
-            let refs: Vec<&Path> = disks.iter().map(PathBuf::as_path).collect();
-            let c = capture_in_guest_of(&refs, &[], &[], &work)?;
-            phase_time(
-                "md: capture / -o system.iso inside the source system",
-                Duration::from_secs(c.capture_seconds),
-            );
-            phase_time(
-                "md: in-guest capture VM (boot + capture + power-off)",
-                c.vm_elapsed,
-            );
-            for l in c.stderr.lines() {
-                eprintln!("e2e: md capture stderr: {l}");
-            }
-            if let Ok(m) = std::fs::metadata(&c.iso) {
-                eprintln!("e2e: md system.iso {:.1} MiB", m.len() as f64 / 1048576.0);
-            }
-            Ok(c)
-        })
-        .as_ref()
-        .unwrap_or_else(|e| panic!("{e}"))
+    let s = source::md_source();
+    let disks = s.disks();
+    let refs: Vec<&Path> = disks.iter().map(PathBuf::as_path).collect();
+    captured_once(&CAPTURED, "md", &refs, &[])
 }
 
 /// `disks` (`snapshot=on`: never changed) boot with SeaBIOS through the first one's GRUB,

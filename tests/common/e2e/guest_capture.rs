@@ -20,6 +20,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::disk::{self, Attached, Mount};
@@ -297,4 +298,40 @@ pub fn capture_in_guest_of(
         capture_seconds,
         vm_elapsed: o.elapsed,
     })
+}
+
+/// One source's in-guest capture, made once per test process and shared by its tests
+/// (`cell` holds it): `capture_in_guest_of(disks, typed, [], …)` in a work directory kept until
+/// the process exits; the phase times and capture's standard error printed under `label`.
+pub fn captured_once<'a>(
+    cell: &'a OnceLock<Result<CapturedIso, String>>,
+    label: &str,
+    disks: &[&Path],
+    typed: &[Typed],
+) -> &'a CapturedIso {
+    cell.get_or_init(|| {
+        let work = crate::common::scratch().keep();
+        crate::common::remove_at_exit(&work);
+        let c = capture_in_guest_of(disks, typed, &[], &work)?;
+        super::phase_time(
+            &format!("{label}: capture / -o system.iso inside the source system"),
+            Duration::from_secs(c.capture_seconds),
+        );
+        super::phase_time(
+            &format!("{label}: in-guest capture VM (boot + capture + power-off)"),
+            c.vm_elapsed,
+        );
+        for l in c.stderr.lines() {
+            eprintln!("e2e: {label} capture stderr: {l}");
+        }
+        if let Ok(m) = std::fs::metadata(&c.iso) {
+            eprintln!(
+                "e2e: {label} system.iso {:.1} MiB",
+                m.len() as f64 / 1048576.0
+            );
+        }
+        Ok(c)
+    })
+    .as_ref()
+    .unwrap_or_else(|e| panic!("{e}"))
 }
