@@ -17,6 +17,7 @@ mod e2e_crypt;
 mod e2e_dialogue;
 mod e2e_fleet;
 mod e2e_lvm;
+mod e2e_mbr;
 mod e2e_md;
 mod e2e_restore;
 mod initramfs_debian;

@@ -50,15 +50,26 @@ impl Source {
         self.get("MARKER")
     }
 
-    /// The marker line of a boot with `fw` from the virtio disk, with / and /boot/efi
-    /// mounted from its root and ESP partitions (as fstab asks, by UUID), if the console
-    /// holds one.
+    /// The mounts a boot of this source's disk reports, as the marker line words them
+    /// (`BOOT_MOUNTS` in `source.env`; the plain source's / and /boot/efi when absent).
+    pub fn boot_mounts(&self) -> Vec<&str> {
+        match self.env.get("BOOT_MOUNTS") {
+            Some(m) => m.split_whitespace().collect(),
+            None => vec!["/=/dev/vda3", "/boot/efi=/dev/vda2"],
+        }
+    }
+
+    /// The marker line of a boot with `fw` from the virtio disk, with its filesystems mounted
+    /// from their partitions (as fstab asks, by UUID: `boot_mounts`), if the console holds
+    /// one.
     pub fn booted<'a>(&self, console: &'a str, fw: Firmware) -> Option<&'a str> {
         console.lines().find(|l| {
             l.contains(self.marker())
                 && l.contains(vm::marker_word(fw))
-                && l.contains(" /=/dev/vda3")
-                && l.contains(" /boot/efi=/dev/vda2")
+                && self
+                    .boot_mounts()
+                    .iter()
+                    .all(|m| l.contains(&format!(" {m}")))
         })
     }
 }
@@ -67,6 +78,7 @@ static SOURCE: OnceLock<Result<Source, String>> = OnceLock::new();
 static LVM_SOURCE: OnceLock<Result<Source, String>> = OnceLock::new();
 static MD_SOURCE: OnceLock<Result<Source, String>> = OnceLock::new();
 static CRYPT_SOURCE: OnceLock<Result<Source, String>> = OnceLock::new();
+static MBR_SOURCE: OnceLock<Result<Source, String>> = OnceLock::new();
 
 /// The source system, built (or found in the cache) once per test process.
 pub fn source() -> &'static Source {
@@ -98,6 +110,21 @@ pub fn md_source() -> &'static Source {
 /// LUKS2 opened as `vda4_crypt` holding the PV; `CRYPT_PASSPHRASE` in its `source.env`).
 pub fn crypt_source() -> &'static Source {
     stack_source(&CRYPT_SOURCE, "crypt")
+}
+
+/// Issue #24's DOS-partitioned source (`build-source-mbr.sh`: the plain source's tree on a
+/// DOS disk, root on primary p1, /home and swap on logical p5 and p6, GRUB in the post-MBR
+/// gap, BIOS only), built (or found in the cache) once per test process.
+pub fn mbr_source() -> &'static Source {
+    MBR_SOURCE
+        .get_or_init(|| {
+            build(
+                &["build-source-mbr.sh"],
+                "MBR source system build (from the plain source)",
+            )
+        })
+        .as_ref()
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn stack_source(cell: &'static OnceLock<Result<Source, String>>, layout: &str) -> &'static Source {
@@ -196,11 +223,11 @@ pub fn boots_with(s: &Source, fw: Firmware) -> Result<String, String> {
             Ok(line)
         }
         _ => Err(format!(
-            "the SOURCE disk does not boot with {} to `{} {} /=/dev/vda3 /boot/efi=/dev/vda2` \
-             (the fixture is broken): {}",
+            "the SOURCE disk does not boot with {} to `{} {} {}` (the fixture is broken): {}",
             fw.name(),
             s.marker(),
             vm::marker_word(fw),
+            s.boot_mounts().join(" "),
             o.describe()
         )),
     }
