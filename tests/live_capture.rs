@@ -258,3 +258,56 @@ fn a_mount_point_is_recorded_as_its_own_directory() {
         "tmpfs contents left out"
     );
 }
+
+/// `CAP_SYS_ADMIN` (linux/capability.h): what mount(2) and open_tree(2) need.
+const CAP_SYS_ADMIN: libc::c_ulong = 21;
+
+#[test]
+fn without_mount_privilege_a_mount_point_is_recorded_as_mounted_with_one_warning() {
+    let _disks = common::loop_devices(module_path!());
+    common::require_root();
+    let dir = common::scratch();
+    let (root, tmpfs) = tree_with_a_mount_point(dir.path());
+    let image = dir.path().join("tree.oimg");
+    let args = [
+        OsStr::new("capture"),
+        root.as_os_str(),
+        OsStr::new("-o"),
+        image.as_os_str(),
+    ];
+    // Root without CAP_SYS_ADMIN: dropped from the bounding set, exec leaves it out of the
+    // permitted and effective sets.
+    let run = common::osimage_with(args, |cmd| {
+        use std::os::unix::process::CommandExt;
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_CAPBSET_DROP, CAP_SYS_ADMIN, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    })
+    .ok();
+    let warnings: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("mount points recorded with the metadata"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", run.describe());
+    assert!(
+        warnings[0].starts_with("warning: ")
+            && warnings[0].ends_with(&format!(": {}", root.join("a").display())),
+        "{}",
+        run.describe()
+    );
+    drop(tmpfs);
+    let out = dir.path().join("out");
+    common::extract(&image, &out, &[]).ok();
+    let got = std::fs::symlink_metadata(out.join("a")).unwrap();
+    assert_eq!(
+        (got.mode() & 0o7777, got.uid(), got.mtime()),
+        (0o755, 0, 1_700_000_000),
+        "recorded as the tmpfs on it"
+    );
+}
