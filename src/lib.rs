@@ -38,7 +38,9 @@ pub(crate) mod units;
 // docs/ISO.md); `agent` is the second front-end.
 
 // Capture.
-pub use capture::{CaptureError, CaptureOptions, CaptureReport, capture, capture_from};
+pub use capture::{
+    CaptureError, CaptureOptions, CaptureReport, capture, capture_from, plan_capture,
+};
 pub use scan::{ScanError, ScanOptions, ScanResult, plan_filesystems, scan};
 
 // Reading an image: open, list, verify, diff, and what `info` shows.

@@ -17,6 +17,7 @@ mod common;
 mod capture_iso;
 mod faults;
 mod layout_loop;
+mod live_capture;
 mod refresh_shared_extents;
 mod restore_faults;
 mod restore_layouts;

@@ -19,7 +19,7 @@ mod staging;
 mod steps;
 
 use crate::format::PayloadError;
-use crate::format::manifest::CaptureStats;
+use crate::format::manifest::{CaptureStats, CapturedFs};
 use crate::payload::writer::BaseImage;
 use crate::progress::Progress;
 use crate::scan::{self, ScanOptions, Skipped};
@@ -61,6 +61,10 @@ pub struct CaptureReport {
     /// What was left out on purpose: the output, a refresh's base, every osimage image under
     /// ROOT (images never nest, issue #24), swap files, and what vanished during the scan.
     pub left_out: Vec<Skipped>,
+    /// Filesystems under ROOT left out whole, neither scanned nor in the layout, each as the
+    /// line said during the capture (`/mnt/usb (ext4 on /dev/sdb1): why`): the output's, when
+    /// the system's fstab does not mount it (issue #24).
+    pub left_out_filesystems: Vec<String>,
     pub warnings: Vec<String>,
     /// What went into the rescue environment (ISO output only).
     pub rescue: Option<String>,
@@ -106,6 +110,24 @@ impl CaptureError {
     }
 }
 
+/// The filesystems a capture with `opts` takes, to show before it starts: `plan_filesystems`
+/// without the filesystem the output goes to when the system's fstab does not mount it (it is
+/// left out, issue #24).
+pub fn plan_capture(opts: &CaptureOptions) -> Result<Vec<CapturedFs>, CaptureError> {
+    let root = std::fs::canonicalize(&opts.root)
+        .map_err(|e| CaptureError::Usage(format!("capture root {}: {e}", opts.root.display())))?;
+    let output = std::path::absolute(&opts.output).unwrap_or_else(|_| opts.output.clone());
+    let dir = output.parent().unwrap_or(Path::new("/"));
+    let sources = crate::layout::Sources::host();
+    let left_out: Vec<PathBuf> = crate::layout::output_fs(&root, dir, &sources)
+        .ok()
+        .flatten()
+        .map(|f| f.mount_point)
+        .into_iter()
+        .collect();
+    Ok(scan::plan_leaving(&root, &opts.scan, &left_out)?)
+}
+
 /// Captures `opts.root` into `opts.output`.
 pub fn capture(
     opts: &CaptureOptions,
@@ -126,8 +148,9 @@ pub fn capture_from(
     let checked = staging::Checked::new(opts)?;
     // The layout as the system has it, before --snapshot adds its snapshot volume to a VG
     // (and turns the origin into a snapshot-origin device).
-    let layout = steps::record_layout(&checked.root, opts, progress)?;
+    let (layout, output_fs) = steps::record_layout(&checked.root, &checked.output, opts, progress)?;
     let mut staging = Staging::prepare(checked, opts, progress)?;
+    staging.left_out_fs = output_fs.iter().map(|f| f.mount_point.clone()).collect();
     let stale = std::mem::take(&mut staging.removed_stale);
     let image_id = manifest::random_id();
     let seal = steps::seal(opts, image_id)?;
@@ -136,6 +159,7 @@ pub fn capture_from(
     let boot_job = steps::start_boot(opts, &staging, &layout, image_id, base.as_ref(), progress)?;
     let mut scanned = steps::scan(&staging, &opts.scan, base_path, base.as_mut(), progress)?;
     let left_out = staging.left_out(std::mem::take(&mut scanned.omitted));
+    let unread = std::mem::take(&mut scanned.mount_dirs_unread);
 
     let mut container = container::open(&staging, image_id, seal_ref)?;
     let tables = steps::write_packs(
@@ -160,6 +184,7 @@ pub fn capture_from(
     }
     let (output, size) = staging.persist(&file)?;
     let mut warnings = done.warnings;
+    warnings.extend(mount_dirs_warning(&unread));
     warnings.extend(stale.iter().map(|p| {
         format!(
             "removed {}: left by an interrupted capture (its process is gone, no one holds it)",
@@ -172,7 +197,27 @@ pub fn capture_from(
         stats: done.manifest.stats,
         skipped: done.skipped,
         left_out,
+        left_out_filesystems: output_fs
+            .iter()
+            .map(|f| format!("{f}: {}", steps::OUTPUT_FS_REASON))
+            .collect(),
         warnings,
         rescue: boot.map(|b| b.summary),
     })
+}
+
+/// One warning for the mount points recorded as what is mounted on them (docs/DESIGN.md
+/// "Scope of a capture"), naming them and the first reason.
+fn mount_dirs_warning(unread: &[Skipped]) -> Option<String> {
+    let first = unread.first()?;
+    let paths: Vec<String> = unread
+        .iter()
+        .map(|s| s.path.display().to_string())
+        .collect();
+    Some(format!(
+        "mount points recorded with the metadata of the filesystem mounted on them, not their \
+         own directory ({}): {}",
+        first.reason,
+        paths.join(", ")
+    ))
 }

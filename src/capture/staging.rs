@@ -41,6 +41,9 @@ pub(super) struct Staging {
     pub output: PathBuf,
     /// Stale temporary names of earlier, dead captures that were removed.
     pub removed_stale: Vec<PathBuf>,
+    /// Mount points (absolute, under ROOT) of filesystems the scan leaves out whole: the
+    /// output's when the system's fstab does not mount it (issue #24).
+    pub left_out_fs: Vec<PathBuf>,
     /// The temporary names removed on a signal.
     _on_interrupt: Vec<OnInterrupt>,
     /// Takes SIGINT, SIGTERM and SIGHUP while the capture runs.
@@ -134,6 +137,7 @@ impl Staging {
             root,
             output,
             removed_stale,
+            left_out_fs: Vec::new(),
             _on_interrupt: on_interrupt,
             _interrupts: interrupts,
         })
@@ -168,6 +172,15 @@ impl Staging {
             opts.skip_paths.extend(inside);
         }
         opts
+    }
+
+    /// `left_out_fs` where the scan meets them: in ROOT, or in the snapshot's view of it.
+    pub fn left_out_mounts(&self) -> Vec<PathBuf> {
+        let scan_root = self.scan_root();
+        self.left_out_fs
+            .iter()
+            .filter_map(|p| Some(scan_root.join(p.strip_prefix(&self.root).ok()?)))
+            .collect()
     }
 
     /// What the scan left out that a user should hear of: all but the capture's own

@@ -2,7 +2,7 @@
 //! of a refresh, the disk layout, the image's key, the boot side of an ISO, the scan, the
 //! payload, and the read-back of `--verify`; `capture_from` runs them in this order.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::iso_output::{self, BootJob, PreviousIso};
 use super::snapshot::Snapshot;
@@ -12,7 +12,7 @@ use crate::envelope::ImageKey;
 use crate::format::PayloadError;
 use crate::format::manifest::CapturedFs;
 use crate::format::sink::PackSink;
-use crate::layout::DiskLayout;
+use crate::layout::{DiskLayout, OutputFs, Sources};
 use crate::payload::reader::PayloadReader;
 use crate::payload::writer::{BaseImage, PayloadParams, PayloadTables, write_payload_with_base};
 use crate::progress::Progress;
@@ -42,22 +42,31 @@ pub(super) fn open_base(
 }
 
 /// The disk layout, recorded before the scan: a system that cannot be restored to bare metal
-/// is said so up front.
+/// is said so up front. The filesystem `output` goes to is left out of it, and said so, when
+/// it is mounted under `root` and the system's fstab does not mount it (issue #24); the scan
+/// leaves it out too.
 pub(super) fn record_layout(
     root: &Path,
+    output: &Path,
     opts: &CaptureOptions,
     progress: &dyn Progress,
-) -> Result<DiskLayout, CaptureError> {
-    let layout = match crate::layout::capture_layout(root) {
-        Ok(l) => l,
+) -> Result<(DiskLayout, Option<OutputFs>), CaptureError> {
+    let dir = output.parent().unwrap_or(Path::new("/"));
+    let found = crate::layout::capture_beside_output(root, Some(dir), &Sources::host());
+    let (layout, output_fs) = match found {
+        Ok(l) => (l.layout, l.output_fs),
         Err(e) => {
             progress.note(&format!("warning: disk layout not recorded: {e}"));
-            DiskLayout {
+            let none = DiskLayout {
                 none: Some(format!("reading the layout failed: {e}")),
                 ..Default::default()
-            }
+            };
+            (none, None)
         }
     };
+    if let Some(fs) = &output_fs {
+        progress.status(&format!("left out {fs}: {OUTPUT_FS_REASON}"));
+    }
     if let Some(why) = &layout.none {
         progress.note(&format!(
             "no disk layout recorded ({why}): the image restores files, not disks"
@@ -77,8 +86,11 @@ pub(super) fn record_layout(
             "warning: this system is not restorable to bare metal: {why}"
         ));
     }
-    Ok(layout)
+    Ok((layout, output_fs))
 }
+
+/// Why the output's filesystem is left out (`record_layout`).
+pub(super) const OUTPUT_FS_REASON: &str = "the output goes there and fstab does not mount it";
 
 /// A new key for the image when it is to be encrypted (`--encrypt`, `--recipient`).
 pub(super) fn seal(
@@ -132,9 +144,22 @@ pub(super) fn scan(
     progress: &dyn Progress,
 ) -> Result<ScanResult, CaptureError> {
     let scan_opts = staging.scan_options(opts, base_path);
+    let left_out = staging.left_out_mounts();
     let scan_root = staging.scan_root();
     progress.note(&format!("scanning {}", scan_root.display()));
-    scan_against_base(scan_root, &scan_opts, staging.snap.as_ref(), base)
+    let scope = Scope {
+        root: scan_root,
+        opts: &scan_opts,
+        left_out: &left_out,
+    };
+    scan_against_base(&scope, staging.snap.as_ref(), base)
+}
+
+/// What a scan walks: the root, the options, and the filesystems left out whole.
+struct Scope<'a> {
+    root: &'a Path,
+    opts: &'a ScanOptions,
+    left_out: &'a [PathBuf],
 }
 
 /// Scans `root`; with a base, unchanged files' xattrs come from it (docs/REFRESH.md), and the
@@ -142,28 +167,32 @@ pub(super) fn scan(
 /// changed between planning and walking (a mount came or went), the walk is done again
 /// without the base, so its answers always refer to the filesystems the image records.
 fn scan_against_base(
-    root: &Path,
-    opts: &ScanOptions,
+    scope: &Scope,
     snap: Option<&Snapshot>,
     base: Option<&mut Base>,
 ) -> Result<ScanResult, CaptureError> {
+    let Scope {
+        root,
+        opts,
+        left_out,
+    } = *scope;
     let identity = |fss: &mut Vec<CapturedFs>| {
         if let Some(s) = snap {
             s.restore_identity(fss);
         }
     };
     let Some(base) = base else {
-        let mut scanned = scan::scan(root, opts)?;
+        let mut scanned = scan::scan_with(root, opts, left_out, None)?;
         identity(&mut scanned.filesystems);
         return Ok(scanned);
     };
-    let mut planned = scan::plan_filesystems(root, opts)?;
+    let mut planned = scan::plan_leaving(root, opts, left_out)?;
     identity(&mut planned);
     base.index_files(&planned);
-    let mut scanned = scan::scan_with(root, opts, Some(&*base))?;
+    let mut scanned = scan::scan_with(root, opts, left_out, Some(&*base))?;
     identity(&mut scanned.filesystems);
     if scanned.filesystems != planned {
-        scanned = scan::scan(root, opts)?;
+        scanned = scan::scan_with(root, opts, left_out, None)?;
         identity(&mut scanned.filesystems);
     }
     base.index_files(&scanned.filesystems);

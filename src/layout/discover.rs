@@ -44,45 +44,54 @@ pub fn capture_layout(root: &Path) -> Result<DiskLayout, LayoutError> {
 
 /// Captures the layout of the system at `root`, reading machine facts from `src`.
 pub fn capture_with(root: &Path, src: &Sources) -> Result<DiskLayout, LayoutError> {
-    let io = |op: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| LayoutError::Io { op, path, source }
-    };
-    let root = std::fs::canonicalize(root).map_err(io("resolve the capture root", root))?;
-    let mut out = DiskLayout::default();
-    let fstab_path = root.join("etc/fstab");
-    match std::fs::read(&fstab_path) {
-        Ok(text) => {
-            let (entries, bad) = fstab::parse(&String::from_utf8_lossy(&text));
-            out.fstab = entries;
-            for line in bad {
-                out.warnings.push(format!(
-                    "etc/fstab line {line}: fewer than two fields, ignored"
-                ));
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io("read", &fstab_path)(e)),
+    Ok(capture_beside_output(root, None, src)?.layout)
+}
+
+/// A filesystem mounted under the capture root that is not the system's: a capture's output
+/// goes there and the root's `etc/fstab` does not mount it (issue #24: a USB disk mounted at
+/// /mnt/usb to receive the ISO). Neither scanned nor recorded in the layout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputFs {
+    /// Where it is mounted on this machine (absolute).
+    pub mount_point: PathBuf,
+    pub fstype: String,
+    /// The mount's source (`/dev/sdb1`).
+    pub source: String,
+}
+
+impl std::fmt::Display for OutputFs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = self.mount_point.display();
+        write!(f, "{p} ({} on {})", self.fstype, self.source)
     }
-    let class = src.sys.join("class/block");
-    let devices =
-        Devices::probe_all(&src.sys, &src.dev).map_err(io("list block devices in", &class))?;
-    let mounts = match std::fs::read(&src.mountinfo) {
-        Ok(text) => mountinfo::parse(&text).unwrap_or_default(),
-        Err(_) => Vec::new(),
-    };
-    let mut b = Builder {
-        root,
-        class,
-        devices,
-        mounts,
-        out,
-    };
-    b.add_fstab_entries();
+}
+
+/// The layout of a capture whose output goes to a directory, and the output's filesystem when
+/// it is mounted under the root but is not the system's (then left out of the layout).
+#[derive(Clone, Debug)]
+pub struct CapturedLayout {
+    pub layout: DiskLayout,
+    pub output_fs: Option<OutputFs>,
+}
+
+/// `capture_with` for a capture writing into `output_dir` (None: no output to consider). The
+/// filesystem `output_dir` is on is left out of the layout, together with what is mounted
+/// under it, when it is mounted under `root` and `root`'s fstab does not mount it, neither
+/// at its mount point nor by its device (UUID=, LABEL=, … as resolved here).
+pub fn capture_beside_output(
+    root: &Path,
+    output_dir: Option<&Path>,
+    src: &Sources,
+) -> Result<CapturedLayout, LayoutError> {
+    let mut b = Builder::start(root, src, output_dir)?;
     b.add_other_mounts();
+    let output_fs = b.output_fs();
     if b.out.filesystems.is_empty() && b.out.swaps.is_empty() {
         b.none();
-        return Ok(b.out);
+        return Ok(CapturedLayout {
+            layout: b.out,
+            output_fs,
+        });
     }
     if !b.out.filesystems.iter().any(|f| f.mount_point == "/") {
         b.out.unsupported.push(
@@ -98,7 +107,20 @@ pub fn capture_with(root: &Path, src: &Sources) -> Result<DiskLayout, LayoutErro
     let mut warnings = std::mem::take(&mut b.out.warnings);
     b.out.boot = boot::capture(&b.root, &src.sys, &b.out, &mut b.devices, &mut warnings);
     b.out.warnings = warnings;
-    Ok(b.out)
+    Ok(CapturedLayout {
+        layout: b.out,
+        output_fs,
+    })
+}
+
+/// Only the output's filesystem of `capture_beside_output`, when it is left out: what a
+/// capture will leave out, to show before it starts.
+pub fn output_fs(
+    root: &Path,
+    output_dir: &Path,
+    src: &Sources,
+) -> Result<Option<OutputFs>, LayoutError> {
+    Ok(Builder::start(root, src, Some(output_dir))?.output_fs())
 }
 
 struct Builder {
@@ -107,9 +129,109 @@ struct Builder {
     devices: Devices,
     mounts: Vec<Mount>,
     out: DiskLayout,
+    /// The mount the output goes to when it is not the system's (`capture_beside_output`).
+    output_mount: Option<Mount>,
 }
 
 impl Builder {
+    /// Reads fstab, the block devices and the mount table, records fstab's entries and finds
+    /// the output's filesystem when it is not the system's.
+    fn start(root: &Path, src: &Sources, output_dir: Option<&Path>) -> Result<Self, LayoutError> {
+        let io = |op: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| LayoutError::Io { op, path, source }
+        };
+        let root = std::fs::canonicalize(root).map_err(io("resolve the capture root", root))?;
+        let mut out = DiskLayout::default();
+        let fstab_path = root.join("etc/fstab");
+        match std::fs::read(&fstab_path) {
+            Ok(text) => {
+                let (entries, bad) = fstab::parse(&String::from_utf8_lossy(&text));
+                out.fstab = entries;
+                for line in bad {
+                    out.warnings.push(format!(
+                        "etc/fstab line {line}: fewer than two fields, ignored"
+                    ));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("read", &fstab_path)(e)),
+        }
+        let class = src.sys.join("class/block");
+        let devices =
+            Devices::probe_all(&src.sys, &src.dev).map_err(io("list block devices in", &class))?;
+        let mounts = match std::fs::read(&src.mountinfo) {
+            Ok(text) => mountinfo::parse(&text).unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        let mut b = Builder {
+            root,
+            class,
+            devices,
+            mounts,
+            out,
+            output_mount: None,
+        };
+        b.add_fstab_entries();
+        b.output_mount = output_dir.and_then(|d| b.find_output_mount(d));
+        Ok(b)
+    }
+
+    /// `output_mount` as the capture reports it.
+    fn output_fs(&self) -> Option<OutputFs> {
+        self.output_mount.as_ref().map(|m| OutputFs {
+            mount_point: PathBuf::from(std::ffi::OsStr::from_bytes(&m.mount_point)),
+            fstype: m.fstype.clone(),
+            source: m.source.clone(),
+        })
+    }
+
+    /// The mount holding `dir` (the deepest mount point above it, the last listed of several
+    /// on one point), when it is a block filesystem mounted under the root, not under a
+    /// run-time directory, that fstab mounts neither at its mount point nor by its device.
+    /// Called after `add_fstab_entries`, whose records say which devices fstab names.
+    fn find_output_mount(&self, dir: &Path) -> Option<Mount> {
+        let dir = std::fs::canonicalize(dir).ok()?;
+        let dir = dir.as_os_str().as_bytes();
+        let m = self
+            .mounts
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| crate::scan::filesystems::is_under(dir, &m.mount_point))
+            .max_by_key(|(i, m)| (m.mount_point.len(), *i))?
+            .1;
+        let rel = self.relative(&m.mount_point)?;
+        if rel.is_empty() || volatile(&rel) || !mountinfo::is_local_block(&m.fstype) {
+            return None;
+        }
+        let mount_point = format!("/{}", String::from_utf8_lossy(&rel));
+        let at_point = self.out.fstab.iter().any(|e| {
+            let p = e.mount_point.trim_end_matches('/');
+            p == mount_point
+        });
+        let device = self.device_of(m);
+        let by_device = device.is_some_and(|d| {
+            let names = |n: &String| *n == d.name;
+            self.out
+                .filesystems
+                .iter()
+                .any(|f| f.in_fstab && names(&f.device.name))
+                || self.out.swaps.iter().any(|s| names(&s.device.name))
+        });
+        (!at_point && !by_device).then(|| m.clone())
+    }
+
+    /// The block device a mount is on: by its device number, else by its `/dev/` source.
+    fn device_of(&self, m: &Mount) -> Option<&BlockDev> {
+        let by_dev = self.devices.list.iter().find(|d| d.dev() == m.dev);
+        let by_source = || {
+            m.source
+                .strip_prefix("/dev/")
+                .and_then(|n| self.devices.get(n))
+        };
+        by_dev.or_else(by_source)
+    }
+
     /// One record per fstab entry that names a block device.
     fn add_fstab_entries(&mut self) {
         for e in self.out.fstab.clone() {
@@ -352,11 +474,14 @@ impl Builder {
             };
             // Under /run, /tmp, /dev... (run-time state the capture skips): a backup disk the
             // image is being written to, a USB stick — not the system's (fstab would say so).
-            let volatile = crate::scan::exclude::CONTENTS_SKIPPED.iter().any(|d| {
-                rel.strip_prefix(*d)
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(b"/"))
-            });
-            if volatile {
+            if volatile(&rel) {
+                continue;
+            }
+            // The output's filesystem, which fstab does not mount, and what is under it.
+            let output = self.output_mount.as_ref();
+            if output
+                .is_some_and(|o| crate::scan::filesystems::is_under(&m.mount_point, &o.mount_point))
+            {
                 continue;
             }
             // A bind mount of a sub-directory (a container's /etc/hosts) is no filesystem of
@@ -364,12 +489,7 @@ impl Builder {
             if m.root != b"/" && m.fstype != "btrfs" {
                 continue;
             }
-            let by_dev = self.devices.list.iter().find(|d| d.dev() == m.dev);
-            let by_source = m
-                .source
-                .strip_prefix("/dev/")
-                .and_then(|n| self.devices.get(n));
-            let Some(d) = by_dev.or(by_source).cloned() else {
+            let Some(d) = self.device_of(&m).cloned() else {
                 continue;
             };
             let mount_point = format!("/{}", String::from_utf8_lossy(&rel));
@@ -528,4 +648,13 @@ impl Builder {
             }
         }
     }
+}
+
+/// Whether `rel` is at or under a directory of run-time state the capture skips (/run, /tmp,
+/// /dev…).
+fn volatile(rel: &[u8]) -> bool {
+    crate::scan::exclude::CONTENTS_SKIPPED.iter().any(|d| {
+        rel.strip_prefix(*d)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(b"/"))
+    })
 }

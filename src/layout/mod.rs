@@ -6,7 +6,9 @@
 //! resolved to partitions by probing superblocks and partition tables ourselves (no udev);
 //! sysfs for disks; `/proc/self/mountinfo` for where each filesystem's files are read from.
 //!
-//! - `capture_layout(root)` → `DiskLayout` (with `none` set for a plain directory)
+//! - `capture_layout(root)` → `DiskLayout` (with `none` set for a plain directory);
+//!   `capture_beside_output` also leaves out the filesystem a capture writes to when the
+//!   system's fstab does not mount it
 //! - `to_extension` / `from_manifest` → the manifest record, decoded with bounds
 //! - `describe` → the readable table `osimage info` prints
 
@@ -30,7 +32,10 @@ pub use codec::{
     NAME as EXTENSION_NAME, VERSION as EXTENSION_VERSION, decode, from_manifest, to_extension,
 };
 pub use describe::describe;
-pub use discover::{RESTORABLE_FS, Sources, capture_layout, capture_with};
+pub use discover::{
+    CapturedLayout, OutputFs, RESTORABLE_FS, Sources, capture_beside_output, capture_layout,
+    capture_with, output_fs,
+};
 pub use record::*;
 
 /// What can go wrong capturing or reading a layout.

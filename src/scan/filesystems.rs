@@ -27,6 +27,8 @@ pub struct PlanInput<'a> {
     pub root_dev: u64,
     pub one_file_system: bool,
     pub excludes: &'a Excludes,
+    /// Canonical absolute mount points whose filesystems are left out whole (`scan_with`).
+    pub left_out: &'a [Vec<u8>],
 }
 
 /// Chooses the filesystems. `dev_of` stats an absolute path (following the mount on it) and
@@ -59,6 +61,7 @@ pub fn plan(input: &PlanInput, mounts: &[Mount], dev_of: impl Fn(&[u8]) -> Optio
     for (rel, mount) in under {
         let wanted = !input.one_file_system
             && is_local_block(&mount.fstype)
+            && !input.left_out.contains(&mount.mount_point)
             && plan.reachable(&rel, input.excludes);
         let dev = dev_of(&mount.mount_point).filter(|_| wanted);
         // A device already captured (a second mount, or a bind mount) is walked only once.
@@ -148,7 +151,8 @@ mod tests {
 37 30 254:9 / /tmp/usb rw - vfat /dev/sdb1 rw
 ";
 
-    fn run(root: &[u8], one_fs: bool, excludes: &[&str]) -> FsPlan {
+    /// The plan for `root`; with `left_out` 1, `/mnt`'s filesystem left out whole.
+    fn run_leaving(root: &[u8], one_fs: bool, excludes: &[&str], left_out: usize) -> FsPlan {
         let mounts = parse(TABLE).unwrap();
         let p: Vec<String> = excludes.iter().map(|s| s.to_string()).collect();
         let excludes = Excludes::new(&p, &[]).unwrap();
@@ -161,8 +165,13 @@ mod tests {
             root_dev: 7,
             one_file_system: one_fs,
             excludes: &excludes,
+            left_out: &[b"/mnt".to_vec()][..left_out],
         };
         plan(&input, &mounts, dev_of)
+    }
+
+    fn run(root: &[u8], one_fs: bool, excludes: &[&str]) -> FsPlan {
+        run_leaving(root, one_fs, excludes, 0)
     }
 
     fn points(plan: &FsPlan) -> Vec<(String, String)> {
@@ -229,6 +238,15 @@ mod tests {
         let plan = run(b"/srv", false, &["/a b/"]);
         assert_eq!(plan.filesystems.len(), 1);
         assert_eq!(plan.filesystems[0].source, "/dev/vda2");
+    }
+
+    #[test]
+    fn a_left_out_mount_is_not_taken_and_its_mount_point_kept() {
+        let plan = run_leaving(b"/", false, &[], 1);
+        let mps: Vec<String> = points(&plan).into_iter().map(|(m, _)| m).collect();
+        assert_eq!(mps, ["", "boot", "boot/efi", "srv/a b"]);
+        assert_eq!(plan.mount_points.get(&b"mnt"[..]), Some(&None));
+        assert!(run(b"/", false, &[]).mount_points[&b"mnt"[..]].is_some());
     }
 
     #[test]

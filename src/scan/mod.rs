@@ -18,7 +18,7 @@ mod walk;
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, CWD, FileType};
@@ -76,6 +76,9 @@ pub struct ScanResult {
     /// Paths left out on purpose (`skip_paths`, osimage images, swap files) or that vanished
     /// during the walk: not errors; a capture reports them. Pattern excludes are not listed.
     pub omitted: Vec<Skipped>,
+    /// Mount points of filesystems left out whose own directory could not be read (no mount
+    /// privilege): recorded with the metadata of what is mounted on them instead, and why.
+    pub mount_dirs_unread: Vec<Skipped>,
 }
 
 /// What a previous image vouches for (a refresh's base, docs/REFRESH.md "Metadata from the
@@ -88,17 +91,21 @@ pub trait KnownFiles: Sync {
 
 /// Walks `root` and describes every entry to capture (docs/EXCLUDES.md says what is left out).
 pub fn scan(root: &Path, opts: &ScanOptions) -> Result<ScanResult, ScanError> {
-    scan_with(root, opts, None)
+    scan_with(root, opts, &[], None)
 }
 
-/// `scan`, taking what `known` vouches for instead of reading it. `known` must have been
-/// told the filesystems `plan_filesystems` gives for the same root and options.
+/// `scan`, taking what `known` vouches for instead of reading it, and leaving out whole the
+/// filesystems mounted at `left_out` (absolute mount points: not walked, their mount point
+/// recorded as a directory; issue #24: the one the output goes to, when the system's fstab
+/// does not mount it). `known` must have been told the filesystems `plan_leaving` gives for
+/// the same root, options and `left_out`.
 pub fn scan_with(
     root: &Path,
     opts: &ScanOptions,
+    left_out: &[PathBuf],
     known: Option<&dyn KnownFiles>,
 ) -> Result<ScanResult, ScanError> {
-    let prepared = Prepared::new(root, opts)?;
+    let prepared = Prepared::new(root, opts, left_out)?;
     let setup = walk::WalkSetup {
         known,
         skip: skip_set(&prepared.root, &opts.skip_paths),
@@ -118,7 +125,16 @@ pub fn scan_with(
 /// The filesystems a `scan` with these options would capture, to show before it starts:
 /// index 0 is the root's own (mount point ""), then each one mounted under it.
 pub fn plan_filesystems(root: &Path, opts: &ScanOptions) -> Result<Vec<CapturedFs>, ScanError> {
-    Ok(Prepared::new(root, opts)?.plan.filesystems)
+    plan_leaving(root, opts, &[])
+}
+
+/// `plan_filesystems` without the filesystems mounted at `left_out` (as `scan_with`).
+pub fn plan_leaving(
+    root: &Path,
+    opts: &ScanOptions,
+    left_out: &[PathBuf],
+) -> Result<Vec<CapturedFs>, ScanError> {
+    Ok(Prepared::new(root, opts, left_out)?.plan.filesystems)
 }
 
 /// What `scan` and `plan_filesystems` decide before walking.
@@ -130,7 +146,7 @@ struct Prepared {
 }
 
 impl Prepared {
-    fn new(root: &Path, opts: &ScanOptions) -> Result<Self, ScanError> {
+    fn new(root: &Path, opts: &ScanOptions, left_out: &[PathBuf]) -> Result<Self, ScanError> {
         let io = |op, source| ScanError::Io {
             op,
             path: root.to_path_buf(),
@@ -149,11 +165,16 @@ impl Prepared {
         }
         let excludes = Excludes::new(&opts.excludes, &opts.exclude_from)?;
         let mounts = mountinfo::read(Path::new(MOUNTINFO))?;
+        let left_out: Vec<Vec<u8>> = left_out
+            .iter()
+            .filter_map(|p| Some(p.canonicalize().ok()?.into_os_string().into_vec()))
+            .collect();
         let input = PlanInput {
             root: &abs,
             root_dev: st.st_dev,
             one_file_system: opts.one_file_system,
             excludes: &excludes,
+            left_out: &left_out,
         };
         let dev_of = |p: &[u8]| {
             let st = rustix::fs::statat(CWD, p, AtFlags::empty()).ok()?;

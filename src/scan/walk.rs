@@ -67,6 +67,11 @@ pub struct Walker<'a> {
     hardlinks: HashMap<(u64, u64), EntryIndex>,
     xattrs: XattrReader,
     dirbuf: Vec<MaybeUninit<u8>>,
+    /// A detached bind mount of the directory (relative path) whose mount points are being
+    /// read as their own directories; it goes with the walker.
+    bind: Option<(Vec<u8>, OwnedFd)>,
+    /// Why no bind mount can be made at all (no mount privilege): not tried again.
+    bind_denied: Option<String>,
     out: ScanResult,
 }
 
@@ -78,6 +83,8 @@ impl<'a> Walker<'a> {
             hardlinks: HashMap::new(),
             xattrs: XattrReader::default(),
             dirbuf: vec![MaybeUninit::uninit(); 64 * 1024],
+            bind: None,
+            bind_denied: None,
             out: ScanResult::default(),
         }
     }
@@ -194,6 +201,14 @@ impl<'a> Walker<'a> {
             EntryKind::Directory => self.crossing(parent, &rel, st.st_dev),
             _ => (parent.fs, false),
         };
+        // A mount point whose filesystem is not captured is recorded as its own directory,
+        // the one under the mount (issue #24 item 6), not as what is mounted on it.
+        let (own, xattrs) = match kind {
+            EntryKind::Directory if self.left_out_mount(parent, &rel, &st, descend) => {
+                self.own_directory(parent, name, &rel, st, xattrs)
+            }
+            _ => (st, xattrs),
+        };
         let mut frame = None;
         if descend {
             match self.open_dir(parent, name, &rel, &st, fs)? {
@@ -202,7 +217,7 @@ impl<'a> Walker<'a> {
                 Opened::Unread => {}
             }
         }
-        let index = self.push(rel, kind, &st, fs, xattrs);
+        let index = self.push(rel, kind, &own, fs, xattrs);
         let kind = &self.out.entries[index as usize].entry.kind;
         if st.st_nlink > 1 && matches!(kind, EntryKind::File { .. }) {
             self.hardlinks.insert(key, index);
@@ -225,6 +240,73 @@ impl<'a> Walker<'a> {
         // in the mount table); anything else here is a mount that appeared after planning.
         let fstype = &self.setup.plan.filesystems[parent.fs as usize].fstype;
         (parent.fs, fstype == "btrfs" && !self.opts.one_file_system)
+    }
+
+    /// Whether the directory `rel` (with `lstat` `st`, the walk going into it or not) is a
+    /// mount point whose filesystem the capture leaves out: one the plan does not take, or a
+    /// mount that appeared after planning.
+    fn left_out_mount(&self, parent: &Frame, rel: &[u8], st: &Stat, descend: bool) -> bool {
+        match self.setup.plan.mount_points.get(rel) {
+            Some(chosen) => chosen.is_none(),
+            None => st.st_dev != parent.dev && !descend,
+        }
+    }
+
+    /// The mount point `name` of `parent` as its own directory: its `lstat` and xattrs read
+    /// through a detached, non-recursive bind mount of `parent`, where nothing is mounted on
+    /// it. Without mount privilege (or should it not be a directory there), `mounted` and
+    /// `xattrs`, what is mounted on it, and the path is listed in `mount_dirs_unread`.
+    fn own_directory(
+        &mut self,
+        parent: &Frame,
+        name: &[u8],
+        rel: &[u8],
+        mounted: Stat,
+        xattrs: Vec<Xattr>,
+    ) -> (Stat, Vec<Xattr>) {
+        match self.beneath(parent, name) {
+            Ok(own) => own,
+            Err(reason) => {
+                let path = PathBuf::from(OsStr::from_bytes(&self.abs(rel)));
+                self.out.mount_dirs_unread.push(Skipped { path, reason });
+                (mounted, xattrs)
+            }
+        }
+    }
+
+    /// `lstat` and xattrs of `name` in the detached bind mount of `parent` (made once per
+    /// parent directory, kept until the walk moves on to mount points elsewhere), or why not.
+    fn beneath(&mut self, parent: &Frame, name: &[u8]) -> Result<(Stat, Vec<Xattr>), String> {
+        if let Some(e) = &self.bind_denied {
+            return Err(e.clone());
+        }
+        let fresh = !matches!(&self.bind, Some((rel, _)) if *rel == parent.rel);
+        if fresh {
+            self.bind = None;
+            match crate::sys::mount::detached_bind(&parent.dir) {
+                Ok(fd) => self.bind = Some((parent.rel.clone(), fd)),
+                Err(e) => {
+                    let why = format!("cannot bind-mount its parent directory: {e}");
+                    if matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOSYS)) {
+                        self.bind_denied = Some(why.clone());
+                    }
+                    return Err(why);
+                }
+            }
+        }
+        let (_, bind) = self.bind.as_ref().expect("bound above");
+        let st = rustix::fs::statat(bind, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| format!("cannot stat its own directory: {e}"))?;
+        if file_type(&st) != FileType::Directory {
+            return Err("under the mount there is no directory".into());
+        }
+        let mut path = format!("/proc/self/fd/{}/", bind.as_raw_fd()).into_bytes();
+        path.extend_from_slice(name);
+        let xattrs = self
+            .xattrs
+            .read(&path)
+            .map_err(|e| format!("cannot read its own directory's extended attributes: {e}"))?;
+        Ok((st, xattrs))
     }
 
     /// Opens a directory found at `name` in `parent`, checks it is still the inode the walk
