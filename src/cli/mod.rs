@@ -10,6 +10,7 @@
 mod args;
 mod choices;
 mod diff;
+mod json;
 mod keys;
 mod progress;
 mod restore;
@@ -236,6 +237,30 @@ fn run_list(a: ListArgs) -> Result<i32, Failure> {
             || path == prefix.as_slice()
             || (path.starts_with(&prefix) && path.get(prefix.len()) == Some(&b'/'))
     };
+    let not_found = || {
+        format!(
+            "{}: no path /{} in the image",
+            a.image.display(),
+            String::from_utf8_lossy(&prefix)
+        )
+    };
+    if a.json {
+        let entries: Vec<_> = (0..m.entries.len())
+            .filter(|&i| under(&m.entries[i].path))
+            .map(|i| json::list_entry(m, i))
+            .collect();
+        if entries.is_empty() {
+            return Err(not_found().into());
+        }
+        let doc = json::List {
+            image: a.image.display().to_string(),
+            under: format!("/{}", String::from_utf8_lossy(&prefix)),
+            count: entries.len(),
+            entries,
+        };
+        json::print("list", &doc)?;
+        return Ok(0);
+    }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut found = false;
@@ -252,12 +277,7 @@ fn run_list(a: ListArgs) -> Result<i32, Failure> {
     }
     out.flush()?;
     if !found {
-        return Err(format!(
-            "{}: no path /{} in the image",
-            a.image.display(),
-            String::from_utf8_lossy(&prefix)
-        )
-        .into());
+        return Err(not_found().into());
     }
     Ok(0)
 }
@@ -266,7 +286,7 @@ fn run_info(a: InfoArgs) -> Result<i32, Failure> {
     let r = PayloadReader::open(&a.image, &a.keys.unlock()?)?;
     let i = show::info(&r);
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&i)?);
+        json::print("info", &i)?;
     } else {
         print!("{}", show::info_table(&i));
     }
@@ -315,13 +335,38 @@ fn run_verify(a: VerifyArgs, p: &TermProgress) -> Result<i32, Failure> {
     if a.boot {
         return verify_boot::run(a, p);
     }
+    let mut signature = None;
     if let Some(key) = &a.pubkey {
         let pk = osimage::load_public_key(key)?;
         let comment = osimage::check_signature(&a.image, &pk, a.sig.signature.as_deref())?;
-        println!("{}: signature good ({comment})", a.image.display());
+        if !a.json {
+            println!("{}: signature good ({comment})", a.image.display());
+        }
+        signature = Some(json::Signature {
+            good: true,
+            trusted_comment: comment,
+        });
     }
     let r = PayloadReader::open(&a.image, &a.keys.unlock()?)?;
     let rep = verify(&r, threads(a.threads), p)?;
+    if a.json {
+        json::print(
+            "verify",
+            &json::Verify {
+                image: a.image.display().to_string(),
+                verdict: if rep.ok() { "ok" } else { "damaged" },
+                ok: rep.ok(),
+                packs: rep.packs,
+                blocks: rep.blocks,
+                chunks: rep.chunks,
+                bytes_checked: rep.bytes,
+                problems: &rep.problems,
+                damaged_files: rep.damaged_files.iter().map(|f| json::path(f)).collect(),
+                signature,
+            },
+        )?;
+        return Ok(if rep.ok() { 0 } else { 1 });
+    }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for prob in &rep.problems {

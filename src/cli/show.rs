@@ -170,17 +170,23 @@ pub fn list_line(
     })
 }
 
-/// `info --json`.
+/// `info --json` (docs/JSON.md "info"); the table is made from the same facts.
 #[derive(Serialize)]
 pub struct InfoJson {
     pub image: String,
+    /// `oimg` or `iso`.
     pub container: String,
     pub format_version: u16,
     pub id: String,
     pub created: String,
+    pub created_ns: Option<i64>,
     pub hostname: String,
     pub os_release: String,
-    pub kernel: String,
+    /// The kernel the capturing host was running (`uname -r`) when it captured: for an
+    /// offline capture (a mounted system, a directory) not the captured system's.
+    pub host_kernel: String,
+    /// The kernel versions installed in the captured tree (`boot/vmlinuz-VERSION`).
+    pub system_kernels: Vec<String>,
     pub arch: String,
     pub tool_version: String,
     pub source_root: String,
@@ -196,8 +202,8 @@ pub struct InfoJson {
     /// unique_bytes / stored_bytes: what compression saved.
     pub compression_ratio: f64,
     pub filesystems: Vec<FsJson>,
-    /// The recorded disk layout (null when none was recorded).
-    pub layout: Option<osimage::layout::DiskLayout>,
+    /// The recorded disk layout (null when none was recorded or it is unreadable).
+    pub layout: Option<super::json::layout::Layout>,
     #[serde(skip)]
     pub layout_table: String,
     /// What a refresh reused from its base (null for a first capture; FORMAT.md §10).
@@ -206,7 +212,50 @@ pub struct InfoJson {
     /// older osimage; FORMAT.md §12).
     pub rescue: Option<osimage::RescueJson>,
     #[serde(flatten)]
-    pub stats: CaptureStats,
+    pub stats: StatsJson,
+}
+
+/// The capture's counters (top level of `info --json`).
+#[derive(Serialize)]
+pub struct StatsJson {
+    pub entries: u64,
+    pub files: u64,
+    pub directories: u64,
+    pub symlinks: u64,
+    pub hardlinks: u64,
+    pub specials: u64,
+    /// Apparent size of the files.
+    pub file_bytes: u64,
+    /// Bytes read from them (holes are not read).
+    pub data_bytes: u64,
+    pub chunk_refs: u64,
+    pub unique_chunks: u64,
+    pub unique_bytes: u64,
+    /// Compressed bytes in the packs (the file data as stored).
+    pub stored_bytes: u64,
+    pub skipped: u64,
+    pub capture_seconds: f64,
+}
+
+impl From<&CaptureStats> for StatsJson {
+    fn from(s: &CaptureStats) -> Self {
+        StatsJson {
+            entries: s.entries,
+            files: s.files,
+            directories: s.directories,
+            symlinks: s.symlinks,
+            hardlinks: s.hardlinks,
+            specials: s.specials,
+            file_bytes: s.file_bytes,
+            data_bytes: s.data_bytes,
+            chunk_refs: s.chunk_refs,
+            unique_chunks: s.unique_chunks,
+            unique_bytes: s.unique_bytes,
+            stored_bytes: s.stored_bytes,
+            skipped: s.skipped,
+            capture_seconds: super::json::seconds(s.duration_ms),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -220,6 +269,22 @@ fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 { 1.0 } else { a as f64 / b as f64 }
 }
 
+/// The kernel versions the captured tree holds: `boot/vmlinuz-VERSION` files and symlinks,
+/// sorted, without duplicates.
+pub fn system_kernels(m: &Manifest) -> Vec<String> {
+    let mut v: Vec<String> = m
+        .entries
+        .iter()
+        .filter(|e| !matches!(e.kind, EntryKind::Directory))
+        .filter_map(|e| e.path.strip_prefix(b"boot/vmlinuz-"))
+        .filter(|rest| !rest.is_empty() && !rest.contains(&b'/'))
+        .map(|rest| String::from_utf8_lossy(rest).into_owned())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
 /// The facts `info` shows, from an open image.
 pub fn info(r: &PayloadReader) -> InfoJson {
     let m = r.manifest();
@@ -228,7 +293,7 @@ pub fn info(r: &PayloadReader) -> InfoJson {
     let (layout, layout_table) = match osimage::layout::from_manifest(m) {
         Ok(Some(l)) => {
             let t = osimage::layout::describe(&l);
-            (Some(l), t)
+            (Some(super::json::layout::layout(&l)), t)
         }
         Ok(None) => (None, "disk layout: none recorded\n".to_string()),
         Err(e) => (None, format!("disk layout: unreadable ({e})\n")),
@@ -239,9 +304,11 @@ pub fn info(r: &PayloadReader) -> InfoJson {
         format_version: r.format_version(),
         id: m.image.id.iter().map(|b| format!("{b:02x}")).collect(),
         created: rfc3339(m.image.created),
+        created_ns: super::json::nanos(m.image.created),
         hostname: m.image.hostname.clone(),
         os_release: m.image.os_release.clone(),
-        kernel: m.image.kernel.clone(),
+        host_kernel: m.image.kernel.clone(),
+        system_kernels: system_kernels(m),
         arch: m.image.arch.clone(),
         tool_version: m.image.tool_version.clone(),
         source_root: String::from_utf8_lossy(&m.image.source_root).into_owned(),
@@ -273,7 +340,7 @@ pub fn info(r: &PayloadReader) -> InfoJson {
             .ok()
             .flatten()
             .map(|r| r.to_json()),
-        stats: s.clone(),
+        stats: s.into(),
     }
 }
 
@@ -292,7 +359,22 @@ pub fn info_table(i: &InfoJson) -> String {
     row("created", i.created.clone());
     row("host", e(&i.hostname));
     row("system", e(&i.os_release));
-    row("kernel", format!("{} ({})", e(&i.kernel), e(&i.arch)));
+    // issue #24: the image records the capturing host's running kernel, which is the
+    // captured system's only for a live capture of `/`.
+    let kernels = if i.system_kernels.is_empty() {
+        "none in /boot".to_string()
+    } else {
+        e(&i.system_kernels.join(", "))
+    };
+    row("system kernels", kernels);
+    row(
+        "captured under",
+        format!(
+            "kernel {} ({}), running on the capturing host",
+            e(&i.host_kernel),
+            e(&i.arch)
+        ),
+    );
     row("source root", e(&i.source_root));
     row("made by", format!("osimage {}", e(&i.tool_version)));
     row(
@@ -336,10 +418,7 @@ pub fn info_table(i: &InfoJson) -> String {
             i.dedup_ratio, i.compression_ratio, i.zstd_level
         ),
     );
-    row(
-        "capture took",
-        format!("{:.1} s", s.duration_ms as f64 / 1000.0),
-    );
+    row("capture took", format!("{:.1} s", s.capture_seconds));
     if s.skipped > 0 {
         row("skipped", format!("{} unreadable paths", s.skipped));
     }
