@@ -96,4 +96,4 @@ pub use schedule::{
 
 // Reporting and showing.
 pub use progress::{NoProgress, Progress};
-pub use units::human_bytes;
+pub use units::{count, human_bytes};

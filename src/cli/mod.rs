@@ -148,10 +148,19 @@ fn run_capture(a: CaptureArgs, p: &TermProgress) -> Result<i32, Failure> {
         unlock: std::sync::Arc::new(a.keys.unlock()?),
     };
     if let Ok(plan) = osimage::plan_filesystems(&opts.root, &opts.scan) {
+        // issue #24: the directory really read (`capture src` said `capturing /`), absolute
+        let root = opts
+            .root
+            .canonicalize()
+            .unwrap_or_else(|_| opts.root.clone());
         for fs in plan {
+            let at = match fs.mount_point.as_slice() {
+                [] => root.clone(),
+                mp => root.join(std::ffi::OsStr::from_bytes(mp)),
+            };
             p.say(&format!(
-                "capturing /{} ({} on {})",
-                String::from_utf8_lossy(&fs.mount_point),
+                "capturing {} ({} on {})",
+                show::escaped(at.as_os_str().as_bytes()),
                 fs.fstype,
                 fs.source
             ));
@@ -170,25 +179,15 @@ fn run_capture(a: CaptureArgs, p: &TermProgress) -> Result<i32, Failure> {
     if let Some(line) = &r.rescue {
         p.say(line);
     }
-    let st = &r.stats;
-    p.say(&format!(
-        "{}: {} entries, {} of file data → {} ({} unique chunks) in {:.1} s",
-        r.output.display(),
-        st.entries,
-        show::bytes(st.file_bytes),
-        show::bytes(r.size),
-        st.unique_chunks,
-        st.duration_ms as f64 / 1000.0
-    ));
+    p.say(&show::capture_line(&r.output, &r));
     if r.skipped.is_empty() {
         return Ok(0);
     }
     // issue #24: an image that lacks files is no plain success (restic's 3 too)
     eprintln!(
-        "osimage: finished with {} skipped file{} (listed above): the image was written \
+        "osimage: finished with {} (listed above): the image was written \
          without {} (exit status {SKIPPED_FILES})",
-        r.skipped.len(),
-        if r.skipped.len() == 1 { "" } else { "s" },
+        show::count(r.skipped.len() as u64, "skipped file", "skipped files"),
         if r.skipped.len() == 1 { "it" } else { "them" },
     );
     Ok(SKIPPED_FILES)
@@ -211,10 +210,10 @@ fn run_extract(a: ExtractArgs, p: &TermProgress) -> Result<i32, Failure> {
     };
     let rep = extract(&r, &a.dir, &opts, p)?;
     p.say(&format!(
-        "{}: {} entries, {} files, {} written",
+        "{}: {}, {}, {} written",
         a.dir.display(),
-        rep.entries,
-        rep.files,
+        show::count(rep.entries, "entry", "entries"),
+        show::count(rep.files, "file", "files"),
         show::bytes(rep.bytes_written)
     ));
     Ok(if rep.warnings > 0 { 1 } else { 0 })
@@ -378,21 +377,21 @@ fn run_verify(a: VerifyArgs, p: &TermProgress) -> Result<i32, Failure> {
     if rep.ok() {
         writeln!(
             out,
-            "{}: OK ({} packs, {} blocks, {} chunks, {} checked)",
+            "{}: OK ({}, {}, {}, {} checked)",
             a.image.display(),
-            rep.packs,
-            rep.blocks,
-            rep.chunks,
+            show::count(rep.packs as u64, "pack", "packs"),
+            show::count(rep.blocks as u64, "block", "blocks"),
+            show::count(rep.chunks as u64, "chunk", "chunks"),
             show::bytes(rep.bytes)
         )?;
         Ok(0)
     } else {
         writeln!(
             out,
-            "{}: DAMAGED ({} problems, {} files affected)",
+            "{}: DAMAGED ({}, {} affected)",
             a.image.display(),
-            rep.problems.len(),
-            rep.damaged_files.len()
+            show::count(rep.problems.len() as u64, "problem", "problems"),
+            show::count(rep.damaged_files.len() as u64, "file", "files")
         )?;
         Ok(1)
     }

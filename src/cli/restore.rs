@@ -324,7 +324,11 @@ fn to_dir(
             )?;
             eprintln!("dry run: nothing was written");
         } else {
-            println!("would restore {entries} entries into {}", dir.display());
+            println!(
+                "would restore {} into {}",
+                osimage::count(entries as u64, "entry", "entries"),
+                dir.display()
+            );
             print!("{request}");
         }
         return Ok(0);
@@ -338,10 +342,10 @@ fn to_dir(
         print_json(args, "directory", plan, Some(json::dir_report(&r)))?;
     } else {
         println!(
-            "{}: {} entries, {} files, {} written",
+            "{}: {}, {}, {} written",
             dir.display(),
-            r.entries,
-            r.files,
+            osimage::count(r.entries, "entry", "entries"),
+            osimage::count(r.files, "file", "files"),
             osimage::human_bytes(r.bytes_written)
         );
         for c in &r.changes {

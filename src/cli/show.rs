@@ -7,6 +7,7 @@ use serde::Serialize;
 use osimage::PayloadReader;
 use osimage::format::manifest::{CaptureStats, Entry, EntryKind, Manifest, Timestamp};
 
+pub use osimage::count;
 pub use osimage::human_bytes as bytes;
 
 fn time(t: Timestamp) -> String {
@@ -19,6 +20,31 @@ fn rfc3339(t: Timestamp) -> String {
     chrono::DateTime::from_timestamp(t.sec, t.nsec)
         .map(|d| d.to_rfc3339())
         .unwrap_or_default()
+}
+
+/// The closing line of a capture: counts, the file data and what it became, and for an ISO
+/// the rescue environment apart (issue #24: it is not file data).
+pub fn capture_line(image: &std::path::Path, r: &osimage::CaptureReport) -> String {
+    let st = &r.stats;
+    let stored = if r.rescue_bytes > 0 {
+        format!(
+            "{} stored; the ISO is {} with its rescue environment ({}) and boot loader",
+            bytes(st.stored_bytes),
+            bytes(r.size),
+            bytes(r.rescue_bytes)
+        )
+    } else {
+        format!("{} image", bytes(r.size))
+    };
+    format!(
+        "{}: {}, {} of file data → {} ({}) in {:.1} s",
+        image.display(),
+        count(st.entries, "entry", "entries"),
+        bytes(st.file_bytes),
+        stored,
+        count(st.unique_chunks, "unique chunk", "unique chunks"),
+        st.duration_ms as f64 / 1000.0
+    )
 }
 
 /// `drwxr-xr-x` for an entry.
@@ -380,8 +406,13 @@ pub fn info_table(i: &InfoJson) -> String {
     row(
         "entries",
         format!(
-            "{} ({} files, {} directories, {} symlinks, {} hard links, {} special)",
-            s.entries, s.files, s.directories, s.symlinks, s.hardlinks, s.specials
+            "{} ({}, {}, {}, {}, {} special)",
+            s.entries,
+            count(s.files, "file", "files"),
+            count(s.directories, "directory", "directories"),
+            count(s.symlinks, "symlink", "symlinks"),
+            count(s.hardlinks, "hard link", "hard links"),
+            s.specials
         ),
     );
     row(
@@ -395,19 +426,19 @@ pub fn info_table(i: &InfoJson) -> String {
     row(
         "unique chunks",
         format!(
-            "{} of {} references, {}",
+            "{} of {}, {}",
             s.unique_chunks,
-            s.chunk_refs,
+            count(s.chunk_refs, "reference", "references"),
             bytes(s.unique_bytes)
         ),
     );
     row(
         "stored",
         format!(
-            "{} in {} blocks, {} packs",
+            "{} in {}, {}",
             bytes(s.stored_bytes),
-            i.blocks,
-            i.packs
+            count(i.blocks as u64, "block", "blocks"),
+            count(i.packs as u64, "pack", "packs")
         ),
     );
     row("image size", bytes(i.image_bytes));
@@ -420,7 +451,10 @@ pub fn info_table(i: &InfoJson) -> String {
     );
     row("capture took", format!("{:.1} s", s.capture_seconds));
     if s.skipped > 0 {
-        row("skipped", format!("{} unreadable paths", s.skipped));
+        row(
+            "skipped",
+            count(s.skipped, "unreadable path", "unreadable paths"),
+        );
     }
     for f in &i.filesystems {
         row(
