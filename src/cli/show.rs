@@ -501,4 +501,39 @@ mod tests {
         assert_eq!(escaped("café ünï".as_bytes()), "café ünï");
         assert_eq!(escaped_lines("a\x1b\nb\n"), "a\\033\nb\n");
     }
+
+    fn report(size: u64, rescue_bytes: u64) -> osimage::CaptureReport {
+        osimage::CaptureReport {
+            output: "x.iso".into(),
+            size,
+            stats: CaptureStats {
+                entries: 1,
+                file_bytes: 10 << 20,
+                stored_bytes: 3 << 20,
+                unique_chunks: 1,
+                ..CaptureStats::default()
+            },
+            skipped: Vec::new(),
+            left_out: Vec::new(),
+            warnings: Vec::new(),
+            rescue: None,
+            rescue_bytes,
+        }
+    }
+
+    /// issue #24: an ISO's rescue environment is not shown as what the file data became.
+    #[test]
+    fn the_capture_line_keeps_the_rescue_environment_apart() {
+        let r = report(60 << 20, 55 << 20);
+        assert_eq!(
+            capture_line(std::path::Path::new("x.iso"), &r),
+            "x.iso: 1 entry, 10.0 MiB of file data → 3.0 MiB stored; the ISO is 60.0 MiB with \
+             its rescue environment (55.0 MiB) and boot loader (1 unique chunk) in 0.0 s"
+        );
+        let r = report(4 << 20, 0);
+        assert_eq!(
+            capture_line(std::path::Path::new("x.oimg"), &r),
+            "x.oimg: 1 entry, 10.0 MiB of file data → 4.0 MiB image (1 unique chunk) in 0.0 s"
+        );
+    }
 }
