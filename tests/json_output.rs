@@ -32,7 +32,11 @@ fn json_run(args: &[&OsStr], command: &str, code: i32) -> Value {
     let doc = one_document(&run.stdout);
     // the version and the command come first (serde_json's Value sorts keys: read the text)
     let head = format!("{{\n  \"schema_version\": 1,\n  \"command\": \"{command}\",\n");
-    assert!(run.stdout.starts_with(head.as_bytes()), "{}", run.describe());
+    assert!(
+        run.stdout.starts_with(head.as_bytes()),
+        "{}",
+        run.describe()
+    );
     assert_eq!(doc["schema_version"], 1, "{doc:#}");
     assert_eq!(doc["command"], command, "{doc:#}");
     doc
@@ -142,7 +146,10 @@ fn info_json_counts_and_labels_kernels() {
     // a directory records why it has no layout
     let layout = &info["layout"];
     assert_eq!(layout["restorable"], false, "{layout:#}");
-    assert!(layout["none"].as_str().unwrap().contains("plain directory"), "{layout:#}");
+    assert!(
+        layout["none"].as_str().unwrap().contains("plain directory"),
+        "{layout:#}"
+    );
     assert_eq!(layout["disks"], serde_json::json!([]), "{layout:#}");
     assert_eq!(layout["boot"]["firmware"], "unknown", "{layout:#}");
     // the table says which kernel is which
