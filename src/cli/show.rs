@@ -441,7 +441,20 @@ pub fn info_table(i: &InfoJson) -> String {
             count(i.packs as u64, "pack", "packs")
         ),
     );
-    row("image size", bytes(i.image_bytes));
+    // issue #24: an ISO's size is mostly its rescue environment, not file data
+    row(
+        "image size",
+        if i.container == "iso" {
+            format!(
+                "{} ({} stored file data; the rest is the rescue environment, boot loader and \
+                 ISO structures)",
+                bytes(i.image_bytes),
+                bytes(s.stored_bytes)
+            )
+        } else {
+            bytes(i.image_bytes)
+        },
+    );
     row(
         "ratios",
         format!(
