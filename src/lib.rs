@@ -52,7 +52,7 @@ pub use payload::reader::{BlockCache, PayloadReader};
 pub use payload::verify::{VerifyReport, verify};
 pub use payload::writer::BaseImage;
 pub use refresh::Base;
-pub use refresh::diff::diff;
+pub use refresh::diff::{ChangeKind, Diff, diff};
 pub use refresh::lineage::{Lineage, LineageJson, from_manifest as lineage_from_manifest};
 pub use rescue::reuse::{RescueJson, from_manifest as rescue_from_manifest};
 pub use rescue::{Rescue, RescueSpec, build_rescue, id_marker_path, image_id_hex, plan_rescue};
@@ -65,6 +65,8 @@ pub use extract::{
 // Restore.
 pub use restore::generalize::GeneralizeOptions;
 pub use restore::plan::several::parse_map as parse_disk_map;
+// The plan's parts `restore --json` shows.
+pub use restore::plan::{PartKind, PartPlan, PlanDev, Resize, StackStep, TablePlan};
 pub use restore::{
     DirReport, DirRequest, FsReport, Prepared, RestoreError, RestoreOptions, RestorePlan,
     RestoreReport, RestoreRequest, Targets, check_target, layout_of, plan_for, prepare,
@@ -96,4 +98,4 @@ pub use schedule::{
 
 // Reporting and showing.
 pub use progress::{NoProgress, Progress};
-pub use units::human_bytes;
+pub use units::{count, human_bytes};

@@ -1,4 +1,5 @@
-//! How sizes are shown to people, the same everywhere: binary units, one decimal.
+//! How sizes and counts are shown to people, the same everywhere: binary units, one decimal;
+//! a noun that agrees with its count.
 
 /// `512 B`, `1.5 KiB`, `256.0 MiB`, `3.2 GiB`.
 pub fn human_bytes(n: u64) -> String {
@@ -16,8 +17,22 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// `1 pack`, `2 packs`, `0 entries`: `n` and the noun in the number it takes (issue #24: "1
+/// packs"). `plural` is the noun's plural, given whole (`entries`, `directories`).
+pub fn count(n: impl Into<u64>, singular: &str, plural: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { singular } else { plural })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn nouns_agree_with_their_count() {
+        assert_eq!(super::count(1u64, "pack", "packs"), "1 pack");
+        assert_eq!(super::count(0u64, "pack", "packs"), "0 packs");
+        assert_eq!(super::count(2u32, "entry", "entries"), "2 entries");
+    }
+
     #[test]
     fn sizes_read_naturally() {
         assert_eq!(super::human_bytes(512), "512 B");

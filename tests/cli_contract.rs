@@ -484,12 +484,16 @@ fn restore_to_dir_prints_json() {
     let image = system_image(dir.path());
     let out = dir.path().join("out");
     let dry = restore_to(&image, &out, &["--dry-run", "--json", "--hostname", "h1"]).ok();
-    let plan: serde_json::Value = serde_json::from_slice(&dry.stdout).expect("JSON plan");
+    let doc: serde_json::Value = serde_json::from_slice(&dry.stdout).expect("JSON plan");
+    assert_eq!(doc["mode"], "directory", "{doc}");
+    assert_eq!(doc["report"], serde_json::Value::Null, "{doc}");
+    let plan = &doc["plan"];
     assert_eq!(plan["hostname"], "h1", "{}", dry.describe());
     assert!(plan["entries"].as_u64().is_some_and(|n| n > 0), "{plan}");
     assert!(!out.exists(), "a dry run writes nothing");
     let run = restore_to(&image, &out, &["--json"]).ok();
-    let report: serde_json::Value = serde_json::from_slice(&run.stdout).expect("JSON report");
+    let doc: serde_json::Value = serde_json::from_slice(&run.stdout).expect("JSON report");
+    let report = &doc["report"];
     assert_eq!(report["files"], 5, "{}", run.describe());
     assert_eq!(report["warnings"], 0, "{}", run.describe());
 }

@@ -41,6 +41,7 @@ mod hostile_input;
 mod iso_bench;
 mod iso_boot;
 mod iso_tools;
+mod json_output;
 mod layout_probe;
 mod refresh_cli;
 mod rescue_boot;

@@ -595,13 +595,15 @@ fn an_empty_esp_restores_as_not_bootable_and_fails_unless_accepted() {
         "{}",
         refused.describe()
     );
-    // stdout: the plan, then the report, each one JSON document
+    // stdout: one JSON document holding the plan and the report
     let out = refused.stdout_str();
     let docs: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&out)
         .into_iter()
         .collect::<Result<_, _>>()
         .unwrap();
-    let report = &docs[1];
+    assert_eq!(docs.len(), 1, "{out}");
+    let report = &docs[0]["report"];
+    assert_eq!(report["bootable"], false, "{report}");
     let boot: Vec<&str> = report["boot"]
         .as_array()
         .unwrap()

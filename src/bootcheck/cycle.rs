@@ -311,10 +311,10 @@ impl Context<'_> {
 
 fn files_phase(r: &FilesReport, took: Duration) -> Phase {
     let mut detail = format!(
-        "{} paths compared with the manifest ({} MiB of file data hashed): {} differences",
-        r.compared,
+        "{} compared with the manifest ({} MiB of file data hashed): {}",
+        crate::units::count(r.compared, "path", "paths"),
         r.bytes >> 20,
-        r.differences
+        crate::units::count(r.differences, "difference", "differences")
     );
     if r.relaxed > 0 {
         detail.push_str(&format!(

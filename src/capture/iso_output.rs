@@ -33,6 +33,9 @@ pub struct BootFiles {
     id_hex: String,
     /// One line for the capture report.
     pub summary: String,
+    /// Bytes of the rescue kernel and initramfs (what the ISO holds besides the payload and
+    /// GRUB).
+    pub rescue_bytes: u64,
     /// What the rescue environment was built from (the manifest's `rescue` record).
     pub rescue_inputs: RescueInputs,
 }
@@ -299,10 +302,10 @@ impl BootJob {
             .map_err(|_| CaptureError::Usage("internal: the rescue build panicked".into()))??;
         let rescue = built.rescue;
         let summary = format!(
-            "rescue environment: kernel {}, {} modules, {} tools, {:.1} MiB; {}",
+            "rescue environment: kernel {}, {}, {}, {:.1} MiB; {}",
             rescue.kernel_version,
-            rescue.modules,
-            rescue.tools,
+            crate::units::count(rescue.modules as u64, "module", "modules"),
+            crate::units::count(rescue.tools as u64, "tool", "tools"),
             rescue.size_bytes as f64 / (1024.0 * 1024.0),
             if built.boot.secure_boot {
                 "Secure Boot: yes"
@@ -317,6 +320,7 @@ impl BootJob {
             grub: built.boot.grub,
             id_hex: built.boot.id_hex,
             summary,
+            rescue_bytes: rescue.size_bytes,
             rescue_inputs: rescue.inputs,
         })
     }

@@ -68,6 +68,9 @@ pub struct CaptureReport {
     pub warnings: Vec<String>,
     /// What went into the rescue environment (ISO output only).
     pub rescue: Option<String>,
+    /// Bytes of `size` that are the rescue kernel and initramfs, not file data (0 for a
+    /// payload-only image).
+    pub rescue_bytes: u64,
 }
 
 /// Everything that can stop a capture.
@@ -202,6 +205,7 @@ pub fn capture_from(
             .map(|f| format!("{f}: {}", steps::OUTPUT_FS_REASON))
             .collect(),
         warnings,
+        rescue_bytes: boot.as_ref().map_or(0, |b| b.rescue_bytes),
         rescue: boot.map(|b| b.summary),
     })
 }

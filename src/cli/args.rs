@@ -240,6 +240,10 @@ pub struct ListArgs {
     /// backslashes and bytes that are not UTF-8 are escaped as `ls -b` does (`\n`, `\033`).
     #[arg(short = '0', long = "null")]
     pub null: bool,
+    /// Print one JSON document instead of lines: every entry with its type, mode, owner, size,
+    /// times and exact name (schema: docs/JSON.md).
+    #[arg(long, conflicts_with_all = ["null", "long"])]
+    pub json: bool,
     #[command(flatten)]
     pub keys: super::keys::KeyArgs,
 }
@@ -248,7 +252,7 @@ pub struct ListArgs {
 pub struct InfoArgs {
     /// The image (a .iso or .oimg made by osimage capture).
     pub image: PathBuf,
-    /// Print JSON instead of a table.
+    /// Print one JSON document instead of a table (schema: docs/JSON.md).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -336,8 +340,9 @@ pub struct VerifyArgs {
     /// sparse but takes as much space as the restored files.
     #[arg(long, value_name = "DIR", requires = "boot")]
     pub work_dir: Option<PathBuf>,
-    /// Print the report as JSON.
-    #[arg(long, requires = "boot")]
+    /// Print the result (with --boot: the report) as one JSON document on stdout; progress
+    /// stays on stderr (schema: docs/JSON.md).
+    #[arg(long)]
     pub json: bool,
     #[command(flatten)]
     pub keys: super::keys::KeyArgs,

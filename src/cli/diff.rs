@@ -30,7 +30,7 @@ pub struct DiffArgs {
     pub old: PathBuf,
     /// The newer image.
     pub new: PathBuf,
-    /// Print JSON instead of lines.
+    /// Print one JSON document instead of lines (schema: docs/JSON.md).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -95,7 +95,7 @@ pub fn run(args: DiffArgs, progress: &dyn Progress) -> Result<i32, Box<dyn std::
     let b = open_side("new", &args.new, &new_keys)?;
     let d = diff(a.manifest(), b.manifest());
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&d)?);
+        super::json::print("diff", &super::json::diff(&args.old, &args.new, &d))?;
     } else {
         print!("{}", super::show::escaped_lines(&d.text()));
     }

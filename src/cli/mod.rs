@@ -10,6 +10,7 @@
 mod args;
 mod choices;
 mod diff;
+mod json;
 mod keys;
 mod progress;
 mod restore;
@@ -147,10 +148,19 @@ fn run_capture(a: CaptureArgs, p: &TermProgress) -> Result<i32, Failure> {
         unlock: std::sync::Arc::new(a.keys.unlock()?),
     };
     if let Ok(plan) = osimage::plan_filesystems(&opts.root, &opts.scan) {
+        // issue #24: the directory really read (`capture src` said `capturing /`), absolute
+        let root = opts
+            .root
+            .canonicalize()
+            .unwrap_or_else(|_| opts.root.clone());
         for fs in plan {
+            let at = match fs.mount_point.as_slice() {
+                [] => root.clone(),
+                mp => root.join(std::ffi::OsStr::from_bytes(mp)),
+            };
             p.say(&format!(
-                "capturing /{} ({} on {})",
-                String::from_utf8_lossy(&fs.mount_point),
+                "capturing {} ({} on {})",
+                show::escaped(at.as_os_str().as_bytes()),
                 fs.fstype,
                 fs.source
             ));
@@ -169,25 +179,15 @@ fn run_capture(a: CaptureArgs, p: &TermProgress) -> Result<i32, Failure> {
     if let Some(line) = &r.rescue {
         p.say(line);
     }
-    let st = &r.stats;
-    p.say(&format!(
-        "{}: {} entries, {} of file data → {} ({} unique chunks) in {:.1} s",
-        r.output.display(),
-        st.entries,
-        show::bytes(st.file_bytes),
-        show::bytes(r.size),
-        st.unique_chunks,
-        st.duration_ms as f64 / 1000.0
-    ));
+    p.say(&show::capture_line(&r.output, &r));
     if r.skipped.is_empty() {
         return Ok(0);
     }
     // issue #24: an image that lacks files is no plain success (restic's 3 too)
     eprintln!(
-        "osimage: finished with {} skipped file{} (listed above): the image was written \
+        "osimage: finished with {} (listed above): the image was written \
          without {} (exit status {SKIPPED_FILES})",
-        r.skipped.len(),
-        if r.skipped.len() == 1 { "" } else { "s" },
+        show::count(r.skipped.len() as u64, "skipped file", "skipped files"),
         if r.skipped.len() == 1 { "it" } else { "them" },
     );
     Ok(SKIPPED_FILES)
@@ -210,10 +210,10 @@ fn run_extract(a: ExtractArgs, p: &TermProgress) -> Result<i32, Failure> {
     };
     let rep = extract(&r, &a.dir, &opts, p)?;
     p.say(&format!(
-        "{}: {} entries, {} files, {} written",
+        "{}: {}, {}, {} written",
         a.dir.display(),
-        rep.entries,
-        rep.files,
+        show::count(rep.entries, "entry", "entries"),
+        show::count(rep.files, "file", "files"),
         show::bytes(rep.bytes_written)
     ));
     Ok(if rep.warnings > 0 { 1 } else { 0 })
@@ -236,6 +236,30 @@ fn run_list(a: ListArgs) -> Result<i32, Failure> {
             || path == prefix.as_slice()
             || (path.starts_with(&prefix) && path.get(prefix.len()) == Some(&b'/'))
     };
+    let not_found = || {
+        format!(
+            "{}: no path /{} in the image",
+            a.image.display(),
+            String::from_utf8_lossy(&prefix)
+        )
+    };
+    if a.json {
+        let entries: Vec<_> = (0..m.entries.len())
+            .filter(|&i| under(&m.entries[i].path))
+            .map(|i| json::list_entry(m, i))
+            .collect();
+        if entries.is_empty() {
+            return Err(not_found().into());
+        }
+        let doc = json::List {
+            image: a.image.display().to_string(),
+            under: format!("/{}", String::from_utf8_lossy(&prefix)),
+            count: entries.len(),
+            entries,
+        };
+        json::print("list", &doc)?;
+        return Ok(0);
+    }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut found = false;
@@ -252,12 +276,7 @@ fn run_list(a: ListArgs) -> Result<i32, Failure> {
     }
     out.flush()?;
     if !found {
-        return Err(format!(
-            "{}: no path /{} in the image",
-            a.image.display(),
-            String::from_utf8_lossy(&prefix)
-        )
-        .into());
+        return Err(not_found().into());
     }
     Ok(0)
 }
@@ -266,7 +285,7 @@ fn run_info(a: InfoArgs) -> Result<i32, Failure> {
     let r = PayloadReader::open(&a.image, &a.keys.unlock()?)?;
     let i = show::info(&r);
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&i)?);
+        json::print("info", &i)?;
     } else {
         print!("{}", show::info_table(&i));
     }
@@ -315,13 +334,38 @@ fn run_verify(a: VerifyArgs, p: &TermProgress) -> Result<i32, Failure> {
     if a.boot {
         return verify_boot::run(a, p);
     }
+    let mut signature = None;
     if let Some(key) = &a.pubkey {
         let pk = osimage::load_public_key(key)?;
         let comment = osimage::check_signature(&a.image, &pk, a.sig.signature.as_deref())?;
-        println!("{}: signature good ({comment})", a.image.display());
+        if !a.json {
+            println!("{}: signature good ({comment})", a.image.display());
+        }
+        signature = Some(json::Signature {
+            good: true,
+            trusted_comment: comment,
+        });
     }
     let r = PayloadReader::open(&a.image, &a.keys.unlock()?)?;
     let rep = verify(&r, threads(a.threads), p)?;
+    if a.json {
+        json::print(
+            "verify",
+            &json::Verify {
+                image: a.image.display().to_string(),
+                verdict: if rep.ok() { "ok" } else { "damaged" },
+                ok: rep.ok(),
+                packs: rep.packs,
+                blocks: rep.blocks,
+                chunks: rep.chunks,
+                bytes_checked: rep.bytes,
+                problems: &rep.problems,
+                damaged_files: rep.damaged_files.iter().map(|f| json::path(f)).collect(),
+                signature,
+            },
+        )?;
+        return Ok(if rep.ok() { 0 } else { 1 });
+    }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for prob in &rep.problems {
@@ -333,21 +377,21 @@ fn run_verify(a: VerifyArgs, p: &TermProgress) -> Result<i32, Failure> {
     if rep.ok() {
         writeln!(
             out,
-            "{}: OK ({} packs, {} blocks, {} chunks, {} checked)",
+            "{}: OK ({}, {}, {}, {} checked)",
             a.image.display(),
-            rep.packs,
-            rep.blocks,
-            rep.chunks,
+            show::count(rep.packs as u64, "pack", "packs"),
+            show::count(rep.blocks as u64, "block", "blocks"),
+            show::count(rep.chunks as u64, "chunk", "chunks"),
             show::bytes(rep.bytes)
         )?;
         Ok(0)
     } else {
         writeln!(
             out,
-            "{}: DAMAGED ({} problems, {} files affected)",
+            "{}: DAMAGED ({}, {} affected)",
             a.image.display(),
-            rep.problems.len(),
-            rep.damaged_files.len()
+            show::count(rep.problems.len() as u64, "problem", "problems"),
+            show::count(rep.damaged_files.len() as u64, "file", "files")
         )?;
         Ok(1)
     }

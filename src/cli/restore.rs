@@ -12,6 +12,8 @@ use osimage::Progress;
 use osimage::{DirRequest, RestoreError, RestoreOptions, RestoreRequest, Targets};
 use osimage::{LeaseError, ReadLease};
 
+use super::json::restore as json;
+
 /// Restore an image onto a disk (or disk image file), or its files into a directory.
 ///
 /// With --target, the disk is partitioned as recorded (same table type, partition numbers,
@@ -63,7 +65,8 @@ pub struct RestoreArgs {
     /// Print the plan and exit without writing anything.
     #[arg(long)]
     pub dry_run: bool,
-    /// Print the plan (and the report) as JSON.
+    /// Print one JSON document on stdout: the plan and, after a real restore, its report
+    /// (schema: docs/JSON.md); everything else goes to stderr.
     #[arg(long)]
     pub json: bool,
     /// Restore over a disk that holds data (destroys it).
@@ -210,9 +213,7 @@ pub fn run(args: RestoreArgs, progress: &dyn Progress) -> Result<i32, Failure> {
     };
     let mut prepared = osimage::prepare(&reader, &request)?;
     hostname_note(&args, prepared.hostname.as_deref());
-    if args.json {
-        println!("{}", prepared.to_json()?);
-    } else {
+    if !args.json {
         print!("{prepared}");
     }
     let mut confirmed = false;
@@ -229,8 +230,9 @@ pub fn run(args: RestoreArgs, progress: &dyn Progress) -> Result<i32, Failure> {
     }
     prepared.options.force |= confirmed;
     if args.dry_run {
-        // stdout holds only the plan with --json
+        // stdout holds only the JSON document with --json
         if args.json {
+            print_json(&args, "disk", json::disk_plans(&prepared), None::<()>)?;
             eprintln!("dry run: nothing was written");
         } else {
             println!("dry run: nothing was written");
@@ -239,7 +241,8 @@ pub fn run(args: RestoreArgs, progress: &dyn Progress) -> Result<i32, Failure> {
     }
     let report = prepared.apply(&reader, progress)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let r = Some(json::disk_report(&report));
+        print_json(&args, "disk", json::disk_plans(&prepared), r)?;
     } else {
         print!("{}", report.summary());
     }
@@ -313,17 +316,19 @@ fn to_dir(
     let entries = reader.manifest().entries.len();
     if args.dry_run {
         if args.json {
-            let plan = serde_json::json!({
-                "dir": dir,
-                "entries": entries,
-                "hostname": hostname,
-                "generalize": request.generalize.plan_lines(),
-                "overlay": request.overlay,
-            });
-            println!("{}", serde_json::to_string_pretty(&plan)?);
+            print_json(
+                args,
+                "directory",
+                dir_plan(dir, entries, hostname, &request),
+                None::<()>,
+            )?;
             eprintln!("dry run: nothing was written");
         } else {
-            println!("would restore {entries} entries into {}", dir.display());
+            println!(
+                "would restore {} into {}",
+                osimage::count(entries as u64, "entry", "entries"),
+                dir.display()
+            );
             print!("{request}");
         }
         return Ok(0);
@@ -333,13 +338,14 @@ fn to_dir(
     }
     let r = osimage::restore_into_dir(reader, dir, &request, progress)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        let plan = dir_plan(dir, entries, hostname, &request);
+        print_json(args, "directory", plan, Some(json::dir_report(&r)))?;
     } else {
         println!(
-            "{}: {} entries, {} files, {} written",
+            "{}: {}, {}, {} written",
             dir.display(),
-            r.entries,
-            r.files,
+            osimage::count(r.entries, "entry", "entries"),
+            osimage::count(r.files, "file", "files"),
             osimage::human_bytes(r.bytes_written)
         );
         for c in &r.changes {
@@ -347,6 +353,39 @@ fn to_dir(
         }
     }
     Ok(if r.warnings > 0 { 1 } else { 0 })
+}
+
+/// The one `restore --json` document (docs/JSON.md "restore"): the plan, and the report
+/// after a real restore (null on a dry run).
+fn print_json(
+    args: &RestoreArgs,
+    mode: &'static str,
+    plan: impl serde::Serialize,
+    report: Option<impl serde::Serialize>,
+) -> Result<(), Failure> {
+    let doc = json::Restore {
+        image: args.image.display().to_string(),
+        mode,
+        dry_run: args.dry_run,
+        plan,
+        report,
+    };
+    super::json::print("restore", &doc)
+}
+
+fn dir_plan(
+    dir: &Path,
+    entries: usize,
+    hostname: Option<String>,
+    request: &DirRequest,
+) -> json::DirPlan {
+    json::DirPlan {
+        dir: dir.display().to_string(),
+        entries,
+        hostname,
+        generalize: request.generalize.plan_lines(),
+        overlay: request.overlay.as_ref().map(|p| p.display().to_string()),
+    }
 }
 
 /// On a terminal: shows what will be destroyed and asks for the target's name. Never asks

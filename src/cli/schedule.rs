@@ -124,15 +124,7 @@ pub fn run(args: ScheduleArgs, progress: &dyn Progress) -> Result<i32, Failure> 
             // Lines for the journal (or the cron log): stdout, unbuffered per line.
             let log = |l: &str| println!("{l}");
             let r = osimage::run_scheduled(&job, progress, &log)?;
-            let st = &r.capture.stats;
-            println!(
-                "{}: {} entries, {} of file data → {} in {:.1} s",
-                r.image.display(),
-                st.entries,
-                super::show::bytes(st.file_bytes),
-                super::show::bytes(r.capture.size),
-                st.duration_ms as f64 / 1000.0
-            );
+            println!("{}", super::show::capture_line(&r.image, &r.capture));
             // the run logged each skipped file; its status says so too (the unit shows failed
             // with status 3, docs/SCHEDULE.md), never a silent success
             if r.capture.skipped.is_empty() {

@@ -7,6 +7,7 @@ use serde::Serialize;
 use osimage::PayloadReader;
 use osimage::format::manifest::{CaptureStats, Entry, EntryKind, Manifest, Timestamp};
 
+pub use osimage::count;
 pub use osimage::human_bytes as bytes;
 
 fn time(t: Timestamp) -> String {
@@ -19,6 +20,31 @@ fn rfc3339(t: Timestamp) -> String {
     chrono::DateTime::from_timestamp(t.sec, t.nsec)
         .map(|d| d.to_rfc3339())
         .unwrap_or_default()
+}
+
+/// The closing line of a capture: counts, the file data and what it became, and for an ISO
+/// the rescue environment apart (issue #24: it is not file data).
+pub fn capture_line(image: &std::path::Path, r: &osimage::CaptureReport) -> String {
+    let st = &r.stats;
+    let stored = if r.rescue_bytes > 0 {
+        format!(
+            "{} stored; the ISO is {} with its rescue environment ({}) and boot loader",
+            bytes(st.stored_bytes),
+            bytes(r.size),
+            bytes(r.rescue_bytes)
+        )
+    } else {
+        format!("{} image", bytes(r.size))
+    };
+    format!(
+        "{}: {}, {} of file data → {} ({}) in {:.1} s",
+        image.display(),
+        count(st.entries, "entry", "entries"),
+        bytes(st.file_bytes),
+        stored,
+        count(st.unique_chunks, "unique chunk", "unique chunks"),
+        st.duration_ms as f64 / 1000.0
+    )
 }
 
 /// `drwxr-xr-x` for an entry.
@@ -170,17 +196,23 @@ pub fn list_line(
     })
 }
 
-/// `info --json`.
+/// `info --json` (docs/JSON.md "info"); the table is made from the same facts.
 #[derive(Serialize)]
 pub struct InfoJson {
     pub image: String,
+    /// `oimg` or `iso`.
     pub container: String,
     pub format_version: u16,
     pub id: String,
     pub created: String,
+    pub created_ns: Option<i64>,
     pub hostname: String,
     pub os_release: String,
-    pub kernel: String,
+    /// The kernel the capturing host was running (`uname -r`) when it captured: for an
+    /// offline capture (a mounted system, a directory) not the captured system's.
+    pub host_kernel: String,
+    /// The kernel versions installed in the captured tree (`boot/vmlinuz-VERSION`).
+    pub system_kernels: Vec<String>,
     pub arch: String,
     pub tool_version: String,
     pub source_root: String,
@@ -196,8 +228,8 @@ pub struct InfoJson {
     /// unique_bytes / stored_bytes: what compression saved.
     pub compression_ratio: f64,
     pub filesystems: Vec<FsJson>,
-    /// The recorded disk layout (null when none was recorded).
-    pub layout: Option<osimage::layout::DiskLayout>,
+    /// The recorded disk layout (null when none was recorded or it is unreadable).
+    pub layout: Option<super::json::layout::Layout>,
     #[serde(skip)]
     pub layout_table: String,
     /// What a refresh reused from its base (null for a first capture; FORMAT.md §10).
@@ -206,7 +238,50 @@ pub struct InfoJson {
     /// older osimage; FORMAT.md §12).
     pub rescue: Option<osimage::RescueJson>,
     #[serde(flatten)]
-    pub stats: CaptureStats,
+    pub stats: StatsJson,
+}
+
+/// The capture's counters (top level of `info --json`).
+#[derive(Serialize)]
+pub struct StatsJson {
+    pub entries: u64,
+    pub files: u64,
+    pub directories: u64,
+    pub symlinks: u64,
+    pub hardlinks: u64,
+    pub specials: u64,
+    /// Apparent size of the files.
+    pub file_bytes: u64,
+    /// Bytes read from them (holes are not read).
+    pub data_bytes: u64,
+    pub chunk_refs: u64,
+    pub unique_chunks: u64,
+    pub unique_bytes: u64,
+    /// Compressed bytes in the packs (the file data as stored).
+    pub stored_bytes: u64,
+    pub skipped: u64,
+    pub capture_seconds: f64,
+}
+
+impl From<&CaptureStats> for StatsJson {
+    fn from(s: &CaptureStats) -> Self {
+        StatsJson {
+            entries: s.entries,
+            files: s.files,
+            directories: s.directories,
+            symlinks: s.symlinks,
+            hardlinks: s.hardlinks,
+            specials: s.specials,
+            file_bytes: s.file_bytes,
+            data_bytes: s.data_bytes,
+            chunk_refs: s.chunk_refs,
+            unique_chunks: s.unique_chunks,
+            unique_bytes: s.unique_bytes,
+            stored_bytes: s.stored_bytes,
+            skipped: s.skipped,
+            capture_seconds: super::json::seconds(s.duration_ms),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -220,6 +295,22 @@ fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 { 1.0 } else { a as f64 / b as f64 }
 }
 
+/// The kernel versions the captured tree holds: `boot/vmlinuz-VERSION` files and symlinks,
+/// sorted, without duplicates.
+pub fn system_kernels(m: &Manifest) -> Vec<String> {
+    let mut v: Vec<String> = m
+        .entries
+        .iter()
+        .filter(|e| !matches!(e.kind, EntryKind::Directory))
+        .filter_map(|e| e.path.strip_prefix(b"boot/vmlinuz-"))
+        .filter(|rest| !rest.is_empty() && !rest.contains(&b'/'))
+        .map(|rest| String::from_utf8_lossy(rest).into_owned())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
 /// The facts `info` shows, from an open image.
 pub fn info(r: &PayloadReader) -> InfoJson {
     let m = r.manifest();
@@ -228,7 +319,7 @@ pub fn info(r: &PayloadReader) -> InfoJson {
     let (layout, layout_table) = match osimage::layout::from_manifest(m) {
         Ok(Some(l)) => {
             let t = osimage::layout::describe(&l);
-            (Some(l), t)
+            (Some(super::json::layout::layout(&l)), t)
         }
         Ok(None) => (None, "disk layout: none recorded\n".to_string()),
         Err(e) => (None, format!("disk layout: unreadable ({e})\n")),
@@ -239,9 +330,11 @@ pub fn info(r: &PayloadReader) -> InfoJson {
         format_version: r.format_version(),
         id: m.image.id.iter().map(|b| format!("{b:02x}")).collect(),
         created: rfc3339(m.image.created),
+        created_ns: super::json::nanos(m.image.created),
         hostname: m.image.hostname.clone(),
         os_release: m.image.os_release.clone(),
-        kernel: m.image.kernel.clone(),
+        host_kernel: m.image.kernel.clone(),
+        system_kernels: system_kernels(m),
         arch: m.image.arch.clone(),
         tool_version: m.image.tool_version.clone(),
         source_root: String::from_utf8_lossy(&m.image.source_root).into_owned(),
@@ -273,7 +366,7 @@ pub fn info(r: &PayloadReader) -> InfoJson {
             .ok()
             .flatten()
             .map(|r| r.to_json()),
-        stats: s.clone(),
+        stats: s.into(),
     }
 }
 
@@ -292,14 +385,34 @@ pub fn info_table(i: &InfoJson) -> String {
     row("created", i.created.clone());
     row("host", e(&i.hostname));
     row("system", e(&i.os_release));
-    row("kernel", format!("{} ({})", e(&i.kernel), e(&i.arch)));
+    // issue #24: the image records the capturing host's running kernel, which is the
+    // captured system's only for a live capture of `/`.
+    let kernels = if i.system_kernels.is_empty() {
+        "none in /boot".to_string()
+    } else {
+        e(&i.system_kernels.join(", "))
+    };
+    row("system kernels", kernels);
+    row(
+        "captured under",
+        format!(
+            "kernel {} ({}), running on the capturing host",
+            e(&i.host_kernel),
+            e(&i.arch)
+        ),
+    );
     row("source root", e(&i.source_root));
     row("made by", format!("osimage {}", e(&i.tool_version)));
     row(
         "entries",
         format!(
-            "{} ({} files, {} directories, {} symlinks, {} hard links, {} special)",
-            s.entries, s.files, s.directories, s.symlinks, s.hardlinks, s.specials
+            "{} ({}, {}, {}, {}, {} special)",
+            s.entries,
+            count(s.files, "file", "files"),
+            count(s.directories, "directory", "directories"),
+            count(s.symlinks, "symlink", "symlinks"),
+            count(s.hardlinks, "hard link", "hard links"),
+            s.specials
         ),
     );
     row(
@@ -313,22 +426,35 @@ pub fn info_table(i: &InfoJson) -> String {
     row(
         "unique chunks",
         format!(
-            "{} of {} references, {}",
+            "{} of {}, {}",
             s.unique_chunks,
-            s.chunk_refs,
+            count(s.chunk_refs, "reference", "references"),
             bytes(s.unique_bytes)
         ),
     );
     row(
         "stored",
         format!(
-            "{} in {} blocks, {} packs",
+            "{} in {}, {}",
             bytes(s.stored_bytes),
-            i.blocks,
-            i.packs
+            count(i.blocks as u64, "block", "blocks"),
+            count(i.packs as u64, "pack", "packs")
         ),
     );
-    row("image size", bytes(i.image_bytes));
+    // issue #24: an ISO's size is mostly its rescue environment, not file data
+    row(
+        "image size",
+        if i.container == "iso" {
+            format!(
+                "{} ({} stored file data; the rest is the rescue environment, boot loader and \
+                 ISO structures)",
+                bytes(i.image_bytes),
+                bytes(s.stored_bytes)
+            )
+        } else {
+            bytes(i.image_bytes)
+        },
+    );
     row(
         "ratios",
         format!(
@@ -336,12 +462,12 @@ pub fn info_table(i: &InfoJson) -> String {
             i.dedup_ratio, i.compression_ratio, i.zstd_level
         ),
     );
-    row(
-        "capture took",
-        format!("{:.1} s", s.duration_ms as f64 / 1000.0),
-    );
+    row("capture took", format!("{:.1} s", s.capture_seconds));
     if s.skipped > 0 {
-        row("skipped", format!("{} unreadable paths", s.skipped));
+        row(
+            "skipped",
+            count(s.skipped, "unreadable path", "unreadable paths"),
+        );
     }
     for f in &i.filesystems {
         row(
@@ -387,5 +513,40 @@ mod tests {
         assert_eq!(escaped(b"caf\xe9"), "caf\\351");
         assert_eq!(escaped("café ünï".as_bytes()), "café ünï");
         assert_eq!(escaped_lines("a\x1b\nb\n"), "a\\033\nb\n");
+    }
+
+    fn report(size: u64, rescue_bytes: u64) -> osimage::CaptureReport {
+        osimage::CaptureReport {
+            output: "x.iso".into(),
+            size,
+            stats: CaptureStats {
+                entries: 1,
+                file_bytes: 10 << 20,
+                stored_bytes: 3 << 20,
+                unique_chunks: 1,
+                ..CaptureStats::default()
+            },
+            skipped: Vec::new(),
+            left_out: Vec::new(),
+            warnings: Vec::new(),
+            rescue: None,
+            rescue_bytes,
+        }
+    }
+
+    /// issue #24: an ISO's rescue environment is not shown as what the file data became.
+    #[test]
+    fn the_capture_line_keeps_the_rescue_environment_apart() {
+        let r = report(60 << 20, 55 << 20);
+        assert_eq!(
+            capture_line(std::path::Path::new("x.iso"), &r),
+            "x.iso: 1 entry, 10.0 MiB of file data → 3.0 MiB stored; the ISO is 60.0 MiB with \
+             its rescue environment (55.0 MiB) and boot loader (1 unique chunk) in 0.0 s"
+        );
+        let r = report(4 << 20, 0);
+        assert_eq!(
+            capture_line(std::path::Path::new("x.oimg"), &r),
+            "x.oimg: 1 entry, 10.0 MiB of file data → 4.0 MiB image (1 unique chunk) in 0.0 s"
+        );
     }
 }

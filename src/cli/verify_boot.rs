@@ -7,6 +7,14 @@ use super::args::VerifyArgs;
 use super::progress::TermProgress;
 use osimage::{BootCheckOptions, verify_boot};
 
+/// `verify --boot --json`: `"boot": true` and the report's fields (docs/JSON.md).
+#[derive(serde::Serialize)]
+struct BootJson<'a> {
+    boot: bool,
+    #[serde(flatten)]
+    report: &'a osimage::BootReport,
+}
+
 pub(super) fn run(a: VerifyArgs, p: &TermProgress) -> Result<i32, Failure> {
     let opts = BootCheckOptions {
         firmware: a.firmware.map(Into::into),
@@ -20,7 +28,13 @@ pub(super) fn run(a: VerifyArgs, p: &TermProgress) -> Result<i32, Failure> {
     };
     let report = verify_boot(&a.image, &opts, &|line| p.say(line))?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        super::json::print(
+            "verify",
+            &BootJson {
+                boot: true,
+                report: &report,
+            },
+        )?;
     } else {
         print!("{}", report.text());
     }

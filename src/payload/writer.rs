@@ -150,8 +150,7 @@ pub fn write_payload_with_base(
         .map(|(i, _)| i)
         .collect();
     let batches = make_batches(entries, &files);
-    let total: u64 = files.iter().map(|&i| file_size(&entries[i])).sum();
-    progress.start("capturing", total);
+    progress.start("capturing", bytes_to_read(entries));
 
     let shared = Shared {
         table: Mutex::new(ChunkTable::default()),
@@ -267,6 +266,20 @@ impl Shared<'_> {
             ..Default::default()
         })
     }
+}
+
+/// The capture's progress total: the bytes the files' data ranges will give, holes left out
+/// (issue #24: counting a VM image's holes made the ETA wrong).
+pub fn bytes_to_read(entries: &[ScannedEntry]) -> u64 {
+    entries.iter().map(read_estimate).sum()
+}
+
+/// What reading `e` will read: its size, or for a sparse file (fewer bytes allocated than its
+/// size) the allocated bytes, which is what `SourceFile::data_ranges` yields. A file that
+/// is compressed on disk (btrfs) is allocated less than it reads, so this is a lower bound
+/// there.
+fn read_estimate(e: &ScannedEntry) -> u64 {
+    file_size(e).min(e.allocated)
 }
 
 fn file_size(e: &ScannedEntry) -> u64 {
@@ -428,7 +441,7 @@ impl Worker<'_> {
             }
         }
         let size = file_size(e);
-        self.shared.progress.advance(size);
+        self.shared.progress.advance(read_estimate(e));
         self.shared.files_reused.fetch_add(1, Ordering::Relaxed);
         Ok(Outcome::Read {
             runs,
@@ -674,4 +687,30 @@ fn apply_outcomes(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// issue #24: a sparse file's holes are not in the progress total.
+    #[test]
+    fn the_progress_total_leaves_out_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = std::fs::File::create(dir.path().join("vm.img")).unwrap();
+        // 1 GiB apparent, 1 MiB of data in the middle.
+        f.set_len(1 << 30).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, &vec![7u8; 1 << 20], 512 << 20).unwrap();
+        f.sync_all().unwrap();
+        std::fs::write(dir.path().join("plain"), vec![1u8; 10_000]).unwrap();
+        let scanned = crate::scan::scan(dir.path(), &crate::scan::ScanOptions::default()).unwrap();
+        let total = bytes_to_read(&scanned.entries);
+        let apparent: u64 = scanned.entries.iter().map(file_size).sum();
+        assert_eq!(apparent, (1 << 30) + 10_000);
+        // the data and the small file, in whole blocks, never the 1023 MiB hole
+        assert!(
+            ((1 << 20) + 10_000..=(2 << 20)).contains(&total),
+            "total {total} of {apparent} apparent"
+        );
+    }
 }

@@ -30,6 +30,9 @@ pub enum ChangeKind {
 pub struct Change {
     /// `/`-rooted, lossily UTF-8.
     pub path: String,
+    /// The path's exact bytes, as the manifest stores them (relative: no leading `/`).
+    #[serde(skip)]
+    pub raw_path: Vec<u8>,
     pub kind: ChangeKind,
     /// Apparent size in A (0 when absent or not a file).
     pub old_size: u64,
@@ -143,6 +146,7 @@ fn change(
 ) -> Change {
     Change {
         path: format!("/{}", String::from_utf8_lossy(&e.path)),
+        raw_path: e.path.clone(),
         kind,
         old_size,
         new_size,

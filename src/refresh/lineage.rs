@@ -6,6 +6,8 @@ use std::os::unix::ffi::OsStrExt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::units::count;
+
 use super::Base;
 use crate::format::PayloadError;
 use crate::format::manifest::{EntryKind, Extension, Manifest};
@@ -76,14 +78,14 @@ impl LineageJson {
     /// One line for the `info` table.
     pub fn summary(&self) -> String {
         format!(
-            "{} ({}): {} files reused, {} read; {} blocks copied ({} bytes), {} new chunks",
+            "{} ({}): {} reused, {} read; {} copied ({} bytes), {}",
             self.base_path,
             self.base_id,
-            self.files_reused,
+            count(self.files_reused, "file", "files"),
             self.files_read,
-            self.blocks_copied,
+            count(self.blocks_copied, "block", "blocks"),
             self.bytes_copied,
-            self.chunks_new
+            count(self.chunks_new, "new chunk", "new chunks")
         )
     }
 }

@@ -61,12 +61,12 @@ impl RestoreReport {
         for f in &self.filesystems {
             let secs = (f.millis as f64 / 1000.0).max(0.001);
             s.push_str(&format!(
-                "  {:<12} {:<6} on {}: {} entries, {} files, {} ({}/s)\n",
+                "  {:<12} {:<6} on {}: {}, {}, {} ({}/s)\n",
                 f.mount_point,
                 f.fstype,
                 f.device,
-                f.entries,
-                f.files,
+                crate::units::count(f.entries, "entry", "entries"),
+                crate::units::count(f.files, "file", "files"),
                 size(f.bytes),
                 size((f.bytes as f64 / secs) as u64)
             ));
@@ -594,9 +594,9 @@ fn unpack(cx: &mut ApplyCtx, made: &[Made]) -> Result<(), RestoreError> {
     for (m, part) in made.iter().zip(parts) {
         let t = Instant::now();
         log.say(&format!(
-            "  {}: {} entries, {} of file data",
+            "  {}: {}, {} of file data",
             m.plan.mount_point,
-            part.entries(),
+            crate::units::count(part.entries() as u64, "entry", "entries"),
             size(part.data_bytes())
         ));
         // mke2fs made lost+found (with preallocated blocks): kept when the image has one,
@@ -630,9 +630,9 @@ fn unpack(cx: &mut ApplyCtx, made: &[Made]) -> Result<(), RestoreError> {
             millis: t.elapsed().as_millis() as u64,
         });
         log.say(&format!(
-            "  {}: {} files, {} written in {:.1} s",
+            "  {}: {}, {} written in {:.1} s",
             m.plan.mount_point,
-            r.files,
+            crate::units::count(r.files, "file", "files"),
             size(r.bytes_written),
             t.elapsed().as_secs_f64()
         ));

@@ -76,9 +76,9 @@ pub fn inspect(f: &File, size: u64, sector: u32) -> io::Result<Contents> {
                     .collect(),
             };
             out.found.push(format!(
-                "{} partition table with {} partitions",
+                "{} partition table with {}",
                 t.label(),
-                parts.len()
+                crate::units::count(parts.len() as u64, "partition", "partitions")
             ));
             for (n, lba) in parts {
                 let at = lba * u64::from(sector);

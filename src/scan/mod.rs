@@ -55,6 +55,9 @@ pub struct ScannedEntry {
     pub entry: Entry,
     /// Where to read it from on this machine.
     pub source: PathBuf,
+    /// Bytes allocated to it on disk (`st_blocks` × 512): for a sparse file, its data
+    /// without the holes, which are never read (the capture's progress total).
+    pub allocated: u64,
 }
 
 /// A path the scan could not read (only with `keep_going`).

@@ -396,6 +396,7 @@ impl<'a> Walker<'a> {
                 xattrs,
             },
             source,
+            allocated: (st.st_blocks as u64).saturating_mul(512),
         });
         self.out.entries.len() as EntryIndex - 1
     }
