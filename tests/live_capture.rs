@@ -124,6 +124,13 @@ fn the_output_filesystem_that_fstab_does_not_mount_is_left_out_whole() {
         "no `{line}`: {}",
         run.describe()
     );
+    // the lines shown before the capture starts name only what is taken
+    let shown = format!("capturing {} (", sys.usb_at().display());
+    assert!(
+        !run.stderr.contains(&shown),
+        "`{shown}` announced a filesystem that is left out: {}",
+        run.describe()
+    );
     let (filesystems, disks) = layout_of(&image);
     assert_eq!(filesystems, ["/"]);
     assert_eq!(disks, [sys.root.disk.dev.trim_start_matches("/dev/")]);

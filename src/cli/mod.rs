@@ -147,7 +147,7 @@ fn run_capture(a: CaptureArgs, p: &TermProgress) -> Result<i32, Failure> {
         lock: a.encrypt.lock(&a.keys)?.map(std::sync::Arc::new),
         unlock: std::sync::Arc::new(a.keys.unlock()?),
     };
-    if let Ok(plan) = osimage::plan_filesystems(&opts.root, &opts.scan) {
+    if let Ok(plan) = osimage::plan_capture(&opts) {
         // issue #24: the directory really read (`capture src` said `capturing /`), absolute
         let root = opts
             .root

@@ -528,6 +528,7 @@ mod tests {
             },
             skipped: Vec::new(),
             left_out: Vec::new(),
+            left_out_filesystems: Vec::new(),
             warnings: Vec::new(),
             rescue: None,
             rescue_bytes,

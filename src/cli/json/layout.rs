@@ -207,6 +207,9 @@ pub struct Vg {
     pub extent_bytes: u64,
     pub pvs: Vec<Pv>,
     pub lvs: Vec<Lv>,
+    pub tags: Vec<String>,
+    /// The VG's metadata text as its PVs hold it (what `vgcfgbackup` writes).
+    pub metadata: String,
 }
 
 #[derive(Serialize)]
@@ -415,6 +418,8 @@ fn stack(l: &DiskLayout) -> Stack {
                         size_bytes: x.extents.saturating_mul(v.extent_bytes),
                     })
                     .collect(),
+                tags: v.tags.clone(),
+                metadata: v.metadata.clone(),
             })
             .collect(),
     }
