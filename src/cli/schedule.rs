@@ -182,6 +182,8 @@ fn install(a: InstallArgs) -> Result<i32, Failure> {
         root: a.system.system_root,
     };
     let job = to_job(a.name, a.job, Use::Install)?;
+    // the values given (usage errors) before the binary this machine runs from
+    osimage::check_every(&a.every)?;
     let running = std::env::current_exe()
         .and_then(|p| p.canonicalize())
         .map_err(|e| format!("cannot find the osimage binary to schedule: {e}"))?;

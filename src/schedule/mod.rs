@@ -205,6 +205,14 @@ pub fn require_root(what: &str) -> Result<(), ScheduleError> {
     }
 }
 
+/// Checks an `--every` value (a usage error when malformed), so a front-end can say so before
+/// anything else about the install.
+pub fn check_every(every: &str) -> Result<(), ScheduleError> {
+    Calendar::parse(every)
+        .map(|_| ())
+        .map_err(|e| ScheduleError::Argument(e.to_string()))
+}
+
 /// The files and links installing `job` to run at `every` would write, after every check
 /// `install` makes (name, `--every`, back end, existing schedules). Touches nothing.
 pub fn plan_install(
@@ -598,4 +606,49 @@ pub fn remove(sys: &System, name: &str) -> Result<RemoveReport, ScheduleError> {
         removed: gone,
         systemctl_skipped: skipped,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_unit_never_runs_a_build_tree_or_temporary_binary() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tree = dir.path().join("proj/out");
+        std::fs::create_dir_all(tree.join("x86_64/release")).expect("mkdir");
+        std::fs::write(tree.join(".rustc_info.json"), "{}").expect("write");
+        for (running, refused) in [
+            (tree.join("x86_64/release/osimage"), true),
+            (
+                PathBuf::from("/home/u/src/osimage/target/release/osimage"),
+                true,
+            ),
+            (PathBuf::from("/tmp/osimage"), true),
+            (PathBuf::from("/run/user/0/osimage"), true),
+            (PathBuf::from("/usr/local/sbin/osimage"), false),
+            (PathBuf::from("/usr/bin/osimage"), false),
+        ] {
+            let r = scheduled_binary(None, &running);
+            assert_eq!(r.is_err(), refused, "{}: {r:?}", running.display());
+            if let Err(e) = r {
+                assert!(!e.is_usage());
+                assert!(e.to_string().contains("install -m 0755"), "{e}");
+            }
+        }
+        // --binary is taken as given when it is an absolute path to an executable file.
+        let sh = Path::new("/bin/sh");
+        assert_eq!(
+            scheduled_binary(Some(sh), &tree.join("x86_64/release/osimage")).ok(),
+            Some(sh.to_path_buf())
+        );
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "#!/bin/sh\n").expect("write");
+        let plain = plain.to_str().expect("utf-8");
+        for bad in ["sh", "/nonexistent/osimage", plain, "/bin"] {
+            let e = scheduled_binary(Some(Path::new(bad)), Path::new("/usr/bin/osimage"))
+                .expect_err(bad);
+            assert!(e.is_usage(), "{bad}: {e}");
+        }
+    }
 }
