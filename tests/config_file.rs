@@ -170,3 +170,64 @@ fn unknown_keys_wrong_types_and_bad_values_are_usage_errors_naming_file_line_and
     .usage_error()
     .mentions(b"cannot read the configuration file");
 }
+
+#[test]
+fn the_files_keys_encrypt_a_capture_and_sign_it() {
+    use age::secrecy::ExposeSecret;
+    let scratch = common::scratch();
+    let root = tree(scratch.path());
+    let id = age::x25519::Identity::generate();
+    let id_file = scratch.path().join("id.txt");
+    std::fs::write(&id_file, format!("{}\n", id.to_string().expose_secret())).expect("write");
+    let kp = minisign::KeyPair::generate_encrypted_keypair(Some("pw".into())).expect("keys");
+    let (sk, pk, pw) = (
+        scratch.path().join("s.key"),
+        scratch.path().join("s.pub"),
+        scratch.path().join("pw"),
+    );
+    std::fs::write(&sk, kp.sk.to_box(None).expect("box").to_string()).expect("write");
+    std::fs::write(&pk, kp.pk.to_box().expect("box").to_string()).expect("write");
+    std::fs::write(&pw, "pw\n").expect("write");
+    let image = scratch.path().join("sealed.oimg");
+    let cfg = write_config(
+        scratch.path(),
+        &format!(
+            "[destination]\noutput = {:?}\n[keys]\nrecipients = [{:?}]\n\
+             signing_key = {:?}\nsigning_key_password_file = {:?}\n",
+            image.to_str().expect("utf-8"),
+            id.to_public().to_string(),
+            sk.to_str().expect("utf-8"),
+            pw.to_str().expect("utf-8"),
+        ),
+    );
+    let with_cfg = |cmd: &str, arg: &Path| {
+        osimage([
+            OsStr::new(cmd),
+            arg.as_os_str(),
+            "--config".as_ref(),
+            cfg.as_os_str(),
+        ])
+    };
+    with_cfg("capture", &root).ok();
+    // Encrypted to the file's recipient: unreadable without its identity, readable with it.
+    common::osimage_no_tty([OsStr::new("list"), image.as_os_str()]).fails();
+    osimage([
+        OsStr::new("list"),
+        image.as_os_str(),
+        "--identity".as_ref(),
+        id_file.as_os_str(),
+    ])
+    .ok()
+    .mentions(b"keep/c");
+    with_cfg("sign", &image).ok();
+    osimage([
+        OsStr::new("verify"),
+        image.as_os_str(),
+        "--pubkey".as_ref(),
+        pk.as_os_str(),
+        "--identity".as_ref(),
+        id_file.as_os_str(),
+    ])
+    .ok()
+    .mentions(b"signature good");
+}

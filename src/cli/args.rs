@@ -263,16 +263,20 @@ pub struct InfoArgs {
 pub struct SignArgs {
     /// The image (a .iso or .oimg made by osimage capture).
     pub image: PathBuf,
-    /// The minisign secret key (`minisign -G` writes ~/.minisign/minisign.key).
+    /// The minisign secret key (`minisign -G` writes ~/.minisign/minisign.key). Default:
+    /// keys.signing_key of the configuration file (--config).
     #[arg(long, value_name = "FILE")]
-    pub key: PathBuf,
-    /// Read the secret key's password from FILE (first line); default: asked on the terminal
+    pub key: Option<PathBuf>,
+    /// Read the secret key's password from FILE (first line); default:
+    /// keys.signing_key_password_file of the configuration file, else asked on the terminal
     /// when the key is encrypted.
     #[arg(long, value_name = "FILE")]
     pub key_password_file: Option<PathBuf>,
     /// Where to write the signature (default: IMAGE.minisig).
     #[arg(long, value_name = "FILE")]
     pub signature: Option<PathBuf>,
+    #[command(flatten)]
+    pub config: super::config::ConfigArgs,
 }
 
 /// A trusted signing key and where the signature is.

@@ -18,7 +18,8 @@ pub const ENV: &str = "OSIMAGE_CONFIG";
 /// capture's zstd level when neither `--level` nor `capture.level` gives one.
 pub const DEFAULT_LEVEL: i32 = 3;
 
-/// `--config PATH`, on the commands that read the file (capture, schedule install and run).
+/// `--config PATH`, on the commands that read the file (capture, sign, schedule install and
+/// run).
 #[derive(Debug, Args, Clone, Default)]
 pub struct ConfigArgs {
     /// Read settings from this TOML file instead of the one OSIMAGE_CONFIG names, or else
@@ -91,6 +92,10 @@ pub struct KeyKeys {
     #[serde(default)]
     pub recipient_files: Vec<AbsPath>,
     pub passphrase_file: Option<AbsPath>,
+    /// `sign --key`.
+    pub signing_key: Option<AbsPath>,
+    /// `sign --key-password-file`.
+    pub signing_key_password_file: Option<AbsPath>,
 }
 
 /// A path in the file: absolute, since a scheduled run's working directory is `/`.
@@ -299,6 +304,19 @@ mod tests {
             Some(PathBuf::from("/srv/images"))
         );
         assert_eq!(c.destination.format, Some(osimage::ImageFormat::Oimg));
+    }
+
+    #[test]
+    fn the_example_in_config_md_parses() {
+        let doc = include_str!("../../docs/CONFIG.md");
+        let example = doc
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|r| r.split("```").next())
+            .expect("a ```toml block in docs/CONFIG.md");
+        let c = parse(example).unwrap_or_else(|e| panic!("{e}\n{example}"));
+        assert_eq!(c.retention.keep.map(|k| k.0), Some(4));
+        assert!(c.keys.signing_key.is_some() && !c.keys.recipients.is_empty());
     }
 
     #[test]

@@ -288,7 +288,19 @@ fn run_info(a: InfoArgs) -> Result<i32, Failure> {
 }
 
 fn run_sign(a: SignArgs, p: &TermProgress) -> Result<i32, Failure> {
-    let password = match &a.key_password_file {
+    let keys = a.config.load()?.config.keys;
+    let key = a
+        .key
+        .or_else(|| keys.signing_key.map(|k| k.0))
+        .ok_or_else(|| {
+            UsageError(
+                "sign needs --key FILE (or keys.signing_key in the configuration file)".into(),
+            )
+        })?;
+    let password_file = a
+        .key_password_file
+        .or_else(|| keys.signing_key_password_file.map(|f| f.0));
+    let password = match &password_file {
         Some(f) => Some(
             std::fs::read_to_string(f)
                 .map_err(|e| format!("cannot read the password file {}: {e}", f.display()))?
@@ -299,7 +311,7 @@ fn run_sign(a: SignArgs, p: &TermProgress) -> Result<i32, Failure> {
         ),
         None => None,
     };
-    let sk = osimage::load_secret_key(&a.key, password)?;
+    let sk = osimage::load_secret_key(&key, password)?;
     let sig = a
         .signature
         .clone()
