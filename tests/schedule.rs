@@ -602,3 +602,43 @@ fn install_takes_dest_and_keep_from_the_config_file_and_the_unit_names_it() {
     .usage_error()
     .mentions(b"--dest DIR, or destination.dir");
 }
+
+#[test]
+fn a_scheduled_run_reads_the_config_file_its_unit_names() {
+    let scratch = common::scratch();
+    let root = scratch.path().join("tree");
+    for p in ["etc/hostname", "srv/cache/big", "srv/data/kept"] {
+        let p = root.join(p);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, "x\n").expect("write");
+    }
+    let dest = scratch.path().join("dest");
+    let cfg = scratch.path().join("osimage.toml");
+    std::fs::write(&cfg, "[capture]\nexclude = [\"/srv/cache\"]\nlevel = 7\n").expect("write");
+    osimage(args(&[
+        "schedule".as_ref(),
+        "run".as_ref(),
+        "cfg".as_ref(),
+        "--dest".as_ref(),
+        dest.as_os_str(),
+        "--keep".as_ref(),
+        "1".as_ref(),
+        "--format".as_ref(),
+        "oimg".as_ref(),
+        "--root".as_ref(),
+        root.as_os_str(),
+        "--config".as_ref(),
+        cfg.as_os_str(),
+    ]))
+    .ok();
+    let latest = dest.join("latest.oimg");
+    let l = osimage(args(&["list".as_ref(), latest.as_os_str()]))
+        .ok()
+        .stdout_str();
+    assert!(l.contains("srv/data/kept"), "{l}");
+    assert!(
+        !l.contains("srv/cache/big"),
+        "the file's exclude was not applied: {l}"
+    );
+    assert_eq!(common::info_json(&latest)["zstd_level"].as_i64(), Some(7));
+}
