@@ -92,8 +92,9 @@ pub use signature::{
 pub use schedule::job::{ImageFormat, Job, check_name as check_schedule_name};
 pub use schedule::run::run as run_scheduled;
 pub use schedule::{
-    Backend, InstallReport, Listed, ScheduleError, System, install as install_schedule,
-    list as list_schedules, remove as remove_schedule,
+    Backend, InstallPlan, InstallReport, Listed, PlannedFile, RemoveReport, ScheduleError, System,
+    check_every, install as install_schedule, list as list_schedules,
+    plan_install as plan_schedule, remove as remove_schedule, require_root, scheduled_binary,
 };
 
 // Reporting and showing.

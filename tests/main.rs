@@ -32,6 +32,7 @@
 mod common;
 
 mod cli_contract;
+mod config_file;
 mod corruption;
 mod encryption;
 mod extract_contract;

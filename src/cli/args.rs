@@ -125,8 +125,9 @@ pub struct CaptureArgs {
     /// system (payload + rescue environment + GRUB for BIOS and UEFI, hybrid so it can be dd'd
     /// to a USB stick); any other name (e.g. NAME.oimg) for the payload alone. Not `-` (the
     /// image is renamed into place, never streamed) and not a directory, even with --force.
+    /// Default: `destination.output` of the configuration file (--config).
     #[arg(short, long, value_name = "OUTPUT")]
-    pub output: PathBuf,
+    pub output: Option<PathBuf>,
     #[command(flatten)]
     pub tuning: CaptureTuning,
     /// Replace OUTPUT if it exists.
@@ -157,6 +158,8 @@ pub struct CaptureArgs {
     /// (--passphrase-file also gives the passphrase of --encrypt.)
     #[command(flatten)]
     pub keys: super::keys::KeyArgs,
+    #[command(flatten)]
+    pub config: super::config::ConfigArgs,
 }
 
 /// What a capture reads and how hard it compresses: `capture`'s options that a schedule
@@ -183,9 +186,10 @@ pub struct CaptureTuning {
     /// files), not 0.
     #[arg(long)]
     pub keep_going: bool,
-    /// zstd compression level (1 fastest … 19 smallest).
-    #[arg(short, long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
-    pub level: i32,
+    /// zstd compression level (1 fastest … 19 smallest) [default: 3, or capture.level of the
+    /// configuration file].
+    #[arg(short, long, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub level: Option<i32>,
     /// Worker threads for reading, chunking, hashing and compressing (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -263,16 +267,20 @@ pub struct InfoArgs {
 pub struct SignArgs {
     /// The image (a .iso or .oimg made by osimage capture).
     pub image: PathBuf,
-    /// The minisign secret key (`minisign -G` writes ~/.minisign/minisign.key).
+    /// The minisign secret key (`minisign -G` writes ~/.minisign/minisign.key). Default:
+    /// keys.signing_key of the configuration file (--config).
     #[arg(long, value_name = "FILE")]
-    pub key: PathBuf,
-    /// Read the secret key's password from FILE (first line); default: asked on the terminal
+    pub key: Option<PathBuf>,
+    /// Read the secret key's password from FILE (first line); default:
+    /// keys.signing_key_password_file of the configuration file, else asked on the terminal
     /// when the key is encrypted.
     #[arg(long, value_name = "FILE")]
     pub key_password_file: Option<PathBuf>,
     /// Where to write the signature (default: IMAGE.minisig).
     #[arg(long, value_name = "FILE")]
     pub signature: Option<PathBuf>,
+    #[command(flatten)]
+    pub config: super::config::ConfigArgs,
 }
 
 /// A trusted signing key and where the signature is.

@@ -9,6 +9,7 @@
 
 mod args;
 mod choices;
+mod config;
 mod diff;
 mod json;
 mod keys;
@@ -126,10 +127,23 @@ fn threads(n: Option<usize>) -> usize {
 }
 
 fn run_capture(a: CaptureArgs, p: &TermProgress) -> Result<i32, Failure> {
-    let t = a.tuning;
+    // docs/CONFIG.md: the file's keys under the flags
+    let cfg = a.config.load()?.config;
+    let t = cfg.tuning(a.tuning);
+    let (encrypt, keys) = (cfg.encrypt(a.encrypt), cfg.key_args(a.keys));
+    let output = a
+        .output
+        .or_else(|| cfg.destination.output.as_ref().map(|o| o.0.clone()))
+        .ok_or_else(|| {
+            UsageError(
+                "capture needs -o OUTPUT (or destination.output in the configuration file, \
+                 docs/CONFIG.md)"
+                    .into(),
+            )
+        })?;
     let opts = CaptureOptions {
         root: a.root,
-        output: a.output,
+        output,
         scan: ScanOptions {
             one_file_system: t.one_file_system,
             excludes: t.exclude,
@@ -137,15 +151,15 @@ fn run_capture(a: CaptureArgs, p: &TermProgress) -> Result<i32, Failure> {
             skip_paths: Vec::new(),
             keep_going: t.keep_going,
         },
-        level: t.level,
+        level: t.level.unwrap_or(config::DEFAULT_LEVEL),
         threads: threads(t.threads),
         force: a.force,
-        verify: a.verify,
+        verify: a.verify || cfg.capture.verify == Some(true),
         kernel: t.kernel,
-        snapshot: a.snapshot,
+        snapshot: a.snapshot || cfg.capture.snapshot == Some(true),
         files_only: a.files_only,
-        lock: a.encrypt.lock(&a.keys)?.map(std::sync::Arc::new),
-        unlock: std::sync::Arc::new(a.keys.unlock()?),
+        lock: encrypt.lock(&keys)?.map(std::sync::Arc::new),
+        unlock: std::sync::Arc::new(keys.unlock()?),
     };
     if let Ok(plan) = osimage::plan_capture(&opts) {
         // issue #24: the directory really read (`capture src` said `capturing /`), absolute
@@ -293,7 +307,19 @@ fn run_info(a: InfoArgs) -> Result<i32, Failure> {
 }
 
 fn run_sign(a: SignArgs, p: &TermProgress) -> Result<i32, Failure> {
-    let password = match &a.key_password_file {
+    let keys = a.config.load()?.config.keys;
+    let key = a
+        .key
+        .or_else(|| keys.signing_key.map(|k| k.0))
+        .ok_or_else(|| {
+            UsageError(
+                "sign needs --key FILE (or keys.signing_key in the configuration file)".into(),
+            )
+        })?;
+    let password_file = a
+        .key_password_file
+        .or_else(|| keys.signing_key_password_file.map(|f| f.0));
+    let password = match &password_file {
         Some(f) => Some(
             std::fs::read_to_string(f)
                 .map_err(|e| format!("cannot read the password file {}: {e}", f.display()))?
@@ -304,7 +330,7 @@ fn run_sign(a: SignArgs, p: &TermProgress) -> Result<i32, Failure> {
         ),
         None => None,
     };
-    let sk = osimage::load_secret_key(&a.key, password)?;
+    let sk = osimage::load_secret_key(&key, password)?;
     let sig = a
         .signature
         .clone()

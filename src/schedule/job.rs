@@ -45,7 +45,8 @@ pub struct Job {
     pub excludes: Vec<String>,
     pub exclude_from: Vec<PathBuf>,
     pub keep_going: bool,
-    pub level: i32,
+    /// zstd level; None: the configuration file's, else 3.
+    pub level: Option<i32>,
     pub threads: Option<usize>,
     /// Capture from a snapshot of ROOT's filesystem (btrfs or LVM).
     #[serde(default)]
@@ -53,6 +54,9 @@ pub struct Job {
     /// Prove each new image restores (`verify --boot`) before it becomes latest.
     #[serde(default)]
     pub verify_boot: bool,
+    /// The configuration file each run reads (docs/CONFIG.md): `--config` on the unit's line.
+    #[serde(default)]
+    pub config: Option<PathBuf>,
 }
 
 /// Why a schedule name is refused.
@@ -85,7 +89,12 @@ impl Job {
         opt("--keep", self.keep.to_string().into());
         opt("--format", self.format.ext().into());
         opt("--root", self.root.clone().into());
-        opt("--level", self.level.to_string().into());
+        if let Some(l) = self.level {
+            opt("--level", l.to_string().into());
+        }
+        if let Some(c) = &self.config {
+            opt("--config", c.clone().into());
+        }
         if let Some(k) = &self.kernel {
             opt("--kernel", k.clone().into());
         }

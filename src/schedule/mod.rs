@@ -136,6 +136,8 @@ struct Files {
     timer: PathBuf,
     wants: PathBuf,
     cron: PathBuf,
+    /// The cron back end's log rotation (logrotate(8)).
+    logrotate: PathBuf,
 }
 
 fn files(sys: &System, name: &str) -> Files {
@@ -145,7 +147,38 @@ fn files(sys: &System, name: &str) -> Files {
         timer: sys.units_dir().join(format!("{base}.timer")),
         wants: sys.wants_dir().join(format!("{base}.timer")),
         cron: sys.cron_dir().join(&base),
+        logrotate: sys.root.join("etc/logrotate.d").join(&base),
     }
+}
+
+/// The man page a unit's `Documentation=` names: `systemd-analyze verify` fails on a page
+/// that is not installed (issue #24 item 19), so the line is written only when it is.
+fn man_page_installed(sys: &System) -> bool {
+    ["usr/share/man/man1", "usr/local/share/man/man1"]
+        .iter()
+        .flat_map(|d| ["osimage-schedule.1", "osimage-schedule.1.gz"].map(|f| Path::new(d).join(f)))
+        .any(|p| sys.root.join(p).is_file())
+}
+
+/// A file `install` writes (or, with `--dry-run`, would write).
+#[derive(Debug)]
+pub struct PlannedFile {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+/// What `install` does, computed before anything is touched: `--dry-run` prints it.
+#[derive(Debug)]
+pub struct InstallPlan {
+    pub backend: Backend,
+    /// The OnCalendar value or the cron fields.
+    pub when: String,
+    pub files: Vec<PlannedFile>,
+    /// Symbolic links (link, target): the timer's `timers.target.wants` entry.
+    pub links: Vec<(PathBuf, PathBuf)>,
+    /// An installed schedule of that name is replaced (`--force`).
+    pub replaces: bool,
+    job: Job,
 }
 
 /// What `install` did.
@@ -159,16 +192,36 @@ pub struct InstallReport {
     pub activated: bool,
 }
 
-/// Installs (and with systemd enables and starts) a schedule running `job` at `every`.
-/// `exe` is the osimage binary the unit runs. An existing schedule of that name is replaced
-/// only with `force`.
-pub fn install(
+/// Refuses to go on unless running as root: schedule files live in /etc and the job captures
+/// the whole system (issue #24 item 19: said before anything is created).
+pub fn require_root(what: &str) -> Result<(), ScheduleError> {
+    if rustix::process::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(ScheduleError::Invalid(format!(
+            "{what} must run as root (it writes under /etc and the job reads the whole \
+             system); nothing was created. Run it with sudo, or add --dry-run to see the files"
+        )))
+    }
+}
+
+/// Checks an `--every` value (a usage error when malformed), so a front-end can say so before
+/// anything else about the install.
+pub fn check_every(every: &str) -> Result<(), ScheduleError> {
+    Calendar::parse(every)
+        .map(|_| ())
+        .map_err(|e| ScheduleError::Argument(e.to_string()))
+}
+
+/// The files and links installing `job` to run at `every` would write, after every check
+/// `install` makes (name, `--every`, back end, existing schedules). Touches nothing.
+pub fn plan_install(
     sys: &System,
     every: &str,
     job: Job,
     exe: &Path,
     force: bool,
-) -> Result<InstallReport, ScheduleError> {
+) -> Result<InstallPlan, ScheduleError> {
     job::check_name(&job.name).map_err(ScheduleError::Argument)?;
     let cal = Calendar::parse(every).map_err(|e| ScheduleError::Argument(e.to_string()))?;
     let backend = sys.backend()?;
@@ -190,68 +243,207 @@ pub fn install(
             )));
         }
     }
-    if files(sys, &job.name).exists_any() {
-        remove(sys, &job.name)?;
-    }
-    make_dest(&job.dest)?;
     let f = files(sys, &job.name);
+    // Files of that name `list` did not show (half a schedule) are replaced if they are ours.
+    let replaces = f.exists_any();
+    if replaces {
+        f.check_ours(&job.name)?;
+    }
     let i = Installed {
         every: every.to_string(),
         job,
     };
-    let mut written = Vec::new();
-    let when = match backend {
+    let text = |r: Result<String, String>| r.map_err(ScheduleError::Invalid);
+    let (files, links, when) = match backend {
         Backend::Systemd => {
-            let dir = sys.units_dir();
-            std::fs::create_dir_all(&dir).map_err(io("cannot create", &dir))?;
-            write_file(
-                &f.service,
-                &units::service(&i, exe).map_err(ScheduleError::Invalid)?,
-            )?;
-            write_file(
-                &f.timer,
-                &units::timer(&i, &cal).map_err(ScheduleError::Invalid)?,
-            )?;
-            // What `systemctl enable` does for WantedBy=timers.target.
-            let wants = sys.wants_dir();
-            std::fs::create_dir_all(&wants).map_err(io("cannot create", &wants))?;
+            let service = units::service(&i, exe, man_page_installed(sys));
             let target =
                 Path::new("/etc/systemd/system").join(f.timer.file_name().unwrap_or_default());
-            let _ = std::fs::remove_file(&f.wants);
-            std::os::unix::fs::symlink(&target, &f.wants).map_err(io("cannot link", &f.wants))?;
-            written.extend([f.service.clone(), f.timer.clone(), f.wants.clone()]);
-            cal.on_calendar()
+            (
+                vec![
+                    PlannedFile {
+                        path: f.service.clone(),
+                        text: text(service)?,
+                    },
+                    PlannedFile {
+                        path: f.timer.clone(),
+                        text: text(units::timer(&i, &cal))?,
+                    },
+                ],
+                // What `systemctl enable` does for WantedBy=timers.target.
+                vec![(f.wants.clone(), target)],
+                cal.on_calendar(),
+            )
         }
         Backend::Cron => {
-            let log = Path::new("/var/log").join(format!("{}.log", units::base_name(&i.job.name)));
-            write_file(
-                &f.cron,
-                &units::cron_file(&i, &cal, exe, &log).map_err(ScheduleError::Invalid)?,
-            )?;
-            written.push(f.cron.clone());
-            cal.cron_fields()
+            let log = units::cron_log(&i.job.name);
+            (
+                vec![
+                    PlannedFile {
+                        path: f.cron.clone(),
+                        text: text(units::cron_file(&i, &cal, exe, &log))?,
+                    },
+                    PlannedFile {
+                        path: f.logrotate.clone(),
+                        text: text(units::logrotate(&i, &log))?,
+                    },
+                ],
+                Vec::new(),
+                cal.cron_fields(),
+            )
         }
     };
+    Ok(InstallPlan {
+        backend,
+        when,
+        files,
+        links,
+        replaces,
+        job: i.job,
+    })
+}
+
+/// Installs (and with systemd enables and starts) a schedule running `job` at `every`.
+/// `exe` is the osimage binary the unit runs ([`scheduled_binary`]). An existing schedule of
+/// that name is replaced only with `force`. Needs root, checked first.
+pub fn install(
+    sys: &System,
+    every: &str,
+    job: Job,
+    exe: &Path,
+    force: bool,
+) -> Result<InstallReport, ScheduleError> {
+    require_root("schedule install")?;
+    let plan = plan_install(sys, every, job, exe, force)?;
+    apply(sys, plan)
+}
+
+/// Writes what [`plan_install`] planned.
+fn apply(sys: &System, plan: InstallPlan) -> Result<InstallReport, ScheduleError> {
+    if plan.replaces {
+        remove(sys, &plan.job.name)?;
+    }
+    make_dest(&plan.job.dest)?;
+    let mut written = Vec::new();
+    for f in &plan.files {
+        let dir = f.path.parent().unwrap_or(Path::new("/"));
+        std::fs::create_dir_all(dir).map_err(io("cannot create", dir))?;
+        write_file(&f.path, &f.text)?;
+        written.push(f.path.clone());
+    }
+    for (link, target) in &plan.links {
+        let dir = link.parent().unwrap_or(Path::new("/"));
+        std::fs::create_dir_all(dir).map_err(io("cannot create", dir))?;
+        let _ = std::fs::remove_file(link);
+        std::os::unix::fs::symlink(target, link).map_err(io("cannot link", link))?;
+        written.push(link.clone());
+    }
     let mut activated = false;
-    if backend == Backend::Systemd && sys.live() {
-        let timer = format!("{}.timer", units::base_name(&i.job.name));
+    if plan.backend == Backend::Systemd && sys.live() {
+        let timer = format!("{}.timer", units::base_name(&plan.job.name));
         sys.systemctl(&["daemon-reload"])?;
         sys.systemctl(&["start", &timer])?;
         activated = true;
     }
     Ok(InstallReport {
-        backend,
+        backend: plan.backend,
         written,
-        when,
+        when: plan.when,
         activated,
     })
 }
 
+/// Directories whose binaries are not a stable installed location: they are emptied, or
+/// belong to one boot.
+const TEMPORARY: &[&str] = &["/tmp", "/var/tmp", "/dev/shm", "/run"];
+
+/// Whether `exe` lies in a cargo target directory (`.rustc_info.json` or `CACHEDIR.TAG` in an
+/// ancestor, or `target/debug|release` in its path): rebuilt, moved and cleaned at will.
+fn in_build_tree(exe: &Path) -> bool {
+    let marked = exe
+        .ancestors()
+        .skip(1)
+        .any(|d| d.join(".rustc_info.json").is_file() || d.join("CACHEDIR.TAG").is_file());
+    let names: Vec<&std::ffi::OsStr> = exe.iter().collect();
+    marked
+        || names
+            .windows(2)
+            .any(|w| w[0] == "target" && (w[1] == "debug" || w[1] == "release"))
+}
+
+/// The binary a schedule's unit runs (issue #24 item 19). `given` (`--binary`) must be an
+/// absolute path to an executable file; without it, `running` (the canonical path of the
+/// running binary) is used unless it lies in a build tree or a temporary directory, which is
+/// refused with how to install it instead.
+pub fn scheduled_binary(given: Option<&Path>, running: &Path) -> Result<PathBuf, ScheduleError> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(b) = given {
+        if !b.is_absolute() {
+            return Err(ScheduleError::Argument(format!(
+                "--binary {}: give an absolute path (the unit runs it from /)",
+                b.display()
+            )));
+        }
+        let meta = std::fs::metadata(b)
+            .map_err(|e| ScheduleError::Argument(format!("--binary {}: {e}", b.display())))?;
+        if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+            return Err(ScheduleError::Argument(format!(
+                "--binary {}: not an executable file",
+                b.display()
+            )));
+        }
+        return Ok(b.to_path_buf());
+    }
+    let unstable = if in_build_tree(running) {
+        Some("inside a cargo target directory")
+    } else if TEMPORARY.iter().any(|t| running.starts_with(t)) {
+        Some("in a temporary directory")
+    } else {
+        None
+    };
+    match unstable {
+        None => Ok(running.to_path_buf()),
+        Some(why) => Err(ScheduleError::Invalid(format!(
+            "this osimage runs from {}, {why}: a schedule must not run a binary that the next \
+             build or clean-up replaces or removes. Install it first, e.g. `install -m 0755 {} \
+             /usr/local/sbin/`, and run /usr/local/sbin/osimage schedule install; or name the \
+             installed binary with --binary PATH",
+            running.display(),
+            running.display()
+        ))),
+    }
+}
+
 impl Files {
+    fn all(&self) -> [&PathBuf; 5] {
+        [
+            &self.service,
+            &self.timer,
+            &self.wants,
+            &self.cron,
+            &self.logrotate,
+        ]
+    }
     fn exists_any(&self) -> bool {
-        [&self.service, &self.timer, &self.wants, &self.cron]
-            .iter()
-            .any(|p| p.symlink_metadata().is_ok())
+        self.all().iter().any(|p| p.symlink_metadata().is_ok())
+    }
+    /// The files (not the wants link) that exist.
+    fn present(&self) -> Vec<&PathBuf> {
+        [&self.timer, &self.service, &self.cron, &self.logrotate]
+            .into_iter()
+            .filter(|p| p.symlink_metadata().is_ok())
+            .collect()
+    }
+    /// Every present file carries osimage's marker for `name`.
+    fn check_ours(&self, name: &str) -> Result<(), ScheduleError> {
+        let ours = |p: &Path| read_installed(p).is_some_and(|i| i.job.name == name);
+        match self.present().into_iter().find(|p| !ours(p)) {
+            Some(p) => Err(ScheduleError::Invalid(format!(
+                "{} was not written by osimage schedule install; not removing it",
+                p.display()
+            ))),
+            None => Ok(()),
+        }
     }
 }
 
@@ -356,29 +548,45 @@ fn read_installed(path: &Path) -> Option<Installed> {
     units::read_marker(&std::fs::read_to_string(path).ok()?)
 }
 
+/// What `remove` did.
+#[derive(Debug)]
+pub struct RemoveReport {
+    pub removed: Vec<PathBuf>,
+    /// Why systemctl was not called although systemd units were removed: systemd is not
+    /// running (no /run/systemd/system), or another system root.
+    pub systemctl_skipped: Option<String>,
+}
+
 /// Stops and removes schedule `name`: only files that carry osimage's marker (and the timer's
-/// wants link). Images in DEST are kept. Returns the files removed.
-pub fn remove(sys: &System, name: &str) -> Result<Vec<PathBuf>, ScheduleError> {
+/// wants link). Images in DEST are kept. Without a running systemd the files are removed and
+/// systemctl is not called (the report says so).
+pub fn remove(sys: &System, name: &str) -> Result<RemoveReport, ScheduleError> {
     job::check_name(name).map_err(ScheduleError::Argument)?;
+    require_root("schedule remove")?;
     let f = files(sys, name);
     let ours = |p: &Path| read_installed(p).is_some_and(|i| i.job.name == name);
-    let mut gone = Vec::new();
     let systemd = ours(&f.timer) || ours(&f.service);
-    let present: Vec<&PathBuf> = [&f.timer, &f.service, &f.cron]
-        .into_iter()
-        .filter(|p| p.symlink_metadata().is_ok())
-        .collect();
     // Checked before anything is removed: a foreign file stops the whole removal.
-    if let Some(p) = present.iter().find(|p| !ours(p)) {
-        return Err(ScheduleError::Invalid(format!(
-            "{} was not written by osimage schedule install; not removing it",
-            p.display()
-        )));
-    }
-    if systemd {
+    f.check_ours(name)?;
+    let skipped = if !systemd {
+        None
+    } else if !sys.systemd_running() {
+        Some(format!(
+            "systemd is not running ({} missing): systemctl not called, the unit files \
+             removed",
+            sys.root.join("run/systemd/system").display()
+        ))
+    } else if !sys.live() {
+        Some(format!("systemctl not called for {}", sys.root.display()))
+    } else {
+        None
+    };
+    let call = systemd && skipped.is_none();
+    if call {
         sys.systemctl(&["stop", &format!("{}.timer", units::base_name(name))])?;
     }
-    for p in present {
+    let mut gone = Vec::new();
+    for p in f.present() {
         std::fs::remove_file(p).map_err(io("cannot remove", p))?;
         gone.push(p.clone());
     }
@@ -391,8 +599,56 @@ pub fn remove(sys: &System, name: &str) -> Result<Vec<PathBuf>, ScheduleError> {
             "no schedule named {name} (see `osimage schedule list`)"
         )));
     }
-    if systemd {
+    if call {
         sys.systemctl(&["daemon-reload"])?;
     }
-    Ok(gone)
+    Ok(RemoveReport {
+        removed: gone,
+        systemctl_skipped: skipped,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_unit_never_runs_a_build_tree_or_temporary_binary() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tree = dir.path().join("proj/out");
+        std::fs::create_dir_all(tree.join("x86_64/release")).expect("mkdir");
+        std::fs::write(tree.join(".rustc_info.json"), "{}").expect("write");
+        for (running, refused) in [
+            (tree.join("x86_64/release/osimage"), true),
+            (
+                PathBuf::from("/home/u/src/osimage/target/release/osimage"),
+                true,
+            ),
+            (PathBuf::from("/tmp/osimage"), true),
+            (PathBuf::from("/run/user/0/osimage"), true),
+            (PathBuf::from("/usr/local/sbin/osimage"), false),
+            (PathBuf::from("/usr/bin/osimage"), false),
+        ] {
+            let r = scheduled_binary(None, &running);
+            assert_eq!(r.is_err(), refused, "{}: {r:?}", running.display());
+            if let Err(e) = r {
+                assert!(!e.is_usage());
+                assert!(e.to_string().contains("install -m 0755"), "{e}");
+            }
+        }
+        // --binary is taken as given when it is an absolute path to an executable file.
+        let sh = Path::new("/bin/sh");
+        assert_eq!(
+            scheduled_binary(Some(sh), &tree.join("x86_64/release/osimage")).ok(),
+            Some(sh.to_path_buf())
+        );
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "#!/bin/sh\n").expect("write");
+        let plain = plain.to_str().expect("utf-8");
+        for bad in ["sh", "/nonexistent/osimage", plain, "/bin"] {
+            let e = scheduled_binary(Some(Path::new(bad)), Path::new("/usr/bin/osimage"))
+                .expect_err(bad);
+            assert!(e.is_usage(), "{bad}: {e}");
+        }
+    }
 }

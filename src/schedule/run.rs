@@ -156,7 +156,7 @@ fn capture_options(job: &Job, output: &Path) -> CaptureOptions {
             skip_paths: vec![job.dest.clone()],
             keep_going: job.keep_going,
         },
-        level: job.level,
+        level: job.level.unwrap_or(3),
         threads: job
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
@@ -323,10 +323,11 @@ mod tests {
             excludes: Vec::new(),
             exclude_from: Vec::new(),
             keep_going: false,
-            level: 3,
+            level: Some(3),
             threads: None,
             snapshot: false,
             verify_boot,
+            config: None,
         }
     }
 

@@ -3,7 +3,7 @@
 //! starts with a marker comment holding the schedule as JSON, which `schedule list` reads back.
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -41,8 +41,9 @@ pub fn read_marker(text: &str) -> Option<Installed> {
 }
 
 /// The service: one run of the job; failures show as the unit's failed state, output goes to
-/// the journal.
-pub fn service(i: &Installed, exe: &Path) -> Result<String, String> {
+/// the journal. `man` says whether the osimage-schedule(1) page is installed: only then does
+/// `Documentation=` name it (`systemd-analyze verify` fails on a page it cannot find).
+pub fn service(i: &Installed, exe: &Path, man: bool) -> Result<String, String> {
     let job = &i.job;
     let mut argv = vec![exe.as_os_str().to_owned()];
     argv.extend(job.run_args());
@@ -55,7 +56,7 @@ pub fn service(i: &Installed, exe: &Path) -> Result<String, String> {
         "{marker}# Written by `osimage schedule install`; remove with `osimage schedule remove {name}`.\n\
          [Unit]\n\
          Description=osimage scheduled capture {name}\n\
-         Documentation=man:osimage-schedule(1)\n\
+         {doc}\
          After=local-fs.target\n\
          \n\
          [Service]\n\
@@ -66,6 +67,11 @@ pub fn service(i: &Installed, exe: &Path) -> Result<String, String> {
          IOSchedulingClass=idle\n",
         marker = marker(i)?,
         name = job.name,
+        doc = if man {
+            "Documentation=man:osimage-schedule(1)\n"
+        } else {
+            ""
+        },
     ))
 }
 
@@ -108,6 +114,30 @@ pub fn cron_file(i: &Installed, cal: &Calendar, exe: &Path, log: &Path) -> Resul
         name = i.job.name,
         fields = cal.cron_fields(),
         log = shell_quote(log.as_os_str())?,
+    ))
+}
+
+/// Where a cron run's output is appended: `/var/log/osimage-NAME.log`.
+pub fn cron_log(name: &str) -> PathBuf {
+    Path::new("/var/log").join(format!("{}.log", base_name(name)))
+}
+
+/// The logrotate(8) snippet for a cron schedule's log (/etc/logrotate.d/osimage-NAME): weekly,
+/// eight kept, compressed. Each run opens the log anew (`>>`), so no copytruncate.
+pub fn logrotate(i: &Installed, log: &Path) -> Result<String, String> {
+    Ok(format!(
+        "{marker}# Written by `osimage schedule install`; remove with `osimage schedule remove {name}`.\n\
+         {log} {{\n\
+         \tweekly\n\
+         \trotate 8\n\
+         \tcompress\n\
+         \tdelaycompress\n\
+         \tmissingok\n\
+         \tnotifempty\n\
+         }}\n",
+        marker = marker(i)?,
+        name = i.job.name,
+        log = printable(log.as_os_str())?,
     ))
 }
 
