@@ -254,10 +254,10 @@ fn sections(path: &str) -> String {
     s += ".SH FILES\n";
     for (file, what) in [
         (
-            "OUTPUT.osimage-partial-*, .osimage-work-*",
-            "A capture's temporary files beside OUTPUT (mode 0600), renamed into place or \
-             removed; a later capture into the same directory removes those no live process \
-             owns.",
+            "DIR/.osimage-partial-PID-*, DIR/.osimage-work-PID-*",
+            "A capture's temporary image and ISO work folder in OUTPUT's directory DIR (mode \
+             0600): renamed into place or removed, also on SIGINT, SIGTERM and SIGHUP; a later \
+             capture into DIR removes those no live process owns.",
         ),
         (
             "IMAGE.minisig",
