@@ -33,7 +33,11 @@ fn deb_field(key: &str) -> String {
         .lines()
         .find(|l| l.starts_with(&format!("{key} = \"")))
         .unwrap_or_else(|| panic!("no {key} in [package.metadata.deb]"));
-    line.split_once(" = \"").unwrap().1.trim_end_matches('"').to_string()
+    line.split_once(" = \"")
+        .unwrap()
+        .1
+        .trim_end_matches('"')
+        .to_string()
 }
 
 /// A Debian relationship field's packages: each entry's first alternative (`a | b` → a),
@@ -57,7 +61,10 @@ fn deb_depends_are_the_runtime_list() {
         depends, runtime,
         "Cargo.toml's [package.metadata.deb] depends and .ci/apt-runtime differ"
     );
-    assert!(deb_field("depends").starts_with("$auto,"), "libc6 comes from $auto");
+    assert!(
+        deb_field("depends").starts_with("$auto,"),
+        "libc6 comes from $auto"
+    );
     // A package is either needed or optional, never both.
     for field in ["recommends", "suggests"] {
         let optional = packages_of(&deb_field(field));
@@ -76,7 +83,10 @@ fn ci_installs_every_package_the_tests_need() {
         installed.extend(list(l));
     }
     let setup = read("setup.sh");
-    assert!(setup.contains(".ci/apt-runtime .ci/apt-build)"), "setup.sh's lists");
+    assert!(
+        setup.contains(".ci/apt-runtime .ci/apt-build)"),
+        "setup.sh's lists"
+    );
     assert!(setup.contains("--with-tests) lists+=(.ci/apt-packages)"));
     assert!(read(".ci/run").contains("bash setup.sh --with-tests"));
 
@@ -128,7 +138,10 @@ fn deb_assets_are_built_by_build_assets() {
             "completions/osimage.bash",
             "usr/share/bash-completion/completions/osimage",
         ),
-        ("completions/_osimage", "usr/share/zsh/vendor-completions/_osimage"),
+        (
+            "completions/_osimage",
+            "usr/share/zsh/vendor-completions/_osimage",
+        ),
         (
             "completions/osimage.fish",
             "usr/share/fish/vendor_completions.d/osimage.fish",
