@@ -100,7 +100,7 @@ fn ci_installs_every_package_the_tests_need() {
                 files.push(path);
             } else if path.extension().is_some_and(|e| e == "rs") {
                 let text = std::fs::read_to_string(&path).unwrap();
-                // need(&[("tool", "package"), …]): the quoted strings alternate.
+                // A call to `need` lists (tool, package) pairs: the quoted strings alternate.
                 for call in text.split("need(&[").skip(1) {
                     let call = call.split("])").next().unwrap_or("");
                     let quoted: Vec<&str> = call.split('"').skip(1).step_by(2).collect();
