@@ -1,10 +1,21 @@
 #!/usr/bin/env bash
-# Sets a Debian/Ubuntu machine up to build and run osimage: installs the system packages
-# listed in .ci/apt-packages (tools the ISO, boot and restore steps call, and the test
-# suite's independent checkers), then builds the release binary at target/release/osimage.
+# Sets a Debian/Ubuntu machine up to build and run osimage: installs the Debian packages
+# running osimage needs (.ci/apt-runtime: GRUB, mtools, dosfstools, busybox-static...) and
+# those building it needs (.ci/apt-build), then builds the release binary at
+# target/release/osimage. With --with-tests, also the test suite's tools (.ci/apt-packages:
+# qemu, ovmf, debootstrap, genisoimage, p7zip...), as .ci/run does.
 # Run as root (or with sudo). Needs a Rust toolchain (rustup) for the build.
 set -euo pipefail
 cd "$(dirname "$0")"
+lists=(.ci/apt-runtime .ci/apt-build)
+case "${1:-}" in
+  "") ;;
+  --with-tests) lists+=(.ci/apt-packages) ;;
+  *)
+    echo "usage: bash setup.sh [--with-tests]" >&2
+    exit 2
+    ;;
+esac
 if [ "$(id -u)" -ne 0 ]; then
   echo "setup.sh: run as root (sudo bash setup.sh): it installs Debian packages" >&2
   exit 1
@@ -12,7 +23,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 # shellcheck disable=SC2046
-apt-get install -y -q --no-install-recommends $(grep -v '^\s*#' .ci/apt-packages | tr '\n' ' ')
+apt-get install -y -q --no-install-recommends $(cat "${lists[@]}" | grep -v '^\s*#' | tr '\n' ' ')
 if ! command -v cargo >/dev/null; then
   echo "setup.sh: cargo not found: install Rust with rustup (https://rustup.rs), then re-run" >&2
   exit 1

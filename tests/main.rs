@@ -44,6 +44,7 @@ mod iso_boot;
 mod iso_tools;
 mod json_output;
 mod layout_probe;
+mod packaging;
 mod refresh_cli;
 mod rescue_boot;
 mod roundtrip;

@@ -91,9 +91,11 @@ pub enum Command {
     Restore(super::restore::RestoreArgs),
     /// Refresh a golden image on a schedule: install, list or remove a systemd timer (or a
     /// cron job where systemd is not running) that captures into a directory, keeps
-    /// latest.iso pointing at the newest image and prunes the oldest (docs/SCHEDULE.md).
+    /// latest.iso pointing at the newest image and prunes the oldest (SCHEDULE.md in
+    /// /usr/share/doc/osimage).
     Schedule(super::schedule::ScheduleArgs),
-    /// Sign an image with a minisign secret key: writes IMAGE.minisig (docs/SECURITY.md).
+    /// Sign an image with a minisign secret key: writes IMAGE.minisig (SECURITY.md in
+    /// /usr/share/doc/osimage).
     ///
     /// The signature covers the whole file and is minisign's own format, so `minisign -Vm
     /// IMAGE -p KEY.pub` checks it as well as `osimage verify --pubkey` and `osimage restore
@@ -104,9 +106,6 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// The restore agent, run by the rescue environment's init (not for direct use).
-    #[command(hide = true)]
-    RescueAgent,
     /// Write the man pages (osimage.1 and one per subcommand) into DIR.
     Man {
         /// Directory to write the pages into (created if missing).
@@ -138,7 +137,8 @@ pub struct CaptureArgs {
     pub verify: bool,
     /// Refresh BASE (a .oimg or .iso made by osimage): files unchanged since BASE (same path,
     /// filesystem, inode, size, mtime and ctime) are not read, and chunks BASE stores are
-    /// copied from it, not compressed again. OUTPUT stays self-contained (docs/REFRESH.md).
+    /// copied from it, not compressed again. OUTPUT stays self-contained (REFRESH.md
+    /// in /usr/share/doc/osimage).
     #[arg(long, value_name = "BASE")]
     pub base: Option<PathBuf>,
     /// Capture ROOT's filesystem from a read-only snapshot, so the image is one point in time:
@@ -175,7 +175,8 @@ pub struct CaptureTuning {
     /// Stay on ROOT's own filesystem; do not descend into other mounts.
     #[arg(short = 'x', long)]
     pub one_file_system: bool,
-    /// Leave out paths matching PATTERN (rsync-like glob; see docs/EXCLUDES.md). Repeatable.
+    /// Leave out paths matching PATTERN (rsync-like glob; the rules: EXCLUDES.md in
+    /// /usr/share/doc/osimage). Repeatable.
     #[arg(long, value_name = "PATTERN")]
     pub exclude: Vec<String>,
     /// Read exclude patterns from FILE, one a line (# comments). Repeatable.
@@ -310,8 +311,8 @@ pub struct VerifyArgs {
     /// Prints each phase with its duration and a verdict. Exit status 0: every phase passed;
     /// 1: a phase failed because of the image (the verdict names it); 3: QEMU could not run
     /// the VM on this host (KVM's internal error, no firmware output, QEMU exiting unasked):
-    /// the image was not judged (docs/VERIFY-BOOT.md). Needs root, qemu-system-x86 (and ovmf
-    /// for UEFI), mtools.
+    /// the image was not judged (VERIFY-BOOT.md in /usr/share/doc/osimage). Needs root,
+    /// qemu-system-x86 (and ovmf for UEFI), mtools.
     #[arg(long)]
     pub boot: bool,
     /// Firmware to boot with (default: the mode the source booted with; for an offline

@@ -11,7 +11,8 @@ use osimage::{AccelChoice, FirmwareChoice};
 pub enum Firmware {
     Bios,
     Uefi,
-    /// UEFI with Secure Boot on and Microsoft's keys enrolled (docs/SECUREBOOT.md).
+    /// UEFI with Secure Boot on and Microsoft's keys enrolled (SECUREBOOT.md in
+    /// /usr/share/doc/osimage).
     #[value(name = "uefi-secureboot")]
     UefiSecureBoot,
     Both,

@@ -13,6 +13,7 @@ mod config;
 mod diff;
 mod json;
 mod keys;
+mod man;
 mod progress;
 mod restore;
 mod schedule;
@@ -22,7 +23,7 @@ mod verify_boot;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 
 pub use args::Cli;
 use args::{CaptureArgs, Command, ExtractArgs, InfoArgs, ListArgs, SignArgs, VerifyArgs};
@@ -71,6 +72,15 @@ fn exit_code(e: &(dyn std::error::Error + 'static)) -> i32 {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
+    // The restore agent, started by the rescue environment's init as `osimage rescue-agent`,
+    // is not a command for users: dispatched before clap, it stays out of --help, the man
+    // pages and the completions (clap_complete lists hidden subcommands).
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "rescue-agent")
+    {
+        return osimage::agent::agent_main_from_proc();
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -95,16 +105,10 @@ pub fn main() -> i32 {
         Command::Schedule(a) => schedule::run(a, &p),
         Command::Sign(a) => run_sign(a, &p),
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "osimage",
-                &mut std::io::stdout(),
-            );
+            man::completions(shell, &mut std::io::stdout());
             Ok(0)
         }
-        Command::Man { dir } => write_man(&dir),
-        Command::RescueAgent => Ok(osimage::agent::agent_main_from_proc()),
+        Command::Man { dir } => man::write_pages(&dir).map(|_| 0).map_err(Failure::from),
     };
     match result {
         Ok(code) => code,
@@ -421,10 +425,4 @@ fn run_verify(a: VerifyArgs, p: &TermProgress) -> Result<i32, Failure> {
         )?;
         Ok(1)
     }
-}
-
-fn write_man(dir: &std::path::Path) -> Result<i32, Failure> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    clap_mangen::generate_to(Cli::command(), dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    Ok(0)
 }

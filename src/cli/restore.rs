@@ -87,7 +87,7 @@ pub struct RestoreArgs {
     /// Make the restored system a new machine, not a twin of the captured one: a fresh
     /// machine-id (systemd's first boot), new SSH host keys made on this machine, per-machine
     /// secrets (random seed, credential secret) removed. Listed in the restore log;
-    /// docs/GENERALIZE.md.
+    /// GENERALIZE.md in /usr/share/doc/osimage.
     #[arg(long)]
     pub generalize: bool,
     /// The restored system's hostname: a name, or a rule where {mac} is the first network
@@ -100,7 +100,8 @@ pub struct RestoreArgs {
     /// /etc/mdadm/mdadm.conf, LVM's devices file, the boot loader configuration and every
     /// other reference in the restored tree are rewritten to them, GRUB is reinstalled and an
     /// initramfs naming an old UUID is made again, so the system still boots. The plan lists
-    /// every old → new pair. Not implied by --generalize. docs/GENERALIZE.md.
+    /// every old → new pair. Not implied by --generalize. GENERALIZE.md in
+    /// /usr/share/doc/osimage.
     #[arg(long)]
     pub new_uuids: bool,
     /// Copy DIR over the restored tree last (per-machine files such as network configuration;

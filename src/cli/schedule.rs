@@ -111,7 +111,8 @@ pub struct JobArgs {
     #[arg(long)]
     pub snapshot: bool,
     /// Prove each new image restores before it becomes latest: `osimage verify --boot` (a
-    /// throw-away VM restores it onto a scratch disk and boots the result; docs/VERIFY-BOOT.md).
+    /// throw-away VM restores it onto a scratch disk and boots the result; VERIFY-BOOT.md in
+    /// /usr/share/doc/osimage).
     /// An image that fails is kept as NAME.boot-failed.iso, latest is left alone and the run
     /// fails. Needs --format iso, qemu-system-x86 and ovmf; takes minutes per run.
     #[arg(long)]

@@ -1,0 +1,421 @@
+//! The man pages and shell completions (`osimage man DIR`, `osimage completions SHELL`),
+//! generated from the same clap definitions as `--help` (issue #24, item 18).
+//!
+//! clap_mangen renders NAME, SYNOPSIS, DESCRIPTION, OPTIONS, SUBCOMMANDS and VERSION; the
+//! sections a man page is expected to have beyond those (man-pages(7): EXIT STATUS,
+//! ENVIRONMENT, FILES, EXAMPLES, SEE ALSO) are appended here as roff. Their text follows
+//! docs/DESIGN.md "Exit codes", the variables the code reads (`std::env::var`) and the files
+//! it reads and writes. The restore agent (`rescue-agent`) is not a clap subcommand at all
+//! (`cli::main` dispatches it before parsing), so neither the pages nor the completions know it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::CommandFactory;
+
+use super::args::Cli;
+
+/// Where the Debian package installs docs/*.md; help texts and man pages point here instead of
+/// the source tree, which an installed user does not have.
+pub const DOC_DIR: &str = "/usr/share/doc/osimage";
+
+/// One line of EXAMPLES: the subcommand it belongs to ("" for none), the command line and what
+/// it does. Taken from README.md, docs/SCHEDULE.md and docs/RESTORE.md.
+const EXAMPLES: &[(&str, &str, &str)] = &[
+    (
+        "capture",
+        "osimage capture / -o /srv/system.iso",
+        "Capture the running system into a bootable ISO.",
+    ),
+    (
+        "capture",
+        "osimage capture / -o /srv/next.iso --base /srv/system.iso",
+        "Refresh: files unchanged since system.iso are not read again.",
+    ),
+    (
+        "extract",
+        "osimage extract /srv/system.iso -C /tmp/x etc/fstab home/alice",
+        "Put two paths back, with all their metadata, under /tmp/x.",
+    ),
+    (
+        "list",
+        "osimage list -l /srv/system.iso /etc",
+        "An ls -l style listing of a subtree.",
+    ),
+    (
+        "diff",
+        "osimage diff /srv/system.iso /srv/next.iso",
+        "What changed between two images.",
+    ),
+    (
+        "info",
+        "osimage info /srv/system.iso",
+        "What an image holds: counts, sizes, dedup, layout.",
+    ),
+    (
+        "verify",
+        "osimage verify /srv/system.iso",
+        "Check every chunk; damaged files are named and the exit status is 1.",
+    ),
+    (
+        "verify",
+        "osimage verify --boot /srv/system.iso",
+        "Restore the image in a throw-away VM and boot the result.",
+    ),
+    (
+        "restore",
+        "osimage restore /srv/system.iso --target /dev/sdb --dry-run",
+        "Print the restore plan; nothing is written.",
+    ),
+    (
+        "restore",
+        "osimage restore /srv/system.iso --target /dev/sdb",
+        "Recreate the disk layout, the files and the boot loader on /dev/sdb.",
+    ),
+    (
+        "schedule install",
+        "osimage schedule install --every weekly --dest /srv/images --keep 4",
+        "A weekly refresh of / into /srv/images, keeping the newest four images.",
+    ),
+    (
+        "schedule list",
+        "osimage schedule list",
+        "The installed schedules.",
+    ),
+    (
+        "schedule remove",
+        "osimage schedule remove web",
+        "Remove the schedule named web; its images stay.",
+    ),
+    (
+        "sign",
+        "osimage sign /srv/system.iso --key ~/.minisign/minisign.key",
+        "Write /srv/system.iso.minisig (minisign -V checks it too).",
+    ),
+    (
+        "completions",
+        "osimage completions bash > /etc/bash_completion.d/osimage",
+        "Install bash completion by hand (the Debian package ships it).",
+    ),
+    (
+        "man",
+        "osimage man /usr/local/share/man/man1",
+        "Write these pages.",
+    ),
+];
+
+/// Prints the completion script for `shell` to `out`.
+pub fn completions(shell: clap_complete::Shell, out: &mut dyn Write) {
+    clap_complete::generate(shell, &mut Cli::command(), "osimage", out);
+}
+
+/// Writes `osimage.1` and one page per subcommand (`osimage-capture.1`,
+/// `osimage-schedule-install.1`, …) into `dir`, creating it; returns the paths written.
+pub fn write_pages(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut written = Vec::new();
+    for (path, page) in pages() {
+        let file = dir.join(format!("{}.1", page_name(&path)));
+        std::fs::write(&file, page).map_err(|e| format!("{}: {e}", file.display()))?;
+        written.push(file);
+    }
+    Ok(written)
+}
+
+/// Every page: the subcommand path ("" for osimage itself, "schedule install") and its roff.
+pub fn pages() -> Vec<(String, Vec<u8>)> {
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let mut out = Vec::new();
+    collect(&cmd, String::new(), &mut out);
+    out
+}
+
+fn collect(cmd: &clap::Command, path: String, out: &mut Vec<(String, Vec<u8>)>) {
+    out.push((path.clone(), render(cmd, &path)));
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let sub_path = if path.is_empty() {
+            sub.get_name().to_string()
+        } else {
+            format!("{path} {}", sub.get_name())
+        };
+        collect(sub, sub_path, out);
+    }
+}
+
+fn page_name(path: &str) -> String {
+    if path.is_empty() {
+        "osimage".into()
+    } else {
+        format!("osimage-{}", path.replace(' ', "-"))
+    }
+}
+
+/// One page: clap_mangen's sections, then ours. The exit codes are ours (EXIT STATUS), so
+/// clap_mangen's "EXTRA" section is rendered only for other after-help text, as NOTES.
+fn render(cmd: &clap::Command, path: &str) -> Vec<u8> {
+    let man = clap_mangen::Man::new(cmd.clone());
+    let mut w = Vec::new();
+    // Writes into a Vec cannot fail.
+    let _ = man.render_title(&mut w);
+    let _ = man.render_name_section(&mut w);
+    let _ = man.render_synopsis_section(&mut w);
+    let _ = man.render_description_section(&mut w);
+    if cmd.get_arguments().any(|a| !a.is_hide_set()) {
+        let _ = man.render_options_section(&mut w);
+    }
+    if cmd.get_subcommands().any(|s| !s.is_hide_set()) {
+        let _ = man.render_subcommands_section(&mut w);
+    }
+    let after = cmd.get_after_long_help().or(cmd.get_after_help());
+    if after.is_some_and(|a| a.to_string() != super::args::EXIT_STATUS) {
+        let mut extra = Vec::new();
+        let _ = man.render_extra_section(&mut extra);
+        let extra = String::from_utf8_lossy(&extra).replacen(".SH EXTRA", ".SH NOTES", 1);
+        w.extend_from_slice(extra.as_bytes());
+    }
+    w.extend_from_slice(sections(path).as_bytes());
+    let _ = man.render_version_section(&mut w);
+    w
+}
+
+/// Escapes text for roff: backslashes, hyphens (so they are not broken into dashes) and a
+/// leading control character.
+fn esc(text: &str) -> String {
+    let s = text.replace('\\', "\\e").replace('-', "\\-");
+    if s.starts_with('.') || s.starts_with('\'') {
+        format!("\\&{s}")
+    } else {
+        s
+    }
+}
+
+/// A tagged paragraph: `tag` in bold, `body` below it, indented.
+fn item(tag: &str, body: &str) -> String {
+    format!(".TP\n\\fB{}\\fR\n{}\n", esc(tag), esc(body))
+}
+
+/// EXIT STATUS, ENVIRONMENT, FILES, EXAMPLES and SEE ALSO for the page of `path`.
+fn sections(path: &str) -> String {
+    let mut s = String::from(".SH \"EXIT STATUS\"\n");
+    for (code, what) in [
+        ("0", "Success."),
+        (
+            "1",
+            "Failure, with a message naming what and where; also a restore that leaves a disk \
+             that will not boot (unless --allow-unbootable), a verify that finds damage, an \
+             extract whose data fails its hash.",
+        ),
+        (
+            "2",
+            "Usage error: an unknown option or a missing argument, and the values osimage \
+             checks itself (--every, --name, --map, --hostname, an --exclude pattern).",
+        ),
+        (
+            "3",
+            "Finished but incomplete: capture --keep-going (or a scheduled run) skipped files \
+             it could not read and wrote the image without them; or verify --boot could not \
+             run the VM on this host, so the image was not judged.",
+        ),
+        (
+            "128 + N",
+            "Stopped by signal N; a capture removes its temporary files first.",
+        ),
+        ("101", "A panic: always a bug, please report it."),
+    ] {
+        s += &item(code, what);
+    }
+    s += ".SH ENVIRONMENT\n";
+    for (var, what) in [
+        (
+            "OSIMAGE_PASSPHRASE",
+            "The passphrase of an encrypted image, for capture --encrypt and every command \
+             that reads one, when --passphrase-file is not given (else it is asked for on the \
+             terminal).",
+        ),
+        (
+            "SOURCE_DATE_EPOCH",
+            "Seconds since 1970: the ISO's volume dates, for reproducible images (default: \
+             now).",
+        ),
+        (
+            "TMPDIR",
+            "Where verify --boot makes its temporary directory when --work-dir is not given \
+             (default /tmp).",
+        ),
+        (
+            "PATH",
+            "Where the tools osimage runs are looked for (grub-mkimage, mkfs.vfat, mcopy, \
+             the mkfs tools of a restore, qemu-system-x86_64).",
+        ),
+    ] {
+        s += &item(var, what);
+    }
+    s += ".SH FILES\n";
+    for (file, what) in [
+        (
+            "DIR/.osimage-partial-PID-*, DIR/.osimage-work-PID-*",
+            "A capture's temporary image and ISO work folder in OUTPUT's directory DIR (mode \
+             0600): renamed into place or removed, also on SIGINT, SIGTERM and SIGHUP; a later \
+             capture into DIR removes those no live process owns.",
+        ),
+        (
+            "IMAGE.minisig",
+            "The signature osimage sign writes and verify --pubkey and restore \
+             --require-signature read.",
+        ),
+        (
+            "ROOT/boot/vmlinuz-*, ROOT/lib/modules/, ROOT/usr/lib/grub/",
+            "The captured system's kernel, modules and GRUB files, from which an ISO's rescue \
+             environment and boot images are made.",
+        ),
+        (
+            "/etc/systemd/system/osimage-NAME.service, osimage-NAME.timer",
+            "The units osimage schedule install writes (systemd).",
+        ),
+        (
+            "/etc/cron.d/osimage-NAME, /var/log/osimage-NAME.log",
+            "The cron job and its log, where systemd is not running.",
+        ),
+        (
+            "/usr/share/OVMF/OVMF_CODE_4M.fd, OVMF_VARS_4M.fd",
+            "The UEFI firmware verify --boot runs (Debian package ovmf).",
+        ),
+        (
+            DOC_DIR,
+            "The documentation: FORMAT.md (the image format), RESTORE.md, RESCUE.md, \
+             SCHEDULE.md, SECURITY.md, VERIFY-BOOT.md, EXCLUDES.md and the others.",
+        ),
+    ] {
+        s += &item(file, what);
+    }
+    s += ".SH EXAMPLES\n";
+    for (sub, line, what) in EXAMPLES {
+        if path.is_empty() || *sub == path || sub.starts_with(&format!("{path} ")) {
+            s += &item(line, what);
+        }
+    }
+    s += ".SH \"SEE ALSO\"\n";
+    let mut see: Vec<String> = Vec::new();
+    if !path.is_empty() {
+        see.push("\\fBosimage\\fR(1)".into());
+    }
+    see.extend(
+        [
+            "minisign(1)",
+            "qemu-system-x86_64(1)",
+            "grub-mkimage(1)",
+            "systemd.timer(5)",
+            "crontab(5)",
+        ]
+        .iter()
+        .map(|p| {
+            let (name, sec) = p.split_once('(').unwrap_or((p, ""));
+            format!("\\fB{}\\fR({sec}", esc(name))
+        }),
+    );
+    s += &see.join(", ");
+    s += &format!("\n.PP\nThe documentation in {}.\n", esc(DOC_DIR));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every page has the sections man-pages(7) expects, each once.
+    #[test]
+    fn every_page_has_the_conventional_sections() {
+        let pages = pages();
+        let names: Vec<String> = pages.iter().map(|(p, _)| page_name(p)).collect();
+        for want in ["osimage", "osimage-capture", "osimage-schedule-install"] {
+            assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+        }
+        for (path, page) in &pages {
+            let page = String::from_utf8(page.clone()).unwrap();
+            for sh in [
+                ".SH NAME",
+                ".SH SYNOPSIS",
+                ".SH \"EXIT STATUS\"",
+                ".SH ENVIRONMENT",
+                ".SH FILES",
+                ".SH EXAMPLES",
+                ".SH \"SEE ALSO\"",
+            ] {
+                assert_eq!(page.matches(sh).count(), 1, "{sh} in {}", page_name(path));
+            }
+            // The EXAMPLES section of each page has at least one of its own command lines.
+            let examples = page.split(".SH EXAMPLES").nth(1).unwrap();
+            let examples = examples.split(".SH").next().unwrap();
+            assert!(
+                examples.contains(".TP"),
+                "no example in {}",
+                page_name(path)
+            );
+            assert!(!page.contains(".SH EXTRA"), "{}", page_name(path));
+        }
+        let top = &pages.iter().find(|(p, _)| p.is_empty()).unwrap().1;
+        let top = String::from_utf8_lossy(top);
+        assert!(top.contains("OSIMAGE_PASSPHRASE") && top.contains("SOURCE_DATE_EPOCH"));
+        assert!(top.contains("\\fB128 + N\\fR"));
+    }
+
+    /// The restore agent is nobody's command: no page, no mention in any page.
+    #[test]
+    fn man_pages_do_not_know_the_agent() {
+        for (path, page) in pages() {
+            let page = String::from_utf8_lossy(&page);
+            assert!(
+                !page.contains("rescue-agent") && !page.contains("rescue\\-agent"),
+                "{} mentions rescue-agent",
+                page_name(&path)
+            );
+        }
+    }
+
+    /// The agent is dispatched before clap: no shell completes it.
+    #[test]
+    fn completions_do_not_offer_the_agent() {
+        use clap::ValueEnum;
+        for shell in clap_complete::Shell::value_variants() {
+            let mut out = Vec::new();
+            completions(*shell, &mut out);
+            let text = String::from_utf8(out).unwrap();
+            assert!(text.contains("capture"), "{shell}: no subcommands at all?");
+            assert!(
+                !text.contains("rescue-agent"),
+                "{shell} completes rescue-agent"
+            );
+            assert!(
+                !text.contains("rescue__subcmd"),
+                "{shell} completes rescue-agent"
+            );
+        }
+    }
+
+    /// Every help text (short and long, of every command) is for an installed user: no path
+    /// of the source tree (docs/, rescue/, tests/, src/), and no agent.
+    #[test]
+    fn help_names_no_repository_path() {
+        fn walk(cmd: &mut clap::Command, name: String, out: &mut Vec<(String, String)>) {
+            out.push((format!("{name} -h"), cmd.render_help().to_string()));
+            out.push((format!("{name} --help"), cmd.render_long_help().to_string()));
+            for sub in cmd.get_subcommands_mut() {
+                let n = format!("{name} {}", sub.get_name());
+                walk(sub, n, out);
+            }
+        }
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut helps = Vec::new();
+        walk(&mut cmd, "osimage".into(), &mut helps);
+        assert!(helps.len() > 20, "{}", helps.len());
+        for (which, text) in &helps {
+            for bad in ["docs/", "rescue/", "tests/", "src/", "rescue-agent", ".rs"] {
+                assert!(!text.contains(bad), "`{which}` names {bad}:\n{text}");
+            }
+        }
+        // The pointers that replaced them lead to the installed documentation.
+        assert!(helps.iter().any(|(_, t)| t.contains(DOC_DIR)));
+    }
+}
