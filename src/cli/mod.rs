@@ -274,18 +274,8 @@ fn run_info(a: InfoArgs) -> Result<i32, Failure> {
 }
 
 fn run_sign(a: SignArgs, p: &TermProgress) -> Result<i32, Failure> {
-    let password = match &a.key_password_file {
-        Some(f) => Some(
-            std::fs::read_to_string(f)
-                .map_err(|e| format!("cannot read the password file {}: {e}", f.display()))?
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_string(),
-        ),
-        None => None,
-    };
-    let sk = osimage::load_secret_key(&a.key, password)?;
+    let mut password = keys::signing_password(&a.key, a.key_password_file.as_deref());
+    let sk = osimage::load_secret_key(&a.key, &mut password)?;
     let sig = a
         .signature
         .clone()
