@@ -42,6 +42,7 @@ mod iso_bench;
 mod iso_boot;
 mod iso_tools;
 mod layout_probe;
+mod preflight;
 mod refresh_cli;
 mod rescue_boot;
 mod roundtrip;
