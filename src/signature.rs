@@ -28,7 +28,7 @@ pub enum SignatureError {
     NotASecretKey { path: PathBuf, why: String },
     #[error("{path}: wrong password for this secret key")]
     WrongPassword { path: PathBuf },
-    #[error("{path} is password-protected and no password was had: {why}")]
+    #[error("{path} is password-protected: {why}")]
     NoPassword { path: PathBuf, why: String },
     #[error("{path}: the unencrypted secret key is damaged (its public half does not match)")]
     DamagedKey { path: PathBuf },
@@ -92,7 +92,7 @@ fn key_records(text: &str) -> Vec<Vec<u8>> {
 /// Strict standard base64 with `=` padding; `None` for anything else.
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
     let s = s.as_bytes();
-    if s.is_empty() || s.len() % 4 != 0 {
+    if s.is_empty() || !s.len().is_multiple_of(4) {
         return None;
     }
     let value = |c: u8| -> Option<u32> {
@@ -388,7 +388,8 @@ mod tests {
         assert!(matches!(&e, SignatureError::WrongPassword { path } if *path == enc_path));
         let e = load_secret_key(&enc_path, &mut || Err("no terminal".into())).unwrap_err();
         assert!(
-            e.to_string().ends_with("no password was had: no terminal"),
+            e.to_string()
+                .ends_with("is password-protected: no terminal"),
             "{e}"
         );
         let sk = load_secret_key(&enc_path, &mut || Ok("pw".into())).unwrap();

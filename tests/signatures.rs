@@ -330,7 +330,12 @@ fn each_signing_key_problem_has_its_own_message() {
             false,
             "wrong password for this secret key",
         ),
-        (&protected, None, true, "no terminal to ask for it on"),
+        (
+            &protected,
+            None,
+            true,
+            "no terminal to ask for its password on",
+        ),
         (&garbage, None, false, "is not a minisign secret key"),
         (&damaged, None, false, "secret key is damaged"),
     ];

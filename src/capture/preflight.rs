@@ -156,7 +156,7 @@ pub(super) fn check(
 
 /// The message of `CaptureError::MissingTools`.
 pub(super) fn describe(root: &str, on_host: &[Missing], in_root: &[Missing]) -> String {
-    let mut s = String::from("missing tools; nothing was read or written:");
+    let mut s = String::from("missing tools; nothing was captured or written:");
     let packages = |list: &[Missing], place: &str, s: &mut String| {
         if list.is_empty() {
             return;

@@ -196,7 +196,10 @@ pub fn signing_password(
             .map_err(|e| format!("cannot read the password file {}: {e}", f.display())),
         None => {
             rpassword::prompt_password(format!("Password for {}: ", key.display())).map_err(|e| {
-                format!("no terminal to ask for it on ({e}); give it with --key-password-file FILE")
+                format!(
+                    "no terminal to ask for its password on ({e}); give the password with \
+                     --key-password-file FILE"
+                )
             })
         }
     }
