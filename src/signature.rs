@@ -13,11 +13,25 @@ use std::path::{Path, PathBuf};
 
 use minisign::{PublicKey, PublicKeyBox, SecretKey, SecretKeyBox, SignatureBox};
 
-/// What can go wrong signing or checking a signature.
+/// What can go wrong signing or checking a signature. Each problem with a secret key has its
+/// own variant, naming the key file (issue #24 item 10).
 #[derive(Debug, thiserror::Error)]
 pub enum SignatureError {
     #[error("{path}: {msg}")]
     Key { path: PathBuf, msg: String },
+    #[error(
+        "{path} is a minisign public key: `sign` needs the secret key (minisign -G writes it \
+         to ~/.minisign/minisign.key; the .pub file is for verify --pubkey)"
+    )]
+    PublicKeyGiven { path: PathBuf },
+    #[error("{path} is not a minisign secret key ({why})")]
+    NotASecretKey { path: PathBuf, why: String },
+    #[error("{path}: wrong password for this secret key")]
+    WrongPassword { path: PathBuf },
+    #[error("{path} is password-protected: {why}")]
+    NoPassword { path: PathBuf, why: String },
+    #[error("{path}: the unencrypted secret key is damaged (its public half does not match)")]
+    DamagedKey { path: PathBuf },
     #[error("cannot {what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -56,27 +70,123 @@ fn open(image: &Path) -> Result<File, SignatureError> {
     })
 }
 
-/// Loads a minisign secret key; an encrypted one with `password` (None: asked on the terminal).
-pub fn load_secret_key(path: &Path, password: Option<String>) -> Result<SecretKey, SignatureError> {
+/// minisign's secret key record (the base64 line of a `.key` file): signature algorithm
+/// `Ed`, KDF `Sc` (scrypt, password-protected) or two zero bytes (`minisign -G -W`), checksum
+/// algorithm `B2`, salt, scrypt limits, key id, the Ed25519 secret key (seed and public half),
+/// checksum.
+const SK_RECORD_LEN: usize = 2 + 2 + 2 + 32 + 8 + 8 + 8 + 64 + 32;
+/// A public key record: `Ed`, key id, the Ed25519 public key.
+const PK_RECORD_LEN: usize = 2 + 8 + 32;
+const KDF_OFFSET: usize = 2;
+
+/// The records a key file holds: each line that is not a comment, base64-decoded (standard
+/// alphabet with padding, as minisign writes it); lines that do not decode are skipped.
+fn key_records(text: &str) -> Vec<Vec<u8>> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))
+        .filter_map(base64_decode)
+        .collect()
+}
+
+/// Strict standard base64 with `=` padding; `None` for anything else.
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let s = s.as_bytes();
+    if s.is_empty() || !s.len().is_multiple_of(4) {
+        return None;
+    }
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let mut out = Vec::with_capacity(s.len() / 4 * 3);
+    let last = s.len() / 4 - 1;
+    for (i, quad) in s.chunks_exact(4).enumerate() {
+        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 || (pad > 0 && i != last) {
+            return None;
+        }
+        let mut n = 0u32;
+        for &c in &quad[..4 - pad] {
+            n = (n << 6) | value(c)?;
+        }
+        n <<= 6 * pad as u32;
+        out.extend_from_slice(&n.to_be_bytes()[1..4 - pad]);
+    }
+    Some(out)
+}
+
+/// Loads a minisign secret key: an unencrypted one (`minisign -G -W`) as it is, a
+/// password-protected one with the password `password` returns (called only for such a key;
+/// its `Err` says why there is none, e.g. no terminal to ask on). A public key, a file that is
+/// no minisign key, a wrong password and a damaged key each get their own error.
+pub fn load_secret_key(
+    path: &Path,
+    password: &mut dyn FnMut() -> Result<String, String>,
+) -> Result<SecretKey, SignatureError> {
     let text = std::fs::read_to_string(path).map_err(|e| SignatureError::Io {
         what: "read the secret key",
         path: path.to_path_buf(),
         source: e,
     })?;
-    let plain = SecretKeyBox::from_string(&text).and_then(|b| b.into_unencrypted_secret_key());
-    match plain {
-        Ok(sk) if !sk.is_encrypted() => return Ok(sk),
-        _ => {}
+    let records = key_records(&text);
+    let not_key = |why: &str| SignatureError::NotASecretKey {
+        path: path.to_path_buf(),
+        why: why.to_string(),
+    };
+    let Some(record) = records.iter().find(|r| r.len() == SK_RECORD_LEN) else {
+        if records
+            .iter()
+            .any(|r| r.len() == PK_RECORD_LEN && r.starts_with(b"Ed"))
+        {
+            return Err(SignatureError::PublicKeyGiven {
+                path: path.to_path_buf(),
+            });
+        }
+        return Err(not_key("no line holds a minisign secret key record"));
+    };
+    if &record[..2] != b"Ed" || &record[4..6] != b"B2" {
+        return Err(not_key("unknown signature or checksum algorithm"));
     }
-    let b = SecretKeyBox::from_string(&text).map_err(|e| key_err(path, e))?;
-    b.into_secret_key(password).map_err(|e| match plain {
-        // An unencrypted key the crate cannot check (minisign 0.11's `-G -W` keys).
-        Err(first) => key_err(
-            path,
-            format!("{first}; use a password-protected key (minisign -G without -W)"),
-        ),
-        Ok(_) => key_err(path, e),
-    })
+    match &record[KDF_OFFSET..KDF_OFFSET + 2] {
+        [0, 0] => unencrypted(path, record),
+        b"Sc" => {
+            let pw = password().map_err(|why| SignatureError::NoPassword {
+                path: path.to_path_buf(),
+                why,
+            })?;
+            let boxed = SecretKeyBox::from_string(&text).map_err(|e| key_err(path, e))?;
+            boxed.into_secret_key(Some(pw)).map_err(|e| match e.kind() {
+                // The only check after decryption: the key's checksum (minisign's own
+                // "Wrong password for that key").
+                minisign::ErrorKind::Verify => SignatureError::WrongPassword {
+                    path: path.to_path_buf(),
+                },
+                _ => key_err(path, e),
+            })
+        }
+        _ => Err(not_key("unknown key encryption")),
+    }
+}
+
+/// An unencrypted key. `minisign -G -W` (0.11) leaves its checksum zero, which the crate's own
+/// loader rejects; the key is checked instead by signing with it and verifying that with its
+/// public half, so a damaged key is refused here rather than making bad signatures.
+fn unencrypted(path: &Path, record: &[u8]) -> Result<SecretKey, SignatureError> {
+    let sk = SecretKey::from_bytes(record).map_err(|e| key_err(path, e))?;
+    let pk = PublicKey::from_secret_key(&sk).map_err(|e| key_err(path, e))?;
+    minisign::sign(Some(&pk), &sk, &b"osimage key check"[..], None, None).map_err(|_| {
+        SignatureError::DamagedKey {
+            path: path.to_path_buf(),
+        }
+    })?;
+    Ok(sk)
 }
 
 /// Loads a public key: a minisign `.pub` file, or the key itself (`RW…`, as `minisign -P`).
@@ -241,5 +351,55 @@ mod tests {
             check(&image, &kp.pk, None),
             Err(SignatureError::Missing { .. })
         ));
+    }
+
+    #[test]
+    fn base64_is_strict() {
+        assert_eq!(base64_decode("RWQ=").unwrap(), b"Ed");
+        assert_eq!(base64_decode("aGk/").unwrap(), [0x68, 0x69, 0x3f]);
+        assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
+        for bad in ["", "RWQ", "R=Q=", "RW==RWQ=", "RW!="] {
+            assert!(base64_decode(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secret_keys_load_with_a_password_only_when_they_need_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: String| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let plain = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+        let plain_path = write("plain.key", plain.sk.to_box(None).unwrap().to_string());
+        let asked = std::cell::Cell::new(0);
+        let mut never = || -> Result<String, String> {
+            asked.set(asked.get() + 1);
+            Err("no".into())
+        };
+        let sk = load_secret_key(&plain_path, &mut never).unwrap();
+        assert_eq!(sk.keynum(), plain.sk.keynum());
+        assert_eq!(asked.get(), 0, "an unencrypted key asked for a password");
+
+        let enc = minisign::KeyPair::generate_encrypted_keypair(Some("pw".into())).unwrap();
+        let enc_path = write("enc.key", enc.sk.to_box(None).unwrap().to_string());
+        let e = load_secret_key(&enc_path, &mut || Ok("nope".into())).unwrap_err();
+        assert!(matches!(&e, SignatureError::WrongPassword { path } if *path == enc_path));
+        let e = load_secret_key(&enc_path, &mut || Err("no terminal".into())).unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("is password-protected: no terminal"),
+            "{e}"
+        );
+        let sk = load_secret_key(&enc_path, &mut || Ok("pw".into())).unwrap();
+        let derived = PublicKey::from_secret_key(&sk).unwrap();
+        assert_eq!(derived.to_base64(), enc.pk.to_base64());
+
+        let pub_path = write("k.pub", enc.pk.to_box().unwrap().to_string());
+        let e = load_secret_key(&pub_path, &mut never).unwrap_err();
+        assert!(matches!(e, SignatureError::PublicKeyGiven { .. }), "{e}");
+        let e = load_secret_key(&write("x.key", "x\n".into()), &mut never).unwrap_err();
+        assert!(matches!(e, SignatureError::NotASecretKey { .. }), "{e}");
     }
 }

@@ -45,6 +45,7 @@ mod iso_tools;
 mod json_output;
 mod layout_probe;
 mod packaging;
+mod preflight;
 mod refresh_cli;
 mod rescue_boot;
 mod roundtrip;

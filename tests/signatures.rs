@@ -211,3 +211,153 @@ fn a_signed_image_held_open_for_writing_is_refused() {
         b"leased\n"
     );
 }
+
+/// `tests/fixtures/minisign/`: key pairs made by the minisign tool (0.11) itself, throwaway
+/// keys for these tests only. `unencrypted.key` by `minisign -G -W` (no password; its
+/// checksum is left zero, which the minisign crate's own loader rejects); `protected.key` by
+/// `minisign -G` with the password `throwaway`.
+fn fixture_key(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/minisign")
+        .join(name)
+}
+
+/// A tiny captured image to sign.
+fn small_image(dir: &Path) -> PathBuf {
+    let root = dir.join("src");
+    std::fs::create_dir_all(root.join("etc")).expect("mkdir");
+    std::fs::write(root.join("etc/hostname"), b"keys\n").expect("write");
+    let image = dir.join("img.oimg");
+    common::capture(&root, &image, &["-q"]);
+    image
+}
+
+fn sign_args<'a>(image: &'a Path, key: &'a Path, pw: Option<&'a Path>) -> Vec<&'a OsStr> {
+    let mut a: Vec<&OsStr> = vec![
+        "sign".as_ref(),
+        image.as_os_str(),
+        "--key".as_ref(),
+        key.as_os_str(),
+    ];
+    if let Some(pw) = pw {
+        a.extend(["--key-password-file".as_ref(), pw.as_os_str()]);
+    }
+    a
+}
+
+/// Issue #24 item 10: an unencrypted minisign key (`minisign -G -W`) signs without any
+/// prompt (no terminal here), and both osimage and minisign accept the signature.
+#[test]
+fn an_unencrypted_minisign_key_signs_and_both_tools_verify() {
+    let dir = common::scratch();
+    let image = small_image(dir.path());
+    let (sk, pk) = (
+        fixture_key("unencrypted.key"),
+        fixture_key("unencrypted.pub"),
+    );
+    common::osimage_no_tty(sign_args(&image, &sk, None)).ok();
+    let sig = dir.path().join("img.oimg.minisig");
+    assert!(sig.is_file(), "no signature written");
+    let v = run(&[
+        "verify".as_ref(),
+        image.as_os_str(),
+        "--pubkey".as_ref(),
+        pk.as_os_str(),
+    ])
+    .ok();
+    assert!(
+        v.stdout_str().contains("signature good"),
+        "{}",
+        v.describe()
+    );
+    common::need(&[("minisign", "minisign")]);
+    let m = Command::new("minisign")
+        .arg("-Vm")
+        .arg(&image)
+        .arg("-p")
+        .arg(&pk)
+        .output()
+        .expect("minisign");
+    assert!(
+        m.status.success(),
+        "minisign -V: {}",
+        String::from_utf8_lossy(&m.stderr)
+    );
+    // minisign's own password-protected key, with its password from a file: the same.
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "throwaway\n").expect("write");
+    std::fs::remove_file(&sig).expect("rm");
+    run(&sign_args(&image, &fixture_key("protected.key"), Some(&pw))).ok();
+    run(&[
+        "verify".as_ref(),
+        image.as_os_str(),
+        "--pubkey".as_ref(),
+        fixture_key("protected.pub").as_os_str(),
+    ])
+    .ok();
+}
+
+/// Issue #24 item 10: a public key given as --key, a wrong password, no terminal to ask for
+/// the password on, a file that is no key, and a damaged unencrypted key each get their own
+/// message naming the key file; none writes a signature or tells to use another kind of key.
+#[test]
+fn each_signing_key_problem_has_its_own_message() {
+    let dir = common::scratch();
+    let image = small_image(dir.path());
+    let sig = dir.path().join("img.oimg.minisig");
+    let protected = fixture_key("protected.key");
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "not-throwaway\n").expect("write");
+    let garbage = dir.path().join("garbage.key");
+    std::fs::write(&garbage, "hello\nworld\n").expect("write");
+    // The unencrypted key with one byte of its secret seed flipped (record byte 70, inside
+    // the base64 line: character 70 * 4 / 3 of it).
+    let damaged = dir.path().join("damaged.key");
+    let text = std::fs::read_to_string(fixture_key("unencrypted.key")).expect("read");
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let at = 70 * 4 / 3;
+    let c = lines[1].as_bytes()[at];
+    let flipped = if c == b'A' { 'B' } else { 'A' };
+    lines[1].replace_range(at..at + 1, &flipped.to_string());
+    std::fs::write(&damaged, lines.join("\n") + "\n").expect("write");
+
+    let public = fixture_key("unencrypted.pub");
+    let cases: [(&Path, Option<&Path>, bool, &str); 5] = [
+        (&public, None, false, "is a minisign public key"),
+        (
+            &protected,
+            Some(&wrong),
+            false,
+            "wrong password for this secret key",
+        ),
+        (
+            &protected,
+            None,
+            true,
+            "no terminal to ask for its password on",
+        ),
+        (&garbage, None, false, "is not a minisign secret key"),
+        (&damaged, None, false, "secret key is damaged"),
+    ];
+    for (key, pw, no_tty, message) in cases {
+        let args = sign_args(&image, key, pw);
+        let r = if no_tty {
+            common::osimage_no_tty(args)
+        } else {
+            run(&args)
+        };
+        let r = r
+            .fails()
+            .mentions(message.as_bytes())
+            .mentions(key.as_os_str().as_encoded_bytes());
+        assert!(
+            !r.stderr.contains("use a password-protected key"),
+            "{}",
+            r.describe()
+        );
+        if no_tty {
+            r.mentions(b"--key-password-file");
+        }
+        assert!(!sig.exists(), "a failed sign wrote {}", sig.display());
+    }
+}

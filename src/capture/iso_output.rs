@@ -104,26 +104,7 @@ pub fn start_boot(
     progress.note("building the rescue environment");
     let mut spec = RescueSpec::new(root, image_id);
     spec.kernel = kernel.map(Path::to_path_buf);
-    spec.filesystems = layout
-        .filesystems
-        .iter()
-        .map(|f| f.fstype.clone())
-        .chain(layout.swaps.iter().map(|_| "swap".to_string()))
-        .collect();
-    // The block stack's layers count as "filesystems" of the rescue lists: their tools
-    // (lvm, mdadm, cryptsetup) and modules become required.
-    let st = &layout.stack;
-    for (layer, present) in [
-        ("lvm", !st.vgs.is_empty()),
-        ("md", !st.md.is_empty()),
-        ("luks", !st.luks.is_empty()),
-    ] {
-        if present {
-            spec.filesystems.push(layer.to_string());
-        }
-    }
-    spec.filesystems.sort();
-    spec.filesystems.dedup();
+    spec.filesystems = rescue_filesystems(layout);
     let (tx, planned) = std::sync::mpsc::channel();
     let (root, work) = (root.to_path_buf(), work.to_path_buf());
     let thread = std::thread::Builder::new()
@@ -148,6 +129,32 @@ pub fn start_boot(
         planned,
         waited: false,
     })
+}
+
+/// The filesystem types of `layout` and its block layers (`lvm`, `md`, `luks`), sorted: what
+/// decides the rescue environment's required tools and modules.
+pub(super) fn rescue_filesystems(layout: &DiskLayout) -> Vec<String> {
+    let mut out: Vec<String> = layout
+        .filesystems
+        .iter()
+        .map(|f| f.fstype.clone())
+        .chain(layout.swaps.iter().map(|_| "swap".to_string()))
+        .collect();
+    // The block stack's layers count as "filesystems" of the rescue lists: their tools
+    // (lvm, mdadm, cryptsetup) and modules become required.
+    let st = &layout.stack;
+    for (layer, present) in [
+        ("lvm", !st.vgs.is_empty()),
+        ("md", !st.md.is_empty()),
+        ("luks", !st.luks.is_empty()),
+    ] {
+        if present {
+            out.push(layer.to_string());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// The boot side decided, its initramfs not yet written.

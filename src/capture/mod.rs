@@ -14,6 +14,7 @@ mod interrupt;
 mod iso_output;
 mod manifest;
 mod oimg_output;
+mod preflight;
 pub mod snapshot;
 mod staging;
 mod steps;
@@ -92,6 +93,14 @@ pub enum CaptureError {
     #[error("{0}")]
     Snapshot(#[from] snapshot::SnapshotError),
     /// The layout cannot be recreated and `--files-only` was not given.
+    /// Programs or files this capture needs are missing, on the host or in ROOT: all named at
+    /// once with their Debian packages, before anything was read (issue #24 item 7).
+    #[error("{}", preflight::describe(root, on_host, in_root))]
+    MissingTools {
+        root: String,
+        on_host: Vec<preflight::Missing>,
+        in_root: Vec<preflight::Missing>,
+    },
     #[error(
         "{root}: this system cannot be restored to bare metal by osimage:\n  - {}\n\
          Nothing was written. An image of its files is still good for `osimage restore \
@@ -152,6 +161,12 @@ pub fn capture_from(
     // The layout as the system has it, before --snapshot adds its snapshot volume to a VG
     // (and turns the origin into a snapshot-origin device).
     let (layout, output_fs) = steps::record_layout(&checked.root, &checked.output, opts, progress)?;
+    preflight::check(
+        opts,
+        &checked.root,
+        &layout,
+        staging::is_iso(&checked.output),
+    )?;
     let mut staging = Staging::prepare(checked, opts, progress)?;
     staging.left_out_fs = output_fs.iter().map(|f| f.mount_point.clone()).collect();
     let stale = std::mem::take(&mut staging.removed_stale);

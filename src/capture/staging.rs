@@ -313,7 +313,7 @@ fn owner_alive(rest: &str) -> bool {
 }
 
 /// Whether OUTPUT names a bootable ISO: a `.iso` suffix in any case (`t.ISO` too, issue #24).
-fn is_iso(output: &Path) -> bool {
+pub(super) fn is_iso(output: &Path) -> bool {
     output
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("iso"))

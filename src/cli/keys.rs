@@ -181,3 +181,26 @@ impl EncryptArgs {
         Ok(Some(Lock::Passphrase(first)))
     }
 }
+
+/// Where `sign` gets a password-protected minisign key's password: the first line of
+/// `--key-password-file`, else a prompt on the terminal. Called only for such a key; the
+/// error says why there is none and how to give it without a terminal (issue #24 item 10).
+pub fn signing_password(
+    key: &Path,
+    file: Option<&Path>,
+) -> impl FnMut() -> Result<String, String> + use<> {
+    let (key, file) = (key.to_path_buf(), file.map(Path::to_path_buf));
+    move || match &file {
+        Some(f) => std::fs::read_to_string(f)
+            .map(|t| t.lines().next().unwrap_or("").to_string())
+            .map_err(|e| format!("cannot read the password file {}: {e}", f.display())),
+        None => {
+            rpassword::prompt_password(format!("Password for {}: ", key.display())).map_err(|e| {
+                format!(
+                    "no terminal to ask for its password on ({e}); give the password with \
+                     --key-password-file FILE"
+                )
+            })
+        }
+    }
+}

@@ -323,18 +323,8 @@ fn run_sign(a: SignArgs, p: &TermProgress) -> Result<i32, Failure> {
     let password_file = a
         .key_password_file
         .or_else(|| keys.signing_key_password_file.map(|f| f.0));
-    let password = match &password_file {
-        Some(f) => Some(
-            std::fs::read_to_string(f)
-                .map_err(|e| format!("cannot read the password file {}: {e}", f.display()))?
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_string(),
-        ),
-        None => None,
-    };
-    let sk = osimage::load_secret_key(&key, password)?;
+    let mut password = keys::signing_password(&key, password_file.as_deref());
+    let sk = osimage::load_secret_key(&key, &mut password)?;
     let sig = a
         .signature
         .clone()

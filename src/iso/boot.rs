@@ -46,6 +46,30 @@ const MODULES: &[&str] = &[
 const BIOS_ONLY: &[&str] = &["biosdisk"];
 const EFI_ONLY: &[&str] = &["all_video"];
 
+/// The files of `usr/lib/grub/i386-pc` and `x86_64-efi` the images are built from, besides
+/// the modules' `.mod` files.
+const PC_FILES: &[&str] = &[
+    "cdboot.img",
+    "boot_hybrid.img",
+    "diskboot.img",
+    "kernel.img",
+    "lzma_decompress.img",
+    "moddep.lst",
+];
+const EFI_FILES: &[&str] = &["kernel.img", "moddep.lst"];
+
+/// Whether `grub_root`'s `usr/lib/grub/PLATFORM` (`i386-pc` or `x86_64-efi`) holds every
+/// file the boot images are built from (what `build_grub_boot` requires).
+pub fn has_grub_files(grub_root: &Path, platform: &str) -> bool {
+    let (files, extra) = match platform {
+        "i386-pc" => (PC_FILES, BIOS_ONLY),
+        "x86_64-efi" => (EFI_FILES, EFI_ONLY),
+        _ => return false,
+    };
+    let dir = grub_root.join("usr/lib/grub").join(platform);
+    require(&dir, files, MODULES, extra, "GRUB files", "").is_ok()
+}
+
 /// ISO paths of the boot files.
 pub const BIOS_IMAGE: &str = "boot/grub/i386-pc/eltorito.img";
 pub const EFI_IMAGE: &str = "boot/grub/efi.img";
@@ -99,17 +123,9 @@ pub fn start_grub_boot(
     work_dir: &Path,
 ) -> Result<PendingGrub, IsoError> {
     let pc = grub_root.join("usr/lib/grub/i386-pc");
-    let pc_files = [
-        "cdboot.img",
-        "boot_hybrid.img",
-        "diskboot.img",
-        "kernel.img",
-        "lzma_decompress.img",
-        "moddep.lst",
-    ];
     require(
         &pc,
-        &pc_files,
+        PC_FILES,
         MODULES,
         BIOS_ONLY,
         "GRUB BIOS files",
@@ -155,7 +171,7 @@ impl PendingGrub {
         if signed.is_none() {
             require(
                 &efi,
-                &["kernel.img", "moddep.lst"],
+                EFI_FILES,
                 MODULES,
                 EFI_ONLY,
                 "GRUB EFI files",

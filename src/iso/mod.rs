@@ -22,7 +22,7 @@ use std::path::PathBuf;
 
 pub use boot::{
     BIOS_IMAGE, DISK_INFO, EFI_IMAGE, GRUB_CFG, GrubBoot, PendingGrub, build_grub_boot,
-    start_grub_boot,
+    has_grub_files, start_grub_boot,
 };
 pub use reader::{IsoDir, IsoDirEntry, IsoEntryKind, IsoReader};
 pub use signed::{SignedChain, find_signed_chain, pe_signature_len};

@@ -12,7 +12,7 @@ use super::kernel::{Compression, Kernel, find_kernel};
 use super::modules::{ModuleIndex, for_filesystem};
 use super::reuse::{PartRecord, RescueInputs, fingerprint};
 use super::rootfs::RootFs;
-use super::tools::{Shipper, find_tool, parse_plain_list, parse_tools_list};
+use super::tools::{Shipper, find_tool, missing_required, parse_plain_list, parse_tools_list};
 use super::tree::{Node, Source, Tree};
 use super::{
     FILES_LIST, INIT_SCRIPT, MODULES_LIST, Rescue, RescueError, RescueSpec, TOOLS_LIST,
@@ -236,24 +236,26 @@ fn ship_tools(
     tree: &mut Tree,
     notes: &mut Vec<String>,
 ) -> Result<usize, RescueError> {
-    let mut list = parse_tools_list(TOOLS_LIST).map_err(RescueError::BadList)?;
-    for extra in &spec.extra_tools {
-        list.push(super::tools::ToolSpec {
-            name: extra.clone(),
-            package: "(--extra-tool)".into(),
-            need: super::tools::Need::Always,
+    let missing =
+        missing_required(fs, &spec.filesystems, &spec.extra_tools).map_err(RescueError::BadList)?;
+    if !missing.is_empty() {
+        return Err(RescueError::MissingTools {
+            tools: missing
+                .iter()
+                .map(|t| format!("{} ({})", t.name, t.package))
+                .collect(),
+            root: spec.root.clone(),
         });
     }
+    let mut list = parse_tools_list(TOOLS_LIST).map_err(RescueError::BadList)?;
+    list.extend(spec.extra_tools.iter().map(|extra| super::tools::ToolSpec {
+        name: extra.clone(),
+        package: "(--extra-tool)".into(),
+        need: super::tools::Need::Always,
+    }));
     let (mut count, mut mkfs) = (0, false);
     for tool in &list {
         let Some(found) = find_tool(fs, &tool.name) else {
-            if tool.required(&spec.filesystems) || matches!(tool.need, super::tools::Need::Always) {
-                return Err(RescueError::MissingTool {
-                    tool: tool.name.clone(),
-                    package: tool.package.clone(),
-                    root: spec.root.clone(),
-                });
-            }
             notes.push(format!(
                 "optional tool {} not in the captured system (package {})",
                 tool.name, tool.package
@@ -282,8 +284,19 @@ fn ship_tools(
     Ok(count)
 }
 
-/// Busybox: the captured system's (with its libraries), else the host's static one.
-fn ship_busybox(fs: &RootFs, shipper: &mut Shipper, tree: &mut Tree) -> Result<(), RescueError> {
+/// Where the rescue environment's busybox comes from.
+pub(super) enum BusyboxSource {
+    /// ROOT's own, at this root-relative path (its symlinks resolved to `resolved`).
+    Root {
+        path: &'static str,
+        resolved: String,
+    },
+    /// A static one on the host (it needs no library).
+    Host(PathBuf),
+}
+
+/// The captured system's busybox, else a static one under `host` (`/` but in tests).
+pub(super) fn find_busybox(fs: &RootFs, host: &Path) -> Option<BusyboxSource> {
     for candidate in [
         "bin/busybox",
         "usr/bin/busybox",
@@ -293,54 +306,59 @@ fn ship_busybox(fs: &RootFs, shipper: &mut Shipper, tree: &mut Tree) -> Result<(
             .find(candidate)
             .filter(|r| fs.host_path(&r.path).is_file())
         {
-            shipper.ship_program(tree, candidate)?;
+            return Some(BusyboxSource::Root {
+                path: candidate,
+                resolved: r.path,
+            });
+        }
+    }
+    [
+        "bin/busybox",
+        "usr/bin/busybox",
+        "usr/lib/initramfs-tools/bin/busybox",
+    ]
+    .iter()
+    .map(|p| host.join(p))
+    .find(|path| {
+        let Ok(bytes) = std::fs::read(path) else {
+            return false;
+        };
+        Elf::parse(&bytes)
+            .and_then(|e| e.dynamic_info())
+            .is_ok_and(|info| info.interp.is_none() && info.needed.is_empty())
+    })
+    .map(BusyboxSource::Host)
+}
+
+/// Busybox: the captured system's (with its libraries), else the host's static one.
+fn ship_busybox(fs: &RootFs, shipper: &mut Shipper, tree: &mut Tree) -> Result<(), RescueError> {
+    let sh = || Node::Symlink {
+        target: "busybox".into(),
+    };
+    match find_busybox(fs, Path::new("/")).ok_or(RescueError::NoBusybox)? {
+        BusyboxSource::Root { path, resolved } => {
+            shipper.ship_program(tree, path)?;
             if !tree.contains("bin/busybox") {
                 tree.insert(
                     "bin/busybox",
                     Node::Symlink {
-                        target: format!("/{}", r.path),
+                        target: format!("/{resolved}"),
                     },
                 );
             }
-            tree.insert(
-                "bin/sh",
-                Node::Symlink {
-                    target: "busybox".into(),
-                },
-            );
-            return Ok(());
         }
-    }
-    for host in [
-        "/bin/busybox",
-        "/usr/bin/busybox",
-        "/usr/lib/initramfs-tools/bin/busybox",
-    ] {
-        let path = Path::new(host);
-        let Ok(bytes) = std::fs::read(path) else {
-            continue;
-        };
-        let Ok(info) = Elf::parse(&bytes).and_then(|e| e.dynamic_info()) else {
-            continue;
-        };
-        if info.interp.is_none() && info.needed.is_empty() {
+        BusyboxSource::Host(path) => {
             tree.insert(
                 "bin/busybox",
                 Node::File {
-                    source: Source::Host(path.to_path_buf()),
+                    source: Source::Host(path),
                     perm: 0o755,
                 },
             );
-            tree.insert(
-                "bin/sh",
-                Node::Symlink {
-                    target: "busybox".into(),
-                },
-            );
-            return Ok(());
         }
     }
-    Err(RescueError::NoBusybox)
+    tree.insert("bin/sh", sh());
+    Ok(())
 }
 
 /// The modules of `rescue/modules.list` and the captured filesystems, closed over the kernel's
@@ -455,39 +473,81 @@ fn strip_compression_suffix(p: &str) -> &str {
         .unwrap_or(p)
 }
 
+/// The most bytes one module may decompress to. Modules are read from the captured root, so a
+/// damaged or hostile one must not fill memory; distribution kernels' largest modules (GPU
+/// drivers, which the rescue environment does not carry) decompress to a few tens of MiB.
+const MAX_MODULE_BYTES: u64 = 256 << 20;
+
 /// A module's bytes, decompressed: busybox's insmod reads plain ELF, and the initramfs is
-/// compressed as a whole anyway.
+/// compressed as a whole anyway. `.ko.zst`, `.ko.xz` and `.ko.gz` are decompressed here, not
+/// by the `zstd`/`xz`/`gzip` tools, which a minimal system may lack (issue #24 item 7).
 fn decompress_module(host: &Path) -> Result<Vec<u8>, RescueError> {
+    decompress_module_within(host, MAX_MODULE_BYTES)
+}
+
+/// `decompress_module` with the bound `limit`: a module decompressing to more, or not
+/// decompressing at all (damaged, truncated, a failed check), is an error naming it.
+fn decompress_module_within(host: &Path, limit: u64) -> Result<Vec<u8>, RescueError> {
+    use std::io::BufReader;
+    let file = std::fs::File::open(host).map_err(|e| RescueError::io("reading", host, e))?;
     let name = host.to_string_lossy();
-    let external = |tool: &str| -> Result<Vec<u8>, RescueError> {
-        let out = Command::new(tool)
-            .arg("-dc")
-            .arg(host)
-            .output()
-            .map_err(|e| RescueError::Tool {
-                tool: tool.into(),
-                path: host.into(),
-                detail: e.to_string(),
-            })?;
-        if !out.status.success() {
-            let detail = String::from_utf8_lossy(&out.stderr).trim().to_string();
-            return Err(RescueError::Tool {
-                tool: tool.into(),
-                path: host.into(),
-                detail,
-            });
-        }
-        Ok(out.stdout)
-    };
-    if name.ends_with(".zst") {
-        let f = std::fs::File::open(host).map_err(|e| RescueError::io("reading", host, e))?;
-        zstd::stream::decode_all(f).map_err(|e| RescueError::io("decompressing", host, e))
+    let (format, bytes) = if name.ends_with(".zst") {
+        let d = zstd::stream::read::Decoder::new(file);
+        ("zstd", d.and_then(|d| read_within(d, limit)))
     } else if name.ends_with(".xz") {
-        external("xz")
+        let mut out = WithinLimit {
+            bytes: Vec::new(),
+            limit,
+        };
+        let r = lzma_rs::xz_decompress(&mut BufReader::new(file), &mut out)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()));
+        ("xz", r.map(|()| out.bytes))
     } else if name.ends_with(".gz") {
-        external("gzip")
+        let d = flate2::read::GzDecoder::new(BufReader::new(file));
+        ("gzip", read_within(d, limit))
     } else {
-        std::fs::read(host).map_err(|e| RescueError::io("reading", host, e))
+        ("plain", read_within(file, limit))
+    };
+    bytes.map_err(|e| RescueError::BadModule {
+        path: host.to_path_buf(),
+        detail: format!("cannot read it as {format}: {e}"),
+    })
+}
+
+fn too_big(limit: u64) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("it decompresses to more than {} MiB", limit >> 20),
+    )
+}
+
+/// Reads `r` to its end, refusing more than `limit` bytes.
+fn read_within(r: impl std::io::Read, limit: u64) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(r, limit + 1), &mut out)?;
+    if out.len() as u64 > limit {
+        return Err(too_big(limit));
+    }
+    Ok(out)
+}
+
+/// A `Vec` that refuses to grow past `limit` bytes (the xz decoder writes into it).
+struct WithinLimit {
+    bytes: Vec<u8>,
+    limit: u64,
+}
+
+impl Write for WithinLimit {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if (self.bytes.len() + buf.len()) as u64 > self.limit {
+            return Err(too_big(self.limit));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -742,40 +802,19 @@ fn zstd_parts(tree: &Tree, mtime: u32, reuse: &[Option<&[u8]>]) -> Vec<std::io::
         .collect()
 }
 
-/// gzip through the host's `gzip` (a kernel without zstd support is old; gzip is everywhere).
+/// The initramfs as one gzip stream (a kernel without zstd support), compressed here at level
+/// 9 with no name and no time in the header (as `gzip -9 -n`): no `gzip` tool needed.
 fn gzip_cpio(
     tree: &Tree,
     file: std::fs::File,
     mtime: u32,
     part: &Path,
 ) -> Result<u64, RescueError> {
-    let tool_err = |detail: String| RescueError::Tool {
-        tool: "gzip".into(),
-        path: part.into(),
-        detail,
-    };
-    let mut child = Command::new("gzip")
-        .args(["-9", "-n", "-c"])
-        .stdin(Stdio::piped())
-        .stdout(file)
-        .spawn()
-        .map_err(|e| tool_err(e.to_string()))?;
-    let stdin = child
-        .stdin
-        .take()
-        .ok_or_else(|| tool_err("no stdin".into()))?;
-    // The pipe must close (the writer dropped) before gzip can finish.
-    let written = tree
-        .write_cpio(std::io::BufWriter::new(stdin), mtime)
-        .map(|(w, len)| {
-            drop(w);
-            len
-        });
-    let status = child.wait().map_err(|e| tool_err(e.to_string()))?;
-    let len = written.map_err(|e| RescueError::io("writing", part, e))?;
-    if !status.success() {
-        return Err(tool_err(format!("exit {status}")));
-    }
+    let io = |e| RescueError::io("writing", part, e);
+    let enc =
+        flate2::GzBuilder::new().write(std::io::BufWriter::new(file), flate2::Compression::best());
+    let (enc, len) = tree.write_cpio(enc, mtime).map_err(io)?;
+    enc.finish().and_then(|mut w| w.flush()).map_err(io)?;
     Ok(len)
 }
 
@@ -806,5 +845,78 @@ mod tests {
                 && e.contains("has no mkfs program"),
             "{e}"
         );
+    }
+
+    /// `tests/fixtures/modules/`: `demo.ko` (21570 bytes) and the same compressed by the
+    /// real tools as distributions do: `xz --check=crc32 --lzma2=dict=1MiB` (kbuild's
+    /// options), `gzip -9 -n`, `zstd -19`.
+    fn module_fixture(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/modules")
+            .join(name)
+    }
+
+    #[test]
+    fn compressed_modules_are_decompressed_in_process() {
+        let plain = std::fs::read(module_fixture("demo.ko")).unwrap();
+        assert_eq!(plain.len(), 21570);
+        for ext in ["xz", "gz", "zst"] {
+            let got = decompress_module(&module_fixture(&format!("demo.ko.{ext}"))).unwrap();
+            assert!(got == plain, ".ko.{ext}: {} bytes differ", got.len());
+        }
+        assert!(decompress_module(&module_fixture("demo.ko")).unwrap() == plain);
+    }
+
+    /// A damaged or truncated module, or one decompressing past the bound, is an error naming
+    /// the module's path, never a panic or a module shipped cut short.
+    #[test]
+    fn damaged_or_oversized_modules_are_refused_by_name() {
+        let t = tempfile::tempdir().unwrap();
+        for ext in ["xz", "gz", "zst"] {
+            let good = std::fs::read(module_fixture(&format!("demo.ko.{ext}"))).unwrap();
+            let mut flipped = good.clone();
+            flipped[good.len() / 2] ^= 0x55;
+            let truncated = good[..good.len() - 9].to_vec();
+            for (what, bytes) in [("flipped", flipped), ("truncated", truncated)] {
+                let path = t.path().join(format!("{what}.ko.{ext}"));
+                std::fs::write(&path, bytes).unwrap();
+                let e = decompress_module(&path).expect_err(&format!("{what} .{ext}"));
+                let msg = e.to_string();
+                assert!(
+                    matches!(e, RescueError::BadModule { .. })
+                        && msg.starts_with(&format!("kernel module {}: ", path.display())),
+                    "{msg}"
+                );
+            }
+            let e = decompress_module_within(&module_fixture(&format!("demo.ko.{ext}")), 21569)
+                .expect_err("past the bound");
+            assert!(e.to_string().contains("decompresses to more than"), "{e}");
+            assert!(
+                decompress_module_within(&module_fixture(&format!("demo.ko.{ext}")), 21570).is_ok()
+            );
+        }
+    }
+
+    /// A kernel without zstd gets a gzip initramfs, compressed in-process (no `gzip` tool
+    /// needed); the real `gzip` reads it back to the cpio archive that was written.
+    #[test]
+    fn a_gzip_initramfs_is_written_in_process_and_gzip_reads_it() {
+        let t = tempfile::tempdir().unwrap();
+        let mut tree = Tree::new();
+        let data: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        tree.insert(
+            "etc/data",
+            Node::File {
+                source: Source::Bytes(data),
+                perm: 0o644,
+            },
+        );
+        let out = t.path().join("initrd.img");
+        let cpio_len = write_initrd(&tree, Compression::Gzip, &out, &mut [], &[]).unwrap();
+        let unpacked = Command::new("gzip").arg("-dc").arg(&out).output().unwrap();
+        assert!(unpacked.status.success(), "gzip -dc refused the initramfs");
+        assert_eq!(unpacked.stdout.len() as u64, cpio_len);
+        assert!(unpacked.stdout.starts_with(b"070701"));
+        assert!(std::fs::metadata(&out).unwrap().len() < cpio_len / 2);
     }
 }

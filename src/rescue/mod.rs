@@ -27,6 +27,8 @@ pub use menu::{MenuParams, grub_cfg};
 pub const MODULES_LIST: &str = include_str!("../../rescue/modules.list");
 /// `rescue/tools.list`: programs taken from the captured system.
 pub const TOOLS_LIST: &str = include_str!("../../rescue/tools.list");
+/// `rescue/host-tools.list`: what osimage runs or reads on the capturing host.
+pub const HOST_TOOLS_LIST: &str = include_str!("../../rescue/host-tools.list");
 /// `rescue/files.list`: data files taken from the captured system when present.
 pub const FILES_LIST: &str = include_str!("../../rescue/files.list");
 /// `rescue/init`: PID 1 of the rescue environment.
@@ -96,6 +98,24 @@ pub struct Rescue {
     pub reused_parts: usize,
 }
 
+/// Whether a rescue environment of `root` has a busybox: ROOT's own, or a static one under
+/// `host` (the capturing host's `/`).
+pub fn has_busybox(root: &Path, host: &Path) -> bool {
+    assemble::find_busybox(&rootfs::RootFs::new(root), host).is_some()
+}
+
+/// The required tools of `rescue/tools.list` (and `extra`) that `root` lacks for a capture
+/// holding `filesystems` (types and block layers), as (tool, Debian package).
+pub fn missing_rescue_tools(
+    root: &Path,
+    filesystems: &[String],
+    extra: &[String],
+) -> Result<Vec<(String, String)>, RescueError> {
+    let fs = rootfs::RootFs::new(root);
+    let missing = tools::missing_required(&fs, filesystems, extra).map_err(RescueError::BadList)?;
+    Ok(missing.into_iter().map(|t| (t.name, t.package)).collect())
+}
+
 /// Lowercase hex of an image id, as in `/osimage/id-<hex>` and `osimage.id=<hex>`.
 pub fn image_id_hex(id: &[u8; 16]) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
@@ -123,12 +143,14 @@ pub enum RescueError {
         root.display()
     )]
     NoModules { version: String, root: PathBuf },
-    #[error("required tool `{tool}` not found in {}/{{usr/,}}{{s,}}bin: install the Debian package `{package}` there", root.display())]
-    MissingTool {
-        tool: String,
-        package: String,
-        root: PathBuf,
-    },
+    /// Every required tool ROOT lacks, as `tool (package)` (issue #24 item 7: all at once).
+    #[error(
+        "required tools not found in {}/{{usr/,}}{{s,}}bin: {}; install those Debian packages \
+         there",
+        root.display(),
+        tools.join(", ")
+    )]
+    MissingTools { tools: Vec<String>, root: PathBuf },
     #[error("{program} needs {library}, not found in the library directories of {}", root.display())]
     MissingLibrary {
         program: String,
@@ -152,6 +174,9 @@ pub enum RescueError {
         path: PathBuf,
         detail: String,
     },
+    /// A kernel module that cannot be decompressed (damaged, truncated, too large).
+    #[error("kernel module {}: {detail}", path.display())]
+    BadModule { path: PathBuf, detail: String },
     #[error("bad rescue data: {0}")]
     BadList(String),
     /// The environment would boot yet could not restore (issue #24 item 12).

@@ -87,6 +87,96 @@ pub fn parse_tools_list(text: &str) -> Result<Vec<ToolSpec>, String> {
     Ok(out)
 }
 
+/// What a line of `rescue/host-tools.list` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKind {
+    /// A program found in `PATH`.
+    Program,
+    /// A GRUB platform directory, `usr/lib/grub/NAME`, on the host or in ROOT.
+    GrubDir,
+    /// Busybox: ROOT's own, else a static one on the host.
+    Busybox,
+}
+
+/// One line of `rescue/host-tools.list`: something osimage runs or reads on the capturing
+/// host, the Debian package that provides it, when it is needed and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostNeed {
+    pub kind: HostKind,
+    pub name: String,
+    pub package: String,
+    /// `iso`, `uefi`, `snapshot:btrfs` or `snapshot:lvm` (the list's header says when each
+    /// applies).
+    pub when: String,
+    pub why: String,
+}
+
+/// The `WHEN`s `rescue/host-tools.list` may use.
+pub const HOST_WHENS: &[&str] = &["iso", "uefi", "snapshot:btrfs", "snapshot:lvm"];
+
+/// Parses `rescue/host-tools.list`: `#` comments, blank lines, then
+/// `KIND NAME PACKAGE WHEN WHY...`.
+pub fn parse_host_tools(text: &str) -> Result<Vec<HostNeed>, String> {
+    let mut out = Vec::new();
+    for (no, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let [kind, name, package, when, why @ ..] = &words[..] else {
+            return Err(format!(
+                "host-tools.list line {}: want KIND NAME PACKAGE WHEN WHY, got {line:?}",
+                no + 1
+            ));
+        };
+        let kind = match *kind {
+            "program" => HostKind::Program,
+            "grub-dir" => HostKind::GrubDir,
+            "busybox" => HostKind::Busybox,
+            k => {
+                return Err(format!(
+                    "host-tools.list line {}: unknown kind {k:?}",
+                    no + 1
+                ));
+            }
+        };
+        if !HOST_WHENS.contains(when) || why.is_empty() {
+            return Err(format!(
+                "host-tools.list line {}: unknown WHEN {when:?} or no WHY",
+                no + 1
+            ));
+        }
+        out.push(HostNeed {
+            kind,
+            name: name.to_string(),
+            package: package.to_string(),
+            when: when.to_string(),
+            why: why.join(" "),
+        });
+    }
+    Ok(out)
+}
+
+/// The tools of `rescue/tools.list` (and `extra`, always required) that a capture holding
+/// `filesystems` requires and ROOT lacks: all of them, so one message can name them.
+pub fn missing_required(
+    fs: &RootFs,
+    filesystems: &[String],
+    extra: &[String],
+) -> Result<Vec<ToolSpec>, String> {
+    let mut list = parse_tools_list(super::TOOLS_LIST)?;
+    list.extend(extra.iter().map(|name| ToolSpec {
+        name: name.clone(),
+        package: "(--extra-tool)".into(),
+        need: Need::Always,
+    }));
+    Ok(list
+        .into_iter()
+        .filter(|t| t.required(filesystems) && find_tool(fs, &t.name).is_none())
+        .collect())
+}
+
 /// Parses a plain list (`rescue/modules.list`, `rescue/files.list`): one word per line.
 pub fn parse_plain_list(text: &str) -> Vec<String> {
     text.lines()

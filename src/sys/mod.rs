@@ -15,8 +15,12 @@ pub use mount::MountFlags;
 /// The first file called `tool` in a directory of `$PATH` (the one PATH lookup of the crate:
 /// "tool needed" checks before running one all come here).
 pub fn find_on_path(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
+    find_on(&std::env::var_os("PATH")?, tool)
+}
+
+/// The first file called `tool` in a directory of `path` (a `PATH`-style list).
+pub fn find_on(path: &std::ffi::OsStr, tool: &str) -> Option<PathBuf> {
+    std::env::split_paths(path)
         .map(|d| d.join(tool))
         .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file()))
 }
