@@ -246,7 +246,7 @@ pub struct ListArgs {
     #[arg(short = '0', long = "null")]
     pub null: bool,
     /// Print one JSON document instead of lines: every entry with its type, mode, owner, size,
-    /// times and exact name (schema: docs/JSON.md).
+    /// times and exact name (schema: JSON.md in /usr/share/doc/osimage).
     #[arg(long, conflicts_with_all = ["null", "long"])]
     pub json: bool,
     #[command(flatten)]
@@ -257,7 +257,7 @@ pub struct ListArgs {
 pub struct InfoArgs {
     /// The image (a .iso or .oimg made by osimage capture).
     pub image: PathBuf,
-    /// Print one JSON document instead of a table (schema: docs/JSON.md).
+    /// Print one JSON document instead of a table (schema: JSON.md in /usr/share/doc/osimage).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -350,7 +350,7 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "DIR", requires = "boot")]
     pub work_dir: Option<PathBuf>,
     /// Print the result (with --boot: the report) as one JSON document on stdout; progress
-    /// stays on stderr (schema: docs/JSON.md).
+    /// stays on stderr (schema: JSON.md in /usr/share/doc/osimage).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

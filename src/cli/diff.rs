@@ -30,7 +30,7 @@ pub struct DiffArgs {
     pub old: PathBuf,
     /// The newer image.
     pub new: PathBuf,
-    /// Print one JSON document instead of lines (schema: docs/JSON.md).
+    /// Print one JSON document instead of lines (schema: JSON.md in /usr/share/doc/osimage).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

@@ -141,7 +141,7 @@ fn run_capture(a: CaptureArgs, p: &TermProgress) -> Result<i32, Failure> {
         .ok_or_else(|| {
             UsageError(
                 "capture needs -o OUTPUT (or destination.output in the configuration file, \
-                 docs/CONFIG.md)"
+                 see osimage-capture(1))"
                     .into(),
             )
         })?;

@@ -66,7 +66,7 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Print one JSON document on stdout: the plan and, after a real restore, its report
-    /// (schema: docs/JSON.md); everything else goes to stderr.
+    /// (schema: JSON.md in /usr/share/doc/osimage); everything else goes to stderr.
     #[arg(long)]
     pub json: bool,
     /// Restore over a disk that holds data (destroys it).

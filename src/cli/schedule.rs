@@ -28,7 +28,8 @@ pub enum ScheduleCommand {
     /// /etc/logrotate.d/osimage-NAME). Needs root; --dry-run prints the files instead. The
     /// unit runs this osimage binary (refused when it lies in a build tree: install it, or
     /// give --binary) with --config naming the configuration file, if one is used
-    /// (/etc/osimage/osimage.toml, docs/CONFIG.md), which each run reads again. Each run captures ROOT into
+    /// (/etc/osimage/osimage.toml, CONFIG.md in /usr/share/doc/osimage), which each run reads
+    /// again. Each run captures ROOT into
     /// DEST/NAME-YYYYMMDDTHHMMSSZ.iso as a refresh of the previous image (--base), verifies
     /// it before renaming it into place, points DEST/latest.iso at it, and deletes the oldest
     /// images it made beyond --keep. A failed run exits non-zero (the unit shows failed) and
@@ -283,7 +284,7 @@ fn to_job(name: String, a: JobArgs, use_: Use) -> Result<Job, Failure> {
     }
     let missing = |flag: &str, key: &str| {
         UsageError(format!(
-            "give {flag}, or {key} in the configuration file ({}; docs/CONFIG.md)",
+            "give {flag}, or {key} in the configuration file ({}; CONFIG.md in /usr/share/doc/osimage)",
             loaded
                 .path
                 .as_deref()
