@@ -19,8 +19,9 @@ use osimage::{LeaseError, ReadLease};
 /// filesystem is made with its original UUID, label and features, the files are unpacked with
 /// all their metadata, and the boot loader is written back verbatim. A regular file as TARGET
 /// is used through a loop device. A TARGET that holds data is refused unless --force is given
-/// (or, on a terminal, its name is typed to confirm). --dry-run prints the plan and writes
-/// nothing. An image that recorded no disk layout (a plain directory was captured) goes onto
+/// (or, on a terminal, its name is typed to confirm). --dry-run prints the plan, makes every
+/// check the restore makes before it writes (and fails as it would), and writes nothing. An
+/// image that recorded no disk layout (a plain directory was captured) goes onto
 /// a disk only with --default-layout: GPT with a 1 MiB BIOS boot partition, a 512 MiB ESP and
 /// an ext4 root filling the disk, fresh UUIDs, etc/fstab written for them and GRUB installed
 /// by the image's own grub-install when it has one.
@@ -42,7 +43,7 @@ pub struct RestoreArgs {
     /// (--force, --nvram, --default-layout, --new-uuids, --initramfs-driver) are refused.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "target", "map", "force", "nvram", "default_layout", "new_uuids", "initramfs_driver",
-        "luks_passphrase_file"
+        "luks_passphrase_file", "seed"
     ])]
     pub to: Option<PathBuf>,
     /// For an image of several disks: restore recorded disk DISK (its name as `osimage info`
@@ -60,7 +61,11 @@ pub struct RestoreArgs {
         "map", "default_layout", "generalize", "hostname", "overlay", "new_uuids"
     ])]
     pub only: Option<String>,
-    /// Print the plan and exit without writing anything.
+    /// Print the plan and exit without writing anything, after every check the restore makes
+    /// before it writes (a target that is mounted, used as swap, held by LVM/MD/LUKS, holds
+    /// data without --force, is too small...): a dry run refused exits 1 with the error the
+    /// restore would give. Identities drawn at random (--new-uuids, --default-layout) show as
+    /// <drawn at restore> unless --seed is given.
     #[arg(long)]
     pub dry_run: bool,
     /// Print the plan (and the report) as JSON.
@@ -100,6 +105,14 @@ pub struct RestoreArgs {
     /// every old → new pair. Not implied by --generalize. docs/GENERALIZE.md.
     #[arg(long)]
     pub new_uuids: bool,
+    /// Derive every identity --new-uuids and --default-layout draw (UUIDs, GUIDs, volume ids,
+    /// the MBR signature, LVM/MD/LUKS UUIDs) from N instead of the kernel's random bytes, so
+    /// `--dry-run --seed N` prints exactly the values `--seed N` writes (BLAKE3 of N and of
+    /// what is drawn; docs/RESTORE.md "Seeds"). The same N on two disks gives them the same
+    /// identities: use it to preview, not for a fleet. In the rescue environment:
+    /// osimage.seed=N.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
     /// Copy DIR over the restored tree last (per-machine files such as network configuration;
     /// modes, owners and symbolic links as in DIR).
     #[arg(long, value_name = "DIR")]
@@ -205,15 +218,18 @@ pub fn run(args: RestoreArgs, progress: &dyn Progress) -> Result<i32, Failure> {
             new_uuids: args.new_uuids,
             initramfs_drivers: args.initramfs_driver.clone(),
             luks_passphrase: luks_passphrase(&args)?,
+            seed: args.seed,
             ..RestoreOptions::default()
         },
     };
     let mut prepared = osimage::prepare(&reader, &request)?;
     hostname_note(&args, prepared.hostname.as_deref());
-    if args.json {
-        println!("{}", prepared.to_json()?);
-    } else {
-        print!("{prepared}");
+    // A dry run without --seed shows no identity the restore would draw anew.
+    match (args.json, args.dry_run) {
+        (true, true) => println!("{}", prepared.dry_run_json()?),
+        (true, false) => println!("{}", prepared.to_json()?),
+        (false, true) => print!("{}", prepared.dry_run_text()),
+        (false, false) => print!("{prepared}"),
     }
     let mut confirmed = false;
     for (target, check) in prepared.check_targets() {
@@ -229,6 +245,8 @@ pub fn run(args: RestoreArgs, progress: &dyn Progress) -> Result<i32, Failure> {
     }
     prepared.options.force |= confirmed;
     if args.dry_run {
+        // issue #24: every check the restore makes before writing, with its error
+        prepared.preflight(&reader)?;
         // stdout holds only the plan with --json
         if args.json {
             eprintln!("dry run: nothing was written");
