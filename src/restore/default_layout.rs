@@ -389,5 +389,6 @@ mod tests {
         assert_eq!(p.boot.bios_boot, None);
         assert_eq!(p.boot.grub_install, None);
         assert!(p.to_string().contains("default layout"), "{p}");
+        assert!(p.to_string().contains("NEW UUID"), "{p}");
     }
 }
