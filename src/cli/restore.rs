@@ -40,7 +40,8 @@ pub struct RestoreArgs {
     pub target: Option<PathBuf>,
     /// Restore only the files, into DIR (created if missing; must be empty). --generalize,
     /// --hostname and --overlay apply to them as on a disk; the options about disks
-    /// (--force, --nvram, --default-layout, --new-uuids, --initramfs-driver) are refused.
+    /// (--force, --nvram, --default-layout, --new-uuids, --seed, --initramfs-driver) are
+    /// refused.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "target", "map", "force", "nvram", "default_layout", "new_uuids", "initramfs_driver",
         "luks_passphrase_file", "seed"
@@ -107,8 +108,8 @@ pub struct RestoreArgs {
     pub new_uuids: bool,
     /// Derive every identity --new-uuids and --default-layout draw (UUIDs, GUIDs, volume ids,
     /// the MBR signature, LVM/MD/LUKS UUIDs) from N instead of the kernel's random bytes, so
-    /// `--dry-run --seed N` prints exactly the values `--seed N` writes (BLAKE3 of N and of
-    /// what is drawn; docs/RESTORE.md "Seeds"). The same N on two disks gives them the same
+    /// `--dry-run --seed N` prints exactly the values `--seed N` writes (each a BLAKE3
+    /// derivation of N and of what is drawn). The same N on two disks gives them the same
     /// identities: use it to preview, not for a fleet. In the rescue environment:
     /// osimage.seed=N.
     #[arg(long, value_name = "N")]
