@@ -898,7 +898,9 @@ fn dry_run_refuses_a_mounted_target_like_the_restore() {
     let lo = Loop::attach(&img);
     let part = lo.part(1);
     run("mkfs.ext4", &["-q", "-F", &part]);
-    let m = Mounted::new(&part, &dir.path().join("mnt"), &[]);
+    // Read-only without replaying the journal: the mount itself writes nothing, so the
+    // image's hash shows whether the restore did.
+    let m = Mounted::new(&part, &dir.path().join("mnt"), &["-o", "ro,noload"]);
     let target = PathBuf::from(&lo.dev);
     let before = hash(&img);
     let dry = restore_cli(&target, &["--force", "--dry-run"]).fails();

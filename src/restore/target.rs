@@ -219,15 +219,30 @@ fn kind(path: &Path, meta: &std::fs::Metadata, partition_ok: bool) -> Result<Kin
     }
 }
 
-/// The checks `TargetDisk::open_with` makes, read-only (nothing attached or opened for
-/// writing): the kind of target, and nothing on it mounted, used as swap or held. `force`:
-/// what is held will be released first (`restore::preflight` checks that it can be).
+/// The checks `TargetDisk::open_with` makes, in its order, without attaching a loop device
+/// or opening a disk for writing: the kind of target, then for a disk nothing on it mounted,
+/// used as swap or held, and write access; for a file, that it opens read-write and loop
+/// devices can be asked for (a loop device attached at restore holds nothing). `force`: what
+/// is held will be released first (`restore::preflight` checks that it can be).
 pub fn check_usable(path: &Path, partition_ok: bool, force: bool) -> Result<(), RestoreError> {
-    let meta = std::fs::metadata(path).map_err(|e| RestoreError::target(path, e.to_string()))?;
+    let fail = |why: String| RestoreError::target(path, why);
+    let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
     match kind(path, &meta, partition_ok)? {
-        Kind::Disk(name) => in_use(&name, !force).map_err(|e| RestoreError::target(path, e)),
-        // A loop device attached at restore holds nothing.
-        Kind::File => Ok(()),
+        Kind::Disk(name) => {
+            in_use(&name, !force).map_err(fail)?;
+            rustix::fs::access(path, rustix::fs::Access::WRITE_OK).map_err(|e| {
+                let e = io::Error::from(e);
+                fail(format!("opening {} for writing: {e}", path.display()))
+            })
+        }
+        Kind::File => {
+            // What `LoopDevice::attach` opens first; a regular file opened is not changed.
+            let opened = OpenOptions::new().read(true).write(true).open(path);
+            opened
+                .and_then(|_| File::open("/dev/loop-control"))
+                .map(drop)
+                .map_err(|e| fail(format!("attaching a loop device: {e}")))
+        }
     }
 }
 
@@ -312,6 +327,21 @@ impl TargetDisk {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_usable_refuses_what_open_refuses() {
+        let t = tempfile::tempdir().unwrap();
+        let e = check_usable(t.path(), false, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("neither a block device nor a regular file"),
+            "{e}"
+        );
+        let gone = t.path().join("gone.img");
+        let e = check_usable(&gone, false, false).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("target {}", gone.display())), "{e}");
+    }
 
     #[test]
     fn blank_file_is_empty_and_mkfs_is_not() {
