@@ -856,3 +856,152 @@ fn a_tree_the_restore_would_refuse_leaves_the_target_untouched() {
         assert!(!Path::new("/tmp/osimage-restore-outside").exists());
     }
 }
+
+/// `osimage restore IMAGE --target TARGET ARGS…` (the restore_loop source image).
+fn restore_cli(target: &Path, args: &[&str]) -> common::Run {
+    let s = source();
+    let mut all = vec![
+        "restore".as_ref(),
+        s.image.as_os_str(),
+        "--target".as_ref(),
+        target.as_os_str(),
+    ];
+    all.extend(args.iter().map(std::ffi::OsStr::new));
+    common::osimage(all)
+}
+
+/// The `what → new` lines of a printed plan's "new identities" list.
+fn new_identities(plan: &str) -> Vec<(String, String)> {
+    plan.lines()
+        .skip_while(|l| !l.contains("new identities (--new-uuids"))
+        .skip(1)
+        .take_while(|l| l.starts_with("    "))
+        .filter_map(|l| {
+            let (what_old, new) = l.rsplit_once(" → ")?;
+            let what = what_old.trim().rsplit_once(' ')?.0.trim().to_string();
+            Some((what, new.trim().to_string()))
+        })
+        .collect()
+}
+
+/// Issue #24 item 4: a target with a mounted partition is refused by the dry run exactly as
+/// by the restore (before, the dry run printed its plan and exited 0).
+#[test]
+fn dry_run_refuses_a_mounted_target_like_the_restore() {
+    let _disks = common::loop_devices(module_path!());
+    need_tools();
+    let dir = common::scratch();
+    let img = dir.path().join("mounted.img");
+    sparse(&img, 512 * MIB);
+    run_stdin(
+        "sfdisk",
+        &[
+            "--no-reread",
+            "--no-tell-kernel",
+            "-q",
+            img.to_str().unwrap(),
+        ],
+        "label: gpt\nstart=2048, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n",
+    );
+    let lo = Loop::attach(&img);
+    let part = lo.part(1);
+    run("mkfs.ext4", &["-q", "-F", &part]);
+    // Read-only without replaying the journal: the mount itself writes nothing, so the
+    // image's hash shows whether the restore did.
+    let m = Mounted::new(&part, &dir.path().join("mnt"), &["-o", "ro,noload"]);
+    let target = PathBuf::from(&lo.dev);
+    let before = hash(&img);
+    let dry = restore_cli(&target, &["--force", "--dry-run"]).fails();
+    let real = restore_cli(&target, &["--force"]).fails();
+    let mounted = format!("{}p1 is mounted at {}", lo.name(), m.0.display());
+    assert!(dry.stderr.contains(&mounted), "{}", dry.describe());
+    let error = |r: &common::Run| {
+        r.stderr
+            .lines()
+            .find(|l| l.starts_with("osimage: "))
+            .map(str::to_string)
+    };
+    assert_eq!(
+        error(&dry),
+        error(&real),
+        "{}\n{}",
+        dry.describe(),
+        real.describe()
+    );
+    assert!(
+        !dry.stdout_str().contains("nothing was written"),
+        "{}",
+        dry.describe()
+    );
+    drop(m);
+    assert_eq!(hash(&img), before, "a refused restore changed the target");
+}
+
+/// Issue #24 item 4: `--dry-run --seed N` prints exactly the identities `--seed N` writes,
+/// and without a seed the dry run shows them as drawn at restore, not as values.
+#[test]
+fn a_seeded_dry_run_prints_the_identities_the_restore_writes() {
+    let _disks = common::loop_devices(module_path!());
+    need_tools();
+    let dir = common::scratch();
+    let target = dir.path().join("seeded.img");
+    sparse(&target, 512 * MIB);
+
+    let unseeded = [
+        restore_cli(&target, &["--new-uuids", "--dry-run"]).ok(),
+        restore_cli(&target, &["--new-uuids", "--dry-run"]).ok(),
+    ];
+    let text = unseeded[0].stdout_str();
+    assert_eq!(text, unseeded[1].stdout_str(), "two dry runs differ");
+    let drawn = new_identities(&text);
+    assert!(drawn.len() >= 5, "{text}");
+    assert!(
+        drawn.iter().all(|(_, new)| new == "<drawn at restore>"),
+        "{text}"
+    );
+    assert!(text.contains("drawn at random for this restore"), "{text}");
+
+    let dry = restore_cli(&target, &["--new-uuids", "--seed", "7", "--dry-run"]).ok();
+    let planned = new_identities(&dry.stdout_str());
+    assert_eq!(planned.len(), drawn.len(), "{}", dry.describe());
+    assert!(dry.stdout_str().contains("derived from --seed 7"));
+    let other = restore_cli(&target, &["--new-uuids", "--seed", "8", "--dry-run"]).ok();
+    assert_ne!(new_identities(&other.stdout_str()), planned);
+
+    // The restore (its tree has no grub-install to rewrite the core image with: unbootable).
+    let real = restore_cli(
+        &target,
+        &["--new-uuids", "--seed", "7", "--allow-unbootable"],
+    )
+    .ok();
+    assert_eq!(
+        new_identities(&real.stdout_str()),
+        planned,
+        "{}",
+        real.describe()
+    );
+    let new = |what: &str| {
+        planned
+            .iter()
+            .find(|(w, _)| w.starts_with(what))
+            .map(|(_, n)| n.clone())
+            .unwrap_or_else(|| panic!("no {what} in {planned:?}"))
+    };
+    // What is on the disk: the GPT's GUIDs, the filesystems' UUIDs.
+    let t = common::loopdev::sfdisk_json(&target);
+    let pt = &t["partitiontable"];
+    assert_eq!(pt["id"].as_str().unwrap(), new("disk GUID"));
+    for p in pt["partitions"].as_array().unwrap() {
+        let node = p["node"].as_str().unwrap();
+        let digits = node.len() - node.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+        let n = &node[node.len() - digits..];
+        assert_eq!(
+            p["uuid"].as_str().unwrap(),
+            new(&format!("partition {n} GUID")),
+            "{t}"
+        );
+    }
+    let lo = Loop::attach(&target);
+    assert_eq!(blkid(&lo.part(3), "UUID"), new("ext4 / UUID"));
+    assert_eq!(blkid(&lo.part(2), "UUID"), new("vfat /boot/efi UUID"));
+}

@@ -188,7 +188,8 @@ fn new_uuids_luks_and_lvm_made_by_the_real_tools_carry_the_plans_new_ids() {
     let l = layout();
     let kept = RestorePlan::new(&l, "disk.img", 256 * MIB, 512).unwrap();
     let mut plan = kept.clone();
-    plan.renew_identities(&l, &mut || Ok(urandom())).unwrap();
+    plan.renew_identities(&l, &mut |_: &str| Ok(urandom()))
+        .unwrap();
     let (old, new) = (steps(&kept), steps(&plan));
     let (old_luks, luks) = (&old[0]["Luks"], &new[0]["Luks"]);
     let (old_vg, vg) = (&old[1]["Vg"], &new[1]["Vg"]);

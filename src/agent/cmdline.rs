@@ -9,7 +9,9 @@
 //! (per-machine files from a second medium, docs/GENERALIZE.md), `osimage.keyfile=PATH` (the
 //! passphrase or age key of an encrypted image: a path on the boot medium, or `DEVICE:PATH`
 //! on a second medium), `osimage.allow-unbootable=1` (a restored disk that will not boot
-//! ends in `OSIMAGE-RESTORE-DONE`, not `OSIMAGE-RESTORE-FAILED not-bootable`).
+//! ends in `OSIMAGE-RESTORE-DONE`, not `OSIMAGE-RESTORE-FAILED not-bootable`),
+//! `osimage.seed=N` (the new identities of `new-uuids` and `default-layout` derived from N,
+//! as `restore --seed N` derives them; not a number: drawn at random).
 
 /// What auto mode does at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +50,8 @@ pub struct AgentOptions {
     pub luks_keyfile: Option<String>,
     /// A restored disk that will not boot is no failure (`osimage.allow-unbootable=1`).
     pub allow_unbootable: bool,
+    /// Fresh identities derived from this seed (`osimage.seed=N`, `restore --seed`).
+    pub seed: Option<u64>,
 }
 
 impl Default for AgentOptions {
@@ -70,6 +74,7 @@ impl Default for AgentOptions {
             keyfile: None,
             luks_keyfile: None,
             allow_unbootable: false,
+            seed: None,
         }
     }
 }
@@ -119,6 +124,7 @@ impl AgentOptions {
                 }
                 "overlay" if !value.is_empty() => o.overlay = Some(value.to_string()),
                 "wait" => o.wait_secs = value.parse().unwrap_or(o.wait_secs),
+                "seed" => o.seed = value.parse().ok(),
                 _ => {}
             }
         }
@@ -153,6 +159,9 @@ mod tests {
         assert!(!o.allow_unbootable);
         assert!(AgentOptions::parse("osimage.allow-unbootable=1").allow_unbootable);
         assert!(!AgentOptions::parse("osimage.allow-unbootable=0").allow_unbootable);
+        assert_eq!(AgentOptions::parse("osimage.seed=7").seed, Some(7));
+        assert_eq!(AgentOptions::parse("osimage.seed=x").seed, None);
+        assert_eq!(o.seed, None);
         let g = AgentOptions::parse(
             "quiet osimage.generalize=1 osimage.hostname=web-{mac} osimage.new-uuids=1",
         );

@@ -453,6 +453,7 @@ fn restore_onto(
             overlay,
             new_uuids: opts.new_uuids,
             luks_passphrase: luks,
+            seed: opts.seed,
             ..RestoreOptions::default()
         },
     };

@@ -21,8 +21,9 @@ use super::json::restore as json;
 /// filesystem is made with its original UUID, label and features, the files are unpacked with
 /// all their metadata, and the boot loader is written back verbatim. A regular file as TARGET
 /// is used through a loop device. A TARGET that holds data is refused unless --force is given
-/// (or, on a terminal, its name is typed to confirm). --dry-run prints the plan and writes
-/// nothing. An image that recorded no disk layout (a plain directory was captured) goes onto
+/// (or, on a terminal, its name is typed to confirm). --dry-run prints the plan, makes every
+/// check the restore makes before it writes (and fails as it would), and writes nothing. An
+/// image that recorded no disk layout (a plain directory was captured) goes onto
 /// a disk only with --default-layout: GPT with a 1 MiB BIOS boot partition, a 512 MiB ESP and
 /// an ext4 root filling the disk, fresh UUIDs, etc/fstab written for them and GRUB installed
 /// by the image's own grub-install when it has one.
@@ -41,10 +42,11 @@ pub struct RestoreArgs {
     pub target: Option<PathBuf>,
     /// Restore only the files, into DIR (created if missing; must be empty). --generalize,
     /// --hostname and --overlay apply to them as on a disk; the options about disks
-    /// (--force, --nvram, --default-layout, --new-uuids, --initramfs-driver) are refused.
+    /// (--force, --nvram, --default-layout, --new-uuids, --seed, --initramfs-driver) are
+    /// refused.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "target", "map", "force", "nvram", "default_layout", "new_uuids", "initramfs_driver",
-        "luks_passphrase_file"
+        "luks_passphrase_file", "seed"
     ])]
     pub to: Option<PathBuf>,
     /// For an image of several disks: restore recorded disk DISK (its name as `osimage info`
@@ -62,7 +64,11 @@ pub struct RestoreArgs {
         "map", "default_layout", "generalize", "hostname", "overlay", "new_uuids"
     ])]
     pub only: Option<String>,
-    /// Print the plan and exit without writing anything.
+    /// Print the plan and exit without writing anything, after every check the restore makes
+    /// before it writes (a target that is mounted, used as swap, held by LVM/MD/LUKS, holds
+    /// data without --force, is too small...): a dry run refused exits 1 with the error the
+    /// restore would give. Identities drawn at random (--new-uuids, --default-layout) show as
+    /// <drawn at restore> unless --seed is given.
     #[arg(long)]
     pub dry_run: bool,
     /// Print one JSON document on stdout: the plan and, after a real restore, its report
@@ -104,6 +110,14 @@ pub struct RestoreArgs {
     /// /usr/share/doc/osimage.
     #[arg(long)]
     pub new_uuids: bool,
+    /// Derive every identity --new-uuids and --default-layout draw (UUIDs, GUIDs, volume ids,
+    /// the MBR signature, LVM/MD/LUKS UUIDs) from N instead of the kernel's random bytes, so
+    /// `--dry-run --seed N` prints exactly the values `--seed N` writes (each a BLAKE3
+    /// derivation of N and of what is drawn). The same N on two disks gives them the same
+    /// identities: use it to preview, not for a fleet. In the rescue environment:
+    /// osimage.seed=N.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
     /// Copy DIR over the restored tree last (per-machine files such as network configuration;
     /// modes, owners and symbolic links as in DIR).
     #[arg(long, value_name = "DIR")]
@@ -209,13 +223,19 @@ pub fn run(args: RestoreArgs, progress: &dyn Progress) -> Result<i32, Failure> {
             new_uuids: args.new_uuids,
             initramfs_drivers: args.initramfs_driver.clone(),
             luks_passphrase: luks_passphrase(&args)?,
+            seed: args.seed,
             ..RestoreOptions::default()
         },
     };
     let mut prepared = osimage::prepare(&reader, &request)?;
     hostname_note(&args, prepared.hostname.as_deref());
+    // A dry run without --seed shows no identity the restore would draw anew.
     if !args.json {
-        print!("{prepared}");
+        if args.dry_run {
+            print!("{}", prepared.dry_run_text());
+        } else {
+            print!("{prepared}");
+        }
     }
     let mut confirmed = false;
     for (target, check) in prepared.check_targets() {
@@ -231,9 +251,15 @@ pub fn run(args: RestoreArgs, progress: &dyn Progress) -> Result<i32, Failure> {
     }
     prepared.options.force |= confirmed;
     if args.dry_run {
+        // issue #24: every check the restore makes before writing, with its error
+        prepared.preflight(&reader)?;
         // stdout holds only the JSON document with --json
         if args.json {
-            print_json(&args, "disk", json::disk_plans(&prepared), None::<()>)?;
+            // the identities drawn at restore masked as in the text plan
+            let plan = serde_json::to_string(&json::disk_plans(&prepared))
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&prepared.as_dry_run(t)))
+                .map_err(|e| format!("the plan as JSON: {e}"))?;
+            print_json(&args, "disk", plan, None::<()>)?;
             eprintln!("dry run: nothing was written");
         } else {
             println!("dry run: nothing was written");

@@ -94,6 +94,8 @@ mod identities;
 mod regenerate;
 mod stack;
 
+pub(super) use stack::needs_passphrase as luks_needs_passphrase;
+
 /// A filesystem made and mounted for extraction.
 struct Made {
     plan: FsPlan,

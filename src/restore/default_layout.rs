@@ -9,7 +9,7 @@
 //! serve both cases; `RestorePlan::boot.default_layout` tells `apply` to write the tree's
 //! `etc/fstab` for the new UUIDs and to install GRUB with the tree's own `grub-install`.
 
-use super::plan::{PlanError, RestorePlan, needed_bytes, size};
+use super::plan::{Fresh, PlanError, RestorePlan, needed_bytes, size};
 use crate::layout::table::{BIOS_BOOT_GUID, ESP_GUID};
 use crate::layout::{
     BootInfo, Disk, DiskLayout, FsFeatures, FsRecord, GptPartition, GptTable, PartRef,
@@ -41,15 +41,24 @@ pub struct Identities {
 }
 
 impl Identities {
-    /// 16 random bytes per GUID/UUID (version 4, RFC 9562 §5.4) from the kernel.
-    pub fn random() -> Result<Identities, PlanError> {
-        let guid = || random_uuid().map(|u| u.to_ascii_uppercase());
-        let disk_guid = guid()?;
-        let part_guids = [guid()?, guid()?, guid()?];
-        let root_uuid = random_uuid()?;
-        let mut id = [0u8; 4];
-        fill_random(&mut id)?;
-        let esp = u32::from_le_bytes(id);
+    /// 16 bytes per GUID/UUID (version 4, RFC 9562 §5.4) from `fresh` (the kernel's, or
+    /// derived from `--seed`: `plan/draw.rs`), each under a label naming it.
+    pub fn draw(fresh: Fresh<'_>) -> Result<Identities, PlanError> {
+        let mut uuid = |what: &str| -> Result<String, PlanError> {
+            let mut u = fresh(&format!("{DISK_NAME}: {what}"))?;
+            u[6] = (u[6] & 0x0F) | 0x40;
+            u[8] = (u[8] & 0x3F) | 0x80;
+            Ok(crate::layout::probe::uuid_text(&u))
+        };
+        let disk_guid = uuid("disk GUID")?.to_ascii_uppercase();
+        let part_guids = [
+            uuid("partition 1 GUID")?.to_ascii_uppercase(),
+            uuid("partition 2 GUID")?.to_ascii_uppercase(),
+            uuid("partition 3 GUID")?.to_ascii_uppercase(),
+        ];
+        let root_uuid = uuid("root filesystem UUID")?;
+        let id = fresh(&format!("{DISK_NAME}: ESP volume id"))?;
+        let esp = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
         Ok(Identities {
             disk_guid,
             part_guids,
@@ -69,14 +78,6 @@ pub(crate) fn fill_random(buf: &mut [u8]) -> Result<(), PlanError> {
         }
     }
     Ok(())
-}
-
-pub(crate) fn random_uuid() -> Result<String, PlanError> {
-    let mut u = [0u8; 16];
-    fill_random(&mut u)?;
-    u[6] = (u[6] & 0x0F) | 0x40;
-    u[8] = (u[8] & 0x3F) | 0x80;
-    Ok(crate::layout::probe::uuid_text(&u))
 }
 
 /// The default layout for a disk of `size_bytes` with `sector`-byte sectors, holding a tree
@@ -257,8 +258,9 @@ pub fn plan(
     size_bytes: u64,
     sector: u32,
     data_bytes: u64,
+    fresh: Fresh<'_>,
 ) -> Result<(RestorePlan, DiskLayout), PlanError> {
-    let ids = Identities::random()?;
+    let ids = Identities::draw(fresh)?;
     let layout = layout(captured, size_bytes, sector, data_bytes, &ids)?;
     let mut plan = RestorePlan::new(&layout, device, size_bytes, sector)?;
     plan.boot.default_layout = true;
@@ -283,7 +285,7 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::restore::plan::{PartKind, TablePlan};
+    use crate::restore::plan::{PartKind, TablePlan, kernel_random};
 
     fn ids() -> Identities {
         Identities {
@@ -349,7 +351,8 @@ mod tests {
 
     #[test]
     fn identities_are_fresh_and_well_formed() {
-        let (a, b) = (Identities::random().unwrap(), Identities::random().unwrap());
+        let a = Identities::draw(&mut kernel_random).unwrap();
+        let b = Identities::draw(&mut kernel_random).unwrap();
         assert_ne!(a, b);
         assert_eq!(a.root_uuid.len(), 36);
         assert_eq!(&a.root_uuid[14..15], "4", "version 4: {}", a.root_uuid);
@@ -358,11 +361,34 @@ mod tests {
     }
 
     #[test]
+    fn a_seed_draws_the_same_identities_twice() {
+        use crate::restore::plan::{Draws, IdSource};
+        let mut one = Draws::new(IdSource::Seed(7));
+        let mut two = Draws::new(IdSource::Seed(7));
+        let a = Identities::draw(&mut |l: &str| one.next(l)).unwrap();
+        let b = Identities::draw(&mut |l: &str| two.next(l)).unwrap();
+        assert_eq!(a, b);
+        let mut other = Draws::new(IdSource::Seed(8));
+        assert_ne!(a, Identities::draw(&mut |l: &str| other.next(l)).unwrap());
+        assert_eq!(&a.root_uuid[14..15], "4", "version 4: {}", a.root_uuid);
+        let guids = [
+            &a.disk_guid,
+            &a.part_guids[0],
+            &a.part_guids[1],
+            &a.part_guids[2],
+        ];
+        for (i, g) in guids.iter().enumerate() {
+            assert!(!guids[i + 1..].contains(g), "{g} drawn twice");
+        }
+    }
+
+    #[test]
     fn the_plan_says_default_layout_and_installs_no_captured_boot_bytes() {
-        let (p, _) = plan(None, "t", 1 << 30, 512, 0).unwrap();
+        let (p, _) = plan(None, "t", 1 << 30, 512, 0, &mut kernel_random).unwrap();
         assert!(p.boot.default_layout);
         assert_eq!(p.boot.bios_boot, None);
         assert_eq!(p.boot.grub_install, None);
         assert!(p.to_string().contains("default layout"), "{p}");
+        assert!(p.to_string().contains("NEW UUID"), "{p}");
     }
 }

@@ -13,7 +13,27 @@ pub fn release(name: &str) -> Result<Vec<String>, String> {
     release_in(Path::new("/sys/class/block"), name)
 }
 
+/// What `release` would refuse, read-only (the dry run's check, `restore::preflight`): a
+/// holder of disk `name` that is mounted.
+pub fn check_releasable(name: &str) -> Result<(), String> {
+    let class = Path::new("/sys/class/block");
+    top_down(class, name)
+        .iter()
+        .try_for_each(|h| not_mounted(class, h))
+}
+
 fn release_in(class: &Path, name: &str) -> Result<Vec<String>, String> {
+    let mut released = Vec::new();
+    for h in top_down(class, name) {
+        release_one(class, &h)?;
+        released.push(h);
+    }
+    Ok(released)
+}
+
+/// Every dm and md device built on disk `name` or its partitions, holders of holders first,
+/// each once.
+fn top_down(class: &Path, name: &str) -> Vec<String> {
     let mut devs = vec![name.to_string()];
     if let Ok(rd) = std::fs::read_dir(class.join(name)) {
         for e in rd.flatten() {
@@ -26,15 +46,7 @@ fn release_in(class: &Path, name: &str) -> Result<Vec<String>, String> {
     for d in &devs {
         holders_top_down(class, d, &mut order, 0);
     }
-    let mut released = Vec::new();
-    for h in order {
-        if released.contains(&h) {
-            continue;
-        }
-        release_one(class, &h)?;
-        released.push(h);
-    }
-    Ok(released)
+    order
 }
 
 /// The holders of `dev`, transitively, each after those built on it.
@@ -58,7 +70,8 @@ fn holders_top_down(class: &Path, dev: &str, out: &mut Vec<String>, depth: u32) 
     }
 }
 
-fn release_one(class: &Path, h: &str) -> Result<(), String> {
+/// Nothing mounted is ever released.
+fn not_mounted(class: &Path, h: &str) -> Result<(), String> {
     let dev = std::fs::read_to_string(class.join(h).join("dev")).unwrap_or_default();
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     if !dev.trim().is_empty()
@@ -68,6 +81,11 @@ fn release_one(class: &Path, h: &str) -> Result<(), String> {
     {
         return Err(format!("{h} is mounted: unmount it first"));
     }
+    Ok(())
+}
+
+fn release_one(class: &Path, h: &str) -> Result<(), String> {
+    not_mounted(class, h)?;
     let (tool, args): (&str, Vec<String>) = if h.starts_with("md") {
         ("mdadm", vec!["--stop".into(), format!("/dev/{h}")])
     } else {

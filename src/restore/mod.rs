@@ -88,6 +88,10 @@ pub struct RestoreOptions {
     /// The passphrase the LUKS containers of the block stack are made anew under
     /// (`--luks-passphrase-file`, `osimage.luks-keyfile=`); a plan with LUKS needs it.
     pub luks_passphrase: Option<String>,
+    /// `--seed N` (`osimage.seed=N`): every identity drawn for `new_uuids` and
+    /// `default_layout` derives from N (`plan/draw.rs`), so a dry run shows the values the
+    /// restore writes. `None`: the kernel's random bytes.
+    pub seed: Option<u64>,
 }
 
 impl Default for RestoreOptions {
@@ -105,6 +109,7 @@ impl Default for RestoreOptions {
             new_uuids: false,
             initramfs_drivers: Vec::new(),
             luks_passphrase: None,
+            seed: None,
         }
     }
 }
@@ -191,7 +196,7 @@ pub fn layout_of(reader: &PayloadReader) -> Result<DiskLayout, RestoreError> {
 
 /// The plan for restoring `reader`'s image onto `target` (a disk or image file), read-only:
 /// nothing is attached or written. `default_layout`: an image without a layout goes onto
-/// osimage's default one (its fresh UUIDs differ on every call).
+/// osimage's default one (its fresh UUIDs from the kernel differ on every call).
 pub fn plan_for(
     reader: &PayloadReader,
     target: &Path,
@@ -215,13 +220,26 @@ pub fn has_no_layout(reader: &PayloadReader) -> Result<bool, RestoreError> {
 }
 
 /// The plan and the layout it recreates: the image's, or the default one (`default_layout`
-/// and the image recorded none).
+/// and the image recorded none, its identities from the kernel's random bytes).
 pub fn plan_with_layout(
     reader: &PayloadReader,
     device: &str,
     size: u64,
     sector: u32,
     default_layout: bool,
+) -> Result<(RestorePlan, DiskLayout), RestoreError> {
+    let mut kernel = plan::kernel_random;
+    plan_drawn(reader, device, size, sector, default_layout, &mut kernel)
+}
+
+/// `plan_with_layout` with the default layout's identities drawn from `fresh`.
+pub fn plan_drawn(
+    reader: &PayloadReader,
+    device: &str,
+    size: u64,
+    sector: u32,
+    default_layout: bool,
+    fresh: plan::Fresh<'_>,
 ) -> Result<(RestorePlan, DiskLayout), RestoreError> {
     let recorded = from_manifest(reader.manifest())?;
     let none = recorded.as_ref().is_none_or(|l| l.none.is_some());
@@ -233,6 +251,7 @@ pub fn plan_with_layout(
             size,
             sector,
             data,
+            fresh,
         )?);
     }
     let layout = recorded.ok_or_else(|| RestoreError::NoLayout(reader.path().into()))?;
@@ -240,11 +259,16 @@ pub fn plan_with_layout(
     Ok((plan, layout))
 }
 
-/// `--new-uuids`: the plan gets fresh identities from the kernel's random bytes. A plan for
-/// the default layout has fresh ones already and is left as it is.
-pub fn renew(plan: &mut RestorePlan, layout: &DiskLayout) -> Result<(), RestoreError> {
+/// `--new-uuids`: the plan gets fresh identities from `fresh` (the kernel's random bytes, or
+/// derived from `--seed`). A plan for the default layout has fresh ones already and is left
+/// as it is.
+pub fn renew(
+    plan: &mut RestorePlan,
+    layout: &DiskLayout,
+    fresh: plan::Fresh<'_>,
+) -> Result<(), RestoreError> {
     if !plan.boot.default_layout {
-        plan.renew_identities(layout, &mut plan::kernel_random)?;
+        plan.renew_identities(layout, fresh)?;
     }
     Ok(())
 }
@@ -272,6 +296,71 @@ pub fn check_target(target: &Path, opts: &RestoreOptions) -> Result<Contents, Re
     Ok(contents)
 }
 
+/// Every check a restore makes before its first write (issue #24 item 4), read-only: the dry
+/// run runs it, and so does the restore (`restore_planned_all`) before it releases or writes
+/// anything, so the two cannot differ. In order: the image's files fit the planned
+/// filesystems; then each target in plan order is not the boot medium, is empty unless
+/// `opts.force` (`check_target`), is named once, is a whole disk (a partition only for a plan
+/// without a partition table, `--only`) or an image file not attached to a loop device, and
+/// nothing on it is mounted, used as swap, or held by dm/MD (with `--force`, what holds it is
+/// released first, so only a mounted holder refuses); last, a plan with LUKS containers has
+/// a passphrase for them.
+pub fn preflight(
+    reader: &PayloadReader,
+    plans: &[RestorePlan],
+    opts: &RestoreOptions,
+) -> Result<(), RestoreError> {
+    let filesystems: Vec<_> = plans.iter().flat_map(|p| p.filesystems.clone()).collect();
+    tree::check_parts(reader, &filesystems)?;
+    let mut seen: Vec<(u64, u64)> = Vec::new();
+    for p in plans {
+        let path = Path::new(&p.target.device);
+        check_target(path, opts)?;
+        let meta = std::fs::metadata(path).map_err(|e| RestoreError::io("reading", path, e))?;
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let id = if meta.file_type().is_block_device() {
+            (0, meta.rdev())
+        } else {
+            (meta.dev(), meta.ino())
+        };
+        if seen.contains(&id) {
+            return Err(RestoreError::target(
+                path,
+                "named twice: each recorded disk needs its own target".into(),
+            ));
+        }
+        seen.push(id);
+        let partition_ok = p.table == plan::TablePlan::None;
+        target::check_usable(path, partition_ok, opts.force)?;
+        if let Some(name) = opts.force.then(|| holders::disk_name(path)).flatten() {
+            holders::check_releasable(&name).map_err(|e| released_error(path, e))?;
+        }
+    }
+    check_luks_passphrase(plans, opts)
+}
+
+/// A plan that makes LUKS containers needs the passphrase their new keys go under.
+fn check_luks_passphrase(plans: &[RestorePlan], opts: &RestoreOptions) -> Result<(), RestoreError> {
+    if opts.luks_passphrase.is_some() {
+        return Ok(());
+    }
+    for p in plans {
+        for step in &p.stack {
+            if let plan::StackStep::Luks(l) = step {
+                return Err(RestoreError::target(
+                    Path::new(&p.target.device),
+                    apply::luks_needs_passphrase(l),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn released_error(target: &Path, e: String) -> RestoreError {
+    RestoreError::target(target, format!("releasing what is built on it: {e}"))
+}
+
 /// With `--force`: whatever block stack is still built on `target` (an interrupted restore's
 /// VG, LUKS mapping or array) is released first, so the disk can be wiped; logged.
 fn release_forced(
@@ -282,8 +371,7 @@ fn release_forced(
     let Some(name) = opts.force.then(|| holders::disk_name(target)).flatten() else {
         return Ok(());
     };
-    let released = holders::release(&name)
-        .map_err(|e| RestoreError::target(target, format!("releasing what is built on it: {e}")))?;
+    let released = holders::release(&name).map_err(|e| released_error(target, e))?;
     if !released.is_empty() {
         progress.note(&format!(
             "--force: released {} built on {name} (an earlier restore's stack?)",
@@ -303,23 +391,26 @@ pub fn restore_to_disk(
 ) -> Result<(RestorePlan, RestoreReport), RestoreError> {
     check_target(target_path, opts)?;
     let (size, sector) = target::geometry(target_path)?;
-    let (plan, layout) = plan_with_layout(
+    let mut draws = plan::Draws::new(plan::IdSource::from_seed(opts.seed));
+    let fresh = &mut |label: &str| draws.next(label);
+    let (plan, layout) = plan_drawn(
         reader,
         &target_path.display().to_string(),
         size,
         sector,
         opts.default_layout,
+        fresh,
     )?;
     let mut plan = plan;
     if opts.new_uuids {
-        renew(&mut plan, &layout)?;
+        renew(&mut plan, &layout, fresh)?;
     }
     let report = restore_planned(reader, target_path, &plan, &layout, opts, progress)?;
     Ok((plan, report))
 }
 
 /// Applies a plan already shown to the user (from `plan_with_layout`: for the default layout
-/// its fresh UUIDs are the ones printed). The safety checks run again first.
+/// its fresh UUIDs are the ones printed). The safety checks (`preflight`) run again first.
 pub fn restore_planned(
     reader: &PayloadReader,
     target_path: &Path,
@@ -328,9 +419,10 @@ pub fn restore_planned(
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreReport, RestoreError> {
-    check_target(target_path, opts)?;
-    // The tree is checked before --force releases anything built on the target.
-    tree::check_parts(reader, &plan.filesystems)?;
+    // Every check before --force releases anything built on the target.
+    let mut checked = plan.clone();
+    checked.target.device = target_path.display().to_string();
+    preflight(reader, std::slice::from_ref(&checked), opts)?;
     release_forced(target_path, opts, progress)?;
     let mut disk = TargetDisk::open(target_path)?;
     apply(plan, layout, reader, &mut disk, opts, progress)
@@ -382,7 +474,7 @@ pub fn plan_only(
 }
 
 /// Applies plans from `plan_disks` (each shown to the user), every target checked again
-/// first and no device named twice.
+/// first (`preflight`: no device named twice).
 pub fn restore_planned_all(
     reader: &PayloadReader,
     plans: &[RestorePlan],
@@ -390,28 +482,11 @@ pub fn restore_planned_all(
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreReport, RestoreError> {
-    let mut seen: Vec<(u64, u64)> = Vec::new();
+    // Every check before --force releases anything built on a target.
+    preflight(reader, plans, opts)?;
     let mut disks = Vec::new();
-    // The tree is checked before --force releases anything built on a target.
-    let filesystems: Vec<_> = plans.iter().flat_map(|p| p.filesystems.clone()).collect();
-    tree::check_parts(reader, &filesystems)?;
     for p in plans {
         let path = Path::new(&p.target.device);
-        check_target(path, opts)?;
-        let meta = std::fs::metadata(path).map_err(|e| RestoreError::io("reading", path, e))?;
-        use std::os::unix::fs::{FileTypeExt, MetadataExt};
-        let id = if meta.file_type().is_block_device() {
-            (0, meta.rdev())
-        } else {
-            (meta.dev(), meta.ino())
-        };
-        if seen.contains(&id) {
-            return Err(RestoreError::target(
-                path,
-                "named twice: each recorded disk needs its own target".into(),
-            ));
-        }
-        seen.push(id);
         // A plan without a partition table (`--only`) may go onto a partition.
         let partition_ok = p.table == plan::TablePlan::None;
         release_forced(path, opts, progress)?;

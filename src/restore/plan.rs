@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::layout::{BtrfsSubvolume, DiskLayout, FsRecord};
 use build::Builder;
-pub use renew::{Renamed, kernel_random};
+pub use draw::{Draws, IdSource};
+pub use renew::{Fresh, Renamed, kernel_random};
 pub use stack::{LuksPlan, MdPlan, PlanDev, StackStep};
 
 /// Headroom a shrunk filesystem needs beyond its used bytes: a tenth, at least 16 MiB
@@ -318,6 +319,7 @@ fn size_text(n: u64) -> String {
 mod boot;
 mod build;
 mod contents;
+mod draw;
 mod only;
 mod renew;
 mod resize;

@@ -10,9 +10,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::generalize::{GeneralizeOptions, hostname_from_rule};
+use super::plan::{Draws, IdSource, PartKind, TablePlan};
 use super::{
     Contents, RestoreError, RestoreOptions, RestorePlan, RestoreReport, check_target, layout_of,
-    plan, plan_disks, plan_only, plan_with_layout, renew, restore_planned_all, target,
+    plan, plan_disks, plan_drawn, plan_only, preflight, renew, restore_planned_all, target,
 };
 use crate::layout::DiskLayout;
 use crate::payload::reader::PayloadReader;
@@ -70,21 +71,32 @@ pub struct Prepared {
     pub hostname: Option<String>,
     /// How to apply; a front-end sets `force` once the user confirmed.
     pub options: RestoreOptions,
+    /// Where the plans' fresh identities came from (`options.seed`).
+    pub ids: IdSource,
 }
+
+/// What a dry run without `--seed` shows in place of each identity drawn at random: the
+/// restore draws other values (issue #24 item 4: a dry run prints no value the restore will
+/// not write).
+pub const DRAWN_AT_RESTORE: &str = "<drawn at restore>";
 
 /// Plans `request` on `reader`'s image, read-only: the plans (with fresh identities for
 /// `new_uuids`), the resolved hostname, the overlay checked to be a directory.
 pub fn prepare(reader: &PayloadReader, request: &RestoreRequest) -> Result<Prepared, RestoreError> {
     let options = request.options.clone();
+    let ids = IdSource::from_seed(options.seed);
+    let mut draws = Draws::new(ids);
+    let fresh = &mut |label: &str| draws.next(label);
     let (mut plans, layout) = match &request.targets {
         Targets::Disk(device) => {
             let (size, sector) = target::geometry(device)?;
-            let (plan, layout) = plan_with_layout(
+            let (plan, layout) = plan_drawn(
                 reader,
                 &device.display().to_string(),
                 size,
                 sector,
                 options.default_layout,
+                fresh,
             )?;
             (vec![plan], layout)
         }
@@ -108,7 +120,7 @@ pub fn prepare(reader: &PayloadReader, request: &RestoreRequest) -> Result<Prepa
     };
     if options.new_uuids {
         for plan in &mut plans {
-            renew(plan, &layout)?;
+            renew(plan, &layout, fresh)?;
         }
     }
     let filesystems: Vec<_> = plans.iter().flat_map(|p| p.filesystems.clone()).collect();
@@ -120,6 +132,7 @@ pub fn prepare(reader: &PayloadReader, request: &RestoreRequest) -> Result<Prepa
         layout,
         hostname,
         options,
+        ids,
     })
 }
 
@@ -143,6 +156,72 @@ impl Prepared {
         })
     }
 
+    /// Every check the restore makes before its first write (`restore::preflight`), for a
+    /// dry run: it refuses what the restore would refuse, with the same error.
+    pub fn preflight(&self, reader: &PayloadReader) -> Result<(), RestoreError> {
+        preflight(reader, &self.plans, &self.options)
+    }
+
+    /// The identities the plans drew (`--new-uuids`, the default layout), in every spelling
+    /// the plan may print them in, longest first.
+    pub fn drawn(&self) -> Vec<String> {
+        let mut values = Vec::new();
+        for p in &self.plans {
+            for r in &p.renamed {
+                values.push(r.new.clone());
+                values.extend(r.spellings.iter().map(|(_, new)| new.clone()));
+            }
+            if p.boot.default_layout {
+                if let TablePlan::Gpt { disk_guid } = &p.table {
+                    values.push(disk_guid.clone());
+                }
+                for part in &p.partitions {
+                    if let PartKind::Gpt { part_guid, .. } = &part.kind {
+                        values.push(part_guid.clone());
+                    }
+                }
+                values.extend(p.filesystems.iter().map(|f| f.uuid.clone()));
+            }
+        }
+        let mut out = Vec::new();
+        for v in values {
+            let v = v.strip_prefix("0x").unwrap_or(&v).to_string();
+            let bare: String = v.chars().filter(|c| *c != '-' && *c != ':').collect();
+            for s in [&v, &bare] {
+                out.push(s.clone());
+                out.push(s.to_ascii_uppercase());
+                out.push(s.to_ascii_lowercase());
+            }
+        }
+        // Shorter than 8 characters nothing is drawn (an MBR signature is 8 hex digits).
+        out.retain(|s| s.len() >= 8);
+        out.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+        out.dedup();
+        out
+    }
+
+    /// `text` (the plan, as text or JSON) as a dry run shows it: with identities drawn from
+    /// the kernel, each is replaced by `DRAWN_AT_RESTORE`; with `--seed` they are the ones the
+    /// restore writes and stay.
+    pub fn as_dry_run(&self, text: String) -> String {
+        if self.ids != IdSource::Kernel {
+            return text;
+        }
+        self.drawn()
+            .iter()
+            .fold(text, |t, v| t.replace(v.as_str(), DRAWN_AT_RESTORE))
+    }
+
+    /// The plan as a dry run prints it (`Display` with `as_dry_run`).
+    pub fn dry_run_text(&self) -> String {
+        self.as_dry_run(self.to_string())
+    }
+
+    /// The plan as JSON as a dry run prints it (`to_json` with `as_dry_run`).
+    pub fn dry_run_json(&self) -> serde_json::Result<String> {
+        Ok(self.as_dry_run(self.to_json()?))
+    }
+
     /// Writes the plans (`restore_planned_all`: every target checked again first).
     pub fn apply(
         &self,
@@ -158,6 +237,19 @@ impl fmt::Display for Prepared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for plan in &self.plans {
             write!(f, "{plan}")?;
+        }
+        if !self.drawn().is_empty() {
+            match self.ids {
+                IdSource::Seed(n) => writeln!(
+                    f,
+                    "new identities: derived from --seed {n} (the same on every run with it)"
+                )?,
+                IdSource::Kernel => writeln!(
+                    f,
+                    "new identities: drawn at random for this restore (a dry run shows them as \
+                     {DRAWN_AT_RESTORE}; --seed N makes them the same on every run)"
+                )?,
+            }
         }
         write_per_machine(f, &self.options.generalize, self.options.overlay.as_deref())
     }
@@ -235,6 +327,54 @@ mod tests {
             e.to_string(),
             "overlay /nonexistent-overlay: not a directory"
         );
+    }
+
+    /// A GPT layout's plan with `--new-uuids` drawn from `ids`.
+    fn renewed(ids: IdSource) -> Prepared {
+        let layout = crate::restore::plan::tests::gpt_layout();
+        let mut plan = RestorePlan::new(&layout, "/dev/t", 4 << 30, 512).unwrap();
+        let mut draws = Draws::new(ids);
+        renew(&mut plan, &layout, &mut |l: &str| draws.next(l)).unwrap();
+        Prepared {
+            plans: vec![plan],
+            layout,
+            hostname: None,
+            options: RestoreOptions::default(),
+            ids,
+        }
+    }
+
+    #[test]
+    fn a_seed_gives_the_plan_the_same_new_identities_every_time() {
+        let (a, b) = (renewed(IdSource::Seed(7)), renewed(IdSource::Seed(7)));
+        assert!(!a.plans[0].renamed.is_empty());
+        assert_eq!(a.plans, b.plans);
+        // With a seed the dry run shows the values the restore writes.
+        assert_eq!(a.dry_run_text(), b.to_string());
+        for r in &a.plans[0].renamed {
+            assert!(a.dry_run_text().contains(&r.new), "{} missing", r.new);
+        }
+        assert!(a.to_string().contains("derived from --seed 7"), "{a}");
+        assert_ne!(renewed(IdSource::Seed(8)).plans, a.plans);
+    }
+
+    #[test]
+    fn without_a_seed_the_dry_run_shows_no_drawn_value() {
+        let p = renewed(IdSource::Kernel);
+        let text = p.dry_run_text();
+        let json = p.dry_run_json().unwrap();
+        assert!(text.contains(DRAWN_AT_RESTORE), "{text}");
+        assert!(json.contains(DRAWN_AT_RESTORE), "{json}");
+        assert!(text.contains("drawn at random for this restore"), "{text}");
+        for r in &p.plans[0].renamed {
+            assert!(!text.contains(&r.new), "{} shown:\n{text}", r.new);
+            assert!(!json.contains(&r.new), "{} in the JSON", r.new);
+            // The recorded values it replaces are still shown.
+            assert!(text.contains(&r.old), "{} missing:\n{text}", r.old);
+        }
+        // The real run's plan shows what it draws.
+        let real = p.to_string();
+        assert!(p.plans[0].renamed.iter().all(|r| real.contains(&r.new)));
     }
 
     #[test]

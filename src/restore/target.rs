@@ -111,6 +111,12 @@ pub fn inspect(f: &File, size: u64, sector: u32) -> io::Result<Contents> {
 /// Refuses a disk that is mounted, used as swap, or held by another device (dm, md), in whole
 /// or through a partition: restoring over it would corrupt a live system.
 pub fn check_not_in_use(name: &str) -> Result<(), String> {
+    in_use(name, true)
+}
+
+/// `check_not_in_use`, holders checked only when `holders` (with `--force` they are released
+/// first: `holders::check_releasable`).
+fn in_use(name: &str, holders: bool) -> Result<(), String> {
     let sys = PathBuf::from(format!("/sys/class/block/{name}"));
     let mut devs = vec![(name.to_string(), read_dev(&sys))];
     if let Ok(rd) = std::fs::read_dir(&sys) {
@@ -142,8 +148,9 @@ pub fn check_not_in_use(name: &str) -> Result<(), String> {
         {
             return Err(format!("{dev_name} is in use as swap"));
         }
-        let holders = sys.parent().map(|p| p.join(dev_name).join("holders"));
-        if let Some(h) = holders
+        let held = sys.parent().map(|p| p.join(dev_name).join("holders"));
+        if holders
+            && let Some(h) = held
             && let Ok(rd) = std::fs::read_dir(&h)
             && let Some(e) = rd.flatten().next()
         {
@@ -176,6 +183,67 @@ pub fn contents_of(path: &Path) -> Result<Contents, RestoreError> {
     let (size, sector) = geometry(path)?;
     let f = File::open(path).map_err(|e| RestoreError::target(path, e.to_string()))?;
     inspect(&f, size, sector).map_err(|e| RestoreError::target(path, e.to_string()))
+}
+
+/// What a target is, once its kind is checked.
+enum Kind {
+    /// A block device, by its kernel name.
+    Disk(String),
+    /// A regular file no loop device is attached to yet.
+    File,
+}
+
+/// The target's kind: a whole-disk block device (a partition only when `partition_ok`), or a
+/// regular file not yet attached to a loop device.
+fn kind(path: &Path, meta: &std::fs::Metadata, partition_ok: bool) -> Result<Kind, RestoreError> {
+    let fail = |why: String| RestoreError::target(path, why);
+    if meta.file_type().is_block_device() {
+        let name = blockdev::kernel_name(path).map_err(|e| fail(e.to_string()))?;
+        if !partition_ok && Path::new(&format!("/sys/class/block/{name}/partition")).exists() {
+            return Err(fail(format!(
+                "{name} is a partition; give the whole disk (osimage writes its own \
+                 partition table)"
+            )));
+        }
+        Ok(Kind::Disk(name))
+    } else if meta.is_file() {
+        if let Some(first) = blockdev::loop_devices_backed_by(path).first() {
+            return Err(fail(format!(
+                "the file is already attached to /dev/{first} (in use, or an interrupted \
+                 restore not yet cleaned up): detach it first (losetup -d /dev/{first})"
+            )));
+        }
+        Ok(Kind::File)
+    } else {
+        Err(fail("neither a block device nor a regular file".into()))
+    }
+}
+
+/// The checks `TargetDisk::open_with` makes, in its order, without attaching a loop device
+/// or opening a disk for writing: the kind of target, then for a disk nothing on it mounted,
+/// used as swap or held, and write access; for a file, that it opens read-write and loop
+/// devices can be asked for (a loop device attached at restore holds nothing). `force`: what
+/// is held will be released first (`restore::preflight` checks that it can be).
+pub fn check_usable(path: &Path, partition_ok: bool, force: bool) -> Result<(), RestoreError> {
+    let fail = |why: String| RestoreError::target(path, why);
+    let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
+    match kind(path, &meta, partition_ok)? {
+        Kind::Disk(name) => {
+            in_use(&name, !force).map_err(fail)?;
+            rustix::fs::access(path, rustix::fs::Access::WRITE_OK).map_err(|e| {
+                let e = io::Error::from(e);
+                fail(format!("opening {} for writing: {e}", path.display()))
+            })
+        }
+        Kind::File => {
+            // What `LoopDevice::attach` opens first; a regular file opened is not changed.
+            let opened = OpenOptions::new().read(true).write(true).open(path);
+            opened
+                .and_then(|_| File::open("/dev/loop-control"))
+                .map(drop)
+                .map_err(|e| fail(format!("attaching a loop device: {e}")))
+        }
+    }
 }
 
 /// An opened target disk.
@@ -213,28 +281,13 @@ impl TargetDisk {
             .prefix("osimage-nodes")
             .tempdir()
             .map_err(|e| fail(format!("a directory for device nodes: {e}")))?;
-        let (device, name, loop_dev) = if meta.file_type().is_block_device() {
-            let name = blockdev::kernel_name(path).map_err(|e| fail(e.to_string()))?;
-            if !partition_ok && Path::new(&format!("/sys/class/block/{name}/partition")).exists() {
-                return Err(fail(format!(
-                    "{name} is a partition; give the whole disk (osimage writes its own \
-                     partition table)"
-                )));
+        let (device, name, loop_dev) = match kind(path, &meta, partition_ok)? {
+            Kind::Disk(name) => (path.to_path_buf(), name, None),
+            Kind::File => {
+                let l = LoopDevice::attach(path, private.path())
+                    .map_err(|e| fail(format!("attaching a loop device: {e}")))?;
+                (l.path.clone(), l.name.clone(), Some(l))
             }
-            (path.to_path_buf(), name, None)
-        } else if meta.is_file() {
-            let attached = blockdev::loop_devices_backed_by(path);
-            if let Some(first) = attached.first() {
-                return Err(fail(format!(
-                    "the file is already attached to /dev/{first} (in use, or an interrupted \
-                     restore not yet cleaned up): detach it first (losetup -d /dev/{first})"
-                )));
-            }
-            let l = LoopDevice::attach(path, private.path())
-                .map_err(|e| fail(format!("attaching a loop device: {e}")))?;
-            (l.path.clone(), l.name.clone(), Some(l))
-        } else {
-            return Err(fail("neither a block device nor a regular file".into()));
         };
         check_not_in_use(&name).map_err(fail)?;
         let file = OpenOptions::new()
@@ -274,6 +327,21 @@ impl TargetDisk {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_usable_refuses_what_open_refuses() {
+        let t = tempfile::tempdir().unwrap();
+        let e = check_usable(t.path(), false, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("neither a block device nor a regular file"),
+            "{e}"
+        );
+        let gone = t.path().join("gone.img");
+        let e = check_usable(&gone, false, false).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("target {}", gone.display())), "{e}");
+    }
 
     #[test]
     fn blank_file_is_empty_and_mkfs_is_not() {

@@ -462,9 +462,9 @@ PARTUUID=e2e0d15c-0000-4000-8000-000000000003 /x ext4 defaults 0 2\n\
 
     /// Random-looking, repeatable identities (an LCG), so the LVM ones mix upper and lower
     /// case as real ones do.
-    fn repeatable() -> impl FnMut() -> Result<[u8; 16], crate::restore::plan::PlanError> {
+    fn repeatable() -> impl FnMut(&str) -> Result<[u8; 16], crate::restore::plan::PlanError> {
         let mut x: u32 = 0x1234_5678;
-        move || {
+        move |_: &str| {
             let mut b = [0u8; 16];
             for v in &mut b {
                 x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);

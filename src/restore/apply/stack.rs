@@ -111,6 +111,15 @@ fn md(m: &MdPlan, dev: &DevOf, log: &RestoreLog) -> Result<(), RestoreError> {
     Ok(())
 }
 
+/// Why a LUKS container cannot be made without a passphrase (also `restore::preflight`'s).
+pub(in crate::restore) fn needs_passphrase(l: &LuksPlan) -> String {
+    format!(
+        "LUKS container {} ({}) needs a passphrase for its new key: give \
+         --luks-passphrase-file FILE (osimage.luks-keyfile=PATH in the rescue environment)",
+        l.mapping, l.uuid
+    )
+}
+
 fn luks(
     l: &LuksPlan,
     dev: &DevOf,
@@ -120,15 +129,7 @@ fn luks(
 ) -> Result<(), RestoreError> {
     let on = dev(&l.on)?;
     let Some(pass) = passphrase else {
-        return Err(RestoreError::target(
-            &on,
-            format!(
-                "LUKS container {} ({}) needs a passphrase for its new key: give \
-                 --luks-passphrase-file FILE (osimage.luks-keyfile=PATH in the rescue \
-                 environment)",
-                l.mapping, l.uuid
-            ),
-        ));
+        return Err(RestoreError::target(&on, needs_passphrase(l)));
     };
     // The key file lives in the staging directory (a tmpfs in the rescue environment) only
     // while cryptsetup runs.

@@ -27,11 +27,12 @@ pub struct Renamed {
     pub spellings: Vec<(String, String)>,
 }
 
-/// Where fresh identities come from: 16 random bytes each (the kernel's, in a restore).
-pub type Fresh<'a> = &'a mut dyn FnMut() -> Result<[u8; 16], PlanError>;
+/// Where fresh identities come from: 16 bytes for the value the label names (`draw.rs`: the
+/// kernel's random bytes, or derived from `--seed`).
+pub type Fresh<'a> = &'a mut dyn FnMut(&str) -> Result<[u8; 16], PlanError>;
 
-/// The kernel's random bytes.
-pub fn kernel_random() -> Result<[u8; 16], PlanError> {
+/// The kernel's random bytes, whatever the label.
+pub fn kernel_random(_label: &str) -> Result<[u8; 16], PlanError> {
     let mut b = [0u8; 16];
     crate::restore::default_layout::fill_random(&mut b)?;
     Ok(b)
@@ -52,6 +53,9 @@ impl RestorePlan {
         layout: &DiskLayout,
         fresh: Fresh<'_>,
     ) -> Result<(), PlanError> {
+        // Every label names the recorded disk: plans of several disks draw apart.
+        let disk = self.source_disk.clone();
+        let fresh = &mut |what: &str| fresh(&format!("{disk}: {what}"));
         let mut renamed = Vec::new();
         self.renew_table(fresh, &mut renamed)?;
         self.renew_partitions(fresh, &mut renamed)?;
@@ -78,7 +82,7 @@ impl RestorePlan {
     ) -> Result<(), PlanError> {
         match &mut self.table {
             TablePlan::Gpt { disk_guid } => {
-                let new = uuid_v4(fresh()?).to_ascii_uppercase();
+                let new = uuid_v4(fresh("disk GUID")?).to_ascii_uppercase();
                 renamed.push(Renamed {
                     what: "disk GUID".into(),
                     old: std::mem::replace(disk_guid, new.clone()),
@@ -88,7 +92,7 @@ impl RestorePlan {
                 });
             }
             TablePlan::Mbr { signature } => {
-                let b = fresh()?;
+                let b = fresh("MBR disk signature")?;
                 let new = u32::from_le_bytes([b[0], b[1], b[2], b[3]]).max(1);
                 let old = std::mem::replace(signature, new);
                 // An MBR partition's PARTUUID is SIGNATURE-NN.
@@ -122,7 +126,8 @@ impl RestorePlan {
     ) -> Result<(), PlanError> {
         for p in &mut self.partitions {
             if let PartKind::Gpt { part_guid, .. } = &mut p.kind {
-                let new = uuid_v4(fresh()?).to_ascii_uppercase();
+                let label = format!("partition {} GUID", p.number);
+                let new = uuid_v4(fresh(&label)?).to_ascii_uppercase();
                 renamed.push(Renamed {
                     what: format!("partition {} GUID (PARTUUID)", p.number),
                     old: std::mem::replace(part_guid, new.clone()),
@@ -151,7 +156,7 @@ impl RestorePlan {
             let new = match fs_new.iter().find(|(old, _)| *old == f.uuid) {
                 Some((_, new)) => new.clone(),
                 None => {
-                    let new = fs_id(&f.fstype, fresh()?);
+                    let new = fs_id(&f.fstype, fresh(&format!("filesystem UUID {}", f.uuid))?);
                     fs_new.push((f.uuid.clone(), new.clone()));
                     renamed.push(Renamed {
                         what: format!("{} {} UUID", f.fstype, f.mount_point),
@@ -181,7 +186,7 @@ impl RestorePlan {
             if s.uuid.is_empty() {
                 continue;
             }
-            let new = uuid_v4(fresh()?);
+            let new = uuid_v4(fresh(&format!("swap UUID {}", s.uuid))?);
             renamed.push(Renamed {
                 what: "swap UUID".into(),
                 old: std::mem::replace(&mut s.uuid, new.clone()),
@@ -233,9 +238,9 @@ mod tests {
     use super::super::tests::{gpt_layout, mbr_layout};
     use super::*;
 
-    fn counter() -> impl FnMut() -> Result<[u8; 16], PlanError> {
+    fn counter() -> impl FnMut(&str) -> Result<[u8; 16], PlanError> {
         let mut n = 0u8;
-        move || {
+        move |_: &str| {
             n += 1;
             Ok([n; 16])
         }

@@ -149,7 +149,7 @@ impl RestorePlan {
         writeln!(
             f,
             "  filesystems (made with their {} label and features):",
-            if self.renamed.is_empty() {
+            if self.renamed.is_empty() && !self.boot.default_layout {
                 "original UUID,"
             } else {
                 "NEW UUID, original"

@@ -102,7 +102,7 @@ fn md_dashed(colons: &str) -> Option<String> {
 }
 
 fn renew_md(m: &mut MdPlan, fresh: Fresh<'_>) -> Result<Renamed, PlanError> {
-    let b = fresh()?;
+    let b = fresh(&format!("MD UUID {}", m.uuid))?;
     let new: Vec<String> = b
         .chunks(4)
         .map(|w| w.iter().map(|x| format!("{x:02x}")).collect())
@@ -130,7 +130,7 @@ fn renew_luks(
     l: &mut LuksPlan,
     fresh: Fresh<'_>,
 ) -> Result<(Renamed, Option<(String, String)>), PlanError> {
-    let new = uuid_v4(fresh()?);
+    let new = uuid_v4(fresh(&format!("LUKS UUID {}", l.uuid))?);
     let old = std::mem::replace(&mut l.uuid, new.clone());
     with_uuid(&mut l.args, &new);
     let at = l
@@ -160,7 +160,8 @@ fn renew_vg(v: &mut VgPlan, fresh: Fresh<'_>) -> Result<Vec<Renamed>, PlanError>
     let meta = lvm::parse_vg(&v.metadata).map_err(verr)?;
     let mut map = Vec::new();
     for old in lvm::metadata_ids(&v.metadata).map_err(verr)? {
-        let (a, b) = (fresh()?, fresh()?);
+        let label = format!("LVM VG {} id {old}", v.name);
+        let (a, b) = (fresh(&label)?, fresh(&label)?);
         let mut raw = [0u8; 32];
         raw[..16].copy_from_slice(&a);
         raw[16..].copy_from_slice(&b);
@@ -349,7 +350,7 @@ mod tests {
         };
         assert_eq!(kept.uuid, "11111111:22222222:33333333:44444444");
         let mut n = 0u8;
-        let mut fresh = || {
+        let mut fresh = |_: &str| {
             n += 1;
             Ok([0xa0 + n; 16])
         };
