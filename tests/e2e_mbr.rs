@@ -23,7 +23,7 @@ use e2e::disk::{self, Attached, Mount};
 use e2e::phase_time;
 use e2e::source::{self, Source};
 use e2e::verify::VerifyBoot;
-use e2e::vm::{self, Firmware};
+use e2e::vm::Firmware;
 
 /// The restored disk: larger than the 2 GiB source.
 const TARGET_BYTES: u64 = 3 << 30;
@@ -84,36 +84,10 @@ fn dos_disk_with_logical_partitions_restores_and_boots_with_seabios() {
         work.path(),
         &["--disk-size", &target_mib],
     );
-    if v.code != Some(0) {
-        let blame = match source::boots_with(s, Firmware::Bios) {
-            Ok(l) => format!("the source does boot: {l}"),
-            Err(e) => format!("NOR DOES THE SOURCE: {e}"),
-        };
-        panic!(
-            "verify --boot of the MBR ISO failed: {}\n{blame}\n{}",
-            v.report["verdict"],
-            v.pretty()
-        );
-    }
-    let line = v.phase("first-boot")["detail"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
-    for want in std::iter::once(vm::marker_word(Firmware::Bios)).chain(s.boot_mounts()) {
-        assert!(
-            line.contains(want),
-            "first boot: `{want}` not in `{line}`\n{}",
-            v.pretty()
-        );
-    }
+    v.assert_passed(s, Firmware::Bios);
+    let line = v.first_boot(Firmware::Bios, &s.boot_mounts());
     eprintln!("e2e: restored MBR disk: {line}");
-    let files = &v.report["runs"][0]["files"];
-    assert_eq!(files["differences"], 0, "{}", v.pretty());
-    assert!(
-        files["compared"].as_u64().unwrap_or(0) > 5000,
-        "too few paths compared: {}",
-        v.pretty()
-    );
+    v.assert_files_equal(5000);
 
     // The host's reading of the kept disk against the source disk.
     let restored = v.disk();

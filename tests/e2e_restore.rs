@@ -103,46 +103,10 @@ fn restores_and_boots(fw: Firmware) {
     let work = common::scratch();
     let target_mib = (TARGET_BYTES >> 20).to_string();
     let v = VerifyBoot::run(iso, fw, work.path(), &["--disk-size", &target_mib]);
-    if v.code != Some(0) {
-        let blame = if v.phase("first-boot")["status"] == "failed" {
-            // Whose fault: boot the source itself with the same firmware (cached when it did).
-            match source::boots_with(s, fw) {
-                Ok(l) => format!("the source does boot: {l}"),
-                Err(e) => format!("NOR DOES THE SOURCE: {e}"),
-            }
-        } else {
-            String::new()
-        };
-        panic!(
-            "{}: verify --boot of the e2e ISO failed: {}\n{blame}\n{}",
-            fw.name(),
-            v.report["verdict"],
-            v.pretty()
-        );
-    }
-    assert_eq!(v.report["passed"], true, "{}", v.pretty());
-    assert_eq!(v.report["accel"], "tcg", "{}", v.pretty());
-    // The witness line: the firmware booted from, / and /boot/efi mounted from the restored
-    // partitions (fstab names them by UUID).
-    let line = v.phase("first-boot")["detail"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
-    for want in [vm::marker_word(fw), "/=/dev/vda3", "/boot/efi=/dev/vda2"] {
-        assert!(
-            line.contains(want),
-            "first boot: `{want}` not in `{line}`\n{}",
-            v.pretty()
-        );
-    }
+    v.assert_passed(s, fw);
+    let line = v.first_boot(fw, &["/=/dev/vda3", "/boot/efi=/dev/vda2"]);
     eprintln!("e2e: restored: {line}");
-    let files = &v.report["runs"][0]["files"];
-    assert_eq!(files["differences"], 0, "{}", v.pretty());
-    assert!(
-        files["compared"].as_u64().unwrap_or(0) > 5000,
-        "too few paths compared: {}",
-        v.pretty()
-    );
+    v.assert_files_equal(5000);
 
     if fw == Firmware::UefiSecureBoot {
         // the rescue environment's own view (its console log is kept with --keep)

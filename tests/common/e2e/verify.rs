@@ -6,7 +6,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::phase_time;
-use super::vm::Firmware;
+use super::source::{self, Source};
+use super::vm::{self, Firmware};
 use crate::common;
 
 /// ISO boot to power-off: restore included, under TCG. Generous; never a timing assertion.
@@ -86,6 +87,60 @@ impl VerifyBoot {
             "exit {:?}\n{:#}\nstderr: {}",
             self.code, self.report, self.stderr
         )
+    }
+
+    /// Panics unless the run passed, under TCG. When the restored disk's first boot failed,
+    /// the message says whether the source `s` itself boots with `fw` (cached when it did):
+    /// whose fault it is.
+    pub fn assert_passed(&self, s: &Source, fw: Firmware) {
+        if self.code != Some(0) {
+            let blame = if self.phase("first-boot")["status"] == "failed" {
+                match source::boots_with(s, fw) {
+                    Ok(l) => format!("the source does boot: {l}"),
+                    Err(e) => format!("NOR DOES THE SOURCE: {e}"),
+                }
+            } else {
+                String::new()
+            };
+            panic!(
+                "{}: verify --boot failed: {}\n{blame}\n{}",
+                fw.name(),
+                self.report["verdict"],
+                self.pretty()
+            );
+        }
+        assert_eq!(self.report["passed"], true, "{}", self.pretty());
+        assert_eq!(self.report["accel"], "tcg", "{}", self.pretty());
+    }
+
+    /// The first boot's witness line (the marker), which must name the firmware `fw` booted
+    /// from and each of `mounts` (`/=/dev/vda3`: mounted from the restored partitions, as
+    /// fstab names them by UUID).
+    pub fn first_boot(&self, fw: Firmware, mounts: &[&str]) -> String {
+        let line = self.phase("first-boot")["detail"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        for want in std::iter::once(vm::marker_word(fw)).chain(mounts.iter().copied()) {
+            assert!(
+                line.contains(want),
+                "first boot: `{want}` not in `{line}`\n{}",
+                self.pretty()
+            );
+        }
+        line
+    }
+
+    /// Every file of the restored disk equal to the manifest's, and more than `min` of them
+    /// compared.
+    pub fn assert_files_equal(&self, min: u64) {
+        let files = &self.report["runs"][0]["files"];
+        assert_eq!(files["differences"], 0, "{}", self.pretty());
+        assert!(
+            files["compared"].as_u64().unwrap_or(0) > min,
+            "too few paths compared: {}",
+            self.pretty()
+        );
     }
 
     /// The kept scratch disk.
