@@ -584,3 +584,34 @@ pub fn layout(l: &DiskLayout) -> Layout {
         warnings: l.warnings.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/JSON.md "info": `number`, `first_lba`, `last_lba`, then the table's own fields in
+    /// their documented order, the other table's left out.
+    #[test]
+    fn partition_fields_keep_the_documented_order() {
+        let gpt = Partition {
+            number: 1,
+            first_lba: 2048,
+            last_lba: 4095,
+            entry: PartEntry::gpt("T", "P", "bios", 4),
+        };
+        assert_eq!(
+            serde_json::to_string(&gpt).unwrap(),
+            r#"{"number":1,"first_lba":2048,"last_lba":4095,"type_guid":"T","part_guid":"P","name":"bios","attributes":4}"#
+        );
+        let mbr = Partition {
+            number: 5,
+            first_lba: 63,
+            last_lba: 99,
+            entry: PartEntry::mbr(0x83, true, false, true),
+        };
+        assert_eq!(
+            serde_json::to_string(&mbr).unwrap(),
+            r#"{"number":5,"first_lba":63,"last_lba":99,"type_byte":131,"bootable":true,"extended":false,"logical":true}"#
+        );
+    }
+}

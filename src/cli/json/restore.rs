@@ -459,3 +459,24 @@ pub fn dir_report(r: &osimage::DirReport) -> DirReport {
         changes: r.changes.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/JSON.md "restore": `content` after `last_lba`, before the table's own fields.
+    #[test]
+    fn a_planned_partition_puts_content_before_the_table_fields() {
+        let p = Partition {
+            number: 2,
+            first_lba: 4096,
+            last_lba: 8191,
+            content: "ext4 /".into(),
+            entry: PartEntry::mbr(0x83, false, false, false),
+        };
+        assert_eq!(
+            serde_json::to_string(&p).unwrap(),
+            r#"{"number":2,"first_lba":4096,"last_lba":8191,"content":"ext4 /","type_byte":131,"bootable":false,"extended":false,"logical":false}"#
+        );
+    }
+}
