@@ -97,6 +97,20 @@ fn a_capture_honours_the_files_excludes_and_destination() {
     .mentions(b"capture needs -o OUTPUT");
 }
 
+/// `osimage capture ROOT -o OUT --config CFG EXTRA...`.
+fn capture_with_config(root: &Path, out: &Path, cfg: &Path, extra: &[&str]) -> common::Run {
+    let mut a: Vec<&OsStr> = vec![
+        "capture".as_ref(),
+        root.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--config".as_ref(),
+        cfg.as_os_str(),
+    ];
+    a.extend(extra.iter().map(OsStr::new));
+    osimage(a)
+}
+
 #[test]
 fn a_flag_overrides_a_scalar_key() {
     let scratch = common::scratch();
@@ -104,16 +118,7 @@ fn a_flag_overrides_a_scalar_key() {
     let cfg = write_config(scratch.path(), "[capture]\nlevel = 19\n");
     let level = |extra: &[&str]| {
         let out = scratch.path().join(format!("l{}.oimg", extra.len()));
-        let mut a: Vec<&OsStr> = vec![
-            "capture".as_ref(),
-            root.as_os_str(),
-            "-o".as_ref(),
-            out.as_os_str(),
-            "--config".as_ref(),
-            cfg.as_os_str(),
-        ];
-        a.extend(extra.iter().map(OsStr::new));
-        osimage(a).ok();
+        capture_with_config(&root, &out, &cfg, extra).ok();
         let info = common::info_json(&out);
         info["zstd_level"]
             .as_i64()
@@ -145,30 +150,16 @@ fn unknown_keys_wrong_types_and_bad_values_are_usage_errors_naming_file_line_and
         ("[colours]\nx = 1\n", "line 1: key `colours`: unknown field"),
     ] {
         let cfg = write_config(scratch.path(), text);
-        osimage([
-            OsStr::new("capture"),
-            root.as_os_str(),
-            "-o".as_ref(),
-            out.as_os_str(),
-            "--config".as_ref(),
-            cfg.as_os_str(),
-        ])
-        .usage_error()
-        .mentions(format!("{}: {says}", cfg.display()).as_bytes());
+        capture_with_config(&root, &out, &cfg, &[])
+            .usage_error()
+            .mentions(format!("{}: {says}", cfg.display()).as_bytes());
         assert!(!out.exists());
     }
     // A named file that does not exist is an error too (the default path is read only if
     // it exists).
-    osimage([
-        OsStr::new("capture"),
-        root.as_os_str(),
-        "-o".as_ref(),
-        out.as_os_str(),
-        "--config".as_ref(),
-        scratch.path().join("missing.toml").as_os_str(),
-    ])
-    .usage_error()
-    .mentions(b"cannot read the configuration file");
+    capture_with_config(&root, &out, &scratch.path().join("missing.toml"), &[])
+        .usage_error()
+        .mentions(b"cannot read the configuration file");
 }
 
 #[test]

@@ -5,6 +5,25 @@
 use crate::common;
 
 use std::ffi::OsStr;
+use std::path::Path;
+
+/// `osimage capture SRC -o OUTPUT EXTRA...` of a one-file tree under `dir`, with `PATH` set to
+/// an empty directory: no external program can be found.
+fn capture_with_empty_path(dir: &Path, output: &Path, extra: &[&str]) -> common::Run {
+    let root = dir.join("src");
+    std::fs::create_dir_all(root.join("etc")).expect("mkdir");
+    std::fs::write(root.join("etc/hostname"), b"bare\n").expect("write");
+    let empty = dir.join("empty-path");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let mut args = vec![
+        OsStr::new("capture"),
+        root.as_os_str(),
+        OsStr::new("-o"),
+        output.as_os_str(),
+    ];
+    args.extend(extra.iter().map(OsStr::new));
+    common::osimage_env(args, &[("PATH", empty.to_str().expect("utf-8 path"))])
+}
 
 /// An ISO capture with an empty `PATH`: GRUB's grub-mkimage, dosfstools' mkfs.vfat and
 /// mtools' mmd and mcopy are all named in one error, exit 1, and nothing is written next to
@@ -12,24 +31,10 @@ use std::ffi::OsStr;
 #[test]
 fn an_iso_capture_names_every_missing_host_tool_at_once() {
     let dir = common::scratch();
-    let root = dir.path().join("src");
-    std::fs::create_dir_all(root.join("etc")).expect("mkdir");
-    std::fs::write(root.join("etc/hostname"), b"bare\n").expect("write");
-    let empty = dir.path().join("empty-path");
-    std::fs::create_dir_all(&empty).expect("mkdir");
     let out_dir = dir.path().join("out");
     std::fs::create_dir_all(&out_dir).expect("mkdir");
     let iso = out_dir.join("bare.iso");
-    let run = common::osimage_env(
-        [
-            OsStr::new("capture"),
-            root.as_os_str(),
-            OsStr::new("-o"),
-            iso.as_os_str(),
-        ],
-        &[("PATH", empty.to_str().expect("utf-8 path"))],
-    )
-    .fails();
+    let run = capture_with_empty_path(dir.path(), &iso, &[]).fails();
     for named in [
         "grub-mkimage (Debian package grub-common)",
         "mkfs.vfat (Debian package dosfstools)",
@@ -56,22 +61,7 @@ fn an_iso_capture_names_every_missing_host_tool_at_once() {
 #[test]
 fn an_oimg_capture_needs_no_boot_tools() {
     let dir = common::scratch();
-    let root = dir.path().join("src");
-    std::fs::create_dir_all(root.join("etc")).expect("mkdir");
-    std::fs::write(root.join("etc/hostname"), b"bare\n").expect("write");
-    let empty = dir.path().join("empty-path");
-    std::fs::create_dir_all(&empty).expect("mkdir");
     let image = dir.path().join("bare.oimg");
-    common::osimage_env(
-        [
-            OsStr::new("capture"),
-            root.as_os_str(),
-            OsStr::new("-o"),
-            image.as_os_str(),
-            OsStr::new("-q"),
-        ],
-        &[("PATH", empty.to_str().expect("utf-8 path"))],
-    )
-    .ok();
+    capture_with_empty_path(dir.path(), &image, &["-q"]).ok();
     assert!(image.is_file());
 }

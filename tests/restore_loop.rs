@@ -16,7 +16,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use common::compare::{self, Options, Snapshot};
-use common::loopdev::{Loop, Mounted, blkid, run, run_stdin, sparse};
+use common::loopdev::{Loop, Mounted, blkid, run, sfdisk_script, sparse};
 use osimage::NoProgress;
 use osimage::PayloadReader;
 use osimage::{RestoreError, RestoreOptions};
@@ -77,14 +77,8 @@ fn build_source() -> Source {
     common::remove_at_exit(&dir);
     let img = dir.join("source.img");
     sparse(&img, 256 * MIB);
-    run_stdin(
-        "sfdisk",
-        &[
-            "--no-reread",
-            "--no-tell-kernel",
-            "-q",
-            img.to_str().unwrap(),
-        ],
+    sfdisk_script(
+        &img,
         &format!(
             "label: gpt\nlabel-id: {DISK_GUID}\n\
              start=2048, size=2048, type={BIOS_TYPE}, name=bios\n\
@@ -448,16 +442,7 @@ fn target_holding_data_is_refused_unattended_and_unchanged() {
     let dir = common::scratch();
     let target = dir.path().join("used.img");
     sparse(&target, 512 * MIB);
-    run_stdin(
-        "sfdisk",
-        &[
-            "--no-reread",
-            "--no-tell-kernel",
-            "-q",
-            target.to_str().unwrap(),
-        ],
-        "label: dos\nstart=2048, type=83\n",
-    );
+    sfdisk_script(&target, "label: dos\nstart=2048, type=83\n");
     let before = hash(&target);
     let err = osimage::restore_to_disk(&reader(), &target, &opts(), &NoProgress).unwrap_err();
     assert!(matches!(err, RestoreError::NotEmpty { .. }), "{err}");
@@ -708,28 +693,26 @@ fn only_restores_one_filesystem_into_an_existing_layout() {
         blake3::hash(&b)
     };
     let esp_before = esp_bytes(&lo);
+    let restore_only = |force: bool| {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "restore".as_ref(),
+            s.image.as_os_str(),
+            "--only".as_ref(),
+            "/".as_ref(),
+            "--target".as_ref(),
+            std::ffi::OsStr::new(&root),
+        ];
+        if force {
+            args.push("--force".as_ref());
+        }
+        common::osimage(args)
+    };
     // holding data: refused without --force, and left alone
-    let refused = common::osimage([
-        "restore".as_ref(),
-        s.image.as_os_str(),
-        "--only".as_ref(),
-        "/".as_ref(),
-        "--target".as_ref(),
-        std::ffi::OsStr::new(&root),
-    ]);
+    let refused = restore_only(false);
     assert_eq!(refused.code, 1, "{}", refused.describe());
     assert!(refused.stderr.contains("holds data"), "{}", refused.stderr);
     assert_eq!(blkid(&root, "LABEL"), "wrecked");
-    let run_only = common::osimage([
-        "restore".as_ref(),
-        s.image.as_os_str(),
-        "--only".as_ref(),
-        "/".as_ref(),
-        "--target".as_ref(),
-        std::ffi::OsStr::new(&root),
-        "--force".as_ref(),
-    ])
-    .ok();
+    let run_only = restore_only(true).ok();
     assert!(
         run_only.stdout_str().contains("only /"),
         "{}",
@@ -893,14 +876,8 @@ fn dry_run_refuses_a_mounted_target_like_the_restore() {
     let dir = common::scratch();
     let img = dir.path().join("mounted.img");
     sparse(&img, 512 * MIB);
-    run_stdin(
-        "sfdisk",
-        &[
-            "--no-reread",
-            "--no-tell-kernel",
-            "-q",
-            img.to_str().unwrap(),
-        ],
+    sfdisk_script(
+        &img,
         "label: gpt\nstart=2048, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n",
     );
     let lo = Loop::attach(&img);

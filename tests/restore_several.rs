@@ -12,7 +12,7 @@ use crate::common;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use common::loopdev::{Loop, MIB, Mounted, blkid, run, run_stdin, sparse};
+use common::loopdev::{Loop, MIB, Mounted, blkid, run, sfdisk_script, sparse};
 use osimage::PayloadReader;
 
 const ROOT_UUID: &str = "5e7e2a1a-0000-4000-8000-00000000000a";
@@ -28,16 +28,7 @@ struct Source {
 
 fn gpt_one_partition(img: &Path, bytes: u64) {
     sparse(img, bytes);
-    run_stdin(
-        "sfdisk",
-        &[
-            "--no-reread",
-            "--no-tell-kernel",
-            "-q",
-            img.to_str().unwrap(),
-        ],
-        &format!("label: gpt\nstart=2048, type={LINUX}\n"),
-    );
+    sfdisk_script(img, &format!("label: gpt\nstart=2048, type={LINUX}\n"));
 }
 
 fn source() -> &'static Source {

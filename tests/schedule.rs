@@ -58,6 +58,27 @@ fn install(sys: &Path, name: &str, every: &str, dest: &Path, extra: &[&str]) -> 
     osimage(a)
 }
 
+/// `schedule install --system-root SYS --every EVERY`, for a test to add to.
+fn install_args<'a>(sys: &'a Path, every: &'a str) -> Vec<&'a OsStr> {
+    vec![
+        "schedule".as_ref(),
+        "install".as_ref(),
+        "--system-root".as_ref(),
+        sys.as_os_str(),
+        "--every".as_ref(),
+        every.as_ref(),
+    ]
+}
+
+/// `schedule remove` refuses to remove `foreign`, a file of that name osimage did not write,
+/// and leaves it.
+fn remove_refuses_foreign(sys: &Path, name: &str, foreign: &Path) {
+    remove(sys, name)
+        .fails()
+        .mentions(b"not written by osimage");
+    assert!(foreign.exists());
+}
+
 fn list(sys: &Path) -> String {
     osimage(args(&[
         "schedule".as_ref(),
@@ -180,10 +201,7 @@ fn installed_units_pass_systemd_analyze_verify_and_list_and_remove_cleanly() {
     install(&sys, "web-01", "daily", &dest, &[])
         .fails()
         .mentions(b"not written by osimage");
-    remove(&sys, "web-01")
-        .fails()
-        .mentions(b"not written by osimage");
-    assert!(timer.exists());
+    remove_refuses_foreign(&sys, "web-01", &timer);
 }
 
 #[test]
@@ -448,18 +466,13 @@ fn install_refuses_a_build_tree_binary_and_checks_binary() {
     let scratch = common::scratch();
     let sys = system(scratch.path(), true);
     let dest = scratch.path().join("dest");
-    let base: Vec<&OsStr> = vec![
-        "schedule".as_ref(),
-        "install".as_ref(),
-        "--system-root".as_ref(),
-        sys.as_os_str(),
-        "--every".as_ref(),
-        "daily".as_ref(),
+    let mut base = install_args(&sys, "daily");
+    base.extend::<[&OsStr; 4]>([
         "--dest".as_ref(),
         dest.as_os_str(),
         "--keep".as_ref(),
         "1".as_ref(),
-    ];
+    ]);
     // The test binary runs from target/: refused, with how to install it.
     osimage(base.clone())
         .fails()
@@ -535,10 +548,7 @@ fn a_cron_schedule_rotates_its_log_and_remove_takes_the_snippet_too() {
     assert!(!snippet.exists() && !sys.join("etc/cron.d/osimage-night").exists());
     // A foreign snippet of that name is never removed.
     std::fs::write(&snippet, "/var/log/x.log {}\n").expect("write");
-    remove(&sys, "night")
-        .fails()
-        .mentions(b"not written by osimage");
-    assert!(snippet.exists());
+    remove_refuses_foreign(&sys, "night", &snippet);
 }
 
 #[test]
@@ -556,18 +566,13 @@ fn install_takes_dest_and_keep_from_the_config_file_and_the_unit_names_it() {
         ),
     )
     .expect("write config");
-    let a: Vec<&OsStr> = vec![
-        "schedule".as_ref(),
-        "install".as_ref(),
-        "--system-root".as_ref(),
-        sys.as_os_str(),
-        "--every".as_ref(),
-        "daily".as_ref(),
+    let mut a = install_args(&sys, "daily");
+    a.extend::<[&OsStr; 4]>([
         "--config".as_ref(),
         cfg.as_os_str(),
         "--binary".as_ref(),
         env!("CARGO_BIN_EXE_osimage").as_ref(),
-    ];
+    ]);
     osimage(a).ok();
     let service = read(&sys.join("etc/systemd/system/osimage-golden.service"));
     let exec = service

@@ -25,82 +25,107 @@ fn key_pair(dir: &Path, name: &str, password: &str) -> (PathBuf, PathBuf) {
     (sk, pk)
 }
 
+/// A tiny captured image to sign, its `etc/hostname` holding `hostname`.
+fn small_image(dir: &Path, hostname: &[u8]) -> PathBuf {
+    let root = dir.join("src");
+    std::fs::create_dir_all(root.join("etc")).expect("mkdir");
+    std::fs::write(root.join("etc/hostname"), hostname).expect("write");
+    let image = dir.join("img.oimg");
+    common::capture(&root, &image, &["-q"]);
+    image
+}
+
+fn sign_args<'a>(image: &'a Path, key: &'a Path, pw: Option<&'a Path>) -> Vec<&'a OsStr> {
+    let mut a: Vec<&OsStr> = vec![
+        "sign".as_ref(),
+        image.as_os_str(),
+        "--key".as_ref(),
+        key.as_os_str(),
+    ];
+    if let Some(pw) = pw {
+        a.extend(["--key-password-file".as_ref(), pw.as_os_str()]);
+    }
+    a
+}
+
+/// `osimage verify IMAGE --pubkey KEY`.
+fn verify(image: &Path, key: &Path) -> Run {
+    run(&[
+        "verify".as_ref(),
+        image.as_os_str(),
+        "--pubkey".as_ref(),
+        key.as_os_str(),
+    ])
+}
+
+/// `osimage verify` succeeds and says the signature is good.
+fn assert_signature_good(image: &Path, key: &Path) {
+    let v = verify(image, key).ok();
+    assert!(
+        v.stdout_str().contains("signature good"),
+        "{}",
+        v.describe()
+    );
+}
+
+/// `osimage restore IMAGE --to OUT --require-signature KEY`.
+fn restore_signed(image: &Path, out: &Path, key: &Path) -> Run {
+    run(&[
+        "restore".as_ref(),
+        image.as_os_str(),
+        "--to".as_ref(),
+        out.as_os_str(),
+        "--require-signature".as_ref(),
+        key.as_os_str(),
+    ])
+}
+
+/// The minisign tool's own check of IMAGE's signature against KEY.
+fn minisign_verify(image: &Path, key: &Path) -> std::process::Output {
+    Command::new("minisign")
+        .arg("-Vm")
+        .arg(image)
+        .arg("-p")
+        .arg(key)
+        .output()
+        .expect("minisign")
+}
+
+fn assert_minisign_accepts(image: &Path, key: &Path) {
+    let m = minisign_verify(image, key);
+    assert!(
+        m.status.success(),
+        "minisign -V: {}",
+        String::from_utf8_lossy(&m.stderr)
+    );
+}
+
 #[test]
 fn a_signed_image_checks_with_osimage_and_minisign_and_restore_enforces_it() {
     common::need(&[("minisign", "minisign")]);
     let dir = common::scratch();
-    let root = dir.path().join("src");
-    std::fs::create_dir_all(root.join("etc")).expect("mkdir");
-    std::fs::write(root.join("etc/hostname"), b"signed\n").expect("write");
-    let image = dir.path().join("img.oimg");
-    common::capture(&root, &image, &["-q"]);
+    let image = small_image(dir.path(), b"signed\n");
     let (sk, pk) = key_pair(dir.path(), "fleet", "hunter2");
     let (_, stranger) = key_pair(dir.path(), "stranger", "x");
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "hunter2\n").expect("write");
 
     // Unsigned: verify --pubkey and restore --require-signature refuse, naming the image.
-    run(&[
-        "verify".as_ref(),
-        image.as_os_str(),
-        "--pubkey".as_ref(),
-        pk.as_os_str(),
-    ])
-    .fails()
-    .mentions(b"no signature");
+    verify(&image, &pk).fails().mentions(b"no signature");
     let out = dir.path().join("out");
-    let restore = |key: &Path| {
-        run(&[
-            "restore".as_ref(),
-            image.as_os_str(),
-            "--to".as_ref(),
-            out.as_os_str(),
-            "--require-signature".as_ref(),
-            key.as_os_str(),
-        ])
-    };
+    let restore = |key: &Path| restore_signed(&image, &out, key);
     restore(&pk).fails().mentions(b"no signature");
     assert!(
         !out.exists(),
         "restore wrote before the signature was checked"
     );
 
-    run(&[
-        "sign".as_ref(),
-        image.as_os_str(),
-        "--key".as_ref(),
-        sk.as_os_str(),
-        "--key-password-file".as_ref(),
-        pw.as_os_str(),
-    ])
-    .ok();
+    run(&sign_args(&image, &sk, Some(&pw))).ok();
     let sig = dir.path().join("img.oimg.minisig");
     assert!(sig.exists());
     // The minisign tool accepts osimage's signature.
-    let m = Command::new("minisign")
-        .arg("-Vm")
-        .arg(&image)
-        .arg("-p")
-        .arg(&pk)
-        .output()
-        .expect("minisign");
-    assert!(
-        m.status.success(),
-        "minisign -V: {}",
-        String::from_utf8_lossy(&m.stderr)
-    );
-    let v = run(&[
-        "verify".as_ref(),
-        image.as_os_str(),
-        "--pubkey".as_ref(),
-        pk.as_os_str(),
-    ])
-    .ok();
-    assert!(
-        v.stdout_str().contains("signature good"),
-        "{}",
-        v.describe()
-    );
+    assert_minisign_accepts(&image, &pk);
+    assert_signature_good(&image, &pk);
     // Another fleet's key: refused.
     restore(&stranger).fails().mentions(b"not valid");
     assert!(!out.exists());
@@ -116,34 +141,14 @@ fn a_signed_image_checks_with_osimage_and_minisign_and_restore_enforces_it() {
     let at = altered.len() / 2;
     altered[at] ^= 1;
     std::fs::write(&image, altered).expect("write");
-    run(&[
-        "verify".as_ref(),
-        image.as_os_str(),
-        "--pubkey".as_ref(),
-        pk.as_os_str(),
-    ])
-    .fails()
-    .mentions(b"not valid");
-    let m = Command::new("minisign")
-        .arg("-Vm")
-        .arg(&image)
-        .arg("-p")
-        .arg(&pk)
-        .output()
-        .expect("minisign");
+    verify(&image, &pk).fails().mentions(b"not valid");
+    let m = minisign_verify(&image, &pk);
     assert!(!m.status.success(), "minisign accepted an altered image");
     // A wrong key password is a clear error.
     std::fs::write(&pw, "wrong\n").expect("write");
-    run(&[
-        "sign".as_ref(),
-        image.as_os_str(),
-        "--key".as_ref(),
-        sk.as_os_str(),
-        "--key-password-file".as_ref(),
-        pw.as_os_str(),
-    ])
-    .fails()
-    .mentions(b"fleet.key");
+    run(&sign_args(&image, &sk, Some(&pw)))
+        .fails()
+        .mentions(b"fleet.key");
 }
 
 /// The signature check and the read use one open file, held by a read lease: an image that
@@ -152,34 +157,13 @@ fn a_signed_image_checks_with_osimage_and_minisign_and_restore_enforces_it() {
 #[test]
 fn a_signed_image_held_open_for_writing_is_refused() {
     let dir = common::scratch();
-    let root = dir.path().join("src");
-    std::fs::create_dir_all(root.join("etc")).expect("mkdir");
-    std::fs::write(root.join("etc/hostname"), b"leased\n").expect("write");
-    let image = dir.path().join("img.oimg");
-    common::capture(&root, &image, &["-q"]);
+    let image = small_image(dir.path(), b"leased\n");
     let (sk, pk) = key_pair(dir.path(), "fleet", "pw");
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "pw\n").expect("write");
-    run(&[
-        "sign".as_ref(),
-        image.as_os_str(),
-        "--key".as_ref(),
-        sk.as_os_str(),
-        "--key-password-file".as_ref(),
-        pw.as_os_str(),
-    ])
-    .ok();
+    run(&sign_args(&image, &sk, Some(&pw))).ok();
     let out = dir.path().join("out");
-    let restore = || {
-        run(&[
-            "restore".as_ref(),
-            image.as_os_str(),
-            "--to".as_ref(),
-            out.as_os_str(),
-            "--require-signature".as_ref(),
-            pk.as_os_str(),
-        ])
-    };
+    let restore = || restore_signed(&image, &out, &pk);
     // Another process with the image open for writing (opened, not written: the signature
     // still matches, so only the lease can refuse it).
     let mut writer = Command::new("sh")
@@ -222,35 +206,12 @@ fn fixture_key(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A tiny captured image to sign.
-fn small_image(dir: &Path) -> PathBuf {
-    let root = dir.join("src");
-    std::fs::create_dir_all(root.join("etc")).expect("mkdir");
-    std::fs::write(root.join("etc/hostname"), b"keys\n").expect("write");
-    let image = dir.join("img.oimg");
-    common::capture(&root, &image, &["-q"]);
-    image
-}
-
-fn sign_args<'a>(image: &'a Path, key: &'a Path, pw: Option<&'a Path>) -> Vec<&'a OsStr> {
-    let mut a: Vec<&OsStr> = vec![
-        "sign".as_ref(),
-        image.as_os_str(),
-        "--key".as_ref(),
-        key.as_os_str(),
-    ];
-    if let Some(pw) = pw {
-        a.extend(["--key-password-file".as_ref(), pw.as_os_str()]);
-    }
-    a
-}
-
 /// Issue #24 item 10: an unencrypted minisign key (`minisign -G -W`) signs without any
 /// prompt (no terminal here), and both osimage and minisign accept the signature.
 #[test]
 fn an_unencrypted_minisign_key_signs_and_both_tools_verify() {
     let dir = common::scratch();
-    let image = small_image(dir.path());
+    let image = small_image(dir.path(), b"keys\n");
     let (sk, pk) = (
         fixture_key("unencrypted.key"),
         fixture_key("unencrypted.pub"),
@@ -258,43 +219,15 @@ fn an_unencrypted_minisign_key_signs_and_both_tools_verify() {
     common::osimage_no_tty(sign_args(&image, &sk, None)).ok();
     let sig = dir.path().join("img.oimg.minisig");
     assert!(sig.is_file(), "no signature written");
-    let v = run(&[
-        "verify".as_ref(),
-        image.as_os_str(),
-        "--pubkey".as_ref(),
-        pk.as_os_str(),
-    ])
-    .ok();
-    assert!(
-        v.stdout_str().contains("signature good"),
-        "{}",
-        v.describe()
-    );
+    assert_signature_good(&image, &pk);
     common::need(&[("minisign", "minisign")]);
-    let m = Command::new("minisign")
-        .arg("-Vm")
-        .arg(&image)
-        .arg("-p")
-        .arg(&pk)
-        .output()
-        .expect("minisign");
-    assert!(
-        m.status.success(),
-        "minisign -V: {}",
-        String::from_utf8_lossy(&m.stderr)
-    );
+    assert_minisign_accepts(&image, &pk);
     // minisign's own password-protected key, with its password from a file: the same.
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "throwaway\n").expect("write");
     std::fs::remove_file(&sig).expect("rm");
     run(&sign_args(&image, &fixture_key("protected.key"), Some(&pw))).ok();
-    run(&[
-        "verify".as_ref(),
-        image.as_os_str(),
-        "--pubkey".as_ref(),
-        fixture_key("protected.pub").as_os_str(),
-    ])
-    .ok();
+    verify(&image, &fixture_key("protected.pub")).ok();
 }
 
 /// Issue #24 item 10: a public key given as --key, a wrong password, no terminal to ask for
@@ -303,7 +236,7 @@ fn an_unencrypted_minisign_key_signs_and_both_tools_verify() {
 #[test]
 fn each_signing_key_problem_has_its_own_message() {
     let dir = common::scratch();
-    let image = small_image(dir.path());
+    let image = small_image(dir.path(), b"keys\n");
     let sig = dir.path().join("img.oimg.minisig");
     let protected = fixture_key("protected.key");
     let wrong = dir.path().join("wrong");

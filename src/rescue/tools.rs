@@ -58,16 +58,11 @@ impl ToolSpec {
 /// NEED is `always`, `optional` or `fs:TYPE[,TYPE...]`.
 pub fn parse_tools_list(text: &str) -> Result<Vec<ToolSpec>, String> {
     let mut out = Vec::new();
-    for (no, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
+    for (no, line) in list_lines(text) {
         let words: Vec<&str> = line.split_whitespace().collect();
         let [name, package, need] = words[..] else {
             return Err(format!(
-                "tools.list line {}: want NAME PACKAGE NEED, got {line:?}",
-                no + 1
+                "tools.list line {no}: want NAME PACKAGE NEED, got {line:?}"
             ));
         };
         let need = match need {
@@ -76,7 +71,7 @@ pub fn parse_tools_list(text: &str) -> Result<Vec<ToolSpec>, String> {
             n if n.starts_with("fs:") => {
                 Need::Filesystems(n[3..].split(',').map(str::to_string).collect())
             }
-            n => return Err(format!("tools.list line {}: unknown need {n:?}", no + 1)),
+            n => return Err(format!("tools.list line {no}: unknown need {n:?}")),
         };
         out.push(ToolSpec {
             name: name.to_string(),
@@ -118,16 +113,11 @@ pub const HOST_WHENS: &[&str] = &["iso", "uefi", "snapshot:btrfs", "snapshot:lvm
 /// `KIND NAME PACKAGE WHEN WHY...`.
 pub fn parse_host_tools(text: &str) -> Result<Vec<HostNeed>, String> {
     let mut out = Vec::new();
-    for (no, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
+    for (no, line) in list_lines(text) {
         let words: Vec<&str> = line.split_whitespace().collect();
         let [kind, name, package, when, why @ ..] = &words[..] else {
             return Err(format!(
-                "host-tools.list line {}: want KIND NAME PACKAGE WHEN WHY, got {line:?}",
-                no + 1
+                "host-tools.list line {no}: want KIND NAME PACKAGE WHEN WHY, got {line:?}"
             ));
         };
         let kind = match *kind {
@@ -135,16 +125,12 @@ pub fn parse_host_tools(text: &str) -> Result<Vec<HostNeed>, String> {
             "grub-dir" => HostKind::GrubDir,
             "busybox" => HostKind::Busybox,
             k => {
-                return Err(format!(
-                    "host-tools.list line {}: unknown kind {k:?}",
-                    no + 1
-                ));
+                return Err(format!("host-tools.list line {no}: unknown kind {k:?}"));
             }
         };
         if !HOST_WHENS.contains(when) || why.is_empty() {
             return Err(format!(
-                "host-tools.list line {}: unknown WHEN {when:?} or no WHY",
-                no + 1
+                "host-tools.list line {no}: unknown WHEN {when:?} or no WHY"
             ));
         }
         out.push(HostNeed {
@@ -179,11 +165,16 @@ pub fn missing_required(
 
 /// Parses a plain list (`rescue/modules.list`, `rescue/files.list`): one word per line.
 pub fn parse_plain_list(text: &str) -> Vec<String> {
+    list_lines(text).map(|(_, l)| l.to_string()).collect()
+}
+
+/// The lines of a `rescue/*.list` file that say something: each with its number (from 1),
+/// its `#` comment cut off and trimmed; blank and comment-only lines are skipped.
+fn list_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
     text.lines()
-        .map(|l| l.split('#').next().unwrap_or("").trim())
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.split('#').next().unwrap_or("").trim()))
+        .filter(|(_, l)| !l.is_empty())
 }
 
 /// Finds a tool by name in ROOT's tool directories.

@@ -46,6 +46,21 @@ pub fn run_stdin(cmd: &str, args: &[&str], input: &str) {
     );
 }
 
+/// Writes the partition table `script` (sfdisk's input format) into the image file `img`,
+/// telling no kernel (no loop device is attached yet).
+pub fn sfdisk_script(img: &Path, script: &str) {
+    run_stdin(
+        "sfdisk",
+        &[
+            "--no-reread",
+            "--no-tell-kernel",
+            "-q",
+            img.to_str().unwrap(),
+        ],
+        script,
+    );
+}
+
 /// A sparse file of `bytes`.
 pub fn sparse(path: &Path, bytes: u64) {
     std::fs::File::create(path).unwrap().set_len(bytes).unwrap();

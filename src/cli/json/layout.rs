@@ -68,6 +68,14 @@ pub struct Partition {
     pub number: u32,
     pub first_lba: u64,
     pub last_lba: u64,
+    #[serde(flatten)]
+    pub entry: PartEntry,
+}
+
+/// A partition's table-specific fields (docs/JSON.md: "GPT: `type_guid`…; MBR: `type_byte`…"),
+/// shared by `info --json`'s layout and `restore --json`'s plan; the other table's are left out.
+#[derive(Serialize)]
+pub struct PartEntry {
     /// GPT only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub type_guid: Option<String>,
@@ -86,6 +94,36 @@ pub struct Partition {
     pub extended: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logical: Option<bool>,
+}
+
+impl PartEntry {
+    /// A GPT entry's fields.
+    pub fn gpt(type_guid: &str, part_guid: &str, name: &str, attributes: u64) -> PartEntry {
+        PartEntry {
+            type_guid: Some(type_guid.to_string()),
+            part_guid: Some(part_guid.to_string()),
+            name: Some(name.to_string()),
+            attributes: Some(attributes),
+            type_byte: None,
+            bootable: None,
+            extended: None,
+            logical: None,
+        }
+    }
+
+    /// An MBR entry's fields.
+    pub fn mbr(type_byte: u8, bootable: bool, extended: bool, logical: bool) -> PartEntry {
+        PartEntry {
+            type_guid: None,
+            part_guid: None,
+            name: None,
+            attributes: None,
+            type_byte: Some(type_byte),
+            bootable: Some(bootable),
+            extended: Some(extended),
+            logical: Some(logical),
+        }
+    }
 }
 
 /// Where something lives: a recorded disk's partition, the whole disk, or a stack volume.
@@ -293,14 +331,7 @@ fn table(t: &PartitionTable) -> Table {
                     number: p.number,
                     first_lba: p.first_lba,
                     last_lba: p.last_lba,
-                    type_guid: Some(p.type_guid.clone()),
-                    part_guid: Some(p.part_guid.clone()),
-                    name: Some(p.name.clone()),
-                    attributes: Some(p.attributes),
-                    type_byte: None,
-                    bootable: None,
-                    extended: None,
-                    logical: None,
+                    entry: PartEntry::gpt(&p.type_guid, &p.part_guid, &p.name, p.attributes),
                 })
                 .collect(),
         },
@@ -317,14 +348,7 @@ fn table(t: &PartitionTable) -> Table {
                     number: p.number,
                     first_lba: u64::from(p.start_lba),
                     last_lba: (u64::from(p.start_lba) + u64::from(p.sectors)).saturating_sub(1),
-                    type_guid: None,
-                    part_guid: None,
-                    name: None,
-                    attributes: None,
-                    type_byte: Some(p.type_byte),
-                    bootable: Some(p.bootable),
-                    extended: Some(p.extended),
-                    logical: Some(p.logical),
+                    entry: PartEntry::mbr(p.type_byte, p.bootable, p.extended, p.logical),
                 })
                 .collect(),
         },
@@ -558,5 +582,36 @@ pub fn layout(l: &DiskLayout) -> Layout {
         boot: boot(l),
         unsupported: l.unsupported.clone(),
         warnings: l.warnings.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/JSON.md "info": `number`, `first_lba`, `last_lba`, then the table's own fields in
+    /// their documented order, the other table's left out.
+    #[test]
+    fn partition_fields_keep_the_documented_order() {
+        let gpt = Partition {
+            number: 1,
+            first_lba: 2048,
+            last_lba: 4095,
+            entry: PartEntry::gpt("T", "P", "bios", 4),
+        };
+        assert_eq!(
+            serde_json::to_string(&gpt).unwrap(),
+            r#"{"number":1,"first_lba":2048,"last_lba":4095,"type_guid":"T","part_guid":"P","name":"bios","attributes":4}"#
+        );
+        let mbr = Partition {
+            number: 5,
+            first_lba: 63,
+            last_lba: 99,
+            entry: PartEntry::mbr(0x83, true, false, true),
+        };
+        assert_eq!(
+            serde_json::to_string(&mbr).unwrap(),
+            r#"{"number":5,"first_lba":63,"last_lba":99,"type_byte":131,"bootable":true,"extended":false,"logical":true}"#
+        );
     }
 }

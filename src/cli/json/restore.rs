@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use osimage::{PartKind, PlanDev, Prepared, RestorePlan, StackStep, TablePlan};
 
+use super::layout::PartEntry;
 use super::seconds;
 
 /// The `restore` document: `plan` always, `report` null on a dry run.
@@ -74,22 +75,8 @@ pub struct Partition {
     pub last_lba: u64,
     /// What goes in it, for people (`ext4 /`, `BIOS boot (raw bytes)`).
     pub content: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub type_guid: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub part_guid: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub attributes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub type_byte: Option<u8>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bootable: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub extended: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub logical: Option<bool>,
+    #[serde(flatten)]
+    pub entry: PartEntry,
 }
 
 #[derive(Serialize)]
@@ -346,45 +333,27 @@ fn disk_plan(p: &RestorePlan) -> DiskPlan {
 }
 
 fn partition(p: &osimage::PartPlan) -> Partition {
-    let mut out = Partition {
-        number: p.number,
-        first_lba: p.first_lba,
-        last_lba: p.last_lba,
-        content: p.content.clone(),
-        type_guid: None,
-        part_guid: None,
-        name: None,
-        attributes: None,
-        type_byte: None,
-        bootable: None,
-        extended: None,
-        logical: None,
-    };
-    match &p.kind {
+    let entry = match &p.kind {
         PartKind::Gpt {
             type_guid,
             part_guid,
             name,
             attributes,
-        } => {
-            out.type_guid = Some(type_guid.clone());
-            out.part_guid = Some(part_guid.clone());
-            out.name = Some(name.clone());
-            out.attributes = Some(*attributes);
-        }
+        } => PartEntry::gpt(type_guid, part_guid, name, *attributes),
         PartKind::Mbr {
             type_byte,
             bootable,
             extended,
             logical,
-        } => {
-            out.type_byte = Some(*type_byte);
-            out.bootable = Some(*bootable);
-            out.extended = Some(*extended);
-            out.logical = Some(*logical);
-        }
+        } => PartEntry::mbr(*type_byte, *bootable, *extended, *logical),
+    };
+    Partition {
+        number: p.number,
+        first_lba: p.first_lba,
+        last_lba: p.last_lba,
+        content: p.content.clone(),
+        entry,
     }
-    out
 }
 
 /// The plan of `prepared` (a restore onto disks).
@@ -488,5 +457,26 @@ pub fn dir_report(r: &osimage::DirReport) -> DirReport {
         warnings: r.warnings,
         hostname: r.hostname.clone(),
         changes: r.changes.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/JSON.md "restore": `content` after `last_lba`, before the table's own fields.
+    #[test]
+    fn a_planned_partition_puts_content_before_the_table_fields() {
+        let p = Partition {
+            number: 2,
+            first_lba: 4096,
+            last_lba: 8191,
+            content: "ext4 /".into(),
+            entry: PartEntry::mbr(0x83, false, false, false),
+        };
+        assert_eq!(
+            serde_json::to_string(&p).unwrap(),
+            r#"{"number":2,"first_lba":4096,"last_lba":8191,"content":"ext4 /","type_byte":131,"bootable":false,"extended":false,"logical":false}"#
+        );
     }
 }
