@@ -83,7 +83,7 @@ impl Interrupts {
     }
 
     /// Runs `undo` if a signal arrives before the returned registration is dropped. `what`
-    /// names what it removes.
+    /// names what it removes (empty: not named in the message).
     pub(crate) fn on_interrupt(
         &self,
         what: String,
@@ -122,7 +122,13 @@ fn wait(done: &AtomicBool, actions: &Mutex<Actions>) {
                 let mut a = actions.lock().unwrap_or_else(|p| p.into_inner());
                 std::mem::take(&mut a.list)
             };
-            let names: Vec<&str> = list.iter().rev().map(|(_, (w, _))| w.as_str()).collect();
+            // an action without a name (a sweep behind the named ones) is not listed
+            let names: Vec<&str> = list
+                .iter()
+                .rev()
+                .map(|(_, (w, _))| w.as_str())
+                .filter(|w| !w.is_empty())
+                .collect();
             if names.is_empty() {
                 eprintln!("osimage: interrupted (signal {sig})");
             } else {

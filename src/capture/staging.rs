@@ -102,6 +102,12 @@ impl Staging {
         let removed_stale = remove_stale(dir);
         let pid = std::process::id();
         let mut on_interrupt = Vec::new();
+        // Registered before anything is made, so a signal between making a name and
+        // registering it (below) leaves nothing either: every temporary name of this process
+        // in `dir`, found by its pid. Runs last (newest first), after the named removals.
+        let sweep_dir = dir.to_path_buf();
+        on_interrupt
+            .push(interrupts.on_interrupt(String::new(), move || remove_own(&sweep_dir, pid)));
         let tmp = tempfile::Builder::new()
             .prefix(&format!("{PARTIAL}{pid}-"))
             .tempfile_in(dir)
@@ -247,12 +253,44 @@ fn lock(f: &File, path: &Path) -> Result<(), PayloadError> {
 }
 
 /// Removes a work folder, again while something is still being written into it.
-fn remove_dir(path: &Path) {
-    for _ in 0..5 {
-        match std::fs::remove_dir_all(path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => continue,
-            _ => return,
+/// Removes this process's temporary names in `dir` (`{PARTIAL}{pid}-*`, `{WORK}{pid}-*`).
+fn remove_own(dir: &Path, pid: u32) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let (partial, work) = (format!("{PARTIAL}{pid}-"), format!("{WORK}{pid}-"));
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(&partial) {
+            let _ = std::fs::remove_file(e.path());
+        } else if name.starts_with(&work) {
+            remove_dir(&e.path());
         }
+    }
+}
+
+/// The work folder, removed by an interrupt while the capture's other threads still run: the
+/// rescue build may be writing into it (a removal then fails with "directory not empty") or
+/// make it again (`create_dir_all` of a folder inside it). So: remove it until it has stayed
+/// gone for three looks 5 ms apart, for 2 s at most; the process exits right after.
+fn remove_dir(path: &Path) {
+    let mut gone = 0;
+    for _ in 0..400 {
+        match std::fs::symlink_metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                gone += 1;
+                if gone == 3 {
+                    return;
+                }
+            }
+            _ => {
+                gone = 0;
+                let _ = std::fs::remove_dir_all(path);
+                continue;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
 
