@@ -49,11 +49,22 @@ pub fn announce_partitions(f: &File, parts: &[(u32, u64, u64)]) -> io::Result<()
     if sys::block::reread_partitions(f).is_ok() {
         return Ok(());
     }
-    forget_partitions(f);
-    for &(n, start, len) in parts {
-        sys::block::add_partition(f, n, start, len)?;
+    // A partition the kernel still holds from the device's last user (a loop device reused
+    // while the filesystem on its old partition is being released) makes the add fail with
+    // EBUSY for a moment: forget and add again, for up to 5 s.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        forget_partitions(f);
+        let added = parts
+            .iter()
+            .try_for_each(|&(n, start, len)| sys::block::add_partition(f, n, start, len));
+        match added {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => return other,
+        }
     }
-    Ok(())
 }
 
 /// Removes every partition the kernel knows on `f` (best effort).
