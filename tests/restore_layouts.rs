@@ -4,6 +4,7 @@
 
 use crate::common;
 
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use common::compare::{self, Options, Snapshot};
@@ -368,7 +369,6 @@ fn btrfs_subvolumes_default_and_identity_come_back() {
     let restored = dir.path().join("restored");
     let m = Mounted::new(&part, &restored, &[]);
     assert_same_tree(&source, &restored, "btrfs root vs source");
-    use std::os::unix::fs::MetadataExt;
     for nested in ["srv/data", "srv/data/inner"] {
         // A subvolume's root directory is inode 256.
         assert_eq!(
@@ -428,6 +428,40 @@ fn xfs_root_comes_back_with_uuid_label_and_files() {
     drop(lo);
 }
 
+/// The directory `boot` of the root filesystem, under the mount: mode 0701, owner 1234:5678,
+/// a user xattr and fixed times, unlike the root of the /boot filesystem mounted on it.
+fn mark_the_directory_under(boot: &Path) {
+    std::fs::create_dir_all(boot).unwrap();
+    std::fs::set_permissions(boot, std::fs::Permissions::from_mode(0o701)).unwrap();
+    std::os::unix::fs::chown(boot, Some(1234), Some(5678)).unwrap();
+    xattr::set(boot, "user.under", b"the root's own directory").unwrap();
+    run("touch", &["-d", "@1600000000.5", boot.to_str().unwrap()]);
+}
+
+/// Issue #24 item 6, FORMAT.md §13: the restored root's `boot` directory is the one that was
+/// under the mount on the source, not a copy of the /boot filesystem's root.
+fn assert_the_directory_under(boot: &Path) {
+    let m = std::fs::symlink_metadata(boot).unwrap();
+    assert_eq!(
+        (
+            m.mode() & 0o7777,
+            m.uid(),
+            m.gid(),
+            m.mtime(),
+            m.mtime_nsec()
+        ),
+        (0o701, 1234, 5678, 1_600_000_000, 500_000_000),
+        "{}",
+        boot.display()
+    );
+    assert_eq!(
+        xattr::get(boot, "user.under").unwrap().as_deref(),
+        Some(&b"the root's own directory"[..])
+    );
+    assert!(common::is_empty_dir(boot));
+}
+
+/// Also issue #24 item 6: each side of the /boot mount point comes back as it was.
 #[test]
 fn smaller_disk_shrinks_an_earlier_partition_and_moves_the_next() {
     let _disks = common::loop_devices(module_path!());
@@ -470,8 +504,10 @@ fn smaller_disk_shrinks_an_earlier_partition_and_moves_the_next() {
             "UUID={ROOT_UUID} / ext4 defaults 0 1\nUUID={BOOT_UUID} /boot ext4 defaults 0 2\n"
         ),
     );
+    mark_the_directory_under(&mnt.join("boot"));
     let mb = Mounted::new(&boot, &mnt.join("boot"), &[]);
     std::fs::write(mnt.join("boot/vmlinuz"), vec![0xEEu8; 3 * MIB as usize]).unwrap();
+    std::fs::set_permissions(mnt.join("boot"), std::fs::Permissions::from_mode(0o750)).unwrap();
     let image = dir.path().join("two.oimg");
     common::capture(&mnt, &image, &[]);
     let source = compare::snapshot(&mnt).unwrap();
@@ -518,8 +554,11 @@ fn smaller_disk_shrinks_an_earlier_partition_and_moves_the_next() {
     assert_eq!(blkid(&root, "UUID"), ROOT_UUID);
     let restored = dir.path().join("restored");
     let m = Mounted::new(&root, &restored, &[]);
+    assert_the_directory_under(&restored.join("boot"));
     let mb = Mounted::new(&boot, &restored.join("boot"), &[]);
     assert_same_tree(&source, &restored, "shrunk disk vs source");
+    let over = std::fs::symlink_metadata(restored.join("boot")).unwrap();
+    assert_eq!(over.mode() & 0o7777, 0o750, "the /boot filesystem's root");
     drop(mb);
     drop(m);
     drop(lo);

@@ -1,6 +1,7 @@
 //! The manifest a capture writes: the payload writer's tables, the scanned entries, the image's
 //! id and who/when/what (`info`), the counters, and the records the manifest carries as
-//! extensions (the disk layout, an ISO's rescue inputs, a refresh's lineage).
+//! extensions (the disk layout, the directories under captured mount points, an ISO's rescue
+//! inputs, a refresh's lineage).
 
 use std::path::Path;
 
@@ -48,6 +49,11 @@ pub(super) fn assemble(
         stats,
         extensions: vec![crate::layout::to_extension(layout)],
     };
+    if !scanned.mount_dirs.is_empty() {
+        manifest
+            .extensions
+            .push(crate::format::mount_dirs::to_extension(&scanned.mount_dirs));
+    }
     if let Some(b) = boot {
         manifest
             .extensions

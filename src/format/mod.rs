@@ -4,7 +4,8 @@
 //! spec is docs/FORMAT.md.
 //!
 //! `manifest` holds the types of the manifest (entries, metadata, the pack, block and chunk
-//! tables, extensions), `records` the fixed-size records with their byte offsets, `frame` the
+//! tables, extensions), `mount_dirs` the record of the directories under captured mount
+//! points (an extension), `records` the fixed-size records with their byte offsets, `frame` the
 //! manifest frame's encoding, `validate` the structural checks a reader makes before it trusts
 //! a manifest, and `sink` the interface through which packs reach a container. This module
 //! uses nothing else of the crate: only std and external crates.
@@ -12,6 +13,7 @@
 mod error;
 pub mod frame;
 pub mod manifest;
+pub mod mount_dirs;
 pub mod records;
 pub mod sink;
 pub mod validate;

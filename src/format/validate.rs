@@ -10,7 +10,8 @@ use super::records::{BLOCK_HEADER_LEN, MAX_BLOCK_RAW, MAX_PACK_LEN};
 /// Checks every cross-reference and path of `m`.
 pub fn validate(m: &Manifest) -> Result<(), PayloadError> {
     check_tables(m)?;
-    check_entries(m)
+    check_entries(m)?;
+    super::mount_dirs::from_manifest(m).map(drop)
 }
 
 fn bad(msg: String) -> PayloadError {

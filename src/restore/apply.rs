@@ -592,7 +592,7 @@ fn unpack(cx: &mut ApplyCtx, made: &[Made]) -> Result<(), RestoreError> {
     let (log, report) = (cx.log, &mut cx.report);
     let mps: Vec<String> = made.iter().map(|m| m.plan.mount_point.clone()).collect();
     let strip: Vec<bool> = made.iter().map(|m| m.plan.fstype == "vfat").collect();
-    let parts = tree::split(cx.reader, &mps, &strip);
+    let parts = tree::split(cx.reader, &mps, &strip)?;
     for (m, part) in made.iter().zip(parts) {
         let t = Instant::now();
         log.say(&format!(

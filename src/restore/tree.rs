@@ -3,12 +3,15 @@
 //! above them), paths rebased to that filesystem's root. Each part is a `ChunkSource` that
 //! `extract` writes into its own freshly made filesystem, so each gets exactly its own files.
 //!
-//! A mount point's directory appears twice: as the child filesystem's root (its metadata) and
-//! as an empty directory in the parent filesystem (same metadata), where the child is mounted.
+//! A mount point's directory appears twice: as the child filesystem's root (the entry's
+//! metadata) and as an empty directory in the parent filesystem, where the child is mounted
+//! (the metadata of the directory that was underneath, from the mount-dirs record, FORMAT.md
+//! §13; the entry's when the image has none).
 
 use crate::extract::ChunkSource;
 use crate::format::PayloadError;
 use crate::format::manifest::{ChunkIndex, Entry, EntryIndex, EntryKind, Manifest};
+use crate::format::mount_dirs;
 use crate::payload::reader::{BlockCache, PayloadReader};
 
 /// One filesystem's part of the image, reading chunks from the whole image.
@@ -90,13 +93,33 @@ fn owner(path: &[u8], mps: &[Vec<u8>], skip: Option<usize>) -> Option<usize> {
 
 /// Splits the image's tree among filesystems mounted at `mount_points` (absolute, e.g. `/`,
 /// `/boot/efi`; one part per mount point, in the same order). `strip_xattrs[i]`: the
-/// filesystem keeps no xattrs (vfat).
+/// filesystem keeps no xattrs (vfat). Fails only on a damaged mount-dirs record.
 pub fn split<'r>(
     reader: &'r PayloadReader,
     mount_points: &[String],
     strip_xattrs: &[bool],
-) -> Vec<Part<'r>> {
+) -> Result<Vec<Part<'r>>, PayloadError> {
     let m = reader.manifest();
+    Ok(split_entries(m, mount_points, strip_xattrs)?
+        .into_iter()
+        .map(|entries| Part {
+            reader,
+            manifest: Manifest {
+                chunks: m.chunks.clone(),
+                entries,
+                ..Manifest::default()
+            },
+        })
+        .collect())
+}
+
+/// The entries of each part of `split`, in the same order.
+fn split_entries(
+    m: &Manifest,
+    mount_points: &[String],
+    strip_xattrs: &[bool],
+) -> Result<Vec<Vec<Entry>>, PayloadError> {
+    let underneath = mount_dirs::from_manifest(m)?;
     let mps: Vec<Vec<u8>> = mount_points
         .iter()
         .map(|p| p.trim_matches('/').as_bytes().to_vec())
@@ -114,14 +137,18 @@ pub fn split<'r>(
             if let Some(p) = owner(&e.path, &mps, Some(o))
                 && let Some(r) = rebase(&e.path, &mps[p])
             {
+                let (meta, xattrs) = match underneath.get(&e.path) {
+                    Some(d) => (&d.meta, &d.xattrs),
+                    None => (&e.meta, &e.xattrs),
+                };
                 entries[p].push(Entry {
                     path: r.to_vec(),
                     kind: EntryKind::Directory,
-                    meta: e.meta.clone(),
+                    meta: meta.clone(),
                     xattrs: if strip_xattrs[p] {
                         Vec::new()
                     } else {
-                        e.xattrs.clone()
+                        xattrs.clone()
                     },
                 });
             }
@@ -154,17 +181,7 @@ pub fn split<'r>(
             },
         });
     }
-    entries
-        .into_iter()
-        .map(|entries| Part {
-            reader,
-            manifest: Manifest {
-                chunks: m.chunks.clone(),
-                entries,
-                ..Manifest::default()
-            },
-        })
-        .collect()
+    Ok(entries)
 }
 
 /// Splits the tree among `filesystems` as the restore will (`split`, vfat without xattrs) and
@@ -177,7 +194,7 @@ pub fn check_parts(
 ) -> Result<(), super::RestoreError> {
     let mps: Vec<String> = filesystems.iter().map(|f| f.mount_point.clone()).collect();
     let strip: Vec<bool> = filesystems.iter().map(|f| f.fstype == "vfat").collect();
-    for (mp, part) in mps.iter().zip(split(reader, &mps, &strip)) {
+    for (mp, part) in mps.iter().zip(split(reader, &mps, &strip)?) {
         crate::extract::check(part.manifest()).map_err(|source| super::RestoreError::Tree {
             mount_point: mp.clone(),
             source,
@@ -201,5 +218,64 @@ mod tests {
         assert_eq!(owner(b"boot/grub", &mps, None), Some(1));
         assert_eq!(owner(b"boot/efi", &mps, Some(2)), Some(1));
         assert_eq!(owner(b"etc/fstab", &mps, None), Some(0));
+    }
+
+    fn dir(path: &[u8], mode: u32, xattr: &[u8]) -> Entry {
+        Entry {
+            path: path.to_vec(),
+            kind: EntryKind::Directory,
+            meta: crate::format::manifest::Meta {
+                mode,
+                ..Default::default()
+            },
+            xattrs: vec![crate::format::manifest::Xattr {
+                name: b"user.who".to_vec(),
+                value: xattr.to_vec(),
+            }],
+        }
+    }
+
+    /// FORMAT.md §13 (issue #24 item 6): the mount point's directory in the parent filesystem
+    /// gets the record of what was underneath; the child's root keeps the entry.
+    #[test]
+    fn the_directory_under_a_mount_point_gets_its_own_metadata() {
+        let mut m = Manifest {
+            entries: vec![dir(b"", 0o755, b"root"), dir(b"boot", 0o700, b"boot fs")],
+            ..Manifest::default()
+        };
+        let mps = ["/".to_string(), "/boot".to_string()];
+        let plain = split_entries(&m, &mps, &[false, false]).unwrap();
+        assert_eq!(plain[0][1].path, b"boot");
+        assert_eq!(
+            plain[0][1].meta.mode, 0o700,
+            "no record: the entry's, as before"
+        );
+        let under = dir(b"boot", 0o555, b"underneath");
+        m.extensions
+            .push(mount_dirs::to_extension(&[mount_dirs::MountDir {
+                path: under.path,
+                meta: under.meta,
+                xattrs: under.xattrs,
+            }]));
+        let parts = split_entries(&m, &mps, &[false, false]).unwrap();
+        let (in_root, boot_root) = (&parts[0][1], &parts[1][0]);
+        assert_eq!(
+            (in_root.path.as_slice(), in_root.meta.mode),
+            (&b"boot"[..], 0o555)
+        );
+        assert_eq!(in_root.xattrs[0].value, b"underneath");
+        assert_eq!(
+            (boot_root.path.as_slice(), boot_root.meta.mode),
+            (&b""[..], 0o700)
+        );
+        assert_eq!(boot_root.xattrs[0].value, b"boot fs");
+        // A vfat parent keeps no xattrs, the record's neither.
+        let parts = split_entries(&m, &mps, &[true, false]).unwrap();
+        assert!(parts[0][1].xattrs.is_empty());
+        // Restored without a separate /boot, the directory is the entry alone.
+        let one = split_entries(&m, &mps[..1], &[false]).unwrap();
+        assert_eq!(one[0][1].meta.mode, 0o700);
+        m.extensions[0].data.push(0);
+        assert!(split_entries(&m, &mps, &[false, false]).is_err());
     }
 }

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, CWD, FileType};
 
 use crate::format::manifest::{CapturedFs, Entry, Meta, Xattr};
+use crate::format::mount_dirs::MountDir;
 
 pub use error::ScanError;
 use exclude::Excludes;
@@ -79,8 +80,12 @@ pub struct ScanResult {
     /// Paths left out on purpose (`skip_paths`, osimage images, swap files) or that vanished
     /// during the walk: not errors; a capture reports them. Pattern excludes are not listed.
     pub omitted: Vec<Skipped>,
-    /// Mount points of filesystems left out whose own directory could not be read (no mount
-    /// privilege): recorded with the metadata of what is mounted on them instead, and why.
+    /// The directories underneath the mount points of captured filesystems (FORMAT.md §13),
+    /// in walk order.
+    pub mount_dirs: Vec<MountDir>,
+    /// Mount points whose own directory could not be read (no mount privilege): recorded with
+    /// the metadata of what is mounted on them instead (a captured filesystem's mount point:
+    /// no `mount_dirs` record), and why.
     pub mount_dirs_unread: Vec<Skipped>,
 }
 

@@ -14,6 +14,7 @@ use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, RawDir, Stat};
 use rustix::io::Errno;
 
 use crate::format::manifest::{Entry, EntryIndex, EntryKind, Xattr};
+use crate::format::mount_dirs::MountDir;
 
 use super::exclude::{Excludes, contents_skipped};
 use super::filesystems::FsPlan;
@@ -209,6 +210,11 @@ impl<'a> Walker<'a> {
             }
             _ => (st, xattrs),
         };
+        // The mount point of a captured filesystem: its entry is the mounted root; the
+        // directory underneath goes to the mount-dirs record (FORMAT.md §13).
+        if descend && self.setup.plan.mount_points.get(&rel) == Some(&Some(fs)) {
+            self.record_underneath(parent, name, &rel);
+        }
         let mut frame = None;
         if descend {
             match self.open_dir(parent, name, &rel, &st, fs)? {
@@ -270,6 +276,22 @@ impl<'a> Walker<'a> {
                 let path = PathBuf::from(OsStr::from_bytes(&self.abs(rel)));
                 self.out.mount_dirs_unread.push(Skipped { path, reason });
                 (mounted, xattrs)
+            }
+        }
+    }
+
+    /// Records the directory underneath the mount point `name` of `parent` (a captured
+    /// filesystem is mounted on it) in `mount_dirs`, or, unreadable, in `mount_dirs_unread`.
+    fn record_underneath(&mut self, parent: &Frame, name: &[u8], rel: &[u8]) {
+        match self.beneath(parent, name) {
+            Ok((st, xattrs)) => self.out.mount_dirs.push(MountDir {
+                path: rel.to_vec(),
+                meta: meta(&st, parent.fs),
+                xattrs,
+            }),
+            Err(reason) => {
+                let path = PathBuf::from(OsStr::from_bytes(&self.abs(rel)));
+                self.out.mount_dirs_unread.push(Skipped { path, reason });
             }
         }
     }
