@@ -16,12 +16,26 @@ fn config() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
-/// Encodes `m` as a complete frame (header + body).
+/// Encodes `m` as a complete frame (header + body). The bincode encoding is streamed into the
+/// zstd encoder, never held whole (issue #23: it is about 120 bytes an entry).
 pub fn encode_manifest(m: &Manifest) -> Result<Vec<u8>, PayloadError> {
-    let raw = bincode::serde::encode_to_vec(m, config())
-        .map_err(|e| PayloadError::format(format!("encoding the manifest: {e}")))?;
-    let body = zstd::bulk::compress(&raw, MANIFEST_LEVEL)
-        .map_err(|e| PayloadError::format(format!("compressing the manifest: {e}")))?;
+    let failed = |what: &str, e: &dyn std::fmt::Display| {
+        PayloadError::format(format!("{what} the manifest: {e}"))
+    };
+    // The header's place first; the body is compressed behind it.
+    let zstd = zstd::stream::write::Encoder::new(vec![0u8; RECORD_LEN], MANIFEST_LEVEL)
+        .map_err(|e| failed("compressing", &e))?;
+    let mut raw = Counting::new(std::io::BufWriter::with_capacity(1 << 16, zstd));
+    bincode::serde::encode_into_std_write(m, &mut raw, config())
+        .map_err(|e| failed("encoding", &e))?;
+    let raw_len = raw.count;
+    let mut out = raw
+        .inner
+        .into_inner()
+        .map_err(|e| failed("compressing", &e.into_error()))?
+        .finish()
+        .map_err(|e| failed("compressing", &e))?;
+    let body = &out[RECORD_LEN..];
     if body.len() as u64 > MAX_MANIFEST_STORED {
         return Err(PayloadError::format(
             "manifest larger than 1 GiB: too many entries",
@@ -31,13 +45,43 @@ pub fn encode_manifest(m: &Manifest) -> Result<Vec<u8>, PayloadError> {
         version: crate::format::manifest::FORMAT_VERSION,
         sealed: false,
         stored_len: body.len() as u64,
-        raw_len: raw.len() as u64,
-        hash: *blake3::hash(&body).as_bytes(),
+        raw_len,
+        hash: *blake3::hash(body).as_bytes(),
     };
-    let mut out = Vec::with_capacity(RECORD_LEN + body.len());
-    out.extend_from_slice(&header.encode());
-    out.extend_from_slice(&body);
+    out[..RECORD_LEN].copy_from_slice(&header.encode());
     Ok(out)
+}
+
+/// A reader or writer that counts the bytes through it.
+struct Counting<T> {
+    inner: T,
+    count: u64,
+}
+
+impl<T> Counting<T> {
+    fn new(inner: T) -> Self {
+        Counting { inner, count: 0 }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
 }
 
 /// Reads the frame header at the start of `bytes`.
@@ -73,28 +117,38 @@ pub fn decode_manifest(frame: &[u8]) -> Result<(Manifest, u16), PayloadError> {
     }
     // Streamed, so memory grows with the bytes actually produced, never with what the header
     // claims (fuzzing found a 3 GB allocation from a 500-byte frame with bulk decompression).
-    let mut raw = Vec::with_capacity((h.raw_len as usize).min(64 << 20));
-    zstd::stream::read::Decoder::new(body)
-        .and_then(|d| {
-            std::io::Read::read_to_end(&mut std::io::Read::take(d, h.raw_len + 1), &mut raw)
-        })
+    // Decompressed and decoded as a stream (the decoded bytes are never held whole), at
+    // most raw_len + 1 bytes of it: a bomb stops there.
+    let zstd = zstd::stream::read::Decoder::new(body)
         .map_err(|e| PayloadError::format(format!("manifest does not decompress: {e}")))?;
-    if raw.len() as u64 != h.raw_len {
+    let counted = Counting::new(std::io::Read::take(zstd, h.raw_len + 1));
+    let mut raw = std::io::BufReader::with_capacity(1 << 16, counted);
+    let cfg = config().with_limit::<{ 4 << 30 }>();
+    let bad = |e: bincode::error::DecodeError| match e {
+        bincode::error::DecodeError::Io { inner, .. }
+            if inner.kind() != std::io::ErrorKind::UnexpectedEof =>
+        {
+            PayloadError::format(format!("manifest does not decompress: {inner}"))
+        }
+        e => PayloadError::format(format!("manifest does not decode: {e}")),
+    };
+    let m: Manifest = if h.version == 1 {
+        let m: super::manifest::v1::Manifest =
+            bincode::serde::decode_from_std_read(&mut raw, cfg).map_err(bad)?;
+        m.into()
+    } else {
+        bincode::serde::decode_from_std_read(&mut raw, cfg).map_err(bad)?
+    };
+    let mut rest = [0u8; 1];
+    let trailing = std::io::Read::read(&mut raw, &mut rest)
+        .map_err(|e| PayloadError::format(format!("manifest does not decompress: {e}")))?;
+    if trailing != 0 {
+        return Err(PayloadError::format("manifest has trailing bytes"));
+    }
+    if raw.get_ref().count != h.raw_len {
         return Err(PayloadError::format(
             "manifest has the wrong decoded length",
         ));
-    }
-    let cfg = config().with_limit::<{ 4 << 30 }>();
-    let bad = |e| PayloadError::format(format!("manifest does not decode: {e}"));
-    let (m, used): (Manifest, usize) = if h.version == 1 {
-        let (m, used): (super::manifest::v1::Manifest, usize) =
-            bincode::serde::decode_from_slice(&raw, cfg).map_err(bad)?;
-        (m.into(), used)
-    } else {
-        bincode::serde::decode_from_slice(&raw, cfg).map_err(bad)?
-    };
-    if used != raw.len() {
-        return Err(PayloadError::format("manifest has trailing bytes"));
     }
     Ok((m, h.version))
 }
