@@ -41,7 +41,7 @@ pub(crate) mod units;
 pub use capture::{
     CaptureError, CaptureOptions, CaptureReport, capture, capture_from, plan_capture,
 };
-pub use scan::{ScanError, ScanOptions, ScanResult, plan_filesystems, scan};
+pub use scan::{ScanError, ScanOptions, ScanResult, plan_filesystems, scan, source_path};
 
 // Reading an image: open, list, verify, diff, and what `info` shows.
 pub use envelope::Unlock;

@@ -184,7 +184,7 @@ pub fn capture_from(
         &mut scanned.entries,
         container.sink(),
         seal_ref,
-        &steps::payload_params(opts, image_id),
+        &steps::payload_params(opts, image_id, &scanned.root),
         base.as_ref().map(|b| b as &dyn BaseImage),
         progress,
     )?;

@@ -199,9 +199,15 @@ fn scan_against_base(
     Ok(scanned)
 }
 
-/// How the payload is written: `opts`' level, threads and `--keep-going`.
-pub(super) fn payload_params(opts: &CaptureOptions, image_id: [u8; 16]) -> PayloadParams {
+/// How the payload is written: from the files under `root` (the scan's), with `opts`' level,
+/// threads and `--keep-going`.
+pub(super) fn payload_params(
+    opts: &CaptureOptions,
+    image_id: [u8; 16],
+    root: &std::path::Path,
+) -> PayloadParams {
     PayloadParams {
+        root: root.to_path_buf(),
         level: opts.level,
         threads: opts.threads.max(1),
         keep_going: opts.scan.keep_going,

@@ -39,6 +39,8 @@ const READ_ATTEMPTS: usize = 3;
 /// How to write the payload.
 #[derive(Clone, Debug)]
 pub struct PayloadParams {
+    /// Where the entries are read from: the scan's `ScanResult::root`.
+    pub root: std::path::PathBuf,
     pub level: i32,
     pub threads: usize,
     pub keep_going: bool,
@@ -123,8 +125,9 @@ struct Shared<'a> {
 enum Outcome {
     Read {
         runs: Vec<DataRun>,
-        /// Metadata as fstat saw it after reading (the file is closed by then).
-        meta: Box<Meta>,
+        /// Metadata as fstat saw it after reading (the file is closed by then), when it
+        /// differs from the scan's (rarely: kept out of the common case's memory, issue #23).
+        meta: Option<Box<Meta>>,
         size: u64,
         data: u64,
     },
@@ -168,7 +171,7 @@ pub fn write_payload_with_base(
     let outcomes = outcomes?;
     let (packs, blocks) = pack_result?;
     let mut tables = shared.into_tables(packs, blocks)?;
-    apply_outcomes(entries, outcomes, &mut tables)?;
+    apply_outcomes(&params.root, entries, outcomes, &mut tables)?;
     Ok(tables)
 }
 
@@ -358,12 +361,13 @@ struct Worker<'a> {
 impl Worker<'_> {
     fn capture_file(&mut self, e: &ScannedEntry) -> Result<Outcome, PayloadError> {
         let keep_going = self.shared.params.keep_going;
+        let source = crate::scan::source_path(&self.shared.params.root, &e.entry.path);
         let fail = |msg: String| -> Result<Outcome, PayloadError> {
             if keep_going {
                 Ok(Outcome::Skipped(msg))
             } else {
                 Err(PayloadError::Source {
-                    path: e.source.clone(),
+                    path: source.clone(),
                     msg,
                 })
             }
@@ -374,7 +378,7 @@ impl Worker<'_> {
             return self.reuse_file(e, base, runs);
         }
         self.shared.files_read.fetch_add(1, Ordering::Relaxed);
-        let sf = match SourceFile::open(&e.source, e.entry.meta.ino) {
+        let sf = match SourceFile::open(&source, e.entry.meta.ino) {
             Ok(sf) => sf,
             Err(OpenError::Vanished) | Err(OpenError::Replaced) => return Ok(Outcome::Vanished),
             Err(OpenError::Io(err)) => return fail(format!("cannot open: {err}")),
@@ -390,23 +394,23 @@ impl Worker<'_> {
                 Err(ReadFail::Payload(err)) => return Err(err),
             };
             let after = sf.current_version().map_err(|err| PayloadError::Source {
-                path: e.source.clone(),
+                path: source.clone(),
                 msg: format!("cannot stat: {err}"),
             })?;
             if before == after || attempt == READ_ATTEMPTS {
                 if before != after {
                     self.shared.progress.note(&format!(
                         "warning: {} kept changing while read; captured as last read",
-                        e.source.display()
+                        source.display()
                     ));
                 }
-                let mut meta = Box::new(e.entry.meta.clone());
+                let mut meta = e.entry.meta.clone();
                 if let Err(err) = sf.refresh_meta(&mut meta) {
                     return fail(format!("cannot stat: {err}"));
                 }
                 return Ok(Outcome::Read {
                     runs,
-                    meta,
+                    meta: (meta != e.entry.meta).then(|| Box::new(meta)),
                     size: before.size,
                     data,
                 });
@@ -445,7 +449,7 @@ impl Worker<'_> {
         self.shared.files_reused.fetch_add(1, Ordering::Relaxed);
         Ok(Outcome::Read {
             runs,
-            meta: Box::new(e.entry.meta.clone()),
+            meta: None,
             size,
             data,
         })
@@ -507,6 +511,11 @@ impl Worker<'_> {
                 pos += used as u64;
             }
             runs.extend(run.take());
+        }
+        // Most files are one run of a few chunks: no spare capacity kept per file (issue #23).
+        runs.shrink_to_fit();
+        for r in &mut runs {
+            r.chunks.shrink_to_fit();
         }
         Ok((runs, data))
     }
@@ -622,6 +631,7 @@ enum ReadFail {
 /// Writes the outcomes back into the entries: runs and fresh metadata for files read, and
 /// drops what vanished or was skipped (with the hard links that pointed at it).
 fn apply_outcomes(
+    root: &std::path::Path,
     entries: &mut Vec<ScannedEntry>,
     outcomes: Vec<(usize, Outcome)>,
     tables: &mut PayloadTables,
@@ -629,6 +639,7 @@ fn apply_outcomes(
     let mut drop_entry = vec![false; entries.len()];
     for (i, outcome) in outcomes {
         let e = &mut entries[i];
+        let source = || crate::scan::source_path(root, &e.entry.path);
         match outcome {
             Outcome::Read {
                 runs,
@@ -637,19 +648,21 @@ fn apply_outcomes(
                 data,
             } => {
                 tables.data_bytes += data;
-                e.entry.meta = *meta;
+                if let Some(meta) = meta {
+                    e.entry.meta = *meta;
+                }
                 e.entry.kind = EntryKind::File { size, runs };
             }
             Outcome::Vanished => {
                 tables.warnings.push(format!(
                     "{} vanished during the capture",
-                    e.source.display()
+                    source().display()
                 ));
                 drop_entry[i] = true;
             }
             Outcome::Skipped(reason) => {
                 tables.skipped.push(Skipped {
-                    path: e.source.clone(),
+                    path: source(),
                     reason,
                 });
                 drop_entry[i] = true;

@@ -50,12 +50,11 @@ pub struct ScanOptions {
     pub keep_going: bool,
 }
 
-/// One entry found by the walk.
+/// One entry found by the walk. Where to read it from on this machine is `ScanResult::root`
+/// joined with its path (`source_path`): not stored, it would be an entry's largest part.
 #[derive(Clone, Debug)]
 pub struct ScannedEntry {
     pub entry: Entry,
-    /// Where to read it from on this machine.
-    pub source: PathBuf,
     /// Bytes allocated to it on disk (`st_blocks` × 512): for a sparse file, its data
     /// without the holes, which are never read (the capture's progress total).
     pub allocated: u64,
@@ -71,6 +70,9 @@ pub struct Skipped {
 /// Everything the walk found.
 #[derive(Clone, Debug, Default)]
 pub struct ScanResult {
+    /// Where the entries are read from on this machine: the root walked (a `--snapshot`'s
+    /// mount, not the ROOT given, when there is one).
+    pub root: PathBuf,
     /// Parents before children; the root itself first, with the empty path.
     pub entries: Vec<ScannedEntry>,
     pub filesystems: Vec<CapturedFs>,
@@ -97,6 +99,15 @@ pub trait KnownFiles: Sync {
     fn known_xattrs(&self, path: &[u8], meta: &Meta, size: u64) -> Option<Vec<Xattr>>;
 }
 
+/// The path on this machine of the entry `rel` (relative, `/`-separated) of a scan of `root`.
+pub fn source_path(root: &Path, rel: &[u8]) -> PathBuf {
+    if rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(OsStr::from_bytes(rel))
+    }
+}
+
 /// Walks `root` and describes every entry to capture (docs/EXCLUDES.md says what is left out).
 pub fn scan(root: &Path, opts: &ScanOptions) -> Result<ScanResult, ScanError> {
     scan_with(root, opts, &[], None)
@@ -114,6 +125,7 @@ pub fn scan_with(
     known: Option<&dyn KnownFiles>,
 ) -> Result<ScanResult, ScanError> {
     let prepared = Prepared::new(root, opts, left_out)?;
+    let prepared_root = prepared.root.clone();
     let setup = walk::WalkSetup {
         known,
         skip: skip_set(&prepared.root, &opts.skip_paths),
@@ -124,6 +136,9 @@ pub fn scan_with(
     };
     let etc = Path::new(OsStr::from_bytes(&setup.root)).join("etc");
     let mut result = walk::Walker::new(setup, opts).run()?;
+    result.root = PathBuf::from(OsStr::from_bytes(&prepared_root));
+    // The entries stay until the manifest is written: no spare capacity (issue #23).
+    result.entries.shrink_to_fit();
     result.filesystems = prepared.plan.filesystems;
     result.users = accounts::read_id_names(&etc.join("passwd"));
     result.groups = accounts::read_id_names(&etc.join("group"));

@@ -409,7 +409,6 @@ impl<'a> Walker<'a> {
         fs: u32,
         xattrs: Vec<Xattr>,
     ) -> EntryIndex {
-        let source = PathBuf::from(OsStr::from_bytes(&self.abs(&path)));
         self.out.entries.push(ScannedEntry {
             entry: Entry {
                 path,
@@ -417,7 +416,6 @@ impl<'a> Walker<'a> {
                 meta: meta(st, fs),
                 xattrs,
             },
-            source,
             allocated: (st.st_blocks as u64).saturating_mul(512),
         });
         self.out.entries.len() as EntryIndex - 1
