@@ -17,6 +17,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("signature", &[]),
     ("scan", &["format"]),
     ("envelope", &["format"]),
+    ("remote", &["format"]),
     ("image", &["format", "envelope", "iso"]),
     ("layout", &["format", "scan"]),
     ("payload", &["format", "scan", "image", "envelope"]),
