@@ -235,23 +235,7 @@ impl Conn {
             404 | 410 => Err(Fail::Fatal(format!(
                 "not found on the server (HTTP {status})"
             ))),
-            400 | 401 | 403 => {
-                let mut body = Vec::new();
-                let _ = resp
-                    .body_mut()
-                    .as_reader()
-                    .take(4096)
-                    .read_to_end(&mut body);
-                let body = String::from_utf8_lossy(&body);
-                let msg =
-                    if body.contains("Request has expired") || body.contains("Date is too old") {
-                        format!("the presigned URL has expired (HTTP {status})")
-                    } else {
-                        let code = s3_code(&body).map_or_else(String::new, |c| format!(" {c}"));
-                        format!("the server refused access (HTTP {status}{code})")
-                    };
-                Err(Fail::Fatal(msg))
-            }
+            400 | 401 | 403 => Err(Fail::Fatal(refusal(status, resp))),
             408 | 429 | 500 | 502 | 503 | 504 => Err(Fail::Transient(format!(
                 "the server answered HTTP {status}"
             ))),
@@ -353,6 +337,24 @@ impl Conn {
         self.counters.received(got as u64);
         (got, fail)
     }
+}
+
+/// Why a server refused a request (§7.3's 400/401/403 rows), from the first 4 KiB of its
+/// answer's body: an expired presigned URL, else the S3 error code if there is one.
+fn refusal(status: u16, resp: &mut ureq::http::Response<ureq::Body>) -> String {
+    let mut body = Vec::new();
+    // An unreadable body leaves the message without its code; the status says enough.
+    let _ = resp
+        .body_mut()
+        .as_reader()
+        .take(4096)
+        .read_to_end(&mut body);
+    let body = String::from_utf8_lossy(&body);
+    if body.contains("Request has expired") || body.contains("Date is too old") {
+        return format!("the presigned URL has expired (HTTP {status})");
+    }
+    let code = s3_code(&body).map_or_else(String::new, |c| format!(" {c}"));
+    format!("the server refused access (HTTP {status}{code})")
 }
 
 /// The `<Code>` of an S3 error body, if it has a plausible one.

@@ -146,21 +146,11 @@ fn answer(
     } else {
         real
     };
-    let wanted = range
-        .filter(|_| !f.ignore_range.load(Ordering::SeqCst))
-        .and_then(|r| r.strip_prefix("bytes="))
-        .and_then(|r| r.split_once('-'))
-        .map(|(a, b)| (a.parse::<u64>().ok(), b.parse::<u64>().ok()));
-    let (status, first, last) = match wanted {
-        None => ("200 OK", 0, len.saturating_sub(1)),
-        Some((Some(a), b)) if a < len => {
-            ("206 Partial Content", a, b.unwrap_or(u64::MAX).min(len - 1))
-        }
-        Some(_) => {
-            let cr = format!("Content-Range: bytes */{len}");
-            head(out, "416 Range Not Satisfiable", 0, &[&cr])?;
-            return Ok(true);
-        }
+    let ignore = f.ignore_range.load(Ordering::SeqCst);
+    let Some((status, first, last)) = resolve(range.filter(|_| !ignore), len) else {
+        let cr = format!("Content-Range: bytes */{len}");
+        head(out, "416 Range Not Satisfiable", 0, &[&cr])?;
+        return Ok(true);
     };
     let body_len = if len == 0 { 0 } else { last - first + 1 };
     let cr = format!("Content-Range: bytes {first}-{last}/{len}");
@@ -173,16 +163,7 @@ fn answer(
     if method == "HEAD" {
         return Ok(true);
     }
-    let cut = {
-        let mut c = f.cut.lock().unwrap();
-        match *c {
-            Some((at, bytes)) if at == n => {
-                *c = None;
-                Some(bytes.min(body_len))
-            }
-            _ => None,
-        }
-    };
+    let cut = take_cut(f, n).map(|bytes| bytes.min(body_len));
     let send = cut.unwrap_or(body_len);
     file.seek(SeekFrom::Start(first))?;
     let mut body = Vec::new();
@@ -192,6 +173,30 @@ fn answer(
     out.write_all(&body)?;
     out.flush()?;
     Ok(cut.is_none())
+}
+
+/// The status and byte range answering `range` (`bytes=a-b` or `bytes=a-`) of an object of
+/// `len` bytes: the whole object without one, `None` when it cannot be satisfied (416).
+fn resolve(range: Option<&str>, len: u64) -> Option<(&'static str, u64, u64)> {
+    let Some(r) = range else {
+        return Some(("200 OK", 0, len.saturating_sub(1)));
+    };
+    let (a, b) = r.strip_prefix("bytes=")?.split_once('-')?;
+    let first: u64 = a.parse().ok()?;
+    let last = b
+        .parse::<u64>()
+        .unwrap_or(u64::MAX)
+        .min(len.checked_sub(1)?);
+    (first <= last).then_some(("206 Partial Content", first, last))
+}
+
+/// The cut planned for answer `n`, if any: taken, so it happens once.
+fn take_cut(f: &Faults, n: u64) -> Option<u64> {
+    let mut c = f.cut.lock().unwrap();
+    match *c {
+        Some((at, _)) if at == n => c.take().map(|(_, b)| b),
+        _ => None,
+    }
 }
 
 fn head(out: &mut TcpStream, status: &str, len: u64, extra: &[&str]) -> std::io::Result<()> {
