@@ -135,6 +135,16 @@ fn a_remote_image_reads_as_the_local_file(name: &str) {
     };
     let verified = verify(url);
     assert!(verified.contains("IMAGE: OK"), "{verified}");
+    // Opening costs a handful of requests (the page cache, STORE.md §7.4), not hundreds.
+    let opened = osimage(&[s("info"), url]).ok();
+    let line = summary(&opened);
+    let requests: u64 = line
+        .split(": ")
+        .last()
+        .and_then(|c| c.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no request count in {line:?}"));
+    assert!((1..=6).contains(&requests), "{line}");
     assert_eq!(verified, verify(local), "verify");
 
     let over_http = i.dir.join(format!("{name}.http"));
@@ -321,4 +331,58 @@ fn restore_to_a_directory_reads_a_url_as_the_file() {
     }
     let diffs = diff_trees(&from_file, &over_http, Options { nlink: true });
     assert_no_differences(&diffs, "restore --to over HTTP vs the file");
+}
+
+/// FORMAT.md §11 over HTTP: the sealed segments a read needs are fetched and opened; the
+/// wrong passphrase is the same refusal as on a file.
+#[test]
+fn an_encrypted_image_over_http_opens_with_its_passphrase() {
+    let i = images();
+    let pw = i.dir.join("http-passphrase");
+    std::fs::write(&pw, "correct horse battery staple\n").expect("write passphrase");
+    let enc = i.dir.join("sealed.oimg");
+    let root = i.dir.join("src");
+    common::capture(
+        &root,
+        &enc,
+        &[
+            "-q",
+            "--encrypt",
+            "--passphrase-file",
+            pw.to_str().expect("utf-8"),
+        ],
+    );
+    let server = Server::start(&[("sealed.oimg", enc.clone())]);
+    let url = server.url("sealed.oimg");
+    let key = [s("--passphrase-file"), pw.as_os_str()];
+    let verified = osimage(&[&[s("verify"), s(&url)], &key[..]].concat()).ok();
+    assert!(
+        verified.stdout_str().contains(": OK"),
+        "{}",
+        verified.describe()
+    );
+    let over_http = i.dir.join("sealed.http");
+    let from_file = i.dir.join("sealed.file");
+    for (img, dir) in [(s(&url), &over_http), (enc.as_os_str(), &from_file)] {
+        osimage(&[&[s("extract"), img, s("-C"), dir.as_os_str()], &key[..]].concat()).ok();
+    }
+    let diffs = diff_trees(&from_file, &over_http, Options { nlink: true });
+    assert_no_differences(
+        &diffs,
+        "extract of an encrypted image over HTTP vs the file",
+    );
+    let wrong = i.dir.join("http-wrong-passphrase");
+    std::fs::write(&wrong, "not it\n").expect("write");
+    let run = osimage(&[
+        s("list"),
+        s(&url),
+        s("--passphrase-file"),
+        wrong.as_os_str(),
+    ])
+    .fails();
+    assert!(
+        run.stderr.contains("wrong passphrase") && run.stderr.contains(&url),
+        "{}",
+        run.describe()
+    );
 }
