@@ -313,6 +313,23 @@ fn options_that_need_a_local_file_refuse_a_url() {
         "{}",
         run.describe()
     );
+    let out = images().dir.join("refresh-of-a-url.oimg");
+    let root = images().dir.join("src");
+    let run = common::osimage([
+        s("capture"),
+        root.as_os_str(),
+        s("-o"),
+        out.as_os_str(),
+        s("--base"),
+        s(&url),
+    ])
+    .usage_error();
+    assert!(
+        run.stderr.contains("capture --base needs a local image"),
+        "{}",
+        run.describe()
+    );
+    assert!(!out.exists(), "nothing written");
     assert_eq!(server.answers.load(Ordering::SeqCst), 0, "nothing was read");
 }
 
@@ -384,5 +401,37 @@ fn an_encrypted_image_over_http_opens_with_its_passphrase() {
         run.stderr.contains("wrong passphrase") && run.stderr.contains(&url),
         "{}",
         run.describe()
+    );
+}
+
+#[test]
+fn diff_compares_urls_as_it_compares_files() {
+    let i = images();
+    let server = serve();
+    let (oimg, iso) = (server.url("system.oimg"), server.url("system.iso"));
+    let over_http = osimage(&[s("diff"), s(&oimg), s(&iso), s("--json")]).ok();
+    let local = osimage(&[
+        s("diff"),
+        i.oimg.as_os_str(),
+        i.iso.as_os_str(),
+        s("--json"),
+    ])
+    .ok();
+    let doc = |run: &common::Run| -> serde_json::Value {
+        let mut v: serde_json::Value = serde_json::from_slice(&run.stdout)
+            .unwrap_or_else(|e| panic!("diff --json ({e}): {}", run.describe()));
+        // The images' names are what differs; what changed between them must not.
+        for side in ["old", "new"] {
+            if let Some(x) = v.get_mut(side) {
+                x.take();
+            }
+        }
+        v
+    };
+    assert_eq!(doc(&over_http), doc(&local), "{}", over_http.describe());
+    assert!(
+        over_http.stdout_str().contains(&oimg),
+        "{}",
+        over_http.describe()
     );
 }

@@ -184,6 +184,10 @@ fn run_capture(a: CaptureArgs, p: &TermProgress) -> Result<i32, Failure> {
             ));
         }
     }
+    if let Some(base) = &a.base {
+        // A refresh copies the base's blocks in the kernel (FORMAT.md, REFRESH.md): a file.
+        source::local_only(base, "capture --base")?;
+    }
     let r = capture_from(&opts, a.base.as_deref(), p)?;
     for w in &r.warnings {
         p.say(&format!("warning: {w}"));
