@@ -3,8 +3,8 @@
 //! The modules follow the pipeline (docs/DESIGN.md), on the ground floor of `format`, the image
 //! format as data (docs/FORMAT.md): `scan` walks the root, `payload` chunks, dedups, compresses
 //! and packs it and reads it back, `image` says where an image's bytes live (a `.oimg` file or
-//! an ISO), `extract` puts files back, `restore` recreates disks, `iso` writes and reads ISO
-//! 9660. Two thin front-ends sit on top: the command line (`src/cli`, in the binary, so clap,
+//! an ISO; `remote` reads them over HTTP), `extract` puts files back, `restore` recreates
+//! disks, `iso` writes and reads ISO 9660. Two thin front-ends sit on top: the command line (`src/cli`, in the binary, so clap,
 //! indicatif and rpassword stay out of the library) and the restore agent (`agent`), which
 //! runs inside the rescue environment. Which module may use which: docs/DESIGN.md.
 
@@ -22,6 +22,7 @@ pub mod layout;
 pub(crate) mod payload;
 pub(crate) mod progress;
 pub(crate) mod refresh;
+pub(crate) mod remote;
 pub(crate) mod rescue;
 pub(crate) mod restore;
 pub(crate) mod scan;
@@ -49,11 +50,13 @@ pub use envelope::keys::Lock;
 pub use image::lease::{LeaseError, ReadLease};
 pub use image::oimg::OimgWriter;
 pub use payload::reader::{BlockCache, PayloadReader};
+// An image over HTTP(S) (docs/STORE.md §7): `PayloadReader::open_source` reads it.
 pub use payload::verify::{VerifyReport, verify};
 pub use payload::writer::BaseImage;
 pub use refresh::Base;
 pub use refresh::diff::{ChangeKind, Diff, diff};
 pub use refresh::lineage::{Lineage, LineageJson, from_manifest as lineage_from_manifest};
+pub use remote::{HttpObject, NetStats, RetryPolicy, is_url, redact};
 pub use rescue::reuse::{RescueJson, from_manifest as rescue_from_manifest};
 pub use rescue::{Rescue, RescueSpec, build_rescue, id_marker_path, image_id_hex, plan_rescue};
 

@@ -39,6 +39,7 @@ mod extract_contract;
 mod format_v1;
 mod fuzz_regressions;
 mod hostile_input;
+mod http_read;
 mod iso_bench;
 mod iso_boot;
 mod iso_tools;

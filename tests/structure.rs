@@ -10,13 +10,14 @@ use std::path::{Path, PathBuf};
 /// besides the leaves `sys`, `units` and `progress`.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("format", &[]),
-    ("iso", &[]),
+    ("iso", &["format"]),
     ("sys", &[]),
     ("units", &[]),
     ("progress", &[]),
     ("signature", &[]),
     ("scan", &["format"]),
     ("envelope", &["format"]),
+    ("remote", &["format"]),
     ("image", &["format", "envelope", "iso"]),
     ("layout", &["format", "scan"]),
     ("payload", &["format", "scan", "image", "envelope"]),
@@ -58,7 +59,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
 ];
 
 /// Modules that use nothing of the crate, not even the leaves.
-const GROUND: &[&str] = &["format", "iso", "sys", "units", "progress", "signature"];
+const GROUND: &[&str] = &["format", "sys", "units", "progress", "signature"];
 const LEAVES: &[&str] = &["sys", "units", "progress"];
 
 fn src() -> PathBuf {

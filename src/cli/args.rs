@@ -198,7 +198,8 @@ pub struct CaptureTuning {
 
 #[derive(Debug, Args)]
 pub struct ExtractArgs {
-    /// The image (a .iso or .oimg made by osimage capture).
+    /// The image (a .iso or .oimg made by osimage capture): a path, or an http:// or
+    /// https:// URL of one on a server that answers Range requests.
     pub image: PathBuf,
     /// Directory to extract into (created if missing; must be empty).
     #[arg(short = 'C', long = "directory", value_name = "DIR")]
@@ -229,11 +230,14 @@ pub struct ExtractArgs {
     pub threads: Option<usize>,
     #[command(flatten)]
     pub keys: super::keys::KeyArgs,
+    #[command(flatten)]
+    pub net: super::source::NetArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// The image (a .iso or .oimg made by osimage capture).
+    /// The image (a .iso or .oimg made by osimage capture): a path, or an http:// or
+    /// https:// URL of one on a server that answers Range requests.
     pub image: PathBuf,
     /// Only this path and what is below it.
     pub path: Option<PathBuf>,
@@ -251,17 +255,22 @@ pub struct ListArgs {
     pub json: bool,
     #[command(flatten)]
     pub keys: super::keys::KeyArgs,
+    #[command(flatten)]
+    pub net: super::source::NetArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// The image (a .iso or .oimg made by osimage capture).
+    /// The image (a .iso or .oimg made by osimage capture): a path, or an http:// or
+    /// https:// URL of one on a server that answers Range requests.
     pub image: PathBuf,
     /// Print one JSON document instead of a table (schema: JSON.md in /usr/share/doc/osimage).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
     pub keys: super::keys::KeyArgs,
+    #[command(flatten)]
+    pub net: super::source::NetArgs,
 }
 
 #[derive(Debug, Args)]
@@ -300,7 +309,9 @@ pub struct VerifyArgs {
     pub pubkey: Option<PathBuf>,
     #[command(flatten)]
     pub sig: SignatureArgs,
-    /// The image (a .iso or .oimg made by osimage capture).
+    /// The image (a .iso or .oimg made by osimage capture): a path, or an http:// or
+    /// https:// URL of one on a server that answers Range requests (read whole, as a file
+    /// is; --pubkey and --boot need a local file).
     pub image: PathBuf,
     /// Threads (default: all cores).
     #[arg(long)]
@@ -355,4 +366,6 @@ pub struct VerifyArgs {
     pub json: bool,
     #[command(flatten)]
     pub keys: super::keys::KeyArgs,
+    #[command(flatten)]
+    pub net: super::source::NetArgs,
 }

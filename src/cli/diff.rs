@@ -26,15 +26,18 @@ use osimage::format::PayloadError;
     image's passphrase is asked for on the terminal, naming the image."
 )]
 pub struct DiffArgs {
-    /// The older image (a .iso or .oimg made by osimage capture).
+    /// The older image (a .iso or .oimg made by osimage capture): a path, or an http:// or
+    /// https:// URL of one on a server that answers Range requests.
     pub old: PathBuf,
-    /// The newer image.
+    /// The newer image (a path or a URL).
     pub new: PathBuf,
     /// Print one JSON document instead of lines (schema: JSON.md in /usr/share/doc/osimage).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
     pub keys: KeyArgs,
+    #[command(flatten)]
+    pub net: super::source::NetArgs,
     /// The passphrase of the OLD image only, from FILE (its first line).
     #[arg(long, value_name = "FILE")]
     pub old_passphrase_file: Option<PathBuf>,
@@ -66,36 +69,43 @@ fn open_side(
     side: &str,
     path: &Path,
     keys: &KeyArgs,
+    net: &super::source::NetArgs,
 ) -> Result<PayloadReader, Box<dyn std::error::Error>> {
     let unlock = keys
         .unlock()
         .map_err(|e| format!("the {side} image: {e}"))?;
-    PayloadReader::open(path, &unlock).map_err(|e| {
-        let hint = match &e {
-            PayloadError::WrongKey(_) => format!(
+    let opened = super::source::open(path, &unlock, net).map_err(|e| {
+        let hint = match e.downcast_ref::<PayloadError>() {
+            Some(PayloadError::WrongKey(_)) => format!(
                 " (give the {side} image its own key: --{side}-passphrase-file or \
                  --{side}-identity)"
             ),
             _ => String::new(),
         };
-        format!("the {side} image: {e}{hint}").into()
-    })
+        format!("the {side} image: {e}{hint}")
+    })?;
+    Ok(opened.reader)
 }
 
 /// Prints the differences; exit status 0 whether or not the images differ.
 pub fn run(args: DiffArgs, progress: &dyn Progress) -> Result<i32, Box<dyn std::error::Error>> {
+    // Never a URL's query (a presigned URL's credentials) in what is printed.
+    let (old, new) = (
+        PathBuf::from(super::source::shown(&args.old)),
+        PathBuf::from(super::source::shown(&args.new)),
+    );
     progress.note(&format!(
         "comparing {} with {}",
-        args.old.display(),
-        args.new.display()
+        old.display(),
+        new.display()
     ));
     let old_keys = side_keys(&args.keys, &args.old_passphrase_file, &args.old_identity);
     let new_keys = side_keys(&args.keys, &args.new_passphrase_file, &args.new_identity);
-    let a = open_side("old", &args.old, &old_keys)?;
-    let b = open_side("new", &args.new, &new_keys)?;
+    let a = open_side("old", &args.old, &old_keys, &args.net)?;
+    let b = open_side("new", &args.new, &new_keys, &args.net)?;
     let d = diff(a.manifest(), b.manifest());
     if args.json {
-        super::json::print("diff", &super::json::diff(&args.old, &args.new, &d))?;
+        super::json::print("diff", &super::json::diff(&old, &new, &d))?;
     } else {
         print!("{}", super::show::escaped_lines(&d.text()));
     }

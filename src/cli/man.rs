@@ -38,6 +38,12 @@ const EXAMPLES: &[(&str, &str, &str)] = &[
         "Put two paths back, with all their metadata, under /tmp/x.",
     ),
     (
+        "extract",
+        "osimage extract https://images.example/web01.iso -C /tmp/x",
+        "The same from an image on an HTTP(S) server that answers Range requests: only the \
+         bytes needed are fetched.",
+    ),
+    (
         "list",
         "osimage list -l /srv/system.iso /etc",
         "An ls -l style listing of a subtree.",
@@ -232,6 +238,11 @@ fn sections(path: &str) -> String {
             "The passphrase of an encrypted image, for capture --encrypt and every command \
              that reads one, when --passphrase-file is not given (else it is asked for on the \
              terminal).",
+        ),
+        (
+            "OSIMAGE_RETRY_FOR",
+            "Seconds for which a request to an image given as an http:// or https:// URL is \
+             retried after a passing failure, when --retry-for is not given (default 600).",
         ),
         (
             "SOURCE_DATE_EPOCH",

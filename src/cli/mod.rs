@@ -18,6 +18,7 @@ mod progress;
 mod restore;
 mod schedule;
 mod show;
+mod source;
 mod verify_boot;
 
 use std::io::Write;
@@ -29,7 +30,6 @@ pub use args::Cli;
 use args::{CaptureArgs, Command, ExtractArgs, InfoArgs, ListArgs, SignArgs, VerifyArgs};
 use progress::{TermProgress, Verbosity};
 
-use osimage::PayloadReader;
 use osimage::ScanOptions;
 use osimage::verify;
 use osimage::{CaptureOptions, capture_from};
@@ -184,6 +184,10 @@ fn run_capture(a: CaptureArgs, p: &TermProgress) -> Result<i32, Failure> {
             ));
         }
     }
+    if let Some(base) = &a.base {
+        // A refresh copies the base's blocks in the kernel (FORMAT.md, REFRESH.md): a file.
+        source::local_only(base, "capture --base")?;
+    }
     let r = capture_from(&opts, a.base.as_deref(), p)?;
     for w in &r.warnings {
         p.say(&format!("warning: {w}"));
@@ -212,7 +216,8 @@ fn run_capture(a: CaptureArgs, p: &TermProgress) -> Result<i32, Failure> {
 }
 
 fn run_extract(a: ExtractArgs, p: &TermProgress) -> Result<i32, Failure> {
-    let r = PayloadReader::open(&a.image, &a.keys.unlock()?)?;
+    let opened = source::open(&a.image, &a.keys.unlock()?, &a.net)?;
+    let r = &opened.reader;
     let opts = ExtractOptions {
         paths: a
             .paths
@@ -226,7 +231,9 @@ fn run_extract(a: ExtractArgs, p: &TermProgress) -> Result<i32, Failure> {
         sync: a.sync,
         into_mounts: false,
     };
-    let rep = extract(&r, &a.dir, &opts, p)?;
+    let rep = extract(r, &a.dir, &opts, p);
+    say_cost(&opened);
+    let rep = rep?;
     p.say(&format!(
         "{}: {}, {}, {} written",
         a.dir.display(),
@@ -237,9 +244,11 @@ fn run_extract(a: ExtractArgs, p: &TermProgress) -> Result<i32, Failure> {
     Ok(if rep.warnings > 0 { 1 } else { 0 })
 }
 
-fn run_list(a: ListArgs) -> Result<i32, Failure> {
-    let r = PayloadReader::open(&a.image, &a.keys.unlock()?)?;
-    let m = r.manifest();
+fn run_list(mut a: ListArgs) -> Result<i32, Failure> {
+    let opened = source::open(&a.image, &a.keys.unlock()?, &a.net)?;
+    a.image = opened.shown.clone();
+    say_cost(&opened);
+    let m = opened.reader.manifest();
     let prefix: Vec<u8> = a
         .path
         .as_ref()
@@ -300,14 +309,22 @@ fn run_list(a: ListArgs) -> Result<i32, Failure> {
 }
 
 fn run_info(a: InfoArgs) -> Result<i32, Failure> {
-    let r = PayloadReader::open(&a.image, &a.keys.unlock()?)?;
-    let i = show::info(&r);
+    let opened = source::open(&a.image, &a.keys.unlock()?, &a.net)?;
+    let i = show::info(&opened.reader);
+    say_cost(&opened);
     if a.json {
         json::print("info", &i)?;
     } else {
         print!("{}", show::info_table(&i));
     }
     Ok(0)
+}
+
+/// For an image read over HTTP, what reading it cost (stderr: stdout may be a JSON document).
+fn say_cost(opened: &source::Opened) {
+    if let Some(line) = opened.summary() {
+        eprintln!("osimage: {line}");
+    }
 }
 
 fn run_sign(a: SignArgs, p: &TermProgress) -> Result<i32, Failure> {
@@ -350,12 +367,14 @@ fn run_sign(a: SignArgs, p: &TermProgress) -> Result<i32, Failure> {
     Ok(0)
 }
 
-fn run_verify(a: VerifyArgs, p: &TermProgress) -> Result<i32, Failure> {
+fn run_verify(mut a: VerifyArgs, p: &TermProgress) -> Result<i32, Failure> {
     if a.boot {
+        source::local_only(&a.image, "verify --boot")?;
         return verify_boot::run(a, p);
     }
     let mut signature = None;
     if let Some(key) = &a.pubkey {
+        source::local_only(&a.image, "verify --pubkey")?;
         let pk = osimage::load_public_key(key)?;
         let comment = osimage::check_signature(&a.image, &pk, a.sig.signature.as_deref())?;
         if !a.json {
@@ -366,8 +385,11 @@ fn run_verify(a: VerifyArgs, p: &TermProgress) -> Result<i32, Failure> {
             trusted_comment: comment,
         });
     }
-    let r = PayloadReader::open(&a.image, &a.keys.unlock()?)?;
-    let rep = verify(&r, threads(a.threads), p)?;
+    let opened = source::open(&a.image, &a.keys.unlock()?, &a.net)?;
+    a.image = opened.shown.clone();
+    let rep = verify(&opened.reader, threads(a.threads), p);
+    say_cost(&opened);
+    let rep = rep?;
     if a.json {
         json::print(
             "verify",

@@ -35,7 +35,8 @@ use super::json::restore as json;
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("dest").required(true).multiple(true).args(["target", "to", "map"])))]
 pub struct RestoreArgs {
-    /// The image (.oimg or the ISO).
+    /// The image (.oimg or the ISO): a path, or an http:// or https:// URL of one on a
+    /// server that answers Range requests (--require-signature needs a local file).
     pub image: PathBuf,
     /// The whole disk (e.g. /dev/sdb) or disk image file to restore onto.
     #[arg(long, value_name = "DISK")]
@@ -140,6 +141,8 @@ pub struct RestoreArgs {
     pub threads: Option<usize>,
     #[command(flatten)]
     pub keys: super::keys::KeyArgs,
+    #[command(flatten)]
+    pub net: super::source::NetArgs,
     /// Refuse the image unless its detached signature (IMAGE.minisig, see `osimage sign`) is
     /// valid for this minisign public key (a .pub file or the `RW…` key itself). Checked
     /// before anything is read from the image or written to a disk.
@@ -177,8 +180,9 @@ fn threads(n: Option<usize>) -> usize {
 fn open_image(args: &RestoreArgs, progress: &dyn Progress) -> Result<PayloadReader, Failure> {
     let unlock = args.keys.unlock()?;
     let Some(key) = &args.require_signature else {
-        return Ok(PayloadReader::open(&args.image, &unlock)?);
+        return Ok(super::source::open(&args.image, &unlock, &args.net)?.reader);
     };
+    super::source::local_only(&args.image, "restore --require-signature")?;
     let pk = osimage::load_public_key(key)?;
     let file = std::fs::File::open(&args.image)
         .map_err(|e| format!("cannot open {}: {e}", args.image.display()))?;
@@ -391,7 +395,7 @@ fn print_json(
     report: Option<impl serde::Serialize>,
 ) -> Result<(), Failure> {
     let doc = json::Restore {
-        image: args.image.display().to_string(),
+        image: super::source::shown(&args.image),
         mode,
         dry_run: args.dry_run,
         plan,

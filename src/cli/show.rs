@@ -315,7 +315,7 @@ pub fn system_kernels(m: &Manifest) -> Vec<String> {
 pub fn info(r: &PayloadReader) -> InfoJson {
     let m = r.manifest();
     let s = &m.stats;
-    let image_bytes = std::fs::metadata(r.path()).map(|md| md.len()).unwrap_or(0);
+    let image_bytes = r.image_len();
     let (layout, layout_table) = match osimage::layout::from_manifest(m) {
         Ok(Some(l)) => {
             let t = osimage::layout::describe(&l);

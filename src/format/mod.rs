@@ -7,7 +7,8 @@
 //! tables, extensions), `mount_dirs` the record of the directories under captured mount
 //! points (an extension), `records` the fixed-size records with their byte offsets, `frame` the
 //! manifest frame's encoding, `validate` the structural checks a reader makes before it trusts
-//! a manifest, and `sink` the interface through which packs reach a container. This module
+//! a manifest, `sink` the interface through which packs reach a container, and `source` the one
+//! through which bytes come back (a file or an HTTP object). This module
 //! uses nothing else of the crate: only std and external crates.
 
 mod error;
@@ -16,6 +17,7 @@ pub mod manifest;
 pub mod mount_dirs;
 pub mod records;
 pub mod sink;
+pub mod source;
 pub mod validate;
 
 pub use error::PayloadError;

@@ -1,13 +1,12 @@
 //! An image inside an ISO made by osimage: `/osimage/manifest.osm` and
 //! `/osimage/packs/pack-NNNNNN.osp`, each one extent read in place (docs/FORMAT.md §6.2).
 
-use std::fs::File;
 use std::path::Path;
-use std::sync::Arc;
 
-use super::{Container, ContainerKind, Span};
+use super::{Backing, Container, ContainerKind};
 use crate::envelope::Unlock;
 use crate::format::PayloadError;
+use crate::format::source::{RangeRead, read_up_to};
 use crate::iso::IsoReader;
 
 /// Where the payload lives inside the ISO.
@@ -31,29 +30,22 @@ fn pack_name(i: usize) -> String {
     format!("pack-{i:06}.osp")
 }
 
-/// Whether `bytes` (the file's first 32 KiB + 6 bytes or more) look like ISO 9660.
-pub fn is_iso(file: &File) -> bool {
+/// Whether `src` looks like ISO 9660 (the first volume descriptor's `CD001` at 32 KiB).
+pub fn is_iso(src: &dyn RangeRead) -> bool {
     let mut magic = [0u8; 6];
-    matches!(super::read_up_to(file, &mut magic, 16 * 2048), Ok(6)) && &magic[1..6] == b"CD001"
+    matches!(read_up_to(src, &mut magic, 16 * 2048), Ok(6)) && &magic[1..6] == b"CD001"
 }
 
 /// Opens the payload inside the ISO at `path`.
-pub(super) fn open(
-    path: &Path,
-    file: Arc<File>,
-    unlock: &Unlock,
-) -> Result<Container, PayloadError> {
+pub(super) fn open(path: &Path, b: Backing, unlock: &Unlock) -> Result<Container, PayloadError> {
     let not_ours = |msg: String| PayloadError::Image {
         path: path.to_path_buf(),
         msg,
     };
-    // A second descriptor of the same open file: what was opened (and perhaps checked against
-    // a signature) is what is read, even if `path` is replaced meanwhile.
-    let own = file
-        .try_clone()
-        .map_err(|e| PayloadError::io("cannot duplicate the descriptor of", path, e))?;
-    let iso =
-        IsoReader::from_file(path, own).map_err(|e| not_ours(format!("unreadable ISO: {e}")))?;
+    // The same open object: what was opened (and perhaps checked against a signature) is
+    // what is read, even if `path` is replaced meanwhile.
+    let iso = IsoReader::from_source(path, b.source().clone())
+        .map_err(|e| not_ours(format!("unreadable ISO: {e}")))?;
     let manifest_path = format!("{PAYLOAD_DIR}/{MANIFEST_NAME}");
     let manifest = iso
         .lookup(&manifest_path)
@@ -72,7 +64,7 @@ pub(super) fn open(
             .lookup_in(&dir, &pack_name(packs.len()))
             .map_err(unreadable)?
         {
-            packs.push(Span::plain(file.clone(), ext.offset, ext.len));
+            packs.push(b.span(ext.offset, ext.len));
         }
     }
     // FORMAT.md §11.5: an encrypted image has its key record beside the manifest.
@@ -82,7 +74,7 @@ pub(super) fn open(
         .map_err(|e| not_ours(format!("unreadable ISO: {e}")))?
     {
         Some(ext) => {
-            let span = Span::plain(file.clone(), ext.offset, ext.len);
+            let span = b.span(ext.offset, ext.len);
             let (key, len) = super::read_key(path, unlock, &|buf, at| span.read_exact_at(buf, at))?;
             if len != ext.len {
                 return Err(not_ours(format!(
@@ -97,7 +89,7 @@ pub(super) fn open(
     Ok(Container {
         path: path.to_path_buf(),
         kind: ContainerKind::Iso,
-        manifest: Span::plain(file, manifest.offset, manifest.len),
+        manifest: b.span(manifest.offset, manifest.len),
         packs_start: 0,
         iso_packs: packs,
         image_id: key.as_ref().map(|k| *k.data_key().0),

@@ -10,7 +10,6 @@ pub mod oimg;
 pub mod write_behind;
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,12 +18,15 @@ use crate::envelope::{ImageKey, Unlock};
 use crate::format::PayloadError;
 use crate::format::manifest::Manifest;
 use crate::format::records::{FrameHeader, PackHeader, RECORD_LEN};
+use crate::format::source::{RangeRead, read_up_to};
 
-/// A byte range inside an open file; of an encrypted image, a sealed stream (FORMAT.md §11.3)
-/// read as its plaintext.
+/// A byte range of an object (an open file, or an image over HTTP: `format::source`); of an
+/// encrypted image, a sealed stream (FORMAT.md §11.3) read as its plaintext.
 #[derive(Clone)]
 pub struct Span {
-    pub file: Arc<File>,
+    src: Arc<dyn RangeRead>,
+    /// The same object when it is a local file: what a refresh's kernel copy needs.
+    file: Option<Arc<File>>,
     pub offset: u64,
     /// Plaintext length.
     pub len: u64,
@@ -38,17 +40,68 @@ impl std::fmt::Debug for Span {
             .field("offset", &self.offset)
             .field("len", &self.len)
             .field("sealed", &self.sealed.is_some())
+            .field("local", &self.file.is_some())
             .finish()
+    }
+}
+
+/// The object a container's spans lie in: any `RangeRead`, and the open file when local.
+#[derive(Clone)]
+pub struct Backing {
+    src: Arc<dyn RangeRead>,
+    file: Option<Arc<File>>,
+}
+
+impl Backing {
+    /// A local file.
+    pub fn file(file: Arc<File>) -> Self {
+        Backing {
+            src: file.clone(),
+            file: Some(file),
+        }
+    }
+
+    /// An object that is not a local file (an HTTP object).
+    pub fn remote(src: Arc<dyn RangeRead>) -> Self {
+        Backing { src, file: None }
+    }
+
+    /// The object's bytes.
+    pub fn source(&self) -> &Arc<dyn RangeRead> {
+        &self.src
+    }
+
+    /// A plain range of the object.
+    pub fn span(&self, offset: u64, len: u64) -> Span {
+        Span {
+            src: self.src.clone(),
+            file: self.file.clone(),
+            offset,
+            len,
+            sealed: None,
+        }
     }
 }
 
 impl Span {
     /// A plain range of `file`.
     pub fn plain(file: Arc<File>, offset: u64, len: u64) -> Self {
+        Backing::file(file).span(offset, len)
+    }
+
+    /// The local file the span lies in; `None` when it is read over the network. Only a
+    /// refresh's kernel copy (`format::sink::BlockSource`) needs it.
+    pub fn file(&self) -> Option<&Arc<File>> {
+        self.file.as_ref()
+    }
+
+    /// A plain, empty span of the same object at `offset`.
+    fn at(&self, offset: u64) -> Span {
         Span {
-            file,
+            src: self.src.clone(),
+            file: self.file.clone(),
             offset,
-            len,
+            len: 0,
             sealed: None,
         }
     }
@@ -72,9 +125,9 @@ impl Span {
             ));
         }
         match &self.sealed {
-            None => self.file.read_exact_at(buf, self.offset + at),
+            None => self.src.read_exact_at(buf, self.offset + at),
             Some(c) => stream::read_at(c, self.len, buf, at, &|b, o| {
-                self.file.read_exact_at(b, self.offset + o)
+                self.src.read_exact_at(b, self.offset + o)
             }),
         }
     }
@@ -111,36 +164,37 @@ pub fn open(path: &Path, unlock: &Unlock) -> Result<Container, PayloadError> {
 /// the container goes to this open file, never to `path` again.
 pub fn open_file(path: &Path, file: File, unlock: &Unlock) -> Result<Container, PayloadError> {
     // Seeking to the end sizes block devices too (a CD-ROM, a USB stick), where stat says 0.
-    let len = std::io::Seek::seek(&mut &file, std::io::SeekFrom::End(0))
+    std::io::Seek::seek(&mut &file, std::io::SeekFrom::End(0))
         .map_err(|e| PayloadError::io("cannot size", path, e))?;
+    open_backing(path, Backing::file(Arc::new(file)), unlock)
+}
+
+/// Opens the image whose bytes `src` reads (an HTTP object: docs/STORE.md §7); `name` names
+/// it in messages (a URL without its query).
+pub fn open_source(
+    name: &Path,
+    src: Arc<dyn RangeRead>,
+    unlock: &Unlock,
+) -> Result<Container, PayloadError> {
+    open_backing(name, Backing::remote(src), unlock)
+}
+
+fn open_backing(path: &Path, b: Backing, unlock: &Unlock) -> Result<Container, PayloadError> {
+    let len = b.source().len();
     let mut head = [0u8; RECORD_LEN];
-    let got =
-        read_up_to(&file, &mut head, 0).map_err(|e| PayloadError::io("cannot read", path, e))?;
+    let got = read_up_to(&**b.source(), &mut head, 0)
+        .map_err(|e| PayloadError::io("cannot read", path, e))?;
     if got == RECORD_LEN && crate::format::records::is_image_header(&head) {
-        return oimg::open(path, Arc::new(file), len, &head, unlock).map_err(|e| e.at(path));
+        return oimg::open(path, b, len, &head, unlock).map_err(|e| e.at(path));
     }
-    if iso::is_iso(&file) {
-        return iso::open(path, Arc::new(file), unlock);
+    if iso::is_iso(&**b.source()) {
+        return iso::open(path, b, unlock);
     }
     Err(PayloadError::Image {
         path: path.to_path_buf(),
         msg: "not an osimage image (neither a .oimg payload nor an ISO with an /osimage folder)"
             .into(),
     })
-}
-
-/// Reads as much of `buf` as the file has at `at`.
-pub fn read_up_to(file: &File, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match file.read_at(&mut buf[done..], at + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
 }
 
 /// Reads and unwraps the key record of an encrypted image: `read(buf, at)` reads the record's
@@ -197,6 +251,11 @@ impl Container {
         }
     }
 
+    /// The length of the object the image lies in (the file, or the HTTP object).
+    pub fn object_len(&self) -> u64 {
+        self.manifest.src.len()
+    }
+
     /// Whether the image is encrypted.
     pub fn encrypted(&self) -> bool {
         self.key.is_some()
@@ -210,13 +269,12 @@ impl Container {
                 let mut v = Vec::with_capacity(m.packs.len());
                 for (i, p) in m.packs.iter().enumerate() {
                     let span = Span {
-                        file: self.manifest.file.clone(),
-                        offset: at,
                         len: p.len,
                         sealed: self
                             .key
                             .as_ref()
                             .map(|k| k.cipher(StreamId::Pack(i as u32))),
+                        ..self.manifest.at(at)
                     };
                     at = at.saturating_add(span.stored_len());
                     v.push(span);

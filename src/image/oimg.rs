@@ -2,12 +2,10 @@
 //! (docs/FORMAT.md §6.1).
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use super::write_behind::WriteBehind;
-use super::{Container, ContainerKind, Span};
+use super::{Backing, Container, ContainerKind};
 use crate::envelope::{ImageKey, Unlock};
 use crate::format::PayloadError;
 use crate::format::frame::{decode_frame_header, encode_manifest};
@@ -19,12 +17,13 @@ use crate::format::sink::PackSink;
 /// Opens a `.oimg` whose first 64 bytes are `head`.
 pub(super) fn open(
     path: &Path,
-    file: Arc<File>,
+    b: Backing,
     len: u64,
     head: &[u8; RECORD_LEN],
     unlock: &Unlock,
 ) -> Result<Container, PayloadError> {
     let header = ImageHeader::decode(head)?;
+    let file = &**b.source();
     if len < 2 * RECORD_LEN as u64 {
         return Err(PayloadError::format(
             "truncated: too short to hold a trailer",
@@ -84,7 +83,7 @@ pub(super) fn open(
     Ok(Container {
         path: path.to_path_buf(),
         kind: ContainerKind::Oimg,
-        manifest: Span::plain(file, trailer.manifest_offset, trailer.manifest_len),
+        manifest: b.span(trailer.manifest_offset, trailer.manifest_len),
         packs_start,
         iso_packs: Vec::new(),
         image_id: Some(header.image_id),

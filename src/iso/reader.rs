@@ -3,11 +3,15 @@
 //! from Rock Ridge `NM` when the volume has Rock Ridge (SUSP `SP` in the root), else from
 //! Joliet, else from ISO 9660 identifiers. The image is hostile input: every offset and length
 //! read from it is checked against the file before use; nothing here panics on bad data.
+//! Bytes come through `format::source::RangeRead`: a local file, or an ISO served over HTTP
+//! (docs/STORE.md §7).
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::format::source::RangeRead;
 
 use super::el_torito;
 use super::joliet::{decode_joliet, strip_version};
@@ -67,15 +71,25 @@ enum Names {
 }
 
 /// An open ISO 9660 image.
-#[derive(Debug)]
 pub struct IsoReader {
-    file: File,
+    src: Arc<dyn RangeRead>,
     path: PathBuf,
     len: u64,
     volume_id: String,
     root: DirRecord,
     names: Names,
     catalog: Option<Lba>,
+}
+
+impl std::fmt::Debug for IsoReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IsoReader")
+            .field("path", &self.path)
+            .field("len", &self.len)
+            .field("volume_id", &self.volume_id)
+            .field("names", &self.names)
+            .finish()
+    }
 }
 
 impl IsoReader {
@@ -89,10 +103,17 @@ impl IsoReader {
     /// comes from that open file, whatever `path` points to by now.
     pub fn from_file(path: &Path, file: File) -> Result<Self, IsoError> {
         // Seeking to the end sizes block devices too (/dev/sr0), where stat says 0.
-        let len = std::io::Seek::seek(&mut &file, std::io::SeekFrom::End(0))
+        std::io::Seek::seek(&mut &file, std::io::SeekFrom::End(0))
             .map_err(|e| IsoError::io("sizing", path, e))?;
+        Self::from_source(path, Arc::new(file))
+    }
+
+    /// Reads the image `src` (`path` names it in messages: a path or a URL without its
+    /// query).
+    pub fn from_source(path: &Path, src: Arc<dyn RangeRead>) -> Result<Self, IsoError> {
+        let len = src.len();
         let mut r = IsoReader {
-            file,
+            src,
             path: path.to_path_buf(),
             len,
             volume_id: String::new(),
@@ -158,7 +179,7 @@ impl IsoReader {
             )));
         }
         let mut buf = vec![0u8; len];
-        self.file
+        self.src
             .read_exact_at(&mut buf, offset)
             .map_err(|e| IsoError::io("reading", &self.path, e))?;
         Ok(buf)

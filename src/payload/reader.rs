@@ -24,6 +24,8 @@ pub struct PayloadReader {
     /// The manifest's format version (1 or 2): version 1 has no block hashes.
     version: u16,
     packs: Vec<Span>,
+    /// The whole image's length in bytes (the file, or the HTTP object).
+    len: u64,
 }
 
 /// A thread's cache of decompressed blocks (a few, most recent first).
@@ -69,6 +71,16 @@ impl PayloadReader {
         Self::from_container(path, image::open_file(path, file, unlock)?)
     }
 
+    /// Opens the image whose bytes `src` reads (an HTTP object: docs/STORE.md §7); `name`
+    /// names it in messages, a URL without its query. The same checks as `open`.
+    pub fn open_source(
+        name: &Path,
+        src: std::sync::Arc<dyn crate::format::source::RangeRead>,
+        unlock: &Unlock,
+    ) -> Result<PayloadReader, PayloadError> {
+        Self::from_container(name, image::open_source(name, src, unlock)?)
+    }
+
     fn from_container(path: &Path, c: image::Container) -> Result<PayloadReader, PayloadError> {
         let frame = c.manifest_bytes()?;
         let (manifest, version) = decode_manifest(&frame).map_err(|e| e.at(path))?;
@@ -81,6 +93,7 @@ impl PayloadReader {
             manifest,
             version,
             packs,
+            len: c.object_len(),
         })
     }
 
@@ -101,6 +114,11 @@ impl PayloadReader {
 
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// The whole image's length in bytes: the file's, or the HTTP object's.
+    pub fn image_len(&self) -> u64 {
+        self.len
     }
 
     pub fn path(&self) -> &Path {

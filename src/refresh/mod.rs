@@ -253,11 +253,15 @@ impl BaseImage for Base {
             .map(|&b| &self.manifest().blocks[b as usize])
             .collect();
         // A plain span's bytes are the file's own: the sink may copy them in the kernel.
-        let source = span.sealed.is_none().then(|| BlockSource {
-            file: span.file.clone(),
-            offset: span.offset + first.start,
-            path: self.given.as_path().into(),
-        });
+        // A base read over the network has no file to copy from: its bytes are read below.
+        let source = match (span.sealed.is_none(), span.file()) {
+            (true, Some(file)) => Some(BlockSource {
+                file: file.clone(),
+                offset: span.offset + first.start,
+                path: self.given.as_path().into(),
+            }),
+            _ => None,
+        };
         if source.is_some() && self.copies_unread() {
             // Not read at all: the manifest has each block's header fields and hash, and the
             // new image records that hash, so `verify` of the new image checks these bytes.

@@ -6,6 +6,7 @@
 pub mod compare;
 pub mod e2e;
 pub mod fixture;
+pub mod http;
 pub mod iso;
 pub mod kernel;
 pub mod loopdev;

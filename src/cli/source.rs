@@ -1,0 +1,111 @@
+//! The IMAGE argument of the reading commands (`info`, `list`, `verify`, `extract`,
+//! `restore`): a path, or an `http://`/`https://` URL read with Range requests
+//! (docs/STORE.md §7). Whatever is printed about a URL is `osimage::redact`'s form: a
+//! presigned URL's query holds credentials.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use osimage::{HttpObject, PayloadReader, RetryPolicy, Unlock};
+
+use super::{Failure, UsageError};
+
+/// The environment variable that sets `--retry-for` when the flag is not given.
+pub const RETRY_FOR_ENV: &str = "OSIMAGE_RETRY_FOR";
+
+/// Reading IMAGE over HTTP(S).
+#[derive(Debug, Args, Clone, Default)]
+pub struct NetArgs {
+    /// When IMAGE is an http:// or https:// URL: for how many seconds a request that fails
+    /// for a passing reason (refused or dropped connection, timeout, HTTP 5xx or 429) is
+    /// tried again, from its first failure, with growing pauses (default: 600, or the
+    /// environment variable OSIMAGE_RETRY_FOR). 0 gives up at the first failure.
+    #[arg(long, value_name = "SECS")]
+    pub retry_for: Option<u64>,
+}
+
+impl NetArgs {
+    /// The retry policy: `--retry-for`, else `OSIMAGE_RETRY_FOR`, else the default.
+    fn policy(&self) -> Result<RetryPolicy, UsageError> {
+        let secs = match (self.retry_for, std::env::var(RETRY_FOR_ENV)) {
+            (Some(s), _) => Some(s),
+            (None, Ok(v)) => Some(v.trim().parse::<u64>().map_err(|_| {
+                UsageError(format!("{RETRY_FOR_ENV}={v:?} is not a number of seconds"))
+            })?),
+            (None, Err(_)) => None,
+        };
+        let mut p = RetryPolicy::default();
+        if let Some(s) = secs {
+            p.retry_for = Duration::from_secs(s);
+        }
+        Ok(p)
+    }
+}
+
+/// An opened image, and the HTTP object under it when it was given as a URL.
+pub struct Opened {
+    pub reader: PayloadReader,
+    /// How the image is named in output: the path, or the URL without its query.
+    pub shown: PathBuf,
+    remote: Option<Arc<HttpObject>>,
+}
+
+/// Whether IMAGE is a URL rather than a path.
+pub fn is_url(image: &Path) -> bool {
+    image.to_str().is_some_and(osimage::is_url)
+}
+
+/// IMAGE as output shows it: the path, or the URL without its query.
+pub fn shown(image: &Path) -> String {
+    match image.to_str().filter(|s| osimage::is_url(s)) {
+        Some(url) => osimage::redact(url),
+        None => image.display().to_string(),
+    }
+}
+
+/// Opens IMAGE, a path or a URL, with `unlock` for an encrypted one.
+pub fn open(image: &Path, unlock: &Unlock, net: &NetArgs) -> Result<Opened, Failure> {
+    let Some(url) = image.to_str().filter(|s| osimage::is_url(s)) else {
+        return Ok(Opened {
+            reader: PayloadReader::open(image, unlock)?,
+            shown: image.to_path_buf(),
+            remote: None,
+        });
+    };
+    let object = Arc::new(HttpObject::open(url, net.policy()?)?);
+    let shown = PathBuf::from(osimage::redact(url));
+    let reader = PayloadReader::open_source(&shown, object.clone(), unlock)?;
+    Ok(Opened {
+        reader,
+        shown,
+        remote: Some(object),
+    })
+}
+
+/// Refuses a URL where only a local file will do (`what` names the option that needs one).
+pub fn local_only(image: &Path, what: &str) -> Result<(), UsageError> {
+    if is_url(image) {
+        return Err(UsageError(format!(
+            "{what} needs a local image file, not a URL"
+        )));
+    }
+    Ok(())
+}
+
+impl Opened {
+    /// For an image read over HTTP, what it cost: one line for stderr.
+    pub fn summary(&self) -> Option<String> {
+        let o = self.remote.as_ref()?;
+        let s = o.stats();
+        Some(format!(
+            "{}: {}, {}, {} received, {} resumed",
+            self.shown.display(),
+            osimage::count(s.requests, "request", "requests"),
+            osimage::count(s.retries, "retry", "retries"),
+            osimage::human_bytes(s.bytes),
+            osimage::human_bytes(s.resumed_bytes),
+        ))
+    }
+}

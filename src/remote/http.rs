@@ -1,0 +1,427 @@
+//! `HttpObject`: one object on an HTTP(S) server, read with `Range: bytes=a-b` GETs, one
+//! range per request (some servers refuse several). docs/STORE.md §7.3 says which answers
+//! are tried again and which stop the read; every byte a server sends is checked against
+//! the range asked for, and the object's length is fixed by the first answer, so an object
+//! replaced while it is read is noticed.
+
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use super::pages::{PAGE, PageCache};
+use super::range::{ContentRange, host, parse_content_range, redact};
+use super::retry::{Counters, NetStats, RetryPolicy, backoff, jitter_unit};
+use crate::format::source::RangeRead;
+
+/// An object on an HTTP(S) server, read with Range requests.
+pub struct HttpObject {
+    conn: Conn,
+    /// The object's length, from the first answer's `Content-Range`.
+    len: u64,
+    pages: Mutex<PageCache>,
+}
+
+/// How to reach the object.
+struct Conn {
+    agent: ureq::Agent,
+    /// The URL as given, query and all: sent, never shown.
+    url: String,
+    /// The URL as messages show it (`range::redact`).
+    shown: String,
+    policy: RetryPolicy,
+    counters: Counters,
+}
+
+/// Why a request failed.
+enum Fail {
+    /// Worth another try (§7.3's "transient" row).
+    Transient(String),
+    /// Trying again cannot help.
+    Fatal(String),
+}
+
+impl HttpObject {
+    /// Opens `url` (`http://` or `https://`): one ranged GET of the first page learns the
+    /// object's length and checks that the server honours Range. Errors name the URL
+    /// without its query.
+    pub fn open(url: &str, policy: RetryPolicy) -> std::io::Result<HttpObject> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(policy.connect_timeout))
+            .timeout_per_read(Some(policy.read_timeout))
+            .user_agent(concat!("osimage/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        let conn = Conn {
+            agent,
+            url: url.to_string(),
+            shown: redact(url),
+            policy,
+            counters: Counters::default(),
+        };
+        let mut tries = Attempts::new(&conn);
+        let (len, first) = loop {
+            match conn.probe() {
+                Ok(got) => break got,
+                Err(Fail::Fatal(m)) => return Err(conn.error(m)),
+                Err(Fail::Transient(m)) => tries.failed(m).map_err(|m| conn.error(m))?,
+            }
+        };
+        let mut pages = PageCache::default();
+        pages.put(0, Arc::new(first));
+        Ok(HttpObject {
+            conn,
+            len,
+            pages: Mutex::new(pages),
+        })
+    }
+
+    /// What reading the object has cost so far.
+    pub fn stats(&self) -> NetStats {
+        self.conn.counters.snapshot()
+    }
+
+    /// Reads `buf` at `at` with as many requests as it takes: a body that breaks off is
+    /// resumed from where it stopped (§7.3 "Resume").
+    fn fetch(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+        let mut tries = Attempts::new(&self.conn);
+        let mut done = 0;
+        while done < buf.len() {
+            let (got, fail) = self.conn.get(&mut buf[done..], at + done as u64, self.len);
+            if got > 0 {
+                if fail.is_some() {
+                    self.conn.counters.resumed(got as u64);
+                }
+                done += got;
+                tries.progressed();
+            }
+            match fail {
+                None => {}
+                Some(Fail::Fatal(m)) => return Err(std::io::Error::other(m)),
+                Some(Fail::Transient(m)) => tries.failed(m).map_err(std::io::Error::other)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// A small read, served from the page cache (each page fetched once).
+    fn read_paged(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+        let mut done = 0;
+        while done < buf.len() {
+            let pos = at + done as u64;
+            let index = pos / PAGE;
+            let page = self.page(index)?;
+            let off = (pos - index * PAGE) as usize;
+            let n = (buf.len() - done).min(page.len().saturating_sub(off));
+            if n == 0 {
+                return Err(std::io::Error::other(format!(
+                    "internal: page {index} holds no byte at {pos}"
+                )));
+            }
+            buf[done..done + n].copy_from_slice(&page[off..off + n]);
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn page(&self, index: u64) -> std::io::Result<Arc<Vec<u8>>> {
+        // A poisoned lock only means another reader panicked; the pages are still whole.
+        let mut pages = self.pages.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = pages.get(index) {
+            return Ok(p);
+        }
+        let start = index * PAGE;
+        let mut bytes = vec![0u8; PAGE.min(self.len.saturating_sub(start)) as usize];
+        self.fetch(&mut bytes, start)?;
+        let bytes = Arc::new(bytes);
+        pages.put(index, bytes.clone());
+        Ok(bytes)
+    }
+}
+
+impl RangeRead for HttpObject {
+    fn read_exact_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+        let end = at.checked_add(buf.len() as u64);
+        if end.is_none_or(|e| e > self.len) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "{} bytes at {at} lie past the end of the object ({} bytes)",
+                    buf.len(),
+                    self.len
+                ),
+            ));
+        }
+        if buf.is_empty() {
+            return Ok(());
+        }
+        // Block reads go straight through; headers and directory records use the pages.
+        if (buf.len() as u64) < PAGE {
+            self.read_paged(buf, at)
+        } else {
+            self.fetch(buf, at)
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn describe(&self) -> String {
+        self.conn.shown.clone()
+    }
+}
+
+impl Conn {
+    /// An error for the user: the URL (without its query) and what went wrong.
+    fn error(&self, msg: String) -> std::io::Error {
+        std::io::Error::other(format!("{}: {msg}", self.shown))
+    }
+
+    /// A message from elsewhere (ureq, the OS) with the URL's query taken out, should it
+    /// quote the URL.
+    fn scrub(&self, msg: String) -> String {
+        if self.url == self.shown {
+            return msg;
+        }
+        let msg = msg.replace(&self.url, &self.shown);
+        match self.url.find('?') {
+            Some(q) if q + 1 < self.url.len() => msg.replace(&self.url[q + 1..], "…"),
+            _ => msg,
+        }
+    }
+
+    /// Sends `GET` of bytes `first..=last`.
+    fn send(&self, first: u64, last: u64) -> Result<ureq::http::Response<ureq::Body>, Fail> {
+        self.counters.request();
+        self.agent
+            .get(&self.url)
+            .header("Range", format!("bytes={first}-{last}"))
+            .call()
+            .map_err(|e| self.classify_error(e))
+    }
+
+    fn classify_error(&self, e: ureq::Error) -> Fail {
+        use ureq::Error as E;
+        let msg = self.scrub(e.to_string());
+        match e {
+            E::BadUri(_)
+            | E::Http(_)
+            | E::InvalidProxyUrl
+            | E::TooManyRedirects
+            | E::RedirectFailed
+            | E::RequireHttpsOnly(_)
+            | E::Pem(_) => Fail::Fatal(msg),
+            _ => Fail::Transient(msg),
+        }
+    }
+
+    /// The `Content-Range` of a 206 answer, or why there is none (every other status).
+    fn range_of(&self, resp: &mut ureq::http::Response<ureq::Body>) -> Result<ContentRange, Fail> {
+        let status = resp.status().as_u16();
+        match status {
+            206 => resp
+                .headers()
+                .get("content-range")
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_content_range)
+                .ok_or_else(|| {
+                    Fail::Fatal("the server answered 206 without a usable Content-Range".into())
+                }),
+            200 => Err(Fail::Fatal(format!(
+                "{} ignores Range requests; serve the image from a server that supports them",
+                host(&self.shown)
+            ))),
+            404 | 410 => Err(Fail::Fatal(format!(
+                "not found on the server (HTTP {status})"
+            ))),
+            400 | 401 | 403 => Err(Fail::Fatal(refusal(status, resp))),
+            408 | 429 | 500 | 502 | 503 | 504 => Err(Fail::Transient(format!(
+                "the server answered HTTP {status}"
+            ))),
+            _ => Err(Fail::Fatal(format!("unexpected answer HTTP {status}"))),
+        }
+    }
+
+    /// The first request: the object's length and its first page.
+    fn probe(&self) -> Result<(u64, Vec<u8>), Fail> {
+        let mut resp = self.send(0, PAGE - 1)?;
+        if resp.status().as_u16() == 416 {
+            return Err(Fail::Fatal(
+                "the object is empty (the server refuses any range: HTTP 416)".into(),
+            ));
+        }
+        let r = self.range_of(&mut resp)?;
+        let Some(total) = r.total else {
+            return Err(Fail::Fatal(
+                "the server does not say the object's length (Content-Range total `*`)".into(),
+            ));
+        };
+        if r.first != 0 || r.last != PAGE.min(total) - 1 {
+            return Err(Fail::Fatal(format!(
+                "the server sent bytes {}-{} when 0-{} were asked for",
+                r.first,
+                r.last,
+                PAGE - 1
+            )));
+        }
+        let mut first = vec![0u8; r.len() as usize];
+        let (got, fail) = self.body(&mut resp, &mut first);
+        match fail {
+            Some(f) => Err(f),
+            None if got == first.len() => Ok((total, first)),
+            None => Err(Fail::Transient("the body ended early".into())),
+        }
+    }
+
+    /// One GET of `buf.len()` bytes at `at` of an object of `len` bytes: how many bytes of
+    /// `buf` it filled, and the failure that stopped it short.
+    fn get(&self, buf: &mut [u8], at: u64, len: u64) -> (usize, Option<Fail>) {
+        let last = at + buf.len() as u64 - 1;
+        let mut resp = match self.send(at, last) {
+            Ok(r) => r,
+            Err(f) => return (0, Some(f)),
+        };
+        let changed = |now: String| {
+            Fail::Fatal(format!(
+                "the object changed while being read (expected {len} bytes; {now})"
+            ))
+        };
+        if resp.status().as_u16() == 416 {
+            return (
+                0,
+                Some(changed("the server refuses the range: HTTP 416".into())),
+            );
+        }
+        match self.range_of(&mut resp) {
+            Err(f) => return (0, Some(f)),
+            Ok(r) if r.first != at || r.last != last || r.total != Some(len) => {
+                let total = r.total.map_or_else(|| "*".to_string(), |t| t.to_string());
+                let now = format!("the server sent bytes {}-{}/{total}", r.first, r.last);
+                return (0, Some(changed(now)));
+            }
+            Ok(_) => {}
+        }
+        self.body(&mut resp, buf)
+    }
+
+    /// Reads the body into `buf`: how much arrived, and why it stopped short.
+    fn body(
+        &self,
+        resp: &mut ureq::http::Response<ureq::Body>,
+        buf: &mut [u8],
+    ) -> (usize, Option<Fail>) {
+        let mut reader = resp.body_mut().as_reader();
+        let mut got = 0;
+        let fail = loop {
+            if got == buf.len() {
+                break None;
+            }
+            match reader.read(&mut buf[got..]) {
+                Ok(0) => {
+                    break Some(Fail::Transient(format!(
+                        "the body ended after {got} of {} bytes",
+                        buf.len()
+                    )));
+                }
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    break Some(Fail::Transient(self.scrub(format!(
+                        "the body broke off after {got} of {} bytes: {e}",
+                        buf.len()
+                    ))));
+                }
+            }
+        };
+        self.counters.received(got as u64);
+        (got, fail)
+    }
+}
+
+/// Why a server refused a request (§7.3's 400/401/403 rows), from the first 4 KiB of its
+/// answer's body: an expired presigned URL, else the S3 error code if there is one.
+fn refusal(status: u16, resp: &mut ureq::http::Response<ureq::Body>) -> String {
+    let mut body = Vec::new();
+    // An unreadable body leaves the message without its code; the status says enough.
+    let _ = resp
+        .body_mut()
+        .as_reader()
+        .take(4096)
+        .read_to_end(&mut body);
+    let body = String::from_utf8_lossy(&body);
+    if body.contains("Request has expired") || body.contains("Date is too old") {
+        return format!("the presigned URL has expired (HTTP {status})");
+    }
+    let code = s3_code(&body).map_or_else(String::new, |c| format!(" {c}"));
+    format!("the server refused access (HTTP {status}{code})")
+}
+
+/// The `<Code>` of an S3 error body, if it has a plausible one.
+fn s3_code(body: &str) -> Option<&str> {
+    let start = body.find("<Code>")? + "<Code>".len();
+    let len = body[start..].find("</Code>")?;
+    let code = &body[start..start + len];
+    (!code.is_empty() && code.len() <= 64 && code.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .then_some(code)
+}
+
+/// The retries of one request (§7.3): how many so far, since when.
+struct Attempts<'c> {
+    conn: &'c Conn,
+    since: Option<Instant>,
+    n: u32,
+    total: u32,
+}
+
+impl<'c> Attempts<'c> {
+    fn new(conn: &'c Conn) -> Self {
+        Attempts {
+            conn,
+            since: None,
+            n: 0,
+            total: 0,
+        }
+    }
+
+    /// Bytes arrived: the backoff and the window start again.
+    fn progressed(&mut self) {
+        self.since = None;
+        self.n = 0;
+    }
+
+    /// After a transient failure `msg`: waits its backoff and returns, or, once the retry
+    /// window has passed since the first failure, the message to give up with.
+    fn failed(&mut self, msg: String) -> Result<(), String> {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        let window = self.conn.policy.retry_for;
+        let elapsed = since.elapsed();
+        if elapsed >= window {
+            return Err(format!(
+                "{msg} (gave up after retrying for {} s, {} {})",
+                window.as_secs(),
+                self.total,
+                if self.total == 1 { "retry" } else { "retries" }
+            ));
+        }
+        std::thread::sleep(backoff(self.n, jitter_unit()).min(window - elapsed));
+        self.n = self.n.saturating_add(1);
+        self.total = self.total.saturating_add(1);
+        self.conn.counters.retry();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_error_codes_are_read_only_when_plausible() {
+        let body = "<?xml?><Error><Code>AccessDenied</Code><Message>x</Message></Error>";
+        assert_eq!(s3_code(body), Some("AccessDenied"));
+        assert_eq!(s3_code("<Code>a b</Code>"), None);
+        assert_eq!(s3_code("<Code></Code>"), None);
+        assert_eq!(s3_code("<Code>unterminated"), None);
+    }
+}

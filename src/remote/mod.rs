@@ -1,0 +1,17 @@
+//! Reading images over the network (docs/STORE.md §7): `HttpObject`, an object on a plain
+//! HTTP(S) server read with Range GETs, behind `format::source::RangeRead`, so every reader of
+//! an image (`image`, the ISO reader, `payload`) reads it as it reads a local file.
+//!
+//! `range` parses `Content-Range` and keeps presigned URLs' queries out of messages, `retry`
+//! holds the backoff and the counters, `pages` the 256 KiB page cache for small reads, `http`
+//! the requests. Row 1 of docs/DESIGN.md's layer table: uses `format` only. Reads go one
+//! request at a time for now; planned reads and a fetcher pool (§7.2.1) are to come.
+
+mod http;
+mod pages;
+mod range;
+mod retry;
+
+pub use http::HttpObject;
+pub use range::{is_url, redact};
+pub use retry::{NetStats, RetryPolicy};

@@ -1,0 +1,142 @@
+//! How long and how often a failed request is tried again, and what the reads cost
+//! (docs/STORE.md §7.3).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The retry window of §7.3 when nothing else is said.
+pub const DEFAULT_RETRY_FOR: Duration = Duration::from_secs(600);
+/// Backoff starts here and doubles per attempt…
+const FIRST_DELAY: Duration = Duration::from_millis(500);
+/// …up to this.
+const MAX_DELAY: Duration = Duration::from_secs(30);
+
+/// Timeouts and the retry window of every request of one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// How long transient failures of one request are retried, from its first failure.
+    pub retry_for: Duration,
+    /// Connecting (TCP and TLS) gives up after this.
+    pub connect_timeout: Duration,
+    /// No byte for this long is a failure.
+    pub read_timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            retry_for: DEFAULT_RETRY_FOR,
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The pause before retry `n` (0 for the first): `min(30 s, 0.5 s × 2^n)` times a factor
+/// in [0.5, 1) taken from `unit` in [0, 1), so that clients that failed together do not
+/// come back together.
+pub fn backoff(n: u32, unit: f64) -> Duration {
+    let base = FIRST_DELAY
+        .checked_mul(1u32.checked_shl(n.min(31)).unwrap_or(u32::MAX))
+        .map_or(MAX_DELAY, |d| d.min(MAX_DELAY));
+    base.mul_f64(0.5 + 0.5 * unit.clamp(0.0, 0.999_999))
+}
+
+/// A number in [0, 1) that differs from call to call: std's per-instance random hash keys.
+pub fn jitter_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    );
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// What reading one object cost so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetStats {
+    /// Requests sent (each retry is one).
+    pub requests: u64,
+    /// Requests that were retries after a transient failure.
+    pub retries: u64,
+    /// Bytes kept from bodies that broke off, which a resumed request did not fetch again.
+    pub resumed_bytes: u64,
+    /// Bytes received in response bodies.
+    pub bytes: u64,
+}
+
+/// The counters behind `NetStats`, shared by the threads reading one object.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    requests: AtomicU64,
+    retries: AtomicU64,
+    resumed_bytes: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn resumed(&self, n: u64) {
+        self.resumed_bytes.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn received(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn snapshot(&self) -> NetStats {
+        NetStats {
+            requests: self.requests.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            resumed_bytes: self.resumed_bytes.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_half_a_second_and_stops_at_thirty() {
+        for (n, full) in [
+            (0, 500),
+            (1, 1000),
+            (2, 2000),
+            (5, 16000),
+            (6, 30000),
+            (40, 30000),
+        ] {
+            let full = Duration::from_millis(full);
+            assert_eq!(backoff(n, 0.0), full / 2, "attempt {n}, least");
+            let most = backoff(n, 0.999_999_9);
+            assert!(
+                most < full && most > full.mul_f64(0.99),
+                "attempt {n}: {most:?}"
+            );
+        }
+        assert_eq!(backoff(u32::MAX, 0.0), MAX_DELAY / 2);
+        assert_eq!(
+            backoff(0, -3.0),
+            Duration::from_millis(250),
+            "clamped below"
+        );
+        assert!(
+            backoff(0, 7.0) < Duration::from_millis(500),
+            "clamped above"
+        );
+    }
+
+    #[test]
+    fn jitter_stays_in_the_unit_interval() {
+        let xs: Vec<f64> = (0..200).map(|_| jitter_unit()).collect();
+        assert!(xs.iter().all(|x| (0.0..1.0).contains(x)));
+        assert!(xs.windows(2).any(|w| w[0] != w[1]), "it varies");
+    }
+}

@@ -1,0 +1,437 @@
+//! Images read over HTTP (issue #22 stage 2, docs/STORE.md §7): `info`, `list`, `verify` and
+//! `extract` of `http://…/system.oimg` and `…/system.iso` say and write exactly what they do
+//! for the local file, through `tests/common/http.rs`'s server; its faults (a cut body, 503s,
+//! a server that ignores Range, an object that changes, a missing one, a refused connection)
+//! are retried, resumed or named as §7.3 says; a presigned URL's query never shows.
+
+use crate::common;
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::Ordering;
+
+use common::compare::{Options, assert_no_differences, diff_trees};
+use common::http::Server;
+
+/// The fixture captured once to a `.oimg`, the same payload in an ISO, and a server for both.
+struct Images {
+    oimg: PathBuf,
+    iso: PathBuf,
+    dir: PathBuf,
+    _built: common::Built,
+}
+
+static IMAGES: OnceLock<Images> = OnceLock::new();
+
+/// Short, so that the tests that exhaust it are quick; long enough for two 503s (their
+/// backoff is at most 0.5 s + 1 s).
+const RETRY_FOR: &str = "5";
+
+fn images() -> &'static Images {
+    IMAGES.get_or_init(|| {
+        let built = common::build_fixture();
+        let oimg = built.path("system.oimg");
+        common::capture(&built.root, &oimg, &["-q"]);
+        let iso = built.path("system.iso");
+        iso_of(&oimg, &iso);
+        let len = std::fs::metadata(&oimg).expect("stat").len();
+        // Larger than a few 256 KiB pages: block reads go past the first page.
+        assert!(len > 1 << 20, "the fixture's image is only {len} bytes");
+        Images {
+            oimg,
+            iso,
+            dir: built.dir.path().to_path_buf(),
+            _built: built,
+        }
+    })
+}
+
+/// An ISO holding the `.oimg`'s payload in `/osimage/` as `capture -o X.iso` lays it out
+/// (FORMAT.md §6.2), without the rescue environment: that needs a kernel, and what is read
+/// over HTTP here is the ISO 9660 structure and the packs inside it.
+fn iso_of(oimg: &Path, iso: &Path) {
+    use osimage::format::frame::decode_manifest;
+    use osimage::format::records::{RECORD_LEN, Trailer};
+    use osimage::iso::{IsoFile, IsoSource, IsoSpec, write_iso};
+    let bytes = std::fs::read(oimg).expect("reading the .oimg");
+    let mut t = [0u8; RECORD_LEN];
+    t.copy_from_slice(&bytes[bytes.len() - RECORD_LEN..]);
+    let t = Trailer::decode(&t).expect("trailer");
+    let frame = &bytes[t.manifest_offset as usize..(t.manifest_offset + t.manifest_len) as usize];
+    let (m, _) = decode_manifest(frame).expect("manifest");
+    let file = |path: String, bytes: Vec<u8>| IsoFile {
+        path,
+        source: IsoSource::Bytes(bytes),
+        mode: 0o644,
+        mtime: 0,
+    };
+    let mut files = vec![file("osimage/manifest.osm".into(), frame.to_vec())];
+    let mut at = RECORD_LEN;
+    for (i, p) in m.packs.iter().enumerate() {
+        let end = at + p.len as usize;
+        files.push(file(
+            format!("osimage/packs/pack-{i:06}.osp"),
+            bytes[at..end].to_vec(),
+        ));
+        at = end;
+    }
+    let spec = IsoSpec {
+        volume_id: "HTTPREAD".into(),
+        files,
+        boot: None,
+        hybrid: false,
+    };
+    write_iso(&spec, iso).expect("write_iso");
+}
+
+fn serve() -> Server {
+    let i = images();
+    Server::start(&[
+        ("system.oimg", i.oimg.clone()),
+        ("system.iso", i.iso.clone()),
+    ])
+}
+
+/// `osimage ARGS… --retry-for RETRY_FOR`.
+fn osimage(args: &[&OsStr]) -> common::Run {
+    let mut v: Vec<&OsStr> = args.to_vec();
+    v.extend([OsStr::new("--retry-for"), OsStr::new(RETRY_FOR)]);
+    common::osimage(v)
+}
+
+fn s(x: &str) -> &OsStr {
+    OsStr::new(x)
+}
+
+/// `info --json` without the image's name, which is the only thing that may differ.
+fn info(image: &OsStr) -> serde_json::Value {
+    let run = osimage(&[s("info"), image, s("--json")]).ok();
+    let mut v: serde_json::Value = serde_json::from_slice(&run.stdout)
+        .unwrap_or_else(|e| panic!("info --json is not JSON ({e}): {}", run.describe()));
+    let name = v.get_mut("image").expect("an `image` field").take();
+    assert_eq!(
+        name.as_str(),
+        image.to_str(),
+        "info names the image as given"
+    );
+    v
+}
+
+fn a_remote_image_reads_as_the_local_file(name: &str) {
+    let i = images();
+    let server = serve();
+    let local = i.dir.join(name);
+    let url = server.url(name);
+    let (local, url) = (local.as_os_str(), OsStr::new(&url));
+
+    let long = |img| osimage(&[s("list"), s("-l"), img]).ok().stdout;
+    assert_eq!(long(url), long(local), "list -l");
+    assert_eq!(info(url), info(local), "info --json");
+
+    let verify = |img: &OsStr| {
+        let out = osimage(&[s("verify"), img]).ok().stdout_str();
+        out.replace(img.to_str().expect("utf-8"), "IMAGE")
+    };
+    let verified = verify(url);
+    assert!(verified.contains("IMAGE: OK"), "{verified}");
+    // Opening costs a handful of requests (the page cache, STORE.md §7.4), not hundreds.
+    let opened = osimage(&[s("info"), url]).ok();
+    let line = summary(&opened);
+    let requests: u64 = line
+        .split(": ")
+        .last()
+        .and_then(|c| c.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no request count in {line:?}"));
+    assert!((1..=6).contains(&requests), "{line}");
+    assert_eq!(verified, verify(local), "verify");
+
+    let over_http = i.dir.join(format!("{name}.http"));
+    let from_file = i.dir.join(format!("{name}.file"));
+    for (img, dir) in [(url, &over_http), (local, &from_file)] {
+        osimage(&[s("extract"), img, s("-C"), dir.as_os_str()]).ok();
+    }
+    let diffs = diff_trees(&from_file, &over_http, Options { nlink: true });
+    assert_no_differences(&diffs, &format!("extract of {name} over HTTP vs the file"));
+    assert!(
+        server.answers.load(Ordering::SeqCst) > 4,
+        "the server was asked"
+    );
+}
+
+#[test]
+fn an_oimg_over_http_lists_informs_verifies_and_extracts_as_the_file() {
+    a_remote_image_reads_as_the_local_file("system.oimg");
+}
+
+#[test]
+fn an_iso_over_http_lists_informs_verifies_and_extracts_as_the_file() {
+    a_remote_image_reads_as_the_local_file("system.iso");
+}
+
+/// The line on stderr that says what reading over HTTP cost.
+fn summary(run: &common::Run) -> String {
+    run.stderr
+        .lines()
+        .find(|l| l.contains(" received, ") && l.contains(" resumed"))
+        .unwrap_or_else(|| panic!("no summary line: {}", run.describe()))
+        .to_string()
+}
+
+#[test]
+fn a_body_cut_short_is_resumed_where_it_broke_off() {
+    let server = serve();
+    // Answer 1 is the first page; answer 2 the first read past it.
+    *server.faults.cut.lock().unwrap() = Some((2, 1000));
+    let url = server.url("system.oimg");
+    let run = osimage(&[s("verify"), s(&url)]).ok();
+    let line = summary(&run);
+    assert!(
+        line.contains("1000 B resumed") && line.contains("1 retry,"),
+        "{line}"
+    );
+    assert!(
+        server.faults.cut.lock().unwrap().is_none(),
+        "the cut happened"
+    );
+}
+
+#[test]
+fn two_503s_are_retried_and_the_read_succeeds() {
+    let server = serve();
+    server.faults.unavailable.store(2, Ordering::SeqCst);
+    let url = server.url("system.iso");
+    let run = osimage(&[s("list"), s("-l"), s(&url)]).ok();
+    assert!(summary(&run).contains("2 retries"), "{}", run.describe());
+    let local = osimage(&[s("list"), s("-l"), images().iso.as_os_str()]).ok();
+    assert_eq!(run.stdout, local.stdout, "the same listing");
+    assert_eq!(server.faults.unavailable.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_server_that_ignores_range_is_refused_by_name() {
+    let server = serve();
+    server.faults.ignore_range.store(true, Ordering::SeqCst);
+    let url = server.url("system.oimg");
+    let host = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .expect("host");
+    let run = osimage(&[s("list"), s(&url)]).fails();
+    assert!(
+        run.stderr
+            .contains(&format!("{host} ignores Range requests")),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(server.answers.load(Ordering::SeqCst), 1, "not retried");
+}
+
+#[test]
+fn an_object_that_changes_while_read_is_refused() {
+    let server = serve();
+    server.faults.grow_from.store(2, Ordering::SeqCst);
+    let url = server.url("system.oimg");
+    let run = osimage(&[s("verify"), s(&url)]).fails();
+    assert!(
+        run.stderr.contains("changed while being read") && run.stderr.contains(&url),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn a_missing_object_is_named_with_its_url() {
+    let server = serve();
+    let url = server.url("nothing-here.iso");
+    let run = osimage(&[s("info"), s(&url)]).fails();
+    assert!(
+        run.stderr.contains(&url) && run.stderr.contains("404"),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn a_presigned_query_never_shows_in_any_output() {
+    let i = images();
+    let server = serve();
+    let q = "?X-Amz-Credential=KEYID&X-Amz-Signature=secret";
+    let url = server.url(&format!("system.oimg{q}"));
+    let dest = i.dir.join("presigned.extract");
+    let runs = [
+        osimage(&[s("info"), s(&url)]).ok(),
+        osimage(&[s("info"), s(&url), s("--json")]).ok(),
+        osimage(&[s("list"), s(&url), s("--json")]).ok(),
+        osimage(&[s("list"), s(&url), s("/no/such/path")]).fails(),
+        osimage(&[s("verify"), s(&url), s("--json")]).ok(),
+        osimage(&[s("extract"), s(&url), s("-C"), dest.as_os_str()]).ok(),
+        osimage(&[s("info"), s(&server.url(&format!("gone.oimg{q}")))]).fails(),
+    ];
+    for run in &runs {
+        let all = format!("{}{}", run.stdout_str(), run.stderr);
+        assert!(
+            !all.contains("secret") && !all.contains("KEYID"),
+            "{}",
+            run.describe()
+        );
+    }
+    assert!(runs[0].stdout_str().contains(&server.url("system.oimg")));
+    let sent = server.targets.lock().unwrap();
+    assert!(
+        sent.iter().all(|t| t.ends_with("X-Amz-Signature=secret")),
+        "the query goes to the server: {sent:?}"
+    );
+}
+
+#[test]
+fn a_refused_connection_fails_after_the_retry_window_naming_url_and_error() {
+    // A port nobody listens on: bound, then closed again.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("http://127.0.0.1:{port}/system.oimg");
+    let run = common::osimage_env(["list", &url], &[("OSIMAGE_RETRY_FOR", "1")]).fails();
+    assert!(
+        run.stderr.contains(&url) && run.stderr.contains("gave up after retrying for 1 s"),
+        "{}",
+        run.describe()
+    );
+    common::osimage_env(["list", &url], &[("OSIMAGE_RETRY_FOR", "soon")]).usage_error();
+}
+
+#[test]
+fn options_that_need_a_local_file_refuse_a_url() {
+    let server = serve();
+    let url = server.url("system.oimg");
+    let run = common::osimage(["verify", "--pubkey", "RWQ", &url]).usage_error();
+    assert!(
+        run.stderr.contains("--pubkey needs a local image"),
+        "{}",
+        run.describe()
+    );
+    let out = images().dir.join("refresh-of-a-url.oimg");
+    let root = images().dir.join("src");
+    let run = common::osimage([
+        s("capture"),
+        root.as_os_str(),
+        s("-o"),
+        out.as_os_str(),
+        s("--base"),
+        s(&url),
+    ])
+    .usage_error();
+    assert!(
+        run.stderr.contains("capture --base needs a local image"),
+        "{}",
+        run.describe()
+    );
+    assert!(!out.exists(), "nothing written");
+    assert_eq!(server.answers.load(Ordering::SeqCst), 0, "nothing was read");
+}
+
+#[test]
+fn restore_to_a_directory_reads_a_url_as_the_file() {
+    let i = images();
+    let server = serve();
+    let url = server.url("system.iso");
+    let over_http = i.dir.join("restore.http");
+    let from_file = i.dir.join("restore.file");
+    for (img, dir) in [
+        (OsStr::new(&url), &over_http),
+        (i.iso.as_os_str(), &from_file),
+    ] {
+        osimage(&[s("restore"), img, s("--to"), dir.as_os_str()]).ok();
+    }
+    let diffs = diff_trees(&from_file, &over_http, Options { nlink: true });
+    assert_no_differences(&diffs, "restore --to over HTTP vs the file");
+}
+
+/// FORMAT.md §11 over HTTP: the sealed segments a read needs are fetched and opened; the
+/// wrong passphrase is the same refusal as on a file.
+#[test]
+fn an_encrypted_image_over_http_opens_with_its_passphrase() {
+    let i = images();
+    let pw = i.dir.join("http-passphrase");
+    std::fs::write(&pw, "correct horse battery staple\n").expect("write passphrase");
+    let enc = i.dir.join("sealed.oimg");
+    let root = i.dir.join("src");
+    common::capture(
+        &root,
+        &enc,
+        &[
+            "-q",
+            "--encrypt",
+            "--passphrase-file",
+            pw.to_str().expect("utf-8"),
+        ],
+    );
+    let server = Server::start(&[("sealed.oimg", enc.clone())]);
+    let url = server.url("sealed.oimg");
+    let key = [s("--passphrase-file"), pw.as_os_str()];
+    let verified = osimage(&[&[s("verify"), s(&url)], &key[..]].concat()).ok();
+    assert!(
+        verified.stdout_str().contains(": OK"),
+        "{}",
+        verified.describe()
+    );
+    let over_http = i.dir.join("sealed.http");
+    let from_file = i.dir.join("sealed.file");
+    for (img, dir) in [(s(&url), &over_http), (enc.as_os_str(), &from_file)] {
+        osimage(&[&[s("extract"), img, s("-C"), dir.as_os_str()], &key[..]].concat()).ok();
+    }
+    let diffs = diff_trees(&from_file, &over_http, Options { nlink: true });
+    assert_no_differences(
+        &diffs,
+        "extract of an encrypted image over HTTP vs the file",
+    );
+    let wrong = i.dir.join("http-wrong-passphrase");
+    std::fs::write(&wrong, "not it\n").expect("write");
+    let run = osimage(&[
+        s("list"),
+        s(&url),
+        s("--passphrase-file"),
+        wrong.as_os_str(),
+    ])
+    .fails();
+    assert!(
+        run.stderr.contains("wrong passphrase") && run.stderr.contains(&url),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn diff_compares_urls_as_it_compares_files() {
+    let i = images();
+    let server = serve();
+    let (oimg, iso) = (server.url("system.oimg"), server.url("system.iso"));
+    let over_http = osimage(&[s("diff"), s(&oimg), s(&iso), s("--json")]).ok();
+    let local = osimage(&[
+        s("diff"),
+        i.oimg.as_os_str(),
+        i.iso.as_os_str(),
+        s("--json"),
+    ])
+    .ok();
+    let doc = |run: &common::Run| -> serde_json::Value {
+        let mut v: serde_json::Value = serde_json::from_slice(&run.stdout)
+            .unwrap_or_else(|e| panic!("diff --json ({e}): {}", run.describe()));
+        // The images' names are what differs; what changed between them must not.
+        for side in ["old", "new"] {
+            if let Some(x) = v.get_mut(side) {
+                x.take();
+            }
+        }
+        v
+    };
+    assert_eq!(doc(&over_http), doc(&local), "{}", over_http.describe());
+    assert!(
+        over_http.stdout_str().contains(&oimg),
+        "{}",
+        over_http.describe()
+    );
+}
