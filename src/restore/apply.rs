@@ -202,19 +202,7 @@ pub fn apply_all(
             .join(", "),
         ..Default::default()
     };
-    if let Err(e) = super::mounts::private_namespace() {
-        log.say(&format!(
-            "note: no private mount namespace ({e}): if this restore is killed, its mounts \
-             under {} stay behind",
-            std::env::temp_dir().display()
-        ));
-    }
-
-    let staging = tempfile::Builder::new()
-        .prefix("osimage-restore")
-        .tempdir()
-        .map_err(|e| RestoreError::io("creating a staging directory in", &std::env::temp_dir(), e))?
-        .keep();
+    let staging = super::mounts::private_staging(&|m| log.say(m))?;
     let mut teardown = stack::Teardown::default();
     let laid = lay_out(jobs, layout, &disks, &staging, opts, &mut teardown, &log);
     let made_fs = match laid {

@@ -31,6 +31,25 @@ pub fn private_namespace() -> io::Result<()> {
     sys::mount::private_namespace()
 }
 
+/// Enters a private mount namespace (`private_namespace`; without one, `note` is told that
+/// mounts may outlive a killed restore) and makes the staging directory the restore mounts
+/// under. The directory is kept, to be removed only when empty: a mount that failed to go
+/// away must never let a recursive removal reach the restored tree or the running system.
+pub fn private_staging(note: &dyn Fn(&str)) -> Result<PathBuf, RestoreError> {
+    if let Err(e) = private_namespace() {
+        note(&format!(
+            "note: no private mount namespace ({e}): if this restore is killed, its mounts \
+             under {} stay behind",
+            std::env::temp_dir().display()
+        ));
+    }
+    Ok(tempfile::Builder::new()
+        .prefix("osimage-restore")
+        .tempdir()
+        .map_err(|e| RestoreError::io("creating a staging directory in", &std::env::temp_dir(), e))?
+        .keep())
+}
+
 /// Mounts in the order made; `unmount_all` (or drop) undoes them last first.
 #[derive(Default)]
 pub struct Mounts {

@@ -122,20 +122,7 @@ fn run_chrooted(
     args: &[&OsStr],
     progress: &dyn Progress,
 ) -> Result<String, RestoreError> {
-    if let Err(e) = mounts::private_namespace() {
-        progress.note(&format!(
-            "note: no private mount namespace ({e}): if this restore is killed, its mounts \
-             under {} stay behind",
-            std::env::temp_dir().display()
-        ));
-    }
-    // Kept, and removed only when empty: a mount that failed to go away must never let a
-    // recursive removal reach the restored tree or the running system's /dev.
-    let staging = tempfile::Builder::new()
-        .prefix("osimage-restore")
-        .tempdir()
-        .map_err(|e| RestoreError::io("creating a staging directory in", &std::env::temp_dir(), e))?
-        .keep();
+    let staging = mounts::private_staging(&|m| progress.note(m))?;
     let mut mounts = Mounts::default();
     let part = grub::Part {
         mount_point: "/",
