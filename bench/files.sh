@@ -4,7 +4,8 @@
 # fsynced inside its timing, medians of the rounds. Measures capture time, output size and
 # peak RSS of both, osimage's manifest bytes per entry (read from the .oimg trailer), and the
 # peak RSS of osimage list, verify and extract, with the growth in bytes per entry over an
-# empty tree. Results go into docs/PERFORMANCE.md between the `bench:files` markers.
+# empty tree, and extract time against zstd -dc | tar -x (both followed by a syncfs of the
+# output's filesystem inside their time: an fsync a file would cost more than either tool). Results go into docs/PERFORMANCE.md between the `bench:files` markers.
 #
 #   bench/files.sh                     # 500,000 files
 #   FILES=2000000 bench/files.sh       # the memory goal's size
@@ -76,6 +77,13 @@ for r in $(seq "$rounds"); do
     rm -rf "$work/files-out"
     timed osimage extract "$work/files-out" "$work/extract.log" \
         "$osimage" extract "$work/files.oimg" -C "$work/files-out"
+    rm -rf "$work/files-out"
+    mkdir "$work/files-out"
+    timed tar extract "$work/files-out" "$work/tar-x.log" sh -c \
+        "zstd -dc '$work/files.tar.zst' | tar --xattrs --acls -xf - -C '$work/files-out' && sync -f '$work/files-out'"
+    rm -rf "$work/files-out"
+    timed osimage extract-synced "$work/files.oimg" "$work/extract-synced.log" sh -c \
+        "'$osimage' extract '$work/files.oimg' -C '$work/files-out' -q && sync -f '$work/files-out'"
     timed empty capture "$work/empty.oimg" "$work/empty.log" \
         "$osimage" capture "$empty" -o "$work/empty.oimg" -q
     timed empty list "$work/empty.oimg" "$work/empty-list.log" sh -c \
@@ -109,6 +117,8 @@ section=$work/files.section
     echo "| capture wall s | $ow | $tw | $(ratio "$ow" "$tw") |"
     echo "| output bytes | $os | $ts | $(ratio "$os" "$ts") |"
     echo "| capture peak RSS MiB | $((orss / 1024)) | $((trss / 1024)) | $(ratio "$orss" "$trss") |"
+    xo=$(median osimage extract-synced 3); xt=$(median tar extract 3)
+    echo "| extract wall s (then syncfs) | $xo | $xt | $(ratio "$xo" "$xt") |"
     echo
     echo "Manifest: $manifest bytes, $(awk -v m="$manifest" -v n="$entries" 'BEGIN { printf "%.1f", m / n }') bytes an entry."
     echo "Peak RSS growth over an empty tree, bytes an entry: capture $(per_entry "$orss" "$erss"),"
