@@ -100,12 +100,13 @@ impl Opened {
         let o = self.remote.as_ref()?;
         let s = o.stats();
         Some(format!(
-            "{}: {}, {}, {} received, {} resumed",
+            "{}: {}, {}, {} received, {} resumed, {}",
             self.shown.display(),
             osimage::count(s.requests, "request", "requests"),
             osimage::count(s.retries, "retry", "retries"),
             osimage::human_bytes(s.bytes),
             osimage::human_bytes(s.resumed_bytes),
+            osimage::count(s.refetched, "block refetched", "blocks refetched"),
         ))
     }
 }

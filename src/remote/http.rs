@@ -170,6 +170,15 @@ impl RangeRead for HttpObject {
     fn describe(&self) -> String {
         self.conn.shown.clone()
     }
+
+    /// Bytes that failed their hash: the pages holding them are dropped, so the next read
+    /// goes to the server (reads of a page or more are never cached).
+    fn forget(&self, at: u64, len: u64) -> bool {
+        let mut pages = self.pages.lock().unwrap_or_else(|p| p.into_inner());
+        pages.forget(at, len);
+        self.conn.counters.refetch();
+        true
+    }
 }
 
 impl Conn {

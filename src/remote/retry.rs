@@ -65,6 +65,8 @@ pub struct NetStats {
     pub resumed_bytes: u64,
     /// Bytes received in response bodies.
     pub bytes: u64,
+    /// Blocks read a second time because their bytes failed their hash (§7.4).
+    pub refetched: u64,
 }
 
 /// The counters behind `NetStats`, shared by the threads reading one object.
@@ -74,6 +76,7 @@ pub(crate) struct Counters {
     retries: AtomicU64,
     resumed_bytes: AtomicU64,
     bytes: AtomicU64,
+    refetched: AtomicU64,
 }
 
 impl Counters {
@@ -89,12 +92,16 @@ impl Counters {
     pub(crate) fn received(&self, n: u64) {
         self.bytes.fetch_add(n, Ordering::Relaxed);
     }
+    pub(crate) fn refetch(&self) {
+        self.refetched.fetch_add(1, Ordering::Relaxed);
+    }
     pub(crate) fn snapshot(&self) -> NetStats {
         NetStats {
             requests: self.requests.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             resumed_bytes: self.resumed_bytes.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
+            refetched: self.refetched.load(Ordering::Relaxed),
         }
     }
 }

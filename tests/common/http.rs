@@ -23,6 +23,19 @@ pub struct Faults {
     pub cut: Mutex<Option<(u64, u64)>>,
     /// From this answer on (1-based), the file is one byte longer: replaced on the server.
     pub grow_from: AtomicU64,
+    /// Damage in flight: flip (xor 0xff) the byte at object offset `at` in the bodies of the
+    /// next `times` answers (`u64::MAX`: every one) to a range starting at `start`.
+    pub flip: Mutex<Option<Flip>>,
+    /// Bodies damaged by `flip` so far.
+    pub flipped: AtomicU64,
+}
+
+/// Where `Faults::flip` damages a body, and how many times more.
+#[derive(Clone, Copy, Debug)]
+pub struct Flip {
+    pub at: u64,
+    pub start: u64,
+    pub times: u64,
 }
 
 /// A running server; it stops with the test process.
@@ -170,6 +183,7 @@ fn answer(
     file.take(send).read_to_end(&mut body)?;
     // The grown file's last byte, past the real end.
     body.resize(send as usize, 0);
+    flip_in_flight(f, first, &mut body);
     out.write_all(&body)?;
     out.flush()?;
     Ok(cut.is_none())
@@ -188,6 +202,28 @@ fn resolve(range: Option<&str>, len: u64) -> Option<(&'static str, u64, u64)> {
         .unwrap_or(u64::MAX)
         .min(len.checked_sub(1)?);
     (first <= last).then_some(("206 Partial Content", first, last))
+}
+
+/// Applies `Faults::flip` to `body`, the object's bytes from `first` on.
+fn flip_in_flight(f: &Faults, first: u64, body: &mut [u8]) {
+    let mut flip = f.flip.lock().unwrap();
+    let Some(Flip { at, start, times }) = *flip else {
+        return;
+    };
+    let Some(i) = at.checked_sub(first).filter(|i| *i < body.len() as u64) else {
+        return;
+    };
+    if first != start || times == 0 {
+        return;
+    }
+    body[i as usize] ^= 0xff;
+    f.flipped.fetch_add(1, Ordering::SeqCst);
+    if times != u64::MAX {
+        *flip = Some(Flip {
+            times: times - 1,
+            ..Flip { at, start, times }
+        });
+    }
 }
 
 /// The cut planned for answer `n`, if any: taken, so it happens once.
