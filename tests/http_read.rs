@@ -16,10 +16,10 @@ use common::compare::{Options, assert_no_differences, diff_trees};
 use common::http::{Flip, Server};
 
 /// The fixture captured once to a `.oimg`, the same payload in an ISO, and a server for both.
-struct Images {
-    oimg: PathBuf,
-    iso: PathBuf,
-    dir: PathBuf,
+pub(crate) struct Images {
+    pub(crate) oimg: PathBuf,
+    pub(crate) iso: PathBuf,
+    pub(crate) dir: PathBuf,
     _built: common::Built,
 }
 
@@ -29,7 +29,7 @@ static IMAGES: OnceLock<Images> = OnceLock::new();
 /// backoff is at most 0.5 s + 1 s).
 const RETRY_FOR: &str = "5";
 
-fn images() -> &'static Images {
+pub(crate) fn images() -> &'static Images {
     IMAGES.get_or_init(|| {
         let built = common::build_fixture();
         let oimg = built.path("system.oimg");
@@ -95,18 +95,18 @@ fn serve() -> Server {
 }
 
 /// `osimage ARGS… --retry-for RETRY_FOR`.
-fn osimage(args: &[&OsStr]) -> common::Run {
+pub(crate) fn osimage(args: &[&OsStr]) -> common::Run {
     let mut v: Vec<&OsStr> = args.to_vec();
     v.extend([OsStr::new("--retry-for"), OsStr::new(RETRY_FOR)]);
     common::osimage(v)
 }
 
-fn s(x: &str) -> &OsStr {
+pub(crate) fn s(x: &str) -> &OsStr {
     OsStr::new(x)
 }
 
 /// `info --json` without the image's name, which is the only thing that may differ.
-fn info(image: &OsStr) -> serde_json::Value {
+pub(crate) fn info(image: &OsStr) -> serde_json::Value {
     let run = osimage(&[s("info"), image, s("--json")]).ok();
     let mut v: serde_json::Value = serde_json::from_slice(&run.stdout)
         .unwrap_or_else(|e| panic!("info --json is not JSON ({e}): {}", run.describe()));

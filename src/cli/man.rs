@@ -245,6 +245,11 @@ fn sections(path: &str) -> String {
              retried after a passing failure, when --retry-for is not given (default 600).",
         ),
         (
+            "OSIMAGE_CA",
+            "A PEM file of CA certificates trusted besides the bundled Mozilla roots when \
+             reading an image from an https:// URL, when --ca is not given.",
+        ),
+        (
             "SOURCE_DATE_EPOCH",
             "Seconds since 1970: the ISO's volume dates, for reproducible images (default: \
              now).",

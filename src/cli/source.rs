@@ -8,12 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use osimage::{HttpObject, PayloadReader, RetryPolicy, Unlock};
+use osimage::{HttpObject, PayloadReader, RetryPolicy, Trust, Unlock};
 
 use super::{Failure, UsageError};
 
 /// The environment variable that sets `--retry-for` when the flag is not given.
 pub const RETRY_FOR_ENV: &str = "OSIMAGE_RETRY_FOR";
+/// The environment variable that sets `--ca` when the flag is not given.
+pub const CA_ENV: &str = "OSIMAGE_CA";
 
 /// Reading IMAGE over HTTP(S).
 #[derive(Debug, Args, Clone, Default)]
@@ -24,6 +26,12 @@ pub struct NetArgs {
     /// environment variable OSIMAGE_RETRY_FOR). 0 gives up at the first failure.
     #[arg(long, value_name = "SECS")]
     pub retry_for: Option<u64>,
+    /// When IMAGE is an https:// URL: a PEM file of CA certificates (one CA or a bundle)
+    /// trusted besides the bundled Mozilla roots, for a server whose certificate an internal
+    /// CA signed (default: the environment variable OSIMAGE_CA). A file without a usable
+    /// certificate is a usage error.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 impl NetArgs {
@@ -41,6 +49,15 @@ impl NetArgs {
             p.retry_for = Duration::from_secs(s);
         }
         Ok(p)
+    }
+
+    /// The roots HTTPS trusts: the bundled ones, and `--ca` (else `OSIMAGE_CA`) besides.
+    fn trust(&self) -> Result<Trust, UsageError> {
+        let env = std::env::var_os(CA_ENV).filter(|v| !v.is_empty());
+        match self.ca.clone().or(env.map(PathBuf::from)) {
+            None => Ok(Trust::default()),
+            Some(file) => Trust::with_ca_file(&file).map_err(|e| UsageError(e.to_string())),
+        }
     }
 }
 
@@ -74,7 +91,7 @@ pub fn open(image: &Path, unlock: &Unlock, net: &NetArgs) -> Result<Opened, Fail
             remote: None,
         });
     };
-    let object = Arc::new(HttpObject::open(url, net.policy()?)?);
+    let object = Arc::new(HttpObject::open(url, net.policy()?, &net.trust()?)?);
     let shown = PathBuf::from(osimage::redact(url));
     let reader = PayloadReader::open_source(&shown, object.clone(), unlock)?;
     Ok(Opened {

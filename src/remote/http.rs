@@ -11,6 +11,7 @@ use std::time::Instant;
 use super::pages::{PAGE, PageCache};
 use super::range::{ContentRange, host, parse_content_range, redact};
 use super::retry::{Counters, NetStats, RetryPolicy, backoff, jitter_unit};
+use super::trust::Trust;
 use crate::format::source::RangeRead;
 
 /// An object on an HTTP(S) server, read with Range requests.
@@ -28,6 +29,8 @@ struct Conn {
     url: String,
     /// The URL as messages show it (`range::redact`).
     shown: String,
+    /// `--ca FILE`, for the message about an untrusted certificate.
+    ca_file: Option<String>,
     policy: RetryPolicy,
     counters: Counters,
 }
@@ -41,11 +44,12 @@ enum Fail {
 }
 
 impl HttpObject {
-    /// Opens `url` (`http://` or `https://`): one ranged GET of the first page learns the
-    /// object's length and checks that the server honours Range. Errors name the URL
-    /// without its query.
-    pub fn open(url: &str, policy: RetryPolicy) -> std::io::Result<HttpObject> {
+    /// Opens `url` (`http://` or `https://`, whose server `trust` must believe): one ranged
+    /// GET of the first page learns the object's length and checks that the server honours
+    /// Range. Errors name the URL without its query.
+    pub fn open(url: &str, policy: RetryPolicy, trust: &Trust) -> std::io::Result<HttpObject> {
         let agent: ureq::Agent = ureq::Agent::config_builder()
+            .tls_config(trust.tls_config())
             .http_status_as_error(false)
             .timeout_connect(Some(policy.connect_timeout))
             .timeout_per_read(Some(policy.read_timeout))
@@ -56,6 +60,7 @@ impl HttpObject {
             agent,
             url: url.to_string(),
             shown: redact(url),
+            ca_file: trust.ca_file().map(|p| p.display().to_string()),
             policy,
             counters: Counters::default(),
         };
@@ -212,6 +217,10 @@ impl Conn {
 
     fn classify_error(&self, e: ureq::Error) -> Fail {
         use ureq::Error as E;
+        // A certificate that is not believed stays so however often it is asked for.
+        if let Some(c) = certificate_error(&e) {
+            return Fail::Fatal(self.untrusted(c));
+        }
         let msg = self.scrub(e.to_string());
         match e {
             E::BadUri(_)
@@ -222,6 +231,23 @@ impl Conn {
             | E::RequireHttpsOnly(_)
             | E::Pem(_) => Fail::Fatal(msg),
             _ => Fail::Transient(msg),
+        }
+    }
+
+    /// What to say about a server certificate rustls refused.
+    fn untrusted(&self, e: &rustls::CertificateError) -> String {
+        use rustls::CertificateError as C;
+        let known = match &self.ca_file {
+            Some(f) => format!("the bundled roots nor the CA certificates in {f}"),
+            None => "the bundled roots".to_string(),
+        };
+        match e {
+            // BadSignature: a CA of the same name as the issuer's is known, but it did not
+            // sign this certificate; to the user, the same thing.
+            C::UnknownIssuer | C::BadSignature => format!(
+                "the server's certificate is not trusted: it is signed by a CA that is not                  among {known} (give that CA's certificate with --ca FILE or OSIMAGE_CA)"
+            ),
+            other => format!("the server's certificate is not accepted: {other}"),
         }
     }
 
@@ -364,6 +390,20 @@ fn refusal(status: u16, resp: &mut ureq::http::Response<ureq::Body>) -> String {
     }
     let code = s3_code(&body).map_or_else(String::new, |c| format!(" {c}"));
     format!("the server refused access (HTTP {status}{code})")
+}
+
+/// The certificate error inside a failed request's error, if that is why it failed:
+/// ureq reports rustls' errors itself or inside an I/O error of the TLS stream.
+fn certificate_error(e: &ureq::Error) -> Option<&rustls::CertificateError> {
+    let tls = match e {
+        ureq::Error::Rustls(t) => t,
+        ureq::Error::Io(io) => io.get_ref()?.downcast_ref::<rustls::Error>()?,
+        _ => return None,
+    };
+    match tls {
+        rustls::Error::InvalidCertificate(c) => Some(c),
+        _ => None,
+    }
 }
 
 /// The `<Code>` of an S3 error body, if it has a plausible one.
