@@ -205,6 +205,8 @@ fn two_503s_are_retried_and_the_read_succeeds() {
     let url = server.url("system.iso");
     let run = osimage(&[s("list"), s("-l"), s(&url)]).ok();
     assert!(summary(&run).contains("2 retries"), "{}", run.describe());
+    // Under 10 s of failing: no "waiting for" line (STORE.md §7.3).
+    assert!(!run.stderr.contains("waiting for"), "{}", run.describe());
     let local = osimage(&[s("list"), s("-l"), images().iso.as_os_str()]).ok();
     assert_eq!(run.stdout, local.stdout, "the same listing");
     assert_eq!(server.faults.unavailable.load(Ordering::SeqCst), 0);
@@ -546,4 +548,52 @@ fn a_block_damaged_on_every_fetch_stops_the_extract_naming_it() {
         "fetched twice, no more"
     );
     assert!(!out.exists(), "the failed extract left {}", out.display());
+}
+
+/// STORE.md §7.3: a request that keeps failing says on stderr what it waits for, the first
+/// time `OSIMAGE_WAITING_EVERY` (10 s by default, 1 s here) after its first failure and as
+/// often again; a 3 s outage is waited out and the read is whole.
+#[test]
+fn an_outage_is_waited_out_saying_what_is_awaited() {
+    use std::time::{Duration, Instant};
+    let server = serve();
+    *server.faults.down_until.lock().unwrap() = Some(Instant::now() + Duration::from_secs(3));
+    let url = server.url("system.oimg");
+    let run = common::osimage_env(
+        ["list", "-l", &url, "--retry-for", "30"],
+        &[("OSIMAGE_WAITING_EVERY", "1")],
+    )
+    .ok();
+    let prefix = format!("osimage: waiting for {url}: the server answered HTTP 503, retry ");
+    let waiting: Vec<(u32, u64)> = run
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .map(|rest| {
+            let (n, secs) = rest
+                .strip_suffix(" s")
+                .and_then(|r| r.split_once(" in "))
+                .unwrap_or_else(|| panic!("a waiting line: {rest:?}"));
+            (
+                n.parse().expect("retry number"),
+                secs.parse().expect("secs"),
+            )
+        })
+        .collect();
+    assert!(!waiting.is_empty(), "no waiting line: {}", run.describe());
+    // Retries count up from 1, and the pause they announce is a backoff of §7.3 (under 4 s
+    // for the first four retries: 0.5, 1, 2, 4 s at most).
+    assert!(
+        waiting
+            .iter()
+            .all(|(n, secs)| (1..=5).contains(n) && (1..=4).contains(secs)),
+        "{waiting:?}"
+    );
+    let local = osimage(&[s("list"), s("-l"), images().oimg.as_os_str()]).ok();
+    assert_eq!(
+        run.stdout, local.stdout,
+        "the same listing after the outage"
+    );
+    assert!(summary(&run).contains(" retries,"), "{}", run.describe());
+    common::osimage_env(["list", &url], &[("OSIMAGE_WAITING_EVERY", "often")]).usage_error();
 }

@@ -14,6 +14,9 @@ use super::{Failure, UsageError};
 
 /// The environment variable that sets `--retry-for` when the flag is not given.
 pub const RETRY_FOR_ENV: &str = "OSIMAGE_RETRY_FOR";
+/// Seconds between the `waiting for URL` lines of a request that keeps failing (default 10;
+/// 0: none). Tests shorten it.
+pub const WAITING_EVERY_ENV: &str = "OSIMAGE_WAITING_EVERY";
 /// The environment variable that sets `--ca` when the flag is not given.
 pub const CA_ENV: &str = "OSIMAGE_CA";
 
@@ -47,6 +50,14 @@ impl NetArgs {
         let mut p = RetryPolicy::default();
         if let Some(s) = secs {
             p.retry_for = Duration::from_secs(s);
+        }
+        if let Ok(v) = std::env::var(WAITING_EVERY_ENV) {
+            let secs = v.trim().parse::<u64>().map_err(|_| {
+                UsageError(format!(
+                    "{WAITING_EVERY_ENV}={v:?} is not a number of seconds"
+                ))
+            })?;
+            p.waiting_every = Duration::from_secs(secs);
         }
         Ok(p)
     }

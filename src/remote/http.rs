@@ -6,11 +6,13 @@
 
 use std::io::Read;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::pages::{PAGE, PageCache};
 use super::range::{ContentRange, host, parse_content_range, redact};
-use super::retry::{Counters, NetStats, RetryPolicy, backoff, jitter_unit};
+use super::retry::{
+    Counters, NetStats, RetryPolicy, backoff, jitter_unit, waiting_line, waiting_times,
+};
 use super::trust::Trust;
 use crate::format::source::RangeRead;
 
@@ -221,7 +223,11 @@ impl Conn {
         if let Some(c) = certificate_error(&e) {
             return Fail::Fatal(self.untrusted(c));
         }
-        let msg = self.scrub(e.to_string());
+        // ureq prefixes the OS's words ("io: Connection refused"); they say enough alone.
+        let msg = match &e {
+            E::Io(io) => self.scrub(io.to_string()),
+            _ => self.scrub(e.to_string()),
+        };
         match e {
             E::BadUri(_)
             | E::Http(_)
@@ -453,11 +459,32 @@ impl<'c> Attempts<'c> {
                 if self.total == 1 { "retry" } else { "retries" }
             ));
         }
-        std::thread::sleep(backoff(self.n, jitter_unit()).min(window - elapsed));
+        let delay = backoff(self.n, jitter_unit()).min(window - elapsed);
         self.n = self.n.saturating_add(1);
         self.total = self.total.saturating_add(1);
+        self.pause(since, delay, &msg);
         self.conn.counters.retry();
         Ok(())
+    }
+
+    /// Sleeps `delay` before the next retry, saying on stderr what the request waits for
+    /// every `waiting_every` from its first failure at `since` (§7.3: a stuck restore keeps
+    /// telling the console why).
+    fn pause(&self, since: Instant, delay: Duration, msg: &str) {
+        let now = Instant::now();
+        let end = now + delay;
+        let every = self.conn.policy.waiting_every;
+        let first = since.checked_add(every).unwrap_or(end);
+        for due in waiting_times(now, end, first, every) {
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let line = waiting_line(&self.conn.shown, msg, self.total, left);
+            eprintln!("osimage: {line}");
+        }
+        std::thread::sleep(end.saturating_duration_since(Instant::now()));
     }
 }
 

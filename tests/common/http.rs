@@ -18,6 +18,8 @@ pub struct Faults {
     pub ignore_range: AtomicBool,
     /// Answer this many more requests with 503.
     pub unavailable: AtomicU64,
+    /// Answer every request with 503 until then: a server that is down for a while.
+    pub down_until: Mutex<Option<std::time::Instant>>,
     /// Cut the body of response number `.0` (1-based, counting every answer) after `.1`
     /// bytes and close the connection.
     pub cut: Mutex<Option<(u64, u64)>>,
@@ -208,6 +210,14 @@ fn answer(
     if f.unavailable
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |k| k.checked_sub(1))
         .is_ok()
+    {
+        head(out, "503 Service Unavailable", 0, &[])?;
+        return Ok(true);
+    }
+    if f.down_until
+        .lock()
+        .unwrap()
+        .is_some_and(|t| std::time::Instant::now() < t)
     {
         head(out, "503 Service Unavailable", 0, &[])?;
         return Ok(true);
