@@ -2,8 +2,8 @@
 //! `extract` of `http://…/system.oimg` and `…/system.iso` say and write exactly what they do
 //! for the local file, through `tests/common/http.rs`'s server; its faults (a cut body, 503s,
 //! a server that ignores Range, an object that changes, a missing one, a refused connection)
-//! are retried, resumed or named as §7.3 says; a block damaged in flight is fetched once more
-//! (§7.4); a presigned URL's query never shows.
+//! are retried, resumed or named as §7.3 says, a long outage is waited out saying so; a
+//! presigned URL's query never shows. Blocks damaged in flight: `http_refetch`.
 
 use crate::common;
 
@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
 
 use common::compare::{Options, assert_no_differences, diff_trees};
-use common::http::{Flip, Server};
+use common::http::Server;
 
 /// The fixture captured once to a `.oimg`, the same payload in an ISO, and a server for both.
 pub(crate) struct Images {
@@ -86,7 +86,7 @@ fn iso_of(oimg: &Path, iso: &Path) {
     write_iso(&spec, iso).expect("write_iso");
 }
 
-fn serve() -> Server {
+pub(crate) fn serve() -> Server {
     let i = images();
     Server::start(&[
         ("system.oimg", i.oimg.clone()),
@@ -172,7 +172,7 @@ fn an_iso_over_http_lists_informs_verifies_and_extracts_as_the_file() {
 }
 
 /// The line on stderr that says what reading over HTTP cost.
-fn summary(run: &common::Run) -> String {
+pub(crate) fn summary(run: &common::Run) -> String {
     run.stderr
         .lines()
         .find(|l| l.contains(" received, ") && l.contains(" resumed"))
@@ -437,117 +437,6 @@ fn diff_compares_urls_as_it_compares_files() {
         "{}",
         over_http.describe()
     );
-}
-
-/// Damage in flight of a byte in the middle of a block that holds data of one file and of no
-/// other (so `extract` reads it, on one thread): the largest such block, read with a request
-/// of its own, or with `paged` the largest read through the 256 KiB page cache (STORE.md
-/// §7.4), whose damaged copy must not be served again. The flip hits the answers to the
-/// block's read (or its page's), `times` of them; with it, the block's pack and index.
-fn a_data_byte(paged: bool, times: u64) -> (Flip, u32, u32) {
-    use osimage::format::frame::decode_manifest;
-    use osimage::format::manifest::EntryKind;
-    use osimage::format::records::{BLOCK_HEADER_LEN, RECORD_LEN, Trailer};
-    let bytes = std::fs::read(&images().oimg).expect("reading the .oimg");
-    let mut t = [0u8; RECORD_LEN];
-    t.copy_from_slice(&bytes[bytes.len() - RECORD_LEN..]);
-    let t = Trailer::decode(&t).expect("trailer");
-    let frame = &bytes[t.manifest_offset as usize..(t.manifest_offset + t.manifest_len) as usize];
-    let (m, _) = decode_manifest(frame).expect("manifest");
-    // Each file's blocks.
-    let files: Vec<Vec<u32>> = m
-        .entries
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EntryKind::File { runs, .. } => Some(
-                runs.iter()
-                    .flat_map(|r| &r.chunks)
-                    .map(|c| m.chunks[*c as usize].block)
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect();
-    // Of the blocks holding data of one file only, the largest.
-    let own = |b: u32| files.iter().filter(|bs| bs.contains(&b)).count() == 1;
-    let page: u64 = 256 << 10;
-    let b = (0..m.blocks.len() as u32)
-        .filter(|b| own(*b))
-        .filter(|b| !paged || u64::from(m.blocks[*b as usize].stored_len) < page)
-        .max_by_key(|b| m.blocks[*b as usize].stored_len)
-        .expect("a block of one file");
-    assert_eq!(
-        u64::from(m.blocks[b as usize].stored_len) >= page,
-        !paged,
-        "the fixture has both kinds of block"
-    );
-    let rec = &m.blocks[b as usize];
-    // FORMAT.md §6.1: the packs lie back to back after the image header.
-    let pack_at: u64 = RECORD_LEN as u64
-        + m.packs[..rec.pack as usize]
-            .iter()
-            .map(|p| p.len)
-            .sum::<u64>();
-    let body = pack_at + rec.offset + BLOCK_HEADER_LEN as u64;
-    let at = body + u64::from(rec.stored_len) / 2;
-    let start = if paged { at / page * page } else { body };
-    (Flip { at, start, times }, rec.pack, b)
-}
-
-/// STORE.md §7.4: a block whose bytes were damaged on the way fails its hash, is fetched once
-/// more from the server (not from the page cache) and the extract is whole.
-#[test]
-fn a_block_damaged_in_flight_once_is_fetched_again() {
-    let i = images();
-    let from_file = i.dir.join("flipped-once.file");
-    osimage(&[
-        s("extract"),
-        i.oimg.as_os_str(),
-        s("-C"),
-        from_file.as_os_str(),
-    ])
-    .ok();
-    for paged in [false, true] {
-        let server = serve();
-        let (flip, _, _) = a_data_byte(paged, 1);
-        *server.faults.flip.lock().unwrap() = Some(flip);
-        let url = server.url("system.oimg");
-        let over_http = i.dir.join(format!("flipped-once-{paged}.http"));
-        let run = osimage(&[s("extract"), s(&url), s("-C"), over_http.as_os_str()]).ok();
-        assert_eq!(server.faults.flipped.load(Ordering::SeqCst), 1, "one flip");
-        let line = summary(&run);
-        assert!(
-            line.ends_with(", 1 block refetched"),
-            "paged {paged}: {line}"
-        );
-        let diffs = diff_trees(&from_file, &over_http, Options { nlink: true });
-        assert_no_differences(&diffs, "extract over HTTP with a byte damaged once");
-    }
-}
-
-/// Damaged every time it is fetched: damage, named with the URL, the pack and the block, and
-/// the extract removes what it wrote (DESIGN.md "Extract").
-#[test]
-fn a_block_damaged_on_every_fetch_stops_the_extract_naming_it() {
-    let i = images();
-    let server = serve();
-    let (flip, pack, b) = a_data_byte(false, u64::MAX);
-    *server.faults.flip.lock().unwrap() = Some(flip);
-    let url = server.url("system.oimg");
-    let out = i.dir.join("flipped-always.http");
-    let run = osimage(&[s("extract"), s(&url), s("-C"), out.as_os_str()]).fails();
-    let block = format!("pack {pack} block {b} is damaged (BLAKE3 mismatch), fetched twice");
-    assert!(
-        run.stderr.contains(&url) && run.stderr.contains(&block),
-        "{}",
-        run.describe()
-    );
-    assert_eq!(
-        server.faults.flipped.load(Ordering::SeqCst),
-        2,
-        "fetched twice, no more"
-    );
-    assert!(!out.exists(), "the failed extract left {}", out.display());
 }
 
 /// STORE.md §7.3: a request that keeps failing says on stderr what it waits for, the first
