@@ -251,7 +251,8 @@ impl Conn {
             // BadSignature: a CA of the same name as the issuer's is known, but it did not
             // sign this certificate; to the user, the same thing.
             C::UnknownIssuer | C::BadSignature => format!(
-                "the server's certificate is not trusted: it is signed by a CA that is not                  among {known} (give that CA's certificate with --ca FILE or OSIMAGE_CA)"
+                "the server's certificate is not trusted: it is signed by a CA that is not \
+                 among {known} (give that CA's certificate with --ca FILE or OSIMAGE_CA)"
             ),
             other => format!("the server's certificate is not accepted: {other}"),
         }
