@@ -2,7 +2,8 @@
 //! `extract` of `http://…/system.oimg` and `…/system.iso` say and write exactly what they do
 //! for the local file, through `tests/common/http.rs`'s server; its faults (a cut body, 503s,
 //! a server that ignores Range, an object that changes, a missing one, a refused connection)
-//! are retried, resumed or named as §7.3 says; a presigned URL's query never shows.
+//! are retried, resumed or named as §7.3 says, a long outage is waited out saying so; a
+//! presigned URL's query never shows. Blocks damaged in flight: `http_refetch`.
 
 use crate::common;
 
@@ -15,10 +16,10 @@ use common::compare::{Options, assert_no_differences, diff_trees};
 use common::http::Server;
 
 /// The fixture captured once to a `.oimg`, the same payload in an ISO, and a server for both.
-struct Images {
-    oimg: PathBuf,
-    iso: PathBuf,
-    dir: PathBuf,
+pub(crate) struct Images {
+    pub(crate) oimg: PathBuf,
+    pub(crate) iso: PathBuf,
+    pub(crate) dir: PathBuf,
     _built: common::Built,
 }
 
@@ -28,7 +29,7 @@ static IMAGES: OnceLock<Images> = OnceLock::new();
 /// backoff is at most 0.5 s + 1 s).
 const RETRY_FOR: &str = "5";
 
-fn images() -> &'static Images {
+pub(crate) fn images() -> &'static Images {
     IMAGES.get_or_init(|| {
         let built = common::build_fixture();
         let oimg = built.path("system.oimg");
@@ -85,7 +86,7 @@ fn iso_of(oimg: &Path, iso: &Path) {
     write_iso(&spec, iso).expect("write_iso");
 }
 
-fn serve() -> Server {
+pub(crate) fn serve() -> Server {
     let i = images();
     Server::start(&[
         ("system.oimg", i.oimg.clone()),
@@ -94,18 +95,18 @@ fn serve() -> Server {
 }
 
 /// `osimage ARGS… --retry-for RETRY_FOR`.
-fn osimage(args: &[&OsStr]) -> common::Run {
+pub(crate) fn osimage(args: &[&OsStr]) -> common::Run {
     let mut v: Vec<&OsStr> = args.to_vec();
     v.extend([OsStr::new("--retry-for"), OsStr::new(RETRY_FOR)]);
     common::osimage(v)
 }
 
-fn s(x: &str) -> &OsStr {
+pub(crate) fn s(x: &str) -> &OsStr {
     OsStr::new(x)
 }
 
 /// `info --json` without the image's name, which is the only thing that may differ.
-fn info(image: &OsStr) -> serde_json::Value {
+pub(crate) fn info(image: &OsStr) -> serde_json::Value {
     let run = osimage(&[s("info"), image, s("--json")]).ok();
     let mut v: serde_json::Value = serde_json::from_slice(&run.stdout)
         .unwrap_or_else(|e| panic!("info --json is not JSON ({e}): {}", run.describe()));
@@ -171,7 +172,7 @@ fn an_iso_over_http_lists_informs_verifies_and_extracts_as_the_file() {
 }
 
 /// The line on stderr that says what reading over HTTP cost.
-fn summary(run: &common::Run) -> String {
+pub(crate) fn summary(run: &common::Run) -> String {
     run.stderr
         .lines()
         .find(|l| l.contains(" received, ") && l.contains(" resumed"))
@@ -204,6 +205,8 @@ fn two_503s_are_retried_and_the_read_succeeds() {
     let url = server.url("system.iso");
     let run = osimage(&[s("list"), s("-l"), s(&url)]).ok();
     assert!(summary(&run).contains("2 retries"), "{}", run.describe());
+    // Under 10 s of failing: no "waiting for" line (STORE.md §7.3).
+    assert!(!run.stderr.contains("waiting for"), "{}", run.describe());
     let local = osimage(&[s("list"), s("-l"), images().iso.as_os_str()]).ok();
     assert_eq!(run.stdout, local.stdout, "the same listing");
     assert_eq!(server.faults.unavailable.load(Ordering::SeqCst), 0);
@@ -434,4 +437,52 @@ fn diff_compares_urls_as_it_compares_files() {
         "{}",
         over_http.describe()
     );
+}
+
+/// STORE.md §7.3: a request that keeps failing says on stderr what it waits for, the first
+/// time `OSIMAGE_WAITING_EVERY` (10 s by default, 1 s here) after its first failure and as
+/// often again; a 3 s outage is waited out and the read is whole.
+#[test]
+fn an_outage_is_waited_out_saying_what_is_awaited() {
+    use std::time::{Duration, Instant};
+    let server = serve();
+    *server.faults.down_until.lock().unwrap() = Some(Instant::now() + Duration::from_secs(3));
+    let url = server.url("system.oimg");
+    let run = common::osimage_env(
+        ["list", "-l", &url, "--retry-for", "30"],
+        &[("OSIMAGE_WAITING_EVERY", "1")],
+    )
+    .ok();
+    let prefix = format!("osimage: waiting for {url}: the server answered HTTP 503, retry ");
+    let waiting: Vec<(u32, u64)> = run
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .map(|rest| {
+            let (n, secs) = rest
+                .strip_suffix(" s")
+                .and_then(|r| r.split_once(" in "))
+                .unwrap_or_else(|| panic!("a waiting line: {rest:?}"));
+            (
+                n.parse().expect("retry number"),
+                secs.parse().expect("secs"),
+            )
+        })
+        .collect();
+    assert!(!waiting.is_empty(), "no waiting line: {}", run.describe());
+    // Retries count up from 1, and the pause they announce is a backoff of §7.3 (under 4 s
+    // for the first four retries: 0.5, 1, 2, 4 s at most).
+    assert!(
+        waiting
+            .iter()
+            .all(|(n, secs)| (1..=5).contains(n) && (1..=4).contains(secs)),
+        "{waiting:?}"
+    );
+    let local = osimage(&[s("list"), s("-l"), images().oimg.as_os_str()]).ok();
+    assert_eq!(
+        run.stdout, local.stdout,
+        "the same listing after the outage"
+    );
+    assert!(summary(&run).contains(" retries,"), "{}", run.describe());
+    common::osimage_env(["list", &url], &[("OSIMAGE_WAITING_EVERY", "often")]).usage_error();
 }

@@ -40,6 +40,8 @@ mod format_v1;
 mod fuzz_regressions;
 mod hostile_input;
 mod http_read;
+mod http_refetch;
+mod https_ca;
 mod iso_bench;
 mod iso_boot;
 mod iso_tools;

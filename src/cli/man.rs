@@ -245,6 +245,17 @@ fn sections(path: &str) -> String {
              retried after a passing failure, when --retry-for is not given (default 600).",
         ),
         (
+            "OSIMAGE_CA",
+            "A PEM file of CA certificates trusted besides the bundled Mozilla roots when \
+             reading an image from an https:// URL, when --ca is not given.",
+        ),
+        (
+            "OSIMAGE_WAITING_EVERY",
+            "Seconds between the \"waiting for URL: last error, retry N in S s\" lines on \
+             stderr while a request to an http:// or https:// image keeps failing, the first \
+             that long after its first failure (default 10; 0: none).",
+        ),
+        (
             "SOURCE_DATE_EPOCH",
             "Seconds since 1970: the ISO's volume dates, for reproducible images (default: \
              now).",

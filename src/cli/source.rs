@@ -8,12 +8,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use osimage::{HttpObject, PayloadReader, RetryPolicy, Unlock};
+use osimage::{HttpObject, PayloadReader, RetryPolicy, Trust, Unlock};
 
 use super::{Failure, UsageError};
 
 /// The environment variable that sets `--retry-for` when the flag is not given.
 pub const RETRY_FOR_ENV: &str = "OSIMAGE_RETRY_FOR";
+/// Seconds between the `waiting for URL` lines of a request that keeps failing (default 10;
+/// 0: none). Tests shorten it.
+pub const WAITING_EVERY_ENV: &str = "OSIMAGE_WAITING_EVERY";
+/// The environment variable that sets `--ca` when the flag is not given.
+pub const CA_ENV: &str = "OSIMAGE_CA";
 
 /// Reading IMAGE over HTTP(S).
 #[derive(Debug, Args, Clone, Default)]
@@ -24,6 +29,12 @@ pub struct NetArgs {
     /// environment variable OSIMAGE_RETRY_FOR). 0 gives up at the first failure.
     #[arg(long, value_name = "SECS")]
     pub retry_for: Option<u64>,
+    /// When IMAGE is an https:// URL: a PEM file of CA certificates (one CA or a bundle)
+    /// trusted besides the bundled Mozilla roots, for a server whose certificate an internal
+    /// CA signed (default: the environment variable OSIMAGE_CA). A file without a usable
+    /// certificate is a usage error.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 impl NetArgs {
@@ -40,7 +51,24 @@ impl NetArgs {
         if let Some(s) = secs {
             p.retry_for = Duration::from_secs(s);
         }
+        if let Ok(v) = std::env::var(WAITING_EVERY_ENV) {
+            let secs = v.trim().parse::<u64>().map_err(|_| {
+                UsageError(format!(
+                    "{WAITING_EVERY_ENV}={v:?} is not a number of seconds"
+                ))
+            })?;
+            p.waiting_every = Duration::from_secs(secs);
+        }
         Ok(p)
+    }
+
+    /// The roots HTTPS trusts: the bundled ones, and `--ca` (else `OSIMAGE_CA`) besides.
+    fn trust(&self) -> Result<Trust, UsageError> {
+        let env = std::env::var_os(CA_ENV).filter(|v| !v.is_empty());
+        match self.ca.clone().or(env.map(PathBuf::from)) {
+            None => Ok(Trust::default()),
+            Some(file) => Trust::with_ca_file(&file).map_err(|e| UsageError(e.to_string())),
+        }
     }
 }
 
@@ -74,7 +102,7 @@ pub fn open(image: &Path, unlock: &Unlock, net: &NetArgs) -> Result<Opened, Fail
             remote: None,
         });
     };
-    let object = Arc::new(HttpObject::open(url, net.policy()?)?);
+    let object = Arc::new(HttpObject::open(url, net.policy()?, &net.trust()?)?);
     let shown = PathBuf::from(osimage::redact(url));
     let reader = PayloadReader::open_source(&shown, object.clone(), unlock)?;
     Ok(Opened {
@@ -100,12 +128,13 @@ impl Opened {
         let o = self.remote.as_ref()?;
         let s = o.stats();
         Some(format!(
-            "{}: {}, {}, {} received, {} resumed",
+            "{}: {}, {}, {} received, {} resumed, {}",
             self.shown.display(),
             osimage::count(s.requests, "request", "requests"),
             osimage::count(s.retries, "retry", "retries"),
             osimage::human_bytes(s.bytes),
             osimage::human_bytes(s.resumed_bytes),
+            osimage::count(s.refetched, "block refetched", "blocks refetched"),
         ))
     }
 }

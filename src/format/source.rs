@@ -18,6 +18,13 @@ pub trait RangeRead: Send + Sync {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Drops whatever copy of `len` bytes at `at` the source keeps, so that the next read of
+    /// them asks the origin again, and counts one refetch (docs/STORE.md §7.4: bytes damaged
+    /// in flight). `false` when there is nothing fresher to ask, as for a local file, whose
+    /// second read would give the same bytes: the caller then reads nothing again.
+    fn forget(&self, _at: u64, _len: u64) -> bool {
+        false
+    }
 }
 
 impl RangeRead for File {
@@ -68,5 +75,6 @@ mod tests {
         assert_eq!(read_up_to(src, &mut big, 6).expect("up to"), 4);
         assert_eq!(&big[..4], b"6789");
         assert_eq!(read_up_to(src, &mut big, 20).expect("beyond"), 0);
+        assert!(!src.forget(0, 10), "a file has nothing fresher to offer");
     }
 }

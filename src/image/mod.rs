@@ -133,6 +133,30 @@ impl Span {
     }
 }
 
+impl Span {
+    /// Drops what the object keeps of `len` bytes at `at` within the span (of a sealed span,
+    /// the segments holding them), so that the next read asks the origin again
+    /// (`RangeRead::forget`, docs/STORE.md §7.4); `false` for a local file.
+    pub fn forget(&self, at: u64, len: u64) -> bool {
+        let (from, n) = match self.sealed {
+            None => (at, len),
+            Some(_) if len == 0 => (0, 0),
+            Some(_) => {
+                let seg = stream::SEGMENT + stream::TAG;
+                let first = at / stream::SEGMENT;
+                let last = at.saturating_add(len - 1) / stream::SEGMENT;
+                let from = first.saturating_mul(seg);
+                let to = last
+                    .saturating_add(1)
+                    .saturating_mul(seg)
+                    .min(self.stored_len());
+                (from, to.saturating_sub(from))
+            }
+        };
+        self.src.forget(self.offset.saturating_add(from), n)
+    }
+}
+
 /// The kinds of container.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ContainerKind {
@@ -347,5 +371,66 @@ impl Container {
             });
         }
         Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// An object that only records what it is asked to forget.
+    #[derive(Default)]
+    struct Forgetful(Mutex<Vec<(u64, u64)>>);
+
+    impl RangeRead for Forgetful {
+        fn read_exact_at(&self, _: &mut [u8], _: u64) -> std::io::Result<()> {
+            Err(std::io::Error::other("not read here"))
+        }
+        fn len(&self) -> u64 {
+            1 << 30
+        }
+        fn describe(&self) -> String {
+            "forgetful".into()
+        }
+        fn forget(&self, at: u64, len: u64) -> bool {
+            self.0.lock().unwrap().push((at, len));
+            true
+        }
+    }
+
+    #[test]
+    fn a_span_forgets_the_object_bytes_its_range_lies_in() {
+        let src = Arc::new(Forgetful::default());
+        let plain = Backing::remote(src.clone()).span(1000, 500_000);
+        assert!(plain.forget(10, 20));
+        // A sealed span: plaintext 70000..70010 lies in segment 1, stored after segment 0
+        // and its tag (FORMAT.md §11.3); a range across segments 0 and 1 takes both.
+        let sealed = Span {
+            sealed: Some(Arc::new(StreamCipher::new(
+                &[7; 32],
+                &[1; 16],
+                StreamId::Pack(0),
+            ))),
+            ..plain.clone()
+        };
+        let seg = stream::SEGMENT + stream::TAG;
+        assert!(sealed.forget(70_000, 10));
+        assert!(sealed.forget(stream::SEGMENT - 1, 2));
+        // The last segment is cut at the span's stored end.
+        assert!(sealed.forget(499_999, 1));
+        let last = 499_999 / stream::SEGMENT;
+        assert_eq!(
+            *src.0.lock().unwrap(),
+            [
+                (1010, 20),
+                (1000 + seg, seg),
+                (1000, 2 * seg),
+                (1000 + last * seg, sealed.stored_len() - last * seg),
+            ]
+        );
+        // A local file has nothing fresher to offer.
+        let file = Arc::new(tempfile::tempfile().expect("temp file"));
+        assert!(!Span::plain(file, 0, 10).forget(0, 10));
     }
 }

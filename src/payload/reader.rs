@@ -37,6 +37,14 @@ pub struct BlockCache {
 
 const CACHE_SLOTS: usize = 4;
 
+/// Why a block could not be read.
+enum Bad {
+    /// Its bytes arrived but are not the block's: worth one more fetch over the network.
+    Damaged(String),
+    /// Reading failed (the source said why).
+    Io(String),
+}
+
 impl Default for BlockCache {
     fn default() -> Self {
         Self::new()
@@ -158,23 +166,28 @@ impl PayloadReader {
             .get(b as usize)
             .ok_or_else(|| self.damaged(format!("block {b} does not exist")))?;
         let span = &self.packs[rec.pack as usize];
-        let mut head = [0u8; BLOCK_HEADER_LEN];
-        span.read_exact_at(&mut head, rec.offset)
-            .map_err(|e| self.damaged(format!("block {b}: {e}")))?;
-        let h = BlockHeader::decode(&head).map_err(|e| self.damaged(format!("block {b}: {e}")))?;
-        if h.codec != rec.codec || h.raw_len != rec.raw_len || h.stored_len != rec.stored_len {
-            return Err(self.damaged(format!("block {b}: header disagrees with the manifest")));
-        }
-        cache.stored.resize(rec.stored_len as usize, 0);
-        span.read_exact_at(&mut cache.stored, rec.offset + BLOCK_HEADER_LEN as u64)
-            .map_err(|e| self.damaged(format!("block {b}: {e}")))?;
-        if self.has_block_hashes() {
-            let mut h = blake3::Hasher::new();
-            h.update(&head);
-            h.update(&cache.stored);
-            if h.finalize().as_bytes() != &rec.hash {
-                return Err(self.damaged(format!("block {b} is damaged (BLAKE3 mismatch)")));
+        match self.read_stored(b, span, &mut cache.stored) {
+            Ok(()) => {}
+            // docs/STORE.md §7.4: over the network the bytes may have been damaged in flight
+            // (a proxy, a bad NIC); they are fetched once more, and failing again are damage.
+            // A local file's second read would give the same bytes: it is not read again.
+            Err(Bad::Damaged(_))
+                if span.forget(
+                    rec.offset,
+                    BLOCK_HEADER_LEN as u64 + u64::from(rec.stored_len),
+                ) =>
+            {
+                self.read_stored(b, span, &mut cache.stored)
+                    .map_err(|e| match e {
+                        Bad::Damaged(m) => self.damaged(format!(
+                            "pack {} {m}, fetched twice from the server",
+                            rec.pack
+                        )),
+                        Bad::Io(m) => self.damaged(m),
+                    })?;
             }
+            Err(Bad::Damaged(m)) => return Err(self.damaged(format!("pack {} {m}", rec.pack))),
+            Err(Bad::Io(m)) => return Err(self.damaged(m)),
         }
         let mut out = if cache.slots.len() >= CACHE_SLOTS {
             cache.slots.pop().map(|(_, v)| v).unwrap_or_default()
@@ -189,6 +202,40 @@ impl PayloadReader {
             .map_err(|e| self.damaged(format!("block {b}: {e}")))?;
         cache.slots.insert(0, (b, out));
         Ok(&cache.slots[0].1)
+    }
+
+    /// Reads block `b`'s header and stored bytes into `stored` and checks them against the
+    /// manifest: the header's fields and (format version 2 on) the block's BLAKE3.
+    fn read_stored(&self, b: BlockIndex, span: &Span, stored: &mut Vec<u8>) -> Result<(), Bad> {
+        let rec = &self.manifest.blocks[b as usize];
+        // A sealed segment that fails authentication is damage too (FORMAT.md §11.3).
+        let io = |e: std::io::Error| match e.kind() {
+            std::io::ErrorKind::InvalidData => Bad::Damaged(format!("block {b} is damaged ({e})")),
+            _ => Bad::Io(format!("block {b}: {e}")),
+        };
+        let mut head = [0u8; BLOCK_HEADER_LEN];
+        span.read_exact_at(&mut head, rec.offset).map_err(io)?;
+        let h = BlockHeader::decode(&head)
+            .map_err(|e| Bad::Damaged(format!("block {b} is damaged ({e})")))?;
+        if h.codec != rec.codec || h.raw_len != rec.raw_len || h.stored_len != rec.stored_len {
+            return Err(Bad::Damaged(format!(
+                "block {b} is damaged (its header disagrees with the manifest)"
+            )));
+        }
+        stored.resize(rec.stored_len as usize, 0);
+        span.read_exact_at(stored, rec.offset + BLOCK_HEADER_LEN as u64)
+            .map_err(io)?;
+        if self.has_block_hashes() {
+            let mut h = blake3::Hasher::new();
+            h.update(&head);
+            h.update(stored);
+            if h.finalize().as_bytes() != &rec.hash {
+                return Err(Bad::Damaged(format!(
+                    "block {b} is damaged (BLAKE3 mismatch)"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Uncompressed bytes of chunk `idx`, checked against its BLAKE3 id.

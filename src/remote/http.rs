@@ -6,11 +6,14 @@
 
 use std::io::Read;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::pages::{PAGE, PageCache};
 use super::range::{ContentRange, host, parse_content_range, redact};
-use super::retry::{Counters, NetStats, RetryPolicy, backoff, jitter_unit};
+use super::retry::{
+    Counters, NetStats, RetryPolicy, backoff, jitter_unit, waiting_line, waiting_times,
+};
+use super::trust::Trust;
 use crate::format::source::RangeRead;
 
 /// An object on an HTTP(S) server, read with Range requests.
@@ -28,6 +31,8 @@ struct Conn {
     url: String,
     /// The URL as messages show it (`range::redact`).
     shown: String,
+    /// `--ca FILE`, for the message about an untrusted certificate.
+    ca_file: Option<String>,
     policy: RetryPolicy,
     counters: Counters,
 }
@@ -41,11 +46,12 @@ enum Fail {
 }
 
 impl HttpObject {
-    /// Opens `url` (`http://` or `https://`): one ranged GET of the first page learns the
-    /// object's length and checks that the server honours Range. Errors name the URL
-    /// without its query.
-    pub fn open(url: &str, policy: RetryPolicy) -> std::io::Result<HttpObject> {
+    /// Opens `url` (`http://` or `https://`, whose server `trust` must believe): one ranged
+    /// GET of the first page learns the object's length and checks that the server honours
+    /// Range. Errors name the URL without its query.
+    pub fn open(url: &str, policy: RetryPolicy, trust: &Trust) -> std::io::Result<HttpObject> {
         let agent: ureq::Agent = ureq::Agent::config_builder()
+            .tls_config(trust.tls_config())
             .http_status_as_error(false)
             .timeout_connect(Some(policy.connect_timeout))
             .timeout_per_read(Some(policy.read_timeout))
@@ -56,6 +62,7 @@ impl HttpObject {
             agent,
             url: url.to_string(),
             shown: redact(url),
+            ca_file: trust.ca_file().map(|p| p.display().to_string()),
             policy,
             counters: Counters::default(),
         };
@@ -170,6 +177,15 @@ impl RangeRead for HttpObject {
     fn describe(&self) -> String {
         self.conn.shown.clone()
     }
+
+    /// Bytes that failed their hash: the pages holding them are dropped, so the next read
+    /// goes to the server (reads of a page or more are never cached).
+    fn forget(&self, at: u64, len: u64) -> bool {
+        let mut pages = self.pages.lock().unwrap_or_else(|p| p.into_inner());
+        pages.forget(at, len);
+        self.conn.counters.refetch();
+        true
+    }
 }
 
 impl Conn {
@@ -203,7 +219,15 @@ impl Conn {
 
     fn classify_error(&self, e: ureq::Error) -> Fail {
         use ureq::Error as E;
-        let msg = self.scrub(e.to_string());
+        // A certificate that is not believed stays so however often it is asked for.
+        if let Some(c) = certificate_error(&e) {
+            return Fail::Fatal(self.untrusted(c));
+        }
+        // ureq prefixes the OS's words ("io: Connection refused"); they say enough alone.
+        let msg = match &e {
+            E::Io(io) => self.scrub(io.to_string()),
+            _ => self.scrub(e.to_string()),
+        };
         match e {
             E::BadUri(_)
             | E::Http(_)
@@ -213,6 +237,24 @@ impl Conn {
             | E::RequireHttpsOnly(_)
             | E::Pem(_) => Fail::Fatal(msg),
             _ => Fail::Transient(msg),
+        }
+    }
+
+    /// What to say about a server certificate rustls refused.
+    fn untrusted(&self, e: &rustls::CertificateError) -> String {
+        use rustls::CertificateError as C;
+        let known = match &self.ca_file {
+            Some(f) => format!("the bundled roots nor the CA certificates in {f}"),
+            None => "the bundled roots".to_string(),
+        };
+        match e {
+            // BadSignature: a CA of the same name as the issuer's is known, but it did not
+            // sign this certificate; to the user, the same thing.
+            C::UnknownIssuer | C::BadSignature => format!(
+                "the server's certificate is not trusted: it is signed by a CA that is not \
+                 among {known} (give that CA's certificate with --ca FILE or OSIMAGE_CA)"
+            ),
+            other => format!("the server's certificate is not accepted: {other}"),
         }
     }
 
@@ -357,6 +399,20 @@ fn refusal(status: u16, resp: &mut ureq::http::Response<ureq::Body>) -> String {
     format!("the server refused access (HTTP {status}{code})")
 }
 
+/// The certificate error inside a failed request's error, if that is why it failed:
+/// ureq reports rustls' errors itself or inside an I/O error of the TLS stream.
+fn certificate_error(e: &ureq::Error) -> Option<&rustls::CertificateError> {
+    let tls = match e {
+        ureq::Error::Rustls(t) => t,
+        ureq::Error::Io(io) => io.get_ref()?.downcast_ref::<rustls::Error>()?,
+        _ => return None,
+    };
+    match tls {
+        rustls::Error::InvalidCertificate(c) => Some(c),
+        _ => None,
+    }
+}
+
 /// The `<Code>` of an S3 error body, if it has a plausible one.
 fn s3_code(body: &str) -> Option<&str> {
     let start = body.find("<Code>")? + "<Code>".len();
@@ -404,11 +460,32 @@ impl<'c> Attempts<'c> {
                 if self.total == 1 { "retry" } else { "retries" }
             ));
         }
-        std::thread::sleep(backoff(self.n, jitter_unit()).min(window - elapsed));
+        let delay = backoff(self.n, jitter_unit()).min(window - elapsed);
         self.n = self.n.saturating_add(1);
         self.total = self.total.saturating_add(1);
+        self.pause(since, delay, &msg);
         self.conn.counters.retry();
         Ok(())
+    }
+
+    /// Sleeps `delay` before the next retry, saying on stderr what the request waits for
+    /// every `waiting_every` from its first failure at `since` (§7.3: a stuck restore keeps
+    /// telling the console why).
+    fn pause(&self, since: Instant, delay: Duration, msg: &str) {
+        let now = Instant::now();
+        let end = now + delay;
+        let every = self.conn.policy.waiting_every;
+        let first = since.checked_add(every).unwrap_or(end);
+        for due in waiting_times(now, end, first, every) {
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let line = waiting_line(&self.conn.shown, msg, self.total, left);
+            eprintln!("osimage: {line}");
+        }
+        std::thread::sleep(end.saturating_duration_since(Instant::now()));
     }
 }
 

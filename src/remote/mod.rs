@@ -3,15 +3,17 @@
 //! an image (`image`, the ISO reader, `payload`) reads it as it reads a local file.
 //!
 //! `range` parses `Content-Range` and keeps presigned URLs' queries out of messages, `retry`
-//! holds the backoff and the counters, `pages` the 256 KiB page cache for small reads, `http`
-//! the requests. Row 1 of docs/DESIGN.md's layer table: uses `format` only. Reads go one
+//! holds the backoff and the counters, `pages` the 256 KiB page cache for small reads, `trust`
+//! the roots HTTPS believes (`--ca`), `http` the requests. Row 1 of docs/DESIGN.md's layer table: uses `format` only. Reads go one
 //! request at a time for now; planned reads and a fetcher pool (§7.2.1) are to come.
 
 mod http;
 mod pages;
 mod range;
 mod retry;
+mod trust;
 
 pub use http::HttpObject;
 pub use range::{is_url, redact};
 pub use retry::{NetStats, RetryPolicy};
+pub use trust::{Trust, TrustError};

@@ -31,6 +31,15 @@ impl PageCache {
         self.pages.insert(0, (index, bytes));
         self.pages.truncate(PAGES);
     }
+
+    /// Drops every page holding a byte of `len` bytes at `at`, so they are fetched again.
+    pub fn forget(&mut self, at: u64, len: u64) {
+        if len == 0 {
+            return;
+        }
+        let (first, last) = (at / PAGE, at.saturating_add(len - 1) / PAGE);
+        self.pages.retain(|(i, _)| *i < first || *i > last);
+    }
 }
 
 #[cfg(test)]
@@ -49,5 +58,19 @@ mod tests {
         assert_eq!(c.get(0).map(|p| p[0]), Some(0));
         assert_eq!(c.get(99).map(|p| p[0]), Some(99));
         assert_eq!(c.pages.len(), PAGES);
+    }
+
+    #[test]
+    fn forgetting_a_range_drops_exactly_the_pages_it_touches() {
+        let mut c = PageCache::default();
+        for i in 0..5 {
+            c.put(i, Arc::new(vec![i as u8]));
+        }
+        // The last byte of page 1 through the first of page 3.
+        c.forget(2 * PAGE - 1, PAGE + 2);
+        let kept: Vec<u64> = (0..5).filter(|i| c.get(*i).is_some()).collect();
+        assert_eq!(kept, [0, 4]);
+        c.forget(4 * PAGE, 0);
+        assert!(c.get(4).is_some(), "an empty range drops nothing");
     }
 }

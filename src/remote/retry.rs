@@ -6,6 +6,8 @@ use std::time::Duration;
 
 /// The retry window of §7.3 when nothing else is said.
 pub const DEFAULT_RETRY_FOR: Duration = Duration::from_secs(600);
+/// How often a request that keeps failing says what it waits for (§7.3).
+pub const DEFAULT_WAITING_EVERY: Duration = Duration::from_secs(10);
 /// Backoff starts here and doubles per attempt…
 const FIRST_DELAY: Duration = Duration::from_millis(500);
 /// …up to this.
@@ -20,6 +22,9 @@ pub struct RetryPolicy {
     pub connect_timeout: Duration,
     /// No byte for this long is a failure.
     pub read_timeout: Duration,
+    /// While a request keeps failing, a `waiting for URL: …` line goes to stderr this long
+    /// after its first failure and as often again; zero: never.
+    pub waiting_every: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -28,6 +33,7 @@ impl Default for RetryPolicy {
             retry_for: DEFAULT_RETRY_FOR,
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
+            waiting_every: DEFAULT_WAITING_EVERY,
         }
     }
 }
@@ -40,6 +46,37 @@ pub fn backoff(n: u32, unit: f64) -> Duration {
         .checked_mul(1u32.checked_shl(n.min(31)).unwrap_or(u32::MAX))
         .map_or(MAX_DELAY, |d| d.min(MAX_DELAY));
     base.mul_f64(0.5 + 0.5 * unit.clamp(0.0, 0.999_999))
+}
+
+/// The line that says what a failing request waits for (§7.3): the last error, the number
+/// of the next retry and the seconds until it, rounded up.
+pub fn waiting_line(shown: &str, last_error: &str, retry: u32, left: Duration) -> String {
+    let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+    format!("waiting for {shown}: {last_error}, retry {retry} in {secs} s")
+}
+
+/// When waiting lines are due in a pause from `from` to `end`: of the series `due`, `due +
+/// every`, `due + 2 × every`, … (none when `every` is zero), the instants in [from, end).
+pub fn waiting_times(
+    from: std::time::Instant,
+    end: std::time::Instant,
+    mut due: std::time::Instant,
+    every: Duration,
+) -> Vec<std::time::Instant> {
+    let mut v = Vec::new();
+    if every.is_zero() {
+        return v;
+    }
+    while due < end {
+        if due >= from {
+            v.push(due);
+        }
+        match due.checked_add(every) {
+            Some(next) => due = next,
+            None => break,
+        }
+    }
+    v
 }
 
 /// A number in [0, 1) that differs from call to call: std's per-instance random hash keys.
@@ -65,6 +102,8 @@ pub struct NetStats {
     pub resumed_bytes: u64,
     /// Bytes received in response bodies.
     pub bytes: u64,
+    /// Blocks read a second time because their bytes failed their hash (§7.4).
+    pub refetched: u64,
 }
 
 /// The counters behind `NetStats`, shared by the threads reading one object.
@@ -74,6 +113,7 @@ pub(crate) struct Counters {
     retries: AtomicU64,
     resumed_bytes: AtomicU64,
     bytes: AtomicU64,
+    refetched: AtomicU64,
 }
 
 impl Counters {
@@ -89,12 +129,16 @@ impl Counters {
     pub(crate) fn received(&self, n: u64) {
         self.bytes.fetch_add(n, Ordering::Relaxed);
     }
+    pub(crate) fn refetch(&self) {
+        self.refetched.fetch_add(1, Ordering::Relaxed);
+    }
     pub(crate) fn snapshot(&self) -> NetStats {
         NetStats {
             requests: self.requests.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             resumed_bytes: self.resumed_bytes.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
+            refetched: self.refetched.load(Ordering::Relaxed),
         }
     }
 }
@@ -131,6 +175,29 @@ mod tests {
             backoff(0, 7.0) < Duration::from_millis(500),
             "clamped above"
         );
+    }
+
+    #[test]
+    fn waiting_lines_come_every_interval_from_the_first_failure() {
+        use std::time::Instant;
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        // First failure at t0, lines every 10 s: a pause from 4 s to 31 s holds 10, 20, 30.
+        let got = waiting_times(t0 + s(4), t0 + s(31), t0 + s(10), s(10));
+        assert_eq!(got, [t0 + s(10), t0 + s(20), t0 + s(30)]);
+        // The next pause, from 31 s, says nothing before 40 s.
+        assert_eq!(waiting_times(t0 + s(31), t0 + s(39), t0 + s(40), s(10)), []);
+        assert!(waiting_times(t0, t0 + s(100), t0, Duration::ZERO).is_empty());
+        assert_eq!(
+            waiting_line(
+                "http://h/x.iso",
+                "connection refused",
+                7,
+                Duration::from_millis(15_200)
+            ),
+            "waiting for http://h/x.iso: connection refused, retry 7 in 16 s"
+        );
+        assert!(waiting_line("u", "e", 1, s(2)).ends_with("retry 1 in 2 s"));
     }
 
     #[test]
