@@ -273,8 +273,7 @@ impl<'a> Walker<'a> {
         match self.beneath(parent, name) {
             Ok(own) => own,
             Err(reason) => {
-                let path = PathBuf::from(OsStr::from_bytes(&self.abs(rel)));
-                self.out.mount_dirs_unread.push(Skipped { path, reason });
+                self.mount_dir_unread(rel, reason);
                 (mounted, xattrs)
             }
         }
@@ -289,11 +288,14 @@ impl<'a> Walker<'a> {
                 meta: meta(&st, parent.fs),
                 xattrs,
             }),
-            Err(reason) => {
-                let path = PathBuf::from(OsStr::from_bytes(&self.abs(rel)));
-                self.out.mount_dirs_unread.push(Skipped { path, reason });
-            }
+            Err(reason) => self.mount_dir_unread(rel, reason),
         }
+    }
+
+    /// Lists the mount point `rel` as recorded with what is mounted on it, and why.
+    fn mount_dir_unread(&mut self, rel: &[u8], reason: String) {
+        let path = PathBuf::from(OsStr::from_bytes(&self.abs(rel)));
+        self.out.mount_dirs_unread.push(Skipped { path, reason });
     }
 
     /// `lstat` and xattrs of `name` in the detached bind mount of `parent` (made once per
