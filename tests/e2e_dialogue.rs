@@ -147,6 +147,7 @@ fn restore_interactively(iso: &Path, virtio: &Path, nvme: &Path) -> vm::Outcome 
             grace: Duration::from_secs(5),
             stall: None,
             first_output: Some(osimage::vm::FIRST_OUTPUT),
+            network: None,
         },
         &script,
     )

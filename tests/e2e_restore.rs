@@ -553,3 +553,96 @@ fn rescue_comes_up_from_the_iso_as_a_disk_with_ovmf() {
     let _disks = common::loop_devices(module_path!());
     rescue_comes_up_from_the_iso_as_a_disk(Firmware::Uefi);
 }
+
+/// Issue #22's restore over the network (docs/NETBOOT.md), with no ISO attached to the VM:
+/// `osimage netboot system.iso -o DIR --source URL` writes the iPXE script, kernel and
+/// initramfs; the VM's NIC (its iPXE ROM) gets an address from QEMU's DHCP, fetches
+/// `boot.ipxe` and the rescue environment over HTTP, and the agent restores the blank disk
+/// reading the ISO with Range requests. The network is `restrict=on`: the guest's only way
+/// out is 10.0.2.100:80, where each connection starts `busybox httpd -i` serving DIR.
+/// Then the restored disk alone boots to the marker and matches the source.
+#[test]
+fn iso_served_over_http_restores_a_network_booted_machine_and_it_boots() {
+    let _disks = common::loop_devices(module_path!());
+    let s = source::source();
+    let iso = &captured().iso;
+    let work = common::scratch();
+    let dir = work.path().join("netboot");
+    let url = "http://10.0.2.100/system.iso";
+    run(Command::new(env!("CARGO_BIN_EXE_osimage"))
+        .arg("netboot")
+        .arg(iso)
+        .arg("-o")
+        .arg(&dir)
+        .args(["--source", url]));
+    let script = std::fs::read_to_string(dir.join("boot.ipxe")).expect("boot.ipxe");
+    assert!(
+        script.contains(&format!("osimage.source={url}")),
+        "{script}"
+    );
+    // the image beside the boot files, served by the same server
+    std::fs::hard_link(iso, dir.join("system.iso")).expect("link the ISO into DIR");
+    let target = work.path().join("target.img");
+    disk::sparse(&target, TARGET_BYTES);
+    let httpd = format!("busybox httpd -i -h {}", dir.display());
+    let o = vm::boot_net(
+        &Boot {
+            name: "netboot-restore-bios".into(),
+            firmware: Firmware::Bios,
+            cdrom: None,
+            disks: vec![Drive {
+                file: &target,
+                bus: vm::Bus::Virtio,
+                snapshot: false,
+            }],
+            timeout: RESTORE_TIMEOUT,
+            stop_on: &[],
+            grace: Duration::from_secs(5),
+        },
+        vm::UserNet {
+            bootfile: "http://10.0.2.100/boot.ipxe",
+            forwards: &[("10.0.2.100:80", &httpd)],
+        },
+    );
+    assert!(!o.console.contains(FAILED), "{}", o.describe());
+    for want in [
+        "OSIMAGE-NET-UP eth0 10.0.2.15/24",
+        &format!("OSIMAGE-RESCUE-READY medium={url} disks=/dev/vda:"),
+        &format!("osimage: read from {url}: "),
+        DONE,
+    ] {
+        assert!(
+            o.console.contains(want),
+            "`{want}` not on the console: {}",
+            o.describe()
+        );
+    }
+    phase_time(
+        "network boot -> restored over HTTP -> power-off (bios)",
+        o.elapsed,
+    );
+    let booted = vm::boot(&Boot {
+        name: "netboot-restored-bios".into(),
+        firmware: Firmware::Bios,
+        cdrom: None,
+        disks: vec![Drive {
+            file: &target,
+            bus: vm::Bus::Virtio,
+            snapshot: true,
+        }],
+        timeout: BOOT_TIMEOUT,
+        stop_on: &[s.marker()],
+        grace: Duration::from_secs(2),
+    });
+    let line = s
+        .booted(&booted.console, Firmware::Bios)
+        .unwrap_or_else(|| {
+            panic!(
+                "the disk restored over HTTP did not boot: {}",
+                booted.describe()
+            )
+        });
+    eprintln!("e2e: restored over HTTP: {}", line.trim());
+    phase_time("disk restored over HTTP boots (bios)", booted.elapsed);
+    same_disk(s, &target, work.path());
+}

@@ -336,30 +336,33 @@ fn the_rescue_agent_asks_on_the_console_until_the_passphrase_opens_the_image() {
         &["-q", "--encrypt", "--passphrase-file", pw.to_str().unwrap()],
     );
     let con = Console::open();
+    let image = |u: &osimage::Unlock| osimage::PayloadReader::open(&image, u);
+    let image = &image;
     let mut input = Cursor::new(b"nope\nrescue me\n".to_vec());
-    let r = open_image(&image, None, &con, &mut input).expect("second try opens");
+    let r = open_image(image, None, &con, &mut input).expect("second try opens");
     assert!(r.encrypted());
     assert_eq!(input.position(), 15, "both lines read");
     let mut three_wrong = Cursor::new(b"a\nb\nc\nrescue me\n".to_vec());
-    let e = open_image(&image, None, &con, &mut three_wrong)
+    let e = open_image(image, None, &con, &mut three_wrong)
         .err()
         .expect("three tries");
     assert!(e.starts_with("wrong-passphrase"), "{e}");
-    let e = open_image(&image, None, &con, &mut Cursor::new(Vec::new()))
+    let e = open_image(image, None, &con, &mut Cursor::new(Vec::new()))
         .err()
         .expect("no input");
     assert!(e.starts_with("no-passphrase"), "{e}");
     // osimage.keyfile: no question asked; a wrong one fails at once.
     let mut untouched = Cursor::new(b"x\n".to_vec());
-    open_image(&image, Some("rescue me\n"), &con, &mut untouched).expect("keyfile opens");
+    open_image(image, Some("rescue me\n"), &con, &mut untouched).expect("keyfile opens");
     assert_eq!(untouched.position(), 0);
-    let e = open_image(&image, Some("bad\n"), &con, &mut untouched)
+    let e = open_image(image, Some("bad\n"), &con, &mut untouched)
         .err()
         .expect("bad keyfile");
     assert!(e.starts_with("wrong-passphrase"), "{e}");
     // A plain image opens without a question.
     let plain = c.path("plain.oimg");
     common::capture(&c.root, &plain, &["-q"]);
+    let plain = |u: &osimage::Unlock| osimage::PayloadReader::open(&plain, u);
     let r = open_image(&plain, None, &con, &mut untouched).expect("plain");
     assert!(!r.encrypted());
     assert_eq!(untouched.position(), 0);

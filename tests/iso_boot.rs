@@ -158,6 +158,7 @@ fn boot_image(fw: Firmware, medium: Medium, iso: &Path, variant: &str, until: &s
         grace: Duration::from_secs(20),
         stall: None,
         first_output: Some(vm::FIRST_OUTPUT),
+        network: None,
     })
     .unwrap_or_else(|e| panic!("{name}: {e}"));
     let ok = o

@@ -210,6 +210,7 @@ fn boot(b: &Built, media: Media) -> (String, Option<std::process::ExitStatus>) {
         grace: Duration::from_secs(1),
         stall: None,
         first_output: Some(vm::FIRST_OUTPUT),
+        network: None,
     })
     .unwrap_or_else(|e| panic!("booting the rescue environment: {e}"));
     // Kept for a look after the run (the work directory goes away).

@@ -54,7 +54,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "agent",
-        &["format", "envelope", "layout", "payload", "restore"],
+        &[
+            "format", "envelope", "layout", "payload", "remote", "restore",
+        ],
     ),
 ];
 

@@ -12,6 +12,12 @@
 //! ends in `OSIMAGE-RESTORE-DONE`, not `OSIMAGE-RESTORE-FAILED not-bootable`),
 //! `osimage.seed=N` (the new identities of `new-uuids` and `default-layout` derived from N,
 //! as `restore --seed N` derives them; not a number: drawn at random).
+//!
+//! A restore over the network (docs/NETBOOT.md): `osimage.source=URL` (an http:// or
+//! https:// URL of the `.iso`, read with Range requests instead of looking for a boot medium),
+//! `osimage.net=dhcp|IF:ADDR/PREFIX[:GATEWAY[:DNS]]` (default DHCP on every interface with a
+//! link), `osimage.ca=PATH` (PEM CA certificates trusted besides the bundled roots),
+//! `osimage.retry-for=SECONDS` (how long a failing request is retried, default 600).
 
 /// What auto mode does at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +58,14 @@ pub struct AgentOptions {
     pub allow_unbootable: bool,
     /// Fresh identities derived from this seed (`osimage.seed=N`, `restore --seed`).
     pub seed: Option<u64>,
+    /// The image's URL: a restore over the network (`osimage.source=`).
+    pub source: Option<String>,
+    /// How the network is set up (`osimage.net=`): `None` is DHCP.
+    pub net: Option<String>,
+    /// Extra CA certificates for an https:// source (`osimage.ca=`).
+    pub ca: Option<String>,
+    /// Seconds a failing request is retried (`osimage.retry-for=`).
+    pub retry_for: Option<u64>,
 }
 
 impl Default for AgentOptions {
@@ -75,6 +89,10 @@ impl Default for AgentOptions {
             luks_keyfile: None,
             allow_unbootable: false,
             seed: None,
+            source: None,
+            net: None,
+            ca: None,
+            retry_for: None,
         }
     }
 }
@@ -125,6 +143,10 @@ impl AgentOptions {
                 "overlay" if !value.is_empty() => o.overlay = Some(value.to_string()),
                 "wait" => o.wait_secs = value.parse().unwrap_or(o.wait_secs),
                 "seed" => o.seed = value.parse().ok(),
+                "source" if !value.is_empty() => o.source = Some(value.to_string()),
+                "net" => o.net = Some(value.to_string()).filter(|v| v != "dhcp" && !v.is_empty()),
+                "ca" if !value.is_empty() => o.ca = Some(value.to_string()),
+                "retry-for" | "retry_for" => o.retry_for = value.parse().ok(),
                 _ => {}
             }
         }
@@ -184,6 +206,23 @@ mod tests {
         assert!(g.generalize);
         assert_eq!(g.hostname.as_deref(), Some("web-{mac}"));
         assert_eq!(AgentOptions::parse("osimage.hostname=").hostname, None);
+    }
+
+    #[test]
+    fn parses_the_network_parameters() {
+        let o = AgentOptions::parse(
+            "osimage.auto=1 osimage.source=https://h/img/x.iso?X-Amz-Signature=a=b \
+             osimage.net=eth0:10.0.0.5/24:10.0.0.1 osimage.ca=/osimage/ca.pem osimage.retry-for=30",
+        );
+        assert_eq!(
+            o.source.as_deref(),
+            Some("https://h/img/x.iso?X-Amz-Signature=a=b")
+        );
+        assert_eq!(o.net.as_deref(), Some("eth0:10.0.0.5/24:10.0.0.1"));
+        assert_eq!(o.ca.as_deref(), Some("/osimage/ca.pem"));
+        assert_eq!(o.retry_for, Some(30));
+        assert_eq!(AgentOptions::parse("osimage.net=dhcp").net, None);
+        assert_eq!(AgentOptions::parse("osimage.source=").source, None);
     }
 
     #[test]

@@ -5,22 +5,31 @@
 //! the search repeats until the deadline.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::console::Console;
 use super::sys;
+use crate::remote::HttpObject;
 
-/// The medium found.
-#[derive(Debug, Clone)]
+/// The medium found, or the URL the image is read from.
+#[derive(Clone)]
 pub struct Medium {
-    /// The device mounted (`/dev/sr0`, `/dev/loop0`).
+    /// The device mounted (`/dev/sr0`, `/dev/loop0`), or the URL without its query.
     pub device: String,
-    /// How it was found (`iso9660 on sr0`, `file /images/x.iso on sdb1`).
+    /// How it was found (`iso9660 on sr0`, `file /images/x.iso on sdb1`, `osimage.source`).
     pub how: String,
+    /// Where the medium is mounted; for a URL a directory that does not exist (so a keyfile
+    /// or overlay "on the medium" is not found there).
     pub mount_point: PathBuf,
     /// Whole-disk names the medium lives on: never restore targets.
     pub disks: Vec<String>,
+    /// The image over HTTP(S) (`osimage.source=URL`).
+    pub remote: Option<Arc<HttpObject>>,
 }
+
+/// Where a URL medium "is mounted": nothing is there.
+pub const NO_MEDIUM_DIR: &str = "/run/osimage/no-medium";
 
 const MEDIUM_DIR: &str = "/run/osimage/medium";
 const HOST_DIR: &str = "/run/osimage/host";
@@ -58,6 +67,7 @@ fn scan(id: &str) -> Option<Medium> {
                     how: format!("iso9660 on {name}"),
                     mount_point: medium_dir.to_path_buf(),
                     disks: vec![whole_disk(name)],
+                    remote: None,
                 });
             }
             sys::umount(medium_dir);
@@ -108,6 +118,7 @@ fn iso_file_on(name: &str, marker: &str) -> Option<Medium> {
                     how: format!("file /{rel} on {name}"),
                     mount_point: medium_dir.to_path_buf(),
                     disks: vec![whole_disk(name)],
+                    remote: None,
                 });
             }
             sys::umount(medium_dir);

@@ -1,7 +1,9 @@
 //! The restore agent: what `osimage rescue-agent` runs in the rescue environment, started by
 //! `rescue/init` once the modules are loaded. A front-end beside `crate::cli`; the environment
 //! it runs in is built by `crate::rescue`. It finds the boot medium by the image id (never
-//! by device name: a CD-ROM, a USB stick written with dd, or the ISO file on a disk), lists the
+//! by device name: a CD-ROM, a USB stick written with dd, or the ISO file on a disk) or, with
+//! `osimage.source=URL`, brings the network up and reads the image over HTTP(S) with Range
+//! requests (`network`, docs/NETBOOT.md: `OSIMAGE-NET-UP <if> <addr> via <gw>`), lists the
 //! disks it could restore to, and reports on every console. In auto mode it never waits for a
 //! key: it ends with a power-off (or reboot) whatever happens.
 //!
@@ -24,11 +26,18 @@ mod console;
 mod dialogue;
 mod disks;
 mod medium;
+mod network;
 mod sys;
 pub mod unlock;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::envelope::Unlock;
+use crate::format::source::RangeRead;
+use crate::payload::reader::PayloadReader;
+use crate::remote::{HttpObject, RetryPolicy, Trust};
 
 use crate::restore::log::LineProgress;
 use crate::restore::{self, RestoreOptions, RestoreRequest, Targets};
@@ -128,21 +137,29 @@ fn run(opts: &AgentOptions, con: &Console) -> Result<Outcome, String> {
         return Err(format!("bad-image-id {id:?}"));
     }
     con.line(&firmware_line(Path::new("/sys/firmware/efi")));
-    con.line(&format!(
-        "osimage: looking for the boot medium of image {id}"
-    ));
-    let medium = medium::find(&id, Duration::from_secs(opts.wait_secs), con).ok_or_else(|| {
-        format!(
-            "medium-not-found (no device holds /osimage/id-{id} after {} s)",
-            opts.wait_secs
-        )
-    })?;
-    con.line(&format!(
-        "osimage: boot medium {} ({}), mounted at {}",
-        medium.device,
-        medium.how,
-        medium.mount_point.display()
-    ));
+    let medium = match &opts.source {
+        Some(url) => network_medium(opts, url, con)?,
+        None => {
+            con.line(&format!(
+                "osimage: looking for the boot medium of image {id}"
+            ));
+            medium::find(&id, Duration::from_secs(opts.wait_secs), con).ok_or_else(|| {
+                format!(
+                    "medium-not-found (no device holds /osimage/id-{id} after {} s)",
+                    opts.wait_secs
+                )
+            })?
+        }
+    };
+    con.line(&match medium.remote {
+        Some(_) => format!("osimage: image {} ({})", medium.device, medium.how),
+        None => format!(
+            "osimage: boot medium {} ({}), mounted at {}",
+            medium.device,
+            medium.how,
+            medium.mount_point.display()
+        ),
+    });
     let disks = disks::candidates(&medium.disks);
     for d in &disks {
         con.line(&format!("osimage: disk {}", d.describe()));
@@ -165,17 +182,65 @@ fn run(opts: &AgentOptions, con: &Console) -> Result<Outcome, String> {
         "OSIMAGE-RESCUE-READY medium={} disks={list}",
         medium.device
     ));
-    restore_from(opts, con, &medium, &disks)
+    let outcome = restore_from(opts, con, &id, &medium, &disks);
+    if let Some(o) = &medium.remote {
+        con.line(&format!(
+            "osimage: read from {}: {}",
+            medium.device,
+            o.stats().describe()
+        ));
+    }
+    outcome
+}
+
+/// `osimage.source=URL`: the network brought up, then the image opened over HTTP(S) (its
+/// first request learns its length and checks that the server honours Range).
+fn network_medium(opts: &AgentOptions, url: &str, con: &Console) -> Result<Medium, String> {
+    let shown = crate::remote::redact(url);
+    if !crate::remote::is_url(url) {
+        return Err(format!(
+            "bad-source osimage.source={shown:?} is not an http:// or https:// URL"
+        ));
+    }
+    let trust = match &opts.ca {
+        None => Trust::default(),
+        Some(p) => Trust::with_ca_file(Path::new(p)).map_err(|e| format!("bad-ca {e}"))?,
+    };
+    let mut policy = RetryPolicy::default();
+    if let Some(s) = opts.retry_for {
+        policy.retry_for = Duration::from_secs(s);
+    }
+    let up = network::bring_up(
+        opts.net.as_deref(),
+        Duration::from_secs(opts.wait_secs),
+        con,
+    )?;
+    con.line(&up.line());
+    con.line(&format!("osimage: reading the image from {shown}"));
+    let object =
+        HttpObject::open(url, policy, &trust).map_err(|e| format!("source-unreadable {e}"))?;
+    Ok(Medium {
+        how: format!(
+            "osimage.source, {} over {}",
+            crate::units::human_bytes(RangeRead::len(&object)),
+            up.interface
+        ),
+        device: shown,
+        mount_point: medium::NO_MEDIUM_DIR.into(),
+        disks: Vec::new(),
+        remote: Some(Arc::new(object)),
+    })
 }
 
 /// Picks the target disk and restores the image on the medium onto it.
 fn restore_from(
     opts: &AgentOptions,
     con: &Console,
+    id: &str,
     medium: &Medium,
     disks: &[Disk],
 ) -> Result<Outcome, String> {
-    if !medium.mount_point.join("osimage/manifest.osm").exists() {
+    if medium.remote.is_none() && !medium.mount_point.join("osimage/manifest.osm").exists() {
         con.line("osimage: the medium carries no image payload: nothing to restore");
         return Ok(Outcome::Ready);
     }
@@ -184,14 +249,29 @@ fn restore_from(
         .as_deref()
         .map(|k| unlock::read_keyfile(k, &medium.mount_point))
         .transpose()?;
+    let name = Path::new(&medium.device);
+    let open = |u: &Unlock| match &medium.remote {
+        Some(o) => PayloadReader::open_source(name, o.clone(), u),
+        None => PayloadReader::open(name, u),
+    };
     let reader = unlock::without_echo(|| {
-        unlock::open_image(
-            Path::new(&medium.device),
-            keyfile.as_deref(),
-            con,
-            &mut std::io::stdin().lock(),
-        )
+        unlock::open_image(&open, keyfile.as_deref(), con, &mut std::io::stdin().lock())
     })?;
+    // A medium is found by the id; an image named by URL must be the one this rescue
+    // environment was built for.
+    let got: String = reader
+        .manifest()
+        .image
+        .id
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if got != id {
+        return Err(format!(
+            "wrong-image {} holds image {got}; this rescue environment restores image {id}",
+            medium.device
+        ));
+    }
     let default_layout = match restore::has_no_layout(&reader) {
         Ok(false) => false,
         Ok(true) => use_default_layout(opts, con)?,

@@ -74,10 +74,10 @@ pub fn read_keyfile(spec: &str, medium_root: &Path) -> Result<String, String> {
     read(&medium_root.join(spec.trim_start_matches('/')))
 }
 
-/// Opens the image at `image`: plainly, with `keyfile`'s contents, or asking on `con` and
+/// Opens the image with `open`: plainly, with `keyfile`'s contents, or asking on `con` and
 /// reading lines from `input` (the console; echo is turned off by the caller).
 pub fn open_image(
-    image: &Path,
+    open: &dyn Fn(&Unlock) -> Result<PayloadReader, PayloadError>,
     keyfile: Option<&str>,
     con: &Console,
     input: &mut dyn BufRead,
@@ -87,7 +87,7 @@ pub fn open_image(
         Some(text) => unlock_from_text(text).map_err(|e| format!("keyfile-invalid ({e})"))?,
         None => Unlock::none(),
     };
-    match PayloadReader::open(image, &first) {
+    match open(&first) {
         Ok(r) => return Ok(r),
         Err(PayloadError::WrongKey(_)) => {
             return Err("wrong-passphrase (osimage.keyfile does not open the image)".into());
@@ -112,7 +112,7 @@ pub fn open_image(
                 continue;
             }
         };
-        match PayloadReader::open(image, &unlock) {
+        match open(&unlock) {
             Ok(r) => {
                 con.line("osimage: image unlocked");
                 return Ok(r);

@@ -89,6 +89,7 @@ fn probe_firmware(logs: &Path) -> Result<String, String> {
         grace: Duration::from_secs(1),
         stall: None,
         first_output: Some(FIRMWARE_PROBE - Duration::from_secs(1)),
+        network: None,
     };
     let o = vm::run(&spec).map_err(|e| format!("{} under KVM: {e}", fw.product()))?;
     let ran = format!(

@@ -121,6 +121,7 @@ impl Context<'_> {
             grace: GRACE,
             stall: Some(self.opts.stall),
             first_output: Some(FIRST_OUTPUT.min(self.opts.stall)),
+            network: None,
         }
     }
 

@@ -132,6 +132,38 @@ pub struct VmSpec<'a> {
     /// No console output at all for this long ends the boot as `Ended::NoOutput`: the firmware
     /// (SeaBIOS writes to the debug port 0x402, OVMF to the serial port) did not run.
     pub first_output: Option<Duration>,
+    /// A network boot (`UserNet`); `None`: no network device at all.
+    pub network: Option<UserNet<'a>>,
+}
+
+/// QEMU's user-mode network for a network boot: `restrict=on`, so the guest reaches nothing
+/// but `forwards`; a virtio NIC whose iPXE option ROM asks slirp's DHCP for an address and
+/// loads `bootfile`; the VM boots from it when there is no CD-ROM.
+#[derive(Clone, Copy, Debug)]
+pub struct UserNet<'a> {
+    /// The boot file DHCP hands out: a URL (iPXE fetches it over HTTP) or a file name.
+    pub bootfile: &'a str,
+    /// Guest `ADDR:PORT` → a command QEMU starts for each connection to it, the connection
+    /// as the command's standard input and output (`guestfwd=tcp:ADDR:PORT-cmd:COMMAND`).
+    pub forwards: &'a [(&'a str, &'a str)],
+}
+
+impl UserNet<'_> {
+    /// `-netdev` and `-device` arguments (commas in values doubled, as QEMU's option syntax
+    /// wants).
+    fn args(&self) -> Vec<String> {
+        let q = |v: &str| v.replace(',', ",,");
+        let mut netdev = format!("user,id=n0,restrict=on,bootfile={}", q(self.bootfile));
+        for (at, cmd) in self.forwards {
+            netdev.push_str(&format!(",guestfwd=tcp:{}-cmd:{}", q(at), q(cmd)));
+        }
+        vec![
+            "-netdev".into(),
+            netdev,
+            "-device".into(),
+            "virtio-net-pci,netdev=n0".into(),
+        ]
+    }
 }
 
 /// How a boot ended.
@@ -301,8 +333,6 @@ fn args(spec: &VmSpec, serial: &Path, vars: &Path, typing: bool) -> Vec<String> 
         "-monitor".into(),
         "none".into(),
         "-no-reboot".into(),
-        "-nic".into(),
-        "none".into(),
         // An entropy source for the guest's virtio_rng driver (QEMU's built-in backend).
         "-device".into(),
         "virtio-rng-pci".into(),
@@ -370,6 +400,10 @@ fn args(spec: &VmSpec, serial: &Path, vars: &Path, typing: bool) -> Vec<String> 
         a.push("-append".into());
         a.push(k.cmdline.to_string());
     }
+    match &spec.network {
+        Some(n) => a.extend(n.args()),
+        None => a.extend(["-nic".into(), "none".into()]),
+    }
     if let Some(iso) = spec.cdrom {
         a.push("-drive".into());
         a.push(format!(
@@ -377,6 +411,8 @@ fn args(spec: &VmSpec, serial: &Path, vars: &Path, typing: bool) -> Vec<String> 
             iso.display()
         ));
         a.extend(["-boot".into(), "d".into()]);
+    } else if spec.network.is_some() && spec.kernel.is_none() {
+        a.extend(["-boot".into(), "n".into()]);
     } else {
         a.extend(["-boot".into(), "c".into()]);
     }

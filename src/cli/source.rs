@@ -126,15 +126,10 @@ impl Opened {
     /// For an image read over HTTP, what it cost: one line for stderr.
     pub fn summary(&self) -> Option<String> {
         let o = self.remote.as_ref()?;
-        let s = o.stats();
         Some(format!(
-            "{}: {}, {}, {} received, {} resumed, {}",
+            "{}: {}",
             self.shown.display(),
-            osimage::count(s.requests, "request", "requests"),
-            osimage::count(s.retries, "retry", "retries"),
-            osimage::human_bytes(s.bytes),
-            osimage::human_bytes(s.resumed_bytes),
-            osimage::count(s.refetched, "block refetched", "blocks refetched"),
+            o.stats().describe()
         ))
     }
 }

@@ -106,6 +106,20 @@ pub struct NetStats {
     pub refetched: u64,
 }
 
+impl NetStats {
+    /// One line: requests, retries, bytes received and resumed, blocks refetched.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}, {}, {} received, {} resumed, {}",
+            crate::units::count(self.requests, "request", "requests"),
+            crate::units::count(self.retries, "retry", "retries"),
+            crate::units::human_bytes(self.bytes),
+            crate::units::human_bytes(self.resumed_bytes),
+            crate::units::count(self.refetched, "block refetched", "blocks refetched"),
+        )
+    }
+}
+
 /// The counters behind `NetStats`, shared by the threads reading one object.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {

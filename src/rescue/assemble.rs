@@ -15,8 +15,8 @@ use super::rootfs::RootFs;
 use super::tools::{Shipper, find_tool, missing_required, parse_plain_list, parse_tools_list};
 use super::tree::{Node, Source, Tree};
 use super::{
-    FILES_LIST, INIT_SCRIPT, MODULES_LIST, Rescue, RescueError, RescueSpec, TOOLS_LIST,
-    image_id_hex,
+    FILES_LIST, INIT_SCRIPT, MODULES_LIST, MODULES_NET_LIST, Rescue, RescueError, RescueSpec,
+    TOOLS_LIST, UDHCPC_SCRIPT, image_id_hex,
 };
 
 /// zstd level for the initramfs. Measured on the e2e system's 38.9 MB cpio (docs/RESCUE.md):
@@ -422,9 +422,20 @@ fn ship_modules(
             },
         );
     }
+    // The network drivers (rescue/modules-net.list), loaded by rescue/init only for a
+    // restore over the network: those the kernel has, minus what the core already loads.
+    let net = index.resolve(&parse_plain_list(MODULES_NET_LIST));
+    let net_only: Vec<String> = net
+        .load_order
+        .iter()
+        .filter(|m| !set.load_order.contains(m))
+        .cloned()
+        .collect();
     let uncompressed = |p: &str| strip_compression_suffix(p).to_string();
     let mut load = String::new();
-    for rel in &set.load_order {
+    let mut load_net = String::new();
+    let shipped: Vec<String> = set.load_order.iter().chain(&net_only).cloned().collect();
+    for rel in &shipped {
         let host = fs.host_path(&format!("{}/{rel}", dir.path));
         let bytes = decompress_module(&host)?;
         ship_firmware(fs, &bytes, rel, tree, notes);
@@ -436,16 +447,22 @@ fn ship_modules(
                 perm: 0o644,
             },
         );
-        load.push_str(&name);
-        load.push('\n');
+        let list = if set.load_order.contains(rel) {
+            &mut load
+        } else {
+            &mut load_net
+        };
+        list.push_str(&name);
+        list.push('\n');
     }
-    let (dep, soft, alias) = index.subset_indexes(&set.load_order, uncompressed);
+    let (dep, soft, alias) = index.subset_indexes(&shipped, uncompressed);
     for (name, text) in [
         ("modules.dep", dep),
         ("modules.softdep", soft),
         ("modules.alias", alias),
         ("modules.builtin", builtin),
         ("osimage.load", load),
+        ("osimage.load.net", load_net),
     ] {
         let node = Node::File {
             source: Source::Bytes(text.into_bytes()),
@@ -463,7 +480,7 @@ fn ship_modules(
             },
         );
     }
-    Ok(set.load_order.len())
+    Ok(shipped.len())
 }
 
 fn strip_compression_suffix(p: &str) -> &str {
@@ -693,6 +710,13 @@ fn add_skeleton(tree: &mut Tree) {
         },
     );
     tree.mkdir_all("osimage");
+    tree.insert(
+        "osimage/udhcpc.script",
+        Node::File {
+            source: Source::Bytes(UDHCPC_SCRIPT.as_bytes().to_vec()),
+            perm: 0o755,
+        },
+    );
     if !tree.contains("etc/passwd") {
         let passwd = b"root:x:0:0:root:/root:/bin/sh\n".to_vec();
         tree.insert(

@@ -25,6 +25,10 @@ pub use menu::{MenuParams, grub_cfg};
 
 /// `rescue/modules.list`: drivers and filesystems always carried.
 pub const MODULES_LIST: &str = include_str!("../../rescue/modules.list");
+/// `rescue/modules-net.list`: network drivers, loaded only for a restore over the network.
+pub const MODULES_NET_LIST: &str = include_str!("../../rescue/modules-net.list");
+/// `rescue/udhcpc.script`: busybox udhcpc's event script (the agent's DHCP).
+pub const UDHCPC_SCRIPT: &str = include_str!("../../rescue/udhcpc.script");
 /// `rescue/tools.list`: programs taken from the captured system.
 pub const TOOLS_LIST: &str = include_str!("../../rescue/tools.list");
 /// `rescue/host-tools.list`: what osimage runs or reads on the capturing host.

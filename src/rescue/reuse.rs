@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use super::kernel::Compression;
 use super::tree::Tree;
-use super::{FILES_LIST, INIT_SCRIPT, MODULES_LIST, RescueError, TOOLS_LIST};
+use super::{
+    FILES_LIST, INIT_SCRIPT, MODULES_LIST, MODULES_NET_LIST, RescueError, TOOLS_LIST, UDHCPC_SCRIPT,
+};
 use crate::format::PayloadError;
 use crate::format::manifest::{Extension, Manifest};
 
@@ -35,7 +37,8 @@ pub struct RescueInputs {
     pub kernel: [u8; 32],
     /// BLAKE3 of the osimage binary shipped as the agent, before stripping.
     pub agent: [u8; 32],
-    /// BLAKE3 of the `rescue/` assets (modules.list, tools.list, files.list, init).
+    /// BLAKE3 of the `rescue/` assets (modules.list, tools.list, files.list, init,
+    /// modules-net.list, udhcpc.script).
     pub assets: [u8; 32],
     /// The initramfs compression: 0 none, 1 gzip, 2 zstd.
     pub compression: u8,
@@ -178,7 +181,14 @@ pub fn fingerprint(
     parts: usize,
 ) -> Result<RescueInputs, RescueError> {
     let mut assets = blake3::Hasher::new();
-    for text in [MODULES_LIST, TOOLS_LIST, FILES_LIST, INIT_SCRIPT] {
+    for text in [
+        MODULES_LIST,
+        TOOLS_LIST,
+        FILES_LIST,
+        INIT_SCRIPT,
+        MODULES_NET_LIST,
+        UDHCPC_SCRIPT,
+    ] {
         assets.update(&(text.len() as u64).to_le_bytes());
         assets.update(text.as_bytes());
     }

@@ -85,6 +85,7 @@ fn spec_with<'a>(logs: &'a Path, disks: Vec<Drive<'a>>) -> VmSpec<'a> {
         grace: Duration::from_secs(1),
         stall: None,
         first_output: None,
+        network: None,
     }
 }
 

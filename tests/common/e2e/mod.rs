@@ -48,6 +48,8 @@ pub fn need_tools() {
         ("mkfs.ext4", "e2fsprogs"),
         ("mkfs.vfat", "dosfstools"),
         ("mcopy", "mtools"),
+        // the network restore's HTTP server (`httpd -i`, one per connection)
+        ("busybox", "busybox-static"),
     ]);
     assert!(
         Path::new(vm::OVMF_CODE).is_file() && Path::new(vm::OVMF_VARS).is_file(),

@@ -9,7 +9,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-pub use osimage::vm::{Bus, DirectKernel, Drive, Firmware, OVMF_CODE, OVMF_VARS, Outcome, Typed};
+pub use osimage::vm::{
+    Bus, DirectKernel, Drive, Firmware, OVMF_CODE, OVMF_VARS, Outcome, Typed, UserNet,
+};
 use osimage::{Accel, vm};
 
 /// One boot.
@@ -29,27 +31,37 @@ pub struct Boot<'a> {
 
 /// Boots, watches the serial console, and returns how it ended.
 pub fn boot(b: &Boot) -> Outcome {
-    boot_with(b, None, &[])
+    boot_with(b, None, &[], None)
+}
+
+/// Like `boot`, from the network: `net`'s boot file, with its forwards as the only way out.
+pub fn boot_net(b: &Boot, net: UserNet) -> Outcome {
+    boot_with(b, None, &[], Some(net))
 }
 
 /// Like `boot`, typing `script` into the serial console (each line once its prompt is
 /// there: a passphrase asked by the initramfs).
 pub fn boot_typing(b: &Boot, script: &[Typed]) -> Outcome {
-    boot_with(b, None, script)
+    boot_with(b, None, script, None)
 }
 
 /// Like `boot`, with the kernel loaded directly (`-kernel/-initrd/-append`: a boot entry's
 /// command line with parameters added, as an operator edits it at the boot menu).
 pub fn boot_direct(b: &Boot, kernel: DirectKernel) -> Outcome {
-    boot_with(b, Some(kernel), &[])
+    boot_with(b, Some(kernel), &[], None)
 }
 
 /// `boot_direct` typing `script` into the serial console.
 pub fn boot_direct_typing(b: &Boot, kernel: DirectKernel, script: &[Typed]) -> Outcome {
-    boot_with(b, Some(kernel), script)
+    boot_with(b, Some(kernel), script, None)
 }
 
-fn boot_with(b: &Boot, kernel: Option<DirectKernel>, script: &[Typed]) -> Outcome {
+fn boot_with(
+    b: &Boot,
+    kernel: Option<DirectKernel>,
+    script: &[Typed],
+    network: Option<UserNet>,
+) -> Outcome {
     let logs = super::logs_dir();
     let disks = b
         .disks
@@ -79,6 +91,7 @@ fn boot_with(b: &Boot, kernel: Option<DirectKernel>, script: &[Typed]) -> Outcom
             grace: b.grace,
             stall: None,
             first_output: Some(vm::FIRST_OUTPUT),
+            network,
         },
         script,
     )
