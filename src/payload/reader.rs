@@ -213,8 +213,13 @@ impl PayloadReader {
             std::io::ErrorKind::InvalidData => Bad::Damaged(format!("block {b} is damaged ({e})")),
             _ => Bad::Io(format!("block {b}: {e}")),
         };
+        // Header and stored bytes in one read (one request over HTTP, not a header page
+        // that holds most of the block and then the block again).
+        stored.resize(BLOCK_HEADER_LEN + rec.stored_len as usize, 0);
+        span.read_exact_at(stored, rec.offset).map_err(io)?;
         let mut head = [0u8; BLOCK_HEADER_LEN];
-        span.read_exact_at(&mut head, rec.offset).map_err(io)?;
+        head.copy_from_slice(&stored[..BLOCK_HEADER_LEN]);
+        stored.drain(..BLOCK_HEADER_LEN);
         let h = BlockHeader::decode(&head)
             .map_err(|e| Bad::Damaged(format!("block {b} is damaged ({e})")))?;
         if h.codec != rec.codec || h.raw_len != rec.raw_len || h.stored_len != rec.stored_len {
@@ -222,9 +227,6 @@ impl PayloadReader {
                 "block {b} is damaged (its header disagrees with the manifest)"
             )));
         }
-        stored.resize(rec.stored_len as usize, 0);
-        span.read_exact_at(stored, rec.offset + BLOCK_HEADER_LEN as u64)
-            .map_err(io)?;
         if self.has_block_hashes() {
             let mut h = blake3::Hasher::new();
             h.update(&head);

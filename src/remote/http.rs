@@ -5,7 +5,7 @@
 //! replaced while it is read is noticed.
 
 use std::io::Read;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::pages::{PAGE, PageCache};
@@ -16,12 +16,18 @@ use super::retry::{
 use super::trust::Trust;
 use crate::format::source::RangeRead;
 
+/// Reads this long or longer are not served from pages (a page that held part of a large
+/// block would fetch those bytes twice).
+const DIRECT_FROM: u64 = 4 << 10;
+
 /// An object on an HTTP(S) server, read with Range requests.
 pub struct HttpObject {
     conn: Conn,
     /// The object's length, from the first answer's `Content-Range`.
     len: u64,
     pages: Mutex<PageCache>,
+    /// Signalled when a page's fetch ends (`PageCache::start_loading`).
+    loaded: Condvar,
 }
 
 /// How to reach the object.
@@ -80,6 +86,7 @@ impl HttpObject {
             conn,
             len,
             pages: Mutex::new(pages),
+            loaded: Condvar::new(),
         })
     }
 
@@ -131,18 +138,57 @@ impl HttpObject {
         Ok(())
     }
 
+    /// A large read: a recent identical read's bytes, else one fetch (kept for the next
+    /// reader of the same block).
+    fn read_whole(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+        let lock = || self.pages.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pages = lock();
+        loop {
+            if let Some(r) = pages.get_read(at, buf.len()) {
+                buf.copy_from_slice(&r);
+                return Ok(());
+            }
+            if pages.start_reading(at) {
+                break;
+            }
+            pages = self.loaded.wait(pages).unwrap_or_else(|p| p.into_inner());
+        }
+        drop(pages);
+        let mut bytes = vec![0u8; buf.len()];
+        let got = self.fetch(&mut bytes, at).map(|()| Arc::new(bytes));
+        lock().done_reading(at, got.as_ref().ok().cloned());
+        self.loaded.notify_all();
+        buf.copy_from_slice(&got?);
+        Ok(())
+    }
+
     fn page(&self, index: u64) -> std::io::Result<Arc<Vec<u8>>> {
         // A poisoned lock only means another reader panicked; the pages are still whole.
-        let mut pages = self.pages.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(p) = pages.get(index) {
-            return Ok(p);
+        let lock = || self.pages.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pages = lock();
+        loop {
+            if let Some(p) = pages.get(index) {
+                return Ok(p);
+            }
+            if pages.start_loading(index) {
+                break;
+            }
+            // another reader is fetching this page: wait for it rather than fetch it twice
+            pages = self.loaded.wait(pages).unwrap_or_else(|p| p.into_inner());
         }
+        drop(pages);
+        // Fetched without the lock, so readers of other pages are not held up behind it.
         let start = index * PAGE;
         let mut bytes = vec![0u8; PAGE.min(self.len.saturating_sub(start)) as usize];
-        self.fetch(&mut bytes, start)?;
-        let bytes = Arc::new(bytes);
-        pages.put(index, bytes.clone());
-        Ok(bytes)
+        let got = self.fetch(&mut bytes, start).map(|()| Arc::new(bytes));
+        let mut pages = lock();
+        pages.done_loading(index);
+        if let Ok(bytes) = &got {
+            pages.put(index, bytes.clone());
+        }
+        drop(pages);
+        self.loaded.notify_all();
+        got
     }
 }
 
@@ -162,11 +208,12 @@ impl RangeRead for HttpObject {
         if buf.is_empty() {
             return Ok(());
         }
-        // Block reads go straight through; headers and directory records use the pages.
-        if (buf.len() as u64) < PAGE {
+        // Reads of 32 KiB or more (blocks, a manifest) go straight through, each the bytes
+        // asked for; headers, directory records and small blocks use the pages.
+        if (buf.len() as u64) < DIRECT_FROM {
             self.read_paged(buf, at)
         } else {
-            self.fetch(buf, at)
+            self.read_whole(buf, at)
         }
     }
 

@@ -49,6 +49,8 @@ pub struct Server {
     pub answers: Arc<AtomicU64>,
     /// Every request target received, query included.
     pub targets: Arc<Mutex<Vec<String>>>,
+    /// Body bytes sent so far.
+    pub sent: Arc<AtomicU64>,
 }
 
 struct Shared {
@@ -56,6 +58,7 @@ struct Shared {
     faults: Arc<Faults>,
     answers: Arc<AtomicU64>,
     targets: Arc<Mutex<Vec<String>>>,
+    sent: Arc<AtomicU64>,
 }
 
 impl Server {
@@ -81,6 +84,7 @@ impl Server {
             faults: Arc::new(Faults::default()),
             answers: Arc::new(AtomicU64::new(0)),
             targets: Arc::new(Mutex::new(Vec::new())),
+            sent: Arc::new(AtomicU64::new(0)),
         });
         let server = Server {
             port,
@@ -88,6 +92,7 @@ impl Server {
             faults: shared.faults.clone(),
             answers: shared.answers.clone(),
             targets: shared.targets.clone(),
+            sent: shared.sent.clone(),
         };
         std::thread::spawn(move || {
             for conn in listener.incoming() {
@@ -261,6 +266,7 @@ fn answer(
     body.resize(send as usize, 0);
     flip_in_flight(f, first, &mut body);
     out.write_all(&body)?;
+    s.sent.fetch_add(body.len() as u64, Ordering::SeqCst);
     out.flush()?;
     Ok(cut.is_none())
 }
