@@ -19,6 +19,7 @@ pub mod fuzzing;
 pub(crate) mod image;
 pub mod iso;
 pub mod layout;
+pub(crate) mod netboot;
 pub(crate) mod payload;
 pub(crate) mod progress;
 pub(crate) mod refresh;
@@ -59,6 +60,12 @@ pub use refresh::lineage::{Lineage, LineageJson, from_manifest as lineage_from_m
 pub use remote::{HttpObject, NetStats, RetryPolicy, Trust, TrustError, is_url, redact};
 pub use rescue::reuse::{RescueJson, from_manifest as rescue_from_manifest};
 pub use rescue::{Rescue, RescueSpec, build_rescue, id_marker_path, image_id_hex, plan_rescue};
+
+// Network boot of an ISO's rescue environment (docs/NETBOOT.md).
+pub use netboot::{
+    MAX_BOOT_FILE, MAX_CMDLINE, NetbootError, NetbootReport, NetbootRequest, ScriptError,
+    check_arguments as check_netboot_arguments, write_netboot_dir,
+};
 
 // Extract.
 pub use extract::{

@@ -47,6 +47,7 @@ mod iso_boot;
 mod iso_tools;
 mod json_output;
 mod layout_probe;
+mod netboot_cli;
 mod packaging;
 mod preflight;
 mod refresh_cli;

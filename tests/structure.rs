@@ -31,6 +31,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "format", "scan", "envelope", "image", "iso", "layout", "payload", "refresh", "rescue",
         ],
     ),
+    ("netboot", &["format", "iso", "remote", "rescue"]),
     (
         "bootcheck",
         &[

@@ -101,6 +101,17 @@ pub enum Command {
     /// IMAGE -p KEY.pub` checks it as well as `osimage verify --pubkey` and `osimage restore
     /// --require-signature`. Make a key pair with `minisign -G`.
     Sign(SignArgs),
+    /// Write what a machine needs to boot an ISO's rescue environment over the network
+    /// (PXE/iPXE) and restore the image reading it over HTTP.
+    ///
+    /// DIR receives boot.ipxe (the iPXE script), vmlinuz and initrd.img (the ISO's rescue
+    /// kernel and initramfs, unchanged) and README.txt (how to serve DIR, a dnsmasq example).
+    /// The kernel line is the ISO's automatic entry plus osimage.source=URL: the machine
+    /// brings its network up with DHCP, reads the image from URL and restores it unattended
+    /// onto its only blank disk. Serve IMAGE on any HTTP(S) server that answers Range
+    /// requests, and DIR over TFTP or HTTP (NETBOOT.md in /usr/share/doc/osimage).
+    #[command(after_long_help = EXIT_STATUS)]
+    Netboot(super::netboot::NetbootArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]

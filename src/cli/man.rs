@@ -99,6 +99,18 @@ const EXAMPLES: &[(&str, &str, &str)] = &[
         "Write /srv/system.iso.minisig (minisign -V checks it too).",
     ),
     (
+        "netboot",
+        "osimage netboot https://images.example/web01.iso -o /srv/tftp/web01",
+        "Write boot.ipxe, the rescue kernel and initramfs into /srv/tftp/web01: a machine \
+         that boots boot.ipxe restores web01.iso, reading it from that URL.",
+    ),
+    (
+        "netboot",
+        "osimage netboot /srv/www/web01.iso --source http://10.0.0.1/web01.iso -o /srv/tftp/web01 --cmdline 'osimage.target=/dev/sda osimage.force=1'",
+        "The same from the local copy of an ISO that http://10.0.0.1/ serves, restoring onto \
+         /dev/sda whatever it holds.",
+    ),
+    (
         "completions",
         "osimage completions bash > /etc/bash_completion.d/osimage",
         "Install bash completion by hand (the Debian package ships it).",

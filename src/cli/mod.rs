@@ -14,6 +14,7 @@ mod diff;
 mod json;
 mod keys;
 mod man;
+mod netboot;
 mod progress;
 mod restore;
 mod schedule;
@@ -66,6 +67,8 @@ fn exit_code(e: &(dyn std::error::Error + 'static)) -> i32 {
         || e.downcast_ref::<osimage::ScheduleError>()
             .is_some_and(|e| e.is_usage())
         || e.downcast_ref::<osimage::RestoreError>()
+            .is_some_and(|e| e.is_usage())
+        || e.downcast_ref::<osimage::NetbootError>()
             .is_some_and(|e| e.is_usage());
     if usage { 2 } else { 1 }
 }
@@ -104,6 +107,7 @@ pub fn main() -> i32 {
         Command::Restore(a) => restore::run(a, &p),
         Command::Schedule(a) => schedule::run(a, &p),
         Command::Sign(a) => run_sign(a, &p),
+        Command::Netboot(a) => netboot::run(a, &p),
         Command::Completions { shell } => {
             man::completions(shell, &mut std::io::stdout());
             Ok(0)

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use osimage::format::source::RangeRead;
 use osimage::{HttpObject, PayloadReader, RetryPolicy, Trust, Unlock};
 
 use super::{Failure, UsageError};
@@ -112,6 +113,41 @@ pub fn open(image: &Path, unlock: &Unlock, net: &NetArgs) -> Result<Opened, Fail
     })
 }
 
+/// IMAGE's bytes, not opened as an image: a local file or an HTTP object (what `netboot`
+/// reads an ISO's rescue files through), with how output names it.
+pub fn open_object(image: &Path, net: &NetArgs) -> Result<Object, Failure> {
+    let Some(url) = image.to_str().filter(|s| osimage::is_url(s)) else {
+        let file =
+            std::fs::File::open(image).map_err(|e| format!("opening {}: {e}", image.display()))?;
+        return Ok(Object {
+            bytes: Arc::new(file),
+            shown: image.to_path_buf(),
+            remote: None,
+        });
+    };
+    let object = Arc::new(HttpObject::open(url, net.policy()?, &net.trust()?)?);
+    Ok(Object {
+        bytes: object.clone(),
+        shown: PathBuf::from(osimage::redact(url)),
+        remote: Some(object),
+    })
+}
+
+/// IMAGE's bytes as [`open_object`] opened them.
+pub struct Object {
+    pub bytes: Arc<dyn RangeRead>,
+    /// How output names IMAGE: the path, or the URL without its query.
+    pub shown: PathBuf,
+    remote: Option<Arc<HttpObject>>,
+}
+
+impl Object {
+    /// For an object read over HTTP, what it cost: one line for stderr.
+    pub fn summary(&self) -> Option<String> {
+        cost_line(&self.shown, self.remote.as_ref()?)
+    }
+}
+
 /// Refuses a URL where only a local file will do (`what` names the option that needs one).
 pub fn local_only(image: &Path, what: &str) -> Result<(), UsageError> {
     if is_url(image) {
@@ -125,11 +161,11 @@ pub fn local_only(image: &Path, what: &str) -> Result<(), UsageError> {
 impl Opened {
     /// For an image read over HTTP, what it cost: one line for stderr.
     pub fn summary(&self) -> Option<String> {
-        let o = self.remote.as_ref()?;
-        Some(format!(
-            "{}: {}",
-            self.shown.display(),
-            o.stats().describe()
-        ))
+        cost_line(&self.shown, self.remote.as_ref()?)
     }
+}
+
+/// What reading `o` cost, as `summary` says it.
+fn cost_line(shown: &Path, o: &HttpObject) -> Option<String> {
+    Some(format!("{}: {}", shown.display(), o.stats().describe()))
 }
