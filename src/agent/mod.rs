@@ -193,6 +193,18 @@ fn run(opts: &AgentOptions, con: &Console) -> Result<Outcome, String> {
     outcome
 }
 
+/// `osimage.keyfile=`/`osimage.luks-keyfile=`: a path on the boot medium, an absolute path or
+/// `DEVICE:PATH`; with the image read from a URL there is no medium to hold a relative path.
+fn keyfile_text(spec: &str, medium: &Medium) -> Result<String, String> {
+    if medium.remote.is_some() && !spec.starts_with('/') {
+        return Err(format!(
+            "keyfile-unreadable {spec}: a path on the boot medium, but the image comes from a \
+             URL (give an absolute path in the initramfs or /dev/X:PATH on a second medium)"
+        ));
+    }
+    unlock::read_keyfile(spec, &medium.mount_point)
+}
+
 /// `osimage.source=URL`: the network brought up, then the image opened over HTTP(S) (its
 /// first request learns its length and checks that the server honours Range).
 fn network_medium(opts: &AgentOptions, url: &str, con: &Console) -> Result<Medium, String> {
@@ -247,7 +259,7 @@ fn restore_from(
     let keyfile = opts
         .keyfile
         .as_deref()
-        .map(|k| unlock::read_keyfile(k, &medium.mount_point))
+        .map(|k| keyfile_text(k, medium))
         .transpose()?;
     let name = Path::new(&medium.device);
     let open = |u: &Unlock| match &medium.remote {
@@ -460,7 +472,7 @@ fn luks_passphrase(
     let keyfile = opts
         .luks_keyfile
         .as_deref()
-        .map(|k| unlock::read_keyfile(k, &medium.mount_point))
+        .map(|k| keyfile_text(k, medium))
         .transpose()?;
     unlock::without_echo(|| {
         unlock::luks_passphrase(

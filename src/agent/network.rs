@@ -124,6 +124,8 @@ fn static_address(s: &Static, wait: Duration) -> Result<Up, String> {
     }
     let address = format!("{}/{}", s.address, s.prefix);
     ip(&["link", "set", &s.interface, "up"])?;
+    // the agent may run again from the rescue shell: the address of the last run goes first
+    let _ = ip(&["-4", "addr", "flush", "dev", &s.interface]);
     ip(&["-4", "addr", "add", &address, "dev", &s.interface])?;
     if let Some(gw) = s.gateway {
         ip(&[
