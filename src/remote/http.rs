@@ -8,7 +8,7 @@ use std::io::Read;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::pages::{PAGE, PageCache};
+use super::pages::{PAGE, ReadCache};
 use super::range::{ContentRange, host, parse_content_range, redact};
 use super::retry::{
     Counters, NetStats, RetryPolicy, backoff, jitter_unit, waiting_line, waiting_times,
@@ -25,9 +25,10 @@ pub struct HttpObject {
     conn: Conn,
     /// The object's length, from the first answer's `Content-Range`.
     len: u64,
-    pages: Mutex<PageCache>,
-    /// Signalled when a page's fetch ends (`PageCache::start_loading`).
-    loaded: Condvar,
+    /// Recent pages and block reads.
+    reads: Mutex<ReadCache>,
+    /// Signalled when a fetch of `reads` ends (`ReadCache::start`).
+    fetched: Condvar,
 }
 
 /// How to reach the object.
@@ -80,13 +81,13 @@ impl HttpObject {
                 Err(Fail::Transient(m)) => tries.failed(m).map_err(|m| conn.error(m))?,
             }
         };
-        let mut pages = PageCache::default();
-        pages.put(0, Arc::new(first));
+        let mut reads = ReadCache::default();
+        reads.put(0, Arc::new(first));
         Ok(HttpObject {
             conn,
             len,
-            pages: Mutex::new(pages),
-            loaded: Condvar::new(),
+            reads: Mutex::new(reads),
+            fetched: Condvar::new(),
         })
     }
 
@@ -138,57 +139,33 @@ impl HttpObject {
         Ok(())
     }
 
-    /// A large read: a recent identical read's bytes, else one fetch (kept for the next
-    /// reader of the same block).
-    fn read_whole(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
-        let lock = || self.pages.lock().unwrap_or_else(|p| p.into_inner());
-        let mut pages = lock();
+    /// `len` bytes at `at`: a kept read's, else fetched by this reader while other readers
+    /// of the same bytes wait for it (never fetched twice at once), and kept.
+    fn cached_read(&self, at: u64, len: usize) -> std::io::Result<Arc<Vec<u8>>> {
+        // A poisoned lock only means another reader panicked; the reads are still whole.
+        let lock = || self.reads.lock().unwrap_or_else(|p| p.into_inner());
+        let mut reads = lock();
         loop {
-            if let Some(r) = pages.get_read(at, buf.len()) {
-                buf.copy_from_slice(&r);
-                return Ok(());
+            if let Some(r) = reads.get(at, len) {
+                return Ok(r);
             }
-            if pages.start_reading(at) {
+            if reads.start(at) {
                 break;
             }
-            pages = self.loaded.wait(pages).unwrap_or_else(|p| p.into_inner());
+            reads = self.fetched.wait(reads).unwrap_or_else(|p| p.into_inner());
         }
-        drop(pages);
-        let mut bytes = vec![0u8; buf.len()];
+        drop(reads);
+        // Fetched without the lock, so readers of other bytes are not held up behind it.
+        let mut bytes = vec![0u8; len];
         let got = self.fetch(&mut bytes, at).map(|()| Arc::new(bytes));
-        lock().done_reading(at, got.as_ref().ok().cloned());
-        self.loaded.notify_all();
-        buf.copy_from_slice(&got?);
-        Ok(())
+        lock().done(at, got.as_ref().ok().cloned());
+        self.fetched.notify_all();
+        got
     }
 
     fn page(&self, index: u64) -> std::io::Result<Arc<Vec<u8>>> {
-        // A poisoned lock only means another reader panicked; the pages are still whole.
-        let lock = || self.pages.lock().unwrap_or_else(|p| p.into_inner());
-        let mut pages = lock();
-        loop {
-            if let Some(p) = pages.get(index) {
-                return Ok(p);
-            }
-            if pages.start_loading(index) {
-                break;
-            }
-            // another reader is fetching this page: wait for it rather than fetch it twice
-            pages = self.loaded.wait(pages).unwrap_or_else(|p| p.into_inner());
-        }
-        drop(pages);
-        // Fetched without the lock, so readers of other pages are not held up behind it.
         let start = index * PAGE;
-        let mut bytes = vec![0u8; PAGE.min(self.len.saturating_sub(start)) as usize];
-        let got = self.fetch(&mut bytes, start).map(|()| Arc::new(bytes));
-        let mut pages = lock();
-        pages.done_loading(index);
-        if let Ok(bytes) = &got {
-            pages.put(index, bytes.clone());
-        }
-        drop(pages);
-        self.loaded.notify_all();
-        got
+        self.cached_read(start, PAGE.min(self.len.saturating_sub(start)) as usize)
     }
 }
 
@@ -208,12 +185,13 @@ impl RangeRead for HttpObject {
         if buf.is_empty() {
             return Ok(());
         }
-        // Reads of 32 KiB or more (blocks, a manifest) go straight through, each the bytes
-        // asked for; headers, directory records and small blocks use the pages.
+        // Reads of 4 KiB or more (blocks, a manifest) are fetched as asked; headers, directory
+        // records and small blocks through the pages.
         if (buf.len() as u64) < DIRECT_FROM {
             self.read_paged(buf, at)
         } else {
-            self.read_whole(buf, at)
+            buf.copy_from_slice(&self.cached_read(at, buf.len())?);
+            Ok(())
         }
     }
 
@@ -225,11 +203,11 @@ impl RangeRead for HttpObject {
         self.conn.shown.clone()
     }
 
-    /// Bytes that failed their hash: the pages holding them are dropped, so the next read
-    /// goes to the server (reads of a page or more are never cached).
+    /// Bytes that failed their hash: the kept pages and reads holding them are dropped, so
+    /// the next read goes to the server.
     fn forget(&self, at: u64, len: u64) -> bool {
-        let mut pages = self.pages.lock().unwrap_or_else(|p| p.into_inner());
-        pages.forget(at, len);
+        let mut reads = self.reads.lock().unwrap_or_else(|p| p.into_inner());
+        reads.forget(at, len);
         self.conn.counters.refetch();
         true
     }
