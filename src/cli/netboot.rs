@@ -103,13 +103,9 @@ pub fn run(a: NetbootArgs, p: &TermProgress) -> Result<i32, Failure> {
         "{}: netboot files for image {}: kernel {}, initramfs {}; machines will read {}",
         r.dir.display(),
         r.image_id,
-        mib(r.kernel_bytes),
-        mib(r.initrd_bytes),
+        osimage::human_bytes(r.kernel_bytes),
+        osimage::human_bytes(r.initrd_bytes),
         r.source_shown
     ));
     Ok(0)
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
 }

@@ -96,20 +96,19 @@ pub fn shown(image: &Path) -> String {
 
 /// Opens IMAGE, a path or a URL, with `unlock` for an encrypted one.
 pub fn open(image: &Path, unlock: &Unlock, net: &NetArgs) -> Result<Opened, Failure> {
-    let Some(url) = image.to_str().filter(|s| osimage::is_url(s)) else {
+    if !is_url(image) {
         return Ok(Opened {
             reader: PayloadReader::open(image, unlock)?,
             shown: image.to_path_buf(),
             remote: None,
         });
-    };
-    let object = Arc::new(HttpObject::open(url, net.policy()?, &net.trust()?)?);
-    let shown = PathBuf::from(osimage::redact(url));
-    let reader = PayloadReader::open_source(&shown, object.clone(), unlock)?;
+    }
+    let o = open_object(image, net)?;
+    let reader = PayloadReader::open_source(&o.shown, o.bytes, unlock)?;
     Ok(Opened {
         reader,
-        shown,
-        remote: Some(object),
+        shown: o.shown,
+        remote: o.remote,
     })
 }
 
