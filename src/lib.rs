@@ -57,6 +57,7 @@ pub use payload::writer::BaseImage;
 pub use refresh::Base;
 pub use refresh::diff::{ChangeKind, Diff, diff};
 pub use refresh::lineage::{Lineage, LineageJson, from_manifest as lineage_from_manifest};
+pub use remote::s3;
 pub use remote::{HttpObject, NetStats, RetryPolicy, Trust, TrustError, is_url, redact};
 pub use rescue::reuse::{RescueJson, from_manifest as rescue_from_manifest};
 pub use rescue::{Rescue, RescueSpec, build_rescue, id_marker_path, image_id_hex, plan_rescue};

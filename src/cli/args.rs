@@ -209,8 +209,10 @@ pub struct CaptureTuning {
 
 #[derive(Debug, Args)]
 pub struct ExtractArgs {
-    /// The image (a .iso or .oimg made by osimage capture): a path, or an http:// or
-    /// https:// URL of one on a server that answers Range requests.
+    /// The image (a .iso or .oimg made by osimage capture): a path, an http:// or
+    /// https:// URL of one on a server that answers Range requests, or s3://BUCKET/KEY of
+    /// one kept in S3-compatible storage (credentials and endpoint as the AWS tools take
+    /// them: AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, ~/.aws/).
     pub image: PathBuf,
     /// Directory to extract into (created if missing; must be empty).
     #[arg(short = 'C', long = "directory", value_name = "DIR")]
@@ -247,8 +249,10 @@ pub struct ExtractArgs {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// The image (a .iso or .oimg made by osimage capture): a path, or an http:// or
-    /// https:// URL of one on a server that answers Range requests.
+    /// The image (a .iso or .oimg made by osimage capture): a path, an http:// or
+    /// https:// URL of one on a server that answers Range requests, or s3://BUCKET/KEY of
+    /// one kept in S3-compatible storage (credentials and endpoint as the AWS tools take
+    /// them: AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, ~/.aws/).
     pub image: PathBuf,
     /// Only this path and what is below it.
     pub path: Option<PathBuf>,
@@ -272,8 +276,10 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// The image (a .iso or .oimg made by osimage capture): a path, or an http:// or
-    /// https:// URL of one on a server that answers Range requests.
+    /// The image (a .iso or .oimg made by osimage capture): a path, an http:// or
+    /// https:// URL of one on a server that answers Range requests, or s3://BUCKET/KEY of
+    /// one kept in S3-compatible storage (credentials and endpoint as the AWS tools take
+    /// them: AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, ~/.aws/).
     pub image: PathBuf,
     /// Print one JSON document instead of a table (schema: JSON.md in /usr/share/doc/osimage).
     #[arg(long)]
@@ -320,8 +326,10 @@ pub struct VerifyArgs {
     pub pubkey: Option<PathBuf>,
     #[command(flatten)]
     pub sig: SignatureArgs,
-    /// The image (a .iso or .oimg made by osimage capture): a path, or an http:// or
-    /// https:// URL of one on a server that answers Range requests (read whole, as a file
+    /// The image (a .iso or .oimg made by osimage capture): a path, an http:// or
+    /// https:// URL of one on a server that answers Range requests, or s3://BUCKET/KEY of
+    /// one kept in S3-compatible storage (credentials and endpoint as the AWS tools take
+    /// them: AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, ~/.aws/) (read whole, as a file
     /// is; --pubkey and --boot need a local file).
     pub image: PathBuf,
     /// Threads (default: all cores).

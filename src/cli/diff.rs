@@ -26,8 +26,10 @@ use osimage::format::PayloadError;
     image's passphrase is asked for on the terminal, naming the image."
 )]
 pub struct DiffArgs {
-    /// The older image (a .iso or .oimg made by osimage capture): a path, or an http:// or
-    /// https:// URL of one on a server that answers Range requests.
+    /// The older image (a .iso or .oimg made by osimage capture): a path, an http:// or
+    /// https:// URL of one on a server that answers Range requests, or s3://BUCKET/KEY of
+    /// one kept in S3-compatible storage (credentials and endpoint as the AWS tools take
+    /// them: AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, ~/.aws/).
     pub old: PathBuf,
     /// The newer image (a path or a URL).
     pub new: PathBuf,

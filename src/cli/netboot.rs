@@ -12,9 +12,10 @@ use super::{Failure, UsageError, json, source};
 
 #[derive(Debug, Args)]
 pub struct NetbootArgs {
-    /// The ISO made by `osimage capture ROOT -o NAME.iso`: a path, or an http:// or https://
-    /// URL of one on a server that answers Range requests. Its rescue kernel and initramfs
-    /// are copied into DIR unchanged.
+    /// The ISO made by `osimage capture ROOT -o NAME.iso`: a path, an http:// or https://
+    /// URL of one on a server that answers Range requests, or s3://BUCKET/KEY.iso of one
+    /// kept in S3-compatible storage. Its rescue kernel and initramfs are copied into DIR
+    /// unchanged.
     pub image: PathBuf,
     /// The directory to write: created, or an existing empty one (a non-empty one is refused
     /// and left untouched). It appears only when complete: the files are written into a
@@ -22,11 +23,17 @@ pub struct NetbootArgs {
     #[arg(short, long = "output", value_name = "DIR")]
     pub output: PathBuf,
     /// The http:// or https:// URL of the ISO the machines read (their kernel parameter
-    /// osimage.source=URL). Default: IMAGE when IMAGE is a URL; needed when IMAGE is a local
-    /// file. It is written into boot.ipxe in clear (a presigned URL's query too); output
-    /// shows it without its query.
+    /// osimage.source=URL). Default: IMAGE when IMAGE is an http(s) URL; for an s3:// IMAGE
+    /// a presigned URL valid for --expires, so the machines need no credentials; needed when
+    /// IMAGE is a local file. It is written into boot.ipxe in clear (a presigned URL's query
+    /// too); output shows it without its query.
     #[arg(long, value_name = "URL")]
     pub source: Option<String>,
+    /// For an s3:// IMAGE: how long the presigned URL written into boot.ipxe works, as a
+    /// number and a unit (s, m, h, d): at most 7d, S3's limit. Default 24h. After that the
+    /// machines cannot read the image; make the files again.
+    #[arg(long, value_name = "DURATION")]
+    pub expires: Option<String>,
     /// Kernel parameters appended to the machines' command line, e.g. 'osimage.target=/dev/sda
     /// osimage.force=1' to restore onto a named disk that holds data (RESTORE.md in
     /// /usr/share/doc/osimage lists them).
@@ -54,13 +61,35 @@ struct Document {
 }
 
 pub fn run(a: NetbootArgs, p: &TermProgress) -> Result<i32, Failure> {
+    let s3 = source::s3_address(&a.image)?;
+    if a.expires.is_some() && (s3.is_none() || a.source.is_some()) {
+        return Err(UsageError(
+            "--expires sets the lifetime of the URL presigned for an s3:// IMAGE; here no URL \
+             is presigned"
+                .into(),
+        )
+        .into());
+    }
+    let mut expires = None;
     let url = match (
         &a.source,
+        &s3,
         a.image.to_str().filter(|_| source::is_url(&a.image)),
     ) {
-        (Some(url), _) => url.clone(),
-        (None, Some(url)) => url.to_string(),
-        (None, None) => {
+        (Some(url), _, _) => url.clone(),
+        (None, Some(address), _) => {
+            let ttl = parse_lifetime(a.expires.as_deref().unwrap_or("24h"))?;
+            let url = a
+                .net
+                .s3_client(address)?
+                .presign_get(&address.key, ttl)
+                .map_err(|e| UsageError(format!("{address}: {e}")))?;
+            let at = chrono::Utc::now() + ttl;
+            expires = Some(at.format("%Y-%m-%d %H:%M UTC").to_string());
+            url
+        }
+        (None, None, Some(url)) => url.to_string(),
+        (None, None, None) => {
             return Err(UsageError(format!(
                 "{}: a local file: give --source URL, the http:// or https:// URL the machines \
                  will read this image from",
@@ -78,6 +107,7 @@ pub fn run(a: NetbootArgs, p: &TermProgress) -> Result<i32, Failure> {
         source: url,
         extra_cmdline: a.cmdline,
         dir: a.output,
+        expires: expires.clone(),
     };
     let r = osimage::write_netboot_dir(&req);
     if let Some(line) = object.summary() {
@@ -107,5 +137,55 @@ pub fn run(a: NetbootArgs, p: &TermProgress) -> Result<i32, Failure> {
         osimage::human_bytes(r.initrd_bytes),
         r.source_shown
     ));
+    if let Some(at) = expires {
+        p.say(&format!(
+            "the presigned URL in boot.ipxe works until {at}; make the files again before then"
+        ));
+    }
     Ok(0)
+}
+
+/// `--expires`: a whole number and a unit (`s`, `m`, `h`, `d`), from 1 s to 7 days.
+fn parse_lifetime(text: &str) -> Result<std::time::Duration, UsageError> {
+    let bad = |why: &str| UsageError(format!("--expires {text:?}: {why}"));
+    let t = text.trim();
+    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| bad("give a number and a unit, e.g. 24h, 90m, 7d"))?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(bad("the unit is one of s, m, h, d")),
+    };
+    let d = std::time::Duration::from_secs(n.saturating_mul(scale));
+    if d.is_zero() || d > osimage::s3::PRESIGN_MAX {
+        return Err(bad("a presigned URL lives from 1 second to 7 days"));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_lifetime;
+
+    #[test]
+    fn lifetimes_have_a_unit_and_stay_within_seven_days() {
+        assert_eq!(parse_lifetime("24h").unwrap().as_secs(), 86400);
+        assert_eq!(parse_lifetime("7d").unwrap().as_secs(), 604_800);
+        assert_eq!(parse_lifetime("90m").unwrap().as_secs(), 5400);
+        for bad in [
+            "8d",
+            "0s",
+            "24",
+            "h",
+            "1.5h",
+            "-1h",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_lifetime(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -35,8 +35,9 @@ use super::json::restore as json;
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("dest").required(true).multiple(true).args(["target", "to", "map"])))]
 pub struct RestoreArgs {
-    /// The image (.oimg or the ISO): a path, or an http:// or https:// URL of one on a
-    /// server that answers Range requests (--require-signature needs a local file).
+    /// The image (.oimg or the ISO): a path, an http:// or https:// URL of one on a server
+    /// that answers Range requests, or s3://BUCKET/KEY of one kept in S3-compatible storage
+    /// (--require-signature needs a local file).
     pub image: PathBuf,
     /// The whole disk (e.g. /dev/sdb) or disk image file to restore onto.
     #[arg(long, value_name = "DISK")]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Args;
 use osimage::format::source::RangeRead;
-use osimage::{HttpObject, PayloadReader, RetryPolicy, Trust, Unlock};
+use osimage::{HttpObject, PayloadReader, RetryPolicy, Trust, Unlock, s3};
 
 use super::{Failure, UsageError};
 
@@ -65,11 +65,33 @@ impl NetArgs {
 
     /// The roots HTTPS trusts: the bundled ones, and `--ca` (else `OSIMAGE_CA`) besides.
     fn trust(&self) -> Result<Trust, UsageError> {
+        self.trust_or(None)
+    }
+
+    /// As [`Self::trust`], with `fallback` (an S3 server's `AWS_CA_BUNDLE`) when neither
+    /// `--ca` nor `OSIMAGE_CA` is given.
+    fn trust_or(&self, fallback: Option<&Path>) -> Result<Trust, UsageError> {
         let env = std::env::var_os(CA_ENV).filter(|v| !v.is_empty());
-        match self.ca.clone().or(env.map(PathBuf::from)) {
+        let file = self
+            .ca
+            .clone()
+            .or(env.map(PathBuf::from))
+            .or(fallback.map(Path::to_path_buf));
+        match file {
             None => Ok(Trust::default()),
             Some(file) => Trust::with_ca_file(&file).map_err(|e| UsageError(e.to_string())),
         }
+    }
+
+    /// A client for `address`'s bucket, with the AWS settings of this process.
+    pub fn s3_client(&self, address: &s3::S3Address) -> Result<s3::S3Client, Failure> {
+        let settings =
+            s3::S3Settings::from_env().map_err(|e| UsageError(format!("{address}: {e}")))?;
+        let trust = self.trust_or(settings.ca_bundle.as_deref())?;
+        Ok(
+            s3::S3Client::new(&settings, &address.bucket, self.policy()?, &trust)
+                .map_err(|e| UsageError(format!("{address}: {e}")))?,
+        )
     }
 }
 
@@ -81,9 +103,11 @@ pub struct Opened {
     remote: Option<Arc<HttpObject>>,
 }
 
-/// Whether IMAGE is a URL rather than a path.
+/// Whether IMAGE is a URL (`http://`, `https://`, `s3://`) rather than a path.
 pub fn is_url(image: &Path) -> bool {
-    image.to_str().is_some_and(osimage::is_url)
+    image
+        .to_str()
+        .is_some_and(|s| osimage::is_url(s) || s3::is_s3(s))
 }
 
 /// IMAGE as output shows it: the path, or the URL without its query.
@@ -92,6 +116,26 @@ pub fn shown(image: &Path) -> String {
         Some(url) => osimage::redact(url),
         None => image.display().to_string(),
     }
+}
+
+/// The key endings of an image kept whole as one S3 object.
+const OBJECT_SUFFIXES: [&str; 2] = [".iso", ".oimg"];
+
+/// IMAGE's S3 address, if it is one: an image kept whole as one object. Other `s3://`
+/// addresses name images in a store (docs/STORE.md), which is not built yet.
+pub fn s3_address(image: &Path) -> Result<Option<s3::S3Address>, UsageError> {
+    let Some(text) = image.to_str().filter(|s| s3::is_s3(s)) else {
+        return Ok(None);
+    };
+    let a = s3::S3Address::parse(text).map_err(|e| UsageError(e.to_string()))?;
+    let name = a.file_name().to_ascii_lowercase();
+    if !OBJECT_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+        return Err(UsageError(format!(
+            "{a}: an image kept in S3 is one object whose key ends in .iso or .oimg; \
+             addresses of images in an osimage store (docs/STORE.md) are not supported yet"
+        )));
+    }
+    Ok(Some(a))
 }
 
 /// Opens IMAGE, a path or a URL, with `unlock` for an encrypted one.
@@ -115,6 +159,14 @@ pub fn open(image: &Path, unlock: &Unlock, net: &NetArgs) -> Result<Opened, Fail
 /// IMAGE's bytes, not opened as an image: a local file or an HTTP object (what `netboot`
 /// reads an ISO's rescue files through), with how output names it.
 pub fn open_object(image: &Path, net: &NetArgs) -> Result<Object, Failure> {
+    if let Some(address) = s3_address(image)? {
+        let object = Arc::new(net.s3_client(&address)?.open(&address.key)?);
+        return Ok(Object {
+            bytes: object.clone(),
+            shown: image.to_path_buf(),
+            remote: Some(object),
+        });
+    }
     let Some(url) = image.to_str().filter(|s| osimage::is_url(s)) else {
         let file =
             std::fs::File::open(image).map_err(|e| format!("opening {}: {e}", image.display()))?;

@@ -40,6 +40,8 @@ pub struct NetbootRequest {
     pub extra_cmdline: String,
     /// The directory to write: new, or empty.
     pub dir: PathBuf,
+    /// When `source` is presigned: the time it stops working, as README.txt shows it.
+    pub expires: Option<String>,
 }
 
 /// What was written.
@@ -165,7 +167,7 @@ pub fn write_netboot_dir(req: &NetbootRequest) -> Result<NetbootReport, NetbootE
         ),
         (
             script::README_NAME,
-            script::readme(&files.image_id, &req.source),
+            script::readme(&files.image_id, &req.source, req.expires.as_deref()),
         ),
     ];
     for (name, body) in text {

@@ -157,14 +157,21 @@ pub fn boot_ipxe(image_id: &str, url: &str, cmdline: &str) -> String {
 }
 
 /// `README.txt`: what the files are and how to serve them.
-pub fn readme(image_id: &str, url: &str) -> String {
+pub fn readme(image_id: &str, url: &str, expires: Option<&str>) -> String {
+    let lifetime = match expires {
+        Some(at) => format!(
+            "\nThe URL is presigned: it stops working at {at}. Make the files again before\n\
+             then (osimage netboot s3://BUCKET/KEY -o DIR --expires 7d at most).\n"
+        ),
+        None => String::new(),
+    };
     format!(
         "osimage netboot files for image {image_id}
 ======================================================
 
 The machine boots the image's rescue environment over the network and restores the image,
 reading it from {shown} (the URL in full is in {SCRIPT_NAME}).
-
+{lifetime}
 Files
   {SCRIPT_NAME}   the iPXE script: loads the kernel and initramfs, then boots
   {KERNEL_NAME}     the rescue kernel, as in the ISO (/osimage/rescue/vmlinuz)
@@ -237,7 +244,7 @@ mod tests {
         assert_eq!(lines[3..], ["initrd initrd.img", "boot"]);
         // The query (credentials) is only on the kernel line, never in the echo or README.
         assert_eq!(script.matches("X-Amz-Signature").count(), 1);
-        let readme = readme(ID, url);
+        let readme = readme(ID, url, None);
         assert!(!readme.contains("X-Amz"), "{readme}");
         assert!(readme.contains("https://images.example/fleet/web.iso"));
         assert!(readme.contains("undionly.kpxe") && readme.contains("ipxe.efi"));

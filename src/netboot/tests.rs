@@ -53,6 +53,7 @@ fn request(image: &Path, dir: &Path) -> NetbootRequest {
         source: "http://10.0.2.2/x.iso?sig=1".into(),
         extra_cmdline: "osimage.force=1".into(),
         dir: dir.to_path_buf(),
+        expires: None,
     }
 }
 

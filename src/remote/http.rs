@@ -31,11 +31,42 @@ pub struct HttpObject {
     fetched: Condvar,
 }
 
+/// Makes a freshly signed URL for each request (an S3 object, `super::s3`).
+pub(crate) type Signer = Box<dyn Fn() -> String + Send + Sync>;
+
+/// Where requests go: one URL, or one signed anew for every request.
+enum Target {
+    /// The URL as given, query and all: sent, never shown.
+    Fixed(String),
+    Signed(Signer),
+}
+
+impl Target {
+    fn url(&self) -> String {
+        match self {
+            Target::Fixed(u) => u.clone(),
+            Target::Signed(sign) => sign(),
+        }
+    }
+}
+
+/// The agent every request of `remote` goes through: TLS with `trust`'s roots, the policy's
+/// timeouts, HTTP error statuses as answers (each is classified by its caller).
+pub(crate) fn agent(policy: &RetryPolicy, trust: &Trust) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .tls_config(trust.tls_config())
+        .http_status_as_error(false)
+        .timeout_connect(Some(policy.connect_timeout))
+        .timeout_per_read(Some(policy.read_timeout))
+        .user_agent(concat!("osimage/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
+}
+
 /// How to reach the object.
 struct Conn {
     agent: ureq::Agent,
-    /// The URL as given, query and all: sent, never shown.
-    url: String,
+    target: Target,
     /// The URL as messages show it (`range::redact`).
     shown: String,
     /// `--ca FILE`, for the message about an untrusted certificate.
@@ -57,18 +88,30 @@ impl HttpObject {
     /// GET of the first page learns the object's length and checks that the server honours
     /// Range. Errors name the URL without its query.
     pub fn open(url: &str, policy: RetryPolicy, trust: &Trust) -> std::io::Result<HttpObject> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .tls_config(trust.tls_config())
-            .http_status_as_error(false)
-            .timeout_connect(Some(policy.connect_timeout))
-            .timeout_per_read(Some(policy.read_timeout))
-            .user_agent(concat!("osimage/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+        HttpObject::open_target(Target::Fixed(url.to_string()), redact(url), policy, trust)
+    }
+
+    /// Opens an object whose every request goes to a URL `sign` makes afresh (an S3 object
+    /// read with short-lived signatures); `shown` names it in messages.
+    pub(crate) fn open_signed(
+        sign: Signer,
+        shown: String,
+        policy: RetryPolicy,
+        trust: &Trust,
+    ) -> std::io::Result<HttpObject> {
+        HttpObject::open_target(Target::Signed(sign), shown, policy, trust)
+    }
+
+    fn open_target(
+        target: Target,
+        shown: String,
+        policy: RetryPolicy,
+        trust: &Trust,
+    ) -> std::io::Result<HttpObject> {
         let conn = Conn {
-            agent,
-            url: url.to_string(),
-            shown: redact(url),
+            agent: agent(&policy, trust),
+            target,
+            shown,
             ca_file: trust.ca_file().map(|p| p.display().to_string()),
             policy,
             counters: Counters::default(),
@@ -222,21 +265,18 @@ impl Conn {
     /// A message from elsewhere (ureq, the OS) with the URL's query taken out, should it
     /// quote the URL.
     fn scrub(&self, msg: String) -> String {
-        if self.url == self.shown {
-            return msg;
-        }
-        let msg = msg.replace(&self.url, &self.shown);
-        match self.url.find('?') {
-            Some(q) if q + 1 < self.url.len() => msg.replace(&self.url[q + 1..], "…"),
-            _ => msg,
+        match &self.target {
+            Target::Fixed(url) => scrub_url(msg, url, &self.shown),
+            Target::Signed(_) => scrub_queries(msg),
         }
     }
 
     /// Sends `GET` of bytes `first..=last`.
     fn send(&self, first: u64, last: u64) -> Result<ureq::http::Response<ureq::Body>, Fail> {
         self.counters.request();
+        let url = self.target.url();
         self.agent
-            .get(&self.url)
+            .get(&url)
             .header("Range", format!("bytes={first}-{last}"))
             .call()
             .map_err(|e| self.classify_error(e))
@@ -299,9 +339,7 @@ impl Conn {
                 "{} ignores Range requests; serve the image from a server that supports them",
                 host(&self.shown)
             ))),
-            404 | 410 => Err(Fail::Fatal(format!(
-                "not found on the server (HTTP {status})"
-            ))),
+            404 | 410 => Err(Fail::Fatal(not_found(status, resp))),
             400 | 401 | 403 => Err(Fail::Fatal(refusal(status, resp))),
             408 | 429 | 500 | 502 | 503 | 504 => Err(Fail::Transient(format!(
                 "the server answered HTTP {status}"
@@ -408,7 +446,36 @@ impl Conn {
 
 /// Why a server refused a request (§7.3's 400/401/403 rows), from the first 4 KiB of its
 /// answer's body: an expired presigned URL, else the S3 error code if there is one.
-fn refusal(status: u16, resp: &mut ureq::http::Response<ureq::Body>) -> String {
+pub(crate) fn refusal(status: u16, resp: &mut ureq::http::Response<ureq::Body>) -> String {
+    let body = error_body(resp);
+    if body.contains("Request has expired") || body.contains("Date is too old") {
+        return format!("the presigned URL has expired (HTTP {status})");
+    }
+    match s3_code(&body) {
+        Some(c @ "InvalidAccessKeyId") => format!(
+            "the server does not know the access key (HTTP {status} {c}): check \
+             AWS_ACCESS_KEY_ID or the profile's aws_access_key_id"
+        ),
+        Some(c @ "SignatureDoesNotMatch") => format!(
+            "the request's signature does not match (HTTP {status} {c}): check \
+             AWS_SECRET_ACCESS_KEY (or the profile's aws_secret_access_key) and the region"
+        ),
+        Some(c) => format!("the server refused access (HTTP {status} {c})"),
+        None => format!("the server refused access (HTTP {status})"),
+    }
+}
+
+/// What to say about a 404 or 410: S3 says whether the bucket or the key is missing.
+pub(crate) fn not_found(status: u16, resp: &mut ureq::http::Response<ureq::Body>) -> String {
+    match s3_code(&error_body(resp)) {
+        Some(c @ "NoSuchBucket") => format!("no such bucket on the server (HTTP {status} {c})"),
+        Some(c) => format!("not found on the server (HTTP {status} {c})"),
+        None => format!("not found on the server (HTTP {status})"),
+    }
+}
+
+/// The first 4 KiB of an error answer's body, as text.
+fn error_body(resp: &mut ureq::http::Response<ureq::Body>) -> String {
     let mut body = Vec::new();
     // An unreadable body leaves the message without its code; the status says enough.
     let _ = resp
@@ -416,12 +483,41 @@ fn refusal(status: u16, resp: &mut ureq::http::Response<ureq::Body>) -> String {
         .as_reader()
         .take(4096)
         .read_to_end(&mut body);
-    let body = String::from_utf8_lossy(&body);
-    if body.contains("Request has expired") || body.contains("Date is too old") {
-        return format!("the presigned URL has expired (HTTP {status})");
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// `msg` with `url` in it shown as `shown`, and its query, if quoted alone, as `…`.
+fn scrub_url(msg: String, url: &str, shown: &str) -> String {
+    if url == shown {
+        return msg;
     }
-    let code = s3_code(&body).map_or_else(String::new, |c| format!(" {c}"));
-    format!("the server refused access (HTTP {status}{code})")
+    let msg = msg.replace(url, shown);
+    match url.find('?') {
+        Some(q) if q + 1 < url.len() => msg.replace(&url[q + 1..], "…"),
+        _ => msg,
+    }
+}
+
+/// `msg` with every URL query in it (what follows a `?` up to a space or quote) cut out:
+/// the signatures of URLs made afresh for each request, which no fixed string matches.
+pub(crate) fn scrub_queries(msg: String) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg.as_str();
+    while let Some(q) = rest.find('?') {
+        out.push_str(&rest[..q]);
+        let after = &rest[q + 1..];
+        let end = after
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '>' | ')'))
+            .unwrap_or(after.len());
+        if end > 0 {
+            out.push_str("?…");
+        } else {
+            out.push('?');
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The certificate error inside a failed request's error, if that is why it failed:

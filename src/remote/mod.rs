@@ -11,6 +11,7 @@ mod http;
 mod pages;
 mod range;
 mod retry;
+pub mod s3;
 mod trust;
 
 pub use http::HttpObject;
