@@ -50,6 +50,7 @@ pub use envelope::Unlock;
 pub use envelope::keys::Lock;
 pub use image::lease::{LeaseError, ReadLease};
 pub use image::oimg::OimgWriter;
+pub use image::{ContainerKind, kind_of as container_kind};
 pub use payload::reader::{BlockCache, PayloadReader};
 // An image over HTTP(S) (docs/STORE.md §7): `PayloadReader::open_source` reads it.
 pub use payload::verify::{VerifyReport, verify};

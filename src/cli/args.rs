@@ -112,6 +112,19 @@ pub enum Command {
     /// requests, and DIR over TFTP or HTTP (NETBOOT.md in /usr/share/doc/osimage).
     #[command(after_long_help = EXIT_STATUS)]
     Netboot(super::netboot::NetbootArgs),
+    /// Upload an image file to S3-compatible storage (AWS S3, Garage, MinIO, Ceph) as one
+    /// object.
+    ///
+    /// Every reading command (info, list, verify, extract, diff, restore) then takes
+    /// s3://BUCKET/KEY as it takes the file, and `osimage netboot s3://BUCKET/KEY.iso`
+    /// restores machines from it over the network with a presigned URL. The object appears
+    /// whole or not at all: files over 16 MiB go up in parts, each with its Content-MD5, and
+    /// a failed upload is aborted. Credentials, region and endpoint are the AWS tools'
+    /// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION,
+    /// AWS_ENDPOINT_URL, AWS_PROFILE and ~/.aws/); an explicit endpoint means path-style
+    /// requests (OSIMAGE_S3_ADDRESSING=path|virtual overrides).
+    #[command(after_long_help = EXIT_STATUS)]
+    Import(super::import::ImportArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]

@@ -111,6 +111,23 @@ const EXAMPLES: &[(&str, &str, &str)] = &[
          /dev/sda whatever it holds.",
     ),
     (
+        "netboot",
+        "osimage netboot s3://images/site-a/web01.iso -o /srv/tftp/web01 --expires 2d",
+        "From an ISO kept in S3-compatible storage: boot.ipxe holds a URL presigned for two \
+         days, so the machines need no credentials.",
+    ),
+    (
+        "import",
+        "AWS_ENDPOINT_URL=https://s3.lan:3900 osimage import /srv/images/web01.iso s3://images/site-a/web01.iso",
+        "Upload web01.iso to the bucket images of a self-hosted store (credentials from \
+         AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or ~/.aws/credentials).",
+    ),
+    (
+        "info",
+        "osimage info s3://images/site-a/web01.iso",
+        "Read an image kept in S3 with ranged, signed requests: only the bytes needed.",
+    ),
+    (
         "completions",
         "osimage completions bash > /etc/bash_completion.d/osimage",
         "Install bash completion by hand (the Debian package ships it).",

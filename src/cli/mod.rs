@@ -11,6 +11,7 @@ mod args;
 mod choices;
 mod config;
 mod diff;
+mod import;
 mod json;
 mod keys;
 mod man;
@@ -108,6 +109,7 @@ pub fn main() -> i32 {
         Command::Schedule(a) => schedule::run(a, &p),
         Command::Sign(a) => run_sign(a, &p),
         Command::Netboot(a) => netboot::run(a, &p),
+        Command::Import(a) => import::run(a, &p),
         Command::Completions { shell } => {
             man::completions(shell, &mut std::io::stdout());
             Ok(0)

@@ -221,6 +221,18 @@ fn open_backing(path: &Path, b: Backing, unlock: &Unlock) -> Result<Container, P
     })
 }
 
+/// Which container `src` holds, judged by its first bytes alone (a `.oimg` header, or an
+/// ISO with an /osimage folder); `None` for anything else. Nothing is decrypted or checked
+/// beyond that: `verify` does the rest.
+pub fn kind_of(src: &dyn RangeRead) -> std::io::Result<Option<ContainerKind>> {
+    let mut head = [0u8; RECORD_LEN];
+    let got = read_up_to(src, &mut head, 0)?;
+    if got == RECORD_LEN && crate::format::records::is_image_header(&head) {
+        return Ok(Some(ContainerKind::Oimg));
+    }
+    Ok(iso::is_iso(src).then_some(ContainerKind::Iso))
+}
+
 /// Reads and unwraps the key record of an encrypted image: `read(buf, at)` reads the record's
 /// bytes (at 0 its 64-byte header) wherever the container keeps it.
 pub(crate) fn read_key(
