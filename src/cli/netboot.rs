@@ -57,6 +57,8 @@ struct Document {
     initrd_bytes: u64,
     /// The URL the machines read, without its query.
     source: String,
+    /// When a presigned `source` stops working (RFC 3339, UTC); `None` otherwise.
+    expires: Option<String>,
     files: [&'static str; 4],
 }
 
@@ -84,8 +86,7 @@ pub fn run(a: NetbootArgs, p: &TermProgress) -> Result<i32, Failure> {
                 .s3_client(address)?
                 .presign_get(&address.key, ttl)
                 .map_err(|e| UsageError(format!("{address}: {e}")))?;
-            let at = chrono::Utc::now() + ttl;
-            expires = Some(at.format("%Y-%m-%d %H:%M UTC").to_string());
+            expires = Some(chrono::Utc::now() + ttl);
             url
         }
         (None, None, Some(url)) => url.to_string(),
@@ -107,7 +108,7 @@ pub fn run(a: NetbootArgs, p: &TermProgress) -> Result<i32, Failure> {
         source: url,
         extra_cmdline: a.cmdline,
         dir: a.output,
-        expires: expires.clone(),
+        expires: expires.map(|at| at.format("%Y-%m-%d %H:%M UTC").to_string()),
     };
     let r = osimage::write_netboot_dir(&req);
     if let Some(line) = object.summary() {
@@ -124,6 +125,7 @@ pub fn run(a: NetbootArgs, p: &TermProgress) -> Result<i32, Failure> {
                 kernel_bytes: r.kernel_bytes,
                 initrd_bytes: r.initrd_bytes,
                 source: r.source_shown,
+                expires: expires.map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
                 files: ["boot.ipxe", "vmlinuz", "initrd.img", "README.txt"],
             },
         )?;
@@ -139,7 +141,8 @@ pub fn run(a: NetbootArgs, p: &TermProgress) -> Result<i32, Failure> {
     ));
     if let Some(at) = expires {
         p.say(&format!(
-            "the presigned URL in boot.ipxe works until {at}; make the files again before then"
+            "the presigned URL in boot.ipxe works until {}; make the files again before then",
+            at.format("%Y-%m-%d %H:%M UTC")
         ));
     }
     Ok(0)
