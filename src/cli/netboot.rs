@@ -34,6 +34,12 @@ pub struct NetbootArgs {
     /// machines cannot read the image; make the files again.
     #[arg(long, value_name = "DURATION")]
     pub expires: Option<String>,
+    /// For an s3:// IMAGE: the S3 endpoint as the machines reach it, when that differs from
+    /// the one this host uses (AWS_ENDPOINT_URL or the profile's endpoint_url), e.g. a name
+    /// only the provisioning network resolves. The presigned URL names this endpoint; its
+    /// host is part of the signature, so it must be the one the machines send.
+    #[arg(long, value_name = "URL")]
+    pub presign_endpoint: Option<String>,
     /// Kernel parameters appended to the machines' command line, e.g. 'osimage.target=/dev/sda
     /// osimage.force=1' to restore onto a named disk that holds data (RESTORE.md in
     /// /usr/share/doc/osimage lists them).
@@ -64,14 +70,22 @@ struct Document {
 
 pub fn run(a: NetbootArgs, p: &TermProgress) -> Result<i32, Failure> {
     let s3 = source::s3_address(&a.image)?;
-    if a.expires.is_some() && (s3.is_none() || a.source.is_some()) {
+    if (a.expires.is_some() || a.presign_endpoint.is_some()) && (s3.is_none() || a.source.is_some())
+    {
         return Err(UsageError(
-            "--expires sets the lifetime of the URL presigned for an s3:// IMAGE; here no URL \
-             is presigned"
+            "--expires and --presign-endpoint shape the URL presigned for an s3:// IMAGE; \
+             here no URL is presigned"
                 .into(),
         )
         .into());
     }
+    let presign_endpoint = match &a.presign_endpoint {
+        None => None,
+        Some(e) => Some(
+            osimage::s3::parse_endpoint("--presign-endpoint", e)
+                .map_err(|e| UsageError(e.to_string()))?,
+        ),
+    };
     let mut expires = None;
     let url = match (
         &a.source,
@@ -84,7 +98,7 @@ pub fn run(a: NetbootArgs, p: &TermProgress) -> Result<i32, Failure> {
             let url = a
                 .net
                 .s3_client(address)?
-                .presign_get(&address.key, ttl)
+                .presign_get(&address.key, ttl, presign_endpoint.as_ref())
                 .map_err(|e| UsageError(format!("{address}: {e}")))?;
             expires = Some(chrono::Utc::now() + ttl);
             url

@@ -35,6 +35,7 @@ const MAX_PARTS: u64 = 10_000;
 /// One bucket on one server, with the credentials to use it.
 pub struct S3Client {
     bucket: Arc<Bucket>,
+    style: rusty_s3::UrlStyle,
     credentials: Arc<Credentials>,
     agent: ureq::Agent,
     policy: RetryPolicy,
@@ -75,6 +76,7 @@ impl S3Client {
         };
         Ok(S3Client {
             bucket: Arc::new(b),
+            style: settings.style,
             credentials: Arc::new(credentials),
             agent: agent(&policy, trust),
             policy,
@@ -106,15 +108,36 @@ impl S3Client {
         HttpObject::open_signed(sign, self.shown(key), self.policy.clone(), &self.trust)
     }
 
-    /// A URL anyone may GET `key` with for `ttl` (at most [`PRESIGN_MAX`]).
-    pub fn presign_get(&self, key: &str, ttl: Duration) -> Result<String, S3Error> {
+    /// A URL anyone may GET `key` with for `ttl` (at most [`PRESIGN_MAX`]), naming the
+    /// server by `endpoint` when given (where other machines reach it, when that differs
+    /// from where this one does: the host is part of the signature), else by this client's.
+    pub fn presign_get(
+        &self,
+        key: &str,
+        ttl: Duration,
+        endpoint: Option<&url::Url>,
+    ) -> Result<String, S3Error> {
         if ttl.is_zero() || ttl > PRESIGN_MAX {
             return Err(S3Error::Request(format!(
                 "a presigned URL lives between 1 second and 7 days, not {} s",
                 ttl.as_secs()
             )));
         }
-        Ok(GetObject::new(&self.bucket, Some(&self.credentials), key)
+        let other;
+        let bucket = match endpoint {
+            None => &*self.bucket,
+            Some(e) => {
+                other = Bucket::new(
+                    e.clone(),
+                    self.style,
+                    self.bucket.name().to_string(),
+                    self.bucket.region().to_string(),
+                )
+                .map_err(|err| S3Error::Settings(format!("endpoint {e}: {err:?}")))?;
+                &other
+            }
+        };
+        Ok(GetObject::new(bucket, Some(&self.credentials), key)
             .sign(ttl)
             .to_string())
     }
@@ -439,7 +462,7 @@ mod tests {
         )
         .unwrap();
         let url = c
-            .presign_get("site/web01.iso", Duration::from_secs(3600))
+            .presign_get("site/web01.iso", Duration::from_secs(3600), None)
             .unwrap();
         assert!(
             url.starts_with("http://127.0.0.1:3900/images/site/web01.iso?"),
@@ -447,10 +470,20 @@ mod tests {
         );
         assert!(url.contains("X-Amz-Expires=3600") && url.contains("X-Amz-Signature="));
         assert!(!url.contains("secret"));
+        let elsewhere = url::Url::parse("http://10.0.2.100:3900").unwrap();
+        let url2 = c
+            .presign_get(
+                "site/web01.iso",
+                Duration::from_secs(3600),
+                Some(&elsewhere),
+            )
+            .unwrap();
         assert!(
-            c.presign_get("k", PRESIGN_MAX + Duration::from_secs(1))
-                .is_err()
+            url2.starts_with("http://10.0.2.100:3900/images/site/web01.iso?"),
+            "{url2}"
         );
-        assert!(c.presign_get("k", Duration::ZERO).is_err());
+        let long = PRESIGN_MAX + Duration::from_secs(1);
+        assert!(c.presign_get("k", long, None).is_err());
+        assert!(c.presign_get("k", Duration::ZERO, None).is_err());
     }
 }

@@ -10,7 +10,7 @@ mod settings;
 
 pub use address::{S3Address, is_s3};
 pub use client::{PRESIGN_MAX, S3Client};
-pub use settings::{ADDRESSING_ENV, S3Settings};
+pub use settings::{ADDRESSING_ENV, S3Settings, parse_endpoint};
 
 /// What went wrong with an S3 address, the settings or a request.
 #[derive(Debug, thiserror::Error)]

@@ -151,8 +151,9 @@ impl S3Settings {
     }
 }
 
-/// An endpoint URL: http or https, a host, nothing after the path.
-fn parse_endpoint(from: &str, v: &str) -> Result<Url, S3Error> {
+/// An endpoint URL: http or https, a host, nothing after the path (`from` names where it
+/// was given, for the message).
+pub fn parse_endpoint(from: &str, v: &str) -> Result<Url, S3Error> {
     let bad = |why: String| S3Error::Settings(format!("{from}={v:?}: {why}"));
     let url = Url::parse(v.trim()).map_err(|e| bad(e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
