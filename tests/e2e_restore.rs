@@ -15,13 +15,13 @@
 use crate::common;
 use crate::common::e2e;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::run;
 use e2e::disk::{self, Attached, Mount};
+use e2e::captured::captured;
 use e2e::phase_time;
 use e2e::restored::same_disk;
 use e2e::source::{self, BOOT_TIMEOUT};
@@ -35,65 +35,6 @@ const FAILED: &str = "OSIMAGE-RESTORE-FAILED";
 const WAITING: &str = "OSIMAGE-RESTORE-WAITING";
 /// The restored disk: larger than the 2 GiB source, so the root partition grows.
 const TARGET_BYTES: u64 = 3 << 30;
-/// The ISO of the source system, made once per test process.
-struct Captured {
-    iso: PathBuf,
-}
-
-static CAPTURED: OnceLock<Result<Captured, String>> = OnceLock::new();
-
-fn captured() -> &'static Captured {
-    CAPTURED
-        .get_or_init(capture)
-        .as_ref()
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Mounts the source's root read-only at ROOT with the ESP's files at ROOT/boot/efi (this
-/// kernel has no vfat) and runs the CLI: `osimage capture ROOT -o system.iso`.
-fn capture() -> Result<Captured, String> {
-    let s = source::source();
-    let work = common::scratch().keep();
-    common::remove_at_exit(&work);
-    let iso = work.join("system.iso");
-    let root = work.join("root");
-    let started = Instant::now();
-    let out = {
-        let attached = Attached::new(&s.disk, true);
-        let _root = Mount::ext4_ro(&attached.part(3), &root);
-        let _esp = Mount::bind_ro(&s.esp, &root.join("boot/efi"));
-        Command::new(env!("CARGO_BIN_EXE_osimage"))
-            .arg("capture")
-            .arg(&root)
-            .arg("-o")
-            .arg(&iso)
-            .env("RUST_BACKTRACE", "1")
-            .output()
-            .map_err(|e| format!("running osimage: {e}"))?
-    };
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
-        let why = if stderr.contains("ISO output is not available") {
-            "ISO output of capture has not landed yet (issue #5): this end-to-end proof \
-             cannot run until `osimage capture ROOT -o system.iso` writes a bootable ISO"
-        } else {
-            "capture of the e2e source system failed"
-        };
-        return Err(format!(
-            "{why}\n`osimage capture {} -o {}` exited {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            root.display(),
-            iso.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            e2e::tail(&stderr, 60)
-        ));
-    }
-    phase_time("capture ROOT -o system.iso", started.elapsed());
-    let size = std::fs::metadata(&iso).map(|m| m.len()).unwrap_or(0);
-    eprintln!("e2e: system.iso {:.1} MiB", size as f64 / 1048576.0);
-    Ok(Captured { iso })
-}
-
 /// The whole cycle for one firmware, run by `osimage verify --boot` (restore from the ISO onto
 /// a blank 3 GiB disk, boot of the restored disk, files against the manifest); then the host's
 /// own checks of the kept scratch disk against the source disk.
@@ -554,97 +495,3 @@ fn rescue_comes_up_from_the_iso_as_a_disk_with_ovmf() {
     rescue_comes_up_from_the_iso_as_a_disk(Firmware::Uefi);
 }
 
-/// Issue #22's restore over the network (docs/NETBOOT.md), with no ISO attached to the VM:
-/// `osimage netboot system.iso -o DIR --source URL` writes the iPXE script, kernel and
-/// initramfs; the VM's NIC (its iPXE ROM) gets an address from QEMU's DHCP, fetches
-/// `boot.ipxe` and the rescue environment over HTTP, and the agent restores the blank disk
-/// reading the ISO with Range requests. The network is `restrict=on`: the guest's only way
-/// out is 10.0.2.100:80, where each connection starts `busybox httpd -i` serving DIR.
-/// Then the restored disk alone boots to the marker and matches the source. OVMF: its iPXE
-/// is the EFI build, whose kernel needs `initrd=` to find the initramfs (checked by hand with
-/// SeaBIOS too, docs/NETBOOT.md).
-#[test]
-fn iso_served_over_http_restores_a_network_booted_machine_and_it_boots() {
-    let _disks = common::loop_devices(module_path!());
-    let s = source::source();
-    let iso = &captured().iso;
-    let work = common::scratch();
-    let dir = work.path().join("netboot");
-    let url = "http://10.0.2.100/system.iso";
-    run(Command::new(env!("CARGO_BIN_EXE_osimage"))
-        .arg("netboot")
-        .arg(iso)
-        .arg("-o")
-        .arg(&dir)
-        .args(["--source", url]));
-    let script = std::fs::read_to_string(dir.join("boot.ipxe")).expect("boot.ipxe");
-    assert!(
-        script.contains(&format!("osimage.source={url}")),
-        "{script}"
-    );
-    // the image beside the boot files, served by the same server
-    std::fs::hard_link(iso, dir.join("system.iso")).expect("link the ISO into DIR");
-    let target = work.path().join("target.img");
-    disk::sparse(&target, TARGET_BYTES);
-    let httpd = format!("busybox httpd -i -h {}", dir.display());
-    let o = vm::boot_net(
-        &Boot {
-            name: "netboot-restore-uefi".into(),
-            firmware: Firmware::Uefi,
-            cdrom: None,
-            disks: vec![Drive {
-                file: &target,
-                bus: vm::Bus::Virtio,
-                snapshot: false,
-            }],
-            timeout: RESTORE_TIMEOUT,
-            stop_on: &[],
-            grace: Duration::from_secs(5),
-        },
-        vm::UserNet {
-            bootfile: "http://10.0.2.100/boot.ipxe",
-            forwards: &[("10.0.2.100:80", &httpd)],
-        },
-    );
-    assert!(!o.console.contains(FAILED), "{}", o.describe());
-    for want in [
-        "OSIMAGE-NET-UP eth0 10.0.2.15/24",
-        &format!("OSIMAGE-RESCUE-READY medium={url} disks=/dev/vda:"),
-        &format!("osimage: read from {url}: "),
-        DONE,
-    ] {
-        assert!(
-            o.console.contains(want),
-            "`{want}` not on the console: {}",
-            o.describe()
-        );
-    }
-    phase_time(
-        "network boot -> restored over HTTP -> power-off (uefi)",
-        o.elapsed,
-    );
-    let booted = vm::boot(&Boot {
-        name: "netboot-restored-uefi".into(),
-        firmware: Firmware::Uefi,
-        cdrom: None,
-        disks: vec![Drive {
-            file: &target,
-            bus: vm::Bus::Virtio,
-            snapshot: true,
-        }],
-        timeout: BOOT_TIMEOUT,
-        stop_on: &[s.marker()],
-        grace: Duration::from_secs(2),
-    });
-    let line = s
-        .booted(&booted.console, Firmware::Uefi)
-        .unwrap_or_else(|| {
-            panic!(
-                "the disk restored over HTTP did not boot: {}",
-                booted.describe()
-            )
-        });
-    eprintln!("e2e: restored over HTTP: {}", line.trim());
-    phase_time("disk restored over HTTP boots (uefi)", booted.elapsed);
-    same_disk(s, &target, work.path());
-}

@@ -3,6 +3,7 @@
 //! host-side views of a disk (loop devices, mounts, partition tables, superblocks, the ESP
 //! read with mtools) that the test compares between the source and the restored disk.
 
+pub mod captured;
 pub mod disk;
 pub mod guest_capture;
 pub mod iso_entry;
