@@ -4,7 +4,7 @@
 # those building it needs (.ci/apt-build), then builds the release binary at
 # target/release/osimage. With --with-tests, also the test suite's tools (.ci/apt-packages:
 # qemu, ovmf, debootstrap, genisoimage, p7zip...), as .ci/run does, and at the end Garage, the
-# S3 server of the `store` tests (.ci/garage-build: once per machine, ~15 min on two cores,
+# S3 server of the `store` tests (.ci/garage-build: once per machine, 9 min on two cores,
 # into /var/cache/osimage-ci; nothing to do when it is there). With OSIMAGE_GARAGE_LATER=1 in
 # the environment, that build is left to the caller (.ci/run starts it in the background).
 # Run as root (or with sudo). Needs a Rust toolchain (rustup) for the build.
