@@ -3,7 +3,10 @@
 # running osimage needs (.ci/apt-runtime: GRUB, mtools, dosfstools, busybox-static...) and
 # those building it needs (.ci/apt-build), then builds the release binary at
 # target/release/osimage. With --with-tests, also the test suite's tools (.ci/apt-packages:
-# qemu, ovmf, debootstrap, genisoimage, p7zip...), as .ci/run does.
+# qemu, ovmf, debootstrap, genisoimage, p7zip...), as .ci/run does, and at the end Garage, the
+# S3 server of the `store` tests (.ci/garage-build: once per machine, 9 min on two cores,
+# into /var/cache/osimage-ci; nothing to do when it is there). With OSIMAGE_GARAGE_LATER=1 in
+# the environment, that build is left to the caller (.ci/run starts it in the background).
 # Run as root (or with sudo). Needs a Rust toolchain (rustup) for the build.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -29,4 +32,11 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 cargo build --release --locked
+if [ "${1:-}" = --with-tests ]; then
+  if [ "${OSIMAGE_GARAGE_LATER:-}" = 1 ]; then
+    echo "setup.sh: OSIMAGE_GARAGE_LATER=1: building Garage (.ci/garage-build) is left to the caller"
+  else
+    bash .ci/garage-build
+  fi
+fi
 echo "setup.sh: done: target/release/osimage"

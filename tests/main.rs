@@ -1,9 +1,10 @@
 //! The integration tests (issue #18, as ripgrep's tests/tests.rs): each file of tests/ is a
 //! module named after the behaviour it checks, so a test is `module::test_name`
 //! (`cargo test --release --test integration roundtrip::`), and `common` holds every helper.
-//! Three binaries instead of one per file, so the library is linked three times in release
+//! Four binaries instead of one per file, so the library is linked four times in release
 //! mode, not 36 times: this one, tests/disks.rs for the tests that attach loop devices and
-//! mount filesystems, and tests/vm.rs for the end-to-end tests in QEMU.
+//! mount filesystems, tests/vm.rs for the end-to-end tests in QEMU, and tests/store.rs for
+//! the tests against a real S3 server (Garage), which CI runs last, once Garage is built.
 //!
 //! Why apart: in one process, every child a test spawns holds all the process's open files
 //! from fork to exec (O_CLOEXEC closes them only at exec). With the whole suite in one

@@ -1,11 +1,12 @@
 //! Shared by the integration tests: the fixture builder, the independent comparator, a runner
 //! for the built `osimage` binary that treats a panic as a failure of every test, the ISO
-//! helpers (`iso`), the end-to-end harness (`e2e`), the one check for host tools (`need`) and
-//! the one-VM-at-a-time lock (`vm_lock`).
+//! helpers (`iso`), the end-to-end harness (`e2e`), a real S3 server on loopback (`garage`),
+//! the one check for host tools (`need`) and the one-VM-at-a-time lock (`vm_lock`).
 
 pub mod compare;
 pub mod e2e;
 pub mod fixture;
+pub mod garage;
 pub mod http;
 pub mod iso;
 pub mod kernel;
