@@ -40,12 +40,19 @@ fn iso_in_a_bucket_restores_a_network_booted_machine_with_a_presigned_url_and_it
         .into_iter()
         .chain([
             ("AWS_CONFIG_FILE".into(), "/nonexistent/aws-config".into()),
-            ("AWS_SHARED_CREDENTIALS_FILE".into(), "/nonexistent/aws-creds".into()),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE".into(),
+                "/nonexistent/aws-creds".into(),
+            ),
         ])
         .collect();
     let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let address = format!("s3://{}/fleet/system.iso", g.bucket());
-    common::osimage_env(["import".as_ref(), iso.as_os_str(), address.as_ref()], &pairs).ok();
+    common::osimage_env(
+        ["import".as_ref(), iso.as_os_str(), address.as_ref()],
+        &pairs,
+    )
+    .ok();
 
     let work = common::scratch();
     let dir = work.path().join("netboot");

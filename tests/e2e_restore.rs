@@ -20,8 +20,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::run;
-use e2e::disk::{self, Attached, Mount};
 use e2e::captured::captured;
+use e2e::disk::{self, Attached, Mount};
 use e2e::phase_time;
 use e2e::restored::same_disk;
 use e2e::source::{self, BOOT_TIMEOUT};
@@ -494,4 +494,3 @@ fn rescue_comes_up_from_the_iso_as_a_disk_with_ovmf() {
     let _disks = common::loop_devices(module_path!());
     rescue_comes_up_from_the_iso_as_a_disk(Firmware::Uefi);
 }
-

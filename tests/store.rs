@@ -8,4 +8,6 @@
 #[allow(dead_code)]
 mod common;
 
+mod e2e_netboot;
 mod store_garage;
+mod store_s3_object;

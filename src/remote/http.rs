@@ -460,7 +460,10 @@ pub(crate) fn refusal(status: u16, resp: &mut ureq::http::Response<ureq::Body>) 
             "the request's signature does not match (HTTP {status} {c}): check \
              AWS_SECRET_ACCESS_KEY (or the profile's aws_secret_access_key) and the region"
         ),
-        Some(c) => format!("the server refused access (HTTP {status} {c})"),
+        Some(c) => match s3_message(&body) {
+            Some(m) => format!("the server refused access (HTTP {status} {c}: {m})"),
+            None => format!("the server refused access (HTTP {status} {c})"),
+        },
         None => format!("the server refused access (HTTP {status})"),
     }
 }
@@ -543,6 +546,15 @@ fn s3_code(body: &str) -> Option<&str> {
         .then_some(code)
 }
 
+/// The `<Message>` of an S3 error body, when it is short printable text (Garage says why
+/// it refused there: "Forbidden: Invalid signature", "No such key: GK…").
+fn s3_message(body: &str) -> Option<&str> {
+    let start = body.find("<Message>")? + "<Message>".len();
+    let len = body[start..].find("</Message>")?;
+    let m = body[start..start + len].trim();
+    (!m.is_empty() && m.len() <= 200 && m.bytes().all(|b| (0x20..0x7f).contains(&b))).then_some(m)
+}
+
 /// The retries of one request (§7.3): how many so far, since when.
 struct Attempts<'c> {
     conn: &'c Conn,
@@ -621,5 +633,11 @@ mod tests {
         assert_eq!(s3_code("<Code>a b</Code>"), None);
         assert_eq!(s3_code("<Code></Code>"), None);
         assert_eq!(s3_code("<Code>unterminated"), None);
+        assert_eq!(s3_message(body), Some("x"));
+        let said = "<Message>Forbidden: Invalid signature</Message>";
+        assert_eq!(s3_message(said), Some("Forbidden: Invalid signature"));
+        assert_eq!(s3_message("<Message>\x1b[2J</Message>"), None);
+        let long = format!("<Message>{}</Message>", "m".repeat(201));
+        assert_eq!(s3_message(&long), None);
     }
 }

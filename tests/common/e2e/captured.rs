@@ -69,4 +69,3 @@ fn capture() -> Result<Captured, String> {
     eprintln!("e2e: system.iso {:.1} MiB", size as f64 / 1048576.0);
     Ok(Captured { iso })
 }
-
