@@ -105,7 +105,7 @@ impl S3Client {
                 .sign(REQUEST_TTL)
                 .to_string()
         });
-        HttpObject::open_signed(sign, self.shown(key), self.policy.clone(), &self.trust)
+        HttpObject::open_signed(sign, self.shown(key), self.policy, &self.trust)
     }
 
     /// A URL anyone may GET `key` with for `ttl` (at most [`PRESIGN_MAX`]), naming the
@@ -434,7 +434,7 @@ mod tests {
         assert_eq!(part_size(100 << 30), 16 << 20);
         let big = 400u64 << 30;
         let p = part_size(big);
-        assert!(big.div_ceil(p) <= MAX_PARTS && p % (1 << 20) == 0 && p > 16 << 20);
+        assert!(big.div_ceil(p) <= MAX_PARTS && p.is_multiple_of(1 << 20) && p > 16 << 20);
     }
 
     #[test]
