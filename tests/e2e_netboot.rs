@@ -1,9 +1,10 @@
 //! Issue #22's restore over the network from S3-compatible storage (docs/NETBOOT.md §2.1),
 //! in the `store` binary because it needs Garage: the e2e source system's ISO is imported
 //! into a Garage bucket on loopback, `osimage netboot s3://…/system.iso` writes the iPXE
-//! script, kernel and initramfs and a presigned URL, and a VM with a blank disk and no ISO
-//! boots from the network, restores reading the image from Garage with that URL alone, and
-//! powers off; then the restored disk alone boots to the marker and matches the source.
+//! script, kernel and initramfs and a presigned URL, and two VMs with a blank disk each and
+//! no ISO boot from the network at the same time, restore reading the image from Garage with
+//! that URL alone, and power off; then a restored disk alone boots to the marker, and both
+//! match the source.
 
 use crate::common;
 use crate::common::e2e;
@@ -76,60 +77,67 @@ fn iso_in_a_bucket_restores_a_network_booted_machine_with_a_presigned_url_and_it
         script.contains(&format!("osimage.source={shown}?")),
         "{script}"
     );
-    let target = work.path().join("target.img");
-    e2e::disk::sparse(&target, TARGET_BYTES);
+    // Two machines, each with a blank disk, restore the same image at the same time.
+    let targets = [work.path().join("a.img"), work.path().join("b.img")];
+    for t in &targets {
+        e2e::disk::sparse(t, TARGET_BYTES);
+    }
     let httpd = format!("busybox httpd -i -h {}", dir.display());
     let relay = format!("busybox nc 127.0.0.1 {}", g.s3_port());
-    let o = vm::boot_net(
-        &Boot {
-            name: "netboot-s3-restore-uefi".into(),
-            firmware: Firmware::Uefi,
-            cdrom: None,
-            disks: vec![Drive {
-                file: &target,
-                bus: vm::Bus::Virtio,
-                snapshot: false,
-            }],
-            timeout: RESTORE_TIMEOUT,
-            stop_on: &[],
-            grace: Duration::from_secs(5),
-        },
+    let machine = |name: &str, target| Boot {
+        name: name.into(),
+        firmware: Firmware::Uefi,
+        cdrom: None,
+        disks: vec![Drive {
+            file: target,
+            bus: vm::Bus::Virtio,
+            snapshot: false,
+        }],
+        timeout: RESTORE_TIMEOUT,
+        stop_on: &[],
+        grace: Duration::from_secs(5),
+    };
+    let (a, b) = vm::boot_net_pair(
+        &machine("netboot-s3-restore-a", &targets[0]),
+        &machine("netboot-s3-restore-b", &targets[1]),
         vm::UserNet {
             bootfile: "http://10.0.2.100/boot.ipxe",
             forwards: &[("10.0.2.100:80", &httpd), ("10.0.2.100:3900", &relay)],
         },
     );
-    assert!(!o.console.contains(FAILED), "{}", o.describe());
-    for want in [
-        "OSIMAGE-NET-UP eth0 10.0.2.15/24",
-        &format!("OSIMAGE-RESCUE-READY medium={shown} disks=/dev/vda:"),
-        &format!("osimage: read from {shown}: "),
-        DONE,
-    ] {
-        assert!(
-            o.console.contains(want),
-            "`{want}` not on the console: {}",
-            o.describe()
-        );
+    for o in [&a, &b] {
+        assert!(!o.console.contains(FAILED), "{}", o.describe());
+        for want in [
+            "OSIMAGE-NET-UP eth0 10.0.2.15/24",
+            &format!("OSIMAGE-RESCUE-READY medium={shown} disks=/dev/vda:"),
+            &format!("osimage: read from {shown}: "),
+            DONE,
+        ] {
+            assert!(
+                o.console.contains(want),
+                "`{want}` not on the console: {}",
+                o.describe()
+            );
+        }
+        // The URL's query is its signature: osimage never prints it (the kernel's own echo
+        // of its command line does, as docs/NETBOOT.md says).
+        let leaks: Vec<&str> = o
+            .console
+            .lines()
+            .filter(|l| l.contains("X-Amz-Signature") && !l.contains("ommand line: "))
+            .collect();
+        assert!(leaks.is_empty(), "the signature shows in {leaks:?}");
     }
-    // The URL's query is its signature: osimage never prints it (the kernel's own echo of
-    // its command line does, as docs/NETBOOT.md says).
-    let leaks: Vec<&str> = o
-        .console
-        .lines()
-        .filter(|l| l.contains("X-Amz-Signature") && !l.contains("ommand line: "))
-        .collect();
-    assert!(leaks.is_empty(), "the signature shows in {leaks:?}");
     phase_time(
-        "network boot -> restored from S3 (presigned) -> power-off (uefi)",
-        o.elapsed,
+        "two machines: network boot -> restored from S3 (presigned) -> power-off (uefi)",
+        a.elapsed.max(b.elapsed),
     );
     let booted = vm::boot(&Boot {
         name: "netboot-s3-restored-uefi".into(),
         firmware: Firmware::Uefi,
         cdrom: None,
         disks: vec![Drive {
-            file: &target,
+            file: &targets[0],
             bus: vm::Bus::Virtio,
             snapshot: true,
         }],
@@ -147,5 +155,9 @@ fn iso_in_a_bucket_restores_a_network_booted_machine_with_a_presigned_url_and_it
         });
     eprintln!("e2e: restored from S3: {}", line.trim());
     phase_time("disk restored from S3 boots (uefi)", booted.elapsed);
-    same_disk(s, &target, work.path());
+    for (i, t) in targets.iter().enumerate() {
+        let cmp = work.path().join(format!("compare-{i}"));
+        std::fs::create_dir(&cmp).expect("mkdir compare-N");
+        same_disk(s, t, &cmp);
+    }
 }

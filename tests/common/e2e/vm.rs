@@ -56,7 +56,32 @@ pub fn boot_direct_typing(b: &Boot, kernel: DirectKernel, script: &[Typed]) -> O
     boot_with(b, Some(kernel), script, None)
 }
 
+/// Two VMs booted from the network at the same time (two machines restoring one image), each
+/// with its own user network of `net`'s shape; one `vm_lock` for both.
+pub fn boot_net_pair(a: &Boot, b: &Boot, net: UserNet) -> (Outcome, Outcome) {
+    let _vm = crate::common::vm_lock();
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| run_unlocked(a, None, &[], Some(net)));
+        let second = run_unlocked(b, None, &[], Some(net));
+        let first = first
+            .join()
+            .unwrap_or_else(|_| panic!("boot {} panicked", a.name));
+        (first, second)
+    })
+}
+
 fn boot_with(
+    b: &Boot,
+    kernel: Option<DirectKernel>,
+    script: &[Typed],
+    network: Option<UserNet>,
+) -> Outcome {
+    let _vm = crate::common::vm_lock();
+    run_unlocked(b, kernel, script, network)
+}
+
+/// One VM, for a caller that holds `vm_lock`.
+fn run_unlocked(
     b: &Boot,
     kernel: Option<DirectKernel>,
     script: &[Typed],
@@ -72,7 +97,6 @@ fn boot_with(
             snapshot: d.snapshot,
         })
         .collect();
-    let _vm = crate::common::vm_lock();
     let o = vm::run_typing(
         &vm::VmSpec {
             name: b.name.clone(),
