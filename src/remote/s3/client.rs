@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use md5::Digest as _;
 use rusty_s3::actions::{
-    AbortMultipartUpload, CompleteMultipartUpload, CreateMultipartUpload, DeleteObject, GetObject,
-    HeadObject, PutObject, UploadPart,
+    AbortMultipartUpload, CompleteMultipartUpload, CreateMultipartUpload, GetObject, HeadObject,
+    PutObject, UploadPart,
 };
 use rusty_s3::{Bucket, Credentials, S3Action as _};
 
@@ -158,19 +158,6 @@ impl S3Client {
                         })?,
                 )),
                 404 => Ok(None),
-                s => Err(status_fail(s, &mut resp)),
-            }
-        })
-    }
-
-    /// Deletes `key` (no error when it is already gone).
-    pub fn delete(&self, key: &str) -> Result<(), S3Error> {
-        self.with_retries(key, || {
-            let url =
-                DeleteObject::new(&self.bucket, Some(&self.credentials), key).sign(REQUEST_TTL);
-            let mut resp = self.agent.delete(url.as_str()).call().map_err(transport)?;
-            match resp.status().as_u16() {
-                200 | 204 | 404 => Ok(()),
                 s => Err(status_fail(s, &mut resp)),
             }
         })
