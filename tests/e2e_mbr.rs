@@ -16,7 +16,6 @@ use crate::common;
 use crate::common::e2e;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use e2e::disk::{self, Attached, Mount};
@@ -39,14 +38,7 @@ fn capture(s: &Source, work: &Path) -> PathBuf {
         let attached = Attached::new(&s.disk, true);
         let _root = Mount::ext4_ro(&attached.part(1), &root);
         let _home = Mount::ext4_ro(&attached.part(5), &root.join("home"));
-        Command::new(env!("CARGO_BIN_EXE_osimage"))
-            .arg("capture")
-            .arg(&root)
-            .arg("-o")
-            .arg(&iso)
-            .env("RUST_BACKTRACE", "1")
-            .output()
-            .expect("running osimage capture")
+        e2e::captured::capture_cli(&root, &iso).expect("running osimage capture")
     };
     assert!(
         out.status.success(),

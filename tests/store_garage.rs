@@ -4,6 +4,7 @@
 //! osimage's, so these tests judge the fixture alone.
 
 use crate::common::garage::{Garage, parse_key};
+use crate::common::iso::noise;
 use crate::common::{need, scratch};
 use std::path::Path;
 use std::process::Command;
@@ -79,20 +80,6 @@ fn expect(garage: &Garage, code: u16, path: &str, extra: &[&str]) -> Vec<u8> {
     reply.body
 }
 
-/// `len` bytes that differ from place to place (xorshift), so a range read at the wrong
-/// offset cannot compare equal.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// PUTs `data` at `path` (signed) from a file beside it.
 fn put(garage: &Garage, path: &str, data: &[u8], dir: &Path) {
     let file = dir.join("upload");
@@ -110,7 +97,7 @@ const RANGE: (usize, usize) = (1_000_000, 1_050_000);
 fn signed_put_and_ranged_get_return_the_same_bytes() {
     let garage = Garage::start();
     let dir = scratch();
-    let data = pattern(SIZE, 7);
+    let data = noise(SIZE, 7);
     let path = format!("/{}/a/b/object.bin", garage.bucket());
     put(&garage, &path, &data, dir.path());
 
@@ -149,7 +136,7 @@ fn unsigned_and_wrongly_signed_requests_are_refused() {
 fn a_restarted_server_serves_the_object_again() {
     let mut garage = Garage::start();
     let dir = scratch();
-    let data = pattern(SIZE, 11);
+    let data = noise(SIZE, 11);
     let path = format!("/{}/kept.bin", garage.bucket());
     put(&garage, &path, &data, dir.path());
 

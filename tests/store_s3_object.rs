@@ -131,14 +131,7 @@ fn an_image_past_16_mib_goes_up_in_parts_and_reads_back_whole() {
     let root = dir.path().join("root");
     std::fs::create_dir(&root).unwrap();
     // 40 MiB that zstd cannot shrink: three parts of 16 MiB.
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut noise = vec![0u8; 40 << 20];
-    for b in noise.chunks_mut(8) {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        b.copy_from_slice(&state.to_le_bytes()[..b.len()]);
-    }
+    let noise = common::iso::noise(40 << 20, 0x9e37_79b9_7f4a_7c15);
     std::fs::write(root.join("noise.bin"), &noise).unwrap();
     let oimg = dir.path().join("big.oimg");
     common::capture(&root, &oimg, &["-q"]);

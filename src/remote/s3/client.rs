@@ -15,7 +15,7 @@ use rusty_s3::actions::{
     AbortMultipartUpload, CompleteMultipartUpload, CreateMultipartUpload, GetObject, HeadObject,
     PutObject, UploadPart,
 };
-use rusty_s3::{Bucket, Credentials, S3Action as _};
+use rusty_s3::{Bucket, Credentials, S3Action};
 
 use super::{S3Address, S3Error, S3Settings};
 use crate::remote::HttpObject;
@@ -207,20 +207,31 @@ impl S3Client {
     pub fn put(&self, key: &str, body: &[u8]) -> Result<(), S3Error> {
         let md5 = content_md5(body);
         self.with_retries(key, || {
-            let mut action = PutObject::new(&self.bucket, Some(&self.credentials), key);
-            action.headers_mut().insert("content-md5", md5.clone());
-            let url = action.sign(REQUEST_TTL);
-            let mut resp = self
-                .agent
-                .put(url.as_str())
-                .header("Content-MD5", &md5)
-                .send(body)
-                .map_err(transport)?;
-            match resp.status().as_u16() {
-                200 => Ok(()),
-                s => Err(status_fail(s, &mut resp)),
-            }
+            let action = PutObject::new(&self.bucket, Some(&self.credentials), key);
+            self.send_body(action, &md5, body).map(drop)
         })
+    }
+
+    /// Signs `action` (a PUT) with `md5` as its Content-MD5 and sends `body`; any answer
+    /// but 200 is the failure it says.
+    fn send_body<'a>(
+        &self,
+        mut action: impl S3Action<'a>,
+        md5: &'a str,
+        body: &[u8],
+    ) -> Result<ureq::http::Response<ureq::Body>, Fail> {
+        action.headers_mut().insert("content-md5", md5);
+        let url = action.sign(REQUEST_TTL);
+        let mut resp = self
+            .agent
+            .put(url.as_str())
+            .header("Content-MD5", md5)
+            .send(body)
+            .map_err(transport)?;
+        match resp.status().as_u16() {
+            200 => Ok(resp),
+            s => Err(status_fail(s, &mut resp)),
+        }
     }
 
     fn create_upload(&self, key: &str) -> Result<String, S3Error> {
@@ -251,25 +262,15 @@ impl S3Client {
     ) -> Result<String, S3Error> {
         let md5 = content_md5(body);
         self.with_retries(key, || {
-            let mut action = UploadPart::new(
+            let action = UploadPart::new(
                 &self.bucket,
                 Some(&self.credentials),
                 key,
                 number,
                 upload_id,
             );
-            action.headers_mut().insert("content-md5", md5.clone());
-            let url = action.sign(REQUEST_TTL);
-            let mut resp = self
-                .agent
-                .put(url.as_str())
-                .header("Content-MD5", &md5)
-                .send(body)
-                .map_err(transport)?;
-            if resp.status().as_u16() != 200 {
-                return Err(status_fail(resp.status().as_u16(), &mut resp));
-            }
-            resp.headers()
+            self.send_body(action, &md5, body)?
+                .headers()
                 .get("etag")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)

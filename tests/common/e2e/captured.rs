@@ -2,8 +2,8 @@
 //! capture ROOT -o system.iso` of the source disk's root and ESP, mounted read-only): what
 //! `e2e_restore` and the store binary's network restore boot.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -38,14 +38,7 @@ fn capture() -> Result<Captured, String> {
         let attached = Attached::new(&s.disk, true);
         let _root = Mount::ext4_ro(&attached.part(3), &root);
         let _esp = Mount::bind_ro(&s.esp, &root.join("boot/efi"));
-        Command::new(env!("CARGO_BIN_EXE_osimage"))
-            .arg("capture")
-            .arg(&root)
-            .arg("-o")
-            .arg(&iso)
-            .env("RUST_BACKTRACE", "1")
-            .output()
-            .map_err(|e| format!("running osimage: {e}"))?
+        capture_cli(&root, &iso).map_err(|e| format!("running osimage: {e}"))?
     };
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
@@ -68,4 +61,15 @@ fn capture() -> Result<Captured, String> {
     let size = std::fs::metadata(&iso).map(|m| m.len()).unwrap_or(0);
     eprintln!("e2e: system.iso {:.1} MiB", size as f64 / 1048576.0);
     Ok(Captured { iso })
+}
+
+/// `osimage capture ROOT -o ISO`, as a user runs it, its output kept.
+pub fn capture_cli(root: &Path, iso: &Path) -> std::io::Result<Output> {
+    Command::new(env!("CARGO_BIN_EXE_osimage"))
+        .arg("capture")
+        .arg(root)
+        .arg("-o")
+        .arg(iso)
+        .env("RUST_BACKTRACE", "1")
+        .output()
 }
