@@ -56,6 +56,13 @@ impl ReadCache {
         }
     }
 
+    /// Keeps `bytes` as the read at `at`, unless too large to keep.
+    pub fn keep(&mut self, at: u64, bytes: Arc<Vec<u8>>) {
+        if bytes.len() <= LARGEST_KEPT {
+            self.put(at, bytes);
+        }
+    }
+
     /// Keeps `bytes` as the read at `at`.
     pub fn put(&mut self, at: u64, bytes: Arc<Vec<u8>>) {
         if let Some(i) = self
