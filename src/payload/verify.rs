@@ -54,6 +54,10 @@ pub fn verify(
     let next = AtomicUsize::new(0);
     let n_packs = m.packs.len();
     let jobs = n_packs + m.blocks.len();
+    // Every block, in the order the threads take them (block order is pack order).
+    if r.has_block_hashes() {
+        r.plan_blocks(0..m.blocks.len() as u32);
+    }
     std::thread::scope(|s| {
         for _ in 0..threads.max(1) {
             s.spawn(|| {
