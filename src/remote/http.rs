@@ -384,6 +384,8 @@ impl RangeRead for HttpObject {
         // records and small blocks through the pages.
         if (buf.len() as u64) < DIRECT_FROM {
             inner.read_paged(buf, at)
+        } else if lock(&inner.reads).read_pages(buf, at, inner.len) {
+            Ok(())
         } else {
             buf.copy_from_slice(&inner.cached_read(at, buf.len())?);
             Ok(())
@@ -411,6 +413,12 @@ impl RangeRead for HttpObject {
     /// to 16 MiB, one request each, by `connections` threads started at the first plan.
     fn plan(&self, ranges: Vec<(u64, u64)>) {
         let inner = &self.inner;
+        let mut ranges = ranges;
+        // What the pages an image was opened with hold is not fetched again.
+        {
+            let reads = lock(&inner.reads);
+            ranges.retain(|&(at, len)| !reads.covered(at, len, inner.len));
+        }
         let runs = build_runs(&ranges, inner.len);
         let any = !runs.is_empty();
         lock(&inner.ahead).replace(runs);
