@@ -14,6 +14,8 @@ use std::sync::Arc;
 /// Planned ranges this close to each other share a request: fetching up to 1 MiB not needed
 /// costs less than another round trip at LAN or WAN latency.
 pub const MAX_GAP: u64 = 1 << 20;
+/// A gap may hold this many bytes of ranges planned before (fetched a second time).
+pub const MAX_REFETCH: u64 = 512 << 10;
 /// A run grows to at most this many bytes (a single range longer than that is a run alone).
 pub const MAX_RUN: u64 = 16 << 20;
 /// Bytes fetched ahead of the consumer and not yet read, at most (runs in flight included).
@@ -33,11 +35,18 @@ pub struct Run {
 }
 
 /// Turns `ranges` (in the order they will be read) into runs: a range joins the run before
-/// it when it starts within that run or at most `MAX_GAP` after its end, and the run stays
-/// within `MAX_RUN`; else it starts a new run. Empty ranges, ranges past `object_len` and
-/// ranges planned before are left out (the first occurrence is the one fetched).
+/// it when it starts within that run or at most `MAX_GAP` after its end, the gap holds at
+/// most `MAX_REFETCH` bytes of ranges planned before (fetched already, by their own run:
+/// extract plans its large files first, then the small ones around them; a block or two
+/// written out of order is let through) and the run stays within `MAX_RUN`; else it starts a
+/// new run. Empty ranges, ranges past `object_len` and ranges planned before are left out
+/// (the first occurrence is the one fetched). A gap may hold a range planned later, which
+/// its own run fetches again: refusing those gaps too split the plan of a Debian system's
+/// extract into 1619 runs instead of 236, to save 9% of the bytes.
 pub fn build_runs(ranges: &[(u64, u64)], object_len: u64) -> Vec<Run> {
     let mut seen = HashSet::new();
+    // The ranges planned so far: start → length.
+    let mut starts = std::collections::BTreeMap::new();
     let mut runs: Vec<Run> = Vec::new();
     for &(at, len) in ranges {
         let Some(end) = at.checked_add(len) else {
@@ -46,20 +55,28 @@ pub fn build_runs(ranges: &[(u64, u64)], object_len: u64) -> Vec<Run> {
         if len == 0 || end > object_len || !seen.insert((at, len)) {
             continue;
         }
-        if let Some(r) = runs.last_mut() {
+        let gap_is_planned = |r_end: u64| {
+            at > r_end && starts.range(r_end..at).map(|(_, l)| *l).sum::<u64>() > MAX_REFETCH
+        };
+        let joins = runs.last().is_some_and(|r: &Run| {
             let r_end = r.at + r.len;
-            let new_end = r_end.max(end);
-            if at >= r.at && at <= r_end.saturating_add(MAX_GAP) && new_end - r.at <= MAX_RUN {
-                r.len = new_end - r.at;
-                r.pieces.push((at, len));
-                continue;
-            }
-        }
-        runs.push(Run {
-            at,
-            len,
-            pieces: vec![(at, len)],
+            at >= r.at
+                && at <= r_end.saturating_add(MAX_GAP)
+                && r_end.max(end) - r.at <= MAX_RUN
+                && !gap_is_planned(r_end)
         });
+        starts.insert(at, len);
+        match runs.last_mut() {
+            Some(r) if joins => {
+                r.len = (r.at + r.len).max(end) - r.at;
+                r.pieces.push((at, len));
+            }
+            _ => runs.push(Run {
+                at,
+                len,
+                pieces: vec![(at, len)],
+            }),
+        }
     }
     runs
 }
@@ -346,6 +363,41 @@ mod tests {
         assert_eq!(spans(&runs), [(5 * MIB, 100), (4 * MIB, 300)]);
         assert_eq!(runs[0].pieces, [(5 * MIB, 100), (5 * MIB + 50, 10)]);
         assert_eq!(runs[1].pieces, [(4 * MIB, 100), (4 * MIB + 200, 100)]);
+    }
+
+    #[test]
+    fn a_gap_holding_ranges_planned_before_is_not_fetched_again() {
+        // a large file's block first (over 512 KiB at 10 MiB), then small files' blocks around it
+        let k512 = MAX_REFETCH + 1;
+        let ranges = [
+            (10 * MIB, k512),
+            (10 * MIB - 300, 100),
+            (10 * MIB - 150, 100), // joins: the gap holds nothing planned
+            // 0.5 MiB on: near enough, but the gap holds the large file's block
+            (10 * MIB + k512 + 100, 100),
+            (10 * MIB + k512 + 300, 100),
+            // planned after the small files it lies among: a run of its own
+            (10 * MIB - 1000, 100),
+        ];
+        let runs = build_runs(&ranges, 1 << 30);
+        assert_eq!(
+            spans(&runs),
+            [
+                (10 * MIB, k512),
+                (10 * MIB - 300, 250),
+                (10 * MIB + k512 + 100, 300),
+                (10 * MIB - 1000, 100),
+            ]
+        );
+        let fetched: u64 = runs.iter().map(|r| r.len).sum();
+        assert_eq!(fetched, k512 + 650, "no byte twice");
+        // a block written out of order: fetched twice rather than split the run
+        let k200 = 200 << 10;
+        let swapped = [(k200, k200), (0, k200), (2 * k200, k200)];
+        assert_eq!(
+            spans(&build_runs(&swapped, 1 << 30)),
+            [(k200, k200), (0, 3 * k200)]
+        );
     }
 
     #[test]
