@@ -491,7 +491,9 @@ fn an_outage_is_waited_out_saying_what_is_awaited() {
 /// fetched once even when several threads want it: reading every block of the image
 /// (`verify`, `extract`) takes at most 10% more bytes than the image holds (a header page
 /// that covered most of a large block, then the block again, made it 21% on a Debian
-/// system's ISO).
+/// system's ISO). Planned reads (STORE.md §7.2.1) may fetch a gap of up to 1 MiB between two
+/// blocks of a run rather than make another request: 1 MiB more is allowed, 13% of this small
+/// fixture.
 #[test]
 fn reading_every_block_costs_little_more_than_the_image() {
     let i = images();
@@ -506,7 +508,7 @@ fn reading_every_block_costs_little_more_than_the_image() {
         };
         let sent = server.sent.load(std::sync::atomic::Ordering::SeqCst);
         assert!(
-            sent >= len * 9 / 10 && sent <= len + len / 10,
+            sent >= len * 9 / 10 && sent <= len + len / 10 + (1 << 20),
             "{cmd}: the server sent {sent} bytes for an image of {len}: {}",
             summary(&run)
         );
@@ -528,20 +530,20 @@ fn count_before(line: &str, word: &str) -> u64 {
 
 /// Planned reads (STORE.md §7.2.1): `verify` and `extract` over HTTP fetch their blocks in
 /// runs of up to 16 MiB, so they take far fewer requests than there are blocks: one per
-/// 16 MiB of image and a few more to open it (the fixture's 7.5 MiB and 28 blocks took 2 to
-/// 5; one request per block took 30 and more); the server's count and the cost line agree,
-/// and the trees are identical.
+/// 16 MiB of image and a few more to open it and for blocks out of order (the fixture's
+/// 7.5 MiB and 28 blocks took 2 to 6; one request per block took 30 and more); the server's
+/// count and the cost line agree, and the trees are identical.
 #[test]
 fn planned_reads_take_far_fewer_requests_than_blocks() {
     let i = images();
     for name in ["system.oimg", "system.iso"] {
         let local = i.dir.join(name);
         let len = std::fs::metadata(&local).expect("stat").len();
-        let bound = len.div_ceil(16 << 20) + 6;
+        let bound = len.div_ceil(16 << 20) + 8;
         let verified = osimage(&[s("verify"), local.as_os_str()]).ok().stdout_str();
         let blocks = count_before(&verified, "blocks");
         assert!(
-            blocks > bound,
+            blocks > 2 * bound,
             "the fixture has {blocks} blocks: too few to tell planned reads from one request \
              per block (bound {bound})"
         );
