@@ -491,7 +491,9 @@ fn an_outage_is_waited_out_saying_what_is_awaited() {
 /// fetched once even when several threads want it: reading every block of the image
 /// (`verify`, `extract`) takes at most 10% more bytes than the image holds (a header page
 /// that covered most of a large block, then the block again, made it 21% on a Debian
-/// system's ISO).
+/// system's ISO). Planned reads (STORE.md §7.2.1) may fetch a gap of up to 1 MiB between two
+/// blocks of a run rather than make another request: 1 MiB more is allowed, 13% of this small
+/// fixture.
 #[test]
 fn reading_every_block_costs_little_more_than_the_image() {
     let i = images();
@@ -506,9 +508,78 @@ fn reading_every_block_costs_little_more_than_the_image() {
         };
         let sent = server.sent.load(std::sync::atomic::Ordering::SeqCst);
         assert!(
-            sent >= len * 9 / 10 && sent <= len + len / 10,
+            sent >= len * 9 / 10 && sent <= len + len / 10 + (1 << 20),
             "{cmd}: the server sent {sent} bytes for an image of {len}: {}",
             summary(&run)
         );
+    }
+}
+
+/// The number before `word` in `line` (`… 3 packs, 41 blocks, …`).
+fn count_before(line: &str, word: &str) -> u64 {
+    let words: Vec<&str> = line
+        .split([' ', '(', ','])
+        .filter(|w| !w.is_empty())
+        .collect();
+    words
+        .windows(2)
+        .find(|w| w[1] == word)
+        .and_then(|w| w[0].parse().ok())
+        .unwrap_or_else(|| panic!("no count of {word} in {line:?}"))
+}
+
+/// Planned reads (STORE.md §7.2.1): `verify` and `extract` over HTTP fetch their blocks in
+/// runs of up to 16 MiB, so they take far fewer requests than there are blocks: one per
+/// 16 MiB of image and a few more to open it and for blocks out of order (the fixture's
+/// 7.5 MiB and 28 blocks took 2 to 6; one request per block took 30 and more); the server's
+/// count and the cost line agree, and the trees are identical.
+#[test]
+fn planned_reads_take_far_fewer_requests_than_blocks() {
+    let i = images();
+    for name in ["system.oimg", "system.iso"] {
+        let local = i.dir.join(name);
+        let len = std::fs::metadata(&local).expect("stat").len();
+        let bound = len.div_ceil(16 << 20) + 8;
+        let verified = osimage(&[s("verify"), local.as_os_str()]).ok().stdout_str();
+        let blocks = count_before(&verified, "blocks");
+        assert!(
+            blocks > 2 * bound,
+            "the fixture has {blocks} blocks: too few to tell planned reads from one request \
+             per block (bound {bound})"
+        );
+        for cmd in ["verify", "extract"] {
+            let server = serve();
+            let url = server.url(name);
+            let dest = i.dir.join(format!("planned-{cmd}-{name}"));
+            let run = match cmd {
+                "verify" => osimage(&[s("verify"), s(&url)]).ok(),
+                _ => osimage(&[s("extract"), s(&url), s("-C"), dest.as_os_str()]).ok(),
+            };
+            let line = summary(&run);
+            let requests = count_before(&line, "requests");
+            eprintln!("{cmd} of {name}: {len} bytes, {blocks} blocks: {line}");
+            assert_eq!(
+                requests,
+                server.answers.load(Ordering::SeqCst),
+                "the cost line counts what the server answered: {line}"
+            );
+            assert!(
+                requests <= bound,
+                "{cmd} of {name} ({len} bytes, {blocks} blocks) took {requests} requests, \
+                 more than {bound}: {line}"
+            );
+            if cmd == "extract" {
+                let from_file = i.dir.join(format!("planned-file-{name}"));
+                osimage(&[
+                    s("extract"),
+                    local.as_os_str(),
+                    s("-C"),
+                    from_file.as_os_str(),
+                ])
+                .ok();
+                let diffs = diff_trees(&from_file, &dest, Options { nlink: true });
+                assert_no_differences(&diffs, &format!("planned extract of {name}"));
+            }
+        }
     }
 }

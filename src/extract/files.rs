@@ -63,6 +63,18 @@ pub(crate) fn write_files<S: ChunkSource>(
         warn,
     };
     let threads = threads.clamp(1, work.batches.len().max(1));
+    // The chunks in the order the threads will take them: batch after batch.
+    let entries = &src.manifest().entries;
+    let mut order = work
+        .batches
+        .iter()
+        .flat_map(|b| &plan.files[b.clone()])
+        .flat_map(|job| match &entries[job.data as usize].kind {
+            EntryKind::File { runs, .. } => runs.as_slice(),
+            _ => &[],
+        })
+        .flat_map(|run| run.chunks.iter().copied());
+    src.plan(&mut order);
     let results: Vec<Result<FileStats, ExtractError>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads).map(|_| s.spawn(|| work.run())).collect();
         handles

@@ -28,6 +28,9 @@ pub trait ChunkSource: Sync {
         idx: ChunkIndex,
         cache: &'a mut Self::Cache,
     ) -> Result<&'a [u8], Self::Error>;
+    /// Says which chunks will be read, in about the order they will be (an image over
+    /// HTTP fetches their blocks ahead: docs/STORE.md §7.2.1). Nothing by default.
+    fn plan(&self, _chunks: &mut dyn Iterator<Item = ChunkIndex>) {}
 }
 
 /// Extract reads chunks straight from an open image.
@@ -47,6 +50,9 @@ impl ChunkSource for PayloadReader {
         cache: &'a mut BlockCache,
     ) -> Result<&'a [u8], PayloadError> {
         PayloadReader::read_chunk(self, idx, cache)
+    }
+    fn plan(&self, chunks: &mut dyn Iterator<Item = ChunkIndex>) {
+        self.plan_chunks(chunks)
     }
 }
 

@@ -25,6 +25,11 @@ pub trait RangeRead: Send + Sync {
     fn forget(&self, _at: u64, _len: u64) -> bool {
         false
     }
+    /// Says which byte ranges `(offset, length)` the caller will read next, in the order it
+    /// will read them (docs/STORE.md §7.2.1), replacing any earlier plan. An HTTP object
+    /// fetches them ahead, several ranges per request; a local file ignores it (the
+    /// default). A plan is advice: reads outside it, or in another order, still work.
+    fn plan(&self, _ranges: Vec<(u64, u64)>) {}
 }
 
 impl RangeRead for File {

@@ -134,6 +134,35 @@ impl Span {
 }
 
 impl Span {
+    /// The object the span lies in.
+    pub fn source(&self) -> &Arc<dyn RangeRead> {
+        &self.src
+    }
+
+    /// Appends to `out` the object's ranges a read of `len` bytes at `at` within the span
+    /// will ask for (`RangeRead::plan`, docs/STORE.md §7.2.1): the same range moved by the
+    /// span's offset or, when sealed, each segment holding those bytes, as `stream::read_at`
+    /// reads them. A range past the span's end plans nothing (its read fails anyway).
+    pub fn plan_read(&self, at: u64, len: u64, out: &mut Vec<(u64, u64)>) {
+        if len == 0 || at.checked_add(len).is_none_or(|e| e > self.len) {
+            return;
+        }
+        match self.sealed {
+            None => out.push((self.offset + at, len)),
+            Some(_) => {
+                let seg = stream::SEGMENT + stream::TAG;
+                for n in at / stream::SEGMENT..=(at + len - 1) / stream::SEGMENT {
+                    let plain = stream::SEGMENT.min(self.len - n * stream::SEGMENT);
+                    let range = (self.offset + n * seg, plain + stream::TAG);
+                    // a segment shared with the previous range is read once
+                    if out.last() != Some(&range) {
+                        out.push(range);
+                    }
+                }
+            }
+        }
+    }
+
     /// Drops what the object keeps of `len` bytes at `at` within the span (of a sealed span,
     /// the segments holding them), so that the next read asks the origin again
     /// (`RangeRead::forget`, docs/STORE.md §7.4); `false` for a local file.
@@ -439,6 +468,26 @@ mod tests {
                 (1000 + seg, seg),
                 (1000, 2 * seg),
                 (1000 + last * seg, sealed.stored_len() - last * seg),
+            ]
+        );
+        // Plans: the plain span moves ranges by its offset; the sealed one names segments.
+        let mut out = Vec::new();
+        plain.plan_read(10, 20, &mut out);
+        plain.plan_read(499_990, 11, &mut out); // past the end: nothing
+        sealed.plan_read(70_000, 10, &mut out);
+        sealed.plan_read(stream::SEGMENT - 1, 2, &mut out); // segments 0 and 1
+        sealed.plan_read(499_999, 1, &mut out);
+        assert_eq!(
+            out,
+            [
+                (1010, 20),
+                (1000 + seg, seg),
+                (1000, seg),
+                (1000 + seg, seg),
+                (
+                    1000 + last * seg,
+                    500_000 - last * stream::SEGMENT + stream::TAG
+                ),
             ]
         );
         // A local file has nothing fresher to offer.

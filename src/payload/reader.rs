@@ -149,6 +149,53 @@ impl PayloadReader {
         }
     }
 
+    /// Says which blocks will be read, in the order they will be (docs/STORE.md §7.2.1): an
+    /// image over HTTP fetches them ahead, many per request; a local file ignores it. Each
+    /// block is one range (its header and stored bytes, as `read_stored` reads them); a
+    /// block named again right after itself is planned once (the thread's `BlockCache` has
+    /// it). Replaces any earlier plan of the same object.
+    pub fn plan_blocks(&self, blocks: impl IntoIterator<Item = BlockIndex>) {
+        // One plan per object the packs lie in (one for a `.oimg` or an ISO).
+        let mut plans: Vec<(
+            &std::sync::Arc<dyn crate::format::source::RangeRead>,
+            Vec<_>,
+        )> = Vec::new();
+        let mut last = None;
+        for b in blocks {
+            if last == Some(b) {
+                continue;
+            }
+            last = Some(b);
+            let Some(rec) = self.manifest.blocks.get(b as usize) else {
+                continue;
+            };
+            let Some(span) = self.packs.get(rec.pack as usize) else {
+                continue;
+            };
+            let i = match plans
+                .iter()
+                .position(|(src, _)| std::sync::Arc::ptr_eq(src, span.source()))
+            {
+                Some(i) => i,
+                None => {
+                    plans.push((span.source(), Vec::new()));
+                    plans.len() - 1
+                }
+            };
+            let len = BLOCK_HEADER_LEN as u64 + u64::from(rec.stored_len);
+            span.plan_read(rec.offset, len, &mut plans[i].1);
+        }
+        for (src, ranges) in plans {
+            src.plan(ranges);
+        }
+    }
+
+    /// Blocks in the order chunks `chunks` name them, for `plan_blocks`.
+    pub fn plan_chunks(&self, chunks: &mut dyn Iterator<Item = ChunkIndex>) {
+        let chunks_of = &self.manifest.chunks;
+        self.plan_blocks(chunks.filter_map(|c| chunks_of.get(c as usize).map(|r| r.block)));
+    }
+
     /// Decompressed body of block `b`, through `cache`.
     pub fn read_block<'c>(
         &self,

@@ -54,6 +54,14 @@ pub fn verify(
     let next = AtomicUsize::new(0);
     let n_packs = m.packs.len();
     let jobs = n_packs + m.blocks.len();
+    // Every block, as the packs hold them: the threads take them in block order, which is
+    // about that (a capture's compressing threads may write neighbours out of order), and a
+    // run holds both neighbours.
+    if r.has_block_hashes() {
+        let mut order: Vec<u32> = (0..m.blocks.len() as u32).collect();
+        order.sort_by_key(|&b| (m.blocks[b as usize].pack, m.blocks[b as usize].offset));
+        r.plan_blocks(order);
+    }
     std::thread::scope(|s| {
         for _ in 0..threads.max(1) {
             s.spawn(|| {

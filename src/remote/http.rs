@@ -5,9 +5,11 @@
 //! replaced while it is read is noticed.
 
 use std::io::Read;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::ahead::{Ahead, Claim, DEFAULT_BUDGET, Lookup, build_runs};
 use super::pages::{PAGE, ReadCache};
 use super::range::{ContentRange, host, parse_content_range, redact};
 use super::retry::{
@@ -20,8 +22,20 @@ use crate::format::source::RangeRead;
 /// block would fetch those bytes twice).
 const DIRECT_FROM: u64 = 4 << 10;
 
-/// An object on an HTTP(S) server, read with Range requests.
+/// Requests in flight for a planned read, unless `OSIMAGE_CONNECTIONS` or
+/// `HttpObject::set_connections` says otherwise (docs/STORE.md §7.2.1).
+const DEFAULT_CONNECTIONS: usize = 4;
+/// The most connections a plan is fetched with.
+const MAX_CONNECTIONS: usize = 32;
+
+/// An object on an HTTP(S) server, read with Range requests. Reads that were planned
+/// (`RangeRead::plan`) are fetched ahead by a pool of threads; dropping the object ends them.
 pub struct HttpObject {
+    inner: Arc<Inner>,
+}
+
+/// What the reading threads and the fetchers share.
+struct Inner {
     conn: Conn,
     /// The object's length, from the first answer's `Content-Range`.
     len: u64,
@@ -29,6 +43,19 @@ pub struct HttpObject {
     reads: Mutex<ReadCache>,
     /// Signalled when a fetch of `reads` ends (`ReadCache::start`).
     fetched: Condvar,
+    /// The plan and the runs fetched ahead.
+    ahead: Mutex<Ahead>,
+    /// Signalled when a run ends, a piece is read, the plan changes or the object is dropped.
+    moved: Condvar,
+    /// Fetcher threads to start at the first plan.
+    connections: AtomicUsize,
+    /// Whether they were started.
+    started: AtomicBool,
+}
+
+/// A lock whose holder panicked still guards whole values here.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Makes a freshly signed URL for each request (an S3 object, `super::s3`).
@@ -73,6 +100,8 @@ struct Conn {
     ca_file: Option<String>,
     policy: RetryPolicy,
     counters: Counters,
+    /// The object was dropped: retries stop waiting and give up.
+    closed: AtomicBool,
 }
 
 /// Why a request failed.
@@ -115,6 +144,7 @@ impl HttpObject {
             ca_file: trust.ca_file().map(|p| p.display().to_string()),
             policy,
             counters: Counters::default(),
+            closed: AtomicBool::new(false),
         };
         let mut tries = Attempts::new(&conn);
         let (len, first) = loop {
@@ -126,17 +156,134 @@ impl HttpObject {
         };
         let mut reads = ReadCache::default();
         reads.put(0, Arc::new(first));
+        let connections = std::env::var("OSIMAGE_CONNECTIONS")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(DEFAULT_CONNECTIONS);
         Ok(HttpObject {
-            conn,
-            len,
-            reads: Mutex::new(reads),
-            fetched: Condvar::new(),
+            inner: Arc::new(Inner {
+                conn,
+                len,
+                reads: Mutex::new(reads),
+                fetched: Condvar::new(),
+                ahead: Mutex::new(Ahead::new(DEFAULT_BUDGET)),
+                moved: Condvar::new(),
+                connections: AtomicUsize::new(connections.clamp(1, MAX_CONNECTIONS)),
+                started: AtomicBool::new(false),
+            }),
         })
     }
 
     /// What reading the object has cost so far.
     pub fn stats(&self) -> NetStats {
-        self.conn.counters.snapshot()
+        self.inner.conn.counters.snapshot()
+    }
+
+    /// How many requests a plan is fetched with (1 to 32; 4 unless the environment variable
+    /// `OSIMAGE_CONNECTIONS` says otherwise). Takes effect at the first plan.
+    pub fn set_connections(&self, n: usize) {
+        let n = n.clamp(1, MAX_CONNECTIONS);
+        self.inner.connections.store(n, Ordering::Relaxed);
+    }
+}
+
+impl Drop for HttpObject {
+    /// The fetchers end: those waiting at once, those fetching after their request (a
+    /// request retrying gives up at its next pause).
+    fn drop(&mut self) {
+        self.inner.conn.closed.store(true, Ordering::SeqCst);
+        lock(&self.inner.ahead).closed = true;
+        self.inner.moved.notify_all();
+    }
+}
+
+/// Gives a claimed run back to the plan, as failed when the fetch ended without doing so
+/// (a panic): no reader waits for it forever.
+struct Completion<'a> {
+    inner: &'a Inner,
+    claim: Claim,
+    done: bool,
+}
+
+impl Completion<'_> {
+    fn finish(mut self, got: std::io::Result<Vec<u8>>) {
+        self.done = true;
+        lock(&self.inner.ahead).complete(self.claim, got);
+        self.inner.moved.notify_all();
+    }
+}
+
+impl Drop for Completion<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let e = std::io::Error::other("internal: a fetch ended without an answer");
+            lock(&self.inner.ahead).complete(self.claim, Err(e));
+            self.inner.moved.notify_all();
+        }
+    }
+}
+
+/// One fetcher: takes the plan's runs in order while the budget allows, until the object is
+/// dropped.
+fn fetcher(inner: Arc<Inner>) {
+    loop {
+        let claim = {
+            let mut a = lock(&inner.ahead);
+            loop {
+                if a.closed {
+                    return;
+                }
+                if let Some(c) = a.take_next() {
+                    break c;
+                }
+                a = inner.moved.wait(a).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        let c = Completion {
+            inner: &inner,
+            claim,
+            done: false,
+        };
+        c.finish(inner.fetch_run(claim));
+    }
+}
+
+impl Inner {
+    /// A run's bytes, with as many requests as it takes.
+    fn fetch_run(&self, c: Claim) -> std::io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; c.len as usize];
+        self.fetch(&mut buf, c.at).map(|()| buf)
+    }
+
+    /// `len` bytes at `at` when the plan has them: waits for the fetcher of their run, or
+    /// fetches the run when nobody has started it. `None`: not planned (or read already).
+    fn planned(&self, at: u64, len: usize) -> std::io::Result<Option<Arc<Vec<u8>>>> {
+        let mut a = lock(&self.ahead);
+        loop {
+            match a.lookup(at, len as u64) {
+                Lookup::NotPlanned => return Ok(None),
+                Lookup::Failed(e) => return Err(e),
+                Lookup::Wait => a = self.moved.wait(a).unwrap_or_else(|p| p.into_inner()),
+                Lookup::Ready(bytes) => {
+                    drop(a);
+                    // room in the budget: a fetcher may go on
+                    self.moved.notify_all();
+                    // kept like any read, for a second thread reading the same block
+                    lock(&self.reads).keep(at, bytes.clone());
+                    return Ok(Some(bytes));
+                }
+                Lookup::Fetch(claim) => {
+                    drop(a);
+                    let c = Completion {
+                        inner: self,
+                        claim,
+                        done: false,
+                    };
+                    c.finish(self.fetch_run(claim));
+                    a = lock(&self.ahead);
+                }
+            }
+        }
     }
 
     /// Reads `buf` at `at` with as many requests as it takes: a body that breaks off is
@@ -214,45 +361,77 @@ impl HttpObject {
 
 impl RangeRead for HttpObject {
     fn read_exact_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+        let inner = &self.inner;
         let end = at.checked_add(buf.len() as u64);
-        if end.is_none_or(|e| e > self.len) {
+        if end.is_none_or(|e| e > inner.len) {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
                 format!(
                     "{} bytes at {at} lie past the end of the object ({} bytes)",
                     buf.len(),
-                    self.len
+                    inner.len
                 ),
             ));
         }
         if buf.is_empty() {
             return Ok(());
         }
+        if let Some(bytes) = inner.planned(at, buf.len())? {
+            buf.copy_from_slice(&bytes);
+            return Ok(());
+        }
         // Reads of 4 KiB or more (blocks, a manifest) are fetched as asked; headers, directory
         // records and small blocks through the pages.
         if (buf.len() as u64) < DIRECT_FROM {
-            self.read_paged(buf, at)
+            inner.read_paged(buf, at)
+        } else if lock(&inner.reads).read_pages(buf, at, inner.len) {
+            Ok(())
         } else {
-            buf.copy_from_slice(&self.cached_read(at, buf.len())?);
+            buf.copy_from_slice(&inner.cached_read(at, buf.len())?);
             Ok(())
         }
     }
 
     fn len(&self) -> u64 {
-        self.len
+        self.inner.len
     }
 
     fn describe(&self) -> String {
-        self.conn.shown.clone()
+        self.inner.conn.shown.clone()
     }
 
-    /// Bytes that failed their hash: the kept pages and reads holding them are dropped, so
-    /// the next read goes to the server.
+    /// Bytes that failed their hash: the kept pages and reads holding them, and the planned
+    /// pieces, are dropped, so the next read goes to the server.
     fn forget(&self, at: u64, len: u64) -> bool {
-        let mut reads = self.reads.lock().unwrap_or_else(|p| p.into_inner());
-        reads.forget(at, len);
-        self.conn.counters.refetch();
+        lock(&self.inner.reads).forget(at, len);
+        lock(&self.inner.ahead).forget(at, len);
+        self.inner.conn.counters.refetch();
         true
+    }
+
+    /// Fetches `ranges` ahead of the reads (docs/STORE.md §7.2.1): merged into runs of up
+    /// to 16 MiB, one request each, by `connections` threads started at the first plan.
+    fn plan(&self, ranges: Vec<(u64, u64)>) {
+        let inner = &self.inner;
+        let mut ranges = ranges;
+        // What the pages an image was opened with hold is not fetched again.
+        {
+            let reads = lock(&inner.reads);
+            ranges.retain(|&(at, len)| !reads.covered(at, len, inner.len));
+        }
+        let runs = build_runs(&ranges, inner.len);
+        let any = !runs.is_empty();
+        lock(&inner.ahead).replace(runs);
+        inner.moved.notify_all();
+        if any && !inner.started.swap(true, Ordering::SeqCst) {
+            for i in 0..inner.connections.load(Ordering::Relaxed) {
+                let shared = inner.clone();
+                // Without fetchers, each reader fetches the runs it needs itself.
+                let _ = std::thread::Builder::new()
+                    .name(format!("osimage-fetch-{i}"))
+                    .spawn(move || fetcher(shared));
+            }
+        }
     }
 }
 
@@ -585,6 +764,9 @@ impl<'c> Attempts<'c> {
         let since = *self.since.get_or_insert_with(Instant::now);
         let window = self.conn.policy.retry_for;
         let elapsed = since.elapsed();
+        if self.conn.closed.load(Ordering::SeqCst) {
+            return Err(format!("{msg} (not retried: the read was abandoned)"));
+        }
         if elapsed >= window {
             return Err(format!(
                 "{msg} (gave up after retrying for {} s, {} {})",
@@ -610,21 +792,212 @@ impl<'c> Attempts<'c> {
         let every = self.conn.policy.waiting_every;
         let first = since.checked_add(every).unwrap_or(end);
         for due in waiting_times(now, end, first, every) {
-            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            self.nap(due);
             let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if left.is_zero() || self.conn.closed.load(Ordering::SeqCst) {
                 break;
             }
             let line = waiting_line(&self.conn.shown, msg, self.total, left);
             eprintln!("osimage: {line}");
         }
-        std::thread::sleep(end.saturating_duration_since(Instant::now()));
+        self.nap(end);
+    }
+
+    /// Sleeps until `until`, or until the object is dropped (a fetcher then ends soon).
+    fn nap(&self, until: Instant) {
+        const SLICE: Duration = Duration::from_millis(100);
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.conn.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(left.min(SLICE));
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::atomic::AtomicU64;
+
+    /// A std-only Range server of one object: each answer on its own connection. Ranges
+    /// that start at `fail_at` or after get `fail_status` and no body.
+    struct Fake {
+        url: String,
+        requests: Arc<AtomicU64>,
+        fail_at: Arc<AtomicU64>,
+        fail_status: Arc<AtomicU64>,
+    }
+
+    fn fake(data: Vec<u8>) -> Fake {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/object", listener.local_addr().expect("addr"));
+        let data = Arc::new(data);
+        let requests = Arc::new(AtomicU64::new(0));
+        let fail_at = Arc::new(AtomicU64::new(u64::MAX));
+        let fail_status = Arc::new(AtomicU64::new(404));
+        let (n, at, st) = (requests.clone(), fail_at.clone(), fail_status.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (data, n, at, st) = (data.clone(), n.clone(), at.clone(), st.clone());
+                std::thread::spawn(move || {
+                    let mut r = BufReader::new(conn);
+                    let mut range = None;
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line.trim_end().is_empty() {
+                            break;
+                        }
+                        let lower = line.to_ascii_lowercase();
+                        if let Some(v) = lower.strip_prefix("range: bytes=") {
+                            let (a, b) = v.trim().split_once('-').expect("a-b");
+                            range = Some((a.parse::<u64>().unwrap(), b.parse::<u64>().unwrap()));
+                        }
+                    }
+                    n.fetch_add(1, Ordering::SeqCst);
+                    let (a, b) = range.expect("a Range request");
+                    let out = r.get_mut();
+                    if a >= at.load(Ordering::SeqCst) {
+                        let status = st.load(Ordering::SeqCst);
+                        let _ = write!(
+                            out,
+                            "HTTP/1.1 {status} No\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        );
+                        return;
+                    }
+                    let b = b.min(data.len() as u64 - 1);
+                    let _ = write!(
+                        out,
+                        "HTTP/1.1 206 Partial\r\nContent-Range: bytes {a}-{b}/{}\r\n\
+                         Content-Length: {}\r\nConnection: close\r\n\r\n",
+                        data.len(),
+                        b - a + 1
+                    );
+                    let _ = out.write_all(&data[a as usize..=b as usize]);
+                });
+            }
+        });
+        Fake {
+            url,
+            requests,
+            fail_at,
+            fail_status,
+        }
+    }
+
+    fn object(f: &Fake, retry_for: u64) -> HttpObject {
+        let policy = RetryPolicy {
+            retry_for: Duration::from_secs(retry_for),
+            waiting_every: Duration::ZERO,
+            ..RetryPolicy::default()
+        };
+        HttpObject::open(&f.url, policy, &Trust::default()).expect("open")
+    }
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn planned_blocks_come_in_few_requests_and_as_the_object_holds_them() {
+        let data = pattern(40 * MIB as usize + 123);
+        let f = fake(data.clone());
+        let obj = object(&f, 5);
+        // 200 KiB blocks back to back from 1 MiB to the end: 39 MiB in 3 runs
+        let block = 200 << 10;
+        let ranges: Vec<_> = (0..)
+            .map(|i| (MIB + i * block, block))
+            .take_while(|(a, _)| *a < data.len() as u64)
+            .map(|(a, l)| (a, l.min(data.len() as u64 - a)))
+            .collect();
+        obj.plan(ranges.clone());
+        let mut buf = Vec::new();
+        for &(a, l) in &ranges {
+            buf.resize(l as usize, 0);
+            obj.read_exact_at(&mut buf, a).expect("planned read");
+            assert_eq!(buf, data[a as usize..(a + l) as usize], "bytes at {a}");
+        }
+        let per_run = (MAX_RUN_IN_TESTS / block) as usize;
+        let runs = ranges.len().div_ceil(per_run) as u64;
+        assert_eq!(runs, 3);
+        let asked = f.requests.load(Ordering::SeqCst);
+        assert_eq!(asked, 1 + runs, "the probe and one request per run");
+        assert_eq!(obj.stats().requests, asked);
+        // read once: a second read is an ordinary one, from the kept reads
+        obj.read_exact_at(&mut buf[..100], ranges[0].0)
+            .expect("again");
+        assert_eq!(f.requests.load(Ordering::SeqCst), asked + 1);
+    }
+
+    const MAX_RUN_IN_TESTS: u64 = super::super::ahead::MAX_RUN;
+
+    #[test]
+    fn a_failed_run_is_the_error_of_the_read_that_needs_it() {
+        let data = pattern(8 * MIB as usize);
+        let f = fake(data.clone());
+        // the second run (from 5 MiB: 2 MiB past the first) is refused
+        f.fail_at.store(5 * MIB, Ordering::SeqCst);
+        let obj = object(&f, 5);
+        obj.plan(vec![
+            (MIB, MIB),
+            (2 * MIB, MIB),
+            (5 * MIB, MIB),
+            (6 * MIB, 10),
+        ]);
+        let mut buf = vec![0u8; MIB as usize];
+        obj.read_exact_at(&mut buf, MIB).expect("the first run");
+        assert_eq!(buf, data[MIB as usize..2 * MIB as usize]);
+        let e = obj.read_exact_at(&mut buf, 5 * MIB).expect_err("refused");
+        assert!(e.to_string().contains("HTTP 404"), "{e}");
+        let e = obj
+            .read_exact_at(&mut buf[..10], 6 * MIB)
+            .expect_err("the other piece of the run");
+        assert!(e.to_string().contains("HTTP 404"), "{e}");
+        // the plan forgets a failed piece: the next read asks the server (which now answers)
+        f.fail_at.store(u64::MAX, Ordering::SeqCst);
+        obj.read_exact_at(&mut buf, 5 * MIB).expect("asked again");
+        assert_eq!(buf, data[5 * MIB as usize..6 * MIB as usize]);
+        obj.read_exact_at(&mut buf, 2 * MIB)
+            .expect("unharmed piece");
+        assert_eq!(buf, data[2 * MIB as usize..3 * MIB as usize]);
+    }
+
+    #[test]
+    fn dropping_the_object_ends_its_fetchers() {
+        let data = pattern(80 * MIB as usize);
+        let f = fake(data);
+        let obj = object(&f, 600);
+        // every run is answered 503: the fetchers retry (a 600 s window) until the drop
+        f.fail_status.store(503, Ordering::SeqCst);
+        f.fail_at.store(0, Ordering::SeqCst);
+        let ranges: Vec<_> = (0..80).map(|i| (i * MIB, MIB)).collect();
+        obj.plan(ranges);
+        let alive = Arc::downgrade(&obj.inner);
+        while f.requests.load(Ordering::SeqCst) < 4 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let t = Instant::now();
+        drop(obj);
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "the drop waits for none"
+        );
+        while alive.strong_count() > 0 {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "fetchers still running 10 s after the drop"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 
     #[test]
     fn s3_error_codes_are_read_only_when_plausible() {

@@ -56,6 +56,49 @@ impl ReadCache {
         }
     }
 
+    /// The kept page of `index` of an object of `object_len` bytes, without making it recent.
+    fn has_page(&self, index: u64, object_len: u64) -> bool {
+        let at = index * PAGE;
+        let len = PAGE.min(object_len.saturating_sub(at)) as usize;
+        self.reads.iter().any(|(a, b)| *a == at && b.len() == len)
+    }
+
+    /// Whether kept pages hold every byte of `len` bytes at `at`.
+    pub fn covered(&self, at: u64, len: u64, object_len: u64) -> bool {
+        len > 0
+            && at.checked_add(len).is_some_and(|e| e <= object_len)
+            && (at / PAGE..=(at + len - 1) / PAGE).all(|i| self.has_page(i, object_len))
+    }
+
+    /// Fills `buf` with the bytes at `at` from kept pages, when they hold them all (a block
+    /// the pages an image was opened with hold already is not fetched again).
+    pub fn read_pages(&mut self, buf: &mut [u8], at: u64, object_len: u64) -> bool {
+        if !self.covered(at, buf.len() as u64, object_len) {
+            return false;
+        }
+        let mut done = 0;
+        while done < buf.len() {
+            let pos = at + done as u64;
+            let index = pos / PAGE;
+            let len = PAGE.min(object_len - index * PAGE) as usize;
+            let Some(page) = self.get(index * PAGE, len) else {
+                return false;
+            };
+            let off = (pos - index * PAGE) as usize;
+            let n = (buf.len() - done).min(page.len() - off);
+            buf[done..done + n].copy_from_slice(&page[off..off + n]);
+            done += n;
+        }
+        true
+    }
+
+    /// Keeps `bytes` as the read at `at`, unless too large to keep.
+    pub fn keep(&mut self, at: u64, bytes: Arc<Vec<u8>>) {
+        if bytes.len() <= LARGEST_KEPT {
+            self.put(at, bytes);
+        }
+    }
+
     /// Keeps `bytes` as the read at `at`.
     pub fn put(&mut self, at: u64, bytes: Arc<Vec<u8>>) {
         if let Some(i) = self
@@ -148,6 +191,35 @@ mod tests {
             "the same read put again replaces itself"
         );
         assert_eq!(c.get(0, n).unwrap()[0], 9);
+    }
+
+    #[test]
+    fn reads_within_kept_pages_are_served_from_them() {
+        let mut c = ReadCache::default();
+        let len = 3 * PAGE - 10;
+        let page = |i: u64| {
+            Arc::new(
+                (0..PAGE.min(len - i * PAGE))
+                    .map(|b| (b + i) as u8)
+                    .collect(),
+            )
+        };
+        c.put(0, page(0));
+        c.put(2 * PAGE, page(2));
+        let mut buf = vec![0u8; 20];
+        assert!(c.read_pages(&mut buf, 100, len));
+        assert_eq!(buf[0], 100);
+        assert!(!c.covered(PAGE - 10, 20, len), "page 1 is not kept");
+        assert!(!c.read_pages(&mut buf, PAGE - 10, len));
+        c.put(PAGE, page(1));
+        assert!(
+            c.read_pages(&mut buf, PAGE - 10, len),
+            "across pages 0 and 1"
+        );
+        assert_eq!((buf[0], buf[10]), ((PAGE - 10) as u8, 1));
+        assert!(c.covered(3 * PAGE - 30, 20, len), "the last, short page");
+        assert!(!c.covered(3 * PAGE - 30, 21, len), "past the object's end");
+        assert!(!c.covered(0, 0, len));
     }
 
     #[test]

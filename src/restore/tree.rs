@@ -67,6 +67,10 @@ impl ChunkSource for Part<'_> {
     ) -> Result<&'a [u8], PayloadError> {
         self.reader.read_chunk(idx, cache)
     }
+
+    fn plan(&self, chunks: &mut dyn Iterator<Item = ChunkIndex>) {
+        self.reader.plan_chunks(chunks)
+    }
 }
 
 /// `path` relative to mount point `mp` (both relative to the image root, no leading `/`).

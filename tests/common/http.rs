@@ -26,7 +26,9 @@ pub struct Faults {
     /// From this answer on (1-based), the file is one byte longer: replaced on the server.
     pub grow_from: AtomicU64,
     /// Damage in flight: flip (xor 0xff) the byte at object offset `at` in the bodies of the
-    /// next `times` answers (`u64::MAX`: every one) to a range starting at `start`.
+    /// next `times` answers (`u64::MAX`: every one) to a range starting at `start`, or to a
+    /// range longer than a 256 KiB page that holds `at` (a planned run, STORE.md §7.2.1; the
+    /// pages an image is opened with are left alone).
     pub flip: Mutex<Option<Flip>>,
     /// Bodies damaged by `flip` so far.
     pub flipped: AtomicU64,
@@ -295,7 +297,8 @@ fn flip_in_flight(f: &Faults, first: u64, body: &mut [u8]) {
     let Some(i) = at.checked_sub(first).filter(|i| *i < body.len() as u64) else {
         return;
     };
-    if first != start || times == 0 {
+    let run = body.len() as u64 > 256 << 10;
+    if (first != start && !run) || times == 0 {
         return;
     }
     body[i as usize] ^= 0xff;
