@@ -36,17 +36,7 @@ fn iso_in_a_bucket_restores_a_network_booted_machine_with_a_presigned_url_and_it
     let s = source::source();
     let iso = &captured().iso;
     let g = Garage::start();
-    let env: Vec<(String, String)> = g
-        .env()
-        .into_iter()
-        .chain([
-            ("AWS_CONFIG_FILE".into(), "/nonexistent/aws-config".into()),
-            (
-                "AWS_SHARED_CREDENTIALS_FILE".into(),
-                "/nonexistent/aws-creds".into(),
-            ),
-        ])
-        .collect();
+    let env = g.osimage_env();
     let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let address = format!("s3://{}/fleet/system.iso", g.bucket());
     common::osimage_env(

@@ -40,17 +40,6 @@ fn s(x: &str) -> &OsStr {
     OsStr::new(x)
 }
 
-/// The environment that points osimage at `g` with its key, and away from any `~/.aws`.
-fn aws_env(g: &Garage) -> Vec<(String, String)> {
-    let mut env = g.env();
-    env.push(("AWS_CONFIG_FILE".into(), "/nonexistent/aws-config".into()));
-    env.push((
-        "AWS_SHARED_CREDENTIALS_FILE".into(),
-        "/nonexistent/aws-credentials".into(),
-    ));
-    env
-}
-
 /// `osimage ARGS…` with `env` and a short `--retry-for` where the command reads.
 fn osimage(args: &[&OsStr], env: &[(String, String)]) -> common::Run {
     let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -69,14 +58,14 @@ fn info(image: &OsStr, env: &[(String, String)]) -> serde_json::Value {
 fn import(g: &Garage, file: &Path, dest: &str, extra: &[&str]) -> common::Run {
     let mut args = vec![s("import"), file.as_os_str(), s(dest)];
     args.extend(extra.iter().map(|a| s(a)));
-    osimage(&args, &aws_env(g))
+    osimage(&args, &g.osimage_env())
 }
 
 #[test]
 fn an_imported_image_reads_from_the_bucket_as_the_file() {
     let i = image();
     let g = Garage::start();
-    let env = aws_env(&g);
+    let env = g.osimage_env();
     let url = format!("s3://{}/site-a/system.oimg", g.bucket());
     import(&g, &i.oimg, &url, &[]).ok();
     let (local, remote) = (i.oimg.as_os_str(), s(&url));
@@ -126,7 +115,7 @@ fn an_imported_image_reads_from_the_bucket_as_the_file() {
 #[test]
 fn an_image_past_16_mib_goes_up_in_parts_and_reads_back_whole() {
     let g = Garage::start();
-    let env = aws_env(&g);
+    let env = g.osimage_env();
     let dir = common::scratch();
     let root = dir.path().join("root");
     std::fs::create_dir(&root).unwrap();
@@ -152,7 +141,7 @@ fn an_image_past_16_mib_goes_up_in_parts_and_reads_back_whole() {
 fn wrong_credentials_missing_objects_and_no_credentials_are_named() {
     let i = image();
     let g = Garage::start();
-    let env = aws_env(&g);
+    let env = g.osimage_env();
     let url = format!("s3://{}/system.oimg", g.bucket());
     import(&g, &i.oimg, &url, &[]).ok();
 
@@ -219,7 +208,7 @@ fn wrong_credentials_missing_objects_and_no_credentials_are_named() {
 fn a_server_restarted_during_a_read_is_waited_for() {
     let i = image();
     let mut g = Garage::start();
-    let env = aws_env(&g);
+    let env = g.osimage_env();
     let url = format!("s3://{}/system.oimg", g.bucket());
     import(&g, &i.oimg, &url, &[]).ok();
     g.stop();
@@ -272,7 +261,7 @@ fn source_of(script: &str) -> String {
 #[test]
 fn netboot_of_an_iso_in_a_bucket_presigns_a_url_that_needs_no_credentials_until_it_expires() {
     let g = Garage::start();
-    let env = aws_env(&g);
+    let env = g.osimage_env();
     let dir = common::scratch();
     let iso = real_iso(dir.path());
     let url = format!("s3://{}/fleet/system.iso", g.bucket());

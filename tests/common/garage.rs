@@ -115,6 +115,18 @@ impl Garage {
         .collect()
     }
 
+    /// [`Garage::env`] plus AWS_CONFIG_FILE and AWS_SHARED_CREDENTIALS_FILE pointing nowhere:
+    /// what an osimage run against this server gets, so no `~/.aws` of the machine counts.
+    pub fn osimage_env(&self) -> Vec<(String, String)> {
+        let mut env = self.env();
+        env.push(("AWS_CONFIG_FILE".into(), "/nonexistent/aws-config".into()));
+        env.push((
+            "AWS_SHARED_CREDENTIALS_FILE".into(),
+            "/nonexistent/aws-credentials".into(),
+        ));
+        env
+    }
+
     /// Creates another bucket, read/write/owner for the key.
     pub fn create_bucket(&self, name: &str) {
         self.cli_ok(&["bucket", "create", name]);
