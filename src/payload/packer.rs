@@ -66,7 +66,9 @@ pub enum PackOwner {
     Image,
     /// The store `store_id` (docs/STORE.md §2.3): version-3 store-pack headers, each with a
     /// fresh random salt. The manifest must then carry the `store` extension naming the same
-    /// store (`format::store_ref::StoreRef`), or no reader opens the image.
+    /// store (`format::store_ref::StoreRef`), or no reader opens the image. Only tests make
+    /// it until the capture into a store lands (docs/STORE.md §13, stage 3).
+    #[cfg_attr(not(test), allow(dead_code))]
     Store { store_id: [u8; 16] },
 }
 
