@@ -117,7 +117,7 @@ fn read_file(r: &PayloadReader, name: &str) -> Vec<u8> {
         let mut at = run.offset as usize;
         for &c in &run.chunks {
             let bytes = r.read_chunk(c, &mut cache).unwrap();
-            out[at..at + bytes.len()].copy_from_slice(&bytes);
+            out[at..at + bytes.len()].copy_from_slice(bytes);
             at += bytes.len();
         }
     }
