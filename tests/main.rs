@@ -59,5 +59,6 @@ mod roundtrip_many_files;
 mod scan_tree;
 mod schedule;
 mod signatures;
+mod store_packs;
 mod structure;
 mod verify_boot_cli;

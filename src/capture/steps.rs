@@ -14,7 +14,9 @@ use crate::format::manifest::CapturedFs;
 use crate::format::sink::PackSink;
 use crate::layout::{DiskLayout, OutputFs, Sources};
 use crate::payload::reader::PayloadReader;
-use crate::payload::writer::{BaseImage, PayloadParams, PayloadTables, write_payload_with_base};
+use crate::payload::writer::{
+    BaseImage, PackOwner, PayloadParams, PayloadTables, write_payload_with_base,
+};
 use crate::progress::Progress;
 use crate::refresh::Base;
 use crate::scan::{self, ScanOptions, ScanResult, ScannedEntry};
@@ -212,6 +214,7 @@ pub(super) fn payload_params(
         threads: opts.threads.max(1),
         keep_going: opts.scan.keep_going,
         image_id,
+        packs: PackOwner::Image,
     }
 }
 

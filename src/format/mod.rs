@@ -5,7 +5,8 @@
 //!
 //! `manifest` holds the types of the manifest (entries, metadata, the pack, block and chunk
 //! tables, extensions), `mount_dirs` the record of the directories under captured mount
-//! points (an extension), `records` the fixed-size records with their byte offsets, `frame` the
+//! points (an extension), `store_ref` the record of the store an image's packs belong to (an
+//! extension), `records` the fixed-size records with their byte offsets, `frame` the
 //! manifest frame's encoding, `validate` the structural checks a reader makes before it trusts
 //! a manifest, `sink` the interface through which packs reach a container, and `source` the one
 //! through which bytes come back (a file or an HTTP object). This module
@@ -18,6 +19,7 @@ pub mod mount_dirs;
 pub mod records;
 pub mod sink;
 pub mod source;
+pub mod store_ref;
 pub mod validate;
 
 pub use error::PayloadError;

@@ -147,20 +147,43 @@ impl Trailer {
     }
 }
 
-/// The header that starts every pack (FORMAT.md §3).
+/// Pack header version of a store pack (FORMAT.md §3, §8): only pack headers have it.
+pub const STORE_PACK_VERSION: u16 = 3;
+/// Pack header flag bit 0 (version 3): the pack belongs to a store.
+pub const PACK_FLAG_STORE: u16 = 1;
+/// The pack index field of a store pack, which has no position of its own.
+pub const STORE_PACK_INDEX: u32 = 0xFFFF_FFFF;
+
+/// The header that starts every pack (FORMAT.md §3): an image's pack at its position, or a
+/// store's pack that several images may share.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PackHeader {
-    pub index: u32,
-    pub image_id: [u8; 16],
+pub enum PackHeader {
+    /// Version 2 (1 in images of version 1): pack `index` of the image `image_id`.
+    Image { index: u32, image_id: [u8; 16] },
+    /// Version 3, store flag set: a pack of the store `store_id`; `salt` is random, so
+    /// that no two packs share a hash (docs/STORE.md §2.3).
+    Store { store_id: [u8; 16], salt: [u8; 16] },
 }
 
 impl PackHeader {
     pub fn encode(&self) -> [u8; RECORD_LEN] {
         let mut b = [0u8; RECORD_LEN];
         b[0..8].copy_from_slice(PACK_MAGIC); // 0: magic
-        b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes()); // 8: version
-        b[12..16].copy_from_slice(&self.index.to_le_bytes()); // 12: pack index
-        b[16..32].copy_from_slice(&self.image_id); // 16: image id
+        match self {
+            PackHeader::Image { index, image_id } => {
+                b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes()); // 8: version
+                // 10: reserved
+                b[12..16].copy_from_slice(&index.to_le_bytes()); // 12: pack index
+                b[16..32].copy_from_slice(image_id); // 16: image id; 32: reserved
+            }
+            PackHeader::Store { store_id, salt } => {
+                b[8..10].copy_from_slice(&STORE_PACK_VERSION.to_le_bytes()); // 8: version
+                b[10..12].copy_from_slice(&PACK_FLAG_STORE.to_le_bytes()); // 10: flags
+                b[12..16].copy_from_slice(&STORE_PACK_INDEX.to_le_bytes()); // 12: no index
+                b[16..32].copy_from_slice(store_id); // 16: store id
+                b[32..48].copy_from_slice(salt); // 32: salt; 48: reserved
+            }
+        }
         b
     }
 
@@ -168,12 +191,53 @@ impl PackHeader {
         if &b[0..8] != PACK_MAGIC {
             return Err(PayloadError::format("pack header has a bad magic"));
         }
-        check_version(u16_at(b, 8), "a pack")?;
-        check_reserved(b, 10..12, "a pack header")?;
+        let version = u16_at(b, 8);
+        let flags = u16_at(b, 10);
+        match version {
+            STORE_PACK_VERSION => return Self::decode_store(b, flags),
+            1..=FORMAT_VERSION => {}
+            _ => {
+                return Err(PayloadError::format(format!(
+                    "a pack has format version {version}, this osimage reads pack versions up \
+                     to {STORE_PACK_VERSION} (made by a newer osimage?)"
+                )));
+            }
+        }
+        if flags != 0 {
+            return Err(PayloadError::format(format!(
+                "a pack header of version {version} has flags {flags:#06x}, which only \
+                 version 3 has (damaged)"
+            )));
+        }
         check_reserved(b, 32..64, "a pack header")?;
-        Ok(PackHeader {
+        Ok(PackHeader::Image {
             index: u32_at(b, 12),
             image_id: array_at(b, 16),
+        })
+    }
+
+    /// The rest of a version-3 header: the store flag and nothing else, no index.
+    fn decode_store(b: &[u8; RECORD_LEN], flags: u16) -> Result<Self, PayloadError> {
+        if flags & !PACK_FLAG_STORE != 0 {
+            return Err(PayloadError::format(format!(
+                "a pack header has unknown flags {flags:#06x} (made by a newer osimage?)"
+            )));
+        }
+        if flags & PACK_FLAG_STORE == 0 {
+            return Err(PayloadError::format(
+                "a pack header of version 3 lacks the store-pack flag (damaged)",
+            ));
+        }
+        let index = u32_at(b, 12);
+        if index != STORE_PACK_INDEX {
+            return Err(PayloadError::format(format!(
+                "a store pack header has pack index {index}, not 0xFFFF_FFFF (damaged)"
+            )));
+        }
+        check_reserved(b, 48..64, "a store pack header")?;
+        Ok(PackHeader::Store {
+            store_id: array_at(b, 16),
+            salt: array_at(b, 32),
         })
     }
 }
@@ -325,7 +389,7 @@ mod tests {
 
     #[test]
     fn pack_and_frame_headers_round_trip() {
-        let p = PackHeader {
+        let p = PackHeader::Image {
             index: 3,
             image_id: [9; 16],
         };
@@ -338,5 +402,121 @@ mod tests {
             hash: [5; 32],
         };
         assert_eq!(FrameHeader::decode(&f.encode()).unwrap(), f);
+    }
+
+    fn refusal(b: &[u8; RECORD_LEN]) -> String {
+        PackHeader::decode(b).map_or_else(|e| e.to_string(), |h| format!("accepted {h:?}"))
+    }
+
+    #[test]
+    fn image_pack_header_bytes_lie_where_format_md_puts_them() {
+        let b = PackHeader::Image {
+            index: 0x0102_0304,
+            image_id: [0xAB; 16],
+        }
+        .encode();
+        assert_eq!(&b[0..8], b"OSIMPACK");
+        assert_eq!(&b[8..10], &[2, 0]); // version 2, as every image pack ever written
+        assert_eq!(&b[10..12], &[0, 0]);
+        assert_eq!(&b[12..16], &[4, 3, 2, 1]);
+        assert_eq!(&b[16..32], &[0xAB; 16]);
+        assert_eq!(&b[32..64], &[0; 32]);
+    }
+
+    #[test]
+    fn store_pack_header_bytes_lie_where_format_md_puts_them() {
+        let h = PackHeader::Store {
+            store_id: [0x5A; 16],
+            salt: [0xC3; 16],
+        };
+        let b = h.encode();
+        assert_eq!(&b[0..8], b"OSIMPACK");
+        assert_eq!(&b[8..10], &[3, 0]);
+        assert_eq!(&b[10..12], &[1, 0]); // the store flag
+        assert_eq!(&b[12..16], &[0xFF; 4]);
+        assert_eq!(&b[16..32], &[0x5A; 16]);
+        assert_eq!(&b[32..48], &[0xC3; 16]);
+        assert_eq!(&b[48..64], &[0; 16]);
+        assert_eq!(PackHeader::decode(&b).unwrap(), h);
+    }
+
+    #[test]
+    fn malformed_pack_headers_are_refused_with_the_reason() {
+        let store = PackHeader::Store {
+            store_id: [1; 16],
+            salt: [2; 16],
+        }
+        .encode();
+        let image = PackHeader::Image {
+            index: 0,
+            image_id: [1; 16],
+        }
+        .encode();
+        let cases: [(&[u8; RECORD_LEN], usize, u8, &str); 8] = [
+            (&store, 10, 3, "unknown flags 0x0003"),
+            (&store, 10, 0, "lacks the store-pack flag"),
+            (&store, 12, 0, "pack index 4294967040, not 0xFFFF_FFFF"),
+            (
+                &store,
+                50,
+                1,
+                "store pack header has non-zero reserved bytes",
+            ),
+            (&image, 10, 1, "version 2 has flags 0x0001"),
+            (&image, 40, 1, "pack header has non-zero reserved bytes"),
+            (
+                &image,
+                8,
+                4,
+                "reads pack versions up to 3 (made by a newer osimage?)",
+            ),
+            (&image, 8, 0, "made by a newer osimage?"),
+        ];
+        for (base, at, value, want) in cases {
+            let mut b = *base;
+            b[at] = value;
+            let got = refusal(&b);
+            assert!(got.contains(want), "byte {at} = {value}: {got}");
+        }
+        // A version-1 header (images of version 1) is still read, as an image pack.
+        let mut v1 = image;
+        v1[8] = 1;
+        assert!(matches!(
+            PackHeader::decode(&v1),
+            Ok(PackHeader::Image { index: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn other_records_stay_at_version_2() {
+        let mut b = ImageHeader {
+            image_id: [1; 16],
+            encrypted: false,
+        }
+        .encode();
+        b[8] = 3;
+        assert!(refusal_of(ImageHeader::decode(&b)).contains("reads up to 2"));
+        let f = FrameHeader {
+            version: 3,
+            sealed: false,
+            stored_len: 1,
+            raw_len: 1,
+            hash: [0; 32],
+        };
+        assert!(refusal_of(FrameHeader::decode(&f.encode())).contains("reads up to 2"));
+        let mut t = Trailer {
+            manifest_offset: 1,
+            manifest_len: 1,
+            image_id: [0; 16],
+        }
+        .encode();
+        t[8] = 3;
+        let sum = blake3::hash(&t[0..48]);
+        t[48..64].copy_from_slice(&sum.as_bytes()[..16]);
+        assert!(refusal_of(Trailer::decode(&t)).contains("reads up to 2"));
+    }
+
+    fn refusal_of<T: std::fmt::Debug>(r: Result<T, PayloadError>) -> String {
+        r.map_or_else(|e| e.to_string(), |v| format!("accepted {v:?}"))
     }
 }

@@ -11,6 +11,7 @@ use super::records::{BLOCK_HEADER_LEN, MAX_BLOCK_RAW, MAX_PACK_LEN};
 pub fn validate(m: &Manifest) -> Result<(), PayloadError> {
     check_tables(m)?;
     check_entries(m)?;
+    super::store_ref::from_manifest(m)?;
     super::mount_dirs::from_manifest(m).map(drop)
 }
 
@@ -222,7 +223,7 @@ fn check_entries(m: &Manifest) -> Result<(), PayloadError> {
 }
 
 /// Required extensions this build understands (FORMAT.md §5.6).
-const KNOWN_EXTENSIONS: &[(&str, u16)] = &[];
+const KNOWN_EXTENSIONS: &[(&str, u16)] = &[(super::store_ref::NAME, super::store_ref::VERSION)];
 
 #[cfg(test)]
 mod tests {
@@ -380,5 +381,39 @@ mod tests {
                 .to_string()
                 .contains("is 247 bytes but its blocks end at 246")
         );
+    }
+
+    /// FORMAT.md §5.6, §14: `store` version 1 is a required extension this build knows (and
+    /// checks); another version of it, or an unknown required one, is refused.
+    #[test]
+    fn the_store_extension_is_known_and_checked() {
+        use crate::format::manifest::Extension;
+        use crate::format::store_ref::StoreRef;
+        let mut m = Manifest::default();
+        m.entries.push(entry("", EntryKind::Directory));
+        let good = StoreRef {
+            store_id: [1; 16],
+            series: "s".into(),
+            version: "v".into(),
+        }
+        .to_extension()
+        .unwrap();
+        m.extensions = vec![good.clone()];
+        validate(&m).unwrap();
+        m.extensions[0].data.push(0);
+        let e = validate(&m).unwrap_err().to_string();
+        assert!(e.contains("the store record has trailing bytes"), "{e}");
+        m.extensions[0] = Extension {
+            version: 2,
+            ..good.clone()
+        };
+        let e = validate(&m).unwrap_err().to_string();
+        assert!(e.contains("feature \"store\" version 2"), "{e}");
+        m.extensions[0] = Extension {
+            name: "stores".into(),
+            ..good
+        };
+        let e = validate(&m).unwrap_err().to_string();
+        assert!(e.contains("feature \"stores\" version 1"), "{e}");
     }
 }

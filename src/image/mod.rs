@@ -19,6 +19,7 @@ use crate::format::PayloadError;
 use crate::format::manifest::Manifest;
 use crate::format::records::{FrameHeader, PackHeader, RECORD_LEN};
 use crate::format::source::{RangeRead, read_up_to};
+use crate::format::store_ref::{self, check_pack_owner};
 
 /// A byte range of an object (an open file, or an image over HTTP: `format::source`); of an
 /// encrypted image, a sealed stream (FORMAT.md §11.3) read as its plaintext.
@@ -326,7 +327,8 @@ impl Container {
         self.key.is_some()
     }
 
-    /// Locates every pack the manifest lists and checks its length and header.
+    /// Locates every pack the manifest lists and checks its length and header: the image's own
+    /// pack at its position or, when the manifest names a store, a pack of that store.
     pub fn packs(&self, m: &Manifest) -> Result<Vec<Span>, PayloadError> {
         let spans = match self.kind {
             ContainerKind::Oimg => {
@@ -361,6 +363,8 @@ impl Container {
                 msg: format!("{} packs listed, {} present", m.packs.len(), spans.len()),
             });
         }
+        // FORMAT.md §3, §14: the store record says which form every pack has.
+        let store = store_ref::from_manifest(m).map_err(|e| e.at(&self.path))?;
         for (i, (span, rec)) in spans.iter().zip(&m.packs).enumerate() {
             let bad = |msg: String| PayloadError::Image {
                 path: self.path.clone(),
@@ -376,9 +380,8 @@ impl Container {
             span.read_exact_at(&mut head, 0)
                 .map_err(|e| bad(format!("cannot read its header: {e}")))?;
             let h = PackHeader::decode(&head).map_err(|e| bad(e.to_string()))?;
-            if h.index != i as u32 || h.image_id != m.image.id {
-                return Err(bad("belongs to another image or position".into()));
-            }
+            check_pack_owner(&h, i as u32, &m.image.id, store.as_ref())
+                .map_err(|e| bad(e.to_string()))?;
         }
         if let Some(id) = self.image_id
             && id != m.image.id

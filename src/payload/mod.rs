@@ -13,3 +13,6 @@ pub mod packer;
 pub mod reader;
 pub mod verify;
 pub mod writer;
+
+#[cfg(test)]
+mod store_packs_tests;

@@ -57,10 +57,60 @@ impl Outgoing {
     }
 }
 
+/// Who the packs a capture writes belong to, which decides their headers (FORMAT.md §3).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PackOwner {
+    /// The image being written: version-2 headers with each pack's position and the image
+    /// id, as every image without a store has.
+    #[default]
+    Image,
+    /// The store `store_id` (docs/STORE.md §2.3): version-3 store-pack headers, each with a
+    /// fresh random salt. The manifest must then carry the `store` extension naming the same
+    /// store (`format::store_ref::StoreRef`), or no reader opens the image. Only tests make
+    /// it until the capture into a store lands (docs/STORE.md §13, stage 3).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Store { store_id: [u8; 16] },
+}
+
+impl PackOwner {
+    /// The header of the pack at `index` of the image `image_id`.
+    fn header(&self, index: u32, image_id: [u8; 16]) -> Result<PackHeader, PayloadError> {
+        Ok(match *self {
+            PackOwner::Image => PackHeader::Image { index, image_id },
+            PackOwner::Store { store_id } => PackHeader::Store {
+                store_id,
+                salt: fresh_salt()?,
+            },
+        })
+    }
+}
+
+/// 16 bytes from the kernel's random source: a store pack's salt makes its hash, and so its
+/// object name, new (docs/STORE.md §2.3, §5.2), so it must not repeat; without randomness
+/// the capture fails rather than risk it.
+fn fresh_salt() -> Result<[u8; 16], PayloadError> {
+    let mut salt = [0u8; 16];
+    let mut filled = 0;
+    while filled < salt.len() {
+        let flags = rustix::rand::GetRandomFlags::empty();
+        match rustix::rand::getrandom(&mut salt[filled..], flags) {
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => {
+                return Err(PayloadError::format(format!(
+                    "no random numbers for a store pack's salt: {e}"
+                )));
+            }
+        }
+    }
+    Ok(salt)
+}
+
 /// The packs written so far and the pack being written.
 struct Packs<'a> {
     sink: &'a mut dyn PackSink,
     image_id: [u8; 16],
+    owner: PackOwner,
     packs: Vec<PackRecord>,
     blocks: Vec<Option<BlockRecord>>,
     /// The open pack: its length so far, and the hash of its header and its blocks' hashes.
@@ -76,16 +126,19 @@ pub const HOLD_FRESH_BYTES: usize = 256 << 20;
 /// new blocks (compressed by the workers while the base's blocks wait for them to finish) are
 /// held back and written after the carried ones, as long as they fit in `hold` bytes; an
 /// unchanged part of the base then lands at the offsets it had there, which lets XFS and btrfs
-/// share its extents. Past `hold`, or with `hold` 0, blocks are written as they come.
+/// share its extents. Past `hold`, or with `hold` 0, blocks are written as they come. The
+/// packs' headers are those of `owner`'s packs, for the image `image_id`.
 pub fn pack_blocks(
     rx: Receiver<Outgoing>,
     sink: &mut dyn PackSink,
     image_id: [u8; 16],
+    owner: PackOwner,
     hold: usize,
 ) -> Result<(Vec<PackRecord>, Vec<BlockRecord>), PayloadError> {
     let mut p = Packs {
         sink,
         image_id,
+        owner,
         packs: Vec::new(),
         blocks: Vec::new(),
         open: None,
@@ -190,11 +243,7 @@ impl Packs<'_> {
             return Ok(*len);
         }
         let index = self.packs.len() as u32;
-        let header = PackHeader {
-            index,
-            image_id: self.image_id,
-        }
-        .encode();
+        let header = self.owner.header(index, self.image_id)?.encode();
         self.sink.begin_pack(index)?;
         self.sink.write_all(&header)?;
         let mut h = blake3::Hasher::new();
@@ -259,7 +308,7 @@ mod tests {
         }
         drop(tx);
         let mut sink = Collect::default();
-        let (packs, blocks) = pack_blocks(rx, &mut sink, [9; 16], hold).unwrap();
+        let (packs, blocks) = pack_blocks(rx, &mut sink, [9; 16], PackOwner::Image, hold).unwrap();
         assert_eq!(packs.len(), 1);
         assert_eq!(packs[0].len, sink.0.len() as u64);
         blocks.iter().map(|b| b.offset).collect()

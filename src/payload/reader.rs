@@ -12,6 +12,7 @@ use crate::format::PayloadError;
 use crate::format::frame::decode_manifest;
 use crate::format::manifest::{BlockIndex, ChunkId, ChunkIndex, Manifest};
 use crate::format::records::{BLOCK_HEADER_LEN, BlockHeader};
+use crate::format::store_ref;
 use crate::format::validate::validate;
 use crate::image::{self, ContainerKind, Span};
 
@@ -93,6 +94,14 @@ impl PayloadReader {
         let frame = c.manifest_bytes()?;
         let (manifest, version) = decode_manifest(&frame).map_err(|e| e.at(path))?;
         validate(&manifest).map_err(|e| e.at(path))?;
+        // FORMAT.md §14: store packs came with version 2's pack hash; a version-1 manifest
+        // naming a store is no image osimage made.
+        if version < 2 && manifest.extension(store_ref::NAME).is_some() {
+            return Err(PayloadError::Image {
+                path: path.to_path_buf(),
+                msg: "a manifest of format version 1 names a store (damaged or forged)".into(),
+            });
+        }
         let packs = c.packs(&manifest)?;
         Ok(PayloadReader {
             path: path.to_path_buf(),

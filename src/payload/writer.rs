@@ -15,6 +15,7 @@ use crossbeam_channel::{Sender, bounded};
 
 use super::chunker::{Chunker, PARAMS, is_zero};
 use super::codec::BlockCompressor;
+pub use super::packer::PackOwner;
 use super::packer::{Outgoing, pack_blocks};
 use crate::format::PayloadError;
 use crate::format::manifest::{
@@ -45,6 +46,9 @@ pub struct PayloadParams {
     pub threads: usize,
     pub keep_going: bool,
     pub image_id: [u8; 16],
+    /// Whose packs they are: the image's own (`PackOwner::Image`, every capture without a
+    /// store) or a store's (FORMAT.md §3, version 3).
+    pub packs: PackOwner,
 }
 
 /// What the pipeline produced, for the manifest.
@@ -198,7 +202,7 @@ fn run_threads(
         } else {
             0
         };
-        let packer = s.spawn(move || pack_blocks(rx, sink, params.image_id, hold));
+        let packer = s.spawn(move || pack_blocks(rx, sink, params.image_id, params.packs, hold));
         let workers: Vec<_> = (0..params.threads.max(1))
             .map(|_| {
                 let tx = tx.clone();
