@@ -212,6 +212,7 @@ pub(super) fn payload_params(
         threads: opts.threads.max(1),
         keep_going: opts.scan.keep_going,
         image_id,
+        pack_limit: crate::format::records::MAX_PACK_LEN,
     }
 }
 

@@ -45,6 +45,10 @@ pub struct PayloadParams {
     pub threads: usize,
     pub keep_going: bool,
     pub image_id: [u8; 16],
+    /// A pack is closed before the block that would take it past this length
+    /// (`packer::pack_blocks`): MAX_PACK_LEN for an image, the store's `pack_size` for a
+    /// store (docs/STORE.md §2.3).
+    pub pack_limit: u64,
 }
 
 /// What the pipeline produced, for the manifest.
@@ -198,7 +202,8 @@ fn run_threads(
         } else {
             0
         };
-        let packer = s.spawn(move || pack_blocks(rx, sink, params.image_id, hold));
+        let (id, limit) = (params.image_id, params.pack_limit);
+        let packer = s.spawn(move || pack_blocks(rx, sink, id, hold, limit));
         let workers: Vec<_> = (0..params.threads.max(1))
             .map(|_| {
                 let tx = tx.clone();
