@@ -215,6 +215,7 @@ pub(super) fn payload_params(
         keep_going: opts.scan.keep_going,
         image_id,
         packs: PackOwner::Image,
+        pack_limit: crate::format::records::MAX_PACK_LEN,
     }
 }
 

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use age::secrecy::SecretString;
 
 use crate::format::PayloadError;
+use crate::format::manifest::PackRecord;
 use crate::format::records::{FrameHeader, RECORD_LEN};
 use crate::format::sink::PackSink;
 use stream::{Sealer, StreamCipher, StreamId};
@@ -258,13 +259,13 @@ impl<S: PackSink + ?Sized> PackSink for SealedSink<'_, S> {
         Ok(())
     }
 
-    fn end_pack(&mut self) -> Result<(), PayloadError> {
+    fn end_pack(&mut self, rec: &PackRecord) -> Result<(), PayloadError> {
         if let Some(sealer) = self.current.take() {
             let inner = &mut *self.inner;
             sealer
                 .finish(&mut |b| inner.write_all(b).map_err(std::io::Error::other))
                 .map_err(sealed_io)?;
         }
-        self.inner.end_pack()
+        self.inner.end_pack(rec)
     }
 }

@@ -6,6 +6,7 @@ use std::fs::File;
 use std::sync::Arc;
 
 use super::PayloadError;
+use super::manifest::PackRecord;
 
 /// Where packs go: the container writes them (see `image::oimg`).
 pub trait PackSink: Send {
@@ -13,8 +14,10 @@ pub trait PackSink: Send {
     fn write_all(&mut self, bytes: &[u8]) -> Result<(), PayloadError>;
     /// Pack `index` starts (called before its first bytes).
     fn begin_pack(&mut self, index: u32) -> Result<(), PayloadError>;
-    /// The current pack is complete.
-    fn end_pack(&mut self) -> Result<(), PayloadError>;
+    /// The current pack is complete; `rec` is its length and hash as written (before any
+    /// sealing), so a sink that stores packs by name (an image store: docs/STORE.md §2.3) can
+    /// name it after `rec.hash`.
+    fn end_pack(&mut self, rec: &PackRecord) -> Result<(), PayloadError>;
     /// Appends the `len` bytes of `src.file` at `src.offset` (blocks a refresh carries over
     /// from its base). A sink writing to a file has the kernel copy them
     /// (`image::kernel_copy`); this default reads and writes them (an encrypted image's sink

@@ -11,7 +11,7 @@ use super::write_behind::WriteBehind;
 use crate::envelope::ImageKey;
 use crate::format::PayloadError;
 use crate::format::frame::encode_manifest;
-use crate::format::manifest::Manifest;
+use crate::format::manifest::{Manifest, PackRecord};
 use crate::format::sink::BlockSource;
 use crate::format::sink::PackSink;
 
@@ -102,7 +102,7 @@ impl PackSink for IsoPackWriter {
         Ok(())
     }
 
-    fn end_pack(&mut self) -> Result<(), PayloadError> {
+    fn end_pack(&mut self, _rec: &PackRecord) -> Result<(), PayloadError> {
         if let Some(start) = self.current.take() {
             self.packs.push((start, self.w.pos() - start));
         }

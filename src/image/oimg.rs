@@ -9,7 +9,7 @@ use super::{Backing, Container, ContainerKind};
 use crate::envelope::{ImageKey, Unlock};
 use crate::format::PayloadError;
 use crate::format::frame::{decode_frame_header, encode_manifest};
-use crate::format::manifest::Manifest;
+use crate::format::manifest::{Manifest, PackRecord};
 use crate::format::records::{ImageHeader, RECORD_LEN, Trailer};
 use crate::format::sink::BlockSource;
 use crate::format::sink::PackSink;
@@ -154,7 +154,7 @@ impl PackSink for OimgWriter {
     fn begin_pack(&mut self, _index: u32) -> Result<(), PayloadError> {
         Ok(())
     }
-    fn end_pack(&mut self) -> Result<(), PayloadError> {
+    fn end_pack(&mut self, _rec: &PackRecord) -> Result<(), PayloadError> {
         Ok(())
     }
     fn write_copy(&mut self, len: u64, src: &BlockSource) -> Result<(), PayloadError> {

@@ -2,15 +2,17 @@
 //! manifest; and the reader for all of it (docs/FORMAT.md). The format's types, records and
 //! checks are `crate::format`'s; this is the pipeline that writes and reads them.
 //!
-//! `writer` runs the capture pipeline (read → cut → hash → dedup → compress → pack), `reader`
-//! opens an image wherever it lives and hands out verified chunks (checked first by
-//! `format::validate`), `verify` checks every byte.
+//! `writer` runs the capture pipeline (read → cut → hash → dedup → compress → pack; blocks
+//! already stored are copied from a refresh's base by `carry` or referenced in a store by
+//! `reference`), `reader` opens an image wherever it lives and hands out verified chunks
+//! (checked first by `format::validate`), `verify` checks every byte.
 
 pub mod carry;
 pub mod chunker;
 pub mod codec;
 pub mod packer;
 pub mod reader;
+pub mod reference;
 pub mod verify;
 pub mod writer;
 

@@ -1,5 +1,5 @@
 //! The pack thread of the capture pipeline: appends the blocks the workers send to packs of at
-//! most 1 GiB, and records each block's place and hash and each pack's hash (docs/FORMAT.md
+//! most a given length (1 GiB in an image, a store's `pack_size` in a store), and records each block's place and hash and each pack's hash (docs/FORMAT.md
 //! §1–3).
 //!
 //! A message is one freshly compressed block (hashed by the worker that compressed it), or a
@@ -113,6 +113,8 @@ struct Packs<'a> {
     owner: PackOwner,
     packs: Vec<PackRecord>,
     blocks: Vec<Option<BlockRecord>>,
+    /// A pack closes before the block that would take it past this length.
+    limit: u64,
     /// The open pack: its length so far, and the hash of its header and its blocks' hashes.
     open: Option<(u64, blake3::Hasher)>,
 }
@@ -128,12 +130,18 @@ pub const HOLD_FRESH_BYTES: usize = 256 << 20;
 /// unchanged part of the base then lands at the offsets it had there, which lets XFS and btrfs
 /// share its extents. Past `hold`, or with `hold` 0, blocks are written as they come. The
 /// packs' headers are those of `owner`'s packs, for the image `image_id`.
+///
+/// A pack is closed before the block that would take it past `limit` bytes (header included;
+/// at most MAX_PACK_LEN, which a larger `limit` is cut to), so no pack is longer than `limit`
+/// unless its one block alone is. (docs/STORE.md §2.3 also allows a store pack to end one block
+/// past its `pack_size`; this writer keeps to the stricter rule.)
 pub fn pack_blocks(
     rx: Receiver<Outgoing>,
     sink: &mut dyn PackSink,
     image_id: [u8; 16],
     owner: PackOwner,
     hold: usize,
+    limit: u64,
 ) -> Result<(Vec<PackRecord>, Vec<BlockRecord>), PayloadError> {
     let mut p = Packs {
         sink,
@@ -141,6 +149,7 @@ pub fn pack_blocks(
         owner,
         packs: Vec::new(),
         blocks: Vec::new(),
+        limit: limit.min(MAX_PACK_LEN),
         open: None,
     };
     let mut held: Vec<Outgoing> = Vec::new();
@@ -175,7 +184,7 @@ pub fn pack_blocks(
 
 impl Packs<'_> {
     /// Appends the message's blocks, starting a new pack where the open one would pass
-    /// MAX_PACK_LEN; the bytes between pack boundaries go to the sink in one call.
+    /// the limit; the bytes between pack boundaries go to the sink in one call.
     fn append(&mut self, out: &Outgoing) -> Result<(), PayloadError> {
         let run = out.len();
         if (out.bytes.len() != run && !out.bytes.is_empty())
@@ -190,7 +199,7 @@ impl Packs<'_> {
             if self
                 .open
                 .as_ref()
-                .is_some_and(|(len, _)| len + total as u64 > MAX_PACK_LEN)
+                .is_some_and(|(len, _)| len + total as u64 > self.limit)
             {
                 self.emit(out, segment, at)?;
                 segment = at;
@@ -252,14 +261,15 @@ impl Packs<'_> {
         Ok(RECORD_LEN as u64)
     }
 
-    /// Ends the open pack, if any, and records its length and hash.
+    /// Ends the open pack, if any, and records its length and hash (which the sink is told).
     fn close(&mut self) -> Result<(), PayloadError> {
         if let Some((len, h)) = self.open.take() {
-            self.sink.end_pack()?;
-            self.packs.push(PackRecord {
+            let rec = PackRecord {
                 len,
                 hash: *h.finalize().as_bytes(),
-            });
+            };
+            self.sink.end_pack(&rec)?;
+            self.packs.push(rec);
         }
         Ok(())
     }
@@ -270,9 +280,9 @@ mod tests {
     use super::*;
     use crate::format::manifest::Codec;
 
-    /// Collects what the pack thread writes.
+    /// Collects what the pack thread writes, and the records it is told at each pack's end.
     #[derive(Default)]
-    struct Collect(Vec<u8>);
+    struct Collect(Vec<u8>, Vec<PackRecord>);
 
     impl PackSink for Collect {
         fn write_all(&mut self, bytes: &[u8]) -> Result<(), PayloadError> {
@@ -282,7 +292,8 @@ mod tests {
         fn begin_pack(&mut self, _index: u32) -> Result<(), PayloadError> {
             Ok(())
         }
-        fn end_pack(&mut self) -> Result<(), PayloadError> {
+        fn end_pack(&mut self, rec: &PackRecord) -> Result<(), PayloadError> {
+            self.1.push(rec.clone());
             Ok(())
         }
     }
@@ -308,7 +319,8 @@ mod tests {
         }
         drop(tx);
         let mut sink = Collect::default();
-        let (packs, blocks) = pack_blocks(rx, &mut sink, [9; 16], PackOwner::Image, hold).unwrap();
+        let (packs, blocks) =
+            pack_blocks(rx, &mut sink, [9; 16], PackOwner::Image, hold, MAX_PACK_LEN).unwrap();
         assert_eq!(packs.len(), 1);
         assert_eq!(packs[0].len, sink.0.len() as u64);
         blocks.iter().map(|b| b.offset).collect()
@@ -324,5 +336,49 @@ mod tests {
         assert_eq!(offsets(100), [h, h + b, h + 2 * b, h + 3 * b]);
         // Room for one new block: 0 waits until 2 overflows the hold, then both go, in order.
         assert_eq!(offsets(150), [h + b, h, h + 2 * b, h + 3 * b]);
+    }
+
+    #[test]
+    fn packs_close_before_the_block_that_would_pass_the_limit() {
+        let (h, b) = (RECORD_LEN as u64, (BLOCK_HEADER_LEN + 100) as u64);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        for i in 0..7 {
+            tx.send(message(i, 100, i as u8, false)).unwrap();
+        }
+        drop(tx);
+        let mut sink = Collect::default();
+        // Room for exactly three blocks; a fourth would pass the limit by one byte.
+        let limit = h + 3 * b;
+        let (packs, blocks) =
+            pack_blocks(rx, &mut sink, [9; 16], PackOwner::Image, 0, limit).unwrap();
+        let lens: Vec<u64> = packs.iter().map(|p| p.len).collect();
+        assert_eq!(lens, [h + 3 * b, h + 3 * b, h + b]);
+        let placed: Vec<(u32, u64)> = blocks.iter().map(|r| (r.pack, r.offset)).collect();
+        assert_eq!(
+            placed,
+            [
+                (0, h),
+                (0, h + b),
+                (0, h + 2 * b),
+                (1, h),
+                (1, h + b),
+                (1, h + 2 * b),
+                (2, h)
+            ]
+        );
+        // The sink learns each pack's record as it ends, the same the tables hold.
+        assert_eq!(sink.1, packs);
+        assert_eq!(sink.0.len() as u64, lens.iter().sum::<u64>());
+        // One byte less: two blocks per pack.
+        let (tx, rx) = crossbeam_channel::unbounded();
+        for i in 0..3 {
+            tx.send(message(i, 100, i as u8, false)).unwrap();
+        }
+        drop(tx);
+        let mut sink = Collect::default();
+        let (packs, _) =
+            pack_blocks(rx, &mut sink, [9; 16], PackOwner::Image, 0, limit - 1).unwrap();
+        let lens: Vec<u64> = packs.iter().map(|p| p.len).collect();
+        assert_eq!(lens, [h + 2 * b, h + b]);
     }
 }

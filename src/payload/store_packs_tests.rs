@@ -56,6 +56,7 @@ fn capture_with_store_packs(
         keep_going: false,
         image_id: IMAGE_ID,
         packs: PackOwner::Store { store_id: STORE_ID },
+        pack_limit: crate::format::records::MAX_PACK_LEN,
     };
     let tables = write_payload_with_base(&mut entries, &mut w, &params, None, &NoProgress).unwrap();
     let m = Manifest {
@@ -263,6 +264,7 @@ fn image_packs_under_a_manifest_naming_a_store_are_refused() {
         keep_going: false,
         image_id: IMAGE_ID,
         packs: PackOwner::Image,
+        pack_limit: crate::format::records::MAX_PACK_LEN,
     };
     let tables = write_payload_with_base(&mut entries, &mut w, &params, None, &NoProgress).unwrap();
     let m = Manifest {

@@ -17,6 +17,7 @@ use super::chunker::{Chunker, PARAMS, is_zero};
 use super::codec::BlockCompressor;
 pub use super::packer::PackOwner;
 use super::packer::{Outgoing, pack_blocks};
+use super::reference::{BasePacks, ReferenceCounts, Referenced};
 use crate::format::PayloadError;
 use crate::format::manifest::{
     BlockIndex, BlockRecord, ChunkId, ChunkIndex, ChunkRecord, DataRun, EntryKind, Meta, PackRecord,
@@ -49,6 +50,10 @@ pub struct PayloadParams {
     /// Whose packs they are: the image's own (`PackOwner::Image`, every capture without a
     /// store) or a store's (FORMAT.md §3, version 3).
     pub packs: PackOwner,
+    /// A pack is closed before the block that would take it past this length
+    /// (`packer::pack_blocks`): MAX_PACK_LEN for an image, the store's `pack_size` for a
+    /// store (docs/STORE.md §2.3).
+    pub pack_limit: u64,
 }
 
 /// What the pipeline produced, for the manifest.
@@ -68,7 +73,8 @@ pub struct PayloadTables {
 }
 
 /// A previous image a refresh reuses (issue #6; `crate::refresh::Base` implements it): files
-/// it vouches are unchanged, and chunks whose stored blocks can be copied verbatim.
+/// it vouches are unchanged, and chunks whose stored blocks can be copied verbatim. Or an image
+/// store a capture goes into (docs/STORE.md §4): its blocks are referenced where they lie.
 pub trait BaseImage: Sync {
     /// The data runs (in the base's chunk indexes) of a scanned file the base holds unchanged.
     fn unchanged_runs(&self, e: &ScannedEntry) -> Option<&[DataRun]>;
@@ -87,6 +93,12 @@ pub trait BaseImage: Sync {
     fn stored_run(&self, blocks: &[BlockIndex]) -> Result<super::carry::StoredRun, PayloadError>;
     /// Whether `stored_run` hands blocks over unread (a plain base of format version 2).
     fn copies_unread(&self) -> bool;
+    /// The base's packs when its blocks are referenced where they lie rather than copied (an
+    /// image store: `reference`); then `block_extent`, `stored_run` and `copies_unread` are
+    /// never asked. `None` (the default): a refresh copies the blocks it uses.
+    fn references(&self) -> Option<&dyn BasePacks> {
+        None
+    }
 }
 
 /// What a refresh took from its base.
@@ -100,6 +112,15 @@ pub struct ReuseCounters {
     pub chunks_new: u64,
     /// This image's blocks that are verbatim copies of the base's.
     pub copied_blocks: Vec<BlockIndex>,
+    /// What a capture into a store uses of the store where it lies: blocks, packs, bytes.
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "reported by the store's capture (issue #22), not yet here"
+        )
+    )]
+    pub referenced: ReferenceCounts,
 }
 
 /// The chunk index shared by all workers: id → record, claimed under one lock.
@@ -110,6 +131,8 @@ struct ChunkTable {
     /// Base block → its copy in this image (refresh only).
     base_blocks: HashMap<BlockIndex, BlockIndex>,
     copied: Vec<BlockIndex>,
+    /// Base blocks used where they lie (a store only).
+    referenced: Referenced,
     chunks_new: u64,
 }
 
@@ -142,7 +165,8 @@ enum Outcome {
 /// Reads every regular file of `entries`, fills in their data runs and writes the packs.
 /// Files that vanished are dropped; unreadable ones fail the capture, or with `keep_going`
 /// are dropped and listed. For a refresh, files `base` vouches for are not read, and chunks
-/// it already stores are not compressed again: their blocks are copied (docs/REFRESH.md).
+/// it already stores are not compressed again: their blocks are copied (docs/REFRESH.md), or
+/// with a store for base, referenced where they lie, after the new packs (docs/STORE.md §4).
 pub fn write_payload_with_base(
     entries: &mut Vec<ScannedEntry>,
     sink: &mut dyn PackSink,
@@ -197,12 +221,13 @@ fn run_threads(
     let next_batch = AtomicU32::new(0);
     let (tx, rx) = bounded::<Outgoing>(2 * params.threads.max(1) + 2);
     std::thread::scope(|s| {
-        let hold = if base.is_some() {
-            super::packer::HOLD_FRESH_BYTES
-        } else {
-            0
+        // Only blocks copied from a base are worth waiting for (referenced ones are not sent).
+        let hold = match base {
+            Some(b) if b.references().is_none() => super::packer::HOLD_FRESH_BYTES,
+            _ => 0,
         };
-        let packer = s.spawn(move || pack_blocks(rx, sink, params.image_id, params.packs, hold));
+        let (id, owner, limit) = (params.image_id, params.packs, params.pack_limit);
+        let packer = s.spawn(move || pack_blocks(rx, sink, id, owner, hold, limit));
         let workers: Vec<_> = (0..params.threads.max(1))
             .map(|_| {
                 let tx = tx.clone();
@@ -244,13 +269,14 @@ fn run_threads(
 
 impl Shared<'_> {
     /// The writer's tables from the chunk index and the counters, once every thread is done
-    /// (the files' outcomes not yet applied).
+    /// (the files' outcomes not yet applied). A store's referenced packs follow the new ones
+    /// (`reference::place`).
     fn into_tables(
         self,
-        packs: Vec<PackRecord>,
-        blocks: Vec<BlockRecord>,
+        mut packs: Vec<PackRecord>,
+        mut blocks: Vec<BlockRecord>,
     ) -> Result<PayloadTables, PayloadError> {
-        let table = self
+        let mut table = self
             .table
             .into_inner()
             .map_err(|_| PayloadError::format("chunk index poisoned"))?;
@@ -259,11 +285,22 @@ impl Shared<'_> {
                 "internal: a block was lost between threads",
             ));
         }
+        let referenced = match self.base.and_then(|b| b.references()) {
+            Some(base) => super::reference::place(
+                base,
+                table.referenced,
+                &mut packs,
+                &mut blocks,
+                &mut table.records,
+            )?,
+            None => Default::default(),
+        };
         let reuse = ReuseCounters {
             files_reused: self.files_reused.load(Ordering::SeqCst),
             files_read: self.files_read.load(Ordering::SeqCst),
             chunks_new: table.chunks_new,
             copied_blocks: table.copied,
+            referenced,
         };
         Ok(PayloadTables {
             packs,
@@ -583,8 +620,11 @@ impl Worker<'_> {
 }
 
 /// This image's index of the base's chunk `c`. The first chunk claimed from a base block
-/// brings all of that block's chunks into the index, under a new block number; the block
-/// itself is copied once every worker is done (`carry::send_carried`).
+/// brings all of that block's chunks into the index (later hits on them are then a lookup).
+/// A refresh gives the block a new number and copies it once every worker is done
+/// (`carry::send_carried`); a store's block keeps the base's number in the chunk records
+/// until `reference::place` lists its pack, and takes no number from `next_block` (the pack
+/// thread expects every such number to be written).
 fn claim_base_chunk(
     t: &mut ChunkTable,
     base: &dyn BaseImage,
@@ -596,13 +636,23 @@ fn claim_base_chunk(
     if let Some(&i) = t.by_id.get(&rec.id) {
         return Ok(i);
     }
-    let (from, to) = (rec.block, next_block.fetch_add(1, Ordering::SeqCst));
-    if t.base_blocks.insert(from, to).is_some() {
-        return Err(PayloadError::format(format!(
-            "internal: base block {from} copied twice"
-        )));
-    }
-    t.copied.push(to);
+    let from = rec.block;
+    let referenced = base.references().is_some();
+    let twice = || PayloadError::format(format!("internal: base block {from} claimed twice"));
+    let to = if referenced {
+        if !t.referenced.claim_block(from) {
+            return Err(twice());
+        }
+        from
+    } else {
+        let to = next_block.fetch_add(1, Ordering::SeqCst);
+        if t.base_blocks.insert(from, to).is_some() {
+            return Err(twice());
+        }
+        t.copied.push(to);
+        to
+    };
+    let first = t.records.len() as ChunkIndex;
     for &other in base.chunks_in_block(from) {
         let r = base.chunk(other).ok_or_else(missing)?;
         if t.by_id.contains_key(&r.id) {
@@ -616,6 +666,10 @@ fn claim_base_chunk(
             len: r.len,
         });
         t.by_id.insert(r.id, i);
+    }
+    if referenced {
+        t.referenced
+            .add_chunks(first..t.records.len() as ChunkIndex);
     }
     let i = *t.by_id.get(&rec.id).ok_or_else(missing)?;
     Ok(i)
