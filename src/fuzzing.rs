@@ -58,6 +58,24 @@ pub fn iso(data: &[u8]) {
     let _ = iso.lookup("osimage/packs/pack-000000.osp");
 }
 
+/// A store's `config` object (docs/STORE.md §2.1): frame, bounded body, value checks.
+pub fn store_config(data: &[u8]) {
+    let _ = crate::store::objects::decode_config("config", data);
+}
+
+/// An index object (STORE.md §2.4): frame, bounded zstd body, the packs' tiling.
+pub fn store_index(data: &[u8]) {
+    let _ = crate::store::objects::decode_index("index", data, None);
+}
+
+/// A version object (STORE.md §2.5): prefix, head, frame hash, then the manifest it holds,
+/// as `store ls -l` and the readers take it.
+pub fn store_version(data: &[u8]) {
+    if let Ok((_, frame)) = crate::store::objects::decode_version("version", data) {
+        manifest(frame);
+    }
+}
+
 /// The readers open files: `data` in a temporary one.
 fn to_file(data: &[u8]) -> Option<tempfile::NamedTempFile> {
     let mut f = tempfile::NamedTempFile::new().ok()?;

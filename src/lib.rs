@@ -29,15 +29,17 @@ pub(crate) mod restore;
 pub(crate) mod scan;
 pub(crate) mod schedule;
 pub(crate) mod signature;
+pub mod store;
 pub(crate) mod sys;
 pub(crate) mod units;
 
 // The public surface (issue #18, as rustic_core keeps its own): what the two front-ends
 // (`src/cli` in the binary, `agent` above), the integration tests and the fuzz targets use.
-// Three modules are public whole, each the implementation of a written specification that a
+// Four modules are public whole, each the implementation of a written specification that a
 // caller may program against: `format` (the image format, docs/FORMAT.md), `layout` (the disk
-// layout record, FORMAT.md §9, and the probes that fill it) and `iso` (ISO 9660 / El Torito,
-// docs/ISO.md); `agent` is the second front-end.
+// layout record, FORMAT.md §9, and the probes that fill it), `iso` (ISO 9660 / El Torito,
+// docs/ISO.md) and `store` (the image store's addresses and objects, docs/STORE.md §2, whose
+// Rust definitions that document makes normative); `agent` is the second front-end.
 
 // Capture.
 pub use capture::{

@@ -10,4 +10,5 @@ mod common;
 
 mod e2e_netboot;
 mod store_garage;
+mod store_objects;
 mod store_s3_object;

@@ -26,6 +26,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("rescue", &["format"]),
     ("restore", &["format", "layout", "payload", "extract"]),
     (
+        "store",
+        &["format", "envelope", "image", "payload", "remote", "rescue"],
+    ),
+    (
         "capture",
         &[
             "format", "scan", "envelope", "image", "iso", "layout", "payload", "refresh", "rescue",
@@ -51,7 +55,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "fuzzing",
-        &["format", "envelope", "iso", "layout", "payload", "restore"],
+        &[
+            "format", "envelope", "iso", "layout", "payload", "restore", "store",
+        ],
     ),
     (
         "agent",

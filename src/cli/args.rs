@@ -125,6 +125,13 @@ pub enum Command {
     /// requests (OSIMAGE_S3_ADDRESSING=path|virtual overrides).
     #[command(after_long_help = EXIT_STATUS)]
     Import(super::import::ImportArgs),
+    /// Make and inspect an image store in S3-compatible storage: many machines' images
+    /// under one s3://BUCKET/PREFIX, sharing their data.
+    ///
+    /// `store init` creates a store, `store ls` lists its image series and their versions
+    /// (STORE.md in /usr/share/doc/osimage). Credentials, region and endpoint as for import.
+    #[command(after_long_help = EXIT_STATUS)]
+    Store(super::store::StoreArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]

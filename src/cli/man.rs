@@ -123,6 +123,17 @@ const EXAMPLES: &[(&str, &str, &str)] = &[
          AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or ~/.aws/credentials).",
     ),
     (
+        "store init",
+        "osimage store init s3://images/fleet",
+        "Create an empty image store under the prefix fleet of the bucket images.",
+    ),
+    (
+        "store ls",
+        "osimage store ls -l s3://images/fleet --series web01",
+        "The versions of the series web01, oldest first, with each one's host, sizes and \
+         tags.",
+    ),
+    (
         "info",
         "osimage info s3://images/site-a/web01.iso",
         "Read an image kept in S3 with ranged, signed requests: only the bytes needed.",

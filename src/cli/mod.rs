@@ -21,6 +21,7 @@ mod restore;
 mod schedule;
 mod show;
 mod source;
+mod store;
 mod verify_boot;
 
 use std::io::Write;
@@ -70,6 +71,8 @@ fn exit_code(e: &(dyn std::error::Error + 'static)) -> i32 {
         || e.downcast_ref::<osimage::RestoreError>()
             .is_some_and(|e| e.is_usage())
         || e.downcast_ref::<osimage::NetbootError>()
+            .is_some_and(|e| e.is_usage())
+        || e.downcast_ref::<osimage::store::StoreError>()
             .is_some_and(|e| e.is_usage());
     if usage { 2 } else { 1 }
 }
@@ -110,6 +113,7 @@ pub fn main() -> i32 {
         Command::Sign(a) => run_sign(a, &p),
         Command::Netboot(a) => netboot::run(a, &p),
         Command::Import(a) => import::run(a, &p),
+        Command::Store(a) => store::run(a, &p),
         Command::Completions { shell } => {
             man::completions(shell, &mut std::io::stdout());
             Ok(0)

@@ -569,7 +569,7 @@ pub(crate) fn not_found(status: u16, resp: &mut ureq::http::Response<ureq::Body>
 }
 
 /// The first 4 KiB of an error answer's body, as text.
-fn error_body(resp: &mut ureq::http::Response<ureq::Body>) -> String {
+pub(crate) fn error_body(resp: &mut ureq::http::Response<ureq::Body>) -> String {
     let mut body = Vec::new();
     // An unreadable body leaves the message without its code; the status says enough.
     let _ = resp
@@ -629,7 +629,7 @@ fn certificate_error(e: &ureq::Error) -> Option<&rustls::CertificateError> {
 }
 
 /// The `<Code>` of an S3 error body, if it has a plausible one.
-fn s3_code(body: &str) -> Option<&str> {
+pub(crate) fn s3_code(body: &str) -> Option<&str> {
     let start = body.find("<Code>")? + "<Code>".len();
     let len = body[start..].find("</Code>")?;
     let code = &body[start..start + len];

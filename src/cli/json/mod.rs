@@ -10,6 +10,7 @@
 
 pub mod layout;
 pub mod restore;
+pub mod store;
 
 use std::io::Write;
 

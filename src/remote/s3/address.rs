@@ -5,7 +5,7 @@ use std::fmt;
 use super::S3Error;
 
 /// The scheme every S3 address starts with.
-const SCHEME: &str = "s3://";
+pub(crate) const SCHEME: &str = "s3://";
 
 /// Whether `s` is an S3 address (`s3://…`) rather than a path or an HTTP URL.
 pub fn is_s3(s: &str) -> bool {
@@ -54,7 +54,8 @@ impl fmt::Display for S3Address {
     }
 }
 
-fn check_bucket(b: &str) -> Result<(), String> {
+/// Whether `b` is a bucket name S3 accepts; the reason when not.
+pub(crate) fn check_bucket(b: &str) -> Result<(), String> {
     let ok_byte = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-';
     let edge = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
     if b.is_empty() {
@@ -75,7 +76,8 @@ fn check_bucket(b: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_key(k: &str) -> Result<(), String> {
+/// Whether `k` is an object key osimage uses (see [`S3Address::parse`]); the reason when not.
+pub(crate) fn check_key(k: &str) -> Result<(), String> {
     if k.is_empty() {
         return Err("no object key after the bucket (s3://BUCKET/KEY)".into());
     }

@@ -12,19 +12,19 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use md5::Digest as _;
 use rusty_s3::actions::{
-    AbortMultipartUpload, CompleteMultipartUpload, CreateMultipartUpload, GetObject, HeadObject,
-    PutObject, UploadPart,
+    AbortMultipartUpload, CompleteMultipartUpload, CreateMultipartUpload, DeleteObject, GetObject,
+    HeadObject, PutObject, UploadPart,
 };
 use rusty_s3::{Bucket, Credentials, S3Action};
 
 use super::{S3Address, S3Error, S3Settings};
 use crate::remote::HttpObject;
-use crate::remote::http::{agent, not_found, refusal, scrub_queries};
+use crate::remote::http::{agent, error_body, not_found, refusal, s3_code, scrub_queries};
 use crate::remote::retry::{RetryPolicy, backoff, jitter_unit};
 use crate::remote::trust::Trust;
 
 /// How long the signature of one request stays good.
-const REQUEST_TTL: Duration = Duration::from_secs(15 * 60);
+pub(super) const REQUEST_TTL: Duration = Duration::from_secs(15 * 60);
 /// The longest a presigned URL may live (SigV4's limit: 7 days).
 pub const PRESIGN_MAX: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Uploads of more than this go in parts of at least this size.
@@ -34,16 +34,16 @@ const MAX_PARTS: u64 = 10_000;
 
 /// One bucket on one server, with the credentials to use it.
 pub struct S3Client {
-    bucket: Arc<Bucket>,
+    pub(super) bucket: Arc<Bucket>,
     style: rusty_s3::UrlStyle,
-    credentials: Arc<Credentials>,
-    agent: ureq::Agent,
+    pub(super) credentials: Arc<Credentials>,
+    pub(super) agent: ureq::Agent,
     policy: RetryPolicy,
     trust: Trust,
 }
 
 /// Why one request failed.
-enum Fail {
+pub(super) enum Fail {
     /// Worth another try: a connection failure, 5xx, 429 or 408.
     Transient(String),
     Fatal(String),
@@ -85,7 +85,7 @@ impl S3Client {
     }
 
     /// The address of `key` in this bucket, as messages show it.
-    fn shown(&self, key: &str) -> String {
+    pub(super) fn shown(&self, key: &str) -> String {
         S3Address {
             bucket: self.bucket.name().to_string(),
             key: key.to_string(),
@@ -158,6 +158,72 @@ impl S3Client {
                         })?,
                 )),
                 404 => Ok(None),
+                s => Err(status_fail(s, &mut resp)),
+            }
+        })
+    }
+
+    /// The whole object `key`, or `None` when there is none; an object of more than
+    /// `max_len` bytes is refused before it is read (a small object's reader bounds it).
+    pub fn get(&self, key: &str, max_len: u64) -> Result<Option<Vec<u8>>, S3Error> {
+        self.with_retries(key, || {
+            let url = GetObject::new(&self.bucket, Some(&self.credentials), key).sign(REQUEST_TTL);
+            let mut resp = self.agent.get(url.as_str()).call().map_err(transport)?;
+            match resp.status().as_u16() {
+                200 => {}
+                // A missing bucket is no missing object: say it.
+                404 => {
+                    let body = error_body(&mut resp);
+                    return match s3_code(&body) {
+                        Some(c @ "NoSuchBucket") => Err(Fail::Fatal(format!(
+                            "no such bucket on the server (HTTP 404 {c})"
+                        ))),
+                        _ => Ok(None),
+                    };
+                }
+                s => return Err(status_fail(s, &mut resp)),
+            }
+            let too_big = |n: u64| {
+                Fail::Fatal(format!(
+                    "{n} bytes or more, larger than the {max_len} expected"
+                ))
+            };
+            let announced = resp
+                .headers()
+                .get("content-length")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if let Some(n) = announced.filter(|&n| n > max_len) {
+                return Err(too_big(n));
+            }
+            let mut body = Vec::new();
+            resp.body_mut()
+                .as_reader()
+                .take(max_len + 1)
+                .read_to_end(&mut body)
+                .map_err(|e| Fail::Transient(format!("reading the object: {e}")))?;
+            if body.len() as u64 > max_len {
+                return Err(too_big(body.len() as u64));
+            }
+            if announced.is_some_and(|n| n != body.len() as u64) {
+                return Err(Fail::Transient(format!(
+                    "the body ended after {} of {} bytes",
+                    body.len(),
+                    announced.unwrap_or_default()
+                )));
+            }
+            Ok(Some(body))
+        })
+    }
+
+    /// Deletes `key`; an object already gone is no error (S3 answers 204 either way).
+    pub fn delete(&self, key: &str) -> Result<(), S3Error> {
+        self.with_retries(key, || {
+            let url =
+                DeleteObject::new(&self.bucket, Some(&self.credentials), key).sign(REQUEST_TTL);
+            let mut resp = self.agent.delete(url.as_str()).call().map_err(transport)?;
+            match resp.status().as_u16() {
+                200 | 204 | 404 => Ok(()),
                 s => Err(status_fail(s, &mut resp)),
             }
         })
@@ -323,7 +389,7 @@ impl S3Client {
 
     /// Runs `request` until it succeeds, fails for good, or has failed for the policy's
     /// retry window, with backoff between tries. Errors name `key`'s address.
-    fn with_retries<T>(
+    pub(super) fn with_retries<T>(
         &self,
         key: &str,
         mut request: impl FnMut() -> Result<T, Fail>,
@@ -378,7 +444,7 @@ fn content_md5(body: &[u8]) -> String {
 }
 
 /// A failed request that never got an answer: the connection, TLS, a timeout.
-fn transport(e: ureq::Error) -> Fail {
+pub(super) fn transport(e: ureq::Error) -> Fail {
     let msg = scrub_queries(match &e {
         ureq::Error::Io(io) => io.to_string(),
         _ => e.to_string(),
@@ -390,7 +456,7 @@ fn transport(e: ureq::Error) -> Fail {
 }
 
 /// An answer other than success.
-fn status_fail(status: u16, resp: &mut ureq::http::Response<ureq::Body>) -> Fail {
+pub(super) fn status_fail(status: u16, resp: &mut ureq::http::Response<ureq::Body>) -> Fail {
     match status {
         408 | 429 | 500 | 502 | 503 | 504 => {
             Fail::Transient(format!("the server answered HTTP {status}"))
@@ -402,7 +468,7 @@ fn status_fail(status: u16, resp: &mut ureq::http::Response<ureq::Body>) -> Fail
 }
 
 /// An answer's body of at most 1 MiB, as text.
-fn small_body(resp: &mut ureq::http::Response<ureq::Body>) -> Result<String, Fail> {
+pub(super) fn small_body(resp: &mut ureq::http::Response<ureq::Body>) -> Result<String, Fail> {
     let mut text = String::new();
     resp.body_mut()
         .as_reader()

@@ -1,0 +1,231 @@
+//! `osimage store init|ls`: make a store, and show what it holds (docs/STORE.md §2.1, §5.6).
+//! Parsing and printing only; the work is `osimage::store`.
+
+use std::io::Write as _;
+
+use clap::{Args, Subcommand};
+use osimage::s3;
+use osimage::store::objects::{DEFAULT_PACK_SIZE, MAX_PACK_SIZE, MIN_PACK_SIZE, VersionHead};
+use osimage::store::{ListedVersion, Store, StoreRoot, names};
+
+use super::progress::TermProgress;
+use super::{Failure, UsageError, config, json, show, source};
+
+/// Manage an image store in S3-compatible storage (STORE.md in /usr/share/doc/osimage).
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    #[command(subcommand)]
+    pub command: StoreCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Create an empty store at s3://BUCKET/PREFIX.
+    ///
+    /// Writes the store's config object: a new random store id, the pack size, and the
+    /// chunking and compression every capture into the store uses, so identical data cuts
+    /// identically on every machine. A prefix that holds a store already is refused and left
+    /// as it is. Credentials and endpoint as the AWS tools take them (AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL, ~/.aws/).
+    Init(InitArgs),
+    /// List the image series of a store and their versions, oldest first.
+    ///
+    /// Series, versions and the size of each version object come from listings alone; -l
+    /// reads each version's head (one ranged request per version) for its host, system,
+    /// creation time, file counts and sizes, packs and tags.
+    Ls(LsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Where the store goes: s3://BUCKET/PREFIX (PREFIX may be empty: the bucket's root).
+    pub store: String,
+    /// Close packs at this size: 8 MiB to 256 MiB, as bytes or with a unit (32M, 64MiB)
+    /// [default: 32 MiB].
+    #[arg(long, value_name = "SIZE", value_parser = pack_size)]
+    pub pack_size: Option<u32>,
+    #[command(flatten)]
+    pub net: source::NetArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// The store: s3://BUCKET/PREFIX.
+    pub store: String,
+    /// Only the versions of series NAME.
+    #[arg(long, value_name = "NAME")]
+    pub series: Option<String>,
+    /// Read each version's head: host, system, creation time, files, sizes, packs, tags.
+    #[arg(short = 'l', long = "long")]
+    pub long: bool,
+    /// Print one JSON document instead of lines (schema: JSON.md in /usr/share/doc/osimage).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub net: source::NetArgs,
+}
+
+pub fn run(a: StoreArgs, p: &TermProgress) -> Result<i32, Failure> {
+    match a.command {
+        StoreCommand::Init(a) => init(a, p),
+        StoreCommand::Ls(a) => ls(a),
+    }
+}
+
+/// `--pack-size`: bytes, or a number with K/KiB, M/MiB or G/GiB, within the allowed range.
+fn pack_size(s: &str) -> Result<u32, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("{s:?} is not a size"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" => 10,
+        "m" | "mib" => 20,
+        "g" | "gib" => 30,
+        _ => return Err(format!("{s:?}: the unit is K, M or G (KiB, MiB, GiB)")),
+    };
+    let bytes = n.checked_shl(shift).filter(|b| b >> shift == n);
+    match bytes {
+        Some(b) if (u64::from(MIN_PACK_SIZE)..=u64::from(MAX_PACK_SIZE)).contains(&b) => {
+            Ok(b as u32)
+        }
+        _ => Err(format!(
+            "{s:?}: packs are {} MiB to {} MiB",
+            MIN_PACK_SIZE >> 20,
+            MAX_PACK_SIZE >> 20
+        )),
+    }
+}
+
+/// The store at `address` and a client for its bucket.
+fn client_for(address: &str, net: &source::NetArgs) -> Result<(s3::S3Client, StoreRoot), Failure> {
+    let root = StoreRoot::parse(address).map_err(|e| UsageError(e.to_string()))?;
+    let bucket = s3::S3Address {
+        bucket: root.bucket.clone(),
+        key: root.key("config"),
+    };
+    Ok((net.s3_client(&bucket)?, root))
+}
+
+fn init(a: InitArgs, p: &TermProgress) -> Result<i32, Failure> {
+    let (client, root) = client_for(&a.store, &a.net)?;
+    let config = Store::new_config(
+        a.pack_size.unwrap_or(DEFAULT_PACK_SIZE),
+        config::DEFAULT_LEVEL,
+    );
+    let store = Store::init(client, root, config)?;
+    let c = &store.config;
+    p.say(&format!(
+        "{}: store {} created (packs of {}, chunks of {}/{}/{} min/avg/max, zstd level {})",
+        store.root,
+        names::hex(&store.id),
+        show::bytes(u64::from(c.pack_size)),
+        show::bytes(u64::from(c.chunking.min)),
+        show::bytes(u64::from(c.chunking.avg)),
+        show::bytes(u64::from(c.chunking.max)),
+        c.zstd_level
+    ));
+    Ok(0)
+}
+
+fn ls(a: LsArgs) -> Result<i32, Failure> {
+    if let Some(s) = &a.series {
+        names::check_series(s).map_err(|e| UsageError(format!("--series {s}: {e}")))?;
+    }
+    let (client, root) = client_for(&a.store, &a.net)?;
+    let store = Store::open(client, root)?;
+    let versions = store.list_versions(a.series.as_deref())?;
+    let heads = if a.long {
+        versions
+            .iter()
+            .map(|v| store.read_head(&v.series, &v.version).map(Some))
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        vec![None; versions.len()]
+    };
+    if a.json {
+        json::print("store ls", &json::store::listing(&store, &versions, &heads))?;
+        return Ok(0);
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    writeln!(
+        out,
+        "{}: store {}, created {}, packs of {}",
+        store.root,
+        names::hex(&store.id),
+        json::rfc3339(store.config.created),
+        show::bytes(u64::from(store.config.pack_size))
+    )?;
+    if versions.is_empty() {
+        match &a.series {
+            Some(s) => writeln!(out, "no versions of {s}")?,
+            None => writeln!(out, "no images yet")?,
+        }
+        return Ok(0);
+    }
+    let mut series: Option<&str> = None;
+    for (v, head) in versions.iter().zip(&heads) {
+        if series != Some(v.series.as_str()) {
+            let n = versions.iter().filter(|x| x.series == v.series).count() as u64;
+            writeln!(
+                out,
+                "{}  {}",
+                v.series,
+                show::count(n, "version", "versions")
+            )?;
+            series = Some(&v.series);
+        }
+        writeln!(out, "  {}", version_line(v, head.as_ref()))?;
+    }
+    Ok(0)
+}
+
+/// One version: its name and object size, and with -l what its head says.
+fn version_line(v: &ListedVersion, head: Option<&VersionHead>) -> String {
+    let mut line = format!("{}  {}", v.version, show::bytes(v.size));
+    if let Some(h) = head {
+        let s = &h.summary;
+        line += &format!(
+            "  {}, {}, created {}, {}, {} of files, {} stored, {} new, {}",
+            h.hostname,
+            h.os_release,
+            json::rfc3339(h.created),
+            show::count(s.files, "file", "files"),
+            show::bytes(s.file_bytes),
+            show::bytes(s.stored_bytes),
+            show::bytes(s.new_bytes),
+            show::count(h.packs.len() as u64, "pack", "packs"),
+        );
+        if !h.tags.is_empty() {
+            line += &format!(", tags {}", h.tags.join(","));
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_sizes_take_units_and_stay_in_range() {
+        assert_eq!(pack_size("32M"), Ok(32 << 20));
+        assert_eq!(pack_size("64MiB"), Ok(64 << 20));
+        assert_eq!(pack_size("8388608"), Ok(8 << 20));
+        assert_eq!(pack_size("256m"), Ok(256 << 20));
+        for bad in [
+            "7M",
+            "257M",
+            "1G",
+            "32X",
+            "M",
+            "",
+            "-8M",
+            "99999999999999999999G",
+        ] {
+            assert!(pack_size(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! The image store on object storage (docs/STORE.md): a fleet's images under one
+//! `s3://BUCKET/PREFIX/`, sharing their packs. Row 5 of docs/DESIGN.md's layer table.
+//!
+//! `address` parses store and image addresses (§1), `names` the object keys of §2 and the
+//! version strings of §2.5, `objects` encodes and decodes the objects themselves (§2.1, §2.4,
+//! §2.5: the Rust definitions there are normative), and `open` is a [`Store`]: the config
+//! read, versions listed, heads read, index and version objects written, through
+//! `remote::s3::S3Client`. Plain stores only so far (§13 stage 3): no encryption, no locks.
+
+mod address;
+pub mod names;
+pub mod objects;
+mod open;
+
+pub use address::{ImageAddress, StoreRoot};
+pub use objects::ObjectError;
+pub use open::{HEAD_READ, ListedVersion, Store};
+
+use crate::remote::s3::S3Error;
+
+/// What went wrong with a store: its address, its objects, or a request.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A malformed `s3://` address, series name or version (exit status 2).
+    #[error("{0}")]
+    Address(String),
+    /// `store init` where a store exists already.
+    #[error("an osimage store already exists at {0}")]
+    Exists(String),
+    /// No `config` under the prefix.
+    #[error("no osimage store at {0} (osimage store init {0})")]
+    NoStore(String),
+    /// An object that does not decode, fails its hash, or says something else than its name.
+    #[error(transparent)]
+    Object(#[from] ObjectError),
+    /// What this build cannot do with an existing store (an encrypted one, a newer format).
+    #[error("{0}")]
+    Unsupported(String),
+    #[error(transparent)]
+    S3(#[from] S3Error),
+}
+
+impl StoreError {
+    /// Whether the error is the user's input rather than the store's state (exit status 2).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Address(_) | StoreError::S3(S3Error::Address(_) | S3Error::Settings(_))
+        )
+    }
+}
+
+/// `N` random bytes from the kernel (salts and nonces: they need uniqueness, not secrecy, but
+/// the kernel's are both).
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], StoreError> {
+    let mut b = [0u8; N];
+    let mut filled = 0;
+    while filled < N {
+        match rustix::rand::getrandom(&mut b[filled..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => {
+                return Err(StoreError::Unsupported(format!(
+                    "no random bytes from the kernel: {e}"
+                )));
+            }
+        }
+    }
+    Ok(b)
+}
