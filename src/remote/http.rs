@@ -327,7 +327,8 @@ impl RangeRead for HttpObject {
     }
 
     /// Fetches `ranges` ahead of the reads (docs/STORE.md §7.2.1): merged into runs of up
-    /// to 16 MiB, one request each, by `connections` threads started at the first plan.
+    /// to 16 MiB that end where a part does, one request each, by `connections` threads
+    /// started at the first plan.
     fn plan(&self, ranges: Vec<(u64, u64)>) {
         let inner = &self.inner;
         let mut ranges = ranges;
