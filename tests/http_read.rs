@@ -583,3 +583,100 @@ fn planned_reads_take_far_fewer_requests_than_blocks() {
         }
     }
 }
+
+/// Several objects read as one, their concatenation (a store version's packs, STORE.md
+/// §7.2.1): blocks planned in each part come in runs that never cross from one part into
+/// the next, so the requests are about one per 16 MiB plus one per part, all through one
+/// pool and one set of counters; each range is the part's own, so the bytes are the files'
+/// byte for byte; a 503 and a body cut in the middle are retried and resumed.
+#[test]
+fn parts_read_as_one_object_with_one_plan() {
+    use osimage::format::source::RangeRead;
+    const MIB: u64 = 1 << 20;
+    let dir = common::scratch();
+    let sizes = [20 * MIB + 3, 5 * MIB, 12 * MIB + 1];
+    let mut whole = Vec::new();
+    let mut files = Vec::new();
+    for (i, &n) in sizes.iter().enumerate() {
+        let bytes: Vec<u8> = (0..n)
+            .map(|j| (j * 31 + j / 4093 + i as u64) as u8)
+            .collect();
+        let path = dir.path().join(format!("pack-{i}"));
+        std::fs::write(&path, &bytes).expect("writing a part");
+        whole.extend_from_slice(&bytes);
+        files.push((format!("pack-{i}"), path));
+    }
+    let named: Vec<(&str, PathBuf)> = files.iter().map(|(n, p)| (n.as_str(), p.clone())).collect();
+    let server = Server::start(&named);
+    let urls: Vec<(String, u64)> = files
+        .iter()
+        .zip(sizes)
+        .map(|((n, _), len)| (server.url(&format!("{n}?X-Amz-Signature=secret")), len))
+        .collect();
+    let policy = osimage::RetryPolicy {
+        retry_for: std::time::Duration::from_secs(5),
+        ..Default::default()
+    };
+    let trust = osimage::Trust::default();
+    let obj = osimage::HttpObject::open_urls(&urls, "packs".into(), policy, &trust)
+        .expect("opening the parts");
+    assert_eq!(
+        server.answers.load(Ordering::SeqCst),
+        0,
+        "no request at open"
+    );
+    assert_eq!(obj.len(), whole.len() as u64);
+    // An ordinary read first (answer 1, a page); then a run is refused once (answer 2) and
+    // the body of answer 4, a run of over 4 MiB, breaks off after 1 MiB + 5 bytes.
+    let mut head = [0u8; 64];
+    obj.read_exact_at(&mut head, 0).expect("the first bytes");
+    assert_eq!(head, whole[..64]);
+    server.faults.unavailable.store(1, Ordering::SeqCst);
+    *server.faults.cut.lock().unwrap() = Some((4, MIB + 5));
+    // 100 KiB blocks tiling each part, as a pack's blocks do
+    let mut blocks = Vec::new();
+    let mut start = 0;
+    for n in sizes {
+        blocks.extend(
+            (0..n)
+                .step_by(100 << 10)
+                .map(|a| (start + a, (100 << 10).min(n - a))),
+        );
+        start += n;
+    }
+    obj.plan(blocks.clone());
+    let mut buf = Vec::new();
+    for &(at, len) in &blocks {
+        buf.resize(len as usize, 0);
+        obj.read_exact_at(&mut buf, at).expect("a planned block");
+        assert!(
+            buf == whole[at as usize..(at + len) as usize],
+            "the bytes at {at}"
+        );
+    }
+    let stats = obj.stats();
+    let answers = server.answers.load(Ordering::SeqCst);
+    assert_eq!(
+        stats.requests, answers,
+        "one set of counters for every part"
+    );
+    assert_eq!(
+        (stats.retries, stats.resumed_bytes),
+        (2, MIB + 5),
+        "{stats:?}"
+    );
+    assert!(
+        server.faults.cut.lock().unwrap().is_none(),
+        "the cut happened"
+    );
+    // the page read first, one request per 16 MiB and per part, the 503 and the resume
+    let bound = 1 + (whole.len() as u64).div_ceil(16 << 20) + sizes.len() as u64 + 2;
+    assert!(answers <= bound, "{answers} requests, more than {bound}");
+    let targets = server.targets.lock().unwrap();
+    assert!(
+        targets
+            .iter()
+            .all(|t| files.iter().any(|(n, _)| t.starts_with(&format!("/{n}?")))),
+        "every request asks for one part: {targets:?}"
+    );
+}

@@ -363,3 +363,60 @@ fn netboot_of_an_iso_in_a_bucket_presigns_a_url_that_needs_no_credentials_until_
     );
     assert_eq!(run.code, 2, "{}", run.describe());
 }
+
+/// A version's packs read as one object (`S3Client::open_many`, STORE.md §7.2.1): each part
+/// signed anew per request, the concatenation read back byte for byte through one plan, and
+/// a part whose object has another length than the list says is named as replaced.
+#[test]
+fn objects_opened_as_parts_read_as_their_concatenation() {
+    use osimage::format::source::RangeRead;
+    use osimage::s3::{S3Client, S3Settings};
+    let g = Garage::start();
+    let env = g.osimage_env();
+    let var = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let settings = S3Settings::resolve(&var, None).expect("settings");
+    let policy = osimage::RetryPolicy::default();
+    let client =
+        S3Client::new(&settings, g.bucket(), policy, &osimage::Trust::default()).expect("client");
+    let sizes = [(3 << 20) + 5, 1 << 20, 70_000];
+    let mut whole = Vec::new();
+    let mut parts = Vec::new();
+    for (i, n) in sizes.into_iter().enumerate() {
+        let bytes = common::iso::noise(n, 0x5eed + i as u64);
+        let key = format!("p/packs/0{i}/pack-{i}");
+        client.put(&key, &bytes).expect("put");
+        whole.extend_from_slice(&bytes);
+        parts.push((key, n as u64));
+    }
+    let obj = client.open_many(&parts, "p@v1".into()).expect("open_many");
+    assert_eq!(obj.len(), whole.len() as u64);
+    let blocks: Vec<(u64, u64)> = (0..whole.len() as u64)
+        .step_by(300_000)
+        .map(|a| (a, 300_000.min(whole.len() as u64 - a)))
+        .collect();
+    obj.plan(blocks.clone());
+    let mut buf = Vec::new();
+    for (at, len) in blocks {
+        buf.resize(len as usize, 0);
+        obj.read_exact_at(&mut buf, at).expect("a planned read");
+        assert!(
+            buf == whole[at as usize..(at + len) as usize],
+            "the bytes at {at}"
+        );
+    }
+    let requests = obj.stats().requests;
+    assert!(requests <= 8, "{requests} requests for 3 parts and 4.1 MiB");
+    parts[1].1 += 1;
+    let obj = client.open_many(&parts, "p@v1".into()).expect("open_many");
+    let e = obj
+        .read_exact_at(&mut buf[..100], sizes[0] as u64 + 10)
+        .expect_err("a part of another length");
+    let msg = e.to_string();
+    let named = format!(
+        "s3://{}/p/packs/01/pack-1: it has {} bytes",
+        g.bucket(),
+        sizes[1]
+    );
+    assert!(msg.starts_with(&named), "{msg}");
+    assert!(msg.contains("the object was replaced"), "{msg}");
+}

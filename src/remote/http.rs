@@ -2,21 +2,22 @@
 //! range per request (some servers refuse several). docs/STORE.md §7.3 says which answers
 //! are tried again and which stop the read; every byte a server sends is checked against
 //! the range asked for, and the object's length is fixed by the first answer, so an object
-//! replaced while it is read is noticed.
+//! replaced while it is read is noticed. An object may also be several objects of known
+//! lengths read as one (`parts`: a store version's packs).
 
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
 
-use super::ahead::{Ahead, DEFAULT_BUDGET, build_runs};
+use super::ahead::{Ahead, DEFAULT_BUDGET, build_cut_runs};
 use super::pages::{PAGE, ReadCache};
 use super::range::{ContentRange, host, parse_content_range, redact};
-use super::retry::{
-    Counters, NetStats, RetryPolicy, backoff, jitter_unit, waiting_line, waiting_times,
-};
+use super::retry::{Counters, NetStats, RetryPolicy};
 use super::trust::Trust;
 use crate::format::source::RangeRead;
+use attempts::Attempts;
+use parts::Parts;
+pub(crate) use parts::{Part, Signer, Target};
 
 /// Reads this long or longer are not served from pages (a page that held part of a large
 /// block would fetch those bytes twice).
@@ -37,7 +38,7 @@ pub struct HttpObject {
 /// What the reading threads and the fetchers share.
 struct Inner {
     conn: Conn,
-    /// The object's length, from the first answer's `Content-Range`.
+    /// The object's length, from the first answer's `Content-Range` (the parts' sum).
     len: u64,
     /// Recent pages and block reads.
     reads: Mutex<ReadCache>,
@@ -58,25 +59,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Makes a freshly signed URL for each request (an S3 object, `super::s3`).
-pub(crate) type Signer = Box<dyn Fn() -> String + Send + Sync>;
-
-/// Where requests go: one URL, or one signed anew for every request.
-enum Target {
-    /// The URL as given, query and all: sent, never shown.
-    Fixed(String),
-    Signed(Signer),
-}
-
-impl Target {
-    fn url(&self) -> String {
-        match self {
-            Target::Fixed(u) => u.clone(),
-            Target::Signed(sign) => sign(),
-        }
-    }
-}
-
 /// The agent every request of `remote` goes through: TLS with `trust`'s roots, the policy's
 /// timeouts, HTTP error statuses as answers (each is classified by its caller).
 pub(crate) fn agent(policy: &RetryPolicy, trust: &Trust) -> ureq::Agent {
@@ -93,8 +75,9 @@ pub(crate) fn agent(policy: &RetryPolicy, trust: &Trust) -> ureq::Agent {
 /// How to reach the object.
 struct Conn {
     agent: ureq::Agent,
-    target: Target,
-    /// The URL as messages show it (`range::redact`).
+    /// Where its bytes are: one object, or several end to end.
+    parts: Parts,
+    /// The object as messages show it (the URL without its query, `range::redact`).
     shown: String,
     /// `--ca FILE`, for the message about an untrusted certificate.
     ca_file: Option<String>,
@@ -131,22 +114,49 @@ impl HttpObject {
         HttpObject::open_target(Target::Signed(sign), shown, policy, trust)
     }
 
+    /// Opens `parts` as one object, their concatenation, named `shown`: their lengths are
+    /// known (a store version's packs, from its manifest), so nothing is asked of a server
+    /// until a read. They share one plan, budget, fetcher pool, read cache and counters; a
+    /// request never crosses from one part into the next, and errors name the part.
+    pub(crate) fn open_parts(
+        parts: Vec<Part>,
+        shown: String,
+        policy: RetryPolicy,
+        trust: &Trust,
+    ) -> std::io::Result<HttpObject> {
+        let parts = Parts::many(parts, &shown)?;
+        let conn = Conn::new(parts, shown, policy, trust);
+        Ok(HttpObject::with(conn, ReadCache::default()))
+    }
+
+    /// Opens the objects at `urls` (URL, length in bytes) as one, their concatenation, named
+    /// `shown` in messages (`open_parts`). No request is made until a read.
+    pub fn open_urls(
+        urls: &[(String, u64)],
+        shown: String,
+        policy: RetryPolicy,
+        trust: &Trust,
+    ) -> std::io::Result<HttpObject> {
+        let parts = urls
+            .iter()
+            .map(|(url, len)| Part {
+                len: *len,
+                target: Target::Fixed(url.clone()),
+                shown: redact(url),
+            })
+            .collect();
+        HttpObject::open_parts(parts, shown, policy, trust)
+    }
+
     fn open_target(
         target: Target,
         shown: String,
         policy: RetryPolicy,
         trust: &Trust,
     ) -> std::io::Result<HttpObject> {
-        let conn = Conn {
-            agent: agent(&policy, trust),
-            target,
-            shown,
-            ca_file: trust.ca_file().map(|p| p.display().to_string()),
-            policy,
-            counters: Counters::default(),
-            closed: AtomicBool::new(false),
-        };
-        let mut tries = Attempts::new(&conn);
+        let parts = Parts::one(target, shown.clone());
+        let mut conn = Conn::new(parts, shown, policy, trust);
+        let mut tries = Attempts::new(&conn, &conn.shown);
         let (len, first) = loop {
             match conn.probe() {
                 Ok(got) => break got,
@@ -154,16 +164,22 @@ impl HttpObject {
                 Err(Fail::Transient(m)) => tries.failed(m).map_err(|m| conn.error(m))?,
             }
         };
+        conn.parts.set_len(len);
         let mut reads = ReadCache::default();
         reads.put(0, Arc::new(first));
+        Ok(HttpObject::with(conn, reads))
+    }
+
+    /// The object over `conn`, with what its opening read already.
+    fn with(conn: Conn, reads: ReadCache) -> HttpObject {
         let connections = std::env::var("OSIMAGE_CONNECTIONS")
             .ok()
             .and_then(|v| v.trim().parse::<usize>().ok())
             .unwrap_or(DEFAULT_CONNECTIONS);
-        Ok(HttpObject {
+        HttpObject {
             inner: Arc::new(Inner {
+                len: conn.parts.len(),
                 conn,
-                len,
                 reads: Mutex::new(reads),
                 fetched: Condvar::new(),
                 ahead: Mutex::new(Ahead::new(DEFAULT_BUDGET)),
@@ -171,7 +187,7 @@ impl HttpObject {
                 connections: AtomicUsize::new(connections.clamp(1, MAX_CONNECTIONS)),
                 started: AtomicBool::new(false),
             }),
-        })
+        }
     }
 
     /// What reading the object has cost so far.
@@ -198,25 +214,14 @@ impl Drop for HttpObject {
 }
 
 impl Inner {
-    /// Reads `buf` at `at` with as many requests as it takes: a body that breaks off is
-    /// resumed from where it stopped (§7.3 "Resume").
+    /// Reads `buf` at `at` with as many requests as it takes, one part at a time (a request
+    /// never crosses from one part into the next).
     fn fetch(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
-        let mut tries = Attempts::new(&self.conn);
-        let mut done = 0;
-        while done < buf.len() {
-            let (got, fail) = self.conn.get(&mut buf[done..], at + done as u64, self.len);
-            if got > 0 {
-                if fail.is_some() {
-                    self.conn.counters.resumed(got as u64);
-                }
-                done += got;
-                tries.progressed();
-            }
-            match fail {
-                None => {}
-                Some(Fail::Fatal(m)) => return Err(std::io::Error::other(m)),
-                Some(Fail::Transient(m)) => tries.failed(m).map_err(std::io::Error::other)?,
-            }
+        let parts = &self.conn.parts;
+        for s in parts.split(at, buf.len()) {
+            self.conn
+                .fetch(s.part, &mut buf[s.from..s.from + s.len], s.at)
+                .map_err(|m| std::io::Error::other(parts.message(s.part, m)))?;
         }
         Ok(())
     }
@@ -322,7 +327,8 @@ impl RangeRead for HttpObject {
     }
 
     /// Fetches `ranges` ahead of the reads (docs/STORE.md §7.2.1): merged into runs of up
-    /// to 16 MiB, one request each, by `connections` threads started at the first plan.
+    /// to 16 MiB that end where a part does, one request each, by `connections` threads
+    /// started at the first plan.
     fn plan(&self, ranges: Vec<(u64, u64)>) {
         let inner = &self.inner;
         let mut ranges = ranges;
@@ -331,7 +337,7 @@ impl RangeRead for HttpObject {
             let reads = lock(&inner.reads);
             ranges.retain(|&(at, len)| !reads.covered(at, len, inner.len));
         }
-        let runs = build_runs(&ranges, inner.len);
+        let runs = build_cut_runs(&ranges, inner.conn.parts.ends());
         let any = !runs.is_empty();
         lock(&inner.ahead).replace(runs);
         inner.moved.notify_all();
@@ -348,6 +354,41 @@ impl RangeRead for HttpObject {
 }
 
 impl Conn {
+    fn new(parts: Parts, shown: String, policy: RetryPolicy, trust: &Trust) -> Conn {
+        Conn {
+            agent: agent(&policy, trust),
+            parts,
+            shown,
+            ca_file: trust.ca_file().map(|p| p.display().to_string()),
+            policy,
+            counters: Counters::default(),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Reads `buf` at `at` of `part` with as many requests as it takes: a body that breaks
+    /// off is resumed from where it stopped (§7.3 "Resume").
+    fn fetch(&self, part: &Part, buf: &mut [u8], at: u64) -> Result<(), String> {
+        let mut tries = Attempts::new(self, &part.shown);
+        let mut done = 0;
+        while done < buf.len() {
+            let (got, fail) = self.get(part, &mut buf[done..], at + done as u64);
+            if got > 0 {
+                if fail.is_some() {
+                    self.counters.resumed(got as u64);
+                }
+                done += got;
+                tries.progressed();
+            }
+            match fail {
+                None => {}
+                Some(Fail::Fatal(m)) => return Err(m),
+                Some(Fail::Transient(m)) => tries.failed(m)?,
+            }
+        }
+        Ok(())
+    }
+
     /// An error for the user: the URL (without its query) and what went wrong.
     fn error(&self, msg: String) -> std::io::Error {
         std::io::Error::other(format!("{}: {msg}", self.shown))
@@ -355,25 +396,30 @@ impl Conn {
 
     /// A message from elsewhere (ureq, the OS) with the URL's query taken out, should it
     /// quote the URL.
-    fn scrub(&self, msg: String) -> String {
-        match &self.target {
-            Target::Fixed(url) => scrub_url(msg, url, &self.shown),
+    fn scrub(&self, part: &Part, msg: String) -> String {
+        match &part.target {
+            Target::Fixed(url) => scrub_url(msg, url, &part.shown),
             Target::Signed(_) => scrub_queries(msg),
         }
     }
 
-    /// Sends `GET` of bytes `first..=last`.
-    fn send(&self, first: u64, last: u64) -> Result<ureq::http::Response<ureq::Body>, Fail> {
+    /// Sends `GET` of bytes `first..=last` of `part`.
+    fn send(
+        &self,
+        part: &Part,
+        first: u64,
+        last: u64,
+    ) -> Result<ureq::http::Response<ureq::Body>, Fail> {
         self.counters.request();
-        let url = self.target.url();
+        let url = part.target.url();
         self.agent
             .get(&url)
             .header("Range", format!("bytes={first}-{last}"))
             .call()
-            .map_err(|e| self.classify_error(e))
+            .map_err(|e| self.classify_error(part, e))
     }
 
-    fn classify_error(&self, e: ureq::Error) -> Fail {
+    fn classify_error(&self, part: &Part, e: ureq::Error) -> Fail {
         use ureq::Error as E;
         // A certificate that is not believed stays so however often it is asked for.
         if let Some(c) = certificate_error(&e) {
@@ -381,8 +427,8 @@ impl Conn {
         }
         // ureq prefixes the OS's words ("io: Connection refused"); they say enough alone.
         let msg = match &e {
-            E::Io(io) => self.scrub(io.to_string()),
-            _ => self.scrub(e.to_string()),
+            E::Io(io) => self.scrub(part, io.to_string()),
+            _ => self.scrub(part, e.to_string()),
         };
         match e {
             E::BadUri(_)
@@ -415,7 +461,11 @@ impl Conn {
     }
 
     /// The `Content-Range` of a 206 answer, or why there is none (every other status).
-    fn range_of(&self, resp: &mut ureq::http::Response<ureq::Body>) -> Result<ContentRange, Fail> {
+    fn range_of(
+        &self,
+        part: &Part,
+        resp: &mut ureq::http::Response<ureq::Body>,
+    ) -> Result<ContentRange, Fail> {
         let status = resp.status().as_u16();
         match status {
             206 => resp
@@ -428,7 +478,7 @@ impl Conn {
                 }),
             200 => Err(Fail::Fatal(format!(
                 "{} ignores Range requests; serve the image from a server that supports them",
-                host(&self.shown)
+                host(&part.shown)
             ))),
             404 | 410 => Err(Fail::Fatal(not_found(status, resp))),
             400 | 401 | 403 => Err(Fail::Fatal(refusal(status, resp))),
@@ -441,13 +491,14 @@ impl Conn {
 
     /// The first request: the object's length and its first page.
     fn probe(&self) -> Result<(u64, Vec<u8>), Fail> {
-        let mut resp = self.send(0, PAGE - 1)?;
+        let part = self.parts.first();
+        let mut resp = self.send(part, 0, PAGE - 1)?;
         if resp.status().as_u16() == 416 {
             return Err(Fail::Fatal(
                 "the object is empty (the server refuses any range: HTTP 416)".into(),
             ));
         }
-        let r = self.range_of(&mut resp)?;
+        let r = self.range_of(part, &mut resp)?;
         let Some(total) = r.total else {
             return Err(Fail::Fatal(
                 "the server does not say the object's length (Content-Range total `*`)".into(),
@@ -462,7 +513,7 @@ impl Conn {
             )));
         }
         let mut first = vec![0u8; r.len() as usize];
-        let (got, fail) = self.body(&mut resp, &mut first);
+        let (got, fail) = self.body(part, &mut resp, &mut first);
         match fail {
             Some(f) => Err(f),
             None if got == first.len() => Ok((total, first)),
@@ -470,40 +521,50 @@ impl Conn {
         }
     }
 
-    /// One GET of `buf.len()` bytes at `at` of an object of `len` bytes: how many bytes of
-    /// `buf` it filled, and the failure that stopped it short.
-    fn get(&self, buf: &mut [u8], at: u64, len: u64) -> (usize, Option<Fail>) {
+    /// One GET of `buf.len()` bytes at `at` of `part`: how many bytes of `buf` it filled,
+    /// and the failure that stopped it short.
+    fn get(&self, part: &Part, buf: &mut [u8], at: u64) -> (usize, Option<Fail>) {
         let last = at + buf.len() as u64 - 1;
-        let mut resp = match self.send(at, last) {
+        let mut resp = match self.send(part, at, last) {
             Ok(r) => r,
             Err(f) => return (0, Some(f)),
         };
-        let changed = |now: String| {
-            Fail::Fatal(format!(
-                "the object changed while being read (expected {len} bytes; {now})"
-            ))
-        };
         if resp.status().as_u16() == 416 {
-            return (
-                0,
-                Some(changed("the server refuses the range: HTTP 416".into())),
-            );
+            let total = unsatisfied_total(&resp);
+            let now = "the server refuses the range: HTTP 416".to_string();
+            return (0, Some(self.changed(part, total, now)));
         }
-        match self.range_of(&mut resp) {
+        match self.range_of(part, &mut resp) {
             Err(f) => return (0, Some(f)),
-            Ok(r) if r.first != at || r.last != last || r.total != Some(len) => {
+            Ok(r) if r.first != at || r.last != last || r.total != Some(part.len) => {
                 let total = r.total.map_or_else(|| "*".to_string(), |t| t.to_string());
                 let now = format!("the server sent bytes {}-{}/{total}", r.first, r.last);
-                return (0, Some(changed(now)));
+                return (0, Some(self.changed(part, r.total, now)));
             }
             Ok(_) => {}
         }
-        self.body(&mut resp, buf)
+        self.body(part, &mut resp, buf)
+    }
+
+    /// The answer to a read of `part` does not fit it: the server says it holds `total`
+    /// bytes (if it says), and `now` what it sent. Trying again cannot help.
+    fn changed(&self, part: &Part, total: Option<u64>, now: String) -> Fail {
+        let len = part.len;
+        match total {
+            // A part's length was known before any request: the object there is another.
+            Some(t) if self.parts.named() && t != len => Fail::Fatal(format!(
+                "it has {t} bytes, {len} expected: the object was replaced ({now})"
+            )),
+            _ => Fail::Fatal(format!(
+                "the object changed while being read (expected {len} bytes; {now})"
+            )),
+        }
     }
 
     /// Reads the body into `buf`: how much arrived, and why it stopped short.
     fn body(
         &self,
+        part: &Part,
         resp: &mut ureq::http::Response<ureq::Body>,
         buf: &mut [u8],
     ) -> (usize, Option<Fail>) {
@@ -523,10 +584,10 @@ impl Conn {
                 Ok(n) => got += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    break Some(Fail::Transient(self.scrub(format!(
-                        "the body broke off after {got} of {} bytes: {e}",
-                        buf.len()
-                    ))));
+                    break Some(Fail::Transient(self.scrub(
+                        part,
+                        format!("the body broke off after {got} of {} bytes: {e}", buf.len()),
+                    )));
                 }
             }
         };
@@ -566,6 +627,15 @@ pub(crate) fn not_found(status: u16, resp: &mut ureq::http::Response<ureq::Body>
         Some(c) => format!("not found on the server (HTTP {status} {c})"),
         None => format!("not found on the server (HTTP {status})"),
     }
+}
+
+/// The object's length a 416 answer gives (`Content-Range: bytes */N`), if it does.
+fn unsatisfied_total(resp: &ureq::http::Response<ureq::Body>) -> Option<u64> {
+    let v = resp.headers().get("content-range")?.to_str().ok()?;
+    let n = v.trim().strip_prefix("bytes */")?.trim();
+    (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| n.parse().ok())
+        .flatten()
 }
 
 /// The first 4 KiB of an error answer's body, as text.
@@ -646,88 +716,8 @@ fn s3_message(body: &str) -> Option<&str> {
     (!m.is_empty() && m.len() <= 200 && m.bytes().all(|b| (0x20..0x7f).contains(&b))).then_some(m)
 }
 
-/// The retries of one request (§7.3): how many so far, since when.
-struct Attempts<'c> {
-    conn: &'c Conn,
-    since: Option<Instant>,
-    n: u32,
-    total: u32,
-}
-
-impl<'c> Attempts<'c> {
-    fn new(conn: &'c Conn) -> Self {
-        Attempts {
-            conn,
-            since: None,
-            n: 0,
-            total: 0,
-        }
-    }
-
-    /// Bytes arrived: the backoff and the window start again.
-    fn progressed(&mut self) {
-        self.since = None;
-        self.n = 0;
-    }
-
-    /// After a transient failure `msg`: waits its backoff and returns, or, once the retry
-    /// window has passed since the first failure, the message to give up with.
-    fn failed(&mut self, msg: String) -> Result<(), String> {
-        let since = *self.since.get_or_insert_with(Instant::now);
-        let window = self.conn.policy.retry_for;
-        let elapsed = since.elapsed();
-        if self.conn.closed.load(Ordering::SeqCst) {
-            return Err(format!("{msg} (not retried: the read was abandoned)"));
-        }
-        if elapsed >= window {
-            return Err(format!(
-                "{msg} (gave up after retrying for {} s, {} {})",
-                window.as_secs(),
-                self.total,
-                if self.total == 1 { "retry" } else { "retries" }
-            ));
-        }
-        let delay = backoff(self.n, jitter_unit()).min(window - elapsed);
-        self.n = self.n.saturating_add(1);
-        self.total = self.total.saturating_add(1);
-        self.pause(since, delay, &msg);
-        self.conn.counters.retry();
-        Ok(())
-    }
-
-    /// Sleeps `delay` before the next retry, saying on stderr what the request waits for
-    /// every `waiting_every` from its first failure at `since` (§7.3: a stuck restore keeps
-    /// telling the console why).
-    fn pause(&self, since: Instant, delay: Duration, msg: &str) {
-        let now = Instant::now();
-        let end = now + delay;
-        let every = self.conn.policy.waiting_every;
-        let first = since.checked_add(every).unwrap_or(end);
-        for due in waiting_times(now, end, first, every) {
-            self.nap(due);
-            let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero() || self.conn.closed.load(Ordering::SeqCst) {
-                break;
-            }
-            let line = waiting_line(&self.conn.shown, msg, self.total, left);
-            eprintln!("osimage: {line}");
-        }
-        self.nap(end);
-    }
-
-    /// Sleeps until `until`, or until the object is dropped (a fetcher then ends soon).
-    fn nap(&self, until: Instant) {
-        const SLICE: Duration = Duration::from_millis(100);
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() || self.conn.closed.load(Ordering::SeqCst) {
-                return;
-            }
-            std::thread::sleep(left.min(SLICE));
-        }
-    }
-}
-
+mod attempts;
+mod parts;
 mod pool;
 use pool::fetcher;
 #[cfg(test)]

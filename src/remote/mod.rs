@@ -4,7 +4,8 @@
 //!
 //! `range` parses `Content-Range` and keeps presigned URLs' queries out of messages, `retry`
 //! holds the backoff and the counters, `pages` the 256 KiB page cache for small reads, `trust`
-//! the roots HTTPS believes (`--ca`), `http` the requests and the fetcher pool, `ahead` the
+//! the roots HTTPS believes (`--ca`), `http` the requests, the fetcher pool and objects made
+//! of several (`http::parts`: a store version's packs read as one), `ahead` the
 //! planned reads (§7.2.1: a consumer's ranges merged into runs of up to 16 MiB, fetched ahead
 //! by 4 threads within a 128 MiB budget). Row 1 of docs/DESIGN.md's layer table: uses
 //! `format` only.

@@ -3,6 +3,7 @@ use super::*;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
 
 /// A std-only Range server of one object: each answer on its own connection. Ranges
 /// that start at `fail_at` or after get `fail_status` and no body.
@@ -193,4 +194,107 @@ fn s3_error_codes_are_read_only_when_plausible() {
     assert_eq!(s3_message("<Message>\x1b[2J</Message>"), None);
     let long = format!("<Message>{}</Message>", "m".repeat(201));
     assert_eq!(s3_message(&long), None);
+}
+
+/// An object made of `fakes`' objects, each `extra` bytes longer than `sizes` says.
+fn parts_object(fakes: &[&Fake], sizes: &[usize], extra: &[u64]) -> HttpObject {
+    let urls: Vec<_> = fakes
+        .iter()
+        .zip(sizes)
+        .zip(extra)
+        .map(|((f, n), x)| (format!("{}?sig=secret", f.url), *n as u64 + x))
+        .collect();
+    let policy = RetryPolicy {
+        retry_for: Duration::from_secs(5),
+        waiting_every: Duration::ZERO,
+        ..RetryPolicy::default()
+    };
+    HttpObject::open_urls(&urls, "whole".into(), policy, &Trust::default()).expect("open")
+}
+
+fn asked(fakes: &[&Fake]) -> Vec<u64> {
+    fakes
+        .iter()
+        .map(|f| f.requests.load(Ordering::SeqCst))
+        .collect()
+}
+
+#[test]
+fn parts_read_as_their_concatenation_one_part_per_request() {
+    let sizes = [300 << 10, 1000 << 10, (200 << 10) + 7];
+    let datas: Vec<_> = sizes
+        .iter()
+        .map(|&n| pattern(n + 1)[1..].to_vec())
+        .collect();
+    let whole: Vec<u8> = datas.concat();
+    let fakes: Vec<_> = datas.iter().map(|d| fake(d.clone())).collect();
+    let fakes: Vec<_> = fakes.iter().collect();
+    let obj = parts_object(&fakes, &sizes, &[0, 0, 0]);
+    assert_eq!(asked(&fakes), [0, 0, 0], "no request at open");
+    assert_eq!(obj.len(), whole.len() as u64);
+    assert_eq!(obj.describe(), "whole");
+    // a block across the first boundary: one request to each side
+    let b0 = sizes[0] as u64;
+    let mut buf = vec![0u8; 64 << 10];
+    obj.read_exact_at(&mut buf, b0 - 1000).expect("across");
+    assert_eq!(buf, whole[b0 as usize - 1000..][..64 << 10]);
+    assert_eq!(asked(&fakes), [1, 1, 0]);
+    // a small read through the page that holds the boundary: the page is split too
+    let mut small = [0u8; 100];
+    obj.read_exact_at(&mut small, b0 - 50).expect("paged");
+    assert_eq!(small, whole[b0 as usize - 50..][..100]);
+    assert_eq!(asked(&fakes), [2, 2, 0]);
+    // a plan of the whole in 100 KiB blocks (those the page holds are left out): runs stop
+    // at the parts' ends, one request per part
+    let block = 100 << 10;
+    let ranges: Vec<_> = (0..whole.len() as u64)
+        .step_by(block)
+        .map(|a| (a, (block as u64).min(whole.len() as u64 - a)))
+        .collect();
+    obj.plan(ranges.clone());
+    for &(a, l) in &ranges {
+        buf.resize(l as usize, 0);
+        obj.read_exact_at(&mut buf, a).expect("planned read");
+        assert_eq!(buf, whole[a as usize..(a + l) as usize], "bytes at {a}");
+    }
+    assert_eq!(asked(&fakes), [3, 3, 1]);
+    assert_eq!(obj.stats().requests, 7, "one set of counters");
+    // forget sends the next read of those bytes to the server of their part
+    buf.resize(4096, 0);
+    obj.read_exact_at(&mut buf, b0 + 10).expect("kept");
+    assert_eq!(asked(&fakes), [3, 3, 1]);
+    assert!(obj.forget(b0 + 10, 4096));
+    obj.read_exact_at(&mut buf, b0 + 10).expect("again");
+    assert_eq!(buf, whole[b0 as usize + 10..][..4096]);
+    assert_eq!(asked(&fakes), [3, 4, 1]);
+    assert_eq!(obj.stats().refetched, 1);
+}
+
+#[test]
+fn a_part_whose_length_differs_is_named_and_not_retried() {
+    let sizes = [100 << 10, 100 << 10];
+    let fakes: Vec<_> = sizes.iter().map(|&n| fake(pattern(n))).collect();
+    let fakes: Vec<_> = fakes.iter().collect();
+    // the manifest says the second part has one byte more than the server holds
+    let obj = parts_object(&fakes, &sizes, &[0, 1]);
+    let mut buf = vec![0u8; 8 << 10];
+    obj.read_exact_at(&mut buf, 0).expect("the first part");
+    let e = obj
+        .read_exact_at(&mut buf, (100 << 10) + 10)
+        .expect_err("replaced");
+    let msg = e.to_string();
+    let part = &fakes[1].url;
+    assert!(
+        msg.starts_with(&format!("{part}: it has 102400 bytes, 102401 expected")),
+        "{msg}"
+    );
+    assert!(msg.contains("the object was replaced"), "{msg}");
+    assert!(!msg.contains("secret"), "{msg}");
+    assert_eq!(asked(&fakes), [1, 1], "not retried");
+    // a refusal names the part too
+    fakes[0].fail_at.store(0, Ordering::SeqCst);
+    let e = obj.read_exact_at(&mut buf, 20 << 10).expect_err("404");
+    let msg = e.to_string();
+    assert!(msg.starts_with(&format!("{}: ", fakes[0].url)), "{msg}");
+    assert!(msg.contains("HTTP 404"), "{msg}");
 }

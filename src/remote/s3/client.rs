@@ -19,7 +19,9 @@ use rusty_s3::{Bucket, Credentials, S3Action};
 
 use super::{S3Address, S3Error, S3Settings};
 use crate::remote::HttpObject;
-use crate::remote::http::{agent, error_body, not_found, refusal, s3_code, scrub_queries};
+use crate::remote::http::{
+    Part, Target, agent, error_body, not_found, refusal, s3_code, scrub_queries,
+};
 use crate::remote::retry::{RetryPolicy, backoff, jitter_unit};
 use crate::remote::trust::Trust;
 
@@ -106,6 +108,28 @@ impl S3Client {
                 .to_string()
         });
         HttpObject::open_signed(sign, self.shown(key), self.policy, &self.trust)
+    }
+
+    /// The objects `keys_and_lens` names (key, length) read as one, their concatenation
+    /// (a version's packs: one plan, budget and fetcher pool for all), each request signed
+    /// anew; `shown` names the whole. Nothing is asked of the server until a read.
+    pub fn open_many(
+        &self,
+        keys_and_lens: &[(String, u64)],
+        shown: String,
+    ) -> std::io::Result<HttpObject> {
+        let parts = keys_and_lens.iter().map(|(key, len)| {
+            let (bucket, credentials, k) =
+                (self.bucket.clone(), self.credentials.clone(), key.clone());
+            let sign = move || GetObject::new(&bucket, Some(&credentials), &k).sign(REQUEST_TTL);
+            let target = Target::Signed(Box::new(move || sign().to_string()));
+            Part {
+                len: *len,
+                target,
+                shown: self.shown(key),
+            }
+        });
+        HttpObject::open_parts(parts.collect(), shown, self.policy, &self.trust)
     }
 
     /// A URL anyone may GET `key` with for `ttl` (at most [`PRESIGN_MAX`]), naming the
