@@ -61,7 +61,14 @@ impl Base {
 
     /// Opens and checks the image at `path` and indexes its chunks.
     pub fn open(path: &Path, unlock: &crate::envelope::Unlock) -> Result<Base, PayloadError> {
-        let reader = PayloadReader::open(path, unlock)?;
+        Ok(Base::from_reader(
+            PayloadReader::open(path, unlock)?,
+            path.to_path_buf(),
+        ))
+    }
+
+    /// The image `reader` has open, named `given` (a store's version: `store::dedup`).
+    pub fn from_reader(reader: PayloadReader, given: PathBuf) -> Base {
         let m = reader.manifest();
         let ids = m
             .chunks
@@ -78,15 +85,15 @@ impl Base {
         for b in 0..m.blocks.len() {
             starts[b + 1] += starts[b];
         }
-        Ok(Base {
+        Base {
             reader,
-            given: path.to_path_buf(),
+            given,
             ids,
             by_block,
             starts,
             files: HashMap::new(),
             fs_map: HashMap::new(),
-        })
+        }
     }
 
     /// The base's manifest.

@@ -5,12 +5,18 @@
 //! version strings of §2.5, `objects` encodes and decodes the objects themselves (§2.1, §2.4,
 //! §2.5: the Rust definitions there are normative), and `open` is a [`Store`]: the config
 //! read, versions listed, heads read, index and version objects written, through
-//! `remote::s3::S3Client`. Plain stores only so far (§13 stage 3): no encryption, no locks.
+//! `remote::s3::S3Client`. A capture goes into a store through `dedup` (the store as the
+//! payload writer's base: its blocks referenced where they lie) and `upload` (packs PUT as
+//! they close); `read` opens a version as an image. Plain stores only so far (§13 stage 3):
+//! no encryption, no locks.
 
 mod address;
+pub mod dedup;
 pub mod names;
 pub mod objects;
 mod open;
+pub mod read;
+pub mod upload;
 
 pub use address::{ImageAddress, StoreRoot};
 pub use objects::ObjectError;
