@@ -8,6 +8,7 @@
 //! always a bug.
 
 mod args;
+mod capture_store;
 mod choices;
 mod config;
 mod diff;
@@ -155,6 +156,12 @@ fn run_capture(a: CaptureArgs, p: &TermProgress) -> Result<i32, Failure> {
                     .into(),
             )
         })?;
+    let store = capture_store::store_output(&output)?;
+    if let Some(address) = &store {
+        let asked =
+            encrypt.encrypt || !encrypt.recipient.is_empty() || !encrypt.recipient_file.is_empty();
+        capture_store::check_args(a.base.as_deref(), address, asked)?;
+    }
     let opts = CaptureOptions {
         root: a.root,
         output,
@@ -193,6 +200,9 @@ fn run_capture(a: CaptureArgs, p: &TermProgress) -> Result<i32, Failure> {
                 fs.source
             ));
         }
+    }
+    if let Some(address) = &store {
+        return capture_store::run(&opts, address, &a.tag, &a.net, p);
     }
     if let Some(base) = &a.base {
         // A refresh copies the base's blocks in the kernel (FORMAT.md, REFRESH.md): a file.
