@@ -59,18 +59,6 @@ impl StoreError {
 /// `N` random bytes from the kernel (salts and nonces: they need uniqueness, not secrecy, but
 /// the kernel's are both).
 pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], StoreError> {
-    let mut b = [0u8; N];
-    let mut filled = 0;
-    while filled < N {
-        match rustix::rand::getrandom(&mut b[filled..], rustix::rand::GetRandomFlags::empty()) {
-            Ok(n) => filled += n,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => {
-                return Err(StoreError::Unsupported(format!(
-                    "no random bytes from the kernel: {e}"
-                )));
-            }
-        }
-    }
-    Ok(b)
+    crate::sys::random_bytes()
+        .map_err(|e| StoreError::Unsupported(format!("no random bytes from the kernel: {e}")))
 }
