@@ -16,6 +16,7 @@ use crate::format::manifest::{
     PackRecord, Xattr,
 };
 use crate::format::records::BLOCK_HEADER_LEN;
+use crate::payload::block_chunks::BlockChunks;
 use crate::payload::carry::StoredRun;
 use crate::payload::reference::BasePacks;
 use crate::payload::writer::BaseImage;
@@ -34,9 +35,8 @@ pub struct StoreBase {
     blocks: Vec<BlockRecord>,
     chunks: Vec<ChunkRecord>,
     ids: HashMap<ChunkId, ChunkIndex>,
-    /// The chunks grouped by block: block b's are `by_block[starts[b]..starts[b + 1]]`.
-    by_block: Vec<ChunkIndex>,
-    starts: Vec<usize>,
+    /// The chunks grouped by block.
+    by_block: BlockChunks,
     /// Why the previous version's files cache was dropped, to tell the user.
     pub dropped_cache: Option<String>,
 }
@@ -56,8 +56,7 @@ impl StoreBase {
             blocks: Vec::new(),
             chunks: Vec::new(),
             ids: HashMap::new(),
-            by_block: Vec::new(),
-            starts: Vec::new(),
+            by_block: BlockChunks::default(),
             dropped_cache: None,
         };
         let mut at: HashMap<([u8; 32], u64), BlockIndex> = HashMap::new();
@@ -116,22 +115,8 @@ impl StoreBase {
                 s.chunks.push(c);
             }
         }
-        s.group_by_block();
+        s.by_block = BlockChunks::new(&s.chunks, s.blocks.len());
         Ok(s)
-    }
-
-    fn group_by_block(&mut self) {
-        let mut starts = vec![0usize; self.blocks.len() + 1];
-        for c in &self.chunks {
-            starts[c.block as usize + 1] += 1;
-        }
-        for b in 0..self.blocks.len() {
-            starts[b + 1] += starts[b];
-        }
-        let mut by_block: Vec<ChunkIndex> = (0..self.chunks.len() as ChunkIndex).collect();
-        by_block.sort_by_key(|&c| self.chunks[c as usize].block);
-        self.by_block = by_block;
-        self.starts = starts;
     }
 
     /// The previous version, when it serves as the files cache.
@@ -198,11 +183,7 @@ impl BaseImage for StoreBase {
     }
 
     fn chunks_in_block(&self, b: BlockIndex) -> &[ChunkIndex] {
-        let b = b as usize;
-        match (self.starts.get(b), self.starts.get(b + 1)) {
-            (Some(&s), Some(&e)) => &self.by_block[s..e],
-            _ => &[],
-        }
+        self.by_block.of(b)
     }
 
     fn block_extent(&self, b: BlockIndex) -> Option<(u32, std::ops::Range<u64>)> {
