@@ -68,15 +68,7 @@ pub fn run(
     let store = Store::open(client, address.root.clone())?;
     let done = osimage::capture_into_store(opts, &store, &address.series, tags, p)?;
     let r = &done.report;
-    for w in &r.warnings {
-        p.say(&format!("warning: {w}"));
-    }
-    for s in &r.left_out {
-        p.say(&format!("left out {}: {}", s.path.display(), s.reason));
-    }
-    for s in &r.skipped {
-        eprintln!("osimage: skipped {}: {}", s.path.display(), s.reason);
-    }
+    super::say_capture_notes(r, p);
     let st = &r.stats;
     p.say(&format!(
         "{}: {}, {} of file data → {} stored in {} packs; uploaded {} in {} new {} \
@@ -96,15 +88,5 @@ pub fn run(
         done.referenced_packs,
         st.duration_ms as f64 / 1000.0
     ));
-    if r.skipped.is_empty() {
-        return Ok(0);
-    }
-    eprintln!(
-        "osimage: finished with {} (listed above): the version was committed without {} \
-         (exit status {})",
-        show::count(r.skipped.len() as u64, "skipped file", "skipped files"),
-        if r.skipped.len() == 1 { "it" } else { "them" },
-        super::SKIPPED_FILES
-    );
-    Ok(super::SKIPPED_FILES)
+    Ok(super::capture_status(r, "the version was committed"))
 }
