@@ -43,7 +43,9 @@ pub(crate) mod units;
 
 // Capture.
 pub use capture::{
-    CaptureError, CaptureOptions, CaptureReport, capture, capture_from, plan_capture,
+    CaptureError, CaptureOptions, CaptureReport, capture, capture_from,
+    into_store::{StoreCapture, capture_into_store},
+    plan_capture,
 };
 pub use scan::{ScanError, ScanOptions, ScanResult, plan_filesystems, scan, source_path};
 

@@ -154,7 +154,7 @@ fn versions_written_through_the_library_are_listed_oldest_first() {
         .map(|i| format!("tag-{i:05}-{}", "x".repeat(30)))
         .collect();
     for h in [&newer, &older, &golden] {
-        let key = store.put_version(h, &frame).unwrap();
+        let (key, _) = store.put_version(h, &frame).unwrap();
         assert_eq!(key, format!("images/{}/{}", h.series, h.version));
     }
     let e = store.put_version(&older, &frame).unwrap_err().to_string();

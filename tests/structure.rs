@@ -27,12 +27,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("restore", &["format", "layout", "payload", "extract"]),
     (
         "store",
-        &["format", "envelope", "image", "payload", "remote", "rescue"],
+        &[
+            "format", "scan", "envelope", "image", "payload", "refresh", "remote", "rescue",
+        ],
     ),
     (
         "capture",
         &[
             "format", "scan", "envelope", "image", "iso", "layout", "payload", "refresh", "rescue",
+            "store",
         ],
     ),
     ("netboot", &["format", "iso", "remote", "rescue"]),

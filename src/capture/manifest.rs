@@ -74,20 +74,13 @@ pub(super) fn assemble(
 
 /// 16 random bytes from the kernel.
 pub(super) fn random_id() -> [u8; 16] {
-    let mut id = [0u8; 16];
-    let mut filled = 0;
-    while filled < id.len() {
-        match rustix::rand::getrandom(&mut id[filled..], rustix::rand::GetRandomFlags::empty()) {
-            Ok(n) => filled += n,
-            Err(_) => break,
-        }
-    }
-    if filled < id.len() {
+    crate::sys::random_bytes().unwrap_or_else(|_| {
         // No getrandom: derive from time and pid (ids need uniqueness, not secrecy).
         let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+        let mut id = [0u8; 16];
         id.copy_from_slice(&blake3::hash(seed.as_bytes()).as_bytes()[..16]);
-    }
-    id
+        id
+    })
 }
 
 /// Who, when and what, for `info`.

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 mod container;
 mod interrupt;
+pub mod into_store;
 mod iso_output;
 mod manifest;
 mod oimg_output;
@@ -227,7 +228,7 @@ pub fn capture_from(
 
 /// One warning for the mount points recorded as what is mounted on them (docs/DESIGN.md
 /// "Scope of a capture"), naming them and the first reason.
-fn mount_dirs_warning(unread: &[Skipped]) -> Option<String> {
+pub(super) fn mount_dirs_warning(unread: &[Skipped]) -> Option<String> {
     let first = unread.first()?;
     let paths: Vec<String> = unread
         .iter()

@@ -65,18 +65,23 @@ pub(super) struct Checked {
 impl Checked {
     /// Checks ROOT (a directory) and OUTPUT (writable, not in the way unless --force).
     pub fn new(opts: &CaptureOptions) -> Result<Self, CaptureError> {
-        let root = std::fs::canonicalize(&opts.root).map_err(|e| {
-            CaptureError::Usage(format!("capture root {}: {e}", opts.root.display()))
-        })?;
-        if !root.is_dir() {
-            return Err(CaptureError::Usage(format!(
-                "capture root {} is not a directory",
-                root.display()
-            )));
-        }
+        let root = checked_root(opts)?;
         let output = check_output(&opts.output, opts.force)?;
         Ok(Checked { root, output })
     }
+}
+
+/// ROOT, canonical, when it is a directory.
+pub(super) fn checked_root(opts: &CaptureOptions) -> Result<PathBuf, CaptureError> {
+    let root = std::fs::canonicalize(&opts.root)
+        .map_err(|e| CaptureError::Usage(format!("capture root {}: {e}", opts.root.display())))?;
+    if !root.is_dir() {
+        return Err(CaptureError::Usage(format!(
+            "capture root {} is not a directory",
+            root.display()
+        )));
+    }
+    Ok(root)
 }
 
 impl Staging {

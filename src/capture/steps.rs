@@ -54,7 +54,18 @@ pub(super) fn record_layout(
     progress: &dyn Progress,
 ) -> Result<(DiskLayout, Option<OutputFs>), CaptureError> {
     let dir = output.parent().unwrap_or(Path::new("/"));
-    let found = crate::layout::capture_beside_output(root, Some(dir), &Sources::host());
+    record_layout_beside(root, Some(dir), opts, progress)
+}
+
+/// `record_layout` for an output in the folder `dir`, or for one that is no local file (a
+/// store, `dir` `None`): nothing is left out then.
+pub(super) fn record_layout_beside(
+    root: &Path,
+    dir: Option<&Path>,
+    opts: &CaptureOptions,
+    progress: &dyn Progress,
+) -> Result<(DiskLayout, Option<OutputFs>), CaptureError> {
+    let found = crate::layout::capture_beside_output(root, dir, &Sources::host());
     let (layout, output_fs) = match found {
         Ok(l) => (l.layout, l.output_fs),
         Err(e) => {
@@ -158,17 +169,17 @@ pub(super) fn scan(
 }
 
 /// What a scan walks: the root, the options, and the filesystems left out whole.
-struct Scope<'a> {
-    root: &'a Path,
-    opts: &'a ScanOptions,
-    left_out: &'a [PathBuf],
+pub(super) struct Scope<'a> {
+    pub root: &'a Path,
+    pub opts: &'a ScanOptions,
+    pub left_out: &'a [PathBuf],
 }
 
 /// Scans `root`; with a base, unchanged files' xattrs come from it (docs/REFRESH.md), and the
 /// base's files cache is left indexed for the scanned filesystems. Should the filesystems have
 /// changed between planning and walking (a mount came or went), the walk is done again
 /// without the base, so its answers always refer to the filesystems the image records.
-fn scan_against_base(
+pub(super) fn scan_against_base(
     scope: &Scope,
     snap: Option<&Snapshot>,
     base: Option<&mut Base>,

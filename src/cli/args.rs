@@ -155,6 +155,9 @@ pub struct CaptureArgs {
     /// system (payload + rescue environment + GRUB for BIOS and UEFI, hybrid so it can be dd'd
     /// to a USB stick); any other name (e.g. NAME.oimg) for the payload alone. Not `-` (the
     /// image is renamed into place, never streamed) and not a directory, even with --force.
+    /// Or `s3://BUCKET/PREFIX/NAME`: a new version of NAME in the osimage store at
+    /// s3://BUCKET/PREFIX (`osimage store init`), uploading only the blocks the store does not
+    /// hold yet; the newest version of NAME is the files cache, as --base is for a file.
     /// Default: `destination.output` of the configuration file (--config).
     #[arg(short, long, value_name = "OUTPUT")]
     pub output: Option<PathBuf>,
@@ -184,6 +187,13 @@ pub struct CaptureArgs {
     /// capture stops, naming what stands in the way, before anything is written.
     #[arg(long)]
     pub files_only: bool,
+    /// A label kept in the head of a store version (`store ls -l`); may be repeated. Only
+    /// with `-o s3://…`.
+    #[arg(long, value_name = "TAG")]
+    pub tag: Vec<String>,
+    /// (--retry-for and --ca apply to a store's server.)
+    #[command(flatten)]
+    pub net: super::source::NetArgs,
     #[command(flatten)]
     pub encrypt: super::keys::EncryptArgs,
     /// (--passphrase-file also gives the passphrase of --encrypt.)

@@ -49,6 +49,13 @@ pub fn run(a: ImportArgs, p: &TermProgress) -> Result<i32, Failure> {
     let ending = match kind {
         ContainerKind::Iso => ".iso",
         ContainerKind::Oimg => ".oimg",
+        ContainerKind::Store => {
+            return Err(UsageError(format!(
+                "{}: a store's version is not a file to import",
+                a.image.display()
+            ))
+            .into());
+        }
     };
     if !dest.file_name().to_ascii_lowercase().ends_with(ending) {
         return Err(UsageError(format!(

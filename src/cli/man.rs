@@ -128,6 +128,18 @@ const EXAMPLES: &[(&str, &str, &str)] = &[
         "Create an empty image store under the prefix fleet of the bucket images.",
     ),
     (
+        "capture",
+        "osimage capture / -o s3://images/fleet/web01 --tag nightly",
+        "Add a version of web01 to the image store at s3://images/fleet: only blocks no image \
+         in the store holds yet are uploaded, and files unchanged since the newest version of \
+         web01 are not read.",
+    ),
+    (
+        "restore",
+        "osimage restore s3://images/fleet/web01 --target /dev/sdb",
+        "Restore the newest version of web01 from the store (web01@VERSION for another).",
+    ),
+    (
         "store ls",
         "osimage store ls -l s3://images/fleet --series web01",
         "The versions of the series web01, oldest first, with each one's host, sizes and \

@@ -8,6 +8,7 @@
 //! always a bug.
 
 mod args;
+mod capture_store;
 mod choices;
 mod config;
 mod diff;
@@ -155,6 +156,12 @@ fn run_capture(a: CaptureArgs, p: &TermProgress) -> Result<i32, Failure> {
                     .into(),
             )
         })?;
+    let store = capture_store::store_output(&output)?;
+    if let Some(address) = &store {
+        let asked =
+            encrypt.encrypt || !encrypt.recipient.is_empty() || !encrypt.recipient_file.is_empty();
+        capture_store::check_args(a.base.as_deref(), address, asked)?;
+    }
     let opts = CaptureOptions {
         root: a.root,
         output,
@@ -194,11 +201,24 @@ fn run_capture(a: CaptureArgs, p: &TermProgress) -> Result<i32, Failure> {
             ));
         }
     }
+    if let Some(address) = &store {
+        return capture_store::run(&opts, address, &a.tag, &a.net, p);
+    }
     if let Some(base) = &a.base {
         // A refresh copies the base's blocks in the kernel (FORMAT.md, REFRESH.md): a file.
         source::local_only(base, "capture --base")?;
     }
     let r = capture_from(&opts, a.base.as_deref(), p)?;
+    say_capture_notes(&r, p);
+    if let Some(line) = &r.rescue {
+        p.say(line);
+    }
+    p.say(&show::capture_line(&r.output, &r));
+    Ok(capture_status(&r, "the image was written"))
+}
+
+/// What a capture says besides its summary: warnings, what it left out, what it skipped.
+fn say_capture_notes(r: &osimage::CaptureReport, p: &TermProgress) {
     for w in &r.warnings {
         p.say(&format!("warning: {w}"));
     }
@@ -208,21 +228,22 @@ fn run_capture(a: CaptureArgs, p: &TermProgress) -> Result<i32, Failure> {
     for s in &r.skipped {
         eprintln!("osimage: skipped {}: {}", s.path.display(), s.reason);
     }
-    if let Some(line) = &r.rescue {
-        p.say(line);
-    }
-    p.say(&show::capture_line(&r.output, &r));
+}
+
+/// A capture's exit status: 0, or SKIPPED_FILES, said, when files were skipped (`done` says
+/// what was made without them).
+fn capture_status(r: &osimage::CaptureReport, done: &str) -> i32 {
     if r.skipped.is_empty() {
-        return Ok(0);
+        return 0;
     }
     // issue #24: an image that lacks files is no plain success (restic's 3 too)
     eprintln!(
-        "osimage: finished with {} (listed above): the image was written \
-         without {} (exit status {SKIPPED_FILES})",
+        "osimage: finished with {} (listed above): {done} without {} (exit status \
+         {SKIPPED_FILES})",
         show::count(r.skipped.len() as u64, "skipped file", "skipped files"),
         if r.skipped.len() == 1 { "it" } else { "them" },
     );
-    Ok(SKIPPED_FILES)
+    SKIPPED_FILES
 }
 
 fn run_extract(a: ExtractArgs, p: &TermProgress) -> Result<i32, Failure> {

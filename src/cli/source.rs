@@ -93,6 +93,14 @@ impl NetArgs {
                 .map_err(|e| UsageError(format!("{address}: {e}")))?,
         )
     }
+
+    /// A client for the bucket of the store at `root`; errors name the store's `config`.
+    pub fn store_client(&self, root: &osimage::store::StoreRoot) -> Result<s3::S3Client, Failure> {
+        self.s3_client(&s3::S3Address {
+            bucket: root.bucket.clone(),
+            key: root.key("config"),
+        })
+    }
 }
 
 /// An opened image, and the HTTP object under it when it was given as a URL.
@@ -132,14 +140,53 @@ pub fn s3_address(image: &Path) -> Result<Option<s3::S3Address>, UsageError> {
     if !OBJECT_SUFFIXES.iter().any(|s| name.ends_with(s)) {
         return Err(UsageError(format!(
             "{a}: an image kept in S3 is one object whose key ends in .iso or .oimg; \
-             addresses of images in an osimage store (docs/STORE.md) are not supported yet"
+             this command does not read versions in an osimage store (docs/STORE.md) yet"
         )));
     }
     Ok(Some(a))
 }
 
+/// IMAGE's address in an osimage store (`s3://BUCKET/PREFIX/NAME[@VERSION]`), when it is
+/// one: an `s3://` address whose key does not end in .iso or .oimg.
+pub fn store_address(image: &Path) -> Result<Option<osimage::store::ImageAddress>, UsageError> {
+    let Some(text) = image.to_str().filter(|s| s3::is_s3(s)) else {
+        return Ok(None);
+    };
+    let lower = text.to_ascii_lowercase();
+    if OBJECT_SUFFIXES.iter().any(|s| lower.ends_with(s)) {
+        return Ok(None);
+    }
+    osimage::store::ImageAddress::parse(text)
+        .map(Some)
+        .map_err(|e| UsageError(e.to_string()))
+}
+
+/// Opens the version IMAGE names in a store: the newest of its series unless @VERSION.
+fn open_in_store(address: &osimage::store::ImageAddress, net: &NetArgs) -> Result<Opened, Failure> {
+    let client = net.store_client(&address.root)?;
+    let store = osimage::store::Store::open(client, address.root.clone())?;
+    let version = match &address.version {
+        Some(v) => v.clone(),
+        None => store.newest(&address.series)?.ok_or_else(|| {
+            format!(
+                "{address}: the store has no version of {} (osimage store ls {})",
+                address.series, address.root
+            )
+        })?,
+    };
+    let open = osimage::store::read::open_version(&store, &address.series, &version)?;
+    Ok(Opened {
+        reader: open.reader,
+        shown: open.name,
+        remote: None,
+    })
+}
+
 /// Opens IMAGE, a path or a URL, with `unlock` for an encrypted one.
 pub fn open(image: &Path, unlock: &Unlock, net: &NetArgs) -> Result<Opened, Failure> {
+    if let Some(address) = store_address(image)? {
+        return open_in_store(&address, net);
+    }
     if !is_url(image) {
         return Ok(Opened {
             reader: PayloadReader::open(image, unlock)?,

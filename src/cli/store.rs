@@ -101,11 +101,7 @@ fn pack_size(s: &str) -> Result<u32, String> {
 /// The store at `address` and a client for its bucket.
 fn client_for(address: &str, net: &source::NetArgs) -> Result<(s3::S3Client, StoreRoot), Failure> {
     let root = StoreRoot::parse(address).map_err(|e| UsageError(e.to_string()))?;
-    let bucket = s3::S3Address {
-        bucket: root.bucket.clone(),
-        key: root.key("config"),
-    };
-    Ok((net.s3_client(&bucket)?, root))
+    Ok((net.store_client(&root)?, root))
 }
 
 fn init(a: InitArgs, p: &TermProgress) -> Result<i32, Failure> {

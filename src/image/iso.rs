@@ -94,5 +94,7 @@ pub(super) fn open(path: &Path, b: Backing, unlock: &Unlock) -> Result<Container
         iso_packs: packs,
         image_id: key.as_ref().map(|k| *k.data_key().0),
         key,
+        frame_hash: None,
+        open_pack: None,
     })
 }

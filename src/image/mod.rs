@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::envelope::stream::{self, StreamCipher, StreamId};
 use crate::envelope::{ImageKey, Unlock};
 use crate::format::PayloadError;
-use crate::format::manifest::Manifest;
+use crate::format::manifest::{Manifest, PackRecord};
 use crate::format::records::{FrameHeader, PackHeader, RECORD_LEN};
 use crate::format::source::{RangeRead, read_up_to};
 use crate::format::store_ref::{self, check_pack_owner};
@@ -192,7 +192,14 @@ impl Span {
 pub enum ContainerKind {
     Oimg,
     Iso,
+    /// A version in an osimage store: the manifest in the version object, each pack an
+    /// object of its own (docs/STORE.md §2).
+    Store,
 }
+
+/// Opens the spans of a store image's packs, given their manifest records (each id names an
+/// object), in manifest order.
+pub type PackOpener = Arc<dyn Fn(&[PackRecord]) -> Result<Vec<Span>, PayloadError> + Send + Sync>;
 
 /// An opened container: where the manifest is, and how to find packs.
 pub struct Container {
@@ -206,6 +213,10 @@ pub struct Container {
     image_id: Option<[u8; 16]>,
     /// The data key of an encrypted image.
     key: Option<ImageKey>,
+    /// Store: BLAKE3 of the manifest frame as the version's head records it.
+    frame_hash: Option<[u8; 32]>,
+    /// Store: opens each pack's object.
+    open_pack: Option<PackOpener>,
 }
 
 /// Opens the image at `path`, whichever container it is; an encrypted one with `unlock`.
@@ -249,6 +260,29 @@ fn open_backing(path: &Path, b: Backing, unlock: &Unlock) -> Result<Container, P
         msg: "not an osimage image (neither a .oimg payload nor an ISO with an /osimage folder)"
             .into(),
     })
+}
+
+/// An image whose manifest frame is `manifest` and whose packs `open_pack` opens one by
+/// one: a version in a store (docs/STORE.md §2.5), named `name` in messages. The frame must
+/// hash to `frame_hash` and hold image `image_id`, as the version's head says.
+pub fn from_parts(
+    name: &Path,
+    manifest: Span,
+    frame_hash: [u8; 32],
+    image_id: [u8; 16],
+    open_pack: PackOpener,
+) -> Container {
+    Container {
+        path: name.to_path_buf(),
+        kind: ContainerKind::Store,
+        manifest,
+        packs_start: 0,
+        iso_packs: Vec::new(),
+        image_id: Some(image_id),
+        key: None,
+        frame_hash: Some(frame_hash),
+        open_pack: Some(open_pack),
+    }
 }
 
 /// Which container `src` holds, judged by its first bytes alone (a `.oimg` header, or an
@@ -311,6 +345,16 @@ impl Container {
         self.manifest
             .read_exact_at(&mut buf, 0)
             .map_err(|e| PayloadError::io("cannot read the manifest of", &self.path, e))?;
+        if let Some(want) = self.frame_hash
+            && *blake3::hash(&buf).as_bytes() != want
+        {
+            return Err(PayloadError::Image {
+                path: self.path.clone(),
+                msg: "the manifest does not match the hash its version records (damaged or \
+                      altered)"
+                    .into(),
+            });
+        }
         match &self.key {
             Some(k) => k.open_manifest(&buf).map_err(|e| e.at(&self.path)),
             None => Ok(buf),
@@ -356,6 +400,12 @@ impl Container {
                 v
             }
             ContainerKind::Iso => self.iso_packs_plain()?,
+            ContainerKind::Store => {
+                let open = self.open_pack.as_ref().ok_or_else(|| {
+                    PayloadError::format("internal: a store image without its packs")
+                })?;
+                open(&m.packs)?
+            }
         };
         if spans.len() != m.packs.len() {
             return Err(PayloadError::Image {
@@ -366,9 +416,14 @@ impl Container {
         // FORMAT.md §3, §14: the store record says which form every pack has.
         let store = store_ref::from_manifest(m).map_err(|e| e.at(&self.path))?;
         for (i, (span, rec)) in spans.iter().zip(&m.packs).enumerate() {
+            // A store's pack is an object of its own, named by its id: say which.
+            let label = match self.kind {
+                ContainerKind::Store => format!("pack {i} ({})", hex(&rec.hash)),
+                _ => format!("pack {i}"),
+            };
             let bad = |msg: String| PayloadError::Image {
                 path: self.path.clone(),
-                msg: format!("pack {i}: {msg}"),
+                msg: format!("{label}: {msg}"),
             };
             if span.len != rec.len {
                 return Err(bad(format!(
@@ -416,6 +471,11 @@ impl Container {
         }
         Ok(v)
     }
+}
+
+/// Lower-case hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -88,6 +88,8 @@ pub(super) fn open(
         iso_packs: Vec::new(),
         image_id: Some(header.image_id),
         key,
+        frame_hash: None,
+        open_pack: None,
     })
 }
 

@@ -7,6 +7,7 @@
 //! `reference`), `reader` opens an image wherever it lives and hands out verified chunks
 //! (checked first by `format::validate`), `verify` checks every byte.
 
+pub mod block_chunks;
 pub mod carry;
 pub mod chunker;
 pub mod codec;

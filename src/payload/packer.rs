@@ -89,21 +89,9 @@ impl PackOwner {
 /// object name, new (docs/STORE.md §2.3, §5.2), so it must not repeat; without randomness
 /// the capture fails rather than risk it.
 fn fresh_salt() -> Result<[u8; 16], PayloadError> {
-    let mut salt = [0u8; 16];
-    let mut filled = 0;
-    while filled < salt.len() {
-        let flags = rustix::rand::GetRandomFlags::empty();
-        match rustix::rand::getrandom(&mut salt[filled..], flags) {
-            Ok(n) => filled += n,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => {
-                return Err(PayloadError::format(format!(
-                    "no random numbers for a store pack's salt: {e}"
-                )));
-            }
-        }
-    }
-    Ok(salt)
+    crate::sys::random_bytes().map_err(|e| {
+        PayloadError::format(format!("no random numbers for a store pack's salt: {e}"))
+    })
 }
 
 /// The packs written so far and the pack being written.

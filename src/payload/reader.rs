@@ -90,7 +90,9 @@ impl PayloadReader {
         Self::from_container(name, image::open_source(name, src, unlock)?)
     }
 
-    fn from_container(path: &Path, c: image::Container) -> Result<PayloadReader, PayloadError> {
+    /// Opens and checks the image `c` holds (`path` names it in messages): how a store's
+    /// version is opened (`store::read`), its manifest and packs in objects of their own.
+    pub fn from_container(path: &Path, c: image::Container) -> Result<PayloadReader, PayloadError> {
         let frame = c.manifest_bytes()?;
         let (manifest, version) = decode_manifest(&frame).map_err(|e| e.at(path))?;
         validate(&manifest).map_err(|e| e.at(path))?;

@@ -113,13 +113,6 @@ pub struct ReuseCounters {
     /// This image's blocks that are verbatim copies of the base's.
     pub copied_blocks: Vec<BlockIndex>,
     /// What a capture into a store uses of the store where it lies: blocks, packs, bytes.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "reported by the store's capture (issue #22), not yet here"
-        )
-    )]
     pub referenced: ReferenceCounts,
 }
 

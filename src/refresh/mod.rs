@@ -18,6 +18,7 @@ use crate::format::manifest::{
 };
 use crate::format::records::{BLOCK_HEADER_LEN, BlockHeader};
 use crate::format::sink::BlockSource;
+use crate::payload::block_chunks::BlockChunks;
 use crate::payload::carry::StoredRun;
 use crate::payload::reader::PayloadReader;
 use crate::payload::writer::BaseImage;
@@ -44,9 +45,8 @@ pub struct Base {
     given: PathBuf,
     /// Base chunk index of each stored chunk id.
     ids: HashMap<ChunkId, ChunkIndex>,
-    /// The base's chunk indexes grouped by block: block b's are `by_block[starts[b]..starts[b+1]]`.
-    by_block: Vec<ChunkIndex>,
-    starts: Vec<usize>,
+    /// The base's chunk indexes grouped by block.
+    by_block: BlockChunks,
     /// Files cache: path → base entry index, for files eligible for reuse.
     files: HashMap<Vec<u8>, usize>,
     /// This capture's filesystem index → the base's, where both are the same filesystem.
@@ -61,7 +61,14 @@ impl Base {
 
     /// Opens and checks the image at `path` and indexes its chunks.
     pub fn open(path: &Path, unlock: &crate::envelope::Unlock) -> Result<Base, PayloadError> {
-        let reader = PayloadReader::open(path, unlock)?;
+        Ok(Base::from_reader(
+            PayloadReader::open(path, unlock)?,
+            path.to_path_buf(),
+        ))
+    }
+
+    /// The image `reader` has open, named `given` (a store's version: `store::dedup`).
+    pub fn from_reader(reader: PayloadReader, given: PathBuf) -> Base {
         let m = reader.manifest();
         let ids = m
             .chunks
@@ -69,24 +76,15 @@ impl Base {
             .enumerate()
             .map(|(i, c)| (c.id, i as ChunkIndex))
             .collect();
-        let mut by_block: Vec<ChunkIndex> = (0..m.chunks.len() as ChunkIndex).collect();
-        by_block.sort_by_key(|&c| m.chunks[c as usize].block);
-        let mut starts = vec![0usize; m.blocks.len() + 1];
-        for c in &m.chunks {
-            starts[c.block as usize + 1] += 1;
-        }
-        for b in 0..m.blocks.len() {
-            starts[b + 1] += starts[b];
-        }
-        Ok(Base {
+        let by_block = BlockChunks::new(&m.chunks, m.blocks.len());
+        Base {
             reader,
-            given: path.to_path_buf(),
+            given,
             ids,
             by_block,
-            starts,
             files: HashMap::new(),
             fs_map: HashMap::new(),
-        })
+        }
     }
 
     /// The base's manifest.
@@ -200,11 +198,7 @@ impl BaseImage for Base {
     }
 
     fn chunks_in_block(&self, b: BlockIndex) -> &[ChunkIndex] {
-        let b = b as usize;
-        match (self.starts.get(b), self.starts.get(b + 1)) {
-            (Some(&s), Some(&e)) => &self.by_block[s..e],
-            _ => &[],
-        }
+        self.by_block.of(b)
     }
 
     fn block_extent(&self, b: BlockIndex) -> Option<(u32, std::ops::Range<u64>)> {

@@ -5,12 +5,18 @@
 //! version strings of §2.5, `objects` encodes and decodes the objects themselves (§2.1, §2.4,
 //! §2.5: the Rust definitions there are normative), and `open` is a [`Store`]: the config
 //! read, versions listed, heads read, index and version objects written, through
-//! `remote::s3::S3Client`. Plain stores only so far (§13 stage 3): no encryption, no locks.
+//! `remote::s3::S3Client`. A capture goes into a store through `dedup` (the store as the
+//! payload writer's base: its blocks referenced where they lie) and `upload` (packs PUT as
+//! they close); `read` opens a version as an image. Plain stores only so far (§13 stage 3):
+//! no encryption, no locks.
 
 mod address;
+pub mod dedup;
 pub mod names;
 pub mod objects;
 mod open;
+pub mod read;
+pub mod upload;
 
 pub use address::{ImageAddress, StoreRoot};
 pub use objects::ObjectError;
@@ -53,18 +59,6 @@ impl StoreError {
 /// `N` random bytes from the kernel (salts and nonces: they need uniqueness, not secrecy, but
 /// the kernel's are both).
 pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], StoreError> {
-    let mut b = [0u8; N];
-    let mut filled = 0;
-    while filled < N {
-        match rustix::rand::getrandom(&mut b[filled..], rustix::rand::GetRandomFlags::empty()) {
-            Ok(n) => filled += n,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => {
-                return Err(StoreError::Unsupported(format!(
-                    "no random bytes from the kernel: {e}"
-                )));
-            }
-        }
-    }
-    Ok(b)
+    crate::sys::random_bytes()
+        .map_err(|e| StoreError::Unsupported(format!("no random bytes from the kernel: {e}")))
 }

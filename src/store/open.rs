@@ -23,7 +23,8 @@ pub const HEAD_READ: u64 = 64 << 10;
 
 /// An opened plain store.
 pub struct Store {
-    pub client: S3Client,
+    /// Shared with the threads that upload a capture's packs.
+    pub client: std::sync::Arc<S3Client>,
     pub root: StoreRoot,
     /// The store id: `config`'s nonce, in every store pack's header (§2.3).
     pub id: [u8; 16],
@@ -62,7 +63,7 @@ impl Store {
         let bytes = encode_config(&root.shown(CONFIG), &config, &id)?;
         client.put(&key, &bytes)?;
         Ok(Store {
-            client,
+            client: client.into(),
             root,
             id,
             config,
@@ -83,7 +84,7 @@ impl Store {
             )));
         }
         Ok(Store {
-            client,
+            client: client.into(),
             root,
             id,
             config,
@@ -225,8 +226,12 @@ impl Store {
 
     /// Commits a version: `head` and the manifest `frame` in one PUT under
     /// `images/<head.series>/<head.version>`, refused when that object exists (versions are
-    /// written once). Returns the key relative to the store.
-    pub fn put_version(&self, head: &VersionHead, frame: &[u8]) -> Result<String, StoreError> {
+    /// written once). Returns the key relative to the store and the object's length.
+    pub fn put_version(
+        &self,
+        head: &VersionHead,
+        frame: &[u8],
+    ) -> Result<(String, u64), StoreError> {
         let rel = names::version_key(&head.series, &head.version);
         let bytes = encode_version(head, frame).map_err(|mut e| {
             e.object = self.shown(&rel);
@@ -241,7 +246,7 @@ impl Store {
             .into());
         }
         self.client.put(&key, &bytes)?;
-        Ok(rel)
+        Ok((rel, bytes.len() as u64))
     }
 
     /// Writes `index` as a new index object; returns its name (`index/<hex of it>`).

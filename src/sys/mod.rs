@@ -1,5 +1,5 @@
 //! The system calls osimage makes itself, in one place: mount and umount, loop devices, the
-//! block-device and btrfs ioctls, power off, and the one PATH lookup. Everything here is a thin, safe
+//! block-device and btrfs ioctls, power off, the one PATH lookup and random bytes. Everything here is a thin, safe
 //! wrapper over `rustix` (the ioctls rustix has no wrapper for go through `rustix::ioctl` with
 //! typed opcodes); the policy (retries, fallbacks, error wording) stays with the callers.
 
@@ -11,6 +11,21 @@ pub mod mount;
 use std::path::PathBuf;
 
 pub use mount::MountFlags;
+
+/// `N` random bytes from the kernel (`getrandom`, retried when a signal interrupts it): ids,
+/// salts and nonces.
+pub fn random_bytes<const N: usize>() -> std::io::Result<[u8; N]> {
+    let mut b = [0u8; N];
+    let mut filled = 0;
+    while filled < N {
+        match rustix::rand::getrandom(&mut b[filled..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(b)
+}
 
 /// The first file called `tool` in a directory of `$PATH` (the one PATH lookup of the crate:
 /// "tool needed" checks before running one all come here).

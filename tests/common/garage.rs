@@ -127,6 +127,17 @@ impl Garage {
         env
     }
 
+    /// osimage's own S3 client for the test bucket, set up as an osimage run against this
+    /// server is ([`Garage::osimage_env`]): the tests' hands on the bucket.
+    pub fn client(&self) -> osimage::s3::S3Client {
+        let env = self.osimage_env();
+        let var = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let settings = osimage::s3::S3Settings::resolve(&var, None).expect("S3 settings");
+        let policy = osimage::RetryPolicy::default();
+        osimage::s3::S3Client::new(&settings, BUCKET, policy, &osimage::Trust::default())
+            .expect("S3 client")
+    }
+
     /// Creates another bucket, read/write/owner for the key.
     pub fn create_bucket(&self, name: &str) {
         self.cli_ok(&["bucket", "create", name]);

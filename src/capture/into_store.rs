@@ -1,0 +1,419 @@
+//! `capture ROOT -o s3://BUCKET/PREFIX/NAME`: a capture into a store (docs/STORE.md §4).
+//!
+//! The steps of a file capture (layout, scan, payload, manifest) with three differences: the
+//! base is the store itself (`store::dedup`: every chunk its index holds is referenced where
+//! it lies, and the newest version of NAME is the files cache); packs go up as they close
+//! (`store::upload`), each a store pack (FORMAT.md §3, version 3) of the store's pack size;
+//! and the commit is one PUT of the version object, after an index object listing the new
+//! packs (§4.3). Nothing is visible to readers before that PUT completes.
+//!
+//! Not yet (docs/STORE.md §13): locks (so no prune may run beside a capture), the index
+//! object every 64 packs, the rescue blobs (a store version has no boot side: `restore`
+//! and every reading command work, `export` and `netboot` of a store version do not exist).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use super::steps::{self, Scope};
+use super::{CaptureError, CaptureOptions, CaptureReport, manifest, preflight, staging};
+use crate::format::PayloadError;
+use crate::format::frame::encode_manifest;
+use crate::format::manifest::{Manifest, PackRecord};
+use crate::payload::chunker::PARAMS;
+use crate::payload::writer::{PackOwner, PayloadTables, write_payload_with_base};
+use crate::progress::Progress;
+use crate::refresh::Base;
+use crate::store::dedup::StoreBase;
+use crate::store::objects::index::{IndexBlock, IndexChunk, IndexPack, StoreIndex};
+use crate::store::objects::version::{VersionHead, VersionSummary};
+use crate::store::upload::{PackUploader, Uploaded};
+use crate::store::{Store, names};
+
+/// What a capture into a store did besides what every capture reports.
+#[derive(Debug)]
+pub struct StoreCapture {
+    pub report: CaptureReport,
+    /// The new version's name (`20261206T101500Z-…`).
+    pub version: String,
+    /// Packs and bytes uploaded (the version object and the index object not counted).
+    pub uploaded: Uploaded,
+    /// Packs of earlier captures the version references.
+    pub referenced_packs: u64,
+    /// The version object's length.
+    pub version_bytes: u64,
+}
+
+/// Captures `opts.root` as a new version of `series` in `store`; `tags` go into its head.
+pub fn capture_into_store(
+    opts: &CaptureOptions,
+    store: &Store,
+    series: &str,
+    tags: &[String],
+    progress: &dyn Progress,
+) -> Result<StoreCapture, CaptureError> {
+    let started = Instant::now();
+    check_options(opts, store)?;
+    let root = staging::checked_root(opts)?;
+    let shown = format!("{}/{series}", store.root);
+    let (layout, _) = steps::record_layout_beside(&root, None, opts, progress)?;
+    preflight::check(opts, &root, &layout, false)?;
+
+    let (mut prev, parent) = previous_version(store, series, progress)?;
+    let parent_time = parent
+        .as_deref()
+        .and_then(names::parse_version)
+        .map(|(t, _)| t);
+    check_clock(&shown, parent.as_deref(), parent_time)?;
+    let interrupts = super::interrupt::Interrupts::start();
+    let mut snap = match opts.snapshot {
+        true => {
+            let s = super::snapshot::Snapshot::take(&root, &opts.scan, progress, &interrupts)?;
+            progress.status(&format!("capturing from {}", s.describe()));
+            Some(s)
+        }
+        false => None,
+    };
+    let scan_root = snap.as_ref().map_or(root.as_path(), |s| s.root());
+    progress.note(&format!("scanning {}", scan_root.display()));
+    let scope = Scope {
+        root: scan_root,
+        opts: &opts.scan,
+        left_out: &[],
+    };
+    let mut scanned = steps::scan_against_base(&scope, snap.as_ref(), prev.as_mut())?;
+
+    let base = StoreBase::new(&load_index(store, progress)?, prev)?;
+    if let Some(why) = &base.dropped_cache {
+        progress.note(&format!("every file is read again: {why}"));
+    }
+    let image_id = manifest::random_id();
+    let mut uploader = PackUploader::start(store.client.clone(), store.root.clone());
+    let mut params = steps::payload_params(opts, image_id, &scanned.root);
+    params.packs = PackOwner::Store { store_id: store.id };
+    params.pack_limit = store.config.pack_size as u64;
+    let written = write_payload_with_base(
+        &mut scanned.entries,
+        &mut uploader,
+        &params,
+        Some(&base),
+        progress,
+    );
+    let uploaded = uploader.finish();
+    let tables = written?;
+    let uploaded = uploaded?;
+    if let Some(s) = snap.take() {
+        s.release()?;
+    }
+    let referenced = tables.reuse.referenced;
+    let new_packs = tables.packs.len() - referenced.packs as usize;
+    let index = new_index(&tables, new_packs);
+    let unread = std::mem::take(&mut scanned.mount_dirs_unread);
+    let left_out = std::mem::take(&mut scanned.omitted);
+
+    wait_past(parent_time);
+    let info = manifest::image_info(&root, image_id, opts.level);
+    let created = info.created;
+    let mut done = manifest::assemble(info, scanned, tables, &layout, None, None);
+    let version = names::version_name(to_utc(created), &image_id);
+    let m = &mut done.manifest;
+    m.stats.duration_ms = started.elapsed().as_millis() as u64;
+    m.extensions.push(
+        crate::format::store_ref::StoreRef {
+            store_id: store.id,
+            series: series.to_string(),
+            version: version.clone(),
+        }
+        .to_extension()?,
+    );
+    crate::format::validate::validate(m).map_err(|e| e.at(std::path::Path::new(&shown)))?;
+    if !index.packs.is_empty() {
+        store
+            .put_index(&index)
+            .map_err(|e| store_error(&shown, e))?;
+    }
+    let frame = encode_manifest(m)?;
+    let head = version_head(m, series, &version, parent, &frame, &uploaded, tags);
+    let (_, version_bytes) = store
+        .put_version(&head, &frame)
+        .map_err(|e| store_error(&shown, e))?;
+    drop(interrupts);
+    if opts.verify {
+        verify_version(store, series, &version, opts.threads, progress)?;
+    }
+    let mut warnings = done.warnings;
+    warnings.extend(super::mount_dirs_warning(&unread));
+    Ok(StoreCapture {
+        report: CaptureReport {
+            output: PathBuf::from(format!("{shown}@{version}")),
+            size: uploaded.bytes + version_bytes,
+            stats: done.manifest.stats.clone(),
+            skipped: done.skipped,
+            left_out,
+            left_out_filesystems: Vec::new(),
+            warnings,
+            rescue: None,
+            rescue_bytes: 0,
+        },
+        version,
+        referenced_packs: referenced.packs,
+        uploaded,
+        version_bytes,
+    })
+}
+
+/// What a store capture cannot do (yet), refused before anything is read.
+fn check_options(opts: &CaptureOptions, store: &Store) -> Result<(), CaptureError> {
+    if opts.lock.is_some() {
+        return Err(CaptureError::Usage(format!(
+            "{}: --encrypt and --recipient do not apply to a store (whether a store is \
+             encrypted is its own setting, docs/STORE.md §6, and encrypted stores are not built \
+             yet); capture into a file to encrypt an image",
+            store.root
+        )));
+    }
+    let c = &store.config.chunking;
+    if (c.min, c.avg, c.max) != (PARAMS.min, PARAMS.avg, PARAMS.max) {
+        return Err(CaptureError::Usage(format!(
+            "{}: the store cuts chunks with min/avg/max {}/{}/{} bytes, this osimage with \
+             {}/{}/{}: captures into it would not deduplicate",
+            store.root, c.min, c.avg, c.max, PARAMS.min, PARAMS.avg, PARAMS.max
+        )));
+    }
+    Ok(())
+}
+
+/// Versions sort by their names, which begin with their time to the second (STORE.md §2.5):
+/// a version made now must be later than the newest one, or it would not be the newest.
+/// Refused before anything is read when this machine's clock is behind that version's time.
+fn check_clock(
+    shown: &str,
+    parent: Option<&str>,
+    parent_time: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<(), CaptureError> {
+    let (Some(parent), Some(t)) = (parent, parent_time) else {
+        return Ok(());
+    };
+    let now = chrono::Utc::now();
+    if t > now {
+        return Err(CaptureError::Usage(format!(
+            "{shown}: the newest version ({parent}) is dated after this machine's clock ({}): \
+             a version made now would sort before it; set the clock right (NTP) and capture \
+             again",
+            now.format("%Y-%m-%dT%H:%M:%SZ")
+        )));
+    }
+    Ok(())
+}
+
+/// Waits until the clock's second is past `t`'s, so the new version's name sorts after the
+/// version made at `t` (two captures within one second otherwise tie on the time).
+fn wait_past(t: Option<chrono::DateTime<chrono::Utc>>) {
+    let Some(t) = t else { return };
+    loop {
+        let now = chrono::Utc::now();
+        if now.timestamp() > t.timestamp() {
+            return;
+        }
+        let left = 1_000_000_000 - u64::from(now.timestamp_subsec_nanos() % 1_000_000_000);
+        std::thread::sleep(std::time::Duration::from_nanos(left));
+    }
+}
+
+/// The newest version of `series`, opened as the files cache, and its name (the new head's
+/// parent); none for a new series.
+fn previous_version(
+    store: &Store,
+    series: &str,
+    progress: &dyn Progress,
+) -> Result<(Option<Base>, Option<String>), CaptureError> {
+    let shown = format!("{}/{series}", store.root);
+    let Some(version) = store.newest(series).map_err(|e| store_error(&shown, e))? else {
+        return Ok((None, None));
+    };
+    progress.status(&format!("files cache: {shown}@{version}"));
+    let open = crate::store::read::open_version(store, series, &version)?;
+    Ok((
+        Some(Base::from_reader(open.reader, open.name)),
+        Some(version),
+    ))
+}
+
+/// Every index object of the store, checked against its name.
+fn load_index(
+    store: &Store,
+    progress: &dyn Progress,
+) -> Result<Vec<(String, StoreIndex)>, CaptureError> {
+    let ids = store
+        .list_index()
+        .map_err(|e| store_error(&store.root.to_string(), e))?;
+    progress.status(&format!(
+        "reading the store's index ({} objects)",
+        ids.len()
+    ));
+    ids.iter()
+        .map(|id| {
+            let name = store.shown(&names::index_key(id));
+            let index = store.get_index(id).map_err(|e| store_error(&name, e))?;
+            Ok((name, index))
+        })
+        .collect()
+}
+
+/// The index object of the packs this capture uploaded: the first `new_packs` of `tables`.
+fn new_index(tables: &PayloadTables, new_packs: usize) -> StoreIndex {
+    let mut packs: Vec<IndexPack> = tables.packs[..new_packs]
+        .iter()
+        .map(|p: &PackRecord| IndexPack {
+            id: p.hash,
+            len: p.len,
+            blocks: Vec::new(),
+        })
+        .collect();
+    let mut chunks_of: Vec<Vec<IndexChunk>> = vec![Vec::new(); tables.blocks.len()];
+    for c in &tables.chunks {
+        if let Some(v) = chunks_of.get_mut(c.block as usize) {
+            v.push(IndexChunk {
+                id: c.id,
+                offset: c.offset,
+                len: c.len,
+            });
+        }
+    }
+    for (b, chunks) in tables.blocks.iter().zip(chunks_of) {
+        if let Some(p) = packs.get_mut(b.pack as usize) {
+            p.blocks.push(IndexBlock {
+                offset: b.offset,
+                stored_len: b.stored_len,
+                raw_len: b.raw_len,
+                codec: b.codec,
+                hash: b.hash,
+                chunks,
+            });
+        }
+    }
+    for p in &mut packs {
+        p.blocks.sort_by_key(|b| b.offset);
+    }
+    StoreIndex { packs }
+}
+
+/// The head of the new version (docs/STORE.md §2.5).
+fn version_head(
+    m: &Manifest,
+    series: &str,
+    version: &str,
+    parent: Option<String>,
+    frame: &[u8],
+    uploaded: &Uploaded,
+    tags: &[String],
+) -> VersionHead {
+    VersionHead {
+        image_id: m.image.id,
+        series: series.to_string(),
+        version: version.to_string(),
+        created: m.image.created,
+        hostname: m.image.hostname.clone(),
+        os_release: m.image.os_release.clone(),
+        tool_version: m.image.tool_version.clone(),
+        parent,
+        frame_hash: *blake3::hash(frame).as_bytes(),
+        packs: m.packs.iter().map(|p| p.hash).collect(),
+        rescue: None,
+        summary: VersionSummary {
+            entries: m.stats.entries,
+            files: m.stats.files,
+            file_bytes: m.stats.file_bytes,
+            stored_bytes: m.stats.stored_bytes,
+            new_bytes: uploaded.bytes,
+        },
+        tags: tags.to_vec(),
+    }
+}
+
+/// `--verify`: reads the new version back through the store and checks every chunk. The
+/// version is committed already: a failure is reported, not undone (STORE.md §4.3).
+fn verify_version(
+    store: &Store,
+    series: &str,
+    version: &str,
+    threads: usize,
+    progress: &dyn Progress,
+) -> Result<(), CaptureError> {
+    let open = crate::store::read::open_version(store, series, version)?;
+    let report = crate::payload::verify::verify(&open.reader, threads, progress)?;
+    if !report.ok() {
+        return Err(PayloadError::Image {
+            path: open.name,
+            msg: format!(
+                "the new version failed its verification (it is committed: remove it when \
+                 prune exists, or capture again): {}",
+                report.problems.join("; ")
+            ),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// A manifest time as chrono's (version names are made of it).
+fn to_utc(t: crate::format::manifest::Timestamp) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(t.sec, t.nsec).unwrap_or_default()
+}
+
+fn store_error(shown: &str, e: impl std::fmt::Display) -> CaptureError {
+    PayloadError::Image {
+        path: shown.into(),
+        msg: e.to_string(),
+    }
+    .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::manifest::{BlockRecord, ChunkId, ChunkRecord, Codec};
+
+    #[test]
+    fn the_index_lists_only_the_new_packs_blocks_and_their_chunks() {
+        let block = |pack, offset, stored_len| BlockRecord {
+            pack,
+            offset,
+            stored_len,
+            raw_len: 100,
+            codec: Codec::Zstd,
+            hash: [offset as u8; 32],
+        };
+        let chunk = |n: u8, block| ChunkRecord {
+            id: ChunkId([n; 32]),
+            block,
+            offset: 0,
+            len: 10,
+        };
+        let tables = PayloadTables {
+            packs: vec![
+                PackRecord {
+                    len: 64 + 16 + 30,
+                    hash: [1; 32],
+                },
+                PackRecord {
+                    len: 64 + 16 + 40,
+                    hash: [2; 32],
+                },
+            ],
+            blocks: vec![block(0, 64, 30), block(1, 64, 40)],
+            chunks: vec![chunk(7, 0), chunk(8, 1), chunk(9, 0)],
+            ..Default::default()
+        };
+        let index = new_index(&tables, 1);
+        assert_eq!(
+            index.packs.len(),
+            1,
+            "the referenced pack is not indexed again"
+        );
+        let p = &index.packs[0];
+        assert_eq!((p.id, p.len), ([1; 32], 110));
+        assert_eq!(p.blocks.len(), 1);
+        let ids: Vec<u8> = p.blocks[0].chunks.iter().map(|c| c.id.0[0]).collect();
+        assert_eq!(ids, [7, 9]);
+    }
+}

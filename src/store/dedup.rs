@@ -1,0 +1,226 @@
+//! What a capture into a store deduplicates against (docs/STORE.md §4 steps 4–5, §4.1): every
+//! block and chunk the store's index objects list, presented to the payload writer as a base
+//! whose blocks are **referenced** where they lie, never copied; and the previous version of
+//! the series as the files cache, so unchanged files are not read.
+//!
+//! Numbering: the store's packs and blocks in index order (a pack's blocks consecutive, in
+//! offset order, as `BaseImage::blocks_in_pack` requires); the chunks are the previous
+//! version's first, at the indexes its manifest gives them (so the files cache's runs need no
+//! translation), then every other chunk of the index.
+
+use std::collections::HashMap;
+
+use crate::format::PayloadError;
+use crate::format::manifest::{
+    BlockIndex, BlockRecord, ChunkId, ChunkIndex, ChunkRecord, DataRun, Meta, PackIndex,
+    PackRecord, Xattr,
+};
+use crate::format::records::BLOCK_HEADER_LEN;
+use crate::payload::block_chunks::BlockChunks;
+use crate::payload::carry::StoredRun;
+use crate::payload::reference::BasePacks;
+use crate::payload::writer::BaseImage;
+use crate::refresh::Base;
+use crate::scan::{KnownFiles, ScannedEntry};
+use crate::store::objects::index::StoreIndex;
+
+/// The store as a capture's base.
+pub struct StoreBase {
+    /// The previous version of the series: the files cache. `None` when there is none, or
+    /// when one of its packs is missing from the index.
+    prev: Option<Base>,
+    packs: Vec<PackRecord>,
+    /// Pack p's blocks are `first_block[p]..first_block[p + 1]`.
+    first_block: Vec<BlockIndex>,
+    blocks: Vec<BlockRecord>,
+    chunks: Vec<ChunkRecord>,
+    ids: HashMap<ChunkId, ChunkIndex>,
+    /// The chunks grouped by block.
+    by_block: BlockChunks,
+    /// Why the previous version's files cache was dropped, to tell the user.
+    pub dropped_cache: Option<String>,
+}
+
+impl StoreBase {
+    /// The store's `indexes` (each named by `names[i]` in messages), with `prev` as the files
+    /// cache. An index object whose blocks do not tile their packs is refused: the store is
+    /// damaged and a capture must not reference it.
+    pub fn new(
+        indexes: &[(String, StoreIndex)],
+        prev: Option<Base>,
+    ) -> Result<StoreBase, PayloadError> {
+        let mut s = StoreBase {
+            prev: None,
+            packs: Vec::new(),
+            first_block: vec![0],
+            blocks: Vec::new(),
+            chunks: Vec::new(),
+            ids: HashMap::new(),
+            by_block: BlockChunks::default(),
+            dropped_cache: None,
+        };
+        let mut at: HashMap<([u8; 32], u64), BlockIndex> = HashMap::new();
+        let mut index_chunks = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (name, index) in indexes {
+            // The layout a manifest relies on: blocks tiling each pack, chunks inside blocks.
+            index.check().map_err(|e| damaged(name, &e))?;
+            for p in &index.packs {
+                if !seen.insert(p.id) {
+                    continue; // listed by an earlier index object too
+                }
+                let pack = s.packs.len() as u32;
+                s.packs.push(PackRecord {
+                    len: p.len,
+                    hash: p.id,
+                });
+                for b in &p.blocks {
+                    let block = s.blocks.len() as BlockIndex;
+                    s.blocks.push(BlockRecord {
+                        pack,
+                        offset: b.offset,
+                        stored_len: b.stored_len,
+                        raw_len: b.raw_len,
+                        codec: b.codec,
+                        hash: b.hash,
+                    });
+                    at.insert((p.id, b.offset), block);
+                    for c in &b.chunks {
+                        index_chunks.push(ChunkRecord {
+                            id: c.id,
+                            block,
+                            offset: c.offset,
+                            len: c.len,
+                        });
+                    }
+                }
+                s.first_block.push(s.blocks.len() as BlockIndex);
+            }
+        }
+        if let Some(prev) = prev {
+            match prev_chunks(&prev, &at) {
+                Ok(chunks) => {
+                    for (i, c) in chunks.iter().enumerate() {
+                        s.ids.entry(c.id).or_insert(i as ChunkIndex);
+                    }
+                    s.chunks = chunks;
+                    s.prev = Some(prev);
+                }
+                Err(why) => s.dropped_cache = Some(why),
+            }
+        }
+        for c in index_chunks {
+            if let std::collections::hash_map::Entry::Vacant(v) = s.ids.entry(c.id) {
+                v.insert(s.chunks.len() as ChunkIndex);
+                s.chunks.push(c);
+            }
+        }
+        s.by_block = BlockChunks::new(&s.chunks, s.blocks.len());
+        Ok(s)
+    }
+
+    /// The previous version, when it serves as the files cache.
+    pub fn previous(&self) -> Option<&Base> {
+        self.prev.as_ref()
+    }
+
+    /// Packs and blocks the index lists.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (self.packs.len(), self.blocks.len(), self.chunks.len())
+    }
+}
+
+/// The previous version's chunk records, pointing at the store's blocks; why not, when one of
+/// its blocks is not in the index (its pack was never indexed, or is being pruned).
+fn prev_chunks(
+    prev: &Base,
+    at: &HashMap<([u8; 32], u64), BlockIndex>,
+) -> Result<Vec<ChunkRecord>, String> {
+    let m = prev.manifest();
+    m.chunks
+        .iter()
+        .map(|c| {
+            let b = &m.blocks[c.block as usize];
+            let pack = &m.packs[b.pack as usize];
+            let block = at.get(&(pack.hash, b.offset)).ok_or_else(|| {
+                format!(
+                    "the previous version's pack {} is not in the store's index",
+                    crate::store::names::hex(&pack.hash)
+                )
+            })?;
+            Ok(ChunkRecord {
+                block: *block,
+                ..c.clone()
+            })
+        })
+        .collect()
+}
+
+fn damaged(name: &str, msg: &str) -> PayloadError {
+    PayloadError::Image {
+        path: name.into(),
+        msg: format!("{msg} (damaged index object)"),
+    }
+}
+
+impl KnownFiles for StoreBase {
+    fn known_xattrs(&self, path: &[u8], meta: &Meta, size: u64) -> Option<Vec<Xattr>> {
+        self.prev.as_ref()?.known_xattrs(path, meta, size)
+    }
+}
+
+impl BaseImage for StoreBase {
+    fn unchanged_runs(&self, e: &ScannedEntry) -> Option<&[DataRun]> {
+        self.prev.as_ref()?.unchanged_runs(e)
+    }
+
+    fn find_chunk(&self, id: &ChunkId) -> Option<ChunkIndex> {
+        self.ids.get(id).copied()
+    }
+
+    fn chunk(&self, c: ChunkIndex) -> Option<&ChunkRecord> {
+        self.chunks.get(c as usize)
+    }
+
+    fn chunks_in_block(&self, b: BlockIndex) -> &[ChunkIndex] {
+        self.by_block.of(b)
+    }
+
+    fn block_extent(&self, b: BlockIndex) -> Option<(u32, std::ops::Range<u64>)> {
+        let r = self.blocks.get(b as usize)?;
+        let end = r.offset + BLOCK_HEADER_LEN as u64 + r.stored_len as u64;
+        Some((r.pack, r.offset..end))
+    }
+
+    fn stored_run(&self, _: &[BlockIndex]) -> Result<StoredRun, PayloadError> {
+        Err(PayloadError::format(
+            "internal: a store's blocks are referenced, never copied",
+        ))
+    }
+
+    fn copies_unread(&self) -> bool {
+        false
+    }
+
+    fn references(&self) -> Option<&dyn BasePacks> {
+        Some(self)
+    }
+}
+
+impl BasePacks for StoreBase {
+    fn pack_record(&self, p: PackIndex) -> Option<PackRecord> {
+        self.packs.get(p as usize).cloned()
+    }
+
+    fn blocks_in_pack(&self, p: PackIndex) -> std::ops::Range<BlockIndex> {
+        let p = p as usize;
+        match (self.first_block.get(p), self.first_block.get(p + 1)) {
+            (Some(&s), Some(&e)) => s..e,
+            _ => 0..0,
+        }
+    }
+
+    fn block_record(&self, b: BlockIndex) -> Option<&BlockRecord> {
+        self.blocks.get(b as usize)
+    }
+}

@@ -1,0 +1,157 @@
+//! Reading a version of a store (docs/STORE.md §2.5, §7): the version object's prefix says how
+//! long the head and the manifest frame are, the head what the frame hashes to; the frame is
+//! read from the same object. The packs the manifest names are opened as **one** HTTP object
+//! made of parts (`S3Client::open_many`), so a plan over the whole image shares one budget,
+//! one fetcher pool and one read cache however many packs there are (§7.2.1). The payload
+//! reader then checks everything it checks of a file: the manifest, each pack's length and
+//! header (a store pack of this store), every block's hash.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use crate::format::PayloadError;
+use crate::format::source::RangeRead;
+use crate::image::{self, Backing, PackOpener};
+use crate::payload::reader::PayloadReader;
+use crate::remote::HttpObject;
+use crate::store::Store;
+use crate::store::names;
+use crate::store::objects::version::{self, PREFIX_LEN, VersionHead};
+
+/// An open version: the reader, the head its object starts with, and what reading it costs.
+pub struct OpenVersion {
+    pub reader: PayloadReader,
+    pub head: VersionHead,
+    /// How messages name it: `s3://BUCKET/PREFIX/NAME@VERSION`.
+    pub name: PathBuf,
+    /// The version object (its head and manifest).
+    pub version_object: Arc<HttpObject>,
+    /// The packs, as one object of parts.
+    pub packs: Arc<HttpObject>,
+}
+
+/// Opens VERSION of SERIES in `store` and checks it as `PayloadReader` checks a file, and
+/// that its manifest belongs to this store, series and version.
+pub fn open_version(
+    store: &Store,
+    series: &str,
+    version: &str,
+) -> Result<OpenVersion, PayloadError> {
+    let name = PathBuf::from(format!("{}/{series}@{version}", store.root));
+    let rel = names::version_key(series, version);
+    let object = store
+        .client
+        .open(&store.root.key(&rel))
+        .map_err(|e| PayloadError::io("cannot open", &name, e))?;
+    let object = Arc::new(object);
+    let (head, frame_at, frame_len) = read_head(&*object, &store.shown(&rel), &name)?;
+    if head.series != series || head.version != version {
+        return Err(PayloadError::Image {
+            path: name,
+            msg: format!(
+                "the object holds {}@{}, not this version (damaged or altered store)",
+                head.series, head.version
+            ),
+        });
+    }
+    let source: Arc<dyn RangeRead> = object.clone();
+    let manifest = Backing::remote(source).span(frame_at, frame_len);
+    let packs = Arc::new(OnceLock::new());
+    let c = image::from_parts(
+        &name,
+        manifest,
+        head.frame_hash,
+        head.image_id,
+        pack_opener(store, &name, packs.clone()),
+    );
+    let reader = PayloadReader::from_container(&name, c)?;
+    let belongs = crate::format::store_ref::from_manifest(reader.manifest())
+        .map_err(|e| e.at(&name))?
+        .is_some_and(|r| r.store_id == store.id && r.series == series && r.version == version);
+    if !belongs {
+        return Err(PayloadError::Image {
+            path: name,
+            msg: "the manifest names another store, series or version (damaged or altered \
+                  store)"
+                .into(),
+        });
+    }
+    let packs = packs.get().cloned().ok_or_else(|| PayloadError::Image {
+        path: name.clone(),
+        msg: "internal: the packs were never opened".into(),
+    })?;
+    Ok(OpenVersion {
+        reader,
+        head,
+        name,
+        version_object: object,
+        packs,
+    })
+}
+
+/// Opens the packs a manifest lists as one object of parts and cuts it into each pack's span;
+/// keeps the object in `keep` for its counters.
+fn pack_opener(store: &Store, name: &Path, keep: Arc<OnceLock<Arc<HttpObject>>>) -> PackOpener {
+    let (client, root, name) = (store.client.clone(), store.root.clone(), name.to_path_buf());
+    Arc::new(move |records| {
+        let parts: Vec<(String, u64)> = records
+            .iter()
+            .map(|p| (root.key(&names::pack_key(&p.hash)), p.len))
+            .collect();
+        let object = client
+            .open_many(&parts, format!("{} (packs)", name.display()))
+            .map_err(|e| PayloadError::io("cannot open the packs of", &name, e))?;
+        let object = Arc::new(object);
+        let _ = keep.set(object.clone());
+        let source: Arc<dyn RangeRead> = object;
+        let backing = Backing::remote(source);
+        let mut at = 0u64;
+        Ok(records
+            .iter()
+            .map(|p| {
+                let span = backing.span(at, p.len);
+                at += p.len;
+                span
+            })
+            .collect())
+    })
+}
+
+/// Reads and checks the head of the version object `object` (`shown` in its own errors):
+/// the head, and where the manifest frame lies in the object and its length.
+fn read_head(
+    object: &dyn RangeRead,
+    shown: &str,
+    name: &Path,
+) -> Result<(VersionHead, u64, u64), PayloadError> {
+    let io = |e| PayloadError::io("cannot read", name, e);
+    let bad = |e: crate::store::ObjectError| PayloadError::Image {
+        path: name.to_path_buf(),
+        msg: e.to_string(),
+    };
+    let mut first = [0u8; PREFIX_LEN];
+    object.read_exact_at(&mut first, 0).map_err(io)?;
+    let prefix = version::decode_version_prefix(shown, &first).map_err(bad)?;
+    if prefix.sealed {
+        return Err(PayloadError::Image {
+            path: name.to_path_buf(),
+            msg: "a sealed version: encrypted stores are not read by this osimage".into(),
+        });
+    }
+    if prefix.total_len() != object.len() {
+        return Err(PayloadError::Image {
+            path: name.to_path_buf(),
+            msg: format!(
+                "the version object has {} bytes but its prefix says {} (truncated or altered)",
+                object.len(),
+                prefix.total_len()
+            ),
+        });
+    }
+    let mut head = vec![0u8; prefix.head_len as usize];
+    object
+        .read_exact_at(&mut head, PREFIX_LEN as u64)
+        .map_err(io)?;
+    let head = version::decode_head(shown, &prefix, &head).map_err(bad)?;
+    Ok((head, PREFIX_LEN as u64 + prefix.head_len, prefix.frame_len))
+}
