@@ -251,4 +251,20 @@ fn no_store_and_encryption_are_refused_before_anything_is_read() {
     );
     assert_eq!(run.code, 2, "{}", run.describe());
     assert!(keys(&g, "site-c/packs/").is_empty(), "nothing was uploaded");
+
+    // A tag labels a store's version: with a file for output it is refused, not ignored.
+    let file = dir.path().join("system.oimg");
+    let run = osimage(
+        &g,
+        &[
+            s("capture"),
+            root.as_os_str(),
+            s("-o"),
+            file.as_os_str(),
+            s("--tag"),
+            s("nightly"),
+        ],
+    );
+    assert_eq!(run.code, 2, "{}", run.describe());
+    assert!(!file.exists(), "{}", run.describe());
 }

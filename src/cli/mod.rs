@@ -157,6 +157,13 @@ fn run_capture(a: CaptureArgs, p: &TermProgress) -> Result<i32, Failure> {
             )
         })?;
     let store = capture_store::store_output(&output)?;
+    if store.is_none() && !a.tag.is_empty() {
+        return Err(UsageError(format!(
+            "--tag labels a version in a store (-o s3://BUCKET/PREFIX/NAME), not {}",
+            output.display()
+        ))
+        .into());
+    }
     if let Some(address) = &store {
         let asked =
             encrypt.encrypt || !encrypt.recipient.is_empty() || !encrypt.recipient_file.is_empty();
