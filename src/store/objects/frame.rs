@@ -350,16 +350,8 @@ mod tests {
     #[test]
     fn every_damage_is_refused_naming_the_object() {
         let good = framed(None);
-        let edit = |at: usize, v: u8| {
-            let mut b = good.clone();
-            b[at] = v;
-            b
-        };
-        let set_u64 = |at: usize, v: u64| {
-            let mut b = good.clone();
-            b[at..at + 8].copy_from_slice(&v.to_le_bytes());
-            b
-        };
+        let edit = |at: usize, v: u8| crate::store::objects::damage::byte(&good, at, v);
+        let set_u64 = |at: usize, v: u64| crate::store::objects::damage::u64_at(&good, at, v);
         let mut trailing = good.clone();
         trailing.push(0);
         for (bytes, why) in [

@@ -65,3 +65,21 @@ fn decode_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String
     }
     Ok(value)
 }
+
+/// Damaged copies of a good object, for the decoders' tests.
+#[cfg(test)]
+pub(crate) mod damage {
+    /// `good` with byte `at` set to `v`.
+    pub fn byte(good: &[u8], at: usize, v: u8) -> Vec<u8> {
+        let mut b = good.to_vec();
+        b[at] = v;
+        b
+    }
+
+    /// `good` with the little-endian u64 at `at` set to `v`.
+    pub fn u64_at(good: &[u8], at: usize, v: u64) -> Vec<u8> {
+        let mut b = good.to_vec();
+        b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        b
+    }
+}

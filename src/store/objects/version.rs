@@ -404,16 +404,8 @@ mod tests {
     fn every_damage_is_refused_naming_the_object() {
         let good = encode_version(&head(), FRAME).unwrap();
         let head_len = u64::from_le_bytes(good[16..24].try_into().unwrap()) as usize;
-        let edit = |at: usize, v: u8| {
-            let mut b = good.clone();
-            b[at] = v;
-            b
-        };
-        let set_u64 = |at: usize, v: u64| {
-            let mut b = good.clone();
-            b[at..at + 8].copy_from_slice(&v.to_le_bytes());
-            b
-        };
+        let edit = |at: usize, v: u8| crate::store::objects::damage::byte(&good, at, v);
+        let set_u64 = |at: usize, v: u64| crate::store::objects::damage::u64_at(&good, at, v);
         let mut trailing = good.clone();
         trailing.push(0);
         // A head that hashes right but does not decode (its hash fixed up after the edit).
