@@ -17,8 +17,9 @@
 //! run after them met its source's UUID twice. So they have their process too.
 //!
 //! What sharing a process asks of the tests in either binary:
-//! - a VM runs only while `common::vm_lock()` is held (two cores: one VM at a time; cargo runs
-//!   the binaries one after the other, so that holds for the whole run);
+//! - a VM runs only while `common::vm_lock()` is held (two cores: two VMs at a time at most,
+//!   `OSIMAGE_TEST_VMS`; cargo runs the binaries one after the other, so that holds for the
+//!   whole run); each VM has a name of its own (its console log is named after it);
 //! - caches shared on disk (tests/cache/…) are filled under a lock of their own
 //!   (`common::kernel`) or once per process (`OnceLock`s);
 //! - `fuzz_regressions`' tracking allocator is this binary's global allocator: it forwards

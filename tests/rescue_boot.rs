@@ -171,6 +171,8 @@ fn blank_disk(b: &Built, name: &str, mib: u64) -> PathBuf {
 
 /// The blank disks and the optional CD-ROM of one boot.
 struct Media<'a> {
+    /// The VM's name: its console log is `logs/<name>.log` (two boots may run at once).
+    name: &'static str,
     cdrom: Option<&'a Path>,
     disks: Vec<&'a Path>,
 }
@@ -182,7 +184,7 @@ fn boot(b: &Built, media: Media) -> (String, Option<std::process::ExitStatus>) {
     let _vm = common::vm_lock();
     let logs = b.work.path().join("logs");
     let o = vm::run(&vm::VmSpec {
-        name: "console".into(),
+        name: media.name.into(),
         log_dir: &logs,
         firmware: vm::Firmware::Bios,
         accel: Accel::Tcg,
@@ -214,7 +216,10 @@ fn boot(b: &Built, media: Media) -> (String, Option<std::process::ExitStatus>) {
     })
     .unwrap_or_else(|e| panic!("booting the rescue environment: {e}"));
     // Kept for a look after the run (the work directory goes away).
-    let _ = std::fs::write(cache_dir().join("last-console.log"), &o.console);
+    let _ = std::fs::write(
+        cache_dir().join(format!("last-console-{}.log", media.name)),
+        &o.console,
+    );
     (o.console.clone(), o.exited())
 }
 
@@ -299,6 +304,7 @@ fn rescue_environment_boots_finds_its_cd_by_id_and_powers_off() {
     let (console, status) = boot(
         b,
         Media {
+            name: "cd",
             cdrom: Some(&iso),
             disks: vec![&disk],
         },
@@ -326,6 +332,7 @@ fn rescue_environment_finds_the_iso_file_on_a_disk() {
     let (console, status) = boot(
         b,
         Media {
+            name: "file-on-disk",
             cdrom: None,
             disks: vec![&host_disk, &disk],
         },

@@ -7,7 +7,7 @@
 //!
 //! Every test here holds `common::loop_devices(module_path!())` for its whole run (tests of
 //! one module side by side, never beside another module's), and each VM runs under
-//! `common::vm_lock()`: one at a time.
+//! `common::vm_lock()`: two at a time at most (`OSIMAGE_TEST_VMS`).
 
 // Each binary uses its own part of the helpers.
 #[allow(dead_code)]

@@ -10,7 +10,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::BootCheckError;
@@ -32,9 +31,6 @@ pub const OVMF_SB_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
 /// port at once; OVMF to the serial port within ~12 s under TCG here): no byte at all within
 /// this long means QEMU never ran it (issue #21).
 pub const FIRST_OUTPUT: Duration = Duration::from_secs(60);
-
-/// A busy host runs one VM at a time, even when callers run on several threads.
-static ONE_VM: Mutex<()> = Mutex::new(());
 
 /// The firmware a VM boots with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -450,7 +446,9 @@ fn check_tools(firmware: Firmware, qemu: bool, ovmf: [&str; 2]) -> Result<(), Bo
 }
 
 /// Boots `spec`, watches the serial console and returns how the boot ended. Errors only when
-/// QEMU cannot be started or its files cannot be made.
+/// QEMU cannot be started or its files cannot be made. Several calls may run at once (on
+/// other threads, each VM with its own `name`); how many a host can afford is the caller's
+/// choice (`verify --boot` runs one after the other, the tests two at a time).
 pub fn run(spec: &VmSpec) -> Result<Outcome, BootCheckError> {
     run_typing(spec, &[])
 }
@@ -459,7 +457,6 @@ pub fn run(spec: &VmSpec) -> Result<Outcome, BootCheckError> {
 /// an empty script the serial port is output only, exactly as `run`.
 pub fn run_typing(spec: &VmSpec, script: &[Typed]) -> Result<Outcome, BootCheckError> {
     check_host(spec.firmware)?;
-    let _vm = ONE_VM.lock().unwrap_or_else(|e| e.into_inner());
     let io = |what: &str, path: &Path| {
         let path = path.to_path_buf();
         let what = what.to_string();

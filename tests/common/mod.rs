@@ -69,13 +69,61 @@ pub fn need(tools: &[(&str, &str)]) {
 }
 
 /// Held by every test while a VM of its runs (QEMU in this process through
-/// `osimage::vm`, or in an `osimage verify --boot` child): two cores run one VM at
-/// a time in the whole test run. Never taken twice by one thread (it is not reentrant): take
-/// it around the boot itself, not around helpers that may boot.
-pub fn vm_lock() -> std::sync::MutexGuard<'static, ()> {
-    static ONE_VM: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    // A test that failed while holding it poisons it; the next VM may still run.
-    ONE_VM.lock().unwrap_or_else(|e| e.into_inner())
+/// `osimage::vm`, or in an `osimage verify --boot` child): at most [`vm_slots`] VMs at a time
+/// in the whole test run. One TCG guest keeps about 1.3 of the two cores busy (a boot is mostly
+/// one vCPU's work; docs/PERFORMANCE.md), so two side by side finish sooner than one after the
+/// other. Never taken twice by one thread (a thread waiting for a second slot while holding one
+/// could wait for ever): take it around the boot itself, not around helpers that may boot.
+pub fn vm_lock() -> VmSlot {
+    VmSlot::take(1)
+}
+
+/// Like [`vm_lock`], for two VMs run at the same time by one test (they count as two).
+pub fn vm_lock_two() -> VmSlot {
+    VmSlot::take(2.min(vm_slots()))
+}
+
+/// How many VMs may run at once: `OSIMAGE_TEST_VMS` (1 runs them one after the other, as on a
+/// one-core machine), else 2.
+pub fn vm_slots() -> usize {
+    static SLOTS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *SLOTS.get_or_init(|| match std::env::var("OSIMAGE_TEST_VMS") {
+        Ok(v) => match v.parse::<usize>() {
+            Ok(n) if n >= 1 => n,
+            _ => panic!("OSIMAGE_TEST_VMS={v:?}: expected a whole number of VMs, 1 or more"),
+        },
+        Err(_) => 2,
+    })
+}
+
+/// VM slots in use, and the condition a waiting test sleeps on.
+static VMS_RUNNING: (std::sync::Mutex<usize>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+/// One test's VM slots; dropping it frees them.
+pub struct VmSlot(usize);
+
+impl VmSlot {
+    fn take(n: usize) -> VmSlot {
+        // A test that failed while holding the mutex poisons it; the next VM may still run.
+        let mut running = VMS_RUNNING.0.lock().unwrap_or_else(|e| e.into_inner());
+        while *running + n > vm_slots() {
+            running = VMS_RUNNING
+                .1
+                .wait(running)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        *running += n;
+        VmSlot(n)
+    }
+}
+
+impl Drop for VmSlot {
+    fn drop(&mut self) {
+        let mut running = VMS_RUNNING.0.lock().unwrap_or_else(|e| e.into_inner());
+        *running -= self.0;
+        VMS_RUNNING.1.notify_all();
+    }
 }
 
 /// Held for its whole run by every test that attaches loop devices, mounts filesystems, makes

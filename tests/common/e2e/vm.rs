@@ -57,9 +57,9 @@ pub fn boot_direct_typing(b: &Boot, kernel: DirectKernel, script: &[Typed]) -> O
 }
 
 /// Two VMs booted from the network at the same time (two machines restoring one image), each
-/// with its own user network of `net`'s shape; one `vm_lock` for both.
+/// with its own user network of `net`'s shape; two VM slots for both.
 pub fn boot_net_pair(a: &Boot, b: &Boot, net: UserNet) -> (Outcome, Outcome) {
-    let _vm = crate::common::vm_lock();
+    let _vm = crate::common::vm_lock_two();
     std::thread::scope(|scope| {
         let first = scope.spawn(|| run_unlocked(a, None, &[], Some(net)));
         let second = run_unlocked(b, None, &[], Some(net));
