@@ -289,27 +289,41 @@ fn one_golden_iso_restores_two_distinct_machines_that_boot() {
     let e = auto_entry(&g.iso, work.path());
 
     let site = overlay_disk(work.path());
-    let alpha = restore(
-        "alpha",
-        &g,
-        &e,
-        work.path(),
-        "osimage.generalize=1 osimage.hostname=alpha osimage.overlay=/dev/vdc:/site",
-        true,
-        Some(&site),
-    );
-    let beta = restore(
-        "beta",
-        &g,
-        &e,
-        work.path(),
-        "osimage.generalize=1 osimage.hostname=beta osimage.new-uuids=1",
-        false,
-        None,
-    );
-    let a = boots("alpha", &alpha, Firmware::Bios);
-    let b = boots("beta", &beta, Firmware::Bios);
-    let b_uefi = boots("beta", &beta, Firmware::Uefi);
+    // The two machines restore, then boot, side by side (two VM slots, `common::vm_lock`), as
+    // a fleet's machines would; a panic in either thread fails the test with its message.
+    let (alpha, beta) = std::thread::scope(|t| {
+        let alpha = t.spawn(|| {
+            restore(
+                "alpha",
+                &g,
+                &e,
+                work.path(),
+                "osimage.generalize=1 osimage.hostname=alpha osimage.overlay=/dev/vdc:/site",
+                true,
+                Some(&site),
+            )
+        });
+        let beta = restore(
+            "beta",
+            &g,
+            &e,
+            work.path(),
+            "osimage.generalize=1 osimage.hostname=beta osimage.new-uuids=1",
+            false,
+            None,
+        );
+        (alpha.join().expect("alpha's restore"), beta)
+    });
+    let (a, b, b_uefi) = std::thread::scope(|t| {
+        let a = t.spawn(|| boots("alpha", &alpha, Firmware::Bios));
+        let b_uefi = t.spawn(|| boots("beta", &beta, Firmware::Uefi));
+        let b = boots("beta", &beta, Firmware::Bios);
+        (
+            a.join().expect("alpha's boot"),
+            b,
+            b_uefi.join().expect("beta's UEFI boot"),
+        )
+    });
     eprintln!("fleet: alpha: {a}\nfleet: beta: {b}\nfleet: beta (UEFI): {b_uefi}");
 
     assert_eq!(word(&a, "hostname"), "alpha");
