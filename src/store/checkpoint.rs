@@ -226,9 +226,12 @@ mod tests {
         }
     }
 
-    /// Checkpoints every `every` packs into a list of index objects (each its packs' first
-    /// id bytes); PUTs fail while `fail` is set.
-    fn recorded(every: usize) -> (Checkpoints, Arc<Mutex<Vec<Vec<u8>>>>, Arc<AtomicBool>) {
+    /// The index objects a test's checkpoints wrote, each as its packs' first id bytes.
+    type Objects = Arc<Mutex<Vec<Vec<u8>>>>;
+
+    /// Checkpoints every `every` packs into a list of index objects; PUTs fail while the
+    /// flag returned is set.
+    fn recorded(every: usize) -> (Checkpoints, Objects, Arc<AtomicBool>) {
         let objects = Arc::new(Mutex::new(Vec::new()));
         let fail = Arc::new(AtomicBool::new(false));
         let (o, f) = (objects.clone(), fail.clone());

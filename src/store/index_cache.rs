@@ -60,7 +60,9 @@ fn max_len() -> u64 {
 }
 
 /// Every index object of `store`, from the cache folder `dir` where it holds a good copy,
-/// else fetched (and kept there). `note` is told of damaged copies and an unusable folder.
+/// else fetched (and kept there). `note` is told of damaged copies and an unusable folder
+/// (as warnings: a damaged copy says the disk under the cache is failing) and of objects
+/// that could not be kept.
 pub fn load_index(
     store: &Store,
     dir: Option<&Path>,
@@ -71,7 +73,8 @@ pub fn load_index(
         Ok(()) => Some(d),
         Err(e) => {
             note(format!(
-                "the index cache {} cannot be used ({e}): every index object is fetched",
+                "warning: the index cache {} cannot be used ({e}): every index object is \
+                 fetched",
                 d.display()
             ));
             None
@@ -95,7 +98,8 @@ pub fn load_index(
                 Ok(None) => {}
                 Err(why) => {
                     note(format!(
-                        "the cached copy of {shown} is damaged ({why}): dropped and fetched again"
+                        "warning: the cached copy of {shown} is damaged ({why}): dropped and \
+                         fetched again"
                     ));
                     let _ = std::fs::remove_file(p);
                 }
@@ -160,7 +164,7 @@ fn forget_unlisted(dir: &Path, listed: &[[u8; 32]]) {
     };
     for e in entries.flatten() {
         let file = e.file_name();
-        let Some(name) = file.to_str().and_then(|n| names::from_hex::<32>(n)) else {
+        let Some(name) = file.to_str().and_then(names::from_hex::<32>) else {
             continue;
         };
         if !listed.contains(&name) {
