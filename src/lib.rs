@@ -44,7 +44,7 @@ pub(crate) mod units;
 // Capture.
 pub use capture::{
     CaptureError, CaptureOptions, CaptureReport, capture, capture_from,
-    into_store::{StoreCapture, capture_into_store},
+    into_store::{StoreCapture, StoreCaptureChoices, capture_into_store},
     plan_capture,
 };
 pub use scan::{ScanError, ScanOptions, ScanResult, plan_filesystems, scan, source_path};

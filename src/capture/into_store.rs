@@ -4,11 +4,11 @@
 //! base is the store itself (`store::dedup`: every chunk its index holds is referenced where
 //! it lies, and the newest version of NAME is the files cache); packs go up as they close
 //! (`store::upload`), each a store pack (FORMAT.md §3, version 3) of the store's pack size;
-//! and the commit is one PUT of the version object, after an index object listing the new
-//! packs (§4.3). Nothing is visible to readers before that PUT completes.
+//! and the commit is one PUT of the version object, after the index objects listing the new
+//! packs (§4.3: `store::checkpoint`, also written when the capture fails or is interrupted,
+//! §4.4). Nothing is visible to readers before that PUT completes.
 //!
-//! Not yet (docs/STORE.md §13): locks (so no prune may run beside a capture), the index
-//! object every 64 packs, the rescue blobs (a store version has no boot side: `restore`
+//! Not yet (docs/STORE.md §13): locks (so no prune may run beside a capture), the rescue blobs (a store version has no boot side: `restore`
 //! and every reading command work, `export` and `netboot` of a store version do not exist).
 
 use std::path::PathBuf;
@@ -18,16 +18,16 @@ use super::steps::{self, Scope};
 use super::{CaptureError, CaptureOptions, CaptureReport, manifest, preflight, staging};
 use crate::format::PayloadError;
 use crate::format::frame::encode_manifest;
-use crate::format::manifest::{Manifest, PackRecord};
+use crate::format::manifest::Manifest;
 use crate::payload::chunker::PARAMS;
-use crate::payload::writer::{PackOwner, PayloadTables, write_payload_with_base};
+use crate::payload::writer::{PackOwner, write_payload_with_base};
 use crate::progress::Progress;
 use crate::refresh::Base;
 use crate::store::dedup::StoreBase;
-use crate::store::objects::index::{IndexBlock, IndexChunk, IndexPack, StoreIndex};
+use crate::store::index_cache::{self, CacheChoice};
 use crate::store::objects::version::{VersionHead, VersionSummary};
 use crate::store::upload::{PackUploader, Uploaded};
-use crate::store::{Store, names};
+use crate::store::{Store, checkpoint, names};
 
 /// What a capture into a store did besides what every capture reports.
 #[derive(Debug)]
@@ -41,6 +41,21 @@ pub struct StoreCapture {
     pub referenced_packs: u64,
     /// The version object's length.
     pub version_bytes: u64,
+    /// Index objects read from the store (GETs) and from the local cache (§4.1).
+    pub index_fetched: u64,
+    pub index_cached: u64,
+    /// Files read, and files the files cache vouched for unread.
+    pub files_read: u64,
+    pub files_unread: u64,
+}
+
+/// What a capture into a store may be told besides a file capture's options.
+#[derive(Clone, Debug, Default)]
+pub struct StoreCaptureChoices {
+    /// `--no-base`: no files cache (every file is read); the store's index still deduplicates.
+    pub no_base: bool,
+    /// Where the index objects read are kept (`--cache-dir`, `--no-cache`; STORE.md §4.1).
+    pub index_cache: CacheChoice,
 }
 
 /// Captures `opts.root` as a new version of `series` in `store`; `tags` go into its head.
@@ -49,6 +64,7 @@ pub fn capture_into_store(
     store: &Store,
     series: &str,
     tags: &[String],
+    choices: &StoreCaptureChoices,
     progress: &dyn Progress,
 ) -> Result<StoreCapture, CaptureError> {
     let started = Instant::now();
@@ -58,7 +74,7 @@ pub fn capture_into_store(
     let (layout, _) = steps::record_layout_beside(&root, None, opts, progress)?;
     preflight::check(opts, &root, &layout, false)?;
 
-    let (mut prev, parent) = previous_version(store, series, progress)?;
+    let (mut prev, parent) = previous_version(store, series, choices.no_base, progress)?;
     let parent_time = parent
         .as_deref()
         .and_then(names::parse_version)
@@ -82,12 +98,21 @@ pub fn capture_into_store(
     };
     let mut scanned = steps::scan_against_base(&scope, snap.as_ref(), prev.as_mut())?;
 
-    let base = StoreBase::new(&load_index(store, progress)?, prev)?;
+    let cache = index_cache::cache_dir(&choices.index_cache, &store.id);
+    let index = load_index(store, cache.as_deref(), progress)?;
+    let base = StoreBase::new(&index.objects, prev)?;
     if let Some(why) = &base.dropped_cache {
         progress.note(&format!("every file is read again: {why}"));
     }
     let image_id = manifest::random_id();
-    let mut uploader = PackUploader::start(store.client.clone(), store.root.clone());
+    let every = checkpoint::packs_per_index().map_err(|e| store_error(&shown, e))?;
+    let mut uploader = PackUploader::start(store.client.clone(), store.root.clone(), every, cache);
+    let checkpoints = uploader.checkpoints();
+    let _listed = interrupts.on_interrupt(String::new(), move || {
+        if let Some(said) = checkpoints.flush_interrupted() {
+            eprintln!("osimage: {said}");
+        }
+    });
     let mut params = steps::payload_params(opts, image_id, &scanned.root);
     params.packs = PackOwner::Store { store_id: store.id };
     params.pack_limit = store.config.pack_size as u64;
@@ -105,8 +130,7 @@ pub fn capture_into_store(
         s.release()?;
     }
     let referenced = tables.reuse.referenced;
-    let new_packs = tables.packs.len() - referenced.packs as usize;
-    let index = new_index(&tables, new_packs);
+    let files = (tables.reuse.files_read, tables.reuse.files_reused);
     let unread = std::mem::take(&mut scanned.mount_dirs_unread);
     let left_out = std::mem::take(&mut scanned.omitted);
 
@@ -126,11 +150,6 @@ pub fn capture_into_store(
         .to_extension()?,
     );
     crate::format::validate::validate(m).map_err(|e| e.at(std::path::Path::new(&shown)))?;
-    if !index.packs.is_empty() {
-        store
-            .put_index(&index)
-            .map_err(|e| store_error(&shown, e))?;
-    }
     let frame = encode_manifest(m)?;
     let head = version_head(m, series, &version, parent, &frame, &uploaded, tags);
     let (_, version_bytes) = store
@@ -158,6 +177,10 @@ pub fn capture_into_store(
         referenced_packs: referenced.packs,
         uploaded,
         version_bytes,
+        index_fetched: index.fetched,
+        index_cached: index.cached,
+        files_read: files.0,
+        files_unread: files.1,
     })
 }
 
@@ -219,17 +242,21 @@ fn wait_past(t: Option<chrono::DateTime<chrono::Utc>>) {
     }
 }
 
-/// The newest version of `series`, opened as the files cache, and its name (the new head's
-/// parent); none for a new series.
+/// The newest version of `series`, opened as the files cache (not with `no_base`), and its
+/// name (the new head's parent); none for a new series.
 fn previous_version(
     store: &Store,
     series: &str,
+    no_base: bool,
     progress: &dyn Progress,
 ) -> Result<(Option<Base>, Option<String>), CaptureError> {
     let shown = format!("{}/{series}", store.root);
     let Some(version) = store.newest(series).map_err(|e| store_error(&shown, e))? else {
         return Ok((None, None));
     };
+    if no_base {
+        return Ok((None, Some(version)));
+    }
     progress.status(&format!("files cache: {shown}@{version}"));
     let open = crate::store::read::open_version(store, series, &version)?;
     Ok((
@@ -238,63 +265,16 @@ fn previous_version(
     ))
 }
 
-/// Every index object of the store, checked against its name.
+/// Every index object of the store, checked against its name: from the cache folder `cache`
+/// where it holds a good copy, else fetched.
 fn load_index(
     store: &Store,
+    cache: Option<&std::path::Path>,
     progress: &dyn Progress,
-) -> Result<Vec<(String, StoreIndex)>, CaptureError> {
-    let ids = store
-        .list_index()
-        .map_err(|e| store_error(&store.root.to_string(), e))?;
-    progress.status(&format!(
-        "reading the store's index ({} objects)",
-        ids.len()
-    ));
-    ids.iter()
-        .map(|id| {
-            let name = store.shown(&names::index_key(id));
-            let index = store.get_index(id).map_err(|e| store_error(&name, e))?;
-            Ok((name, index))
-        })
-        .collect()
-}
-
-/// The index object of the packs this capture uploaded: the first `new_packs` of `tables`.
-fn new_index(tables: &PayloadTables, new_packs: usize) -> StoreIndex {
-    let mut packs: Vec<IndexPack> = tables.packs[..new_packs]
-        .iter()
-        .map(|p: &PackRecord| IndexPack {
-            id: p.hash,
-            len: p.len,
-            blocks: Vec::new(),
-        })
-        .collect();
-    let mut chunks_of: Vec<Vec<IndexChunk>> = vec![Vec::new(); tables.blocks.len()];
-    for c in &tables.chunks {
-        if let Some(v) = chunks_of.get_mut(c.block as usize) {
-            v.push(IndexChunk {
-                id: c.id,
-                offset: c.offset,
-                len: c.len,
-            });
-        }
-    }
-    for (b, chunks) in tables.blocks.iter().zip(chunks_of) {
-        if let Some(p) = packs.get_mut(b.pack as usize) {
-            p.blocks.push(IndexBlock {
-                offset: b.offset,
-                stored_len: b.stored_len,
-                raw_len: b.raw_len,
-                codec: b.codec,
-                hash: b.hash,
-                chunks,
-            });
-        }
-    }
-    for p in &mut packs {
-        p.blocks.sort_by_key(|b| b.offset);
-    }
-    StoreIndex { packs }
+) -> Result<index_cache::LoadedIndex, CaptureError> {
+    progress.status("reading the store's index");
+    index_cache::load_index(store, cache, &mut |said| progress.note(&said))
+        .map_err(|e| store_error(&store.root.to_string(), e))
 }
 
 /// The head of the new version (docs/STORE.md §2.5).
@@ -366,54 +346,4 @@ fn store_error(shown: &str, e: impl std::fmt::Display) -> CaptureError {
         msg: e.to_string(),
     }
     .into()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::format::manifest::{BlockRecord, ChunkId, ChunkRecord, Codec};
-
-    #[test]
-    fn the_index_lists_only_the_new_packs_blocks_and_their_chunks() {
-        let block = |pack, offset, stored_len| BlockRecord {
-            pack,
-            offset,
-            stored_len,
-            raw_len: 100,
-            codec: Codec::Zstd,
-            hash: [offset as u8; 32],
-        };
-        let chunk = |n: u8, block| ChunkRecord {
-            id: ChunkId([n; 32]),
-            block,
-            offset: 0,
-            len: 10,
-        };
-        let tables = PayloadTables {
-            packs: vec![
-                PackRecord {
-                    len: 64 + 16 + 30,
-                    hash: [1; 32],
-                },
-                PackRecord {
-                    len: 64 + 16 + 40,
-                    hash: [2; 32],
-                },
-            ],
-            blocks: vec![block(0, 64, 30), block(1, 64, 40)],
-            chunks: vec![chunk(7, 0), chunk(8, 1), chunk(9, 0)],
-            ..Default::default()
-        };
-        let index = new_index(&tables, 1);
-        assert_eq!(
-            index.packs.len(),
-            1,
-            "the referenced pack is not indexed again"
-        );
-        let p = &index.packs[0];
-        assert_eq!((p.id, p.len), ([1; 32], 110));
-        assert_eq!(p.blocks.len(), 1);
-        let ids: Vec<u8> = p.blocks[0].chunks.iter().map(|c| c.id.0[0]).collect();
-        assert_eq!(ids, [7, 9]);
-    }
 }

@@ -191,6 +191,19 @@ pub struct CaptureArgs {
     /// with `-o s3://…`.
     #[arg(long, value_name = "TAG")]
     pub tag: Vec<String>,
+    /// Only with -o s3://…: no files cache, so every file is read again (the newest version
+    /// of NAME is not consulted); the store's index still deduplicates, so only blocks the
+    /// store lacks go up.
+    #[arg(long, conflicts_with = "base")]
+    pub no_base: bool,
+    /// Only with -o s3://…: keep the store's index objects in DIR/stores/STORE-ID/index/
+    /// instead of $XDG_CACHE_HOME/osimage/stores/… (default ~/.cache/osimage/stores/…). Each
+    /// cached copy is checked against its name before use; a damaged one is fetched again.
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+    /// Only with -o s3://…: keep no index objects locally (every capture fetches them all).
+    #[arg(long)]
+    pub no_cache: bool,
     /// (--retry-for and --ca apply to a store's server.)
     #[command(flatten)]
     pub net: super::source::NetArgs,

@@ -1,13 +1,14 @@
 //! `capture ROOT -o s3://BUCKET/PREFIX/NAME`: the command line of a capture into a store
 //! (docs/STORE.md §4; the capture itself is `osimage::capture_into_store`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::progress::TermProgress;
 use super::source::NetArgs;
 use super::{Failure, UsageError, show};
+use osimage::store::index_cache::CacheChoice;
 use osimage::store::{ImageAddress, Store};
-use osimage::{CaptureOptions, s3};
+use osimage::{CaptureOptions, StoreCaptureChoices, s3};
 
 /// OUTPUT's store address, when it is one. An `s3://` address whose key ends in .iso or
 /// .oimg names one object holding a whole image (STORE.md §1.1): a capture does not write
@@ -56,23 +57,59 @@ pub fn check_args(
     Ok(())
 }
 
+/// The choices of `--no-base`, `--cache-dir DIR` and `--no-cache` (in that order in
+/// `flags`), which apply to a store only: with a file for OUTPUT they are refused, not
+/// ignored.
+pub fn choices(
+    flags: (bool, Option<PathBuf>, bool),
+    into_store: bool,
+    output: &Path,
+) -> Result<StoreCaptureChoices, UsageError> {
+    let (no_base, cache_dir, no_cache) = flags;
+    if !into_store {
+        let given = [
+            (no_base, "--no-base"),
+            (cache_dir.is_some(), "--cache-dir"),
+            (no_cache, "--no-cache"),
+        ];
+        if let Some((_, flag)) = given.iter().find(|(on, _)| *on) {
+            return Err(UsageError(format!(
+                "{flag} applies to a capture into a store (-o s3://BUCKET/PREFIX/NAME), not to \
+                 {} (a capture into a file reads every file unless --base names one)",
+                output.display()
+            )));
+        }
+    }
+    let index_cache = match (cache_dir, no_cache) {
+        (_, true) => CacheChoice::Off,
+        (Some(dir), false) => CacheChoice::Dir(dir),
+        (None, false) => CacheChoice::Default,
+    };
+    Ok(StoreCaptureChoices {
+        no_base,
+        index_cache,
+    })
+}
+
 /// Runs the capture of `opts` into `address` and says what it did.
 pub fn run(
     opts: &CaptureOptions,
     address: &ImageAddress,
     tags: &[String],
+    choices: &StoreCaptureChoices,
     net: &NetArgs,
     p: &TermProgress,
 ) -> Result<i32, Failure> {
     let client = net.store_client(&address.root)?;
     let store = Store::open(client, address.root.clone())?;
-    let done = osimage::capture_into_store(opts, &store, &address.series, tags, p)?;
+    let done = osimage::capture_into_store(opts, &store, &address.series, tags, choices, p)?;
     let r = &done.report;
     super::say_capture_notes(r, p);
     let st = &r.stats;
     p.say(&format!(
         "{}: {}, {} of file data → {} stored in {} packs; uploaded {} in {} new {} \
-         ({} of earlier captures reused), in {:.1} s",
+         ({} of earlier captures reused); {} files read, {} unchanged; index objects: {} \
+         fetched, {} cached; in {:.1} s",
         r.output.display(),
         show::count(st.entries, "entry", "entries"),
         show::bytes(st.file_bytes),
@@ -86,6 +123,10 @@ pub fn run(
             "packs"
         },
         done.referenced_packs,
+        done.files_read,
+        done.files_unread,
+        done.index_fetched,
+        done.index_cached,
         st.duration_ms as f64 / 1000.0
     ));
     Ok(super::capture_status(r, "the version was committed"))

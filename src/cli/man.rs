@@ -135,6 +135,12 @@ const EXAMPLES: &[(&str, &str, &str)] = &[
          web01 are not read.",
     ),
     (
+        "capture",
+        "osimage capture / -o s3://images/fleet/web01 --no-base --cache-dir /var/cache/osimage",
+        "The same, reading every file again (the store still deduplicates), with the store's \
+         index objects kept under /var/cache/osimage/stores/ instead of ~/.cache/osimage/.",
+    ),
+    (
         "restore",
         "osimage restore s3://images/fleet/web01 --target /dev/sdb",
         "Restore the newest version of web01 from the store (web01@VERSION for another).",

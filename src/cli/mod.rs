@@ -164,6 +164,11 @@ fn run_capture(a: CaptureArgs, p: &TermProgress) -> Result<i32, Failure> {
         ))
         .into());
     }
+    let choices = capture_store::choices(
+        (a.no_base, a.cache_dir.clone(), a.no_cache),
+        store.is_some(),
+        &output,
+    )?;
     if let Some(address) = &store {
         let asked =
             encrypt.encrypt || !encrypt.recipient.is_empty() || !encrypt.recipient_file.is_empty();
@@ -209,7 +214,7 @@ fn run_capture(a: CaptureArgs, p: &TermProgress) -> Result<i32, Failure> {
         }
     }
     if let Some(address) = &store {
-        return capture_store::run(&opts, address, &a.tag, &a.net, p);
+        return capture_store::run(&opts, address, &a.tag, &choices, &a.net, p);
     }
     if let Some(base) = &a.base {
         // A refresh copies the base's blocks in the kernel (FORMAT.md, REFRESH.md): a file.

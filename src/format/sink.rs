@@ -6,7 +6,7 @@ use std::fs::File;
 use std::sync::Arc;
 
 use super::PayloadError;
-use super::manifest::PackRecord;
+use super::manifest::{BlockRecord, ChunkRecord, PackRecord};
 
 /// Where packs go: the container writes them (see `image::oimg`).
 pub trait PackSink: Send {
@@ -18,6 +18,17 @@ pub trait PackSink: Send {
     /// sealing), so a sink that stores packs by name (an image store: docs/STORE.md §2.3) can
     /// name it after `rec.hash`.
     fn end_pack(&mut self, rec: &PackRecord) -> Result<(), PayloadError>;
+    /// Block `rec` was placed in the current pack (told after `begin_pack`, before that
+    /// pack's `end_pack`), holding the new chunks `chunks` (this image's records; none for
+    /// blocks carried over from a base). A sink that indexes its packs as they go up (an image
+    /// store's index objects: docs/STORE.md §2.4, §4.3) keeps them; others need not.
+    fn block_placed(
+        &mut self,
+        _rec: &BlockRecord,
+        _chunks: &[ChunkRecord],
+    ) -> Result<(), PayloadError> {
+        Ok(())
+    }
     /// Appends the `len` bytes of `src.file` at `src.offset` (blocks a refresh carries over
     /// from its base). A sink writing to a file has the kernel copy them
     /// (`image::kernel_copy`); this default reads and writes them (an encrypted image's sink

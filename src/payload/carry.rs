@@ -93,6 +93,7 @@ fn send_run(
         bytes: stored.bytes,
         source: stored.source,
         carried: true,
+        chunks: Vec::new(),
     })
     .map_err(|_| PayloadError::format("the pack writer stopped"))
 }

@@ -12,7 +12,7 @@
 use crossbeam_channel::Receiver;
 
 use crate::format::PayloadError;
-use crate::format::manifest::{BlockIndex, BlockRecord, PackRecord};
+use crate::format::manifest::{BlockIndex, BlockRecord, ChunkRecord, PackRecord};
 use crate::format::records::{BLOCK_HEADER_LEN, BlockHeader, MAX_PACK_LEN, PackHeader, RECORD_LEN};
 use crate::format::sink::{BlockSource, PackSink};
 
@@ -31,11 +31,19 @@ pub struct Outgoing {
     pub source: Option<BlockSource>,
     /// Blocks carried over from a base, as stored there (encrypted bases too).
     pub carried: bool,
+    /// The new chunks of a freshly compressed block (their records name it), in block order;
+    /// empty for carried runs. The sink is told them with the block's place (`PackSink::block_placed`).
+    pub chunks: Vec<ChunkRecord>,
 }
 
 impl Outgoing {
-    /// One block: `header` and its stored `body`, hashed here.
-    pub fn block(index: BlockIndex, header: BlockHeader, body: &[u8]) -> Self {
+    /// One block: `header` and its stored `body`, hashed here, holding `chunks`.
+    pub fn block(
+        index: BlockIndex,
+        header: BlockHeader,
+        body: &[u8],
+        chunks: Vec<ChunkRecord>,
+    ) -> Self {
         let mut bytes = Vec::with_capacity(BLOCK_HEADER_LEN + body.len());
         bytes.extend_from_slice(&header.encode());
         bytes.extend_from_slice(body);
@@ -45,6 +53,7 @@ impl Outgoing {
             bytes,
             source: None,
             carried: false,
+            chunks,
         }
     }
 
@@ -198,14 +207,18 @@ impl Packs<'_> {
             if self.blocks.len() <= i {
                 self.blocks.resize(i + 1, None);
             }
-            self.blocks[i] = Some(BlockRecord {
+            let rec = BlockRecord {
                 pack: self.packs.len() as u32,
                 offset: len,
                 stored_len: header.stored_len,
                 raw_len: header.raw_len,
                 codec: header.codec,
                 hash,
-            });
+            };
+            let first = out.chunks.partition_point(|c| c.block < index);
+            let last = out.chunks.partition_point(|c| c.block <= index);
+            self.sink.block_placed(&rec, &out.chunks[first..last])?;
+            self.blocks[i] = Some(rec);
             if let Some((len, h)) = self.open.as_mut() {
                 *len += total as u64;
                 h.update(&hash);
@@ -293,7 +306,7 @@ mod tests {
             raw_len: len,
             stored_len: len,
         };
-        let mut out = Outgoing::block(index, header, &vec![fill; len as usize]);
+        let mut out = Outgoing::block(index, header, &vec![fill; len as usize], Vec::new());
         out.carried = carried;
         out
     }

@@ -358,6 +358,7 @@ fn run_worker(
         compressor: BlockCompressor::new(shared.params.level)?,
         block: Vec::with_capacity(BLOCK_TARGET + PARAMS.max as usize),
         block_index: None,
+        block_chunks: Vec::new(),
         window: vec![0u8; WINDOW],
         tx,
     };
@@ -388,6 +389,8 @@ struct Worker<'a> {
     compressor: BlockCompressor,
     block: Vec<u8>,
     block_index: Option<BlockIndex>,
+    /// The records of the chunks in `block`, for the sink (`PackSink::block_placed`).
+    block_chunks: Vec<ChunkRecord>,
     window: Vec<u8>,
     tx: Sender<Outgoing>,
 }
@@ -576,12 +579,14 @@ impl Worker<'_> {
                 .block_index
                 .get_or_insert_with(|| self.shared.next_block.fetch_add(1, Ordering::SeqCst));
             let i = t.records.len() as ChunkIndex;
-            t.records.push(ChunkRecord {
+            let rec = ChunkRecord {
                 id,
                 block,
                 offset: self.block.len() as u32,
                 len: (b - a) as u32,
-            });
+            };
+            self.block_chunks.push(rec.clone());
+            t.records.push(rec);
             t.by_id.insert(id, i);
             self.block.extend_from_slice(&self.window[a..b]);
             if self.block.len() < BLOCK_TARGET {
@@ -604,7 +609,8 @@ impl Worker<'_> {
             raw_len: self.block.len() as u32,
             stored_len: stored.len() as u32,
         };
-        let out = Outgoing::block(index, header, stored);
+        let chunks = std::mem::take(&mut self.block_chunks);
+        let out = Outgoing::block(index, header, stored, chunks);
         self.block.clear();
         self.tx
             .send(out)

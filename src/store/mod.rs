@@ -11,7 +11,9 @@
 //! no encryption, no locks.
 
 mod address;
+pub mod checkpoint;
 pub mod dedup;
+pub mod index_cache;
 pub mod names;
 pub mod objects;
 mod open;

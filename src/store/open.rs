@@ -10,7 +10,7 @@ use super::objects::frame::{HEADER_LEN, Kind};
 use super::objects::version::PREFIX_LEN;
 use super::objects::{
     StoreConfig, StoreIndex, VersionHead, decode_config, decode_head, decode_index,
-    decode_version_prefix, encode_config, encode_index, encode_version,
+    decode_version_prefix, encode_config, encode_version,
 };
 use super::{StoreError, StoreRoot};
 use crate::format::manifest::Timestamp;
@@ -251,14 +251,7 @@ impl Store {
 
     /// Writes `index` as a new index object; returns its name (`index/<hex of it>`).
     pub fn put_index(&self, index: &StoreIndex) -> Result<[u8; 32], StoreError> {
-        let bytes = encode_index(index).map_err(|mut e| {
-            e.object = format!("{}/{INDEX}…", self.root);
-            e
-        })?;
-        let name = super::objects::index_object_name(&bytes);
-        self.client
-            .put(&self.root.key(&names::index_key(&name)), &bytes)?;
-        Ok(name)
+        super::checkpoint::put_index(&self.client, &self.root, index)
     }
 
     /// The names of every index object.
@@ -274,13 +267,22 @@ impl Store {
 
     /// The index object `name`, checked against its name before it is decoded.
     pub fn get_index(&self, name: &[u8; 32]) -> Result<StoreIndex, StoreError> {
+        let bytes = self.get_index_bytes(name)?;
+        Ok(decode_index(
+            &self.shown(&names::index_key(name)),
+            &bytes,
+            Some(name),
+        )?)
+    }
+
+    /// The bytes of the index object `name` as stored (at most an index object's largest
+    /// size), not yet checked: `decode_index` with the name checks them.
+    pub fn get_index_bytes(&self, name: &[u8; 32]) -> Result<Vec<u8>, StoreError> {
         let rel = names::index_key(name);
-        let shown = self.shown(&rel);
         let max = (HEADER_LEN as u64) + Kind::Index.max_stored();
-        let bytes = self
-            .client
-            .get(&self.root.key(&rel), max)?
-            .ok_or_else(|| super::ObjectError::new(&shown, "missing (listed, then gone?)"))?;
-        Ok(decode_index(&shown, &bytes, Some(name))?)
+        let bytes = self.client.get(&self.root.key(&rel), max)?.ok_or_else(|| {
+            super::ObjectError::new(&self.shown(&rel), "missing (listed, then gone?)")
+        })?;
+        Ok(bytes)
     }
 }

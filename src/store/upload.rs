@@ -7,8 +7,11 @@
 //!
 //! A pack is PUT whole with its Content-MD5 and retried with the same bytes (`S3Client::put`);
 //! S3 shows an object whole or not at all, so no partial pack is ever visible. The first
-//! failure stops the capture at its next pack; packs already up stay, unreferenced, until a
-//! prune (§4.4).
+//! failure stops the capture at its next pack.
+//!
+//! The packs whose PUTs completed are listed in index objects as they go (`checkpoint`: one
+//! per 64 packs, §4.3 step 2), and [`PackUploader::finish`] lists the rest, whether the
+//! capture succeeded or not: a later capture reuses every pack up (§4.4).
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -16,10 +19,12 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Sender, bounded};
 
 use crate::format::PayloadError;
-use crate::format::manifest::PackRecord;
+use crate::format::manifest::{BlockRecord, ChunkRecord, PackRecord};
 use crate::format::sink::PackSink;
 use crate::remote::s3::S3Client;
-use crate::store::{StoreRoot, names};
+use crate::store::checkpoint::Checkpoints;
+use crate::store::objects::{IndexBlock, IndexChunk, IndexPack};
+use crate::store::{StoreError, StoreRoot, names};
 
 /// Threads uploading packs at once.
 pub const UPLOADERS: usize = 3;
@@ -28,6 +33,8 @@ pub const UPLOADERS: usize = 3;
 struct Upload {
     key: String,
     body: Vec<u8>,
+    /// What the pack's index record is, once it is up.
+    index: IndexPack,
 }
 
 /// What the uploads did, shared by the threads.
@@ -44,6 +51,8 @@ struct Shared {
 pub struct Uploaded {
     pub packs: u64,
     pub bytes: u64,
+    /// Index objects written for them.
+    pub index_objects: u64,
 }
 
 /// A `PackSink` that uploads each pack to the store once it is complete.
@@ -53,35 +62,47 @@ pub struct PackUploader {
     /// Where the store is in its bucket.
     root: StoreRoot,
     current: Vec<u8>,
+    /// The blocks of the pack being filled, as its index record lists them.
+    blocks: Vec<IndexBlock>,
+    checkpoints: Checkpoints,
     tx: Option<Sender<Upload>>,
     workers: Vec<JoinHandle<()>>,
     shared: Arc<Mutex<Shared>>,
 }
 
 impl PackUploader {
-    /// Starts the upload threads for packs of the store at `root`.
-    pub fn start(client: Arc<S3Client>, root: StoreRoot) -> Self {
+    /// Starts the upload threads for packs of the store at `root`, with an index object
+    /// after every `packs_per_index` packs up (`checkpoint::packs_per_index`), each kept in
+    /// the index cache folder `cache` too.
+    pub fn start(
+        client: Arc<S3Client>,
+        root: StoreRoot,
+        packs_per_index: usize,
+        cache: Option<std::path::PathBuf>,
+    ) -> Self {
         // A rendezvous: a pack is handed over only when a thread is free to take it.
         let (tx, rx) = bounded::<Upload>(0);
         let shared = Arc::new(Mutex::new(Shared::default()));
+        let checkpoints = Checkpoints::new(client.clone(), root.clone(), packs_per_index, cache);
         let workers = (0..UPLOADERS)
             .map(|_| {
                 let (rx, client, shared) = (rx.clone(), client.clone(), shared.clone());
+                let checkpoints = checkpoints.clone();
                 std::thread::spawn(move || {
                     for u in rx {
                         if lock(&shared).failed.is_some() {
                             continue; // drain: the capture is stopping
                         }
-                        let done = client.put(&u.key, &u.body);
-                        let mut s = lock(&shared);
-                        match done {
-                            Ok(()) => {
-                                s.packs += 1;
-                                s.bytes += u.body.len() as u64;
-                            }
-                            Err(e) => {
-                                s.failed.get_or_insert(e.to_string());
-                            }
+                        let done = client.put(&u.key, &u.body).map_err(StoreError::from);
+                        let done = done.and_then(|()| {
+                            let mut s = lock(&shared);
+                            s.packs += 1;
+                            s.bytes += u.body.len() as u64;
+                            drop(s);
+                            checkpoints.uploaded(u.index)
+                        });
+                        if let Err(e) = done {
+                            lock(&shared).failed.get_or_insert(e.to_string());
                         }
                     }
                 })
@@ -91,23 +112,38 @@ impl PackUploader {
             shown: root.to_string(),
             root,
             current: Vec::new(),
+            blocks: Vec::new(),
+            checkpoints,
             tx: Some(tx),
             workers,
             shared,
         }
     }
 
-    /// Waits for every upload; the first failure if one failed.
+    /// The index checkpoints, for a capture to flush when it is interrupted (§4.4).
+    pub fn checkpoints(&self) -> Checkpoints {
+        self.checkpoints.clone()
+    }
+
+    /// Waits for every upload, then lists the packs up since the last index object in a new
+    /// one, also when an upload or the capture failed (the next capture reuses them); the
+    /// first failure if one failed.
     pub fn finish(mut self) -> Result<Uploaded, PayloadError> {
         self.stop();
+        let flushed = self.checkpoints.flush();
         let s = lock(&self.shared);
-        match &s.failed {
-            Some(msg) => Err(self.error(msg)),
-            None => Ok(Uploaded {
-                packs: s.packs,
-                bytes: s.bytes,
-            }),
+        if let Some(msg) = &s.failed {
+            return Err(self.error(msg));
         }
+        flushed.map_err(|e| PayloadError::Image {
+            path: self.shown.clone().into(),
+            msg: format!("writing an index object failed: {e}"),
+        })?;
+        Ok(Uploaded {
+            packs: s.packs,
+            bytes: s.bytes,
+            index_objects: self.checkpoints.written().objects,
+        })
     }
 
     /// Closes the hand-over and joins the threads.
@@ -153,6 +189,30 @@ impl PackSink for PackUploader {
     fn begin_pack(&mut self, _index: u32) -> Result<(), PayloadError> {
         self.check()?;
         self.current.clear();
+        self.blocks.clear();
+        Ok(())
+    }
+
+    fn block_placed(
+        &mut self,
+        rec: &BlockRecord,
+        chunks: &[ChunkRecord],
+    ) -> Result<(), PayloadError> {
+        self.blocks.push(IndexBlock {
+            offset: rec.offset,
+            stored_len: rec.stored_len,
+            raw_len: rec.raw_len,
+            codec: rec.codec,
+            hash: rec.hash,
+            chunks: chunks
+                .iter()
+                .map(|c| IndexChunk {
+                    id: c.id,
+                    offset: c.offset,
+                    len: c.len,
+                })
+                .collect(),
+        });
         Ok(())
     }
 
@@ -167,6 +227,11 @@ impl PackSink for PackUploader {
         let upload = Upload {
             key: self.root.key(&names::pack_key(&rec.hash)),
             body: std::mem::take(&mut self.current),
+            index: IndexPack {
+                id: rec.hash,
+                len: rec.len,
+                blocks: std::mem::take(&mut self.blocks),
+            },
         };
         let tx = self.tx.as_ref().ok_or_else(|| self.error("stopped"))?;
         tx.send(upload)

@@ -116,9 +116,15 @@ impl Garage {
     }
 
     /// [`Garage::env`] plus AWS_CONFIG_FILE and AWS_SHARED_CREDENTIALS_FILE pointing nowhere:
-    /// what an osimage run against this server gets, so no `~/.aws` of the machine counts.
+    /// what an osimage run against this server gets, so no `~/.aws` of the machine counts;
+    /// and XDG_CACHE_HOME in the server's folder, so a capture's index cache (STORE.md §4.1)
+    /// stays out of the machine's `~/.cache`.
     pub fn osimage_env(&self) -> Vec<(String, String)> {
         let mut env = self.env();
+        env.push((
+            "XDG_CACHE_HOME".into(),
+            self.dir.path().join("cache").display().to_string(),
+        ));
         env.push(("AWS_CONFIG_FILE".into(), "/nonexistent/aws-config".into()));
         env.push((
             "AWS_SHARED_CREDENTIALS_FILE".into(),

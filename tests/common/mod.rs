@@ -11,6 +11,7 @@ pub mod http;
 pub mod iso;
 pub mod kernel;
 pub mod loopdev;
+pub mod s3_gate;
 pub mod sys;
 
 use std::ffi::OsStr;

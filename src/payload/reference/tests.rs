@@ -15,11 +15,13 @@ use crate::payload::writer::{BaseImage, PayloadParams, PayloadTables, write_payl
 use crate::progress::NoProgress;
 use crate::scan::{ScanOptions, ScannedEntry};
 
-/// Keeps every pack in memory, with the record the packer told at its end.
+/// Keeps every pack in memory, with the record the packer told at its end, and every block
+/// placed with its chunks as the sink was told them.
 #[derive(Default)]
 struct MemSink {
     done: Vec<(PackRecord, Vec<u8>)>,
     open: Vec<u8>,
+    placed: Vec<(BlockRecord, Vec<ChunkRecord>)>,
 }
 
 impl PackSink for MemSink {
@@ -36,6 +38,30 @@ impl PackSink for MemSink {
             .push((rec.clone(), std::mem::take(&mut self.open)));
         Ok(())
     }
+    fn block_placed(
+        &mut self,
+        rec: &BlockRecord,
+        chunks: &[ChunkRecord],
+    ) -> Result<(), PayloadError> {
+        self.placed.push((rec.clone(), chunks.to_vec()));
+        Ok(())
+    }
+}
+
+/// What `sink` was told of each block as it was placed is what the tables say of the first
+/// `n_blocks` blocks (the new ones), chunks and all: a store's index objects are made of it
+/// while the capture runs (docs/STORE.md §4.3).
+fn assert_placed_as_tables(sink: &MemSink, t: &PayloadTables, n_blocks: usize) {
+    let mut told: Vec<(BlockRecord, Vec<ChunkRecord>)> = sink.placed.clone();
+    told.sort_by_key(|(b, _)| (b.pack, b.offset));
+    let mut want: Vec<(BlockRecord, Vec<ChunkRecord>)> = (0..n_blocks)
+        .map(|b| {
+            let chunks = t.chunks.iter().filter(|c| c.block as usize == b);
+            (t.blocks[b].clone(), chunks.cloned().collect())
+        })
+        .collect();
+    want.sort_by_key(|(b, _)| (b.pack, b.offset));
+    assert_eq!(told, want);
 }
 
 /// `len` pseudo-random (incompressible) bytes from `seed`.
@@ -238,6 +264,7 @@ fn a_capture_into_a_store_references_the_packs_of_the_chunks_it_shares() {
         "{} packs",
         base_tables.packs.len()
     );
+    assert_placed_as_tables(&store_sink, &base_tables, base_tables.blocks.len());
     let mut store = FakeStore::new(&base_tables);
     // shared1.bin comes from the files cache unread; dir/shared2.bin is read and deduplicated.
     let cached = runs_of(&base_entries, "shared1.bin").to_vec();
@@ -310,6 +337,7 @@ fn a_capture_into_a_store_references_the_packs_of_the_chunks_it_shares() {
         .map(|b| b.raw_len as u64)
         .sum();
     assert_eq!(raw, new.len() as u64);
+    assert_placed_as_tables(&sink, &t, n_new_blocks);
 
     let r = &t.reuse;
     assert!(r.copied_blocks.is_empty());
