@@ -11,5 +11,6 @@ mod common;
 mod e2e_netboot;
 mod store_capture;
 mod store_garage;
+mod store_locks;
 mod store_objects;
 mod store_s3_object;
