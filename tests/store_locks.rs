@@ -228,7 +228,7 @@ fn a_stopped_capture_goes_stale_is_unlocked_and_refuses_to_commit() {
         .iter()
         .map(|l| l["name"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(left, [read_name.clone()]);
+    assert_eq!(left, std::slice::from_ref(&read_name));
 
     // Resumed, the capture sees its lock went unrefreshed past the margin and stops.
     signal(&child, libc::SIGCONT);
