@@ -67,7 +67,7 @@ pub fn capture_into_store(
     let lock = store
         .take_lock(LockKind::Capture, Some(series))
         .map_err(|e| match e.is_usage() {
-            true => CaptureError::Usage(e.to_string()),
+            true => CaptureError::Argument(e.to_string()),
             false => store_error(&shown, e),
         })?;
     let _unlock = interrupts.on_interrupt(lock.shown().to_string(), lock.releaser());
