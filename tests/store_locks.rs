@@ -64,9 +64,16 @@ fn locks(stats: &serde_json::Value) -> Vec<serde_json::Value> {
     stats["locks"].as_array().expect("locks").clone()
 }
 
-/// A capture of `root` into `address` through `endpoint`, started and left running.
+/// A capture of `root` into `address` through `endpoint`, started and left running, in a
+/// process group of its own: only this test's signals stop and resume it. In the test's
+/// group, a job-control event outside the test (the group orphaned while it holds a stopped
+/// process) makes the kernel send the whole group SIGHUP and SIGCONT; the capture then
+/// resumes, takes the SIGHUP as an interrupt and deletes its lock, as seen once in a run
+/// (two DELETEs of the lock, one from the interrupt's cleanup, 3.8 s into the stop).
 fn spawn_capture(g: &Garage, endpoint: &str, root: &Path, address: &str) -> Child {
+    use std::os::unix::process::CommandExt as _;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_osimage"));
+    cmd.process_group(0);
     cmd.args([s("capture"), root.as_os_str(), s("-o"), s(address), s("-q")])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -100,6 +107,35 @@ fn finish(mut child: Child) -> (std::process::ExitStatus, String) {
         out.status,
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The `State:` line of `child` in /proc, or why there is none.
+fn proc_state(child: &Child) -> String {
+    std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("State:"))
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "no /proc entry".into())
+}
+
+/// Panics with `what`, the state of the stopped capture `child` (from /proc), a LIST of
+/// `prefix/locks/`, and the capture's exit status and stderr once it is killed: what a
+/// failure of the stale-lock steps needs to be explained.
+fn fail_with_capture(g: &Garage, mut child: Child, prefix: &str, what: &str) -> ! {
+    let proc_state = proc_state(&child);
+    let listed = keys(g, &format!("{prefix}/locks/"));
+    let exited = child.try_wait().ok().flatten();
+    let _ = child.kill();
+    // SAFETY: kill(2) on our own child's pid, so a stopped child takes the SIGKILL.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGCONT) };
+    let (status, err) = finish(child);
+    panic!(
+        "{what}\ncapture {proc_state}; exited before the kill: {exited:?}; status {status:?}\n\
+         LIST {prefix}/locks/: {listed:?}\ncapture stderr:\n{err}"
+    );
 }
 
 /// A capture held at its index PUT (just before its commit) in a relay in front of `g`.
@@ -177,6 +213,11 @@ fn a_stopped_capture_goes_stale_is_unlocked_and_refuses_to_commit() {
     osimage(&g, &["store", "init", store]).ok();
     let (proxy, child) = held_capture(&g, &root, "s3://images/paused/web01", "paused");
     signal(&child, libc::SIGSTOP);
+    let end = Instant::now() + DEADLINE;
+    while !proc_state(&child).contains("T (stopped)") {
+        assert!(Instant::now() < end, "not stopped: {}", proc_state(&child));
+        std::thread::sleep(Duration::from_millis(10));
+    }
     proxy.release();
 
     // A lock of this process, kept fresh by its own refreshes: unlock --stale must keep it.
@@ -204,18 +245,24 @@ fn a_stopped_capture_goes_stale_is_unlocked_and_refuses_to_commit() {
     // Stopped, it refreshes no more: stale once the window has passed by the server's clock.
     let end = Instant::now() + DEADLINE;
     loop {
+        // Still stopped (`T`): nothing but this test may resume it before the unlock.
+        if !proc_state(&child).contains("T (stopped)") {
+            fail_with_capture(&g, child, "paused", "the capture is no longer stopped");
+        }
         let st = stats(&g, store);
         let now = locks(&st);
-        let c = now
-            .iter()
-            .find(|l| l["name"] == name.as_str())
-            .expect("still there");
+        let Some(c) = now.iter().find(|l| l["name"] == name.as_str()) else {
+            let what = format!("the capture lock {name} is gone: {st:#}");
+            fail_with_capture(&g, child, "paused", &what);
+        };
         if c["stale"] == true {
             let read = now.iter().find(|l| l["kind"] == "read").expect("ours");
             assert_eq!(read["stale"], false, "ours is refreshed: {st:#}");
             break;
         }
-        assert!(Instant::now() < end, "never stale: {st:#}");
+        if Instant::now() > end {
+            fail_with_capture(&g, child, "paused", &format!("never stale: {st:#}"));
+        }
         std::thread::sleep(Duration::from_millis(500));
     }
     let text = osimage(&g, &["store", "ls", store, "--stats"]).ok();
