@@ -68,6 +68,11 @@ pub fn store_index(data: &[u8]) {
     let _ = crate::store::objects::decode_index("index", data, None);
 }
 
+/// A lock object (STORE.md §2.7): frame, bounded body, value checks.
+pub fn store_lock(data: &[u8]) {
+    let _ = crate::store::objects::decode_lock("lock", data);
+}
+
 /// A version object (STORE.md §2.5): prefix, head, frame hash, then the manifest it holds,
 /// as `store ls -l` and the readers take it.
 pub fn store_version(data: &[u8]) {

@@ -12,5 +12,6 @@ mod e2e_netboot;
 mod store_capture;
 mod store_garage;
 mod store_index;
+mod store_locks;
 mod store_objects;
 mod store_s3_object;

@@ -8,7 +8,10 @@
 //! packs (§4.3: `store::checkpoint`, also written when the capture fails or is interrupted,
 //! §4.4). Nothing is visible to readers before that PUT completes.
 //!
-//! Not yet (docs/STORE.md §13): locks (so no prune may run beside a capture), the rescue blobs (a store version has no boot side: `restore`
+//! A shared Capture lock (§2.7) is held from before the store is read until after the
+//! commit, checked right before it (§4.3 step 4), and deleted on failure and on an interrupt.
+//!
+//! Not yet (docs/STORE.md §13): the rescue blobs (a store version has no boot side: `restore`
 //! and every reading command work, `export` and `netboot` of a store version do not exist).
 
 use std::path::PathBuf;
@@ -25,6 +28,7 @@ use crate::progress::Progress;
 use crate::refresh::Base;
 use crate::store::dedup::StoreBase;
 use crate::store::index_cache::{self, CacheChoice};
+use crate::store::objects::LockKind;
 use crate::store::objects::version::{VersionHead, VersionSummary};
 use crate::store::upload::{PackUploader, Uploaded};
 use crate::store::{Store, checkpoint, names};
@@ -74,13 +78,21 @@ pub fn capture_into_store(
     let (layout, _) = steps::record_layout_beside(&root, None, opts, progress)?;
     preflight::check(opts, &root, &layout, false)?;
 
+    // §4 step 2: a shared lock before the store is read, deleted on an interrupt too.
+    let interrupts = super::interrupt::Interrupts::start();
+    let lock = store
+        .take_lock(LockKind::Capture, Some(series))
+        .map_err(|e| match e.is_usage() {
+            true => CaptureError::Argument(e.to_string()),
+            false => store_error(&shown, e),
+        })?;
+    let _unlock = interrupts.on_interrupt(lock.shown().to_string(), lock.releaser());
     let (mut prev, parent) = previous_version(store, series, choices.no_base, progress)?;
     let parent_time = parent
         .as_deref()
         .and_then(names::parse_version)
         .map(|(t, _)| t);
     check_clock(&shown, parent.as_deref(), parent_time)?;
-    let interrupts = super::interrupt::Interrupts::start();
     let mut snap = match opts.snapshot {
         true => {
             let s = super::snapshot::Snapshot::take(&root, &opts.scan, progress, &interrupts)?;
@@ -152,9 +164,15 @@ pub fn capture_into_store(
     crate::format::validate::validate(m).map_err(|e| e.at(std::path::Path::new(&shown)))?;
     let frame = encode_manifest(m)?;
     let head = version_head(m, series, &version, parent, &frame, &uploaded, tags);
+    lock.check_before_commit()
+        .map_err(|e| store_error(&shown, e))?;
     let (_, version_bytes) = store
         .put_version(&head, &frame)
         .map_err(|e| store_error(&shown, e))?;
+    // Committed: a failure to delete the lock only leaves it to go stale.
+    if let Err(e) = lock.release() {
+        progress.note(&format!("the store lock stays until it goes stale: {e}"));
+    }
     drop(interrupts);
     if opts.verify {
         verify_version(store, series, &version, opts.threads, progress)?;

@@ -128,8 +128,9 @@ pub enum Command {
     /// Make and inspect an image store in S3-compatible storage: many machines' images
     /// under one s3://BUCKET/PREFIX, sharing their data.
     ///
-    /// `store init` creates a store, `store ls` lists its image series and their versions
-    /// (STORE.md in /usr/share/doc/osimage). Credentials, region and endpoint as for import.
+    /// `store init` creates a store, `store ls` lists its image series and their versions,
+    /// `store unlock` removes locks left behind (STORE.md in /usr/share/doc/osimage).
+    /// Credentials, region and endpoint as for import.
     #[command(after_long_help = EXIT_STATUS)]
     Store(super::store::StoreArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).

@@ -152,6 +152,11 @@ const EXAMPLES: &[(&str, &str, &str)] = &[
          tags.",
     ),
     (
+        "store unlock",
+        "osimage store unlock s3://images/fleet",
+        "Remove the locks of captures that died: those not refreshed for 30 minutes.",
+    ),
+    (
         "info",
         "osimage info s3://images/site-a/web01.iso",
         "Read an image kept in S3 with ranged, signed requests: only the bytes needed.",

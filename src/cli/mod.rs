@@ -23,6 +23,7 @@ mod schedule;
 mod show;
 mod source;
 mod store;
+mod store_locks;
 mod verify_boot;
 
 use std::io::Write;

@@ -1,12 +1,13 @@
-//! `osimage store init|ls`: make a store, and show what it holds (docs/STORE.md §2.1, §5.6).
-//! Parsing and printing only; the work is `osimage::store`.
+//! `osimage store init|ls|unlock`: make a store, show what it holds, remove locks left
+//! behind (docs/STORE.md §2.1, §2.7, §5.6). Parsing and printing only; the work is
+//! `osimage::store` (`unlock` and the lock lines of `ls --stats`: `store_locks`).
 
 use std::io::Write as _;
 
 use clap::{Args, Subcommand};
 use osimage::s3;
 use osimage::store::objects::{DEFAULT_PACK_SIZE, MAX_PACK_SIZE, MIN_PACK_SIZE, VersionHead};
-use osimage::store::{ListedVersion, Store, StoreRoot, names};
+use osimage::store::{ListedVersion, Store, StoreRoot, StoreTimes, names};
 
 use super::progress::TermProgress;
 use super::{Failure, UsageError, config, json, show, source};
@@ -34,6 +35,14 @@ pub enum StoreCommand {
     /// reads each version's head (one ranged request per version) for its host, system,
     /// creation time, file counts and sizes, packs and tags.
     Ls(LsArgs),
+    /// Remove locks left behind by captures and readers that did not end cleanly.
+    ///
+    /// A running capture rewrites its lock every 5 minutes; one not rewritten for 30 minutes
+    /// (by the server's clock) is stale: its holder is gone or stuck, and a stuck capture
+    /// refuses to commit. Without options, only stale locks are removed. --all removes every
+    /// lock, also those of running captures (they then finish unprotected from a prune):
+    /// asked for on a terminal, refused without one unless --yes.
+    Unlock(super::store_locks::UnlockArgs),
 }
 
 #[derive(Debug, Args)]
@@ -58,6 +67,10 @@ pub struct LsArgs {
     /// Read each version's head: host, system, creation time, files, sizes, packs, tags.
     #[arg(short = 'l', long = "long")]
     pub long: bool,
+    /// Also show the number of packs and their bytes, the number of index objects, and
+    /// every lock (kind, host, pid, age; stale ones marked).
+    #[arg(long)]
+    pub stats: bool,
     /// Print one JSON document instead of lines (schema: JSON.md in /usr/share/doc/osimage).
     #[arg(long)]
     pub json: bool,
@@ -69,6 +82,7 @@ pub fn run(a: StoreArgs, p: &TermProgress) -> Result<i32, Failure> {
     match a.command {
         StoreCommand::Init(a) => init(a, p),
         StoreCommand::Ls(a) => ls(a),
+        StoreCommand::Unlock(a) => super::store_locks::unlock(a, p),
     }
 }
 
@@ -99,7 +113,10 @@ fn pack_size(s: &str) -> Result<u32, String> {
 }
 
 /// The store at `address` and a client for its bucket.
-fn client_for(address: &str, net: &source::NetArgs) -> Result<(s3::S3Client, StoreRoot), Failure> {
+pub(super) fn client_for(
+    address: &str,
+    net: &source::NetArgs,
+) -> Result<(s3::S3Client, StoreRoot), Failure> {
     let root = StoreRoot::parse(address).map_err(|e| UsageError(e.to_string()))?;
     Ok((net.store_client(&root)?, root))
 }
@@ -140,8 +157,16 @@ fn ls(a: LsArgs) -> Result<i32, Failure> {
     } else {
         vec![None; versions.len()]
     };
+    let stats = match a.stats {
+        true => Some(store.stats(&StoreTimes::from_env()?)?),
+        false => None,
+    };
     if a.json {
-        json::print("store ls", &json::store::listing(&store, &versions, &heads))?;
+        let s = stats.as_ref().map(json::store::stats);
+        json::print(
+            "store ls",
+            &json::store::listing(&store, &versions, &heads, s),
+        )?;
         return Ok(0);
     }
     let stdout = std::io::stdout();
@@ -154,6 +179,11 @@ fn ls(a: LsArgs) -> Result<i32, Failure> {
         json::rfc3339(store.config.created),
         show::bytes(u64::from(store.config.pack_size))
     )?;
+    if let Some(st) = &stats {
+        for line in super::store_locks::stats_lines(st) {
+            writeln!(out, "{line}")?;
+        }
+    }
     if versions.is_empty() {
         match &a.series {
             Some(s) => writeln!(out, "no versions of {s}")?,

@@ -7,22 +7,28 @@
 //! read, versions listed, heads read, index and version objects written, through
 //! `remote::s3::S3Client`. A capture goes into a store through `dedup` (the store as the
 //! payload writer's base: its blocks referenced where they lie) and `upload` (packs PUT as
-//! they close); `read` opens a version as an image. Plain stores only so far (§13 stage 3):
-//! no encryption, no locks.
+//! they close); `read` opens a version as an image. `locks` takes, refreshes, lists and
+//! removes the shared locks of §2.7 (their windows in `times`); `stats` counts what
+//! `store ls --stats` shows. Plain stores only so far (§13): no encryption, no prune.
 
 mod address;
 pub mod checkpoint;
 pub mod dedup;
 pub mod index_cache;
+pub mod locks;
 pub mod names;
 pub mod objects;
 mod open;
 pub mod read;
+mod stats;
+mod times;
 pub mod upload;
 
 pub use address::{ImageAddress, StoreRoot};
+pub use locks::{HeldLock, ListedLock, StoreTimes};
 pub use objects::ObjectError;
 pub use open::{HEAD_READ, ListedVersion, Store};
+pub use stats::{LockStatus, StoreStats};
 
 use crate::remote::s3::S3Error;
 
@@ -44,6 +50,12 @@ pub enum StoreError {
     /// What this build cannot do with an existing store (an encrypted one, a newer format).
     #[error("{0}")]
     Unsupported(String),
+    /// A malformed setting (`OSIMAGE_STORE_TIMES`; exit status 2).
+    #[error("{0}")]
+    Setting(String),
+    /// The holder's lock went too long without a refresh to commit (§4.3 step 4).
+    #[error("{0}")]
+    LockLapsed(String),
     #[error(transparent)]
     S3(#[from] S3Error),
 }
@@ -53,7 +65,9 @@ impl StoreError {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            StoreError::Address(_) | StoreError::S3(S3Error::Address(_) | S3Error::Settings(_))
+            StoreError::Address(_)
+                | StoreError::Setting(_)
+                | StoreError::S3(S3Error::Address(_) | S3Error::Settings(_))
         )
     }
 }

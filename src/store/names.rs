@@ -15,6 +15,8 @@ pub const INDEX: &str = "index/";
 pub const PACKS: &str = "packs/";
 /// Where the rescue blobs live.
 pub const RESCUE: &str = "rescue/";
+/// Where the running writers' and readers' locks live (§2.7).
+pub const LOCKS: &str = "locks/";
 
 /// The longest series NAME (§1).
 pub const MAX_SERIES: usize = 128;
@@ -107,6 +109,11 @@ pub fn index_key(id: &[u8; 32]) -> String {
     format!("{INDEX}{}", hex(id))
 }
 
+/// The key of the lock named `id`: `locks/<32 hex random>`.
+pub fn lock_key(id: &[u8; 16]) -> String {
+    format!("{LOCKS}{}", hex(id))
+}
+
 /// The folder of a series' versions: `images/<NAME>/`.
 pub fn series_prefix(series: &str) -> String {
     format!("{IMAGES}{series}/")
@@ -166,6 +173,13 @@ pub fn parse_index_key(rel: &str) -> Result<[u8; 32], String> {
         .ok_or_else(|| format!("{rel:?} is not an index object's key (index/<64 hex>)"))
 }
 
+/// The name of a listed lock.
+pub fn parse_lock_key(rel: &str) -> Result<[u8; 16], String> {
+    rel.strip_prefix(LOCKS)
+        .and_then(from_hex::<16>)
+        .ok_or_else(|| format!("{rel:?} is not a lock's key (locks/<32 hex>)"))
+}
+
 /// The blob id and random suffix of a listed rescue blob.
 pub fn parse_rescue_key(rel: &str) -> Result<([u8; 32], [u8; 8]), String> {
     let bad = || format!("{rel:?} is not a rescue blob's key (rescue/<64 hex>.<16 hex>)");
@@ -216,6 +230,8 @@ mod tests {
         );
         assert_eq!(parse_pack_key(&pack_key(&id)), Ok(id));
         assert_eq!(parse_index_key(&index_key(&id)), Ok(id));
+        assert_eq!(lock_key(&[0x0f; 16]), format!("locks/{}", "0f".repeat(16)));
+        assert_eq!(parse_lock_key(&lock_key(&[3; 16])), Ok([3; 16]));
         assert_eq!(
             parse_rescue_key(&rescue_key(&id, &[7; 8])),
             Ok((id, [7; 8]))
@@ -261,6 +277,14 @@ mod tests {
             h.clone(),
         ] {
             assert!(parse_index_key(&bad).is_err(), "{bad}");
+        }
+        for bad in [
+            format!("locks/{}", &h[..31]),
+            format!("locks/{}.x", &h[..32]),
+            format!("locks/{}", h[..32].to_uppercase()),
+            h[..32].to_string(),
+        ] {
+            assert!(parse_lock_key(&bad).is_err(), "{bad}");
         }
         for bad in [
             format!("rescue/{h}"),

@@ -110,7 +110,7 @@ impl Store {
     }
 
     /// The store's keys under `rel_prefix`, relative to the store, with their sizes.
-    fn list(&self, rel_prefix: &str) -> Result<Vec<(String, u64)>, StoreError> {
+    pub(super) fn list(&self, rel_prefix: &str) -> Result<Vec<(String, u64)>, StoreError> {
         let listing = self.client.list(&self.root.key(rel_prefix))?;
         listing
             .objects

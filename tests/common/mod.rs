@@ -7,6 +7,7 @@ pub mod compare;
 pub mod e2e;
 pub mod fixture;
 pub mod garage;
+pub mod hold_proxy;
 pub mod http;
 pub mod iso;
 pub mod kernel;

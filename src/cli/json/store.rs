@@ -1,11 +1,11 @@
-//! `store ls --json` (docs/JSON.md): the store, its series and their versions, and with -l
-//! what each version's head says. Built from the store's types here, never by serializing
+//! `store ls --json` (docs/JSON.md): the store, its series and their versions, with -l
+//! what each version's head says, and with --stats its counts and locks. Built from the store's types here, never by serializing
 //! them, so a change to the store format cannot change the document unnoticed.
 
 use serde::Serialize;
 
 use osimage::store::objects::VersionHead;
-use osimage::store::{ListedVersion, Store, names};
+use osimage::store::{ListedVersion, LockStatus, Store, StoreStats, names};
 
 use super::{nanos, rfc3339};
 
@@ -16,6 +16,64 @@ pub struct StoreListing {
     pub created: String,
     pub pack_size: u32,
     pub series: Vec<Series>,
+    /// With --stats: counts and locks; `null` without.
+    pub stats: Option<Stats>,
+}
+
+#[derive(Serialize)]
+pub struct Stats {
+    pub packs: u64,
+    pub pack_bytes: u64,
+    pub index_objects: u64,
+    pub locks: Vec<LockJson>,
+}
+
+#[derive(Serialize)]
+pub struct LockJson {
+    /// The object's key relative to the store: `locks/<32 hex>`.
+    pub name: String,
+    /// The server's time of its last refresh.
+    pub refreshed: String,
+    /// Seconds from that refresh to the listing's server time.
+    pub age_s: u64,
+    pub stale: bool,
+    /// `capture`, `import`, `read` or `prune`; `null` when the lock does not decode.
+    pub kind: Option<&'static str>,
+    pub host: Option<String>,
+    pub pid: Option<u32>,
+    pub started: Option<String>,
+    pub series: Option<String>,
+    /// Why the lock does not decode; `null` when it does.
+    pub problem: Option<String>,
+}
+
+/// `--stats`'s part of the document.
+pub fn stats(s: &StoreStats) -> Stats {
+    Stats {
+        packs: s.packs,
+        pack_bytes: s.pack_bytes,
+        index_objects: s.index_objects,
+        locks: s.locks.iter().map(lock).collect(),
+    }
+}
+
+fn lock(l: &LockStatus) -> LockJson {
+    let h = l.holder.as_ref().ok();
+    LockJson {
+        name: names::lock_key(&l.listed.id),
+        refreshed: l
+            .listed
+            .last_modified
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        age_s: l.listed.age.as_secs(),
+        stale: l.listed.stale,
+        kind: h.map(|h| h.kind.name()),
+        host: h.map(|h| h.host.clone()),
+        pid: h.map(|h| h.pid),
+        started: h.map(|h| rfc3339(h.started)),
+        series: h.and_then(|h| h.series.clone()),
+        problem: l.holder.as_ref().err().cloned(),
+    }
 }
 
 #[derive(Serialize)]
@@ -74,11 +132,12 @@ fn head(h: &VersionHead) -> Head {
 }
 
 /// The document of `store ls`: `versions` in listing order (by series, oldest first),
-/// `heads` beside them (all `None` without -l).
+/// `heads` beside them (all `None` without -l), `stats` with --stats.
 pub fn listing(
     store: &Store,
     versions: &[ListedVersion],
     heads: &[Option<VersionHead>],
+    stats: Option<Stats>,
 ) -> StoreListing {
     let mut series: Vec<Series> = Vec::new();
     for (v, h) in versions.iter().zip(heads) {
@@ -102,5 +161,6 @@ pub fn listing(
         created: rfc3339(store.config.created),
         pack_size: store.config.pack_size,
         series,
+        stats,
     }
 }

@@ -9,6 +9,7 @@
 pub mod config;
 pub mod frame;
 pub mod index;
+pub mod lock;
 pub mod version;
 
 pub use config::{
@@ -18,6 +19,7 @@ pub use frame::{FrameHeader, Kind, STORE_FORMAT_VERSION};
 pub use index::{
     IndexBlock, IndexChunk, IndexPack, StoreIndex, decode_index, encode_index, index_object_name,
 };
+pub use lock::{Lock, LockKind, decode_lock, encode_lock};
 pub use version::{
     BlobRef, RescueBlobs, VersionHead, VersionPrefix, VersionSummary, check_frame, decode_head,
     decode_version, decode_version_prefix, encode_version,
