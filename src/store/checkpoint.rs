@@ -137,12 +137,39 @@ impl Checkpoints {
 
     /// What an interrupted capture says after [`Checkpoints::flush`] (§4.4): which index
     /// object names the last packs, or why none could be written.
+    /// An index object already being written is waited for at most [`INTERRUPT_WAIT`]: a user
+    /// who pressed Ctrl-C while the store stopped answering gets the prompt back.
     pub fn flush_interrupted(&self) -> Option<String> {
         let packs = match lock(&self.inner.pending).len() {
             1 => "1 pack".to_string(),
             n => format!("{n} packs"),
         };
-        match self.flush() {
+        let end = std::time::Instant::now() + INTERRUPT_WAIT;
+        let mut written = loop {
+            match self.inner.writer.try_lock() {
+                Ok(w) => break w,
+                Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) if std::time::Instant::now() < end => {
+                    std::thread::sleep(std::time::Duration::from_millis(50))
+                }
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    return Some(format!(
+                        "an index object was still being written after {} s; the packs it \
+                         lists and any uploaded after it may be uploaded again by the next \
+                         capture",
+                        INTERRUPT_WAIT.as_secs()
+                    ));
+                }
+            }
+        };
+        let flushed = {
+            let pending = std::mem::take(&mut *lock(&self.inner.pending));
+            match pending.is_empty() {
+                true => Ok(None),
+                false => self.write(&mut written, pending).map(Some),
+            }
+        };
+        match flushed {
             Ok(Some(name)) => Some(format!(
                 "{packs} uploaded since the last index object: listed in {} (the next capture \
                  reuses them)",
@@ -208,6 +235,9 @@ fn put_index_bytes(
     client.put(&root.key(&names::index_key(&name)), &bytes)?;
     Ok((name, bytes))
 }
+
+/// How long an interrupted capture waits for an index object already being written.
+const INTERRUPT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
