@@ -7,15 +7,17 @@
 //! and the commit is one PUT of the version object, after an index object listing the new
 //! packs (§4.3). Nothing is visible to readers before that PUT completes.
 //!
-//! Not yet (docs/STORE.md §13): locks (so no prune may run beside a capture), the index
-//! object every 64 packs, the rescue blobs (a store version has no boot side: `restore`
-//! and every reading command work, `export` and `netboot` of a store version do not exist).
+//! The rescue environment is built beside the scan as for an ISO and stored as rescue blobs
+//! the head names (`store_rescue`, §2.6). Not yet (docs/STORE.md §13): locks (so no prune may
+//! run beside a capture), the index object every 64 packs.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use super::steps::{self, Scope};
-use super::{CaptureError, CaptureOptions, CaptureReport, manifest, preflight, staging};
+use super::{
+    CaptureError, CaptureOptions, CaptureReport, manifest, preflight, staging, store_rescue,
+};
 use crate::format::PayloadError;
 use crate::format::frame::encode_manifest;
 use crate::format::manifest::{Manifest, PackRecord};
@@ -56,7 +58,8 @@ pub fn capture_into_store(
     let root = staging::checked_root(opts)?;
     let shown = format!("{}/{series}", store.root);
     let (layout, _) = steps::record_layout_beside(&root, None, opts, progress)?;
-    preflight::check(opts, &root, &layout, false)?;
+    preflight::check_boot(opts, &root, &layout, store_rescue::boot_side(opts, &root))?;
+    let rescue = store_rescue::start(opts, &root, &layout, progress)?;
 
     let (mut prev, parent) = previous_version(store, series, progress)?;
     let parent_time = parent
@@ -113,7 +116,9 @@ pub fn capture_into_store(
     wait_past(parent_time);
     let info = manifest::image_info(&root, image_id, opts.level);
     let created = info.created;
-    let mut done = manifest::assemble(info, scanned, tables, &layout, None, None);
+    let rescue = rescue.map(|r| r.finish(progress)).transpose()?;
+    let boot = rescue.as_ref().map(|r| &r.boot);
+    let mut done = manifest::assemble(info, scanned, tables, &layout, boot, None);
     let version = names::version_name(to_utc(created), &image_id);
     let m = &mut done.manifest;
     m.stats.duration_ms = started.elapsed().as_millis() as u64;
@@ -131,8 +136,13 @@ pub fn capture_into_store(
             .put_index(&index)
             .map_err(|e| store_error(&shown, e))?;
     }
+    let blobs = rescue
+        .as_ref()
+        .map(|r| store_rescue::upload(store, r, &shown, progress))
+        .transpose()?;
     let frame = encode_manifest(m)?;
-    let head = version_head(m, series, &version, parent, &frame, &uploaded, tags);
+    let mut head = version_head(m, series, &version, parent, &frame, &uploaded, tags);
+    head.rescue = blobs.as_ref().map(|(b, _)| b.clone());
     let (_, version_bytes) = store
         .put_version(&head, &frame)
         .map_err(|e| store_error(&shown, e))?;
@@ -151,8 +161,8 @@ pub fn capture_into_store(
             left_out,
             left_out_filesystems: Vec::new(),
             warnings,
-            rescue: None,
-            rescue_bytes: 0,
+            rescue_bytes: boot.map_or(0, |b| b.rescue_bytes),
+            rescue: boot.map(|b| store_rescue::summary(b, blobs.as_ref().map(|(_, n)| *n))),
         },
         version,
         referenced_packs: referenced.packs,

@@ -26,11 +26,15 @@ use crate::rescue::{
 /// The boot side of the ISO, built before the payload.
 #[derive(Clone, Debug)]
 pub struct BootFiles {
-    kernel: PathBuf,
-    initrd: PathBuf,
-    menu: MenuParams,
-    grub: GrubBoot,
-    id_hex: String,
+    pub(super) kernel: PathBuf,
+    pub(super) initrd: PathBuf,
+    pub(super) menu: MenuParams,
+    /// GRUB's boot images and files: none for a capture into a store, whose versions keep
+    /// only the kernel and the initramfs (docs/STORE.md §2.6).
+    pub(super) grub: Option<GrubBoot>,
+    pub(super) id_hex: String,
+    /// The rescue kernel's version (`uname -r`).
+    pub kernel_version: String,
     /// One line for the capture report.
     pub summary: String,
     /// Bytes of the rescue kernel and initramfs (what the ISO holds besides the payload and
@@ -65,7 +69,7 @@ impl PreviousIso {
 }
 
 /// A volume label from the image id: `OSIMAGE_` and 8 hex digits (ECMA-119 d-characters).
-fn volume_label(id: &[u8; 16]) -> String {
+pub(super) fn volume_label(id: &[u8; 16]) -> String {
     format!("OSIMAGE_{}", image_id_hex(id)[..8].to_uppercase())
 }
 
@@ -101,6 +105,49 @@ pub fn start_boot(
     previous: Option<PreviousIso>,
     progress: &dyn Progress,
 ) -> Result<BootJob, CaptureError> {
+    let rescue = RescueSource {
+        root,
+        kernel,
+        layout,
+        image_id,
+    };
+    spawn(rescue, work, previous, true, progress)
+}
+
+/// Starts building the rescue environment alone, without GRUB: what a capture into a store
+/// keeps (docs/STORE.md §2.6). The same plan, kernel choice, refusals and initramfs as an
+/// ISO's; `BootFiles::grub` is `None`.
+pub fn start_rescue(
+    rescue: RescueSource,
+    work: &Path,
+    progress: &dyn Progress,
+) -> Result<BootJob, CaptureError> {
+    spawn(rescue, work, None, false, progress)
+}
+
+/// What a rescue environment is built from: the captured root, `--kernel`, the layout (its
+/// filesystems decide the required tools and modules) and the image id.
+pub struct RescueSource<'a> {
+    pub root: &'a Path,
+    pub kernel: Option<&'a Path>,
+    pub layout: &'a DiskLayout,
+    pub image_id: [u8; 16],
+}
+
+/// Starts the boot side's thread; with `grub` GRUB's images are built beside the plan.
+fn spawn(
+    source: RescueSource,
+    work: &Path,
+    previous: Option<PreviousIso>,
+    grub: bool,
+    progress: &dyn Progress,
+) -> Result<BootJob, CaptureError> {
+    let RescueSource {
+        root,
+        kernel,
+        layout,
+        image_id,
+    } = source;
     progress.note("building the rescue environment");
     let mut spec = RescueSpec::new(root, image_id);
     spec.kernel = kernel.map(Path::to_path_buf);
@@ -110,7 +157,7 @@ pub fn start_boot(
     let thread = std::thread::Builder::new()
         .name("rescue".into())
         .spawn(move || {
-            let (planned, boot) = match plan_boot(&root, &spec, &work) {
+            let (planned, boot) = match plan_boot(&root, &spec, &work, grub) {
                 Ok((planned, boot, notes)) => {
                     // The receiver may be gone (the capture failed meanwhile): nothing to tell.
                     let _ = tx.send(Ok(notes));
@@ -160,23 +207,35 @@ pub(super) fn rescue_filesystems(layout: &DiskLayout) -> Vec<String> {
 /// The boot side decided, its initramfs not yet written.
 struct PlannedBoot {
     menu: MenuParams,
-    grub: GrubBoot,
+    grub: Option<GrubBoot>,
     id_hex: String,
     secure_boot: bool,
 }
 
-/// Plans the rescue environment and builds GRUB's boot images, the BIOS one (a `grub-mkimage`
-/// of its own) while the plan is made; returns the notes to show.
+/// Plans the rescue environment and, with `grub`, builds GRUB's boot images, the BIOS one (a
+/// `grub-mkimage` of its own) while the plan is made; returns the notes to show.
 fn plan_boot(
     root: &Path,
     spec: &RescueSpec,
     work: &Path,
+    grub: bool,
 ) -> Result<(PlannedRescue, PlannedBoot, Vec<String>), CaptureError> {
     let menu = MenuParams {
         title: super::manifest::hostname_of(root),
         ..MenuParams::default()
     };
     let id_hex = image_id_hex(&spec.image_id);
+    if !grub {
+        let planned = plan_rescue(spec, &work.join("rescue"))?;
+        let notes = planned.notes().to_vec();
+        let boot = PlannedBoot {
+            menu,
+            grub: None,
+            id_hex,
+            secure_boot: false,
+        };
+        return Ok((planned, boot, notes));
+    }
     let cfg = grub_cfg(&id_hex, &menu);
     // GRUB's modules from the host, matching the host's grub-mkimage that assembles them
     // (capturing `/` they are the captured system's own); the captured root's if the host
@@ -210,7 +269,7 @@ fn plan_boot(
     };
     let boot = PlannedBoot {
         menu,
-        grub,
+        grub: Some(grub),
         id_hex,
         secure_boot: chain.is_some(),
     };
@@ -308,17 +367,17 @@ impl BootJob {
             .join()
             .map_err(|_| CaptureError::Usage("internal: the rescue build panicked".into()))??;
         let rescue = built.rescue;
+        let secure_boot = match (&built.boot.grub, built.boot.secure_boot) {
+            (None, _) => "",
+            (Some(_), true) => "; Secure Boot: yes",
+            (Some(_), false) => "; Secure Boot: no",
+        };
         let summary = format!(
-            "rescue environment: kernel {}, {}, {}, {:.1} MiB; {}",
+            "rescue environment: kernel {}, {}, {}, {:.1} MiB{secure_boot}",
             rescue.kernel_version,
             crate::units::count(rescue.modules as u64, "module", "modules"),
             crate::units::count(rescue.tools as u64, "tool", "tools"),
             rescue.size_bytes as f64 / (1024.0 * 1024.0),
-            if built.boot.secure_boot {
-                "Secure Boot: yes"
-            } else {
-                "Secure Boot: no"
-            }
         ) + &built.origin;
         Ok(BootFiles {
             kernel: rescue.kernel,
@@ -326,6 +385,7 @@ impl BootJob {
             menu: built.boot.menu,
             grub: built.boot.grub,
             id_hex: built.boot.id_hex,
+            kernel_version: rescue.kernel_version,
             summary,
             rescue_bytes: rescue.size_bytes,
             rescue_inputs: rescue.inputs,
@@ -405,8 +465,8 @@ impl ContainerWriter for IsoOutput {
 }
 
 /// Writes the ISO to `out`, around the packs already in it (`IsoPackWriter`): the boot files,
-/// then the manifest.
-fn write(
+/// then the manifest. `root` is the captured root, as the README names it.
+pub(super) fn write(
     out: &Path,
     label: &str,
     root: &Path,
@@ -414,6 +474,10 @@ fn write(
     payload: IsoPayload,
     boot: &BootFiles,
 ) -> Result<(), CaptureError> {
+    let grub = boot
+        .grub
+        .as_ref()
+        .ok_or_else(|| CaptureError::Usage("internal: ISO boot files without GRUB".into()))?;
     let mtime = m.image.created.sec;
     let file = |path: String, source: IsoSource| IsoFile {
         path,
@@ -442,7 +506,7 @@ fn write(
             IsoSource::Path(boot.initrd.clone()),
         ),
     ]);
-    files.extend(boot.grub.files.iter().cloned());
+    files.extend(grub.files.iter().cloned());
     files.push(file(
         format!("{PAYLOAD_DIR}/{MANIFEST_NAME}"),
         IsoSource::Bytes(payload.manifest),
@@ -456,7 +520,7 @@ fn write(
     let spec = IsoSpec {
         volume_id: label.to_string(),
         files,
-        boot: Some(boot.grub.boot.clone()),
+        boot: Some(grub.boot.clone()),
         hybrid: true,
     };
     write_iso(&spec, out)?;

@@ -19,6 +19,7 @@ mod preflight;
 pub mod snapshot;
 mod staging;
 mod steps;
+mod store_rescue;
 
 use crate::format::PayloadError;
 use crate::format::manifest::{CaptureStats, CapturedFs};

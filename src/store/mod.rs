@@ -7,8 +7,8 @@
 //! read, versions listed, heads read, index and version objects written, through
 //! `remote::s3::S3Client`. A capture goes into a store through `dedup` (the store as the
 //! payload writer's base: its blocks referenced where they lie) and `upload` (packs PUT as
-//! they close); `read` opens a version as an image. Plain stores only so far (§13 stage 3):
-//! no encryption, no locks.
+//! they close); `read` opens a version as an image; `rescue` stores and reads the rescue
+//! blobs (§2.6). Plain stores only so far (§13 stage 3): no encryption, no locks.
 
 mod address;
 pub mod dedup;
@@ -16,6 +16,7 @@ pub mod names;
 pub mod objects;
 mod open;
 pub mod read;
+pub mod rescue;
 pub mod upload;
 
 pub use address::{ImageAddress, StoreRoot};
