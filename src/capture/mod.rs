@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 mod container;
+pub mod export;
 mod interrupt;
 pub mod into_store;
 mod iso_output;

@@ -8,10 +8,12 @@
 //! `remote::s3::S3Client`. A capture goes into a store through `dedup` (the store as the
 //! payload writer's base: its blocks referenced where they lie) and `upload` (packs PUT as
 //! they close); `read` opens a version as an image; `rescue` stores and reads the rescue
-//! blobs (§2.6). Plain stores only so far (§13 stage 3): no encryption, no locks.
+//! blobs (§2.6); `export` copies a version's manifest frame and packs out, checked (§8). Plain
+//! stores only so far (§13 stage 3): no encryption, no locks.
 
 mod address;
 pub mod dedup;
+pub mod export;
 pub mod names;
 pub mod objects;
 mod open;
