@@ -66,7 +66,7 @@ pub(super) fn start(
     progress: &dyn Progress,
 ) -> Result<Option<RescueBuild>, CaptureError> {
     if boot_side(opts, root) == BootSide::None {
-        progress.note(&format!(
+        progress.status(&format!(
             "no rescue environment: no kernel in {}/boot (the version restores files; export \
              to an ISO and netboot need one: capture with --kernel)",
             root.display()
