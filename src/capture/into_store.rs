@@ -26,6 +26,7 @@ use crate::payload::writer::{PackOwner, PayloadTables, write_payload_with_base};
 use crate::progress::Progress;
 use crate::refresh::Base;
 use crate::store::dedup::StoreBase;
+use crate::store::objects::RescueBlobs;
 use crate::store::objects::index::{IndexBlock, IndexChunk, IndexPack, StoreIndex};
 use crate::store::objects::version::{VersionHead, VersionSummary};
 use crate::store::upload::{PackUploader, Uploaded};
@@ -59,9 +60,11 @@ pub fn capture_into_store(
     let shown = format!("{}/{series}", store.root);
     let (layout, _) = steps::record_layout_beside(&root, None, opts, progress)?;
     preflight::check_boot(opts, &root, &layout, store_rescue::boot_side(opts, &root))?;
-    let rescue = store_rescue::start(opts, &root, &layout, progress)?;
-
-    let (mut prev, parent) = previous_version(store, series, progress)?;
+    let (mut prev, parent, prev_rescue) = previous_version(store, series, progress)?;
+    let previous = prev
+        .as_ref()
+        .map(|b| store_rescue::previous(store, b, prev_rescue.as_ref()));
+    let rescue = store_rescue::start(opts, &root, &layout, previous, progress)?;
     let parent_time = parent
         .as_deref()
         .and_then(names::parse_version)
@@ -229,22 +232,23 @@ fn wait_past(t: Option<chrono::DateTime<chrono::Utc>>) {
     }
 }
 
-/// The newest version of `series`, opened as the files cache, and its name (the new head's
-/// parent); none for a new series.
+/// The newest version of `series`, opened as the files cache, its name (the new head's
+/// parent) and the rescue blobs its head names; none for a new series.
 fn previous_version(
     store: &Store,
     series: &str,
     progress: &dyn Progress,
-) -> Result<(Option<Base>, Option<String>), CaptureError> {
+) -> Result<(Option<Base>, Option<String>, Option<RescueBlobs>), CaptureError> {
     let shown = format!("{}/{series}", store.root);
     let Some(version) = store.newest(series).map_err(|e| store_error(&shown, e))? else {
-        return Ok((None, None));
+        return Ok((None, None, None));
     };
     progress.status(&format!("files cache: {shown}@{version}"));
     let open = crate::store::read::open_version(store, series, &version)?;
     Ok((
         Some(Base::from_reader(open.reader, open.name)),
         Some(version),
+        open.head.rescue,
     ))
 }
 

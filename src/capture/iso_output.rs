@@ -44,11 +44,24 @@ pub struct BootFiles {
     pub rescue_inputs: RescueInputs,
 }
 
-/// A refresh's base, whose rescue environment the new ISO may take (docs/ISO.md, "Refreshes").
+/// A refresh's base, whose rescue environment the new ISO may take (docs/ISO.md, "Refreshes");
+/// for a capture into a store, the series' previous version (docs/STORE.md §2.6).
 pub struct PreviousIso {
+    /// How messages name the base.
     pub path: PathBuf,
     /// The base's `rescue` record; `Err` says why there is none to use.
     pub inputs: Result<RescueInputs, String>,
+    /// Where the base's initramfs core is read from, on the rescue thread.
+    pub core: CoreSource,
+}
+
+/// Where a base's initramfs core is.
+pub enum CoreSource {
+    /// The first `core_len` bytes of the initrd of the ISO at `PreviousIso::path`.
+    Iso,
+    /// Read by this (a store version's core blob), given the base's `rescue` record; `Err`
+    /// says why it cannot be used.
+    Read(Box<dyn FnOnce(&RescueInputs) -> Result<Vec<u8>, String> + Send>),
 }
 
 impl PreviousIso {
@@ -64,6 +77,7 @@ impl PreviousIso {
         PreviousIso {
             path: b.given_path().to_path_buf(),
             inputs,
+            core: CoreSource::Iso,
         }
     }
 }
@@ -120,9 +134,10 @@ pub fn start_boot(
 pub fn start_rescue(
     rescue: RescueSource,
     work: &Path,
+    previous: Option<PreviousIso>,
     progress: &dyn Progress,
 ) -> Result<BootJob, CaptureError> {
-    spawn(rescue, work, None, false, progress)
+    spawn(rescue, work, previous, false, progress)
 }
 
 /// What a rescue environment is built from: the captured root, `--kernel`, the layout (its
@@ -287,7 +302,7 @@ fn build_boot(
 ) -> Result<BuiltBoot, CaptureError> {
     let (rescue, origin) = match previous {
         None => (planned.build(spec, rescue_dir)?, String::new()),
-        Some(p) => match previous_core(&p) {
+        Some(p) => match previous_core(p.inputs, p.core, &p.path) {
             Ok((inputs, core)) => match inputs.differs_from(&planned.inputs) {
                 None => (
                     planned.reuse(spec, rescue_dir, &inputs, &core)?,
@@ -401,12 +416,28 @@ impl Drop for BootJob {
     }
 }
 
-/// The base ISO's rescue record and its initrd's core (the first `core_len` bytes, checked
-/// against the record); otherwise why there are none to use.
-fn previous_core(p: &PreviousIso) -> Result<(RescueInputs, Vec<u8>), String> {
-    let inputs = p.inputs.clone()?;
-    let iso = crate::iso::IsoReader::open(&p.path).map_err(|e| format!("cannot read it: {e}"))?;
-    let file = std::fs::File::open(&p.path).map_err(|e| format!("cannot open it: {e}"))?;
+/// The base's rescue record and its initramfs core (from `core`, checked against the
+/// record); otherwise why there are none to use.
+fn previous_core(
+    inputs: Result<RescueInputs, String>,
+    core: CoreSource,
+    path: &Path,
+) -> Result<(RescueInputs, Vec<u8>), String> {
+    let inputs = inputs?;
+    let core = match core {
+        CoreSource::Iso => iso_core(path, &inputs)?,
+        CoreSource::Read(read) => read(&inputs)?,
+    };
+    if !inputs.vouches_for(&core) {
+        return Err("its initramfs does not match its rescue record".into());
+    }
+    Ok((inputs, core))
+}
+
+/// The first `core_len` bytes of the initrd of the ISO at `path`.
+fn iso_core(path: &Path, inputs: &RescueInputs) -> Result<Vec<u8>, String> {
+    let iso = crate::iso::IsoReader::open(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open it: {e}"))?;
     let initrd_path = MenuParams::default().initrd_path;
     let extent = iso
         .lookup(initrd_path.trim_start_matches('/'))
@@ -418,10 +449,7 @@ fn previous_core(p: &PreviousIso) -> Result<(RescueInputs, Vec<u8>), String> {
     let mut core = vec![0u8; inputs.core_len as usize];
     std::os::unix::fs::FileExt::read_exact_at(&file, &mut core, extent.offset)
         .map_err(|e| format!("cannot read its {initrd_path}: {e}"))?;
-    if !inputs.vouches_for(&core) {
-        return Err("its initramfs does not match its rescue record".into());
-    }
-    Ok((inputs, core))
+    Ok(core)
 }
 
 /// An ISO being written: its packs go into place first, the rest around them at the end.

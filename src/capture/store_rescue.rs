@@ -14,14 +14,16 @@ use std::path::Path;
 
 use tempfile::TempDir;
 
-use super::iso_output::{BootFiles, BootJob, RescueSource, start_rescue};
+use super::iso_output::{BootFiles, BootJob, CoreSource, PreviousIso, RescueSource, start_rescue};
 use super::preflight::BootSide;
 use super::{CaptureError, CaptureOptions};
 use crate::format::PayloadError;
 use crate::layout::DiskLayout;
 use crate::progress::Progress;
+use crate::refresh::Base;
 use crate::rescue::RescueError;
 use crate::rescue::kernel::find_kernel;
+use crate::rescue::reuse::RescueInputs;
 use crate::rescue::rootfs::RootFs;
 use crate::store::Store;
 use crate::store::objects::RescueBlobs;
@@ -56,13 +58,40 @@ pub(super) struct BuiltRescue {
     _work: TempDir,
 }
 
-/// Starts the rescue build of `root` when `boot_side` says so, and waits for its plan (a
-/// missing kernel, tool or module fails in about a second, before anything is read); `None`
-/// for a ROOT without a kernel, said so.
+/// The series' previous version as the source of a rescue environment, as a refresh's base
+/// ISO is (`PreviousIso`): its manifest's `rescue` record, and its head's core blob, read on
+/// the rescue thread. When the rescue inputs did not change the build takes that core as it
+/// is, so a re-capture names the same blobs and uploads none (§2.6).
+pub(super) fn previous(store: &Store, base: &Base, blobs: Option<&RescueBlobs>) -> PreviousIso {
+    let mut previous = PreviousIso::of(base);
+    let Some(blobs) = blobs else {
+        previous.inputs = Err("its head names no rescue blobs".into());
+        return previous;
+    };
+    let (store, blob) = (store.clone(), blobs.initrd_core.clone());
+    previous.core = CoreSource::Read(Box::new(move |inputs: &RescueInputs| {
+        if blob.id != inputs.core {
+            return Err(
+                "its head's initramfs core blob is not the one its rescue record names".into(),
+            );
+        }
+        let mut core = Vec::new();
+        store
+            .get_blob(&blob, &mut core, Path::new(&blob.object))
+            .map_err(|e| format!("cannot read its initramfs core blob: {e}"))?;
+        Ok(core)
+    }));
+    previous
+}
+
+/// Starts the rescue build of `root` when `boot_side` says so, taking what it can of
+/// `previous`'s, and waits for its plan (a missing kernel, tool or module fails in about a
+/// second, before anything is read); `None` for a ROOT without a kernel, said so.
 pub(super) fn start(
     opts: &CaptureOptions,
     root: &Path,
     layout: &DiskLayout,
+    previous: Option<PreviousIso>,
     progress: &dyn Progress,
 ) -> Result<Option<RescueBuild>, CaptureError> {
     if boot_side(opts, root) == BootSide::None {
@@ -88,7 +117,7 @@ pub(super) fn start(
         layout,
         image_id: NO_IMAGE_ID,
     };
-    let mut job = start_rescue(source, work.path(), progress)?;
+    let mut job = start_rescue(source, work.path(), previous, progress)?;
     job.wait_planned(progress)?;
     Ok(Some(RescueBuild { job, work }))
 }

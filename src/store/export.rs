@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crate::format::PayloadError;
 use crate::format::manifest::{Manifest, PackRecord};
-use crate::format::records::RECORD_LEN as PACK_HEADER_LEN;
+use crate::format::records::{BLOCK_HEADER_LEN, RECORD_LEN as PACK_HEADER_LEN};
 use crate::format::sink::PackSink;
 use crate::format::source::RangeRead;
 use crate::progress::Progress;
@@ -83,16 +83,19 @@ impl ExportSource {
         }
         let mut out = CopiedPacks::default();
         for (b, &is_used) in m.blocks.iter().zip(&used) {
+            // A block as stored is its header and its body (FORMAT.md §3): what tiles the pack
+            // and what its hash covers.
+            let len = BLOCK_HEADER_LEN as u64 + u64::from(b.stored_len);
             if let Some(list) = blocks.get_mut(b.pack as usize) {
                 list.push(BlockSpan {
                     offset: b.offset,
-                    len: u64::from(b.stored_len),
+                    len,
                     hash: b.hash,
                 });
             }
             if !is_used {
                 out.unused_blocks += 1;
-                out.unused_bytes += u64::from(b.stored_len);
+                out.unused_bytes += len;
             }
         }
         let total: u64 = m.packs.iter().map(|p| p.len).sum();

@@ -6,7 +6,7 @@
 //! its name and its id before a byte of it is used.
 
 use std::fs::File;
-use std::io::Write as _;
+use std::io::Write;
 use std::path::Path;
 
 use super::objects::BlobRef;
@@ -94,7 +94,7 @@ impl Store {
     pub fn get_blob(
         &self,
         blob: &BlobRef,
-        out: &mut File,
+        out: &mut impl Write,
         out_path: &Path,
     ) -> Result<u64, StoreError> {
         let shown = self.shown(&blob.object);
