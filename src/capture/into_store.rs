@@ -232,13 +232,16 @@ fn wait_past(t: Option<chrono::DateTime<chrono::Utc>>) {
     }
 }
 
+/// The previous version as the files cache, its name and its head's rescue blobs.
+type PreviousVersion = (Option<Base>, Option<String>, Option<RescueBlobs>);
+
 /// The newest version of `series`, opened as the files cache, its name (the new head's
 /// parent) and the rescue blobs its head names; none for a new series.
 fn previous_version(
     store: &Store,
     series: &str,
     progress: &dyn Progress,
-) -> Result<(Option<Base>, Option<String>, Option<RescueBlobs>), CaptureError> {
+) -> Result<PreviousVersion, CaptureError> {
     let shown = format!("{}/{series}", store.root);
     let Some(version) = store.newest(series).map_err(|e| store_error(&shown, e))? else {
         return Ok((None, None, None));

@@ -61,8 +61,11 @@ pub enum CoreSource {
     Iso,
     /// Read by this (a store version's core blob), given the base's `rescue` record; `Err`
     /// says why it cannot be used.
-    Read(Box<dyn FnOnce(&RescueInputs) -> Result<Vec<u8>, String> + Send>),
+    Read(ReadCore),
 }
+
+/// Reads a base's initramfs core given its `rescue` record, on the rescue thread.
+pub type ReadCore = Box<dyn FnOnce(&RescueInputs) -> Result<Vec<u8>, String> + Send>;
 
 impl PreviousIso {
     /// The base as a source of a rescue environment: its `rescue` record, or why it has none.
