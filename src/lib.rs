@@ -44,6 +44,7 @@ pub(crate) mod units;
 // Capture.
 pub use capture::{
     CaptureError, CaptureOptions, CaptureReport, capture, capture_from,
+    export::{ExportOptions, ExportReport, export_version},
     into_store::{StoreCapture, StoreCaptureChoices, capture_into_store},
     plan_capture,
 };

@@ -10,15 +10,16 @@
 //!
 //! A shared Capture lock (§2.7) is held from before the store is read until after the
 //! commit, checked right before it (§4.3 step 4), and deleted on failure and on an interrupt.
-//!
-//! Not yet (docs/STORE.md §13): the rescue blobs (a store version has no boot side: `restore`
-//! and every reading command work, `export` and `netboot` of a store version do not exist).
+//! The rescue environment is built beside the scan as for an ISO and stored as rescue blobs
+//! the head names (`store_rescue`, §2.6).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use super::steps::{self, Scope};
-use super::{CaptureError, CaptureOptions, CaptureReport, manifest, preflight, staging};
+use super::{
+    CaptureError, CaptureOptions, CaptureReport, manifest, preflight, staging, store_rescue,
+};
 use crate::format::PayloadError;
 use crate::format::frame::encode_manifest;
 use crate::format::manifest::Manifest;
@@ -29,6 +30,7 @@ use crate::refresh::Base;
 use crate::store::dedup::StoreBase;
 use crate::store::index_cache::{self, CacheChoice};
 use crate::store::objects::LockKind;
+use crate::store::objects::RescueBlobs;
 use crate::store::objects::version::{VersionHead, VersionSummary};
 use crate::store::upload::{PackUploader, Uploaded};
 use crate::store::{Store, checkpoint, names};
@@ -76,7 +78,7 @@ pub fn capture_into_store(
     let root = staging::checked_root(opts)?;
     let shown = format!("{}/{series}", store.root);
     let (layout, _) = steps::record_layout_beside(&root, None, opts, progress)?;
-    preflight::check(opts, &root, &layout, false)?;
+    preflight::check_boot(opts, &root, &layout, store_rescue::boot_side(opts, &root))?;
 
     // §4 step 2: a shared lock before the store is read, deleted on an interrupt too.
     let interrupts = super::interrupt::Interrupts::start();
@@ -87,7 +89,12 @@ pub fn capture_into_store(
             false => store_error(&shown, e),
         })?;
     let _unlock = interrupts.on_interrupt(lock.shown().to_string(), lock.releaser());
-    let (mut prev, parent) = previous_version(store, series, choices.no_base, progress)?;
+    let (mut prev, parent, prev_rescue) =
+        previous_version(store, series, choices.no_base, progress)?;
+    let previous = prev
+        .as_ref()
+        .map(|b| store_rescue::previous(store, b, prev_rescue.as_ref()));
+    let rescue = store_rescue::start(opts, &root, &layout, previous, progress)?;
     let parent_time = parent
         .as_deref()
         .and_then(names::parse_version)
@@ -149,7 +156,9 @@ pub fn capture_into_store(
     wait_past(parent_time);
     let info = manifest::image_info(&root, image_id, opts.level);
     let created = info.created;
-    let mut done = manifest::assemble(info, scanned, tables, &layout, None, None);
+    let rescue = rescue.map(|r| r.finish(progress)).transpose()?;
+    let boot = rescue.as_ref().map(|r| &r.boot);
+    let mut done = manifest::assemble(info, scanned, tables, &layout, boot, None);
     let version = names::version_name(to_utc(created), &image_id);
     let m = &mut done.manifest;
     m.stats.duration_ms = started.elapsed().as_millis() as u64;
@@ -162,8 +171,13 @@ pub fn capture_into_store(
         .to_extension()?,
     );
     crate::format::validate::validate(m).map_err(|e| e.at(std::path::Path::new(&shown)))?;
+    let blobs = rescue
+        .as_ref()
+        .map(|r| store_rescue::upload(store, r, &shown, progress))
+        .transpose()?;
     let frame = encode_manifest(m)?;
-    let head = version_head(m, series, &version, parent, &frame, &uploaded, tags);
+    let mut head = version_head(m, series, &version, parent, &frame, &uploaded, tags);
+    head.rescue = blobs.as_ref().map(|(b, _)| b.clone());
     lock.check_before_commit()
         .map_err(|e| store_error(&shown, e))?;
     let (_, version_bytes) = store
@@ -188,8 +202,8 @@ pub fn capture_into_store(
             left_out,
             left_out_filesystems: Vec::new(),
             warnings,
-            rescue: None,
-            rescue_bytes: 0,
+            rescue_bytes: boot.map_or(0, |b| b.rescue_bytes),
+            rescue: boot.map(|b| store_rescue::summary(b, blobs.as_ref().map(|(_, n)| *n))),
         },
         version,
         referenced_packs: referenced.packs,
@@ -260,26 +274,30 @@ fn wait_past(t: Option<chrono::DateTime<chrono::Utc>>) {
     }
 }
 
-/// The newest version of `series`, opened as the files cache (not with `no_base`), and its
-/// name (the new head's parent); none for a new series.
+/// The previous version as the files cache, its name and its head's rescue blobs.
+type PreviousVersion = (Option<Base>, Option<String>, Option<RescueBlobs>);
+
+/// The newest version of `series`, opened as the files cache (not with `no_base`), its name
+/// (the new head's parent) and the rescue blobs its head names; none for a new series.
 fn previous_version(
     store: &Store,
     series: &str,
     no_base: bool,
     progress: &dyn Progress,
-) -> Result<(Option<Base>, Option<String>), CaptureError> {
+) -> Result<PreviousVersion, CaptureError> {
     let shown = format!("{}/{series}", store.root);
     let Some(version) = store.newest(series).map_err(|e| store_error(&shown, e))? else {
-        return Ok((None, None));
+        return Ok((None, None, None));
     };
     if no_base {
-        return Ok((None, Some(version)));
+        return Ok((None, Some(version), None));
     }
     progress.status(&format!("files cache: {shown}@{version}"));
     let open = crate::store::read::open_version(store, series, &version)?;
     Ok((
         Some(Base::from_reader(open.reader, open.name)),
         Some(version),
+        open.head.rescue,
     ))
 }
 

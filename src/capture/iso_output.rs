@@ -26,11 +26,15 @@ use crate::rescue::{
 /// The boot side of the ISO, built before the payload.
 #[derive(Clone, Debug)]
 pub struct BootFiles {
-    kernel: PathBuf,
-    initrd: PathBuf,
-    menu: MenuParams,
-    grub: GrubBoot,
-    id_hex: String,
+    pub(super) kernel: PathBuf,
+    pub(super) initrd: PathBuf,
+    pub(super) menu: MenuParams,
+    /// GRUB's boot images and files: none for a capture into a store, whose versions keep
+    /// only the kernel and the initramfs (docs/STORE.md §2.6).
+    pub(super) grub: Option<GrubBoot>,
+    pub(super) id_hex: String,
+    /// The rescue kernel's version (`uname -r`).
+    pub kernel_version: String,
     /// One line for the capture report.
     pub summary: String,
     /// Bytes of the rescue kernel and initramfs (what the ISO holds besides the payload and
@@ -40,12 +44,28 @@ pub struct BootFiles {
     pub rescue_inputs: RescueInputs,
 }
 
-/// A refresh's base, whose rescue environment the new ISO may take (docs/ISO.md, "Refreshes").
+/// A refresh's base, whose rescue environment the new ISO may take (docs/ISO.md, "Refreshes");
+/// for a capture into a store, the series' previous version (docs/STORE.md §2.6).
 pub struct PreviousIso {
+    /// How messages name the base.
     pub path: PathBuf,
     /// The base's `rescue` record; `Err` says why there is none to use.
     pub inputs: Result<RescueInputs, String>,
+    /// Where the base's initramfs core is read from, on the rescue thread.
+    pub core: CoreSource,
 }
+
+/// Where a base's initramfs core is.
+pub enum CoreSource {
+    /// The first `core_len` bytes of the initrd of the ISO at `PreviousIso::path`.
+    Iso,
+    /// Read by this (a store version's core blob), given the base's `rescue` record; `Err`
+    /// says why it cannot be used.
+    Read(ReadCore),
+}
+
+/// Reads a base's initramfs core given its `rescue` record, on the rescue thread.
+pub type ReadCore = Box<dyn FnOnce(&RescueInputs) -> Result<Vec<u8>, String> + Send>;
 
 impl PreviousIso {
     /// The base as a source of a rescue environment: its `rescue` record, or why it has none.
@@ -60,12 +80,13 @@ impl PreviousIso {
         PreviousIso {
             path: b.given_path().to_path_buf(),
             inputs,
+            core: CoreSource::Iso,
         }
     }
 }
 
 /// A volume label from the image id: `OSIMAGE_` and 8 hex digits (ECMA-119 d-characters).
-fn volume_label(id: &[u8; 16]) -> String {
+pub(super) fn volume_label(id: &[u8; 16]) -> String {
     format!("OSIMAGE_{}", image_id_hex(id)[..8].to_uppercase())
 }
 
@@ -101,6 +122,50 @@ pub fn start_boot(
     previous: Option<PreviousIso>,
     progress: &dyn Progress,
 ) -> Result<BootJob, CaptureError> {
+    let rescue = RescueSource {
+        root,
+        kernel,
+        layout,
+        image_id,
+    };
+    spawn(rescue, work, previous, true, progress)
+}
+
+/// Starts building the rescue environment alone, without GRUB: what a capture into a store
+/// keeps (docs/STORE.md §2.6). The same plan, kernel choice, refusals and initramfs as an
+/// ISO's; `BootFiles::grub` is `None`.
+pub fn start_rescue(
+    rescue: RescueSource,
+    work: &Path,
+    previous: Option<PreviousIso>,
+    progress: &dyn Progress,
+) -> Result<BootJob, CaptureError> {
+    spawn(rescue, work, previous, false, progress)
+}
+
+/// What a rescue environment is built from: the captured root, `--kernel`, the layout (its
+/// filesystems decide the required tools and modules) and the image id.
+pub struct RescueSource<'a> {
+    pub root: &'a Path,
+    pub kernel: Option<&'a Path>,
+    pub layout: &'a DiskLayout,
+    pub image_id: [u8; 16],
+}
+
+/// Starts the boot side's thread; with `grub` GRUB's images are built beside the plan.
+fn spawn(
+    source: RescueSource,
+    work: &Path,
+    previous: Option<PreviousIso>,
+    grub: bool,
+    progress: &dyn Progress,
+) -> Result<BootJob, CaptureError> {
+    let RescueSource {
+        root,
+        kernel,
+        layout,
+        image_id,
+    } = source;
     progress.note("building the rescue environment");
     let mut spec = RescueSpec::new(root, image_id);
     spec.kernel = kernel.map(Path::to_path_buf);
@@ -110,7 +175,7 @@ pub fn start_boot(
     let thread = std::thread::Builder::new()
         .name("rescue".into())
         .spawn(move || {
-            let (planned, boot) = match plan_boot(&root, &spec, &work) {
+            let (planned, boot) = match plan_boot(&root, &spec, &work, grub) {
                 Ok((planned, boot, notes)) => {
                     // The receiver may be gone (the capture failed meanwhile): nothing to tell.
                     let _ = tx.send(Ok(notes));
@@ -160,23 +225,35 @@ pub(super) fn rescue_filesystems(layout: &DiskLayout) -> Vec<String> {
 /// The boot side decided, its initramfs not yet written.
 struct PlannedBoot {
     menu: MenuParams,
-    grub: GrubBoot,
+    grub: Option<GrubBoot>,
     id_hex: String,
     secure_boot: bool,
 }
 
-/// Plans the rescue environment and builds GRUB's boot images, the BIOS one (a `grub-mkimage`
-/// of its own) while the plan is made; returns the notes to show.
+/// Plans the rescue environment and, with `grub`, builds GRUB's boot images, the BIOS one (a
+/// `grub-mkimage` of its own) while the plan is made; returns the notes to show.
 fn plan_boot(
     root: &Path,
     spec: &RescueSpec,
     work: &Path,
+    grub: bool,
 ) -> Result<(PlannedRescue, PlannedBoot, Vec<String>), CaptureError> {
     let menu = MenuParams {
         title: super::manifest::hostname_of(root),
         ..MenuParams::default()
     };
     let id_hex = image_id_hex(&spec.image_id);
+    if !grub {
+        let planned = plan_rescue(spec, &work.join("rescue"))?;
+        let notes = planned.notes().to_vec();
+        let boot = PlannedBoot {
+            menu,
+            grub: None,
+            id_hex,
+            secure_boot: false,
+        };
+        return Ok((planned, boot, notes));
+    }
     let cfg = grub_cfg(&id_hex, &menu);
     // GRUB's modules from the host, matching the host's grub-mkimage that assembles them
     // (capturing `/` they are the captured system's own); the captured root's if the host
@@ -210,7 +287,7 @@ fn plan_boot(
     };
     let boot = PlannedBoot {
         menu,
-        grub,
+        grub: Some(grub),
         id_hex,
         secure_boot: chain.is_some(),
     };
@@ -228,7 +305,7 @@ fn build_boot(
 ) -> Result<BuiltBoot, CaptureError> {
     let (rescue, origin) = match previous {
         None => (planned.build(spec, rescue_dir)?, String::new()),
-        Some(p) => match previous_core(&p) {
+        Some(p) => match previous_core(p.inputs, p.core, &p.path) {
             Ok((inputs, core)) => match inputs.differs_from(&planned.inputs) {
                 None => (
                     planned.reuse(spec, rescue_dir, &inputs, &core)?,
@@ -308,17 +385,17 @@ impl BootJob {
             .join()
             .map_err(|_| CaptureError::Usage("internal: the rescue build panicked".into()))??;
         let rescue = built.rescue;
+        let secure_boot = match (&built.boot.grub, built.boot.secure_boot) {
+            (None, _) => "",
+            (Some(_), true) => "; Secure Boot: yes",
+            (Some(_), false) => "; Secure Boot: no",
+        };
         let summary = format!(
-            "rescue environment: kernel {}, {}, {}, {:.1} MiB; {}",
+            "rescue environment: kernel {}, {}, {}, {:.1} MiB{secure_boot}",
             rescue.kernel_version,
             crate::units::count(rescue.modules as u64, "module", "modules"),
             crate::units::count(rescue.tools as u64, "tool", "tools"),
             rescue.size_bytes as f64 / (1024.0 * 1024.0),
-            if built.boot.secure_boot {
-                "Secure Boot: yes"
-            } else {
-                "Secure Boot: no"
-            }
         ) + &built.origin;
         Ok(BootFiles {
             kernel: rescue.kernel,
@@ -326,6 +403,7 @@ impl BootJob {
             menu: built.boot.menu,
             grub: built.boot.grub,
             id_hex: built.boot.id_hex,
+            kernel_version: rescue.kernel_version,
             summary,
             rescue_bytes: rescue.size_bytes,
             rescue_inputs: rescue.inputs,
@@ -341,12 +419,28 @@ impl Drop for BootJob {
     }
 }
 
-/// The base ISO's rescue record and its initrd's core (the first `core_len` bytes, checked
-/// against the record); otherwise why there are none to use.
-fn previous_core(p: &PreviousIso) -> Result<(RescueInputs, Vec<u8>), String> {
-    let inputs = p.inputs.clone()?;
-    let iso = crate::iso::IsoReader::open(&p.path).map_err(|e| format!("cannot read it: {e}"))?;
-    let file = std::fs::File::open(&p.path).map_err(|e| format!("cannot open it: {e}"))?;
+/// The base's rescue record and its initramfs core (from `core`, checked against the
+/// record); otherwise why there are none to use.
+fn previous_core(
+    inputs: Result<RescueInputs, String>,
+    core: CoreSource,
+    path: &Path,
+) -> Result<(RescueInputs, Vec<u8>), String> {
+    let inputs = inputs?;
+    let core = match core {
+        CoreSource::Iso => iso_core(path, &inputs)?,
+        CoreSource::Read(read) => read(&inputs)?,
+    };
+    if !inputs.vouches_for(&core) {
+        return Err("its initramfs does not match its rescue record".into());
+    }
+    Ok((inputs, core))
+}
+
+/// The first `core_len` bytes of the initrd of the ISO at `path`.
+fn iso_core(path: &Path, inputs: &RescueInputs) -> Result<Vec<u8>, String> {
+    let iso = crate::iso::IsoReader::open(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open it: {e}"))?;
     let initrd_path = MenuParams::default().initrd_path;
     let extent = iso
         .lookup(initrd_path.trim_start_matches('/'))
@@ -358,10 +452,7 @@ fn previous_core(p: &PreviousIso) -> Result<(RescueInputs, Vec<u8>), String> {
     let mut core = vec![0u8; inputs.core_len as usize];
     std::os::unix::fs::FileExt::read_exact_at(&file, &mut core, extent.offset)
         .map_err(|e| format!("cannot read its {initrd_path}: {e}"))?;
-    if !inputs.vouches_for(&core) {
-        return Err("its initramfs does not match its rescue record".into());
-    }
-    Ok((inputs, core))
+    Ok(core)
 }
 
 /// An ISO being written: its packs go into place first, the rest around them at the end.
@@ -405,8 +496,8 @@ impl ContainerWriter for IsoOutput {
 }
 
 /// Writes the ISO to `out`, around the packs already in it (`IsoPackWriter`): the boot files,
-/// then the manifest.
-fn write(
+/// then the manifest. `root` is the captured root, as the README names it.
+pub(super) fn write(
     out: &Path,
     label: &str,
     root: &Path,
@@ -414,6 +505,10 @@ fn write(
     payload: IsoPayload,
     boot: &BootFiles,
 ) -> Result<(), CaptureError> {
+    let grub = boot
+        .grub
+        .as_ref()
+        .ok_or_else(|| CaptureError::Usage("internal: ISO boot files without GRUB".into()))?;
     let mtime = m.image.created.sec;
     let file = |path: String, source: IsoSource| IsoFile {
         path,
@@ -442,7 +537,7 @@ fn write(
             IsoSource::Path(boot.initrd.clone()),
         ),
     ]);
-    files.extend(boot.grub.files.iter().cloned());
+    files.extend(grub.files.iter().cloned());
     files.push(file(
         format!("{PAYLOAD_DIR}/{MANIFEST_NAME}"),
         IsoSource::Bytes(payload.manifest),
@@ -456,7 +551,7 @@ fn write(
     let spec = IsoSpec {
         volume_id: label.to_string(),
         files,
-        boot: Some(boot.grub.boot.clone()),
+        boot: Some(grub.boot.clone()),
         hybrid: true,
     };
     write_iso(&spec, out)?;

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 mod container;
+pub mod export;
 mod interrupt;
 pub mod into_store;
 mod iso_output;
@@ -19,6 +20,7 @@ mod preflight;
 pub mod snapshot;
 mod staging;
 mod steps;
+mod store_rescue;
 
 use crate::format::PayloadError;
 use crate::format::manifest::{CaptureStats, CapturedFs};

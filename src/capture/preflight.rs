@@ -32,8 +32,20 @@ impl Host {
 pub(super) struct Needs {
     /// The `WHEN`s of `rescue/host-tools.list` that apply.
     pub whens: Vec<&'static str>,
-    /// The filesystem types and block layers whose rescue tools ROOT must have (ISO only).
+    /// The filesystem types and block layers whose rescue tools ROOT must have (when a
+    /// rescue environment is built).
     pub filesystems: Vec<String>,
+}
+
+/// The boot side a capture builds, which decides what it needs besides its payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum BootSide {
+    /// A `.oimg`, or a store version of a ROOT without a kernel: none.
+    None,
+    /// An ISO: the rescue environment and GRUB.
+    Iso,
+    /// A capture into a store: the rescue environment alone (docs/STORE.md §2.6).
+    Rescue,
 }
 
 /// Something missing: what, its Debian package, why it is needed.
@@ -45,14 +57,17 @@ pub struct Missing {
 }
 
 impl Needs {
-    /// What a capture of `root` with `opts` into an ISO (`iso`) or a `.oimg` needs.
-    pub fn of(opts: &CaptureOptions, root: &Path, layout: &DiskLayout, iso: bool) -> Self {
+    /// What a capture of `root` with `opts` that builds `boot` needs.
+    pub fn of(opts: &CaptureOptions, root: &Path, layout: &DiskLayout, boot: BootSide) -> Self {
         let mut needs = Needs::default();
-        if iso {
+        if boot == BootSide::Iso {
             needs.whens.push("iso");
             if !signed_chain(root, opts.kernel.as_deref()) {
                 needs.whens.push("uefi");
             }
+        }
+        if boot != BootSide::None {
+            needs.whens.push("rescue");
             needs.filesystems = super::iso_output::rescue_filesystems(layout);
         }
         if opts.snapshot {
@@ -93,7 +108,7 @@ pub(super) fn missing(
             why: n.why.clone(),
         })
         .collect();
-    let in_root = if needs.whens.contains(&"iso") {
+    let in_root = if needs.whens.contains(&"rescue") {
         crate::rescue::missing_rescue_tools(root, &needs.filesystems, &[])?
             .into_iter()
             .map(|(what, package)| Missing {
@@ -135,14 +150,26 @@ fn present(n: &HostNeed, root: &Path, host: &Host, whens: &[&str]) -> bool {
     }
 }
 
-/// Checks what this capture needs; all that is missing in one error (exit 1).
+/// Checks what this capture needs, an ISO's (`iso`) or a `.oimg`'s; all that is missing in
+/// one error (exit 1).
 pub(super) fn check(
     opts: &CaptureOptions,
     root: &Path,
     layout: &DiskLayout,
     iso: bool,
 ) -> Result<(), CaptureError> {
-    let needs = Needs::of(opts, root, layout, iso);
+    let boot = if iso { BootSide::Iso } else { BootSide::None };
+    check_boot(opts, root, layout, boot)
+}
+
+/// `check` for a capture that builds `boot`.
+pub(super) fn check_boot(
+    opts: &CaptureOptions,
+    root: &Path,
+    layout: &DiskLayout,
+    boot: BootSide,
+) -> Result<(), CaptureError> {
+    let needs = Needs::of(opts, root, layout, boot);
     let (on_host, in_root) = missing(&needs, root, &Host::this())?;
     if on_host.is_empty() && in_root.is_empty() {
         return Ok(());
@@ -215,8 +242,12 @@ mod tests {
             path: Some(bin.clone().into_os_string()),
             root: host_root.clone(),
         };
-        let (on_host, in_root) =
-            missing(&needs(&["iso", "uefi"], &["ext4", "vfat"]), &root, &host).unwrap();
+        let (on_host, in_root) = missing(
+            &needs(&["iso", "rescue", "uefi"], &["ext4", "vfat"]),
+            &root,
+            &host,
+        )
+        .unwrap();
         assert_eq!(
             names(&on_host),
             [
@@ -238,6 +269,12 @@ mod tests {
             assert!(in_root.contains(&t.to_string()), "{t} not in {in_root:?}");
         }
         assert!(!in_root.iter().any(|t| t.contains("xfs")), "{in_root:?}");
+        // A capture into a store builds the rescue environment alone: busybox and ROOT's
+        // tools, no GRUB, no ESP tools.
+        let (store_host, store_root) =
+            missing(&needs(&["rescue"], &["ext4", "vfat"]), &root, &host).unwrap();
+        assert_eq!(names(&store_host), ["busybox busybox-static"]);
+        assert_eq!(names(&store_root), in_root);
         let msg = describe("/r", &on_host, &[]);
         assert!(
             msg.contains("install: apt-get install busybox-static dosfstools grub-common"),
@@ -251,7 +288,7 @@ mod tests {
         }
         std::fs::create_dir_all(root.join("bin")).unwrap();
         std::fs::write(root.join("bin/busybox"), "").unwrap();
-        let (on_host, _) = missing(&needs(&["iso", "uefi"], &[]), &root, &host).unwrap();
+        let (on_host, _) = missing(&needs(&["iso", "rescue", "uefi"], &[]), &root, &host).unwrap();
         assert_eq!(
             names(&on_host),
             ["i386-pc grub-pc-bin", "x86_64-efi grub-efi-amd64-bin"]

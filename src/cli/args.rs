@@ -125,6 +125,17 @@ pub enum Command {
     /// requests (OSIMAGE_S3_ADDRESSING=path|virtual overrides).
     #[command(after_long_help = EXIT_STATUS)]
     Import(super::import::ImportArgs),
+    /// Write a version of an image store out as a file: a bootable ISO or a .oimg payload.
+    ///
+    /// The manifest and every pack are copied byte for byte from the store (each block and
+    /// pack checked against its hash on the way); an ISO gets the version's rescue kernel and
+    /// initramfs and GRUB from this host, and boots and restores like a captured ISO (where
+    /// Secure Boot is off). The result is read back whole before it is renamed into place.
+    /// Packs shared with other versions may hold blocks this version does not use: their size
+    /// is printed. Credentials, region and endpoint as for import (STORE.md in
+    /// /usr/share/doc/osimage).
+    #[command(after_long_help = EXIT_STATUS)]
+    Export(super::export::ExportArgs),
     /// Make and inspect an image store in S3-compatible storage: many machines' images
     /// under one s3://BUCKET/PREFIX, sharing their data.
     ///

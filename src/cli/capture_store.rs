@@ -105,6 +105,9 @@ pub fn run(
     let done = osimage::capture_into_store(opts, &store, &address.series, tags, choices, p)?;
     let r = &done.report;
     super::say_capture_notes(r, p);
+    if let Some(line) = &r.rescue {
+        p.say(line);
+    }
     let st = &r.stats;
     p.say(&format!(
         "{}: {}, {} of file data → {} stored in {} packs; uploaded {} in {} new {} \

@@ -146,6 +146,13 @@ const EXAMPLES: &[(&str, &str, &str)] = &[
         "Restore the newest version of web01 from the store (web01@VERSION for another).",
     ),
     (
+        "export",
+        "osimage export s3://images/fleet/web01 -o /srv/web01.iso",
+        "Write the newest version of web01 as a bootable ISO: its packs and manifest copied \
+         from the store byte for byte, its rescue kernel and initramfs from the store's \
+         blobs, checked whole before it is renamed into place.",
+    ),
+    (
         "store ls",
         "osimage store ls -l s3://images/fleet --series web01",
         "The versions of the series web01, oldest first, with each one's host, sizes and \

@@ -12,6 +12,7 @@ mod capture_store;
 mod choices;
 mod config;
 mod diff;
+mod export;
 mod import;
 mod json;
 mod keys;
@@ -115,6 +116,7 @@ pub fn main() -> i32 {
         Command::Sign(a) => run_sign(a, &p),
         Command::Netboot(a) => netboot::run(a, &p),
         Command::Import(a) => import::run(a, &p),
+        Command::Export(a) => export::run(a, &p),
         Command::Store(a) => store::run(a, &p),
         Command::Completions { shell } => {
             man::completions(shell, &mut std::io::stdout());

@@ -58,20 +58,24 @@ impl IsoPackWriter {
 
     /// The packs are complete: flushes them and encodes the manifest.
     pub fn finish(self, m: &Manifest) -> Result<IsoPayload, PayloadError> {
+        let mut manifest = encode_manifest(m)?;
+        if let Some((k, _)) = &self.seal {
+            manifest = k.seal_manifest(&manifest);
+        }
+        self.finish_frame(manifest)
+    }
+
+    /// `finish` with the manifest frame given as it is to be stored (sealed already for an
+    /// encrypted image): an export copies a store version's frame byte for byte.
+    pub fn finish_frame(self, manifest: Vec<u8>) -> Result<IsoPayload, PayloadError> {
         if self.current.is_some() {
             return Err(PayloadError::format("internal: a pack was left unfinished"));
         }
         self.w.into_file()?;
-        let mut manifest = encode_manifest(m)?;
-        let mut keys = None;
-        if let Some((k, record)) = self.seal {
-            manifest = k.seal_manifest(&manifest);
-            keys = Some(record);
-        }
         Ok(IsoPayload {
             manifest,
             packs: self.packs,
-            keys,
+            keys: self.seal.map(|(_, record)| record),
         })
     }
 

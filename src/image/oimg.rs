@@ -130,17 +130,23 @@ impl OimgWriter {
     }
 
     /// Appends the manifest and the trailer and syncs the file to disk.
-    pub fn finish(mut self, m: &Manifest) -> Result<File, PayloadError> {
+    pub fn finish(self, m: &Manifest) -> Result<File, PayloadError> {
         let mut frame = encode_manifest(m)?;
         if let Some(k) = &self.key {
             frame = k.seal_manifest(&frame);
         }
+        self.finish_frame(&frame)
+    }
+
+    /// `finish` with the manifest frame given as it is to be stored (sealed already for an
+    /// encrypted image): an export copies a store version's frame byte for byte.
+    pub fn finish_frame(mut self, frame: &[u8]) -> Result<File, PayloadError> {
         let trailer = Trailer {
             manifest_offset: self.w.pos(),
             manifest_len: frame.len() as u64,
             image_id: self.image_id,
         };
-        self.write_all(&frame)?;
+        self.write_all(frame)?;
         self.write_all(&trailer.encode())?;
         let file = self.w.into_file()?;
         file.sync_all()

@@ -205,8 +205,9 @@ impl PlannedRescue {
 /// appends an uncompressed cpio archive holding `osimage/image-id`: the kernel unpacks
 /// concatenated archives, compressed or not, in order (Documentation/driver-api/
 /// early-userspace/buffer-format.rst), so the contents before it stay the same for every
-/// image and a refresh can reuse them. Returns the padded core's length and hash.
-fn append_image_id(path: &Path, image_id: &[u8; 16]) -> Result<(u64, [u8; 32]), RescueError> {
+/// image and a refresh can reuse them; an export writes a store's core followed by the
+/// image's own archive the same way. Returns the padded core's length and hash.
+pub fn append_image_id(path: &Path, image_id: &[u8; 16]) -> Result<(u64, [u8; 32]), RescueError> {
     let io = |e| RescueError::io("writing", path, e);
     let mut core = std::fs::read(path).map_err(|e| RescueError::io("reading", path, e))?;
     core.resize(core.len().next_multiple_of(4), 0);

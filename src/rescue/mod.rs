@@ -20,7 +20,7 @@ pub mod tree;
 
 use std::path::{Path, PathBuf};
 
-pub use assemble::{PlannedRescue, build_rescue, plan_rescue};
+pub use assemble::{PlannedRescue, append_image_id, build_rescue, plan_rescue};
 pub use menu::{MenuParams, grub_cfg};
 
 /// `rescue/modules.list`: drivers and filesystems always carried.

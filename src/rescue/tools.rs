@@ -100,14 +100,14 @@ pub struct HostNeed {
     pub kind: HostKind,
     pub name: String,
     pub package: String,
-    /// `iso`, `uefi`, `snapshot:btrfs` or `snapshot:lvm` (the list's header says when each
-    /// applies).
+    /// `iso`, `rescue`, `uefi`, `snapshot:btrfs` or `snapshot:lvm` (the list's header says
+    /// when each applies).
     pub when: String,
     pub why: String,
 }
 
 /// The `WHEN`s `rescue/host-tools.list` may use.
-pub const HOST_WHENS: &[&str] = &["iso", "uefi", "snapshot:btrfs", "snapshot:lvm"];
+pub const HOST_WHENS: &[&str] = &["iso", "rescue", "uefi", "snapshot:btrfs", "snapshot:lvm"];
 
 /// Parses `rescue/host-tools.list`: `#` comments, blank lines, then
 /// `KIND NAME PACKAGE WHEN WHY...`.

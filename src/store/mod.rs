@@ -7,19 +7,23 @@
 //! read, versions listed, heads read, index and version objects written, through
 //! `remote::s3::S3Client`. A capture goes into a store through `dedup` (the store as the
 //! payload writer's base: its blocks referenced where they lie) and `upload` (packs PUT as
-//! they close); `read` opens a version as an image. `locks` takes, refreshes, lists and
-//! removes the shared locks of §2.7 (their windows in `times`); `stats` counts what
-//! `store ls --stats` shows. Plain stores only so far (§13): no encryption, no prune.
+//! they close); `read` opens a version as an image; `rescue` stores and reads the rescue
+//! blobs (§2.6); `export` copies a version's manifest frame and packs out, checked (§8).
+//! `locks` takes, refreshes, lists and removes the shared locks of §2.7 (their windows in
+//! `times`); `stats` counts what `store ls --stats` shows. Plain stores only so far (§13): no
+//! encryption, no prune.
 
 mod address;
 pub mod checkpoint;
 pub mod dedup;
+pub mod export;
 pub mod index_cache;
 pub mod locks;
 pub mod names;
 pub mod objects;
 mod open;
 pub mod read;
+pub mod rescue;
 mod stats;
 mod times;
 pub mod upload;

@@ -21,7 +21,8 @@ use crate::remote::s3::{S3Client, S3Error};
 /// a larger one costs a second read.
 pub const HEAD_READ: u64 = 64 << 10;
 
-/// An opened plain store.
+/// An opened plain store. A clone shares its client.
+#[derive(Clone)]
 pub struct Store {
     /// Shared with the threads that upload a capture's packs.
     pub client: std::sync::Arc<S3Client>,

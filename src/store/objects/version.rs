@@ -61,9 +61,15 @@ pub struct VersionHead {
 /// The rescue blobs a version uses (§2.6).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RescueBlobs {
+    /// The kernel image, as the ISO's `vmlinuz`.
     pub kernel: BlobRef,
+    /// The initramfs core: the first `core_len` bytes of an ISO's `initrd.img` (FORMAT.md
+    /// §12), without the image's own id archive.
     pub initrd_core: BlobRef,
-    pub net_part: BlobRef,
+    /// The NIC-driver part of a network restore (§9.2); `None` until netboot makes one
+    /// (stage 7). An `Option` from the start of store format version 1's rescue record: no
+    /// version object with `rescue: Some` was written before it, so no stored head changes.
+    pub net_part: Option<BlobRef>,
     pub kernel_version: String,
 }
 
@@ -323,10 +329,10 @@ mod tests {
                     id: [5; 32],
                     object: "rescue/i".into(),
                 },
-                net_part: BlobRef {
+                net_part: Some(BlobRef {
                     id: [6; 32],
                     object: "rescue/n".into(),
-                },
+                }),
                 kernel_version: "6.12.0".into(),
             }),
             summary: VersionSummary {

@@ -1,0 +1,271 @@
+//! `osimage export s3://B/P/NAME[@VERSION] -o system.iso|system.oimg` (docs/STORE.md §8,
+//! byte-copy mode): a store version written out as a file that reads, verifies and boots like
+//! a captured one. It lives beside the capture because it writes with the capture's own
+//! containers: `image::oimg::OimgWriter`, or `IsoPackWriter` and `iso_output::write` (the ISO
+//! writer of docs/ISO.md, unchanged) with the rescue files made from the version's blobs.
+//!
+//! The manifest frame is the version object's, byte for byte, and so is each pack
+//! (`store::export` checks every block and pack hash on the way). The file is written under a
+//! temporary name beside OUTPUT, read back whole (`payload::verify`: every chunk) and renamed
+//! into place only then: an export that fails leaves nothing that looks like an image.
+//! `--compact` and encrypted stores are later steps of §8; this build refuses them.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::{Path, PathBuf};
+
+use tempfile::{NamedTempFile, TempDir};
+
+use super::CaptureError;
+use super::iso_output::{self, BootFiles};
+use crate::envelope::Unlock;
+use crate::format::PayloadError;
+use crate::format::manifest::Manifest;
+use crate::image::iso_packs::IsoPackWriter;
+use crate::image::oimg::OimgWriter;
+use crate::progress::Progress;
+use crate::rescue::reuse::RescueInputs;
+use crate::rescue::{MenuParams, append_image_id, grub_cfg, image_id_hex};
+use crate::store::Store;
+use crate::store::export::{CopiedPacks, ExportSource};
+use crate::store::objects::RescueBlobs;
+
+/// What to export and where.
+#[derive(Clone, Debug)]
+pub struct ExportOptions {
+    pub series: String,
+    pub version: String,
+    /// `system.iso` or `system.oimg` (any case).
+    pub output: PathBuf,
+    /// Replace an existing OUTPUT.
+    pub force: bool,
+    /// Threads of the read-back.
+    pub threads: usize,
+}
+
+/// What an export wrote.
+#[derive(Debug)]
+pub struct ExportReport {
+    pub output: PathBuf,
+    /// The output's length.
+    pub size: u64,
+    pub packs: CopiedPacks,
+    /// The rescue kernel's version, for an ISO.
+    pub kernel_version: Option<String>,
+}
+
+/// Exports `opts.version` of `opts.series` from `store` (named `shown` in messages).
+pub fn export_version(
+    store: &Store,
+    opts: &ExportOptions,
+    progress: &dyn Progress,
+) -> Result<ExportReport, CaptureError> {
+    let shown = format!("{}/{}@{}", store.root, opts.series, opts.version);
+    let iso = output_is_iso(&opts.output)?;
+    let output = std::path::absolute(&opts.output).unwrap_or_else(|_| opts.output.clone());
+    if !opts.force && std::fs::symlink_metadata(&output).is_ok() {
+        return Err(CaptureError::Usage(format!(
+            "{} exists: give --force to replace it",
+            output.display()
+        )));
+    }
+    if output.is_dir() {
+        return Err(CaptureError::Usage(format!(
+            "{} is a directory: OUTPUT is the image file to write",
+            output.display()
+        )));
+    }
+    let dir = output.parent().unwrap_or(Path::new("/"));
+    progress.status(&format!("opening {shown}"));
+    let src = ExportSource::open(store, &opts.series, &opts.version)?;
+    let blobs = match (iso, &src.open.head.rescue) {
+        (false, _) => None,
+        (true, Some(b)) => Some(b.clone()),
+        (true, None) => {
+            return Err(CaptureError::Usage(format!(
+                "{shown} was captured without a rescue environment: it cannot become a \
+                 bootable ISO; export it to a .oimg, or capture the system again with a kernel"
+            )));
+        }
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".osimage-export-")
+        .tempfile_in(dir)
+        .map_err(|e| PayloadError::io("cannot create a temporary file in", dir, e))?;
+    let file = tmp
+        .reopen()
+        .map_err(|e| PayloadError::io("cannot open", tmp.path(), e))?;
+    let packs = match blobs {
+        None => write_oimg(&src, file, tmp.path(), progress)?,
+        Some(b) => write_iso(store, &src, &b, file, tmp.path(), progress)?,
+    };
+    finish(tmp, &output, opts, &shown, progress).map(|size| ExportReport {
+        output,
+        size,
+        packs,
+        kernel_version: src
+            .open
+            .head
+            .rescue
+            .as_ref()
+            .filter(|_| iso)
+            .map(|r| r.kernel_version.clone()),
+    })
+}
+
+/// Whether OUTPUT is an ISO (`.iso`) or a payload (`.oimg`); any other name is refused.
+fn output_is_iso(output: &Path) -> Result<bool, CaptureError> {
+    let ext = output
+        .extension()
+        .and_then(OsStr::to_str)
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("iso") => Ok(true),
+        Some("oimg") => Ok(false),
+        _ => Err(CaptureError::Argument(format!(
+            "{}: export writes NAME.iso (bootable) or NAME.oimg (the payload alone)",
+            output.display()
+        ))),
+    }
+}
+
+/// A `.oimg`: the image header, the packs, the copied frame, the trailer.
+fn write_oimg(
+    src: &ExportSource,
+    file: File,
+    path: &Path,
+    progress: &dyn Progress,
+) -> Result<CopiedPacks, CaptureError> {
+    let mut w = OimgWriter::new(file, path, src.manifest().image.id, None)?;
+    let copied = src.copy_packs(&mut w, progress)?;
+    w.finish_frame(&src.frame)?;
+    Ok(copied)
+}
+
+/// An ISO: the packs in place, then the rescue files from the blobs, GRUB and the copied
+/// frame around them.
+fn write_iso(
+    store: &Store,
+    src: &ExportSource,
+    blobs: &RescueBlobs,
+    file: File,
+    path: &Path,
+    progress: &dyn Progress,
+) -> Result<CopiedPacks, CaptureError> {
+    let m = src.manifest();
+    let work = tempfile::Builder::new()
+        .prefix("osimage-export-")
+        .tempdir()
+        .map_err(|e| PayloadError::io("cannot make a work folder in", &std::env::temp_dir(), e))?;
+    let boot = boot_files(store, m, blobs, &work, &src.open.name, progress)?;
+    let mut packs = IsoPackWriter::new(file, path, None)?;
+    let copied = src.copy_packs(&mut packs, progress)?;
+    let payload = packs.finish_frame(src.frame.clone())?;
+    let root = PathBuf::from(OsStr::from_bytes(&m.image.source_root));
+    let label = iso_output::volume_label(&m.image.id);
+    iso_output::write(path, &label, &root, m, payload, &boot)?;
+    Ok(copied)
+}
+
+/// The ISO's boot side from the version's blobs: the kernel; the initramfs core followed by
+/// this image's own id archive (FORMAT.md §12), as a capture writes it; GRUB from this host
+/// (the captured root is not here, so no signed chain: the ISO boots where Secure Boot is
+/// off). The blobs must be what the manifest's `rescue` record says.
+fn boot_files(
+    store: &Store,
+    m: &Manifest,
+    blobs: &RescueBlobs,
+    work: &TempDir,
+    name: &Path,
+    progress: &dyn Progress,
+) -> Result<BootFiles, CaptureError> {
+    let bad = |msg: String| {
+        CaptureError::Payload(PayloadError::Image {
+            path: name.to_path_buf(),
+            msg,
+        })
+    };
+    let inputs: RescueInputs = crate::rescue::reuse::from_manifest(m)
+        .map_err(|e| bad(format!("its rescue record is unreadable: {e}")))?
+        .ok_or_else(|| bad("its head names rescue blobs, its manifest no rescue record".into()))?;
+    if inputs.kernel != blobs.kernel.id || inputs.core != blobs.initrd_core.id {
+        return Err(bad(
+            "its head's rescue blobs are not the ones its manifest's rescue record names".into(),
+        ));
+    }
+    progress.status("reading the rescue kernel and initramfs");
+    let kernel = work.path().join("vmlinuz");
+    let initrd = work.path().join("initrd.img");
+    for (blob, path) in [(&blobs.kernel, &kernel), (&blobs.initrd_core, &initrd)] {
+        let mut f = File::create(path).map_err(|e| PayloadError::io("cannot create", path, e))?;
+        store
+            .get_blob(blob, &mut f, path)
+            .map_err(|e| bad(format!("its rescue blob: {e}")))?;
+    }
+    let (core_len, core) = append_image_id(&initrd, &m.image.id)?;
+    if core_len != inputs.core_len || core != inputs.core {
+        return Err(bad(
+            "its initramfs core does not match its rescue record (length or hash)".into(),
+        ));
+    }
+    let menu = MenuParams {
+        title: m.image.hostname.clone(),
+        ..MenuParams::default()
+    };
+    let id_hex = image_id_hex(&m.image.id);
+    let cfg = grub_cfg(&id_hex, &menu);
+    let grub = crate::iso::start_grub_boot(Path::new("/"), &cfg, &work.path().join("grub"))?
+        .finish(None)?;
+    let size = |p: &Path| std::fs::metadata(p).map_or(0, |md| md.len());
+    let rescue_bytes = size(&kernel) + size(&initrd);
+    Ok(BootFiles {
+        kernel,
+        initrd,
+        menu,
+        grub: Some(grub),
+        id_hex,
+        kernel_version: blobs.kernel_version.clone(),
+        summary: format!("rescue environment: kernel {}", blobs.kernel_version),
+        rescue_bytes,
+        rescue_inputs: inputs,
+    })
+}
+
+/// Syncs the temporary file, reads it back whole, and renames it to `output`.
+fn finish(
+    tmp: NamedTempFile,
+    output: &Path,
+    opts: &ExportOptions,
+    shown: &str,
+    progress: &dyn Progress,
+) -> Result<u64, CaptureError> {
+    let path = tmp.path().to_path_buf();
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| PayloadError::io("cannot sync", &path, e))?;
+    progress.status(&format!("checking {}", output.display()));
+    let reader = crate::payload::reader::PayloadReader::open(&path, &Unlock::default())?;
+    let report = crate::payload::verify::verify(&reader, opts.threads.max(1), progress)?;
+    if !report.ok() {
+        return Err(PayloadError::Image {
+            path: output.to_path_buf(),
+            msg: format!(
+                "the export of {shown} failed its own verification, nothing was written: {}",
+                report.problems.join("; ")
+            ),
+        }
+        .into());
+    }
+    drop(reader);
+    let size = std::fs::metadata(&path)
+        .map_err(|e| PayloadError::io("cannot read", &path, e))?
+        .len();
+    let persisted = if opts.force {
+        tmp.persist(output).map(|_| ())
+    } else {
+        tmp.persist_noclobber(output).map(|_| ())
+    };
+    persisted.map_err(|e| PayloadError::io("cannot rename the export to", output, e.error))?;
+    Ok(size)
+}

@@ -1,0 +1,104 @@
+//! `osimage export s3://BUCKET/PREFIX/NAME[@VERSION] -o system.iso|system.oimg`: a version of
+//! an image store written out as a file that reads, verifies and boots like a captured one
+//! (docs/STORE.md §8, byte-copy mode).
+
+use std::path::PathBuf;
+
+use clap::Args;
+use osimage::store::Store;
+use osimage::{ExportOptions, export_version};
+
+use super::progress::TermProgress;
+use super::{Failure, UsageError, show, source};
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The version to export: s3://BUCKET/PREFIX/NAME for the newest version of NAME,
+    /// NAME@VERSION for another (`osimage store ls -l` lists them).
+    pub image: PathBuf,
+    /// The file to write: NAME.iso for a bootable ISO (the version's rescue kernel and
+    /// initramfs, GRUB for BIOS and UEFI, the payload), NAME.oimg for the payload alone. It
+    /// is written under a temporary name beside it, read back whole and renamed into place
+    /// only then.
+    #[arg(short, long, value_name = "OUTPUT")]
+    pub output: PathBuf,
+    /// Replace an existing OUTPUT.
+    #[arg(long)]
+    pub force: bool,
+    /// Write new packs holding only the blocks this version uses (not built yet: an export
+    /// copies the store's packs byte for byte).
+    #[arg(long)]
+    pub compact: bool,
+    /// Threads of the read-back (default: the number of CPUs).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub net: source::NetArgs,
+}
+
+pub fn run(a: ExportArgs, p: &TermProgress) -> Result<i32, Failure> {
+    let Some(address) = source::store_address(&a.image)? else {
+        return Err(UsageError(format!(
+            "{}: export reads a version of an osimage store, s3://BUCKET/PREFIX/NAME[@VERSION]",
+            a.image.display()
+        ))
+        .into());
+    };
+    if a.compact {
+        return Err(UsageError(format!(
+            "{address}: --compact is not built yet (docs/STORE.md §8): export without it \
+             copies the store's packs as they are"
+        ))
+        .into());
+    }
+    let client = a.net.store_client(&address.root)?;
+    let store = Store::open(client, address.root.clone()).map_err(|e| match e {
+        osimage::store::StoreError::Unsupported(why) => {
+            format!("{why}; exporting from an encrypted store is not built yet (docs/STORE.md §8)")
+                .into()
+        }
+        e => Failure::from(e),
+    })?;
+    let version = match &address.version {
+        Some(v) => v.clone(),
+        None => store.newest(&address.series)?.ok_or_else(|| {
+            format!(
+                "{address}: the store has no version of {} (osimage store ls {})",
+                address.series, address.root
+            )
+        })?,
+    };
+    let opts = ExportOptions {
+        series: address.series.clone(),
+        version,
+        output: a.output,
+        force: a.force,
+        threads: a
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+    };
+    let r = export_version(&store, &opts, p)?;
+    let mut line = format!(
+        "{}: {}@{} exported ({}, {} packs copied byte for byte, verified)",
+        r.output.display(),
+        address.root.to_string() + "/" + &address.series,
+        opts.version,
+        show::bytes(r.size),
+        r.packs.packs,
+    );
+    if let Some(k) = &r.kernel_version {
+        line.push_str(&format!("; rescue kernel {k}"));
+    }
+    p.say(&line);
+    if r.packs.unused_blocks > 0 {
+        p.say(&format!(
+            "{} in {} blocks of those packs are not used by this version (blocks other \
+             versions share the packs for)",
+            show::bytes(r.packs.unused_bytes),
+            r.packs.unused_blocks
+        ));
+    } else {
+        p.say("every block of those packs is used by this version");
+    }
+    Ok(0)
+}

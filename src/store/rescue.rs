@@ -1,0 +1,155 @@
+//! Rescue blobs (docs/STORE.md §2.6): the kernel and the initramfs core of a version's rescue
+//! environment, stored once under `rescue/<64 hex of their BLAKE3>.<16 hex random>` and named
+//! by every version head built from the same inputs. A capture first LISTs `rescue/<hex>.`:
+//! a blob found there is named again and nothing is uploaded, so a refresh whose rescue inputs
+//! did not change uploads no blob. Export and netboot read them back, each checked against
+//! its name and its id before a byte of it is used.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use super::objects::BlobRef;
+use super::{ObjectError, Store, StoreError, names};
+use crate::format::source::RangeRead as _;
+use crate::remote::s3::S3Error;
+
+/// How much of a blob is read or hashed at a time.
+const STEP: usize = 4 << 20;
+
+/// The longest blob read back: a kernel is ~10 MiB and an initramfs core tens of MiB; this
+/// bounds what a damaged or hostile listing can make a reader fetch.
+pub const MAX_BLOB: u64 = 1 << 30;
+
+/// A blob a capture names, and whether it had to upload it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredBlob {
+    pub blob: BlobRef,
+    /// Bytes uploaded: 0 when the store had the blob already.
+    pub uploaded: u64,
+}
+
+impl Store {
+    /// The key (relative to the store) of a blob `id` of `len` bytes, if a LIST of
+    /// `rescue/<hex>.` finds one. A listed object of another length is not that blob (a
+    /// damaged upload) and is passed over; a key that is no blob's is an error naming it.
+    pub fn find_blob(&self, id: &[u8; 32], len: u64) -> Result<Option<String>, StoreError> {
+        let rel_prefix = format!("{}{}.", names::RESCUE, names::hex(id));
+        let listing = self.client.list(&self.root.key(&rel_prefix))?;
+        for o in listing.objects {
+            let rel = self.root.relative(&o.key).ok_or_else(|| {
+                S3Error::Request(format!(
+                    "{}: the listing returned the key {:?}, outside the prefix",
+                    self.root, o.key
+                ))
+            })?;
+            let (listed, _) =
+                names::parse_rescue_key(rel).map_err(|e| ObjectError::new(&self.shown(rel), e))?;
+            if listed == *id && o.size == len {
+                return Ok(Some(rel.to_string()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Names the first `len` bytes of `file` (`path` in messages) as a rescue blob: the one a
+    /// LIST finds, else a new upload under a new random suffix. The bytes must hash to `id`
+    /// (what the manifest's `rescue` record says of them): checked before anything is sent.
+    pub fn put_blob(
+        &self,
+        id: &[u8; 32],
+        file: &File,
+        len: u64,
+        path: &Path,
+    ) -> Result<StoredBlob, StoreError> {
+        let hashed = hash_prefix(file, len, path)?;
+        if hashed != *id {
+            return Err(StoreError::Unsupported(format!(
+                "internal: {} does not hash to the rescue record's {}",
+                path.display(),
+                names::hex(id)
+            )));
+        }
+        if let Some(object) = self.find_blob(id, len)? {
+            return Ok(StoredBlob {
+                blob: BlobRef { id: *id, object },
+                uploaded: 0,
+            });
+        }
+        let rel = names::rescue_key(id, &super::random_bytes::<8>()?);
+        self.client
+            .upload(&self.root.key(&rel), file, len, &mut |_| {})?;
+        Ok(StoredBlob {
+            blob: BlobRef {
+                id: *id,
+                object: rel,
+            },
+            uploaded: len,
+        })
+    }
+
+    /// Copies the blob `blob` into `out` (empty, `out_path` in messages) and returns its
+    /// length. Its key must be a blob key carrying `blob.id`, its length at most `MAX_BLOB`,
+    /// and its bytes must hash to `blob.id`; any other blob is an error naming its object.
+    pub fn get_blob(
+        &self,
+        blob: &BlobRef,
+        out: &mut impl Write,
+        out_path: &Path,
+    ) -> Result<u64, StoreError> {
+        let shown = self.shown(&blob.object);
+        let bad = |msg: String| StoreError::Object(ObjectError::new(&shown, msg));
+        let (named, _) = names::parse_rescue_key(&blob.object).map_err(bad)?;
+        if named != blob.id {
+            return Err(bad(format!(
+                "named by a version head as the blob {}, but its key says otherwise",
+                names::hex(&blob.id)
+            )));
+        }
+        let object = self
+            .client
+            .open(&self.root.key(&blob.object))
+            .map_err(|e| S3Error::Request(format!("{shown}: {e}")))?;
+        let len = object.len();
+        if len > MAX_BLOB {
+            return Err(bad(format!(
+                "{len} bytes, more than a rescue blob may have"
+            )));
+        }
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = vec![0u8; STEP.min(len as usize)];
+        let mut at = 0u64;
+        while at < len {
+            let n = (len - at).min(STEP as u64) as usize;
+            object
+                .read_exact_at(&mut buf[..n], at)
+                .map_err(|e| S3Error::Request(format!("{shown}: {e}")))?;
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n]).map_err(|e| {
+                StoreError::Unsupported(format!("cannot write {}: {e}", out_path.display()))
+            })?;
+            at += n as u64;
+        }
+        if *hasher.finalize().as_bytes() != blob.id {
+            return Err(bad(
+                "its bytes do not hash to its name (damaged or replaced)".into(),
+            ));
+        }
+        Ok(len)
+    }
+}
+
+/// BLAKE3 of the first `len` bytes of `file`.
+fn hash_prefix(file: &File, len: u64, path: &Path) -> Result<[u8; 32], StoreError> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; STEP.min(len as usize)];
+    let mut at = 0u64;
+    while at < len {
+        let n = (len - at).min(STEP as u64) as usize;
+        std::os::unix::fs::FileExt::read_exact_at(file, &mut buf[..n], at)
+            .map_err(|e| StoreError::Unsupported(format!("cannot read {}: {e}", path.display())))?;
+        hasher.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(*hasher.finalize().as_bytes())
+}

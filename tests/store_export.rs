@@ -1,0 +1,276 @@
+//! A store version's boot side and `osimage export` (docs/STORE.md §2.6, §8, issue #22)
+//! against a real Garage on loopback: a capture of a root with a kernel stores the rescue
+//! kernel and initramfs core as two blobs its head names, and an unchanged re-capture uploads
+//! neither again; the version exported to a `.oimg` and to an ISO verifies and lists as the
+//! version does, the ISO's packs are the store's objects byte for byte, its kernel is the
+//! blob and its initramfs starts with the core blob; a version captured without a kernel is
+//! refused as an ISO, and a damaged pack stops the export, named, leaving no file. (The ISO
+//! is not booted here: the VM tests boot captured ISOs, and this one has the same files.)
+
+use crate::common;
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::Command;
+
+use common::garage::Garage;
+use common::kernel::{kernel_package, staging_root};
+use osimage::store::objects::VersionHead;
+use osimage::store::{Store, StoreRoot};
+
+fn s(x: &str) -> &OsStr {
+    OsStr::new(x)
+}
+
+/// `osimage ARGS…` against `g`.
+fn osimage(g: &Garage, args: &[&OsStr]) -> common::Run {
+    let env = g.osimage_env();
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    common::osimage_env(args.to_vec(), &pairs)
+}
+
+/// The keys under `prefix` (relative to the bucket), sorted.
+fn keys(g: &Garage, prefix: &str) -> Vec<String> {
+    let listing = g.client().list(prefix).expect("list");
+    let mut k: Vec<String> = listing.objects.into_iter().map(|o| o.key).collect();
+    k.sort();
+    k
+}
+
+/// Every version of `series` in the store at `prefix`, oldest first, with its head.
+fn heads(g: &Garage, prefix: &str, series: &str) -> Vec<VersionHead> {
+    let root = StoreRoot::parse(&format!("s3://{}/{prefix}", g.bucket())).expect("store root");
+    let store = Store::open(g.client(), root).expect("open the store");
+    store
+        .versions(series)
+        .expect("versions")
+        .iter()
+        .map(|v| store.read_head(series, v).expect("head"))
+        .collect()
+}
+
+/// The object `key` of the bucket, whole.
+fn object(g: &Garage, key: &str) -> Vec<u8> {
+    g.client()
+        .get(key, 1 << 30)
+        .expect("get")
+        .unwrap_or_else(|| panic!("{key} is missing"))
+}
+
+/// The file `path` of `iso`, as xorriso extracts it (this kernel cannot mount iso9660).
+fn iso_file(iso: &Path, path: &str, out: &Path) -> Vec<u8> {
+    let run = Command::new("xorriso")
+        .args(["-osirrox", "on", "-indev"])
+        .arg(iso)
+        .args(["-extract", path])
+        .arg(out)
+        .output()
+        .expect("xorriso");
+    assert!(
+        run.status.success(),
+        "xorriso -extract {path}: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    std::fs::read(out).unwrap_or_else(|e| panic!("{}: {e}", out.display()))
+}
+
+/// The one capture of a root with a kernel that the test below examines.
+#[test]
+fn a_version_with_rescue_blobs_exports_to_an_iso_and_a_oimg_that_read_as_it_does() {
+    common::kernel::need_iso_capture_tools();
+    let (x, kernel_version) = kernel_package();
+    let root = staging_root(&x, &kernel_version);
+    let dir = common::scratch();
+    let g = Garage::start();
+    let store = format!("s3://{}/fleet", g.bucket());
+    osimage(&g, &[s("store"), s("init"), s(&store)]).ok();
+    let address = format!("{store}/web01");
+    // The same payload as capture_iso's: the host programs the root links stay out.
+    let capture = || {
+        let mut args = vec![
+            s("capture"),
+            root.as_os_str(),
+            s("-o"),
+            s(&address),
+            s("-q"),
+        ];
+        for d in ["/usr/lib", "/usr/bin", "/usr/sbin", "/usr/lib64"] {
+            args.extend([s("--exclude"), s(d)]);
+        }
+        osimage(&g, &args).ok()
+    };
+    capture();
+
+    // Two blobs, named by the head, their ids the manifest's rescue record's.
+    let blobs = keys(&g, "fleet/rescue/");
+    assert_eq!(
+        blobs.len(),
+        2,
+        "the kernel and the initramfs core: {blobs:?}"
+    );
+    let first = heads(&g, "fleet", "web01");
+    let rescue = first[0]
+        .rescue
+        .clone()
+        .expect("the head names its rescue blobs");
+    assert_eq!(rescue.kernel_version, kernel_version);
+    assert!(rescue.net_part.is_none());
+    for b in [&rescue.kernel, &rescue.initrd_core] {
+        assert!(
+            blobs.contains(&format!("fleet/{}", b.object)),
+            "{} not among {blobs:?}",
+            b.object
+        );
+        let bytes = object(&g, &format!("fleet/{}", b.object));
+        assert_eq!(*blake3::hash(&bytes).as_bytes(), b.id, "{}", b.object);
+    }
+    let kernel_blob = object(&g, &format!("fleet/{}", rescue.kernel.object));
+    let core_blob = object(&g, &format!("fleet/{}", rescue.initrd_core.object));
+    assert_eq!(
+        kernel_blob,
+        std::fs::read(root.join(format!("boot/vmlinuz-{kernel_version}"))).unwrap(),
+        "the kernel blob is the root's kernel"
+    );
+
+    // An unchanged re-capture names the same blobs and uploads none.
+    capture();
+    assert_eq!(keys(&g, "fleet/rescue/"), blobs, "no blob uploaded again");
+    let both = heads(&g, "fleet", "web01");
+    assert_eq!(both.len(), 2);
+    assert_eq!(
+        both[1].rescue.as_ref(),
+        Some(&rescue),
+        "the same blobs named"
+    );
+
+    // Exports of the first version, to a .oimg and to an ISO.
+    let version = format!("{address}@{}", first[0].version);
+    let (oimg, iso) = (dir.path().join("web01.oimg"), dir.path().join("web01.iso"));
+    for out in [&oimg, &iso] {
+        let run = osimage(&g, &[s("export"), s(&version), s("-o"), out.as_os_str()]).ok();
+        // Its report is a status line, on stderr as a capture's is.
+        assert!(run.stderr.contains("exported"), "{}", run.describe());
+        osimage(&g, &[s("verify"), out.as_os_str()]).ok();
+    }
+    let long = |img: &OsStr| osimage(&g, &[s("list"), s("-l"), img]).ok().stdout;
+    let listed = long(s(&version));
+    assert_eq!(long(oimg.as_os_str()), listed, "list -l of the .oimg");
+    assert_eq!(long(iso.as_os_str()), listed, "list -l of the ISO");
+
+    // The ISO's packs are the store's objects; its kernel the blob, its initrd the core
+    // followed by the image's own id archive.
+    let x = dir.path().join("x");
+    std::fs::create_dir_all(&x).unwrap();
+    for (i, id) in first[0].packs.iter().enumerate() {
+        let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let key = format!("fleet/packs/{}/{hex}", &hex[..2]);
+        let in_iso = iso_file(
+            &iso,
+            &format!("/osimage/packs/pack-{i:06}.osp"),
+            &x.join(format!("pack-{i}")),
+        );
+        assert!(in_iso == object(&g, &key), "pack {i} differs from {key}");
+    }
+    let kernel = iso_file(&iso, "/osimage/rescue/vmlinuz", &x.join("vmlinuz"));
+    assert!(kernel == kernel_blob, "the ISO's kernel is the blob");
+    let initrd = iso_file(&iso, "/osimage/rescue/initrd.img", &x.join("initrd.img"));
+    assert!(
+        initrd.len() > core_blob.len() && initrd[..core_blob.len()] == core_blob[..],
+        "the ISO's initrd starts with the core blob"
+    );
+    let id_hex: String = first[0]
+        .image_id
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let tail = String::from_utf8_lossy(&initrd[core_blob.len()..]).into_owned();
+    assert!(
+        tail.contains("osimage/image-id") && tail.contains(&id_hex),
+        "the image's own id archive follows the core"
+    );
+}
+
+/// A tree of files, no kernel.
+fn tree(dir: &Path) -> std::path::PathBuf {
+    let root = dir.join("root");
+    for d in 0..4 {
+        let sub = root.join(format!("d{d}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        for f in 0..20 {
+            std::fs::write(
+                sub.join(format!("t{f}.txt")),
+                format!("{d}/{f}\n").repeat(900),
+            )
+            .unwrap();
+        }
+        std::fs::write(sub.join("noise.bin"), common::iso::noise(400_000, d as u64)).unwrap();
+    }
+    root
+}
+
+#[test]
+fn no_rescue_environment_and_a_damaged_pack_are_refused_leaving_no_file() {
+    let dir = common::scratch();
+    let root = tree(dir.path());
+    let g = Garage::start();
+    let store = format!("s3://{}/site", g.bucket());
+    osimage(&g, &[s("store"), s("init"), s(&store)]).ok();
+    let address = format!("{store}/files");
+    let run = osimage(&g, &[s("capture"), root.as_os_str(), s("-o"), s(&address)]).ok();
+    assert!(
+        run.stderr.contains("no rescue environment"),
+        "the capture says it has none: {}",
+        run.describe()
+    );
+    assert!(keys(&g, "site/rescue/").is_empty());
+    let version = heads(&g, "site", "files")[0].version.clone();
+
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let iso = out.join("files.iso");
+    let run = osimage(&g, &[s("export"), s(&address), s("-o"), iso.as_os_str()]).fails();
+    assert!(
+        run.stderr.contains("captured without a rescue environment")
+            && run.stderr.contains(&version),
+        "refused naming the version: {}",
+        run.describe()
+    );
+    let oimg = out.join("files.oimg");
+    let run = osimage(
+        &g,
+        &[
+            s("export"),
+            s(&address),
+            s("-o"),
+            oimg.as_os_str(),
+            s("--compact"),
+        ],
+    );
+    assert_eq!(
+        run.code,
+        2,
+        "--compact is a usage error: {}",
+        run.describe()
+    );
+    assert!(run.stderr.contains("--compact"), "{}", run.describe());
+
+    // One byte of a block flipped in a pack object: same length, same header.
+    let packs = keys(&g, "site/packs/");
+    let victim = packs.first().expect("a pack");
+    let mut bytes = object(&g, victim);
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    g.client().put(victim, &bytes).expect("put");
+    let run = osimage(&g, &[s("export"), s(&address), s("-o"), oimg.as_os_str()]).fails();
+    assert!(
+        run.stderr.contains(victim.as_str()),
+        "the pack is named: {}",
+        run.describe()
+    );
+    let left: Vec<_> = std::fs::read_dir(&out).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "nothing is left in {}: {left:?}",
+        out.display()
+    );
+}
