@@ -66,6 +66,16 @@ impl StoreRoot {
         key.strip_prefix(self.prefix.as_str())?.strip_prefix('/')
     }
 
+    /// A key a LIST of this store returned, relative to the store; a key outside the prefix
+    /// (a server answering for another prefix) is an error naming it.
+    pub fn listed_relative<'k>(&self, key: &'k str) -> Result<&'k str, StoreError> {
+        self.relative(key).ok_or_else(|| {
+            StoreError::S3(crate::remote::s3::S3Error::Request(format!(
+                "{self}: the listing returned the key {key:?}, outside the prefix"
+            )))
+        })
+    }
+
     /// `rel`'s address, as messages name an object.
     pub fn shown(&self, rel: &str) -> String {
         format!("{SCHEME}{}/{}", self.bucket, self.key(rel))

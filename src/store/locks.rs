@@ -217,12 +217,7 @@ impl Store {
         })?;
         let mut out = Vec::with_capacity(listing.objects.len());
         for o in listing.objects {
-            let rel = self.root.relative(&o.key).ok_or_else(|| {
-                S3Error::Request(format!(
-                    "{}: the listing returned the key {:?}, outside the prefix",
-                    self.root, o.key
-                ))
-            })?;
+            let rel = self.root.listed_relative(&o.key)?;
             let id =
                 names::parse_lock_key(rel).map_err(|e| ObjectError::new(&self.shown(rel), e))?;
             out.push(ListedLock {

@@ -116,13 +116,7 @@ impl Store {
         listing
             .objects
             .into_iter()
-            .map(|o| match self.root.relative(&o.key) {
-                Some(rel) => Ok((rel.to_string(), o.size)),
-                None => Err(StoreError::S3(S3Error::Request(format!(
-                    "{}: the listing returned the key {:?}, outside the prefix",
-                    self.root, o.key
-                )))),
-            })
+            .map(|o| Ok((self.root.listed_relative(&o.key)?.to_string(), o.size)))
             .collect()
     }
 

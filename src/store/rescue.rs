@@ -37,12 +37,7 @@ impl Store {
         let rel_prefix = format!("{}{}.", names::RESCUE, names::hex(id));
         let listing = self.client.list(&self.root.key(&rel_prefix))?;
         for o in listing.objects {
-            let rel = self.root.relative(&o.key).ok_or_else(|| {
-                S3Error::Request(format!(
-                    "{}: the listing returned the key {:?}, outside the prefix",
-                    self.root, o.key
-                ))
-            })?;
+            let rel = self.root.listed_relative(&o.key)?;
             let (listed, _) =
                 names::parse_rescue_key(rel).map_err(|e| ObjectError::new(&self.shown(rel), e))?;
             if listed == *id && o.size == len {
