@@ -59,15 +59,7 @@ pub fn run(a: ExportArgs, p: &TermProgress) -> Result<i32, Failure> {
         }
         e => Failure::from(e),
     })?;
-    let version = match &address.version {
-        Some(v) => v.clone(),
-        None => store.newest(&address.series)?.ok_or_else(|| {
-            format!(
-                "{address}: the store has no version of {} (osimage store ls {})",
-                address.series, address.root
-            )
-        })?,
-    };
+    let version = source::version_named(&store, &address)?;
     let opts = ExportOptions {
         series: address.series.clone(),
         version,

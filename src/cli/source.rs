@@ -161,19 +161,27 @@ pub fn store_address(image: &Path) -> Result<Option<osimage::store::ImageAddress
         .map_err(|e| UsageError(e.to_string()))
 }
 
-/// Opens the version IMAGE names in a store: the newest of its series unless @VERSION.
-fn open_in_store(address: &osimage::store::ImageAddress, net: &NetArgs) -> Result<Opened, Failure> {
-    let client = net.store_client(&address.root)?;
-    let store = osimage::store::Store::open(client, address.root.clone())?;
-    let version = match &address.version {
-        Some(v) => v.clone(),
-        None => store.newest(&address.series)?.ok_or_else(|| {
+/// The version an address names: its @VERSION, else the newest of its series.
+pub(crate) fn version_named(
+    store: &osimage::store::Store,
+    address: &osimage::store::ImageAddress,
+) -> Result<String, Failure> {
+    match &address.version {
+        Some(v) => Ok(v.clone()),
+        None => Ok(store.newest(&address.series)?.ok_or_else(|| {
             format!(
                 "{address}: the store has no version of {} (osimage store ls {})",
                 address.series, address.root
             )
-        })?,
-    };
+        })?),
+    }
+}
+
+/// Opens the version IMAGE names in a store: the newest of its series unless @VERSION.
+fn open_in_store(address: &osimage::store::ImageAddress, net: &NetArgs) -> Result<Opened, Failure> {
+    let client = net.store_client(&address.root)?;
+    let store = osimage::store::Store::open(client, address.root.clone())?;
+    let version = version_named(&store, address)?;
     let open = osimage::store::read::open_version(&store, &address.series, &version)?;
     Ok(Opened {
         reader: open.reader,
