@@ -43,18 +43,11 @@ fn capture(g: &Garage, root: &Path, address: &str) -> common::Run {
 /// Each version's `new_bytes` from `store ls -l --json`, oldest first.
 fn new_bytes(g: &Garage, store: &str) -> Vec<(String, u64)> {
     let run = osimage(g, &[s("store"), s("ls"), s(store), s("-l"), s("--json")]).ok();
-    let v: serde_json::Value = serde_json::from_slice(&run.stdout)
-        .unwrap_or_else(|e| panic!("store ls --json is not JSON ({e}): {}", run.describe()));
-    let mut out = Vec::new();
-    for series in v["series"].as_array().expect("series") {
-        for ver in series["versions"].as_array().expect("versions") {
-            out.push((
-                ver["version"].as_str().expect("version").to_string(),
-                ver["head"]["new_bytes"].as_u64().expect("new_bytes"),
-            ));
-        }
-    }
-    out
+    common::garage::listed_heads(&run.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", run.describe()))
+        .into_iter()
+        .map(|(version, head)| (version, head["new_bytes"].as_u64().expect("new_bytes")))
+        .collect()
 }
 
 /// The keys under `prefix` (relative to the bucket).

@@ -55,19 +55,17 @@ fn objects(g: &Garage, prefix: &str) -> Vec<(String, u64)> {
 /// Each version's name, `new_bytes` and pack count from `store ls -l --json`, oldest first.
 fn versions(env: &[(String, String)], store: &str) -> Vec<(String, u64, u64)> {
     let run = osimage(env, &[s("store"), s("ls"), s(store), s("-l"), s("--json")]).ok();
-    let v: serde_json::Value = serde_json::from_slice(&run.stdout)
-        .unwrap_or_else(|e| panic!("store ls --json is not JSON ({e}): {}", run.describe()));
-    let mut out = Vec::new();
-    for series in v["series"].as_array().expect("series") {
-        for ver in series["versions"].as_array().expect("versions") {
-            out.push((
-                ver["version"].as_str().expect("version").to_string(),
-                ver["head"]["new_bytes"].as_u64().expect("new_bytes"),
-                ver["head"]["packs"].as_u64().expect("packs"),
-            ));
-        }
-    }
-    out
+    common::garage::listed_heads(&run.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", run.describe()))
+        .into_iter()
+        .map(|(version, head)| {
+            (
+                version,
+                head["new_bytes"].as_u64().expect("new_bytes"),
+                head["packs"].as_u64().expect("packs"),
+            )
+        })
+        .collect()
 }
 
 /// `n` incompressible files of `len` bytes each, no two alike (and a small text file) under

@@ -435,3 +435,19 @@ pub fn parse_key(out: &str) -> Result<(String, String), String> {
     }
     Ok((id, secret))
 }
+
+/// Each version and its head, oldest first, from the JSON `store ls -l --json` printed.
+pub fn listed_heads(stdout: &[u8]) -> Result<Vec<(String, serde_json::Value)>, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(stdout).map_err(|e| format!("store ls --json is not JSON ({e})"))?;
+    let mut out = Vec::new();
+    for series in v["series"].as_array().ok_or("no series array")? {
+        for ver in series["versions"].as_array().ok_or("no versions array")? {
+            let name = ver["version"]
+                .as_str()
+                .ok_or("a version without its name")?;
+            out.push((name.to_string(), ver["head"].clone()));
+        }
+    }
+    Ok(out)
+}
