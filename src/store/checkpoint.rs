@@ -127,12 +127,19 @@ impl Checkpoints {
     /// Writes an index object for every pack up since the last one; its name, or none when
     /// there were none.
     pub fn flush(&self) -> Result<Option<[u8; 32]>, StoreError> {
-        let mut written = lock(&self.inner.writer);
+        self.flush_holding(&mut lock(&self.inner.writer))
+    }
+
+    /// [`Checkpoints::flush`] for a caller that holds the writer already.
+    fn flush_holding(
+        &self,
+        written: &mut MutexGuard<'_, Written>,
+    ) -> Result<Option<[u8; 32]>, StoreError> {
         let packs = std::mem::take(&mut *lock(&self.inner.pending));
         if packs.is_empty() {
             return Ok(None);
         }
-        self.write(&mut written, packs).map(Some)
+        self.write(written, packs).map(Some)
     }
 
     /// What an interrupted capture says after [`Checkpoints::flush`] (§4.4): which index
@@ -162,14 +169,7 @@ impl Checkpoints {
                 }
             }
         };
-        let flushed = {
-            let pending = std::mem::take(&mut *lock(&self.inner.pending));
-            match pending.is_empty() {
-                true => Ok(None),
-                false => self.write(&mut written, pending).map(Some),
-            }
-        };
-        match flushed {
+        match self.flush_holding(&mut written) {
             Ok(Some(name)) => Some(format!(
                 "{packs} uploaded since the last index object: listed in {} (the next capture \
                  reuses them)",
