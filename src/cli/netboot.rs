@@ -16,8 +16,12 @@ use super::{Failure, UsageError, json, source};
 pub struct NetbootArgs {
     /// The ISO made by `osimage capture ROOT -o NAME.iso`: a path, an http:// or https://
     /// URL of one on a server that answers Range requests, or s3://BUCKET/KEY.iso of one
-    /// kept in S3-compatible storage. Its rescue kernel and initramfs are copied into DIR
-    /// unchanged.
+    /// kept in S3-compatible storage; its rescue kernel and initramfs are copied into DIR
+    /// unchanged. Or a version in an image store, s3://BUCKET/PREFIX/NAME[@VERSION] (the
+    /// newest without @): its rescue kernel and initramfs come from the store, and the
+    /// initramfs also carries /osimage/source.conf with URLs of the version's objects
+    /// presigned for --expires, so the machines need no credentials and read only that
+    /// version.
     pub image: PathBuf,
     /// The directory to write: created, or an existing empty one (a non-empty one is refused
     /// and left untouched). It appears only when complete: the files are written into a
@@ -31,9 +35,10 @@ pub struct NetbootArgs {
     /// too); output shows it without its query.
     #[arg(long, value_name = "URL")]
     pub source: Option<String>,
-    /// For an s3:// IMAGE: how long the presigned URL written into boot.ipxe works, as a
-    /// number and a unit (s, m, h, d): at most 7d, S3's limit. Default 24h. After that the
-    /// machines cannot read the image; make the files again.
+    /// For an s3:// IMAGE: how long the presigned URLs (in boot.ipxe, or in the initramfs
+    /// for a store version) work, as a number and a unit (s, m, h, d): at most 7d, S3's
+    /// limit. Default 24h. After that the machines cannot read the image; make the files
+    /// again.
     #[arg(long, value_name = "DURATION")]
     pub expires: Option<String>,
     /// For an s3:// IMAGE: the S3 endpoint as the machines reach it, when that differs from
