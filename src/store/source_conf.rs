@@ -196,7 +196,8 @@ mod tests {
 
     #[test]
     fn every_bad_field_is_named() {
-        let cases: Vec<(Box<dyn Fn(&mut SourceConf)>, &str)> = vec![
+        type Spoil = Box<dyn Fn(&mut SourceConf)>;
+        let cases: Vec<(Spoil, &str)> = vec![
             (Box::new(|c| c.version = 2), "layout version 2"),
             (Box::new(|c| c.store_id = "xyz".into()), "store_id"),
             (Box::new(|c| c.image_id.push('0')), "image_id"),

@@ -34,7 +34,7 @@ fn capture() -> Result<Captured, String> {
     let iso = work.join("system.iso");
     let root = work.join("root");
     let started = Instant::now();
-    let out = with_source_root(&s, &root, |root| capture_cli(root, &iso))
+    let out = with_source_root(s, &root, |root| capture_cli(root, &iso))
         .map_err(|e| format!("running osimage: {e}"))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
