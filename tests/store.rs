@@ -14,5 +14,6 @@ mod store_export;
 mod store_garage;
 mod store_index;
 mod store_locks;
+mod store_netboot;
 mod store_objects;
 mod store_s3_object;
