@@ -4,10 +4,10 @@
 //! `source.conf`, and a script pointing the agent at it; the conf's presigned URLs read the
 //! version with no credentials at all (the agent's own reader, `open_from_conf`), every
 //! block checked; a conf that disagrees with the store — another frame hash, a pack's length
-//! or id — is refused naming what differs. The checks run on the version that
-//! `store_export`'s test captures with a rescue environment (one capture for both); the
-//! refusals of a version without one and of `--source` run in its second test. The VM run
-//! that boots such a directory is `e2e_netboot`.
+//! or id — is refused naming what differs, and so are URLs that have expired. The checks run
+//! on the version that `store_export`'s test captures with a rescue environment (one capture
+//! for both); the refusals of a version without one and of `--source` run in its second
+//! test. The VM run that boots such a directory is `e2e_netboot`.
 
 use crate::common;
 
@@ -119,6 +119,29 @@ pub fn a_version_netboots_without_credentials(
         "pack 0 of its manifest",
     );
     refused(&|c| c.packs.truncate(0), "packs, source.conf 0");
+
+    // URLs presigned for one second are refused as expired once it has passed, and the
+    // message does not show their signatures.
+    let short = dir.join("netboot-short");
+    run(&[
+        OsStr::new("netboot"),
+        OsStr::new(address),
+        OsStr::new("-o"),
+        short.as_os_str(),
+        OsStr::new("--expires"),
+        OsStr::new("1s"),
+    ])
+    .ok();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let conf = source_conf_in(&std::fs::read(short.join("initrd.img")).unwrap());
+    let e = match open_from_conf(&conf, RetryPolicy::default(), &Trust::default()) {
+        Ok(_) => panic!("a version opened through expired URLs"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains("expired") && !e.contains("X-Amz-Signature"),
+        "{e}"
+    );
 }
 
 /// `netboot` of a version without a rescue environment, and `--source` with a store
