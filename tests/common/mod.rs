@@ -7,6 +7,7 @@ pub mod compare;
 pub mod e2e;
 pub mod fixture;
 pub mod garage;
+pub mod garage_cluster;
 pub mod hold_proxy;
 pub mod http;
 pub mod iso;
