@@ -12,6 +12,7 @@ mod e2e_netboot;
 mod store_capture;
 mod store_cluster;
 mod store_export;
+mod store_faults;
 mod store_garage;
 mod store_index;
 mod store_locks;

@@ -36,35 +36,6 @@ fn tree(dir: &Path) -> std::path::PathBuf {
     root
 }
 
-/// Every file under `a` has the same bytes under `b`, and `b` has no other file.
-fn same_files(a: &Path, b: &Path) {
-    let list = |root: &Path| {
-        let mut files = Vec::new();
-        let mut todo = vec![root.to_path_buf()];
-        while let Some(d) = todo.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    todo.push(p);
-                } else {
-                    files.push(p.strip_prefix(root).unwrap().to_path_buf());
-                }
-            }
-        }
-        files.sort();
-        files
-    };
-    let (left, right) = (list(a), list(b));
-    assert_eq!(left, right, "the same file names");
-    for f in &left {
-        assert!(
-            std::fs::read(a.join(f)).unwrap() == std::fs::read(b.join(f)).unwrap(),
-            "{} differs",
-            f.display()
-        );
-    }
-}
-
 #[test]
 fn a_read_completes_with_one_of_three_nodes_stopped_midway() {
     let mut cluster = GarageCluster::start(3);
@@ -113,5 +84,5 @@ fn a_read_completes_with_one_of_three_nodes_stopped_midway() {
         "store_cluster: read finished {:.1} s after a storage node was killed",
         stopped.elapsed().as_secs_f64()
     );
-    same_files(&root, &out);
+    common::same_files(&root, &out);
 }
