@@ -60,7 +60,7 @@ fn serve(client: TcpStream, upstream: u16, busy_every: u64, cut_every: u64, c: &
     let mut reader = BufReader::new(client);
     while let Some((head, body)) = read_request(&mut reader) {
         let n = c.requests.fetch_add(1, Ordering::SeqCst) + 1;
-        if n % busy_every == 0 {
+        if n.is_multiple_of(busy_every) {
             c.busy.fetch_add(1, Ordering::SeqCst);
             let text = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code>\
                         <Message>Please reduce your request rate (fault proxy)</Message></Error>";
@@ -81,7 +81,7 @@ fn serve(client: TcpStream, upstream: u16, busy_every: u64, cut_every: u64, c: &
             .windows(4)
             .position(|w| w == b"\r\n\r\n")
             .map_or(answer.len(), |p| p + 4);
-        if n % cut_every == 0 && answer.len() > body_at + 1 {
+        if n.is_multiple_of(cut_every) && answer.len() > body_at + 1 {
             c.cut.fetch_add(1, Ordering::SeqCst);
             let half = body_at + (answer.len() - body_at) / 2;
             let _ = down.write_all(&answer[..half]);
