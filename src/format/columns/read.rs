@@ -206,6 +206,21 @@ impl<'a> Entries<'a> {
         exact(&kinds, n, 1, "kinds")?;
         exact(&time_flags, n, 1, "time flags")?;
         exact(&mtime_nsec, n, 4, "nanoseconds")?;
+        // Every other column of an entry's own holds at least one byte an entry (paths two):
+        // all are checked before the table is allocated (about 170 bytes an entry).
+        paths.room_for(n as u64, 2, "entries")?;
+        for c in [
+            &modes,
+            &uids,
+            &gids,
+            &mtimes,
+            &inodes,
+            &filesystems,
+            &nlinks,
+            &xattrs,
+        ] {
+            c.room_for(n as u64, 1, "entries")?;
+        }
         Ok(Entries {
             n,
             chunks,
