@@ -10,13 +10,13 @@ cd "$(dirname "$0")"
 secs=${1:-180}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(manifest oimg iso layout store_config store_index store_lock store_version)
+[ ${#targets[@]} -gt 0 ] || targets=(manifest manifest_columns oimg iso layout store_config store_index store_lock store_version)
 bin=../target/release/osimage
 [ -x "$bin" ] || { echo "build the release binary first: cargo build --release" >&2; exit 1; }
 
 seed_dir=$(mktemp -d)
 trap 'rm -rf "$seed_dir"' EXIT
-mkdir -p "$seed_dir/src/etc" corpus/{manifest,oimg,iso,layout,store_config,store_index,store_lock,store_version}
+mkdir -p "$seed_dir/src/etc" corpus/{manifest,manifest_columns,oimg,iso,layout,store_config,store_index,store_lock,store_version}
 echo "seed" > "$seed_dir/src/etc/hostname"
 head -c 70000 /dev/urandom > "$seed_dir/src/blob"
 ln -s hostname "$seed_dir/src/etc/link"
@@ -29,6 +29,9 @@ b = open(sys.argv[1], 'rb').read()
 m, f = struct.unpack_from('<QQ', b, len(b) - 64 + 16)
 open(sys.argv[2], 'wb').write(b[m:m + f])
 PY
+# The same manifest's body decompressed (FORMAT.md §4: the frame's 64-byte header, then zstd):
+# the columns of §5.7, for the decoder alone.
+tail -c +65 corpus/manifest/seed.osm | zstd -dcq > corpus/manifest_columns/seed.body
 # An ISO with the payload names the reader looks up (/osimage/manifest.osm, a pack), Rock
 # Ridge and Joliet.
 if command -v xorriso >/dev/null; then

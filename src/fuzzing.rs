@@ -17,6 +17,15 @@ pub fn manifest(data: &[u8]) {
     }
 }
 
+/// The version-3 column decoder alone (FORMAT.md §5.7), on a decompressed body: no hash or
+/// zstd in front of it, so the fuzzer's bytes reach every column; then the structural checks
+/// on what it decodes.
+pub fn manifest_columns(data: &[u8]) {
+    if let Ok(m) = crate::format::columns::decode(data) {
+        let _ = crate::format::validate::validate(&m);
+    }
+}
+
 /// The layout record reader (FORMAT.md §9) and what the restore derives from it: every size
 /// and sector in the record is hostile input to the planner.
 pub fn layout(data: &[u8]) {

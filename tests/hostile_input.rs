@@ -364,6 +364,11 @@ fn every_row_of_the_bad_input_table_is_refused_as_documented() {
             "needs feature \"time-travel\"",
         ),
         ("huge-count", huge_count(&t), "manifest does not decode"),
+        (
+            "huge-count-v3",
+            huge_count_v3(&t),
+            "column 7 (kinds): 1152921504606846976 entries cannot fit",
+        ),
         // Issue #20 item 6: every path once, whatever the kinds.
         (
             "dir-then-symlink-then-under-it",
@@ -442,7 +447,6 @@ fn every_row_of_the_bad_input_table_is_refused_as_documented() {
 /// byte limit, not try to allocate it. Made by patching the encoded `packs` count (the first
 /// varint after `ImageInfo`, FORMAT.md §5) and reframing (§4).
 fn huge_count(t: &Table) -> PathBuf {
-    use osimage::format::frame::encode_manifest;
     let r = PayloadReader::open(&t.image, &Unlock::none()).expect("open");
     let m = r.manifest().clone();
     let cfg = bincode::config::standard();
@@ -459,10 +463,43 @@ fn huge_count(t: &Table) -> PathBuf {
     evil.push(253); // bincode varint: u64 follows
     evil.extend_from_slice(&(1u64 << 60).to_le_bytes());
     evil.extend_from_slice(&raw[info_len + 1..]);
-    // Reframe by hand (FORMAT.md §4) around the patched body, reusing a real header's layout.
-    let good_frame = encode_manifest(&m).expect("frame");
-    let body = zstd::bulk::compress(&evil, 3).expect("zstd");
+    // A frame of manifest version 2: the bincode decoder is the one under test.
+    reframed(t, &m, &evil, 2, "huge-count.oimg")
+}
+
+/// The same claim in a manifest of version 3 (FORMAT.md §5.7): column 1 says 2^60 entries,
+/// which column 7 (one byte an entry) cannot hold.
+fn huge_count_v3(t: &Table) -> PathBuf {
+    let r = PayloadReader::open(&t.image, &Unlock::none()).expect("open");
+    let m = r.manifest().clone();
+    let mut body = Vec::new();
+    osimage::format::columns::encode(&m, &mut body).expect("encode");
+    let counts_len = body[0] as usize; // three small varints: one length byte
+    let leb = |mut v: u64, out: &mut Vec<u8>| {
+        while v >= 0x80 {
+            out.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    };
+    let mut counts = Vec::new();
+    leb(m.blocks.len() as u64, &mut counts);
+    leb(m.chunks.len() as u64, &mut counts);
+    leb(1 << 60, &mut counts);
+    let mut evil = vec![counts.len() as u8];
+    evil.extend_from_slice(&counts);
+    evil.extend_from_slice(&body[1 + counts_len..]);
+    reframed(t, &m, &evil, 3, "huge-count-v3.oimg")
+}
+
+/// The good image with its manifest replaced by a frame of `version` around `evil`, framed by
+/// hand (FORMAT.md §4) on a real header's layout, with a fresh trailer (§6.1).
+fn reframed(t: &Table, m: &Manifest, evil: &[u8], version: u16, name: &str) -> PathBuf {
+    use osimage::format::frame::encode_manifest;
+    let good_frame = encode_manifest(m).expect("frame");
+    let body = zstd::bulk::compress(evil, 3).expect("zstd");
     let mut frame = good_frame[..64].to_vec();
+    frame[8..10].copy_from_slice(&version.to_le_bytes());
     frame[16..24].copy_from_slice(&(body.len() as u64).to_le_bytes());
     frame[24..32].copy_from_slice(&(evil.len() as u64).to_le_bytes());
     frame[32..64].copy_from_slice(blake3::hash(&body).as_bytes());
@@ -479,7 +516,7 @@ fn huge_count(t: &Table) -> PathBuf {
         image_id: m.image.id,
     };
     out.extend_from_slice(&t2.encode());
-    let p = t.path("huge-count.oimg");
+    let p = t.path(name);
     std::fs::write(&p, out).expect("write");
     p
 }

@@ -29,7 +29,7 @@ fn rebuild_with_store_packs(plain: &Path, out: &Path, extensions: Vec<StoreRef>)
     let frame_at = trailer.manifest_offset as usize;
     let frame = &bytes[frame_at..frame_at + trailer.manifest_len as usize];
     let (mut m, version): (Manifest, u16) = decode_manifest(frame).expect("manifest");
-    assert_eq!(version, 2);
+    assert_eq!(version, osimage::format::manifest::MANIFEST_VERSION);
 
     let mut out_bytes = bytes[..frame_at].to_vec();
     let mut at = RECORD_LEN;

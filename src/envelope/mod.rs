@@ -157,7 +157,7 @@ impl ImageKey {
         plain.resize(padded as usize, 0);
         let body = stream::seal_all(self.cipher(StreamId::Manifest), &plain);
         let header = FrameHeader {
-            version: crate::format::manifest::FORMAT_VERSION,
+            version: crate::format::manifest::MANIFEST_VERSION,
             sealed: true,
             stored_len: body.len() as u64,
             raw_len: padded,

@@ -1,6 +1,6 @@
-//! The manifest frame: bincode body, zstd, BLAKE3, behind a 64-byte header (FORMAT.md §4).
-//!
-//! Encoding lives here alone, so the serialization crate could be swapped behind it.
+//! The manifest frame: the encoded manifest, zstd, BLAKE3, behind a 64-byte header
+//! (FORMAT.md §4). New frames hold manifest version 3 (the columns of `format::columns`,
+//! §5.7); frames of versions 1 and 2 hold bincode and are still read.
 
 use super::PayloadError;
 use super::manifest::Manifest;
@@ -16,8 +16,9 @@ fn config() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
-/// Encodes `m` as a complete frame (header + body). The bincode encoding is streamed into the
-/// zstd encoder, never held whole (issue #23: it is about 120 bytes an entry).
+/// Encodes `m` as a complete frame (header + body) of manifest version 3. The columns are
+/// streamed into the zstd encoder; only the small ones are held whole (issue #23), never the
+/// chunk ids.
 pub fn encode_manifest(m: &Manifest) -> Result<Vec<u8>, PayloadError> {
     let failed = |what: &str, e: &dyn std::fmt::Display| {
         PayloadError::format(format!("{what} the manifest: {e}"))
@@ -26,8 +27,7 @@ pub fn encode_manifest(m: &Manifest) -> Result<Vec<u8>, PayloadError> {
     let zstd = zstd::stream::write::Encoder::new(vec![0u8; RECORD_LEN], MANIFEST_LEVEL)
         .map_err(|e| failed("compressing", &e))?;
     let mut raw = Counting::new(std::io::BufWriter::with_capacity(1 << 16, zstd));
-    bincode::serde::encode_into_std_write(m, &mut raw, config())
-        .map_err(|e| failed("encoding", &e))?;
+    super::columns::encode(m, &mut raw)?;
     let raw_len = raw.count;
     let mut out = raw
         .inner
@@ -42,7 +42,7 @@ pub fn encode_manifest(m: &Manifest) -> Result<Vec<u8>, PayloadError> {
         ));
     }
     let header = FrameHeader {
-        version: crate::format::manifest::FORMAT_VERSION,
+        version: crate::format::manifest::MANIFEST_VERSION,
         sealed: false,
         stored_len: body.len() as u64,
         raw_len,
@@ -50,6 +50,22 @@ pub fn encode_manifest(m: &Manifest) -> Result<Vec<u8>, PayloadError> {
     };
     out[..RECORD_LEN].copy_from_slice(&header.encode());
     Ok(out)
+}
+
+/// Decompresses a version-3 body, at most `raw_len` bytes of it (memory grows with the bytes
+/// actually produced, not with the header's claim), and decodes its columns (FORMAT.md §5.7).
+fn decode_columns(zstd: impl std::io::Read, raw_len: u64) -> Result<Manifest, PayloadError> {
+    use std::io::Read as _;
+    let mut raw = Vec::new();
+    zstd.take(raw_len + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| PayloadError::format(format!("manifest does not decompress: {e}")))?;
+    if raw.len() as u64 != raw_len {
+        return Err(PayloadError::format(
+            "manifest has the wrong decoded length",
+        ));
+    }
+    super::columns::decode(&raw)
 }
 
 /// A reader or writer that counts the bytes through it.
@@ -94,7 +110,7 @@ pub fn decode_frame_header(bytes: &[u8]) -> Result<FrameHeader, PayloadError> {
 }
 
 /// Decodes a complete frame: header checks, hash check, bounded decompression and decoding
-/// (of format version 1 or 2); returns the manifest and its format version.
+/// (of manifest version 1, 2 or 3); returns the manifest and its format version.
 pub fn decode_manifest(frame: &[u8]) -> Result<(Manifest, u16), PayloadError> {
     let h = decode_frame_header(frame)?;
     if h.sealed {
@@ -121,6 +137,9 @@ pub fn decode_manifest(frame: &[u8]) -> Result<(Manifest, u16), PayloadError> {
     // most raw_len + 1 bytes of it: a bomb stops there.
     let zstd = zstd::stream::read::Decoder::new(body)
         .map_err(|e| PayloadError::format(format!("manifest does not decompress: {e}")))?;
+    if h.version == super::columns::VERSION {
+        return Ok((decode_columns(zstd, h.raw_len)?, h.version));
+    }
     let counted = Counting::new(std::io::Read::take(zstd, h.raw_len + 1));
     let mut raw = std::io::BufReader::with_capacity(1 << 16, counted);
     let cfg = config().with_limit::<{ 4 << 30 }>();
@@ -156,14 +175,14 @@ pub fn decode_manifest(frame: &[u8]) -> Result<(Manifest, u16), PayloadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::manifest::FORMAT_VERSION;
+    use crate::format::manifest::MANIFEST_VERSION;
 
     #[test]
     fn manifest_round_trips_and_damage_is_caught() {
         let mut m = Manifest::default();
         m.image.hostname = "host".into();
         let mut f = encode_manifest(&m).unwrap();
-        assert_eq!(decode_manifest(&f).unwrap(), (m, FORMAT_VERSION));
+        assert_eq!(decode_manifest(&f).unwrap(), (m, MANIFEST_VERSION));
         let last = f.len() - 1;
         f[last] ^= 0xff;
         assert!(

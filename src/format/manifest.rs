@@ -1,14 +1,20 @@
 //! The manifest: everything an image knows besides chunk bytes (docs/FORMAT.md §5).
 //!
-//! Plain data types with serde derives, encoded with bincode 2 (standard config) and framed by
-//! `format::frame`. Every field here is part of format version 2: changing one means bumping
-//! `FORMAT_VERSION` and documenting it in docs/FORMAT.md. `v1` holds what version 1 differed
-//! in, to keep reading it.
+//! Plain data types with serde derives, encoded as columns (manifest version 3,
+//! `format::columns`) or, in images made before, with bincode 2 (standard config), and framed
+//! by `format::frame`. Every field here is part of the format: changing one means a new
+//! manifest version documented in docs/FORMAT.md. `v1` holds what version 1 differed in, to
+//! keep reading it.
 
 use serde::{Deserialize, Serialize};
 
-/// Version of the payload format this build writes and the highest it reads.
+/// Version of the payload format this build writes and the highest it reads in image
+/// headers, trailers and image pack headers (docs/FORMAT.md §8).
 pub const FORMAT_VERSION: u16 = 2;
+
+/// Version of the manifest encoding this build writes in manifest frames and the highest it
+/// reads there: 3, the column encoding (docs/FORMAT.md §5.7); 1 and 2 are bincode.
+pub const MANIFEST_VERSION: u16 = super::columns::VERSION;
 
 /// A chunk's identity: the BLAKE3 hash of its uncompressed bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 //! spec is docs/FORMAT.md.
 //!
 //! `manifest` holds the types of the manifest (entries, metadata, the pack, block and chunk
-//! tables, extensions), `mount_dirs` the record of the directories under captured mount
+//! tables, extensions), `columns` their version-3 encoding as delta-coded columns, `mount_dirs` the record of the directories under captured mount
 //! points (an extension), `store_ref` the record of the store an image's packs belong to (an
 //! extension), `records` the fixed-size records with their byte offsets, `frame` the
 //! manifest frame's encoding, `validate` the structural checks a reader makes before it trusts
@@ -12,6 +12,7 @@
 //! through which bytes come back (a file or an HTTP object). This module
 //! uses nothing else of the crate: only std and external crates.
 
+pub mod columns;
 mod error;
 pub mod frame;
 pub mod manifest;

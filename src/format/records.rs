@@ -4,7 +4,7 @@
 //! reserved bytes and never trusts a length it has not bounded.
 
 use super::PayloadError;
-use super::manifest::{Codec, FORMAT_VERSION};
+use super::manifest::{Codec, FORMAT_VERSION, MANIFEST_VERSION};
 
 /// Size of the `.oimg` image header and trailer, the pack header and the manifest frame header.
 pub const RECORD_LEN: usize = 64;
@@ -53,9 +53,15 @@ fn check_reserved(b: &[u8], range: std::ops::Range<usize>, what: &str) -> Result
 }
 
 fn check_version(version: u16, what: &str) -> Result<(), PayloadError> {
-    if version == 0 || version > FORMAT_VERSION {
+    check_version_up_to(version, FORMAT_VERSION, what)
+}
+
+/// FORMAT.md §8: versions are checked per record; a manifest frame reads up to
+/// `MANIFEST_VERSION`, the other records up to `FORMAT_VERSION`.
+fn check_version_up_to(version: u16, max: u16, what: &str) -> Result<(), PayloadError> {
+    if version == 0 || version > max {
         return Err(PayloadError::format(format!(
-            "{what} has format version {version}, this osimage reads up to {FORMAT_VERSION} \
+            "{what} has format version {version}, this osimage reads up to {max} \
              (made by a newer osimage?)"
         )));
     }
@@ -284,7 +290,7 @@ impl BlockHeader {
 /// The header of the manifest frame (FORMAT.md §4).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FrameHeader {
-    /// The format version of the manifest in the body (`FORMAT_VERSION` when writing).
+    /// The format version of the manifest in the body (`MANIFEST_VERSION` when writing).
     pub version: u16,
     /// Flags bit 0: the body is a sealed stream holding the plain frame (FORMAT.md §11.4).
     pub sealed: bool,
@@ -311,7 +317,7 @@ impl FrameHeader {
             return Err(PayloadError::format("manifest frame has a bad magic"));
         }
         let version = u16_at(b, 8);
-        check_version(version, "the manifest")?;
+        check_version_up_to(version, MANIFEST_VERSION, "the manifest")?;
         if b[10] != 1 {
             return Err(PayloadError::format(format!(
                 "manifest has unknown codec {}",
@@ -395,7 +401,7 @@ mod tests {
         };
         assert_eq!(PackHeader::decode(&p.encode()).unwrap(), p);
         let f = FrameHeader {
-            version: FORMAT_VERSION,
+            version: MANIFEST_VERSION,
             sealed: false,
             stored_len: 10,
             raw_len: 20,
@@ -487,6 +493,8 @@ mod tests {
         ));
     }
 
+    /// FORMAT.md §8: the pack header's version 3 (store packs) and the manifest frame's
+    /// version 3 (the column encoding) are separate; image headers and trailers stay at 2.
     #[test]
     fn other_records_stay_at_version_2() {
         let mut b = ImageHeader {
@@ -496,14 +504,20 @@ mod tests {
         .encode();
         b[8] = 3;
         assert!(refusal_of(ImageHeader::decode(&b)).contains("reads up to 2"));
-        let f = FrameHeader {
+        let mut f = FrameHeader {
             version: 3,
             sealed: false,
             stored_len: 1,
             raw_len: 1,
             hash: [0; 32],
         };
-        assert!(refusal_of(FrameHeader::decode(&f.encode())).contains("reads up to 2"));
+        assert_eq!(
+            FrameHeader::decode(&f.encode()).unwrap(),
+            f,
+            "manifest version 3"
+        );
+        f.version = 4;
+        assert!(refusal_of(FrameHeader::decode(&f.encode())).contains("reads up to 3"));
         let mut t = Trailer {
             manifest_offset: 1,
             manifest_len: 1,
