@@ -38,7 +38,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "store",
         ],
     ),
-    ("netboot", &["format", "iso", "remote", "rescue"]),
+    ("netboot", &["format", "iso", "remote", "rescue", "store"]),
     (
         "bootcheck",
         &[
@@ -65,7 +65,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "agent",
         &[
-            "format", "envelope", "layout", "payload", "remote", "restore",
+            "format", "envelope", "layout", "payload", "remote", "restore", "store",
         ],
     ),
 ];
