@@ -24,6 +24,7 @@ pub mod objects;
 mod open;
 pub mod read;
 pub mod rescue;
+pub mod retention;
 mod stats;
 mod times;
 pub mod upload;
