@@ -15,4 +15,5 @@ mod store_garage;
 mod store_index;
 mod store_locks;
 mod store_objects;
+mod store_prune;
 mod store_s3_object;

@@ -89,8 +89,13 @@ pub fn capture_into_store(
             false => store_error(&shown, e),
         })?;
     let _unlock = interrupts.on_interrupt(lock.shown().to_string(), lock.releaser());
+    // §4 step 3, after the lock: what unswept condemnations hold is left out of the dedup,
+    // and a forgotten version is no files cache (§5.2's argument needs this order).
+    let pending = store.pending().map_err(|e| store_error(&shown, e))?;
+    let pins = store.list_pins().map_err(|e| store_error(&shown, e))?;
+    let forgotten = crate::store::prune::Forgotten::new(&pending, &pins);
     let (mut prev, parent, prev_rescue) =
-        previous_version(store, series, choices.no_base, progress)?;
+        previous_version(store, series, &forgotten, choices.no_base, progress)?;
     let previous = prev
         .as_ref()
         .map(|b| store_rescue::previous(store, b, prev_rescue.as_ref()));
@@ -118,7 +123,11 @@ pub fn capture_into_store(
     let mut scanned = steps::scan_against_base(&scope, snap.as_ref(), prev.as_mut())?;
 
     let cache = index_cache::cache_dir(&choices.index_cache, &store.id);
-    let index = load_index(store, cache.as_deref(), progress)?;
+    let mut index = load_index(store, cache.as_deref(), progress)?;
+    let condemned = pending.packs();
+    for (_, i) in &mut index.objects {
+        i.packs.retain(|p| !condemned.contains(&p.id));
+    }
     let base = StoreBase::new(&index.objects, prev)?;
     if let Some(why) = &base.dropped_cache {
         progress.note(&format!("every file is read again: {why}"));
@@ -173,7 +182,7 @@ pub fn capture_into_store(
     crate::format::validate::validate(m).map_err(|e| e.at(std::path::Path::new(&shown)))?;
     let blobs = rescue
         .as_ref()
-        .map(|r| store_rescue::upload(store, r, &shown, progress))
+        .map(|r| store_rescue::upload(store, r, &pending.blobs(), &shown, progress))
         .transpose()?;
     let frame = encode_manifest(m)?;
     let mut head = version_head(m, series, &version, parent, &frame, &uploaded, tags);
@@ -277,16 +286,20 @@ fn wait_past(t: Option<chrono::DateTime<chrono::Utc>>) {
 /// The previous version as the files cache, its name and its head's rescue blobs.
 type PreviousVersion = (Option<Base>, Option<String>, Option<RescueBlobs>);
 
-/// The newest version of `series`, opened as the files cache (not with `no_base`), its name
+/// The newest version of `series` not forgotten, opened as the files cache (not with `no_base`), its name
 /// (the new head's parent) and the rescue blobs its head names; none for a new series.
 fn previous_version(
     store: &Store,
     series: &str,
+    forgotten: &crate::store::prune::Forgotten,
     no_base: bool,
     progress: &dyn Progress,
 ) -> Result<PreviousVersion, CaptureError> {
     let shown = format!("{}/{series}", store.root);
-    let Some(version) = store.newest(series).map_err(|e| store_error(&shown, e))? else {
+    let newest = store
+        .newest_kept(series, forgotten)
+        .map_err(|e| store_error(&shown, e))?;
+    let Some(version) = newest else {
         return Ok((None, None, None));
     };
     if no_base {

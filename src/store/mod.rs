@@ -22,6 +22,7 @@ pub mod locks;
 pub mod names;
 pub mod objects;
 mod open;
+pub mod prune;
 pub mod read;
 pub mod rescue;
 pub mod retention;
@@ -34,6 +35,7 @@ pub use locks::{HeldLock, ListedLock, StoreTimes};
 pub use objects::ObjectError;
 pub use open::{HEAD_READ, ListedVersion, Store};
 pub use stats::{LockStatus, StoreStats};
+pub use times::parse_window;
 
 use crate::remote::s3::S3Error;
 
@@ -58,6 +60,10 @@ pub enum StoreError {
     /// A malformed setting (`OSIMAGE_STORE_TIMES`; exit status 2).
     #[error("{0}")]
     Setting(String),
+    /// Refused by the store's state: another prune is running, a version is forgotten or
+    /// pinned (§5.1, §5.2, §5.6).
+    #[error("{0}")]
+    Refused(String),
     /// The holder's lock went too long without a refresh to commit (§4.3 step 4).
     #[error("{0}")]
     LockLapsed(String),
