@@ -340,3 +340,79 @@ fn a_sweep_waits_for_a_running_capture_then_rescues_its_packs() {
     extracts_as(&g, &address, &root, &dir.path().join("out"));
     assert_eq!(keys(&g, "rescue/locks/"), Vec::<String>::new());
 }
+
+#[test]
+fn forget_and_pin_by_hand() {
+    let g = Garage::start();
+    let dir = common::scratch();
+    let store = "s3://images/byhand";
+    osimage(&g, &["store", "init", store]).ok();
+    let root = dir.path().join("root");
+    let address = format!("{store}/web01");
+    for (unique, seed) in [("u-1.bin", 11), ("u-2.bin", 23)] {
+        tree(&root, unique, seed);
+        capture(&g, &root, &address);
+    }
+    let v = versions(&g, store, "web01");
+    let first = format!("{address}@{}", v[0]);
+    osimage(&g, &["store", "forget", &address])
+        .usage_error()
+        .mentions(b"name one version in full");
+
+    // A pinned version is not forgotten, by hand or by the rules.
+    osimage(
+        &g,
+        &[
+            "store",
+            "pin",
+            &first,
+            "--until",
+            "2099-01-01",
+            "--why",
+            "rack 4",
+        ],
+    )
+    .ok()
+    .mentions(b"pinned until 2099-01-02T00:00:00Z");
+    osimage(&g, &["store", "forget", &first])
+        .fails()
+        .mentions(b"pinned (osimage store unpin");
+    let dry = osimage(
+        &g,
+        &[
+            "store",
+            "prune",
+            store,
+            "--all",
+            "--keep-last",
+            "1",
+            "--dry-run",
+        ],
+    )
+    .ok()
+    .stdout_str();
+    assert!(dry.contains(&format!("  {}  keep (pinned)", v[0])), "{dry}");
+    osimage(&g, &["store", "unpin", &first])
+        .ok()
+        .mentions(b"1 pin(s) removed");
+
+    // Forgotten: refused by name at once; a pin made before the sweep rescues it.
+    osimage(&g, &["store", "forget", &first])
+        .ok()
+        .mentions(b"forgotten by");
+    assert_eq!(
+        keys(&g, "byhand/locks/"),
+        Vec::<String>::new(),
+        "lock released"
+    );
+    osimage(&g, &["verify", &first])
+        .fails()
+        .mentions(b"forgotten by the prune of");
+    osimage(&g, &["store", "pin", &first, "--until", "2099-01-01"]).ok();
+    osimage(&g, &["verify", &first]).ok();
+    osimage(&g, &["store", "prune", store, "--wait"])
+        .ok()
+        .mentions(b"swept: deleted 0 object(s), 1 rescued");
+    assert_eq!(versions(&g, store, "web01"), v);
+    osimage(&g, &["verify", &first]).ok();
+}

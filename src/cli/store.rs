@@ -56,6 +56,20 @@ pub enum StoreCommand {
     /// rule nothing is forgotten: only data no version uses is condemned. One prune at a
     /// time: a second one stops, naming the first.
     Prune(super::store_prune::PruneArgs),
+    /// Forget versions by name (retention by hand).
+    ///
+    /// The versions are condemned as a prune condemns them: gone for new readers at once,
+    /// deleted by the next prune's sweep, and the data only they used by a later prune.
+    /// Refused for a pinned version; a pin made before the sweep keeps it.
+    Forget(super::store_pin::ForgetArgs),
+    /// Keep a version until a time, whatever the retention rules say.
+    ///
+    /// Machines that boot a version over the network hold no lock: a pin keeps a prune from
+    /// forgetting it, and rescues it when a prune forgot it and has not swept yet. A prune
+    /// deletes pins whose time has passed.
+    Pin(super::store_pin::PinArgs),
+    /// Remove the pins of a version.
+    Unpin(super::store_pin::UnpinArgs),
 }
 
 #[derive(Debug, Args)]
@@ -97,6 +111,9 @@ pub fn run(a: StoreArgs, p: &TermProgress) -> Result<i32, Failure> {
         StoreCommand::Ls(a) => ls(a),
         StoreCommand::Unlock(a) => super::store_locks::unlock(a, p),
         StoreCommand::Prune(a) => super::store_prune::prune(a, p),
+        StoreCommand::Forget(a) => super::store_pin::forget(a, p),
+        StoreCommand::Pin(a) => super::store_pin::pin(a, p),
+        StoreCommand::Unpin(a) => super::store_pin::unpin(a, p),
     }
 }
 

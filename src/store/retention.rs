@@ -127,6 +127,11 @@ impl Decision {
     }
 }
 
+/// The period a local time falls in, as a comparable key (year, month or week, day, hour).
+type PeriodOf = fn(NaiveDateTime) -> (i32, u32, u32, u32);
+/// One period rule: its N, its periods, and the reason it gives.
+type PeriodRule = (Option<u32>, PeriodOf, fn(u32) -> Reason);
+
 /// The decisions for the versions of one series, newest first (by `created`; equal times by
 /// the version string, which ends in the image id, so the order is total).
 pub fn apply(policy: &Policy, versions: &[Candidate]) -> Vec<Decision> {
@@ -153,11 +158,7 @@ pub fn apply(policy: &Policy, versions: &[Candidate]) -> Vec<Decision> {
         Zone::Utc => t.naive_utc(),
         Zone::Local => t.with_timezone(&Local).naive_local(),
     };
-    let periods: [(
-        Option<u32>,
-        fn(NaiveDateTime) -> (i32, u32, u32, u32),
-        fn(u32) -> Reason,
-    ); 5] = [
+    let periods: [PeriodRule; 5] = [
         (
             policy.hourly,
             |t| (t.year(), t.month(), t.day(), t.hour()),

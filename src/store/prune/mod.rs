@@ -9,6 +9,7 @@
 //! readers at once (they skip or refuse it) and deleted by a later sweep, when every lock
 //! present at its condemnation is gone.
 
+pub mod by_hand;
 pub mod condemn;
 pub mod forgotten;
 pub mod state;
