@@ -189,9 +189,13 @@ pub fn capture_into_store(
     head.rescue = blobs.as_ref().map(|(b, _)| b.clone());
     lock.check_before_commit()
         .map_err(|e| store_error(&shown, e))?;
-    let (_, version_bytes) = store
+    let (version_rel, version_bytes) = store
         .put_version(&head, &frame)
         .map_err(|e| store_error(&shown, e))?;
+    // §4.3 step 6: a lock in trouble around the commit may have let a sweep run meanwhile.
+    if lock.in_trouble() {
+        check_packs_after_commit(store, &head, &version_rel).map_err(|e| store_error(&shown, e))?;
+    }
     // Committed: a failure to delete the lock only leaves it to go stale.
     if let Err(e) = lock.release() {
         progress.note(&format!("the store lock stays until it goes stale: {e}"));
@@ -285,6 +289,29 @@ fn wait_past(t: Option<chrono::DateTime<chrono::Utc>>) {
 
 /// The previous version as the files cache, its name and its head's rescue blobs.
 type PreviousVersion = (Option<Base>, Option<String>, Option<RescueBlobs>);
+
+/// Every pack `head` names must still exist after a commit made while the lock's refreshes
+/// failed (§4.3 step 6): a missing one means a sweep deleted it meanwhile, so the version
+/// object (`rel`) is deleted again and the capture fails naming the pack.
+fn check_packs_after_commit(
+    store: &Store,
+    head: &crate::store::objects::VersionHead,
+    rel: &str,
+) -> Result<(), crate::store::StoreError> {
+    for p in &head.packs {
+        let key = names::pack_key(p);
+        if store.client.head(&store.root.key(&key))?.is_none() {
+            store.delete_object(rel)?;
+            return Err(crate::store::StoreError::LockLapsed(format!(
+                "the store lock was not refreshed around the commit and the pack {} is gone \
+                 (a prune swept it meanwhile); the version was removed again; run the capture \
+                 again",
+                store.shown(&key)
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// The newest version of `series` not forgotten, opened as the files cache (not with `no_base`), its name
 /// (the new head's parent) and the rescue blobs its head names; none for a new series.

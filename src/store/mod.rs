@@ -10,8 +10,9 @@
 //! they close); `read` opens a version as an image; `rescue` stores and reads the rescue
 //! blobs (§2.6); `export` copies a version's manifest frame and packs out, checked (§8).
 //! `locks` takes, refreshes, lists and removes the shared locks of §2.7 (their windows in
-//! `times`); `stats` counts what `store ls --stats` shows. Plain stores only so far (§13): no
-//! encryption, no prune.
+//! `times`); `stats` counts what `store ls --stats` shows. `retention` decides which versions
+//! a prune keeps (§5.4) and `prune` condemns and sweeps (§5.2), and reads what earlier prunes
+//! left for captures and readers. Plain stores only so far (§13): no encryption.
 
 mod address;
 pub mod checkpoint;
