@@ -181,6 +181,13 @@ fn prune_forgets_at_once_and_its_sweep_deletes_only_what_forgotten_versions_used
         3,
         "nothing deleted yet"
     );
+    // A capture started now does not reference the condemned pack (§4 step 3): the data it
+    // holds goes up again, so the sweep cannot take it from under the new version.
+    let again = dir.path().join("again");
+    tree(&again, "u-2.bin", 23);
+    capture(&g, &again, &format!("{store}/web03"));
+    let web03 = versions(&g, store, "web03");
+    assert!(!packs_of(&g, store, "web03", &web03[0]).contains(&second_only[0]));
 
     // The next prune sweeps: the forgotten versions and the pack only they used go; the
     // shared pack and the other series stay; no index object names a deleted pack.
@@ -220,6 +227,13 @@ fn prune_forgets_at_once_and_its_sweep_deletes_only_what_forgotten_versions_used
         &format!("{store}/web02"),
         &other,
         &dir.path().join("web02"),
+    );
+    osimage(&g, &["verify", &format!("{store}/web03")]).ok();
+    extracts_as(
+        &g,
+        &format!("{store}/web03"),
+        &again,
+        &dir.path().join("web03"),
     );
 }
 

@@ -77,3 +77,74 @@ impl Store {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::manifest::Timestamp;
+    use crate::store::objects::{Condemnation, Pin};
+    use crate::store::prune::state::{ListedCondemnation, ListedPin};
+
+    const V1: &str = "20261205T195045Z-3fa2c81d09be4471";
+    const V2: &str = "20261206T195045Z-0000000000000001";
+
+    fn at(sec: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(sec, 0).unwrap()
+    }
+
+    fn pin(version: &str, until: i64) -> ListedPin {
+        ListedPin {
+            id: [until as u8; 16],
+            pin: Ok(Pin {
+                series: "web01".into(),
+                version: version.into(),
+                until: Timestamp {
+                    sec: until,
+                    nsec: 0,
+                },
+                why: String::new(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_condemned_version_is_forgotten_unless_a_live_pin_keeps_it() {
+        let pending = Pending {
+            condemnations: vec![(
+                ListedCondemnation {
+                    id: [1; 16],
+                    made: Some(at(1_000)),
+                    wait: true,
+                    swept: None,
+                },
+                Condemnation {
+                    versions: vec![
+                        names::version_key("web01", V1),
+                        names::version_key("web01", V2),
+                    ],
+                    ..Condemnation::default()
+                },
+            )],
+        };
+        // V1's pin ends after the server's clock (kept); V2's has ended (not kept, expired).
+        let pins = Pins {
+            now: at(5_000),
+            pins: vec![
+                pin(V1, 6_000),
+                pin(V2, 5_000),
+                ListedPin {
+                    id: [9; 16],
+                    pin: Err("damaged".into()),
+                },
+            ],
+        };
+        assert!(pins.keeps("web01", V1));
+        assert!(!pins.keeps("web01", V2));
+        assert!(!pins.keeps("web02", V1));
+        assert_eq!(pins.expired(), vec![[5_000i64 as u8; 16]]);
+        let f = Forgotten::new(&pending, &pins);
+        assert_eq!(f.when("web01", V1), None);
+        assert_eq!(f.when("web01", V2), Some(at(1_000)));
+        assert_eq!(f.when("web02", V2), None);
+    }
+}
