@@ -430,3 +430,54 @@ fn forget_and_pin_by_hand() {
     assert_eq!(versions(&g, store, "web01"), v);
     osimage(&g, &["verify", &first]).ok();
 }
+
+#[test]
+fn a_sweep_merges_more_than_64_index_objects() {
+    let g = Garage::start();
+    let dir = common::scratch();
+    let store = "s3://images/merge";
+    osimage(&g, &["store", "init", store]).ok();
+    let root = dir.path().join("root");
+    let address = format!("{store}/web01");
+    for (unique, seed) in [("u-1.bin", 11), ("u-2.bin", 23)] {
+        tree(&root, unique, seed);
+        capture(&g, &root, &address);
+    }
+    // 64 more index objects, copies of the first: 66 in all, every pack listed several times.
+    let st = open(&g, store);
+    let first = st.list_index().unwrap()[0];
+    let copy = st.get_index(&first).unwrap();
+    for _ in 0..64 {
+        st.put_index(&copy).unwrap();
+    }
+    assert_eq!(st.list_index().unwrap().len(), 66);
+    osimage(
+        &g,
+        &[
+            "store",
+            "prune",
+            store,
+            "--all",
+            "--keep-last",
+            "1",
+            "--wait",
+        ],
+    )
+    .ok()
+    .mentions(b"index objects merged");
+    let merged = st.list_index().unwrap();
+    assert_eq!(merged.len(), 1, "{merged:?}");
+    let v = versions(&g, store, "web01");
+    let listed: Vec<[u8; 32]> = st
+        .get_index(&merged[0])
+        .unwrap()
+        .packs
+        .iter()
+        .map(|p| p.id)
+        .collect();
+    for p in packs_of(&g, store, "web01", &v[0]) {
+        assert!(listed.contains(&p), "the kept version's packs stay indexed");
+    }
+    osimage(&g, &["verify", &address]).ok();
+    extracts_as(&g, &address, &root, &dir.path().join("out"));
+}

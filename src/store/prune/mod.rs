@@ -11,6 +11,7 @@
 
 pub mod by_hand;
 pub mod condemn;
+pub mod consolidate;
 pub mod forgotten;
 pub mod state;
 pub mod sweep;

@@ -2,7 +2,8 @@
 //! than the grace and no lock it waits for is fresh. The order is the argument's: LIST the
 //! locks, then the pins and versions (so every version or pin a waited-for writer made is
 //! seen), rescue what they use, PUT replacement index objects, DELETE the versions, packs and
-//! blobs, then the replaced index objects, and PUT `.swept` last.
+//! blobs, then the replaced index objects, merge the index objects when there are more than
+//! 64 (`consolidate`), and PUT `.swept` last.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -152,6 +153,10 @@ pub(super) fn try_sweep(
     }
     for name in &replaced {
         store.delete_object(&names::index_key(name))?;
+    }
+    let merged = super::consolidate::consolidate(store)?;
+    if merged > 0 {
+        say(&format!("{merged} index objects merged (§5.3)"));
     }
     store.put_swept(&c.id, &swept)?;
     Ok(Outcome::Swept {
