@@ -62,9 +62,11 @@ pub(super) fn consolidate(store: &Store) -> Result<u64, StoreError> {
     for merged in merge(all, MERGED_BUDGET) {
         store.put_index(&merged)?;
     }
-    for name in &listed {
-        store.delete_object(&names::index_key(name))?;
-    }
+    let old: Vec<String> = listed
+        .iter()
+        .map(|n| store.root.key(&names::index_key(n)))
+        .collect();
+    store.client.delete_many(&old)?;
     Ok(listed.len() as u64)
 }
 

@@ -141,19 +141,18 @@ pub(super) fn try_sweep(
         "sweeping {shown}: {} to delete, {rescued} rescued",
         deleted
     ));
-    for v in &doomed_versions {
-        store.delete_object(v)?;
-    }
-    // One DELETE per object: the S3 client has no DeleteObjects (batches of 1,000) yet.
-    for p in &doomed_packs {
-        store.delete_object(&names::pack_key(p))?;
-    }
-    for b in &doomed_blobs {
-        store.delete_object(b)?;
-    }
-    for name in &replaced {
-        store.delete_object(&names::index_key(name))?;
-    }
+    // In §5.2's order, each group by DeleteObjects (1,000 keys per request).
+    let key = |rel: &str| store.root.key(rel);
+    let versions: Vec<String> = doomed_versions.iter().map(|v| key(v)).collect();
+    store.client.delete_many(&versions)?;
+    let mut data: Vec<String> = doomed_packs
+        .iter()
+        .map(|p| key(&names::pack_key(p)))
+        .collect();
+    data.extend(doomed_blobs.iter().map(|b| key(b)));
+    store.client.delete_many(&data)?;
+    let indexes: Vec<String> = replaced.iter().map(|n| key(&names::index_key(n))).collect();
+    store.client.delete_many(&indexes)?;
     let merged = super::consolidate::consolidate(store)?;
     if merged > 0 {
         say(&format!("{merged} index objects merged (§5.3)"));
