@@ -10,10 +10,13 @@ mod common;
 
 mod e2e_netboot;
 mod store_capture;
+mod store_cluster;
 mod store_export;
+mod store_faults;
 mod store_garage;
 mod store_index;
 mod store_locks;
+mod store_netboot;
 mod store_objects;
 mod store_prune;
 mod store_s3_object;
