@@ -48,6 +48,8 @@ pub use capture::{
     into_store::{StoreCapture, StoreCaptureChoices, capture_into_store},
     plan_capture,
 };
+// What an interrupt undoes, for `store prune`'s lock too.
+pub use capture::interrupt::{Interrupts, OnInterrupt};
 pub use scan::{ScanError, ScanOptions, ScanResult, plan_filesystems, scan, source_path};
 
 // Reading an image: open, list, verify, diff, and what `info` shows.

@@ -18,4 +18,5 @@ mod store_index;
 mod store_locks;
 mod store_netboot;
 mod store_objects;
+mod store_prune;
 mod store_s3_object;

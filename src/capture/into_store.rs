@@ -89,8 +89,13 @@ pub fn capture_into_store(
             false => store_error(&shown, e),
         })?;
     let _unlock = interrupts.on_interrupt(lock.shown().to_string(), lock.releaser());
+    // §4 step 3, after the lock: what unswept condemnations hold is left out of the dedup,
+    // and a forgotten version is no files cache (§5.2's argument needs this order).
+    let pending = store.pending().map_err(|e| store_error(&shown, e))?;
+    let pins = store.list_pins().map_err(|e| store_error(&shown, e))?;
+    let forgotten = crate::store::prune::Forgotten::new(&pending, &pins);
     let (mut prev, parent, prev_rescue) =
-        previous_version(store, series, choices.no_base, progress)?;
+        previous_version(store, series, &forgotten, choices.no_base, progress)?;
     let previous = prev
         .as_ref()
         .map(|b| store_rescue::previous(store, b, prev_rescue.as_ref()));
@@ -118,7 +123,11 @@ pub fn capture_into_store(
     let mut scanned = steps::scan_against_base(&scope, snap.as_ref(), prev.as_mut())?;
 
     let cache = index_cache::cache_dir(&choices.index_cache, &store.id);
-    let index = load_index(store, cache.as_deref(), progress)?;
+    let mut index = load_index(store, cache.as_deref(), progress)?;
+    let condemned = pending.packs();
+    for (_, i) in &mut index.objects {
+        i.packs.retain(|p| !condemned.contains(&p.id));
+    }
     let base = StoreBase::new(&index.objects, prev)?;
     if let Some(why) = &base.dropped_cache {
         progress.note(&format!("every file is read again: {why}"));
@@ -173,16 +182,20 @@ pub fn capture_into_store(
     crate::format::validate::validate(m).map_err(|e| e.at(std::path::Path::new(&shown)))?;
     let blobs = rescue
         .as_ref()
-        .map(|r| store_rescue::upload(store, r, &shown, progress))
+        .map(|r| store_rescue::upload(store, r, &pending.blobs(), &shown, progress))
         .transpose()?;
     let frame = encode_manifest(m)?;
     let mut head = version_head(m, series, &version, parent, &frame, &uploaded, tags);
     head.rescue = blobs.as_ref().map(|(b, _)| b.clone());
     lock.check_before_commit()
         .map_err(|e| store_error(&shown, e))?;
-    let (_, version_bytes) = store
+    let (version_rel, version_bytes) = store
         .put_version(&head, &frame)
         .map_err(|e| store_error(&shown, e))?;
+    // §4.3 step 6: a lock in trouble around the commit may have let a sweep run meanwhile.
+    if lock.in_trouble() {
+        check_packs_after_commit(store, &head, &version_rel).map_err(|e| store_error(&shown, e))?;
+    }
     // Committed: a failure to delete the lock only leaves it to go stale.
     if let Err(e) = lock.release() {
         progress.note(&format!("the store lock stays until it goes stale: {e}"));
@@ -277,16 +290,43 @@ fn wait_past(t: Option<chrono::DateTime<chrono::Utc>>) {
 /// The previous version as the files cache, its name and its head's rescue blobs.
 type PreviousVersion = (Option<Base>, Option<String>, Option<RescueBlobs>);
 
-/// The newest version of `series`, opened as the files cache (not with `no_base`), its name
+/// Every pack `head` names must still exist after a commit made while the lock's refreshes
+/// failed (§4.3 step 6): a missing one means a sweep deleted it meanwhile, so the version
+/// object (`rel`) is deleted again and the capture fails naming the pack.
+fn check_packs_after_commit(
+    store: &Store,
+    head: &crate::store::objects::VersionHead,
+    rel: &str,
+) -> Result<(), crate::store::StoreError> {
+    for p in &head.packs {
+        let key = names::pack_key(p);
+        if store.client.head(&store.root.key(&key))?.is_none() {
+            store.delete_object(rel)?;
+            return Err(crate::store::StoreError::LockLapsed(format!(
+                "the store lock was not refreshed around the commit and the pack {} is gone \
+                 (a prune swept it meanwhile); the version was removed again; run the capture \
+                 again",
+                store.shown(&key)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The newest version of `series` not forgotten, opened as the files cache (not with `no_base`), its name
 /// (the new head's parent) and the rescue blobs its head names; none for a new series.
 fn previous_version(
     store: &Store,
     series: &str,
+    forgotten: &crate::store::prune::Forgotten,
     no_base: bool,
     progress: &dyn Progress,
 ) -> Result<PreviousVersion, CaptureError> {
     let shown = format!("{}/{series}", store.root);
-    let Some(version) = store.newest(series).map_err(|e| store_error(&shown, e))? else {
+    let newest = store
+        .newest_kept(series, forgotten)
+        .map_err(|e| store_error(&shown, e))?;
+    let Some(version) = newest else {
         return Ok((None, None, None));
     };
     if no_base {

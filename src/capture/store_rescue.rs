@@ -134,10 +134,12 @@ impl RescueBuild {
 }
 
 /// Names `built`'s kernel and initramfs core as rescue blobs of `store` (`shown` in
-/// messages), uploading those it lacks (§4.3 step 3); returns them and the bytes uploaded.
+/// messages), uploading those it lacks (§4.3 step 3) or has only under a `condemned` name
+/// (a sweep may delete it); returns them and the bytes uploaded.
 pub(super) fn upload(
     store: &Store,
     built: &BuiltRescue,
+    condemned: &std::collections::HashSet<String>,
     shown: &str,
     progress: &dyn Progress,
 ) -> Result<(RescueBlobs, u64), CaptureError> {
@@ -157,11 +159,23 @@ pub(super) fn upload(
         .map_err(|e| PayloadError::io("cannot read", &boot.kernel, e))?
         .len();
     let kernel = store
-        .put_blob(&inputs.kernel, &kernel_file, kernel_len, &boot.kernel)
+        .put_blob(
+            &inputs.kernel,
+            &kernel_file,
+            kernel_len,
+            &boot.kernel,
+            condemned,
+        )
         .map_err(fail)?;
     let initrd_file = open(&boot.initrd)?;
     let core = store
-        .put_blob(&inputs.core, &initrd_file, inputs.core_len, &boot.initrd)
+        .put_blob(
+            &inputs.core,
+            &initrd_file,
+            inputs.core_len,
+            &boot.initrd,
+            condemned,
+        )
         .map_err(fail)?;
     Ok((
         RescueBlobs {

@@ -140,7 +140,9 @@ pub enum Command {
     /// under one s3://BUCKET/PREFIX, sharing their data.
     ///
     /// `store init` creates a store, `store ls` lists its image series and their versions,
-    /// `store unlock` removes locks left behind (STORE.md in /usr/share/doc/osimage).
+    /// `store unlock` removes locks left behind, `store prune` forgets versions by retention
+    /// rules and deletes the data nothing uses, `store forget`, `store pin` and `store unpin`
+    /// do it by hand (STORE.md in /usr/share/doc/osimage).
     /// Credentials, region and endpoint as for import.
     #[command(after_long_help = EXIT_STATUS)]
     Store(super::store::StoreArgs),

@@ -164,6 +164,34 @@ const EXAMPLES: &[(&str, &str, &str)] = &[
         "Remove the locks of captures that died: those not refreshed for 30 minutes.",
     ),
     (
+        "store prune",
+        "osimage store prune s3://images/fleet --all --keep-daily 7 --keep-weekly 4 --dry-run",
+        "Show which versions of every series a week of dailies and a month of weeklies keep, \
+         and why, and what would be condemned; change nothing.",
+    ),
+    (
+        "store prune",
+        "osimage store prune s3://images/fleet --series web01 --keep-last 3",
+        "Forget all but the three newest versions of web01, and sweep what earlier prunes \
+         condemned once the captures running then have finished.",
+    ),
+    (
+        "store forget",
+        "osimage store forget s3://images/fleet/web01@20261205T195045Z-3fa2c81d09be4471",
+        "Forget one version by name: refused by readers at once, deleted by the next prune.",
+    ),
+    (
+        "store pin",
+        "osimage store pin s3://images/fleet/web01@20261205T195045Z-3fa2c81d09be4471 \
+         --until 2027-01-31 --why 'rack 4 reinstall'",
+        "Keep that version through 31 January 2027 whatever the retention rules say.",
+    ),
+    (
+        "store unpin",
+        "osimage store unpin s3://images/fleet/web01@20261205T195045Z-3fa2c81d09be4471",
+        "Remove its pins: the rules decide again.",
+    ),
+    (
         "info",
         "osimage info s3://images/site-a/web01.iso",
         "Read an image kept in S3 with ranged, signed requests: only the bytes needed.",

@@ -25,6 +25,8 @@ mod show;
 mod source;
 mod store;
 mod store_locks;
+mod store_pin;
+mod store_prune;
 mod verify_boot;
 
 use std::io::Write;

@@ -161,19 +161,27 @@ pub fn store_address(image: &Path) -> Result<Option<osimage::store::ImageAddress
         .map_err(|e| UsageError(e.to_string()))
 }
 
-/// The version an address names: its @VERSION, else the newest of its series.
+/// The version an address names: its @VERSION, else the newest of its series; a forgotten
+/// one is refused, or passed over.
 pub(crate) fn version_named(
     store: &osimage::store::Store,
     address: &osimage::store::ImageAddress,
 ) -> Result<String, Failure> {
+    // A version an unswept condemnation holds is gone for new readers (STORE.md §5.2).
+    let forgotten = store.forgotten()?;
     match &address.version {
-        Some(v) => Ok(v.clone()),
-        None => Ok(store.newest(&address.series)?.ok_or_else(|| {
-            format!(
-                "{address}: the store has no version of {} (osimage store ls {})",
-                address.series, address.root
-            )
-        })?),
+        Some(v) => {
+            store.check_not_forgotten(&address.series, v, &forgotten)?;
+            Ok(v.clone())
+        }
+        None => Ok(store
+            .newest_kept(&address.series, &forgotten)?
+            .ok_or_else(|| {
+                format!(
+                    "{address}: the store has no version of {} (osimage store ls {})",
+                    address.series, address.root
+                )
+            })?),
     }
 }
 

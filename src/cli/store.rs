@@ -7,6 +7,7 @@ use std::io::Write as _;
 use clap::{Args, Subcommand};
 use osimage::s3;
 use osimage::store::objects::{DEFAULT_PACK_SIZE, MAX_PACK_SIZE, MIN_PACK_SIZE, VersionHead};
+use osimage::store::prune::Forgotten;
 use osimage::store::{ListedVersion, Store, StoreRoot, StoreTimes, names};
 
 use super::progress::TermProgress;
@@ -43,6 +44,32 @@ pub enum StoreCommand {
     /// lock, also those of running captures (they then finish unprotected from a prune):
     /// asked for on a terminal, refused without one unless --yes.
     Unlock(super::store_locks::UnlockArgs),
+    /// Forget versions by retention rules and delete the data nothing uses any more.
+    ///
+    /// Condemns now, deletes later (STORE.md §5.2): the versions the rules do not keep are
+    /// forgotten at once (readers skip and refuse them) and listed, with every pack and rescue
+    /// blob no remaining version uses, in a condemnation. A later prune (or this one with
+    /// --wait) sweeps it once it is older than --grace and every capture or reader that was
+    /// running when it was made has finished; data a version committed meanwhile uses, and
+    /// versions pinned meanwhile, are rescued. A version is kept if any rule keeps it; pinned
+    /// versions and each series' newest (unless --forget-all) are always kept. Without a
+    /// rule nothing is forgotten: only data no version uses is condemned. One prune at a
+    /// time: a second one stops, naming the first.
+    Prune(super::store_prune::PruneArgs),
+    /// Forget versions by name (retention by hand).
+    ///
+    /// The versions are condemned as a prune condemns them: gone for new readers at once,
+    /// deleted by the next prune's sweep, and the data only they used by a later prune.
+    /// Refused for a pinned version; a pin made before the sweep keeps it.
+    Forget(super::store_pin::ForgetArgs),
+    /// Keep a version until a time, whatever the retention rules say.
+    ///
+    /// Machines that boot a version over the network hold no lock: a pin keeps a prune from
+    /// forgetting it, and rescues it when a prune forgot it and has not swept yet. A prune
+    /// deletes pins whose time has passed.
+    Pin(super::store_pin::PinArgs),
+    /// Remove the pins of a version.
+    Unpin(super::store_pin::UnpinArgs),
 }
 
 #[derive(Debug, Args)]
@@ -83,6 +110,10 @@ pub fn run(a: StoreArgs, p: &TermProgress) -> Result<i32, Failure> {
         StoreCommand::Init(a) => init(a, p),
         StoreCommand::Ls(a) => ls(a),
         StoreCommand::Unlock(a) => super::store_locks::unlock(a, p),
+        StoreCommand::Prune(a) => super::store_prune::prune(a, p),
+        StoreCommand::Forget(a) => super::store_pin::forget(a, p),
+        StoreCommand::Pin(a) => super::store_pin::pin(a, p),
+        StoreCommand::Unpin(a) => super::store_pin::unpin(a, p),
     }
 }
 
@@ -161,11 +192,18 @@ fn ls(a: LsArgs) -> Result<i32, Failure> {
         true => Some(store.stats(&StoreTimes::from_env()?)?),
         false => None,
     };
+    // Versions condemned and not pinned are marked (STORE.md §5.6).
+    let pending = store.pending()?;
+    let forgotten = Forgotten::new(&pending, &store.list_pins()?);
+    let pending_count = pending.condemnations.len() as u64;
     if a.json {
-        let s = stats.as_ref().map(json::store::stats);
+        let s = stats.as_ref().map(|st| json::store::Stats {
+            condemnations_pending: pending_count,
+            ..json::store::stats(st)
+        });
         json::print(
             "store ls",
-            &json::store::listing(&store, &versions, &heads, s),
+            &json::store::listing(&store, &versions, &heads, &forgotten, s),
         )?;
         return Ok(0);
     }
@@ -183,6 +221,11 @@ fn ls(a: LsArgs) -> Result<i32, Failure> {
         for line in super::store_locks::stats_lines(st) {
             writeln!(out, "{line}")?;
         }
+        writeln!(
+            out,
+            "{} pending",
+            show::count(pending_count, "condemnation", "condemnations")
+        )?;
     }
     if versions.is_empty() {
         match &a.series {
@@ -203,7 +246,11 @@ fn ls(a: LsArgs) -> Result<i32, Failure> {
             )?;
             series = Some(&v.series);
         }
-        writeln!(out, "  {}", version_line(v, head.as_ref()))?;
+        let mut line = version_line(v, head.as_ref());
+        if forgotten.when(&v.series, &v.version).is_some() {
+            line += "  forgotten";
+        }
+        writeln!(out, "  {line}")?;
     }
     Ok(0)
 }

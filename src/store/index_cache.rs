@@ -105,7 +105,19 @@ pub fn load_index(
                 }
             }
         }
-        let bytes = store.get_index_bytes(name)?;
+        // A prune's sweep deletes an index object after it PUT its replacement (§5.2): one
+        // gone since the listing only leaves its packs out of this dedup.
+        let max = (HEADER_LEN as u64) + Kind::Index.max_stored();
+        let Some(bytes) = store
+            .client
+            .get(&store.root.key(&names::index_key(name)), max)?
+        else {
+            note(format!(
+                "{shown} was deleted since the listing (replaced by a prune): its packs are \
+                 not deduplicated against"
+            ));
+            continue;
+        };
         let index = decode_index(&shown, &bytes, Some(name))?;
         loaded.fetched += 1;
         if let Some(d) = dir

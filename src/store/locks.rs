@@ -297,6 +297,14 @@ impl HeldLock {
         )))
     }
 
+    /// Whether the lock's refreshes are in trouble now: the last one failed, or it is late
+    /// past the margin of [`HeldLock::check_before_commit`]. A commit made while this holds
+    /// may have raced a sweep (§4.3 step 6).
+    pub fn in_trouble(&self) -> bool {
+        let s = self.shared.state();
+        s.failing.is_some() || s.lapse(Instant::now()) > self.times.margin()
+    }
+
     /// A cleanup that deletes the lock from any thread (an interrupted capture's), for
     /// `capture::interrupt`; it stops the refreshes first.
     pub fn releaser(&self) -> impl FnOnce() + Send + 'static {

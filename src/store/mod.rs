@@ -10,8 +10,9 @@
 //! they close); `read` opens a version as an image; `rescue` stores and reads the rescue
 //! blobs (§2.6); `export` copies a version's manifest frame and packs out, checked (§8).
 //! `locks` takes, refreshes, lists and removes the shared locks of §2.7 (their windows in
-//! `times`); `stats` counts what `store ls --stats` shows. Plain stores only so far (§13): no
-//! encryption, no prune.
+//! `times`); `stats` counts what `store ls --stats` shows. `retention` decides which versions
+//! a prune keeps (§5.4) and `prune` condemns and sweeps (§5.2), and reads what earlier prunes
+//! left for captures and readers. Plain stores only so far (§13): no encryption.
 
 mod address;
 pub mod checkpoint;
@@ -23,8 +24,10 @@ pub mod names;
 pub mod netboot;
 pub mod objects;
 mod open;
+pub mod prune;
 pub mod read;
 pub mod rescue;
+pub mod retention;
 pub mod source_conf;
 mod stats;
 mod times;
@@ -35,6 +38,7 @@ pub use locks::{HeldLock, ListedLock, StoreTimes};
 pub use objects::ObjectError;
 pub use open::{HEAD_READ, ListedVersion, Store};
 pub use stats::{LockStatus, StoreStats};
+pub use times::parse_window;
 
 use crate::remote::s3::S3Error;
 
@@ -59,6 +63,10 @@ pub enum StoreError {
     /// A malformed setting (`OSIMAGE_STORE_TIMES`; exit status 2).
     #[error("{0}")]
     Setting(String),
+    /// Refused by the store's state: another prune is running, a version is forgotten or
+    /// pinned (§5.1, §5.2, §5.6).
+    #[error("{0}")]
+    Refused(String),
     /// The holder's lock went too long without a refresh to commit (§4.3 step 4).
     #[error("{0}")]
     LockLapsed(String),

@@ -17,6 +17,10 @@ pub const PACKS: &str = "packs/";
 pub const RESCUE: &str = "rescue/";
 /// Where the running writers' and readers' locks live (§2.7).
 pub const LOCKS: &str = "locks/";
+/// Where the prunes' condemnations, wait lists and sweep records live (§2.7, §5.2).
+pub const PRUNE: &str = "prune/";
+/// Where the pins live (§2.7, §9.3).
+pub const PINS: &str = "pins/";
 
 /// The longest series NAME (§1).
 pub const MAX_SERIES: usize = 128;
@@ -114,6 +118,34 @@ pub fn lock_key(id: &[u8; 16]) -> String {
     format!("{LOCKS}{}", hex(id))
 }
 
+/// The key of the condemnation named `id`: `prune/<32 hex random>`.
+pub fn condemnation_key(id: &[u8; 16]) -> String {
+    format!("{PRUNE}{}", hex(id))
+}
+
+/// The key of the wait list of the condemnation `id`: `prune/<32 hex>.wait`.
+pub fn wait_key(id: &[u8; 16]) -> String {
+    format!("{}.wait", condemnation_key(id))
+}
+
+/// The key of the sweep record of the condemnation `id`: `prune/<32 hex>.swept`.
+pub fn swept_key(id: &[u8; 16]) -> String {
+    format!("{}.swept", condemnation_key(id))
+}
+
+/// The key of the pin named `id`: `pins/<32 hex random>`.
+pub fn pin_key(id: &[u8; 16]) -> String {
+    format!("{PINS}{}", hex(id))
+}
+
+/// Which of a condemnation's three objects a key under `prune/` is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PruneObject {
+    Condemnation,
+    Wait,
+    Swept,
+}
+
 /// The folder of a series' versions: `images/<NAME>/`.
 pub fn series_prefix(series: &str) -> String {
     format!("{IMAGES}{series}/")
@@ -180,6 +212,26 @@ pub fn parse_lock_key(rel: &str) -> Result<[u8; 16], String> {
         .ok_or_else(|| format!("{rel:?} is not a lock's key (locks/<32 hex>)"))
 }
 
+/// The condemnation id of a listed key under `prune/`, and which of its objects it is.
+pub fn parse_prune_key(rel: &str) -> Result<([u8; 16], PruneObject), String> {
+    let bad = || format!("{rel:?} is not a prune object's key (prune/<32 hex>[.wait|.swept])");
+    let rest = rel.strip_prefix(PRUNE).ok_or_else(bad)?;
+    let (id, what) = match rest.split_once('.') {
+        None => (rest, PruneObject::Condemnation),
+        Some((id, "wait")) => (id, PruneObject::Wait),
+        Some((id, "swept")) => (id, PruneObject::Swept),
+        Some(_) => return Err(bad()),
+    };
+    Ok((from_hex::<16>(id).ok_or_else(bad)?, what))
+}
+
+/// The name of a listed pin.
+pub fn parse_pin_key(rel: &str) -> Result<[u8; 16], String> {
+    rel.strip_prefix(PINS)
+        .and_then(from_hex::<16>)
+        .ok_or_else(|| format!("{rel:?} is not a pin's key (pins/<32 hex>)"))
+}
+
 /// The blob id and random suffix of a listed rescue blob.
 pub fn parse_rescue_key(rel: &str) -> Result<([u8; 32], [u8; 8]), String> {
     let bad = || format!("{rel:?} is not a rescue blob's key (rescue/<64 hex>.<16 hex>)");
@@ -232,6 +284,19 @@ mod tests {
         assert_eq!(parse_index_key(&index_key(&id)), Ok(id));
         assert_eq!(lock_key(&[0x0f; 16]), format!("locks/{}", "0f".repeat(16)));
         assert_eq!(parse_lock_key(&lock_key(&[3; 16])), Ok([3; 16]));
+        let p = "0f".repeat(16);
+        assert_eq!(condemnation_key(&[0x0f; 16]), format!("prune/{p}"));
+        assert_eq!(wait_key(&[0x0f; 16]), format!("prune/{p}.wait"));
+        assert_eq!(swept_key(&[0x0f; 16]), format!("prune/{p}.swept"));
+        assert_eq!(pin_key(&[0x0f; 16]), format!("pins/{p}"));
+        for (key, what) in [
+            (condemnation_key(&[4; 16]), PruneObject::Condemnation),
+            (wait_key(&[4; 16]), PruneObject::Wait),
+            (swept_key(&[4; 16]), PruneObject::Swept),
+        ] {
+            assert_eq!(parse_prune_key(&key), Ok(([4; 16], what)));
+        }
+        assert_eq!(parse_pin_key(&pin_key(&[5; 16])), Ok([5; 16]));
         assert_eq!(
             parse_rescue_key(&rescue_key(&id, &[7; 8])),
             Ok((id, [7; 8]))
@@ -285,6 +350,21 @@ mod tests {
             h[..32].to_string(),
         ] {
             assert!(parse_lock_key(&bad).is_err(), "{bad}");
+        }
+        for bad in [
+            format!("prune/{}.done", &h[..32]),
+            format!("prune/{}.wait.swept", &h[..32]),
+            format!("prune/{}", &h[..30]),
+            format!("prune/{}.", &h[..32]),
+            format!("pins/{}", &h[..32]),
+        ] {
+            assert!(parse_prune_key(&bad).is_err(), "{bad}");
+        }
+        for bad in [
+            format!("pins/{}.x", &h[..32]),
+            format!("prune/{}", &h[..32]),
+        ] {
+            assert!(parse_pin_key(&bad).is_err(), "{bad}");
         }
         for bad in [
             format!("rescue/{h}"),

@@ -5,6 +5,7 @@
 //! did not change uploads no blob. Export and netboot read them back, each checked against
 //! its name and its id before a byte of it is used.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
@@ -35,13 +36,24 @@ impl Store {
     /// `rescue/<hex>.` finds one. A listed object of another length is not that blob (a
     /// damaged upload) and is passed over; a key that is no blob's is an error naming it.
     pub fn find_blob(&self, id: &[u8; 32], len: u64) -> Result<Option<String>, StoreError> {
+        self.find_blob_avoiding(id, len, &HashSet::new())
+    }
+
+    /// [`Store::find_blob`], passing over the keys in `avoid` (blobs a prune condemned: a
+    /// sweep may delete them, §2.6).
+    pub fn find_blob_avoiding(
+        &self,
+        id: &[u8; 32],
+        len: u64,
+        avoid: &HashSet<String>,
+    ) -> Result<Option<String>, StoreError> {
         let rel_prefix = format!("{}{}.", names::RESCUE, names::hex(id));
         let listing = self.client.list(&self.root.key(&rel_prefix))?;
         for o in listing.objects {
             let rel = self.root.listed_relative(&o.key)?;
             let (listed, _) =
                 names::parse_rescue_key(rel).map_err(|e| ObjectError::new(&self.shown(rel), e))?;
-            if listed == *id && o.size == len {
+            if listed == *id && o.size == len && !avoid.contains(rel) {
                 return Ok(Some(rel.to_string()));
             }
         }
@@ -51,12 +63,15 @@ impl Store {
     /// Names the first `len` bytes of `file` (`path` in messages) as a rescue blob: the one a
     /// LIST finds, else a new upload under a new random suffix. The bytes must hash to `id`
     /// (what the manifest's `rescue` record says of them): checked before anything is sent.
+    /// A blob listed under a key in `condemned` is not reused: the file goes up again under a
+    /// new suffix.
     pub fn put_blob(
         &self,
         id: &[u8; 32],
         file: &File,
         len: u64,
         path: &Path,
+        condemned: &HashSet<String>,
     ) -> Result<StoredBlob, StoreError> {
         let hashed = hash_prefix(file, len, path)?;
         if hashed != *id {
@@ -66,7 +81,7 @@ impl Store {
                 names::hex(id)
             )));
         }
-        if let Some(object) = self.find_blob(id, len)? {
+        if let Some(object) = self.find_blob_avoiding(id, len, condemned)? {
             return Ok(StoredBlob {
                 blob: BlobRef { id: *id, object },
                 uploaded: 0,

@@ -1,6 +1,8 @@
-//! The store's time windows (docs/STORE.md §2.7): a lock is rewritten every 5 minutes and
-//! stale after 30. Only tests change them, through `OSIMAGE_STORE_TIMES`
-//! (`lock_refresh=1s,stale=6s`, §12.3), so a test can let a lock go stale in seconds. The
+//! The store's time windows (docs/STORE.md §2.7, §5.2): a lock is rewritten every 5 minutes
+//! and stale after 30; a prune sweeps a condemnation no sooner than an hour after it was made
+//! (`--grace`'s default) and, with `--wait`, looks again every minute. Only tests change them,
+//! through `OSIMAGE_STORE_TIMES` (`lock_refresh=1s,stale=6s,grace=0s,prune_poll=1s`, §12.3),
+//! so a test can let a lock go stale in seconds. The
 //! variable is parsed strictly: a window a user mistyped must not silently become another.
 
 use std::time::Duration;
@@ -15,6 +17,10 @@ pub const STORE_TIMES_ENV: &str = "OSIMAGE_STORE_TIMES";
 pub struct StoreTimes {
     pub lock_refresh: Duration,
     pub stale: Duration,
+    /// `store prune --grace`'s default: how old a condemnation must be to be swept.
+    pub grace: Duration,
+    /// How often `store prune --wait` tries its condemnation's sweep again.
+    pub prune_poll: Duration,
 }
 
 impl Default for StoreTimes {
@@ -22,6 +28,8 @@ impl Default for StoreTimes {
         StoreTimes {
             lock_refresh: Duration::from_secs(5 * 60),
             stale: Duration::from_secs(30 * 60),
+            grace: Duration::from_secs(60 * 60),
+            prune_poll: Duration::from_secs(60),
         }
     }
 }
@@ -40,7 +48,7 @@ impl StoreTimes {
     }
 
     /// `key=DURATION` pairs separated by commas, each key at most once: `lock_refresh`,
-    /// `stale`. A duration is a whole number with its unit: `ms`, `s`, `m` or `h`. Keys not
+    /// `stale`, `grace`, `prune_poll`. A duration is a whole number with its unit: `ms`, `s`, `m` or `h`. Keys not
     /// given keep their defaults; the refresh must come well before the stale window.
     pub fn parse(text: &str) -> Result<StoreTimes, String> {
         let mut t = StoreTimes::default();
@@ -57,15 +65,20 @@ impl StoreTimes {
             match key {
                 "lock_refresh" => t.lock_refresh = d,
                 "stale" => t.stale = d,
+                "grace" => t.grace = d,
+                "prune_poll" => t.prune_poll = d,
                 _ => {
                     return Err(format!(
-                        "unknown window {key:?} (known: lock_refresh, stale)"
+                        "unknown window {key:?} (known: lock_refresh, stale, grace, prune_poll)"
                     ));
                 }
             }
         }
         if t.lock_refresh.is_zero() {
             return Err("lock_refresh must be longer than zero".into());
+        }
+        if t.prune_poll.is_zero() {
+            return Err("prune_poll must be longer than zero".into());
         }
         if t.stale <= t.lock_refresh {
             return Err(format!(
@@ -81,6 +94,12 @@ impl StoreTimes {
     pub fn margin(&self) -> Duration {
         self.stale - self.lock_refresh
     }
+}
+
+/// A window as `--grace` takes it: a whole number and its unit (`ms`, `s`, `m`, `h`), at
+/// most a day.
+pub fn parse_window(text: &str) -> Result<Duration, String> {
+    duration(text)
 }
 
 /// A whole number and its unit (`ms`, `s`, `m`, `h`), at most a day.
@@ -115,6 +134,8 @@ mod tests {
         assert_eq!(t.lock_refresh, Duration::from_secs(300));
         assert_eq!(t.stale, Duration::from_secs(1800));
         assert_eq!(t.margin(), Duration::from_secs(25 * 60));
+        assert_eq!(t.grace, Duration::from_secs(3600));
+        assert_eq!(t.prune_poll, Duration::from_secs(60));
     }
 
     #[test]
@@ -128,6 +149,9 @@ mod tests {
         assert_eq!(t.stale, Duration::from_secs(2700));
         let t = StoreTimes::parse("lock_refresh=500ms,stale=1h").unwrap();
         assert_eq!(t.lock_refresh, Duration::from_millis(500));
+        let t = StoreTimes::parse("grace=0s,prune_poll=200ms").unwrap();
+        assert_eq!(t.grace, Duration::ZERO);
+        assert_eq!(t.prune_poll, Duration::from_millis(200));
     }
 
     #[test]
@@ -143,7 +167,8 @@ mod tests {
             ("lock_refresh=1sec", "the unit is"),
             ("lock_refresh=1S", "the unit is"),
             ("lock_refresh=1s,stale=6s,stale=7s", "given twice"),
-            ("grace=0s", "unknown window"),
+            ("sweep=0s", "unknown window"),
+            ("prune_poll=0s", "longer than zero"),
             ("Stale=6s", "unknown window"),
             ("lock_refresh=0s,stale=6s", "longer than zero"),
             (

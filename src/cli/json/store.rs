@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use osimage::store::objects::VersionHead;
+use osimage::store::prune::Forgotten;
 use osimage::store::{ListedVersion, LockStatus, Store, StoreStats, names};
 
 use super::{nanos, rfc3339};
@@ -26,6 +27,8 @@ pub struct Stats {
     pub pack_bytes: u64,
     pub index_objects: u64,
     pub locks: Vec<LockJson>,
+    /// Condemnations made and not yet swept (STORE.md §5.2).
+    pub condemnations_pending: u64,
 }
 
 #[derive(Serialize)]
@@ -54,6 +57,7 @@ pub fn stats(s: &StoreStats) -> Stats {
         pack_bytes: s.pack_bytes,
         index_objects: s.index_objects,
         locks: s.locks.iter().map(lock).collect(),
+        condemnations_pending: 0,
     }
 }
 
@@ -87,6 +91,8 @@ pub struct Version {
     pub version: String,
     /// The version object's length.
     pub size: u64,
+    /// Condemned by a prune and not pinned: gone for readers, deleted by a later sweep.
+    pub forgotten: bool,
     /// With -l: what its head says; `null` without.
     pub head: Option<Head>,
 }
@@ -137,6 +143,7 @@ pub fn listing(
     store: &Store,
     versions: &[ListedVersion],
     heads: &[Option<VersionHead>],
+    forgotten: &Forgotten,
     stats: Option<Stats>,
 ) -> StoreListing {
     let mut series: Vec<Series> = Vec::new();
@@ -151,6 +158,7 @@ pub fn listing(
             s.versions.push(Version {
                 version: v.version.clone(),
                 size: v.size,
+                forgotten: forgotten.when(&v.series, &v.version).is_some(),
                 head: h.as_ref().map(head),
             });
         }

@@ -7,6 +7,7 @@
 
 mod address;
 mod client;
+mod delete_many;
 mod listing;
 mod settings;
 

@@ -1,5 +1,6 @@
 //! The store's objects as bytes (docs/STORE.md §2): the small-object frame every `config`,
-//! index, lock, condemnation and pin shares (§2.1), and the version object (§2.5). The Rust
+//! index, lock, condemnation and pin shares (§2.1), the locks, condemnations and pins of §2.7,
+//! and the version object (§2.5). The Rust
 //! definitions here are normative for field order, as `format::manifest` is for the
 //! manifest; bodies are bincode 2 `config::standard()` as the manifest's (FORMAT.md §5).
 //!
@@ -10,6 +11,8 @@ pub mod config;
 pub mod frame;
 pub mod index;
 pub mod lock;
+pub mod pin;
+pub mod prune;
 pub mod version;
 
 pub use config::{
@@ -20,6 +23,11 @@ pub use index::{
     IndexBlock, IndexChunk, IndexPack, StoreIndex, decode_index, encode_index, index_object_name,
 };
 pub use lock::{Lock, LockKind, decode_lock, encode_lock};
+pub use pin::{Pin, decode_pin, encode_pin};
+pub use prune::{
+    Condemnation, Swept, Wait, decode_condemnation, decode_swept, decode_wait, encode_condemnation,
+    encode_swept, encode_wait,
+};
 pub use version::{
     BlobRef, RescueBlobs, VersionHead, VersionPrefix, VersionSummary, check_frame, decode_head,
     decode_version, decode_version_prefix, encode_version,
