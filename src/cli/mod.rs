@@ -24,6 +24,7 @@ mod schedule;
 mod show;
 mod source;
 mod store;
+mod store_check;
 mod store_locks;
 mod verify_boot;
 

@@ -14,6 +14,8 @@
 //! encryption, no prune.
 
 mod address;
+pub mod check;
+mod check_data;
 pub mod checkpoint;
 pub mod dedup;
 pub mod export;
@@ -22,6 +24,7 @@ pub mod locks;
 pub mod names;
 pub mod objects;
 mod open;
+pub mod pack_check;
 pub mod read;
 pub mod rescue;
 mod stats;
