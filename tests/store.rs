@@ -16,4 +16,5 @@ mod store_garage;
 mod store_index;
 mod store_locks;
 mod store_objects;
+mod store_read_locks;
 mod store_s3_object;

@@ -5,7 +5,9 @@
 //! first (the temporary image and work folder beside the output, then a `--snapshot`'s
 //! snapshot), then exits with 128 + the signal as the default action would. Without this,
 //! Ctrl-C or `systemctl stop` would leave `.osimage-partial-*` (the system's contents, mode
-//! 0600) and the snapshot with its mounts behind.
+//! 0600) and the snapshot with its mounts behind. The reading commands of a store version use
+//! it too, so an interrupt deletes their Read lock (docs/STORE.md §5.1). A child process does
+//! not inherit the blocked mask: the standard library's spawn clears it before the exec.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,7 +32,7 @@ struct Actions {
 
 /// While alive, an interrupt runs the registered cleanups and exits; dropping it restores
 /// the signal mask.
-pub(crate) struct Interrupts {
+pub struct Interrupts {
     actions: Arc<Mutex<Actions>>,
     done: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -38,7 +40,7 @@ pub(crate) struct Interrupts {
 }
 
 /// A registered cleanup; dropping it unregisters it (the thing was removed the normal way).
-pub(crate) struct OnInterrupt {
+pub struct OnInterrupt {
     actions: Arc<Mutex<Actions>>,
     id: u64,
 }
@@ -58,7 +60,7 @@ fn set() -> libc::sigset_t {
 impl Interrupts {
     /// Blocks the signals in this thread (threads started later inherit it) and starts the
     /// thread that takes them.
-    pub(crate) fn start() -> Interrupts {
+    pub fn start() -> Interrupts {
         let blocked = set();
         // SAFETY: a zeroed sigset_t is a valid output buffer; pthread_sigmask only reads
         // `blocked` and writes `old`.
@@ -84,11 +86,7 @@ impl Interrupts {
 
     /// Runs `undo` if a signal arrives before the returned registration is dropped. `what`
     /// names what it removes (empty: not named in the message).
-    pub(crate) fn on_interrupt(
-        &self,
-        what: String,
-        undo: impl FnOnce() + Send + 'static,
-    ) -> OnInterrupt {
+    pub fn on_interrupt(&self, what: String, undo: impl FnOnce() + Send + 'static) -> OnInterrupt {
         let mut a = self.actions.lock().unwrap_or_else(|p| p.into_inner());
         let id = a.next;
         a.next += 1;

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 mod container;
 pub mod export;
-mod interrupt;
+pub mod interrupt;
 pub mod into_store;
 mod iso_output;
 mod manifest;

@@ -300,6 +300,8 @@ pub struct ExtractArgs {
     pub keys: super::keys::KeyArgs,
     #[command(flatten)]
     pub net: super::source::NetArgs,
+    #[command(flatten)]
+    pub lock: super::read_lock::LockArgs,
 }
 
 #[derive(Debug, Args)]
@@ -442,4 +444,6 @@ pub struct VerifyArgs {
     pub keys: super::keys::KeyArgs,
     #[command(flatten)]
     pub net: super::source::NetArgs,
+    #[command(flatten)]
+    pub lock: super::read_lock::LockArgs,
 }

@@ -19,6 +19,7 @@ mod keys;
 mod man;
 mod netboot;
 mod progress;
+mod read_lock;
 mod restore;
 mod schedule;
 mod show;
@@ -263,7 +264,7 @@ fn capture_status(r: &osimage::CaptureReport, done: &str) -> i32 {
 }
 
 fn run_extract(a: ExtractArgs, p: &TermProgress) -> Result<i32, Failure> {
-    let opened = source::open(&a.image, &a.keys.unlock()?, &a.net)?;
+    let opened = source::open_locked(&a.image, &a.keys.unlock()?, &a.net, a.lock)?;
     let r = &opened.reader;
     let opts = ExtractOptions {
         paths: a
@@ -280,6 +281,7 @@ fn run_extract(a: ExtractArgs, p: &TermProgress) -> Result<i32, Failure> {
     };
     let rep = extract(r, &a.dir, &opts, p);
     say_cost(&opened);
+    opened.release_lock(p);
     let rep = rep?;
     p.say(&format!(
         "{}: {}, {}, {} written",
@@ -432,10 +434,12 @@ fn run_verify(mut a: VerifyArgs, p: &TermProgress) -> Result<i32, Failure> {
             trusted_comment: comment,
         });
     }
-    let opened = source::open(&a.image, &a.keys.unlock()?, &a.net)?;
+    // verify reads every block: a long read, under a Read lock (docs/STORE.md §5.1)
+    let opened = source::open_locked(&a.image, &a.keys.unlock()?, &a.net, a.lock)?;
     a.image = opened.shown.clone();
     let rep = verify(&opened.reader, threads(a.threads), p);
     say_cost(&opened);
+    opened.release_lock(p);
     let rep = rep?;
     if a.json {
         json::print(
