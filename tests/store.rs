@@ -11,6 +11,7 @@ mod common;
 mod e2e_netboot;
 mod store_capture;
 mod store_check;
+mod store_commit;
 mod store_export;
 mod store_garage;
 mod store_index;
