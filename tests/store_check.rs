@@ -97,6 +97,12 @@ fn a_store_checks_clean_and_each_damage_is_named_with_its_versions() {
     let g = Garage::start();
     let dir = common::scratch();
     osimage(&g, &["store", "init", STORE]).ok();
+    let empty = osimage(&g, &["store", "check", STORE, "--read-data"]).ok();
+    assert!(
+        empty.stdout_str().contains("0 versions"),
+        "{}",
+        empty.describe()
+    );
     for (series, seed) in [("web01", 0x1001), ("web02", 0x2003), ("web03", 0x3005)] {
         let root = tree(dir.path(), seed);
         let address = format!("{STORE}/{series}");

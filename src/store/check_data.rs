@@ -1,6 +1,7 @@
 //! `store check --read-data [--subset P%] [--seed N]` (docs/STORE.md §5.6): the packs that
 //! versions use read whole and checked through `pack_check` (header, every block's hash, the
-//! pack's hash), each damaged one named with the versions that use it. A subset is chosen by
+//! pack's hash), each damaged one named with the versions that use it. The packs chosen are
+//! read as one object of parts with one plan, so the fetchers read ahead across them. A subset is chosen by
 //! a seed: each pack ranks by the BLAKE3 of the seed and its id, and the first P% are read, so
 //! the same seed over the same packs reads the same ones (the seed is printed for that), and
 //! a pack added later does not change which of the others are chosen.
@@ -8,10 +9,12 @@
 use std::collections::BTreeMap;
 
 use super::check::{DataReport, Problem, UsedPack};
-use super::pack_check::PackCheck;
+use super::pack_check::{PackCheck, STEP};
 use super::{Store, StoreError, names};
 use crate::format::PayloadError;
+use crate::format::source::RangeRead;
 use crate::progress::Progress;
+use crate::remote::s3::S3Error;
 
 /// Which share of the packs `--read-data` reads, and the seed that chooses them.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -96,34 +99,53 @@ impl Store {
             packs_in_use: packs.len() as u64,
             ..DataReport::default()
         };
+        // One object of parts over the chosen packs, planned whole, as `read` opens a
+        // version's packs: the fetcher pool reads ahead across them (STORE.md §7.2.1).
+        let chosen: Vec<(&[u8; 32], &UsedPack)> = (chosen.iter())
+            .filter_map(|id| packs.get_key_value(id).map(|(k, p)| (*k, *p)))
+            .collect();
+        if chosen.is_empty() {
+            return Ok(report);
+        }
+        let parts: Vec<(String, u64)> = (chosen.iter())
+            .map(|(id, p)| (self.root.key(&names::pack_key(id)), p.len))
+            .collect();
+        let object = self
+            .client
+            .open_many(&parts, format!("{} (packs)", self.root))
+            .map_err(|e| S3Error::Request(format!("{}: {e}", self.root)))?;
+        let source: &dyn RangeRead = &object;
+        let mut steps = Vec::new();
+        let mut at = 0u64;
+        while at < total {
+            let n = (total - at).min(STEP);
+            steps.push((at, n));
+            at += n;
+        }
+        source.plan(steps);
         progress.start("reading the packs", total);
-        for id in &chosen {
-            let Some(p) = packs.get(id) else { continue };
+        let mut at = 0u64;
+        for (id, p) in chosen {
             let rel = names::pack_key(id);
             let shown = self.shown(&rel);
-            let checked = self
-                .client
-                .open(&self.root.key(&rel))
-                .map_err(|e| format!("cannot open it: {e}"))
-                .and_then(|object| {
-                    let check = PackCheck {
-                        source: &object,
-                        at: 0,
-                        len: p.len,
-                        hash: *id,
-                        blocks: &p.blocks,
-                        store_id: self.id,
-                        name: &shown,
-                    };
-                    check.run(&mut |_| Ok(()), progress).map_err(problem_text)
-                });
+            let check = PackCheck {
+                source,
+                at,
+                len: p.len,
+                hash: *id,
+                blocks: &p.blocks,
+                store_id: self.id,
+                name: &shown,
+            };
+            let checked = check.run(&mut |_| Ok(()), progress);
+            at += p.len;
             report.packs_read += 1;
             report.bytes_read += p.len;
             report.read.push(rel.clone());
-            if let Err(problem) = checked {
+            if let Err(e) = checked {
                 problems.push(Problem {
                     object: rel,
-                    problem,
+                    problem: problem_text(e),
                     versions: p.users.clone(),
                 });
             }
