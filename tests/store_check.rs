@@ -233,6 +233,8 @@ fn a_store_checks_clean_and_each_damage_is_named_with_its_versions() {
     let objects: Vec<String> = problems(&doc).into_iter().map(|p| p.0).collect();
     assert!(objects.contains(&rel(&index)), "{doc:#}");
     assert!(objects.contains(&rel(&version)), "{doc:#}");
+    // Its head is whole (the damage is in its manifest): its pack is not called garbage.
+    assert_eq!(doc["garbage"], serde_json::json!([]), "{doc:#}");
     names_problems(
         osimage(&g, &["store", "check", STORE]),
         &[&rel(&index), &rel(&version)],

@@ -114,6 +114,9 @@ struct Named {
     indexed: BTreeMap<[u8; 32], (u64, Vec<String>)>,
     /// Rescue blob key → the versions that use it.
     blobs: BTreeMap<String, Vec<String>>,
+    /// Packs the (intact) heads of damaged version objects name: not called garbage, since
+    /// the version may be repaired, but not checked against a manifest either.
+    damaged_heads: BTreeSet<[u8; 32]>,
 }
 
 impl Store {
@@ -225,6 +228,9 @@ impl Store {
             };
             if let Err(why) = self.check_version(&series, &version, &bytes, named) {
                 report.problem(&rel, why);
+                if let Some(head) = intact_head(&bytes) {
+                    named.damaged_heads.extend(head.packs);
+                }
             }
         }
         Ok(())
@@ -337,7 +343,7 @@ impl Store {
             }
         }
         for (id, &size) in &listed {
-            if !named.packs.contains_key(id) {
+            if !named.packs.contains_key(id) && !named.damaged_heads.contains(id) {
                 report.garbage.push(Garbage {
                     object: names::pack_key(id),
                     bytes: size,
@@ -377,4 +383,12 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// The head of a version object whose prefix and head are whole (its manifest frame may be
+/// what is damaged).
+fn intact_head(bytes: &[u8]) -> Option<super::objects::VersionHead> {
+    let prefix = super::objects::decode_version_prefix("", bytes).ok()?;
+    let end = PREFIX_LEN.checked_add(usize::try_from(prefix.head_len).ok()?)?;
+    super::objects::decode_head("", &prefix, bytes.get(PREFIX_LEN..end)?).ok()
 }
