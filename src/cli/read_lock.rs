@@ -11,7 +11,7 @@
 
 use clap::Args;
 use osimage::store::objects::LockKind;
-use osimage::store::{HeldLock, Store};
+use osimage::store::{HeldLock, Store, StoreError};
 use osimage::{Interrupts, OnInterrupt, Progress};
 
 use super::Failure;
@@ -43,7 +43,17 @@ impl ReadLock {
             return Ok(None);
         }
         let interrupts = Interrupts::start();
-        let lock = store.take_lock(LockKind::Read, Some(series))?;
+        let lock = match store.take_lock(LockKind::Read, Some(series)) {
+            Ok(lock) => lock,
+            Err(e @ StoreError::S3(_)) => {
+                return Err(format!(
+                    "{e} (taking a Read lock on the store; with credentials that may only read, \
+                     --no-lock reads without one)"
+                )
+                .into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let on_interrupt = interrupts.on_interrupt(lock.shown().to_string(), lock.releaser());
         Ok(Some(ReadLock {
             _on_interrupt: on_interrupt,
