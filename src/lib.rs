@@ -70,6 +70,7 @@ pub use rescue::reuse::{RescueJson, from_manifest as rescue_from_manifest};
 pub use rescue::{Rescue, RescueSpec, build_rescue, id_marker_path, image_id_hex, plan_rescue};
 
 // Network boot of an ISO's rescue environment (docs/NETBOOT.md).
+pub use netboot::store::{StoreNetbootRequest, write_store_netboot_dir};
 pub use netboot::{
     MAX_BOOT_FILE, MAX_CMDLINE, NetbootError, NetbootReport, NetbootRequest, ScriptError,
     check_arguments as check_netboot_arguments, write_netboot_dir,

@@ -6,6 +6,7 @@
 //! blob and its initramfs starts with the core blob; a version captured without a kernel is
 //! refused as an ISO, and a damaged pack stops the export, named, leaving no file. (The ISO
 //! is not booted here: the VM tests boot captured ISOs, and this one has the same files.)
+//! The same versions serve `store_netboot`'s checks of `osimage netboot` of a version.
 
 use crate::common;
 
@@ -188,6 +189,16 @@ fn a_version_with_rescue_blobs_exports_to_an_iso_and_a_oimg_that_read_as_it_does
         tail.contains("osimage/image-id") && tail.contains(&id_hex),
         "the image's own id archive follows the core"
     );
+    // The same version served for a network restore (`store_netboot`).
+    let run = |args: &[&OsStr]| osimage(&g, args);
+    crate::store_netboot::a_version_netboots_without_credentials(
+        &run,
+        &version,
+        &first[0],
+        &kernel_blob,
+        &core_blob,
+        dir.path(),
+    );
 }
 
 /// A tree of files, no kernel.
@@ -235,6 +246,8 @@ fn no_rescue_environment_and_a_damaged_pack_are_refused_leaving_no_file() {
         "refused naming the version: {}",
         run.describe()
     );
+    let run = |args: &[&OsStr]| osimage(&g, args);
+    crate::store_netboot::refusals(&run, &address, dir.path());
     let oimg = out.join("files.oimg");
     let run = osimage(
         &g,

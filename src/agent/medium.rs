@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use super::console::Console;
 use super::sys;
-use crate::remote::HttpObject;
 
 /// The medium found, or the URL the image is read from.
 #[derive(Clone)]
@@ -24,8 +23,8 @@ pub struct Medium {
     pub mount_point: PathBuf,
     /// Whole-disk names the medium lives on: never restore targets.
     pub disks: Vec<String>,
-    /// The image over HTTP(S) (`osimage.source=URL`).
-    pub remote: Option<Arc<HttpObject>>,
+    /// The image over the network (`osimage.source=`).
+    pub remote: Option<Arc<super::source::RemoteImage>>,
 }
 
 /// Where a URL medium "is mounted": nothing is there.

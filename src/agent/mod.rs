@@ -27,17 +27,15 @@ mod dialogue;
 mod disks;
 mod medium;
 mod network;
+mod source;
 mod sys;
 pub mod unlock;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::envelope::Unlock;
-use crate::format::source::RangeRead;
 use crate::payload::reader::PayloadReader;
-use crate::remote::{HttpObject, RetryPolicy, Trust};
 
 use crate::restore::log::LineProgress;
 use crate::restore::{self, RestoreOptions, RestoreRequest, Targets};
@@ -138,7 +136,7 @@ fn run(opts: &AgentOptions, con: &Console) -> Result<Outcome, String> {
     }
     con.line(&firmware_line(Path::new("/sys/firmware/efi")));
     let medium = match &opts.source {
-        Some(url) => network_medium(opts, url, con)?,
+        Some(spec) => source::network_medium(opts, spec, con)?,
         None => {
             con.line(&format!(
                 "osimage: looking for the boot medium of image {id}"
@@ -187,7 +185,7 @@ fn run(opts: &AgentOptions, con: &Console) -> Result<Outcome, String> {
         con.line(&format!(
             "osimage: read from {}: {}",
             medium.device,
-            o.stats().describe()
+            o.stats()
         ));
     }
     outcome
@@ -203,45 +201,6 @@ fn keyfile_text(spec: &str, medium: &Medium) -> Result<String, String> {
         ));
     }
     unlock::read_keyfile(spec, &medium.mount_point)
-}
-
-/// `osimage.source=URL`: the network brought up, then the image opened over HTTP(S) (its
-/// first request learns its length and checks that the server honours Range).
-fn network_medium(opts: &AgentOptions, url: &str, con: &Console) -> Result<Medium, String> {
-    let shown = crate::remote::redact(url);
-    if !crate::remote::is_url(url) {
-        return Err(format!(
-            "bad-source osimage.source={shown:?} is not an http:// or https:// URL"
-        ));
-    }
-    let trust = match &opts.ca {
-        None => Trust::default(),
-        Some(p) => Trust::with_ca_file(Path::new(p)).map_err(|e| format!("bad-ca {e}"))?,
-    };
-    let mut policy = RetryPolicy::default();
-    if let Some(s) = opts.retry_for {
-        policy.retry_for = Duration::from_secs(s);
-    }
-    let up = network::bring_up(
-        opts.net.as_deref(),
-        Duration::from_secs(opts.wait_secs),
-        con,
-    )?;
-    con.line(&up.line());
-    con.line(&format!("osimage: reading the image from {shown}"));
-    let object =
-        HttpObject::open(url, policy, &trust).map_err(|e| format!("source-unreadable {e}"))?;
-    Ok(Medium {
-        how: format!(
-            "osimage.source, {} over {}",
-            crate::units::human_bytes(RangeRead::len(&object)),
-            up.interface
-        ),
-        device: shown,
-        mount_point: medium::NO_MEDIUM_DIR.into(),
-        disks: Vec::new(),
-        remote: Some(Arc::new(object)),
-    })
 }
 
 /// Picks the target disk and restores the image on the medium onto it.
@@ -263,7 +222,7 @@ fn restore_from(
         .transpose()?;
     let name = Path::new(&medium.device);
     let open = |u: &Unlock| match &medium.remote {
-        Some(o) => PayloadReader::open_source(name, o.clone(), u),
+        Some(o) => o.open(name, u),
         None => PayloadReader::open(name, u),
     };
     let reader = unlock::without_echo(|| {

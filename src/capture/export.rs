@@ -25,8 +25,7 @@ use crate::format::manifest::Manifest;
 use crate::image::iso_packs::IsoPackWriter;
 use crate::image::oimg::OimgWriter;
 use crate::progress::Progress;
-use crate::rescue::reuse::RescueInputs;
-use crate::rescue::{MenuParams, append_image_id, grub_cfg, image_id_hex};
+use crate::rescue::{MenuParams, grub_cfg, image_id_hex};
 use crate::store::Store;
 use crate::store::export::{CopiedPacks, ExportSource};
 use crate::store::objects::RescueBlobs;
@@ -180,35 +179,14 @@ fn boot_files(
     name: &Path,
     progress: &dyn Progress,
 ) -> Result<BootFiles, CaptureError> {
-    let bad = |msg: String| {
+    progress.status("reading the rescue kernel and initramfs");
+    let files = store.rescue_files(m, blobs, work.path()).map_err(|msg| {
         CaptureError::Payload(PayloadError::Image {
             path: name.to_path_buf(),
             msg,
         })
-    };
-    let inputs: RescueInputs = crate::rescue::reuse::from_manifest(m)
-        .map_err(|e| bad(format!("its rescue record is unreadable: {e}")))?
-        .ok_or_else(|| bad("its head names rescue blobs, its manifest no rescue record".into()))?;
-    if inputs.kernel != blobs.kernel.id || inputs.core != blobs.initrd_core.id {
-        return Err(bad(
-            "its head's rescue blobs are not the ones its manifest's rescue record names".into(),
-        ));
-    }
-    progress.status("reading the rescue kernel and initramfs");
-    let kernel = work.path().join("vmlinuz");
-    let initrd = work.path().join("initrd.img");
-    for (blob, path) in [(&blobs.kernel, &kernel), (&blobs.initrd_core, &initrd)] {
-        let mut f = File::create(path).map_err(|e| PayloadError::io("cannot create", path, e))?;
-        store
-            .get_blob(blob, &mut f, path)
-            .map_err(|e| bad(format!("its rescue blob: {e}")))?;
-    }
-    let (core_len, core) = append_image_id(&initrd, &m.image.id)?;
-    if core_len != inputs.core_len || core != inputs.core {
-        return Err(bad(
-            "its initramfs core does not match its rescue record (length or hash)".into(),
-        ));
-    }
+    })?;
+    let (kernel, initrd, inputs) = (files.kernel, files.initrd, files.inputs);
     let menu = MenuParams {
         title: m.image.hostname.clone(),
         ..MenuParams::default()

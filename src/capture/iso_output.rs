@@ -305,42 +305,45 @@ fn build_boot(
 ) -> Result<BuiltBoot, CaptureError> {
     let (rescue, origin) = match previous {
         None => (planned.build(spec, rescue_dir)?, String::new()),
-        Some(p) => match previous_core(p.inputs, p.core, &p.path) {
-            Ok((inputs, core)) => match inputs.differs_from(&planned.inputs) {
-                None => (
-                    planned.reuse(spec, rescue_dir, &inputs, &core)?,
-                    format!(
-                        "; kernel and initramfs reused from {} (same kernel, agent, rescue \
-                         assets and initramfs contents)",
-                        p.path.display()
-                    ),
-                ),
-                Some(why) => {
-                    let parts = inputs.reusable_parts(&planned.inputs, &core);
-                    let total = parts.len();
-                    let rescue = planned.build_reusing(spec, rescue_dir, &parts)?;
-                    let built = total - rescue.reused_parts;
-                    let took = match rescue.reused_parts {
-                        0 => String::new(),
-                        n => format!(
-                            "; compressed {built} of its {total} initramfs parts, took the other \
-                             {n} from the base"
-                        ),
-                    };
-                    (
-                        rescue,
+        Some(p) => {
+            let rebuilt =
+                |why: &str| format!("; rebuilt, not reused from {}: {why}", p.path.display());
+            // The base's core is read (a store's blob is downloaded) only when the build
+            // would take all of it or some of its parts.
+            let usable = p
+                .inputs
+                .and_then(|inputs| match inputs.differs_from(&planned.inputs) {
+                    Some(why) if !inputs.shares_parts_with(&planned.inputs) => Err(why.to_string()),
+                    _ => Ok(inputs),
+                });
+            match previous_core(usable, p.core, &p.path) {
+                Ok((inputs, core)) => match inputs.differs_from(&planned.inputs) {
+                    None => (
+                        planned.reuse(spec, rescue_dir, &inputs, &core)?,
                         format!(
-                            "; rebuilt, not reused from {}: {why}{took}",
+                            "; kernel and initramfs reused from {} (same kernel, agent, rescue \
+                             assets and initramfs contents)",
                             p.path.display()
                         ),
-                    )
-                }
-            },
-            Err(why) => (
-                planned.build(spec, rescue_dir)?,
-                format!("; rebuilt, not reused from {}: {why}", p.path.display()),
-            ),
-        },
+                    ),
+                    Some(why) => {
+                        let parts = inputs.reusable_parts(&planned.inputs, &core);
+                        let total = parts.len();
+                        let rescue = planned.build_reusing(spec, rescue_dir, &parts)?;
+                        let built = total - rescue.reused_parts;
+                        let took = match rescue.reused_parts {
+                            0 => String::new(),
+                            n => format!(
+                                "; compressed {built} of its {total} initramfs parts, took the \
+                                 other {n} from the base"
+                            ),
+                        };
+                        (rescue, format!("{}{took}", rebuilt(why)))
+                    }
+                },
+                Err(why) => (planned.build(spec, rescue_dir)?, rebuilt(&why)),
+            }
+        }
     };
     Ok(BuiltBoot {
         rescue,

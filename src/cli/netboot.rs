@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Serialize;
 
+use osimage::Progress as _;
+
 use super::progress::TermProgress;
 use super::{Failure, UsageError, json, source};
 
@@ -14,8 +16,12 @@ use super::{Failure, UsageError, json, source};
 pub struct NetbootArgs {
     /// The ISO made by `osimage capture ROOT -o NAME.iso`: a path, an http:// or https://
     /// URL of one on a server that answers Range requests, or s3://BUCKET/KEY.iso of one
-    /// kept in S3-compatible storage. Its rescue kernel and initramfs are copied into DIR
-    /// unchanged.
+    /// kept in S3-compatible storage; its rescue kernel and initramfs are copied into DIR
+    /// unchanged. Or a version in an image store, s3://BUCKET/PREFIX/NAME[@VERSION] (the
+    /// newest without @): its rescue kernel and initramfs come from the store, and the
+    /// initramfs also carries /osimage/source.conf with URLs of the version's objects
+    /// presigned for --expires, so the machines need no credentials and read only that
+    /// version.
     pub image: PathBuf,
     /// The directory to write: created, or an existing empty one (a non-empty one is refused
     /// and left untouched). It appears only when complete: the files are written into a
@@ -29,9 +35,10 @@ pub struct NetbootArgs {
     /// too); output shows it without its query.
     #[arg(long, value_name = "URL")]
     pub source: Option<String>,
-    /// For an s3:// IMAGE: how long the presigned URL written into boot.ipxe works, as a
-    /// number and a unit (s, m, h, d): at most 7d, S3's limit. Default 24h. After that the
-    /// machines cannot read the image; make the files again.
+    /// For an s3:// IMAGE: how long the presigned URLs (in boot.ipxe, or in the initramfs
+    /// for a store version) work, as a number and a unit (s, m, h, d): at most 7d, S3's
+    /// limit. Default 24h. After that the machines cannot read the image; make the files
+    /// again.
     #[arg(long, value_name = "DURATION")]
     pub expires: Option<String>,
     /// For an s3:// IMAGE: the S3 endpoint as the machines reach it, when that differs from
@@ -69,6 +76,9 @@ struct Document {
 }
 
 pub fn run(a: NetbootArgs, p: &TermProgress) -> Result<i32, Failure> {
+    if let Some(address) = source::store_address(&a.image)? {
+        return run_store(a, &address, p);
+    }
     let s3 = source::s3_address(&a.image)?;
     if (a.expires.is_some() || a.presign_endpoint.is_some()) && (s3.is_none() || a.source.is_some())
     {
@@ -79,13 +89,7 @@ pub fn run(a: NetbootArgs, p: &TermProgress) -> Result<i32, Failure> {
         )
         .into());
     }
-    let presign_endpoint = match &a.presign_endpoint {
-        None => None,
-        Some(e) => Some(
-            osimage::s3::parse_endpoint("--presign-endpoint", e)
-                .map_err(|e| UsageError(e.to_string()))?,
-        ),
-    };
+    let presign_endpoint = presign_endpoint(&a)?;
     let mut expires = None;
     let url = match (
         &a.source,
@@ -159,6 +163,96 @@ pub fn run(a: NetbootArgs, p: &TermProgress) -> Result<i32, Failure> {
             at.format("%Y-%m-%d %H:%M UTC")
         ));
     }
+    Ok(0)
+}
+
+/// `--presign-endpoint`, parsed.
+fn presign_endpoint(a: &NetbootArgs) -> Result<Option<url::Url>, UsageError> {
+    a.presign_endpoint
+        .as_deref()
+        .map(|e| {
+            osimage::s3::parse_endpoint("--presign-endpoint", e)
+                .map_err(|e| UsageError(e.to_string()))
+        })
+        .transpose()
+}
+
+/// `netboot s3://B/P/NAME[@V]`: a store version, its packs and version object presigned
+/// into `source.conf` inside the initramfs (docs/STORE.md §9.1).
+fn run_store(
+    a: NetbootArgs,
+    address: &osimage::store::ImageAddress,
+    p: &TermProgress,
+) -> Result<i32, Failure> {
+    if a.source.is_some() {
+        return Err(UsageError(format!(
+            "{address}: --source names the URL of an ISO; a store version is read through \
+             presigned URLs of its own objects, which netboot makes"
+        ))
+        .into());
+    }
+    let ttl = parse_lifetime(a.expires.as_deref().unwrap_or("24h"))?;
+    let endpoint = presign_endpoint(&a)?;
+    osimage::check_netboot_arguments("http://checked.invalid/", &a.cmdline, &a.output)?;
+    let client = a.net.store_client(&address.root)?;
+    let store = osimage::store::Store::open(client, address.root.clone())?;
+    let version = source::version_named(&store, address)?;
+    p.status(&format!(
+        "reading {}/{}@{version}",
+        address.root, address.series
+    ));
+    let expires = chrono::Utc::now() + ttl;
+    let v = osimage::store::netboot::presigned(
+        &store,
+        &address.series,
+        &version,
+        ttl,
+        expires,
+        endpoint.as_ref(),
+    )?;
+    let shown_endpoint = match &endpoint {
+        Some(e) => e.to_string(),
+        None => store.client.endpoint(),
+    };
+    p.status("writing the netboot files");
+    let r = osimage::write_store_netboot_dir(&osimage::StoreNetbootRequest {
+        store: &store,
+        version: &v,
+        endpoint: shown_endpoint,
+        extra_cmdline: a.cmdline,
+        dir: a.output,
+    })?;
+    let expires_text = expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    if a.json {
+        json::print(
+            "netboot",
+            &Document {
+                dir: r.dir.display().to_string(),
+                image: r.source_shown.clone(),
+                image_id: r.image_id,
+                kernel_bytes: r.kernel_bytes,
+                initrd_bytes: r.initrd_bytes,
+                source: r.source_shown,
+                expires: Some(expires_text),
+                files: ["boot.ipxe", "vmlinuz", "initrd.img", "README.txt"],
+            },
+        )?;
+        return Ok(0);
+    }
+    p.say(&format!(
+        "{}: netboot files for {} (image {}): kernel {}, initramfs {} with the presigned URLs \
+         of its version object and {} packs",
+        r.dir.display(),
+        r.source_shown,
+        r.image_id,
+        osimage::human_bytes(r.kernel_bytes),
+        osimage::human_bytes(r.initrd_bytes),
+        v.conf.packs.len()
+    ));
+    p.say(&format!(
+        "the URLs work until {}; make the files again before then",
+        expires.format("%Y-%m-%d %H:%M UTC")
+    ));
     Ok(0)
 }
 

@@ -11,6 +11,7 @@
 //! renamed onto DIR. Row 6 of docs/DESIGN.md's table: uses `format`, `iso`, `remote`, `rescue`.
 
 pub mod script;
+pub mod store;
 
 use std::fs::File;
 use std::io::Write;
@@ -163,7 +164,7 @@ pub fn write_netboot_dir(req: &NetbootRequest) -> Result<NetbootReport, NetbootE
     let text = [
         (
             script::SCRIPT_NAME,
-            script::boot_ipxe(&files.image_id, &req.source, &cmdline),
+            script::boot_ipxe(&files.image_id, &script::shown_url(&req.source), &cmdline),
         ),
         (
             script::README_NAME,

@@ -15,6 +15,8 @@ pub const KERNEL_NAME: &str = "vmlinuz";
 pub const INITRD_NAME: &str = "initrd.img";
 pub const SCRIPT_NAME: &str = "boot.ipxe";
 pub const README_NAME: &str = "README.txt";
+/// Where a store version's `source.conf` lies in the initramfs netboot serves.
+pub const SOURCE_CONF_PATH: &str = "/osimage/source.conf";
 
 /// Why a URL or the extra parameters cannot go into the script: each names the problem.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -124,10 +126,20 @@ pub fn shown_url(url: &str) -> String {
 /// for the EFI stub under UEFI (harmless for BIOS). Checked against [`MAX_CMDLINE`].
 pub fn kernel_cmdline(image_id: &str, url: &str, extra: &str) -> Result<String, ScriptError> {
     check_source_url(url)?;
+    cmdline_with_source(image_id, url, extra)
+}
+
+/// The same line with `osimage.source=SOURCE` for a source checked by the caller: a URL, or
+/// [`SOURCE_CONF_PATH`] inside the initramfs (a store version, docs/STORE.md §9.1).
+pub fn cmdline_with_source(
+    image_id: &str,
+    source: &str,
+    extra: &str,
+) -> Result<String, ScriptError> {
     check_extra(extra)?;
     let mut line = format!(
         "initrd={INITRD_NAME} {BASE_CMDLINE} osimage.id={image_id} osimage.auto=1 \
-         osimage.source={url}"
+         osimage.source={source}"
     );
     let extra = extra.split_whitespace().collect::<Vec<_>>().join(" ");
     if !extra.is_empty() {
@@ -137,26 +149,26 @@ pub fn kernel_cmdline(image_id: &str, url: &str, extra: &str) -> Result<String, 
     if line.len() > MAX_CMDLINE {
         return Err(ScriptError::TooLong {
             len: line.len(),
-            url_len: url.len(),
+            url_len: source.len(),
         });
     }
     Ok(line)
 }
 
 /// `boot.ipxe`: what iPXE runs. `vmlinuz` and `initrd.img` are resolved relative to the
-/// script's own URI, so the directory works served over TFTP or HTTP.
-pub fn boot_ipxe(image_id: &str, url: &str, cmdline: &str) -> String {
+/// script's own URI, so the directory works served over TFTP or HTTP. `from` says where the
+/// image is read (a URL without its query, or a store version).
+pub fn boot_ipxe(image_id: &str, from: &str, cmdline: &str) -> String {
     format!(
         "#!ipxe\n\
-         echo osimage netboot: image {image_id}, restoring from {}\n\
+         echo osimage netboot: image {image_id}, restoring from {from}\n\
          kernel {KERNEL_NAME} {cmdline}\n\
          initrd {INITRD_NAME}\n\
-         boot\n",
-        shown_url(url)
+         boot\n"
     )
 }
 
-/// `README.txt`: what the files are and how to serve them.
+/// `README.txt` of an image read from a URL: what the files are and how to serve them.
 pub fn readme(image_id: &str, url: &str, expires: Option<&str>) -> String {
     let lifetime = match expires {
         Some(at) => format!(
@@ -165,25 +177,65 @@ pub fn readme(image_id: &str, url: &str, expires: Option<&str>) -> String {
         ),
         None => String::new(),
     };
+    let shown = shown_url(url);
+    let head = format!(
+        "The machine boots the image's rescue environment over the network and restores the image,
+reading it from {shown} (the URL in full is in {SCRIPT_NAME}).
+{lifetime}"
+    );
+    let initrd = "the rescue initramfs, as in the ISO (/osimage/rescue/initrd.img)";
+    let reach = format!(
+        "The image itself ({shown}) must stay reachable from the machines, on a server that
+  answers HTTP Range requests (nginx, Apache, any S3-compatible store, a presigned URL)."
+    );
+    let secret = format!(
+        "The URL is written in {SCRIPT_NAME} in clear. A presigned URL is a bearer capability:
+  whoever reads this directory can read the image until the URL expires."
+    );
+    readme_text(image_id, &head, initrd, &reach, &secret)
+}
+
+/// `README.txt` of a store version (`shown`: `s3://B/P/NAME@VERSION`) whose presigned URLs
+/// are in the initramfs's `source.conf`, valid until `expires`.
+pub fn readme_store(image_id: &str, shown: &str, endpoint: &str, expires: &str) -> String {
+    let head = format!(
+        "The machine boots the image's rescue environment over the network and restores
+{shown}, reading its version object and packs from the store at {endpoint}
+with the presigned URLs in {INITRD_NAME}'s {SOURCE_CONF_PATH}.
+
+The URLs stop working at {expires}. Make the files again before then
+(osimage netboot s3://BUCKET/PREFIX/NAME -o DIR --expires 7d at most).
+"
+    );
+    let initrd = "the rescue initramfs of the version, with source.conf";
+    let reach = format!(
+        "The store ({endpoint}) must stay reachable from the machines; they send it
+  nothing but GETs of this one version's objects."
+    );
+    let secret = format!(
+        "{INITRD_NAME} holds presigned URLs: bearer capabilities. Whoever reads this directory
+  can read the version until the URLs expire."
+    );
+    readme_text(image_id, &head, initrd, &reach, &secret)
+}
+
+fn readme_text(image_id: &str, head: &str, initrd: &str, reach: &str, secret: &str) -> String {
     format!(
         "osimage netboot files for image {image_id}
 ======================================================
 
-The machine boots the image's rescue environment over the network and restores the image,
-reading it from {shown} (the URL in full is in {SCRIPT_NAME}).
-{lifetime}
+{head}
 Files
   {SCRIPT_NAME}   the iPXE script: loads the kernel and initramfs, then boots
   {KERNEL_NAME}     the rescue kernel, as in the ISO (/osimage/rescue/vmlinuz)
-  {INITRD_NAME}  the rescue initramfs, as in the ISO (/osimage/rescue/initrd.img)
+  {INITRD_NAME}  {initrd}
 
 Serving this directory
   iPXE loads {KERNEL_NAME} and {INITRD_NAME} relative to where it loaded {SCRIPT_NAME}
   from, so serve the directory as it is: as an HTTP directory
   (http://server/netboot/{SCRIPT_NAME}) or as (part of) a TFTP root.
 
-  The image itself ({shown}) must stay reachable from the machines, on a server that
-  answers HTTP Range requests (nginx, Apache, any S3-compatible store, a presigned URL).
+  {reach}
 
 dnsmasq (DHCP + TFTP): hand iPXE the script, and chain plain PXE firmware into iPXE
 first (undionly.kpxe and ipxe.efi come with Debian's ipxe package, /usr/lib/ipxe/):
@@ -198,18 +250,16 @@ first (undionly.kpxe and ipxe.efi come with Debian's ipxe package, /usr/lib/ipxe
   dhcp-boot=tag:ipxe,{SCRIPT_NAME}
 
 What the machine does
-  It brings its network up with DHCP, reads the image from the URL, and restores it
+  It brings its network up with DHCP, reads the image, and restores it
   unattended onto its only blank disk (no partition table, no filesystem), then powers
   off. With no blank disk, or several, it waits on the console. To name the disk and
   overwrite it, make the files again with
     osimage netboot IMAGE -o DIR --cmdline 'osimage.target=/dev/sda osimage.force=1'
 
 Security
-  The URL is written in {SCRIPT_NAME} in clear. A presigned URL is a bearer capability:
-  whoever reads this directory can read the image until the URL expires. Serve the
+  {secret} Serve the
   directory on the provisioning network only.
-",
-        shown = shown_url(url)
+"
     )
 }
 
@@ -231,7 +281,7 @@ mod tests {
                  osimage.target=/dev/sda osimage.force=1"
             )
         );
-        let script = boot_ipxe(ID, url, &line);
+        let script = boot_ipxe(ID, &shown_url(url), &line);
         let lines: Vec<&str> = script.lines().collect();
         assert_eq!(lines[0], "#!ipxe");
         assert_eq!(

@@ -103,6 +103,19 @@ impl RescueInputs {
         core.len() as u64 == self.core_len && *blake3::hash(core).as_bytes() == self.core
     }
 
+    /// Whether a build for `want` could take any compressed part of this record's initramfs
+    /// (`reusable_parts` finds at least one, given the core): decided from the two records
+    /// alone, so a caller fetches the core (a store's blob) only when it would be used.
+    pub fn shares_parts_with(&self, want: &RescueInputs) -> bool {
+        self.compression == want.compression
+            && self.parts.len() == want.parts.len()
+            && self
+                .parts
+                .iter()
+                .zip(&want.parts)
+                .any(|(mine, w)| mine.contents == w.contents)
+    }
+
     /// For each of `want`'s parts, this record's compressed frame of the same contents, cut
     /// from `core` (which `vouches_for`): what a build for `want` can take instead of
     /// compressing. `None` throughout when the two are not split alike.
@@ -361,6 +374,34 @@ mod tests {
             ..sample()
         };
         assert_eq!(gzip.reusable_parts(&sample(), &core), [None, None]);
+    }
+
+    #[test]
+    fn whether_any_part_is_shared_is_told_without_the_core() {
+        let core: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+        let mut want = sample();
+        want.parts[1].contents = [9; 32];
+        assert!(sample().shares_parts_with(&want));
+        want.parts[0].contents = [8; 32];
+        assert!(!sample().shares_parts_with(&want));
+        // It agrees with `reusable_parts`, which needs the core, in every case.
+        assert!(
+            sample()
+                .reusable_parts(&want, &core)
+                .iter()
+                .all(Option::is_none)
+        );
+        let gzip = RescueInputs {
+            compression: 1,
+            ..sample()
+        };
+        assert!(!gzip.shares_parts_with(&sample()));
+        let v1 = RescueInputs {
+            parts: Vec::new(),
+            ..sample()
+        };
+        assert!(!v1.shares_parts_with(&sample()));
+        assert!(sample().shares_parts_with(&sample()));
     }
 
     #[test]

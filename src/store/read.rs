@@ -10,13 +10,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use crate::format::PayloadError;
+use crate::format::manifest::PackRecord;
 use crate::format::source::RangeRead;
-use crate::image::{self, Backing, PackOpener};
+use crate::image::{self, Backing, PackOpener, Span};
 use crate::payload::reader::PayloadReader;
-use crate::remote::HttpObject;
+use crate::remote::{HttpObject, RetryPolicy, Trust, redact};
 use crate::store::Store;
 use crate::store::names;
 use crate::store::objects::version::{self, PREFIX_LEN, VersionHead};
+use crate::store::source_conf::SourceConf;
 
 /// An open version: the reader, the head its object starts with, and what reading it costs.
 pub struct OpenVersion {
@@ -43,9 +45,82 @@ pub fn open_version(
         .client
         .open(&store.root.key(&rel))
         .map_err(|e| PayloadError::io("cannot open", &name, e))?;
-    let object = Arc::new(object);
-    let (head, frame_at, frame_len) = read_head(&*object, &store.shown(&rel), &name)?;
-    if head.series != series || head.version != version {
+    let wanted = Wanted {
+        store_id: store.id,
+        series,
+        version,
+        frame_hash: None,
+    };
+    let packs = Arc::new(OnceLock::new());
+    let opener = pack_opener(store, &name, packs.clone());
+    open_checked(
+        name,
+        Arc::new(object),
+        &store.shown(&rel),
+        &wanted,
+        opener,
+        &packs,
+    )
+}
+
+/// Opens the version a `source.conf` names (docs/STORE.md §9.1: a network-booted machine,
+/// no credentials) through its URLs, and checks it as [`open_version`] does and against the
+/// conf: the version object's length and frame hash, and every pack's id and length.
+pub fn open_from_conf(
+    conf: &SourceConf,
+    policy: RetryPolicy,
+    trust: &Trust,
+) -> Result<OpenVersion, PayloadError> {
+    let name = PathBuf::from(conf.shown());
+    let bad = |msg: String| PayloadError::Image {
+        path: name.clone(),
+        msg,
+    };
+    let frame_hash = conf.frame_hash().map_err(bad)?;
+    let store_id = conf.store_id().map_err(bad)?;
+    let object = HttpObject::open(&conf.object.url, policy, trust)
+        .map_err(|e| PayloadError::io("cannot open", &name, e))?;
+    if object.len() != conf.object.len {
+        return Err(bad(format!(
+            "the version object has {} bytes, source.conf says {} (replaced in the store?)",
+            object.len(),
+            conf.object.len
+        )));
+    }
+    let wanted = Wanted {
+        store_id,
+        series: &conf.series,
+        version: &conf.version_name,
+        frame_hash: Some(frame_hash),
+    };
+    let packs = Arc::new(OnceLock::new());
+    let opener = url_pack_opener(conf, &name, policy, trust, packs.clone());
+    let shown = redact(&conf.object.url);
+    open_checked(name, Arc::new(object), &shown, &wanted, opener, &packs)
+}
+
+/// What an opened version must be.
+struct Wanted<'a> {
+    store_id: [u8; 16],
+    series: &'a str,
+    version: &'a str,
+    /// The manifest frame's hash, when the caller knows it in advance (`source.conf`).
+    frame_hash: Option<[u8; 32]>,
+}
+
+/// Reads the head of the version object `object`, checks it is `wanted`, and opens the
+/// payload reader on its manifest frame with `opener` for the packs (which it keeps in
+/// `packs`).
+fn open_checked(
+    name: PathBuf,
+    object: Arc<HttpObject>,
+    shown: &str,
+    wanted: &Wanted,
+    opener: PackOpener,
+    packs: &OnceLock<Arc<HttpObject>>,
+) -> Result<OpenVersion, PayloadError> {
+    let (head, frame_at, frame_len) = read_head(&*object, shown, &name)?;
+    if head.series != wanted.series || head.version != wanted.version {
         return Err(PayloadError::Image {
             path: name,
             msg: format!(
@@ -54,20 +129,25 @@ pub fn open_version(
             ),
         });
     }
+    if wanted.frame_hash.is_some_and(|h| h != head.frame_hash) {
+        return Err(PayloadError::Image {
+            path: name,
+            msg: "the version object's manifest is not the one source.conf names (the \
+                  version was replaced in the store: make the netboot files again)"
+                .into(),
+        });
+    }
     let source: Arc<dyn RangeRead> = object.clone();
     let manifest = Backing::remote(source).span(frame_at, frame_len);
-    let packs = Arc::new(OnceLock::new());
-    let c = image::from_parts(
-        &name,
-        manifest,
-        head.frame_hash,
-        head.image_id,
-        pack_opener(store, &name, packs.clone()),
-    );
+    let c = image::from_parts(&name, manifest, head.frame_hash, head.image_id, opener);
     let reader = PayloadReader::from_container(&name, c)?;
     let belongs = crate::format::store_ref::from_manifest(reader.manifest())
         .map_err(|e| e.at(&name))?
-        .is_some_and(|r| r.store_id == store.id && r.series == series && r.version == version);
+        .is_some_and(|r| {
+            r.store_id == wanted.store_id
+                && r.series == wanted.series
+                && r.version == wanted.version
+        });
     if !belongs {
         return Err(PayloadError::Image {
             path: name,
@@ -103,17 +183,65 @@ fn pack_opener(store: &Store, name: &Path, keep: Arc<OnceLock<Arc<HttpObject>>>)
             .map_err(|e| PayloadError::io("cannot open the packs of", &name, e))?;
         let object = Arc::new(object);
         let _ = keep.set(object.clone());
-        let source: Arc<dyn RangeRead> = object;
-        let backing = Backing::remote(source);
-        let mut at = 0u64;
-        Ok(records
-            .iter()
-            .map(|p| {
-                let span = backing.span(at, p.len);
-                at += p.len;
-                span
-            })
-            .collect())
+        Ok(spans_of(object, records))
+    })
+}
+
+/// Each pack's span in `object`, the packs end to end.
+fn spans_of(object: Arc<HttpObject>, records: &[PackRecord]) -> Vec<Span> {
+    let source: Arc<dyn RangeRead> = object;
+    let backing = Backing::remote(source);
+    let mut at = 0u64;
+    records
+        .iter()
+        .map(|p| {
+            let span = backing.span(at, p.len);
+            at += p.len;
+            span
+        })
+        .collect()
+}
+
+/// The packs of a `source.conf`: the manifest's records must be the conf's list, id for id
+/// and length for length, before one byte of them is asked for.
+fn url_pack_opener(
+    conf: &SourceConf,
+    name: &Path,
+    policy: RetryPolicy,
+    trust: &Trust,
+    keep: Arc<OnceLock<Arc<HttpObject>>>,
+) -> PackOpener {
+    let (listed, name, trust) = (conf.packs.clone(), name.to_path_buf(), trust.clone());
+    Arc::new(move |records| {
+        let bad = |msg: String| PayloadError::Image {
+            path: name.clone(),
+            msg,
+        };
+        if records.len() != listed.len() {
+            return Err(bad(format!(
+                "its manifest names {} packs, source.conf {}",
+                records.len(),
+                listed.len()
+            )));
+        }
+        for (i, (r, l)) in records.iter().zip(&listed).enumerate() {
+            if names::hex(&r.hash) != l.id || r.len != l.len {
+                return Err(bad(format!(
+                    "pack {i} of its manifest is {} ({} bytes), source.conf names {} ({} bytes)",
+                    names::hex(&r.hash),
+                    r.len,
+                    l.id,
+                    l.len
+                )));
+            }
+        }
+        let urls: Vec<(String, u64)> = listed.iter().map(|p| (p.url.clone(), p.len)).collect();
+        let object =
+            HttpObject::open_urls(&urls, format!("{} (packs)", name.display()), policy, &trust)
+                .map_err(|e| PayloadError::io("cannot open the packs of", &name, e))?;
+        let object = Arc::new(object);
+        let _ = keep.set(object.clone());
+        Ok(spans_of(object, records))
     })
 }
 

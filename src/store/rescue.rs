@@ -9,8 +9,9 @@ use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
-use super::objects::BlobRef;
+use super::objects::{BlobRef, RescueBlobs};
 use super::{ObjectError, Store, StoreError, names};
+use crate::format::manifest::Manifest;
 use crate::format::source::RangeRead as _;
 use crate::remote::s3::S3Error;
 
@@ -147,4 +148,64 @@ fn hash_prefix(file: &File, len: u64, path: &Path) -> Result<[u8; 32], StoreErro
         at += n as u64;
     }
     Ok(*hasher.finalize().as_bytes())
+}
+
+/// A version's rescue kernel and initrd, fetched and checked (`Store::rescue_files`).
+#[derive(Debug)]
+pub struct RescueFiles {
+    pub kernel: std::path::PathBuf,
+    /// The initramfs core followed by the image's own id archive: the ISO's `initrd.img`.
+    pub initrd: std::path::PathBuf,
+    /// The manifest's rescue record, which they were checked against.
+    pub inputs: crate::rescue::reuse::RescueInputs,
+}
+
+impl Store {
+    /// Writes the rescue kernel and initrd of the version whose manifest is `m` and whose
+    /// head names `blobs` into `dir` as `vmlinuz` and `initrd.img` (the core followed by the
+    /// image's id archive, as a capture writes an ISO's, FORMAT.md §12). Each blob is checked
+    /// against its name; the blobs must be the ones the manifest's rescue record names, and
+    /// the initrd's core its recorded length and hash. The error says what is wrong of the
+    /// version, for the caller to name it.
+    pub fn rescue_files(
+        &self,
+        m: &Manifest,
+        blobs: &RescueBlobs,
+        dir: &Path,
+    ) -> Result<RescueFiles, String> {
+        let bad = |msg: String| msg;
+        let inputs = crate::rescue::reuse::from_manifest(m)
+            .map_err(|e| bad(format!("its rescue record is unreadable: {e}")))?
+            .ok_or_else(|| {
+                bad("its head names rescue blobs, its manifest no rescue record".into())
+            })?;
+        if inputs.kernel != blobs.kernel.id || inputs.core != blobs.initrd_core.id {
+            return Err(bad(
+                "its head's rescue blobs are not the ones its manifest's rescue record names"
+                    .into(),
+            ));
+        }
+        let files = RescueFiles {
+            kernel: dir.join("vmlinuz"),
+            initrd: dir.join("initrd.img"),
+            inputs,
+        };
+        for (blob, path) in [
+            (&blobs.kernel, &files.kernel),
+            (&blobs.initrd_core, &files.initrd),
+        ] {
+            let mut f =
+                File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            self.get_blob(blob, &mut f, path)
+                .map_err(|e| bad(format!("its rescue blob: {e}")))?;
+        }
+        let (core_len, core) = crate::rescue::append_image_id(&files.initrd, &m.image.id)
+            .map_err(|e| bad(e.to_string()))?;
+        if core_len != files.inputs.core_len || core != files.inputs.core {
+            return Err(bad(
+                "its initramfs core does not match its rescue record (length or hash)".into(),
+            ));
+        }
+        Ok(files)
+    }
 }

@@ -40,10 +40,26 @@ impl Garage {
     /// bucket `images`. Panics, quoting the server's log, if it does not come up.
     pub fn start() -> Garage {
         let began = Instant::now();
-        let bin = binary();
-        let mut garage = (1..=3)
+        let mut garage = Garage::up(binary(), 1, &random_hex(32));
+        let node = garage.node_id();
+        garage.cli_ok(&["layout", "assign", "-z", "dc1", "-c", "1G", &node]);
+        garage.cli_ok(&["layout", "apply", "--version", "1"]);
+        garage.set_up_access();
+        eprintln!(
+            "garage: {} up on {} in {:.1} s",
+            garage.bin.display(),
+            garage.endpoint(),
+            began.elapsed().as_secs_f64()
+        );
+        garage
+    }
+
+    /// A node launched (`launch_node`) and answering RPC, before any layout: on new ports
+    /// and in a new directory when one it was given was taken meanwhile.
+    pub(super) fn up(bin: PathBuf, replication: u8, rpc_secret: &str) -> Garage {
+        (1..=3)
             .find_map(|attempt| {
-                let mut garage = Garage::launch(bin.clone());
+                let mut garage = Garage::launch_node(bin.clone(), replication, rpc_secret);
                 // Before a layout exists the cluster is "unavailable", so `health` would
                 // fail: this first wait only needs the RPC to answer.
                 match garage.wait_until_up(&["status"]) {
@@ -54,21 +70,15 @@ impl Garage {
                     Err(e) => garage.fail(&e),
                 }
             })
-            .expect("a garage server on the third set of ports");
-        let node = garage.node_id();
-        garage.cli_ok(&["layout", "assign", "-z", "dc1", "-c", "1G", &node]);
-        garage.cli_ok(&["layout", "apply", "--version", "1"]);
-        let created = garage.cli_ok(&["key", "create", "osimage-test"]);
-        (garage.key_id, garage.secret) = parse_key(&created)
-            .unwrap_or_else(|e| garage.fail(&format!("`garage key create`: {e}:\n{created}")));
-        garage.create_bucket(BUCKET);
-        eprintln!(
-            "garage: {} up on {} in {:.1} s",
-            garage.bin.display(),
-            garage.endpoint(),
-            began.elapsed().as_secs_f64()
-        );
-        garage
+            .expect("a garage server on the third set of ports")
+    }
+
+    /// Once the layout is applied: the key `osimage-test` and the bucket `images` it owns.
+    pub(super) fn set_up_access(&mut self) {
+        let created = self.cli_ok(&["key", "create", "osimage-test"]);
+        (self.key_id, self.secret) = parse_key(&created)
+            .unwrap_or_else(|e| self.fail(&format!("`garage key create`: {e}:\n{created}")));
+        self.create_bucket(BUCKET);
     }
 
     /// The S3 endpoint, path-style: `http://127.0.0.1:PORT`.
@@ -237,13 +247,15 @@ impl Garage {
         cmd
     }
 
-    /// A fresh server in a new scratch directory on new ports, not waited for.
-    fn launch(bin: PathBuf) -> Garage {
+    /// A fresh server of a cluster whose objects are stored `replication` times, sharing
+    /// `rpc_secret` with its other nodes; in a new scratch directory on new ports, not
+    /// waited for, not connected to any other node.
+    pub(super) fn launch_node(bin: PathBuf, replication: u8, rpc_secret: &str) -> Garage {
         let dir = super::scratch();
         let [rpc, s3, admin] = free_ports();
         let config_file = dir.path().join("garage.toml");
-        std::fs::write(&config_file, config(dir.path(), rpc, s3, admin))
-            .expect("writing garage.toml");
+        let text = config(dir.path(), [rpc, s3, admin], replication, rpc_secret);
+        std::fs::write(&config_file, text).expect("writing garage.toml");
         let mut garage = Garage {
             dir,
             bin,
@@ -276,7 +288,7 @@ impl Garage {
 
     /// Polls `garage ARGS` until it succeeds and the S3 port accepts a connection. `Err` if
     /// the server exits first; fails the test when the deadline passes.
-    fn wait_until_up(&mut self, args: &[&str]) -> Result<(), String> {
+    pub(super) fn wait_until_up(&mut self, args: &[&str]) -> Result<(), String> {
         let deadline = Instant::now() + START_DEADLINE;
         let s3 = SocketAddr::from((Ipv4Addr::LOCALHOST, self.s3_port));
         loop {
@@ -306,16 +318,23 @@ impl Garage {
 
     /// The node's full id: `node id -q` prints `HEX@ADDR` (the public address is in the
     /// config), and `layout assign` takes a prefix of HEX.
-    fn node_id(&self) -> String {
-        let out = self.cli_ok(&["node", "id", "-q"]);
-        let id = out.trim().split('@').next().unwrap_or("");
+    pub(super) fn node_id(&self) -> String {
+        let address = self.node_address();
+        let id = address.split('@').next().unwrap_or("");
         if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            self.fail(&format!("`garage node id -q` printed no node id: {out:?}"));
+            self.fail(&format!(
+                "`garage node id -q` printed no node id: {address:?}"
+            ));
         }
         id.to_string()
     }
 
-    fn fail(&self, what: &str) -> ! {
+    /// `ID@127.0.0.1:RPC`, what another node's `node connect` takes.
+    pub(super) fn node_address(&self) -> String {
+        self.cli_ok(&["node", "id", "-q"]).trim().to_string()
+    }
+
+    pub(super) fn fail(&self, what: &str) -> ! {
         panic!(
             "{what}\n--- {} (tail) ---\n{}",
             self.path("garage.log").display(),
@@ -334,7 +353,7 @@ impl Drop for Garage {
 }
 
 /// Where the Garage binary is: `$OSIMAGE_GARAGE`, .ci/garage-build's install, PATH.
-fn binary() -> PathBuf {
+pub(super) fn binary() -> PathBuf {
     let usable = |p: &Path| {
         use std::os::unix::fs::PermissionsExt;
         std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
@@ -381,14 +400,15 @@ fn free_ports() -> [u16; 3] {
     held.map(|l| l.local_addr().expect("a bound port").port())
 }
 
-/// The single-node config (docs/STORE.md §12.1), LMDB as .ci/garage-build builds it.
-fn config(dir: &Path, rpc: u16, s3: u16, admin: u16) -> String {
+/// A node's config (docs/STORE.md §12.1, §12.2): LMDB as .ci/garage-build builds it; ports
+/// RPC, S3, admin.
+fn config(dir: &Path, [rpc, s3, admin]: [u16; 3], replication: u8, rpc_secret: &str) -> String {
     let d = dir.display();
     format!(
         r#"metadata_dir = "{d}/meta"
 data_dir = "{d}/data"
 db_engine = "lmdb"
-replication_factor = 1
+replication_factor = {replication}
 rpc_bind_addr = "127.0.0.1:{rpc}"
 rpc_public_addr = "127.0.0.1:{rpc}"
 rpc_secret = "{rpc_secret}"
@@ -402,13 +422,12 @@ root_domain = ".s3.garage.localhost"
 api_bind_addr = "127.0.0.1:{admin}"
 admin_token = "{admin_token}"
 "#,
-        rpc_secret = random_hex(32),
         admin_token = random_hex(32),
     )
 }
 
 /// `n` random bytes from the kernel, in hex.
-fn random_hex(n: usize) -> String {
+pub(super) fn random_hex(n: usize) -> String {
     let mut bytes = vec![0u8; n];
     File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))

@@ -5,8 +5,10 @@
 
 pub mod compare;
 pub mod e2e;
+pub mod fault_proxy;
 pub mod fixture;
 pub mod garage;
+pub mod garage_cluster;
 pub mod hold_proxy;
 pub mod http;
 pub mod iso;
@@ -527,4 +529,33 @@ pub fn is_empty_dir(p: &Path) -> bool {
     std::fs::read_dir(p)
         .map(|mut d| d.next().is_none())
         .unwrap_or(false)
+}
+
+/// Every file under `a` has the same bytes under `b`, and `b` has no other file.
+pub fn same_files(a: &Path, b: &Path) {
+    let list = |root: &Path| {
+        let mut files = Vec::new();
+        let mut todo = vec![root.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    todo.push(p);
+                } else {
+                    files.push(p.strip_prefix(root).unwrap().to_path_buf());
+                }
+            }
+        }
+        files.sort();
+        files
+    };
+    let (left, right) = (list(a), list(b));
+    assert_eq!(left, right, "the same file names");
+    for f in &left {
+        assert!(
+            std::fs::read(a.join(f)).unwrap() == std::fs::read(b.join(f)).unwrap(),
+            "{} differs",
+            f.display()
+        );
+    }
 }

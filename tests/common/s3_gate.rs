@@ -122,7 +122,7 @@ fn relay(client: TcpStream, upstream: u16, counts: &GateCounts) {
 }
 
 /// One request: its head (request line and headers, through the blank line) and its body.
-fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(String, Vec<u8>)> {
+pub(super) fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(String, Vec<u8>)> {
     let mut head = String::new();
     let mut length = 0usize;
     loop {

@@ -132,6 +132,16 @@ impl S3Client {
         HttpObject::open_parts(parts.collect(), shown, self.policy, &self.trust)
     }
 
+    /// The server this client sends its requests to (scheme, host and port), as messages
+    /// and README files show it.
+    pub fn endpoint(&self) -> String {
+        let u = self.bucket.base_url();
+        match u.port() {
+            Some(port) => format!("{}://{}:{port}", u.scheme(), u.host_str().unwrap_or("")),
+            None => format!("{}://{}", u.scheme(), u.host_str().unwrap_or("")),
+        }
+    }
+
     /// A URL anyone may GET `key` with for `ttl` (at most [`PRESIGN_MAX`]), naming the
     /// server by `endpoint` when given (where other machines reach it, when that differs
     /// from where this one does: the host is part of the signature), else by this client's.

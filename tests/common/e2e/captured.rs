@@ -34,12 +34,8 @@ fn capture() -> Result<Captured, String> {
     let iso = work.join("system.iso");
     let root = work.join("root");
     let started = Instant::now();
-    let out = {
-        let attached = Attached::new(&s.disk, true);
-        let _root = Mount::ext4_ro(&attached.part(3), &root);
-        let _esp = Mount::bind_ro(&s.esp, &root.join("boot/efi"));
-        capture_cli(&root, &iso).map_err(|e| format!("running osimage: {e}"))?
-    };
+    let out = with_source_root(s, &root, |root| capture_cli(root, &iso))
+        .map_err(|e| format!("running osimage: {e}"))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
         let why = if stderr.contains("ISO output is not available") {
@@ -61,6 +57,45 @@ fn capture() -> Result<Captured, String> {
     let size = std::fs::metadata(&iso).map(|m| m.len()).unwrap_or(0);
     eprintln!("e2e: system.iso {:.1} MiB", size as f64 / 1048576.0);
     Ok(Captured { iso })
+}
+
+/// Runs `f` with the source's root mounted read-only at `root` (made here) and the ESP's
+/// files at ROOT/boot/efi (this kernel has no vfat), then unmounts.
+fn with_source_root<T>(s: &source::Source, root: &Path, f: impl FnOnce(&Path) -> T) -> T {
+    std::fs::create_dir_all(root).expect("mkdir ROOT");
+    let attached = Attached::new(&s.disk, true);
+    let _root = Mount::ext4_ro(&attached.part(3), root);
+    let _esp = Mount::bind_ro(&s.esp, &root.join("boot/efi"));
+    f(root)
+}
+
+/// `osimage capture ROOT -o ADDRESS` of the source system into a store (`env`: the store's
+/// credentials and endpoint), as `captured` makes the ISO; panics unless it succeeds.
+pub fn capture_into_store(address: &str, env: &[(&str, &str)]) {
+    let s = source::source();
+    let work = common::scratch();
+    let started = Instant::now();
+    let out = with_source_root(s, &work.path().join("root"), |root| {
+        Command::new(env!("CARGO_BIN_EXE_osimage"))
+            .arg("capture")
+            .arg(root)
+            .arg("-o")
+            .arg(address)
+            .envs(env.iter().copied())
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .expect("run osimage capture")
+    });
+    assert!(
+        out.status.success(),
+        "osimage capture ROOT -o {address} exited {}\n--- stderr ---\n{}",
+        out.status,
+        super::tail(&String::from_utf8_lossy(&out.stderr), 60)
+    );
+    phase_time(
+        "capture ROOT -o s3://…/NAME (into a store)",
+        started.elapsed(),
+    );
 }
 
 /// `osimage capture ROOT -o ISO`, as a user runs it, its output kept.

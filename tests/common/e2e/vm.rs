@@ -56,16 +56,16 @@ pub fn boot_direct_typing(b: &Boot, kernel: DirectKernel, script: &[Typed]) -> O
     boot_with(b, Some(kernel), script, None)
 }
 
-/// Two VMs booted from the network at the same time (two machines restoring one image), each
-/// with its own user network of `net`'s shape; two VM slots for both.
-pub fn boot_net_pair(a: &Boot, b: &Boot, net: UserNet) -> (Outcome, Outcome) {
+/// Two VMs booted from the network at the same time (two machines restoring at once), each
+/// with its own user network (its boot file and forwards); two VM slots for both.
+pub fn boot_net_pair(a: (&Boot, UserNet), b: (&Boot, UserNet)) -> (Outcome, Outcome) {
     let _vm = crate::common::vm_lock_two();
     std::thread::scope(|scope| {
-        let first = scope.spawn(|| run_unlocked(a, None, &[], Some(net)));
-        let second = run_unlocked(b, None, &[], Some(net));
+        let first = scope.spawn(|| run_unlocked(a.0, None, &[], Some(a.1)));
+        let second = run_unlocked(b.0, None, &[], Some(b.1));
         let first = first
             .join()
-            .unwrap_or_else(|_| panic!("boot {} panicked", a.name));
+            .unwrap_or_else(|_| panic!("boot {} panicked", a.0.name));
         (first, second)
     })
 }
