@@ -10,7 +10,9 @@ mod common;
 
 mod e2e_netboot;
 mod store_capture;
+mod store_check;
 mod store_cluster;
+mod store_commit;
 mod store_export;
 mod store_faults;
 mod store_garage;
@@ -19,4 +21,5 @@ mod store_locks;
 mod store_netboot;
 mod store_objects;
 mod store_prune;
+mod store_read_locks;
 mod store_s3_object;

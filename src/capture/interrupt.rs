@@ -5,7 +5,9 @@
 //! first (the temporary image and work folder beside the output, then a `--snapshot`'s
 //! snapshot), then exits with 128 + the signal as the default action would. Without this,
 //! Ctrl-C or `systemctl stop` would leave `.osimage-partial-*` (the system's contents, mode
-//! 0600) and the snapshot with its mounts behind.
+//! 0600) and the snapshot with its mounts behind. The reading commands of a store version use
+//! it too, so an interrupt deletes their Read lock (docs/STORE.md §5.1). A child process does
+//! not inherit the blocked mask: the standard library's spawn clears it before the exec.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,8 +20,9 @@ use std::thread::JoinHandle;
 /// SIGPIPE sent to the process is taken here like the others.
 const SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE];
 
-/// A cleanup: what it removes (for the message) and how.
-type Action = (String, Box<dyn FnOnce() + Send>);
+/// A cleanup: what it removes (for the message) and how; it may give the exit status (a
+/// capture whose commit completed meanwhile exits 0, see `commit_watch`).
+type Action = (String, Box<dyn FnOnce() -> Option<i32> + Send>);
 
 /// The cleanups an interrupt runs, by registration number.
 #[derive(Default)]
@@ -85,6 +88,20 @@ impl Interrupts {
     /// Runs `undo` if a signal arrives before the returned registration is dropped. `what`
     /// names what it removes (empty: not named in the message).
     pub fn on_interrupt(&self, what: String, undo: impl FnOnce() + Send + 'static) -> OnInterrupt {
+        self.on_interrupt_status(what, move || {
+            undo();
+            None
+        })
+    }
+
+    /// [`Interrupts::on_interrupt`] for a cleanup that may decide the exit status: when it
+    /// returns one, the process exits with it instead of 128 + the signal (the last such
+    /// cleanup to run decides).
+    pub fn on_interrupt_status(
+        &self,
+        what: String,
+        undo: impl FnOnce() -> Option<i32> + Send + 'static,
+    ) -> OnInterrupt {
         let mut a = self.actions.lock().unwrap_or_else(|p| p.into_inner());
         let id = a.next;
         a.next += 1;
@@ -133,10 +150,13 @@ fn wait(done: &AtomicBool, actions: &Mutex<Actions>) {
                     names.join(", ")
                 );
             }
+            let mut status = 128 + sig;
             for (_, (_, undo)) in list.into_iter().rev() {
-                undo();
+                if let Some(s) = undo() {
+                    status = s;
+                }
             }
-            std::process::exit(128 + sig);
+            std::process::exit(status);
         }
     }
 }

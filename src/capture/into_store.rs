@@ -9,13 +9,16 @@
 //! §4.4). Nothing is visible to readers before that PUT completes.
 //!
 //! A shared Capture lock (§2.7) is held from before the store is read until after the
-//! commit, checked right before it (§4.3 step 4), and deleted on failure and on an interrupt.
+//! commit, checked right before it (§4.3 step 4), and deleted on failure and on an interrupt;
+//! an interrupt during the commit waits for its answer and says whether the version was
+//! committed (`commit_watch`).
 //! The rescue environment is built beside the scan as for an ISO and stored as rescue blobs
 //! the head names (`store_rescue`, §2.6).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
+use super::commit_watch::CommitWatch;
 use super::steps::{self, Scope};
 use super::{
     CaptureError, CaptureOptions, CaptureReport, manifest, preflight, staging, store_rescue,
@@ -189,9 +192,14 @@ pub fn capture_into_store(
     head.rescue = blobs.as_ref().map(|(b, _)| b.clone());
     lock.check_before_commit()
         .map_err(|e| store_error(&shown, e))?;
-    let (version_rel, version_bytes) = store
-        .put_version(&head, &frame)
-        .map_err(|e| store_error(&shown, e))?;
+    // An interrupt from here on waits for the commit's answer and reports it (§4.4),
+    // before the lock is deleted (its cleanup runs first: registered last).
+    let commit = CommitWatch::new(format!("{shown}@{version}"));
+    let _commit = interrupts.on_interrupt_status(String::new(), commit.on_interrupt());
+    commit.sending();
+    let put = store.put_version(&head, &frame);
+    commit.answered(put.as_ref().map(drop).map_err(|e| e.to_string()));
+    let (version_rel, version_bytes) = put.map_err(|e| store_error(&shown, e))?;
     // §4.3 step 6: a lock in trouble around the commit may have let a sweep run meanwhile.
     if lock.in_trouble() {
         check_packs_after_commit(store, &head, &version_rel).map_err(|e| store_error(&shown, e))?;

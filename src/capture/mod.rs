@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+mod commit_watch;
 mod container;
 pub mod export;
 pub mod interrupt;

@@ -302,6 +302,8 @@ pub struct ExtractArgs {
     pub keys: super::keys::KeyArgs,
     #[command(flatten)]
     pub net: super::source::NetArgs,
+    #[command(flatten)]
+    pub lock: super::read_lock::LockArgs,
 }
 
 #[derive(Debug, Args)]
@@ -444,4 +446,6 @@ pub struct VerifyArgs {
     pub keys: super::keys::KeyArgs,
     #[command(flatten)]
     pub net: super::source::NetArgs,
+    #[command(flatten)]
+    pub lock: super::read_lock::LockArgs,
 }

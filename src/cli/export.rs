@@ -34,6 +34,8 @@ pub struct ExportArgs {
     pub threads: Option<usize>,
     #[command(flatten)]
     pub net: source::NetArgs,
+    #[command(flatten)]
+    pub lock: super::read_lock::LockArgs,
 }
 
 pub fn run(a: ExportArgs, p: &TermProgress) -> Result<i32, Failure> {
@@ -59,6 +61,8 @@ pub fn run(a: ExportArgs, p: &TermProgress) -> Result<i32, Failure> {
         }
         e => Failure::from(e),
     })?;
+    // a long read: under a Read lock (docs/STORE.md §5.1) unless --no-lock
+    let lock = super::read_lock::ReadLock::take(&store, &address.series, a.lock)?;
     let version = source::version_named(&store, &address)?;
     let opts = ExportOptions {
         series: address.series.clone(),
@@ -69,7 +73,11 @@ pub fn run(a: ExportArgs, p: &TermProgress) -> Result<i32, Failure> {
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
     };
-    let r = export_version(&store, &opts, p)?;
+    let r = export_version(&store, &opts, p);
+    if let Some(lock) = lock {
+        lock.release(p);
+    }
+    let r = r?;
     let mut line = format!(
         "{}: {}@{} exported ({}, {} packs copied byte for byte, verified)",
         r.output.display(),

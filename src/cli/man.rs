@@ -192,6 +192,13 @@ const EXAMPLES: &[(&str, &str, &str)] = &[
         "Remove its pins: the rules decide again.",
     ),
     (
+        "store check",
+        "osimage store check s3://images/fleet --read-data --subset 10%",
+        "Check every index and version object and that every pack a version uses is there, \
+         and read a tenth of the packs (chosen by a printed seed: --seed N repeats the choice), \
+         checking every block and pack hash. Exit status 1 names each damaged object.",
+    ),
+    (
         "info",
         "osimage info s3://images/site-a/web01.iso",
         "Read an image kept in S3 with ranged, signed requests: only the bytes needed.",

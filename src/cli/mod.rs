@@ -19,11 +19,13 @@ mod keys;
 mod man;
 mod netboot;
 mod progress;
+mod read_lock;
 mod restore;
 mod schedule;
 mod show;
 mod source;
 mod store;
+mod store_check;
 mod store_locks;
 mod store_pin;
 mod store_prune;
@@ -264,7 +266,7 @@ fn capture_status(r: &osimage::CaptureReport, done: &str) -> i32 {
 }
 
 fn run_extract(a: ExtractArgs, p: &TermProgress) -> Result<i32, Failure> {
-    let opened = source::open(&a.image, &a.keys.unlock()?, &a.net)?;
+    let opened = source::open_locked(&a.image, &a.keys.unlock()?, &a.net, a.lock)?;
     let r = &opened.reader;
     let opts = ExtractOptions {
         paths: a
@@ -281,6 +283,7 @@ fn run_extract(a: ExtractArgs, p: &TermProgress) -> Result<i32, Failure> {
     };
     let rep = extract(r, &a.dir, &opts, p);
     say_cost(&opened);
+    opened.release_lock(p);
     let rep = rep?;
     p.say(&format!(
         "{}: {}, {}, {} written",
@@ -433,10 +436,12 @@ fn run_verify(mut a: VerifyArgs, p: &TermProgress) -> Result<i32, Failure> {
             trusted_comment: comment,
         });
     }
-    let opened = source::open(&a.image, &a.keys.unlock()?, &a.net)?;
+    // verify reads every block: a long read, under a Read lock (docs/STORE.md §5.1)
+    let opened = source::open_locked(&a.image, &a.keys.unlock()?, &a.net, a.lock)?;
     a.image = opened.shown.clone();
     let rep = verify(&opened.reader, threads(a.threads), p);
     say_cost(&opened);
+    opened.release_lock(p);
     let rep = rep?;
     if a.json {
         json::print(

@@ -13,6 +13,7 @@ use osimage::{DirRequest, RestoreError, RestoreOptions, RestoreRequest, Targets}
 use osimage::{LeaseError, ReadLease};
 
 use super::json::restore as json;
+use super::read_lock::{LockArgs, ReadLock};
 
 /// Restore an image onto a disk (or disk image file), or its files into a directory.
 ///
@@ -144,6 +145,8 @@ pub struct RestoreArgs {
     pub keys: super::keys::KeyArgs,
     #[command(flatten)]
     pub net: super::source::NetArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
     /// Refuse the image unless its detached signature (IMAGE.minisig, see `osimage sign`) is
     /// valid for this minisign public key (a .pub file or the `RW…` key itself). Checked
     /// before anything is read from the image or written to a disk.
@@ -177,11 +180,20 @@ fn threads(n: Option<usize>) -> usize {
 /// Opens the image once; with --require-signature the signature is checked over that same
 /// open file, under a read lease that proves nobody opened it for writing until the manifest
 /// was read (docs/SECURITY.md "Signatures"). What is read later is checked against the
-/// manifest's hashes.
-fn open_image(args: &RestoreArgs, progress: &dyn Progress) -> Result<PayloadReader, Failure> {
+/// manifest's hashes. A version in a store is read under a Read lock (docs/STORE.md §5.1),
+/// returned beside the reader, unless --no-lock or --dry-run (which reads no file data).
+fn open_image(
+    args: &RestoreArgs,
+    progress: &dyn Progress,
+) -> Result<(PayloadReader, Option<ReadLock>), Failure> {
     let unlock = args.keys.unlock()?;
     let Some(key) = &args.require_signature else {
-        return Ok(super::source::open(&args.image, &unlock, &args.net)?.reader);
+        let lock = LockArgs {
+            no_lock: args.lock.no_lock || args.dry_run,
+        };
+        let opened = super::source::open_locked(&args.image, &unlock, &args.net, lock)?;
+        let lock = opened.take_lock();
+        return Ok((opened.reader, lock));
     };
     super::source::local_only(&args.image, "restore --require-signature")?;
     let pk = osimage::load_public_key(key)?;
@@ -204,12 +216,13 @@ fn open_image(args: &RestoreArgs, progress: &dyn Progress) -> Result<PayloadRead
     if let Some(l) = &lease {
         l.still_held()?;
     }
-    Ok(reader)
+    Ok((reader, None))
 }
 
 /// Runs `osimage restore`.
 pub fn run(args: RestoreArgs, progress: &dyn Progress) -> Result<i32, Failure> {
-    let reader = open_image(&args, progress)?;
+    // the store's Read lock, if any, is deleted when this returns, however it ends
+    let (reader, _lock) = open_image(&args, progress)?;
     if let Some(dir) = &args.to {
         return to_dir(&args, &reader, dir, progress);
     }

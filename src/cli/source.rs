@@ -11,6 +11,7 @@ use clap::Args;
 use osimage::format::source::RangeRead;
 use osimage::{HttpObject, PayloadReader, RetryPolicy, Trust, Unlock, s3};
 
+use super::read_lock::{LockArgs, ReadLock};
 use super::{Failure, UsageError};
 
 /// The environment variable that sets `--retry-for` when the flag is not given.
@@ -109,6 +110,8 @@ pub struct Opened {
     /// How the image is named in output: the path, or the URL without its query.
     pub shown: PathBuf,
     remote: Option<Arc<HttpObject>>,
+    /// The Read lock held on the store of a version opened by [`open_locked`].
+    lock: std::cell::Cell<Option<super::read_lock::ReadLock>>,
 }
 
 /// Whether IMAGE is a URL (`http://`, `https://`, `s3://`) rather than a path.
@@ -185,29 +188,63 @@ pub(crate) fn version_named(
     }
 }
 
-/// Opens the version IMAGE names in a store: the newest of its series unless @VERSION.
-fn open_in_store(address: &osimage::store::ImageAddress, net: &NetArgs) -> Result<Opened, Failure> {
+/// Opens the version IMAGE names in a store: the newest of its series unless @VERSION; with
+/// `lock`, under a Read lock taken before the version is read (`--no-lock`: none).
+fn open_in_store(
+    address: &osimage::store::ImageAddress,
+    net: &NetArgs,
+    lock: Option<LockArgs>,
+) -> Result<Opened, Failure> {
     let client = net.store_client(&address.root)?;
     let store = osimage::store::Store::open(client, address.root.clone())?;
+    let lock = match lock {
+        Some(args) => ReadLock::take(&store, &address.series, args)?,
+        None => None,
+    };
     let version = version_named(&store, address)?;
     let open = osimage::store::read::open_version(&store, &address.series, &version)?;
     Ok(Opened {
         reader: open.reader,
         shown: open.name,
         remote: None,
+        lock: lock.into(),
     })
 }
 
-/// Opens IMAGE, a path or a URL, with `unlock` for an encrypted one.
+/// Opens IMAGE, a path or a URL, with `unlock` for an encrypted one. A version in a store is
+/// opened without a lock: for the commands that read one object of it (`info`, `list`,
+/// `diff`).
 pub fn open(image: &Path, unlock: &Unlock, net: &NetArgs) -> Result<Opened, Failure> {
+    open_with(image, unlock, net, None)
+}
+
+/// [`open`] for a long read (`extract`, `verify`, `restore`): a version in a store is opened
+/// under a Read lock (docs/STORE.md §5.1) unless `--no-lock`; [`Opened::release_lock`] or
+/// the drop deletes it.
+pub fn open_locked(
+    image: &Path,
+    unlock: &Unlock,
+    net: &NetArgs,
+    lock: LockArgs,
+) -> Result<Opened, Failure> {
+    open_with(image, unlock, net, Some(lock))
+}
+
+fn open_with(
+    image: &Path,
+    unlock: &Unlock,
+    net: &NetArgs,
+    lock: Option<LockArgs>,
+) -> Result<Opened, Failure> {
     if let Some(address) = store_address(image)? {
-        return open_in_store(&address, net);
+        return open_in_store(&address, net, lock);
     }
     if !is_url(image) {
         return Ok(Opened {
             reader: PayloadReader::open(image, unlock)?,
             shown: image.to_path_buf(),
             remote: None,
+            lock: None.into(),
         });
     }
     let o = open_object(image, net)?;
@@ -216,6 +253,7 @@ pub fn open(image: &Path, unlock: &Unlock, net: &NetArgs) -> Result<Opened, Fail
         reader,
         shown: o.shown,
         remote: o.remote,
+        lock: None.into(),
     })
 }
 
@@ -273,6 +311,19 @@ pub fn local_only(image: &Path, what: &str) -> Result<(), UsageError> {
 }
 
 impl Opened {
+    /// Deletes the store's Read lock, if one is held: the read is over.
+    pub fn release_lock(&self, progress: &dyn osimage::Progress) {
+        if let Some(lock) = self.lock.take() {
+            lock.release(progress);
+        }
+    }
+
+    /// The store's Read lock, if one is held, for a caller that keeps it apart from the
+    /// reader (dropping it deletes the lock).
+    pub fn take_lock(&self) -> Option<super::read_lock::ReadLock> {
+        self.lock.take()
+    }
+
     /// For an image read over HTTP, what it cost: one line for stderr.
     pub fn summary(&self) -> Option<String> {
         cost_line(&self.shown, self.remote.as_ref()?)

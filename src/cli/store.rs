@@ -1,6 +1,7 @@
-//! `osimage store init|ls|unlock`: make a store, show what it holds, remove locks left
-//! behind (docs/STORE.md §2.1, §2.7, §5.6). Parsing and printing only; the work is
-//! `osimage::store` (`unlock` and the lock lines of `ls --stats`: `store_locks`).
+//! `osimage store init|ls|unlock|check`: make a store, show what it holds, remove locks left
+//! behind, check it (docs/STORE.md §2.1, §2.7, §5.6). Parsing and printing only; the work is
+//! `osimage::store` (`unlock` and the lock lines of `ls --stats`: `store_locks`; `check`:
+//! `store_check`).
 
 use std::io::Write as _;
 
@@ -70,6 +71,18 @@ pub enum StoreCommand {
     Pin(super::store_pin::PinArgs),
     /// Remove the pins of a version.
     Unpin(super::store_pin::UnpinArgs),
+    /// Check that the store's objects are whole and every version can be read.
+    ///
+    /// Reads every index object and version object and checks them against their names and
+    /// hashes (each manifest as a reader checks it), and lists the packs and rescue blobs:
+    /// every one a version names must be there, each pack with the length the version
+    /// records, and no index object may name a missing pack. Packs and blobs no version
+    /// names are reported as garbage (a prune removes them), which is no problem. With
+    /// --read-data the packs are read too (all, or a --subset chosen by a --seed that is
+    /// printed for a rerun) and every block and pack hash checked; a damaged pack is named
+    /// with the versions that use it. Takes no lock. Exit status 1 when anything is wrong,
+    /// with one line per problem naming the object.
+    Check(super::store_check::CheckArgs),
 }
 
 #[derive(Debug, Args)]
@@ -114,6 +127,7 @@ pub fn run(a: StoreArgs, p: &TermProgress) -> Result<i32, Failure> {
         StoreCommand::Forget(a) => super::store_pin::forget(a, p),
         StoreCommand::Pin(a) => super::store_pin::pin(a, p),
         StoreCommand::Unpin(a) => super::store_pin::unpin(a, p),
+        StoreCommand::Check(a) => super::store_check::check(a, p),
     }
 }
 

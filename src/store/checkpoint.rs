@@ -237,7 +237,7 @@ fn put_index_bytes(
 }
 
 /// How long an interrupted capture waits for an index object already being written.
-const INTERRUPT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+pub const INTERRUPT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())

@@ -1,25 +1,23 @@
 //! The store's side of `osimage export` (docs/STORE.md §8, byte-copy mode): a version opened
 //! and checked as every reader opens it, its manifest frame read as the version object holds
 //! it (so the output's manifest is the same bytes), and its packs copied byte for byte into a
-//! `PackSink` in manifest order, each one hashed on the way: every block against its recorded
-//! hash, the pack against its record (BLAKE3 of its header and its block hashes, FORMAT.md
-//! §3). The container around them (an ISO with its rescue side, or a `.oimg`) is the
+//! `PackSink` in manifest order, each one checked on the way by `pack_check` (the checker
+//! `store check --read-data` uses): every block against its recorded hash, the pack against
+//! its record (BLAKE3 of its header and its block hashes, FORMAT.md §3). The container around them (an ISO with its rescue side, or a `.oimg`) is the
 //! capture's writer, in `capture::export`.
 
 use std::path::Path;
 
 use crate::format::PayloadError;
-use crate::format::manifest::{Manifest, PackRecord};
-use crate::format::records::{BLOCK_HEADER_LEN, RECORD_LEN as PACK_HEADER_LEN};
+use crate::format::manifest::Manifest;
+use crate::format::records::BLOCK_HEADER_LEN;
 use crate::format::sink::PackSink;
 use crate::format::source::RangeRead;
 use crate::progress::Progress;
 use crate::store::objects::version::{self, PREFIX_LEN};
+use crate::store::pack_check::{PackCheck, STEP, block_spans};
 use crate::store::read::{OpenVersion, open_version};
 use crate::store::{Store, names};
-
-/// How much of the packs is read and written at a time.
-const STEP: u64 = 4 << 20;
 
 /// A version to export: opened, with its manifest frame as stored.
 pub struct ExportSource {
@@ -29,6 +27,8 @@ pub struct ExportSource {
     pub frame: Vec<u8>,
     /// How messages name a pack: its object's address.
     pack_names: Vec<String>,
+    /// The store whose packs they must be (each header is checked again as it is copied).
+    store_id: [u8; 16],
 }
 
 /// What copying the packs did.
@@ -58,6 +58,7 @@ impl ExportSource {
             open,
             frame,
             pack_names,
+            store_id: store.id,
         })
     }
 
@@ -74,7 +75,6 @@ impl ExportSource {
         progress: &dyn Progress,
     ) -> Result<CopiedPacks, PayloadError> {
         let m = self.manifest();
-        let mut blocks: Vec<Vec<BlockSpan>> = vec![Vec::new(); m.packs.len()];
         let mut used = vec![false; m.blocks.len()];
         for c in &m.chunks {
             if let Some(u) = used.get_mut(c.block as usize) {
@@ -83,21 +83,12 @@ impl ExportSource {
         }
         let mut out = CopiedPacks::default();
         for (b, &is_used) in m.blocks.iter().zip(&used) {
-            // A block as stored is its header and its body (FORMAT.md §3): what tiles the pack
-            // and what its hash covers.
-            let len = BLOCK_HEADER_LEN as u64 + u64::from(b.stored_len);
-            if let Some(list) = blocks.get_mut(b.pack as usize) {
-                list.push(BlockSpan {
-                    offset: b.offset,
-                    len,
-                    hash: b.hash,
-                });
-            }
             if !is_used {
                 out.unused_blocks += 1;
-                out.unused_bytes += len;
+                out.unused_bytes += BLOCK_HEADER_LEN as u64 + u64::from(b.stored_len);
             }
         }
+        let blocks = block_spans(m);
         let total: u64 = m.packs.iter().map(|p| p.len).sum();
         let packs: &dyn RangeRead = &*self.open.packs;
         let mut steps = Vec::new();
@@ -110,17 +101,18 @@ impl ExportSource {
         packs.plan(steps);
         progress.start("copying the packs", total);
         let mut at = 0u64;
-        for (i, (rec, list)) in m.packs.iter().zip(blocks.iter_mut()).enumerate() {
-            list.sort_by_key(|b| b.offset);
-            let copy = PackCopy {
-                packs,
+        for (i, (rec, list)) in m.packs.iter().zip(&blocks).enumerate() {
+            let check = PackCheck {
+                source: packs,
                 at,
-                rec,
+                len: rec.len,
+                hash: rec.hash,
                 blocks: list,
+                store_id: self.store_id,
                 name: &self.pack_names[i],
             };
             sink.begin_pack(i as u32)?;
-            copy.run(sink, progress)?;
+            check.run(&mut |bytes| sink.write_all(bytes), progress)?;
             sink.end_pack(rec)?;
             at += rec.len;
             out.packs += 1;
@@ -128,110 +120,6 @@ impl ExportSource {
         }
         progress.finish();
         Ok(out)
-    }
-}
-
-/// Where a block lies in its pack and what it hashes to.
-#[derive(Clone, Copy, Debug)]
-struct BlockSpan {
-    offset: u64,
-    len: u64,
-    hash: [u8; 32],
-}
-
-/// One pack being copied: its bytes at `at` in `packs`, its record and its blocks in offset
-/// order.
-struct PackCopy<'a> {
-    packs: &'a dyn RangeRead,
-    at: u64,
-    rec: &'a PackRecord,
-    blocks: &'a [BlockSpan],
-    name: &'a str,
-}
-
-impl PackCopy<'_> {
-    fn fail(&self, msg: String) -> PayloadError {
-        PayloadError::Image {
-            path: self.name.into(),
-            msg,
-        }
-    }
-
-    /// The blocks must tile the pack after its header (FORMAT.md §3): checked before a byte
-    /// is read, so a manifest that says otherwise cannot make the hashes below skip bytes.
-    fn check_tiling(&self) -> Result<(), PayloadError> {
-        let mut end = PACK_HEADER_LEN as u64;
-        for b in self.blocks {
-            if b.offset != end {
-                return Err(self.fail(format!(
-                    "its blocks do not tile it (a block at {} where one was to start at {end})",
-                    b.offset
-                )));
-            }
-            end = b.offset.saturating_add(b.len);
-        }
-        if end != self.rec.len {
-            return Err(self.fail(format!(
-                "its blocks end at {end}, the pack at {}",
-                self.rec.len
-            )));
-        }
-        Ok(())
-    }
-
-    /// Reads the pack in steps, writes each step to `sink` and hashes it: the header and the
-    /// blocks' hashes make the pack hash, each block's bytes its own.
-    fn run(&self, sink: &mut dyn PackSink, progress: &dyn Progress) -> Result<(), PayloadError> {
-        self.check_tiling()?;
-        let mut pack_hash = blake3::Hasher::new();
-        let mut block_hash = blake3::Hasher::new();
-        let mut next = 0usize;
-        let mut buf = vec![0u8; STEP.min(self.rec.len) as usize];
-        let mut pos = 0u64;
-        while pos < self.rec.len {
-            let n = (self.rec.len - pos).min(STEP) as usize;
-            let bytes = &mut buf[..n];
-            self.packs
-                .read_exact_at(bytes, self.at + pos)
-                .map_err(|e| self.fail(format!("cannot read it: {e}")))?;
-            let mut i = 0usize;
-            while i < n {
-                let at = pos + i as u64;
-                if at < PACK_HEADER_LEN as u64 {
-                    let k = ((PACK_HEADER_LEN as u64 - at) as usize).min(n - i);
-                    pack_hash.update(&bytes[i..i + k]);
-                    i += k;
-                    continue;
-                }
-                let Some(b) = self.blocks.get(next) else {
-                    return Err(self.fail("internal: bytes past its last block".into()));
-                };
-                let k = ((b.offset + b.len - at) as usize).min(n - i);
-                block_hash.update(&bytes[i..i + k]);
-                i += k;
-                if at + k as u64 == b.offset + b.len {
-                    let got = *block_hash.finalize().as_bytes();
-                    if got != b.hash {
-                        return Err(self.fail(format!(
-                            "the block at {} does not match its hash (damaged)",
-                            b.offset
-                        )));
-                    }
-                    pack_hash.update(&got);
-                    block_hash = blake3::Hasher::new();
-                    next += 1;
-                }
-            }
-            sink.write_all(bytes)?;
-            progress.advance(n as u64);
-            pos += n as u64;
-        }
-        if *pack_hash.finalize().as_bytes() != self.rec.hash {
-            return Err(self.fail(
-                "its header and block hashes do not make its recorded hash (damaged)".into(),
-            ));
-        }
-        Ok(())
     }
 }
 

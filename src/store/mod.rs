@@ -15,6 +15,8 @@
 //! left for captures and readers. Plain stores only so far (§13): no encryption.
 
 mod address;
+pub mod check;
+mod check_data;
 pub mod checkpoint;
 pub mod dedup;
 pub mod export;
@@ -25,6 +27,7 @@ pub mod netboot;
 pub mod objects;
 mod open;
 pub mod prune;
+pub mod pack_check;
 pub mod read;
 pub mod rescue;
 pub mod retention;

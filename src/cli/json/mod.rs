@@ -11,6 +11,7 @@
 pub mod layout;
 pub mod restore;
 pub mod store;
+pub mod store_check;
 
 use std::io::Write;
 
