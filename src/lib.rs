@@ -45,11 +45,10 @@ pub(crate) mod units;
 pub use capture::{
     CaptureError, CaptureOptions, CaptureReport, capture, capture_from,
     export::{ExportOptions, ExportReport, export_version},
-    interrupt::{Interrupts, OnInterrupt},
     into_store::{StoreCapture, StoreCaptureChoices, capture_into_store},
     plan_capture,
 };
-// What an interrupt undoes, for `store prune`'s lock too.
+// What an interrupt undoes: a capture's, and the locks of `store prune` and the long readers.
 pub use capture::interrupt::{Interrupts, OnInterrupt};
 pub use scan::{ScanError, ScanOptions, ScanResult, plan_filesystems, scan, source_path};
 
