@@ -50,12 +50,6 @@ fn new_bytes(g: &Garage, store: &str) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// The keys under `prefix` (relative to the bucket).
-fn keys(g: &Garage, prefix: &str) -> Vec<String> {
-    let listing = g.client().list(prefix).expect("list");
-    listing.objects.into_iter().map(|o| o.key).collect()
-}
-
 /// A tree of a few hundred files, some compressible, some not.
 fn tree(dir: &Path) -> PathBuf {
     let root = dir.join("root");
@@ -108,9 +102,9 @@ fn a_version_reads_back_as_the_same_capture_into_a_file() {
     let diffs = diff_trees(&from_file, &from_store, Options { nlink: true });
     assert_no_differences(&diffs, "extract from the store vs from the file");
     // What the store holds: packs, one index object, one version.
-    assert!(!keys(&g, "site-a/packs/").is_empty());
-    assert_eq!(keys(&g, "site-a/index/").len(), 1);
-    assert_eq!(keys(&g, "site-a/images/web01/").len(), 1);
+    assert!(!g.keys("site-a/packs/").is_empty());
+    assert_eq!(g.keys("site-a/index/").len(), 1);
+    assert_eq!(g.keys("site-a/images/web01/").len(), 1);
 }
 
 #[test]
@@ -182,7 +176,7 @@ fn a_replaced_pack_is_named_and_nothing_is_written_from_it() {
     osimage(&g, &[s("store"), s("init"), s(&store)]).ok();
     let address = format!("{store}/db01");
     capture(&g, &root, &address);
-    let packs = keys(&g, "site-b/packs/");
+    let packs = g.keys("site-b/packs/");
     let victim = packs.first().expect("a pack");
     let client = g.client();
     let length = client.head(victim).expect("head").expect("the pack exists");
@@ -227,7 +221,7 @@ fn no_store_and_encryption_are_refused_before_anything_is_read() {
         "{}",
         run.describe()
     );
-    assert!(keys(&g, "no-store-here/").is_empty(), "nothing was written");
+    assert!(g.keys("no-store-here/").is_empty(), "nothing was written");
 
     let store = format!("s3://{}/site-c", g.bucket());
     osimage(&g, &[s("store"), s("init"), s(&store)]).ok();
@@ -243,7 +237,7 @@ fn no_store_and_encryption_are_refused_before_anything_is_read() {
         ],
     );
     assert_eq!(run.code, 2, "{}", run.describe());
-    assert!(keys(&g, "site-c/packs/").is_empty(), "nothing was uploaded");
+    assert!(g.keys("site-c/packs/").is_empty(), "nothing was uploaded");
 
     // A tag labels a store's version: with a file for output it is refused, not ignored.
     let file = dir.path().join("system.oimg");

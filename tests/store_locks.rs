@@ -30,16 +30,7 @@ fn s(x: &str) -> &OsStr {
 
 /// `osimage ARGS…` against `g`, with the test windows.
 fn osimage(g: &Garage, args: &[&str]) -> common::Run {
-    let mut env = g.osimage_env();
-    env.push(("OSIMAGE_STORE_TIMES".into(), TIMES.into()));
-    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    common::osimage_env(args.iter().copied().map(s), &pairs)
-}
-
-/// The keys under `prefix` (relative to the bucket).
-fn keys(g: &Garage, prefix: &str) -> Vec<String> {
-    let listing = g.client().list(prefix).expect("list");
-    listing.objects.into_iter().map(|o| o.key).collect()
+    g.osimage(args.iter().copied(), &[("OSIMAGE_STORE_TIMES", TIMES)])
 }
 
 /// A few files: one pack, so the capture writes one index object before its commit.
@@ -126,7 +117,7 @@ fn proc_state(child: &Child) -> String {
 /// failure of the stale-lock steps needs to be explained.
 fn fail_with_capture(g: &Garage, mut child: Child, prefix: &str, what: &str) -> ! {
     let proc_state = proc_state(&child);
-    let listed = keys(g, &format!("{prefix}/locks/"));
+    let listed = g.keys(&format!("{prefix}/locks/"));
     let exited = child.try_wait().ok().flatten();
     let _ = child.kill();
     // SAFETY: kill(2) on our own child's pid, so a stopped child takes the SIGKILL.
@@ -161,7 +152,7 @@ fn a_finished_capture_leaves_no_lock_and_stats_count_the_store() {
         &["capture", root_arg, "-o", "s3://images/done/web01", "-q"],
     )
     .ok();
-    assert_eq!(keys(&g, "done/locks/"), Vec::<String>::new());
+    assert_eq!(g.keys("done/locks/"), Vec::<String>::new());
 
     let st = stats(&g, "s3://images/done");
     let packs = g.client().list("done/packs/").unwrap().objects;
@@ -200,8 +191,8 @@ fn a_finished_capture_leaves_no_lock_and_stats_count_the_store() {
     common::osimage_env(args.iter().copied().map(s), &pairs)
         .usage_error()
         .mentions(b"OSIMAGE_STORE_TIMES");
-    assert_eq!(keys(&g, "done/locks/"), Vec::<String>::new());
-    assert_eq!(keys(&g, "done/images/web02/"), Vec::<String>::new());
+    assert_eq!(g.keys("done/locks/"), Vec::<String>::new());
+    assert_eq!(g.keys("done/images/web02/"), Vec::<String>::new());
 }
 
 #[test]
@@ -283,10 +274,10 @@ fn a_stopped_capture_goes_stale_is_unlocked_and_refuses_to_commit() {
     assert_eq!(status.code(), Some(1), "{status:?}: {err}");
     assert!(err.contains("the store lock lapsed for"), "{err}");
     assert!(err.contains("nothing was committed"), "{err}");
-    assert_eq!(keys(&g, "paused/images/"), Vec::<String>::new());
-    assert_eq!(keys(&g, "paused/locks/"), [format!("paused/{read_name}")]);
+    assert_eq!(g.keys("paused/images/"), Vec::<String>::new());
+    assert_eq!(g.keys("paused/locks/"), [format!("paused/{read_name}")]);
     ours.release().unwrap();
-    assert_eq!(keys(&g, "paused/locks/"), Vec::<String>::new());
+    assert_eq!(g.keys("paused/locks/"), Vec::<String>::new());
 }
 
 #[test]
@@ -297,7 +288,7 @@ fn an_interrupted_capture_deletes_its_lock() {
     osimage(&g, &["store", "init", "s3://images/intr"]).ok();
     // The held index PUT is never let through: the capture dies waiting for it.
     let (_proxy, child) = held_capture(&g, &root, "s3://images/intr/web01", "intr");
-    assert_eq!(keys(&g, "intr/locks/").len(), 1);
+    assert_eq!(g.keys("intr/locks/").len(), 1);
     signal(&child, libc::SIGINT);
     let (status, err) = finish(child);
     assert_eq!(
@@ -307,6 +298,6 @@ fn an_interrupted_capture_deletes_its_lock() {
         status.signal()
     );
     assert!(err.contains("/locks/"), "the message names the lock: {err}");
-    assert_eq!(keys(&g, "intr/locks/"), Vec::<String>::new());
-    assert_eq!(keys(&g, "intr/images/"), Vec::<String>::new());
+    assert_eq!(g.keys("intr/locks/"), Vec::<String>::new());
+    assert_eq!(g.keys("intr/images/"), Vec::<String>::new());
 }

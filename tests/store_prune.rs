@@ -31,16 +31,7 @@ fn s(x: &str) -> &OsStr {
 
 /// `osimage ARGS…` against `g`, with the test windows.
 fn osimage(g: &Garage, args: &[&str]) -> common::Run {
-    let mut env = g.osimage_env();
-    env.push(("OSIMAGE_STORE_TIMES".into(), TIMES.into()));
-    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    common::osimage_env(args.iter().copied().map(s), &pairs)
-}
-
-/// Every key under `prefix` (relative to the bucket).
-fn keys(g: &Garage, prefix: &str) -> Vec<String> {
-    let listing = g.client().list(prefix).expect("list");
-    listing.objects.into_iter().map(|o| o.key).collect()
+    g.osimage(args.iter().copied(), &[("OSIMAGE_STORE_TIMES", TIMES)])
 }
 
 fn open(g: &Garage, store: &str) -> Store {
@@ -111,7 +102,7 @@ fn prune_forgets_at_once_and_its_sweep_deletes_only_what_forgotten_versions_used
     let newest_packs = packs_of(&g, store, "web01", &v[2]);
     assert_eq!(second_only.len(), 1, "the second version's own pack");
     assert!(newest_packs.contains(&first_pack[0]), "the shared pack");
-    let before = keys(&g, "prune/");
+    let before = g.keys("prune/");
 
     // A rule without --series or --all is refused before anything is read.
     osimage(&g, &["store", "prune", store, "--keep-last", "1"])
@@ -140,7 +131,7 @@ fn prune_forgets_at_once_and_its_sweep_deletes_only_what_forgotten_versions_used
         out.contains("would condemn: 1 version, 0 packs, 0 rescue blobs"),
         "{out}"
     );
-    assert_eq!(keys(&g, "prune/"), before, "a dry run changes nothing");
+    assert_eq!(g.keys("prune/"), before, "a dry run changes nothing");
 
     // Condemn (no --wait): the forgotten versions are gone for readers at once.
     osimage(
@@ -158,7 +149,7 @@ fn prune_forgets_at_once_and_its_sweep_deletes_only_what_forgotten_versions_used
     .ok()
     .mentions(b"condemned: 2 versions, 1 pack, 0 rescue blobs");
     assert_eq!(
-        keys(&g, "prune/locks/"),
+        g.keys("prune/locks/"),
         Vec::<String>::new(),
         "lock released"
     );
@@ -177,7 +168,7 @@ fn prune_forgets_at_once_and_its_sweep_deletes_only_what_forgotten_versions_used
         .mentions(format!("store pin {old} --until DATE").as_bytes());
     extracts_as(&g, &web01, &root, &dir.path().join("newest"));
     assert_eq!(
-        keys(&g, "prune/images/web01/").len(),
+        g.keys("prune/images/web01/").len(),
         3,
         "nothing deleted yet"
     );
@@ -195,7 +186,7 @@ fn prune_forgets_at_once_and_its_sweep_deletes_only_what_forgotten_versions_used
         .ok()
         .mentions(b"swept: deleted 3 object(s), 0 rescued");
     assert_eq!(versions(&g, store, "web01"), [v[2].clone()]);
-    let packs = keys(&g, "prune/packs/");
+    let packs = g.keys("prune/packs/");
     assert!(
         !packs
             .iter()
@@ -291,7 +282,7 @@ fn a_sweep_waits_for_a_running_capture_then_rescues_its_packs() {
         proxy.wait_held(DEADLINE),
         "the capture never reached its index PUT"
     );
-    let running = keys(&g, "rescue/locks/");
+    let running = g.keys("rescue/locks/");
     assert_eq!(running.len(), 1, "the capture's lock");
 
     // A prune without rules condemns the unreferenced pack, waiting for that lock.
@@ -352,7 +343,7 @@ fn a_sweep_waits_for_a_running_capture_then_rescues_its_packs() {
     osimage(&g, &["verify", &address]).ok();
     osimage(&g, &["verify", &format!("{address}@{}", v[0])]).ok();
     extracts_as(&g, &address, &root, &dir.path().join("out"));
-    assert_eq!(keys(&g, "rescue/locks/"), Vec::<String>::new());
+    assert_eq!(g.keys("rescue/locks/"), Vec::<String>::new());
 }
 
 #[test]
@@ -415,7 +406,7 @@ fn forget_and_pin_by_hand() {
         .ok()
         .mentions(b"forgotten by");
     assert_eq!(
-        keys(&g, "byhand/locks/"),
+        g.keys("byhand/locks/"),
         Vec::<String>::new(),
         "lock released"
     );

@@ -154,6 +154,26 @@ impl Garage {
             .expect("S3 client")
     }
 
+    /// `osimage ARGS…` against this server (its [`Garage::osimage_env`]) with `extra`
+    /// variables besides.
+    pub fn osimage<I, S>(&self, args: I, extra: &[(&str, &str)]) -> super::Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let env = self.osimage_env();
+        let mut pairs: Vec<(&str, &str)> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        pairs.extend_from_slice(extra);
+        super::osimage_env(args, &pairs)
+    }
+
+    /// The keys under `prefix` (relative to the bucket), in listing order.
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        let listing = self.client().list(prefix).expect("list");
+        listing.objects.into_iter().map(|o| o.key).collect()
+    }
+
     /// Creates another bucket, read/write/owner for the key.
     pub fn create_bucket(&self, name: &str) {
         self.cli_ok(&["bucket", "create", name]);
