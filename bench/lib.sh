@@ -48,3 +48,43 @@ replace_section() {
     fi
     cat "$section"
 }
+
+# start_garage GARAGE DIR: a single-node Garage on free loopback ports with its data, config and
+# log in DIR, the bucket `bench` made by its --default-bucket for a random key; exports the
+# AWS_* variables osimage (and restic) take, sets garage_pid and kills the server on exit.
+start_garage() {
+    local garage=$1 dir=$2
+    port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+    rpc=$(port) s3=$(port) admin=$(port)
+    cat >"$dir/garage.toml" <<EOF
+metadata_dir = "$dir/garage/meta"
+data_dir = "$dir/garage/data"
+db_engine = "lmdb"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:$rpc"
+rpc_public_addr = "127.0.0.1:$rpc"
+rpc_secret = "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+[s3_api]
+s3_region = "garage"
+api_bind_addr = "127.0.0.1:$s3"
+root_domain = ".s3.garage.localhost"
+[admin]
+api_bind_addr = "127.0.0.1:$admin"
+EOF
+    export AWS_ACCESS_KEY_ID=GK$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    export AWS_SECRET_ACCESS_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    export AWS_REGION=garage AWS_ENDPOINT_URL=http://127.0.0.1:$s3
+    export AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent
+    GARAGE_DEFAULT_ACCESS_KEY=$AWS_ACCESS_KEY_ID GARAGE_DEFAULT_SECRET_KEY=$AWS_SECRET_ACCESS_KEY \
+        GARAGE_DEFAULT_BUCKET=bench \
+        "$garage" -c "$dir/garage.toml" server --single-node --default-bucket \
+        >"$dir/garage.log" 2>&1 &
+    garage_pid=$!
+    trap 'kill $garage_pid 2>/dev/null || true' EXIT
+    for _ in $(seq 100); do
+        "$garage" -c "$dir/garage.toml" bucket info bench >/dev/null 2>&1 && break
+        sleep 0.2
+    done
+    "$garage" -c "$dir/garage.toml" bucket info bench >/dev/null 2>&1 \
+        || { tail -20 "$dir/garage.log" >&2; die "Garage did not come up"; }
+}

@@ -43,41 +43,8 @@ cp -a "$root/." "$tree"
 # Files written moments before a capture are read again next time (docs/REFRESH.md).
 sleep 3
 
-# --- Garage, single node, a key and the bucket `bench` (as bench/s3.sh) ----------------------
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-rpc=$(port) s3=$(port) admin=$(port)
-cat >"$work/garage.toml" <<EOF
-metadata_dir = "$work/garage/meta"
-data_dir = "$work/garage/data"
-db_engine = "lmdb"
-replication_factor = 1
-rpc_bind_addr = "127.0.0.1:$rpc"
-rpc_public_addr = "127.0.0.1:$rpc"
-rpc_secret = "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-[s3_api]
-s3_region = "garage"
-api_bind_addr = "127.0.0.1:$s3"
-root_domain = ".s3.garage.localhost"
-[admin]
-api_bind_addr = "127.0.0.1:$admin"
-EOF
-export AWS_ACCESS_KEY_ID=GK$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
-export AWS_SECRET_ACCESS_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-export AWS_REGION=garage AWS_DEFAULT_REGION=garage AWS_ENDPOINT_URL=http://127.0.0.1:$s3
-export AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent
-export XDG_CACHE_HOME=$work/cache
-GARAGE_DEFAULT_ACCESS_KEY=$AWS_ACCESS_KEY_ID GARAGE_DEFAULT_SECRET_KEY=$AWS_SECRET_ACCESS_KEY \
-    GARAGE_DEFAULT_BUCKET=bench \
-    "$garage" -c "$work/garage.toml" server --single-node --default-bucket \
-    >"$work/garage.log" 2>&1 &
-garage_pid=$!
-trap 'kill $garage_pid 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
-    "$garage" -c "$work/garage.toml" bucket info bench >/dev/null 2>&1 && break
-    sleep 0.2
-done
-"$garage" -c "$work/garage.toml" bucket info bench >/dev/null 2>&1 \
-    || { tail -20 "$work/garage.log" >&2; die "Garage did not come up"; }
+start_garage "$garage" "$work"
+export AWS_DEFAULT_REGION=garage XDG_CACHE_HOME=$work/cache
 
 store=s3://bench/store
 series=$store/system
