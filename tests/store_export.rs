@@ -199,6 +199,10 @@ fn a_version_with_rescue_blobs_exports_to_an_iso_and_a_oimg_that_read_as_it_does
         &core_blob,
         dir.path(),
     );
+    // Each netboot pinned the version until its URLs expire (STORE.md §9.3), under a lock it
+    // has deleted.
+    assert_eq!(g.keys("fleet/pins/").len(), 2, "one pin per netboot");
+    assert!(g.keys("fleet/locks/").is_empty(), "no lock left");
 }
 
 /// A tree of files, no kernel.

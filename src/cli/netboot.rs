@@ -196,6 +196,14 @@ fn run_store(
     osimage::check_netboot_arguments("http://checked.invalid/", &a.cmdline, &a.output)?;
     let client = a.net.store_client(&address.root)?;
     let store = osimage::store::Store::open(client, address.root.clone())?;
+    // A Read lock while the version is named and pinned (STORE.md §9.3): a prune running
+    // meanwhile waits for it, and finds the pin before it sweeps.
+    let interrupts = osimage::Interrupts::start();
+    let lock = store.take_lock(
+        osimage::store::objects::LockKind::Read,
+        Some(&address.series),
+    )?;
+    let _unlock = interrupts.on_interrupt(lock.shown().to_string(), lock.releaser());
     let version = source::version_named(&store, address)?;
     p.status(&format!(
         "reading {}/{}@{version}",
@@ -210,6 +218,11 @@ fn run_store(
         expires,
         endpoint.as_ref(),
     )?;
+    // Pinned until the URLs expire: no prune forgets it while machines may boot it.
+    let why = format!("netboot {}", a.output.display());
+    let pin =
+        osimage::store::prune::by_hand::pin(&store, &address.series, &version, expires, &why)?;
+    lock.release()?;
     let shown_endpoint = match &endpoint {
         Some(e) => e.to_string(),
         None => store.client.endpoint(),
@@ -250,8 +263,10 @@ fn run_store(
         v.conf.packs.len()
     ));
     p.say(&format!(
-        "the URLs work until {}; make the files again before then",
-        expires.format("%Y-%m-%d %H:%M UTC")
+        "the URLs work until {}, and the version is pinned until then ({}); make the files \
+         again before then",
+        expires.format("%Y-%m-%d %H:%M UTC"),
+        store.shown(&pin)
     ));
     Ok(0)
 }
