@@ -203,6 +203,17 @@ fn a_version_with_rescue_blobs_exports_to_an_iso_and_a_oimg_that_read_as_it_does
     // has deleted.
     assert_eq!(g.keys("fleet/pins/").len(), 2, "one pin per netboot");
     assert!(g.keys("fleet/locks/").is_empty(), "no lock left");
+    // `store ls -l` shows the one still in force (the other expired after 1 s).
+    let ls = osimage(&g, &[s("store"), s("ls"), s(&store), s("-l"), s("--json")]).ok();
+    let doc: serde_json::Value = serde_json::from_slice(&ls.stdout).expect("store ls --json");
+    let pins = doc["series"][0]["versions"][0]["pins"]
+        .as_array()
+        .expect("pins")
+        .clone();
+    assert_eq!(pins.len(), 1, "{pins:?}");
+    assert!(pins[0]["why"].as_str().unwrap().starts_with("netboot "));
+    let text = osimage(&g, &[s("store"), s("ls"), s(&store), s("-l")]).ok();
+    assert!(text.stdout_str().contains("pinned until"), "{}", text.describe());
 }
 
 /// A tree of files, no kernel.

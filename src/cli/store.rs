@@ -208,7 +208,8 @@ fn ls(a: LsArgs) -> Result<i32, Failure> {
     };
     // Versions condemned and not pinned are marked (STORE.md §5.6).
     let pending = store.pending()?;
-    let forgotten = Forgotten::new(&pending, &store.list_pins()?);
+    let pins = store.list_pins()?;
+    let forgotten = Forgotten::new(&pending, &pins);
     let pending_count = pending.condemnations.len() as u64;
     if a.json {
         let s = stats.as_ref().map(|st| json::store::Stats {
@@ -217,7 +218,7 @@ fn ls(a: LsArgs) -> Result<i32, Failure> {
         });
         json::print(
             "store ls",
-            &json::store::listing(&store, &versions, &heads, &forgotten, s),
+            &json::store::listing(&store, &versions, &heads, &forgotten, &pins, s),
         )?;
         return Ok(0);
     }
@@ -263,6 +264,11 @@ fn ls(a: LsArgs) -> Result<i32, Failure> {
         let mut line = version_line(v, head.as_ref());
         if forgotten.when(&v.series, &v.version).is_some() {
             line += "  forgotten";
+        }
+        if a.long {
+            for pin in json::store::pins_of(&pins, &v.series, &v.version) {
+                line += &format!("\n      pinned until {} ({})", pin.until, pin.why);
+            }
         }
         writeln!(out, "  {line}")?;
     }

@@ -4,8 +4,8 @@
 
 use serde::Serialize;
 
-use osimage::store::objects::VersionHead;
-use osimage::store::prune::Forgotten;
+use osimage::store::objects::{Pin, VersionHead};
+use osimage::store::prune::{Forgotten, Pins};
 use osimage::store::{ListedVersion, LockStatus, Store, StoreStats, names};
 
 use super::{nanos, rfc3339};
@@ -95,6 +95,36 @@ pub struct Version {
     pub forgotten: bool,
     /// With -l: what its head says; `null` without.
     pub head: Option<Head>,
+    /// The pins that keep it (their time not passed by the server's clock), oldest first.
+    pub pins: Vec<PinJson>,
+}
+
+/// One pin of a version (STORE.md §2.7, §9.3).
+#[derive(Serialize)]
+pub struct PinJson {
+    /// RFC 3339, UTC.
+    pub until: String,
+    pub why: String,
+}
+
+/// The pins of `series`@`version` whose time has not passed, by `until`.
+pub fn pins_of(pins: &Pins, series: &str, version: &str) -> Vec<PinJson> {
+    let mut kept: Vec<&Pin> = pins
+        .pins
+        .iter()
+        .filter_map(|p| p.pin.as_ref().ok())
+        .filter(|p| p.series == series && p.version == version)
+        .filter(|p| {
+            (p.until.sec, p.until.nsec) > (pins.now.timestamp(), pins.now.timestamp_subsec_nanos())
+        })
+        .collect();
+    kept.sort_by_key(|p| (p.until.sec, p.until.nsec));
+    kept.into_iter()
+        .map(|p| PinJson {
+            until: rfc3339(p.until),
+            why: p.why.clone(),
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -144,6 +174,7 @@ pub fn listing(
     versions: &[ListedVersion],
     heads: &[Option<VersionHead>],
     forgotten: &Forgotten,
+    pins: &Pins,
     stats: Option<Stats>,
 ) -> StoreListing {
     let mut series: Vec<Series> = Vec::new();
@@ -160,6 +191,7 @@ pub fn listing(
                 size: v.size,
                 forgotten: forgotten.when(&v.series, &v.version).is_some(),
                 head: h.as_ref().map(head),
+                pins: pins_of(pins, &v.series, &v.version),
             });
         }
     }
