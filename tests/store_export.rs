@@ -213,7 +213,11 @@ fn a_version_with_rescue_blobs_exports_to_an_iso_and_a_oimg_that_read_as_it_does
     assert_eq!(pins.len(), 1, "{pins:?}");
     assert!(pins[0]["why"].as_str().unwrap().starts_with("netboot "));
     let text = osimage(&g, &[s("store"), s("ls"), s(&store), s("-l")]).ok();
-    assert!(text.stdout_str().contains("pinned until"), "{}", text.describe());
+    assert!(
+        text.stdout_str().contains("pinned until"),
+        "{}",
+        text.describe()
+    );
 }
 
 /// A tree of files, no kernel.
