@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use super::check::{DataReport, Problem, UsedPack};
-use super::pack_check::{PackCheck, STEP};
+use super::pack_check::{PackCheck, plan_whole};
 use super::{Store, StoreError, names};
 use crate::format::PayloadError;
 use crate::format::source::RangeRead;
@@ -115,14 +115,7 @@ impl Store {
             .open_many(&parts, format!("{} (packs)", self.root))
             .map_err(|e| S3Error::Request(format!("{}: {e}", self.root)))?;
         let source: &dyn RangeRead = &object;
-        let mut steps = Vec::new();
-        let mut at = 0u64;
-        while at < total {
-            let n = (total - at).min(STEP);
-            steps.push((at, n));
-            at += n;
-        }
-        source.plan(steps);
+        plan_whole(source, total);
         progress.start("reading the packs", total);
         let mut at = 0u64;
         for (id, p) in chosen {

@@ -15,7 +15,7 @@ use crate::format::sink::PackSink;
 use crate::format::source::RangeRead;
 use crate::progress::Progress;
 use crate::store::objects::version::{self, PREFIX_LEN};
-use crate::store::pack_check::{PackCheck, STEP, block_spans};
+use crate::store::pack_check::{PackCheck, block_spans, plan_whole};
 use crate::store::read::{OpenVersion, open_version};
 use crate::store::{Store, names};
 
@@ -91,14 +91,7 @@ impl ExportSource {
         let blocks = block_spans(m);
         let total: u64 = m.packs.iter().map(|p| p.len).sum();
         let packs: &dyn RangeRead = &*self.open.packs;
-        let mut steps = Vec::new();
-        let mut at = 0u64;
-        while at < total {
-            let n = (total - at).min(STEP);
-            steps.push((at, n));
-            at += n;
-        }
-        packs.plan(steps);
+        plan_whole(packs, total);
         progress.start("copying the packs", total);
         let mut at = 0u64;
         for (i, (rec, list)) in m.packs.iter().zip(&blocks).enumerate() {

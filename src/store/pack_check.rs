@@ -13,6 +13,19 @@ use crate::progress::Progress;
 /// How much of a pack is read (and handed on) at a time.
 pub const STEP: u64 = 4 << 20;
 
+/// Tells `source` that all of its `total` bytes will be read, front to back, in [`STEP`]s:
+/// fetched ahead in parallel (docs/STORE.md §7.2.1).
+pub fn plan_whole(source: &dyn RangeRead, total: u64) {
+    let mut steps = Vec::new();
+    let mut at = 0u64;
+    while at < total {
+        let n = (total - at).min(STEP);
+        steps.push((at, n));
+        at += n;
+    }
+    source.plan(steps);
+}
+
 /// Where a block lies in its pack and what it hashes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockSpan {
