@@ -11,7 +11,7 @@ use crate::common;
 use std::ffi::OsStr;
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::garage::Garage;
@@ -62,19 +62,7 @@ fn locks(stats: &serde_json::Value) -> Vec<serde_json::Value> {
 /// resumes, takes the SIGHUP as an interrupt and deletes its lock, as seen once in a run
 /// (two DELETEs of the lock, one from the interrupt's cleanup, 3.8 s into the stop).
 fn spawn_capture(g: &Garage, endpoint: &str, root: &Path, address: &str) -> Child {
-    use std::os::unix::process::CommandExt as _;
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_osimage"));
-    cmd.process_group(0);
-    cmd.args([s("capture"), root.as_os_str(), s("-o"), s(address), s("-q")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in g.osimage_env() {
-        cmd.env(k, v);
-    }
-    cmd.env("AWS_ENDPOINT_URL", endpoint)
-        .env("OSIMAGE_STORE_TIMES", TIMES);
-    cmd.spawn().expect("starting osimage capture")
+    g.spawn_capture(endpoint, root, address, &[("OSIMAGE_STORE_TIMES", TIMES)])
 }
 
 fn signal(child: &Child, sig: libc::c_int) {

@@ -8,9 +8,8 @@
 
 use crate::common;
 
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::compare::{Options, assert_no_differences, diff_trees};
@@ -24,10 +23,6 @@ use osimage::store::{Store, StoreRoot, StoreTimes, names};
 const TIMES: &str = "lock_refresh=1s,stale=8s,grace=0s,prune_poll=200ms";
 /// How long a step that should take seconds may take on two busy cores.
 const DEADLINE: Duration = Duration::from_secs(180);
-
-fn s(x: &str) -> &OsStr {
-    OsStr::new(x)
-}
 
 /// `osimage ARGS…` against `g`, with the test windows.
 fn osimage(g: &Garage, args: &[&str]) -> common::Run {
@@ -231,19 +226,7 @@ fn prune_forgets_at_once_and_its_sweep_deletes_only_what_forgotten_versions_used
 /// A capture of `root` into `address` through `endpoint`, in a process group of its own
 /// (as `store_locks` starts one, for the same reason).
 fn spawn_capture(g: &Garage, endpoint: &str, root: &Path, address: &str) -> Child {
-    use std::os::unix::process::CommandExt as _;
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_osimage"));
-    cmd.process_group(0);
-    cmd.args([s("capture"), root.as_os_str(), s("-o"), s(address), s("-q")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in g.osimage_env() {
-        cmd.env(k, v);
-    }
-    cmd.env("AWS_ENDPOINT_URL", endpoint)
-        .env("OSIMAGE_STORE_TIMES", TIMES);
-    cmd.spawn().expect("starting osimage capture")
+    g.spawn_capture(endpoint, root, address, &[("OSIMAGE_STORE_TIMES", TIMES)])
 }
 
 /// The child's exit status and stderr, waiting at most [`DEADLINE`].

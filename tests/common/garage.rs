@@ -168,6 +168,36 @@ impl Garage {
         super::osimage_env(args, &pairs)
     }
 
+    /// `osimage capture ROOT -o ADDRESS -q` through `endpoint` (a relay in front of this
+    /// server), started and left running, with `extra` variables, in a process group of its
+    /// own: only the test's signals stop and resume it. In the test's group, a job-control
+    /// event outside the test (the group orphaned while it holds a stopped process) makes the
+    /// kernel send the whole group SIGHUP and SIGCONT; the capture then resumes and takes the
+    /// SIGHUP as an interrupt (seen once in a run of `store_locks`).
+    pub fn spawn_capture(
+        &self,
+        endpoint: &str,
+        root: &Path,
+        address: &str,
+        extra: &[(&str, &str)],
+    ) -> Child {
+        use std::os::unix::process::CommandExt as _;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_osimage"));
+        cmd.process_group(0);
+        cmd.arg("capture")
+            .arg(root)
+            .args(["-o", address, "-q"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in self.osimage_env() {
+            cmd.env(k, v);
+        }
+        cmd.env("AWS_ENDPOINT_URL", endpoint)
+            .envs(extra.iter().copied());
+        cmd.spawn().expect("starting osimage capture")
+    }
+
     /// The keys under `prefix` (relative to the bucket), in listing order.
     pub fn keys(&self, prefix: &str) -> Vec<String> {
         let listing = self.client().list(prefix).expect("list");
