@@ -97,7 +97,7 @@ pub use restore::initramfs;
 
 // verify --boot.
 pub use bootcheck::files::{Fidelity, compare as compare_with_manifest};
-pub use bootcheck::network::guest_endpoint as boot_check_guest_endpoint;
+pub use bootcheck::network::network_preflight as boot_check_network_preflight;
 pub use bootcheck::{
     AccelChoice, BootCheckOptions, BootReport, FirmwareChoice, NetworkImage, verify_boot,
     verify_boot_network,

@@ -25,18 +25,43 @@ pub struct NetworkImage<'a> {
     pub shown: String,
     /// The image, opened here: its manifest is what the restored files are compared with.
     pub reader: &'a PayloadReader,
-    /// Where the guest's store connections go: the endpoint's host and port as this host
-    /// reaches them ([`guest_endpoint`]).
+    /// The store's endpoint as this host reaches it (`http://HOST[:PORT]`).
+    pub endpoint: String,
+    /// Where the guest's store connections go: the endpoint's host and port
+    /// ([`network_preflight`]).
     pub relay_to: (String, u16),
     /// Writes the netboot files (`boot.ipxe`, `vmlinuz`, `initrd.img`) into a directory that
-    /// does not exist yet, with URLs presigned for [`guest_endpoint`]'s address.
+    /// does not exist yet, with URLs presigned for [`network_preflight`]'s address.
     pub write_files: &'a dyn Fn(&Path) -> Result<(), String>,
 }
 
-/// For a store at `endpoint` (`http://HOST[:PORT]`): the endpoint the presigned URLs must name
-/// (the guest's address of the relay) and where the relay connects. An `https://` endpoint is
-/// refused: the guest reaches it under another name, which TLS rightly rejects.
-pub fn guest_endpoint(endpoint: &str) -> Result<(url::Url, (String, u16)), BootCheckError> {
+/// What is checked before the store is read: `opts` can boot from the network here, and the
+/// store at `endpoint` (`http://HOST[:PORT]`) can be relayed to the VM. Returns the endpoint
+/// the presigned URLs must name (the guest's address of the relay) and where the relay
+/// connects. An `https://` endpoint is refused: the guest reaches it under another name,
+/// which TLS rightly rejects.
+pub fn network_preflight(
+    endpoint: &str,
+    opts: &BootCheckOptions,
+) -> Result<(url::Url, (String, u16)), BootCheckError> {
+    if opts.firmware == Some(FirmwareChoice::UefiSecureBoot) {
+        return Err(BootCheckError::Image(
+            "a network boot under Secure Boot needs a signed iPXE, which QEMU's ROM is not: \
+             check Secure Boot on the exported ISO (`osimage export s3://... -o system.iso`, \
+             then `verify --boot system.iso --firmware uefi-secureboot`)"
+                .into(),
+        ));
+    }
+    if !on_path("busybox") {
+        return Err(BootCheckError::MissingTool {
+            tool: "busybox".into(),
+            package: "busybox-static".into(),
+        });
+    }
+    guest_endpoint(endpoint)
+}
+
+fn guest_endpoint(endpoint: &str) -> Result<(url::Url, (String, u16)), BootCheckError> {
     let u = url::Url::parse(endpoint)
         .map_err(|e| BootCheckError::Image(format!("the store's endpoint {endpoint}: {e}")))?;
     if u.scheme() != "http" {
@@ -66,19 +91,13 @@ pub fn verify_boot_network(
     opts: &BootCheckOptions,
     say: &dyn Fn(&str),
 ) -> Result<BootReport, BootCheckError> {
-    if opts.firmware == Some(FirmwareChoice::UefiSecureBoot) {
+    // the CLI ran `network_preflight` before it read the store; a library caller may not have
+    let (_, relay_to) = network_preflight(&img.endpoint, opts)?;
+    if relay_to != img.relay_to {
         return Err(BootCheckError::Image(format!(
-            "{}: a network boot under Secure Boot needs a signed iPXE, which QEMU's ROM is \
-             not: check Secure Boot on the exported ISO (`osimage export ... -o system.iso`, \
-             then `verify --boot system.iso --firmware uefi-secureboot`)",
-            img.shown
+            "{}: the relay goes to {}:{}, not to the endpoint {}",
+            img.shown, img.relay_to.0, img.relay_to.1, img.endpoint
         )));
-    }
-    if !on_path("busybox") {
-        return Err(BootCheckError::MissingTool {
-            tool: "busybox".into(),
-            package: "busybox-static".into(),
-        });
     }
     let checked = Checked::new(&img.shown, img.reader, opts)?;
     let medium = Medium::Network {

@@ -32,8 +32,10 @@ pub(super) fn run_store(
 ) -> Result<i32, Failure> {
     let opts = options(&a);
     let client = a.net.store_client(&address.root)?;
+    // refused before anything is read: options a network boot cannot have, an HTTPS store
+    let endpoint = client.endpoint();
+    let (guest, relay_to) = osimage::boot_check_network_preflight(&endpoint, &opts)?;
     let store = osimage::store::Store::open(client, address.root.clone())?;
-    let (guest, relay_to) = osimage::boot_check_guest_endpoint(&store.client.endpoint())?;
     let lock = ReadLock::take(&store, &address.series, a.lock)?;
     let version = source::version_named(&store, address)?;
     // The URLs outlive every boot the check may make (three per firmware mode at most).
@@ -61,6 +63,7 @@ pub(super) fn run_store(
     let image = NetworkImage {
         shown: v.open.name.display().to_string(),
         reader: &v.open.reader,
+        endpoint,
         relay_to,
         write_files: &write_files,
     };
