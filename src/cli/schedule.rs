@@ -319,17 +319,19 @@ fn dry_run(
         println!("would create {} (mode 0700)", d.display());
     }
     for f in &plan.files {
-        let masked = if f.shown.is_some() {
-            ", the secret masked here"
-        } else {
-            ""
+        // files anyone may read as before; the credentials file says its mode and the mask
+        let note = match (f.mode, f.shown.is_some()) {
+            (0o644, false) => String::new(),
+            (mode, masked) => format!(
+                " (mode {mode:04o}{})",
+                if masked {
+                    "; the secret masked here"
+                } else {
+                    ""
+                }
+            ),
         };
-        println!(
-            "would write {} (mode {:04o}{masked}):\n{}",
-            f.path.display(),
-            f.mode,
-            f.shown()
-        );
+        println!("would write {}{note}:\n{}", f.path.display(), f.shown());
     }
     for (link, target) in &plan.links {
         println!("would link {} -> {}", link.display(), target.display());

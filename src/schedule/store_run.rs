@@ -104,7 +104,14 @@ pub fn run(
     if job.verify_boot {
         prove_boot(store, address, &capture.version, log)?;
     }
-    let forgotten = keep_newest(store, address, job.keep, log)?;
+    // committed already: a failure here says so (the next run applies --keep again)
+    let forgotten = keep_newest(store, address, job.keep, log).map_err(|e| {
+        ScheduleError::Invalid(format!(
+            "{address}@{} was committed, but --keep {} was not applied: {e}; the next run \
+             applies it again",
+            capture.version, job.keep
+        ))
+    })?;
     Ok(StoreRunReport { capture, forgotten })
 }
 
