@@ -191,7 +191,20 @@ fn two_scheduled_runs_reuse_the_store_and_forget_beyond_keep() {
         g.keys("fleet/locks/")
     );
 
+    // A run into a prefix without a store, and with a wrong secret: exit 1 naming the address.
+    let nowhere = format!("s3://{}/nostore/golden", g.bucket());
+    scheduled_run(&g, "golden", &root, &nowhere, &creds)
+        .fails()
+        .mentions(format!("s3://{}/nostore", g.bucket()).as_bytes());
+    let good = std::fs::read_to_string(&creds).unwrap();
+    let wrong = good.replace(g.secret(), &"0".repeat(g.secret().len()));
+    assert_ne!(good, wrong);
+    std::fs::write(&creds, wrong).unwrap();
+    scheduled_run(&g, "golden", &root, &series, &creds)
+        .fails()
+        .mentions(store.as_bytes());
     // A credentials file others can read is refused before the store is read.
+    std::fs::write(&creds, good).unwrap();
     std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o644)).unwrap();
     scheduled_run(&g, "golden", &root, &series, &creds)
         .fails()
@@ -259,6 +272,20 @@ fn install_into_a_store_writes_its_credentials_0600_and_dry_run_masks_the_secret
         )),
         "{list}"
     );
+
+    // --verify-boot: the network path's needs checked (a plain-HTTP endpoint, busybox), and
+    // the unit carries it.
+    common::need(&[("busybox", "busybox-static")]);
+    install(
+        &g,
+        &sys,
+        "vb",
+        &format!("{store}/vb"),
+        &["--verify-boot", "--dry-run"],
+    )
+    .ok()
+    .mentions(b"\"--keep\" \"1\" \"--credentials\" \"/etc/osimage/schedule-vb.env\"")
+    .mentions(b"\"--verify-boot\"");
 
     // Refusals: a second schedule into the series, --format, a store that does not exist,
     // a wrong secret.

@@ -104,7 +104,8 @@ pub struct JobArgs {
     #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX/NAME")]
     pub dest: Option<PathBuf>,
     /// How many images to keep; older ones this schedule made are deleted after a run (in a
-    /// store: the series' older versions are forgotten, as `store forget --keep-last N`).
+    /// store: the series' versions beyond the newest N are forgotten, as `store prune --series
+    /// NAME --keep-last N` decides, without its deleting; `store prune` frees their space).
     /// Default: retention.keep of the configuration file.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub keep: Option<u32>,
@@ -201,7 +202,8 @@ fn run_into_store(
             .map_err(|e| UsageError(format!("{address}: {e}")))?,
     };
     let client = super::source::NetArgs::default().store_client_with(&settings, &address.root)?;
-    let store = osimage::store::Store::open(client, address.root.clone())?;
+    let store = osimage::store::Store::open(client, address.root.clone())
+        .map_err(|e| format!("schedule {} into {address}: {e}", job.name))?;
     let log = |l: &str| println!("{l}");
     let r = osimage::run_scheduled_into_store(job, &store, progress, &log)?;
     let skipped = r.capture.report.skipped.len();

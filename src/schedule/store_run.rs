@@ -194,8 +194,8 @@ fn run_lock(job: &Job, cache: &Path) -> Result<std::fs::File, ScheduleError> {
     Ok(f)
 }
 
-/// `--keep N`: forgets the series' versions beyond the newest N, as `store forget
-/// --keep-last N` does (pinned versions are kept). Logs each.
+/// `--keep N`: forgets the series' versions beyond the newest N, deciding as `store prune
+/// --series NAME --keep-last N` does (pinned versions kept) but only forgetting. Logs each.
 fn keep_newest(
     store: &Store,
     address: &ImageAddress,
@@ -224,8 +224,9 @@ fn keep_newest(
         .collect();
     if let Some(id) = done.condemnation {
         log(&format!(
-            "{} holds them: gone for readers now; their space comes back when `osimage store \
-             prune {}` sweeps it (after its grace period, once no lock of that time is left)",
+            "{} holds them: gone for readers now; their space comes back through `osimage \
+             store prune {}`, which condemns the packs only they use and deletes them after \
+             its grace period, once no lock of that time is left (--wait waits for it)",
             store.shown(&names::condemnation_key(&id)),
             store.root
         ));
