@@ -113,8 +113,13 @@ pub use signature::{
 };
 
 // Scheduled refreshes.
-pub use schedule::job::{ImageFormat, Job, check_name as check_schedule_name};
+pub use schedule::credentials::{StoreCredentials, read as schedule_credentials};
+pub use schedule::job::{Dest, ImageFormat, Job, check_name as check_schedule_name};
 pub use schedule::run::run as run_scheduled;
+pub use schedule::store_run::{
+    StoreRunReport, check_verify_boot as check_schedule_verify_boot,
+    run as run_scheduled_into_store,
+};
 pub use schedule::{
     Backend, InstallPlan, InstallReport, Listed, PlannedFile, RemoveReport, ScheduleError, System,
     check_every, install as install_schedule, list as list_schedules,

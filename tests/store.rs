@@ -23,3 +23,4 @@ mod store_objects;
 mod store_prune;
 mod store_read_locks;
 mod store_s3_object;
+mod store_schedule;

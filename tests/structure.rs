@@ -54,6 +54,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "payload",
             "capture",
             "bootcheck",
+            "store",
+            "remote",
+            "netboot",
         ],
     ),
     (

@@ -84,6 +84,13 @@ const EXAMPLES: &[(&str, &str, &str)] = &[
         "A weekly refresh of / into /srv/images, keeping the newest four images.",
     ),
     (
+        "schedule install",
+        "osimage schedule install --every daily --dest s3://images/fleet/web01 --keep 7",
+        "A daily version of / in the store series web01, as capture -o s3://… makes it; \
+         versions beyond the newest seven are forgotten, and a later store prune frees their \
+         space. The S3 settings found now go to /etc/osimage/schedule-golden.env (mode 0600).",
+    ),
+    (
         "schedule list",
         "osimage schedule list",
         "The installed schedules.",

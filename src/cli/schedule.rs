@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
-use osimage::Job;
 use osimage::Progress;
 use osimage::System;
+use osimage::{Dest, Job, StoreCredentials};
 
 use super::UsageError;
 
@@ -34,6 +34,13 @@ pub enum ScheduleCommand {
     /// it before renaming it into place, points DEST/latest.iso at it, and deletes the oldest
     /// images it made beyond --keep. A failed run exits non-zero (the unit shows failed) and
     /// leaves the previous images and latest.iso as they were.
+    ///
+    /// With --dest s3://BUCKET/PREFIX/NAME each run captures into that store series instead,
+    /// as `osimage capture ROOT -o s3://BUCKET/PREFIX/NAME` does, and then forgets the
+    /// series' versions beyond --keep (their space comes back with a later `osimage store
+    /// prune`). The S3 settings this install finds (AWS_* variables or a profile) are written
+    /// to /etc/osimage/schedule-NAME.env, mode 0600, which the unit names (SCHEDULE.md in
+    /// /usr/share/doc/osimage, "Credentials").
     Install(InstallArgs),
     /// List the installed schedules.
     List(SystemArgs),
@@ -91,16 +98,20 @@ pub struct InstallArgs {
 /// What each run does: the capture options and where the images go.
 #[derive(Debug, Args)]
 pub struct JobArgs {
-    /// Directory for the images (created mode 0700 if missing; left out of the capture).
+    /// Directory for the images (created mode 0700 if missing; left out of the capture), or
+    /// a series of an image store, s3://BUCKET/PREFIX/NAME (made by `osimage store init`).
     /// Default: destination.dir of the configuration file.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX/NAME")]
     pub dest: Option<PathBuf>,
-    /// How many images to keep; older ones this schedule made are deleted after a run.
+    /// How many images to keep; older ones this schedule made are deleted after a run (in a
+    /// store: the series' versions beyond the newest N are forgotten, as `store prune --series
+    /// NAME --keep-last N` decides, without its deleting; `store prune` frees their space).
     /// Default: retention.keep of the configuration file.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub keep: Option<u32>,
     /// iso: bootable ISO (latest.iso); oimg: the payload alone (latest.oimg) [default: iso,
-    /// or destination.format of the configuration file].
+    /// or destination.format of the configuration file]. Not with a store (it holds
+    /// versions; `osimage export` makes an ISO of one).
     #[arg(long, value_enum)]
     pub format: Option<super::choices::Format>,
     /// The root of the tree to capture.
@@ -115,9 +126,15 @@ pub struct JobArgs {
     /// throw-away VM restores it onto a scratch disk and boots the result; VERIFY-BOOT.md in
     /// /usr/share/doc/osimage).
     /// An image that fails is kept as NAME.boot-failed.iso, latest is left alone and the run
-    /// fails. Needs --format iso, qemu-system-x86 and ovmf; takes minutes per run.
+    /// fails. Needs --format iso, qemu-system-x86 and ovmf; takes minutes per run. Into a
+    /// store: the VM boots the new version from the network (plain-HTTP endpoint, busybox);
+    /// one that fails is forgotten, so the series' newest is the previous version again.
     #[arg(long)]
     pub verify_boot: bool,
+    /// The S3 settings of a run into a store (written by install, mode 0600); without it,
+    /// this process's AWS_* variables or profile, as every store command.
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub credentials: Option<PathBuf>,
     #[command(flatten)]
     pub config: super::config::ConfigArgs,
 }
@@ -144,6 +161,9 @@ pub fn run(args: ScheduleArgs, progress: &dyn Progress) -> Result<i32, Failure> 
         }
         ScheduleCommand::Run { name, job } => {
             let job = to_job(name, job, Use::Run)?;
+            if let Dest::Store(address) = &job.dest {
+                return run_into_store(&job, address, progress);
+            }
             // Lines for the journal (or the cron log): stdout, unbuffered per line.
             let log = |l: &str| println!("{l}");
             let r = osimage::run_scheduled(&job, progress, &log)?;
@@ -167,6 +187,67 @@ pub fn run(args: ScheduleArgs, progress: &dyn Progress) -> Result<i32, Failure> 
     }
 }
 
+/// A run into a store (docs/SCHEDULE.md "Into an image store"): the S3 settings from the
+/// credentials file the unit names, else this process's.
+fn run_into_store(
+    job: &Job,
+    address: &osimage::store::ImageAddress,
+    progress: &dyn Progress,
+) -> Result<i32, Failure> {
+    let settings = match &job.credentials {
+        Some(file) => osimage::schedule_credentials(file)?
+            .settings()
+            .map_err(|e| format!("{}: {e}", file.display()))?,
+        None => osimage::s3::S3Settings::from_env()
+            .map_err(|e| UsageError(format!("{address}: {e}")))?,
+    };
+    let client = super::source::NetArgs::default().store_client_with(&settings, &address.root)?;
+    let store = osimage::store::Store::open(client, address.root.clone())
+        .map_err(|e| format!("schedule {} into {address}: {e}", job.name))?;
+    let log = |l: &str| println!("{l}");
+    let r = osimage::run_scheduled_into_store(job, &store, progress, &log)?;
+    let skipped = r.capture.report.skipped.len();
+    if skipped == 0 {
+        return Ok(0);
+    }
+    println!(
+        "warning: finished with {skipped} skipped file{} (listed above): {} lacks {}; exit \
+         status {}",
+        if skipped == 1 { "" } else { "s" },
+        r.capture.report.output.display(),
+        if skipped == 1 { "it" } else { "them" },
+        super::SKIPPED_FILES
+    );
+    Ok(super::SKIPPED_FILES)
+}
+
+/// A store destination's checks at install time, before any file is planned: the S3
+/// settings found here (the installer's AWS_* variables or profile, as every store command)
+/// open the store, and `--verify-boot` can boot from it. Returns what the credentials file
+/// will hold.
+fn store_credentials(job: &Job) -> Result<Option<StoreCredentials>, Failure> {
+    let Dest::Store(address) = &job.dest else {
+        return Ok(None);
+    };
+    let settings =
+        osimage::s3::S3Settings::from_env().map_err(|e| UsageError(format!("{address}: {e}")))?;
+    let ca = std::env::var_os("OSIMAGE_CA")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or(settings.ca_bundle.clone());
+    let creds = StoreCredentials::from_settings(&settings, ca.as_deref())?;
+    // the run reads the file's values alone: open the store with exactly those
+    let run_settings = creds.settings().map_err(|e| format!("{address}: {e}"))?;
+    let client =
+        super::source::NetArgs::default().store_client_with(&run_settings, &address.root)?;
+    if job.verify_boot {
+        osimage::check_schedule_verify_boot(&client.endpoint())?;
+    }
+    osimage::store::Store::open(client, address.root.clone())
+        .map_err(|e| format!("schedule into {address}: {e}"))?;
+    Ok(Some(creds))
+}
+
 fn install(a: InstallArgs) -> Result<i32, Failure> {
     // issue #24 item 19: said before anything is read or created
     if !a.dry_run {
@@ -182,12 +263,28 @@ fn install(a: InstallArgs) -> Result<i32, Failure> {
         .and_then(|p| p.canonicalize())
         .map_err(|e| format!("cannot find the osimage binary to schedule: {e}"))?;
     let exe = osimage::scheduled_binary(a.binary.as_deref(), &running)?;
+    let creds = store_credentials(&job)?;
+    let store_note = job.dest.store().map(|address| {
+        format!(
+            "each run captures into {address} and forgets its versions beyond --keep {}; their \
+             space comes back when `osimage store prune {}` runs (it takes a Prune lock and \
+             deletes only after its grace period)",
+            job.keep, address.root
+        )
+    });
     if a.dry_run {
-        return dry_run(&sys, &a.every, job, &exe, a.force);
+        dry_run(&sys, &a.every, job, &exe, a.force, creds.as_ref())?;
+        if let Some(n) = store_note {
+            println!("{n}");
+        }
+        return Ok(0);
     }
-    let r = osimage::install_schedule(&sys, &a.every, job, &exe, a.force)?;
+    let r = osimage::install_schedule(&sys, &a.every, job, &exe, a.force, creds.as_ref())?;
     for p in &r.written {
         println!("wrote {}", p.display());
+    }
+    if let Some(n) = store_note {
+        println!("{n}");
     }
     match r.backend {
         osimage::Backend::Systemd if r.activated => {
@@ -203,18 +300,40 @@ fn install(a: InstallArgs) -> Result<i32, Failure> {
     Ok(0)
 }
 
-/// `install --dry-run`: every file with its path and text; nothing is created.
-fn dry_run(sys: &System, every: &str, job: Job, exe: &Path, force: bool) -> Result<i32, Failure> {
+/// `install --dry-run`: every file with its path and text (secrets masked); nothing is
+/// created.
+fn dry_run(
+    sys: &System,
+    every: &str,
+    job: Job,
+    exe: &Path,
+    force: bool,
+    creds: Option<&StoreCredentials>,
+) -> Result<i32, Failure> {
     let dest = job.dest.clone();
-    let plan = osimage::plan_schedule(sys, every, job, exe, force)?;
+    let plan = osimage::plan_schedule(sys, every, job, exe, force, creds)?;
     if plan.replaces {
         println!("would replace the installed schedule of that name");
     }
-    if !dest.is_dir() {
-        println!("would create {} (mode 0700)", dest.display());
+    if let Dest::Dir(d) = &dest
+        && !d.is_dir()
+    {
+        println!("would create {} (mode 0700)", d.display());
     }
     for f in &plan.files {
-        println!("would write {}:\n{}", f.path.display(), f.text);
+        // files anyone may read as before; the credentials file says its mode and the mask
+        let note = match (f.mode, f.shown.is_some()) {
+            (0o644, false) => String::new(),
+            (mode, masked) => format!(
+                " (mode {mode:04o}{})",
+                if masked {
+                    "; the secret masked here"
+                } else {
+                    ""
+                }
+            ),
+        };
+        println!("would write {}{note}:\n{}", f.path.display(), f.shown());
     }
     for (link, target) in &plan.links {
         println!("would link {} -> {}", link.display(), target.display());
@@ -245,11 +364,13 @@ fn list(s: &SystemArgs) -> Result<i32, Failure> {
             l.when,
             if l.enabled { "" } else { ", not enabled" },
             j.root.display(),
-            j.dest.display(),
+            j.dest,
             j.keep,
-            l.latest
-                .as_deref()
-                .map_or("none yet".into(), |p| p.display().to_string())
+            match (&l.latest, &j.dest) {
+                (Some(p), _) => p.display().to_string(),
+                (None, Dest::Store(_)) => "the series' newest version".into(),
+                (None, Dest::Dir(_)) => "none yet".into(),
+            }
         );
     }
     Ok(0)
@@ -270,11 +391,45 @@ fn to_job(name: String, a: JobArgs, use_: Use) -> Result<Job, Failure> {
     osimage::check_schedule_name(&name).map_err(UsageError)?;
     let loaded = a.config.load()?;
     let cfg = &loaded.config;
+    let config_path = || {
+        loaded
+            .path
+            .as_deref()
+            .unwrap_or(Path::new(super::config::DEFAULT_PATH))
+            .display()
+            .to_string()
+    };
+    let missing = |flag: &str, key: &str| {
+        UsageError(format!(
+            "give {flag}, or {key} in the configuration file ({}; CONFIG.md in /usr/share/doc/osimage)",
+            config_path()
+        ))
+    };
+    let dest = a
+        .dest
+        .or_else(|| cfg.destination.dir.as_ref().map(|d| d.0.clone()))
+        .ok_or_else(|| missing("--dest DIR", "destination.dir"))?;
+    let dest = Dest::parse(&dest).map_err(UsageError)?;
+    if let Dest::Store(address) = &dest {
+        // a store holds versions; `export` makes an ISO of one
+        let given = match (a.format.is_some(), cfg.destination.format.is_some()) {
+            (true, _) => Some("--format".to_string()),
+            (false, true) => Some(format!("destination.format of {}", config_path())),
+            (false, false) => None,
+        };
+        if let Some(given) = given {
+            return Err(UsageError(format!(
+                "{given} does not apply to a store: {address} holds versions, not image files; \
+                 `osimage export {address} -o FILE.iso` makes an ISO of its newest version"
+            ))
+            .into());
+        }
+    }
     let format: osimage::ImageFormat = match a.format {
         Some(f) => f.into(),
         None => cfg.destination.format.unwrap_or(osimage::ImageFormat::Iso),
     };
-    if a.verify_boot && format != osimage::ImageFormat::Iso {
+    if a.verify_boot && dest.dir().is_some() && format != osimage::ImageFormat::Iso {
         return Err(UsageError(
             "--verify-boot needs --format iso (a payload image has no rescue environment \
              to boot)"
@@ -282,20 +437,6 @@ fn to_job(name: String, a: JobArgs, use_: Use) -> Result<Job, Failure> {
         )
         .into());
     }
-    let missing = |flag: &str, key: &str| {
-        UsageError(format!(
-            "give {flag}, or {key} in the configuration file ({}; CONFIG.md in /usr/share/doc/osimage)",
-            loaded
-                .path
-                .as_deref()
-                .unwrap_or(Path::new(super::config::DEFAULT_PATH))
-                .display()
-        ))
-    };
-    let dest = a
-        .dest
-        .or_else(|| cfg.destination.dir.as_ref().map(|d| d.0.clone()))
-        .ok_or_else(|| missing("--dest DIR", "destination.dir"))?;
     let keep = a
         .keep
         .or(cfg.retention.keep.map(|k| k.0))
@@ -308,9 +449,21 @@ fn to_job(name: String, a: JobArgs, use_: Use) -> Result<Job, Failure> {
         ),
     };
     let abs = |p: &Path| std::path::absolute(p).map_err(|e| format!("{}: {e}", p.display()));
+    let dest = match dest {
+        Dest::Dir(d) => Dest::Dir(abs(&d)?),
+        store => store,
+    };
+    if use_ == Use::Install && a.credentials.is_some() {
+        return Err(UsageError(
+            "--credentials is for the runs: install writes the file from the S3 settings it \
+             finds (AWS_* variables or a profile)"
+                .into(),
+        )
+        .into());
+    }
     Ok(Job {
         name,
-        dest: abs(&dest)?,
+        dest,
         keep,
         format,
         root: abs(&a.root)?,
@@ -332,5 +485,9 @@ fn to_job(name: String, a: JobArgs, use_: Use) -> Result<Job, Failure> {
         snapshot,
         verify_boot: a.verify_boot,
         config: loaded.path.clone(),
+        credentials: match &a.credentials {
+            Some(c) => Some(abs(c)?),
+            None => None,
+        },
     })
 }

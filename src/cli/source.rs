@@ -88,9 +88,18 @@ impl NetArgs {
     pub fn s3_client(&self, address: &s3::S3Address) -> Result<s3::S3Client, Failure> {
         let settings =
             s3::S3Settings::from_env().map_err(|e| UsageError(format!("{address}: {e}")))?;
+        self.s3_client_with(&settings, address)
+    }
+
+    /// A client for `address`'s bucket with `settings` (a schedule's credentials file).
+    pub fn s3_client_with(
+        &self,
+        settings: &s3::S3Settings,
+        address: &s3::S3Address,
+    ) -> Result<s3::S3Client, Failure> {
         let trust = self.trust_or(settings.ca_bundle.as_deref())?;
         Ok(
-            s3::S3Client::new(&settings, &address.bucket, self.policy()?, &trust)
+            s3::S3Client::new(settings, &address.bucket, self.policy()?, &trust)
                 .map_err(|e| UsageError(format!("{address}: {e}")))?,
         )
     }
@@ -101,6 +110,21 @@ impl NetArgs {
             bucket: root.bucket.clone(),
             key: root.key("config"),
         })
+    }
+
+    /// [`Self::store_client`] with `settings` instead of this process's.
+    pub fn store_client_with(
+        &self,
+        settings: &s3::S3Settings,
+        root: &osimage::store::StoreRoot,
+    ) -> Result<s3::S3Client, Failure> {
+        self.s3_client_with(
+            settings,
+            &s3::S3Address {
+                bucket: root.bucket.clone(),
+                key: root.key("config"),
+            },
+        )
     }
 }
 

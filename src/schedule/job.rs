@@ -4,9 +4,11 @@
 //! own beyond DEST.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::store::ImageAddress;
 
 /// The image a scheduled run writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,15 +30,96 @@ impl ImageFormat {
     }
 }
 
+/// Where a schedule's runs put their images: a directory of image files, or a series of an
+/// image store (docs/SCHEDULE.md "Into an image store"). Recorded as one string (the
+/// directory, or `s3://BUCKET/PREFIX/NAME`), so markers written before stores existed read
+/// back as directories.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "PathBuf", into = "PathBuf")]
+pub enum Dest {
+    /// A directory (absolute): `NAME-….iso|oimg` files and `latest.*`.
+    Dir(PathBuf),
+    /// A series of a store: each run adds a version; `latest` is the newest.
+    Store(ImageAddress),
+}
+
+impl Dest {
+    /// `--dest`'s value: an `s3://` address names a store series (without `@VERSION`: a run
+    /// makes a new version), anything else a directory.
+    pub fn parse(given: &Path) -> Result<Dest, String> {
+        let Some(text) = given.to_str().filter(|t| crate::remote::s3::is_s3(t)) else {
+            return Ok(Dest::Dir(given.to_path_buf()));
+        };
+        let lower = text.to_ascii_lowercase();
+        if lower.ends_with(".iso") || lower.ends_with(".oimg") {
+            return Err(format!(
+                "--dest {text}: a schedule writes into a directory or a store series \
+                 (s3://BUCKET/PREFIX/NAME), not one S3 object"
+            ));
+        }
+        let a = ImageAddress::parse(text).map_err(|e| format!("--dest {e}"))?;
+        if a.version.is_some() {
+            return Err(format!(
+                "--dest {text}: each run makes a new version; name the series alone (without \
+                 @VERSION)"
+            ));
+        }
+        Ok(Dest::Store(a))
+    }
+
+    /// The directory, for a directory destination.
+    pub fn dir(&self) -> Option<&Path> {
+        match self {
+            Dest::Dir(d) => Some(d),
+            Dest::Store(_) => None,
+        }
+    }
+
+    /// The store series, for a store destination.
+    pub fn store(&self) -> Option<&ImageAddress> {
+        match self {
+            Dest::Dir(_) => None,
+            Dest::Store(a) => Some(a),
+        }
+    }
+}
+
+impl std::fmt::Display for Dest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Dest::Dir(d) => write!(f, "{}", d.display()),
+            Dest::Store(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+impl TryFrom<PathBuf> for Dest {
+    type Error = String;
+    fn try_from(p: PathBuf) -> Result<Dest, String> {
+        Dest::parse(&p)
+    }
+}
+
+impl From<Dest> for PathBuf {
+    fn from(d: Dest) -> PathBuf {
+        match d {
+            Dest::Dir(p) => p,
+            Dest::Store(a) => PathBuf::from(a.to_string()),
+        }
+    }
+}
+
 /// One schedule's capture: where from, where to, how many to keep, and the capture options.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
     /// The schedule's name: `[a-z0-9_-]`, names the units and the images.
     pub name: String,
-    /// Directory the images go into (absolute).
-    pub dest: PathBuf,
-    /// How many images to keep (≥ 1; the newest is never pruned).
+    /// Where the images go: a directory (absolute) or a store series.
+    pub dest: Dest,
+    /// How many images to keep (≥ 1; the newest is never pruned). In a store: the versions
+    /// of the series beyond the newest `keep` are forgotten after each run.
     pub keep: u32,
+    /// The image files' format; a store holds versions (unused there, always `iso`).
     pub format: ImageFormat,
     /// The root to capture (absolute).
     pub root: PathBuf,
@@ -57,6 +140,10 @@ pub struct Job {
     /// The configuration file each run reads (docs/CONFIG.md): `--config` on the unit's line.
     #[serde(default)]
     pub config: Option<PathBuf>,
+    /// A store destination's credentials file (mode 0600, written by install), which each
+    /// run reads: `--credentials` on the unit's line (docs/SCHEDULE.md "Credentials").
+    #[serde(default)]
+    pub credentials: Option<PathBuf>,
 }
 
 /// Why a schedule name is refused.
@@ -85,9 +172,15 @@ impl Job {
             a.push(k.into());
             a.push(v);
         };
-        opt("--dest", self.dest.clone().into());
+        opt("--dest", PathBuf::from(self.dest.clone()).into());
         opt("--keep", self.keep.to_string().into());
-        opt("--format", self.format.ext().into());
+        // A store holds versions, not files of a format.
+        if self.dest.dir().is_some() {
+            opt("--format", self.format.ext().into());
+        }
+        if let Some(c) = &self.credentials {
+            opt("--credentials", c.clone().into());
+        }
         opt("--root", self.root.clone().into());
         if let Some(l) = self.level {
             opt("--level", l.to_string().into());
@@ -120,9 +213,12 @@ impl Job {
         a
     }
 
-    /// `latest.iso` or `latest.oimg`.
+    /// `latest.iso` or `latest.oimg`; in a store, the series' newest version.
     pub fn latest_name(&self) -> String {
-        format!("latest.{}", self.format.ext())
+        match &self.dest {
+            Dest::Dir(_) => format!("latest.{}", self.format.ext()),
+            Dest::Store(a) => format!("{a} (its newest version)"),
+        }
     }
 }
 
@@ -146,6 +242,32 @@ mod tests {
             &"a".repeat(65),
         ] {
             assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_destination_is_a_directory_or_a_store_series_and_records_as_one_string() {
+        let dir = Dest::parse(Path::new("/srv/images")).unwrap();
+        assert_eq!(dir, Dest::Dir("/srv/images".into()));
+        let store = Dest::parse(Path::new("s3://images/fleet/web01")).unwrap();
+        let a = store.store().expect("a store series");
+        assert_eq!(
+            (a.root.prefix.as_str(), a.series.as_str()),
+            ("fleet", "web01")
+        );
+        for d in [dir, store] {
+            let json = serde_json::to_string(&d).unwrap();
+            assert_eq!(serde_json::from_str::<Dest>(&json).unwrap(), d, "{json}");
+        }
+        // A marker written before stores existed: a plain path string.
+        let old: Dest = serde_json::from_str("\"/srv/old\"").unwrap();
+        assert_eq!(old, Dest::Dir("/srv/old".into()));
+        for bad in [
+            "s3://images/fleet/web01@2026",
+            "s3://images/fleet/web01.iso",
+            "s3://images",
+        ] {
+            assert!(Dest::parse(Path::new(bad)).is_err(), "{bad}");
         }
     }
 }

@@ -3,12 +3,18 @@
 //! `osimage schedule run`; `run` captures a refresh of the previous image into DEST, keeps
 //! `latest.*` pointing at it and prunes beyond `--keep`.
 //!
+//! DEST is a directory of image files, or a series of an image store (`s3://…/NAME`): then
+//! each run is a capture into the store and `--keep` forgets older versions (`store_run`),
+//! with S3 settings from a credentials file install writes (`credentials`).
+//!
 //! `calendar` turns `--every` into OnCalendar / cron fields, `job` is what a run does (as the
 //! arguments its unit carries), `units` renders the files, `run` is one scheduled run.
 
 pub mod calendar;
+pub mod credentials;
 pub mod job;
 pub mod run;
+pub mod store_run;
 pub mod units;
 
 use std::io::Write;
@@ -16,7 +22,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use calendar::Calendar;
-use job::Job;
+use credentials::StoreCredentials;
+use job::{Dest, Job};
 use units::Installed;
 
 /// Everything that can stop a schedule command.
@@ -37,6 +44,9 @@ pub enum ScheduleError {
     Systemctl(String),
     #[error("{0}")]
     Capture(#[from] crate::capture::CaptureError),
+    /// The store of a store destination (missing, refused credentials, a failed request).
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
 }
 
 impl ScheduleError {
@@ -45,6 +55,7 @@ impl ScheduleError {
         match self {
             ScheduleError::Argument(_) => true,
             ScheduleError::Capture(e) => e.is_usage(),
+            ScheduleError::Store(e) => e.is_usage(),
             _ => false,
         }
     }
@@ -138,6 +149,8 @@ struct Files {
     cron: PathBuf,
     /// The cron back end's log rotation (logrotate(8)).
     logrotate: PathBuf,
+    /// A store destination's S3 settings (mode 0600).
+    credentials: PathBuf,
 }
 
 fn files(sys: &System, name: &str) -> Files {
@@ -148,6 +161,11 @@ fn files(sys: &System, name: &str) -> Files {
         wants: sys.wants_dir().join(format!("{base}.timer")),
         cron: sys.cron_dir().join(&base),
         logrotate: sys.root.join("etc/logrotate.d").join(&base),
+        credentials: sys.root.join(
+            credentials::path(name)
+                .strip_prefix("/")
+                .unwrap_or(Path::new("")),
+        ),
     }
 }
 
@@ -165,6 +183,27 @@ fn man_page_installed(sys: &System) -> bool {
 pub struct PlannedFile {
     pub path: PathBuf,
     pub text: String,
+    /// Its permission bits.
+    pub mode: u32,
+    /// The text as `--dry-run` prints it, when it differs: secrets masked.
+    pub shown: Option<String>,
+}
+
+impl PlannedFile {
+    /// A file anyone may read (mode 0644).
+    fn public(path: PathBuf, text: String) -> PlannedFile {
+        PlannedFile {
+            path,
+            text,
+            mode: 0o644,
+            shown: None,
+        }
+    }
+
+    /// The text to print: never a secret.
+    pub fn shown(&self) -> &str {
+        self.shown.as_deref().unwrap_or(&self.text)
+    }
 }
 
 /// What `install` does, computed before anything is touched: `--dry-run` prints it.
@@ -214,15 +253,29 @@ pub fn check_every(every: &str) -> Result<(), ScheduleError> {
 }
 
 /// The files and links installing `job` to run at `every` would write, after every check
-/// `install` makes (name, `--every`, back end, existing schedules). Touches nothing.
+/// `install` makes (name, `--every`, back end, existing schedules). Touches nothing. A store
+/// destination needs `creds`, the settings its runs use (the caller opened the store with
+/// them): they go into the credentials file the unit names.
 pub fn plan_install(
     sys: &System,
     every: &str,
-    job: Job,
+    mut job: Job,
     exe: &Path,
     force: bool,
+    creds: Option<&StoreCredentials>,
 ) -> Result<InstallPlan, ScheduleError> {
     job::check_name(&job.name).map_err(ScheduleError::Argument)?;
+    store_run::check_job(&job)?;
+    let creds = match (&job.dest, creds) {
+        (Dest::Store(_), Some(c)) => Some(c),
+        (Dest::Store(a), None) => {
+            return Err(ScheduleError::Invalid(format!(
+                "internal: no S3 settings for the schedule into {a}"
+            )));
+        }
+        (Dest::Dir(_), _) => None,
+    };
+    job.credentials = creds.map(|_| credentials::path(&job.name));
     let cal = Calendar::parse(every).map_err(|e| ScheduleError::Argument(e.to_string()))?;
     let backend = sys.backend()?;
     for other in list(sys)? {
@@ -234,11 +287,14 @@ pub fn plan_install(
             )));
         }
         if !same && other.installed.job.dest == job.dest {
+            let what = match &job.dest {
+                Dest::Dir(_) => "a directory would fight over",
+                Dest::Store(_) => "a series would fight over its retention and",
+            };
             return Err(ScheduleError::Invalid(format!(
-                "schedule {} already writes into {}: two schedules sharing a directory would \
-                 fight over {}",
+                "schedule {} already writes into {}: two schedules sharing {what} {}",
                 other.installed.job.name,
-                job.dest.display(),
+                job.dest,
                 job.latest_name()
             )));
         }
@@ -254,21 +310,15 @@ pub fn plan_install(
         job,
     };
     let text = |r: Result<String, String>| r.map_err(ScheduleError::Invalid);
-    let (files, links, when) = match backend {
+    let (mut files, links, when) = match backend {
         Backend::Systemd => {
             let service = units::service(&i, exe, man_page_installed(sys));
             let target =
                 Path::new("/etc/systemd/system").join(f.timer.file_name().unwrap_or_default());
             (
                 vec![
-                    PlannedFile {
-                        path: f.service.clone(),
-                        text: text(service)?,
-                    },
-                    PlannedFile {
-                        path: f.timer.clone(),
-                        text: text(units::timer(&i, &cal))?,
-                    },
+                    PlannedFile::public(f.service.clone(), text(service)?),
+                    PlannedFile::public(f.timer.clone(), text(units::timer(&i, &cal))?),
                 ],
                 // What `systemctl enable` does for WantedBy=timers.target.
                 vec![(f.wants.clone(), target)],
@@ -279,20 +329,26 @@ pub fn plan_install(
             let log = units::cron_log(&i.job.name);
             (
                 vec![
-                    PlannedFile {
-                        path: f.cron.clone(),
-                        text: text(units::cron_file(&i, &cal, exe, &log))?,
-                    },
-                    PlannedFile {
-                        path: f.logrotate.clone(),
-                        text: text(units::logrotate(&i, &log))?,
-                    },
+                    PlannedFile::public(
+                        f.cron.clone(),
+                        text(units::cron_file(&i, &cal, exe, &log))?,
+                    ),
+                    PlannedFile::public(f.logrotate.clone(), text(units::logrotate(&i, &log))?),
                 ],
                 Vec::new(),
                 cal.cron_fields(),
             )
         }
     };
+    if let Some(c) = creds {
+        let marker = text(units::marker(&i))?;
+        files.push(PlannedFile {
+            path: f.credentials.clone(),
+            text: credentials::file_text(&marker, &i.job.name, c, false),
+            mode: 0o600,
+            shown: Some(credentials::file_text(&marker, &i.job.name, c, true)),
+        });
+    }
     Ok(InstallPlan {
         backend,
         when,
@@ -312,9 +368,10 @@ pub fn install(
     job: Job,
     exe: &Path,
     force: bool,
+    creds: Option<&StoreCredentials>,
 ) -> Result<InstallReport, ScheduleError> {
     require_root("schedule install")?;
-    let plan = plan_install(sys, every, job, exe, force)?;
+    let plan = plan_install(sys, every, job, exe, force, creds)?;
     apply(sys, plan)
 }
 
@@ -323,12 +380,14 @@ fn apply(sys: &System, plan: InstallPlan) -> Result<InstallReport, ScheduleError
     if plan.replaces {
         remove(sys, &plan.job.name)?;
     }
-    make_dest(&plan.job.dest)?;
+    if let Dest::Dir(d) = &plan.job.dest {
+        make_dest(d)?;
+    }
     let mut written = Vec::new();
     for f in &plan.files {
         let dir = f.path.parent().unwrap_or(Path::new("/"));
         std::fs::create_dir_all(dir).map_err(io("cannot create", dir))?;
-        write_file(&f.path, &f.text)?;
+        write_file(&f.path, &f.text, f.mode)?;
         written.push(f.path.clone());
     }
     for (link, target) in &plan.links {
@@ -415,13 +474,14 @@ pub fn scheduled_binary(given: Option<&Path>, running: &Path) -> Result<PathBuf,
 }
 
 impl Files {
-    fn all(&self) -> [&PathBuf; 5] {
+    fn all(&self) -> [&PathBuf; 6] {
         [
             &self.service,
             &self.timer,
             &self.wants,
             &self.cron,
             &self.logrotate,
+            &self.credentials,
         ]
     }
     fn exists_any(&self) -> bool {
@@ -429,10 +489,16 @@ impl Files {
     }
     /// The files (not the wants link) that exist.
     fn present(&self) -> Vec<&PathBuf> {
-        [&self.timer, &self.service, &self.cron, &self.logrotate]
-            .into_iter()
-            .filter(|p| p.symlink_metadata().is_ok())
-            .collect()
+        [
+            &self.timer,
+            &self.service,
+            &self.cron,
+            &self.logrotate,
+            &self.credentials,
+        ]
+        .into_iter()
+        .filter(|p| p.symlink_metadata().is_ok())
+        .collect()
     }
     /// Every present file carries osimage's marker for `name`.
     fn check_ours(&self, name: &str) -> Result<(), ScheduleError> {
@@ -460,12 +526,14 @@ fn make_dest(dest: &Path) -> Result<(), ScheduleError> {
         .map_err(io("cannot create the destination", dest))
 }
 
-/// Writes `text` to `path` (mode 0644) through a temporary name, so a reader never sees half.
-fn write_file(path: &Path, text: &str) -> Result<(), ScheduleError> {
+/// Writes `text` to `path` (with `mode`) through a temporary name, so a reader never sees
+/// half; the temporary file has that mode from its creation, so a secret is never readable
+/// by others.
+fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), ScheduleError> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     let mut tmp = tempfile::Builder::new()
         .prefix(".osimage-")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
         .tempfile_in(dir)
         .map_err(io("cannot create a file in", dir))?;
     tmp.write_all(text.as_bytes())
@@ -486,7 +554,7 @@ pub struct Listed {
     pub when: String,
     /// systemd: the timer is wanted by timers.target.
     pub enabled: bool,
-    /// Where `latest.*` in DEST points, if anywhere.
+    /// Where `latest.*` in DEST points, if anywhere (none for a store: its newest version).
     pub latest: Option<PathBuf>,
 }
 
@@ -528,9 +596,11 @@ pub fn list(sys: &System) -> Result<Vec<Listed>, ScheduleError> {
                 Backend::Systemd => files(sys, name).wants.symlink_metadata().is_ok(),
                 Backend::Cron => true,
             };
-            let latest = std::fs::read_link(installed.job.dest.join(installed.job.latest_name()))
-                .ok()
-                .map(|t| installed.job.dest.join(t));
+            let latest = installed.job.dest.dir().and_then(|d| {
+                std::fs::read_link(d.join(installed.job.latest_name()))
+                    .ok()
+                    .map(|t| d.join(t))
+            });
             out.push(Listed {
                 backend,
                 installed,

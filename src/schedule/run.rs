@@ -40,18 +40,16 @@ pub fn run(
     log: &dyn Fn(&str),
 ) -> Result<RunReport, ScheduleError> {
     super::job::check_name(&job.name).map_err(ScheduleError::Argument)?;
-    if job.keep == 0 {
-        return Err(ScheduleError::Invalid("--keep must be at least 1".into()));
-    }
-    if job.verify_boot && job.format != super::job::ImageFormat::Iso {
-        return Err(ScheduleError::Invalid(
-            "--verify-boot needs --format iso (a payload image has no rescue environment to boot)"
-                .into(),
-        ));
-    }
-    super::make_dest(&job.dest)?;
-    let _lock = lock(job)?;
-    let latest = job.dest.join(job.latest_name());
+    super::store_run::check_job(job)?;
+    let Some(dest) = job.dest.dir() else {
+        return Err(ScheduleError::Invalid(format!(
+            "internal: {} is a store, not a directory",
+            job.dest
+        )));
+    };
+    super::make_dest(dest)?;
+    let _lock = lock(job, dest)?;
+    let latest = dest.join(job.latest_name());
     if let Ok(md) = latest.symlink_metadata()
         && !md.file_type().is_symlink()
     {
@@ -60,8 +58,8 @@ pub fn run(
             latest.display()
         )));
     }
-    let mut ledger = Ledger::read(job)?;
-    let base = ledger.newest_existing(&job.dest).and_then(|b| {
+    let mut ledger = Ledger::read(job, dest)?;
+    let base = ledger.newest_existing(dest).and_then(|b| {
         // A previous image that cannot be read is no base: capture in full and say so.
         match PayloadReader::open(&b, &crate::envelope::Unlock::default()) {
             Ok(_) => Some(b),
@@ -74,8 +72,8 @@ pub fn run(
             }
         }
     });
-    let name = new_name(job);
-    let output = job.dest.join(&name);
+    let name = new_name(job, dest);
+    let output = dest.join(&name);
     match &base {
         Some(b) => log(&format!(
             "schedule {}: capturing {} into {} (refresh of {})",
@@ -93,7 +91,11 @@ pub fn run(
     }
     // capture writes under a temporary name in DEST, verifies every chunk (`verify`), and
     // renames into place only then.
-    let capture = capture_from(&capture_options(job, &output), base.as_deref(), progress)?;
+    let capture = capture_from(
+        &capture_options(job, dest, &output),
+        base.as_deref(),
+        progress,
+    )?;
     // --keep-going: the image lacks these; a warning in the log and in the run's status
     for s in &capture.skipped {
         log(&format!(
@@ -110,7 +112,7 @@ pub fn run(
     ledger.write()?;
     point_latest(&latest, &name)?;
     log(&format!("{} → {name}", latest.display()));
-    let pruned = prune(job, &mut ledger)?;
+    let pruned = prune(job, dest, &mut ledger)?;
     for p in &pruned {
         log(&format!("pruned {}", p.display()));
     }
@@ -144,16 +146,19 @@ fn prove_boot(output: &Path, log: &dyn Fn(&str)) -> Result<(), ScheduleError> {
     )))
 }
 
-fn capture_options(job: &Job, output: &Path) -> CaptureOptions {
+fn capture_options(job: &Job, dest: &Path, output: &Path) -> CaptureOptions {
+    let mut excludes = job.excludes.clone();
+    // Schedules into stores keep their S3 secrets there: not in any image (SCHEDULE.md).
+    excludes.push(super::store_run::CREDENTIALS_PATTERN.to_string());
     CaptureOptions {
         root: job.root.clone(),
         output: output.to_path_buf(),
         scan: ScanOptions {
             one_file_system: job.one_file_system,
-            excludes: job.excludes.clone(),
+            excludes,
             exclude_from: job.exclude_from.clone(),
             // DEST holds the earlier images: under ROOT, each capture would hold them all.
-            skip_paths: vec![job.dest.clone()],
+            skip_paths: vec![dest.to_path_buf()],
             keep_going: job.keep_going,
         },
         level: job.level.unwrap_or(3),
@@ -174,12 +179,12 @@ fn capture_options(job: &Job, output: &Path) -> CaptureOptions {
 }
 
 /// `NAME-20261125T230000Z.iso`; `-2`, `-3`… when a run in the same second made one already.
-fn new_name(job: &Job) -> String {
+fn new_name(job: &Job, dest: &Path) -> String {
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
     let ext = job.format.ext();
     let mut name = format!("{}-{stamp}.{ext}", job.name);
     let mut n = 2;
-    while job.dest.join(&name).symlink_metadata().is_ok() {
+    while dest.join(&name).symlink_metadata().is_ok() {
         name = format!("{}-{stamp}-{n}.{ext}", job.name);
         n += 1;
     }
@@ -187,9 +192,9 @@ fn new_name(job: &Job) -> String {
 }
 
 /// One run per schedule at a time (a slow run overlapping the next timer tick).
-fn lock(job: &Job) -> Result<std::fs::File, ScheduleError> {
+fn lock(job: &Job, dest: &Path) -> Result<std::fs::File, ScheduleError> {
     use rustix::fs::{FlockOperation, flock};
-    let path = job.dest.join(format!(".osimage-{}.lock", job.name));
+    let path = dest.join(format!(".osimage-{}.lock", job.name));
     let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -226,13 +231,13 @@ fn sync_dir(dir: &Path) {
 
 /// Removes the oldest images beyond `keep`, from the ledger only. The newest is the last
 /// ledger entry and `keep ≥ 1`, so it is never a candidate.
-fn prune(job: &Job, ledger: &mut Ledger) -> Result<Vec<PathBuf>, ScheduleError> {
+fn prune(job: &Job, dest: &Path, ledger: &mut Ledger) -> Result<Vec<PathBuf>, ScheduleError> {
     let excess = ledger.names.len().saturating_sub(job.keep as usize);
     let old: Vec<String> = ledger.names.drain(..excess).collect();
     let mut pruned = Vec::new();
     let mut failed = None;
     for n in old {
-        let p = job.dest.join(&n);
+        let p = dest.join(&n);
         match std::fs::remove_file(&p) {
             Ok(()) => pruned.push(p),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -244,7 +249,7 @@ fn prune(job: &Job, ledger: &mut Ledger) -> Result<Vec<PathBuf>, ScheduleError> 
         }
     }
     ledger.write()?;
-    sync_dir(&job.dest);
+    sync_dir(dest);
     match failed {
         Some(e) => Err(e),
         None => Ok(pruned),
@@ -258,8 +263,8 @@ struct Ledger {
 }
 
 impl Ledger {
-    fn read(job: &Job) -> Result<Ledger, ScheduleError> {
-        let path = job.dest.join(format!(".osimage-{}.images", job.name));
+    fn read(job: &Job, dest: &Path) -> Result<Ledger, ScheduleError> {
+        let path = dest.join(format!(".osimage-{}.images", job.name));
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -314,7 +319,7 @@ mod tests {
     fn job(dest: PathBuf, format: ImageFormat, verify_boot: bool) -> Job {
         Job {
             name: "golden".into(),
-            dest,
+            dest: super::super::job::Dest::Dir(dest),
             keep: 1,
             format,
             root: "/".into(),
@@ -328,6 +333,7 @@ mod tests {
             snapshot: false,
             verify_boot,
             config: None,
+            credentials: None,
         }
     }
 
@@ -341,7 +347,7 @@ mod tests {
              golden-4.txt\ngolden-5.oimg\n",
         )
         .expect("write ledger");
-        let l = Ledger::read(&job).expect("read ledger");
+        let l = Ledger::read(&job, dir.path()).expect("read ledger");
         assert_eq!(l.names, ["golden-1.iso", "golden-5.oimg"]);
     }
 
@@ -352,7 +358,10 @@ mod tests {
         assert!(job.run_args().iter().any(|a| a == "--verify-boot"));
         let e = run(&job, &crate::progress::NoProgress, &|_| {}).expect_err("oimg");
         assert!(e.to_string().contains("needs --format iso"), "{e}");
-        assert!(!job.dest.exists(), "nothing made for a refused run");
+        assert!(
+            !dir.path().join("dest").exists(),
+            "nothing made for a refused run"
+        );
         job.verify_boot = false;
         assert!(!job.run_args().iter().any(|a| a == "--verify-boot"));
     }

@@ -56,6 +56,73 @@ pub fn forget(
     super::condemn::condemn(store, &c, own_rel.as_deref())
 }
 
+/// What [`forget_beyond`] decided and wrote.
+#[derive(Clone, Debug)]
+pub struct ForgotBeyond {
+    /// Each version of the series not forgotten before, newest first, with its decision.
+    pub decisions: Vec<crate::store::retention::Decision>,
+    /// The condemnation holding the forgotten versions; none when nothing was forgotten.
+    pub condemnation: Option<[u8; 16]>,
+}
+
+/// `--keep-last keep` applied to `series` alone, holding `own` (a Prune lock): its versions
+/// beyond the newest `keep` (pinned ones kept, as `store prune` keeps them) are condemned as
+/// [`forget`] condemns named versions — versions only; their packs go in a later prune's
+/// condemnation. What a scheduled run into a store does after its capture (STORE.md §4.6).
+pub fn forget_beyond(
+    store: &Store,
+    series: &str,
+    keep: u32,
+    own: &HeldLock,
+    times: &crate::store::StoreTimes,
+) -> Result<ForgotBeyond, StoreError> {
+    if keep == 0 {
+        return Err(StoreError::Refused(
+            "keeping 0 versions would forget the newest; keep at least 1".into(),
+        ));
+    }
+    super::check_one_prune(store, own, times)?;
+    let pending = store.pending()?;
+    let pins = store.list_pins()?;
+    let listed = store.list_versions(Some(series))?;
+    let policy = crate::store::retention::Policy {
+        last: Some(keep),
+        ..Default::default()
+    };
+    let chosen = [series.to_string()];
+    let decisions =
+        super::condemn::forget(store, &policy, Some(&chosen), &listed, &pending, &pins)?
+            .into_iter()
+            .flat_map(|s| s.decisions)
+            .collect::<Vec<_>>();
+    let versions: Vec<String> = decisions
+        .iter()
+        .filter(|d| !d.keep())
+        .map(|d| names::version_key(series, &d.version))
+        .collect();
+    if versions.is_empty() {
+        return Ok(ForgotBeyond {
+            decisions,
+            condemnation: None,
+        });
+    }
+    let c = Condemnation {
+        versions,
+        packs: Vec::new(),
+        blobs: Vec::new(),
+        versions_seen: listed.len() as u64,
+    };
+    let own_rel = own
+        .shown()
+        .strip_prefix(&store.shown(""))
+        .map(str::to_string);
+    let id = super::condemn::condemn(store, &c, own_rel.as_deref())?;
+    Ok(ForgotBeyond {
+        decisions,
+        condemnation: Some(id),
+    })
+}
+
 /// Pins `series`@`version` until `until` with the reason `why`; the version must exist.
 /// Returns the pin's key relative to the store.
 pub fn pin(

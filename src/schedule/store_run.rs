@@ -1,0 +1,326 @@
+//! One scheduled run into an image store (`osimage schedule run NAME --dest s3://B/P/SERIES`,
+//! docs/SCHEDULE.md "Into an image store", STORE.md §4.6): the capture `osimage capture ROOT
+//! -o s3://B/P/SERIES` makes (the same library call: its Capture lock, the store's blocks as
+//! the base, the newest version as the files cache, the read-back verification after the
+//! commit), then, with `--verify-boot`, the network boot check of the new version, then
+//! `--keep N` as a forget of the series' versions beyond the newest N (a condemnation of
+//! versions only, under a Prune lock: their space comes back with a later `store prune`).
+//!
+//! "latest" is the series' newest version: a reader of `s3://B/P/SERIES` gets it from the
+//! moment its commit completes. A version that fails `--verify-boot` is forgotten at once, so
+//! the series' newest is the previous one again.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::ScheduleError;
+use super::job::{Dest, ImageFormat, Job};
+use crate::capture::CaptureOptions;
+use crate::capture::into_store::{StoreCapture, StoreCaptureChoices, capture_into_store};
+use crate::progress::Progress;
+use crate::scan::ScanOptions;
+use crate::store::index_cache::CacheChoice;
+use crate::store::objects::LockKind;
+use crate::store::prune::by_hand;
+use crate::store::{ImageAddress, Store, StoreTimes, names};
+
+/// What a run into a store did.
+#[derive(Debug)]
+pub struct StoreRunReport {
+    /// The capture, its new version and what it uploaded.
+    pub capture: StoreCapture,
+    /// Versions forgotten for `--keep` (full version strings).
+    pub forgotten: Vec<String>,
+}
+
+/// What every schedule's job must satisfy, checked by install and by each run.
+pub fn check_job(job: &Job) -> Result<(), ScheduleError> {
+    if job.keep == 0 {
+        return Err(ScheduleError::Invalid("--keep must be at least 1".into()));
+    }
+    if job.verify_boot && job.dest.dir().is_some() && job.format != ImageFormat::Iso {
+        return Err(ScheduleError::Invalid(
+            "--verify-boot needs --format iso (a payload image has no rescue environment to boot)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Where a scheduled run into a store keeps the store's index objects (STORE.md §4.1) and its
+/// run lock: `$XDG_CACHE_HOME/osimage` when that is absolute, else `/var/cache/osimage` (a
+/// system service has no `HOME`).
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| PathBuf::from("/var/cache"))
+        .join("osimage")
+}
+
+/// Runs `job` (a store destination) once into `store`. `log` receives the journal's lines.
+pub fn run(
+    job: &Job,
+    store: &Store,
+    progress: &dyn Progress,
+    log: &dyn Fn(&str),
+) -> Result<StoreRunReport, ScheduleError> {
+    super::job::check_name(&job.name).map_err(ScheduleError::Argument)?;
+    check_job(job)?;
+    let Dest::Store(address) = &job.dest else {
+        return Err(ScheduleError::Invalid(format!(
+            "internal: {} is not a store",
+            job.dest
+        )));
+    };
+    if address.root != store.root {
+        return Err(ScheduleError::Invalid(format!(
+            "internal: {address} is not in the store {}",
+            store.root
+        )));
+    }
+    let cache = cache_dir();
+    let _lock = run_lock(job, &cache)?;
+    log(&format!(
+        "schedule {}: capturing {} into {address} (the store's blocks are the base, its newest \
+         version the files cache)",
+        job.name,
+        job.root.display()
+    ));
+    let choices = StoreCaptureChoices {
+        no_base: false,
+        index_cache: CacheChoice::Dir(cache.clone()),
+    };
+    let opts = capture_options(job, address, &cache);
+    let capture = capture_into_store(&opts, store, &address.series, &[], &choices, progress)?;
+    for s in &capture.report.skipped {
+        log(&format!(
+            "warning: skipped {}: {} (not in the image)",
+            s.path.display(),
+            s.reason
+        ));
+    }
+    log(&committed_line(address, &capture));
+    if job.verify_boot {
+        prove_boot(store, address, &capture.version, log)?;
+    }
+    // committed already: a failure here says so (the next run applies --keep again)
+    let forgotten = keep_newest(store, address, job.keep, log).map_err(|e| {
+        ScheduleError::Invalid(format!(
+            "{address}@{} was committed, but --keep {} was not applied: {e}; the next run \
+             applies it again",
+            capture.version, job.keep
+        ))
+    })?;
+    Ok(StoreRunReport { capture, forgotten })
+}
+
+/// The journal's line on the commit: which version, how many bytes went up.
+fn committed_line(address: &ImageAddress, c: &StoreCapture) -> String {
+    format!(
+        "committed {address}@{}: uploaded {} bytes ({} new pack{} {} bytes, version object {} \
+         bytes); {} pack{} of earlier versions reused; {} files read, {} unchanged",
+        c.version,
+        c.uploaded.bytes + c.version_bytes,
+        c.uploaded.packs,
+        if c.uploaded.packs == 1 { "" } else { "s" },
+        c.uploaded.bytes,
+        c.version_bytes,
+        c.referenced_packs,
+        if c.referenced_packs == 1 { "" } else { "s" },
+        c.files_read,
+        c.files_unread
+    )
+}
+
+/// The capture `osimage capture ROOT -o s3://…` would make with the job's options, always
+/// verified, leaving out the index cache and every schedule's credentials file.
+fn capture_options(job: &Job, address: &ImageAddress, cache: &Path) -> CaptureOptions {
+    let mut excludes = job.excludes.clone();
+    // The store's credentials do not go into the store (a netboot's presigned reader would
+    // get them): docs/SCHEDULE.md "Credentials".
+    excludes.push(CREDENTIALS_PATTERN.to_string());
+    CaptureOptions {
+        root: job.root.clone(),
+        output: PathBuf::from(address.to_string()),
+        scan: ScanOptions {
+            one_file_system: job.one_file_system,
+            excludes,
+            exclude_from: job.exclude_from.clone(),
+            skip_paths: vec![cache.to_path_buf()],
+            keep_going: job.keep_going,
+        },
+        level: job.level.unwrap_or(3),
+        threads: job
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .max(1),
+        force: false,
+        verify: true,
+        kernel: job.kernel.clone(),
+        snapshot: job.snapshot,
+        files_only: false,
+        lock: None,
+        unlock: std::sync::Arc::new(crate::envelope::Unlock::default()),
+    }
+}
+
+/// Every schedule's credentials file, as an exclude pattern anchored at the capture root.
+pub const CREDENTIALS_PATTERN: &str = "/etc/osimage/schedule-*.env";
+
+/// One run of a schedule at a time on this machine (a slow run overlapping the next tick).
+fn run_lock(job: &Job, cache: &Path) -> Result<std::fs::File, ScheduleError> {
+    use rustix::fs::{FlockOperation, flock};
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(cache)
+        .map_err(super::io("cannot create the cache directory", cache))?;
+    let path = cache.join(format!("schedule-{}.lock", job.name));
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(super::io("cannot open the lock file", &path))?;
+    flock(&f, FlockOperation::NonBlockingLockExclusive).map_err(|_| {
+        ScheduleError::Invalid(format!(
+            "another run of schedule {} holds {}; not starting a second one",
+            job.name,
+            path.display()
+        ))
+    })?;
+    Ok(f)
+}
+
+/// `--keep N`: forgets the series' versions beyond the newest N, deciding as `store prune
+/// --series NAME --keep-last N` does (pinned versions kept) but only forgetting. Logs each.
+fn keep_newest(
+    store: &Store,
+    address: &ImageAddress,
+    keep: u32,
+    log: &dyn Fn(&str),
+) -> Result<Vec<String>, ScheduleError> {
+    let times = StoreTimes::from_env()?;
+    let lock = store.take_lock_with(LockKind::Prune, None, times)?;
+    let done = by_hand::forget_beyond(store, &address.series, keep, &lock, &times);
+    let released = lock.release();
+    let done = done?;
+    released?;
+    for d in &done.decisions {
+        if !d.keep() {
+            log(&format!(
+                "forgot {address}@{} (beyond --keep {keep})",
+                d.version
+            ));
+        }
+    }
+    let forgotten: Vec<String> = done
+        .decisions
+        .iter()
+        .filter(|d| !d.keep())
+        .map(|d| d.version.clone())
+        .collect();
+    if let Some(id) = done.condemnation {
+        log(&format!(
+            "{} holds them: gone for readers now; their space comes back through `osimage \
+             store prune {}`, which condemns the packs only they use and deletes them after \
+             its grace period, once no lock of that time is left (--wait waits for it)",
+            store.shown(&names::condemnation_key(&id)),
+            store.root
+        ));
+    }
+    Ok(forgotten)
+}
+
+/// `--verify-boot` of the new version by the network path (VERIFY-BOOT.md "A version in an
+/// image store"), under a Read lock. A version that fails is forgotten, so the series' newest
+/// is the previous one again, and the run fails.
+fn prove_boot(
+    store: &Store,
+    address: &ImageAddress,
+    version: &str,
+    log: &dyn Fn(&str),
+) -> Result<(), ScheduleError> {
+    let shown = format!("{address}@{version}");
+    log(&format!("verify --boot {shown}"));
+    let why = match boot_check(store, &address.series, version, log) {
+        Ok(report) if report.passed => {
+            log(&report.verdict);
+            return Ok(());
+        }
+        Ok(report) => report.verdict,
+        Err(e) => e,
+    };
+    let times = StoreTimes::from_env()?;
+    let lock = store.take_lock_with(LockKind::Prune, None, times)?;
+    let versions = [(address.series.clone(), version.to_string())];
+    let forgot = by_hand::forget(store, &versions, &lock, &times);
+    let released = lock.release();
+    let id = forgot?;
+    released?;
+    Err(ScheduleError::Invalid(format!(
+        "verify --boot failed: {why}; {shown} is forgotten ({}), the series' newest is the \
+         previous version again; `osimage store pin {shown} --until DATE` keeps it for a look \
+         before the next prune sweeps it",
+        store.shown(&names::condemnation_key(&id))
+    )))
+}
+
+/// The boot check itself; an error is said as text (the run forgets the version either way).
+fn boot_check(
+    store: &Store,
+    series: &str,
+    version: &str,
+    log: &dyn Fn(&str),
+) -> Result<crate::bootcheck::BootReport, String> {
+    let opts = crate::bootcheck::BootCheckOptions::default();
+    let endpoint = store.client.endpoint();
+    let (guest, relay_to) = crate::bootcheck::network::network_preflight(&endpoint, &opts)
+        .map_err(|e| e.to_string())?;
+    let lock = store
+        .take_lock(LockKind::Read, Some(series))
+        .map_err(|e| e.to_string())?;
+    // The URLs outlive every boot the check may make (three per firmware mode at most).
+    let ttl = (opts.timeout * 3 + Duration::from_secs(3600)).min(crate::remote::s3::PRESIGN_MAX);
+    let expires = chrono::Utc::now() + ttl;
+    let report = (|| {
+        let v =
+            crate::store::netboot::presigned(store, series, version, ttl, expires, Some(&guest))
+                .map_err(|e| e.to_string())?;
+        let write_files = |dir: &Path| {
+            crate::netboot::store::write_store_netboot_dir(
+                &crate::netboot::store::StoreNetbootRequest {
+                    store,
+                    version: &v,
+                    endpoint: guest.to_string(),
+                    extra_cmdline: String::new(),
+                    dir: dir.to_path_buf(),
+                },
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        };
+        let image = crate::bootcheck::NetworkImage {
+            shown: v.open.name.display().to_string(),
+            reader: &v.open.reader,
+            endpoint: endpoint.clone(),
+            relay_to: relay_to.clone(),
+            write_files: &write_files,
+        };
+        crate::bootcheck::verify_boot_network(&image, &opts, &|l: &str| log(l))
+            .map_err(|e| e.to_string())
+    })();
+    let _ = lock.release();
+    report
+}
+
+/// What install checks of a store schedule's `--verify-boot` before writing anything: the
+/// network boot needs a plain-HTTP endpoint and busybox (VERIFY-BOOT.md).
+pub fn check_verify_boot(endpoint: &str) -> Result<(), ScheduleError> {
+    let opts = crate::bootcheck::BootCheckOptions::default();
+    crate::bootcheck::network::network_preflight(endpoint, &opts)
+        .map(|_| ())
+        .map_err(|e| ScheduleError::Invalid(format!("--verify-boot: {e}")))
+}
