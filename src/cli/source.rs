@@ -133,7 +133,8 @@ pub struct Opened {
     pub reader: PayloadReader,
     /// How the image is named in output: the path, or the URL without its query.
     pub shown: PathBuf,
-    remote: Option<Arc<HttpObject>>,
+    /// The objects read over HTTP: a URL's, or a store version's object and its packs.
+    remote: Vec<Arc<HttpObject>>,
     /// The Read lock held on the store of a version opened by [`open_locked`].
     lock: std::cell::Cell<Option<super::read_lock::ReadLock>>,
 }
@@ -230,7 +231,7 @@ fn open_in_store(
     Ok(Opened {
         reader: open.reader,
         shown: open.name,
-        remote: None,
+        remote: vec![open.version_object, open.packs],
         lock: lock.into(),
     })
 }
@@ -267,7 +268,7 @@ fn open_with(
         return Ok(Opened {
             reader: PayloadReader::open(image, unlock)?,
             shown: image.to_path_buf(),
-            remote: None,
+            remote: Vec::new(),
             lock: None.into(),
         });
     }
@@ -276,7 +277,7 @@ fn open_with(
     Ok(Opened {
         reader,
         shown: o.shown,
-        remote: o.remote,
+        remote: o.remote.into_iter().collect(),
         lock: None.into(),
     })
 }
@@ -320,7 +321,7 @@ pub struct Object {
 impl Object {
     /// For an object read over HTTP, what it cost: one line for stderr.
     pub fn summary(&self) -> Option<String> {
-        cost_line(&self.shown, self.remote.as_ref()?)
+        cost_line(&self.shown, std::slice::from_ref(self.remote.as_ref()?))
     }
 }
 
@@ -348,13 +349,18 @@ impl Opened {
         self.lock.take()
     }
 
-    /// For an image read over HTTP, what it cost: one line for stderr.
+    /// For an image read over HTTP (a URL, or a version in a store), what it cost: one line
+    /// for stderr.
     pub fn summary(&self) -> Option<String> {
-        cost_line(&self.shown, self.remote.as_ref()?)
+        cost_line(&self.shown, &self.remote)
     }
 }
 
-/// What reading `o` cost, as `summary` says it.
-fn cost_line(shown: &Path, o: &HttpObject) -> Option<String> {
-    Some(format!("{}: {}", shown.display(), o.stats().describe()))
+/// What reading `objects` cost, as `summary` says it; `None` when nothing was read over HTTP.
+fn cost_line(shown: &Path, objects: &[Arc<HttpObject>]) -> Option<String> {
+    let stats = objects
+        .iter()
+        .map(|o| o.stats())
+        .reduce(osimage::NetStats::plus)?;
+    Some(format!("{}: {}", shown.display(), stats.describe()))
 }

@@ -107,6 +107,18 @@ pub struct NetStats {
 }
 
 impl NetStats {
+    /// What reading both `self`'s object and `other`'s cost (a store version: its version
+    /// object and its packs).
+    pub fn plus(self, other: NetStats) -> NetStats {
+        NetStats {
+            requests: self.requests + other.requests,
+            retries: self.retries + other.retries,
+            resumed_bytes: self.resumed_bytes + other.resumed_bytes,
+            bytes: self.bytes + other.bytes,
+            refetched: self.refetched + other.refetched,
+        }
+    }
+
     /// One line: requests, retries, bytes received and resumed, blocks refetched.
     pub fn describe(&self) -> String {
         format!(

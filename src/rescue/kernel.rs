@@ -42,10 +42,15 @@ pub fn find_kernel(fs: &RootFs, choice: Option<&Path>) -> Result<Kernel, RescueE
             version: version.clone(),
             root: fs.root().to_path_buf(),
         })?;
+    // Read as bytes: a config with a stray non-UTF-8 byte anywhere (a comment, a string
+    // option) still says which decompressors the kernel has (issue #22: such a file read as
+    // text fell back to gzip -9, rebuilding the whole initramfs in ~15 s).
     let compression = fs
         .find(&format!("boot/config-{version}"))
-        .and_then(|r| std::fs::read_to_string(fs.host_path(&r.path)).ok())
-        .map_or(Compression::Gzip, |c| compression_from_config(&c));
+        .and_then(|r| std::fs::read(fs.host_path(&r.path)).ok())
+        .map_or(Compression::Gzip, |c| {
+            compression_from_config(&String::from_utf8_lossy(&c))
+        });
     Ok(Kernel {
         image,
         version,
@@ -282,7 +287,10 @@ mod tests {
         for v in ["6.1.0-9-amd64", "6.2.0-1-amd64"] {
             std::fs::write(r.join(format!("boot/vmlinuz-{v}")), bzimage()).unwrap();
         }
-        std::fs::write(r.join("boot/config-6.1.0-9-amd64"), "CONFIG_RD_ZSTD=y\n").unwrap();
+        // A byte that is not UTF-8 elsewhere in the file does not hide the option.
+        let mut config = b"CONFIG_LOCALVERSION=\"\xff\xfe\"\n".to_vec();
+        config.extend_from_slice(b"CONFIG_RD_ZSTD=y\n");
+        std::fs::write(r.join("boot/config-6.1.0-9-amd64"), config).unwrap();
         let fs = RootFs::new(r);
         let k = find_kernel(&fs, None).unwrap();
         assert_eq!(k.version, "6.1.0-9-amd64"); // 6.2 has no modules
