@@ -200,4 +200,33 @@ mod tests {
         );
         assert!(decode_manifest(&f[..10]).is_err());
     }
+
+    /// FORMAT.md §8: a bincode frame of version 2 holds 32-byte ids, read as their first 16.
+    #[test]
+    fn a_version_2_manifest_reads_with_its_ids_cut_to_16_bytes() {
+        use crate::format::manifest::{ChunkId, ChunkRecord, legacy};
+        let mut m = Manifest::default();
+        m.image.hostname = "host".into();
+        m.chunks = (1..4u8)
+            .map(|n| ChunkRecord {
+                id: ChunkId([n; 16]),
+                block: 0,
+                offset: u32::from(n) * 10,
+                len: 10,
+            })
+            .collect();
+        let raw = bincode::serde::encode_to_vec(legacy::V2::of(&m, [0xee; 16]), config()).unwrap();
+        let short = bincode::serde::encode_to_vec(&m, config()).unwrap();
+        assert_eq!(raw.len(), short.len() + 16 * 3, "32 bytes an id, not 16");
+        let body = zstd::encode_all(&raw[..], 3).unwrap();
+        let header = FrameHeader {
+            version: 2,
+            sealed: false,
+            stored_len: body.len() as u64,
+            raw_len: raw.len() as u64,
+            hash: *blake3::hash(&body).as_bytes(),
+        };
+        let frame = [&header.encode()[..], &body].concat();
+        assert_eq!(decode_manifest(&frame).unwrap(), (m, 2));
+    }
 }

@@ -385,7 +385,7 @@ pub mod legacy {
     use super::*;
 
     /// Versions 1 and 2's `Manifest`: field for field the same, with block records `B`.
-    #[derive(Deserialize)]
+    #[derive(Serialize, Deserialize)]
     pub struct Manifest<B> {
         image: ImageInfo,
         packs: Vec<PackRecord>,
@@ -434,6 +434,36 @@ pub mod legacy {
         pub block: BlockIndex,
         pub offset: u32,
         pub len: u32,
+    }
+
+    #[cfg(test)]
+    impl V2 {
+        /// `m` as version 2 held it, each id followed by `rest` to make the whole hash (for
+        /// tests of reading version 2).
+        pub fn of(m: &super::Manifest, rest: [u8; 16]) -> V2 {
+            let m = m.clone();
+            Manifest {
+                image: m.image,
+                packs: m.packs,
+                blocks: m.blocks,
+                chunks: m
+                    .chunks
+                    .iter()
+                    .map(|c| ChunkRecord {
+                        id: [c.id.0, rest].concat().try_into().expect("32 bytes"),
+                        block: c.block,
+                        offset: c.offset,
+                        len: c.len,
+                    })
+                    .collect(),
+                entries: m.entries,
+                users: m.users,
+                groups: m.groups,
+                filesystems: m.filesystems,
+                stats: m.stats,
+                extensions: m.extensions,
+            }
+        }
     }
 
     impl<B: Into<super::BlockRecord>> From<Manifest<B>> for super::Manifest {

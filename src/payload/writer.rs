@@ -803,6 +803,32 @@ fn apply_outcomes(
 mod tests {
     use super::*;
 
+    /// FORMAT.md §1: a chunk found by its 16-byte id is the same chunk only if the rest of its
+    /// whole hash agrees, where the table knows it; a refresh base's chunks (ids only) match
+    /// by the id.
+    #[test]
+    fn two_chunks_with_one_id_are_refused_not_merged() {
+        let hash = |rest: u8| {
+            let mut h = [7u8; 32];
+            h[16..].fill(rest);
+            ChunkHash(h)
+        };
+        let mut t = ChunkTable::default();
+        for rest in [Some(hash(1).rest()), None] {
+            t.records.push(ChunkRecord {
+                id: hash(1).id(),
+                block: 0,
+                offset: 0,
+                len: 1,
+            });
+            t.rest.push(rest);
+        }
+        assert!(t.same_chunk(0, &hash(1)).is_ok());
+        let e = t.same_chunk(0, &hash(2)).unwrap_err().to_string();
+        assert!(e.contains("two different chunks share the id"), "{e}");
+        assert!(t.same_chunk(1, &hash(2)).is_ok(), "no whole hash known");
+    }
+
     /// issue #24: a sparse file's holes are not in the progress total.
     #[test]
     fn the_progress_total_leaves_out_holes() {

@@ -254,3 +254,25 @@ impl BasePacks for StoreBase {
         self.blocks.get(b as usize)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::manifest::ChunkId;
+
+    /// docs/STORE.md §2.4: the index's chunks are found by all 32 bytes of their hash; one
+    /// that shares only the manifest's 16-byte id is another chunk, not a match.
+    #[test]
+    fn index_chunks_are_found_by_their_whole_hash() {
+        let index = crate::store::objects::index::tests::sample();
+        let s = StoreBase::new(&[("index/x".into(), index)], None).unwrap();
+        assert_eq!(s.counts(), (1, 2, 3));
+        let whole = ChunkHash([2; 32]);
+        let c = s.find_chunk(&whole).expect("listed");
+        assert_eq!(s.chunk_hash(c), Some(whole));
+        assert_eq!(s.chunk(c).unwrap().id, ChunkId([2; 16]));
+        let mut same_id = [2; 32];
+        same_id[31] = 3;
+        assert_eq!(s.find_chunk(&ChunkHash(same_id)), None);
+    }
+}
