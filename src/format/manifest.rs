@@ -436,10 +436,9 @@ pub mod legacy {
         pub len: u32,
     }
 
-    #[cfg(test)]
     impl V2 {
         /// `m` as version 2 held it, each id followed by `rest` to make the whole hash (for
-        /// tests of reading version 2).
+        /// tests of reading version 2: osimage no longer writes it).
         pub fn of(m: &super::Manifest, rest: [u8; 16]) -> V2 {
             let m = m.clone();
             Manifest {
