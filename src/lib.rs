@@ -97,7 +97,11 @@ pub use restore::initramfs;
 
 // verify --boot.
 pub use bootcheck::files::{Fidelity, compare as compare_with_manifest};
-pub use bootcheck::{AccelChoice, BootCheckOptions, BootReport, FirmwareChoice, verify_boot};
+pub use bootcheck::network::network_preflight as boot_check_network_preflight;
+pub use bootcheck::{
+    AccelChoice, BootCheckOptions, BootReport, FirmwareChoice, NetworkImage, verify_boot,
+    verify_boot_network,
+};
 // The QEMU runner `verify --boot` uses, and the console lines it watches for: the end-to-end
 // tests boot through the same code.
 pub use bootcheck::{Accel, console, vm};

@@ -1,12 +1,13 @@
 //! Issue #22's restore over the network from S3-compatible storage (docs/NETBOOT.md §2.1,
 //! docs/STORE.md §9.1), in the `store` binary because it needs Garage: the e2e source
 //! system's ISO is imported into a Garage bucket on loopback and the same system captured
-//! into a store there; `osimage netboot` writes, for each, the iPXE script, kernel and
-//! initramfs and presigned URLs (on the kernel line for the ISO; in the initramfs's
-//! source.conf for the store version). Two VMs with a blank disk each and no ISO boot from
-//! the network at the same time, one from each, restore reading from Garage with those URLs
-//! alone, and power off; then a restored disk alone boots to the marker, and both match the
-//! source.
+//! into a store there. `osimage netboot` writes the iPXE script, kernel and initramfs of the
+//! ISO object with a presigned URL on the kernel line; a VM with a blank disk and no ISO boots
+//! from the network, restores reading from Garage with that URL alone, powers off, and its
+//! disk then boots. At the same time `osimage verify --boot` of the store version
+//! (docs/VERIFY-BOOT.md "A version in an image store") network-boots a second VM with the
+//! version's own netboot files (presigned URLs in the initramfs's source.conf), which restores
+//! it, boots it and compares its files. Both disks match the source.
 
 use crate::common;
 use crate::common::e2e;
@@ -18,7 +19,7 @@ use e2e::captured::{capture_into_store, captured};
 use e2e::phase_time;
 use e2e::restored::same_disk;
 use e2e::source::{self, BOOT_TIMEOUT};
-use e2e::verify::RESTORE_TIMEOUT;
+use e2e::verify::{RESTORE_TIMEOUT, VerifyBoot};
 use e2e::vm::{self, Boot, Drive, Firmware};
 
 const DONE: &str = "OSIMAGE-RESTORE-DONE";
@@ -26,18 +27,18 @@ const FAILED: &str = "OSIMAGE-RESTORE-FAILED";
 /// The restored disk: larger than the 2 GiB source, so the root partition grows.
 const TARGET_BYTES: u64 = 3 << 30;
 
-/// The guest reaches the boot files at 10.0.2.100:80 (each connection starts `busybox httpd
-/// -i` serving both netboot directories) and Garage at 10.0.2.100:3900 (each connection starts
+/// Machine A reaches the boot files at 10.0.2.100:80 (each connection starts `busybox httpd
+/// -i` serving the netboot directories) and Garage at 10.0.2.100:3900 (each connection starts
 /// `busybox nc` to Garage's loopback port); the network is `restrict=on`, so those are its
 /// only ways out. `netboot --presign-endpoint` signs the URLs for the address the guest uses.
 /// Machine A restores the ISO kept whole as one object (one presigned URL on its kernel
-/// line); machine B, at the same time, the same system captured into a store, read through
-/// the presigned URLs of its version object and packs in its initramfs's source.conf
-/// (docs/STORE.md §9.1). OVMF: its iPXE is the EFI build, whose kernel needs `initrd=` to
-/// find the initramfs (SeaBIOS was checked by hand with the plain-URL variant,
-/// docs/NETBOOT.md).
+/// line); `verify --boot`'s machine, at the same time, the same system captured into a store,
+/// read through the presigned URLs of its version object and packs in its initramfs's
+/// source.conf (docs/STORE.md §9.1), relayed the same way by `verify --boot` itself. OVMF:
+/// its iPXE is the EFI build, whose kernel needs `initrd=` to find the initramfs (SeaBIOS was
+/// checked by hand with the plain-URL variant, docs/NETBOOT.md).
 #[test]
-fn an_iso_object_and_a_store_version_restore_two_network_booted_machines_that_then_boot() {
+fn an_iso_object_restores_a_network_booted_machine_beside_verify_boot_of_a_store_version() {
     let _disks = common::loop_devices(module_path!());
     let s = source::source();
     let iso = &captured().iso;
@@ -86,47 +87,68 @@ fn an_iso_object_and_a_store_version_restore_two_network_booted_machines_that_th
         script.contains("osimage.source=/osimage/source.conf") && !script.contains("X-Amz"),
         "{script}"
     );
-    // Two machines, each with a blank disk, restore at the same time.
-    let targets = [work.path().join("a.img"), work.path().join("b.img")];
-    for t in &targets {
-        e2e::disk::sparse(t, TARGET_BYTES);
-    }
+    // Machine A restores the ISO object while `verify --boot` of the store version restores
+    // machine B (its own netboot files, its own relays), boots it and compares its files.
+    let target = work.path().join("a.img");
+    e2e::disk::sparse(&target, TARGET_BYTES);
     let httpd = format!("busybox httpd -i -h {}", served.display());
     let relay = format!("busybox nc 127.0.0.1 {}", g.s3_port());
     let forwards = [
         ("10.0.2.100:80", httpd.as_str()),
         ("10.0.2.100:3900", relay.as_str()),
     ];
-    let machine = |name: &str, target| Boot {
+    let machine = |name: &str, snapshot, timeout, stop_on| Boot {
         name: name.into(),
         firmware: Firmware::Uefi,
         cdrom: None,
         disks: vec![Drive {
-            file: target,
+            file: &target,
             bus: vm::Bus::Virtio,
-            snapshot: false,
+            snapshot,
         }],
-        timeout: RESTORE_TIMEOUT,
-        stop_on: &[],
+        timeout,
+        stop_on,
         grace: Duration::from_secs(5),
     };
-    let net = |bootfile| vm::UserNet {
-        bootfile,
-        forwards: &forwards,
-    };
-    let (a, b) = vm::boot_net_pair(
-        (
-            &machine("netboot-s3-restore-a", &targets[0]),
-            net("http://10.0.2.100/iso/boot.ipxe"),
-        ),
-        (
-            &machine("netboot-store-restore-b", &targets[1]),
-            net("http://10.0.2.100/store/boot.ipxe"),
-        ),
-    );
+    let verify_work = work.path().join("verify");
+    std::fs::create_dir(&verify_work).expect("mkdir verify");
+    let size_mib = (TARGET_BYTES >> 20).to_string();
+    let marker = [s.marker()];
+    let (a, booted, b) = vm::with_two_slots(|| {
+        std::thread::scope(|scope| {
+            let b = scope.spawn(|| {
+                VerifyBoot::run_held(
+                    series.as_ref(),
+                    Firmware::Uefi,
+                    &verify_work,
+                    &["--disk-size", &size_mib],
+                    &pairs,
+                )
+            });
+            let a = vm::boot_held(
+                &machine("netboot-s3-restore-a", false, RESTORE_TIMEOUT, &[]),
+                Some(vm::UserNet {
+                    bootfile: "http://10.0.2.100/iso/boot.ipxe",
+                    forwards: &forwards,
+                }),
+            );
+            let booted = a.console.contains(DONE).then(|| {
+                vm::boot_held(
+                    &machine("netboot-s3-restored-uefi", true, BOOT_TIMEOUT, &marker),
+                    None,
+                )
+            });
+            let b = b.join().expect("verify --boot's thread panicked");
+            (a, booted, b)
+        })
+    });
+    let b_console = b.console("restore");
     let read_from = [shown.clone(), "system@".to_string()];
-    for (o, from) in [(&a, &read_from[0]), (&b, &read_from[1])] {
-        assert!(!o.console.contains(FAILED), "{}", o.describe());
+    for ((console, describe), from) in [(&a.console, a.describe()), (&b_console, b.pretty())]
+        .into_iter()
+        .zip(&read_from)
+    {
+        assert!(!console.contains(FAILED), "{describe}");
         for want in [
             "OSIMAGE-NET-UP eth0 10.0.2.15/24",
             &format!("OSIMAGE-RESCUE-READY medium={from}"),
@@ -134,42 +156,32 @@ fn an_iso_object_and_a_store_version_restore_two_network_booted_machines_that_th
             DONE,
         ] {
             assert!(
-                o.console.contains(want),
-                "`{want}` not on the console: {}",
-                o.describe()
+                console.contains(want),
+                "`{want}` not on the console: {describe}"
             );
         }
         // A URL's query is its signature: osimage never prints it (the kernel's own echo
         // of its command line does, as docs/NETBOOT.md says).
-        let leaks: Vec<&str> = o
-            .console
+        let leaks: Vec<&str> = console
             .lines()
             .filter(|l| l.contains("X-Amz-Signature") && !l.contains("ommand line: "))
             .collect();
         assert!(leaks.is_empty(), "the signature shows in {leaks:?}");
     }
     assert!(
-        b.console.contains("a store version of"),
-        "machine B did not read a store version: {}",
-        b.describe()
+        b_console.contains("a store version of"),
+        "verify --boot's machine did not read a store version: {}",
+        b.pretty()
     );
+    // verify --boot of the store version: restored over the network, booted, files equal
+    b.assert_passed(s, Firmware::Uefi);
+    b.first_boot(Firmware::Uefi, &["/=/dev/vda3"]);
+    b.assert_files_equal(5000);
     phase_time(
-        "two machines: network boot -> restored from S3 (an ISO object; a store version) -> power-off (uefi)",
-        a.elapsed.max(b.elapsed),
+        "network boot -> restored from S3 (an ISO object) -> power-off (uefi), beside verify --boot of a store version",
+        a.elapsed,
     );
-    let booted = vm::boot(&Boot {
-        name: "netboot-s3-restored-uefi".into(),
-        firmware: Firmware::Uefi,
-        cdrom: None,
-        disks: vec![Drive {
-            file: &targets[0],
-            bus: vm::Bus::Virtio,
-            snapshot: true,
-        }],
-        timeout: BOOT_TIMEOUT,
-        stop_on: &[s.marker()],
-        grace: Duration::from_secs(2),
-    });
+    let booted = booted.unwrap_or_else(|| panic!("machine A did not restore: {}", a.describe()));
     let line = s
         .booted(&booted.console, Firmware::Uefi)
         .unwrap_or_else(|| {
@@ -180,7 +192,7 @@ fn an_iso_object_and_a_store_version_restore_two_network_booted_machines_that_th
         });
     eprintln!("e2e: restored from S3: {}", line.trim());
     phase_time("disk restored from S3 boots (uefi)", booted.elapsed);
-    for (i, t) in targets.iter().enumerate() {
+    for (i, t) in [target, b.disk()].iter().enumerate() {
         let cmp = work.path().join(format!("compare-{i}"));
         std::fs::create_dir(&cmp).expect("mkdir compare-N");
         same_disk(s, t, &cmp);

@@ -494,3 +494,54 @@ fn rescue_comes_up_from_the_iso_as_a_disk_with_ovmf() {
     let _disks = common::loop_devices(module_path!());
     rescue_comes_up_from_the_iso_as_a_disk(Firmware::Uefi);
 }
+
+/// Issue #23 goal 3, a benchmark (bench/unpack-vm.sh runs it; never a timed test): the e2e
+/// system's ISO booted with SeaBIOS and its automatic entry plus `osimage.bench=dd` restores
+/// onto a blank virtio disk; after the unpack the agent times `dd` writing as many bytes to
+/// the same disk in the same boot and prints one `OSIMAGE-BENCH` line, which this test
+/// checks for and writes to `$OSIMAGE_BENCH_OUT` when that is set.
+#[test]
+#[ignore = "a benchmark: bench/unpack-vm.sh runs it"]
+fn bench_agent_unpack_against_dd_in_one_boot() {
+    let _disks = common::loop_devices(module_path!());
+    let iso = &captured().iso;
+    let work = common::scratch();
+    let e = e2e::iso_entry::auto_entry(iso, work.path());
+    let target = work.path().join("target.img");
+    disk::sparse(&target, TARGET_BYTES);
+    let cmdline = format!("{} osimage.bench=dd", e.cmdline);
+    let o = vm::boot_direct(
+        &Boot {
+            name: "bench-unpack-against-dd".into(),
+            firmware: Firmware::Bios,
+            cdrom: Some(iso),
+            disks: vec![Drive {
+                file: &target,
+                bus: vm::Bus::Virtio,
+                snapshot: false,
+            }],
+            timeout: RESTORE_TIMEOUT,
+            stop_on: &[DONE, FAILED, WAITING],
+            grace: Duration::from_secs(20),
+        },
+        vm::DirectKernel {
+            kernel: &e.kernel,
+            initrd: &e.initrd,
+            cmdline: &cmdline,
+        },
+    );
+    assert!(
+        o.console.contains(DONE) && !o.console.contains(FAILED),
+        "the restore did not finish: {}",
+        o.describe()
+    );
+    let line = o
+        .console
+        .lines()
+        .find_map(|l| l.find("OSIMAGE-BENCH ").map(|i| l[i..].trim().to_string()))
+        .unwrap_or_else(|| panic!("no OSIMAGE-BENCH line: {}", o.describe()));
+    eprintln!("e2e: {line}");
+    if let Some(out) = std::env::var_os("OSIMAGE_BENCH_OUT") {
+        std::fs::write(&out, format!("{line}\n")).expect("writing OSIMAGE_BENCH_OUT");
+    }
+}

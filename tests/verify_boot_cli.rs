@@ -52,6 +52,48 @@ fn verify_boot_refuses_a_payload_image_naming_the_iso() {
     );
 }
 
+/// A store version is booted from the network (docs/VERIFY-BOOT.md "A version in an image
+/// store"): what that cannot do is refused before the store is read at all (no server
+/// listens at these endpoints): an HTTPS store, which the VM would reach under another name,
+/// naming the way that works (export, then verify --boot of the ISO); Secure Boot, for which
+/// QEMU's iPXE is not signed.
+#[test]
+fn verify_boot_of_a_store_version_refuses_https_and_secure_boot_before_any_request() {
+    let run = |endpoint: &str, extra: &[&str]| {
+        let out = osimage()
+            .args([
+                "verify",
+                "--boot",
+                "s3://images/fleet/web01",
+                "--accel",
+                "tcg",
+            ])
+            .args(extra)
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_ACCESS_KEY_ID", "GKtest")
+            .env("AWS_SECRET_ACCESS_KEY", "secret")
+            .env("AWS_REGION", "garage")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(out.stdout.is_empty(), "{err}");
+        err
+    };
+    let err = run("https://127.0.0.1:9", &[]);
+    assert!(
+        err.contains("https://127.0.0.1:9 is https")
+            && err.contains("only plain HTTP")
+            && err.contains("osimage export s3://"),
+        "{err}"
+    );
+    let err = run("http://127.0.0.1:9", &["--firmware", "uefi-secureboot"]);
+    assert!(
+        err.contains("needs a signed iPXE") && !err.contains("127.0.0.1"),
+        "{err}"
+    );
+}
+
 #[test]
 fn boot_options_without_boot_are_a_usage_error() {
     // (--json is not one of them: plain verify prints JSON too, issue #24)

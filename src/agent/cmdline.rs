@@ -18,6 +18,9 @@
 //! `osimage.net=dhcp|IF:ADDR/PREFIX[:GATEWAY[:DNS]]` (default DHCP on every interface with a
 //! link), `osimage.ca=PATH` (PEM CA certificates trusted besides the bundled roots),
 //! `osimage.retry-for=SECONDS` (how long a failing request is retried, default 600).
+//!
+//! `osimage.bench=dd`: after the unpack, dd writes as many bytes to the same disk and one
+//! `OSIMAGE-BENCH` line gives both rates (docs/PERFORMANCE.md "Agent unpack against dd").
 
 /// What auto mode does at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +69,8 @@ pub struct AgentOptions {
     pub ca: Option<String>,
     /// Seconds a failing request is retried (`osimage.retry-for=`).
     pub retry_for: Option<u64>,
+    /// `osimage.bench=dd`: time dd writing the unpack's bytes after it (issue #23).
+    pub write_bench: bool,
 }
 
 impl Default for AgentOptions {
@@ -93,6 +98,7 @@ impl Default for AgentOptions {
             net: None,
             ca: None,
             retry_for: None,
+            write_bench: false,
         }
     }
 }
@@ -147,6 +153,7 @@ impl AgentOptions {
                 "net" => o.net = Some(value.to_string()).filter(|v| v != "dhcp" && !v.is_empty()),
                 "ca" if !value.is_empty() => o.ca = Some(value.to_string()),
                 "retry-for" | "retry_for" => o.retry_for = value.parse().ok(),
+                "bench" => o.write_bench = value == "dd",
                 _ => {}
             }
         }
@@ -183,6 +190,9 @@ mod tests {
         assert!(!AgentOptions::parse("osimage.allow-unbootable=0").allow_unbootable);
         assert_eq!(AgentOptions::parse("osimage.seed=7").seed, Some(7));
         assert_eq!(AgentOptions::parse("osimage.seed=x").seed, None);
+        assert!(AgentOptions::parse("osimage.bench=dd").write_bench);
+        assert!(!AgentOptions::parse("osimage.bench=other").write_bench);
+        assert!(!o.write_bench);
         assert_eq!(o.seed, None);
         let g = AgentOptions::parse(
             "quiet osimage.generalize=1 osimage.hostname=web-{mac} osimage.new-uuids=1",

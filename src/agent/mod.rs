@@ -505,6 +505,7 @@ fn restore_onto(
             new_uuids: opts.new_uuids,
             luks_passphrase: luks,
             seed: opts.seed,
+            write_bench: opts.write_bench,
             ..RestoreOptions::default()
         },
     };

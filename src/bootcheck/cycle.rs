@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use super::console::{self, BOOT_FAILURES, BOOTED, NOT_BOOTED};
 use super::files::{self, FilesReport};
 use super::firstboot::{self, Witness};
+use super::network::Served;
 use super::report::{FirmwareRun, Phase, PhaseName, Status};
 use super::scratch;
-use super::vm::{self, Bus, Drive, Ended, FIRST_OUTPUT, Firmware, Outcome, VmSpec};
+use super::vm::{self, Bus, Drive, Ended, FIRST_OUTPUT, Firmware, Outcome, UserNet, VmSpec};
 use super::{Accel, BootCheckError, BootCheckOptions};
 use crate::format::manifest::Manifest;
 use crate::layout::DiskLayout;
@@ -20,8 +21,40 @@ const TAIL: usize = 25;
 /// After a final line, time for the rest of the message to reach the log.
 const GRACE: Duration = Duration::from_secs(3);
 
+/// Where the scratch VM's rescue environment comes from.
+pub(super) enum Medium<'a> {
+    /// The ISO, as a CD-ROM.
+    Cdrom(&'a Path),
+    /// Netboot files served over QEMU's user network, the store relayed (`network`).
+    Network {
+        write_files: &'a dyn Fn(&Path) -> Result<(), String>,
+        relay_to: &'a (String, u16),
+    },
+}
+
+/// A medium ready to boot from: a network's files are written.
+pub(super) enum Prepared<'a> {
+    Cdrom(&'a Path),
+    Network(Served),
+}
+
+impl<'a> Medium<'a> {
+    /// Writes what the medium needs into `work`.
+    pub fn prepared(&self, work: &Path) -> Result<Prepared<'a>, BootCheckError> {
+        Ok(match self {
+            Medium::Cdrom(p) => Prepared::Cdrom(p),
+            Medium::Network {
+                write_files,
+                relay_to,
+            } => Prepared::Network(Served::prepare(work, *write_files, relay_to)?),
+        })
+    }
+}
+
 pub(super) struct Context<'a> {
-    pub image: &'a Path,
+    /// How the report names the image.
+    pub shown: &'a str,
+    pub medium: &'a Prepared<'a>,
     pub manifest: &'a Manifest,
     pub layout: &'a DiskLayout,
     pub work: &'a Path,
@@ -137,7 +170,7 @@ impl Context<'_> {
         (self.say)(&format!(
             "[{}] booting {} with a blank {} MiB scratch disk: rescue environment, restore",
             fw.name(),
-            self.image.display(),
+            self.shown,
             self.disk_bytes >> 20
         ));
         let restored = self.restore(fw, &disk, &mut run)?;
@@ -186,7 +219,22 @@ impl Context<'_> {
         ];
         let milestones = [console::RESCUE_READY, console::RESTORE_DONE];
         let mut spec = self.spec(format!("restore-{}", fw.name()), fw, &logs);
-        spec.cdrom = Some(self.image);
+        let bootfile = Served::bootfile();
+        let forwards: Vec<(&str, &str)>;
+        match self.medium {
+            Prepared::Cdrom(iso) => spec.cdrom = Some(iso),
+            Prepared::Network(served) => {
+                forwards = served
+                    .forwards
+                    .iter()
+                    .map(|(at, cmd)| (at.as_str(), cmd.as_str()))
+                    .collect();
+                spec.network = Some(UserNet {
+                    bootfile: &bootfile,
+                    forwards: &forwards,
+                });
+            }
+        }
         spec.disks = vec![Drive {
             file: disk,
             bus: Bus::Virtio,

@@ -13,6 +13,7 @@ pub mod console;
 mod cycle;
 pub mod files;
 pub mod firstboot;
+pub mod network;
 pub mod report;
 pub mod scratch;
 pub mod vm;
@@ -25,6 +26,7 @@ use crate::iso::IsoReader;
 use crate::layout::{DiskLayout, Firmware as RecordedFirmware};
 use crate::payload::reader::PayloadReader;
 pub use accel::{Accel, AccelChoice};
+pub use network::{NetworkImage, verify_boot_network};
 pub use report::BootReport;
 pub use vm::Firmware;
 
@@ -197,23 +199,60 @@ pub fn verify_boot(
     let reader = PayloadReader::open(image, &crate::envelope::Unlock::default())
         .map_err(|e| BootCheckError::Image(format!("{}: {e}", image.display())))?;
     check_container(image, &reader)?;
-    let layout =
-        crate::restore::layout_of(&reader).map_err(|e| BootCheckError::Image(e.to_string()))?;
-    check_stack(image, &layout)?;
-    let (modes, firmware_note) = firmware_modes(opts.firmware, &layout);
-    check_bootable(image, &modes)?;
-    for fw in &modes {
-        vm::check_host(*fw)?;
+    let checked = Checked::new(&image.display().to_string(), &reader, opts)?;
+    check_bootable(image, &checked.modes)?;
+    run_checked(checked, &cycle::Medium::Cdrom(image), opts, say)
+}
+
+/// What every medium checks before a VM starts: the disk stack this host can read back, the
+/// firmware modes and their QEMU and OVMF, mtools.
+struct Checked<'a> {
+    shown: String,
+    manifest: &'a crate::format::manifest::Manifest,
+    layout: DiskLayout,
+    modes: Vec<Firmware>,
+    firmware_note: String,
+}
+
+impl<'a> Checked<'a> {
+    fn new(
+        shown: &str,
+        reader: &'a PayloadReader,
+        opts: &BootCheckOptions,
+    ) -> Result<Checked<'a>, BootCheckError> {
+        let layout =
+            crate::restore::layout_of(reader).map_err(|e| BootCheckError::Image(e.to_string()))?;
+        check_stack(Path::new(shown), &layout)?;
+        let (modes, firmware_note) = firmware_modes(opts.firmware, &layout);
+        for fw in &modes {
+            vm::check_host(*fw)?;
+        }
+        if !on_path("mcopy") {
+            return Err(BootCheckError::MissingTool {
+                tool: "mcopy".into(),
+                package: "mtools".into(),
+            });
+        }
+        Ok(Checked {
+            shown: shown.to_string(),
+            manifest: reader.manifest(),
+            layout,
+            modes,
+            firmware_note,
+        })
     }
-    if !on_path("mcopy") {
-        return Err(BootCheckError::MissingTool {
-            tool: "mcopy".into(),
-            package: "mtools".into(),
-        });
-    }
+}
+
+/// The phases, once per firmware mode, from `medium`.
+fn run_checked(
+    c: Checked,
+    medium: &cycle::Medium,
+    opts: &BootCheckOptions,
+    say: &dyn Fn(&str),
+) -> Result<BootReport, BootCheckError> {
     let disk_bytes = match opts.disk_bytes {
         Some(b) => b,
-        None => scratch::disk_bytes(&layout)?,
+        None => scratch::disk_bytes(&c.layout)?,
     };
     let parent = opts.work_dir.clone().unwrap_or_else(std::env::temp_dir);
     let work = tempfile::Builder::new()
@@ -223,11 +262,11 @@ pub fn verify_boot(
     let (accel, accel_note) =
         accel::choose(opts.accel, &work.path().join("probe")).map_err(BootCheckError::Image)?;
     let mut report = BootReport {
-        image: image.display().to_string(),
+        image: c.shown.clone(),
         accel,
         accel_note,
         memory_mib: opts.memory_mib,
-        firmware_note,
+        firmware_note: c.firmware_note.clone(),
         runs: Vec::new(),
         kept: None,
         disks: Vec::new(),
@@ -235,10 +274,12 @@ pub fn verify_boot(
         vm_failed: false,
         verdict: String::new(),
     };
+    let medium = medium.prepared(work.path())?;
     let mut ctx = cycle::Context {
-        image,
-        manifest: reader.manifest(),
-        layout: &layout,
+        shown: &c.shown,
+        medium: &medium,
+        manifest: c.manifest,
+        layout: &c.layout,
         work: work.path(),
         disk_bytes,
         accel,
@@ -246,7 +287,7 @@ pub fn verify_boot(
         say,
     };
     let mut disks = Vec::new();
-    for fw in modes {
+    for fw in c.modes {
         let (mut run, mut disk) = ctx.run(fw)?;
         if ctx.accel == Accel::Kvm
             && opts.accel == AccelChoice::Auto

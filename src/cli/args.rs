@@ -389,7 +389,7 @@ pub struct VerifyArgs {
     /// https:// URL of one on a server that answers Range requests, or s3://BUCKET/KEY of
     /// one kept in S3-compatible storage (credentials and endpoint as the AWS tools take
     /// them: AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, ~/.aws/) (read whole, as a file
-    /// is; --pubkey and --boot need a local file).
+    /// is; --pubkey needs a local file, --boot a local ISO or a store version).
     pub image: PathBuf,
     /// Threads (default: all cores).
     #[arg(long)]
@@ -401,7 +401,10 @@ pub struct VerifyArgs {
     /// 1: a phase failed because of the image (the verdict names it); 3: QEMU could not run
     /// the VM on this host (KVM's internal error, no firmware output, QEMU exiting unasked):
     /// the image was not judged (VERIFY-BOOT.md in /usr/share/doc/osimage). Needs root,
-    /// qemu-system-x86 (and ovmf for UEFI), mtools.
+    /// qemu-system-x86 (and ovmf for UEFI), mtools. A version in an image store
+    /// (s3://BUCKET/PREFIX/NAME[@VERSION], on a plain-HTTP endpoint) restores the way a
+    /// fleet's machines do: the VM boots from the network (iPXE) with the netboot files and
+    /// reads the store through presigned URLs, under a Read lock on the store.
     #[arg(long)]
     pub boot: bool,
     /// Firmware to boot with (default: the mode the source booted with; for an offline

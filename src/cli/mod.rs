@@ -420,6 +420,9 @@ fn run_sign(a: SignArgs, p: &TermProgress) -> Result<i32, Failure> {
 
 fn run_verify(mut a: VerifyArgs, p: &TermProgress) -> Result<i32, Failure> {
     if a.boot {
+        if let Some(address) = source::store_address(&a.image)? {
+            return verify_boot::run_store(a, &address, p);
+        }
         source::local_only(&a.image, "verify --boot")?;
         return verify_boot::run(a, p);
     }

@@ -5,7 +5,9 @@ use std::time::Duration;
 use super::Failure;
 use super::args::VerifyArgs;
 use super::progress::TermProgress;
-use osimage::{BootCheckOptions, verify_boot};
+use super::read_lock::ReadLock;
+use super::source;
+use osimage::{BootCheckOptions, NetworkImage, verify_boot, verify_boot_network};
 
 /// `verify --boot --json`: `"boot": true` and the report's fields (docs/JSON.md).
 #[derive(serde::Serialize)]
@@ -16,7 +18,64 @@ struct BootJson<'a> {
 }
 
 pub(super) fn run(a: VerifyArgs, p: &TermProgress) -> Result<i32, Failure> {
-    let opts = BootCheckOptions {
+    let opts = options(&a);
+    let report = verify_boot(&a.image, &opts, &|line| p.say(line))?;
+    print_report(&report, a.json)
+}
+
+/// `verify --boot s3://B/P/NAME[@V]`: the network path (docs/VERIFY-BOOT.md "A version in an
+/// image store"), under a Read lock held until the check ends.
+pub(super) fn run_store(
+    a: VerifyArgs,
+    address: &osimage::store::ImageAddress,
+    p: &TermProgress,
+) -> Result<i32, Failure> {
+    let opts = options(&a);
+    let client = a.net.store_client(&address.root)?;
+    // refused before anything is read: options a network boot cannot have, an HTTPS store
+    let endpoint = client.endpoint();
+    let (guest, relay_to) = osimage::boot_check_network_preflight(&endpoint, &opts)?;
+    let store = osimage::store::Store::open(client, address.root.clone())?;
+    let lock = ReadLock::take(&store, &address.series, a.lock)?;
+    let version = source::version_named(&store, address)?;
+    // The URLs outlive every boot the check may make (three per firmware mode at most).
+    let ttl = (opts.timeout * 3 + Duration::from_secs(3600)).min(osimage::s3::PRESIGN_MAX);
+    let expires = chrono::Utc::now() + ttl;
+    let v = osimage::store::netboot::presigned(
+        &store,
+        &address.series,
+        &version,
+        ttl,
+        expires,
+        Some(&guest),
+    )?;
+    let write_files = |dir: &std::path::Path| {
+        osimage::write_store_netboot_dir(&osimage::StoreNetbootRequest {
+            store: &store,
+            version: &v,
+            endpoint: guest.to_string(),
+            extra_cmdline: String::new(),
+            dir: dir.to_path_buf(),
+        })
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    };
+    let image = NetworkImage {
+        shown: v.open.name.display().to_string(),
+        reader: &v.open.reader,
+        endpoint,
+        relay_to,
+        write_files: &write_files,
+    };
+    let report = verify_boot_network(&image, &opts, &|line| p.say(line));
+    if let Some(lock) = lock {
+        lock.release(p);
+    }
+    print_report(&report?, a.json)
+}
+
+fn options(a: &VerifyArgs) -> BootCheckOptions {
+    BootCheckOptions {
         firmware: a.firmware.map(Into::into),
         memory_mib: a.memory,
         keep: a.keep,
@@ -24,17 +83,13 @@ pub(super) fn run(a: VerifyArgs, p: &TermProgress) -> Result<i32, Failure> {
         timeout: Duration::from_secs(a.timeout),
         stall: Duration::from_secs(a.stall),
         accel: a.accel.into(),
-        work_dir: a.work_dir,
-    };
-    let report = verify_boot(&a.image, &opts, &|line| p.say(line))?;
-    if a.json {
-        super::json::print(
-            "verify",
-            &BootJson {
-                boot: true,
-                report: &report,
-            },
-        )?;
+        work_dir: a.work_dir.clone(),
+    }
+}
+
+fn print_report(report: &osimage::BootReport, json: bool) -> Result<i32, Failure> {
+    if json {
+        super::json::print("verify", &BootJson { boot: true, report })?;
     } else {
         print!("{}", report.text());
     }

@@ -5,7 +5,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::esp::{self, VfatWriter};
 use super::log::{LOG_PATH, RestoreLog};
@@ -445,10 +445,14 @@ fn fill(cx: &mut ApplyCtx, devices: Vec<PathBuf>) -> Result<(), RestoreError> {
     }
     cx.log
         .say("phase 6/9: unpacking the image (chunks verified as they are read)");
+    let started = Instant::now();
     unpack(cx, &made)?;
     // Written data reaches the disk now, so a write that fails there (the disk, or an image
     // file's filesystem, is full) stops the restore here, before the log could claim success.
     sync_all(&made, cx.target)?;
+    if cx.opts.write_bench {
+        write_bench(cx, &made, started.elapsed())?;
+    }
     for (i, m) in made.iter().enumerate() {
         btrfs::finish_readonly(&m.device, &m.plan.subvolumes, &cx.staging, i)?;
     }
@@ -471,6 +475,29 @@ fn fill(cx: &mut ApplyCtx, devices: Vec<PathBuf>) -> Result<(), RestoreError> {
     cx.log.say("phase 8/9: writing the restore log");
     cx.report.log = write_log(cx, &made)?;
     sync_all(&made, cx.target)
+}
+
+/// `osimage.bench=dd`: dd writes the unpack's bytes into the filesystem that took the most.
+fn write_bench(cx: &ApplyCtx, made: &[Made], unpack: Duration) -> Result<(), RestoreError> {
+    let bytes: u64 = cx.report.filesystems.iter().map(|f| f.bytes).sum();
+    let largest = made
+        .iter()
+        .zip(&cx.report.filesystems)
+        .filter(|(m, _)| m.vfat.is_none())
+        .max_by_key(|(_, f)| f.bytes);
+    let Some((m, _)) = largest else {
+        cx.log
+            .say("osimage.bench=dd: no filesystem dd could write to (all vfat)");
+        return Ok(());
+    };
+    cx.log.say(&format!(
+        "osimage.bench=dd: writing {} with dd into {}",
+        size(bytes),
+        m.plan.mount_point
+    ));
+    let line = super::write_bench::dd_beside(&m.dir, bytes, unpack)?;
+    cx.log.say(&line);
+    Ok(())
 }
 
 /// syncfs on every mounted filesystem; a failure names the mount point, its device and the

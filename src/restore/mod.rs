@@ -40,6 +40,7 @@ mod prepare;
 pub mod target;
 mod to_dir;
 pub mod tree;
+mod write_bench;
 
 use std::path::{Path, PathBuf};
 
@@ -92,6 +93,9 @@ pub struct RestoreOptions {
     /// `default_layout` derives from N (`plan/draw.rs`), so a dry run shows the values the
     /// restore writes. `None`: the kernel's random bytes.
     pub seed: Option<u64>,
+    /// `osimage.bench=dd`: after the unpack, time `dd` writing as many bytes to the same
+    /// disk and print both rates (`write_bench`, issue #23).
+    pub write_bench: bool,
 }
 
 impl Default for RestoreOptions {
@@ -110,6 +114,7 @@ impl Default for RestoreOptions {
             initramfs_drivers: Vec::new(),
             luks_passphrase: None,
             seed: None,
+            write_bench: false,
         }
     }
 }

@@ -25,9 +25,22 @@ impl VerifyBoot {
     pub fn run(iso: &Path, fw: Firmware, work: &Path, extra: &[&str]) -> VerifyBoot {
         // its VMs run in the child: this process's runner does not see them
         let _vm = common::vm_lock();
+        Self::run_held(iso.as_os_str(), fw, work, extra, &[])
+    }
+
+    /// Like `run`, for a caller that holds a VM slot for it (`vm::with_two_slots`), with
+    /// `env` in the child's environment (a store's credentials and endpoint).
+    pub fn run_held(
+        image: &std::ffi::OsStr,
+        fw: Firmware,
+        work: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> VerifyBoot {
         let out = Command::new(env!("CARGO_BIN_EXE_osimage"))
             .args(["verify", "--boot"])
-            .arg(iso)
+            .arg(image)
+            .envs(env.iter().copied())
             .args([
                 "--firmware",
                 fw.name(),
@@ -141,6 +154,15 @@ impl VerifyBoot {
             "too few paths compared: {}",
             self.pretty()
         );
+    }
+
+    /// The console log of phase `name` (kept with `--keep`).
+    pub fn console(&self, name: &str) -> String {
+        let log = self.phase(name)["console_log"]
+            .as_str()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| panic!("no console log of {name}: {}", self.pretty()));
+        std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()))
     }
 
     /// The kept scratch disk.

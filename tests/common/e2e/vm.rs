@@ -70,6 +70,19 @@ pub fn boot_net_pair(a: (&Boot, UserNet), b: (&Boot, UserNet)) -> (Outcome, Outc
     })
 }
 
+/// Runs `f` holding two VM slots: for a test whose own VM runs beside one of an `osimage
+/// verify --boot` child (`VerifyBoot::run_held`); its own boots inside go through
+/// [`boot_held`].
+pub fn with_two_slots<T>(f: impl FnOnce() -> T) -> T {
+    let _vm = crate::common::vm_lock_two();
+    f()
+}
+
+/// Like `boot` (from the network with `net`), for a caller inside [`with_two_slots`].
+pub fn boot_held(b: &Boot, net: Option<UserNet>) -> Outcome {
+    run_unlocked(b, None, &[], net)
+}
+
 fn boot_with(
     b: &Boot,
     kernel: Option<DirectKernel>,
