@@ -17,12 +17,15 @@ pub fn manifest(data: &[u8]) {
     }
 }
 
-/// The version-3 column decoder alone (FORMAT.md §5.7), on a decompressed body: no hash or
-/// zstd in front of it, so the fuzzer's bytes reach every column; then the structural checks
-/// on what it decodes.
+/// The column decoder alone (FORMAT.md §5.7), on a decompressed body, as version 4 and as
+/// version 3 (16- and 32-byte chunk ids): no hash or zstd in front of it, so the fuzzer's
+/// bytes reach every column; then the structural checks on what it decodes.
 pub fn manifest_columns(data: &[u8]) {
-    if let Ok(m) = crate::format::columns::decode(data) {
-        let _ = crate::format::validate::validate(&m);
+    use crate::format::columns::{VERSION, VERSION_32, decode};
+    for version in [VERSION, VERSION_32] {
+        if let Ok(m) = decode(data, version) {
+            let _ = crate::format::validate::validate(&m);
+        }
     }
 }
 

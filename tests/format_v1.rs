@@ -29,7 +29,7 @@ fn noise(len: usize, state: u64) -> Vec<u8> {
 
 /// The tree the fixtures were captured from: small and large, compressible and not, a
 /// symlink, an empty file, a nested folder; fixed modes and times.
-fn v1_tree(root: &Path) {
+pub(crate) fn v1_tree(root: &Path) {
     let d = root.join("etc/deep/er");
     std::fs::create_dir_all(&d).unwrap();
     let text: Vec<u8> = (0..400_000u32)
@@ -78,7 +78,7 @@ fn write_the_v1_tree() {
 
 /// Extracts `image` (with `extra` arguments) and checks every file's bytes, mode and mtime,
 /// and the symlink, against a fresh `v1_tree`.
-fn extracts_to_the_tree(image: &Path, extra: &[&str], what: &str) {
+pub(crate) fn extracts_to_the_tree(image: &Path, extra: &[&str], what: &str) {
     use std::os::unix::fs::MetadataExt;
     let dir = common::scratch();
     let (tree, out) = (dir.path().join("tree"), dir.path().join("out"));
@@ -111,7 +111,7 @@ fn extracts_to_the_tree(image: &Path, extra: &[&str], what: &str) {
 }
 
 /// `osimage info --json IMAGE`'s format version.
-fn format_of(image: &Path, extra: &[&str]) -> u64 {
+pub(crate) fn format_of(image: &Path, extra: &[&str]) -> u64 {
     let mut args: Vec<&std::ffi::OsStr> = vec!["info".as_ref(), "--json".as_ref()];
     args.push(image.as_os_str());
     args.extend(extra.iter().map(std::ffi::OsStr::new));
@@ -152,7 +152,7 @@ fn a_refresh_from_a_version_1_base_writes_an_image_of_the_current_version() {
         assert_eq!(run.hashes, [*blake3::hash(&run.bytes).as_bytes()]);
     }
     common::capture(&tree, &new, &["--verify", "--base", base.to_str().unwrap()]).ok();
-    // `info`'s format version is the manifest's (FORMAT.md §8: version 3 since issue #23).
+    // `info`'s format version is the manifest's (FORMAT.md §8: version 4 since issue #23).
     assert_eq!(
         format_of(&new, &[]),
         osimage::format::manifest::MANIFEST_VERSION as u64

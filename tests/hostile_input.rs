@@ -365,8 +365,8 @@ fn every_row_of_the_bad_input_table_is_refused_as_documented() {
         ),
         ("huge-count", huge_count(&t), "manifest does not decode"),
         (
-            "huge-count-v3",
-            huge_count_v3(&t),
+            "huge-count-columns",
+            huge_count_columns(&t),
             "column 7 (kinds): 1152921504606846976 entries cannot fit",
         ),
         // Issue #20 item 6: every path once, whatever the kinds.
@@ -450,7 +450,9 @@ fn huge_count(t: &Table) -> PathBuf {
     let r = PayloadReader::open(&t.image, &Unlock::none()).expect("open");
     let m = r.manifest().clone();
     let cfg = bincode::config::standard();
-    let raw = bincode::serde::encode_to_vec(&m, cfg).expect("encode");
+    // Version 2's own types (32-byte chunk ids, FORMAT.md §5.2).
+    let v2 = osimage::format::manifest::legacy::V2::of(&m, [0; 16]);
+    let raw = bincode::serde::encode_to_vec(&v2, cfg).expect("encode");
     let info_len = bincode::serde::encode_to_vec(&m.image, cfg)
         .expect("encode")
         .len();
@@ -467,9 +469,9 @@ fn huge_count(t: &Table) -> PathBuf {
     reframed(t, &m, &evil, 2, "huge-count.oimg")
 }
 
-/// The same claim in a manifest of version 3 (FORMAT.md §5.7): column 1 says 2^60 entries,
-/// which column 7 (one byte an entry) cannot hold.
-fn huge_count_v3(t: &Table) -> PathBuf {
+/// The same claim in a manifest of the column encoding (version 4, FORMAT.md §5.7): column 1
+/// says 2^60 entries, which column 7 (one byte an entry) cannot hold.
+fn huge_count_columns(t: &Table) -> PathBuf {
     let r = PayloadReader::open(&t.image, &Unlock::none()).expect("open");
     let m = r.manifest().clone();
     let mut body = Vec::new();
@@ -489,7 +491,8 @@ fn huge_count_v3(t: &Table) -> PathBuf {
     let mut evil = vec![counts.len() as u8];
     evil.extend_from_slice(&counts);
     evil.extend_from_slice(&body[1 + counts_len..]);
-    reframed(t, &m, &evil, 3, "huge-count-v3.oimg")
+    let version = osimage::format::columns::VERSION;
+    reframed(t, &m, &evil, version, "huge-count-columns.oimg")
 }
 
 /// The good image with its manifest replaced by a frame of `version` around `evil`, framed by

@@ -39,6 +39,7 @@ mod corruption;
 mod encryption;
 mod extract_contract;
 mod format_v1;
+mod format_v3;
 mod fuzz_regressions;
 mod hostile_input;
 mod http_read;

@@ -9,7 +9,7 @@ use crate::common;
 use std::ffi::OsStr;
 
 use common::garage::Garage;
-use osimage::format::manifest::{ChunkId, Codec, Timestamp};
+use osimage::format::manifest::{ChunkHash, Codec, Timestamp};
 use osimage::store::objects::{
     IndexBlock, IndexChunk, IndexPack, StoreIndex, VersionHead, VersionSummary, encode_index,
 };
@@ -238,7 +238,7 @@ fn versions_written_through_the_library_are_listed_oldest_first() {
 /// An index of one pack of two blocks.
 fn index() -> StoreIndex {
     let chunk = |n: u8, offset, len| IndexChunk {
-        id: ChunkId([n; 32]),
+        id: ChunkHash([n; 32]),
         offset,
         len,
     };

@@ -1,6 +1,6 @@
-//! The version-3 manifest decoder alone (FORMAT.md §5.7): a decompressed body of columns, then
-//! the structural checks on what it decodes. The `manifest` target reaches it only through a
-//! frame whose hash and zstd the fuzzer rarely gets right.
+//! The manifest column decoder alone (FORMAT.md §5.7, versions 4 and 3): a decompressed body
+//! of columns, then the structural checks on what it decodes. The `manifest` target reaches
+//! it only through a frame whose hash and zstd the fuzzer rarely gets right.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

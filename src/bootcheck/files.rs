@@ -16,7 +16,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::format::manifest::{Entry, EntryKind, Manifest, Meta, Timestamp, Xattr};
+use crate::format::manifest::{ChunkId, Entry, EntryKind, Manifest, Meta, Timestamp, Xattr};
 use crate::refresh::diff::meta_fields;
 use crate::scan::exclude::CONTENTS_SKIPPED;
 
@@ -239,7 +239,7 @@ fn check_content(
             let rec = m.chunks.get(c as usize).ok_or("content")?;
             buf.resize(rec.len as usize, 0);
             f.read_exact_at(&mut buf, at).map_err(|_| "content")?;
-            if blake3::hash(&buf).as_bytes() != &rec.id.0 {
+            if ChunkId::of(&buf) != rec.id {
                 return Err("content".into());
             }
             *bytes += u64::from(rec.len);

@@ -1,6 +1,7 @@
 //! The manifest frame: the encoded manifest, zstd, BLAKE3, behind a 64-byte header
-//! (FORMAT.md §4). New frames hold manifest version 3 (the columns of `format::columns`,
-//! §5.7); frames of versions 1 and 2 hold bincode and are still read.
+//! (FORMAT.md §4). New frames hold manifest version 4 (the columns of `format::columns`,
+//! §5.7, with 16-byte chunk ids); frames of version 3 (the same columns with 32-byte ids) and
+//! of versions 1 and 2 (bincode) are still read, their ids cut to 16 bytes.
 
 use super::PayloadError;
 use super::manifest::Manifest;
@@ -16,7 +17,7 @@ fn config() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
-/// Encodes `m` as a complete frame (header + body) of manifest version 3. The columns are
+/// Encodes `m` as a complete frame (header + body) of manifest version 4. The columns are
 /// streamed into the zstd encoder; only the small ones are held whole (issue #23), never the
 /// chunk ids.
 pub fn encode_manifest(m: &Manifest) -> Result<Vec<u8>, PayloadError> {
@@ -52,9 +53,14 @@ pub fn encode_manifest(m: &Manifest) -> Result<Vec<u8>, PayloadError> {
     Ok(out)
 }
 
-/// Decompresses a version-3 body, at most `raw_len` bytes of it (memory grows with the bytes
-/// actually produced, not with the header's claim), and decodes its columns (FORMAT.md §5.7).
-fn decode_columns(zstd: impl std::io::Read, raw_len: u64) -> Result<Manifest, PayloadError> {
+/// Decompresses a body of version 3 or 4, at most `raw_len` bytes of it (memory grows with the
+/// bytes actually produced, not with the header's claim), and decodes its columns (FORMAT.md
+/// §5.7).
+fn decode_columns(
+    zstd: impl std::io::Read,
+    raw_len: u64,
+    version: u16,
+) -> Result<Manifest, PayloadError> {
     use std::io::Read as _;
     let mut raw = Vec::new();
     zstd.take(raw_len + 1)
@@ -65,7 +71,7 @@ fn decode_columns(zstd: impl std::io::Read, raw_len: u64) -> Result<Manifest, Pa
             "manifest has the wrong decoded length",
         ));
     }
-    super::columns::decode(&raw)
+    super::columns::decode(&raw, version)
 }
 
 /// A reader or writer that counts the bytes through it.
@@ -110,7 +116,7 @@ pub fn decode_frame_header(bytes: &[u8]) -> Result<FrameHeader, PayloadError> {
 }
 
 /// Decodes a complete frame: header checks, hash check, bounded decompression and decoding
-/// (of manifest version 1, 2 or 3); returns the manifest and its format version.
+/// (of manifest version 1 to 4); returns the manifest and its format version.
 pub fn decode_manifest(frame: &[u8]) -> Result<(Manifest, u16), PayloadError> {
     let h = decode_frame_header(frame)?;
     if h.sealed {
@@ -137,8 +143,8 @@ pub fn decode_manifest(frame: &[u8]) -> Result<(Manifest, u16), PayloadError> {
     // most raw_len + 1 bytes of it: a bomb stops there.
     let zstd = zstd::stream::read::Decoder::new(body)
         .map_err(|e| PayloadError::format(format!("manifest does not decompress: {e}")))?;
-    if h.version == super::columns::VERSION {
-        return Ok((decode_columns(zstd, h.raw_len)?, h.version));
+    if h.version >= super::columns::VERSION_32 {
+        return Ok((decode_columns(zstd, h.raw_len, h.version)?, h.version));
     }
     let counted = Counting::new(std::io::Read::take(zstd, h.raw_len + 1));
     let mut raw = std::io::BufReader::with_capacity(1 << 16, counted);
@@ -151,12 +157,13 @@ pub fn decode_manifest(frame: &[u8]) -> Result<(Manifest, u16), PayloadError> {
         }
         e => PayloadError::format(format!("manifest does not decode: {e}")),
     };
+    use super::manifest::legacy;
     let m: Manifest = if h.version == 1 {
-        let m: super::manifest::v1::Manifest =
-            bincode::serde::decode_from_std_read(&mut raw, cfg).map_err(bad)?;
+        let m: legacy::V1 = bincode::serde::decode_from_std_read(&mut raw, cfg).map_err(bad)?;
         m.into()
     } else {
-        bincode::serde::decode_from_std_read(&mut raw, cfg).map_err(bad)?
+        let m: legacy::V2 = bincode::serde::decode_from_std_read(&mut raw, cfg).map_err(bad)?;
+        m.into()
     };
     let mut rest = [0u8; 1];
     let trailing = std::io::Read::read(&mut raw, &mut rest)
@@ -192,5 +199,34 @@ mod tests {
                 .contains("checksum")
         );
         assert!(decode_manifest(&f[..10]).is_err());
+    }
+
+    /// FORMAT.md §8: a bincode frame of version 2 holds 32-byte ids, read as their first 16.
+    #[test]
+    fn a_version_2_manifest_reads_with_its_ids_cut_to_16_bytes() {
+        use crate::format::manifest::{ChunkId, ChunkRecord, legacy};
+        let mut m = Manifest::default();
+        m.image.hostname = "host".into();
+        m.chunks = (1..4u8)
+            .map(|n| ChunkRecord {
+                id: ChunkId([n; 16]),
+                block: 0,
+                offset: u32::from(n) * 10,
+                len: 10,
+            })
+            .collect();
+        let raw = bincode::serde::encode_to_vec(legacy::V2::of(&m, [0xee; 16]), config()).unwrap();
+        let short = bincode::serde::encode_to_vec(&m, config()).unwrap();
+        assert_eq!(raw.len(), short.len() + 16 * 3, "32 bytes an id, not 16");
+        let body = zstd::encode_all(&raw[..], 3).unwrap();
+        let header = FrameHeader {
+            version: 2,
+            sealed: false,
+            stored_len: body.len() as u64,
+            raw_len: raw.len() as u64,
+            hash: *blake3::hash(&body).as_bytes(),
+        };
+        let frame = [&header.encode()[..], &body].concat();
+        assert_eq!(decode_manifest(&frame).unwrap(), (m, 2));
     }
 }

@@ -1,10 +1,10 @@
 //! The manifest: everything an image knows besides chunk bytes (docs/FORMAT.md §5).
 //!
-//! Plain data types with serde derives, encoded as columns (manifest version 3,
+//! Plain data types with serde derives, encoded as columns (manifest version 4,
 //! `format::columns`) or, in images made before, with bincode 2 (standard config), and framed
 //! by `format::frame`. Every field here is part of the format: changing one means a new
-//! manifest version documented in docs/FORMAT.md. `v1` holds what version 1 differed in, to
-//! keep reading it.
+//! manifest version documented in docs/FORMAT.md. `legacy` holds what versions 1 and 2 differed
+//! in (bincode, 32-byte ids), to keep reading them.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,17 +13,60 @@ use serde::{Deserialize, Serialize};
 pub const FORMAT_VERSION: u16 = 2;
 
 /// Version of the manifest encoding this build writes in manifest frames and the highest it
-/// reads there: 3, the column encoding (docs/FORMAT.md §5.7); 1 and 2 are bincode.
+/// reads there: 4, the column encoding with 16-byte chunk ids (docs/FORMAT.md §5.7); 3 is the
+/// same with 32-byte ids, 1 and 2 are bincode.
 pub const MANIFEST_VERSION: u16 = super::columns::VERSION;
 
-/// A chunk's identity: the BLAKE3 hash of its uncompressed bytes.
+/// A chunk's identity in a manifest: the first 16 bytes of the BLAKE3 of its uncompressed
+/// bytes (FORMAT.md §1, manifest version 4; older manifests' 32-byte ids are cut to these).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct ChunkId(pub [u8; 32]);
+pub struct ChunkId(pub [u8; 16]);
 
 impl ChunkId {
     /// The id of `data`.
     pub fn of(data: &[u8]) -> Self {
-        ChunkId(*blake3::hash(data).as_bytes())
+        ChunkHash::of(data).id()
+    }
+
+    /// The id a manifest of version 1–3 held as a whole BLAKE3: its first 16 bytes.
+    pub fn from_full(full: &[u8; 32]) -> Self {
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&full[..16]);
+        ChunkId(id)
+    }
+}
+
+/// The whole 32-byte BLAKE3 of a chunk's uncompressed bytes: what a store's index lists and
+/// deduplicates by between machines (docs/STORE.md §2.4), and what the writer keeps of the
+/// chunks it read to refuse two of them that share a `ChunkId`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ChunkHash(pub [u8; 32]);
+
+impl ChunkHash {
+    /// The hash of `data`.
+    pub fn of(data: &[u8]) -> Self {
+        ChunkHash(*blake3::hash(data).as_bytes())
+    }
+
+    /// The manifest's id of the chunk: the first 16 bytes.
+    pub fn id(&self) -> ChunkId {
+        ChunkId::from_full(&self.0)
+    }
+
+    /// The 16 bytes after the id, which the writer keeps to tell chunks with equal ids apart.
+    pub fn rest(&self) -> [u8; 16] {
+        let mut r = [0u8; 16];
+        r.copy_from_slice(&self.0[16..]);
+        r
+    }
+}
+
+impl std::fmt::Debug for ChunkHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for b in &self.0[..8] {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
     }
 }
 
@@ -335,16 +378,18 @@ impl EntryKind {
     }
 }
 
-/// Format version 1: the same manifest without block hashes (docs/FORMAT.md §8).
-pub mod v1 {
+/// Manifest versions 1 and 2, bincode (docs/FORMAT.md §8): the same manifest with 32-byte
+/// chunk ids (the whole BLAKE3, cut to the version-4 id when read), and in version 1 without
+/// block hashes.
+pub mod legacy {
     use super::*;
 
-    /// Version 1's `Manifest`: field for field the same but for `blocks`.
-    #[derive(Deserialize)]
-    pub struct Manifest {
+    /// Versions 1 and 2's `Manifest`: field for field the same, with block records `B`.
+    #[derive(Serialize, Deserialize)]
+    pub struct Manifest<B> {
         image: ImageInfo,
         packs: Vec<PackRecord>,
-        blocks: Vec<BlockRecord>,
+        blocks: Vec<B>,
         chunks: Vec<ChunkRecord>,
         entries: Vec<Entry>,
         users: Vec<(u32, String)>,
@@ -354,9 +399,14 @@ pub mod v1 {
         extensions: Vec<Extension>,
     }
 
+    /// Version 1.
+    pub type V1 = Manifest<BlockRecordV1>;
+    /// Version 2: version 4's block records.
+    pub type V2 = Manifest<super::BlockRecord>;
+
     /// Version 1's `BlockRecord`: no hash.
     #[derive(Deserialize)]
-    struct BlockRecord {
+    pub struct BlockRecordV1 {
         pack: PackIndex,
         offset: u64,
         stored_len: u32,
@@ -364,24 +414,73 @@ pub mod v1 {
         codec: Codec,
     }
 
-    impl From<Manifest> for super::Manifest {
-        fn from(m: Manifest) -> Self {
+    impl From<BlockRecordV1> for super::BlockRecord {
+        fn from(b: BlockRecordV1) -> Self {
+            super::BlockRecord {
+                pack: b.pack,
+                offset: b.offset,
+                stored_len: b.stored_len,
+                raw_len: b.raw_len,
+                codec: b.codec,
+                hash: [0; 32],
+            }
+        }
+    }
+
+    /// Versions 1 and 2's `ChunkRecord`: the whole BLAKE3 as id.
+    #[derive(Serialize, Deserialize)]
+    pub struct ChunkRecord {
+        pub id: [u8; 32],
+        pub block: BlockIndex,
+        pub offset: u32,
+        pub len: u32,
+    }
+
+    impl V2 {
+        /// `m` as version 2 held it, each id followed by `rest` to make the whole hash (for
+        /// tests of reading version 2: osimage no longer writes it).
+        pub fn of(m: &super::Manifest, rest: [u8; 16]) -> V2 {
+            let m = m.clone();
+            Manifest {
+                image: m.image,
+                packs: m.packs,
+                blocks: m.blocks,
+                chunks: m
+                    .chunks
+                    .iter()
+                    .map(|c| ChunkRecord {
+                        id: [c.id.0, rest].concat().try_into().expect("32 bytes"),
+                        block: c.block,
+                        offset: c.offset,
+                        len: c.len,
+                    })
+                    .collect(),
+                entries: m.entries,
+                users: m.users,
+                groups: m.groups,
+                filesystems: m.filesystems,
+                stats: m.stats,
+                extensions: m.extensions,
+            }
+        }
+    }
+
+    impl<B: Into<super::BlockRecord>> From<Manifest<B>> for super::Manifest {
+        fn from(m: Manifest<B>) -> Self {
             super::Manifest {
                 image: m.image,
                 packs: m.packs,
-                blocks: m
-                    .blocks
+                blocks: m.blocks.into_iter().map(Into::into).collect(),
+                chunks: m
+                    .chunks
                     .into_iter()
-                    .map(|b| super::BlockRecord {
-                        pack: b.pack,
-                        offset: b.offset,
-                        stored_len: b.stored_len,
-                        raw_len: b.raw_len,
-                        codec: b.codec,
-                        hash: [0; 32],
+                    .map(|c| super::ChunkRecord {
+                        id: ChunkId::from_full(&c.id),
+                        block: c.block,
+                        offset: c.offset,
+                        len: c.len,
                     })
                     .collect(),
-                chunks: m.chunks,
                 entries: m.entries,
                 users: m.users,
                 groups: m.groups,

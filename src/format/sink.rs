@@ -6,7 +6,7 @@ use std::fs::File;
 use std::sync::Arc;
 
 use super::PayloadError;
-use super::manifest::{BlockRecord, ChunkRecord, PackRecord};
+use super::manifest::{BlockRecord, ChunkHash, ChunkRecord, PackRecord};
 
 /// Where packs go: the container writes them (see `image::oimg`).
 pub trait PackSink: Send {
@@ -19,13 +19,14 @@ pub trait PackSink: Send {
     /// name it after `rec.hash`.
     fn end_pack(&mut self, rec: &PackRecord) -> Result<(), PayloadError>;
     /// Block `rec` was placed in the current pack (told after `begin_pack`, before that
-    /// pack's `end_pack`), holding the new chunks `chunks` (this image's records; none for
-    /// blocks carried over from a base). A sink that indexes its packs as they go up (an image
-    /// store's index objects: docs/STORE.md §2.4, §4.3) keeps them; others need not.
+    /// pack's `end_pack`), holding the new chunks `chunks` (this image's records with their
+    /// whole hashes; none for blocks carried over from a base). A sink that indexes its packs
+    /// as they go up (an image store's index objects, which list 32-byte ids: docs/STORE.md
+    /// §2.4, §4.3) keeps them; others need not.
     fn block_placed(
         &mut self,
         _rec: &BlockRecord,
-        _chunks: &[ChunkRecord],
+        _chunks: &[NewChunk],
     ) -> Result<(), PayloadError> {
         Ok(())
     }
@@ -47,6 +48,14 @@ pub trait PackSink: Send {
         }
         Ok(())
     }
+}
+
+/// A chunk this capture read and compressed: its record in the image, whose id is 16 bytes
+/// (FORMAT.md §1), and the whole BLAKE3 it was cut from, which a store's index keeps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewChunk {
+    pub record: ChunkRecord,
+    pub hash: ChunkHash,
 }
 
 /// Where bytes of a base image lie in its file (a plain base only: an encrypted one's bytes

@@ -48,7 +48,7 @@ mod tests {
     #[test]
     fn chunks_are_grouped_by_their_block_in_index_order() {
         let c = |n: u8, block| ChunkRecord {
-            id: ChunkId([n; 32]),
+            id: ChunkId([n; 16]),
             block,
             offset: 0,
             len: 1,

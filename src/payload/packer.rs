@@ -12,9 +12,9 @@
 use crossbeam_channel::Receiver;
 
 use crate::format::PayloadError;
-use crate::format::manifest::{BlockIndex, BlockRecord, ChunkRecord, PackRecord};
+use crate::format::manifest::{BlockIndex, BlockRecord, PackRecord};
 use crate::format::records::{BLOCK_HEADER_LEN, BlockHeader, MAX_PACK_LEN, PackHeader, RECORD_LEN};
-use crate::format::sink::{BlockSource, PackSink};
+use crate::format::sink::{BlockSource, NewChunk, PackSink};
 
 /// One block on its way: this image's index for it, its header, and the BLAKE3 of its stored
 /// bytes (header and body).
@@ -33,7 +33,7 @@ pub struct Outgoing {
     pub carried: bool,
     /// The new chunks of a freshly compressed block (their records name it), in block order;
     /// empty for carried runs. The sink is told them with the block's place (`PackSink::block_placed`).
-    pub chunks: Vec<ChunkRecord>,
+    pub chunks: Vec<NewChunk>,
 }
 
 impl Outgoing {
@@ -42,7 +42,7 @@ impl Outgoing {
         index: BlockIndex,
         header: BlockHeader,
         body: &[u8],
-        chunks: Vec<ChunkRecord>,
+        chunks: Vec<NewChunk>,
     ) -> Self {
         let mut bytes = Vec::with_capacity(BLOCK_HEADER_LEN + body.len());
         bytes.extend_from_slice(&header.encode());
@@ -215,8 +215,8 @@ impl Packs<'_> {
                 codec: header.codec,
                 hash,
             };
-            let first = out.chunks.partition_point(|c| c.block < index);
-            let last = out.chunks.partition_point(|c| c.block <= index);
+            let first = out.chunks.partition_point(|c| c.record.block < index);
+            let last = out.chunks.partition_point(|c| c.record.block <= index);
             self.sink.block_placed(&rec, &out.chunks[first..last])?;
             self.blocks[i] = Some(rec);
             if let Some((len, h)) = self.open.as_mut() {

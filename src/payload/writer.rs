@@ -20,10 +20,11 @@ use super::packer::{Outgoing, pack_blocks};
 use super::reference::{BasePacks, ReferenceCounts, Referenced};
 use crate::format::PayloadError;
 use crate::format::manifest::{
-    BlockIndex, BlockRecord, ChunkId, ChunkIndex, ChunkRecord, DataRun, EntryKind, Meta, PackRecord,
+    BlockIndex, BlockRecord, ChunkHash, ChunkId, ChunkIndex, ChunkRecord, DataRun, EntryKind, Meta,
+    PackRecord,
 };
 use crate::format::records::BlockHeader;
-use crate::format::sink::PackSink;
+use crate::format::sink::{NewChunk, PackSink};
 use crate::progress::Progress;
 use crate::scan::content::{OpenError, SourceFile};
 use crate::scan::{ScannedEntry, Skipped};
@@ -78,10 +79,17 @@ pub struct PayloadTables {
 pub trait BaseImage: Sync {
     /// The data runs (in the base's chunk indexes) of a scanned file the base holds unchanged.
     fn unchanged_runs(&self, e: &ScannedEntry) -> Option<&[DataRun]>;
-    /// The base's index of chunk `id`, if the base stores it.
-    fn find_chunk(&self, id: &ChunkId) -> Option<ChunkIndex>;
+    /// The base's index of the chunk whose whole BLAKE3 is `hash`, if the base stores it. A
+    /// refresh's base, whose manifest holds 16-byte ids, matches the id (FORMAT.md §1); a
+    /// store matches all 32 bytes (docs/STORE.md §2.4).
+    fn find_chunk(&self, hash: &ChunkHash) -> Option<ChunkIndex>;
     /// The base's record of chunk `c`.
     fn chunk(&self, c: ChunkIndex) -> Option<&ChunkRecord>;
+    /// The whole BLAKE3 of the base's chunk `c`, when the base knows it (a store's index);
+    /// `None` (the default) for a base that holds ids only (an image's manifest).
+    fn chunk_hash(&self, _c: ChunkIndex) -> Option<ChunkHash> {
+        None
+    }
     /// Every chunk stored in the base's block `b`.
     fn chunks_in_block(&self, b: BlockIndex) -> &[ChunkIndex];
     /// Where the base stores block `b`: its pack, and the range of its header and body there.
@@ -121,6 +129,10 @@ pub struct ReuseCounters {
 struct ChunkTable {
     by_id: HashMap<ChunkId, ChunkIndex>,
     records: Vec<ChunkRecord>,
+    /// For each record, the 16 bytes of its whole BLAKE3 after the id, where known (chunks
+    /// read by this capture, chunks of a store's index; not a refresh base's, whose manifest
+    /// has ids only): two different chunks with one id are refused, not merged (FORMAT.md §1).
+    rest: Vec<Option<[u8; 16]>>,
     /// Base block → its copy in this image (refresh only).
     base_blocks: HashMap<BlockIndex, BlockIndex>,
     copied: Vec<BlockIndex>,
@@ -389,8 +401,9 @@ struct Worker<'a> {
     compressor: BlockCompressor,
     block: Vec<u8>,
     block_index: Option<BlockIndex>,
-    /// The records of the chunks in `block`, for the sink (`PackSink::block_placed`).
-    block_chunks: Vec<ChunkRecord>,
+    /// The records and hashes of the chunks in `block`, for the sink
+    /// (`PackSink::block_placed`).
+    block_chunks: Vec<NewChunk>,
     window: Vec<u8>,
     tx: Sender<Outgoing>,
 }
@@ -559,7 +572,8 @@ impl Worker<'_> {
 
     /// Stores `window[a..b]` unless an identical chunk already is; returns its index.
     fn add_chunk(&mut self, a: usize, b: usize) -> Result<ChunkIndex, PayloadError> {
-        let id = ChunkId::of(&self.window[a..b]);
+        let hash = ChunkHash::of(&self.window[a..b]);
+        let id = hash.id();
         {
             let mut t = self
                 .shared
@@ -567,10 +581,11 @@ impl Worker<'_> {
                 .lock()
                 .map_err(|_| PayloadError::format("chunk index poisoned"))?;
             if let Some(&i) = t.by_id.get(&id) {
+                t.same_chunk(i, &hash)?;
                 return Ok(i);
             }
             if let Some(base) = self.shared.base
-                && let Some(c) = base.find_chunk(&id)
+                && let Some(c) = base.find_chunk(&hash)
             {
                 return claim_base_chunk(&mut t, base, c, &self.shared.next_block);
             }
@@ -585,8 +600,12 @@ impl Worker<'_> {
                 offset: self.block.len() as u32,
                 len: (b - a) as u32,
             };
-            self.block_chunks.push(rec.clone());
+            self.block_chunks.push(NewChunk {
+                record: rec.clone(),
+                hash,
+            });
             t.records.push(rec);
+            t.rest.push(Some(hash.rest()));
             t.by_id.insert(id, i);
             self.block.extend_from_slice(&self.window[a..b]);
             if self.block.len() < BLOCK_TARGET {
@@ -633,6 +652,9 @@ fn claim_base_chunk(
     let missing = || PayloadError::format(format!("internal: base chunk {c} does not exist"));
     let rec = base.chunk(c).ok_or_else(missing)?;
     if let Some(&i) = t.by_id.get(&rec.id) {
+        if let Some(hash) = base.chunk_hash(c) {
+            t.same_chunk(i, &hash)?;
+        }
         return Ok(i);
     }
     let from = rec.block;
@@ -664,6 +686,7 @@ fn claim_base_chunk(
             offset: r.offset,
             len: r.len,
         });
+        t.rest.push(base.chunk_hash(other).map(|h| h.rest()));
         t.by_id.insert(r.id, i);
     }
     if referenced {
@@ -672,6 +695,23 @@ fn claim_base_chunk(
     }
     let i = *t.by_id.get(&rec.id).ok_or_else(missing)?;
     Ok(i)
+}
+
+impl ChunkTable {
+    /// Whether record `i`, found by the id of `hash`, is that chunk: refused when both whole
+    /// hashes are known and differ (a deliberate collision of the 16-byte ids, FORMAT.md §1;
+    /// a manifest cannot hold both chunks).
+    fn same_chunk(&self, i: ChunkIndex, hash: &ChunkHash) -> Result<(), PayloadError> {
+        match self.rest.get(i as usize) {
+            Some(Some(rest)) if *rest != hash.rest() => Err(PayloadError::format(format!(
+                "two different chunks share the id {:?} (the first 16 bytes of their BLAKE3, \
+                 FORMAT.md §1): a deliberate hash collision? Nothing was merged; the capture \
+                 stops",
+                hash.id()
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 fn unreachable_outcome() -> Result<Outcome, PayloadError> {
@@ -762,6 +802,32 @@ fn apply_outcomes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// FORMAT.md §1: a chunk found by its 16-byte id is the same chunk only if the rest of its
+    /// whole hash agrees, where the table knows it; a refresh base's chunks (ids only) match
+    /// by the id.
+    #[test]
+    fn two_chunks_with_one_id_are_refused_not_merged() {
+        let hash = |rest: u8| {
+            let mut h = [7u8; 32];
+            h[16..].fill(rest);
+            ChunkHash(h)
+        };
+        let mut t = ChunkTable::default();
+        for rest in [Some(hash(1).rest()), None] {
+            t.records.push(ChunkRecord {
+                id: hash(1).id(),
+                block: 0,
+                offset: 0,
+                len: 1,
+            });
+            t.rest.push(rest);
+        }
+        assert!(t.same_chunk(0, &hash(1)).is_ok());
+        let e = t.same_chunk(0, &hash(2)).unwrap_err().to_string();
+        assert!(e.contains("two different chunks share the id"), "{e}");
+        assert!(t.same_chunk(1, &hash(2)).is_ok(), "no whole hash known");
+    }
 
     /// issue #24: a sparse file's holes are not in the progress total.
     #[test]

@@ -240,7 +240,7 @@ mod tests {
 
     fn image(entries: Vec<Entry>) -> Manifest {
         let chunk = |b: u8| ChunkRecord {
-            id: ChunkId([b; 32]),
+            id: ChunkId([b; 16]),
             block: 0,
             offset: 0,
             len: 4,

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use crate::format::PayloadError;
 use crate::format::manifest::{
-    BlockIndex, BlockRecord, CapturedFs, ChunkId, ChunkIndex, ChunkRecord, DataRun, Entry,
-    EntryKind, Manifest, Meta, Timestamp, Xattr,
+    BlockIndex, BlockRecord, CapturedFs, ChunkHash, ChunkId, ChunkIndex, ChunkRecord, DataRun,
+    Entry, EntryKind, Manifest, Meta, Timestamp, Xattr,
 };
 use crate::format::records::{BLOCK_HEADER_LEN, BlockHeader};
 use crate::format::sink::BlockSource;
@@ -189,8 +189,10 @@ impl BaseImage for Base {
         }
     }
 
-    fn find_chunk(&self, id: &ChunkId) -> Option<ChunkIndex> {
-        self.ids.get(id).copied()
+    /// By the 16-byte id: the base's manifest holds no more (FORMAT.md §1; a base of manifest
+    /// version 1–3 had its ids cut to 16 bytes when read). Both sides are this machine's.
+    fn find_chunk(&self, hash: &ChunkHash) -> Option<ChunkIndex> {
+        self.ids.get(&hash.id()).copied()
     }
 
     fn chunk(&self, c: ChunkIndex) -> Option<&ChunkRecord> {

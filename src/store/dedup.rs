@@ -7,12 +7,16 @@
 //! offset order, as `BaseImage::blocks_in_pack` requires); the chunks are the previous
 //! version's first, at the indexes its manifest gives them (so the files cache's runs need no
 //! translation), then every other chunk of the index.
+//!
+//! Chunks are found by their whole 32-byte BLAKE3, as the index lists them, never by the
+//! 16-byte id of a manifest (docs/STORE.md §2.4): the previous version's chunks take theirs
+//! from the index chunk at the same place.
 
 use std::collections::HashMap;
 
 use crate::format::PayloadError;
 use crate::format::manifest::{
-    BlockIndex, BlockRecord, ChunkId, ChunkIndex, ChunkRecord, DataRun, Meta, PackIndex,
+    BlockIndex, BlockRecord, ChunkHash, ChunkIndex, ChunkRecord, DataRun, Meta, PackIndex,
     PackRecord, Xattr,
 };
 use crate::format::records::BLOCK_HEADER_LEN;
@@ -34,7 +38,9 @@ pub struct StoreBase {
     first_block: Vec<BlockIndex>,
     blocks: Vec<BlockRecord>,
     chunks: Vec<ChunkRecord>,
-    ids: HashMap<ChunkId, ChunkIndex>,
+    /// The whole BLAKE3 of each of `chunks`.
+    hashes: Vec<ChunkHash>,
+    ids: HashMap<ChunkHash, ChunkIndex>,
     /// The chunks grouped by block.
     by_block: BlockChunks,
     /// Why the previous version's files cache was dropped, to tell the user.
@@ -55,6 +61,7 @@ impl StoreBase {
             first_block: vec![0],
             blocks: Vec::new(),
             chunks: Vec::new(),
+            hashes: Vec::new(),
             ids: HashMap::new(),
             by_block: BlockChunks::default(),
             dropped_cache: None,
@@ -86,33 +93,37 @@ impl StoreBase {
                     });
                     at.insert((p.id, b.offset), block);
                     for c in &b.chunks {
-                        index_chunks.push(ChunkRecord {
-                            id: c.id,
-                            block,
-                            offset: c.offset,
-                            len: c.len,
-                        });
+                        index_chunks.push((
+                            ChunkRecord {
+                                id: c.id.id(),
+                                block,
+                                offset: c.offset,
+                                len: c.len,
+                            },
+                            c.id,
+                        ));
                     }
                 }
                 s.first_block.push(s.blocks.len() as BlockIndex);
             }
         }
         if let Some(prev) = prev {
-            match prev_chunks(&prev, &at) {
+            match prev_chunks(&prev, &at, &index_chunks) {
                 Ok(chunks) => {
-                    for (i, c) in chunks.iter().enumerate() {
-                        s.ids.entry(c.id).or_insert(i as ChunkIndex);
+                    for (i, (_, hash)) in chunks.iter().enumerate() {
+                        s.ids.entry(*hash).or_insert(i as ChunkIndex);
                     }
-                    s.chunks = chunks;
+                    (s.chunks, s.hashes) = chunks.into_iter().unzip();
                     s.prev = Some(prev);
                 }
                 Err(why) => s.dropped_cache = Some(why),
             }
         }
-        for c in index_chunks {
-            if let std::collections::hash_map::Entry::Vacant(v) = s.ids.entry(c.id) {
+        for (c, hash) in index_chunks {
+            if let std::collections::hash_map::Entry::Vacant(v) = s.ids.entry(hash) {
                 v.insert(s.chunks.len() as ChunkIndex);
                 s.chunks.push(c);
+                s.hashes.push(hash);
             }
         }
         s.by_block = BlockChunks::new(&s.chunks, s.blocks.len());
@@ -130,28 +141,43 @@ impl StoreBase {
     }
 }
 
-/// The previous version's chunk records, pointing at the store's blocks; why not, when one of
-/// its blocks is not in the index (its pack was never indexed, or is being pruned).
+/// The previous version's chunk records, pointing at the store's blocks, with their whole
+/// hashes from the index chunk at the same block, offset and length whose first 16 bytes are
+/// the record's id (docs/STORE.md §2.4); why not, when one of its blocks is not in the index
+/// (its pack was never indexed, or is being pruned) or the index does not list one of its
+/// chunks there.
 fn prev_chunks(
     prev: &Base,
     at: &HashMap<([u8; 32], u64), BlockIndex>,
-) -> Result<Vec<ChunkRecord>, String> {
+    index_chunks: &[(ChunkRecord, ChunkHash)],
+) -> Result<Vec<(ChunkRecord, ChunkHash)>, String> {
+    let placed: HashMap<(BlockIndex, u32, u32), &(ChunkRecord, ChunkHash)> = index_chunks
+        .iter()
+        .map(|ic| ((ic.0.block, ic.0.offset, ic.0.len), ic))
+        .collect();
     let m = prev.manifest();
     m.chunks
         .iter()
         .map(|c| {
             let b = &m.blocks[c.block as usize];
             let pack = &m.packs[b.pack as usize];
-            let block = at.get(&(pack.hash, b.offset)).ok_or_else(|| {
+            let pack_hex = || crate::store::names::hex(&pack.hash);
+            let block = *at.get(&(pack.hash, b.offset)).ok_or_else(|| {
                 format!(
                     "the previous version's pack {} is not in the store's index",
-                    crate::store::names::hex(&pack.hash)
+                    pack_hex()
                 )
             })?;
-            Ok(ChunkRecord {
-                block: *block,
-                ..c.clone()
-            })
+            let rec = ChunkRecord { block, ..c.clone() };
+            match placed.get(&(block, c.offset, c.len)) {
+                Some((listed, hash)) if listed.id == c.id => Ok((rec, *hash)),
+                _ => Err(format!(
+                    "the store's index does not list the previous version's chunk at {} of \
+                     a block of pack {}",
+                    c.offset,
+                    pack_hex()
+                )),
+            }
         })
         .collect()
 }
@@ -174,12 +200,16 @@ impl BaseImage for StoreBase {
         self.prev.as_ref()?.unchanged_runs(e)
     }
 
-    fn find_chunk(&self, id: &ChunkId) -> Option<ChunkIndex> {
-        self.ids.get(id).copied()
+    fn find_chunk(&self, hash: &ChunkHash) -> Option<ChunkIndex> {
+        self.ids.get(hash).copied()
     }
 
     fn chunk(&self, c: ChunkIndex) -> Option<&ChunkRecord> {
         self.chunks.get(c as usize)
+    }
+
+    fn chunk_hash(&self, c: ChunkIndex) -> Option<ChunkHash> {
+        self.hashes.get(c as usize).copied()
     }
 
     fn chunks_in_block(&self, b: BlockIndex) -> &[ChunkIndex] {
@@ -222,5 +252,27 @@ impl BasePacks for StoreBase {
 
     fn block_record(&self, b: BlockIndex) -> Option<&BlockRecord> {
         self.blocks.get(b as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::manifest::ChunkId;
+
+    /// docs/STORE.md §2.4: the index's chunks are found by all 32 bytes of their hash; one
+    /// that shares only the manifest's 16-byte id is another chunk, not a match.
+    #[test]
+    fn index_chunks_are_found_by_their_whole_hash() {
+        let index = crate::store::objects::index::tests::sample();
+        let s = StoreBase::new(&[("index/x".into(), index)], None).unwrap();
+        assert_eq!(s.counts(), (1, 2, 3));
+        let whole = ChunkHash([2; 32]);
+        let c = s.find_chunk(&whole).expect("listed");
+        assert_eq!(s.chunk_hash(c), Some(whole));
+        assert_eq!(s.chunk(c).unwrap().id, ChunkId([2; 16]));
+        let mut same_id = [2; 32];
+        same_id[31] = 3;
+        assert_eq!(s.find_chunk(&ChunkHash(same_id)), None);
     }
 }

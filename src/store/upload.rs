@@ -19,8 +19,8 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Sender, bounded};
 
 use crate::format::PayloadError;
-use crate::format::manifest::{BlockRecord, ChunkRecord, PackRecord};
-use crate::format::sink::PackSink;
+use crate::format::manifest::{BlockRecord, PackRecord};
+use crate::format::sink::{NewChunk, PackSink};
 use crate::remote::s3::S3Client;
 use crate::store::checkpoint::Checkpoints;
 use crate::store::objects::{IndexBlock, IndexChunk, IndexPack};
@@ -193,11 +193,9 @@ impl PackSink for PackUploader {
         Ok(())
     }
 
-    fn block_placed(
-        &mut self,
-        rec: &BlockRecord,
-        chunks: &[ChunkRecord],
-    ) -> Result<(), PayloadError> {
+    /// The index lists each new chunk by its whole BLAKE3, not the manifest's 16-byte id
+    /// (docs/STORE.md §2.4).
+    fn block_placed(&mut self, rec: &BlockRecord, chunks: &[NewChunk]) -> Result<(), PayloadError> {
         self.blocks.push(IndexBlock {
             offset: rec.offset,
             stored_len: rec.stored_len,
@@ -207,9 +205,9 @@ impl PackSink for PackUploader {
             chunks: chunks
                 .iter()
                 .map(|c| IndexChunk {
-                    id: c.id,
-                    offset: c.offset,
-                    len: c.len,
+                    id: c.hash,
+                    offset: c.record.offset,
+                    len: c.record.len,
                 })
                 .collect(),
         });

@@ -1,4 +1,5 @@
-//! Manifest version 3: the `Manifest` as delta-coded columns (docs/FORMAT.md §5.7, issue #23).
+//! Manifest versions 3 and 4: the `Manifest` as delta-coded columns (docs/FORMAT.md §5.7,
+//! issue #23); version 4 has 16-byte chunk ids, version 3 the whole 32-byte BLAKE3.
 //!
 //! The in-memory types are those of `format::manifest`, unchanged; only the bytes inside the
 //! frame differ from version 2's bincode. `write` turns a manifest into the 22 columns,
@@ -18,8 +19,11 @@ use super::manifest::{CaptureStats, CapturedFs, Extension, ImageInfo, PackRecord
 pub use read::decode;
 pub use write::encode;
 
-/// The manifest version whose frame body is this encoding.
-pub const VERSION: u16 = 3;
+/// The manifest version whose frame body is this encoding with 16-byte chunk ids, the one
+/// written (FORMAT.md §8).
+pub const VERSION: u16 = 4;
+/// The same encoding with 32-byte chunk ids (the whole BLAKE3), still read.
+pub const VERSION_32: u16 = 3;
 
 /// The columns in their order (FORMAT.md §5.7's table), named in refusals.
 const COLUMNS: [&str; 22] = [

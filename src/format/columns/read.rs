@@ -13,8 +13,18 @@ use crate::format::manifest::{
     Xattr,
 };
 
-/// Decodes a version-3 manifest body (the decompressed bytes of the frame).
-pub fn decode(body: &[u8]) -> Result<Manifest, PayloadError> {
+/// Decodes a manifest body of `version` 4 (16-byte chunk ids) or 3 (32-byte ids, cut to 16:
+/// FORMAT.md §8), the decompressed bytes of the frame.
+pub fn decode(body: &[u8], version: u16) -> Result<Manifest, PayloadError> {
+    let id_len = match version {
+        super::VERSION => 16,
+        super::VERSION_32 => 32,
+        v => {
+            return Err(PayloadError::format(format!(
+                "internal: manifest version {v} is not a column encoding"
+            )));
+        }
+    };
     let mut cols = split(body)?.into_iter();
     let mut next = || cols.next().expect("split returns all 22 columns");
     let mut counts = next();
@@ -22,7 +32,7 @@ pub fn decode(body: &[u8]) -> Result<Manifest, PayloadError> {
     counts.finish()?;
     let head = head(next())?;
     let blocks = blocks(b, next(), next())?;
-    let chunks = chunks(c, next(), next())?;
+    let chunks = chunks(c, next(), next(), id_len)?;
     let entries = Entries::new(e, &chunks, [(); 16].map(|_| next()))?.read()?;
     Ok(Manifest {
         image: head.image,
@@ -117,10 +127,16 @@ fn blocks(n: u64, mut col: Column, mut hashes: Column) -> Result<Vec<BlockRecord
     Ok(out)
 }
 
-/// Columns 5 and 6: the chunk table.
-fn chunks(n: u64, mut col: Column, mut ids: Column) -> Result<Vec<ChunkRecord>, PayloadError> {
+/// Columns 5 and 6: the chunk table, whose ids take `id_len` bytes each (16, or 32 in
+/// version 3, of which the first 16 are kept).
+fn chunks(
+    n: u64,
+    mut col: Column,
+    mut ids: Column,
+    id_len: usize,
+) -> Result<Vec<ChunkRecord>, PayloadError> {
     let n = col.room_for(n, 3, "chunks")?;
-    exact(&ids, n, 32, "chunk ids")?;
+    exact(&ids, n, id_len, "chunk ids")?;
     let mut out = Vec::with_capacity(n);
     let (mut block, mut end) = (0u32, 0u32);
     for _ in 0..n {
@@ -128,7 +144,7 @@ fn chunks(n: u64, mut col: Column, mut ids: Column) -> Result<Vec<ChunkRecord>, 
         let offset = col.sv32(if b == block { end } else { 0 })?;
         let len = col.uv32()?;
         out.push(ChunkRecord {
-            id: ChunkId(ids.take(32)?.try_into().expect("32 bytes")),
+            id: ChunkId(ids.take(id_len)?[..16].try_into().expect("16 bytes")),
             block: b,
             offset,
             len,

@@ -4,8 +4,13 @@
 use proptest::prelude::*;
 
 use super::varint::{put_bytes, put_uv};
-use super::{COLUMNS, decode, encode};
+use super::{COLUMNS, VERSION, VERSION_32, encode};
 use crate::format::manifest::*;
+
+/// Decodes a body of the version written (4).
+fn decode(body: &[u8]) -> Result<Manifest, crate::format::PayloadError> {
+    super::decode(body, VERSION)
+}
 
 fn encoded(m: &Manifest) -> Vec<u8> {
     let mut out = Vec::new();
@@ -80,7 +85,7 @@ fn varied() -> Manifest {
     ];
     m.chunks = (0..12u32)
         .map(|i| ChunkRecord {
-            id: ChunkId([i as u8; 32]),
+            id: ChunkId([i as u8; 16]),
             block: [0, 0, 0, 1, 2, 3, 0, 1, 1, 2, 3, 3][i as usize],
             offset: i * 1000,
             len: 1 + i * 999,
@@ -175,6 +180,38 @@ fn a_varied_manifest_round_trips() {
         decode(&encoded(&Manifest::default())).unwrap(),
         Manifest::default()
     );
+}
+
+/// Manifest version 3 (FORMAT.md §8): column 6 holds each chunk's whole BLAKE3, of which a
+/// reader keeps the first 16 bytes; the lengths are checked for the version the frame says.
+#[test]
+fn version_3_ids_of_32_bytes_are_cut_to_16() {
+    let m = varied();
+    let mut cols = split_raw(&encoded(&m));
+    assert_eq!(
+        cols[5].len(),
+        16 * m.chunks.len(),
+        "version 4: 16 bytes a chunk"
+    );
+    let v4 = join(&cols);
+    cols[5] = cols[5]
+        .chunks(16)
+        .flat_map(|id| [id, &[0xee; 16][..]].concat())
+        .collect();
+    let v3 = join(&cols);
+    assert_eq!(super::decode(&v3, VERSION_32).expect("decodes"), m);
+    let e = super::decode(&v4, VERSION_32).unwrap_err().to_string();
+    assert!(
+        e.contains("6 (chunk ids)") && e.contains("of 32 bytes"),
+        "{e}"
+    );
+    let e = decode(&v3).unwrap_err().to_string();
+    assert!(
+        e.contains("6 (chunk ids)") && e.contains("of 16 bytes"),
+        "{e}"
+    );
+    let e = super::decode(&v4, 2).unwrap_err().to_string();
+    assert!(e.contains("version 2 is not a column encoding"), "{e}");
 }
 
 #[test]
@@ -379,7 +416,7 @@ fn manifest() -> impl Strategy<Value = Manifest> {
             codec: if z { Codec::Zstd } else { Codec::Raw },
             hash: [h; 32],
         });
-    let chunk = (any::<[u8; 32]>(), 0u32..5, any::<u32>(), any::<u32>()).prop_map(
+    let chunk = (any::<[u8; 16]>(), 0u32..5, any::<u32>(), any::<u32>()).prop_map(
         |(id, block, offset, len)| ChunkRecord {
             id: ChunkId(id),
             block,

@@ -1,5 +1,5 @@
 //! Writes a `Manifest` as the 22 columns of FORMAT.md §5.7. The small columns are built in
-//! memory (a few bytes an entry), the two hash columns (32 bytes a block or chunk, the bulk)
+//! memory (a few bytes an entry), the two hash columns (32 bytes a block, 16 a chunk: the bulk)
 //! are written straight from the manifest, so the encoding is never held whole.
 
 use std::io::Write;

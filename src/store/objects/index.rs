@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ObjectError;
 use super::frame::{Kind, decode_frame, encode_frame};
-use crate::format::manifest::{ChunkId, Codec};
+use crate::format::manifest::{ChunkHash, Codec};
 use crate::format::records::{BLOCK_HEADER_LEN, MAX_BLOCK_RAW, MAX_PACK_LEN, RECORD_LEN};
 
 /// The zstd level of index objects: their bulk is hashes, which do not compress, so a fast
@@ -43,7 +43,9 @@ pub struct IndexBlock {
 /// One chunk inside a block's decoded body.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexChunk {
-    pub id: ChunkId,
+    /// The whole 32-byte BLAKE3 of the chunk, not the 16-byte id of a manifest (docs/STORE.md
+    /// §2.4): the key captures deduplicate by.
+    pub id: ChunkHash,
     pub offset: u32,
     pub len: u32,
 }
@@ -143,7 +145,7 @@ pub(crate) mod tests {
             chunks,
         };
         let chunk = |n: u8, offset, len| IndexChunk {
-            id: ChunkId([n; 32]),
+            id: ChunkHash([n; 32]),
             offset,
             len,
         };

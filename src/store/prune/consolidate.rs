@@ -87,7 +87,7 @@ mod tests {
                     codec: crate::format::manifest::Codec::Raw,
                     hash: [0; 32],
                     chunks: vec![IndexChunk {
-                        id: crate::format::manifest::ChunkId([i as u8; 32]),
+                        id: crate::format::manifest::ChunkHash([i as u8; 32]),
                         offset: 0,
                         len: 1,
                     }],
