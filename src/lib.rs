@@ -97,7 +97,10 @@ pub use restore::initramfs;
 
 // verify --boot.
 pub use bootcheck::files::{Fidelity, compare as compare_with_manifest};
-pub use bootcheck::network::network_preflight as boot_check_network_preflight;
+pub use bootcheck::network::{
+    network_preflight as boot_check_network_preflight,
+    verify_store_version as verify_store_version_boot,
+};
 pub use bootcheck::{
     AccelChoice, BootCheckOptions, BootReport, FirmwareChoice, NetworkImage, verify_boot,
     verify_boot_network,

@@ -42,7 +42,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "bootcheck",
         &[
-            "format", "scan", "envelope", "image", "iso", "layout", "payload", "refresh", "restore",
+            "format", "scan", "envelope", "image", "iso", "layout", "payload", "refresh",
+            "restore", "remote", "store", "netboot",
         ],
     ),
     (
@@ -56,7 +57,6 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "bootcheck",
             "store",
             "remote",
-            "netboot",
         ],
     ),
     (

@@ -107,6 +107,48 @@ pub fn verify_boot_network(
     run_checked(checked, &medium, opts, say)
 }
 
+/// `verify --boot` of version `version` of `series` in `store` (the caller holds a Read lock
+/// on the store for as long as this runs): the preflight, the netboot files with URLs
+/// presigned for the guest's relay for three `opts.timeout`s plus an hour, then
+/// [`verify_boot_network`].
+pub fn verify_store_version(
+    store: &crate::store::Store,
+    series: &str,
+    version: &str,
+    opts: &BootCheckOptions,
+    say: &dyn Fn(&str),
+) -> Result<BootReport, BootCheckError> {
+    let endpoint = store.client.endpoint();
+    let (guest, relay_to) = network_preflight(&endpoint, opts)?;
+    // The URLs outlive every boot the check may make (three per firmware mode at most).
+    let ttl = (opts.timeout * 3 + std::time::Duration::from_secs(3600))
+        .min(crate::remote::s3::PRESIGN_MAX);
+    let expires = chrono::Utc::now() + ttl;
+    let v = crate::store::netboot::presigned(store, series, version, ttl, expires, Some(&guest))
+        .map_err(|e| BootCheckError::Image(e.to_string()))?;
+    let write_files = |dir: &Path| {
+        crate::netboot::store::write_store_netboot_dir(
+            &crate::netboot::store::StoreNetbootRequest {
+                store,
+                version: &v,
+                endpoint: guest.to_string(),
+                extra_cmdline: String::new(),
+                dir: dir.to_path_buf(),
+            },
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    };
+    let image = NetworkImage {
+        shown: v.open.name.display().to_string(),
+        reader: &v.open.reader,
+        endpoint,
+        relay_to,
+        write_files: &write_files,
+    };
+    verify_boot_network(&image, opts, say)
+}
+
 /// The served form of a network medium: its boot file URL and the guest forwards.
 pub(super) struct Served {
     pub forwards: Vec<(String, String)>,

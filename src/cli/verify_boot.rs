@@ -7,7 +7,7 @@ use super::args::VerifyArgs;
 use super::progress::TermProgress;
 use super::read_lock::ReadLock;
 use super::source;
-use osimage::{BootCheckOptions, NetworkImage, verify_boot, verify_boot_network};
+use osimage::{BootCheckOptions, verify_boot};
 
 /// `verify --boot --json`: `"boot": true` and the report's fields (docs/JSON.md).
 #[derive(serde::Serialize)]
@@ -34,40 +34,14 @@ pub(super) fn run_store(
     let client = a.net.store_client(&address.root)?;
     // refused before anything is read: options a network boot cannot have, an HTTPS store
     let endpoint = client.endpoint();
-    let (guest, relay_to) = osimage::boot_check_network_preflight(&endpoint, &opts)?;
+    osimage::boot_check_network_preflight(&endpoint, &opts)?;
     let store = osimage::store::Store::open(client, address.root.clone())?;
     let lock = ReadLock::take(&store, &address.series, a.lock)?;
     let version = source::version_named(&store, address)?;
-    // The URLs outlive every boot the check may make (three per firmware mode at most).
-    let ttl = (opts.timeout * 3 + Duration::from_secs(3600)).min(osimage::s3::PRESIGN_MAX);
-    let expires = chrono::Utc::now() + ttl;
-    let v = osimage::store::netboot::presigned(
-        &store,
-        &address.series,
-        &version,
-        ttl,
-        expires,
-        Some(&guest),
-    )?;
-    let write_files = |dir: &std::path::Path| {
-        osimage::write_store_netboot_dir(&osimage::StoreNetbootRequest {
-            store: &store,
-            version: &v,
-            endpoint: guest.to_string(),
-            extra_cmdline: String::new(),
-            dir: dir.to_path_buf(),
-        })
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-    };
-    let image = NetworkImage {
-        shown: v.open.name.display().to_string(),
-        reader: &v.open.reader,
-        endpoint,
-        relay_to,
-        write_files: &write_files,
-    };
-    let report = verify_boot_network(&image, &opts, &|line| p.say(line));
+    let report =
+        osimage::verify_store_version_boot(&store, &address.series, &version, &opts, &|line| {
+            p.say(line)
+        });
     if let Some(lock) = lock {
         lock.release(p);
     }

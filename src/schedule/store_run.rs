@@ -11,7 +11,6 @@
 //! the series' newest is the previous one again.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use super::ScheduleError;
 use super::job::{Dest, ImageFormat, Job};
@@ -276,42 +275,12 @@ fn boot_check(
     log: &dyn Fn(&str),
 ) -> Result<crate::bootcheck::BootReport, String> {
     let opts = crate::bootcheck::BootCheckOptions::default();
-    let endpoint = store.client.endpoint();
-    let (guest, relay_to) = crate::bootcheck::network::network_preflight(&endpoint, &opts)
-        .map_err(|e| e.to_string())?;
     let lock = store
         .take_lock(LockKind::Read, Some(series))
         .map_err(|e| e.to_string())?;
-    // The URLs outlive every boot the check may make (three per firmware mode at most).
-    let ttl = (opts.timeout * 3 + Duration::from_secs(3600)).min(crate::remote::s3::PRESIGN_MAX);
-    let expires = chrono::Utc::now() + ttl;
-    let report = (|| {
-        let v =
-            crate::store::netboot::presigned(store, series, version, ttl, expires, Some(&guest))
-                .map_err(|e| e.to_string())?;
-        let write_files = |dir: &Path| {
-            crate::netboot::store::write_store_netboot_dir(
-                &crate::netboot::store::StoreNetbootRequest {
-                    store,
-                    version: &v,
-                    endpoint: guest.to_string(),
-                    extra_cmdline: String::new(),
-                    dir: dir.to_path_buf(),
-                },
-            )
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-        };
-        let image = crate::bootcheck::NetworkImage {
-            shown: v.open.name.display().to_string(),
-            reader: &v.open.reader,
-            endpoint: endpoint.clone(),
-            relay_to: relay_to.clone(),
-            write_files: &write_files,
-        };
-        crate::bootcheck::verify_boot_network(&image, &opts, &|l: &str| log(l))
-            .map_err(|e| e.to_string())
-    })();
+    let report =
+        crate::bootcheck::network::verify_store_version(store, series, version, &opts, &|l| log(l))
+            .map_err(|e| e.to_string());
     let _ = lock.release();
     report
 }
