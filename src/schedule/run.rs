@@ -146,7 +146,10 @@ fn prove_boot(output: &Path, log: &dyn Fn(&str)) -> Result<(), ScheduleError> {
     )))
 }
 
-fn capture_options(job: &Job, dest: &Path, output: &Path) -> CaptureOptions {
+/// The capture a scheduled run makes into `output` (a file, or a store's `s3://` series) with
+/// the job's options, always verified, leaving out `skip` (DEST, which holds the earlier
+/// images; or a store schedule's index cache) and every schedule's credentials file.
+pub(super) fn capture_options(job: &Job, skip: &Path, output: &Path) -> CaptureOptions {
     let mut excludes = job.excludes.clone();
     // Schedules into stores keep their S3 secrets there: not in any image (SCHEDULE.md).
     excludes.push(super::store_run::CREDENTIALS_PATTERN.to_string());
@@ -158,7 +161,7 @@ fn capture_options(job: &Job, dest: &Path, output: &Path) -> CaptureOptions {
             excludes,
             exclude_from: job.exclude_from.clone(),
             // DEST holds the earlier images: under ROOT, each capture would hold them all.
-            skip_paths: vec![dest.to_path_buf()],
+            skip_paths: vec![skip.to_path_buf()],
             keep_going: job.keep_going,
         },
         level: job.level.unwrap_or(3),

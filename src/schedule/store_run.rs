@@ -17,7 +17,6 @@ use super::job::{Dest, ImageFormat, Job};
 use crate::capture::CaptureOptions;
 use crate::capture::into_store::{StoreCapture, StoreCaptureChoices, capture_into_store};
 use crate::progress::Progress;
-use crate::scan::ScanOptions;
 use crate::store::index_cache::CacheChoice;
 use crate::store::objects::LockKind;
 use crate::store::prune::by_hand;
@@ -135,33 +134,7 @@ fn committed_line(address: &ImageAddress, c: &StoreCapture) -> String {
 /// The capture `osimage capture ROOT -o s3://…` would make with the job's options, always
 /// verified, leaving out the index cache and every schedule's credentials file.
 fn capture_options(job: &Job, address: &ImageAddress, cache: &Path) -> CaptureOptions {
-    let mut excludes = job.excludes.clone();
-    // The store's credentials do not go into the store (a netboot's presigned reader would
-    // get them): docs/SCHEDULE.md "Credentials".
-    excludes.push(CREDENTIALS_PATTERN.to_string());
-    CaptureOptions {
-        root: job.root.clone(),
-        output: PathBuf::from(address.to_string()),
-        scan: ScanOptions {
-            one_file_system: job.one_file_system,
-            excludes,
-            exclude_from: job.exclude_from.clone(),
-            skip_paths: vec![cache.to_path_buf()],
-            keep_going: job.keep_going,
-        },
-        level: job.level.unwrap_or(3),
-        threads: job
-            .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
-            .max(1),
-        force: false,
-        verify: true,
-        kernel: job.kernel.clone(),
-        snapshot: job.snapshot,
-        files_only: false,
-        lock: None,
-        unlock: std::sync::Arc::new(crate::envelope::Unlock::default()),
-    }
+    super::run::capture_options(job, cache, &PathBuf::from(address.to_string()))
 }
 
 /// Every schedule's credentials file, as an exclude pattern anchored at the capture root.
