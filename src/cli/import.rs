@@ -181,14 +181,14 @@ fn into_store(
         });
     }
     p.say(&format!(
-        "{}: imported from {}; {} blocks read, {} of them in the store already ({} packs \
+        "{}: imported from {}; {} blocks read, {} of them in the store already ({} \
          referenced), {} carried: uploaded {} in {} new {}; index objects: {} fetched, {} \
          cached",
         r.shown,
         a.image.display(),
         c.blocks_read,
         c.referenced_blocks,
-        c.referenced_packs,
+        show::count(c.referenced_packs, "pack", "packs"),
         c.carried_blocks,
         show::bytes(r.uploaded.bytes + r.version_bytes),
         r.uploaded.packs,
