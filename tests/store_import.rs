@@ -3,7 +3,8 @@
 //! extracts as the ISO does, with its rescue kernel and initramfs core as blobs; the same ISO
 //! imported again is refused by name; the version exported to an ISO and imported into
 //! another series uploads no pack; an image most of whose blocks the store holds (a refresh
-//! of an imported one) uploads only the rest; an encrypted image, a file that is no image, a
+//! of an imported one) uploads only the rest, and a capture into its series after it almost
+//! nothing; an encrypted image, a file that is no image, a
 //! missing file and a prefix without a store are refused, each named.
 
 use crate::common;
@@ -262,6 +263,27 @@ fn an_import_uploads_only_the_blocks_the_store_lacks() {
         extract(&g, image.as_os_str(), &from_file);
         same_trees(&from_file, &from_store, series);
     }
+    // A capture into the imported series takes the imported version as its files cache and
+    // the store as its base: almost nothing goes up.
+    osimage(
+        &g,
+        &[
+            s("capture"),
+            root.as_os_str(),
+            s("-o"),
+            s(&format!("{store}/b")),
+            s("-q"),
+        ],
+    )
+    .ok();
+    let third = heads(&g, "site", "b");
+    assert_eq!(third.len(), 2);
+    assert_eq!(third[1].parent.as_deref(), Some(second[0].version.as_str()));
+    assert!(
+        third[1].summary.new_bytes * 100 < a_bytes,
+        "a capture after the import uploads under 1%: {}",
+        third[1].summary.new_bytes
+    );
     let check = osimage(&g, &[s("store"), s("check"), s(&store)]).ok();
     assert!(check.stdout_str().contains("OK"), "{}", check.describe());
 }
