@@ -152,9 +152,8 @@ fn into_store(
         ))
         .into());
     }
-    if !a.image.is_file() {
-        return Err(format!("{}: no such image file", a.image.display()).into());
-    }
+    // Before any request: a file or a device (a USB stick holding the ISO) that is there.
+    std::fs::metadata(&a.image).map_err(|e| format!("{}: {e}", a.image.display()))?;
     let client = a.net.store_client(&address.root)?;
     let store = Store::open(client, address.root.clone())?;
     let opts = ImportOptions {
