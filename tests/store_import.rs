@@ -5,7 +5,9 @@
 //! another series uploads no pack; an image most of whose blocks the store holds (a refresh
 //! of an imported one) uploads only the rest, and a capture into its series after it almost
 //! nothing; an encrypted image, a file that is no image, a
-//! missing file and a prefix without a store are refused, each named.
+//! missing file and a prefix without a store are refused, each named. An import holds an
+//! Import lock of its pid and series while it uploads, and interrupted it deletes the lock,
+//! commits nothing and can be run again.
 
 use crate::common;
 
@@ -373,4 +375,78 @@ fn bad_input_is_refused_naming_it() {
     assert!(g.keys("site/packs/").is_empty());
     assert!(g.keys("site/images/").is_empty());
     assert!(g.keys("site/locks/").is_empty());
+}
+
+#[test]
+fn an_import_holds_an_import_lock_and_an_interrupted_one_commits_nothing() {
+    use common::hold_proxy::HoldProxy;
+    use std::os::unix::process::CommandExt as _;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let dir = common::scratch();
+    let root = tree(dir.path());
+    let image = dir.path().join("plain.oimg");
+    common::capture(&root, &image, &["-q"]);
+    let g = Garage::start();
+    let store = format!("s3://{}/held", g.bucket());
+    osimage(&g, &[s("store"), s("init"), s(&store)]).ok();
+    let locks = || {
+        let st = Store::open(g.client(), StoreRoot::parse(&store).unwrap()).unwrap();
+        let times = osimage::store::StoreTimes::parse("lock_refresh=5m,stale=30m").unwrap();
+        st.list_locks(&times)
+            .unwrap()
+            .iter()
+            .filter_map(|l| st.read_lock(&l.id).unwrap())
+            .collect::<Vec<_>>()
+    };
+
+    // Held at its first pack PUT: an Import lock of this process and series.
+    let proxy = HoldProxy::start(g.s3_port(), "PUT /images/held/packs/");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_osimage"));
+    cmd.process_group(0)
+        .args([s("import"), image.as_os_str(), s(&format!("{store}/web01"))])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in g.osimage_env() {
+        cmd.env(k, v);
+    }
+    cmd.env("AWS_ENDPOINT_URL", proxy.endpoint());
+    let mut child = cmd.spawn().expect("starting osimage");
+    assert!(
+        proxy.wait_held(Duration::from_secs(120)),
+        "the import never reached a pack PUT"
+    );
+    let held = locks();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].kind, osimage::store::objects::LockKind::Import);
+    assert_eq!(held[0].pid, child.id());
+    assert_eq!(held[0].series.as_deref(), Some("web01"));
+
+    // Interrupted: the lock goes, nothing is committed, the status says the signal.
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let end = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().expect("waiting").is_none() {
+        assert!(Instant::now() < end, "the import did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("its output");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(128 + libc::SIGINT), "{err}");
+    assert!(locks().is_empty(), "{err}");
+    assert!(
+        g.keys("held/images/").is_empty(),
+        "nothing committed: {err}"
+    );
+    drop(proxy);
+
+    // Run again, it completes.
+    import(&g, &image, &format!("{store}/web01"));
+    assert_eq!(heads(&g, "held", "web01").len(), 1);
+    osimage(&g, &[s("verify"), s(&format!("{store}/web01"))]).ok();
 }
