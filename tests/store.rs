@@ -16,6 +16,7 @@ mod store_commit;
 mod store_export;
 mod store_faults;
 mod store_garage;
+mod store_import;
 mod store_index;
 mod store_locks;
 mod store_netboot;

@@ -301,7 +301,7 @@ type PreviousVersion = (Option<Base>, Option<String>, Option<RescueBlobs>);
 /// Every pack `head` names must still exist after a commit made while the lock's refreshes
 /// failed (§4.3 step 6): a missing one means a sweep deleted it meanwhile, so the version
 /// object (`rel`) is deleted again and the capture fails naming the pack.
-fn check_packs_after_commit(
+pub(super) fn check_packs_after_commit(
     store: &Store,
     head: &crate::store::objects::VersionHead,
     rel: &str,
@@ -351,7 +351,7 @@ fn previous_version(
 
 /// Every index object of the store, checked against its name: from the cache folder `cache`
 /// where it holds a good copy, else fetched.
-fn load_index(
+pub(super) fn load_index(
     store: &Store,
     cache: Option<&std::path::Path>,
     progress: &dyn Progress,
@@ -362,7 +362,7 @@ fn load_index(
 }
 
 /// The head of the new version (docs/STORE.md §2.5).
-fn version_head(
+pub(super) fn version_head(
     m: &Manifest,
     series: &str,
     version: &str,
@@ -420,11 +420,11 @@ fn verify_version(
 }
 
 /// A manifest time as chrono's (version names are made of it).
-fn to_utc(t: crate::format::manifest::Timestamp) -> chrono::DateTime<chrono::Utc> {
+pub(super) fn to_utc(t: crate::format::manifest::Timestamp) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp(t.sec, t.nsec).unwrap_or_default()
 }
 
-fn store_error(shown: &str, e: impl std::fmt::Display) -> CaptureError {
+pub(super) fn store_error(shown: &str, e: impl std::fmt::Display) -> CaptureError {
     PayloadError::Image {
         path: shown.into(),
         msg: e.to_string(),

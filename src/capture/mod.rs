@@ -12,6 +12,7 @@ use std::time::Instant;
 mod commit_watch;
 mod container;
 pub mod export;
+pub mod import;
 pub mod interrupt;
 pub mod into_store;
 mod iso_output;

@@ -112,14 +112,22 @@ pub enum Command {
     /// requests, and DIR over TFTP or HTTP (NETBOOT.md in /usr/share/doc/osimage).
     #[command(after_long_help = EXIT_STATUS)]
     Netboot(super::netboot::NetbootArgs),
-    /// Upload an image file to S3-compatible storage (AWS S3, Garage, MinIO, Ceph) as one
-    /// object.
+    /// Upload an image file to S3-compatible storage (AWS S3, Garage, MinIO, Ceph): as one
+    /// object, or into an image store as a new version.
     ///
-    /// Every reading command (info, list, verify, extract, diff, restore) then takes
-    /// s3://BUCKET/KEY as it takes the file, and `osimage netboot s3://BUCKET/KEY.iso`
+    /// DEST says which. s3://BUCKET/KEY with KEY ending in .iso or .oimg: the file kept whole
+    /// as one object; every reading command (info, list, verify, extract, diff, restore) then
+    /// takes s3://BUCKET/KEY as it takes the file, and `osimage netboot s3://BUCKET/KEY.iso`
     /// restores machines from it over the network with a presigned URL. The object appears
     /// whole or not at all: files over 16 MiB go up in parts, each with its Content-MD5, and
-    /// a failed upload is aborted. Credentials, region and endpoint are the AWS tools'
+    /// a failed upload is aborted. Any other s3://BUCKET/PREFIX/NAME: a new version of the
+    /// series NAME in the store at s3://BUCKET/PREFIX (`osimage store init`), the reverse of
+    /// `osimage export`. Every block the image's files use is read and checked; blocks the
+    /// store holds already are shared, the rest go up unchanged in new packs (an ISO exported
+    /// from the same store uploads none); an ISO's rescue kernel and initramfs become the
+    /// version's. The version is named by the image's creation time and id, so the same
+    /// image is refused the second time (`already in the store as …`). An encrypted image is
+    /// refused (stores are plain so far). Credentials, region and endpoint are the AWS tools'
     /// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION,
     /// AWS_ENDPOINT_URL, AWS_PROFILE and ~/.aws/); an explicit endpoint means path-style
     /// requests (OSIMAGE_S3_ADDRESSING=path|virtual overrides).

@@ -1,33 +1,69 @@
-//! `osimage import IMAGE s3://BUCKET/KEY.iso`: puts an image file into S3-compatible storage
-//! as one object, from which every reading command, `restore` and `netboot` then read it
-//! (docs/STORE.md §1 "Images kept whole as one object").
+//! `osimage import IMAGE DEST`: an image file goes to S3-compatible storage, either kept
+//! whole as one object (`s3://BUCKET/KEY.iso|.oimg`, docs/STORE.md §1.1), from which every
+//! reading command, `restore` and `netboot` then read it, or into an osimage store as a new
+//! version of a series (`s3://BUCKET/PREFIX/NAME`, §8: the library's `import_into_store`).
+//! Which one is said by DEST alone: a key ending in .iso or .oimg is one object, any other
+//! `s3://` address names a series in the store at its prefix, which must exist.
 
 use std::path::PathBuf;
 
 use clap::Args;
-use osimage::{ContainerKind, Progress as _};
+use osimage::store::Store;
+use osimage::store::index_cache::CacheChoice;
+use osimage::{ContainerKind, ImportOptions, Progress as _};
 
 use super::progress::TermProgress;
-use super::{Failure, UsageError, source};
+use super::{Failure, UsageError, show, source};
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// The image file to upload: a .iso or .oimg made by osimage capture.
+    /// The image file: a .iso or .oimg made by osimage capture (or export).
     pub image: PathBuf,
-    /// Where it goes: s3://BUCKET/KEY, KEY ending in .iso for an ISO and in .oimg for a
-    /// payload (credentials and endpoint as the AWS tools take them: AWS_ACCESS_KEY_ID,
-    /// AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL, ~/.aws/).
+    /// Where it goes. s3://BUCKET/KEY with KEY ending in .iso (for an ISO) or .oimg (for a
+    /// payload): the file kept whole as one object. Any other s3://BUCKET/PREFIX/NAME: a new
+    /// version of the series NAME in the osimage store at s3://BUCKET/PREFIX (made by
+    /// `osimage store init`), its blocks shared with the store's, only those it lacks
+    /// uploaded; the version is named by the image's creation time and id, so an image is
+    /// imported into a series once. Credentials and endpoint as the AWS tools take them
+    /// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL, ~/.aws/).
     pub dest: PathBuf,
-    /// Replace an object already at DEST (without it, an existing object is refused and left
-    /// as it is).
+    /// One object only: replace an object already at DEST (without it, an existing object
+    /// is refused and left as it is).
     #[arg(long)]
     pub force: bool,
+    /// Into a store only: a label kept in the version's head (`store ls -l`); may be
+    /// repeated.
+    #[arg(long, value_name = "TAG")]
+    pub tag: Vec<String>,
+    /// Into a store only: keep the store's index objects in DIR/stores/STORE-ID/index/
+    /// instead of $XDG_CACHE_HOME/osimage/stores/… (as capture does).
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+    /// Into a store only: keep no index objects locally.
+    #[arg(long)]
+    pub no_cache: bool,
     #[command(flatten)]
     pub net: source::NetArgs,
 }
 
 pub fn run(a: ImportArgs, p: &TermProgress) -> Result<i32, Failure> {
     source::local_only(&a.image, "import's IMAGE")?;
+    if let Some(address) = source::store_address(&a.dest)? {
+        return into_store(a, address, p);
+    }
+    let store_only = [
+        (!a.tag.is_empty(), "--tag"),
+        (a.cache_dir.is_some(), "--cache-dir"),
+        (a.no_cache, "--no-cache"),
+    ];
+    if let Some((_, flag)) = store_only.iter().find(|(on, _)| *on) {
+        return Err(UsageError(format!(
+            "{flag} applies to an import into a store (s3://BUCKET/PREFIX/NAME), not to one \
+             object ({})",
+            a.dest.display()
+        ))
+        .into());
+    }
     let Some(dest) = source::s3_address(&a.dest)? else {
         return Err(UsageError(format!(
             "{}: DEST is an s3://BUCKET/KEY address",
@@ -91,6 +127,77 @@ pub fn run(a: ImportArgs, p: &TermProgress) -> Result<i32, Failure> {
         "{dest}: uploaded {} from {} (osimage verify {dest} reads it back and checks every block)",
         osimage::human_bytes(len),
         a.image.display()
+    ));
+    Ok(0)
+}
+
+/// `import IMAGE s3://BUCKET/PREFIX/NAME`: a new version of NAME in the store at PREFIX.
+fn into_store(
+    a: ImportArgs,
+    address: osimage::store::ImageAddress,
+    p: &TermProgress,
+) -> Result<i32, Failure> {
+    if address.version.is_some() {
+        return Err(UsageError(format!(
+            "{}: an import makes a new version, named by the image's creation time and id; \
+             name the series alone (without @VERSION)",
+            a.dest.display()
+        ))
+        .into());
+    }
+    if a.force {
+        return Err(UsageError(format!(
+            "{address}: --force replaces one object; a store's versions are written once \
+             (`osimage store forget` removes one)"
+        ))
+        .into());
+    }
+    // Before any request: a file or a device (a USB stick holding the ISO) that is there.
+    std::fs::metadata(&a.image).map_err(|e| format!("{}: {e}", a.image.display()))?;
+    let client = a.net.store_client(&address.root)?;
+    let store = Store::open(client, address.root.clone())?;
+    let opts = ImportOptions {
+        image: a.image.clone(),
+        series: address.series.clone(),
+        tags: a.tag,
+        index_cache: match (a.cache_dir, a.no_cache) {
+            (_, true) => CacheChoice::Off,
+            (Some(dir), false) => CacheChoice::Dir(dir),
+            (None, false) => CacheChoice::Default,
+        },
+    };
+    let r = osimage::import_into_store(&store, &opts, p)?;
+    let c = &r.counts;
+    if let Some((kernel, uploaded)) = &r.rescue {
+        p.say(&match uploaded {
+            0 => format!(
+                "rescue kernel {kernel}: its kernel and initramfs were in the store already"
+            ),
+            n => format!(
+                "rescue kernel {kernel}: stored as rescue blobs ({} uploaded)",
+                show::bytes(*n)
+            ),
+        });
+    }
+    p.say(&format!(
+        "{}: imported from {}; {} blocks read, {} of them in the store already ({} \
+         referenced), {} carried: uploaded {} in {} new {}; index objects: {} fetched, {} \
+         cached",
+        r.shown,
+        a.image.display(),
+        c.blocks_read,
+        c.referenced_blocks,
+        show::count(c.referenced_packs, "pack", "packs"),
+        c.carried_blocks,
+        show::bytes(r.uploaded.bytes + r.version_bytes),
+        r.uploaded.packs,
+        if r.uploaded.packs == 1 {
+            "pack"
+        } else {
+            "packs"
+        },
+        r.index_fetched,
+        r.index_cached,
     ));
     Ok(0)
 }

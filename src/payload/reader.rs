@@ -223,30 +223,7 @@ impl PayloadReader {
             .blocks
             .get(b as usize)
             .ok_or_else(|| self.damaged(format!("block {b} does not exist")))?;
-        let span = &self.packs[rec.pack as usize];
-        match self.read_stored(b, span, &mut cache.stored) {
-            Ok(()) => {}
-            // docs/STORE.md §7.4: over the network the bytes may have been damaged in flight
-            // (a proxy, a bad NIC); they are fetched once more, and failing again are damage.
-            // A local file's second read would give the same bytes: it is not read again.
-            Err(Bad::Damaged(_))
-                if span.forget(
-                    rec.offset,
-                    BLOCK_HEADER_LEN as u64 + u64::from(rec.stored_len),
-                ) =>
-            {
-                self.read_stored(b, span, &mut cache.stored)
-                    .map_err(|e| match e {
-                        Bad::Damaged(m) => self.damaged(format!(
-                            "pack {} {m}, fetched twice from the server",
-                            rec.pack
-                        )),
-                        Bad::Io(m) => self.damaged(m),
-                    })?;
-            }
-            Err(Bad::Damaged(m)) => return Err(self.damaged(format!("pack {} {m}", rec.pack))),
-            Err(Bad::Io(m)) => return Err(self.damaged(m)),
-        }
+        self.read_stored_body(b, &mut cache.stored)?;
         let mut out = if cache.slots.len() >= CACHE_SLOTS {
             cache.slots.pop().map(|(_, v)| v).unwrap_or_default()
         } else {
@@ -260,6 +237,45 @@ impl PayloadReader {
             .map_err(|e| self.damaged(format!("block {b}: {e}")))?;
         cache.slots.insert(0, (b, out));
         Ok(&cache.slots[0].1)
+    }
+
+    /// Block `b`'s stored body (compressed, without its header, which the manifest's record
+    /// gives) into `stored`, checked against the manifest: the header's fields and (format
+    /// version 2 on) the block's BLAKE3. What `import` carries into a store unchanged
+    /// (docs/STORE.md §8).
+    pub fn read_stored_body(
+        &self,
+        b: BlockIndex,
+        stored: &mut Vec<u8>,
+    ) -> Result<(), PayloadError> {
+        let rec = self
+            .manifest
+            .blocks
+            .get(b as usize)
+            .ok_or_else(|| self.damaged(format!("block {b} does not exist")))?;
+        let span = &self.packs[rec.pack as usize];
+        match self.read_stored(b, span, stored) {
+            Ok(()) => Ok(()),
+            // docs/STORE.md §7.4: over the network the bytes may have been damaged in flight
+            // (a proxy, a bad NIC); they are fetched once more, and failing again are damage.
+            // A local file's second read would give the same bytes: it is not read again.
+            Err(Bad::Damaged(_))
+                if span.forget(
+                    rec.offset,
+                    BLOCK_HEADER_LEN as u64 + u64::from(rec.stored_len),
+                ) =>
+            {
+                self.read_stored(b, span, stored).map_err(|e| match e {
+                    Bad::Damaged(m) => self.damaged(format!(
+                        "pack {} {m}, fetched twice from the server",
+                        rec.pack
+                    )),
+                    Bad::Io(m) => self.damaged(m),
+                })
+            }
+            Err(Bad::Damaged(m)) => Err(self.damaged(format!("pack {} {m}", rec.pack))),
+            Err(Bad::Io(m)) => Err(self.damaged(m)),
+        }
     }
 
     /// Reads block `b`'s header and stored bytes into `stored` and checks them against the

@@ -135,6 +135,17 @@ impl StoreBase {
         self.prev.as_ref()
     }
 
+    /// Every block the index lists, by its hash (the BLAKE3 of its header and stored bytes):
+    /// what an import references instead of carrying its own copy (docs/STORE.md §8). Of two
+    /// blocks with one hash, the first in index order.
+    pub fn blocks_by_hash(&self) -> HashMap<[u8; 32], BlockIndex> {
+        let mut out = HashMap::with_capacity(self.blocks.len());
+        for (i, b) in self.blocks.iter().enumerate() {
+            out.entry(b.hash).or_insert(i as BlockIndex);
+        }
+        out
+    }
+
     /// Packs and blocks the index lists.
     pub fn counts(&self) -> (usize, usize, usize) {
         (self.packs.len(), self.blocks.len(), self.chunks.len())

@@ -20,6 +20,7 @@ mod check_data;
 pub mod checkpoint;
 pub mod dedup;
 pub mod export;
+pub mod import;
 pub mod index_cache;
 pub mod locks;
 pub mod names;

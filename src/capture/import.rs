@@ -1,0 +1,392 @@
+//! `osimage import IMAGE s3://BUCKET/PREFIX/NAME`: an image file (an ISO or a `.oimg` made
+//! by `osimage capture` or `export`) becomes a version of the series NAME of a store
+//! (docs/STORE.md §8, the reverse of `export`). It lives beside the capture into a store
+//! because it ends the same way: the same Capture/Import lock held from before the store is
+//! read until after the commit (§5.1), the index loaded as a capture loads it (§4.1) with
+//! what unswept condemnations hold left out, packs uploaded and indexed as they close, rescue
+//! blobs named or uploaded, and one PUT of the version object as the commit (§4.3).
+//!
+//! What differs is where the blocks come from: `store::import` reads the image's used blocks,
+//! references those the store holds and carries the rest unchanged into new store packs. The
+//! manifest keeps the image's id, `created`, entries and extensions; its pack, block and
+//! chunk tables are replaced and its `store` record names the new version, whose name is made
+//! of `created` and the image id, so the same image imported twice is refused the second time.
+//! An ISO's rescue kernel and initramfs core (the first `core_len` bytes of its initrd,
+//! FORMAT.md §12) become the version's rescue blobs, each checked against the manifest's
+//! `rescue` record.
+
+use std::io::Write as _;
+use std::os::unix::fs::FileExt as _;
+use std::path::{Path, PathBuf};
+
+use super::CaptureError;
+use super::commit_watch::CommitWatch;
+use super::into_store::{check_packs_after_commit, load_index, store_error, to_utc, version_head};
+use crate::envelope::Unlock;
+use crate::format::PayloadError;
+use crate::format::frame::encode_manifest;
+use crate::format::manifest::Manifest;
+use crate::format::store_ref::{self, StoreRef};
+use crate::image::ContainerKind;
+use crate::payload::reader::PayloadReader;
+use crate::progress::Progress;
+use crate::rescue::reuse::RescueInputs;
+use crate::store::dedup::StoreBase;
+use crate::store::import::{ImportCounts, carry_blocks};
+use crate::store::index_cache::{self, CacheChoice};
+use crate::store::objects::{LockKind, RescueBlobs};
+use crate::store::upload::{PackUploader, Uploaded};
+use crate::store::{Store, StoreError, checkpoint, names};
+
+/// What to import, and into which series.
+#[derive(Clone, Debug)]
+pub struct ImportOptions {
+    /// The image file: an ISO or a `.oimg` made by osimage.
+    pub image: PathBuf,
+    pub series: String,
+    /// Tags for the version's head.
+    pub tags: Vec<String>,
+    /// Where the index objects read are kept (`--cache-dir`, `--no-cache`; §4.1).
+    pub index_cache: CacheChoice,
+}
+
+/// What an import did.
+#[derive(Debug)]
+pub struct ImportReport {
+    /// `s3://B/P/NAME@VERSION`.
+    pub shown: String,
+    pub version: String,
+    /// Packs and bytes uploaded, and index objects written for them.
+    pub uploaded: Uploaded,
+    pub counts: ImportCounts,
+    /// The version object's length.
+    pub version_bytes: u64,
+    /// The rescue kernel's version and the blob bytes uploaded, when the image had a rescue
+    /// environment (an ISO).
+    pub rescue: Option<(String, u64)>,
+    /// Index objects read from the store and from the local cache.
+    pub index_fetched: u64,
+    pub index_cached: u64,
+}
+
+/// Imports `opts.image` into `store` as a new version of `opts.series`.
+pub fn import_into_store(
+    store: &Store,
+    opts: &ImportOptions,
+    progress: &dyn Progress,
+) -> Result<ImportReport, CaptureError> {
+    let series = opts.series.as_str();
+    let shown = format!("{}/{series}", store.root);
+    let reader = open_image(&opts.image)?;
+    let m = reader.manifest();
+    let version = names::version_name(to_utc(m.image.created), &m.image.id);
+    refuse_existing(store, series, &version, &opts.image)?;
+
+    // §5.1: a shared lock before the store is read, deleted on an interrupt too.
+    let interrupts = super::interrupt::Interrupts::start();
+    let lock = store
+        .take_lock(LockKind::Import, Some(series))
+        .map_err(|e| store_error(&shown, e))?;
+    let _unlock = interrupts.on_interrupt(lock.shown().to_string(), lock.releaser());
+    // §4 step 3, after the lock: what unswept condemnations hold is not referenced.
+    let pending = store.pending().map_err(|e| store_error(&shown, e))?;
+    let cache = index_cache::cache_dir(&opts.index_cache, &store.id);
+    let mut index = load_index(store, cache.as_deref(), progress)?;
+    let condemned = pending.packs();
+    for (_, i) in &mut index.objects {
+        i.packs.retain(|p| !condemned.contains(&p.id));
+    }
+    let base = StoreBase::new(&index.objects, None)?;
+    let every = checkpoint::packs_per_index().map_err(|e| store_error(&shown, e))?;
+    let mut uploader = PackUploader::start(store.client.clone(), store.root.clone(), every, cache);
+    let checkpoints = uploader.checkpoints();
+    let _listed = interrupts.on_interrupt(String::new(), move || {
+        if let Some(said) = checkpoints.flush_interrupted() {
+            eprintln!("osimage: {said}");
+        }
+    });
+    let carried = carry_blocks(
+        &reader,
+        &base,
+        &mut uploader,
+        store.id,
+        u64::from(store.config.pack_size),
+        progress,
+    );
+    let uploaded = uploader.finish();
+    let tables = carried?;
+    let uploaded = uploaded?;
+
+    let mut m = reader.manifest().clone();
+    m.packs = tables.packs;
+    m.blocks = tables.blocks;
+    m.chunks = tables.chunks;
+    m.extensions.retain(|e| e.name != store_ref::NAME);
+    m.extensions.push(
+        StoreRef {
+            store_id: store.id,
+            series: series.to_string(),
+            version: version.clone(),
+        }
+        .to_extension()?,
+    );
+    crate::format::validate::validate(&m).map_err(|e| e.at(Path::new(&shown)))?;
+    let rescue = rescue_blobs(store, &reader, &pending.blobs(), &shown, progress)?;
+    let frame = encode_manifest(&m)?;
+    let mut head = version_head(&m, series, &version, None, &frame, &uploaded, &opts.tags);
+    head.rescue = rescue.as_ref().map(|(b, _)| b.clone());
+    lock.check_before_commit()
+        .map_err(|e| store_error(&shown, e))?;
+    // An interrupt from here on waits for the commit's answer and reports it (§4.4).
+    let commit = CommitWatch::new(format!("{shown}@{version}"));
+    let _commit = interrupts.on_interrupt_status(String::new(), commit.on_interrupt());
+    commit.sending();
+    let put = store.put_version(&head, &frame);
+    commit.answered(put.as_ref().map(drop).map_err(|e| e.to_string()));
+    let (version_rel, version_bytes) = put.map_err(|e| store_error(&shown, e))?;
+    if lock.in_trouble() {
+        check_packs_after_commit(store, &head, &version_rel).map_err(|e| store_error(&shown, e))?;
+    }
+    if let Err(e) = lock.release() {
+        progress.note(&format!("the store lock stays until it goes stale: {e}"));
+    }
+    drop(interrupts);
+    Ok(ImportReport {
+        shown: format!("{shown}@{version}"),
+        version,
+        uploaded,
+        counts: tables.counts,
+        version_bytes,
+        rescue: rescue.map(|(b, n)| (b.kernel_version, n)),
+        index_fetched: index.fetched,
+        index_cached: index.cached,
+    })
+}
+
+/// Opens the image file and checks it can be imported: a plain (not encrypted) image, read
+/// without any key, so a passphrase in the environment is never used to decrypt it into a
+/// plain store (§6, §8).
+fn open_image(path: &Path) -> Result<PayloadReader, CaptureError> {
+    let encrypted = || {
+        CaptureError::Usage(format!(
+            "{}: the image is encrypted and this store is not: importing it would store its \
+             data in the clear (docs/STORE.md §8: `--decrypt` is not built yet); import it \
+             into an encrypted store when those exist, or capture the system into the store",
+            path.display()
+        ))
+    };
+    let reader = match PayloadReader::open(path, &Unlock::default()) {
+        Ok(r) => r,
+        Err(PayloadError::NeedKey { .. }) => return Err(encrypted()),
+        Err(e) => return Err(e.into()),
+    };
+    if reader.encrypted() {
+        return Err(encrypted());
+    }
+    if reader.container() == ContainerKind::Store {
+        return Err(CaptureError::Usage(format!(
+            "{}: a store's version is not a file to import",
+            path.display()
+        )));
+    }
+    Ok(reader)
+}
+
+/// The version an import makes is named by the image's `created` and id (§2.5): one already
+/// in the series is this image imported before (or captured there).
+fn refuse_existing(
+    store: &Store,
+    series: &str,
+    version: &str,
+    image: &Path,
+) -> Result<(), CaptureError> {
+    let shown = format!("{}/{series}", store.root);
+    let versions = store.versions(series).map_err(|e| store_error(&shown, e))?;
+    if versions.iter().any(|v| v == version) {
+        return Err(CaptureError::Usage(format!(
+            "{}: already in the store as {shown}@{version} (an image is imported once; \
+             `osimage store forget` removes that version)",
+            image.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The image's rescue kernel and initramfs core as rescue blobs of `store` (§2.6): named
+/// where the store has them, else uploaded (a blob under a `condemned` name is not reused).
+/// Only an ISO has them; a `.oimg`, or an image without a `rescue` record, gives none (its
+/// version restores files, and `export` to an ISO refuses it).
+fn rescue_blobs(
+    store: &Store,
+    reader: &PayloadReader,
+    condemned: &std::collections::HashSet<String>,
+    shown: &str,
+    progress: &dyn Progress,
+) -> Result<Option<(RescueBlobs, u64)>, CaptureError> {
+    let m = reader.manifest();
+    let Some(inputs) = crate::rescue::reuse::from_manifest(m)? else {
+        return Ok(None);
+    };
+    if reader.container() != ContainerKind::Iso {
+        return Ok(None);
+    }
+    progress.status("storing the rescue kernel and initramfs");
+    let work = tempfile::Builder::new()
+        .prefix("osimage-import-")
+        .tempdir()
+        .map_err(|e| PayloadError::io("cannot make a work folder in", &std::env::temp_dir(), e))?;
+    let files = RescueFiles::read(reader.path(), m, &inputs, work.path())?;
+    let fail = |e: StoreError| {
+        CaptureError::Payload(PayloadError::Image {
+            path: shown.into(),
+            msg: format!("storing the rescue environment: {e}"),
+        })
+    };
+    let open = |p: &Path| std::fs::File::open(p).map_err(|e| PayloadError::io("cannot open", p, e));
+    let kernel = store
+        .put_blob(
+            &inputs.kernel,
+            &open(&files.kernel)?,
+            files.kernel_len,
+            &files.kernel,
+            condemned,
+        )
+        .map_err(fail)?;
+    let core = store
+        .put_blob(
+            &inputs.core,
+            &open(&files.initrd)?,
+            inputs.core_len,
+            &files.initrd,
+            condemned,
+        )
+        .map_err(fail)?;
+    Ok(Some((
+        RescueBlobs {
+            kernel: kernel.blob,
+            initrd_core: core.blob,
+            net_part: None,
+            kernel_version: files.kernel_version,
+        },
+        kernel.uploaded + core.uploaded,
+    )))
+}
+
+/// An ISO's rescue kernel and initrd, copied out and checked against the manifest's record.
+struct RescueFiles {
+    kernel: PathBuf,
+    kernel_len: u64,
+    initrd: PathBuf,
+    kernel_version: String,
+}
+
+impl RescueFiles {
+    /// Copies the ISO `iso`'s `vmlinuz` and `initrd.img` (where osimage's ISO writer puts
+    /// them, docs/ISO.md) into `dir`; the kernel must hash to the record's `kernel` and the
+    /// initrd's first `core_len` bytes to its `core`.
+    fn read(
+        iso: &Path,
+        m: &Manifest,
+        inputs: &RescueInputs,
+        dir: &Path,
+    ) -> Result<RescueFiles, CaptureError> {
+        let bad = |msg: String| {
+            CaptureError::Payload(PayloadError::Image {
+                path: iso.to_path_buf(),
+                msg,
+            })
+        };
+        let reader = crate::iso::IsoReader::open(iso)?;
+        let file = std::fs::File::open(iso).map_err(|e| PayloadError::io("cannot open", iso, e))?;
+        let menu = crate::rescue::menu::MenuParams::default();
+        let copy = |at: &str, to: PathBuf, what: &str| -> Result<(PathBuf, u64), CaptureError> {
+            let ext = reader.lookup(at)?.ok_or_else(|| {
+                bad(format!(
+                    "its manifest has a rescue record but the ISO has no {at} (its {what})"
+                ))
+            })?;
+            if ext.len > crate::store::rescue::MAX_BLOB {
+                return Err(bad(format!("its {what} {at} is {} bytes", ext.len)));
+            }
+            copy_range(&file, iso, ext.offset, ext.len, &to)?;
+            Ok((to, ext.len))
+        };
+        let (kernel, kernel_len) = copy(&menu.kernel_path, dir.join("vmlinuz"), "kernel")?;
+        let (initrd, initrd_len) = copy(&menu.initrd_path, dir.join("initrd.img"), "initramfs")?;
+        let hash = |p: &Path, len: u64| -> Result<[u8; 32], CaptureError> {
+            let f = std::fs::File::open(p).map_err(|e| PayloadError::io("cannot open", p, e))?;
+            hash_prefix(&f, p, len)
+        };
+        if hash(&kernel, kernel_len)? != inputs.kernel {
+            return Err(bad(format!(
+                "its rescue kernel {} is not the one its manifest's rescue record names",
+                menu.kernel_path
+            )));
+        }
+        if initrd_len < inputs.core_len || hash(&initrd, inputs.core_len)? != inputs.core {
+            return Err(bad(format!(
+                "its initramfs {} does not begin with the core its manifest's rescue record \
+                 names",
+                menu.initrd_path
+            )));
+        }
+        let head = read_head(&kernel, 64 << 10)?;
+        let kernel_version =
+            crate::rescue::kernel::bzimage_version(&head).unwrap_or_else(|| m.image.kernel.clone());
+        Ok(RescueFiles {
+            kernel,
+            kernel_len,
+            initrd,
+            kernel_version,
+        })
+    }
+}
+
+/// Copies `len` bytes of `src` (`path` in messages) at `at` into the new file `to`.
+fn copy_range(
+    src: &std::fs::File,
+    path: &Path,
+    at: u64,
+    len: u64,
+    to: &Path,
+) -> Result<(), CaptureError> {
+    let mut out =
+        std::fs::File::create(to).map_err(|e| PayloadError::io("cannot create", to, e))?;
+    let mut buf = vec![0u8; len.min(4 << 20) as usize];
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(buf.len() as u64) as usize;
+        src.read_exact_at(&mut buf[..n], at + done)
+            .map_err(|e| PayloadError::io("cannot read", path, e))?;
+        out.write_all(&buf[..n])
+            .map_err(|e| PayloadError::io("cannot write", to, e))?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+/// BLAKE3 of the first `len` bytes of `f`.
+fn hash_prefix(f: &std::fs::File, path: &Path, len: u64) -> Result<[u8; 32], CaptureError> {
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; len.min(4 << 20) as usize];
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(buf.len() as u64) as usize;
+        f.read_exact_at(&mut buf[..n], done)
+            .map_err(|e| PayloadError::io("cannot read", path, e))?;
+        h.update(&buf[..n]);
+        done += n as u64;
+    }
+    Ok(*h.finalize().as_bytes())
+}
+
+/// The first `len` bytes of the file at `path` (fewer if it is shorter).
+fn read_head(path: &Path, len: usize) -> Result<Vec<u8>, CaptureError> {
+    use std::io::Read as _;
+    let f = std::fs::File::open(path).map_err(|e| PayloadError::io("cannot open", path, e))?;
+    let mut out = Vec::with_capacity(len);
+    f.take(len as u64)
+        .read_to_end(&mut out)
+        .map_err(|e| PayloadError::io("cannot read", path, e))?;
+    Ok(out)
+}

@@ -1,0 +1,452 @@
+//! `osimage import IMAGE s3://B/P/NAME` (docs/STORE.md §8, issue #22) against a real Garage
+//! on loopback: an ISO captured to a file becomes a store version that verifies, lists and
+//! extracts as the ISO does, with its rescue kernel and initramfs core as blobs; the same ISO
+//! imported again is refused by name; the version exported to an ISO and imported into
+//! another series uploads no pack; an image most of whose blocks the store holds (a refresh
+//! of an imported one) uploads only the rest, and a capture into its series after it almost
+//! nothing; an encrypted image, a file that is no image, a
+//! missing file and a prefix without a store are refused, each named. An import holds an
+//! Import lock of its pid and series while it uploads, and interrupted it deletes the lock,
+//! commits nothing and can be run again.
+
+use crate::common;
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+use common::compare::{Options, assert_no_differences, diff_trees};
+use common::garage::Garage;
+use common::kernel::{kernel_package, staging_root};
+use osimage::store::objects::VersionHead;
+use osimage::store::{Store, StoreRoot};
+
+fn s(x: &str) -> &OsStr {
+    OsStr::new(x)
+}
+
+/// `osimage ARGS…` against `g`.
+fn osimage(g: &Garage, args: &[&OsStr]) -> common::Run {
+    let env = g.osimage_env();
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut all = args.to_vec();
+    if matches!(
+        args.first().and_then(|a| a.to_str()),
+        Some("verify" | "extract" | "list")
+    ) {
+        all.extend([s("--retry-for"), s("5")]);
+    }
+    common::osimage_env(all, &pairs)
+}
+
+/// `import IMAGE DEST`, which must succeed; its output, both streams.
+fn import(g: &Garage, image: &Path, dest: &str) -> String {
+    let run = osimage(g, &[s("import"), image.as_os_str(), s(dest)]).ok();
+    format!("{}{}", run.stdout_str(), run.stderr)
+}
+
+/// Every version of `series` in the store at `prefix`, oldest first, with its head.
+fn heads(g: &Garage, prefix: &str, series: &str) -> Vec<VersionHead> {
+    let root = StoreRoot::parse(&format!("s3://{}/{prefix}", g.bucket())).expect("store root");
+    let store = Store::open(g.client(), root).expect("open the store");
+    store
+        .versions(series)
+        .expect("versions")
+        .iter()
+        .map(|v| store.read_head(series, v).expect("head"))
+        .collect()
+}
+
+/// `extract IMAGE -C DIR`, which must succeed.
+fn extract(g: &Garage, image: &OsStr, dir: &Path) {
+    osimage(g, &[s("extract"), image, s("-C"), dir.as_os_str()]).ok();
+}
+
+/// The two trees are equal, hard links included.
+fn same_trees(a: &Path, b: &Path, what: &str) {
+    let diffs = diff_trees(a, b, Options { nlink: true });
+    assert_no_differences(&diffs, what);
+}
+
+/// A tree of a few hundred files, some compressible, some not.
+fn tree(dir: &Path) -> PathBuf {
+    let root = dir.join("root");
+    for d in 0..6 {
+        let sub = root.join(format!("d{d}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        for f in 0..30 {
+            let text = format!("file {d}/{f}\n").repeat(200 + f * 10);
+            std::fs::write(sub.join(format!("t{f}.txt")), text).unwrap();
+        }
+        let noise = common::iso::noise(400_000, 0x1a90 + d as u64);
+        std::fs::write(sub.join("noise.bin"), noise).unwrap();
+    }
+    std::os::unix::fs::symlink("d0/t1.txt", root.join("link")).unwrap();
+    root
+}
+
+#[test]
+fn an_imported_iso_reads_back_as_its_tree_and_is_imported_once() {
+    common::kernel::need_iso_capture_tools();
+    let (x, kernel_version) = kernel_package();
+    let root = staging_root(&x, &kernel_version);
+    let dir = common::scratch();
+    let iso = dir.path().join("web01.iso");
+    let mut args = vec!["-q"];
+    for d in ["/usr/lib", "/usr/bin", "/usr/sbin", "/usr/lib64"] {
+        args.extend(["--exclude", d]);
+    }
+    common::capture(&root, &iso, &args);
+    let g = Garage::start();
+    let store = format!("s3://{}/fleet", g.bucket());
+    osimage(&g, &[s("store"), s("init"), s(&store)]).ok();
+    let address = format!("{store}/web01");
+
+    let said = import(&g, &iso, &address);
+    eprintln!("{said}");
+    assert!(said.contains("web01@"), "{said}");
+    let first = heads(&g, "fleet", "web01");
+    assert_eq!(first.len(), 1);
+    let head = &first[0];
+    let info = common::info_json(&iso);
+    let id_hex: String = head.image_id.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        info["id"].as_str(),
+        Some(id_hex.as_str()),
+        "the version keeps the image id: {info}"
+    );
+    assert!(
+        head.version.ends_with(&id_hex[..16]),
+        "the version is named by the image: {}",
+        head.version
+    );
+    assert_eq!(head.parent, None);
+    // The rescue kernel and the initramfs core became blobs the head names.
+    let rescue = head.rescue.as_ref().expect("the head names rescue blobs");
+    assert_eq!(rescue.kernel_version, kernel_version);
+    assert_eq!(g.keys("fleet/rescue/").len(), 2);
+    assert!(!g.keys("fleet/packs/").is_empty());
+    assert!(!g.keys("fleet/index/").is_empty());
+    assert!(g.keys("fleet/locks/").is_empty(), "the Import lock is gone");
+
+    // It reads as the ISO does.
+    let version = format!("{address}@{}", head.version);
+    let verified = osimage(&g, &[s("verify"), s(&version)]).ok();
+    assert!(
+        verified.stdout_str().contains("OK"),
+        "{}",
+        verified.describe()
+    );
+    let long = |img: &OsStr| osimage(&g, &[s("list"), s("-l"), img]).ok().stdout;
+    assert_eq!(long(s(&version)), long(iso.as_os_str()), "list -l");
+    let (from_store, from_iso) = (dir.path().join("from-store"), dir.path().join("from-iso"));
+    extract(&g, s(&version), &from_store);
+    extract(&g, iso.as_os_str(), &from_iso);
+    same_trees(
+        &from_iso,
+        &from_store,
+        "extract of the version vs of the ISO",
+    );
+
+    // The same ISO again: refused by the version it became, nothing written.
+    let packs = g.keys("fleet/packs/");
+    let again = osimage(&g, &[s("import"), iso.as_os_str(), s(&address)]).fails();
+    assert!(
+        again.stderr.contains("already in the store as") && again.stderr.contains(&version),
+        "{}",
+        again.describe()
+    );
+    assert_eq!(g.keys("fleet/packs/"), packs);
+    assert!(g.keys("fleet/locks/").is_empty());
+
+    // Exported to an ISO and imported into another series: by reference alone.
+    let exported = dir.path().join("exported.iso");
+    osimage(
+        &g,
+        &[s("export"), s(&version), s("-o"), exported.as_os_str()],
+    )
+    .ok();
+    let blobs = g.keys("fleet/rescue/");
+    let said = import(&g, &exported, &format!("{store}/copy"));
+    eprintln!("{said}");
+    assert!(
+        said.contains("uploaded") && said.contains("in 0 new packs"),
+        "{said}"
+    );
+    assert_eq!(g.keys("fleet/packs/"), packs, "no pack uploaded");
+    assert_eq!(g.keys("fleet/rescue/"), blobs, "no blob uploaded");
+    let copy = heads(&g, "fleet", "copy");
+    assert_eq!(copy.len(), 1);
+    assert_eq!(copy[0].summary.new_bytes, 0);
+    let mut named = copy[0].packs.clone();
+    let mut original = head.packs.clone();
+    named.sort();
+    original.sort();
+    assert_eq!(named, original, "the copy names the same packs");
+    let from_copy = dir.path().join("from-copy");
+    extract(&g, s(&format!("{store}/copy")), &from_copy);
+    same_trees(&from_iso, &from_copy, "extract of the copy vs of the ISO");
+    // And the copy exports again to an ISO that verifies.
+    let again_iso = dir.path().join("again.iso");
+    osimage(
+        &g,
+        &[
+            s("export"),
+            s(&format!("{store}/copy")),
+            s("-o"),
+            again_iso.as_os_str(),
+        ],
+    )
+    .ok();
+    osimage(&g, &[s("verify"), again_iso.as_os_str()]).ok();
+}
+
+#[test]
+fn an_import_uploads_only_the_blocks_the_store_lacks() {
+    let dir = common::scratch();
+    let root = tree(dir.path());
+    let a = dir.path().join("a.oimg");
+    common::capture(&root, &a, &["-q"]);
+    let g = Garage::start();
+    let store = format!("s3://{}/site", g.bucket());
+    osimage(&g, &[s("store"), s("init"), s(&store)]).ok();
+    eprintln!("{}", import(&g, &a, &format!("{store}/a")));
+    let first = heads(&g, "site", "a");
+    assert_eq!(first.len(), 1);
+    let a_bytes = first[0].summary.new_bytes;
+    assert!(
+        a_bytes > 1_000_000,
+        "the first import uploads the image: {a_bytes}"
+    );
+    assert!(
+        first[0].rescue.is_none(),
+        "a .oimg has no rescue environment"
+    );
+    let packs_a = g.keys("site/packs/");
+
+    // A refresh of A with one new file: its unchanged blocks are A's, copied verbatim.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let extra = common::iso::noise(300_000, 0xb0b);
+    std::fs::write(root.join("d2/extra.bin"), &extra).unwrap();
+    let b = dir.path().join("b.oimg");
+    common::capture(&root, &b, &["-q", "--base", a.to_str().unwrap()]);
+    let said = import(&g, &b, &format!("{store}/b"));
+    eprintln!("{said}");
+    let second = heads(&g, "site", "b");
+    let b_bytes = second[0].summary.new_bytes;
+    assert!(
+        b_bytes > 0 && b_bytes * 3 < a_bytes,
+        "only the new file's blocks go up: {b_bytes} of {a_bytes} ({said})"
+    );
+    let packs_b = g.keys("site/packs/");
+    assert!(packs_b.len() > packs_a.len(), "{said}");
+    assert!(
+        packs_a.iter().all(|p| packs_b.contains(p)),
+        "the earlier packs stay"
+    );
+    let referenced = second[0]
+        .packs
+        .iter()
+        .filter(|p| {
+            let hex: String = p.iter().map(|b| format!("{b:02x}")).collect();
+            packs_a.iter().any(|k| k.ends_with(&hex))
+        })
+        .count();
+    assert!(referenced > 0, "B references A's packs: {said}");
+
+    // Both versions read back as their images.
+    for (series, image) in [("a", &a), ("b", &b)] {
+        let address = format!("{store}/{series}");
+        osimage(&g, &[s("verify"), s(&address)]).ok();
+        let (from_store, from_file) = (
+            dir.path().join(format!("{series}-store")),
+            dir.path().join(format!("{series}-file")),
+        );
+        extract(&g, s(&address), &from_store);
+        extract(&g, image.as_os_str(), &from_file);
+        same_trees(&from_file, &from_store, series);
+    }
+    // A capture into the imported series takes the imported version as its files cache and
+    // the store as its base: almost nothing goes up.
+    osimage(
+        &g,
+        &[
+            s("capture"),
+            root.as_os_str(),
+            s("-o"),
+            s(&format!("{store}/b")),
+            s("-q"),
+        ],
+    )
+    .ok();
+    let third = heads(&g, "site", "b");
+    assert_eq!(third.len(), 2);
+    assert_eq!(third[1].parent.as_deref(), Some(second[0].version.as_str()));
+    assert!(
+        third[1].summary.new_bytes * 100 < a_bytes,
+        "a capture after the import uploads under 1%: {}",
+        third[1].summary.new_bytes
+    );
+    let check = osimage(&g, &[s("store"), s("check"), s(&store)]).ok();
+    assert!(check.stdout_str().contains("OK"), "{}", check.describe());
+}
+
+#[test]
+fn bad_input_is_refused_naming_it() {
+    let dir = common::scratch();
+    let root = tree(dir.path());
+    let g = Garage::start();
+    let store = format!("s3://{}/site", g.bucket());
+    osimage(&g, &[s("store"), s("init"), s(&store)]).ok();
+
+    // Not an image.
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "not an image\n".repeat(100)).unwrap();
+    let run = osimage(
+        &g,
+        &[s("import"), text.as_os_str(), s(&format!("{store}/x"))],
+    );
+    assert_ne!(run.code, 0, "{}", run.describe());
+    assert!(
+        run.stderr.contains(&text.display().to_string())
+            && run.stderr.contains("not an osimage image"),
+        "{}",
+        run.describe()
+    );
+    // A missing file.
+    let missing = dir.path().join("missing.iso");
+    let run = osimage(
+        &g,
+        &[s("import"), missing.as_os_str(), s(&format!("{store}/x"))],
+    )
+    .fails();
+    assert!(
+        run.stderr.contains(&missing.display().to_string()),
+        "{}",
+        run.describe()
+    );
+
+    // A prefix without a store.
+    let image = dir.path().join("plain.oimg");
+    common::capture(&root, &image, &["-q"]);
+    let nowhere = format!("s3://{}/nostore", g.bucket());
+    let run = osimage(
+        &g,
+        &[s("import"), image.as_os_str(), s(&format!("{nowhere}/x"))],
+    )
+    .fails();
+    assert!(
+        run.stderr.contains(&format!(
+            "no osimage store at {nowhere} (osimage store init {nowhere})"
+        )),
+        "{}",
+        run.describe()
+    );
+    // @VERSION: the import names its version itself (a usage error).
+    let run = osimage(
+        &g,
+        &[
+            s("import"),
+            image.as_os_str(),
+            s(&format!("{store}/x@2026")),
+        ],
+    );
+    assert_eq!(run.code, 2, "{}", run.describe());
+
+    // An encrypted image into a plain store, even with its passphrase at hand.
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "correct horse battery staple\n").unwrap();
+    let sealed = dir.path().join("sealed.oimg");
+    common::capture(
+        &root,
+        &sealed,
+        &["-q", "--encrypt", "--passphrase-file", pw.to_str().unwrap()],
+    );
+    let run = g.osimage(
+        [s("import"), sealed.as_os_str(), s(&format!("{store}/x"))],
+        &[("OSIMAGE_PASSPHRASE", "correct horse battery staple")],
+    );
+    let run = run.fails();
+    assert!(
+        run.stderr.contains(&sealed.display().to_string()) && run.stderr.contains("encrypted"),
+        "{}",
+        run.describe()
+    );
+    // Nothing of any of them reached the store.
+    assert!(g.keys("site/packs/").is_empty());
+    assert!(g.keys("site/images/").is_empty());
+    assert!(g.keys("site/locks/").is_empty());
+}
+
+#[test]
+fn an_import_holds_an_import_lock_and_an_interrupted_one_commits_nothing() {
+    use common::hold_proxy::HoldProxy;
+    use std::os::unix::process::CommandExt as _;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let dir = common::scratch();
+    let root = tree(dir.path());
+    let image = dir.path().join("plain.oimg");
+    common::capture(&root, &image, &["-q"]);
+    let g = Garage::start();
+    let store = format!("s3://{}/held", g.bucket());
+    osimage(&g, &[s("store"), s("init"), s(&store)]).ok();
+    let locks = || {
+        let st = Store::open(g.client(), StoreRoot::parse(&store).unwrap()).unwrap();
+        let times = osimage::store::StoreTimes::parse("lock_refresh=5m,stale=30m").unwrap();
+        st.list_locks(&times)
+            .unwrap()
+            .iter()
+            .filter_map(|l| st.read_lock(&l.id).unwrap())
+            .collect::<Vec<_>>()
+    };
+
+    // Held at its first pack PUT: an Import lock of this process and series.
+    let proxy = HoldProxy::start(g.s3_port(), "PUT /images/held/packs/");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_osimage"));
+    cmd.process_group(0)
+        .args([s("import"), image.as_os_str(), s(&format!("{store}/web01"))])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in g.osimage_env() {
+        cmd.env(k, v);
+    }
+    cmd.env("AWS_ENDPOINT_URL", proxy.endpoint());
+    let mut child = cmd.spawn().expect("starting osimage");
+    assert!(
+        proxy.wait_held(Duration::from_secs(120)),
+        "the import never reached a pack PUT"
+    );
+    let held = locks();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].kind, osimage::store::objects::LockKind::Import);
+    assert_eq!(held[0].pid, child.id());
+    assert_eq!(held[0].series.as_deref(), Some("web01"));
+
+    // Interrupted: the lock goes, nothing is committed, the status says the signal.
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let end = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().expect("waiting").is_none() {
+        assert!(Instant::now() < end, "the import did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("its output");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(128 + libc::SIGINT), "{err}");
+    assert!(locks().is_empty(), "{err}");
+    assert!(
+        g.keys("held/images/").is_empty(),
+        "nothing committed: {err}"
+    );
+    drop(proxy);
+
+    // Run again, it completes.
+    import(&g, &image, &format!("{store}/web01"));
+    assert_eq!(heads(&g, "held", "web01").len(), 1);
+    osimage(&g, &[s("verify"), s(&format!("{store}/web01"))]).ok();
+}
