@@ -1,12 +1,14 @@
 //! Issue #19's proof for the Debian installer's "guided - use entire disk and set up LVM"
 //! layout: the source system (`tests/e2e/build-source-stack.sh lvm`: BIOS boot partition, ESP,
 //! /boot ext4, PV holding VG `e2evg` with LVs `root` (ext4) and `swap`; / mounted as
-//! `/dev/mapper/e2evg-root`) boots by BIOS and UEFI; `osimage capture / -o system.iso` run
+//! `/dev/mapper/e2evg-root`); `osimage capture / -o system.iso` run
 //! INSIDE the booted system (tests/common/e2e/guest_capture.rs: this host's kernel has no
 //! device-mapper) writes an ISO that `osimage info` reads with / on the LV; that ISO, booted
 //! beside a blank disk (OVMF onto a larger one, SeaBIOS onto a smaller one and, through
 //! `osimage verify --boot`, onto one of the same size), restores the stack, and the restored
 //! disk boots with / on the LV and holds the source's files.
+//! The source disk's own boot is not a test: a restored disk that fails to boot has the source
+//! booted the same way, and the failure says whether the source boots (`or_blame_the_source`).
 //! Phase times are printed (and kept in tests/cache/e2e/logs/times.txt), never asserted.
 //!
 //! Needs what tests/e2e_restore.rs needs; the source is built in a QEMU guest and cached in
@@ -96,22 +98,13 @@ fn boots_to_marker(s: &Source, what: &str, fw: Firmware, disk: &std::path::Path)
     phase_time(&format!("lvm: {what} disk boot ({})", fw.name()), o.elapsed);
 }
 
-/// The LVM source disk boots with `fw` to its marker with / on the LV.
-fn source_boots(fw: Firmware) {
-    let s = source::lvm_source();
-    boots_to_marker(s, "source", fw, &s.disk);
-}
-
-#[test]
-fn lvm_source_boots_with_seabios_with_root_on_the_lv() {
-    let _disks = common::loop_devices(module_path!());
-    source_boots(Firmware::Bios);
-}
-
-#[test]
-fn lvm_source_boots_with_ovmf_with_root_on_the_lv() {
-    let _disks = common::loop_devices(module_path!());
-    source_boots(Firmware::Uefi);
+/// A restored disk boots with `fw` to its marker with / on the LV; when it does not, the
+/// source disk is booted the same way to say which one is to blame.
+fn restored_boots(s: &Source, what: &str, fw: Firmware, disk: &std::path::Path) {
+    source::or_blame_the_source(
+        || boots_to_marker(s, what, fw, disk),
+        || boots_to_marker(s, "source", fw, &s.disk),
+    )
 }
 
 /// `capture /` inside the booted LVM system exits 0 and writes an ISO; `osimage info --json`
@@ -264,7 +257,7 @@ fn lvm_iso_restores_and_boots(fw: Firmware, target_bytes: u64) {
     {
         eprintln!("e2e: lvm restore ({}): {}", fw.name(), l.trim());
     }
-    boots_to_marker(s, "restored", fw, &target);
+    restored_boots(s, "restored", fw, &target);
     same_stack_and_boot(s, &target, target_bytes, work.path());
 }
 
@@ -501,7 +494,7 @@ fn new_uuids_renews_the_pv_vg_and_lv_uuids_and_the_disk_still_boots() {
         "lvm: ISO boot -> restored with new UUIDs -> power-off (bios)",
         o.elapsed,
     );
-    boots_to_marker(s, "renewed", Firmware::Bios, &target);
+    restored_boots(s, "renewed", Firmware::Bios, &target);
 
     let dst = e2e::disk::Attached::new(&target, true);
     let pv_dev = dst.part(4);

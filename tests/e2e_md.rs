@@ -10,6 +10,8 @@
 //! on the host both restored members carry the source's array UUID, name, level and roles and
 //! the root filesystem (read at the data offset) holds the source's files; and each restored
 //! disk ALONE boots to the marker with / on md0 (the initramfs starts the array degraded).
+//! When one does not, the two source disks are booted the same way and the failure says
+//! whether they boot (`or_blame_the_source`): the source's boot is not a test of its own.
 //! Phase times are printed (and kept in tests/cache/e2e/logs/times.txt), never asserted.
 //!
 //! Needs what tests/e2e_restore.rs needs; the source is built in a QEMU guest and cached in
@@ -82,13 +84,15 @@ fn boots_to_marker(s: &Source, what: &str, disks: &[&Path]) {
     phase_time(&format!("md: {what} boot (bios)"), o.elapsed);
 }
 
-#[test]
-fn md_source_boots_from_both_disks_with_root_on_md0() {
-    let _disks = common::loop_devices(module_path!());
-    let s = source::md_source();
+/// A restored disk boots alone (degraded md0); when it does not, the two source disks are
+/// booted the same way to say which one is to blame.
+fn restored_boots(s: &Source, what: &str, disk: &Path) {
     let d = s.disks();
     assert_eq!(d.len(), 2, "{:?}", d);
-    boots_to_marker(s, "source disks", &[&d[0], &d[1]]);
+    source::or_blame_the_source(
+        || boots_to_marker(s, what, &[disk]),
+        || boots_to_marker(s, "source disks", &[&d[0], &d[1]]),
+    )
 }
 
 /// `capture /` inside the booted MD system exits 0 and writes an ISO; `osimage info --json`
@@ -219,8 +223,8 @@ fn md_iso_restores_two_blank_disks_unattended_and_each_boots_alone() {
     );
     same_array(s, &targets);
     same_root(s, &targets[0], work.path());
-    boots_to_marker(s, "restored disk A alone", &[&targets[0]]);
-    boots_to_marker(s, "restored disk B alone", &[&targets[1]]);
+    restored_boots(s, "restored disk A alone", &targets[0]);
+    restored_boots(s, "restored disk B alone", &targets[1]);
 }
 
 /// Partition 2 of each restored disk is an MD member (read with osimage's own reader) of the

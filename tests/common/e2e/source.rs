@@ -256,3 +256,30 @@ pub fn debian_tree() -> PathBuf {
     );
     done[0].with_extension("")
 }
+
+/// Runs `on_restored` (a check of a restored disk's first boot, which panics when it fails);
+/// when it fails, runs the same check once on the source disk (`on_source`: booted
+/// `snapshot=on`, never changed) and fails saying whether the source passes it, so that a
+/// broken fixture is told apart from a broken restore. The stacked sources' boots are proven
+/// this way instead of by tests of their own (tests/e2e/README.md, step 2): a boot of the
+/// source costs a minute or two under TCG and only says something when a restored disk fails.
+pub fn or_blame_the_source<T>(on_restored: impl FnOnce() -> T, on_source: impl FnOnce()) -> T {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    let text = |p: &(dyn std::any::Any + Send)| {
+        p.downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "(a panic without a message)".to_string())
+    };
+    match catch_unwind(AssertUnwindSafe(on_restored)) {
+        Ok(v) => v,
+        Err(p) => {
+            let failed = text(&*p);
+            let verdict = match catch_unwind(AssertUnwindSafe(on_source)) {
+                Ok(()) => "the SOURCE disk passes the same check: the restore is to blame".into(),
+                Err(q) => format!("NOR DOES THE SOURCE (the fixture is broken): {}", text(&*q)),
+            };
+            panic!("{failed}\n{verdict}");
+        }
+    }
+}
