@@ -77,12 +77,12 @@ pub fn store_config(data: &[u8]) {
 
 /// An index object (STORE.md §2.4): frame, bounded zstd body, the packs' tiling.
 pub fn store_index(data: &[u8]) {
-    let _ = crate::store::objects::decode_index("index", data, None);
+    let _ = crate::store::objects::decode_index("index", data, None, None);
 }
 
 /// A lock object (STORE.md §2.7): frame, bounded body, value checks.
 pub fn store_lock(data: &[u8]) {
-    let _ = crate::store::objects::decode_lock("lock", data);
+    let _ = crate::store::objects::decode_lock("lock", data, None);
 }
 
 /// A prune's objects (STORE.md §2.7): a condemnation, its wait list, its sweep record (the

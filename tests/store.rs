@@ -13,6 +13,7 @@ mod store_capture;
 mod store_check;
 mod store_cluster;
 mod store_commit;
+mod store_encrypted;
 mod store_export;
 mod store_faults;
 mod store_garage;

@@ -112,7 +112,7 @@ fn a_store_checks_clean_and_each_damage_is_named_with_its_versions() {
         )
         .ok();
     }
-    let store = Store::open(g.client(), StoreRoot::parse(STORE).unwrap()).unwrap();
+    let store = Store::open(g.client(), StoreRoot::parse(STORE).unwrap(), "test").unwrap();
     let version_of = |series: &str| store.newest(series).unwrap().expect("a version");
     let pack_of = |series: &str| {
         let head = store.read_head(series, &version_of(series)).unwrap();

@@ -41,7 +41,7 @@ fn keys(g: &Garage, prefix: &str) -> Vec<String> {
 /// Every version of `series` in the store at `prefix`, oldest first, with its head.
 fn heads(g: &Garage, prefix: &str, series: &str) -> Vec<VersionHead> {
     let root = StoreRoot::parse(&format!("s3://{}/{prefix}", g.bucket())).expect("store root");
-    let store = Store::open(g.client(), root).expect("open the store");
+    let store = Store::open(g.client(), root, "test").expect("open the store");
     store
         .versions(series)
         .expect("versions")

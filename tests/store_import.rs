@@ -47,7 +47,7 @@ fn import(g: &Garage, image: &Path, dest: &str) -> String {
 /// Every version of `series` in the store at `prefix`, oldest first, with its head.
 fn heads(g: &Garage, prefix: &str, series: &str) -> Vec<VersionHead> {
     let root = StoreRoot::parse(&format!("s3://{}/{prefix}", g.bucket())).expect("store root");
-    let store = Store::open(g.client(), root).expect("open the store");
+    let store = Store::open(g.client(), root, "test").expect("open the store");
     store
         .versions(series)
         .expect("versions")
@@ -392,7 +392,7 @@ fn an_import_holds_an_import_lock_and_an_interrupted_one_commits_nothing() {
     let store = format!("s3://{}/held", g.bucket());
     osimage(&g, &[s("store"), s("init"), s(&store)]).ok();
     let locks = || {
-        let st = Store::open(g.client(), StoreRoot::parse(&store).unwrap()).unwrap();
+        let st = Store::open(g.client(), StoreRoot::parse(&store).unwrap(), "test").unwrap();
         let times = osimage::store::StoreTimes::parse("lock_refresh=5m,stale=30m").unwrap();
         st.list_locks(&times)
             .unwrap()

@@ -201,7 +201,7 @@ fn a_stopped_capture_goes_stale_is_unlocked_and_refuses_to_commit() {
 
     // A lock of this process, kept fresh by its own refreshes: unlock --stale must keep it.
     let times = StoreTimes::parse(TIMES).unwrap();
-    let opened = Store::open(g.client(), StoreRoot::parse(store).unwrap()).unwrap();
+    let opened = Store::open(g.client(), StoreRoot::parse(store).unwrap(), "test").unwrap();
     let ours = opened
         .take_lock_with(LockKind::Read, None, times)
         .expect("a lock of the test");

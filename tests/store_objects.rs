@@ -101,7 +101,7 @@ fn a_new_store_lists_empty_and_is_not_made_twice() {
     assert_eq!(id.len(), 32);
 
     // The library opens what the command made.
-    let opened = Store::open(client(&g), StoreRoot::parse(&store).unwrap()).unwrap();
+    let opened = Store::open(client(&g), StoreRoot::parse(&store).unwrap(), "test").unwrap();
     assert_eq!(names::hex(&opened.id), id);
     assert_eq!(opened.config.pack_size, 16 << 20);
     assert_eq!(opened.config.zstd_level, 3);
@@ -143,7 +143,7 @@ fn versions_written_through_the_library_are_listed_oldest_first() {
     let g = Garage::start();
     let address = format!("s3://{}/fleet", g.bucket());
     osimage(&g, &["store", "init", &address]).ok();
-    let store = Store::open(client(&g), StoreRoot::parse(&address).unwrap()).unwrap();
+    let store = Store::open(client(&g), StoreRoot::parse(&address).unwrap(), "test").unwrap();
 
     let frame = b"stands for a manifest frame".to_vec();
     let newer = head("web01", 1_796_600_000, 2, &frame);
@@ -154,10 +154,13 @@ fn versions_written_through_the_library_are_listed_oldest_first() {
         .map(|i| format!("tag-{i:05}-{}", "x".repeat(30)))
         .collect();
     for h in [&newer, &older, &golden] {
-        let (key, _) = store.put_version(h, &frame).unwrap();
+        let (key, _) = store.put_version(h, &frame, None).unwrap();
         assert_eq!(key, format!("images/{}/{}", h.series, h.version));
     }
-    let e = store.put_version(&older, &frame).unwrap_err().to_string();
+    let e = store
+        .put_version(&older, &frame, None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("exists already"), "{e}");
 
     assert_eq!(store.series().unwrap(), ["golden", "web01"]);
@@ -273,7 +276,7 @@ fn index_objects_read_back_only_while_they_hash_to_their_name() {
     let g = Garage::start();
     let address = format!("s3://{}/fleet", g.bucket());
     osimage(&g, &["store", "init", &address]).ok();
-    let store = Store::open(client(&g), StoreRoot::parse(&address).unwrap()).unwrap();
+    let store = Store::open(client(&g), StoreRoot::parse(&address).unwrap(), "test").unwrap();
     assert_eq!(store.list_index().unwrap(), Vec::<[u8; 32]>::new());
 
     let name = store.put_index(&index()).unwrap();
@@ -288,7 +291,7 @@ fn index_objects_read_back_only_while_they_hash_to_their_name() {
 
     // The same index encoded again (another nonce) PUT under the first one's name: a valid
     // object, but not the one named.
-    let other = encode_index(&index()).unwrap();
+    let other = encode_index(&index(), None).unwrap();
     let key = store.root.key(&names::index_key(&name));
     client(&g).put(&key, &other).unwrap();
     let e = store.get_index(&name).unwrap_err().to_string();

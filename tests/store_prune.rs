@@ -30,7 +30,7 @@ fn osimage(g: &Garage, args: &[&str]) -> common::Run {
 }
 
 fn open(g: &Garage, store: &str) -> Store {
-    Store::open(g.client(), StoreRoot::parse(store).unwrap()).unwrap()
+    Store::open(g.client(), StoreRoot::parse(store).unwrap(), "test").unwrap()
 }
 
 /// The versions of `series`, oldest first.

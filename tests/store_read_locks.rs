@@ -68,7 +68,7 @@ fn finish(mut child: Child) -> (std::process::ExitStatus, String) {
 
 /// Every lock in the store, with what it says.
 fn locks(g: &Garage) -> Vec<osimage::store::objects::Lock> {
-    let store = Store::open(g.client(), StoreRoot::parse(STORE).unwrap()).unwrap();
+    let store = Store::open(g.client(), StoreRoot::parse(STORE).unwrap(), "test").unwrap();
     let times = StoreTimes::parse("lock_refresh=5m,stale=30m").unwrap();
     store
         .list_locks(&times)

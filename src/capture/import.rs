@@ -98,7 +98,7 @@ pub fn import_into_store(
     }
     let base = StoreBase::new(&index.objects, None)?;
     let every = checkpoint::packs_per_index().map_err(|e| store_error(&shown, e))?;
-    let mut uploader = PackUploader::start(store.client.clone(), store.root.clone(), every, cache);
+    let mut uploader = PackUploader::start(store, every, cache);
     let checkpoints = uploader.checkpoints();
     let _listed = interrupts.on_interrupt(String::new(), move || {
         if let Some(said) = checkpoints.flush_interrupted() {
@@ -141,7 +141,7 @@ pub fn import_into_store(
     let commit = CommitWatch::new(format!("{shown}@{version}"));
     let _commit = interrupts.on_interrupt_status(String::new(), commit.on_interrupt());
     commit.sending();
-    let put = store.put_version(&head, &frame);
+    let put = store.put_version(&head, &frame, None);
     commit.answered(put.as_ref().map(drop).map_err(|e| e.to_string()));
     let (version_rel, version_bytes) = put.map_err(|e| store_error(&shown, e))?;
     if lock.in_trouble() {

@@ -137,7 +137,7 @@ pub fn capture_into_store(
     }
     let image_id = manifest::random_id();
     let every = checkpoint::packs_per_index().map_err(|e| store_error(&shown, e))?;
-    let mut uploader = PackUploader::start(store.client.clone(), store.root.clone(), every, cache);
+    let mut uploader = PackUploader::start(store, every, cache);
     let checkpoints = uploader.checkpoints();
     let _listed = interrupts.on_interrupt(String::new(), move || {
         if let Some(said) = checkpoints.flush_interrupted() {
@@ -187,7 +187,10 @@ pub fn capture_into_store(
         .as_ref()
         .map(|r| store_rescue::upload(store, r, &pending.blobs(), &shown, progress))
         .transpose()?;
-    let frame = encode_manifest(m)?;
+    // An encrypted store's frame is sealed under the version object's own key (§6).
+    let (nonce, frame) = store
+        .seal_frame(encode_manifest(m)?)
+        .map_err(|e| store_error(&shown, e))?;
     let mut head = version_head(m, series, &version, parent, &frame, &uploaded, tags);
     head.rescue = blobs.as_ref().map(|(b, _)| b.clone());
     lock.check_before_commit()
@@ -197,7 +200,7 @@ pub fn capture_into_store(
     let commit = CommitWatch::new(format!("{shown}@{version}"));
     let _commit = interrupts.on_interrupt_status(String::new(), commit.on_interrupt());
     commit.sending();
-    let put = store.put_version(&head, &frame);
+    let put = store.put_version(&head, &frame, nonce);
     commit.answered(put.as_ref().map(drop).map_err(|e| e.to_string()));
     let (version_rel, version_bytes) = put.map_err(|e| store_error(&shown, e))?;
     // §4.3 step 6: a lock in trouble around the commit may have let a sweep run meanwhile.
@@ -242,8 +245,7 @@ fn check_options(opts: &CaptureOptions, store: &Store) -> Result<(), CaptureErro
     if opts.lock.is_some() {
         return Err(CaptureError::Usage(format!(
             "{}: --encrypt and --recipient do not apply to a store (whether a store is \
-             encrypted is its own setting, docs/STORE.md §6, and encrypted stores are not built \
-             yet); capture into a file to encrypt an image",
+             encrypted is its own setting: osimage store init --encrypt, docs/STORE.md §6)",
             store.root
         )));
     }
@@ -307,7 +309,7 @@ pub(super) fn check_packs_after_commit(
     rel: &str,
 ) -> Result<(), crate::store::StoreError> {
     for p in &head.packs {
-        let key = names::pack_key(p);
+        let key = store.pack_rel(p);
         if store.client.head(&store.root.key(&key))?.is_none() {
             store.delete_object(rel)?;
             return Err(crate::store::StoreError::LockLapsed(format!(

@@ -33,8 +33,8 @@ pub fn store_output(output: &Path) -> Result<Option<ImageAddress>, UsageError> {
     Ok(Some(a))
 }
 
-/// What a store capture refuses before anything is read or asked: encryption (a store's own
-/// setting, and encrypted stores are not built yet) and --base (the store is the base).
+/// What a store capture refuses before anything is read or asked: --encrypt (a store's own
+/// setting, `store init --encrypt`) and --base (the store is the base).
 pub fn check_args(
     base: Option<&Path>,
     address: &ImageAddress,
@@ -43,8 +43,9 @@ pub fn check_args(
     if encrypt {
         return Err(UsageError(format!(
             "{address}: --encrypt and --recipient do not apply to a store: whether a store is \
-             encrypted is its own setting (docs/STORE.md §6), and encrypted stores are not \
-             built yet; capture into a file to encrypt an image"
+             encrypted is its own setting (`osimage store init s3://B/P --encrypt`, \
+             docs/STORE.md §6); give an encrypted store's passphrase with --passphrase-file, \
+             OSIMAGE_PASSPHRASE or at the prompt"
         )));
     }
     if base.is_some() {
@@ -101,7 +102,7 @@ pub fn run(
     p: &TermProgress,
 ) -> Result<i32, Failure> {
     let client = net.store_client(&address.root)?;
-    let store = Store::open(client, address.root.clone())?;
+    let store = Store::open_unlocked(client, address.root.clone(), &opts.unlock)?;
     let done = osimage::capture_into_store(opts, &store, &address.series, tags, choices, p)?;
     let r = &done.report;
     super::say_capture_notes(r, p);

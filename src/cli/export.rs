@@ -54,7 +54,7 @@ pub fn run(a: ExportArgs, p: &TermProgress) -> Result<i32, Failure> {
         .into());
     }
     let client = a.net.store_client(&address.root)?;
-    let store = Store::open(client, address.root.clone()).map_err(|e| match e {
+    let store = Store::open(client, address.root.clone(), "export").map_err(|e| match e {
         osimage::store::StoreError::Unsupported(why) => {
             format!("{why}; exporting from an encrypted store is not built yet (docs/STORE.md §8)")
                 .into()

@@ -155,7 +155,7 @@ fn into_store(
     // Before any request: a file or a device (a USB stick holding the ISO) that is there.
     std::fs::metadata(&a.image).map_err(|e| format!("{}: {e}", a.image.display()))?;
     let client = a.net.store_client(&address.root)?;
-    let store = Store::open(client, address.root.clone())?;
+    let store = Store::open(client, address.root.clone(), "import")?;
     let opts = ImportOptions {
         image: a.image.clone(),
         series: address.series.clone(),

@@ -195,7 +195,7 @@ fn run_store(
     let endpoint = presign_endpoint(&a)?;
     osimage::check_netboot_arguments("http://checked.invalid/", &a.cmdline, &a.output)?;
     let client = a.net.store_client(&address.root)?;
-    let store = osimage::store::Store::open(client, address.root.clone())?;
+    let store = osimage::store::Store::open(client, address.root.clone(), "netboot")?;
     // A Read lock while the version is named and pinned (STORE.md §9.3): a prune running
     // meanwhile waits for it, and finds the pin before it sweeps.
     let interrupts = osimage::Interrupts::start();

@@ -202,7 +202,7 @@ fn run_into_store(
             .map_err(|e| UsageError(format!("{address}: {e}")))?,
     };
     let client = super::source::NetArgs::default().store_client_with(&settings, &address.root)?;
-    let store = osimage::store::Store::open(client, address.root.clone())
+    let store = osimage::store::Store::open(client, address.root.clone(), "schedule")
         .map_err(|e| format!("schedule {} into {address}: {e}", job.name))?;
     let log = |l: &str| println!("{l}");
     let r = osimage::run_scheduled_into_store(job, &store, progress, &log)?;
@@ -243,7 +243,7 @@ fn store_credentials(job: &Job) -> Result<Option<StoreCredentials>, Failure> {
     if job.verify_boot {
         osimage::check_schedule_verify_boot(&client.endpoint())?;
     }
-    osimage::store::Store::open(client, address.root.clone())
+    osimage::store::Store::open(client, address.root.clone(), "schedule")
         .map_err(|e| format!("schedule into {address}: {e}"))?;
     Ok(Some(creds))
 }

@@ -217,11 +217,13 @@ pub(crate) fn version_named(
 /// `lock`, under a Read lock taken before the version is read (`--no-lock`: none).
 fn open_in_store(
     address: &osimage::store::ImageAddress,
+    unlock: &Unlock,
     net: &NetArgs,
     lock: Option<LockArgs>,
 ) -> Result<Opened, Failure> {
     let client = net.store_client(&address.root)?;
-    let store = osimage::store::Store::open(client, address.root.clone())?;
+    // An encrypted store is unlocked before anything of it is read or any lock written.
+    let store = osimage::store::Store::open_unlocked(client, address.root.clone(), unlock)?;
     let lock = match lock {
         Some(args) => ReadLock::take(&store, &address.series, args)?,
         None => None,
@@ -262,7 +264,7 @@ fn open_with(
     lock: Option<LockArgs>,
 ) -> Result<Opened, Failure> {
     if let Some(address) = store_address(image)? {
-        return open_in_store(&address, net, lock);
+        return open_in_store(&address, unlock, net, lock);
     }
     if !is_url(image) {
         return Ok(Opened {

@@ -30,6 +30,14 @@ pub enum StoreCommand {
     /// identically on every machine. A prefix that holds a store already is refused and left
     /// as it is. Credentials and endpoint as the AWS tools take them (AWS_ACCESS_KEY_ID,
     /// AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL, ~/.aws/).
+    ///
+    /// With --encrypt (a passphrase) or --recipient (age public keys) the store is encrypted
+    /// (STORE.md §6): a random data key, wrapped with age in a keys/ object, seals every pack,
+    /// index object, version and rescue blob, and object names are keyed hashes: the bucket
+    /// shows no series, host or file name, only sizes and times. Captures and reading
+    /// commands then need the passphrase (--passphrase-file, OSIMAGE_PASSPHRASE, or asked) or
+    /// an --identity; prune, check, pin, netboot, import, export and schedule refuse an
+    /// encrypted store for now.
     Init(InitArgs),
     /// List the image series of a store and their versions, oldest first.
     ///
@@ -93,6 +101,12 @@ pub struct InitArgs {
     /// [default: 32 MiB].
     #[arg(long, value_name = "SIZE", value_parser = pack_size)]
     pub pack_size: Option<u32>,
+    #[command(flatten)]
+    pub encrypt: super::keys::EncryptArgs,
+    /// With --encrypt: read the store's passphrase from FILE (its first line). Without it
+    /// (and without OSIMAGE_PASSPHRASE) it is asked for twice on the terminal.
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub net: source::NetArgs,
 }
@@ -172,11 +186,23 @@ fn init(a: InitArgs, p: &TermProgress) -> Result<i32, Failure> {
         a.pack_size.unwrap_or(DEFAULT_PACK_SIZE),
         config::DEFAULT_LEVEL,
     );
-    let store = Store::init(client, root, config)?;
+    let keys = super::keys::KeyArgs {
+        passphrase_file: a.passphrase_file.clone(),
+        identity: Vec::new(),
+    };
+    if a.passphrase_file.is_some() && !a.encrypt.encrypt {
+        return Err(UsageError(
+            "--passphrase-file makes sense with --encrypt only (store init)".into(),
+        )
+        .into());
+    }
+    let lock = a.encrypt.lock(&keys)?;
+    let store = Store::init(client, root, config, lock.as_ref())?;
     let c = &store.config;
     p.say(&format!(
-        "{}: store {} created (packs of {}, chunks of {}/{}/{} min/avg/max, zstd level {})",
+        "{}: {}store {} created (packs of {}, chunks of {}/{}/{} min/avg/max, zstd level {})",
         store.root,
+        if c.encrypted { "encrypted " } else { "" },
         names::hex(&store.id),
         show::bytes(u64::from(c.pack_size)),
         show::bytes(u64::from(c.chunking.min)),
@@ -192,7 +218,7 @@ fn ls(a: LsArgs) -> Result<i32, Failure> {
         names::check_series(s).map_err(|e| UsageError(format!("--series {s}: {e}")))?;
     }
     let (client, root) = client_for(&a.store, &a.net)?;
-    let store = Store::open(client, root)?;
+    let store = Store::open(client, root, "store ls")?;
     let versions = store.list_versions(a.series.as_deref())?;
     let heads = if a.long {
         versions

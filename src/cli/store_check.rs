@@ -37,7 +37,7 @@ pub struct CheckArgs {
 
 pub fn check(a: CheckArgs, p: &TermProgress) -> Result<i32, Failure> {
     let (client, root) = super::store::client_for(&a.store, &a.net)?;
-    let store = Store::open(client, root)?;
+    let store = Store::open(client, root, "store check")?;
     let read_data = match a.read_data {
         true => Some(Subset {
             percent: a.subset.unwrap_or(100.0),

@@ -38,7 +38,7 @@ pub fn unlock(a: UnlockArgs, p: &TermProgress) -> Result<i32, Failure> {
         .into());
     }
     let (client, root) = super::store::client_for(&a.store, &a.net)?;
-    let store = Store::open(client, root)?;
+    let store = Store::open(client, root, "store unlock")?;
     let listed = store.list_locks(&StoreTimes::from_env()?)?;
     let total = listed.len();
     let chosen: Vec<ListedLock> = listed.into_iter().filter(|l| a.all || l.stale).collect();

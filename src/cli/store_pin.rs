@@ -73,7 +73,11 @@ fn versioned(s: &str) -> Result<(ImageAddress, String), UsageError> {
 }
 
 fn open(a: &ImageAddress, net: &source::NetArgs) -> Result<Store, Failure> {
-    Ok(Store::open(net.store_client(&a.root)?, a.root.clone())?)
+    Ok(Store::open(
+        net.store_client(&a.root)?,
+        a.root.clone(),
+        "store pin, unpin and forget",
+    )?)
 }
 
 pub fn forget(a: ForgetArgs, p: &TermProgress) -> Result<i32, Failure> {

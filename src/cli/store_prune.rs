@@ -120,7 +120,7 @@ pub fn prune(a: PruneArgs, p: &TermProgress) -> Result<i32, Failure> {
         times,
     };
     let (client, root) = super::store::client_for(&a.store, &a.net)?;
-    let store = Store::open(client, root)?;
+    let store = Store::open(client, root, "store prune")?;
     let mut say = |line: &str| p.say(line);
     let summary = if a.dry_run {
         prune::prune(&store, &opts, None, &mut say)?

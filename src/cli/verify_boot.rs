@@ -35,7 +35,7 @@ pub(super) fn run_store(
     // refused before anything is read: options a network boot cannot have, an HTTPS store
     let endpoint = client.endpoint();
     osimage::boot_check_network_preflight(&endpoint, &opts)?;
-    let store = osimage::store::Store::open(client, address.root.clone())?;
+    let store = osimage::store::Store::open(client, address.root.clone(), "verify --boot")?;
     let lock = ReadLock::take(&store, &address.series, a.lock)?;
     let version = source::version_named(&store, address)?;
     let report =

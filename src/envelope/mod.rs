@@ -152,65 +152,75 @@ impl ImageKey {
     /// Seals a plain manifest frame (§4) into the outer frame of §11.4: padded with zeros to a
     /// multiple of 64 KiB, so its length says little about the number of entries.
     pub fn seal_manifest(&self, plain_frame: &[u8]) -> Vec<u8> {
-        let padded = (plain_frame.len() as u64).div_ceil(stream::SEGMENT) * stream::SEGMENT;
-        let mut plain = plain_frame.to_vec();
-        plain.resize(padded as usize, 0);
-        let body = stream::seal_all(self.cipher(StreamId::Manifest), &plain);
-        let header = FrameHeader {
-            version: crate::format::manifest::MANIFEST_VERSION,
-            sealed: true,
-            stored_len: body.len() as u64,
-            raw_len: padded,
-            hash: *blake3::hash(&body).as_bytes(),
-        };
-        let mut out = header.encode().to_vec();
-        out.extend_from_slice(&body);
-        out
+        seal_manifest_with(self.cipher(StreamId::Manifest), plain_frame)
     }
 
     /// Opens an outer frame made by `seal_manifest`, returning the plain frame.
     pub fn open_manifest(&self, outer: &[u8]) -> Result<Vec<u8>, PayloadError> {
-        let h = crate::format::frame::decode_frame_header(outer)?;
-        let body = &outer[RECORD_LEN..];
-        if !h.sealed {
-            return Err(PayloadError::format(
-                "the image is encrypted but its manifest is not (damaged or altered)",
-            ));
-        }
-        if body.len() as u64 != h.stored_len {
-            return Err(PayloadError::format("manifest truncated"));
-        }
-        if blake3::hash(body).as_bytes() != &h.hash {
-            return Err(PayloadError::format(
-                "manifest checksum mismatch (damaged image)",
-            ));
-        }
-        let plain_len = stream::plain_len(h.stored_len)
-            .filter(|l| *l == h.raw_len)
-            .ok_or_else(|| PayloadError::format("encrypted manifest has an impossible length"))?;
-        let cipher = self.cipher(StreamId::Manifest);
-        let mut plain = vec![0u8; plain_len as usize];
-        stream::read_at(&cipher, plain_len, &mut plain, 0, &|buf, at| {
-            let src = body
-                .get(at as usize..at as usize + buf.len())
-                .ok_or_else(|| std::io::Error::other("short manifest"))?;
-            buf.copy_from_slice(src);
-            Ok(())
-        })
-        .map_err(|e| PayloadError::format(format!("manifest: {e}")))?;
-        let inner = crate::format::frame::decode_frame_header(&plain)?;
-        let end = (RECORD_LEN as u64)
-            .checked_add(inner.stored_len)
-            .filter(|e| *e <= plain_len)
-            .ok_or_else(|| PayloadError::format("encrypted manifest: inner frame too long"))?;
-        if plain[end as usize..].iter().any(|b| *b != 0) {
-            return Err(PayloadError::format(
-                "encrypted manifest: padding is not zero",
-            ));
-        }
-        plain.truncate(end as usize);
-        Ok(plain)
+        open_manifest_with(&self.cipher(StreamId::Manifest), outer)
     }
+}
+
+/// [`ImageKey::seal_manifest`] with the stream's cipher given (an encrypted store derives it
+/// from its own keys, docs/STORE.md §6).
+pub fn seal_manifest_with(cipher: Arc<StreamCipher>, plain_frame: &[u8]) -> Vec<u8> {
+    let padded = (plain_frame.len() as u64).div_ceil(stream::SEGMENT) * stream::SEGMENT;
+    let mut plain = plain_frame.to_vec();
+    plain.resize(padded as usize, 0);
+    let body = stream::seal_all(cipher, &plain);
+    let header = FrameHeader {
+        version: crate::format::manifest::MANIFEST_VERSION,
+        sealed: true,
+        stored_len: body.len() as u64,
+        raw_len: padded,
+        hash: *blake3::hash(&body).as_bytes(),
+    };
+    let mut out = header.encode().to_vec();
+    out.extend_from_slice(&body);
+    out
+}
+
+/// [`ImageKey::open_manifest`] with the stream's cipher given.
+pub fn open_manifest_with(cipher: &StreamCipher, outer: &[u8]) -> Result<Vec<u8>, PayloadError> {
+    let h = crate::format::frame::decode_frame_header(outer)?;
+    let body = &outer[RECORD_LEN..];
+    if !h.sealed {
+        return Err(PayloadError::format(
+            "the image is encrypted but its manifest is not (damaged or altered)",
+        ));
+    }
+    if body.len() as u64 != h.stored_len {
+        return Err(PayloadError::format("manifest truncated"));
+    }
+    if blake3::hash(body).as_bytes() != &h.hash {
+        return Err(PayloadError::format(
+            "manifest checksum mismatch (damaged image)",
+        ));
+    }
+    let plain_len = stream::plain_len(h.stored_len)
+        .filter(|l| *l == h.raw_len)
+        .ok_or_else(|| PayloadError::format("encrypted manifest has an impossible length"))?;
+    let mut plain = vec![0u8; plain_len as usize];
+    stream::read_at(cipher, plain_len, &mut plain, 0, &|buf, at| {
+        let src = body
+            .get(at as usize..at as usize + buf.len())
+            .ok_or_else(|| std::io::Error::other("short manifest"))?;
+        buf.copy_from_slice(src);
+        Ok(())
+    })
+    .map_err(|e| PayloadError::format(format!("manifest: {e}")))?;
+    let inner = crate::format::frame::decode_frame_header(&plain)?;
+    let end = (RECORD_LEN as u64)
+        .checked_add(inner.stored_len)
+        .filter(|e| *e <= plain_len)
+        .ok_or_else(|| PayloadError::format("encrypted manifest: inner frame too long"))?;
+    if plain[end as usize..].iter().any(|b| *b != 0) {
+        return Err(PayloadError::format(
+            "encrypted manifest: padding is not zero",
+        ));
+    }
+    plain.truncate(end as usize);
+    Ok(plain)
 }
 
 /// A `PackSink` that seals each pack as it streams through to `inner` (§11.3).

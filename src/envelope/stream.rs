@@ -47,13 +47,17 @@ impl StreamCipher {
         material[48..].copy_from_slice(&id.code().to_le_bytes());
         let key = blake3::derive_key(KDF_CONTEXT, &material);
         material.fill(0);
+        Self::with_key(key, *image_id)
+    }
+
+    /// The cipher of a stream whose key was derived elsewhere (an encrypted store's objects,
+    /// docs/STORE.md §6), with `ad` as every segment's associated data.
+    pub fn with_key(mut key: [u8; 32], ad: [u8; 16]) -> Self {
         let aead = ChaCha20Poly1305::new((&key).into());
+        key.fill(0);
         // Each stream has its own key, so a zero nonce prefix never repeats under a key.
         let stream = StreamBE32::from_aead(aead, &Default::default());
-        StreamCipher {
-            stream,
-            ad: *image_id,
-        }
+        StreamCipher { stream, ad }
     }
 
     /// Seals segment `n` in place (`buf` grows by the tag).

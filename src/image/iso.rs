@@ -96,5 +96,6 @@ pub(super) fn open(path: &Path, b: Backing, unlock: &Unlock) -> Result<Container
         key,
         frame_hash: None,
         open_pack: None,
+        manifest_cipher: None,
     })
 }

@@ -72,6 +72,14 @@ impl Backing {
         &self.src
     }
 
+    /// A sealed stream of `len` plaintext bytes stored at `offset` (FORMAT.md §11.3).
+    pub fn sealed_span(&self, offset: u64, len: u64, cipher: Arc<StreamCipher>) -> Span {
+        Span {
+            sealed: Some(cipher),
+            ..self.span(offset, len)
+        }
+    }
+
     /// A plain range of the object.
     pub fn span(&self, offset: u64, len: u64) -> Span {
         Span {
@@ -217,6 +225,8 @@ pub struct Container {
     frame_hash: Option<[u8; 32]>,
     /// Store: opens each pack's object.
     open_pack: Option<PackOpener>,
+    /// An encrypted store's version: the key its manifest frame is sealed with (STORE.md §6).
+    manifest_cipher: Option<Arc<StreamCipher>>,
 }
 
 /// Opens the image at `path`, whichever container it is; an encrypted one with `unlock`.
@@ -282,6 +292,7 @@ pub fn from_parts(
         key: None,
         frame_hash: Some(frame_hash),
         open_pack: Some(open_pack),
+        manifest_cipher: None,
     }
 }
 
@@ -355,10 +366,20 @@ impl Container {
                     .into(),
             });
         }
-        match &self.key {
-            Some(k) => k.open_manifest(&buf).map_err(|e| e.at(&self.path)),
-            None => Ok(buf),
+        match (&self.key, &self.manifest_cipher) {
+            (Some(k), _) => k.open_manifest(&buf).map_err(|e| e.at(&self.path)),
+            (None, Some(c)) => {
+                crate::envelope::open_manifest_with(c, &buf).map_err(|e| e.at(&self.path))
+            }
+            (None, None) => Ok(buf),
         }
+    }
+
+    /// This store version's manifest frame is sealed with `cipher` (an encrypted store,
+    /// STORE.md §6); its packs come sealed from the `PackOpener`.
+    pub fn with_manifest_cipher(mut self, cipher: Arc<StreamCipher>) -> Self {
+        self.manifest_cipher = Some(cipher);
+        self
     }
 
     /// The length of the object the image lies in (the file, or the HTTP object).
@@ -368,7 +389,7 @@ impl Container {
 
     /// Whether the image is encrypted.
     pub fn encrypted(&self) -> bool {
-        self.key.is_some()
+        self.key.is_some() || self.manifest_cipher.is_some()
     }
 
     /// Locates every pack the manifest lists and checks its length and header: the image's own

@@ -90,6 +90,7 @@ pub(super) fn open(
         key,
         frame_hash: None,
         open_pack: None,
+        manifest_cipher: None,
     })
 }
 

@@ -267,14 +267,29 @@ impl PayloadReader {
             {
                 self.read_stored(b, span, stored).map_err(|e| match e {
                     Bad::Damaged(m) => self.damaged(format!(
-                        "pack {} {m}, fetched twice from the server",
-                        rec.pack
+                        "{} {m}, fetched twice from the server",
+                        self.pack_label(rec.pack)
                     )),
                     Bad::Io(m) => self.damaged(m),
                 })
             }
-            Err(Bad::Damaged(m)) => Err(self.damaged(format!("pack {} {m}", rec.pack))),
+            Err(Bad::Damaged(m)) => Err(self.damaged(format!("{} {m}", self.pack_label(rec.pack)))),
             Err(Bad::Io(m)) => Err(self.damaged(m)),
+        }
+    }
+
+    /// How a damage message names pack `i`: a store's pack is an object of its own, named
+    /// by its id (docs/STORE.md §2.3), so its id is given too.
+    fn pack_label(&self, i: u32) -> String {
+        let store = crate::format::store_ref::from_manifest(&self.manifest)
+            .ok()
+            .flatten();
+        match (store, self.manifest.packs.get(i as usize)) {
+            (Some(_), Some(p)) => {
+                let hex: String = p.hash.iter().map(|b| format!("{b:02x}")).collect();
+                format!("pack {i} ({hex})")
+            }
+            _ => format!("pack {i}"),
         }
     }
 

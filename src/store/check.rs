@@ -174,7 +174,7 @@ impl Store {
                 report.problem(&rel, "listed, then gone");
                 continue;
             };
-            match decode_index(&self.shown(&rel), &bytes, Some(&name)) {
+            match decode_index(&self.shown(&rel), &bytes, Some(&name), self.keys()) {
                 Ok(index) => {
                     for p in index.packs {
                         let e = named.indexed.entry(p.id).or_insert((p.len, Vec::new()));

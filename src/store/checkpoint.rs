@@ -12,6 +12,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::crypt::StoreKeys;
 use super::objects::{IndexPack, StoreIndex, encode_index, index_object_name};
 use super::{StoreError, StoreRoot, names};
 use crate::remote::s3::S3Client;
@@ -76,10 +77,11 @@ impl Checkpoints {
         root: StoreRoot,
         every: usize,
         cache: Option<PathBuf>,
+        keys: Option<Arc<StoreKeys>>,
     ) -> Checkpoints {
         let at = root.clone();
         let put = move |index: &StoreIndex| {
-            let (name, bytes) = put_index_bytes(&client, &at, index)?;
+            let (name, bytes) = put_index_bytes(&client, &at, index, keys.as_deref())?;
             if let Some(dir) = &cache {
                 // only a saved GET is lost if this fails: the next capture fetches it
                 let _ = std::fs::create_dir_all(dir)
@@ -217,8 +219,9 @@ pub(crate) fn put_index(
     client: &S3Client,
     root: &StoreRoot,
     index: &StoreIndex,
+    keys: Option<Arc<StoreKeys>>,
 ) -> Result<[u8; 32], StoreError> {
-    put_index_bytes(client, root, index).map(|(name, _)| name)
+    put_index_bytes(client, root, index, keys.as_deref()).map(|(name, _)| name)
 }
 
 /// [`put_index`], also returning the object's bytes.
@@ -226,8 +229,9 @@ fn put_index_bytes(
     client: &S3Client,
     root: &StoreRoot,
     index: &StoreIndex,
+    keys: Option<&StoreKeys>,
 ) -> Result<([u8; 32], Vec<u8>), StoreError> {
-    let bytes = encode_index(index).map_err(|mut e| {
+    let bytes = encode_index(index, keys).map_err(|mut e| {
         e.object = format!("{root}/{}…", names::INDEX);
         e
     })?;

@@ -89,7 +89,7 @@ pub fn load_index(
         let shown = store.shown(&names::index_key(name));
         let path = dir.map(|d| d.join(names::hex(name)));
         if let Some(p) = &path {
-            match read_cached(p, &shown, name) {
+            match read_cached(p, &shown, name, store.keys()) {
                 Ok(Some(index)) => {
                     loaded.cached += 1;
                     loaded.objects.push((shown, index));
@@ -118,7 +118,7 @@ pub fn load_index(
             ));
             continue;
         };
-        let index = decode_index(&shown, &bytes, Some(name))?;
+        let index = decode_index(&shown, &bytes, Some(name), store.keys())?;
         loaded.fetched += 1;
         if let Some(d) = dir
             && let Err(e) = keep(d, name, &bytes)
@@ -138,7 +138,12 @@ pub fn load_index(
 
 /// The cached copy at `path`, checked against `name`; `None` when there is none, why not
 /// when it is there but damaged.
-fn read_cached(path: &Path, shown: &str, name: &[u8; 32]) -> Result<Option<StoreIndex>, String> {
+fn read_cached(
+    path: &Path,
+    shown: &str,
+    name: &[u8; 32],
+    keys: Option<&super::crypt::StoreKeys>,
+) -> Result<Option<StoreIndex>, String> {
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -154,7 +159,7 @@ fn read_cached(path: &Path, shown: &str, name: &[u8; 32]) -> Result<Option<Store
     if index_object_name(&bytes) != *name {
         return Err("its bytes do not hash to its name".into());
     }
-    decode_index(shown, &bytes, Some(name))
+    decode_index(shown, &bytes, Some(name), keys)
         .map(Some)
         .map_err(|e| e.to_string())
 }
@@ -204,21 +209,21 @@ mod tests {
     fn a_cached_copy_is_believed_only_when_it_hashes_to_its_name() {
         let dir = tempfile::tempdir().unwrap();
         let index = StoreIndex::default();
-        let bytes = super::super::objects::encode_index(&index).unwrap();
+        let bytes = super::super::objects::encode_index(&index, None).unwrap();
         let name = index_object_name(&bytes);
         keep(dir.path(), &name, &bytes).unwrap();
         let path = dir.path().join(names::hex(&name));
-        assert_eq!(read_cached(&path, "x", &name), Ok(Some(index)));
+        assert_eq!(read_cached(&path, "x", &name, None), Ok(Some(index)));
         let mut damaged = bytes.clone();
         let last = damaged.len() - 1;
         damaged[last] ^= 1;
         std::fs::write(&path, &damaged).unwrap();
-        let why = read_cached(&path, "x", &name).unwrap_err();
+        let why = read_cached(&path, "x", &name, None).unwrap_err();
         assert!(why.contains("do not hash to its name"), "{why}");
         std::fs::write(&path, vec![0u8; max_len() as usize + 1]).unwrap();
-        assert!(read_cached(&path, "x", &name).is_err());
+        assert!(read_cached(&path, "x", &name, None).is_err());
         let other = dir.path().join(names::hex(&[1; 32]));
-        assert_eq!(read_cached(&other, "x", &[1; 32]), Ok(None));
+        assert_eq!(read_cached(&other, "x", &[1; 32], None), Ok(None));
 
         // Copies of objects the store no longer lists go; other files stay.
         std::fs::write(&other, b"stale").unwrap();

@@ -163,7 +163,7 @@ impl Store {
             },
             series: series.map(str::to_string),
         };
-        let bytes = encode_lock(&shown, &lock, nonce)?;
+        let bytes = encode_lock(&shown, &lock, nonce, self.keys())?;
         let key = self.root.key(&rel);
         let began = Instant::now();
         self.client.put(&key, &bytes)?;
@@ -237,7 +237,7 @@ impl Store {
         let Some(bytes) = self.client.get(&self.root.key(&rel), max)? else {
             return Ok(None);
         };
-        Ok(Some(decode_lock(&self.shown(&rel), &bytes)?))
+        Ok(Some(decode_lock(&self.shown(&rel), &bytes, self.keys())?))
     }
 
     /// Deletes the lock `id` (`store unlock`).

@@ -12,12 +12,15 @@
 //! `locks` takes, refreshes, lists and removes the shared locks of §2.7 (their windows in
 //! `times`); `stats` counts what `store ls --stats` shows. `retention` decides which versions
 //! a prune keeps (§5.4) and `prune` condemns and sweeps (§5.2), and reads what earlier prunes
-//! left for captures and readers. Plain stores only so far (§13): no encryption.
+//! left for captures and readers. `crypt` unlocks an encrypted store (§6): its key objects,
+//! the per-object stream keys and the keyed names; capture and the reading commands use it,
+//! the other commands refuse an encrypted store (`Store::open`).
 
 mod address;
 pub mod check;
 mod check_data;
 pub mod checkpoint;
+pub mod crypt;
 pub mod dedup;
 pub mod export;
 pub mod import;
@@ -76,6 +79,10 @@ pub enum StoreError {
     LockLapsed(String),
     #[error(transparent)]
     S3(#[from] S3Error),
+    /// An encrypted store's key objects: none opens (a wrong or missing passphrase or
+    /// identity), or one is damaged (§2.2).
+    #[error(transparent)]
+    Unlock(Box<crate::format::PayloadError>),
 }
 
 impl StoreError {

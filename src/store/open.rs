@@ -5,12 +5,13 @@
 
 use chrono::Utc;
 
+use super::crypt::{self, KEYS, StoreKeys};
 use super::names::{self, CONFIG, IMAGES, INDEX};
 use super::objects::frame::{HEADER_LEN, Kind};
 use super::objects::version::PREFIX_LEN;
 use super::objects::{
-    StoreConfig, StoreIndex, VersionHead, decode_config, decode_head, decode_index,
-    decode_version_prefix, encode_config, encode_version,
+    StoreConfig, StoreIndex, VersionHead, decode_config, decode_head, decode_head_sealed,
+    decode_index, decode_version_prefix, encode_config, encode_version_with,
 };
 use super::{StoreError, StoreRoot};
 use crate::format::manifest::Timestamp;
@@ -21,7 +22,10 @@ use crate::remote::s3::{S3Client, S3Error};
 /// a larger one costs a second read.
 pub const HEAD_READ: u64 = 64 << 10;
 
-/// An opened plain store. A clone shares its client.
+/// The largest key object read (§2.2: a key record, at most 64 KiB of age).
+const MAX_KEY_OBJECT: u64 = 64 + (64 << 10);
+
+/// An opened store. A clone shares its client (and its keys).
 #[derive(Clone)]
 pub struct Store {
     /// Shared with the threads that upload a capture's packs.
@@ -30,6 +34,8 @@ pub struct Store {
     /// The store id: `config`'s nonce, in every store pack's header (§2.3).
     pub id: [u8; 16],
     pub config: StoreConfig,
+    /// An encrypted store's keys (§6), unlocked by [`Store::open_unlocked`].
+    pub keys: Option<std::sync::Arc<StoreKeys>>,
 }
 
 /// One version object as a listing shows it.
@@ -45,22 +51,31 @@ impl Store {
     /// Creates the store at `root` with `config` and a new random id, unless a `config` is
     /// there already (`store init` never replaces a store). The check and the PUT are not
     /// atomic (S3 has no conditional PUT on every server, §3): two inits racing on one prefix
-    /// is the one case it does not cover.
+    /// is the one case it does not cover. An encrypted store (`lock`, §6) gets a random data
+    /// key wrapped for `lock` in one `keys/` object, PUT before `config`, so a config that
+    /// says "encrypted" never exists without its key.
     pub fn init(
         client: S3Client,
         root: StoreRoot,
-        config: StoreConfig,
+        mut config: StoreConfig,
+        lock: Option<&crate::envelope::keys::Lock>,
     ) -> Result<Store, StoreError> {
-        if config.encrypted {
-            return Err(StoreError::Unsupported(format!(
-                "{root}: this osimage makes plain stores only"
-            )));
-        }
+        config.encrypted = lock.is_some();
         let key = root.key(CONFIG);
         if client.head(&key)?.is_some() {
             return Err(StoreError::Exists(root.to_string()));
         }
         let id = super::random_bytes::<16>()?;
+        let keys = match lock {
+            Some(lock) => {
+                let (keys, record) =
+                    crypt::new_store_key(lock, id).map_err(|e| StoreError::Unlock(Box::new(e)))?;
+                let rel = format!("{KEYS}{}", names::hex(&super::random_bytes::<16>()?));
+                client.put(&root.key(&rel), &record)?;
+                Some(std::sync::Arc::new(keys))
+            }
+            None => None,
+        };
         let bytes = encode_config(&root.shown(CONFIG), &config, &id)?;
         client.put(&key, &bytes)?;
         Ok(Store {
@@ -68,28 +83,105 @@ impl Store {
             root,
             id,
             config,
+            keys,
         })
     }
 
-    /// Opens the store at `root`: its `config`, decoded and checked. A prefix without one
-    /// is no store (a typo never creates one: only `store init` does).
-    pub fn open(client: S3Client, root: StoreRoot) -> Result<Store, StoreError> {
+    /// Opens the store at `root` for `what` (a command that reads plain stores only, named in
+    /// the refusal of an encrypted store): its `config`, decoded and checked. A prefix without
+    /// one is no store (a typo never creates one: only `store init` does).
+    pub fn open(client: S3Client, root: StoreRoot, what: &str) -> Result<Store, StoreError> {
+        let store = Self::open_config(client, root)?;
+        if store.config.encrypted {
+            return Err(StoreError::Unsupported(format!(
+                "{}: an encrypted store; {what} is not built for encrypted stores yet (capture \
+                 and the reading commands are: docs/STORE.md §6)",
+                store.root
+            )));
+        }
+        Ok(store)
+    }
+
+    /// Opens the store at `root`, plain or encrypted: an encrypted one is unlocked with
+    /// `unlock` from its `keys/` objects (§2.2: each is tried until one opens).
+    pub fn open_unlocked(
+        client: S3Client,
+        root: StoreRoot,
+        unlock: &crate::envelope::Unlock,
+    ) -> Result<Store, StoreError> {
+        let mut store = Self::open_config(client, root)?;
+        if !store.config.encrypted {
+            return Ok(store);
+        }
+        let mut records = Vec::new();
+        for (rel, _) in store.list(KEYS)? {
+            let bytes = store
+                .client
+                .get(&store.root.key(&rel), MAX_KEY_OBJECT)?
+                .ok_or_else(|| super::ObjectError::new(&store.shown(&rel), "listed, then gone"))?;
+            records.push(bytes);
+        }
+        let shown = std::path::PathBuf::from(store.root.to_string());
+        let keys = crypt::unlock_store(&records, store.id, unlock, &shown)
+            .map_err(|e| StoreError::Unlock(Box::new(e)))?;
+        store.keys = Some(std::sync::Arc::new(keys));
+        Ok(store)
+    }
+
+    fn open_config(client: S3Client, root: StoreRoot) -> Result<Store, StoreError> {
         let max = (HEADER_LEN as u64) + Kind::Config.max_stored();
         let Some(bytes) = client.get(&root.key(CONFIG), max)? else {
             return Err(StoreError::NoStore(root.to_string()));
         };
         let (config, id) = decode_config(&root.shown(CONFIG), &bytes)?;
-        if config.encrypted {
-            return Err(StoreError::Unsupported(format!(
-                "{root} is an encrypted store: this osimage reads plain stores only"
-            )));
-        }
         Ok(Store {
             client: client.into(),
             root,
             id,
             config,
+            keys: None,
         })
+    }
+
+    /// The keys of an encrypted store, as the object codecs take them.
+    pub fn keys(&self) -> Option<&StoreKeys> {
+        self.keys.as_deref()
+    }
+
+    /// The key of the pack `id`, relative to the store: named by its id, or in an encrypted
+    /// store by its keyed name (§6).
+    pub fn pack_rel(&self, id: &[u8; 32]) -> String {
+        match self.keys() {
+            Some(k) => names::pack_key(&k.pack_name(id)),
+            None => names::pack_key(id),
+        }
+    }
+
+    /// The folder name of `series` under `images/`: the name, or its keyed name (§6).
+    pub fn series_dir(&self, series: &str) -> String {
+        match self.keys() {
+            Some(k) => k.series_name(series),
+            None => series.to_string(),
+        }
+    }
+
+    /// The key of a version object, relative to the store.
+    pub fn version_rel(&self, series: &str, version: &str) -> String {
+        names::version_key(&self.series_dir(series), version)
+    }
+
+    /// A new random nonce for a version object of an encrypted store, and its manifest frame
+    /// sealed with it (§6 "As built"); a plain store's frame as it is, and no nonce.
+    pub fn seal_frame(&self, frame: Vec<u8>) -> Result<(Option<[u8; 16]>, Vec<u8>), StoreError> {
+        let Some(k) = self.keys() else {
+            return Ok((None, frame));
+        };
+        let nonce = super::random_bytes::<16>()?;
+        let cipher = k.version(&nonce, crypt::VERSION_MANIFEST);
+        Ok((
+            Some(nonce),
+            crate::envelope::seal_manifest_with(cipher, &frame),
+        ))
     }
 
     /// A config for a new plain store made now (for `store init`).
@@ -127,14 +219,17 @@ impl Store {
         let prefix = match series {
             Some(s) => {
                 names::check_series(s).map_err(|e| StoreError::Address(format!("{s:?}: {e}")))?;
-                names::series_prefix(s)
+                names::series_prefix(&self.series_dir(s))
             }
             None => IMAGES.to_string(),
         };
         let mut out = Vec::new();
         for (rel, size) in self.list(&prefix)? {
-            let (series, version) = names::parse_version_key(&rel)
+            let (dir, version) = names::parse_version_key(&rel)
                 .map_err(|e| StoreError::Object(super::ObjectError::new(&self.shown(&rel), e)))?;
+            // In an encrypted store only the series asked for has a name: the others are
+            // their keyed folder names.
+            let series = series.map_or(dir, str::to_string);
             out.push(ListedVersion {
                 series,
                 version,
@@ -174,7 +269,7 @@ impl Store {
     /// second only for a longer head; checked against its hash and against the name it
     /// was read under.
     pub fn read_head(&self, series: &str, version: &str) -> Result<VersionHead, StoreError> {
-        let rel = names::version_key(series, version);
+        let rel = self.version_rel(series, version);
         let shown = self.shown(&rel);
         let object = self
             .client
@@ -201,10 +296,14 @@ impl Store {
             .into());
         }
         let head_end = PREFIX_LEN + prefix.head_len as usize;
-        let head = if head_end <= first.len() {
-            decode_head(&shown, &prefix, &first[PREFIX_LEN..head_end])?
+        let stored = if head_end <= first.len() {
+            first[PREFIX_LEN..head_end].to_vec()
         } else {
-            decode_head(&shown, &prefix, &read(PREFIX_LEN as u64, prefix.head_len)?)?
+            read(PREFIX_LEN as u64, prefix.head_len)?
+        };
+        let head = match self.keys() {
+            Some(k) => decode_head_sealed(&shown, &prefix, &stored, k)?.0,
+            None => decode_head(&shown, &prefix, &stored)?,
         };
         if head.series != series || head.version != version {
             return Err(super::ObjectError::new(
@@ -221,14 +320,25 @@ impl Store {
 
     /// Commits a version: `head` and the manifest `frame` in one PUT under
     /// `images/<head.series>/<head.version>`, refused when that object exists (versions are
-    /// written once). Returns the key relative to the store and the object's length.
+    /// written once). Returns the key relative to the store and the object's length. In an
+    /// encrypted store `frame` and `nonce` are what [`Store::seal_frame`] gave.
     pub fn put_version(
         &self,
         head: &VersionHead,
         frame: &[u8],
+        nonce: Option<[u8; 16]>,
     ) -> Result<(String, u64), StoreError> {
-        let rel = names::version_key(&head.series, &head.version);
-        let bytes = encode_version(head, frame).map_err(|mut e| {
+        let rel = self.version_rel(&head.series, &head.version);
+        let seal = match (self.keys(), nonce) {
+            (Some(k), Some(n)) => Some((k, n)),
+            (None, None) => None,
+            _ => {
+                return Err(StoreError::Unsupported(
+                    "internal: a version's frame sealed for another kind of store".into(),
+                ));
+            }
+        };
+        let bytes = encode_version_with(head, frame, seal).map_err(|mut e| {
             e.object = self.shown(&rel);
             e
         })?;
@@ -246,7 +356,7 @@ impl Store {
 
     /// Writes `index` as a new index object; returns its name (`index/<hex of it>`).
     pub fn put_index(&self, index: &StoreIndex) -> Result<[u8; 32], StoreError> {
-        super::checkpoint::put_index(&self.client, &self.root, index)
+        super::checkpoint::put_index(&self.client, &self.root, index, self.keys.clone())
     }
 
     /// The names of every index object.
@@ -267,6 +377,7 @@ impl Store {
             &self.shown(&names::index_key(name)),
             &bytes,
             Some(name),
+            self.keys(),
         )?)
     }
 

@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+use crate::envelope::stream;
 use crate::format::PayloadError;
 use crate::format::manifest::PackRecord;
 use crate::format::source::RangeRead;
@@ -16,6 +17,7 @@ use crate::image::{self, Backing, PackOpener, Span};
 use crate::payload::reader::PayloadReader;
 use crate::remote::{HttpObject, RetryPolicy, Trust, redact};
 use crate::store::Store;
+use crate::store::crypt::{StoreKeys, VERSION_MANIFEST};
 use crate::store::names;
 use crate::store::objects::version::{self, PREFIX_LEN, VersionHead};
 use crate::store::source_conf::SourceConf;
@@ -40,7 +42,7 @@ pub fn open_version(
     version: &str,
 ) -> Result<OpenVersion, PayloadError> {
     let name = PathBuf::from(format!("{}/{series}@{version}", store.root));
-    let rel = names::version_key(series, version);
+    let rel = store.version_rel(series, version);
     let object = store
         .client
         .open(&store.root.key(&rel))
@@ -50,6 +52,7 @@ pub fn open_version(
         series,
         version,
         frame_hash: None,
+        keys: store.keys.clone(),
     };
     let packs = Arc::new(OnceLock::new());
     let opener = pack_opener(store, &name, packs.clone());
@@ -92,6 +95,7 @@ pub fn open_from_conf(
         series: &conf.series,
         version: &conf.version_name,
         frame_hash: Some(frame_hash),
+        keys: None,
     };
     let packs = Arc::new(OnceLock::new());
     let opener = url_pack_opener(conf, &name, policy, trust, packs.clone());
@@ -106,6 +110,8 @@ struct Wanted<'a> {
     version: &'a str,
     /// The manifest frame's hash, when the caller knows it in advance (`source.conf`).
     frame_hash: Option<[u8; 32]>,
+    /// An encrypted store's keys: the head and the frame are sealed (§6).
+    keys: Option<Arc<StoreKeys>>,
 }
 
 /// Reads the head of the version object `object`, checks it is `wanted`, and opens the
@@ -119,7 +125,8 @@ fn open_checked(
     opener: PackOpener,
     packs: &OnceLock<Arc<HttpObject>>,
 ) -> Result<OpenVersion, PayloadError> {
-    let (head, frame_at, frame_len) = read_head(&*object, shown, &name)?;
+    let (head, frame_at, frame_len, nonce) =
+        read_head(&*object, shown, &name, wanted.keys.as_deref())?;
     if head.series != wanted.series || head.version != wanted.version {
         return Err(PayloadError::Image {
             path: name,
@@ -139,7 +146,10 @@ fn open_checked(
     }
     let source: Arc<dyn RangeRead> = object.clone();
     let manifest = Backing::remote(source).span(frame_at, frame_len);
-    let c = image::from_parts(&name, manifest, head.frame_hash, head.image_id, opener);
+    let mut c = image::from_parts(&name, manifest, head.frame_hash, head.image_id, opener);
+    if let (Some(k), Some(nonce)) = (&wanted.keys, nonce) {
+        c = c.with_manifest_cipher(k.version(&nonce, VERSION_MANIFEST));
+    }
     let reader = PayloadReader::from_container(&name, c)?;
     let belongs = crate::format::store_ref::from_manifest(reader.manifest())
         .map_err(|e| e.at(&name))?
@@ -170,33 +180,50 @@ fn open_checked(
 }
 
 /// Opens the packs a manifest lists as one object of parts and cuts it into each pack's span;
-/// keeps the object in `keep` for its counters.
+/// keeps the object in `keep` for its counters. In an encrypted store each pack is found
+/// under its keyed name, is its sealed length long, and is read through its own key (§6).
 fn pack_opener(store: &Store, name: &Path, keep: Arc<OnceLock<Arc<HttpObject>>>) -> PackOpener {
-    let (client, root, name) = (store.client.clone(), store.root.clone(), name.to_path_buf());
+    let (client, name, store) = (store.client.clone(), name.to_path_buf(), store.clone());
     Arc::new(move |records| {
+        let sealed = store.keys.is_some();
         let parts: Vec<(String, u64)> = records
             .iter()
-            .map(|p| (root.key(&names::pack_key(&p.hash)), p.len))
+            .map(|p| {
+                let len = if sealed {
+                    stream::sealed_len(p.len)
+                } else {
+                    p.len
+                };
+                (store.root.key(&store.pack_rel(&p.hash)), len)
+            })
             .collect();
         let object = client
             .open_many(&parts, format!("{} (packs)", name.display()))
             .map_err(|e| PayloadError::io("cannot open the packs of", &name, e))?;
         let object = Arc::new(object);
         let _ = keep.set(object.clone());
-        Ok(spans_of(object, records))
+        Ok(spans_of(object, records, store.keys.as_deref()))
     })
 }
 
-/// Each pack's span in `object`, the packs end to end.
-fn spans_of(object: Arc<HttpObject>, records: &[PackRecord]) -> Vec<Span> {
+/// Each pack's span in `object`, the packs end to end (sealed with `keys`: each its sealed
+/// length, read as its plaintext).
+fn spans_of(
+    object: Arc<HttpObject>,
+    records: &[PackRecord],
+    keys: Option<&StoreKeys>,
+) -> Vec<Span> {
     let source: Arc<dyn RangeRead> = object;
     let backing = Backing::remote(source);
     let mut at = 0u64;
     records
         .iter()
         .map(|p| {
-            let span = backing.span(at, p.len);
-            at += p.len;
+            let span = match keys {
+                Some(k) => backing.sealed_span(at, p.len, k.pack(&p.hash)),
+                None => backing.span(at, p.len),
+            };
+            at += span.stored_len();
             span
         })
         .collect()
@@ -241,17 +268,23 @@ fn url_pack_opener(
                 .map_err(|e| PayloadError::io("cannot open the packs of", &name, e))?;
         let object = Arc::new(object);
         let _ = keep.set(object.clone());
-        Ok(spans_of(object, records))
+        Ok(spans_of(object, records, None))
     })
 }
 
+/// What [`read_head`] gives: the head, where the manifest frame lies in the object, its
+/// length, and a sealed object's nonce.
+type ReadHead = (VersionHead, u64, u64, Option<[u8; 16]>);
+
 /// Reads and checks the head of the version object `object` (`shown` in its own errors):
-/// the head, and where the manifest frame lies in the object and its length.
+/// the head, and where the manifest frame lies in the object and its length. An encrypted
+/// store's (`keys`) must be sealed, a plain store's must not.
 fn read_head(
     object: &dyn RangeRead,
     shown: &str,
     name: &Path,
-) -> Result<(VersionHead, u64, u64), PayloadError> {
+    keys: Option<&StoreKeys>,
+) -> Result<ReadHead, PayloadError> {
     let io = |e| PayloadError::io("cannot read", name, e);
     let bad = |e: crate::store::ObjectError| PayloadError::Image {
         path: name.to_path_buf(),
@@ -260,12 +293,6 @@ fn read_head(
     let mut first = [0u8; PREFIX_LEN];
     object.read_exact_at(&mut first, 0).map_err(io)?;
     let prefix = version::decode_version_prefix(shown, &first).map_err(bad)?;
-    if prefix.sealed {
-        return Err(PayloadError::Image {
-            path: name.to_path_buf(),
-            msg: "a sealed version: encrypted stores are not read by this osimage".into(),
-        });
-    }
     if prefix.total_len() != object.len() {
         return Err(PayloadError::Image {
             path: name.to_path_buf(),
@@ -280,6 +307,20 @@ fn read_head(
     object
         .read_exact_at(&mut head, PREFIX_LEN as u64)
         .map_err(io)?;
-    let head = version::decode_head(shown, &prefix, &head).map_err(bad)?;
-    Ok((head, PREFIX_LEN as u64 + prefix.head_len, prefix.frame_len))
+    let (head, nonce) = match keys {
+        Some(k) => {
+            let (h, n) = version::decode_head_sealed(shown, &prefix, &head, k).map_err(bad)?;
+            (h, Some(n))
+        }
+        None => (
+            version::decode_head(shown, &prefix, &head).map_err(bad)?,
+            None,
+        ),
+    };
+    Ok((
+        head,
+        PREFIX_LEN as u64 + prefix.head_len,
+        prefix.frame_len,
+        nonce,
+    ))
 }

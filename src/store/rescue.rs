@@ -47,13 +47,15 @@ impl Store {
         len: u64,
         avoid: &HashSet<String>,
     ) -> Result<Option<String>, StoreError> {
-        let rel_prefix = format!("{}{}.", names::RESCUE, names::hex(id));
+        let named = self.blob_name(id);
+        let stored = self.blob_stored_len(len);
+        let rel_prefix = format!("{}{}.", names::RESCUE, names::hex(&named));
         let listing = self.client.list(&self.root.key(&rel_prefix))?;
         for o in listing.objects {
             let rel = self.root.listed_relative(&o.key)?;
             let (listed, _) =
                 names::parse_rescue_key(rel).map_err(|e| ObjectError::new(&self.shown(rel), e))?;
-            if listed == *id && o.size == len && !avoid.contains(rel) {
+            if listed == named && o.size == stored && !avoid.contains(rel) {
                 return Ok(Some(rel.to_string()));
             }
         }
@@ -87,9 +89,19 @@ impl Store {
                 uploaded: 0,
             });
         }
-        let rel = names::rescue_key(id, &super::random_bytes::<8>()?);
-        self.client
-            .upload(&self.root.key(&rel), file, len, &mut |_| {})?;
+        let rel = names::rescue_key(&self.blob_name(id), &super::random_bytes::<8>()?);
+        match self.keys() {
+            // Sealed whole under the blob's own key (§6): a kernel and an initramfs core are
+            // tens of MiB, and MAX_BLOB bounds them.
+            Some(k) => {
+                let plain = read_prefix(file, len, path)?;
+                let sealed = super::crypt::seal(k.blob(id), &plain);
+                self.client.put(&self.root.key(&rel), &sealed)?;
+            }
+            None => self
+                .client
+                .upload(&self.root.key(&rel), file, len, &mut |_| {})?,
+        }
         Ok(StoredBlob {
             blob: BlobRef {
                 id: *id,
@@ -111,7 +123,7 @@ impl Store {
         let shown = self.shown(&blob.object);
         let bad = |msg: String| StoreError::Object(ObjectError::new(&shown, msg));
         let (named, _) = names::parse_rescue_key(&blob.object).map_err(bad)?;
-        if named != blob.id {
+        if named != self.blob_name(&blob.id) {
             return Err(bad(format!(
                 "named by a version head as the blob {}, but its key says otherwise",
                 names::hex(&blob.id)
@@ -122,10 +134,26 @@ impl Store {
             .open(&self.root.key(&blob.object))
             .map_err(|e| S3Error::Request(format!("{shown}: {e}")))?;
         let len = object.len();
-        if len > MAX_BLOB {
+        if len > self.blob_stored_len(MAX_BLOB) {
             return Err(bad(format!(
                 "{len} bytes, more than a rescue blob may have"
             )));
+        }
+        if let Some(k) = self.keys() {
+            let mut sealed = vec![0u8; len as usize];
+            object
+                .read_exact_at(&mut sealed, 0)
+                .map_err(|e| S3Error::Request(format!("{shown}: {e}")))?;
+            let plain = super::crypt::open(&k.blob(&blob.id), &sealed).map_err(bad)?;
+            if *blake3::hash(&plain).as_bytes() != blob.id {
+                return Err(bad(
+                    "its bytes do not hash to its name (damaged or replaced)".into(),
+                ));
+            }
+            out.write_all(&plain).map_err(|e| {
+                StoreError::Unsupported(format!("cannot write {}: {e}", out_path.display()))
+            })?;
+            return Ok(plain.len() as u64);
         }
         let mut hasher = blake3::Hasher::new();
         let mut buf = vec![0u8; STEP.min(len as usize)];
@@ -148,6 +176,38 @@ impl Store {
         }
         Ok(len)
     }
+}
+
+impl Store {
+    /// The id a blob's key starts with: its id, or in an encrypted store its keyed name (§6).
+    fn blob_name(&self, id: &[u8; 32]) -> [u8; 32] {
+        match self.keys() {
+            Some(k) => k.blob_name(id),
+            None => *id,
+        }
+    }
+
+    /// The length of a blob of `len` bytes as stored.
+    fn blob_stored_len(&self, len: u64) -> u64 {
+        match self.keys() {
+            Some(_) => crate::envelope::stream::sealed_len(len),
+            None => len,
+        }
+    }
+}
+
+/// The first `len` bytes of `file` (at most `MAX_BLOB`).
+fn read_prefix(file: &File, len: u64, path: &Path) -> Result<Vec<u8>, StoreError> {
+    if len > MAX_BLOB {
+        return Err(StoreError::Unsupported(format!(
+            "{}: {len} bytes, more than a rescue blob may have",
+            path.display()
+        )));
+    }
+    let mut buf = vec![0u8; len as usize];
+    std::os::unix::fs::FileExt::read_exact_at(file, &mut buf, 0)
+        .map_err(|e| StoreError::Unsupported(format!("cannot read {}: {e}", path.display())))?;
+    Ok(buf)
 }
 
 /// BLAKE3 of the first `len` bytes of `file`.

@@ -21,10 +21,10 @@ use crossbeam_channel::{Sender, bounded};
 use crate::format::PayloadError;
 use crate::format::manifest::{BlockRecord, PackRecord};
 use crate::format::sink::{NewChunk, PackSink};
-use crate::remote::s3::S3Client;
 use crate::store::checkpoint::Checkpoints;
+use crate::store::crypt::{self, StoreKeys};
 use crate::store::objects::{IndexBlock, IndexChunk, IndexPack};
-use crate::store::{StoreError, StoreRoot, names};
+use crate::store::{Store, StoreError, StoreRoot};
 
 /// Threads uploading packs at once.
 pub const UPLOADERS: usize = 3;
@@ -61,6 +61,8 @@ pub struct PackUploader {
     shown: String,
     /// Where the store is in its bucket.
     root: StoreRoot,
+    /// An encrypted store's keys: packs are named by their keyed names.
+    keys: Option<Arc<StoreKeys>>,
     current: Vec<u8>,
     /// The blocks of the pack being filled, as its index record lists them.
     blocks: Vec<IndexBlock>,
@@ -71,27 +73,34 @@ pub struct PackUploader {
 }
 
 impl PackUploader {
-    /// Starts the upload threads for packs of the store at `root`, with an index object
-    /// after every `packs_per_index` packs up (`checkpoint::packs_per_index`), each kept in
-    /// the index cache folder `cache` too.
-    pub fn start(
-        client: Arc<S3Client>,
-        root: StoreRoot,
-        packs_per_index: usize,
-        cache: Option<std::path::PathBuf>,
-    ) -> Self {
+    /// Starts the upload threads for packs of `store`, with an index object after every
+    /// `packs_per_index` packs up (`checkpoint::packs_per_index`), each kept in the index
+    /// cache folder `cache` too. In an encrypted store each pack is sealed under its own key
+    /// by the thread that uploads it, and named by its keyed name (§6).
+    pub fn start(store: &Store, packs_per_index: usize, cache: Option<std::path::PathBuf>) -> Self {
+        let (client, root) = (store.client.clone(), store.root.clone());
+        let keys = store.keys.clone();
         // A rendezvous: a pack is handed over only when a thread is free to take it.
         let (tx, rx) = bounded::<Upload>(0);
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let checkpoints = Checkpoints::new(client.clone(), root.clone(), packs_per_index, cache);
+        let checkpoints = Checkpoints::new(
+            client.clone(),
+            root.clone(),
+            packs_per_index,
+            cache,
+            keys.clone(),
+        );
         let workers = (0..UPLOADERS)
             .map(|_| {
                 let (rx, client, shared) = (rx.clone(), client.clone(), shared.clone());
-                let checkpoints = checkpoints.clone();
+                let (checkpoints, keys) = (checkpoints.clone(), keys.clone());
                 std::thread::spawn(move || {
-                    for u in rx {
+                    for mut u in rx {
                         if lock(&shared).failed.is_some() {
                             continue; // drain: the capture is stopping
+                        }
+                        if let Some(k) = &keys {
+                            u.body = crypt::seal(k.pack(&u.index.id), &u.body);
                         }
                         let done = client.put(&u.key, &u.body).map_err(StoreError::from);
                         let done = done.and_then(|()| {
@@ -111,6 +120,7 @@ impl PackUploader {
         PackUploader {
             shown: root.to_string(),
             root,
+            keys,
             current: Vec::new(),
             blocks: Vec::new(),
             checkpoints,
@@ -223,7 +233,10 @@ impl PackSink for PackUploader {
             )));
         }
         let upload = Upload {
-            key: self.root.key(&names::pack_key(&rec.hash)),
+            key: self.root.key(&match &self.keys {
+                Some(k) => crate::store::names::pack_key(&k.pack_name(&rec.hash)),
+                None => crate::store::names::pack_key(&rec.hash),
+            }),
             body: std::mem::take(&mut self.current),
             index: IndexPack {
                 id: rec.hash,

@@ -81,12 +81,12 @@ pub fn encode_config(
     store_id: &[u8; 16],
 ) -> Result<Vec<u8>, ObjectError> {
     config.check().map_err(|e| ObjectError::new(name, e))?;
-    encode_frame(name, Kind::Config, *store_id, config, None)
+    encode_frame(name, Kind::Config, *store_id, config, None, None)
 }
 
 /// The config and store id `bytes` hold, checked as [`StoreConfig::check`] does.
 pub fn decode_config(name: &str, bytes: &[u8]) -> Result<(StoreConfig, [u8; 16]), ObjectError> {
-    let (h, config): (_, StoreConfig) = decode_frame(name, Kind::Config, bytes)?;
+    let (h, config): (_, StoreConfig) = decode_frame(name, Kind::Config, bytes, None)?;
     config.check().map_err(|e| ObjectError::new(name, e))?;
     Ok((config, h.nonce))
 }
@@ -149,7 +149,7 @@ mod tests {
             let e = encode_config("s3://b/p/config", &c, &[0; 16]).unwrap_err();
             assert!(e.to_string().contains(why), "{e}");
             // A stored config with such values (written by hand) is refused on reading.
-            let raw = encode_frame("config", Kind::Config, [0; 16], &c, None).unwrap();
+            let raw = encode_frame("config", Kind::Config, [0; 16], &c, None, None).unwrap();
             let e = decode_config("s3://b/p/config", &raw)
                 .unwrap_err()
                 .to_string();
@@ -159,7 +159,7 @@ mod tests {
 
     #[test]
     fn another_kind_is_not_a_config() {
-        let pin = encode_frame("x", Kind::Pin, [0; 16], &config(), None).unwrap();
+        let pin = encode_frame("x", Kind::Pin, [0; 16], &config(), None, None).unwrap();
         let e = decode_config("config", &pin).unwrap_err().to_string();
         assert!(e.contains("is a pin, not a store config"), "{e}");
     }

@@ -16,6 +16,7 @@
 use std::io::Read as _;
 
 use super::{ObjectError, decode_body, encode_body};
+use crate::store::crypt::{self, StoreKeys};
 
 /// The frame's magic.
 pub const MAGIC: [u8; 8] = *b"OSIMSOBJ";
@@ -69,7 +70,8 @@ impl Kind {
     /// The largest stored body: the decoded bound plus what zstd adds to data it cannot
     /// compress (a few bytes per 128 KiB block, and the frame's own header).
     pub fn max_stored(self) -> u64 {
-        self.max_raw() + self.max_raw() / 1024 + 1024
+        let compressed = self.max_raw() + self.max_raw() / 1024 + 1024;
+        crate::envelope::stream::sealed_len(compressed)
     }
 
     /// How messages name the kind.
@@ -179,14 +181,17 @@ fn short_hash(body: &[u8]) -> [u8; 16] {
         .expect("16 bytes")
 }
 
-/// `value` framed as a plain object of `kind` with `nonce`, compressed at `zstd_level` when
-/// given. `name` names the object in errors (a body over the kind's limit).
+/// `value` framed as an object of `kind` with `nonce`, compressed at `zstd_level` when
+/// given, and sealed with `keys` (an encrypted store, STORE.md §6: one stream under the
+/// object key of `nonce`) when given. `name` names the object in errors (a body over the
+/// kind's limit).
 pub fn encode_frame<T: serde::Serialize>(
     name: &str,
     kind: Kind,
     nonce: [u8; 16],
     value: &T,
     zstd_level: Option<i32>,
+    keys: Option<&StoreKeys>,
 ) -> Result<Vec<u8>, ObjectError> {
     let raw = encode_body(value).map_err(|e| ObjectError::new(name, e))?;
     if raw.len() as u64 > kind.max_raw() {
@@ -205,9 +210,13 @@ pub fn encode_frame<T: serde::Serialize>(
             .map_err(|e| ObjectError::new(name, format!("compressing: {e}")))?,
         None => raw.clone(),
     };
+    let stored = match keys {
+        Some(k) => crypt::seal(k.object(&nonce), &stored),
+        None => stored,
+    };
     let header = FrameHeader {
         kind,
-        sealed: false,
+        sealed: keys.is_some(),
         zstd: zstd_level.is_some(),
         nonce,
         stored_len: stored.len() as u64,
@@ -220,12 +229,15 @@ pub fn encode_frame<T: serde::Serialize>(
     Ok(out)
 }
 
-/// Decodes the whole object `bytes` named `name`, which must be a plain object of `kind`:
-/// header, exact length, stored hash, bounded decompression, then the body.
+/// Decodes the whole object `bytes` named `name`, which must be an object of `kind`:
+/// header, exact length, stored hash, then (sealed, with `keys`) the opened stream, bounded
+/// decompression, then the body. An encrypted store's object must be sealed and a plain
+/// store's must not: `keys` says which store it is.
 pub fn decode_frame<T: serde::de::DeserializeOwned>(
     name: &str,
     kind: Kind,
     bytes: &[u8],
+    keys: Option<&StoreKeys>,
 ) -> Result<(FrameHeader, T), ObjectError> {
     let bad = |p: String| ObjectError::new(name, p);
     let head: &[u8; HEADER_LEN] = bytes
@@ -241,10 +253,18 @@ pub fn decode_frame<T: serde::de::DeserializeOwned>(
     if h.kind != kind {
         return Err(bad(format!("is {}, not {}", h.kind.name(), kind.name())));
     }
-    if h.sealed {
-        return Err(bad(
-            "sealed (an encrypted store's object): this osimage reads plain stores only".into(),
-        ));
+    match (h.sealed, keys.is_some()) {
+        (true, false) => {
+            return Err(bad(
+                "sealed (an encrypted store's object), read without the store's key".into(),
+            ));
+        }
+        (false, true) => {
+            return Err(bad(
+                "not sealed, in an encrypted store (altered: refused)".into()
+            ));
+        }
+        _ => {}
     }
     let body = &bytes[HEADER_LEN..];
     match (body.len() as u64).cmp(&h.stored_len) {
@@ -266,6 +286,21 @@ pub fn decode_frame<T: serde::de::DeserializeOwned>(
     if short_hash(body) != h.hash {
         return Err(bad("the body does not match its hash (damaged)".into()));
     }
+    let opened;
+    let body = match keys {
+        Some(k) => {
+            opened = crypt::open(&k.object(&h.nonce), body).map_err(bad)?;
+            if !h.zstd && opened.len() as u64 != h.raw_len {
+                return Err(bad(format!(
+                    "an uncompressed body of {} bytes says it decodes to {}",
+                    opened.len(),
+                    h.raw_len
+                )));
+            }
+            &opened[..]
+        }
+        None => body,
+    };
     let value = if h.zstd {
         let raw = decompress(body, h.raw_len).map_err(bad)?;
         decode_body(&raw)
@@ -300,11 +335,19 @@ mod tests {
     use super::*;
 
     fn framed(zstd: Option<i32>) -> Vec<u8> {
-        encode_frame("k", Kind::Pin, [9; 16], &(7u32, "text".to_string()), zstd).unwrap()
+        encode_frame(
+            "k",
+            Kind::Pin,
+            [9; 16],
+            &(7u32, "text".to_string()),
+            zstd,
+            None,
+        )
+        .unwrap()
     }
 
     fn refusal(bytes: &[u8]) -> String {
-        decode_frame::<(u32, String)>("s3://b/p/pins/x", Kind::Pin, bytes)
+        decode_frame::<(u32, String)>("s3://b/p/pins/x", Kind::Pin, bytes, None)
             .unwrap_err()
             .to_string()
     }
@@ -338,7 +381,8 @@ mod tests {
     #[test]
     fn frames_round_trip_plain_and_compressed() {
         for zstd in [None, Some(3)] {
-            let (h, v) = decode_frame::<(u32, String)>("k", Kind::Pin, &framed(zstd)).unwrap();
+            let (h, v) =
+                decode_frame::<(u32, String)>("k", Kind::Pin, &framed(zstd), None).unwrap();
             assert_eq!(v, (7, "text".to_string()));
             assert_eq!(
                 (h.kind, h.zstd, h.nonce),
@@ -399,15 +443,38 @@ mod tests {
             [0; 16],
             &((7u32, "text".to_string()), 1u8),
             None,
+            None,
         )
         .unwrap();
         assert!(refusal(&two).contains("1 trailing bytes after what it encodes"));
     }
 
     #[test]
+    fn a_sealed_body_opens_with_its_store_key_only() {
+        use crate::envelope::DataKey;
+        let keys = StoreKeys::new(DataKey([1; 32]), [2; 16]);
+        let value = (7u32, "web01 /etc/passwd".to_string());
+        for zstd in [None, Some(3)] {
+            let b = encode_frame("k", Kind::Pin, [9; 16], &value, zstd, Some(&keys)).unwrap();
+            assert_eq!(b[11] & FLAG_SEALED, FLAG_SEALED);
+            assert!(!b.windows(5).any(|w| w == b"web01"));
+            let (_, v) = decode_frame::<(u32, String)>("k", Kind::Pin, &b, Some(&keys)).unwrap();
+            assert_eq!(v, value);
+            // Without the key, with another store's, or a plain object in an encrypted store.
+            assert!(refusal(&b).contains("without the store's key"));
+            let other = StoreKeys::new(DataKey([1; 32]), [3; 16]);
+            let e = decode_frame::<(u32, String)>("k", Kind::Pin, &b, Some(&other)).unwrap_err();
+            assert!(e.problem.contains("authentication"), "{e}");
+            let plain = framed(zstd);
+            let e = decode_frame::<(u32, String)>("k", Kind::Pin, &plain, Some(&keys));
+            assert!(e.unwrap_err().problem.contains("not sealed"));
+        }
+    }
+
+    #[test]
     fn too_large_a_body_is_not_written() {
         let big = vec![0u8; MAX_SMALL_RAW as usize];
-        let e = encode_frame("s3://b/p/pins/x", Kind::Pin, [0; 16], &big, None).unwrap_err();
+        let e = encode_frame("s3://b/p/pins/x", Kind::Pin, [0; 16], &big, None, None).unwrap_err();
         assert!(
             e.to_string().contains("more than the 1048576 allowed"),
             "{e}"

@@ -97,12 +97,15 @@ impl StoreIndex {
 }
 
 /// `index` as stored (zstd, a random nonce), after [`StoreIndex::check`].
-pub fn encode_index(index: &StoreIndex) -> Result<Vec<u8>, ObjectError> {
+pub fn encode_index(
+    index: &StoreIndex,
+    keys: Option<&crate::store::crypt::StoreKeys>,
+) -> Result<Vec<u8>, ObjectError> {
     let name = "an index object";
     index.check().map_err(|e| ObjectError::new(name, e))?;
     let nonce =
         crate::store::random_bytes::<16>().map_err(|e| ObjectError::new(name, e.to_string()))?;
-    encode_frame(name, Kind::Index, nonce, index, Some(INDEX_LEVEL))
+    encode_frame(name, Kind::Index, nonce, index, Some(INDEX_LEVEL), keys)
 }
 
 /// The name of the index object `bytes`: the BLAKE3 of all of it.
@@ -116,6 +119,7 @@ pub fn decode_index(
     name: &str,
     bytes: &[u8],
     expected: Option<&[u8; 32]>,
+    keys: Option<&crate::store::crypt::StoreKeys>,
 ) -> Result<StoreIndex, ObjectError> {
     if let Some(want) = expected
         && index_object_name(bytes) != *want
@@ -125,7 +129,7 @@ pub fn decode_index(
             "the object does not hash to its name (damaged or replaced)",
         ));
     }
-    let (_, index): (_, StoreIndex) = decode_frame(name, Kind::Index, bytes)?;
+    let (_, index): (_, StoreIndex) = decode_frame(name, Kind::Index, bytes, keys)?;
     index.check().map_err(|e| ObjectError::new(name, e))?;
     Ok(index)
 }
@@ -163,15 +167,21 @@ pub(crate) mod tests {
 
     #[test]
     fn index_round_trips_and_is_checked_by_its_name() {
-        let bytes = encode_index(&sample()).unwrap();
+        let bytes = encode_index(&sample(), None).unwrap();
         assert_eq!((bytes[10], bytes[11]), (2, 2), "kind 2, zstd");
         let name = index_object_name(&bytes);
         assert_eq!(name, *blake3::hash(&bytes).as_bytes());
-        assert_eq!(decode_index("i", &bytes, Some(&name)).unwrap(), sample());
-        assert_eq!(decode_index("i", &bytes, None).unwrap(), sample());
+        assert_eq!(
+            decode_index("i", &bytes, Some(&name), None).unwrap(),
+            sample()
+        );
+        assert_eq!(decode_index("i", &bytes, None, None).unwrap(), sample());
         // Two encodings of one index differ (the nonce), so names never collide.
-        assert_ne!(index_object_name(&encode_index(&sample()).unwrap()), name);
-        let e = decode_index("s3://b/p/index/x", &bytes, Some(&[0; 32])).unwrap_err();
+        assert_ne!(
+            index_object_name(&encode_index(&sample(), None).unwrap()),
+            name
+        );
+        let e = decode_index("s3://b/p/index/x", &bytes, Some(&[0; 32]), None).unwrap_err();
         assert!(e.to_string().contains("does not hash to its name"), "{e}");
     }
 
@@ -201,10 +211,10 @@ pub(crate) mod tests {
             (huge, "decodes to 2097153"),
             (big, "more than 1 GiB"),
         ] {
-            let e = encode_index(&index).unwrap_err().to_string();
+            let e = encode_index(&index, None).unwrap_err().to_string();
             assert!(e.contains(why), "{why}: {e}");
-            let raw = encode_frame("i", Kind::Index, [0; 16], &index, Some(3)).unwrap();
-            let e = decode_index("s3://b/p/index/x", &raw, None)
+            let raw = encode_frame("i", Kind::Index, [0; 16], &index, Some(3), None).unwrap();
+            let e = decode_index("s3://b/p/index/x", &raw, None, None)
                 .unwrap_err()
                 .to_string();
             assert!(

@@ -75,14 +75,23 @@ impl Lock {
 }
 
 /// The lock `lock` as stored under `name`, with the frame nonce `nonce` (random: §2.1).
-pub fn encode_lock(name: &str, lock: &Lock, nonce: [u8; 16]) -> Result<Vec<u8>, ObjectError> {
+pub fn encode_lock(
+    name: &str,
+    lock: &Lock,
+    nonce: [u8; 16],
+    keys: Option<&crate::store::crypt::StoreKeys>,
+) -> Result<Vec<u8>, ObjectError> {
     lock.check().map_err(|e| ObjectError::new(name, e))?;
-    encode_frame(name, Kind::Lock, nonce, lock, None)
+    encode_frame(name, Kind::Lock, nonce, lock, None, keys)
 }
 
 /// The lock the object `bytes` named `name` holds, checked as [`Lock::check`] does.
-pub fn decode_lock(name: &str, bytes: &[u8]) -> Result<Lock, ObjectError> {
-    let (_, lock): (_, Lock) = decode_frame(name, Kind::Lock, bytes)?;
+pub fn decode_lock(
+    name: &str,
+    bytes: &[u8],
+    keys: Option<&crate::store::crypt::StoreKeys>,
+) -> Result<Lock, ObjectError> {
+    let (_, lock): (_, Lock) = decode_frame(name, Kind::Lock, bytes, keys)?;
     lock.check().map_err(|e| ObjectError::new(name, e))?;
     Ok(lock)
 }
@@ -107,18 +116,18 @@ mod tests {
     }
 
     fn refusal(bytes: &[u8]) -> String {
-        decode_lock("s3://b/p/locks/x", bytes)
+        decode_lock("s3://b/p/locks/x", bytes, None)
             .unwrap_err()
             .to_string()
     }
 
     #[test]
     fn locks_round_trip_as_kind_3_with_their_nonce() {
-        let b = encode_lock("l", &lock(), [0x5a; 16]).unwrap();
+        let b = encode_lock("l", &lock(), [0x5a; 16], None).unwrap();
         assert_eq!(b[10], 3, "kind 3");
         assert_eq!(b[11], 0, "neither sealed nor compressed");
         assert_eq!(&b[16..32], &[0x5a; 16]);
-        assert_eq!(decode_lock("l", &b).unwrap(), lock());
+        assert_eq!(decode_lock("l", &b, None).unwrap(), lock());
         for kind in [LockKind::Import, LockKind::Read, LockKind::Prune] {
             let l = Lock {
                 kind,
@@ -126,7 +135,7 @@ mod tests {
                 ..lock()
             };
             assert_eq!(
-                decode_lock("l", &encode_lock("l", &l, [0; 16]).unwrap()),
+                decode_lock("l", &encode_lock("l", &l, [0; 16], None).unwrap(), None),
                 Ok(l)
             );
         }
@@ -137,13 +146,13 @@ mod tests {
     #[test]
     fn the_fuzz_seed_is_a_valid_lock() {
         let seed = include_bytes!("../../../fuzz/seeds/store_lock/seed");
-        assert_eq!(decode_lock("seed", seed), Ok(lock()));
-        assert_eq!(encode_lock("seed", &lock(), [7; 16]).unwrap(), seed);
+        assert_eq!(decode_lock("seed", seed, None), Ok(lock()));
+        assert_eq!(encode_lock("seed", &lock(), [7; 16], None).unwrap(), seed);
     }
 
     #[test]
     fn the_body_is_the_fields_in_their_order() {
-        let b = encode_lock("l", &lock(), [0; 16]).unwrap();
+        let b = encode_lock("l", &lock(), [0; 16], None).unwrap();
         // kind: variant 0 (varint); host: length 5 and its bytes; pid 4242: bincode's
         // varint marker 251 then two bytes; started: zigzag varint seconds (marker 252, four
         // bytes), nsec 7; series: Some (1), length 5, bytes.
@@ -199,14 +208,16 @@ mod tests {
                 "not a valid time",
             ),
         ] {
-            let e = encode_lock("locks/x", &l, [0; 16]).unwrap_err().to_string();
+            let e = encode_lock("locks/x", &l, [0; 16], None)
+                .unwrap_err()
+                .to_string();
             assert!(e.starts_with("locks/x: ") && e.contains(why), "{why}: {e}");
         }
     }
 
     #[test]
     fn every_damage_is_refused_naming_the_object() {
-        let good = encode_lock("l", &lock(), [1; 16]).unwrap();
+        let good = encode_lock("l", &lock(), [1; 16], None).unwrap();
         let rehash = |mut b: Vec<u8>| {
             let h = blake3::hash(&b[HEADER_LEN..]);
             b[48..64].copy_from_slice(&h.as_bytes()[..16]);

@@ -30,7 +30,7 @@ pub use prune::{
 };
 pub use version::{
     BlobRef, RescueBlobs, VersionHead, VersionPrefix, VersionSummary, check_frame, decode_head,
-    decode_version, decode_version_prefix, encode_version,
+    decode_head_sealed, decode_version, decode_version_prefix, encode_version, encode_version_with,
 };
 
 /// An object that is not what its name says: it names the object and the problem.

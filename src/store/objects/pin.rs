@@ -50,12 +50,12 @@ impl Pin {
 /// The pin `pin` as stored under `name`, with the frame nonce `nonce`.
 pub fn encode_pin(name: &str, pin: &Pin, nonce: [u8; 16]) -> Result<Vec<u8>, ObjectError> {
     pin.check().map_err(|e| ObjectError::new(name, e))?;
-    encode_frame(name, Kind::Pin, nonce, pin, None)
+    encode_frame(name, Kind::Pin, nonce, pin, None, None)
 }
 
 /// The pin the object `bytes` named `name` holds, checked as [`Pin::check`] does.
 pub fn decode_pin(name: &str, bytes: &[u8]) -> Result<Pin, ObjectError> {
-    let (_, pin): (_, Pin) = decode_frame(name, Kind::Pin, bytes)?;
+    let (_, pin): (_, Pin) = decode_frame(name, Kind::Pin, bytes, None)?;
     pin.check().map_err(|e| ObjectError::new(name, e))?;
     Ok(pin)
 }

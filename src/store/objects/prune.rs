@@ -101,12 +101,12 @@ pub fn encode_condemnation(
     nonce: [u8; 16],
 ) -> Result<Vec<u8>, ObjectError> {
     c.check().map_err(|e| ObjectError::new(name, e))?;
-    encode_frame(name, Kind::Condemnation, nonce, c, Some(ZSTD_LEVEL))
+    encode_frame(name, Kind::Condemnation, nonce, c, Some(ZSTD_LEVEL), None)
 }
 
 /// The condemnation the object `bytes` named `name` holds, checked.
 pub fn decode_condemnation(name: &str, bytes: &[u8]) -> Result<Condemnation, ObjectError> {
-    let (_, c): (_, Condemnation) = decode_frame(name, Kind::Condemnation, bytes)?;
+    let (_, c): (_, Condemnation) = decode_frame(name, Kind::Condemnation, bytes, None)?;
     c.check().map_err(|e| ObjectError::new(name, e))?;
     Ok(c)
 }
@@ -114,24 +114,24 @@ pub fn decode_condemnation(name: &str, bytes: &[u8]) -> Result<Condemnation, Obj
 /// The wait list `w` as stored under `name`.
 pub fn encode_wait(name: &str, w: &Wait, nonce: [u8; 16]) -> Result<Vec<u8>, ObjectError> {
     w.check().map_err(|e| ObjectError::new(name, e))?;
-    encode_frame(name, Kind::CondemnationWait, nonce, w, None)
+    encode_frame(name, Kind::CondemnationWait, nonce, w, None, None)
 }
 
 /// The wait list the object `bytes` named `name` holds, checked.
 pub fn decode_wait(name: &str, bytes: &[u8]) -> Result<Wait, ObjectError> {
-    let (_, w): (_, Wait) = decode_frame(name, Kind::CondemnationWait, bytes)?;
+    let (_, w): (_, Wait) = decode_frame(name, Kind::CondemnationWait, bytes, None)?;
     w.check().map_err(|e| ObjectError::new(name, e))?;
     Ok(w)
 }
 
 /// The sweep record `s` as stored under `name`.
 pub fn encode_swept(name: &str, s: &Swept, nonce: [u8; 16]) -> Result<Vec<u8>, ObjectError> {
-    encode_frame(name, Kind::CondemnationSwept, nonce, s, None)
+    encode_frame(name, Kind::CondemnationSwept, nonce, s, None, None)
 }
 
 /// The sweep record the object `bytes` named `name` holds.
 pub fn decode_swept(name: &str, bytes: &[u8]) -> Result<Swept, ObjectError> {
-    Ok(decode_frame(name, Kind::CondemnationSwept, bytes)?.1)
+    Ok(decode_frame(name, Kind::CondemnationSwept, bytes, None)?.1)
 }
 
 #[cfg(test)]

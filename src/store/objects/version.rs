@@ -20,6 +20,7 @@ use super::frame::STORE_FORMAT_VERSION;
 use super::{ObjectError, decode_body, encode_body};
 use crate::format::manifest::Timestamp;
 use crate::format::records::{MAX_MANIFEST_STORED, RECORD_LEN};
+use crate::store::crypt::{self, StoreKeys, VERSION_HEAD};
 use crate::store::names;
 
 /// The version object's magic.
@@ -143,13 +144,24 @@ impl VersionPrefix {
 /// The version object of `head` and the manifest frame `frame`. The head's `frame_hash`
 /// must be the frame's BLAKE3 and its version string the one of its time and image id.
 pub fn encode_version(head: &VersionHead, frame: &[u8]) -> Result<Vec<u8>, ObjectError> {
+    encode_version_with(head, frame, None)
+}
+
+/// [`encode_version`], in an encrypted store (`seal`: its keys and the object's random
+/// nonce, STORE.md §6 "As built"): the stored head is the nonce followed by the head sealed
+/// under the version key of code 0; `frame` must be sealed already, under code 2^32.
+pub fn encode_version_with(
+    head: &VersionHead,
+    frame: &[u8],
+    seal: Option<(&StoreKeys, [u8; 16])>,
+) -> Result<Vec<u8>, ObjectError> {
     let name = names::version_key(&head.series, &head.version);
     let bad = |p: String| ObjectError::new(&name, p);
     head.check().map_err(bad)?;
     if head.frame_hash != *blake3::hash(frame).as_bytes() {
         return Err(bad("the head's frame_hash is not the frame's BLAKE3".into()));
     }
-    if frame.len() as u64 > MAX_FRAME {
+    if frame.len() as u64 > max_frame(seal.is_some()) {
         return Err(bad(format!("the manifest frame is {} bytes", frame.len())));
     }
     let body = encode_body(head).map_err(bad)?;
@@ -159,8 +171,16 @@ pub fn encode_version(head: &VersionHead, frame: &[u8]) -> Result<Vec<u8>, Objec
             body.len()
         )));
     }
+    let body = match seal {
+        Some((keys, nonce)) => {
+            let mut stored = nonce.to_vec();
+            stored.extend(crypt::seal(keys.version(&nonce, VERSION_HEAD), &body));
+            stored
+        }
+        None => body,
+    };
     let prefix = VersionPrefix {
-        sealed: false,
+        sealed: seal.is_some(),
         head_len: body.len() as u64,
         frame_len: frame.len() as u64,
         head_hash: *blake3::hash(&body).as_bytes(),
@@ -212,18 +232,13 @@ pub fn decode_version_prefix(name: &str, first: &[u8]) -> Result<VersionPrefix, 
         frame_len: u64_at(24),
         head_hash: b[32..64].try_into().expect("32 bytes"),
     };
-    if p.sealed {
-        return Err(bad(
-            "sealed (an encrypted store's version): this osimage reads plain stores only".into(),
-        ));
-    }
-    if p.head_len > MAX_HEAD {
+    if p.head_len > max_head(p.sealed) {
         return Err(bad(format!(
             "a head of {} bytes (at most 16 MiB)",
             p.head_len
         )));
     }
-    if p.frame_len > MAX_FRAME {
+    if p.frame_len > max_frame(p.sealed) {
         return Err(bad(format!(
             "a manifest frame of {} bytes (at most 1 GiB + 64)",
             p.frame_len
@@ -240,6 +255,46 @@ pub fn decode_head(
     head: &[u8],
 ) -> Result<VersionHead, ObjectError> {
     let bad = |p: String| ObjectError::new(name, p);
+    if prefix.sealed {
+        return Err(bad(
+            "sealed (an encrypted store's version), read without the store's key".into(),
+        ));
+    }
+    check_stored_head(name, prefix, head)?;
+    let h: VersionHead = decode_body(head).map_err(|e| bad(format!("head: {e}")))?;
+    h.check().map_err(bad)?;
+    Ok(h)
+}
+
+/// The head of a sealed version object (an encrypted store's, STORE.md §6) and the
+/// object's nonce, which the manifest frame's key is derived from.
+pub fn decode_head_sealed(
+    name: &str,
+    prefix: &VersionPrefix,
+    head: &[u8],
+    keys: &StoreKeys,
+) -> Result<(VersionHead, [u8; 16]), ObjectError> {
+    let bad = |p: String| ObjectError::new(name, p);
+    if !prefix.sealed {
+        return Err(bad(
+            "not sealed, in an encrypted store (altered: refused)".into()
+        ));
+    }
+    check_stored_head(name, prefix, head)?;
+    let nonce: [u8; 16] = head
+        .get(..16)
+        .and_then(|n| n.try_into().ok())
+        .ok_or_else(|| bad("a sealed head shorter than its nonce".into()))?;
+    let plain = crypt::open(&keys.version(&nonce, VERSION_HEAD), &head[16..])
+        .map_err(|e| bad(format!("head: {e}")))?;
+    let h: VersionHead = decode_body(&plain).map_err(|e| bad(format!("head: {e}")))?;
+    h.check().map_err(bad)?;
+    Ok((h, nonce))
+}
+
+/// The stored head's length and hash against the prefix.
+fn check_stored_head(name: &str, prefix: &VersionPrefix, head: &[u8]) -> Result<(), ObjectError> {
+    let bad = |p: String| ObjectError::new(name, p);
     if head.len() as u64 != prefix.head_len {
         return Err(bad(format!(
             "a head of {} bytes where the prefix says {}",
@@ -250,9 +305,24 @@ pub fn decode_head(
     if *blake3::hash(head).as_bytes() != prefix.head_hash {
         return Err(bad("the head does not match its hash (damaged)".into()));
     }
-    let h: VersionHead = decode_body(head).map_err(|e| bad(format!("head: {e}")))?;
-    h.check().map_err(bad)?;
-    Ok(h)
+    Ok(())
+}
+
+/// The longest stored head: sealed, its nonce and the seal's tags besides.
+fn max_head(sealed: bool) -> u64 {
+    match sealed {
+        true => 16 + crate::envelope::stream::sealed_len(MAX_HEAD),
+        false => MAX_HEAD,
+    }
+}
+
+/// The longest stored manifest frame: sealed, padded to 64 KiB and with the seal's tags.
+fn max_frame(sealed: bool) -> u64 {
+    use crate::envelope::stream::{SEGMENT, sealed_len};
+    match sealed {
+        true => RECORD_LEN as u64 + sealed_len(MAX_FRAME.div_ceil(SEGMENT) * SEGMENT),
+        false => MAX_FRAME,
+    }
 }
 
 /// Whether `frame` is the manifest frame `head` names (its BLAKE3 is `frame_hash`): checked
