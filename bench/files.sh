@@ -11,6 +11,7 @@
 #   FILES=2000000 bench/files.sh       # the memory goal's size
 #   BENCH_ROUNDS=1 FILES=100000 bench/files.sh   # a quick try
 #   BENCH_NO_BUILD=1 bench/files.sh    # use the existing target/release/osimage
+#   OSIMAGE=/path/to/osimage BENCH_NO_BUILD=1 bench/files.sh   # another build of it
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,7 +21,7 @@ rounds=${BENCH_ROUNDS:-3}
 doc=$repo/docs/PERFORMANCE.md
 results=$work/files.results
 tree=$work/files-$files
-osimage=$repo/target/release/osimage
+osimage=${OSIMAGE:-$repo/target/release/osimage}
 
 # shellcheck source=bench/lib.sh
 . "$repo/bench/lib.sh"

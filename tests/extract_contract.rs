@@ -450,14 +450,14 @@ fn holes_stay_holes() {
         b"sparse",
         EntryKind::File {
             size: 1 << 30,
-            runs: vec![
+            runs: smallvec::smallvec![
                 DataRun {
                     offset: 512 << 20,
-                    chunks: vec![data, zeros],
+                    chunks: smallvec::smallvec![data, zeros],
                 },
                 DataRun {
                     offset: (1 << 30) - 65536,
-                    chunks: vec![zeros],
+                    chunks: smallvec::smallvec![zeros],
                 },
             ],
         },
@@ -467,9 +467,9 @@ fn holes_stay_holes() {
         b"tail",
         EntryKind::File {
             size: 10_000,
-            runs: vec![DataRun {
+            runs: smallvec::smallvec![DataRun {
                 offset: 0,
-                chunks: vec![data],
+                chunks: smallvec::smallvec![data],
             }],
         },
         meta(0o644, 0, 0, 1, 0),
@@ -605,9 +605,9 @@ fn structural_problems_are_refused() {
         b"f",
         EntryKind::File {
             size: 10,
-            runs: vec![DataRun {
+            runs: smallvec::smallvec![DataRun {
                 offset: 0,
-                chunks: vec![9],
+                chunks: smallvec::smallvec![9],
             }],
         },
         dir_meta(),
@@ -620,9 +620,9 @@ fn structural_problems_are_refused() {
         b"f",
         EntryKind::File {
             size: 5,
-            runs: vec![DataRun {
+            runs: smallvec::smallvec![DataRun {
                 offset: 0,
-                chunks: vec![c],
+                chunks: smallvec::smallvec![c],
             }],
         },
         dir_meta(),
@@ -631,14 +631,14 @@ fn structural_problems_are_refused() {
 
     let mut src = image();
     let c = src.add_chunk(b"0123456789");
-    let runs = vec![
+    let runs = smallvec::smallvec![
         DataRun {
             offset: 0,
-            chunks: vec![c],
+            chunks: smallvec::smallvec![c],
         },
         DataRun {
             offset: 5,
-            chunks: vec![c],
+            chunks: smallvec::smallvec![c],
         },
     ];
     src.add(b"f", EntryKind::File { size: 100, runs }, dir_meta());

@@ -282,7 +282,7 @@ fn every_row_of_the_bad_input_table_is_refused_as_documented() {
                     b"huge",
                     EntryKind::File {
                         size: u64::MAX,
-                        runs: vec![],
+                        runs: smallvec::smallvec![],
                     },
                 ))
             }),
@@ -295,9 +295,9 @@ fn every_row_of_the_bad_input_table_is_refused_as_documented() {
                     b"short",
                     EntryKind::File {
                         size: 1,
-                        runs: vec![DataRun {
+                        runs: smallvec::smallvec![DataRun {
                             offset: 0,
-                            chunks: vec![0],
+                            chunks: smallvec::smallvec![0],
                         }],
                     },
                 ))
@@ -311,9 +311,9 @@ fn every_row_of_the_bad_input_table_is_refused_as_documented() {
                     b"short",
                     EntryKind::File {
                         size: 1,
-                        runs: vec![DataRun {
+                        runs: smallvec::smallvec![DataRun {
                             offset: u64::MAX - 1,
-                            chunks: vec![0],
+                            chunks: smallvec::smallvec![0],
                         }],
                     },
                 ))
@@ -327,9 +327,9 @@ fn every_row_of_the_bad_input_table_is_refused_as_documented() {
                     b"f",
                     EntryKind::File {
                         size: 10,
-                        runs: vec![DataRun {
+                        runs: smallvec::smallvec![DataRun {
                             offset: 0,
-                            chunks: vec![u32::MAX],
+                            chunks: smallvec::smallvec![u32::MAX],
                         }],
                     },
                 ))
@@ -391,7 +391,7 @@ fn every_row_of_the_bad_input_table_is_refused_as_documented() {
                     b"a",
                     EntryKind::File {
                         size: 0,
-                        runs: vec![],
+                        runs: smallvec::smallvec![],
                     },
                 ));
                 m.entries.push(entry(b"a", EntryKind::Directory));
@@ -721,7 +721,7 @@ fn extract_no_owner_drops_setuid_and_no_devices_leaves_nodes_out() {
             b"suid",
             EntryKind::File {
                 size: 0,
-                runs: vec![],
+                runs: smallvec::smallvec![],
             },
         );
         e.meta.mode = 0o4755;

@@ -48,7 +48,10 @@ fn scan_records_every_kind_with_its_metadata() {
     }
 
     // Kinds.
-    let file = |size| EntryKind::File { size, runs: vec![] };
+    let file = |size| EntryKind::File {
+        size,
+        runs: Default::default(),
+    };
     let link = |t: &[u8]| EntryKind::Symlink { target: t.to_vec() };
     let rdev = |maj, min| rustix::fs::makedev(maj, min);
     assert_eq!(kind(&result, &at, paths::SMALL), &file(15));

@@ -13,7 +13,7 @@ pub use osimage::human_bytes as bytes;
 fn time(t: Timestamp) -> String {
     chrono::DateTime::from_timestamp(t.sec, t.nsec)
         .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_else(|| format!("@{}", t.sec))
+        .unwrap_or_else(|| format!("@{}", { t.sec }))
 }
 
 fn rfc3339(t: Timestamp) -> String {

@@ -7,9 +7,12 @@
 //! regular file; data runs are ordered, inside the file and name existing chunks.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher as _;
+
+use hashbrown::HashTable;
 
 use super::error::ExtractError;
-use crate::format::manifest::{EntryIndex, EntryKind, Manifest};
+use crate::format::manifest::{Entry, EntryIndex, EntryKind, Manifest};
 
 /// Parent value meaning "the destination directory itself" (the image root's place).
 pub(crate) const DEST: EntryIndex = EntryIndex::MAX;
@@ -97,7 +100,51 @@ impl Plan {
     }
 }
 
-type PathIndex<'m> = HashMap<&'m [u8], EntryIndex>;
+/// Every entry by its path: a table of entry indexes, 4 bytes a slot, the paths read from the
+/// manifest (a map from the path took 24: issue #23, memory an entry).
+struct PathIndex<'m> {
+    entries: &'m [Entry],
+    table: HashTable<EntryIndex>,
+    hasher: std::hash::RandomState,
+}
+
+impl<'m> PathIndex<'m> {
+    fn new(entries: &'m [Entry]) -> Self {
+        PathIndex {
+            entries,
+            table: HashTable::with_capacity(entries.len()),
+            hasher: std::hash::RandomState::new(),
+        }
+    }
+
+    fn path(&self, i: EntryIndex) -> &'m [u8] {
+        &self.entries[i as usize].path
+    }
+
+    /// The entry whose path is `path`.
+    fn get(&self, path: &[u8]) -> Option<EntryIndex> {
+        let hash = self.hasher.hash_one(path);
+        self.table.find(hash, |&i| self.path(i) == path).copied()
+    }
+
+    /// Adds entry `i`; false when an earlier entry has its path.
+    fn insert(&mut self, i: EntryIndex) -> bool {
+        let (entries, hasher) = (self.entries, &self.hasher);
+        let path_of = |j: &EntryIndex| entries[*j as usize].path.as_slice();
+        let path = path_of(&i);
+        match self.table.entry(
+            hasher.hash_one(path),
+            |j| path_of(j) == path,
+            |j| hasher.hash_one(path_of(j)),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(_) => false,
+            hashbrown::hash_table::Entry::Vacant(slot) => {
+                slot.insert(i);
+                true
+            }
+        }
+    }
+}
 
 fn bad(manifest: &Manifest, index: usize, reason: impl Into<String>) -> ExtractError {
     ExtractError::BadEntry {
@@ -154,7 +201,7 @@ fn check_tree(
     if entries.len() >= DEST as usize {
         return Err(bad(manifest, 0, "the image has too many entries"));
     }
-    let mut index: PathIndex = HashMap::with_capacity(entries.len());
+    let mut index = PathIndex::new(entries);
     let mut parent = Vec::with_capacity(entries.len());
     let mut root = None;
     for (i, entry) in entries.iter().enumerate() {
@@ -167,7 +214,7 @@ fn check_tree(
         } else if let Some(problem) = path_problem(path) {
             return Err(bad(manifest, i, problem));
         }
-        if index.insert(path, i as EntryIndex).is_some() {
+        if !index.insert(i as EntryIndex) {
             return Err(bad(manifest, i, "path appears twice in the image"));
         }
         parent.push(if path.is_empty() {
@@ -189,7 +236,7 @@ fn parent_index(
     if dir.is_empty() {
         return Ok(DEST);
     }
-    match index.get(dir) {
+    match index.get(dir).as_ref() {
         None => Err(bad(
             manifest,
             i,
@@ -293,7 +340,7 @@ fn select(
         if path_problem(path).is_some() {
             return Err(unknown(" (only plain relative paths can be selected)"));
         }
-        let &i = index.get(path).ok_or_else(|| unknown(""))?;
+        let i = index.get(path).ok_or_else(|| unknown(""))?;
         whole[i as usize] = true;
     }
     if everything {

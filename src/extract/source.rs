@@ -109,7 +109,7 @@ impl MemorySource {
         let chunks = data.chunks(64 << 10).map(|c| self.add_chunk(c)).collect();
         let kind = EntryKind::File {
             size: data.len() as u64,
-            runs: vec![DataRun { offset: 0, chunks }],
+            runs: [DataRun { offset: 0, chunks }].into_iter().collect(),
         };
         self.add(path, kind, meta)
     }

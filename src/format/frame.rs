@@ -57,21 +57,11 @@ pub fn encode_manifest(m: &Manifest) -> Result<Vec<u8>, PayloadError> {
 /// bytes actually produced, not with the header's claim), and decodes its columns (FORMAT.md
 /// §5.7).
 fn decode_columns(
-    zstd: impl std::io::Read,
+    mut zstd: impl std::io::Read,
     raw_len: u64,
     version: u16,
 ) -> Result<Manifest, PayloadError> {
-    use std::io::Read as _;
-    let mut raw = Vec::new();
-    zstd.take(raw_len + 1)
-        .read_to_end(&mut raw)
-        .map_err(|e| PayloadError::format(format!("manifest does not decompress: {e}")))?;
-    if raw.len() as u64 != raw_len {
-        return Err(PayloadError::format(
-            "manifest has the wrong decoded length",
-        ));
-    }
-    super::columns::decode(&raw, version)
+    super::columns::decode_from(&mut zstd, raw_len, version)
 }
 
 /// A reader or writer that counts the bytes through it.

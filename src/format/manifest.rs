@@ -88,8 +88,10 @@ pub type PackIndex = u32;
 /// Index of an entry in `Manifest::entries`.
 pub type EntryIndex = u32;
 
-/// A point in time, as `struct timespec`.
+/// A point in time, as `struct timespec`. Packed to 4-byte alignment: 12 bytes, not 16, three
+/// in every entry's `Meta` (issue #23, memory an entry). Its fields are read by value.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(C, packed(4))]
 pub struct Timestamp {
     pub sec: i64,
     pub nsec: u32,
@@ -207,7 +209,7 @@ pub enum EntryKind {
     /// A regular file. Bytes not covered by `runs` are holes (zeros).
     File {
         size: u64,
-        runs: Vec<DataRun>,
+        runs: Runs,
     },
     Symlink {
         target: Vec<u8>,
@@ -226,11 +228,19 @@ pub enum EntryKind {
     Socket,
 }
 
+/// A file's data runs, in offset order. One run is held inline in the entry, more on the heap:
+/// most files are one run (issue #23, memory an entry). Encoded as a sequence, as a `Vec` is.
+pub type Runs = smallvec::SmallVec<[DataRun; 1]>;
+
+/// A run's chunk indexes. Four are held inline (in the room a pointer and length take), more
+/// on the heap.
+pub type RunChunks = smallvec::SmallVec<[ChunkIndex; 4]>;
+
 /// Consecutive chunks of file data starting at `offset`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataRun {
     pub offset: u64,
-    pub chunks: Vec<ChunkIndex>,
+    pub chunks: RunChunks,
 }
 
 /// The inode metadata restored for every entry.
@@ -257,6 +267,12 @@ pub struct Xattr {
     pub name: Vec<u8>,
     pub value: Vec<u8>,
 }
+
+// Every entry is held in memory by capture and by every reader of an image: these sizes are
+// part of what an entry costs (issue #23, goal 2; docs/PERFORMANCE.md "Memory an entry").
+const _: () = assert!(std::mem::size_of::<Timestamp>() == 12);
+const _: () = assert!(std::mem::size_of::<Meta>() == 64);
+const _: () = assert!(std::mem::size_of::<Entry>() <= 168);
 
 /// A filesystem some of the captured files came from.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,7 +1,10 @@
 //! Structural checks of a decoded manifest (docs/FORMAT.md §5, §7), run when an image is
 //! opened, before anything trusts an index or a path in it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::hash::BuildHasher as _;
+
+use hashbrown::hash_table::{Entry as Slot, HashTable};
 
 use super::PayloadError;
 use super::manifest::{EntryKind, Manifest};
@@ -112,8 +115,12 @@ fn show(path: &[u8]) -> String {
 /// at most 255 bytes, listed once, after its parent, which is a directory (so no path leads
 /// through a symlink); times that are times; symlink targets a link can hold.
 fn check_entries(m: &Manifest) -> Result<(), PayloadError> {
-    // Every path seen, and whether it is a directory (only those can be parents).
-    let mut paths: HashMap<&[u8], bool> = HashMap::with_capacity(m.entries.len());
+    // Every path seen, as its entry's index (4 bytes a slot; a map from the path to whether it
+    // is a directory took 24: issue #23, memory an entry). Only directories can be parents.
+    let hasher = std::hash::RandomState::new();
+    let hash = |p: &[u8]| hasher.hash_one(p);
+    let path_of = |j: &u32| m.entries[*j as usize].path.as_slice();
+    let mut paths: HashTable<u32> = HashTable::with_capacity(m.entries.len());
     let n_chunks = m.chunks.len();
     for (i, e) in m.entries.iter().enumerate() {
         if i == 0 {
@@ -134,18 +141,25 @@ fn check_entries(m: &Manifest) -> Result<(), PayloadError> {
                 Some(p) => &e.path[..p],
                 None => &[][..],
             };
-            if paths.get(parent) != Some(&true) {
+            let parent = paths.find(hash(parent), |j| path_of(j) == parent);
+            if !parent.is_some_and(|&j| m.entries[j as usize].kind == EntryKind::Directory) {
                 return Err(bad(format!(
                     "{:?} comes before its parent directory",
                     show(&e.path)
                 )));
             }
         }
-        if paths
-            .insert(&e.path, e.kind == EntryKind::Directory)
-            .is_some()
-        {
-            return Err(bad(format!("path {:?} listed twice", show(&e.path))));
+        match paths.entry(
+            hash(&e.path),
+            |j| path_of(j) == e.path,
+            |j| hash(path_of(j)),
+        ) {
+            Slot::Occupied(_) => {
+                return Err(bad(format!("path {:?} listed twice", show(&e.path))));
+            }
+            Slot::Vacant(slot) => {
+                slot.insert(i as u32);
+            }
         }
         let t = &e.meta;
         if [t.atime, t.mtime, t.ctime]
@@ -286,7 +300,7 @@ mod tests {
                 "a",
                 EntryKind::File {
                     size: 0,
-                    runs: vec![],
+                    runs: Default::default(),
                 },
             )
         };

@@ -95,6 +95,8 @@ impl PayloadReader {
     pub fn from_container(path: &Path, c: image::Container) -> Result<PayloadReader, PayloadError> {
         let frame = c.manifest_bytes()?;
         let (manifest, version) = decode_manifest(&frame).map_err(|e| e.at(path))?;
+        // Not held beside the manifest's checks (issue #23, memory an entry).
+        drop(frame);
         validate(&manifest).map_err(|e| e.at(path))?;
         // FORMAT.md §14: store packs came with version 2's pack hash; a version-1 manifest
         // naming a store is no image osimage made.

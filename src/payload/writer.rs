@@ -8,6 +8,7 @@
 //! blocks in flight, plus the chunk index.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
@@ -21,7 +22,7 @@ use super::reference::{BasePacks, ReferenceCounts, Referenced};
 use crate::format::PayloadError;
 use crate::format::manifest::{
     BlockIndex, BlockRecord, ChunkHash, ChunkId, ChunkIndex, ChunkRecord, DataRun, EntryKind, Meta,
-    PackRecord,
+    PackRecord, RunChunks, Runs,
 };
 use crate::format::records::BlockHeader;
 use crate::format::sink::{NewChunk, PackSink};
@@ -124,10 +125,35 @@ pub struct ReuseCounters {
     pub referenced: ReferenceCounts,
 }
 
+/// The chunk table's index by id: each slot holds a record's index, 4 bytes, and the id is read
+/// from the record (a map from id to index took 20 bytes a slot: issue #23, memory an entry).
+#[derive(Default)]
+struct IdIndex {
+    table: hashbrown::HashTable<ChunkIndex>,
+    hasher: std::hash::RandomState,
+}
+
+impl IdIndex {
+    /// The index of the record with `id`.
+    fn get(&self, records: &[ChunkRecord], id: &ChunkId) -> Option<ChunkIndex> {
+        let hash = self.hasher.hash_one(id);
+        let same = |&i: &ChunkIndex| records.get(i as usize).is_some_and(|r| r.id == *id);
+        self.table.find(hash, same).copied()
+    }
+
+    /// Indexes `records[i]`, whose id is not indexed yet.
+    fn insert(&mut self, records: &[ChunkRecord], i: ChunkIndex) {
+        let h = &self.hasher;
+        let rehash = |&j: &ChunkIndex| h.hash_one(records[j as usize].id);
+        self.table
+            .insert_unique(h.hash_one(records[i as usize].id), i, rehash);
+    }
+}
+
 /// The chunk index shared by all workers: id → record, claimed under one lock.
 #[derive(Default)]
 struct ChunkTable {
-    by_id: HashMap<ChunkId, ChunkIndex>,
+    by_id: IdIndex,
     records: Vec<ChunkRecord>,
     /// For each record, the 16 bytes of its whole BLAKE3 after the id, where known (chunks
     /// read by this capture, chunks of a store's index; not a refresh base's, whose manifest
@@ -156,7 +182,7 @@ struct Shared<'a> {
 /// What became of one file.
 enum Outcome {
     Read {
-        runs: Vec<DataRun>,
+        runs: Runs,
         /// Metadata as fstat saw it after reading (the file is closed by then), when it
         /// differs from the scan's (rarely: kept out of the common case's memory, issue #23).
         meta: Option<Box<Meta>>,
@@ -208,8 +234,40 @@ pub fn write_payload_with_base(
     Ok(tables)
 }
 
-/// What became of each file (by its index in the entries), in the order the workers gave them.
-type Outcomes = Vec<(usize, Outcome)>;
+/// The files that were not read (vanished or skipped), by their index in the entries, and the
+/// bytes of data read: a file read has its runs written into its entry by the worker, so no
+/// list of every file's outcome is held (issue #23, memory an entry).
+type Outcomes = (Vec<(usize, Outcome)>, u64);
+
+/// A batch of files and the stretch of the entries that holds them, which the worker that takes
+/// it writes into. Batches name increasing indexes, so the stretches are disjoint.
+struct Batch<'e> {
+    /// The index of `entries[0]`.
+    first: usize,
+    entries: &'e mut [ScannedEntry],
+    files: &'e [usize],
+}
+
+/// `batches` with their stretches of `entries`.
+fn stretches<'e>(mut entries: &'e mut [ScannedEntry], batches: &'e [Vec<usize>]) -> Vec<Batch<'e>> {
+    let mut out = Vec::with_capacity(batches.len());
+    let mut start = 0;
+    for files in batches {
+        let (Some(&lo), Some(&hi)) = (files.first(), files.last()) else {
+            continue;
+        };
+        let (_, rest) = std::mem::take(&mut entries).split_at_mut(lo - start);
+        let (mine, rest) = rest.split_at_mut(hi + 1 - lo);
+        entries = rest;
+        start = hi + 1;
+        out.push(Batch {
+            first: lo,
+            entries: mine,
+            files,
+        });
+    }
+    out
+}
 /// What the pack thread wrote: the packs and the blocks in them.
 type Packed = (Vec<PackRecord>, Vec<BlockRecord>);
 
@@ -218,12 +276,12 @@ type Packed = (Vec<PackRecord>, Vec<BlockRecord>);
 /// workers' outcomes, or their first error, and the pack thread's result.
 fn run_threads(
     shared: &Shared,
-    entries: &[ScannedEntry],
+    entries: &mut [ScannedEntry],
     batches: &[Vec<usize>],
     sink: &mut dyn PackSink,
 ) -> (Result<Outcomes, PayloadError>, Result<Packed, PayloadError>) {
     let (params, base) = (shared.params, shared.base);
-    let next_batch = AtomicU32::new(0);
+    let queue = Mutex::new(stretches(entries, batches).into_iter());
     let (tx, rx) = bounded::<Outgoing>(2 * params.threads.max(1) + 2);
     std::thread::scope(|s| {
         // Only blocks copied from a base are worth waiting for (referenced ones are not sent).
@@ -236,15 +294,18 @@ fn run_threads(
         let workers: Vec<_> = (0..params.threads.max(1))
             .map(|_| {
                 let tx = tx.clone();
-                let next_batch = &next_batch;
-                s.spawn(move || run_worker(shared, entries, batches, next_batch, tx))
+                let queue = &queue;
+                s.spawn(move || run_worker(shared, queue, tx))
             })
             .collect();
-        let mut outcomes = Vec::new();
+        let (mut outcomes, mut data) = (Vec::new(), 0);
         let mut first_err = None;
         for w in workers {
             match w.join() {
-                Ok(Ok(mut o)) => outcomes.append(&mut o),
+                Ok(Ok((mut o, d))) => {
+                    outcomes.append(&mut o);
+                    data += d;
+                }
                 Ok(Err(e)) => first_err = first_err.or(Some(e)),
                 Err(_) => {
                     first_err =
@@ -267,7 +328,7 @@ fn run_threads(
             .unwrap_or_else(|_| Err(PayloadError::format("the pack writer panicked")));
         match first_err {
             Some(e) => (Err(e), packed),
-            None => (Ok(outcomes), packed),
+            None => (Ok((outcomes, data)), packed),
         }
     })
 }
@@ -357,14 +418,13 @@ fn make_batches(entries: &[ScannedEntry], files: &[usize]) -> Vec<Vec<usize>> {
     batches
 }
 
-/// One worker: takes batches until none are left, returns what became of its files.
-fn run_worker(
+/// One worker: takes batches until none are left, writes the runs of the files it read into
+/// their entries, returns the files it did not read and the bytes of data it did.
+fn run_worker<'e>(
     shared: &Shared,
-    entries: &[ScannedEntry],
-    batches: &[Vec<usize>],
-    next_batch: &AtomicU32,
+    queue: &Mutex<std::vec::IntoIter<Batch<'e>>>,
     tx: Sender<Outgoing>,
-) -> Result<Vec<(usize, Outcome)>, PayloadError> {
+) -> Result<Outcomes, PayloadError> {
     let mut w = Worker {
         shared,
         compressor: BlockCompressor::new(shared.params.level)?,
@@ -374,26 +434,43 @@ fn run_worker(
         window: vec![0u8; WINDOW],
         tx,
     };
-    let mut out = Vec::new();
+    let (mut out, mut data_read) = (Vec::new(), 0);
     let result = (|| {
         loop {
             if shared.abort.load(Ordering::Relaxed) {
                 return Ok(());
             }
-            let b = next_batch.fetch_add(1, Ordering::Relaxed) as usize;
-            let Some(batch) = batches.get(b) else {
+            let next = queue
+                .lock()
+                .map_err(|_| PayloadError::format("batch queue poisoned"))?
+                .next();
+            let Some(batch) = next else {
                 return w.flush();
             };
-            for &i in batch {
-                let outcome = w.capture_file(&entries[i])?;
-                out.push((i, outcome));
+            for &i in batch.files {
+                let e = &mut batch.entries[i - batch.first];
+                match w.capture_file(e)? {
+                    Outcome::Read {
+                        runs,
+                        meta,
+                        size,
+                        data,
+                    } => {
+                        data_read += data;
+                        if let Some(meta) = meta {
+                            e.entry.meta = *meta;
+                        }
+                        e.entry.kind = EntryKind::File { size, runs };
+                    }
+                    other => out.push((i, other)),
+                }
             }
         }
     })();
     if result.is_err() {
         shared.abort.store(true, Ordering::Relaxed);
     }
-    result.map(|_| out)
+    result.map(|_| (out, data_read))
 }
 
 struct Worker<'a> {
@@ -477,12 +554,12 @@ impl Worker<'_> {
         base: &dyn BaseImage,
         base_runs: &[DataRun],
     ) -> Result<Outcome, PayloadError> {
-        let mut runs = Vec::with_capacity(base_runs.len());
+        let mut runs = Runs::with_capacity(base_runs.len());
         let mut data = 0u64;
         {
             let mut t = self.lock_table()?;
             for r in base_runs {
-                let mut chunks = Vec::with_capacity(r.chunks.len());
+                let mut chunks = RunChunks::with_capacity(r.chunks.len());
                 for &c in &r.chunks {
                     let i = claim_base_chunk(&mut t, base, c, &self.shared.next_block)?;
                     data += t.records[i as usize].len as u64;
@@ -513,8 +590,8 @@ impl Worker<'_> {
     }
 
     /// Reads the file's data ranges and turns them into chunk runs.
-    fn read_runs(&mut self, sf: &SourceFile, size: u64) -> Result<(Vec<DataRun>, u64), ReadFail> {
-        let mut runs = Vec::new();
+    fn read_runs(&mut self, sf: &SourceFile, size: u64) -> Result<(Runs, u64), ReadFail> {
+        let mut runs = Runs::new();
         let mut data = 0u64;
         for (start, end) in sf.data_ranges(size).map_err(ReadFail::Io)? {
             let mut run: Option<DataRun> = None;
@@ -548,7 +625,7 @@ impl Worker<'_> {
                     let idx = self.add_chunk(a, b).map_err(ReadFail::Payload)?;
                     run.get_or_insert_with(|| DataRun {
                         offset,
-                        chunks: Vec::new(),
+                        chunks: RunChunks::new(),
                     })
                     .chunks
                     .push(idx);
@@ -580,7 +657,7 @@ impl Worker<'_> {
                 .table
                 .lock()
                 .map_err(|_| PayloadError::format("chunk index poisoned"))?;
-            if let Some(&i) = t.by_id.get(&id) {
+            if let Some(i) = t.by_id.get(&t.records, &id) {
                 t.same_chunk(i, &hash)?;
                 return Ok(i);
             }
@@ -606,7 +683,8 @@ impl Worker<'_> {
             });
             t.records.push(rec);
             t.rest.push(Some(hash.rest()));
-            t.by_id.insert(id, i);
+            let table = &mut *t;
+            table.by_id.insert(&table.records, i);
             self.block.extend_from_slice(&self.window[a..b]);
             if self.block.len() < BLOCK_TARGET {
                 return Ok(i);
@@ -651,7 +729,7 @@ fn claim_base_chunk(
 ) -> Result<ChunkIndex, PayloadError> {
     let missing = || PayloadError::format(format!("internal: base chunk {c} does not exist"));
     let rec = base.chunk(c).ok_or_else(missing)?;
-    if let Some(&i) = t.by_id.get(&rec.id) {
+    if let Some(i) = t.by_id.get(&t.records, &rec.id) {
         if let Some(hash) = base.chunk_hash(c) {
             t.same_chunk(i, &hash)?;
         }
@@ -676,7 +754,7 @@ fn claim_base_chunk(
     let first = t.records.len() as ChunkIndex;
     for &other in base.chunks_in_block(from) {
         let r = base.chunk(other).ok_or_else(missing)?;
-        if t.by_id.contains_key(&r.id) {
+        if t.by_id.get(&t.records, &r.id).is_some() {
             continue;
         }
         let i = t.records.len() as ChunkIndex;
@@ -687,13 +765,13 @@ fn claim_base_chunk(
             len: r.len,
         });
         t.rest.push(base.chunk_hash(other).map(|h| h.rest()));
-        t.by_id.insert(r.id, i);
+        t.by_id.insert(&t.records, i);
     }
     if referenced {
         t.referenced
             .add_chunks(first..t.records.len() as ChunkIndex);
     }
-    let i = *t.by_id.get(&rec.id).ok_or_else(missing)?;
+    let i = t.by_id.get(&t.records, &rec.id).ok_or_else(missing)?;
     Ok(i)
 }
 
@@ -725,14 +803,15 @@ enum ReadFail {
     Payload(PayloadError),
 }
 
-/// Writes the outcomes back into the entries: runs and fresh metadata for files read, and
-/// drops what vanished or was skipped (with the hard links that pointed at it).
+/// Counts the data read and drops the files that vanished or were skipped (with the hard
+/// links that pointed at them); the files read have their runs already.
 fn apply_outcomes(
     root: &std::path::Path,
     entries: &mut Vec<ScannedEntry>,
-    outcomes: Vec<(usize, Outcome)>,
+    (outcomes, data): Outcomes,
     tables: &mut PayloadTables,
 ) -> Result<(), PayloadError> {
+    tables.data_bytes += data;
     let mut drop_entry = vec![false; entries.len()];
     for (i, outcome) in outcomes {
         let e = &mut entries[i];

@@ -233,9 +233,16 @@ mod tests {
     fn file(path: &str, chunk: u32, size: u64, mode: u32) -> Entry {
         let runs = vec![DataRun {
             offset: 0,
-            chunks: vec![chunk],
+            chunks: smallvec::smallvec![chunk],
         }];
-        entry(path, EntryKind::File { size, runs }, mode)
+        entry(
+            path,
+            EntryKind::File {
+                size,
+                runs: runs.into(),
+            },
+            mode,
+        )
     }
 
     fn image(entries: Vec<Entry>) -> Manifest {

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, RawDir, Stat};
 use rustix::io::Errno;
 
-use crate::format::manifest::{Entry, EntryIndex, EntryKind, Xattr};
+use crate::format::manifest::{Entry, EntryIndex, EntryKind, Runs, Xattr};
 use crate::format::mount_dirs::MountDir;
 
 use super::exclude::{Excludes, contents_skipped};
@@ -161,7 +161,7 @@ impl<'a> Walker<'a> {
                     Some(&target) if st.st_nlink > 1 => EntryKind::HardLink { target },
                     _ => EntryKind::File {
                         size: st.st_size as u64,
-                        runs: vec![],
+                        runs: Runs::new(),
                     },
                 }
             }

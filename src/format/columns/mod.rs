@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::manifest::{CaptureStats, CapturedFs, Extension, ImageInfo, PackRecord};
 
-pub use read::decode;
+pub use read::{decode, decode_from};
 pub use write::encode;
 
 /// The manifest version whose frame body is this encoding with 16-byte chunk ids, the one

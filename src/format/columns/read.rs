@@ -9,13 +9,26 @@ use super::write::data_end;
 use super::{ATIME_DIFFERS, COLUMNS, CTIME_DIFFERS, Head, MAX_PATH_BYTES, NEXT_CHUNKS, NO_RUNS};
 use crate::format::PayloadError;
 use crate::format::manifest::{
-    BlockRecord, ChunkId, ChunkRecord, Codec, DataRun, Entry, EntryKind, Manifest, Meta, Timestamp,
-    Xattr,
+    BlockRecord, ChunkId, ChunkRecord, Codec, DataRun, Entry, EntryKind, Manifest, Meta, RunChunks,
+    Runs, Timestamp, Xattr,
 };
 
 /// Decodes a manifest body of `version` 4 (16-byte chunk ids) or 3 (32-byte ids, cut to 16:
-/// FORMAT.md §8), the decompressed bytes of the frame.
+/// FORMAT.md §8), the decompressed bytes of the frame, held whole (tests, fuzzing).
 pub fn decode(body: &[u8], version: u16) -> Result<Manifest, PayloadError> {
+    decode_from(&mut &body[..], body.len() as u64, version)
+}
+
+/// Decodes a manifest body of `version` 4 or 3 from `r`, which must give exactly `raw_len`
+/// bytes. The columns are read in their order and each is dropped once decoded, except the
+/// entries' sixteen, which are read side by side: the chunk ids (16 bytes a chunk) and the
+/// other tables are never held beside the entries (issue #23, memory an entry), and memory
+/// grows with the bytes the stream gives, not with what a length claims.
+pub fn decode_from(
+    r: &mut dyn std::io::Read,
+    raw_len: u64,
+    version: u16,
+) -> Result<Manifest, PayloadError> {
     let id_len = match version {
         super::VERSION => 16,
         super::VERSION_32 => 32,
@@ -25,15 +38,37 @@ pub fn decode(body: &[u8], version: u16) -> Result<Manifest, PayloadError> {
             )));
         }
     };
-    let mut cols = split(body)?.into_iter();
-    let mut next = || cols.next().expect("split returns all 22 columns");
-    let mut counts = next();
+    let mut body = Body { r, left: raw_len };
+    let mut names = COLUMNS.into_iter();
+    let mut next = || {
+        let name = names.next().expect("22 columns are read");
+        body.column(name).map(|bytes| (name, bytes))
+    };
+    let (name, bytes) = next()?;
+    let mut counts = Column::new(name, &bytes);
     let (b, c, e) = (counts.uv()?, counts.uv()?, counts.uv()?);
     counts.finish()?;
-    let head = head(next())?;
-    let blocks = blocks(b, next(), next())?;
-    let chunks = chunks(c, next(), next(), id_len)?;
-    let entries = Entries::new(e, &chunks, [(); 16].map(|_| next()))?.read()?;
+    let (name, bytes) = next()?;
+    let head = head(Column::new(name, &bytes))?;
+    let ((n3, c3), (n4, c4)) = (next()?, next()?);
+    let blocks = blocks(b, Column::new(n3, &c3), Column::new(n4, &c4))?;
+    drop((c3, c4));
+    let ((n5, c5), (n6, c6)) = (next()?, next()?);
+    let chunks = chunks(c, Column::new(n5, &c5), Column::new(n6, &c6), id_len)?;
+    drop((c5, c6));
+    let mut held = Vec::with_capacity(16);
+    for _ in 0..16 {
+        held.push(next()?);
+    }
+    let mut cols = held.iter().map(|(name, bytes)| Column::new(name, bytes));
+    let entries = Entries::new(
+        e,
+        &chunks,
+        [(); 16].map(|_| cols.next().expect("16 columns")),
+    )?
+    .read()?;
+    drop(held);
+    body.finish()?;
     Ok(Manifest {
         image: head.image,
         packs: head.packs,
@@ -48,31 +83,81 @@ pub fn decode(body: &[u8], version: u16) -> Result<Manifest, PayloadError> {
     })
 }
 
-/// The body's 22 columns: each a `uv` length then its bytes, nothing after the last.
-fn split(body: &[u8]) -> Result<Vec<Column<'_>>, PayloadError> {
-    let mut all = Column::new("lengths", body);
-    let mut cols = Vec::with_capacity(COLUMNS.len());
-    for name in COLUMNS {
-        let len = all.uv().map_err(|_| {
+/// The body as a stream of columns: each a `uv` length then its bytes, nothing after the last,
+/// `left` bytes of the stated decoded length still to come.
+struct Body<'r> {
+    r: &'r mut dyn std::io::Read,
+    left: u64,
+}
+
+impl Body<'_> {
+    fn short() -> PayloadError {
+        PayloadError::format("manifest has the wrong decoded length")
+    }
+
+    fn io(e: std::io::Error) -> PayloadError {
+        PayloadError::format(format!("manifest does not decompress: {e}"))
+    }
+
+    /// The next column's bytes, read only as far as the stream gives them.
+    fn column(&mut self, name: &'static str) -> Result<Vec<u8>, PayloadError> {
+        use std::io::Read as _;
+        let ends = || {
             PayloadError::format(format!(
                 "manifest does not decode: the body ends before column {name}"
             ))
-        })?;
-        if len > all.left() as u64 {
+        };
+        let mut len_bytes = Vec::with_capacity(10);
+        loop {
+            if self.left == 0 || len_bytes.len() == 10 {
+                return Err(ends());
+            }
+            let mut b = [0u8];
+            self.r.read_exact(&mut b).map_err(|e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => Self::short(),
+                _ => Self::io(e),
+            })?;
+            self.left -= 1;
+            len_bytes.push(b[0]);
+            if b[0] & 0x80 == 0 {
+                break;
+            }
+        }
+        let len = Column::new("lengths", &len_bytes)
+            .uv()
+            .map_err(|_| ends())?;
+        if len > self.left {
             return Err(PayloadError::format(format!(
                 "manifest does not decode: column {name} claims {len} bytes, {} are left",
-                all.left()
+                self.left
             )));
         }
-        cols.push(Column::new(name, all.take(len as usize)?));
+        let mut bytes = Vec::new();
+        (&mut self.r)
+            .take(len)
+            .read_to_end(&mut bytes)
+            .map_err(Self::io)?;
+        if bytes.len() as u64 != len {
+            return Err(Self::short());
+        }
+        self.left -= len;
+        Ok(bytes)
     }
-    if all.left() != 0 {
-        return Err(PayloadError::format(format!(
-            "manifest does not decode: {} bytes after the last column",
-            all.left()
-        )));
+
+    /// Nothing after the last column, and the stream ends where the stated length does.
+    fn finish(self) -> Result<(), PayloadError> {
+        if self.left != 0 {
+            return Err(PayloadError::format(format!(
+                "manifest does not decode: {} bytes after the last column",
+                self.left
+            )));
+        }
+        let mut b = [0u8];
+        match self.r.read(&mut b).map_err(Self::io)? {
+            0 => Ok(()),
+            _ => Err(Self::short()),
+        }
     }
-    Ok(cols)
 }
 
 /// Column 2: bincode, limited to the column, every byte used.
@@ -350,10 +435,10 @@ impl<'a> Entries<'a> {
     }
 
     /// Column 10: no runs, the short form, or runs in full.
-    fn file_runs(&mut self, i: usize, path: &[u8]) -> Result<Vec<DataRun>, PayloadError> {
+    fn file_runs(&mut self, i: usize, path: &[u8]) -> Result<Runs, PayloadError> {
         let h = self.runs.uv()?;
         if h == NO_RUNS {
-            return Ok(Vec::new());
+            return Ok(Runs::new());
         }
         if h == NEXT_CHUNKS {
             let k = self.runs.uv()?;
@@ -367,10 +452,10 @@ impl<'a> Entries<'a> {
             }
             let chunks = (self.next..self.next + k).map(|c| c as u32).collect();
             self.next += k;
-            return Ok(vec![DataRun { offset: 0, chunks }]);
+            return Ok(smallvec::smallvec![DataRun { offset: 0, chunks }]);
         }
         let n = self.runs.room_for(h - 1, 3, "runs")?;
-        let mut runs = Vec::with_capacity(n);
+        let mut runs = Runs::with_capacity(n);
         let mut offset = 0u64;
         for _ in 0..n {
             offset = self.runs.sv64(offset)?;
@@ -379,7 +464,7 @@ impl<'a> Entries<'a> {
                 return Err(self.runs.bad(format!("entry {i}: a run of no chunks")));
             }
             let m = self.runs.room_for(m, 1, "chunk indexes")?;
-            let mut chunks = Vec::with_capacity(m);
+            let mut chunks = RunChunks::with_capacity(m);
             let mut expect = self.next as u32;
             for _ in 0..m {
                 let c = self.runs.sv32(expect)?;

@@ -42,13 +42,19 @@ fn entry(path: &[u8], kind: EntryKind) -> Entry {
 }
 
 fn file(path: &[u8], size: u64, runs: Vec<DataRun>) -> Entry {
-    entry(path, EntryKind::File { size, runs })
+    entry(
+        path,
+        EntryKind::File {
+            size,
+            runs: runs.into(),
+        },
+    )
 }
 
 fn run(offset: u64, chunks: &[u32]) -> DataRun {
     DataRun {
         offset,
-        chunks: chunks.to_vec(),
+        chunks: chunks.into(),
     }
 }
 
@@ -297,7 +303,7 @@ fn out_of_range_or_impossible_values_are_refused() {
     // A run naming chunk 12 of 12: the last file's first chunk (9) becomes 12.
     let mut m = varied();
     if let EntryKind::File { runs, .. } = &mut m.entries[9].kind {
-        runs[0].chunks = vec![12];
+        runs[0].chunks = smallvec::smallvec![12];
     }
     let e = decode(&encoded(&m)).unwrap_err().to_string();
     assert!(
@@ -388,7 +394,10 @@ fn kind(n_chunks: u32) -> impl Strategy<Value = EntryKind> {
             .prop_map(|rs| rs.into_iter().map(|(o, c)| run(o, &c)).collect::<Vec<_>>());
     prop_oneof![
         Just(EntryKind::Directory),
-        (any::<u64>(), runs).prop_map(|(size, runs)| EntryKind::File { size, runs }),
+        (any::<u64>(), runs).prop_map(|(size, runs)| EntryKind::File {
+            size,
+            runs: runs.into()
+        }),
         proptest::collection::vec(any::<u8>(), 0..20)
             .prop_map(|target| EntryKind::Symlink { target }),
         any::<u32>().prop_map(|target| EntryKind::HardLink { target }),
@@ -447,7 +456,10 @@ fn manifest() -> impl Strategy<Value = Manifest> {
                     // Chunk indexes must exist (§5.7): a run without chunks stands for none.
                     kind: if n == 0 {
                         match kind {
-                            EntryKind::File { size, .. } => EntryKind::File { size, runs: vec![] },
+                            EntryKind::File { size, .. } => EntryKind::File {
+                                size,
+                                runs: Default::default(),
+                            },
                             k => k,
                         }
                     } else {
