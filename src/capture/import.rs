@@ -20,8 +20,7 @@ use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 
 use super::CaptureError;
-use super::commit_watch::CommitWatch;
-use super::into_store::{check_packs_after_commit, load_index, store_error, to_utc, version_head};
+use super::into_store::{commit_version, load_index, store_error, to_utc, version_head};
 use crate::envelope::Unlock;
 use crate::format::PayloadError;
 use crate::format::frame::encode_manifest;
@@ -135,22 +134,9 @@ pub fn import_into_store(
     let frame = encode_manifest(&m)?;
     let mut head = version_head(&m, series, &version, None, &frame, &uploaded, &opts.tags);
     head.rescue = rescue.as_ref().map(|(b, _)| b.clone());
-    lock.check_before_commit()
-        .map_err(|e| store_error(&shown, e))?;
-    // An interrupt from here on waits for the commit's answer and reports it (§4.4).
-    let commit = CommitWatch::new(format!("{shown}@{version}"));
-    let _commit = interrupts.on_interrupt_status(String::new(), commit.on_interrupt());
-    commit.sending();
-    let put = store.put_version(&head, &frame, None);
-    commit.answered(put.as_ref().map(drop).map_err(|e| e.to_string()));
-    let (version_rel, version_bytes) = put.map_err(|e| store_error(&shown, e))?;
-    if lock.in_trouble() {
-        check_packs_after_commit(store, &head, &version_rel).map_err(|e| store_error(&shown, e))?;
-    }
-    if let Err(e) = lock.release() {
-        progress.note(&format!("the store lock stays until it goes stale: {e}"));
-    }
-    drop(interrupts);
+    let version_bytes = commit_version(
+        store, lock, interrupts, &shown, &version, &head, &frame, None, progress,
+    )?;
     Ok(ImportReport {
         shown: format!("{shown}@{version}"),
         version,

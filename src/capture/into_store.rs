@@ -193,25 +193,9 @@ pub fn capture_into_store(
         .map_err(|e| store_error(&shown, e))?;
     let mut head = version_head(m, series, &version, parent, &frame, &uploaded, tags);
     head.rescue = blobs.as_ref().map(|(b, _)| b.clone());
-    lock.check_before_commit()
-        .map_err(|e| store_error(&shown, e))?;
-    // An interrupt from here on waits for the commit's answer and reports it (§4.4),
-    // before the lock is deleted (its cleanup runs first: registered last).
-    let commit = CommitWatch::new(format!("{shown}@{version}"));
-    let _commit = interrupts.on_interrupt_status(String::new(), commit.on_interrupt());
-    commit.sending();
-    let put = store.put_version(&head, &frame, nonce);
-    commit.answered(put.as_ref().map(drop).map_err(|e| e.to_string()));
-    let (version_rel, version_bytes) = put.map_err(|e| store_error(&shown, e))?;
-    // §4.3 step 6: a lock in trouble around the commit may have let a sweep run meanwhile.
-    if lock.in_trouble() {
-        check_packs_after_commit(store, &head, &version_rel).map_err(|e| store_error(&shown, e))?;
-    }
-    // Committed: a failure to delete the lock only leaves it to go stale.
-    if let Err(e) = lock.release() {
-        progress.note(&format!("the store lock stays until it goes stale: {e}"));
-    }
-    drop(interrupts);
+    let version_bytes = commit_version(
+        store, lock, interrupts, &shown, &version, &head, &frame, nonce, progress,
+    )?;
     if opts.verify {
         verify_version(store, series, &version, opts.threads, progress)?;
     }
@@ -299,6 +283,42 @@ fn wait_past(t: Option<chrono::DateTime<chrono::Utc>>) {
 
 /// The previous version as the files cache, its name and its head's rescue blobs.
 type PreviousVersion = (Option<Base>, Option<String>, Option<RescueBlobs>);
+
+/// §4.3's commit, shared by a capture and an import (§8): the lock checked, the version
+/// object PUT (an interrupt from then on waits for its answer and reports it, before the
+/// lock is deleted: its cleanup runs first, registered last), the packs checked again when
+/// the lock's refreshes failed around it (step 6), then the lock deleted (a failure to delete
+/// it only leaves it to go stale) and the interrupt handling ended. Returns the version
+/// object's length.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn commit_version(
+    store: &Store,
+    lock: crate::store::HeldLock,
+    interrupts: super::interrupt::Interrupts,
+    shown: &str,
+    version: &str,
+    head: &VersionHead,
+    frame: &[u8],
+    nonce: Option<[u8; 16]>,
+    progress: &dyn Progress,
+) -> Result<u64, CaptureError> {
+    lock.check_before_commit()
+        .map_err(|e| store_error(shown, e))?;
+    let commit = CommitWatch::new(format!("{shown}@{version}"));
+    let _commit = interrupts.on_interrupt_status(String::new(), commit.on_interrupt());
+    commit.sending();
+    let put = store.put_version(head, frame, nonce);
+    commit.answered(put.as_ref().map(drop).map_err(|e| e.to_string()));
+    let (version_rel, version_bytes) = put.map_err(|e| store_error(shown, e))?;
+    if lock.in_trouble() {
+        check_packs_after_commit(store, head, &version_rel).map_err(|e| store_error(shown, e))?;
+    }
+    if let Err(e) = lock.release() {
+        progress.note(&format!("the store lock stays until it goes stale: {e}"));
+    }
+    drop(interrupts);
+    Ok(version_bytes)
+}
 
 /// Every pack `head` names must still exist after a commit made while the lock's refreshes
 /// failed (§4.3 step 6): a missing one means a sweep deleted it meanwhile, so the version
