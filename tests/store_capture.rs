@@ -52,19 +52,7 @@ fn new_bytes(g: &Garage, store: &str) -> Vec<(String, u64)> {
 
 /// A tree of a few hundred files, some compressible, some not.
 fn tree(dir: &Path) -> PathBuf {
-    let root = dir.join("root");
-    for d in 0..8 {
-        let sub = root.join(format!("d{d}"));
-        std::fs::create_dir_all(&sub).unwrap();
-        for f in 0..40 {
-            let text = format!("file {d}/{f}\n").repeat(200 + f * 10);
-            std::fs::write(sub.join(format!("t{f}.txt")), text).unwrap();
-        }
-        let noise = common::iso::noise(300_000, 0x5eed + d as u64);
-        std::fs::write(sub.join("noise.bin"), noise).unwrap();
-    }
-    std::os::unix::fs::symlink("d0/t1.txt", root.join("link")).unwrap();
-    root
+    common::text_and_noise_tree(dir, 8, 40, 300_000, 0x5eed)
 }
 
 #[test]

@@ -60,19 +60,8 @@ fn osimage(g: &Garage, args: &[&OsStr]) -> common::Run {
 
 /// A tree of a few hundred files, one of them named [`FILE`].
 fn tree(dir: &Path) -> PathBuf {
-    let root = dir.join("root");
-    for d in 0..6 {
-        let sub = root.join(format!("d{d}"));
-        std::fs::create_dir_all(&sub).unwrap();
-        for f in 0..30 {
-            let text = format!("file {d}/{f}\n").repeat(200 + f * 10);
-            std::fs::write(sub.join(format!("t{f}.txt")), text).unwrap();
-        }
-        let noise = common::iso::noise(300_000, 0xc0de + d as u64);
-        std::fs::write(sub.join("noise.bin"), noise).unwrap();
-    }
+    let root = common::text_and_noise_tree(dir, 6, 30, 300_000, 0xc0de);
     std::fs::write(root.join(FILE), b"alice 100\nbob 200\n".repeat(100)).unwrap();
-    std::os::unix::fs::symlink("d0/t1.txt", root.join("link")).unwrap();
     root
 }
 

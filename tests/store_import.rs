@@ -69,19 +69,7 @@ fn same_trees(a: &Path, b: &Path, what: &str) {
 
 /// A tree of a few hundred files, some compressible, some not.
 fn tree(dir: &Path) -> PathBuf {
-    let root = dir.join("root");
-    for d in 0..6 {
-        let sub = root.join(format!("d{d}"));
-        std::fs::create_dir_all(&sub).unwrap();
-        for f in 0..30 {
-            let text = format!("file {d}/{f}\n").repeat(200 + f * 10);
-            std::fs::write(sub.join(format!("t{f}.txt")), text).unwrap();
-        }
-        let noise = common::iso::noise(400_000, 0x1a90 + d as u64);
-        std::fs::write(sub.join("noise.bin"), noise).unwrap();
-    }
-    std::os::unix::fs::symlink("d0/t1.txt", root.join("link")).unwrap();
-    root
+    common::text_and_noise_tree(dir, 6, 30, 400_000, 0x1a90)
 }
 
 #[test]

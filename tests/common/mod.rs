@@ -559,3 +559,29 @@ pub fn same_files(a: &Path, b: &Path) {
         );
     }
 }
+
+/// The store tests' tree, some of it compressible and some not, made under `dir/root`:
+/// `dirs` directories `dN`, each with `files` text files `tF.txt` (the line `file N/F`
+/// repeated 200 + 10·F times) and `noise.bin` (`noise_len` bytes of noise seeded by
+/// `seed + N`), and a symlink `link` → `d0/t1.txt`. Returns the root.
+pub fn text_and_noise_tree(
+    dir: &Path,
+    dirs: usize,
+    files: usize,
+    noise_len: usize,
+    seed: u64,
+) -> PathBuf {
+    let root = dir.join("root");
+    for d in 0..dirs {
+        let sub = root.join(format!("d{d}"));
+        std::fs::create_dir_all(&sub).unwrap_or_else(|e| panic!("mkdir {}: {e}", sub.display()));
+        for f in 0..files {
+            let text = format!("file {d}/{f}\n").repeat(200 + f * 10);
+            std::fs::write(sub.join(format!("t{f}.txt")), text).expect("writing a text file");
+        }
+        let noise = iso::noise(noise_len, seed + d as u64);
+        std::fs::write(sub.join("noise.bin"), noise).expect("writing noise.bin");
+    }
+    std::os::unix::fs::symlink("d0/t1.txt", root.join("link")).expect("symlink link");
+    root
+}
