@@ -90,11 +90,7 @@ pub fn import_into_store(
     // §4 step 3, after the lock: what unswept condemnations hold is not referenced.
     let pending = store.pending().map_err(|e| store_error(&shown, e))?;
     let cache = index_cache::cache_dir(&opts.index_cache, &store.id);
-    let mut index = load_index(store, cache.as_deref(), progress)?;
-    let condemned = pending.packs();
-    for (_, i) in &mut index.objects {
-        i.packs.retain(|p| !condemned.contains(&p.id));
-    }
+    let index = load_index(store, cache.as_deref(), &pending, progress)?;
     let base = StoreBase::new(&index.objects, None)?;
     let every = checkpoint::packs_per_index().map_err(|e| store_error(&shown, e))?;
     let mut uploader = PackUploader::start(store, every, cache);

@@ -126,11 +126,7 @@ pub fn capture_into_store(
     let mut scanned = steps::scan_against_base(&scope, snap.as_ref(), prev.as_mut())?;
 
     let cache = index_cache::cache_dir(&choices.index_cache, &store.id);
-    let mut index = load_index(store, cache.as_deref(), progress)?;
-    let condemned = pending.packs();
-    for (_, i) in &mut index.objects {
-        i.packs.retain(|p| !condemned.contains(&p.id));
-    }
+    let index = load_index(store, cache.as_deref(), &pending, progress)?;
     let base = StoreBase::new(&index.objects, prev)?;
     if let Some(why) = &base.dropped_cache {
         progress.note(&format!("every file is read again: {why}"));
@@ -373,14 +369,22 @@ fn previous_version(
 
 /// Every index object of the store, checked against its name: from the cache folder `cache`
 /// where it holds a good copy, else fetched.
+/// What unswept condemnations (`pending`) hold is left out, so nothing new references it
+/// (§4 step 3, after the lock).
 pub(super) fn load_index(
     store: &Store,
     cache: Option<&std::path::Path>,
+    pending: &crate::store::prune::state::Pending,
     progress: &dyn Progress,
 ) -> Result<index_cache::LoadedIndex, CaptureError> {
     progress.status("reading the store's index");
-    index_cache::load_index(store, cache, &mut |said| progress.note(&said))
-        .map_err(|e| store_error(&store.root.to_string(), e))
+    let mut index = index_cache::load_index(store, cache, &mut |said| progress.note(&said))
+        .map_err(|e| store_error(&store.root.to_string(), e))?;
+    let condemned = pending.packs();
+    for (_, i) in &mut index.objects {
+        i.packs.retain(|p| !condemned.contains(&p.id));
+    }
+    Ok(index)
 }
 
 /// The head of the new version (docs/STORE.md §2.5).

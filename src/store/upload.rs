@@ -206,21 +206,7 @@ impl PackSink for PackUploader {
     /// The index lists each new chunk by its whole BLAKE3, not the manifest's 16-byte id
     /// (docs/STORE.md §2.4).
     fn block_placed(&mut self, rec: &BlockRecord, chunks: &[NewChunk]) -> Result<(), PayloadError> {
-        self.blocks.push(IndexBlock {
-            offset: rec.offset,
-            stored_len: rec.stored_len,
-            raw_len: rec.raw_len,
-            codec: rec.codec,
-            hash: rec.hash,
-            chunks: chunks
-                .iter()
-                .map(|c| IndexChunk {
-                    id: c.hash,
-                    offset: c.record.offset,
-                    len: c.record.len,
-                })
-                .collect(),
-        });
+        self.blocks.push(index_block(rec, chunks));
         Ok(())
     }
 
@@ -248,5 +234,25 @@ impl PackSink for PackUploader {
         tx.send(upload)
             .map_err(|_| self.error("the upload threads stopped"))?;
         self.check()
+    }
+}
+
+/// A block as an index object lists it: its record and each new chunk by its whole BLAKE3
+/// (docs/STORE.md §2.4).
+pub fn index_block(rec: &BlockRecord, chunks: &[NewChunk]) -> IndexBlock {
+    IndexBlock {
+        offset: rec.offset,
+        stored_len: rec.stored_len,
+        raw_len: rec.raw_len,
+        codec: rec.codec,
+        hash: rec.hash,
+        chunks: chunks
+            .iter()
+            .map(|c| IndexChunk {
+                id: c.hash,
+                offset: c.record.offset,
+                len: c.record.len,
+            })
+            .collect(),
     }
 }

@@ -91,21 +91,8 @@ impl PackSink for Collect {
         Ok(())
     }
     fn block_placed(&mut self, rec: &BlockRecord, chunks: &[NewChunk]) -> Result<(), PayloadError> {
-        self.blocks.push(IndexBlock {
-            offset: rec.offset,
-            stored_len: rec.stored_len,
-            raw_len: rec.raw_len,
-            codec: rec.codec,
-            hash: rec.hash,
-            chunks: chunks
-                .iter()
-                .map(|c| IndexChunk {
-                    id: c.hash,
-                    offset: c.record.offset,
-                    len: c.record.len,
-                })
-                .collect(),
-        });
+        self.blocks
+            .push(crate::store::upload::index_block(rec, chunks));
         Ok(())
     }
     fn end_pack(&mut self, rec: &PackRecord) -> Result<(), PayloadError> {
