@@ -40,11 +40,13 @@ pub struct Run {
 
 /// Turns `ranges` (in the order they will be read) into runs: a range that lies whole within
 /// a run made before (in a gap that run fetches anyway) is read from that run's bytes, so no
-/// byte is fetched twice for it; else it joins the run before it when it starts within that
-/// run or at most `MAX_GAP` after its end, the gap holds at most `MAX_REFETCH` bytes of
-/// ranges planned before (fetched already, by their own run: extract plans its large files
-/// first, then the small ones around them; a block or two written out of order is let
-/// through) and the run stays within `MAX_RUN`; else it starts a new run. Empty ranges,
+/// byte is fetched twice for it; else it joins a run (the last one made, else the one just
+/// before it or just after it: plans jump between files far apart and back) when it lies at
+/// most `MAX_GAP` after that run's end or before its start (the run grows back: capture's
+/// threads write blocks out of order), the gap holds at most `MAX_REFETCH` bytes of ranges planned
+/// before (fetched already, by their own run: extract plans its large files first, then the
+/// small ones around them; a block or two written out of order is let through) and the run
+/// stays within `MAX_RUN`; else it starts a new run. Empty ranges,
 /// ranges past `object_len` and ranges planned before are left out (the first occurrence is
 /// the one fetched). (Refusing gaps that hold ranges planned later instead split the plan of
 /// a Debian system's extract into 1619 runs instead of 236; fetching those ranges again with
@@ -93,26 +95,50 @@ pub fn build_cut_runs(ranges: &[(u64, u64)], ends: &[u64]) -> Vec<Run> {
             runs[i].planned_at.push(now);
             continue;
         }
-        let gap_is_planned = |r_end: u64| {
-            at > r_end && starts.range(r_end..at).map(|(_, l)| *l).sum::<u64>() > MAX_REFETCH
+        // Bytes of ranges planned before that lie in `from..to` (fetched by their own run).
+        let planned_in = |from: u64, to: u64| -> u64 {
+            if from >= to {
+                return 0;
+            }
+            starts.range(from..to).map(|(_, l)| *l).sum()
         };
-        let joins = runs.last().is_some_and(|r: &Run| {
+        // A run grows to take the range, ahead of it or behind it (a block written before
+        // the one planned first: capture's threads finish out of order), when the gap between
+        // them is small and holds few bytes planned before, and the run stays within MAX_RUN
+        // and one part. The last run is tried first, then the runs just before and just
+        // after the range (the plan jumps between files far apart and back).
+        let joins = |r: &Run| {
             let r_end = r.at + r.len;
-            at >= r.at
-                && at <= r_end.saturating_add(MAX_GAP)
-                && r_end.max(end) - r.at <= MAX_RUN
-                && !gap_is_planned(r_end)
-                && within(r.at, r_end.max(end))
-        });
+            let (from, to) = (r.at.min(at), r_end.max(end));
+            let (gap_from, gap_to) = if at >= r.at { (r_end, at) } else { (end, r.at) };
+            gap_to.saturating_sub(gap_from) <= MAX_GAP
+                && to - from <= MAX_RUN
+                && planned_in(gap_from, gap_to) <= MAX_REFETCH
+                && within(from, to)
+        };
+        let last = runs.len().checked_sub(1);
+        let before = by_start.range(..=(at, usize::MAX)).next_back();
+        let after = by_start.range((at, usize::MAX)..).next();
+        let grown = [last, before.map(|&(_, i)| i), after.map(|&(_, i)| i)]
+            .into_iter()
+            .flatten()
+            .find(|&i| joins(&runs[i]));
         starts.insert(at, len);
         let now = runs.len();
-        match runs.last_mut() {
-            Some(r) if joins => {
+        match grown {
+            Some(i) => {
+                let r = &mut runs[i];
+                if at < r.at {
+                    by_start.remove(&(r.at, i));
+                    by_start.insert((at, i));
+                    r.len += r.at - at;
+                    r.at = at;
+                }
                 r.len = (r.at + r.len).max(end) - r.at;
                 r.pieces.push((at, len));
                 r.planned_at.push(now - 1);
             }
-            _ => {
+            None => {
                 by_start.insert((at, now));
                 runs.push(Run {
                     at,
@@ -405,49 +431,59 @@ mod tests {
         let ranges = [
             (5 * MIB, 100),
             (5 * MIB + 50, 10), // inside the run already
-            (4 * MIB, 100),     // behind: a new run
+            (3 * MIB, 100),     // 2 MiB behind: a new run
             (5 * MIB, 100),     // planned before: left out
-            (4 * MIB + 200, 100),
-            (0, 0), // empty
+            (3 * MIB + 200, 100),
+            (3 * MIB - 1000, 100), // just behind: the run grows back to take it
+            (0, 0),                // empty
         ];
         let runs = build_runs(&ranges, 1 << 30);
-        assert_eq!(spans(&runs), [(5 * MIB, 100), (4 * MIB, 300)]);
+        assert_eq!(spans(&runs), [(5 * MIB, 100), (3 * MIB - 1000, 1300)]);
         assert_eq!(runs[0].pieces, [(5 * MIB, 100), (5 * MIB + 50, 10)]);
-        assert_eq!(runs[1].pieces, [(4 * MIB, 100), (4 * MIB + 200, 100)]);
+        assert_eq!(
+            runs[1].pieces,
+            [(3 * MIB, 100), (3 * MIB + 200, 100), (3 * MIB - 1000, 100)]
+        );
     }
 
     #[test]
-    fn a_gap_holding_ranges_planned_before_is_not_fetched_again() {
-        // a large file's block first (over 512 KiB at 10 MiB), then small files' blocks around it
+    fn small_blocks_around_a_large_one_grow_its_run() {
+        // a large file's block first (over 512 KiB at 10 MiB), another file far away, then small
+        // files' blocks around the large one, ahead of it and behind it: the large block's run
+        // grows to take them (it is their neighbour, though not the last run), no byte twice
         let k512 = MAX_REFETCH + 1;
         let ranges = [
             (10 * MIB, k512),
-            (10 * MIB - 300, 100),
-            (10 * MIB - 150, 100), // joins: the gap holds nothing planned
-            // 0.5 MiB on: near enough, but the gap holds the large file's block
+            (20 * MIB, 100),
             (10 * MIB + k512 + 100, 100),
+            (10 * MIB - 300, 100),
+            (10 * MIB - 150, 100),
             (10 * MIB + k512 + 300, 100),
-            // planned after the small files it lies among: a run of its own
-            (10 * MIB - 1000, 100),
         ];
         let runs = build_runs(&ranges, 1 << 30);
         assert_eq!(
             spans(&runs),
-            [
-                (10 * MIB, k512),
-                (10 * MIB - 300, 250),
-                (10 * MIB + k512 + 100, 300),
-                (10 * MIB - 1000, 100),
-            ]
+            [(10 * MIB - 300, k512 + 700), (20 * MIB, 100)]
         );
-        let fetched: u64 = runs.iter().map(|r| r.len).sum();
-        assert_eq!(fetched, k512 + 650, "no byte twice");
-        // a block written out of order: fetched twice rather than split the run
+        assert_eq!(
+            runs[0].pieces,
+            [ranges[0], ranges[2], ranges[3], ranges[4], ranges[5]]
+        );
+        assert_eq!(
+            runs[0].planned_at,
+            [0, 1, 1, 1, 1],
+            "planned while run 1 was last"
+        );
+        // a block written out of order (capture's threads finish in any order): the run
+        // grows back to take it, no byte fetched twice
         let k200 = 200 << 10;
         let swapped = [(k200, k200), (0, k200), (2 * k200, k200)];
+        assert_eq!(spans(&build_runs(&swapped, 1 << 30)), [(0, 3 * k200)]);
+        // a plan that jumps between two places and back: one run for each place
+        let jumps = [(0, 100), (5 * MIB, 100), (200, 100), (5 * MIB - 300, 100)];
         assert_eq!(
-            spans(&build_runs(&swapped, 1 << 30)),
-            [(k200, k200), (0, 3 * k200)]
+            spans(&build_runs(&jumps, 1 << 30)),
+            [(0, 300), (5 * MIB - 300, 400)]
         );
     }
 

@@ -44,7 +44,8 @@ struct Inner {
     reads: Mutex<ReadCache>,
     /// Signalled when a fetch of `reads` ends (`ReadCache::start`).
     fetched: Condvar,
-    /// The plan and the runs fetched ahead.
+    /// The plan and the runs fetched ahead. Lock order: `ahead`, then `reads` (never the
+    /// reverse).
     ahead: Mutex<Ahead>,
     /// Signalled when a run ends, a piece is read, the plan changes or the object is dropped.
     moved: Condvar,
@@ -297,10 +298,18 @@ impl RangeRead for HttpObject {
             buf.copy_from_slice(&bytes);
             return Ok(());
         }
-        // Reads of 4 KiB or more (blocks, a manifest) are fetched as asked; headers, directory
-        // records and small blocks through the pages.
+        // Reads of 4 KiB or more (blocks, a manifest) are fetched as asked (a kept read first:
+        // `cached_read`); headers, directory records and small blocks through the pages,
+        // unless kept whole (a planned piece another thread took out of the plan).
         if (buf.len() as u64) < DIRECT_FROM {
-            inner.read_paged(buf, at)
+            let kept = lock(&inner.reads).get(at, buf.len());
+            match kept {
+                Some(bytes) => {
+                    buf.copy_from_slice(&bytes);
+                    Ok(())
+                }
+                None => inner.read_paged(buf, at),
+            }
         } else if lock(&inner.reads).read_pages(buf, at, inner.len) {
             Ok(())
         } else {
@@ -320,8 +329,10 @@ impl RangeRead for HttpObject {
     /// Bytes that failed their hash: the kept pages and reads holding them, and the planned
     /// pieces, are dropped, so the next read goes to the server.
     fn forget(&self, at: u64, len: u64) -> bool {
-        lock(&self.inner.reads).forget(at, len);
+        // The plan first: a reader taking a piece out of it keeps the piece among the reads
+        // under the plan's lock, so once both are forgotten neither holds the bytes.
         lock(&self.inner.ahead).forget(at, len);
+        lock(&self.inner.reads).forget(at, len);
         self.inner.conn.counters.refetch();
         true
     }

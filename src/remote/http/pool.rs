@@ -75,11 +75,13 @@ impl Inner {
                 Lookup::Failed(e) => return Err(e),
                 Lookup::Wait => a = self.moved.wait(a).unwrap_or_else(|p| p.into_inner()),
                 Lookup::Ready(bytes) => {
+                    // Kept like any read, for a second thread reading the same block, before
+                    // the plan's lock is let go: that thread finds the piece out of the plan
+                    // and must then find it among the reads, not fetch it again.
+                    lock(&self.reads).keep(at, bytes.clone());
                     drop(a);
                     // room in the budget: a fetcher may go on
                     self.moved.notify_all();
-                    // kept like any read, for a second thread reading the same block
-                    lock(&self.reads).keep(at, bytes.clone());
                     return Ok(Some(bytes));
                 }
                 Lookup::Fetch(claim) => {
