@@ -218,6 +218,15 @@ fn a_version_with_rescue_blobs_exports_to_an_iso_and_a_oimg_that_read_as_it_does
         "{}",
         text.describe()
     );
+    // The same version named by plain URLs (`--plain-url`).
+    crate::store_netboot::plain_urls_read_the_version(
+        &g,
+        &run,
+        &version,
+        &store,
+        &first[0],
+        dir.path(),
+    );
 }
 
 /// A tree of files, no kernel.

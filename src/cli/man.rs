@@ -362,6 +362,16 @@ fn sections(path: &str) -> String {
              reading an image from an https:// URL, when --ca is not given.",
         ),
         (
+            "OSIMAGE_CONNECTIONS",
+            "How many requests fetch ahead the blocks a read of an image over HTTP or S3 will \
+             need, 1 to 32, when --connections is not given (default 4).",
+        ),
+        (
+            "OSIMAGE_IPXE_DIR",
+            "Where netboot --with-ipxe finds undionly.kpxe and ipxe.efi (default /usr/lib/ipxe, \
+             from Debian's ipxe package).",
+        ),
+        (
             "OSIMAGE_WAITING_EVERY",
             "Seconds between the \"waiting for URL: last error, retry N in S s\" lines on \
              stderr while a request to an http:// or https:// image keeps failing, the first \
