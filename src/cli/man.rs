@@ -124,6 +124,19 @@ const EXAMPLES: &[(&str, &str, &str)] = &[
          days, so the machines need no credentials.",
     ),
     (
+        "netboot",
+        "osimage netboot s3://images/fleet/web01 -o /srv/tftp/web01 --plain-url http://mirror.lan/images/ --with-ipxe",
+        "From a store version whose objects http://mirror.lan/images/ serves by key without \
+         signatures: nothing expires, the version is pinned for 7 days, and iPXE's \
+         undionly.kpxe and ipxe.efi are copied beside the files.",
+    ),
+    (
+        "export",
+        "osimage export s3://images/fleet/web01 -o web01.iso --compact",
+        "A bootable ISO of the newest version of web01 holding only the blocks it uses, in \
+         packs of its own.",
+    ),
+    (
         "import",
         "AWS_ENDPOINT_URL=https://s3.lan:3900 osimage import /srv/images/web01.iso s3://images/site-a/web01.iso",
         "Upload web01.iso to the bucket images of a self-hosted store (credentials from \
