@@ -67,12 +67,16 @@ pub use refresh::Base;
 pub use refresh::diff::{ChangeKind, Diff, diff};
 pub use refresh::lineage::{Lineage, LineageJson, from_manifest as lineage_from_manifest};
 pub use remote::s3;
-pub use remote::{HttpObject, NetStats, RetryPolicy, Trust, TrustError, is_url, redact};
+pub use remote::{
+    HttpObject, MAX_CONNECTIONS, MAX_FETCH_CACHE_MIB, NetStats, RetryPolicy, Trust, TrustError,
+    is_url, redact,
+};
 pub use rescue::reuse::{RescueJson, from_manifest as rescue_from_manifest};
 pub use rescue::{Rescue, RescueSpec, build_rescue, id_marker_path, image_id_hex, plan_rescue};
 
 // Network boot of an ISO's rescue environment (docs/NETBOOT.md).
-pub use netboot::store::{StoreNetbootRequest, write_store_netboot_dir};
+pub use netboot::ipxe::{DEBIAN_IPXE_DIR, IPXE_FILES};
+pub use netboot::store::{StoreNetbootRequest, StoreUrls, write_store_netboot_dir};
 pub use netboot::{
     MAX_BOOT_FILE, MAX_CMDLINE, NetbootError, NetbootReport, NetbootRequest, ScriptError,
     check_arguments as check_netboot_arguments, write_netboot_dir,

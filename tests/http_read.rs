@@ -680,3 +680,56 @@ fn parts_read_as_one_object_with_one_plan() {
         "every request asks for one part: {targets:?}"
     );
 }
+
+/// `--connections N` and `--fetch-cache MiB` (STORE.md §7.2.1) set how a plan is fetched: one
+/// connection and a 1 MiB cache extract the same tree as the local file, and still in runs
+/// (far fewer requests than blocks). Values out of range are usage errors naming the flag,
+/// and a bad `OSIMAGE_CONNECTIONS` names the variable.
+#[test]
+fn connections_and_fetch_cache_set_the_plan_and_bad_values_are_named() {
+    let i = images();
+    let server = serve();
+    let url = server.url("system.oimg");
+    let dest = i.dir.join("one-connection");
+    let run = osimage(&[
+        s("extract"),
+        s(&url),
+        s("-C"),
+        dest.as_os_str(),
+        s("--connections"),
+        s("1"),
+        s("--fetch-cache"),
+        s("1"),
+    ])
+    .ok();
+    let from_file = i.dir.join("one-connection-file");
+    osimage(&[
+        s("extract"),
+        i.oimg.as_os_str(),
+        s("-C"),
+        from_file.as_os_str(),
+    ])
+    .ok();
+    assert_no_differences(
+        &diff_trees(&from_file, &dest, Options { nlink: true }),
+        "extract with one connection and a 1 MiB cache",
+    );
+    let len = std::fs::metadata(&i.oimg).expect("stat").len();
+    let requests = count_before(&summary(&run), "requests");
+    assert!(requests <= len.div_ceil(16 << 20) + 8, "{}", summary(&run));
+    for (flag, value) in [
+        ("--connections", "0"),
+        ("--connections", "33"),
+        ("--connections", "x"),
+        ("--fetch-cache", "0"),
+        ("--fetch-cache", "16385"),
+    ] {
+        osimage(&[s("verify"), s(&url), s(flag), s(value)])
+            .usage_error()
+            .mentions(flag.as_bytes());
+    }
+    common::osimage_env([s("info"), s(&url)], &[("OSIMAGE_CONNECTIONS", "99")])
+        .usage_error()
+        .mentions(b"OSIMAGE_CONNECTIONS");
+    common::osimage_env([s("info"), s(&url)], &[("OSIMAGE_CONNECTIONS", "2")]).ok();
+}

@@ -320,3 +320,90 @@ fn netboot_refuses_what_it_cannot_boot_naming_why() {
     left.retain(|n| n.starts_with('.') || n.starts_with("from-"));
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// `--with-ipxe` (STORE.md §9.1): iPXE's `undionly.kpxe` and `ipxe.efi` are copied into DIR
+/// beside the other files, from `OSIMAGE_IPXE_DIR` here (Debian's `ipxe` package puts them
+/// in /usr/lib/ipxe/, checked too when it is installed); a missing one is named with the
+/// package, exit 1, and nothing is written; `--plain-url` is refused for an ISO.
+#[test]
+fn netboot_with_ipxe_copies_its_files_or_names_the_missing_one() {
+    let r = real();
+    let work = common::scratch();
+    let ipxe = work.path().join("ipxe");
+    std::fs::create_dir(&ipxe).unwrap();
+    std::fs::write(ipxe.join("undionly.kpxe"), b"undionly bytes").unwrap();
+    let url = "http://10.0.2.2/web01.iso";
+    let dir = work.path().join("pxe");
+    let with_ipxe = |env: &[(&str, &str)]| {
+        common::osimage_env(
+            [
+                s("netboot"),
+                r.iso.as_os_str(),
+                s("-o"),
+                dir.as_os_str(),
+                s("--source"),
+                s(url),
+                s("--with-ipxe"),
+                s("--json"),
+            ],
+            env,
+        )
+    };
+    let env = [("OSIMAGE_IPXE_DIR", ipxe.to_str().unwrap())];
+    let run = with_ipxe(&env).fails();
+    let missing = ipxe.join("ipxe.efi");
+    assert!(
+        run.stderr
+            .contains(&format!("{}: missing", missing.display()))
+            && run.stderr.contains("ipxe package"),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(names(work.path()), ["ipxe"], "nothing written");
+
+    std::fs::write(&missing, b"efi bytes").unwrap();
+    let run = with_ipxe(&env).ok();
+    assert_eq!(
+        names(&dir),
+        [
+            "README.txt",
+            "boot.ipxe",
+            "initrd.img",
+            "ipxe.efi",
+            "undionly.kpxe",
+            "vmlinuz"
+        ]
+    );
+    assert_eq!(std::fs::read(dir.join("ipxe.efi")).unwrap(), b"efi bytes");
+    assert_eq!(
+        std::fs::read(dir.join("undionly.kpxe")).unwrap(),
+        b"undionly bytes"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&run.stdout).expect("JSON");
+    assert_eq!(v["files"].as_array().map(Vec::len), Some(6), "{v}");
+
+    // Debian's package, when this host has it.
+    let debian = Path::new("/usr/lib/ipxe");
+    if debian.join("undionly.kpxe").is_file() && debian.join("ipxe.efi").is_file() {
+        std::fs::remove_dir_all(&dir).unwrap();
+        with_ipxe(&[]).ok();
+        for f in ["undionly.kpxe", "ipxe.efi"] {
+            assert!(
+                std::fs::read(dir.join(f)).unwrap() == std::fs::read(debian.join(f)).unwrap(),
+                "{f} differs from the package's"
+            );
+        }
+    }
+
+    let other = work.path().join("plain");
+    let run = netboot(&[
+        r.iso.as_os_str(),
+        s("-o"),
+        other.as_os_str(),
+        s("--plain-url"),
+        s("http://m/b/"),
+    ]);
+    assert_eq!(run.code, 2, "{}", run.describe());
+    assert!(run.stderr.contains("--plain-url"), "{}", run.describe());
+    assert!(!other.exists());
+}

@@ -4,7 +4,9 @@
 //! neither again; the version exported to a `.oimg` and to an ISO verifies and lists as the
 //! version does, the ISO's packs are the store's objects byte for byte, its kernel is the
 //! blob and its initramfs starts with the core blob; a version captured without a kernel is
-//! refused as an ISO, and a damaged pack stops the export, named, leaving no file. (The ISO
+//! refused as an ISO, and a damaged pack stops the export, named, leaving no file; `--compact`
+//! writes only the blocks a version uses into new image packs (a `.oimg` smaller than the
+//! byte copy for a version sharing packs, and an ISO), reading as the version does. (The ISO
 //! is not booted here: the VM tests boot captured ISOs, and this one has the same files.)
 //! The same versions serve `store_netboot`'s checks of `osimage netboot` of a version.
 
@@ -157,6 +159,26 @@ fn a_version_with_rescue_blobs_exports_to_an_iso_and_a_oimg_that_read_as_it_does
     let listed = long(s(&version));
     assert_eq!(long(oimg.as_os_str()), listed, "list -l of the .oimg");
     assert_eq!(long(iso.as_os_str()), listed, "list -l of the ISO");
+    // --compact writes an ISO as well: new image packs, the same files.
+    let compact_iso = dir.path().join("web01-compact.iso");
+    let run = osimage(
+        &g,
+        &[
+            s("export"),
+            s(&version),
+            s("-o"),
+            compact_iso.as_os_str(),
+            s("--compact"),
+        ],
+    )
+    .ok();
+    assert!(run.stderr.contains("new packs"), "{}", run.describe());
+    osimage(&g, &[s("verify"), compact_iso.as_os_str()]).ok();
+    assert_eq!(
+        long(compact_iso.as_os_str()),
+        listed,
+        "list -l of the compact ISO"
+    );
 
     // The ISO's packs are the store's objects; its kernel the blob, its initrd the core
     // followed by the image's own id archive.
@@ -218,6 +240,15 @@ fn a_version_with_rescue_blobs_exports_to_an_iso_and_a_oimg_that_read_as_it_does
         "{}",
         text.describe()
     );
+    // The same version named by plain URLs (`--plain-url`).
+    crate::store_netboot::plain_urls_read_the_version(
+        &g,
+        &run,
+        &version,
+        &store,
+        &first[0],
+        dir.path(),
+    );
 }
 
 /// A tree of files, no kernel.
@@ -268,24 +299,7 @@ fn no_rescue_environment_and_a_damaged_pack_are_refused_leaving_no_file() {
     let run = |args: &[&OsStr]| osimage(&g, args);
     crate::store_netboot::refusals(&run, &address, dir.path());
     let oimg = out.join("files.oimg");
-    let run = osimage(
-        &g,
-        &[
-            s("export"),
-            s(&address),
-            s("-o"),
-            oimg.as_os_str(),
-            s("--compact"),
-        ],
-    );
-    assert_eq!(
-        run.code,
-        2,
-        "--compact is a usage error: {}",
-        run.describe()
-    );
-    assert!(run.stderr.contains("--compact"), "{}", run.describe());
-
+    exports_compact(&g, &root, &address, dir.path());
     // One byte of a block flipped in a pack object: same length, same header.
     let packs = keys(&g, "site/packs/");
     let victim = packs.first().expect("a pack");
@@ -293,7 +307,8 @@ fn no_rescue_environment_and_a_damaged_pack_are_refused_leaving_no_file() {
     let at = bytes.len() / 2;
     bytes[at] ^= 0x40;
     g.client().put(victim, &bytes).expect("put");
-    let run = osimage(&g, &[s("export"), s(&address), s("-o"), oimg.as_os_str()]).fails();
+    let first = format!("{address}@{version}");
+    let run = osimage(&g, &[s("export"), s(&first), s("-o"), oimg.as_os_str()]).fails();
     assert!(
         run.stderr.contains(victim.as_str()),
         "the pack is named: {}",
@@ -305,4 +320,84 @@ fn no_rescue_environment_and_a_damaged_pack_are_refused_leaving_no_file() {
         "nothing is left in {}: {left:?}",
         out.display()
     );
+}
+
+/// `export --compact` (STORE.md §8): a second version of `root` without half its large files
+/// shares the first one's packs and leaves their blocks unused; its compact `.oimg` is
+/// smaller than the byte-copy export, has neither store packs nor the `store` extension, and
+/// verifies (every block read), lists and extracts as the version does.
+fn exports_compact(g: &Garage, root: &Path, address: &str, dir: &Path) {
+    for d in 0..2 {
+        std::fs::remove_file(root.join(format!("d{d}/noise.bin"))).unwrap();
+    }
+    osimage(g, &[s("capture"), root.as_os_str(), s("-o"), s(address)]).ok();
+    let out = dir.join("compact");
+    std::fs::create_dir_all(&out).unwrap();
+    let (whole, compact) = (out.join("whole.oimg"), out.join("compact.oimg"));
+    osimage(g, &[s("export"), s(address), s("-o"), whole.as_os_str()]).ok();
+    let run = osimage(
+        g,
+        &[
+            s("export"),
+            s(address),
+            s("-o"),
+            compact.as_os_str(),
+            s("--compact"),
+        ],
+    )
+    .ok();
+    assert!(
+        run.stderr.contains("new packs of the blocks it uses") && run.stderr.contains("left out"),
+        "{}",
+        run.describe()
+    );
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len();
+    let (whole_len, compact_len) = (size(&whole), size(&compact));
+    eprintln!("export of {address}: {whole_len} bytes byte for byte, {compact_len} compact");
+    // Two of the four noise files are gone: about a third of what the byte copy holds
+    // (804,333 and 534,527 bytes when written).
+    assert!(
+        compact_len * 5 < whole_len * 4,
+        "the compact export ({compact_len} bytes) leaves out the two removed files' blocks \
+         (the byte copy has {whole_len})"
+    );
+    let reader = osimage::PayloadReader::open(&compact, &osimage::Unlock::default())
+        .expect("the compact export opens");
+    let m = reader.manifest();
+    assert!(
+        osimage::format::store_ref::from_manifest(m)
+            .expect("extensions")
+            .is_none(),
+        "no store extension"
+    );
+    // FORMAT.md §3, §6.1: the packs lie end to end after the image header, each an image
+    // pack (version 2) naming its position.
+    use osimage::format::records::{PackHeader, RECORD_LEN};
+    let bytes = std::fs::read(&compact).unwrap();
+    let mut at = RECORD_LEN;
+    for (i, p) in m.packs.iter().enumerate() {
+        let mut h = [0u8; RECORD_LEN];
+        h.copy_from_slice(&bytes[at..at + RECORD_LEN]);
+        let header = PackHeader::decode(&h).expect("pack header");
+        assert!(
+            matches!(header, PackHeader::Image { index, image_id } if index == i as u32 && image_id == m.image.id),
+            "pack {i}: {header:?}"
+        );
+        at += p.len as usize;
+    }
+    drop(bytes);
+    let verified = osimage(g, &[s("verify"), compact.as_os_str()]).ok();
+    assert!(
+        verified.stdout_str().contains(": OK"),
+        "{}",
+        verified.describe()
+    );
+    let long = |img: &OsStr| osimage(g, &[s("list"), s("-l"), img]).ok().stdout;
+    assert_eq!(long(compact.as_os_str()), long(s(address)), "list -l");
+    let (a, b) = (out.join("x-compact"), out.join("x-store"));
+    for (img, to) in [(compact.as_os_str(), &a), (s(address), &b)] {
+        osimage(g, &[s("extract"), img, s("-C"), to.as_os_str()]).ok();
+    }
+    let diffs = common::compare::diff_trees(&b, &a, common::compare::Options { nlink: true });
+    common::compare::assert_no_differences(&diffs, "extract of the compact export");
 }

@@ -172,3 +172,117 @@ pub fn refusals(run: &dyn Fn(&[&OsStr]) -> common::Run, address: &str, dir: &Pat
     assert_eq!(r.code, 2, "{}", r.describe());
     assert!(!out.exists(), "nothing written");
 }
+
+/// `netboot --plain-url BASE` (STORE.md §9.1 "Plain URLs"): the objects of the store, served
+/// by key under BASE (here mirrored from Garage onto the loopback HTTP server of
+/// `tests/common/http.rs`, at `/mirror/KEY`), are named BASE/KEY in `source.conf`, nothing
+/// expires, the agent's reader opens and verifies the version through them with no
+/// credentials, and the version is pinned for 7 days; the flags that do not go with it are
+/// usage errors that write nothing.
+pub fn plain_urls_read_the_version(
+    g: &common::garage::Garage,
+    run: &dyn Fn(&[&OsStr]) -> common::Run,
+    address: &str,
+    store: &str,
+    head: &VersionHead,
+    dir: &Path,
+) {
+    let mirror = dir.join("mirror");
+    std::fs::create_dir_all(&mirror).unwrap();
+    let mut files = Vec::new();
+    for (i, key) in g.keys("").into_iter().enumerate() {
+        let bytes = g.client().get(&key, 1 << 30).expect("get").expect("listed");
+        let path = mirror.join(format!("object-{i}"));
+        std::fs::write(&path, bytes).unwrap();
+        files.push((format!("mirror/{key}"), path));
+    }
+    let named: Vec<(&str, std::path::PathBuf)> =
+        files.iter().map(|(n, p)| (n.as_str(), p.clone())).collect();
+    let server = common::http::Server::start(&named);
+    let base = server.url("mirror");
+    let out = dir.join("netboot-plain");
+    let done = run(&[
+        OsStr::new("netboot"),
+        OsStr::new(address),
+        OsStr::new("-o"),
+        out.as_os_str(),
+        OsStr::new("--plain-url"),
+        OsStr::new(&base),
+        OsStr::new("--json"),
+    ])
+    .ok();
+    let doc: serde_json::Value = serde_json::from_slice(&done.stdout).expect("--json");
+    assert!(doc["expires"].is_null(), "{doc}");
+    assert_eq!(server.answers.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let conf = source_conf_in(&std::fs::read(out.join("initrd.img")).unwrap());
+    assert_eq!(conf.expires, None);
+    let prefix = address
+        .strip_prefix("s3://")
+        .and_then(|a| a.split_once('/'))
+        .map(|(_, rest)| rest.rsplit_once('/').expect("prefix/NAME").0)
+        .expect("an s3:// address");
+    assert_eq!(
+        conf.object.url,
+        format!("{base}/{prefix}/images/web01/{}", head.version)
+    );
+    for p in &conf.packs {
+        assert_eq!(
+            p.url,
+            format!("{base}/{prefix}/packs/{}/{}", &p.id[..2], p.id)
+        );
+    }
+    let readme = std::fs::read_to_string(out.join("README.txt")).unwrap();
+    assert!(
+        readme.contains("do not expire") && readme.contains(&base),
+        "{readme}"
+    );
+    let open = open_from_conf(&conf, RetryPolicy::default(), &Trust::default())
+        .expect("the version opens through its plain URLs");
+    let report = osimage::verify(&open.reader, 2, &NoProgress).expect("verify");
+    assert!(report.ok(), "every block checks: {:?}", report.problems);
+    assert!(server.answers.load(std::sync::atomic::Ordering::SeqCst) > conf.packs.len() as u64);
+
+    // Pinned for --pin-for's default, 7 days.
+    let ls = run(&[
+        OsStr::new("store"),
+        OsStr::new("ls"),
+        OsStr::new(store),
+        OsStr::new("-l"),
+        OsStr::new("--json"),
+    ])
+    .ok();
+    let doc: serde_json::Value = serde_json::from_slice(&ls.stdout).expect("store ls --json");
+    let why = format!("netboot {}", out.display());
+    let until = doc["series"][0]["versions"][0]["pins"]
+        .as_array()
+        .expect("pins")
+        .iter()
+        .find(|p| p["why"] == why.as_str())
+        .and_then(|p| p["until"].as_str())
+        .map(|t| chrono::DateTime::parse_from_rfc3339(t).expect("RFC 3339"))
+        .unwrap_or_else(|| panic!("no pin {why:?}: {doc}"));
+    let days = (until.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_hours();
+    assert!((167..=168).contains(&days), "pinned for {days} h");
+
+    // What does not go with --plain-url, or with presigned URLs, is refused.
+    let refused = dir.join("netboot-refused");
+    for args in [
+        vec!["--plain-url", &base, "--expires", "1h"],
+        vec!["--plain-url", &base, "--presign-endpoint", "http://h:1"],
+        vec!["--pin-for", "30d"],
+        vec!["--plain-url", "ftp://mirror/b/"],
+        vec!["--plain-url", "http://mirror/b/?x=1"],
+        vec!["--plain-url", &base, "--pin-for", "0d"],
+    ] {
+        let mut all = vec![
+            OsStr::new("netboot"),
+            OsStr::new(address),
+            OsStr::new("-o"),
+            refused.as_os_str(),
+        ];
+        all.extend(args.iter().map(OsStr::new));
+        let r = run(&all);
+        assert_eq!(r.code, 2, "{}", r.describe());
+        assert!(!refused.exists(), "nothing written: {args:?}");
+    }
+}

@@ -17,7 +17,10 @@
 //! https:// URL of the `.iso`, read with Range requests instead of looking for a boot medium),
 //! `osimage.net=dhcp|IF:ADDR/PREFIX[:GATEWAY[:DNS]]` (default DHCP on every interface with a
 //! link), `osimage.ca=PATH` (PEM CA certificates trusted besides the bundled roots),
-//! `osimage.retry-for=SECONDS` (how long a failing request is retried, default 600).
+//! `osimage.retry-for=SECONDS` (how long a failing request is retried, default 600),
+//! `osimage.connections=N` (requests fetching ahead, 1 to 32, default 4) and
+//! `osimage.fetch-cache=MiB` (bytes fetched ahead and not yet read, default 128; both
+//! docs/STORE.md §7.2.1; a bad value fails the restore naming the parameter).
 //!
 //! `osimage.bench=dd`: after the unpack, dd writes as many bytes to the same disk and one
 //! `OSIMAGE-BENCH` line gives both rates (docs/PERFORMANCE.md "Agent unpack against dd").
@@ -69,6 +72,11 @@ pub struct AgentOptions {
     pub ca: Option<String>,
     /// Seconds a failing request is retried (`osimage.retry-for=`).
     pub retry_for: Option<u64>,
+    /// Requests fetching ahead (`osimage.connections=`), as written: checked when the
+    /// source is opened, so a bad value is named rather than ignored.
+    pub connections: Option<String>,
+    /// MiB fetched ahead at most (`osimage.fetch-cache=`), as written.
+    pub fetch_cache: Option<String>,
     /// `osimage.bench=dd`: time dd writing the unpack's bytes after it (issue #23).
     pub write_bench: bool,
 }
@@ -98,6 +106,8 @@ impl Default for AgentOptions {
             net: None,
             ca: None,
             retry_for: None,
+            connections: None,
+            fetch_cache: None,
             write_bench: false,
         }
     }
@@ -153,6 +163,8 @@ impl AgentOptions {
                 "net" => o.net = Some(value.to_string()).filter(|v| v != "dhcp" && !v.is_empty()),
                 "ca" if !value.is_empty() => o.ca = Some(value.to_string()),
                 "retry-for" | "retry_for" => o.retry_for = value.parse().ok(),
+                "connections" => o.connections = Some(value.to_string()),
+                "fetch-cache" | "fetch_cache" => o.fetch_cache = Some(value.to_string()),
                 "bench" => o.write_bench = value == "dd",
                 _ => {}
             }

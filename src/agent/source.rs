@@ -17,7 +17,9 @@ use crate::envelope::Unlock;
 use crate::format::PayloadError;
 use crate::format::source::RangeRead;
 use crate::payload::reader::PayloadReader;
-use crate::remote::{HttpObject, RetryPolicy, Trust, is_url, redact};
+use crate::remote::{
+    HttpObject, MAX_CONNECTIONS, MAX_FETCH_CACHE_MIB, RetryPolicy, Trust, is_url, redact,
+};
 use crate::store::read::open_from_conf;
 use crate::store::source_conf::SourceConf;
 
@@ -90,10 +92,7 @@ pub fn network_medium(opts: &AgentOptions, spec: &str, con: &Console) -> Result<
         None => Trust::default(),
         Some(p) => Trust::with_ca_file(Path::new(p)).map_err(|e| format!("bad-ca {e}"))?,
     };
-    let mut policy = RetryPolicy::default();
-    if let Some(s) = opts.retry_for {
-        policy.retry_for = Duration::from_secs(s);
-    }
+    let policy = policy(opts)?;
     let up = network::bring_up(
         opts.net.as_deref(),
         Duration::from_secs(opts.wait_secs),
@@ -145,6 +144,33 @@ pub fn network_medium(opts: &AgentOptions, spec: &str, con: &Console) -> Result<
     })
 }
 
+/// The requests' policy from the kernel parameters: `osimage.retry-for=`,
+/// `osimage.connections=` (1 to 32) and `osimage.fetch-cache=` (MiB, 1 to 16384); a bad
+/// value is a `bad-parameter` failure naming it.
+pub fn policy(opts: &AgentOptions) -> Result<RetryPolicy, String> {
+    let mut policy = RetryPolicy::default();
+    if let Some(s) = opts.retry_for {
+        policy.retry_for = Duration::from_secs(s);
+    }
+    let number = |name: &str, value: &str, max: u64| {
+        value
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                format!("bad-parameter osimage.{name}={value:?} is not a number from 1 to {max}")
+            })
+    };
+    if let Some(v) = &opts.connections {
+        policy.connections = number("connections", v, MAX_CONNECTIONS as u64)? as usize;
+    }
+    if let Some(v) = &opts.fetch_cache {
+        policy.fetch_cache = number("fetch-cache", v, MAX_FETCH_CACHE_MIB)? << 20;
+    }
+    Ok(policy)
+}
+
 /// The file at `path`, refused when larger than a `source.conf` may be.
 fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read as _;
@@ -160,4 +186,33 @@ fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
         )));
     }
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fetch_parameters_set_the_policy_and_bad_ones_are_named() {
+        let p = policy(&AgentOptions::parse("osimage.retry-for=30")).expect("defaults");
+        assert_eq!(p.retry_for, Duration::from_secs(30));
+        assert_eq!(p.connections, 4);
+        assert_eq!(p.fetch_cache, 128 << 20);
+        let p = policy(&AgentOptions::parse(
+            "osimage.connections=16 osimage.fetch-cache=512",
+        ))
+        .expect("set");
+        assert_eq!((p.connections, p.fetch_cache), (16, 512 << 20));
+        for (cmdline, named) in [
+            ("osimage.connections=0", "osimage.connections=\"0\""),
+            ("osimage.connections=33", "osimage.connections=\"33\""),
+            ("osimage.connections=four", "osimage.connections=\"four\""),
+            ("osimage.fetch-cache=", "osimage.fetch-cache=\"\""),
+            ("osimage.fetch-cache=16385", "osimage.fetch-cache=\"16385\""),
+        ] {
+            let e = policy(&AgentOptions::parse(cmdline)).expect_err(cmdline);
+            assert!(e.starts_with("bad-parameter "), "{e}");
+            assert!(e.contains(named), "{cmdline}: {e}");
+        }
+    }
 }

@@ -131,9 +131,13 @@ pub fn verify_store_version(
             &crate::netboot::store::StoreNetbootRequest {
                 store,
                 version: &v,
-                endpoint: guest.to_string(),
+                urls: crate::netboot::store::StoreUrls::Presigned {
+                    endpoint: guest.to_string(),
+                    expires: v.conf.expires.clone().unwrap_or_default(),
+                },
                 extra_cmdline: String::new(),
                 dir: dir.to_path_buf(),
+                ipxe: None,
             },
         )
         .map(|_| ())

@@ -5,10 +5,12 @@
 //! writer of docs/ISO.md, unchanged) with the rescue files made from the version's blobs.
 //!
 //! The manifest frame is the version object's, byte for byte, and so is each pack
-//! (`store::export` checks every block and pack hash on the way). The file is written under a
-//! temporary name beside OUTPUT, read back whole (`payload::verify`: every chunk) and renamed
-//! into place only then: an export that fails leaves nothing that looks like an image.
-//! `--compact` and encrypted stores are later steps of §8; this build refuses them.
+//! (`store::export` checks every block and pack hash on the way); with `--compact`, new image
+//! packs hold only the blocks the version uses and the manifest is rewritten for them
+//! (`store::compact`). The file is written under a temporary name beside OUTPUT, read back
+//! whole (`payload::verify`: every chunk) and renamed into place only then: an export that
+//! fails leaves nothing that looks like an image. Encrypted stores are a later step of §8;
+//! this build refuses them.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -22,6 +24,7 @@ use super::iso_output::{self, BootFiles};
 use crate::envelope::Unlock;
 use crate::format::PayloadError;
 use crate::format::manifest::Manifest;
+use crate::format::sink::PackSink;
 use crate::image::iso_packs::IsoPackWriter;
 use crate::image::oimg::OimgWriter;
 use crate::progress::Progress;
@@ -41,6 +44,8 @@ pub struct ExportOptions {
     pub force: bool,
     /// Threads of the read-back.
     pub threads: usize,
+    /// `--compact`: new packs of the used blocks only, format version 2 (STORE.md §8).
+    pub compact: bool,
 }
 
 /// What an export wrote.
@@ -96,8 +101,8 @@ pub fn export_version(
         .reopen()
         .map_err(|e| PayloadError::io("cannot open", tmp.path(), e))?;
     let packs = match blobs {
-        None => write_oimg(&src, file, tmp.path(), progress)?,
-        Some(b) => write_iso(store, &src, &b, file, tmp.path(), progress)?,
+        None => write_oimg(&src, opts.compact, file, tmp.path(), progress)?,
+        Some(b) => write_iso(store, &src, &b, opts.compact, file, tmp.path(), progress)?,
     };
     finish(tmp, &output, opts, &shown, progress).map(|size| ExportReport {
         output,
@@ -129,16 +134,32 @@ fn output_is_iso(output: &Path) -> Result<bool, CaptureError> {
     }
 }
 
-/// A `.oimg`: the image header, the packs, the copied frame, the trailer.
+/// Copies the packs into `sink`: byte for byte, or (`compact`) the used blocks into new
+/// packs. Returns the counts and the manifest frame to write after them.
+fn copy_into(
+    src: &ExportSource,
+    compact: bool,
+    sink: &mut dyn PackSink,
+    progress: &dyn Progress,
+) -> Result<(CopiedPacks, Vec<u8>), CaptureError> {
+    if compact {
+        let c = src.copy_compact(sink, progress)?;
+        return Ok((c.packs, c.frame));
+    }
+    Ok((src.copy_packs(sink, progress)?, src.frame.clone()))
+}
+
+/// A `.oimg`: the image header, the packs, the frame, the trailer.
 fn write_oimg(
     src: &ExportSource,
+    compact: bool,
     file: File,
     path: &Path,
     progress: &dyn Progress,
 ) -> Result<CopiedPacks, CaptureError> {
     let mut w = OimgWriter::new(file, path, src.manifest().image.id, None)?;
-    let copied = src.copy_packs(&mut w, progress)?;
-    w.finish_frame(&src.frame)?;
+    let (copied, frame) = copy_into(src, compact, &mut w, progress)?;
+    w.finish_frame(&frame)?;
     Ok(copied)
 }
 
@@ -148,6 +169,7 @@ fn write_iso(
     store: &Store,
     src: &ExportSource,
     blobs: &RescueBlobs,
+    compact: bool,
     file: File,
     path: &Path,
     progress: &dyn Progress,
@@ -159,8 +181,8 @@ fn write_iso(
         .map_err(|e| PayloadError::io("cannot make a work folder in", &std::env::temp_dir(), e))?;
     let boot = boot_files(store, m, blobs, &work, &src.open.name, progress)?;
     let mut packs = IsoPackWriter::new(file, path, None)?;
-    let copied = src.copy_packs(&mut packs, progress)?;
-    let payload = packs.finish_frame(src.frame.clone())?;
+    let (copied, frame) = copy_into(src, compact, &mut packs, progress)?;
+    let payload = packs.finish_frame(frame)?;
     let root = PathBuf::from(OsStr::from_bytes(&m.image.source_root));
     let label = iso_output::volume_label(&m.image.id);
     iso_output::write(path, &label, &root, m, payload, &boot)?;

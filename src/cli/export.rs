@@ -1,6 +1,6 @@
 //! `osimage export s3://BUCKET/PREFIX/NAME[@VERSION] -o system.iso|system.oimg`: a version of
 //! an image store written out as a file that reads, verifies and boots like a captured one
-//! (docs/STORE.md §8, byte-copy mode).
+//! (docs/STORE.md §8: the store's packs byte for byte, or `--compact`).
 
 use std::path::PathBuf;
 
@@ -25,8 +25,10 @@ pub struct ExportArgs {
     /// Replace an existing OUTPUT.
     #[arg(long)]
     pub force: bool,
-    /// Write new packs holding only the blocks this version uses (not built yet: an export
-    /// copies the store's packs byte for byte).
+    /// Write new packs holding only the blocks this version uses, instead of the store's
+    /// packs byte for byte (which may hold blocks of other versions). The blocks are copied
+    /// as stored, each checked against its hash; the output is a plain image (format
+    /// version 2, no store packs) that osimages without store support read too.
     #[arg(long)]
     pub compact: bool,
     /// Threads of the read-back (default: the number of CPUs).
@@ -46,13 +48,6 @@ pub fn run(a: ExportArgs, p: &TermProgress) -> Result<i32, Failure> {
         ))
         .into());
     };
-    if a.compact {
-        return Err(UsageError(format!(
-            "{address}: --compact is not built yet (docs/STORE.md §8): export without it \
-             copies the store's packs as they are"
-        ))
-        .into());
-    }
     let client = a.net.store_client(&address.root)?;
     let store = Store::open(client, address.root.clone(), "export").map_err(|e| match e {
         osimage::store::StoreError::Unsupported(why) => {
@@ -69,6 +64,7 @@ pub fn run(a: ExportArgs, p: &TermProgress) -> Result<i32, Failure> {
         version,
         output: a.output,
         force: a.force,
+        compact: a.compact,
         threads: a
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
@@ -78,8 +74,12 @@ pub fn run(a: ExportArgs, p: &TermProgress) -> Result<i32, Failure> {
         lock.release(p);
     }
     let r = r?;
+    let how = match opts.compact {
+        true => "new packs of the blocks it uses",
+        false => "packs copied byte for byte",
+    };
     let mut line = format!(
-        "{}: {}@{} exported ({}, {} packs copied byte for byte, verified)",
+        "{}: {}@{} exported ({}, {} {how}, verified)",
         r.output.display(),
         address.root.to_string() + "/" + &address.series,
         opts.version,
@@ -90,7 +90,13 @@ pub fn run(a: ExportArgs, p: &TermProgress) -> Result<i32, Failure> {
         line.push_str(&format!("; rescue kernel {k}"));
     }
     p.say(&line);
-    if r.packs.unused_blocks > 0 {
+    if opts.compact {
+        p.say(&format!(
+            "{} in {} blocks of the store's packs left out (not used by this version)",
+            show::bytes(r.packs.unused_bytes),
+            r.packs.unused_blocks
+        ));
+    } else if r.packs.unused_blocks > 0 {
         p.say(&format!(
             "{} in {} blocks of those packs are not used by this version (blocks other \
              versions share the packs for)",

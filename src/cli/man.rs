@@ -124,6 +124,19 @@ const EXAMPLES: &[(&str, &str, &str)] = &[
          days, so the machines need no credentials.",
     ),
     (
+        "netboot",
+        "osimage netboot s3://images/fleet/web01 -o /srv/tftp/web01 --plain-url http://mirror.lan/images/ --with-ipxe",
+        "From a store version whose objects http://mirror.lan/images/ serves by key without \
+         signatures: nothing expires, the version is pinned for 7 days, and iPXE's \
+         undionly.kpxe and ipxe.efi are copied beside the files.",
+    ),
+    (
+        "export",
+        "osimage export s3://images/fleet/web01 -o web01.iso --compact",
+        "A bootable ISO of the newest version of web01 holding only the blocks it uses, in \
+         packs of its own.",
+    ),
+    (
         "import",
         "AWS_ENDPOINT_URL=https://s3.lan:3900 osimage import /srv/images/web01.iso s3://images/site-a/web01.iso",
         "Upload web01.iso to the bucket images of a self-hosted store (credentials from \
@@ -360,6 +373,16 @@ fn sections(path: &str) -> String {
             "OSIMAGE_CA",
             "A PEM file of CA certificates trusted besides the bundled Mozilla roots when \
              reading an image from an https:// URL, when --ca is not given.",
+        ),
+        (
+            "OSIMAGE_CONNECTIONS",
+            "How many requests fetch ahead the blocks a read of an image over HTTP or S3 will \
+             need, 1 to 32, when --connections is not given (default 4).",
+        ),
+        (
+            "OSIMAGE_IPXE_DIR",
+            "Where netboot --with-ipxe finds undionly.kpxe and ipxe.efi (default /usr/lib/ipxe, \
+             from Debian's ipxe package).",
         ),
         (
             "OSIMAGE_WAITING_EVERY",

@@ -47,6 +47,23 @@ pub struct NetbootArgs {
     /// host is part of the signature, so it must be the one the machines send.
     #[arg(long, value_name = "URL")]
     pub presign_endpoint: Option<String>,
+    /// For a store version: name its objects by plain URLs, BASE followed by each object's
+    /// key in the bucket (the store's prefix included), instead of presigned ones: for a
+    /// public-read bucket (path style: http://HOST:PORT/BUCKET/) or a web server in front of
+    /// the store. Nothing expires; the version is pinned for --pin-for.
+    #[arg(long, value_name = "BASE", conflicts_with_all = ["expires", "presign_endpoint"])]
+    pub plain_url: Option<String>,
+    /// With --plain-url: how long the version is pinned against prunes, as a number and a
+    /// unit (s, m, h, d), at most 3650d. Default 7d. After that a prune may delete it and the
+    /// machines can no longer read it; make the files again, or osimage store pin it.
+    #[arg(long, value_name = "DURATION", requires = "plain_url")]
+    pub pin_for: Option<String>,
+    /// Also copy iPXE's undionly.kpxe (for BIOS PXE firmware) and ipxe.efi (UEFI) into DIR,
+    /// so plain PXE firmware can chain into iPXE from the same TFTP root. They come from
+    /// Debian's ipxe package (/usr/lib/ipxe/; the environment variable OSIMAGE_IPXE_DIR names
+    /// another directory); a missing file is an error and nothing is written.
+    #[arg(long)]
+    pub with_ipxe: bool,
     /// Kernel parameters appended to the machines' command line, e.g. 'osimage.target=/dev/sda
     /// osimage.force=1' to restore onto a named disk that holds data (RESTORE.md in
     /// /usr/share/doc/osimage lists them).
@@ -72,12 +89,41 @@ struct Document {
     source: String,
     /// When a presigned `source` stops working (RFC 3339, UTC); `None` otherwise.
     expires: Option<String>,
-    files: [&'static str; 4],
+    files: Vec<&'static str>,
+}
+
+/// The environment variable naming where `--with-ipxe` finds iPXE's files.
+pub const IPXE_DIR_ENV: &str = "OSIMAGE_IPXE_DIR";
+
+/// `--with-ipxe`: the directory its files are copied from.
+fn ipxe_dir(a: &NetbootArgs) -> Option<PathBuf> {
+    a.with_ipxe.then(|| {
+        std::env::var_os(IPXE_DIR_ENV)
+            .filter(|v| !v.is_empty())
+            .map_or_else(|| PathBuf::from(osimage::DEBIAN_IPXE_DIR), PathBuf::from)
+    })
+}
+
+/// The files DIR holds, for `--json`.
+fn files(with_ipxe: bool) -> Vec<&'static str> {
+    let mut v = vec!["boot.ipxe", "vmlinuz", "initrd.img", "README.txt"];
+    if with_ipxe {
+        v.extend(osimage::IPXE_FILES);
+    }
+    v
 }
 
 pub fn run(a: NetbootArgs, p: &TermProgress) -> Result<i32, Failure> {
     if let Some(address) = source::store_address(&a.image)? {
         return run_store(a, &address, p);
+    }
+    if a.plain_url.is_some() {
+        return Err(UsageError(
+            "--plain-url names the objects of a store version (s3://BUCKET/PREFIX/NAME); for \
+             an ISO, --source names the URL the machines read"
+                .into(),
+        )
+        .into());
     }
     let s3 = source::s3_address(&a.image)?;
     if (a.expires.is_some() || a.presign_endpoint.is_some()) && (s3.is_none() || a.source.is_some())
@@ -117,6 +163,7 @@ pub fn run(a: NetbootArgs, p: &TermProgress) -> Result<i32, Failure> {
             .into());
         }
     };
+    let with_ipxe = a.with_ipxe;
     // The URL, the extra parameters and DIR are checked before IMAGE is opened.
     osimage::check_netboot_arguments(&url, &a.cmdline, &a.output)?;
     let object = source::open_object(&a.image, &a.net)?;
@@ -124,6 +171,7 @@ pub fn run(a: NetbootArgs, p: &TermProgress) -> Result<i32, Failure> {
         image: object.bytes.clone(),
         shown: object.shown.clone(),
         source: url,
+        ipxe: ipxe_dir(&a),
         extra_cmdline: a.cmdline,
         dir: a.output,
         expires: expires.map(|at| at.format("%Y-%m-%d %H:%M UTC").to_string()),
@@ -144,7 +192,7 @@ pub fn run(a: NetbootArgs, p: &TermProgress) -> Result<i32, Failure> {
                 initrd_bytes: r.initrd_bytes,
                 source: r.source_shown,
                 expires: expires.map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-                files: ["boot.ipxe", "vmlinuz", "initrd.img", "README.txt"],
+                files: files(with_ipxe),
             },
         )?;
         return Ok(0);
@@ -192,6 +240,16 @@ fn run_store(
         .into());
     }
     let ttl = parse_lifetime(a.expires.as_deref().unwrap_or("24h"))?;
+    let pin_for = match &a.pin_for {
+        Some(text) => parse_duration("--pin-for", text, PIN_FOR_MAX)?,
+        None => PIN_FOR_DEFAULT,
+    };
+    let plain = a
+        .plain_url
+        .as_deref()
+        .map(osimage::store::netboot::check_plain_base)
+        .transpose()
+        .map_err(UsageError)?;
     let endpoint = presign_endpoint(&a)?;
     osimage::check_netboot_arguments("http://checked.invalid/", &a.cmdline, &a.output)?;
     let client = a.net.store_client(&address.root)?;
@@ -209,33 +267,54 @@ fn run_store(
         "reading {}/{}@{version}",
         address.root, address.series
     ));
-    let expires = chrono::Utc::now() + ttl;
-    let v = osimage::store::netboot::presigned(
-        &store,
-        &address.series,
-        &version,
-        ttl,
-        expires,
-        endpoint.as_ref(),
-    )?;
-    // Pinned until the URLs expire: no prune forgets it while machines may boot it.
+    // Presigned URLs pin the version until they expire; plain ones for --pin-for.
+    let (v, pinned_until) = match &plain {
+        Some(base) => (
+            osimage::store::netboot::plain(&store, &address.series, &version, base)?,
+            chrono::Utc::now() + pin_for,
+        ),
+        None => {
+            let expires = chrono::Utc::now() + ttl;
+            let v = osimage::store::netboot::presigned(
+                &store,
+                &address.series,
+                &version,
+                ttl,
+                expires,
+                endpoint.as_ref(),
+            )?;
+            (v, expires)
+        }
+    };
+    // Pinned: no prune forgets it while machines may boot it.
     let why = format!("netboot {}", a.output.display());
     let pin =
-        osimage::store::prune::by_hand::pin(&store, &address.series, &version, expires, &why)?;
+        osimage::store::prune::by_hand::pin(&store, &address.series, &version, pinned_until, &why)?;
     lock.release()?;
-    let shown_endpoint = match &endpoint {
-        Some(e) => e.to_string(),
-        None => store.client.endpoint(),
+    let until_text = pinned_until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let urls = match &plain {
+        Some(base) => osimage::StoreUrls::Plain {
+            base: base.clone(),
+            pinned_until: until_text.clone(),
+        },
+        None => osimage::StoreUrls::Presigned {
+            endpoint: match &endpoint {
+                Some(e) => e.to_string(),
+                None => store.client.endpoint(),
+            },
+            expires: until_text.clone(),
+        },
     };
     p.status("writing the netboot files");
+    let with_ipxe = a.with_ipxe;
     let r = osimage::write_store_netboot_dir(&osimage::StoreNetbootRequest {
         store: &store,
         version: &v,
-        endpoint: shown_endpoint,
-        extra_cmdline: a.cmdline,
+        urls,
+        extra_cmdline: a.cmdline.clone(),
+        ipxe: ipxe_dir(&a),
         dir: a.output,
     })?;
-    let expires_text = expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     if a.json {
         json::print(
             "netboot",
@@ -246,14 +325,19 @@ fn run_store(
                 kernel_bytes: r.kernel_bytes,
                 initrd_bytes: r.initrd_bytes,
                 source: r.source_shown,
-                expires: Some(expires_text),
-                files: ["boot.ipxe", "vmlinuz", "initrd.img", "README.txt"],
+                expires: plain.is_none().then_some(until_text),
+                files: files(with_ipxe),
             },
         )?;
         return Ok(0);
     }
+    let kind = if plain.is_some() {
+        "plain"
+    } else {
+        "presigned"
+    };
     p.say(&format!(
-        "{}: netboot files for {} (image {}): kernel {}, initramfs {} with the presigned URLs \
+        "{}: netboot files for {} (image {}): kernel {}, initramfs {} with the {kind} URLs \
          of its version object and {} packs",
         r.dir.display(),
         r.source_shown,
@@ -262,18 +346,39 @@ fn run_store(
         osimage::human_bytes(r.initrd_bytes),
         v.conf.packs.len()
     ));
-    p.say(&format!(
-        "the URLs work until {}, and the version is pinned until then ({}); make the files \
-         again before then",
-        expires.format("%Y-%m-%d %H:%M UTC"),
-        store.shown(&pin)
-    ));
+    let when = pinned_until.format("%Y-%m-%d %H:%M UTC");
+    p.say(&match &plain {
+        Some(_) => format!(
+            "the URLs do not expire; the version is pinned until {when} ({}): make the files \
+             again, or pin it again, before then",
+            store.shown(&pin)
+        ),
+        None => format!(
+            "the URLs work until {when}, and the version is pinned until then ({}); make the \
+             files again before then",
+            store.shown(&pin)
+        ),
+    });
     Ok(0)
 }
 
+/// `--pin-for` when not given (docs/STORE.md §9.3).
+const PIN_FOR_DEFAULT: std::time::Duration = std::time::Duration::from_secs(7 * 86400);
+/// The longest `--pin-for`: ten years.
+const PIN_FOR_MAX: std::time::Duration = std::time::Duration::from_secs(3650 * 86400);
+
 /// `--expires`: a whole number and a unit (`s`, `m`, `h`, `d`), from 1 s to 7 days.
 fn parse_lifetime(text: &str) -> Result<std::time::Duration, UsageError> {
-    let bad = |why: &str| UsageError(format!("--expires {text:?}: {why}"));
+    parse_duration("--expires", text, osimage::s3::PRESIGN_MAX)
+}
+
+/// `flag`'s DURATION: a whole number and a unit (`s`, `m`, `h`, `d`), from 1 s to `max`.
+fn parse_duration(
+    flag: &str,
+    text: &str,
+    max: std::time::Duration,
+) -> Result<std::time::Duration, UsageError> {
+    let bad = |why: &str| UsageError(format!("{flag} {text:?}: {why}"));
     let t = text.trim();
     let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
     let n: u64 = digits
@@ -287,8 +392,9 @@ fn parse_lifetime(text: &str) -> Result<std::time::Duration, UsageError> {
         _ => return Err(bad("the unit is one of s, m, h, d")),
     };
     let d = std::time::Duration::from_secs(n.saturating_mul(scale));
-    if d.is_zero() || d > osimage::s3::PRESIGN_MAX {
-        return Err(bad("a presigned URL lives from 1 second to 7 days"));
+    if d.is_zero() || d > max {
+        let days = max.as_secs() / 86400;
+        return Err(bad(&format!("give from 1 second to {days} days")));
     }
     Ok(d)
 }
@@ -313,5 +419,10 @@ mod tests {
         ] {
             assert!(parse_lifetime(bad).is_err(), "{bad}");
         }
+        let pin = |t| super::parse_duration("--pin-for", t, super::PIN_FOR_MAX);
+        assert_eq!(pin("30d").unwrap().as_secs(), 30 * 86400);
+        assert_eq!(pin("3650d").unwrap().as_secs(), 3650 * 86400);
+        let e = pin("3651d").unwrap_err().0;
+        assert!(e.starts_with("--pin-for \"3651d\""), "{e}");
     }
 }

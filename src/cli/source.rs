@@ -21,6 +21,8 @@ pub const RETRY_FOR_ENV: &str = "OSIMAGE_RETRY_FOR";
 pub const WAITING_EVERY_ENV: &str = "OSIMAGE_WAITING_EVERY";
 /// The environment variable that sets `--ca` when the flag is not given.
 pub const CA_ENV: &str = "OSIMAGE_CA";
+/// The environment variable that sets `--connections` when the flag is not given.
+pub const CONNECTIONS_ENV: &str = "OSIMAGE_CONNECTIONS";
 
 /// Reading IMAGE over HTTP(S).
 #[derive(Debug, Args, Clone, Default)]
@@ -37,6 +39,19 @@ pub struct NetArgs {
     /// certificate is a usage error.
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
+    /// When the image is read over HTTP or S3: how many requests fetch the blocks a read
+    /// will need ahead of it, 1 to 32 (default: 4, or the environment variable
+    /// OSIMAGE_CONNECTIONS). More help over a long round trip; each is one connection to
+    /// the server.
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=osimage::MAX_CONNECTIONS as i64))]
+    pub connections: Option<u16>,
+    /// When the image is read over HTTP or S3: how many MiB of blocks may be fetched ahead
+    /// of the read and not read yet, 1 to 16384 (default 128). The memory a read takes
+    /// grows with it.
+    #[arg(long, value_name = "MiB",
+          value_parser = clap::value_parser!(u64).range(1..=osimage::MAX_FETCH_CACHE_MIB))]
+    pub fetch_cache: Option<u64>,
 }
 
 impl NetArgs {
@@ -60,6 +75,24 @@ impl NetArgs {
                 ))
             })?;
             p.waiting_every = Duration::from_secs(secs);
+        }
+        p.connections = match (self.connections, std::env::var(CONNECTIONS_ENV)) {
+            (Some(n), _) => usize::from(n),
+            (None, Ok(v)) => v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=osimage::MAX_CONNECTIONS).contains(n))
+                .ok_or_else(|| {
+                    UsageError(format!(
+                        "{CONNECTIONS_ENV}={v:?} is not a number of connections from 1 to {}",
+                        osimage::MAX_CONNECTIONS
+                    ))
+                })?,
+            (None, Err(_)) => p.connections,
+        };
+        if let Some(mib) = self.fetch_cache {
+            p.fetch_cache = mib << 20;
         }
         Ok(p)
     }

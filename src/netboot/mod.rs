@@ -10,6 +10,7 @@
 //! whole or not at all: everything is written into a sibling temporary directory, synced and
 //! renamed onto DIR. Row 6 of docs/DESIGN.md's table: uses `format`, `iso`, `remote`, `rescue`.
 
+pub mod ipxe;
 pub mod script;
 pub mod store;
 
@@ -43,6 +44,9 @@ pub struct NetbootRequest {
     pub dir: PathBuf,
     /// When `source` is presigned: the time it stops working, as README.txt shows it.
     pub expires: Option<String>,
+    /// `--with-ipxe`: the directory iPXE's boot files are copied from
+    /// ([`ipxe::DEBIAN_IPXE_DIR`]); `None`: not copied.
+    pub ipxe: Option<PathBuf>,
 }
 
 /// What was written.
@@ -91,6 +95,13 @@ pub enum NetbootError {
         .0.display()
     )]
     NotEmpty(PathBuf),
+    /// `--with-ipxe` and an iPXE file is not on the host.
+    #[error(
+        "{}: missing; install Debian's ipxe package (apt-get install ipxe), or leave out \
+         --with-ipxe",
+        .0.display()
+    )]
+    NoIpxe(PathBuf),
     #[error("{op} {}: {source}", path.display())]
     Io {
         op: &'static str,
@@ -150,7 +161,9 @@ pub fn write_netboot_dir(req: &NetbootRequest) -> Result<NetbootReport, NetbootE
     };
     let files = rescue_files(&iso, &req.shown)?;
     let cmdline = script::kernel_cmdline(&files.image_id, &req.source, &req.extra_cmdline)?;
+    let ipxe = ipxe_sources(req.ipxe.as_deref())?;
     let out = Partial::create(&req.dir)?;
+    ipxe::copy(&ipxe, &out.path)?;
     copy_extent(
         &*req.image,
         files.kernel,
@@ -183,6 +196,11 @@ pub fn write_netboot_dir(req: &NetbootRequest) -> Result<NetbootReport, NetbootE
         source_shown: script::shown_url(&req.source),
         cmdline_bytes: cmdline.len(),
     })
+}
+
+/// `--with-ipxe`'s files in `dir`, checked; none without it.
+fn ipxe_sources(dir: Option<&Path>) -> Result<Vec<(&'static str, PathBuf)>, NetbootError> {
+    dir.map_or(Ok(Vec::new()), ipxe::sources)
 }
 
 /// DIR must be new or an empty directory; its parent must exist.

@@ -195,27 +195,52 @@ reading it from {shown} (the URL in full is in {SCRIPT_NAME}).
     readme_text(image_id, &head, initrd, &reach, &secret)
 }
 
-/// `README.txt` of a store version (`shown`: `s3://B/P/NAME@VERSION`) whose presigned URLs
-/// are in the initramfs's `source.conf`, valid until `expires`.
-pub fn readme_store(image_id: &str, shown: &str, endpoint: &str, expires: &str) -> String {
-    let head = format!(
-        "The machine boots the image's rescue environment over the network and restores
+/// `README.txt` of a store version (`shown`: `s3://B/P/NAME@VERSION`) whose URLs are in the
+/// initramfs's `source.conf`: presigned, or plain (`--plain-url`).
+pub fn readme_store(image_id: &str, shown: &str, urls: &super::store::StoreUrls) -> String {
+    use super::store::StoreUrls;
+    let (head, reach, secret) = match urls {
+        StoreUrls::Presigned { endpoint, expires } => (
+            format!(
+                "The machine boots the image's rescue environment over the network and restores
 {shown}, reading its version object and packs from the store at {endpoint}
 with the presigned URLs in {INITRD_NAME}'s {SOURCE_CONF_PATH}.
 
 The URLs stop working at {expires}. Make the files again before then
 (osimage netboot s3://BUCKET/PREFIX/NAME -o DIR --expires 7d at most).
 "
-    );
-    let initrd = "the rescue initramfs of the version, with source.conf";
-    let reach = format!(
-        "The store ({endpoint}) must stay reachable from the machines; they send it
+            ),
+            format!(
+                "The store ({endpoint}) must stay reachable from the machines; they send it
   nothing but GETs of this one version's objects."
-    );
-    let secret = format!(
-        "{INITRD_NAME} holds presigned URLs: bearer capabilities. Whoever reads this directory
+            ),
+            format!(
+                "{INITRD_NAME} holds presigned URLs: bearer capabilities. Whoever reads this directory
   can read the version until the URLs expire."
-    );
+            ),
+        ),
+        StoreUrls::Plain { base, pinned_until } => (
+            format!(
+                "The machine boots the image's rescue environment over the network and restores
+{shown}, reading its version object and packs at {base}
+followed by each object's key (the plain URLs in {INITRD_NAME}'s {SOURCE_CONF_PATH}).
+
+The URLs do not expire. The version is pinned until {pinned_until}: after that a
+prune may forget it and delete its packs. Make the files again before then
+(osimage netboot s3://BUCKET/PREFIX/NAME -o DIR --plain-url BASE --pin-for 30d),
+or pin it again (osimage store pin).
+"
+            ),
+            format!(
+                "The server at {base} must stay reachable from the machines and serve the
+  store's objects by key, answering HTTP Range requests; they send it nothing but GETs
+  of this one version's objects."
+            ),
+            "The URLs carry no credentials: whoever reaches the server can read the version."
+                .to_string(),
+        ),
+    };
+    let initrd = "the rescue initramfs of the version, with source.conf";
     readme_text(image_id, &head, initrd, &reach, &secret)
 }
 

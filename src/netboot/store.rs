@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::script::{self, SOURCE_CONF_PATH};
-use super::{NetbootError, NetbootReport, Partial, check_dir, write_synced};
+use super::{NetbootError, NetbootReport, Partial, check_dir, ipxe, write_synced};
 use crate::rescue::cpio::CpioWriter;
 use crate::store::Store;
 use crate::store::netboot::NetbootVersion;
@@ -17,11 +17,21 @@ use crate::store::netboot::NetbootVersion;
 pub struct StoreNetbootRequest<'a> {
     pub store: &'a Store,
     pub version: &'a NetbootVersion,
-    /// The endpoint the URLs name, for README.txt.
-    pub endpoint: String,
+    /// How the URLs were made, for README.txt.
+    pub urls: StoreUrls,
     /// Kernel parameters appended to the command line (`--cmdline`).
     pub extra_cmdline: String,
     pub dir: PathBuf,
+    /// `--with-ipxe`: the directory iPXE's boot files are copied from; `None`: not copied.
+    pub ipxe: Option<PathBuf>,
+}
+
+/// How the URLs of `source.conf` were made, as README.txt tells it.
+pub enum StoreUrls {
+    /// Presigned against `endpoint`, working until `expires`.
+    Presigned { endpoint: String, expires: String },
+    /// `--plain-url base`: nothing expires; the version is pinned until `pinned_until`.
+    Plain { base: String, pinned_until: String },
 }
 
 /// Writes `req.dir` whole, or nothing.
@@ -42,7 +52,12 @@ pub fn write_store_netboot_dir(req: &StoreNetbootRequest) -> Result<NetbootRepor
         })?;
     let image_id = v.conf.image_id.clone();
     let cmdline = script::cmdline_with_source(&image_id, SOURCE_CONF_PATH, &req.extra_cmdline)?;
+    let ipxe = match &req.ipxe {
+        Some(dir) => ipxe::sources(dir)?,
+        None => Vec::new(),
+    };
     let out = Partial::create(&req.dir)?;
+    ipxe::copy(&ipxe, &out.path)?;
     let files =
         req.store
             .rescue_files(m, blobs, &out.path)
@@ -51,7 +66,6 @@ pub fn write_store_netboot_dir(req: &StoreNetbootRequest) -> Result<NetbootRepor
                 why,
             })?;
     append_source_conf(&files.initrd, &v.conf.to_json())?;
-    let expires = v.conf.expires.clone().unwrap_or_default();
     let from = shown.display().to_string();
     let text = [
         (
@@ -60,7 +74,7 @@ pub fn write_store_netboot_dir(req: &StoreNetbootRequest) -> Result<NetbootRepor
         ),
         (
             script::README_NAME,
-            script::readme_store(&image_id, &from, &req.endpoint, &expires),
+            script::readme_store(&image_id, &from, &req.urls),
         ),
     ];
     for (name, body) in text {

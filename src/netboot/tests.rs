@@ -54,6 +54,7 @@ fn request(image: &Path, dir: &Path) -> NetbootRequest {
         extra_cmdline: "osimage.force=1".into(),
         dir: dir.to_path_buf(),
         expires: None,
+        ipxe: None,
     }
 }
 

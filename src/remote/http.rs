@@ -9,10 +9,10 @@ use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use super::ahead::{Ahead, DEFAULT_BUDGET, build_cut_runs};
+use super::ahead::{Ahead, build_cut_runs};
 use super::pages::{PAGE, ReadCache};
 use super::range::{ContentRange, host, parse_content_range, redact};
-use super::retry::{Counters, NetStats, RetryPolicy};
+use super::retry::{Counters, MAX_CONNECTIONS, NetStats, RetryPolicy};
 use super::trust::Trust;
 use crate::format::source::RangeRead;
 use attempts::Attempts;
@@ -22,12 +22,6 @@ pub(crate) use parts::{Part, Signer, Target};
 /// Reads this long or longer are not served from pages (a page that held part of a large
 /// block would fetch those bytes twice).
 const DIRECT_FROM: u64 = 4 << 10;
-
-/// Requests in flight for a planned read, unless `OSIMAGE_CONNECTIONS` or
-/// `HttpObject::set_connections` says otherwise (docs/STORE.md §7.2.1).
-const DEFAULT_CONNECTIONS: usize = 4;
-/// The most connections a plan is fetched with.
-const MAX_CONNECTIONS: usize = 32;
 
 /// An object on an HTTP(S) server, read with Range requests. Reads that were planned
 /// (`RangeRead::plan`) are fetched ahead by a pool of threads; dropping the object ends them.
@@ -173,17 +167,16 @@ impl HttpObject {
 
     /// The object over `conn`, with what its opening read already.
     fn with(conn: Conn, reads: ReadCache) -> HttpObject {
-        let connections = std::env::var("OSIMAGE_CONNECTIONS")
-            .ok()
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .unwrap_or(DEFAULT_CONNECTIONS);
+        // The policy's fetcher count and budget (docs/STORE.md §7.2.1).
+        let connections = conn.policy.connections;
+        let budget = conn.policy.fetch_cache;
         HttpObject {
             inner: Arc::new(Inner {
                 len: conn.parts.len(),
                 conn,
                 reads: Mutex::new(reads),
                 fetched: Condvar::new(),
-                ahead: Mutex::new(Ahead::new(DEFAULT_BUDGET)),
+                ahead: Mutex::new(Ahead::new(budget)),
                 moved: Condvar::new(),
                 connections: AtomicUsize::new(connections.clamp(1, MAX_CONNECTIONS)),
                 started: AtomicBool::new(false),
@@ -196,8 +189,8 @@ impl HttpObject {
         self.inner.conn.counters.snapshot()
     }
 
-    /// How many requests a plan is fetched with (1 to 32; 4 unless the environment variable
-    /// `OSIMAGE_CONNECTIONS` says otherwise). Takes effect at the first plan.
+    /// How many requests a plan is fetched with (1 to 32; the policy's `connections` until
+    /// then). Takes effect at the first plan.
     pub fn set_connections(&self, n: usize) {
         let n = n.clamp(1, MAX_CONNECTIONS);
         self.inner.connections.store(n, Ordering::Relaxed);

@@ -20,5 +20,5 @@ mod trust;
 
 pub use http::HttpObject;
 pub use range::{is_url, redact};
-pub use retry::{NetStats, RetryPolicy};
+pub use retry::{MAX_CONNECTIONS, MAX_FETCH_CACHE_MIB, NetStats, RetryPolicy};
 pub use trust::{Trust, TrustError};

@@ -13,7 +13,19 @@ const FIRST_DELAY: Duration = Duration::from_millis(500);
 /// …up to this.
 const MAX_DELAY: Duration = Duration::from_secs(30);
 
-/// Timeouts and the retry window of every request of one object.
+/// Requests in flight for a planned read unless `--connections` or `osimage.connections=`
+/// says otherwise (docs/STORE.md §7.2.1).
+pub const DEFAULT_CONNECTIONS: usize = 4;
+/// The most connections a plan is fetched with (`--connections` refuses more).
+pub const MAX_CONNECTIONS: usize = 32;
+/// The bytes fetched ahead of the reader at most, unless `--fetch-cache MiB` or
+/// `osimage.fetch-cache=MiB` says otherwise (§7.2.1).
+pub const DEFAULT_FETCH_CACHE: u64 = super::ahead::DEFAULT_BUDGET;
+/// The largest `--fetch-cache`, in MiB (16 GiB: beyond it the budget is no bound).
+pub const MAX_FETCH_CACHE_MIB: u64 = 16 << 10;
+
+/// Timeouts and the retry window of every request of one object, and how many requests a
+/// planned read keeps in flight within how many bytes fetched ahead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// How long transient failures of one request are retried, from its first failure.
@@ -25,6 +37,11 @@ pub struct RetryPolicy {
     /// While a request keeps failing, a `waiting for URL: …` line goes to stderr this long
     /// after its first failure and as often again; zero: never.
     pub waiting_every: Duration,
+    /// Fetcher threads of a planned read (1 to `MAX_CONNECTIONS`; `--connections`).
+    pub connections: usize,
+    /// The budget of a planned read in bytes: fetched and not yet read, plus runs in
+    /// flight (`--fetch-cache`, given in MiB).
+    pub fetch_cache: u64,
 }
 
 impl Default for RetryPolicy {
@@ -34,6 +51,8 @@ impl Default for RetryPolicy {
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
             waiting_every: DEFAULT_WAITING_EVERY,
+            connections: DEFAULT_CONNECTIONS,
+            fetch_cache: DEFAULT_FETCH_CACHE,
         }
     }
 }

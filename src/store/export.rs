@@ -67,6 +67,19 @@ impl ExportSource {
         self.open.reader.manifest()
     }
 
+    /// An error about pack `pack` of the manifest, naming its object.
+    pub(super) fn pack_error(&self, pack: u32, msg: String) -> PayloadError {
+        let name = self
+            .pack_names
+            .get(pack as usize)
+            .cloned()
+            .unwrap_or_else(|| format!("pack {pack}"));
+        PayloadError::Image {
+            path: name.into(),
+            msg,
+        }
+    }
+
     /// Copies every pack into `sink`, in manifest order, checking each block and each pack
     /// on the way; the first difference stops the copy naming the pack object.
     pub fn copy_packs(

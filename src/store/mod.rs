@@ -20,6 +20,7 @@ mod address;
 pub mod check;
 mod check_data;
 pub mod checkpoint;
+pub mod compact;
 pub mod crypt;
 pub mod dedup;
 pub mod export;

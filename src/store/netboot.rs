@@ -30,6 +30,69 @@ pub fn presigned(
     expires: DateTime<Utc>,
     endpoint: Option<&url::Url>,
 ) -> Result<NetbootVersion, StoreError> {
+    let sign = |key: &str| Ok(store.client.presign_get(key, ttl, endpoint)?);
+    let expires = expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    with_urls(store, series, version, Some(expires), &sign)
+}
+
+/// Opens VERSION of SERIES as [`presigned`] does, its objects named by plain URLs (§9.1
+/// "Plain URLs"): `base` (checked by [`check_plain_base`]) followed by each object's key in
+/// the bucket. Nothing is signed; nothing expires.
+pub fn plain(
+    store: &Store,
+    series: &str,
+    version: &str,
+    base: &str,
+) -> Result<NetbootVersion, StoreError> {
+    let base = check_plain_base(base).map_err(StoreError::Unsupported)?;
+    let url = |key: &str| Ok(plain_url(&base, key));
+    with_urls(store, series, version, None, &url)
+}
+
+/// `--plain-url BASE` as URLs are made from it: an http:// or https:// URL without a query
+/// or fragment, ending in `/`.
+pub fn check_plain_base(base: &str) -> Result<String, String> {
+    let parsed =
+        url::Url::parse(base).map_err(|e| format!("--plain-url {base:?} is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || !parsed.has_host() {
+        return Err(format!(
+            "--plain-url {base:?} is not an http:// or https:// URL"
+        ));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(format!(
+            "--plain-url {base:?} has a query or fragment: give the URL the object keys are \
+             appended to"
+        ));
+    }
+    let mut b = base.to_string();
+    if !b.ends_with('/') {
+        b.push('/');
+    }
+    Ok(b)
+}
+
+/// `base` followed by `key`, every byte outside `A-Za-z0-9-._~/` percent-encoded.
+fn plain_url(base: &str, key: &str) -> String {
+    let mut u = base.to_string();
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            u.push(b as char);
+        } else {
+            u.push_str(&format!("%{b:02X}"));
+        }
+    }
+    u
+}
+
+/// Opens the version and names its version object and packs by `url(bucket key)`.
+fn with_urls(
+    store: &Store,
+    series: &str,
+    version: &str,
+    expires: Option<String>,
+    url: &dyn Fn(&str) -> Result<String, StoreError>,
+) -> Result<NetbootVersion, StoreError> {
     let open =
         open_version(store, series, version).map_err(|e| StoreError::Unsupported(e.to_string()))?;
     if open.head.rescue.is_none() {
@@ -39,13 +102,8 @@ pub fn presigned(
             open.name.display()
         )));
     }
-    let sign = |rel: &str| {
-        store
-            .client
-            .presign_get(&store.root.key(rel), ttl, endpoint)
-    };
     let object = ConfObject {
-        url: sign(&names::version_key(series, version))?,
+        url: url(&store.root.key(&names::version_key(series, version)))?,
         len: open.version_object.len(),
         frame_hash: names::hex(&open.head.frame_hash),
     };
@@ -53,7 +111,7 @@ pub fn presigned(
     for p in &open.reader.manifest().packs {
         packs.push(ConfPack {
             id: names::hex(&p.hash),
-            url: sign(&names::pack_key(&p.hash))?,
+            url: url(&store.root.key(&names::pack_key(&p.hash)))?,
             len: p.len,
         });
     }
@@ -63,9 +121,32 @@ pub fn presigned(
         series: series.to_string(),
         version_name: version.to_string(),
         image_id: names::hex(&open.head.image_id),
-        expires: Some(expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        expires,
         object,
         packs,
     };
     Ok(NetbootVersion { conf, open })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_urls_are_the_base_and_the_key() {
+        let base = check_plain_base("http://mirror:3900/bucket").expect("base");
+        assert_eq!(base, "http://mirror:3900/bucket/");
+        assert_eq!(
+            plain_url(&base, "site/images/web 01/2026-12-07"),
+            "http://mirror:3900/bucket/site/images/web%2001/2026-12-07"
+        );
+        assert_eq!(
+            check_plain_base("https://m/store/").expect("kept"),
+            "https://m/store/"
+        );
+        for bad in ["ftp://m/x/", "m/x", "http://m/x/?a=1", "http://m/x/#f", ""] {
+            let e = check_plain_base(bad).expect_err(bad);
+            assert!(e.starts_with("--plain-url"), "{e}");
+        }
+    }
 }

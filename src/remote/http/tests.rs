@@ -298,3 +298,56 @@ fn a_part_whose_length_differs_is_named_and_not_retried() {
     assert!(msg.starts_with(&format!("{}: ", fakes[0].url)), "{msg}");
     assert!(msg.contains("HTTP 404"), "{msg}");
 }
+
+/// An object of `f` with `connections` fetchers and a `mib` MiB fetch cache.
+fn object_with(f: &Fake, connections: usize, mib: u64) -> HttpObject {
+    let policy = RetryPolicy {
+        retry_for: Duration::from_secs(5),
+        waiting_every: Duration::ZERO,
+        connections,
+        fetch_cache: mib * MIB,
+        ..RetryPolicy::default()
+    };
+    HttpObject::open(&f.url, policy, &Trust::default()).expect("open")
+}
+
+/// Waits until `f` has answered `n` requests (10 s at most).
+fn wait_requests(f: &Fake, n: u64) {
+    let t = Instant::now();
+    while f.requests.load(Ordering::SeqCst) < n {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{n} requests never came"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn the_fetch_cache_bounds_what_is_fetched_ahead_of_the_reader() {
+    // eight 1 MiB ranges 3 MiB apart: eight runs
+    let data = pattern(32 * MIB as usize);
+    let ranges: Vec<_> = (0..8).map(|i| (MIB + i * 3 * MIB, MIB)).collect();
+    let f = fake(data.clone());
+    let obj = object_with(&f, 4, 1);
+    assert_eq!(obj.inner.connections.load(Ordering::Relaxed), 4);
+    obj.plan(ranges.clone());
+    // the probe and one run: a 1 MiB cache holds one run fetched and not read
+    wait_requests(&f, 2);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        f.requests.load(Ordering::SeqCst),
+        2,
+        "nothing past the cache"
+    );
+    let mut buf = vec![0u8; MIB as usize];
+    obj.read_exact_at(&mut buf, ranges[0].0).expect("read");
+    assert_eq!(buf, data[MIB as usize..2 * MIB as usize]);
+    // the read made room for the next run
+    wait_requests(&f, 3);
+    // the default cache takes all eight ahead without a read
+    let g = fake(data);
+    let obj = object_with(&g, 4, 128);
+    obj.plan(ranges);
+    wait_requests(&g, 9);
+}
