@@ -88,14 +88,14 @@ pub fn store_lock(data: &[u8]) {
 /// A prune's objects (STORE.md §2.7): a condemnation, its wait list, its sweep record (the
 /// kind byte picks which decoder gets past the header).
 pub fn store_prune(data: &[u8]) {
-    let _ = crate::store::objects::decode_condemnation("prune", data);
-    let _ = crate::store::objects::decode_wait("prune.wait", data);
-    let _ = crate::store::objects::decode_swept("prune.swept", data);
+    let _ = crate::store::objects::decode_condemnation("prune", data, None);
+    let _ = crate::store::objects::decode_wait("prune.wait", data, None);
+    let _ = crate::store::objects::decode_swept("prune.swept", data, None);
 }
 
 /// A pin (STORE.md §2.7): frame, bounded body, value checks.
 pub fn store_pin(data: &[u8]) {
-    let _ = crate::store::objects::decode_pin("pin", data);
+    let _ = crate::store::objects::decode_pin("pin", data, None);
 }
 
 /// A version object (STORE.md §2.5): prefix, head, frame hash, then the manifest it holds,

@@ -130,6 +130,9 @@ pub struct LsArgs {
     pub json: bool,
     #[command(flatten)]
     pub net: source::NetArgs,
+    /// (For an encrypted store: its passphrase or an age identity, STORE.md §6.)
+    #[command(flatten)]
+    pub keys: super::keys::KeyArgs,
 }
 
 pub fn run(a: StoreArgs, p: &TermProgress) -> Result<i32, Failure> {
@@ -218,7 +221,7 @@ fn ls(a: LsArgs) -> Result<i32, Failure> {
         names::check_series(s).map_err(|e| UsageError(format!("--series {s}: {e}")))?;
     }
     let (client, root) = client_for(&a.store, &a.net)?;
-    let store = Store::open(client, root, "store ls")?;
+    let store = Store::open_unlocked(client, root, &a.keys.unlock()?)?;
     let versions = store.list_versions(a.series.as_deref())?;
     let heads = if a.long {
         versions
@@ -288,7 +291,7 @@ fn ls(a: LsArgs) -> Result<i32, Failure> {
             series = Some(&v.series);
         }
         let mut line = version_line(v, head.as_ref());
-        if forgotten.when(&v.series, &v.version).is_some() {
+        if forgotten.when(&v.dir, &v.version).is_some() {
             line += "  forgotten";
         }
         if a.long {
