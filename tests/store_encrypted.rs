@@ -507,3 +507,120 @@ fn a_damaged_sealed_pack_fails_store_check_read_data_naming_its_object() {
     assert_eq!(run.code, 1, "{}", run.describe());
     assert!(run.stdout_str().contains(&rel), "{}", run.describe());
 }
+
+/// The id `store key list` prints first on the line that says `what`.
+fn key_id(listing: &str, what: &str) -> String {
+    listing
+        .lines()
+        .find(|l| l.contains(what))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no key line with {what:?} in {listing}"))
+        .to_string()
+}
+
+#[test]
+fn store_keys_are_added_listed_and_removed_but_never_the_last() {
+    use age::secrecy::ExposeSecret as _;
+    const NEW: &str = "a second passphrase, for the night shift";
+    let dir = common::scratch();
+    let g = Garage::start();
+    let (_, store, address) = store_with_a_version(&g, dir.path(), "keyring");
+    let list = |pass: &str| {
+        store_cmd(&g, Some(pass), &["key", "list", &store])
+            .ok()
+            .stdout_str()
+    };
+    let first = list(PASS);
+    assert_eq!(first.lines().count(), 1, "{first}");
+    assert!(
+        first.contains("passphrase") && first.contains("(opened the store now)"),
+        "{first}"
+    );
+    let original = key_id(&first, "passphrase");
+
+    // A wrong key adds nothing.
+    let new_file = dir.path().join("new-pass");
+    std::fs::write(&new_file, format!("{NEW}\n")).unwrap();
+    let before = g.keys("keyring/");
+    let nf = new_file.to_str().unwrap();
+    let run = store_cmd(
+        &g,
+        Some("not it"),
+        &["key", "add", &store, "--new-passphrase-file", nf],
+    );
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert!(
+        run.stderr.contains("wrong passphrase or key"),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(g.keys("keyring/"), before, "nothing written");
+
+    // A second passphrase, and an age recipient.
+    store_cmd(
+        &g,
+        Some(PASS),
+        &["key", "add", &store, "--new-passphrase-file", nf],
+    )
+    .ok();
+    osimage_pass(&g, Some(NEW), &[s("info"), s(&address)]).ok();
+    let identity = age::x25519::Identity::generate();
+    let id_file = dir.path().join("me.key");
+    std::fs::write(&id_file, identity.to_string().expose_secret()).unwrap();
+    let recipient = identity.to_public().to_string();
+    store_cmd(
+        &g,
+        Some(NEW),
+        &["key", "add", &store, "--recipient", &recipient],
+    )
+    .ok();
+    osimage_pass(
+        &g,
+        None,
+        &[s("info"), s(&address), s("--identity"), id_file.as_os_str()],
+    )
+    .ok();
+    let three = list(NEW);
+    assert_eq!(three.lines().count(), 3, "{three}");
+    assert!(three.contains("age recipients"), "{three}");
+    assert_eq!(
+        three.matches("(opened the store now)").count(),
+        1,
+        "{three}"
+    );
+    for secret in [PASS, NEW, "AGE-SECRET-KEY"] {
+        assert!(!three.contains(secret), "the listing shows {secret}");
+    }
+    let by_age = key_id(&three, "age recipients");
+
+    // Remove the original passphrase: it opens nothing any more; the others still do.
+    store_cmd(&g, Some(NEW), &["key", "remove", &store, &original]).ok();
+    let run = osimage_pass(&g, Some(PASS), &[s("info"), s(&address)]);
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert!(
+        run.stderr.contains("wrong passphrase or key"),
+        "{}",
+        run.describe()
+    );
+    store_cmd(&g, Some(NEW), &["key", "remove", &store, &by_age]).ok();
+    let last = list(NEW);
+    assert_eq!(last.lines().count(), 1, "{last}");
+    // Never the last one; an unknown id is refused too; nothing changes.
+    let before = g.keys("keyring/");
+    let only = key_id(&last, "passphrase");
+    store_cmd(&g, Some(NEW), &["key", "remove", &store, &only])
+        .fails()
+        .mentions(b"the last key");
+    store_cmd(&g, Some(NEW), &["key", "remove", &store, &original])
+        .fails()
+        .mentions(b"no such key object");
+    store_cmd(&g, Some(NEW), &["key", "remove", &store, "xyz"]).usage_error();
+    assert_eq!(g.keys("keyring/"), before);
+
+    // A plain store has no keys to manage.
+    let plain = format!("s3://{}/plain", g.bucket());
+    osimage(&g, &[s("store"), s("init"), s(&plain)]).ok();
+    store_cmd(&g, Some(PASS), &["key", "list", &plain])
+        .fails()
+        .mentions(b"not an encrypted store");
+}

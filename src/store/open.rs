@@ -23,7 +23,7 @@ use crate::remote::s3::{S3Client, S3Error};
 pub const HEAD_READ: u64 = 64 << 10;
 
 /// The largest key object read (§2.2: a key record, at most 64 KiB of age).
-const MAX_KEY_OBJECT: u64 = 64 + (64 << 10);
+pub const MAX_KEY_OBJECT: u64 = 64 + (64 << 10);
 
 /// An opened store. A clone shares its client (and its keys).
 #[derive(Clone)]
@@ -36,6 +36,8 @@ pub struct Store {
     pub config: StoreConfig,
     /// An encrypted store's keys (§6), unlocked by [`Store::open_unlocked`].
     pub keys: Option<std::sync::Arc<StoreKeys>>,
+    /// The key object that unlocked them (`keys/<32 hex>`, relative to the store).
+    pub unlocked_by: Option<String>,
 }
 
 /// One version object as a listing shows it.
@@ -94,6 +96,7 @@ impl Store {
             id,
             config,
             keys,
+            unlocked_by: None,
         })
     }
 
@@ -124,17 +127,19 @@ impl Store {
             return Ok(store);
         }
         let mut records = Vec::new();
-        for (rel, _) in store.list(KEYS)? {
+        let listed = store.list(KEYS)?;
+        for (rel, _) in &listed {
             let bytes = store
                 .client
-                .get(&store.root.key(&rel), MAX_KEY_OBJECT)?
-                .ok_or_else(|| super::ObjectError::new(&store.shown(&rel), "listed, then gone"))?;
+                .get(&store.root.key(rel), MAX_KEY_OBJECT)?
+                .ok_or_else(|| super::ObjectError::new(&store.shown(rel), "listed, then gone"))?;
             records.push(bytes);
         }
         let shown = std::path::PathBuf::from(store.root.to_string());
-        let keys = crypt::unlock_store(&records, store.id, unlock, &shown)
+        let (keys, at) = crypt::unlock_store_at(&records, store.id, unlock, &shown)
             .map_err(|e| StoreError::Unlock(Box::new(e)))?;
         store.keys = Some(std::sync::Arc::new(keys));
+        store.unlocked_by = listed.get(at).map(|(rel, _)| rel.clone());
         Ok(store)
     }
 
@@ -150,6 +155,7 @@ impl Store {
             id,
             config,
             keys: None,
+            unlocked_by: None,
         })
     }
 
