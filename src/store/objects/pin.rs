@@ -88,6 +88,20 @@ mod tests {
     }
 
     #[test]
+    fn the_sealed_fuzz_seed_is_this_pin_sealed_under_the_fuzz_key() {
+        let k = crate::fuzzing::fuzz_store_keys();
+        let seed = include_bytes!("../../../fuzz/seeds/store_sealed/pin");
+        let made = encode_pin("seed", &pin(), [7; 16], Some(&k)).unwrap();
+        assert_eq!(
+            made.as_slice(),
+            seed.as_slice(),
+            "seed: {}",
+            crate::store::names::hex(&made)
+        );
+        assert_eq!(decode_pin("seed", seed, Some(&k)), Ok(pin()));
+    }
+
+    #[test]
     fn an_encrypted_stores_pins_are_sealed_and_refused_plain() {
         use crate::envelope::DataKey;
         let k = StoreKeys::new(DataKey([5; 32]), [6; 16]);
