@@ -10,13 +10,13 @@ cd "$(dirname "$0")"
 secs=${1:-180}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(manifest manifest_columns oimg iso layout store_config store_index store_lock store_prune store_pin store_version)
+[ ${#targets[@]} -gt 0 ] || targets=(manifest manifest_columns oimg iso layout store_config store_index store_lock store_prune store_pin store_version store_sealed)
 bin=../target/release/osimage
 [ -x "$bin" ] || { echo "build the release binary first: cargo build --release" >&2; exit 1; }
 
 seed_dir=$(mktemp -d)
 trap 'rm -rf "$seed_dir"' EXIT
-mkdir -p "$seed_dir/src/etc" corpus/{manifest,manifest_columns,oimg,iso,layout,store_config,store_index,store_lock,store_prune,store_pin,store_version}
+mkdir -p "$seed_dir/src/etc" corpus/{manifest,manifest_columns,oimg,iso,layout,store_config,store_index,store_lock,store_prune,store_pin,store_version,store_sealed}
 echo "seed" > "$seed_dir/src/etc/hostname"
 head -c 70000 /dev/urandom > "$seed_dir/src/blob"
 ln -s hostname "$seed_dir/src/etc/link"
@@ -45,7 +45,7 @@ fi
 cp seeds/layout/* corpus/layout/
 # Store objects (docs/STORE.md §2): one valid config, index, lock, condemnation, pin and version object each, written
 # once by the library's encoders (their bodies are hashed, so the fuzzer needs a valid start).
-for t in store_config store_index store_lock store_prune store_pin store_version; do cp seeds/$t/* corpus/$t/; done
+for t in store_config store_index store_lock store_prune store_pin store_version store_sealed; do cp seeds/$t/* corpus/$t/; done
 
 # One process per target (libFuzzer without -jobs/-workers: a single job), one target after
 # the other: the machine is shared.

@@ -23,7 +23,7 @@ fn s(x: &str) -> &OsStr {
 }
 
 /// `osimage ARGS…` against `g` with `pass` as OSIMAGE_PASSPHRASE (none: unset), without a
-/// terminal, so nothing can be asked.
+/// terminal, so nothing can be asked, and with the test windows (`TIMES`).
 fn osimage_pass(g: &Garage, pass: Option<&str>, args: &[&OsStr]) -> common::Run {
     use std::os::unix::process::CommandExt as _;
     let env = g.osimage_env();
@@ -39,6 +39,7 @@ fn osimage_pass(g: &Garage, pass: Option<&str>, args: &[&OsStr]) -> common::Run 
             cmd.env(k, v);
         }
         cmd.env_remove("OSIMAGE_PASSPHRASE");
+        cmd.env("OSIMAGE_STORE_TIMES", TIMES);
         if let Some(p) = pass {
             cmd.env("OSIMAGE_PASSPHRASE", p);
         }
@@ -273,25 +274,11 @@ fn a_tampered_pack_is_refused_by_its_id() {
 fn commands_not_built_for_encrypted_stores_refuse_them() {
     let dir = common::scratch();
     let g = Garage::start();
-    let (_, store, address) = store_with_a_version(&g, dir.path(), "refuse");
+    let (_, _store, address) = store_with_a_version(&g, dir.path(), "refuse");
     let before = g.keys("refuse/");
     let iso = dir.path().join("x.iso");
     let netboot = dir.path().join("nb");
     let runs: Vec<(&str, Vec<&OsStr>)> = vec![
-        ("store ls", vec![s("store"), s("ls"), s(&store)]),
-        ("store check", vec![s("store"), s("check"), s(&store)]),
-        (
-            "store prune",
-            vec![
-                s("store"),
-                s("prune"),
-                s(&store),
-                s("--keep-last"),
-                s("1"),
-                s("--all"),
-            ],
-        ),
-        ("store unlock", vec![s("store"), s("unlock"), s(&store)]),
         (
             "export",
             vec![s("export"), s(&address), s("-o"), iso.as_os_str()],
@@ -318,4 +305,322 @@ fn commands_not_built_for_encrypted_stores_refuse_them() {
         before,
         "nothing was written to the store"
     );
+}
+
+/// Sweeps without grace, retried every 200 ms (as tests/store_prune.rs).
+const TIMES: &str = "lock_refresh=1s,stale=8s,grace=0s,prune_poll=200ms";
+
+/// `osimage store ARGS…` against `g` with the passphrase `pass` and the test windows.
+fn store_cmd(g: &Garage, pass: Option<&str>, args: &[&str]) -> common::Run {
+    let mut all = vec![s("store")];
+    all.extend(args.iter().map(|a| s(a)));
+    osimage_pass(g, pass, &all)
+}
+
+/// The versions of SERIES as the test (holding the key) sees them, oldest first.
+fn versions_of(g: &Garage, store: &str) -> Vec<String> {
+    let root = osimage::store::StoreRoot::parse(store).unwrap();
+    let st = osimage::store::Store::open_unlocked(g.client(), root, &unlock()).unwrap();
+    st.versions(SERIES).unwrap()
+}
+
+fn unlock() -> osimage::Unlock {
+    osimage::Unlock {
+        passphrase: Some(PASS.to_string().into()),
+        ..osimage::Unlock::default()
+    }
+}
+
+#[test]
+fn store_commands_work_on_an_encrypted_store_and_refuse_a_wrong_key() {
+    let dir = common::scratch();
+    let g = Garage::start();
+    let (_first, store, address) = store_with_a_version(&g, dir.path().join("a").as_path(), "ops");
+    // A second version of another tree: the first one's packs are then its own.
+    let second = dir.path().join("b");
+    for i in 0..40u32 {
+        let text = format!("another tree, file {i}, line {}\n", i * 7919).repeat(300);
+        std::fs::create_dir_all(&second).unwrap();
+        std::fs::write(second.join(format!("f{i}.txt")), text).unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    osimage(
+        &g,
+        &[
+            s("capture"),
+            second.as_os_str(),
+            s("-o"),
+            s(&address),
+            s("-q"),
+        ],
+    )
+    .ok();
+    let v = versions_of(&g, &store);
+    assert_eq!(v.len(), 2, "{v:?}");
+
+    // A wrong passphrase: each command refused naming the store, nothing changed.
+    let before = g.keys("ops/");
+    let old = format!("{address}@{}", v[0]);
+    let wrong: Vec<Vec<&str>> = vec![
+        vec!["ls", &store],
+        vec!["check", &store],
+        vec!["prune", &store, "--keep-last", "1", "--all", "--wait"],
+        vec!["forget", &old],
+        vec!["pin", &old, "--until", "2099-01-01"],
+        vec!["unpin", &old],
+        vec!["unlock", &store],
+    ];
+    for args in &wrong {
+        let run = store_cmd(&g, Some("not the passphrase"), args);
+        assert_eq!(run.code, 1, "{args:?}: {}", run.describe());
+        assert!(
+            run.stderr.contains(&store) && run.stderr.contains("wrong passphrase or key"),
+            "{args:?}: {}",
+            run.describe()
+        );
+    }
+    assert_eq!(g.keys("ops/"), before, "a wrong key changes nothing");
+
+    // ls names the series (the bucket does not) and its versions.
+    let ls = store_cmd(&g, Some(PASS), &["ls", &store, "-l", "--stats"])
+        .ok()
+        .stdout_str();
+    assert!(ls.contains(&format!("{SERIES}  2 versions")), "{ls}");
+    assert!(ls.contains(&v[0]) && ls.contains(&v[1]), "{ls}");
+    // check, and check --read-data, find nothing wrong.
+    let check = store_cmd(&g, Some(PASS), &["check", &store, "--read-data"]).ok();
+    let out = check.stdout_str();
+    assert!(out.contains("OK"), "{}", check.describe());
+    assert!(out.contains("0 B of garbage"), "{}", check.describe());
+
+    // pin and unpin: the pin is sealed (its body does not show the series).
+    store_cmd(
+        &g,
+        Some(PASS),
+        &["pin", &old, "--until", "2099-01-01", "--why", "kept"],
+    )
+    .ok();
+    assert_eq!(g.keys("ops/pins/").len(), 1);
+    let ls = store_cmd(&g, Some(PASS), &["ls", &store, "-l"])
+        .ok()
+        .stdout_str();
+    assert!(ls.contains("pinned until 2099-01-02"), "{ls}");
+    // a pinned version is not forgotten by hand
+    store_cmd(&g, Some(PASS), &["forget", &old])
+        .fails()
+        .mentions(b"pinned");
+    store_cmd(&g, Some(PASS), &["unpin", &old]).ok();
+    assert!(g.keys("ops/pins/").is_empty());
+
+    // forget by hand: gone for readers at once, marked by ls.
+    store_cmd(&g, Some(PASS), &["forget", &old]).ok();
+    let ls = store_cmd(&g, Some(PASS), &["ls", &store]).ok().stdout_str();
+    assert!(ls.contains("forgotten"), "{ls}");
+    osimage(&g, &[s("info"), s(&old)])
+        .fails()
+        .mentions(b"forgotten by the prune of");
+
+    // prune sweeps it, condemns the packs only it used, and sweeps them too (--wait).
+    let packs_before = g.keys("ops/packs/").len();
+    let pruned = store_cmd(&g, Some(PASS), &["prune", &store, "--wait"]).ok();
+    assert!(
+        pruned.stdout_str().contains("condemned") || pruned.stderr.contains("condemned"),
+        "{}",
+        pruned.describe()
+    );
+    assert_eq!(versions_of(&g, &store), vec![v[1].clone()]);
+    let packs_after = g.keys("ops/packs/").len();
+    assert!(
+        packs_after < packs_before,
+        "{packs_before} packs before, {packs_after} after"
+    );
+    let check = store_cmd(&g, Some(PASS), &["check", &store, "--read-data"]).ok();
+    assert!(
+        check.stdout_str().contains("0 B of garbage"),
+        "{}",
+        check.describe()
+    );
+    let out = dir.path().join("out");
+    osimage(&g, &[s("extract"), s(&address), s("-C"), out.as_os_str()]).ok();
+    let diffs = diff_trees(&second, &out, Options { nlink: true });
+    assert_no_differences(&diffs, "the kept version after the prune");
+
+    // Retention by rule, and unlock with nothing to remove.
+    store_cmd(
+        &g,
+        Some(PASS),
+        &["prune", &store, "--keep-last", "1", "--all", "--dry-run"],
+    )
+    .ok();
+    store_cmd(&g, Some(PASS), &["unlock", &store]).ok();
+    assert!(g.keys("ops/locks/").is_empty());
+
+    // What prune, forget and pin wrote shows no series name either.
+    for (key, body) in objects(&g, "ops/") {
+        for secret in [SERIES, FILE] {
+            assert!(!key.contains(secret), "{key} shows {secret}");
+            assert!(!contains(&body, secret), "the body of {key} shows {secret}");
+        }
+    }
+}
+
+#[test]
+fn a_damaged_sealed_pack_fails_store_check_read_data_naming_its_object() {
+    let dir = common::scratch();
+    let g = Garage::start();
+    let (_, store, _) = store_with_a_version(&g, dir.path(), "chk");
+    let st = osimage::store::Store::open_unlocked(
+        g.client(),
+        osimage::store::StoreRoot::parse(&store).unwrap(),
+        &unlock(),
+    )
+    .unwrap();
+    let version = st.newest(SERIES).unwrap().expect("a version");
+    let head = st.read_head(SERIES, &version).unwrap();
+    let rel = st.pack_rel(&head.packs[0]);
+    let key = st.root.key(&rel);
+    let client = g.client();
+    let mut body = client.get(&key, 1 << 30).unwrap().expect("the pack");
+    let middle = body.len() / 2;
+    body[middle] ^= 0x01;
+    client.put(&key, &body).unwrap();
+    // Without reading data the pack is whole: OK.
+    store_cmd(&g, Some(PASS), &["check", &store]).ok();
+    let run = store_cmd(&g, Some(PASS), &["check", &store, "--read-data"]);
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert!(
+        run.stdout_str()
+            .contains(&format!("problem: {store}/{rel}"))
+            || run.stdout_str().contains(&rel),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        run.stdout_str().contains("fails authentication"),
+        "{}",
+        run.describe()
+    );
+    // A pack cut short is named without reading data.
+    body.truncate(body.len() - 1);
+    client.put(&key, &body).unwrap();
+    let run = store_cmd(&g, Some(PASS), &["check", &store]);
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert!(run.stdout_str().contains(&rel), "{}", run.describe());
+}
+
+/// The id `store key list` prints first on the line that says `what`.
+fn key_id(listing: &str, what: &str) -> String {
+    listing
+        .lines()
+        .find(|l| l.contains(what))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no key line with {what:?} in {listing}"))
+        .to_string()
+}
+
+#[test]
+fn store_keys_are_added_listed_and_removed_but_never_the_last() {
+    use age::secrecy::ExposeSecret as _;
+    const NEW: &str = "a second passphrase, for the night shift";
+    let dir = common::scratch();
+    let g = Garage::start();
+    let (_, store, address) = store_with_a_version(&g, dir.path(), "keyring");
+    let list = |pass: &str| {
+        store_cmd(&g, Some(pass), &["key", "list", &store])
+            .ok()
+            .stdout_str()
+    };
+    let first = list(PASS);
+    assert_eq!(first.lines().count(), 1, "{first}");
+    assert!(
+        first.contains("passphrase") && first.contains("(opened the store now)"),
+        "{first}"
+    );
+    let original = key_id(&first, "passphrase");
+
+    // A wrong key adds nothing.
+    let new_file = dir.path().join("new-pass");
+    std::fs::write(&new_file, format!("{NEW}\n")).unwrap();
+    let before = g.keys("keyring/");
+    let nf = new_file.to_str().unwrap();
+    let run = store_cmd(
+        &g,
+        Some("not it"),
+        &["key", "add", &store, "--new-passphrase-file", nf],
+    );
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert!(
+        run.stderr.contains("wrong passphrase or key"),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(g.keys("keyring/"), before, "nothing written");
+
+    // A second passphrase, and an age recipient.
+    store_cmd(
+        &g,
+        Some(PASS),
+        &["key", "add", &store, "--new-passphrase-file", nf],
+    )
+    .ok();
+    osimage_pass(&g, Some(NEW), &[s("info"), s(&address)]).ok();
+    let identity = age::x25519::Identity::generate();
+    let id_file = dir.path().join("me.key");
+    std::fs::write(&id_file, identity.to_string().expose_secret()).unwrap();
+    let recipient = identity.to_public().to_string();
+    store_cmd(
+        &g,
+        Some(NEW),
+        &["key", "add", &store, "--recipient", &recipient],
+    )
+    .ok();
+    osimage_pass(
+        &g,
+        None,
+        &[s("info"), s(&address), s("--identity"), id_file.as_os_str()],
+    )
+    .ok();
+    let three = list(NEW);
+    assert_eq!(three.lines().count(), 3, "{three}");
+    assert!(three.contains("age recipients"), "{three}");
+    assert_eq!(
+        three.matches("(opened the store now)").count(),
+        1,
+        "{three}"
+    );
+    for secret in [PASS, NEW, "AGE-SECRET-KEY"] {
+        assert!(!three.contains(secret), "the listing shows {secret}");
+    }
+    let by_age = key_id(&three, "age recipients");
+
+    // Remove the original passphrase: it opens nothing any more; the others still do.
+    store_cmd(&g, Some(NEW), &["key", "remove", &store, &original]).ok();
+    let run = osimage_pass(&g, Some(PASS), &[s("info"), s(&address)]);
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert!(
+        run.stderr.contains("wrong passphrase or key"),
+        "{}",
+        run.describe()
+    );
+    store_cmd(&g, Some(NEW), &["key", "remove", &store, &by_age]).ok();
+    let last = list(NEW);
+    assert_eq!(last.lines().count(), 1, "{last}");
+    // Never the last one; an unknown id is refused too; nothing changes.
+    let before = g.keys("keyring/");
+    let only = key_id(&last, "passphrase");
+    store_cmd(&g, Some(NEW), &["key", "remove", &store, &only])
+        .fails()
+        .mentions(b"the last key");
+    store_cmd(&g, Some(NEW), &["key", "remove", &store, &original])
+        .fails()
+        .mentions(b"no such key object");
+    store_cmd(&g, Some(NEW), &["key", "remove", &store, "xyz"]).usage_error();
+    assert_eq!(g.keys("keyring/"), before);
+
+    // A plain store has no keys to manage.
+    let plain = format!("s3://{}/plain", g.bucket());
+    osimage(&g, &[s("store"), s("init"), s(&plain)]).ok();
+    store_cmd(&g, Some(PASS), &["key", "list", &plain])
+        .fails()
+        .mentions(b"not an encrypted store");
 }

@@ -382,7 +382,8 @@ pub(super) fn load_index(
         .map_err(|e| store_error(&store.root.to_string(), e))?;
     let condemned = pending.packs();
     for (_, i) in &mut index.objects {
-        i.packs.retain(|p| !condemned.contains(&p.id));
+        i.packs
+            .retain(|p| !condemned.contains(&store.pack_object(&p.id)));
     }
     Ok(index)
 }

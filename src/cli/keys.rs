@@ -142,6 +142,23 @@ impl KeyArgs {
 impl EncryptArgs {
     /// Who may open the new image, or None when it is not encrypted.
     pub fn lock(&self, keys: &KeyArgs) -> Result<Option<Lock>, KeyError> {
+        let given = given_passphrase(keys.passphrase_file.as_deref())?;
+        self.lock_with(given, "the new image")
+    }
+
+    /// The new lock of `store key add`: recipients, or a passphrase from
+    /// `new.passphrase_file` or asked twice — never OSIMAGE_PASSPHRASE, which unlocked the
+    /// store.
+    pub fn new_lock(&self, new: &KeyArgs) -> Result<Lock, KeyError> {
+        let given = match new.passphrase_file.as_deref() {
+            Some(f) => Some(passphrase_from_file(f)?),
+            None => None,
+        };
+        self.lock_with(given, "the store")?
+            .ok_or_else(|| KeyError("no new passphrase or recipient".into()))
+    }
+
+    fn lock_with(&self, given: Option<SecretString>, what: &str) -> Result<Option<Lock>, KeyError> {
         let mut recipients = Vec::new();
         for r in &self.recipient {
             recipients.push(recipient(r, "--recipient")?);
@@ -161,7 +178,7 @@ impl EncryptArgs {
         if !self.encrypt {
             return Ok(None);
         }
-        if let Some(p) = given_passphrase(keys.passphrase_file.as_deref())? {
+        if let Some(p) = given {
             return Ok(Some(Lock::Passphrase(p)));
         }
         let no_tty = |e: std::io::Error| {
@@ -170,7 +187,7 @@ impl EncryptArgs {
                  --passphrase-file FILE, {PASSPHRASE_ENV} or --recipient"
             ))
         };
-        let first = prompt("Passphrase for the new image: ").map_err(no_tty)?;
+        let first = prompt(&format!("New passphrase for {what}: ")).map_err(no_tty)?;
         let again = prompt("Same passphrase again: ").map_err(no_tty)?;
         if first.expose_secret() != again.expose_secret() {
             return Err(KeyError("the two passphrases differ".into()));

@@ -219,6 +219,28 @@ const EXAMPLES: &[(&str, &str, &str)] = &[
          checking every block and pack hash. Exit status 1 names each damaged object.",
     ),
     (
+        "store key",
+        "osimage store key add s3://images/vault --passphrase-file old.pass \
+         --new-passphrase-file night.pass",
+        "Let a second passphrase open the encrypted store (store key list shows both; store \
+         key remove takes one away, never the last).",
+    ),
+    (
+        "store key list",
+        "osimage store key list s3://images/vault --identity ops.key",
+        "Show what opens each of the store's key objects and which one opened it now.",
+    ),
+    (
+        "store key add",
+        "osimage store key add s3://images/vault --recipient age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p",
+        "Let that age key open the encrypted store too.",
+    ),
+    (
+        "store key remove",
+        "osimage store key remove s3://images/vault 3fa2c81d09be44713fa2c81d09be4471",
+        "Remove one key object (its id from store key list); the last one is refused.",
+    ),
+    (
         "info",
         "osimage info s3://images/site-a/web01.iso",
         "Read an image kept in S3 with ranged, signed requests: only the bytes needed.",

@@ -26,6 +26,7 @@ mod show;
 mod source;
 mod store;
 mod store_check;
+mod store_key;
 mod store_locks;
 mod store_pin;
 mod store_prune;

@@ -1,7 +1,7 @@
-//! `osimage store init|ls|unlock|check`: make a store, show what it holds, remove locks left
-//! behind, check it (docs/STORE.md §2.1, §2.7, §5.6). Parsing and printing only; the work is
-//! `osimage::store` (`unlock` and the lock lines of `ls --stats`: `store_locks`; `check`:
-//! `store_check`).
+//! `osimage store init|ls|unlock|check|key`: make a store, show what it holds, remove locks
+//! left behind, check it, manage an encrypted one's keys (docs/STORE.md §2.1, §2.7, §5.6,
+//! §6.1). Parsing and printing only; the work is `osimage::store` (`unlock` and the lock
+//! lines of `ls --stats`: `store_locks`; `check`: `store_check`; `key`: `store_key`).
 
 use std::io::Write as _;
 
@@ -35,9 +35,9 @@ pub enum StoreCommand {
     /// (STORE.md §6): a random data key, wrapped with age in a keys/ object, seals every pack,
     /// index object, version and rescue blob, and object names are keyed hashes: the bucket
     /// shows no series, host or file name, only sizes and times. Captures and reading
-    /// commands then need the passphrase (--passphrase-file, OSIMAGE_PASSPHRASE, or asked) or
-    /// an --identity; prune, check, pin, netboot, import, export and schedule refuse an
-    /// encrypted store for now.
+    /// commands and the other store commands then need the passphrase (--passphrase-file,
+    /// OSIMAGE_PASSPHRASE, or asked) or an --identity; store key adds and removes keys;
+    /// netboot, import, export and schedule refuse an encrypted store for now.
     Init(InitArgs),
     /// List the image series of a store and their versions, oldest first.
     ///
@@ -91,6 +91,13 @@ pub enum StoreCommand {
     /// with the versions that use it. Takes no lock. Exit status 1 when anything is wrong,
     /// with one line per problem naming the object.
     Check(super::store_check::CheckArgs),
+    /// Manage the passphrases and age keys that open an encrypted store.
+    ///
+    /// An encrypted store's data key is wrapped in one or more key objects (STORE.md §6): add
+    /// another passphrase or age recipients, remove one (never the last), or list them.
+    /// Each subcommand unlocks the store first with a key it has (--passphrase-file,
+    /// OSIMAGE_PASSPHRASE, --identity, or asked).
+    Key(super::store_key::KeyCmdArgs),
 }
 
 #[derive(Debug, Args)]
@@ -130,6 +137,9 @@ pub struct LsArgs {
     pub json: bool,
     #[command(flatten)]
     pub net: source::NetArgs,
+    /// (For an encrypted store: its passphrase or an age identity, STORE.md §6.)
+    #[command(flatten)]
+    pub keys: super::keys::KeyArgs,
 }
 
 pub fn run(a: StoreArgs, p: &TermProgress) -> Result<i32, Failure> {
@@ -142,6 +152,7 @@ pub fn run(a: StoreArgs, p: &TermProgress) -> Result<i32, Failure> {
         StoreCommand::Pin(a) => super::store_pin::pin(a, p),
         StoreCommand::Unpin(a) => super::store_pin::unpin(a, p),
         StoreCommand::Check(a) => super::store_check::check(a, p),
+        StoreCommand::Key(a) => super::store_key::run(a, p),
     }
 }
 
@@ -218,7 +229,7 @@ fn ls(a: LsArgs) -> Result<i32, Failure> {
         names::check_series(s).map_err(|e| UsageError(format!("--series {s}: {e}")))?;
     }
     let (client, root) = client_for(&a.store, &a.net)?;
-    let store = Store::open(client, root, "store ls")?;
+    let store = Store::open_unlocked(client, root, &a.keys.unlock()?)?;
     let versions = store.list_versions(a.series.as_deref())?;
     let heads = if a.long {
         versions
@@ -288,7 +299,7 @@ fn ls(a: LsArgs) -> Result<i32, Failure> {
             series = Some(&v.series);
         }
         let mut line = version_line(v, head.as_ref());
-        if forgotten.when(&v.series, &v.version).is_some() {
+        if forgotten.when(&v.dir, &v.version).is_some() {
             line += "  forgotten";
         }
         if a.long {

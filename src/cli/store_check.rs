@@ -33,11 +33,14 @@ pub struct CheckArgs {
     pub json: bool,
     #[command(flatten)]
     pub net: source::NetArgs,
+    /// (For an encrypted store: its passphrase or an age identity, STORE.md §6.)
+    #[command(flatten)]
+    pub keys: super::keys::KeyArgs,
 }
 
 pub fn check(a: CheckArgs, p: &TermProgress) -> Result<i32, Failure> {
     let (client, root) = super::store::client_for(&a.store, &a.net)?;
-    let store = Store::open(client, root, "store check")?;
+    let store = Store::open_unlocked(client, root, &a.keys.unlock()?)?;
     let read_data = match a.read_data {
         true => Some(Subset {
             percent: a.subset.unwrap_or(100.0),

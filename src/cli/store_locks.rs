@@ -25,6 +25,9 @@ pub struct UnlockArgs {
     pub yes: bool,
     #[command(flatten)]
     pub net: source::NetArgs,
+    /// (For an encrypted store: its passphrase or an age identity, STORE.md §6.)
+    #[command(flatten)]
+    pub keys: super::keys::KeyArgs,
 }
 
 pub fn unlock(a: UnlockArgs, p: &TermProgress) -> Result<i32, Failure> {
@@ -38,7 +41,7 @@ pub fn unlock(a: UnlockArgs, p: &TermProgress) -> Result<i32, Failure> {
         .into());
     }
     let (client, root) = super::store::client_for(&a.store, &a.net)?;
-    let store = Store::open(client, root, "store unlock")?;
+    let store = Store::open_unlocked(client, root, &a.keys.unlock()?)?;
     let listed = store.list_locks(&StoreTimes::from_env()?)?;
     let total = listed.len();
     let chosen: Vec<ListedLock> = listed.into_iter().filter(|l| a.all || l.stale).collect();

@@ -20,6 +20,9 @@ pub struct ForgetArgs {
     pub versions: Vec<String>,
     #[command(flatten)]
     pub net: source::NetArgs,
+    /// (For an encrypted store: its passphrase or an age identity, STORE.md §6.)
+    #[command(flatten)]
+    pub keys: super::keys::KeyArgs,
 }
 
 #[derive(Debug, Args)]
@@ -36,6 +39,9 @@ pub struct PinArgs {
     pub why: String,
     #[command(flatten)]
     pub net: source::NetArgs,
+    /// (For an encrypted store: its passphrase or an age identity, STORE.md §6.)
+    #[command(flatten)]
+    pub keys: super::keys::KeyArgs,
 }
 
 #[derive(Debug, Args)]
@@ -45,6 +51,9 @@ pub struct UnpinArgs {
     pub version: String,
     #[command(flatten)]
     pub net: source::NetArgs,
+    /// (For an encrypted store: its passphrase or an age identity, STORE.md §6.)
+    #[command(flatten)]
+    pub keys: super::keys::KeyArgs,
 }
 
 /// `--until`: a date (kept through its end, UTC) or an RFC 3339 time.
@@ -72,11 +81,15 @@ fn versioned(s: &str) -> Result<(ImageAddress, String), UsageError> {
     }
 }
 
-fn open(a: &ImageAddress, net: &source::NetArgs) -> Result<Store, Failure> {
-    Ok(Store::open(
+fn open(
+    a: &ImageAddress,
+    net: &source::NetArgs,
+    keys: &super::keys::KeyArgs,
+) -> Result<Store, Failure> {
+    Ok(Store::open_unlocked(
         net.store_client(&a.root)?,
         a.root.clone(),
-        "store pin, unpin and forget",
+        &keys.unlock()?,
     )?)
 }
 
@@ -93,7 +106,7 @@ pub fn forget(a: ForgetArgs, p: &TermProgress) -> Result<i32, Failure> {
         named.push((addr, v));
     }
     let times = StoreTimes::from_env()?;
-    let store = open(&named[0].0, &a.net)?;
+    let store = open(&named[0].0, &a.net, &a.keys)?;
     let versions: Vec<(String, String)> = named
         .iter()
         .map(|(a, v)| (a.series.clone(), v.clone()))
@@ -116,7 +129,7 @@ pub fn pin(a: PinArgs, p: &TermProgress) -> Result<i32, Failure> {
     if a.until <= Utc::now() {
         return Err(UsageError(format!("--until {}: that time has passed", a.until)).into());
     }
-    let store = open(&addr, &a.net)?;
+    let store = open(&addr, &a.net, &a.keys)?;
     let interrupts = Interrupts::start();
     let lock = store.take_lock(LockKind::Read, Some(&addr.series))?;
     let _unlock = interrupts.on_interrupt(lock.shown().to_string(), lock.releaser());
@@ -133,7 +146,7 @@ pub fn pin(a: PinArgs, p: &TermProgress) -> Result<i32, Failure> {
 
 pub fn unpin(a: UnpinArgs, p: &TermProgress) -> Result<i32, Failure> {
     let (addr, v) = versioned(&a.version)?;
-    let store = open(&addr, &a.net)?;
+    let store = open(&addr, &a.net, &a.keys)?;
     let interrupts = Interrupts::start();
     let lock = store.take_lock(LockKind::Read, Some(&addr.series))?;
     let _unlock = interrupts.on_interrupt(lock.shown().to_string(), lock.releaser());

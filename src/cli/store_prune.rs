@@ -68,6 +68,9 @@ pub struct PruneArgs {
     pub wait: bool,
     #[command(flatten)]
     pub net: source::NetArgs,
+    /// (For an encrypted store: its passphrase or an age identity, STORE.md §6.)
+    #[command(flatten)]
+    pub keys: super::keys::KeyArgs,
 }
 
 /// `--tz`.
@@ -120,7 +123,7 @@ pub fn prune(a: PruneArgs, p: &TermProgress) -> Result<i32, Failure> {
         times,
     };
     let (client, root) = super::store::client_for(&a.store, &a.net)?;
-    let store = Store::open(client, root, "store prune")?;
+    let store = Store::open_unlocked(client, root, &a.keys.unlock()?)?;
     let mut say = |line: &str| p.say(line);
     let summary = if a.dry_run {
         prune::prune(&store, &opts, None, &mut say)?

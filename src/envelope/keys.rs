@@ -122,6 +122,25 @@ fn scrypt_memory(log_n: u8) -> String {
 /// Makes a fresh data key for image `image_id` and its key record, wrapped for `lock`.
 pub fn new_key(lock: &Lock, image_id: [u8; 16]) -> Result<(DataKey, Vec<u8>), PayloadError> {
     let key = DataKey::random()?;
+    let record = wrap_key(lock, &key, image_id)?;
+    Ok((key, record))
+}
+
+/// Whether the key record `record` opens with a passphrase (an age scrypt stanza) rather than
+/// with age identities; an error when its header, hash or age header does not decode.
+pub fn opens_with_passphrase(record: &[u8]) -> Result<bool, String> {
+    let h = KeysHeader::decode(record).map_err(|e| e.to_string())?;
+    let wrapped = record.get(KEYS_HEADER_LEN..).unwrap_or_default();
+    if wrapped.len() != h.age_len as usize || blake3::hash(wrapped).as_bytes() != &h.hash {
+        return Err("its length or checksum does not match its header (damaged)".into());
+    }
+    let dec = age::Decryptor::new(wrapped).map_err(|e| format!("unreadable: {e}"))?;
+    Ok(dec.is_scrypt())
+}
+
+/// The key record of the existing data key `key` of image (or store) `image_id`, wrapped
+/// for `lock`: another way to open the same key (`store key add`).
+pub fn wrap_key(lock: &Lock, key: &DataKey, image_id: [u8; 16]) -> Result<Vec<u8>, PayloadError> {
     let enc = match lock {
         Lock::Passphrase(p) => {
             let mut r = age::scrypt::Recipient::new(p.clone());
@@ -149,7 +168,7 @@ pub fn new_key(lock: &Lock, image_id: [u8; 16]) -> Result<(DataKey, Vec<u8>), Pa
     };
     let mut record = header.encode().to_vec();
     record.extend_from_slice(&wrapped);
-    Ok((key, record))
+    Ok(record)
 }
 
 /// Unwraps the data key from a key record (`header` decoded, `wrapped` its age bytes).

@@ -17,7 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::names::{self, IMAGES, INDEX, PACKS, RESCUE};
 use super::objects::frame::{HEADER_LEN, Kind};
-use super::objects::version::{MAX_FRAME, MAX_HEAD, PREFIX_LEN};
+use super::objects::version::decode_version_sealed;
+use super::objects::version::{PREFIX_LEN, max_frame, max_head};
 use super::objects::{decode_index, decode_version};
 use super::pack_check::{BlockSpan, block_spans};
 use super::{Store, StoreError};
@@ -99,6 +100,10 @@ impl CheckReport {
 
 /// A pack as the versions that use it record it.
 pub(super) struct UsedPack {
+    /// Its id (the pack hash): the object name in a plain store, hidden by a keyed name in
+    /// an encrypted one (`Store::pack_object`); its hash and its stream key come from it.
+    pub id: [u8; 32],
+    /// Its plaintext length, as the manifests record it.
     pub len: u64,
     pub users: Vec<String>,
     /// Its blocks, from the first manifest that names it (every one lists them all: they
@@ -106,11 +111,12 @@ pub(super) struct UsedPack {
     pub blocks: Vec<BlockSpan>,
 }
 
-/// What the versions and the index objects say is in the store.
+/// What the versions and the index objects say is in the store. Packs are keyed by their
+/// object names (`Store::pack_object`: the id in a plain store), what a LIST shows.
 #[derive(Default)]
 struct Named {
     packs: BTreeMap<[u8; 32], UsedPack>,
-    /// Pack id → its length and the index objects (keys) that list it.
+    /// Pack object name → its plaintext length and the index objects (keys) that list it.
     indexed: BTreeMap<[u8; 32], (u64, Vec<String>)>,
     /// Rescue blob key → the versions that use it.
     blobs: BTreeMap<String, Vec<String>>,
@@ -128,11 +134,13 @@ impl Store {
     ) -> Result<CheckReport, StoreError> {
         let mut report = CheckReport::default();
         let mut named = Named::default();
-        for (rel, _) in self.list(KEYS)? {
-            report.problem(
-                &rel,
-                "a key object in a plain store (its config says it is not encrypted)",
-            );
+        if self.keys().is_none() {
+            for (rel, _) in self.list(KEYS)? {
+                report.problem(
+                    &rel,
+                    "a key object in a plain store (its config says it is not encrypted)",
+                );
+            }
         }
         progress.status(&format!("{}: checking the index objects", self.root));
         self.check_index(&mut report, &mut named)?;
@@ -143,7 +151,7 @@ impl Store {
         if let Some(subset) = opts.read_data {
             // only packs that are there whole: the others are reported already
             let readable: BTreeMap<&[u8; 32], &UsedPack> = (named.packs.iter())
-                .filter(|(id, p)| listed.get(*id) == Some(&p.len))
+                .filter(|(obj, p)| listed.get(*obj) == Some(&self.stored_pack_len(p.len)))
                 .collect();
             let data = self.check_data(subset, &readable, &mut report.problems, progress)?;
             report.data = Some(data);
@@ -177,13 +185,14 @@ impl Store {
             match decode_index(&self.shown(&rel), &bytes, Some(&name), self.keys()) {
                 Ok(index) => {
                     for p in index.packs {
-                        let e = named.indexed.entry(p.id).or_insert((p.len, Vec::new()));
+                        let obj = self.pack_object(&p.id);
+                        let e = named.indexed.entry(obj).or_insert((p.len, Vec::new()));
                         if e.0 != p.len {
                             report.problem(
                                 &rel,
                                 format!(
                                     "says {} has {} bytes, another index object {}",
-                                    names::pack_key(&p.id),
+                                    names::pack_key(&obj),
                                     p.len,
                                     e.0
                                 ),
@@ -205,9 +214,10 @@ impl Store {
         report: &mut CheckReport,
         named: &mut Named,
     ) -> Result<(), StoreError> {
-        let max = PREFIX_LEN as u64 + MAX_HEAD + MAX_FRAME;
+        let sealed = self.keys().is_some();
+        let max = PREFIX_LEN as u64 + max_head(sealed) + max_frame(sealed);
         for (rel, size) in self.list(IMAGES)? {
-            let (series, version) = match names::parse_version_key(&rel) {
+            let (dir, version) = match names::parse_version_key(&rel) {
                 Ok(sv) => sv,
                 Err(e) => {
                     report.problem(&rel, e);
@@ -226,33 +236,42 @@ impl Store {
                 report.problem(&rel, "listed, then gone");
                 continue;
             };
-            if let Err(why) = self.check_version(&series, &version, &bytes, named) {
+            if let Err(why) = self.check_version(&dir, &version, &bytes, named) {
                 report.problem(&rel, why);
-                if let Some(head) = intact_head(&bytes) {
-                    named.damaged_heads.extend(head.packs);
+                if let Some(head) = self.intact_head(&bytes) {
+                    let packs = head.packs.iter().map(|id| self.pack_object(id));
+                    named.damaged_heads.extend(packs);
                 }
             }
         }
         Ok(())
     }
 
-    /// One version object's bytes: prefix, head and frame hashes, the head's name, the
-    /// manifest's validity and store record, the head's pack list against the manifest's.
+    /// One version object's bytes: prefix, head and frame hashes, the head's name (its
+    /// series' folder `dir`, a keyed name in an encrypted store), the manifest's validity
+    /// and store record, the head's pack list against the manifest's.
     fn check_version(
         &self,
-        series: &str,
+        dir: &str,
         version: &str,
         bytes: &[u8],
         named: &mut Named,
     ) -> Result<(), String> {
-        let (head, frame) = decode_version("", bytes).map_err(|e| e.problem)?;
-        if head.series != series || head.version != version {
+        let (head, frame) = match self.keys() {
+            Some(k) => decode_version_sealed("", bytes, k).map_err(|e| e.problem)?,
+            None => {
+                let (head, frame) = decode_version("", bytes).map_err(|e| e.problem)?;
+                (head, frame.to_vec())
+            }
+        };
+        if self.series_dir(&head.series) != dir || head.version != version {
             return Err(format!(
                 "its head is the one of {}@{}, not of its name",
                 head.series, head.version
             ));
         }
-        let (m, _) = decode_manifest(frame).map_err(|e| format!("its manifest: {e}"))?;
+        let series = head.series.as_str();
+        let (m, _) = decode_manifest(&frame).map_err(|e| format!("its manifest: {e}"))?;
         validate(&m).map_err(|e| format!("its manifest: {e}"))?;
         let r = crate::format::store_ref::from_manifest(&m)
             .map_err(|e| format!("its manifest: {e}"))?;
@@ -269,7 +288,9 @@ impl Store {
         }
         let user = format!("{series}@{version}");
         for (rec, blocks) in m.packs.iter().zip(block_spans(&m)) {
-            let p = named.packs.entry(rec.hash).or_insert_with(|| UsedPack {
+            let obj = self.pack_object(&rec.hash);
+            let p = named.packs.entry(obj).or_insert_with(|| UsedPack {
+                id: rec.hash,
                 len: rec.len,
                 users: Vec::new(),
                 blocks,
@@ -277,7 +298,7 @@ impl Store {
             if p.len != rec.len {
                 return Err(format!(
                     "records {} with {} bytes, another version with {}",
-                    names::pack_key(&rec.hash),
+                    names::pack_key(&obj),
                     rec.len,
                     p.len
                 ));
@@ -297,8 +318,9 @@ impl Store {
         Ok(())
     }
 
-    /// The listed packs against what versions and index objects say; the rest is garbage.
-    /// Returns the listed packs and their lengths.
+    /// The listed packs against what versions and index objects say (a sealed pack's
+    /// object is `sealed_len` of its plaintext); the rest is garbage. Returns the listed
+    /// packs and their stored lengths.
     fn check_packs(
         &self,
         report: &mut CheckReport,
@@ -316,10 +338,11 @@ impl Store {
             }
         }
         for (id, p) in &named.packs {
+            let want = self.stored_pack_len(p.len);
             let problem = match listed.get(id) {
                 None => "missing".to_string(),
-                Some(&size) if size != p.len => {
-                    format!("{size} bytes where the versions record {}", p.len)
+                Some(&size) if size != want => {
+                    format!("{size} bytes where the versions record {want}")
                 }
                 Some(_) => continue,
             };
@@ -330,10 +353,11 @@ impl Store {
             });
         }
         for (id, (len, indexes)) in &named.indexed {
+            let want = self.stored_pack_len(*len);
             let problem = match listed.get(id) {
                 None => format!("names {}, which is missing", names::pack_key(id)),
-                Some(&size) if size != *len => format!(
-                    "says {} has {len} bytes; it has {size}",
+                Some(&size) if size != want => format!(
+                    "says {} has {want} bytes; it has {size}",
                     names::pack_key(id)
                 ),
                 Some(_) => continue,
@@ -385,10 +409,18 @@ impl Store {
     }
 }
 
-/// The head of a version object whose prefix and head are whole (its manifest frame may be
-/// what is damaged).
-fn intact_head(bytes: &[u8]) -> Option<super::objects::VersionHead> {
-    let prefix = super::objects::decode_version_prefix("", bytes).ok()?;
-    let end = PREFIX_LEN.checked_add(usize::try_from(prefix.head_len).ok()?)?;
-    super::objects::decode_head("", &prefix, bytes.get(PREFIX_LEN..end)?).ok()
+impl Store {
+    /// The head of a version object whose prefix and head are whole (its manifest frame may
+    /// be what is damaged).
+    fn intact_head(&self, bytes: &[u8]) -> Option<super::objects::VersionHead> {
+        let prefix = super::objects::decode_version_prefix("", bytes).ok()?;
+        let end = PREFIX_LEN.checked_add(usize::try_from(prefix.head_len).ok()?)?;
+        let head = bytes.get(PREFIX_LEN..end)?;
+        match self.keys() {
+            Some(k) => super::objects::decode_head_sealed("", &prefix, head, k)
+                .ok()
+                .map(|(h, _)| h),
+            None => super::objects::decode_head("", &prefix, head).ok(),
+        }
+    }
 }

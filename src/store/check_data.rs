@@ -7,12 +7,14 @@
 //! a pack added later does not change which of the others are chosen.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::check::{DataReport, Problem, UsedPack};
 use super::pack_check::{PackCheck, plan_whole};
 use super::{Store, StoreError, names};
 use crate::format::PayloadError;
 use crate::format::source::RangeRead;
+use crate::image::{Backing, Span};
 use crate::progress::Progress;
 use crate::remote::s3::S3Error;
 
@@ -108,24 +110,42 @@ impl Store {
             return Ok(report);
         }
         let parts: Vec<(String, u64)> = (chosen.iter())
-            .map(|(id, p)| (self.root.key(&names::pack_key(id)), p.len))
+            .map(|(obj, p)| {
+                let key = self.root.key(&names::pack_key(obj));
+                (key, self.stored_pack_len(p.len))
+            })
             .collect();
         let object = self
             .client
             .open_many(&parts, format!("{} (packs)", self.root))
             .map_err(|e| S3Error::Request(format!("{}: {e}", self.root)))?;
-        let source: &dyn RangeRead = &object;
+        // The packs' plaintext one after another: an encrypted store's are opened segment by
+        // segment with each pack's own key as they are read (§6).
+        let backing = Backing::remote(Arc::new(object));
+        let mut stored_at = 0u64;
+        let spans = (chosen.iter())
+            .map(|(_, p)| {
+                let span = match self.keys() {
+                    Some(k) => backing.sealed_span(stored_at, p.len, k.pack(&p.id)),
+                    None => backing.span(stored_at, p.len),
+                };
+                stored_at += span.stored_len();
+                span
+            })
+            .collect();
+        let plain = PlainParts::new(spans, format!("{} (packs)", self.root));
+        let source: &dyn RangeRead = &plain;
         plan_whole(source, total);
         progress.start("reading the packs", total);
         let mut at = 0u64;
-        for (id, p) in chosen {
-            let rel = names::pack_key(id);
+        for (obj, p) in chosen {
+            let rel = names::pack_key(obj);
             let shown = self.shown(&rel);
             let check = PackCheck {
                 source,
                 at,
                 len: p.len,
-                hash: *id,
+                hash: p.id,
                 blocks: &p.blocks,
                 store_id: self.id,
                 name: &shown,
@@ -145,6 +165,101 @@ impl Store {
         }
         progress.finish();
         Ok(report)
+    }
+}
+
+/// Spans read as one object: the plaintext of each after the one before (a sealed span
+/// decrypts the segments it reads), so a checker reads packs by plaintext offsets whether
+/// or not the store is encrypted.
+struct PlainParts {
+    /// Each span and where its plaintext starts.
+    parts: Vec<(u64, Span)>,
+    len: u64,
+    shown: String,
+}
+
+impl PlainParts {
+    fn new(spans: Vec<Span>, shown: String) -> PlainParts {
+        let mut at = 0u64;
+        let parts = spans
+            .into_iter()
+            .map(|s| {
+                let start = at;
+                at += s.len;
+                (start, s)
+            })
+            .collect();
+        PlainParts {
+            parts,
+            len: at,
+            shown,
+        }
+    }
+
+    /// Each piece of `len` bytes at `at`: the span, the offset within it, the piece's length
+    /// and where it goes in the caller's buffer.
+    fn pieces(&self, at: u64, len: u64) -> Vec<(&Span, u64, u64, usize)> {
+        let end = at.saturating_add(len);
+        let first = self.parts.partition_point(|(start, s)| start + s.len <= at);
+        let mut out = Vec::new();
+        for (start, span) in &self.parts[first..] {
+            if *start >= end {
+                break;
+            }
+            let from = at.max(*start);
+            let to = end.min(start + span.len);
+            if to > from {
+                out.push((span, from - start, to - from, (from - at) as usize));
+            }
+        }
+        out
+    }
+}
+
+impl RangeRead for PlainParts {
+    fn read_exact_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+        if at
+            .checked_add(buf.len() as u64)
+            .is_none_or(|e| e > self.len)
+        {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("{}: read past the end of the packs", self.shown),
+            ));
+        }
+        for (span, within, n, to) in self.pieces(at, buf.len() as u64) {
+            span.read_exact_at(&mut buf[to..to + n as usize], within)?;
+        }
+        Ok(())
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn describe(&self) -> String {
+        self.shown.clone()
+    }
+
+    fn forget(&self, at: u64, len: u64) -> bool {
+        let mut any = false;
+        for (span, within, n, _) in self.pieces(at, len) {
+            any |= span.forget(within, n);
+        }
+        any
+    }
+
+    fn plan(&self, ranges: Vec<(u64, u64)>) {
+        let Some((_, first)) = self.parts.first() else {
+            return;
+        };
+        let mut stored = Vec::new();
+        for (at, len) in ranges {
+            for (span, within, n, _) in self.pieces(at, len) {
+                span.plan_read(within, n, &mut stored);
+            }
+        }
+        first.source().plan(stored);
     }
 }
 

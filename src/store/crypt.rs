@@ -58,6 +58,12 @@ impl StoreKeys {
         Arc::new(StreamCipher::with_key(key, self.store_id))
     }
 
+    /// A new key object (§2.2) for this store's data key, wrapped for `lock`
+    /// (`store key add`).
+    pub fn wrap_for(&self, lock: &Lock) -> Result<Vec<u8>, PayloadError> {
+        crate::envelope::keys::wrap_key(lock, &self.data, self.store_id)
+    }
+
     /// The stream key of the pack whose id (FORMAT.md §3 pack hash) is `id`.
     pub fn pack(&self, id: &[u8; 32]) -> Arc<StreamCipher> {
         self.cipher(PACK_KEY, id)
@@ -155,8 +161,29 @@ pub fn unlock_store(
     unlock: &Unlock,
     store: &Path,
 ) -> Result<StoreKeys, PayloadError> {
-    let mut last = None;
-    for bytes in records {
+    unlock_store_at(records, store_id, unlock, store).map(|(k, _)| k)
+}
+
+/// [`unlock_store`], and which of `records` opened.
+pub fn unlock_store_at(
+    records: &[Vec<u8>],
+    store_id: [u8; 16],
+    unlock: &Unlock,
+    store: &Path,
+) -> Result<(StoreKeys, usize), PayloadError> {
+    // Records that open without a prompt first: with identities given, the recipients'
+    // ones (a passphrase is then asked for only when none of them opens); else the
+    // passphrase ones. A damaged record keeps its place, so it is named.
+    let with_identities = !unlock.identities.is_empty();
+    let rank = |bytes: &Vec<u8>| match crate::envelope::keys::opens_with_passphrase(bytes) {
+        Ok(scrypt) => u8::from(scrypt == with_identities),
+        Err(_) => 0,
+    };
+    let mut order: Vec<usize> = (0..records.len()).collect();
+    order.sort_by_key(|&i| rank(&records[i]));
+    let mut last: Option<PayloadError> = None;
+    for i in order {
+        let bytes = &records[i];
         let h = KeysHeader::decode(bytes).map_err(|e| e.at(store))?;
         let wrapped = bytes.get(KEYS_HEADER_LEN..).unwrap_or_default();
         if wrapped.len() != h.age_len as usize || h.image_id != store_id {
@@ -166,8 +193,14 @@ pub fn unlock_store(
             });
         }
         match open_key(&h, wrapped, unlock, store) {
-            Ok(k) => return Ok(StoreKeys::new(k, store_id)),
-            Err(e @ (PayloadError::WrongKey(_) | PayloadError::NeedKey { .. })) => last = Some(e),
+            Ok(k) => return Ok((StoreKeys::new(k, store_id), i)),
+            // A wrong key says more than a missing identity: it is the one kept.
+            Err(e @ PayloadError::WrongKey(_)) => last = Some(e),
+            Err(e @ PayloadError::NeedKey { .. }) => {
+                if !matches!(last, Some(PayloadError::WrongKey(_))) {
+                    last = Some(e);
+                }
+            }
             Err(e) => return Err(e),
         }
     }
@@ -255,6 +288,33 @@ mod tests {
         assert_ne!(s, b.series_name("web01"));
         assert_ne!(s, a.series_name("web02"));
         assert!(crate::store::names::check_series(&s).is_ok());
+    }
+
+    #[test]
+    fn an_identity_opens_its_key_object_before_a_passphrase_is_asked_for() {
+        let pass = Lock::Passphrase("right".to_string().into());
+        let (k, first) = new_store_key(&pass, [4; 16]).unwrap();
+        let me = age::x25519::Identity::generate();
+        let second = k.wrap_for(&Lock::Recipients(vec![me.to_public()])).unwrap();
+        let store = Path::new("s3://b/p");
+        let asking = Unlock {
+            identities: vec![me],
+            ask: Some(Box::new(|_: &Path| {
+                Err(std::io::Error::other("no terminal"))
+            })),
+            ..Unlock::default()
+        };
+        let records = [first.clone(), second];
+        let (got, at) = unlock_store_at(&records, [4; 16], &asking, store).unwrap();
+        assert_eq!(at, 1, "the recipients' object, with no prompt");
+        assert_eq!(got.pack_name(&[1; 32]), k.pack_name(&[1; 32]));
+        // A wrong passphrase is named as such, not as a missing identity.
+        let wrong = Unlock {
+            passphrase: Some("wrong".to_string().into()),
+            ..Unlock::default()
+        };
+        let e = unlock_store_at(&records, [4; 16], &wrong, store).unwrap_err();
+        assert_eq!(e.to_string(), "wrong passphrase or key for s3://b/p");
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod dedup;
 pub mod export;
 pub mod import;
 pub mod index_cache;
+pub mod key_objects;
 pub mod locks;
 pub mod names;
 pub mod netboot;

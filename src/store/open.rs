@@ -23,7 +23,7 @@ use crate::remote::s3::{S3Client, S3Error};
 pub const HEAD_READ: u64 = 64 << 10;
 
 /// The largest key object read (§2.2: a key record, at most 64 KiB of age).
-const MAX_KEY_OBJECT: u64 = 64 + (64 << 10);
+pub const MAX_KEY_OBJECT: u64 = 64 + (64 << 10);
 
 /// An opened store. A clone shares its client (and its keys).
 #[derive(Clone)]
@@ -36,15 +36,27 @@ pub struct Store {
     pub config: StoreConfig,
     /// An encrypted store's keys (§6), unlocked by [`Store::open_unlocked`].
     pub keys: Option<std::sync::Arc<StoreKeys>>,
+    /// The key object that unlocked them (`keys/<32 hex>`, relative to the store).
+    pub unlocked_by: Option<String>,
 }
 
 /// One version object as a listing shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListedVersion {
+    /// The series' name (read from a head in an encrypted store, whose keys hide it).
     pub series: String,
+    /// Its folder under `images/`: the name, or in an encrypted store its keyed name (§6).
+    pub dir: String,
     pub version: String,
     /// The object's length: its head and manifest frame.
     pub size: u64,
+}
+
+impl ListedVersion {
+    /// The object's key relative to the store (`images/DIR/VERSION`), as condemnations name it.
+    pub fn key(&self) -> String {
+        names::version_key(&self.dir, &self.version)
+    }
 }
 
 impl Store {
@@ -84,6 +96,7 @@ impl Store {
             id,
             config,
             keys,
+            unlocked_by: None,
         })
     }
 
@@ -114,17 +127,19 @@ impl Store {
             return Ok(store);
         }
         let mut records = Vec::new();
-        for (rel, _) in store.list(KEYS)? {
+        let listed = store.list(KEYS)?;
+        for (rel, _) in &listed {
             let bytes = store
                 .client
-                .get(&store.root.key(&rel), MAX_KEY_OBJECT)?
-                .ok_or_else(|| super::ObjectError::new(&store.shown(&rel), "listed, then gone"))?;
+                .get(&store.root.key(rel), MAX_KEY_OBJECT)?
+                .ok_or_else(|| super::ObjectError::new(&store.shown(rel), "listed, then gone"))?;
             records.push(bytes);
         }
         let shown = std::path::PathBuf::from(store.root.to_string());
-        let keys = crypt::unlock_store(&records, store.id, unlock, &shown)
+        let (keys, at) = crypt::unlock_store_at(&records, store.id, unlock, &shown)
             .map_err(|e| StoreError::Unlock(Box::new(e)))?;
         store.keys = Some(std::sync::Arc::new(keys));
+        store.unlocked_by = listed.get(at).map(|(rel, _)| rel.clone());
         Ok(store)
     }
 
@@ -140,6 +155,7 @@ impl Store {
             id,
             config,
             keys: None,
+            unlocked_by: None,
         })
     }
 
@@ -154,6 +170,24 @@ impl Store {
         match self.keys() {
             Some(k) => names::pack_key(&k.pack_name(id)),
             None => names::pack_key(id),
+        }
+    }
+
+    /// The name a pack's object is listed under and condemnations hold (§2.7): its id, or in
+    /// an encrypted store its keyed name (§6 "As built": a LIST shows nothing else, so a
+    /// prune knows a crashed capture's pack by that name alone).
+    pub fn pack_object(&self, id: &[u8; 32]) -> [u8; 32] {
+        match self.keys() {
+            Some(k) => k.pack_name(id),
+            None => *id,
+        }
+    }
+
+    /// How many bytes the object of a pack of `plain` bytes has: sealed in an encrypted store.
+    pub fn stored_pack_len(&self, plain: u64) -> u64 {
+        match self.keys() {
+            Some(_) => crate::envelope::stream::sealed_len(plain),
+            None => plain,
         }
     }
 
@@ -214,8 +248,33 @@ impl Store {
 
     /// Every version object, of `series` or of all of them, ordered by series and then
     /// oldest first (the keys' order). A key under `images/` that is not a version's is an
-    /// error naming it: nothing but osimage writes there.
+    /// error naming it: nothing but osimage writes there. In an encrypted store listing all
+    /// of them reads the head of each folder's newest version to learn its series' name
+    /// (§6 "As built": one GET per series).
     pub fn list_versions(&self, series: Option<&str>) -> Result<Vec<ListedVersion>, StoreError> {
+        let mut out = self.list_version_keys(series)?;
+        if series.is_none() && self.keys().is_some() {
+            let mut named: std::collections::HashMap<String, String> = Default::default();
+            for v in out.iter().rev() {
+                if !named.contains_key(&v.dir) {
+                    let head = self.read_head_at(&v.dir, &v.version)?;
+                    named.insert(v.dir.clone(), head.series);
+                }
+            }
+            for v in &mut out {
+                v.series = named[&v.dir].clone();
+            }
+            out.sort_by(|a, b| (&a.series, &a.version).cmp(&(&b.series, &b.version)));
+        }
+        Ok(out)
+    }
+
+    /// The version objects as listed: in an encrypted store without `series` each
+    /// [`ListedVersion::series`] is its folder's keyed name.
+    pub fn list_version_keys(
+        &self,
+        series: Option<&str>,
+    ) -> Result<Vec<ListedVersion>, StoreError> {
         let prefix = match series {
             Some(s) => {
                 names::check_series(s).map_err(|e| StoreError::Address(format!("{s:?}: {e}")))?;
@@ -229,9 +288,10 @@ impl Store {
                 .map_err(|e| StoreError::Object(super::ObjectError::new(&self.shown(&rel), e)))?;
             // In an encrypted store only the series asked for has a name: the others are
             // their keyed folder names.
-            let series = series.map_or(dir, str::to_string);
+            let series = series.map_or_else(|| dir.clone(), str::to_string);
             out.push(ListedVersion {
                 series,
+                dir,
                 version,
                 size,
             });
@@ -269,7 +329,26 @@ impl Store {
     /// second only for a longer head; checked against its hash and against the name it
     /// was read under.
     pub fn read_head(&self, series: &str, version: &str) -> Result<VersionHead, StoreError> {
-        let rel = self.version_rel(series, version);
+        let head = self.read_head_at(&self.series_dir(series), version)?;
+        if head.series != series {
+            let rel = self.version_rel(series, version);
+            return Err(super::ObjectError::new(
+                &self.shown(&rel),
+                format!(
+                    "its head is the one of {}@{}, not of its name",
+                    head.series, head.version
+                ),
+            )
+            .into());
+        }
+        Ok(head)
+    }
+
+    /// The head of `version` in the series folder `dir` (§6: a keyed name in an encrypted
+    /// store), read and checked as [`Store::read_head`] does: its series must have that
+    /// folder and its version that name.
+    pub fn read_head_at(&self, dir: &str, version: &str) -> Result<VersionHead, StoreError> {
+        let rel = names::version_key(dir, version);
         let shown = self.shown(&rel);
         let object = self
             .client
@@ -305,7 +384,7 @@ impl Store {
             Some(k) => decode_head_sealed(&shown, &prefix, &stored, k)?.0,
             None => decode_head(&shown, &prefix, &stored)?,
         };
-        if head.series != series || head.version != version {
+        if self.series_dir(&head.series) != dir || head.version != version {
             return Err(super::ObjectError::new(
                 &shown,
                 format!(

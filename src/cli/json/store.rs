@@ -189,7 +189,7 @@ pub fn listing(
             s.versions.push(Version {
                 version: v.version.clone(),
                 size: v.size,
-                forgotten: forgotten.when(&v.series, &v.version).is_some(),
+                forgotten: forgotten.when(&v.dir, &v.version).is_some(),
                 head: h.as_ref().map(head),
                 pins: pins_of(pins, &v.series, &v.version),
             });

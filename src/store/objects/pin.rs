@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::ObjectError;
 use super::frame::{Kind, decode_frame, encode_frame};
 use crate::format::manifest::Timestamp;
+use crate::store::crypt::StoreKeys;
 use crate::store::names;
 
 /// The longest reason a pin carries.
@@ -47,15 +48,22 @@ impl Pin {
     }
 }
 
-/// The pin `pin` as stored under `name`, with the frame nonce `nonce`.
-pub fn encode_pin(name: &str, pin: &Pin, nonce: [u8; 16]) -> Result<Vec<u8>, ObjectError> {
+/// The pin `pin` as stored under `name`, with the frame nonce `nonce`; sealed with `keys` in
+/// an encrypted store (STORE.md §6: a pin names its series).
+pub fn encode_pin(
+    name: &str,
+    pin: &Pin,
+    nonce: [u8; 16],
+    keys: Option<&StoreKeys>,
+) -> Result<Vec<u8>, ObjectError> {
     pin.check().map_err(|e| ObjectError::new(name, e))?;
-    encode_frame(name, Kind::Pin, nonce, pin, None, None)
+    encode_frame(name, Kind::Pin, nonce, pin, None, keys)
 }
 
-/// The pin the object `bytes` named `name` holds, checked as [`Pin::check`] does.
-pub fn decode_pin(name: &str, bytes: &[u8]) -> Result<Pin, ObjectError> {
-    let (_, pin): (_, Pin) = decode_frame(name, Kind::Pin, bytes, None)?;
+/// The pin the object `bytes` named `name` holds, checked as [`Pin::check`] does; an
+/// encrypted store's (`keys`) must be sealed, a plain store's must not.
+pub fn decode_pin(name: &str, bytes: &[u8], keys: Option<&StoreKeys>) -> Result<Pin, ObjectError> {
+    let (_, pin): (_, Pin) = decode_frame(name, Kind::Pin, bytes, keys)?;
     pin.check().map_err(|e| ObjectError::new(name, e))?;
     Ok(pin)
 }
@@ -80,16 +88,52 @@ mod tests {
     }
 
     #[test]
+    fn the_sealed_fuzz_seed_is_this_pin_sealed_under_the_fuzz_key() {
+        let k = crate::fuzzing::fuzz_store_keys();
+        let seed = include_bytes!("../../../fuzz/seeds/store_sealed/pin");
+        let made = encode_pin("seed", &pin(), [7; 16], Some(&k)).unwrap();
+        assert_eq!(
+            made.as_slice(),
+            seed.as_slice(),
+            "seed: {}",
+            crate::store::names::hex(&made)
+        );
+        assert_eq!(decode_pin("seed", seed, Some(&k)), Ok(pin()));
+    }
+
+    #[test]
+    fn an_encrypted_stores_pins_are_sealed_and_refused_plain() {
+        use crate::envelope::DataKey;
+        let k = StoreKeys::new(DataKey([5; 32]), [6; 16]);
+        let b = encode_pin("p", &pin(), [9; 16], Some(&k)).unwrap();
+        assert_eq!(b[11] & 1, 1, "flag bit 0: sealed");
+        assert!(
+            !b.windows(5).any(|w| w == b"web01"),
+            "no series name in the clear"
+        );
+        assert_eq!(decode_pin("p", &b, Some(&k)), Ok(pin()));
+        assert!(
+            decode_pin("p", &b, None).is_err(),
+            "sealed, in a plain store"
+        );
+        let plain = encode_pin("p", &pin(), [9; 16], None).unwrap();
+        assert!(
+            decode_pin("p", &plain, Some(&k)).is_err(),
+            "plain, in an encrypted store"
+        );
+    }
+
+    #[test]
     fn pins_round_trip_as_kind_7() {
-        let b = encode_pin("p", &pin(), [9; 16]).unwrap();
+        let b = encode_pin("p", &pin(), [9; 16], None).unwrap();
         assert_eq!((b[10], b[11]), (7, 0));
-        assert_eq!(decode_pin("p", &b), Ok(pin()));
+        assert_eq!(decode_pin("p", &b, None), Ok(pin()));
         let bare = Pin {
             why: String::new(),
             ..pin()
         };
         assert_eq!(
-            decode_pin("p", &encode_pin("p", &bare, [0; 16]).unwrap()),
+            decode_pin("p", &encode_pin("p", &bare, [0; 16], None).unwrap(), None),
             Ok(bare)
         );
     }
@@ -97,8 +141,8 @@ mod tests {
     #[test]
     fn the_fuzz_seed_is_a_valid_pin() {
         let seed = include_bytes!("../../../fuzz/seeds/store_pin/seed");
-        assert_eq!(decode_pin("seed", seed), Ok(pin()));
-        assert_eq!(encode_pin("seed", &pin(), [7; 16]).unwrap(), seed);
+        assert_eq!(decode_pin("seed", seed, None), Ok(pin()));
+        assert_eq!(encode_pin("seed", &pin(), [7; 16], None).unwrap(), seed);
     }
 
     #[test]
@@ -143,14 +187,16 @@ mod tests {
                 "control characters",
             ),
         ] {
-            let e = encode_pin("pins/x", &p, [0; 16]).unwrap_err().to_string();
+            let e = encode_pin("pins/x", &p, [0; 16], None)
+                .unwrap_err()
+                .to_string();
             assert!(e.starts_with("pins/x: ") && e.contains(why), "{why}: {e}");
         }
     }
 
     #[test]
     fn every_damage_is_refused_naming_the_object() {
-        let good = encode_pin("p", &pin(), [1; 16]).unwrap();
+        let good = encode_pin("p", &pin(), [1; 16], None).unwrap();
         let rehash = |mut b: Vec<u8>| {
             let h = blake3::hash(&b[HEADER_LEN..]);
             b[48..64].copy_from_slice(&h.as_bytes()[..16]);
@@ -175,7 +221,7 @@ mod tests {
             (dotted, "starts with '.'"),
             (bad_version, "not a version string"),
         ] {
-            let e = decode_pin("s3://b/p/pins/x", &bytes)
+            let e = decode_pin("s3://b/p/pins/x", &bytes, None)
                 .unwrap_err()
                 .to_string();
             assert!(e.starts_with("s3://b/p/pins/x: "), "{e}");

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ObjectError;
 use super::frame::{Kind, decode_frame, encode_frame};
+use crate::store::crypt::StoreKeys;
 use crate::store::names;
 
 /// The zstd level of a condemnation's body (its pack ids compress little; its keys do).
@@ -94,44 +95,69 @@ pub struct Swept {
     pub rescued: u64,
 }
 
-/// The condemnation `c` as stored under `name`, with the frame nonce `nonce`.
+/// The condemnation `c` as stored under `name`, with the frame nonce `nonce`; sealed with
+/// `keys` in an encrypted store (STORE.md §6).
 pub fn encode_condemnation(
     name: &str,
     c: &Condemnation,
     nonce: [u8; 16],
+    keys: Option<&StoreKeys>,
 ) -> Result<Vec<u8>, ObjectError> {
     c.check().map_err(|e| ObjectError::new(name, e))?;
-    encode_frame(name, Kind::Condemnation, nonce, c, Some(ZSTD_LEVEL), None)
+    encode_frame(name, Kind::Condemnation, nonce, c, Some(ZSTD_LEVEL), keys)
 }
 
-/// The condemnation the object `bytes` named `name` holds, checked.
-pub fn decode_condemnation(name: &str, bytes: &[u8]) -> Result<Condemnation, ObjectError> {
-    let (_, c): (_, Condemnation) = decode_frame(name, Kind::Condemnation, bytes, None)?;
+/// The condemnation the object `bytes` named `name` holds, checked; an encrypted store's
+/// (`keys`) must be sealed, a plain store's must not.
+pub fn decode_condemnation(
+    name: &str,
+    bytes: &[u8],
+    keys: Option<&StoreKeys>,
+) -> Result<Condemnation, ObjectError> {
+    let (_, c): (_, Condemnation) = decode_frame(name, Kind::Condemnation, bytes, keys)?;
     c.check().map_err(|e| ObjectError::new(name, e))?;
     Ok(c)
 }
 
 /// The wait list `w` as stored under `name`.
-pub fn encode_wait(name: &str, w: &Wait, nonce: [u8; 16]) -> Result<Vec<u8>, ObjectError> {
+pub fn encode_wait(
+    name: &str,
+    w: &Wait,
+    nonce: [u8; 16],
+    keys: Option<&StoreKeys>,
+) -> Result<Vec<u8>, ObjectError> {
     w.check().map_err(|e| ObjectError::new(name, e))?;
-    encode_frame(name, Kind::CondemnationWait, nonce, w, None, None)
+    encode_frame(name, Kind::CondemnationWait, nonce, w, None, keys)
 }
 
 /// The wait list the object `bytes` named `name` holds, checked.
-pub fn decode_wait(name: &str, bytes: &[u8]) -> Result<Wait, ObjectError> {
-    let (_, w): (_, Wait) = decode_frame(name, Kind::CondemnationWait, bytes, None)?;
+pub fn decode_wait(
+    name: &str,
+    bytes: &[u8],
+    keys: Option<&StoreKeys>,
+) -> Result<Wait, ObjectError> {
+    let (_, w): (_, Wait) = decode_frame(name, Kind::CondemnationWait, bytes, keys)?;
     w.check().map_err(|e| ObjectError::new(name, e))?;
     Ok(w)
 }
 
 /// The sweep record `s` as stored under `name`.
-pub fn encode_swept(name: &str, s: &Swept, nonce: [u8; 16]) -> Result<Vec<u8>, ObjectError> {
-    encode_frame(name, Kind::CondemnationSwept, nonce, s, None, None)
+pub fn encode_swept(
+    name: &str,
+    s: &Swept,
+    nonce: [u8; 16],
+    keys: Option<&StoreKeys>,
+) -> Result<Vec<u8>, ObjectError> {
+    encode_frame(name, Kind::CondemnationSwept, nonce, s, None, keys)
 }
 
 /// The sweep record the object `bytes` named `name` holds.
-pub fn decode_swept(name: &str, bytes: &[u8]) -> Result<Swept, ObjectError> {
-    Ok(decode_frame(name, Kind::CondemnationSwept, bytes, None)?.1)
+pub fn decode_swept(
+    name: &str,
+    bytes: &[u8],
+    keys: Option<&StoreKeys>,
+) -> Result<Swept, ObjectError> {
+    Ok(decode_frame(name, Kind::CondemnationSwept, bytes, keys)?.1)
 }
 
 #[cfg(test)]
@@ -165,24 +191,56 @@ mod tests {
     }
 
     #[test]
+    fn an_encrypted_stores_prune_objects_are_sealed_and_refused_plain() {
+        use crate::envelope::DataKey;
+        let k = StoreKeys::new(DataKey([5; 32]), [6; 16]);
+        let other = StoreKeys::new(DataKey([7; 32]), [6; 16]);
+        let c = encode_condemnation("c", &condemnation(), [1; 16], Some(&k)).unwrap();
+        assert_eq!(c[11] & 1, 1, "flag bit 0: sealed");
+        assert!(!c.windows(5).any(|w| w == b"web01"), "no name in the clear");
+        assert_eq!(decode_condemnation("c", &c, Some(&k)), Ok(condemnation()));
+        assert!(
+            decode_condemnation("c", &c, Some(&other)).is_err(),
+            "another key"
+        );
+        assert!(
+            decode_condemnation("c", &c, None).is_err(),
+            "sealed, in a plain store"
+        );
+        let plain = encode_condemnation("c", &condemnation(), [1; 16], None).unwrap();
+        let e = decode_condemnation("prune/x", &plain, Some(&k)).unwrap_err();
+        assert_eq!(e.object, "prune/x");
+        let w = encode_wait("w", &wait(), [2; 16], Some(&k)).unwrap();
+        assert_eq!(decode_wait("w", &w, Some(&k)), Ok(wait()));
+        assert!(decode_wait("w", &w, None).is_err());
+        let s = Swept {
+            deleted: 1,
+            rescued: 0,
+        };
+        let b = encode_swept("s", &s, [3; 16], Some(&k)).unwrap();
+        assert_eq!(decode_swept("s", &b, Some(&k)), Ok(s));
+        assert!(decode_swept("s", &b, None).is_err());
+    }
+
+    #[test]
     fn the_three_objects_round_trip_as_kinds_4_5_6() {
-        let c = encode_condemnation("c", &condemnation(), [1; 16]).unwrap();
+        let c = encode_condemnation("c", &condemnation(), [1; 16], None).unwrap();
         assert_eq!((c[10], c[11]), (4, 2), "kind 4, zstd");
-        assert_eq!(decode_condemnation("c", &c), Ok(condemnation()));
-        let w = encode_wait("w", &wait(), [2; 16]).unwrap();
+        assert_eq!(decode_condemnation("c", &c, None), Ok(condemnation()));
+        let w = encode_wait("w", &wait(), [2; 16], None).unwrap();
         assert_eq!((w[10], w[11]), (5, 0));
-        assert_eq!(decode_wait("w", &w), Ok(wait()));
+        assert_eq!(decode_wait("w", &w, None), Ok(wait()));
         assert_eq!(wait().ids(), vec![[0x12; 16]]);
-        let empty = encode_wait("w", &Wait::default(), [2; 16]).unwrap();
-        assert_eq!(decode_wait("w", &empty), Ok(Wait::default()));
+        let empty = encode_wait("w", &Wait::default(), [2; 16], None).unwrap();
+        assert_eq!(decode_wait("w", &empty, None), Ok(Wait::default()));
         let s = Swept {
             deleted: 7,
             rescued: 2,
         };
-        let b = encode_swept("s", &s, [3; 16]).unwrap();
+        let b = encode_swept("s", &s, [3; 16], None).unwrap();
         assert_eq!((b[10], b[11]), (6, 0));
         assert_eq!(&b[HEADER_LEN..], &[7, 2], "two varints");
-        assert_eq!(decode_swept("s", &b), Ok(s));
+        assert_eq!(decode_swept("s", &b, None), Ok(s));
         assert!(Condemnation::default().is_empty());
         assert!(!condemnation().is_empty());
     }
@@ -190,9 +248,9 @@ mod tests {
     #[test]
     fn the_fuzz_seed_is_a_valid_condemnation() {
         let seed = include_bytes!("../../../fuzz/seeds/store_prune/seed");
-        assert_eq!(decode_condemnation("seed", seed), Ok(condemnation()));
+        assert_eq!(decode_condemnation("seed", seed, None), Ok(condemnation()));
         assert_eq!(
-            encode_condemnation("seed", &condemnation(), [7; 16]).unwrap(),
+            encode_condemnation("seed", &condemnation(), [7; 16], None).unwrap(),
             seed
         );
     }
@@ -221,7 +279,7 @@ mod tests {
             (bad_blob, "not a rescue blob's key"),
             (pack_twice, "condemned twice"),
         ] {
-            let e = encode_condemnation("prune/x", &c, [0; 16])
+            let e = encode_condemnation("prune/x", &c, [0; 16], None)
                 .unwrap_err()
                 .to_string();
             assert!(e.starts_with("prune/x: ") && e.contains(why), "{why}: {e}");
@@ -229,13 +287,13 @@ mod tests {
         let w = Wait {
             locks: vec!["locks/xyz".into()],
         };
-        let e = encode_wait("prune/x.wait", &w, [0; 16]).unwrap_err();
+        let e = encode_wait("prune/x.wait", &w, [0; 16], None).unwrap_err();
         assert!(e.to_string().contains("not a lock's key"), "{e}");
     }
 
     #[test]
     fn every_damage_is_refused_naming_the_object() {
-        let good = encode_condemnation("c", &condemnation(), [1; 16]).unwrap();
+        let good = encode_condemnation("c", &condemnation(), [1; 16], None).unwrap();
         let mut trailing = good.clone();
         trailing.push(0);
         // A valid frame whose version key is not one: decodes, then fails the check.
@@ -252,7 +310,7 @@ mod tests {
             rehash(damage::u64_at(&damage::u64_at(&b, 32, len), 40, len))
         };
         let refusal = |b: &[u8]| {
-            decode_condemnation("s3://b/p/prune/x", b)
+            decode_condemnation("s3://b/p/prune/x", b, None)
                 .unwrap_err()
                 .to_string()
         };
@@ -271,20 +329,22 @@ mod tests {
             assert!(e.starts_with("s3://b/p/prune/x: "), "{e}");
             assert!(e.contains(why), "{why}: {e}");
         }
-        let w = encode_wait("w", &wait(), [0; 16]).unwrap();
+        let w = encode_wait("w", &wait(), [0; 16], None).unwrap();
         let bad_lock = rehash(damage::byte(&w, HEADER_LEN + 2, b'Z'));
         for (bytes, why) in [
             (damage::byte(&w, 10, 6), "is a condemnation's sweep record"),
             (bad_lock, "not a lock's key"),
             (w[..w.len() - 1].to_vec(), "truncated"),
         ] {
-            let e = decode_wait("prune/x.wait", &bytes).unwrap_err().to_string();
+            let e = decode_wait("prune/x.wait", &bytes, None)
+                .unwrap_err()
+                .to_string();
             assert!(
                 e.starts_with("prune/x.wait: ") && e.contains(why),
                 "{why}: {e}"
             );
         }
-        let s = encode_swept("s", &Swept::default(), [0; 16]).unwrap();
+        let s = encode_swept("s", &Swept::default(), [0; 16], None).unwrap();
         let mut long = s.clone();
         long.push(1);
         for (bytes, why) in [
@@ -292,7 +352,7 @@ mod tests {
             (long, "trailing bytes"),
             (damage::byte(&s, 8, 2), "newer"),
         ] {
-            let e = decode_swept("prune/x.swept", &bytes)
+            let e = decode_swept("prune/x.swept", &bytes, None)
                 .unwrap_err()
                 .to_string();
             assert!(e.contains(why), "{why}: {e}");

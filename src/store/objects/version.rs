@@ -309,7 +309,7 @@ fn check_stored_head(name: &str, prefix: &VersionPrefix, head: &[u8]) -> Result<
 }
 
 /// The longest stored head: sealed, its nonce and the seal's tags besides.
-fn max_head(sealed: bool) -> u64 {
+pub fn max_head(sealed: bool) -> u64 {
     match sealed {
         true => 16 + crate::envelope::stream::sealed_len(MAX_HEAD),
         false => MAX_HEAD,
@@ -317,7 +317,7 @@ fn max_head(sealed: bool) -> u64 {
 }
 
 /// The longest stored manifest frame: sealed, padded to 64 KiB and with the seal's tags.
-fn max_frame(sealed: bool) -> u64 {
+pub fn max_frame(sealed: bool) -> u64 {
     use crate::envelope::stream::{SEGMENT, sealed_len};
     match sealed {
         true => RECORD_LEN as u64 + sealed_len(MAX_FRAME.div_ceil(SEGMENT) * SEGMENT),
@@ -363,6 +363,35 @@ pub fn decode_version<'b>(
     let head = decode_head(name, &prefix, &bytes[PREFIX_LEN..head_end])?;
     let frame = &bytes[head_end..];
     check_frame(name, &head, frame)?;
+    Ok((head, frame))
+}
+
+/// The head and the opened manifest frame of the whole sealed version object `bytes` (an
+/// encrypted store's, STORE.md §6 "As built"): prefix, exact length, head hash, the head
+/// opened with `keys`, the sealed frame's hash, then the frame opened.
+pub fn decode_version_sealed(
+    name: &str,
+    bytes: &[u8],
+    keys: &StoreKeys,
+) -> Result<(VersionHead, Vec<u8>), ObjectError> {
+    let prefix = decode_version_prefix(name, bytes)?;
+    if bytes.len() as u64 != prefix.total_len() {
+        return Err(ObjectError::new(
+            name,
+            format!(
+                "{} bytes where its prefix says {} (truncated or damaged)",
+                bytes.len(),
+                prefix.total_len()
+            ),
+        ));
+    }
+    let head_end = PREFIX_LEN + prefix.head_len as usize;
+    let (head, nonce) = decode_head_sealed(name, &prefix, &bytes[PREFIX_LEN..head_end], keys)?;
+    let sealed = &bytes[head_end..];
+    check_frame(name, &head, sealed)?;
+    let frame =
+        crate::envelope::open_manifest_with(&keys.version(&nonce, crypt::VERSION_MANIFEST), sealed)
+            .map_err(|e| ObjectError::new(name, format!("its manifest frame: {e}")))?;
     Ok((head, frame))
 }
 

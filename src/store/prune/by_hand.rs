@@ -27,14 +27,14 @@ pub fn forget(
     let mut keys = Vec::new();
     for (series, version) in versions {
         let named = format!("{}/{series}@{version}", store.root);
-        let key = names::version_key(series, version);
+        let key = store.version_rel(series, version);
         if store.client.head(&store.root.key(&key))?.is_none() {
             return Err(StoreError::Refused(format!("{named}: no such version")));
         }
         if condemned.contains_key(key.as_str()) {
             return Err(StoreError::Refused(format!("{named}: forgotten already")));
         }
-        if pins.keeps(series, version) {
+        if pins.keeps(&store.series_dir(series), version) {
             return Err(StoreError::Refused(format!(
                 "{named}: pinned (osimage store unpin {named} first)"
             )));
@@ -98,7 +98,7 @@ pub fn forget_beyond(
     let versions: Vec<String> = decisions
         .iter()
         .filter(|d| !d.keep())
-        .map(|d| names::version_key(series, &d.version))
+        .map(|d| store.version_rel(series, &d.version))
         .collect();
     if versions.is_empty() {
         return Ok(ForgotBeyond {
@@ -133,7 +133,7 @@ pub fn pin(
     why: &str,
 ) -> Result<String, StoreError> {
     let named = format!("{}/{series}@{version}", store.root);
-    let key = names::version_key(series, version);
+    let key = store.version_rel(series, version);
     if store.client.head(&store.root.key(&key))?.is_none() {
         return Err(StoreError::Refused(format!("{named}: no such version")));
     }

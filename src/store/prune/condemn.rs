@@ -35,8 +35,7 @@ pub(super) fn forget(
         if chosen.is_some_and(|c| !c.contains(&v.series)) {
             continue;
         }
-        let key = names::version_key(&v.series, &v.version);
-        if condemned.contains_key(key.as_str()) {
+        if condemned.contains_key(v.key().as_str()) {
             continue;
         }
         let head = store.read_head(&v.series, &v.version)?;
@@ -44,7 +43,7 @@ pub(super) fn forget(
             version: v.version.clone(),
             created: to_utc(head.created),
             tags: head.tags,
-            pinned: pins.keeps(&v.series, &v.version),
+            pinned: pins.keeps(&v.dir, &v.version),
         });
     }
     Ok(by_series
@@ -76,10 +75,10 @@ pub(super) fn candidates(
     let remaining: Vec<ListedVersion> = listed
         .iter()
         .filter(|v| {
-            let key = names::version_key(&v.series, &v.version);
+            let key = v.key();
             let condemned =
                 forgotten_set.contains(key.as_str()) || earlier.contains_key(key.as_str());
-            !condemned || pins.keeps(&v.series, &v.version)
+            !condemned || pins.keeps(&v.dir, &v.version)
         })
         .cloned()
         .collect();

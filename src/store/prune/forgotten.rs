@@ -30,11 +30,12 @@ impl Forgotten {
         Forgotten { versions }
     }
 
-    /// When the prune that forgot `series`@`version` condemned it; `None` when it is not
-    /// forgotten.
-    pub fn when(&self, series: &str, version: &str) -> Option<DateTime<Utc>> {
+    /// When the prune that forgot `version` of the series folder `dir` (the series name in
+    /// a plain store, its keyed name in an encrypted one: `Store::series_dir`) condemned
+    /// it; `None` when it is not forgotten.
+    pub fn when(&self, dir: &str, version: &str) -> Option<DateTime<Utc>> {
         self.versions
-            .get(&names::version_key(series, version))
+            .get(&names::version_key(dir, version))
             .copied()
     }
 }
@@ -56,7 +57,7 @@ impl Store {
             .versions(series)?
             .into_iter()
             .rev()
-            .find(|v| forgotten.when(series, v).is_none()))
+            .find(|v| forgotten.when(&self.series_dir(series), v).is_none()))
     }
 
     /// Refuses `series`@`version` when it is in `forgotten`, saying how a pin keeps it.
@@ -66,7 +67,7 @@ impl Store {
         version: &str,
         forgotten: &Forgotten,
     ) -> Result<(), StoreError> {
-        let Some(when) = forgotten.when(series, version) else {
+        let Some(when) = forgotten.when(&self.series_dir(series), version) else {
             return Ok(());
         };
         let named = format!("{}/{series}@{version}", self.root);
@@ -104,6 +105,7 @@ mod tests {
                 },
                 why: String::new(),
             }),
+            dir: Some("web01".into()),
         }
     }
 
@@ -135,6 +137,7 @@ mod tests {
                 ListedPin {
                     id: [9; 16],
                     pin: Err("damaged".into()),
+                    dir: None,
                 },
             ],
         };

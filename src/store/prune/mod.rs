@@ -170,7 +170,7 @@ pub fn prune(
             s.decisions
                 .iter()
                 .filter(|d| !d.keep())
-                .map(|d| names::version_key(&s.series, &d.version))
+                .map(|d| store.version_rel(&s.series, &d.version))
         })
         .collect();
     // Step 4: condemn.
@@ -257,7 +257,8 @@ pub(crate) struct Referenced {
     pub blobs: HashSet<String>,
 }
 
-/// What `versions` use, from their heads (one read each).
+/// What `versions` use, from their heads (one read each): packs by their object names
+/// (`Store::pack_object`, what a LIST of `packs/` and a condemnation hold), blobs by key.
 pub(crate) fn referenced(
     store: &Store,
     versions: &[ListedVersion],
@@ -265,7 +266,8 @@ pub(crate) fn referenced(
     let mut out = Referenced::default();
     for v in versions {
         let head = store.read_head(&v.series, &v.version)?;
-        out.packs.extend(head.packs.iter().copied());
+        out.packs
+            .extend(head.packs.iter().map(|id| store.pack_object(id)));
         if let Some(r) = &head.rescue {
             out.blobs.insert(r.kernel.object.clone());
             out.blobs.insert(r.initrd_core.object.clone());

@@ -84,6 +84,9 @@ impl Pending {
 pub struct ListedPin {
     pub id: [u8; 16],
     pub pin: Result<Pin, String>,
+    /// The folder of its series under `images/`: the name, or in an encrypted store its
+    /// keyed name (STORE.md §6); `None` for a damaged pin.
+    pub dir: Option<String>,
 }
 
 /// The pins of a store and the server's clock when it listed them.
@@ -94,11 +97,13 @@ pub struct Pins {
 }
 
 impl Pins {
-    /// Whether a pin with `until` still ahead of the server's clock names `series`@`version`.
-    pub fn keeps(&self, series: &str, version: &str) -> bool {
-        self.pins.iter().any(|p| {
-            p.pin.as_ref().is_ok_and(|p| {
-                p.series == series && p.version == version && to_utc(p.until) > self.now
+    /// Whether a pin with `until` still ahead of the server's clock names the version
+    /// `version` in the series folder `dir` (a plain store's series name, an encrypted
+    /// store's keyed name: what version keys hold).
+    pub fn keeps(&self, dir: &str, version: &str) -> bool {
+        self.pins.iter().any(|l| {
+            l.pin.as_ref().is_ok_and(|p| {
+                l.dir.as_deref() == Some(dir) && p.version == version && to_utc(p.until) > self.now
             })
         })
     }
@@ -165,7 +170,7 @@ impl Store {
     pub fn read_condemnation(&self, id: &[u8; 16]) -> Result<Option<Condemnation>, StoreError> {
         let rel = names::condemnation_key(id);
         Ok(match self.get_small(&rel, Kind::Condemnation)? {
-            Some(b) => Some(decode_condemnation(&self.shown(&rel), &b)?),
+            Some(b) => Some(decode_condemnation(&self.shown(&rel), &b, self.keys())?),
             None => None,
         })
     }
@@ -174,7 +179,7 @@ impl Store {
     pub fn read_wait(&self, id: &[u8; 16]) -> Result<Option<Wait>, StoreError> {
         let rel = names::wait_key(id);
         Ok(match self.get_small(&rel, Kind::CondemnationWait)? {
-            Some(b) => Some(decode_wait(&self.shown(&rel), &b)?),
+            Some(b) => Some(decode_wait(&self.shown(&rel), &b, self.keys())?),
             None => None,
         })
     }
@@ -183,7 +188,12 @@ impl Store {
     pub fn put_condemnation(&self, c: &Condemnation) -> Result<[u8; 16], StoreError> {
         let id = crate::store::random_bytes::<16>()?;
         let rel = names::condemnation_key(&id);
-        let bytes = encode_condemnation(&self.shown(&rel), c, crate::store::random_bytes()?)?;
+        let bytes = encode_condemnation(
+            &self.shown(&rel),
+            c,
+            crate::store::random_bytes()?,
+            self.keys(),
+        )?;
         self.client.put(&self.root.key(&rel), &bytes)?;
         Ok(id)
     }
@@ -191,14 +201,24 @@ impl Store {
     /// PUTs the wait list of the condemnation `id`.
     pub fn put_wait(&self, id: &[u8; 16], w: &Wait) -> Result<(), StoreError> {
         let rel = names::wait_key(id);
-        let bytes = encode_wait(&self.shown(&rel), w, crate::store::random_bytes()?)?;
+        let bytes = encode_wait(
+            &self.shown(&rel),
+            w,
+            crate::store::random_bytes()?,
+            self.keys(),
+        )?;
         Ok(self.client.put(&self.root.key(&rel), &bytes)?)
     }
 
     /// PUTs the sweep record of the condemnation `id`.
     pub fn put_swept(&self, id: &[u8; 16], s: &Swept) -> Result<(), StoreError> {
         let rel = names::swept_key(id);
-        let bytes = encode_swept(&self.shown(&rel), s, crate::store::random_bytes()?)?;
+        let bytes = encode_swept(
+            &self.shown(&rel),
+            s,
+            crate::store::random_bytes()?,
+            self.keys(),
+        )?;
         Ok(self.client.put(&self.root.key(&rel), &bytes)?)
     }
 
@@ -214,10 +234,11 @@ impl Store {
             let id =
                 names::parse_pin_key(rel).map_err(|e| ObjectError::new(&self.shown(rel), e))?;
             let pin = match self.get_small(rel, Kind::Pin)? {
-                Some(b) => decode_pin(&self.shown(rel), &b).map_err(|e| e.problem),
+                Some(b) => decode_pin(&self.shown(rel), &b, self.keys()).map_err(|e| e.problem),
                 None => continue,
             };
-            pins.push(ListedPin { id, pin });
+            let dir = pin.as_ref().ok().map(|p| self.series_dir(&p.series));
+            pins.push(ListedPin { id, pin, dir });
         }
         Ok(Pins { now, pins })
     }
@@ -225,7 +246,12 @@ impl Store {
     /// PUTs `pin` under a new random name; returns its key relative to the store.
     pub fn put_pin(&self, pin: &Pin) -> Result<String, StoreError> {
         let rel = names::pin_key(&crate::store::random_bytes::<16>()?);
-        let bytes = encode_pin(&self.shown(&rel), pin, crate::store::random_bytes()?)?;
+        let bytes = encode_pin(
+            &self.shown(&rel),
+            pin,
+            crate::store::random_bytes()?,
+            self.keys(),
+        )?;
         self.client.put(&self.root.key(&rel), &bytes)?;
         Ok(rel)
     }

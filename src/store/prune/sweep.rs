@@ -81,9 +81,9 @@ pub(super) fn try_sweep(
     let mut rescued_versions = HashSet::new();
     let mut keep = Vec::new();
     for v in &listed {
-        let key = names::version_key(&v.series, &v.version);
+        let key = v.key();
         if mine.contains(key.as_str()) {
-            if !pins.keeps(&v.series, &v.version) {
+            if !pins.keeps(&v.dir, &v.version) {
                 continue;
             }
             rescued_versions.insert(key);
@@ -118,14 +118,12 @@ pub(super) fn try_sweep(
     let mut replaced = Vec::new();
     for name in store.list_index()? {
         let index = store.get_index(&name)?;
-        if !index.packs.iter().any(|p| doomed_packs.contains(&p.id)) {
+        // Condemnations hold the packs' object names (`Store::pack_object`).
+        let doomed = |p: &IndexPack| doomed_packs.contains(&store.pack_object(&p.id));
+        if !index.packs.iter().any(doomed) {
             continue;
         }
-        let rest: Vec<IndexPack> = index
-            .packs
-            .into_iter()
-            .filter(|p| !doomed_packs.contains(&p.id))
-            .collect();
+        let rest: Vec<IndexPack> = index.packs.into_iter().filter(|p| !doomed(p)).collect();
         if !dry_run && !rest.is_empty() {
             store.put_index(&StoreIndex { packs: rest })?;
         }
