@@ -74,7 +74,7 @@ fn entry(path: &[u8], kind: EntryKind) -> Entry {
         path: path.to_vec(),
         kind,
         meta: Meta::default(),
-        xattrs: vec![],
+        xattrs: Default::default(),
     }
 }
 

@@ -772,7 +772,7 @@ fn a_tree_the_restore_would_refuse_leaves_the_target_untouched() {
         path: path.to_vec(),
         kind,
         meta: Meta::default(),
-        xattrs: vec![],
+        xattrs: Default::default(),
     };
     let outside = || EntryKind::Symlink {
         target: b"/tmp/osimage-restore-outside".to_vec(),

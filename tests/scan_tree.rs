@@ -145,7 +145,7 @@ fn scan_records_every_kind_with_its_metadata() {
                 name: name.as_bytes().to_vec(),
             })
             .collect();
-        assert_eq!(e.entry.xattrs, want, "{what}");
+        assert_eq!(e.entry.xattrs[..], want[..], "{what}");
     }
     let names = |p: &str| -> Vec<Vec<u8>> {
         let x = &entries[at[p.as_bytes()]].entry.xattrs;

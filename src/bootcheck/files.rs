@@ -315,13 +315,13 @@ fn check_meta(e: &Entry, p: &Path, md: &std::fs::Metadata, fid: Fidelity, what: 
             mtime,
             ..Meta::default()
         },
-        xattrs: xattrs_of(p),
+        xattrs: xattrs_of(p).into(),
     };
     let image = Entry {
         path: e.path.clone(),
         kind: EntryKind::Fifo,
         meta: e.meta.clone(),
-        xattrs: sorted(&e.xattrs),
+        xattrs: sorted(&e.xattrs).into(),
     };
     let mut fields = meta_fields(&image, &disk);
     // symlinks have no mode of their own on Linux (always 0777)

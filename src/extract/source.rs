@@ -100,7 +100,7 @@ impl MemorySource {
             path: path.to_vec(),
             kind,
             meta,
-            xattrs: Vec::new(),
+            xattrs: Default::default(),
         })
     }
 

@@ -81,7 +81,7 @@ mod tests {
             path: path.to_vec(),
             kind: EntryKind::Directory,
             meta: Meta::default(),
-            xattrs: vec![],
+            xattrs: Default::default(),
         }
     }
 

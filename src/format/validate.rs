@@ -249,7 +249,7 @@ mod tests {
             path: path.as_bytes().to_vec(),
             kind,
             meta: Meta::default(),
-            xattrs: vec![],
+            xattrs: Default::default(),
         }
     }
 

@@ -226,7 +226,7 @@ mod tests {
                 mode,
                 ..Default::default()
             },
-            xattrs: vec![],
+            xattrs: Default::default(),
         }
     }
 

@@ -174,7 +174,7 @@ impl Base {
 /// an xattr moves ctime, which the files cache compares (docs/REFRESH.md).
 impl KnownFiles for Base {
     fn known_xattrs(&self, path: &[u8], meta: &Meta, size: u64) -> Option<Vec<Xattr>> {
-        self.unchanged(path, meta, size).map(|e| e.xattrs.clone())
+        self.unchanged(path, meta, size).map(|e| e.xattrs.to_vec())
     }
 }
 

@@ -142,17 +142,17 @@ fn split_entries(
                 && let Some(r) = rebase(&e.path, &mps[p])
             {
                 let (meta, xattrs) = match underneath.get(&e.path) {
-                    Some(d) => (&d.meta, &d.xattrs),
-                    None => (&e.meta, &e.xattrs),
+                    Some(d) => (&d.meta, &d.xattrs[..]),
+                    None => (&e.meta, &e.xattrs[..]),
                 };
                 entries[p].push(Entry {
                     path: r.to_vec(),
                     kind: EntryKind::Directory,
                     meta: meta.clone(),
                     xattrs: if strip_xattrs[p] {
-                        Vec::new()
+                        Default::default()
                     } else {
-                        xattrs.clone()
+                        xattrs.to_vec().into()
                     },
                 });
             }
@@ -179,7 +179,7 @@ fn split_entries(
             kind,
             meta: e.meta.clone(),
             xattrs: if strip_xattrs[o] {
-                Vec::new()
+                Default::default()
             } else {
                 e.xattrs.clone()
             },
@@ -235,7 +235,8 @@ mod tests {
             xattrs: vec![crate::format::manifest::Xattr {
                 name: b"user.who".to_vec(),
                 value: xattr.to_vec(),
-            }],
+            }]
+            .into(),
         }
     }
 
@@ -259,7 +260,7 @@ mod tests {
             .push(mount_dirs::to_extension(&[mount_dirs::MountDir {
                 path: under.path,
                 meta: under.meta,
-                xattrs: under.xattrs,
+                xattrs: under.xattrs.into_vec(),
             }]));
         let parts = split_entries(&m, &mps, &[false, false]).unwrap();
         let (in_root, boot_root) = (&parts[0][1], &parts[1][0]);

@@ -416,7 +416,7 @@ impl<'a> Walker<'a> {
                 path,
                 kind,
                 meta: meta(st, fs),
-                xattrs,
+                xattrs: xattrs.into(),
             },
             allocated: (st.st_blocks as u64).saturating_mul(512),
         });

@@ -32,7 +32,7 @@ pub(super) fn read(
     meta(&mut out, s)?;
     let held = s.next()?;
     each(&mut out, held.col(), 1, |c, e| {
-        e.xattrs = xattrs(c)?;
+        e.xattrs = xattrs(c)?.into();
         Ok(())
     })?;
     Ok(out)
@@ -73,7 +73,7 @@ fn kinds(n: u64, s: &mut Stream) -> Result<Vec<Entry>, PayloadError> {
             path: Vec::new(),
             kind,
             meta: Meta::default(),
-            xattrs: Vec::new(),
+            xattrs: Default::default(),
         });
     }
     c.finish()?;
