@@ -336,7 +336,8 @@ fn a_failed_extract_removes_what_it_created() {
     src.add(b"a/b", EntryKind::Directory, dir_meta());
     src.add_file(b"a/b/whole", b"data", meta(0o644, 0, 0, 1, 0));
     let i = src.add_file(b"a/b/bad", b"#!x", meta(0o755, 0, 0, 1, 0));
-    src.manifest_mut().entries[i as usize].xattrs = vec![xattr("security.capability", b"bad")].into();
+    src.manifest_mut().entries[i as usize].xattrs =
+        vec![xattr("security.capability", b"bad")].into();
     src.add(b"a/fifo", EntryKind::Fifo, meta(0o644, 0, 0, 1, 0));
     let tmp = tempfile::tempdir().unwrap();
     let fresh = tmp.path().join("fresh");
@@ -396,9 +397,11 @@ fn xattrs_of_every_namespace_round_trip() {
         },
         meta(0o777, 0, 0, 1, 0),
     );
-    src.manifest_mut().entries[l as usize].xattrs = vec![xattr("trusted.link", b"on a symlink")].into();
+    src.manifest_mut().entries[l as usize].xattrs =
+        vec![xattr("trusted.link", b"on a symlink")].into();
     let p = src.add(b"d/p", EntryKind::Fifo, meta(0o600, 0, 0, 1, 0));
-    src.manifest_mut().entries[p as usize].xattrs = vec![xattr("trusted.fifo", b"on a fifo")].into();
+    src.manifest_mut().entries[p as usize].xattrs =
+        vec![xattr("trusted.fifo", b"on a fifo")].into();
 
     let tmp = tempfile::tempdir().unwrap();
     let report = run(&src, tmp.path()).unwrap();
