@@ -812,7 +812,7 @@ fn entry_paths_with_odd_bytes_are_fine() {
 fn an_image_without_a_root_entry_still_extracts() {
     let mut src = MemorySource::new();
     src.add_entry(Entry {
-        path: b"f".to_vec(),
+        path: b"f"[..].into(),
         kind: EntryKind::Fifo,
         meta: meta(0o644, 0, 0, 1, 0),
         xattrs: Default::default(),

@@ -71,7 +71,7 @@ impl Table {
 
 fn entry(path: &[u8], kind: EntryKind) -> Entry {
     Entry {
-        path: path.to_vec(),
+        path: path.into(),
         kind,
         meta: Meta::default(),
         xattrs: Default::default(),

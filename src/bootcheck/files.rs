@@ -120,7 +120,7 @@ pub fn compare(m: &Manifest, root: &Path, fidelity: &dyn Fn(&Entry) -> Fidelity)
             push(&mut r, &e.path, what);
         }
     }
-    let known: HashSet<&[u8]> = m.entries.iter().map(|e| e.path.as_slice()).collect();
+    let known: HashSet<&[u8]> = m.entries.iter().map(|e| &e.path[..]).collect();
     let mut extras = Vec::new();
     find_extras(root, Vec::new(), &known, &mut extras);
     for x in extras {

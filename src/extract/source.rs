@@ -97,7 +97,7 @@ impl MemorySource {
     /// Appends an entry with no xattrs and returns its index.
     pub fn add(&mut self, path: &[u8], kind: EntryKind, meta: Meta) -> EntryIndex {
         self.add_entry(Entry {
-            path: path.to_vec(),
+            path: path.into(),
             kind,
             meta,
             xattrs: Default::default(),

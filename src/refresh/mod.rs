@@ -121,7 +121,7 @@ impl Base {
             .enumerate()
             .filter(|(_, e)| matches!(e.kind, EntryKind::File { .. }))
             .filter(|(_, e)| trusted.contains(&e.meta.fs) && !racy(&e.meta, start))
-            .map(|(i, e)| (e.path.clone(), i))
+            .map(|(i, e)| (e.path.to_vec(), i))
             .collect();
     }
 

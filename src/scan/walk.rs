@@ -413,7 +413,7 @@ impl<'a> Walker<'a> {
     ) -> EntryIndex {
         self.out.entries.push(ScannedEntry {
             entry: Entry {
-                path,
+                path: path.into(),
                 kind,
                 meta: meta(st, fs),
                 xattrs: xattrs.into(),

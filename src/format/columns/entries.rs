@@ -70,7 +70,7 @@ fn kinds(n: u64, s: &mut Stream) -> Result<Vec<Entry>, PayloadError> {
             x => return Err(c.bad(format!("entry {i}: unknown kind {x}"))),
         };
         out.push(Entry {
-            path: Vec::new(),
+            path: Box::default(),
             kind,
             meta: Meta::default(),
             xattrs: Default::default(),
@@ -122,7 +122,7 @@ fn paths(out: &mut [Entry], s: &mut Stream) -> Result<(), PayloadError> {
         let mut path = Vec::with_capacity(len as usize);
         path.extend_from_slice(&prev[..shared as usize]);
         path.extend_from_slice(rest);
-        out[i].path = path;
+        out[i].path = path.into_boxed_slice();
     }
     c.finish()
 }

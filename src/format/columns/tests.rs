@@ -24,7 +24,7 @@ fn t(sec: i64, nsec: u32) -> Timestamp {
 
 fn entry(path: &[u8], kind: EntryKind) -> Entry {
     Entry {
-        path: path.to_vec(),
+        path: path.into(),
         kind,
         meta: Meta {
             mode: 0o644,
@@ -453,7 +453,7 @@ fn manifest() -> impl Strategy<Value = Manifest> {
                 ),
             )
                 .prop_map(move |(path, kind, meta, xs)| Entry {
-                    path,
+                    path: path.into(),
                     // Chunk indexes must exist (§5.7): a run without chunks stands for none.
                     kind: if n == 0 {
                         match kind {
