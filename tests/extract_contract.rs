@@ -216,7 +216,7 @@ fn setuid_setgid_and_capabilities_survive_chown() {
         1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     ];
     let i = src.add_file(b"ping", b"\x7fELF", meta(0o755, 1000, 1000, 1, 0));
-    src.manifest_mut().entries[i as usize].xattrs = vec![xattr("security.capability", &cap)];
+    src.manifest_mut().entries[i as usize].xattrs = vec![xattr("security.capability", &cap)].into();
     let tmp = tempfile::tempdir().unwrap();
     run(&src, tmp.path()).unwrap();
     let mode = |p: &str| fs::metadata(tmp.path().join(p)).unwrap().mode() & 0o7777;
@@ -246,7 +246,8 @@ fn without_owners_setuid_setgid_and_capabilities_are_dropped() {
     src.manifest_mut().entries[i as usize].xattrs = vec![
         xattr("security.capability", &cap),
         xattr("user.kept", b"yes"),
-    ];
+    ]
+    .into();
     let tmp = tempfile::tempdir().unwrap();
     let opts = ExtractOptions {
         restore_owner: false,
@@ -284,7 +285,7 @@ fn capabilities_and_device_nodes_can_be_left_out() {
         1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     ];
     let i = src.add_file(b"ping", b"\x7fELF", meta(0o4755, 1000, 1000, 1, 0));
-    src.manifest_mut().entries[i as usize].xattrs = vec![xattr("security.capability", &cap)];
+    src.manifest_mut().entries[i as usize].xattrs = vec![xattr("security.capability", &cap)].into();
     src.add(
         b"sda",
         EntryKind::BlockDevice {
@@ -335,7 +336,8 @@ fn a_failed_extract_removes_what_it_created() {
     src.add(b"a/b", EntryKind::Directory, dir_meta());
     src.add_file(b"a/b/whole", b"data", meta(0o644, 0, 0, 1, 0));
     let i = src.add_file(b"a/b/bad", b"#!x", meta(0o755, 0, 0, 1, 0));
-    src.manifest_mut().entries[i as usize].xattrs = vec![xattr("security.capability", b"bad")];
+    src.manifest_mut().entries[i as usize].xattrs =
+        vec![xattr("security.capability", b"bad")].into();
     src.add(b"a/fifo", EntryKind::Fifo, meta(0o644, 0, 0, 1, 0));
     let tmp = tempfile::tempdir().unwrap();
     let fresh = tmp.path().join("fresh");
@@ -379,14 +381,15 @@ fn xattrs_of_every_namespace_round_trip() {
         xattr("user.empty", b""),
     ];
     let mut src = image();
-    src.manifest_mut().entries[0].xattrs = vec![xattr("trusted.root", b"r")];
+    src.manifest_mut().entries[0].xattrs = vec![xattr("trusted.root", b"r")].into();
     src.add(b"d", EntryKind::Directory, dir_meta());
     src.manifest_mut().entries[1].xattrs = vec![
         xattr("user.dir", b"1"),
         xattr("system.posix_acl_default", &acl),
-    ];
+    ]
+    .into();
     let f = src.add_file(b"d/f", b"data", meta(0o754, 0, 0, 1, 0));
-    src.manifest_mut().entries[f as usize].xattrs = file_x.clone();
+    src.manifest_mut().entries[f as usize].xattrs = file_x.clone().into();
     let l = src.add(
         b"d/l",
         EntryKind::Symlink {
@@ -394,9 +397,11 @@ fn xattrs_of_every_namespace_round_trip() {
         },
         meta(0o777, 0, 0, 1, 0),
     );
-    src.manifest_mut().entries[l as usize].xattrs = vec![xattr("trusted.link", b"on a symlink")];
+    src.manifest_mut().entries[l as usize].xattrs =
+        vec![xattr("trusted.link", b"on a symlink")].into();
     let p = src.add(b"d/p", EntryKind::Fifo, meta(0o600, 0, 0, 1, 0));
-    src.manifest_mut().entries[p as usize].xattrs = vec![xattr("trusted.fifo", b"on a fifo")];
+    src.manifest_mut().entries[p as usize].xattrs =
+        vec![xattr("trusted.fifo", b"on a fifo")].into();
 
     let tmp = tempfile::tempdir().unwrap();
     let report = run(&src, tmp.path()).unwrap();
@@ -436,7 +441,7 @@ fn user_xattr_on_a_symlink_is_a_warning() {
         },
         meta(0o777, 0, 0, 1, 0),
     );
-    src.manifest_mut().entries[l as usize].xattrs = vec![xattr("user.no", b"1")];
+    src.manifest_mut().entries[l as usize].xattrs = vec![xattr("user.no", b"1")].into();
     let tmp = tempfile::tempdir().unwrap();
     assert_eq!(run(&src, tmp.path()).unwrap().warnings, 1);
 }
@@ -807,10 +812,10 @@ fn entry_paths_with_odd_bytes_are_fine() {
 fn an_image_without_a_root_entry_still_extracts() {
     let mut src = MemorySource::new();
     src.add_entry(Entry {
-        path: b"f".to_vec(),
+        path: b"f"[..].into(),
         kind: EntryKind::Fifo,
         meta: meta(0o644, 0, 0, 1, 0),
-        xattrs: vec![],
+        xattrs: Default::default(),
     });
     let tmp = tempfile::tempdir().unwrap();
     assert_eq!(run(&src, tmp.path()).unwrap().entries, 1);

@@ -71,10 +71,10 @@ impl Table {
 
 fn entry(path: &[u8], kind: EntryKind) -> Entry {
     Entry {
-        path: path.to_vec(),
+        path: path.into(),
         kind,
         meta: Meta::default(),
-        xattrs: vec![],
+        xattrs: Default::default(),
     }
 }
 

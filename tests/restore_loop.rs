@@ -769,10 +769,10 @@ fn a_tree_the_restore_would_refuse_leaves_the_target_untouched() {
     let s = source();
     let dir = common::scratch();
     let entry = |path: &[u8], kind| Entry {
-        path: path.to_vec(),
+        path: path.into(),
         kind,
         meta: Meta::default(),
-        xattrs: vec![],
+        xattrs: Default::default(),
     };
     let outside = || EntryKind::Symlink {
         target: b"/tmp/osimage-restore-outside".to_vec(),
@@ -805,7 +805,7 @@ fn a_tree_the_restore_would_refuse_leaves_the_target_untouched() {
             if let EntryKind::HardLink { target } = &mut e.kind {
                 *target = new_index[*target as usize];
             }
-            if e.path == b"boot/efi" {
+            if *e.path == *b"boot/efi" {
                 e.kind = outside();
             }
         }

@@ -16,7 +16,7 @@ use common::fixture::{self, paths};
 
 fn index(result: &ScanResult) -> HashMap<Vec<u8>, usize> {
     let entries = result.entries.iter().enumerate();
-    entries.map(|(i, e)| (e.entry.path.clone(), i)).collect()
+    entries.map(|(i, e)| (e.entry.path.to_vec(), i)).collect()
 }
 
 fn kind<'a>(result: &'a ScanResult, at: &HashMap<Vec<u8>, usize>, path: &str) -> &'a EntryKind {
@@ -35,7 +35,7 @@ fn scan_records_every_kind_with_its_metadata() {
     let entries = &result.entries;
 
     // The root first, with the empty path; parents before children, names sorted by bytes.
-    assert_eq!(entries[0].entry.path, b"");
+    assert_eq!(entries[0].entry.path[..], b""[..]);
     assert_eq!(entries[0].entry.meta.mode, 0o751);
     let components = |p: &[u8]| {
         p.split(|&b| b == b'/')
@@ -145,7 +145,7 @@ fn scan_records_every_kind_with_its_metadata() {
                 name: name.as_bytes().to_vec(),
             })
             .collect();
-        assert_eq!(e.entry.xattrs, want, "{what}");
+        assert_eq!(e.entry.xattrs[..], want[..], "{what}");
     }
     let names = |p: &str| -> Vec<Vec<u8>> {
         let x = &entries[at[p.as_bytes()]].entry.xattrs;
@@ -219,7 +219,7 @@ fn scan_paths(root: &Path, opts: &ScanOptions) -> Vec<String> {
     let result = scan(root, opts).unwrap();
     let entries = result.entries.iter().skip(1);
     entries
-        .map(|e| String::from_utf8(e.entry.path.clone()).unwrap())
+        .map(|e| String::from_utf8(e.entry.path.to_vec()).unwrap())
         .collect()
 }
 

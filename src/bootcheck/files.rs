@@ -120,7 +120,7 @@ pub fn compare(m: &Manifest, root: &Path, fidelity: &dyn Fn(&Entry) -> Fidelity)
             push(&mut r, &e.path, what);
         }
     }
-    let known: HashSet<&[u8]> = m.entries.iter().map(|e| e.path.as_slice()).collect();
+    let known: HashSet<&[u8]> = m.entries.iter().map(|e| &e.path[..]).collect();
     let mut extras = Vec::new();
     find_extras(root, Vec::new(), &known, &mut extras);
     for x in extras {
@@ -315,13 +315,13 @@ fn check_meta(e: &Entry, p: &Path, md: &std::fs::Metadata, fid: Fidelity, what: 
             mtime,
             ..Meta::default()
         },
-        xattrs: xattrs_of(p),
+        xattrs: xattrs_of(p).into(),
     };
     let image = Entry {
         path: e.path.clone(),
         kind: EntryKind::Fifo,
         meta: e.meta.clone(),
-        xattrs: sorted(&e.xattrs),
+        xattrs: sorted(&e.xattrs).into(),
     };
     let mut fields = meta_fields(&image, &disk);
     // symlinks have no mode of their own on Linux (always 0777)

@@ -130,7 +130,7 @@ impl<'m> PathIndex<'m> {
     /// Adds entry `i`; false when an earlier entry has its path.
     fn insert(&mut self, i: EntryIndex) -> bool {
         let (entries, hasher) = (self.entries, &self.hasher);
-        let path_of = |j: &EntryIndex| entries[*j as usize].path.as_slice();
+        let path_of = |j: &EntryIndex| &entries[*j as usize].path[..];
         let path = path_of(&i);
         match self.table.entry(
             hasher.hash_one(path),
@@ -205,7 +205,7 @@ fn check_tree(
     let mut parent = Vec::with_capacity(entries.len());
     let mut root = None;
     for (i, entry) in entries.iter().enumerate() {
-        let path = entry.path.as_slice();
+        let path = &entry.path[..];
         if path.is_empty() {
             if entry.kind != EntryKind::Directory {
                 return Err(bad(manifest, i, "the image root is not a directory"));

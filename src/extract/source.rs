@@ -97,10 +97,10 @@ impl MemorySource {
     /// Appends an entry with no xattrs and returns its index.
     pub fn add(&mut self, path: &[u8], kind: EntryKind, meta: Meta) -> EntryIndex {
         self.add_entry(Entry {
-            path: path.to_vec(),
+            path: path.into(),
             kind,
             meta,
-            xattrs: Vec::new(),
+            xattrs: Default::default(),
         })
     }
 

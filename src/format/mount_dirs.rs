@@ -45,7 +45,7 @@ pub fn from_manifest(m: &Manifest) -> Result<MountDirs, PayloadError> {
         .entries
         .iter()
         .filter(|e| matches!(e.kind, EntryKind::Directory) && !e.path.is_empty())
-        .map(|e| e.path.as_slice())
+        .map(|e| &e.path[..])
         .collect();
     let mut out = MountDirs::with_capacity(dirs.len());
     for d in dirs {
@@ -78,10 +78,10 @@ mod tests {
 
     fn dir(path: &[u8]) -> Entry {
         Entry {
-            path: path.to_vec(),
+            path: path.into(),
             kind: EntryKind::Directory,
             meta: Meta::default(),
-            xattrs: vec![],
+            xattrs: Default::default(),
         }
     }
 

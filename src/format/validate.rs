@@ -119,7 +119,7 @@ fn check_entries(m: &Manifest) -> Result<(), PayloadError> {
     // is a directory took 24: issue #23, memory an entry). Only directories can be parents.
     let hasher = std::hash::RandomState::new();
     let hash = |p: &[u8]| hasher.hash_one(p);
-    let path_of = |j: &u32| m.entries[*j as usize].path.as_slice();
+    let path_of = |j: &u32| &m.entries[*j as usize].path[..];
     let mut paths: HashTable<u32> = HashTable::with_capacity(m.entries.len());
     let n_chunks = m.chunks.len();
     for (i, e) in m.entries.iter().enumerate() {
@@ -151,7 +151,7 @@ fn check_entries(m: &Manifest) -> Result<(), PayloadError> {
         }
         match paths.entry(
             hash(&e.path),
-            |j| path_of(j) == e.path,
+            |j| *path_of(j) == *e.path,
             |j| hash(path_of(j)),
         ) {
             Slot::Occupied(_) => {
@@ -246,10 +246,10 @@ mod tests {
 
     fn entry(path: &str, kind: EntryKind) -> Entry {
         Entry {
-            path: path.as_bytes().to_vec(),
+            path: path.as_bytes().into(),
             kind,
             meta: Meta::default(),
-            xattrs: vec![],
+            xattrs: Default::default(),
         }
     }
 

@@ -107,7 +107,7 @@ fn read_file(r: &PayloadReader, name: &str) -> Vec<u8> {
     let e = m
         .entries
         .iter()
-        .find(|e| e.path == name.as_bytes())
+        .find(|e| *e.path == *name.as_bytes())
         .unwrap();
     let EntryKind::File { size, runs } = &e.kind else {
         panic!("{name} is no file in the image");
@@ -165,7 +165,7 @@ fn an_image_of_store_packs_opens_verifies_and_reads_back() {
             "{name}"
         );
     }
-    let link = m.entries.iter().find(|e| e.path == b"etc/name").unwrap();
+    let link = m.entries.iter().find(|e| *e.path == *b"etc/name").unwrap();
     assert_eq!(
         link.kind,
         EntryKind::Symlink {

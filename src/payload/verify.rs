@@ -115,7 +115,7 @@ pub fn verify(
                 _ => false,
             };
             if damaged[i] {
-                report.damaged_files.push(e.path.clone());
+                report.damaged_files.push(e.path.to_vec());
             }
         }
         if report.damaged_files.is_empty() {

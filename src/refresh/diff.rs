@@ -68,13 +68,13 @@ pub fn diff(a: &Manifest, b: &Manifest) -> Diff {
         m.entries
             .iter()
             .enumerate()
-            .map(|(i, e)| (e.path.clone(), i))
+            .map(|(i, e)| (e.path.to_vec(), i))
             .collect()
     };
     let (ia, ib) = (index(a), index(b));
     let mut d = Diff::default();
     for (i, e) in a.entries.iter().enumerate() {
-        match ib.get(&e.path) {
+        match ib.get(&e.path[..]) {
             None => d.push(change(e, ChangeKind::Removed, size(a, i), 0, vec![])),
             Some(&j) => {
                 let f = &b.entries[j];
@@ -89,7 +89,7 @@ pub fn diff(a: &Manifest, b: &Manifest) -> Diff {
         }
     }
     for (j, f) in b.entries.iter().enumerate() {
-        if !ia.contains_key(&f.path) {
+        if !ia.contains_key(&f.path[..]) {
             d.push(change(f, ChangeKind::Added, 0, size(b, j), vec![]));
         }
     }
@@ -146,7 +146,7 @@ fn change(
 ) -> Change {
     Change {
         path: format!("/{}", String::from_utf8_lossy(&e.path)),
-        raw_path: e.path.clone(),
+        raw_path: e.path.to_vec(),
         kind,
         old_size,
         new_size,
@@ -220,13 +220,13 @@ mod tests {
 
     fn entry(path: &str, kind: EntryKind, mode: u32) -> Entry {
         Entry {
-            path: path.as_bytes().to_vec(),
+            path: path.as_bytes().into(),
             kind,
             meta: Meta {
                 mode,
                 ..Default::default()
             },
-            xattrs: vec![],
+            xattrs: Default::default(),
         }
     }
 

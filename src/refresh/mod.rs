@@ -121,7 +121,7 @@ impl Base {
             .enumerate()
             .filter(|(_, e)| matches!(e.kind, EntryKind::File { .. }))
             .filter(|(_, e)| trusted.contains(&e.meta.fs) && !racy(&e.meta, start))
-            .map(|(i, e)| (e.path.clone(), i))
+            .map(|(i, e)| (e.path.to_vec(), i))
             .collect();
     }
 
@@ -174,7 +174,7 @@ impl Base {
 /// an xattr moves ctime, which the files cache compares (docs/REFRESH.md).
 impl KnownFiles for Base {
     fn known_xattrs(&self, path: &[u8], meta: &Meta, size: u64) -> Option<Vec<Xattr>> {
-        self.unchanged(path, meta, size).map(|e| e.xattrs.clone())
+        self.unchanged(path, meta, size).map(|e| e.xattrs.to_vec())
     }
 }
 

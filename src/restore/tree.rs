@@ -40,7 +40,7 @@ impl<'r> Part<'r> {
 
     /// Whether the part has an entry at `path` (relative to its filesystem's root).
     pub fn has_path(&self, path: &[u8]) -> bool {
-        self.manifest.entries.iter().any(|e| e.path == path)
+        self.manifest.entries.iter().any(|e| *e.path == *path)
     }
 
     pub fn entries(&self) -> usize {
@@ -141,18 +141,18 @@ fn split_entries(
             if let Some(p) = owner(&e.path, &mps, Some(o))
                 && let Some(r) = rebase(&e.path, &mps[p])
             {
-                let (meta, xattrs) = match underneath.get(&e.path) {
-                    Some(d) => (&d.meta, &d.xattrs),
-                    None => (&e.meta, &e.xattrs),
+                let (meta, xattrs) = match underneath.get(&e.path[..]) {
+                    Some(d) => (&d.meta, &d.xattrs[..]),
+                    None => (&e.meta, &e.xattrs[..]),
                 };
                 entries[p].push(Entry {
-                    path: r.to_vec(),
+                    path: r.into(),
                     kind: EntryKind::Directory,
                     meta: meta.clone(),
                     xattrs: if strip_xattrs[p] {
-                        Vec::new()
+                        Default::default()
                     } else {
-                        xattrs.clone()
+                        xattrs.to_vec().into()
                     },
                 });
             }
@@ -175,11 +175,11 @@ fn split_entries(
         };
         moved[i] = Some((o, entries[o].len() as EntryIndex));
         entries[o].push(Entry {
-            path: rel,
+            path: rel.into(),
             kind,
             meta: e.meta.clone(),
             xattrs: if strip_xattrs[o] {
-                Vec::new()
+                Default::default()
             } else {
                 e.xattrs.clone()
             },
@@ -226,7 +226,7 @@ mod tests {
 
     fn dir(path: &[u8], mode: u32, xattr: &[u8]) -> Entry {
         Entry {
-            path: path.to_vec(),
+            path: path.into(),
             kind: EntryKind::Directory,
             meta: crate::format::manifest::Meta {
                 mode,
@@ -235,7 +235,8 @@ mod tests {
             xattrs: vec![crate::format::manifest::Xattr {
                 name: b"user.who".to_vec(),
                 value: xattr.to_vec(),
-            }],
+            }]
+            .into(),
         }
     }
 
@@ -249,7 +250,7 @@ mod tests {
         };
         let mps = ["/".to_string(), "/boot".to_string()];
         let plain = split_entries(&m, &mps, &[false, false]).unwrap();
-        assert_eq!(plain[0][1].path, b"boot");
+        assert_eq!(plain[0][1].path[..], b"boot"[..]);
         assert_eq!(
             plain[0][1].meta.mode, 0o700,
             "no record: the entry's, as before"
@@ -257,19 +258,19 @@ mod tests {
         let under = dir(b"boot", 0o555, b"underneath");
         m.extensions
             .push(mount_dirs::to_extension(&[mount_dirs::MountDir {
-                path: under.path,
+                path: under.path.into(),
                 meta: under.meta,
-                xattrs: under.xattrs,
+                xattrs: under.xattrs.into_vec(),
             }]));
         let parts = split_entries(&m, &mps, &[false, false]).unwrap();
         let (in_root, boot_root) = (&parts[0][1], &parts[1][0]);
         assert_eq!(
-            (in_root.path.as_slice(), in_root.meta.mode),
+            (&in_root.path[..], in_root.meta.mode),
             (&b"boot"[..], 0o555)
         );
         assert_eq!(in_root.xattrs[0].value, b"underneath");
         assert_eq!(
-            (boot_root.path.as_slice(), boot_root.meta.mode),
+            (&boot_root.path[..], boot_root.meta.mode),
             (&b""[..], 0o700)
         );
         assert_eq!(boot_root.xattrs[0].value, b"boot fs");

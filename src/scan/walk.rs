@@ -413,10 +413,10 @@ impl<'a> Walker<'a> {
     ) -> EntryIndex {
         self.out.entries.push(ScannedEntry {
             entry: Entry {
-                path,
+                path: path.into(),
                 kind,
                 meta: meta(st, fs),
-                xattrs,
+                xattrs: xattrs.into(),
             },
             allocated: (st.st_blocks as u64).saturating_mul(512),
         });

@@ -8,6 +8,7 @@
 //! and frames the result as for every version, and `format::validate` checks the decoded
 //! manifest exactly as it checks one of version 2.
 
+mod entries;
 mod read;
 mod varint;
 mod write;

@@ -24,7 +24,7 @@ fn t(sec: i64, nsec: u32) -> Timestamp {
 
 fn entry(path: &[u8], kind: EntryKind) -> Entry {
     Entry {
-        path: path.to_vec(),
+        path: path.into(),
         kind,
         meta: Meta {
             mode: 0o644,
@@ -37,7 +37,7 @@ fn entry(path: &[u8], kind: EntryKind) -> Entry {
             fs: 0,
             nlink: 1,
         },
-        xattrs: vec![],
+        xattrs: Default::default(),
     }
 }
 
@@ -109,7 +109,8 @@ fn varied() -> Manifest {
             name: b"security.capability".to_vec(),
             value: vec![0, 1, 2, 255],
         },
-    ];
+    ]
+    .into();
     xa.meta.atime = t(-5, 999_999_999);
     xa.meta.ctime = t(i64::MAX, 0);
     xa.meta.mtime = t(i64::MIN, 1);
@@ -452,7 +453,7 @@ fn manifest() -> impl Strategy<Value = Manifest> {
                 ),
             )
                 .prop_map(move |(path, kind, meta, xs)| Entry {
-                    path,
+                    path: path.into(),
                     // Chunk indexes must exist (§5.7): a run without chunks stands for none.
                     kind: if n == 0 {
                         match kind {
@@ -469,7 +470,8 @@ fn manifest() -> impl Strategy<Value = Manifest> {
                     xattrs: xs
                         .into_iter()
                         .map(|(name, value)| Xattr { name, value })
-                        .collect(),
+                        .collect::<Vec<_>>()
+                        .into(),
                 });
             (
                 Just(blocks),

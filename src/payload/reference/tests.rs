@@ -165,7 +165,7 @@ impl FakeStore {
 
 impl BaseImage for FakeStore {
     fn unchanged_runs(&self, e: &ScannedEntry) -> Option<&[DataRun]> {
-        self.unchanged.get(&e.entry.path).map(Vec::as_slice)
+        self.unchanged.get(&e.entry.path[..]).map(Vec::as_slice)
     }
     fn find_chunk(&self, hash: &ChunkHash) -> Option<ChunkIndex> {
         self.ids.get(&hash.id()).copied()
@@ -205,7 +205,7 @@ impl BasePacks for FakeStore {
 fn runs_of<'a>(entries: &'a [ScannedEntry], path: &str) -> &'a [DataRun] {
     let e = entries
         .iter()
-        .find(|e| e.entry.path == path.as_bytes())
+        .find(|e| *e.entry.path == *path.as_bytes())
         .unwrap();
     match &e.entry.kind {
         EntryKind::File { runs, .. } => runs,
