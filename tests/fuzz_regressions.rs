@@ -167,24 +167,18 @@ fn manifest_frames_found_by_the_fuzzer_are_refused_by_the_binary() {
 }
 
 /// The `store_sealed` target's seed is a pin sealed under the key the target opens with
-/// (`fuzzing::fuzz_store_keys`), so the fuzzer starts behind the seal: made again here byte
-/// for byte, and read back.
+/// (`fuzzing::fuzz_store_keys`), so the fuzzer starts behind the seal: it opens, and sealing
+/// what it holds again (the seed's nonce) gives it byte for byte.
 #[test]
 fn the_sealed_fuzz_seed_is_a_pin_sealed_under_the_fuzz_key() {
-    use osimage::format::manifest::Timestamp;
-    use osimage::store::objects::{Pin, decode_pin, encode_pin};
+    use osimage::store::objects::{decode_pin, encode_pin};
     let k = osimage::fuzzing::fuzz_store_keys();
     let seed = include_bytes!("../fuzz/seeds/store_sealed/pin");
-    let pin = Pin {
-        series: "web01".into(),
-        version: "20261205T195045Z-3fa2c81d09be4471".into(),
-        until: Timestamp {
-            sec: 1_797_000_000,
-            nsec: 0,
-        },
-        why: "netboot of rack 4".into(),
-    };
+    let pin = decode_pin("seed", seed, Some(&k)).expect("the seed opens under the fuzz key");
     let made = encode_pin("seed", &pin, [7; 16], Some(&k)).expect("sealing the pin");
-    assert_eq!(made.as_slice(), seed.as_slice(), "the seed is the sealed pin");
-    assert_eq!(decode_pin("seed", seed, Some(&k)), Ok(pin));
+    assert_eq!(
+        made.as_slice(),
+        seed.as_slice(),
+        "the seed is the sealed pin"
+    );
 }

@@ -94,6 +94,14 @@ pub(crate) fn serve() -> Server {
     ])
 }
 
+/// The local `image` extracted into the fixture's directory `dir`: what a read over HTTP
+/// must give.
+pub(crate) fn extracted(image: &Path, dir: &str) -> PathBuf {
+    let into = images().dir.join(dir);
+    osimage(&[s("extract"), image.as_os_str(), s("-C"), into.as_os_str()]).ok();
+    into
+}
+
 /// `osimage ARGS… --retry-for RETRY_FOR`.
 pub(crate) fn osimage(args: &[&OsStr]) -> common::Run {
     let mut v: Vec<&OsStr> = args.to_vec();
@@ -569,14 +577,7 @@ fn planned_reads_take_far_fewer_requests_than_blocks() {
                  more than {bound}: {line}"
             );
             if cmd == "extract" {
-                let from_file = i.dir.join(format!("planned-file-{name}"));
-                osimage(&[
-                    s("extract"),
-                    local.as_os_str(),
-                    s("-C"),
-                    from_file.as_os_str(),
-                ])
-                .ok();
+                let from_file = extracted(&local, &format!("planned-file-{name}"));
                 let diffs = diff_trees(&from_file, &dest, Options { nlink: true });
                 assert_no_differences(&diffs, &format!("planned extract of {name}"));
             }
@@ -702,14 +703,7 @@ fn connections_and_fetch_cache_set_the_plan_and_bad_values_are_named() {
         s("1"),
     ])
     .ok();
-    let from_file = i.dir.join("one-connection-file");
-    osimage(&[
-        s("extract"),
-        i.oimg.as_os_str(),
-        s("-C"),
-        from_file.as_os_str(),
-    ])
-    .ok();
+    let from_file = extracted(&i.oimg, "one-connection-file");
     assert_no_differences(
         &diff_trees(&from_file, &dest, Options { nlink: true }),
         "extract with one connection and a 1 MiB cache",

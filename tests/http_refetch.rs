@@ -5,7 +5,7 @@
 //! `tests/common/http.rs`'s `Flip` damages the bytes.
 
 use crate::common;
-use crate::http_read::{images, osimage, s, serve, summary};
+use crate::http_read::{extracted, images, osimage, s, serve, summary};
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -91,14 +91,7 @@ fn a_data_byte(times: u64) -> (Flip, u32, u32) {
 #[test]
 fn a_block_damaged_in_flight_once_is_fetched_again() {
     let i = images();
-    let from_file = i.dir.join("flipped-once.file");
-    osimage(&[
-        s("extract"),
-        i.oimg.as_os_str(),
-        s("-C"),
-        from_file.as_os_str(),
-    ])
-    .ok();
+    let from_file = extracted(&i.oimg, "flipped-once.file");
     let server = serve();
     let (flip, _, _) = a_data_byte(1);
     *server.faults.flip.lock().unwrap() = Some(flip);
