@@ -21,7 +21,7 @@ use crate::format::source::RangeRead;
 use crate::payload::packer::{Outgoing, PackOwner, pack_blocks};
 use crate::progress::Progress;
 
-use super::export::{CopiedPacks, ExportSource};
+use super::export::{CopiedPacks, ExportSource, used_blocks};
 
 /// Blocks in flight between the reader and the pack thread.
 const IN_FLIGHT: usize = 16;
@@ -36,14 +36,9 @@ pub struct Compacted {
 
 /// Which blocks `m` uses (has a chunk record in), and for each old block index its new one.
 fn renumber(m: &Manifest) -> Vec<Option<u32>> {
-    let mut used = vec![false; m.blocks.len()];
-    for c in &m.chunks {
-        if let Some(u) = used.get_mut(c.block as usize) {
-            *u = true;
-        }
-    }
     let mut next = 0u32;
-    used.into_iter()
+    used_blocks(m)
+        .into_iter()
         .map(|u| {
             u.then(|| {
                 next += 1;

@@ -88,12 +88,7 @@ impl ExportSource {
         progress: &dyn Progress,
     ) -> Result<CopiedPacks, PayloadError> {
         let m = self.manifest();
-        let mut used = vec![false; m.blocks.len()];
-        for c in &m.chunks {
-            if let Some(u) = used.get_mut(c.block as usize) {
-                *u = true;
-            }
-        }
+        let used = used_blocks(m);
         let mut out = CopiedPacks::default();
         for (b, &is_used) in m.blocks.iter().zip(&used) {
             if !is_used {
@@ -127,6 +122,18 @@ impl ExportSource {
         progress.finish();
         Ok(out)
     }
+}
+
+/// Which blocks of `m` the version uses (a chunk record names them); a block a shared store
+/// pack holds for other versions does not.
+pub(super) fn used_blocks(m: &Manifest) -> Vec<bool> {
+    let mut used = vec![false; m.blocks.len()];
+    for c in &m.chunks {
+        if let Some(u) = used.get_mut(c.block as usize) {
+            *u = true;
+        }
+    }
+    used
 }
 
 /// The manifest frame as the version object stores it, checked against the head.
