@@ -207,44 +207,44 @@ pub fn capture_in_guest_of(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     );
-    let mut disks: Vec<Drive> = sources
-        .iter()
-        .map(|file| Drive {
+    let boot = |attempt: &str| {
+        let drive = |file, snapshot| Drive {
             file,
             bus: vm::Bus::Virtio,
-            snapshot: true,
-        })
-        .collect();
-    disks.extend([
-        Drive {
-            file: &tools_img,
-            bus: vm::Bus::Virtio,
-            snapshot: true,
-        },
-        Drive {
-            file: &out_img,
-            bus: vm::Bus::Virtio,
-            snapshot: false,
-        },
-    ]);
-    let o = vm::boot_direct_typing(
-        &Boot {
-            name,
-            firmware: Firmware::Bios,
-            cdrom: None,
-            disks,
-            timeout: CAPTURE_TIMEOUT,
-            stop_on: &[CAPTURED],
-            // the output disk is unmounted before the line: the power-off is only waited for
-            grace: Duration::from_secs(60),
-        },
-        DirectKernel {
-            kernel: &kernel,
-            initrd: &initrd,
-            cmdline: &cmdline,
-        },
-        typed,
-    );
+            snapshot,
+        };
+        let mut disks: Vec<Drive> = sources.iter().map(|f| drive(*f, true)).collect();
+        disks.extend([drive(&tools_img, true), drive(&out_img, false)]);
+        vm::boot_direct_typing(
+            &Boot {
+                name: format!("{name}{attempt}"),
+                firmware: Firmware::Bios,
+                cdrom: None,
+                disks,
+                timeout: CAPTURE_TIMEOUT,
+                stop_on: &[CAPTURED],
+                // the output disk is unmounted before the line: the power-off is only waited for
+                grace: Duration::from_secs(60),
+            },
+            DirectKernel {
+                kernel: &kernel,
+                initrd: &initrd,
+                cmdline: &cmdline,
+            },
+            typed,
+        )
+    };
+    let mut o = boot("");
+    if let Some(why) = vm_ended_unasked(&o) {
+        // The source disks are snapshots: a second boot starts from the same state. Once
+        // only, and said: a guest that fails this way twice is the failure reported.
+        eprintln!(
+            "e2e: {name}: the capture VM ended without the guest asking ({why}); booting it \
+             once more. The first run:\n{}",
+            o.describe()
+        );
+        o = boot("-again");
+    }
     let done = o.console.lines().find_map(|l| {
         l.split_once(CAPTURED)
             .map(|(_, rest)| rest.trim().to_string())
@@ -298,6 +298,27 @@ pub fn capture_in_guest_of(
         capture_seconds,
         vm_elapsed: o.elapsed,
     })
+}
+
+/// Why a capture VM that never printed `CAPTURED` ended by no doing of the guest, if so:
+/// QEMU's own failure (`Outcome::vm_failure`), or an exit with no power-off by the guest's
+/// kernel on the console (a reset under `-no-reboot`: TCG once ended a capture VM in CI that
+/// way, silently, while the guest copied the ISO to the output disk). `None`: the guest's own
+/// doing (a power-off, a stall, the timeout), reported as it is.
+fn vm_ended_unasked(o: &vm::Outcome) -> Option<String> {
+    if o.console.contains(CAPTURED) {
+        return None;
+    }
+    if let Some(why) = o.vm_failure() {
+        return Some(why);
+    }
+    let powered_off = o.console.contains("reboot: Power down");
+    match o.exited() {
+        Some(s) if !powered_off => Some(format!(
+            "QEMU exited ({s}) with no power-off on the guest's console"
+        )),
+        _ => None,
+    }
 }
 
 /// One source's in-guest capture, made once per test process and shared by its tests
