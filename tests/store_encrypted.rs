@@ -13,18 +13,18 @@ use std::path::{Path, PathBuf};
 use common::compare::{Options, assert_no_differences, diff_trees};
 use common::garage::Garage;
 
-const PASS: &str = "correct horse battery staple";
+pub(crate) const PASS: &str = "correct horse battery staple";
 /// A series name and a file name that must never appear in the bucket.
-const SERIES: &str = "payroll-db07";
-const FILE: &str = "quarterly-salaries-confidential.txt";
+pub(crate) const SERIES: &str = "payroll-db07";
+pub(crate) const FILE: &str = "quarterly-salaries-confidential.txt";
 
-fn s(x: &str) -> &OsStr {
+pub(crate) fn s(x: &str) -> &OsStr {
     OsStr::new(x)
 }
 
 /// `osimage ARGS…` against `g` with `pass` as OSIMAGE_PASSPHRASE (none: unset), without a
 /// terminal, so nothing can be asked, and with the test windows (`TIMES`).
-fn osimage_pass(g: &Garage, pass: Option<&str>, args: &[&OsStr]) -> common::Run {
+pub(crate) fn osimage_pass(g: &Garage, pass: Option<&str>, args: &[&OsStr]) -> common::Run {
     use std::os::unix::process::CommandExt as _;
     let env = g.osimage_env();
     let mut all = args.to_vec();
@@ -60,14 +60,18 @@ fn osimage(g: &Garage, args: &[&OsStr]) -> common::Run {
 }
 
 /// A tree of a few hundred files, one of them named [`FILE`].
-fn tree(dir: &Path) -> PathBuf {
+pub(crate) fn tree(dir: &Path) -> PathBuf {
     let root = common::text_and_noise_tree(dir, 6, 30, 300_000, 0xc0de);
     std::fs::write(root.join(FILE), b"alice 100\nbob 200\n".repeat(100)).unwrap();
     root
 }
 
 /// An encrypted store at `s3://BUCKET/PREFIX` holding one capture of a fresh tree.
-fn store_with_a_version(g: &Garage, dir: &Path, prefix: &str) -> (PathBuf, String, String) {
+pub(crate) fn store_with_a_version(
+    g: &Garage,
+    dir: &Path,
+    prefix: &str,
+) -> (PathBuf, String, String) {
     let root = tree(dir);
     let store = format!("s3://{}/{prefix}", g.bucket());
     let made = osimage(g, &[s("store"), s("init"), s(&store), s("--encrypt")]).ok();
@@ -92,7 +96,7 @@ fn store_with_a_version(g: &Garage, dir: &Path, prefix: &str) -> (PathBuf, Strin
 }
 
 /// Every key under `prefix` and its body.
-fn objects(g: &Garage, prefix: &str) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn objects(g: &Garage, prefix: &str) -> Vec<(String, Vec<u8>)> {
     let client = g.client();
     g.keys(prefix)
         .into_iter()
@@ -103,7 +107,7 @@ fn objects(g: &Garage, prefix: &str) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-fn contains(hay: &[u8], needle: &str) -> bool {
+pub(crate) fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
@@ -278,16 +282,10 @@ fn commands_not_built_for_encrypted_stores_refuse_them() {
     let before = g.keys("refuse/");
     let iso = dir.path().join("x.iso");
     let netboot = dir.path().join("nb");
-    let runs: Vec<(&str, Vec<&OsStr>)> = vec![
-        (
-            "export",
-            vec![s("export"), s(&address), s("-o"), iso.as_os_str()],
-        ),
-        (
-            "netboot",
-            vec![s("netboot"), s(&address), s("-o"), netboot.as_os_str()],
-        ),
-    ];
+    let runs: Vec<(&str, Vec<&OsStr>)> = vec![(
+        "netboot",
+        vec![s("netboot"), s(&address), s("-o"), netboot.as_os_str()],
+    )];
     for (what, args) in runs {
         let run = osimage(&g, &args);
         assert_ne!(run.code, 0, "{what}: {}", run.describe());

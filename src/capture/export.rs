@@ -9,8 +9,12 @@
 //! packs hold only the blocks the version uses and the manifest is rewritten for them
 //! (`store::compact`). The file is written under a temporary name beside OUTPUT, read back
 //! whole (`payload::verify`: every chunk) and renamed into place only then: an export that
-//! fails leaves nothing that looks like an image. Encrypted stores are a later step of §8;
-//! this build refuses them.
+//! fails leaves nothing that looks like an image.
+//!
+//! With a `lock` the output is an encrypted image (FORMAT.md §11, STORE.md §6.1): a fresh
+//! random image key wrapped for the lock, every pack sealed as it streams into the container
+//! (`SealedSink`) and the manifest frame sealed last. An encrypted store hands its packs and
+//! frame over in the clear (`store::export`), so the store's own keys never reach the file.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -21,7 +25,8 @@ use tempfile::{NamedTempFile, TempDir};
 
 use super::CaptureError;
 use super::iso_output::{self, BootFiles};
-use crate::envelope::Unlock;
+use crate::envelope::keys::{Lock, new_key};
+use crate::envelope::{ImageKey, SealedSink, Unlock};
 use crate::format::PayloadError;
 use crate::format::manifest::Manifest;
 use crate::format::sink::PackSink;
@@ -46,6 +51,9 @@ pub struct ExportOptions {
     pub threads: usize,
     /// `--compact`: new packs of the used blocks only, format version 2 (STORE.md §8).
     pub compact: bool,
+    /// Who may open the output: an encrypted image under a fresh key (FORMAT.md §11); none,
+    /// a plain image.
+    pub lock: Option<Lock>,
 }
 
 /// What an export wrote.
@@ -57,6 +65,20 @@ pub struct ExportReport {
     pub packs: CopiedPacks,
     /// The rescue kernel's version, for an ISO.
     pub kernel_version: Option<String>,
+    /// Whether the output is encrypted.
+    pub encrypted: bool,
+}
+
+/// An encrypted output's key and its key record (FORMAT.md §11.2).
+struct Seal {
+    key: ImageKey,
+    record: Vec<u8>,
+}
+
+impl Seal {
+    fn parts(&self) -> (&ImageKey, &[u8]) {
+        (&self.key, &self.record)
+    }
 }
 
 /// Exports `opts.version` of `opts.series` from `store` (named `shown` in messages).
@@ -100,11 +122,36 @@ pub fn export_version(
     let file = tmp
         .reopen()
         .map_err(|e| PayloadError::io("cannot open", tmp.path(), e))?;
-    let packs = match blobs {
-        None => write_oimg(&src, opts.compact, file, tmp.path(), progress)?,
-        Some(b) => write_iso(store, &src, &b, opts.compact, file, tmp.path(), progress)?,
+    let image_id = src.manifest().image.id;
+    let seal = match &opts.lock {
+        Some(lock) => {
+            let (key, record) = new_key(lock, image_id)?;
+            Some(Seal {
+                key: ImageKey::new(key, image_id),
+                record,
+            })
+        }
+        None => None,
     };
-    finish(tmp, &output, opts, &shown, progress).map(|size| ExportReport {
+    let seal = seal.as_ref();
+    let packs = match blobs {
+        None => write_oimg(&src, opts.compact, seal, file, tmp.path(), progress)?,
+        Some(b) => write_iso(
+            store,
+            &src,
+            &b,
+            opts.compact,
+            seal,
+            file,
+            tmp.path(),
+            progress,
+        )?,
+    };
+    let unlock = Unlock {
+        key: seal.map(|s| (image_id, s.key.data_key().1.clone())),
+        ..Unlock::default()
+    };
+    finish(tmp, &output, opts, &unlock, &shown, progress).map(|size| ExportReport {
         output,
         size,
         packs,
@@ -115,6 +162,7 @@ pub fn export_version(
             .as_ref()
             .filter(|_| iso)
             .map(|r| r.kernel_version.clone()),
+        encrypted: seal.is_some(),
     })
 }
 
@@ -135,8 +183,25 @@ fn output_is_iso(output: &Path) -> Result<bool, CaptureError> {
 }
 
 /// Copies the packs into `sink`: byte for byte, or (`compact`) the used blocks into new
-/// packs. Returns the counts and the manifest frame to write after them.
+/// packs; with `seal`, each pack sealed under the output's key on the way. Returns the
+/// counts and the manifest frame to write after them (sealed with `seal`).
 fn copy_into(
+    src: &ExportSource,
+    compact: bool,
+    seal: Option<&Seal>,
+    sink: &mut dyn PackSink,
+    progress: &dyn Progress,
+) -> Result<(CopiedPacks, Vec<u8>), CaptureError> {
+    let Some(seal) = seal else {
+        return copy_plain(src, compact, sink, progress);
+    };
+    let mut sealed = SealedSink::new(sink, &seal.key);
+    let (copied, frame) = copy_plain(src, compact, &mut sealed, progress)?;
+    Ok((copied, seal.key.seal_manifest(&frame)))
+}
+
+/// [`copy_into`] without sealing: the packs and the plain manifest frame.
+fn copy_plain(
     src: &ExportSource,
     compact: bool,
     sink: &mut dyn PackSink,
@@ -153,23 +218,27 @@ fn copy_into(
 fn write_oimg(
     src: &ExportSource,
     compact: bool,
+    seal: Option<&Seal>,
     file: File,
     path: &Path,
     progress: &dyn Progress,
 ) -> Result<CopiedPacks, CaptureError> {
-    let mut w = OimgWriter::new(file, path, src.manifest().image.id, None)?;
-    let (copied, frame) = copy_into(src, compact, &mut w, progress)?;
+    let id = src.manifest().image.id;
+    let mut w = OimgWriter::new(file, path, id, seal.map(Seal::parts))?;
+    let (copied, frame) = copy_into(src, compact, seal, &mut w, progress)?;
     w.finish_frame(&frame)?;
     Ok(copied)
 }
 
 /// An ISO: the packs in place, then the rescue files from the blobs, GRUB and the copied
 /// frame around them.
+#[allow(clippy::too_many_arguments)]
 fn write_iso(
     store: &Store,
     src: &ExportSource,
     blobs: &RescueBlobs,
     compact: bool,
+    seal: Option<&Seal>,
     file: File,
     path: &Path,
     progress: &dyn Progress,
@@ -180,8 +249,8 @@ fn write_iso(
         .tempdir()
         .map_err(|e| PayloadError::io("cannot make a work folder in", &std::env::temp_dir(), e))?;
     let boot = boot_files(store, m, blobs, &work, &src.open.name, progress)?;
-    let mut packs = IsoPackWriter::new(file, path, None)?;
-    let (copied, frame) = copy_into(src, compact, &mut packs, progress)?;
+    let mut packs = IsoPackWriter::new(file, path, seal.map(Seal::parts))?;
+    let (copied, frame) = copy_into(src, compact, seal, &mut packs, progress)?;
     let payload = packs.finish_frame(frame)?;
     let root = PathBuf::from(OsStr::from_bytes(&m.image.source_root));
     let label = iso_output::volume_label(&m.image.id);
@@ -237,6 +306,7 @@ fn finish(
     tmp: NamedTempFile,
     output: &Path,
     opts: &ExportOptions,
+    unlock: &Unlock,
     shown: &str,
     progress: &dyn Progress,
 ) -> Result<u64, CaptureError> {
@@ -245,7 +315,7 @@ fn finish(
         .sync_all()
         .map_err(|e| PayloadError::io("cannot sync", &path, e))?;
     progress.status(&format!("checking {}", output.display()));
-    let reader = crate::payload::reader::PayloadReader::open(&path, &Unlock::default())?;
+    let reader = crate::payload::reader::PayloadReader::open(&path, unlock)?;
     let report = crate::payload::verify::verify(&reader, opts.threads.max(1), progress)?;
     if !report.ok() {
         return Err(PayloadError::Image {

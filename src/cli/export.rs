@@ -1,6 +1,7 @@
 //! `osimage export s3://BUCKET/PREFIX/NAME[@VERSION] -o system.iso|system.oimg`: a version of
 //! an image store written out as a file that reads, verifies and boots like a captured one
-//! (docs/STORE.md §8: the store's packs byte for byte, or `--compact`).
+//! (docs/STORE.md §8: the store's packs byte for byte, or `--compact`). An encrypted store's
+//! version becomes an encrypted image under a fresh key unless `--decrypt` (§6.1).
 
 use std::path::PathBuf;
 
@@ -31,6 +32,27 @@ pub struct ExportArgs {
     /// version 2, no store packs) that osimages without store support read too.
     #[arg(long)]
     pub compact: bool,
+    /// Write a plain (unencrypted) image of an encrypted store's version. Without it the
+    /// output of an encrypted store is encrypted under a fresh image key, wrapped for
+    /// --recipient/--recipient-file/--new-passphrase-file when given, else for what unlocked
+    /// the store (the identities' public keys, or the passphrase). Changes nothing for a plain
+    /// store.
+    #[arg(long, conflicts_with_all = ["recipient", "recipient_file", "new_passphrase_file"])]
+    pub decrypt: bool,
+    /// Encrypt the output to this age public key (`age1…`), an encrypted store's version or
+    /// a plain one. Repeatable.
+    #[arg(long, value_name = "AGE_PUBLIC_KEY")]
+    pub recipient: Vec<String>,
+    /// Read age public keys for the output from FILE, one a line (# comments). Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub recipient_file: Vec<PathBuf>,
+    /// Encrypt the output with the passphrase in FILE (its first line) instead of the one
+    /// that opened the store.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["recipient", "recipient_file"])]
+    pub new_passphrase_file: Option<PathBuf>,
+    /// (An encrypted store's passphrase or an age identity, to unlock it.)
+    #[command(flatten)]
+    pub keys: super::keys::KeyArgs,
     /// Threads of the read-back (default: the number of CPUs).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -49,15 +71,12 @@ pub fn run(a: ExportArgs, p: &TermProgress) -> Result<i32, Failure> {
         .into());
     };
     let client = a.net.store_client(&address.root)?;
-    let store = Store::open(client, address.root.clone(), "export").map_err(|e| match e {
-        osimage::store::StoreError::Unsupported(why) => {
-            format!("{why}; exporting from an encrypted store is not built yet (docs/STORE.md §8)")
-                .into()
-        }
-        e => Failure::from(e),
-    })?;
+    // An encrypted store is unlocked before anything of it is read or any lock written.
+    let unlock = a.keys.unlock()?;
+    let store = Store::open_unlocked(client, address.root.clone(), &unlock)?;
+    let lock = output_lock(&a, &store, &unlock)?;
     // a long read: under a Read lock (docs/STORE.md §5.1) unless --no-lock
-    let lock = super::read_lock::ReadLock::take(&store, &address.series, a.lock)?;
+    let read_lock = super::read_lock::ReadLock::take(&store, &address.series, a.lock)?;
     let version = source::version_named(&store, &address)?;
     let opts = ExportOptions {
         series: address.series.clone(),
@@ -68,15 +87,18 @@ pub fn run(a: ExportArgs, p: &TermProgress) -> Result<i32, Failure> {
         threads: a
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        lock,
     };
     let r = export_version(&store, &opts, p);
-    if let Some(lock) = lock {
+    if let Some(lock) = read_lock {
         lock.release(p);
     }
     let r = r?;
-    let how = match opts.compact {
-        true => "new packs of the blocks it uses",
-        false => "packs copied byte for byte",
+    let how = match (opts.compact, r.encrypted) {
+        (true, false) => "new packs of the blocks it uses",
+        (true, true) => "new packs of the blocks it uses, encrypted",
+        (false, false) => "packs copied byte for byte",
+        (false, true) => "packs copied and encrypted under a new image key",
     };
     let mut line = format!(
         "{}: {}@{} exported ({}, {} {how}, verified)",
@@ -107,4 +129,41 @@ pub fn run(a: ExportArgs, p: &TermProgress) -> Result<i32, Failure> {
         p.say("every block of those packs is used by this version");
     }
     Ok(0)
+}
+
+/// Who may open the output (docs/STORE.md §6.1): the keys given for it; else, for an
+/// encrypted store without `--decrypt`, what unlocked the store; else nobody (plain).
+fn output_lock(
+    a: &ExportArgs,
+    store: &Store,
+    unlock: &osimage::Unlock,
+) -> Result<Option<osimage::Lock>, Failure> {
+    if a.decrypt {
+        return Ok(None);
+    }
+    let given =
+        !a.recipient.is_empty() || !a.recipient_file.is_empty() || a.new_passphrase_file.is_some();
+    if given {
+        let encrypt = super::keys::EncryptArgs {
+            encrypt: true,
+            recipient: a.recipient.clone(),
+            recipient_file: a.recipient_file.clone(),
+        };
+        let new = super::keys::KeyArgs {
+            passphrase_file: a.new_passphrase_file.clone(),
+            identity: Vec::new(),
+        };
+        return Ok(Some(encrypt.new_lock(&new)?));
+    }
+    if store.keys.is_none() {
+        return Ok(None);
+    }
+    super::keys::lock_of(unlock).map(Some).ok_or_else(|| {
+        format!(
+            "{}: no passphrase or identity to encrypt the export with (give \
+             --new-passphrase-file, --recipient, or --decrypt for a plain image)",
+            store.root
+        )
+        .into()
+    })
 }

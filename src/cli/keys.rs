@@ -199,6 +199,21 @@ impl EncryptArgs {
     }
 }
 
+/// The lock of what opened an encrypted store (`export`, STORE.md §6.1): with identities
+/// given, their public keys; else the passphrase given or asked for. None when neither is
+/// known (nothing was needed: a plain store).
+pub fn lock_of(unlock: &Unlock) -> Option<Lock> {
+    if !unlock.identities.is_empty() {
+        let public = unlock.identities.iter().map(|i| i.to_public()).collect();
+        return Some(Lock::Recipients(public));
+    }
+    if let Some(p) = &unlock.passphrase {
+        return Some(Lock::Passphrase(p.clone()));
+    }
+    let asked = unlock.asked.lock().ok()?;
+    asked.as_ref().map(|p| Lock::Passphrase(p.clone()))
+}
+
 /// Where `sign` gets a password-protected minisign key's password: the first line of
 /// `--key-password-file`, else a prompt on the terminal. Called only for such a key; the
 /// error says why there is none and how to give it without a terminal (issue #24 item 10).

@@ -28,6 +28,7 @@ const SCRYPT_MAX_LOG_N: u8 = SCRYPT_LOG_N;
 const KEYS_MAGIC: &[u8; 8] = b"OSIMKEYS";
 
 /// Who can open an image being written.
+#[derive(Clone)]
 pub enum Lock {
     /// Anyone with this passphrase.
     Passphrase(SecretString),

@@ -171,7 +171,7 @@ impl Store {
 /// Spans read as one object: the plaintext of each after the one before (a sealed span
 /// decrypts the segments it reads), so a checker reads packs by plaintext offsets whether
 /// or not the store is encrypted.
-struct PlainParts {
+pub(super) struct PlainParts {
     /// Each span and where its plaintext starts.
     parts: Vec<(u64, Span)>,
     len: u64,
@@ -179,7 +179,7 @@ struct PlainParts {
 }
 
 impl PlainParts {
-    fn new(spans: Vec<Span>, shown: String) -> PlainParts {
+    pub(super) fn new(spans: Vec<Span>, shown: String) -> PlainParts {
         let mut at = 0u64;
         let parts = spans
             .into_iter()

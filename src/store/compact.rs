@@ -105,7 +105,7 @@ impl ExportSource {
                 }
             }
         }
-        let packs: &dyn RangeRead = &*self.open.packs;
+        let packs: &dyn RangeRead = self.plain_packs();
         packs.plan(used.iter().map(|(_, b)| extent(b)).collect());
         let total: u64 = used.iter().map(|(_, b)| extent(b).1).sum();
         progress.start("copying the blocks this version uses", total);

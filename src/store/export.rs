@@ -3,8 +3,14 @@
 //! it (so the output's manifest is the same bytes), and its packs copied byte for byte into a
 //! `PackSink` in manifest order, each one checked on the way by `pack_check` (the checker
 //! `store check --read-data` uses): every block against its recorded hash, the pack against
-//! its record (BLAKE3 of its header and its block hashes, FORMAT.md §3). The container around them (an ISO with its rescue side, or a `.oimg`) is the
-//! capture's writer, in `capture::export`.
+//! its record (BLAKE3 of its header and its block hashes, FORMAT.md §3). The container around
+//! them (an ISO with its rescue side, or a `.oimg`) is the capture's writer, in
+//! `capture::export`.
+//!
+//! An encrypted store's version (§6.1) is handed on in the clear: each pack read as its
+//! sealed segments and opened with its own pack key, the manifest frame opened with the
+//! version's key. The writer seals both again under the output's own image key (or, with
+//! `--decrypt`, writes them plain): nothing of the store's keys reaches the output.
 
 use std::path::Path;
 
@@ -14,17 +20,21 @@ use crate::format::records::BLOCK_HEADER_LEN;
 use crate::format::sink::PackSink;
 use crate::format::source::RangeRead;
 use crate::progress::Progress;
+use crate::store::Store;
+use crate::store::check_data::PlainParts;
 use crate::store::objects::version::{self, PREFIX_LEN};
 use crate::store::pack_check::{PackCheck, block_spans, plan_whole};
-use crate::store::read::{OpenVersion, open_version};
-use crate::store::{Store, names};
+use crate::store::read::{OpenVersion, open_version, spans_of};
 
 /// A version to export: opened, with its manifest frame as stored.
 pub struct ExportSource {
     pub open: OpenVersion,
-    /// The manifest frame, exactly the bytes of the version object (checked against the
-    /// head's `frame_hash`).
+    /// The manifest frame in the clear: exactly the bytes of the version object (checked
+    /// against the head's `frame_hash`), opened with the version's key in an encrypted store.
     pub frame: Vec<u8>,
+    /// The packs' plaintext end to end, by the manifest's offsets (an encrypted store's
+    /// opened segment by segment, each pack with its own key).
+    packs: PlainParts,
     /// How messages name a pack: its object's address.
     pack_names: Vec<String>,
     /// The store whose packs they must be (each header is checked again as it is copied).
@@ -47,16 +57,17 @@ impl ExportSource {
     pub fn open(store: &Store, series: &str, version: &str) -> Result<Self, PayloadError> {
         let open = open_version(store, series, version)?;
         let frame = read_frame(&open)?;
-        let pack_names = open
-            .reader
-            .manifest()
-            .packs
+        let records = &open.reader.manifest().packs;
+        let pack_names = records
             .iter()
-            .map(|p| store.shown(&names::pack_key(&p.hash)))
+            .map(|p| store.shown(&store.pack_rel(&p.hash)))
             .collect();
+        let spans = spans_of(open.packs.clone(), records, store.keys.as_deref());
+        let packs = PlainParts::new(spans, format!("{} (packs)", open.name.display()));
         Ok(ExportSource {
             open,
             frame,
+            packs,
             pack_names,
             store_id: store.id,
         })
@@ -65,6 +76,11 @@ impl ExportSource {
     /// The version's manifest.
     pub fn manifest(&self) -> &Manifest {
         self.open.reader.manifest()
+    }
+
+    /// The packs' plaintext, end to end in manifest order.
+    pub(super) fn plain_packs(&self) -> &dyn RangeRead {
+        &self.packs
     }
 
     /// An error about pack `pack` of the manifest, naming its object.
@@ -98,7 +114,7 @@ impl ExportSource {
         }
         let blocks = block_spans(m);
         let total: u64 = m.packs.iter().map(|p| p.len).sum();
-        let packs: &dyn RangeRead = &*self.open.packs;
+        let packs: &dyn RangeRead = &self.packs;
         plan_whole(packs, total);
         progress.start("copying the packs", total);
         let mut at = 0u64;
@@ -136,7 +152,8 @@ pub(super) fn used_blocks(m: &Manifest) -> Vec<bool> {
     used
 }
 
-/// The manifest frame as the version object stores it, checked against the head.
+/// The manifest frame as the version object stores it, checked against the head, and opened
+/// with the version's key in an encrypted store.
 fn read_frame(open: &OpenVersion) -> Result<Vec<u8>, PayloadError> {
     let name: &Path = &open.name;
     let io = |e| PayloadError::io("cannot read", name, e);
@@ -166,5 +183,8 @@ fn read_frame(open: &OpenVersion) -> Result<Vec<u8>, PayloadError> {
             msg: "its manifest frame changed since it was read (damaged or replaced)".into(),
         });
     }
-    Ok(frame)
+    match &open.frame_cipher {
+        Some(cipher) => crate::envelope::open_manifest_with(cipher, &frame).map_err(|e| e.at(name)),
+        None => Ok(frame),
+    }
 }

@@ -32,6 +32,8 @@ pub struct OpenVersion {
     pub version_object: Arc<HttpObject>,
     /// The packs, as one object of parts.
     pub packs: Arc<HttpObject>,
+    /// An encrypted store's version: the key its manifest frame is sealed with (§6).
+    pub frame_cipher: Option<Arc<stream::StreamCipher>>,
 }
 
 /// Opens VERSION of SERIES in `store` and checks it as `PayloadReader` checks a file, and
@@ -147,8 +149,12 @@ fn open_checked(
     let source: Arc<dyn RangeRead> = object.clone();
     let manifest = Backing::remote(source).span(frame_at, frame_len);
     let mut c = image::from_parts(&name, manifest, head.frame_hash, head.image_id, opener);
-    if let (Some(k), Some(nonce)) = (&wanted.keys, nonce) {
-        c = c.with_manifest_cipher(k.version(&nonce, VERSION_MANIFEST));
+    let frame_cipher = match (&wanted.keys, nonce) {
+        (Some(k), Some(nonce)) => Some(k.version(&nonce, VERSION_MANIFEST)),
+        _ => None,
+    };
+    if let Some(cipher) = &frame_cipher {
+        c = c.with_manifest_cipher(cipher.clone());
     }
     let reader = PayloadReader::from_container(&name, c)?;
     let belongs = crate::format::store_ref::from_manifest(reader.manifest())
@@ -176,6 +182,7 @@ fn open_checked(
         name,
         version_object: object,
         packs,
+        frame_cipher,
     })
 }
 
@@ -208,7 +215,7 @@ fn pack_opener(store: &Store, name: &Path, keep: Arc<OnceLock<Arc<HttpObject>>>)
 
 /// Each pack's span in `object`, the packs end to end (sealed with `keys`: each its sealed
 /// length, read as its plaintext).
-fn spans_of(
+pub(super) fn spans_of(
     object: Arc<HttpObject>,
     records: &[PackRecord],
     keys: Option<&StoreKeys>,

@@ -1,0 +1,203 @@
+//! `osimage export` of an encrypted store's version (docs/STORE.md §6.1, FORMAT.md §11, issue
+//! #22) against a real Garage on loopback: the output is an encrypted image under a fresh key,
+//! wrapped for the passphrase that unlocked the store, for `--new-passphrase-file`, for
+//! `--recipient`, or for the `--identity` that unlocked it; it verifies and extracts equal to
+//! the source tree with that key and no other, and holds no pack header, block header, series
+//! name, file name, file content or store id in the clear; `--compact` too; `--decrypt` writes
+//! a plain image; a wrong key for the store is refused naming it with nothing written.
+
+use crate::common;
+use crate::store_encrypted::{FILE, PASS, SERIES, contains, osimage_pass, s, store_with_a_version};
+
+use std::ffi::OsStr;
+use std::path::Path;
+
+use age::secrecy::ExposeSecret as _;
+use common::compare::{Options, assert_no_differences, diff_trees};
+use common::garage::Garage;
+
+const NEW: &str = "a different passphrase for the export";
+/// What a reader says to a wrong passphrase, and to a passphrase for an image wrapped for age
+/// recipients.
+const WRONG: &str = "wrong passphrase or key";
+const AGE: &str = "give its secret key (--identity FILE)";
+
+/// `path` verifies and extracts equal to `root` with the key options `keys` (and `pass` as
+/// OSIMAGE_PASSPHRASE).
+fn reads_back(g: &Garage, pass: Option<&str>, keys: &[&OsStr], path: &Path, root: &Path) {
+    let mut verify = vec![s("verify"), path.as_os_str()];
+    verify.extend_from_slice(keys);
+    let run = osimage_pass(g, pass, &verify).ok();
+    assert!(run.stdout_str().contains("OK"), "{}", run.describe());
+    let out = path.with_extension("out");
+    let mut extract = vec![s("extract"), path.as_os_str(), s("-C"), out.as_os_str()];
+    extract.extend_from_slice(keys);
+    osimage_pass(g, pass, &extract).ok();
+    let diffs = diff_trees(root, &out, Options { nlink: true });
+    assert_no_differences(&diffs, &format!("the source tree vs {}", path.display()));
+}
+
+/// Nothing of `bytes` is in the clear beyond what FORMAT.md §11.6 allows.
+fn shows_nothing(bytes: &[u8], store_id: &[u8; 16], what: &str) {
+    for secret in [SERIES, FILE, "alice 100", "OSIMPACK"] {
+        assert!(!contains(bytes, secret), "{what} shows {secret}");
+    }
+    assert!(
+        !bytes.windows(16).any(|w| w == store_id),
+        "{what} shows the store id"
+    );
+}
+
+/// A wrong passphrase (refused saying `said`), and none, are refused for `path`.
+fn refuses_other_keys(g: &Garage, path: &Path, wrong: &str, said: &str) {
+    let run = osimage_pass(g, Some(wrong), &[s("verify"), path.as_os_str()]);
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert!(run.stderr.contains(said), "{}", run.describe());
+    let run = osimage_pass(g, None, &[s("info"), path.as_os_str()]);
+    assert_ne!(run.code, 0, "{}", run.describe());
+}
+
+#[test]
+fn an_encrypted_store_version_exports_as_an_encrypted_image() {
+    let dir = common::scratch();
+    let g = Garage::start();
+    let (root, store, address) = store_with_a_version(&g, &dir.path().join("t"), "exp");
+    let store_root = osimage::store::StoreRoot::parse(&store).unwrap();
+    let unlock = osimage::Unlock {
+        passphrase: Some(PASS.to_string().into()),
+        ..osimage::Unlock::default()
+    };
+    let store_id = osimage::store::Store::open_unlocked(g.client(), store_root, &unlock)
+        .unwrap()
+        .id;
+    let before = g.keys("exp/");
+    let export = |pass: Option<&str>, name: &str, more: &[&OsStr]| {
+        let out = dir.path().join(name);
+        let mut args = vec![s("export"), s(&address), s("-o"), out.as_os_str()];
+        args.extend_from_slice(more);
+        (osimage_pass(&g, pass, &args), out)
+    };
+
+    // The default: the passphrase that unlocked the store.
+    let (run, same) = export(Some(PASS), "same.oimg", &[]);
+    let run = run.ok();
+    assert!(run.stderr.contains("encrypted"), "{}", run.describe());
+    shows_nothing(&std::fs::read(&same).unwrap(), &store_id, "the export");
+    reads_back(&g, Some(PASS), &[], &same, &root);
+    refuses_other_keys(&g, &same, NEW, WRONG);
+
+    // --compact: new image packs of the used blocks, sealed the same way.
+    let (run, compact) = export(Some(PASS), "compact.oimg", &[s("--compact")]);
+    run.ok();
+    shows_nothing(
+        &std::fs::read(&compact).unwrap(),
+        &store_id,
+        "the compact export",
+    );
+    reads_back(&g, Some(PASS), &[], &compact, &root);
+
+    // A passphrase of its own: opens with it, not with the store's.
+    let new_file = dir.path().join("new-pass");
+    std::fs::write(&new_file, format!("{NEW}\n")).unwrap();
+    let (run, renewed) = export(
+        Some(PASS),
+        "new.oimg",
+        &[s("--new-passphrase-file"), new_file.as_os_str()],
+    );
+    run.ok();
+    reads_back(&g, Some(NEW), &[], &renewed, &root);
+    refuses_other_keys(&g, &renewed, PASS, WRONG);
+
+    // An age recipient: opens with the identity alone.
+    let identity = age::x25519::Identity::generate();
+    let id_file = dir.path().join("me.key");
+    std::fs::write(&id_file, identity.to_string().expose_secret()).unwrap();
+    let recipient = identity.to_public().to_string();
+    let (run, to_age) = export(Some(PASS), "age.oimg", &[s("--recipient"), s(&recipient)]);
+    run.ok();
+    shows_nothing(
+        &std::fs::read(&to_age).unwrap(),
+        &store_id,
+        "the age export",
+    );
+    reads_back(
+        &g,
+        None,
+        &[s("--identity"), id_file.as_os_str()],
+        &to_age,
+        &root,
+    );
+    refuses_other_keys(&g, &to_age, PASS, AGE);
+
+    // A store unlocked by an identity exports for that identity's public key.
+    let run = osimage_pass(
+        &g,
+        Some(PASS),
+        &[
+            s("store"),
+            s("key"),
+            s("add"),
+            s(&store),
+            s("--recipient"),
+            s(&recipient),
+        ],
+    );
+    run.ok();
+    let keys_now = g.keys("exp/");
+    let (run, by_identity) = export(None, "by-id.oimg", &[s("--identity"), id_file.as_os_str()]);
+    run.ok();
+    reads_back(
+        &g,
+        None,
+        &[s("--identity"), id_file.as_os_str()],
+        &by_identity,
+        &root,
+    );
+    refuses_other_keys(&g, &by_identity, PASS, AGE);
+
+    // --decrypt: a plain image, read with no key at all.
+    let (run, plain) = export(Some(PASS), "plain.oimg", &[s("--decrypt")]);
+    let run = run.ok();
+    assert!(
+        !run.stdout_str().contains("encrypted"),
+        "{}",
+        run.describe()
+    );
+    assert!(contains(&std::fs::read(&plain).unwrap(), "OSIMPACK"));
+    let listed = osimage_pass(&g, None, &[s("list"), plain.as_os_str()]).ok();
+    assert!(contains(&listed.stdout, FILE), "{}", listed.describe());
+    reads_back(&g, None, &[], &plain, &root);
+
+    // Refusals, each with nothing written: a wrong passphrase for the store, no key at all,
+    // --decrypt with a key for the output.
+    for pass in [Some("not the passphrase"), None] {
+        let (run, out) = export(pass, "refused.oimg", &[]);
+        assert_eq!(run.code, 1, "{}", run.describe());
+        assert!(run.stderr.contains(&store), "{}", run.describe());
+        assert!(!out.exists(), "{}", out.display());
+    }
+    let (run, out) = export(
+        Some(PASS),
+        "refused.oimg",
+        &[s("--decrypt"), s("--recipient"), s(&recipient)],
+    );
+    run.usage_error();
+    assert!(!out.exists());
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".osimage-export-")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "no temporary file is left");
+    // The exports wrote nothing to the store (their read locks are gone again).
+    assert_eq!(g.keys("exp/"), keys_now);
+    assert_eq!(
+        keys_now.len(),
+        before.len() + 1,
+        "the key object added above"
+    );
+}
