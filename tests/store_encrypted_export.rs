@@ -4,7 +4,9 @@
 //! `--recipient`, or for the `--identity` that unlocked it; it verifies and extracts equal to
 //! the source tree with that key and no other, and holds no pack header, block header, series
 //! name, file name, file content or store id in the clear; `--compact` too; `--decrypt` writes
-//! a plain image; a wrong key for the store is refused naming it with nothing written.
+//! a plain image; a wrong key for the store is refused naming it with nothing written. A
+//! version with rescue blobs exports to an encrypted ISO (its key record in
+//! `/osimage/keys.osk`, its boot files in the clear) that verifies and lists as the version.
 
 use crate::common;
 use crate::store_encrypted::{FILE, PASS, SERIES, contains, osimage_pass, s, store_with_a_version};
@@ -200,4 +202,72 @@ fn an_encrypted_store_version_exports_as_an_encrypted_image() {
         before.len() + 1,
         "the key object added above"
     );
+}
+
+#[test]
+fn an_encrypted_store_version_with_rescue_blobs_exports_to_an_encrypted_iso() {
+    common::kernel::need_iso_capture_tools();
+    let (x, kernel_version) = common::kernel::kernel_package();
+    let root = common::kernel::staging_root(&x, &kernel_version);
+    let dir = common::scratch();
+    let g = Garage::start();
+    let store = format!("s3://{}/isos", g.bucket());
+    osimage_pass(
+        &g,
+        Some(PASS),
+        &[s("store"), s("init"), s(&store), s("--encrypt")],
+    )
+    .ok();
+    let address = format!("{store}/{SERIES}");
+    let mut args = vec![
+        s("capture"),
+        root.as_os_str(),
+        s("-o"),
+        s(&address),
+        s("-q"),
+    ];
+    for d in ["/usr/lib", "/usr/bin", "/usr/sbin", "/usr/lib64"] {
+        args.extend([s("--exclude"), s(d)]);
+    }
+    osimage_pass(&g, Some(PASS), &args).ok();
+    let iso = dir.path().join("sealed.iso");
+    let run = osimage_pass(
+        &g,
+        Some(PASS),
+        &[s("export"), s(&address), s("-o"), iso.as_os_str()],
+    )
+    .ok();
+    assert!(run.stderr.contains("encrypted"), "{}", run.describe());
+    let bytes = std::fs::read(&iso).unwrap();
+    for secret in [SERIES, "OSIMPACK"] {
+        assert!(!contains(&bytes, secret), "the ISO shows {secret}");
+    }
+    let record = dir.path().join("keys.osk");
+    let run = std::process::Command::new("xorriso")
+        .args(["-osirrox", "on", "-indev"])
+        .arg(&iso)
+        .args(["-extract", "/osimage/keys.osk"])
+        .arg(&record)
+        .output()
+        .expect("xorriso");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(std::fs::read(&record).unwrap().starts_with(b"OSIMKEYS"));
+    osimage_pass(&g, Some(PASS), &[s("verify"), iso.as_os_str()]).ok();
+    let long = |img: &OsStr| {
+        osimage_pass(&g, Some(PASS), &[s("list"), s("-l"), img])
+            .ok()
+            .stdout
+    };
+    assert_eq!(
+        long(iso.as_os_str()),
+        long(s(&address)),
+        "list -l of the ISO"
+    );
+    let run = osimage_pass(&g, Some(NEW), &[s("verify"), iso.as_os_str()]);
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert!(run.stderr.contains(WRONG), "{}", run.describe());
 }
