@@ -14,7 +14,7 @@ mod store_check;
 mod store_cluster;
 mod store_commit;
 mod store_encrypted;
-mod store_encrypted_export;
+mod store_encrypted_io;
 mod store_export;
 mod store_faults;
 mod store_garage;

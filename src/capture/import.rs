@@ -47,6 +47,9 @@ pub struct ImportOptions {
     pub tags: Vec<String>,
     /// Where the index objects read are kept (`--cache-dir`, `--no-cache`; §4.1).
     pub index_cache: CacheChoice,
+    /// `--decrypt`: an encrypted image may go into a plain store, its data then stored in the
+    /// clear (§6). Into an encrypted store an encrypted image is always opened.
+    pub decrypt: bool,
 }
 
 /// What an import did.
@@ -68,15 +71,18 @@ pub struct ImportReport {
     pub index_cached: u64,
 }
 
-/// Imports `opts.image` into `store` as a new version of `opts.series`.
+/// Imports `opts.image` into `store` as a new version of `opts.series`; an encrypted image
+/// is opened with `unlock` when the store is encrypted or `opts.decrypt` (§6.1).
 pub fn import_into_store(
     store: &Store,
     opts: &ImportOptions,
+    unlock: &Unlock,
     progress: &dyn Progress,
 ) -> Result<ImportReport, CaptureError> {
     let series = opts.series.as_str();
     let shown = format!("{}/{series}", store.root);
-    let reader = open_image(&opts.image)?;
+    let may_open = store.keys.is_some() || opts.decrypt;
+    let reader = open_image(&opts.image, may_open.then_some(unlock))?;
     let m = reader.manifest();
     let version = names::version_name(to_utc(m.image.created), &m.image.id);
     refuse_existing(store, series, &version, &opts.image)?;
@@ -127,11 +133,14 @@ pub fn import_into_store(
     );
     crate::format::validate::validate(&m).map_err(|e| e.at(Path::new(&shown)))?;
     let rescue = rescue_blobs(store, &reader, &pending.blobs(), &shown, progress)?;
-    let frame = encode_manifest(&m)?;
+    // An encrypted store's frame is sealed under the version object's own key (§6).
+    let (nonce, frame) = store
+        .seal_frame(encode_manifest(&m)?)
+        .map_err(|e| store_error(&shown, e))?;
     let mut head = version_head(&m, series, &version, None, &frame, &uploaded, &opts.tags);
     head.rescue = rescue.as_ref().map(|(b, _)| b.clone());
     let version_bytes = commit_version(
-        store, lock, interrupts, &shown, &version, &head, &frame, None, progress,
+        store, lock, interrupts, &shown, &version, &head, &frame, nonce, progress,
     )?;
     Ok(ImportReport {
         shown: format!("{shown}@{version}"),
@@ -145,26 +154,54 @@ pub fn import_into_store(
     })
 }
 
-/// Opens the image file and checks it can be imported: a plain (not encrypted) image, read
-/// without any key, so a passphrase in the environment is never used to decrypt it into a
-/// plain store (§6, §8).
-fn open_image(path: &Path) -> Result<PayloadReader, CaptureError> {
+/// Opens the image file and checks it can be imported. Without `unlock` (a plain store, no
+/// `--decrypt`) only a plain image is: it is read without any key, so a passphrase in the
+/// environment never decrypts it into a plain store (§6, §8). With `unlock` an encrypted
+/// image is opened; a passphrase asked for the store is tried first, and when it is not the
+/// image's, the image's own is asked for (§6.1: "asked for apart").
+fn open_image(path: &Path, unlock: Option<&Unlock>) -> Result<PayloadReader, CaptureError> {
     let encrypted = || {
         CaptureError::Usage(format!(
             "{}: the image is encrypted and this store is not: importing it would store its \
-             data in the clear (docs/STORE.md §8: `--decrypt` is not built yet); import it \
-             into an encrypted store when those exist, or capture the system into the store",
+             data in the clear; give --decrypt to do so, or import it into an encrypted store \
+             (docs/STORE.md §6.1)",
             path.display()
         ))
     };
-    let reader = match PayloadReader::open(path, &Unlock::default()) {
-        Ok(r) => r,
-        Err(PayloadError::NeedKey { .. }) => return Err(encrypted()),
-        Err(e) => return Err(e.into()),
+    let Some(unlock) = unlock else {
+        let reader = match PayloadReader::open(path, &Unlock::default()) {
+            Ok(r) => r,
+            Err(PayloadError::NeedKey { .. }) => return Err(encrypted()),
+            Err(e) => return Err(e.into()),
+        };
+        if reader.encrypted() {
+            return Err(encrypted());
+        }
+        return file_image(reader, path);
     };
-    if reader.encrypted() {
-        return Err(encrypted());
+    let reader = match PayloadReader::open(path, unlock) {
+        Err(PayloadError::WrongKey(_)) if forget_asked(unlock) => {
+            PayloadReader::open(path, unlock)?
+        }
+        r => r?,
+    };
+    file_image(reader, path)
+}
+
+/// Forgets the passphrase `unlock` asked for (the store's), so the image's is asked for;
+/// false when nothing was asked or nothing can be.
+fn forget_asked(unlock: &Unlock) -> bool {
+    if unlock.passphrase.is_some() || unlock.ask.is_none() {
+        return false;
     }
+    match unlock.asked.lock() {
+        Ok(mut asked) => asked.take().is_some(),
+        Err(_) => false,
+    }
+}
+
+/// The reader, unless it is a store's version rather than a file.
+fn file_image(reader: PayloadReader, path: &Path) -> Result<PayloadReader, CaptureError> {
     if reader.container() == ContainerKind::Store {
         return Err(CaptureError::Usage(format!(
             "{}: a store's version is not a file to import",

@@ -42,6 +42,15 @@ pub struct ImportArgs {
     /// Into a store only: keep no index objects locally.
     #[arg(long)]
     pub no_cache: bool,
+    /// Into a plain store only: import an encrypted image, its data then stored in the clear
+    /// (opened with --passphrase-file, OSIMAGE_PASSPHRASE, --identity or asked). Without it an
+    /// encrypted image is refused by a plain store; an encrypted store seals whatever comes in.
+    #[arg(long)]
+    pub decrypt: bool,
+    /// (An encrypted store's passphrase or an age identity, which also opens an encrypted
+    /// image with the same key; a different image passphrase is asked for apart.)
+    #[command(flatten)]
+    pub keys: super::keys::KeyArgs,
     #[command(flatten)]
     pub net: source::NetArgs,
 }
@@ -55,6 +64,7 @@ pub fn run(a: ImportArgs, p: &TermProgress) -> Result<i32, Failure> {
         (!a.tag.is_empty(), "--tag"),
         (a.cache_dir.is_some(), "--cache-dir"),
         (a.no_cache, "--no-cache"),
+        (a.decrypt, "--decrypt"),
     ];
     if let Some((_, flag)) = store_only.iter().find(|(on, _)| *on) {
         return Err(UsageError(format!(
@@ -155,7 +165,9 @@ fn into_store(
     // Before any request: a file or a device (a USB stick holding the ISO) that is there.
     std::fs::metadata(&a.image).map_err(|e| format!("{}: {e}", a.image.display()))?;
     let client = a.net.store_client(&address.root)?;
-    let store = Store::open(client, address.root.clone(), "import")?;
+    // An encrypted store is unlocked before anything of it is read or any lock written.
+    let unlock = a.keys.unlock()?;
+    let store = Store::open_unlocked(client, address.root.clone(), &unlock)?;
     let opts = ImportOptions {
         image: a.image.clone(),
         series: address.series.clone(),
@@ -165,8 +177,9 @@ fn into_store(
             (Some(dir), false) => CacheChoice::Dir(dir),
             (None, false) => CacheChoice::Default,
         },
+        decrypt: a.decrypt,
     };
-    let r = osimage::import_into_store(&store, &opts, p)?;
+    let r = osimage::import_into_store(&store, &opts, &unlock, p)?;
     let c = &r.counts;
     if let Some((kernel, uploaded)) = &r.rescue {
         p.say(&match uploaded {

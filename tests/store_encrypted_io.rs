@@ -1,4 +1,4 @@
-//! `osimage export` of an encrypted store's version (docs/STORE.md §6.1, FORMAT.md §11, issue
+//! `osimage export` and `import` with encrypted stores and images (docs/STORE.md §6.1, FORMAT.md §11, issue
 //! #22) against a real Garage on loopback: the output is an encrypted image under a fresh key,
 //! wrapped for the passphrase that unlocked the store, for `--new-passphrase-file`, for
 //! `--recipient`, or for the `--identity` that unlocked it; it verifies and extracts equal to
@@ -7,6 +7,10 @@
 //! a plain image; a wrong key for the store is refused naming it with nothing written. A
 //! version with rescue blobs exports to an encrypted ISO (its key record in
 //! `/osimage/keys.osk`, its boot files in the clear) that verifies and lists as the version.
+//! `import` seals a plain image into an encrypted store; an encrypted image (an export) goes
+//! into another series of its store by reference alone, no pack uploaded; `import --decrypt`
+//! puts an encrypted image into a plain store; a wrong key for the store or the image is
+//! refused naming it, with nothing written; nothing imported shows a name or content.
 
 use crate::common;
 use crate::store_encrypted::{FILE, PASS, SERIES, contains, osimage_pass, s, store_with_a_version};
@@ -27,11 +31,22 @@ const AGE: &str = "give its secret key (--identity FILE)";
 /// `path` verifies and extracts equal to `root` with the key options `keys` (and `pass` as
 /// OSIMAGE_PASSPHRASE).
 fn reads_back(g: &Garage, pass: Option<&str>, keys: &[&OsStr], path: &Path, root: &Path) {
+    reads_back_to(g, pass, keys, path, root, &path.with_extension("out"));
+}
+
+/// [`reads_back`] extracting into `out`.
+fn reads_back_to(
+    g: &Garage,
+    pass: Option<&str>,
+    keys: &[&OsStr],
+    path: &Path,
+    root: &Path,
+    out: &Path,
+) {
     let mut verify = vec![s("verify"), path.as_os_str()];
     verify.extend_from_slice(keys);
     let run = osimage_pass(g, pass, &verify).ok();
     assert!(run.stdout_str().contains("OK"), "{}", run.describe());
-    let out = path.with_extension("out");
     let mut extract = vec![s("extract"), path.as_os_str(), s("-C"), out.as_os_str()];
     extract.extend_from_slice(keys);
     osimage_pass(g, pass, &extract).ok();
@@ -270,4 +285,139 @@ fn an_encrypted_store_version_with_rescue_blobs_exports_to_an_encrypted_iso() {
     let run = osimage_pass(&g, Some(NEW), &[s("verify"), iso.as_os_str()]);
     assert_eq!(run.code, 1, "{}", run.describe());
     assert!(run.stderr.contains(WRONG), "{}", run.describe());
+}
+
+#[test]
+fn imports_seal_into_an_encrypted_store_and_decrypt_into_a_plain_one() {
+    let dir = common::scratch();
+    let g = Garage::start();
+    let (root, store, address) = store_with_a_version(&g, &dir.path().join("t"), "imp");
+    let import = |pass: Option<&str>, image: &Path, dest: &str, more: &[&OsStr]| {
+        let mut args = vec![s("import"), image.as_os_str(), s(dest)];
+        args.extend_from_slice(more);
+        osimage_pass(&g, pass, &args)
+    };
+    let export = |name: &str, more: &[&OsStr]| {
+        let out = dir.path().join(name);
+        let mut args = vec![s("export"), s(&address), s("-o"), out.as_os_str()];
+        args.extend_from_slice(more);
+        osimage_pass(&g, Some(PASS), &args).ok();
+        out
+    };
+    let sealed = export("sealed.oimg", &[]);
+    let plain = export("plain.oimg", &[s("--decrypt")]);
+
+    // An encrypted export into another series of its store: every block referenced.
+    let packs = g.keys("imp/packs/");
+    let copy = format!("{store}/copy-of-{SERIES}");
+    let run = import(Some(PASS), &sealed, &copy, &[]).ok();
+    assert!(run.stderr.contains("0 carried"), "{}", run.describe());
+    assert!(run.stderr.contains("in 0 new packs"), "{}", run.describe());
+    assert_eq!(g.keys("imp/packs/"), packs, "no pack uploaded");
+    reads_back_to(
+        &g,
+        Some(PASS),
+        &[],
+        Path::new(&copy),
+        &root,
+        &dir.path().join("copy"),
+    );
+
+    // A plain image into a fresh encrypted store: sealed as a capture seals.
+    let other = format!("s3://{}/imp2", g.bucket());
+    osimage_pass(
+        &g,
+        Some(PASS),
+        &[s("store"), s("init"), s(&other), s("--encrypt")],
+    )
+    .ok();
+    let dest = format!("{other}/{SERIES}");
+    import(Some(PASS), &plain, &dest, &[]).ok();
+    reads_back_to(
+        &g,
+        Some(PASS),
+        &[],
+        Path::new(&dest),
+        &root,
+        &dir.path().join("imp2"),
+    );
+    let all = crate::store_encrypted::objects(&g, "imp2/");
+    assert!(all.iter().any(|(k, _)| k.starts_with("imp2/packs/")));
+    for (key, body) in &all {
+        for secret in [SERIES, FILE, "alice 100", "OSIMPACK"] {
+            assert!(!key.contains(secret), "{key} shows {secret}");
+            assert!(!contains(body, secret), "the body of {key} shows {secret}");
+        }
+    }
+    // The encrypted image into the same store: its blocks are there, so no pack goes up.
+    let packs = g.keys("imp2/packs/");
+    let run = import(Some(PASS), &sealed, &format!("{other}/again"), &[]).ok();
+    assert!(run.stderr.contains("in 0 new packs"), "{}", run.describe());
+    assert_eq!(g.keys("imp2/packs/"), packs);
+
+    // Refused with nothing written: a wrong passphrase for the store; an image whose
+    // passphrase is not the store's (no terminal to ask on); an encrypted image into a plain
+    // store without --decrypt.
+    let renewed_pass = dir.path().join("new-pass");
+    std::fs::write(&renewed_pass, format!("{NEW}\n")).unwrap();
+    let renewed = export(
+        "renewed.oimg",
+        &[s("--new-passphrase-file"), renewed_pass.as_os_str()],
+    );
+    let before = g.keys("imp2/");
+    let run = import(
+        Some("not the passphrase"),
+        &plain,
+        &format!("{other}/x"),
+        &[],
+    );
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert!(
+        run.stderr.contains(WRONG) && run.stderr.contains(&other),
+        "{}",
+        run.describe()
+    );
+    let run = import(Some(PASS), &renewed, &format!("{other}/x"), &[]);
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert!(
+        run.stderr.contains(WRONG) && run.stderr.contains(&renewed.display().to_string()),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(g.keys("imp2/"), before, "nothing written");
+    let bare = format!("s3://{}/bare", g.bucket());
+    osimage_pass(&g, None, &[s("store"), s("init"), s(&bare)]).ok();
+    let before = g.keys("bare/");
+    let run = import(Some(PASS), &sealed, &format!("{bare}/x"), &[]);
+    assert_ne!(run.code, 0, "{}", run.describe());
+    assert!(run.stderr.contains("--decrypt"), "{}", run.describe());
+    let run = import(
+        Some("not the passphrase"),
+        &sealed,
+        &format!("{bare}/x"),
+        &[s("--decrypt")],
+    );
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert!(run.stderr.contains(WRONG), "{}", run.describe());
+    assert_eq!(g.keys("bare/"), before, "nothing written");
+
+    // --decrypt: the encrypted image into the plain store, readable with no key.
+    let dest = format!("{bare}/{SERIES}");
+    import(Some(PASS), &sealed, &dest, &[s("--decrypt")]).ok();
+    reads_back_to(
+        &g,
+        None,
+        &[],
+        Path::new(&dest),
+        &root,
+        &dir.path().join("bare"),
+    );
+    // --decrypt applies to a store only.
+    let run = import(
+        Some(PASS),
+        &sealed,
+        &format!("s3://{}/whole.oimg", g.bucket()),
+        &[s("--decrypt")],
+    );
+    run.usage_error();
 }
