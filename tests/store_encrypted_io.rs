@@ -50,7 +50,7 @@ fn reads_back_to(
     let mut extract = vec![s("extract"), path.as_os_str(), s("-C"), out.as_os_str()];
     extract.extend_from_slice(keys);
     osimage_pass(g, pass, &extract).ok();
-    let diffs = diff_trees(root, &out, Options { nlink: true });
+    let diffs = diff_trees(root, out, Options { nlink: true });
     assert_no_differences(&diffs, &format!("the source tree vs {}", path.display()));
 }
 

@@ -231,6 +231,13 @@ const EXAMPLES: &[(&str, &str, &str)] = &[
         "Show what opens each of the store's key objects and which one opened it now.",
     ),
     (
+        "export",
+        "osimage export s3://images/vault/web01 -o web01.iso --passphrase-file vault.pass \
+         --recipient age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p",
+        "An encrypted store's version as an encrypted ISO under a key of its own, for that age \
+         public key (without --recipient: for vault.pass; --decrypt writes a plain ISO).",
+    ),
+    (
         "store key add",
         "osimage store key add s3://images/vault --recipient age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p",
         "Let that age key open the encrypted store too.",
