@@ -285,6 +285,79 @@ fn an_encrypted_store_version_with_rescue_blobs_exports_to_an_encrypted_iso() {
     let run = osimage_pass(&g, Some(NEW), &[s("verify"), iso.as_os_str()]);
     assert_eq!(run.code, 1, "{}", run.describe());
     assert!(run.stderr.contains(WRONG), "{}", run.describe());
+
+    // netboot: the initramfs's source.conf holds the version's key set, wrapped for the
+    // store's passphrase; the agent's reader opens the version through its URLs with it.
+    netboot_reads_the_version_with_its_key_set(&g, &address, dir.path());
+}
+
+/// `netboot` of the encrypted store's version `address` (docs/STORE.md §6.1 "The key set"),
+/// read back as the agent reads it (`open_from_conf`), every block checked.
+fn netboot_reads_the_version_with_its_key_set(g: &Garage, address: &str, dir: &Path) {
+    use osimage::store::read::open_from_conf;
+    use osimage::{NoProgress, RetryPolicy, Trust, Unlock};
+    let out = dir.join("netboot");
+    osimage_pass(
+        g,
+        Some(PASS),
+        &[s("netboot"), s(address), s("-o"), out.as_os_str()],
+    )
+    .ok();
+    let initrd = std::fs::read(out.join("initrd.img")).unwrap();
+    let conf = crate::store_netboot::source_conf_in(&initrd);
+    assert!(conf.keys.is_some(), "a key set");
+    for (what, url) in std::iter::once(("object", &conf.object.url))
+        .chain(conf.packs.iter().map(|p| ("pack", &p.url)))
+    {
+        assert!(
+            !url.contains(SERIES),
+            "the {what} URL names the series: {url}"
+        );
+    }
+    let with = |pass: &str| Unlock {
+        passphrase: Some(pass.to_string().into()),
+        ..Unlock::default()
+    };
+    let open = open_from_conf(
+        &conf,
+        RetryPolicy::default(),
+        &Trust::default(),
+        &with(PASS),
+    )
+    .expect("the version opens with its key set");
+    let report = osimage::verify(&open.reader, 2, &NoProgress).expect("verify");
+    assert!(report.ok(), "every block checks: {:?}", report.problems);
+    let refused =
+        |conf: &osimage::store::source_conf::SourceConf, unlock: &Unlock| match open_from_conf(
+            conf,
+            RetryPolicy::default(),
+            &Trust::default(),
+            unlock,
+        ) {
+            Ok(_) => panic!("opened"),
+            Err(e) => e.to_string(),
+        };
+    let e = refused(&conf, &with(NEW));
+    assert!(e.contains("wrong passphrase or key for source.conf"), "{e}");
+    let e = refused(&conf, &Unlock::default());
+    assert!(e.contains("passphrase"), "{e}");
+    // A key set that does not name the conf's packs is refused before anything is read.
+    let mut other = conf.clone();
+    other.packs[0].id = "00".repeat(32);
+    let e = refused(&other, &with(PASS));
+    assert!(e.contains("the key set does not match this version"), "{e}");
+    // Without its key set the sealed version does not open.
+    let mut bare = conf.clone();
+    bare.keys = None;
+    assert!(
+        open_from_conf(
+            &bare,
+            RetryPolicy::default(),
+            &Trust::default(),
+            &Unlock::default()
+        )
+        .is_err()
+    );
 }
 
 #[test]

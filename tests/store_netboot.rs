@@ -17,7 +17,7 @@ use std::path::Path;
 use osimage::store::objects::VersionHead;
 use osimage::store::read::open_from_conf;
 use osimage::store::source_conf::SourceConf;
-use osimage::{NoProgress, RetryPolicy, Trust};
+use osimage::{NoProgress, RetryPolicy, Trust, Unlock};
 
 /// The `source.conf` inside a netboot initramfs: the uncompressed archive at its end holds it
 /// as the JSON `SourceConf::to_json` writes (an object starting at `{\n  "version"`).
@@ -93,8 +93,13 @@ pub fn a_version_netboots_without_credentials(
             "{k} is set in the test process"
         );
     }
-    let open = open_from_conf(&conf, RetryPolicy::default(), &Trust::default())
-        .expect("the version opens through its presigned URLs");
+    let open = open_from_conf(
+        &conf,
+        RetryPolicy::default(),
+        &Trust::default(),
+        &Unlock::default(),
+    )
+    .expect("the version opens through its presigned URLs");
     let report = osimage::verify(&open.reader, 2, &NoProgress).expect("verify");
     assert!(report.ok(), "every block checks: {:?}", report.problems);
 
@@ -102,7 +107,12 @@ pub fn a_version_netboots_without_credentials(
     let refused = |spoil: &dyn Fn(&mut SourceConf), want: &str| {
         let mut c = conf.clone();
         spoil(&mut c);
-        let e = match open_from_conf(&c, RetryPolicy::default(), &Trust::default()) {
+        let e = match open_from_conf(
+            &c,
+            RetryPolicy::default(),
+            &Trust::default(),
+            &Unlock::default(),
+        ) {
             Ok(_) => panic!("a spoiled conf opened ({want})"),
             Err(e) => e.to_string(),
         };
@@ -134,7 +144,12 @@ pub fn a_version_netboots_without_credentials(
     .ok();
     std::thread::sleep(std::time::Duration::from_secs(3));
     let conf = source_conf_in(&std::fs::read(short.join("initrd.img")).unwrap());
-    let e = match open_from_conf(&conf, RetryPolicy::default(), &Trust::default()) {
+    let e = match open_from_conf(
+        &conf,
+        RetryPolicy::default(),
+        &Trust::default(),
+        &Unlock::default(),
+    ) {
         Ok(_) => panic!("a version opened through expired URLs"),
         Err(e) => e.to_string(),
     };
@@ -236,8 +251,13 @@ pub fn plain_urls_read_the_version(
         readme.contains("do not expire") && readme.contains(&base),
         "{readme}"
     );
-    let open = open_from_conf(&conf, RetryPolicy::default(), &Trust::default())
-        .expect("the version opens through its plain URLs");
+    let open = open_from_conf(
+        &conf,
+        RetryPolicy::default(),
+        &Trust::default(),
+        &Unlock::default(),
+    )
+    .expect("the version opens through its plain URLs");
     let report = osimage::verify(&open.reader, 2, &NoProgress).expect("verify");
     assert!(report.ok(), "every block checks: {:?}", report.problems);
     assert!(server.answers.load(std::sync::atomic::Ordering::SeqCst) > conf.packs.len() as u64);

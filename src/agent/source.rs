@@ -41,12 +41,12 @@ pub struct StoreVersion {
 
 impl RemoteImage {
     /// Opens the image's reader (`name` in messages); `unlock` is for an encrypted image
-    /// (a store version is plain: encrypted stores are not built yet).
+    /// (an encrypted store's version: for its key set in `source.conf`, docs/STORE.md §6.1).
     pub fn open(&self, name: &Path, unlock: &Unlock) -> Result<PayloadReader, PayloadError> {
         match self {
             RemoteImage::Object(o) => PayloadReader::open_source(name, o.clone(), unlock),
             RemoteImage::Version(v) => {
-                let open = open_from_conf(&v.conf, v.policy, &v.trust)?;
+                let open = open_from_conf(&v.conf, v.policy, &v.trust, unlock)?;
                 if let Ok(mut read) = v.read.lock() {
                     read.push(open.version_object.clone());
                     read.push(open.packs.clone());

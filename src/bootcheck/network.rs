@@ -124,8 +124,9 @@ pub fn verify_store_version(
     let ttl = (opts.timeout * 3 + std::time::Duration::from_secs(3600))
         .min(crate::remote::s3::PRESIGN_MAX);
     let expires = chrono::Utc::now() + ttl;
-    let v = crate::store::netboot::presigned(store, series, version, ttl, expires, Some(&guest))
-        .map_err(|e| BootCheckError::Image(e.to_string()))?;
+    let v =
+        crate::store::netboot::presigned(store, series, version, ttl, expires, Some(&guest), None)
+            .map_err(|e| BootCheckError::Image(e.to_string()))?;
     let write_files = |dir: &Path| {
         crate::netboot::store::write_store_netboot_dir(
             &crate::netboot::store::StoreNetbootRequest {

@@ -39,17 +39,9 @@ pub struct ExportArgs {
     /// store.
     #[arg(long, conflicts_with_all = ["recipient", "recipient_file", "new_passphrase_file"])]
     pub decrypt: bool,
-    /// Encrypt the output to this age public key (`age1…`), an encrypted store's version or
-    /// a plain one. Repeatable.
-    #[arg(long, value_name = "AGE_PUBLIC_KEY")]
-    pub recipient: Vec<String>,
-    /// Read age public keys for the output from FILE, one a line (# comments). Repeatable.
-    #[arg(long, value_name = "FILE")]
-    pub recipient_file: Vec<PathBuf>,
-    /// Encrypt the output with the passphrase in FILE (its first line) instead of the one
-    /// that opened the store.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["recipient", "recipient_file"])]
-    pub new_passphrase_file: Option<PathBuf>,
+    /// (Who may open the output: also for a plain store's version, which is then encrypted.)
+    #[command(flatten)]
+    pub to: super::keys::OutputKeyArgs,
     /// (An encrypted store's passphrase or an age identity, to unlock it.)
     #[command(flatten)]
     pub keys: super::keys::KeyArgs,
@@ -141,29 +133,6 @@ fn output_lock(
     if a.decrypt {
         return Ok(None);
     }
-    let given =
-        !a.recipient.is_empty() || !a.recipient_file.is_empty() || a.new_passphrase_file.is_some();
-    if given {
-        let encrypt = super::keys::EncryptArgs {
-            encrypt: true,
-            recipient: a.recipient.clone(),
-            recipient_file: a.recipient_file.clone(),
-        };
-        let new = super::keys::KeyArgs {
-            passphrase_file: a.new_passphrase_file.clone(),
-            identity: Vec::new(),
-        };
-        return Ok(Some(encrypt.new_lock(&new)?));
-    }
-    if store.keys.is_none() {
-        return Ok(None);
-    }
-    super::keys::lock_of(unlock).map(Some).ok_or_else(|| {
-        format!(
-            "{}: no passphrase or identity to encrypt the export with (give \
-             --new-passphrase-file, --recipient, or --decrypt for a plain image)",
-            store.root
-        )
-        .into()
-    })
+    let encrypted = store.keys.is_some();
+    Ok(a.to.lock(encrypted, unlock, &store.root.to_string())?)
 }

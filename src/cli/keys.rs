@@ -199,6 +199,62 @@ impl EncryptArgs {
     }
 }
 
+/// Who may open what `export` or `netboot` writes from a store (docs/STORE.md §6.1).
+#[derive(Debug, Args, Clone, Default)]
+pub struct OutputKeyArgs {
+    /// Encrypt what is written (an exported image, a netboot key set) to this age public key
+    /// (`age1…`) instead of what unlocked the store. Repeatable.
+    #[arg(long, value_name = "AGE_PUBLIC_KEY")]
+    pub recipient: Vec<String>,
+    /// Read age public keys for it from FILE, one a line (# comments). Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub recipient_file: Vec<PathBuf>,
+    /// Encrypt it with the passphrase in FILE (its first line) instead of the one that
+    /// opened the store.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["recipient", "recipient_file"])]
+    pub new_passphrase_file: Option<PathBuf>,
+}
+
+impl OutputKeyArgs {
+    /// Whether any of them was given.
+    pub fn given(&self) -> bool {
+        !self.recipient.is_empty()
+            || !self.recipient_file.is_empty()
+            || self.new_passphrase_file.is_some()
+    }
+
+    /// The lock they give; else, for an encrypted store (`encrypted`), what unlocked it
+    /// (`unlock`); else none. `root` names the store when there is nothing to lock with.
+    pub fn lock(
+        &self,
+        encrypted: bool,
+        unlock: &Unlock,
+        root: &str,
+    ) -> Result<Option<Lock>, KeyError> {
+        if self.given() {
+            let encrypt = EncryptArgs {
+                encrypt: true,
+                recipient: self.recipient.clone(),
+                recipient_file: self.recipient_file.clone(),
+            };
+            let new = KeyArgs {
+                passphrase_file: self.new_passphrase_file.clone(),
+                identity: Vec::new(),
+            };
+            return encrypt.new_lock(&new).map(Some);
+        }
+        if !encrypted {
+            return Ok(None);
+        }
+        lock_of(unlock).map(Some).ok_or_else(|| {
+            KeyError(format!(
+                "{root}: no passphrase or identity to encrypt with (give \
+                 --new-passphrase-file or --recipient)"
+            ))
+        })
+    }
+}
+
 /// The lock of what opened an encrypted store (`export`, STORE.md §6.1): with identities
 /// given, their public keys; else the passphrase given or asked for. None when neither is
 /// known (nothing was needed: a plain store).

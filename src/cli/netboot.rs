@@ -73,6 +73,14 @@ pub struct NetbootArgs {
     /// /usr/share/doc/osimage).
     #[arg(long)]
     pub json: bool,
+    /// (An encrypted store's passphrase or an age identity, to unlock it; the version's key
+    /// set in the initramfs is wrapped for the same, unless --recipient,
+    /// --recipient-file or --new-passphrase-file say otherwise. The machines then need it:
+    /// osimage.keyfile= or the console prompt.)
+    #[command(flatten)]
+    pub keys: super::keys::KeyArgs,
+    #[command(flatten)]
+    pub to: super::keys::OutputKeyArgs,
     #[command(flatten)]
     pub net: source::NetArgs,
 }
@@ -253,7 +261,11 @@ fn run_store(
     let endpoint = presign_endpoint(&a)?;
     osimage::check_netboot_arguments("http://checked.invalid/", &a.cmdline, &a.output)?;
     let client = a.net.store_client(&address.root)?;
-    let store = osimage::store::Store::open(client, address.root.clone(), "netboot")?;
+    // An encrypted store is unlocked before anything of it is read or any lock written.
+    let unlock = a.keys.unlock()?;
+    let store = osimage::store::Store::open_unlocked(client, address.root.clone(), &unlock)?;
+    let key_lock =
+        a.to.lock(store.keys.is_some(), &unlock, &address.root.to_string())?;
     // A Read lock while the version is named and pinned (STORE.md §9.3): a prune running
     // meanwhile waits for it, and finds the pin before it sweeps.
     let interrupts = osimage::Interrupts::start();
@@ -270,7 +282,13 @@ fn run_store(
     // Presigned URLs pin the version until they expire; plain ones for --pin-for.
     let (v, pinned_until) = match &plain {
         Some(base) => (
-            osimage::store::netboot::plain(&store, &address.series, &version, base)?,
+            osimage::store::netboot::plain(
+                &store,
+                &address.series,
+                &version,
+                base,
+                key_lock.as_ref(),
+            )?,
             chrono::Utc::now() + pin_for,
         ),
         None => {
@@ -282,6 +300,7 @@ fn run_store(
                 ttl,
                 expires,
                 endpoint.as_ref(),
+                key_lock.as_ref(),
             )?;
             (v, expires)
         }

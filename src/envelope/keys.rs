@@ -142,6 +142,26 @@ pub fn opens_with_passphrase(record: &[u8]) -> Result<bool, String> {
 /// The key record of the existing data key `key` of image (or store) `image_id`, wrapped
 /// for `lock`: another way to open the same key (`store key add`).
 pub fn wrap_key(lock: &Lock, key: &DataKey, image_id: [u8; 16]) -> Result<Vec<u8>, PayloadError> {
+    let mut plain = Vec::with_capacity(48);
+    plain.extend_from_slice(&key.0);
+    plain.extend_from_slice(&image_id);
+    let wrapped = age_wrap(lock, &plain, "the image key");
+    plain.fill(0);
+    let wrapped = wrapped?;
+    let header = KeysHeader {
+        cipher: CIPHER_CHACHA_STREAM,
+        age_len: wrapped.len() as u32,
+        image_id,
+        hash: *blake3::hash(&wrapped).as_bytes(),
+    };
+    let mut record = header.encode().to_vec();
+    record.extend_from_slice(&wrapped);
+    Ok(record)
+}
+
+/// `plain` as a binary age file for `lock` (scrypt at [`SCRYPT_LOG_N`], or X25519
+/// recipients); `what` names it in errors.
+pub fn age_wrap(lock: &Lock, plain: &[u8], what: &str) -> Result<Vec<u8>, PayloadError> {
     let enc = match lock {
         Lock::Passphrase(p) => {
             let mut r = age::scrypt::Recipient::new(p.clone());
@@ -152,24 +172,15 @@ pub fn wrap_key(lock: &Lock, key: &DataKey, image_id: [u8; 16]) -> Result<Vec<u8
             age::Encryptor::with_recipients(rs.iter().map(|r| r as &dyn age::Recipient))
         }
     }
-    .map_err(|e| PayloadError::format(format!("cannot encrypt the image key: {e}")))?;
+    .map_err(|e| PayloadError::format(format!("cannot encrypt {what}: {e}")))?;
     let mut wrapped = Vec::new();
     let mut w = enc
         .wrap_output(&mut wrapped)
-        .map_err(|e| PayloadError::format(format!("cannot encrypt the image key: {e}")))?;
-    w.write_all(&key.0)
-        .and_then(|_| w.write_all(&image_id))
+        .map_err(|e| PayloadError::format(format!("cannot encrypt {what}: {e}")))?;
+    w.write_all(plain)
         .and_then(|_| w.finish().map(|_| ()))
-        .map_err(|e| PayloadError::format(format!("cannot encrypt the image key: {e}")))?;
-    let header = KeysHeader {
-        cipher: CIPHER_CHACHA_STREAM,
-        age_len: wrapped.len() as u32,
-        image_id,
-        hash: *blake3::hash(&wrapped).as_bytes(),
-    };
-    let mut record = header.encode().to_vec();
-    record.extend_from_slice(&wrapped);
-    Ok(record)
+        .map_err(|e| PayloadError::format(format!("cannot encrypt {what}: {e}")))?;
+    Ok(wrapped)
 }
 
 /// Unwraps the data key from a key record (`header` decoded, `wrapped` its age bytes).
@@ -188,6 +199,28 @@ pub fn open_key(
     if let Some(k) = unlock.known_key(&header.image_id) {
         return Ok(k);
     }
+    let mut plain = age_open(wrapped, unlock, image, 48)?;
+    if plain.len() != 48 || plain[32..] != header.image_id {
+        return Err(PayloadError::Image {
+            path: image.to_path_buf(),
+            msg: "key record belongs to another image".into(),
+        });
+    }
+    let mut k = [0u8; 32];
+    k.copy_from_slice(&plain[..32]);
+    plain.fill(0);
+    Ok(DataKey(k))
+}
+
+/// The plaintext of the binary age file `wrapped`, opened with `unlock` (a passphrase at
+/// most at [`SCRYPT_MAX_LOG_N`], or identities), read up to `limit` bytes and one more, so a
+/// longer one shows as longer; `image` names it in errors.
+pub fn age_open(
+    wrapped: &[u8],
+    unlock: &Unlock,
+    image: &Path,
+    limit: u64,
+) -> Result<Vec<u8>, PayloadError> {
     let damaged = |e: age::DecryptError| PayloadError::Image {
         path: image.to_path_buf(),
         msg: format!("key record unreadable: {e}"),
@@ -221,25 +254,16 @@ pub fn open_key(
         },
         other => damaged(other),
     })?;
-    let mut plain = Vec::with_capacity(48);
+    let mut plain = Vec::new();
     reader
         .by_ref()
-        .take(49)
+        .take(limit + 1)
         .read_to_end(&mut plain)
         .map_err(|e| PayloadError::Image {
             path: image.to_path_buf(),
             msg: format!("key record unreadable: {e}"),
         })?;
-    if plain.len() != 48 || plain[32..] != header.image_id {
-        return Err(PayloadError::Image {
-            path: image.to_path_buf(),
-            msg: "key record belongs to another image".into(),
-        });
-    }
-    let mut k = [0u8; 32];
-    k.copy_from_slice(&plain[..32]);
-    plain.fill(0);
-    Ok(DataKey(k))
+    Ok(plain)
 }
 
 #[cfg(test)]

@@ -64,6 +64,25 @@ impl StoreKeys {
         crate::envelope::keys::wrap_key(lock, &self.data, self.store_id)
     }
 
+    /// The store id: every segment's associated data.
+    pub fn store_id(&self) -> [u8; 16] {
+        self.store_id
+    }
+
+    /// The raw stream key of part `code` of the version object of nonce `nonce`, for a
+    /// netboot key set (§6.1), which hands over exactly the keys a version needs.
+    pub(crate) fn version_key_bytes(&self, nonce: &[u8; 16], code: u64) -> [u8; 32] {
+        let mut extra = [0u8; 24];
+        extra[..16].copy_from_slice(nonce);
+        extra[16..].copy_from_slice(&code.to_le_bytes());
+        derive(&self.data, &self.store_id, VERSION_KEY, &extra)
+    }
+
+    /// The raw stream key of the pack `id`, for a netboot key set (§6.1).
+    pub(crate) fn pack_key_bytes(&self, id: &[u8; 32]) -> [u8; 32] {
+        derive(&self.data, &self.store_id, PACK_KEY, id)
+    }
+
     /// The stream key of the pack whose id (FORMAT.md §3 pack hash) is `id`.
     pub fn pack(&self, id: &[u8; 32]) -> Arc<StreamCipher> {
         self.cipher(PACK_KEY, id)

@@ -62,7 +62,10 @@ impl ExportSource {
             .iter()
             .map(|p| store.shown(&store.pack_rel(&p.hash)))
             .collect();
-        let spans = spans_of(open.packs.clone(), records, store.keys.as_deref());
+        let keys = store.keys.as_deref();
+        let spans = spans_of(open.packs.clone(), records, &|_, id| {
+            keys.map(|k| k.pack(id))
+        });
         let packs = PlainParts::new(spans, format!("{} (packs)", open.name.display()));
         Ok(ExportSource {
             open,

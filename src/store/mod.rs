@@ -41,6 +41,7 @@ pub mod source_conf;
 mod stats;
 mod times;
 pub mod upload;
+pub mod version_keys;
 
 pub use address::{ImageAddress, StoreRoot};
 pub use locks::{HeldLock, ListedLock, StoreTimes};

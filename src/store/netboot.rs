@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 use super::names;
 use super::read::{OpenVersion, open_version};
 use super::source_conf::{ConfObject, ConfPack, SOURCE_CONF_VERSION, SourceConf};
+use super::version_keys::VersionKeys;
 use super::{Store, StoreError};
+use crate::envelope::keys::Lock;
 use crate::format::source::RangeRead as _;
 
 /// A version ready to be served: its `source.conf` and the opened version (for its
@@ -22,6 +24,8 @@ pub struct NetbootVersion {
 /// Opens VERSION of SERIES and presigns GETs of its version object and packs, valid for
 /// `ttl` (until `expires`), naming the server by `endpoint` when given (where the machines
 /// reach it). Refuses a version whose head names no rescue blobs: there is nothing to boot.
+/// An encrypted store's version gets its key set wrapped for `lock` (§6.1).
+#[allow(clippy::too_many_arguments)]
 pub fn presigned(
     store: &Store,
     series: &str,
@@ -29,10 +33,11 @@ pub fn presigned(
     ttl: Duration,
     expires: DateTime<Utc>,
     endpoint: Option<&url::Url>,
+    lock: Option<&Lock>,
 ) -> Result<NetbootVersion, StoreError> {
     let sign = |key: &str| Ok(store.client.presign_get(key, ttl, endpoint)?);
     let expires = expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    with_urls(store, series, version, Some(expires), &sign)
+    with_urls(store, series, version, Some(expires), &sign, lock)
 }
 
 /// Opens VERSION of SERIES as [`presigned`] does, its objects named by plain URLs (§9.1
@@ -43,10 +48,11 @@ pub fn plain(
     series: &str,
     version: &str,
     base: &str,
+    lock: Option<&Lock>,
 ) -> Result<NetbootVersion, StoreError> {
     let base = check_plain_base(base).map_err(StoreError::Unsupported)?;
     let url = |key: &str| Ok(plain_url(&base, key));
-    with_urls(store, series, version, None, &url)
+    with_urls(store, series, version, None, &url, lock)
 }
 
 /// `--plain-url BASE` as URLs are made from it: an http:// or https:// URL without a query
@@ -85,13 +91,15 @@ fn plain_url(base: &str, key: &str) -> String {
     u
 }
 
-/// Opens the version and names its version object and packs by `url(bucket key)`.
+/// Opens the version and names its version object and packs by `url(bucket key)` (their
+/// keyed names in an encrypted store, whose version also gets its key set for `lock`).
 fn with_urls(
     store: &Store,
     series: &str,
     version: &str,
     expires: Option<String>,
     url: &dyn Fn(&str) -> Result<String, StoreError>,
+    lock: Option<&Lock>,
 ) -> Result<NetbootVersion, StoreError> {
     let open =
         open_version(store, series, version).map_err(|e| StoreError::Unsupported(e.to_string()))?;
@@ -103,7 +111,7 @@ fn with_urls(
         )));
     }
     let object = ConfObject {
-        url: url(&store.root.key(&names::version_key(series, version)))?,
+        url: url(&store.root.key(&store.version_rel(series, version)))?,
         len: open.version_object.len(),
         frame_hash: names::hex(&open.head.frame_hash),
     };
@@ -111,10 +119,11 @@ fn with_urls(
     for p in &open.reader.manifest().packs {
         packs.push(ConfPack {
             id: names::hex(&p.hash),
-            url: url(&store.root.key(&names::pack_key(&p.hash)))?,
+            url: url(&store.root.key(&store.pack_rel(&p.hash)))?,
             len: p.len,
         });
     }
+    let keys = key_set(store, &open, lock)?;
     let conf = SourceConf {
         version: SOURCE_CONF_VERSION,
         store_id: names::hex(&store.id),
@@ -124,8 +133,43 @@ fn with_urls(
         expires,
         object,
         packs,
+        keys,
     };
     Ok(NetbootVersion { conf, open })
+}
+
+/// An encrypted store's version: its key set (§6.1) wrapped for `lock`, in base64; none for
+/// a plain store.
+fn key_set(
+    store: &Store,
+    open: &OpenVersion,
+    lock: Option<&Lock>,
+) -> Result<Option<String>, StoreError> {
+    use base64::Engine as _;
+    let (Some(keys), Some(nonce)) = (store.keys(), open.nonce) else {
+        return Ok(None);
+    };
+    let Some(lock) = lock else {
+        return Err(StoreError::Unsupported(format!(
+            "{}: an encrypted store's version needs a passphrase or age recipients for its \
+             keys (docs/STORE.md §6.1)",
+            open.name.display()
+        )));
+    };
+    let ids: Vec<[u8; 32]> = open
+        .reader
+        .manifest()
+        .packs
+        .iter()
+        .map(|p| p.hash)
+        .collect();
+    let set = VersionKeys::derive(keys, nonce, &ids);
+    let wrapped = set
+        .wrap(lock)
+        .map_err(|e| StoreError::Unsupported(e.to_string()))?;
+    Ok(Some(
+        base64::engine::general_purpose::STANDARD.encode(wrapped),
+    ))
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use crate::store::crypt::{StoreKeys, VERSION_MANIFEST};
 use crate::store::names;
 use crate::store::objects::version::{self, PREFIX_LEN, VersionHead};
 use crate::store::source_conf::SourceConf;
+use crate::store::version_keys::VersionKeys;
 
 /// An open version: the reader, the head its object starts with, and what reading it costs.
 pub struct OpenVersion {
@@ -34,6 +35,16 @@ pub struct OpenVersion {
     pub packs: Arc<HttpObject>,
     /// An encrypted store's version: the key its manifest frame is sealed with (§6).
     pub frame_cipher: Option<Arc<stream::StreamCipher>>,
+    /// An encrypted store's version: its object's nonce (§6.1).
+    pub nonce: Option<[u8; 16]>,
+}
+
+/// The keys a sealed version is read with: the store's, or a netboot key set of this version
+/// alone (§6.1).
+#[derive(Clone)]
+enum Keys {
+    Store(Arc<StoreKeys>),
+    Version(Arc<VersionKeys>),
 }
 
 /// Opens VERSION of SERIES in `store` and checks it as `PayloadReader` checks a file, and
@@ -54,7 +65,7 @@ pub fn open_version(
         series,
         version,
         frame_hash: None,
-        keys: store.keys.clone(),
+        keys: store.keys.clone().map(Keys::Store),
     };
     let packs = Arc::new(OnceLock::new());
     let opener = pack_opener(store, &name, packs.clone());
@@ -70,11 +81,14 @@ pub fn open_version(
 
 /// Opens the version a `source.conf` names (docs/STORE.md §9.1: a network-booted machine,
 /// no credentials) through its URLs, and checks it as [`open_version`] does and against the
-/// conf: the version object's length and frame hash, and every pack's id and length.
+/// conf: the version object's length and frame hash, and every pack's id and length. An
+/// encrypted store's conf holds the version's key set (§6.1), opened with `unlock` and
+/// checked against the conf before anything is read.
 pub fn open_from_conf(
     conf: &SourceConf,
     policy: RetryPolicy,
     trust: &Trust,
+    unlock: &crate::envelope::Unlock,
 ) -> Result<OpenVersion, PayloadError> {
     let name = PathBuf::from(conf.shown());
     let bad = |msg: String| PayloadError::Image {
@@ -83,6 +97,20 @@ pub fn open_from_conf(
     };
     let frame_hash = conf.frame_hash().map_err(bad)?;
     let store_id = conf.store_id().map_err(bad)?;
+    let keys = match conf.wrapped_keys().map_err(bad)? {
+        Some(wrapped) => {
+            let k = VersionKeys::open(&wrapped, unlock, Path::new("source.conf"))?;
+            let listed = conf.packs.iter().map(|p| p.id.clone());
+            let named = k.pack_ids().map(|id| names::hex(id));
+            if k.store_id != store_id || !listed.eq(named) {
+                return Err(bad(
+                    "source.conf: the key set does not match this version".into()
+                ));
+            }
+            Some(Arc::new(k))
+        }
+        None => None,
+    };
     let object = HttpObject::open(&conf.object.url, policy, trust)
         .map_err(|e| PayloadError::io("cannot open", &name, e))?;
     if object.len() != conf.object.len {
@@ -97,10 +125,10 @@ pub fn open_from_conf(
         series: &conf.series,
         version: &conf.version_name,
         frame_hash: Some(frame_hash),
-        keys: None,
+        keys: keys.clone().map(Keys::Version),
     };
     let packs = Arc::new(OnceLock::new());
-    let opener = url_pack_opener(conf, &name, policy, trust, packs.clone());
+    let opener = url_pack_opener(conf, &name, policy, trust, keys, packs.clone());
     let shown = redact(&conf.object.url);
     open_checked(name, Arc::new(object), &shown, &wanted, opener, &packs)
 }
@@ -113,7 +141,7 @@ struct Wanted<'a> {
     /// The manifest frame's hash, when the caller knows it in advance (`source.conf`).
     frame_hash: Option<[u8; 32]>,
     /// An encrypted store's keys: the head and the frame are sealed (§6).
-    keys: Option<Arc<StoreKeys>>,
+    keys: Option<Keys>,
 }
 
 /// Reads the head of the version object `object`, checks it is `wanted`, and opens the
@@ -128,7 +156,7 @@ fn open_checked(
     packs: &OnceLock<Arc<HttpObject>>,
 ) -> Result<OpenVersion, PayloadError> {
     let (head, frame_at, frame_len, nonce) =
-        read_head(&*object, shown, &name, wanted.keys.as_deref())?;
+        read_head(&*object, shown, &name, wanted.keys.as_ref())?;
     if head.series != wanted.series || head.version != wanted.version {
         return Err(PayloadError::Image {
             path: name,
@@ -150,7 +178,8 @@ fn open_checked(
     let manifest = Backing::remote(source).span(frame_at, frame_len);
     let mut c = image::from_parts(&name, manifest, head.frame_hash, head.image_id, opener);
     let frame_cipher = match (&wanted.keys, nonce) {
-        (Some(k), Some(nonce)) => Some(k.version(&nonce, VERSION_MANIFEST)),
+        (Some(Keys::Store(k)), Some(nonce)) => Some(k.version(&nonce, VERSION_MANIFEST)),
+        (Some(Keys::Version(k)), Some(_)) => Some(k.manifest()),
         _ => None,
     };
     if let Some(cipher) = &frame_cipher {
@@ -183,6 +212,7 @@ fn open_checked(
         version_object: object,
         packs,
         frame_cipher,
+        nonce,
     })
 }
 
@@ -209,25 +239,30 @@ fn pack_opener(store: &Store, name: &Path, keep: Arc<OnceLock<Arc<HttpObject>>>)
             .map_err(|e| PayloadError::io("cannot open the packs of", &name, e))?;
         let object = Arc::new(object);
         let _ = keep.set(object.clone());
-        Ok(spans_of(object, records, store.keys.as_deref()))
+        let keys = store.keys.as_deref();
+        Ok(spans_of(object, records, &|_, id| keys.map(|k| k.pack(id))))
     })
 }
 
-/// Each pack's span in `object`, the packs end to end (sealed with `keys`: each its sealed
-/// length, read as its plaintext).
+/// The key of pack `i` of id `id`, when the packs are sealed.
+pub(super) type PackCipher<'a> = dyn Fn(usize, &[u8; 32]) -> Option<Arc<stream::StreamCipher>> + 'a;
+
+/// Each pack's span in `object`, the packs end to end (sealed where `cipher(i, id)` gives
+/// pack i's key: its sealed length, read as its plaintext).
 pub(super) fn spans_of(
     object: Arc<HttpObject>,
     records: &[PackRecord],
-    keys: Option<&StoreKeys>,
+    cipher: &PackCipher<'_>,
 ) -> Vec<Span> {
     let source: Arc<dyn RangeRead> = object;
     let backing = Backing::remote(source);
     let mut at = 0u64;
     records
         .iter()
-        .map(|p| {
-            let span = match keys {
-                Some(k) => backing.sealed_span(at, p.len, k.pack(&p.hash)),
+        .enumerate()
+        .map(|(i, p)| {
+            let span = match cipher(i, &p.hash) {
+                Some(c) => backing.sealed_span(at, p.len, c),
                 None => backing.span(at, p.len),
             };
             at += span.stored_len();
@@ -243,6 +278,7 @@ fn url_pack_opener(
     name: &Path,
     policy: RetryPolicy,
     trust: &Trust,
+    keys: Option<Arc<VersionKeys>>,
     keep: Arc<OnceLock<Arc<HttpObject>>>,
 ) -> PackOpener {
     let (listed, name, trust) = (conf.packs.clone(), name.to_path_buf(), trust.clone());
@@ -269,13 +305,22 @@ fn url_pack_opener(
                 )));
             }
         }
-        let urls: Vec<(String, u64)> = listed.iter().map(|p| (p.url.clone(), p.len)).collect();
+        let stored = |len: u64| match keys {
+            Some(_) => stream::sealed_len(len),
+            None => len,
+        };
+        let urls: Vec<(String, u64)> = (listed.iter())
+            .map(|p| (p.url.clone(), stored(p.len)))
+            .collect();
         let object =
             HttpObject::open_urls(&urls, format!("{} (packs)", name.display()), policy, &trust)
                 .map_err(|e| PayloadError::io("cannot open the packs of", &name, e))?;
         let object = Arc::new(object);
         let _ = keep.set(object.clone());
-        Ok(spans_of(object, records, None))
+        let keys = keys.as_deref();
+        Ok(spans_of(object, records, &|i, id| {
+            keys.and_then(|k| k.pack(i, id))
+        }))
     })
 }
 
@@ -290,7 +335,7 @@ fn read_head(
     object: &dyn RangeRead,
     shown: &str,
     name: &Path,
-    keys: Option<&StoreKeys>,
+    keys: Option<&Keys>,
 ) -> Result<ReadHead, PayloadError> {
     let io = |e| PayloadError::io("cannot read", name, e);
     let bad = |e: crate::store::ObjectError| PayloadError::Image {
@@ -315,8 +360,13 @@ fn read_head(
         .read_exact_at(&mut head, PREFIX_LEN as u64)
         .map_err(io)?;
     let (head, nonce) = match keys {
-        Some(k) => {
+        Some(Keys::Store(k)) => {
             let (h, n) = version::decode_head_sealed(shown, &prefix, &head, k).map_err(bad)?;
+            (h, Some(n))
+        }
+        Some(Keys::Version(k)) => {
+            let (h, n) = version::decode_head_sealed_with(shown, &prefix, &head, &|n| k.head(n))
+                .map_err(bad)?;
             (h, Some(n))
         }
         None => (

@@ -39,6 +39,9 @@ pub struct SourceConf {
     pub object: ConfObject,
     /// Every pack the manifest names, in manifest order.
     pub packs: Vec<ConfPack>,
+    /// An encrypted store's version: its key set (§6.1), an age file in standard base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<String>,
 }
 
 /// The version object of a [`SourceConf`].
@@ -108,7 +111,20 @@ impl SourceConf {
             hex_bytes::<32>(&format!("packs[{i}].id"), &p.id)?;
             check_url(&format!("packs[{i}].url"), &p.url)?;
         }
+        self.wrapped_keys()?;
         Ok(())
+    }
+
+    /// The key set's age file (§6.1), when the store is encrypted.
+    pub fn wrapped_keys(&self) -> Result<Option<Vec<u8>>, String> {
+        use base64::Engine as _;
+        let Some(text) = &self.keys else {
+            return Ok(None);
+        };
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map(Some)
+            .map_err(|e| format!("keys: not base64: {e}"))
     }
 
     /// The version object's frame hash, checked by `parse`.
@@ -178,6 +194,7 @@ mod tests {
                 url: "http://10.0.2.100:3900/b/p/packs/cd/cdcd".into(),
                 len: 1 << 20,
             }],
+            keys: None,
         }
     }
 

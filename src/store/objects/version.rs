@@ -274,6 +274,19 @@ pub fn decode_head_sealed(
     head: &[u8],
     keys: &StoreKeys,
 ) -> Result<(VersionHead, [u8; 16]), ObjectError> {
+    decode_head_sealed_with(name, prefix, head, &|nonce| {
+        Some(keys.version(nonce, VERSION_HEAD))
+    })
+}
+
+/// [`decode_head_sealed`] with the head's cipher given for its nonce (a netboot key set holds
+/// one version's keys only, docs/STORE.md §6.1): none is a head of another version object.
+pub fn decode_head_sealed_with(
+    name: &str,
+    prefix: &VersionPrefix,
+    head: &[u8],
+    cipher: &dyn Fn(&[u8; 16]) -> Option<std::sync::Arc<crate::envelope::stream::StreamCipher>>,
+) -> Result<(VersionHead, [u8; 16]), ObjectError> {
     let bad = |p: String| ObjectError::new(name, p);
     if !prefix.sealed {
         return Err(bad(
@@ -285,8 +298,9 @@ pub fn decode_head_sealed(
         .get(..16)
         .and_then(|n| n.try_into().ok())
         .ok_or_else(|| bad("a sealed head shorter than its nonce".into()))?;
-    let plain = crypt::open(&keys.version(&nonce, VERSION_HEAD), &head[16..])
-        .map_err(|e| bad(format!("head: {e}")))?;
+    let cipher = cipher(&nonce)
+        .ok_or_else(|| bad("the key set is for another version object (replaced?)".into()))?;
+    let plain = crypt::open(&cipher, &head[16..]).map_err(|e| bad(format!("head: {e}")))?;
     let h: VersionHead = decode_body(&plain).map_err(|e| bad(format!("head: {e}")))?;
     h.check().map_err(bad)?;
     Ok((h, nonce))
