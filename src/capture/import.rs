@@ -13,7 +13,9 @@
 //! of `created` and the image id, so the same image imported twice is refused the second time.
 //! An ISO's rescue kernel and initramfs core (the first `core_len` bytes of its initrd,
 //! FORMAT.md §12) become the version's rescue blobs, each checked against the manifest's
-//! `rescue` record.
+//! `rescue` record. Into an encrypted store (§6.1) the image is opened with the store's key
+//! options when it is encrypted, and everything stored is sealed as a capture seals; into a
+//! plain store an encrypted image needs `--decrypt`.
 
 use std::io::Write as _;
 use std::os::unix::fs::FileExt as _;

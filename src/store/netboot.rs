@@ -1,6 +1,8 @@
 //! The store's side of `osimage netboot s3://B/P/NAME[@V]` (docs/STORE.md §9.1): the version
 //! opened and checked, then a `source.conf` naming its version object and every pack by a
-//! presigned URL, so a machine with no credentials reads exactly that version.
+//! presigned URL, so a machine with no credentials reads exactly that version. An encrypted
+//! store's version names its objects by their keyed names and gets its key set (§6.1,
+//! `version_keys`) wrapped for the lock the caller gives.
 
 use std::time::Duration;
 
