@@ -10,7 +10,10 @@
 //! `import` seals a plain image into an encrypted store; an encrypted image (an export) goes
 //! into another series of its store by reference alone, no pack uploaded; `import --decrypt`
 //! puts an encrypted image into a plain store; a wrong key for the store or the image is
-//! refused naming it, with nothing written; nothing imported shows a name or content.
+//! refused naming it, with nothing written; nothing imported shows a name or content; the
+//! encrypted ISO imports back with no pack and no rescue blob uploaded. `netboot` of the
+//! version puts its key set into `source.conf`, and the agent's reader opens the version
+//! with it and with nothing else.
 
 use crate::common;
 use crate::store_encrypted::{FILE, PASS, SERIES, contains, osimage_pass, s, store_with_a_version};
@@ -289,6 +292,22 @@ fn an_encrypted_store_version_with_rescue_blobs_exports_to_an_encrypted_iso() {
     // netboot: the initramfs's source.conf holds the version's key set, wrapped for the
     // store's passphrase; the agent's reader opens the version through its URLs with it.
     netboot_reads_the_version_with_its_key_set(&g, &address, dir.path());
+
+    // The encrypted ISO imported into another series: its blocks and its rescue kernel and
+    // initramfs are the store's already, so nothing but the version goes up.
+    let packs = g.keys("isos/packs/");
+    let blobs = g.keys("isos/rescue/");
+    let copy = format!("{store}/from-iso");
+    let run = osimage_pass(&g, Some(PASS), &[s("import"), iso.as_os_str(), s(&copy)]).ok();
+    assert!(run.stderr.contains("in 0 new packs"), "{}", run.describe());
+    assert!(
+        run.stderr.contains("in the store already"),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(g.keys("isos/packs/"), packs);
+    assert_eq!(g.keys("isos/rescue/"), blobs);
+    osimage_pass(&g, Some(PASS), &[s("verify"), s(&copy)]).ok();
 }
 
 /// `netboot` of the encrypted store's version `address` (docs/STORE.md §6.1 "The key set"),
