@@ -202,7 +202,13 @@ fn pack_opener(store: &Store, name: &Path, keep: Arc<OnceLock<Arc<HttpObject>>>)
             .map_err(|e| PayloadError::io("cannot open the packs of", &name, e))?;
         let object = Arc::new(object);
         let _ = keep.set(object.clone());
-        Ok(spans_of(object, records, store.keys.as_deref()))
+        // Each pack's span is named by its object key, for damage messages (§6.1).
+        let spans = spans_of(object, records, store.keys.as_deref());
+        Ok(spans
+            .into_iter()
+            .zip(&parts)
+            .map(|(span, (key, _))| span.named(key))
+            .collect())
     })
 }
 
