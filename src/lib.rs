@@ -45,7 +45,7 @@ pub(crate) mod units;
 pub use capture::{
     CaptureError, CaptureOptions, CaptureReport, capture, capture_from,
     export::{ExportOptions, ExportReport, export_version},
-    import::{ImportOptions, ImportReport, import_into_store},
+    import::{ImportOptions, ImportReport, import_into_store, import_source_into_store},
     into_store::{StoreCapture, StoreCaptureChoices, capture_into_store},
     plan_capture,
 };

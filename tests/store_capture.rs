@@ -2,7 +2,8 @@
 //! loopback: a version reads back as the same capture into a `.oimg` does (`list -l`,
 //! `verify`, `extract`); an unchanged re-capture uploads almost nothing and a changed file
 //! only its own new blocks, while the older version still reads as it was; a pack replaced by
-//! other bytes is named and refused; a prefix without a store and `--encrypt` are refused
+//! other bytes is named and refused, a byte flipped in one named by its id and object key; a
+//! prefix without a store and `--encrypt` are refused
 //! before anything is read.
 
 use crate::common;
@@ -185,6 +186,44 @@ fn a_replaced_pack_is_named_and_nothing_is_written_from_it() {
     assert_ne!(extract.code, 0, "{}", extract.describe());
     assert!(extract.stderr.contains(id), "{}", extract.describe());
     assert!(!out.exists(), "nothing was written");
+}
+
+#[test]
+fn a_flipped_byte_in_a_pack_is_named_by_its_object_key() {
+    let dir = common::scratch();
+    let root = tree(dir.path());
+    let g = Garage::start();
+    let store = format!("s3://{}/site-c", g.bucket());
+    osimage(&g, &[s("store"), s("init"), s(&store)]).ok();
+    let address = format!("{store}/db01");
+    capture(&g, &root, &address);
+    let packs = g.keys("site-c/packs/");
+    let victim = packs.first().expect("a pack");
+    let client = g.client();
+    let mut body = client.get(victim, 1 << 30).expect("get").expect("the pack");
+    let middle = body.len() / 2;
+    body[middle] ^= 0x01;
+    client.put(victim, &body).expect("put");
+    // docs/STORE.md §6.1: the pack's id and its object's key, `site-c/packs/ab/<id>`.
+    let id = victim.rsplit('/').next().unwrap();
+    let named = format!("pack {id} (object {victim})");
+
+    let verify = osimage(&g, &[s("verify"), s(&address)]);
+    assert_ne!(verify.code, 0, "{}", verify.describe());
+    let said = format!("{}{}", verify.stdout_str(), verify.stderr);
+    assert!(
+        said.contains(&named) && said.contains("is damaged"),
+        "{}",
+        verify.describe()
+    );
+    let out = dir.path().join("out");
+    let extract = osimage(&g, &[s("extract"), s(&address), s("-C"), out.as_os_str()]);
+    assert_ne!(extract.code, 0, "{}", extract.describe());
+    assert!(
+        extract.stderr.contains(&named) && extract.stderr.contains("fetched twice"),
+        "{}",
+        extract.describe()
+    );
 }
 
 #[test]

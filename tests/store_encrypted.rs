@@ -3,7 +3,7 @@
 //! reading command given the passphrase, a second capture of the same tree uploads no pack,
 //! the bucket's keys and bodies hold neither the series name nor a file name, a wrong or
 //! missing passphrase is refused naming the store with nothing written, a tampered pack is
-//! refused by its id, and the commands not built for encrypted stores refuse them by name.
+//! refused by its id and object key, `store key list [--json]` shows the key objects, and the commands not built for encrypted stores refuse them by name.
 
 use crate::common;
 
@@ -260,18 +260,20 @@ fn a_tampered_pack_is_refused_by_its_id() {
     body[middle] ^= 0x40;
     client.put(&key, &body).unwrap();
 
+    // Named by its id and by its object's key (its keyed name, STORE.md §6.1).
     let hex = osimage::store::names::hex(&id);
+    let named = format!("pack {hex} (object {key})");
     let verify = osimage(&g, &[s("verify"), s(&address)]);
     assert_ne!(verify.code, 0, "{}", verify.describe());
     assert!(
-        verify.stderr.contains(&hex) || verify.stdout_str().contains(&hex),
-        "the pack is named by its id: {}",
+        verify.stderr.contains(&named) || verify.stdout_str().contains(&named),
+        "the pack is named by its id and key: {}",
         verify.describe()
     );
     let out = dir.path().join("out");
     let extract = osimage(&g, &[s("extract"), s(&address), s("-C"), out.as_os_str()]);
     assert_ne!(extract.code, 0, "{}", extract.describe());
-    assert!(extract.stderr.contains(&hex), "{}", extract.describe());
+    assert!(extract.stderr.contains(&named), "{}", extract.describe());
 }
 
 #[test]
@@ -586,6 +588,48 @@ fn store_keys_are_added_listed_and_removed_but_never_the_last() {
         assert!(!three.contains(secret), "the listing shows {secret}");
     }
     let by_age = key_id(&three, "age recipients");
+
+    // --json: the same facts, one document (docs/JSON.md), nothing secret.
+    let run = store_cmd(&g, Some(NEW), &["key", "list", &store, "--json"]).ok();
+    let text = run.stdout_str();
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("one JSON document");
+    assert_eq!(doc["schema_version"], 1, "{doc}");
+    assert_eq!(doc["command"], "store key list", "{doc}");
+    assert_eq!(doc["store"], store.as_str(), "{doc}");
+    let keys = doc["keys"].as_array().expect("keys");
+    let lines: Vec<&str> = three.lines().collect();
+    assert_eq!(keys.len(), lines.len(), "{doc}");
+    for (k, line) in keys.iter().zip(&lines) {
+        let id = k["id"].as_str().expect("id");
+        assert!(line.starts_with(id), "{line} vs {k}");
+        let kind = k["kind"].as_str().expect("kind");
+        let said = if kind == "recipients" {
+            "age recipients"
+        } else {
+            kind
+        };
+        assert!(line.contains(said), "{line} vs {k}");
+        assert_eq!(k["problem"], serde_json::Value::Null, "{k}");
+        assert!(k["size"].as_u64().is_some_and(|n| n > 0), "{k}");
+        let written = k["written"].as_str().expect("written");
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(written).is_ok() && line.contains(&written[..19]),
+            "{line} vs {k}"
+        );
+        assert_eq!(
+            k["opened_now"].as_bool(),
+            Some(line.contains("(opened the store now)")),
+            "{line} vs {k}"
+        );
+    }
+    assert_eq!(
+        keys.iter().filter(|k| k["opened_now"] == true).count(),
+        1,
+        "{doc}"
+    );
+    for secret in [PASS, NEW, "AGE-SECRET-KEY"] {
+        assert!(!text.contains(secret), "the document shows {secret}");
+    }
 
     // Remove the original passphrase: it opens nothing any more; the others still do.
     store_cmd(&g, Some(NEW), &["key", "remove", &store, &original]).ok();

@@ -18,8 +18,9 @@
 //! plain store an encrypted image needs `--decrypt`.
 
 use std::io::Write as _;
-use std::os::unix::fs::FileExt as _;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::CaptureError;
 use super::into_store::{commit_version, load_index, store_error, to_utc, version_head};
@@ -27,6 +28,7 @@ use crate::envelope::Unlock;
 use crate::format::PayloadError;
 use crate::format::frame::encode_manifest;
 use crate::format::manifest::Manifest;
+use crate::format::source::RangeRead;
 use crate::format::store_ref::{self, StoreRef};
 use crate::image::ContainerKind;
 use crate::payload::reader::PayloadReader;
@@ -81,10 +83,41 @@ pub fn import_into_store(
     unlock: &Unlock,
     progress: &dyn Progress,
 ) -> Result<ImportReport, CaptureError> {
+    let path = &opts.image;
+    let reader = importable(path, may_open(store, opts, unlock), &|u| {
+        PayloadReader::open(path, u)
+    })?;
+    import_opened(store, opts, reader, None, progress)
+}
+
+/// [`import_into_store`] of the image whose bytes `src` reads (an `.iso` or `.oimg` on a web
+/// server, `remote::HttpObject`: docs/STORE.md §8 "Over HTTP"), `opts.image` naming it in
+/// messages (a URL without its query). Blocks are read as planned runs of range requests,
+/// the ISO's rescue kernel and initramfs by range too; nothing is downloaded whole first.
+pub fn import_source_into_store(
+    store: &Store,
+    opts: &ImportOptions,
+    src: Arc<dyn RangeRead>,
+    unlock: &Unlock,
+    progress: &dyn Progress,
+) -> Result<ImportReport, CaptureError> {
+    let path = &opts.image;
+    let reader = importable(path, may_open(store, opts, unlock), &|u| {
+        PayloadReader::open_source(path, src.clone(), u)
+    })?;
+    import_opened(store, opts, reader, Some(src), progress)
+}
+
+/// The import of the opened image `reader`; `src` its bytes when not a local file.
+fn import_opened(
+    store: &Store,
+    opts: &ImportOptions,
+    reader: PayloadReader,
+    src: Option<Arc<dyn RangeRead>>,
+    progress: &dyn Progress,
+) -> Result<ImportReport, CaptureError> {
     let series = opts.series.as_str();
     let shown = format!("{}/{series}", store.root);
-    let may_open = store.keys.is_some() || opts.decrypt;
-    let reader = open_image(&opts.image, may_open.then_some(unlock))?;
     let m = reader.manifest();
     let version = names::version_name(to_utc(m.image.created), &m.image.id);
     refuse_existing(store, series, &version, &opts.image)?;
@@ -134,7 +167,7 @@ pub fn import_into_store(
         .to_extension()?,
     );
     crate::format::validate::validate(&m).map_err(|e| e.at(Path::new(&shown)))?;
-    let rescue = rescue_blobs(store, &reader, &pending.blobs(), &shown, progress)?;
+    let rescue = rescue_blobs(store, &reader, src, &pending.blobs(), &shown, progress)?;
     // An encrypted store's frame is sealed under the version object's own key (§6).
     let (nonce, frame) = store
         .seal_frame(encode_manifest(&m)?)
@@ -156,12 +189,23 @@ pub fn import_into_store(
     })
 }
 
-/// Opens the image file and checks it can be imported. Without `unlock` (a plain store, no
-/// `--decrypt`) only a plain image is: it is read without any key, so a passphrase in the
-/// environment never decrypts it into a plain store (§6, §8). With `unlock` an encrypted
-/// image is opened; a passphrase asked for the store is tried first, and when it is not the
-/// image's, the image's own is asked for (§6.1: "asked for apart").
-fn open_image(path: &Path, unlock: Option<&Unlock>) -> Result<PayloadReader, CaptureError> {
+/// What opens an encrypted image for an import into `store`: `unlock` when the store is
+/// encrypted or `--decrypt` was given, else nothing (§6.1).
+fn may_open<'a>(store: &Store, opts: &ImportOptions, unlock: &'a Unlock) -> Option<&'a Unlock> {
+    (store.keys.is_some() || opts.decrypt).then_some(unlock)
+}
+
+/// Opens the image with `open` and checks it can be imported (`path` in messages). Without
+/// `unlock` (a plain store, no `--decrypt`) only a plain image can: it is read without any
+/// key, so a passphrase in the environment never decrypts it into a plain store (§6, §8).
+/// With `unlock` an encrypted image is opened; a passphrase asked for the store is tried
+/// first, and when it is not the image's, the image's own is asked for (§6.1: "asked for
+/// apart").
+fn importable(
+    path: &Path,
+    unlock: Option<&Unlock>,
+    open: &dyn Fn(&Unlock) -> Result<PayloadReader, PayloadError>,
+) -> Result<PayloadReader, CaptureError> {
     let encrypted = || {
         CaptureError::Usage(format!(
             "{}: the image is encrypted and this store is not: importing it would store its \
@@ -171,7 +215,7 @@ fn open_image(path: &Path, unlock: Option<&Unlock>) -> Result<PayloadReader, Cap
         ))
     };
     let Some(unlock) = unlock else {
-        let reader = match PayloadReader::open(path, &Unlock::default()) {
+        let reader = match open(&Unlock::default()) {
             Ok(r) => r,
             Err(PayloadError::NeedKey { .. }) => return Err(encrypted()),
             Err(e) => return Err(e.into()),
@@ -181,10 +225,8 @@ fn open_image(path: &Path, unlock: Option<&Unlock>) -> Result<PayloadReader, Cap
         }
         return file_image(reader, path);
     };
-    let reader = match PayloadReader::open(path, unlock) {
-        Err(PayloadError::WrongKey(_)) if forget_asked(unlock) => {
-            PayloadReader::open(path, unlock)?
-        }
+    let reader = match open(unlock) {
+        Err(PayloadError::WrongKey(_)) if forget_asked(unlock) => open(unlock)?,
         r => r?,
     };
     file_image(reader, path)
@@ -240,6 +282,7 @@ fn refuse_existing(
 fn rescue_blobs(
     store: &Store,
     reader: &PayloadReader,
+    src: Option<Arc<dyn RangeRead>>,
     condemned: &std::collections::HashSet<String>,
     shown: &str,
     progress: &dyn Progress,
@@ -256,7 +299,14 @@ fn rescue_blobs(
         .prefix("osimage-import-")
         .tempdir()
         .map_err(|e| PayloadError::io("cannot make a work folder in", &std::env::temp_dir(), e))?;
-    let files = RescueFiles::read(reader.path(), m, &inputs, work.path())?;
+    let src = match src {
+        Some(src) => src,
+        None => {
+            let iso = reader.path();
+            Arc::new(std::fs::File::open(iso).map_err(|e| PayloadError::io("cannot open", iso, e))?)
+        }
+    };
+    let files = RescueFiles::read(reader.path(), src, m, &inputs, work.path())?;
     let fail = |e: StoreError| {
         CaptureError::Payload(PayloadError::Image {
             path: shown.into(),
@@ -304,9 +354,11 @@ struct RescueFiles {
 impl RescueFiles {
     /// Copies the ISO `iso`'s `vmlinuz` and `initrd.img` (where osimage's ISO writer puts
     /// them, docs/ISO.md) into `dir`; the kernel must hash to the record's `kernel` and the
-    /// initrd's first `core_len` bytes to its `core`.
+    /// initrd's first `core_len` bytes to its `core`. `src` reads the ISO's bytes: the
+    /// file, or the HTTP object (each file one planned range).
     fn read(
         iso: &Path,
+        src: Arc<dyn RangeRead>,
         m: &Manifest,
         inputs: &RescueInputs,
         dir: &Path,
@@ -317,8 +369,7 @@ impl RescueFiles {
                 msg,
             })
         };
-        let reader = crate::iso::IsoReader::open(iso)?;
-        let file = std::fs::File::open(iso).map_err(|e| PayloadError::io("cannot open", iso, e))?;
+        let reader = crate::iso::IsoReader::from_source(iso, src.clone())?;
         let menu = crate::rescue::menu::MenuParams::default();
         let copy = |at: &str, to: PathBuf, what: &str| -> Result<(PathBuf, u64), CaptureError> {
             let ext = reader.lookup(at)?.ok_or_else(|| {
@@ -329,7 +380,8 @@ impl RescueFiles {
             if ext.len > crate::store::rescue::MAX_BLOB {
                 return Err(bad(format!("its {what} {at} is {} bytes", ext.len)));
             }
-            copy_range(&file, iso, ext.offset, ext.len, &to)?;
+            src.plan(copy_pieces(ext.offset, ext.len));
+            copy_range(&*src, iso, ext.offset, ext.len, &to)?;
             Ok((to, ext.len))
         };
         let (kernel, kernel_len) = copy(&menu.kernel_path, dir.join("vmlinuz"), "kernel")?;
@@ -363,9 +415,20 @@ impl RescueFiles {
     }
 }
 
+/// The bytes [`copy_range`] reads at once.
+const COPY_PIECE: u64 = 4 << 20;
+
+/// The reads [`copy_range`] makes of `len` bytes at `at`, in order: its plan (docs/STORE.md
+/// §7.2.1: a read is served from the plan when it is one of the planned pieces).
+fn copy_pieces(at: u64, len: u64) -> Vec<(u64, u64)> {
+    (0..len.div_ceil(COPY_PIECE))
+        .map(|i| (at + i * COPY_PIECE, (len - i * COPY_PIECE).min(COPY_PIECE)))
+        .collect()
+}
+
 /// Copies `len` bytes of `src` (`path` in messages) at `at` into the new file `to`.
 fn copy_range(
-    src: &std::fs::File,
+    src: &dyn RangeRead,
     path: &Path,
     at: u64,
     len: u64,
@@ -373,7 +436,7 @@ fn copy_range(
 ) -> Result<(), CaptureError> {
     let mut out =
         std::fs::File::create(to).map_err(|e| PayloadError::io("cannot create", to, e))?;
-    let mut buf = vec![0u8; len.min(4 << 20) as usize];
+    let mut buf = vec![0u8; len.min(COPY_PIECE) as usize];
     let mut done = 0u64;
     while done < len {
         let n = (len - done).min(buf.len() as u64) as usize;
@@ -393,7 +456,7 @@ fn hash_prefix(f: &std::fs::File, path: &Path, len: u64) -> Result<[u8; 32], Cap
     let mut done = 0u64;
     while done < len {
         let n = (len - done).min(buf.len() as u64) as usize;
-        f.read_exact_at(&mut buf[..n], done)
+        FileExt::read_exact_at(f, &mut buf[..n], done)
             .map_err(|e| PayloadError::io("cannot read", path, e))?;
         h.update(&buf[..n]);
         done += n as u64;
@@ -410,4 +473,39 @@ fn read_head(path: &Path, len: usize) -> Result<Vec<u8>, CaptureError> {
         .read_to_end(&mut out)
         .map_err(|e| PayloadError::io("cannot read", path, e))?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_pieces_are_the_reads_copy_range_makes() {
+        assert_eq!(copy_pieces(10, 0), vec![]);
+        assert_eq!(copy_pieces(10, 5), vec![(10, 5)]);
+        let four = COPY_PIECE;
+        assert_eq!(copy_pieces(7, four), vec![(7, four)]);
+        assert_eq!(
+            copy_pieces(7, 2 * four + 3),
+            vec![(7, four), (7 + four, four), (7 + 2 * four, 3)]
+        );
+    }
+
+    #[test]
+    fn rescue_files_are_copied_from_any_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("src");
+        let bytes: Vec<u8> = (0..(COPY_PIECE + 1000)).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let to = dir.path().join("out");
+        copy_range(&file, &path, 3, COPY_PIECE + 10, &to).unwrap();
+        assert_eq!(
+            std::fs::read(&to).unwrap(),
+            &bytes[3..3 + COPY_PIECE as usize + 10]
+        );
+        // Past the end: an error naming the source.
+        let e = copy_range(&file, &path, 2000, COPY_PIECE, &to).unwrap_err();
+        assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+    }
 }

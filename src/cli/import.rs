@@ -3,7 +3,9 @@
 //! reading command, `restore` and `netboot` then read it, or into an osimage store as a new
 //! version of a series (`s3://BUCKET/PREFIX/NAME`, §8: the library's `import_into_store`).
 //! Which one is said by DEST alone: a key ending in .iso or .oimg is one object, any other
-//! `s3://` address names a series in the store at its prefix, which must exist.
+//! `s3://` address names a series in the store at its prefix, which must exist. Into a
+//! store, IMAGE may also be an http(s) URL, read through the reading commands' HTTP reader
+//! (`source::open_object`, §7) by `import_source_into_store`.
 
 use std::path::PathBuf;
 
@@ -17,7 +19,9 @@ use super::{Failure, UsageError, show, source};
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// The image file: a .iso or .oimg made by osimage capture (or export).
+    /// The image: a .iso or .oimg made by osimage capture (or export), a file or (into a
+    /// store) an http:// or https:// URL read with Range requests, as the reading commands
+    /// read one (--retry-for, --ca, --connections).
     pub image: PathBuf,
     /// Where it goes. s3://BUCKET/KEY with KEY ending in .iso (for an ISO) or .oimg (for a
     /// payload): the file kept whole as one object. Any other s3://BUCKET/PREFIX/NAME: a new
@@ -56,10 +60,10 @@ pub struct ImportArgs {
 }
 
 pub fn run(a: ImportArgs, p: &TermProgress) -> Result<i32, Failure> {
-    source::local_only(&a.image, "import's IMAGE")?;
     if let Some(address) = source::store_address(&a.dest)? {
         return into_store(a, address, p);
     }
+    source::local_only(&a.image, "import's IMAGE into one object")?;
     let store_only = [
         (!a.tag.is_empty(), "--tag"),
         (a.cache_dir.is_some(), "--cache-dir"),
@@ -162,14 +166,16 @@ fn into_store(
         ))
         .into());
     }
-    // Before any request: a file or a device (a USB stick holding the ISO) that is there.
-    std::fs::metadata(&a.image).map_err(|e| format!("{}: {e}", a.image.display()))?;
+    // Before any request to the store: a file or a device (a USB stick holding the ISO) that
+    // is there, or a URL that answers.
+    let remote = remote_image(&a)?;
+    let shown = source::shown(&a.image);
     let client = a.net.store_client(&address.root)?;
     // An encrypted store is unlocked before anything of it is read or any lock written.
     let unlock = a.keys.unlock()?;
     let store = Store::open_unlocked(client, address.root.clone(), &unlock)?;
     let opts = ImportOptions {
-        image: a.image.clone(),
+        image: PathBuf::from(&shown),
         series: address.series.clone(),
         tags: a.tag,
         index_cache: match (a.cache_dir, a.no_cache) {
@@ -179,7 +185,17 @@ fn into_store(
         },
         decrypt: a.decrypt,
     };
-    let r = osimage::import_into_store(&store, &opts, &unlock, p)?;
+    let r = match &remote {
+        Some(object) => {
+            let r =
+                osimage::import_source_into_store(&store, &opts, object.bytes.clone(), &unlock, p);
+            if let Some(line) = object.summary() {
+                p.say(&line);
+            }
+            r?
+        }
+        None => osimage::import_into_store(&store, &opts, &unlock, p)?,
+    };
     let c = &r.counts;
     if let Some((kernel, uploaded)) = &r.rescue {
         p.say(&match uploaded {
@@ -197,7 +213,7 @@ fn into_store(
          referenced), {} carried: uploaded {} in {} new {}; index objects: {} fetched, {} \
          cached",
         r.shown,
-        a.image.display(),
+        shown,
         c.blocks_read,
         c.referenced_blocks,
         show::count(c.referenced_packs, "pack", "packs"),
@@ -213,4 +229,23 @@ fn into_store(
         r.index_cached,
     ));
     Ok(0)
+}
+
+/// IMAGE opened over HTTP(S) when it is an http:// or https:// URL (docs/STORE.md §7: the
+/// reading commands' reader, `--retry-for`, `--ca`, `--connections`); `None` for a local
+/// file, which must exist. Any other address (`s3://…`) is refused: IMAGE is a file or a URL.
+fn remote_image(a: &ImportArgs) -> Result<Option<source::Object>, Failure> {
+    let is_http = a.image.to_str().is_some_and(osimage::is_url);
+    if is_http {
+        return Ok(Some(source::open_object(&a.image, &a.net)?));
+    }
+    if source::is_url(&a.image) {
+        return Err(UsageError(format!(
+            "{}: import reads IMAGE from a file or an http:// or https:// URL",
+            source::shown(&a.image)
+        ))
+        .into());
+    }
+    std::fs::metadata(&a.image).map_err(|e| format!("{}: {e}", a.image.display()))?;
+    Ok(None)
 }

@@ -6,7 +6,7 @@ use osimage::store::key_objects::{KeyKind, KeyObject, parse_id};
 use osimage::store::{Store, names};
 
 use super::progress::TermProgress;
-use super::{Failure, UsageError, show, source};
+use super::{Failure, UsageError, json, show, source};
 
 /// The passphrases and age keys that open an encrypted store.
 #[derive(Debug, Args)]
@@ -18,7 +18,8 @@ pub struct KeyCmdArgs {
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
     /// List the store's key objects: what opens each (a passphrase or age recipients), its
-    /// size and write time, and which one opened the store now. Shows nothing secret.
+    /// size and write time, and which one opened the store now (--json: one document).
+    /// Shows nothing secret.
     List(KeyListArgs),
     /// Add a passphrase or age recipients that open the store.
     ///
@@ -37,6 +38,9 @@ pub enum KeyCommand {
 pub struct KeyListArgs {
     /// The store: s3://BUCKET/PREFIX.
     pub store: String,
+    /// Print one JSON document instead of lines (schema: JSON.md in /usr/share/doc/osimage).
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub net: source::NetArgs,
     /// (The store's passphrase or an age identity, to unlock it first.)
@@ -95,8 +99,13 @@ pub fn run(a: KeyCmdArgs, p: &TermProgress) -> Result<i32, Failure> {
 fn list(a: KeyListArgs) -> Result<i32, Failure> {
     let store = open(&a.store, &a.net, &a.keys)?;
     let objects = store.list_key_objects()?;
-    for k in &objects {
-        println!("{}", key_line(k));
+    if a.json {
+        let doc = json::store_key::listing(&store.root.to_string(), &objects);
+        json::print("store key list", &doc)?;
+    } else {
+        for k in &objects {
+            println!("{}", key_line(k));
+        }
     }
     let damaged = objects
         .iter()

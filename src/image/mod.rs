@@ -33,6 +33,9 @@ pub struct Span {
     pub len: u64,
     /// The stream's cipher when the bytes on disk are sealed.
     pub sealed: Option<Arc<StreamCipher>>,
+    /// The key of the object the span is, when it is one object of its own (a store's pack,
+    /// docs/STORE.md §2.2): what a damage message names besides the pack's id.
+    object: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Span {
@@ -88,6 +91,7 @@ impl Backing {
             offset,
             len,
             sealed: None,
+            object: None,
         }
     }
 }
@@ -112,6 +116,7 @@ impl Span {
             offset,
             len: 0,
             sealed: None,
+            object: None,
         }
     }
 
@@ -146,6 +151,19 @@ impl Span {
     /// The object the span lies in.
     pub fn source(&self) -> &Arc<dyn RangeRead> {
         &self.src
+    }
+
+    /// The span named as the object `key` (a store pack's `P/packs/ab/…`).
+    pub fn named(self, key: &str) -> Span {
+        Span {
+            object: Some(key.into()),
+            ..self
+        }
+    }
+
+    /// The key of the object the span is, if [`Span::named`] named it.
+    pub fn object(&self) -> Option<&str> {
+        self.object.as_deref()
     }
 
     /// Appends to `out` the object's ranges a read of `len` bytes at `at` within the span
@@ -438,8 +456,11 @@ impl Container {
         let store = store_ref::from_manifest(m).map_err(|e| e.at(&self.path))?;
         for (i, (span, rec)) in spans.iter().zip(&m.packs).enumerate() {
             // A store's pack is an object of its own, named by its id: say which.
-            let label = match self.kind {
-                ContainerKind::Store => format!("pack {i} ({})", hex(&rec.hash)),
+            let label = match (self.kind, span.object()) {
+                (ContainerKind::Store, Some(key)) => {
+                    format!("pack {} (object {key})", hex(&rec.hash))
+                }
+                (ContainerKind::Store, None) => format!("pack {i} ({})", hex(&rec.hash)),
                 _ => format!("pack {i}"),
             };
             let bad = |msg: String| PayloadError::Image {

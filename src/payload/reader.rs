@@ -281,16 +281,19 @@ impl PayloadReader {
     }
 
     /// How a damage message names pack `i`: a store's pack is an object of its own, named
-    /// by its id (docs/STORE.md §2.3), so its id is given too.
-    fn pack_label(&self, i: u32) -> String {
+    /// by its id (docs/STORE.md §2.3) and, when the reader opened it from the store, by its
+    /// object key too (`P/packs/ab/…`; an encrypted store's keyed name, §6.1), so the
+    /// object to look at or replace is named whatever the store.
+    pub fn pack_label(&self, i: u32) -> String {
         let store = crate::format::store_ref::from_manifest(&self.manifest)
             .ok()
             .flatten();
-        match (store, self.manifest.packs.get(i as usize)) {
-            (Some(_), Some(p)) => {
-                let hex: String = p.hash.iter().map(|b| format!("{b:02x}")).collect();
-                format!("pack {i} ({hex})")
+        let object = self.packs.get(i as usize).and_then(Span::object);
+        match (store, self.manifest.packs.get(i as usize), object) {
+            (Some(_), Some(p), Some(key)) => {
+                format!("pack {} (object {key})", crate::store::names::hex(&p.hash))
             }
+            (Some(_), Some(p), None) => format!("pack {i} ({})", crate::store::names::hex(&p.hash)),
             _ => format!("pack {i}"),
         }
     }

@@ -174,7 +174,7 @@ fn an_image_of_store_packs_opens_verifies_and_reads_back() {
     );
 
     // The pack hash covers the salt: a salt changed on disk opens (the header is well
-    // formed and names the store) but fails `verify`, naming the pack.
+    // formed and names the store) but fails `verify`, naming the pack by position and id.
     let mut salted = bytes.clone();
     salted[RECORD_LEN + 40] ^= 1;
     let resalted = dir.path().join("resalted.oimg");
@@ -185,7 +185,7 @@ fn an_image_of_store_packs_opens_verifies_and_reads_back() {
         report
             .problems
             .iter()
-            .any(|p| p.contains("pack 0 is damaged")),
+            .any(|p| p.contains("pack 0 (") && p.contains(") is damaged")),
         "{:?}",
         report.problems
     );

@@ -139,7 +139,7 @@ fn check_pack(r: &PayloadReader, i: usize, progress: &dyn Progress) -> Result<()
     if r.has_block_hashes() {
         let mut head = [0u8; RECORD_LEN];
         span.read_exact_at(&mut head, 0)
-            .map_err(|e| format!("{}: pack {i}: {e}", r.path().display()))?;
+            .map_err(|e| format!("{}: {}: {e}", r.path().display(), r.pack_label(i as u32)))?;
         let mut blocks: Vec<_> = r
             .manifest()
             .blocks
@@ -154,8 +154,9 @@ fn check_pack(r: &PayloadReader, i: usize, progress: &dyn Progress) -> Result<()
         }
         if h.finalize().as_bytes() != &r.manifest().packs[i].hash {
             return Err(format!(
-                "{}: pack {i} is damaged (its header or block list does not match its hash)",
-                r.path().display()
+                "{}: {} is damaged (its header or block list does not match its hash)",
+                r.path().display(),
+                r.pack_label(i as u32)
             ));
         }
         return Ok(());
@@ -166,15 +167,16 @@ fn check_pack(r: &PayloadReader, i: usize, progress: &dyn Progress) -> Result<()
     while at < span.len {
         let n = ((span.len - at) as usize).min(buf.len());
         span.read_exact_at(&mut buf[..n], at)
-            .map_err(|e| format!("{}: pack {i}: {e}", r.path().display()))?;
+            .map_err(|e| format!("{}: {}: {e}", r.path().display(), r.pack_label(i as u32)))?;
         h.update(&buf[..n]);
         progress.advance(n as u64);
         at += n as u64;
     }
     if h.finalize().as_bytes() != &r.manifest().packs[i].hash {
         return Err(format!(
-            "{}: pack {i} is damaged (BLAKE3 mismatch)",
-            r.path().display()
+            "{}: {} is damaged (BLAKE3 mismatch)",
+            r.path().display(),
+            r.pack_label(i as u32)
         ));
     }
     Ok(())

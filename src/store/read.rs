@@ -239,8 +239,14 @@ fn pack_opener(store: &Store, name: &Path, keep: Arc<OnceLock<Arc<HttpObject>>>)
             .map_err(|e| PayloadError::io("cannot open the packs of", &name, e))?;
         let object = Arc::new(object);
         let _ = keep.set(object.clone());
+        // Each pack's span is named by its object key, for damage messages (§6.1).
         let keys = store.keys.as_deref();
-        Ok(spans_of(object, records, &|_, id| keys.map(|k| k.pack(id))))
+        let spans = spans_of(object, records, &|_, id| keys.map(|k| k.pack(id)));
+        Ok(spans
+            .into_iter()
+            .zip(&parts)
+            .map(|(span, (key, _))| span.named(key))
+            .collect())
     })
 }
 

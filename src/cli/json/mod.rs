@@ -12,6 +12,7 @@ pub mod layout;
 pub mod restore;
 pub mod store;
 pub mod store_check;
+pub mod store_key;
 
 use std::io::Write;
 
