@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasher as _;
+use std::ops::Range;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
@@ -205,13 +206,7 @@ pub fn write_payload_with_base(
     base: Option<&dyn BaseImage>,
     progress: &dyn Progress,
 ) -> Result<PayloadTables, PayloadError> {
-    let files: Vec<usize> = entries
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| matches!(e.entry.kind, EntryKind::File { .. }))
-        .map(|(i, _)| i)
-        .collect();
-    let batches = make_batches(entries, &files);
+    let batches = make_batches(entries);
     progress.start("capturing", bytes_to_read(entries));
 
     let shared = Shared {
@@ -239,31 +234,26 @@ pub fn write_payload_with_base(
 /// list of every file's outcome is held (issue #23, memory an entry).
 type Outcomes = (Vec<(usize, Outcome)>, u64);
 
-/// A batch of files and the stretch of the entries that holds them, which the worker that takes
-/// it writes into. Batches name increasing indexes, so the stretches are disjoint.
+/// A stretch of the entries whose regular files one worker reads, writing their runs into
+/// them. Batches are disjoint ranges in increasing order.
 struct Batch<'e> {
     /// The index of `entries[0]`.
     first: usize,
     entries: &'e mut [ScannedEntry],
-    files: &'e [usize],
 }
 
-/// `batches` with their stretches of `entries`.
-fn stretches<'e>(mut entries: &'e mut [ScannedEntry], batches: &'e [Vec<usize>]) -> Vec<Batch<'e>> {
+/// `batches` (disjoint ranges of `entries`, in order) with their stretches of `entries`.
+fn stretches<'e>(mut entries: &'e mut [ScannedEntry], batches: &[Range<usize>]) -> Vec<Batch<'e>> {
     let mut out = Vec::with_capacity(batches.len());
     let mut start = 0;
-    for files in batches {
-        let (Some(&lo), Some(&hi)) = (files.first(), files.last()) else {
-            continue;
-        };
-        let (_, rest) = std::mem::take(&mut entries).split_at_mut(lo - start);
-        let (mine, rest) = rest.split_at_mut(hi + 1 - lo);
+    for batch in batches {
+        let (_, rest) = std::mem::take(&mut entries).split_at_mut(batch.start - start);
+        let (mine, rest) = rest.split_at_mut(batch.len());
         entries = rest;
-        start = hi + 1;
+        start = batch.end;
         out.push(Batch {
-            first: lo,
+            first: batch.start,
             entries: mine,
-            files,
         });
     }
     out
@@ -277,7 +267,7 @@ type Packed = (Vec<PackRecord>, Vec<BlockRecord>);
 fn run_threads(
     shared: &Shared,
     entries: &mut [ScannedEntry],
-    batches: &[Vec<usize>],
+    batches: &[Range<usize>],
     sink: &mut dyn PackSink,
 ) -> (Result<Outcomes, PayloadError>, Result<Packed, PayloadError>) {
     let (params, base) = (shared.params, shared.base);
@@ -399,23 +389,31 @@ fn file_size(e: &ScannedEntry) -> u64 {
     }
 }
 
-/// Groups consecutive files so a worker keeps neighbours (and their blocks) together.
-fn make_batches(entries: &[ScannedEntry], files: &[usize]) -> Vec<Vec<usize>> {
+/// Groups consecutive files so a worker keeps neighbours (and their blocks) together: ranges
+/// of the entries, each ending at a regular file, with no list of the files' indexes (8 bytes
+/// a file, twice; issue #23, memory an entry).
+fn make_batches(entries: &[ScannedEntry]) -> Vec<Range<usize>> {
     let mut batches = Vec::new();
-    let mut cur = Vec::new();
-    let mut bytes = 0u64;
-    for &i in files {
-        cur.push(i);
-        bytes += file_size(&entries[i]);
-        if bytes >= BATCH_BYTES || cur.len() >= BATCH_FILES {
-            batches.push(std::mem::take(&mut cur));
-            bytes = 0;
+    let (mut start, mut files, mut bytes) = (0, 0, 0u64);
+    for (i, e) in entries.iter().enumerate() {
+        if !is_file(e) {
+            continue;
+        }
+        files += 1;
+        bytes += file_size(e);
+        if bytes >= BATCH_BYTES || files >= BATCH_FILES {
+            batches.push(start..i + 1);
+            (start, files, bytes) = (i + 1, 0, 0);
         }
     }
-    if !cur.is_empty() {
-        batches.push(cur);
+    if files > 0 {
+        batches.push(start..entries.len());
     }
     batches
+}
+
+fn is_file(e: &ScannedEntry) -> bool {
+    matches!(e.entry.kind, EntryKind::File { .. })
 }
 
 /// One worker: takes batches until none are left, writes the runs of the files it read into
@@ -447,8 +445,13 @@ fn run_worker<'e>(
             let Some(batch) = next else {
                 return w.flush();
             };
-            for &i in batch.files {
-                let e = &mut batch.entries[i - batch.first];
+            let files = batch
+                .entries
+                .iter_mut()
+                .enumerate()
+                .filter(|(_, e)| is_file(e));
+            for (k, e) in files {
+                let i = batch.first + k;
                 match w.capture_file(e)? {
                     Outcome::Read {
                         runs,
