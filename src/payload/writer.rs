@@ -57,6 +57,8 @@ pub struct PayloadParams {
     /// (`packer::pack_blocks`): MAX_PACK_LEN for an image, the store's `pack_size` for a
     /// store (docs/STORE.md §2.3).
     pub pack_limit: u64,
+    /// The progress total: the scan's `ScanResult::to_read`.
+    pub to_read: u64,
 }
 
 /// What the pipeline produced, for the manifest.
@@ -207,7 +209,7 @@ pub fn write_payload_with_base(
     progress: &dyn Progress,
 ) -> Result<PayloadTables, PayloadError> {
     let batches = make_batches(entries);
-    progress.start("capturing", bytes_to_read(entries));
+    progress.start("capturing", params.to_read);
 
     let shared = Shared {
         table: Mutex::new(ChunkTable::default()),
@@ -366,20 +368,6 @@ impl Shared<'_> {
             ..Default::default()
         })
     }
-}
-
-/// The capture's progress total: the bytes the files' data ranges will give, holes left out
-/// (issue #24: counting a VM image's holes made the ETA wrong).
-pub fn bytes_to_read(entries: &[ScannedEntry]) -> u64 {
-    entries.iter().map(read_estimate).sum()
-}
-
-/// What reading `e` will read: its size, or for a sparse file (fewer bytes allocated than its
-/// size) the allocated bytes, which is what `SourceFile::data_ranges` yields. A file that
-/// is compressed on disk (btrfs) is allocated less than it reads, so this is a lower bound
-/// there.
-fn read_estimate(e: &ScannedEntry) -> u64 {
-    file_size(e).min(e.allocated)
 }
 
 fn file_size(e: &ScannedEntry) -> u64 {
@@ -575,7 +563,8 @@ impl Worker<'_> {
             }
         }
         let size = file_size(e);
-        self.shared.progress.advance(read_estimate(e));
+        // What reading it would have given: its data, holes left out (`ScanResult::to_read`).
+        self.shared.progress.advance(data);
         self.shared.files_reused.fetch_add(1, Ordering::Relaxed);
         Ok(Outcome::Read {
             runs,
@@ -922,7 +911,7 @@ mod tests {
         f.sync_all().unwrap();
         std::fs::write(dir.path().join("plain"), vec![1u8; 10_000]).unwrap();
         let scanned = crate::scan::scan(dir.path(), &crate::scan::ScanOptions::default()).unwrap();
-        let total = bytes_to_read(&scanned.entries);
+        let total = scanned.to_read;
         let apparent: u64 = scanned.entries.iter().map(file_size).sum();
         assert_eq!(apparent, (1 << 30) + 10_000);
         // the data and the small file, in whole blocks, never the 1023 MiB hole
