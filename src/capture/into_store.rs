@@ -140,7 +140,7 @@ pub fn capture_into_store(
             eprintln!("osimage: {said}");
         }
     });
-    let mut params = steps::payload_params(opts, image_id, &scanned.root);
+    let mut params = steps::payload_params(opts, image_id, &scanned);
     params.packs = PackOwner::Store { store_id: store.id };
     params.pack_limit = store.config.pack_size as u64;
     let written = write_payload_with_base(

@@ -185,11 +185,12 @@ pub fn capture_from(
     let unread = std::mem::take(&mut scanned.mount_dirs_unread);
 
     let mut container = container::open(&staging, image_id, seal_ref)?;
+    let params = steps::payload_params(opts, image_id, &scanned);
     let tables = steps::write_packs(
         &mut scanned.entries,
         container.sink(),
         seal_ref,
-        &steps::payload_params(opts, image_id, &scanned.root),
+        &params,
         base.as_ref().map(|b| b as &dyn BaseImage),
         progress,
     )?;

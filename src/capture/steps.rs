@@ -212,15 +212,16 @@ pub(super) fn scan_against_base(
     Ok(scanned)
 }
 
-/// How the payload is written: from the files under `root` (the scan's), with `opts`' level,
-/// threads and `--keep-going`.
+/// How the payload is written: from the files `scanned` found under its root, with `opts`'
+/// level, threads and `--keep-going`.
 pub(super) fn payload_params(
     opts: &CaptureOptions,
     image_id: [u8; 16],
-    root: &std::path::Path,
+    scanned: &ScanResult,
 ) -> PayloadParams {
     PayloadParams {
-        root: root.to_path_buf(),
+        root: scanned.root.clone(),
+        to_read: scanned.to_read,
         level: opts.level,
         threads: opts.threads.max(1),
         keep_going: opts.scan.keep_going,

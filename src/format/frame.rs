@@ -127,6 +127,17 @@ pub fn decode_manifest(frame: &[u8]) -> Result<(Manifest, u16), PayloadError> {
             "manifest checksum mismatch (damaged image)",
         ));
     }
+    decode_body(&h, body)
+}
+
+/// Decodes the body of the frame `h` heads, read from `body` (its `stored_len` bytes, whose
+/// hash the caller has checked against `h`, or checks after; FORMAT.md §4): bounded
+/// decompression and decoding of manifest version 1 to 4. Returns the manifest and its
+/// format version. `body` may be left with bytes unread (past the zstd frame).
+pub fn decode_body(
+    h: &FrameHeader,
+    body: impl std::io::Read,
+) -> Result<(Manifest, u16), PayloadError> {
     // Streamed, so memory grows with the bytes actually produced, never with what the header
     // claims (fuzzing found a 3 GB allocation from a 500-byte frame with bulk decompression).
     // Decompressed and decoded as a stream (the decoded bytes are never held whole), at

@@ -1,7 +1,6 @@
 //! Structural checks of a decoded manifest (docs/FORMAT.md §5, §7), run when an image is
 //! opened, before anything trusts an index or a path in it.
 
-use std::collections::HashSet;
 use std::hash::BuildHasher as _;
 
 use hashbrown::hash_table::{Entry as Slot, HashTable};
@@ -41,7 +40,11 @@ fn check_tables(m: &Manifest) -> Result<(), PayloadError> {
         }
     }
     check_tiling(m)?;
-    let mut ids = HashSet::with_capacity(m.chunks.len());
+    // Every id seen, as its chunk's index (4 bytes a slot, the id read from the record; a set
+    // of the 16-byte ids took 17 and was every reader's peak: issue #23, memory an entry).
+    let hasher = std::hash::RandomState::new();
+    let id_of = |j: &u32| &m.chunks[*j as usize].id;
+    let mut ids: HashTable<u32> = HashTable::with_capacity(m.chunks.len());
     for (i, c) in m.chunks.iter().enumerate() {
         let block = m.blocks.get(c.block as usize).ok_or_else(|| {
             bad(format!(
@@ -52,8 +55,15 @@ fn check_tables(m: &Manifest) -> Result<(), PayloadError> {
         if c.len == 0 || c.offset as u64 + c.len as u64 > block.raw_len as u64 {
             return Err(bad(format!("chunk {i} lies outside block {}", c.block)));
         }
-        if !ids.insert(c.id) {
-            return Err(bad(format!("chunk {i} is listed twice")));
+        match ids.entry(
+            hasher.hash_one(c.id),
+            |j| *id_of(j) == c.id,
+            |j| hasher.hash_one(id_of(j)),
+        ) {
+            Slot::Occupied(_) => return Err(bad(format!("chunk {i} is listed twice"))),
+            Slot::Vacant(slot) => {
+                slot.insert(i as u32);
+            }
         }
     }
     Ok(())
@@ -395,6 +405,42 @@ mod tests {
                 .to_string()
                 .contains("is 247 bytes but its blocks end at 246")
         );
+    }
+
+    /// FORMAT.md §5.2: ids are unique within a manifest; among many, the second of two is named.
+    #[test]
+    fn a_chunk_id_listed_twice_is_refused() {
+        use crate::format::manifest::{BlockRecord, ChunkId, ChunkRecord, Codec, PackRecord};
+        let mut m = Manifest::default();
+        m.entries.push(entry("", EntryKind::Directory));
+        m.packs.push(PackRecord {
+            len: 64 + 16 + 4000,
+            hash: [0; 32],
+        });
+        m.blocks.push(BlockRecord {
+            pack: 0,
+            offset: 64,
+            stored_len: 4000,
+            raw_len: 4000,
+            codec: Codec::Raw,
+            hash: [0; 32],
+        });
+        m.chunks = (0..1000u32)
+            .map(|n| {
+                let mut id = [0u8; 16];
+                id[..4].copy_from_slice(&n.to_le_bytes());
+                ChunkRecord {
+                    id: ChunkId(id),
+                    block: 0,
+                    offset: n * 4,
+                    len: 4,
+                }
+            })
+            .collect();
+        validate(&m).unwrap();
+        m.chunks[700].id = m.chunks[300].id;
+        let e = validate(&m).unwrap_err().to_string();
+        assert!(e.contains("chunk 700 is listed twice"), "{e}");
     }
 
     /// FORMAT.md §5.6, §14: `store` version 1 is a required extension this build knows (and

@@ -6,6 +6,7 @@ pub mod iso;
 pub mod iso_packs;
 pub mod kernel_copy;
 pub mod lease;
+mod manifest;
 pub mod oimg;
 pub mod write_behind;
 
@@ -354,22 +355,7 @@ impl Container {
     /// and the record must hold exactly header + body: a record's length is never allocated
     /// on its word alone (issue #20: an ISO record claiming 4 GiB aborted the allocation).
     pub fn manifest_bytes(&self) -> Result<Vec<u8>, PayloadError> {
-        let mut head = [0u8; RECORD_LEN];
-        self.manifest
-            .read_exact_at(&mut head, 0)
-            .map_err(|e| PayloadError::io("cannot read the manifest of", &self.path, e))?;
-        let frame = FrameHeader::decode(&head).map_err(|e| e.at(&self.path))?;
-        if frame.stored_len.checked_add(RECORD_LEN as u64) != Some(self.manifest.len) {
-            return Err(PayloadError::Image {
-                path: self.path.clone(),
-                msg: format!(
-                    "the manifest record has {} bytes but its frame header says {} \
-                     (damaged or altered)",
-                    self.manifest.len,
-                    frame.stored_len.saturating_add(RECORD_LEN as u64)
-                ),
-            });
-        }
+        self.manifest_header()?;
         let mut buf = vec![0u8; self.manifest.len as usize];
         self.manifest
             .read_exact_at(&mut buf, 0)
@@ -391,6 +377,28 @@ impl Container {
             }
             (None, None) => Ok(buf),
         }
+    }
+
+    /// Reads and checks the manifest frame's header: the record must hold exactly header +
+    /// body (the frame's bytes as stored; for an encrypted image, its sealed header).
+    fn manifest_header(&self) -> Result<FrameHeader, PayloadError> {
+        let mut head = [0u8; RECORD_LEN];
+        self.manifest
+            .read_exact_at(&mut head, 0)
+            .map_err(|e| PayloadError::io("cannot read the manifest of", &self.path, e))?;
+        let frame = FrameHeader::decode(&head).map_err(|e| e.at(&self.path))?;
+        if frame.stored_len.checked_add(RECORD_LEN as u64) != Some(self.manifest.len) {
+            return Err(PayloadError::Image {
+                path: self.path.clone(),
+                msg: format!(
+                    "the manifest record has {} bytes but its frame header says {} \
+                     (damaged or altered)",
+                    self.manifest.len,
+                    frame.stored_len.saturating_add(RECORD_LEN as u64)
+                ),
+            });
+        }
+        Ok(frame)
     }
 
     /// This store version's manifest frame is sealed with `cipher` (an encrypted store,

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use super::codec::BlockDecompressor;
 use crate::envelope::Unlock;
 use crate::format::PayloadError;
-use crate::format::frame::decode_manifest;
 use crate::format::manifest::{BlockIndex, ChunkId, ChunkIndex, Manifest};
 use crate::format::records::{BLOCK_HEADER_LEN, BlockHeader};
 use crate::format::store_ref;
@@ -93,10 +92,8 @@ impl PayloadReader {
     /// Opens and checks the image `c` holds (`path` names it in messages): how a store's
     /// version is opened (`store::read`), its manifest and packs in objects of their own.
     pub fn from_container(path: &Path, c: image::Container) -> Result<PayloadReader, PayloadError> {
-        let frame = c.manifest_bytes()?;
-        let (manifest, version) = decode_manifest(&frame).map_err(|e| e.at(path))?;
-        // Not held beside the manifest's checks (issue #23, memory an entry).
-        drop(frame);
+        // Streamed from a local file, not held (issue #23, memory an entry).
+        let (manifest, version) = c.read_manifest().map_err(|e| e.at(path))?;
         validate(&manifest).map_err(|e| e.at(path))?;
         // FORMAT.md §14: store packs came with version 2's pack hash; a version-1 manifest
         // naming a store is no image osimage made.

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasher as _;
+use std::ops::Range;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
@@ -56,6 +57,8 @@ pub struct PayloadParams {
     /// (`packer::pack_blocks`): MAX_PACK_LEN for an image, the store's `pack_size` for a
     /// store (docs/STORE.md §2.3).
     pub pack_limit: u64,
+    /// The progress total: the scan's `ScanResult::to_read`.
+    pub to_read: u64,
 }
 
 /// What the pipeline produced, for the manifest.
@@ -205,14 +208,8 @@ pub fn write_payload_with_base(
     base: Option<&dyn BaseImage>,
     progress: &dyn Progress,
 ) -> Result<PayloadTables, PayloadError> {
-    let files: Vec<usize> = entries
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| matches!(e.entry.kind, EntryKind::File { .. }))
-        .map(|(i, _)| i)
-        .collect();
-    let batches = make_batches(entries, &files);
-    progress.start("capturing", bytes_to_read(entries));
+    let batches = make_batches(entries);
+    progress.start("capturing", params.to_read);
 
     let shared = Shared {
         table: Mutex::new(ChunkTable::default()),
@@ -239,31 +236,26 @@ pub fn write_payload_with_base(
 /// list of every file's outcome is held (issue #23, memory an entry).
 type Outcomes = (Vec<(usize, Outcome)>, u64);
 
-/// A batch of files and the stretch of the entries that holds them, which the worker that takes
-/// it writes into. Batches name increasing indexes, so the stretches are disjoint.
+/// A stretch of the entries whose regular files one worker reads, writing their runs into
+/// them. Batches are disjoint ranges in increasing order.
 struct Batch<'e> {
     /// The index of `entries[0]`.
     first: usize,
     entries: &'e mut [ScannedEntry],
-    files: &'e [usize],
 }
 
-/// `batches` with their stretches of `entries`.
-fn stretches<'e>(mut entries: &'e mut [ScannedEntry], batches: &'e [Vec<usize>]) -> Vec<Batch<'e>> {
+/// `batches` (disjoint ranges of `entries`, in order) with their stretches of `entries`.
+fn stretches<'e>(mut entries: &'e mut [ScannedEntry], batches: &[Range<usize>]) -> Vec<Batch<'e>> {
     let mut out = Vec::with_capacity(batches.len());
     let mut start = 0;
-    for files in batches {
-        let (Some(&lo), Some(&hi)) = (files.first(), files.last()) else {
-            continue;
-        };
-        let (_, rest) = std::mem::take(&mut entries).split_at_mut(lo - start);
-        let (mine, rest) = rest.split_at_mut(hi + 1 - lo);
+    for batch in batches {
+        let (_, rest) = std::mem::take(&mut entries).split_at_mut(batch.start - start);
+        let (mine, rest) = rest.split_at_mut(batch.len());
         entries = rest;
-        start = hi + 1;
+        start = batch.end;
         out.push(Batch {
-            first: lo,
+            first: batch.start,
             entries: mine,
-            files,
         });
     }
     out
@@ -277,7 +269,7 @@ type Packed = (Vec<PackRecord>, Vec<BlockRecord>);
 fn run_threads(
     shared: &Shared,
     entries: &mut [ScannedEntry],
-    batches: &[Vec<usize>],
+    batches: &[Range<usize>],
     sink: &mut dyn PackSink,
 ) -> (Result<Outcomes, PayloadError>, Result<Packed, PayloadError>) {
     let (params, base) = (shared.params, shared.base);
@@ -378,20 +370,6 @@ impl Shared<'_> {
     }
 }
 
-/// The capture's progress total: the bytes the files' data ranges will give, holes left out
-/// (issue #24: counting a VM image's holes made the ETA wrong).
-pub fn bytes_to_read(entries: &[ScannedEntry]) -> u64 {
-    entries.iter().map(read_estimate).sum()
-}
-
-/// What reading `e` will read: its size, or for a sparse file (fewer bytes allocated than its
-/// size) the allocated bytes, which is what `SourceFile::data_ranges` yields. A file that
-/// is compressed on disk (btrfs) is allocated less than it reads, so this is a lower bound
-/// there.
-fn read_estimate(e: &ScannedEntry) -> u64 {
-    file_size(e).min(e.allocated)
-}
-
 fn file_size(e: &ScannedEntry) -> u64 {
     match e.entry.kind {
         EntryKind::File { size, .. } => size,
@@ -399,23 +377,31 @@ fn file_size(e: &ScannedEntry) -> u64 {
     }
 }
 
-/// Groups consecutive files so a worker keeps neighbours (and their blocks) together.
-fn make_batches(entries: &[ScannedEntry], files: &[usize]) -> Vec<Vec<usize>> {
+/// Groups consecutive files so a worker keeps neighbours (and their blocks) together: ranges
+/// of the entries, each ending at a regular file, with no list of the files' indexes (8 bytes
+/// a file, twice; issue #23, memory an entry).
+fn make_batches(entries: &[ScannedEntry]) -> Vec<Range<usize>> {
     let mut batches = Vec::new();
-    let mut cur = Vec::new();
-    let mut bytes = 0u64;
-    for &i in files {
-        cur.push(i);
-        bytes += file_size(&entries[i]);
-        if bytes >= BATCH_BYTES || cur.len() >= BATCH_FILES {
-            batches.push(std::mem::take(&mut cur));
-            bytes = 0;
+    let (mut start, mut files, mut bytes) = (0, 0, 0u64);
+    for (i, e) in entries.iter().enumerate() {
+        if !is_file(e) {
+            continue;
+        }
+        files += 1;
+        bytes += file_size(e);
+        if bytes >= BATCH_BYTES || files >= BATCH_FILES {
+            batches.push(start..i + 1);
+            (start, files, bytes) = (i + 1, 0, 0);
         }
     }
-    if !cur.is_empty() {
-        batches.push(cur);
+    if files > 0 {
+        batches.push(start..entries.len());
     }
     batches
+}
+
+fn is_file(e: &ScannedEntry) -> bool {
+    matches!(e.entry.kind, EntryKind::File { .. })
 }
 
 /// One worker: takes batches until none are left, writes the runs of the files it read into
@@ -447,8 +433,13 @@ fn run_worker<'e>(
             let Some(batch) = next else {
                 return w.flush();
             };
-            for &i in batch.files {
-                let e = &mut batch.entries[i - batch.first];
+            let files = batch
+                .entries
+                .iter_mut()
+                .enumerate()
+                .filter(|(_, e)| is_file(e));
+            for (k, e) in files {
+                let i = batch.first + k;
                 match w.capture_file(e)? {
                     Outcome::Read {
                         runs,
@@ -572,7 +563,8 @@ impl Worker<'_> {
             }
         }
         let size = file_size(e);
-        self.shared.progress.advance(read_estimate(e));
+        // What reading it would have given: its data, holes left out (`ScanResult::to_read`).
+        self.shared.progress.advance(data);
         self.shared.files_reused.fetch_add(1, Ordering::Relaxed);
         Ok(Outcome::Read {
             runs,
@@ -919,7 +911,7 @@ mod tests {
         f.sync_all().unwrap();
         std::fs::write(dir.path().join("plain"), vec![1u8; 10_000]).unwrap();
         let scanned = crate::scan::scan(dir.path(), &crate::scan::ScanOptions::default()).unwrap();
-        let total = bytes_to_read(&scanned.entries);
+        let total = scanned.to_read;
         let apparent: u64 = scanned.entries.iter().map(file_size).sum();
         assert_eq!(apparent, (1 << 30) + 10_000);
         // the data and the small file, in whole blocks, never the 1023 MiB hole

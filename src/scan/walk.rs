@@ -411,6 +411,10 @@ impl<'a> Walker<'a> {
         fs: u32,
         xattrs: Vec<Xattr>,
     ) -> EntryIndex {
+        if let EntryKind::File { size, .. } = kind {
+            let allocated = (st.st_blocks as u64).saturating_mul(512);
+            self.out.to_read = self.out.to_read.saturating_add(size.min(allocated));
+        }
         self.out.entries.push(ScannedEntry {
             entry: Entry {
                 path: path.into(),
@@ -418,7 +422,6 @@ impl<'a> Walker<'a> {
                 meta: meta(st, fs),
                 xattrs: xattrs.into(),
             },
-            allocated: (st.st_blocks as u64).saturating_mul(512),
         });
         self.out.entries.len() as EntryIndex - 1
     }

@@ -105,6 +105,7 @@ fn capture(
         image_id: [7; 16],
         packs: crate::payload::writer::PackOwner::Image,
         pack_limit,
+        to_read: 0,
     };
     let tables = write_payload_with_base(&mut entries, sink, &params, base, &NoProgress).unwrap();
     (entries, tables)

@@ -53,6 +53,7 @@ fn capture(root: &Path, image: &Path, limit: u64) -> Manifest {
         image_id: IMAGE_ID,
         packs: PackOwner::Image,
         pack_limit: limit,
+        to_read: 0,
     };
     let tables = write_payload_with_base(&mut entries, &mut w, &params, None, &NoProgress).unwrap();
     let m = Manifest {
