@@ -198,3 +198,135 @@ fn an_iso_object_restores_a_network_booted_machine_beside_verify_boot_of_a_store
         same_disk(s, t, &cmp);
     }
 }
+
+/// An encrypted store's version restored over the network (docs/STORE.md §6.1, "The key
+/// set"): the store made with `store init --encrypt`, the system captured into it, `netboot`
+/// writes the version's key set wrapped for the passphrase that unlocked the store; a machine
+/// with a blank disk network-boots (SeaBIOS this time: its iPXE is the BIOS build), the agent
+/// asks for the passphrase on the console once its network is up, opens the key set, reads
+/// the sealed version and packs through their presigned URLs by their keyed names, restores,
+/// powers off, and the disk boots and matches the source.
+#[test]
+fn an_encrypted_store_version_restores_a_network_booted_machine_given_its_passphrase() {
+    const PASSPHRASE: &str = "e2e netboot horse battery";
+    const ASK: &str = "osimage: passphrase (or age secret key) of the encrypted image:";
+    let _disks = common::loop_devices(module_path!());
+    let s = source::source();
+    let g = Garage::start();
+    let mut env = g.osimage_env();
+    env.push(("OSIMAGE_PASSPHRASE".into(), PASSPHRASE.into()));
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let store = format!("s3://{}/stores/sealed", g.bucket());
+    common::osimage_env(["store", "init", store.as_str(), "--encrypt"], &pairs).ok();
+    let series = format!("{store}/system");
+    capture_into_store(&series, &pairs);
+
+    let work = common::scratch();
+    let served = work.path().join("served");
+    let dir = served.join("sealed");
+    std::fs::create_dir(&served).expect("mkdir served");
+    common::osimage_env(
+        [
+            "netboot",
+            series.as_str(),
+            "-o",
+            dir.to_str().expect("UTF-8 path"),
+            "--presign-endpoint",
+            "http://10.0.2.100:3900",
+            "--expires",
+            "2h",
+        ],
+        &pairs,
+    )
+    .ok();
+    // The passphrase is nowhere in what is served (the key set is wrapped for it).
+    for f in std::fs::read_dir(&dir).expect("read the netboot directory") {
+        let f = f.expect("netboot directory entry").path();
+        let bytes = std::fs::read(&f).expect("read a netboot file");
+        let p = PASSPHRASE.as_bytes();
+        assert!(
+            !bytes.windows(p.len()).any(|w| w == p),
+            "{} holds the passphrase",
+            f.display()
+        );
+    }
+
+    let target = work.path().join("sealed.img");
+    e2e::disk::sparse(&target, TARGET_BYTES);
+    let httpd = format!("busybox httpd -i -h {}", served.display());
+    let relay = format!("busybox nc 127.0.0.1 {}", g.s3_port());
+    let forwards = [
+        ("10.0.2.100:80", httpd.as_str()),
+        ("10.0.2.100:3900", relay.as_str()),
+    ];
+    let machine = |name: &str, snapshot, timeout, stop_on| Boot {
+        name: name.into(),
+        firmware: Firmware::Bios,
+        cdrom: None,
+        disks: vec![Drive {
+            file: &target,
+            bus: vm::Bus::Virtio,
+            snapshot,
+        }],
+        timeout,
+        stop_on,
+        grace: Duration::from_secs(5),
+    };
+    let typed = [vm::Typed {
+        after: ASK,
+        line: PASSPHRASE,
+    }];
+    let a = vm::boot_net_typing(
+        &machine("netboot-s3-sealed-restore", false, RESTORE_TIMEOUT, &[]),
+        vm::UserNet {
+            bootfile: "http://10.0.2.100/sealed/boot.ipxe",
+            forwards: &forwards,
+        },
+        &typed,
+    );
+    assert!(!a.console.contains(FAILED), "{}", a.describe());
+    for want in [
+        "OSIMAGE-NET-UP eth0 10.0.2.15/24",
+        ASK,
+        "osimage: image unlocked",
+        DONE,
+    ] {
+        assert!(
+            a.console.contains(want),
+            "`{want}` not on the console: {}",
+            a.describe()
+        );
+    }
+    assert!(
+        !a.console.contains(PASSPHRASE),
+        "the passphrase was echoed: {}",
+        a.describe()
+    );
+    phase_time(
+        "network boot -> restored from an encrypted store -> power-off (bios)",
+        a.elapsed,
+    );
+    let marker = [s.marker()];
+    let booted = vm::boot(&machine(
+        "netboot-s3-sealed-restored-bios",
+        true,
+        BOOT_TIMEOUT,
+        &marker,
+    ));
+    let line = s
+        .booted(&booted.console, Firmware::Bios)
+        .unwrap_or_else(|| {
+            panic!(
+                "the disk restored from the encrypted store did not boot: {}",
+                booted.describe()
+            )
+        });
+    eprintln!("e2e: restored from an encrypted store: {}", line.trim());
+    phase_time(
+        "disk restored from an encrypted store boots (bios)",
+        booted.elapsed,
+    );
+    let cmp = work.path().join("compare");
+    std::fs::create_dir(&cmp).expect("mkdir compare");
+    same_disk(s, &target, &cmp);
+}

@@ -39,6 +39,12 @@ pub fn boot_net(b: &Boot, net: UserNet) -> Outcome {
     boot_with(b, None, &[], Some(net))
 }
 
+/// `boot_net` typing `script` into the serial console (the passphrase of an encrypted
+/// store's version, asked by the agent once the network is up).
+pub fn boot_net_typing(b: &Boot, net: UserNet, script: &[Typed]) -> Outcome {
+    boot_with(b, None, script, Some(net))
+}
+
 /// Like `boot`, typing `script` into the serial console (each line once its prompt is
 /// there: a passphrase asked by the initramfs).
 pub fn boot_typing(b: &Boot, script: &[Typed]) -> Outcome {
