@@ -128,9 +128,10 @@ extract() { "$osimage" extract "$1" -C "$work/out" -q && sync_tree "$work/out"; 
 restic_restore() { restic restore latest --target "$work/out" --quiet && sync_tree "$work/out"; }
 fresh_out() { rm -rf "$work/out"; sync; }
 # Rounds in rotated order (local, store, restic; then store, restic, local; ...), medians:
-# each restore writes ~700 MiB into a page cache that other work has filled, and a restore
-# that runs later in a round pays more of the kernel's reclaim (a single run in fixed order
-# put 1.31 s against 5.35 s in 2026-12-07's quiet run, the same extracts equal into a tmpfs).
+# each restore writes ~700 MiB to the disk's page cache, and on a quiet 2026-12-07 the first
+# restore of the sequence took 1.3-1.4 s where every later one, local or store, took 5.6-7.8 s
+# (so one run in a fixed order, local first, put 1.31 s against 5.35 s: the order, not the
+# store; into a tmpfs the two extracts are equal).
 rounds=${BENCH_ROUNDS:-3}
 local_t=() store_t=() restic_t=()
 restore_one() {
