@@ -12,6 +12,7 @@
 use crate::common;
 use crate::common::e2e;
 
+use std::path::Path;
 use std::time::Duration;
 
 use common::garage::Garage;
@@ -37,6 +38,39 @@ const TARGET_BYTES: u64 = 3 << 30;
 /// source.conf (docs/STORE.md §9.1), relayed the same way by `verify --boot` itself. OVMF:
 /// its iPXE is the EFI build, whose kernel needs `initrd=` to find the initramfs (SeaBIOS was
 /// checked by hand with the plain-URL variant, docs/NETBOOT.md).
+/// The commands behind the guest's two ways out: `busybox httpd` serving `served` (the
+/// netboot directories) and `busybox nc` to Garage's loopback S3 port.
+fn relays(served: &Path, g: &Garage) -> [String; 2] {
+    [
+        format!("busybox httpd -i -h {}", served.display()),
+        format!("busybox nc 127.0.0.1 {}", g.s3_port()),
+    ]
+}
+
+/// A machine with `target` as its one disk (virtio) and no CD.
+fn one_disk_machine<'a>(
+    name: &str,
+    firmware: Firmware,
+    target: &'a Path,
+    snapshot: bool,
+    timeout: Duration,
+    stop_on: &'a [&'a str],
+) -> Boot<'a> {
+    Boot {
+        name: name.into(),
+        firmware,
+        cdrom: None,
+        disks: vec![Drive {
+            file: target,
+            bus: vm::Bus::Virtio,
+            snapshot,
+        }],
+        timeout,
+        stop_on,
+        grace: Duration::from_secs(5),
+    }
+}
+
 #[test]
 fn an_iso_object_restores_a_network_booted_machine_beside_verify_boot_of_a_store_version() {
     let _disks = common::loop_devices(module_path!());
@@ -91,24 +125,13 @@ fn an_iso_object_restores_a_network_booted_machine_beside_verify_boot_of_a_store
     // machine B (its own netboot files, its own relays), boots it and compares its files.
     let target = work.path().join("a.img");
     e2e::disk::sparse(&target, TARGET_BYTES);
-    let httpd = format!("busybox httpd -i -h {}", served.display());
-    let relay = format!("busybox nc 127.0.0.1 {}", g.s3_port());
+    let [httpd, relay] = relays(&served, &g);
     let forwards = [
         ("10.0.2.100:80", httpd.as_str()),
         ("10.0.2.100:3900", relay.as_str()),
     ];
-    let machine = |name: &str, snapshot, timeout, stop_on| Boot {
-        name: name.into(),
-        firmware: Firmware::Uefi,
-        cdrom: None,
-        disks: vec![Drive {
-            file: &target,
-            bus: vm::Bus::Virtio,
-            snapshot,
-        }],
-        timeout,
-        stop_on,
-        grace: Duration::from_secs(5),
+    let machine = |name: &str, snapshot, timeout, stop_on| {
+        one_disk_machine(name, Firmware::Uefi, &target, snapshot, timeout, stop_on)
     };
     let verify_work = work.path().join("verify");
     std::fs::create_dir(&verify_work).expect("mkdir verify");
@@ -253,24 +276,13 @@ fn an_encrypted_store_version_restores_a_network_booted_machine_given_its_passph
 
     let target = work.path().join("sealed.img");
     e2e::disk::sparse(&target, TARGET_BYTES);
-    let httpd = format!("busybox httpd -i -h {}", served.display());
-    let relay = format!("busybox nc 127.0.0.1 {}", g.s3_port());
+    let [httpd, relay] = relays(&served, &g);
     let forwards = [
         ("10.0.2.100:80", httpd.as_str()),
         ("10.0.2.100:3900", relay.as_str()),
     ];
-    let machine = |name: &str, snapshot, timeout, stop_on| Boot {
-        name: name.into(),
-        firmware: Firmware::Bios,
-        cdrom: None,
-        disks: vec![Drive {
-            file: &target,
-            bus: vm::Bus::Virtio,
-            snapshot,
-        }],
-        timeout,
-        stop_on,
-        grace: Duration::from_secs(5),
+    let machine = |name: &str, snapshot, timeout, stop_on| {
+        one_disk_machine(name, Firmware::Bios, &target, snapshot, timeout, stop_on)
     };
     let typed = [vm::Typed {
         after: ASK,

@@ -48,14 +48,9 @@ fn read_len(m: &Manifest, b: u32) -> u64 {
 /// The flip hits the answers to the block's read, `times` of them; with it, the block's pack
 /// and index.
 fn a_data_byte(times: u64) -> (Flip, u32, u32) {
-    use osimage::format::frame::decode_manifest;
-    use osimage::format::records::{BLOCK_HEADER_LEN, RECORD_LEN, Trailer};
+    use osimage::format::records::BLOCK_HEADER_LEN;
     let bytes = std::fs::read(&images().oimg).expect("reading the .oimg");
-    let mut t = [0u8; RECORD_LEN];
-    t.copy_from_slice(&bytes[bytes.len() - RECORD_LEN..]);
-    let t = Trailer::decode(&t).expect("trailer");
-    let frame = &bytes[t.manifest_offset as usize..(t.manifest_offset + t.manifest_len) as usize];
-    let (m, _) = decode_manifest(frame).expect("manifest");
+    let (m, _) = common::oimg::manifest_of(&bytes);
     // Of the blocks holding data of one file only, the largest.
     let b = own_blocks(&m)
         .into_iter()
@@ -66,13 +61,7 @@ fn a_data_byte(times: u64) -> (Flip, u32, u32) {
         "the fixture's largest block is read past a page"
     );
     let rec = &m.blocks[b as usize];
-    // FORMAT.md §6.1: the packs lie back to back after the image header.
-    let pack_at: u64 = RECORD_LEN as u64
-        + m.packs[..rec.pack as usize]
-            .iter()
-            .map(|p| p.len)
-            .sum::<u64>();
-    let head = pack_at + rec.offset;
+    let head = common::oimg::block_at(&m, b);
     let at = head + BLOCK_HEADER_LEN as u64 + u64::from(rec.stored_len) / 2;
     // a block is read with its header, in one read
     (

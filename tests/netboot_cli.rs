@@ -35,8 +35,7 @@ fn real() -> &'static RealIso {
         let root = staging_root(&x, &version);
         let dir = common::scratch();
         let iso = dir.path().join("system.iso");
-        let excludes = ["/usr/lib", "/usr/bin", "/usr/sbin", "/usr/lib64"];
-        let mut extra: Vec<&str> = excludes.iter().flat_map(|e| ["--exclude", e]).collect();
+        let mut extra = common::kernel::exclude_host_programs();
         extra.push("-q");
         common::capture(&root, &iso, &extra);
         let out = dir.path().join("xorriso");

@@ -244,7 +244,7 @@ fn an_encrypted_store_version_with_rescue_blobs_exports_to_an_encrypted_iso() {
         s(&address),
         s("-q"),
     ];
-    for d in ["/usr/lib", "/usr/bin", "/usr/sbin", "/usr/lib64"] {
+    for d in common::kernel::HOST_PROGRAM_DIRS {
         args.extend([s("--exclude"), s(d)]);
     }
     osimage_pass(&g, Some(PASS), &args).ok();

@@ -97,7 +97,7 @@ fn a_version_with_rescue_blobs_exports_to_an_iso_and_a_oimg_that_read_as_it_does
             s(&address),
             s("-q"),
         ];
-        for d in ["/usr/lib", "/usr/bin", "/usr/sbin", "/usr/lib64"] {
+        for d in common::kernel::HOST_PROGRAM_DIRS {
             args.extend([s("--exclude"), s(d)]);
         }
         osimage(&g, &args).ok()

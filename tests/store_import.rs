@@ -69,6 +69,19 @@ fn same_trees(a: &Path, b: &Path, what: &str) {
     assert_no_differences(&diffs, what);
 }
 
+/// `DIR/web01.iso`: an ISO of the kernel staging root without the host's programs (a real
+/// rescue environment, a small payload), and its kernel's version.
+fn small_iso(dir: &Path) -> (PathBuf, String) {
+    common::kernel::need_iso_capture_tools();
+    let (x, kernel_version) = kernel_package();
+    let root = staging_root(&x, &kernel_version);
+    let iso = dir.join("web01.iso");
+    let mut args = vec!["-q"];
+    args.extend(common::kernel::exclude_host_programs());
+    common::capture(&root, &iso, &args);
+    (iso, kernel_version)
+}
+
 /// A tree of a few hundred files, some compressible, some not.
 fn tree(dir: &Path) -> PathBuf {
     common::text_and_noise_tree(dir, 6, 30, 400_000, 0x1a90)
@@ -76,16 +89,8 @@ fn tree(dir: &Path) -> PathBuf {
 
 #[test]
 fn an_imported_iso_reads_back_as_its_tree_and_is_imported_once() {
-    common::kernel::need_iso_capture_tools();
-    let (x, kernel_version) = kernel_package();
-    let root = staging_root(&x, &kernel_version);
     let dir = common::scratch();
-    let iso = dir.path().join("web01.iso");
-    let mut args = vec!["-q"];
-    for d in ["/usr/lib", "/usr/bin", "/usr/sbin", "/usr/lib64"] {
-        args.extend(["--exclude", d]);
-    }
-    common::capture(&root, &iso, &args);
+    let (iso, kernel_version) = small_iso(dir.path());
     let g = Garage::start();
     let store = format!("s3://{}/fleet", g.bucket());
     osimage(&g, &[s("store"), s("init"), s(&store)]).ok();
@@ -445,14 +450,9 @@ fn an_import_holds_an_import_lock_and_an_interrupted_one_commits_nothing() {
 /// half, read in a range longer than a 256 KiB page, where its header starts in the file and
 /// where a byte of its stored data lies: what `Flip` damages so that an import fails mid-way.
 fn a_middle_block(path: &Path) -> (u32, u64, u64) {
-    use osimage::format::frame::decode_manifest;
-    use osimage::format::records::{BLOCK_HEADER_LEN, RECORD_LEN, Trailer};
+    use osimage::format::records::BLOCK_HEADER_LEN;
     let bytes = std::fs::read(path).expect("reading the .oimg");
-    let mut t = [0u8; RECORD_LEN];
-    t.copy_from_slice(&bytes[bytes.len() - RECORD_LEN..]);
-    let t = Trailer::decode(&t).expect("trailer");
-    let frame = &bytes[t.manifest_offset as usize..(t.manifest_offset + t.manifest_len) as usize];
-    let (m, _) = decode_manifest(frame).expect("manifest");
+    let (m, _) = common::oimg::manifest_of(&bytes);
     let mut order: Vec<u32> = (0..m.blocks.len() as u32).collect();
     order.sort_by_key(|&b| (m.blocks[b as usize].pack, m.blocks[b as usize].offset));
     let quarter = order.len() / 4;
@@ -465,13 +465,7 @@ fn a_middle_block(path: &Path) -> (u32, u64, u64) {
         BLOCK_HEADER_LEN as u64 + u64::from(rec.stored_len) > 256 << 10,
         "the block is read past a page"
     );
-    // FORMAT.md §6.1: the packs lie back to back after the image header.
-    let pack_at: u64 = RECORD_LEN as u64
-        + m.packs[..rec.pack as usize]
-            .iter()
-            .map(|p| p.len)
-            .sum::<u64>();
-    let head = pack_at + rec.offset;
+    let head = common::oimg::block_at(&m, b);
     (
         b,
         head,
@@ -483,16 +477,8 @@ fn a_middle_block(path: &Path) -> (u32, u64, u64) {
 fn an_iso_on_a_web_server_is_imported_through_range_reads() {
     use common::http::Server;
     use std::sync::atomic::Ordering;
-    common::kernel::need_iso_capture_tools();
-    let (x, kernel_version) = kernel_package();
-    let root = staging_root(&x, &kernel_version);
     let dir = common::scratch();
-    let iso = dir.path().join("web01.iso");
-    let mut args = vec!["-q"];
-    for d in ["/usr/lib", "/usr/bin", "/usr/sbin", "/usr/lib64"] {
-        args.extend(["--exclude", d]);
-    }
-    common::capture(&root, &iso, &args);
+    let (iso, kernel_version) = small_iso(dir.path());
     let iso_len = std::fs::metadata(&iso).unwrap().len();
     let server = Server::start(&[("images/web01.iso", iso.clone())]);
     let url = server.url("images/web01.iso");

@@ -244,8 +244,7 @@ fn real_iso(dir: &Path) -> PathBuf {
     let (x, version) = kernel_package();
     let root = staging_root(&x, &version);
     let iso = dir.join("system.iso");
-    let excludes = ["/usr/lib", "/usr/bin", "/usr/sbin", "/usr/lib64"];
-    let mut extra: Vec<&str> = excludes.iter().flat_map(|e| ["--exclude", e]).collect();
+    let mut extra = common::kernel::exclude_host_programs();
     extra.push("-q");
     common::capture(&root, &iso, &extra);
     iso

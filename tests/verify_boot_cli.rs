@@ -232,8 +232,7 @@ fn small_iso(work: &std::path::Path) -> std::path::PathBuf {
     let (x, version) = kernel_package();
     let root = staging_root(&x, &version);
     let iso = work.join("system.iso");
-    let excludes = ["/usr/lib", "/usr/bin", "/usr/sbin", "/usr/lib64"];
-    let mut extra: Vec<&str> = excludes.iter().flat_map(|e| ["--exclude", e]).collect();
+    let mut extra = common::kernel::exclude_host_programs();
     extra.push("-q");
     common::capture(&root, &iso, &extra);
     iso

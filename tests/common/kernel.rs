@@ -78,6 +78,19 @@ pub fn kernel_package() -> (PathBuf, String) {
     (x, version)
 }
 
+/// The staging root's host programs and libraries (`staging_root`), left out of a capture
+/// with `--exclude` when a test wants a small payload: the rescue environment is still built
+/// from them (it reads the root's tools, not the payload's).
+pub const HOST_PROGRAM_DIRS: [&str; 4] = ["/usr/lib", "/usr/bin", "/usr/sbin", "/usr/lib64"];
+
+/// `--exclude D` for each of `HOST_PROGRAM_DIRS`.
+pub fn exclude_host_programs() -> Vec<&'static str> {
+    HOST_PROGRAM_DIRS
+        .iter()
+        .flat_map(|d| ["--exclude", *d])
+        .collect()
+}
+
 /// A captured root as an installed merged-/usr Debian looks: the package's kernel and
 /// modules (with the indexes depmod makes at install time) and this host's programs and
 /// libraries (hard links: same filesystem, no copy).

@@ -14,6 +14,7 @@ pub mod http;
 pub mod iso;
 pub mod kernel;
 pub mod loopdev;
+pub mod oimg;
 pub mod s3_gate;
 pub mod sys;
 
