@@ -1,5 +1,5 @@
 //! How sizes and counts are shown to people, the same everywhere: binary units, one decimal;
-//! a noun that agrees with its count.
+//! a noun that agrees with its count; ids and hashes as lower-case hex.
 
 /// `512 B`, `1.5 KiB`, `256.0 MiB`, `3.2 GiB`.
 pub fn human_bytes(n: u64) -> String {
@@ -22,6 +22,16 @@ pub fn human_bytes(n: u64) -> String {
 pub fn count(n: impl Into<u64>, singular: &str, plural: &str) -> String {
     let n = n.into();
     format!("{n} {}", if n == 1 { singular } else { plural })
+}
+
+/// Lower-case hex of `bytes` (ids, hashes and keys in messages and object names).
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use crate::format::manifest::{Manifest, PackRecord};
 use crate::format::records::{FrameHeader, PackHeader, RECORD_LEN};
 use crate::format::source::{RangeRead, read_up_to};
 use crate::format::store_ref::{self, check_pack_owner};
+use crate::units::hex;
 
 /// A byte range of an object (an open file, or an image over HTTP: `format::source`); of an
 /// encrypted image, a sealed stream (FORMAT.md §11.3) read as its plaintext.
@@ -521,11 +522,6 @@ impl Container {
         }
         Ok(v)
     }
-}
-
-/// Lower-case hex of `bytes`.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -288,9 +288,9 @@ impl PayloadReader {
         let object = self.packs.get(i as usize).and_then(Span::object);
         match (store, self.manifest.packs.get(i as usize), object) {
             (Some(_), Some(p), Some(key)) => {
-                format!("pack {} (object {key})", crate::store::names::hex(&p.hash))
+                format!("pack {} (object {key})", crate::units::hex(&p.hash))
             }
-            (Some(_), Some(p), None) => format!("pack {i} ({})", crate::store::names::hex(&p.hash)),
+            (Some(_), Some(p), None) => format!("pack {i} ({})", crate::units::hex(&p.hash)),
             _ => format!("pack {i}"),
         }
     }

@@ -31,14 +31,7 @@ const VERSION_TIME: &str = "%Y%m%dT%H%M%SZ";
 /// Length of a version string: 16 for the time, `-`, 16 hex of the image id.
 pub const VERSION_LEN: usize = 33;
 
-/// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
-}
+pub use crate::units::hex;
 
 /// `N` bytes from exactly `2N` lower-case hex digits.
 pub fn from_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
