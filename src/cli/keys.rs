@@ -232,16 +232,12 @@ impl OutputKeyArgs {
         root: &str,
     ) -> Result<Option<Lock>, KeyError> {
         if self.given() {
-            let encrypt = EncryptArgs {
-                encrypt: true,
-                recipient: self.recipient.clone(),
-                recipient_file: self.recipient_file.clone(),
-            };
-            let new = KeyArgs {
-                passphrase_file: self.new_passphrase_file.clone(),
-                identity: Vec::new(),
-            };
-            return encrypt.new_lock(&new).map(Some);
+            return new_lock(
+                &self.recipient,
+                &self.recipient_file,
+                &self.new_passphrase_file,
+            )
+            .map(Some);
         }
         if !encrypted {
             return Ok(None);
@@ -253,6 +249,27 @@ impl OutputKeyArgs {
             ))
         })
     }
+}
+
+/// A new lock for age `recipient`s and `recipient_file`s, else for the passphrase in
+/// `new_passphrase_file` (its first line), else asked twice on the terminal: what `export`,
+/// `netboot` and `store key add` wrap a key for, apart from the `--passphrase-file` that
+/// unlocked the store.
+pub fn new_lock(
+    recipient: &[String],
+    recipient_file: &[PathBuf],
+    new_passphrase_file: &Option<PathBuf>,
+) -> Result<Lock, KeyError> {
+    let encrypt = EncryptArgs {
+        encrypt: true,
+        recipient: recipient.to_vec(),
+        recipient_file: recipient_file.to_vec(),
+    };
+    let new = KeyArgs {
+        passphrase_file: new_passphrase_file.clone(),
+        identity: Vec::new(),
+    };
+    encrypt.new_lock(&new)
 }
 
 /// The lock of what opened an encrypted store (`export`, STORE.md §6.1): with identities

@@ -135,17 +135,8 @@ fn key_line(k: &KeyObject) -> String {
 
 fn add(a: KeyAddArgs, p: &TermProgress) -> Result<i32, Failure> {
     let store = open(&a.store, &a.net, &a.keys)?;
-    let encrypt = super::keys::EncryptArgs {
-        encrypt: true,
-        recipient: a.recipient.clone(),
-        recipient_file: a.recipient_file.clone(),
-    };
     // The new passphrase comes from its own file: --passphrase-file unlocked the store.
-    let new = super::keys::KeyArgs {
-        passphrase_file: a.new_passphrase_file.clone(),
-        identity: Vec::new(),
-    };
-    let lock = encrypt.new_lock(&new)?;
+    let lock = super::keys::new_lock(&a.recipient, &a.recipient_file, &a.new_passphrase_file)?;
     let id = store.add_key_object(&lock)?;
     p.say(&format!(
         "{}: key object {} added",
