@@ -105,10 +105,11 @@ pub use bootcheck::files::{Fidelity, compare as compare_with_manifest};
 pub use bootcheck::network::{
     network_preflight as boot_check_network_preflight,
     verify_store_version as verify_store_version_boot,
+    verify_store_version_unlocked as verify_store_version_boot_unlocked,
 };
 pub use bootcheck::{
-    AccelChoice, BootCheckOptions, BootReport, FirmwareChoice, NetworkImage, verify_boot,
-    verify_boot_network,
+    AccelChoice, BootCheckOptions, BootReport, ConsoleKey, FirmwareChoice, NetworkImage,
+    verify_boot, verify_boot_network, verify_boot_unlocked,
 };
 // The QEMU runner `verify --boot` uses, and the console lines it watches for: the end-to-end
 // tests boot through the same code.

@@ -12,7 +12,7 @@
 use crate::common;
 use crate::common::e2e;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::garage::Garage;
@@ -228,7 +228,9 @@ fn an_iso_object_restores_a_network_booted_machine_beside_verify_boot_of_a_store
 /// with a blank disk network-boots (SeaBIOS this time: its iPXE is the BIOS build), the agent
 /// asks for the passphrase on the console once its network is up, opens the key set, reads
 /// the sealed version and packs through their presigned URLs by their keyed names, restores,
-/// powers off, and the disk boots and matches the source.
+/// powers off, and the disk boots and matches the source. Beside it `verify --boot` of the
+/// same version proves it on a machine of its own, typing the passphrase at that machine's
+/// prompt, with the passphrase in none of its report, logs or served files.
 #[test]
 fn an_encrypted_store_version_restores_a_network_booted_machine_given_its_passphrase() {
     const PASSPHRASE: &str = "e2e netboot horse battery";
@@ -263,16 +265,8 @@ fn an_encrypted_store_version_restores_a_network_booted_machine_given_its_passph
     )
     .ok();
     // The passphrase is nowhere in what is served (the key set is wrapped for it).
-    for f in std::fs::read_dir(&dir).expect("read the netboot directory") {
-        let f = f.expect("netboot directory entry").path();
-        let bytes = std::fs::read(&f).expect("read a netboot file");
-        let p = PASSPHRASE.as_bytes();
-        assert!(
-            !bytes.windows(p.len()).any(|w| w == p),
-            "{} holds the passphrase",
-            f.display()
-        );
-    }
+    let holding = files_holding(&dir, PASSPHRASE.as_bytes());
+    assert!(holding.is_empty(), "{holding:?} hold the passphrase");
 
     let target = work.path().join("sealed.img");
     e2e::disk::sparse(&target, TARGET_BYTES);
@@ -288,13 +282,49 @@ fn an_encrypted_store_version_restores_a_network_booted_machine_given_its_passph
         after: ASK,
         line: PASSPHRASE,
     }];
-    let a = vm::boot_net_typing(
-        &machine("netboot-s3-sealed-restore", false, RESTORE_TIMEOUT, &[]),
-        vm::UserNet {
-            bootfile: "http://10.0.2.100/sealed/boot.ipxe",
-            forwards: &forwards,
-        },
-        &typed,
+    // Beside it, `verify --boot` of the same version (docs/VERIFY-BOOT.md "Encrypted
+    // images"): the store unlocked by OSIMAGE_PASSPHRASE, the key set it serves wrapped for
+    // that passphrase, which it types at its own machine's prompt.
+    let verify_work = work.path().join("verify");
+    std::fs::create_dir(&verify_work).expect("mkdir verify");
+    let (a, b) = vm::with_two_slots(|| {
+        std::thread::scope(|scope| {
+            let b = scope.spawn(|| {
+                VerifyBoot::run_held(series.as_ref(), Firmware::Bios, &verify_work, &[], &pairs)
+            });
+            let a = vm::boot_held_typing(
+                &machine("netboot-s3-sealed-restore", false, RESTORE_TIMEOUT, &[]),
+                Some(vm::UserNet {
+                    bootfile: "http://10.0.2.100/sealed/boot.ipxe",
+                    forwards: &forwards,
+                }),
+                &typed,
+            );
+            (a, b.join().expect("verify --boot's thread panicked"))
+        })
+    });
+    b.assert_passed(s, Firmware::Bios);
+    b.first_boot(Firmware::Bios, &["/=/dev/vda3"]);
+    b.assert_files_equal(5000);
+    let b_console = b.console("restore");
+    for want in [
+        "OSIMAGE-RESTORE-WAITING passphrase",
+        "osimage: image unlocked",
+    ] {
+        assert!(
+            b_console.contains(want),
+            "verify --boot's machine: `{want}` not on the console: {}",
+            b.pretty()
+        );
+    }
+    assert!(
+        !b.pretty().contains(PASSPHRASE),
+        "the passphrase is in the report"
+    );
+    let holding = files_holding(&verify_work, PASSPHRASE.as_bytes());
+    assert!(
+        holding.is_empty(),
+        "the passphrase is in verify --boot's kept files {holding:?}"
     );
     assert!(!a.console.contains(FAILED), "{}", a.describe());
     for want in [
@@ -341,4 +371,25 @@ fn an_encrypted_store_version_restores_a_network_booted_machine_given_its_passph
     let cmp = work.path().join("compare");
     std::fs::create_dir(&cmp).expect("mkdir compare");
     same_disk(s, &target, &cmp);
+}
+
+/// The files under `dir` holding `needle`, scratch disks (`disk-*.img`) left out.
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if p.is_dir() {
+            found.extend(files_holding(&p, needle));
+        } else if !(name.starts_with("disk-") && name.ends_with(".img")) {
+            let bytes = std::fs::read(&p).unwrap_or_default();
+            if bytes.windows(needle.len()).any(|w| w == needle) {
+                found.push(p);
+            }
+        }
+    }
+    found
 }

@@ -52,7 +52,7 @@ fn restores_and_boots(fw: Firmware) {
     if fw == Firmware::UefiSecureBoot {
         // the rescue environment's own view (its console log is kept with --keep)
         assert!(
-            logs_containing(work.path(), "osimage: firmware UEFI, Secure Boot on") > 0,
+            e2e::logs_containing(work.path(), "osimage: firmware UEFI, Secure Boot on") > 0,
             "the rescue environment did not report Secure Boot on: {}",
             v.pretty()
         );
@@ -61,7 +61,7 @@ fn restores_and_boots(fw: Firmware) {
         // the NVRAM boot entry the restore added, as the firmware lists it back (the restore
         // summary on the rescue console quotes efibootmgr's `BootXXXX* LABEL` line)
         assert!(
-            logs_containing(work.path(), "efibootmgr lists Boot") > 0,
+            e2e::logs_containing(work.path(), "efibootmgr lists Boot") > 0,
             "{}: no NVRAM boot entry listed after the restore: {}",
             fw.name(),
             v.pretty()
@@ -74,26 +74,6 @@ fn restores_and_boots(fw: Firmware) {
         &format!("host comparison ({})", fw.name()),
         started.elapsed(),
     );
-}
-
-/// How many `*.log` files under `dir` contain `text`.
-fn logs_containing(dir: &Path, text: &str) -> usize {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    rd.flatten()
-        .map(|e| {
-            let p = e.path();
-            if p.is_dir() {
-                logs_containing(&p, text)
-            } else if p.extension().is_some_and(|x| x == "log") {
-                let bytes = std::fs::read(&p).unwrap_or_default();
-                usize::from(String::from_utf8_lossy(&bytes).contains(text))
-            } else {
-                0
-            }
-        })
-        .sum()
 }
 
 #[test]

@@ -57,6 +57,8 @@ pub(super) struct Context<'a> {
     pub medium: &'a Prepared<'a>,
     pub manifest: &'a Manifest,
     pub layout: &'a DiskLayout,
+    /// Typed at the rescue agent's prompt (an encrypted image or store version).
+    pub key: Option<&'a super::key::ConsoleKey>,
     pub work: &'a Path,
     pub disk_bytes: u64,
     pub accel: Accel,
@@ -212,11 +214,22 @@ impl Context<'_> {
         run: &mut FirmwareRun,
     ) -> Result<bool, BootCheckError> {
         let logs = self.logs();
+        // A wrong key fails at once; the agent's question for the key is answered, not a
+        // failure (`vm::run_typing`).
         let fail_on = [
             console::RESTORE_FAILED,
             console::RESTORE_WAITING,
             console::KERNEL_PANIC,
+            super::key::KEY_WRONG,
         ];
+        let script: Vec<vm::Typed> = self
+            .key
+            .iter()
+            .map(|k| vm::Typed {
+                after: super::key::KEY_WAITING,
+                line: k.line(),
+            })
+            .collect();
         let milestones = [console::RESCUE_READY, console::RESTORE_DONE];
         let mut spec = self.spec(format!("restore-{}", fw.name()), fw, &logs);
         let bootfile = Served::bootfile();
@@ -242,7 +255,7 @@ impl Context<'_> {
         }];
         spec.fail_on = &fail_on;
         spec.milestones = &milestones;
-        let o = vm::run(&spec)?;
+        let o = vm::run_typing(&spec, &script)?;
         let vm_failure = self.vm_level(&o);
         let Some(ready) = o.milestones[0] else {
             if let Some(m) = vm_failure {

@@ -13,6 +13,7 @@ pub mod console;
 mod cycle;
 pub mod files;
 pub mod firstboot;
+pub mod key;
 pub mod network;
 pub mod report;
 pub mod scratch;
@@ -26,6 +27,7 @@ use crate::iso::IsoReader;
 use crate::layout::{DiskLayout, Firmware as RecordedFirmware};
 use crate::payload::reader::PayloadReader;
 pub use accel::{Accel, AccelChoice};
+pub use key::ConsoleKey;
 pub use network::{NetworkImage, verify_boot_network};
 pub use report::BootReport;
 pub use vm::Firmware;
@@ -194,12 +196,35 @@ pub fn verify_boot(
     opts: &BootCheckOptions,
     say: &dyn Fn(&str),
 ) -> Result<BootReport, BootCheckError> {
-    // An encrypted image's rescue environment asks for its key on the console, which nobody
-    // answers here: such an image is refused by the open, with the reason.
-    let reader = PayloadReader::open(image, &crate::envelope::Unlock::default())
-        .map_err(|e| BootCheckError::Image(format!("{}: {e}", image.display())))?;
+    verify_boot_unlocked(image, &crate::envelope::Unlock::default(), opts, say)
+}
+
+/// [`verify_boot`] of an image that may be encrypted: `unlock` opens it here, and the key that
+/// did (`key::ConsoleKey`) is typed at its rescue agent's prompt in the VM. An encrypted image
+/// `unlock` cannot open is refused by the open, with the reason.
+pub fn verify_boot_unlocked(
+    image: &Path,
+    unlock: &crate::envelope::Unlock,
+    opts: &BootCheckOptions,
+    say: &dyn Fn(&str),
+) -> Result<BootReport, BootCheckError> {
+    let unreadable =
+        |e: crate::format::PayloadError| BootCheckError::Image(format!("{}: {e}", image.display()));
+    let reader = PayloadReader::open(image, unlock).map_err(unreadable)?;
+    let key = if reader.encrypted() {
+        let opens = |u: &crate::envelope::Unlock| PayloadReader::open(image, u).is_ok();
+        Some(key::ConsoleKey::chosen(unlock, &opens).ok_or_else(|| {
+            BootCheckError::Image(format!(
+                "{}: no passphrase or single age key to type at its rescue agent's prompt \
+                 opens it",
+                image.display()
+            ))
+        })?)
+    } else {
+        None
+    };
     check_container(image, &reader)?;
-    let checked = Checked::new(&image.display().to_string(), &reader, opts)?;
+    let checked = Checked::new(&image.display().to_string(), &reader, key.as_ref(), opts)?;
     check_bootable(image, &checked.modes)?;
     run_checked(checked, &cycle::Medium::Cdrom(image), opts, say)
 }
@@ -212,12 +237,15 @@ struct Checked<'a> {
     layout: DiskLayout,
     modes: Vec<Firmware>,
     firmware_note: String,
+    /// Typed at the rescue agent's prompt: the image is encrypted.
+    key: Option<&'a key::ConsoleKey>,
 }
 
 impl<'a> Checked<'a> {
     fn new(
         shown: &str,
         reader: &'a PayloadReader,
+        key: Option<&'a key::ConsoleKey>,
         opts: &BootCheckOptions,
     ) -> Result<Checked<'a>, BootCheckError> {
         let layout =
@@ -239,6 +267,7 @@ impl<'a> Checked<'a> {
             layout,
             modes,
             firmware_note,
+            key,
         })
     }
 }
@@ -280,6 +309,7 @@ fn run_checked(
         medium: &medium,
         manifest: c.manifest,
         layout: &c.layout,
+        key: c.key,
         work: work.path(),
         disk_bytes,
         accel,

@@ -9,6 +9,7 @@
 use std::path::Path;
 
 use super::cycle::Medium;
+use super::key::ConsoleKey;
 use super::{
     BootCheckError, BootCheckOptions, BootReport, Checked, FirmwareChoice, on_path, run_checked,
 };
@@ -33,6 +34,9 @@ pub struct NetworkImage<'a> {
     /// Writes the netboot files (`boot.ipxe`, `vmlinuz`, `initrd.img`) into a directory that
     /// does not exist yet, with URLs presigned for [`network_preflight`]'s address.
     pub write_files: &'a dyn Fn(&Path) -> Result<(), String>,
+    /// An encrypted version: the key its rescue agent is asked for (the served key set is
+    /// wrapped for it), typed at the prompt.
+    pub key: Option<&'a super::key::ConsoleKey>,
 }
 
 /// What is checked before the store is read: `opts` can boot from the network here, and the
@@ -99,7 +103,7 @@ pub fn verify_boot_network(
             img.shown, img.relay_to.0, img.relay_to.1, img.endpoint
         )));
     }
-    let checked = Checked::new(&img.shown, img.reader, opts)?;
+    let checked = Checked::new(&img.shown, img.reader, img.key, opts)?;
     let medium = Medium::Network {
         write_files: img.write_files,
         relay_to: &img.relay_to,
@@ -118,15 +122,49 @@ pub fn verify_store_version(
     opts: &BootCheckOptions,
     say: &dyn Fn(&str),
 ) -> Result<BootReport, BootCheckError> {
+    let unlock = crate::envelope::Unlock::default();
+    verify_store_version_unlocked(store, series, version, &unlock, opts, say)
+}
+
+/// [`verify_store_version`] of a store that may be encrypted (opened with `unlock`): the
+/// served `source.conf` carries the version's key set wrapped for the passphrase or the one
+/// age key that `unlock` holds (STORE.md §6.1 "The key set"), which is typed at the agent's
+/// prompt in the VM.
+pub fn verify_store_version_unlocked(
+    store: &crate::store::Store,
+    series: &str,
+    version: &str,
+    unlock: &crate::envelope::Unlock,
+    opts: &BootCheckOptions,
+    say: &dyn Fn(&str),
+) -> Result<BootReport, BootCheckError> {
+    let key = match store.keys {
+        Some(_) => Some(ConsoleKey::chosen(unlock, &|_| true).ok_or_else(|| {
+            BootCheckError::Image(format!(
+                "{}/{series}@{version}: an encrypted store, and no passphrase or age key to \
+                 type at the rescue agent's prompt",
+                store.root
+            ))
+        })?),
+        None => None,
+    };
+    let lock = key.as_ref().map(ConsoleKey::lock);
     let endpoint = store.client.endpoint();
     let (guest, relay_to) = network_preflight(&endpoint, opts)?;
     // The URLs outlive every boot the check may make (three per firmware mode at most).
     let ttl = (opts.timeout * 3 + std::time::Duration::from_secs(3600))
         .min(crate::remote::s3::PRESIGN_MAX);
     let expires = chrono::Utc::now() + ttl;
-    let v =
-        crate::store::netboot::presigned(store, series, version, ttl, expires, Some(&guest), None)
-            .map_err(|e| BootCheckError::Image(e.to_string()))?;
+    let v = crate::store::netboot::presigned(
+        store,
+        series,
+        version,
+        ttl,
+        expires,
+        Some(&guest),
+        lock.as_ref(),
+    )
+    .map_err(|e| BootCheckError::Image(e.to_string()))?;
     let write_files = |dir: &Path| {
         crate::netboot::store::write_store_netboot_dir(
             &crate::netboot::store::StoreNetbootRequest {
@@ -150,6 +188,7 @@ pub fn verify_store_version(
         endpoint,
         relay_to,
         write_files: &write_files,
+        key: key.as_ref(),
     };
     verify_boot_network(&image, opts, say)
 }

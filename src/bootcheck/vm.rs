@@ -578,6 +578,24 @@ fn line_with(console: &str, needle: &str) -> String {
     super::console::line_with(console, needle).unwrap_or_else(|| needle.to_string())
 }
 
+/// The first console line holding a `fail_on` text, cleaned; a line that also holds one of
+/// `script`'s prompts is a question the script answers, not a failure (the rescue agent's
+/// `OSIMAGE-RESTORE-WAITING passphrase` when the key is typed).
+fn failure_line(console: &str, fail_on: &[&str], script: &[Typed]) -> Option<String> {
+    if !fail_on.iter().any(|f| console.contains(f)) {
+        return None;
+    }
+    console
+        .lines()
+        .find(|l| {
+            fail_on.iter().any(|f| l.contains(f))
+                && !script
+                    .iter()
+                    .any(|t| !t.after.is_empty() && l.contains(t.after))
+        })
+        .map(|l| super::console::clean(l).trim().to_string())
+}
+
 /// Polls the VM, its console and QEMU's stderr until it ends.
 fn watch(
     child: &mut Child,
@@ -608,8 +626,8 @@ fn watch(
             }
         }
         if verdict.is_none() {
-            if let Some(f) = spec.fail_on.iter().find(|f| console.contains(*f)) {
-                verdict = Some((Ended::Failed(line_with(&console, f)), Instant::now()));
+            if let Some(line) = failure_line(&console, spec.fail_on, keyboard.script) {
+                verdict = Some((Ended::Failed(line), Instant::now()));
             } else if let Some(s) = spec.stop_on.iter().find(|s| console.contains(*s)) {
                 verdict = Some((Ended::Stopped(line_with(&console, s)), Instant::now()));
             } else if let Some(m) = qemu_error(&std::fs::read_to_string(stderr).unwrap_or_default())

@@ -412,7 +412,10 @@ pub struct VerifyArgs {
     /// qemu-system-x86 (and ovmf for UEFI), mtools. A version in an image store
     /// (s3://BUCKET/PREFIX/NAME[@VERSION], on a plain-HTTP endpoint) restores the way a
     /// fleet's machines do: the VM boots from the network (iPXE) with the netboot files and
-    /// reads the store through presigned URLs, under a Read lock on the store.
+    /// reads the store through presigned URLs, under a Read lock on the store. An encrypted
+    /// image or store takes its key as the other readers do (--passphrase-file,
+    /// OSIMAGE_PASSPHRASE, --identity, or asked), and that key is typed at the rescue
+    /// agent's prompt in the VM.
     #[arg(long)]
     pub boot: bool,
     /// Firmware to boot with (default: the mode the source booted with; for an offline

@@ -7,7 +7,7 @@ use super::args::VerifyArgs;
 use super::progress::TermProgress;
 use super::read_lock::ReadLock;
 use super::source;
-use osimage::{BootCheckOptions, verify_boot};
+use osimage::{BootCheckOptions, verify_boot_unlocked};
 
 /// `verify --boot --json`: `"boot": true` and the report's fields (docs/JSON.md).
 #[derive(serde::Serialize)]
@@ -19,7 +19,10 @@ struct BootJson<'a> {
 
 pub(super) fn run(a: VerifyArgs, p: &TermProgress) -> Result<i32, Failure> {
     let opts = options(&a);
-    let report = verify_boot(&a.image, &opts, &|line| p.say(line))?;
+    // An encrypted image: opened here with the key given (or asked for), which is then typed
+    // at its rescue agent's prompt in the VM.
+    let unlock = a.keys.unlock()?;
+    let report = verify_boot_unlocked(&a.image, &unlock, &opts, &|line| p.say(line))?;
     print_report(&report, a.json)
 }
 
@@ -35,13 +38,19 @@ pub(super) fn run_store(
     // refused before anything is read: options a network boot cannot have, an HTTPS store
     let endpoint = client.endpoint();
     osimage::boot_check_network_preflight(&endpoint, &opts)?;
-    let store = osimage::store::Store::open(client, address.root.clone(), "verify --boot")?;
+    // An encrypted store is unlocked before anything of it is read or any lock written.
+    let unlock = a.keys.unlock()?;
+    let store = osimage::store::Store::open_unlocked(client, address.root.clone(), &unlock)?;
     let lock = ReadLock::take(&store, &address.series, a.lock)?;
     let version = source::version_named(&store, address)?;
-    let report =
-        osimage::verify_store_version_boot(&store, &address.series, &version, &opts, &|line| {
-            p.say(line)
-        });
+    let report = osimage::verify_store_version_boot_unlocked(
+        &store,
+        &address.series,
+        &version,
+        &unlock,
+        &opts,
+        &|line| p.say(line),
+    );
     if let Some(lock) = lock {
         lock.release(p);
     }

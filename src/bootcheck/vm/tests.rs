@@ -283,3 +283,32 @@ fn a_missing_prompt_types_nothing() {
     assert!(!console.contains("TYPED"), "{console}");
     assert!(kb.typed.is_empty());
 }
+
+/// A prompt the script answers is no failure even when it holds a `fail_on` text (the
+/// agent's `OSIMAGE-RESTORE-WAITING passphrase` when `verify --boot` types the key); any
+/// other line holding one is, and an empty prompt exempts nothing.
+#[test]
+fn answered_prompts_are_not_failures() {
+    let fail_on = ["OSIMAGE-RESTORE-WAITING", "OSIMAGE-RESTORE-FAILED"];
+    let key = [Typed {
+        after: "OSIMAGE-RESTORE-WAITING passphrase",
+        line: "secret",
+    }];
+    let asked = "boot\nOSIMAGE-RESTORE-WAITING passphrase (the image is encrypted)\nosimage: image unlocked\n";
+    assert_eq!(failure_line(asked, &fail_on, &key), None);
+    assert_eq!(
+        failure_line(asked, &fail_on, &[]).as_deref(),
+        Some("OSIMAGE-RESTORE-WAITING passphrase (the image is encrypted)")
+    );
+    let other = format!("{asked}OSIMAGE-RESTORE-WAITING 2 empty disks big enough\n");
+    assert_eq!(
+        failure_line(&other, &fail_on, &key).as_deref(),
+        Some("OSIMAGE-RESTORE-WAITING 2 empty disks big enough")
+    );
+    let empty = [Typed {
+        after: "",
+        line: "x",
+    }];
+    assert!(failure_line(asked, &fail_on, &empty).is_some());
+    assert_eq!(failure_line("all well\n", &fail_on, &key), None);
+}

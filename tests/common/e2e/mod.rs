@@ -81,3 +81,23 @@ pub fn phase_time(phase: &str, took: Duration) {
         let _ = writeln!(f, "{line}");
     }
 }
+
+/// How many `*.log` files under `dir` contain `text`.
+pub fn logs_containing(dir: &Path, text: &str) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                logs_containing(&p, text)
+            } else if p.extension().is_some_and(|x| x == "log") {
+                let bytes = std::fs::read(&p).unwrap_or_default();
+                usize::from(String::from_utf8_lossy(&bytes).contains(text))
+            } else {
+                0
+            }
+        })
+        .sum()
+}

@@ -89,6 +89,11 @@ pub fn boot_held(b: &Boot, net: Option<UserNet>) -> Outcome {
     run_unlocked(b, None, &[], net)
 }
 
+/// [`boot_held`] typing `script` into the serial console.
+pub fn boot_held_typing(b: &Boot, net: Option<UserNet>, script: &[Typed]) -> Outcome {
+    run_unlocked(b, None, script, net)
+}
+
 fn boot_with(
     b: &Boot,
     kernel: Option<DirectKernel>,

@@ -1,0 +1,99 @@
+//! The key `verify --boot` types at the rescue agent's prompt for an encrypted image or store
+//! version (docs/VERIFY-BOOT.md "Encrypted images"): the passphrase, or one age secret key,
+//! that opened it on the host. The agent reads either from one console line
+//! (src/agent/unlock.rs) with echo off, so the key reaches neither QEMU's command line, the
+//! console log, the report nor the netboot files.
+
+use age::secrecy::{ExposeSecret, SecretString};
+
+use crate::envelope::Unlock;
+use crate::envelope::keys::Lock;
+
+/// The agent's line before it asks (src/agent/unlock.rs); the key is typed once it appears.
+pub const KEY_WAITING: &str = "OSIMAGE-RESTORE-WAITING passphrase";
+/// The agent's answer to a key that does not open the image.
+pub const KEY_WRONG: &str = "osimage: wrong passphrase or key";
+
+/// One console line that opens the image: a passphrase or an `AGE-SECRET-KEY-1…`.
+pub struct ConsoleKey(SecretString);
+
+impl std::fmt::Debug for ConsoleKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConsoleKey(..)")
+    }
+}
+
+impl ConsoleKey {
+    /// From what unlocked the image on the host: the passphrase given or asked for, else the
+    /// first of the identities that `opens` accepts alone (an identity file may hold keys of
+    /// other images). `None` when nothing in `unlock` opens it.
+    pub fn chosen(unlock: &Unlock, opens: &dyn Fn(&Unlock) -> bool) -> Option<ConsoleKey> {
+        let asked = unlock.asked.lock().ok().and_then(|a| a.clone());
+        if let Some(p) = unlock.passphrase.clone().or(asked) {
+            return Some(ConsoleKey(p));
+        }
+        unlock.identities.iter().find_map(|id| {
+            let alone = Unlock {
+                identities: vec![id.clone()],
+                ..Unlock::default()
+            };
+            opens(&alone).then(|| ConsoleKey(id.to_string()))
+        })
+    }
+
+    /// What a store version's key set is wrapped for in the served `source.conf`: this key
+    /// alone.
+    pub fn lock(&self) -> Lock {
+        match self.0.expose_secret().parse::<age::x25519::Identity>() {
+            Ok(id) if self.0.expose_secret().starts_with("AGE-SECRET-KEY-") => {
+                Lock::Recipients(vec![id.to_public()])
+            }
+            _ => Lock::Passphrase(self.0.clone()),
+        }
+    }
+
+    /// The line as typed (without its line end).
+    pub fn line(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_passphrase_comes_first_then_the_identity_that_opens() {
+        let pass = Unlock {
+            passphrase: Some(SecretString::from("correct horse".to_string())),
+            ..Unlock::default()
+        };
+        let k = ConsoleKey::chosen(&pass, &|_| false).expect("a passphrase is typed as given");
+        assert_eq!(k.line(), "correct horse");
+        assert!(matches!(k.lock(), Lock::Passphrase(_)));
+
+        let (a, b) = (
+            age::x25519::Identity::generate(),
+            age::x25519::Identity::generate(),
+        );
+        let b_public = b.to_public().to_string();
+        let ids = Unlock {
+            identities: vec![a, b.clone()],
+            ..Unlock::default()
+        };
+        let opens = |u: &Unlock| {
+            u.identities
+                .iter()
+                .any(|i| i.to_public().to_string() == b_public)
+        };
+        let k = ConsoleKey::chosen(&ids, &opens).expect("b opens it");
+        assert_eq!(k.line(), b.to_string().expose_secret());
+        match k.lock() {
+            Lock::Recipients(r) => assert_eq!(r[0].to_string(), b_public),
+            Lock::Passphrase(_) => panic!("an identity wraps for its recipient"),
+        }
+        assert!(ConsoleKey::chosen(&ids, &|_| false).is_none());
+        assert!(ConsoleKey::chosen(&Unlock::default(), &|_| true).is_none());
+        assert_eq!(format!("{k:?}"), "ConsoleKey(..)");
+    }
+}
