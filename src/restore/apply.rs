@@ -446,12 +446,16 @@ fn fill(cx: &mut ApplyCtx, devices: Vec<PathBuf>) -> Result<(), RestoreError> {
     cx.log
         .say("phase 6/9: unpacking the image (chunks verified as they are read)");
     let started = Instant::now();
+    let cpu_before = super::write_bench::cpu_time();
     unpack(cx, &made)?;
     // Written data reaches the disk now, so a write that fails there (the disk, or an image
     // file's filesystem, is full) stops the restore here, before the log could claim success.
     sync_all(&made, cx.target)?;
     if cx.opts.write_bench {
-        write_bench(cx, &made, started.elapsed())?;
+        let cpu = cpu_before
+            .zip(super::write_bench::cpu_time())
+            .map(|(b, a)| a.saturating_sub(b));
+        write_bench(cx, &made, started.elapsed(), cpu)?;
     }
     for (i, m) in made.iter().enumerate() {
         btrfs::finish_readonly(&m.device, &m.plan.subvolumes, &cx.staging, i)?;
@@ -478,7 +482,12 @@ fn fill(cx: &mut ApplyCtx, devices: Vec<PathBuf>) -> Result<(), RestoreError> {
 }
 
 /// `osimage.bench=dd`: dd writes the unpack's bytes into the filesystem that took the most.
-fn write_bench(cx: &ApplyCtx, made: &[Made], unpack: Duration) -> Result<(), RestoreError> {
+fn write_bench(
+    cx: &ApplyCtx,
+    made: &[Made],
+    unpack: Duration,
+    unpack_cpu: Option<Duration>,
+) -> Result<(), RestoreError> {
     let bytes: u64 = cx.report.filesystems.iter().map(|f| f.bytes).sum();
     let largest = made
         .iter()
@@ -495,7 +504,12 @@ fn write_bench(cx: &ApplyCtx, made: &[Made], unpack: Duration) -> Result<(), Res
         size(bytes),
         m.plan.mount_point
     ));
-    let line = super::write_bench::dd_beside(&m.dir, bytes, unpack)?;
+    let mut line = super::write_bench::dd_beside(&m.dir, bytes, unpack)?;
+    line.push_str(&super::write_bench::cpu_split(
+        cx.reader,
+        cx.opts.threads.max(1),
+        unpack_cpu,
+    )?);
     cx.log.say(&line);
     Ok(())
 }

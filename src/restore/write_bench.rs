@@ -51,6 +51,51 @@ pub(super) fn dd_beside(dir: &Path, bytes: u64, unpack: Duration) -> Result<Stri
     Ok(line(bytes, unpack, mib << 20, took))
 }
 
+/// The CPU time this process has used so far, all its threads, user and system
+/// (`/proc/self/stat`'s utime and stime); `None` where /proc cannot say.
+pub(super) fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_of_stat(&stat, rustix::param::clock_ticks_per_second())
+}
+
+/// utime + stime of a `/proc/PID/stat` line (fields 14 and 15; the name in field 2 may hold
+/// spaces and parentheses, so fields are counted after its last `)`).
+fn cpu_of_stat(stat: &str, ticks_per_second: u64) -> Option<Duration> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_secs_f64(
+        ticks as f64 / ticks_per_second.max(1) as f64,
+    ))
+}
+
+/// What the bench line adds after the ratio: the unpack's CPU time (`unpack_cpu`) on this
+/// machine's CPUs, then the same image's chunks read, decompressed and checked once more with
+/// no writes (`payload::verify`, its data now in the page cache), timed with its CPU time: how
+/// much of the unpack's time is that CPU work and not the disk (docs/PERFORMANCE.md "Agent
+/// unpack against dd").
+pub(super) fn cpu_split(
+    reader: &crate::payload::reader::PayloadReader,
+    threads: usize,
+    unpack_cpu: Option<Duration>,
+) -> Result<String, RestoreError> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let before = cpu_time();
+    let started = Instant::now();
+    let report = crate::payload::verify::verify(reader, threads, &crate::progress::NoProgress)?;
+    let took = started.elapsed();
+    let cpu = before.zip(cpu_time()).map(|(b, a)| a.saturating_sub(b));
+    let secs =
+        |d: Option<Duration>| d.map_or("?".to_string(), |d| format!("{:.1}", d.as_secs_f64()));
+    Ok(format!(
+        "; unpack CPU {} s on {cpus} CPUs; read+check alone {:.1} s (CPU {} s{})",
+        secs(unpack_cpu),
+        took.as_secs_f64(),
+        secs(cpu),
+        if report.ok() { "" } else { ", problems found" }
+    ))
+}
+
 /// `dd` on PATH, else busybox's (the rescue environment has busybox).
 fn dd_program() -> &'static str {
     if crate::sys::on_path("dd") {
@@ -102,6 +147,18 @@ mod tests {
             l,
             "OSIMAGE-BENCH unpack 100.0 MiB in 20.0 s (5.0 MiB/s); dd 100.0 MiB in 10.0 s (10.0 MiB/s); ratio 2.00"
         );
+    }
+
+    #[test]
+    fn cpu_time_is_utime_plus_stime_counted_after_the_name() {
+        let stat = "4242 (a (b) c) R 1 2 3 4 5 6 7 8 9 10 150 50 0 0 20 0 3 0";
+        assert_eq!(
+            cpu_of_stat(stat, 100),
+            Some(Duration::from_secs(2)),
+            "150 + 50 ticks at 100 a second"
+        );
+        assert_eq!(cpu_of_stat("4242 (x) R 1", 100), None);
+        assert!(cpu_time().is_some());
     }
 
     #[test]
