@@ -446,15 +446,15 @@ fn fill(cx: &mut ApplyCtx, devices: Vec<PathBuf>) -> Result<(), RestoreError> {
     cx.log
         .say("phase 6/9: unpacking the image (chunks verified as they are read)");
     let started = Instant::now();
-    let cpu_before = super::write_bench::cpu_time();
+    let cpu_before = super::write_bench::Cpu::now();
     unpack(cx, &made)?;
     // Written data reaches the disk now, so a write that fails there (the disk, or an image
     // file's filesystem, is full) stops the restore here, before the log could claim success.
     sync_all(&made, cx.target)?;
     if cx.opts.write_bench {
         let cpu = cpu_before
-            .zip(super::write_bench::cpu_time())
-            .map(|(b, a)| a.saturating_sub(b));
+            .zip(super::write_bench::Cpu::now())
+            .map(|(b, a)| b.until(a));
         write_bench(cx, &made, started.elapsed(), cpu)?;
     }
     for (i, m) in made.iter().enumerate() {
@@ -486,7 +486,7 @@ fn write_bench(
     cx: &ApplyCtx,
     made: &[Made],
     unpack: Duration,
-    unpack_cpu: Option<Duration>,
+    unpack_cpu: Option<super::write_bench::Cpu>,
 ) -> Result<(), RestoreError> {
     let bytes: u64 = cx.report.filesystems.iter().map(|f| f.bytes).sum();
     let largest = made

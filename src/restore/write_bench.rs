@@ -51,48 +51,100 @@ pub(super) fn dd_beside(dir: &Path, bytes: u64, unpack: Duration) -> Result<Stri
     Ok(line(bytes, unpack, mib << 20, took))
 }
 
-/// The CPU time this process has used so far, all its threads, user and system
-/// (`/proc/self/stat`'s utime and stime); `None` where /proc cannot say.
-pub(super) fn cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    cpu_of_stat(&stat, rustix::param::clock_ticks_per_second())
+/// CPU time a process used, user and system (all its threads).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Cpu {
+    pub user: Duration,
+    pub system: Duration,
 }
 
-/// utime + stime of a `/proc/PID/stat` line (fields 14 and 15; the name in field 2 may hold
-/// spaces and parentheses, so fields are counted after its last `)`).
-fn cpu_of_stat(stat: &str, ticks_per_second: u64) -> Option<Duration> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_secs_f64(
-        ticks as f64 / ticks_per_second.max(1) as f64,
-    ))
+impl Cpu {
+    /// This process's so far (`/proc/self/stat`'s utime and stime); `None` where /proc
+    /// cannot say.
+    pub fn now() -> Option<Cpu> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        Cpu::of_stat(&stat, rustix::param::clock_ticks_per_second())
+    }
+
+    /// utime and stime of a `/proc/PID/stat` line (fields 14 and 15; the name in field 2 may
+    /// hold spaces and parentheses, so fields are counted after its last `)`).
+    fn of_stat(stat: &str, ticks_per_second: u64) -> Option<Cpu> {
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let secs = |i: usize| -> Option<Duration> {
+            let ticks = f.get(i)?.parse::<u64>().ok()?;
+            Some(Duration::from_secs_f64(
+                ticks as f64 / ticks_per_second.max(1) as f64,
+            ))
+        };
+        Some(Cpu {
+            user: secs(11)?,
+            system: secs(12)?,
+        })
+    }
+
+    /// What was used between `self` and `later`.
+    pub fn until(self, later: Cpu) -> Cpu {
+        Cpu {
+            user: later.user.saturating_sub(self.user),
+            system: later.system.saturating_sub(self.system),
+        }
+    }
+
+    /// Measures `f`: its wall time and this process's CPU time meanwhile.
+    fn of<T>(f: impl FnOnce() -> T) -> (T, Duration, Option<Cpu>) {
+        let before = Cpu::now();
+        let started = Instant::now();
+        let out = f();
+        let took = started.elapsed();
+        (out, took, before.zip(Cpu::now()).map(|(b, a)| b.until(a)))
+    }
 }
 
-/// What the bench line adds after the ratio: the unpack's CPU time (`unpack_cpu`) on this
-/// machine's CPUs, then the same image's chunks read, decompressed and checked once more with
-/// no writes (`payload::verify`, its data now in the page cache), timed with its CPU time: how
-/// much of the unpack's time is that CPU work and not the disk (docs/PERFORMANCE.md "Agent
-/// unpack against dd").
+impl std::fmt::Display for Cpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "CPU {:.1} s: user {:.1}, system {:.1}",
+            (self.user + self.system).as_secs_f64(),
+            self.user.as_secs_f64(),
+            self.system.as_secs_f64()
+        )
+    }
+}
+
+/// What the bench line adds after the ratio, to split the unpack's time (docs/PERFORMANCE.md
+/// "Agent unpack against dd"): its CPU time (`unpack_cpu`) on this machine's CPUs; then the
+/// same image's chunks read, decompressed and checked with no writes (`payload::verify`)
+/// twice, first from the medium (the page cache dropped), then from the page cache. The first
+/// less the second is reading the medium, the second the checking; the unpack less the first
+/// is making the files and writing them.
 pub(super) fn cpu_split(
     reader: &crate::payload::reader::PayloadReader,
     threads: usize,
-    unpack_cpu: Option<Duration>,
+    unpack_cpu: Option<Cpu>,
 ) -> Result<String, RestoreError> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let before = cpu_time();
-    let started = Instant::now();
-    let report = crate::payload::verify::verify(reader, threads, &crate::progress::NoProgress)?;
-    let took = started.elapsed();
-    let cpu = before.zip(cpu_time()).map(|(b, a)| a.saturating_sub(b));
-    let secs =
-        |d: Option<Duration>| d.map_or("?".to_string(), |d| format!("{:.1}", d.as_secs_f64()));
+    let check = || crate::payload::verify::verify(reader, threads, &crate::progress::NoProgress);
+    let dropped = std::fs::write("/proc/sys/vm/drop_caches", "3\n").is_ok();
+    let (cold, cold_took, cold_cpu) = Cpu::of(check);
+    let (warm, warm_took, warm_cpu) = Cpu::of(check);
+    let problems = !cold?.ok() || !warm?.ok();
+    let cpu = |c: Option<Cpu>| c.map_or("CPU ?".to_string(), |c| c.to_string());
     Ok(format!(
-        "; unpack CPU {} s on {cpus} CPUs; read+check alone {:.1} s (CPU {} s{})",
-        secs(unpack_cpu),
-        took.as_secs_f64(),
-        secs(cpu),
-        if report.ok() { "" } else { ", problems found" }
+        "; unpack {} on {cpus} CPUs; read+check {} {:.1} s ({}); again from the page cache \
+         {:.1} s ({}){}",
+        cpu(unpack_cpu),
+        if dropped {
+            "from the medium"
+        } else {
+            "(page cache not dropped)"
+        },
+        cold_took.as_secs_f64(),
+        cpu(cold_cpu),
+        warm_took.as_secs_f64(),
+        cpu(warm_cpu),
+        if problems { "; problems found" } else { "" }
     ))
 }
 
@@ -150,15 +202,24 @@ mod tests {
     }
 
     #[test]
-    fn cpu_time_is_utime_plus_stime_counted_after_the_name() {
+    fn cpu_time_is_utime_and_stime_counted_after_the_name() {
         let stat = "4242 (a (b) c) R 1 2 3 4 5 6 7 8 9 10 150 50 0 0 20 0 3 0";
+        let c = Cpu::of_stat(stat, 100).expect("a whole line");
         assert_eq!(
-            cpu_of_stat(stat, 100),
-            Some(Duration::from_secs(2)),
-            "150 + 50 ticks at 100 a second"
+            (c.user, c.system),
+            (Duration::from_millis(1500), Duration::from_millis(500))
         );
-        assert_eq!(cpu_of_stat("4242 (x) R 1", 100), None);
-        assert!(cpu_time().is_some());
+        assert_eq!(c.to_string(), "CPU 2.0 s: user 1.5, system 0.5");
+        let later = Cpu {
+            user: Duration::from_secs(4),
+            system: Duration::from_secs(1),
+        };
+        assert_eq!(
+            c.until(later).to_string(),
+            "CPU 3.0 s: user 2.5, system 0.5"
+        );
+        assert_eq!(Cpu::of_stat("4242 (x) R 1", 100), None);
+        assert!(Cpu::now().is_some());
     }
 
     #[test]
