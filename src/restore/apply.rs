@@ -504,11 +504,16 @@ fn write_bench(
         size(bytes),
         m.plan.mount_point
     ));
+    let children = super::write_bench::Cpu::children_now();
     let mut line = super::write_bench::dd_beside(&m.dir, bytes, unpack)?;
+    let dd_cpu = children
+        .zip(super::write_bench::Cpu::children_now())
+        .map(|(b, a)| b.until(a));
     line.push_str(&super::write_bench::cpu_split(
         cx.reader,
         cx.opts.threads.max(1),
         unpack_cpu,
+        dd_cpu,
     )?);
     cx.log.say(&line);
     Ok(())

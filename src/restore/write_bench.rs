@@ -62,13 +62,30 @@ impl Cpu {
     /// This process's so far (`/proc/self/stat`'s utime and stime); `None` where /proc
     /// cannot say.
     pub fn now() -> Option<Cpu> {
-        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-        Cpu::of_stat(&stat, rustix::param::clock_ticks_per_second())
+        Cpu::of_stat(
+            &Cpu::own_stat()?,
+            rustix::param::clock_ticks_per_second(),
+            11,
+        )
     }
 
-    /// utime and stime of a `/proc/PID/stat` line (fields 14 and 15; the name in field 2 may
-    /// hold spaces and parentheses, so fields are counted after its last `)`).
-    fn of_stat(stat: &str, ticks_per_second: u64) -> Option<Cpu> {
+    /// What this process's children that ended and were waited for used (cutime, cstime).
+    pub fn children_now() -> Option<Cpu> {
+        Cpu::of_stat(
+            &Cpu::own_stat()?,
+            rustix::param::clock_ticks_per_second(),
+            13,
+        )
+    }
+
+    fn own_stat() -> Option<String> {
+        std::fs::read_to_string("/proc/self/stat").ok()
+    }
+
+    /// Two fields of a `/proc/PID/stat` line, user then system time in ticks: `first` 11 is
+    /// utime and stime (fields 14 and 15), 13 cutime and cstime (16 and 17). The name in
+    /// field 2 may hold spaces and parentheses, so fields are counted after its last `)`.
+    fn of_stat(stat: &str, ticks_per_second: u64, first: usize) -> Option<Cpu> {
         let rest = &stat[stat.rfind(')')? + 1..];
         let f: Vec<&str> = rest.split_whitespace().collect();
         let secs = |i: usize| -> Option<Duration> {
@@ -78,8 +95,8 @@ impl Cpu {
             ))
         };
         Some(Cpu {
-            user: secs(11)?,
-            system: secs(12)?,
+            user: secs(first)?,
+            system: secs(first + 1)?,
         })
     }
 
@@ -114,7 +131,8 @@ impl std::fmt::Display for Cpu {
 }
 
 /// What the bench line adds after the ratio, to split the unpack's time (docs/PERFORMANCE.md
-/// "Agent unpack against dd"): its CPU time (`unpack_cpu`) on this machine's CPUs; then the
+/// "Agent unpack against dd"): its CPU time (`unpack_cpu`) and dd's (`dd_cpu`) on this
+/// machine's CPUs; then the
 /// same image's chunks read, decompressed and checked with no writes (`payload::verify`)
 /// twice, first from the medium (the page cache dropped), then from the page cache. The first
 /// less the second is reading the medium, the second the checking; the unpack less the first
@@ -123,6 +141,7 @@ pub(super) fn cpu_split(
     reader: &crate::payload::reader::PayloadReader,
     threads: usize,
     unpack_cpu: Option<Cpu>,
+    dd_cpu: Option<Cpu>,
 ) -> Result<String, RestoreError> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let check = || crate::payload::verify::verify(reader, threads, &crate::progress::NoProgress);
@@ -132,9 +151,10 @@ pub(super) fn cpu_split(
     let problems = !cold?.ok() || !warm?.ok();
     let cpu = |c: Option<Cpu>| c.map_or("CPU ?".to_string(), |c| c.to_string());
     Ok(format!(
-        "; unpack {} on {cpus} CPUs; read+check {} {:.1} s ({}); again from the page cache \
-         {:.1} s ({}){}",
+        "; unpack {}, dd {}, on {cpus} CPUs; read+check {} {:.1} s ({}); again from the page \
+         cache {:.1} s ({}){}",
         cpu(unpack_cpu),
+        cpu(dd_cpu),
         if dropped {
             "from the medium"
         } else {
@@ -204,7 +224,9 @@ mod tests {
     #[test]
     fn cpu_time_is_utime_and_stime_counted_after_the_name() {
         let stat = "4242 (a (b) c) R 1 2 3 4 5 6 7 8 9 10 150 50 0 0 20 0 3 0";
-        let c = Cpu::of_stat(stat, 100).expect("a whole line");
+        let c = Cpu::of_stat(stat, 100, 11).expect("a whole line");
+        let children = Cpu::of_stat(stat, 100, 13).expect("a whole line");
+        assert_eq!(children.to_string(), "CPU 0.0 s: user 0.0, system 0.0");
         assert_eq!(
             (c.user, c.system),
             (Duration::from_millis(1500), Duration::from_millis(500))
@@ -218,8 +240,8 @@ mod tests {
             c.until(later).to_string(),
             "CPU 3.0 s: user 2.5, system 0.5"
         );
-        assert_eq!(Cpu::of_stat("4242 (x) R 1", 100), None);
-        assert!(Cpu::now().is_some());
+        assert_eq!(Cpu::of_stat("4242 (x) R 1", 100, 11), None);
+        assert!(Cpu::now().is_some() && Cpu::children_now().is_some());
     }
 
     #[test]
