@@ -137,4 +137,4 @@ pub use schedule::{
 
 // Reporting and showing.
 pub use progress::{NoProgress, Progress};
-pub use units::{count, human_bytes};
+pub use units::{count, hex, human_bytes};
