@@ -440,6 +440,13 @@ fn a_scheduled_run_unlocks_an_encrypted_store_with_a_key_file_only_root_can_read
     install(&g, &sys, "web01", &series, &["--recipient", &public])
         .usage_error()
         .mentions(b"--recipient does not apply to a store");
+    // A key file others can read is refused by install too, naming it.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    install(&g, &sys, "web01", &series, &["--identity", &key_arg])
+        .fails()
+        .mentions(key_arg.as_bytes())
+        .mentions(b"chmod 0600");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert!(!sys.join("etc").exists(), "a refused install wrote files");
     install(&g, &sys, "web01", &series, &["--identity", &key_arg]).ok();
     let service =
