@@ -540,6 +540,7 @@ fn a_scheduled_run_unlocks_an_encrypted_store_with_a_key_file_only_root_can_read
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     scheduled_run(&g, "web01", &root, &series, &creds)
         .usage_error()
+        .mentions(b"with a key file only root can read, --identity FILE")
         .mentions(b"--passphrase-file FILE");
     assert_eq!(g.keys("vault/"), before);
 }

@@ -71,7 +71,10 @@ pub fn open_store(job: &Job, client: S3Client) -> Result<Store, ScheduleError> {
         }
         (true, None) => {
             return Err(ScheduleError::Argument(format!(
-                "{root} is an encrypted store: a scheduled run unlocks it with a key file                  only root can read, --identity FILE (an age secret key whose public key is                  one of the store's keys: `osimage store key add {root} --recipient age1…`) or                  --passphrase-file FILE (docs/SCHEDULE.md \"Encrypted images and encrypted \
+                "{root} is an encrypted store: a scheduled run unlocks it with a key file \
+                 only root can read, --identity FILE (an age secret key whose public key is \
+                 one of the store's keys: `osimage store key add {root} --recipient age1…`) or \
+                 --passphrase-file FILE (docs/SCHEDULE.md \"Encrypted images and encrypted \
                  stores\")"
             )));
         }
