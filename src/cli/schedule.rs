@@ -40,7 +40,10 @@ pub enum ScheduleCommand {
     /// series' versions beyond --keep (their space comes back with a later `osimage store
     /// prune`). The S3 settings this install finds (AWS_* variables or a profile) are written
     /// to /etc/osimage/schedule-NAME.env, mode 0600, which the unit names (SCHEDULE.md in
-    /// /usr/share/doc/osimage, "Credentials").
+    /// /usr/share/doc/osimage, "Credentials"). An encrypted store is unlocked by each run
+    /// with --identity FILE or --passphrase-file FILE, a file only root can read; images in a
+    /// directory are encrypted with --recipient, which keeps no secret on the machine
+    /// (SCHEDULE.md, "Encrypted images and encrypted stores").
     Install(InstallArgs),
     /// List the installed schedules.
     List(SystemArgs),
