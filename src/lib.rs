@@ -124,10 +124,11 @@ pub use signature::{
 // Scheduled refreshes.
 pub use schedule::credentials::{StoreCredentials, read as schedule_credentials};
 pub use schedule::job::{Dest, ImageFormat, Job, check_name as check_schedule_name};
+pub use schedule::keys::lock as schedule_lock;
 pub use schedule::run::run as run_scheduled;
 pub use schedule::store_run::{
     StoreRunReport, check_verify_boot as check_schedule_verify_boot,
-    run as run_scheduled_into_store,
+    open_store as open_schedule_store, run as run_scheduled_into_store,
 };
 pub use schedule::{
     Backend, InstallPlan, InstallReport, Listed, PlannedFile, RemoveReport, ScheduleError, System,
@@ -137,4 +138,4 @@ pub use schedule::{
 
 // Reporting and showing.
 pub use progress::{NoProgress, Progress};
-pub use units::{count, human_bytes};
+pub use units::{count, hex, human_bytes};

@@ -647,3 +647,83 @@ fn a_scheduled_run_reads_the_config_file_its_unit_names() {
     );
     assert_eq!(common::info_json(&latest)["zstd_level"].as_i64(), Some(7));
 }
+
+#[test]
+fn a_scheduled_iso_encrypted_to_a_recipient_opens_with_its_identity_only() {
+    use age::secrecy::ExposeSecret;
+    common::kernel::need_iso_capture_tools();
+    let (x, version) = common::kernel::kernel_package();
+    let root = common::kernel::staging_root(&x, &version);
+    let scratch = common::scratch();
+    let dest = scratch.path().join("dest");
+    // Only the public key is on the machine: in a recipient file the unit names.
+    let identity = age::x25519::Identity::generate();
+    let id_file = scratch.path().join("me.key");
+    std::fs::write(&id_file, identity.to_string().expose_secret()).expect("write");
+    let recipients = scratch.path().join("recipients.txt");
+    std::fs::write(&recipients, format!("# ops\n{}\n", identity.to_public())).expect("write");
+    let mut a: Vec<&OsStr> = vec![
+        "schedule".as_ref(),
+        "run".as_ref(),
+        "enc".as_ref(),
+        "--dest".as_ref(),
+        dest.as_os_str(),
+        "--keep".as_ref(),
+        "2".as_ref(),
+        "--root".as_ref(),
+        root.as_os_str(),
+        "--recipient-file".as_ref(),
+        recipients.as_os_str(),
+    ];
+    a.extend(
+        common::kernel::exclude_host_programs()
+            .into_iter()
+            .map(OsStr::new),
+    );
+    osimage(a).ok().mentions(
+        b"encrypted to --recipient: the previous image cannot be opened here; full capture",
+    );
+    let latest = dest.join("latest.iso");
+    // Readable with the identity, refused without it.
+    osimage(args(&[
+        "verify".as_ref(),
+        latest.as_os_str(),
+        "--identity".as_ref(),
+        id_file.as_os_str(),
+    ]))
+    .ok();
+    osimage(args(&["info".as_ref(), latest.as_os_str()]))
+        .fails()
+        .mentions(b"--identity");
+    // The unit carries the public key and the file's path, and --recipient goes with a
+    // directory only.
+    let sys = system(scratch.path(), true);
+    let public = identity.to_public().to_string();
+    install(
+        &sys,
+        "enc",
+        "daily",
+        &dest,
+        &["--recipient", &public, "--dry-run"],
+    )
+    .ok()
+    .mentions(format!("\"--recipient\" \"{public}\"").as_bytes());
+    install(
+        &sys,
+        "enc",
+        "daily",
+        &dest,
+        &["--recipient", "age1nope", "--dry-run"],
+    )
+    .usage_error()
+    .mentions(b"not an age public key");
+    install(
+        &sys,
+        "enc",
+        "daily",
+        &dest,
+        &["--identity", id_file.to_str().expect("utf-8")],
+    )
+    .usage_error()
+    .mentions(b"--recipient");
+}

@@ -249,6 +249,8 @@ fn a_version_with_rescue_blobs_exports_to_an_iso_and_a_oimg_that_read_as_it_does
         &first[0],
         dir.path(),
     );
+    // A damaged pack, read as the netboot agent reads it, is named by its object.
+    crate::store_netboot::a_flipped_byte_in_a_pack_is_named_by_its_object(&g, dir.path());
 }
 
 /// A tree of files, no kernel.

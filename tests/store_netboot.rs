@@ -306,3 +306,37 @@ pub fn plain_urls_read_the_version(
         assert!(!refused.exists(), "nothing written: {args:?}");
     }
 }
+
+/// A pack object with one byte flipped, read through the `source.conf` of the netboot in
+/// `dir/netboot` (presigned, path-style): the agent's reader names the pack by its id and by
+/// the object its URL names, `BUCKET/P/packs/ab/<id>` (docs/STORE.md §9.1 "Damage"), as the
+/// host names `P/packs/ab/<id>`. The object is put back afterwards.
+pub fn a_flipped_byte_in_a_pack_is_named_by_its_object(g: &common::garage::Garage, dir: &Path) {
+    let conf = source_conf_in(&std::fs::read(dir.join("netboot/initrd.img")).unwrap());
+    let id = &conf.packs[0].id;
+    let key = g
+        .keys("")
+        .into_iter()
+        .find(|k| k.ends_with(&format!("/packs/{}/{id}", &id[..2])))
+        .expect("pack 0's object");
+    let good = g.client().get(&key, 1 << 30).expect("get").expect("listed");
+    let mut bad = good.clone();
+    let at = bad.len() / 2;
+    bad[at] ^= 0x40;
+    g.client().put(&key, &bad).expect("put");
+    let open = open_from_conf(
+        &conf,
+        RetryPolicy::default(),
+        &Trust::default(),
+        &Unlock::default(),
+    )
+    .expect("the version opens (its head and manifest are intact)");
+    let report = osimage::verify(&open.reader, 2, &NoProgress).expect("verify");
+    g.client().put(&key, &good).expect("put back");
+    let named = format!("pack {id} (object {}/{key})", g.bucket());
+    assert!(
+        report.problems.iter().any(|p| p.contains(&named)),
+        "{named} in {:?}",
+        report.problems
+    );
+}

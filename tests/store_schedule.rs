@@ -4,7 +4,9 @@
 //! first version is forgotten; the run's S3 settings come from the credentials file install
 //! wrote (mode 0600) and nowhere else; `install --dry-run` prints the unit and that file with
 //! the secret masked; `--format`, a second schedule into the series, a store that does not
-//! exist and a wrong secret are refused.
+//! exist and a wrong secret are refused. Into an encrypted store, the run unlocks it with a
+//! key file only root can read, named on the unit's line (docs/SCHEDULE.md "Encrypted images
+//! and encrypted stores").
 
 use crate::common;
 
@@ -50,26 +52,40 @@ fn install(g: &Garage, sys: &Path, name: &str, dest: &str, extra: &[&str]) -> co
 /// `schedule run NAME` as the unit runs it, reading `credentials` and no AWS_* variable or
 /// `~/.aws` (the environment of a system service).
 fn scheduled_run(g: &Garage, name: &str, root: &Path, dest: &str, creds: &Path) -> common::Run {
+    scheduled_run_with(g, name, root, dest, creds, &[])
+}
+
+/// [`scheduled_run`] with `extra` arguments (a key file).
+fn scheduled_run_with(
+    g: &Garage,
+    name: &str,
+    root: &Path,
+    dest: &str,
+    creds: &Path,
+    extra: &[&OsStr],
+) -> common::Run {
     let cache = g.osimage_env();
     let xdg = cache
         .iter()
         .find(|(k, _)| k == "XDG_CACHE_HOME")
         .map(|(_, v)| v.as_str())
         .expect("XDG_CACHE_HOME");
+    let mut args = vec![
+        s("schedule"),
+        s("run"),
+        s(name),
+        s("--dest"),
+        s(dest),
+        s("--keep"),
+        s("1"),
+        s("--root"),
+        root.as_os_str(),
+        s("--credentials"),
+        creds.as_os_str(),
+    ];
+    args.extend_from_slice(extra);
     common::osimage_env(
-        [
-            s("schedule"),
-            s("run"),
-            s(name),
-            s("--dest"),
-            s(dest),
-            s("--keep"),
-            s("1"),
-            s("--root"),
-            root.as_os_str(),
-            s("--credentials"),
-            creds.as_os_str(),
-        ],
+        args,
         &[
             ("XDG_CACHE_HOME", xdg),
             ("AWS_CONFIG_FILE", "/nonexistent/aws-config"),
@@ -349,4 +365,182 @@ fn install_into_a_store_writes_its_credentials_0600_and_dry_run_masks_the_secret
     .ok()
     .mentions(creds.display().to_string().as_bytes());
     assert!(!creds.exists());
+}
+
+const PASS: &str = "correct horse battery staple";
+
+/// The text of a fresh age identity file and its public key.
+fn age_identity() -> (String, String) {
+    use age::secrecy::ExposeSecret;
+    let id = age::x25519::Identity::generate();
+    let public = id.to_public().to_string();
+    (
+        format!(
+            "# public key: {public}\n{}\n",
+            id.to_string().expose_secret()
+        ),
+        public,
+    )
+}
+
+/// Writes `text` to `path` with `mode`.
+fn write_mode(path: &Path, text: &str, mode: u32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn a_scheduled_run_unlocks_an_encrypted_store_with_a_key_file_only_root_can_read() {
+    let dir = common::scratch();
+    let root = tree(dir.path());
+    let sys = system(dir.path());
+    let g = Garage::start();
+    let pass = [("OSIMAGE_PASSPHRASE", PASS)];
+    let store = format!("s3://{}/vault", g.bucket());
+    g.osimage([s("store"), s("init"), s(&store), s("--encrypt")], &pass)
+        .ok();
+    // The machine's own key object: an age identity whose public key the store holds.
+    let (identity, public) = age_identity();
+    g.osimage(
+        [
+            s("store"),
+            s("key"),
+            s("add"),
+            s(&store),
+            s("--recipient"),
+            s(&public),
+        ],
+        &pass,
+    )
+    .ok();
+    // The key file lies under ROOT, as /etc/osimage does under /: left out of the capture.
+    let key = root.join("etc/osimage/web01.key");
+    write_mode(&key, &identity, 0o600);
+    let key_arg = key.display().to_string();
+    let series = format!("{store}/web01");
+
+    // Install: a key is needed, it must open the store, and the unit keeps its path only.
+    install(&g, &sys, "web01", &series, &[])
+        .usage_error()
+        .mentions(b"--identity FILE")
+        .mentions(store.as_bytes());
+    let (other, _) = age_identity();
+    let wrong_key = dir.path().join("other.key");
+    write_mode(&wrong_key, &other, 0o600);
+    install(
+        &g,
+        &sys,
+        "web01",
+        &series,
+        &["--identity", &wrong_key.display().to_string()],
+    )
+    .fails()
+    .mentions(b"wrong passphrase or key");
+    install(&g, &sys, "web01", &series, &["--recipient", &public])
+        .usage_error()
+        .mentions(b"--recipient does not apply to a store");
+    // A key file others can read is refused by install too, naming it.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    install(&g, &sys, "web01", &series, &["--identity", &key_arg])
+        .fails()
+        .mentions(key_arg.as_bytes())
+        .mentions(b"chmod 0600");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(!sys.join("etc").exists(), "a refused install wrote files");
+    install(&g, &sys, "web01", &series, &["--identity", &key_arg]).ok();
+    let service =
+        std::fs::read_to_string(sys.join("etc/systemd/system/osimage-web01.service")).unwrap();
+    assert!(
+        service.contains(&format!("\"--identity\" \"{key_arg}\"")),
+        "{service}"
+    );
+    let creds = sys.join("etc/osimage/schedule-web01.env");
+    for f in [&service, &std::fs::read_to_string(&creds).unwrap()] {
+        assert!(!f.contains("AGE-SECRET-KEY"), "the key was copied: {f}");
+    }
+    // A passphrase file opens it too (dry run: every check, nothing written).
+    let pass_file = dir.path().join("pass");
+    write_mode(&pass_file, &format!("{PASS}\n"), 0o400);
+    install(
+        &g,
+        &sys,
+        "bypass",
+        &format!("{store}/bypass"),
+        &[
+            "--passphrase-file",
+            &pass_file.display().to_string(),
+            "--dry-run",
+        ],
+    )
+    .ok()
+    .mentions(b"\"--passphrase-file\"");
+
+    // The run: a sealed version, readable with the key, the key file not in it.
+    let before = g.keys("vault/");
+    let run = scheduled_run_with(
+        &g,
+        "web01",
+        &root,
+        &series,
+        &creds,
+        &[s("--identity"), key.as_os_str()],
+    )
+    .ok();
+    let v = committed(&run);
+    let with_key = ["--identity", key_arg.as_str()];
+    let mut verify = vec![s("verify"), s(&series), s("--retry-for"), s("5")];
+    verify.extend(with_key.iter().map(|a| s(a)));
+    g.osimage(verify, &[]).ok().mentions(v.as_bytes());
+    let mut list = vec![s("list"), s(&series)];
+    list.extend(with_key.iter().map(|a| s(a)));
+    let listed = g.osimage(list, &[]).ok().stdout_str();
+    assert!(listed.contains("d0/t0.txt"), "{listed}");
+    assert!(
+        !listed.contains("web01.key"),
+        "the key file was captured: {listed}"
+    );
+    // Without the key: refused (no terminal, no passphrase).
+    g.osimage([s("info"), s(&series)], &[])
+        .fails()
+        .mentions(store.as_bytes());
+    // Nothing of the bucket shows the series name (sealed, keyed names).
+    for (k, body) in g
+        .keys("vault/")
+        .into_iter()
+        .filter(|k| !before.contains(k))
+        .map(|k| {
+            let b = g.client().get(&k, 1 << 30).unwrap().unwrap();
+            (k, b)
+        })
+    {
+        assert!(!k.contains("web01"), "{k}");
+        assert!(
+            !body.windows(5).any(|w| w == b"web01"),
+            "{k} holds the series name"
+        );
+    }
+
+    // A key file others can read: refused naming it, before anything is written.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let before = g.keys("vault/");
+    scheduled_run_with(
+        &g,
+        "web01",
+        &root,
+        &series,
+        &creds,
+        &[s("--identity"), key.as_os_str()],
+    )
+    .fails()
+    .mentions(key_arg.as_bytes())
+    .mentions(b"chmod 0600");
+    assert_eq!(g.keys("vault/"), before, "a refused run wrote to the store");
+    // … and a run whose job holds no key names the two options.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    scheduled_run(&g, "web01", &root, &series, &creds)
+        .usage_error()
+        .mentions(b"with a key file only root can read, --identity FILE")
+        .mentions(b"--passphrase-file FILE");
+    assert_eq!(g.keys("vault/"), before);
 }

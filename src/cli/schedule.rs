@@ -40,7 +40,10 @@ pub enum ScheduleCommand {
     /// series' versions beyond --keep (their space comes back with a later `osimage store
     /// prune`). The S3 settings this install finds (AWS_* variables or a profile) are written
     /// to /etc/osimage/schedule-NAME.env, mode 0600, which the unit names (SCHEDULE.md in
-    /// /usr/share/doc/osimage, "Credentials").
+    /// /usr/share/doc/osimage, "Credentials"). An encrypted store is unlocked by each run
+    /// with --identity FILE or --passphrase-file FILE, a file only root can read; images in a
+    /// directory are encrypted with --recipient, which keeps no secret on the machine
+    /// (SCHEDULE.md, "Encrypted images and encrypted stores").
     Install(InstallArgs),
     /// List the installed schedules.
     List(SystemArgs),
@@ -135,6 +138,25 @@ pub struct JobArgs {
     /// this process's AWS_* variables or profile, as every store command.
     #[arg(long, hide = true, value_name = "FILE")]
     pub credentials: Option<PathBuf>,
+    /// Into an encrypted store: an age secret key file (age-keygen) whose public key is one
+    /// of the store's keys (`osimage store key add s3://B/P --recipient age1…`). Each run
+    /// unlocks the store with it; it must be owned by root and readable by root alone (0600
+    /// or 0400), checked by install and by every run. The unit keeps the path, never the key.
+    #[arg(long, value_name = "FILE", conflicts_with = "passphrase_file")]
+    pub identity: Option<PathBuf>,
+    /// Into an encrypted store: a file whose first line is a passphrase of one of the store's
+    /// keys; owned by root and readable by root alone, as --identity.
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Into a directory: encrypt each image to this age public key (`age1…`), as `capture
+    /// --recipient`; no secret is kept on the machine, so every run is a full capture.
+    /// Repeatable.
+    #[arg(long, value_name = "AGE_PUBLIC_KEY")]
+    pub recipient: Vec<String>,
+    /// Into a directory: encrypt each image to the age public keys in FILE (one a line, #
+    /// comments), read by every run. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub recipient_file: Vec<PathBuf>,
     #[command(flatten)]
     pub config: super::config::ConfigArgs,
 }
@@ -202,8 +224,9 @@ fn run_into_store(
             .map_err(|e| UsageError(format!("{address}: {e}")))?,
     };
     let client = super::source::NetArgs::default().store_client_with(&settings, &address.root)?;
-    let store = osimage::store::Store::open(client, address.root.clone(), "schedule")
-        .map_err(|e| format!("schedule {} into {address}: {e}", job.name))?;
+    // an encrypted store is unlocked with the job's key file, checked first (root's alone)
+    let store = osimage::open_schedule_store(job, client)
+        .map_err(|e| said(&e, format!("schedule {} into {address}", job.name)))?;
     let log = |l: &str| println!("{l}");
     let r = osimage::run_scheduled_into_store(job, &store, progress, &log)?;
     let skipped = r.capture.report.skipped.len();
@@ -243,9 +266,20 @@ fn store_credentials(job: &Job) -> Result<Option<StoreCredentials>, Failure> {
     if job.verify_boot {
         osimage::check_schedule_verify_boot(&client.endpoint())?;
     }
-    osimage::store::Store::open(client, address.root.clone(), "schedule")
-        .map_err(|e| format!("schedule into {address}: {e}"))?;
+    // the key file (encrypted store) checked and tried now, as every run will
+    osimage::open_schedule_store(job, client)
+        .map_err(|e| said(&e, format!("schedule into {address}")))?;
     Ok(Some(creds))
+}
+
+/// `e` said after `context`, still a usage error when it is one.
+fn said(e: &osimage::ScheduleError, context: String) -> Failure {
+    let msg = format!("{context}: {e}");
+    if e.is_usage() {
+        UsageError(msg).into()
+    } else {
+        msg.into()
+    }
 }
 
 fn install(a: InstallArgs) -> Result<i32, Failure> {
@@ -263,6 +297,8 @@ fn install(a: InstallArgs) -> Result<i32, Failure> {
         .and_then(|p| p.canonicalize())
         .map_err(|e| format!("cannot find the osimage binary to schedule: {e}"))?;
     let exe = osimage::scheduled_binary(a.binary.as_deref(), &running)?;
+    // a directory's --recipient keys and files read now, as every run will
+    osimage::schedule_lock(&job)?;
     let creds = store_credentials(&job)?;
     let store_note = job.dest.store().map(|address| {
         format!(
@@ -489,5 +525,13 @@ fn to_job(name: String, a: JobArgs, use_: Use) -> Result<Job, Failure> {
             Some(c) => Some(abs(c)?),
             None => None,
         },
+        identity: a.identity.as_deref().map(abs).transpose()?,
+        passphrase_file: a.passphrase_file.as_deref().map(abs).transpose()?,
+        recipients: a.recipient,
+        recipient_files: a
+            .recipient_file
+            .iter()
+            .map(|f| abs(f))
+            .collect::<Result<_, _>>()?,
     })
 }

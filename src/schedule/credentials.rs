@@ -135,38 +135,14 @@ pub fn file_text(marker: &str, name: &str, c: &StoreCredentials, masked: bool) -
 /// Reads a credentials file for a run: a regular file (not a symbolic link) owned by the
 /// user running, unreadable by group and others, holding only [`KEYS`].
 pub fn read(path: &Path) -> Result<StoreCredentials, ScheduleError> {
-    use std::io::Read;
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-    let bad = |why: String| ScheduleError::Invalid(format!("{}: {why}", path.display()));
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)
-        .map_err(|e| {
-            bad(format!(
-                "cannot open the schedule's credentials file ({e}); install the schedule \
-                 again (osimage schedule install --force …) to write it"
-            ))
-        })?;
-    let md = f.metadata().map_err(|e| bad(format!("cannot read: {e}")))?;
-    let me = rustix::process::geteuid().as_raw();
-    if !md.is_file() {
-        return Err(bad("not a regular file".into()));
-    }
-    if md.uid() != me || md.mode() & 0o077 != 0 {
-        return Err(bad(format!(
-            "owned by uid {} with mode {:04o}: a credentials file must belong to the user \
-             running (uid {me}) and be readable by it alone (chmod 0600)",
-            md.uid(),
-            md.mode() & 0o7777
-        )));
-    }
-    let mut text = String::new();
-    f.by_ref()
-        .take(64 * 1024)
-        .read_to_string(&mut text)
-        .map_err(|e| bad(format!("cannot read: {e}")))?;
-    parse(&text).map_err(|(line, why)| bad(format!("line {line}: {why}")))
+    let text = super::keys::read_private(
+        path,
+        "credentials file",
+        "; install the schedule again (osimage schedule install --force …) to write it",
+    )?;
+    parse(&text).map_err(|(line, why)| {
+        ScheduleError::Invalid(format!("{}: line {line}: {why}", path.display()))
+    })
 }
 
 /// The settings lines of a credentials file; an error carries its line number.

@@ -144,6 +144,20 @@ pub struct Job {
     /// run reads: `--credentials` on the unit's line (docs/SCHEDULE.md "Credentials").
     #[serde(default)]
     pub credentials: Option<PathBuf>,
+    /// Into an encrypted store: the age secret key file that unlocks it (`--identity`),
+    /// readable by root alone; the path is kept, never the key (docs/SCHEDULE.md "Encrypted
+    /// images and encrypted stores").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<PathBuf>,
+    /// Into an encrypted store: a file whose first line is a passphrase of one of its keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passphrase_file: Option<PathBuf>,
+    /// A directory's images are encrypted to these age public keys (`--recipient`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
+    /// … and to those of these files (`--recipient-file`, read by each run).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipient_files: Vec<PathBuf>,
 }
 
 /// Why a schedule name is refused.
@@ -180,6 +194,18 @@ impl Job {
         }
         if let Some(c) = &self.credentials {
             opt("--credentials", c.clone().into());
+        }
+        if let Some(f) = &self.identity {
+            opt("--identity", f.clone().into());
+        }
+        if let Some(f) = &self.passphrase_file {
+            opt("--passphrase-file", f.clone().into());
+        }
+        for r in &self.recipients {
+            opt("--recipient", r.into());
+        }
+        for f in &self.recipient_files {
+            opt("--recipient-file", f.clone().into());
         }
         opt("--root", self.root.clone().into());
         if let Some(l) = self.level {

@@ -7,12 +7,16 @@
 //! each run is a capture into the store and `--keep` forgets older versions (`store_run`),
 //! with S3 settings from a credentials file install writes (`credentials`).
 //!
+//! An encrypted schedule (`keys`): a directory's images encrypted to age public keys, or a
+//! run into an encrypted store unlocking it with a key file only root can read.
+//!
 //! `calendar` turns `--every` into OnCalendar / cron fields, `job` is what a run does (as the
 //! arguments its unit carries), `units` renders the files, `run` is one scheduled run.
 
 pub mod calendar;
 pub mod credentials;
 pub mod job;
+pub mod keys;
 pub mod run;
 pub mod store_run;
 pub mod units;

@@ -59,7 +59,12 @@ pub fn run(
         )));
     }
     let mut ledger = Ledger::read(job, dest)?;
-    let base = ledger.newest_existing(dest).and_then(|b| {
+    let lock = super::keys::lock(job)?;
+    if lock.is_some() {
+        log("encrypted to --recipient: the previous image cannot be opened here; full capture");
+    }
+    let previous = ledger.newest_existing(dest).filter(|_| lock.is_none());
+    let base = previous.and_then(|b| {
         // A previous image that cannot be read is no base: capture in full and say so.
         match PayloadReader::open(&b, &crate::envelope::Unlock::default()) {
             Ok(_) => Some(b),
@@ -92,7 +97,7 @@ pub fn run(
     // capture writes under a temporary name in DEST, verifies every chunk (`verify`), and
     // renames into place only then.
     let capture = capture_from(
-        &capture_options(job, dest, &output),
+        &capture_options(job, dest, &output, lock),
         base.as_deref(),
         progress,
     )?;
@@ -148,8 +153,14 @@ fn prove_boot(output: &Path, log: &dyn Fn(&str)) -> Result<(), ScheduleError> {
 
 /// The capture a scheduled run makes into `output` (a file, or a store's `s3://` series) with
 /// the job's options, always verified, leaving out `skip` (DEST, which holds the earlier
-/// images; or a store schedule's index cache) and every schedule's credentials file.
-pub(super) fn capture_options(job: &Job, skip: &Path, output: &Path) -> CaptureOptions {
+/// images; or a store schedule's index cache), the job's key file, and every schedule's
+/// credentials file; encrypted for `lock` when given (a directory's `--recipient`s).
+pub(super) fn capture_options(
+    job: &Job,
+    skip: &Path,
+    output: &Path,
+    lock: Option<crate::envelope::keys::Lock>,
+) -> CaptureOptions {
     let mut excludes = job.excludes.clone();
     // Schedules into stores keep their S3 secrets there: not in any image (SCHEDULE.md).
     excludes.push(super::store_run::CREDENTIALS_PATTERN.to_string());
@@ -161,7 +172,11 @@ pub(super) fn capture_options(job: &Job, skip: &Path, output: &Path) -> CaptureO
             excludes,
             exclude_from: job.exclude_from.clone(),
             // DEST holds the earlier images: under ROOT, each capture would hold them all.
-            skip_paths: vec![skip.to_path_buf()],
+            // …and a store's key file never goes into an image (docs/SCHEDULE.md).
+            skip_paths: std::iter::once(skip)
+                .chain(super::keys::key_file(job).map(|(f, _)| f))
+                .map(Path::to_path_buf)
+                .collect(),
             keep_going: job.keep_going,
         },
         level: job.level.unwrap_or(3),
@@ -175,8 +190,8 @@ pub(super) fn capture_options(job: &Job, skip: &Path, output: &Path) -> CaptureO
         snapshot: job.snapshot,
         // A scheduled image of a system that cannot come back must fail, not succeed.
         files_only: false,
-        // scheduled images are not encrypted (yet): no key is kept for the timer
-        lock: None,
+        // a directory's images: encrypted to public keys, no secret kept (SCHEDULE.md)
+        lock: lock.map(std::sync::Arc::new),
         unlock: std::sync::Arc::new(crate::envelope::Unlock::default()),
     }
 }
@@ -337,6 +352,10 @@ mod tests {
             verify_boot,
             config: None,
             credentials: None,
+            identity: None,
+            passphrase_file: None,
+            recipients: Vec::new(),
+            recipient_files: Vec::new(),
         }
     }
 

@@ -17,6 +17,7 @@ use super::job::{Dest, ImageFormat, Job};
 use crate::capture::CaptureOptions;
 use crate::capture::into_store::{StoreCapture, StoreCaptureChoices, capture_into_store};
 use crate::progress::Progress;
+use crate::remote::s3::S3Client;
 use crate::store::index_cache::CacheChoice;
 use crate::store::objects::LockKind;
 use crate::store::prune::by_hand;
@@ -42,7 +43,50 @@ pub fn check_job(job: &Job) -> Result<(), ScheduleError> {
                 .into(),
         ));
     }
-    Ok(())
+    super::keys::check(job)
+}
+
+/// Opens the store of `job` (a store destination) through `client`, as install and every
+/// run do before anything else of it is read: the job's key file checked first (only root
+/// may read it, docs/SCHEDULE.md "Encrypted images and encrypted stores"), then `config`,
+/// then an encrypted store unlocked with that file. An encrypted store without a key file, a
+/// key file for a plain store and `--verify-boot` into an encrypted store are refused.
+pub fn open_store(job: &Job, client: S3Client) -> Result<Store, ScheduleError> {
+    let Dest::Store(address) = &job.dest else {
+        return Err(ScheduleError::Invalid(format!(
+            "internal: {} is not a store",
+            job.dest
+        )));
+    };
+    check_job(job)?;
+    let unlock = super::keys::unlock(job)?;
+    let mut store = Store::open_config(client, address.root.clone())?;
+    let root = &address.root;
+    match (store.config.encrypted, super::keys::key_file(job)) {
+        (false, None) => {}
+        (false, Some((_, opt))) => {
+            return Err(ScheduleError::Argument(format!(
+                "{opt} unlocks an encrypted store; {root} is a plain store"
+            )));
+        }
+        (true, None) => {
+            return Err(ScheduleError::Argument(format!(
+                "{root} is an encrypted store: a scheduled run unlocks it with a key file \
+                 only root can read, --identity FILE (an age secret key whose public key is \
+                 one of the store's keys: `osimage store key add {root} --recipient age1…`) or \
+                 --passphrase-file FILE (docs/SCHEDULE.md \"Encrypted images and encrypted \
+                 stores\")"
+            )));
+        }
+        (true, Some(_)) if job.verify_boot => {
+            return Err(ScheduleError::Invalid(format!(
+                "--verify-boot: {root}: an encrypted store; verify --boot is not built for \
+                 encrypted stores yet (docs/STORE.md §6.1)"
+            )));
+        }
+        (true, Some(_)) => store.unlock_with(&unlock)?,
+    }
+    Ok(store)
 }
 
 /// Where a scheduled run into a store keeps the store's index objects (STORE.md §4.1) and its
@@ -134,7 +178,8 @@ fn committed_line(address: &ImageAddress, c: &StoreCapture) -> String {
 /// The capture `osimage capture ROOT -o s3://…` would make with the job's options, always
 /// verified, leaving out the index cache and every schedule's credentials file.
 fn capture_options(job: &Job, address: &ImageAddress, cache: &Path) -> CaptureOptions {
-    super::run::capture_options(job, cache, &PathBuf::from(address.to_string()))
+    // the store's own keys seal a version: no image lock
+    super::run::capture_options(job, cache, &PathBuf::from(address.to_string()), None)
 }
 
 /// Every schedule's credentials file, as an exclude pattern anchored at the capture root.

@@ -123,27 +123,38 @@ impl Store {
         unlock: &crate::envelope::Unlock,
     ) -> Result<Store, StoreError> {
         let mut store = Self::open_config(client, root)?;
-        if !store.config.encrypted {
-            return Ok(store);
-        }
-        let mut records = Vec::new();
-        let listed = store.list(KEYS)?;
-        for (rel, _) in &listed {
-            let bytes = store
-                .client
-                .get(&store.root.key(rel), MAX_KEY_OBJECT)?
-                .ok_or_else(|| super::ObjectError::new(&store.shown(rel), "listed, then gone"))?;
-            records.push(bytes);
-        }
-        let shown = std::path::PathBuf::from(store.root.to_string());
-        let (keys, at) = crypt::unlock_store_at(&records, store.id, unlock, &shown)
-            .map_err(|e| StoreError::Unlock(Box::new(e)))?;
-        store.keys = Some(std::sync::Arc::new(keys));
-        store.unlocked_by = listed.get(at).map(|(rel, _)| rel.clone());
+        store.unlock_with(unlock)?;
         Ok(store)
     }
 
-    fn open_config(client: S3Client, root: StoreRoot) -> Result<Store, StoreError> {
+    /// Unlocks a store opened by [`Store::open_config`] with `unlock` when it is encrypted
+    /// (§2.2: each key object is tried until one opens); a plain store is left as it is.
+    pub fn unlock_with(&mut self, unlock: &crate::envelope::Unlock) -> Result<(), StoreError> {
+        if !self.config.encrypted || self.keys.is_some() {
+            return Ok(());
+        }
+        let mut records = Vec::new();
+        let listed = self.list(KEYS)?;
+        for (rel, _) in &listed {
+            let bytes = self
+                .client
+                .get(&self.root.key(rel), MAX_KEY_OBJECT)?
+                .ok_or_else(|| super::ObjectError::new(&self.shown(rel), "listed, then gone"))?;
+            records.push(bytes);
+        }
+        let shown = std::path::PathBuf::from(self.root.to_string());
+        let (keys, at) = crypt::unlock_store_at(&records, self.id, unlock, &shown)
+            .map_err(|e| StoreError::Unlock(Box::new(e)))?;
+        self.keys = Some(std::sync::Arc::new(keys));
+        self.unlocked_by = listed.get(at).map(|(rel, _)| rel.clone());
+        Ok(())
+    }
+
+    /// Opens the store at `root` through its `config` alone, decoded and checked, without
+    /// unlocking an encrypted one (`config.encrypted` says whether [`Store::unlock_with`] is
+    /// needed before anything else is read): for a caller that decides how to unlock from
+    /// what the store is (a scheduled run, docs/SCHEDULE.md).
+    pub fn open_config(client: S3Client, root: StoreRoot) -> Result<Store, StoreError> {
         let max = (HEADER_LEN as u64) + Kind::Config.max_stored();
         let Some(bytes) = client.get(&root.key(CONFIG), max)? else {
             return Err(StoreError::NoStore(root.to_string()));

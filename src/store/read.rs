@@ -324,10 +324,31 @@ fn url_pack_opener(
         let object = Arc::new(object);
         let _ = keep.set(object.clone());
         let keys = keys.as_deref();
-        Ok(spans_of(object, records, &|i, id| {
-            keys.and_then(|k| k.pack(i, id))
-        }))
+        let spans = spans_of(object, records, &|i, id| keys.and_then(|k| k.pack(i, id)));
+        // Named by the object their URL names, for damage messages (§9.1).
+        Ok(spans
+            .into_iter()
+            .zip(&listed)
+            .map(|(span, p)| span.named(&url_object(&p.url)))
+            .collect())
     })
+}
+
+/// The object a URL names, as a damage message shows it (docs/STORE.md §9.1 "Damage"): the
+/// URL's path without its leading `/`, query (a presigned URL's signature) or fragment —
+/// `BUCKET/P/packs/ab/<name>` for a path-style URL, `P/packs/ab/<name>` for a virtual-hosted
+/// one (the agent cannot tell a bucket from a prefix in a path); the URL without its query
+/// when it has no path.
+fn url_object(url: &str) -> String {
+    let bare = crate::remote::redact(url);
+    let path = bare
+        .split_once("://")
+        .and_then(|(_, rest)| rest.find('/').map(|at| &rest[at + 1..]))
+        .filter(|p| !p.is_empty());
+    match path {
+        Some(p) => p.to_string(),
+        None => bare.clone(),
+    }
 }
 
 /// What [`read_head`] gives: the head, where the manifest frame lies in the object, its
@@ -386,4 +407,34 @@ fn read_head(
         prefix.frame_len,
         nonce,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_object;
+
+    #[test]
+    fn a_pack_url_names_its_object_without_signature_or_credentials() {
+        let id = "ab".repeat(32);
+        for (url, want) in [
+            (
+                format!("http://127.0.0.1:3900/bkt/site/packs/ab/{id}?X-Amz-Signature=f00"),
+                format!("bkt/site/packs/ab/{id}"),
+            ),
+            (
+                format!("https://bkt.s3.example.com/site/packs/ab/{id}#x"),
+                format!("site/packs/ab/{id}"),
+            ),
+            (
+                format!("http://user:pw@mirror/b/site/packs/ab/{id}"),
+                format!("b/site/packs/ab/{id}"),
+            ),
+            (
+                "http://mirror/?k=v".to_string(),
+                "http://mirror/".to_string(),
+            ),
+        ] {
+            assert_eq!(url_object(&url), want, "{url}");
+        }
+    }
 }

@@ -4,11 +4,12 @@
 
 use serde::Serialize;
 
+use osimage::hex;
 use osimage::layout::{
     self as rec, ContainerKind, DiskLayout, FsFeatures, PartRef, PartitionTable,
 };
 
-use super::{Blob, hex};
+use super::Blob;
 
 #[derive(Serialize)]
 pub struct Layout {

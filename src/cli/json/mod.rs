@@ -104,11 +104,6 @@ pub fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// A byte blob of the record (boot code, a BIOS boot partition's contents) told by its length
 /// and BLAKE3 hash, not by its bytes.
 #[derive(Serialize)]
