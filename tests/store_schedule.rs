@@ -475,6 +475,18 @@ fn a_scheduled_run_unlocks_an_encrypted_store_with_a_key_file_only_root_can_read
     )
     .ok()
     .mentions(b"\"--passphrase-file\"");
+    // --verify-boot into the encrypted store is accepted: the key file's key is what its
+    // runs type at the VM's prompt (VERIFY-BOOT.md "Encrypted images").
+    common::need(&[("busybox", "busybox-static")]);
+    install(
+        &g,
+        &sys,
+        "vbsealed",
+        &format!("{store}/vbsealed"),
+        &["--identity", &key_arg, "--verify-boot", "--dry-run"],
+    )
+    .ok()
+    .mentions(b"\"--verify-boot\"");
 
     // The run: a sealed version, readable with the key, the key file not in it.
     let before = g.keys("vault/");

@@ -50,7 +50,7 @@ pub fn check_job(job: &Job) -> Result<(), ScheduleError> {
 /// run do before anything else of it is read: the job's key file checked first (only root
 /// may read it, docs/SCHEDULE.md "Encrypted images and encrypted stores"), then `config`,
 /// then an encrypted store unlocked with that file. An encrypted store without a key file, a
-/// key file for a plain store and `--verify-boot` into an encrypted store are refused.
+/// key file for a plain store is refused.
 pub fn open_store(job: &Job, client: S3Client) -> Result<Store, ScheduleError> {
     let Dest::Store(address) = &job.dest else {
         return Err(ScheduleError::Invalid(format!(
@@ -76,12 +76,6 @@ pub fn open_store(job: &Job, client: S3Client) -> Result<Store, ScheduleError> {
                  one of the store's keys: `osimage store key add {root} --recipient age1…`) or \
                  --passphrase-file FILE (docs/SCHEDULE.md \"Encrypted images and encrypted \
                  stores\")"
-            )));
-        }
-        (true, Some(_)) if job.verify_boot => {
-            return Err(ScheduleError::Invalid(format!(
-                "--verify-boot: {root}: an encrypted store; verify --boot is not built for \
-                 encrypted stores yet (docs/STORE.md §6.1)"
             )));
         }
         (true, Some(_)) => store.unlock_with(&unlock)?,
@@ -144,7 +138,7 @@ pub fn run(
     }
     log(&committed_line(address, &capture));
     if job.verify_boot {
-        prove_boot(store, address, &capture.version, log)?;
+        prove_boot(job, store, address, &capture.version, log)?;
     }
     // committed already: a failure here says so (the next run applies --keep again)
     let forgotten = keep_newest(store, address, job.keep, log).map_err(|e| {
@@ -255,6 +249,7 @@ fn keep_newest(
 /// image store"), under a Read lock. A version that fails is forgotten, so the series' newest
 /// is the previous one again, and the run fails.
 fn prove_boot(
+    job: &Job,
     store: &Store,
     address: &ImageAddress,
     version: &str,
@@ -262,7 +257,10 @@ fn prove_boot(
 ) -> Result<(), ScheduleError> {
     let shown = format!("{address}@{version}");
     log(&format!("verify --boot {shown}"));
-    let why = match boot_check(store, &address.series, version, log) {
+    let why = match super::keys::unlock(job)
+        .map_err(|e| e.to_string())
+        .and_then(|unlock| boot_check(store, &address.series, version, &unlock, log))
+    {
         Ok(report) if report.passed => {
             log(&report.verdict);
             return Ok(());
@@ -286,19 +284,28 @@ fn prove_boot(
 }
 
 /// The boot check itself; an error is said as text (the run forgets the version either way).
+/// An encrypted store's version: the job's key file is what is typed at the VM's prompt
+/// (VERIFY-BOOT.md "Encrypted images").
 fn boot_check(
     store: &Store,
     series: &str,
     version: &str,
+    unlock: &crate::envelope::Unlock,
     log: &dyn Fn(&str),
 ) -> Result<crate::bootcheck::BootReport, String> {
     let opts = crate::bootcheck::BootCheckOptions::default();
     let lock = store
         .take_lock(LockKind::Read, Some(series))
         .map_err(|e| e.to_string())?;
-    let report =
-        crate::bootcheck::network::verify_store_version(store, series, version, &opts, &|l| log(l))
-            .map_err(|e| e.to_string());
+    let report = crate::bootcheck::network::verify_store_version_unlocked(
+        store,
+        series,
+        version,
+        unlock,
+        &opts,
+        &|l| log(l),
+    )
+    .map_err(|e| e.to_string());
     let _ = lock.release();
     report
 }
