@@ -13,8 +13,9 @@
 //! `times`); `stats` counts what `store ls --stats` shows. `retention` decides which versions
 //! a prune keeps (§5.4) and `prune` condemns and sweeps (§5.2), and reads what earlier prunes
 //! left for captures and readers. `crypt` unlocks an encrypted store (§6): its key objects,
-//! the per-object stream keys and the keyed names; capture and the reading commands use it,
-//! the other commands refuse an encrypted store (`Store::open`).
+//! the per-object stream keys and the keyed names; every command opens a store through
+//! `Store::open_unlocked` (`Store::open` is for callers that take plain stores only, and
+//! refuses an encrypted one).
 
 mod address;
 pub mod check;
