@@ -324,7 +324,7 @@ fn run_list(mut a: ListArgs) -> Result<i32, Failure> {
     };
     if a.json {
         let entries: Vec<_> = (0..m.entries.len())
-            .filter(|&i| under(&m.entries[i].path))
+            .filter(|&i| under(m.entries.path(i)))
             .map(|i| json::list_entry(m, i))
             .collect();
         if entries.is_empty() {

@@ -30,7 +30,7 @@ pub use source::{ChunkSource, MemorySource};
 use plan::{Plan, name_of};
 use target::{DirCache, Handle, Target, Warnings};
 
-use crate::format::manifest::{Entry, EntryKind};
+use crate::format::manifest::{Entries, EntryKind};
 use crate::progress::Progress;
 
 /// What to extract and how.
@@ -174,10 +174,10 @@ pub fn check(manifest: &crate::format::manifest::Manifest) -> Result<(), Extract
 }
 
 /// Phase 2: every directory, parents first (the plan guarantees parents come earlier).
-fn make_dirs(target: &Target, entries: &[Entry], plan: &Plan) -> Result<(), ExtractError> {
+fn make_dirs(target: &Target, entries: &Entries, plan: &Plan) -> Result<(), ExtractError> {
     let mut dirs = DirCache::default();
     for &i in &plan.dirs {
-        let path = &entries[i as usize].path;
+        let path = entries.path(i as usize);
         let parent = dirs.get(target, entries, plan.parent[i as usize])?;
         match target::mkdir(parent, name_of(path)) {
             Err(rustix::io::Errno::EXIST) if target.merges_into_mounts() => {
@@ -220,13 +220,13 @@ fn make_dirs(target: &Target, entries: &[Entry], plan: &Plan) -> Result<(), Extr
 /// touches them).
 fn make_others(
     target: &Target,
-    entries: &[Entry],
+    entries: &Entries,
     plan: &Plan,
     warn: &Warnings,
 ) -> Result<(), ExtractError> {
     let mut dirs = DirCache::default();
     for &i in &plan.others {
-        let entry = &entries[i as usize];
+        let entry = entries.at(i as usize);
         let name = name_of(&entry.path);
         let dir = dirs.get(target, entries, plan.parent[i as usize])?;
         let made = match &entry.kind {
@@ -250,10 +250,10 @@ fn make_others(
 }
 
 /// Phase 4b: hard links to the first name of each file (same inode, so no metadata).
-fn make_links(target: &Target, entries: &[Entry], plan: &Plan) -> Result<(), ExtractError> {
+fn make_links(target: &Target, entries: &Entries, plan: &Plan) -> Result<(), ExtractError> {
     let (mut link_dirs, mut first_dirs) = (DirCache::default(), DirCache::default());
     for &(l, f) in &plan.links {
-        let (link, first) = (&entries[l as usize], &entries[f as usize]);
+        let (link, first) = (entries.at(l as usize), entries.at(f as usize));
         let link_dir = link_dirs.get(target, entries, plan.parent[l as usize])?;
         let first_dir = first_dirs.get(target, entries, plan.parent[f as usize])?;
         // No AT_SYMLINK_FOLLOW: the first name is a regular file this extract created.
@@ -272,12 +272,12 @@ fn make_links(target: &Target, entries: &[Entry], plan: &Plan) -> Result<(), Ext
 /// Phase 5: directories' metadata after their contents, deepest first, the root last.
 fn dir_metadata(
     target: &Target,
-    entries: &[Entry],
+    entries: &Entries,
     plan: &Plan,
     warn: &Warnings,
 ) -> Result<(), ExtractError> {
     for &i in plan.dirs.iter().rev() {
-        let entry = &entries[i as usize];
+        let entry = entries.at(i as usize);
         let fd = target.open_dir(&entry.path)?;
         target.set_meta(
             Handle::Fd(fd.as_fd()),
@@ -288,7 +288,7 @@ fn dir_metadata(
         )?;
     }
     if let Some(root) = plan.root {
-        let entry = &entries[root as usize];
+        let entry = entries.at(root as usize);
         let h = Handle::Fd(target.dest_fd());
         target.set_meta(h, &entry.meta, &entry.xattrs, &entry.path, warn)?;
     }

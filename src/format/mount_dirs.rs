@@ -103,7 +103,7 @@ mod tests {
 
     fn manifest(dirs: &[MountDir]) -> Manifest {
         let mut m = Manifest {
-            entries: vec![dir(b""), dir(b"boot"), dir(b"home")],
+            entries: vec![dir(b""), dir(b"boot"), dir(b"home")].into(),
             ..Manifest::default()
         };
         m.entries.push(Entry {

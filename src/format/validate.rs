@@ -129,7 +129,7 @@ fn check_entries(m: &Manifest) -> Result<(), PayloadError> {
     // is a directory took 24: issue #23, memory an entry). Only directories can be parents.
     let hasher = std::hash::RandomState::new();
     let hash = |p: &[u8]| hasher.hash_one(p);
-    let path_of = |j: &u32| &m.entries[*j as usize].path[..];
+    let path_of = |j: &u32| m.entries.path(*j as usize);
     let mut paths: HashTable<u32> = HashTable::with_capacity(m.entries.len());
     let n_chunks = m.chunks.len();
     for (i, e) in m.entries.iter().enumerate() {
@@ -277,11 +277,12 @@ mod tests {
         m.entries.push(entry("", EntryKind::Directory));
         m.entries.push(entry("a/b", EntryKind::Fifo));
         assert!(validate(&m).unwrap_err().to_string().contains("parent"));
-        m.entries[1] = entry("a", EntryKind::HardLink { target: 0 });
+        m.entries
+            .set(1, entry("a", EntryKind::HardLink { target: 0 }));
         assert!(validate(&m).unwrap_err().to_string().contains("hard link"));
-        m.entries[1] = entry("../x", EntryKind::Fifo);
+        m.entries.set(1, entry("../x", EntryKind::Fifo));
         assert!(validate(&m).unwrap_err().to_string().contains("unsafe"));
-        m.entries[1] = entry("x", EntryKind::Fifo);
+        m.entries.set(1, entry("x", EntryKind::Fifo));
         validate(&m).unwrap();
     }
 

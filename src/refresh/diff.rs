@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::format::manifest::{ChunkId, Entry, EntryKind, Manifest};
+use crate::format::manifest::{ChunkId, EntryKind, EntryRef, EntryRow, Manifest};
 
 /// How one path differs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -77,8 +77,7 @@ pub fn diff(a: &Manifest, b: &Manifest) -> Diff {
         match ib.get(&e.path[..]) {
             None => d.push(change(e, ChangeKind::Removed, size(a, i), 0, vec![])),
             Some(&j) => {
-                let f = &b.entries[j];
-                let fields = meta_fields(e, f);
+                let fields = meta_fields(&e, &b.entries[j]);
                 let (sa, sb) = (size(a, i), size(b, j));
                 if content(a, i) != content(b, j) {
                     d.push(change(e, ChangeKind::Changed, sa, sb, fields));
@@ -138,7 +137,7 @@ impl Diff {
 }
 
 fn change(
-    e: &Entry,
+    e: EntryRef,
     kind: ChangeKind,
     old_size: u64,
     new_size: u64,
@@ -155,9 +154,13 @@ fn change(
 }
 
 /// The regular file entry `i` is, or links to.
-fn file_entry(m: &Manifest, i: usize) -> &Entry {
+fn file_entry(m: &Manifest, i: usize) -> &EntryRow {
     match m.entries[i].kind {
-        EntryKind::HardLink { target } => m.entries.get(target as usize).unwrap_or(&m.entries[i]),
+        EntryKind::HardLink { target } => m
+            .entries
+            .rows()
+            .get(target as usize)
+            .unwrap_or(&m.entries[i]),
         _ => &m.entries[i],
     }
 }
@@ -196,7 +199,7 @@ fn content(m: &Manifest, i: usize) -> Content<'_> {
 }
 
 /// Which restorable metadata differs.
-pub(crate) fn meta_fields(a: &Entry, b: &Entry) -> Vec<&'static str> {
+pub(crate) fn meta_fields(a: &EntryRow, b: &EntryRow) -> Vec<&'static str> {
     let mut f = Vec::new();
     if a.meta.mode != b.meta.mode {
         f.push("mode");
@@ -216,7 +219,7 @@ pub(crate) fn meta_fields(a: &Entry, b: &Entry) -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::manifest::{ChunkRecord, DataRun, Meta};
+    use crate::format::manifest::{ChunkRecord, DataRun, Entry, Meta};
 
     fn entry(path: &str, kind: EntryKind, mode: u32) -> Entry {
         Entry {
@@ -254,7 +257,7 @@ mod tests {
         };
         Manifest {
             chunks: vec![chunk(1), chunk(2)],
-            entries,
+            entries: entries.into(),
             ..Default::default()
         }
     }

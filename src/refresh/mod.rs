@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::format::PayloadError;
 use crate::format::manifest::{
     BlockIndex, BlockRecord, CapturedFs, ChunkHash, ChunkId, ChunkIndex, ChunkRecord, DataRun,
-    Entry, EntryKind, Manifest, Meta, Timestamp, Xattr,
+    EntryKind, EntryRef, Manifest, Meta, Timestamp, Xattr,
 };
 use crate::format::records::{BLOCK_HEADER_LEN, BlockHeader};
 use crate::format::sink::BlockSource;
@@ -154,7 +154,7 @@ fn racy(meta: &Meta, start: i128) -> bool {
 impl Base {
     /// The files cache's answer: the base's record of the regular file at `path` when it holds
     /// it unchanged (same filesystem, inode, size, mtime and ctime; not racily clean).
-    fn unchanged(&self, path: &[u8], a: &Meta, size: u64) -> Option<&Entry> {
+    fn unchanged(&self, path: &[u8], a: &Meta, size: u64) -> Option<EntryRef<'_>> {
         let &i = self.files.get(path)?;
         let old = self.manifest().entries.get(i)?;
         let EntryKind::File { size: old_size, .. } = &old.kind else {
@@ -183,7 +183,8 @@ impl BaseImage for Base {
         let EntryKind::File { size, .. } = e.entry.kind else {
             return None;
         };
-        match &self.unchanged(&e.entry.path, &e.entry.meta, size)?.kind {
+        let old = self.unchanged(&e.entry.path, &e.entry.meta, size)?;
+        match &old.row.kind {
             EntryKind::File { runs, .. } => Some(runs.as_slice()),
             _ => None,
         }
