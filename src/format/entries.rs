@@ -95,6 +95,33 @@ impl Paths {
         self.wraps.retain(|&w| w < n);
     }
 
+    /// Keeps the paths `keep` says to, in order, moving them down in place.
+    fn retain(&mut self, keep: &[bool]) {
+        let wraps = std::mem::take(&mut self.wraps);
+        let end_at = |ends: &[u32], i: usize| {
+            let high = wraps.partition_point(|&w| w <= i) as u64;
+            ((high << 32) | ends[i] as u64) as usize
+        };
+        let (mut start, mut to, mut n) = (0usize, 0usize, 0usize);
+        for (i, &k) in keep.iter().enumerate().take(self.ends.len()) {
+            let end = end_at(&self.ends, i);
+            if k {
+                self.bytes.copy_within(start..end, to);
+                let before = to as u64;
+                to += end - start;
+                for _ in (before >> 32)..(to as u64 >> 32) {
+                    self.wraps.push(n);
+                }
+                // n <= i: ends[i] was read above, and later ones are past n.
+                self.ends[n] = to as u32;
+                n += 1;
+            }
+            start = end;
+        }
+        self.bytes.truncate(to);
+        self.ends.truncate(n);
+    }
+
     /// Drops spare capacity: the paths stay until the manifest is written or read through.
     pub fn shrink_to_fit(&mut self) {
         self.bytes.shrink_to_fit();
@@ -198,6 +225,18 @@ impl Entries {
     pub fn truncate(&mut self, n: usize) {
         self.paths.truncate(n);
         self.rows.truncate(n);
+    }
+
+    /// Keeps the entries `keep` says to (one flag an entry), in order; the paths move down in
+    /// place.
+    pub fn retain(&mut self, keep: &[bool]) {
+        assert_eq!(keep.len(), self.len(), "one flag an entry");
+        self.paths.retain(keep);
+        let mut i = 0;
+        self.rows.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
     }
 
     /// Replaces entry `i` with `e`. The paths after it are copied again: for tests and
@@ -397,6 +436,24 @@ mod tests {
             got,
             [&b""[..], b"etc", b"etc/passwd", b"", b"usr/bin/ls"].to_vec()
         );
+    }
+
+    #[test]
+    fn retain_keeps_the_paths_asked_for_in_order() {
+        let names = ["", "a", "a/b", "c", "a/b/d", "e"];
+        let mut t: Entries = names
+            .iter()
+            .map(|n| Entry {
+                path: n.as_bytes().into(),
+                kind: EntryKind::Fifo,
+                meta: Meta::default(),
+                xattrs: Default::default(),
+            })
+            .collect();
+        t.retain(&[true, false, true, false, false, true]);
+        let got: Vec<&[u8]> = t.iter().map(|e| e.path).collect();
+        assert_eq!(got, [&b""[..], b"a/b", b"e"].to_vec());
+        assert_eq!(t.rows().len(), 3);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::payload::block_chunks::BlockChunks;
 use crate::payload::carry::StoredRun;
 use crate::payload::reader::PayloadReader;
 use crate::payload::writer::BaseImage;
-use crate::scan::{KnownFiles, ScannedEntry};
+use crate::scan::KnownFiles;
 
 /// Filesystems whose ctime is a true change time, set by the kernel on every content and
 /// metadata write and not settable from user space. FAT, exFAT and NTFS drivers map ctime to
@@ -179,11 +179,11 @@ impl KnownFiles for Base {
 }
 
 impl BaseImage for Base {
-    fn unchanged_runs(&self, e: &ScannedEntry) -> Option<&[DataRun]> {
-        let EntryKind::File { size, .. } = e.entry.kind else {
+    fn unchanged_runs(&self, e: EntryRef) -> Option<&[DataRun]> {
+        let EntryKind::File { size, .. } = e.kind else {
             return None;
         };
-        let old = self.unchanged(&e.entry.path, &e.entry.meta, size)?;
+        let old = self.unchanged(&e.path, &e.meta, size)?;
         match &old.row.kind {
             EntryKind::File { runs, .. } => Some(runs.as_slice()),
             _ => None,

@@ -65,7 +65,7 @@ fn capture(root: &Path, image: &Path, limit: u64) -> Manifest {
         packs: tables.packs,
         blocks: tables.blocks,
         chunks: tables.chunks,
-        entries: entries.into_iter().map(|e| e.entry).collect(),
+        entries,
         filesystems: scanned.filesystems,
         ..Manifest::default()
     };
