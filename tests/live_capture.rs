@@ -219,7 +219,7 @@ fn a_mount_point_is_recorded_as_its_own_directory() {
     let (root, tmpfs) = tree_with_a_mount_point(dir.path());
 
     let scanned = scan(&root, &ScanOptions::default()).unwrap();
-    let paths: Vec<&[u8]> = scanned.entries.iter().map(|e| &e.path[..]).collect();
+    let paths: Vec<&[u8]> = scanned.entries.iter().map(|e| e.path).collect();
     assert_eq!(
         paths,
         [&b""[..], b"a", b"plain.txt"],

@@ -106,7 +106,7 @@ fn scan_records_every_kind_with_its_metadata() {
 
     // Every entry's metadata and xattrs against an independent reading.
     for e in entries {
-        let source = osimage::source_path(&result.root, &e.path);
+        let source = osimage::source_path(&result.root, e.path);
         if source.as_os_str().len() >= 4000 {
             continue;
         }

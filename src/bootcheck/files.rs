@@ -96,7 +96,7 @@ pub fn compare(m: &Manifest, root: &Path, fidelity: &dyn Fn(EntryRef) -> Fidelit
     };
     let mut inodes: HashMap<usize, (u64, u64)> = HashMap::new();
     for (i, e) in m.entries.iter().enumerate() {
-        if may_differ(&e.path) {
+        if may_differ(e.path) {
             continue;
         }
         r.compared += 1;
@@ -104,11 +104,11 @@ pub fn compare(m: &Manifest, root: &Path, fidelity: &dyn Fn(EntryRef) -> Fidelit
         if fid == Fidelity::Fat {
             r.relaxed += 1;
         }
-        let p = on_disk(root, &e.path);
+        let p = on_disk(root, e.path);
         let md = match std::fs::symlink_metadata(&p) {
             Ok(md) => md,
             Err(_) => {
-                push(&mut r, &e.path, vec!["missing".into()]);
+                push(&mut r, e.path, vec!["missing".into()]);
                 continue;
             }
         };
@@ -119,10 +119,10 @@ pub fn compare(m: &Manifest, root: &Path, fidelity: &dyn Fn(EntryRef) -> Fidelit
             check_meta(e, &p, &md, fid, &mut what);
         }
         if !what.is_empty() {
-            push(&mut r, &e.path, what);
+            push(&mut r, e.path, what);
         }
     }
-    let known: HashSet<&[u8]> = m.entries.iter().map(|e| &e.path[..]).collect();
+    let known: HashSet<&[u8]> = m.entries.iter().map(|e| e.path).collect();
     let mut extras = Vec::new();
     find_extras(root, Vec::new(), &known, &mut extras);
     for x in extras {

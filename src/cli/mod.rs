@@ -348,7 +348,7 @@ fn run_list(mut a: ListArgs) -> Result<i32, Failure> {
         show::Names::Escaped
     };
     for (i, e) in m.entries.iter().enumerate() {
-        if under(&e.path) {
+        if under(e.path) {
             found = true;
             show::list_line(&mut out, m, i, a.long, names)?;
         }

@@ -176,7 +176,7 @@ pub fn list_line(
         write!(out, " {:>12} {} ", size, time(e.meta.mtime))?;
     }
     out.write_all(b"/")?;
-    name(out, &e.path)?;
+    name(out, e.path)?;
     if long {
         match &e.kind {
             EntryKind::Symlink { target } => {

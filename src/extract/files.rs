@@ -160,13 +160,13 @@ impl<S: ChunkSource> Work<'_, S> {
     ) -> Result<u64, ExtractError> {
         let named = self.entries.at(job.entry as usize);
         let data = self.entries.at(job.data as usize);
-        let path = || self.target.full_path(&named.path);
+        let path = || self.target.full_path(named.path);
         let dir = dirs.get(
             self.target,
             self.entries,
             self.plan.parent[job.entry as usize],
         )?;
-        let name = name_of(&named.path);
+        let name = name_of(named.path);
         let file =
             target::create_file(dir, name).map_err(|e| ExtractError::io("creating", path(), e))?;
         match self.fill(&file, named, data, cache) {
@@ -195,7 +195,7 @@ impl<S: ChunkSource> Work<'_, S> {
         let EntryKind::File { size, runs } = &data.kind else {
             unreachable!("the plan only lists regular files");
         };
-        let path = || self.target.full_path(&named.path);
+        let path = || self.target.full_path(named.path);
         let (mut end, mut written) = (0u64, 0u64);
         for run in runs {
             let mut pos = run.offset;
@@ -231,7 +231,7 @@ impl<S: ChunkSource> Work<'_, S> {
         // The inode's metadata comes from the data entry; messages name the created path.
         let h = Handle::Fd(file.as_fd());
         self.target
-            .set_meta(h, &data.meta, &data.xattrs, &named.path, self.warn)?;
+            .set_meta(h, &data.meta, &data.xattrs, named.path, self.warn)?;
         Ok(written)
     }
 }

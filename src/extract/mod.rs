@@ -227,7 +227,7 @@ fn make_others(
     let mut dirs = DirCache::default();
     for &i in &plan.others {
         let entry = entries.at(i as usize);
-        let name = name_of(&entry.path);
+        let name = name_of(entry.path);
         let dir = dirs.get(target, entries, plan.parent[i as usize])?;
         let made = match &entry.kind {
             EntryKind::Symlink { target } => rustix::fs::symlinkat(target.as_slice(), dir, name),
@@ -241,10 +241,10 @@ fn make_others(
             EntryKind::Socket => target::mknod(dir, name, FileType::Socket, 0),
             _ => unreachable!("the plan lists only symlinks and special files here"),
         };
-        made.map_err(|e| ExtractError::io("creating", target.full_path(&entry.path), e))?;
+        made.map_err(|e| ExtractError::io("creating", target.full_path(entry.path), e))?;
         let symlink = matches!(entry.kind, EntryKind::Symlink { .. });
         let h = Handle::At { dir, name, symlink };
-        target.set_meta(h, &entry.meta, &entry.xattrs, &entry.path, warn)?;
+        target.set_meta(h, &entry.meta, &entry.xattrs, entry.path, warn)?;
     }
     Ok(())
 }
@@ -259,12 +259,12 @@ fn make_links(target: &Target, entries: &Entries, plan: &Plan) -> Result<(), Ext
         // No AT_SYMLINK_FOLLOW: the first name is a regular file this extract created.
         rustix::fs::linkat(
             first_dir,
-            name_of(&first.path),
+            name_of(first.path),
             link_dir,
-            name_of(&link.path),
+            name_of(link.path),
             rustix::fs::AtFlags::empty(),
         )
-        .map_err(|e| ExtractError::io("creating hard link", target.full_path(&link.path), e))?;
+        .map_err(|e| ExtractError::io("creating hard link", target.full_path(link.path), e))?;
     }
     Ok(())
 }
@@ -278,19 +278,19 @@ fn dir_metadata(
 ) -> Result<(), ExtractError> {
     for &i in plan.dirs.iter().rev() {
         let entry = entries.at(i as usize);
-        let fd = target.open_dir(&entry.path)?;
+        let fd = target.open_dir(entry.path)?;
         target.set_meta(
             Handle::Fd(fd.as_fd()),
             &entry.meta,
             &entry.xattrs,
-            &entry.path,
+            entry.path,
             warn,
         )?;
     }
     if let Some(root) = plan.root {
         let entry = entries.at(root as usize);
         let h = Handle::Fd(target.dest_fd());
-        target.set_meta(h, &entry.meta, &entry.xattrs, &entry.path, warn)?;
+        target.set_meta(h, &entry.meta, &entry.xattrs, entry.path, warn)?;
     }
     Ok(())
 }

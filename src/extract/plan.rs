@@ -205,7 +205,7 @@ fn check_tree(
     let mut parent = Vec::with_capacity(entries.len());
     let mut root = None;
     for (i, entry) in entries.iter().enumerate() {
-        let path = &entry.path[..];
+        let path = entry.path;
         if path.is_empty() {
             if entry.kind != EntryKind::Directory {
                 return Err(bad(manifest, i, "the image root is not a directory"));

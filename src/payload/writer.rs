@@ -482,7 +482,7 @@ struct Worker<'a> {
 impl Worker<'_> {
     fn capture_file(&mut self, e: EntryRef) -> Result<Outcome, PayloadError> {
         let keep_going = self.shared.params.keep_going;
-        let source = crate::scan::source_path(&self.shared.params.root, &e.path);
+        let source = crate::scan::source_path(&self.shared.params.root, e.path);
         let fail = |msg: String| -> Result<Outcome, PayloadError> {
             if keep_going {
                 Ok(Outcome::Skipped(msg))

@@ -74,7 +74,7 @@ pub fn diff(a: &Manifest, b: &Manifest) -> Diff {
     let (ia, ib) = (index(a), index(b));
     let mut d = Diff::default();
     for (i, e) in a.entries.iter().enumerate() {
-        match ib.get(&e.path[..]) {
+        match ib.get(e.path) {
             None => d.push(change(e, ChangeKind::Removed, size(a, i), 0, vec![])),
             Some(&j) => {
                 let fields = meta_fields(&e, &b.entries[j]);
@@ -88,7 +88,7 @@ pub fn diff(a: &Manifest, b: &Manifest) -> Diff {
         }
     }
     for (j, f) in b.entries.iter().enumerate() {
-        if !ia.contains_key(&f.path[..]) {
+        if !ia.contains_key(f.path) {
             d.push(change(f, ChangeKind::Added, 0, size(b, j), vec![]));
         }
     }
@@ -144,7 +144,7 @@ fn change(
     fields: Vec<&'static str>,
 ) -> Change {
     Change {
-        path: format!("/{}", String::from_utf8_lossy(&e.path)),
+        path: format!("/{}", String::from_utf8_lossy(e.path)),
         raw_path: e.path.to_vec(),
         kind,
         old_size,

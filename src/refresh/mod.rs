@@ -183,7 +183,7 @@ impl BaseImage for Base {
         let EntryKind::File { size, .. } = e.kind else {
             return None;
         };
-        let old = self.unchanged(&e.path, &e.meta, size)?;
+        let old = self.unchanged(e.path, &e.meta, size)?;
         match &old.row.kind {
             EntryKind::File { runs, .. } => Some(runs.as_slice()),
             _ => None,

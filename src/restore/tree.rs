@@ -132,16 +132,16 @@ fn split_entries(
     // Old entry index → (part, new index), for hard links.
     let mut moved: Vec<Option<(usize, EntryIndex)>> = vec![None; m.entries.len()];
     for (i, e) in m.entries.iter().enumerate() {
-        let Some(o) = owner(&e.path, &mps, None) else {
+        let Some(o) = owner(e.path, &mps, None) else {
             continue;
         };
-        let rel = rebase(&e.path, &mps[o]).unwrap_or_default().to_vec();
+        let rel = rebase(e.path, &mps[o]).unwrap_or_default().to_vec();
         if rel.is_empty() && !mps[o].is_empty() {
             // The mount point's directory in the filesystem above it.
-            if let Some(p) = owner(&e.path, &mps, Some(o))
-                && let Some(r) = rebase(&e.path, &mps[p])
+            if let Some(p) = owner(e.path, &mps, Some(o))
+                && let Some(r) = rebase(e.path, &mps[p])
             {
-                let (meta, xattrs) = match underneath.get(&e.path[..]) {
+                let (meta, xattrs) = match underneath.get(e.path) {
                     Some(d) => (&d.meta, &d.xattrs[..]),
                     None => (&e.meta, &e.xattrs[..]),
                 };

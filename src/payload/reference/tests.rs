@@ -168,7 +168,7 @@ impl FakeStore {
 
 impl BaseImage for FakeStore {
     fn unchanged_runs(&self, e: EntryRef) -> Option<&[DataRun]> {
-        self.unchanged.get(&e.path[..]).map(Vec::as_slice)
+        self.unchanged.get(e.path).map(Vec::as_slice)
     }
     fn find_chunk(&self, hash: &ChunkHash) -> Option<ChunkIndex> {
         self.ids.get(&hash.id()).copied()

@@ -155,7 +155,7 @@ fn assert_files(r: &PayloadReader, root: &Path) {
                 at += bytes.len();
             }
         }
-        let name = String::from_utf8_lossy(&e.path).into_owned();
+        let name = String::from_utf8_lossy(e.path).into_owned();
         assert_eq!(out, std::fs::read(root.join(&name)).unwrap(), "{name}");
     }
 }
