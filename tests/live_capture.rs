@@ -219,13 +219,13 @@ fn a_mount_point_is_recorded_as_its_own_directory() {
     let (root, tmpfs) = tree_with_a_mount_point(dir.path());
 
     let scanned = scan(&root, &ScanOptions::default()).unwrap();
-    let paths: Vec<&[u8]> = scanned.entries.iter().map(|e| &e.entry.path[..]).collect();
+    let paths: Vec<&[u8]> = scanned.entries.iter().map(|e| e.path).collect();
     assert_eq!(
         paths,
         [&b""[..], b"a", b"plain.txt"],
         "the tmpfs is not walked"
     );
-    let a = &scanned.entries[1].entry;
+    let a = &scanned.entries[1];
     assert_eq!(
         (a.meta.mode, a.meta.uid, a.meta.gid),
         (0o701, 1234, 5678),

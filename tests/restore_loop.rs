@@ -801,7 +801,7 @@ fn a_tree_the_restore_would_refuse_leaves_the_target_untouched() {
                 m.entries.push(e);
             }
         }
-        for e in &mut m.entries {
+        for mut e in &mut m.entries {
             if let EntryKind::HardLink { target } = &mut e.kind {
                 *target = new_index[*target as usize];
             }

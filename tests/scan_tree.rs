@@ -16,14 +16,14 @@ use common::fixture::{self, paths};
 
 fn index(result: &ScanResult) -> HashMap<Vec<u8>, usize> {
     let entries = result.entries.iter().enumerate();
-    entries.map(|(i, e)| (e.entry.path.to_vec(), i)).collect()
+    entries.map(|(i, e)| (e.path.to_vec(), i)).collect()
 }
 
 fn kind<'a>(result: &'a ScanResult, at: &HashMap<Vec<u8>, usize>, path: &str) -> &'a EntryKind {
     let i = at
         .get(path.as_bytes())
         .unwrap_or_else(|| panic!("{path} not scanned"));
-    &result.entries[*i].entry.kind
+    &result.entries[*i].kind
 }
 
 #[test]
@@ -35,15 +35,15 @@ fn scan_records_every_kind_with_its_metadata() {
     let entries = &result.entries;
 
     // The root first, with the empty path; parents before children, names sorted by bytes.
-    assert_eq!(entries[0].entry.path[..], b""[..]);
-    assert_eq!(entries[0].entry.meta.mode, 0o751);
+    assert_eq!(entries.path(0), b"");
+    assert_eq!(entries[0].meta.mode, 0o751);
     let components = |p: &[u8]| {
         p.split(|&b| b == b'/')
             .map(<[u8]>::to_vec)
             .collect::<Vec<_>>()
     };
-    for pair in entries[1..].windows(2) {
-        let (a, b) = (&pair[0].entry.path, &pair[1].entry.path);
+    for i in 2..entries.len() {
+        let (a, b) = (entries.path(i - 1), entries.path(i));
         assert!(components(a) < components(b), "order: {a:?} before {b:?}");
     }
 
@@ -98,7 +98,7 @@ fn scan_records_every_kind_with_its_metadata() {
     assert_eq!(empty_b, &EntryKind::HardLink { target: empty_a });
 
     // Modes keep setuid, setgid and sticky bits.
-    let mode = |p: &str| entries[at[p.as_bytes()]].entry.meta.mode;
+    let mode = |p: &str| entries[at[p.as_bytes()]].meta.mode;
     assert_eq!(mode("modes/setuid"), 0o4755);
     assert_eq!(mode("modes/all"), 0o7777);
     assert_eq!(mode("modes/sticky-dir"), 0o1777);
@@ -106,12 +106,12 @@ fn scan_records_every_kind_with_its_metadata() {
 
     // Every entry's metadata and xattrs against an independent reading.
     for e in entries {
-        let source = osimage::source_path(&result.root, &e.entry.path);
+        let source = osimage::source_path(&result.root, e.path);
         if source.as_os_str().len() >= 4000 {
             continue;
         }
         let md = std::fs::symlink_metadata(&source).unwrap();
-        let m = &e.entry.meta;
+        let m = &e.meta;
         let what = source.display();
         assert_eq!(m.mode, md.mode() & 0o7777, "{what}");
         assert_eq!((m.uid, m.gid), (md.uid(), md.gid()), "{what}");
@@ -145,10 +145,10 @@ fn scan_records_every_kind_with_its_metadata() {
                 name: name.as_bytes().to_vec(),
             })
             .collect();
-        assert_eq!(e.entry.xattrs[..], want[..], "{what}");
+        assert_eq!(e.xattrs[..], want[..], "{what}");
     }
     let names = |p: &str| -> Vec<Vec<u8>> {
-        let x = &entries[at[p.as_bytes()]].entry.xattrs;
+        let x = &entries[at[p.as_bytes()]].xattrs;
         x.iter().map(|x| x.name.clone()).collect()
     };
     assert!(names(paths::CAP_FILE).contains(&b"security.capability".to_vec()));
@@ -168,10 +168,10 @@ fn scan_records_every_kind_with_its_metadata() {
     assert!(at.contains_key(&b"names/dir-\xc3\x28"[..]));
     let bottom = entries
         .iter()
-        .find(|e| e.entry.path.ends_with(b"/bottom.txt"))
+        .find(|e| e.path.ends_with(b"/bottom.txt"))
         .unwrap();
-    assert!(bottom.entry.path.len() > 4096);
-    assert_eq!(bottom.entry.kind, file(35));
+    assert!(bottom.path.len() > 4096);
+    assert_eq!(bottom.kind, file(35));
 
     // Run-time directories: recorded with their metadata, never entered.
     for dir in ["proc", "sys", "dev", "run", "tmp", "var/tmp"] {
@@ -179,7 +179,7 @@ fn scan_records_every_kind_with_its_metadata() {
         let inside = format!("{dir}/");
         let leaked = entries
             .iter()
-            .find(|e| e.entry.path.starts_with(inside.as_bytes()));
+            .find(|e| e.path.starts_with(inside.as_bytes()));
         assert!(leaked.is_none(), "{dir} was entered");
     }
     assert_eq!(mode("tmp"), 0o1777);
@@ -219,7 +219,7 @@ fn scan_paths(root: &Path, opts: &ScanOptions) -> Vec<String> {
     let result = scan(root, opts).unwrap();
     let entries = result.entries.iter().skip(1);
     entries
-        .map(|e| String::from_utf8(e.entry.path.to_vec()).unwrap())
+        .map(|e| String::from_utf8(e.path.to_vec()).unwrap())
         .collect()
 }
 

@@ -168,7 +168,7 @@ fn files_comparison_catches_content_metadata_missing_and_extra() {
     ]);
     let r = osimage::PayloadReader::open(&image, &osimage::Unlock::none()).unwrap();
     let m = r.manifest();
-    let full = |_: &osimage::format::manifest::Entry| Fidelity::Full;
+    let full = |_: osimage::format::manifest::EntryRef| Fidelity::Full;
 
     let clean = compare(m, &out, &full);
     assert_eq!(clean.differences, 0, "{:?}", clean.listed);

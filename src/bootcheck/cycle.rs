@@ -365,7 +365,7 @@ impl Context<'_> {
     fn compare(&self, disk: &Path) -> Result<FilesReport, BootCheckError> {
         let staging = self.work.join("compare");
         let a = scratch::assemble(disk, self.layout, &staging, false)?;
-        let r = files::compare(self.manifest, &a.root, &|e| a.fidelity(&e.path));
+        let r = files::compare(self.manifest, &a.root, &|e| a.fidelity(e.path));
         a.close()?;
         Ok(r)
     }

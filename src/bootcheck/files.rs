@@ -16,7 +16,9 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::format::manifest::{ChunkId, Entry, EntryKind, Manifest, Meta, Timestamp, Xattr};
+use crate::format::manifest::{
+    ChunkId, EntryKind, EntryRef, EntryRow, Manifest, Meta, Timestamp, Xattr,
+};
 use crate::refresh::diff::meta_fields;
 use crate::scan::exclude::CONTENTS_SKIPPED;
 
@@ -81,7 +83,7 @@ fn on_disk(root: &Path, path: &[u8]) -> std::path::PathBuf {
 
 /// Compares the tree at `root` (the restored filesystems assembled at their mount points)
 /// with `m`. `fidelity(i)` says how entry `i`'s filesystem was read.
-pub fn compare(m: &Manifest, root: &Path, fidelity: &dyn Fn(&Entry) -> Fidelity) -> FilesReport {
+pub fn compare(m: &Manifest, root: &Path, fidelity: &dyn Fn(EntryRef) -> Fidelity) -> FilesReport {
     let mut r = FilesReport::default();
     let push = |r: &mut FilesReport, path: &[u8], what: Vec<String>| {
         r.differences += 1;
@@ -94,7 +96,7 @@ pub fn compare(m: &Manifest, root: &Path, fidelity: &dyn Fn(&Entry) -> Fidelity)
     };
     let mut inodes: HashMap<usize, (u64, u64)> = HashMap::new();
     for (i, e) in m.entries.iter().enumerate() {
-        if may_differ(&e.path) {
+        if may_differ(e.path) {
             continue;
         }
         r.compared += 1;
@@ -102,11 +104,11 @@ pub fn compare(m: &Manifest, root: &Path, fidelity: &dyn Fn(&Entry) -> Fidelity)
         if fid == Fidelity::Fat {
             r.relaxed += 1;
         }
-        let p = on_disk(root, &e.path);
+        let p = on_disk(root, e.path);
         let md = match std::fs::symlink_metadata(&p) {
             Ok(md) => md,
             Err(_) => {
-                push(&mut r, &e.path, vec!["missing".into()]);
+                push(&mut r, e.path, vec!["missing".into()]);
                 continue;
             }
         };
@@ -117,10 +119,10 @@ pub fn compare(m: &Manifest, root: &Path, fidelity: &dyn Fn(&Entry) -> Fidelity)
             check_meta(e, &p, &md, fid, &mut what);
         }
         if !what.is_empty() {
-            push(&mut r, &e.path, what);
+            push(&mut r, e.path, what);
         }
     }
-    let known: HashSet<&[u8]> = m.entries.iter().map(|e| &e.path[..]).collect();
+    let known: HashSet<&[u8]> = m.entries.iter().map(|e| e.path).collect();
     let mut extras = Vec::new();
     find_extras(root, Vec::new(), &known, &mut extras);
     for x in extras {
@@ -174,7 +176,7 @@ fn type_char(md: &std::fs::Metadata) -> char {
 #[allow(clippy::too_many_arguments)]
 fn check_kind(
     m: &Manifest,
-    e: &Entry,
+    e: EntryRef,
     p: &Path,
     md: &std::fs::Metadata,
     inodes: &HashMap<usize, (u64, u64)>,
@@ -288,7 +290,13 @@ fn xattrs_of(p: &Path) -> Vec<Xattr> {
     sorted(&v)
 }
 
-fn check_meta(e: &Entry, p: &Path, md: &std::fs::Metadata, fid: Fidelity, what: &mut Vec<String>) {
+fn check_meta(
+    e: EntryRef,
+    p: &Path,
+    md: &std::fs::Metadata,
+    fid: Fidelity,
+    what: &mut Vec<String>,
+) {
     let mtime = Timestamp {
         sec: md.mtime(),
         nsec: md.mtime_nsec() as u32,
@@ -305,8 +313,7 @@ fn check_meta(e: &Entry, p: &Path, md: &std::fs::Metadata, fid: Fidelity, what: 
     if matches!(e.kind, EntryKind::HardLink { .. }) {
         return;
     }
-    let disk = Entry {
-        path: e.path.clone(),
+    let disk = EntryRow {
         kind: EntryKind::Fifo,
         meta: Meta {
             mode: md.mode() & 0o7777,
@@ -317,8 +324,7 @@ fn check_meta(e: &Entry, p: &Path, md: &std::fs::Metadata, fid: Fidelity, what: 
         },
         xattrs: xattrs_of(p).into(),
     };
-    let image = Entry {
-        path: e.path.clone(),
+    let image = EntryRow {
         kind: EntryKind::Fifo,
         meta: e.meta.clone(),
         xattrs: sorted(&e.xattrs).into(),

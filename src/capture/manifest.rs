@@ -6,12 +6,12 @@
 use std::path::Path;
 
 use super::iso_output::BootFiles;
-use crate::format::manifest::{CaptureStats, EntryKind, ImageInfo, Manifest, Timestamp};
+use crate::format::manifest::{CaptureStats, Entries, EntryKind, ImageInfo, Manifest, Timestamp};
 use crate::layout::DiskLayout;
 use crate::payload::chunker::PARAMS;
 use crate::payload::writer::PayloadTables;
 use crate::refresh::Base;
-use crate::scan::{ScanResult, ScannedEntry, Skipped};
+use crate::scan::{ScanResult, Skipped};
 
 /// The manifest, and what the capture report says besides it.
 pub(super) struct Assembled {
@@ -42,7 +42,7 @@ pub(super) fn assemble(
         packs: tables.packs,
         blocks: tables.blocks,
         chunks: tables.chunks,
-        entries: scanned.entries.into_iter().map(|e| e.entry).collect(),
+        entries: scanned.entries,
         users: scanned.users,
         groups: scanned.groups,
         filesystems: scanned.filesystems,
@@ -131,7 +131,7 @@ fn os_release(root: &Path) -> String {
 }
 
 /// The counters `info` shows.
-fn count(entries: &[ScannedEntry], t: &PayloadTables) -> CaptureStats {
+fn count(entries: &Entries, t: &PayloadTables) -> CaptureStats {
     let mut s = CaptureStats {
         entries: entries.len() as u64,
         unique_chunks: t.chunks.len() as u64,
@@ -141,7 +141,7 @@ fn count(entries: &[ScannedEntry], t: &PayloadTables) -> CaptureStats {
         ..Default::default()
     };
     for e in entries {
-        match &e.entry.kind {
+        match &e.kind {
             EntryKind::Directory => s.directories += 1,
             EntryKind::File { size, runs } => {
                 s.files += 1;

@@ -10,7 +10,7 @@ use super::staging::Staging;
 use super::{CaptureError, CaptureOptions};
 use crate::envelope::ImageKey;
 use crate::format::PayloadError;
-use crate::format::manifest::CapturedFs;
+use crate::format::manifest::{CapturedFs, Entries};
 use crate::format::sink::PackSink;
 use crate::layout::{DiskLayout, OutputFs, Sources};
 use crate::payload::reader::PayloadReader;
@@ -19,7 +19,7 @@ use crate::payload::writer::{
 };
 use crate::progress::Progress;
 use crate::refresh::Base;
-use crate::scan::{self, ScanOptions, ScanResult, ScannedEntry};
+use crate::scan::{self, ScanOptions, ScanResult};
 
 /// An encrypted image's key and its key record (FORMAT.md §11).
 pub(super) type Seal = (ImageKey, Vec<u8>);
@@ -233,7 +233,7 @@ pub(super) fn payload_params(
 
 /// Runs the payload writer into `sink`, through a `SealedSink` when the image is encrypted.
 pub(super) fn write_packs(
-    entries: &mut Vec<ScannedEntry>,
+    entries: &mut Entries,
     sink: &mut dyn PackSink,
     seal: Option<(&ImageKey, &[u8])>,
     params: &PayloadParams,

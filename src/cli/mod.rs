@@ -324,7 +324,7 @@ fn run_list(mut a: ListArgs) -> Result<i32, Failure> {
     };
     if a.json {
         let entries: Vec<_> = (0..m.entries.len())
-            .filter(|&i| under(&m.entries[i].path))
+            .filter(|&i| under(m.entries.path(i)))
             .map(|i| json::list_entry(m, i))
             .collect();
         if entries.is_empty() {
@@ -348,7 +348,7 @@ fn run_list(mut a: ListArgs) -> Result<i32, Failure> {
         show::Names::Escaped
     };
     for (i, e) in m.entries.iter().enumerate() {
-        if under(&e.path) {
+        if under(e.path) {
             found = true;
             show::list_line(&mut out, m, i, a.long, names)?;
         }

@@ -5,7 +5,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use osimage::PayloadReader;
-use osimage::format::manifest::{CaptureStats, Entry, EntryKind, Manifest, Timestamp};
+use osimage::format::manifest::{CaptureStats, EntryKind, EntryRow, Manifest, Timestamp};
 
 pub use osimage::count;
 pub use osimage::human_bytes as bytes;
@@ -48,7 +48,7 @@ pub fn capture_line(image: &std::path::Path, r: &osimage::CaptureReport) -> Stri
 }
 
 /// `drwxr-xr-x` for an entry.
-pub fn mode_string(e: &Entry) -> String {
+pub fn mode_string(e: &EntryRow) -> String {
     let m = e.meta.mode;
     let mut s = String::with_capacity(10);
     s.push(e.kind.type_char());
@@ -148,7 +148,7 @@ pub fn list_line(
         Names::Raw => out.write_all(b),
         Names::Escaped => out.write_all(escaped(b).as_bytes()),
     };
-    let e = &m.entries[i];
+    let e = m.entries.at(i);
     if long {
         let size = match &e.kind {
             EntryKind::File { size, .. } => *size,
@@ -163,7 +163,7 @@ pub fn list_line(
             name_of(&m.users, e.meta.uid),
             name_of(&m.groups, e.meta.gid),
         );
-        write!(out, "{} ", mode_string(e))?;
+        write!(out, "{} ", mode_string(&e))?;
         match names {
             Names::Raw => write!(out, "{user:>8}/{group:<8}")?,
             Names::Escaped => write!(
@@ -176,7 +176,7 @@ pub fn list_line(
         write!(out, " {:>12} {} ", size, time(e.meta.mtime))?;
     }
     out.write_all(b"/")?;
-    name(out, &e.path)?;
+    name(out, e.path)?;
     if long {
         match &e.kind {
             EntryKind::Symlink { target } => {
@@ -185,7 +185,7 @@ pub fn list_line(
             }
             EntryKind::HardLink { target } => {
                 out.write_all(b" link to /")?;
-                name(out, &m.entries[*target as usize].path)?;
+                name(out, m.entries.path(*target as usize))?;
             }
             _ => {}
         }

@@ -15,7 +15,7 @@ use super::error::ExtractError;
 use super::plan::{FileJob, Plan, name_of};
 use super::source::ChunkSource;
 use super::target::{self, DirCache, Handle, Target, Warnings};
-use crate::format::manifest::{Entry, EntryKind};
+use crate::format::manifest::{Entries, EntryKind, EntryRef};
 use crate::progress::Progress;
 
 /// A batch ends after this many bytes of data or files, whichever comes first.
@@ -33,7 +33,7 @@ pub(crate) struct FileStats {
 struct Work<'a, S> {
     src: &'a S,
     target: &'a Target,
-    entries: &'a [Entry],
+    entries: &'a Entries,
     plan: &'a Plan,
     batches: Vec<std::ops::Range<usize>>,
     next: AtomicUsize,
@@ -158,15 +158,15 @@ impl<S: ChunkSource> Work<'_, S> {
         cache: &mut S::Cache,
         dirs: &mut DirCache,
     ) -> Result<u64, ExtractError> {
-        let named = &self.entries[job.entry as usize];
-        let data = &self.entries[job.data as usize];
-        let path = || self.target.full_path(&named.path);
+        let named = self.entries.at(job.entry as usize);
+        let data = self.entries.at(job.data as usize);
+        let path = || self.target.full_path(named.path);
         let dir = dirs.get(
             self.target,
             self.entries,
             self.plan.parent[job.entry as usize],
         )?;
-        let name = name_of(&named.path);
+        let name = name_of(named.path);
         let file =
             target::create_file(dir, name).map_err(|e| ExtractError::io("creating", path(), e))?;
         match self.fill(&file, named, data, cache) {
@@ -188,14 +188,14 @@ impl<S: ChunkSource> Work<'_, S> {
     fn fill(
         &self,
         file: &File,
-        named: &Entry,
-        data: &Entry,
+        named: EntryRef,
+        data: EntryRef,
         cache: &mut S::Cache,
     ) -> Result<u64, ExtractError> {
         let EntryKind::File { size, runs } = &data.kind else {
             unreachable!("the plan only lists regular files");
         };
-        let path = || self.target.full_path(&named.path);
+        let path = || self.target.full_path(named.path);
         let (mut end, mut written) = (0u64, 0u64);
         for run in runs {
             let mut pos = run.offset;
@@ -231,7 +231,7 @@ impl<S: ChunkSource> Work<'_, S> {
         // The inode's metadata comes from the data entry; messages name the created path.
         let h = Handle::Fd(file.as_fd());
         self.target
-            .set_meta(h, &data.meta, &data.xattrs, &named.path, self.warn)?;
+            .set_meta(h, &data.meta, &data.xattrs, named.path, self.warn)?;
         Ok(written)
     }
 }

@@ -30,7 +30,7 @@ pub use source::{ChunkSource, MemorySource};
 use plan::{Plan, name_of};
 use target::{DirCache, Handle, Target, Warnings};
 
-use crate::format::manifest::{Entry, EntryKind};
+use crate::format::manifest::{Entries, EntryKind};
 use crate::progress::Progress;
 
 /// What to extract and how.
@@ -174,10 +174,10 @@ pub fn check(manifest: &crate::format::manifest::Manifest) -> Result<(), Extract
 }
 
 /// Phase 2: every directory, parents first (the plan guarantees parents come earlier).
-fn make_dirs(target: &Target, entries: &[Entry], plan: &Plan) -> Result<(), ExtractError> {
+fn make_dirs(target: &Target, entries: &Entries, plan: &Plan) -> Result<(), ExtractError> {
     let mut dirs = DirCache::default();
     for &i in &plan.dirs {
-        let path = &entries[i as usize].path;
+        let path = entries.path(i as usize);
         let parent = dirs.get(target, entries, plan.parent[i as usize])?;
         match target::mkdir(parent, name_of(path)) {
             Err(rustix::io::Errno::EXIST) if target.merges_into_mounts() => {
@@ -220,14 +220,14 @@ fn make_dirs(target: &Target, entries: &[Entry], plan: &Plan) -> Result<(), Extr
 /// touches them).
 fn make_others(
     target: &Target,
-    entries: &[Entry],
+    entries: &Entries,
     plan: &Plan,
     warn: &Warnings,
 ) -> Result<(), ExtractError> {
     let mut dirs = DirCache::default();
     for &i in &plan.others {
-        let entry = &entries[i as usize];
-        let name = name_of(&entry.path);
+        let entry = entries.at(i as usize);
+        let name = name_of(entry.path);
         let dir = dirs.get(target, entries, plan.parent[i as usize])?;
         let made = match &entry.kind {
             EntryKind::Symlink { target } => rustix::fs::symlinkat(target.as_slice(), dir, name),
@@ -241,30 +241,30 @@ fn make_others(
             EntryKind::Socket => target::mknod(dir, name, FileType::Socket, 0),
             _ => unreachable!("the plan lists only symlinks and special files here"),
         };
-        made.map_err(|e| ExtractError::io("creating", target.full_path(&entry.path), e))?;
+        made.map_err(|e| ExtractError::io("creating", target.full_path(entry.path), e))?;
         let symlink = matches!(entry.kind, EntryKind::Symlink { .. });
         let h = Handle::At { dir, name, symlink };
-        target.set_meta(h, &entry.meta, &entry.xattrs, &entry.path, warn)?;
+        target.set_meta(h, &entry.meta, &entry.xattrs, entry.path, warn)?;
     }
     Ok(())
 }
 
 /// Phase 4b: hard links to the first name of each file (same inode, so no metadata).
-fn make_links(target: &Target, entries: &[Entry], plan: &Plan) -> Result<(), ExtractError> {
+fn make_links(target: &Target, entries: &Entries, plan: &Plan) -> Result<(), ExtractError> {
     let (mut link_dirs, mut first_dirs) = (DirCache::default(), DirCache::default());
     for &(l, f) in &plan.links {
-        let (link, first) = (&entries[l as usize], &entries[f as usize]);
+        let (link, first) = (entries.at(l as usize), entries.at(f as usize));
         let link_dir = link_dirs.get(target, entries, plan.parent[l as usize])?;
         let first_dir = first_dirs.get(target, entries, plan.parent[f as usize])?;
         // No AT_SYMLINK_FOLLOW: the first name is a regular file this extract created.
         rustix::fs::linkat(
             first_dir,
-            name_of(&first.path),
+            name_of(first.path),
             link_dir,
-            name_of(&link.path),
+            name_of(link.path),
             rustix::fs::AtFlags::empty(),
         )
-        .map_err(|e| ExtractError::io("creating hard link", target.full_path(&link.path), e))?;
+        .map_err(|e| ExtractError::io("creating hard link", target.full_path(link.path), e))?;
     }
     Ok(())
 }
@@ -272,25 +272,25 @@ fn make_links(target: &Target, entries: &[Entry], plan: &Plan) -> Result<(), Ext
 /// Phase 5: directories' metadata after their contents, deepest first, the root last.
 fn dir_metadata(
     target: &Target,
-    entries: &[Entry],
+    entries: &Entries,
     plan: &Plan,
     warn: &Warnings,
 ) -> Result<(), ExtractError> {
     for &i in plan.dirs.iter().rev() {
-        let entry = &entries[i as usize];
-        let fd = target.open_dir(&entry.path)?;
+        let entry = entries.at(i as usize);
+        let fd = target.open_dir(entry.path)?;
         target.set_meta(
             Handle::Fd(fd.as_fd()),
             &entry.meta,
             &entry.xattrs,
-            &entry.path,
+            entry.path,
             warn,
         )?;
     }
     if let Some(root) = plan.root {
-        let entry = &entries[root as usize];
+        let entry = entries.at(root as usize);
         let h = Handle::Fd(target.dest_fd());
-        target.set_meta(h, &entry.meta, &entry.xattrs, &entry.path, warn)?;
+        target.set_meta(h, &entry.meta, &entry.xattrs, entry.path, warn)?;
     }
     Ok(())
 }

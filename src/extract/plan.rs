@@ -12,7 +12,7 @@ use std::hash::BuildHasher as _;
 use hashbrown::HashTable;
 
 use super::error::ExtractError;
-use crate::format::manifest::{Entry, EntryIndex, EntryKind, Manifest};
+use crate::format::manifest::{Entries, EntryIndex, EntryKind, Manifest};
 
 /// Parent value meaning "the destination directory itself" (the image root's place).
 pub(crate) const DEST: EntryIndex = EntryIndex::MAX;
@@ -103,13 +103,13 @@ impl Plan {
 /// Every entry by its path: a table of entry indexes, 4 bytes a slot, the paths read from the
 /// manifest (a map from the path took 24: issue #23, memory an entry).
 struct PathIndex<'m> {
-    entries: &'m [Entry],
+    entries: &'m Entries,
     table: HashTable<EntryIndex>,
     hasher: std::hash::RandomState,
 }
 
 impl<'m> PathIndex<'m> {
-    fn new(entries: &'m [Entry]) -> Self {
+    fn new(entries: &'m Entries) -> Self {
         PathIndex {
             entries,
             table: HashTable::with_capacity(entries.len()),
@@ -118,7 +118,7 @@ impl<'m> PathIndex<'m> {
     }
 
     fn path(&self, i: EntryIndex) -> &'m [u8] {
-        &self.entries[i as usize].path
+        self.entries.path(i as usize)
     }
 
     /// The entry whose path is `path`.
@@ -130,7 +130,7 @@ impl<'m> PathIndex<'m> {
     /// Adds entry `i`; false when an earlier entry has its path.
     fn insert(&mut self, i: EntryIndex) -> bool {
         let (entries, hasher) = (self.entries, &self.hasher);
-        let path_of = |j: &EntryIndex| &entries[*j as usize].path[..];
+        let path_of = |j: &EntryIndex| entries.path(*j as usize);
         let path = path_of(&i);
         match self.table.entry(
             hasher.hash_one(path),
@@ -149,7 +149,7 @@ impl<'m> PathIndex<'m> {
 fn bad(manifest: &Manifest, index: usize, reason: impl Into<String>) -> ExtractError {
     ExtractError::BadEntry {
         index: index as u32,
-        path: String::from_utf8_lossy(&manifest.entries[index].path).into_owned(),
+        path: String::from_utf8_lossy(manifest.entries.path(index)).into_owned(),
         reason: reason.into(),
     }
 }
@@ -205,7 +205,7 @@ fn check_tree(
     let mut parent = Vec::with_capacity(entries.len());
     let mut root = None;
     for (i, entry) in entries.iter().enumerate() {
-        let path = &entry.path[..];
+        let path = entry.path;
         if path.is_empty() {
             if entry.kind != EntryKind::Directory {
                 return Err(bad(manifest, i, "the image root is not a directory"));
@@ -232,7 +232,7 @@ fn parent_index(
     index: &PathIndex,
     i: usize,
 ) -> Result<EntryIndex, ExtractError> {
-    let dir = parent_of(&manifest.entries[i].path);
+    let dir = parent_of(manifest.entries.path(i));
     if dir.is_empty() {
         return Ok(DEST);
     }

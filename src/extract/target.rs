@@ -23,7 +23,7 @@ use rustix::process::{Gid, Uid};
 
 use super::error::ExtractError;
 use super::plan::DEST;
-use crate::format::manifest::{Entry, EntryIndex, Meta, Timestamp, Xattr};
+use crate::format::manifest::{Entries, EntryIndex, Meta, Timestamp, Xattr};
 use crate::progress::Progress;
 
 /// Set once `openat2` reported ENOSYS (kernel < 5.6): walk components instead.
@@ -347,14 +347,14 @@ impl DirCache {
     pub fn get<'s>(
         &'s mut self,
         target: &'s Target,
-        entries: &[Entry],
+        entries: &Entries,
         dir: EntryIndex,
     ) -> Result<BorrowedFd<'s>, ExtractError> {
         if dir == DEST {
             return Ok(target.dest_fd());
         }
         if self.cached.as_ref().is_none_or(|(i, _)| *i != dir) {
-            let fd = target.open_dir(&entries[dir as usize].path)?;
+            let fd = target.open_dir(entries.path(dir as usize))?;
             self.cached = Some((dir, fd));
         }
         match &self.cached {

@@ -8,6 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use super::entries::{Entries, EntryMut, EntryRef, EntryRow, Paths};
+
 /// Version of the payload format this build writes and the highest it reads in image
 /// headers, trailers and image pack headers (docs/FORMAT.md §8).
 pub const FORMAT_VERSION: u16 = 2;
@@ -104,8 +106,9 @@ pub struct Manifest {
     pub packs: Vec<PackRecord>,
     pub blocks: Vec<BlockRecord>,
     pub chunks: Vec<ChunkRecord>,
-    /// Entries in capture order: every directory comes before what it contains.
-    pub entries: Vec<Entry>,
+    /// Entries in capture order: every directory comes before what it contains. Their paths
+    /// are held in one arena (`Entries`).
+    pub entries: Entries,
     /// Numeric id → name, from the captured root's /etc/passwd (display only).
     pub users: Vec<(u32, String)>,
     /// Numeric id → name, from the captured root's /etc/group (display only).
@@ -190,12 +193,12 @@ pub struct ChunkRecord {
     pub len: u32,
 }
 
-/// One path in the captured tree.
+/// One path in the captured tree, owned: what is built and encoded one at a time. A table
+/// of them is held as `Entries`, which keeps the paths apart from the rest (`EntryRow`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     /// Path relative to the capture root, components joined by `/`, raw bytes (not always
-    /// UTF-8). The root itself is the empty path. Boxed: no spare capacity, and 16 bytes in
-    /// the entry where a `Vec` takes 24 (issue #23, memory an entry).
+    /// UTF-8). The root itself is the empty path.
     pub path: Box<[u8]>,
     pub kind: EntryKind,
     pub meta: Meta,
@@ -325,7 +328,7 @@ impl<'de> Deserialize<'de> for Xattrs {
 const _: () = assert!(std::mem::size_of::<Timestamp>() == 12);
 const _: () = assert!(std::mem::size_of::<Meta>() == 64);
 const _: () = assert!(std::mem::size_of::<Xattrs>() == 8);
-const _: () = assert!(std::mem::size_of::<Entry>() <= 144);
+const _: () = assert!(std::mem::size_of::<EntryRow>() <= 128);
 
 /// A filesystem some of the captured files came from.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -524,7 +527,7 @@ pub mod legacy {
                         len: c.len,
                     })
                     .collect(),
-                entries: m.entries,
+                entries: m.entries.to_vec(),
                 users: m.users,
                 groups: m.groups,
                 filesystems: m.filesystems,
@@ -550,7 +553,7 @@ pub mod legacy {
                         len: c.len,
                     })
                     .collect(),
-                entries: m.entries,
+                entries: m.entries.into(),
                 users: m.users,
                 groups: m.groups,
                 filesystems: m.filesystems,

@@ -13,6 +13,7 @@
 //! uses nothing else of the crate: only std and external crates.
 
 pub mod columns;
+mod entries;
 mod error;
 pub mod frame;
 pub mod manifest;

@@ -45,7 +45,7 @@ pub fn from_manifest(m: &Manifest) -> Result<MountDirs, PayloadError> {
         .entries
         .iter()
         .filter(|e| matches!(e.kind, EntryKind::Directory) && !e.path.is_empty())
-        .map(|e| &e.path[..])
+        .map(|e| e.path)
         .collect();
     let mut out = MountDirs::with_capacity(dirs.len());
     for d in dirs {
@@ -103,7 +103,7 @@ mod tests {
 
     fn manifest(dirs: &[MountDir]) -> Manifest {
         let mut m = Manifest {
-            entries: vec![dir(b""), dir(b"boot"), dir(b"home")],
+            entries: vec![dir(b""), dir(b"boot"), dir(b"home")].into(),
             ..Manifest::default()
         };
         m.entries.push(Entry {

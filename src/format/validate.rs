@@ -129,7 +129,7 @@ fn check_entries(m: &Manifest) -> Result<(), PayloadError> {
     // is a directory took 24: issue #23, memory an entry). Only directories can be parents.
     let hasher = std::hash::RandomState::new();
     let hash = |p: &[u8]| hasher.hash_one(p);
-    let path_of = |j: &u32| &m.entries[*j as usize].path[..];
+    let path_of = |j: &u32| m.entries.path(*j as usize);
     let mut paths: HashTable<u32> = HashTable::with_capacity(m.entries.len());
     let n_chunks = m.chunks.len();
     for (i, e) in m.entries.iter().enumerate() {
@@ -138,13 +138,13 @@ fn check_entries(m: &Manifest) -> Result<(), PayloadError> {
                 return Err(bad("the first entry is not the root directory".into()));
             }
         } else {
-            if e.path.is_empty() || !path_is_safe(&e.path) {
-                return Err(bad(format!("unsafe path {:?}", show(&e.path))));
+            if e.path.is_empty() || !path_is_safe(e.path) {
+                return Err(bad(format!("unsafe path {:?}", show(e.path))));
             }
             if e.path.split(|b| *b == b'/').any(|c| c.len() > NAME_MAX) {
                 return Err(bad(format!(
                     "{:?}: a name longer than {NAME_MAX} bytes",
-                    show(&e.path)
+                    show(e.path)
                 )));
             }
             let parent = match e.path.iter().rposition(|b| *b == b'/') {
@@ -155,17 +155,17 @@ fn check_entries(m: &Manifest) -> Result<(), PayloadError> {
             if !parent.is_some_and(|&j| m.entries[j as usize].kind == EntryKind::Directory) {
                 return Err(bad(format!(
                     "{:?} comes before its parent directory",
-                    show(&e.path)
+                    show(e.path)
                 )));
             }
         }
         match paths.entry(
-            hash(&e.path),
+            hash(e.path),
             |j| *path_of(j) == *e.path,
             |j| hash(path_of(j)),
         ) {
             Slot::Occupied(_) => {
-                return Err(bad(format!("path {:?} listed twice", show(&e.path))));
+                return Err(bad(format!("path {:?} listed twice", show(e.path))));
             }
             Slot::Vacant(slot) => {
                 slot.insert(i as u32);
@@ -178,7 +178,7 @@ fn check_entries(m: &Manifest) -> Result<(), PayloadError> {
         {
             return Err(bad(format!(
                 "{:?}: a time with 10^9 or more nanoseconds",
-                show(&e.path)
+                show(e.path)
             )));
         }
         match &e.kind {
@@ -188,34 +188,34 @@ fn check_entries(m: &Manifest) -> Result<(), PayloadError> {
             {
                 return Err(bad(format!(
                     "{:?}: symlink target empty, of 4096 bytes or more, or holding NUL",
-                    show(&e.path)
+                    show(e.path)
                 )));
             }
             EntryKind::File { size, runs } => {
                 // Linux files end below 2^63 (off_t); a bigger size is an absurd claim.
                 if *size > i64::MAX as u64 {
-                    return Err(bad(format!("{:?}: impossible size {size}", show(&e.path))));
+                    return Err(bad(format!("{:?}: impossible size {size}", show(e.path))));
                 }
                 let mut end = 0u64;
                 for r in runs {
                     if r.offset < end {
-                        return Err(bad(format!("{:?}: overlapping data", show(&e.path))));
+                        return Err(bad(format!("{:?}: overlapping data", show(e.path))));
                     }
                     let mut len = 0u64;
                     for &c in &r.chunks {
                         let rec = m.chunks.get(c as usize).ok_or_else(|| {
                             bad(format!(
                                 "{:?}: chunk {c} of {n_chunks} does not exist",
-                                show(&e.path)
+                                show(e.path)
                             ))
                         })?;
                         len += rec.len as u64;
                     }
                     end = r.offset.checked_add(len).ok_or_else(|| {
-                        bad(format!("{:?}: data runs past 2^64 bytes", show(&e.path)))
+                        bad(format!("{:?}: data runs past 2^64 bytes", show(e.path)))
                     })?;
                     if end > *size {
-                        return Err(bad(format!("{:?}: data beyond its size", show(&e.path))));
+                        return Err(bad(format!("{:?}: data beyond its size", show(e.path))));
                     }
                 }
             }
@@ -224,14 +224,14 @@ fn check_entries(m: &Manifest) -> Result<(), PayloadError> {
                 if t >= i || !matches!(m.entries[t].kind, EntryKind::File { .. }) {
                     return Err(bad(format!(
                         "{:?}: hard link to entry {t}, which is not an earlier file",
-                        show(&e.path)
+                        show(e.path)
                     )));
                 }
             }
             _ => {}
         }
         if e.meta.fs as usize >= m.filesystems.len().max(1) {
-            return Err(bad(format!("{:?}: unknown filesystem", show(&e.path))));
+            return Err(bad(format!("{:?}: unknown filesystem", show(e.path))));
         }
     }
     for x in &m.extensions {
@@ -277,11 +277,12 @@ mod tests {
         m.entries.push(entry("", EntryKind::Directory));
         m.entries.push(entry("a/b", EntryKind::Fifo));
         assert!(validate(&m).unwrap_err().to_string().contains("parent"));
-        m.entries[1] = entry("a", EntryKind::HardLink { target: 0 });
+        m.entries
+            .set(1, entry("a", EntryKind::HardLink { target: 0 }));
         assert!(validate(&m).unwrap_err().to_string().contains("hard link"));
-        m.entries[1] = entry("../x", EntryKind::Fifo);
+        m.entries.set(1, entry("../x", EntryKind::Fifo));
         assert!(validate(&m).unwrap_err().to_string().contains("unsafe"));
-        m.entries[1] = entry("x", EntryKind::Fifo);
+        m.entries.set(1, entry("x", EntryKind::Fifo));
         validate(&m).unwrap();
     }
 

@@ -69,7 +69,7 @@ fn capture_with_store_packs(
         packs: tables.packs,
         blocks: tables.blocks,
         chunks: tables.chunks,
-        entries: entries.into_iter().map(|e| e.entry).collect(),
+        entries,
         users: scanned.users,
         groups: scanned.groups,
         filesystems: scanned.filesystems,
@@ -277,7 +277,7 @@ fn image_packs_under_a_manifest_naming_a_store_are_refused() {
         packs: tables.packs,
         blocks: tables.blocks,
         chunks: tables.chunks,
-        entries: entries.into_iter().map(|e| e.entry).collect(),
+        entries,
         filesystems: scanned.filesystems,
         ..Manifest::default()
     };

@@ -22,14 +22,14 @@ use super::packer::{Outgoing, pack_blocks};
 use super::reference::{BasePacks, ReferenceCounts, Referenced};
 use crate::format::PayloadError;
 use crate::format::manifest::{
-    BlockIndex, BlockRecord, ChunkHash, ChunkId, ChunkIndex, ChunkRecord, DataRun, EntryKind, Meta,
-    PackRecord, RunChunks, Runs,
+    BlockIndex, BlockRecord, ChunkHash, ChunkId, ChunkIndex, ChunkRecord, DataRun, Entries,
+    EntryKind, EntryRef, EntryRow, Meta, PackRecord, Paths, RunChunks, Runs,
 };
 use crate::format::records::BlockHeader;
 use crate::format::sink::{NewChunk, PackSink};
 use crate::progress::Progress;
+use crate::scan::Skipped;
 use crate::scan::content::{OpenError, SourceFile};
-use crate::scan::{ScannedEntry, Skipped};
 
 /// A block is closed once it holds this many bytes (FORMAT.md §2 says why 256 KiB).
 pub const BLOCK_TARGET: usize = 256 << 10;
@@ -82,7 +82,7 @@ pub struct PayloadTables {
 /// store a capture goes into (docs/STORE.md §4): its blocks are referenced where they lie.
 pub trait BaseImage: Sync {
     /// The data runs (in the base's chunk indexes) of a scanned file the base holds unchanged.
-    fn unchanged_runs(&self, e: &ScannedEntry) -> Option<&[DataRun]>;
+    fn unchanged_runs(&self, e: EntryRef) -> Option<&[DataRun]>;
     /// The base's index of the chunk whose whole BLAKE3 is `hash`, if the base stores it. A
     /// refresh's base, whose manifest holds 16-byte ids, matches the id (FORMAT.md §1); a
     /// store matches all 32 bytes (docs/STORE.md §2.4).
@@ -202,13 +202,13 @@ enum Outcome {
 /// it already stores are not compressed again: their blocks are copied (docs/REFRESH.md), or
 /// with a store for base, referenced where they lie, after the new packs (docs/STORE.md §4).
 pub fn write_payload_with_base(
-    entries: &mut Vec<ScannedEntry>,
+    entries: &mut Entries,
     sink: &mut dyn PackSink,
     params: &PayloadParams,
     base: Option<&dyn BaseImage>,
     progress: &dyn Progress,
 ) -> Result<PayloadTables, PayloadError> {
-    let batches = make_batches(entries);
+    let batches = make_batches(entries.rows());
     progress.start("capturing", params.to_read);
 
     let shared = Shared {
@@ -241,11 +241,11 @@ type Outcomes = (Vec<(usize, Outcome)>, u64);
 struct Batch<'e> {
     /// The index of `entries[0]`.
     first: usize,
-    entries: &'e mut [ScannedEntry],
+    entries: &'e mut [EntryRow],
 }
 
 /// `batches` (disjoint ranges of `entries`, in order) with their stretches of `entries`.
-fn stretches<'e>(mut entries: &'e mut [ScannedEntry], batches: &[Range<usize>]) -> Vec<Batch<'e>> {
+fn stretches<'e>(mut entries: &'e mut [EntryRow], batches: &[Range<usize>]) -> Vec<Batch<'e>> {
     let mut out = Vec::with_capacity(batches.len());
     let mut start = 0;
     for batch in batches {
@@ -268,12 +268,13 @@ type Packed = (Vec<PackRecord>, Vec<BlockRecord>);
 /// workers' outcomes, or their first error, and the pack thread's result.
 fn run_threads(
     shared: &Shared,
-    entries: &mut [ScannedEntry],
+    entries: &mut Entries,
     batches: &[Range<usize>],
     sink: &mut dyn PackSink,
 ) -> (Result<Outcomes, PayloadError>, Result<Packed, PayloadError>) {
     let (params, base) = (shared.params, shared.base);
-    let queue = Mutex::new(stretches(entries, batches).into_iter());
+    let (paths, rows) = entries.split_mut();
+    let queue = Mutex::new(stretches(rows, batches).into_iter());
     let (tx, rx) = bounded::<Outgoing>(2 * params.threads.max(1) + 2);
     std::thread::scope(|s| {
         // Only blocks copied from a base are worth waiting for (referenced ones are not sent).
@@ -287,7 +288,7 @@ fn run_threads(
             .map(|_| {
                 let tx = tx.clone();
                 let queue = &queue;
-                s.spawn(move || run_worker(shared, queue, tx))
+                s.spawn(move || run_worker(shared, paths, queue, tx))
             })
             .collect();
         let (mut outcomes, mut data) = (Vec::new(), 0);
@@ -370,8 +371,8 @@ impl Shared<'_> {
     }
 }
 
-fn file_size(e: &ScannedEntry) -> u64 {
-    match e.entry.kind {
+fn file_size(e: &EntryRow) -> u64 {
+    match e.kind {
         EntryKind::File { size, .. } => size,
         _ => 0,
     }
@@ -380,7 +381,7 @@ fn file_size(e: &ScannedEntry) -> u64 {
 /// Groups consecutive files so a worker keeps neighbours (and their blocks) together: ranges
 /// of the entries, each ending at a regular file, with no list of the files' indexes (8 bytes
 /// a file, twice; issue #23, memory an entry).
-fn make_batches(entries: &[ScannedEntry]) -> Vec<Range<usize>> {
+fn make_batches(entries: &[EntryRow]) -> Vec<Range<usize>> {
     let mut batches = Vec::new();
     let (mut start, mut files, mut bytes) = (0, 0, 0u64);
     for (i, e) in entries.iter().enumerate() {
@@ -400,14 +401,15 @@ fn make_batches(entries: &[ScannedEntry]) -> Vec<Range<usize>> {
     batches
 }
 
-fn is_file(e: &ScannedEntry) -> bool {
-    matches!(e.entry.kind, EntryKind::File { .. })
+fn is_file(e: &EntryRow) -> bool {
+    matches!(e.kind, EntryKind::File { .. })
 }
 
 /// One worker: takes batches until none are left, writes the runs of the files it read into
 /// their entries, returns the files it did not read and the bytes of data it did.
 fn run_worker<'e>(
     shared: &Shared,
+    paths: &Paths,
     queue: &Mutex<std::vec::IntoIter<Batch<'e>>>,
     tx: Sender<Outgoing>,
 ) -> Result<Outcomes, PayloadError> {
@@ -440,7 +442,8 @@ fn run_worker<'e>(
                 .filter(|(_, e)| is_file(e));
             for (k, e) in files {
                 let i = batch.first + k;
-                match w.capture_file(e)? {
+                let path = paths.get(i);
+                match w.capture_file(EntryRef { path, row: e })? {
                     Outcome::Read {
                         runs,
                         meta,
@@ -449,9 +452,9 @@ fn run_worker<'e>(
                     } => {
                         data_read += data;
                         if let Some(meta) = meta {
-                            e.entry.meta = *meta;
+                            e.meta = *meta;
                         }
-                        e.entry.kind = EntryKind::File { size, runs };
+                        e.kind = EntryKind::File { size, runs };
                     }
                     other => out.push((i, other)),
                 }
@@ -477,9 +480,9 @@ struct Worker<'a> {
 }
 
 impl Worker<'_> {
-    fn capture_file(&mut self, e: &ScannedEntry) -> Result<Outcome, PayloadError> {
+    fn capture_file(&mut self, e: EntryRef) -> Result<Outcome, PayloadError> {
         let keep_going = self.shared.params.keep_going;
-        let source = crate::scan::source_path(&self.shared.params.root, &e.entry.path);
+        let source = crate::scan::source_path(&self.shared.params.root, e.path);
         let fail = |msg: String| -> Result<Outcome, PayloadError> {
             if keep_going {
                 Ok(Outcome::Skipped(msg))
@@ -496,7 +499,7 @@ impl Worker<'_> {
             return self.reuse_file(e, base, runs);
         }
         self.shared.files_read.fetch_add(1, Ordering::Relaxed);
-        let sf = match SourceFile::open(&source, e.entry.meta.ino) {
+        let sf = match SourceFile::open(&source, e.meta.ino) {
             Ok(sf) => sf,
             Err(OpenError::Vanished) | Err(OpenError::Replaced) => return Ok(Outcome::Vanished),
             Err(OpenError::Io(err)) => return fail(format!("cannot open: {err}")),
@@ -522,13 +525,13 @@ impl Worker<'_> {
                         source.display()
                     ));
                 }
-                let mut meta = e.entry.meta.clone();
+                let mut meta = e.meta.clone();
                 if let Err(err) = sf.refresh_meta(&mut meta) {
                     return fail(format!("cannot stat: {err}"));
                 }
                 return Ok(Outcome::Read {
                     runs,
-                    meta: (meta != e.entry.meta).then(|| Box::new(meta)),
+                    meta: (meta != e.meta).then(|| Box::new(meta)),
                     size: before.size,
                     data,
                 });
@@ -541,7 +544,7 @@ impl Worker<'_> {
     /// holding them are copied at the end). The file is not opened.
     fn reuse_file(
         &mut self,
-        e: &ScannedEntry,
+        e: EntryRef,
         base: &dyn BaseImage,
         base_runs: &[DataRun],
     ) -> Result<Outcome, PayloadError> {
@@ -562,7 +565,7 @@ impl Worker<'_> {
                 });
             }
         }
-        let size = file_size(e);
+        let size = file_size(&e);
         // What reading it would have given: its data, holes left out (`ScanResult::to_read`).
         self.shared.progress.advance(data);
         self.shared.files_reused.fetch_add(1, Ordering::Relaxed);
@@ -799,15 +802,14 @@ enum ReadFail {
 /// links that pointed at them); the files read have their runs already.
 fn apply_outcomes(
     root: &std::path::Path,
-    entries: &mut Vec<ScannedEntry>,
+    entries: &mut Entries,
     (outcomes, data): Outcomes,
     tables: &mut PayloadTables,
 ) -> Result<(), PayloadError> {
     tables.data_bytes += data;
     let mut drop_entry = vec![false; entries.len()];
     for (i, outcome) in outcomes {
-        let e = &mut entries[i];
-        let source = || crate::scan::source_path(root, &e.entry.path);
+        let source = || crate::scan::source_path(root, entries.path(i));
         match outcome {
             Outcome::Read {
                 runs,
@@ -816,10 +818,11 @@ fn apply_outcomes(
                 data,
             } => {
                 tables.data_bytes += data;
+                let e = &mut entries[i];
                 if let Some(meta) = meta {
-                    e.entry.meta = *meta;
+                    e.meta = *meta;
                 }
-                e.entry.kind = EntryKind::File { size, runs };
+                e.kind = EntryKind::File { size, runs };
             }
             Outcome::Vanished => {
                 tables.warnings.push(format!(
@@ -839,7 +842,7 @@ fn apply_outcomes(
     }
     // Hard links to a dropped file go with it.
     for (i, e) in entries.iter().enumerate() {
-        if let EntryKind::HardLink { target } = e.entry.kind
+        if let EntryKind::HardLink { target } = e.kind
             && drop_entry.get(target as usize).copied().unwrap_or(true)
         {
             drop_entry[i] = true;
@@ -856,14 +859,10 @@ fn apply_outcomes(
             n += 1;
         }
     }
-    let mut i = 0;
-    entries.retain(|_| {
-        let keep = !drop_entry[i];
-        i += 1;
-        keep
-    });
-    for e in entries.iter_mut() {
-        if let EntryKind::HardLink { target } = &mut e.entry.kind {
+    let keep: Vec<bool> = drop_entry.iter().map(|d| !d).collect();
+    entries.retain(&keep);
+    for mut e in entries.iter_mut() {
+        if let EntryKind::HardLink { target } = &mut e.kind {
             *target = new_index[*target as usize];
         }
     }
@@ -912,7 +911,7 @@ mod tests {
         std::fs::write(dir.path().join("plain"), vec![1u8; 10_000]).unwrap();
         let scanned = crate::scan::scan(dir.path(), &crate::scan::ScanOptions::default()).unwrap();
         let total = scanned.to_read;
-        let apparent: u64 = scanned.entries.iter().map(file_size).sum();
+        let apparent: u64 = scanned.entries.rows().iter().map(file_size).sum();
         assert_eq!(apparent, (1 << 30) + 10_000);
         // the data and the small file, in whole blocks, never the 1023 MiB hole
         assert!(

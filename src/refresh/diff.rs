@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::format::manifest::{ChunkId, Entry, EntryKind, Manifest};
+use crate::format::manifest::{ChunkId, EntryKind, EntryRef, EntryRow, Manifest};
 
 /// How one path differs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -74,11 +74,10 @@ pub fn diff(a: &Manifest, b: &Manifest) -> Diff {
     let (ia, ib) = (index(a), index(b));
     let mut d = Diff::default();
     for (i, e) in a.entries.iter().enumerate() {
-        match ib.get(&e.path[..]) {
+        match ib.get(e.path) {
             None => d.push(change(e, ChangeKind::Removed, size(a, i), 0, vec![])),
             Some(&j) => {
-                let f = &b.entries[j];
-                let fields = meta_fields(e, f);
+                let fields = meta_fields(&e, &b.entries[j]);
                 let (sa, sb) = (size(a, i), size(b, j));
                 if content(a, i) != content(b, j) {
                     d.push(change(e, ChangeKind::Changed, sa, sb, fields));
@@ -89,7 +88,7 @@ pub fn diff(a: &Manifest, b: &Manifest) -> Diff {
         }
     }
     for (j, f) in b.entries.iter().enumerate() {
-        if !ia.contains_key(&f.path[..]) {
+        if !ia.contains_key(f.path) {
             d.push(change(f, ChangeKind::Added, 0, size(b, j), vec![]));
         }
     }
@@ -138,14 +137,14 @@ impl Diff {
 }
 
 fn change(
-    e: &Entry,
+    e: EntryRef,
     kind: ChangeKind,
     old_size: u64,
     new_size: u64,
     fields: Vec<&'static str>,
 ) -> Change {
     Change {
-        path: format!("/{}", String::from_utf8_lossy(&e.path)),
+        path: format!("/{}", String::from_utf8_lossy(e.path)),
         raw_path: e.path.to_vec(),
         kind,
         old_size,
@@ -155,9 +154,13 @@ fn change(
 }
 
 /// The regular file entry `i` is, or links to.
-fn file_entry(m: &Manifest, i: usize) -> &Entry {
+fn file_entry(m: &Manifest, i: usize) -> &EntryRow {
     match m.entries[i].kind {
-        EntryKind::HardLink { target } => m.entries.get(target as usize).unwrap_or(&m.entries[i]),
+        EntryKind::HardLink { target } => m
+            .entries
+            .rows()
+            .get(target as usize)
+            .unwrap_or(&m.entries[i]),
         _ => &m.entries[i],
     }
 }
@@ -196,7 +199,7 @@ fn content(m: &Manifest, i: usize) -> Content<'_> {
 }
 
 /// Which restorable metadata differs.
-pub(crate) fn meta_fields(a: &Entry, b: &Entry) -> Vec<&'static str> {
+pub(crate) fn meta_fields(a: &EntryRow, b: &EntryRow) -> Vec<&'static str> {
     let mut f = Vec::new();
     if a.meta.mode != b.meta.mode {
         f.push("mode");
@@ -216,7 +219,7 @@ pub(crate) fn meta_fields(a: &Entry, b: &Entry) -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::manifest::{ChunkRecord, DataRun, Meta};
+    use crate::format::manifest::{ChunkRecord, DataRun, Entry, Meta};
 
     fn entry(path: &str, kind: EntryKind, mode: u32) -> Entry {
         Entry {
@@ -254,7 +257,7 @@ mod tests {
         };
         Manifest {
             chunks: vec![chunk(1), chunk(2)],
-            entries,
+            entries: entries.into(),
             ..Default::default()
         }
     }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::format::PayloadError;
 use crate::format::manifest::{
     BlockIndex, BlockRecord, CapturedFs, ChunkHash, ChunkId, ChunkIndex, ChunkRecord, DataRun,
-    Entry, EntryKind, Manifest, Meta, Timestamp, Xattr,
+    EntryKind, EntryRef, Manifest, Meta, Timestamp, Xattr,
 };
 use crate::format::records::{BLOCK_HEADER_LEN, BlockHeader};
 use crate::format::sink::BlockSource;
@@ -22,7 +22,7 @@ use crate::payload::block_chunks::BlockChunks;
 use crate::payload::carry::StoredRun;
 use crate::payload::reader::PayloadReader;
 use crate::payload::writer::BaseImage;
-use crate::scan::{KnownFiles, ScannedEntry};
+use crate::scan::KnownFiles;
 
 /// Filesystems whose ctime is a true change time, set by the kernel on every content and
 /// metadata write and not settable from user space. FAT, exFAT and NTFS drivers map ctime to
@@ -154,7 +154,7 @@ fn racy(meta: &Meta, start: i128) -> bool {
 impl Base {
     /// The files cache's answer: the base's record of the regular file at `path` when it holds
     /// it unchanged (same filesystem, inode, size, mtime and ctime; not racily clean).
-    fn unchanged(&self, path: &[u8], a: &Meta, size: u64) -> Option<&Entry> {
+    fn unchanged(&self, path: &[u8], a: &Meta, size: u64) -> Option<EntryRef<'_>> {
         let &i = self.files.get(path)?;
         let old = self.manifest().entries.get(i)?;
         let EntryKind::File { size: old_size, .. } = &old.kind else {
@@ -179,11 +179,12 @@ impl KnownFiles for Base {
 }
 
 impl BaseImage for Base {
-    fn unchanged_runs(&self, e: &ScannedEntry) -> Option<&[DataRun]> {
-        let EntryKind::File { size, .. } = e.entry.kind else {
+    fn unchanged_runs(&self, e: EntryRef) -> Option<&[DataRun]> {
+        let EntryKind::File { size, .. } = e.kind else {
             return None;
         };
-        match &self.unchanged(&e.entry.path, &e.entry.meta, size)?.kind {
+        let old = self.unchanged(e.path, &e.meta, size)?;
+        match &old.row.kind {
             EntryKind::File { runs, .. } => Some(runs.as_slice()),
             _ => None,
         }

@@ -10,7 +10,7 @@
 
 use crate::extract::ChunkSource;
 use crate::format::PayloadError;
-use crate::format::manifest::{ChunkIndex, Entry, EntryIndex, EntryKind, Manifest};
+use crate::format::manifest::{ChunkIndex, Entries, Entry, EntryIndex, EntryKind, Manifest};
 use crate::format::mount_dirs;
 use crate::payload::reader::{BlockCache, PayloadReader};
 
@@ -122,26 +122,26 @@ fn split_entries(
     m: &Manifest,
     mount_points: &[String],
     strip_xattrs: &[bool],
-) -> Result<Vec<Vec<Entry>>, PayloadError> {
+) -> Result<Vec<Entries>, PayloadError> {
     let underneath = mount_dirs::from_manifest(m)?;
     let mps: Vec<Vec<u8>> = mount_points
         .iter()
         .map(|p| p.trim_matches('/').as_bytes().to_vec())
         .collect();
-    let mut entries: Vec<Vec<Entry>> = vec![Vec::new(); mps.len()];
+    let mut entries: Vec<Entries> = vec![Entries::new(); mps.len()];
     // Old entry index → (part, new index), for hard links.
     let mut moved: Vec<Option<(usize, EntryIndex)>> = vec![None; m.entries.len()];
     for (i, e) in m.entries.iter().enumerate() {
-        let Some(o) = owner(&e.path, &mps, None) else {
+        let Some(o) = owner(e.path, &mps, None) else {
             continue;
         };
-        let rel = rebase(&e.path, &mps[o]).unwrap_or_default().to_vec();
+        let rel = rebase(e.path, &mps[o]).unwrap_or_default().to_vec();
         if rel.is_empty() && !mps[o].is_empty() {
             // The mount point's directory in the filesystem above it.
-            if let Some(p) = owner(&e.path, &mps, Some(o))
-                && let Some(r) = rebase(&e.path, &mps[p])
+            if let Some(p) = owner(e.path, &mps, Some(o))
+                && let Some(r) = rebase(e.path, &mps[p])
             {
-                let (meta, xattrs) = match underneath.get(&e.path[..]) {
+                let (meta, xattrs) = match underneath.get(e.path) {
                     Some(d) => (&d.meta, &d.xattrs[..]),
                     None => (&e.meta, &e.xattrs[..]),
                 };
@@ -245,12 +245,12 @@ mod tests {
     #[test]
     fn the_directory_under_a_mount_point_gets_its_own_metadata() {
         let mut m = Manifest {
-            entries: vec![dir(b"", 0o755, b"root"), dir(b"boot", 0o700, b"boot fs")],
+            entries: vec![dir(b"", 0o755, b"root"), dir(b"boot", 0o700, b"boot fs")].into(),
             ..Manifest::default()
         };
         let mps = ["/".to_string(), "/boot".to_string()];
         let plain = split_entries(&m, &mps, &[false, false]).unwrap();
-        assert_eq!(plain[0][1].path[..], b"boot"[..]);
+        assert_eq!(plain[0].path(1), b"boot");
         assert_eq!(
             plain[0][1].meta.mode, 0o700,
             "no record: the entry's, as before"
@@ -263,16 +263,10 @@ mod tests {
                 xattrs: under.xattrs.into_vec(),
             }]));
         let parts = split_entries(&m, &mps, &[false, false]).unwrap();
-        let (in_root, boot_root) = (&parts[0][1], &parts[1][0]);
-        assert_eq!(
-            (&in_root.path[..], in_root.meta.mode),
-            (&b"boot"[..], 0o555)
-        );
+        let (in_root, boot_root) = (parts[0].at(1), parts[1].at(0));
+        assert_eq!((in_root.path, in_root.meta.mode), (&b"boot"[..], 0o555));
         assert_eq!(in_root.xattrs[0].value, b"underneath");
-        assert_eq!(
-            (&boot_root.path[..], boot_root.meta.mode),
-            (&b""[..], 0o700)
-        );
+        assert_eq!((boot_root.path, boot_root.meta.mode), (&b""[..], 0o700));
         assert_eq!(boot_root.xattrs[0].value, b"boot fs");
         // A vfat parent keeps no xattrs, the record's neither.
         let parts = split_entries(&m, &mps, &[true, false]).unwrap();

@@ -1,7 +1,8 @@
 //! Stage 1 of capture: walk a root and describe every entry (docs/DESIGN.md "The module map").
 //!
-//! `scan()` turns a capture root plus exclude rules into `ScannedEntry`s: each one a manifest
-//! `Entry` (path, kind, metadata, xattrs) and the absolute path to read its content from.
+//! `scan()` turns a capture root plus exclude rules into the manifest's `Entries` (every path
+//! in one arena, kind, metadata and xattrs in rows beside it: the table the manifest is
+//! written from, issue #23); where to read an entry's content is the root joined with its path.
 //! Regular files come out as `EntryKind::File { size, runs: vec![] }`; the payload stage fills
 //! `runs` while it reads them through `content::SourceFile`.
 
@@ -23,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, CWD, FileType};
 
-use crate::format::manifest::{CapturedFs, Entry, Meta, Xattr};
+use crate::format::manifest::{CapturedFs, Entries, Meta, Xattr};
 use crate::format::mount_dirs::MountDir;
 
 pub use error::ScanError;
@@ -50,13 +51,6 @@ pub struct ScanOptions {
     pub keep_going: bool,
 }
 
-/// One entry found by the walk. Where to read it from on this machine is `ScanResult::root`
-/// joined with its path (`source_path`): not stored, it would be an entry's largest part.
-#[derive(Clone, Debug)]
-pub struct ScannedEntry {
-    pub entry: Entry,
-}
-
 /// A path the scan could not read (only with `keep_going`).
 #[derive(Clone, Debug)]
 pub struct Skipped {
@@ -70,8 +64,10 @@ pub struct ScanResult {
     /// Where the entries are read from on this machine: the root walked (a `--snapshot`'s
     /// mount, not the ROOT given, when there is one).
     pub root: PathBuf,
-    /// Parents before children; the root itself first, with the empty path.
-    pub entries: Vec<ScannedEntry>,
+    /// Parents before children; the root itself first, with the empty path. Where to read
+    /// an entry from on this machine is `root` joined with its path (`source_path`): not
+    /// stored, it would be an entry's largest part.
+    pub entries: Entries,
     /// The bytes the regular files' data ranges will give: each file's size, or its bytes
     /// allocated on disk (`st_blocks` × 512) when fewer, a sparse file's holes left out (the
     /// capture's progress total, issue #24). Summed by the walk rather than kept with each

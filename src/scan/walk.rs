@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, RawDir, Stat};
 use rustix::io::Errno;
 
-use crate::format::manifest::{Entry, EntryIndex, EntryKind, Runs, Xattr};
+use crate::format::manifest::{EntryIndex, EntryKind, EntryRow, Runs, Xattr};
 use crate::format::mount_dirs::MountDir;
 
 use super::exclude::{Excludes, contents_skipped};
@@ -21,7 +21,7 @@ use super::filesystems::FsPlan;
 use super::images::image_kind;
 use super::inode::{XattrReader, file_type, meta};
 use super::swap::has_swap_signature;
-use super::{ScanError, ScanOptions, ScanResult, ScannedEntry, Skipped};
+use super::{ScanError, ScanOptions, ScanResult, Skipped};
 
 /// Why a `skip_paths` entry is not in the image.
 pub const SKIP_REASON: &str = "the capture's output, its temporary files or its base image";
@@ -224,7 +224,7 @@ impl<'a> Walker<'a> {
             }
         }
         let index = self.push(rel, kind, &own, fs, xattrs);
-        let kind = &self.out.entries[index as usize].entry.kind;
+        let kind = &self.out.entries[index as usize].kind;
         if st.st_nlink > 1 && matches!(kind, EntryKind::File { .. }) {
             self.hardlinks.insert(key, index);
         }
@@ -415,14 +415,12 @@ impl<'a> Walker<'a> {
             let allocated = (st.st_blocks as u64).saturating_mul(512);
             self.out.to_read = self.out.to_read.saturating_add(size.min(allocated));
         }
-        self.out.entries.push(ScannedEntry {
-            entry: Entry {
-                path: path.into(),
-                kind,
-                meta: meta(st, fs),
-                xattrs: xattrs.into(),
-            },
-        });
+        let row = EntryRow {
+            kind,
+            meta: meta(st, fs),
+            xattrs: xattrs.into(),
+        };
+        self.out.entries.push_row(&path, row);
         self.out.entries.len() as EntryIndex - 1
     }
 

@@ -16,8 +16,8 @@ use std::collections::HashMap;
 
 use crate::format::PayloadError;
 use crate::format::manifest::{
-    BlockIndex, BlockRecord, ChunkHash, ChunkIndex, ChunkRecord, DataRun, Meta, PackIndex,
-    PackRecord, Xattr,
+    BlockIndex, BlockRecord, ChunkHash, ChunkIndex, ChunkRecord, DataRun, EntryRef, Meta,
+    PackIndex, PackRecord, Xattr,
 };
 use crate::format::records::BLOCK_HEADER_LEN;
 use crate::payload::block_chunks::BlockChunks;
@@ -25,7 +25,7 @@ use crate::payload::carry::StoredRun;
 use crate::payload::reference::BasePacks;
 use crate::payload::writer::BaseImage;
 use crate::refresh::Base;
-use crate::scan::{KnownFiles, ScannedEntry};
+use crate::scan::KnownFiles;
 use crate::store::objects::index::StoreIndex;
 
 /// The store as a capture's base.
@@ -207,7 +207,7 @@ impl KnownFiles for StoreBase {
 }
 
 impl BaseImage for StoreBase {
-    fn unchanged_runs(&self, e: &ScannedEntry) -> Option<&[DataRun]> {
+    fn unchanged_runs(&self, e: EntryRef) -> Option<&[DataRun]> {
         self.prev.as_ref()?.unchanged_runs(e)
     }
 

@@ -197,7 +197,7 @@ fn user_name(list: &[(u32, String)], id: u32) -> String {
 /// Entry `i` of `m` as `list --json` shows it.
 pub fn list_entry(m: &Manifest, i: usize) -> ListEntry<'_> {
     let e = &m.entries[i];
-    let target_of = |t: u32| m.entries.get(t as usize);
+    let target_of = |t: u32| m.entries.rows().get(t as usize);
     let (kind, size) = match &e.kind {
         EntryKind::Directory => ("directory", 0),
         EntryKind::File { size, .. } => ("file", *size),
@@ -222,7 +222,7 @@ pub fn list_entry(m: &Manifest, i: usize) -> ListEntry<'_> {
         _ => None,
     };
     ListEntry {
-        path: path(&e.path),
+        path: path(m.entries.path(i)),
         kind,
         mode: e.meta.mode & 0o7777,
         mode_string: super::show::mode_string(e),
@@ -242,9 +242,9 @@ pub fn list_entry(m: &Manifest, i: usize) -> ListEntry<'_> {
             _ => None,
         },
         link: match &e.kind {
-            EntryKind::HardLink { target } => target_of(*target).map(|t| Name {
+            EntryKind::HardLink { target } => target_of(*target).map(|_| Name {
                 field: "link",
-                bytes: &t.path,
+                bytes: m.entries.path(*target as usize),
                 prefix: "/",
             }),
             _ => None,

@@ -10,7 +10,8 @@ use super::{ATIME_DIFFERS, CTIME_DIFFERS, MAX_PATH_BYTES, NEXT_CHUNKS, NO_RUNS};
 use crate::format::PayloadError;
 use crate::format::columns::varint::Column;
 use crate::format::manifest::{
-    ChunkRecord, DataRun, Entry, EntryKind, Meta, RunChunks, Runs, Timestamp, Xattr,
+    ChunkRecord, DataRun, Entries, EntryKind, EntryRow, Meta, Paths, RunChunks, Runs, Timestamp,
+    Xattr,
 };
 
 /// The fewest bytes columns 8 to 22 take for one entry: two of a path, four of mtime
@@ -24,10 +25,10 @@ pub(super) fn read(
     n: u64,
     chunks: &[ChunkRecord],
     s: &mut Stream,
-) -> Result<Vec<Entry>, PayloadError> {
+) -> Result<Entries, PayloadError> {
     let mut out = kinds(n, s)?;
-    paths(&mut out, s)?;
-    files(&mut out, chunks, s)?;
+    let paths = paths(out.len(), s)?;
+    files(&mut out, &paths, chunks, s)?;
     links(&mut out, s)?;
     meta(&mut out, s)?;
     let held = s.next()?;
@@ -35,12 +36,12 @@ pub(super) fn read(
         e.xattrs = xattrs(c)?.into();
         Ok(())
     })?;
-    Ok(out)
+    Ok(Entries::from_parts(paths, out))
 }
 
 /// Column 7: one byte an entry, which sizes the table; every field the later columns fill is
 /// left empty.
-fn kinds(n: u64, s: &mut Stream) -> Result<Vec<Entry>, PayloadError> {
+fn kinds(n: u64, s: &mut Stream) -> Result<Vec<EntryRow>, PayloadError> {
     let held = s.next()?;
     let mut c = held.col();
     // One byte an entry: the table is never larger than the column that lists it.
@@ -69,8 +70,7 @@ fn kinds(n: u64, s: &mut Stream) -> Result<Vec<Entry>, PayloadError> {
             7 => EntryKind::Socket,
             x => return Err(c.bad(format!("entry {i}: unknown kind {x}"))),
         };
-        out.push(Entry {
-            path: Box::default(),
+        out.push(EntryRow {
             kind,
             meta: Meta::default(),
             xattrs: Default::default(),
@@ -83,10 +83,10 @@ fn kinds(n: u64, s: &mut Stream) -> Result<Vec<Entry>, PayloadError> {
 /// Decodes one column into every entry with `f`, after checking it holds at least `least`
 /// bytes an entry; the column must end where its last value does.
 fn each(
-    out: &mut [Entry],
+    out: &mut [EntryRow],
     mut c: Column,
     least: u64,
-    mut f: impl FnMut(&mut Column, &mut Entry) -> Result<(), PayloadError>,
+    mut f: impl FnMut(&mut Column, &mut EntryRow) -> Result<(), PayloadError>,
 ) -> Result<(), PayloadError> {
     c.room_for(out.len() as u64, least, "entries")?;
     for e in out.iter_mut() {
@@ -95,46 +95,49 @@ fn each(
     c.finish()
 }
 
-/// Column 8: a prefix of the previous path, then new bytes.
-fn paths(out: &mut [Entry], s: &mut Stream) -> Result<(), PayloadError> {
+/// Column 8 for `n` entries: a prefix of the previous path, then new bytes.
+fn paths(n: usize, s: &mut Stream) -> Result<Paths, PayloadError> {
     let held = s.next()?;
     let mut c = held.col();
-    c.room_for(out.len() as u64, 2, "entries")?;
+    c.room_for(n as u64, 2, "entries")?;
+    let mut out = Paths::with_capacity(n, 0);
     let mut total = 0u64;
-    for i in 0..out.len() {
-        let prev = match i {
-            0 => &[][..],
-            _ => &out[i - 1].path[..],
-        };
+    let mut path = Vec::new();
+    for _ in 0..n {
         let shared = c.uv()?;
-        if shared > prev.len() as u64 {
+        if shared > path.len() as u64 {
             return Err(c.bad(format!(
                 "a path shares {shared} bytes with a previous path of {}",
-                prev.len()
+                path.len()
             )));
         }
         let rest = c.bytes("path bytes")?;
-        let len = shared + rest.len() as u64;
-        total += len;
+        total += shared + rest.len() as u64;
         if total > MAX_PATH_BYTES {
             return Err(c.bad("the paths add up to more than 4 GiB"));
         }
-        let mut path = Vec::with_capacity(len as usize);
-        path.extend_from_slice(&prev[..shared as usize]);
+        path.truncate(shared as usize);
         path.extend_from_slice(rest);
-        out[i].path = path.into_boxed_slice();
+        out.push(&path);
     }
-    c.finish()
+    out.shrink_to_fit();
+    c.finish()?;
+    Ok(out)
 }
 
 /// Columns 9 and 10, held together: a file's size is coded against the end of its runs.
-fn files(out: &mut [Entry], chunks: &[ChunkRecord], s: &mut Stream) -> Result<(), PayloadError> {
+fn files(
+    out: &mut [EntryRow],
+    paths: &Paths,
+    chunks: &[ChunkRecord],
+    s: &mut Stream,
+) -> Result<(), PayloadError> {
     let (sizes, runs) = (s.next()?, s.next()?);
     let (mut sizes, mut runs) = (sizes.col(), runs.col());
     let mut next = 0u64;
     for (i, e) in out.iter_mut().enumerate() {
         if let EntryKind::File { size, runs: r } = &mut e.kind {
-            *r = file_runs(&mut runs, i, &e.path, chunks.len() as u64, &mut next)?;
+            *r = file_runs(&mut runs, i, paths.get(i), chunks.len() as u64, &mut next)?;
             *size = sizes.sv64(data_end(r, chunks))?;
         }
     }
@@ -198,7 +201,7 @@ fn file_runs(
 }
 
 /// Column 11: symlink targets, hard link targets and device numbers.
-fn links(out: &mut [Entry], s: &mut Stream) -> Result<(), PayloadError> {
+fn links(out: &mut [EntryRow], s: &mut Stream) -> Result<(), PayloadError> {
     let held = s.next()?;
     let mut c = held.col();
     for e in out.iter_mut() {
@@ -216,7 +219,7 @@ fn links(out: &mut [Entry], s: &mut Stream) -> Result<(), PayloadError> {
 
 /// Columns 12 to 21, each delta-coded against the previous entry's value where FORMAT.md
 /// §5.7 says so. The time flags are held until column 18, which they describe.
-fn meta(out: &mut [Entry], s: &mut Stream) -> Result<(), PayloadError> {
+fn meta(out: &mut [EntryRow], s: &mut Stream) -> Result<(), PayloadError> {
     let held = s.next()?;
     each(out, held.col(), 1, |c, e| {
         e.meta.mode = c.uv32()?;

@@ -149,7 +149,8 @@ fn varied() -> Manifest {
         entry(b"s", EntryKind::Socket),
         entry(b"d2", EntryKind::Directory),
         entry(b"d2/\xe2\x98\x83", EntryKind::Fifo),
-    ];
+    ]
+    .into();
     m.users = vec![(0, "root".into()), (1000, "ü".into())];
     m.groups = vec![(0, "root".into())];
     m.filesystems = vec![
@@ -483,7 +484,7 @@ fn manifest() -> impl Strategy<Value = Manifest> {
             let mut m = varied();
             m.blocks = blocks;
             m.chunks = chunks;
-            m.entries = entries;
+            m.entries = entries.into();
             m
         })
 }

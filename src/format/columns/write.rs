@@ -8,7 +8,7 @@ use super::varint::{put_bytes, put_sv32, put_sv64, put_uv};
 use super::{ATIME_DIFFERS, COLUMNS, CTIME_DIFFERS, HeadRef, NEXT_CHUNKS, NO_RUNS};
 use crate::format::PayloadError;
 use crate::format::manifest::{
-    BlockRecord, ChunkRecord, Codec, DataRun, Entry, EntryKind, Manifest, Timestamp,
+    BlockRecord, ChunkRecord, Codec, DataRun, Entries, EntryKind, EntryRef, Manifest, Timestamp,
 };
 use crate::format::records::BLOCK_HEADER_LEN;
 
@@ -119,17 +119,17 @@ struct EntryColumns<'a> {
 }
 
 impl<'a> EntryColumns<'a> {
-    fn of(entries: &[Entry], chunks: &'a [ChunkRecord]) -> Self {
+    fn of(entries: &Entries, chunks: &'a [ChunkRecord]) -> Self {
         let mut c = EntryColumns {
             chunks,
             ..Default::default()
         };
-        let mut prev: Option<&Entry> = None;
+        let mut prev: Option<EntryRef> = None;
         // One more than the highest chunk index named so far (FORMAT.md §5.7, `next`).
         let mut next = 0u32;
         for e in entries {
             c.kinds.push(kind_index(&e.kind));
-            c.path(prev.map_or(&[][..], |p| &p.path), &e.path);
+            c.path(prev.map_or(&[][..], |p| p.path), e.path);
             c.kind_data(&e.kind, &mut next);
             c.meta(e, prev);
             put_uv(&mut c.xattrs, e.xattrs.len() as u64);
@@ -225,7 +225,7 @@ impl<'a> EntryColumns<'a> {
     }
 
     /// Columns 12 to 21: each field against the entry before, the times against mtime.
-    fn meta(&mut self, e: &Entry, prev: Option<&Entry>) {
+    fn meta(&mut self, e: EntryRef, prev: Option<EntryRef>) {
         let m = &e.meta;
         let p = prev.map(|p| p.meta.clone()).unwrap_or_default();
         put_uv(&mut self.modes, m.mode as u64);

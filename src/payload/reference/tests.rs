@@ -6,14 +6,16 @@ use std::ops::Range;
 use std::path::Path;
 
 use super::*;
-use crate::format::manifest::{ChunkHash, ChunkId, DataRun, EntryKind, Manifest};
+use crate::format::manifest::{
+    ChunkHash, ChunkId, DataRun, Entries, EntryKind, EntryRef, Manifest,
+};
 use crate::format::records::MAX_PACK_LEN;
 use crate::format::sink::{NewChunk, PackSink};
 use crate::payload::carry::StoredRun;
 use crate::payload::codec::BlockDecompressor;
 use crate::payload::writer::{BaseImage, PayloadParams, PayloadTables, write_payload_with_base};
 use crate::progress::NoProgress;
-use crate::scan::{ScanOptions, ScannedEntry};
+use crate::scan::ScanOptions;
 
 /// Keeps every pack in memory, with the record the packer told at its end, and every block
 /// placed with its chunks as the sink was told them.
@@ -93,7 +95,7 @@ fn capture(
     sink: &mut MemSink,
     pack_limit: u64,
     base: Option<&dyn BaseImage>,
-) -> (Vec<ScannedEntry>, PayloadTables) {
+) -> (Entries, PayloadTables) {
     let mut entries = crate::scan::scan(dir, &ScanOptions::default())
         .unwrap()
         .entries;
@@ -165,8 +167,8 @@ impl FakeStore {
 }
 
 impl BaseImage for FakeStore {
-    fn unchanged_runs(&self, e: &ScannedEntry) -> Option<&[DataRun]> {
-        self.unchanged.get(&e.entry.path[..]).map(Vec::as_slice)
+    fn unchanged_runs(&self, e: EntryRef) -> Option<&[DataRun]> {
+        self.unchanged.get(e.path).map(Vec::as_slice)
     }
     fn find_chunk(&self, hash: &ChunkHash) -> Option<ChunkIndex> {
         self.ids.get(&hash.id()).copied()
@@ -203,12 +205,12 @@ impl BasePacks for FakeStore {
     }
 }
 
-fn runs_of<'a>(entries: &'a [ScannedEntry], path: &str) -> &'a [DataRun] {
+fn runs_of<'a>(entries: &'a Entries, path: &str) -> &'a [DataRun] {
     let e = entries
         .iter()
-        .find(|e| *e.entry.path == *path.as_bytes())
+        .find(|e| *e.path == *path.as_bytes())
         .unwrap();
-    match &e.entry.kind {
+    match &e.row.kind {
         EntryKind::File { runs, .. } => runs,
         _ => panic!("{path} is not a file"),
     }
@@ -366,7 +368,7 @@ fn a_capture_into_a_store_references_the_packs_of_the_chunks_it_shares() {
         packs: t.packs.clone(),
         blocks: t.blocks.clone(),
         chunks: t.chunks.clone(),
-        entries: entries.iter().map(|e| e.entry.clone()).collect(),
+        entries: entries.clone(),
         ..Default::default()
     };
     crate::format::validate::validate(&m).unwrap();

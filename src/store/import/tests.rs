@@ -65,7 +65,7 @@ fn capture(root: &Path, image: &Path, limit: u64) -> Manifest {
         packs: tables.packs,
         blocks: tables.blocks,
         chunks: tables.chunks,
-        entries: entries.into_iter().map(|e| e.entry).collect(),
+        entries,
         filesystems: scanned.filesystems,
         ..Manifest::default()
     };
@@ -155,7 +155,7 @@ fn assert_files(r: &PayloadReader, root: &Path) {
                 at += bytes.len();
             }
         }
-        let name = String::from_utf8_lossy(&e.path).into_owned();
+        let name = String::from_utf8_lossy(e.path).into_owned();
         assert_eq!(out, std::fs::read(root.join(&name)).unwrap(), "{name}");
     }
 }
