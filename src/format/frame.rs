@@ -109,25 +109,32 @@ pub fn decode_frame_header(bytes: &[u8]) -> Result<FrameHeader, PayloadError> {
 /// (of manifest version 1 to 4); returns the manifest and its format version.
 pub fn decode_manifest(frame: &[u8]) -> Result<(Manifest, u16), PayloadError> {
     let h = decode_frame_header(frame)?;
+    let body = &frame[RECORD_LEN..];
+    check_body(&h, body.len() as u64, blake3::hash(body).as_bytes())?;
+    decode_body(&h, body)
+}
+
+/// The checks of a plain frame's body before it is decoded, in this order: not sealed (an
+/// image without a key record), `len` bytes as the header says, `hash` the header's. Shared
+/// by [`decode_manifest`] and the streamed read of a local file (`image::manifest`).
+pub fn check_body(h: &FrameHeader, len: u64, hash: &[u8; 32]) -> Result<(), PayloadError> {
     if h.sealed {
         return Err(PayloadError::format(
             "the manifest is encrypted but the image has no key record (damaged or altered)",
         ));
     }
-    let body = &frame[RECORD_LEN..];
-    if body.len() as u64 != h.stored_len {
+    if len != h.stored_len {
         return Err(PayloadError::format(format!(
-            "manifest truncated: {} of {} bytes",
-            body.len(),
+            "manifest truncated: {len} of {} bytes",
             h.stored_len
         )));
     }
-    if blake3::hash(body).as_bytes() != &h.hash {
+    if hash != &h.hash {
         return Err(PayloadError::format(
             "manifest checksum mismatch (damaged image)",
         ));
     }
-    decode_body(&h, body)
+    Ok(())
 }
 
 /// Decodes the body of the frame `h` heads, read from `body` (its `stored_len` bytes, whose

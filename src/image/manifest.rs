@@ -12,7 +12,7 @@ use std::io::Read;
 
 use super::Container;
 use crate::format::PayloadError;
-use crate::format::frame::{decode_body, decode_manifest};
+use crate::format::frame::{check_body, decode_body, decode_manifest};
 use crate::format::manifest::Manifest;
 use crate::format::records::RECORD_LEN;
 
@@ -31,16 +31,10 @@ impl Container {
             return decode_manifest(&frame).map_err(|e| e.at(&self.path));
         }
         let h = self.manifest_header()?;
-        // The same checks in the same order as `manifest_bytes` then `decode_manifest`.
+        // The same checks as `manifest_bytes` then `decode_manifest`.
         let hashed = self.hash_frame()?;
-        if h.sealed {
-            return Err(self.damaged(
-                "the manifest is encrypted but the image has no key record (damaged or altered)",
-            ));
-        }
-        if hashed != h.hash {
-            return Err(self.damaged("manifest checksum mismatch (damaged image)"));
-        }
+        let body_len = self.manifest.len.saturating_sub(RECORD_LEN as u64);
+        check_body(&h, body_len, &hashed).map_err(|e| e.at(&self.path))?;
         let mut body = FrameReader {
             container: self,
             at: RECORD_LEN as u64,
