@@ -248,6 +248,34 @@ impl Job {
     }
 }
 
+/// A schedule named `golden` capturing `/` into `dest` as ISOs, every option at its default
+/// (the unit tests' job).
+#[cfg(test)]
+pub(super) fn test_job(dest: Dest) -> Job {
+    Job {
+        name: "golden".into(),
+        dest,
+        keep: 1,
+        format: ImageFormat::Iso,
+        root: "/".into(),
+        kernel: None,
+        one_file_system: false,
+        excludes: Vec::new(),
+        exclude_from: Vec::new(),
+        keep_going: false,
+        level: None,
+        threads: None,
+        snapshot: false,
+        verify_boot: false,
+        config: None,
+        credentials: None,
+        identity: None,
+        passphrase_file: None,
+        recipients: Vec::new(),
+        recipient_files: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

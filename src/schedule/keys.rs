@@ -175,28 +175,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn job(dest: &str) -> Job {
-        Job {
-            name: "golden".into(),
-            dest: Dest::parse(Path::new(dest)).unwrap(),
-            keep: 1,
-            format: super::super::job::ImageFormat::Iso,
-            root: "/".into(),
-            kernel: None,
-            one_file_system: false,
-            excludes: Vec::new(),
-            exclude_from: Vec::new(),
-            keep_going: false,
-            level: None,
-            threads: None,
-            snapshot: false,
-            verify_boot: false,
-            config: None,
-            credentials: None,
-            identity: None,
-            passphrase_file: None,
-            recipients: Vec::new(),
-            recipient_files: Vec::new(),
-        }
+        super::super::job::test_job(Dest::parse(Path::new(dest)).unwrap())
     }
 
     #[test]

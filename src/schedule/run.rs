@@ -336,26 +336,10 @@ mod tests {
     /// A schedule named `golden` capturing `/` into `dest`.
     fn job(dest: PathBuf, format: ImageFormat, verify_boot: bool) -> Job {
         Job {
-            name: "golden".into(),
-            dest: super::super::job::Dest::Dir(dest),
-            keep: 1,
             format,
-            root: "/".into(),
-            kernel: None,
-            one_file_system: false,
-            excludes: Vec::new(),
-            exclude_from: Vec::new(),
-            keep_going: false,
             level: Some(3),
-            threads: None,
-            snapshot: false,
             verify_boot,
-            config: None,
-            credentials: None,
-            identity: None,
-            passphrase_file: None,
-            recipients: Vec::new(),
-            recipient_files: Vec::new(),
+            ..super::super::job::test_job(super::super::job::Dest::Dir(dest))
         }
     }
 
