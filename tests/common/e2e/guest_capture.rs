@@ -302,9 +302,10 @@ pub fn capture_in_guest_of(
 
 /// Why a capture VM that never printed `CAPTURED` ended by no doing of the guest, if so:
 /// QEMU's own failure (`Outcome::vm_failure`), or an exit with no power-off by the guest's
-/// kernel on the console (a reset under `-no-reboot`: TCG once ended a capture VM in CI that
-/// way, silently, while the guest copied the ISO to the output disk). `None`: the guest's own
-/// doing (a power-off, a stall, the timeout), reported as it is.
+/// kernel on the console (a reset under `-no-reboot`). Stop 36's red CI looked like one, but
+/// was most likely two capture VMs of one name (the plain and the `--snapshot` capture of the
+/// LVM source) reading each other's console log, which `vm::run_unlocked` now keeps apart.
+/// `None`: the guest's own doing (a power-off, a stall, the timeout), reported as it is.
 fn vm_ended_unasked(o: &vm::Outcome) -> Option<String> {
     if o.console.contains(CAPTURED) {
         return None;

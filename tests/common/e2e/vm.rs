@@ -114,6 +114,37 @@ fn accel() -> Accel {
     }
 }
 
+/// The console log names of the VMs running in this process. The harness reads a VM's
+/// console from its log file, and QEMU starts by replacing the file of its name: two VMs of
+/// one name at once (two tests of a module side by side, each capturing the same source in
+/// its guest) read each other's consoles. A name in use gets `-2`, `-3`… (session 20: the
+/// cause of stop 36's red and of a later `lacks the marker` failure).
+static RUNNING: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// A name held in [`RUNNING`] until dropped.
+struct LogName(String);
+
+impl LogName {
+    fn claim(wanted: &str) -> LogName {
+        let mut running = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
+        let mut name = wanted.to_string();
+        let mut n = 2;
+        while running.contains(&name) {
+            name = format!("{wanted}-{n}");
+            n += 1;
+        }
+        running.push(name.clone());
+        LogName(name)
+    }
+}
+
+impl Drop for LogName {
+    fn drop(&mut self) {
+        let mut running = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
+        running.retain(|n| *n != self.0);
+    }
+}
+
 /// One VM, for a caller that holds `vm_lock`.
 fn run_unlocked(
     b: &Boot,
@@ -131,9 +162,10 @@ fn run_unlocked(
             snapshot: d.snapshot,
         })
         .collect();
+    let name = LogName::claim(&b.name);
     let o = vm::run_typing(
         &vm::VmSpec {
-            name: b.name.clone(),
+            name: name.0.clone(),
             log_dir: &logs,
             firmware: b.firmware,
             accel: accel(),
