@@ -14,8 +14,12 @@ pub const KEY_WAITING: &str = "OSIMAGE-RESTORE-WAITING passphrase";
 /// The agent's answer to a key that does not open the image.
 pub const KEY_WRONG: &str = "osimage: wrong passphrase or key";
 
-/// One console line that opens the image: a passphrase or an `AGE-SECRET-KEY-1…`.
-pub struct ConsoleKey(SecretString);
+/// One console line that opens the image: a passphrase or an `AGE-SECRET-KEY-1…`, with the
+/// identity's public key when it is one.
+pub struct ConsoleKey {
+    line: SecretString,
+    recipient: Option<age::x25519::Recipient>,
+}
 
 impl std::fmt::Debug for ConsoleKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -30,31 +34,35 @@ impl ConsoleKey {
     pub fn chosen(unlock: &Unlock, opens: &dyn Fn(&Unlock) -> bool) -> Option<ConsoleKey> {
         let asked = unlock.asked.lock().ok().and_then(|a| a.clone());
         if let Some(p) = unlock.passphrase.clone().or(asked) {
-            return Some(ConsoleKey(p));
+            return Some(ConsoleKey {
+                line: p,
+                recipient: None,
+            });
         }
         unlock.identities.iter().find_map(|id| {
             let alone = Unlock {
                 identities: vec![id.clone()],
                 ..Unlock::default()
             };
-            opens(&alone).then(|| ConsoleKey(id.to_string()))
+            opens(&alone).then(|| ConsoleKey {
+                line: id.to_string(),
+                recipient: Some(id.to_public()),
+            })
         })
     }
 
     /// What a store version's key set is wrapped for in the served `source.conf`: this key
     /// alone.
     pub fn lock(&self) -> Lock {
-        match self.0.expose_secret().parse::<age::x25519::Identity>() {
-            Ok(id) if self.0.expose_secret().starts_with("AGE-SECRET-KEY-") => {
-                Lock::Recipients(vec![id.to_public()])
-            }
-            _ => Lock::Passphrase(self.0.clone()),
+        match &self.recipient {
+            Some(r) => Lock::Recipients(vec![r.clone()]),
+            None => Lock::Passphrase(self.line.clone()),
         }
     }
 
     /// The line as typed (without its line end).
     pub fn line(&self) -> &str {
-        self.0.expose_secret()
+        self.line.expose_secret()
     }
 }
 
