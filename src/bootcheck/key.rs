@@ -28,16 +28,23 @@ impl std::fmt::Debug for ConsoleKey {
 }
 
 impl ConsoleKey {
-    /// From what unlocked the image on the host: the passphrase given or asked for, else the
-    /// first of the identities that `opens` accepts alone (an identity file may hold keys of
-    /// other images). `None` when nothing in `unlock` opens it.
+    /// From what unlocked the image on the host: the passphrase given or asked for when
+    /// `opens` accepts it alone, else the first of the identities that `opens` accepts alone
+    /// (an identity file may hold keys of other images; `--passphrase-file` and `--identity`
+    /// may both be given). `None` when nothing in `unlock` opens it.
     pub fn chosen(unlock: &Unlock, opens: &dyn Fn(&Unlock) -> bool) -> Option<ConsoleKey> {
         let asked = unlock.asked.lock().ok().and_then(|a| a.clone());
         if let Some(p) = unlock.passphrase.clone().or(asked) {
-            return Some(ConsoleKey {
-                line: p,
-                recipient: None,
-            });
+            let alone = Unlock {
+                passphrase: Some(p.clone()),
+                ..Unlock::default()
+            };
+            if opens(&alone) {
+                return Some(ConsoleKey {
+                    line: p,
+                    recipient: None,
+                });
+            }
         }
         unlock.identities.iter().find_map(|id| {
             let alone = Unlock {
@@ -76,7 +83,8 @@ mod tests {
             passphrase: Some(SecretString::from("correct horse".to_string())),
             ..Unlock::default()
         };
-        let k = ConsoleKey::chosen(&pass, &|_| false).expect("a passphrase is typed as given");
+        assert!(ConsoleKey::chosen(&pass, &|_| false).is_none());
+        let k = ConsoleKey::chosen(&pass, &|_| true).expect("a passphrase is typed as given");
         assert_eq!(k.line(), "correct horse");
         assert!(matches!(k.lock(), Lock::Passphrase(_)));
 
@@ -101,6 +109,14 @@ mod tests {
             Lock::Passphrase(_) => panic!("an identity wraps for its recipient"),
         }
         assert!(ConsoleKey::chosen(&ids, &|_| false).is_none());
+        // a passphrase that does not open it gives way to the identity that does
+        let both = Unlock {
+            passphrase: Some(SecretString::from("not this one".to_string())),
+            identities: vec![b.clone()],
+            ..Unlock::default()
+        };
+        let k = ConsoleKey::chosen(&both, &opens).expect("b opens it");
+        assert_eq!(k.line(), b.to_string().expose_secret());
         assert!(ConsoleKey::chosen(&Unlock::default(), &|_| true).is_none());
         assert_eq!(format!("{k:?}"), "ConsoleKey(..)");
     }
