@@ -232,7 +232,7 @@ fn verify_boot_fails_in_the_restore_phase_on_a_damaged_payload() {
         let chunk = m
             .entries
             .iter()
-            .find_map(|e| match &e.kind {
+            .find_map(|e| match &e.kind() {
                 osimage::format::manifest::EntryKind::File { runs, .. } => {
                     runs.first().and_then(|run| run.chunks.first().copied())
                 }

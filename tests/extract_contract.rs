@@ -93,9 +93,9 @@ fn assert_meta(path: &Path, m: &Meta, check_mode: bool) {
 fn every_kind_round_trips_with_metadata() {
     let mut src = image();
     let d = meta(0o2775, 1000, 1001, 1_700_000_001, 999_999_999);
-    src.add(b"etc", EntryKind::Directory, d.clone());
+    src.add(b"etc", EntryKind::Directory, d);
     let f = meta(0o640, 1000, 1001, 1_700_000_002, 1);
-    src.add_file(b"etc/hosts", b"127.0.0.1 localhost\n", f.clone());
+    src.add_file(b"etc/hosts", b"127.0.0.1 localhost\n", f);
     src.add_file(b"etc/empty", b"", meta(0o600, 5, 6, 1_000, 0));
     let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     src.add_file(b"etc/big", &big, meta(0o644, 0, 0, 1_000, 0));
@@ -105,7 +105,7 @@ fn every_kind_round_trips_with_metadata() {
         EntryKind::Symlink {
             target: b"hosts".to_vec(),
         },
-        l.clone(),
+        l,
     );
     let c = meta(0o620, 0, 5, 1_700_000_004, 6);
     src.add(
@@ -113,7 +113,7 @@ fn every_kind_round_trips_with_metadata() {
         EntryKind::CharDevice {
             rdev: libc::makedev(1, 3),
         },
-        c.clone(),
+        c,
     );
     let b = meta(0o660, 0, 6, 1_700_000_005, 7);
     src.add(
@@ -121,13 +121,13 @@ fn every_kind_round_trips_with_metadata() {
         EntryKind::BlockDevice {
             rdev: libc::makedev(7, 9),
         },
-        b.clone(),
+        b,
     );
     let p = meta(0o610, 3, 4, 1_700_000_006, 8);
-    src.add(b"etc/fifo", EntryKind::Fifo, p.clone());
+    src.add(b"etc/fifo", EntryKind::Fifo, p);
     let s = meta(0o755, 3, 4, 1_700_000_007, 9);
-    src.add(b"etc/sock", EntryKind::Socket, s.clone());
-    src.add(b"etc/hosts2", EntryKind::HardLink { target: 2 }, f.clone());
+    src.add(b"etc/sock", EntryKind::Socket, s);
+    src.add(b"etc/hosts2", EntryKind::HardLink { target: 2 }, f);
 
     let tmp = tempfile::tempdir().unwrap();
     let dest = tmp.path().join("out");
@@ -180,7 +180,7 @@ fn every_kind_round_trips_with_metadata() {
 
 fn src_meta(src: &MemorySource, i: usize) -> Meta {
     use osimage::ChunkSource;
-    src.manifest().entries[i].meta.clone()
+    src.manifest().entries[i].meta()
 }
 
 #[test]
@@ -189,9 +189,9 @@ fn hard_links_share_the_inode() {
     src.add(b"a", EntryKind::Directory, dir_meta());
     src.add(b"b", EntryKind::Directory, dir_meta());
     let f = meta(0o4755, 1000, 1000, 1_650_000_000, 77);
-    src.add_file(b"a/file", b"shared", f.clone());
-    src.add(b"a/same", EntryKind::HardLink { target: 3 }, f.clone());
-    src.add(b"b/other", EntryKind::HardLink { target: 3 }, f.clone());
+    src.add_file(b"a/file", b"shared", f);
+    src.add(b"a/same", EntryKind::HardLink { target: 3 }, f);
+    src.add(b"b/other", EntryKind::HardLink { target: 3 }, f);
     let tmp = tempfile::tempdir().unwrap();
     run(&src, tmp.path()).unwrap();
     let ino = |p: &str| fs::symlink_metadata(tmp.path().join(p)).unwrap().ino();
@@ -216,7 +216,7 @@ fn setuid_setgid_and_capabilities_survive_chown() {
         1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     ];
     let i = src.add_file(b"ping", b"\x7fELF", meta(0o755, 1000, 1000, 1, 0));
-    src.manifest_mut().entries[i as usize].xattrs = vec![xattr("security.capability", &cap)].into();
+    src.manifest_mut().entries[i as usize].set_xattrs(vec![xattr("security.capability", &cap)]);
     let tmp = tempfile::tempdir().unwrap();
     run(&src, tmp.path()).unwrap();
     let mode = |p: &str| fs::metadata(tmp.path().join(p)).unwrap().mode() & 0o7777;
@@ -243,11 +243,10 @@ fn without_owners_setuid_setgid_and_capabilities_are_dropped() {
         1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     ];
     let i = src.add_file(b"ping", b"\x7fELF", meta(0o755, 1000, 1000, 1, 0));
-    src.manifest_mut().entries[i as usize].xattrs = vec![
+    src.manifest_mut().entries[i as usize].set_xattrs(vec![
         xattr("security.capability", &cap),
         xattr("user.kept", b"yes"),
-    ]
-    .into();
+    ]);
     let tmp = tempfile::tempdir().unwrap();
     let opts = ExtractOptions {
         restore_owner: false,
@@ -285,7 +284,7 @@ fn capabilities_and_device_nodes_can_be_left_out() {
         1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     ];
     let i = src.add_file(b"ping", b"\x7fELF", meta(0o4755, 1000, 1000, 1, 0));
-    src.manifest_mut().entries[i as usize].xattrs = vec![xattr("security.capability", &cap)].into();
+    src.manifest_mut().entries[i as usize].set_xattrs(vec![xattr("security.capability", &cap)]);
     src.add(
         b"sda",
         EntryKind::BlockDevice {
@@ -336,8 +335,7 @@ fn a_failed_extract_removes_what_it_created() {
     src.add(b"a/b", EntryKind::Directory, dir_meta());
     src.add_file(b"a/b/whole", b"data", meta(0o644, 0, 0, 1, 0));
     let i = src.add_file(b"a/b/bad", b"#!x", meta(0o755, 0, 0, 1, 0));
-    src.manifest_mut().entries[i as usize].xattrs =
-        vec![xattr("security.capability", b"bad")].into();
+    src.manifest_mut().entries[i as usize].set_xattrs(vec![xattr("security.capability", b"bad")]);
     src.add(b"a/fifo", EntryKind::Fifo, meta(0o644, 0, 0, 1, 0));
     let tmp = tempfile::tempdir().unwrap();
     let fresh = tmp.path().join("fresh");
@@ -381,15 +379,14 @@ fn xattrs_of_every_namespace_round_trip() {
         xattr("user.empty", b""),
     ];
     let mut src = image();
-    src.manifest_mut().entries[0].xattrs = vec![xattr("trusted.root", b"r")].into();
+    src.manifest_mut().entries[0].set_xattrs(vec![xattr("trusted.root", b"r")]);
     src.add(b"d", EntryKind::Directory, dir_meta());
-    src.manifest_mut().entries[1].xattrs = vec![
+    src.manifest_mut().entries[1].set_xattrs(vec![
         xattr("user.dir", b"1"),
         xattr("system.posix_acl_default", &acl),
-    ]
-    .into();
+    ]);
     let f = src.add_file(b"d/f", b"data", meta(0o754, 0, 0, 1, 0));
-    src.manifest_mut().entries[f as usize].xattrs = file_x.clone().into();
+    src.manifest_mut().entries[f as usize].set_xattrs(file_x.clone());
     let l = src.add(
         b"d/l",
         EntryKind::Symlink {
@@ -397,11 +394,9 @@ fn xattrs_of_every_namespace_round_trip() {
         },
         meta(0o777, 0, 0, 1, 0),
     );
-    src.manifest_mut().entries[l as usize].xattrs =
-        vec![xattr("trusted.link", b"on a symlink")].into();
+    src.manifest_mut().entries[l as usize].set_xattrs(vec![xattr("trusted.link", b"on a symlink")]);
     let p = src.add(b"d/p", EntryKind::Fifo, meta(0o600, 0, 0, 1, 0));
-    src.manifest_mut().entries[p as usize].xattrs =
-        vec![xattr("trusted.fifo", b"on a fifo")].into();
+    src.manifest_mut().entries[p as usize].set_xattrs(vec![xattr("trusted.fifo", b"on a fifo")]);
 
     let tmp = tempfile::tempdir().unwrap();
     let report = run(&src, tmp.path()).unwrap();
@@ -441,7 +436,7 @@ fn user_xattr_on_a_symlink_is_a_warning() {
         },
         meta(0o777, 0, 0, 1, 0),
     );
-    src.manifest_mut().entries[l as usize].xattrs = vec![xattr("user.no", b"1")].into();
+    src.manifest_mut().entries[l as usize].set_xattrs(vec![xattr("user.no", b"1")]);
     let tmp = tempfile::tempdir().unwrap();
     assert_eq!(run(&src, tmp.path()).unwrap().warnings, 1);
 }

@@ -19,7 +19,7 @@ fn own_blocks(m: &Manifest) -> Vec<u32> {
     let files: Vec<Vec<u32>> = m
         .entries
         .iter()
-        .filter_map(|e| match &e.kind {
+        .filter_map(|e| match &e.kind() {
             EntryKind::File { runs, .. } => Some(
                 runs.iter()
                     .flat_map(|r| &r.chunks)

@@ -227,14 +227,20 @@ fn a_mount_point_is_recorded_as_its_own_directory() {
     );
     let a = &scanned.entries[1];
     assert_eq!(
-        (a.meta.mode, a.meta.uid, a.meta.gid),
+        (a.meta().mode, a.meta().uid, a.meta().gid),
         (0o701, 1234, 5678),
         "{a:?}"
     );
-    assert_eq!((a.meta.mtime.sec, i64::from(a.meta.mtime.nsec)), A_MTIME);
-    assert_eq!((a.meta.atime.sec, i64::from(a.meta.atime.nsec)), A_ATIME);
+    assert_eq!(
+        (a.meta().mtime.sec, i64::from(a.meta().mtime.nsec)),
+        A_MTIME
+    );
+    assert_eq!(
+        (a.meta().atime.sec, i64::from(a.meta().atime.nsec)),
+        A_ATIME
+    );
     let xattrs: Vec<(&[u8], &[u8])> = a
-        .xattrs
+        .xattrs()
         .iter()
         .map(|x| (&x.name[..], &x.value[..]))
         .collect();

@@ -802,11 +802,13 @@ fn a_tree_the_restore_would_refuse_leaves_the_target_untouched() {
             }
         }
         for mut e in &mut m.entries {
-            if let EntryKind::HardLink { target } = &mut e.kind {
-                *target = new_index[*target as usize];
+            if let EntryKind::HardLink { target } = e.kind() {
+                e.set_kind(EntryKind::HardLink {
+                    target: new_index[target as usize],
+                });
             }
             if *e.path == *b"boot/efi" {
-                e.kind = outside();
+                e.set_kind(outside());
             }
         }
     });

@@ -19,11 +19,11 @@ fn index(result: &ScanResult) -> HashMap<Vec<u8>, usize> {
     entries.map(|(i, e)| (e.path.to_vec(), i)).collect()
 }
 
-fn kind<'a>(result: &'a ScanResult, at: &HashMap<Vec<u8>, usize>, path: &str) -> &'a EntryKind {
+fn kind(result: &ScanResult, at: &HashMap<Vec<u8>, usize>, path: &str) -> EntryKind {
     let i = at
         .get(path.as_bytes())
         .unwrap_or_else(|| panic!("{path} not scanned"));
-    &result.entries[*i].kind
+    result.entries[*i].kind()
 }
 
 #[test]
@@ -36,7 +36,7 @@ fn scan_records_every_kind_with_its_metadata() {
 
     // The root first, with the empty path; parents before children, names sorted by bytes.
     assert_eq!(entries.path(0), b"");
-    assert_eq!(entries[0].meta.mode, 0o751);
+    assert_eq!(entries[0].meta().mode, 0o751);
     let components = |p: &[u8]| {
         p.split(|&b| b == b'/')
             .map(<[u8]>::to_vec)
@@ -54,51 +54,51 @@ fn scan_records_every_kind_with_its_metadata() {
     };
     let link = |t: &[u8]| EntryKind::Symlink { target: t.to_vec() };
     let rdev = |maj, min| rustix::fs::makedev(maj, min);
-    assert_eq!(kind(&result, &at, paths::SMALL), &file(15));
-    assert_eq!(kind(&result, &at, paths::EMPTY), &file(0));
-    assert_eq!(kind(&result, &at, "dirs/empty"), &EntryKind::Directory);
+    assert_eq!(&kind(&result, &at, paths::SMALL), &file(15));
+    assert_eq!(&kind(&result, &at, paths::EMPTY), &file(0));
+    assert_eq!(&kind(&result, &at, "dirs/empty"), &EntryKind::Directory);
     assert_eq!(
-        kind(&result, &at, paths::SYMLINK_REL),
+        &kind(&result, &at, paths::SYMLINK_REL),
         &link(b"../files/small.txt")
     );
     assert_eq!(
-        kind(&result, &at, "links/dangling"),
+        &kind(&result, &at, "links/dangling"),
         &link(b"does/not/exist")
     );
-    assert_eq!(kind(&result, &at, "links/loop-a"), &link(b"loop-b"));
+    assert_eq!(&kind(&result, &at, "links/loop-a"), &link(b"loop-b"));
     assert_eq!(
-        kind(&result, &at, "links/long-target"),
+        &kind(&result, &at, "links/long-target"),
         &link("x/".repeat(2000).as_bytes())
     );
     let char_null = EntryKind::CharDevice { rdev: rdev(1, 3) };
-    assert_eq!(kind(&result, &at, "devices/char-null"), &char_null);
+    assert_eq!(&kind(&result, &at, "devices/char-null"), &char_null);
     let char_big = EntryKind::CharDevice {
         rdev: rdev(300, 70_000),
     };
-    assert_eq!(kind(&result, &at, "devices/char-big"), &char_big);
+    assert_eq!(&kind(&result, &at, "devices/char-big"), &char_big);
     let block = EntryKind::BlockDevice { rdev: rdev(8, 1) };
-    assert_eq!(kind(&result, &at, "devices/block-sda1"), &block);
-    assert_eq!(kind(&result, &at, "devices/fifo"), &EntryKind::Fifo);
-    assert_eq!(kind(&result, &at, "devices/socket"), &EntryKind::Socket);
+    assert_eq!(&kind(&result, &at, "devices/block-sda1"), &block);
+    assert_eq!(&kind(&result, &at, "devices/fifo"), &EntryKind::Fifo);
+    assert_eq!(&kind(&result, &at, "devices/socket"), &EntryKind::Socket);
 
     // Hard links point at the first name met in walk order.
     let [one, two, three] = paths::HARDLINKS;
-    assert_eq!(kind(&result, &at, one), &file(70_000));
+    assert_eq!(&kind(&result, &at, one), &file(70_000));
     let first = at[one.as_bytes()] as u32;
     assert_eq!(
-        kind(&result, &at, two),
+        &kind(&result, &at, two),
         &EntryKind::HardLink { target: first }
     );
     assert_eq!(
-        kind(&result, &at, three),
+        &kind(&result, &at, three),
         &EntryKind::HardLink { target: first }
     );
     let empty_a = at[&b"hardlinks/empty-a"[..]] as u32;
-    let empty_b = kind(&result, &at, "hardlinks/empty-b");
+    let empty_b = &kind(&result, &at, "hardlinks/empty-b");
     assert_eq!(empty_b, &EntryKind::HardLink { target: empty_a });
 
     // Modes keep setuid, setgid and sticky bits.
-    let mode = |p: &str| entries[at[p.as_bytes()]].meta.mode;
+    let mode = |p: &str| entries[at[p.as_bytes()]].meta().mode;
     assert_eq!(mode("modes/setuid"), 0o4755);
     assert_eq!(mode("modes/all"), 0o7777);
     assert_eq!(mode("modes/sticky-dir"), 0o1777);
@@ -111,7 +111,7 @@ fn scan_records_every_kind_with_its_metadata() {
             continue;
         }
         let md = std::fs::symlink_metadata(&source).unwrap();
-        let m = &e.meta;
+        let m = &e.meta();
         let what = source.display();
         assert_eq!(m.mode, md.mode() & 0o7777, "{what}");
         assert_eq!((m.uid, m.gid), (md.uid(), md.gid()), "{what}");
@@ -145,10 +145,10 @@ fn scan_records_every_kind_with_its_metadata() {
                 name: name.as_bytes().to_vec(),
             })
             .collect();
-        assert_eq!(e.xattrs[..], want[..], "{what}");
+        assert_eq!(e.xattrs()[..], want[..], "{what}");
     }
     let names = |p: &str| -> Vec<Vec<u8>> {
-        let x = &entries[at[p.as_bytes()]].xattrs;
+        let x = &entries[at[p.as_bytes()]].xattrs();
         x.iter().map(|x| x.name.clone()).collect()
     };
     assert!(names(paths::CAP_FILE).contains(&b"security.capability".to_vec()));
@@ -171,11 +171,11 @@ fn scan_records_every_kind_with_its_metadata() {
         .find(|e| e.path.ends_with(b"/bottom.txt"))
         .unwrap();
     assert!(bottom.path.len() > 4096);
-    assert_eq!(bottom.kind, file(35));
+    assert_eq!(bottom.kind(), file(35));
 
     // Run-time directories: recorded with their metadata, never entered.
     for dir in ["proc", "sys", "dev", "run", "tmp", "var/tmp"] {
-        assert_eq!(kind(&result, &at, dir), &EntryKind::Directory, "{dir}");
+        assert_eq!(&kind(&result, &at, dir), &EntryKind::Directory, "{dir}");
         let inside = format!("{dir}/");
         let leaked = entries
             .iter()

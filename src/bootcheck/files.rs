@@ -184,9 +184,9 @@ fn check_kind(
     what: &mut Vec<String>,
     bytes: &mut u64,
 ) {
-    let want = match &e.kind {
+    let want = match &e.kind() {
         EntryKind::HardLink { target } => match m.entries.get(*target as usize) {
-            Some(t) => t.kind.type_char(),
+            Some(t) => t.kind().type_char(),
             None => '?',
         },
         k => k.type_char(),
@@ -195,7 +195,7 @@ fn check_kind(
         what.push("type".into());
         return;
     }
-    match &e.kind {
+    match &e.kind() {
         EntryKind::File { size, runs } => {
             if md.len() != *size {
                 what.push("size".into());
@@ -304,34 +304,30 @@ fn check_meta(
     if fid == Fidelity::Fat {
         // FAT keeps no owner, mode or xattrs, and no times for its root directory; mtools
         // gives the directories it makes the time of the copy: files' times only, to 2 s.
-        if md.is_file() && (mtime.sec - e.meta.mtime.sec).abs() > 2 {
+        if md.is_file() && (mtime.sec - e.meta().mtime.sec).abs() > 2 {
             what.push("mtime".into());
         }
         return;
     }
     // a hard link's metadata is its target's (same inode), checked there
-    if matches!(e.kind, EntryKind::HardLink { .. }) {
+    if matches!(e.kind(), EntryKind::HardLink { .. }) {
         return;
     }
-    let disk = EntryRow {
-        kind: EntryKind::Fifo,
-        meta: Meta {
+    let disk = EntryRow::new(
+        EntryKind::Fifo,
+        Meta {
             mode: md.mode() & 0o7777,
             uid: md.uid(),
             gid: md.gid(),
             mtime,
             ..Meta::default()
         },
-        xattrs: xattrs_of(p).into(),
-    };
-    let image = EntryRow {
-        kind: EntryKind::Fifo,
-        meta: e.meta.clone(),
-        xattrs: sorted(&e.xattrs).into(),
-    };
+        xattrs_of(p),
+    );
+    let image = EntryRow::new(EntryKind::Fifo, e.meta(), sorted(e.xattrs()));
     let mut fields = meta_fields(&image, &disk);
     // symlinks have no mode of their own on Linux (always 0777)
-    if matches!(e.kind, EntryKind::Symlink { .. }) {
+    if matches!(e.kind(), EntryKind::Symlink { .. }) {
         fields.retain(|f| *f != "mode");
     }
     what.extend(fields.into_iter().map(String::from));

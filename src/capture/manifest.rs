@@ -141,7 +141,7 @@ fn count(entries: &Entries, t: &PayloadTables) -> CaptureStats {
         ..Default::default()
     };
     for e in entries {
-        match &e.kind {
+        match &e.kind() {
             EntryKind::Directory => s.directories += 1,
             EntryKind::File { size, runs } => {
                 s.files += 1;

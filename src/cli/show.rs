@@ -49,9 +49,9 @@ pub fn capture_line(image: &std::path::Path, r: &osimage::CaptureReport) -> Stri
 
 /// `drwxr-xr-x` for an entry.
 pub fn mode_string(e: &EntryRow) -> String {
-    let m = e.meta.mode;
+    let m = e.meta().mode;
     let mut s = String::with_capacity(10);
-    s.push(e.kind.type_char());
+    s.push(e.kind().type_char());
     let bit = |mask: u32, c: char| if m & mask != 0 { c } else { '-' };
     let special = |x: u32, s_bit: u32, lower: char, upper: char| match (m & x != 0, m & s_bit != 0)
     {
@@ -150,9 +150,9 @@ pub fn list_line(
     };
     let e = m.entries.at(i);
     if long {
-        let size = match &e.kind {
+        let size = match &e.kind() {
             EntryKind::File { size, .. } => *size,
-            EntryKind::HardLink { target } => match &m.entries[*target as usize].kind {
+            EntryKind::HardLink { target } => match &m.entries[*target as usize].kind() {
                 EntryKind::File { size, .. } => *size,
                 _ => 0,
             },
@@ -160,8 +160,8 @@ pub fn list_line(
         };
         // User and group names come from the image's /etc/passwd and /etc/group.
         let (user, group) = (
-            name_of(&m.users, e.meta.uid),
-            name_of(&m.groups, e.meta.gid),
+            name_of(&m.users, e.meta().uid),
+            name_of(&m.groups, e.meta().gid),
         );
         write!(out, "{} ", mode_string(&e))?;
         match names {
@@ -173,12 +173,12 @@ pub fn list_line(
                 escaped(group.as_bytes())
             )?,
         }
-        write!(out, " {:>12} {} ", size, time(e.meta.mtime))?;
+        write!(out, " {:>12} {} ", size, time(e.meta().mtime))?;
     }
     out.write_all(b"/")?;
     name(out, e.path)?;
     if long {
-        match &e.kind {
+        match &e.kind() {
             EntryKind::Symlink { target } => {
                 out.write_all(b" -> ")?;
                 name(out, target)?;
@@ -301,7 +301,7 @@ pub fn system_kernels(m: &Manifest) -> Vec<String> {
     let mut v: Vec<String> = m
         .entries
         .iter()
-        .filter(|e| !matches!(e.kind, EntryKind::Directory))
+        .filter(|e| !matches!(e.kind(), EntryKind::Directory))
         .filter_map(|e| e.path.strip_prefix(b"boot/vmlinuz-"))
         .filter(|rest| !rest.is_empty() && !rest.contains(&b'/'))
         .map(|rest| String::from_utf8_lossy(rest).into_owned())

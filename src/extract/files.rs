@@ -15,7 +15,7 @@ use super::error::ExtractError;
 use super::plan::{FileJob, Plan, name_of};
 use super::source::ChunkSource;
 use super::target::{self, DirCache, Handle, Target, Warnings};
-use crate::format::manifest::{Entries, EntryKind, EntryRef};
+use crate::format::manifest::{Entries, EntryKind, EntryRef, Runs};
 use crate::progress::Progress;
 
 /// A batch ends after this many bytes of data or files, whichever comes first.
@@ -69,11 +69,11 @@ pub(crate) fn write_files<S: ChunkSource>(
         .batches
         .iter()
         .flat_map(|b| &plan.files[b.clone()])
-        .flat_map(|job| match &entries[job.data as usize].kind {
-            EntryKind::File { runs, .. } => runs.as_slice(),
-            _ => &[],
+        .flat_map(|job| match entries[job.data as usize].kind() {
+            EntryKind::File { runs, .. } => runs,
+            _ => Runs::new(),
         })
-        .flat_map(|run| run.chunks.iter().copied());
+        .flat_map(|run| run.chunks);
     src.plan(&mut order);
     let results: Vec<Result<FileStats, ExtractError>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads).map(|_| s.spawn(|| work.run())).collect();
@@ -192,7 +192,7 @@ impl<S: ChunkSource> Work<'_, S> {
         data: EntryRef,
         cache: &mut S::Cache,
     ) -> Result<u64, ExtractError> {
-        let EntryKind::File { size, runs } = &data.kind else {
+        let EntryKind::File { size, runs } = &data.kind() else {
             unreachable!("the plan only lists regular files");
         };
         let path = || self.target.full_path(named.path);
@@ -231,7 +231,7 @@ impl<S: ChunkSource> Work<'_, S> {
         // The inode's metadata comes from the data entry; messages name the created path.
         let h = Handle::Fd(file.as_fd());
         self.target
-            .set_meta(h, &data.meta, &data.xattrs, named.path, self.warn)?;
+            .set_meta(h, &data.meta(), data.xattrs(), named.path, self.warn)?;
         Ok(written)
     }
 }

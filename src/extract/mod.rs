@@ -104,7 +104,7 @@ pub fn extract<S: ChunkSource>(
         let before = plan.others.len();
         plan.others.retain(|&i| {
             !matches!(
-                entries[i as usize].kind,
+                entries[i as usize].kind(),
                 EntryKind::CharDevice { .. } | EntryKind::BlockDevice { .. }
             )
         });
@@ -229,7 +229,7 @@ fn make_others(
         let entry = entries.at(i as usize);
         let name = name_of(entry.path);
         let dir = dirs.get(target, entries, plan.parent[i as usize])?;
-        let made = match &entry.kind {
+        let made = match &entry.kind() {
             EntryKind::Symlink { target } => rustix::fs::symlinkat(target.as_slice(), dir, name),
             EntryKind::CharDevice { rdev } => {
                 target::mknod(dir, name, FileType::CharacterDevice, *rdev)
@@ -242,9 +242,9 @@ fn make_others(
             _ => unreachable!("the plan lists only symlinks and special files here"),
         };
         made.map_err(|e| ExtractError::io("creating", target.full_path(entry.path), e))?;
-        let symlink = matches!(entry.kind, EntryKind::Symlink { .. });
+        let symlink = matches!(entry.kind(), EntryKind::Symlink { .. });
         let h = Handle::At { dir, name, symlink };
-        target.set_meta(h, &entry.meta, &entry.xattrs, entry.path, warn)?;
+        target.set_meta(h, &entry.meta(), entry.xattrs(), entry.path, warn)?;
     }
     Ok(())
 }
@@ -281,8 +281,8 @@ fn dir_metadata(
         let fd = target.open_dir(entry.path)?;
         target.set_meta(
             Handle::Fd(fd.as_fd()),
-            &entry.meta,
-            &entry.xattrs,
+            &entry.meta(),
+            entry.xattrs(),
             entry.path,
             warn,
         )?;
@@ -290,7 +290,7 @@ fn dir_metadata(
     if let Some(root) = plan.root {
         let entry = entries.at(root as usize);
         let h = Handle::Fd(target.dest_fd());
-        target.set_meta(h, &entry.meta, &entry.xattrs, entry.path, warn)?;
+        target.set_meta(h, &entry.meta(), entry.xattrs(), entry.path, warn)?;
     }
     Ok(())
 }

@@ -60,7 +60,7 @@ impl Plan {
             if !selected[i as usize] || Some(i) == root {
                 continue;
             }
-            match &entry.kind {
+            match &entry.kind() {
                 EntryKind::Directory => plan.dirs.push(i),
                 EntryKind::File { .. } => plan.files.push(FileJob {
                     entry: i,
@@ -207,7 +207,7 @@ fn check_tree(
     for (i, entry) in entries.iter().enumerate() {
         let path = entry.path;
         if path.is_empty() {
-            if entry.kind != EntryKind::Directory {
+            if entry.kind() != EntryKind::Directory {
                 return Err(bad(manifest, i, "the image root is not a directory"));
             }
             root = Some(i as EntryIndex);
@@ -242,7 +242,7 @@ fn parent_index(
             i,
             "its parent directory is not an earlier entry",
         )),
-        Some(&p) if manifest.entries[p as usize].kind != EntryKind::Directory => Err(bad(
+        Some(&p) if manifest.entries[p as usize].kind() != EntryKind::Directory => Err(bad(
             manifest,
             i,
             format!("its parent (entry {p}) is not a directory"),
@@ -256,17 +256,18 @@ fn check_contents(manifest: &Manifest) -> Result<Vec<u64>, ExtractError> {
     let mut data_len = vec![0; manifest.entries.len()];
     for (i, entry) in manifest.entries.iter().enumerate() {
         // utimensat would refuse these half-way through the extract.
-        if entry.meta.atime.nsec >= 1_000_000_000 || entry.meta.mtime.nsec >= 1_000_000_000 {
+        let meta = entry.meta();
+        if meta.atime.nsec >= 1_000_000_000 || meta.mtime.nsec >= 1_000_000_000 {
             return Err(bad(manifest, i, "a timestamp has 1e9 or more nanoseconds"));
         }
-        match &entry.kind {
+        match &entry.kind() {
             EntryKind::File { size, runs } => {
                 data_len[i] = check_runs(manifest, *size, runs).map_err(|r| bad(manifest, i, r))?
             }
             EntryKind::HardLink { target } => {
                 let ok = (*target as usize) < i
                     && matches!(
-                        manifest.entries[*target as usize].kind,
+                        manifest.entries[*target as usize].kind(),
                         EntryKind::File { .. }
                     );
                 if !ok {

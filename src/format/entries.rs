@@ -8,16 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::manifest::{Entry, EntryKind, Meta, Xattrs};
-
-/// An entry without its path: what is held per entry beside the path arena.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EntryRow {
-    pub kind: EntryKind,
-    pub meta: Meta,
-    /// Every extended attribute, raw, in the order listxattr gave them.
-    pub xattrs: Xattrs,
-}
+use super::entry_row::EntryRow;
+use super::manifest::{Entry, EntryKind, Meta, Xattr};
 
 /// The paths of a table, each one's bytes after the one before's in `bytes`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -158,9 +150,9 @@ impl EntryRef<'_> {
     pub fn to_entry(&self) -> Entry {
         Entry {
             path: self.path.into(),
-            kind: self.row.kind.clone(),
-            meta: self.row.meta.clone(),
-            xattrs: self.row.xattrs.clone(),
+            kind: self.row.kind(),
+            meta: self.row.meta(),
+            xattrs: self.row.xattrs().to_vec().into(),
         }
     }
 }
@@ -315,11 +307,7 @@ impl Entries {
 impl Entry {
     /// The entry's path, and the rest of it.
     pub fn into_parts(self) -> (Box<[u8]>, EntryRow) {
-        let row = EntryRow {
-            kind: self.kind,
-            meta: self.meta,
-            xattrs: self.xattrs,
-        };
+        let row = EntryRow::new(self.kind, self.meta, self.xattrs.into_vec());
         (self.path, row)
     }
 }
@@ -362,11 +350,14 @@ impl IntoIterator for Entries {
 
     fn into_iter(self) -> Self::IntoIter {
         let Entries { paths, rows } = self;
-        Box::new(rows.into_iter().enumerate().map(move |(i, row)| Entry {
-            path: paths.get(i).into(),
-            kind: row.kind,
-            meta: row.meta,
-            xattrs: row.xattrs,
+        Box::new(rows.into_iter().enumerate().map(move |(i, row)| {
+            let (kind, meta, xattrs) = row.into_parts();
+            Entry {
+                path: paths.get(i).into(),
+                kind,
+                meta,
+                xattrs,
+            }
         }))
     }
 }
@@ -399,18 +390,18 @@ impl Extend<Entry> for Entries {
 #[derive(Serialize)]
 struct EncodedEntry<'a> {
     path: &'a [u8],
-    kind: &'a EntryKind,
-    meta: &'a Meta,
-    xattrs: &'a Xattrs,
+    kind: EntryKind,
+    meta: Meta,
+    xattrs: &'a [Xattr],
 }
 
 impl Serialize for Entries {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(self.iter().map(|e| EncodedEntry {
             path: e.path,
-            kind: &e.row.kind,
-            meta: &e.row.meta,
-            xattrs: &e.row.xattrs,
+            kind: e.row.kind(),
+            meta: e.row.meta(),
+            xattrs: e.row.xattrs(),
         }))
     }
 }

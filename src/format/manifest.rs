@@ -8,7 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use super::entries::{Entries, EntryMut, EntryRef, EntryRow, Paths};
+pub use super::entries::{Entries, EntryMut, EntryRef, Paths};
+pub use super::entry_row::EntryRow;
 
 /// Version of the payload format this build writes and the highest it reads in image
 /// headers, trailers and image pack headers (docs/FORMAT.md §8).
@@ -248,7 +249,7 @@ pub struct DataRun {
 }
 
 /// The inode metadata restored for every entry.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
     /// Permission bits incl. setuid, setgid and sticky (`st_mode & 0o7777`).
     pub mode: u32,
@@ -328,7 +329,6 @@ impl<'de> Deserialize<'de> for Xattrs {
 const _: () = assert!(std::mem::size_of::<Timestamp>() == 12);
 const _: () = assert!(std::mem::size_of::<Meta>() == 64);
 const _: () = assert!(std::mem::size_of::<Xattrs>() == 8);
-const _: () = assert!(std::mem::size_of::<EntryRow>() <= 128);
 
 /// A filesystem some of the captured files came from.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,6 +14,7 @@
 
 pub mod columns;
 mod entries;
+mod entry_row;
 mod error;
 pub mod frame;
 pub mod manifest;

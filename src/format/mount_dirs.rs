@@ -44,7 +44,7 @@ pub fn from_manifest(m: &Manifest) -> Result<MountDirs, PayloadError> {
     let directories: HashSet<&[u8]> = m
         .entries
         .iter()
-        .filter(|e| matches!(e.kind, EntryKind::Directory) && !e.path.is_empty())
+        .filter(|e| matches!(e.kind(), EntryKind::Directory) && !e.path.is_empty())
         .map(|e| e.path)
         .collect();
     let mut out = MountDirs::with_capacity(dirs.len());

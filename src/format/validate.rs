@@ -134,7 +134,7 @@ fn check_entries(m: &Manifest) -> Result<(), PayloadError> {
     let n_chunks = m.chunks.len();
     for (i, e) in m.entries.iter().enumerate() {
         if i == 0 {
-            if !e.path.is_empty() || e.kind != EntryKind::Directory {
+            if !e.path.is_empty() || e.kind() != EntryKind::Directory {
                 return Err(bad("the first entry is not the root directory".into()));
             }
         } else {
@@ -152,7 +152,7 @@ fn check_entries(m: &Manifest) -> Result<(), PayloadError> {
                 None => &[][..],
             };
             let parent = paths.find(hash(parent), |j| path_of(j) == parent);
-            if !parent.is_some_and(|&j| m.entries[j as usize].kind == EntryKind::Directory) {
+            if !parent.is_some_and(|&j| m.entries[j as usize].kind() == EntryKind::Directory) {
                 return Err(bad(format!(
                     "{:?} comes before its parent directory",
                     show(e.path)
@@ -171,7 +171,7 @@ fn check_entries(m: &Manifest) -> Result<(), PayloadError> {
                 slot.insert(i as u32);
             }
         }
-        let t = &e.meta;
+        let t = &e.meta();
         if [t.atime, t.mtime, t.ctime]
             .iter()
             .any(|t| t.nsec > NSEC_MAX)
@@ -181,7 +181,7 @@ fn check_entries(m: &Manifest) -> Result<(), PayloadError> {
                 show(e.path)
             )));
         }
-        match &e.kind {
+        match &e.kind() {
             // symlink(2) makes none of these (ENOENT, ENAMETOOLONG at PATH_MAX with its NUL).
             EntryKind::Symlink { target }
                 if target.is_empty() || target.len() >= 4096 || target.contains(&0) =>
@@ -221,7 +221,7 @@ fn check_entries(m: &Manifest) -> Result<(), PayloadError> {
             }
             EntryKind::HardLink { target } => {
                 let t = *target as usize;
-                if t >= i || !matches!(m.entries[t].kind, EntryKind::File { .. }) {
+                if t >= i || !matches!(m.entries[t].kind(), EntryKind::File { .. }) {
                     return Err(bad(format!(
                         "{:?}: hard link to entry {t}, which is not an earlier file",
                         show(e.path)
@@ -230,7 +230,7 @@ fn check_entries(m: &Manifest) -> Result<(), PayloadError> {
             }
             _ => {}
         }
-        if e.meta.fs as usize >= m.filesystems.len().max(1) {
+        if e.meta().fs as usize >= m.filesystems.len().max(1) {
             return Err(bad(format!("{:?}: unknown filesystem", show(e.path))));
         }
     }

@@ -110,7 +110,7 @@ fn read_file(r: &PayloadReader, name: &str) -> Vec<u8> {
         .iter()
         .find(|e| *e.path == *name.as_bytes())
         .unwrap();
-    let EntryKind::File { size, runs } = &e.kind else {
+    let EntryKind::File { size, runs } = &e.kind() else {
         panic!("{name} is no file in the image");
     };
     let mut out = vec![0u8; *size as usize];
@@ -168,7 +168,7 @@ fn an_image_of_store_packs_opens_verifies_and_reads_back() {
     }
     let link = m.entries.iter().find(|e| *e.path == *b"etc/name").unwrap();
     assert_eq!(
-        link.kind,
+        link.kind(),
         EntryKind::Symlink {
             target: b"hostname".to_vec()
         }

@@ -107,7 +107,7 @@ pub fn verify(
     if !bad.is_empty() {
         let mut damaged = vec![false; m.entries.len()];
         for (i, e) in m.entries.iter().enumerate() {
-            damaged[i] = match &e.kind {
+            damaged[i] = match &e.kind() {
                 EntryKind::File { runs, .. } => runs
                     .iter()
                     .any(|run| run.chunks.iter().any(|c| bad.contains(c))),

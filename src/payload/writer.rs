@@ -82,7 +82,7 @@ pub struct PayloadTables {
 /// store a capture goes into (docs/STORE.md §4): its blocks are referenced where they lie.
 pub trait BaseImage: Sync {
     /// The data runs (in the base's chunk indexes) of a scanned file the base holds unchanged.
-    fn unchanged_runs(&self, e: EntryRef) -> Option<&[DataRun]>;
+    fn unchanged_runs(&self, e: EntryRef) -> Option<Runs>;
     /// The base's index of the chunk whose whole BLAKE3 is `hash`, if the base stores it. A
     /// refresh's base, whose manifest holds 16-byte ids, matches the id (FORMAT.md §1); a
     /// store matches all 32 bytes (docs/STORE.md §2.4).
@@ -372,7 +372,7 @@ impl Shared<'_> {
 }
 
 fn file_size(e: &EntryRow) -> u64 {
-    match e.kind {
+    match e.kind() {
         EntryKind::File { size, .. } => size,
         _ => 0,
     }
@@ -402,7 +402,7 @@ fn make_batches(entries: &[EntryRow]) -> Vec<Range<usize>> {
 }
 
 fn is_file(e: &EntryRow) -> bool {
-    matches!(e.kind, EntryKind::File { .. })
+    matches!(e.kind(), EntryKind::File { .. })
 }
 
 /// One worker: takes batches until none are left, writes the runs of the files it read into
@@ -452,9 +452,9 @@ fn run_worker<'e>(
                     } => {
                         data_read += data;
                         if let Some(meta) = meta {
-                            e.meta = *meta;
+                            e.set_meta(*meta);
                         }
-                        e.kind = EntryKind::File { size, runs };
+                        e.set_kind(EntryKind::File { size, runs });
                     }
                     other => out.push((i, other)),
                 }
@@ -496,10 +496,10 @@ impl Worker<'_> {
         if let Some(base) = self.shared.base
             && let Some(runs) = base.unchanged_runs(e)
         {
-            return self.reuse_file(e, base, runs);
+            return self.reuse_file(e, base, &runs);
         }
         self.shared.files_read.fetch_add(1, Ordering::Relaxed);
-        let sf = match SourceFile::open(&source, e.meta.ino) {
+        let sf = match SourceFile::open(&source, e.meta().ino) {
             Ok(sf) => sf,
             Err(OpenError::Vanished) | Err(OpenError::Replaced) => return Ok(Outcome::Vanished),
             Err(OpenError::Io(err)) => return fail(format!("cannot open: {err}")),
@@ -525,13 +525,13 @@ impl Worker<'_> {
                         source.display()
                     ));
                 }
-                let mut meta = e.meta.clone();
+                let mut meta = e.meta();
                 if let Err(err) = sf.refresh_meta(&mut meta) {
                     return fail(format!("cannot stat: {err}"));
                 }
                 return Ok(Outcome::Read {
                     runs,
-                    meta: (meta != e.meta).then(|| Box::new(meta)),
+                    meta: (meta != e.meta()).then(|| Box::new(meta)),
                     size: before.size,
                     data,
                 });
@@ -820,9 +820,9 @@ fn apply_outcomes(
                 tables.data_bytes += data;
                 let e = &mut entries[i];
                 if let Some(meta) = meta {
-                    e.meta = *meta;
+                    e.set_meta(*meta);
                 }
-                e.kind = EntryKind::File { size, runs };
+                e.set_kind(EntryKind::File { size, runs });
             }
             Outcome::Vanished => {
                 tables.warnings.push(format!(
@@ -842,7 +842,7 @@ fn apply_outcomes(
     }
     // Hard links to a dropped file go with it.
     for (i, e) in entries.iter().enumerate() {
-        if let EntryKind::HardLink { target } = e.kind
+        if let EntryKind::HardLink { target } = e.kind()
             && drop_entry.get(target as usize).copied().unwrap_or(true)
         {
             drop_entry[i] = true;
@@ -862,8 +862,10 @@ fn apply_outcomes(
     let keep: Vec<bool> = drop_entry.iter().map(|d| !d).collect();
     entries.retain(&keep);
     for mut e in entries.iter_mut() {
-        if let EntryKind::HardLink { target } = &mut e.kind {
-            *target = new_index[*target as usize];
+        if let EntryKind::HardLink { target } = e.kind() {
+            e.set_kind(EntryKind::HardLink {
+                target: new_index[target as usize],
+            });
         }
     }
     Ok(())

@@ -54,10 +54,10 @@ pub struct Diff {
 
 /// What an entry holds, for comparing content.
 #[derive(PartialEq, Eq)]
-enum Content<'a> {
+enum Content {
     Directory,
     File(u64, Vec<(u64, ChunkId)>),
-    Symlink(&'a [u8]),
+    Symlink(Vec<u8>),
     Device(char, u64),
     Other(char),
 }
@@ -155,7 +155,7 @@ fn change(
 
 /// The regular file entry `i` is, or links to.
 fn file_entry(m: &Manifest, i: usize) -> &EntryRow {
-    match m.entries[i].kind {
+    match m.entries[i].kind() {
         EntryKind::HardLink { target } => m
             .entries
             .rows()
@@ -166,15 +166,15 @@ fn file_entry(m: &Manifest, i: usize) -> &EntryRow {
 }
 
 fn size(m: &Manifest, i: usize) -> u64 {
-    match file_entry(m, i).kind {
+    match file_entry(m, i).kind() {
         EntryKind::File { size, .. } => size,
         _ => 0,
     }
 }
 
-fn content(m: &Manifest, i: usize) -> Content<'_> {
+fn content(m: &Manifest, i: usize) -> Content {
     let e = file_entry(m, i);
-    match &e.kind {
+    match e.kind() {
         EntryKind::Directory => Content::Directory,
         EntryKind::File { size, runs } => {
             let mut ids = Vec::new();
@@ -188,11 +188,11 @@ fn content(m: &Manifest, i: usize) -> Content<'_> {
                     at += rec.len as u64;
                 }
             }
-            Content::File(*size, ids)
+            Content::File(size, ids)
         }
         EntryKind::Symlink { target } => Content::Symlink(target),
-        EntryKind::CharDevice { rdev } | EntryKind::BlockDevice { rdev } => {
-            Content::Device(e.kind.type_char(), *rdev)
+        kind @ (EntryKind::CharDevice { rdev } | EntryKind::BlockDevice { rdev }) => {
+            Content::Device(kind.type_char(), rdev)
         }
         other => Content::Other(other.type_char()),
     }
@@ -201,16 +201,17 @@ fn content(m: &Manifest, i: usize) -> Content<'_> {
 /// Which restorable metadata differs.
 pub(crate) fn meta_fields(a: &EntryRow, b: &EntryRow) -> Vec<&'static str> {
     let mut f = Vec::new();
-    if a.meta.mode != b.meta.mode {
+    let (a_meta, b_meta) = (a.meta(), b.meta());
+    if a_meta.mode != b_meta.mode {
         f.push("mode");
     }
-    if (a.meta.uid, a.meta.gid) != (b.meta.uid, b.meta.gid) {
+    if (a_meta.uid, a_meta.gid) != (b_meta.uid, b_meta.gid) {
         f.push("owner");
     }
-    if a.meta.mtime != b.meta.mtime {
+    if a_meta.mtime != b_meta.mtime {
         f.push("mtime");
     }
-    if a.xattrs != b.xattrs {
+    if a.xattrs() != b.xattrs() {
         f.push("xattrs");
     }
     f

@@ -95,7 +95,7 @@ pub fn measure(base: &Base, m: &Manifest, reuse: &ReuseCounters) -> Lineage {
     let copied: HashSet<u32> = reuse.copied_blocks.iter().copied().collect();
     let mut referenced = vec![false; m.chunks.len()];
     for e in &m.entries {
-        if let EntryKind::File { runs, .. } = &e.kind {
+        if let EntryKind::File { runs, .. } = &e.kind() {
             for c in runs.iter().flat_map(|r| &r.chunks) {
                 if let Some(r) = referenced.get_mut(*c as usize) {
                     *r = true;

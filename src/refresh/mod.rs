@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use crate::format::PayloadError;
 use crate::format::manifest::{
-    BlockIndex, BlockRecord, CapturedFs, ChunkHash, ChunkId, ChunkIndex, ChunkRecord, DataRun,
-    EntryKind, EntryRef, Manifest, Meta, Timestamp, Xattr,
+    BlockIndex, BlockRecord, CapturedFs, ChunkHash, ChunkId, ChunkIndex, ChunkRecord, EntryKind,
+    EntryRef, Manifest, Meta, Runs, Timestamp, Xattr,
 };
 use crate::format::records::{BLOCK_HEADER_LEN, BlockHeader};
 use crate::format::sink::BlockSource;
@@ -119,8 +119,8 @@ impl Base {
             .entries
             .iter()
             .enumerate()
-            .filter(|(_, e)| matches!(e.kind, EntryKind::File { .. }))
-            .filter(|(_, e)| trusted.contains(&e.meta.fs) && !racy(&e.meta, start))
+            .filter(|(_, e)| matches!(e.kind(), EntryKind::File { .. }))
+            .filter(|(_, e)| trusted.contains(&e.meta().fs) && !racy(&e.meta(), start))
             .map(|(i, e)| (e.path.to_vec(), i))
             .collect();
     }
@@ -157,10 +157,10 @@ impl Base {
     fn unchanged(&self, path: &[u8], a: &Meta, size: u64) -> Option<EntryRef<'_>> {
         let &i = self.files.get(path)?;
         let old = self.manifest().entries.get(i)?;
-        let EntryKind::File { size: old_size, .. } = &old.kind else {
+        let EntryKind::File { size: old_size, .. } = &old.kind() else {
             return None;
         };
-        let b = &old.meta;
+        let b = &old.meta();
         let same = *old_size == size
             && self.fs_map.get(&a.fs) == Some(&b.fs)
             && a.ino == b.ino
@@ -174,18 +174,19 @@ impl Base {
 /// an xattr moves ctime, which the files cache compares (docs/REFRESH.md).
 impl KnownFiles for Base {
     fn known_xattrs(&self, path: &[u8], meta: &Meta, size: u64) -> Option<Vec<Xattr>> {
-        self.unchanged(path, meta, size).map(|e| e.xattrs.to_vec())
+        self.unchanged(path, meta, size)
+            .map(|e| e.xattrs().to_vec())
     }
 }
 
 impl BaseImage for Base {
-    fn unchanged_runs(&self, e: EntryRef) -> Option<&[DataRun]> {
-        let EntryKind::File { size, .. } = e.kind else {
+    fn unchanged_runs(&self, e: EntryRef) -> Option<Runs> {
+        let EntryKind::File { size, .. } = e.kind() else {
             return None;
         };
-        let old = self.unchanged(e.path, &e.meta, size)?;
-        match &old.row.kind {
-            EntryKind::File { runs, .. } => Some(runs.as_slice()),
+        let old = self.unchanged(e.path, &e.meta(), size)?;
+        match old.row.kind() {
+            EntryKind::File { runs, .. } => Some(runs),
             _ => None,
         }
     }

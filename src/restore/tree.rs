@@ -26,7 +26,7 @@ impl<'r> Part<'r> {
         let m = &self.manifest;
         m.entries
             .iter()
-            .map(|e| match &e.kind {
+            .map(|e| match &e.kind() {
                 EntryKind::File { runs, .. } => runs
                     .iter()
                     .flat_map(|r| &r.chunks)
@@ -143,12 +143,12 @@ fn split_entries(
             {
                 let (meta, xattrs) = match underneath.get(e.path) {
                     Some(d) => (&d.meta, &d.xattrs[..]),
-                    None => (&e.meta, &e.xattrs[..]),
+                    None => (&e.meta(), e.xattrs()),
                 };
                 entries[p].push(Entry {
                     path: r.into(),
                     kind: EntryKind::Directory,
-                    meta: meta.clone(),
+                    meta: *meta,
                     xattrs: if strip_xattrs[p] {
                         Default::default()
                     } else {
@@ -157,14 +157,14 @@ fn split_entries(
                 });
             }
         }
-        let kind = match &e.kind {
+        let kind = match &e.kind() {
             EntryKind::HardLink { target } => {
                 match moved.get(*target as usize).copied().flatten() {
                     Some((part, idx)) if part == o => EntryKind::HardLink { target: idx },
                     // The first name is in another part (not possible on one real filesystem):
                     // this name gets the data, and later names link to it.
                     _ => {
-                        let first = m.entries.get(*target as usize).map(|t| t.kind.clone());
+                        let first = m.entries.get(*target as usize).map(|t| t.kind().clone());
                         let kind = first.unwrap_or(EntryKind::Directory);
                         moved[*target as usize] = Some((o, entries[o].len() as EntryIndex));
                         kind
@@ -177,11 +177,11 @@ fn split_entries(
         entries[o].push(Entry {
             path: rel.into(),
             kind,
-            meta: e.meta.clone(),
+            meta: e.meta(),
             xattrs: if strip_xattrs[o] {
                 Default::default()
             } else {
-                e.xattrs.clone()
+                e.xattrs().to_vec().into()
             },
         });
     }
@@ -252,7 +252,8 @@ mod tests {
         let plain = split_entries(&m, &mps, &[false, false]).unwrap();
         assert_eq!(plain[0].path(1), b"boot");
         assert_eq!(
-            plain[0][1].meta.mode, 0o700,
+            plain[0][1].meta().mode,
+            0o700,
             "no record: the entry's, as before"
         );
         let under = dir(b"boot", 0o555, b"underneath");
@@ -264,16 +265,16 @@ mod tests {
             }]));
         let parts = split_entries(&m, &mps, &[false, false]).unwrap();
         let (in_root, boot_root) = (parts[0].at(1), parts[1].at(0));
-        assert_eq!((in_root.path, in_root.meta.mode), (&b"boot"[..], 0o555));
-        assert_eq!(in_root.xattrs[0].value, b"underneath");
-        assert_eq!((boot_root.path, boot_root.meta.mode), (&b""[..], 0o700));
-        assert_eq!(boot_root.xattrs[0].value, b"boot fs");
+        assert_eq!((in_root.path, in_root.meta().mode), (&b"boot"[..], 0o555));
+        assert_eq!(in_root.xattrs()[0].value, b"underneath");
+        assert_eq!((boot_root.path, boot_root.meta().mode), (&b""[..], 0o700));
+        assert_eq!(boot_root.xattrs()[0].value, b"boot fs");
         // A vfat parent keeps no xattrs, the record's neither.
         let parts = split_entries(&m, &mps, &[true, false]).unwrap();
-        assert!(parts[0][1].xattrs.is_empty());
+        assert!(parts[0][1].xattrs().is_empty());
         // Restored without a separate /boot, the directory is the entry alone.
         let one = split_entries(&m, &mps[..1], &[false]).unwrap();
-        assert_eq!(one[0][1].meta.mode, 0o700);
+        assert_eq!(one[0][1].meta().mode, 0o700);
         m.extensions[0].data.push(0);
         assert!(split_entries(&m, &mps, &[false, false]).is_err());
     }

@@ -224,7 +224,7 @@ impl<'a> Walker<'a> {
             }
         }
         let index = self.push(rel, kind, &own, fs, xattrs);
-        let kind = &self.out.entries[index as usize].kind;
+        let kind = &self.out.entries[index as usize].kind();
         if st.st_nlink > 1 && matches!(kind, EntryKind::File { .. }) {
             self.hardlinks.insert(key, index);
         }
@@ -415,11 +415,7 @@ impl<'a> Walker<'a> {
             let allocated = (st.st_blocks as u64).saturating_mul(512);
             self.out.to_read = self.out.to_read.saturating_add(size.min(allocated));
         }
-        let row = EntryRow {
-            kind,
-            meta: meta(st, fs),
-            xattrs: xattrs.into(),
-        };
+        let row = EntryRow::new(kind, meta(st, fs), xattrs);
         self.out.entries.push_row(&path, row);
         self.out.entries.len() as EntryIndex - 1
     }

@@ -16,8 +16,8 @@ use std::collections::HashMap;
 
 use crate::format::PayloadError;
 use crate::format::manifest::{
-    BlockIndex, BlockRecord, ChunkHash, ChunkIndex, ChunkRecord, DataRun, EntryRef, Meta,
-    PackIndex, PackRecord, Xattr,
+    BlockIndex, BlockRecord, ChunkHash, ChunkIndex, ChunkRecord, EntryRef, Meta, PackIndex,
+    PackRecord, Runs, Xattr,
 };
 use crate::format::records::BLOCK_HEADER_LEN;
 use crate::payload::block_chunks::BlockChunks;
@@ -207,7 +207,7 @@ impl KnownFiles for StoreBase {
 }
 
 impl BaseImage for StoreBase {
-    fn unchanged_runs(&self, e: EntryRef) -> Option<&[DataRun]> {
+    fn unchanged_runs(&self, e: EntryRef) -> Option<Runs> {
         self.prev.as_ref()?.unchanged_runs(e)
     }
 

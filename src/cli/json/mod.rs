@@ -198,50 +198,45 @@ fn user_name(list: &[(u32, String)], id: u32) -> String {
 pub fn list_entry(m: &Manifest, i: usize) -> ListEntry<'_> {
     let e = &m.entries[i];
     let target_of = |t: u32| m.entries.rows().get(t as usize);
-    let (kind, size) = match &e.kind {
+    let (kind, size) = match &e.kind() {
         EntryKind::Directory => ("directory", 0),
         EntryKind::File { size, .. } => ("file", *size),
         EntryKind::Symlink { .. } => ("symlink", 0),
         EntryKind::HardLink { target } => (
             "hardlink",
-            match target_of(*target).map(|t| &t.kind) {
-                Some(EntryKind::File { size, .. }) => *size,
-                _ => 0,
-            },
+            target_of(*target).and_then(|t| t.file_size()).unwrap_or(0),
         ),
         EntryKind::CharDevice { .. } => ("char_device", 0),
         EntryKind::BlockDevice { .. } => ("block_device", 0),
         EntryKind::Fifo => ("fifo", 0),
         EntryKind::Socket => ("socket", 0),
     };
-    let device = match &e.kind {
+    let device = match &e.kind() {
         EntryKind::CharDevice { rdev } | EntryKind::BlockDevice { rdev } => Some(DeviceNumbers {
             major: rustix::fs::major(*rdev),
             minor: rustix::fs::minor(*rdev),
         }),
         _ => None,
     };
+    let meta = e.meta();
     ListEntry {
         path: path(m.entries.path(i)),
         kind,
-        mode: e.meta.mode & 0o7777,
+        mode: meta.mode & 0o7777,
         mode_string: super::show::mode_string(e),
-        uid: e.meta.uid,
-        gid: e.meta.gid,
-        user: user_name(&m.users, e.meta.uid),
-        group: user_name(&m.groups, e.meta.gid),
+        uid: meta.uid,
+        gid: meta.gid,
+        user: user_name(&m.users, meta.uid),
+        group: user_name(&m.groups, meta.gid),
         size,
-        mtime: rfc3339(e.meta.mtime),
-        mtime_ns: nanos(e.meta.mtime),
-        target: match &e.kind {
-            EntryKind::Symlink { target } => Some(Name {
-                field: "target",
-                bytes: target,
-                prefix: "",
-            }),
-            _ => None,
-        },
-        link: match &e.kind {
+        mtime: rfc3339(meta.mtime),
+        mtime_ns: nanos(meta.mtime),
+        target: e.symlink_target().map(|target| Name {
+            field: "target",
+            bytes: target,
+            prefix: "",
+        }),
+        link: match &e.kind() {
             EntryKind::HardLink { target } => target_of(*target).map(|_| Name {
                 field: "link",
                 bytes: m.entries.path(*target as usize),
@@ -251,7 +246,7 @@ pub fn list_entry(m: &Manifest, i: usize) -> ListEntry<'_> {
         },
         device,
         xattrs: e
-            .xattrs
+            .xattrs()
             .iter()
             .map(|x| String::from_utf8_lossy(&x.name).into_owned())
             .collect(),

@@ -33,7 +33,7 @@ pub(super) fn read(
     meta(&mut out, s)?;
     let held = s.next()?;
     each(&mut out, held.col(), 1, |c, e| {
-        e.xattrs = xattrs(c)?.into();
+        e.set_xattrs(xattrs(c)?);
         Ok(())
     })?;
     Ok(Entries::from_parts(paths, out))
@@ -70,11 +70,7 @@ fn kinds(n: u64, s: &mut Stream) -> Result<Vec<EntryRow>, PayloadError> {
             7 => EntryKind::Socket,
             x => return Err(c.bad(format!("entry {i}: unknown kind {x}"))),
         };
-        out.push(EntryRow {
-            kind,
-            meta: Meta::default(),
-            xattrs: Default::default(),
-        });
+        out.push(EntryRow::new(kind, Meta::default(), Vec::new()));
     }
     c.finish()?;
     Ok(out)
@@ -136,9 +132,10 @@ fn files(
     let (mut sizes, mut runs) = (sizes.col(), runs.col());
     let mut next = 0u64;
     for (i, e) in out.iter_mut().enumerate() {
-        if let EntryKind::File { size, runs: r } = &mut e.kind {
-            *r = file_runs(&mut runs, i, paths.get(i), chunks.len() as u64, &mut next)?;
-            *size = sizes.sv64(data_end(r, chunks))?;
+        if e.file_size().is_some() {
+            let r = file_runs(&mut runs, i, paths.get(i), chunks.len() as u64, &mut next)?;
+            let size = sizes.sv64(data_end(&r, chunks))?;
+            e.set_kind(EntryKind::File { size, runs: r });
         }
     }
     sizes.finish()?;
@@ -205,14 +202,16 @@ fn links(out: &mut [EntryRow], s: &mut Stream) -> Result<(), PayloadError> {
     let held = s.next()?;
     let mut c = held.col();
     for e in out.iter_mut() {
-        match &mut e.kind {
-            EntryKind::Symlink { target } => {
-                *target = c.bytes("symlink target bytes")?.to_vec();
-            }
-            EntryKind::HardLink { target } => *target = c.uv32()?,
-            EntryKind::CharDevice { rdev } | EntryKind::BlockDevice { rdev } => *rdev = c.uv()?,
-            _ => {}
-        }
+        let kind = match e.kind() {
+            EntryKind::Symlink { .. } => EntryKind::Symlink {
+                target: c.bytes("symlink target bytes")?.to_vec(),
+            },
+            EntryKind::HardLink { .. } => EntryKind::HardLink { target: c.uv32()? },
+            EntryKind::CharDevice { .. } => EntryKind::CharDevice { rdev: c.uv()? },
+            EntryKind::BlockDevice { .. } => EntryKind::BlockDevice { rdev: c.uv()? },
+            _ => continue,
+        };
+        e.set_kind(kind);
     }
     c.finish()
 }
@@ -222,19 +221,20 @@ fn links(out: &mut [EntryRow], s: &mut Stream) -> Result<(), PayloadError> {
 fn meta(out: &mut [EntryRow], s: &mut Stream) -> Result<(), PayloadError> {
     let held = s.next()?;
     each(out, held.col(), 1, |c, e| {
-        e.meta.mode = c.uv32()?;
+        let mode = c.uv32()?;
+        e.update_meta(|m| m.mode = mode);
         Ok(())
     })?;
     let (held, mut prev) = (s.next()?, 0u32);
     each(out, held.col(), 1, |c, e| {
-        e.meta.uid = c.sv32(prev)?;
-        prev = e.meta.uid;
+        prev = c.sv32(prev)?;
+        e.update_meta(|m| m.uid = prev);
         Ok(())
     })?;
     let (held, mut prev) = (s.next()?, 0u32);
     each(out, held.col(), 1, |c, e| {
-        e.meta.gid = c.sv32(prev)?;
-        prev = e.meta.gid;
+        prev = c.sv32(prev)?;
+        e.update_meta(|m| m.gid = prev);
         Ok(())
     })?;
     let flags = s.next()?;
@@ -242,16 +242,16 @@ fn meta(out: &mut [EntryRow], s: &mut Stream) -> Result<(), PayloadError> {
     exact(&fc, out.len(), 1, "time flags")?;
     let (held, mut prev) = (s.next()?, 0u64);
     each(out, held.col(), 1, |c, e| {
-        let sec = c.sv64(prev)?;
-        e.meta.mtime.sec = sec as i64;
-        prev = sec;
+        prev = c.sv64(prev)?;
+        e.update_meta(|m| m.mtime.sec = prev as i64);
         Ok(())
     })?;
     let held = s.next()?;
     let c = held.col();
     exact(&c, out.len(), 4, "nanoseconds")?;
     each(out, c, 4, |c, e| {
-        e.meta.mtime.nsec = c.u32le()?;
+        let nsec = c.u32le()?;
+        e.update_meta(|m| m.mtime.nsec = nsec);
         Ok(())
     })?;
     let held = s.next()?;
@@ -261,7 +261,7 @@ fn meta(out: &mut [EntryRow], s: &mut Stream) -> Result<(), PayloadError> {
         if f & !(ATIME_DIFFERS | CTIME_DIFFERS) != 0 {
             return Err(fc.bad(format!("unknown flags {f:#04x}")));
         }
-        let mtime = e.meta.mtime;
+        let mtime = e.meta().mtime;
         let mut other = |bit: u8| -> Result<Timestamp, PayloadError> {
             if f & bit == 0 {
                 return Ok(mtime);
@@ -271,26 +271,28 @@ fn meta(out: &mut [EntryRow], s: &mut Stream) -> Result<(), PayloadError> {
                 nsec: c.u32le()?,
             })
         };
-        e.meta.atime = other(ATIME_DIFFERS)?;
-        e.meta.ctime = other(CTIME_DIFFERS)?;
+        let (atime, ctime) = (other(ATIME_DIFFERS)?, other(CTIME_DIFFERS)?);
+        e.update_meta(|m| (m.atime, m.ctime) = (atime, ctime));
     }
     fc.finish()?;
     c.finish()?;
     drop((held, flags));
     let (held, mut prev) = (s.next()?, 0u64);
     each(out, held.col(), 1, |c, e| {
-        e.meta.ino = c.sv64(prev)?;
-        prev = e.meta.ino;
+        prev = c.sv64(prev)?;
+        e.update_meta(|m| m.ino = prev);
         Ok(())
     })?;
     let held = s.next()?;
     each(out, held.col(), 1, |c, e| {
-        e.meta.fs = c.uv32()?;
+        let fs = c.uv32()?;
+        e.update_meta(|m| m.fs = fs);
         Ok(())
     })?;
     let held = s.next()?;
     each(out, held.col(), 1, |c, e| {
-        e.meta.nlink = c.uv32()?;
+        let nlink = c.uv32()?;
+        e.update_meta(|m| m.nlink = nlink);
         Ok(())
     })
 }

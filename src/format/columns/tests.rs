@@ -304,8 +304,9 @@ fn counts_that_disagree_are_refused() {
 fn out_of_range_or_impossible_values_are_refused() {
     // A run naming chunk 12 of 12: the last file's first chunk (9) becomes 12.
     let mut m = varied();
-    if let EntryKind::File { runs, .. } = &mut m.entries[9].kind {
+    if let EntryKind::File { size, mut runs } = m.entries[9].kind() {
         runs[0].chunks = smallvec::smallvec![12];
+        m.entries[9].set_kind(EntryKind::File { size, runs });
     }
     let e = decode(&encoded(&m)).unwrap_err().to_string();
     assert!(

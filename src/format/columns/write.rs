@@ -128,12 +128,12 @@ impl<'a> EntryColumns<'a> {
         // One more than the highest chunk index named so far (FORMAT.md §5.7, `next`).
         let mut next = 0u32;
         for e in entries {
-            c.kinds.push(kind_index(&e.kind));
+            c.kinds.push(kind_index(&e.kind()));
             c.path(prev.map_or(&[][..], |p| p.path), e.path);
-            c.kind_data(&e.kind, &mut next);
+            c.kind_data(&e.kind(), &mut next);
             c.meta(e, prev);
-            put_uv(&mut c.xattrs, e.xattrs.len() as u64);
-            for x in &e.xattrs {
+            put_uv(&mut c.xattrs, e.xattrs().len() as u64);
+            for x in e.xattrs() {
                 put_bytes(&mut c.xattrs, &x.name);
                 put_bytes(&mut c.xattrs, &x.value);
             }
@@ -226,8 +226,8 @@ impl<'a> EntryColumns<'a> {
 
     /// Columns 12 to 21: each field against the entry before, the times against mtime.
     fn meta(&mut self, e: EntryRef, prev: Option<EntryRef>) {
-        let m = &e.meta;
-        let p = prev.map(|p| p.meta.clone()).unwrap_or_default();
+        let m = &e.meta();
+        let p = prev.map(|p| p.meta()).unwrap_or_default();
         put_uv(&mut self.modes, m.mode as u64);
         put_sv32(&mut self.uids, m.uid, p.uid);
         put_sv32(&mut self.gids, m.gid, p.gid);

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::*;
 use crate::format::manifest::{
-    ChunkHash, ChunkId, DataRun, Entries, EntryKind, EntryRef, Manifest,
+    ChunkHash, ChunkId, DataRun, Entries, EntryKind, EntryRef, Manifest, Runs,
 };
 use crate::format::records::MAX_PACK_LEN;
 use crate::format::sink::{NewChunk, PackSink};
@@ -167,8 +167,10 @@ impl FakeStore {
 }
 
 impl BaseImage for FakeStore {
-    fn unchanged_runs(&self, e: EntryRef) -> Option<&[DataRun]> {
-        self.unchanged.get(e.path).map(Vec::as_slice)
+    fn unchanged_runs(&self, e: EntryRef) -> Option<Runs> {
+        self.unchanged
+            .get(e.path)
+            .map(|r| r.iter().cloned().collect())
     }
     fn find_chunk(&self, hash: &ChunkHash) -> Option<ChunkIndex> {
         self.ids.get(&hash.id()).copied()
@@ -205,12 +207,12 @@ impl BasePacks for FakeStore {
     }
 }
 
-fn runs_of<'a>(entries: &'a Entries, path: &str) -> &'a [DataRun] {
+fn runs_of(entries: &Entries, path: &str) -> Runs {
     let e = entries
         .iter()
         .find(|e| *e.path == *path.as_bytes())
         .unwrap();
-    match &e.row.kind {
+    match e.row.kind() {
         EntryKind::File { runs, .. } => runs,
         _ => panic!("{path} is not a file"),
     }
@@ -291,7 +293,7 @@ fn a_capture_into_a_store_references_the_packs_of_the_chunks_it_shares() {
     assert_eq!(t.packs[..n_new], written[..]);
     let (mut used, mut used_blocks) = (BTreeSet::new(), HashSet::new());
     for f in ["shared1.bin", "shared2.bin"] {
-        for c in chunks_of(runs_of(&base_entries, f)) {
+        for c in chunks_of(&runs_of(&base_entries, f)) {
             let b = base_tables.chunks[c as usize].block;
             used_blocks.insert(b);
             used.insert(base_tables.blocks[b as usize].pack);
@@ -326,12 +328,12 @@ fn a_capture_into_a_store_references_the_packs_of_the_chunks_it_shares() {
 
     // The shared files' chunks point into referenced packs; new blocks hold only new.bin's.
     for f in ["shared1.bin", "dir/shared2.bin"] {
-        for c in chunks_of(runs_of(&entries, f)) {
+        for c in chunks_of(&runs_of(&entries, f)) {
             let block = t.chunks[c as usize].block as usize;
             assert!(t.blocks[block].pack as usize >= n_new, "{f}: chunk {c}");
         }
     }
-    let new_ids: HashSet<ChunkId> = chunks_of(runs_of(&entries, "new.bin"))
+    let new_ids: HashSet<ChunkId> = chunks_of(&runs_of(&entries, "new.bin"))
         .map(|c| t.chunks[c as usize].id)
         .collect();
     for c in &t.chunks {
@@ -383,7 +385,7 @@ fn a_capture_into_a_store_references_the_packs_of_the_chunks_it_shares() {
         ("dir/shared2.bin", &shared2),
         ("new.bin", &new),
     ] {
-        let got = read_back(&t, &packs, runs_of(&entries, f), want.len() as u64);
+        let got = read_back(&t, &packs, &runs_of(&entries, f), want.len() as u64);
         assert!(got == *want, "{f} reads back different bytes");
     }
 }

@@ -143,7 +143,7 @@ fn write_store_image(
 fn assert_files(r: &PayloadReader, root: &Path) {
     let mut cache = BlockCache::new();
     for e in &r.manifest().entries {
-        let EntryKind::File { size, runs } = &e.kind else {
+        let EntryKind::File { size, runs } = &e.kind() else {
             continue;
         };
         let mut out = vec![0u8; *size as usize];
