@@ -1,6 +1,7 @@
-//! Writes a `Manifest` as the 22 columns of FORMAT.md §5.7. The small columns are built in
-//! memory (a few bytes an entry), the two hash columns (32 bytes a block, 16 a chunk: the bulk)
-//! are written straight from the manifest, so the encoding is never held whole.
+//! Writes a `Manifest` as the 22 columns of FORMAT.md §5.7, one column after another, none
+//! held whole: each is encoded twice, in pieces of a few KiB, once to count its length (which
+//! comes first) and once into the stream (issue #23, memory an entry: the columns built side by
+//! side took about 40 bytes an entry at the end of a capture, the chunk ids 16 more).
 
 use std::io::Write;
 
@@ -8,13 +9,15 @@ use super::varint::{put_bytes, put_sv32, put_sv64, put_uv};
 use super::{ATIME_DIFFERS, COLUMNS, CTIME_DIFFERS, HeadRef, NEXT_CHUNKS, NO_RUNS};
 use crate::format::PayloadError;
 use crate::format::manifest::{
-    BlockRecord, ChunkRecord, Codec, DataRun, Entries, EntryKind, EntryRef, Manifest, Timestamp,
+    BlockRecord, ChunkRecord, Codec, DataRun, EntryKind, EntryRef, Manifest, Meta, Timestamp,
 };
 use crate::format::records::BLOCK_HEADER_LEN;
 
+/// A column is encoded into a buffer of about this many bytes, then counted or written.
+const PIECE: usize = 16 << 10;
+
 /// Writes the columns of `m` to `out` (the zstd stream of the frame).
 pub fn encode(m: &Manifest, out: &mut dyn Write) -> Result<(), PayloadError> {
-    let io = |e: std::io::Error| PayloadError::format(format!("writing the manifest: {e}"));
     let mut counts = Vec::new();
     for n in [m.blocks.len(), m.chunks.len(), m.entries.len()] {
         put_uv(&mut counts, n as u64);
@@ -30,44 +33,117 @@ pub fn encode(m: &Manifest, out: &mut dyn Write) -> Result<(), PayloadError> {
     };
     let head = bincode::serde::encode_to_vec(&head, bincode::config::standard())
         .map_err(|e| PayloadError::format(format!("encoding the manifest: {e}")))?;
-    let mut column = |bytes: &[u8]| -> Result<(), PayloadError> {
-        let mut len = Vec::with_capacity(10);
-        put_uv(&mut len, bytes.len() as u64);
-        out.write_all(&len).map_err(io)?;
-        out.write_all(bytes).map_err(io)
+    let mut w = ColumnWriter {
+        out,
+        buf: Vec::with_capacity(PIECE + 64),
     };
-    column(&counts)?;
-    column(&head)?;
-    column(&blocks(&m.blocks))?;
-    column(&m.blocks.iter().flat_map(|b| b.hash).collect::<Vec<u8>>())?;
-    column(&chunks(&m.chunks))?;
-    column(&m.chunks.iter().flat_map(|c| c.id.0).collect::<Vec<u8>>())?;
-    let entries = EntryColumns::of(&m.entries, &m.chunks);
-    for c in entries.all() {
-        column(c)?;
+    w.column(|| each(std::iter::once(&counts), |c, buf| buf.extend_from_slice(c)))?;
+    w.column(|| each(std::iter::once(&head), |h, buf| buf.extend_from_slice(h)))?;
+    w.column(|| blocks(&m.blocks))?;
+    w.column(|| each(&m.blocks, |b, buf| buf.extend_from_slice(&b.hash)))?;
+    w.column(|| chunks(&m.chunks))?;
+    w.column(|| each(&m.chunks, |c, buf| buf.extend_from_slice(&c.id.0)))?;
+    for column in EntryColumn::ALL {
+        w.column(|| {
+            let mut c = EntryColumnState::new(column, &m.chunks);
+            each(&m.entries, move |e, buf| c.put(e, buf))
+        })?;
     }
-    debug_assert_eq!(entries.all().len() + 6, COLUMNS.len());
+    debug_assert_eq!(EntryColumn::ALL.len() + 6, COLUMNS.len());
     Ok(())
 }
 
+/// Encodes one item of a column into the buffer it is given; `false` once there are none left.
+type Encoder<'a> = Box<dyn FnMut(&mut Vec<u8>) -> bool + 'a>;
+
+/// An encoder that puts each of `items` in turn with `put`.
+fn each<'a, I, T>(items: I, mut put: impl FnMut(T, &mut Vec<u8>) + 'a) -> Encoder<'a>
+where
+    I: IntoIterator<Item = T>,
+    I::IntoIter: 'a,
+{
+    let mut items = items.into_iter();
+    Box::new(move |buf| match items.next() {
+        Some(item) => {
+            put(item, buf);
+            true
+        }
+        None => false,
+    })
+}
+
+/// The stream the columns go to, and the piece a column is encoded into.
+struct ColumnWriter<'w> {
+    out: &'w mut dyn Write,
+    buf: Vec<u8>,
+}
+
+impl ColumnWriter<'_> {
+    /// Writes one column, its `uv` length then its bytes, from two runs of the encoder `make`
+    /// gives: the first counts, the second writes what the first counted.
+    fn column<'a>(&mut self, make: impl Fn() -> Encoder<'a>) -> Result<(), PayloadError> {
+        let mut len = 0u64;
+        pieces(&mut self.buf, make(), |piece| {
+            len += piece.len() as u64;
+            Ok(())
+        })?;
+        let mut prefix = Vec::with_capacity(10);
+        put_uv(&mut prefix, len);
+        self.out.write_all(&prefix).map_err(io)?;
+        let out = &mut *self.out;
+        let mut written = 0u64;
+        pieces(&mut self.buf, make(), |piece| {
+            written += piece.len() as u64;
+            out.write_all(piece).map_err(io)
+        })?;
+        if written != len {
+            return Err(PayloadError::format(
+                "internal: a manifest column changed between its two encodings",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Runs `encoder` to its end in `buf`, handing `f` its bytes a piece at a time.
+fn pieces(
+    buf: &mut Vec<u8>,
+    mut encoder: Encoder,
+    mut f: impl FnMut(&[u8]) -> Result<(), PayloadError>,
+) -> Result<(), PayloadError> {
+    buf.clear();
+    loop {
+        let more = encoder(buf);
+        if buf.len() >= PIECE || !more {
+            f(buf)?;
+            buf.clear();
+        }
+        if !more {
+            return Ok(());
+        }
+    }
+}
+
+fn io(e: std::io::Error) -> PayloadError {
+    PayloadError::format(format!("writing the manifest: {e}"))
+}
+
 /// Column 3: pack and offset as steps from the block before, which usually follows it.
-fn blocks(blocks: &[BlockRecord]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(blocks.len() * 8);
+fn blocks(blocks: &[BlockRecord]) -> Encoder<'_> {
     let (mut pack, mut end) = (0u32, 64u64);
-    for b in blocks {
+    each(blocks, move |b, out| {
         let base = if b.pack == pack { end } else { 64 };
-        put_sv32(&mut out, b.pack, pack);
-        put_sv64(&mut out, b.offset, base);
-        put_uv(&mut out, b.stored_len as u64);
-        put_uv(&mut out, b.raw_len as u64);
+        put_sv32(out, b.pack, pack);
+        put_sv64(out, b.offset, base);
+        put_uv(out, b.stored_len as u64);
+        put_uv(out, b.raw_len as u64);
         out.push(match b.codec {
             Codec::Raw => 0,
             Codec::Zstd => 1,
         });
         pack = b.pack;
         end = block_end(b);
-    }
-    out
+    })
 }
 
 /// Where the next block of the same pack starts when there is no gap (wrapping, as FORMAT.md's
@@ -80,178 +156,212 @@ pub(super) fn block_end(b: &BlockRecord) -> u64 {
 
 /// Column 5: block and offset as steps from the chunk before, which usually precedes it in
 /// the same block.
-fn chunks(chunks: &[ChunkRecord]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(chunks.len() * 4);
+fn chunks(chunks: &[ChunkRecord]) -> Encoder<'_> {
     let (mut block, mut end) = (0u32, 0u32);
-    for c in chunks {
+    each(chunks, move |c, out| {
         let base = if c.block == block { end } else { 0 };
-        put_sv32(&mut out, c.block, block);
-        put_sv32(&mut out, c.offset, base);
-        put_uv(&mut out, c.len as u64);
+        put_sv32(out, c.block, block);
+        put_sv32(out, c.offset, base);
+        put_uv(out, c.len as u64);
         block = c.block;
         end = c.offset.wrapping_add(c.len);
-    }
-    out
+    })
 }
 
-/// Columns 7 to 22, filled entry by entry.
-#[derive(Default)]
-struct EntryColumns<'a> {
+/// Columns 7 to 22, in FORMAT.md §5.7's order: each is encoded by a pass of its own over the
+/// entries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum EntryColumn {
+    Kinds,
+    Paths,
+    Sizes,
+    Runs,
+    Links,
+    Modes,
+    Uids,
+    Gids,
+    TimeFlags,
+    Mtimes,
+    MtimeNsec,
+    OtherTimes,
+    Inodes,
+    Filesystems,
+    Nlinks,
+    Xattrs,
+}
+
+impl EntryColumn {
+    const ALL: [EntryColumn; 16] = [
+        EntryColumn::Kinds,
+        EntryColumn::Paths,
+        EntryColumn::Sizes,
+        EntryColumn::Runs,
+        EntryColumn::Links,
+        EntryColumn::Modes,
+        EntryColumn::Uids,
+        EntryColumn::Gids,
+        EntryColumn::TimeFlags,
+        EntryColumn::Mtimes,
+        EntryColumn::MtimeNsec,
+        EntryColumn::OtherTimes,
+        EntryColumn::Inodes,
+        EntryColumn::Filesystems,
+        EntryColumn::Nlinks,
+        EntryColumn::Xattrs,
+    ];
+}
+
+/// One entry column being encoded: what it needs of the entry before (the base of most
+/// deltas) and, for the runs, the chunk numbering so far.
+struct EntryColumnState<'a> {
+    column: EntryColumn,
     /// The chunk table: the short form names only chunks that exist, and a file's size is
     /// written as a step from the end of its data (FORMAT.md §5.7).
     chunks: &'a [ChunkRecord],
-    kinds: Vec<u8>,
-    paths: Vec<u8>,
-    sizes: Vec<u8>,
-    runs: Vec<u8>,
-    links: Vec<u8>,
-    modes: Vec<u8>,
-    uids: Vec<u8>,
-    gids: Vec<u8>,
-    time_flags: Vec<u8>,
-    mtimes: Vec<u8>,
-    mtime_nsec: Vec<u8>,
-    other_times: Vec<u8>,
-    inodes: Vec<u8>,
-    filesystems: Vec<u8>,
-    nlinks: Vec<u8>,
-    xattrs: Vec<u8>,
+    prev_path: &'a [u8],
+    /// The entry before's metadata (all zero before the first), for columns 12 to 21.
+    prev_meta: Meta,
+    /// One more than the highest chunk index named so far (FORMAT.md §5.7, `next`).
+    next: u32,
 }
 
-impl<'a> EntryColumns<'a> {
-    fn of(entries: &Entries, chunks: &'a [ChunkRecord]) -> Self {
-        let mut c = EntryColumns {
+impl<'a> EntryColumnState<'a> {
+    fn new(column: EntryColumn, chunks: &'a [ChunkRecord]) -> Self {
+        EntryColumnState {
+            column,
             chunks,
-            ..Default::default()
-        };
-        let mut prev: Option<EntryRef> = None;
-        // One more than the highest chunk index named so far (FORMAT.md §5.7, `next`).
-        let mut next = 0u32;
-        for e in entries {
-            c.kinds.push(kind_index(&e.kind()));
-            c.path(prev.map_or(&[][..], |p| p.path), e.path);
-            c.kind_data(&e.kind(), &mut next);
-            c.meta(e, prev);
-            put_uv(&mut c.xattrs, e.xattrs().len() as u64);
-            for x in e.xattrs() {
-                put_bytes(&mut c.xattrs, &x.name);
-                put_bytes(&mut c.xattrs, &x.value);
+            prev_path: &[],
+            prev_meta: Meta::default(),
+            next: 0,
+        }
+    }
+
+    /// Appends entry `e`'s value of this column to `out`.
+    fn put(&mut self, e: EntryRef<'a>, out: &mut Vec<u8>) {
+        match self.column {
+            EntryColumn::Kinds => out.push(kind_index(&e.kind())),
+            // Column 8: what the path shares with the one before, then the rest.
+            EntryColumn::Paths => {
+                let prev = self.prev_path;
+                let shared = prev.iter().zip(e.path).take_while(|(a, b)| a == b).count();
+                put_uv(out, shared as u64);
+                put_bytes(out, &e.path[shared..]);
+                self.prev_path = e.path;
             }
-            prev = Some(e);
-        }
-        c
-    }
-
-    /// In FORMAT.md §5.7's order.
-    fn all(&self) -> [&[u8]; 16] {
-        [
-            &self.kinds,
-            &self.paths,
-            &self.sizes,
-            &self.runs,
-            &self.links,
-            &self.modes,
-            &self.uids,
-            &self.gids,
-            &self.time_flags,
-            &self.mtimes,
-            &self.mtime_nsec,
-            &self.other_times,
-            &self.inodes,
-            &self.filesystems,
-            &self.nlinks,
-            &self.xattrs,
-        ]
-    }
-
-    /// Column 8: what the path shares with the one before, then the rest.
-    fn path(&mut self, prev: &[u8], path: &[u8]) {
-        let shared = prev.iter().zip(path).take_while(|(a, b)| a == b).count();
-        put_uv(&mut self.paths, shared as u64);
-        put_bytes(&mut self.paths, &path[shared..]);
-    }
-
-    /// Columns 9, 10 and 11.
-    fn kind_data(&mut self, kind: &EntryKind, next: &mut u32) {
-        match kind {
-            EntryKind::File { size, runs } => {
-                put_sv64(&mut self.sizes, *size, data_end(runs, self.chunks));
-                self.file_runs(runs, next);
+            EntryColumn::Sizes => {
+                if let EntryKind::File { size, runs } = e.kind() {
+                    put_sv64(out, size, data_end(&runs, self.chunks));
+                }
             }
-            EntryKind::Symlink { target } => put_bytes(&mut self.links, target),
-            EntryKind::HardLink { target } => put_uv(&mut self.links, *target as u64),
-            EntryKind::CharDevice { rdev } | EntryKind::BlockDevice { rdev } => {
-                put_uv(&mut self.links, *rdev)
+            EntryColumn::Runs => {
+                if let EntryKind::File { runs, .. } = e.kind() {
+                    file_runs(&runs, self.chunks, &mut self.next, out);
+                }
             }
-            EntryKind::Directory | EntryKind::Fifo | EntryKind::Socket => {}
-        }
-    }
-
-    /// Column 10: the short form when the file is one run at 0 of the next new chunks.
-    fn file_runs(&mut self, runs: &[DataRun], next: &mut u32) {
-        let out = &mut self.runs;
-        if let [run] = runs
-            && run.offset == 0
-            && !run.chunks.is_empty()
-            && *next as u64 + run.chunks.len() as u64 <= self.chunks.len() as u64
-            && run
-                .chunks
-                .iter()
-                .enumerate()
-                .all(|(i, &c)| (c as u64) == *next as u64 + i as u64)
-        {
-            put_uv(out, NEXT_CHUNKS);
-            put_uv(out, run.chunks.len() as u64);
-            *next = next.wrapping_add(run.chunks.len() as u32);
-            return;
-        }
-        if runs.is_empty() {
-            put_uv(out, NO_RUNS);
-            return;
-        }
-        put_uv(out, runs.len() as u64 + 1);
-        let mut offset = 0u64;
-        for r in runs {
-            put_sv64(out, r.offset, offset);
-            offset = r.offset;
-            put_uv(out, r.chunks.len() as u64);
-            let mut expect = *next;
-            for &c in &r.chunks {
-                put_sv32(out, c, expect);
-                expect = c.wrapping_add(1);
-                *next = (*next).max(expect);
+            EntryColumn::Links => match e.kind() {
+                EntryKind::Symlink { target } => put_bytes(out, &target),
+                EntryKind::HardLink { target } => put_uv(out, target as u64),
+                EntryKind::CharDevice { rdev } | EntryKind::BlockDevice { rdev } => {
+                    put_uv(out, rdev)
+                }
+                EntryKind::File { .. }
+                | EntryKind::Directory
+                | EntryKind::Fifo
+                | EntryKind::Socket => {}
+            },
+            EntryColumn::Xattrs => {
+                put_uv(out, e.xattrs().len() as u64);
+                for x in e.xattrs() {
+                    put_bytes(out, &x.name);
+                    put_bytes(out, &x.value);
+                }
+            }
+            _ => {
+                let m = e.meta();
+                self.meta(&m, out);
+                self.prev_meta = m;
             }
         }
     }
 
     /// Columns 12 to 21: each field against the entry before, the times against mtime.
-    fn meta(&mut self, e: EntryRef, prev: Option<EntryRef>) {
-        let m = &e.meta();
-        let p = prev.map(|p| p.meta()).unwrap_or_default();
-        put_uv(&mut self.modes, m.mode as u64);
-        put_sv32(&mut self.uids, m.uid, p.uid);
-        put_sv32(&mut self.gids, m.gid, p.gid);
-        let mut flags = 0;
-        for (bit, t) in [(ATIME_DIFFERS, &m.atime), (CTIME_DIFFERS, &m.ctime)] {
-            if *t != m.mtime {
-                flags |= bit;
-                self.other_time(t, &m.mtime);
+    fn meta(&self, m: &Meta, out: &mut Vec<u8>) {
+        let p = &self.prev_meta;
+        match self.column {
+            EntryColumn::Modes => put_uv(out, m.mode as u64),
+            EntryColumn::Uids => put_sv32(out, m.uid, p.uid),
+            EntryColumn::Gids => put_sv32(out, m.gid, p.gid),
+            EntryColumn::TimeFlags => {
+                let mut flags = 0;
+                for (bit, t) in [(ATIME_DIFFERS, &m.atime), (CTIME_DIFFERS, &m.ctime)] {
+                    if *t != m.mtime {
+                        flags |= bit;
+                    }
+                }
+                out.push(flags);
             }
+            EntryColumn::Mtimes => put_sv64(out, m.mtime.sec as u64, p.mtime.sec as u64),
+            EntryColumn::MtimeNsec => out.extend_from_slice(&m.mtime.nsec.to_le_bytes()),
+            EntryColumn::OtherTimes => {
+                for t in [&m.atime, &m.ctime] {
+                    if *t != m.mtime {
+                        other_time(t, &m.mtime, out);
+                    }
+                }
+            }
+            EntryColumn::Inodes => put_sv64(out, m.ino, p.ino),
+            EntryColumn::Filesystems => put_uv(out, m.fs as u64),
+            EntryColumn::Nlinks => put_uv(out, m.nlink as u64),
+            EntryColumn::Kinds
+            | EntryColumn::Paths
+            | EntryColumn::Sizes
+            | EntryColumn::Runs
+            | EntryColumn::Links
+            | EntryColumn::Xattrs => {}
         }
-        self.time_flags.push(flags);
-        put_sv64(&mut self.mtimes, m.mtime.sec as u64, p.mtime.sec as u64);
-        self.mtime_nsec
-            .extend_from_slice(&m.mtime.nsec.to_le_bytes());
-        put_sv64(&mut self.inodes, m.ino, p.ino);
-        put_uv(&mut self.filesystems, m.fs as u64);
-        put_uv(&mut self.nlinks, m.nlink as u64);
     }
+}
 
-    /// Column 18: a time unlike mtime, its seconds from mtime's.
-    fn other_time(&mut self, t: &Timestamp, mtime: &Timestamp) {
-        put_sv64(&mut self.other_times, t.sec as u64, mtime.sec as u64);
-        self.other_times.extend_from_slice(&t.nsec.to_le_bytes());
+/// Column 10: the short form when the file is one run at 0 of the next new chunks.
+fn file_runs(runs: &[DataRun], chunks: &[ChunkRecord], next: &mut u32, out: &mut Vec<u8>) {
+    if let [run] = runs
+        && run.offset == 0
+        && !run.chunks.is_empty()
+        && *next as u64 + run.chunks.len() as u64 <= chunks.len() as u64
+        && run
+            .chunks
+            .iter()
+            .enumerate()
+            .all(|(i, &c)| (c as u64) == *next as u64 + i as u64)
+    {
+        put_uv(out, NEXT_CHUNKS);
+        put_uv(out, run.chunks.len() as u64);
+        *next = next.wrapping_add(run.chunks.len() as u32);
+        return;
     }
+    if runs.is_empty() {
+        put_uv(out, NO_RUNS);
+        return;
+    }
+    put_uv(out, runs.len() as u64 + 1);
+    let mut offset = 0u64;
+    for r in runs {
+        put_sv64(out, r.offset, offset);
+        offset = r.offset;
+        put_uv(out, r.chunks.len() as u64);
+        let mut expect = *next;
+        for &c in &r.chunks {
+            put_sv32(out, c, expect);
+            expect = c.wrapping_add(1);
+            *next = (*next).max(expect);
+        }
+    }
+}
+
+/// Column 18: a time unlike mtime, its seconds from mtime's.
+fn other_time(t: &Timestamp, mtime: &Timestamp, out: &mut Vec<u8>) {
+    put_sv64(out, t.sec as u64, mtime.sec as u64);
+    out.extend_from_slice(&t.nsec.to_le_bytes());
 }
 
 /// Where a file's data ends, the base of its size in column 9 (FORMAT.md §5.7): the last
