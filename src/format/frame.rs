@@ -3,6 +3,8 @@
 //! §5.7, with 16-byte chunk ids); frames of version 3 (the same columns with 32-byte ids) and
 //! of versions 1 and 2 (bincode) are still read, their ids cut to 16 bytes.
 
+use std::io::Write;
+
 use super::PayloadError;
 use super::manifest::Manifest;
 use super::records::{FrameHeader, MAX_MANIFEST_STORED, RECORD_LEN};
@@ -17,40 +19,72 @@ fn config() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
-/// Encodes `m` as a complete frame (header + body) of manifest version 4. The columns are
-/// streamed into the zstd encoder; only the small ones are held whole (issue #23), never the
-/// chunk ids.
+/// Encodes `m` as a complete frame (header + body) of manifest version 4, held whole (an
+/// encrypted image seals it so; a plain `.oimg` streams it with [`write_manifest`]).
 pub fn encode_manifest(m: &Manifest) -> Result<Vec<u8>, PayloadError> {
+    // The header's place first; the body is compressed behind it.
+    let mut out = vec![0u8; RECORD_LEN];
+    let header = write_manifest(m, &mut out)?;
+    out[..RECORD_LEN].copy_from_slice(&header.encode());
+    Ok(out)
+}
+
+/// Compresses `m`'s encoding (manifest version 4) into `out` and returns the header of the
+/// frame it is the body of (its length and hash known only now, so the caller writes it in
+/// front: FORMAT.md §4). The columns are streamed into the zstd encoder and its output into
+/// `out`: neither the encoding nor the compressed body is held whole (issue #23).
+pub fn write_manifest(m: &Manifest, out: &mut dyn Write) -> Result<FrameHeader, PayloadError> {
     let failed = |what: &str, e: &dyn std::fmt::Display| {
         PayloadError::format(format!("{what} the manifest: {e}"))
     };
-    // The header's place first; the body is compressed behind it.
-    let zstd = zstd::stream::write::Encoder::new(vec![0u8; RECORD_LEN], MANIFEST_LEVEL)
+    let body = Hashing {
+        inner: out,
+        hasher: blake3::Hasher::new(),
+        count: 0,
+    };
+    let zstd = zstd::stream::write::Encoder::new(body, MANIFEST_LEVEL)
         .map_err(|e| failed("compressing", &e))?;
     let mut raw = Counting::new(std::io::BufWriter::with_capacity(1 << 16, zstd));
     super::columns::encode(m, &mut raw)?;
     let raw_len = raw.count;
-    let mut out = raw
+    let body = raw
         .inner
         .into_inner()
         .map_err(|e| failed("compressing", &e.into_error()))?
         .finish()
         .map_err(|e| failed("compressing", &e))?;
-    let body = &out[RECORD_LEN..];
-    if body.len() as u64 > MAX_MANIFEST_STORED {
+    if body.count > MAX_MANIFEST_STORED {
         return Err(PayloadError::format(
             "manifest larger than 1 GiB: too many entries",
         ));
     }
-    let header = FrameHeader {
+    Ok(FrameHeader {
         version: crate::format::manifest::MANIFEST_VERSION,
         sealed: false,
-        stored_len: body.len() as u64,
+        stored_len: body.count,
         raw_len,
-        hash: *blake3::hash(body).as_bytes(),
-    };
-    out[..RECORD_LEN].copy_from_slice(&header.encode());
-    Ok(out)
+        hash: *body.hasher.finalize().as_bytes(),
+    })
+}
+
+/// A writer that hashes and counts the bytes through it: the frame's body.
+struct Hashing<'a> {
+    inner: &'a mut dyn Write,
+    hasher: blake3::Hasher,
+    count: u64,
+}
+
+impl Write for Hashing<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Decompresses a body of version 3 or 4, at most `raw_len` bytes of it (memory grows with the

@@ -8,7 +8,7 @@ use super::write_behind::WriteBehind;
 use super::{Backing, Container, ContainerKind};
 use crate::envelope::{ImageKey, Unlock};
 use crate::format::PayloadError;
-use crate::format::frame::{decode_frame_header, encode_manifest};
+use crate::format::frame::{decode_frame_header, encode_manifest, write_manifest};
 use crate::format::manifest::{Manifest, PackRecord};
 use crate::format::records::{ImageHeader, RECORD_LEN, Trailer};
 use crate::format::sink::BlockSource;
@@ -130,29 +130,55 @@ impl OimgWriter {
         Ok(w)
     }
 
-    /// Appends the manifest and the trailer and syncs the file to disk.
-    pub fn finish(self, m: &Manifest) -> Result<File, PayloadError> {
-        let mut frame = encode_manifest(m)?;
+    /// Appends the manifest and the trailer and syncs the file to disk. A plain image's frame
+    /// is compressed straight into the file, its header written in front once its body is
+    /// (issue #23: the frame is not held whole); an encrypted image's is sealed whole.
+    pub fn finish(mut self, m: &Manifest) -> Result<File, PayloadError> {
         if let Some(k) = &self.key {
-            frame = k.seal_manifest(&frame);
+            let frame = k.seal_manifest(&encode_manifest(m)?);
+            return self.finish_frame(&frame);
         }
-        self.finish_frame(&frame)
+        let at = self.w.pos();
+        self.write_all(&[0u8; RECORD_LEN])?;
+        let header = write_manifest(m, &mut Appending(&mut self.w))?;
+        self.w.write_at(at, &header.encode())?;
+        self.finish_trailer(at)
     }
 
     /// `finish` with the manifest frame given as it is to be stored (sealed already for an
     /// encrypted image): an export copies a store version's frame byte for byte.
     pub fn finish_frame(mut self, frame: &[u8]) -> Result<File, PayloadError> {
+        let at = self.w.pos();
+        self.write_all(frame)?;
+        self.finish_trailer(at)
+    }
+
+    /// Appends the trailer of the frame written from offset `at` to here, and syncs the file.
+    fn finish_trailer(mut self, at: u64) -> Result<File, PayloadError> {
         let trailer = Trailer {
-            manifest_offset: self.w.pos(),
-            manifest_len: frame.len() as u64,
+            manifest_offset: at,
+            manifest_len: self.w.pos() - at,
             image_id: self.image_id,
         };
-        self.write_all(frame)?;
         self.write_all(&trailer.encode())?;
         let file = self.w.into_file()?;
         file.sync_all()
             .map_err(|e| PayloadError::io("cannot sync", &self.path, e))?;
         Ok(file)
+    }
+}
+
+/// The image file as an `io::Write`, for the manifest's compressor.
+struct Appending<'a>(&'a mut WriteBehind);
+
+impl std::io::Write for Appending<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write_all(buf).map_err(std::io::Error::other)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

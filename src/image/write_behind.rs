@@ -75,6 +75,17 @@ impl WriteBehind {
         Ok(())
     }
 
+    /// Overwrites `bytes` at `offset`, before the position (a header whose content is known
+    /// only once what follows it is written).
+    pub fn write_at(&mut self, offset: u64, bytes: &[u8]) -> Result<(), PayloadError> {
+        if offset + bytes.len() as u64 > self.pos {
+            return Err(PayloadError::format("internal: a write back past the end"));
+        }
+        self.out.flush().map_err(|e| self.err(e))?;
+        std::os::unix::fs::FileExt::write_all_at(self.out.get_ref(), bytes, offset)
+            .map_err(|e| self.err(e))
+    }
+
     /// Zeros up to the next multiple of `align` bytes.
     pub fn pad_to_multiple(&mut self, align: u64) -> Result<(), PayloadError> {
         let zeros = vec![0u8; (self.pos.next_multiple_of(align) - self.pos) as usize];
