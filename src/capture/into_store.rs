@@ -143,6 +143,7 @@ pub fn capture_into_store(
     let mut params = steps::payload_params(opts, image_id, &scanned);
     params.packs = PackOwner::Store { store_id: store.id };
     params.pack_limit = store.config.pack_size as u64;
+    params.scratch = Some(std::env::temp_dir());
     let written = write_payload_with_base(
         &mut scanned.entries,
         &mut uploader,

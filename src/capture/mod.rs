@@ -185,7 +185,8 @@ pub fn capture_from(
     let unread = std::mem::take(&mut scanned.mount_dirs_unread);
 
     let mut container = container::open(&staging, image_id, seal_ref)?;
-    let params = steps::payload_params(opts, image_id, &scanned);
+    let mut params = steps::payload_params(opts, image_id, &scanned);
+    params.scratch = staging.tmp.path().parent().map(Path::to_path_buf);
     let tables = steps::write_packs(
         &mut scanned.entries,
         container.sink(),

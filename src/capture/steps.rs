@@ -213,7 +213,7 @@ pub(super) fn scan_against_base(
 }
 
 /// How the payload is written: from the files `scanned` found under its root, with `opts`'
-/// level, threads and `--keep-going`.
+/// level, threads and `--keep-going` (and no scratch folder: the caller names one).
 pub(super) fn payload_params(
     opts: &CaptureOptions,
     image_id: [u8; 16],
@@ -228,6 +228,7 @@ pub(super) fn payload_params(
         image_id,
         packs: PackOwner::Image,
         pack_limit: crate::format::records::MAX_PACK_LEN,
+        scratch: None,
     }
 }
 

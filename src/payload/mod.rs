@@ -5,7 +5,8 @@
 //! `writer` runs the capture pipeline (read → cut → hash → dedup → compress → pack; blocks
 //! already stored are copied from a refresh's base by `carry` or referenced in a store by
 //! `reference`), `reader` opens an image wherever it lives and hands out verified chunks
-//! (checked first by `format::validate`), `verify` checks every byte.
+//! (checked first by `format::validate`), `verify` checks every byte. `rests` keeps the
+//! capture's whole chunk hashes beyond their ids, mostly on disk.
 
 pub mod block_chunks;
 pub mod carry;
@@ -14,6 +15,7 @@ pub mod codec;
 pub mod packer;
 pub mod reader;
 pub mod reference;
+mod rests;
 pub mod verify;
 pub mod writer;
 

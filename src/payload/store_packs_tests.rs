@@ -58,6 +58,7 @@ fn capture_with_store_packs(
         packs: PackOwner::Store { store_id: STORE_ID },
         pack_limit: crate::format::records::MAX_PACK_LEN,
         to_read: 0,
+        scratch: None,
     };
     let tables = write_payload_with_base(&mut entries, &mut w, &params, None, &NoProgress).unwrap();
     let m = Manifest {
@@ -267,6 +268,7 @@ fn image_packs_under_a_manifest_naming_a_store_are_refused() {
         packs: PackOwner::Image,
         pack_limit: crate::format::records::MAX_PACK_LEN,
         to_read: 0,
+        scratch: None,
     };
     let tables = write_payload_with_base(&mut entries, &mut w, &params, None, &NoProgress).unwrap();
     let m = Manifest {

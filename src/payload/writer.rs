@@ -20,6 +20,7 @@ use super::codec::BlockCompressor;
 pub use super::packer::PackOwner;
 use super::packer::{Outgoing, pack_blocks};
 use super::reference::{BasePacks, ReferenceCounts, Referenced};
+use super::rests::Rests;
 use crate::format::PayloadError;
 use crate::format::manifest::{
     BlockIndex, BlockRecord, ChunkHash, ChunkId, ChunkIndex, ChunkRecord, DataRun, Entries,
@@ -59,6 +60,9 @@ pub struct PayloadParams {
     pub pack_limit: u64,
     /// The progress total: the scan's `ScanResult::to_read`.
     pub to_read: u64,
+    /// A folder for the chunk table's temporary file (`rests`), beside the output; `None`
+    /// keeps it in memory.
+    pub scratch: Option<std::path::PathBuf>,
 }
 
 /// What the pipeline produced, for the manifest.
@@ -161,7 +165,7 @@ struct ChunkTable {
     /// For each record, the 16 bytes of its whole BLAKE3 after the id, where known (chunks
     /// read by this capture, chunks of a store's index; not a refresh base's, whose manifest
     /// has ids only): two different chunks with one id are refused, not merged (FORMAT.md §1).
-    rest: Vec<Option<[u8; 16]>>,
+    rest: Rests,
     /// Base block → its copy in this image (refresh only).
     base_blocks: HashMap<BlockIndex, BlockIndex>,
     copied: Vec<BlockIndex>,
@@ -212,7 +216,11 @@ pub fn write_payload_with_base(
     progress.start("capturing", params.to_read);
 
     let shared = Shared {
-        table: Mutex::new(ChunkTable::default()),
+        table: Mutex::new(ChunkTable::sized_for(
+            entries.rows(),
+            params.to_read,
+            params.scratch.as_deref(),
+        )),
         next_block: AtomicU32::new(0),
         abort: AtomicBool::new(false),
         chunker: Chunker::new(PARAMS),
@@ -677,7 +685,7 @@ impl Worker<'_> {
                 hash,
             });
             t.records.push(rec);
-            t.rest.push(Some(hash.rest()));
+            t.rest.push(Some(hash.rest())).map_err(spill_failed)?;
             let table = &mut *t;
             table.by_id.insert(&table.records, i);
             self.block.extend_from_slice(&self.window[a..b]);
@@ -759,7 +767,9 @@ fn claim_base_chunk(
             offset: r.offset,
             len: r.len,
         });
-        t.rest.push(base.chunk_hash(other).map(|h| h.rest()));
+        t.rest
+            .push(base.chunk_hash(other).map(|h| h.rest()))
+            .map_err(spill_failed)?;
         t.by_id.insert(&t.records, i);
     }
     if referenced {
@@ -771,12 +781,30 @@ fn claim_base_chunk(
 }
 
 impl ChunkTable {
+    /// A table with room for the chunks `entries` will likely give: one a file, and one more
+    /// for every average chunk's length of the `to_read` bytes. The id index is sized once, up
+    /// front: growing it holds the old and the new one at once (1.5 times the size it ends
+    /// at), which was capture's peak at 2,000,000 small files (issue #23, memory an entry).
+    /// The rests of the chunks' hashes go to a temporary file in `scratch`, when given.
+    fn sized_for(entries: &[EntryRow], to_read: u64, scratch: Option<&std::path::Path>) -> Self {
+        let files = entries.iter().filter(|e| is_file(e)).count();
+        let more = usize::try_from(to_read / PARAMS.avg as u64).unwrap_or(usize::MAX);
+        let n = files.saturating_add(more);
+        let mut t = ChunkTable {
+            rest: Rests::in_dir(scratch),
+            ..Default::default()
+        };
+        t.by_id.table.reserve(n, |_| 0);
+        t.records.reserve(n);
+        t
+    }
+
     /// Whether record `i`, found by the id of `hash`, is that chunk: refused when both whole
     /// hashes are known and differ (a deliberate collision of the 16-byte ids, FORMAT.md §1;
     /// a manifest cannot hold both chunks).
     fn same_chunk(&self, i: ChunkIndex, hash: &ChunkHash) -> Result<(), PayloadError> {
-        match self.rest.get(i as usize) {
-            Some(Some(rest)) if *rest != hash.rest() => Err(PayloadError::format(format!(
+        match self.rest.get(i as usize).map_err(spill_failed)? {
+            Some(rest) if rest != hash.rest() => Err(PayloadError::format(format!(
                 "two different chunks share the id {:?} (the first 16 bytes of their BLAKE3, \
                  FORMAT.md §1): a deliberate hash collision? Nothing was merged; the capture \
                  stops",
@@ -785,6 +813,11 @@ impl ChunkTable {
             _ => Ok(()),
         }
     }
+}
+
+/// An error of the chunk hashes' temporary file (`Rests`).
+fn spill_failed(e: std::io::Error) -> PayloadError {
+    PayloadError::format(format!("the chunk table's temporary file failed: {e}"))
 }
 
 fn unreachable_outcome() -> Result<Outcome, PayloadError> {
@@ -893,7 +926,7 @@ mod tests {
                 offset: 0,
                 len: 1,
             });
-            t.rest.push(rest);
+            t.rest.push(rest).unwrap();
         }
         assert!(t.same_chunk(0, &hash(1)).is_ok());
         let e = t.same_chunk(0, &hash(2)).unwrap_err().to_string();

@@ -108,6 +108,7 @@ fn capture(
         packs: crate::payload::writer::PackOwner::Image,
         pack_limit,
         to_read: 0,
+        scratch: None,
     };
     let tables = write_payload_with_base(&mut entries, sink, &params, base, &NoProgress).unwrap();
     (entries, tables)

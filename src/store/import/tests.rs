@@ -54,6 +54,7 @@ fn capture(root: &Path, image: &Path, limit: u64) -> Manifest {
         packs: PackOwner::Image,
         pack_limit: limit,
         to_read: 0,
+        scratch: None,
     };
     let tables = write_payload_with_base(&mut entries, &mut w, &params, None, &NoProgress).unwrap();
     let m = Manifest {
