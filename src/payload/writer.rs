@@ -8,7 +8,6 @@
 //! blocks in flight, plus the chunk index.
 
 use std::collections::HashMap;
-use std::hash::BuildHasher as _;
 use std::ops::Range;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -17,14 +16,15 @@ use crossbeam_channel::{Sender, bounded};
 
 use super::chunker::{Chunker, PARAMS, is_zero};
 use super::codec::BlockCompressor;
+use super::id_index::IdIndex;
 pub use super::packer::PackOwner;
 use super::packer::{Outgoing, pack_blocks};
 use super::reference::{BasePacks, ReferenceCounts, Referenced};
 use super::rests::Rests;
 use crate::format::PayloadError;
 use crate::format::manifest::{
-    BlockIndex, BlockRecord, ChunkHash, ChunkId, ChunkIndex, ChunkRecord, DataRun, Entries,
-    EntryKind, EntryRef, EntryRow, Meta, PackRecord, Paths, RunChunks, Runs,
+    BlockIndex, BlockRecord, ChunkHash, ChunkIndex, ChunkRecord, DataRun, Entries, EntryKind,
+    EntryRef, EntryRow, Meta, PackRecord, Paths, RunChunks, Runs,
 };
 use crate::format::records::BlockHeader;
 use crate::format::sink::{NewChunk, PackSink};
@@ -130,31 +130,6 @@ pub struct ReuseCounters {
     pub copied_blocks: Vec<BlockIndex>,
     /// What a capture into a store uses of the store where it lies: blocks, packs, bytes.
     pub referenced: ReferenceCounts,
-}
-
-/// The chunk table's index by id: each slot holds a record's index, 4 bytes, and the id is read
-/// from the record (a map from id to index took 20 bytes a slot: issue #23, memory an entry).
-#[derive(Default)]
-struct IdIndex {
-    table: hashbrown::HashTable<ChunkIndex>,
-    hasher: std::hash::RandomState,
-}
-
-impl IdIndex {
-    /// The index of the record with `id`.
-    fn get(&self, records: &[ChunkRecord], id: &ChunkId) -> Option<ChunkIndex> {
-        let hash = self.hasher.hash_one(id);
-        let same = |&i: &ChunkIndex| records.get(i as usize).is_some_and(|r| r.id == *id);
-        self.table.find(hash, same).copied()
-    }
-
-    /// Indexes `records[i]`, whose id is not indexed yet.
-    fn insert(&mut self, records: &[ChunkRecord], i: ChunkIndex) {
-        let h = &self.hasher;
-        let rehash = |&j: &ChunkIndex| h.hash_one(records[j as usize].id);
-        self.table
-            .insert_unique(h.hash_one(records[i as usize].id), i, rehash);
-    }
 }
 
 /// The chunk index shared by all workers: id → record, claimed under one lock.
@@ -783,18 +758,18 @@ fn claim_base_chunk(
 impl ChunkTable {
     /// A table with room for the chunks `entries` will likely give: one a file, and one more
     /// for every average chunk's length of the `to_read` bytes. The id index is sized once, up
-    /// front: growing it holds the old and the new one at once (1.5 times the size it ends
-    /// at), which was capture's peak at 2,000,000 small files (issue #23, memory an entry).
+    /// front: growing it holds the old and the new one at once, which was capture's peak at
+    /// 2,000,000 small files (issue #23, memory an entry).
     /// The rests of the chunks' hashes go to a temporary file in `scratch`, when given.
     fn sized_for(entries: &[EntryRow], to_read: u64, scratch: Option<&std::path::Path>) -> Self {
         let files = entries.iter().filter(|e| is_file(e)).count();
         let more = usize::try_from(to_read / PARAMS.avg as u64).unwrap_or(usize::MAX);
         let n = files.saturating_add(more);
         let mut t = ChunkTable {
+            by_id: IdIndex::with_capacity(n),
             rest: Rests::in_dir(scratch),
             ..Default::default()
         };
-        t.by_id.table.reserve(n, |_| 0);
         t.records.reserve(n);
         t
     }
