@@ -86,7 +86,7 @@ mod tests {
     use super::*;
 
     fn rest(i: usize) -> Option<[u8; 16]> {
-        (i % 3 != 0).then(|| {
+        (!i.is_multiple_of(3)).then(|| {
             let mut r = [0u8; 16];
             r[..8].copy_from_slice(&(i as u64).to_le_bytes());
             r[15] = 0xa5;
