@@ -148,7 +148,7 @@ fn write_tree<S: ChunkSource>(
     make_dirs(target, entries, plan)?;
     progress.finish();
 
-    progress.start("writing files", plan.data_len());
+    progress.start("writing files", plan.data_len(src.manifest()));
     let stats = files::write_files(src, target, plan, opts.threads, progress, warn)?;
     progress.finish();
 
@@ -178,7 +178,7 @@ fn make_dirs(target: &Target, entries: &Entries, plan: &Plan) -> Result<(), Extr
     let mut dirs = DirCache::default();
     for &i in &plan.dirs {
         let path = entries.path(i as usize);
-        let parent = dirs.get(target, entries, plan.parent[i as usize])?;
+        let parent = dirs.parent(target, path)?;
         match target::mkdir(parent, name_of(path)) {
             Err(rustix::io::Errno::EXIST) if target.merges_into_mounts() => {
                 // Only a real directory may stand in for one (never a symlink).
@@ -228,7 +228,7 @@ fn make_others(
     for &i in &plan.others {
         let entry = entries.at(i as usize);
         let name = name_of(entry.path);
-        let dir = dirs.get(target, entries, plan.parent[i as usize])?;
+        let dir = dirs.parent(target, entry.path)?;
         let made = match &entry.kind() {
             EntryKind::Symlink { target } => rustix::fs::symlinkat(target.as_slice(), dir, name),
             EntryKind::CharDevice { rdev } => {
@@ -254,8 +254,8 @@ fn make_links(target: &Target, entries: &Entries, plan: &Plan) -> Result<(), Ext
     let (mut link_dirs, mut first_dirs) = (DirCache::default(), DirCache::default());
     for &(l, f) in &plan.links {
         let (link, first) = (entries.at(l as usize), entries.at(f as usize));
-        let link_dir = link_dirs.get(target, entries, plan.parent[l as usize])?;
-        let first_dir = first_dirs.get(target, entries, plan.parent[f as usize])?;
+        let link_dir = link_dirs.parent(target, link.path)?;
+        let first_dir = first_dirs.parent(target, first.path)?;
         // No AT_SYMLINK_FOLLOW: the first name is a regular file this extract created.
         rustix::fs::linkat(
             first_dir,
