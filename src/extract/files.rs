@@ -12,10 +12,11 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::error::ExtractError;
-use super::plan::{Plan, data_len, data_of, name_of};
+use super::plan::{Plan, Tree, data_len, data_of, name_of};
 use super::source::ChunkSource;
 use super::target::{self, DirCache, Handle, Target, Warnings};
-use crate::format::manifest::{Entries, EntryIndex, EntryKind, EntryRef, Manifest, Runs};
+use super::tree;
+use crate::format::manifest::{Entries, EntryIndex, EntryKind, EntryRef, Runs};
 use crate::progress::Progress;
 
 /// A batch ends after this many bytes of data or files, whichever comes first.
@@ -54,9 +55,9 @@ pub(crate) fn write_files<S: ChunkSource>(
     let work = Work {
         src,
         target,
-        entries: &src.manifest().entries,
+        entries: src.entries(),
         plan,
-        batches: batches(&plan.files, |i| file_len(src.manifest(), i)),
+        batches: batches(&plan.files, |i| file_len(tree(src), i)),
         next: AtomicUsize::new(0),
         failed: AtomicBool::new(false),
         progress,
@@ -64,7 +65,7 @@ pub(crate) fn write_files<S: ChunkSource>(
     };
     let threads = threads.clamp(1, work.batches.len().max(1));
     // The chunks in the order the threads will take them: batch after batch.
-    let entries = &src.manifest().entries;
+    let entries = src.entries();
     let mut order = work
         .batches
         .iter()
@@ -95,8 +96,8 @@ pub(crate) fn write_files<S: ChunkSource>(
 }
 
 /// Bytes of data to write for planned file `i` (its own or its hard link target's).
-fn file_len(manifest: &Manifest, i: EntryIndex) -> u64 {
-    data_len(manifest, data_of(&manifest.entries, i))
+fn file_len(tree: Tree, i: EntryIndex) -> u64 {
+    data_len(tree, data_of(tree.entries, i))
 }
 
 /// Contiguous ranges of `files` of bounded size (`len` gives each file's), a large file alone
@@ -143,7 +144,7 @@ impl<S: ChunkSource> Work<'_, S> {
                     Ok(written) => {
                         stats.files += 1;
                         stats.bytes_written += written;
-                        self.progress.advance(file_len(self.src.manifest(), file));
+                        self.progress.advance(file_len(tree(self.src), file));
                     }
                     Err(e) => {
                         self.failed.store(true, Ordering::Relaxed);
@@ -210,7 +211,8 @@ impl<S: ChunkSource> Work<'_, S> {
                         source: Box::new(e),
                     })?;
                 let len = bytes.len() as u64;
-                if len != u64::from(self.src.manifest().chunks[c as usize].len) {
+                let expected = self.src.chunks().get(c as usize).map(|r| u64::from(r.len));
+                if expected != Some(len) {
                     return Err(ExtractError::Read {
                         path: path(),
                         source: format!("chunk {c} has {len} bytes, not as the manifest says")

@@ -98,8 +98,8 @@ pub fn extract<S: ChunkSource>(
     opts: &ExtractOptions,
     progress: &dyn Progress,
 ) -> Result<ExtractReport, ExtractError> {
-    let entries = &src.manifest().entries;
-    let mut plan = Plan::new(src.manifest(), &opts.paths)?;
+    let entries = src.entries();
+    let mut plan = Plan::new(tree(src), &opts.paths)?;
     if !opts.devices {
         let before = plan.others.len();
         plan.others.retain(|&i| {
@@ -141,14 +141,14 @@ fn write_tree<S: ChunkSource>(
     progress: &dyn Progress,
     warn: &Warnings,
 ) -> Result<files::FileStats, ExtractError> {
-    let entries = &src.manifest().entries;
+    let entries = src.entries();
     let dest = target.full_path(b"");
     // Only the file phase counts bytes; the others are quick and report no total.
     progress.start("creating directories", 0);
     make_dirs(target, entries, plan)?;
     progress.finish();
 
-    progress.start("writing files", plan.data_len(src.manifest()));
+    progress.start("writing files", plan.data_len(tree(src)));
     let stats = files::write_files(src, target, plan, opts.threads, progress, warn)?;
     progress.finish();
 
@@ -166,11 +166,19 @@ fn write_tree<S: ChunkSource>(
     Ok(stats)
 }
 
-/// Runs every check `extract` makes on `manifest` before it writes (the whole tree: paths,
+/// Runs every check `extract` makes on `src`'s tree before it writes (the whole tree: paths,
 /// parents, hard links, data runs), writing nothing: a restore runs it on each filesystem's
 /// part before it touches a disk.
-pub fn check(manifest: &crate::format::manifest::Manifest) -> Result<(), ExtractError> {
-    Plan::new(manifest, &[]).map(|_| ())
+pub fn check<S: ChunkSource>(src: &S) -> Result<(), ExtractError> {
+    Plan::new(tree(src), &[]).map(|_| ())
+}
+
+/// The entries and chunk records of `src`, as the plan reads them.
+pub(crate) fn tree<S: ChunkSource>(src: &S) -> plan::Tree<'_> {
+    plan::Tree {
+        entries: src.entries(),
+        chunks: src.chunks(),
+    }
 }
 
 /// Phase 2: every directory, parents first (the plan guarantees parents come earlier).

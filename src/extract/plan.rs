@@ -12,10 +12,27 @@ use std::hash::BuildHasher as _;
 use hashbrown::HashTable;
 
 use super::error::ExtractError;
-use crate::format::manifest::{Entries, EntryIndex, EntryKind, Manifest};
+use crate::format::manifest::{ChunkRecord, Entries, EntryIndex, EntryKind, Manifest};
 
 /// Parent value meaning "the destination directory itself" (the image root's place).
 const DEST: EntryIndex = EntryIndex::MAX;
+
+/// What extract works from: a manifest's entries and chunk records, which need not be one
+/// `Manifest` (a restored filesystem's part of the tree reads the image's chunk table).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Tree<'m> {
+    pub entries: &'m Entries,
+    pub chunks: &'m [ChunkRecord],
+}
+
+impl<'m> From<&'m Manifest> for Tree<'m> {
+    fn from(m: &'m Manifest) -> Self {
+        Tree {
+            entries: &m.entries,
+            chunks: &m.chunks,
+        }
+    }
+}
 
 /// What to create, phase by phase, all lists in manifest order. Only entry indexes are kept,
 /// 4 bytes a created entry: each entry's parent directory is found again from its path
@@ -38,7 +55,7 @@ pub(crate) struct Plan {
 
 impl Plan {
     /// Checks `manifest` and selects `paths` (empty: everything). Fails before any write.
-    pub fn new(manifest: &Manifest, paths: &[Vec<u8>]) -> Result<Plan, ExtractError> {
+    pub fn new(manifest: Tree, paths: &[Vec<u8>]) -> Result<Plan, ExtractError> {
         let (root, index) = check_tree(manifest)?;
         check_contents(manifest)?;
         // None: everything (no table of one flag an entry).
@@ -75,7 +92,7 @@ impl Plan {
 
     /// An empty plan whose lists have room for every entry of their kind, counted first: a
     /// list grown by doubling holds up to twice what it needs.
-    fn sized(manifest: &Manifest, root: Option<EntryIndex>) -> Plan {
+    fn sized(manifest: Tree, root: Option<EntryIndex>) -> Plan {
         let (mut dirs, mut files, mut links, mut others) = (0, 0, 0, 0);
         for entry in manifest.entries.iter() {
             match &entry.kind() {
@@ -96,10 +113,10 @@ impl Plan {
     }
 
     /// Bytes of file data the plan writes (for progress).
-    pub fn data_len(&self, manifest: &Manifest) -> u64 {
+    pub fn data_len(&self, manifest: Tree) -> u64 {
         self.files
             .iter()
-            .map(|&i| data_len(manifest, data_of(&manifest.entries, i)))
+            .map(|&i| data_len(manifest, data_of(manifest.entries, i)))
             .sum()
     }
 
@@ -165,7 +182,7 @@ impl<'m> PathIndex<'m> {
     }
 }
 
-fn bad(manifest: &Manifest, index: usize, reason: impl Into<String>) -> ExtractError {
+fn bad(manifest: Tree, index: usize, reason: impl Into<String>) -> ExtractError {
     ExtractError::BadEntry {
         index: index as u32,
         path: String::from_utf8_lossy(manifest.entries.path(index)).into_owned(),
@@ -222,7 +239,7 @@ pub(crate) fn data_of(entries: &Entries, file: EntryIndex) -> EntryIndex {
 }
 
 /// Bytes of data (chunks) of regular file entry `i`, holes excluded; 0 for other kinds.
-pub(crate) fn data_len(manifest: &Manifest, i: EntryIndex) -> u64 {
+pub(crate) fn data_len(manifest: Tree, i: EntryIndex) -> u64 {
     match &manifest.entries[i as usize].kind() {
         EntryKind::File { runs, .. } => runs
             .iter()
@@ -235,8 +252,8 @@ pub(crate) fn data_len(manifest: &Manifest, i: EntryIndex) -> u64 {
 }
 
 /// Paths, parents, duplicates and the root.
-fn check_tree(manifest: &Manifest) -> Result<(Option<EntryIndex>, PathIndex<'_>), ExtractError> {
-    let entries = &manifest.entries;
+fn check_tree(manifest: Tree<'_>) -> Result<(Option<EntryIndex>, PathIndex<'_>), ExtractError> {
+    let entries = manifest.entries;
     if entries.len() >= DEST as usize {
         return Err(bad(manifest, 0, "the image has too many entries"));
     }
@@ -263,11 +280,7 @@ fn check_tree(manifest: &Manifest) -> Result<(Option<EntryIndex>, PathIndex<'_>)
 }
 
 /// The entry of the directory holding entry `i`, which must be an earlier directory.
-fn parent_index(
-    manifest: &Manifest,
-    index: &PathIndex,
-    i: usize,
-) -> Result<EntryIndex, ExtractError> {
+fn parent_index(manifest: Tree, index: &PathIndex, i: usize) -> Result<EntryIndex, ExtractError> {
     let dir = parent_of(manifest.entries.path(i));
     if dir.is_empty() {
         return Ok(DEST);
@@ -288,7 +301,7 @@ fn parent_index(
 }
 
 /// Kind-specific checks.
-fn check_contents(manifest: &Manifest) -> Result<(), ExtractError> {
+fn check_contents(manifest: Tree) -> Result<(), ExtractError> {
     for (i, entry) in manifest.entries.iter().enumerate() {
         // utimensat would refuse these half-way through the extract.
         let meta = entry.meta();
@@ -324,7 +337,7 @@ fn check_contents(manifest: &Manifest) -> Result<(), ExtractError> {
 
 /// Runs must be ordered, not overlap, stay within `size` and name existing chunks.
 fn check_runs(
-    manifest: &Manifest,
+    manifest: Tree,
     size: u64,
     runs: &[crate::format::manifest::DataRun],
 ) -> Result<(), String> {
@@ -354,7 +367,7 @@ fn check_runs(
 /// Which entries to create: the given paths, everything below them and their parents; None
 /// when that is every entry.
 fn select(
-    manifest: &Manifest,
+    manifest: Tree,
     index: &PathIndex,
     paths: &[Vec<u8>],
 ) -> Result<Option<Vec<bool>>, ExtractError> {
