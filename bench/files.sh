@@ -3,8 +3,9 @@
 # a tree of many small text files (200 B to 4 KiB, 100 a directory), hot cache, every output
 # fsynced inside its timing, medians of the rounds. Measures capture time, output size and
 # peak RSS of both, osimage's manifest bytes per entry (read from the .oimg trailer), and the
-# peak RSS of osimage list, verify and extract, with the growth in bytes per entry over an
-# empty tree, and extract time against zstd -dc | tar -x (both followed by a syncfs of the
+# peak RSS of osimage list, verify, extract and restore --to (the files-only restore: the
+# same unpack as a disk restore's, see docs/PERFORMANCE.md "Memory an entry"), with the growth
+# in bytes per entry over an empty tree, and extract time against zstd -dc | tar -x (both followed by a syncfs of the
 # output's filesystem inside their time: an fsync a file would cost more than either tool). Results go into docs/PERFORMANCE.md between the `bench:files` markers.
 #
 #   bench/files.sh                     # 500,000 files
@@ -79,6 +80,9 @@ for r in $(seq "$rounds"); do
     timed osimage extract "$work/files-out" "$work/extract.log" \
         "$osimage" extract "$work/files.oimg" -C "$work/files-out"
     rm -rf "$work/files-out"
+    timed osimage restore "$work/files-out" "$work/restore.log" \
+        "$osimage" restore --to "$work/files-out" -q "$work/files.oimg"
+    rm -rf "$work/files-out"
     mkdir "$work/files-out"
     timed tar extract "$work/files-out" "$work/tar-x.log" sh -c \
         "zstd -dc '$work/files.tar.zst' | tar --xattrs --acls -xf - -C '$work/files-out' && sync -f '$work/files-out'"
@@ -124,8 +128,9 @@ section=$work/files.section
     echo "Manifest: $manifest bytes, $(awk -v m="$manifest" -v n="$entries" 'BEGIN { printf "%.1f", m / n }') bytes an entry."
     echo "Peak RSS growth over an empty tree, bytes an entry: capture $(per_entry "$orss" "$erss"),"
     echo "list $(per_entry "$(median osimage list 5)" "$elrss"), verify $(per_entry "$(median osimage verify 5)" "$elrss"),"
-    echo "extract $(per_entry "$(median osimage extract 5)" "$elrss") (peak RSS MiB: list $(($(median osimage list 5) / 1024)),"
-    echo "verify $(($(median osimage verify 5) / 1024)), extract $(($(median osimage extract 5) / 1024)))."
+    echo "extract $(per_entry "$(median osimage extract 5)" "$elrss"), restore --to $(per_entry "$(median osimage restore 5)" "$elrss")"
+    echo "(peak RSS MiB: list $(($(median osimage list 5) / 1024)), verify $(($(median osimage verify 5) / 1024)),"
+    echo "extract $(($(median osimage extract 5) / 1024)), restore --to $(($(median osimage restore 5) / 1024)))."
     echo "<!-- bench:files:end -->"
 } >"$section"
 replace_section files "$section" "$doc"

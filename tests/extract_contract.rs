@@ -179,7 +179,6 @@ fn every_kind_round_trips_with_metadata() {
 }
 
 fn src_meta(src: &MemorySource, i: usize) -> Meta {
-    use osimage::ChunkSource;
     src.manifest().entries[i].meta()
 }
 

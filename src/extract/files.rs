@@ -12,10 +12,11 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::error::ExtractError;
-use super::plan::{FileJob, Plan, name_of};
+use super::plan::{Plan, Tree, data_len, data_of, name_of};
 use super::source::ChunkSource;
 use super::target::{self, DirCache, Handle, Target, Warnings};
-use crate::format::manifest::{Entries, EntryKind, EntryRef, Runs};
+use super::tree;
+use crate::format::manifest::{Entries, EntryIndex, EntryKind, EntryRef, Runs};
 use crate::progress::Progress;
 
 /// A batch ends after this many bytes of data or files, whichever comes first.
@@ -54,9 +55,9 @@ pub(crate) fn write_files<S: ChunkSource>(
     let work = Work {
         src,
         target,
-        entries: &src.manifest().entries,
+        entries: src.entries(),
         plan,
-        batches: batches(&plan.files),
+        batches: batches(&plan.files, |i| file_len(tree(src), i)),
         next: AtomicUsize::new(0),
         failed: AtomicBool::new(false),
         progress,
@@ -64,12 +65,12 @@ pub(crate) fn write_files<S: ChunkSource>(
     };
     let threads = threads.clamp(1, work.batches.len().max(1));
     // The chunks in the order the threads will take them: batch after batch.
-    let entries = &src.manifest().entries;
+    let entries = src.entries();
     let mut order = work
         .batches
         .iter()
         .flat_map(|b| &plan.files[b.clone()])
-        .flat_map(|job| match entries[job.data as usize].kind() {
+        .flat_map(|&i| match entries[data_of(entries, i) as usize].kind() {
             EntryKind::File { runs, .. } => runs,
             _ => Runs::new(),
         })
@@ -94,18 +95,24 @@ pub(crate) fn write_files<S: ChunkSource>(
     Ok(total)
 }
 
-/// Contiguous ranges of `files` of bounded size, a large file alone in its own, the large ones
-/// first (largest first) and the rest in manifest order. A thread that took a 100 MiB library
-/// last would otherwise finish it alone while the other sits idle.
-fn batches(files: &[FileJob]) -> Vec<std::ops::Range<usize>> {
+/// Bytes of data to write for planned file `i` (its own or its hard link target's).
+fn file_len(tree: Tree, i: EntryIndex) -> u64 {
+    data_len(tree, data_of(tree.entries, i))
+}
+
+/// Contiguous ranges of `files` of bounded size (`len` gives each file's), a large file alone
+/// in its own, the large ones first (largest first) and the rest in manifest order. A thread
+/// that took a 100 MiB library last would otherwise finish it alone while the other sits idle.
+fn batches(files: &[EntryIndex], len: impl Fn(EntryIndex) -> u64) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     let (mut start, mut bytes) = (0, 0);
-    for (i, f) in files.iter().enumerate() {
-        if f.data_len >= BATCH_BYTES && start < i {
+    for (i, &f) in files.iter().enumerate() {
+        let f_len = len(f);
+        if f_len >= BATCH_BYTES && start < i {
             out.push(start..i);
             (start, bytes) = (i, 0);
         }
-        bytes += f.data_len;
+        bytes += f_len;
         if bytes >= BATCH_BYTES || i + 1 - start >= BATCH_FILES {
             out.push(start..i + 1);
             (start, bytes) = (i + 1, 0);
@@ -116,8 +123,8 @@ fn batches(files: &[FileJob]) -> Vec<std::ops::Range<usize>> {
     }
     // Stable: batches of small files keep their order (and their shared blocks).
     out.sort_by_key(|r| {
-        let large = r.len() == 1 && files[r.start].data_len >= BATCH_BYTES;
-        std::cmp::Reverse(if large { files[r.start].data_len } else { 0 })
+        let first = if r.len() == 1 { len(files[r.start]) } else { 0 };
+        std::cmp::Reverse(if first >= BATCH_BYTES { first } else { 0 })
     });
     out
 }
@@ -132,12 +139,12 @@ impl<S: ChunkSource> Work<'_, S> {
             let Some(batch) = self.batches.get(self.next.fetch_add(1, Ordering::Relaxed)) else {
                 break;
             };
-            for job in &self.plan.files[batch.clone()] {
-                match self.write_one(job, &mut cache, &mut dirs) {
+            for &file in &self.plan.files[batch.clone()] {
+                match self.write_one(file, &mut cache, &mut dirs) {
                     Ok(written) => {
                         stats.files += 1;
                         stats.bytes_written += written;
-                        self.progress.advance(job.data_len);
+                        self.progress.advance(file_len(tree(self.src), file));
                     }
                     Err(e) => {
                         self.failed.store(true, Ordering::Relaxed);
@@ -154,18 +161,14 @@ impl<S: ChunkSource> Work<'_, S> {
     /// is removed again, never left looking complete (issue #24): the error names it.
     fn write_one(
         &self,
-        job: &FileJob,
+        file: EntryIndex,
         cache: &mut S::Cache,
         dirs: &mut DirCache,
     ) -> Result<u64, ExtractError> {
-        let named = self.entries.at(job.entry as usize);
-        let data = self.entries.at(job.data as usize);
+        let named = self.entries.at(file as usize);
+        let data = self.entries.at(data_of(self.entries, file) as usize);
         let path = || self.target.full_path(named.path);
-        let dir = dirs.get(
-            self.target,
-            self.entries,
-            self.plan.parent[job.entry as usize],
-        )?;
+        let dir = dirs.parent(self.target, named.path)?;
         let name = name_of(named.path);
         let file =
             target::create_file(dir, name).map_err(|e| ExtractError::io("creating", path(), e))?;
@@ -208,7 +211,8 @@ impl<S: ChunkSource> Work<'_, S> {
                         source: Box::new(e),
                     })?;
                 let len = bytes.len() as u64;
-                if len != u64::from(self.src.manifest().chunks[c as usize].len) {
+                let expected = self.src.chunks().get(c as usize).map(|r| u64::from(r.len));
+                if expected != Some(len) {
                     return Err(ExtractError::Read {
                         path: path(),
                         source: format!("chunk {c} has {len} bytes, not as the manifest says")
@@ -250,27 +254,23 @@ fn is_zero(bytes: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    fn jobs(sizes: &[u64]) -> Vec<FileJob> {
-        let job = |(i, &data_len): (usize, &u64)| FileJob {
-            entry: i as u32,
-            data: i as u32,
-            data_len,
-        };
-        sizes.iter().enumerate().map(job).collect()
+    /// Batches of files `0..sizes.len()` of these sizes.
+    fn batched(sizes: &[u64]) -> Vec<std::ops::Range<usize>> {
+        let files: Vec<EntryIndex> = (0..sizes.len() as EntryIndex).collect();
+        batches(&files, |i| sizes[i as usize])
     }
 
     #[test]
     fn large_files_go_alone_and_first() {
         const M: u64 = 1 << 20;
-        let files = jobs(&[M, M, 20 * M, 3 * M, 5 * M, 40 * M, 1, 1]);
-        assert_eq!(batches(&files), [5..6, 2..3, 0..2, 3..5, 6..8]);
+        let sizes = [M, M, 20 * M, 3 * M, 5 * M, 40 * M, 1, 1];
+        assert_eq!(batched(&sizes), [5..6, 2..3, 0..2, 3..5, 6..8]);
     }
 
     #[test]
     fn small_files_are_batched_by_count() {
-        let files = jobs(&[10; BATCH_FILES + 3]);
         assert_eq!(
-            batches(&files),
+            batched(&[10; BATCH_FILES + 3]),
             [0..BATCH_FILES, BATCH_FILES..BATCH_FILES + 3]
         );
     }

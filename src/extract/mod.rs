@@ -98,8 +98,8 @@ pub fn extract<S: ChunkSource>(
     opts: &ExtractOptions,
     progress: &dyn Progress,
 ) -> Result<ExtractReport, ExtractError> {
-    let entries = &src.manifest().entries;
-    let mut plan = Plan::new(src.manifest(), &opts.paths)?;
+    let entries = src.entries();
+    let mut plan = Plan::new(tree(src), &opts.paths)?;
     if !opts.devices {
         let before = plan.others.len();
         plan.others.retain(|&i| {
@@ -141,14 +141,14 @@ fn write_tree<S: ChunkSource>(
     progress: &dyn Progress,
     warn: &Warnings,
 ) -> Result<files::FileStats, ExtractError> {
-    let entries = &src.manifest().entries;
+    let entries = src.entries();
     let dest = target.full_path(b"");
     // Only the file phase counts bytes; the others are quick and report no total.
     progress.start("creating directories", 0);
     make_dirs(target, entries, plan)?;
     progress.finish();
 
-    progress.start("writing files", plan.data_len());
+    progress.start("writing files", plan.data_len(tree(src)));
     let stats = files::write_files(src, target, plan, opts.threads, progress, warn)?;
     progress.finish();
 
@@ -166,11 +166,19 @@ fn write_tree<S: ChunkSource>(
     Ok(stats)
 }
 
-/// Runs every check `extract` makes on `manifest` before it writes (the whole tree: paths,
+/// Runs every check `extract` makes on `src`'s tree before it writes (the whole tree: paths,
 /// parents, hard links, data runs), writing nothing: a restore runs it on each filesystem's
 /// part before it touches a disk.
-pub fn check(manifest: &crate::format::manifest::Manifest) -> Result<(), ExtractError> {
-    Plan::new(manifest, &[]).map(|_| ())
+pub fn check<S: ChunkSource>(src: &S) -> Result<(), ExtractError> {
+    Plan::new(tree(src), &[]).map(|_| ())
+}
+
+/// The entries and chunk records of `src`, as the plan reads them.
+pub(crate) fn tree<S: ChunkSource>(src: &S) -> plan::Tree<'_> {
+    plan::Tree {
+        entries: src.entries(),
+        chunks: src.chunks(),
+    }
 }
 
 /// Phase 2: every directory, parents first (the plan guarantees parents come earlier).
@@ -178,7 +186,7 @@ fn make_dirs(target: &Target, entries: &Entries, plan: &Plan) -> Result<(), Extr
     let mut dirs = DirCache::default();
     for &i in &plan.dirs {
         let path = entries.path(i as usize);
-        let parent = dirs.get(target, entries, plan.parent[i as usize])?;
+        let parent = dirs.parent(target, path)?;
         match target::mkdir(parent, name_of(path)) {
             Err(rustix::io::Errno::EXIST) if target.merges_into_mounts() => {
                 // Only a real directory may stand in for one (never a symlink).
@@ -228,7 +236,7 @@ fn make_others(
     for &i in &plan.others {
         let entry = entries.at(i as usize);
         let name = name_of(entry.path);
-        let dir = dirs.get(target, entries, plan.parent[i as usize])?;
+        let dir = dirs.parent(target, entry.path)?;
         let made = match &entry.kind() {
             EntryKind::Symlink { target } => rustix::fs::symlinkat(target.as_slice(), dir, name),
             EntryKind::CharDevice { rdev } => {
@@ -254,8 +262,8 @@ fn make_links(target: &Target, entries: &Entries, plan: &Plan) -> Result<(), Ext
     let (mut link_dirs, mut first_dirs) = (DirCache::default(), DirCache::default());
     for &(l, f) in &plan.links {
         let (link, first) = (entries.at(l as usize), entries.at(f as usize));
-        let link_dir = link_dirs.get(target, entries, plan.parent[l as usize])?;
-        let first_dir = first_dirs.get(target, entries, plan.parent[f as usize])?;
+        let link_dir = link_dirs.parent(target, link.path)?;
+        let first_dir = first_dirs.parent(target, first.path)?;
         // No AT_SYMLINK_FOLLOW: the first name is a regular file this extract created.
         rustix::fs::linkat(
             first_dir,

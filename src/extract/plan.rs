@@ -12,30 +12,41 @@ use std::hash::BuildHasher as _;
 use hashbrown::HashTable;
 
 use super::error::ExtractError;
-use crate::format::manifest::{Entries, EntryIndex, EntryKind, Manifest};
+use crate::format::manifest::{ChunkRecord, Entries, EntryIndex, EntryKind, Manifest};
 
 /// Parent value meaning "the destination directory itself" (the image root's place).
-pub(crate) const DEST: EntryIndex = EntryIndex::MAX;
+const DEST: EntryIndex = EntryIndex::MAX;
 
-/// A regular file to write: created under the name of `entry`, with the data and metadata of
-/// `data` (the same index, or the file a hard link points to when only the link is selected).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct FileJob {
-    pub entry: EntryIndex,
-    pub data: EntryIndex,
-    /// Bytes of data (chunks) to write, holes excluded.
-    pub data_len: u64,
+/// What extract works from: a manifest's entries and chunk records, which need not be one
+/// `Manifest` (a restored filesystem's part of the tree reads the image's chunk table).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Tree<'m> {
+    pub entries: &'m Entries,
+    pub chunks: &'m [ChunkRecord],
 }
 
-/// What to create, phase by phase, all lists in manifest order.
+impl<'m> From<&'m Manifest> for Tree<'m> {
+    fn from(m: &'m Manifest) -> Self {
+        Tree {
+            entries: &m.entries,
+            chunks: &m.chunks,
+        }
+    }
+}
+
+/// What to create, phase by phase, all lists in manifest order. Only entry indexes are kept,
+/// 4 bytes a created entry: each entry's parent directory is found again from its path
+/// (`target::DirCache`), a file's data from its entry (`data_of`) and its length from its
+/// runs (`data_len`), so the plan adds next to nothing to the manifest (issue #23 goal 2).
 #[derive(Debug, Default)]
 pub(crate) struct Plan {
-    /// The directory holding each entry (`DEST` for top-level entries and the root).
-    pub parent: Vec<EntryIndex>,
     /// The image root entry (empty path), whose metadata goes to the destination itself.
     pub root: Option<EntryIndex>,
     pub dirs: Vec<EntryIndex>,
-    pub files: Vec<FileJob>,
+    /// Regular files to write, each created under its entry's name with the data and metadata
+    /// of `data_of` it: itself, or the file a hard link points to when only the link is
+    /// selected.
+    pub files: Vec<EntryIndex>,
     /// Symlinks, devices, FIFOs and sockets.
     pub others: Vec<EntryIndex>,
     /// (new name, existing first name of the same file).
@@ -44,30 +55,25 @@ pub(crate) struct Plan {
 
 impl Plan {
     /// Checks `manifest` and selects `paths` (empty: everything). Fails before any write.
-    pub fn new(manifest: &Manifest, paths: &[Vec<u8>]) -> Result<Plan, ExtractError> {
-        let (parent, root, index) = check_tree(manifest)?;
-        let data_len = check_contents(manifest)?;
-        let selected = select(manifest, &parent, &index, paths)?;
-        let mut plan = Plan {
-            parent,
-            root,
-            ..Plan::default()
-        };
+    pub fn new(manifest: Tree, paths: &[Vec<u8>]) -> Result<Plan, ExtractError> {
+        let (root, index) = check_tree(manifest)?;
+        check_contents(manifest)?;
+        // None: everything (no table of one flag an entry).
+        let selected = select(manifest, &index, paths)?;
+        drop(index);
+        let is_selected = |i: EntryIndex| selected.as_ref().is_none_or(|s| s[i as usize]);
+        let mut plan = Plan::sized(manifest, root);
         // Hard-link target → the name its data was written under, when that is a link.
         let mut promoted: HashMap<EntryIndex, EntryIndex> = HashMap::new();
         for (i, entry) in manifest.entries.iter().enumerate() {
             let i = i as EntryIndex;
-            if !selected[i as usize] || Some(i) == root {
+            if !is_selected(i) || Some(i) == root {
                 continue;
             }
             match &entry.kind() {
                 EntryKind::Directory => plan.dirs.push(i),
-                EntryKind::File { .. } => plan.files.push(FileJob {
-                    entry: i,
-                    data: i,
-                    data_len: data_len[i as usize],
-                }),
-                EntryKind::HardLink { target } if selected[*target as usize] => {
+                EntryKind::File { .. } => plan.files.push(i),
+                EntryKind::HardLink { target } if is_selected(*target) => {
                     plan.links.push((i, *target))
                 }
                 // Only the link is selected: its first selected name gets the data.
@@ -75,11 +81,7 @@ impl Plan {
                     Some(&first) => plan.links.push((i, first)),
                     None => {
                         promoted.insert(*target, i);
-                        plan.files.push(FileJob {
-                            entry: i,
-                            data: *target,
-                            data_len: data_len[*target as usize],
-                        });
+                        plan.files.push(i);
                     }
                 },
                 _ => plan.others.push(i),
@@ -88,9 +90,34 @@ impl Plan {
         Ok(plan)
     }
 
+    /// An empty plan whose lists have room for every entry of their kind, counted first: a
+    /// list grown by doubling holds up to twice what it needs.
+    fn sized(manifest: Tree, root: Option<EntryIndex>) -> Plan {
+        let (mut dirs, mut files, mut links, mut others) = (0, 0, 0, 0);
+        for entry in manifest.entries.iter() {
+            match &entry.kind() {
+                EntryKind::Directory => dirs += 1,
+                EntryKind::File { .. } => files += 1,
+                // A link may become a file to write (its target not selected).
+                EntryKind::HardLink { .. } => links += 1,
+                _ => others += 1,
+            }
+        }
+        Plan {
+            root,
+            dirs: Vec::with_capacity(dirs),
+            files: Vec::with_capacity(files),
+            others: Vec::with_capacity(others),
+            links: Vec::with_capacity(links),
+        }
+    }
+
     /// Bytes of file data the plan writes (for progress).
-    pub fn data_len(&self) -> u64 {
-        self.files.iter().map(|f| f.data_len).sum()
+    pub fn data_len(&self, manifest: Tree) -> u64 {
+        self.files
+            .iter()
+            .map(|&i| data_len(manifest, data_of(manifest.entries, i)))
+            .sum()
     }
 
     /// Number of entries the plan creates, the destination's root included.
@@ -121,6 +148,15 @@ impl<'m> PathIndex<'m> {
         self.entries.path(i as usize)
     }
 
+    /// The directory holding entry `i` (`DEST` for a top-level entry), as `check_tree` found it.
+    fn parent(&self, i: EntryIndex) -> EntryIndex {
+        let dir = parent_of(self.path(i));
+        if dir.is_empty() {
+            return DEST;
+        }
+        self.get(dir).unwrap_or(DEST)
+    }
+
     /// The entry whose path is `path`.
     fn get(&self, path: &[u8]) -> Option<EntryIndex> {
         let hash = self.hasher.hash_one(path);
@@ -146,7 +182,7 @@ impl<'m> PathIndex<'m> {
     }
 }
 
-fn bad(manifest: &Manifest, index: usize, reason: impl Into<String>) -> ExtractError {
+fn bad(manifest: Tree, index: usize, reason: impl Into<String>) -> ExtractError {
     ExtractError::BadEntry {
         index: index as u32,
         path: String::from_utf8_lossy(manifest.entries.path(index)).into_owned(),
@@ -178,7 +214,7 @@ fn path_problem(path: &[u8]) -> Option<&'static str> {
 }
 
 /// The directory part of a non-empty path ("" for a top-level name).
-fn parent_of(path: &[u8]) -> &[u8] {
+pub(crate) fn parent_of(path: &[u8]) -> &[u8] {
     match path.iter().rposition(|&b| b == b'/') {
         Some(slash) => &path[..slash],
         None => b"",
@@ -193,16 +229,35 @@ pub(crate) fn name_of(path: &[u8]) -> &[u8] {
     }
 }
 
+/// The entry whose data and metadata a planned file gets: the file itself, or the one a hard
+/// link points to (the link written as a file when its target is not selected).
+pub(crate) fn data_of(entries: &Entries, file: EntryIndex) -> EntryIndex {
+    match entries[file as usize].kind() {
+        EntryKind::HardLink { target } => target,
+        _ => file,
+    }
+}
+
+/// Bytes of data (chunks) of regular file entry `i`, holes excluded; 0 for other kinds.
+pub(crate) fn data_len(manifest: Tree, i: EntryIndex) -> u64 {
+    match &manifest.entries[i as usize].kind() {
+        EntryKind::File { runs, .. } => runs
+            .iter()
+            .flat_map(|r| r.chunks.iter())
+            .filter_map(|&c| manifest.chunks.get(c as usize))
+            .map(|c| u64::from(c.len))
+            .sum(),
+        _ => 0,
+    }
+}
+
 /// Paths, parents, duplicates and the root.
-fn check_tree(
-    manifest: &Manifest,
-) -> Result<(Vec<EntryIndex>, Option<EntryIndex>, PathIndex<'_>), ExtractError> {
-    let entries = &manifest.entries;
+fn check_tree(manifest: Tree<'_>) -> Result<(Option<EntryIndex>, PathIndex<'_>), ExtractError> {
+    let entries = manifest.entries;
     if entries.len() >= DEST as usize {
         return Err(bad(manifest, 0, "the image has too many entries"));
     }
     let mut index = PathIndex::new(entries);
-    let mut parent = Vec::with_capacity(entries.len());
     let mut root = None;
     for (i, entry) in entries.iter().enumerate() {
         let path = entry.path;
@@ -217,21 +272,15 @@ fn check_tree(
         if !index.insert(i as EntryIndex) {
             return Err(bad(manifest, i, "path appears twice in the image"));
         }
-        parent.push(if path.is_empty() {
-            DEST
-        } else {
-            parent_index(manifest, &index, i)?
-        });
+        if !path.is_empty() {
+            parent_index(manifest, &index, i)?;
+        }
     }
-    Ok((parent, root, index))
+    Ok((root, index))
 }
 
 /// The entry of the directory holding entry `i`, which must be an earlier directory.
-fn parent_index(
-    manifest: &Manifest,
-    index: &PathIndex,
-    i: usize,
-) -> Result<EntryIndex, ExtractError> {
+fn parent_index(manifest: Tree, index: &PathIndex, i: usize) -> Result<EntryIndex, ExtractError> {
     let dir = parent_of(manifest.entries.path(i));
     if dir.is_empty() {
         return Ok(DEST);
@@ -251,9 +300,8 @@ fn parent_index(
     }
 }
 
-/// Kind-specific checks; returns each entry's data length (0 unless a regular file).
-fn check_contents(manifest: &Manifest) -> Result<Vec<u64>, ExtractError> {
-    let mut data_len = vec![0; manifest.entries.len()];
+/// Kind-specific checks.
+fn check_contents(manifest: Tree) -> Result<(), ExtractError> {
     for (i, entry) in manifest.entries.iter().enumerate() {
         // utimensat would refuse these half-way through the extract.
         let meta = entry.meta();
@@ -262,7 +310,7 @@ fn check_contents(manifest: &Manifest) -> Result<Vec<u64>, ExtractError> {
         }
         match &entry.kind() {
             EntryKind::File { size, runs } => {
-                data_len[i] = check_runs(manifest, *size, runs).map_err(|r| bad(manifest, i, r))?
+                check_runs(manifest, *size, runs).map_err(|r| bad(manifest, i, r))?
             }
             EntryKind::HardLink { target } => {
                 let ok = (*target as usize) < i
@@ -284,17 +332,16 @@ fn check_contents(manifest: &Manifest) -> Result<Vec<u64>, ExtractError> {
             _ => {}
         }
     }
-    Ok(data_len)
+    Ok(())
 }
 
 /// Runs must be ordered, not overlap, stay within `size` and name existing chunks.
 fn check_runs(
-    manifest: &Manifest,
+    manifest: Tree,
     size: u64,
     runs: &[crate::format::manifest::DataRun],
-) -> Result<u64, String> {
+) -> Result<(), String> {
     let mut end = 0u64;
-    let mut total = 0u64;
     for run in runs {
         if run.offset < end {
             return Err(format!(
@@ -312,19 +359,18 @@ fn check_runs(
                 .checked_add(u64::from(rec.len))
                 .filter(|&e| e <= size)
                 .ok_or_else(|| format!("data runs extend past the file size {size}"))?;
-            total += u64::from(rec.len);
         }
     }
-    Ok(total)
+    Ok(())
 }
 
-/// Which entries to create: the given paths, everything below them and their parents.
+/// Which entries to create: the given paths, everything below them and their parents; None
+/// when that is every entry.
 fn select(
-    manifest: &Manifest,
-    parent: &[EntryIndex],
+    manifest: Tree,
     index: &PathIndex,
     paths: &[Vec<u8>],
-) -> Result<Vec<bool>, ExtractError> {
+) -> Result<Option<Vec<bool>>, ExtractError> {
     let n = manifest.entries.len();
     let mut whole = vec![false; n];
     let mut everything = paths.is_empty();
@@ -345,26 +391,26 @@ fn select(
         whole[i as usize] = true;
     }
     if everything {
-        return Ok(vec![true; n]);
+        return Ok(None);
     }
     let mut selected = vec![false; n];
     for i in 0..n {
         // Parents come earlier, so one forward pass spreads a selection to the subtree.
-        let p = parent[i];
+        let p = index.parent(i as EntryIndex);
         if whole[i] || (p != DEST && whole[p as usize]) {
             whole[i] = true;
             selected[i] = true;
             let mut up = p;
             while up != DEST && !selected[up as usize] {
                 selected[up as usize] = true;
-                up = parent[up as usize];
+                up = index.parent(up);
             }
         }
     }
     if let Some(root) = manifest.entries.iter().position(|e| e.path.is_empty()) {
         selected[root] = true;
     }
-    Ok(selected)
+    Ok(Some(selected))
 }
 
 /// A user-given path relative to the image root: leading and trailing slashes dropped.

@@ -6,7 +6,8 @@
 
 use crate::format::PayloadError;
 use crate::format::manifest::{
-    ChunkId, ChunkIndex, ChunkRecord, DataRun, Entry, EntryIndex, EntryKind, Manifest, Meta,
+    ChunkId, ChunkIndex, ChunkRecord, DataRun, Entries, Entry, EntryIndex, EntryKind, Manifest,
+    Meta,
 };
 use crate::payload::reader::{BlockCache, PayloadReader};
 
@@ -18,8 +19,11 @@ pub trait ChunkSource: Sync {
     /// What a failed read reports; its message should name the image and the problem.
     type Error: std::error::Error + Send + Sync + 'static;
 
-    /// The manifest describing the tree to extract.
-    fn manifest(&self) -> &Manifest;
+    /// The entries of the tree to extract, in manifest order.
+    fn entries(&self) -> &Entries;
+    /// The chunk records the entries' data runs refer to (the image's whole table: a part of
+    /// a tree refers to the image's chunks, and need not copy the table).
+    fn chunks(&self) -> &[ChunkRecord];
     /// A fresh cache for one thread.
     fn new_cache(&self) -> Self::Cache;
     /// The uncompressed, verified bytes of chunk `idx`.
@@ -38,8 +42,11 @@ impl ChunkSource for PayloadReader {
     type Cache = BlockCache;
     type Error = PayloadError;
 
-    fn manifest(&self) -> &Manifest {
-        PayloadReader::manifest(self)
+    fn entries(&self) -> &Entries {
+        &PayloadReader::manifest(self).entries
+    }
+    fn chunks(&self) -> &[ChunkRecord] {
+        &PayloadReader::manifest(self).chunks
     }
     fn new_cache(&self) -> BlockCache {
         BlockCache::new()
@@ -114,6 +121,11 @@ impl MemorySource {
         self.add(path, kind, meta)
     }
 
+    /// The manifest built so far.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
     /// The manifest, to adjust by hand (tests of hostile manifests).
     pub fn manifest_mut(&mut self) -> &mut Manifest {
         &mut self.manifest
@@ -124,8 +136,12 @@ impl ChunkSource for MemorySource {
     type Cache = ();
     type Error = NoSuchChunk;
 
-    fn manifest(&self) -> &Manifest {
-        &self.manifest
+    fn entries(&self) -> &Entries {
+        &self.manifest.entries
+    }
+
+    fn chunks(&self) -> &[ChunkRecord] {
+        &self.manifest.chunks
     }
 
     fn new_cache(&self) {}

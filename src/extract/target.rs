@@ -22,8 +22,8 @@ use rustix::io::Errno;
 use rustix::process::{Gid, Uid};
 
 use super::error::ExtractError;
-use super::plan::DEST;
-use crate::format::manifest::{Entries, EntryIndex, Meta, Timestamp, Xattr};
+use super::plan::parent_of;
+use crate::format::manifest::{Meta, Timestamp, Xattr};
 use crate::progress::Progress;
 
 /// Set once `openat2` reported ENOSYS (kernel < 5.6): walk components instead.
@@ -336,26 +336,35 @@ fn timespec(t: Timestamp) -> rfs::Timespec {
     }
 }
 
-/// One open directory kept between consecutive entries of the same directory.
+/// One open directory kept between consecutive entries of the same directory, known by its
+/// path (the plan has checked that every parent is an earlier directory entry).
 #[derive(Default)]
 pub(crate) struct DirCache {
-    cached: Option<(EntryIndex, OwnedFd)>,
+    cached: Option<(Vec<u8>, OwnedFd)>,
 }
 
 impl DirCache {
-    /// An fd for directory entry `dir` (`DEST`: the destination itself).
-    pub fn get<'s>(
+    /// An fd for the directory holding the entry at `path` (the destination itself for a
+    /// top-level entry).
+    pub fn parent<'s>(
         &'s mut self,
         target: &'s Target,
-        entries: &Entries,
-        dir: EntryIndex,
+        path: &[u8],
     ) -> Result<BorrowedFd<'s>, ExtractError> {
-        if dir == DEST {
+        let dir = parent_of(path);
+        if dir.is_empty() {
             return Ok(target.dest_fd());
         }
-        if self.cached.as_ref().is_none_or(|(i, _)| *i != dir) {
-            let fd = target.open_dir(entries.path(dir as usize))?;
-            self.cached = Some((dir, fd));
+        if self
+            .cached
+            .as_ref()
+            .is_none_or(|(p, _)| p.as_slice() != dir)
+        {
+            let fd = target.open_dir(dir)?;
+            let mut p = self.cached.take().map(|(p, _)| p).unwrap_or_default();
+            p.clear();
+            p.extend_from_slice(dir);
+            self.cached = Some((p, fd));
         }
         match &self.cached {
             Some((_, fd)) => Ok(fd.as_fd()),

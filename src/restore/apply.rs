@@ -632,7 +632,7 @@ fn unpack(cx: &mut ApplyCtx, made: &[Made]) -> Result<(), RestoreError> {
         log.say(&format!(
             "  {}: {}, {} of file data",
             m.plan.mount_point,
-            crate::units::count(part.entries() as u64, "entry", "entries"),
+            crate::units::count(part.entry_count() as u64, "entry", "entries"),
             size(part.data_bytes())
         ));
         // mke2fs made lost+found (with preallocated blocks): kept when the image has one,

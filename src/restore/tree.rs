@@ -7,30 +7,39 @@
 //! metadata) and as an empty directory in the parent filesystem, where the child is mounted
 //! (the metadata of the directory that was underneath, from the mount-dirs record, FORMAT.md
 //! §13; the entry's when the image has none).
+//!
+//! A part reads the image's chunk table, and the part of a tree restored into one filesystem
+//! is the image's entries themselves: only a tree split among several filesystems is copied
+//! (issue #23 goal 2: a restore holds the manifest once).
+
+use std::borrow::Cow;
 
 use crate::extract::ChunkSource;
 use crate::format::PayloadError;
-use crate::format::manifest::{ChunkIndex, Entries, Entry, EntryIndex, EntryKind, Manifest};
+use crate::format::manifest::{
+    ChunkIndex, ChunkRecord, Entries, Entry, EntryIndex, EntryKind, Manifest,
+};
 use crate::format::mount_dirs;
 use crate::payload::reader::{BlockCache, PayloadReader};
 
 /// One filesystem's part of the image, reading chunks from the whole image.
 pub struct Part<'r> {
     reader: &'r PayloadReader,
-    manifest: Manifest,
+    /// The image's own entries when the part is the whole tree unchanged.
+    entries: Cow<'r, Entries>,
 }
 
 impl<'r> Part<'r> {
     /// Bytes of file data in this part (holes excluded), for progress and space checks.
     pub fn data_bytes(&self) -> u64 {
-        let m = &self.manifest;
-        m.entries
+        let chunks = self.chunks();
+        self.entries
             .iter()
             .map(|e| match &e.kind() {
                 EntryKind::File { runs, .. } => runs
                     .iter()
                     .flat_map(|r| &r.chunks)
-                    .filter_map(|&c| m.chunks.get(c as usize))
+                    .filter_map(|&c| chunks.get(c as usize))
                     .map(|c| u64::from(c.len))
                     .sum(),
                 _ => 0,
@@ -40,11 +49,11 @@ impl<'r> Part<'r> {
 
     /// Whether the part has an entry at `path` (relative to its filesystem's root).
     pub fn has_path(&self, path: &[u8]) -> bool {
-        self.manifest.entries.iter().any(|e| *e.path == *path)
+        self.entries.iter().any(|e| *e.path == *path)
     }
 
-    pub fn entries(&self) -> usize {
-        self.manifest.entries.len()
+    pub fn entry_count(&self) -> usize {
+        self.entries.len()
     }
 }
 
@@ -52,8 +61,12 @@ impl ChunkSource for Part<'_> {
     type Cache = BlockCache;
     type Error = PayloadError;
 
-    fn manifest(&self) -> &Manifest {
-        &self.manifest
+    fn entries(&self) -> &Entries {
+        &self.entries
+    }
+
+    fn chunks(&self) -> &[ChunkRecord] {
+        &self.reader.manifest().chunks
     }
 
     fn new_cache(&self) -> BlockCache {
@@ -104,15 +117,21 @@ pub fn split<'r>(
     strip_xattrs: &[bool],
 ) -> Result<Vec<Part<'r>>, PayloadError> {
     let m = reader.manifest();
+    if let ([root], [false]) = (mount_points, strip_xattrs)
+        && root.trim_matches('/').is_empty()
+    {
+        // One filesystem keeping xattrs: its part is every entry as it is (`split_entries`
+        // would copy each one unchanged; the image was validated when opened, so no hard link
+        // points forward). The mount-dirs record is still checked, as `split_entries` does.
+        mount_dirs::from_manifest(m)?;
+        let entries = Cow::Borrowed(&m.entries);
+        return Ok(vec![Part { reader, entries }]);
+    }
     Ok(split_entries(m, mount_points, strip_xattrs)?
         .into_iter()
         .map(|entries| Part {
             reader,
-            manifest: Manifest {
-                chunks: m.chunks.clone(),
-                entries,
-                ..Manifest::default()
-            },
+            entries: Cow::Owned(entries),
         })
         .collect())
 }
@@ -199,7 +218,7 @@ pub fn check_parts(
     let mps: Vec<String> = filesystems.iter().map(|f| f.mount_point.clone()).collect();
     let strip: Vec<bool> = filesystems.iter().map(|f| f.fstype == "vfat").collect();
     for (mp, part) in mps.iter().zip(split(reader, &mps, &strip)?) {
-        crate::extract::check(part.manifest()).map_err(|source| super::RestoreError::Tree {
+        crate::extract::check(&part).map_err(|source| super::RestoreError::Tree {
             mount_point: mp.clone(),
             source,
         })?;
@@ -238,6 +257,46 @@ mod tests {
             }]
             .into(),
         }
+    }
+
+    /// `split` lends the image's entries to a tree restored into one filesystem: what
+    /// `split_entries` would have copied is the same, hard links and the mount-dirs record
+    /// included.
+    #[test]
+    fn one_filesystem_gets_the_entries_unchanged() {
+        let file = Entry {
+            path: b"f".as_slice().into(),
+            kind: EntryKind::File {
+                size: 0,
+                runs: Default::default(),
+            },
+            meta: Default::default(),
+            xattrs: Default::default(),
+        };
+        let link = Entry {
+            path: b"boot/l".as_slice().into(),
+            kind: EntryKind::HardLink { target: 2 },
+            ..file.clone()
+        };
+        let entries = vec![
+            dir(b"", 0o755, b"root"),
+            dir(b"boot", 0o700, b"boot fs"),
+            file,
+            link,
+        ];
+        let mut m = Manifest {
+            entries: entries.into(),
+            ..Manifest::default()
+        };
+        let under = dir(b"boot", 0o555, b"underneath");
+        m.extensions
+            .push(mount_dirs::to_extension(&[mount_dirs::MountDir {
+                path: under.path.into(),
+                meta: under.meta,
+                xattrs: under.xattrs.into_vec(),
+            }]));
+        let parts = split_entries(&m, &["/".to_string()], &[false]).unwrap();
+        assert_eq!(parts, [m.entries]);
     }
 
     /// FORMAT.md §13 (issue #24 item 6): the mount point's directory in the parent filesystem
