@@ -143,7 +143,9 @@ pub fn capture_into_store(
     let mut params = steps::payload_params(opts, image_id, &scanned);
     params.packs = PackOwner::Store { store_id: store.id };
     params.pack_limit = store.config.pack_size as u64;
-    params.scratch = Some(std::env::temp_dir());
+    // The hashes' rests go to a scratch file only for a plain store: an encrypted store's
+    // chunk hashes are never written in the clear.
+    params.scratch = store.keys().is_none().then(std::env::temp_dir);
     let written = write_payload_with_base(
         &mut scanned.entries,
         &mut uploader,

@@ -186,7 +186,11 @@ pub fn capture_from(
 
     let mut container = container::open(&staging, image_id, seal_ref)?;
     let mut params = steps::payload_params(opts, image_id, &scanned);
-    params.scratch = staging.tmp.path().parent().map(Path::to_path_buf);
+    // The hashes' rests go to a scratch file beside the output only for a plain image: an
+    // encrypted image's chunk hashes are never written in the clear (they stay in memory).
+    if seal_ref.is_none() {
+        params.scratch = staging.tmp.path().parent().map(Path::to_path_buf);
+    }
     let tables = steps::write_packs(
         &mut scanned.entries,
         container.sink(),

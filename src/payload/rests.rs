@@ -7,7 +7,8 @@
 //! entries and the chunk records (issue #23, memory an entry). Only the newest `TAIL` rests
 //! are kept in memory; the older ones go, in order, to an unnamed temporary file beside the
 //! output (16 bytes a chunk at 16 × its index), and are read back only when an id is found
-//! again. Whether a chunk's rest is known is one bit in memory.
+//! again. Whether a chunk's rest is known is one bit in memory. An encrypted capture names no
+//! folder, and keeps them all in memory: its chunks' hashes are never written in the clear.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
