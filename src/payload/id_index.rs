@@ -18,7 +18,7 @@ const LOAD_DEN: usize = 8;
 /// Chunk id → the index of its record.
 #[derive(Default)]
 pub struct IdIndex {
-    /// 0: empty; else the top 7 bits of the slot's hash, with the high bit set.
+    /// 0: empty; else the low 7 bits of the slot's hash, with the high bit set.
     tags: Vec<u8>,
     /// The record index of each full slot.
     slots: Vec<ChunkIndex>,
@@ -86,10 +86,11 @@ impl IdIndex {
         self.slots = vec![0; slots];
     }
 
-    /// Where probing for `hash` starts (its high bits scaled to the table's length), and its tag.
+    /// Where probing for `hash` starts (its high bits scaled to the table's length), and its tag
+    /// (its low 7 bits: ids that start near one another differ there, not in their high bits).
     fn place(&self, hash: u64) -> (usize, u8) {
         let at = ((hash as u128 * self.tags.len() as u128) >> 64) as usize;
-        (at, (hash >> 57) as u8 | 0x80)
+        (at, (hash & 0x7f) as u8 | 0x80)
     }
 
     fn next(&self, at: usize) -> usize {
