@@ -288,6 +288,13 @@ mod tests {
             entries: entries.into(),
             ..Manifest::default()
         };
+        record_underneath_boot(&mut m);
+        let parts = split_entries(&m, &["/".to_string()], &[false]).unwrap();
+        assert_eq!(parts, [m.entries]);
+    }
+
+    /// Adds the mount-dirs record of a directory `boot` (mode 0555) under a mount point.
+    fn record_underneath_boot(m: &mut Manifest) {
         let under = dir(b"boot", 0o555, b"underneath");
         m.extensions
             .push(mount_dirs::to_extension(&[mount_dirs::MountDir {
@@ -295,8 +302,6 @@ mod tests {
                 meta: under.meta,
                 xattrs: under.xattrs.into_vec(),
             }]));
-        let parts = split_entries(&m, &["/".to_string()], &[false]).unwrap();
-        assert_eq!(parts, [m.entries]);
     }
 
     /// FORMAT.md §13 (issue #24 item 6): the mount point's directory in the parent filesystem
@@ -315,13 +320,7 @@ mod tests {
             0o700,
             "no record: the entry's, as before"
         );
-        let under = dir(b"boot", 0o555, b"underneath");
-        m.extensions
-            .push(mount_dirs::to_extension(&[mount_dirs::MountDir {
-                path: under.path.into(),
-                meta: under.meta,
-                xattrs: under.xattrs.into_vec(),
-            }]));
+        record_underneath_boot(&mut m);
         let parts = split_entries(&m, &mps, &[false, false]).unwrap();
         let (in_root, boot_root) = (parts[0].at(1), parts[1].at(0));
         assert_eq!((in_root.path, in_root.meta().mode), (&b"boot"[..], 0o555));
